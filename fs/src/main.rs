@@ -1,0 +1,3 @@
+//! AergoFS: Haystack-style volume store with an HTTP API.
+
+fn main() {}

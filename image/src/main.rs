@@ -1,0 +1,3 @@
+//! aergo-image: builds the initramfs and the flashable disk image.
+
+fn main() {}

@@ -1,0 +1,3 @@
+//! aergo-init: PID 1 and service supervisor of AERGO OS.
+
+fn main() {}

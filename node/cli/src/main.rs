@@ -1,0 +1,3 @@
+//! aergo CLI.
+
+fn main() {}

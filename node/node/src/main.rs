@@ -1,0 +1,3 @@
+//! aergo-node.
+
+fn main() {}

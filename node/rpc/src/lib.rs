@@ -1,0 +1,1 @@
+//! Node JSON-RPC types and client.

@@ -1,0 +1,1 @@
+//! AERGO chain primitives.

@@ -1,0 +1,297 @@
+//! The `aergo.toml` schema shared by init, the node, AergoFS and the dashboard.
+//!
+//! Every section is optional and every field has a default, so an empty file is a valid
+//! single-node dev configuration. Unknown fields are rejected so a typo is an error, not a
+//! silently ignored setting. Relative paths are resolved against the config file's folder.
+
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Errors reading or validating a config file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema.
+    #[error("invalid config {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, with line and column from the TOML parser.
+        message: String,
+    },
+    /// A value is out of range or inconsistent.
+    #[error("invalid config value `{field}`: {message}")]
+    Invalid {
+        /// Dotted field name.
+        field: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// The whole `aergo.toml`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// The chain node.
+    pub node: NodeConfig,
+    /// AergoFS.
+    pub fs: FsConfig,
+    /// The appliance (init): hostname, network, clock, console.
+    pub system: SystemConfig,
+}
+
+/// `[node]`: the chain node.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Use the built-in dev genesis (solo consensus, funded dev account).
+    pub dev: bool,
+    /// Chain data folder (RocksDB, block log, node key).
+    pub data_dir: Option<PathBuf>,
+    /// Genesis file (JSON). Required unless `dev`.
+    pub genesis: Option<PathBuf>,
+    /// The node's producer/identity key file; default `<data_dir>/node.key`, created when absent.
+    pub key: Option<PathBuf>,
+    /// Public JSON-RPC listen address (HTTP + WebSocket + /metrics).
+    pub rpc_addr: String,
+    /// libp2p listen address.
+    pub p2p_addr: String,
+    /// Bootnodes (multiaddrs).
+    pub peers: Vec<String>,
+    /// Discover peers with mDNS on the LAN.
+    pub mdns: bool,
+    /// Produce empty blocks when the mempool is empty.
+    pub empty_blocks: bool,
+    /// Mempool limits.
+    pub mempool: MempoolConfig,
+    /// Maximum RPC requests per second per client address (0 = unlimited).
+    pub rpc_rate_limit: u32,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self {
+            dev: false,
+            data_dir: None,
+            genesis: None,
+            key: None,
+            rpc_addr: format!("127.0.0.1:{}", crate::paths::RPC_PORT),
+            p2p_addr: format!("0.0.0.0:{}", crate::paths::P2P_PORT),
+            peers: Vec::new(),
+            mdns: false,
+            empty_blocks: true,
+            mempool: MempoolConfig::default(),
+            rpc_rate_limit: 2000,
+        }
+    }
+}
+
+/// `[node.mempool]`: mempool limits.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct MempoolConfig {
+    /// Maximum pending transactions in total.
+    pub max_txs: usize,
+    /// Maximum pending bytes in total.
+    pub max_bytes: usize,
+    /// Maximum pending transactions per sender.
+    pub max_per_account: usize,
+    /// Seconds after which a transaction that cannot be included is evicted.
+    pub ttl_secs: u64,
+}
+
+impl Default for MempoolConfig {
+    fn default() -> Self {
+        Self {
+            max_txs: 200_000,
+            max_bytes: 256 * 1024 * 1024,
+            max_per_account: 10_000,
+            ttl_secs: 3600,
+        }
+    }
+}
+
+/// `[fs]`: AergoFS.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct FsConfig {
+    /// Run AergoFS (on the appliance).
+    pub enabled: bool,
+    /// Data folder.
+    pub dir: Option<PathBuf>,
+    /// HTTP listen address.
+    pub addr: String,
+}
+
+impl Default for FsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            dir: None,
+            addr: format!("127.0.0.1:{}", crate::paths::FS_PORT),
+        }
+    }
+}
+
+/// `[system]`: appliance settings read by init.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SystemConfig {
+    /// Hostname; default derived from the machine id or MAC.
+    pub hostname: Option<String>,
+    /// SNTP servers (host:port or host).
+    pub ntp_servers: Vec<String>,
+    /// Format the data partition when it is blank (never when it has data).
+    pub format_blank_data: bool,
+    /// Network interfaces; empty means DHCPv4 on the first NIC with link.
+    pub interfaces: Vec<InterfaceConfig>,
+}
+
+/// `[[system.interfaces]]`: one NIC.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct InterfaceConfig {
+    /// Interface name (e.g. `eth0`) or MAC address.
+    pub name: String,
+    /// `dhcp` or a CIDR address such as `10.0.0.2/24`.
+    pub address: String,
+    /// Default gateway for a static address.
+    pub gateway: Option<String>,
+}
+
+impl Config {
+    /// Parses a config from TOML text. `origin` names the source in errors.
+    pub fn from_toml(text: &str, origin: &Path) -> Result<Self, ConfigError> {
+        let cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: origin.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Reads a config file; relative paths inside it are resolved against its folder.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut cfg = Self::from_toml(&text, path)?;
+        if let Some(base) = path.parent() {
+            cfg.resolve_relative(base);
+        }
+        Ok(cfg)
+    }
+
+    /// Serialises to TOML.
+    pub fn to_toml(&self) -> Result<String, ConfigError> {
+        toml::to_string_pretty(self).map_err(|e| ConfigError::Invalid {
+            field: "config",
+            message: e.to_string(),
+        })
+    }
+
+    fn resolve_relative(&mut self, base: &Path) {
+        let fix = |p: &mut Option<PathBuf>| {
+            if let Some(path) = p {
+                if path.is_relative() {
+                    *path = base.join(&*path);
+                }
+            }
+        };
+        fix(&mut self.node.data_dir);
+        fix(&mut self.node.genesis);
+        fix(&mut self.node.key);
+        fix(&mut self.fs.dir);
+    }
+
+    /// Checks values that the type system does not.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        check_addr("node.rpc_addr", &self.node.rpc_addr)?;
+        check_addr("node.p2p_addr", &self.node.p2p_addr)?;
+        check_addr("fs.addr", &self.fs.addr)?;
+        if self.node.mempool.max_txs == 0 || self.node.mempool.max_per_account == 0 {
+            return Err(ConfigError::Invalid {
+                field: "node.mempool",
+                message: "limits must be positive".into(),
+            });
+        }
+        if !self.node.dev && self.node.genesis.is_none() {
+            return Err(ConfigError::Invalid {
+                field: "node.genesis",
+                message: "a genesis file is required unless node.dev = true".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+fn check_addr(field: &'static str, value: &str) -> Result<(), ConfigError> {
+    value
+        .parse::<std::net::SocketAddr>()
+        .map(|_| ())
+        .map_err(|e| ConfigError::Invalid {
+            field,
+            message: format!("`{value}` is not an IP:port address: {e}"),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dev_config_parses_with_defaults() {
+        let cfg = Config::from_toml("[node]\ndev = true\n", Path::new("x.toml")).unwrap();
+        assert!(cfg.node.dev);
+        assert_eq!(cfg.node.rpc_addr, "127.0.0.1:7845");
+        assert!(cfg.node.empty_blocks);
+    }
+
+    #[test]
+    fn unknown_field_is_an_error_with_location() {
+        let err = Config::from_toml("[node]\ndve = true\n", Path::new("x.toml")).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("dve"), "{msg}");
+        assert!(msg.contains("line 2"), "{msg}");
+    }
+
+    #[test]
+    fn missing_genesis_without_dev_is_an_error() {
+        let err = Config::from_toml("", Path::new("x.toml")).unwrap_err();
+        assert!(err.to_string().contains("node.genesis"));
+    }
+
+    #[test]
+    fn bad_address_is_an_error() {
+        let err = Config::from_toml("[node]\ndev=true\nrpc_addr = \"nope\"\n", Path::new("x"))
+            .unwrap_err();
+        assert!(err.to_string().contains("node.rpc_addr"));
+    }
+
+    #[test]
+    fn relative_paths_resolve_against_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("aergo.toml");
+        std::fs::write(&p, "[node]\ngenesis = \"genesis.json\"\n").unwrap();
+        let cfg = Config::load(&p).unwrap();
+        assert_eq!(cfg.node.genesis.unwrap(), dir.path().join("genesis.json"));
+    }
+
+    #[test]
+    fn round_trips_through_toml() {
+        let mut cfg = Config::default();
+        cfg.node.dev = true;
+        cfg.node.peers.push("/ip4/127.0.0.1/tcp/7846".into());
+        let text = cfg.to_toml().unwrap();
+        assert_eq!(Config::from_toml(&text, Path::new("x")).unwrap(), cfg);
+    }
+}

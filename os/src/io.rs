@@ -1,0 +1,1 @@
+//! io_uring file I/O service with a std fallback (placeholder: being written).

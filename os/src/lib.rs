@@ -1,0 +1,10 @@
+//! `aergo-os`: the system layer every AERGO OS binary shares.
+//!
+//! This crate depends on no other crate of ours (see ARCHITECTURE.md). Modules:
+//! - [`paths`]: well-known ports, paths and names (DESIGN.md §3).
+//! - [`config`]: the `aergo.toml` schema read by init, the node, AergoFS and the dashboard.
+//! - [`io`]: the io_uring file I/O service with a std fallback.
+
+pub mod config;
+pub mod io;
+pub mod paths;

@@ -1,0 +1,110 @@
+//! Support code for the end-to-end tests in `tests/tests/`: locating the workspace's built
+//! binaries, free ports, polling with deadlines, and child processes that die with the test.
+//!
+//! The binaries are built by `cargo build --release --workspace` (scripts/test.sh does it
+//! before `cargo test --release`); a missing binary is an error that says so, never a skip.
+
+use anyhow::{bail, Context, Result};
+use std::path::PathBuf;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+/// True when running under CI (`CI=true`): missing tools fail instead of being reported.
+pub fn ci() -> bool {
+    std::env::var("CI").map(|v| v == "true" || v == "1").unwrap_or(false)
+}
+
+/// The target profile folder holding the workspace binaries (e.g. `target/release`).
+pub fn target_dir() -> Result<PathBuf> {
+    let exe = std::env::current_exe().context("current_exe")?;
+    // .../target/release/deps/test-xxxx -> .../target/release
+    let dir = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .context("test binary has no grandparent folder")?;
+    Ok(dir.to_path_buf())
+}
+
+/// Path to a workspace binary such as `aergo-node`; errors if it was not built.
+pub fn bin(name: &str) -> Result<PathBuf> {
+    let p = target_dir()?.join(name);
+    if !p.exists() {
+        bail!(
+            "binary {} not found: run `cargo build --release --workspace` first (scripts/test.sh does)",
+            p.display()
+        );
+    }
+    Ok(p)
+}
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(|p| p.to_path_buf())
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// A TCP port that was free a moment ago on 127.0.0.1.
+pub fn free_port() -> Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(l.local_addr()?.port())
+}
+
+/// Polls `f` until it returns `Ok(Some(v))` or the deadline passes; the last error is reported.
+pub fn poll<T>(
+    what: &str,
+    timeout: Duration,
+    mut f: impl FnMut() -> Result<Option<T>>,
+) -> Result<T> {
+    let deadline = Instant::now() + timeout;
+    let mut last = String::from("condition not met");
+    loop {
+        match f() {
+            Ok(Some(v)) => return Ok(v),
+            Ok(None) => {}
+            Err(e) => last = format!("{e:#}"),
+        }
+        if Instant::now() >= deadline {
+            bail!("timed out after {timeout:?} waiting for {what}: {last}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A child process killed (SIGKILL) when dropped, so a failing test leaves nothing behind.
+pub struct KillOnDrop(pub Child);
+
+impl KillOnDrop {
+    /// Spawns `cmd`.
+    pub fn spawn(cmd: &mut Command) -> Result<Self> {
+        Ok(Self(cmd.spawn().with_context(|| format!("spawn {cmd:?}"))?))
+    }
+    /// Sends a signal (e.g. `libc::SIGTERM`).
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on a pid we own.
+        unsafe {
+            libc::kill(self.0.id() as i32, sig);
+        }
+    }
+    /// Waits for exit with a deadline, returning the exit status.
+    pub fn wait_timeout(&mut self, timeout: Duration) -> Result<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(st) = self.0.try_wait()? {
+                return Ok(st);
+            }
+            if Instant::now() >= deadline {
+                bail!("process {} did not exit within {timeout:?}", self.0.id());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

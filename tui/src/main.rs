@@ -1,0 +1,3 @@
+//! aergo-top: the operator console dashboard.
+
+fn main() {}
