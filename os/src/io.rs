@@ -1,1 +1,0 @@
-//! io_uring file I/O service with a std fallback (placeholder: being written).

@@ -1,0 +1,551 @@
+//! The io_uring backend: one thread owns the ring and does all submission and completion.
+//!
+//! Callers send a [`Request`] over an mpsc channel. The ring thread moves it into a slab slot
+//! (the slot owns the buffer and an `Arc<File>`, so neither the memory nor the descriptor can
+//! go away while the kernel uses them), pushes an SQE whose `user_data` is the slot index, and
+//! answers on the request's oneshot when the operation has finished. Short reads and writes
+//! are resubmitted for the remainder; `EINTR`/`EAGAIN` completions are retried.
+//!
+//! Wake-ups: the thread keeps a `POLL_ADD` armed on an eventfd. Before it blocks in
+//! `io_uring_enter` it sets `sleeping` and checks the channel once more; a caller that finds
+//! `sleeping` set after sending writes the eventfd. So a caller pays the eventfd write only
+//! when the thread is actually asleep.
+//!
+//! Shutdown: dropping the last [`Handle`] closes the channel and writes the eventfd; the thread
+//! finishes every operation already in the ring, then exits and is joined.
+
+use super::{Counters, IoError};
+use io_uring::{opcode, types, IoUring};
+use std::collections::VecDeque;
+use std::fs::File;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{fence, AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::Arc;
+
+/// `user_data` of the eventfd poll.
+const WAKE: u64 = u64::MAX;
+
+type Res = Result<Vec<u8>, IoError>;
+
+enum Reply {
+    Async(tokio::sync::oneshot::Sender<Res>),
+    Sync(mpsc::SyncSender<Res>),
+}
+
+impl Reply {
+    fn send(self, r: Res) {
+        // The caller may have gone away (its future dropped): nothing to do then.
+        match self {
+            Reply::Async(tx) => {
+                let _ = tx.send(r);
+            }
+            Reply::Sync(tx) => {
+                let _ = tx.send(r);
+            }
+        }
+    }
+}
+
+enum Kind {
+    Read,
+    Write,
+    Fsync,
+}
+
+struct Request {
+    kind: Kind,
+    file: Arc<File>,
+    offset: u64,
+    /// Read: a zeroed buffer of the requested length. Write: the data.
+    buf: Vec<u8>,
+    reply: Reply,
+}
+
+/// A request owned by the ring thread while the kernel works on it.
+struct Op {
+    req: Request,
+    /// Bytes already transferred.
+    done: usize,
+}
+
+struct Shared {
+    sleeping: AtomicBool,
+    eventfd: OwnedFd,
+}
+
+impl Shared {
+    fn wake(&self) {
+        let one: u64 = 1;
+        // SAFETY: writes 8 bytes from a valid u64 to an eventfd we own. EAGAIN (counter
+        // saturated) means a wake-up is already pending, which is all we need.
+        unsafe {
+            libc::write(
+                self.eventfd.as_raw_fd(),
+                (&one as *const u64).cast(),
+                std::mem::size_of::<u64>(),
+            );
+        }
+    }
+}
+
+/// Owner-side handle of the ring thread.
+pub(super) struct Handle {
+    tx: Option<mpsc::Sender<Request>>,
+    shared: Arc<Shared>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Handle {
+    /// Sets up the ring (probing the opcodes we need and running a no-op through it) and
+    /// starts the thread. Any failure is returned so the caller can fall back to std I/O.
+    pub(super) fn start(queue_depth: u32, counters: Arc<Counters>) -> std::io::Result<Handle> {
+        let entries = (queue_depth + 1).next_power_of_two();
+        let mut ring: IoUring = IoUring::new(entries)?;
+        let mut probe = io_uring::Probe::new();
+        ring.submitter().register_probe(&mut probe)?;
+        for (code, name) in [
+            (opcode::Read::CODE, "READ"),
+            (opcode::Write::CODE, "WRITE"),
+            (opcode::Fsync::CODE, "FSYNC"),
+            (opcode::PollAdd::CODE, "POLL_ADD"),
+        ] {
+            if !probe.is_supported(code) {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::Unsupported,
+                    format!("kernel io_uring lacks IORING_OP_{name}"),
+                ));
+            }
+        }
+        // A no-op round trip proves io_uring_enter is allowed too.
+        // SAFETY: a NOP references no memory.
+        unsafe {
+            ring.submission()
+                .push(&opcode::Nop::new().build().user_data(0))
+                .map_err(|_| std::io::Error::other("submission queue full at start"))?;
+        }
+        loop {
+            match ring.submit_and_wait(1) {
+                Ok(_) => break,
+                Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        let nop = ring.completion().next().map(|c| c.result());
+        if nop != Some(0) {
+            return Err(std::io::Error::other(format!(
+                "io_uring NOP failed: {nop:?}"
+            )));
+        }
+
+        // SAFETY: eventfd(2) returns a new descriptor or -1.
+        let efd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+        if efd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: efd is a fresh descriptor we own.
+        let eventfd = unsafe { OwnedFd::from_raw_fd(efd) };
+        let shared = Arc::new(Shared {
+            sleeping: AtomicBool::new(false),
+            eventfd,
+        });
+        let (tx, rx) = mpsc::channel();
+        let worker = Worker {
+            ring,
+            rx,
+            shared: shared.clone(),
+            counters,
+            qd: queue_depth as usize,
+            slab: Vec::with_capacity(queue_depth as usize),
+            free: Vec::new(),
+            live: 0,
+            pending: VecDeque::new(),
+            retry: Vec::new(),
+            armed: false,
+            closed: false,
+        };
+        let thread = std::thread::Builder::new()
+            .name("aergo-io-uring".into())
+            .spawn(move || worker.run())?;
+        Ok(Handle {
+            tx: Some(tx),
+            shared,
+            thread: Some(thread),
+        })
+    }
+
+    fn send(&self, req: Request) -> Result<(), IoError> {
+        let tx = self.tx.as_ref().ok_or(IoError::Shutdown)?;
+        tx.send(req).map_err(|_| IoError::Shutdown)?;
+        fence(Ordering::SeqCst);
+        if self.shared.sleeping.swap(false, Ordering::SeqCst) {
+            self.shared.wake();
+        }
+        Ok(())
+    }
+
+    async fn call(&self, kind: Kind, file: Arc<File>, offset: u64, buf: Vec<u8>) -> Res {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.send(Request {
+            kind,
+            file,
+            offset,
+            buf,
+            reply: Reply::Async(tx),
+        })?;
+        rx.await.map_err(|_| IoError::Shutdown)?
+    }
+
+    fn call_blocking(&self, kind: Kind, file: Arc<File>, offset: u64, buf: Vec<u8>) -> Res {
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.send(Request {
+            kind,
+            file,
+            offset,
+            buf,
+            reply: Reply::Sync(tx),
+        })?;
+        rx.recv().map_err(|_| IoError::Shutdown)?
+    }
+
+    pub(super) async fn read_at(&self, file: Arc<File>, offset: u64, len: usize) -> Res {
+        self.call(Kind::Read, file, offset, vec![0u8; len]).await
+    }
+    pub(super) async fn write_at(
+        &self,
+        file: Arc<File>,
+        offset: u64,
+        data: Vec<u8>,
+    ) -> Result<(), IoError> {
+        self.call(Kind::Write, file, offset, data).await.map(drop)
+    }
+    pub(super) async fn fsync(&self, file: Arc<File>) -> Result<(), IoError> {
+        self.call(Kind::Fsync, file, 0, Vec::new()).await.map(drop)
+    }
+    pub(super) fn read_at_blocking(&self, file: Arc<File>, offset: u64, len: usize) -> Res {
+        self.call_blocking(Kind::Read, file, offset, vec![0u8; len])
+    }
+    pub(super) fn write_at_blocking(
+        &self,
+        file: Arc<File>,
+        offset: u64,
+        data: Vec<u8>,
+    ) -> Result<(), IoError> {
+        self.call_blocking(Kind::Write, file, offset, data)
+            .map(drop)
+    }
+    pub(super) fn fsync_blocking(&self, file: Arc<File>) -> Result<(), IoError> {
+        self.call_blocking(Kind::Fsync, file, 0, Vec::new())
+            .map(drop)
+    }
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        drop(self.tx.take());
+        self.shared.wake();
+        if let Some(t) = self.thread.take() {
+            if t.join().is_err() {
+                tracing::error!("io_uring thread panicked");
+            }
+        }
+    }
+}
+
+struct Worker {
+    ring: IoUring,
+    rx: mpsc::Receiver<Request>,
+    shared: Arc<Shared>,
+    counters: Arc<Counters>,
+    qd: usize,
+    slab: Vec<Option<Op>>,
+    free: Vec<usize>,
+    /// Occupied slab slots.
+    live: usize,
+    /// Accepted requests waiting for a slot.
+    pending: VecDeque<Request>,
+    /// Slots whose (next) SQE could not be pushed yet.
+    retry: Vec<usize>,
+    armed: bool,
+    closed: bool,
+}
+
+impl Worker {
+    fn run(mut self) {
+        let mut failures = 0u32;
+        loop {
+            self.intake();
+            self.fill();
+            if self.closed && self.live == 0 && self.pending.is_empty() {
+                break;
+            }
+            if !self.closed && !self.armed {
+                self.arm();
+            }
+            // Announce that we are about to sleep, then look at the channel one last time.
+            self.shared.sleeping.store(true, Ordering::SeqCst);
+            fence(Ordering::SeqCst);
+            match self.rx.try_recv() {
+                Ok(req) => {
+                    self.shared.sleeping.store(false, Ordering::SeqCst);
+                    self.accept(req);
+                    continue;
+                }
+                Err(mpsc::TryRecvError::Empty) => {}
+                Err(mpsc::TryRecvError::Disconnected) => {
+                    if !self.closed {
+                        self.closed = true;
+                        self.shared.sleeping.store(false, Ordering::SeqCst);
+                        continue;
+                    }
+                }
+            }
+            let waited = self.ring.submit_and_wait(1);
+            self.shared.sleeping.store(false, Ordering::SeqCst);
+            match waited {
+                Ok(_) => failures = 0,
+                Err(e) => match e.raw_os_error() {
+                    // Interrupted, completion queue busy, or kernel short of memory: reap and retry.
+                    Some(libc::EINTR) | Some(libc::EBUSY) | Some(libc::EAGAIN) => {}
+                    _ => {
+                        failures += 1;
+                        tracing::error!(error = %e, failures, "io_uring_enter failed");
+                        if failures >= 100 {
+                            self.abandon(&e);
+                            return;
+                        }
+                        std::thread::yield_now();
+                    }
+                },
+            }
+            self.reap();
+        }
+    }
+
+    /// The ring is unusable: answer every request with an error. Operations the kernel may
+    /// still hold keep their buffers (leaked on purpose) so the kernel never writes to freed
+    /// memory.
+    fn abandon(&mut self, e: &std::io::Error) {
+        let msg = format!("io_uring failed: {e}");
+        for op in self.slab.drain(..).flatten() {
+            let Op { req, .. } = op;
+            let Request {
+                buf, file, reply, ..
+            } = req;
+            std::mem::forget(buf);
+            std::mem::forget(file);
+            reply.send(Err(IoError::os(
+                "io_uring",
+                std::io::Error::other(msg.clone()),
+            )));
+            self.counters.complete();
+        }
+        while let Some(req) = self.pending.pop_front() {
+            req.reply.send(Err(IoError::os(
+                "io_uring",
+                std::io::Error::other(msg.clone()),
+            )));
+            self.counters.complete();
+        }
+    }
+
+    fn accept(&mut self, req: Request) {
+        self.counters.submit();
+        self.pending.push_back(req);
+    }
+
+    fn intake(&mut self) {
+        if self.closed {
+            return;
+        }
+        loop {
+            match self.rx.try_recv() {
+                Ok(req) => self.accept(req),
+                Err(mpsc::TryRecvError::Empty) => return,
+                Err(mpsc::TryRecvError::Disconnected) => {
+                    self.closed = true;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Moves pending requests into slots (up to the queue depth) and pushes their SQEs.
+    fn fill(&mut self) {
+        let retry = std::mem::take(&mut self.retry);
+        for idx in retry {
+            self.push(idx);
+        }
+        while self.live < self.qd {
+            let Some(req) = self.pending.pop_front() else {
+                break;
+            };
+            let op = Op { req, done: 0 };
+            let idx = match self.free.pop() {
+                Some(i) => {
+                    self.slab[i] = Some(op);
+                    i
+                }
+                None => {
+                    self.slab.push(Some(op));
+                    self.slab.len() - 1
+                }
+            };
+            self.live += 1;
+            self.push(idx);
+        }
+    }
+
+    /// Pushes the next SQE for slot `idx`; if the submission queue is full, submits first.
+    fn push(&mut self, idx: usize) {
+        let Some(Some(op)) = self.slab.get_mut(idx) else {
+            return;
+        };
+        let fd = types::Fd(op.req.file.as_raw_fd());
+        let off = op.req.offset + op.done as u64;
+        let entry = match op.req.kind {
+            Kind::Read => {
+                let rest = &mut op.req.buf[op.done..];
+                opcode::Read::new(fd, rest.as_mut_ptr(), rest.len() as u32)
+                    .offset(off)
+                    .build()
+            }
+            Kind::Write => {
+                let rest = &op.req.buf[op.done..];
+                opcode::Write::new(fd, rest.as_ptr(), rest.len() as u32)
+                    .offset(off)
+                    .build()
+            }
+            Kind::Fsync => opcode::Fsync::new(fd)
+                .flags(types::FsyncFlags::DATASYNC)
+                .build(),
+        }
+        .user_data(idx as u64);
+        if self.push_entry(&entry) {
+            self.counters.enter();
+        } else {
+            self.retry.push(idx);
+        }
+    }
+
+    fn push_entry(&mut self, entry: &io_uring::squeue::Entry) -> bool {
+        for _ in 0..2 {
+            // SAFETY: the entry points into a buffer owned by a slab slot (or no memory for
+            // fsync/poll); the slot is only freed after the entry's completion is reaped, and
+            // the Arc<File> in the slot keeps the descriptor open until then.
+            let pushed = unsafe { self.ring.submission().push(entry).is_ok() };
+            if pushed {
+                return true;
+            }
+            // Queue full: hand what we have to the kernel and try once more.
+            if let Err(e) = self.ring.submit() {
+                tracing::debug!(error = %e, "io_uring submit while queue full");
+            }
+        }
+        false
+    }
+
+    fn arm(&mut self) {
+        let fd = types::Fd(self.shared.eventfd.as_raw_fd());
+        let entry = opcode::PollAdd::new(fd, libc::POLLIN as u32)
+            .build()
+            .user_data(WAKE);
+        self.armed = self.push_entry(&entry);
+    }
+
+    fn reap(&mut self) {
+        let done: Vec<(u64, i32)> = self
+            .ring
+            .completion()
+            .map(|c| (c.user_data(), c.result()))
+            .collect();
+        for (ud, res) in done {
+            if ud == WAKE {
+                self.armed = false;
+                drain_eventfd(self.shared.eventfd.as_raw_fd());
+                continue;
+            }
+            self.counters.leave();
+            self.complete(ud as usize, res);
+        }
+    }
+
+    fn complete(&mut self, idx: usize, res: i32) {
+        let Some(Some(op)) = self.slab.get_mut(idx) else {
+            tracing::error!(idx, "io_uring completion for an empty slot");
+            return;
+        };
+        let outcome: Option<Res> = if res < 0 {
+            let errno = -res;
+            if errno == libc::EINTR || errno == libc::EAGAIN {
+                None
+            } else {
+                let op_name = match op.req.kind {
+                    Kind::Read => "read",
+                    Kind::Write => "write",
+                    Kind::Fsync => "fsync",
+                };
+                Some(Err(IoError::os(
+                    op_name,
+                    std::io::Error::from_raw_os_error(errno),
+                )))
+            }
+        } else {
+            let n = res as usize;
+            match op.req.kind {
+                Kind::Fsync => Some(Ok(Vec::new())),
+                Kind::Read => {
+                    op.done += n;
+                    if n == 0 || op.done >= op.req.buf.len() {
+                        Some(Ok(Vec::new()))
+                    } else {
+                        None
+                    }
+                }
+                Kind::Write => {
+                    if n == 0 {
+                        Some(Err(IoError::WriteZero {
+                            offset: op.req.offset + op.done as u64,
+                        }))
+                    } else {
+                        op.done += n;
+                        if op.done >= op.req.buf.len() {
+                            Some(Ok(Vec::new()))
+                        } else {
+                            None
+                        }
+                    }
+                }
+            }
+        };
+        match outcome {
+            None => self.push(idx),
+            Some(r) => {
+                let Some(op) = self.slab.get_mut(idx).and_then(Option::take) else {
+                    return;
+                };
+                self.free.push(idx);
+                self.live -= 1;
+                self.counters.complete();
+                let Op { req, done } = op;
+                let r = match (r, req.kind) {
+                    (Ok(_), Kind::Read) => {
+                        let mut buf = req.buf;
+                        buf.truncate(done);
+                        Ok(buf)
+                    }
+                    (r, _) => r,
+                };
+                req.reply.send(r);
+            }
+        }
+    }
+}
+
+fn drain_eventfd(fd: RawFd) {
+    let mut v: u64 = 0;
+    // SAFETY: reads 8 bytes into a valid u64 from a non-blocking eventfd we own.
+    unsafe {
+        libc::read(fd, (&mut v as *mut u64).cast(), std::mem::size_of::<u64>());
+    }
+}
