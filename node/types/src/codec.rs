@@ -1,0 +1,182 @@
+//! The deterministic binary codec for consensus data: big-endian integers, length-prefixed
+//! byte strings, no optional padding. Every decoder is strict: trailing bytes, truncation and
+//! oversize lengths are errors, never panics.
+
+/// A decoding failure.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DecodeError {
+    /// The input ended early.
+    #[error("truncated input: needed {needed} more bytes for {what}")]
+    Truncated {
+        /// The field being read.
+        what: &'static str,
+        /// Bytes missing.
+        needed: usize,
+    },
+    /// Bytes remain after a complete value.
+    #[error("{0} trailing bytes after a complete value")]
+    Trailing(usize),
+    /// A field holds a value outside its domain.
+    #[error("invalid {what}: {message}")]
+    Invalid {
+        /// The field.
+        what: &'static str,
+        /// Why.
+        message: String,
+    },
+}
+
+/// Appends fields to a byte buffer.
+#[derive(Default)]
+pub struct Writer {
+    /// The bytes written so far.
+    pub buf: Vec<u8>,
+}
+
+impl Writer {
+    /// An empty writer with room for `n` bytes.
+    pub fn with_capacity(n: usize) -> Self {
+        Self {
+            buf: Vec::with_capacity(n),
+        }
+    }
+    /// One byte.
+    pub fn u8(&mut self, v: u8) {
+        self.buf.push(v);
+    }
+    /// u32 big-endian.
+    pub fn u32(&mut self, v: u32) {
+        self.buf.extend_from_slice(&v.to_be_bytes());
+    }
+    /// u64 big-endian.
+    pub fn u64(&mut self, v: u64) {
+        self.buf.extend_from_slice(&v.to_be_bytes());
+    }
+    /// u128 big-endian.
+    pub fn u128(&mut self, v: u128) {
+        self.buf.extend_from_slice(&v.to_be_bytes());
+    }
+    /// Fixed bytes, no length.
+    pub fn fixed(&mut self, v: &[u8]) {
+        self.buf.extend_from_slice(v);
+    }
+    /// A u32 length then the bytes.
+    pub fn bytes(&mut self, v: &[u8]) {
+        self.u32(v.len() as u32);
+        self.buf.extend_from_slice(v);
+    }
+    /// The buffer.
+    pub fn finish(self) -> Vec<u8> {
+        self.buf
+    }
+}
+
+/// Reads fields from a byte slice.
+pub struct Reader<'a> {
+    data: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    /// Reads from `data`.
+    pub fn new(data: &'a [u8]) -> Self {
+        Self { data, pos: 0 }
+    }
+    /// Bytes consumed.
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+    /// Bytes left.
+    pub fn remaining(&self) -> usize {
+        self.data.len() - self.pos
+    }
+    /// `n` raw bytes.
+    pub fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], DecodeError> {
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|e| *e <= self.data.len())
+            .ok_or(DecodeError::Truncated {
+                what,
+                needed: n.saturating_sub(self.remaining()),
+            })?;
+        let s = self.data.get(self.pos..end).ok_or(DecodeError::Truncated {
+            what,
+            needed: n,
+        })?;
+        self.pos = end;
+        Ok(s)
+    }
+    /// A fixed array.
+    pub fn array<const N: usize>(&mut self, what: &'static str) -> Result<[u8; N], DecodeError> {
+        let s = self.take(N, what)?;
+        let mut a = [0u8; N];
+        a.copy_from_slice(s);
+        Ok(a)
+    }
+    /// One byte.
+    pub fn u8(&mut self, what: &'static str) -> Result<u8, DecodeError> {
+        Ok(self.array::<1>(what)?[0])
+    }
+    /// u32 big-endian.
+    pub fn u32(&mut self, what: &'static str) -> Result<u32, DecodeError> {
+        Ok(u32::from_be_bytes(self.array(what)?))
+    }
+    /// u64 big-endian.
+    pub fn u64(&mut self, what: &'static str) -> Result<u64, DecodeError> {
+        Ok(u64::from_be_bytes(self.array(what)?))
+    }
+    /// u128 big-endian.
+    pub fn u128(&mut self, what: &'static str) -> Result<u128, DecodeError> {
+        Ok(u128::from_be_bytes(self.array(what)?))
+    }
+    /// A u32-length-prefixed byte string of at most `max` bytes.
+    pub fn bytes(&mut self, max: usize, what: &'static str) -> Result<&'a [u8], DecodeError> {
+        let n = self.u32(what)? as usize;
+        if n > max {
+            return Err(DecodeError::Invalid {
+                what,
+                message: format!("length {n} exceeds {max}"),
+            });
+        }
+        self.take(n, what)
+    }
+    /// Errors if bytes remain.
+    pub fn finish(&self) -> Result<(), DecodeError> {
+        match self.remaining() {
+            0 => Ok(()),
+            n => Err(DecodeError::Trailing(n)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_strictness() {
+        let mut w = Writer::default();
+        w.u8(7);
+        w.u64(42);
+        w.u128(u128::MAX);
+        w.bytes(b"hello");
+        let buf = w.finish();
+        let mut r = Reader::new(&buf);
+        assert_eq!(r.u8("a").unwrap(), 7);
+        assert_eq!(r.u64("b").unwrap(), 42);
+        assert_eq!(r.u128("c").unwrap(), u128::MAX);
+        assert_eq!(r.bytes(10, "d").unwrap(), b"hello");
+        r.finish().unwrap();
+        let mut r = Reader::new(&buf[..buf.len() - 1]);
+        r.u8("a").unwrap();
+        r.u64("b").unwrap();
+        r.u128("c").unwrap();
+        assert!(matches!(r.bytes(10, "d"), Err(DecodeError::Truncated { .. })));
+        let mut r = Reader::new(&buf);
+        r.u8("a").unwrap();
+        r.u64("b").unwrap();
+        r.u128("c").unwrap();
+        assert!(matches!(r.bytes(3, "d"), Err(DecodeError::Invalid { .. })));
+    }
+}

@@ -1,0 +1,289 @@
+//! ed25519 keys, signing and the consensus rule for signature validity.
+//!
+//! Keys and signing use `ed25519-dalek`. Verification — single and batch — uses
+//! `ed25519-consensus`, which implements ZIP-215: both paths check the cofactored equation and
+//! accept exactly the same set of (key, message, signature) triples. `ed25519-dalek`'s own
+//! batch verification is cofactored while its single verification is not, so the two can
+//! disagree on crafted small-order inputs; a node that verified blocks in batches and
+//! transactions singly with dalek could fork. Tests below pin the agreement on such inputs.
+
+use crate::hash::Hash;
+use ed25519_dalek::Signer;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::fmt;
+
+/// A key or signature that could not be parsed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum KeyError {
+    /// Wrong length or not hex.
+    #[error("invalid {what}: expected {len} hex-encoded bytes")]
+    Format {
+        /// What was parsed.
+        what: &'static str,
+        /// Expected byte length.
+        len: usize,
+    },
+}
+
+/// An ed25519 public key (32 bytes, not validated as a curve point until verification).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct PublicKey(pub [u8; 32]);
+
+/// An ed25519 signature (64 bytes).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Signature(pub [u8; 64]);
+
+impl Default for Signature {
+    fn default() -> Self {
+        Signature([0; 64])
+    }
+}
+
+/// A signing key pair. The secret is zeroised on drop by `ed25519-dalek`.
+#[derive(Clone)]
+pub struct Keypair {
+    inner: ed25519_dalek::SigningKey,
+}
+
+impl Keypair {
+    /// A fresh random key from the OS RNG.
+    pub fn generate() -> Self {
+        let mut rng = rand::rngs::OsRng;
+        Self {
+            inner: ed25519_dalek::SigningKey::generate(&mut rng),
+        }
+    }
+    /// From a 32-byte secret seed.
+    pub fn from_seed(seed: &[u8; 32]) -> Self {
+        Self {
+            inner: ed25519_dalek::SigningKey::from_bytes(seed),
+        }
+    }
+    /// The well-known funded account of the dev genesis. Never use it on a real network.
+    pub fn dev() -> Self {
+        Self::from_seed(&Hash::of(b"aergo dev account").0)
+    }
+    /// The secret seed (handle with care).
+    pub fn seed(&self) -> [u8; 32] {
+        self.inner.to_bytes()
+    }
+    /// The public key.
+    pub fn public(&self) -> PublicKey {
+        PublicKey(self.inner.verifying_key().to_bytes())
+    }
+    /// Signs a message.
+    pub fn sign(&self, msg: &[u8]) -> Signature {
+        Signature(self.inner.sign(msg).to_bytes())
+    }
+}
+
+impl fmt::Debug for Keypair {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Keypair({})", self.public())
+    }
+}
+
+impl PublicKey {
+    /// Verifies `sig` over `msg` under the ZIP-215 rule.
+    pub fn verify(&self, msg: &[u8], sig: &Signature) -> bool {
+        match ed25519_consensus::VerificationKey::try_from(self.0) {
+            Ok(vk) => vk
+                .verify(&ed25519_consensus::Signature::from(sig.0), msg)
+                .is_ok(),
+            Err(_) => false,
+        }
+    }
+    /// Lowercase hex.
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+    /// Parses 64 hex characters.
+    pub fn from_hex(s: &str) -> Result<Self, KeyError> {
+        let mut b = [0u8; 32];
+        hex::decode_to_slice(s, &mut b).map_err(|_| KeyError::Format {
+            what: "public key",
+            len: 32,
+        })?;
+        Ok(PublicKey(b))
+    }
+}
+
+impl Signature {
+    /// Lowercase hex.
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+    /// Parses 128 hex characters.
+    pub fn from_hex(s: &str) -> Result<Self, KeyError> {
+        let mut b = [0u8; 64];
+        hex::decode_to_slice(s, &mut b).map_err(|_| KeyError::Format {
+            what: "signature",
+            len: 64,
+        })?;
+        Ok(Signature(b))
+    }
+}
+
+/// Verifies many signatures at once. Returns one verdict per item, identical to what
+/// [`PublicKey::verify`] returns for each (ZIP-215 makes batch and single agree). A batch
+/// that fails is bisected to find the invalid items.
+pub fn verify_batch(items: &[(PublicKey, &[u8], Signature)]) -> Vec<bool> {
+    let mut out = vec![false; items.len()];
+    verify_range(items, 0, &mut out);
+    out
+}
+
+fn verify_range(items: &[(PublicKey, &[u8], Signature)], base: usize, out: &mut [bool]) {
+    if items.is_empty() {
+        return;
+    }
+    if items.len() <= 2 {
+        for (i, (pk, msg, sig)) in items.iter().enumerate() {
+            if let Some(slot) = out.get_mut(base + i) {
+                *slot = pk.verify(msg, sig);
+            }
+        }
+        return;
+    }
+    let mut v = ed25519_consensus::batch::Verifier::new();
+    for (pk, msg, sig) in items {
+        v.queue((
+            ed25519_consensus::VerificationKeyBytes::from(pk.0),
+            ed25519_consensus::Signature::from(sig.0),
+            msg,
+        ));
+    }
+    if v.verify(rand::rngs::OsRng).is_ok() {
+        for slot in out.iter_mut().skip(base).take(items.len()) {
+            *slot = true;
+        }
+        return;
+    }
+    let mid = items.len() / 2;
+    let (a, b) = items.split_at(mid);
+    verify_range(a, base, out);
+    verify_range(b, base + mid, out);
+}
+
+impl fmt::Display for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+impl fmt::Debug for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PublicKey({})", self.to_hex())
+    }
+}
+impl fmt::Debug for Signature {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Signature({})", self.to_hex())
+    }
+}
+
+macro_rules! hex_serde {
+    ($t:ty) => {
+        impl Serialize for $t {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&self.to_hex())
+            }
+        }
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                <$t>::from_hex(&s).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+hex_serde!(PublicKey);
+hex_serde!(Signature);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn sign_and_verify() {
+        let k = Keypair::generate();
+        let sig = k.sign(b"msg");
+        assert!(k.public().verify(b"msg", &sig));
+        assert!(!k.public().verify(b"msh", &sig));
+        let other = Keypair::generate();
+        assert!(!other.public().verify(b"msg", &sig));
+        assert_eq!(Keypair::from_seed(&k.seed()).public(), k.public());
+    }
+
+    /// Small-order key and R with s = 0: valid under ZIP-215's cofactored equation
+    /// ([8]([s]B - R - [k]A) = 0). dalek's strict single verification rejects it while a
+    /// cofactored batch accepts it — the disagreement our rule must not have.
+    #[test]
+    fn batch_and_single_agree_on_small_order_edge_cases() {
+        // The identity point encoding (y = 1) is a small-order point.
+        let mut ident = [0u8; 32];
+        ident[0] = 1;
+        let mut sig = [0u8; 64];
+        sig[..32].copy_from_slice(&ident);
+        let pk = PublicKey(ident);
+        let sig = Signature(sig);
+        let single = pk.verify(b"anything", &sig);
+        assert!(single, "ZIP-215 accepts the small-order identity triple");
+        let k = Keypair::generate();
+        let good = k.sign(b"x");
+        let items = vec![
+            (pk, &b"anything"[..], sig),
+            (k.public(), &b"x"[..], good),
+            (k.public(), &b"x"[..], good),
+        ];
+        assert_eq!(verify_batch(&items), vec![true, true, true]);
+        // dalek's strict verification would reject the same triple: prove the difference.
+        let vk = ed25519_dalek::VerifyingKey::from_bytes(&ident).unwrap();
+        assert!(vk
+            .verify_strict(b"anything", &ed25519_dalek::Signature::from_bytes(&sig.0))
+            .is_err());
+    }
+
+    #[test]
+    fn batch_finds_each_invalid_item() {
+        let keys: Vec<Keypair> = (0..9).map(|_| Keypair::generate()).collect();
+        let msgs: Vec<Vec<u8>> = (0..9u8).map(|i| vec![i; 10]).collect();
+        let mut items: Vec<(PublicKey, &[u8], Signature)> = keys
+            .iter()
+            .zip(&msgs)
+            .map(|(k, m)| (k.public(), m.as_slice(), k.sign(m)))
+            .collect();
+        items[3].2 .0[5] ^= 1;
+        items[7].1 = b"other";
+        let got = verify_batch(&items);
+        let want: Vec<bool> = items.iter().map(|(p, m, s)| p.verify(m, s)).collect();
+        assert_eq!(got, want);
+        assert_eq!(got.iter().filter(|b| !**b).count(), 2);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        /// Random (possibly invalid) keys, messages and signatures: batch == single.
+        #[test]
+        fn batch_equals_single(
+            seeds in proptest::collection::vec(any::<[u8; 32]>(), 1..6),
+            flips in proptest::collection::vec(any::<(bool, u8, u8)>(), 6),
+            raw_pk in any::<[u8; 32]>(),
+            raw_sig in proptest::collection::vec(any::<u8>(), 64),
+        ) {
+            let mut items = Vec::new();
+            for (i, s) in seeds.iter().enumerate() {
+                let k = Keypair::from_seed(s);
+                let mut sig = k.sign(b"m");
+                let (flip, idx, bit) = flips[i];
+                if flip { sig.0[(idx as usize) % 64] ^= 1 << (bit % 8); }
+                items.push((k.public(), &b"m"[..], sig));
+            }
+            let mut rs = [0u8; 64];
+            rs.copy_from_slice(&raw_sig);
+            items.push((PublicKey(raw_pk), &b"m"[..], Signature(rs)));
+            let want: Vec<bool> = items.iter().map(|(p, m, s)| p.verify(m, s)).collect();
+            prop_assert_eq!(verify_batch(&items), want);
+        }
+    }
+}

@@ -1,0 +1,215 @@
+//! The genesis file (JSON): chain name, initial balances (exactly the total supply),
+//! consensus settings and the gas schedule. The chain id that every transaction signs is
+//! the genesis hash: BLAKE3 over a domain tag and the canonical JSON of the parsed file, so
+//! formatting differences in the file do not change it but any value does.
+
+use crate::address::Address;
+use crate::amount::Aer;
+use crate::crypto::Keypair;
+use crate::hash::Hash;
+use crate::TOTAL_SUPPLY;
+use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+use std::path::Path;
+
+/// A genesis file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum GenesisError {
+    /// Unreadable file.
+    #[error("cannot read genesis {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Not valid JSON for the schema.
+    #[error("invalid genesis JSON: {0}")]
+    Parse(String),
+    /// A rule is broken.
+    #[error("invalid genesis: {0}")]
+    Invalid(String),
+}
+
+/// Which consensus engine the chain runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Engine {
+    /// One producer; the zero-config dev mode.
+    Solo,
+    /// Delegated proof of stake.
+    Dpos,
+}
+
+/// Consensus settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsensusParams {
+    /// The engine.
+    pub engine: Engine,
+    /// Slot length in milliseconds.
+    pub block_interval_ms: u64,
+    /// Solo: the only address allowed to produce; `null` lets the node's own key produce
+    /// (dev chains).
+    #[serde(default)]
+    pub producer: Option<Address>,
+}
+
+/// Gas schedule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GasParams {
+    /// Gas charged for every transaction.
+    pub base: u64,
+    /// Gas per payload byte.
+    pub per_byte: u64,
+    /// Lowest accepted gas price in aer.
+    pub min_price: Aer,
+}
+
+/// One initial balance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenesisAccount {
+    /// The account.
+    pub address: Address,
+    /// Its balance in aer.
+    pub balance: Aer,
+}
+
+/// The genesis file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Genesis {
+    /// Human-readable chain name.
+    pub chain_name: String,
+    /// Genesis time, ms since the Unix epoch.
+    pub timestamp_ms: u64,
+    /// Initial balances; they must add up to the total supply.
+    pub balances: Vec<GenesisAccount>,
+    /// Consensus settings.
+    pub consensus: ConsensusParams,
+    /// Gas schedule.
+    pub gas: GasParams,
+}
+
+impl Genesis {
+    /// The built-in dev genesis: solo consensus, 1 s blocks, the whole supply held by the
+    /// well-known dev account ([`Keypair::dev`]).
+    pub fn dev() -> Self {
+        Genesis {
+            chain_name: "aergo-dev".into(),
+            timestamp_ms: 0,
+            balances: vec![GenesisAccount {
+                address: Address::from_public_key(&Keypair::dev().public()),
+                balance: Aer(TOTAL_SUPPLY),
+            }],
+            consensus: ConsensusParams {
+                engine: Engine::Solo,
+                block_interval_ms: 1000,
+                producer: None,
+            },
+            gas: GasParams {
+                base: 1000,
+                per_byte: 10,
+                min_price: Aer(1_000_000_000),
+            },
+        }
+    }
+
+    /// Parses and validates JSON text.
+    pub fn from_json(text: &str) -> Result<Self, GenesisError> {
+        let g: Genesis = serde_json::from_str(text).map_err(|e| GenesisError::Parse(e.to_string()))?;
+        g.validate()?;
+        Ok(g)
+    }
+
+    /// Reads, parses and validates a file.
+    pub fn load(path: &Path) -> Result<Self, GenesisError> {
+        let text = std::fs::read_to_string(path).map_err(|source| GenesisError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_json(&text)
+    }
+
+    /// Pretty JSON.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// Checks the rules: name, supply, duplicates, interval, gas.
+    pub fn validate(&self) -> Result<(), GenesisError> {
+        let bad = |m: String| Err(GenesisError::Invalid(m));
+        if self.chain_name.is_empty() || self.chain_name.len() > 64 {
+            return bad("chain_name must be 1 to 64 characters".into());
+        }
+        let mut seen = HashSet::new();
+        let mut total: u128 = 0;
+        for a in &self.balances {
+            if !seen.insert(a.address) {
+                return bad(format!("duplicate balance for {}", a.address));
+            }
+            total = match total.checked_add(a.balance.0) {
+                Some(t) => t,
+                None => return bad("balances overflow".into()),
+            };
+        }
+        if total != TOTAL_SUPPLY {
+            return bad(format!(
+                "balances add up to {} aer; the total supply is exactly {} aer (500,000,000 AERGO)",
+                total, TOTAL_SUPPLY
+            ));
+        }
+        if !(50..=60_000).contains(&self.consensus.block_interval_ms) {
+            return bad("consensus.block_interval_ms must be between 50 and 60000".into());
+        }
+        if self.gas.base == 0 {
+            return bad("gas.base must be positive".into());
+        }
+        Ok(())
+    }
+
+    /// The chain id: the genesis hash.
+    pub fn chain_id(&self) -> Hash {
+        let json = serde_json::to_vec(self).unwrap_or_default();
+        Hash::of_parts(&[b"aergo-genesis-v1", &json])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dev_genesis_is_valid_and_round_trips() {
+        let g = Genesis::dev();
+        g.validate().unwrap();
+        let back = Genesis::from_json(&g.to_json()).unwrap();
+        assert_eq!(back, g);
+        assert_eq!(back.chain_id(), g.chain_id());
+    }
+
+    #[test]
+    fn any_change_changes_the_chain_id() {
+        let g = Genesis::dev();
+        let mut h = g.clone();
+        h.chain_name = "other".into();
+        assert_ne!(g.chain_id(), h.chain_id());
+    }
+
+    #[test]
+    fn broken_rules_are_reported() {
+        let mut g = Genesis::dev();
+        g.balances[0].balance = Aer(1);
+        assert!(g.validate().unwrap_err().to_string().contains("total supply"));
+        let mut g = Genesis::dev();
+        g.balances.push(g.balances[0].clone());
+        assert!(g.validate().unwrap_err().to_string().contains("duplicate"));
+        assert!(Genesis::from_json("{").is_err());
+        assert!(Genesis::from_json("{\"chain_name\": 5}").is_err());
+        let mut v: serde_json::Value = serde_json::from_str(&Genesis::dev().to_json()).unwrap();
+        v["surprise"] = 1.into();
+        assert!(Genesis::from_json(&v.to_string()).is_err());
+    }
+}
