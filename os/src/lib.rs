@@ -4,7 +4,9 @@
 //! - [`paths`]: well-known ports, paths and names (DESIGN.md §3).
 //! - [`config`]: the `aergo.toml` schema read by init, the node, AergoFS and the dashboard.
 //! - [`io`]: the io_uring file I/O service with a std fallback.
+//! - [`control`]: init's control-socket protocol (types, codec, blocking client).
 
 pub mod config;
+pub mod control;
 pub mod io;
 pub mod paths;
