@@ -5,8 +5,10 @@
 //! - [`config`]: the `aergo.toml` schema read by init, the node, AergoFS and the dashboard.
 //! - [`io`]: the io_uring file I/O service with a std fallback.
 //! - [`control`]: init's control-socket protocol (types, codec, blocking client).
+//! - [`sample`]: procfs resource sampling (CPU, memory, load, disks, network, filesystems).
 
 pub mod config;
 pub mod control;
 pub mod io;
 pub mod paths;
+pub mod sample;
