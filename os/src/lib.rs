@@ -5,10 +5,12 @@
 //! - [`config`]: the `aergo.toml` schema read by init, the node, AergoFS and the dashboard.
 //! - [`io`]: the io_uring file I/O service with a std fallback.
 //! - [`control`]: init's control-socket protocol (types, codec, blocking client).
+//! - [`sys`]: GPT tables and kernel-module resolution for init and the image builder.
 //! - [`sample`]: procfs resource sampling (CPU, memory, load, disks, network, filesystems).
 
 pub mod config;
 pub mod control;
 pub mod io;
 pub mod paths;
+pub mod sys;
 pub mod sample;
