@@ -1,1 +1,58 @@
-//! AergoSQL.
+//! AergoSQL: smart contracts as SQL tables and PL/pgSQL-style functions.
+//!
+//! # Pipeline
+//! script → [`parse`] (sqlparser's PostgreSQL tokenizer and parser for SQL;
+//! our own parser for `CREATE FUNCTION` and the procedural layer) →
+//! [`compile`] (name and type resolution, deploy-time errors with line and
+//! column) → typed plan ([`ir`]) → [`interp`]/[`exec`] (interpreter and
+//! shared runtime) or, with the `jit` feature, LLVM code via `inkwell`.
+//!
+//! # API for the chain
+//! [`Contract::deploy`], [`Contract::load`], [`Contract::upgrade`],
+//! [`Contract::call`] (writes applied only on success), [`Contract::view`],
+//! [`Contract::query`], [`Contract::abi`]. Storage is the [`Kv`] trait; the
+//! chain context is [`ChainContext`].
+//!
+//! # Storage layout (under the contract prefix `P`)
+//! | key | value |
+//! | --- | --- |
+//! | `P 00 "owner"` | deployer address |
+//! | `P 00 "script/NNNN"` | deploy script (0000) and upgrade scripts, replayed by `load` |
+//! | `P 01 tid:u32be` | next hidden row id (tables without a primary key) |
+//! | `P 02 tid:u32be pk` | row (tagged encoding), `pk` = memcomparable primary key |
+//! | `P 03 tid:u32be iid:u32be vals pk` | index entry (empty value) |
+//!
+//! Rows are therefore ordered by primary key; scans without ORDER BY return
+//! primary-key order.
+//!
+//! # Leniencies (whitepaper Figure 6)
+//! `CREATE IF NOT EXISTS t (…)` is read as `CREATE TABLE IF NOT EXISTS`; `;`
+//! after `END IF`/`END LOOP` is optional; the last statement needs no `;`;
+//! `LANGUAGE` is optional; parameter names may be keywords (`to`).
+//!
+//! # Determinism
+//! No floating point (NUMERIC is an exact i128 decimal), no clock, no
+//! randomness; overflow and division by zero are errors.
+
+pub mod compile;
+pub mod contract;
+pub mod ctx;
+pub mod decimal;
+pub mod encoding;
+pub mod error;
+pub mod exec;
+pub mod gas;
+pub mod interp;
+pub mod ir;
+#[cfg(feature = "jit")]
+pub mod jit;
+pub mod kv;
+pub mod parse;
+pub mod value;
+
+pub use contract::{Abi, AbiFunction, AbiTable, CallOutcome, Contract, Engine, QueryResult};
+pub use ctx::{ChainContext, MockChain};
+pub use decimal::Decimal;
+pub use error::{Pos, SqlError};
+pub use kv::{Kv, KvError, MemKv, Overlay};
+pub use value::{SqlType, Value};

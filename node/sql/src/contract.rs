@@ -1,0 +1,401 @@
+//! The public contract API the chain calls: deploy, load, upgrade, call,
+//! query and ABI. Every call runs against a write overlay that is applied to
+//! storage only when the call succeeds.
+
+use crate::compile::{apply_script, Catalog, Compiler};
+use crate::ctx::ChainContext;
+use crate::encoding::prefix_end;
+use crate::error::{Result, SqlError};
+use crate::exec::{keys, Runtime};
+use crate::interp::{self, JitDispatch};
+use crate::ir::SqlPlan;
+use crate::kv::{apply_writes, Kv, Overlay};
+use crate::parse;
+use crate::value::Value;
+use std::sync::Arc;
+
+/// Which engine runs calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// The tree-walking interpreter.
+    Interpreter,
+    /// LLVM JIT code where available (falls back to the interpreter for
+    /// functions the JIT does not cover).
+    Jit,
+}
+
+/// Result of a successful call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallOutcome {
+    /// The function's return value (NULL for `RETURNS void`).
+    pub result: Value,
+    /// `RAISE NOTICE` messages, in order.
+    pub events: Vec<String>,
+    /// Gas consumed.
+    pub gas_used: u64,
+}
+
+/// Result of a query.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueryResult {
+    /// Column names.
+    pub columns: Vec<String>,
+    /// Rows.
+    pub rows: Vec<Vec<Value>>,
+    /// Gas consumed (queries are free but capped).
+    pub gas_used: u64,
+}
+
+/// A function in the ABI.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AbiFunction {
+    /// Name.
+    pub name: String,
+    /// (name, SQL type).
+    pub params: Vec<(String, String)>,
+    /// SQL return type.
+    pub returns: String,
+}
+
+/// A table in the ABI.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AbiTable {
+    /// Name.
+    pub name: String,
+    /// (name, SQL type, NOT NULL).
+    pub columns: Vec<(String, String, bool)>,
+    /// Primary-key column names.
+    pub primary_key: Vec<String>,
+}
+
+/// Contract interface: functions and tables with types.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Abi {
+    /// Functions in definition order.
+    pub functions: Vec<AbiFunction>,
+    /// Tables in creation order.
+    pub tables: Vec<AbiTable>,
+}
+
+/// A deployed contract. Cheap to clone (the compiled program is shared).
+#[derive(Clone)]
+pub struct Contract {
+    prefix: Vec<u8>,
+    owner: String,
+    scripts: Vec<String>,
+    cat: Arc<Catalog>,
+    #[cfg(feature = "jit")]
+    jit: Option<Arc<crate::jit::JitProgram>>,
+}
+
+fn meta_key(prefix: &[u8], name: &str) -> Vec<u8> {
+    let mut k = prefix.to_vec();
+    k.push(keys::META);
+    k.extend_from_slice(name.as_bytes());
+    k
+}
+
+fn st(e: crate::kv::KvError) -> SqlError {
+    SqlError::Storage(e.0)
+}
+
+impl Contract {
+    /// Parses, resolves and (with the `jit` feature) compiles `script`, stores
+    /// it under `prefix` and runs the script's DML (e.g. seed INSERTs) with
+    /// `gas_limit`. Fails with a positioned error on any parse/name/type error
+    /// and leaves `kv` untouched on any failure.
+    pub fn deploy(script: &str, owner: &str, prefix: &[u8], kv: &mut dyn Kv, gas_limit: u64) -> Result<(Contract, u64)> {
+        if kv.get(&meta_key(prefix, "owner")).map_err(st)?.is_some() {
+            return Err(SqlError::Permission("a contract already exists at this prefix".into()));
+        }
+        let mut cat = Catalog::default();
+        let dml = apply_script(&mut cat, script, false)?;
+        let mut c = Contract {
+            prefix: prefix.to_vec(),
+            owner: owner.to_string(),
+            scripts: vec![script.to_string()],
+            cat: Arc::new(cat),
+            #[cfg(feature = "jit")]
+            jit: None,
+        };
+        c.compile_jit()?;
+        let gas = {
+            let mut ov = Overlay::new(kv);
+            let gas = c.run_dml(&dml, &mut ov, gas_limit, &[])?;
+            ov.put(&meta_key(prefix, "owner"), owner.as_bytes()).map_err(st)?;
+            ov.put(&meta_key(prefix, "script/0000"), script.as_bytes()).map_err(st)?;
+            let w = ov.into_writes();
+            apply_writes(kv, w).map_err(st)?;
+            gas
+        };
+        Ok((c, gas))
+    }
+
+    /// Reloads a contract stored under `prefix` (e.g. at node start).
+    pub fn load(prefix: &[u8], kv: &dyn Kv) -> Result<Contract> {
+        let owner = kv
+            .get(&meta_key(prefix, "owner"))
+            .map_err(st)?
+            .ok_or_else(|| SqlError::Storage("no contract at this prefix".into()))?;
+        let owner = String::from_utf8(owner).map_err(|_| SqlError::Storage("bad owner".into()))?;
+        let start = meta_key(prefix, "script/");
+        let end = prefix_end(&start);
+        let mut scripts = Vec::new();
+        for it in kv.scan(&start, &end) {
+            let (_, v) = it.map_err(st)?;
+            scripts.push(String::from_utf8(v).map_err(|_| SqlError::Storage("bad script".into()))?);
+        }
+        let mut cat = Catalog::default();
+        for s in &scripts {
+            apply_script(&mut cat, s, true)?;
+        }
+        let mut c = Contract {
+            prefix: prefix.to_vec(),
+            owner,
+            scripts,
+            cat: Arc::new(cat),
+            #[cfg(feature = "jit")]
+            jit: None,
+        };
+        c.compile_jit()?;
+        Ok(c)
+    }
+
+    /// Applies an upgrade script (owner only): new tables, new indexes (built
+    /// over existing rows), new functions and `CREATE OR REPLACE FUNCTION`.
+    /// Existing tables cannot be redefined (`CREATE TABLE IF NOT EXISTS` of an
+    /// existing table is a no-op), so stored rows always match their schema.
+    pub fn upgrade(&mut self, script: &str, caller: &str, kv: &mut dyn Kv, gas_limit: u64) -> Result<u64> {
+        if caller != self.owner {
+            return Err(SqlError::Permission("only the contract owner may upgrade it".into()));
+        }
+        let mut cat = (*self.cat).clone();
+        let old_idx: Vec<usize> = cat.tables.iter().map(|t| t.indexes.len()).collect();
+        let dml = apply_script(&mut cat, script, true)?;
+        let mut next = self.clone();
+        next.cat = Arc::new(cat);
+        next.scripts.push(script.to_string());
+        next.compile_jit()?;
+        let n = self.scripts.len();
+        let gas = {
+            let mut ov = Overlay::new(kv);
+            let mut rt = next.runtime(&mut ov, None, gas_limit, false);
+            for (ti, t) in next.cat.tables.iter().enumerate() {
+                let from = old_idx.get(ti).copied().unwrap_or(0);
+                for k in from..t.indexes.len() {
+                    rt.build_index(ti, k)?;
+                }
+            }
+            let used = rt.gas_used;
+            let gas = used + next.run_dml(&dml, &mut ov, gas_limit.saturating_sub(used), &[])?;
+            ov.put(&meta_key(&self.prefix, &format!("script/{n:04}")), script.as_bytes()).map_err(st)?;
+            let w = ov.into_writes();
+            apply_writes(kv, w).map_err(st)?;
+            gas
+        };
+        *self = next;
+        Ok(gas)
+    }
+
+    fn runtime<'a>(&'a self, kv: &'a mut dyn Kv, chain: Option<&'a mut dyn ChainContext>, gas_limit: u64, read_only: bool) -> Runtime<'a> {
+        Runtime {
+            cat: &self.cat,
+            kv,
+            prefix: &self.prefix,
+            chain,
+            gas_used: 0,
+            gas_limit,
+            events: Vec::new(),
+            depth: 0,
+            read_only,
+            jit: None,
+        }
+    }
+
+    fn run_dml(&self, dml: &[(SqlPlan, crate::error::Pos)], kv: &mut dyn Kv, gas_limit: u64, vars: &[Value]) -> Result<u64> {
+        let mut rt = self.runtime(kv, None, gas_limit, false);
+        for (p, _) in dml {
+            rt.charge(crate::gas::SQL_BASE)?;
+            rt.run_plan(p, vars)?;
+        }
+        Ok(rt.gas_used)
+    }
+
+    #[cfg(feature = "jit")]
+    fn compile_jit(&mut self) -> Result<()> {
+        self.jit = Some(Arc::new(crate::jit::JitProgram::compile(&self.cat)?));
+        Ok(())
+    }
+
+    #[cfg(not(feature = "jit"))]
+    fn compile_jit(&mut self) -> Result<()> {
+        Ok(())
+    }
+
+    /// Calls `function` with `args` (text arguments are cast to the declared
+    /// parameter types). On success the writes are applied to `kv`; on any
+    /// error nothing is written.
+    pub fn call(&self, function: &str, args: &[Value], ctx: &mut dyn ChainContext, kv: &mut dyn Kv, gas_limit: u64) -> Result<CallOutcome> {
+        self.call_with(Engine::Jit, function, args, ctx, kv, gas_limit)
+    }
+
+    /// Like [`Contract::call`] with an explicit engine.
+    pub fn call_with(&self, engine: Engine, function: &str, args: &[Value], ctx: &mut dyn ChainContext, kv: &mut dyn Kv, gas_limit: u64) -> Result<CallOutcome> {
+        let (out, writes) = {
+            let mut ov = Overlay::new(kv);
+            let out = self.invoke(engine, function, args, Some(ctx), &mut ov, gas_limit, false)?;
+            (out, ov.into_writes())
+        };
+        apply_writes(kv, writes).map_err(st)?;
+        Ok(out)
+    }
+
+    /// Runs a function without keeping its writes (a free read-only call at
+    /// whatever state `kv` shows).
+    pub fn view(&self, function: &str, args: &[Value], ctx: &mut dyn ChainContext, kv: &dyn Kv, gas_cap: u64) -> Result<CallOutcome> {
+        let mut ov = Overlay::new(kv);
+        self.invoke(Engine::Jit, function, args, Some(ctx), &mut ov, gas_cap, false)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn invoke<'a>(&'a self, engine: Engine, function: &str, args: &[Value], ctx: Option<&'a mut dyn ChainContext>, kv: &'a mut dyn Kv, gas_limit: u64, read_only: bool) -> Result<CallOutcome> {
+        let name = function.to_ascii_lowercase();
+        let fi = self.cat.func(&name).ok_or_else(|| SqlError::Call(format!("function {function} does not exist")))?;
+        let mut rt = self.runtime(kv, ctx, gas_limit, read_only);
+        rt.charge(crate::gas::CALL)?;
+        let result = match engine {
+            Engine::Interpreter => interp::run(&mut rt, fi, args.to_vec())?,
+            Engine::Jit => {
+                #[cfg(feature = "jit")]
+                {
+                    match &self.jit {
+                        Some(j) => {
+                            let d: &dyn JitDispatch = j.as_ref();
+                            rt.jit = Some(d);
+                            if j.has(fi) {
+                                j.call(fi, &mut rt, args.to_vec())?
+                            } else {
+                                interp::run(&mut rt, fi, args.to_vec())?
+                            }
+                        }
+                        None => interp::run(&mut rt, fi, args.to_vec())?,
+                    }
+                }
+                #[cfg(not(feature = "jit"))]
+                {
+                    let _: Option<&dyn JitDispatch> = None;
+                    interp::run(&mut rt, fi, args.to_vec())?
+                }
+            }
+        };
+        Ok(CallOutcome {
+            result,
+            events: rt.events,
+            gas_used: rt.gas_used,
+        })
+    }
+
+    /// Runs a read-only `SELECT` over the contract's tables, capped by `gas_cap`.
+    pub fn query(&self, sql: &str, kv: &dyn Kv, gas_cap: u64) -> Result<QueryResult> {
+        let stmt = parse::parse_single_statement(sql)?;
+        let mut c = Compiler::for_query(&self.cat);
+        let plan = c.statement(&stmt)?;
+        let SqlPlan::Select(q) = plan else {
+            return Err(SqlError::Permission("queries must be SELECT statements".into()));
+        };
+        let mut ov = Overlay::new(kv);
+        let mut rt = self.runtime(&mut ov, None, gas_cap, true);
+        rt.charge(crate::gas::SQL_BASE)?;
+        let rows = rt.select(&q, None, &[])?;
+        Ok(QueryResult {
+            columns: q.columns.iter().map(|c| c.0.clone()).collect(),
+            rows,
+            gas_used: rt.gas_used,
+        })
+    }
+
+    /// Runs any single SQL statement (SELECT/INSERT/UPDATE/DELETE) as the
+    /// owner would in the sandbox; writes are applied on success.
+    pub fn execute(&self, sql: &str, kv: &mut dyn Kv, gas_limit: u64) -> Result<QueryResult> {
+        let stmt = parse::parse_single_statement(sql)?;
+        let mut c = Compiler::for_query(&self.cat);
+        let plan = c.statement(&stmt)?;
+        let cols: Vec<String> = match &plan {
+            SqlPlan::Select(q) => q.columns.iter().map(|c| c.0.clone()).collect(),
+            SqlPlan::Insert { returning, .. } | SqlPlan::Update { returning, .. } | SqlPlan::Delete { returning, .. } => {
+                returning.as_ref().map(|r| r.columns.iter().map(|c| c.0.clone()).collect()).unwrap_or_default()
+            }
+        };
+        let (res, gas, writes) = {
+            let mut ov = Overlay::new(kv);
+            let mut rt = self.runtime(&mut ov, None, gas_limit, false);
+            rt.charge(crate::gas::SQL_BASE)?;
+            let r = rt.run_plan(&plan, &[])?;
+            let g = rt.gas_used;
+            (r, g, ov.into_writes())
+        };
+        apply_writes(kv, writes).map_err(st)?;
+        Ok(QueryResult {
+            columns: cols,
+            rows: res.rows,
+            gas_used: gas,
+        })
+    }
+
+    /// Functions and tables with their types.
+    pub fn abi(&self) -> Abi {
+        Abi {
+            functions: self
+                .cat
+                .sigs
+                .iter()
+                .map(|s| AbiFunction {
+                    name: s.name.clone(),
+                    params: s.params.iter().map(|(n, t)| (n.clone(), t.to_string())).collect(),
+                    returns: s.returns.to_string(),
+                })
+                .collect(),
+            tables: self
+                .cat
+                .tables
+                .iter()
+                .map(|t| AbiTable {
+                    name: t.name.clone(),
+                    columns: t.columns.iter().map(|c| (c.name.clone(), c.ty.to_string(), c.not_null)).collect(),
+                    primary_key: t.pk.iter().map(|&i| t.columns[i].name.clone()).collect(),
+                })
+                .collect(),
+        }
+    }
+
+    /// The deployer.
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    /// The storage prefix.
+    pub fn prefix(&self) -> &[u8] {
+        &self.prefix
+    }
+
+    /// Names of functions that the JIT compiled (empty without the feature).
+    pub fn jit_functions(&self) -> Vec<String> {
+        #[cfg(feature = "jit")]
+        if let Some(j) = &self.jit {
+            return self
+                .cat
+                .funcs
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| j.has(*i))
+                .map(|(_, f)| f.name.clone())
+                .collect();
+        }
+        Vec::new()
+    }
+
+    /// The compiled catalog (for tools and tests).
+    pub fn catalog(&self) -> &Catalog {
+        &self.cat
+    }
+}

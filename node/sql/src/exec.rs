@@ -1,0 +1,1064 @@
+//! Shared runtime: expression evaluation, query execution, DML with
+//! constraint and index maintenance, gas metering. Used by the interpreter
+//! and, through `extern "C"` helpers, by JIT-compiled code.
+
+use crate::compile::Catalog;
+use crate::ctx::ChainContext;
+use crate::decimal::Decimal;
+use crate::encoding::{decode_row, encode_key, encode_key_tuple, encode_row, prefix_end};
+use crate::error::{Result, SqlError};
+use crate::gas;
+use crate::ir::*;
+use crate::kv::Kv;
+use crate::value::{sort_cmp, sql_cmp, SqlType, Value};
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// A query level's current row and the levels around it.
+pub struct Frame<'f> {
+    /// Row of this level.
+    pub row: &'f [Value],
+    /// Enclosing level.
+    pub parent: Option<&'f Frame<'f>>,
+}
+
+/// Empty frame (no FROM).
+pub const EMPTY: Frame<'static> = Frame {
+    row: &[],
+    parent: None,
+};
+
+/// Execution state of one call or query.
+pub struct Runtime<'a> {
+    /// Catalog.
+    pub cat: &'a Catalog,
+    /// Storage (an overlay during calls).
+    pub kv: &'a mut dyn Kv,
+    /// Contract key prefix.
+    pub prefix: &'a [u8],
+    /// Chain context (None for free queries and deploy).
+    pub chain: Option<&'a mut dyn ChainContext>,
+    /// Gas used so far.
+    pub gas_used: u64,
+    /// Gas limit.
+    pub gas_limit: u64,
+    /// RAISE NOTICE messages.
+    pub events: Vec<String>,
+    /// Call depth.
+    pub depth: u32,
+    /// Reject writes.
+    pub read_only: bool,
+    /// JIT-compiled functions by index (filled when the JIT is enabled).
+    pub jit: Option<&'a dyn crate::interp::JitDispatch>,
+}
+
+/// Result of a DML statement.
+pub struct DmlResult {
+    /// Rows affected.
+    pub count: u64,
+    /// RETURNING rows.
+    pub rows: Vec<Vec<Value>>,
+}
+
+fn st_err(e: crate::kv::KvError) -> SqlError {
+    SqlError::Storage(e.0)
+}
+
+/// Storage key tags under the contract prefix.
+pub mod keys {
+    /// Metadata (`script/NNNN`, `owner`).
+    pub const META: u8 = 0;
+    /// Per-table row-id sequence.
+    pub const SEQ: u8 = 1;
+    /// Table rows.
+    pub const ROW: u8 = 2;
+    /// Index entries.
+    pub const INDEX: u8 = 3;
+}
+
+fn int_overflow() -> SqlError {
+    SqlError::Overflow("bigint out of range".into())
+}
+
+/// Arithmetic on two non-null values.
+pub fn arith(op: ArithOp, a: &Value, b: &Value) -> Result<Value> {
+    match (a, b) {
+        (Value::Null, _) | (_, Value::Null) => Ok(Value::Null),
+        (Value::Int(x), Value::Int(y)) => {
+            let r = match op {
+                ArithOp::Add => x.checked_add(*y),
+                ArithOp::Sub => x.checked_sub(*y),
+                ArithOp::Mul => x.checked_mul(*y),
+                ArithOp::Div => {
+                    if *y == 0 {
+                        return Err(SqlError::DivisionByZero);
+                    }
+                    x.checked_div(*y)
+                }
+                ArithOp::Mod => {
+                    if *y == 0 {
+                        return Err(SqlError::DivisionByZero);
+                    }
+                    x.checked_rem(*y)
+                }
+            };
+            r.map(Value::Int).ok_or_else(int_overflow)
+        }
+        (Value::Text(_), other) | (other, Value::Text(_)) if !matches!(other, Value::Text(_)) => {
+            let ty = if matches!(other, Value::Int(_)) { SqlType::BigInt } else { SqlType::Numeric(None) };
+            let (x, y) = (a.cast(&ty)?, b.cast(&ty)?);
+            arith(op, &x, &y)
+        }
+        _ => {
+            let (Some(x), Some(y)) = (a.as_decimal(), b.as_decimal()) else {
+                return Err(SqlError::Type(format!("operator does not exist: {} and {}", a.type_of(), b.type_of())));
+            };
+            Ok(Value::Num(match op {
+                ArithOp::Add => x.add(&y)?,
+                ArithOp::Sub => x.sub(&y)?,
+                ArithOp::Mul => x.mul(&y)?,
+                ArithOp::Div => x.div(&y)?,
+                ArithOp::Mod => x.rem(&y)?,
+            }))
+        }
+    }
+}
+
+fn truth(v: &Value) -> Result<Option<bool>> {
+    match v {
+        Value::Null => Ok(None),
+        Value::Bool(b) => Ok(Some(*b)),
+        other => Err(SqlError::Type(format!("argument must be boolean, not {}", other.type_of()))),
+    }
+}
+
+fn like(s: &[char], p: &[char]) -> bool {
+    // iterative wildcard matching with backtracking on the last '%'
+    let (mut i, mut j) = (0usize, 0usize);
+    let mut star: Option<(usize, usize)> = None;
+    while i < s.len() {
+        if j < p.len() && p[j] == '\\' && j + 1 < p.len() && p[j + 1] == s[i] {
+            i += 1;
+            j += 2;
+        } else if j < p.len() && (p[j] == '_' || (p[j] == s[i] && p[j] != '%' && p[j] != '\\')) {
+            i += 1;
+            j += 1;
+        } else if j < p.len() && p[j] == '%' {
+            star = Some((j, i));
+            j += 1;
+        } else if let Some((sj, si)) = star {
+            j = sj + 1;
+            i = si + 1;
+            star = Some((sj, si + 1));
+        } else {
+            return false;
+        }
+    }
+    while j < p.len() && p[j] == '%' {
+        j += 1;
+    }
+    j == p.len()
+}
+
+impl<'a> Runtime<'a> {
+    /// Charges gas.
+    #[inline]
+    pub fn charge(&mut self, n: u64) -> Result<()> {
+        self.gas_used = self.gas_used.saturating_add(n);
+        if self.gas_used > self.gas_limit {
+            return Err(SqlError::OutOfGas { limit: self.gas_limit });
+        }
+        Ok(())
+    }
+
+    fn chain(&mut self) -> Result<&mut dyn ChainContext> {
+        match self.chain.as_deref_mut() {
+            Some(c) => Ok(c),
+            None => Err(SqlError::Chain("chain functions are not available here".into())),
+        }
+    }
+
+    /// Evaluates an expression.
+    pub fn eval(&mut self, e: &Expr, f: &Frame, vars: &[Value]) -> Result<Value> {
+        Ok(match e {
+            Expr::Const(v) => v.clone(),
+            Expr::Col { depth, idx } => {
+                let mut fr = f;
+                for _ in 0..*depth {
+                    fr = fr.parent.ok_or_else(|| SqlError::Storage("bad column depth".into()))?;
+                }
+                fr.row.get(*idx).cloned().ok_or_else(|| SqlError::Storage("bad column index".into()))?
+            }
+            Expr::Var(s) => vars.get(*s).cloned().ok_or_else(|| SqlError::Storage("bad variable slot".into()))?,
+            Expr::Neg(a) => match self.eval(a, f, vars)? {
+                Value::Null => Value::Null,
+                Value::Int(i) => Value::Int(i.checked_neg().ok_or_else(int_overflow)?),
+                Value::Num(d) => Value::Num(d.neg()?),
+                other => return Err(SqlError::Type(format!("cannot negate {}", other.type_of()))),
+            },
+            Expr::Not(a) => match truth(&self.eval(a, f, vars)?)? {
+                None => Value::Null,
+                Some(b) => Value::Bool(!b),
+            },
+            Expr::Arith(op, a, b) => {
+                let x = self.eval(a, f, vars)?;
+                let y = self.eval(b, f, vars)?;
+                arith(*op, &x, &y)?
+            }
+            Expr::Cmp(op, a, b) => {
+                let x = self.eval(a, f, vars)?;
+                let y = self.eval(b, f, vars)?;
+                match sql_cmp(&x, &y)? {
+                    None => Value::Null,
+                    Some(o) => Value::Bool(match op {
+                        CmpOp::Eq => o == Ordering::Equal,
+                        CmpOp::Ne => o != Ordering::Equal,
+                        CmpOp::Lt => o == Ordering::Less,
+                        CmpOp::Le => o != Ordering::Greater,
+                        CmpOp::Gt => o == Ordering::Greater,
+                        CmpOp::Ge => o != Ordering::Less,
+                    }),
+                }
+            }
+            Expr::And(a, b) => {
+                let x = truth(&self.eval(a, f, vars)?)?;
+                if x == Some(false) {
+                    return Ok(Value::Bool(false));
+                }
+                let y = truth(&self.eval(b, f, vars)?)?;
+                match (x, y) {
+                    (_, Some(false)) => Value::Bool(false),
+                    (Some(true), Some(true)) => Value::Bool(true),
+                    _ => Value::Null,
+                }
+            }
+            Expr::Or(a, b) => {
+                let x = truth(&self.eval(a, f, vars)?)?;
+                if x == Some(true) {
+                    return Ok(Value::Bool(true));
+                }
+                let y = truth(&self.eval(b, f, vars)?)?;
+                match (x, y) {
+                    (_, Some(true)) => Value::Bool(true),
+                    (Some(false), Some(false)) => Value::Bool(false),
+                    _ => Value::Null,
+                }
+            }
+            Expr::Concat(a, b) => {
+                let x = self.eval(a, f, vars)?;
+                let y = self.eval(b, f, vars)?;
+                if x.is_null() || y.is_null() {
+                    Value::Null
+                } else {
+                    let s = x.to_text() + &y.to_text();
+                    self.charge(gas::PER_KB * (s.len() as u64 / 1024))?;
+                    Value::Text(s)
+                }
+            }
+            Expr::IsNull(a, neg) => Value::Bool(self.eval(a, f, vars)?.is_null() != *neg),
+            Expr::IsDistinct(a, b, not_distinct) => {
+                let x = self.eval(a, f, vars)?;
+                let y = self.eval(b, f, vars)?;
+                let same = match (x.is_null(), y.is_null()) {
+                    (true, true) => true,
+                    (true, false) | (false, true) => false,
+                    _ => sql_cmp(&x, &y)? == Some(Ordering::Equal),
+                };
+                Value::Bool(same == *not_distinct)
+            }
+            Expr::InList(a, list, neg) => {
+                let x = self.eval(a, f, vars)?;
+                let mut vals = Vec::with_capacity(list.len());
+                for l in list {
+                    vals.push(self.eval(l, f, vars)?);
+                }
+                in_values(&x, vals.iter(), *neg)?
+            }
+            Expr::InSub(a, q, neg) => {
+                let x = self.eval(a, f, vars)?;
+                let rows = self.select(q, Some(f), vars)?;
+                in_values(&x, rows.iter().filter_map(|r| r.first()), *neg)?
+            }
+            Expr::Exists(q, neg) => {
+                let rows = self.select(q, Some(f), vars)?;
+                Value::Bool(rows.is_empty() == *neg)
+            }
+            Expr::ScalarSub(q) => {
+                let mut rows = self.select(q, Some(f), vars)?;
+                if rows.len() > 1 {
+                    return Err(SqlError::Type("more than one row returned by a subquery used as an expression".into()));
+                }
+                rows.pop().and_then(|mut r| r.pop()).unwrap_or(Value::Null)
+            }
+            Expr::Between(a, lo, hi, neg) => {
+                let x = self.eval(a, f, vars)?;
+                let l = self.eval(lo, f, vars)?;
+                let h = self.eval(hi, f, vars)?;
+                let ge = sql_cmp(&x, &l)?.map(|o| o != Ordering::Less);
+                let le = sql_cmp(&x, &h)?.map(|o| o != Ordering::Greater);
+                let r = match (ge, le) {
+                    (Some(false), _) | (_, Some(false)) => Some(false),
+                    (Some(true), Some(true)) => Some(true),
+                    _ => None,
+                };
+                match r {
+                    None => Value::Null,
+                    Some(b) => Value::Bool(b != *neg),
+                }
+            }
+            Expr::Like(a, p, neg, ci) => {
+                let x = self.eval(a, f, vars)?;
+                let y = self.eval(p, f, vars)?;
+                if x.is_null() || y.is_null() {
+                    Value::Null
+                } else {
+                    let (mut s, mut pat) = (x.to_text(), y.to_text());
+                    if *ci {
+                        s = s.to_lowercase();
+                        pat = pat.to_lowercase();
+                    }
+                    let s: Vec<char> = s.chars().collect();
+                    let p: Vec<char> = pat.chars().collect();
+                    self.charge((s.len() as u64 * p.len() as u64) / 64)?;
+                    Value::Bool(like(&s, &p) != *neg)
+                }
+            }
+            Expr::Case(op, whens, el) => {
+                let base = match op {
+                    Some(o) => Some(self.eval(o, f, vars)?),
+                    None => None,
+                };
+                for (c, r) in whens {
+                    let cv = self.eval(c, f, vars)?;
+                    let hit = match &base {
+                        Some(b) => sql_cmp(b, &cv)? == Some(Ordering::Equal),
+                        None => truth(&cv)? == Some(true),
+                    };
+                    if hit {
+                        return self.eval(r, f, vars);
+                    }
+                }
+                match el {
+                    Some(x) => self.eval(x, f, vars)?,
+                    None => Value::Null,
+                }
+            }
+            Expr::Coalesce(l) => {
+                for x in l {
+                    let v = self.eval(x, f, vars)?;
+                    if !v.is_null() {
+                        return Ok(v);
+                    }
+                }
+                Value::Null
+            }
+            Expr::NullIf(a, b) => {
+                let x = self.eval(a, f, vars)?;
+                let y = self.eval(b, f, vars)?;
+                if sql_cmp(&x, &y)? == Some(Ordering::Equal) {
+                    Value::Null
+                } else {
+                    x
+                }
+            }
+            Expr::Cast(a, ty) => self.eval(a, f, vars)?.cast(ty)?,
+            Expr::Builtin(b, args) => {
+                let mut v = Vec::with_capacity(args.len());
+                for a in args {
+                    v.push(self.eval(a, f, vars)?);
+                }
+                builtin(*b, &v)?
+            }
+            Expr::Chain(c, args) => {
+                let mut v = Vec::with_capacity(args.len());
+                for a in args {
+                    v.push(self.eval(a, f, vars)?);
+                }
+                self.chain_fn(*c, &v)?
+            }
+            Expr::Call(fi, args) => {
+                let mut v = Vec::with_capacity(args.len());
+                for a in args {
+                    v.push(self.eval(a, f, vars)?);
+                }
+                self.call_function(*fi, v)?
+            }
+        })
+    }
+
+    fn chain_fn(&mut self, c: ChainFn, v: &[Value]) -> Result<Value> {
+        let text_arg = |i: usize| -> Result<Option<String>> {
+            match v.get(i) {
+                Some(Value::Null) | None => Ok(None),
+                Some(x) => Ok(Some(x.to_text())),
+            }
+        };
+        let ch = self.chain()?;
+        Ok(match c {
+            ChainFn::Sender => Value::Text(ch.sender()),
+            ChainFn::BlockHeight => Value::Int(i64::try_from(ch.block_height()).map_err(|_| int_overflow())?),
+            ChainFn::BlockTime => Value::Ts(ch.block_time()),
+            ChainFn::TxHash => Value::Text(ch.tx_hash()),
+            ChainFn::ContractAddress => Value::Text(ch.contract_address()),
+            ChainFn::Amount => Value::Num(Decimal::from_u128(ch.amount())?),
+            ChainFn::Balance => match text_arg(0)? {
+                None => Value::Null,
+                Some(a) => Value::Num(Decimal::from_u128(ch.balance(&a).map_err(SqlError::Chain)?)?),
+            },
+            ChainFn::Send => {
+                let Some(to) = text_arg(0)? else {
+                    return Err(SqlError::Chain("send: recipient is NULL".into()));
+                };
+                let amt = match v.get(1).map(|x| x.cast(&SqlType::Numeric(None))) {
+                    Some(Ok(Value::Num(d))) => d,
+                    _ => return Err(SqlError::Chain("send: amount must be a number".into())),
+                };
+                if amt.scale() > 0 && amt.normalized().scale() > 0 {
+                    return Err(SqlError::Chain("send: amount must be a whole number of aer".into()));
+                }
+                let whole = amt.trunc_i128()?;
+                let amt = u128::try_from(whole).map_err(|_| SqlError::Chain("send: negative amount".into()))?;
+                self.chain()?.send(&to, amt).map_err(SqlError::Chain)?;
+                Value::Bool(true)
+            }
+        })
+    }
+
+    /// Calls a contract function (used for nested calls).
+    pub fn call_function(&mut self, fi: usize, args: Vec<Value>) -> Result<Value> {
+        if self.depth >= gas::MAX_DEPTH {
+            return Err(SqlError::StackDepth);
+        }
+        self.charge(gas::CALL)?;
+        self.depth += 1;
+        let r = match self.jit {
+            Some(j) if j.has(fi) => j.call(fi, self, args),
+            _ => crate::interp::run(self, fi, args),
+        };
+        self.depth -= 1;
+        r
+    }
+
+    // ----------------------------------------------------------- storage ---
+
+    fn table_prefix(&self, tag: u8, tid: u32) -> Vec<u8> {
+        let mut k = Vec::with_capacity(self.prefix.len() + 5);
+        k.extend_from_slice(self.prefix);
+        k.push(tag);
+        k.extend_from_slice(&tid.to_be_bytes());
+        k
+    }
+
+    fn row_key(&self, t: &Table, pk: &[u8]) -> Vec<u8> {
+        let mut k = self.table_prefix(keys::ROW, t.id);
+        k.extend_from_slice(pk);
+        k
+    }
+
+    fn index_prefix(&self, t: &Table, ix: &Index, vals: &[Value]) -> Vec<u8> {
+        let mut k = self.table_prefix(keys::INDEX, t.id);
+        k.extend_from_slice(&ix.id.to_be_bytes());
+        for v in vals {
+            encode_key(&mut k, v);
+        }
+        k
+    }
+
+    fn decode(&self, t: &Table, bytes: &[u8]) -> Result<Vec<Value>> {
+        let mut row = decode_row(bytes)?;
+        // rows written before columns were added: fill with NULL
+        while row.len() < t.columns.len() {
+            row.push(Value::Null);
+        }
+        Ok(row)
+    }
+
+    /// Reads the rows selected by an access path: (primary-key bytes, row).
+    pub fn table_rows(&mut self, ti: usize, access: &Access, f: &Frame, vars: &[Value]) -> Result<Vec<(Vec<u8>, Vec<Value>)>> {
+        let cat = self.cat;
+        let t = &cat.tables[ti];
+        let mut out = Vec::new();
+        match access {
+            Access::Scan => {
+                let start = self.table_prefix(keys::ROW, t.id);
+                let end = prefix_end(&start);
+                let plen = start.len();
+                let items: Vec<_> = self.kv.scan(&start, &end).collect();
+                for it in items {
+                    self.charge(gas::ROW_READ)?;
+                    let (k, v) = it.map_err(st_err)?;
+                    out.push((k[plen..].to_vec(), self.decode(t, &v)?));
+                }
+            }
+            Access::Pk(exprs) => {
+                let mut vals = Vec::with_capacity(exprs.len());
+                for (e, &c) in exprs.iter().zip(&t.pk) {
+                    let v = self.eval(e, f, vars)?;
+                    match v.cast(&t.columns[c].ty) {
+                        Ok(Value::Null) | Err(_) => return Ok(out),
+                        Ok(v) => vals.push(v),
+                    }
+                }
+                let pk = encode_key_tuple(&vals);
+                self.charge(gas::ROW_READ)?;
+                if let Some(v) = self.kv.get(&self.row_key(t, &pk)).map_err(st_err)? {
+                    out.push((pk, self.decode(t, &v)?));
+                }
+            }
+            Access::Index(k, exprs) => {
+                let ix = &t.indexes[*k];
+                let mut vals = Vec::with_capacity(exprs.len());
+                for (e, &c) in exprs.iter().zip(&ix.cols) {
+                    let v = self.eval(e, f, vars)?;
+                    match v.cast(&t.columns[c].ty) {
+                        Ok(Value::Null) | Err(_) => return Ok(out),
+                        Ok(v) => vals.push(v),
+                    }
+                }
+                let start = self.index_prefix(t, ix, &vals);
+                let end = prefix_end(&start);
+                let plen = start.len();
+                let items: Vec<_> = self.kv.scan(&start, &end).collect();
+                for it in items {
+                    self.charge(gas::ROW_READ)?;
+                    let (k, _) = it.map_err(st_err)?;
+                    let pk = k[plen..].to_vec();
+                    match self.kv.get(&self.row_key(t, &pk)).map_err(st_err)? {
+                        Some(v) => out.push((pk, self.decode(t, &v)?)),
+                        None => return Err(SqlError::Storage("index entry without row".into())),
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    // ------------------------------------------------------------ select ---
+
+    /// Runs a query, returning its output rows.
+    pub fn select(&mut self, q: &Select, outer: Option<&Frame>, vars: &[Value]) -> Result<Vec<Vec<Value>>> {
+        // derived tables once
+        let mut derived: Vec<Option<Vec<Vec<Value>>>> = Vec::with_capacity(q.sources.len());
+        for s in &q.sources {
+            derived.push(match &s.kind {
+                SourceKind::Sub(sq) => Some(self.select(sq, outer, vars)?),
+                SourceKind::Table { .. } => None,
+            });
+        }
+        let mut joined: Vec<Vec<Value>> = Vec::new();
+        let mut row = vec![Value::Null; q.width];
+        self.join(q, 0, &mut row, outer, vars, &derived, &mut joined)?;
+        // aggregation
+        let rows: Vec<Vec<Value>> = match &q.agg {
+            None => joined,
+            Some(a) => self.aggregate(a, joined, outer, vars)?,
+        };
+        let mut out: Vec<(Vec<Value>, Vec<Value>)> = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let fr = Frame { row: r, parent: outer };
+            if let Some(h) = &q.having {
+                if truth(&self.eval(h, &fr, vars)?)? != Some(true) {
+                    continue;
+                }
+            }
+            self.charge(gas::ROW_OUT)?;
+            let mut p = Vec::with_capacity(q.proj.len());
+            for e in &q.proj {
+                p.push(self.eval(e, &fr, vars)?);
+            }
+            let mut keys = Vec::with_capacity(q.order.len());
+            for (e, _, _) in &q.order {
+                keys.push(self.eval(e, &fr, vars)?);
+            }
+            out.push((keys, p));
+        }
+        if q.distinct {
+            let mut seen = BTreeSet::new();
+            out.retain(|(_, p)| seen.insert(encode_key_tuple(p)));
+        }
+        if !q.order.is_empty() {
+            let order = &q.order;
+            out.sort_by(|(a, _), (b, _)| {
+                for (k, (_, desc, nulls_first)) in order.iter().enumerate() {
+                    let (x, y) = (&a[k], &b[k]);
+                    let o = match (x.is_null(), y.is_null()) {
+                        (true, true) => Ordering::Equal,
+                        (true, false) => if *nulls_first { Ordering::Less } else { Ordering::Greater },
+                        (false, true) => if *nulls_first { Ordering::Greater } else { Ordering::Less },
+                        _ => {
+                            let o = sort_cmp(x, y);
+                            if *desc { o.reverse() } else { o }
+                        }
+                    };
+                    if o != Ordering::Equal {
+                        return o;
+                    }
+                }
+                Ordering::Equal
+            });
+        }
+        let fr = Frame { row: &[], parent: outer };
+        let offset = match &q.offset {
+            Some(e) => count_arg(&self.eval(e, &fr, vars)?, "OFFSET")?,
+            None => 0,
+        };
+        let limit = match &q.limit {
+            Some(e) => match self.eval(e, &fr, vars)? {
+                Value::Null => usize::MAX,
+                v => count_arg(&v, "LIMIT")?,
+            },
+            None => usize::MAX,
+        };
+        Ok(out.into_iter().skip(offset).take(limit).map(|(_, p)| p).collect())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn join(&mut self, q: &Select, k: usize, row: &mut Vec<Value>, outer: Option<&Frame>, vars: &[Value], derived: &[Option<Vec<Vec<Value>>>], out: &mut Vec<Vec<Value>>) -> Result<()> {
+        if k == q.sources.len() {
+            if let Some(fl) = &q.filter {
+                let fr = Frame { row, parent: outer };
+                if truth(&self.eval(fl, &fr, vars)?)? != Some(true) {
+                    return Ok(());
+                }
+            }
+            out.push(row.clone());
+            return Ok(());
+        }
+        let s = &q.sources[k];
+        let cands: Vec<Vec<Value>> = match (&s.kind, &derived[k]) {
+            (_, Some(rows)) => rows.clone(),
+            (SourceKind::Table { table, access }, None) => {
+                let fr = Frame { row, parent: outer };
+                self.table_rows(*table, access, &fr, vars)?.into_iter().map(|(_, r)| r).collect()
+            }
+            (SourceKind::Sub(_), None) => Vec::new(),
+        };
+        let mut matched = false;
+        for c in cands {
+            for (i, v) in c.into_iter().enumerate().take(s.width) {
+                row[s.offset + i] = v;
+            }
+            if let Some(on) = &s.on {
+                let fr = Frame { row, parent: outer };
+                if truth(&self.eval(on, &fr, vars)?)? != Some(true) {
+                    continue;
+                }
+            }
+            matched = true;
+            self.join(q, k + 1, row, outer, vars, derived, out)?;
+        }
+        if !matched && s.join == JoinKind::Left {
+            for i in 0..s.width {
+                row[s.offset + i] = Value::Null;
+            }
+            self.join(q, k + 1, row, outer, vars, derived, out)?;
+        }
+        Ok(())
+    }
+
+    fn aggregate(&mut self, a: &AggPlan, rows: Vec<Vec<Value>>, outer: Option<&Frame>, vars: &[Value]) -> Result<Vec<Vec<Value>>> {
+        struct Acc {
+            count: i64,
+            val: Value,
+            seen: BTreeSet<Vec<u8>>,
+        }
+        let mut groups: BTreeMap<Vec<u8>, (Vec<Value>, Vec<Acc>)> = BTreeMap::new();
+        let new_accs = || a.aggs.iter().map(|_| Acc { count: 0, val: Value::Null, seen: BTreeSet::new() }).collect::<Vec<_>>();
+        if a.groups.is_empty() {
+            groups.insert(Vec::new(), (Vec::new(), new_accs()));
+        }
+        for r in &rows {
+            let fr = Frame { row: r, parent: outer };
+            let mut gv = Vec::with_capacity(a.groups.len());
+            for g in &a.groups {
+                gv.push(self.eval(g, &fr, vars)?);
+            }
+            let key = encode_key_tuple(&gv);
+            let entry = groups.entry(key).or_insert_with(|| (gv, new_accs()));
+            for (call, acc) in a.aggs.iter().zip(entry.1.iter_mut()) {
+                let v = match &call.arg {
+                    Some(e) => self.eval(e, &fr, vars)?,
+                    None => Value::Bool(true),
+                };
+                if v.is_null() {
+                    continue;
+                }
+                if call.distinct && !acc.seen.insert(encode_key_tuple(std::slice::from_ref(&v))) {
+                    continue;
+                }
+                acc.count += 1;
+                acc.val = match call.func {
+                    AggFn::CountStar | AggFn::Count => Value::Null,
+                    AggFn::Sum | AggFn::Avg => {
+                        if acc.val.is_null() {
+                            v.cast(&SqlType::Numeric(None)).map(|x| if matches!(v, Value::Int(_)) { v.clone() } else { x })?
+                        } else {
+                            arith(ArithOp::Add, &acc.val, &v)?
+                        }
+                    }
+                    AggFn::Min | AggFn::Max => {
+                        if acc.val.is_null() {
+                            v
+                        } else {
+                            let o = sql_cmp(&v, &acc.val)?;
+                            let better = match call.func {
+                                AggFn::Min => o == Some(Ordering::Less),
+                                _ => o == Some(Ordering::Greater),
+                            };
+                            if better { v } else { std::mem::replace(&mut acc.val, Value::Null) }
+                        }
+                    }
+                };
+            }
+        }
+        let mut out = Vec::with_capacity(groups.len());
+        for (_, (mut gv, accs)) in groups {
+            self.charge(gas::ROW_OUT)?;
+            for (call, acc) in a.aggs.iter().zip(accs) {
+                gv.push(match call.func {
+                    AggFn::CountStar | AggFn::Count => Value::Int(acc.count),
+                    AggFn::Sum | AggFn::Min | AggFn::Max => acc.val,
+                    AggFn::Avg => match acc.val.as_decimal() {
+                        None => Value::Null,
+                        Some(s) => Value::Num(s.div(&Decimal::from_i64(acc.count))?),
+                    },
+                });
+            }
+            out.push(gv);
+        }
+        Ok(out)
+    }
+
+    // --------------------------------------------------------------- DML ---
+
+    /// Runs a SQL statement plan. SELECT returns its rows as `rows`.
+    pub fn run_plan(&mut self, p: &SqlPlan, vars: &[Value]) -> Result<DmlResult> {
+        match p {
+            SqlPlan::Select(q) => {
+                let rows = self.select(q, None, vars)?;
+                Ok(DmlResult { count: rows.len() as u64, rows })
+            }
+            SqlPlan::Insert { table, cols, source, returning } => {
+                self.writable()?;
+                let inputs: Vec<Vec<Value>> = match source {
+                    InsertSource::Values(rows) => {
+                        let mut v = Vec::with_capacity(rows.len());
+                        for r in rows {
+                            let mut x = Vec::with_capacity(r.len());
+                            for e in r {
+                                x.push(self.eval(e, &EMPTY, vars)?);
+                            }
+                            v.push(x);
+                        }
+                        v
+                    }
+                    InsertSource::Query(q) => self.select(q, None, vars)?,
+                };
+                let cat = self.cat;
+                let t = &cat.tables[*table];
+                let mut res = DmlResult { count: 0, rows: Vec::new() };
+                for input in inputs {
+                    let mut row = vec![Value::Null; t.columns.len()];
+                    let mut given = vec![false; t.columns.len()];
+                    for (k, v) in cols.iter().zip(input) {
+                        row[*k] = v;
+                        given[*k] = true;
+                    }
+                    for (i, c) in t.columns.iter().enumerate() {
+                        if !given[i] {
+                            if let Some(d) = &c.default {
+                                row[i] = self.eval(d, &EMPTY, vars)?;
+                            }
+                        }
+                    }
+                    let row = self.validate(t, row, vars)?;
+                    let pk = self.new_pk(t, &row)?;
+                    if self.kv.get(&self.row_key(t, &pk)).map_err(st_err)?.is_some() {
+                        return Err(SqlError::Constraint(format!("duplicate key value violates primary key of \"{}\"", t.name)));
+                    }
+                    self.write_row(t, &pk, None, &row)?;
+                    res.count += 1;
+                    if let Some(r) = returning {
+                        res.rows.push(self.project(&r.exprs, &row, vars)?);
+                    }
+                }
+                Ok(res)
+            }
+            SqlPlan::Update { table, access, filter, sets, returning } => {
+                self.writable()?;
+                let cat = self.cat;
+                let t = &cat.tables[*table];
+                let targets = self.targets(*table, access, filter, vars)?;
+                let mut res = DmlResult { count: 0, rows: Vec::new() };
+                for (pk, old) in targets {
+                    let mut new = old.clone();
+                    {
+                        let fr = Frame { row: &old, parent: None };
+                        for (c, e) in sets {
+                            new[*c] = self.eval(e, &fr, vars)?;
+                        }
+                    }
+                    let new = self.validate(t, new, vars)?;
+                    let new_pk = if t.pk.is_empty() { pk.clone() } else { self.new_pk(t, &new)? };
+                    if new_pk != pk {
+                        if self.kv.get(&self.row_key(t, &new_pk)).map_err(st_err)?.is_some() {
+                            return Err(SqlError::Constraint(format!("duplicate key value violates primary key of \"{}\"", t.name)));
+                        }
+                        self.delete_row(t, &pk, &old)?;
+                        self.write_row(t, &new_pk, None, &new)?;
+                    } else {
+                        self.write_row(t, &pk, Some(&old), &new)?;
+                    }
+                    res.count += 1;
+                    if let Some(r) = returning {
+                        res.rows.push(self.project(&r.exprs, &new, vars)?);
+                    }
+                }
+                Ok(res)
+            }
+            SqlPlan::Delete { table, access, filter, returning } => {
+                self.writable()?;
+                let cat = self.cat;
+                let t = &cat.tables[*table];
+                let targets = self.targets(*table, access, filter, vars)?;
+                let mut res = DmlResult { count: 0, rows: Vec::new() };
+                for (pk, old) in targets {
+                    self.delete_row(t, &pk, &old)?;
+                    res.count += 1;
+                    if let Some(r) = returning {
+                        res.rows.push(self.project(&r.exprs, &old, vars)?);
+                    }
+                }
+                Ok(res)
+            }
+        }
+    }
+
+    fn writable(&self) -> Result<()> {
+        if self.read_only {
+            return Err(SqlError::Permission("cannot write in a read-only query".into()));
+        }
+        Ok(())
+    }
+
+    fn project(&mut self, exprs: &[Expr], row: &[Value], vars: &[Value]) -> Result<Vec<Value>> {
+        let fr = Frame { row, parent: None };
+        let mut out = Vec::with_capacity(exprs.len());
+        for e in exprs {
+            out.push(self.eval(e, &fr, vars)?);
+        }
+        Ok(out)
+    }
+
+    fn targets(&mut self, ti: usize, access: &Access, filter: &Option<Expr>, vars: &[Value]) -> Result<Vec<(Vec<u8>, Vec<Value>)>> {
+        let rows = self.table_rows(ti, access, &EMPTY, vars)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (pk, r) in rows {
+            if let Some(fl) = filter {
+                let fr = Frame { row: &r, parent: None };
+                if truth(&self.eval(fl, &fr, vars)?)? != Some(true) {
+                    continue;
+                }
+            }
+            out.push((pk, r));
+        }
+        Ok(out)
+    }
+
+    /// Casts to column types and checks NOT NULL and CHECK constraints.
+    fn validate(&mut self, t: &Table, row: Vec<Value>, vars: &[Value]) -> Result<Vec<Value>> {
+        let mut out = Vec::with_capacity(row.len());
+        for (v, c) in row.into_iter().zip(&t.columns) {
+            let v = v.cast(&c.ty).map_err(|e| match e {
+                SqlError::Overflow(m) => SqlError::Overflow(format!("{m} (column \"{}\")", c.name)),
+                other => other,
+            })?;
+            if v.is_null() && c.not_null {
+                return Err(SqlError::Constraint(format!("null value in column \"{}\" of relation \"{}\" violates not-null constraint", c.name, t.name)));
+            }
+            out.push(v);
+        }
+        for (chk, text) in &t.checks {
+            let fr = Frame { row: &out, parent: None };
+            if truth(&self.eval(chk, &fr, vars)?)? == Some(false) {
+                return Err(SqlError::Constraint(format!("new row for relation \"{}\" violates check constraint {text}", t.name)));
+            }
+        }
+        Ok(out)
+    }
+
+    fn new_pk(&mut self, t: &Table, row: &[Value]) -> Result<Vec<u8>> {
+        if !t.pk.is_empty() {
+            let vals: Vec<Value> = t.pk.iter().map(|&c| row[c].clone()).collect();
+            return Ok(encode_key_tuple(&vals));
+        }
+        let key = self.table_prefix(keys::SEQ, t.id);
+        let next = match self.kv.get(&key).map_err(st_err)? {
+            Some(b) => i64::from_be_bytes(b.as_slice().try_into().map_err(|_| SqlError::Storage("bad sequence".into()))?),
+            None => 1,
+        };
+        self.kv.put(&key, &(next + 1).to_be_bytes()).map_err(st_err)?;
+        Ok(encode_key_tuple(&[Value::Int(next)]))
+    }
+
+    fn index_vals(_t: &Table, ix: &Index, row: &[Value]) -> Vec<Value> {
+        ix.cols.iter().map(|&c| row[c].clone()).collect()
+    }
+
+    fn write_row(&mut self, t: &Table, pk: &[u8], old: Option<&[Value]>, row: &[Value]) -> Result<()> {
+        let bytes = encode_row(row);
+        self.charge(gas::ROW_WRITE + gas::PER_KB * (bytes.len() as u64 / 1024))?;
+        for ix in &t.indexes {
+            let nv = Self::index_vals(t, ix, row);
+            if let Some(old) = old {
+                let ov = Self::index_vals(t, ix, old);
+                if encode_key_tuple(&ov) == encode_key_tuple(&nv) {
+                    continue;
+                }
+                let mut k = self.index_prefix(t, ix, &ov);
+                k.extend_from_slice(pk);
+                self.kv.delete(&k).map_err(st_err)?;
+            }
+            self.charge(gas::ROW_WRITE)?;
+            let p = self.index_prefix(t, ix, &nv);
+            if ix.unique && !nv.iter().any(|v| v.is_null()) {
+                let end = prefix_end(&p);
+                let mut it = self.kv.scan(&p, &end);
+                if let Some(e) = it.next() {
+                    let (k, _) = e.map_err(st_err)?;
+                    if k[p.len()..] != *pk {
+                        return Err(SqlError::Constraint(format!("duplicate key value violates unique constraint \"{}\"", ix.name)));
+                    }
+                }
+            }
+            let mut k = p;
+            k.extend_from_slice(pk);
+            self.kv.put(&k, &[]).map_err(st_err)?;
+        }
+        let rk = self.row_key(t, pk);
+        self.kv.put(&rk, &bytes).map_err(st_err)?;
+        Ok(())
+    }
+
+    fn delete_row(&mut self, t: &Table, pk: &[u8], old: &[Value]) -> Result<()> {
+        self.charge(gas::ROW_WRITE)?;
+        for ix in &t.indexes {
+            let mut k = self.index_prefix(t, ix, &Self::index_vals(t, ix, old));
+            k.extend_from_slice(pk);
+            self.kv.delete(&k).map_err(st_err)?;
+        }
+        let rk = self.row_key(t, pk);
+        self.kv.delete(&rk).map_err(st_err)
+    }
+
+    /// Builds a new index over existing rows (upgrade with CREATE INDEX).
+    pub fn build_index(&mut self, ti: usize, ix_pos: usize) -> Result<()> {
+        let cat = self.cat;
+        let t = &cat.tables[ti];
+        let ix = &t.indexes[ix_pos];
+        for (pk, row) in self.table_rows(ti, &Access::Scan, &EMPTY, &[])? {
+            self.charge(gas::ROW_WRITE)?;
+            let vals = Self::index_vals(t, ix, &row);
+            let p = self.index_prefix(t, ix, &vals);
+            if ix.unique && !vals.iter().any(|v| v.is_null()) {
+                let end = prefix_end(&p);
+                if self.kv.scan(&p, &end).next().is_some() {
+                    return Err(SqlError::Constraint(format!("could not create unique index \"{}\": duplicate values", ix.name)));
+                }
+            }
+            let mut k = p;
+            k.extend_from_slice(&pk);
+            self.kv.put(&k, &[]).map_err(st_err)?;
+        }
+        Ok(())
+    }
+}
+
+fn count_arg(v: &Value, what: &str) -> Result<usize> {
+    match v {
+        Value::Int(i) if *i >= 0 => Ok(usize::try_from(*i).unwrap_or(usize::MAX)),
+        Value::Num(d) => match d.to_i64_round() {
+            Ok(i) if i >= 0 => Ok(usize::try_from(i).unwrap_or(usize::MAX)),
+            _ => Err(SqlError::Type(format!("{what} must not be negative"))),
+        },
+        _ => Err(SqlError::Type(format!("{what} must be a non-negative integer"))),
+    }
+}
+
+fn in_values<'v>(x: &Value, vals: impl Iterator<Item = &'v Value>, neg: bool) -> Result<Value> {
+    if x.is_null() {
+        return Ok(Value::Null);
+    }
+    let mut saw_null = false;
+    for v in vals {
+        match sql_cmp(x, v)? {
+            Some(Ordering::Equal) => return Ok(Value::Bool(!neg)),
+            None => saw_null = true,
+            _ => {}
+        }
+    }
+    Ok(if saw_null { Value::Null } else { Value::Bool(neg) })
+}
+
+fn builtin(b: Builtin, v: &[Value]) -> Result<Value> {
+    if v.iter().any(|x| x.is_null()) {
+        return Ok(Value::Null);
+    }
+    let text = |i: usize| v.get(i).map(|x| x.to_text()).unwrap_or_default();
+    let int = |i: usize| -> Result<i64> {
+        match v.get(i).map(|x| x.cast(&SqlType::BigInt)) {
+            Some(Ok(Value::Int(n))) => Ok(n),
+            _ => Err(SqlError::Type("expected an integer argument".into())),
+        }
+    };
+    Ok(match b {
+        Builtin::Length => Value::Int(text(0).chars().count() as i64),
+        Builtin::Lower => Value::Text(text(0).to_lowercase()),
+        Builtin::Upper => Value::Text(text(0).to_uppercase()),
+        Builtin::Trim => Value::Text(text(0).trim_matches(' ').to_string()),
+        Builtin::Substr => {
+            let s: Vec<char> = text(0).chars().collect();
+            let from = int(1)?;
+            let (start, end) = if v.len() > 2 {
+                let len = int(2)?;
+                if len < 0 {
+                    return Err(SqlError::Type("negative substring length not allowed".into()));
+                }
+                (from, from.saturating_add(len))
+            } else {
+                (from, i64::MAX)
+            };
+            let lo = start.max(1) as usize - 1;
+            let hi = (end.max(1) as usize - 1).min(s.len());
+            Value::Text(if lo >= hi { String::new() } else { s[lo..hi].iter().collect() })
+        }
+        Builtin::Abs => match &v[0] {
+            Value::Int(i) => Value::Int(i.checked_abs().ok_or_else(int_overflow)?),
+            Value::Num(d) => Value::Num(d.abs()?),
+            other => return Err(SqlError::Type(format!("abs({})", other.type_of()))),
+        },
+        Builtin::Round => {
+            let d = v[0].cast(&SqlType::Numeric(None))?;
+            let Value::Num(d) = d else { return Ok(Value::Null) };
+            let n = if v.len() > 1 { int(1)? } else { 0 };
+            Value::Num(d.round(n)?)
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::like;
+
+    #[test]
+    fn like_patterns() {
+        let m = |s: &str, p: &str| like(&s.chars().collect::<Vec<_>>(), &p.chars().collect::<Vec<_>>());
+        assert!(m("hello", "h%o"));
+        assert!(m("hello", "_ello"));
+        assert!(!m("hello", "h_o"));
+        assert!(m("", "%"));
+        assert!(m("a%b", "a\\%b"));
+        assert!(!m("axb", "a\\%b"));
+        assert!(m("abcabc", "%abc"));
+    }
+}

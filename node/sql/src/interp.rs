@@ -1,0 +1,288 @@
+//! The procedural interpreter: runs a compiled function's statements over
+//! its variable slots, delegating expressions and SQL to the runtime.
+
+use crate::error::{Result, SqlError};
+use crate::exec::{Runtime, EMPTY};
+use crate::ir::*;
+use crate::value::{SqlType, Value};
+
+/// Lets the runtime dispatch nested calls to JIT-compiled code.
+pub trait JitDispatch {
+    /// True when function `fi` was compiled.
+    fn has(&self, fi: usize) -> bool;
+    /// Runs compiled function `fi`.
+    fn call(&self, fi: usize, rt: &mut Runtime, args: Vec<Value>) -> Result<Value>;
+}
+
+enum Flow {
+    Next,
+    Exit(usize),
+    Continue(usize),
+    Return(Value),
+}
+
+/// Prepares the variable slots of a call: FOUND = false, parameters cast to
+/// their declared types, everything else NULL.
+pub fn init_vars(f: &Function, args: Vec<Value>) -> Result<Vec<Value>> {
+    if args.len() != f.params.len() {
+        return Err(SqlError::Call(format!(
+            "function {} takes {} arguments, got {}",
+            f.name,
+            f.params.len(),
+            args.len()
+        )));
+    }
+    let mut vars = vec![Value::Null; f.slots.len()];
+    vars[FOUND_SLOT] = Value::Bool(false);
+    for (i, (a, (pname, ty))) in args.into_iter().zip(&f.params).enumerate() {
+        vars[i + 1] = a
+            .cast(ty)
+            .map_err(|e| SqlError::Call(format!("argument {pname}: {e}")))?;
+    }
+    Ok(vars)
+}
+
+/// Casts a function result to its declared return type.
+pub fn finish(f: &Function, v: Value) -> Result<Value> {
+    match f.returns {
+        SqlType::Void => Ok(Value::Null),
+        ty => v.cast(&ty),
+    }
+}
+
+/// Runs function `fi` in the interpreter.
+pub fn run(rt: &mut Runtime, fi: usize, args: Vec<Value>) -> Result<Value> {
+    let cat = rt.cat;
+    let f = cat
+        .funcs
+        .get(fi)
+        .ok_or_else(|| SqlError::Call(format!("no function #{fi}")))?;
+    let mut vars = init_vars(f, args)?;
+    match exec_stmts(rt, &f.body, &mut vars, &f.slots)? {
+        Flow::Return(v) => finish(f, v),
+        _ if f.returns == SqlType::Void => Ok(Value::Null),
+        _ => Err(SqlError::Exception(format!(
+            "control reached end of function {} without RETURN",
+            f.name
+        ))),
+    }
+}
+
+fn assign(vars: &mut [Value], slots: &[SqlType], slot: usize, v: Value) -> Result<()> {
+    let ty = slots.get(slot).copied().unwrap_or(SqlType::Unknown);
+    let v = v.cast(&ty)?;
+    if let Some(x) = vars.get_mut(slot) {
+        *x = v;
+    }
+    Ok(())
+}
+
+/// Formats a RAISE message: each `%` takes the next argument, `%%` is `%`.
+pub fn format_raise(fmt: &str, args: &[Value]) -> String {
+    let mut out = String::new();
+    let mut it = args.iter();
+    let mut chars = fmt.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '%' {
+            if chars.peek() == Some(&'%') {
+                chars.next();
+                out.push('%');
+            } else {
+                match it.next() {
+                    Some(Value::Null) => out.push_str("<NULL>"),
+                    Some(v) => out.push_str(&v.to_text()),
+                    None => out.push('%'),
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn truthy(v: &Value) -> Result<bool> {
+    match v {
+        Value::Bool(b) => Ok(*b),
+        Value::Null => Ok(false),
+        other => Err(SqlError::Type(format!("condition must be boolean, not {}", other.type_of()))),
+    }
+}
+
+fn int_of(v: Value, what: &str) -> Result<i64> {
+    match v.cast(&SqlType::BigInt)? {
+        Value::Int(i) => Ok(i),
+        _ => Err(SqlError::Type(format!("FOR loop {what} cannot be NULL"))),
+    }
+}
+
+/// Runs a SQL statement with INTO handling (shared with the JIT helpers).
+pub fn exec_sql(rt: &mut Runtime, plan: &SqlPlan, into: &[usize], strict: bool, vars: &mut [Value], slots: &[SqlType]) -> Result<()> {
+    let res = rt.run_plan(plan, vars)?;
+    let found = if matches!(plan, SqlPlan::Select(_)) { !res.rows.is_empty() } else { res.count > 0 };
+    if !into.is_empty() {
+        if strict && res.rows.len() != 1 {
+            return Err(SqlError::Exception(if res.rows.is_empty() {
+                "query returned no rows".into()
+            } else {
+                "query returned more than one row".into()
+            }));
+        }
+        match res.rows.into_iter().next() {
+            Some(row) => {
+                for (slot, v) in into.iter().zip(row) {
+                    assign(vars, slots, *slot, v)?;
+                }
+            }
+            None => {
+                for slot in into {
+                    assign(vars, slots, *slot, Value::Null)?;
+                }
+            }
+        }
+    }
+    vars[FOUND_SLOT] = Value::Bool(found);
+    Ok(())
+}
+
+fn exec_stmts(rt: &mut Runtime, stmts: &[Stmt], vars: &mut Vec<Value>, slots: &[SqlType]) -> Result<Flow> {
+    for s in stmts {
+        rt.charge(s.cost)?;
+        match &s.kind {
+            StmtKind::Assign(slot, e) => {
+                let v = rt.eval(e, &EMPTY, vars)?;
+                assign(vars, slots, *slot, v)?;
+            }
+            StmtKind::Init(list) => {
+                for (slot, def) in list {
+                    let v = match def {
+                        Some(e) => rt.eval(e, &EMPTY, vars)?,
+                        None => Value::Null,
+                    };
+                    assign(vars, slots, *slot, v)?;
+                }
+            }
+            StmtKind::Sql(plan, into, strict) => exec_sql(rt, plan, into, *strict, vars, slots)?,
+            StmtKind::If(branches, else_) => {
+                let mut taken = None;
+                for (c, body) in branches {
+                    if truthy(&rt.eval(c, &EMPTY, vars)?)? {
+                        taken = Some(body);
+                        break;
+                    }
+                }
+                let body = taken.unwrap_or(else_);
+                match exec_stmts(rt, body, vars, slots)? {
+                    Flow::Next => {}
+                    other => return Ok(other),
+                }
+            }
+            StmtKind::Loop(id, plan, body) => {
+                if let Some(flow) = exec_loop(rt, *id, plan, body, s.cost, vars, slots)? {
+                    return Ok(flow);
+                }
+            }
+            StmtKind::Exit(is_continue, target, cond) => {
+                let go = match cond {
+                    Some(c) => truthy(&rt.eval(c, &EMPTY, vars)?)?,
+                    None => true,
+                };
+                if go {
+                    return Ok(if *is_continue { Flow::Continue(*target) } else { Flow::Exit(*target) });
+                }
+            }
+            StmtKind::Return(e) => {
+                let v = match e {
+                    Some(e) => rt.eval(e, &EMPTY, vars)?,
+                    None => Value::Null,
+                };
+                return Ok(Flow::Return(v));
+            }
+            StmtKind::Raise(notice, fmt, args) => {
+                let mut vals = Vec::with_capacity(args.len());
+                for a in args {
+                    vals.push(rt.eval(a, &EMPTY, vars)?);
+                }
+                let msg = format_raise(fmt, &vals);
+                if *notice {
+                    rt.events.push(msg);
+                } else {
+                    return Err(SqlError::Exception(msg));
+                }
+            }
+        }
+    }
+    Ok(Flow::Next)
+}
+
+/// Returns Some(flow) when the loop ends by RETURN or an outer EXIT/CONTINUE.
+fn body_flow(rt: &mut Runtime, id: usize, body: &[Stmt], vars: &mut Vec<Value>, slots: &[SqlType]) -> Result<Option<Option<Flow>>> {
+    // Ok(None) = keep looping; Ok(Some(None)) = leave this loop; Ok(Some(Some(f))) = propagate
+    match exec_stmts(rt, body, vars, slots)? {
+        Flow::Next => Ok(None),
+        Flow::Continue(t) if t == id => Ok(None),
+        Flow::Exit(t) if t == id => Ok(Some(None)),
+        other => Ok(Some(Some(other))),
+    }
+}
+
+fn exec_loop(rt: &mut Runtime, id: usize, plan: &LoopPlan, body: &[Stmt], cost: u64, vars: &mut Vec<Value>, slots: &[SqlType]) -> Result<Option<Flow>> {
+    match plan {
+        LoopPlan::Plain => loop {
+            if let Some(r) = body_flow(rt, id, body, vars, slots)? {
+                return Ok(r);
+            }
+            rt.charge(cost)?;
+        },
+        LoopPlan::While(c) => loop {
+            if !truthy(&rt.eval(c, &EMPTY, vars)?)? {
+                return Ok(None);
+            }
+            if let Some(r) = body_flow(rt, id, body, vars, slots)? {
+                return Ok(r);
+            }
+            rt.charge(cost)?;
+        },
+        LoopPlan::Range { var, lo, hi, by, reverse } => {
+            let a = int_of(rt.eval(lo, &EMPTY, vars)?, "lower bound")?;
+            let b = int_of(rt.eval(hi, &EMPTY, vars)?, "upper bound")?;
+            let step = match by {
+                Some(e) => int_of(rt.eval(e, &EMPTY, vars)?, "BY value")?,
+                None => 1,
+            };
+            if step <= 0 {
+                return Err(SqlError::Exception("BY value of FOR loop must be greater than zero".into()));
+            }
+            let mut i = a;
+            loop {
+                if (!*reverse && i > b) || (*reverse && i < b) {
+                    return Ok(None);
+                }
+                vars[*var] = Value::Int(i);
+                if let Some(r) = body_flow(rt, id, body, vars, slots)? {
+                    return Ok(r);
+                }
+                rt.charge(cost)?;
+                let next = if *reverse { i.checked_sub(step) } else { i.checked_add(step) };
+                match next {
+                    Some(n) => i = n,
+                    None => return Ok(None),
+                }
+            }
+        }
+        LoopPlan::Query { slots: rec, query } => {
+            let rows = rt.select(query, None, vars)?;
+            vars[FOUND_SLOT] = Value::Bool(!rows.is_empty());
+            for row in rows {
+                for (s, v) in rec.iter().zip(row) {
+                    vars[*s] = v;
+                }
+                if let Some(r) = body_flow(rt, id, body, vars, slots)? {
+                    return Ok(r);
+                }
+                rt.charge(cost)?;
+            }
+            Ok(None)
+        }
+    }
+}

@@ -1,0 +1,570 @@
+//! The typed plan: catalog (tables, indexes, functions), expression IR,
+//! query/DML plans and procedural statements. Produced by `compile`, run by
+//! `exec`/`interp` and (for supported functions) compiled by the JIT.
+
+use crate::error::Pos;
+use crate::value::{SqlType, Value};
+
+/// A table column.
+#[derive(Debug, Clone)]
+pub struct Column {
+    /// Name (lowercased).
+    pub name: String,
+    /// Declared type.
+    pub ty: SqlType,
+    /// NOT NULL (implied by PRIMARY KEY).
+    pub not_null: bool,
+    /// DEFAULT expression (constant-folded at deploy when possible).
+    pub default: Option<Expr>,
+}
+
+/// A secondary index (UNIQUE constraints are unique indexes).
+#[derive(Debug, Clone)]
+pub struct Index {
+    /// Index id within the table.
+    pub id: u32,
+    /// Name.
+    pub name: String,
+    /// Indexed columns.
+    pub cols: Vec<usize>,
+    /// Unique.
+    pub unique: bool,
+}
+
+/// A table.
+#[derive(Debug, Clone)]
+pub struct Table {
+    /// Stable id used in storage keys.
+    pub id: u32,
+    /// Name (lowercased).
+    pub name: String,
+    /// Columns in order.
+    pub columns: Vec<Column>,
+    /// Primary key columns (empty: hidden row id).
+    pub pk: Vec<usize>,
+    /// CHECK constraints over the row.
+    pub checks: Vec<(Expr, String)>,
+    /// Indexes.
+    pub indexes: Vec<Index>,
+}
+
+/// Arithmetic operators.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArithOp {
+    /// `+`
+    Add,
+    /// `-`
+    Sub,
+    /// `*`
+    Mul,
+    /// `/`
+    Div,
+    /// `%`
+    Mod,
+}
+
+/// Comparison operators.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CmpOp {
+    /// `=`
+    Eq,
+    /// `<>`
+    Ne,
+    /// `<`
+    Lt,
+    /// `<=`
+    Le,
+    /// `>`
+    Gt,
+    /// `>=`
+    Ge,
+}
+
+/// Built-in scalar functions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Builtin {
+    /// length(text)
+    Length,
+    /// lower(text)
+    Lower,
+    /// upper(text)
+    Upper,
+    /// substr(text, from [, len])
+    Substr,
+    /// abs(x)
+    Abs,
+    /// round(x [, n])
+    Round,
+    /// trim(text)
+    Trim,
+}
+
+/// Chain-context functions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChainFn {
+    /// sender()
+    Sender,
+    /// block_height()
+    BlockHeight,
+    /// block_time()
+    BlockTime,
+    /// tx_hash()
+    TxHash,
+    /// contract_address()
+    ContractAddress,
+    /// balance(addr)
+    Balance,
+    /// send(to, amount)
+    Send,
+    /// amount()
+    Amount,
+}
+
+/// Aggregate functions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AggFn {
+    /// count(*)
+    CountStar,
+    /// count(x)
+    Count,
+    /// sum(x)
+    Sum,
+    /// min(x)
+    Min,
+    /// max(x)
+    Max,
+    /// avg(x)
+    Avg,
+}
+
+/// A resolved expression.
+#[derive(Debug, Clone)]
+pub enum Expr {
+    /// Literal.
+    Const(Value),
+    /// Column of the row `depth` query levels out.
+    Col {
+        /// 0 = current query level.
+        depth: u32,
+        /// Index into that level's row.
+        idx: usize,
+    },
+    /// Procedural variable slot.
+    Var(usize),
+    /// Unary minus.
+    Neg(Box<Expr>),
+    /// NOT.
+    Not(Box<Expr>),
+    /// Arithmetic.
+    Arith(ArithOp, Box<Expr>, Box<Expr>),
+    /// Comparison.
+    Cmp(CmpOp, Box<Expr>, Box<Expr>),
+    /// AND.
+    And(Box<Expr>, Box<Expr>),
+    /// OR.
+    Or(Box<Expr>, Box<Expr>),
+    /// `||`.
+    Concat(Box<Expr>, Box<Expr>),
+    /// IS [NOT] NULL.
+    IsNull(Box<Expr>, bool),
+    /// IS [NOT] DISTINCT FROM (negated flag = IS NOT DISTINCT).
+    IsDistinct(Box<Expr>, Box<Expr>, bool),
+    /// IN (list).
+    InList(Box<Expr>, Vec<Expr>, bool),
+    /// IN (subquery).
+    InSub(Box<Expr>, Box<Select>, bool),
+    /// EXISTS.
+    Exists(Box<Select>, bool),
+    /// Scalar subquery.
+    ScalarSub(Box<Select>),
+    /// BETWEEN.
+    Between(Box<Expr>, Box<Expr>, Box<Expr>, bool),
+    /// [NOT] LIKE / ILIKE.
+    Like(Box<Expr>, Box<Expr>, bool, bool),
+    /// CASE.
+    Case(Option<Box<Expr>>, Vec<(Expr, Expr)>, Option<Box<Expr>>),
+    /// COALESCE.
+    Coalesce(Vec<Expr>),
+    /// NULLIF.
+    NullIf(Box<Expr>, Box<Expr>),
+    /// CAST.
+    Cast(Box<Expr>, SqlType),
+    /// Built-in function.
+    Builtin(Builtin, Vec<Expr>),
+    /// Chain-context function.
+    Chain(ChainFn, Vec<Expr>),
+    /// Call of another function of the same contract.
+    Call(usize, Vec<Expr>),
+}
+
+impl Expr {
+    /// Number of nodes (static gas of evaluating it once).
+    pub fn size(&self) -> u64 {
+        let sub = |e: &Expr| e.size();
+        1 + match self {
+            Expr::Const(_) | Expr::Col { .. } | Expr::Var(_) => 0,
+            Expr::Neg(a) | Expr::Not(a) | Expr::IsNull(a, _) | Expr::Cast(a, _) => sub(a),
+            Expr::Arith(_, a, b)
+            | Expr::Cmp(_, a, b)
+            | Expr::And(a, b)
+            | Expr::Or(a, b)
+            | Expr::Concat(a, b)
+            | Expr::IsDistinct(a, b, _)
+            | Expr::NullIf(a, b)
+            | Expr::Like(a, b, _, _) => sub(a) + sub(b),
+            Expr::InList(a, l, _) => sub(a) + l.iter().map(sub).sum::<u64>(),
+            Expr::InSub(a, _, _) => sub(a) + 10,
+            Expr::Exists(_, _) | Expr::ScalarSub(_) => 10,
+            Expr::Between(a, b, c, _) => sub(a) + sub(b) + sub(c),
+            Expr::Case(o, w, e) => {
+                o.as_deref().map(sub).unwrap_or(0)
+                    + w.iter().map(|(a, b)| sub(a) + sub(b)).sum::<u64>()
+                    + e.as_deref().map(sub).unwrap_or(0)
+            }
+            Expr::Coalesce(l) | Expr::Builtin(_, l) | Expr::Chain(_, l) | Expr::Call(_, l) => {
+                l.iter().map(sub).sum::<u64>()
+            }
+        }
+    }
+
+    /// Highest column index referenced at depth 0, if any (used to decide
+    /// whether an expression can drive an index lookup).
+    pub fn max_local_col(&self) -> Option<usize> {
+        let mut m: Option<usize> = None;
+        self.walk(&mut |e, d| {
+            if let Expr::Col { depth, idx } = e {
+                if *depth == d {
+                    m = Some(m.map_or(*idx, |x: usize| x.max(*idx)));
+                }
+            }
+        }, 0);
+        m
+    }
+
+    /// True if it references no column at depth 0 and no subquery.
+    pub fn is_row_independent(&self) -> bool {
+        let mut ok = true;
+        self.walk(&mut |e, d| match e {
+            Expr::Col { depth, .. } if *depth == d => ok = false,
+            Expr::InSub(..) | Expr::Exists(..) | Expr::ScalarSub(_) => ok = false,
+            _ => {}
+        }, 0);
+        ok
+    }
+
+    fn walk(&self, f: &mut dyn FnMut(&Expr, u32), d: u32) {
+        f(self, d);
+        match self {
+            Expr::Const(_) | Expr::Col { .. } | Expr::Var(_) => {}
+            Expr::Neg(a) | Expr::Not(a) | Expr::IsNull(a, _) | Expr::Cast(a, _) => a.walk(f, d),
+            Expr::Arith(_, a, b)
+            | Expr::Cmp(_, a, b)
+            | Expr::And(a, b)
+            | Expr::Or(a, b)
+            | Expr::Concat(a, b)
+            | Expr::IsDistinct(a, b, _)
+            | Expr::NullIf(a, b)
+            | Expr::Like(a, b, _, _) => {
+                a.walk(f, d);
+                b.walk(f, d);
+            }
+            Expr::InList(a, l, _) => {
+                a.walk(f, d);
+                l.iter().for_each(|x| x.walk(f, d));
+            }
+            Expr::InSub(a, s, _) => {
+                a.walk(f, d);
+                s.walk_exprs(f, d + 1);
+            }
+            Expr::Exists(s, _) | Expr::ScalarSub(s) => s.walk_exprs(f, d + 1),
+            Expr::Between(a, b, c, _) => {
+                a.walk(f, d);
+                b.walk(f, d);
+                c.walk(f, d);
+            }
+            Expr::Case(o, w, e) => {
+                if let Some(o) = o {
+                    o.walk(f, d);
+                }
+                for (a, b) in w {
+                    a.walk(f, d);
+                    b.walk(f, d);
+                }
+                if let Some(e) = e {
+                    e.walk(f, d);
+                }
+            }
+            Expr::Coalesce(l) | Expr::Builtin(_, l) | Expr::Chain(_, l) | Expr::Call(_, l) => {
+                l.iter().for_each(|x| x.walk(f, d))
+            }
+        }
+    }
+}
+
+/// How a base table is read.
+#[derive(Debug, Clone)]
+pub enum Access {
+    /// Full scan in primary-key order.
+    Scan,
+    /// Point lookup: one expression per primary-key column.
+    Pk(Vec<Expr>),
+    /// Equality lookup on an index: one expression per index column.
+    Index(usize, Vec<Expr>),
+}
+
+/// Join kind of a FROM item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JoinKind {
+    /// First item / inner / cross join.
+    Inner,
+    /// LEFT [OUTER] JOIN.
+    Left,
+}
+
+/// One FROM item.
+#[derive(Debug, Clone)]
+pub struct Source {
+    /// What to read.
+    pub kind: SourceKind,
+    /// Join kind with the items before it.
+    pub join: JoinKind,
+    /// ON condition over the row so far.
+    pub on: Option<Expr>,
+    /// Offset of its columns in the joined row.
+    pub offset: usize,
+    /// Number of columns.
+    pub width: usize,
+}
+
+/// FROM item kinds.
+#[derive(Debug, Clone)]
+pub enum SourceKind {
+    /// Base table.
+    Table {
+        /// Table index in the catalog.
+        table: usize,
+        /// Access path.
+        access: Access,
+    },
+    /// Derived table.
+    Sub(Box<Select>),
+}
+
+/// An aggregate call.
+#[derive(Debug, Clone)]
+pub struct AggCall {
+    /// Function.
+    pub func: AggFn,
+    /// Argument.
+    pub arg: Option<Expr>,
+    /// DISTINCT.
+    pub distinct: bool,
+}
+
+/// GROUP BY / aggregate plan. The post-aggregation row is
+/// `group values ++ aggregate values`.
+#[derive(Debug, Clone)]
+pub struct AggPlan {
+    /// Grouping expressions over the joined row.
+    pub groups: Vec<Expr>,
+    /// Aggregates over the joined row.
+    pub aggs: Vec<AggCall>,
+}
+
+/// A SELECT.
+#[derive(Debug, Clone)]
+pub struct Select {
+    /// FROM items (empty: one empty row).
+    pub sources: Vec<Source>,
+    /// Width of the joined row.
+    pub width: usize,
+    /// WHERE.
+    pub filter: Option<Expr>,
+    /// Aggregation.
+    pub agg: Option<AggPlan>,
+    /// HAVING (over the aggregate row).
+    pub having: Option<Expr>,
+    /// Output expressions.
+    pub proj: Vec<Expr>,
+    /// DISTINCT.
+    pub distinct: bool,
+    /// ORDER BY keys: expression, descending, nulls first.
+    pub order: Vec<(Expr, bool, bool)>,
+    /// LIMIT.
+    pub limit: Option<Expr>,
+    /// OFFSET.
+    pub offset: Option<Expr>,
+    /// Output column names and types.
+    pub columns: Vec<(String, SqlType)>,
+}
+
+impl Select {
+    fn walk_exprs(&self, f: &mut dyn FnMut(&Expr, u32), d: u32) {
+        for s in &self.sources {
+            if let Some(on) = &s.on {
+                on.walk(f, d);
+            }
+            match &s.kind {
+                SourceKind::Table { access, .. } => match access {
+                    Access::Scan => {}
+                    Access::Pk(l) | Access::Index(_, l) => l.iter().for_each(|e| e.walk(f, d)),
+                },
+                SourceKind::Sub(q) => q.walk_exprs(f, d + 1),
+            }
+        }
+        let all = self
+            .filter
+            .iter()
+            .chain(self.having.iter())
+            .chain(self.proj.iter())
+            .chain(self.order.iter().map(|o| &o.0))
+            .chain(self.limit.iter())
+            .chain(self.offset.iter());
+        for e in all {
+            e.walk(f, d);
+        }
+        if let Some(a) = &self.agg {
+            a.groups.iter().for_each(|e| e.walk(f, d));
+            a.aggs.iter().filter_map(|x| x.arg.as_ref()).for_each(|e| e.walk(f, d));
+        }
+    }
+}
+
+/// INSERT source.
+#[derive(Debug, Clone)]
+pub enum InsertSource {
+    /// VALUES rows (each already in target-column order).
+    Values(Vec<Vec<Expr>>),
+    /// INSERT … SELECT.
+    Query(Box<Select>),
+}
+
+/// RETURNING clause: expressions over the table row, names and types.
+#[derive(Debug, Clone)]
+pub struct Returning {
+    /// Expressions.
+    pub exprs: Vec<Expr>,
+    /// Columns.
+    pub columns: Vec<(String, SqlType)>,
+}
+
+/// A SQL statement plan.
+#[derive(Debug, Clone)]
+pub enum SqlPlan {
+    /// SELECT.
+    Select(Box<Select>),
+    /// INSERT.
+    Insert {
+        /// Table.
+        table: usize,
+        /// Target column of each input value.
+        cols: Vec<usize>,
+        /// Rows.
+        source: InsertSource,
+        /// RETURNING.
+        returning: Option<Returning>,
+    },
+    /// UPDATE.
+    Update {
+        /// Table.
+        table: usize,
+        /// Access path.
+        access: Access,
+        /// WHERE.
+        filter: Option<Expr>,
+        /// SET column = expr (over the old row).
+        sets: Vec<(usize, Expr)>,
+        /// RETURNING (over the new row).
+        returning: Option<Returning>,
+    },
+    /// DELETE.
+    Delete {
+        /// Table.
+        table: usize,
+        /// Access path.
+        access: Access,
+        /// WHERE.
+        filter: Option<Expr>,
+        /// RETURNING (over the deleted row).
+        returning: Option<Returning>,
+    },
+}
+
+/// A resolved procedural statement with its static gas cost.
+#[derive(Debug, Clone)]
+pub struct Stmt {
+    /// Gas charged each time the statement starts (each iteration for loops).
+    pub cost: u64,
+    /// What it does.
+    pub kind: StmtKind,
+}
+
+/// Procedural statement kinds.
+#[derive(Debug, Clone)]
+pub enum StmtKind {
+    /// Assignment with the target's type coercion.
+    Assign(usize, Expr),
+    /// SQL statement; INTO targets; STRICT.
+    Sql(Box<SqlPlan>, Vec<usize>, bool),
+    /// IF chain.
+    If(Vec<(Expr, Vec<Stmt>)>, Vec<Stmt>),
+    /// Loop with label id.
+    Loop(usize, LoopPlan, Vec<Stmt>),
+    /// EXIT/CONTINUE (is_continue, target loop label id, WHEN).
+    Exit(bool, usize, Option<Expr>),
+    /// RETURN.
+    Return(Option<Expr>),
+    /// RAISE NOTICE (true) / EXCEPTION (false) with format and arguments.
+    Raise(bool, String, Vec<Expr>),
+    /// Initialise variables (block entry): slot, default.
+    Init(Vec<(usize, Option<Expr>)>),
+}
+
+/// Loop flavours after resolution.
+#[derive(Debug, Clone)]
+pub enum LoopPlan {
+    /// LOOP.
+    Plain,
+    /// WHILE.
+    While(Expr),
+    /// FOR var IN lo..hi BY step (REVERSE).
+    Range {
+        /// Variable slot.
+        var: usize,
+        /// First value.
+        lo: Expr,
+        /// Last value.
+        hi: Expr,
+        /// Step.
+        by: Option<Expr>,
+        /// REVERSE.
+        reverse: bool,
+    },
+    /// FOR rec IN query: one slot per column.
+    Query {
+        /// Slots receiving the columns.
+        slots: Vec<usize>,
+        /// Query.
+        query: Box<Select>,
+    },
+}
+
+/// A compiled function.
+#[derive(Debug, Clone)]
+pub struct Function {
+    /// Name.
+    pub name: String,
+    /// Parameters (name, type).
+    pub params: Vec<(String, SqlType)>,
+    /// Return type.
+    pub returns: SqlType,
+    /// Types of all variable slots (slot 0 is FOUND; params follow).
+    pub slots: Vec<SqlType>,
+    /// Body.
+    pub body: Vec<Stmt>,
+    /// Where it was defined.
+    pub pos: Pos,
+}
+
+/// Slot of the FOUND variable.
+pub const FOUND_SLOT: usize = 0;

@@ -1,0 +1,217 @@
+//! Storage interface the chain implements over its versioned state, an
+//! in-memory implementation for tests and the sandbox, and the write overlay
+//! that makes every call atomic (commit on success, drop on error).
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+use thiserror::Error;
+
+/// A storage failure reported by a [`Kv`] backend.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("{0}")]
+pub struct KvError(pub String);
+
+/// Items produced by [`Kv::scan`].
+pub type KvItem = Result<(Vec<u8>, Vec<u8>), KvError>;
+
+/// Ordered key-value storage. Keys compare bytewise. The engine addresses only
+/// keys under the contract prefix it was given (see the crate docs for the
+/// layout), so one `Kv` can hold many contracts.
+pub trait Kv {
+    /// Reads one key.
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, KvError>;
+    /// Writes one key.
+    fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), KvError>;
+    /// Deletes one key (no error if absent).
+    fn delete(&mut self, key: &[u8]) -> Result<(), KvError>;
+    /// All pairs with `start <= key < end`, in ascending key order.
+    fn scan<'a>(
+        &'a self,
+        start: &[u8],
+        end: &[u8],
+    ) -> Box<dyn Iterator<Item = KvItem> + 'a>;
+}
+
+/// In-memory [`Kv`] on a `BTreeMap`.
+#[derive(Debug, Clone, Default)]
+pub struct MemKv {
+    map: BTreeMap<Vec<u8>, Vec<u8>>,
+}
+
+impl MemKv {
+    /// Empty store.
+    pub fn new() -> MemKv {
+        MemKv::default()
+    }
+    /// Number of keys.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+    /// All pairs (for assertions in tests).
+    pub fn entries(&self) -> &BTreeMap<Vec<u8>, Vec<u8>> {
+        &self.map
+    }
+}
+
+fn range<'a, V>(
+    map: &'a BTreeMap<Vec<u8>, V>,
+    start: &[u8],
+    end: &[u8],
+) -> Box<dyn Iterator<Item = (&'a Vec<u8>, &'a V)> + 'a> {
+    if start >= end {
+        // empty (and inverted) ranges yield nothing instead of panicking
+        return Box::new(std::iter::empty());
+    }
+    Box::new(map.range::<[u8], _>((Bound::Included(start), Bound::Excluded(end))))
+}
+
+impl Kv for MemKv {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, KvError> {
+        Ok(self.map.get(key).cloned())
+    }
+    fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), KvError> {
+        self.map.insert(key.to_vec(), value.to_vec());
+        Ok(())
+    }
+    fn delete(&mut self, key: &[u8]) -> Result<(), KvError> {
+        self.map.remove(key);
+        Ok(())
+    }
+    fn scan<'a>(&'a self, start: &[u8], end: &[u8]) -> Box<dyn Iterator<Item = KvItem> + 'a> {
+        Box::new(range(&self.map, start, end).map(|(k, v)| Ok((k.clone(), v.clone()))))
+    }
+}
+
+/// Buffers writes over a read-only base. Reads see the buffered writes.
+pub struct Overlay<'b> {
+    base: &'b dyn Kv,
+    writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+}
+
+impl<'b> Overlay<'b> {
+    /// New empty overlay.
+    pub fn new(base: &'b dyn Kv) -> Overlay<'b> {
+        Overlay {
+            base,
+            writes: BTreeMap::new(),
+        }
+    }
+    /// The buffered writes (`None` = delete), in key order.
+    pub fn into_writes(self) -> BTreeMap<Vec<u8>, Option<Vec<u8>>> {
+        self.writes
+    }
+    /// Number of buffered writes.
+    pub fn write_count(&self) -> usize {
+        self.writes.len()
+    }
+}
+
+/// Applies buffered writes to a store.
+pub fn apply_writes(
+    kv: &mut dyn Kv,
+    writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+) -> Result<(), KvError> {
+    for (k, v) in writes {
+        match v {
+            Some(v) => kv.put(&k, &v)?,
+            None => kv.delete(&k)?,
+        }
+    }
+    Ok(())
+}
+
+impl Kv for Overlay<'_> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, KvError> {
+        match self.writes.get(key) {
+            Some(v) => Ok(v.clone()),
+            None => self.base.get(key),
+        }
+    }
+    fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), KvError> {
+        self.writes.insert(key.to_vec(), Some(value.to_vec()));
+        Ok(())
+    }
+    fn delete(&mut self, key: &[u8]) -> Result<(), KvError> {
+        self.writes.insert(key.to_vec(), None);
+        Ok(())
+    }
+    fn scan<'a>(&'a self, start: &[u8], end: &[u8]) -> Box<dyn Iterator<Item = KvItem> + 'a> {
+        Box::new(Merge {
+            base: self.base.scan(start, end).peekable(),
+            over: range(&self.writes, start, end).peekable(),
+        })
+    }
+}
+
+struct Merge<'a, B: Iterator<Item = KvItem>> {
+    base: std::iter::Peekable<B>,
+    over: std::iter::Peekable<Box<dyn Iterator<Item = (&'a Vec<u8>, &'a Option<Vec<u8>>)> + 'a>>,
+}
+
+impl<B: Iterator<Item = KvItem>> Iterator for Merge<'_, B> {
+    type Item = KvItem;
+    fn next(&mut self) -> Option<KvItem> {
+        loop {
+            let take_over = match (self.base.peek(), self.over.peek()) {
+                (None, None) => return None,
+                (Some(Err(_)), _) => return self.base.next(),
+                (None, Some(_)) => true,
+                (Some(_), None) => false,
+                (Some(Ok((bk, _))), Some((ok, _))) => {
+                    if bk == *ok {
+                        // overlay shadows base
+                        self.base.next();
+                        true
+                    } else {
+                        *ok < bk
+                    }
+                }
+            };
+            if take_over {
+                match self.over.next() {
+                    Some((k, Some(v))) => return Some(Ok((k.clone(), v.clone()))),
+                    Some((_, None)) => continue,
+                    None => return None,
+                }
+            } else {
+                return self.base.next();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overlay_merges_and_shadows() {
+        let mut m = MemKv::new();
+        for k in [b"a", b"c", b"e"] {
+            m.put(k, b"base").unwrap();
+        }
+        let mut o = Overlay::new(&m);
+        o.put(b"b", b"new").unwrap();
+        o.delete(b"c").unwrap();
+        o.put(b"e", b"upd").unwrap();
+        let got: Vec<_> = o.scan(b"a", b"z").map(|r| r.unwrap()).collect();
+        assert_eq!(
+            got,
+            vec![
+                (b"a".to_vec(), b"base".to_vec()),
+                (b"b".to_vec(), b"new".to_vec()),
+                (b"e".to_vec(), b"upd".to_vec())
+            ]
+        );
+        assert_eq!(o.get(b"c").unwrap(), None);
+        let w = o.into_writes();
+        apply_writes(&mut m, w).unwrap();
+        assert_eq!(m.get(b"e").unwrap(), Some(b"upd".to_vec()));
+        assert_eq!(m.len(), 3);
+        assert_eq!(m.scan(b"z", b"a").count(), 0);
+    }
+}

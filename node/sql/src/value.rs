@@ -1,0 +1,374 @@
+//! SQL values and types: NULL, BIGINT/INTEGER, NUMERIC, TEXT/VARCHAR, BOOLEAN,
+//! BYTEA and TIMESTAMP, with casts, comparison and PostgreSQL-style text output.
+
+use crate::decimal::Decimal;
+use crate::error::{Result, SqlError};
+use std::cmp::Ordering;
+
+/// A declared SQL type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SqlType {
+    /// 64-bit integer (BIGINT, INT8).
+    BigInt,
+    /// 32-bit range-checked integer (INTEGER, INT, INT4, SMALLINT).
+    Integer,
+    /// Exact decimal; `Some((p, s))` when constrained.
+    Numeric(Option<(u32, u32)>),
+    /// Text; `Some(n)` for VARCHAR(n).
+    Text(Option<u32>),
+    /// BOOLEAN.
+    Boolean,
+    /// BYTEA.
+    Bytea,
+    /// TIMESTAMP (seconds since the Unix epoch, no time zone).
+    Timestamp,
+    /// Type of a bare NULL literal or not yet known.
+    Unknown,
+    /// Only as a function return type.
+    Void,
+}
+
+impl SqlType {
+    /// True for BIGINT/INTEGER/NUMERIC.
+    pub fn is_numeric(&self) -> bool {
+        matches!(self, SqlType::BigInt | SqlType::Integer | SqlType::Numeric(_))
+    }
+}
+
+impl std::fmt::Display for SqlType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SqlType::BigInt => write!(f, "BIGINT"),
+            SqlType::Integer => write!(f, "INTEGER"),
+            SqlType::Numeric(None) => write!(f, "NUMERIC"),
+            SqlType::Numeric(Some((p, s))) => write!(f, "NUMERIC({p},{s})"),
+            SqlType::Text(None) => write!(f, "TEXT"),
+            SqlType::Text(Some(n)) => write!(f, "VARCHAR({n})"),
+            SqlType::Boolean => write!(f, "BOOLEAN"),
+            SqlType::Bytea => write!(f, "BYTEA"),
+            SqlType::Timestamp => write!(f, "TIMESTAMP"),
+            SqlType::Unknown => write!(f, "UNKNOWN"),
+            SqlType::Void => write!(f, "VOID"),
+        }
+    }
+}
+
+/// A runtime SQL value.
+#[derive(Debug, Clone)]
+pub enum Value {
+    /// SQL NULL.
+    Null,
+    /// Integer.
+    Int(i64),
+    /// Exact decimal.
+    Num(Decimal),
+    /// Text.
+    Text(String),
+    /// Boolean.
+    Bool(bool),
+    /// Bytes.
+    Bytes(Vec<u8>),
+    /// Timestamp in seconds since the Unix epoch.
+    Ts(i64),
+}
+
+impl PartialEq for Value {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Value::Null, Value::Null) => true,
+            _ => matches!(sql_cmp(self, other), Ok(Some(Ordering::Equal))),
+        }
+    }
+}
+
+fn type_err(msg: String) -> SqlError {
+    SqlError::Type(msg)
+}
+
+/// Days since 1970-01-01 for a civil date (proleptic Gregorian).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146097 + doe - 719468
+}
+
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719468;
+    let era = z.div_euclid(146097);
+    let doe = z - era * 146097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// Parses `YYYY-MM-DD[ HH:MM:SS]` into epoch seconds.
+pub fn parse_timestamp(s: &str) -> Result<i64> {
+    let bad = || type_err(format!("invalid input syntax for type timestamp: \"{s}\""));
+    let t = s.trim();
+    let (date, time) = match t.split_once([' ', 'T']) {
+        Some((a, b)) => (a, b.trim()),
+        None => (t, ""),
+    };
+    let mut dp = date.split('-');
+    let y: i64 = dp.next().and_then(|x| x.parse().ok()).ok_or_else(bad)?;
+    let mo: i64 = dp.next().and_then(|x| x.parse().ok()).ok_or_else(bad)?;
+    let d: i64 = dp.next().and_then(|x| x.parse().ok()).ok_or_else(bad)?;
+    if dp.next().is_some() || !(1..=12).contains(&mo) || !(1..=31).contains(&d) {
+        return Err(bad());
+    }
+    let (mut hh, mut mm, mut ss) = (0i64, 0i64, 0i64);
+    if !time.is_empty() {
+        let mut tp = time.split(':');
+        hh = tp.next().and_then(|x| x.parse().ok()).ok_or_else(bad)?;
+        mm = tp.next().and_then(|x| x.parse().ok()).ok_or_else(bad)?;
+        ss = match tp.next() {
+            Some(x) => x.parse().map_err(|_| bad())?,
+            None => 0,
+        };
+        if tp.next().is_some() || !(0..24).contains(&hh) || !(0..60).contains(&mm) || !(0..60).contains(&ss) {
+            return Err(bad());
+        }
+    }
+    Ok(days_from_civil(y, mo, d) * 86400 + hh * 3600 + mm * 60 + ss)
+}
+
+/// Formats epoch seconds as `YYYY-MM-DD HH:MM:SS`.
+pub fn format_timestamp(t: i64) -> String {
+    let days = t.div_euclid(86400);
+    let secs = t.rem_euclid(86400);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+        secs / 3600,
+        (secs / 60) % 60,
+        secs % 60
+    )
+}
+
+fn hex_decode(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| s.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
+        .collect()
+}
+
+impl Value {
+    /// True for NULL.
+    pub fn is_null(&self) -> bool {
+        matches!(self, Value::Null)
+    }
+
+    /// The value's dynamic type.
+    pub fn type_of(&self) -> SqlType {
+        match self {
+            Value::Null => SqlType::Unknown,
+            Value::Int(_) => SqlType::BigInt,
+            Value::Num(_) => SqlType::Numeric(None),
+            Value::Text(_) => SqlType::Text(None),
+            Value::Bool(_) => SqlType::Boolean,
+            Value::Bytes(_) => SqlType::Bytea,
+            Value::Ts(_) => SqlType::Timestamp,
+        }
+    }
+
+    /// Converts to a decimal if numeric.
+    pub fn as_decimal(&self) -> Option<Decimal> {
+        match self {
+            Value::Int(i) => Some(Decimal::from_i64(*i)),
+            Value::Num(d) => Some(*d),
+            _ => None,
+        }
+    }
+
+    /// Casts (and checks constraints of) a value to a declared type.
+    pub fn cast(&self, ty: &SqlType) -> Result<Value> {
+        if self.is_null() {
+            return Ok(Value::Null);
+        }
+        match ty {
+            SqlType::Unknown | SqlType::Void => Ok(self.clone()),
+            SqlType::BigInt | SqlType::Integer => {
+                let v = match self {
+                    Value::Int(i) => *i,
+                    Value::Num(d) => d.to_i64_round()?,
+                    Value::Text(s) => s.trim().parse::<i64>().map_err(|_| {
+                        type_err(format!("invalid input syntax for type bigint: \"{s}\""))
+                    })?,
+                    Value::Bool(b) => i64::from(*b),
+                    other => {
+                        return Err(type_err(format!("cannot cast {} to {ty}", other.type_of())))
+                    }
+                };
+                if *ty == SqlType::Integer && i32::try_from(v).is_err() {
+                    return Err(SqlError::Overflow("integer out of range".into()));
+                }
+                Ok(Value::Int(v))
+            }
+            SqlType::Numeric(c) => {
+                let d = match self {
+                    Value::Int(i) => Decimal::from_i64(*i),
+                    Value::Num(d) => *d,
+                    Value::Text(s) => Decimal::parse(s)?,
+                    other => {
+                        return Err(type_err(format!("cannot cast {} to {ty}", other.type_of())))
+                    }
+                };
+                Ok(Value::Num(match c {
+                    Some((p, s)) => d.fit(*p, *s)?,
+                    None => d,
+                }))
+            }
+            SqlType::Text(n) => {
+                let s = self.to_text();
+                if let Some(n) = n {
+                    if s.chars().count() > *n as usize {
+                        return Err(SqlError::Constraint(format!(
+                            "value too long for type character varying({n})"
+                        )));
+                    }
+                }
+                Ok(Value::Text(s))
+            }
+            SqlType::Boolean => match self {
+                Value::Bool(b) => Ok(Value::Bool(*b)),
+                Value::Int(i) => Ok(Value::Bool(*i != 0)),
+                Value::Text(s) => match s.trim().to_ascii_lowercase().as_str() {
+                    "t" | "true" | "yes" | "on" | "1" => Ok(Value::Bool(true)),
+                    "f" | "false" | "no" | "off" | "0" => Ok(Value::Bool(false)),
+                    _ => Err(type_err(format!(
+                        "invalid input syntax for type boolean: \"{s}\""
+                    ))),
+                },
+                other => Err(type_err(format!("cannot cast {} to {ty}", other.type_of()))),
+            },
+            SqlType::Bytea => match self {
+                Value::Bytes(b) => Ok(Value::Bytes(b.clone())),
+                Value::Text(s) => match s.strip_prefix("\\x") {
+                    Some(h) => hex_decode(h)
+                        .map(Value::Bytes)
+                        .ok_or_else(|| type_err(format!("invalid hex bytea: \"{s}\""))),
+                    None => Ok(Value::Bytes(s.as_bytes().to_vec())),
+                },
+                other => Err(type_err(format!("cannot cast {} to {ty}", other.type_of()))),
+            },
+            SqlType::Timestamp => match self {
+                Value::Ts(t) => Ok(Value::Ts(*t)),
+                Value::Text(s) => Ok(Value::Ts(parse_timestamp(s)?)),
+                other => Err(type_err(format!("cannot cast {} to {ty}", other.type_of()))),
+            },
+        }
+    }
+
+    /// PostgreSQL text output (NULL prints as an empty string here; callers
+    /// decide how to show NULL).
+    pub fn to_text(&self) -> String {
+        match self {
+            Value::Null => String::new(),
+            Value::Int(i) => i.to_string(),
+            Value::Num(d) => d.to_string(),
+            Value::Text(s) => s.clone(),
+            Value::Bool(b) => (if *b { "t" } else { "f" }).to_string(),
+            Value::Bytes(b) => {
+                let mut s = String::from("\\x");
+                for x in b {
+                    s.push_str(&format!("{x:02x}"));
+                }
+                s
+            }
+            Value::Ts(t) => format_timestamp(*t),
+        }
+    }
+}
+
+impl std::fmt::Display for Value {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Value::Null => f.write_str("NULL"),
+            v => f.write_str(&v.to_text()),
+        }
+    }
+}
+
+/// Three-valued comparison: `Ok(None)` when either side is NULL.
+pub fn sql_cmp(a: &Value, b: &Value) -> Result<Option<Ordering>> {
+    Ok(Some(match (a, b) {
+        (Value::Null, _) | (_, Value::Null) => return Ok(None),
+        (Value::Int(x), Value::Int(y)) => x.cmp(y),
+        (Value::Int(_) | Value::Num(_), Value::Int(_) | Value::Num(_)) => {
+            let (x, y) = (a.as_decimal(), b.as_decimal());
+            match (x, y) {
+                (Some(x), Some(y)) => x.cmp_num(&y),
+                _ => return Err(type_err("numeric comparison".into())),
+            }
+        }
+        (Value::Text(x), Value::Text(y)) => x.as_bytes().cmp(y.as_bytes()),
+        (Value::Bool(x), Value::Bool(y)) => x.cmp(y),
+        (Value::Bytes(x), Value::Bytes(y)) => x.cmp(y),
+        (Value::Ts(x), Value::Ts(y)) => x.cmp(y),
+        // an untyped string literal against a typed value: cast the text
+        (Value::Text(_), other) => return sql_cmp(&a.cast(&other.type_of())?, b),
+        (other, Value::Text(_)) => return sql_cmp(a, &b.cast(&other.type_of())?),
+        _ => {
+            return Err(type_err(format!(
+                "cannot compare {} with {}",
+                a.type_of(),
+                b.type_of()
+            )))
+        }
+    }))
+}
+
+/// Total order for sorting (NULL placement is decided by the caller).
+pub fn sort_cmp(a: &Value, b: &Value) -> Ordering {
+    match (a, b) {
+        (Value::Null, Value::Null) => Ordering::Equal,
+        (Value::Null, _) => Ordering::Greater,
+        (_, Value::Null) => Ordering::Less,
+        _ => match sql_cmp(a, b) {
+            Ok(Some(o)) => o,
+            _ => a.to_text().cmp(&b.to_text()),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn casts_and_timestamps() {
+        let t = parse_timestamp("2024-02-29 13:05:09").unwrap();
+        assert_eq!(format_timestamp(t), "2024-02-29 13:05:09");
+        assert_eq!(parse_timestamp("1970-01-01").unwrap(), 0);
+        assert!(parse_timestamp("2024-13-01").is_err());
+        assert_eq!(
+            Value::Text("12.345".into())
+                .cast(&SqlType::Numeric(Some((5, 2))))
+                .unwrap()
+                .to_text(),
+            "12.35"
+        );
+        assert!(Value::Int(1 << 40).cast(&SqlType::Integer).is_err());
+        assert!(Value::Text("abcd".into()).cast(&SqlType::Text(Some(3))).is_err());
+        assert_eq!(
+            Value::Text("\\x01ff".into()).cast(&SqlType::Bytea).unwrap().to_text(),
+            "\\x01ff"
+        );
+        assert_eq!(
+            sql_cmp(&Value::Int(2), &Value::Num(Decimal::parse("2.00").unwrap())).unwrap(),
+            Some(Ordering::Equal)
+        );
+        assert_eq!(sql_cmp(&Value::Null, &Value::Int(1)).unwrap(), None);
+    }
+}
