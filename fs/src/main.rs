@@ -1,3 +1,286 @@
-//! AergoFS: Haystack-style volume store with an HTTP API.
+//! `aergofs`: the AergoFS server (`aergofs serve`) and benchmark (`aergofs bench`).
 
-fn main() {}
+mod bench;
+
+use aergo_os::io::{IoConfig, IoService};
+use aergofs::http::{self, HttpConfig, ReadPolicy};
+use aergofs::volume::{Durability, VolumeConfig};
+use aergofs::{Store, StoreConfig};
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(
+    name = "aergofs",
+    version,
+    about = "AergoFS: Haystack-style blob store on io_uring"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ReadPolicyArg {
+    Open,
+    Token,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Serve the HTTP API over a data directory.
+    Serve {
+        /// Data directory (created if missing). /data/fs on the appliance.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Listen address.
+        #[arg(long, default_value = "127.0.0.1:7848")]
+        addr: SocketAddr,
+        /// Token required for writes/deletes (overrides --token-file).
+        #[arg(long, env = "AERGOFS_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// File holding the write token; created with a random token (mode 0600) if missing.
+        /// Default when listening beyond loopback without --token: DIR/fs.token.
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+        /// Who may read: open (anyone reaching the port; ids carry a secret cookie) or token.
+        #[arg(long, value_enum, default_value = "open")]
+        read_policy: ReadPolicyArg,
+        /// Largest upload in bytes.
+        #[arg(long, default_value_t = 256 << 20)]
+        max_upload: usize,
+        /// Volume size limit in bytes (at most 32 GiB).
+        #[arg(long, default_value_t = 30 << 30)]
+        volume_size: u64,
+        /// Fast mode: acknowledge writes without fsync (a power cut can lose recent writes).
+        #[arg(long)]
+        fast: bool,
+        /// Compact volumes whose garbage ratio passes this.
+        #[arg(long, default_value_t = 0.3)]
+        garbage_threshold: f64,
+        /// Compaction copy rate limit in MiB/s (0 = unlimited).
+        #[arg(long, default_value_t = 64)]
+        compaction_rate_mib: u64,
+        /// Seconds between automatic compaction checks (0 = never).
+        #[arg(long, default_value_t = 60)]
+        compaction_interval: u64,
+        /// Force the std I/O backend (also: AERGO_IO=std).
+        #[arg(long)]
+        io_std: bool,
+    },
+    /// Benchmark AergoFS against one-file-per-blob and RocksDB (and raw O_DIRECT reads).
+    Bench(bench::BenchArgs),
+}
+
+fn is_loopback(addr: &SocketAddr) -> bool {
+    addr.ip().is_loopback()
+}
+
+fn random_token() -> String {
+    let b: [u8; 24] = rand::random();
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Reads the token file, creating it with a random token (mode 0600) when missing.
+fn load_or_create_token(path: &Path) -> Result<String> {
+    match std::fs::read_to_string(path) {
+        Ok(s) => {
+            let t = s.trim().to_string();
+            if t.is_empty() {
+                bail!("token file {} is empty", path.display());
+            }
+            Ok(t)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)
+                    .with_context(|| format!("create {}", parent.display()))?;
+            }
+            let t = random_token();
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+                .with_context(|| format!("create token file {}", path.display()))?;
+            writeln!(f, "{t}")?;
+            f.sync_all()?;
+            tracing::info!(path = %path.display(), "created write token file");
+            Ok(t)
+        }
+        Err(e) => Err(e).with_context(|| format!("read token file {}", path.display())),
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGTERM; only SIGINT stops the server");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+    tracing::info!("shutdown signal received");
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn serve(
+    dir: PathBuf,
+    addr: SocketAddr,
+    token: Option<String>,
+    token_file: Option<PathBuf>,
+    read_policy: ReadPolicyArg,
+    max_upload: usize,
+    volume_size: u64,
+    fast: bool,
+    garbage_threshold: f64,
+    compaction_rate_mib: u64,
+    compaction_interval: u64,
+    io_std: bool,
+) -> Result<()> {
+    if !(0.0..=1.0).contains(&garbage_threshold) {
+        bail!("--garbage-threshold must be between 0 and 1");
+    }
+    if !(1 << 20..=aergofs::volume::MAX_VOLUME_SIZE).contains(&volume_size) {
+        bail!("--volume-size must be between 1 MiB and 32 GiB");
+    }
+    let token = match (token, token_file) {
+        (Some(t), _) if t.trim().is_empty() => bail!("--token is empty"),
+        (Some(t), _) => Some(t.trim().to_string()),
+        (None, Some(f)) => Some(load_or_create_token(&f)?),
+        (None, None) if !is_loopback(&addr) => Some(load_or_create_token(&dir.join("fs.token"))?),
+        (None, None) => None,
+    };
+    let read_policy = match read_policy {
+        ReadPolicyArg::Open => ReadPolicy::Open,
+        ReadPolicyArg::Token => ReadPolicy::Token,
+    };
+    if read_policy == ReadPolicy::Token && token.is_none() {
+        bail!("--read-policy token needs a token (--token or --token-file)");
+    }
+    let io = IoService::start(IoConfig {
+        force_std: io_std,
+        ..IoConfig::default()
+    });
+    let cfg = StoreConfig {
+        volume: VolumeConfig {
+            max_size: volume_size,
+            durability: if fast {
+                Durability::Fast
+            } else {
+                Durability::GroupCommit
+            },
+            compaction_rate: compaction_rate_mib << 20,
+        },
+        garbage_threshold,
+        compaction_interval: (compaction_interval > 0)
+            .then(|| Duration::from_secs(compaction_interval)),
+        ..StoreConfig::default()
+    };
+    let store = Store::open(&dir, cfg, io.clone())
+        .await
+        .with_context(|| format!("open data directory {}", dir.display()))?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("listen on {addr}"))?;
+    let local = listener.local_addr()?;
+    tracing::info!(
+        addr = %local,
+        dir = %dir.display(),
+        io_backend = %io.backend(),
+        io_fallback_reason = io.fallback_reason().unwrap_or_default(),
+        durability = if fast { "fast" } else { "group_commit" },
+        writes_require_token = token.is_some(),
+        "aergofs listening"
+    );
+    let app = http::router(
+        store.clone(),
+        HttpConfig {
+            token,
+            read_policy,
+            max_upload,
+            public_url: format!("http://{local}"),
+        },
+    );
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("HTTP server")?;
+    store.close().await.context("flush on shutdown")?;
+    tracing::info!("index flushed, volumes synced; bye");
+    Ok(())
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("aergofs: cannot start runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let r = rt.block_on(async move {
+        match cli.cmd {
+            Cmd::Serve {
+                dir,
+                addr,
+                token,
+                token_file,
+                read_policy,
+                max_upload,
+                volume_size,
+                fast,
+                garbage_threshold,
+                compaction_rate_mib,
+                compaction_interval,
+                io_std,
+            } => {
+                serve(
+                    dir,
+                    addr,
+                    token,
+                    token_file,
+                    read_policy,
+                    max_upload,
+                    volume_size,
+                    fast,
+                    garbage_threshold,
+                    compaction_rate_mib,
+                    compaction_interval,
+                    io_std,
+                )
+                .await
+            }
+            Cmd::Bench(a) => bench::run(a).await,
+        }
+    });
+    match r {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("aergofs: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
