@@ -1,3 +1,386 @@
-//! aergo-image: builds the initramfs and the flashable disk image.
+//! aergo-image: builds the AERGO OS initramfs and the flashable GPT disk image.
+//!
+//! Steps: find the kernel → resolve kernel modules from `modules.dep` → collect our release
+//! binaries and the shared libraries `ldd` lists for them → write the initramfs (cpio newc,
+//! zstd) → build the unified kernel image (UKI) → FAT ESP → pre-formatted ext4 `AERGO-DATA`
+//! holding `/etc/aergo.toml` → assemble the GPT disk. Outputs (in the `--out` folder):
+//! `aergo-os.img` plus `vmlinuz`, `initramfs.img` and `cmdline.txt` for direct kernel boot.
 
-fn main() {}
+mod cpio;
+mod disk;
+mod kernel;
+mod libs;
+
+use aergo_os::config::Config;
+use aergo_os::sys::modules::{ModuleDb, LOAD_LIST};
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+/// The default appliance configuration: a single dev node.
+pub const DEFAULT_CONFIG: &str = r#"# AERGO OS appliance configuration (/data/etc/aergo.toml).
+[node]
+dev = true
+data_dir = "/data/chain"
+rpc_addr = "0.0.0.0:7845"
+
+[fs]
+enabled = true
+dir = "/data/fs"
+addr = "0.0.0.0:7848"
+
+[system]
+ntp_servers = []
+"#;
+
+/// Binaries placed in `/bin` when built (init itself becomes `/init`).
+const SERVICE_BINARIES: &[&str] = &["aergo-node", "aergofs", "aergo-top"];
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "aergo-image",
+    about = "Build the AERGO OS initramfs and UEFI disk image"
+)]
+struct Args {
+    /// Output image path (the kernel, initramfs and cmdline for direct boot go beside it).
+    #[arg(long, default_value = "target/image/aergo-os.img")]
+    out: PathBuf,
+    /// Folder holding the release binaries (default: this program's own folder).
+    #[arg(long)]
+    bin_dir: Option<PathBuf>,
+    /// An aergo.toml to bake into the image (default: single-node dev chain).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Kernel image (default: the newest /boot/vmlinuz-* with modules).
+    #[arg(long)]
+    kernel: Option<PathBuf>,
+    /// Root of the kernel module trees.
+    #[arg(long, default_value = "/lib/modules")]
+    modules_root: PathBuf,
+    /// systemd-boot's EFI stub used for the unified kernel image.
+    #[arg(long, default_value = "/usr/lib/systemd/boot/efi/linuxx64.efi.stub")]
+    stub: PathBuf,
+    /// Console for the dashboard: auto, ttyS0 or tty1.
+    #[arg(long, default_value = "auto")]
+    console: String,
+    /// Extra kernel command-line words.
+    #[arg(long, default_value = "")]
+    cmdline_extra: String,
+    /// Data partition size in MiB (init grows it to the disk on first boot).
+    #[arg(long, default_value_t = 64)]
+    data_mib: u64,
+    /// zstd compression level for the initramfs.
+    #[arg(long, default_value_t = 9)]
+    zstd_level: u32,
+    /// Do not strip binaries.
+    #[arg(long)]
+    no_strip: bool,
+}
+
+struct Progress {
+    step: usize,
+    total: usize,
+    started: Instant,
+    step_started: Instant,
+}
+
+impl Progress {
+    fn new(total: usize) -> Self {
+        Self {
+            step: 0,
+            total,
+            started: Instant::now(),
+            step_started: Instant::now(),
+        }
+    }
+    fn begin(&mut self, what: &str) {
+        self.step += 1;
+        self.step_started = Instant::now();
+        eprint!("[{}/{}] {what} … ", self.step, self.total);
+        let _ = std::io::stderr().flush();
+    }
+    fn done(&self, note: &str) {
+        eprintln!(
+            "{note} ({:.1} s)",
+            self.step_started.elapsed().as_secs_f64()
+        );
+    }
+}
+
+fn human(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
+fn main() {
+    if let Err(e) = run(Args::parse()) {
+        eprintln!("\naergo-image: error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn strip_into(src: &Path, dst: &Path, strip: bool) -> Result<()> {
+    if strip {
+        let st = Command::new("strip")
+            .args(["--strip-all", "-o"])
+            .arg(dst)
+            .arg(src)
+            .status();
+        if matches!(st, Ok(s) if s.success()) {
+            return Ok(());
+        }
+    }
+    std::fs::copy(src, dst).with_context(|| format!("copying {}", src.display()))?;
+    Ok(())
+}
+
+fn run(args: Args) -> Result<()> {
+    let mut p = Progress::new(8);
+    let out_dir = args
+        .out
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    std::fs::create_dir_all(&out_dir)?;
+    let work = out_dir.join("work");
+    if work.exists() {
+        std::fs::remove_dir_all(&work)?;
+    }
+    std::fs::create_dir_all(work.join("bin"))?;
+    let bin_dir = match &args.bin_dir {
+        Some(d) => d.clone(),
+        None => std::env::current_exe()?
+            .parent()
+            .map(Path::to_path_buf)
+            .context("cannot find this program's folder")?,
+    };
+
+    // Config.
+    let config_text = match &args.config {
+        Some(path) => {
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?
+        }
+        None => DEFAULT_CONFIG.to_string(),
+    };
+    Config::from_toml(
+        &config_text,
+        args.config.as_deref().unwrap_or(Path::new("default")),
+    )
+    .context("the config to bake is invalid")?;
+
+    p.begin("finding kernel");
+    let k = kernel::find(args.kernel.as_deref(), &args.modules_root)?;
+    p.done(&format!("{} ({})", k.release, k.image.display()));
+
+    p.begin("resolving kernel modules");
+    let dep = std::fs::read_to_string(k.modules_dir.join("modules.dep"))?;
+    let soft = std::fs::read_to_string(k.modules_dir.join("modules.softdep")).unwrap_or_default();
+    let db = ModuleDb::parse(&dep, &soft);
+    let mut skipped = Vec::new();
+    let wanted: Vec<&str> = kernel::WANTED_MODULES
+        .iter()
+        .copied()
+        .filter(|m| {
+            let ok = db.contains(m);
+            if !ok {
+                skipped.push(*m);
+            }
+            ok
+        })
+        .collect();
+    let order = db.resolve(&wanted)?;
+    p.done(&format!(
+        "{} modules{}",
+        order.len(),
+        if skipped.is_empty() {
+            String::new()
+        } else {
+            format!(" (not modules, skipped: {})", skipped.join(", "))
+        }
+    ));
+
+    p.begin("collecting binaries and shared libraries");
+    let init_src = bin_dir.join("aergo-init");
+    if !init_src.exists() {
+        bail!(
+            "{} not found: cargo build --release -p aergo-init",
+            init_src.display()
+        );
+    }
+    let mut bins = vec![("init".to_string(), init_src)];
+    let mut missing = Vec::new();
+    for name in SERVICE_BINARIES {
+        let src = bin_dir.join(name);
+        if src.exists() {
+            bins.push((format!("bin/{name}"), src));
+        } else {
+            missing.push(*name);
+        }
+    }
+    // mke2fs lets init format a blank data partition when the config allows it.
+    for tool in ["/usr/sbin/mke2fs", "/sbin/mke2fs"] {
+        if Path::new(tool).exists() {
+            bins.push(("sbin/mke2fs".to_string(), PathBuf::from(tool)));
+            break;
+        }
+    }
+    let mut staged = Vec::new();
+    for (dest, src) in &bins {
+        let name = src
+            .file_name()
+            .map(|n| n.to_os_string())
+            .unwrap_or_default();
+        let tmp = work.join("bin").join(name);
+        strip_into(src, &tmp, !args.no_strip)?;
+        staged.push((dest.clone(), tmp));
+    }
+    let libraries = libs::resolve(&staged.iter().map(|(_, p)| p.clone()).collect::<Vec<_>>())?;
+    p.done(&format!(
+        "{} binaries, {} libraries{}",
+        staged.len(),
+        libraries.len(),
+        if missing.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " (not built, reported missing at boot: {})",
+                missing.join(", ")
+            )
+        }
+    ));
+
+    p.begin("writing initramfs");
+    let mut a = cpio::Archive::new();
+    for d in [
+        "proc", "sys", "dev", "run", "tmp", "data", "etc", "bin", "var", "root",
+    ] {
+        a.dir(d);
+    }
+    a.add("dev/console", cpio::Entry::CharDev(0o600, 5, 1));
+    a.add("dev/null", cpio::Entry::CharDev(0o666, 1, 3));
+    for (dest, src) in &staged {
+        a.file(dest, 0o755, std::fs::read(src)?);
+    }
+    for lib in &libraries {
+        a.file(&lib.display().to_string(), 0o755, libs::read(lib)?);
+    }
+    let mod_base = format!("lib/modules/{}", k.release);
+    for rel in &order {
+        let data = std::fs::read(k.modules_dir.join(rel))?;
+        a.file(&format!("{mod_base}/{rel}"), 0o644, data);
+    }
+    a.file(
+        &format!("{mod_base}/{LOAD_LIST}"),
+        0o644,
+        (order.join("\n") + "\n").into_bytes(),
+    );
+    let osrel = format!(
+        "NAME=\"AERGO OS\"\nID=aergo\nVERSION_ID={v}\nPRETTY_NAME=\"AERGO OS {v}\"\n",
+        v = env!("CARGO_PKG_VERSION")
+    );
+    a.file("etc/os-release", 0o644, osrel.clone().into_bytes());
+    a.file(
+        "etc/aergo/aergo.toml",
+        0o644,
+        config_text.clone().into_bytes(),
+    );
+    a.file(
+        "etc/hosts",
+        0o644,
+        b"127.0.0.1 localhost\n::1 localhost\n".to_vec(),
+    );
+    a.file("etc/nsswitch.conf", 0o644, b"hosts: files dns\n".to_vec());
+    a.file(
+        "etc/passwd",
+        0o644,
+        b"root:x:0:0:root:/root:/init\n".to_vec(),
+    );
+    a.file("etc/group", 0o644, b"root:x:0:\n".to_vec());
+    let initrd = out_dir.join("initramfs.img");
+    let raw_len = a.payload_bytes();
+    let mut z = Command::new("zstd")
+        .args(["-q", "-T0", &format!("-{}", args.zstd_level), "-f", "-o"])
+        .arg(&initrd)
+        .stdin(Stdio::piped())
+        .spawn()
+        .context("running zstd (scripts/setup.sh installs it)")?;
+    {
+        let stdin = z.stdin.as_mut().context("zstd stdin")?;
+        let mut w = std::io::BufWriter::new(stdin);
+        a.write(&mut w)?;
+        w.flush()?;
+    }
+    drop(z.stdin.take());
+    if !z.wait()?.success() {
+        bail!("zstd failed");
+    }
+    let initrd_len = std::fs::metadata(&initrd)?.len();
+    p.done(&format!(
+        "{} entries, {} → {} zstd",
+        a.entry_count(),
+        human(raw_len),
+        human(initrd_len)
+    ));
+
+    p.begin("building unified kernel image");
+    let mut cmdline = format!(
+        "console=tty0 console=ttyS0,115200n8 panic=-1 aergo.console={}",
+        args.console
+    );
+    if !args.cmdline_extra.trim().is_empty() {
+        cmdline.push(' ');
+        cmdline.push_str(args.cmdline_extra.trim());
+    }
+    let uki = work.join("BOOTX64.EFI");
+    if !args.stub.exists() {
+        bail!(
+            "EFI stub {} not found (apt-get install systemd-boot-efi: scripts/setup.sh)",
+            args.stub.display()
+        );
+    }
+    disk::build_uki(&args.stub, &k.image, &initrd, &cmdline, &osrel, &work, &uki)?;
+    std::fs::copy(&k.image, out_dir.join("vmlinuz"))?;
+    std::fs::write(out_dir.join("cmdline.txt"), &cmdline)?;
+    let uki_len = std::fs::metadata(&uki)?.len();
+    p.done(&human(uki_len));
+
+    p.begin("building EFI system partition");
+    let esp_len = disk::esp_size(uki_len);
+    let esp = work.join("esp.img");
+    disk::build_esp(&uki, esp_len, &esp)?;
+    p.done(&human(esp_len));
+
+    p.begin("building ext4 data partition");
+    let data_root = work.join("data");
+    for d in ["etc", "chain", "fs", "log"] {
+        std::fs::create_dir_all(data_root.join(d))?;
+    }
+    std::fs::write(data_root.join("etc/aergo.toml"), &config_text)?;
+    let data_len = args.data_mib.max(16) * 1024 * 1024;
+    let data_img = work.join("data.ext4");
+    disk::build_ext4(&data_root, data_len, &data_img)?;
+    p.done(&human(data_len));
+
+    p.begin("assembling GPT disk image");
+    let layout = disk::plan(esp_len, data_len)?;
+    disk::assemble(&layout, &esp, &data_img, &args.out)?;
+    p.done(&args.out.display().to_string());
+    let _ = std::fs::remove_dir_all(&work);
+
+    let kernel_len = std::fs::metadata(&k.image)?.len();
+    eprintln!(
+        "\nAERGO OS image built in {:.1} s\n  kernel     {} ({})\n  initramfs  {} (zstd; {} unpacked)\n  UKI        {}\n  image      {} raw: {}\n  direct boot: {}/vmlinuz, initramfs.img, cmdline.txt",
+        p.started.elapsed().as_secs_f64(),
+        human(kernel_len),
+        k.release,
+        human(initrd_len),
+        human(raw_len),
+        human(uki_len),
+        human(layout.total),
+        args.out.display(),
+        out_dir.display()
+    );
+    Ok(())
+}

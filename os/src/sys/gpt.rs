@@ -312,7 +312,7 @@ impl Gpt {
         }
         let n = get_u32(&h, 80);
         let esz = get_u32(&h, 84);
-        if n == 0 || n > 1024 || esz < 128 || esz > 1024 {
+        if n == 0 || n > 1024 || !(128..=1024).contains(&esz) {
             return Err(GptError::Invalid(format!("{n} entries of {esz} bytes")));
         }
         let mut entries = vec![0u8; (n * esz) as usize];

@@ -1,0 +1,253 @@
+//! The disk image: a GPT with an EFI system partition holding the unified kernel image at
+//! `EFI/BOOT/BOOTX64.EFI` and the ext4 data partition labelled `AERGO-DATA`.
+//!
+//! Built without root or loop devices: the UKI with `objcopy` from systemd-boot's
+//! `linuxx64.efi.stub`, the FAT ESP with mtools (`mformat`, `mmd`, `mcopy`), the ext4
+//! filesystem with `mke2fs -d` into a file; the GPT itself is written by [`aergo_os::sys::gpt`]
+//! and the partition images are copied in at their offsets (zero blocks skipped: sparse).
+
+use aergo_os::sys::gpt::{Gpt, Guid, ESP_TYPE, LINUX_TYPE, SECTOR};
+use anyhow::{bail, Context, Result};
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::Path;
+use std::process::Command;
+
+const MIB: u64 = 1024 * 1024;
+
+/// Where the partitions go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    /// Total image size in bytes.
+    pub total: u64,
+    /// The table.
+    pub gpt: Gpt,
+}
+
+impl Layout {
+    /// Offset and size of the ESP.
+    pub fn esp(&self) -> (u64, u64) {
+        self.gpt
+            .partitions
+            .first()
+            .map(|p| (p.offset_bytes(), p.size_bytes()))
+            .unwrap_or((0, 0))
+    }
+    /// Offset and size of the data partition.
+    pub fn data(&self) -> (u64, u64) {
+        self.gpt
+            .partitions
+            .get(1)
+            .map(|p| (p.offset_bytes(), p.size_bytes()))
+            .unwrap_or((0, 0))
+    }
+}
+
+/// ESP size for a UKI of `uki_bytes`: room for it plus 25 % and 4 MiB, whole MiB, ≥ 16 MiB.
+pub fn esp_size(uki_bytes: u64) -> u64 {
+    let want = uki_bytes + uki_bytes / 4 + 4 * MIB;
+    want.div_ceil(MIB).max(16) * MIB
+}
+
+/// Plans a disk: 1 MiB for the primary GPT, the ESP, the data partition, 1 MiB at the end.
+pub fn plan(esp_bytes: u64, data_bytes: u64) -> Result<Layout> {
+    let esp_bytes = esp_bytes.div_ceil(MIB) * MIB;
+    let data_bytes = data_bytes.div_ceil(MIB) * MIB;
+    let total = MIB + esp_bytes + data_bytes + MIB;
+    let gpt = Gpt::layout(
+        total,
+        &[
+            (Guid::parse(ESP_TYPE)?, "ESP", Some(esp_bytes)),
+            (
+                Guid::parse(LINUX_TYPE)?,
+                aergo_os::paths::DATA_LABEL,
+                Some(data_bytes),
+            ),
+        ],
+    )?;
+    Ok(Layout { total, gpt })
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    let o = cmd
+        .output()
+        .with_context(|| format!("running {cmd:?} (run scripts/setup.sh to install it)"))?;
+    if !o.status.success() {
+        bail!(
+            "{cmd:?} failed: {}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    Ok(())
+}
+
+/// Builds a unified kernel image with `objcopy`.
+pub fn build_uki(
+    stub: &Path,
+    kernel: &Path,
+    initrd: &Path,
+    cmdline: &str,
+    osrel: &str,
+    work: &Path,
+    out: &Path,
+) -> Result<()> {
+    let cmdline_file = work.join("cmdline.txt");
+    std::fs::write(&cmdline_file, format!("{cmdline}\0"))?;
+    let osrel_file = work.join("os-release");
+    std::fs::write(&osrel_file, osrel)?;
+    let kernel_len = std::fs::metadata(kernel)?.len();
+    // Section addresses above the stub's own, kernel at 32 MiB, initrd after it.
+    let linux_vma: u64 = 0x200_0000;
+    let initrd_vma = (linux_vma + kernel_len).div_ceil(MIB) * MIB + MIB;
+    let sec = |name: &str, file: &Path, vma: u64| -> Vec<String> {
+        vec![
+            "--add-section".into(),
+            format!("{name}={}", file.display()),
+            "--change-section-vma".into(),
+            format!("{name}={vma:#x}"),
+        ]
+    };
+    let mut cmd = Command::new("objcopy");
+    cmd.args(sec(".osrel", &osrel_file, 0x20000))
+        .args(sec(".cmdline", &cmdline_file, 0x30000))
+        .args(sec(".linux", kernel, linux_vma))
+        .args(sec(".initrd", initrd, initrd_vma))
+        .arg(stub)
+        .arg(out);
+    run(&mut cmd)
+}
+
+/// Makes a FAT ESP image of `size` bytes holding `uki` as `EFI/BOOT/BOOTX64.EFI`.
+pub fn build_esp(uki: &Path, size: u64, out: &Path) -> Result<()> {
+    let f = File::create(out)?;
+    f.set_len(size)?;
+    drop(f);
+    let img = out.display().to_string();
+    run(Command::new("mformat")
+        .args(["-i", &img, "-T", &(size / SECTOR).to_string()])
+        .args(["-h", "64", "-s", "32", "-v", "AERGO-ESP", "::"]))?;
+    run(Command::new("mmd").args(["-i", &img, "::/EFI", "::/EFI/BOOT"]))?;
+    run(Command::new("mcopy")
+        .args(["-i", &img])
+        .arg(uki)
+        .arg("::/EFI/BOOT/BOOTX64.EFI"))?;
+    Ok(())
+}
+
+/// Makes an ext4 image of `size` bytes labelled `AERGO-DATA` populated from `root`.
+pub fn build_ext4(root: &Path, size: u64, out: &Path) -> Result<()> {
+    if out.exists() {
+        std::fs::remove_file(out)?;
+    }
+    run(Command::new("mke2fs")
+        .args(["-q", "-F", "-t", "ext4", "-b", "4096", "-O", "64bit"])
+        .args([
+            "-L",
+            aergo_os::paths::DATA_LABEL,
+            "-E",
+            "root_owner=0:0",
+            "-d",
+        ])
+        .arg(root)
+        .arg(out)
+        .arg(format!("{}k", size / 1024)))
+}
+
+/// Copies `src` into `dst` at `offset`, skipping all-zero blocks (sparse output).
+pub fn copy_at(src: &Path, dst: &mut File, offset: u64) -> Result<u64> {
+    let mut f = File::open(src).with_context(|| format!("opening {}", src.display()))?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut pos = 0u64;
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        let chunk = buf.get(..n).unwrap_or(&[]);
+        if chunk.iter().any(|b| *b != 0) {
+            dst.seek(SeekFrom::Start(offset + pos))?;
+            dst.write_all(chunk)?;
+        }
+        pos += n as u64;
+    }
+    Ok(pos)
+}
+
+/// Writes the whole disk image.
+pub fn assemble(layout: &Layout, esp: &Path, data: &Path, out: &Path) -> Result<()> {
+    let (esp_off, esp_len) = layout.esp();
+    let (data_off, data_len) = layout.data();
+    if std::fs::metadata(esp)?.len() > esp_len || std::fs::metadata(data)?.len() > data_len {
+        bail!("partition image larger than its partition");
+    }
+    if let Some(dir) = out.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = out.with_extension("img.partial");
+    let mut f = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    f.set_len(layout.total)?;
+    layout.gpt.write(&mut f)?;
+    copy_at(esp, &mut f, esp_off)?;
+    copy_at(data, &mut f, data_off)?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(&tmp, out)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_is_aligned_and_ordered() {
+        let l = plan(esp_size(20 * MIB), 64 * MIB).unwrap();
+        let (eo, el) = l.esp();
+        let (d_o, dl) = l.data();
+        assert_eq!(eo, MIB);
+        assert_eq!(el, esp_size(20 * MIB));
+        assert_eq!(d_o, eo + el);
+        assert_eq!(dl, 64 * MIB);
+        assert_eq!(eo % MIB, 0);
+        assert_eq!(d_o % MIB, 0);
+        assert!(d_o + dl <= l.total - 33 * SECTOR);
+        assert_eq!(l.gpt.partitions[1].name, "AERGO-DATA");
+        assert_eq!(
+            l.gpt.partitions[0].type_guid,
+            Guid::parse(ESP_TYPE).unwrap()
+        );
+        // The default image fits the 150 MB budget.
+        assert!(l.total <= 150_000_000, "{}", l.total);
+    }
+
+    #[test]
+    fn esp_size_has_headroom() {
+        assert_eq!(esp_size(0), 16 * MIB);
+        let s = esp_size(40 * MIB);
+        assert!(s >= 50 * MIB && s.is_multiple_of(MIB));
+    }
+
+    #[test]
+    fn assemble_places_partitions_at_offsets() {
+        let dir = tempfile::tempdir().unwrap();
+        let esp = dir.path().join("esp");
+        let data = dir.path().join("data");
+        std::fs::write(&esp, vec![0xAAu8; 4096]).unwrap();
+        let mut d = vec![0u8; 3 * 1024 * 1024];
+        d[2 * 1024 * 1024] = 0x55;
+        std::fs::write(&data, &d).unwrap();
+        let l = plan(2 * MIB, 4 * MIB).unwrap();
+        let out = dir.path().join("disk.img");
+        assemble(&l, &esp, &data, &out).unwrap();
+        let img = std::fs::read(&out).unwrap();
+        assert_eq!(img.len() as u64, l.total);
+        let (eo, _) = l.esp();
+        let (d_o, _) = l.data();
+        assert_eq!(img[eo as usize], 0xAA);
+        assert_eq!(img[(d_o + 2 * MIB) as usize], 0x55);
+        let mut f = File::open(&out).unwrap();
+        let back = Gpt::read(&mut f, l.total).unwrap();
+        assert_eq!(back.find("AERGO-DATA").unwrap().offset_bytes(), d_o);
+    }
+}

@@ -1,0 +1,470 @@
+//! The control-protocol server ([`aergo_os::control`]) on the Unix socket (local, no token)
+//! and on TCP (token required), plus the state every init thread shares ([`Ctx`]).
+//! Each connection runs on its own thread under `catch_unwind`.
+
+use crate::logs::LogStore;
+use crate::services::ProcRunner;
+use crate::supervisor::{Shutdown, Supervisor};
+use aergo_os::control::{
+    decode_request, encode, token_matches, Op, Reply, Response, StatusReport, SystemInfo, MAX_LINE,
+    PROTOCOL_VERSION,
+};
+use parking_lot::Mutex;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::os::unix::net::UnixListener;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::mpsc::Sender;
+use std::sync::Arc;
+
+/// Most concurrent control connections.
+pub const MAX_CONNECTIONS: usize = 64;
+
+/// Facts gathered by the boot steps and background threads.
+#[derive(Debug, Default, Clone)]
+pub struct Facts {
+    /// Addresses configured on the NICs.
+    pub addresses: Vec<String>,
+    /// `/data` is the real data partition.
+    pub data_mounted: bool,
+    /// Last SNTP offset.
+    pub clock_offset_ms: Option<f64>,
+    /// A watchdog is being fed.
+    pub watchdog: bool,
+}
+
+/// State shared by init's threads.
+pub struct Ctx {
+    /// The supervisor.
+    pub sup: Mutex<Supervisor>,
+    /// Logs.
+    pub logs: Arc<LogStore>,
+    /// Boot facts.
+    pub facts: Mutex<Facts>,
+    /// Panics caught so far.
+    pub panics: AtomicU32,
+    /// The TCP token.
+    pub token: Mutex<Option<String>>,
+    /// Process runner.
+    pub runner: Mutex<ProcRunner>,
+    /// Set by `inject_panic supervisor`: the next supervisor tick panics.
+    pub inject_supervisor_panic: AtomicBool,
+    /// Wakes the main loop.
+    pub wake: Mutex<Sender<()>>,
+    connections: AtomicUsize,
+}
+
+impl Ctx {
+    /// A context.
+    pub fn new(sup: Supervisor, logs: Arc<LogStore>, runner: ProcRunner, wake: Sender<()>) -> Self {
+        Self {
+            sup: Mutex::new(sup),
+            logs,
+            facts: Mutex::new(Facts::default()),
+            panics: AtomicU32::new(0),
+            token: Mutex::new(None),
+            runner: Mutex::new(runner),
+            inject_supervisor_panic: AtomicBool::new(false),
+            wake: Mutex::new(wake),
+            connections: AtomicUsize::new(0),
+        }
+    }
+
+    /// Wakes the main loop.
+    pub fn wake(&self) {
+        let _ = self.wake.lock().send(());
+    }
+
+    /// Asks for a shutdown.
+    pub fn shutdown(&self, kind: Shutdown, why: &str) {
+        let first = {
+            let mut s = self.sup.lock();
+            let first = s.shutting_down().is_none();
+            s.begin_shutdown(kind);
+            first
+        };
+        if first {
+            self.logs
+                .init(5, &format!("{why}: {kind:?} requested, stopping services"));
+        }
+        self.wake();
+    }
+
+    /// Runs `f`, catching and counting a panic (logged with `what`).
+    pub fn guard<T>(&self, what: &str, f: impl FnOnce() -> T) -> Option<T> {
+        match std::panic::catch_unwind(AssertUnwindSafe(f)) {
+            Ok(v) => Some(v),
+            Err(p) => {
+                self.panics.fetch_add(1, Ordering::Relaxed);
+                let msg = p
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| p.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "non-string panic".into());
+                self.logs
+                    .init(3, &format!("caught panic in {what}: {msg}; continuing"));
+                None
+            }
+        }
+    }
+
+    /// The `status` report.
+    pub fn status(&self) -> StatusReport {
+        let now = crate::sys::monotonic();
+        let services = self.sup.lock().report(now);
+        let f = self.facts.lock().clone();
+        let (total, free) = if f.data_mounted {
+            crate::sys::statvfs(aergo_os::paths::DATA_MOUNT).unwrap_or((0, 0))
+        } else {
+            (0, 0)
+        };
+        StatusReport {
+            services,
+            system: SystemInfo {
+                hostname: crate::sys::hostname(),
+                kernel: crate::sys::kernel_release(),
+                uptime_ms: now.as_millis() as u64,
+                addresses: f.addresses,
+                data_mounted: f.data_mounted,
+                data_total_bytes: total,
+                data_free_bytes: free,
+                clock_offset_ms: f.clock_offset_ms,
+                init_rss_kib: crate::sys::rss_kib(),
+                init_panics: self.panics.load(Ordering::Relaxed),
+                watchdog: f.watchdog,
+            },
+        }
+    }
+}
+
+fn reply(w: &mut dyn Write, reply: Reply) -> std::io::Result<()> {
+    let bytes = encode(&Response {
+        v: PROTOCOL_VERSION,
+        reply,
+    })
+    .map_err(|e| std::io::Error::other(e.to_string()))?;
+    w.write_all(&bytes)?;
+    w.flush()
+}
+
+fn err(message: impl Into<String>) -> Reply {
+    Reply::Error {
+        message: message.into(),
+    }
+}
+
+fn ack(message: impl Into<String>) -> Reply {
+    Reply::Ack {
+        message: message.into(),
+    }
+}
+
+#[allow(clippy::panic)]
+fn injected(subsystem: &str) -> ! {
+    std::panic::panic_any(format!("injected panic in {subsystem} (diagnostics)"))
+}
+
+/// Executes one operation. `Ok(None)` means the connection was handed to a log follower.
+fn dispatch(ctx: &Ctx, op: Op, w: &mut dyn Write) -> std::io::Result<Option<Reply>> {
+    let now = crate::sys::monotonic();
+    let r = match op {
+        Op::Status => Reply::Status(ctx.status()),
+        Op::Start { service } => match ctx.sup.lock().start(&service) {
+            Ok(()) => ack(format!("{service}: start requested")),
+            Err(e) => err(e.to_string()),
+        },
+        Op::Stop { service } => {
+            let mut runner = ctx.runner.lock().clone();
+            match ctx.sup.lock().stop(&service, now, &mut runner) {
+                Ok(()) => ack(format!("{service}: stopping")),
+                Err(e) => err(e.to_string()),
+            }
+        }
+        Op::Restart { service } => {
+            let mut runner = ctx.runner.lock().clone();
+            match ctx.sup.lock().restart(&service, now, &mut runner) {
+                Ok(()) => ack(format!("{service}: restarting")),
+                Err(e) => err(e.to_string()),
+            }
+        }
+        Op::Signal { service, signal } => {
+            if !(1..=64).contains(&signal) {
+                err(format!("bad signal {signal}"))
+            } else {
+                let mut runner = ctx.runner.lock().clone();
+                match ctx.sup.lock().signal(&service, signal, &mut runner) {
+                    Ok(pid) => {
+                        ctx.logs.init(
+                            5,
+                            &format!("operator sent signal {signal} to {service} (pid {pid})"),
+                        );
+                        ack(format!("{service}: signal {signal} sent to pid {pid}"))
+                    }
+                    Err(e) => err(e.to_string()),
+                }
+            }
+        }
+        Op::Logs {
+            service,
+            lines,
+            follow,
+        } => {
+            if service != "init" && !ctx.sup.lock().has(&service) {
+                return Ok(Some(err(format!("no service named `{service}`"))));
+            }
+            let lines = lines.min(crate::logs::RING_LINES);
+            if !follow {
+                Reply::Logs {
+                    lines: ctx.logs.tail(&service, lines),
+                }
+            } else {
+                let (backlog, rx) = ctx.logs.follow(&service, lines);
+                reply(w, Reply::Logs { lines: backlog })?;
+                while let Ok(line) = rx.recv() {
+                    reply(w, Reply::Line(line))?;
+                }
+                return Ok(None);
+            }
+        }
+        Op::Reboot => {
+            ctx.shutdown(Shutdown::Reboot, "control request");
+            ack("rebooting")
+        }
+        Op::Poweroff => {
+            ctx.shutdown(Shutdown::Poweroff, "control request");
+            ack("powering off")
+        }
+        Op::InjectPanic { subsystem } => match subsystem.as_str() {
+            "control" => injected("control"),
+            "supervisor" => {
+                ctx.inject_supervisor_panic.store(true, Ordering::SeqCst);
+                ctx.wake();
+                ack("the supervisor will panic once; init must catch it")
+            }
+            other => err(format!("unknown subsystem `{other}` (control, supervisor)")),
+        },
+    };
+    Ok(Some(r))
+}
+
+/// Serves one connection until it closes.
+pub fn serve<S: Read + Write>(ctx: &Ctx, stream: S, need_token: bool) -> std::io::Result<()> {
+    let mut r = BufReader::new(stream);
+    loop {
+        let mut line = String::new();
+        let n = (&mut r).take(MAX_LINE as u64).read_line(&mut line)?;
+        if n == 0 {
+            return Ok(());
+        }
+        if line.trim().is_empty() {
+            continue;
+        }
+        let req = match decode_request(&line) {
+            Ok(req) => req,
+            Err(e) => {
+                reply(r.get_mut(), err(e.to_string()))?;
+                continue;
+            }
+        };
+        if need_token {
+            let expected = ctx.token.lock().clone().unwrap_or_default();
+            if !token_matches(&expected, req.token.as_deref()) {
+                reply(r.get_mut(), err("refused: missing or wrong token"))?;
+                return Ok(());
+            }
+        }
+        let op = req.op;
+        let w = r.get_mut();
+        let res = ctx.guard("control", || dispatch(ctx, op, w));
+        match res {
+            Some(Ok(Some(rep))) => reply(r.get_mut(), rep)?,
+            Some(Ok(None)) => return Ok(()),
+            Some(Err(e)) => return Err(e),
+            None => reply(
+                r.get_mut(),
+                err("internal error (panic caught; see init log)"),
+            )?,
+        }
+    }
+}
+
+fn spawn_conn<S: Read + Write + Send + 'static>(ctx: &Arc<Ctx>, stream: S, need_token: bool) {
+    if ctx.connections.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
+        ctx.connections.fetch_sub(1, Ordering::SeqCst);
+        return;
+    }
+    let c = ctx.clone();
+    let spawned = std::thread::Builder::new()
+        .name("control-conn".into())
+        .spawn(move || {
+            let _ = c.guard("control connection", || serve(&c, stream, need_token));
+            c.connections.fetch_sub(1, Ordering::SeqCst);
+        });
+    if spawned.is_err() {
+        ctx.connections.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Serves the Unix socket at `path` (mode 0600) forever.
+pub fn serve_unix(ctx: Arc<Ctx>, path: &str) -> std::io::Result<()> {
+    if let Some(dir) = std::path::Path::new(path).parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let _ = std::fs::remove_file(path);
+    let l = UnixListener::bind(path)?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    for s in l.incoming().flatten() {
+        spawn_conn(&ctx, s, false);
+    }
+    Ok(())
+}
+
+/// Serves the TCP endpoint (token required) forever.
+pub fn serve_tcp(ctx: Arc<Ctx>, addr: &str) -> std::io::Result<()> {
+    let l = TcpListener::bind(addr)?;
+    for s in l.incoming().flatten() {
+        let _ = s.set_nodelay(true);
+        spawn_conn(&ctx, s, true);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::panic, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+    use crate::supervisor::{Backoff, Readiness, Spec};
+    use aergo_os::control::{Client, ControlError, Endpoint};
+    use std::time::Duration;
+
+    fn ctx() -> Arc<Ctx> {
+        let logs = Arc::new(LogStore::new(100, 1 << 20));
+        let spec = Spec {
+            name: "node".into(),
+            argv: vec!["/nonexistent/aergo-node".into()],
+            deps: vec![],
+            ready: Readiness::Immediate,
+            stop_timeout: Duration::from_secs(1),
+            console: None,
+            enabled: true,
+        };
+        let (tx, _rx) = std::sync::mpsc::channel();
+        let runner = ProcRunner {
+            logs: logs.clone(),
+            cwd: "/".into(),
+        };
+        let c = Arc::new(Ctx::new(
+            Supervisor::new(vec![spec], Backoff::default()),
+            logs,
+            runner,
+            tx,
+        ));
+        *c.token.lock() = Some("s3cret-token-s3cret-token-s3cret".into());
+        c
+    }
+
+    #[test]
+    fn tcp_requires_the_token_and_unix_does_not() {
+        let c = ctx();
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        let c2 = c.clone();
+        std::thread::spawn(move || {
+            for s in l.incoming().flatten() {
+                spawn_conn(&c2, s, true);
+            }
+        });
+        let anon = Client::new(Endpoint::Tcp(addr.clone()), None);
+        match anon.status() {
+            Err(ControlError::Refused(m)) => assert!(m.contains("token"), "{m}"),
+            other => panic!("expected refusal, got {other:?}"),
+        }
+        let wrong = Client::new(Endpoint::Tcp(addr.clone()), Some("nope".into()));
+        assert!(matches!(wrong.status(), Err(ControlError::Refused(_))));
+        let ok = Client::new(
+            Endpoint::Tcp(addr),
+            Some("s3cret-token-s3cret-token-s3cret".into()),
+        );
+        let st = ok.status().unwrap();
+        assert_eq!(st.services[0].name, "node");
+        assert!(
+            matches!(ok.restart("ghost"), Err(ControlError::Refused(m)) if m.contains("ghost"))
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("init.sock").display().to_string();
+        let c3 = c.clone();
+        let s2 = sock.clone();
+        std::thread::spawn(move || serve_unix(c3, &s2));
+        let local = Client::new(Endpoint::Unix(sock.clone().into()), None);
+        let st = aergo_e2e_poll(|| local.status().ok());
+        assert_eq!(st.services.len(), 1);
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+
+    fn aergo_e2e_poll<T>(mut f: impl FnMut() -> Option<T>) -> T {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Some(v) = f() {
+                return v;
+            }
+            assert!(std::time::Instant::now() < deadline, "timed out");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    #[test]
+    fn injected_control_panic_is_caught_and_counted() {
+        let c = ctx();
+        let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let c2 = c.clone();
+        let h = std::thread::spawn(move || serve(&c2, b, false));
+        let mut w = a.try_clone().unwrap();
+        w.write_all(b"{\"v\":1,\"op\":\"inject_panic\",\"subsystem\":\"control\"}\n{\"v\":1,\"op\":\"status\"}\n")
+            .unwrap();
+        let mut r = BufReader::new(a);
+        let mut l1 = String::new();
+        r.read_line(&mut l1).unwrap();
+        assert!(l1.contains("panic caught"), "{l1}");
+        let mut l2 = String::new();
+        r.read_line(&mut l2).unwrap();
+        assert!(l2.contains("\"init_panics\":1"), "{l2}");
+        drop(w);
+        drop(r);
+        h.join().unwrap().unwrap();
+        assert!(c
+            .logs
+            .tail("init", 10)
+            .iter()
+            .any(|l| l.text.contains("caught panic")));
+    }
+
+    #[test]
+    fn follow_streams_new_lines() {
+        let c = ctx();
+        c.logs.service("node", "stdout", "before");
+        let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let c2 = c.clone();
+        std::thread::spawn(move || serve(&c2, b, false));
+        let mut w = a.try_clone().unwrap();
+        w.write_all(
+            b"{\"v\":1,\"op\":\"logs\",\"service\":\"node\",\"lines\":5,\"follow\":true}\n",
+        )
+        .unwrap();
+        let mut r = BufReader::new(a);
+        let mut l = String::new();
+        r.read_line(&mut l).unwrap();
+        assert!(l.contains("before"), "{l}");
+        c.logs.service("node", "stdout", "after");
+        let mut l = String::new();
+        r.read_line(&mut l).unwrap();
+        assert!(
+            l.contains("\"kind\":\"line\"") && l.contains("after"),
+            "{l}"
+        );
+    }
+}

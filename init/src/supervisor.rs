@@ -1,0 +1,774 @@
+//! The service supervisor: a pure state machine over a table of services.
+//!
+//! Time is injected (every call takes `now`, a `Duration` since an arbitrary origin) and all
+//! process actions go through the [`Runner`] trait, so the state machine and its backoff are
+//! unit-tested without processes or sleeping. States (see [`ServiceState`]):
+//! `waiting → starting → running`, on an unexpected exit `→ backoff → starting …`,
+//! on stop `→ stopping → stopped`, and `missing` when the binary is not in the image.
+
+use aergo_os::control::{ExitInfo, ServiceInfo, ServiceState};
+use std::time::Duration;
+
+/// How the supervisor decides a started service is ready.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Readiness {
+    /// Ready as soon as it is running.
+    Immediate,
+    /// Ready when a TCP connection to this address succeeds.
+    Tcp(String),
+    /// Ready when `GET path` on this address answers 200.
+    Http(String, String),
+}
+
+/// One entry of the service table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Spec {
+    /// Name (`node`).
+    pub name: String,
+    /// Program and arguments.
+    pub argv: Vec<String>,
+    /// Names of services that must be ready first.
+    pub deps: Vec<String>,
+    /// Readiness check.
+    pub ready: Readiness,
+    /// SIGTERM → SIGKILL grace period.
+    pub stop_timeout: Duration,
+    /// Console device the service owns (stdin/stdout), e.g. `/dev/ttyS0`.
+    pub console: Option<String>,
+    /// Disabled by config: never started.
+    pub enabled: bool,
+}
+
+/// Exponential restart backoff: `initial` doubling to `max`, reset after `stable` uptime.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backoff {
+    /// First delay.
+    pub initial: Duration,
+    /// Largest delay.
+    pub max: Duration,
+    /// A run at least this long resets the delay.
+    pub stable: Duration,
+    next: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self::new(
+            Duration::from_millis(200),
+            Duration::from_secs(30),
+            Duration::from_secs(60),
+        )
+    }
+}
+
+impl Backoff {
+    /// A backoff policy.
+    pub fn new(initial: Duration, max: Duration, stable: Duration) -> Self {
+        Self {
+            initial,
+            max,
+            stable,
+            next: initial,
+        }
+    }
+
+    /// The delay before restarting a process that ran for `ran_for`.
+    pub fn on_exit(&mut self, ran_for: Duration) -> Duration {
+        if ran_for >= self.stable {
+            self.next = self.initial;
+        }
+        let d = self.next;
+        self.next = (self.next * 2).min(self.max);
+        d
+    }
+
+    /// Forget past failures.
+    pub fn reset(&mut self) {
+        self.next = self.initial;
+    }
+}
+
+/// What the supervisor asks of the outside world.
+pub trait Runner {
+    /// Whether the program can be run at all (binary present).
+    fn available(&mut self, spec: &Spec) -> Result<(), String>;
+    /// Starts the process; returns its pid.
+    fn spawn(&mut self, spec: &Spec) -> Result<u32, String>;
+    /// Sends a signal.
+    fn kill(&mut self, pid: u32, signal: i32);
+    /// Whether the service answers its readiness check.
+    fn ready(&mut self, spec: &Spec) -> bool;
+}
+
+#[derive(Debug, Clone)]
+struct Svc {
+    spec: Spec,
+    state: ServiceState,
+    pid: Option<u32>,
+    started: u32,
+    started_at: Option<Duration>,
+    last_exit: Option<ExitInfo>,
+    backoff: Backoff,
+    next_start: Option<Duration>,
+    stop_deadline: Option<Duration>,
+    killed: bool,
+    held: bool,
+    restart_after_stop: bool,
+    message: Option<String>,
+}
+
+/// Which shutdown was asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shutdown {
+    /// Power off.
+    Poweroff,
+    /// Reboot.
+    Reboot,
+}
+
+/// Errors of operator requests.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SupError {
+    /// No such service.
+    #[error("no service named `{0}` (services: {1})")]
+    Unknown(String, String),
+    /// The service cannot be started.
+    #[error("service `{0}` cannot run: {1}")]
+    Unavailable(String, String),
+    /// The system is shutting down.
+    #[error("the system is shutting down")]
+    ShuttingDown,
+    /// The service has no process.
+    #[error("service `{0}` is not running")]
+    NotRunning(String),
+}
+
+/// The supervisor.
+#[derive(Debug, Clone)]
+pub struct Supervisor {
+    svcs: Vec<Svc>,
+    shutdown: Option<Shutdown>,
+}
+
+impl Supervisor {
+    /// A supervisor for `specs` (in start order) with the given backoff policy.
+    pub fn new(specs: Vec<Spec>, backoff: Backoff) -> Self {
+        let svcs = specs
+            .into_iter()
+            .map(|spec| Svc {
+                held: !spec.enabled,
+                state: if spec.enabled {
+                    ServiceState::Waiting
+                } else {
+                    ServiceState::Stopped
+                },
+                message: (!spec.enabled).then(|| "disabled in config".to_string()),
+                spec,
+                pid: None,
+                started: 0,
+                started_at: None,
+                last_exit: None,
+                backoff: backoff.clone(),
+                next_start: None,
+                stop_deadline: None,
+                killed: false,
+                restart_after_stop: false,
+            })
+            .collect();
+        Self {
+            svcs,
+            shutdown: None,
+        }
+    }
+
+    fn idx(&self, name: &str) -> Result<usize, SupError> {
+        self.svcs
+            .iter()
+            .position(|s| s.spec.name == name)
+            .ok_or_else(|| {
+                SupError::Unknown(
+                    name.to_string(),
+                    self.svcs
+                        .iter()
+                        .map(|s| s.spec.name.clone())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                )
+            })
+    }
+
+    /// Whether `name` is a known service.
+    pub fn has(&self, name: &str) -> bool {
+        self.idx(name).is_ok()
+    }
+
+    /// The shutdown in progress, if any.
+    pub fn shutting_down(&self) -> Option<Shutdown> {
+        self.shutdown
+    }
+
+    /// State of a service.
+    #[cfg(test)]
+    pub fn state(&self, name: &str) -> Option<ServiceState> {
+        self.idx(name)
+            .ok()
+            .and_then(|i| self.svcs.get(i))
+            .map(|s| s.state)
+    }
+
+    /// Pid of a service.
+    pub fn pid(&self, name: &str) -> Option<u32> {
+        self.idx(name)
+            .ok()
+            .and_then(|i| self.svcs.get(i))
+            .and_then(|s| s.pid)
+    }
+
+    /// Services for `status`.
+    pub fn report(&self, now: Duration) -> Vec<ServiceInfo> {
+        self.svcs
+            .iter()
+            .map(|s| ServiceInfo {
+                name: s.spec.name.clone(),
+                state: s.state,
+                pid: s.pid,
+                restarts: s.started.saturating_sub(1),
+                uptime_ms: match (s.pid, s.started_at) {
+                    (Some(_), Some(t)) => Some(now.saturating_sub(t).as_millis() as u64),
+                    _ => None,
+                },
+                last_exit: s.last_exit.clone(),
+                command: s.spec.argv.clone(),
+                message: match (s.state, s.next_start) {
+                    (ServiceState::Backoff, Some(t)) => Some(format!(
+                        "restarting in {} ms",
+                        t.saturating_sub(now).as_millis()
+                    )),
+                    _ => s.message.clone(),
+                },
+            })
+            .collect()
+    }
+
+    /// Records the exit of `pid` (from the reaper). Unknown pids are ignored.
+    /// Returns the service name when the pid was one of ours.
+    pub fn on_exit(&mut self, pid: u32, exit: ExitInfo, now: Duration) -> Option<String> {
+        let shutting = self.shutdown.is_some();
+        let s = self.svcs.iter_mut().find(|s| s.pid == Some(pid))?;
+        let ran_for = s
+            .started_at
+            .map(|t| now.saturating_sub(t))
+            .unwrap_or_default();
+        s.pid = None;
+        s.stop_deadline = None;
+        s.killed = false;
+        s.last_exit = Some(exit.clone());
+        if shutting || s.held || s.state == ServiceState::Stopping {
+            if s.restart_after_stop && !shutting {
+                s.restart_after_stop = false;
+                s.held = false;
+                s.backoff.reset();
+                s.state = ServiceState::Waiting;
+                s.message = None;
+            } else {
+                s.state = ServiceState::Stopped;
+                s.message = Some(format!("stopped ({exit})"));
+            }
+        } else {
+            let delay = s.backoff.on_exit(ran_for);
+            s.state = ServiceState::Backoff;
+            s.next_start = Some(now + delay);
+            s.message = Some(format!("exited ({exit}) after {} ms", ran_for.as_millis()));
+        }
+        Some(s.spec.name.clone())
+    }
+
+    /// Operator: start (or un-stop) a service.
+    pub fn start(&mut self, name: &str) -> Result<(), SupError> {
+        if self.shutdown.is_some() {
+            return Err(SupError::ShuttingDown);
+        }
+        let i = self.idx(name)?;
+        if let Some(s) = self.svcs.get_mut(i) {
+            s.held = false;
+            match s.state {
+                ServiceState::Stopped => {
+                    s.state = ServiceState::Waiting;
+                    s.message = None;
+                    s.backoff.reset();
+                }
+                ServiceState::Backoff => s.next_start = Some(Duration::ZERO),
+                ServiceState::Stopping => s.restart_after_stop = true,
+                ServiceState::Missing => {
+                    return Err(SupError::Unavailable(
+                        name.to_string(),
+                        s.message.clone().unwrap_or_default(),
+                    ))
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn begin_stop(s: &mut Svc, now: Duration, runner: &mut dyn Runner) {
+        match s.pid {
+            Some(pid) if s.state != ServiceState::Stopping => {
+                runner.kill(pid, libc::SIGTERM);
+                s.state = ServiceState::Stopping;
+                s.stop_deadline = Some(now + s.spec.stop_timeout);
+            }
+            Some(_) => {}
+            None => {
+                if s.state != ServiceState::Missing {
+                    s.state = ServiceState::Stopped;
+                }
+            }
+        }
+    }
+
+    /// Operator: stop a service; it stays stopped.
+    pub fn stop(
+        &mut self,
+        name: &str,
+        now: Duration,
+        runner: &mut dyn Runner,
+    ) -> Result<(), SupError> {
+        let i = self.idx(name)?;
+        if let Some(s) = self.svcs.get_mut(i) {
+            s.held = true;
+            s.restart_after_stop = false;
+            Self::begin_stop(s, now, runner);
+        }
+        Ok(())
+    }
+
+    /// Operator: stop then start again; counts as a restart.
+    pub fn restart(
+        &mut self,
+        name: &str,
+        now: Duration,
+        runner: &mut dyn Runner,
+    ) -> Result<(), SupError> {
+        if self.shutdown.is_some() {
+            return Err(SupError::ShuttingDown);
+        }
+        let i = self.idx(name)?;
+        if let Some(s) = self.svcs.get_mut(i) {
+            if s.state == ServiceState::Missing {
+                return Err(SupError::Unavailable(
+                    name.to_string(),
+                    s.message.clone().unwrap_or_default(),
+                ));
+            }
+            s.held = false;
+            if s.pid.is_some() {
+                s.restart_after_stop = true;
+                Self::begin_stop(s, now, runner);
+            } else {
+                s.state = ServiceState::Waiting;
+                s.backoff.reset();
+                s.message = None;
+            }
+        }
+        Ok(())
+    }
+
+    /// Operator/test: signal a service's process; its exit counts as a crash.
+    pub fn signal(
+        &mut self,
+        name: &str,
+        sig: i32,
+        runner: &mut dyn Runner,
+    ) -> Result<u32, SupError> {
+        let i = self.idx(name)?;
+        let pid = self
+            .svcs
+            .get(i)
+            .and_then(|s| s.pid)
+            .ok_or_else(|| SupError::NotRunning(name.to_string()))?;
+        runner.kill(pid, sig);
+        Ok(pid)
+    }
+
+    /// Begins the shutdown: services are stopped one at a time in reverse order.
+    pub fn begin_shutdown(&mut self, kind: Shutdown) {
+        if self.shutdown.is_none() {
+            self.shutdown = Some(kind);
+        }
+    }
+
+    /// True when a shutdown is in progress and no service process is left.
+    pub fn all_stopped(&self) -> bool {
+        self.svcs.iter().all(|s| s.pid.is_none())
+    }
+
+    fn deps_ready(&self, spec: &Spec) -> Result<bool, String> {
+        for d in &spec.deps {
+            match self.svcs.iter().find(|s| &s.spec.name == d) {
+                Some(s) if s.state == ServiceState::Running => {}
+                Some(_) => return Ok(false),
+                None => return Err(format!("unknown dependency `{d}`")),
+            }
+        }
+        Ok(true)
+    }
+
+    /// Advances every service: starts what is due, checks readiness, escalates stops.
+    pub fn tick(&mut self, now: Duration, runner: &mut dyn Runner) {
+        if self.shutdown.is_some() {
+            self.tick_shutdown(now, runner);
+            return;
+        }
+        for i in 0..self.svcs.len() {
+            let Some(spec) = self.svcs.get(i).map(|s| s.spec.clone()) else {
+                continue;
+            };
+            let deps = self.deps_ready(&spec);
+            let Some(s) = self.svcs.get_mut(i) else {
+                continue;
+            };
+            match s.state {
+                ServiceState::Waiting | ServiceState::Backoff => {
+                    if s.held {
+                        s.state = ServiceState::Stopped;
+                        continue;
+                    }
+                    if s.state == ServiceState::Backoff && s.next_start.is_some_and(|t| now < t) {
+                        continue;
+                    }
+                    match deps {
+                        Err(e) => {
+                            s.message = Some(e);
+                            continue;
+                        }
+                        Ok(false) => {
+                            s.state = ServiceState::Waiting;
+                            s.message = Some(format!("waiting for {}", spec.deps.join(", ")));
+                            continue;
+                        }
+                        Ok(true) => {}
+                    }
+                    if let Err(e) = runner.available(&spec) {
+                        s.state = ServiceState::Missing;
+                        s.message = Some(e);
+                        continue;
+                    }
+                    s.started += 1;
+                    match runner.spawn(&spec) {
+                        Ok(pid) => {
+                            s.pid = Some(pid);
+                            s.started_at = Some(now);
+                            s.next_start = None;
+                            s.state = ServiceState::Starting;
+                            s.message = None;
+                        }
+                        Err(e) => {
+                            let delay = s.backoff.on_exit(Duration::ZERO);
+                            s.state = ServiceState::Backoff;
+                            s.next_start = Some(now + delay);
+                            s.message = Some(format!("spawn failed: {e}"));
+                        }
+                    }
+                }
+                ServiceState::Starting => {
+                    if runner.ready(&spec) {
+                        s.state = ServiceState::Running;
+                    }
+                }
+                ServiceState::Stopping => Self::escalate(s, now, runner),
+                ServiceState::Running | ServiceState::Stopped | ServiceState::Missing => {}
+            }
+        }
+    }
+
+    fn escalate(s: &mut Svc, now: Duration, runner: &mut dyn Runner) {
+        if let (Some(pid), Some(deadline)) = (s.pid, s.stop_deadline) {
+            if now >= deadline && !s.killed {
+                runner.kill(pid, libc::SIGKILL);
+                s.killed = true;
+            }
+        }
+    }
+
+    fn tick_shutdown(&mut self, now: Duration, runner: &mut dyn Runner) {
+        for s in self.svcs.iter_mut() {
+            if s.pid.is_none() && s.state != ServiceState::Missing {
+                s.state = ServiceState::Stopped;
+            }
+        }
+        // Reverse start order, one at a time: dependents stop before their dependencies.
+        if let Some(s) = self.svcs.iter_mut().rev().find(|s| s.pid.is_some()) {
+            if s.state == ServiceState::Stopping {
+                Self::escalate(s, now, runner);
+            } else {
+                Self::begin_stop(s, now, runner);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::panic, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    #[derive(Default)]
+    struct Fake {
+        next_pid: u32,
+        spawned: Vec<String>,
+        killed: Vec<(u32, i32)>,
+        ready: bool,
+        missing: Vec<String>,
+        fail_spawn: bool,
+    }
+
+    impl Runner for Fake {
+        fn available(&mut self, spec: &Spec) -> Result<(), String> {
+            if self.missing.contains(&spec.name) {
+                Err("binary not in image".into())
+            } else {
+                Ok(())
+            }
+        }
+        fn spawn(&mut self, spec: &Spec) -> Result<u32, String> {
+            if self.fail_spawn {
+                return Err("nope".into());
+            }
+            self.next_pid += 1;
+            self.spawned.push(spec.name.clone());
+            Ok(100 + self.next_pid)
+        }
+        fn kill(&mut self, pid: u32, signal: i32) {
+            self.killed.push((pid, signal));
+        }
+        fn ready(&mut self, _spec: &Spec) -> bool {
+            self.ready
+        }
+    }
+
+    fn spec(name: &str, deps: &[&str]) -> Spec {
+        Spec {
+            name: name.into(),
+            argv: vec![format!("/bin/{name}")],
+            deps: deps.iter().map(|d| d.to_string()).collect(),
+            ready: Readiness::Immediate,
+            stop_timeout: Duration::from_secs(10),
+            console: None,
+            enabled: true,
+        }
+    }
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    fn crash() -> ExitInfo {
+        ExitInfo {
+            code: None,
+            signal: Some(9),
+            at_unix_ms: 1,
+        }
+    }
+
+    fn table() -> Supervisor {
+        Supervisor::new(
+            vec![
+                spec("node", &[]),
+                spec("aergofs", &[]),
+                spec("dashboard", &["node"]),
+            ],
+            Backoff::default(),
+        )
+    }
+
+    #[test]
+    fn backoff_doubles_caps_and_resets_after_stable_run() {
+        let mut b = Backoff::default();
+        let delays: Vec<u64> = (0..10)
+            .map(|_| b.on_exit(ms(10)).as_millis() as u64)
+            .collect();
+        assert_eq!(
+            delays,
+            vec![200, 400, 800, 1600, 3200, 6400, 12800, 25600, 30000, 30000]
+        );
+        assert_eq!(b.on_exit(Duration::from_secs(61)), ms(200));
+        assert_eq!(b.on_exit(ms(5)), ms(400));
+    }
+
+    #[test]
+    fn starts_in_dependency_order_after_readiness() {
+        let mut sup = table();
+        let mut r = Fake::default();
+        sup.tick(ms(0), &mut r);
+        // node and aergofs start; dashboard waits for node to be ready.
+        assert_eq!(r.spawned, vec!["node", "aergofs"]);
+        assert_eq!(sup.state("dashboard"), Some(ServiceState::Waiting));
+        sup.tick(ms(100), &mut r);
+        assert_eq!(sup.state("node"), Some(ServiceState::Starting));
+        r.ready = true;
+        sup.tick(ms(200), &mut r);
+        assert_eq!(sup.state("node"), Some(ServiceState::Running));
+        sup.tick(ms(300), &mut r);
+        assert_eq!(r.spawned, vec!["node", "aergofs", "dashboard"]);
+    }
+
+    #[test]
+    fn crash_restarts_with_backoff_and_counts() {
+        let mut sup = table();
+        let mut r = Fake {
+            ready: true,
+            ..Default::default()
+        };
+        sup.tick(ms(0), &mut r);
+        let pid = sup.pid("node").unwrap();
+        assert_eq!(sup.on_exit(pid, crash(), ms(1000)).as_deref(), Some("node"));
+        assert_eq!(sup.state("node"), Some(ServiceState::Backoff));
+        sup.tick(ms(1100), &mut r); // 100 ms < 200 ms backoff
+        assert_eq!(sup.state("node"), Some(ServiceState::Backoff));
+        sup.tick(ms(1200), &mut r);
+        assert_eq!(sup.state("node"), Some(ServiceState::Starting));
+        let info = sup.report(ms(1300));
+        assert_eq!(info[0].restarts, 1);
+        assert_eq!(info[0].last_exit.as_ref().unwrap().signal, Some(9));
+        assert_eq!(info[0].uptime_ms, Some(100));
+        // A second quick crash doubles the delay.
+        let pid = sup.pid("node").unwrap();
+        sup.on_exit(pid, crash(), ms(1300));
+        sup.tick(ms(1600), &mut r);
+        assert_eq!(sup.state("node"), Some(ServiceState::Backoff));
+        sup.tick(ms(1700), &mut r);
+        assert_eq!(sup.state("node"), Some(ServiceState::Starting));
+        assert_eq!(sup.report(ms(1700))[0].restarts, 2);
+    }
+
+    #[test]
+    fn missing_binary_is_reported_not_retried() {
+        let mut sup = table();
+        let mut r = Fake {
+            missing: vec!["aergofs".into()],
+            ..Default::default()
+        };
+        sup.tick(ms(0), &mut r);
+        sup.tick(ms(5000), &mut r);
+        assert_eq!(sup.state("aergofs"), Some(ServiceState::Missing));
+        assert_eq!(r.spawned, vec!["node"]);
+        let info = sup.report(ms(0));
+        assert_eq!(info[1].message.as_deref(), Some("binary not in image"));
+        assert!(sup.start("aergofs").is_err());
+    }
+
+    #[test]
+    fn spawn_failure_backs_off() {
+        let mut sup = Supervisor::new(vec![spec("node", &[])], Backoff::default());
+        let mut r = Fake {
+            fail_spawn: true,
+            ..Default::default()
+        };
+        sup.tick(ms(0), &mut r);
+        assert_eq!(sup.state("node"), Some(ServiceState::Backoff));
+        r.fail_spawn = false;
+        sup.tick(ms(250), &mut r);
+        assert_eq!(sup.state("node"), Some(ServiceState::Starting));
+    }
+
+    #[test]
+    fn operator_stop_holds_and_start_resumes() {
+        let mut sup = table();
+        let mut r = Fake {
+            ready: true,
+            ..Default::default()
+        };
+        sup.tick(ms(0), &mut r);
+        let pid = sup.pid("aergofs").unwrap();
+        sup.stop("aergofs", ms(10), &mut r).unwrap();
+        assert_eq!(r.killed, vec![(pid, libc::SIGTERM)]);
+        assert_eq!(sup.state("aergofs"), Some(ServiceState::Stopping));
+        // Ignores SIGTERM: SIGKILL after the timeout.
+        sup.tick(ms(5000), &mut r);
+        assert_eq!(r.killed.len(), 1);
+        sup.tick(ms(10_010), &mut r);
+        assert_eq!(r.killed.last(), Some(&(pid, libc::SIGKILL)));
+        sup.on_exit(pid, crash(), ms(10_020));
+        assert_eq!(sup.state("aergofs"), Some(ServiceState::Stopped));
+        sup.tick(ms(20_000), &mut r);
+        assert_eq!(sup.state("aergofs"), Some(ServiceState::Stopped));
+        sup.start("aergofs").unwrap();
+        sup.tick(ms(20_100), &mut r);
+        assert_eq!(sup.state("aergofs"), Some(ServiceState::Starting));
+        assert!(matches!(sup.start("nope"), Err(SupError::Unknown(..))));
+    }
+
+    #[test]
+    fn restart_stops_then_starts_immediately() {
+        let mut sup = Supervisor::new(vec![spec("node", &[])], Backoff::default());
+        let mut r = Fake::default();
+        sup.tick(ms(0), &mut r);
+        let pid = sup.pid("node").unwrap();
+        sup.restart("node", ms(10), &mut r).unwrap();
+        sup.on_exit(pid, ExitInfo::default(), ms(20));
+        sup.tick(ms(30), &mut r);
+        assert_eq!(sup.state("node"), Some(ServiceState::Starting));
+        assert_ne!(sup.pid("node"), Some(pid));
+        assert_eq!(sup.report(ms(30))[0].restarts, 1);
+    }
+
+    #[test]
+    fn shutdown_stops_in_reverse_order_one_at_a_time() {
+        let mut sup = table();
+        let mut r = Fake {
+            ready: true,
+            ..Default::default()
+        };
+        sup.tick(ms(0), &mut r);
+        sup.tick(ms(10), &mut r);
+        sup.tick(ms(20), &mut r);
+        let (n, f, d) = (
+            sup.pid("node").unwrap(),
+            sup.pid("aergofs").unwrap(),
+            sup.pid("dashboard").unwrap(),
+        );
+        sup.begin_shutdown(Shutdown::Poweroff);
+        assert!(sup.start("node").is_err());
+        sup.tick(ms(30), &mut r);
+        assert_eq!(r.killed, vec![(d, libc::SIGTERM)]);
+        sup.tick(ms(40), &mut r);
+        assert_eq!(r.killed.len(), 1);
+        sup.on_exit(d, ExitInfo::default(), ms(50));
+        sup.tick(ms(60), &mut r);
+        assert_eq!(r.killed.last(), Some(&(f, libc::SIGTERM)));
+        sup.on_exit(f, ExitInfo::default(), ms(70));
+        sup.tick(ms(80), &mut r);
+        assert_eq!(r.killed.last(), Some(&(n, libc::SIGTERM)));
+        assert!(!sup.all_stopped());
+        // The node exits during shutdown: it is not restarted.
+        sup.on_exit(n, ExitInfo::default(), ms(90));
+        sup.tick(ms(100), &mut r);
+        assert!(sup.all_stopped());
+        assert_eq!(sup.state("node"), Some(ServiceState::Stopped));
+        assert_eq!(r.spawned.len(), 3);
+    }
+
+    #[test]
+    fn signal_counts_as_crash() {
+        let mut sup = Supervisor::new(vec![spec("node", &[])], Backoff::default());
+        let mut r = Fake::default();
+        sup.tick(ms(0), &mut r);
+        let pid = sup.signal("node", 9, &mut r).unwrap();
+        assert_eq!(r.killed, vec![(pid, 9)]);
+        sup.on_exit(pid, crash(), ms(10));
+        assert_eq!(sup.state("node"), Some(ServiceState::Backoff));
+        assert!(sup.signal("node", 9, &mut r).is_err());
+    }
+
+    #[test]
+    fn disabled_service_stays_stopped() {
+        let mut s = spec("aergofs", &[]);
+        s.enabled = false;
+        let mut sup = Supervisor::new(vec![s], Backoff::default());
+        let mut r = Fake::default();
+        sup.tick(ms(0), &mut r);
+        assert_eq!(sup.state("aergofs"), Some(ServiceState::Stopped));
+        assert!(r.spawned.is_empty());
+    }
+}
