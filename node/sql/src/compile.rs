@@ -2,12 +2,14 @@
 //! bodies into the typed plan of [`crate::ir`]. Every unknown name, arity or
 //! type mismatch is reported here (at deploy time) with line and column.
 
+use crate::decimal::Decimal;
 use crate::error::{resolve_err, unsupported, Pos, Result, SqlError};
 use crate::gas;
 use crate::ir::*;
-use crate::parse::{self, convert_type, span_pos, Block, FuncDef, LoopKind, PStmt, RaiseLevel, ScriptItem};
+use crate::parse::{
+    self, convert_type, span_pos, Block, FuncDef, LoopKind, PStmt, RaiseLevel, ScriptItem,
+};
 use crate::value::{SqlType, Value};
-use crate::decimal::Decimal;
 use sqlparser::ast::{self, BinaryOperator, UnaryOperator};
 use std::collections::HashMap;
 
@@ -178,14 +180,18 @@ fn create_table(cat: &mut Catalog, ct: &ast::CreateTable, pos: Pos) -> Result<()
                     let (e, _) = c.expr(e)?;
                     col.default = Some(e);
                 }
-                ast::ColumnOption::Unique { is_primary: true, .. } => {
+                ast::ColumnOption::Unique {
+                    is_primary: true, ..
+                } => {
                     if !t.pk.is_empty() {
                         return resolve_err(cpos, "multiple primary keys");
                     }
                     t.pk = vec![idx];
                     col.not_null = true;
                 }
-                ast::ColumnOption::Unique { is_primary: false, .. } => uniques.push(vec![idx]),
+                ast::ColumnOption::Unique {
+                    is_primary: false, ..
+                } => uniques.push(vec![idx]),
                 ast::ColumnOption::Check(e) => check_asts.push(e.clone()),
                 other => return unsupported(cpos, format!("column option {other}")),
             }
@@ -199,7 +205,10 @@ fn create_table(cat: &mut Catalog, ct: &ast::CreateTable, pos: Pos) -> Result<()
                 t.columns
                     .iter()
                     .position(|c| c.name == n)
-                    .ok_or_else(|| SqlError::Resolve { pos: span_pos(&i.span), msg: format!("column {n} does not exist") })
+                    .ok_or_else(|| SqlError::Resolve {
+                        pos: span_pos(&i.span),
+                        msg: format!("column {n} does not exist"),
+                    })
             }
             _ => resolve_err(pos, "expected a column name"),
         }
@@ -261,7 +270,11 @@ fn create_index(cat: &mut Catalog, ci: &ast::CreateIndex, pos: Pos) -> Result<()
         Some(n) => obj_name(n, pos)?,
         None => format!("{tname}_idx_{}", cat.tables[ti].indexes.len()),
     };
-    if cat.tables.iter().any(|t| t.indexes.iter().any(|i| i.name == name)) {
+    if cat
+        .tables
+        .iter()
+        .any(|t| t.indexes.iter().any(|i| i.name == name))
+    {
         if ci.if_not_exists {
             return Ok(());
         }
@@ -275,7 +288,9 @@ fn create_index(cat: &mut Catalog, ci: &ast::CreateIndex, pos: Pos) -> Result<()
                 let n = lc(i);
                 match t.columns.iter().position(|c| c.name == n) {
                     Some(k) => cols.push(k),
-                    None => return resolve_err(span_pos(&i.span), format!("column {n} does not exist")),
+                    None => {
+                        return resolve_err(span_pos(&i.span), format!("column {n} does not exist"))
+                    }
                 }
             }
             _ => return unsupported(pos, "expression indexes"),
@@ -422,7 +437,12 @@ impl<'a> Compiler<'a> {
         });
     }
 
-    fn lookup_col(&self, table: Option<&str>, name: &str, pos: Pos) -> Result<Option<(Expr, SqlType)>> {
+    fn lookup_col(
+        &self,
+        table: Option<&str>,
+        name: &str,
+        pos: Pos,
+    ) -> Result<Option<(Expr, SqlType)>> {
         for (d, sc) in self.scopes.iter().rev().enumerate() {
             let mut found: Option<(usize, SqlType)> = None;
             let mut table_seen = false;
@@ -435,16 +455,28 @@ impl<'a> Compiler<'a> {
                 }
                 if c.name == name {
                     if found.is_some() {
-                        return resolve_err(pos, format!("column reference \"{name}\" is ambiguous"));
+                        return resolve_err(
+                            pos,
+                            format!("column reference \"{name}\" is ambiguous"),
+                        );
                     }
                     found = Some((i, c.ty));
                 }
             }
             if let Some((i, ty)) = found {
-                return Ok(Some((Expr::Col { depth: d as u32, idx: i }, ty)));
+                return Ok(Some((
+                    Expr::Col {
+                        depth: d as u32,
+                        idx: i,
+                    },
+                    ty,
+                )));
             }
             if table_seen {
-                return resolve_err(pos, format!("column {}.{name} does not exist", table.unwrap_or("")));
+                return resolve_err(
+                    pos,
+                    format!("column {}.{name} does not exist", table.unwrap_or("")),
+                );
             }
         }
         Ok(None)
@@ -461,9 +493,20 @@ impl<'a> Compiler<'a> {
                 let col = self.lookup_col(None, n, pos)?;
                 let var = self.vars.as_ref().and_then(|v| v.lookup(n));
                 match (col, var) {
-                    (Some(_), Some(_)) => resolve_err(pos, format!("name \"{n}\" is ambiguous: it could refer to a variable or a column")),
+                    (Some(_), Some(_)) => resolve_err(
+                        pos,
+                        format!(
+                            "name \"{n}\" is ambiguous: it could refer to a variable or a column"
+                        ),
+                    ),
                     (Some(c), None) => Ok(c),
-                    (None, Some(s)) => Ok((Expr::Var(s), self.vars.as_ref().map(|v| v.slots[s]).unwrap_or(SqlType::Unknown))),
+                    (None, Some(s)) => Ok((
+                        Expr::Var(s),
+                        self.vars
+                            .as_ref()
+                            .map(|v| v.slots[s])
+                            .unwrap_or(SqlType::Unknown),
+                    )),
                     (None, None) => {
                         if n == "found" {
                             return resolve_err(pos, "FOUND is only available inside functions");
@@ -475,11 +518,19 @@ impl<'a> Compiler<'a> {
             [t, n] => {
                 let rec = format!("{t}.{n}");
                 if let Some(s) = self.vars.as_ref().and_then(|v| v.lookup(&rec)) {
-                    return Ok((Expr::Var(s), self.vars.as_ref().map(|v| v.slots[s]).unwrap_or(SqlType::Unknown)));
+                    return Ok((
+                        Expr::Var(s),
+                        self.vars
+                            .as_ref()
+                            .map(|v| v.slots[s])
+                            .unwrap_or(SqlType::Unknown),
+                    ));
                 }
                 match self.lookup_col(Some(t), n, pos)? {
                     Some(c) => Ok(c),
-                    None => resolve_err(pos, format!("missing FROM-clause entry for table \"{t}\"")),
+                    None => {
+                        resolve_err(pos, format!("missing FROM-clause entry for table \"{t}\""))
+                    }
                 }
             }
             _ => unsupported(pos, "names with more than two parts"),
@@ -489,9 +540,17 @@ impl<'a> Compiler<'a> {
     fn expr_pos(&self, e: &ast::Expr) -> Pos {
         match e {
             ast::Expr::Identifier(i) => span_pos(&i.span),
-            ast::Expr::CompoundIdentifier(v) => v.first().map(|i| span_pos(&i.span)).unwrap_or(self.pos),
+            ast::Expr::CompoundIdentifier(v) => {
+                v.first().map(|i| span_pos(&i.span)).unwrap_or(self.pos)
+            }
             ast::Expr::Value(v) if v.span.start.line > 0 => span_pos(&v.span),
-            ast::Expr::Function(f) => f.name.0.first().and_then(|p| p.as_ident()).map(|i| span_pos(&i.span)).unwrap_or(self.pos),
+            ast::Expr::Function(f) => f
+                .name
+                .0
+                .first()
+                .and_then(|p| p.as_ident())
+                .map(|i| span_pos(&i.span))
+                .unwrap_or(self.pos),
             ast::Expr::BinaryOp { left, .. } => self.expr_pos(left),
             _ => self.pos,
         }
@@ -530,7 +589,12 @@ impl<'a> Compiler<'a> {
                             return resolve_err(pos, format!("operator does not exist: - {t}"));
                         }
                         match x {
-                            Expr::Const(Value::Int(i)) => (Expr::Const(Value::Int(i.checked_neg().ok_or_else(|| SqlError::Overflow("bigint out of range".into()))?)), t),
+                            Expr::Const(Value::Int(i)) => (
+                                Expr::Const(Value::Int(i.checked_neg().ok_or_else(|| {
+                                    SqlError::Overflow("bigint out of range".into())
+                                })?)),
+                                t,
+                            ),
                             Expr::Const(Value::Num(d)) => (Expr::Const(Value::Num(d.neg()?)), t),
                             x => (Expr::Neg(Box::new(x)), t),
                         }
@@ -544,22 +608,46 @@ impl<'a> Compiler<'a> {
                 }
             }
             A::BinaryOp { left, op, right } => self.binop(left, op, right, pos)?,
-            A::IsNull(x) => (Expr::IsNull(Box::new(self.expr(x)?.0), false), SqlType::Boolean),
-            A::IsNotNull(x) => (Expr::IsNull(Box::new(self.expr(x)?.0), true), SqlType::Boolean),
+            A::IsNull(x) => (
+                Expr::IsNull(Box::new(self.expr(x)?.0), false),
+                SqlType::Boolean,
+            ),
+            A::IsNotNull(x) => (
+                Expr::IsNull(Box::new(self.expr(x)?.0), true),
+                SqlType::Boolean,
+            ),
             A::IsTrue(x) | A::IsNotTrue(x) | A::IsFalse(x) | A::IsNotFalse(x) => {
                 let (c, t) = self.expr(x)?;
                 self.want_bool(t, pos)?;
                 let want = matches!(e, A::IsTrue(_) | A::IsNotTrue(_));
                 let not_distinct = matches!(e, A::IsTrue(_) | A::IsFalse(_));
-                (Expr::IsDistinct(Box::new(c), Box::new(Expr::Const(Value::Bool(want))), not_distinct), SqlType::Boolean)
+                (
+                    Expr::IsDistinct(
+                        Box::new(c),
+                        Box::new(Expr::Const(Value::Bool(want))),
+                        not_distinct,
+                    ),
+                    SqlType::Boolean,
+                )
             }
             A::IsDistinctFrom(a, b) | A::IsNotDistinctFrom(a, b) => {
                 let (x, tx) = self.expr(a)?;
                 let (y, ty) = self.expr(b)?;
                 self.comparable(tx, ty, &x, &y, pos)?;
-                (Expr::IsDistinct(Box::new(x), Box::new(y), matches!(e, A::IsNotDistinctFrom(..))), SqlType::Boolean)
+                (
+                    Expr::IsDistinct(
+                        Box::new(x),
+                        Box::new(y),
+                        matches!(e, A::IsNotDistinctFrom(..)),
+                    ),
+                    SqlType::Boolean,
+                )
             }
-            A::InList { expr, list, negated } => {
+            A::InList {
+                expr,
+                list,
+                negated,
+            } => {
                 let (x, tx) = self.expr(expr)?;
                 let mut items = Vec::new();
                 for l in list {
@@ -569,13 +657,20 @@ impl<'a> Compiler<'a> {
                 }
                 (Expr::InList(Box::new(x), items, *negated), SqlType::Boolean)
             }
-            A::InSubquery { expr, subquery, negated } => {
+            A::InSubquery {
+                expr,
+                subquery,
+                negated,
+            } => {
                 let (x, _) = self.expr(expr)?;
                 let q = self.subquery(subquery)?;
                 if q.columns.len() != 1 {
                     return resolve_err(pos, "subquery has too many columns");
                 }
-                (Expr::InSub(Box::new(x), Box::new(q), *negated), SqlType::Boolean)
+                (
+                    Expr::InSub(Box::new(x), Box::new(q), *negated),
+                    SqlType::Boolean,
+                )
             }
             A::Exists { subquery, negated } => {
                 let q = self.subquery(subquery)?;
@@ -589,15 +684,37 @@ impl<'a> Compiler<'a> {
                 let ty = q.columns[0].1;
                 (Expr::ScalarSub(Box::new(q)), ty)
             }
-            A::Between { expr, negated, low, high } => {
+            A::Between {
+                expr,
+                negated,
+                low,
+                high,
+            } => {
                 let (x, tx) = self.expr(expr)?;
                 let (l, tl) = self.expr(low)?;
                 let (h, th) = self.expr(high)?;
                 self.comparable(tx, tl, &x, &l, pos)?;
                 self.comparable(tx, th, &x, &h, pos)?;
-                (Expr::Between(Box::new(x), Box::new(l), Box::new(h), *negated), SqlType::Boolean)
+                (
+                    Expr::Between(Box::new(x), Box::new(l), Box::new(h), *negated),
+                    SqlType::Boolean,
+                )
             }
-            A::Like { negated, expr, pattern, escape_char, any, .. } | A::ILike { negated, expr, pattern, escape_char, any } => {
+            A::Like {
+                negated,
+                expr,
+                pattern,
+                escape_char,
+                any,
+                ..
+            }
+            | A::ILike {
+                negated,
+                expr,
+                pattern,
+                escape_char,
+                any,
+            } => {
                 if escape_char.is_some() || *any {
                     return unsupported(pos, "LIKE … ESCAPE / ANY");
                 }
@@ -608,9 +725,22 @@ impl<'a> Compiler<'a> {
                         return resolve_err(pos, format!("operator does not exist: {t} ~~ text"));
                     }
                 }
-                (Expr::Like(Box::new(x), Box::new(p), *negated, matches!(e, A::ILike { .. })), SqlType::Boolean)
+                (
+                    Expr::Like(
+                        Box::new(x),
+                        Box::new(p),
+                        *negated,
+                        matches!(e, A::ILike { .. }),
+                    ),
+                    SqlType::Boolean,
+                )
             }
-            A::Case { operand, conditions, else_result, .. } => {
+            A::Case {
+                operand,
+                conditions,
+                else_result,
+                ..
+            } => {
                 let op = match operand {
                     Some(o) => Some(Box::new(self.expr(o)?.0)),
                     None => None,
@@ -636,7 +766,9 @@ impl<'a> Compiler<'a> {
                 };
                 (Expr::Case(op, whens, el), ty)
             }
-            A::Cast { expr, data_type, .. } => {
+            A::Cast {
+                expr, data_type, ..
+            } => {
                 let ty = convert_type(data_type, pos)?;
                 let (x, _) = self.expr(expr)?;
                 match x {
@@ -644,7 +776,12 @@ impl<'a> Compiler<'a> {
                     x => (Expr::Cast(Box::new(x), ty), ty),
                 }
             }
-            A::Substring { expr, substring_from, substring_for, .. } => {
+            A::Substring {
+                expr,
+                substring_from,
+                substring_for,
+                ..
+            } => {
                 let mut args = vec![self.expr(expr)?.0];
                 args.push(match substring_from {
                     Some(f) => self.expr(f)?.0,
@@ -655,11 +792,19 @@ impl<'a> Compiler<'a> {
                 }
                 (Expr::Builtin(Builtin::Substr, args), SqlType::Text(None))
             }
-            A::Trim { expr, trim_where, trim_what, .. } => {
+            A::Trim {
+                expr,
+                trim_where,
+                trim_what,
+                ..
+            } => {
                 if trim_where.is_some() || trim_what.is_some() {
                     return unsupported(pos, "TRIM with options");
                 }
-                (Expr::Builtin(Builtin::Trim, vec![self.expr(expr)?.0]), SqlType::Text(None))
+                (
+                    Expr::Builtin(Builtin::Trim, vec![self.expr(expr)?.0]),
+                    SqlType::Text(None),
+                )
             }
             A::Function(f) => self.function(f, pos)?,
             other => return unsupported(pos, format!("expression {other}")),
@@ -680,14 +825,25 @@ impl<'a> Compiler<'a> {
 
     fn comparable(&self, a: SqlType, b: SqlType, x: &Expr, y: &Expr, pos: Pos) -> Result<()> {
         let (ca, cb) = (class(a), class(b));
-        if ca == cb || ca == Class::Any || cb == Class::Any || is_text_literal(x) || is_text_literal(y) {
+        if ca == cb
+            || ca == Class::Any
+            || cb == Class::Any
+            || is_text_literal(x)
+            || is_text_literal(y)
+        {
             Ok(())
         } else {
             resolve_err(pos, format!("operator does not exist: {a} = {b}"))
         }
     }
 
-    fn binop(&mut self, l: &ast::Expr, op: &BinaryOperator, r: &ast::Expr, pos: Pos) -> Result<(Expr, SqlType)> {
+    fn binop(
+        &mut self,
+        l: &ast::Expr,
+        op: &BinaryOperator,
+        r: &ast::Expr,
+        pos: Pos,
+    ) -> Result<(Expr, SqlType)> {
         let (a, ta) = self.expr(l)?;
         let (b, tb) = self.expr(r)?;
         let bx = |x: Expr| Box::new(x);
@@ -698,7 +854,10 @@ impl<'a> Compiler<'a> {
                 }
             }
             let _ = this;
-            Ok((Expr::Arith(o, bx(a.clone()), bx(b.clone())), num_type(ta, tb)))
+            Ok((
+                Expr::Arith(o, bx(a.clone()), bx(b.clone())),
+                num_type(ta, tb),
+            ))
         };
         let cmp = |o: CmpOp, this: &Self| -> Result<(Expr, SqlType)> {
             this.comparable(ta, tb, &a, &b, pos)?;
@@ -736,15 +895,22 @@ impl<'a> Compiler<'a> {
         let mut distinct = false;
         match &f.args {
             ast::FunctionArguments::None => {}
-            ast::FunctionArguments::Subquery(_) => return unsupported(pos, "subquery as function argument"),
+            ast::FunctionArguments::Subquery(_) => {
+                return unsupported(pos, "subquery as function argument")
+            }
             ast::FunctionArguments::List(l) => {
                 if !l.clauses.is_empty() {
                     return unsupported(pos, "function argument clauses");
                 }
-                distinct = matches!(l.duplicate_treatment, Some(ast::DuplicateTreatment::Distinct));
+                distinct = matches!(
+                    l.duplicate_treatment,
+                    Some(ast::DuplicateTreatment::Distinct)
+                );
                 for a in &l.args {
                     match a {
-                        ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(e)) => out.push(self.expr(e)?),
+                        ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(e)) => {
+                            out.push(self.expr(e)?)
+                        }
                         ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Wildcard) => star = true,
                         _ => return unsupported(pos, "named or qualified-wildcard arguments"),
                     }
@@ -759,7 +925,10 @@ impl<'a> Compiler<'a> {
             [ast::ObjectNamePart::Identifier(i)] => lc(i),
             _ => return unsupported(pos, format!("function name {}", f.name)),
         };
-        if f.over.is_some() || f.filter.is_some() || !matches!(f.parameters, ast::FunctionArguments::None) {
+        if f.over.is_some()
+            || f.filter.is_some()
+            || !matches!(f.parameters, ast::FunctionArguments::None)
+        {
             return unsupported(pos, "window functions, FILTER and parametric functions");
         }
         if is_agg_name(&name) && self.cat.func(&name).is_none() {
@@ -772,7 +941,10 @@ impl<'a> Compiler<'a> {
         let n = args.len();
         let arity = |lo: usize, hi: usize| -> Result<()> {
             if n < lo || n > hi {
-                resolve_err(pos, format!("function {name} takes {lo}..{hi} arguments, got {n}"))
+                resolve_err(
+                    pos,
+                    format!("function {name} takes {lo}..{hi} arguments, got {n}"),
+                )
             } else {
                 Ok(())
             }
@@ -822,7 +994,10 @@ impl<'a> Compiler<'a> {
             }
             "nullif" => {
                 arity(2, 2)?;
-                Ok((Expr::NullIf(Box::new(exprs[0].clone()), Box::new(exprs[1].clone())), first_ty))
+                Ok((
+                    Expr::NullIf(Box::new(exprs[0].clone()), Box::new(exprs[1].clone())),
+                    first_ty,
+                ))
             }
             "sender" => chain(ChainFn::Sender, 0, SqlType::Text(None), self),
             "block_height" => chain(ChainFn::BlockHeight, 0, SqlType::BigInt, self),
@@ -836,10 +1011,19 @@ impl<'a> Compiler<'a> {
                 Some(fi) => {
                     let sig = &self.cat.sigs[fi];
                     if sig.params.len() != n {
-                        return resolve_err(pos, format!("function {name} takes {} arguments, got {n}", sig.params.len()));
+                        return resolve_err(
+                            pos,
+                            format!(
+                                "function {name} takes {} arguments, got {n}",
+                                sig.params.len()
+                            ),
+                        );
                     }
                     if !self.allow_chain {
-                        return resolve_err(pos, format!("contract function {name}() cannot be called from a query"));
+                        return resolve_err(
+                            pos,
+                            format!("contract function {name}() cannot be called from a query"),
+                        );
                     }
                     Ok((Expr::Call(fi, exprs), sig.returns))
                 }
@@ -870,20 +1054,33 @@ impl<'a> Compiler<'a> {
         let (func, arg, ty) = match (name, star, args.len()) {
             ("count", true, 0) => (AggFn::CountStar, None, SqlType::BigInt),
             ("count", false, 1) => (AggFn::Count, Some(args[0].0.clone()), SqlType::BigInt),
-            ("sum", false, 1) => (AggFn::Sum, Some(args[0].0.clone()), num_type(args[0].1, SqlType::BigInt)),
+            ("sum", false, 1) => (
+                AggFn::Sum,
+                Some(args[0].0.clone()),
+                num_type(args[0].1, SqlType::BigInt),
+            ),
             ("avg", false, 1) => (AggFn::Avg, Some(args[0].0.clone()), SqlType::Numeric(None)),
             ("min", false, 1) => (AggFn::Min, Some(args[0].0.clone()), args[0].1),
             ("max", false, 1) => (AggFn::Max, Some(args[0].0.clone()), args[0].1),
             _ => return resolve_err(pos, format!("wrong arguments for aggregate {name}")),
         };
-        if matches!(func, AggFn::Sum | AggFn::Avg) && !matches!(class(args[0].1), Class::Num | Class::Any) {
-            return resolve_err(pos, format!("function {name}({}) does not exist", args[0].1));
+        if matches!(func, AggFn::Sum | AggFn::Avg)
+            && !matches!(class(args[0].1), Class::Num | Class::Any)
+        {
+            return resolve_err(
+                pos,
+                format!("function {name}({}) does not exist", args[0].1),
+            );
         }
         let Some(a) = self.agg.as_mut() else {
             return resolve_err(pos, "internal: aggregate state missing");
         };
         let idx = a.groups.len() + a.aggs.len();
-        a.aggs.push(AggCall { func, arg, distinct });
+        a.aggs.push(AggCall {
+            func,
+            arg,
+            distinct,
+        });
         Ok((Expr::Col { depth: 0, idx }, ty))
     }
 
@@ -904,7 +1101,9 @@ impl<'a> Compiler<'a> {
         }
         let sel = match q.body.as_ref() {
             ast::SetExpr::Select(s) => s,
-            ast::SetExpr::Query(inner) if q.order_by.is_none() && q.limit_clause.is_none() => return self.select(inner),
+            ast::SetExpr::Query(inner) if q.order_by.is_none() && q.limit_clause.is_none() => {
+                return self.select(inner)
+            }
             _ => return unsupported(pos, "UNION/INTERSECT/EXCEPT and VALUES as a query"),
         };
         if sel.into.is_some() {
@@ -921,8 +1120,12 @@ impl<'a> Compiler<'a> {
             let mut items = vec![(&twj.relation, JoinKind::Inner, None)];
             for j in &twj.joins {
                 let (kind, cons) = match &j.join_operator {
-                    ast::JoinOperator::Join(c) | ast::JoinOperator::Inner(c) => (JoinKind::Inner, c),
-                    ast::JoinOperator::Left(c) | ast::JoinOperator::LeftOuter(c) => (JoinKind::Left, c),
+                    ast::JoinOperator::Join(c) | ast::JoinOperator::Inner(c) => {
+                        (JoinKind::Inner, c)
+                    }
+                    ast::JoinOperator::Left(c) | ast::JoinOperator::LeftOuter(c) => {
+                        (JoinKind::Left, c)
+                    }
                     ast::JoinOperator::CrossJoin(c) => (JoinKind::Inner, c),
                     _ => return unsupported(pos, "RIGHT/FULL/SEMI/ANTI joins"),
                 };
@@ -936,34 +1139,72 @@ impl<'a> Compiler<'a> {
             for (tf, kind, on) in items {
                 let offset = scope.cols.len();
                 match tf {
-                    ast::TableFactor::Table { name, alias, args, .. } => {
+                    ast::TableFactor::Table {
+                        name, alias, args, ..
+                    } => {
                         if args.is_some() {
                             return unsupported(pos, "table functions");
                         }
                         let tn = obj_name(name, pos)?;
                         let Some(ti) = self.cat.table(&tn) else {
-                            let p = name.0.first().and_then(|p| p.as_ident()).map(|i| span_pos(&i.span)).unwrap_or(pos);
+                            let p = name
+                                .0
+                                .first()
+                                .and_then(|p| p.as_ident())
+                                .map(|i| span_pos(&i.span))
+                                .unwrap_or(pos);
                             return resolve_err(p, format!("relation \"{tn}\" does not exist"));
                         };
                         let an = alias.as_ref().map(|a| lc(&a.name)).unwrap_or(tn);
                         let t = &self.cat.tables[ti];
                         for c in &t.columns {
-                            scope.cols.push(ScopeCol { table: Some(an.clone()), name: c.name.clone(), ty: c.ty });
+                            scope.cols.push(ScopeCol {
+                                table: Some(an.clone()),
+                                name: c.name.clone(),
+                                ty: c.ty,
+                            });
                         }
-                        sources.push(Source { kind: SourceKind::Table { table: ti, access: Access::Scan }, join: kind, on: None, offset, width: t.columns.len() });
+                        sources.push(Source {
+                            kind: SourceKind::Table {
+                                table: ti,
+                                access: Access::Scan,
+                            },
+                            join: kind,
+                            on: None,
+                            offset,
+                            width: t.columns.len(),
+                        });
                     }
-                    ast::TableFactor::Derived { subquery, alias, lateral } => {
+                    ast::TableFactor::Derived {
+                        subquery,
+                        alias,
+                        lateral,
+                    } => {
                         if *lateral {
                             return unsupported(pos, "LATERAL");
                         }
                         let q = self.subquery(subquery)?;
                         let an = alias.as_ref().map(|a| lc(&a.name));
                         for (k, (n, t)) in q.columns.iter().enumerate() {
-                            let n = alias.as_ref().and_then(|a| a.columns.get(k)).map(|c| lc(&c.name)).unwrap_or_else(|| n.clone());
-                            scope.cols.push(ScopeCol { table: an.clone(), name: n, ty: *t });
+                            let n = alias
+                                .as_ref()
+                                .and_then(|a| a.columns.get(k))
+                                .map(|c| lc(&c.name))
+                                .unwrap_or_else(|| n.clone());
+                            scope.cols.push(ScopeCol {
+                                table: an.clone(),
+                                name: n,
+                                ty: *t,
+                            });
                         }
                         let w = q.columns.len();
-                        sources.push(Source { kind: SourceKind::Sub(Box::new(q)), join: kind, on: None, offset, width: w });
+                        sources.push(Source {
+                            kind: SourceKind::Sub(Box::new(q)),
+                            join: kind,
+                            on: None,
+                            offset,
+                            width: w,
+                        });
                     }
                     _ => return unsupported(pos, "this kind of FROM item"),
                 }
@@ -977,7 +1218,14 @@ impl<'a> Compiler<'a> {
         r
     }
 
-    fn select_body(&mut self, q: &ast::Query, sel: &ast::Select, mut sources: Vec<Source>, on_asts: Vec<Option<ast::Expr>>, width: usize) -> Result<Select> {
+    fn select_body(
+        &mut self,
+        q: &ast::Query,
+        sel: &ast::Select,
+        mut sources: Vec<Source>,
+        on_asts: Vec<Option<ast::Expr>>,
+        width: usize,
+    ) -> Result<Select> {
         let pos = self.pos;
         for (s, on) in sources.iter_mut().zip(on_asts) {
             if let Some(on) = on {
@@ -1003,11 +1251,18 @@ impl<'a> Compiler<'a> {
         for it in &sel.projection {
             match it {
                 ast::SelectItem::UnnamedExpr(e) => items.push((e.clone(), default_name(e))),
-                ast::SelectItem::ExprWithAlias { expr, alias } => items.push((expr.clone(), lc(alias))),
+                ast::SelectItem::ExprWithAlias { expr, alias } => {
+                    items.push((expr.clone(), lc(alias)))
+                }
                 ast::SelectItem::Wildcard(_) | ast::SelectItem::QualifiedWildcard(..) => {
                     let want: Option<String> = match it {
-                        ast::SelectItem::QualifiedWildcard(ast::SelectItemQualifiedWildcardKind::ObjectName(n), _) => Some(obj_name(n, pos)?),
-                        ast::SelectItem::QualifiedWildcard(..) => return unsupported(pos, "expression wildcard"),
+                        ast::SelectItem::QualifiedWildcard(
+                            ast::SelectItemQualifiedWildcardKind::ObjectName(n),
+                            _,
+                        ) => Some(obj_name(n, pos)?),
+                        ast::SelectItem::QualifiedWildcard(..) => {
+                            return unsupported(pos, "expression wildcard")
+                        }
                         _ => None,
                     };
                     let sc = self.scopes.last().cloned().unwrap_or_default();
@@ -1025,11 +1280,21 @@ impl<'a> Compiler<'a> {
                             parts.push(ast::Ident::new(t.clone()));
                         }
                         parts.push(ast::Ident::new(c.name.clone()));
-                        let e = if parts.len() == 1 { ast::Expr::Identifier(parts.remove(0)) } else { ast::Expr::CompoundIdentifier(parts) };
+                        let e = if parts.len() == 1 {
+                            ast::Expr::Identifier(parts.remove(0))
+                        } else {
+                            ast::Expr::CompoundIdentifier(parts)
+                        };
                         items.push((e, c.name.clone()));
                     }
                     if !any {
-                        return resolve_err(pos, format!("missing FROM-clause entry for table \"{}\"", want.unwrap_or_default()));
+                        return resolve_err(
+                            pos,
+                            format!(
+                                "missing FROM-clause entry for table \"{}\"",
+                                want.unwrap_or_default()
+                            ),
+                        );
                     }
                 }
             }
@@ -1073,7 +1338,11 @@ impl<'a> Compiler<'a> {
                 let (e, _) = self.expr(g)?;
                 groups.push(e);
             }
-            self.agg = Some(AggState { groups: group_asts.clone(), aggs: Vec::new(), active: true });
+            self.agg = Some(AggState {
+                groups: group_asts.clone(),
+                aggs: Vec::new(),
+                active: true,
+            });
             // the post-aggregation row has no source scope; keep scope for error messages only
         }
         let mut proj = Vec::new();
@@ -1107,12 +1376,19 @@ impl<'a> Compiler<'a> {
                     let (e, _) = self.expr(g)?;
                     groups.push(e);
                 }
-                agg_plan = Some(AggPlan { groups, aggs: st.aggs });
+                agg_plan = Some(AggPlan {
+                    groups,
+                    aggs: st.aggs,
+                });
             }
         }
         let (limit, offset) = match &q.limit_clause {
             None => (None, None),
-            Some(ast::LimitClause::LimitOffset { limit, offset, limit_by }) => {
+            Some(ast::LimitClause::LimitOffset {
+                limit,
+                offset,
+                limit_by,
+            }) => {
                 if !limit_by.is_empty() {
                     return unsupported(pos, "LIMIT BY");
                 }
@@ -1153,24 +1429,49 @@ impl<'a> Compiler<'a> {
                 }
             }
         }
-        Ok(Select { sources, width, filter, agg: agg_plan, having, proj, distinct, order, limit, offset, columns })
+        Ok(Select {
+            sources,
+            width,
+            filter,
+            agg: agg_plan,
+            having,
+            proj,
+            distinct,
+            order,
+            limit,
+            offset,
+            columns,
+        })
     }
 
-    fn resolve_output_ref(&self, e: &ast::Expr, items: &[(ast::Expr, String)]) -> Result<ast::Expr> {
+    fn resolve_output_ref(
+        &self,
+        e: &ast::Expr,
+        items: &[(ast::Expr, String)],
+    ) -> Result<ast::Expr> {
         match e {
             ast::Expr::Value(v) => {
                 if let ast::Value::Number(n, _) = &v.value {
-                    let k: usize = n.parse().map_err(|_| SqlError::Resolve { pos: span_pos(&v.span), msg: format!("invalid position {n}") })?;
+                    let k: usize = n.parse().map_err(|_| SqlError::Resolve {
+                        pos: span_pos(&v.span),
+                        msg: format!("invalid position {n}"),
+                    })?;
                     return match items.get(k.wrapping_sub(1)) {
                         Some((x, _)) => Ok(x.clone()),
-                        None => resolve_err(span_pos(&v.span), format!("position {k} is not in select list")),
+                        None => resolve_err(
+                            span_pos(&v.span),
+                            format!("position {k} is not in select list"),
+                        ),
                     };
                 }
                 Ok(e.clone())
             }
             ast::Expr::Identifier(i) => {
                 let n = lc(i);
-                let is_col = self.scopes.last().is_some_and(|s| s.cols.iter().any(|c| c.name == n));
+                let is_col = self
+                    .scopes
+                    .last()
+                    .is_some_and(|s| s.cols.iter().any(|c| c.name == n));
                 if !is_col {
                     if let Some((x, _)) = items.iter().find(|(_, name)| *name == n) {
                         return Ok(x.clone());
@@ -1182,7 +1483,11 @@ impl<'a> Compiler<'a> {
         }
     }
 
-    fn returning(&mut self, ti: usize, items: &Option<Vec<ast::SelectItem>>) -> Result<Option<Returning>> {
+    fn returning(
+        &mut self,
+        ti: usize,
+        items: &Option<Vec<ast::SelectItem>>,
+    ) -> Result<Option<Returning>> {
         let Some(items) = items else { return Ok(None) };
         self.push_table_scope(ti, None);
         let mut exprs = Vec::new();
@@ -1241,8 +1546,18 @@ impl<'a> Compiler<'a> {
                         let n = lc(c);
                         match t.columns.iter().position(|x| x.name == n) {
                             Some(i) if !v.contains(&i) => v.push(i),
-                            Some(_) => return resolve_err(span_pos(&c.span), format!("column \"{n}\" specified more than once")),
-                            None => return resolve_err(span_pos(&c.span), format!("column \"{n}\" of relation \"{tn}\" does not exist")),
+                            Some(_) => {
+                                return resolve_err(
+                                    span_pos(&c.span),
+                                    format!("column \"{n}\" specified more than once"),
+                                )
+                            }
+                            None => {
+                                return resolve_err(
+                                    span_pos(&c.span),
+                                    format!("column \"{n}\" of relation \"{tn}\" does not exist"),
+                                )
+                            }
                         }
                     }
                     v
@@ -1255,13 +1570,23 @@ impl<'a> Compiler<'a> {
                         let mut rows = Vec::new();
                         for row in &vals.rows {
                             if row.len() != cols.len() {
-                                return resolve_err(pos, format!("INSERT has {} expressions but {} target columns", row.len(), cols.len()));
+                                return resolve_err(
+                                    pos,
+                                    format!(
+                                        "INSERT has {} expressions but {} target columns",
+                                        row.len(),
+                                        cols.len()
+                                    ),
+                                );
                             }
                             let mut r = Vec::new();
                             for (k, e) in row.iter().enumerate() {
                                 let (c, ty) = self.expr(e)?;
                                 let cty = self.cat.tables[ti].columns[cols[k]].ty;
-                                if class(ty) != class(cty) && class(ty) != Class::Any && !is_text_literal(&c) {
+                                if class(ty) != class(cty)
+                                    && class(ty) != Class::Any
+                                    && !is_text_literal(&c)
+                                {
                                     return resolve_err(self.expr_pos(e), format!("column \"{}\" is of type {cty} but expression is of type {ty}", self.cat.tables[ti].columns[cols[k]].name));
                                 }
                                 r.push(c);
@@ -1273,15 +1598,35 @@ impl<'a> Compiler<'a> {
                     _ => {
                         let q = self.select(src)?;
                         if q.columns.len() != cols.len() {
-                            return resolve_err(pos, format!("INSERT has {} expressions but {} target columns", q.columns.len(), cols.len()));
+                            return resolve_err(
+                                pos,
+                                format!(
+                                    "INSERT has {} expressions but {} target columns",
+                                    q.columns.len(),
+                                    cols.len()
+                                ),
+                            );
                         }
                         InsertSource::Query(Box::new(q))
                     }
                 };
                 let returning = self.returning(ti, &ins.returning)?;
-                Ok(SqlPlan::Insert { table: ti, cols, source, returning })
+                Ok(SqlPlan::Insert {
+                    table: ti,
+                    cols,
+                    source,
+                    returning,
+                })
             }
-            ast::Statement::Update { table, assignments, from, selection, returning, or, limit } => {
+            ast::Statement::Update {
+                table,
+                assignments,
+                from,
+                selection,
+                returning,
+                or,
+                limit,
+            } => {
                 if from.is_some() || or.is_some() || limit.is_some() || !table.joins.is_empty() {
                     return unsupported(pos, "UPDATE … FROM / LIMIT / joins");
                 }
@@ -1299,11 +1644,17 @@ impl<'a> Compiler<'a> {
                         };
                         let t = &self.cat.tables[ti];
                         let Some(ci) = t.columns.iter().position(|c| c.name == n) else {
-                            return resolve_err(pos, format!("column \"{n}\" of relation \"{}\" does not exist", t.name));
+                            return resolve_err(
+                                pos,
+                                format!("column \"{n}\" of relation \"{}\" does not exist", t.name),
+                            );
                         };
                         let (e, ty) = self.expr(&a.value)?;
                         let cty = self.cat.tables[ti].columns[ci].ty;
-                        if class(ty) != class(cty) && class(ty) != Class::Any && !is_text_literal(&e) {
+                        if class(ty) != class(cty)
+                            && class(ty) != Class::Any
+                            && !is_text_literal(&e)
+                        {
                             return resolve_err(self.expr_pos(&a.value), format!("column \"{n}\" is of type {cty} but expression is of type {ty}"));
                         }
                         sets.push((ci, e));
@@ -1322,13 +1673,25 @@ impl<'a> Compiler<'a> {
                 let (sets, filter) = r?;
                 let returning = self.returning(ti, returning)?;
                 let access = self.dml_access(ti, &filter);
-                Ok(SqlPlan::Update { table: ti, access, filter, sets, returning })
+                Ok(SqlPlan::Update {
+                    table: ti,
+                    access,
+                    filter,
+                    sets,
+                    returning,
+                })
             }
             ast::Statement::Delete(d) => {
                 let tables = match &d.from {
                     ast::FromTable::WithFromKeyword(t) | ast::FromTable::WithoutKeyword(t) => t,
                 };
-                if tables.len() != 1 || d.using.is_some() || !d.tables.is_empty() || d.limit.is_some() || !d.order_by.is_empty() || !tables[0].joins.is_empty() {
+                if tables.len() != 1
+                    || d.using.is_some()
+                    || !d.tables.is_empty()
+                    || d.limit.is_some()
+                    || !d.order_by.is_empty()
+                    || !tables[0].joins.is_empty()
+                {
                     return unsupported(pos, "multi-table DELETE / USING / LIMIT");
                 }
                 let (ti, alias) = self.dml_table(&tables[0].relation)?;
@@ -1342,9 +1705,17 @@ impl<'a> Compiler<'a> {
                 self.want_bool(t, pos)?;
                 let returning = self.returning(ti, &d.returning)?;
                 let access = self.dml_access(ti, &filter);
-                Ok(SqlPlan::Delete { table: ti, access, filter, returning })
+                Ok(SqlPlan::Delete {
+                    table: ti,
+                    access,
+                    filter,
+                    returning,
+                })
             }
-            _ => unsupported(pos, "only SELECT, INSERT, UPDATE and DELETE are allowed here"),
+            _ => unsupported(
+                pos,
+                "only SELECT, INSERT, UPDATE and DELETE are allowed here",
+            ),
         }
     }
 
@@ -1355,7 +1726,12 @@ impl<'a> Compiler<'a> {
                 match self.cat.table(&tn) {
                     Some(ti) => Ok((ti, alias.as_ref().map(|a| lc(&a.name)))),
                     None => {
-                        let p = name.0.first().and_then(|p| p.as_ident()).map(|i| span_pos(&i.span)).unwrap_or(self.pos);
+                        let p = name
+                            .0
+                            .first()
+                            .and_then(|p| p.as_ident())
+                            .map(|i| span_pos(&i.span))
+                            .unwrap_or(self.pos);
                         resolve_err(p, format!("relation \"{tn}\" does not exist"))
                     }
                 }
@@ -1395,7 +1771,8 @@ fn choose_access(t: &Table, conj: &[&Expr], off: usize, w: usize) -> Access {
                             None => true,
                             Some(m) => m < off,
                         };
-                        let no_sub = !matches!(**y, Expr::InSub(..) | Expr::Exists(..) | Expr::ScalarSub(_));
+                        let no_sub =
+                            !matches!(**y, Expr::InSub(..) | Expr::Exists(..) | Expr::ScalarSub(_));
                         if ok && no_sub && has_no_subquery(y) {
                             eq.entry(idx - off).or_insert_with(|| (**y).clone());
                         }
@@ -1414,7 +1791,14 @@ fn choose_access(t: &Table, conj: &[&Expr], off: usize, w: usize) -> Access {
         }
     }
     match best {
-        Some((k, _)) => Access::Index(k, t.indexes[k].cols.iter().filter_map(|c| eq.get(c).cloned()).collect()),
+        Some((k, _)) => Access::Index(
+            k,
+            t.indexes[k]
+                .cols
+                .iter()
+                .filter_map(|c| eq.get(c).cloned())
+                .collect(),
+        ),
         None => Access::Scan,
     }
 }
@@ -1443,7 +1827,13 @@ fn default_name(e: &ast::Expr) -> String {
     match e {
         ast::Expr::Identifier(i) => lc(i),
         ast::Expr::CompoundIdentifier(v) => v.last().map(lc).unwrap_or_default(),
-        ast::Expr::Function(f) => f.name.0.last().and_then(|p| p.as_ident()).map(lc).unwrap_or_else(|| "?column?".into()),
+        ast::Expr::Function(f) => f
+            .name
+            .0
+            .last()
+            .and_then(|p| p.as_ident())
+            .map(lc)
+            .unwrap_or_else(|| "?column?".into()),
         ast::Expr::Cast { expr, .. } | ast::Expr::Nested(expr) => default_name(expr),
         ast::Expr::Case { .. } => "case".into(),
         ast::Expr::Exists { .. } => "exists".into(),
@@ -1457,14 +1847,22 @@ fn literal(v: &ast::Value, pos: Pos) -> Result<(Expr, SqlType)> {
             if let Ok(i) = n.parse::<i64>() {
                 (Expr::Const(Value::Int(i)), SqlType::BigInt)
             } else {
-                let d = Decimal::parse(n).map_err(|_| SqlError::Resolve { pos, msg: format!("invalid number {n}") })?;
+                let d = Decimal::parse(n).map_err(|_| SqlError::Resolve {
+                    pos,
+                    msg: format!("invalid number {n}"),
+                })?;
                 (Expr::Const(Value::Num(d)), SqlType::Numeric(None))
             }
         }
-        ast::Value::SingleQuotedString(s) | ast::Value::EscapedStringLiteral(s) => (Expr::Const(Value::Text(s.clone())), SqlType::Unknown),
+        ast::Value::SingleQuotedString(s) | ast::Value::EscapedStringLiteral(s) => {
+            (Expr::Const(Value::Text(s.clone())), SqlType::Unknown)
+        }
         ast::Value::Boolean(b) => (Expr::Const(Value::Bool(*b)), SqlType::Boolean),
         ast::Value::Null => (Expr::Const(Value::Null), SqlType::Unknown),
-        ast::Value::HexStringLiteral(h) => (Expr::Const(Value::Text(format!("\\x{h}")).cast(&SqlType::Bytea)?), SqlType::Bytea),
+        ast::Value::HexStringLiteral(h) => (
+            Expr::Const(Value::Text(format!("\\x{h}")).cast(&SqlType::Bytea)?),
+            SqlType::Bytea,
+        ),
         other => return unsupported(pos, format!("literal {other}")),
     })
 }
@@ -1501,7 +1899,10 @@ fn st(cost: u64, kind: StmtKind) -> Stmt {
 impl Compiler<'_> {
     fn vars_mut(&mut self) -> Result<&mut VarEnv> {
         let pos = self.pos;
-        self.vars.as_mut().ok_or(SqlError::Resolve { pos, msg: "no variables here".into() })
+        self.vars.as_mut().ok_or(SqlError::Resolve {
+            pos,
+            msg: "no variables here".into(),
+        })
     }
 
     fn block(&mut self, b: &Block, pos: Pos) -> Result<Vec<Stmt>> {
@@ -1521,7 +1922,10 @@ impl Compiler<'_> {
                     None => None,
                 };
                 if d.constant && def.is_none() {
-                    return resolve_err(d.pos, format!("constant \"{}\" must have a default value", d.name));
+                    return resolve_err(
+                        d.pos,
+                        format!("constant \"{}\" must have a default value", d.name),
+                    );
                 }
                 let v = self.vars_mut()?;
                 if v.scopes.last().is_some_and(|s| s.contains_key(&d.name)) {
@@ -1554,7 +1958,9 @@ impl Compiler<'_> {
             return resolve_err(pos, "no variables here");
         };
         match v.lookup(name) {
-            Some(s) if v.constants[s] => resolve_err(pos, format!("variable \"{name}\" is declared CONSTANT")),
+            Some(s) if v.constants[s] => {
+                resolve_err(pos, format!("variable \"{name}\" is declared CONSTANT"))
+            }
             Some(s) => Ok(s),
             None => resolve_err(pos, format!("variable \"{name}\" does not exist")),
         }
@@ -1573,25 +1979,55 @@ impl Compiler<'_> {
                 self.pos = *pos;
                 let slot = self.assign_target(&target.join("."), *pos)?;
                 let (e, t) = self.expr(expr)?;
-                let vt = self.vars.as_ref().map(|v| v.slots[slot]).unwrap_or(SqlType::Unknown);
-                if class(t) != class(vt) && class(t) != Class::Any && class(vt) != Class::Any && !is_text_literal(&e) {
-                    return resolve_err(*pos, format!("cannot assign {t} to variable \"{}\" of type {vt}", target.join(".")));
+                let vt = self
+                    .vars
+                    .as_ref()
+                    .map(|v| v.slots[slot])
+                    .unwrap_or(SqlType::Unknown);
+                if class(t) != class(vt)
+                    && class(t) != Class::Any
+                    && class(vt) != Class::Any
+                    && !is_text_literal(&e)
+                {
+                    return resolve_err(
+                        *pos,
+                        format!(
+                            "cannot assign {t} to variable \"{}\" of type {vt}",
+                            target.join(".")
+                        ),
+                    );
                 }
                 Ok(st(1 + e.size(), StmtKind::Assign(slot, e)))
             }
-            PStmt::Sql { stmt, into, strict, pos } => {
+            PStmt::Sql {
+                stmt,
+                into,
+                strict,
+                pos,
+            } => {
                 self.pos = *pos;
                 let plan = self.statement(stmt)?;
                 let ncols = match &plan {
                     SqlPlan::Select(q) => Some(q.columns.len()),
-                    SqlPlan::Insert { returning, .. } | SqlPlan::Update { returning, .. } | SqlPlan::Delete { returning, .. } => returning.as_ref().map(|r| r.exprs.len()),
+                    SqlPlan::Insert { returning, .. }
+                    | SqlPlan::Update { returning, .. }
+                    | SqlPlan::Delete { returning, .. } => {
+                        returning.as_ref().map(|r| r.exprs.len())
+                    }
                 };
                 let mut slots = Vec::new();
                 for (n, p) in into {
                     slots.push(self.assign_target(n, *p)?);
                 }
                 if !into.is_empty() && ncols != Some(into.len()) {
-                    return resolve_err(*pos, format!("INTO has {} targets but the statement returns {} columns", into.len(), ncols.unwrap_or(0)));
+                    return resolve_err(
+                        *pos,
+                        format!(
+                            "INTO has {} targets but the statement returns {} columns",
+                            into.len(),
+                            ncols.unwrap_or(0)
+                        ),
+                    );
                 }
                 if into.is_empty() && matches!(plan, SqlPlan::Select(_)) && !is_perform(stmt) {
                     // a bare SELECT in a function discards its rows (like PERFORM)
@@ -1599,7 +2035,11 @@ impl Compiler<'_> {
                 let cost = gas::SQL_BASE + plan_size(&plan);
                 Ok(st(cost, StmtKind::Sql(Box::new(plan), slots, *strict)))
             }
-            PStmt::If { branches, else_, pos } => {
+            PStmt::If {
+                branches,
+                else_,
+                pos,
+            } => {
                 self.pos = *pos;
                 let mut bs = Vec::new();
                 let mut cost = 1;
@@ -1612,7 +2052,12 @@ impl Compiler<'_> {
                 let e = self.stmts(else_)?;
                 Ok(st(cost, StmtKind::If(bs, e)))
             }
-            PStmt::Loop { label, kind, body, pos } => {
+            PStmt::Loop {
+                label,
+                kind,
+                body,
+                pos,
+            } => {
                 self.pos = *pos;
                 let id = self.next_loop;
                 self.next_loop += 1;
@@ -1628,23 +2073,43 @@ impl Compiler<'_> {
                         let cost = 1 + ce.size();
                         (LoopPlan::While(ce), false, cost)
                     }
-                    LoopKind::Range { var, lo, hi, by, reverse } => {
+                    LoopKind::Range {
+                        var,
+                        lo,
+                        hi,
+                        by,
+                        reverse,
+                    } => {
                         let (l, tl) = self.expr(lo)?;
                         let (h, th) = self.expr(hi)?;
                         let b = match by {
                             Some(b) => Some(self.expr(b)?),
                             None => None,
                         };
-                        for t in [Some(tl), Some(th), b.as_ref().map(|x| x.1)].into_iter().flatten() {
+                        for t in [Some(tl), Some(th), b.as_ref().map(|x| x.1)]
+                            .into_iter()
+                            .flatten()
+                        {
                             if !matches!(class(t), Class::Num | Class::Any) {
                                 return resolve_err(*pos, "FOR loop bounds must be integers");
                             }
                         }
-                        let cost = 1 + l.size() + h.size() + b.as_ref().map(|x| x.0.size()).unwrap_or(0);
+                        let cost =
+                            1 + l.size() + h.size() + b.as_ref().map(|x| x.0.size()).unwrap_or(0);
                         let v = self.vars_mut()?;
                         v.scopes.push(HashMap::new());
                         let slot = v.declare(var, SqlType::BigInt, false);
-                        (LoopPlan::Range { var: slot, lo: l, hi: h, by: b.map(|x| x.0), reverse: *reverse }, true, cost)
+                        (
+                            LoopPlan::Range {
+                                var: slot,
+                                lo: l,
+                                hi: h,
+                                by: b.map(|x| x.0),
+                                reverse: *reverse,
+                            },
+                            true,
+                            cost,
+                        )
                     }
                     LoopKind::Query { var, query } => {
                         let q = self.select(query)?;
@@ -1655,7 +2120,14 @@ impl Compiler<'_> {
                         for (n, t) in &q.columns {
                             slots.push(v.declare(&format!("{var}.{n}"), *t, false));
                         }
-                        (LoopPlan::Query { slots, query: Box::new(q) }, true, cost)
+                        (
+                            LoopPlan::Query {
+                                slots,
+                                query: Box::new(q),
+                            },
+                            true,
+                            cost,
+                        )
                     }
                 };
                 self.loops.push((label.clone(), id));
@@ -1668,18 +2140,33 @@ impl Compiler<'_> {
                 }
                 Ok(st(cost, StmtKind::Loop(id, plan, b?)))
             }
-            PStmt::Exit { is_continue, label, cond, pos } => {
+            PStmt::Exit {
+                is_continue,
+                label,
+                cond,
+                pos,
+            } => {
                 self.pos = *pos;
                 let target = match label {
                     None => self.loops.last().map(|x| x.1),
-                    Some(l) => self.loops.iter().rev().find(|x| x.0.as_deref() == Some(l)).map(|x| x.1),
+                    Some(l) => self
+                        .loops
+                        .iter()
+                        .rev()
+                        .find(|x| x.0.as_deref() == Some(l))
+                        .map(|x| x.1),
                 };
                 let Some(target) = target else {
                     let w = if *is_continue { "CONTINUE" } else { "EXIT" };
-                    return resolve_err(*pos, match label {
-                        Some(l) => format!("there is no label \"{l}\" attached to any enclosing loop"),
-                        None => format!("{w} cannot be used outside a loop"),
-                    });
+                    return resolve_err(
+                        *pos,
+                        match label {
+                            Some(l) => {
+                                format!("there is no label \"{l}\" attached to any enclosing loop")
+                            }
+                            None => format!("{w} cannot be used outside a loop"),
+                        },
+                    );
                 };
                 let c = match cond {
                     Some(c) => Some(self.bool_expr(c)?),
@@ -1698,7 +2185,12 @@ impl Compiler<'_> {
                     None => Ok(st(1, StmtKind::Return(None))),
                 }
             }
-            PStmt::Raise { level, fmt, args, pos } => {
+            PStmt::Raise {
+                level,
+                fmt,
+                args,
+                pos,
+            } => {
                 self.pos = *pos;
                 let mut v = Vec::new();
                 let mut cost = 1;
@@ -1707,11 +2199,17 @@ impl Compiler<'_> {
                     cost += x.size();
                     v.push(x);
                 }
-                Ok(st(cost, StmtKind::Raise(*level == RaiseLevel::Notice, fmt.clone(), v)))
+                Ok(st(
+                    cost,
+                    StmtKind::Raise(*level == RaiseLevel::Notice, fmt.clone(), v),
+                ))
             }
             PStmt::Block(b, pos) => {
                 let inner = self.block(b, *pos)?;
-                Ok(st(1, StmtKind::If(vec![(Expr::Const(Value::Bool(true)), inner)], Vec::new())))
+                Ok(st(
+                    1,
+                    StmtKind::If(vec![(Expr::Const(Value::Bool(true)), inner)], Vec::new()),
+                ))
             }
             PStmt::Null => Ok(st(1, StmtKind::If(Vec::new(), Vec::new()))),
         }
@@ -1739,7 +2237,10 @@ pub fn plan_size(p: &SqlPlan) -> u64 {
             InsertSource::Values(rows) => rows.iter().flatten().map(|e| e.size()).sum(),
             InsertSource::Query(q) => select_size(q),
         },
-        SqlPlan::Update { sets, filter, .. } => sets.iter().map(|s| s.1.size()).sum::<u64>() + filter.as_ref().map(|e| e.size()).unwrap_or(0),
+        SqlPlan::Update { sets, filter, .. } => {
+            sets.iter().map(|s| s.1.size()).sum::<u64>()
+                + filter.as_ref().map(|e| e.size()).unwrap_or(0)
+        }
         SqlPlan::Delete { filter, .. } => filter.as_ref().map(|e| e.size()).unwrap_or(0),
     }
 }

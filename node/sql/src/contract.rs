@@ -104,9 +104,17 @@ impl Contract {
     /// it under `prefix` and runs the script's DML (e.g. seed INSERTs) with
     /// `gas_limit`. Fails with a positioned error on any parse/name/type error
     /// and leaves `kv` untouched on any failure.
-    pub fn deploy(script: &str, owner: &str, prefix: &[u8], kv: &mut dyn Kv, gas_limit: u64) -> Result<(Contract, u64)> {
+    pub fn deploy(
+        script: &str,
+        owner: &str,
+        prefix: &[u8],
+        kv: &mut dyn Kv,
+        gas_limit: u64,
+    ) -> Result<(Contract, u64)> {
         if kv.get(&meta_key(prefix, "owner")).map_err(st)?.is_some() {
-            return Err(SqlError::Permission("a contract already exists at this prefix".into()));
+            return Err(SqlError::Permission(
+                "a contract already exists at this prefix".into(),
+            ));
         }
         let mut cat = Catalog::default();
         let dml = apply_script(&mut cat, script, false)?;
@@ -122,8 +130,10 @@ impl Contract {
         let gas = {
             let mut ov = Overlay::new(kv);
             let gas = c.run_dml(&dml, &mut ov, gas_limit, &[])?;
-            ov.put(&meta_key(prefix, "owner"), owner.as_bytes()).map_err(st)?;
-            ov.put(&meta_key(prefix, "script/0000"), script.as_bytes()).map_err(st)?;
+            ov.put(&meta_key(prefix, "owner"), owner.as_bytes())
+                .map_err(st)?;
+            ov.put(&meta_key(prefix, "script/0000"), script.as_bytes())
+                .map_err(st)?;
             let w = ov.into_writes();
             apply_writes(kv, w).map_err(st)?;
             gas
@@ -165,9 +175,17 @@ impl Contract {
     /// over existing rows), new functions and `CREATE OR REPLACE FUNCTION`.
     /// Existing tables cannot be redefined (`CREATE TABLE IF NOT EXISTS` of an
     /// existing table is a no-op), so stored rows always match their schema.
-    pub fn upgrade(&mut self, script: &str, caller: &str, kv: &mut dyn Kv, gas_limit: u64) -> Result<u64> {
+    pub fn upgrade(
+        &mut self,
+        script: &str,
+        caller: &str,
+        kv: &mut dyn Kv,
+        gas_limit: u64,
+    ) -> Result<u64> {
         if caller != self.owner {
-            return Err(SqlError::Permission("only the contract owner may upgrade it".into()));
+            return Err(SqlError::Permission(
+                "only the contract owner may upgrade it".into(),
+            ));
         }
         let mut cat = (*self.cat).clone();
         let old_idx: Vec<usize> = cat.tables.iter().map(|t| t.indexes.len()).collect();
@@ -188,7 +206,11 @@ impl Contract {
             }
             let used = rt.gas_used;
             let gas = used + next.run_dml(&dml, &mut ov, gas_limit.saturating_sub(used), &[])?;
-            ov.put(&meta_key(&self.prefix, &format!("script/{n:04}")), script.as_bytes()).map_err(st)?;
+            ov.put(
+                &meta_key(&self.prefix, &format!("script/{n:04}")),
+                script.as_bytes(),
+            )
+            .map_err(st)?;
             let w = ov.into_writes();
             apply_writes(kv, w).map_err(st)?;
             gas
@@ -197,7 +219,13 @@ impl Contract {
         Ok(gas)
     }
 
-    fn runtime<'a>(&'a self, kv: &'a mut dyn Kv, chain: Option<&'a mut dyn ChainContext>, gas_limit: u64, read_only: bool) -> Runtime<'a> {
+    fn runtime<'a>(
+        &'a self,
+        kv: &'a mut dyn Kv,
+        chain: Option<&'a mut dyn ChainContext>,
+        gas_limit: u64,
+        read_only: bool,
+    ) -> Runtime<'a> {
         Runtime {
             cat: &self.cat,
             kv,
@@ -212,7 +240,13 @@ impl Contract {
         }
     }
 
-    fn run_dml(&self, dml: &[(SqlPlan, crate::error::Pos)], kv: &mut dyn Kv, gas_limit: u64, vars: &[Value]) -> Result<u64> {
+    fn run_dml(
+        &self,
+        dml: &[(SqlPlan, crate::error::Pos)],
+        kv: &mut dyn Kv,
+        gas_limit: u64,
+        vars: &[Value],
+    ) -> Result<u64> {
         let mut rt = self.runtime(kv, None, gas_limit, false);
         for (p, _) in dml {
             rt.charge(crate::gas::SQL_BASE)?;
@@ -235,12 +269,27 @@ impl Contract {
     /// Calls `function` with `args` (text arguments are cast to the declared
     /// parameter types). On success the writes are applied to `kv`; on any
     /// error nothing is written.
-    pub fn call(&self, function: &str, args: &[Value], ctx: &mut dyn ChainContext, kv: &mut dyn Kv, gas_limit: u64) -> Result<CallOutcome> {
+    pub fn call(
+        &self,
+        function: &str,
+        args: &[Value],
+        ctx: &mut dyn ChainContext,
+        kv: &mut dyn Kv,
+        gas_limit: u64,
+    ) -> Result<CallOutcome> {
         self.call_with(Engine::Jit, function, args, ctx, kv, gas_limit)
     }
 
     /// Like [`Contract::call`] with an explicit engine.
-    pub fn call_with(&self, engine: Engine, function: &str, args: &[Value], ctx: &mut dyn ChainContext, kv: &mut dyn Kv, gas_limit: u64) -> Result<CallOutcome> {
+    pub fn call_with(
+        &self,
+        engine: Engine,
+        function: &str,
+        args: &[Value],
+        ctx: &mut dyn ChainContext,
+        kv: &mut dyn Kv,
+        gas_limit: u64,
+    ) -> Result<CallOutcome> {
         let (out, writes) = {
             let mut ov = Overlay::new(kv);
             let out = self.invoke(engine, function, args, Some(ctx), &mut ov, gas_limit, false)?;
@@ -252,15 +301,42 @@ impl Contract {
 
     /// Runs a function without keeping its writes (a free read-only call at
     /// whatever state `kv` shows).
-    pub fn view(&self, function: &str, args: &[Value], ctx: &mut dyn ChainContext, kv: &dyn Kv, gas_cap: u64) -> Result<CallOutcome> {
+    pub fn view(
+        &self,
+        function: &str,
+        args: &[Value],
+        ctx: &mut dyn ChainContext,
+        kv: &dyn Kv,
+        gas_cap: u64,
+    ) -> Result<CallOutcome> {
         let mut ov = Overlay::new(kv);
-        self.invoke(Engine::Jit, function, args, Some(ctx), &mut ov, gas_cap, false)
+        self.invoke(
+            Engine::Jit,
+            function,
+            args,
+            Some(ctx),
+            &mut ov,
+            gas_cap,
+            false,
+        )
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn invoke<'a>(&'a self, engine: Engine, function: &str, args: &[Value], ctx: Option<&'a mut dyn ChainContext>, kv: &'a mut dyn Kv, gas_limit: u64, read_only: bool) -> Result<CallOutcome> {
+    fn invoke<'a>(
+        &'a self,
+        engine: Engine,
+        function: &str,
+        args: &[Value],
+        ctx: Option<&'a mut dyn ChainContext>,
+        kv: &'a mut dyn Kv,
+        gas_limit: u64,
+        read_only: bool,
+    ) -> Result<CallOutcome> {
         let name = function.to_ascii_lowercase();
-        let fi = self.cat.func(&name).ok_or_else(|| SqlError::Call(format!("function {function} does not exist")))?;
+        let fi = self
+            .cat
+            .func(&name)
+            .ok_or_else(|| SqlError::Call(format!("function {function} does not exist")))?;
         let mut rt = self.runtime(kv, ctx, gas_limit, read_only);
         rt.charge(crate::gas::CALL)?;
         let result = match engine {
@@ -301,7 +377,9 @@ impl Contract {
         let mut c = Compiler::for_query(&self.cat);
         let plan = c.statement(&stmt)?;
         let SqlPlan::Select(q) = plan else {
-            return Err(SqlError::Permission("queries must be SELECT statements".into()));
+            return Err(SqlError::Permission(
+                "queries must be SELECT statements".into(),
+            ));
         };
         let mut ov = Overlay::new(kv);
         let mut rt = self.runtime(&mut ov, None, gas_cap, true);
@@ -322,9 +400,12 @@ impl Contract {
         let plan = c.statement(&stmt)?;
         let cols: Vec<String> = match &plan {
             SqlPlan::Select(q) => q.columns.iter().map(|c| c.0.clone()).collect(),
-            SqlPlan::Insert { returning, .. } | SqlPlan::Update { returning, .. } | SqlPlan::Delete { returning, .. } => {
-                returning.as_ref().map(|r| r.columns.iter().map(|c| c.0.clone()).collect()).unwrap_or_default()
-            }
+            SqlPlan::Insert { returning, .. }
+            | SqlPlan::Update { returning, .. }
+            | SqlPlan::Delete { returning, .. } => returning
+                .as_ref()
+                .map(|r| r.columns.iter().map(|c| c.0.clone()).collect())
+                .unwrap_or_default(),
         };
         let (res, gas, writes) = {
             let mut ov = Overlay::new(kv);
@@ -351,7 +432,11 @@ impl Contract {
                 .iter()
                 .map(|s| AbiFunction {
                     name: s.name.clone(),
-                    params: s.params.iter().map(|(n, t)| (n.clone(), t.to_string())).collect(),
+                    params: s
+                        .params
+                        .iter()
+                        .map(|(n, t)| (n.clone(), t.to_string()))
+                        .collect(),
                     returns: s.returns.to_string(),
                 })
                 .collect(),
@@ -361,7 +446,11 @@ impl Contract {
                 .iter()
                 .map(|t| AbiTable {
                     name: t.name.clone(),
-                    columns: t.columns.iter().map(|c| (c.name.clone(), c.ty.to_string(), c.not_null)).collect(),
+                    columns: t
+                        .columns
+                        .iter()
+                        .map(|c| (c.name.clone(), c.ty.to_string(), c.not_null))
+                        .collect(),
                     primary_key: t.pk.iter().map(|&i| t.columns[i].name.clone()).collect(),
                 })
                 .collect(),

@@ -143,7 +143,9 @@ impl Decimal {
     /// Rounds to `digits` places; negative `digits` rounds left of the point.
     pub fn round(&self, digits: i64) -> Result<Decimal> {
         if digits >= 0 {
-            let d = u32::try_from(digits).map_err(|_| overflow())?.min(MAX_SCALE);
+            let d = u32::try_from(digits)
+                .map_err(|_| overflow())?
+                .min(MAX_SCALE);
             return self.rescale(d);
         }
         let k = u32::try_from(-digits).map_err(|_| overflow())?;
@@ -367,7 +369,10 @@ impl std::fmt::Display for Decimal {
             let (a, b) = digits.split_at(digits.len() - s);
             (a.to_string(), b.to_string())
         } else {
-            ("0".to_string(), format!("{}{}", "0".repeat(s - digits.len()), digits))
+            (
+                "0".to_string(),
+                format!("{}{}", "0".repeat(s - digits.len()), digits),
+            )
         };
         if neg {
             f.write_str("-")?;
@@ -394,8 +399,14 @@ mod tests {
         assert_eq!(d("1.50").add(&d("2.125")).unwrap().to_string(), "3.625");
         assert_eq!(d("1.5").mul(&d("-2.25")).unwrap().to_string(), "-3.375");
         assert_eq!(d("-0.05").to_string(), "-0.05");
-        assert_eq!(d("10").div(&d("3")).unwrap().to_string(), "3.3333333333333333");
-        assert_eq!(d("1").div(&d("8")).unwrap().to_string(), "0.12500000000000000000");
+        assert_eq!(
+            d("10").div(&d("3")).unwrap().to_string(),
+            "3.3333333333333333"
+        );
+        assert_eq!(
+            d("1").div(&d("8")).unwrap().to_string(),
+            "0.12500000000000000000"
+        );
         assert_eq!(d("2.5").round(0).unwrap().to_string(), "3");
         assert_eq!(d("-2.5").round(0).unwrap().to_string(), "-3");
         assert_eq!(d("1234.5").round(-2).unwrap().to_string(), "1200");

@@ -193,12 +193,17 @@ mod tests {
 
     #[test]
     fn decimal_keys_sort_numerically() {
-        let vals = ["-100.5", "-2", "-1.25", "-1.2", "0", "0.001", "1.2", "1.23", "9", "10.00", "11"];
+        let vals = [
+            "-100.5", "-2", "-1.25", "-1.2", "0", "0.001", "1.2", "1.23", "9", "10.00", "11",
+        ];
         let keys: Vec<_> = vals.iter().map(|s| encode_key_tuple(&[dec(s)])).collect();
         for w in keys.windows(2) {
             assert!(w[0] < w[1]);
         }
-        assert_eq!(encode_key_tuple(&[dec("10.00")]), encode_key_tuple(&[dec("10")]));
+        assert_eq!(
+            encode_key_tuple(&[dec("10.00")]),
+            encode_key_tuple(&[dec("10")])
+        );
     }
 
     proptest! {

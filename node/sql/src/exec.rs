@@ -105,13 +105,21 @@ pub fn arith(op: ArithOp, a: &Value, b: &Value) -> Result<Value> {
             r.map(Value::Int).ok_or_else(int_overflow)
         }
         (Value::Text(_), other) | (other, Value::Text(_)) if !matches!(other, Value::Text(_)) => {
-            let ty = if matches!(other, Value::Int(_)) { SqlType::BigInt } else { SqlType::Numeric(None) };
+            let ty = if matches!(other, Value::Int(_)) {
+                SqlType::BigInt
+            } else {
+                SqlType::Numeric(None)
+            };
             let (x, y) = (a.cast(&ty)?, b.cast(&ty)?);
             arith(op, &x, &y)
         }
         _ => {
             let (Some(x), Some(y)) = (a.as_decimal(), b.as_decimal()) else {
-                return Err(SqlError::Type(format!("operator does not exist: {} and {}", a.type_of(), b.type_of())));
+                return Err(SqlError::Type(format!(
+                    "operator does not exist: {} and {}",
+                    a.type_of(),
+                    b.type_of()
+                )));
             };
             Ok(Value::Num(match op {
                 ArithOp::Add => x.add(&y)?,
@@ -128,7 +136,10 @@ fn truth(v: &Value) -> Result<Option<bool>> {
     match v {
         Value::Null => Ok(None),
         Value::Bool(b) => Ok(Some(*b)),
-        other => Err(SqlError::Type(format!("argument must be boolean, not {}", other.type_of()))),
+        other => Err(SqlError::Type(format!(
+            "argument must be boolean, not {}",
+            other.type_of()
+        ))),
     }
 }
 
@@ -166,7 +177,9 @@ impl<'a> Runtime<'a> {
     pub fn charge(&mut self, n: u64) -> Result<()> {
         self.gas_used = self.gas_used.saturating_add(n);
         if self.gas_used > self.gas_limit {
-            return Err(SqlError::OutOfGas { limit: self.gas_limit });
+            return Err(SqlError::OutOfGas {
+                limit: self.gas_limit,
+            });
         }
         Ok(())
     }
@@ -174,7 +187,9 @@ impl<'a> Runtime<'a> {
     fn chain(&mut self) -> Result<&mut dyn ChainContext> {
         match self.chain.as_deref_mut() {
             Some(c) => Ok(c),
-            None => Err(SqlError::Chain("chain functions are not available here".into())),
+            None => Err(SqlError::Chain(
+                "chain functions are not available here".into(),
+            )),
         }
     }
 
@@ -185,11 +200,19 @@ impl<'a> Runtime<'a> {
             Expr::Col { depth, idx } => {
                 let mut fr = f;
                 for _ in 0..*depth {
-                    fr = fr.parent.ok_or_else(|| SqlError::Storage("bad column depth".into()))?;
+                    fr = fr
+                        .parent
+                        .ok_or_else(|| SqlError::Storage("bad column depth".into()))?;
                 }
-                fr.row.get(*idx).cloned().ok_or_else(|| SqlError::Storage("bad column index".into()))?
+                fr.row
+                    .get(*idx)
+                    .cloned()
+                    .ok_or_else(|| SqlError::Storage("bad column index".into()))?
             }
-            Expr::Var(s) => vars.get(*s).cloned().ok_or_else(|| SqlError::Storage("bad variable slot".into()))?,
+            Expr::Var(s) => vars
+                .get(*s)
+                .cloned()
+                .ok_or_else(|| SqlError::Storage("bad variable slot".into()))?,
             Expr::Neg(a) => match self.eval(a, f, vars)? {
                 Value::Null => Value::Null,
                 Value::Int(i) => Value::Int(i.checked_neg().ok_or_else(int_overflow)?),
@@ -286,7 +309,9 @@ impl<'a> Runtime<'a> {
             Expr::ScalarSub(q) => {
                 let mut rows = self.select(q, Some(f), vars)?;
                 if rows.len() > 1 {
-                    return Err(SqlError::Type("more than one row returned by a subquery used as an expression".into()));
+                    return Err(SqlError::Type(
+                        "more than one row returned by a subquery used as an expression".into(),
+                    ));
                 }
                 rows.pop().and_then(|mut r| r.pop()).unwrap_or(Value::Null)
             }
@@ -396,14 +421,18 @@ impl<'a> Runtime<'a> {
         let ch = self.chain()?;
         Ok(match c {
             ChainFn::Sender => Value::Text(ch.sender()),
-            ChainFn::BlockHeight => Value::Int(i64::try_from(ch.block_height()).map_err(|_| int_overflow())?),
+            ChainFn::BlockHeight => {
+                Value::Int(i64::try_from(ch.block_height()).map_err(|_| int_overflow())?)
+            }
             ChainFn::BlockTime => Value::Ts(ch.block_time()),
             ChainFn::TxHash => Value::Text(ch.tx_hash()),
             ChainFn::ContractAddress => Value::Text(ch.contract_address()),
             ChainFn::Amount => Value::Num(Decimal::from_u128(ch.amount())?),
             ChainFn::Balance => match text_arg(0)? {
                 None => Value::Null,
-                Some(a) => Value::Num(Decimal::from_u128(ch.balance(&a).map_err(SqlError::Chain)?)?),
+                Some(a) => Value::Num(Decimal::from_u128(
+                    ch.balance(&a).map_err(SqlError::Chain)?,
+                )?),
             },
             ChainFn::Send => {
                 let Some(to) = text_arg(0)? else {
@@ -414,10 +443,13 @@ impl<'a> Runtime<'a> {
                     _ => return Err(SqlError::Chain("send: amount must be a number".into())),
                 };
                 if amt.scale() > 0 && amt.normalized().scale() > 0 {
-                    return Err(SqlError::Chain("send: amount must be a whole number of aer".into()));
+                    return Err(SqlError::Chain(
+                        "send: amount must be a whole number of aer".into(),
+                    ));
                 }
                 let whole = amt.trunc_i128()?;
-                let amt = u128::try_from(whole).map_err(|_| SqlError::Chain("send: negative amount".into()))?;
+                let amt = u128::try_from(whole)
+                    .map_err(|_| SqlError::Chain("send: negative amount".into()))?;
                 self.chain()?.send(&to, amt).map_err(SqlError::Chain)?;
                 Value::Bool(true)
             }
@@ -474,7 +506,13 @@ impl<'a> Runtime<'a> {
     }
 
     /// Reads the rows selected by an access path: (primary-key bytes, row).
-    pub fn table_rows(&mut self, ti: usize, access: &Access, f: &Frame, vars: &[Value]) -> Result<Vec<(Vec<u8>, Vec<Value>)>> {
+    pub fn table_rows(
+        &mut self,
+        ti: usize,
+        access: &Access,
+        f: &Frame,
+        vars: &[Value],
+    ) -> Result<Vec<(Vec<u8>, Vec<Value>)>> {
         let cat = self.cat;
         let t = &cat.tables[ti];
         let mut out = Vec::new();
@@ -536,7 +574,12 @@ impl<'a> Runtime<'a> {
     // ------------------------------------------------------------ select ---
 
     /// Runs a query, returning its output rows.
-    pub fn select(&mut self, q: &Select, outer: Option<&Frame>, vars: &[Value]) -> Result<Vec<Vec<Value>>> {
+    pub fn select(
+        &mut self,
+        q: &Select,
+        outer: Option<&Frame>,
+        vars: &[Value],
+    ) -> Result<Vec<Vec<Value>>> {
         // derived tables once
         let mut derived: Vec<Option<Vec<Vec<Value>>>> = Vec::with_capacity(q.sources.len());
         for s in &q.sources {
@@ -555,7 +598,10 @@ impl<'a> Runtime<'a> {
         };
         let mut out: Vec<(Vec<Value>, Vec<Value>)> = Vec::with_capacity(rows.len());
         for r in &rows {
-            let fr = Frame { row: r, parent: outer };
+            let fr = Frame {
+                row: r,
+                parent: outer,
+            };
             if let Some(h) = &q.having {
                 if truth(&self.eval(h, &fr, vars)?)? != Some(true) {
                     continue;
@@ -583,11 +629,27 @@ impl<'a> Runtime<'a> {
                     let (x, y) = (&a[k], &b[k]);
                     let o = match (x.is_null(), y.is_null()) {
                         (true, true) => Ordering::Equal,
-                        (true, false) => if *nulls_first { Ordering::Less } else { Ordering::Greater },
-                        (false, true) => if *nulls_first { Ordering::Greater } else { Ordering::Less },
+                        (true, false) => {
+                            if *nulls_first {
+                                Ordering::Less
+                            } else {
+                                Ordering::Greater
+                            }
+                        }
+                        (false, true) => {
+                            if *nulls_first {
+                                Ordering::Greater
+                            } else {
+                                Ordering::Less
+                            }
+                        }
                         _ => {
                             let o = sort_cmp(x, y);
-                            if *desc { o.reverse() } else { o }
+                            if *desc {
+                                o.reverse()
+                            } else {
+                                o
+                            }
                         }
                     };
                     if o != Ordering::Equal {
@@ -597,7 +659,10 @@ impl<'a> Runtime<'a> {
                 Ordering::Equal
             });
         }
-        let fr = Frame { row: &[], parent: outer };
+        let fr = Frame {
+            row: &[],
+            parent: outer,
+        };
         let offset = match &q.offset {
             Some(e) => count_arg(&self.eval(e, &fr, vars)?, "OFFSET")?,
             None => 0,
@@ -609,11 +674,25 @@ impl<'a> Runtime<'a> {
             },
             None => usize::MAX,
         };
-        Ok(out.into_iter().skip(offset).take(limit).map(|(_, p)| p).collect())
+        Ok(out
+            .into_iter()
+            .skip(offset)
+            .take(limit)
+            .map(|(_, p)| p)
+            .collect())
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn join(&mut self, q: &Select, k: usize, row: &mut Vec<Value>, outer: Option<&Frame>, vars: &[Value], derived: &[Option<Vec<Vec<Value>>>], out: &mut Vec<Vec<Value>>) -> Result<()> {
+    fn join(
+        &mut self,
+        q: &Select,
+        k: usize,
+        row: &mut Vec<Value>,
+        outer: Option<&Frame>,
+        vars: &[Value],
+        derived: &[Option<Vec<Vec<Value>>>],
+        out: &mut Vec<Vec<Value>>,
+    ) -> Result<()> {
         if k == q.sources.len() {
             if let Some(fl) = &q.filter {
                 let fr = Frame { row, parent: outer };
@@ -629,7 +708,10 @@ impl<'a> Runtime<'a> {
             (_, Some(rows)) => rows.clone(),
             (SourceKind::Table { table, access }, None) => {
                 let fr = Frame { row, parent: outer };
-                self.table_rows(*table, access, &fr, vars)?.into_iter().map(|(_, r)| r).collect()
+                self.table_rows(*table, access, &fr, vars)?
+                    .into_iter()
+                    .map(|(_, r)| r)
+                    .collect()
             }
             (SourceKind::Sub(_), None) => Vec::new(),
         };
@@ -656,19 +738,37 @@ impl<'a> Runtime<'a> {
         Ok(())
     }
 
-    fn aggregate(&mut self, a: &AggPlan, rows: Vec<Vec<Value>>, outer: Option<&Frame>, vars: &[Value]) -> Result<Vec<Vec<Value>>> {
+    fn aggregate(
+        &mut self,
+        a: &AggPlan,
+        rows: Vec<Vec<Value>>,
+        outer: Option<&Frame>,
+        vars: &[Value],
+    ) -> Result<Vec<Vec<Value>>> {
         struct Acc {
             count: i64,
             val: Value,
             seen: BTreeSet<Vec<u8>>,
         }
         let mut groups: BTreeMap<Vec<u8>, (Vec<Value>, Vec<Acc>)> = BTreeMap::new();
-        let new_accs = || a.aggs.iter().map(|_| Acc { count: 0, val: Value::Null, seen: BTreeSet::new() }).collect::<Vec<_>>();
+        let new_accs = || {
+            a.aggs
+                .iter()
+                .map(|_| Acc {
+                    count: 0,
+                    val: Value::Null,
+                    seen: BTreeSet::new(),
+                })
+                .collect::<Vec<_>>()
+        };
         if a.groups.is_empty() {
             groups.insert(Vec::new(), (Vec::new(), new_accs()));
         }
         for r in &rows {
-            let fr = Frame { row: r, parent: outer };
+            let fr = Frame {
+                row: r,
+                parent: outer,
+            };
             let mut gv = Vec::with_capacity(a.groups.len());
             for g in &a.groups {
                 gv.push(self.eval(g, &fr, vars)?);
@@ -691,7 +791,13 @@ impl<'a> Runtime<'a> {
                     AggFn::CountStar | AggFn::Count => Value::Null,
                     AggFn::Sum | AggFn::Avg => {
                         if acc.val.is_null() {
-                            v.cast(&SqlType::Numeric(None)).map(|x| if matches!(v, Value::Int(_)) { v.clone() } else { x })?
+                            v.cast(&SqlType::Numeric(None)).map(|x| {
+                                if matches!(v, Value::Int(_)) {
+                                    v.clone()
+                                } else {
+                                    x
+                                }
+                            })?
                         } else {
                             arith(ArithOp::Add, &acc.val, &v)?
                         }
@@ -705,7 +811,11 @@ impl<'a> Runtime<'a> {
                                 AggFn::Min => o == Some(Ordering::Less),
                                 _ => o == Some(Ordering::Greater),
                             };
-                            if better { v } else { std::mem::replace(&mut acc.val, Value::Null) }
+                            if better {
+                                v
+                            } else {
+                                std::mem::replace(&mut acc.val, Value::Null)
+                            }
                         }
                     }
                 };
@@ -736,9 +846,17 @@ impl<'a> Runtime<'a> {
         match p {
             SqlPlan::Select(q) => {
                 let rows = self.select(q, None, vars)?;
-                Ok(DmlResult { count: rows.len() as u64, rows })
+                Ok(DmlResult {
+                    count: rows.len() as u64,
+                    rows,
+                })
             }
-            SqlPlan::Insert { table, cols, source, returning } => {
+            SqlPlan::Insert {
+                table,
+                cols,
+                source,
+                returning,
+            } => {
                 self.writable()?;
                 let inputs: Vec<Vec<Value>> = match source {
                     InsertSource::Values(rows) => {
@@ -756,7 +874,10 @@ impl<'a> Runtime<'a> {
                 };
                 let cat = self.cat;
                 let t = &cat.tables[*table];
-                let mut res = DmlResult { count: 0, rows: Vec::new() };
+                let mut res = DmlResult {
+                    count: 0,
+                    rows: Vec::new(),
+                };
                 for input in inputs {
                     let mut row = vec![Value::Null; t.columns.len()];
                     let mut given = vec![false; t.columns.len()];
@@ -773,8 +894,16 @@ impl<'a> Runtime<'a> {
                     }
                     let row = self.validate(t, row, vars)?;
                     let pk = self.new_pk(t, &row)?;
-                    if self.kv.get(&self.row_key(t, &pk)).map_err(st_err)?.is_some() {
-                        return Err(SqlError::Constraint(format!("duplicate key value violates primary key of \"{}\"", t.name)));
+                    if self
+                        .kv
+                        .get(&self.row_key(t, &pk))
+                        .map_err(st_err)?
+                        .is_some()
+                    {
+                        return Err(SqlError::Constraint(format!(
+                            "duplicate key value violates primary key of \"{}\"",
+                            t.name
+                        )));
                     }
                     self.write_row(t, &pk, None, &row)?;
                     res.count += 1;
@@ -784,25 +913,49 @@ impl<'a> Runtime<'a> {
                 }
                 Ok(res)
             }
-            SqlPlan::Update { table, access, filter, sets, returning } => {
+            SqlPlan::Update {
+                table,
+                access,
+                filter,
+                sets,
+                returning,
+            } => {
                 self.writable()?;
                 let cat = self.cat;
                 let t = &cat.tables[*table];
                 let targets = self.targets(*table, access, filter, vars)?;
-                let mut res = DmlResult { count: 0, rows: Vec::new() };
+                let mut res = DmlResult {
+                    count: 0,
+                    rows: Vec::new(),
+                };
                 for (pk, old) in targets {
                     let mut new = old.clone();
                     {
-                        let fr = Frame { row: &old, parent: None };
+                        let fr = Frame {
+                            row: &old,
+                            parent: None,
+                        };
                         for (c, e) in sets {
                             new[*c] = self.eval(e, &fr, vars)?;
                         }
                     }
                     let new = self.validate(t, new, vars)?;
-                    let new_pk = if t.pk.is_empty() { pk.clone() } else { self.new_pk(t, &new)? };
+                    let new_pk = if t.pk.is_empty() {
+                        pk.clone()
+                    } else {
+                        self.new_pk(t, &new)?
+                    };
                     if new_pk != pk {
-                        if self.kv.get(&self.row_key(t, &new_pk)).map_err(st_err)?.is_some() {
-                            return Err(SqlError::Constraint(format!("duplicate key value violates primary key of \"{}\"", t.name)));
+                        if self
+                            .kv
+                            .get(&self.row_key(t, &new_pk))
+                            .map_err(st_err)?
+                            .is_some()
+                        {
+                            return Err(SqlError::Constraint(format!(
+                                "duplicate key value violates primary key of \"{}\"",
+                                t.name
+                            )));
                         }
                         self.delete_row(t, &pk, &old)?;
                         self.write_row(t, &new_pk, None, &new)?;
@@ -816,12 +969,20 @@ impl<'a> Runtime<'a> {
                 }
                 Ok(res)
             }
-            SqlPlan::Delete { table, access, filter, returning } => {
+            SqlPlan::Delete {
+                table,
+                access,
+                filter,
+                returning,
+            } => {
                 self.writable()?;
                 let cat = self.cat;
                 let t = &cat.tables[*table];
                 let targets = self.targets(*table, access, filter, vars)?;
-                let mut res = DmlResult { count: 0, rows: Vec::new() };
+                let mut res = DmlResult {
+                    count: 0,
+                    rows: Vec::new(),
+                };
                 for (pk, old) in targets {
                     self.delete_row(t, &pk, &old)?;
                     res.count += 1;
@@ -836,7 +997,9 @@ impl<'a> Runtime<'a> {
 
     fn writable(&self) -> Result<()> {
         if self.read_only {
-            return Err(SqlError::Permission("cannot write in a read-only query".into()));
+            return Err(SqlError::Permission(
+                "cannot write in a read-only query".into(),
+            ));
         }
         Ok(())
     }
@@ -850,12 +1013,21 @@ impl<'a> Runtime<'a> {
         Ok(out)
     }
 
-    fn targets(&mut self, ti: usize, access: &Access, filter: &Option<Expr>, vars: &[Value]) -> Result<Vec<(Vec<u8>, Vec<Value>)>> {
+    fn targets(
+        &mut self,
+        ti: usize,
+        access: &Access,
+        filter: &Option<Expr>,
+        vars: &[Value],
+    ) -> Result<Vec<(Vec<u8>, Vec<Value>)>> {
         let rows = self.table_rows(ti, access, &EMPTY, vars)?;
         let mut out = Vec::with_capacity(rows.len());
         for (pk, r) in rows {
             if let Some(fl) = filter {
-                let fr = Frame { row: &r, parent: None };
+                let fr = Frame {
+                    row: &r,
+                    parent: None,
+                };
                 if truth(&self.eval(fl, &fr, vars)?)? != Some(true) {
                     continue;
                 }
@@ -874,14 +1046,23 @@ impl<'a> Runtime<'a> {
                 other => other,
             })?;
             if v.is_null() && c.not_null {
-                return Err(SqlError::Constraint(format!("null value in column \"{}\" of relation \"{}\" violates not-null constraint", c.name, t.name)));
+                return Err(SqlError::Constraint(format!(
+                    "null value in column \"{}\" of relation \"{}\" violates not-null constraint",
+                    c.name, t.name
+                )));
             }
             out.push(v);
         }
         for (chk, text) in &t.checks {
-            let fr = Frame { row: &out, parent: None };
+            let fr = Frame {
+                row: &out,
+                parent: None,
+            };
             if truth(&self.eval(chk, &fr, vars)?)? == Some(false) {
-                return Err(SqlError::Constraint(format!("new row for relation \"{}\" violates check constraint {text}", t.name)));
+                return Err(SqlError::Constraint(format!(
+                    "new row for relation \"{}\" violates check constraint {text}",
+                    t.name
+                )));
             }
         }
         Ok(out)
@@ -894,10 +1075,16 @@ impl<'a> Runtime<'a> {
         }
         let key = self.table_prefix(keys::SEQ, t.id);
         let next = match self.kv.get(&key).map_err(st_err)? {
-            Some(b) => i64::from_be_bytes(b.as_slice().try_into().map_err(|_| SqlError::Storage("bad sequence".into()))?),
+            Some(b) => i64::from_be_bytes(
+                b.as_slice()
+                    .try_into()
+                    .map_err(|_| SqlError::Storage("bad sequence".into()))?,
+            ),
             None => 1,
         };
-        self.kv.put(&key, &(next + 1).to_be_bytes()).map_err(st_err)?;
+        self.kv
+            .put(&key, &(next + 1).to_be_bytes())
+            .map_err(st_err)?;
         Ok(encode_key_tuple(&[Value::Int(next)]))
     }
 
@@ -905,7 +1092,13 @@ impl<'a> Runtime<'a> {
         ix.cols.iter().map(|&c| row[c].clone()).collect()
     }
 
-    fn write_row(&mut self, t: &Table, pk: &[u8], old: Option<&[Value]>, row: &[Value]) -> Result<()> {
+    fn write_row(
+        &mut self,
+        t: &Table,
+        pk: &[u8],
+        old: Option<&[Value]>,
+        row: &[Value],
+    ) -> Result<()> {
         let bytes = encode_row(row);
         self.charge(gas::ROW_WRITE + gas::PER_KB * (bytes.len() as u64 / 1024))?;
         for ix in &t.indexes {
@@ -927,7 +1120,10 @@ impl<'a> Runtime<'a> {
                 if let Some(e) = it.next() {
                     let (k, _) = e.map_err(st_err)?;
                     if k[p.len()..] != *pk {
-                        return Err(SqlError::Constraint(format!("duplicate key value violates unique constraint \"{}\"", ix.name)));
+                        return Err(SqlError::Constraint(format!(
+                            "duplicate key value violates unique constraint \"{}\"",
+                            ix.name
+                        )));
                     }
                 }
             }
@@ -963,7 +1159,10 @@ impl<'a> Runtime<'a> {
             if ix.unique && !vals.iter().any(|v| v.is_null()) {
                 let end = prefix_end(&p);
                 if self.kv.scan(&p, &end).next().is_some() {
-                    return Err(SqlError::Constraint(format!("could not create unique index \"{}\": duplicate values", ix.name)));
+                    return Err(SqlError::Constraint(format!(
+                        "could not create unique index \"{}\": duplicate values",
+                        ix.name
+                    )));
                 }
             }
             let mut k = p;
@@ -981,7 +1180,9 @@ fn count_arg(v: &Value, what: &str) -> Result<usize> {
             Ok(i) if i >= 0 => Ok(usize::try_from(i).unwrap_or(usize::MAX)),
             _ => Err(SqlError::Type(format!("{what} must not be negative"))),
         },
-        _ => Err(SqlError::Type(format!("{what} must be a non-negative integer"))),
+        _ => Err(SqlError::Type(format!(
+            "{what} must be a non-negative integer"
+        ))),
     }
 }
 
@@ -997,7 +1198,11 @@ fn in_values<'v>(x: &Value, vals: impl Iterator<Item = &'v Value>, neg: bool) ->
             _ => {}
         }
     }
-    Ok(if saw_null { Value::Null } else { Value::Bool(neg) })
+    Ok(if saw_null {
+        Value::Null
+    } else {
+        Value::Bool(neg)
+    })
 }
 
 fn builtin(b: Builtin, v: &[Value]) -> Result<Value> {
@@ -1022,7 +1227,9 @@ fn builtin(b: Builtin, v: &[Value]) -> Result<Value> {
             let (start, end) = if v.len() > 2 {
                 let len = int(2)?;
                 if len < 0 {
-                    return Err(SqlError::Type("negative substring length not allowed".into()));
+                    return Err(SqlError::Type(
+                        "negative substring length not allowed".into(),
+                    ));
                 }
                 (from, from.saturating_add(len))
             } else {
@@ -1030,7 +1237,11 @@ fn builtin(b: Builtin, v: &[Value]) -> Result<Value> {
             };
             let lo = start.max(1) as usize - 1;
             let hi = (end.max(1) as usize - 1).min(s.len());
-            Value::Text(if lo >= hi { String::new() } else { s[lo..hi].iter().collect() })
+            Value::Text(if lo >= hi {
+                String::new()
+            } else {
+                s[lo..hi].iter().collect()
+            })
         }
         Builtin::Abs => match &v[0] {
             Value::Int(i) => Value::Int(i.checked_abs().ok_or_else(int_overflow)?),
@@ -1039,7 +1250,9 @@ fn builtin(b: Builtin, v: &[Value]) -> Result<Value> {
         },
         Builtin::Round => {
             let d = v[0].cast(&SqlType::Numeric(None))?;
-            let Value::Num(d) = d else { return Ok(Value::Null) };
+            let Value::Num(d) = d else {
+                return Ok(Value::Null);
+            };
             let n = if v.len() > 1 { int(1)? } else { 0 };
             Value::Num(d.round(n)?)
         }
@@ -1052,7 +1265,12 @@ mod tests {
 
     #[test]
     fn like_patterns() {
-        let m = |s: &str, p: &str| like(&s.chars().collect::<Vec<_>>(), &p.chars().collect::<Vec<_>>());
+        let m = |s: &str, p: &str| {
+            like(
+                &s.chars().collect::<Vec<_>>(),
+                &p.chars().collect::<Vec<_>>(),
+            )
+        };
         assert!(m("hello", "h%o"));
         assert!(m("hello", "_ello"));
         assert!(!m("hello", "h_o"));

@@ -105,7 +105,10 @@ fn truthy(v: &Value) -> Result<bool> {
     match v {
         Value::Bool(b) => Ok(*b),
         Value::Null => Ok(false),
-        other => Err(SqlError::Type(format!("condition must be boolean, not {}", other.type_of()))),
+        other => Err(SqlError::Type(format!(
+            "condition must be boolean, not {}",
+            other.type_of()
+        ))),
     }
 }
 
@@ -117,9 +120,20 @@ fn int_of(v: Value, what: &str) -> Result<i64> {
 }
 
 /// Runs a SQL statement with INTO handling (shared with the JIT helpers).
-pub fn exec_sql(rt: &mut Runtime, plan: &SqlPlan, into: &[usize], strict: bool, vars: &mut [Value], slots: &[SqlType]) -> Result<()> {
+pub fn exec_sql(
+    rt: &mut Runtime,
+    plan: &SqlPlan,
+    into: &[usize],
+    strict: bool,
+    vars: &mut [Value],
+    slots: &[SqlType],
+) -> Result<()> {
     let res = rt.run_plan(plan, vars)?;
-    let found = if matches!(plan, SqlPlan::Select(_)) { !res.rows.is_empty() } else { res.count > 0 };
+    let found = if matches!(plan, SqlPlan::Select(_)) {
+        !res.rows.is_empty()
+    } else {
+        res.count > 0
+    };
     if !into.is_empty() {
         if strict && res.rows.len() != 1 {
             return Err(SqlError::Exception(if res.rows.is_empty() {
@@ -145,7 +159,12 @@ pub fn exec_sql(rt: &mut Runtime, plan: &SqlPlan, into: &[usize], strict: bool, 
     Ok(())
 }
 
-fn exec_stmts(rt: &mut Runtime, stmts: &[Stmt], vars: &mut Vec<Value>, slots: &[SqlType]) -> Result<Flow> {
+fn exec_stmts(
+    rt: &mut Runtime,
+    stmts: &[Stmt],
+    vars: &mut Vec<Value>,
+    slots: &[SqlType],
+) -> Result<Flow> {
     for s in stmts {
         rt.charge(s.cost)?;
         match &s.kind {
@@ -188,7 +207,11 @@ fn exec_stmts(rt: &mut Runtime, stmts: &[Stmt], vars: &mut Vec<Value>, slots: &[
                     None => true,
                 };
                 if go {
-                    return Ok(if *is_continue { Flow::Continue(*target) } else { Flow::Exit(*target) });
+                    return Ok(if *is_continue {
+                        Flow::Continue(*target)
+                    } else {
+                        Flow::Exit(*target)
+                    });
                 }
             }
             StmtKind::Return(e) => {
@@ -216,7 +239,13 @@ fn exec_stmts(rt: &mut Runtime, stmts: &[Stmt], vars: &mut Vec<Value>, slots: &[
 }
 
 /// Returns Some(flow) when the loop ends by RETURN or an outer EXIT/CONTINUE.
-fn body_flow(rt: &mut Runtime, id: usize, body: &[Stmt], vars: &mut Vec<Value>, slots: &[SqlType]) -> Result<Option<Option<Flow>>> {
+fn body_flow(
+    rt: &mut Runtime,
+    id: usize,
+    body: &[Stmt],
+    vars: &mut Vec<Value>,
+    slots: &[SqlType],
+) -> Result<Option<Option<Flow>>> {
     // Ok(None) = keep looping; Ok(Some(None)) = leave this loop; Ok(Some(Some(f))) = propagate
     match exec_stmts(rt, body, vars, slots)? {
         Flow::Next => Ok(None),
@@ -226,7 +255,15 @@ fn body_flow(rt: &mut Runtime, id: usize, body: &[Stmt], vars: &mut Vec<Value>, 
     }
 }
 
-fn exec_loop(rt: &mut Runtime, id: usize, plan: &LoopPlan, body: &[Stmt], cost: u64, vars: &mut Vec<Value>, slots: &[SqlType]) -> Result<Option<Flow>> {
+fn exec_loop(
+    rt: &mut Runtime,
+    id: usize,
+    plan: &LoopPlan,
+    body: &[Stmt],
+    cost: u64,
+    vars: &mut Vec<Value>,
+    slots: &[SqlType],
+) -> Result<Option<Flow>> {
     match plan {
         LoopPlan::Plain => loop {
             if let Some(r) = body_flow(rt, id, body, vars, slots)? {
@@ -243,7 +280,13 @@ fn exec_loop(rt: &mut Runtime, id: usize, plan: &LoopPlan, body: &[Stmt], cost: 
             }
             rt.charge(cost)?;
         },
-        LoopPlan::Range { var, lo, hi, by, reverse } => {
+        LoopPlan::Range {
+            var,
+            lo,
+            hi,
+            by,
+            reverse,
+        } => {
             let a = int_of(rt.eval(lo, &EMPTY, vars)?, "lower bound")?;
             let b = int_of(rt.eval(hi, &EMPTY, vars)?, "upper bound")?;
             let step = match by {
@@ -251,7 +294,9 @@ fn exec_loop(rt: &mut Runtime, id: usize, plan: &LoopPlan, body: &[Stmt], cost: 
                 None => 1,
             };
             if step <= 0 {
-                return Err(SqlError::Exception("BY value of FOR loop must be greater than zero".into()));
+                return Err(SqlError::Exception(
+                    "BY value of FOR loop must be greater than zero".into(),
+                ));
             }
             let mut i = a;
             loop {
@@ -263,7 +308,11 @@ fn exec_loop(rt: &mut Runtime, id: usize, plan: &LoopPlan, body: &[Stmt], cost: 
                     return Ok(r);
                 }
                 rt.charge(cost)?;
-                let next = if *reverse { i.checked_sub(step) } else { i.checked_add(step) };
+                let next = if *reverse {
+                    i.checked_sub(step)
+                } else {
+                    i.checked_add(step)
+                };
                 match next {
                     Some(n) => i = n,
                     None => return Ok(None),

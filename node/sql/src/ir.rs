@@ -231,24 +231,30 @@ impl Expr {
     /// whether an expression can drive an index lookup).
     pub fn max_local_col(&self) -> Option<usize> {
         let mut m: Option<usize> = None;
-        self.walk(&mut |e, d| {
-            if let Expr::Col { depth, idx } = e {
-                if *depth == d {
-                    m = Some(m.map_or(*idx, |x: usize| x.max(*idx)));
+        self.walk(
+            &mut |e, d| {
+                if let Expr::Col { depth, idx } = e {
+                    if *depth == d {
+                        m = Some(m.map_or(*idx, |x: usize| x.max(*idx)));
+                    }
                 }
-            }
-        }, 0);
+            },
+            0,
+        );
         m
     }
 
     /// True if it references no column at depth 0 and no subquery.
     pub fn is_row_independent(&self) -> bool {
         let mut ok = true;
-        self.walk(&mut |e, d| match e {
-            Expr::Col { depth, .. } if *depth == d => ok = false,
-            Expr::InSub(..) | Expr::Exists(..) | Expr::ScalarSub(_) => ok = false,
-            _ => {}
-        }, 0);
+        self.walk(
+            &mut |e, d| match e {
+                Expr::Col { depth, .. } if *depth == d => ok = false,
+                Expr::InSub(..) | Expr::Exists(..) | Expr::ScalarSub(_) => ok = false,
+                _ => {}
+            },
+            0,
+        );
         ok
     }
 
@@ -425,7 +431,10 @@ impl Select {
         }
         if let Some(a) = &self.agg {
             a.groups.iter().for_each(|e| e.walk(f, d));
-            a.aggs.iter().filter_map(|x| x.arg.as_ref()).for_each(|e| e.walk(f, d));
+            a.aggs
+                .iter()
+                .filter_map(|x| x.arg.as_ref())
+                .for_each(|e| e.walk(f, d));
         }
     }
 }

@@ -25,11 +25,7 @@ pub trait Kv {
     /// Deletes one key (no error if absent).
     fn delete(&mut self, key: &[u8]) -> Result<(), KvError>;
     /// All pairs with `start <= key < end`, in ascending key order.
-    fn scan<'a>(
-        &'a self,
-        start: &[u8],
-        end: &[u8],
-    ) -> Box<dyn Iterator<Item = KvItem> + 'a>;
+    fn scan<'a>(&'a self, start: &[u8], end: &[u8]) -> Box<dyn Iterator<Item = KvItem> + 'a>;
 }
 
 /// In-memory [`Kv`] on a `BTreeMap`.

@@ -150,7 +150,11 @@ fn check_end(p: &mut Parser, fallback: Pos) -> Result<()> {
     let t = p.peek_token();
     if t.token != Token::EOF {
         return perr(
-            if t.span.start.line > 0 { tok_pos(&t) } else { fallback },
+            if t.span.start.line > 0 {
+                tok_pos(&t)
+            } else {
+                fallback
+            },
             format!("unexpected token {}", t.token),
         );
     }
@@ -253,6 +257,10 @@ fn parse_type_toks(toks: &[Tok], fallback: Pos) -> Result<SqlType> {
     }
     if toks.len() == 1 && is_kw(&toks[0], "void") {
         return Ok(SqlType::Void);
+    }
+    if toks.len() == 1 && is_kw(&toks[0], "record") {
+        // record variables get one slot per column from their FOR loop
+        return Ok(SqlType::Unknown);
     }
     let dialect = PostgreSqlDialect {};
     let mut p = Parser::new(&dialect).with_tokens_with_locations(parser_for(toks));
@@ -357,7 +365,9 @@ fn parse_function(
         loop {
             // [IN] name type
             if toks.get(i).is_some_and(|t| is_kw(t, "in"))
-                && toks.get(i + 2).is_some_and(|t| matches!(t.token, Token::Word(_)))
+                && toks
+                    .get(i + 2)
+                    .is_some_and(|t| matches!(t.token, Token::Word(_)))
             {
                 i += 1;
             }
@@ -408,7 +418,11 @@ fn parse_function(
             match toks.get(i + 1).map(|t| (&t.token, t.span.start)) {
                 Some((Token::DollarQuotedString(s), loc)) => {
                     let tag = s.tag.as_ref().map(|t| t.len()).unwrap_or(0) as u64;
-                    body = Some((s.value.clone(), Location::new(loc.line, loc.column + tag + 2), i + 1));
+                    body = Some((
+                        s.value.clone(),
+                        Location::new(loc.line, loc.column + tag + 2),
+                        i + 1,
+                    ));
                 }
                 Some((Token::SingleQuotedString(s), loc)) => {
                     body = Some((s.clone(), Location::new(loc.line, loc.column + 1), i + 1));
@@ -443,7 +457,13 @@ fn parse_function(
     let mut bp = BodyParser {
         toks: &btoks,
         i: 0,
-        end_pos: at(body_idx),
+        end_pos: toks
+            .get(body_idx)
+            .map(|t| Pos {
+                line: t.span.end.line,
+                col: t.span.end.column,
+            })
+            .unwrap_or(pos),
     };
     let block = bp.parse_block_top()?;
     Ok((
@@ -628,7 +648,10 @@ impl BodyParser<'_> {
                 .peek()
                 .map(|t| t.token.to_string())
                 .unwrap_or_else(|| "end of function body".into());
-            perr(self.pos(), format!("expected {}, found {found}", kw.to_uppercase()))
+            perr(
+                self.pos(),
+                format!("expected {}, found {found}", kw.to_uppercase()),
+            )
         }
     }
     fn eat_semi(&mut self) -> bool {
@@ -802,12 +825,14 @@ impl BodyParser<'_> {
         };
         let kw = word(t).map(|w| w.to_ascii_lowercase()).unwrap_or_default();
         let quoted = matches!(&t.token, Token::Word(w) if w.quote_style.is_some());
-        let is_assign = matches!(
-            self.toks.get(self.i + 1).map(|t| &t.token),
-            Some(Token::Assignment) | Some(Token::Period)
-        ) || (matches!(self.toks.get(self.i + 1).map(|t| &t.token), Some(Token::Eq))
-            && !matches!(kw.as_str(), "return" | "raise"));
-        if label.is_some() && !matches!(kw.as_str(), "loop" | "while" | "for" | "declare" | "begin") {
+        let is_assign =
+            matches!(
+                self.toks.get(self.i + 1).map(|t| &t.token),
+                Some(Token::Assignment) | Some(Token::Period)
+            ) || (matches!(self.toks.get(self.i + 1).map(|t| &t.token), Some(Token::Eq))
+                && !matches!(kw.as_str(), "return" | "raise"));
+        if label.is_some() && !matches!(kw.as_str(), "loop" | "while" | "for" | "declare" | "begin")
+        {
             return perr(pos, "a label must precede LOOP, WHILE, FOR or a block");
         }
         if quoted || is_assign {
@@ -872,7 +897,10 @@ impl BodyParser<'_> {
                 let toks = self.until(&["loop", "by"], false).to_vec();
                 // split at the `..` (tokenized as periods or inside numbers)
                 let text: String = toks.iter().map(|t| format!("{} ", t.token)).collect();
-                let compact = text.replace(". .", "..").replace(" .", ".").replace(". ", ".");
+                let compact = text
+                    .replace(". .", "..")
+                    .replace(" .", ".")
+                    .replace(". ", ".");
                 let Some((a, b)) = split_range(&compact) else {
                     return perr(rpos, "expected lower..upper in FOR loop");
                 };
@@ -980,7 +1008,10 @@ impl BodyParser<'_> {
                 if holes != args.len() {
                     return Err(SqlError::Resolve {
                         pos: fpos,
-                        msg: format!("RAISE format has {holes} placeholders but {} arguments", args.len()),
+                        msg: format!(
+                            "RAISE format has {holes} placeholders but {} arguments",
+                            args.len()
+                        ),
                     });
                 }
                 Ok(PStmt::Raise {
@@ -998,7 +1029,11 @@ impl BodyParser<'_> {
             "declare" | "begin" => {
                 let b = self.parse_block()?;
                 if let Some(l) = &label {
-                    if self.peek().and_then(word).is_some_and(|w| w.eq_ignore_ascii_case(l)) {
+                    if self
+                        .peek()
+                        .and_then(word)
+                        .is_some_and(|w| w.eq_ignore_ascii_case(l))
+                    {
                         self.i += 1;
                     }
                 }
@@ -1009,7 +1044,13 @@ impl BodyParser<'_> {
                 self.i += 1;
                 let toks = self.until(&[], true).to_vec();
                 self.expect_semi()?;
-                let mut v = vec![TokenWithSpan::new(Token::make_keyword("SELECT"), Span::new(Location::new(pos.line, pos.col), Location::new(pos.line, pos.col)))];
+                let mut v = vec![TokenWithSpan::new(
+                    Token::make_keyword("SELECT"),
+                    Span::new(
+                        Location::new(pos.line, pos.col),
+                        Location::new(pos.line, pos.col),
+                    ),
+                )];
                 v.extend(toks);
                 let stmt = parse_stmt_toks(&v, pos)?;
                 Ok(PStmt::Sql {
@@ -1028,7 +1069,11 @@ impl BodyParser<'_> {
         let body = self.parse_stmts(&["end"])?;
         self.end_kw("loop")?;
         if let Some(l) = &label {
-            if self.peek().and_then(word).is_some_and(|w| w.eq_ignore_ascii_case(l)) {
+            if self
+                .peek()
+                .and_then(word)
+                .is_some_and(|w| w.eq_ignore_ascii_case(l))
+            {
                 self.i += 1;
             }
         }
@@ -1143,7 +1188,8 @@ mod tests {
 
     #[test]
     fn errors_have_positions() {
-        let err = parse_script("CREATE FUNCTION f() RETURNS int AS $$\nBEGIN\n  x := ;\nEND $$").unwrap_err();
+        let err = parse_script("CREATE FUNCTION f() RETURNS int AS $$\nBEGIN\n  x := ;\nEND $$")
+            .unwrap_err();
         let p = err.pos().unwrap();
         assert_eq!(p.line, 3, "{err}");
         let err = parse_script("SELEC 1").unwrap_err();

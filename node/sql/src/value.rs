@@ -31,7 +31,10 @@ pub enum SqlType {
 impl SqlType {
     /// True for BIGINT/INTEGER/NUMERIC.
     pub fn is_numeric(&self) -> bool {
-        matches!(self, SqlType::BigInt | SqlType::Integer | SqlType::Numeric(_))
+        matches!(
+            self,
+            SqlType::BigInt | SqlType::Integer | SqlType::Numeric(_)
+        )
     }
 }
 
@@ -133,7 +136,11 @@ pub fn parse_timestamp(s: &str) -> Result<i64> {
             Some(x) => x.parse().map_err(|_| bad())?,
             None => 0,
         };
-        if tp.next().is_some() || !(0..24).contains(&hh) || !(0..60).contains(&mm) || !(0..60).contains(&ss) {
+        if tp.next().is_some()
+            || !(0..24).contains(&hh)
+            || !(0..60).contains(&mm)
+            || !(0..60).contains(&ss)
+        {
             return Err(bad());
         }
     }
@@ -360,9 +367,14 @@ mod tests {
             "12.35"
         );
         assert!(Value::Int(1 << 40).cast(&SqlType::Integer).is_err());
-        assert!(Value::Text("abcd".into()).cast(&SqlType::Text(Some(3))).is_err());
+        assert!(Value::Text("abcd".into())
+            .cast(&SqlType::Text(Some(3)))
+            .is_err());
         assert_eq!(
-            Value::Text("\\x01ff".into()).cast(&SqlType::Bytea).unwrap().to_text(),
+            Value::Text("\\x01ff".into())
+                .cast(&SqlType::Bytea)
+                .unwrap()
+                .to_text(),
             "\\x01ff"
         );
         assert_eq!(

@@ -1,0 +1,466 @@
+//! Language coverage: DDL, DML, queries, procedural constructs, chain
+//! context, errors (with positions), constraints and atomicity.
+
+use aergo_sql::{Contract, Engine, MemKv, MockChain, SqlError, Value};
+
+const GAS: u64 = 10_000_000;
+
+fn deploy(src: &str) -> (Contract, MemKv) {
+    let mut kv = MemKv::new();
+    let (c, _) =
+        Contract::deploy(src, "owner", b"k/", &mut kv, GAS).unwrap_or_else(|e| panic!("{e}"));
+    (c, kv)
+}
+
+fn q(c: &Contract, kv: &MemKv, sql: &str) -> Vec<String> {
+    c.query(sql, kv, GAS)
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .rows
+        .iter()
+        .map(|r| {
+            r.iter()
+                .map(|v| v.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .collect()
+}
+
+fn call(
+    c: &Contract,
+    kv: &mut MemKv,
+    f: &str,
+    args: &[Value],
+) -> Result<aergo_sql::CallOutcome, SqlError> {
+    let mk = || {
+        let mut ctx = MockChain {
+            sender: "alice".into(),
+            height: 42,
+            time: 1_700_000_000,
+            tx_hash: "ab".repeat(32),
+            contract: "Cx1".into(),
+            amount: 5,
+            ..Default::default()
+        };
+        ctx.balances.insert("Cx1".into(), 1000);
+        ctx
+    };
+    // the JIT engine must agree exactly: result, events, gas, error and writes
+    let mut kv_j = kv.clone();
+    let mut ctx_j = mk();
+    let j = c.call_with(Engine::Jit, f, args, &mut ctx_j, &mut kv_j, GAS);
+    let mut ctx = mk();
+    let a = c.call_with(Engine::Interpreter, f, args, &mut ctx, kv, GAS);
+    assert_eq!(
+        format!("{a:?}"),
+        format!("{j:?}"),
+        "engines disagree on {f}"
+    );
+    assert_eq!(
+        kv.entries(),
+        kv_j.entries(),
+        "engines wrote differently in {f}"
+    );
+    assert_eq!(ctx.balances, ctx_j.balances);
+    a
+}
+
+const SHOP: &str = r#"
+CREATE TABLE items (
+  id BIGINT PRIMARY KEY,
+  name VARCHAR(10) NOT NULL UNIQUE,
+  price NUMERIC(10,2) NOT NULL CHECK (price >= 0),
+  qty INTEGER DEFAULT 0,
+  active BOOLEAN DEFAULT true
+);
+CREATE TABLE orders (oid BIGINT PRIMARY KEY, item BIGINT, n INTEGER, buyer TEXT);
+CREATE INDEX orders_item ON orders (item);
+INSERT INTO items VALUES (1, 'apple', 1.50, 10, true), (2, 'pear', 2.25, 0, true), (3, 'plum', 0.99, 5, false);
+INSERT INTO orders VALUES (10, 1, 2, 'bob'), (11, 1, 1, 'carol'), (12, 3, 4, 'bob'), (13, 9, 1, 'dave');
+
+CREATE FUNCTION buy(who TEXT, item_id BIGINT, n INTEGER) RETURNS NUMERIC AS $$
+DECLARE
+  p NUMERIC(10,2);
+  left_qty INTEGER;
+  next_id BIGINT;
+BEGIN
+  SELECT price, qty INTO p, left_qty FROM items WHERE id = item_id AND active;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'no such item %', item_id;
+  ELSIF left_qty < n THEN
+    RAISE EXCEPTION 'only % left', left_qty;
+  END IF;
+  UPDATE items SET qty = qty - n WHERE id = item_id;
+  SELECT COALESCE(MAX(oid), 0) + 1 INTO next_id FROM orders;
+  INSERT INTO orders VALUES (next_id, item_id, n, who);
+  RAISE NOTICE 'sold % x % to %', n, item_id, who;
+  RETURN p * n;
+END;
+$$ LANGUAGE plpgsql;
+
+CREATE FUNCTION fact(n BIGINT) RETURNS BIGINT AS $$
+BEGIN
+  IF n <= 1 THEN RETURN 1; END IF;
+  RETURN n * fact(n - 1);
+END $$;
+
+CREATE FUNCTION loops(n INTEGER) RETURNS TEXT AS $$
+DECLARE
+  s TEXT := '';
+  i INTEGER := 0;
+  total BIGINT := 0;
+  r RECORD;
+BEGIN
+  LOOP
+    i := i + 1;
+    EXIT WHEN i > n;
+    CONTINUE WHEN i % 2 = 0;
+    s := s || i;
+  END LOOP;
+  WHILE i > 0 LOOP i := i - 3; END LOOP;
+  FOR k IN REVERSE 10..1 BY 4 LOOP s := s || '/' || k; END LOOP;
+  <<outer>>
+  FOR a IN 1..3 LOOP
+    FOR b IN 1..3 LOOP
+      EXIT outer WHEN a * b = 4;
+      total := total + a * b;
+    END LOOP;
+  END LOOP;
+  FOR r IN SELECT name, qty FROM items ORDER BY name LOOP
+    s := s || ';' || r.name || '=' || r.qty;
+  END LOOP;
+  RETURN s || ' t=' || total || ' i=' || i;
+END $$;
+
+CREATE FUNCTION whoami() RETURNS TEXT AS $$
+BEGIN
+  PERFORM send('bob', 7);
+  RETURN sender() || '@' || block_height() || ' ' || block_time() || ' ' || amount()
+      || ' ' || contract_address() || ' ' || balance('bob') || ' ' || length(tx_hash());
+END $$;
+
+CREATE FUNCTION noret(x INTEGER) RETURNS INTEGER AS $$
+BEGIN
+  IF x > 0 THEN RETURN x; END IF;
+END $$;
+"#;
+
+#[test]
+fn queries() {
+    let (c, kv) = deploy(SHOP);
+    assert_eq!(
+        q(&c, &kv, "SELECT name FROM items"),
+        vec!["apple", "pear", "plum"]
+    );
+    assert_eq!(
+        q(
+            &c,
+            &kv,
+            "SELECT name, price * qty AS v FROM items WHERE qty > 0 ORDER BY v DESC"
+        ),
+        vec!["apple,15.00", "plum,4.95"]
+    );
+    assert_eq!(
+        q(
+            &c,
+            &kv,
+            "SELECT i.name, o.oid FROM orders o JOIN items i ON i.id = o.item ORDER BY o.oid"
+        ),
+        vec!["apple,10", "apple,11", "plum,12"]
+    );
+    assert_eq!(
+        q(&c, &kv, "SELECT o.oid, i.name FROM orders o LEFT JOIN items i ON i.id = o.item WHERE o.oid > 11"),
+        vec!["12,plum", "13,NULL"]
+    );
+    assert_eq!(
+        q(&c, &kv, "SELECT buyer, COUNT(*), SUM(n), MIN(item), MAX(oid) FROM orders GROUP BY buyer HAVING COUNT(*) >= 1 ORDER BY 2 DESC, buyer"),
+        vec!["bob,2,6,1,12", "carol,1,1,1,11", "dave,1,1,9,13"]
+    );
+    assert_eq!(
+        q(&c, &kv, "SELECT AVG(price) FROM items"),
+        vec!["1.5800000000000000"]
+    );
+    assert_eq!(
+        q(
+            &c,
+            &kv,
+            "SELECT COUNT(*), SUM(qty) FROM items WHERE id > 100"
+        ),
+        vec!["0,NULL"]
+    );
+    assert_eq!(
+        q(
+            &c,
+            &kv,
+            "SELECT name FROM items WHERE id IN (SELECT item FROM orders WHERE buyer = 'bob')"
+        ),
+        vec!["apple", "plum"]
+    );
+    assert_eq!(
+        q(&c, &kv, "SELECT name FROM items i WHERE NOT EXISTS (SELECT 1 FROM orders o WHERE o.item = i.id)"),
+        vec!["pear"]
+    );
+    assert_eq!(
+        q(
+            &c,
+            &kv,
+            "SELECT (SELECT MAX(oid) FROM orders), 7 / 2, 7 % 3, -7 / 2"
+        ),
+        vec!["13,3,1,-3"]
+    );
+    assert_eq!(
+        q(
+            &c,
+            &kv,
+            "SELECT name FROM items ORDER BY id LIMIT 1 OFFSET 1"
+        ),
+        vec!["pear"]
+    );
+    assert_eq!(
+        q(&c, &kv, "SELECT name LIKE 'p%', name BETWEEN 'b' AND 'q', CASE WHEN qty > 5 THEN 'many' WHEN qty > 0 THEN 'few' ELSE 'none' END FROM items"),
+        vec!["f,f,many", "t,t,none", "t,t,few"]
+    );
+    assert_eq!(
+        q(&c, &kv, "SELECT upper(name) || '!', lower('AbC'), substr(name, 2, 2), abs(-2.5), round(2.345, 2), NULLIF(qty, 0), COALESCE(NULL, qty, 1) FROM items WHERE id = 2"),
+        vec!["PEAR!,abc,ea,2.5,2.35,NULL,0"]
+    );
+    assert_eq!(q(&c, &kv, "SELECT CAST('12.5' AS NUMERIC(5,1)) + 1, '7'::INTEGER * 2, NULL IS NULL, 1 IN (2, NULL)"), vec!["13.5,14,t,NULL"]);
+    assert_eq!(
+        q(&c, &kv, "SELECT DISTINCT buyer FROM orders ORDER BY buyer"),
+        vec!["bob", "carol", "dave"]
+    );
+    assert_eq!(q(&c, &kv, "SELECT x.b, x.c FROM (SELECT buyer AS b, COUNT(*) AS c FROM orders GROUP BY buyer) x WHERE x.c > 1"), vec!["bob,2"]);
+    assert_eq!(
+        q(
+            &c,
+            &kv,
+            "SELECT TIMESTAMP '2024-05-06 07:08:09', '\\x0aff'::BYTEA"
+        ),
+        vec!["2024-05-06 07:08:09,\\x0aff"]
+    );
+}
+
+#[test]
+fn procedural_and_events() {
+    let (c, mut kv) = deploy(SHOP);
+    let out = call(
+        &c,
+        &mut kv,
+        "buy",
+        &[Value::Text("zed".into()), Value::Int(1), Value::Int(3)],
+    )
+    .unwrap();
+    assert_eq!(out.result.to_string(), "4.50");
+    assert_eq!(out.events, vec!["sold 3 x 1 to zed".to_string()]);
+    assert_eq!(q(&c, &kv, "SELECT qty FROM items WHERE id = 1"), vec!["7"]);
+    assert_eq!(
+        q(&c, &kv, "SELECT oid, buyer FROM orders WHERE oid = 14"),
+        vec!["14,zed"]
+    );
+    let before = kv.entries().clone();
+    let err = call(
+        &c,
+        &mut kv,
+        "buy",
+        &[Value::Text("zed".into()), Value::Int(1), Value::Int(99)],
+    )
+    .unwrap_err();
+    assert_eq!(err, SqlError::Exception("only 7 left".into()));
+    let err = call(
+        &c,
+        &mut kv,
+        "buy",
+        &[Value::Text("zed".into()), Value::Int(3), Value::Int(1)],
+    )
+    .unwrap_err();
+    assert_eq!(err, SqlError::Exception("no such item 3".into()));
+    assert_eq!(kv.entries(), &before);
+    let out = call(&c, &mut kv, "fact", &[Value::Int(20)]).unwrap();
+    assert_eq!(out.result.to_string(), "2432902008176640000");
+    assert!(matches!(
+        call(&c, &mut kv, "fact", &[Value::Int(21)]).unwrap_err(),
+        SqlError::Overflow(_)
+    ));
+    assert!(matches!(
+        call(&c, &mut kv, "fact", &[Value::Int(100)]).unwrap_err(),
+        SqlError::StackDepth | SqlError::Overflow(_)
+    ));
+    let out = call(&c, &mut kv, "loops", &[Value::Int(5)]).unwrap();
+    assert_eq!(
+        out.result.to_string(),
+        "135/10/6/2;apple=7;pear=0;plum=5 t=8 i=0"
+    );
+    let out = call(&c, &mut kv, "whoami", &[]).unwrap();
+    assert_eq!(
+        out.result.to_string(),
+        "alice@42 2023-11-14 22:13:20 5 Cx1 7 64"
+    );
+    let err = call(&c, &mut kv, "noret", &[Value::Int(0)]).unwrap_err();
+    assert!(matches!(err, SqlError::Exception(_)), "{err}");
+    assert_eq!(
+        call(&c, &mut kv, "noret", &[Value::Text("4".into())])
+            .unwrap()
+            .result
+            .to_string(),
+        "4"
+    );
+    assert!(matches!(
+        call(&c, &mut kv, "nope", &[]).unwrap_err(),
+        SqlError::Call(_)
+    ));
+    assert!(matches!(
+        call(&c, &mut kv, "fact", &[]).unwrap_err(),
+        SqlError::Call(_)
+    ));
+    assert!(matches!(
+        call(&c, &mut kv, "fact", &[Value::Text("x".into())]).unwrap_err(),
+        SqlError::Call(_)
+    ));
+}
+
+#[test]
+fn constraints_revert_everything() {
+    let (c, mut kv) = deploy(SHOP);
+    let before = kv.entries().clone();
+    for sql in [
+        "INSERT INTO items VALUES (1, 'dup', 1, 1, true)",
+        "INSERT INTO items VALUES (4, 'apple', 1, 1, true)",
+        "INSERT INTO items (id, price) VALUES (5, 1)",
+        "INSERT INTO items VALUES (6, 'x', -1, 1, true)",
+        "INSERT INTO items VALUES (7, 'waytoolongname', 1, 1, true)",
+        "INSERT INTO items VALUES (8, 'y', 123456789012.00, 1, true)",
+        "INSERT INTO items VALUES (9, 'z', 1, 99999999999, true)",
+        "UPDATE items SET name = 'pear' WHERE id = 1",
+        "UPDATE items SET id = 2 WHERE id = 1",
+        "UPDATE items SET qty = qty / 0",
+        "INSERT INTO items VALUES (10, 'ok', 1, 1, true), (1, 'bad', 1, 1, true)",
+    ] {
+        let err = c.execute(sql, &mut kv, GAS).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                SqlError::Constraint(_) | SqlError::Overflow(_) | SqlError::DivisionByZero
+            ),
+            "{sql}: {err}"
+        );
+        assert_eq!(kv.entries(), &before, "{sql} left writes");
+    }
+    // unique index maintained through updates and deletes
+    c.execute(
+        "UPDATE items SET name = 'apricot' WHERE id = 1",
+        &mut kv,
+        GAS,
+    )
+    .unwrap();
+    c.execute(
+        "INSERT INTO items (id, name, price) VALUES (4, 'apple', 3)",
+        &mut kv,
+        GAS,
+    )
+    .unwrap();
+    assert_eq!(
+        q(
+            &c,
+            &kv,
+            "SELECT id, qty, active FROM items WHERE name = 'apple'"
+        ),
+        vec!["4,0,t"]
+    );
+    let r = c
+        .execute(
+            "DELETE FROM orders WHERE item = 1 RETURNING oid",
+            &mut kv,
+            GAS,
+        )
+        .unwrap();
+    assert_eq!(r.rows.len(), 2);
+    assert_eq!(q(&c, &kv, "SELECT oid FROM orders"), vec!["12", "13"]);
+    let r = c
+        .execute(
+            "UPDATE items SET id = id + 100 WHERE id = 4 RETURNING id, name",
+            &mut kv,
+            GAS,
+        )
+        .unwrap();
+    assert_eq!(r.rows[0][0].to_string(), "104");
+    assert_eq!(
+        q(&c, &kv, "SELECT id FROM items WHERE name = 'apple'"),
+        vec!["104"]
+    );
+}
+
+#[test]
+fn deploy_errors_have_line_and_column() {
+    let cases: &[(&str, u64)] = &[
+        ("CREATE TABLE t (a INT PRIMARY KEY);\nCREATE FUNCTION f() RETURNS INT AS $$\nBEGIN\n  RETURN nosuch;\nEND $$;", 4),
+        ("CREATE TABLE t (a INT PRIMARY KEY);\n\nSELEKT 1;", 3),
+        ("CREATE FUNCTION f() RETURNS INT AS $$\nBEGIN\n  SELECT a INTO x FROM t;\nEND $$;", 3),
+        ("CREATE TABLE t (a INT);\nCREATE FUNCTION f() RETURNS INT AS $$\nDECLARE x INT;\nBEGIN\n  SELECT zz INTO x FROM t;\n  RETURN x;\nEND $$;", 5),
+        ("CREATE TABLE t (a INT);\nCREATE FUNCTION f() RETURNS INT AS $$\nBEGIN\n  RETURN 1 + 'a'::TEXT || 1 + true;\nEND $$;", 4),
+        ("CREATE FUNCTION f() RETURNS INT AS $$\nBEGIN\n  EXIT;\nEND $$;", 3),
+        ("CREATE FUNCTION f() RETURNS INT AS $$\nBEGIN\n  RETURN g(1);\nEND $$;", 3),
+        ("CREATE TABLE t (a INT, a INT);", 1),
+        ("CREATE FUNCTION f() RETURNS INT AS $$\nBEGIN\n  IF true THEN RETURN 1;\nEND $$;", 4),
+    ];
+    for (src, line) in cases {
+        let mut kv = MemKv::new();
+        let err = match Contract::deploy(src, "o", b"x/", &mut kv, GAS) {
+            Ok(_) => panic!("deployed: {src}"),
+            Err(e) => e,
+        };
+        let pos = err.pos().unwrap_or_else(|| panic!("no position: {err}"));
+        assert_eq!(pos.line, *line, "{src}\n=> {err}");
+        assert!(kv.is_empty());
+    }
+}
+
+#[test]
+fn gas_limits_loops_and_queries() {
+    let (c, mut kv) = deploy("CREATE FUNCTION spin() RETURNS INT AS $$ BEGIN LOOP END LOOP; END $$; CREATE TABLE t (a INT);");
+    assert!(matches!(
+        call(&c, &mut kv, "spin", &[]).unwrap_err(),
+        SqlError::OutOfGas { .. }
+    ));
+    for i in 0..50 {
+        c.execute(&format!("INSERT INTO t VALUES ({i})"), &mut kv, GAS)
+            .unwrap();
+    }
+    assert!(matches!(
+        c.query("SELECT a FROM t", &kv, 100).unwrap_err(),
+        SqlError::OutOfGas { .. }
+    ));
+    assert!(matches!(
+        c.query("DELETE FROM t", &kv, GAS).unwrap_err(),
+        SqlError::Permission(_)
+    ));
+    assert!(c.query("SELECT sender()", &kv, GAS).is_err());
+    assert_eq!(q(&c, &kv, "SELECT COUNT(*) FROM t"), vec!["50"]);
+}
+
+#[test]
+fn upgrade_owner_only_and_builds_indexes() {
+    let (mut c, mut kv) = deploy("CREATE TABLE t (a INT PRIMARY KEY, b TEXT); INSERT INTO t VALUES (1, 'x'), (2, 'y');\nCREATE FUNCTION f() RETURNS INT AS $$ BEGIN RETURN 1; END $$;");
+    let up = "CREATE TABLE IF NOT EXISTS t (a INT); CREATE UNIQUE INDEX tb ON t (b);\nCREATE OR REPLACE FUNCTION f() RETURNS INT AS $$ BEGIN RETURN (SELECT a FROM t WHERE b = 'y'); END $$;";
+    assert!(matches!(
+        c.upgrade(up, "mallory", &mut kv, GAS).unwrap_err(),
+        SqlError::Permission(_)
+    ));
+    c.upgrade(up, "owner", &mut kv, GAS).unwrap();
+    assert_eq!(call(&c, &mut kv, "f", &[]).unwrap().result.to_string(), "2");
+    assert!(c
+        .execute("INSERT INTO t VALUES (3, 'x')", &mut kv, GAS)
+        .is_err());
+    let c2 = Contract::load(b"k/", &kv).unwrap();
+    assert_eq!(
+        call(&c2, &mut kv, "f", &[]).unwrap().result.to_string(),
+        "2"
+    );
+    assert!(c
+        .upgrade(
+            "CREATE FUNCTION f() RETURNS INT AS $$ BEGIN RETURN 3; END $$;",
+            "owner",
+            &mut kv,
+            GAS
+        )
+        .is_err());
+}
