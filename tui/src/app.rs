@@ -1,0 +1,762 @@
+//! Application state and key handling.
+//!
+//! [`App::key`] turns a key press into a state change and, when data must be fetched or an
+//! operator action carried out, an [`Action`] for the event loop. It never does I/O, so every
+//! key path is unit-testable. [`App::apply`] merges data arriving from the background sources.
+
+use std::cell::Cell;
+
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+use crate::model::{BlockRow, MempoolTx, Model};
+use crate::source::Update;
+use crate::theme::Theme;
+use aergo_os::control::{LogLine, ServiceInfo};
+
+/// The eight screens, in tab order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Screen {
+    /// Node identity, chain head, alerts.
+    Overview,
+    /// Live blocks and the block → tx → receipt drill-down.
+    Blocks,
+    /// Pending transactions.
+    Mempool,
+    /// Peers and producers.
+    Peers,
+    /// CPU, memory, disks, network.
+    Resources,
+    /// AergoFS volumes and disk space.
+    Storage,
+    /// Init's services.
+    Services,
+    /// Service logs.
+    Logs,
+}
+
+impl Screen {
+    /// All screens in order.
+    pub const ALL: [Screen; 8] = [
+        Screen::Overview,
+        Screen::Blocks,
+        Screen::Mempool,
+        Screen::Peers,
+        Screen::Resources,
+        Screen::Storage,
+        Screen::Services,
+        Screen::Logs,
+    ];
+
+    /// Position (0-based).
+    pub fn index(self) -> usize {
+        Screen::ALL.iter().position(|s| *s == self).unwrap_or(0)
+    }
+
+    /// Tab title.
+    pub fn title(self) -> &'static str {
+        match self {
+            Screen::Overview => "Overview",
+            Screen::Blocks => "Blocks",
+            Screen::Mempool => "Mempool",
+            Screen::Peers => "Peers",
+            Screen::Resources => "Resources",
+            Screen::Storage => "Storage",
+            Screen::Services => "Services",
+            Screen::Logs => "Logs",
+        }
+    }
+
+    fn offset(self, by: isize) -> Screen {
+        let n = Screen::ALL.len() as isize;
+        let i = (self.index() as isize + by).rem_euclid(n) as usize;
+        Screen::ALL[i]
+    }
+
+    fn filterable(self) -> bool {
+        matches!(
+            self,
+            Screen::Blocks | Screen::Mempool | Screen::Services | Screen::Logs
+        )
+    }
+}
+
+/// A drill-down view pushed on top of a list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Detail {
+    /// A block by height.
+    Block(u64),
+    /// A transaction by hash.
+    Tx(String),
+    /// The receipt (and events) of a transaction.
+    Receipt(String),
+}
+
+/// What the event loop must do after a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Nothing beyond redrawing.
+    None,
+    /// Leave the program.
+    Quit,
+    /// Fetch a block with its transactions.
+    OpenBlock(u64),
+    /// Fetch a transaction and its receipt.
+    OpenTx(String),
+    /// Restart a service (confirmed).
+    Restart(String),
+    /// Show logs of this service.
+    Logs(String),
+}
+
+/// Where the data comes from, shown in the status line and outage banners.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Endpoints {
+    /// Node RPC URL.
+    pub rpc: String,
+    /// Init control endpoint.
+    pub init: String,
+    /// AergoFS URL.
+    pub fs: String,
+}
+
+/// The whole UI state.
+#[derive(Debug)]
+pub struct App {
+    /// Data.
+    pub model: Model,
+    /// Current screen.
+    pub screen: Screen,
+    /// Selected row per screen (index into the filtered rows).
+    pub sel: [usize; 8],
+    /// Filter text per screen.
+    pub filters: [String; 8],
+    /// Whether the filter of the current screen is being typed.
+    pub editing_filter: bool,
+    /// Drill-down stacks of the Blocks and Mempool screens.
+    pub details: [Vec<Detail>; 8],
+    /// Selected transaction inside an open block.
+    pub detail_sel: usize,
+    /// Help overlay shown.
+    pub help: bool,
+    /// Service awaiting a y/n restart confirmation.
+    pub confirm: Option<String>,
+    /// `q` and Ctrl-C disabled (appliance console).
+    pub no_quit: bool,
+    /// Colours and glyphs.
+    pub theme: Theme,
+    /// Current time (ms since the epoch), advanced by the event loop.
+    pub now_ms: u64,
+    /// Service whose logs are shown.
+    pub log_service: Option<String>,
+    /// Logs follow the tail.
+    pub follow: bool,
+    /// Long log lines wrap.
+    pub wrap: bool,
+    /// First shown log line when not following.
+    pub log_top: usize,
+    /// Data sources, for display.
+    pub endpoints: Endpoints,
+    /// Rows of the last drawn table (for PgUp/PgDn), set while drawing.
+    pub page: Cell<usize>,
+}
+
+impl App {
+    /// A fresh app.
+    pub fn new(theme: Theme, no_quit: bool, endpoints: Endpoints, now_ms: u64) -> Self {
+        Self {
+            model: Model::default(),
+            screen: Screen::Overview,
+            sel: [0; 8],
+            filters: Default::default(),
+            editing_filter: false,
+            details: Default::default(),
+            detail_sel: 0,
+            help: false,
+            confirm: None,
+            no_quit,
+            theme,
+            now_ms,
+            log_service: None,
+            follow: true,
+            wrap: false,
+            log_top: 0,
+            endpoints,
+            page: Cell::new(10),
+        }
+    }
+
+    /// The filter of the current screen.
+    pub fn filter(&self) -> &str {
+        &self.filters[self.screen.index()]
+    }
+
+    /// The open drill-down view of the current screen, if any.
+    pub fn detail(&self) -> Option<&Detail> {
+        self.details[self.screen.index()].last()
+    }
+
+    fn matches(filter: &str, fields: &[&str]) -> bool {
+        if filter.is_empty() {
+            return true;
+        }
+        let f = filter.to_lowercase();
+        fields.iter().any(|s| s.to_lowercase().contains(&f))
+    }
+
+    /// Blocks shown under the current filter.
+    pub fn visible_blocks(&self) -> Vec<&BlockRow> {
+        let f = &self.filters[Screen::Blocks.index()];
+        self.model
+            .blocks
+            .get()
+            .map(|v| {
+                v.iter()
+                    .filter(|b| Self::matches(f, &[&b.height.to_string(), &b.hash, &b.producer]))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Pending transactions shown under the current filter.
+    pub fn visible_mempool(&self) -> Vec<&MempoolTx> {
+        let f = &self.filters[Screen::Mempool.index()];
+        self.model
+            .mempool
+            .get()
+            .map(|m| {
+                m.txs
+                    .iter()
+                    .filter(|t| Self::matches(f, &[&t.hash, &t.from]))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Services shown under the current filter.
+    pub fn visible_services(&self) -> Vec<&ServiceInfo> {
+        let f = &self.filters[Screen::Services.index()];
+        self.model
+            .init
+            .get()
+            .map(|i| {
+                i.services
+                    .iter()
+                    .filter(|s| Self::matches(f, &[&s.name, s.state.as_str()]))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Log lines shown under the current filter.
+    pub fn visible_logs(&self) -> Vec<&LogLine> {
+        let f = &self.filters[Screen::Logs.index()];
+        self.model
+            .logs
+            .get()
+            .map(|v| v.iter().filter(|l| Self::matches(f, &[&l.text])).collect())
+            .unwrap_or_default()
+    }
+
+    /// Names of the services whose logs can be shown (init's own log first).
+    pub fn log_services(&self) -> Vec<String> {
+        let mut v = vec!["init".to_string()];
+        if let Some(i) = self.model.init.get() {
+            v.extend(i.services.iter().map(|s| s.name.clone()));
+        }
+        v
+    }
+
+    fn rows(&self) -> usize {
+        match (self.screen, self.detail()) {
+            (Screen::Blocks, None) => self.visible_blocks().len(),
+            (Screen::Blocks, Some(Detail::Block(h))) => self
+                .model
+                .block
+                .get()
+                .filter(|b| b.summary.height == *h)
+                .map(|b| b.txs.len())
+                .unwrap_or(0),
+            (Screen::Mempool, None) => self.visible_mempool().len(),
+            (Screen::Services, _) => self.visible_services().len(),
+            (Screen::Logs, _) => self.visible_logs().len(),
+            _ => 0,
+        }
+    }
+
+    fn in_block_detail(&self) -> bool {
+        matches!(self.detail(), Some(Detail::Block(_)))
+    }
+
+    fn cursor(&mut self) -> &mut usize {
+        if self.in_block_detail() {
+            &mut self.detail_sel
+        } else if self.screen == Screen::Logs {
+            &mut self.log_top
+        } else {
+            &mut self.sel[self.screen.index()]
+        }
+    }
+
+    fn move_by(&mut self, by: isize) {
+        let rows = self.rows();
+        if self.screen == Screen::Logs && !self.in_block_detail() {
+            if self.follow {
+                self.log_top = rows.saturating_sub(self.page.get());
+            }
+            self.follow = false;
+        }
+        let c = self.cursor();
+        let max = rows.saturating_sub(1) as isize;
+        *c = (*c as isize + by).clamp(0, max.max(0)) as usize;
+    }
+
+    fn switch(&mut self, s: Screen) -> Action {
+        self.screen = s;
+        self.editing_filter = false;
+        if s == Screen::Logs && self.log_service.is_none() {
+            let name = self
+                .model
+                .init
+                .get()
+                .and_then(|i| i.services.iter().find(|s| s.name == "node"))
+                .map(|s| s.name.clone())
+                .unwrap_or_else(|| "init".to_string());
+            self.log_service = Some(name.clone());
+            return Action::Logs(name);
+        }
+        Action::None
+    }
+
+    fn cycle_log_service(&mut self, by: isize) -> Action {
+        let names = self.log_services();
+        let cur = self
+            .log_service
+            .as_ref()
+            .and_then(|n| names.iter().position(|x| x == n))
+            .unwrap_or(0) as isize;
+        let i = (cur + by).rem_euclid(names.len() as isize) as usize;
+        let name = names[i].clone();
+        self.log_service = Some(name.clone());
+        self.model.logs = Default::default();
+        self.follow = true;
+        Action::Logs(name)
+    }
+
+    /// Handles one key press.
+    pub fn key(&mut self, k: KeyEvent) -> Action {
+        let ctrl = k.modifiers.contains(KeyModifiers::CONTROL);
+        if ctrl && k.code == KeyCode::Char('c') {
+            return self.quit();
+        }
+        if self.help {
+            self.help = false;
+            return Action::None;
+        }
+        if let Some(name) = self.confirm.clone() {
+            return match k.code {
+                KeyCode::Char('y') | KeyCode::Char('Y') => {
+                    self.confirm = None;
+                    self.model.flash = Some(format!("restarting {name}…"));
+                    Action::Restart(name)
+                }
+                KeyCode::Char('n') | KeyCode::Char('N') | KeyCode::Esc => {
+                    self.confirm = None;
+                    Action::None
+                }
+                _ => Action::None,
+            };
+        }
+        if self.editing_filter {
+            let i = self.screen.index();
+            match k.code {
+                KeyCode::Enter => self.editing_filter = false,
+                KeyCode::Esc => {
+                    self.filters[i].clear();
+                    self.editing_filter = false;
+                }
+                KeyCode::Backspace => {
+                    self.filters[i].pop();
+                }
+                KeyCode::Char(c) if !ctrl => {
+                    self.filters[i].push(c);
+                    self.sel[i] = 0;
+                }
+                _ => {}
+            }
+            return Action::None;
+        }
+        let page = self.page.get().max(1) as isize;
+        match k.code {
+            KeyCode::Char('q') => return self.quit(),
+            KeyCode::Char('?') => self.help = true,
+            KeyCode::Tab => return self.switch(self.screen.offset(1)),
+            KeyCode::BackTab => return self.switch(self.screen.offset(-1)),
+            KeyCode::Char(c @ '1'..='8') => {
+                let i = c as usize - '1' as usize;
+                return self.switch(Screen::ALL[i]);
+            }
+            KeyCode::Up | KeyCode::Char('k') => self.move_by(-1),
+            KeyCode::Down | KeyCode::Char('j') => self.move_by(1),
+            KeyCode::PageUp => self.move_by(-page),
+            KeyCode::PageDown => self.move_by(page),
+            KeyCode::Home | KeyCode::Char('g') => self.move_by(isize::MIN / 2),
+            KeyCode::End | KeyCode::Char('G') => {
+                if self.screen == Screen::Logs {
+                    self.follow = true;
+                } else {
+                    self.move_by(isize::MAX / 2);
+                }
+            }
+            KeyCode::Left | KeyCode::Char('h') => {
+                if self.screen == Screen::Logs {
+                    return self.cycle_log_service(-1);
+                }
+                self.back();
+            }
+            KeyCode::Right | KeyCode::Char('l') => {
+                if self.screen == Screen::Logs {
+                    return self.cycle_log_service(1);
+                }
+                return self.enter();
+            }
+            KeyCode::Enter => return self.enter(),
+            KeyCode::Esc | KeyCode::Backspace => self.back(),
+            KeyCode::Char('/') if self.screen.filterable() => self.editing_filter = true,
+            KeyCode::Char('r') if self.screen == Screen::Services => {
+                let name = self
+                    .visible_services()
+                    .get(self.sel[Screen::Services.index()])
+                    .map(|s| s.name.clone());
+                self.confirm = name;
+            }
+            KeyCode::Char('f') if self.screen == Screen::Logs => {
+                self.follow = !self.follow;
+                if !self.follow {
+                    self.log_top = self.rows().saturating_sub(self.page.get());
+                }
+            }
+            KeyCode::Char('w') if self.screen == Screen::Logs => self.wrap = !self.wrap,
+            _ => {}
+        }
+        Action::None
+    }
+
+    fn quit(&mut self) -> Action {
+        if self.no_quit {
+            self.model.flash = Some("quitting is disabled on this console".into());
+            Action::None
+        } else {
+            Action::Quit
+        }
+    }
+
+    fn back(&mut self) {
+        let i = self.screen.index();
+        if self.details[i].pop().is_some() {
+            return;
+        }
+        if !self.filters[i].is_empty() {
+            self.filters[i].clear();
+            self.sel[i] = 0;
+        }
+    }
+
+    fn enter(&mut self) -> Action {
+        let i = self.screen.index();
+        match (self.screen, self.detail().cloned()) {
+            (Screen::Blocks, None) => {
+                let h = self.visible_blocks().get(self.sel[i]).map(|b| b.height);
+                if let Some(h) = h {
+                    self.details[i].push(Detail::Block(h));
+                    self.detail_sel = 0;
+                    return Action::OpenBlock(h);
+                }
+            }
+            (Screen::Blocks, Some(Detail::Block(h))) => {
+                let hash = self
+                    .model
+                    .block
+                    .get()
+                    .filter(|b| b.summary.height == h)
+                    .and_then(|b| b.txs.get(self.detail_sel))
+                    .map(|t| t.hash.clone());
+                if let Some(hash) = hash {
+                    self.details[i].push(Detail::Tx(hash.clone()));
+                    return Action::OpenTx(hash);
+                }
+            }
+            (Screen::Mempool, None) => {
+                let hash = self
+                    .visible_mempool()
+                    .get(self.sel[i])
+                    .map(|t| t.hash.clone());
+                if let Some(hash) = hash {
+                    self.details[i].push(Detail::Tx(hash.clone()));
+                    return Action::OpenTx(hash);
+                }
+            }
+            (_, Some(Detail::Tx(hash))) => {
+                self.details[i].push(Detail::Receipt(hash));
+            }
+            (Screen::Services, _) => {
+                let name = self
+                    .visible_services()
+                    .get(self.sel[i])
+                    .map(|s| s.name.clone());
+                if let Some(name) = name {
+                    self.screen = Screen::Logs;
+                    self.log_service = Some(name.clone());
+                    self.model.logs = Default::default();
+                    self.follow = true;
+                    return Action::Logs(name);
+                }
+            }
+            _ => {}
+        }
+        Action::None
+    }
+
+    /// Merges data from a background source.
+    pub fn apply(&mut self, u: Update) {
+        let now = self.now_ms;
+        let m = &mut self.model;
+        match u {
+            Update::Chain(r) => match r {
+                Ok(v) => m.chain.ok(v, now),
+                Err(e) => m.chain.fail(e, now),
+            },
+            Update::Node(r) => match r {
+                Ok(v) => m.node.ok(v, now),
+                Err(e) => m.node.fail(e, now),
+            },
+            Update::Blocks(r) => match r {
+                Ok(v) => m.merge_blocks(v, now),
+                Err(e) => m.blocks.fail(e, now),
+            },
+            Update::NewBlock(b) => {
+                let keep_top = self.sel[Screen::Blocks.index()] == 0;
+                m.add_block(b, now);
+                if !keep_top {
+                    // keep the same block selected as the list grows at the top
+                    self.sel[Screen::Blocks.index()] += 1;
+                }
+            }
+            Update::Subscribed(live) => m.ws_live = live,
+            Update::Mempool(r) => match r {
+                Ok(v) => m.mempool.ok(v, now),
+                Err(e) => m.mempool.fail(e, now),
+            },
+            Update::Block(h, r) => {
+                if self.details[Screen::Blocks.index()].contains(&Detail::Block(h)) {
+                    match r {
+                        Ok(v) => m.block.ok(v, now),
+                        Err(e) => {
+                            m.block.value = None;
+                            m.block.fail(e, now)
+                        }
+                    }
+                }
+            }
+            Update::Tx(hash, r) => match r {
+                Ok(v) => m.tx.ok(v, now),
+                Err(e) => {
+                    m.tx.value = None;
+                    m.tx.fail(format!("{}: {e}", crate::fmt::short(&hash, 17)), now)
+                }
+            },
+            Update::Init(r) => match r {
+                Ok(v) => m.init.ok(v, now),
+                Err(e) => m.init.fail(e, now),
+            },
+            Update::Logs(service, r) => {
+                if self.log_service.as_deref() == Some(service.as_str()) {
+                    match r {
+                        Ok(v) => m.logs.ok(v, now),
+                        Err(e) => m.logs.fail(e, now),
+                    }
+                }
+            }
+            Update::LogLine(line) => {
+                if self.log_service.as_deref() == Some(line.service.as_str()) {
+                    let mut v = m.logs.value.take().unwrap_or_default();
+                    v.push(line);
+                    let excess = v.len().saturating_sub(crate::source::MAX_LOG_LINES);
+                    v.drain(..excess);
+                    m.logs.ok(v, now);
+                }
+            }
+            Update::Storage(r) => match r {
+                Ok(v) => m.storage.ok(v, now),
+                Err(e) => m.storage.fail(e, now),
+            },
+            Update::Resources(r) => match r {
+                Ok(s) => m.resources.push(s),
+                Err(e) => m.resources.error = Some(e),
+            },
+            Update::Flash(s) => m.flash = Some(s),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{BlockDetail, TxRow};
+    use crate::theme::ThemeKind;
+
+    fn key(c: KeyCode) -> KeyEvent {
+        KeyEvent::new(c, KeyModifiers::NONE)
+    }
+
+    fn app() -> App {
+        let mut a = App::new(
+            Theme::new(ThemeKind::Ansi16),
+            false,
+            Endpoints::default(),
+            1_000,
+        );
+        let blocks = (1..=5)
+            .rev()
+            .map(|h| BlockRow {
+                height: h,
+                hash: format!("{h:064x}"),
+                ..Default::default()
+            })
+            .collect();
+        a.model.merge_blocks(blocks, 0);
+        a
+    }
+
+    #[test]
+    fn tabs_digits_and_wraparound() {
+        let mut a = app();
+        a.key(key(KeyCode::BackTab));
+        assert_eq!(a.screen, Screen::Logs);
+        a.key(key(KeyCode::Tab));
+        assert_eq!(a.screen, Screen::Overview);
+        a.key(key(KeyCode::Char('5')));
+        assert_eq!(a.screen, Screen::Resources);
+    }
+
+    #[test]
+    fn drill_down_block_tx_receipt_and_back() {
+        let mut a = app();
+        a.key(key(KeyCode::Char('2')));
+        a.key(key(KeyCode::Down));
+        assert_eq!(a.key(key(KeyCode::Enter)), Action::OpenBlock(4));
+        a.apply(Update::Block(
+            4,
+            Ok(BlockDetail {
+                summary: BlockRow {
+                    height: 4,
+                    ..Default::default()
+                },
+                txs: vec![
+                    TxRow {
+                        hash: "aa".into(),
+                        ..Default::default()
+                    },
+                    TxRow {
+                        hash: "bb".into(),
+                        ..Default::default()
+                    },
+                ],
+                ..Default::default()
+            }),
+        ));
+        a.key(key(KeyCode::Char('j')));
+        assert_eq!(a.key(key(KeyCode::Enter)), Action::OpenTx("bb".into()));
+        assert_eq!(a.key(key(KeyCode::Enter)), Action::None);
+        assert_eq!(a.detail(), Some(&Detail::Receipt("bb".into())));
+        a.key(key(KeyCode::Esc));
+        a.key(key(KeyCode::Esc));
+        assert_eq!(a.detail(), Some(&Detail::Block(4)));
+        a.key(key(KeyCode::Esc));
+        assert_eq!(a.detail(), None);
+        assert_eq!(a.sel[1], 1);
+    }
+
+    #[test]
+    fn filter_narrows_and_esc_clears() {
+        let mut a = app();
+        a.key(key(KeyCode::Char('2')));
+        a.key(key(KeyCode::Char('/')));
+        a.key(key(KeyCode::Char('3')));
+        a.key(key(KeyCode::Enter));
+        assert_eq!(a.visible_blocks().len(), 1);
+        assert_eq!(a.key(key(KeyCode::Enter)), Action::OpenBlock(3));
+        a.key(key(KeyCode::Esc));
+        a.key(key(KeyCode::Esc));
+        assert_eq!(a.filter(), "");
+        assert_eq!(a.visible_blocks().len(), 5);
+    }
+
+    #[test]
+    fn quit_respects_no_quit_and_selection_clamps() {
+        let mut a = app();
+        assert_eq!(a.key(key(KeyCode::Char('q'))), Action::Quit);
+        a.no_quit = true;
+        assert_eq!(a.key(key(KeyCode::Char('q'))), Action::None);
+        assert_eq!(
+            a.key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL)),
+            Action::None
+        );
+        assert!(a.model.flash.is_some());
+        a.key(key(KeyCode::Char('2')));
+        a.key(key(KeyCode::Char('G')));
+        assert_eq!(a.sel[1], 4);
+        a.key(key(KeyCode::PageDown));
+        assert_eq!(a.sel[1], 4);
+        a.key(key(KeyCode::Char('g')));
+        assert_eq!(a.sel[1], 0);
+    }
+
+    #[test]
+    fn restart_needs_confirmation() {
+        let mut a = app();
+        a.model.init.ok(
+            crate::model::InitView {
+                services: vec![ServiceInfo {
+                    name: "node".into(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            },
+            0,
+        );
+        a.key(key(KeyCode::Char('7')));
+        a.key(key(KeyCode::Char('r')));
+        assert_eq!(a.confirm.as_deref(), Some("node"));
+        assert_eq!(a.key(key(KeyCode::Char('x'))), Action::None);
+        assert_eq!(a.key(key(KeyCode::Char('n'))), Action::None);
+        assert!(a.confirm.is_none());
+        a.key(key(KeyCode::Char('r')));
+        assert_eq!(
+            a.key(key(KeyCode::Char('y'))),
+            Action::Restart("node".into())
+        );
+    }
+
+    #[test]
+    fn new_blocks_keep_selection_on_the_same_block() {
+        let mut a = app();
+        a.key(key(KeyCode::Char('2')));
+        a.key(key(KeyCode::Down));
+        a.apply(Update::NewBlock(BlockRow {
+            height: 6,
+            ..Default::default()
+        }));
+        assert_eq!(a.visible_blocks()[a.sel[1]].height, 4);
+    }
+
+    #[test]
+    fn logs_screen_picks_a_service_and_cycles() {
+        let mut a = app();
+        assert_eq!(a.key(key(KeyCode::Char('8'))), Action::Logs("init".into()));
+        assert_eq!(a.key(key(KeyCode::Char('l'))), Action::Logs("init".into()));
+        a.key(key(KeyCode::Char('f')));
+        assert!(!a.follow);
+        a.key(key(KeyCode::Char('G')));
+        assert!(a.follow);
+    }
+}

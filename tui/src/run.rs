@@ -1,0 +1,176 @@
+//! The event loop: owns the terminal, starts the data sources, merges their updates and key
+//! presses into the [`App`], and redraws. Input is read on its own thread and everything
+//! else arrives through one channel, so a dead node never delays a key press. The screen is
+//! redrawn on input, on data, and once a second (for "N ago" texts), nothing more: that keeps
+//! idle CPU low.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ratatui::backend::Backend;
+use ratatui::crossterm::event::{self, Event as TermEvent, KeyEventKind};
+use ratatui::Terminal;
+use tokio::sync::mpsc;
+
+use crate::app::{Action, App};
+use crate::source::init::InitRequest;
+use crate::source::node::NodeRequest;
+use crate::source::{self, now_ms, Update};
+
+/// Errors of the event loop.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// Terminal I/O failed.
+    #[error("terminal: {0}")]
+    Terminal(#[from] std::io::Error),
+    /// The init control endpoint could not be parsed.
+    #[error("init endpoint: {0}")]
+    Endpoint(String),
+}
+
+/// Where to find everything.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Node RPC URL.
+    pub rpc: String,
+    /// Init control endpoint (socket path or host:port).
+    pub init: String,
+    /// Token for init's TCP endpoint.
+    pub init_token: Option<String>,
+    /// AergoFS URL.
+    pub fs: String,
+}
+
+#[allow(clippy::large_enum_variant)] // short-lived messages; boxing buys nothing
+enum Event {
+    Input(TermEvent),
+    Data(Update),
+    Tick,
+}
+
+fn spawn_input(tx: mpsc::Sender<Event>) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("aergo-top-input".into())
+        .spawn(move || loop {
+            match event::read() {
+                Ok(e) => {
+                    if tx.blocking_send(Event::Input(e)).is_err() {
+                        return;
+                    }
+                }
+                Err(_) => return,
+            }
+        })
+        .map(|_| ())
+}
+
+/// Runs the dashboard until the user quits. Must be called inside a tokio runtime.
+pub async fn run<B: Backend>(
+    terminal: &mut Terminal<B>,
+    mut app: App,
+    cfg: Config,
+) -> Result<(), RunError> {
+    let (data_tx, mut data_rx) = mpsc::channel::<Update>(1024);
+    let (ev_tx, mut ev_rx) = mpsc::channel::<Event>(256);
+
+    // Node
+    let node = Arc::new(source::rpc::RpcNode::new(&cfg.rpc));
+    let live = Arc::new(AtomicBool::new(false));
+    let (node_req_tx, node_req_rx) = mpsc::channel::<NodeRequest>(16);
+    tokio::spawn(source::node::poll(
+        node.clone(),
+        data_tx.clone(),
+        live.clone(),
+        Duration::from_secs(1),
+        Duration::from_secs(10),
+    ));
+    tokio::spawn(source::node::subscribe(
+        node.clone(),
+        data_tx.clone(),
+        live.clone(),
+        Duration::from_secs(10),
+    ));
+    tokio::spawn(source::node::serve(node, node_req_rx, data_tx.clone()));
+
+    // Init
+    let endpoint = aergo_os::control::Endpoint::parse(&cfg.init)
+        .map_err(|e| RunError::Endpoint(e.to_string()))?;
+    let client = aergo_os::control::Client::new(endpoint, cfg.init_token.clone());
+    let (init_req_tx, init_req_rx) = mpsc::channel::<InitRequest>(16);
+    source::init::spawn(
+        client,
+        data_tx.clone(),
+        init_req_rx,
+        Duration::from_secs(2),
+        Duration::from_secs(15),
+    );
+
+    // AergoFS, resources
+    tokio::spawn(source::fs::poll(
+        cfg.fs.clone(),
+        data_tx.clone(),
+        Duration::from_secs(5),
+        Duration::from_secs(30),
+    ));
+    source::resources::spawn(data_tx.clone(), Duration::from_secs(1))?;
+    drop(data_tx);
+
+    // Forward data and ticks into the event channel.
+    {
+        let ev_tx = ev_tx.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            loop {
+                let e = tokio::select! {
+                    u = data_rx.recv() => match u {
+                        Some(u) => Event::Data(u),
+                        None => return,
+                    },
+                    _ = tick.tick() => Event::Tick,
+                };
+                if ev_tx.send(e).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+    spawn_input(ev_tx)?;
+
+    app.now_ms = now_ms();
+    terminal.draw(|f| crate::ui::draw(f, &app))?;
+    while let Some(first) = ev_rx.recv().await {
+        let mut next = Some(first);
+        // Apply everything queued before drawing once.
+        while let Some(e) = next {
+            app.now_ms = now_ms();
+            match e {
+                Event::Tick => {}
+                Event::Data(u) => app.apply(u),
+                Event::Input(TermEvent::Key(k)) if k.kind != KeyEventKind::Release => {
+                    match app.key(k) {
+                        Action::None => {}
+                        Action::Quit => return Ok(()),
+                        Action::OpenBlock(h) => {
+                            let _ = node_req_tx.try_send(NodeRequest::Block(h));
+                        }
+                        Action::OpenTx(hash) => {
+                            let _ = node_req_tx.try_send(NodeRequest::Tx(hash));
+                        }
+                        Action::Restart(name) => {
+                            let _ = init_req_tx.try_send(InitRequest::Restart(name));
+                        }
+                        Action::Logs(name) => {
+                            let _ = init_req_tx.try_send(InitRequest::Logs(name));
+                        }
+                    }
+                }
+                Event::Input(_) => {}
+            }
+            next = ev_rx.try_recv().ok();
+        }
+        terminal.draw(|f| crate::ui::draw(f, &app))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,561 @@
+//! The Blocks screen with its drill-down (block → transaction → receipt) and the Mempool
+//! screen (which drills down to a pending transaction).
+
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::Style;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Cell, Gauge, Paragraph, Row, Table, TableState, Wrap};
+use ratatui::Frame;
+
+use super::{banners, boxed, kv, note};
+use crate::app::{App, Detail, Screen};
+use crate::fmt;
+use crate::model::{Feed, TxDetail};
+
+fn table_state(sel: usize, rows: usize) -> TableState {
+    let mut s = TableState::default();
+    if rows > 0 {
+        s.select(Some(sel.min(rows - 1)));
+    }
+    s
+}
+
+/// The Blocks screen.
+pub fn draw(f: &mut Frame, area: Rect, app: &App) {
+    let m = &app.model;
+    let area = banners(
+        f,
+        area,
+        app,
+        &[("node", &app.endpoints.rpc, m.blocks.down.as_ref())],
+    );
+    match app.detail() {
+        None => draw_list(f, area, app),
+        Some(Detail::Block(h)) => draw_block(f, area, app, *h),
+        Some(Detail::Tx(hash)) => draw_tx(f, area, app, hash),
+        Some(Detail::Receipt(hash)) => draw_receipt(f, area, app, hash),
+    }
+}
+
+fn draw_list(f: &mut Frame, area: Rect, app: &App) {
+    let t = &app.theme;
+    let blocks = app.visible_blocks();
+    let total = app.model.blocks.get().map(|v| v.len()).unwrap_or(0);
+    let title = if app.filter().is_empty() {
+        format!("Blocks ({total})")
+    } else {
+        format!(
+            "Blocks ({} of {total}, filter '{}')",
+            blocks.len(),
+            app.filter()
+        )
+    };
+    let block = boxed(app, title);
+    if blocks.is_empty() {
+        let inner = block.inner(area);
+        f.render_widget(block, area);
+        let msg = if app.model.blocks.get().is_none() {
+            if app.model.blocks.down.is_some() {
+                "no blocks: node unreachable"
+            } else {
+                "waiting for blocks…"
+            }
+        } else if total == 0 {
+            "the chain has no blocks yet"
+        } else {
+            "no block matches the filter"
+        };
+        note(f, inner, app, msg);
+        return;
+    }
+    let wide = area.width >= 110;
+    let prod_w = if wide { 24 } else { 13 };
+    let cells: Vec<[String; 6]> = blocks
+        .iter()
+        .map(|b| {
+            [
+                fmt::thousands(b.height),
+                fmt::clock(b.timestamp_ms),
+                fmt::ago(b.timestamp_ms, app.now_ms),
+                fmt::thousands(b.tx_count),
+                fmt::bytes(b.size),
+                fmt::thousands(b.gas_used),
+            ]
+        })
+        .collect();
+    let col = |i: usize, min: usize| {
+        cells
+            .iter()
+            .map(|c| c[i].chars().count())
+            .max()
+            .unwrap_or(0)
+            .max(min)
+    };
+    let w: Vec<usize> = vec![
+        col(0, 6),
+        8,
+        col(2, 5),
+        col(3, 3),
+        col(4, 4),
+        col(5, 3),
+        prod_w,
+    ];
+    let fixed: usize = w.iter().sum::<usize>() + w.len();
+    let hash_w = (area.width as usize).saturating_sub(2 + fixed).max(8);
+    let rows: Vec<Row> = blocks
+        .iter()
+        .zip(cells)
+        .map(|(b, c)| {
+            let mut v: Vec<Cell> = c.into_iter().map(Cell::from).collect();
+            v.push(Cell::from(fmt::short(&b.producer, prod_w)));
+            v.push(Cell::from(fmt::short(&b.hash, hash_w)));
+            Row::new(v)
+        })
+        .collect();
+    let mut widths: Vec<Constraint> = w.iter().map(|x| Constraint::Length(*x as u16)).collect();
+    widths.push(Constraint::Min(8));
+    let header = Row::new([
+        "Height", "Time", "Age", "Txs", "Size", "Gas", "Producer", "Hash",
+    ])
+    .style(t.header());
+    let n = rows.len();
+    let table = Table::new(rows, widths)
+        .header(header)
+        .row_highlight_style(t.selected())
+        .block(block);
+    app.page.set(area.height.saturating_sub(4) as usize);
+    let mut st = table_state(app.sel[Screen::Blocks.index()], n);
+    f.render_stateful_widget(table, area, &mut st);
+}
+
+fn loading<'a, T>(feed: &Feed<T>, what: &str) -> Line<'a> {
+    match &feed.down {
+        Some(d) => Line::from(format!("{what}: {}", d.error)),
+        None => Line::from(format!("loading {what}…")),
+    }
+}
+
+fn draw_block(f: &mut Frame, area: Rect, app: &App, height: u64) {
+    let t = &app.theme;
+    let feed = &app.model.block;
+    let Some(b) = feed.get().filter(|b| b.summary.height == height) else {
+        let block = boxed(app, format!("Block {}", fmt::thousands(height)));
+        f.render_widget(
+            Paragraph::new(loading(feed, &format!("block {height}")))
+                .style(Style::new().fg(if feed.down.is_some() { t.err } else { t.dim }))
+                .block(block),
+            area,
+        );
+        return;
+    };
+    let w = 14;
+    let hw = area.width.saturating_sub(2 + w as u16) as usize;
+    let s = &b.summary;
+    let lines = vec![
+        kv(app, "Hash", w, fmt::short(&s.hash, hw)),
+        kv(app, "Parent", w, fmt::short(&b.parent_hash, hw)),
+        kv(
+            app,
+            "Time",
+            w,
+            format!(
+                "{} UTC ({})",
+                fmt::datetime(s.timestamp_ms),
+                fmt::ago(s.timestamp_ms, app.now_ms)
+            ),
+        ),
+        kv(app, "Producer", w, fmt::short(&s.producer, hw)),
+        kv(
+            app,
+            "Txs / size",
+            w,
+            format!(
+                "{} txs, {}, gas {}",
+                fmt::thousands(s.tx_count),
+                fmt::bytes(s.size),
+                fmt::thousands(s.gas_used)
+            ),
+        ),
+        kv(app, "State root", w, fmt::short(&b.state_root, hw)),
+        kv(app, "Tx root", w, fmt::short(&b.tx_root, hw)),
+        kv(app, "Receipts root", w, fmt::short(&b.receipts_root, hw)),
+        kv(app, "Consensus", w, fmt::clip(&b.consensus, hw)),
+        kv(app, "Signature", w, fmt::short(&b.signature, hw)),
+    ];
+    let head_h = (lines.len() as u16 + 2).min(area.height / 2 + 1);
+    let [head, txs_r] =
+        Layout::vertical([Constraint::Length(head_h), Constraint::Min(3)]).areas(area);
+    f.render_widget(
+        Paragraph::new(lines).block(boxed(
+            app,
+            format!("Block {}  (Esc back)", fmt::thousands(s.height)),
+        )),
+        head,
+    );
+    let block = boxed(app, format!("Transactions ({})", b.txs.len()));
+    if b.txs.is_empty() {
+        let inner = block.inner(txs_r);
+        f.render_widget(block, txs_r);
+        note(f, inner, app, "no transactions in this block");
+        return;
+    }
+    let addr_w = if area.width >= 110 { 24 } else { 13 };
+    let rows: Vec<Row> = b
+        .txs
+        .iter()
+        .map(|tx| {
+            Row::new(vec![
+                Cell::from(fmt::short(&tx.hash, 17)),
+                Cell::from(fmt::clip(&tx.kind, 8)),
+                Cell::from(fmt::short(&tx.from, addr_w)),
+                Cell::from(fmt::short(&tx.to, addr_w)),
+                Cell::from(fmt::aergo(&tx.amount, 4)),
+            ])
+        })
+        .collect();
+    let n = rows.len();
+    let table = Table::new(
+        rows,
+        [
+            Constraint::Length(17),
+            Constraint::Length(8),
+            Constraint::Length(addr_w as u16),
+            Constraint::Length(addr_w as u16),
+            Constraint::Min(6),
+        ],
+    )
+    .header(Row::new(["Hash", "Kind", "From", "To", "Amount (AERGO)"]).style(t.header()))
+    .row_highlight_style(t.selected())
+    .block(block);
+    app.page.set(txs_r.height.saturating_sub(4) as usize);
+    let mut st = table_state(app.detail_sel, n);
+    f.render_stateful_widget(table, txs_r, &mut st);
+}
+
+fn tx_for<'a>(app: &'a App, hash: &str) -> Option<&'a TxDetail> {
+    app.model.tx.get().filter(|d| d.tx.hash == hash)
+}
+
+fn draw_tx(f: &mut Frame, area: Rect, app: &App, hash: &str) {
+    let t = &app.theme;
+    let Some(d) = tx_for(app, hash) else {
+        f.render_widget(
+            Paragraph::new(loading(&app.model.tx, "transaction"))
+                .style(Style::new().fg(if app.model.tx.down.is_some() {
+                    t.err
+                } else {
+                    t.dim
+                }))
+                .wrap(Wrap { trim: true })
+                .block(boxed(app, format!("Transaction {}", fmt::short(hash, 17)))),
+            area,
+        );
+        return;
+    };
+    let w = 12;
+    let hw = area.width.saturating_sub(2 + w as u16) as usize;
+    let tx = &d.tx;
+    let status_style = if tx.status == "included" {
+        Style::new().fg(t.ok)
+    } else {
+        Style::new().fg(t.warn)
+    };
+    let mut lines = vec![
+        kv(app, "Hash", w, fmt::short(&tx.hash, hw)),
+        kv(
+            app,
+            "Status",
+            w,
+            Span::styled(
+                match (tx.block_height, tx.index) {
+                    (Some(h), Some(i)) => {
+                        format!("{} in block {} at index {i}", tx.status, fmt::thousands(h))
+                    }
+                    (Some(h), None) => format!("{} in block {}", tx.status, fmt::thousands(h)),
+                    _ => tx.status.clone(),
+                },
+                status_style,
+            ),
+        ),
+        kv(app, "Kind", w, tx.kind.clone()),
+        kv(app, "From", w, fmt::short(&tx.from, hw)),
+        kv(app, "To", w, fmt::short(&tx.to, hw)),
+        kv(
+            app,
+            "Amount",
+            w,
+            format!("{} AERGO", fmt::aergo(&tx.amount, 18)),
+        ),
+        kv(app, "Nonce", w, fmt::thousands(tx.nonce)),
+        kv(
+            app,
+            "Gas",
+            w,
+            format!(
+                "limit {}, price {} aer",
+                fmt::thousands(tx.gas_limit),
+                fmt::group_digits(&tx.gas_price)
+            ),
+        ),
+        kv(app, "Size", w, fmt::bytes(tx.size)),
+        kv(app, "Payload", w, fmt::clip(&tx.payload, hw)),
+        kv(app, "Signature", w, fmt::short(&tx.signature, hw)),
+    ];
+    match &d.receipt {
+        Some(r) => {
+            let ok = r.status == "ok";
+            lines.push(Line::from(""));
+            lines.push(kv(
+                app,
+                "Receipt",
+                w,
+                Span::styled(
+                    format!(
+                        "{}, gas {}, fee {} AERGO, {} events (Enter)",
+                        r.status,
+                        fmt::thousands(r.gas_used),
+                        fmt::aergo(&r.fee, 8),
+                        r.events.len()
+                    ),
+                    Style::new().fg(if ok { t.ok } else { t.err }),
+                ),
+            ));
+            if let Some(e) = &r.error {
+                lines.push(kv(
+                    app,
+                    "Error",
+                    w,
+                    Span::styled(e.clone(), Style::new().fg(t.err)),
+                ));
+            }
+        }
+        None => {
+            lines.push(Line::from(""));
+            lines.push(kv(
+                app,
+                "Receipt",
+                w,
+                Span::styled("none yet (pending)", t.label()),
+            ));
+        }
+    }
+    f.render_widget(
+        Paragraph::new(lines)
+            .wrap(Wrap { trim: false })
+            .block(boxed(app, "Transaction  (Esc back)")),
+        area,
+    );
+}
+
+fn draw_receipt(f: &mut Frame, area: Rect, app: &App, hash: &str) {
+    let t = &app.theme;
+    let Some(r) = tx_for(app, hash).and_then(|d| d.receipt.as_ref()) else {
+        f.render_widget(
+            Paragraph::new("no receipt: the transaction is pending or was not found")
+                .style(Style::new().fg(t.dim))
+                .block(boxed(app, "Receipt  (Esc back)")),
+            area,
+        );
+        return;
+    };
+    let w = 12;
+    let hw = area.width.saturating_sub(2 + w as u16) as usize;
+    let mut lines = vec![
+        kv(app, "Tx", w, fmt::short(&r.tx_hash, hw)),
+        kv(
+            app,
+            "Block",
+            w,
+            format!(
+                "{} ({}) index {}",
+                fmt::thousands(r.block_height),
+                fmt::short(&r.block_hash, 17),
+                r.index
+            ),
+        ),
+        kv(
+            app,
+            "Status",
+            w,
+            Span::styled(
+                r.status.clone(),
+                Style::new().fg(if r.status == "ok" { t.ok } else { t.err }),
+            ),
+        ),
+    ];
+    if let Some(e) = &r.error {
+        lines.push(kv(
+            app,
+            "Error",
+            w,
+            Span::styled(e.clone(), Style::new().fg(t.err)),
+        ));
+    }
+    lines.push(kv(app, "Gas used", w, fmt::thousands(r.gas_used)));
+    lines.push(kv(
+        app,
+        "Fee",
+        w,
+        format!("{} AERGO", fmt::aergo(&r.fee, 18)),
+    ));
+    lines.push(kv(
+        app,
+        "Result",
+        w,
+        if r.result.is_empty() {
+            "—".to_string()
+        } else {
+            r.result.clone()
+        },
+    ));
+    lines.push(Line::from(""));
+    lines.push(Line::from(Span::styled(
+        format!("Events ({})", r.events.len()),
+        t.title(),
+    )));
+    if r.events.is_empty() {
+        lines.push(Line::from(Span::styled("  none", t.label())));
+    }
+    for e in &r.events {
+        lines.push(Line::from(vec![
+            Span::styled(format!("  {} ", e.name), t.header()),
+            Span::raw(e.data.clone()),
+        ]));
+    }
+    f.render_widget(
+        Paragraph::new(lines)
+            .wrap(Wrap { trim: false })
+            .block(boxed(app, "Receipt  (Esc back)")),
+        area,
+    );
+}
+
+/// The Mempool screen.
+pub fn draw_mempool(f: &mut Frame, area: Rect, app: &App) {
+    let t = &app.theme;
+    let m = &app.model;
+    let area = banners(
+        f,
+        area,
+        app,
+        &[("node", &app.endpoints.rpc, m.mempool.down.as_ref())],
+    );
+    match app.detail() {
+        Some(Detail::Tx(hash)) => return draw_tx(f, area, app, hash),
+        Some(Detail::Receipt(hash)) => return draw_receipt(f, area, app, hash),
+        _ => {}
+    }
+    let Some(mp) = m.mempool.get() else {
+        let block = boxed(app, "Mempool");
+        let inner = block.inner(area);
+        f.render_widget(block, area);
+        note(
+            f,
+            inner,
+            app,
+            if m.mempool.down.is_some() {
+                "no mempool data: node unreachable"
+            } else {
+                "waiting for node…"
+            },
+        );
+        return;
+    };
+    let [g1, g2, list] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Length(1),
+        Constraint::Min(3),
+    ])
+    .areas(area);
+    let ratio = |a: u64, b: u64| {
+        if b == 0 {
+            0.0
+        } else {
+            (a as f64 / b as f64).clamp(0.0, 1.0)
+        }
+    };
+    let r1 = ratio(mp.count, mp.max_txs);
+    f.render_widget(
+        Gauge::default()
+            .ratio(r1)
+            .gauge_style(t.level(r1 * 100.0))
+            .label(format!(
+                "txs {} / {}",
+                fmt::thousands(mp.count),
+                fmt::thousands(mp.max_txs)
+            )),
+        g1,
+    );
+    let r2 = ratio(mp.bytes, mp.max_bytes);
+    f.render_widget(
+        Gauge::default()
+            .ratio(r2)
+            .gauge_style(t.level(r2 * 100.0))
+            .label(format!(
+                "bytes {} / {}",
+                fmt::bytes(mp.bytes),
+                fmt::bytes(mp.max_bytes)
+            )),
+        g2,
+    );
+    let txs = app.visible_mempool();
+    let title = if app.filter().is_empty() {
+        format!(
+            "Pending ({} shown of {})",
+            mp.txs.len(),
+            fmt::thousands(mp.count)
+        )
+    } else {
+        format!("Pending ({} match '{}')", txs.len(), app.filter())
+    };
+    let block = boxed(app, title);
+    if txs.is_empty() {
+        let inner = block.inner(list);
+        f.render_widget(block, list);
+        note(
+            f,
+            inner,
+            app,
+            if mp.txs.is_empty() {
+                "the mempool is empty"
+            } else {
+                "no transaction matches the filter"
+            },
+        );
+        return;
+    }
+    let addr_w = if area.width >= 110 { 30 } else { 15 };
+    let rows: Vec<Row> = txs
+        .iter()
+        .map(|tx| {
+            Row::new(vec![
+                Cell::from(fmt::short(&tx.hash, 17)),
+                Cell::from(fmt::short(&tx.from, addr_w)),
+                Cell::from(fmt::thousands(tx.nonce)),
+                Cell::from(fmt::aergo(&tx.fee, 6)),
+                Cell::from(fmt::duration(tx.age_ms / 1000)),
+                Cell::from(fmt::group_digits(&tx.gas_price)),
+            ])
+        })
+        .collect();
+    let n = rows.len();
+    let table = Table::new(
+        rows,
+        [
+            Constraint::Length(17),
+            Constraint::Length(addr_w as u16),
+            Constraint::Length(8),
+            Constraint::Length(12),
+            Constraint::Length(8),
+            Constraint::Min(6),
+        ],
+    )
+    .header(
+        Row::new(["Hash", "From", "Nonce", "Fee (AERGO)", "Age", "Gas price"]).style(t.header()),
+    )
+    .row_highlight_style(t.selected())
+    .block(block);
+    app.page.set(list.height.saturating_sub(4) as usize);
+    let mut st = table_state(app.sel[Screen::Mempool.index()], n);
+    f.render_stateful_widget(table, list, &mut st);
+}

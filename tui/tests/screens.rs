@@ -1,0 +1,611 @@
+//! Snapshot tests of every screen, rendered with ratatui's `TestBackend` from fixed fixtures:
+//! a healthy node, a dead node, an empty chain, huge numbers and long hashes at 80×24, the
+//! drill-down views, overlays and the 16-colour console theme.
+//!
+//! Update snapshots after an intended change with `INSTA_UPDATE=always cargo test --release
+//! -p aergo-top --test screens` and review the diff of `tests/snapshots/`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test crate: helpers panic on failure
+
+use aergo_os::control::{ExitInfo, LogLine, ServiceInfo, ServiceState, SystemInfo};
+use aergo_os::sample::{DiskRate, FsUsage, LoadAvg, MemInfo, NetRate, Sample};
+use aergo_top::app::{App, Endpoints};
+use aergo_top::model::*;
+use aergo_top::source::Update;
+use aergo_top::theme::{Theme, ThemeKind};
+use ratatui::backend::TestBackend;
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ratatui::Terminal;
+
+/// 2023-11-14 22:13:20 UTC.
+const NOW: u64 = 1_700_000_000_000;
+const ADDR: &str = "AmNwLkPcWz6kYQnL2XcFHdG8QGsVHbmx9kZ9ykqsuAS3gC5e3vxW";
+const ADDR2: &str = "AmLqGzA5NQKbvbKWvPWh9o1fdtCqrY8DmEzsZ3hPGGdiyCDTGrkK";
+
+fn hash(n: u64) -> String {
+    format!("{:016x}", n).repeat(4)
+}
+
+fn endpoints() -> Endpoints {
+    Endpoints {
+        rpc: "http://127.0.0.1:7845".into(),
+        init: "unix:/run/aergo/init.sock".into(),
+        fs: "http://127.0.0.1:7848".into(),
+    }
+}
+
+fn empty_app() -> App {
+    App::new(Theme::new(ThemeKind::TrueColor), false, endpoints(), NOW)
+}
+
+fn block_row(h: u64) -> BlockRow {
+    BlockRow {
+        hash: hash(h * 7919),
+        height: h,
+        timestamp_ms: NOW - (1000 - h) * 1000,
+        producer: ADDR.into(),
+        tx_count: h % 4,
+        size: 300 + h * 17,
+        gas_used: (h % 4) * 21_000,
+    }
+}
+
+fn sample() -> Sample {
+    Sample {
+        cpu_pct: 12.5,
+        cores_pct: vec![20.0, 5.0],
+        mem: MemInfo {
+            total: 24 << 30,
+            free: 10 << 30,
+            available: 20 << 30,
+            buffers: 1 << 28,
+            cached: 6 << 30,
+            swap_total: 0,
+            swap_free: 0,
+        },
+        load: LoadAvg {
+            one: 0.52,
+            five: 0.40,
+            fifteen: 0.31,
+            running: 2,
+            tasks: 300,
+        },
+        disks: vec![DiskRate {
+            name: "vda".into(),
+            read_bps: 4096.0,
+            write_bps: 1_572_864.0,
+            read_iops: 1.0,
+            write_iops: 30.0,
+            util_pct: 3.0,
+        }],
+        nets: vec![
+            NetRate {
+                iface: "eth0".into(),
+                rx_bps: 2048.0,
+                tx_bps: 512.0,
+                rx_total: 1 << 30,
+                tx_total: 1 << 29,
+            },
+            NetRate {
+                iface: "lo".into(),
+                rx_bps: 100.0,
+                tx_bps: 100.0,
+                rx_total: 1,
+                tx_total: 1,
+            },
+        ],
+        filesystems: vec![
+            FsUsage {
+                mount: "/".into(),
+                device: "/dev/vda1".into(),
+                fstype: "ext4".into(),
+                total: 100 << 30,
+                avail: 60 << 30,
+                free: 65 << 30,
+            },
+            FsUsage {
+                mount: "/data".into(),
+                device: "/dev/vdb1".into(),
+                fstype: "ext4".into(),
+                total: 10 << 30,
+                avail: 512 << 20,
+                free: 600 << 20,
+            },
+        ],
+        uptime_secs: 93_784,
+    }
+}
+
+/// A healthy dev node with a bit of everything.
+fn healthy() -> App {
+    let mut a = empty_app();
+    let m = &mut a.model;
+    m.chain.ok(
+        ChainView {
+            chain_id: hash(42),
+            chain_name: "aergo-dev".into(),
+            height: 1000,
+            best_hash: hash(1000 * 7919),
+            finalized_height: 998,
+            consensus: "solo".into(),
+            block_interval_ms: 1000,
+            genesis_time_ms: NOW - 1_000_000,
+            best_time_ms: NOW - 400,
+        },
+        NOW,
+    );
+    m.node.ok(
+        NodeView {
+            version: "0.1.0".into(),
+            node_address: ADDR.into(),
+            producer: true,
+            peers: 0,
+            mempool_size: 3,
+            mempool_bytes: 660,
+            syncing: false,
+            sync_current: 1000,
+            sync_target: 1000,
+            uptime_secs: 3725,
+            io_backend: "io_uring".into(),
+        },
+        NOW,
+    );
+    m.merge_blocks((975..=1000).rev().map(block_row).collect(), NOW);
+    m.mempool.ok(
+        MempoolView {
+            count: 3,
+            bytes: 660,
+            max_txs: 10_000,
+            max_bytes: 64 << 20,
+            txs: (0..3)
+                .map(|i| MempoolTx {
+                    hash: hash(500 + i),
+                    from: if i == 1 { ADDR2.into() } else { ADDR.into() },
+                    nonce: 7 + i,
+                    gas_price: "1000000000".into(),
+                    fee: "21000000000000".into(),
+                    age_ms: 1500 + i * 10_000,
+                })
+                .collect(),
+        },
+        NOW,
+    );
+    m.init.ok(
+        InitView {
+            services: vec![
+                ServiceInfo {
+                    name: "node".into(),
+                    state: ServiceState::Running,
+                    pid: Some(212),
+                    restarts: 0,
+                    uptime_ms: Some(3_725_000),
+                    ..Default::default()
+                },
+                ServiceInfo {
+                    name: "aergofs".into(),
+                    state: ServiceState::Backoff,
+                    pid: None,
+                    restarts: 3,
+                    uptime_ms: None,
+                    last_exit: Some(ExitInfo {
+                        code: Some(1),
+                        signal: None,
+                        at_unix_ms: NOW - 4000,
+                    }),
+                    message: Some("volume dir not writable".into()),
+                    command: vec!["/bin/aergofs".into(), "--data".into(), "/data/fs".into()],
+                },
+                ServiceInfo {
+                    name: "dashboard".into(),
+                    state: ServiceState::Running,
+                    pid: Some(230),
+                    restarts: 0,
+                    uptime_ms: Some(3_700_000),
+                    ..Default::default()
+                },
+            ],
+            system: SystemInfo {
+                hostname: "aergo-1".into(),
+                kernel: "6.1.0-27-amd64".into(),
+                uptime_ms: 3_800_000,
+                addresses: vec!["10.0.2.15/24".into(), "fec0::5054:ff:fe12:3456/64".into()],
+                data_mounted: true,
+                data_total_bytes: 10 << 30,
+                data_free_bytes: 9 << 30,
+                ..Default::default()
+            },
+        },
+        NOW,
+    );
+    m.storage.ok(
+        StorageView::from_json(&serde_json::json!({
+            "io_backend": "io_uring",
+            "disk": {"total": 10u64 << 30, "free": 9u64 << 30},
+            "volumes": [
+                {"id": 1, "size": 1048576, "live_needles": 120, "live_bytes": 900000,
+                 "deleted_needles": 4, "garbage_ratio": 0.12, "read_only": false,
+                 "compacting": false},
+                {"id": 2, "size": 4096, "live_needles": 0, "live_bytes": 0,
+                 "deleted_needles": 0, "garbage_ratio": 0.0, "read_only": true,
+                 "read_only_reason": "disk full", "compacting": false}
+            ],
+            "needles": 120,
+            "uptime_secs": 3600
+        })),
+        NOW,
+    );
+    let mut s = sample();
+    for i in 0..60u64 {
+        s.cpu_pct = (i * 7 % 100) as f32;
+        s.cores_pct = vec![(i * 11 % 100) as f32, (i * 3 % 100) as f32];
+        s.nets[0].rx_bps = (i * 1000) as f64;
+        s.disks[0].write_bps = ((60 - i) * 5000) as f64;
+        m.resources.push(s.clone());
+    }
+    m.logs.ok(
+        (0..40)
+            .map(|i| LogLine {
+                service: "node".into(),
+                seq: i,
+                ts_ms: NOW - (40 - i) * 1000,
+                stream: if i % 9 == 0 { "stderr" } else { "stdout" }.into(),
+                text: format!(
+                    "INFO aergo_chain::producer: produced block height={} txs={} took=3ms",
+                    960 + i,
+                    i % 4
+                ),
+            })
+            .collect(),
+        NOW,
+    );
+    a.log_service = Some("node".into());
+    a
+}
+
+fn block_detail(h: u64) -> BlockDetail {
+    BlockDetail {
+        summary: block_row(h),
+        parent_hash: hash((h - 1) * 7919),
+        tx_root: hash(1),
+        receipts_root: hash(2),
+        state_root: hash(3),
+        consensus: "solo".into(),
+        signature: hash(4) + &hash(5),
+        txs: (0..3)
+            .map(|i| TxRow {
+                hash: hash(900 + i),
+                kind: "transfer".into(),
+                from: ADDR.into(),
+                to: ADDR2.into(),
+                amount: "1500000000000000000".into(),
+                nonce: i,
+            })
+            .collect(),
+    }
+}
+
+fn tx_detail(hash_s: String) -> TxDetail {
+    TxDetail {
+        tx: TxView {
+            hash: hash_s.clone(),
+            kind: "transfer".into(),
+            from: ADDR.into(),
+            to: ADDR2.into(),
+            nonce: 1,
+            amount: "1500000000000000000".into(),
+            payload: String::new(),
+            gas_limit: 100_000,
+            gas_price: "1000000000".into(),
+            chain_id: hash(42),
+            signature: hash(6) + &hash(7),
+            size: 220,
+            status: "included".into(),
+            block_hash: Some(hash(990 * 7919)),
+            block_height: Some(990),
+            index: Some(1),
+        },
+        receipt: Some(ReceiptView {
+            tx_hash: hash_s,
+            block_hash: hash(990 * 7919),
+            block_height: 990,
+            index: 1,
+            status: "ok".into(),
+            error: None,
+            gas_used: 21_000,
+            fee: "21000000000000".into(),
+            result: "\"OK\"".into(),
+            events: vec![EventView {
+                name: "transfer".into(),
+                data: format!("{{\"from\":\"{ADDR}\",\"amount\":\"1500000000000000000\"}}"),
+            }],
+        }),
+    }
+}
+
+fn render(app: &App, w: u16, h: u16) -> String {
+    let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
+    t.draw(|f| aergo_top::ui::draw(f, app)).unwrap();
+    t.backend().to_string()
+}
+
+fn press(app: &mut App, c: KeyCode) -> aergo_top::app::Action {
+    app.key(KeyEvent::new(c, KeyModifiers::NONE))
+}
+
+fn screen(n: char) -> App {
+    let mut a = healthy();
+    press(&mut a, KeyCode::Char(n));
+    a
+}
+
+macro_rules! snap {
+    ($name:literal, $app:expr) => {
+        snap!($name, $app, 80, 24)
+    };
+    ($name:literal, $app:expr, $w:expr, $h:expr) => {{
+        let out = render(&$app, $w, $h);
+        insta::assert_snapshot!($name, out);
+        out
+    }};
+}
+
+#[test]
+fn overview_healthy() {
+    let out = snap!("overview", healthy());
+    assert!(out.contains("1,000"), "height shown");
+    assert!(
+        out.contains("aergofs restarting"),
+        "alert for a service in backoff"
+    );
+    assert!(
+        out.contains("/data 95% full"),
+        "alert for a nearly full disk"
+    );
+}
+
+#[test]
+fn overview_wide() {
+    let out = snap!("overview_120x40", healthy(), 120, 40);
+    assert!(out.contains("UTC"), "clock shown on wide terminals");
+}
+
+#[test]
+fn overview_node_down() {
+    let mut a = healthy();
+    a.apply(Update::Chain(Err("connection refused".into())));
+    a.now_ms = NOW + 125_000;
+    let out = snap!("overview_node_down", a);
+    assert!(out.contains("unreachable since 22:13:20 (2m 05s ago)"));
+    assert!(out.contains("chain stalled"), "stale head is flagged");
+}
+
+#[test]
+fn overview_waiting() {
+    let a = empty_app();
+    let out = snap!("overview_waiting", a);
+    assert!(out.contains("waiting for node"));
+}
+
+#[test]
+fn overview_syncing_huge_numbers() {
+    let mut a = healthy();
+    let m = &mut a.model;
+    if let Some(c) = m.chain.value.as_mut() {
+        c.height = u64::MAX;
+        c.finalized_height = u64::MAX - 5;
+    }
+    if let Some(n) = m.node.value.as_mut() {
+        n.syncing = true;
+        n.sync_current = 12_345_678_901;
+        n.sync_target = 98_765_432_109;
+        n.uptime_secs = u64::MAX / 1000;
+        n.mempool_size = u64::MAX;
+    }
+    let out = snap!("overview_huge", a);
+    assert!(out.contains("18,446,744,073,709,551,615"));
+    assert!(out.contains("syncing"));
+}
+
+#[test]
+fn blocks_list() {
+    let out = snap!("blocks", screen('2'));
+    assert!(out.contains("Blocks (26)"));
+    assert!(out.contains("1,000"));
+}
+
+#[test]
+fn blocks_empty_chain_and_node_down() {
+    let mut a = empty_app();
+    a.model.blocks.ok(Vec::new(), NOW);
+    press(&mut a, KeyCode::Char('2'));
+    let out = snap!("blocks_empty", a);
+    assert!(out.contains("the chain has no blocks yet"));
+
+    let mut a = empty_app();
+    a.apply(Update::Blocks(Err(
+        "error sending request: connection refused".into(),
+    )));
+    press(&mut a, KeyCode::Char('2'));
+    let out = snap!("blocks_node_down", a);
+    assert!(out.contains("no blocks: node unreachable"));
+}
+
+#[test]
+fn blocks_huge_numbers() {
+    let mut a = screen('2');
+    a.model.add_block(
+        BlockRow {
+            hash: "f".repeat(64),
+            height: u64::MAX,
+            timestamp_ms: NOW,
+            producer: ADDR.into(),
+            tx_count: u64::MAX,
+            size: u64::MAX,
+            gas_used: u64::MAX,
+        },
+        NOW,
+    );
+    let out = snap!("blocks_huge", a);
+    assert!(out.contains("18,446,7"), "huge height starts visibly");
+}
+
+#[test]
+fn blocks_filter() {
+    let mut a = screen('2');
+    press(&mut a, KeyCode::Char('/'));
+    for c in "99".chars() {
+        press(&mut a, KeyCode::Char(c));
+    }
+    let out = snap!("blocks_filter", a);
+    assert!(
+        out.contains("/99_"),
+        "filter being typed shows in the status line"
+    );
+    assert!(!out.contains(" 985 "), "non-matching rows hidden");
+}
+
+#[test]
+fn block_tx_receipt_drill_down() {
+    let mut a = screen('2');
+    press(&mut a, KeyCode::Down);
+    assert_eq!(
+        press(&mut a, KeyCode::Enter),
+        aergo_top::app::Action::OpenBlock(999)
+    );
+    let out = snap!("block_loading", a);
+    assert!(out.contains("loading block 999"));
+    a.apply(Update::Block(999, Ok(block_detail(999))));
+    let out = snap!("block_detail", a);
+    assert!(out.contains("Transactions (3)"));
+    press(&mut a, KeyCode::Down);
+    let h = hash(901);
+    assert_eq!(
+        press(&mut a, KeyCode::Enter),
+        aergo_top::app::Action::OpenTx(h.clone())
+    );
+    a.apply(Update::Tx(h.clone(), Ok(tx_detail(h.clone()))));
+    let out = snap!("tx_detail", a);
+    assert!(out.contains("1.5 AERGO"));
+    assert!(out.contains("included in block 990 at index 1"));
+    press(&mut a, KeyCode::Enter);
+    let out = snap!("receipt", a);
+    assert!(out.contains("Events (1)"));
+    assert!(out.contains("0.000021 AERGO"));
+}
+
+#[test]
+fn tx_not_found_and_pending() {
+    let mut a = screen('3');
+    let h = hash(501);
+    press(&mut a, KeyCode::Down);
+    assert_eq!(
+        press(&mut a, KeyCode::Enter),
+        aergo_top::app::Action::OpenTx(h.clone())
+    );
+    a.apply(Update::Tx(h.clone(), Err("not found (-32001)".into())));
+    let out = snap!("tx_not_found", a);
+    assert!(out.contains("not found"));
+    let mut d = tx_detail(h.clone());
+    d.tx.status = "pending".into();
+    d.tx.block_height = None;
+    d.tx.index = None;
+    d.receipt = None;
+    a.apply(Update::Tx(h, Ok(d)));
+    let out = snap!("tx_pending", a);
+    assert!(out.contains("none yet (pending)"));
+}
+
+#[test]
+fn mempool() {
+    let out = snap!("mempool", screen('3'));
+    assert!(out.contains("txs 3 / 10,000"));
+}
+
+#[test]
+fn peers() {
+    let out = snap!("peers", screen('4'));
+    assert!(out.contains("No peers connected"));
+}
+
+#[test]
+fn resources() {
+    let out = snap!("resources", screen('5'));
+    assert!(out.contains("eth0"));
+    assert!(out.contains("/data"));
+    assert!(out.contains("57.6 KiB/s"), "rx rate of eth0");
+}
+
+#[test]
+fn resources_console_theme() {
+    let mut a = screen('5');
+    a.theme = Theme::new(ThemeKind::Ansi16);
+    let out = snap!("resources_16", a);
+    for glyph in ['▁', '▂', '▃', '▅', '▆', '▇', '⠁', '●'] {
+        assert!(!out.contains(glyph), "console theme must not use {glyph}");
+    }
+}
+
+#[test]
+fn storage() {
+    let out = snap!("storage", screen('6'));
+    assert!(out.contains("read-only: disk full"));
+    let mut a = empty_app();
+    a.apply(Update::Storage(Err("connection refused".into())));
+    press(&mut a, KeyCode::Char('6'));
+    let out = snap!("storage_down", a);
+    assert!(out.contains("AergoFS unreachable"));
+}
+
+#[test]
+fn services_and_restart_confirm() {
+    let mut a = screen('7');
+    let out = snap!("services", a);
+    assert!(out.contains("backoff"));
+    press(&mut a, KeyCode::Char('j'));
+    let out = snap!("services_selected", a);
+    assert!(out.contains("aergofs: volume dir not writable  /bin/aergofs --data /data/fs"));
+    press(&mut a, KeyCode::Char('r'));
+    let out = snap!("services_confirm", a);
+    assert!(out.contains("Restart service 'aergofs'?"));
+    assert_eq!(
+        press(&mut a, KeyCode::Char('y')),
+        aergo_top::app::Action::Restart("aergofs".into())
+    );
+}
+
+#[test]
+fn logs() {
+    let mut a = healthy();
+    a.screen = aergo_top::app::Screen::Logs;
+    let out = snap!("logs", a);
+    assert!(out.contains("height=999"), "follow shows the tail");
+    press(&mut a, KeyCode::Char('/'));
+    press(&mut a, KeyCode::Char('9'));
+    press(&mut a, KeyCode::Char('7'));
+    press(&mut a, KeyCode::Char('0'));
+    press(&mut a, KeyCode::Enter);
+    let out = snap!("logs_filtered", a);
+    assert!(out.contains("height=970"));
+    assert!(!out.contains("height=971"));
+}
+
+#[test]
+fn help_overlay() {
+    let mut a = healthy();
+    press(&mut a, KeyCode::Char('?'));
+    let out = snap!("help", a);
+    assert!(out.contains("restart selected service"));
+    press(&mut a, KeyCode::Esc);
+    assert!(!a.help);
+}
+
+#[test]
+fn every_screen_renders_at_80x24_without_data() {
+    for n in '1'..='8' {
+        let mut a = empty_app();
+        press(&mut a, KeyCode::Char(n));
+        let out = render(&a, 80, 24);
+        assert_eq!(out.lines().count(), 24);
+        assert!(out.contains("?:help"), "screen {n} keeps the status line");
+    }
+}
