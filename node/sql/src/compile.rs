@@ -1019,12 +1019,6 @@ impl<'a> Compiler<'a> {
                             ),
                         );
                     }
-                    if !self.allow_chain {
-                        return resolve_err(
-                            pos,
-                            format!("contract function {name}() cannot be called from a query"),
-                        );
-                    }
                     Ok((Expr::Call(fi, exprs), sig.returns))
                 }
                 None => resolve_err(pos, format!("function {name} does not exist")),

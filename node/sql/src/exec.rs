@@ -273,7 +273,7 @@ impl<'a> Runtime<'a> {
                 if x.is_null() || y.is_null() {
                     Value::Null
                 } else {
-                    let s = x.to_text() + &y.to_text();
+                    let s = x.to_text_cast() + &y.to_text_cast();
                     self.charge(gas::PER_KB * (s.len() as u64 / 1024))?;
                     Value::Text(s)
                 }

@@ -237,7 +237,7 @@ impl Value {
                 }))
             }
             SqlType::Text(n) => {
-                let s = self.to_text();
+                let s = self.to_text_cast();
                 if let Some(n) = n {
                     if s.chars().count() > *n as usize {
                         return Err(SqlError::Constraint(format!(
@@ -274,6 +274,15 @@ impl Value {
                 Value::Text(s) => Ok(Value::Ts(parse_timestamp(s)?)),
                 other => Err(type_err(format!("cannot cast {} to {ty}", other.type_of()))),
             },
+        }
+    }
+
+    /// Text produced by a cast to TEXT (and by `||`): like [`Value::to_text`]
+    /// except that booleans become `true`/`false`, as in PostgreSQL.
+    pub fn to_text_cast(&self) -> String {
+        match self {
+            Value::Bool(b) => (if *b { "true" } else { "false" }).to_string(),
+            v => v.to_text(),
         }
     }
 

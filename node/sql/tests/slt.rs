@@ -1,0 +1,390 @@
+//! sqllogictest conformance. Every `.slt` file under `tests/slt/` runs on
+//! AergoSQL; files under `tests/slt/portable/` also run on a throwaway
+//! PostgreSQL 15 cluster (initdb/pg_ctl in a temp dir) so the expectations
+//! are PostgreSQL's, not ours. Under `CI=true` a missing PostgreSQL fails.
+
+use aergo_sql::{Contract, MemKv, MockChain, Value};
+use sqllogictest::{DBOutput, DefaultColumnType};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const GAS: u64 = 100_000_000;
+
+#[derive(Debug)]
+struct DbErr(String);
+impl std::fmt::Display for DbErr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl std::error::Error for DbErr {}
+
+fn cell(v: &Value) -> String {
+    match v {
+        Value::Null => "NULL".into(),
+        Value::Text(s) if s.is_empty() => "(empty)".into(),
+        v => v.to_text(),
+    }
+}
+
+fn rows_out(rows: Vec<Vec<String>>, ncols: usize) -> DBOutput<DefaultColumnType> {
+    DBOutput::Rows {
+        types: vec![DefaultColumnType::Any; ncols],
+        rows,
+    }
+}
+
+/// AergoSQL as a sqllogictest database: CREATE statements deploy/upgrade the
+/// contract, other statements run through `Contract::execute`, and
+/// `CALL f(args)` calls a function with a mock chain context (result row
+/// first, then one `NOTICE: …` row per event).
+struct Aergo {
+    kv: MemKv,
+    contract: Option<Contract>,
+    chain: MockChain,
+}
+
+impl Aergo {
+    fn new() -> Aergo {
+        let mut chain = MockChain {
+            sender: "alice".into(),
+            height: 7,
+            time: 1_700_000_000,
+            tx_hash: "00".repeat(32),
+            contract: "Ccontract".into(),
+            amount: 250,
+            ..Default::default()
+        };
+        chain.balances.insert("Ccontract".into(), 1_000);
+        Aergo {
+            kv: MemKv::new(),
+            contract: None,
+            chain,
+        }
+    }
+}
+
+impl sqllogictest::DB for Aergo {
+    type Error = DbErr;
+    type ColumnType = DefaultColumnType;
+
+    fn run(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, DbErr> {
+        let e = |e: aergo_sql::SqlError| DbErr(e.to_string());
+        let s = sql.trim();
+        let head = s
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .to_ascii_uppercase();
+        if head == "CREATE" {
+            match &mut self.contract {
+                None => {
+                    let (c, _) =
+                        Contract::deploy(s, "owner", b"slt/", &mut self.kv, GAS).map_err(e)?;
+                    self.contract = Some(c);
+                }
+                Some(c) => {
+                    c.upgrade(s, "owner", &mut self.kv, GAS).map_err(e)?;
+                }
+            }
+            return Ok(DBOutput::StatementComplete(0));
+        }
+        let c = self
+            .contract
+            .as_ref()
+            .ok_or_else(|| DbErr("no contract deployed".into()))?;
+        if head == "CALL" {
+            let rest = s[4..].trim();
+            let open = rest.find('(').ok_or_else(|| DbErr("CALL f(args)".into()))?;
+            let name = rest[..open].trim();
+            let inner = rest[open + 1..]
+                .trim_end_matches(';')
+                .trim()
+                .trim_end_matches(')');
+            let args = if inner.trim().is_empty() {
+                Vec::new()
+            } else {
+                c.query(&format!("SELECT {inner}"), &self.kv, GAS)
+                    .map_err(e)?
+                    .rows
+                    .remove(0)
+            };
+            let out = c
+                .call(name, &args, &mut self.chain, &mut self.kv, GAS)
+                .map_err(e)?;
+            let mut rows = vec![vec![cell(&out.result)]];
+            rows.extend(out.events.iter().map(|m| vec![format!("NOTICE: {m}")]));
+            return Ok(rows_out(rows, 1));
+        }
+        let r = c.execute(s, &mut self.kv, GAS).map_err(e)?;
+        if head == "SELECT" || !r.columns.is_empty() {
+            let n = r.columns.len();
+            return Ok(rows_out(
+                r.rows
+                    .iter()
+                    .map(|r| r.iter().map(cell).collect())
+                    .collect(),
+                n,
+            ));
+        }
+        Ok(DBOutput::StatementComplete(0))
+    }
+}
+
+fn slt_files(dir: &Path) -> Vec<PathBuf> {
+    let mut v = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for ent in rd.flatten() {
+            let p = ent.path();
+            if p.is_dir() {
+                v.extend(slt_files(&p));
+            } else if p.extension().is_some_and(|x| x == "slt") {
+                v.push(p);
+            }
+        }
+    }
+    v.sort();
+    v
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/slt")
+}
+
+#[test]
+fn slt_on_aergosql() {
+    let files = slt_files(&root());
+    assert!(files.len() >= 5, "expected the slt suite, found {files:?}");
+    let mut failures = Vec::new();
+    for f in &files {
+        let mut r = sqllogictest::Runner::new(|| async { Ok(Aergo::new()) });
+        r.add_label("aergosql");
+        if let Err(e) = r.run_file(f) {
+            failures.push(format!("{}: {}", f.display(), e.display(false)));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+// ------------------------------------------------------------ PostgreSQL ---
+
+const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+
+struct Pg {
+    dir: tempfile::TempDir,
+    port: u16,
+    as_postgres: bool,
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+impl Pg {
+    fn cmd(&self, bin: &str) -> Command {
+        let path = if bin == "psql" && !Path::new(&format!("{PG_BIN}/psql")).exists() {
+            "psql".to_string()
+        } else {
+            format!("{PG_BIN}/{bin}")
+        };
+        if self.as_postgres {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--", &path]);
+            c
+        } else {
+            Command::new(path)
+        }
+    }
+
+    fn start() -> Result<Pg, String> {
+        if !Path::new(&format!("{PG_BIN}/initdb")).exists() {
+            return Err(format!("PostgreSQL 15 not found in {PG_BIN}"));
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("aergo-sql-pg")
+            .tempdir_in("/tmp")
+            .map_err(|e| e.to_string())?;
+        let as_postgres = is_root();
+        if as_postgres {
+            let st = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(dir.path())
+                .status()
+                .map_err(|e| e.to_string())?;
+            if !st.success() {
+                return Err("chown failed".into());
+            }
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .map_err(|e| e.to_string())?;
+        let pg = Pg {
+            dir,
+            port,
+            as_postgres,
+        };
+        let data = pg.dir.path().join("data");
+        let out = pg
+            .cmd("initdb")
+            .args([
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "--locale=C",
+                "-E",
+                "UTF8",
+                "-D",
+            ])
+            .arg(&data)
+            .output()
+            .map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(format!("initdb: {}", String::from_utf8_lossy(&out.stderr)));
+        }
+        let opts = format!(
+            "-p {} -k {} -c listen_addresses='' -c fsync=off",
+            pg.port,
+            pg.dir.path().display()
+        );
+        let out = pg
+            .cmd("pg_ctl")
+            .args(["-w", "-D"])
+            .arg(&data)
+            .args(["-o", &opts, "-l"])
+            .arg(pg.dir.path().join("log"))
+            .arg("start")
+            .output()
+            .map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            let log = std::fs::read_to_string(pg.dir.path().join("log")).unwrap_or_default();
+            return Err(format!(
+                "pg_ctl start: {} {log}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        Ok(pg)
+    }
+
+    fn psql(&self, db: &str, sql: &str) -> Result<String, String> {
+        let out = self
+            .cmd("psql")
+            .args([
+                "-X",
+                "-q",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-P",
+                "null=NULL",
+                "-F",
+                "\t",
+                "-h",
+            ])
+            .arg(self.dir.path())
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                "-d",
+                db,
+                "-c",
+                sql,
+            ])
+            .output()
+            .map_err(|e| e.to_string())?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+}
+
+impl Drop for Pg {
+    fn drop(&mut self) {
+        let _ = self
+            .cmd("pg_ctl")
+            .args(["-D"])
+            .arg(self.dir.path().join("data"))
+            .args(["-m", "immediate", "stop"])
+            .output();
+    }
+}
+
+struct PgDb<'p> {
+    pg: &'p Pg,
+    db: String,
+}
+
+impl sqllogictest::DB for PgDb<'_> {
+    type Error = DbErr;
+    type ColumnType = DefaultColumnType;
+
+    fn run(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, DbErr> {
+        let s = sql.trim();
+        let head = s
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .to_ascii_uppercase();
+        let out = self.pg.psql(&self.db, s).map_err(DbErr)?;
+        if head == "SELECT" || s.to_ascii_uppercase().contains("RETURNING") {
+            let rows: Vec<Vec<String>> = out
+                .lines()
+                .map(|l| {
+                    l.split('\t')
+                        .map(|c| {
+                            if c.is_empty() {
+                                "(empty)".to_string()
+                            } else {
+                                c.to_string()
+                            }
+                        })
+                        .collect()
+                })
+                .collect();
+            let n = rows.first().map(|r| r.len()).unwrap_or(0);
+            return Ok(rows_out(rows, n));
+        }
+        Ok(DBOutput::StatementComplete(0))
+    }
+}
+
+#[test]
+fn slt_portable_on_postgresql() {
+    let pg = match Pg::start() {
+        Ok(pg) => pg,
+        Err(e) => {
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                panic!("PostgreSQL is required under CI=true: {e}");
+            }
+            eprintln!("skipping PostgreSQL conformance: {e}");
+            return;
+        }
+    };
+    let files = slt_files(&root().join("portable"));
+    assert!(files.len() >= 4, "portable suite missing");
+    let mut failures = Vec::new();
+    for (i, f) in files.iter().enumerate() {
+        let db = format!("slt{i}");
+        pg.psql("postgres", &format!("CREATE DATABASE {db}"))
+            .expect("create database");
+        let pgr = &pg;
+        let mut r = sqllogictest::Runner::new(move || {
+            let db = db.clone();
+            async move { Ok(PgDb { pg: pgr, db }) }
+        });
+        r.add_label("postgresql");
+        if let Err(e) = r.run_file(f) {
+            failures.push(format!("{}: {}", f.display(), e.display(false)));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
