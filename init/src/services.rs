@@ -195,6 +195,10 @@ impl Runner for ProcRunner {
         // SAFETY: only async-signal-safe calls between fork and exec.
         unsafe {
             cmd.pre_exec(move || {
+                // init blocks the signals it waits for; children start with none blocked.
+                let mut set: libc::sigset_t = std::mem::zeroed();
+                libc::sigemptyset(&mut set);
+                libc::pthread_sigmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
                 libc::setsid();
                 if on_tty {
                     libc::ioctl(0, libc::TIOCSCTTY, 1);

@@ -204,7 +204,7 @@ pub fn hostname() -> String {
 }
 
 /// Blocks the signals init handles synchronously (inherited by every thread it creates;
-/// child processes get a clean mask from std's spawn).
+/// children get a clean mask in `ProcRunner::spawn`'s pre_exec).
 pub fn block_signals() -> io::Result<libc::sigset_t> {
     // SAFETY: sigset manipulation on a local, then pthread_sigmask.
     unsafe {
