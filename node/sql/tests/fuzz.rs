@@ -1,0 +1,187 @@
+//! Property-based fuzzing: the parser and the plan executor never panic on
+//! any input, and the interpreter and the JIT agree exactly (result, error,
+//! events, gas and writes) on generated programs and data.
+
+use aergo_sql::{Contract, Engine, MemKv, MockChain, Value};
+use proptest::prelude::*;
+
+const FIG6: &str = include_str!("fixtures/figure6.sql");
+
+const WORDS: &[&str] = &[
+    "CREATE", "TABLE", "FUNCTION", "OR", "REPLACE", "IF", "NOT", "EXISTS", "t", "f", "(", ")", ",", ";", "$$",
+    "BEGIN", "END", "DECLARE", "RETURN", "RETURNS", "AS", "SELECT", "INTO", "FROM", "WHERE", "INSERT", "VALUES",
+    "UPDATE", "SET", "DELETE", "LOOP", "WHILE", "FOR", "IN", "..", "EXIT", "WHEN", "THEN", "ELSE", "ELSIF",
+    "RAISE", "EXCEPTION", "NOTICE", "'%'", "x", ":=", "=", "+", "-", "*", "/", "1", "2.5", "NULL", "BIGINT",
+    "NUMERIC(5,2)", "TEXT", "PRIMARY", "KEY", "LANGUAGE", "plpgsql", "PERFORM", "CASE", "JOIN", "ON", "GROUP",
+    "BY", "ORDER", "LIMIT", "<<l>>", "'a'", "||", "count(*)", "sum(x)", "FOUND", "AND", "IS", "'\\x00'",
+];
+
+fn token_soup() -> impl Strategy<Value = String> {
+    prop::collection::vec(prop::sample::select(WORDS), 0..60).prop_map(|v| v.join(" "))
+}
+
+fn mutated_figure6() -> impl Strategy<Value = String> {
+    (0..FIG6.len(), 0usize..20, "[ -~\n]{0,6}").prop_map(|(at, del, ins)| {
+        let mut s: Vec<char> = FIG6.chars().collect();
+        let at = at.min(s.len());
+        let end = (at + del).min(s.len());
+        s.splice(at..end, ins.chars());
+        s.into_iter().collect()
+    })
+}
+
+// ------------------------------------------------------------ programs ---
+
+fn int_expr() -> impl Strategy<Value = String> {
+    let leaf = prop_oneof![
+        (-20i64..20).prop_map(|i| if i < 0 { format!("({i})") } else { i.to_string() }),
+        Just("x".to_string()),
+        Just("z".to_string()),
+        Just("a".to_string()),
+        Just("9223372036854775807".to_string()),
+        Just("NULL".to_string()),
+    ];
+    leaf.prop_recursive(3, 16, 2, |inner| {
+        prop_oneof![
+            (inner.clone(), prop::sample::select(&["+", "-", "*", "/", "%"][..]), inner.clone())
+                .prop_map(|(a, o, b)| format!("({a} {o} {b})")),
+            inner.clone().prop_map(|a| format!("abs({a})")),
+            (inner.clone(), inner.clone(), inner.clone())
+                .prop_map(|(c, a, b)| format!("CASE WHEN {c} > 0 THEN {a} ELSE {b} END")),
+            (inner.clone(), inner).prop_map(|(a, b)| format!("COALESCE({a}, {b})")),
+        ]
+    })
+}
+
+fn dec_expr() -> impl Strategy<Value = String> {
+    let leaf = prop_oneof![
+        (-500i64..500, 0u32..4).prop_map(|(m, s)| {
+            let d = aergo_sql::Decimal::new(i128::from(m), s).map(|d| d.to_string()).unwrap_or_default();
+            format!("({d})")
+        }),
+        Just("y".to_string()),
+        Just("b".to_string()),
+        Just("x".to_string()),
+    ];
+    leaf.prop_recursive(3, 12, 2, |inner| {
+        prop_oneof![
+            (inner.clone(), prop::sample::select(&["+", "-", "*", "/"][..]), inner.clone())
+                .prop_map(|(a, o, b)| format!("({a} {o} {b})")),
+            (inner.clone(), 0i64..4).prop_map(|(a, n)| format!("round({a}, {n})")),
+            inner.prop_map(|a| format!("abs({a})")),
+        ]
+    })
+}
+
+fn cond() -> impl Strategy<Value = String> {
+    prop_oneof![
+        (int_expr(), prop::sample::select(&["<", "<=", "=", "<>", ">", ">="][..]), int_expr())
+            .prop_map(|(a, o, b)| format!("{a} {o} {b}")),
+        (dec_expr(), prop::sample::select(&["<", ">="][..]), dec_expr()).prop_map(|(a, o, b)| format!("{a} {o} {b}")),
+        int_expr().prop_map(|a| format!("{a} IS NULL")),
+        Just("FOUND".to_string()),
+    ]
+}
+
+fn stmt(depth: u32) -> BoxedStrategy<String> {
+    let simple = prop_oneof![
+        int_expr().prop_map(|e| format!("x := {e};")),
+        int_expr().prop_map(|e| format!("z := {e};")),
+        dec_expr().prop_map(|e| format!("y := {e};")),
+        int_expr().prop_map(|e| format!("RAISE NOTICE 'v=% y=%', {e}, y;")),
+        Just("INSERT INTO t VALUES (x, y);".to_string()),
+        Just("UPDATE t SET v = v + 1 WHERE k = x;".to_string()),
+        Just("SELECT v INTO y FROM t WHERE k = z;".to_string()),
+        Just("SELECT COUNT(*) INTO z FROM t;".to_string()),
+        Just("DELETE FROM t WHERE k > z;".to_string()),
+        cond().prop_map(|c| format!("IF {c} THEN RAISE EXCEPTION 'boom %', x; END IF;")),
+    ];
+    if depth == 0 {
+        return simple.boxed();
+    }
+    let body = move || prop::collection::vec(stmt(depth - 1), 1..4).prop_map(|v| v.join(" "));
+    prop_oneof![
+        4 => simple,
+        1 => (cond(), body(), body()).prop_map(|(c, a, b)| format!("IF {c} THEN {a} ELSE {b} END IF;")),
+        1 => (0i64..6, body()).prop_map(|(n, b)| format!("FOR i IN 1..{n} LOOP z := z + i; {b} END LOOP;")),
+        1 => (cond(), body()).prop_map(|(c, b)| format!("LOOP {b} EXIT WHEN {c}; END LOOP;")),
+    ]
+    .boxed()
+}
+
+fn program() -> impl Strategy<Value = String> {
+    prop::collection::vec(stmt(2), 1..6).prop_map(|stmts| {
+        format!(
+            "CREATE TABLE t (k BIGINT PRIMARY KEY, v NUMERIC(12,3));\n\
+             CREATE FUNCTION f(a BIGINT, b NUMERIC) RETURNS TEXT AS $$\n\
+             DECLARE x BIGINT := 1; y NUMERIC(20,4) := 0; z BIGINT := 2;\n\
+             BEGIN\n{}\nRETURN x || ' ' || y || ' ' || z;\nEND $$;",
+            stmts.join("\n")
+        )
+    })
+}
+
+fn chain() -> MockChain {
+    MockChain::default()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn parser_never_panics_on_token_soup(src in token_soup()) {
+        let mut kv = MemKv::new();
+        let _ = Contract::deploy(&src, "o", b"p/", &mut kv, 100_000);
+    }
+
+    #[test]
+    fn parser_never_panics_on_bytes(src in ".{0,200}") {
+        let mut kv = MemKv::new();
+        let _ = Contract::deploy(&src, "o", b"p/", &mut kv, 100_000);
+    }
+
+    #[test]
+    fn mutated_figure6_never_panics(src in mutated_figure6()) {
+        let mut kv = MemKv::new();
+        if let Ok((c, _)) = Contract::deploy(&src, "o", b"p/", &mut kv, 100_000) {
+            let mut ctx = chain();
+            let _ = c.call("transfer", &[Value::Text("a".into()), Value::Text("b".into()), Value::Int(1)], &mut ctx, &mut kv, 100_000);
+        }
+    }
+
+    #[test]
+    fn queries_never_panic(e in int_expr(), d in dec_expr(), c in cond()) {
+        let mut kv = MemKv::new();
+        let (con, _) = Contract::deploy("CREATE TABLE t (x BIGINT PRIMARY KEY, y NUMERIC(10,2), z BIGINT, a BIGINT, b NUMERIC); INSERT INTO t VALUES (1, 2.5, 3, 4, 5), (2, NULL, NULL, -1, 0.001);", "o", b"p/", &mut kv, 1_000_000).unwrap();
+        let sql = format!("SELECT {e}, {d}, {c} FROM t WHERE {c} ORDER BY {e}");
+        match con.query(&sql, &kv, 1_000_000) {
+            Ok(r) => prop_assert_eq!(r.columns.len(), 3),
+            Err(err) => prop_assert!(err.to_string().len() > 3),
+        }
+    }
+
+    #[test]
+    fn interpreter_and_jit_agree(src in program(), a in -5i64..5, b in -300i64..300, seed in prop::collection::vec((0i64..6, -50i64..50), 0..4)) {
+        let mut kv = MemKv::new();
+        let (c, _) = match Contract::deploy(&src, "o", b"p/", &mut kv, 1_000_000) {
+            Ok(x) => x,
+            Err(e) => {
+                // the generator only produces valid programs
+                return Err(TestCaseError::fail(format!("deploy failed: {e}\n{src}")));
+            }
+        };
+        for (k, v) in &seed {
+            let _ = c.execute(&format!("INSERT INTO t VALUES ({k}, {v})"), &mut kv, 1_000_000);
+        }
+        let args = [Value::Int(a), Value::Num(aergo_sql::Decimal::new(i128::from(b), 2).unwrap())];
+        let mut kv_i = kv.clone();
+        let mut kv_j = kv.clone();
+        let ri = c.call_with(Engine::Interpreter, "f", &args, &mut chain(), &mut kv_i, 200_000);
+        let rj = c.call_with(Engine::Jit, "f", &args, &mut chain(), &mut kv_j, 200_000);
+        prop_assert_eq!(format!("{ri:?}"), format!("{rj:?}"), "program:\n{}", src);
+        prop_assert_eq!(kv_i.entries(), kv_j.entries());
+        if ri.is_err() {
+            prop_assert_eq!(kv_i.entries(), kv.entries(), "failed call wrote");
+        }
+    }
+}
