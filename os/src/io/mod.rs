@@ -21,6 +21,8 @@
 
 mod uring;
 
+pub use uring::DIRECT_ALIGN;
+
 use serde::Serialize;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -89,6 +91,14 @@ pub enum IoError {
     /// The blocking pool could not run the operation (std backend in async context).
     #[error("blocking I/O task failed: {0}")]
     Join(String),
+    /// An O_DIRECT read whose offset or length is not a multiple of [`DIRECT_ALIGN`].
+    #[error("direct read at {offset} of {len} bytes is not {DIRECT_ALIGN}-byte aligned")]
+    Unaligned {
+        /// Requested offset.
+        offset: u64,
+        /// Requested length.
+        len: usize,
+    },
     /// A request too large for one kernel operation.
     #[error("request of {0} bytes is too large")]
     TooLarge(usize),
@@ -285,6 +295,40 @@ impl IoService {
         }
     }
 
+    /// Reads `len` bytes at `offset` into a buffer aligned for `O_DIRECT`, for files opened
+    /// with `O_DIRECT` (cold reads that bypass the page cache). `offset` and `len` must be
+    /// multiples of [`DIRECT_ALIGN`]; the result is shorter only at end of file.
+    pub async fn read_at_direct(
+        &self,
+        file: &Arc<File>,
+        offset: u64,
+        len: usize,
+    ) -> Result<Vec<u8>, IoError> {
+        check_direct(offset, len)?;
+        match &self.inner.engine {
+            Engine::Uring(h) => h.read_direct(file.clone(), offset, len).await,
+            Engine::Std => {
+                let (f, c) = (file.clone(), self.inner.counters.clone());
+                blocking(move || std_read_direct(&c, &f, offset, len)).await
+            }
+        }
+    }
+
+    /// Blocking form of [`IoService::read_at_direct`] (same caveat as
+    /// [`IoService::read_at_blocking`]).
+    pub fn read_at_direct_blocking(
+        &self,
+        file: &Arc<File>,
+        offset: u64,
+        len: usize,
+    ) -> Result<Vec<u8>, IoError> {
+        check_direct(offset, len)?;
+        match &self.inner.engine {
+            Engine::Uring(h) => h.read_direct_blocking(file.clone(), offset, len),
+            Engine::Std => std_read_direct(&self.inner.counters, file, offset, len),
+        }
+    }
+
     /// Writes all of `data` at `offset`.
     pub async fn write_at(
         &self,
@@ -389,6 +433,33 @@ fn std_read_at(c: &Counters, file: &File, offset: u64, len: usize) -> Result<Vec
         }
     }
     buf.truncate(done);
+    Ok(buf)
+}
+
+fn check_direct(offset: u64, len: usize) -> Result<(), IoError> {
+    if len > MAX_OP {
+        return Err(IoError::TooLarge(len));
+    }
+    if !offset.is_multiple_of(DIRECT_ALIGN as u64) || !len.is_multiple_of(DIRECT_ALIGN) || len == 0
+    {
+        return Err(IoError::Unaligned { offset, len });
+    }
+    Ok(())
+}
+
+fn std_read_direct(c: &Counters, file: &File, offset: u64, len: usize) -> Result<Vec<u8>, IoError> {
+    let _op = StdOp::new(c);
+    let mut buf = vec![0u8; len + DIRECT_ALIGN];
+    let pad = (DIRECT_ALIGN - (buf.as_ptr() as usize % DIRECT_ALIGN)) % DIRECT_ALIGN;
+    let n = loop {
+        match file.read_at(&mut buf[pad..pad + len], offset) {
+            Ok(n) => break n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(IoError::os("read", e)),
+        }
+    };
+    buf.truncate(pad + n);
+    buf.drain(..pad);
     Ok(buf)
 }
 

@@ -28,6 +28,44 @@ const WAKE: u64 = u64::MAX;
 
 type Res = Result<Vec<u8>, IoError>;
 
+/// A request buffer: plain, or over-allocated so that `pad` bytes in, the data is aligned to
+/// [`DIRECT_ALIGN`] as O_DIRECT requires.
+pub(super) struct Buf {
+    buf: Vec<u8>,
+    pad: usize,
+    direct: bool,
+}
+
+/// Alignment of O_DIRECT buffers, offsets and lengths.
+pub const DIRECT_ALIGN: usize = 4096;
+
+impl Buf {
+    pub(super) fn aligned(len: usize) -> Buf {
+        let mut buf = vec![0u8; len + DIRECT_ALIGN];
+        let pad = (DIRECT_ALIGN - (buf.as_ptr() as usize % DIRECT_ALIGN)) % DIRECT_ALIGN;
+        // Shrinking the length keeps the allocation (and the aligned address).
+        buf.truncate(pad + len);
+        Buf {
+            buf,
+            pad,
+            direct: true,
+        }
+    }
+    fn into_parts(self) -> (Vec<u8>, usize, bool) {
+        (self.buf, self.pad, self.direct)
+    }
+}
+
+impl From<Vec<u8>> for Buf {
+    fn from(buf: Vec<u8>) -> Buf {
+        Buf {
+            buf,
+            pad: 0,
+            direct: false,
+        }
+    }
+}
+
 enum Reply {
     Async(tokio::sync::oneshot::Sender<Res>),
     Sync(mpsc::SyncSender<Res>),
@@ -57,8 +95,13 @@ struct Request {
     kind: Kind,
     file: Arc<File>,
     offset: u64,
-    /// Read: a zeroed buffer of the requested length. Write: the data.
+    /// Read: a zeroed buffer of the requested length (plus `pad`). Write: the data.
     buf: Vec<u8>,
+    /// Read: bytes skipped at the start of `buf` so the kernel sees an aligned address
+    /// (O_DIRECT reads); removed before the buffer is returned.
+    pad: usize,
+    /// O_DIRECT read: a short read ends the operation (a retry would be unaligned).
+    direct: bool,
     reply: Reply,
 }
 
@@ -184,25 +227,31 @@ impl Handle {
         Ok(())
     }
 
-    async fn call(&self, kind: Kind, file: Arc<File>, offset: u64, buf: Vec<u8>) -> Res {
+    async fn call(&self, kind: Kind, file: Arc<File>, offset: u64, buf: impl Into<Buf>) -> Res {
         let (tx, rx) = tokio::sync::oneshot::channel();
+        let (buf, pad, direct) = buf.into().into_parts();
         self.send(Request {
             kind,
             file,
             offset,
             buf,
+            pad,
+            direct,
             reply: Reply::Async(tx),
         })?;
         rx.await.map_err(|_| IoError::Shutdown)?
     }
 
-    fn call_blocking(&self, kind: Kind, file: Arc<File>, offset: u64, buf: Vec<u8>) -> Res {
+    fn call_blocking(&self, kind: Kind, file: Arc<File>, offset: u64, buf: impl Into<Buf>) -> Res {
         let (tx, rx) = mpsc::sync_channel(1);
+        let (buf, pad, direct) = buf.into().into_parts();
         self.send(Request {
             kind,
             file,
             offset,
             buf,
+            pad,
+            direct,
             reply: Reply::Sync(tx),
         })?;
         rx.recv().map_err(|_| IoError::Shutdown)?
@@ -210,6 +259,9 @@ impl Handle {
 
     pub(super) async fn read_at(&self, file: Arc<File>, offset: u64, len: usize) -> Res {
         self.call(Kind::Read, file, offset, vec![0u8; len]).await
+    }
+    pub(super) async fn read_direct(&self, file: Arc<File>, offset: u64, len: usize) -> Res {
+        self.call(Kind::Read, file, offset, Buf::aligned(len)).await
     }
     pub(super) async fn write_at(
         &self,
@@ -224,6 +276,9 @@ impl Handle {
     }
     pub(super) fn read_at_blocking(&self, file: Arc<File>, offset: u64, len: usize) -> Res {
         self.call_blocking(Kind::Read, file, offset, vec![0u8; len])
+    }
+    pub(super) fn read_direct_blocking(&self, file: Arc<File>, offset: u64, len: usize) -> Res {
+        self.call_blocking(Kind::Read, file, offset, Buf::aligned(len))
     }
     pub(super) fn write_at_blocking(
         &self,
@@ -405,7 +460,7 @@ impl Worker {
         let off = op.req.offset + op.done as u64;
         let entry = match op.req.kind {
             Kind::Read => {
-                let rest = &mut op.req.buf[op.done..];
+                let rest = &mut op.req.buf[op.req.pad + op.done..];
                 opcode::Read::new(fd, rest.as_mut_ptr(), rest.len() as u32)
                     .offset(off)
                     .build()
@@ -496,7 +551,7 @@ impl Worker {
                 Kind::Fsync => Some(Ok(Vec::new())),
                 Kind::Read => {
                     op.done += n;
-                    if n == 0 || op.done >= op.req.buf.len() {
+                    if n == 0 || op.req.direct || op.done >= op.req.buf.len() - op.req.pad {
                         Some(Ok(Vec::new()))
                     } else {
                         None
@@ -531,7 +586,8 @@ impl Worker {
                 let r = match (r, req.kind) {
                     (Ok(_), Kind::Read) => {
                         let mut buf = req.buf;
-                        buf.truncate(done);
+                        buf.truncate(req.pad + done);
+                        buf.drain(..req.pad);
                         Ok(buf)
                     }
                     (r, _) => r,
