@@ -196,6 +196,68 @@ pub fn assemble(layout: &Layout, esp: &Path, data: &Path, out: &Path) -> Result<
     Ok(())
 }
 
+/// What [`update_disk`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DiskUpdate {
+    /// A new disk was made from the image.
+    Created,
+    /// The boot partition was refreshed; the data partition kept.
+    BootRefreshed,
+    /// The layouts differ: the old disk was moved aside and a new one made.
+    Replaced(std::path::PathBuf),
+}
+
+/// Keeps a persistent VM disk in step with a freshly built image: creates it (sparse,
+/// `size` bytes, init grows the data partition at boot) or, when the partition layout
+/// matches, copies only the new ESP into it so the chain data survives rebuilds.
+pub fn update_disk(image: &Path, disk: &Path, size: u64) -> Result<DiskUpdate> {
+    let img_len = std::fs::metadata(image)?.len();
+    let create = |disk: &Path| -> Result<()> {
+        let tmp = disk.with_extension("partial");
+        std::fs::copy(image, &tmp)?;
+        let f = std::fs::OpenOptions::new().write(true).open(&tmp)?;
+        f.set_len(size.max(img_len))?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, disk)?;
+        Ok(())
+    };
+    if !disk.exists() {
+        create(disk)?;
+        return Ok(DiskUpdate::Created);
+    }
+    let mut fi = File::open(image)?;
+    let gi = Gpt::read(&mut fi, img_len)?;
+    let disk_len = std::fs::metadata(disk)?.len();
+    let mut fd = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(disk)?;
+    let same = match Gpt::read(&mut fd, disk_len) {
+        Ok(gd) => {
+            let key = |g: &Gpt, name: &str| g.find(name).map(|p| (p.first_lba, p.name.clone()));
+            gi.find("ESP").map(|p| (p.first_lba, p.last_lba))
+                == gd.find("ESP").map(|p| (p.first_lba, p.last_lba))
+                && key(&gi, aergo_os::paths::DATA_LABEL) == key(&gd, aergo_os::paths::DATA_LABEL)
+        }
+        Err(_) => false,
+    };
+    if !same {
+        drop(fd);
+        let old = disk.with_extension("img.old");
+        std::fs::rename(disk, &old)?;
+        create(disk)?;
+        return Ok(DiskUpdate::Replaced(old));
+    }
+    let esp = gi.find("ESP").context("image has no ESP")?.clone();
+    let mut buf = vec![0u8; esp.size_bytes() as usize];
+    fi.seek(SeekFrom::Start(esp.offset_bytes()))?;
+    fi.read_exact(&mut buf)?;
+    fd.seek(SeekFrom::Start(esp.offset_bytes()))?;
+    fd.write_all(&buf)?;
+    fd.sync_all()?;
+    Ok(DiskUpdate::BootRefreshed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -219,6 +281,53 @@ mod tests {
         );
         // The default image fits the 150 MB budget.
         assert!(l.total <= 150_000_000, "{}", l.total);
+    }
+
+    #[test]
+    fn persistent_disk_keeps_data_and_refreshes_boot() {
+        let dir = tempfile::tempdir().unwrap();
+        let mk = |fill: u8, name: &str| {
+            let esp = dir.path().join(format!("esp-{name}"));
+            let data = dir.path().join(format!("data-{name}"));
+            std::fs::write(&esp, vec![fill; 4096]).unwrap();
+            std::fs::write(&data, vec![0x11u8; 4096]).unwrap();
+            let img = dir.path().join(format!("{name}.img"));
+            assemble(&plan(2 * MIB, 4 * MIB).unwrap(), &esp, &data, &img).unwrap();
+            img
+        };
+        let v1 = mk(0xA1, "v1");
+        let disk = dir.path().join("disk.img");
+        assert_eq!(
+            update_disk(&v1, &disk, 64 * MIB).unwrap(),
+            DiskUpdate::Created
+        );
+        assert_eq!(std::fs::metadata(&disk).unwrap().len(), 64 * MIB);
+        // The VM wrote chain data into its data partition.
+        let l = plan(2 * MIB, 4 * MIB).unwrap();
+        let (d_o, _) = l.data();
+        let (eo, _) = l.esp();
+        {
+            let mut f = std::fs::OpenOptions::new().write(true).open(&disk).unwrap();
+            f.seek(SeekFrom::Start(d_o)).unwrap();
+            f.write_all(b"CHAIN").unwrap();
+        }
+        let v2 = mk(0xB2, "v2");
+        assert_eq!(
+            update_disk(&v2, &disk, 64 * MIB).unwrap(),
+            DiskUpdate::BootRefreshed
+        );
+        let bytes = std::fs::read(&disk).unwrap();
+        assert_eq!(bytes[eo as usize], 0xB2);
+        assert_eq!(&bytes[d_o as usize..d_o as usize + 5], b"CHAIN");
+        // A different layout moves the old disk aside.
+        let esp = dir.path().join("esp-v1");
+        let data = dir.path().join("data-v1");
+        let v3 = dir.path().join("v3.img");
+        assemble(&plan(3 * MIB, 4 * MIB).unwrap(), &esp, &data, &v3).unwrap();
+        assert!(matches!(
+            update_disk(&v3, &disk, 64 * MIB).unwrap(),
+            DiskUpdate::Replaced(_)
+        ));
     }
 
     #[test]

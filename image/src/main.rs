@@ -78,6 +78,13 @@ struct Args {
     /// Do not strip binaries.
     #[arg(long)]
     no_strip: bool,
+    /// Also keep this persistent VM disk in step with the image (created when absent;
+    /// otherwise only its boot partition is replaced, so the chain data survives).
+    #[arg(long)]
+    update_disk: Option<PathBuf>,
+    /// Size of a disk created by --update-disk, in GiB.
+    #[arg(long, default_value_t = 4)]
+    disk_gib: u64,
 }
 
 struct Progress {
@@ -369,6 +376,10 @@ fn run(args: Args) -> Result<()> {
     p.done(&args.out.display().to_string());
     let _ = std::fs::remove_dir_all(&work);
 
+    if let Some(d) = &args.update_disk {
+        let what = disk::update_disk(&args.out, d, args.disk_gib << 30)?;
+        eprintln!("persistent disk {}: {what:?}", d.display());
+    }
     let kernel_len = std::fs::metadata(&k.image)?.len();
     eprintln!(
         "\nAERGO OS image built in {:.1} s\n  kernel     {} ({})\n  initramfs  {} (zstd; {} unpacked)\n  UKI        {}\n  image      {} raw: {}\n  direct boot: {}/vmlinuz, initramfs.img, cmdline.txt",

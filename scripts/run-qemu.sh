@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Builds what is stale, builds the AERGO OS image and boots it in QEMU (UEFI firmware,
+# serial console on this terminal, 2 GiB RAM). Chain data lives on a persistent disk
+# (target/image/aergo-disk.img) so re-runs keep their chain; --fresh starts over.
+# Host ports on 127.0.0.1: RPC 7845, control 7847, AergoFS 7848 (so `aergo chain` works).
+# Quit QEMU with Ctrl-A X (or power off: `aergo os poweroff`).
+#
+#   scripts/run-qemu.sh [--kvm] [--direct] [--fresh] [--config aergo.toml] [--no-build]
+#                       [--mem MiB] [--disk-gib N] [--console ttyS0|tty1|auto]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+KVM=0 DIRECT=0 FRESH=0 BUILD=1 MEM=2048 DISK_GIB=4 CONFIG="" CONSOLE="auto"
+RPC_PORT="${AERGO_RPC_PORT:-7845}" CTL_PORT="${AERGO_CTL_PORT:-7847}" FS_PORT="${AERGO_FS_PORT:-7848}"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --kvm) KVM=1 ;;
+    --direct) DIRECT=1 ;;
+    --fresh) FRESH=1 ;;
+    --no-build) BUILD=0 ;;
+    --config) CONFIG="$2"; shift ;;
+    --mem) MEM="$2"; shift ;;
+    --disk-gib) DISK_GIB="$2"; shift ;;
+    --console) CONSOLE="$2"; shift ;;
+    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+    *) echo "run-qemu: unknown option $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/aergo-target}"
+BIN="$CARGO_TARGET_DIR/release"
+OUT=target/image
+mkdir -p "$OUT"
+
+if [ "$BUILD" = 1 ]; then
+  pkgs=(-p aergo-init -p aergo-image -p aergo-node -p aergo-cli)
+  # AergoFS and the dashboard join the image when their packages build.
+  for p in aergofs aergo-top; do
+    if cargo metadata --no-deps --format-version 1 2>/dev/null | grep -q "\"name\":\"$p\""; then
+      pkgs+=(-p "$p")
+    fi
+  done
+  echo "run-qemu: cargo build --release ${pkgs[*]}"
+  cargo build --release "${pkgs[@]}"
+fi
+
+[ "$FRESH" = 1 ] && rm -f "$OUT/aergo-disk.img" "$OUT/OVMF_VARS.fd"
+img_args=(--bin-dir "$BIN" --out "$OUT/aergo-os.img" --console "$CONSOLE"
+          --update-disk "$OUT/aergo-disk.img" --disk-gib "$DISK_GIB")
+[ -n "$CONFIG" ] && img_args+=(--config "$CONFIG")
+"$BIN/aergo-image" "${img_args[@]}"
+
+OVMF_CODE=/usr/share/OVMF/OVMF_CODE_4M.fd
+[ -f "$OUT/OVMF_VARS.fd" ] || cp /usr/share/OVMF/OVMF_VARS_4M.fd "$OUT/OVMF_VARS.fd"
+
+accel=(-accel tcg)
+if [ "$KVM" = 1 ]; then accel=(-accel kvm -cpu host); fi
+boot=(-drive "if=pflash,format=raw,readonly=on,file=$OVMF_CODE"
+      -drive "if=pflash,format=raw,file=$OUT/OVMF_VARS.fd")
+if [ "$DIRECT" = 1 ]; then
+  boot=(-kernel "$OUT/vmlinuz" -initrd "$OUT/initramfs.img" -append "$(cat "$OUT/cmdline.txt")")
+fi
+
+echo "run-qemu: RPC http://127.0.0.1:$RPC_PORT  control 127.0.0.1:$CTL_PORT  AergoFS http://127.0.0.1:$FS_PORT"
+echo "run-qemu: serial console below; Ctrl-A X quits QEMU"
+exec qemu-system-x86_64 -machine q35 "${accel[@]}" -m "$MEM" -smp 2 \
+  -nographic -vga none "${boot[@]}" \
+  -drive "file=$OUT/aergo-disk.img,format=raw,if=virtio" \
+  -device virtio-rng-pci -device i6300esb \
+  -netdev "user,id=n0,hostfwd=tcp:127.0.0.1:$RPC_PORT-:7845,hostfwd=tcp:127.0.0.1:$CTL_PORT-:7847,hostfwd=tcp:127.0.0.1:$FS_PORT-:7848" \
+  -device virtio-net-pci,netdev=n0,romfile=
