@@ -1,6 +1,24 @@
-//! `aergofs bench`: AergoFS vs one file per blob vs RocksDB, plus cold reads vs raw O_DIRECT.
+//! `aergofs bench`: the storage engine against one file per blob and RocksDB on the same
+//! filesystem, in-process (no HTTP), modelled on `weed benchmark`.
+//!
+//! Workload: N blobs of 1 KiB + 0–63 random bytes, C concurrent clients. AergoFS runs as async
+//! tasks on the I/O service; the baselines run on C OS threads (their natural model). Phases:
+//! writes then random reads for AergoFS group commit, AergoFS fast mode, file-per-blob and
+//! RocksDB (WAL without sync); a durable subset (fsync per file, RocksDB `sync=true`) for the
+//! group-commit comparison; then cold reads: AergoFS O_DIRECT reads of the 4 KiB windows holding
+//! random needles vs raw aligned O_DIRECT `pread`s of the same windows of the same file.
 
-use anyhow::Result;
+use aergo_os::io::{IoConfig, IoService, DIRECT_ALIGN};
+use aergofs::needle::Meta;
+use aergofs::volume::{Durability, VolumeConfig};
+use aergofs::{Fid, Store, StoreConfig};
+use anyhow::{bail, Context, Result};
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
 
 /// Benchmark options.
 #[derive(clap::Args)]
@@ -8,15 +26,508 @@ pub struct BenchArgs {
     /// Number of blobs.
     #[arg(long, default_value_t = 1_048_576)]
     pub n: usize,
-    /// Concurrent writers/readers.
+    /// Concurrent clients.
     #[arg(long, default_value_t = 16)]
     pub concurrency: usize,
-    /// Scratch directory (default: a temporary directory).
+    /// Scratch directory on the filesystem to measure (default: under /var/tmp); removed after.
     #[arg(long)]
-    pub dir: Option<std::path::PathBuf>,
+    pub dir: Option<PathBuf>,
+    /// Blobs in the durable subset (fsync per file / RocksDB sync) and in the cold-read sample.
+    #[arg(long, default_value_t = 20_000)]
+    pub sample: usize,
+    /// Keep the scratch data.
+    #[arg(long)]
+    pub keep: bool,
 }
 
-/// Runs the benchmark.
-pub async fn run(_a: BenchArgs) -> Result<()> {
-    anyhow::bail!("not yet")
+struct Workload {
+    sizes: Vec<u16>,
+    offsets: Vec<u32>,
+    pool: Vec<u8>,
+}
+
+impl Workload {
+    fn new(n: usize) -> Workload {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(0xae90);
+        let pool: Vec<u8> = (0..(4 << 20)).map(|_| rng.gen()).collect();
+        let sizes = (0..n).map(|_| 1024 + rng.gen_range(0..64u16)).collect();
+        let offsets = (0..n)
+            .map(|_| rng.gen_range(0..(pool.len() - 2048) as u32))
+            .collect();
+        Workload {
+            sizes,
+            offsets,
+            pool,
+        }
+    }
+    fn blob(&self, i: usize) -> &[u8] {
+        let o = self.offsets[i] as usize;
+        &self.pool[o..o + self.sizes[i] as usize]
+    }
+    fn bytes(&self) -> u64 {
+        self.sizes.iter().map(|&s| s as u64).sum()
+    }
+}
+
+#[derive(Clone)]
+struct Stat {
+    label: String,
+    ops: usize,
+    secs: f64,
+    p50_us: f64,
+    p99_us: f64,
+}
+
+impl Stat {
+    fn new(label: &str, mut lat_ns: Vec<u64>, secs: f64) -> Stat {
+        lat_ns.sort_unstable();
+        let pct = |p: f64| {
+            if lat_ns.is_empty() {
+                0.0
+            } else {
+                lat_ns[((lat_ns.len() - 1) as f64 * p) as usize] as f64 / 1000.0
+            }
+        };
+        Stat {
+            label: label.to_string(),
+            ops: lat_ns.len(),
+            secs,
+            p50_us: pct(0.50),
+            p99_us: pct(0.99),
+        }
+    }
+    fn rate(&self) -> f64 {
+        self.ops as f64 / self.secs.max(1e-9)
+    }
+    fn print(&self) {
+        println!(
+            "| {:<34} | {:>9} | {:>12.0} | {:>9.1} | {:>9.1} |",
+            self.label,
+            self.ops,
+            self.rate(),
+            self.p50_us,
+            self.p99_us
+        );
+    }
+}
+
+/// A random permutation of `0..n` (or of a sample of it).
+fn order(n: usize, take: usize, seed: u64) -> Vec<usize> {
+    let mut v: Vec<usize> = (0..n).collect();
+    v.shuffle(&mut rand::rngs::StdRng::seed_from_u64(seed));
+    v.truncate(take);
+    v
+}
+
+/// Deals `idx` out to `c` clients round-robin, so the clients together walk the list in order
+/// (as concurrent uploaders do with freshly assigned ids).
+fn interleave(idx: &[usize], c: usize) -> Vec<Vec<usize>> {
+    let c = c.max(1).min(idx.len().max(1));
+    (0..c)
+        .map(|t| idx.iter().skip(t).step_by(c).copied().collect())
+        .collect()
+}
+
+/// Runs `f(i)` for every index on `c` OS threads, returning per-op latencies and elapsed secs.
+fn threads<F>(idx: &[usize], c: usize, f: F) -> Result<(Vec<u64>, f64)>
+where
+    F: Fn(usize) -> Result<()> + Sync,
+{
+    let start = Instant::now();
+    let chunks = interleave(idx, c);
+    let results: Vec<Result<Vec<u64>>> = std::thread::scope(|s| {
+        let hs: Vec<_> = chunks
+            .iter()
+            .map(|chunk| {
+                let f = &f;
+                s.spawn(move || {
+                    let mut lat = Vec::with_capacity(chunk.len());
+                    for &i in chunk.iter() {
+                        let t = Instant::now();
+                        f(i)?;
+                        lat.push(t.elapsed().as_nanos() as u64);
+                    }
+                    Ok(lat)
+                })
+            })
+            .collect();
+        hs.into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("bench thread panicked")))
+            })
+            .collect()
+    });
+    let secs = start.elapsed().as_secs_f64();
+    let mut all = Vec::with_capacity(idx.len());
+    for r in results {
+        all.extend(r?);
+    }
+    Ok((all, secs))
+}
+
+/// Runs `f(i)` for every index on `c` tokio tasks.
+async fn tasks<F, Fut>(idx: &[usize], c: usize, f: F) -> Result<(Vec<u64>, f64)>
+where
+    F: Fn(usize) -> Fut + Send + Sync + Clone + 'static,
+    Fut: std::future::Future<Output = Result<()>> + Send,
+{
+    let start = Instant::now();
+    let mut set = tokio::task::JoinSet::new();
+    for chunk in interleave(idx, c) {
+        let f = f.clone();
+        set.spawn(async move {
+            let mut lat = Vec::with_capacity(chunk.len());
+            for i in chunk {
+                let t = Instant::now();
+                f(i).await?;
+                lat.push(t.elapsed().as_nanos() as u64);
+            }
+            Ok::<_, anyhow::Error>(lat)
+        });
+    }
+    let mut all = Vec::with_capacity(idx.len());
+    while let Some(r) = set.join_next().await {
+        all.extend(r.context("bench task")??);
+    }
+    Ok((all, start.elapsed().as_secs_f64()))
+}
+
+struct AergoRun {
+    write: Stat,
+    read: Stat,
+    store: Arc<Store>,
+    fids: Arc<Vec<Fid>>,
+}
+
+async fn aergofs(
+    dir: &Path,
+    label: &str,
+    durability: Durability,
+    w: &Arc<Workload>,
+    c: usize,
+    io: &IoService,
+) -> Result<AergoRun> {
+    let cfg = StoreConfig {
+        volume: VolumeConfig {
+            durability,
+            ..VolumeConfig::default()
+        },
+        compaction_interval: None,
+        ..StoreConfig::default()
+    };
+    let store = Store::open(dir, cfg, io.clone()).await?;
+    let n = w.sizes.len();
+    // Assign ids first (as clients do with /assign), then write concurrently.
+    let mut fids = Vec::with_capacity(n);
+    for _ in 0..n {
+        fids.push(store.assign().await?);
+    }
+    let fids = Arc::new(fids);
+    let all: Vec<usize> = (0..n).collect();
+    let (s, f, wl) = (store.clone(), fids.clone(), w.clone());
+    let (lat, secs) = tasks(&all, c, move |i| {
+        let (s, f, wl) = (s.clone(), f.clone(), wl.clone());
+        async move {
+            s.write(f[i], wl.blob(i), &Meta::default()).await?;
+            Ok(())
+        }
+    })
+    .await?;
+    let write = Stat::new(&format!("aergofs {label} write"), lat, secs);
+    let rd = order(n, n, 1);
+    let (s, f, wl) = (store.clone(), fids.clone(), w.clone());
+    let (lat, secs) = tasks(&rd, c, move |i| {
+        let (s, f, wl) = (s.clone(), f.clone(), wl.clone());
+        async move {
+            let got = s.read(f[i]).await?;
+            if got.data().len() != wl.sizes[i] as usize {
+                bail!("aergofs returned a wrong size for blob {i}");
+            }
+            Ok(())
+        }
+    })
+    .await?;
+    let read = Stat::new(&format!("aergofs {label} random read"), lat, secs);
+    Ok(AergoRun {
+        write,
+        read,
+        store,
+        fids,
+    })
+}
+
+fn file_path(root: &Path, i: usize) -> PathBuf {
+    root.join(format!("{:02x}", i % 256)).join(format!("{i:x}"))
+}
+
+fn make_fanout(root: &Path) -> Result<()> {
+    for d in 0..256 {
+        std::fs::create_dir_all(root.join(format!("{d:02x}")))?;
+    }
+    Ok(())
+}
+
+/// Aligned scratch buffer for raw O_DIRECT reads.
+struct Aligned {
+    buf: Vec<u8>,
+    pad: usize,
+}
+
+impl Aligned {
+    fn new(len: usize) -> Aligned {
+        let buf = vec![0u8; len + DIRECT_ALIGN];
+        let pad = (DIRECT_ALIGN - buf.as_ptr() as usize % DIRECT_ALIGN) % DIRECT_ALIGN;
+        Aligned { buf, pad }
+    }
+    fn slice(&mut self, len: usize) -> &mut [u8] {
+        &mut self.buf[self.pad..self.pad + len]
+    }
+}
+
+fn ratio(a: f64, b: f64) -> f64 {
+    a / b.max(1e-9)
+}
+
+/// Runs the benchmark and prints a report.
+pub async fn run(a: BenchArgs) -> Result<()> {
+    if a.n == 0 || a.concurrency == 0 {
+        bail!("--n and --concurrency must be at least 1");
+    }
+    let root = match &a.dir {
+        Some(d) => d.join(format!("aergofs-bench-{}", std::process::id())),
+        None => PathBuf::from("/var/tmp").join(format!("aergofs-bench-{}", std::process::id())),
+    };
+    std::fs::create_dir_all(&root).with_context(|| format!("create {}", root.display()))?;
+    let r = run_in(&a, &root).await;
+    if !a.keep {
+        let _ = std::fs::remove_dir_all(&root);
+    }
+    r
+}
+
+async fn run_in(a: &BenchArgs, root: &Path) -> Result<()> {
+    let (n, c) = (a.n, a.concurrency);
+    let sample = a.sample.min(n).max(1);
+    let w = Arc::new(Workload::new(n));
+    let io = IoService::start(IoConfig::default());
+    println!(
+        "aergofs bench: n={n} blobs of 1024+0..63 B ({:.1} MiB), concurrency {c}, dir {}, io backend {}{}",
+        w.bytes() as f64 / (1 << 20) as f64,
+        root.display(),
+        io.backend(),
+        io.fallback_reason().map(|r| format!(" ({r})")).unwrap_or_default()
+    );
+    println!(
+        "| {:<34} | {:>9} | {:>12} | {:>9} | {:>9} |",
+        "phase", "ops", "ops/s", "p50 µs", "p99 µs"
+    );
+    println!(
+        "|{:-<36}|{:->11}|{:->14}|{:->11}|{:->11}|",
+        "", "", "", "", ""
+    );
+
+    // AergoFS, both modes.
+    let gc = aergofs(
+        &root.join("aergofs-gc"),
+        "group-commit",
+        Durability::GroupCommit,
+        &w,
+        c,
+        &io,
+    )
+    .await?;
+    gc.write.print();
+    gc.read.print();
+    gc.store.close().await?;
+    let gc_stats = (gc.write.clone(), gc.read.clone());
+    drop(gc);
+    let fast = aergofs(
+        &root.join("aergofs-fast"),
+        "fast",
+        Durability::Fast,
+        &w,
+        c,
+        &io,
+    )
+    .await?;
+    fast.write.print();
+    fast.read.print();
+    let st = fast.store.stats();
+    let ram_per_needle = st.index_bytes_per_live_needle;
+
+    // One file per blob.
+    let froot = root.join("files");
+    make_fanout(&froot)?;
+    let all: Vec<usize> = (0..n).collect();
+    let (lat, secs) = threads(&all, c, |i| {
+        std::fs::write(file_path(&froot, i), w.blob(i))?;
+        Ok(())
+    })?;
+    let files_w = Stat::new("file-per-blob write", lat, secs);
+    files_w.print();
+    let rd = order(n, n, 1);
+    let (lat, secs) = threads(&rd, c, |i| {
+        let b = std::fs::read(file_path(&froot, i))?;
+        if b.len() != w.sizes[i] as usize {
+            bail!("file-per-blob returned a wrong size");
+        }
+        Ok(())
+    })?;
+    let files_r = Stat::new("file-per-blob random read", lat, secs);
+    files_r.print();
+    let sroot = root.join("files-sync");
+    make_fanout(&sroot)?;
+    let sub: Vec<usize> = (0..sample).collect();
+    let (lat, secs) = threads(&sub, c, |i| {
+        let mut f = std::fs::File::create(file_path(&sroot, i))?;
+        std::io::Write::write_all(&mut f, w.blob(i))?;
+        f.sync_data()?;
+        Ok(())
+    })?;
+    let files_sync = Stat::new("file-per-blob write + fsync", lat, secs);
+    files_sync.print();
+
+    // RocksDB.
+    let db = rocksdb::DB::open_default(root.join("rocksdb")).context("open RocksDB")?;
+    let (lat, secs) = threads(&all, c, |i| {
+        db.put((i as u64).to_be_bytes(), w.blob(i))?;
+        Ok(())
+    })?;
+    let rocks_w = Stat::new("rocksdb put (WAL, no sync)", lat, secs);
+    rocks_w.print();
+    let (lat, secs) = threads(&rd, c, |i| match db.get((i as u64).to_be_bytes())? {
+        Some(v) if v.len() == w.sizes[i] as usize => Ok(()),
+        _ => bail!("rocksdb returned a wrong value"),
+    })?;
+    let rocks_r = Stat::new("rocksdb random get", lat, secs);
+    rocks_r.print();
+    let mut sync = rocksdb::WriteOptions::default();
+    sync.set_sync(true);
+    let (lat, secs) = threads(&sub, c, |i| {
+        db.put_opt((u64::MAX - i as u64).to_be_bytes(), w.blob(i), &sync)?;
+        Ok(())
+    })?;
+    let rocks_sync = Stat::new("rocksdb put (sync=true)", lat, secs);
+    rocks_sync.print();
+    drop(db);
+
+    // Cold reads: AergoFS O_DIRECT vs raw O_DIRECT of the same windows. Flush first: an
+    // O_DIRECT read of a range with dirty pages would wait for their writeback.
+    fast.store.close().await?;
+    let pick = order(n, sample, 2);
+    let mut windows: Vec<(u32, u64, usize)> = Vec::with_capacity(pick.len());
+    for &i in &pick {
+        let f = fast.fids[i];
+        let (off, len) = fast
+            .store
+            .locate(f)
+            .context("benchmark needle missing from the index")?;
+        let al = DIRECT_ALIGN as u64;
+        let start = off / al * al;
+        let end = (off + len as u64).div_ceil(al) * al;
+        windows.push((f.volume, start, (end - start) as usize));
+    }
+    let vol_path = fast.store.volume_path(1);
+    let raw_idx: Vec<usize> = (0..windows.len()).collect();
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(&vol_path)
+        .with_context(|| format!("open {} with O_DIRECT", vol_path.display()))?;
+    let raw_read = |k: usize| {
+        let (_, start, len) = windows[k];
+        let mut b = Aligned::new(len);
+        // The last window may run past end of file: a short read there is fine.
+        if file.read_at(b.slice(len), start)? == 0 {
+            bail!("raw O_DIRECT read at {start} returned nothing");
+        }
+        Ok(())
+    };
+    let (lat, secs) = threads(&raw_idx, c, raw_read)?;
+    let raw1 = Stat::new("raw O_DIRECT pread, same windows", lat, secs);
+    raw1.print();
+    let fids = fast.fids.clone();
+    let s = fast.store.clone();
+    let (lat, secs) = tasks(&pick, c, move |i| {
+        let (s, fids) = (s.clone(), fids.clone());
+        async move {
+            s.read_direct(fids[i]).await?;
+            Ok(())
+        }
+    })
+    .await?;
+    let cold = Stat::new("aergofs cold read (O_DIRECT)", lat, secs);
+    cold.print();
+    // Raw again after AergoFS; the better raw run is the reference.
+    let (lat, secs) = threads(&raw_idx, c, raw_read)?;
+    let raw2 = Stat::new("raw O_DIRECT pread, again", lat, secs);
+    raw2.print();
+    let raw = if raw2.rate() > raw1.rate() {
+        raw2
+    } else {
+        raw1
+    };
+    fast.store.close().await?;
+
+    let (gw, gr) = gc_stats;
+    println!();
+    println!(
+        "index RAM per live needle: {ram_per_needle:.2} B (in-memory index heap / live needles)"
+    );
+    println!("I/O service: {:?}", io.stats());
+    println!();
+    println!("ratios (AergoFS / baseline, higher is better for AergoFS):");
+    let rows = [
+        (
+            "fast writes / file-per-blob writes",
+            ratio(fast.write.rate(), files_w.rate()),
+            Some(1.5),
+        ),
+        (
+            "fast reads / file-per-blob reads",
+            ratio(fast.read.rate(), files_r.rate()),
+            Some(1.0),
+        ),
+        (
+            "cold reads / raw O_DIRECT reads",
+            ratio(cold.rate(), raw.rate()),
+            Some(0.8),
+        ),
+        (
+            "group-commit writes / file-per-blob+fsync",
+            ratio(gw.rate(), files_sync.rate()),
+            None,
+        ),
+        (
+            "group-commit reads / file-per-blob reads",
+            ratio(gr.rate(), files_r.rate()),
+            None,
+        ),
+        (
+            "fast writes / rocksdb puts",
+            ratio(fast.write.rate(), rocks_w.rate()),
+            None,
+        ),
+        (
+            "fast reads / rocksdb gets",
+            ratio(fast.read.rate(), rocks_r.rate()),
+            None,
+        ),
+        (
+            "group-commit writes / rocksdb sync puts",
+            ratio(gw.rate(), rocks_sync.rate()),
+            None,
+        ),
+    ];
+    for (what, r, floor) in rows {
+        match floor {
+            Some(f) => println!(
+                "  {what:<44} {r:>6.2}x  (floor {f}x: {})",
+                if r >= f { "met" } else { "NOT MET" }
+            ),
+            None => println!("  {what:<44} {r:>6.2}x"),
+        }
+    }
+    Ok(())
 }

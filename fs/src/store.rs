@@ -260,6 +260,24 @@ impl Store {
         Ok(self.volume(fid.volume)?.read(fid.key, fid.cookie).await?)
     }
 
+    /// Reads a needle bypassing the page cache (O_DIRECT), for cold-read measurements.
+    pub async fn read_direct(&self, fid: Fid) -> Result<Needle, StoreError> {
+        Ok(self
+            .volume(fid.volume)?
+            .read_direct(fid.key, fid.cookie)
+            .await?)
+    }
+
+    /// Offset and length of a live needle in its volume file.
+    pub fn locate(&self, fid: Fid) -> Option<(u64, u32)> {
+        self.volume(fid.volume).ok()?.locate(fid.key)
+    }
+
+    /// The `.dat` path of a volume.
+    pub fn volume_path(&self, id: u32) -> PathBuf {
+        volume::VolumePaths::new(&self.dir, id).dat
+    }
+
     /// Deletes a needle; returns its size on disk.
     pub async fn delete(&self, fid: Fid) -> Result<u32, StoreError> {
         Ok(self.volume(fid.volume)?.delete(fid.key, fid.cookie).await?)

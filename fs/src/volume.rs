@@ -220,6 +220,8 @@ struct State {
     idx_end: u64,
     /// Keys changed while a compaction copies (replayed before it commits).
     compact_log: Option<Vec<u64>>,
+    /// The `.dat` file reopened with O_DIRECT for cold reads (opened on first use).
+    direct: Option<Arc<File>>,
 }
 
 impl State {
@@ -530,6 +532,7 @@ impl Volume {
             idx_buf: Vec::new(),
             idx_end: IDX_HEADER_LEN as u64,
             compact_log: None,
+            direct: None,
         };
         let recovery = recover(id, &io, &mut st, &idx_bytes, &p).await?;
         if cfg.max_size <= st.end {
@@ -575,6 +578,15 @@ impl Volume {
         let mut st = self.state.lock();
         st.max_key += 1;
         st.max_key
+    }
+
+    /// Offset and length of the live needle of `key`, if any.
+    pub fn locate(&self, key: u64) -> Option<(u64, u32)> {
+        let st = self.state.lock();
+        st.index
+            .get(key)
+            .filter(|e| !e.is_deleted())
+            .map(|e| (e.byte_offset(), e.byte_len()))
     }
 
     /// Whether the volume takes writes.
@@ -717,6 +729,56 @@ impl Volume {
             .read_at(&dat, e.byte_offset(), e.byte_len() as usize)
             .await
             .map_err(self.ioe())?;
+        self.check_needle(key, cookie, e, buf)
+    }
+
+    /// Like [`Volume::read`], but bypassing the page cache: one O_DIRECT read of the
+    /// 4 KiB-aligned window holding the needle (used by the cold-read benchmark).
+    pub async fn read_direct(&self, key: u64, cookie: u32) -> Result<Needle, VolumeError> {
+        use aergo_os::io::DIRECT_ALIGN;
+        use std::os::unix::fs::OpenOptionsExt;
+        let (file, e) = {
+            let mut st = self.state.lock();
+            let e = match st.index.get(key) {
+                Some(e) if !e.is_deleted() => e,
+                _ => return Err(VolumeError::NotFound),
+            };
+            if st.direct.is_none() {
+                // Reopen the very inode we write (not the path, which compaction renames).
+                use std::os::fd::AsRawFd;
+                let proc_path = PathBuf::from(format!("/proc/self/fd/{}", st.dat.as_raw_fd()));
+                let f = OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_DIRECT)
+                    .open(&proc_path)
+                    .map_err(file_err("open O_DIRECT", &proc_path))?;
+                st.direct = Some(Arc::new(f));
+            }
+            match &st.direct {
+                Some(f) => (f.clone(), e),
+                None => return Err(VolumeError::NotFound),
+            }
+        };
+        let a = DIRECT_ALIGN as u64;
+        let start = e.byte_offset() / a * a;
+        let end = (e.byte_offset() + e.byte_len() as u64).div_ceil(a) * a;
+        let win = self
+            .io
+            .read_at_direct(&file, start, (end - start) as usize)
+            .await
+            .map_err(self.ioe())?;
+        let from = (e.byte_offset() - start) as usize;
+        let to = (from + e.byte_len() as usize).min(win.len());
+        self.check_needle(key, cookie, e, win.get(from..to).unwrap_or(&[]).to_vec())
+    }
+
+    fn check_needle(
+        &self,
+        key: u64,
+        cookie: u32,
+        e: Entry,
+        buf: Vec<u8>,
+    ) -> Result<Needle, VolumeError> {
         let corrupt = |detail: String| VolumeError::Corrupt {
             volume: self.id,
             key,
@@ -943,6 +1005,7 @@ impl Volume {
             }
             st.dat = cpd;
             st.idx = cpx;
+            st.direct = None;
             st.revision = new_rev;
             st.end = new_end;
             st.index = index;
