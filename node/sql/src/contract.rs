@@ -483,6 +483,25 @@ impl Contract {
         Vec::new()
     }
 
+    /// External symbols imported by the JIT module (runtime helpers and LLVM
+    /// intrinsics only); empty without the `jit` feature.
+    pub fn jit_imports(&self) -> Vec<String> {
+        #[cfg(feature = "jit")]
+        if let Some(j) = &self.jit {
+            return j.imported_symbols().to_vec();
+        }
+        Vec::new()
+    }
+
+    /// The optimised LLVM IR of the contract (empty without the `jit` feature).
+    pub fn jit_ir(&self) -> String {
+        #[cfg(feature = "jit")]
+        if let Some(j) = &self.jit {
+            return j.ir().to_string();
+        }
+        String::new()
+    }
+
     /// The compiled catalog (for tools and tests).
     pub fn catalog(&self) -> &Catalog {
         &self.cat

@@ -8,12 +8,84 @@ use proptest::prelude::*;
 const FIG6: &str = include_str!("fixtures/figure6.sql");
 
 const WORDS: &[&str] = &[
-    "CREATE", "TABLE", "FUNCTION", "OR", "REPLACE", "IF", "NOT", "EXISTS", "t", "f", "(", ")", ",", ";", "$$",
-    "BEGIN", "END", "DECLARE", "RETURN", "RETURNS", "AS", "SELECT", "INTO", "FROM", "WHERE", "INSERT", "VALUES",
-    "UPDATE", "SET", "DELETE", "LOOP", "WHILE", "FOR", "IN", "..", "EXIT", "WHEN", "THEN", "ELSE", "ELSIF",
-    "RAISE", "EXCEPTION", "NOTICE", "'%'", "x", ":=", "=", "+", "-", "*", "/", "1", "2.5", "NULL", "BIGINT",
-    "NUMERIC(5,2)", "TEXT", "PRIMARY", "KEY", "LANGUAGE", "plpgsql", "PERFORM", "CASE", "JOIN", "ON", "GROUP",
-    "BY", "ORDER", "LIMIT", "<<l>>", "'a'", "||", "count(*)", "sum(x)", "FOUND", "AND", "IS", "'\\x00'",
+    "CREATE",
+    "TABLE",
+    "FUNCTION",
+    "OR",
+    "REPLACE",
+    "IF",
+    "NOT",
+    "EXISTS",
+    "t",
+    "f",
+    "(",
+    ")",
+    ",",
+    ";",
+    "$$",
+    "BEGIN",
+    "END",
+    "DECLARE",
+    "RETURN",
+    "RETURNS",
+    "AS",
+    "SELECT",
+    "INTO",
+    "FROM",
+    "WHERE",
+    "INSERT",
+    "VALUES",
+    "UPDATE",
+    "SET",
+    "DELETE",
+    "LOOP",
+    "WHILE",
+    "FOR",
+    "IN",
+    "..",
+    "EXIT",
+    "WHEN",
+    "THEN",
+    "ELSE",
+    "ELSIF",
+    "RAISE",
+    "EXCEPTION",
+    "NOTICE",
+    "'%'",
+    "x",
+    ":=",
+    "=",
+    "+",
+    "-",
+    "*",
+    "/",
+    "1",
+    "2.5",
+    "NULL",
+    "BIGINT",
+    "NUMERIC(5,2)",
+    "TEXT",
+    "PRIMARY",
+    "KEY",
+    "LANGUAGE",
+    "plpgsql",
+    "PERFORM",
+    "CASE",
+    "JOIN",
+    "ON",
+    "GROUP",
+    "BY",
+    "ORDER",
+    "LIMIT",
+    "<<l>>",
+    "'a'",
+    "||",
+    "count(*)",
+    "sum(x)",
+    "FOUND",
+    "AND",
+    "IS",
+    "'\\x00'",
 ];
 
 fn token_soup() -> impl Strategy<Value = String> {
@@ -34,7 +106,11 @@ fn mutated_figure6() -> impl Strategy<Value = String> {
 
 fn int_expr() -> impl Strategy<Value = String> {
     let leaf = prop_oneof![
-        (-20i64..20).prop_map(|i| if i < 0 { format!("({i})") } else { i.to_string() }),
+        (-20i64..20).prop_map(|i| if i < 0 {
+            format!("({i})")
+        } else {
+            i.to_string()
+        }),
         Just("x".to_string()),
         Just("z".to_string()),
         Just("a".to_string()),
@@ -43,7 +119,11 @@ fn int_expr() -> impl Strategy<Value = String> {
     ];
     leaf.prop_recursive(3, 16, 2, |inner| {
         prop_oneof![
-            (inner.clone(), prop::sample::select(&["+", "-", "*", "/", "%"][..]), inner.clone())
+            (
+                inner.clone(),
+                prop::sample::select(&["+", "-", "*", "/", "%"][..]),
+                inner.clone()
+            )
                 .prop_map(|(a, o, b)| format!("({a} {o} {b})")),
             inner.clone().prop_map(|a| format!("abs({a})")),
             (inner.clone(), inner.clone(), inner.clone())
@@ -56,7 +136,9 @@ fn int_expr() -> impl Strategy<Value = String> {
 fn dec_expr() -> impl Strategy<Value = String> {
     let leaf = prop_oneof![
         (-500i64..500, 0u32..4).prop_map(|(m, s)| {
-            let d = aergo_sql::Decimal::new(i128::from(m), s).map(|d| d.to_string()).unwrap_or_default();
+            let d = aergo_sql::Decimal::new(i128::from(m), s)
+                .map(|d| d.to_string())
+                .unwrap_or_default();
             format!("({d})")
         }),
         Just("y".to_string()),
@@ -65,7 +147,11 @@ fn dec_expr() -> impl Strategy<Value = String> {
     ];
     leaf.prop_recursive(3, 12, 2, |inner| {
         prop_oneof![
-            (inner.clone(), prop::sample::select(&["+", "-", "*", "/"][..]), inner.clone())
+            (
+                inner.clone(),
+                prop::sample::select(&["+", "-", "*", "/"][..]),
+                inner.clone()
+            )
                 .prop_map(|(a, o, b)| format!("({a} {o} {b})")),
             (inner.clone(), 0i64..4).prop_map(|(a, n)| format!("round({a}, {n})")),
             inner.prop_map(|a| format!("abs({a})")),
@@ -75,9 +161,18 @@ fn dec_expr() -> impl Strategy<Value = String> {
 
 fn cond() -> impl Strategy<Value = String> {
     prop_oneof![
-        (int_expr(), prop::sample::select(&["<", "<=", "=", "<>", ">", ">="][..]), int_expr())
+        (
+            int_expr(),
+            prop::sample::select(&["<", "<=", "=", "<>", ">", ">="][..]),
+            int_expr()
+        )
             .prop_map(|(a, o, b)| format!("{a} {o} {b}")),
-        (dec_expr(), prop::sample::select(&["<", ">="][..]), dec_expr()).prop_map(|(a, o, b)| format!("{a} {o} {b}")),
+        (
+            dec_expr(),
+            prop::sample::select(&["<", ">="][..]),
+            dec_expr()
+        )
+            .prop_map(|(a, o, b)| format!("{a} {o} {b}")),
         int_expr().prop_map(|a| format!("{a} IS NULL")),
         Just("FOUND".to_string()),
     ]
@@ -113,9 +208,9 @@ fn program() -> impl Strategy<Value = String> {
     prop::collection::vec(stmt(2), 1..6).prop_map(|stmts| {
         format!(
             "CREATE TABLE t (k BIGINT PRIMARY KEY, v NUMERIC(12,3));\n\
-             CREATE FUNCTION f(a BIGINT, b NUMERIC) RETURNS TEXT AS $$\n\
+             CREATE FUNCTION f(a BIGINT, b NUMERIC) RETURNS NUMERIC AS $$\n\
              DECLARE x BIGINT := 1; y NUMERIC(20,4) := 0; z BIGINT := 2;\n\
-             BEGIN\n{}\nRETURN x || ' ' || y || ' ' || z;\nEND $$;",
+             BEGIN\n{}\nRAISE NOTICE 'x=% y=% z=%', x, y, z;\nRETURN y;\nEND $$;",
             stmts.join("\n")
         )
     })
@@ -170,6 +265,9 @@ proptest! {
                 return Err(TestCaseError::fail(format!("deploy failed: {e}\n{src}")));
             }
         };
+        if cfg!(feature = "jit") {
+            prop_assert_eq!(c.jit_functions(), vec!["f".to_string()], "generated program not JIT-compiled:\n{}", src);
+        }
         for (k, v) in &seed {
             let _ = c.execute(&format!("INSERT INTO t VALUES ({k}, {v})"), &mut kv, 1_000_000);
         }
