@@ -1159,28 +1159,41 @@ impl Copier<'_> {
 
 /// Group commit: one fdatasync for every request queued while the previous one ran.
 async fn committer(io: IoService, mut rx: mpsc::UnboundedReceiver<CommitReq>) {
+    // Up to COMMIT_PIPELINE fsyncs run at once: a batch that forms while one is running does
+    // not wait for it to finish. Every fsync starts after all writes of its batch completed.
+    let slots = Arc::new(tokio::sync::Semaphore::new(COMMIT_PIPELINE));
     while let Some(first) = rx.recv().await {
+        let Ok(permit) = slots.clone().acquire_owned().await else {
+            return;
+        };
         let mut batch = vec![first];
         while let Ok(r) = rx.try_recv() {
             batch.push(r);
         }
-        let mut files: Vec<Arc<File>> = Vec::new();
-        for (f, _) in &batch {
-            if !files.iter().any(|g| Arc::ptr_eq(f, g)) {
-                files.push(f.clone());
+        let io = io.clone();
+        tokio::spawn(async move {
+            let mut files: Vec<Arc<File>> = Vec::new();
+            for (f, _) in &batch {
+                if !files.iter().any(|g| Arc::ptr_eq(f, g)) {
+                    files.push(f.clone());
+                }
             }
-        }
-        let mut result = Ok(());
-        for f in &files {
-            if let Err(e) = io.fsync(f).await {
-                result = Err(e.to_string());
+            let mut result = Ok(());
+            for f in &files {
+                if let Err(e) = io.fsync(f).await {
+                    result = Err(e.to_string());
+                }
             }
-        }
-        for (_, tx) in batch {
-            let _ = tx.send(result.clone());
-        }
+            drop(permit);
+            for (_, tx) in batch {
+                let _ = tx.send(result.clone());
+            }
+        });
     }
 }
+
+/// Group-commit fsyncs allowed in flight at once.
+const COMMIT_PIPELINE: usize = 2;
 
 /// Appends index records to `.idx` every second (sooner when many are pending) and fsyncs it.
 async fn flusher(vol: Weak<Volume>) {
