@@ -173,11 +173,23 @@ fn main() {
     let calls = pairs(n);
     let jit_on = cfg!(feature = "jit");
     let deploy = time_deploy(50);
-    let (interp, gas) = run_engine(Engine::Interpreter, &calls);
-    let (jit, _) = run_engine(Engine::Jit, &calls);
-    let sqlite = run_sqlite(&calls);
-    let (ci, v1) = compound(Engine::Interpreter, 200);
-    let (cj, v2) = compound(Engine::Jit, 200);
+    // interleaved rounds, best of each (the build machine is shared)
+    let (mut interp, mut jit, mut sqlite, mut ci, mut cj, mut gas) =
+        (0f64, 0f64, 0f64, 0f64, 0f64, 0);
+    let (mut v1, mut v2) = (String::new(), String::new());
+    for _ in 0..3 {
+        let (r, g) = run_engine(Engine::Interpreter, &calls);
+        interp = interp.max(r);
+        gas = g;
+        jit = jit.max(run_engine(Engine::Jit, &calls).0);
+        sqlite = sqlite.max(run_sqlite(&calls));
+        let (r, v) = compound(Engine::Interpreter, 200);
+        ci = ci.max(r);
+        v1 = v;
+        let (r, v) = compound(Engine::Jit, 200);
+        cj = cj.max(r);
+        v2 = v;
+    }
     assert_eq!(v1, v2, "engines disagree on compound()");
     println!("AergoSQL benchmark ({n} transfers among {ACCOUNTS} accounts; jit feature: {jit_on})");
     println!("| measurement | value |");

@@ -27,6 +27,20 @@ pub fn pow10(n: u32) -> Option<i128> {
     10i128.checked_pow(n)
 }
 
+/// Number of decimal digits of `a` (0 for 0), by multiplication only.
+fn digits(a: u128) -> u32 {
+    let mut p: u128 = 1;
+    let mut n = 0u32;
+    while n < 39 && p <= a {
+        p = p.saturating_mul(10);
+        n += 1;
+        if p == u128::MAX {
+            break;
+        }
+    }
+    n
+}
+
 fn div_round(n: i128, d: i128) -> Result<i128> {
     if d == 0 {
         return Err(SqlError::DivisionByZero);
@@ -177,13 +191,7 @@ impl Decimal {
 
     /// Number of digits before the point (0 for |x| < 1).
     fn int_digits(&self) -> u32 {
-        let mut v = self.m.unsigned_abs();
-        let mut n = 0u32;
-        while v > 0 {
-            v /= 10;
-            n += 1;
-        }
-        n.saturating_sub(self.s)
+        digits(self.m.unsigned_abs()).saturating_sub(self.s)
     }
 
     /// Checks `NUMERIC(p, s)`: rounds to `s` and fails if more than `p - s`
@@ -253,12 +261,7 @@ impl Decimal {
             return (0, 0);
         }
         let a = self.m.unsigned_abs();
-        let mut digits = 0i64;
-        let mut v = a;
-        while v > 0 {
-            v /= 10;
-            digits += 1;
-        }
+        let digits = i64::from(digits(a));
         // exponent of the most significant decimal digit
         let e = digits - 1 - i64::from(self.s);
         let w = e.div_euclid(4);
@@ -420,5 +423,11 @@ mod tests {
         assert!(big.mul(&d("3")).is_err());
         assert!(Decimal::parse("1e5").is_err());
         assert!(Decimal::parse("").is_err());
+        assert_eq!(digits(0), 0);
+        assert_eq!(digits(9), 1);
+        assert_eq!(digits(10), 2);
+        assert_eq!(digits(u128::MAX), 39);
+        assert!(Decimal::new(i128::MAX, 0).unwrap().fit(38, 0).is_err());
+        assert!(Decimal::new(10i128.pow(37), 0).unwrap().fit(38, 0).is_ok());
     }
 }

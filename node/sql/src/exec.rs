@@ -229,9 +229,16 @@ impl<'a> Runtime<'a> {
                 arith(*op, &x, &y)?
             }
             Expr::Cmp(op, a, b) => {
-                let x = self.eval(a, f, vars)?;
-                let y = self.eval(b, f, vars)?;
-                match sql_cmp(&x, &y)? {
+                let ord = match (peek(a, f, vars), peek(b, f, vars)) {
+                    // plain column/variable/constant operands: compare in place
+                    (Some(x), Some(y)) => sql_cmp(x, y)?,
+                    _ => {
+                        let x = self.eval(a, f, vars)?;
+                        let y = self.eval(b, f, vars)?;
+                        sql_cmp(&x, &y)?
+                    }
+                };
+                match ord {
                     None => Value::Null,
                     Some(o) => Value::Bool(match op {
                         CmpOp::Eq => o == Ordering::Equal,
@@ -530,14 +537,27 @@ impl<'a> Runtime<'a> {
             }
             Access::Pk(exprs) => {
                 let mut vals = Vec::with_capacity(exprs.len());
+                let mut pk = Vec::new();
                 for (e, &c) in exprs.iter().zip(&t.pk) {
-                    let v = self.eval(e, f, vars)?;
-                    match v.cast(&t.columns[c].ty) {
-                        Ok(Value::Null) | Err(_) => return Ok(out),
-                        Ok(v) => vals.push(v),
+                    let ty = &t.columns[c].ty;
+                    match peek(e, f, vars) {
+                        // already of the column's type: encode in place
+                        Some(v @ Value::Text(_)) if *ty == SqlType::Text(None) => {
+                            encode_key(&mut pk, v)
+                        }
+                        Some(v @ Value::Int(_)) if *ty == SqlType::BigInt => encode_key(&mut pk, v),
+                        _ => {
+                            let v = self.eval(e, f, vars)?;
+                            match v.cast(ty) {
+                                Ok(Value::Null) | Err(_) => return Ok(out),
+                                Ok(v) => vals.push(v),
+                            }
+                            if let Some(v) = vals.last() {
+                                encode_key(&mut pk, v);
+                            }
+                        }
                     }
                 }
-                let pk = encode_key_tuple(&vals);
                 self.charge(gas::ROW_READ)?;
                 if let Some(v) = self.kv.get(&self.row_key(t, &pk)).map_err(st_err)? {
                     out.push((pk, self.decode(t, &v)?));
@@ -939,7 +959,7 @@ impl<'a> Runtime<'a> {
                             new[*c] = self.eval(e, &fr, vars)?;
                         }
                     }
-                    let new = self.validate(t, new, vars)?;
+                    let new = self.validate_update(t, new, sets, vars)?;
                     let new_pk = if t.pk.is_empty() {
                         pk.clone()
                     } else {
@@ -1068,6 +1088,45 @@ impl<'a> Runtime<'a> {
         Ok(out)
     }
 
+    /// Like `validate` for UPDATE: unchanged columns are already valid.
+    fn validate_update(
+        &mut self,
+        t: &Table,
+        mut row: Vec<Value>,
+        sets: &[(usize, Expr)],
+        vars: &[Value],
+    ) -> Result<Vec<Value>> {
+        for (ci, _) in sets {
+            let (Some(c), Some(v)) = (t.columns.get(*ci), row.get_mut(*ci)) else {
+                return Err(SqlError::Storage("bad column in UPDATE".into()));
+            };
+            let nv = v.cast(&c.ty).map_err(|e| match e {
+                SqlError::Overflow(m) => SqlError::Overflow(format!("{m} (column \"{}\")", c.name)),
+                other => other,
+            })?;
+            if nv.is_null() && c.not_null {
+                return Err(SqlError::Constraint(format!(
+                    "null value in column \"{}\" of relation \"{}\" violates not-null constraint",
+                    c.name, t.name
+                )));
+            }
+            *v = nv;
+        }
+        for (chk, text) in &t.checks {
+            let fr = Frame {
+                row: &row,
+                parent: None,
+            };
+            if truth(&self.eval(chk, &fr, vars)?)? == Some(false) {
+                return Err(SqlError::Constraint(format!(
+                    "new row for relation \"{}\" violates check constraint {text}",
+                    t.name
+                )));
+            }
+        }
+        Ok(row)
+    }
+
     fn new_pk(&mut self, t: &Table, row: &[Value]) -> Result<Vec<u8>> {
         if !t.pk.is_empty() {
             let vals: Vec<Value> = t.pk.iter().map(|&c| row[c].clone()).collect();
@@ -1170,6 +1229,25 @@ impl<'a> Runtime<'a> {
             self.kv.put(&k, &[]).map_err(st_err)?;
         }
         Ok(())
+    }
+}
+
+/// The value of a column, variable or constant without cloning it.
+fn peek<'x>(e: &'x Expr, f: &Frame<'x>, vars: &'x [Value]) -> Option<&'x Value> {
+    match e {
+        Expr::Const(v) => Some(v),
+        Expr::Var(s) => vars.get(*s),
+        Expr::Col { depth, idx } => {
+            let mut row = f.row;
+            let mut parent = f.parent;
+            for _ in 0..*depth {
+                let p = parent?;
+                row = p.row;
+                parent = p.parent;
+            }
+            row.get(*idx)
+        }
+        _ => None,
     }
 }
 

@@ -17,7 +17,7 @@
 use crate::compile::Catalog;
 use crate::decimal::Decimal;
 use crate::error::{Result, SqlError};
-use crate::exec::{arith, Runtime};
+use crate::exec::Runtime;
 use crate::interp::{exec_sql, finish, format_raise, init_vars, JitDispatch};
 use crate::ir::*;
 use crate::value::{sql_cmp, SqlType, Value};
@@ -244,17 +244,23 @@ unsafe extern "C" fn aergo_rt_dec_binop(
     out: *mut DecSlot,
 ) -> i32 {
     let c = cx(ctx);
-    let op = match op {
-        0 => ArithOp::Add,
-        1 => ArithOp::Sub,
-        2 => ArithOp::Mul,
-        3 => ArithOp::Div,
-        _ => ArithOp::Mod,
-    };
-    let r = dec_of(&*a).and_then(|x| dec_of(&*b).and_then(|y| arith(op, &x, &y)));
+    // same Decimal operations `exec::arith` applies to numeric operands
+    let r = (|| -> Result<Option<Decimal>> {
+        let (Some(x), Some(y)) = ((*a).get(), (*b).get()) else {
+            return Ok(None);
+        };
+        let (x, y) = (x?, y?);
+        Ok(Some(match op {
+            0 => x.add(&y)?,
+            1 => x.sub(&y)?,
+            2 => x.mul(&y)?,
+            3 => x.div(&y)?,
+            _ => x.rem(&y)?,
+        }))
+    })();
     match r {
         Ok(v) => {
-            (*out).set(v.as_decimal());
+            (*out).set(v);
             0
         }
         Err(e) => fail(c, e),
@@ -306,10 +312,14 @@ unsafe extern "C" fn aergo_rt_dec_fit(
     out: *mut DecSlot,
 ) -> i32 {
     let c = cx(ctx);
-    let r = dec_of(&*a).and_then(|v| v.cast(&SqlType::Numeric(Some((p, s)))));
+    // what `Value::cast` to NUMERIC(p, s) does for a numeric value
+    let r = match (*a).get() {
+        None => Ok(None),
+        Some(d) => d.and_then(|d| d.fit(p, s)).map(Some),
+    };
     match r {
         Ok(v) => {
-            (*out).set(v.as_decimal());
+            (*out).set(v);
             0
         }
         Err(e) => fail(c, e),
