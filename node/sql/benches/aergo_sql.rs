@@ -3,6 +3,8 @@
 //! and SQLite (same statements, prepared, one transaction); deploy time; and
 //! a compute-bound function (compound interest over 1,000 periods).
 
+#![allow(clippy::expect_used)] // benchmark harness: any failure must abort the run
+
 use aergo_sql::{Contract, Engine, MemKv, MockChain, Value};
 use std::time::{Duration, Instant};
 

@@ -48,6 +48,12 @@ impl Catalog {
     }
 }
 
+/// Compiled call arguments, `*` given, DISTINCT given.
+type Args = (Vec<(Expr, SqlType)>, bool, bool);
+
+/// UPDATE assignments and WHERE.
+type UpdateParts = (Vec<(usize, Expr)>, Option<Expr>);
+
 /// DML statements from a script, run once at deploy/upgrade.
 pub type DeployStmts = Vec<(SqlPlan, Pos)>;
 
@@ -889,7 +895,7 @@ impl<'a> Compiler<'a> {
         }
     }
 
-    fn args(&mut self, f: &ast::Function, pos: Pos) -> Result<(Vec<(Expr, SqlType)>, bool, bool)> {
+    fn args(&mut self, f: &ast::Function, pos: Pos) -> Result<Args> {
         let mut out = Vec::new();
         let mut star = false;
         let mut distinct = false;
@@ -1405,6 +1411,7 @@ impl<'a> Compiler<'a> {
         };
         // access paths
         let inner_only = sources.iter().all(|s| s.join == JoinKind::Inner);
+        #[allow(clippy::needless_range_loop)]
         for k in 0..sources.len() {
             let mut conj: Vec<&Expr> = Vec::new();
             if sources[k].join == JoinKind::Inner && (inner_only || k == 0) {
@@ -1626,7 +1633,7 @@ impl<'a> Compiler<'a> {
                 }
                 let (ti, alias) = self.dml_table(&table.relation)?;
                 self.push_table_scope(ti, alias);
-                let r = (|| -> Result<(Vec<(usize, Expr)>, Option<Expr>)> {
+                let r = (|| -> Result<UpdateParts> {
                     let mut sets = Vec::new();
                     for a in assignments {
                         let n = match &a.target {

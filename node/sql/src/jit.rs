@@ -141,7 +141,7 @@ unsafe extern "C" fn aergo_rt_err(ctx: *mut JitCtx, code: u32) -> i32 {
     fail(c, e)
 }
 
-unsafe fn var<'x>(c: &'x mut JitCtx, slot: u64) -> Option<&'x mut Value> {
+unsafe fn var(c: &mut JitCtx, slot: u64) -> Option<&mut Value> {
     let v: &mut Vec<Value> = &mut *c.vars;
     v.get_mut(slot as usize)
 }
@@ -1739,7 +1739,7 @@ impl<'c> Gen<'c, '_> {
                 }
             }
             StmtKind::Sql(_, into, _) => {
-                if into.iter().any(|s| matches!(self.slots.get(*s), None)) {
+                if into.iter().any(|s| self.slots.get(*s).is_none()) {
                     return Err(GenErr::Unsup);
                 }
                 self.spill_all()?;

@@ -143,9 +143,12 @@ impl Kv for Overlay<'_> {
     }
 }
 
+/// Iterator over buffered overlay writes.
+type OverlayIter<'a> = Box<dyn Iterator<Item = (&'a Vec<u8>, &'a Option<Vec<u8>>)> + 'a>;
+
 struct Merge<'a, B: Iterator<Item = KvItem>> {
     base: std::iter::Peekable<B>,
-    over: std::iter::Peekable<Box<dyn Iterator<Item = (&'a Vec<u8>, &'a Option<Vec<u8>>)> + 'a>>,
+    over: std::iter::Peekable<OverlayIter<'a>>,
 }
 
 impl<B: Iterator<Item = KvItem>> Iterator for Merge<'_, B> {

@@ -275,6 +275,7 @@ fn parse_type_toks(toks: &[Tok], fallback: Pos) -> Result<SqlType> {
 
 /// One top-level statement of a contract script.
 #[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)] // deploy-time only
 pub enum ScriptItem {
     /// A SQL statement parsed by sqlparser (CREATE TABLE/INDEX, INSERT, …).
     Sql(ast::Statement, Pos),
@@ -404,8 +405,7 @@ fn parse_function(
     let mut returns = SqlType::Void;
     let mut body: Option<(String, Location, usize)> = None;
     let mut language_seen = false;
-    loop {
-        let Some(t) = toks.get(i) else { break };
+    while let Some(t) = toks.get(i) {
         if is_kw(t, "returns") {
             let tstart = i + 1;
             let mut j = tstart;
@@ -516,6 +516,7 @@ pub enum RaiseLevel {
 
 /// A procedural statement (names not yet resolved).
 #[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)] // deploy-time only
 pub enum PStmt {
     /// `target := expr`.
     Assign {
@@ -589,6 +590,7 @@ pub enum PStmt {
 
 /// Loop flavours.
 #[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)] // deploy-time only
 pub enum LoopKind {
     /// LOOP.
     Plain,
@@ -771,10 +773,11 @@ impl BodyParser<'_> {
             self.expect_kw("null")?;
         }
         let mut default = None;
-        if self.peek().is_some_and(|t| t.token == Token::Assignment) || self.peek_kw("default") {
-            self.i += 1;
-            default = Some(self.expr_until(&[], true)?);
-        } else if self.peek().is_some_and(|t| t.token == Token::Eq) {
+        if self
+            .peek()
+            .is_some_and(|t| matches!(t.token, Token::Assignment | Token::Eq))
+            || self.peek_kw("default")
+        {
             self.i += 1;
             default = Some(self.expr_until(&[], true)?);
         }
@@ -815,7 +818,7 @@ impl BodyParser<'_> {
         if self.peek().is_some_and(|t| t.token == Token::ShiftLeft) {
             self.i += 1;
             label = Some(self.ident()?.0);
-            if !self.peek().is_some_and(|t| t.token == Token::ShiftRight) {
+            if self.peek().is_none_or(|t| t.token != Token::ShiftRight) {
                 return perr(self.pos(), "expected '>>' after label");
             }
             self.i += 1;

@@ -1,4 +1,5 @@
 //! Whitepaper Figure 6 deployed verbatim and exercised through both engines.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: failures must panic
 
 use aergo_sql::{Contract, Engine, MemKv, MockChain, SqlError, Value};
 

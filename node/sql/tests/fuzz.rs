@@ -1,6 +1,7 @@
 //! Property-based fuzzing: the parser and the plan executor never panic on
 //! any input, and the interpreter and the JIT agree exactly (result, error,
 //! events, gas and writes) on generated programs and data.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: failures must panic
 
 use aergo_sql::{Contract, Engine, MemKv, MockChain, Value};
 use proptest::prelude::*;

@@ -1,6 +1,7 @@
 //! JIT-specific checks: which functions compile, what the generated module
 //! imports, and that compiled code behaves like the interpreter.
 #![cfg(feature = "jit")]
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: failures must panic
 
 use aergo_sql::{Contract, Engine, MemKv, MockChain, SqlError, Value};
 

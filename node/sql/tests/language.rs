@@ -1,5 +1,6 @@
 //! Language coverage: DDL, DML, queries, procedural constructs, chain
 //! context, errors (with positions), constraints and atomicity.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: failures must panic
 
 use aergo_sql::{Contract, Engine, MemKv, MockChain, SqlError, Value};
 

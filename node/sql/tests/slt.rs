@@ -2,6 +2,7 @@
 //! AergoSQL; files under `tests/slt/portable/` also run on a throwaway
 //! PostgreSQL 15 cluster (initdb/pg_ctl in a temp dir) so the expectations
 //! are PostgreSQL's, not ours. Under `CI=true` a missing PostgreSQL fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: failures must panic
 
 use aergo_sql::{Contract, MemKv, MockChain, Value};
 use sqllogictest::{DBOutput, DefaultColumnType};
