@@ -368,7 +368,11 @@ pub struct Compiler<'a> {
     pos: Pos,
     loops: Vec<(Option<String>, usize)>,
     next_loop: usize,
+    depth: u32,
 }
+
+/// Deepest expression nesting accepted (bounds recursion in every engine).
+pub const MAX_EXPR_DEPTH: u32 = 200;
 
 fn is_agg_name(n: &str) -> bool {
     matches!(n, "count" | "sum" | "min" | "max" | "avg")
@@ -419,6 +423,7 @@ impl<'a> Compiler<'a> {
             pos,
             loops: Vec::new(),
             next_loop: 0,
+            depth: 0,
         }
     }
 
@@ -564,6 +569,21 @@ impl<'a> Compiler<'a> {
 
     /// Compiles an expression, returning it with its static type.
     pub fn expr(&mut self, e: &ast::Expr) -> Result<(Expr, SqlType)> {
+        self.depth += 1;
+        if self.depth > MAX_EXPR_DEPTH {
+            self.depth -= 1;
+            let pos = self.expr_pos(e);
+            return resolve_err(
+                pos,
+                format!("expression nested more than {MAX_EXPR_DEPTH} levels deep"),
+            );
+        }
+        let r = self.expr_inner(e);
+        self.depth -= 1;
+        r
+    }
+
+    fn expr_inner(&mut self, e: &ast::Expr) -> Result<(Expr, SqlType)> {
         if let Some(a) = &self.agg {
             if a.active {
                 if let Some(i) = a.groups.iter().position(|g| g == e) {

@@ -161,11 +161,26 @@ fn check_end(p: &mut Parser, fallback: Pos) -> Result<()> {
     Ok(())
 }
 
+/// Longest single statement or expression accepted (bounds the depth of
+/// the syntax tree, and so the stack used to build, check and drop it).
+pub const MAX_STATEMENT_TOKENS: usize = 10_000;
+
+fn check_len(toks: &[Tok], fallback: Pos) -> Result<()> {
+    if toks.len() > MAX_STATEMENT_TOKENS {
+        return perr(
+            fallback,
+            format!("statement longer than {MAX_STATEMENT_TOKENS} tokens"),
+        );
+    }
+    Ok(())
+}
+
 /// Parses tokens as one SQL expression.
 pub fn parse_expr_toks(toks: &[Tok], fallback: Pos) -> Result<ast::Expr> {
     if toks.is_empty() {
         return perr(fallback, "expected an expression");
     }
+    check_len(toks, fallback)?;
     let dialect = PostgreSqlDialect {};
     let mut p = Parser::new(&dialect).with_tokens_with_locations(parser_for(toks));
     let e = p.parse_expr().map_err(|e| from_parser_error(e, fallback))?;
@@ -175,6 +190,7 @@ pub fn parse_expr_toks(toks: &[Tok], fallback: Pos) -> Result<ast::Expr> {
 
 /// Parses tokens as one SQL statement.
 pub fn parse_stmt_toks(toks: &[Tok], fallback: Pos) -> Result<ast::Statement> {
+    check_len(toks, fallback)?;
     let dialect = PostgreSqlDialect {};
     let mut p = Parser::new(&dialect).with_tokens_with_locations(parser_for(toks));
     let s = p
@@ -457,6 +473,7 @@ fn parse_function(
     let mut bp = BodyParser {
         toks: &btoks,
         i: 0,
+        depth: 0,
         end_pos: toks
             .get(body_idx)
             .map(|t| Pos {
@@ -622,7 +639,11 @@ struct BodyParser<'a> {
     toks: &'a [Tok],
     i: usize,
     end_pos: Pos,
+    depth: u32,
 }
+
+/// Deepest allowed nesting of blocks, IFs and loops in a function body.
+pub const MAX_NESTING: u32 = 64;
 
 impl BodyParser<'_> {
     fn peek(&self) -> Option<&Tok> {
@@ -792,6 +813,19 @@ impl BodyParser<'_> {
     }
 
     fn parse_stmts(&mut self, terms: &[&str]) -> Result<Vec<PStmt>> {
+        self.depth += 1;
+        if self.depth > MAX_NESTING {
+            return perr(
+                self.pos(),
+                format!("statements nested more than {MAX_NESTING} levels deep"),
+            );
+        }
+        let r = self.parse_stmts_inner(terms);
+        self.depth -= 1;
+        r
+    }
+
+    fn parse_stmts_inner(&mut self, terms: &[&str]) -> Result<Vec<PStmt>> {
         let mut out = Vec::new();
         loop {
             match self.peek() {
@@ -1187,6 +1221,14 @@ mod tests {
             }
             other => panic!("not a function: {other:?}"),
         }
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_crash() {
+        let body = "IF true THEN ".repeat(10_000);
+        let src = format!("CREATE FUNCTION f() RETURNS INT AS $$ BEGIN {body} RETURN 1; END $$");
+        let err = parse_script(&src).unwrap_err();
+        assert!(err.to_string().contains("nested"), "{err}");
     }
 
     #[test]

@@ -124,7 +124,11 @@ pub fn parse_timestamp(s: &str) -> Result<i64> {
     let y: i64 = dp.next().and_then(|x| x.parse().ok()).ok_or_else(bad)?;
     let mo: i64 = dp.next().and_then(|x| x.parse().ok()).ok_or_else(bad)?;
     let d: i64 = dp.next().and_then(|x| x.parse().ok()).ok_or_else(bad)?;
-    if dp.next().is_some() || !(1..=12).contains(&mo) || !(1..=31).contains(&d) {
+    if dp.next().is_some()
+        || !(1..=9999).contains(&y)
+        || !(1..=12).contains(&mo)
+        || !(1..=31).contains(&d)
+    {
         return Err(bad());
     }
     let (mut hh, mut mm, mut ss) = (0i64, 0i64, 0i64);
@@ -368,6 +372,7 @@ mod tests {
         assert_eq!(format_timestamp(t), "2024-02-29 13:05:09");
         assert_eq!(parse_timestamp("1970-01-01").unwrap(), 0);
         assert!(parse_timestamp("2024-13-01").is_err());
+        assert!(parse_timestamp("99999999999999-01-01").is_err());
         assert_eq!(
             Value::Text("12.345".into())
                 .cast(&SqlType::Numeric(Some((5, 2))))
