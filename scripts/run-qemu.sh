@@ -59,7 +59,8 @@ if [ "$KVM" = 1 ]; then accel=(-accel kvm -cpu host); fi
 boot=(-drive "if=pflash,format=raw,readonly=on,file=$OVMF_CODE"
       -drive "if=pflash,format=raw,file=$OUT/OVMF_VARS.fd")
 if [ "$DIRECT" = 1 ]; then
-  boot=(-kernel "$OUT/vmlinuz" -initrd "$OUT/initramfs.img" -append "$(cat "$OUT/cmdline.txt")")
+  kernel="$OUT/vmlinuz"; [ -f "$OUT/vmlinux" ] && kernel="$OUT/vmlinux"   # PVH: no decompression
+  boot=(-kernel "$kernel" -initrd "$OUT/initramfs.img" -append "$(cat "$OUT/cmdline.txt")")
 fi
 
 echo "run-qemu: RPC http://127.0.0.1:$RPC_PORT  control 127.0.0.1:$CTL_PORT  AergoFS http://127.0.0.1:$FS_PORT"

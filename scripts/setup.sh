@@ -9,7 +9,7 @@ PACKAGES=(
   build-essential pkg-config clang libclang-dev librocksdb-dev libzstd-dev
   llvm-16-dev libpolly-16-dev
   # the appliance image: kernel + modules, UKI stub, ESP (FAT), ext4, compression, objcopy/strip
-  linux-image-amd64 systemd-boot-efi mtools dosfstools gdisk e2fsprogs zstd cpio kmod binutils
+  linux-image-amd64 systemd-boot-efi mtools dosfstools gdisk e2fsprogs zstd xz-utils gzip cpio kmod binutils
   # booting it
   qemu-system-x86 ovmf
 )

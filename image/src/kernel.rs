@@ -34,6 +34,10 @@ pub const WANTED_MODULES: &[&str] = &[
     "iTCO_wdt",
 ];
 
+/// Modules loaded on every boot whatever the hardware (the rest are loaded by init only when
+/// a device's modalias matches one of their aliases).
+pub const ALWAYS_MODULES: &[&str] = &["crc32c_intel", "crc32c_generic", "ext4", "evdev"];
+
 /// A kernel found on the build host.
 #[derive(Debug, Clone)]
 pub struct Kernel {
@@ -102,9 +106,73 @@ pub fn find(explicit: Option<&Path>, modules_root: &Path) -> Result<Kernel> {
     })
 }
 
+/// Extracts the uncompressed kernel (an ELF `vmlinux` with a PVH entry note) from a bzImage,
+/// for QEMU's direct kernel boot: `-kernel vmlinux` skips the firmware and the in-guest
+/// decompression, which under software emulation take several seconds. Supports the xz,
+/// zstd and gzip payloads (Debian's is xz). Returns `false` when no payload was found.
+pub fn extract_vmlinux(bzimage: &Path, out: &Path) -> Result<bool> {
+    use std::io::Write;
+    let data = std::fs::read(bzimage)?;
+    let formats: [(&[u8], &str, &[&str]); 3] = [
+        (b"\xfd7zXZ\x00", "xz", &["-dcq", "--single-stream"]),
+        (b"\x28\xb5\x2f\xfd", "zstd", &["-dcq"]),
+        (b"\x1f\x8b\x08\x00", "gzip", &["-dcq"]),
+    ];
+    for (magic, tool, args) in formats {
+        let Some(at) = data.windows(magic.len()).position(|w| w == magic) else {
+            continue;
+        };
+        let mut child = std::process::Command::new(tool)
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::fs::File::create(out)?)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .with_context(|| format!("running {tool}"))?;
+        if let Some(mut stdin) = child.stdin.take() {
+            // zstd/gzip stop at the end of their frame; the rest of the bzImage is ignored.
+            let _ = stdin.write_all(data.get(at..).unwrap_or(&[]));
+        }
+        let _ = child.wait()?;
+        let head = std::fs::read(out).map(|d| d.get(..4) == Some(b"\x7fELF".as_slice()));
+        if matches!(head, Ok(true)) {
+            return Ok(true);
+        }
+    }
+    let _ = std::fs::remove_file(out);
+    Ok(false)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn extracts_an_elf_from_a_gzip_payload() {
+        let dir = tempfile::tempdir().unwrap();
+        let elf = b"\x7fELF-fake-kernel-body".repeat(100);
+        let gz = std::process::Command::new("gzip")
+            .arg("-c")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn();
+        let Ok(mut gz) = gz else { return };
+        {
+            use std::io::Write;
+            gz.stdin.take().unwrap().write_all(&elf).unwrap();
+        }
+        let payload = gz.wait_with_output().unwrap().stdout;
+        let mut bz = b"MZ setup code ".to_vec();
+        bz.extend_from_slice(&payload);
+        bz.extend_from_slice(b"trailer");
+        let bzp = dir.path().join("vmlinuz");
+        std::fs::write(&bzp, &bz).unwrap();
+        let out = dir.path().join("vmlinux");
+        assert!(extract_vmlinux(&bzp, &out).unwrap());
+        assert_eq!(std::fs::read(&out).unwrap(), elf);
+        std::fs::write(&bzp, b"no payload here").unwrap();
+        assert!(!extract_vmlinux(&bzp, &out).unwrap());
+    }
 
     #[test]
     fn versions_sort_numerically() {

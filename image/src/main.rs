@@ -12,7 +12,7 @@ mod kernel;
 mod libs;
 
 use aergo_os::config::Config;
-use aergo_os::sys::modules::{ModuleDb, LOAD_LIST};
+use aergo_os::sys::modules::{canonical, Aliases, ModuleDb, ALIAS_LIST, DEP_LIST, LOAD_LIST};
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use std::io::Write;
@@ -278,10 +278,31 @@ fn run(args: Args) -> Result<()> {
         let data = std::fs::read(k.modules_dir.join(rel))?;
         a.file(&format!("{mod_base}/{rel}"), 0o644, data);
     }
+    let always: Vec<&str> = kernel::ALWAYS_MODULES
+        .iter()
+        .copied()
+        .filter(|m| db.contains(m))
+        .collect();
+    let always_order = db.resolve(&always)?;
     a.file(
         &format!("{mod_base}/{LOAD_LIST}"),
         0o644,
-        (order.join("\n") + "\n").into_bytes(),
+        (always_order.join("\n") + "\n").into_bytes(),
+    );
+    a.file(
+        &format!("{mod_base}/{DEP_LIST}"),
+        0o644,
+        db.subset_text(&order).into_bytes(),
+    );
+    let mut aliases = Aliases::parse(
+        &std::fs::read_to_string(k.modules_dir.join("modules.alias")).unwrap_or_default(),
+    );
+    let names: std::collections::BTreeSet<String> = order.iter().map(|p| canonical(p)).collect();
+    aliases.retain_modules(&names);
+    a.file(
+        &format!("{mod_base}/{ALIAS_LIST}"),
+        0o644,
+        aliases.to_text().into_bytes(),
     );
     let osrel = format!(
         "NAME=\"AERGO OS\"\nID=aergo\nVERSION_ID={v}\nPRETTY_NAME=\"AERGO OS {v}\"\n",
@@ -349,6 +370,7 @@ fn run(args: Args) -> Result<()> {
     }
     disk::build_uki(&args.stub, &k.image, &initrd, &cmdline, &osrel, &work, &uki)?;
     std::fs::copy(&k.image, out_dir.join("vmlinuz"))?;
+    let pvh = kernel::extract_vmlinux(&k.image, &out_dir.join("vmlinux")).unwrap_or(false);
     std::fs::write(out_dir.join("cmdline.txt"), &cmdline)?;
     let uki_len = std::fs::metadata(&uki)?.len();
     p.done(&human(uki_len));
@@ -382,7 +404,7 @@ fn run(args: Args) -> Result<()> {
     }
     let kernel_len = std::fs::metadata(&k.image)?.len();
     eprintln!(
-        "\nAERGO OS image built in {:.1} s\n  kernel     {} ({})\n  initramfs  {} (zstd; {} unpacked)\n  UKI        {}\n  image      {} raw: {}\n  direct boot: {}/vmlinuz, initramfs.img, cmdline.txt",
+        "\nAERGO OS image built in {:.1} s\n  kernel     {} ({})\n  initramfs  {} (zstd; {} unpacked)\n  UKI        {}\n  image      {} raw: {}\n  direct boot: {}/vmlinuz{}, initramfs.img, cmdline.txt",
         p.started.elapsed().as_secs_f64(),
         human(kernel_len),
         k.release,
@@ -391,7 +413,8 @@ fn run(args: Args) -> Result<()> {
         human(uki_len),
         human(layout.total),
         args.out.display(),
-        out_dir.display()
+        out_dir.display(),
+        if pvh { " (or vmlinux: PVH, no decompression)" } else { "" }
     );
     Ok(())
 }

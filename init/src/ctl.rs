@@ -85,6 +85,9 @@ impl Ctx {
             first
         };
         if first {
+            // The console shows the shutdown even while the dashboard owns it.
+            let _ = std::fs::write("/proc/sys/kernel/printk", "7 4 1 7\n");
+            self.logs.set_echo(true);
             self.logs
                 .init(5, &format!("{why}: {kind:?} requested, stopping services"));
         }

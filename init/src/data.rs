@@ -203,7 +203,16 @@ pub fn ensure_token(path: &Path) -> io::Result<String> {
         f.sync_all()?;
     }
     std::fs::rename(&tmp, path)?;
+    fsync_dir(path)?;
     Ok(token)
+}
+
+/// Makes a rename or create in `path`'s folder durable (a power cut may follow).
+pub fn fsync_dir(path: &Path) -> io::Result<()> {
+    match path.parent() {
+        Some(dir) => File::open(dir)?.sync_all(),
+        None => Ok(()),
+    }
 }
 
 #[cfg(test)]

@@ -210,6 +210,8 @@ fn load_config(logs: &LogStore) -> (Config, String) {
             let _ = std::fs::create_dir_all(dir);
         }
         if std::fs::copy(BAKED_CONFIG, on_data).is_ok() {
+            let _ = std::fs::File::open(on_data).and_then(|f| f.sync_all());
+            let _ = data::fsync_dir(Path::new(on_data));
             logs.init(6, &format!("installed the image's config as {on_data}"));
         }
     }
@@ -678,7 +680,10 @@ fn boot(logs: Arc<LogStore>) {
         }
         // While the dashboard owns the serial console, init's and services' messages stay
         // in the log ring (kernel console level lowered), not on the screen.
-        let dash_on_console = console_is_serial && ctx.sup.lock().pid("dashboard").is_some();
+        let dash_on_console = {
+            let s = ctx.sup.lock();
+            console_is_serial && s.shutting_down().is_none() && s.pid("dashboard").is_some()
+        };
         if dash_on_console != quiet_console {
             quiet_console = dash_on_console;
             logs.set_echo(!quiet_console);
@@ -696,11 +701,6 @@ fn boot(logs: Arc<LogStore>) {
             (s.shutting_down(), s.all_stopped())
         };
         if let Some(kind) = kind {
-            if quiet_console {
-                write_file("/proc/sys/kernel/printk", "7 4 1 7\n");
-                logs.set_echo(true);
-                quiet_console = false;
-            }
             let started = *shutdown_started.get_or_insert(now);
             if all_stopped {
                 finish_shutdown(&ctx, kind, &mut watchdog);

@@ -119,6 +119,20 @@ fn pump<R: Read + Send + 'static>(
     }
 }
 
+/// A serial line has no size: give it 80x24 so full-screen programs can lay out.
+fn set_default_winsize(tty: &std::fs::File) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: TIOCGWINSZ/TIOCSWINSZ read/write a winsize struct on an open tty.
+    unsafe {
+        let mut ws: libc::winsize = std::mem::zeroed();
+        if libc::ioctl(tty.as_raw_fd(), libc::TIOCGWINSZ, &mut ws) == 0 && ws.ws_col == 0 {
+            ws.ws_col = 80;
+            ws.ws_row = 24;
+            libc::ioctl(tty.as_raw_fd(), libc::TIOCSWINSZ, &ws);
+        }
+    }
+}
+
 /// One HTTP/1.0 GET; true on status 200.
 pub fn http_ok(addr: &str, path: &str, timeout: Duration) -> bool {
     let Ok(sa) = addr.parse::<SocketAddr>() else {
@@ -178,6 +192,7 @@ impl Runner for ProcRunner {
                     .write(true)
                     .open(tty)
                     .map_err(|e| format!("open {tty}: {e}"))?;
+                set_default_winsize(&f);
                 let f2 = f.try_clone().map_err(|e| e.to_string())?;
                 let term = if tty.contains("ttyS") {
                     "vt100"

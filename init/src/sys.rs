@@ -150,21 +150,89 @@ pub fn load_module(path: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// Loads the modules listed (dependency order) in the image's load list.
-/// Returns (loaded, failures). ENODEV/ENXIO (no such hardware) are not failures.
-pub fn load_modules(release: &str) -> (usize, Vec<String>) {
-    let base = Path::new("/lib/modules").join(release);
-    let list = match std::fs::read_to_string(base.join(aergo_os::sys::modules::LOAD_LIST)) {
-        Ok(l) => l,
-        Err(e) => return (0, vec![format!("no module list for kernel {release}: {e}")]),
+/// Every device `modalias` under /sys/bus (what udev's coldplug matches drivers against).
+pub fn modaliases() -> Vec<String> {
+    let mut out = Vec::new();
+    let Ok(buses) = std::fs::read_dir("/sys/bus") else {
+        return out;
     };
+    for bus in buses.flatten() {
+        let Ok(devs) = std::fs::read_dir(bus.path().join("devices")) else {
+            continue;
+        };
+        for d in devs.flatten() {
+            if let Ok(m) = std::fs::read_to_string(d.path().join("modalias")) {
+                let m = m.trim();
+                if !m.is_empty() {
+                    out.push(m.to_string());
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Loads the image's always-needed modules, then the drivers whose aliases match present
+/// devices, in rounds until nothing new matches (a bus driver such as virtio_pci reveals
+/// the devices of the next round). Dependencies come first (`aergo-modules.dep`).
+/// Returns (loaded, failures). ENODEV/ENXIO (hardware absent) are not failures.
+pub fn load_modules(release: &str) -> (usize, Vec<String>) {
+    use aergo_os::sys::modules::{canonical, Aliases, ModuleDb, ALIAS_LIST, DEP_LIST, LOAD_LIST};
+    let base = Path::new("/lib/modules").join(release);
+    let read = |name: &str| std::fs::read_to_string(base.join(name));
+    let mut loaded_names = std::collections::BTreeSet::new();
     let mut loaded = 0;
     let mut errs = Vec::new();
-    for rel in list.lines().map(str::trim).filter(|l| !l.is_empty()) {
-        match load_module(&base.join(rel)) {
-            Ok(()) => loaded += 1,
-            Err(e) if matches!(e.raw_os_error(), Some(libc::ENODEV) | Some(libc::ENXIO)) => {}
-            Err(e) => errs.push(format!("{rel}: {e}")),
+    let mut load = |rel: &str, errs: &mut Vec<String>| {
+        if !loaded_names.insert(canonical(rel)) {
+            return 0;
+        }
+        let t = std::time::Instant::now();
+        let r = load_module(&base.join(rel));
+        let ms = t.elapsed().as_millis();
+        if ms >= 100 {
+            errs.push(format!("{rel}: slow load, {ms} ms"));
+        }
+        match r {
+            Ok(()) => 1,
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENODEV) | Some(libc::ENXIO)) => 0,
+            Err(e) => {
+                errs.push(format!("{rel}: {e}"));
+                0
+            }
+        }
+    };
+    match read(LOAD_LIST) {
+        Ok(list) => {
+            for rel in list.lines().map(str::trim).filter(|l| !l.is_empty()) {
+                loaded += load(rel, &mut errs);
+            }
+        }
+        Err(e) => errs.push(format!("no module list for kernel {release}: {e}")),
+    }
+    let db = ModuleDb::parse(&read(DEP_LIST).unwrap_or_default(), "");
+    let aliases = Aliases::parse(&read(ALIAS_LIST).unwrap_or_default());
+    let mut tried = std::collections::BTreeSet::new();
+    for _round in 0..6 {
+        let mut wanted: Vec<String> = Vec::new();
+        for m in modaliases() {
+            for module in aliases.modules_for(&m) {
+                if tried.insert(module.clone()) {
+                    wanted.push(module);
+                }
+            }
+        }
+        if wanted.is_empty() {
+            break;
+        }
+        let names: Vec<&str> = wanted.iter().map(String::as_str).collect();
+        match db.resolve(&names) {
+            Ok(order) => {
+                for rel in order {
+                    loaded += load(&rel, &mut errs);
+                }
+            }
+            Err(e) => errs.push(e.to_string()),
         }
     }
     (loaded, errs)

@@ -8,7 +8,9 @@
 //!   through QMP and asserts a clean power-off (QEMU exits 0, `/data` unmounted, the ext4
 //!   journal clean).
 //! - `appliance_power_cut_direct_boot`: direct kernel boot (the same kernel, initramfs and
-//!   command line the UKI holds) with the first block due within 15 s of QEMU's start;
+//!   command line the UKI holds; the kernel as the uncompressed PVH `vmlinux` aergo-image
+//!   extracts, which skips firmware and decompression) with the first block due within 15 s
+//!   of QEMU's start;
 //!   kills QEMU mid-production, asserts the journal was left dirty, boots again and asserts
 //!   the node starts and every finalized block is still there with the same hash.
 //!
@@ -152,8 +154,15 @@ impl Vm {
             Boot::Direct => {
                 let img_dir = disk.parent().context("disk has no folder")?;
                 let cmdline = std::fs::read_to_string(img_dir.join("cmdline.txt"))?;
+                // The uncompressed PVH kernel when aergo-image could extract it.
+                let pvh = img_dir.join("vmlinux");
+                let kernel = if pvh.exists() {
+                    pvh
+                } else {
+                    img_dir.join("vmlinuz")
+                };
                 cmd.arg("-kernel")
-                    .arg(img_dir.join("vmlinuz"))
+                    .arg(kernel)
                     .arg("-initrd")
                     .arg(img_dir.join("initramfs.img"))
                     .arg("-append")

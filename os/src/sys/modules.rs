@@ -6,8 +6,123 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-/// Name of the load-order file `aergo-image` writes into `/lib/modules/<release>/`.
+/// Name of the load-order file `aergo-image` writes into `/lib/modules/<release>/`: the
+/// modules loaded on every boot (filesystem, input), dependencies first.
 pub const LOAD_LIST: &str = "aergo-modules.load";
+/// The `modules.dep` lines of the modules in the image.
+pub const DEP_LIST: &str = "aergo-modules.dep";
+/// The `modules.alias` lines of the modules in the image: init loads a hardware driver only
+/// when a device's `modalias` matches (as udev's coldplug does).
+pub const ALIAS_LIST: &str = "aergo-modules.alias";
+
+/// Shell-style glob match as used by `modules.alias` (`*`, `?`, `[abc]`, `[a-z]`).
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let t: Vec<char> = text.chars().collect();
+    // Iterative matcher with backtracking to the last `*`.
+    let (mut pi, mut ti) = (0usize, 0usize);
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        let tc = t.get(ti).copied().unwrap_or('\0');
+        let step = match p.get(pi) {
+            Some('*') => {
+                star = Some((pi, ti));
+                pi += 1;
+                continue;
+            }
+            Some('?') => Some(pi + 1),
+            Some('[') => {
+                let mut j = pi + 1;
+                let negate = matches!(p.get(j), Some('!') | Some('^'));
+                if negate {
+                    j += 1;
+                }
+                let mut hit = false;
+                let mut first = true;
+                while let Some(&c) = p.get(j) {
+                    if c == ']' && !first {
+                        break;
+                    }
+                    first = false;
+                    if p.get(j + 1) == Some(&'-') && p.get(j + 2).is_some_and(|e| *e != ']') {
+                        let hi = p.get(j + 2).copied().unwrap_or(c);
+                        hit |= c <= tc && tc <= hi;
+                        j += 3;
+                    } else {
+                        hit |= c == tc;
+                        j += 1;
+                    }
+                }
+                (hit != negate && p.get(j) == Some(&']')).then_some(j + 1)
+            }
+            Some(&c) => (c == tc).then_some(pi + 1),
+            None => None,
+        };
+        match step {
+            Some(next) => {
+                pi = next;
+                ti += 1;
+            }
+            None => match star {
+                Some((sp, st)) => {
+                    pi = sp + 1;
+                    ti = st + 1;
+                    star = Some((sp, st + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    while p.get(pi) == Some(&'*') {
+        pi += 1;
+    }
+    pi == p.len()
+}
+
+/// Parsed `alias PATTERN module` lines.
+#[derive(Debug, Default, Clone)]
+pub struct Aliases {
+    entries: Vec<(String, String)>,
+}
+
+impl Aliases {
+    /// Parses `modules.alias` text.
+    pub fn parse(text: &str) -> Self {
+        let entries = text
+            .lines()
+            .filter_map(|l| {
+                let mut w = l.split_whitespace();
+                (w.next() == Some("alias")).then_some(())?;
+                Some((w.next()?.to_string(), canonical(w.next()?)))
+            })
+            .collect();
+        Self { entries }
+    }
+
+    /// Keeps only aliases of the given (canonical) module names.
+    pub fn retain_modules(&mut self, names: &BTreeSet<String>) {
+        self.entries.retain(|(_, m)| names.contains(m));
+    }
+
+    /// The text form (`alias PATTERN module` lines).
+    pub fn to_text(&self) -> String {
+        self.entries
+            .iter()
+            .map(|(p, m)| format!("alias {p} {m}\n"))
+            .collect()
+    }
+
+    /// Modules whose alias matches a device's `modalias`.
+    pub fn modules_for(&self, modalias: &str) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for (p, m) in &self.entries {
+            if glob_match(p, modalias) && !out.contains(m) {
+                out.push(m.clone());
+            }
+        }
+        out
+    }
+}
 
 /// Errors resolving modules.
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +188,17 @@ impl ModuleDb {
                 .extend(pre);
         }
         db
+    }
+
+    /// `modules.dep` lines for the given module paths (as returned by [`Self::resolve`]).
+    pub fn subset_text(&self, paths: &[String]) -> String {
+        let mut out = String::new();
+        for p in paths {
+            if let Some((path, deps)) = self.modules.get(&canonical(p)) {
+                out.push_str(&format!("{path}: {}\n", deps.join(" ")));
+            }
+        }
+        out
     }
 
     /// Whether a module exists (as a loadable module; built-ins are not listed).
@@ -177,6 +303,56 @@ kernel/b.ko: kernel/a.ko
         assert!(pos(&order, "/nvme-core.ko") < pos(&order, "/nvme.ko"));
         let unique: BTreeSet<_> = order.iter().collect();
         assert_eq!(unique.len(), order.len());
+    }
+
+    #[test]
+    fn globs() {
+        assert!(glob_match(
+            "pci:v00001AF4d*sv*sd*bc*sc*i*",
+            "pci:v00001AF4d00001042sv00001AF4sd00001042bc01sc80i00"
+        ));
+        assert!(!glob_match(
+            "pci:v00001AF4d*sv*sd*bc*sc*i*",
+            "pci:v00008086d00000D57sv00000000sd00000000bc06sc00i00"
+        ));
+        assert!(glob_match("acpi*:LNXPWRBN:*", "acpi:LNXPWRBN:"));
+        assert!(glob_match(
+            "virtio:d00000002v*",
+            "virtio:d00000002v00001AF4"
+        ));
+        assert!(!glob_match(
+            "virtio:d00000002v*",
+            "virtio:d00000001v00001AF4"
+        ));
+        assert!(glob_match("scsi:t-0x0[0-7]*", "scsi:t-0x05"));
+        assert!(!glob_match("scsi:t-0x0[!0-7]*", "scsi:t-0x05"));
+        assert!(glob_match("a?c", "abc") && !glob_match("a?c", "ac"));
+        assert!(glob_match("*", "") && !glob_match("a", ""));
+    }
+
+    #[test]
+    fn aliases_select_modules_and_subset_round_trips() {
+        let mut a = Aliases::parse(
+            "alias pci:v00001AF4d*sv*sd*bc*sc*i* virtio_pci\nalias virtio:d00000002v* virtio_blk\nalias pci:v00008086d000010D3sv*sd*bc*sc*i* e1000e\n",
+        );
+        assert_eq!(
+            a.modules_for("virtio:d00000002v00001AF4"),
+            vec!["virtio_blk"]
+        );
+        assert!(a
+            .modules_for("pci:v00008086d000010D3sv0sd0bc02sc00i00")
+            .contains(&"e1000e".to_string()));
+        a.retain_modules(&["virtio_blk".to_string()].into_iter().collect());
+        assert_eq!(
+            Aliases::parse(&a.to_text()).modules_for("virtio:d00000002v1"),
+            vec!["virtio_blk"]
+        );
+        assert!(a.modules_for("pci:v00001AF4d1sv1sd1bc1sc1i1").is_empty());
+        let db = ModuleDb::parse(DEP, "");
+        let order = db.resolve(&["virtio_blk"]).unwrap();
+        let sub = ModuleDb::parse(&db.subset_text(&order), "");
+        assert_eq!(sub.resolve(&["virtio_blk"]).unwrap(), order);
+        assert!(!sub.contains("ext4"));
     }
 
     #[test]
