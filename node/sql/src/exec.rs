@@ -608,36 +608,36 @@ impl<'a> Runtime<'a> {
                 SourceKind::Table { .. } => None,
             });
         }
-        let mut joined: Vec<Vec<Value>> = Vec::new();
         let mut row = vec![Value::Null; q.width];
-        self.join(q, 0, &mut row, outer, vars, &derived, &mut joined)?;
-        // aggregation
-        let rows: Vec<Vec<Value>> = match &q.agg {
-            None => joined,
-            Some(a) => self.aggregate(a, joined, outer, vars)?,
-        };
-        let mut out: Vec<(Vec<Value>, Vec<Value>)> = Vec::with_capacity(rows.len());
-        for r in &rows {
-            let fr = Frame {
-                row: r,
-                parent: outer,
-            };
-            if let Some(h) = &q.having {
-                if truth(&self.eval(h, &fr, vars)?)? != Some(true) {
-                    continue;
+        let mut out: Vec<(Vec<Value>, Vec<Value>)> = match &q.agg {
+            // no aggregation: rows are projected as they are produced
+            None => {
+                let mut sink = Sink::Out(Vec::new());
+                self.join(q, 0, &mut row, outer, vars, &derived, &mut sink)?;
+                match sink {
+                    Sink::Out(o) => o,
+                    Sink::Raw(_) => Vec::new(),
                 }
             }
-            self.charge(gas::ROW_OUT)?;
-            let mut p = Vec::with_capacity(q.proj.len());
-            for e in &q.proj {
-                p.push(self.eval(e, &fr, vars)?);
+            Some(a) => {
+                let mut sink = Sink::Raw(Vec::new());
+                self.join(q, 0, &mut row, outer, vars, &derived, &mut sink)?;
+                let joined = match sink {
+                    Sink::Raw(r) => r,
+                    Sink::Out(_) => Vec::new(),
+                };
+                let rows = self.aggregate(a, joined, outer, vars)?;
+                let mut out = Vec::with_capacity(rows.len());
+                for r in &rows {
+                    let fr = Frame {
+                        row: r,
+                        parent: outer,
+                    };
+                    self.emit(q, &fr, vars, &mut out)?;
+                }
+                out
             }
-            let mut keys = Vec::with_capacity(q.order.len());
-            for (e, _, _) in &q.order {
-                keys.push(self.eval(e, &fr, vars)?);
-            }
-            out.push((keys, p));
-        }
+        };
         if q.distinct {
             let mut seen = BTreeSet::new();
             out.retain(|(_, p)| seen.insert(encode_key_tuple(p)));
@@ -702,6 +702,32 @@ impl<'a> Runtime<'a> {
             .collect())
     }
 
+    /// HAVING, projection and ORDER BY keys of one (joined or grouped) row.
+    fn emit(
+        &mut self,
+        q: &Select,
+        fr: &Frame,
+        vars: &[Value],
+        out: &mut Vec<(Vec<Value>, Vec<Value>)>,
+    ) -> Result<()> {
+        if let Some(h) = &q.having {
+            if truth(&self.eval(h, fr, vars)?)? != Some(true) {
+                return Ok(());
+            }
+        }
+        self.charge(gas::ROW_OUT)?;
+        let mut p = Vec::with_capacity(q.proj.len());
+        for e in &q.proj {
+            p.push(self.eval(e, fr, vars)?);
+        }
+        let mut keys = Vec::with_capacity(q.order.len());
+        for (e, _, _) in &q.order {
+            keys.push(self.eval(e, fr, vars)?);
+        }
+        out.push((keys, p));
+        Ok(())
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn join(
         &mut self,
@@ -711,16 +737,19 @@ impl<'a> Runtime<'a> {
         outer: Option<&Frame>,
         vars: &[Value],
         derived: &[Option<Vec<Vec<Value>>>],
-        out: &mut Vec<Vec<Value>>,
+        out: &mut Sink,
     ) -> Result<()> {
         if k == q.sources.len() {
+            let fr = Frame { row, parent: outer };
             if let Some(fl) = &q.filter {
-                let fr = Frame { row, parent: outer };
                 if truth(&self.eval(fl, &fr, vars)?)? != Some(true) {
                     return Ok(());
                 }
             }
-            out.push(row.clone());
+            match out {
+                Sink::Raw(v) => v.push(row.clone()),
+                Sink::Out(o) => self.emit(q, &fr, vars, o)?,
+            }
             return Ok(());
         }
         let s = &q.sources[k];
@@ -1191,7 +1220,7 @@ impl<'a> Runtime<'a> {
             self.kv.put(&k, &[]).map_err(st_err)?;
         }
         let rk = self.row_key(t, pk);
-        self.kv.put(&rk, &bytes).map_err(st_err)?;
+        self.kv.put_vec(rk, bytes).map_err(st_err)?;
         Ok(())
     }
 
@@ -1230,6 +1259,12 @@ impl<'a> Runtime<'a> {
         }
         Ok(())
     }
+}
+
+/// Where joined rows go: kept for aggregation, or projected at once.
+enum Sink {
+    Raw(Vec<Vec<Value>>),
+    Out(Vec<(Vec<Value>, Vec<Value>)>),
 }
 
 /// The value of a column, variable or constant without cloning it.

@@ -258,6 +258,18 @@ impl Expr {
         ok
     }
 
+    /// Adds every variable slot the expression reads (subqueries included).
+    pub fn collect_vars(&self, out: &mut Vec<usize>) {
+        self.walk(
+            &mut |e, _| {
+                if let Expr::Var(s) = e {
+                    out.push(*s);
+                }
+            },
+            0,
+        );
+    }
+
     fn walk(&self, f: &mut dyn FnMut(&Expr, u32), d: u32) {
         f(self, d);
         match self {
@@ -436,6 +448,66 @@ impl Select {
                 .filter_map(|x| x.arg.as_ref())
                 .for_each(|e| e.walk(f, d));
         }
+    }
+}
+
+impl SqlPlan {
+    /// Variable slots the statement reads.
+    pub fn vars_used(&self) -> Vec<usize> {
+        let mut out = Vec::new();
+        let mut f = |e: &Expr, _d: u32| {
+            if let Expr::Var(s) = e {
+                out.push(*s);
+            }
+        };
+        let access = |a: &Access, f: &mut dyn FnMut(&Expr, u32)| match a {
+            Access::Scan => {}
+            Access::Pk(l) | Access::Index(_, l) => l.iter().for_each(|e| e.walk(f, 0)),
+        };
+        let ret = |r: &Option<Returning>, f: &mut dyn FnMut(&Expr, u32)| {
+            if let Some(r) = r {
+                r.exprs.iter().for_each(|e| e.walk(f, 0));
+            }
+        };
+        match self {
+            SqlPlan::Select(q) => q.walk_exprs(&mut f, 0),
+            SqlPlan::Insert {
+                source, returning, ..
+            } => {
+                match source {
+                    InsertSource::Values(rows) => {
+                        rows.iter().flatten().for_each(|e| e.walk(&mut f, 0))
+                    }
+                    InsertSource::Query(q) => q.walk_exprs(&mut f, 0),
+                }
+                ret(returning, &mut f);
+            }
+            SqlPlan::Update {
+                access: a,
+                filter,
+                sets,
+                returning,
+                ..
+            } => {
+                access(a, &mut f);
+                filter.iter().for_each(|e| e.walk(&mut f, 0));
+                sets.iter().for_each(|(_, e)| e.walk(&mut f, 0));
+                ret(returning, &mut f);
+            }
+            SqlPlan::Delete {
+                access: a,
+                filter,
+                returning,
+                ..
+            } => {
+                access(a, &mut f);
+                filter.iter().for_each(|e| e.walk(&mut f, 0));
+                ret(returning, &mut f);
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
     }
 }
 

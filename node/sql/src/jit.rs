@@ -1044,8 +1044,10 @@ impl<'c> Gen<'c, '_> {
         })
     }
 
-    fn spill_all(&self) -> G<()> {
-        for (s, r) in self.slots.iter().enumerate() {
+    /// Writes native variables back to the frame before a helper reads it.
+    fn spill(&self, only: &[usize]) -> G<()> {
+        for &s in only {
+            let Some(r) = self.slots.get(s) else { continue };
             let slot = self.i64c(s as u64);
             match *r {
                 Repr::Int { v, n, .. } => {
@@ -1738,11 +1740,12 @@ impl<'c> Gen<'c, '_> {
                     self.assign(*slot, v)?;
                 }
             }
-            StmtKind::Sql(_, into, _) => {
+            StmtKind::Sql(plan, into, _) => {
                 if into.iter().any(|s| self.slots.get(*s).is_none()) {
                     return Err(GenErr::Unsup);
                 }
-                self.spill_all()?;
+                // the executor reads only the variables the statement names
+                self.spill(&plan.vars_used())?;
                 let addr = &s.kind as *const StmtKind as usize as u64;
                 self.call_checked("aergo_rt_sql", &[self.ctxp.into(), self.i64c(addr).into()])?;
                 self.reload(FOUND_SLOT)?;

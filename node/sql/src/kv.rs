@@ -22,6 +22,11 @@ pub trait Kv {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, KvError>;
     /// Writes one key.
     fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), KvError>;
+    /// Writes one key, taking ownership (saves a copy where the backend keeps
+    /// the buffers).
+    fn put_vec(&mut self, key: Vec<u8>, value: Vec<u8>) -> Result<(), KvError> {
+        self.put(&key, &value)
+    }
     /// Deletes one key (no error if absent).
     fn delete(&mut self, key: &[u8]) -> Result<(), KvError>;
     /// All pairs with `start <= key < end`, in ascending key order.
@@ -73,6 +78,10 @@ impl Kv for MemKv {
         self.map.insert(key.to_vec(), value.to_vec());
         Ok(())
     }
+    fn put_vec(&mut self, key: Vec<u8>, value: Vec<u8>) -> Result<(), KvError> {
+        self.map.insert(key, value);
+        Ok(())
+    }
     fn delete(&mut self, key: &[u8]) -> Result<(), KvError> {
         self.map.remove(key);
         Ok(())
@@ -113,7 +122,7 @@ pub fn apply_writes(
 ) -> Result<(), KvError> {
     for (k, v) in writes {
         match v {
-            Some(v) => kv.put(&k, &v)?,
+            Some(v) => kv.put_vec(k, v)?,
             None => kv.delete(&k)?,
         }
     }
@@ -129,6 +138,10 @@ impl Kv for Overlay<'_> {
     }
     fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), KvError> {
         self.writes.insert(key.to_vec(), Some(value.to_vec()));
+        Ok(())
+    }
+    fn put_vec(&mut self, key: Vec<u8>, value: Vec<u8>) -> Result<(), KvError> {
+        self.writes.insert(key, Some(value));
         Ok(())
     }
     fn delete(&mut self, key: &[u8]) -> Result<(), KvError> {
