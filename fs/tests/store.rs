@@ -418,7 +418,7 @@ async fn concurrent_group_commit_writes_share_fsyncs() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn index_memory_is_about_16_bytes_per_live_needle() {
+async fn index_memory_is_at_most_16_bytes_per_live_needle() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path(), Durability::Fast).await;
     let n = 40_960;
@@ -434,9 +434,10 @@ async fn index_memory_is_about_16_bytes_per_live_needle() {
     while set.join_next().await.is_some() {}
     let st = store.stats();
     assert_eq!(st.live_needles, n as u64);
-    // Exactly 16 B per entry in full chunks; the chunk table adds a few bytes in total.
+    // 12 B per entry in full chunks (40,960 = 10 full chunks); the chunk table adds a few
+    // bytes in total. The bound is 16 B.
     assert!(
-        st.index_bytes_per_live_needle <= 16.1,
+        st.index_bytes_per_live_needle <= 12.1,
         "{}",
         st.index_bytes_per_live_needle
     );
