@@ -95,6 +95,25 @@ pub fn apply_script(cat: &mut Catalog, src: &str, upgrade: bool) -> Result<Deplo
             ScriptItem::Sql(stmt, pos) => match stmt {
                 ast::Statement::CreateTable(ct) => create_table(cat, ct, *pos)?,
                 ast::Statement::CreateIndex(ci) => create_index(cat, ci, *pos)?,
+                ast::Statement::AlterTable {
+                    name, operations, ..
+                } => {
+                    let tn = obj_name(name, *pos)?;
+                    let Some(ti) = cat.table(&tn) else {
+                        return resolve_err(*pos, format!("table {tn} does not exist"));
+                    };
+                    for op in operations {
+                        match op {
+                            ast::AlterTableOperation::AddColumn {
+                                if_not_exists,
+                                column_def,
+                                column_position: None,
+                                ..
+                            } => add_column(cat, ti, column_def, *if_not_exists, *pos)?,
+                            _ => return unsupported(*pos, "only ALTER TABLE … ADD COLUMN is supported"),
+                        }
+                    }
+                }
                 ast::Statement::Insert(_)
                 | ast::Statement::Update { .. }
                 | ast::Statement::Delete(_) => {
@@ -176,6 +195,7 @@ fn create_table(cat: &mut Catalog, ct: &ast::CreateTable, pos: Pos) -> Result<()
             ty,
             not_null: false,
             default: None,
+            fill: Value::Null,
         };
         for opt in &cd.options {
             match &opt.option {
@@ -264,6 +284,57 @@ fn create_table(cat: &mut Catalog, ct: &ast::CreateTable, pos: Pos) -> Result<()
         let text = e.to_string();
         cat.tables[ti].checks.push((ce, text));
     }
+    Ok(())
+}
+
+/// `ALTER TABLE t ADD COLUMN c type [NOT NULL] [DEFAULT constant]`. Stored
+/// rows are not rewritten: they decode with the constant default (or NULL),
+/// so they stay valid; NOT NULL therefore needs a non-NULL constant default.
+fn add_column(
+    cat: &mut Catalog,
+    ti: usize,
+    cd: &ast::ColumnDef,
+    if_not_exists: bool,
+    pos: Pos,
+) -> Result<()> {
+    let cpos = span_pos(&cd.name.span);
+    let cname = lc(&cd.name);
+    if cat.tables[ti].columns.iter().any(|c| c.name == cname) {
+        if if_not_exists {
+            return Ok(());
+        }
+        return resolve_err(cpos, format!("column {cname} already exists"));
+    }
+    let ty = convert_type(&cd.data_type, cpos)?;
+    let mut col = Column {
+        name: cname.clone(),
+        ty,
+        not_null: false,
+        default: None,
+        fill: Value::Null,
+    };
+    for opt in &cd.options {
+        match &opt.option {
+            ast::ColumnOption::Null => {}
+            ast::ColumnOption::NotNull => col.not_null = true,
+            ast::ColumnOption::Default(e) => {
+                let mut c = Compiler::new(cat, None, false, cpos);
+                match c.expr(e)?.0 {
+                    Expr::Const(v) => {
+                        let v = v.cast(&ty)?;
+                        col.fill = v.clone();
+                        col.default = Some(Expr::Const(v));
+                    }
+                    _ => return resolve_err(cpos, "ADD COLUMN needs a constant DEFAULT"),
+                }
+            }
+            other => return unsupported(cpos, format!("ADD COLUMN with {other}")),
+        }
+    }
+    if col.not_null && col.fill.is_null() {
+        return resolve_err(pos, format!("column {cname} is NOT NULL: it needs a non-NULL constant DEFAULT for existing rows"));
+    }
+    cat.tables[ti].columns.push(col);
     Ok(())
 }
 

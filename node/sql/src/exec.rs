@@ -506,8 +506,9 @@ impl<'a> Runtime<'a> {
     fn decode(&self, t: &Table, bytes: &[u8]) -> Result<Vec<Value>> {
         let mut row = decode_row(bytes)?;
         // rows written before columns were added: fill with NULL
-        while row.len() < t.columns.len() {
-            row.push(Value::Null);
+        // rows written before ADD COLUMN: the added columns take their fill value
+        while let Some(c) = t.columns.get(row.len()) {
+            row.push(c.fill.clone());
         }
         Ok(row)
     }

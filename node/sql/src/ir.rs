@@ -16,6 +16,9 @@ pub struct Column {
     pub not_null: bool,
     /// DEFAULT expression (constant-folded at deploy when possible).
     pub default: Option<Expr>,
+    /// Value of this column in rows stored before it was added by
+    /// `ALTER TABLE … ADD COLUMN` (its constant default, or NULL).
+    pub fill: Value,
 }
 
 /// A secondary index (UNIQUE constraints are unique indexes).
