@@ -53,7 +53,12 @@ impl Tmux {
     }
 
     /// Polls the pane until `pred` holds, returning the screen.
-    fn wait_for(&self, what: &str, timeout: Duration, pred: impl Fn(&str) -> bool) -> Result<String> {
+    fn wait_for(
+        &self,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&str) -> bool,
+    ) -> Result<String> {
         let mut last = String::new();
         poll(what, timeout, || {
             let s = self.capture()?;
@@ -146,7 +151,9 @@ fn child_pid(parent: u32) -> Result<Option<u32>> {
 
 fn send_tx(cli: &Path, url: &str, to: &str, data_dir: &Path) -> Result<String> {
     let out = Command::new(cli)
-        .args(["--rpc", url, "send", "--from", "dev", "--to", to, "--amount", "1"])
+        .args([
+            "--rpc", url, "send", "--from", "dev", "--to", to, "--amount", "1",
+        ])
         .env("HOME", data_dir)
         .output()
         .context("run aergo send")?;
@@ -208,7 +215,17 @@ fn dashboard_follows_a_dev_node_in_tmux() -> Result<()> {
         dir.path().join("no-init.sock").display(),
     );
     tmux.run(&[
-        "new-session", "-d", "-s", "top", "-x", "120", "-y", "40", "sh", "-c", &top_cmd,
+        "new-session",
+        "-d",
+        "-s",
+        "top",
+        "-x",
+        "120",
+        "-y",
+        "40",
+        "sh",
+        "-c",
+        &top_cmd,
     ])?;
     let shell_pid: u32 = tmux
         .run(&["display-message", "-p", "-t", "top", "#{pane_pid}"])?
@@ -227,12 +244,16 @@ fn dashboard_follows_a_dev_node_in_tmux() -> Result<()> {
 
     // 2. Send a transaction and wait until the node includes it.
     let hash = send_tx(&cli_bin, &url, &node_address, dir.path())?;
-    let (height, index) = poll("the transaction to be included", Duration::from_secs(60), || {
-        let t = rpc(port, "tx", json!({"hash": hash}))?;
-        Ok(t["block_height"]
-            .as_u64()
-            .map(|h| (h, t["index"].as_u64().unwrap_or(0))))
-    })?;
+    let (height, index) = poll(
+        "the transaction to be included",
+        Duration::from_secs(60),
+        || {
+            let t = rpc(port, "tx", json!({"hash": hash}))?;
+            Ok(t["block_height"]
+                .as_u64()
+                .map(|h| (h, t["index"].as_u64().unwrap_or(0))))
+        },
+    )?;
 
     // 3. Open its block from the Blocks screen (filter by height), then the tx, then the receipt.
     tmux.keys(&["2"])?;
@@ -300,7 +321,11 @@ fn dashboard_follows_a_dev_node_in_tmux() -> Result<()> {
         cpu * 100.0,
         rss as f64 / 1024.0
     );
-    assert!(cpu < 0.10, "idle CPU {:.2}% of a core is far above the 2% target", cpu * 100.0);
+    assert!(
+        cpu < 0.10,
+        "idle CPU {:.2}% of a core is far above the 2% target",
+        cpu * 100.0
+    );
 
     // 5. q quits and restores the terminal (the alternate screen is gone).
     tmux.keys(&["q"])?;

@@ -609,3 +609,18 @@ fn every_screen_renders_at_80x24_without_data() {
         assert!(out.contains("?:help"), "screen {n} keeps the status line");
     }
 }
+
+#[test]
+fn tiny_and_huge_terminals_never_panic() {
+    for (w, h) in [(1, 1), (20, 5), (40, 12), (80, 24), (250, 70)] {
+        for n in '1'..='8' {
+            for mut a in [empty_app(), healthy()] {
+                press(&mut a, KeyCode::Char(n));
+                let out = render(&a, w, h);
+                assert_eq!(out.lines().count(), h as usize, "screen {n} at {w}x{h}");
+                press(&mut a, KeyCode::Char('?'));
+                render(&a, w, h);
+            }
+        }
+    }
+}
