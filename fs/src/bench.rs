@@ -38,6 +38,10 @@ pub struct BenchArgs {
     /// Keep the scratch data.
     #[arg(long)]
     pub keep: bool,
+    /// Also measure through the HTTP API (in-process server on 127.0.0.1, keep-alive
+    /// connections), reported separately from the engine figures.
+    #[arg(long)]
+    pub http: bool,
 }
 
 struct Workload {
@@ -470,6 +474,12 @@ async fn run_in(a: &BenchArgs, root: &Path) -> Result<()> {
     };
     fast.store.close().await?;
 
+    if a.http {
+        let (hw, hr) = http_bench(&root.join("aergofs-http"), &w, c, &io).await?;
+        hw.print();
+        hr.print();
+    }
+
     let (gw, gr) = gc_stats;
     println!();
     println!(
@@ -530,4 +540,137 @@ async fn run_in(a: &BenchArgs, root: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// One keep-alive HTTP/1.1 connection (responses from the server always carry a length).
+struct Conn {
+    s: tokio::io::BufReader<tokio::net::TcpStream>,
+}
+
+impl Conn {
+    async fn new(addr: std::net::SocketAddr) -> Result<Conn> {
+        let s = tokio::net::TcpStream::connect(addr).await?;
+        s.set_nodelay(true)?;
+        Ok(Conn {
+            s: tokio::io::BufReader::new(s),
+        })
+    }
+
+    async fn call(&mut self, method: &str, path: &str, body: &[u8]) -> Result<(u16, Vec<u8>)> {
+        use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: bench\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        let w = self.s.get_mut();
+        w.write_all(head.as_bytes()).await?;
+        w.write_all(body).await?;
+        let mut line = String::new();
+        self.s.read_line(&mut line).await?;
+        let status: u16 = line
+            .split(' ')
+            .nth(1)
+            .and_then(|x| x.parse().ok())
+            .context("bad status line")?;
+        let mut len = 0usize;
+        loop {
+            line.clear();
+            self.s.read_line(&mut line).await?;
+            let l = line.trim_end();
+            if l.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = l.split_once(':') {
+                if k.eq_ignore_ascii_case("content-length") {
+                    len = v.trim().parse().context("bad content-length")?;
+                }
+            }
+        }
+        let mut b = vec![0u8; len];
+        self.s.read_exact(&mut b).await?;
+        Ok((status, b))
+    }
+}
+
+/// Uploads every blob with `POST /` and reads them back in random order with `GET /FID`.
+async fn http_bench(
+    dir: &Path,
+    w: &Arc<Workload>,
+    c: usize,
+    io: &IoService,
+) -> Result<(Stat, Stat)> {
+    let cfg = StoreConfig {
+        compaction_interval: None,
+        ..StoreConfig::default()
+    };
+    let store = Store::open(dir, cfg, io.clone()).await?;
+    let app = aergofs::http::router(
+        store.clone(),
+        aergofs::http::HttpConfig {
+            token: None,
+            read_policy: aergofs::http::ReadPolicy::Open,
+            max_upload: 1 << 20,
+            public_url: String::new(),
+        },
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let n = w.sizes.len();
+    let fids: Arc<Vec<parking_lot::Mutex<String>>> = Arc::new(
+        (0..n)
+            .map(|_| parking_lot::Mutex::new(String::new()))
+            .collect(),
+    );
+    let mut stats = Vec::new();
+    for phase in ["write", "read"] {
+        let idx = if phase == "write" {
+            (0..n).collect()
+        } else {
+            order(n, n, 3)
+        };
+        let start = Instant::now();
+        let mut set = tokio::task::JoinSet::new();
+        for chunk in interleave(&idx, c) {
+            let (w, fids) = (w.clone(), fids.clone());
+            set.spawn(async move {
+                let mut conn = Conn::new(addr).await?;
+                let mut lat = Vec::with_capacity(chunk.len());
+                for i in chunk {
+                    let t = Instant::now();
+                    if phase == "write" {
+                        let (st, body) = conn.call("POST", "/", w.blob(i)).await?;
+                        if st != 201 {
+                            bail!("HTTP upload: status {st}");
+                        }
+                        let v: serde_json::Value = serde_json::from_slice(&body)?;
+                        *fids[i].lock() = v["fid"].as_str().unwrap_or_default().to_string();
+                    } else {
+                        let fid = fids[i].lock().clone();
+                        let (st, body) = conn.call("GET", &format!("/{fid}"), b"").await?;
+                        if st != 200 || body.len() != w.sizes[i] as usize {
+                            bail!("HTTP read: status {st}");
+                        }
+                    }
+                    lat.push(t.elapsed().as_nanos() as u64);
+                }
+                Ok::<_, anyhow::Error>(lat)
+            });
+        }
+        let mut all = Vec::with_capacity(n);
+        while let Some(r) = set.join_next().await {
+            all.extend(r.context("HTTP bench task")??);
+        }
+        let label = if phase == "write" {
+            "HTTP POST / (group-commit)"
+        } else {
+            "HTTP GET /FID random"
+        };
+        stats.push(Stat::new(label, all, start.elapsed().as_secs_f64()));
+    }
+    server.abort();
+    store.close().await?;
+    let r = stats.pop().context("no read stats")?;
+    let wr = stats.pop().context("no write stats")?;
+    Ok((wr, r))
 }
