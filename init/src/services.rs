@@ -179,6 +179,7 @@ impl Runner for ProcRunner {
             .env("HOME", &self.cwd)
             .env("RUST_BACKTRACE", "1")
             .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
             .current_dir(if Path::new(&self.cwd).is_dir() {
                 &self.cwd
             } else {
