@@ -48,6 +48,7 @@ pub mod ir;
 pub mod jit;
 pub mod kv;
 pub mod parse;
+pub mod sandbox;
 pub mod value;
 
 pub use contract::{Abi, AbiFunction, AbiTable, CallOutcome, Contract, Engine, QueryResult};
@@ -55,4 +56,5 @@ pub use ctx::{ChainContext, MockChain};
 pub use decimal::Decimal;
 pub use error::{Pos, SqlError};
 pub use kv::{Kv, KvError, MemKv, Overlay};
+pub use sandbox::{Sandbox, SandboxOutput};
 pub use value::{SqlType, Value};
