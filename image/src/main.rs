@@ -266,6 +266,7 @@ fn run(args: Args) -> Result<()> {
         a.dir(d);
     }
     a.add("dev/console", cpio::Entry::CharDev(0o600, 5, 1));
+    a.add("sbin/init", cpio::Entry::Symlink("/init".into()));
     a.add("dev/null", cpio::Entry::CharDev(0o666, 1, 3));
     for (dest, src) in &staged {
         a.file(dest, 0o755, std::fs::read(src)?);
@@ -326,6 +327,9 @@ fn run(args: Args) -> Result<()> {
         b"root:x:0:0:root:/root:/init\n".to_vec(),
     );
     a.file("etc/group", 0o644, b"root:x:0:\n".to_vec());
+    if !a.contains("init") {
+        bail!("the initramfs has no /init");
+    }
     let initrd = out_dir.join("initramfs.img");
     let raw_len = a.payload_bytes();
     let mut z = Command::new("zstd")
