@@ -1,1 +1,24 @@
-//! The AERGO chain.
+//! The AERGO chain: everything between a verified transaction and a committed block.
+//!
+//! - [`store`]: RocksDB column families and the versioned state key layout.
+//! - [`state`]: accounts and the read interface executed code sees ([`state::StateView`]).
+//! - [`smt`]: the sparse Merkle tree committing to the whole state (the header's state root).
+//! - [`blocklog`]: append-only block segments written through the `aergo_os::io` service;
+//!   the block log is the chain's write-ahead log and source of truth.
+//! - [`exec`]: execution as a pure function (state view, tx) → (receipt, write set).
+//! - [`mempool`]: per-account nonce queues, replacement, limits, eviction.
+//! - [`consensus`]: the engine trait and the `solo` engine.
+//! - [`chain`]: opening, recovery, block assembly, validation, commit and queries.
+
+pub mod blocklog;
+pub mod chain;
+pub mod consensus;
+pub mod error;
+pub mod exec;
+pub mod mempool;
+pub mod smt;
+pub mod state;
+pub mod store;
+
+pub use chain::{Chain, ChainOptions, Tip};
+pub use error::ChainError;

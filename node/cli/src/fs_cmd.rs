@@ -5,7 +5,7 @@
 //! `AERGO_FS_TOKEN`, or `AERGO_FS_TOKEN_FILE` naming the token file (on the appliance
 //! `/data/etc/fs.token`).
 
-#![allow(dead_code)]
+
 
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};

@@ -1,3 +1,463 @@
-//! aergo CLI.
+//! `aergo`: the AERGO command-line client.
+//!
+//! It talks only JSON-RPC to a node (`--rpc URL`, else `AERGO_RPC`, else
+//! http://127.0.0.1:7845), keeps wallet accounts in encrypted keystore files
+//! (`--keystore DIR`, else `AERGO_KEYSTORE`, else ~/.aergo/keystore), and reaches AergoFS
+//! (`aergo fs`) and the appliance's init (`aergo os`). Human output by default; `--json`
+//! prints stable field names for scripts.
 
-fn main() {}
+mod fs_cmd;
+mod os_cmd;
+mod wallet;
+
+use aergo_rpc::{RpcClient, RpcError};
+use aergo_types::{Address, Aer, Hash, Tx, TxKind};
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+#[derive(Parser, Debug)]
+#[command(name = "aergo", version, about = "AERGO command-line client")]
+struct Cli {
+    /// Node JSON-RPC URL.
+    #[arg(long, global = true, env = "AERGO_RPC", default_value = aergo_os::paths::DEFAULT_RPC_URL)]
+    rpc: String,
+    /// Print JSON with stable field names.
+    #[arg(long, global = true)]
+    json: bool,
+    /// Keystore folder.
+    #[arg(long, global = true, env = "AERGO_KEYSTORE")]
+    keystore: Option<PathBuf>,
+    /// Keystore password for non-interactive use.
+    #[arg(long, global = true, env = "AERGO_PASSWORD", hide_env_values = true)]
+    password: Option<String>,
+    /// AergoFS URL.
+    #[arg(long, global = true, env = "AERGO_FS", default_value = aergo_os::paths::DEFAULT_FS_URL)]
+    fs: String,
+    /// init control endpoint: a Unix socket path or HOST[:PORT] (default /run/aergo/init.sock).
+    #[arg(long, global = true, env = "AERGO_INIT_ADDR")]
+    init_addr: Option<String>,
+    /// Token for a remote init endpoint.
+    #[arg(long, global = true, env = "AERGO_INIT_TOKEN", hide_env_values = true)]
+    init_token: Option<String>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Wallet accounts (encrypted keystore files).
+    #[command(subcommand)]
+    Account(AccountCmd),
+    /// Send AERGO.
+    Send {
+        /// Sender: an address in the keystore, or `dev` for the dev chain's funded account.
+        #[arg(long)]
+        from: String,
+        /// Recipient address.
+        #[arg(long)]
+        to: String,
+        /// Amount: `10` (AERGO), `1.5aergo` or `5000aer`.
+        #[arg(long)]
+        amount: String,
+        /// Wait until the transfer is included in a block, or final.
+        #[arg(long)]
+        wait: Option<WaitFor>,
+        /// Nonce (default: the account's next nonce, counting pending transactions).
+        #[arg(long)]
+        nonce: Option<u64>,
+        /// Gas price in aer (default: the chain's minimum).
+        #[arg(long)]
+        gas_price: Option<u128>,
+        /// Gas limit (default: what the transfer needs).
+        #[arg(long)]
+        gas_limit: Option<u64>,
+    },
+    /// A transaction by hash.
+    Tx {
+        /// Transaction hash.
+        hash: String,
+    },
+    /// A transaction's receipt.
+    Receipt {
+        /// Transaction hash.
+        hash: String,
+    },
+    /// A block by height or hash (default: the best block).
+    Block {
+        /// Height or hash.
+        id: Option<String>,
+        /// Include full transactions.
+        #[arg(long)]
+        full: bool,
+    },
+    /// The latest blocks.
+    Blocks {
+        /// How many.
+        #[arg(long, default_value_t = 10)]
+        last: u64,
+    },
+    /// Chain summary: id, height, finalized height, best hash.
+    Chain,
+    /// An account's balance and nonce, now or at a past height.
+    Balance {
+        /// Address (or `dev`).
+        address: String,
+        /// Height to read at.
+        #[arg(long)]
+        at: Option<u64>,
+    },
+    /// The node.
+    #[command(subcommand)]
+    Node(NodeCmd),
+    /// Pending transactions.
+    Mempool {
+        /// Most to list.
+        #[arg(long, default_value_t = 20)]
+        limit: u64,
+    },
+    /// An account's Merkle proof against a block's state root, verified locally.
+    Proof {
+        /// Address.
+        address: String,
+        /// Height.
+        #[arg(long)]
+        at: Option<u64>,
+    },
+    /// AergoFS files.
+    #[command(subcommand)]
+    Fs(fs_cmd::FsCmd),
+    /// The appliance (init): services, logs, reboot, power off.
+    #[command(subcommand)]
+    Os(os_cmd::OsCmd),
+}
+
+#[derive(Subcommand, Debug)]
+enum AccountCmd {
+    /// Create an account; prints its address.
+    New,
+    /// List keystore accounts.
+    List,
+    /// Import a secret key (64 hex characters) into the keystore.
+    Import {
+        /// Hex secret key; read from stdin when absent.
+        #[arg(long)]
+        key: Option<String>,
+    },
+    /// Export an account's secret key (hex). Handle with care.
+    Export {
+        /// Address.
+        address: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum NodeCmd {
+    /// Version, peers, mempool, sync state.
+    Status,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq)]
+enum WaitFor {
+    /// In a block.
+    Included,
+    /// In a final block.
+    Final,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    if let Err(e) = rt.block_on(run(cli)) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn print(json_mode: bool, v: &Value, human: impl FnOnce() -> String) {
+    if json_mode {
+        println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+    } else {
+        println!("{}", human());
+    }
+}
+
+fn aergo(s: &str) -> String {
+    Aer::parse_aer(s).map(|a| format!("{} AERGO", a.to_aergo_string())).unwrap_or_else(|_| s.to_string())
+}
+
+fn parse_hash(s: &str) -> Result<Hash> {
+    Hash::from_hex(s).map_err(|e| anyhow::anyhow!(e))
+}
+
+fn resolve_addr(s: &str) -> Result<Address> {
+    if s == "dev" {
+        return Ok(Address::from_public_key(&aergo_types::Keypair::dev().public()));
+    }
+    Address::decode(s).map_err(|e| anyhow::anyhow!(e))
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let j = cli.json;
+    let client = || RpcClient::new(&cli.rpc, Duration::from_secs(30)).map_err(anyhow::Error::from);
+    match cli.cmd {
+        Cmd::Account(a) => {
+            let ks = wallet::Keystore::new(cli.keystore.clone())?;
+            match a {
+                AccountCmd::New => {
+                    let pw = wallet::password(cli.password.as_deref(), true)?;
+                    let addr = ks.create(&pw)?;
+                    print(j, &json!({"address": addr.encode()}), || format!("created account {addr}\nkeystore: {}", ks.path_of(&addr).display()));
+                }
+                AccountCmd::List => {
+                    let list = ks.list()?;
+                    let v: Vec<Value> = list.iter().map(|(a, p)| json!({"address": a.encode(), "file": p.display().to_string()})).collect();
+                    print(j, &json!(v), || {
+                        if list.is_empty() {
+                            format!("no accounts in {}", ks.dir().display())
+                        } else {
+                            list.iter().map(|(a, _)| a.encode()).collect::<Vec<_>>().join("\n")
+                        }
+                    });
+                }
+                AccountCmd::Import { key } => {
+                    let hex_key = match key {
+                        Some(k) => k,
+                        None => {
+                            let mut s = String::new();
+                            std::io::stdin().read_line(&mut s).context("read key from stdin")?;
+                            s
+                        }
+                    };
+                    let pw = wallet::password(cli.password.as_deref(), true)?;
+                    let addr = ks.import(hex_key.trim(), &pw)?;
+                    print(j, &json!({"address": addr.encode()}), || format!("imported account {addr}"));
+                }
+                AccountCmd::Export { address } => {
+                    let addr = resolve_addr(&address)?;
+                    let pw = wallet::password(cli.password.as_deref(), false)?;
+                    let k = ks.unlock(&addr, &pw)?;
+                    print(j, &json!({"address": addr.encode(), "secret_key": hex::encode(k.seed())}), || hex::encode(k.seed()));
+                }
+            }
+        }
+        Cmd::Send { from, to, amount, wait, nonce, gas_price, gas_limit } => {
+            let c = client()?;
+            let amount = Aer::parse_cli(&amount)?;
+            let to = resolve_addr(&to)?;
+            let key = if from == "dev" {
+                aergo_types::Keypair::dev()
+            } else {
+                let addr = resolve_addr(&from)?;
+                let ks = wallet::Keystore::new(cli.keystore.clone())?;
+                let pw = wallet::password(cli.password.as_deref(), false)?;
+                ks.unlock(&addr, &pw)?
+            };
+            let sender = Address::from_public_key(&key.public());
+            let info = c.chain_info().await?;
+            let nonce = match nonce {
+                Some(n) => n,
+                None => c.account(&sender.encode(), None).await?.next_nonce,
+            };
+            let tx = Tx {
+                kind: TxKind::Transfer,
+                nonce,
+                from: key.public(),
+                to: Some(to),
+                amount: amount.0,
+                payload: Vec::new(),
+                gas_limit: gas_limit.unwrap_or(info.base_gas),
+                gas_price: gas_price.unwrap_or(info.min_gas_price.0),
+                chain_id: info.chain_id,
+            }
+            .sign(&key);
+            let hash = c.send_tx(&tx.encode()).await?.hash;
+            let mut out = json!({"hash": hash, "from": sender.encode(), "to": to.encode(), "amount": amount.to_string(), "nonce": nonce});
+            if let Some(w) = wait {
+                let r = wait_for(&c, &hash, w).await?;
+                out["block_height"] = json!(r.block_height);
+                out["block_hash"] = json!(r.block_hash);
+                out["status"] = json!(r.status);
+            }
+            print(j, &out, || {
+                let mut s = format!("sent {} from {sender} to {to}\ntx {hash}", amount.to_aergo_string());
+                if let Some(h) = out.get("block_height").and_then(|v| v.as_u64()) {
+                    s.push_str(&format!("\nincluded in block {h} ({})", out["status"].as_str().unwrap_or("")));
+                }
+                s
+            });
+        }
+        Cmd::Tx { hash } => {
+            let c = client()?;
+            let t = c.tx(&parse_hash(&hash)?).await?;
+            let v = serde_json::to_value(&t)?;
+            print(j, &v, || {
+                let mut s = format!(
+                    "tx {}\n  status    {}\n  kind      {}\n  from      {}\n  to        {}\n  amount    {}\n  nonce     {}\n  gas       limit {} price {} aer\n  size      {} bytes",
+                    t.tx.hash, t.status, t.tx.kind, t.tx.from, t.tx.to.clone().unwrap_or_default(), aergo(&t.tx.amount.to_string()), t.tx.nonce, t.tx.gas_limit, t.tx.gas_price, t.tx.size
+                );
+                if let (Some(h), Some(b)) = (t.block_height, t.block_hash) {
+                    s.push_str(&format!("\n  block     {h} ({b}) index {}", t.index.unwrap_or(0)));
+                }
+                s
+            });
+        }
+        Cmd::Receipt { hash } => {
+            let c = client()?;
+            let r = c.receipt(&parse_hash(&hash)?).await?;
+            let v = serde_json::to_value(&r)?;
+            print(j, &v, || {
+                let mut s = format!(
+                    "receipt {}\n  status    {}{}\n  block     {} ({}) index {}\n  gas used  {}\n  fee       {}",
+                    r.tx_hash,
+                    r.status,
+                    r.error.as_ref().map(|e| format!(": {e}")).unwrap_or_default(),
+                    r.block_height,
+                    r.block_hash,
+                    r.index,
+                    r.gas_used,
+                    aergo(&r.fee.to_string())
+                );
+                if !r.result.is_empty() {
+                    s.push_str(&format!("\n  result    {}", r.result));
+                }
+                for e in &r.events {
+                    s.push_str(&format!("\n  event     {}: {}", e.name, e.data));
+                }
+                s
+            });
+        }
+        Cmd::Block { id, full } => {
+            let c = client()?;
+            let b = match id {
+                None => c.block_by_height(c.chain_info().await?.height, full).await?,
+                Some(s) if s.len() == 64 || s.starts_with("0x") => c.block_by_hash(&parse_hash(&s)?, full).await?,
+                Some(s) => c.block_by_height(s.parse().with_context(|| format!("`{s}` is neither a height nor a 64-character hash"))?, full).await?,
+            };
+            let v = serde_json::to_value(&b)?;
+            print(j, &v, || {
+                let mut s = format!(
+                    "block {}\n  hash       {}\n  parent     {}\n  time       {} ms\n  producer   {}\n  txs        {}\n  size       {} bytes\n  gas used   {}\n  state root {}\n  tx root    {}",
+                    b.summary.height, b.summary.hash, b.parent_hash, b.summary.timestamp_ms, b.summary.producer, b.summary.tx_count, b.summary.size, b.summary.gas_used, b.state_root, b.tx_root
+                );
+                for t in &b.txs {
+                    match t {
+                        Value::String(h) => s.push_str(&format!("\n  - {h}")),
+                        other => s.push_str(&format!("\n  - {}", other.get("hash").and_then(|h| h.as_str()).unwrap_or(""))),
+                    }
+                }
+                s
+            });
+        }
+        Cmd::Blocks { last } => {
+            let c = client()?;
+            let list = c.blocks_last(last).await?;
+            let v = serde_json::to_value(&list)?;
+            print(j, &v, || {
+                let mut s = format!("{:>8}  {:<13}  {:>5}  {:>7}  {:<16}", "HEIGHT", "TIME(ms)", "TXS", "BYTES", "HASH");
+                for b in &list {
+                    s.push_str(&format!("\n{:>8}  {:<13}  {:>5}  {:>7}  {}…", b.height, b.timestamp_ms, b.tx_count, b.size, &b.hash.to_hex()[..16]));
+                }
+                s
+            });
+        }
+        Cmd::Chain => {
+            let c = client()?;
+            let i = c.chain_info().await?;
+            let v = serde_json::to_value(&i)?;
+            print(j, &v, || {
+                format!(
+                    "chain      {} ({})\n  chain id   {}\n  height     {}\n  finalized  {}\n  best hash  {}\n  consensus  {} ({} ms blocks)",
+                    i.chain_name, i.consensus, i.chain_id, i.height, i.finalized_height, i.best_hash, i.consensus, i.block_interval_ms
+                )
+            });
+        }
+        Cmd::Balance { address, at } => {
+            let c = client()?;
+            let a = resolve_addr(&address)?;
+            let r = c.account(&a.encode(), at).await?;
+            let v = json!({"address": r.address, "balance": r.balance.to_string(), "nonce": r.nonce, "next_nonce": r.next_nonce, "height": r.height});
+            print(j, &v, || format!("{} AERGO\n  address  {}\n  nonce    {}\n  height   {}", r.balance.to_aergo_string(), r.address, r.nonce, r.height));
+        }
+        Cmd::Node(NodeCmd::Status) => {
+            let c = client()?;
+            let s = c.node_status().await?;
+            let v = serde_json::to_value(&s)?;
+            print(j, &v, || {
+                format!(
+                    "aergo-node {}\n  address    {}\n  producer   {}\n  peers      {}\n  mempool    {} txs, {} bytes\n  sync       {}\n  uptime     {} s\n  block log  {}",
+                    s.version,
+                    s.node_address,
+                    s.producer,
+                    s.peers,
+                    s.mempool_size,
+                    s.mempool_bytes,
+                    if s.syncing { format!("syncing {}/{}", s.sync_current, s.sync_target) } else { "in sync".into() },
+                    s.uptime_secs,
+                    s.io_backend
+                )
+            });
+        }
+        Cmd::Mempool { limit } => {
+            let c = client()?;
+            let m = c.mempool(limit).await?;
+            let v = serde_json::to_value(&m)?;
+            print(j, &v, || {
+                let mut s = format!("{} pending ({} bytes; limits {} txs, {} bytes)", m.count, m.bytes, m.max_txs, m.max_bytes);
+                for t in &m.txs {
+                    s.push_str(&format!("\n  {}  {} nonce {}  age {} ms", t.hash, t.from, t.nonce, t.age_ms));
+                }
+                s
+            });
+        }
+        Cmd::Proof { address, at } => {
+            let c = client()?;
+            let a = resolve_addr(&address)?;
+            let p = c.get_proof(&a.encode(), at).await?;
+            let ok = wallet::verify_proof(&p)?;
+            let mut v = serde_json::to_value(&p)?;
+            v["verified"] = json!(ok);
+            print(j, &v, || format!("proof for {} at height {} against state root {}: {}", p.address, p.height, p.state_root, if ok { "VALID" } else { "INVALID" }));
+            if !ok {
+                bail!("the proof does not verify against the state root");
+            }
+        }
+        Cmd::Fs(f) => fs_cmd::run(f, &cli.fs, j).await?,
+        Cmd::Os(o) => {
+            let (addr, tok) = (cli.init_addr.clone(), cli.init_token.clone());
+            tokio::task::spawn_blocking(move || os_cmd::run(o, addr.as_deref(), tok.as_deref(), j)).await??
+        }
+    }
+    Ok(())
+}
+
+async fn wait_for(c: &RpcClient, hash: &Hash, w: WaitFor) -> Result<aergo_rpc::ReceiptJson> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        match c.receipt(hash).await {
+            Ok(r) => {
+                if w == WaitFor::Included {
+                    return Ok(r);
+                }
+                let info = c.chain_info().await?;
+                if info.finalized_height >= r.block_height {
+                    return Ok(r);
+                }
+            }
+            Err(RpcError::Remote { code, .. }) if code == aergo_rpc::types::codes::NOT_FOUND => {}
+            Err(e) => return Err(e.into()),
+        }
+        if Instant::now() > deadline {
+            bail!("transaction {hash} was not {} within 120 s", if w == WaitFor::Included { "included" } else { "final" });
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

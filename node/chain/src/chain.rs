@@ -1,0 +1,763 @@
+//! The chain: opening and recovery, block production and validation, the commit protocol,
+//! and queries at any height.
+//!
+//! Commit protocol (one fsync per block): (1) the block is appended to the block log and
+//! fdatasync'ed — from this instant it is committed; (2) one RocksDB write batch records the
+//! state versions, Merkle nodes, indexes, receipts and the new tip with its log position
+//! (unsynced: RocksDB's own WAL makes the batch atomic, the block log makes it durable);
+//! (3) caches and the tip advance and the block is published. On open, frames found in the
+//! log past RocksDB's tip are re-executed and applied (their state roots must match), and a
+//! torn tail is cut. A crash at any instant therefore leaves no half-applied block and loses
+//! no block that was reported committed.
+
+use crate::blocklog::{BlockLog, Location, LogPos};
+use crate::consensus::{Consensus, Solo};
+use crate::error::ChainError;
+use crate::exec::{self, BlockCtx, Executed};
+use crate::smt::{self, Node, NodeSource, Proof, Updater};
+use crate::state::{account_key, Account, MemState, StateView, WriteSet};
+use crate::store::{self, CF_BLOCKS, CF_CANON, CF_META, CF_SMT, CF_STATE, CF_TXS, MAIN_BRANCH};
+use aergo_os::io::IoService;
+use aergo_types::block::Receipt;
+use aergo_types::genesis::Engine;
+use aergo_types::hash::merkle_root;
+use aergo_types::{Address, Block, Genesis, Hash, Header, Keypair, PublicKey, Signature, SignedTx, MAX_BLOCK_SIZE};
+use parking_lot::{Mutex, RwLock};
+use rocksdb::{WriteBatch, WriteOptions, DB};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// How to open a chain.
+pub struct ChainOptions {
+    /// Data folder (RocksDB in `db/`, block log in `blocks/`).
+    pub data_dir: PathBuf,
+    /// The genesis.
+    pub genesis: Genesis,
+    /// The file I/O service for the block log.
+    pub io: IoService,
+}
+
+/// The best block.
+#[derive(Debug, Clone)]
+pub struct Tip {
+    /// Its header.
+    pub header: Header,
+    /// Its hash.
+    pub hash: Hash,
+    /// Where the log ends after it.
+    pub log_end: LogPos,
+}
+
+/// What the index keeps about a block (enough for lists without reading the log).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockMeta {
+    /// Height.
+    pub height: u64,
+    /// Location in the block log.
+    pub loc: Location,
+    /// Encoded size.
+    pub size: u32,
+    /// Number of transactions.
+    pub tx_count: u32,
+    /// Gas used by all transactions.
+    pub gas_used: u64,
+    /// Timestamp.
+    pub timestamp_ms: u64,
+    /// Producer.
+    pub producer: PublicKey,
+}
+
+impl BlockMeta {
+    fn encode(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(84);
+        v.extend_from_slice(&self.height.to_be_bytes());
+        v.extend_from_slice(&self.loc.pos.encode());
+        v.extend_from_slice(&self.loc.len.to_be_bytes());
+        v.extend_from_slice(&self.size.to_be_bytes());
+        v.extend_from_slice(&self.tx_count.to_be_bytes());
+        v.extend_from_slice(&self.gas_used.to_be_bytes());
+        v.extend_from_slice(&self.timestamp_ms.to_be_bytes());
+        v.extend_from_slice(&self.producer.0);
+        v
+    }
+    fn decode(b: &[u8]) -> Result<Self, ChainError> {
+        let mut r = aergo_types::codec::Reader::new(b);
+        let height = r.u64("height")?;
+        let pos = LogPos::decode(r.take(12, "pos")?)?;
+        let len = r.u32("len")?;
+        let m = BlockMeta {
+            height,
+            loc: Location { pos, len },
+            size: r.u32("size")?,
+            tx_count: r.u32("tx count")?,
+            gas_used: r.u64("gas")?,
+            timestamp_ms: r.u64("ts")?,
+            producer: PublicKey(r.array("producer")?),
+        };
+        r.finish()?;
+        Ok(m)
+    }
+}
+
+/// Where a transaction is.
+#[derive(Debug, Clone)]
+pub struct TxLocation {
+    /// Block hash.
+    pub block_hash: Hash,
+    /// Block height.
+    pub height: u64,
+    /// Index in the block.
+    pub index: u32,
+    /// Its receipt.
+    pub receipt: Receipt,
+}
+
+/// The chain.
+pub struct Chain {
+    db: DB,
+    log: BlockLog,
+    genesis: Genesis,
+    chain_id: Hash,
+    consensus: Arc<dyn Consensus>,
+    tip: RwLock<Tip>,
+    head: Mutex<HashMap<Vec<u8>, Option<Vec<u8>>>>,
+    nodes: Mutex<HashMap<Hash, Node>>,
+    commit: Mutex<()>,
+}
+
+const HEAD_CACHE_MAX: usize = 1 << 20;
+const NODE_CACHE_MAX: usize = 1 << 21;
+
+fn cf<'a>(db: &'a DB, name: &str) -> Result<&'a rocksdb::ColumnFamily, ChainError> {
+    db.cf_handle(name).ok_or_else(|| ChainError::Db(format!("missing column family {name}")))
+}
+
+/// Reads state at one height on `main` straight from RocksDB.
+pub struct HeightView<'a> {
+    db: &'a DB,
+    height: u64,
+}
+
+impl StateView for HeightView<'_> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ChainError> {
+        read_versioned(self.db, key, self.height)
+    }
+}
+
+fn read_versioned(db: &DB, key: &[u8], height: u64) -> Result<Option<Vec<u8>>, ChainError> {
+    let prefix = store::state_prefix(MAIN_BRANCH, key);
+    let seek = store::state_version_key(MAIN_BRANCH, key, height);
+    let mut it = db.raw_iterator_cf(cf(db, CF_STATE)?);
+    it.seek(&seek);
+    if !it.valid() {
+        it.status()?;
+        return Ok(None);
+    }
+    match (it.key(), it.value()) {
+        (Some(k), Some(v)) if k.len() == prefix.len() + 8 && k.starts_with(&prefix) => match v.split_first() {
+            Some((1, rest)) => Ok(Some(rest.to_vec())),
+            Some((0, _)) => Ok(None),
+            _ => Err(ChainError::Corrupt("state value tag".into())),
+        },
+        _ => Ok(None),
+    }
+}
+
+/// Reads the latest state through the head cache (used by block production and admission).
+struct HeadView<'a> {
+    chain: &'a Chain,
+    height: u64,
+}
+
+impl StateView for HeadView<'_> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ChainError> {
+        if let Some(v) = self.chain.head.lock().get(key) {
+            return Ok(v.clone());
+        }
+        let v = read_versioned(&self.chain.db, key, self.height)?;
+        let mut h = self.chain.head.lock();
+        if h.len() >= HEAD_CACHE_MAX {
+            h.clear();
+        }
+        h.insert(key.to_vec(), v.clone());
+        Ok(v)
+    }
+}
+
+impl NodeSource for Chain {
+    fn node(&self, h: &Hash) -> Result<Option<Node>, ChainError> {
+        if let Some(n) = self.nodes.lock().get(h) {
+            return Ok(Some(*n));
+        }
+        match self.db.get_cf(cf(&self.db, CF_SMT)?, h.0)? {
+            Some(b) => {
+                let n = Node::decode(&b)?;
+                let mut c = self.nodes.lock();
+                if c.len() >= NODE_CACHE_MAX {
+                    c.clear();
+                }
+                c.insert(*h, n);
+                Ok(Some(n))
+            }
+            None => Ok(None),
+        }
+    }
+}
+
+/// A block ready to commit: executed, with its new Merkle nodes.
+pub struct Prepared {
+    /// The block.
+    pub block: Block,
+    /// Execution results.
+    pub executed: Executed,
+    nodes: HashMap<Hash, Node>,
+}
+
+/// What producing a block returned.
+pub struct Produced {
+    /// The committed block.
+    pub block: Block,
+    /// Its receipts.
+    pub receipts: Vec<Receipt>,
+    /// Candidates that could not be included, with the reason.
+    pub rejected: Vec<(Hash, String)>,
+    /// Each sender's next nonce after the block.
+    pub nonces: HashMap<Address, u64>,
+}
+
+fn smt_updates(writes: &WriteSet) -> Vec<(Hash, Option<Hash>)> {
+    writes.iter().map(|(k, v)| (Hash::of(k), v.as_ref().map(|v| Hash::of(v)))).collect()
+}
+
+fn genesis_block(g: &Genesis, chain_id: Hash, state_root: Hash) -> Block {
+    Block {
+        header: Header {
+            chain_id,
+            height: 0,
+            parent: Hash::ZERO,
+            timestamp_ms: g.timestamp_ms,
+            producer: PublicKey([0; 32]),
+            tx_root: Hash::ZERO,
+            receipts_root: Hash::ZERO,
+            state_root,
+            consensus: Vec::new(),
+            signature: Signature::default(),
+        },
+        txs: Vec::new(),
+    }
+}
+
+fn make_engine(g: &Genesis) -> Arc<dyn Consensus> {
+    match g.consensus.engine {
+        Engine::Solo | Engine::Dpos => Arc::new(Solo::new(&g.consensus)),
+    }
+}
+
+impl Chain {
+    /// Opens the chain in `opts.data_dir`, creating the genesis state on first start and
+    /// recovering from the block log after a crash.
+    pub fn open(opts: ChainOptions) -> Result<Self, ChainError> {
+        std::fs::create_dir_all(&opts.data_dir)?;
+        let db = store::open(&opts.data_dir.join("db"))?;
+        let log = BlockLog::open(&opts.data_dir.join("blocks"), opts.io)?;
+        let chain_id = opts.genesis.chain_id();
+        if let Some(found) = db.get_cf(cf(&db, CF_META)?, b"chain_id")? {
+            let found = Hash(found.as_slice().try_into().map_err(|_| ChainError::Corrupt("chain id".into()))?);
+            if found != chain_id {
+                return Err(ChainError::WrongChain { expected: chain_id, found });
+            }
+        }
+        let consensus = make_engine(&opts.genesis);
+        let placeholder = Tip { header: genesis_block(&opts.genesis, chain_id, Hash::ZERO).header, hash: Hash::ZERO, log_end: LogPos::default() };
+        let chain = Chain {
+            db,
+            log,
+            genesis: opts.genesis,
+            chain_id,
+            consensus,
+            tip: RwLock::new(placeholder),
+            head: Mutex::new(HashMap::new()),
+            nodes: Mutex::new(HashMap::new()),
+            commit: Mutex::new(()),
+        };
+        chain.recover()?;
+        Ok(chain)
+    }
+
+    fn load_tip(&self) -> Result<Option<Tip>, ChainError> {
+        let Some(b) = self.db.get_cf(cf(&self.db, CF_META)?, b"tip")? else { return Ok(None) };
+        if b.len() != 8 + 32 + 12 {
+            return Err(ChainError::Corrupt("tip record".into()));
+        }
+        let hash = Hash(b[8..40].try_into().map_err(|_| ChainError::Corrupt("tip".into()))?);
+        let log_end = LogPos::decode(&b[40..])?;
+        let block = self.block_by_hash(&hash)?.ok_or_else(|| ChainError::Corrupt(format!("tip block {hash} missing")))?;
+        Ok(Some(Tip { header: block.header, hash, log_end }))
+    }
+
+    fn recover(&self) -> Result<(), ChainError> {
+        let scan_from = match self.load_tip()? {
+            Some(tip) => {
+                let end = tip.log_end;
+                *self.tip.write() = tip;
+                end
+            }
+            None => {
+                // Fresh database: the genesis state, then whatever the log already holds.
+                let (frames, _) = self.log.scan_from(LogPos::default())?;
+                let mut mem = MemState::default();
+                let mut writes = WriteSet::new();
+                for a in &self.genesis.balances {
+                    let v = Account { balance: a.balance.0, nonce: 0 }.encode();
+                    mem.0.insert(account_key(&a.address), v.clone());
+                    writes.insert(account_key(&a.address), Some(v));
+                }
+                let src = smt::MemNodes::default();
+                let mut up = Updater::new(&src);
+                let root = up.update(Hash::ZERO, &smt_updates(&writes))?;
+                let block = genesis_block(&self.genesis, self.chain_id, root);
+                let prepared = Prepared { block, executed: Executed { writes, ..Default::default() }, nodes: up.new_nodes };
+                let existing = match frames.first() {
+                    Some(f) => {
+                        let b = Block::decode(&f.payload)?;
+                        if f.height != 0 || b.hash() != prepared.block.hash() {
+                            return Err(ChainError::Log("the block log starts with a different genesis block".into()));
+                        }
+                        Some(f.loc)
+                    }
+                    None => None,
+                };
+                self.write_block(prepared, existing)?;
+                self.db.put_cf(cf(&self.db, CF_META)?, b"chain_id", self.chain_id.0)?;
+                self.tip.read().log_end
+            }
+        };
+        let (frames, torn) = self.log.scan_from(scan_from)?;
+        let mut replayed = 0;
+        for f in frames {
+            let block = Block::decode(&f.payload)?;
+            let prepared = self.prepare(block)?;
+            self.write_block(prepared, Some(f.loc))?;
+            replayed += 1;
+        }
+        if replayed > 0 {
+            tracing::warn!(replayed, "recovered blocks from the block log that the database had not applied");
+        }
+        if let Some(pos) = torn {
+            tracing::warn!(segment = pos.seg, offset = pos.offset, "cutting a torn tail off the block log");
+            self.log.truncate(pos)?;
+        } else if self.log.end() != self.tip.read().log_end {
+            self.log.truncate(self.tip.read().log_end)?;
+        }
+        Ok(())
+    }
+
+    /// The chain id.
+    pub fn chain_id(&self) -> Hash {
+        self.chain_id
+    }
+    /// The genesis.
+    pub fn genesis(&self) -> &Genesis {
+        &self.genesis
+    }
+    /// The consensus engine.
+    pub fn consensus(&self) -> &Arc<dyn Consensus> {
+        &self.consensus
+    }
+    /// The I/O service behind the block log.
+    pub fn io(&self) -> &IoService {
+        self.log.io()
+    }
+    /// The best block.
+    pub fn tip(&self) -> Tip {
+        self.tip.read().clone()
+    }
+    /// The finalized height.
+    pub fn finalized_height(&self) -> u64 {
+        self.consensus.finalized_height(self.tip.read().header.height)
+    }
+
+    fn ctx(&self, header: &Header) -> BlockCtx {
+        BlockCtx {
+            height: header.height,
+            timestamp_ms: header.timestamp_ms,
+            producer: Address::from_public_key(&header.producer),
+            chain_id: self.chain_id,
+            gas: self.genesis.gas.clone(),
+        }
+    }
+
+    /// An account at the tip (through the head cache).
+    pub fn account_latest(&self, addr: &Address) -> Result<Account, ChainError> {
+        let h = self.tip.read().header.height;
+        HeadView { chain: self, height: h }.account(addr)
+    }
+
+    /// An account at a past height.
+    pub fn account_at(&self, addr: &Address, height: u64) -> Result<Account, ChainError> {
+        let tip = self.tip.read().header.height;
+        if height > tip {
+            return Err(ChainError::NotFound(format!("height {height} is above the best height {tip}")));
+        }
+        HeightView { db: &self.db, height }.account(addr)
+    }
+
+    /// Builds, signs and commits a block from `candidates` (in priority order).
+    pub fn produce(&self, key: &Keypair, candidates: Vec<SignedTx>, timestamp_ms: u64, consensus: Vec<u8>) -> Result<Produced, ChainError> {
+        let _g = self.commit.lock();
+        let tip = self.tip();
+        let mut header = Header {
+            chain_id: self.chain_id,
+            height: tip.header.height + 1,
+            parent: tip.hash,
+            timestamp_ms,
+            producer: key.public(),
+            tx_root: Hash::ZERO,
+            receipts_root: Hash::ZERO,
+            state_root: Hash::ZERO,
+            consensus,
+            signature: Signature::default(),
+        };
+        let ctx = self.ctx(&header);
+        let view = HeadView { chain: self, height: tip.header.height };
+        let (txs, executed, rejected) = exec::assemble(&view, candidates, &ctx, MAX_BLOCK_SIZE - 1024)?;
+        let mut up = Updater::new(self);
+        header.state_root = up.update(tip.header.state_root, &smt_updates(&executed.writes))?;
+        header.tx_root = Block::compute_tx_root(&txs);
+        header.receipts_root = merkle_root(&executed.receipts.iter().map(|r| r.hash()).collect::<Vec<_>>());
+        header.sign(key);
+        let nonces = next_nonces(&txs, &executed.writes);
+        let block = Block { header, txs };
+        let receipts = executed.receipts.clone();
+        let prepared = Prepared { block: block.clone(), executed, nodes: up.new_nodes };
+        self.write_block(prepared, None)?;
+        Ok(Produced { block, receipts, rejected, nonces })
+    }
+
+    /// Validates and executes a block on the tip without committing it.
+    pub fn prepare(&self, block: Block) -> Result<Prepared, ChainError> {
+        let tip = self.tip();
+        let h = &block.header;
+        let bad = |reason: String| ChainError::InvalidBlock { hash: block.hash(), height: h.height, reason };
+        if h.chain_id != self.chain_id {
+            return Err(bad("wrong chain id".into()));
+        }
+        if h.height != tip.header.height + 1 || h.parent != tip.hash {
+            return Err(bad(format!("does not extend the tip {} at height {}", tip.hash, tip.header.height)));
+        }
+        if !h.verify_signature() {
+            return Err(bad("bad producer signature".into()));
+        }
+        self.consensus.validate(&tip.header, h).map_err(bad)?;
+        if block.encode().len() > MAX_BLOCK_SIZE {
+            return Err(bad("block exceeds 1 MiB".into()));
+        }
+        if Block::compute_tx_root(&block.txs) != h.tx_root {
+            return Err(bad("tx root mismatch".into()));
+        }
+        let sigs: Vec<(PublicKey, &[u8], Signature)> = block.txs.iter().map(|t| (t.tx.from, &t.hash.0[..], t.signature)).collect();
+        if let Some(i) = aergo_types::crypto::verify_batch(&sigs).iter().position(|ok| !ok) {
+            return Err(bad(format!("transaction {i} has a bad signature")));
+        }
+        let view = HeadView { chain: self, height: tip.header.height };
+        let executed = exec::execute_block(&view, &block.txs, &self.ctx(h)).map_err(|e| bad(e.to_string()))?;
+        let receipts_root = merkle_root(&executed.receipts.iter().map(|r| r.hash()).collect::<Vec<_>>());
+        if receipts_root != h.receipts_root {
+            return Err(bad("receipts root mismatch".into()));
+        }
+        let mut up = Updater::new(self);
+        let root = up.update(tip.header.state_root, &smt_updates(&executed.writes))?;
+        if root != h.state_root {
+            return Err(bad(format!("state root mismatch: computed {root}")));
+        }
+        Ok(Prepared { block, executed, nodes: up.new_nodes })
+    }
+
+    /// Validates, executes and commits a block received from elsewhere.
+    pub fn apply(&self, block: Block) -> Result<(), ChainError> {
+        let _g = self.commit.lock();
+        let p = self.prepare(block)?;
+        self.write_block(p, None)
+    }
+
+    /// The commit protocol (see module docs). `existing` is the block's location when it is
+    /// already in the log (recovery).
+    fn write_block(&self, p: Prepared, existing: Option<Location>) -> Result<(), ChainError> {
+        let block = &p.block;
+        let height = block.header.height;
+        let hash = block.hash();
+        let payload = block.encode();
+        let loc = match existing {
+            Some(l) => l,
+            None => self.log.append(height, &payload)?,
+        };
+        let mut batch = WriteBatch::default();
+        let state_cf = cf(&self.db, CF_STATE)?;
+        for (k, v) in &p.executed.writes {
+            let val = match v {
+                Some(v) => {
+                    let mut b = Vec::with_capacity(v.len() + 1);
+                    b.push(1);
+                    b.extend_from_slice(v);
+                    b
+                }
+                None => vec![0],
+            };
+            batch.put_cf(state_cf, store::state_version_key(MAIN_BRANCH, k, height), val);
+        }
+        let smt_cf = cf(&self.db, CF_SMT)?;
+        for (h, n) in &p.nodes {
+            batch.put_cf(smt_cf, h.0, n.encode());
+        }
+        let meta = BlockMeta {
+            height,
+            loc,
+            size: payload.len() as u32,
+            tx_count: block.txs.len() as u32,
+            gas_used: p.executed.gas_used,
+            timestamp_ms: block.header.timestamp_ms,
+            producer: block.header.producer,
+        };
+        batch.put_cf(cf(&self.db, CF_BLOCKS)?, hash.0, meta.encode());
+        batch.put_cf(cf(&self.db, CF_CANON)?, store::canon_key(MAIN_BRANCH, height), hash.0);
+        let txs_cf = cf(&self.db, CF_TXS)?;
+        for (i, (tx, r)) in block.txs.iter().zip(&p.executed.receipts).enumerate() {
+            let mut v = Vec::with_capacity(128);
+            v.extend_from_slice(&hash.0);
+            v.extend_from_slice(&height.to_be_bytes());
+            v.extend_from_slice(&(i as u32).to_be_bytes());
+            v.extend_from_slice(&r.encode());
+            batch.put_cf(txs_cf, tx.hash.0, v);
+        }
+        let end = loc.end();
+        let mut tip_rec = Vec::with_capacity(52);
+        tip_rec.extend_from_slice(&height.to_be_bytes());
+        tip_rec.extend_from_slice(&hash.0);
+        tip_rec.extend_from_slice(&end.encode());
+        batch.put_cf(cf(&self.db, CF_META)?, b"tip", tip_rec);
+        let mut wo = WriteOptions::default();
+        wo.set_sync(false);
+        self.db.write_opt(batch, &wo)?;
+        {
+            let mut head = self.head.lock();
+            for (k, v) in &p.executed.writes {
+                head.insert(k.clone(), v.clone());
+            }
+        }
+        {
+            let mut nodes = self.nodes.lock();
+            if nodes.len() + p.nodes.len() >= NODE_CACHE_MAX {
+                nodes.clear();
+            }
+            nodes.extend(p.nodes);
+        }
+        *self.tip.write() = Tip { header: p.block.header, hash, log_end: end };
+        Ok(())
+    }
+
+    /// A block's index record.
+    pub fn block_meta(&self, hash: &Hash) -> Result<Option<BlockMeta>, ChainError> {
+        match self.db.get_cf(cf(&self.db, CF_BLOCKS)?, hash.0)? {
+            Some(b) => Ok(Some(BlockMeta::decode(&b)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The canonical block hash at `height`.
+    pub fn hash_at(&self, height: u64) -> Result<Option<Hash>, ChainError> {
+        match self.db.get_cf(cf(&self.db, CF_CANON)?, store::canon_key(MAIN_BRANCH, height))? {
+            Some(b) => Ok(Some(Hash(b.as_slice().try_into().map_err(|_| ChainError::Corrupt("canon".into()))?))),
+            None => Ok(None),
+        }
+    }
+
+    /// A block by hash (read from the block log).
+    pub fn block_by_hash(&self, hash: &Hash) -> Result<Option<Block>, ChainError> {
+        let Some(m) = self.block_meta(hash)? else { return Ok(None) };
+        let bytes = self.log.read(&m.loc, m.height)?;
+        let b = Block::decode(&bytes)?;
+        if b.hash() != *hash {
+            return Err(ChainError::Corrupt(format!("block log frame for {hash} holds another block")));
+        }
+        Ok(Some(b))
+    }
+
+    /// A block by height.
+    pub fn block_by_height(&self, height: u64) -> Result<Option<Block>, ChainError> {
+        match self.hash_at(height)? {
+            Some(h) => self.block_by_hash(&h),
+            None => Ok(None),
+        }
+    }
+
+    /// Where a transaction was included, with its receipt.
+    pub fn tx_location(&self, hash: &Hash) -> Result<Option<TxLocation>, ChainError> {
+        let Some(v) = self.db.get_cf(cf(&self.db, CF_TXS)?, hash.0)? else { return Ok(None) };
+        let mut r = aergo_types::codec::Reader::new(&v);
+        let block_hash = Hash(r.array("block hash")?);
+        let height = r.u64("height")?;
+        let index = r.u32("index")?;
+        let receipt = Receipt::decode(r.take(r.remaining(), "receipt")?)?;
+        Ok(Some(TxLocation { block_hash, height, index, receipt }))
+    }
+
+    /// A Merkle proof of an account's state at `height` against that block's state root.
+    pub fn account_proof(&self, addr: &Address, height: u64) -> Result<(Header, Option<Vec<u8>>, Proof), ChainError> {
+        let block = self.block_by_height(height)?.ok_or_else(|| ChainError::NotFound(format!("no block at height {height}")))?;
+        let key = account_key(addr);
+        let value = HeightView { db: &self.db, height }.get(&key)?;
+        let proof = smt::prove(self, block.header.state_root, &Hash::of(&key))?;
+        Ok((block.header, value, proof))
+    }
+
+    /// Every block in the log, checked against the index: used by consistency tests and
+    /// `aergo-node check`. Returns the number of blocks verified.
+    pub fn verify_log_matches_index(&self) -> Result<u64, ChainError> {
+        let (frames, torn) = self.log.scan_from(LogPos::default())?;
+        if torn.is_some() {
+            return Err(ChainError::Log("block log has an invalid tail".into()));
+        }
+        let tip = self.tip();
+        if frames.len() as u64 != tip.header.height + 1 {
+            return Err(ChainError::Log(format!("log holds {} blocks, index tip is height {}", frames.len(), tip.header.height)));
+        }
+        for (i, f) in frames.iter().enumerate() {
+            let b = Block::decode(&f.payload)?;
+            if f.height != i as u64 || self.hash_at(f.height)? != Some(b.hash()) {
+                return Err(ChainError::Log(format!("log block at height {} differs from the index", f.height)));
+            }
+        }
+        Ok(frames.len() as u64)
+    }
+}
+
+fn next_nonces(txs: &[SignedTx], writes: &WriteSet) -> HashMap<Address, u64> {
+    let mut out = HashMap::new();
+    for t in txs {
+        let a = t.tx.sender();
+        if let Some(Some(v)) = writes.get(&account_key(&a)) {
+            if let Ok(acct) = Account::decode(v) {
+                out.insert(a, acct.nonce);
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aergo_os::io::IoConfig;
+    use aergo_types::{Aer, Tx, TxKind, AER_PER_AERGO};
+
+    fn open(dir: &std::path::Path) -> Chain {
+        Chain::open(ChainOptions { data_dir: dir.to_path_buf(), genesis: Genesis::dev(), io: IoService::start(IoConfig::default()) }).unwrap()
+    }
+
+    fn transfer(chain: &Chain, k: &Keypair, nonce: u64, to: Address, amount: u128) -> SignedTx {
+        Tx {
+            kind: TxKind::Transfer,
+            nonce,
+            from: k.public(),
+            to: Some(to),
+            amount,
+            payload: vec![],
+            gas_limit: 10_000,
+            gas_price: chain.genesis().gas.min_price.0,
+            chain_id: chain.chain_id(),
+        }
+        .sign(k)
+    }
+
+    #[test]
+    fn produce_query_reopen_and_history() {
+        let dir = tempfile::tempdir().unwrap();
+        let dev = Keypair::dev();
+        let bob = Address::from_public_key(&Keypair::from_seed(&[5; 32]).public());
+        let producer = Keypair::from_seed(&[6; 32]);
+        let (h1, root1);
+        {
+            let c = open(dir.path());
+            assert_eq!(c.tip().header.height, 0);
+            let p = c.produce(&producer, vec![transfer(&c, &dev, 0, bob, 7 * AER_PER_AERGO)], 1000, vec![]).unwrap();
+            assert_eq!(p.block.txs.len(), 1);
+            h1 = p.block.hash();
+            root1 = p.block.header.state_root;
+            let p2 = c.produce(&producer, vec![transfer(&c, &dev, 1, bob, 3 * AER_PER_AERGO)], 2000, vec![]).unwrap();
+            assert_eq!(p2.nonces[&Address::from_public_key(&dev.public())], 2);
+            assert_eq!(c.account_latest(&bob).unwrap().balance, 10 * AER_PER_AERGO);
+            assert_eq!(c.account_at(&bob, 1).unwrap().balance, 7 * AER_PER_AERGO);
+            assert_eq!(c.account_at(&bob, 0).unwrap().balance, 0);
+            assert!(c.account_at(&bob, 3).is_err());
+        }
+        let c = open(dir.path());
+        assert_eq!(c.tip().header.height, 2);
+        assert_eq!(c.block_by_height(1).unwrap().unwrap().hash(), h1);
+        assert_eq!(c.block_by_height(1).unwrap().unwrap().header.state_root, root1);
+        let loc = c.tx_location(&c.block_by_height(2).unwrap().unwrap().txs[0].hash).unwrap().unwrap();
+        assert_eq!(loc.height, 2);
+        assert_eq!(c.account_latest(&bob).unwrap().balance, 10 * AER_PER_AERGO);
+        assert_eq!(c.verify_log_matches_index().unwrap(), 3);
+        let fee_total = c.account_latest(&Address::from_public_key(&producer.public())).unwrap().balance;
+        assert_eq!(fee_total, 2 * 1000 * c.genesis().gas.min_price.0);
+        let (hdr, val, proof) = c.account_proof(&bob, 1).unwrap();
+        assert_eq!(hdr.state_root, root1);
+        assert!(val.is_some());
+        assert!(proof.leaf.is_some());
+    }
+
+    #[test]
+    fn wrong_genesis_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(open(dir.path()));
+        let mut g = Genesis::dev();
+        g.chain_name = "other".into();
+        let e = Chain::open(ChainOptions { data_dir: dir.path().to_path_buf(), genesis: g, io: IoService::start(IoConfig::default()) });
+        assert!(matches!(e, Err(ChainError::WrongChain { .. })));
+    }
+
+    #[test]
+    fn blocks_in_log_but_not_in_db_are_replayed() {
+        let dir = tempfile::tempdir().unwrap();
+        let dev = Keypair::dev();
+        let bob = Address::from_public_key(&Keypair::from_seed(&[5; 32]).public());
+        let producer = Keypair::from_seed(&[6; 32]);
+        let tip_hash;
+        {
+            let c = open(dir.path());
+            c.produce(&producer, vec![transfer(&c, &dev, 0, bob, 1)], 1000, vec![]).unwrap();
+            tip_hash = c.produce(&producer, vec![transfer(&c, &dev, 1, bob, 2)], 2000, vec![]).unwrap().block.hash();
+        }
+        // Lose the database entirely: everything must come back from the log.
+        std::fs::remove_dir_all(dir.path().join("db")).unwrap();
+        let c = open(dir.path());
+        assert_eq!(c.tip().hash, tip_hash);
+        assert_eq!(c.account_latest(&bob).unwrap().balance, 3);
+        assert_eq!(c.verify_log_matches_index().unwrap(), 3);
+    }
+
+    #[test]
+    fn invalid_blocks_change_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = open(dir.path());
+        let producer = Keypair::from_seed(&[6; 32]);
+        let dev = Keypair::dev();
+        let bob = Address::from_public_key(&Keypair::from_seed(&[5; 32]).public());
+        let other_dir = tempfile::tempdir().unwrap();
+        let c2 = open(other_dir.path());
+        let good = c2.produce(&producer, vec![transfer(&c2, &dev, 0, bob, 1)], 1000, vec![]).unwrap().block;
+        let mut forged = good.clone();
+        forged.header.state_root = Hash::of(b"x");
+        forged.header.sign(&producer);
+        assert!(c.apply(forged).unwrap_err().to_string().contains("state root"));
+        let mut unsigned = good.clone();
+        unsigned.header.timestamp_ms += 1;
+        assert!(c.apply(unsigned).unwrap_err().to_string().contains("signature"));
+        assert_eq!(c.tip().header.height, 0);
+        c.apply(good).unwrap();
+        assert_eq!(c.tip().header.height, 1);
+        assert_eq!(c.account_latest(&bob).unwrap().balance, 1);
+        let _ = Aer::ZERO;
+    }
+}

@@ -1,0 +1,293 @@
+//! Execution as a pure function: (state view, transaction, block context) → (receipt, write
+//! set). Nothing here touches the database or the clock, so every node executing the same
+//! block from the same state produces byte-identical writes; the same code serves block
+//! validation, block assembly and (later) mempool pre-execution and parallel execution.
+//!
+//! Fees: a transaction uses `gas.base + gas.per_byte × payload bytes` gas; the sender pays
+//! `gas_used × gas_price`. Fees are summed per block and credited to the producer once, at
+//! the end of the block, so transactions do not all depend on the producer's account.
+
+use crate::error::ChainError;
+use crate::state::{Overlay, StateView, WriteSet};
+use aergo_types::block::{Receipt, ReceiptStatus};
+use aergo_types::genesis::GasParams;
+use aergo_types::{Address, Hash, SignedTx, TxKind, MAX_TX_SIZE};
+
+/// What a block gives execution.
+#[derive(Debug, Clone)]
+pub struct BlockCtx {
+    /// Height of the block being executed.
+    pub height: u64,
+    /// Its timestamp.
+    pub timestamp_ms: u64,
+    /// Its producer (receives the fees).
+    pub producer: Address,
+    /// The chain id.
+    pub chain_id: Hash,
+    /// Gas schedule.
+    pub gas: GasParams,
+}
+
+/// Gas a transaction uses before any execution.
+pub fn intrinsic_gas(tx: &SignedTx, gas: &GasParams) -> Option<u64> {
+    (tx.tx.payload.len() as u64)
+        .checked_mul(gas.per_byte)?
+        .checked_add(gas.base)
+}
+
+/// Admission rules that need no state: size, chain id, enabled kind, gas price and limit,
+/// recipient. The signature is checked separately (in batches).
+pub fn check_stateless(tx: &SignedTx, chain_id: &Hash, gas: &GasParams) -> Result<(), String> {
+    if tx.size > MAX_TX_SIZE {
+        return Err(format!("transaction is {} bytes; the limit is {MAX_TX_SIZE}", tx.size));
+    }
+    if tx.tx.chain_id != *chain_id {
+        return Err(format!(
+            "wrong chain id {} (this chain is {chain_id}): the transaction was signed for another chain",
+            tx.tx.chain_id
+        ));
+    }
+    if tx.tx.kind != TxKind::Transfer {
+        return Err(format!("transaction kind {:?} is not enabled on this chain", tx.tx.kind));
+    }
+    if tx.tx.to.is_none() {
+        return Err("a transfer needs a recipient".into());
+    }
+    if tx.tx.gas_price < gas.min_price.0 {
+        return Err(format!(
+            "gas price {} aer is below the minimum {} aer",
+            tx.tx.gas_price, gas.min_price.0
+        ));
+    }
+    let need = intrinsic_gas(tx, gas).ok_or("gas overflow")?;
+    if tx.tx.gas_limit < need {
+        return Err(format!("gas limit {} is below the {need} gas this transaction needs", tx.tx.gas_limit));
+    }
+    if tx.tx.max_fee().is_none() {
+        return Err("gas limit × gas price overflows".into());
+    }
+    Ok(())
+}
+
+fn invalid(tx: &SignedTx, reason: String) -> ChainError {
+    ChainError::InvalidTx { hash: tx.hash, reason }
+}
+
+/// Executes one transaction against `view`. `Err` means the transaction cannot be included
+/// in this state at all (wrong nonce, cannot pay); a transaction that is included but fails
+/// yields a receipt with [`ReceiptStatus::Failed`] and still pays its fee.
+pub fn execute_tx(view: &dyn StateView, tx: &SignedTx, ctx: &BlockCtx) -> Result<(Receipt, WriteSet), ChainError> {
+    check_stateless(tx, &ctx.chain_id, &ctx.gas).map_err(|r| invalid(tx, r))?;
+    let from = tx.tx.sender();
+    let mut o = Overlay::new(view);
+    let mut sender = o.account(&from)?;
+    if tx.tx.nonce != sender.nonce {
+        return Err(invalid(tx, format!("nonce {} but the account expects {}", tx.tx.nonce, sender.nonce)));
+    }
+    let max_fee = tx.tx.max_fee().ok_or_else(|| invalid(tx, "fee overflow".into()))?;
+    let need = tx.tx.amount.checked_add(max_fee).ok_or_else(|| invalid(tx, "amount overflow".into()))?;
+    if sender.balance < need {
+        return Err(invalid(
+            tx,
+            format!("balance {} aer does not cover amount + max fee = {need} aer", sender.balance),
+        ));
+    }
+    let gas_used = intrinsic_gas(tx, &ctx.gas).ok_or_else(|| invalid(tx, "gas overflow".into()))?;
+    let fee = (gas_used as u128) * tx.tx.gas_price; // ≤ max_fee, checked above
+    sender.balance -= fee;
+    sender.nonce += 1;
+    let status = match tx.tx.to {
+        Some(to) => {
+            sender.balance -= tx.tx.amount;
+            o.put_account(&from, &sender);
+            let mut rcpt = o.account(&to)?;
+            match rcpt.balance.checked_add(tx.tx.amount) {
+                Some(b) => {
+                    rcpt.balance = b;
+                    o.put_account(&to, &rcpt);
+                    ReceiptStatus::Ok
+                }
+                None => {
+                    // Impossible with a fixed supply; fail safely rather than overflow.
+                    sender.balance += tx.tx.amount;
+                    o.put_account(&from, &sender);
+                    ReceiptStatus::Failed("recipient balance overflow".into())
+                }
+            }
+        }
+        None => {
+            o.put_account(&from, &sender);
+            ReceiptStatus::Failed("no recipient".into())
+        }
+    };
+    let receipt = Receipt { tx_hash: tx.hash, status, gas_used, fee, result: Vec::new(), events: Vec::new() };
+    Ok((receipt, o.writes))
+}
+
+/// The result of executing a block's transactions.
+#[derive(Debug, Default)]
+pub struct Executed {
+    /// One receipt per transaction.
+    pub receipts: Vec<Receipt>,
+    /// All writes, fees credited.
+    pub writes: WriteSet,
+    /// Total fees.
+    pub fees: u128,
+    /// Total gas.
+    pub gas_used: u64,
+}
+
+struct BlockRun<'a> {
+    overlay: Overlay<'a>,
+    out: Executed,
+}
+
+impl<'a> BlockRun<'a> {
+    fn try_tx(&mut self, tx: &SignedTx, ctx: &BlockCtx) -> Result<(), ChainError> {
+        let (r, w) = execute_tx(&self.overlay, tx, ctx)?;
+        self.out.fees += r.fee;
+        self.out.gas_used = self.out.gas_used.saturating_add(r.gas_used);
+        self.out.receipts.push(r);
+        self.overlay.writes.extend(w);
+        Ok(())
+    }
+    fn finish(mut self, ctx: &BlockCtx) -> Result<Executed, ChainError> {
+        if self.out.fees > 0 {
+            let mut p = self.overlay.account(&ctx.producer)?;
+            p.balance = p
+                .balance
+                .checked_add(self.out.fees)
+                .ok_or_else(|| ChainError::Corrupt("producer balance overflow".into()))?;
+            self.overlay.put_account(&ctx.producer, &p);
+        }
+        self.out.writes = self.overlay.writes;
+        Ok(self.out)
+    }
+}
+
+/// Executes a block's transactions in order; any transaction that cannot be included makes
+/// the block invalid.
+pub fn execute_block(base: &dyn StateView, txs: &[SignedTx], ctx: &BlockCtx) -> Result<Executed, ChainError> {
+    let mut run = BlockRun { overlay: Overlay::new(base), out: Executed::default() };
+    for tx in txs {
+        run.try_tx(tx, ctx)?;
+    }
+    run.finish(ctx)
+}
+
+/// Builds a block's transaction list from candidates (in priority order): each is executed
+/// against the state so far; those that cannot be included are returned with the reason;
+/// assembly stops when the next transaction would exceed `max_bytes`.
+pub fn assemble(
+    base: &dyn StateView,
+    candidates: Vec<SignedTx>,
+    ctx: &BlockCtx,
+    max_bytes: usize,
+) -> Result<(Vec<SignedTx>, Executed, Vec<(Hash, String)>), ChainError> {
+    let mut run = BlockRun { overlay: Overlay::new(base), out: Executed::default() };
+    let mut included = Vec::new();
+    let mut rejected = Vec::new();
+    let mut bytes = 0usize;
+    for tx in candidates {
+        if bytes + tx.size + 4 > max_bytes {
+            break;
+        }
+        match run.try_tx(&tx, ctx) {
+            Ok(()) => {
+                bytes += tx.size + 4;
+                included.push(tx);
+            }
+            Err(ChainError::InvalidTx { hash, reason }) => rejected.push((hash, reason)),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((included, run.finish(ctx)?, rejected))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::{account_key, Account, MemState};
+    use aergo_types::{Aer, Keypair, Tx};
+
+    fn ctx() -> BlockCtx {
+        BlockCtx {
+            height: 1,
+            timestamp_ms: 0,
+            producer: Address::from_public_key(&Keypair::from_seed(&[9; 32]).public()),
+            chain_id: Hash::of(b"c"),
+            gas: GasParams { base: 1000, per_byte: 10, min_price: Aer(1) },
+        }
+    }
+
+    fn transfer(k: &Keypair, nonce: u64, to: Address, amount: u128) -> SignedTx {
+        Tx {
+            kind: TxKind::Transfer,
+            nonce,
+            from: k.public(),
+            to: Some(to),
+            amount,
+            payload: vec![],
+            gas_limit: 1000,
+            gas_price: 2,
+            chain_id: Hash::of(b"c"),
+        }
+        .sign(k)
+    }
+
+    fn funded(k: &Keypair, bal: u128) -> MemState {
+        let mut s = MemState::default();
+        s.0.insert(
+            account_key(&Address::from_public_key(&k.public())),
+            Account { balance: bal, nonce: 0 }.encode(),
+        );
+        s
+    }
+
+    #[test]
+    fn transfer_moves_amount_and_fee() {
+        let k = Keypair::from_seed(&[1; 32]);
+        let to = Address::from_public_key(&Keypair::from_seed(&[2; 32]).public());
+        let s = funded(&k, 10_000);
+        let c = ctx();
+        let ex = execute_block(&s, &[transfer(&k, 0, to, 100)], &c).unwrap();
+        let mut after = s.clone();
+        for (key, v) in &ex.writes {
+            after.0.insert(key.clone(), v.clone().unwrap());
+        }
+        let from = Address::from_public_key(&k.public());
+        assert_eq!(after.account(&from).unwrap(), Account { balance: 10_000 - 100 - 2000, nonce: 1 });
+        assert_eq!(after.account(&to).unwrap().balance, 100);
+        assert_eq!(after.account(&c.producer).unwrap().balance, 2000);
+        assert_eq!(ex.receipts[0].status, ReceiptStatus::Ok);
+        assert_eq!(ex.fees, 2000);
+    }
+
+    #[test]
+    fn invalid_transactions_are_refused_without_writes() {
+        let k = Keypair::from_seed(&[1; 32]);
+        let to = Address::from_public_key(&Keypair::from_seed(&[2; 32]).public());
+        let s = funded(&k, 2100);
+        let c = ctx();
+        assert!(execute_tx(&s, &transfer(&k, 1, to, 1), &c).unwrap_err().to_string().contains("nonce"));
+        assert!(execute_tx(&s, &transfer(&k, 0, to, 101), &c).unwrap_err().to_string().contains("balance"));
+        let mut wrong_chain = transfer(&k, 0, to, 1).tx;
+        wrong_chain.chain_id = Hash::ZERO;
+        assert!(execute_tx(&s, &wrong_chain.sign(&k), &c).unwrap_err().to_string().contains("chain id"));
+        // Assembly drops the invalid one and keeps the valid one.
+        let (inc, ex, rej) = assemble(&s, vec![transfer(&k, 5, to, 1), transfer(&k, 0, to, 1)], &c, 1 << 20).unwrap();
+        assert_eq!(inc.len(), 1);
+        assert_eq!(rej.len(), 1);
+        assert_eq!(ex.receipts.len(), 1);
+    }
+
+    #[test]
+    fn self_transfer_only_costs_the_fee() {
+        let k = Keypair::from_seed(&[1; 32]);
+        let me = Address::from_public_key(&k.public());
+        let s = funded(&k, 10_000);
+        let ex = execute_block(&s, &[transfer(&k, 0, me, 500)], &ctx()).unwrap();
+        let v = ex.writes.get(&account_key(&me)).unwrap().clone().unwrap();
+        assert_eq!(Account::decode(&v).unwrap(), Account { balance: 8000, nonce: 1 });
+    }
+}

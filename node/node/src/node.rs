@@ -1,0 +1,173 @@
+//! The running node: chain, mempool, identity, metrics and event channels shared by the
+//! producer thread and the RPC server. Transaction admission lives here.
+
+use aergo_chain::exec::check_stateless;
+use aergo_chain::mempool::{Mempool, Reject};
+use aergo_chain::Chain;
+use aergo_os::config::MempoolConfig;
+use aergo_rpc::types::{BlockSummary, TxSummary};
+use aergo_types::{Address, Block, Hash, Keypair, SignedTx};
+use parking_lot::{Condvar, Mutex};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use tokio::sync::broadcast;
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Why a transaction was not admitted.
+#[derive(Debug, thiserror::Error)]
+pub enum AdmitError {
+    /// Not decodable.
+    #[error("malformed transaction: {0}")]
+    Malformed(String),
+    /// Fails a stateless rule.
+    #[error("{0}")]
+    Rule(String),
+    /// Bad signature.
+    #[error("invalid signature")]
+    Signature,
+    /// The mempool refused it.
+    #[error("{0}")]
+    Mempool(#[from] Reject),
+    /// Chain failure.
+    #[error("node error: {0}")]
+    Chain(String),
+}
+
+/// Node metrics.
+#[derive(Default)]
+pub struct Metrics {
+    /// Transactions included since start.
+    pub txs_total: AtomicU64,
+    /// Blocks produced or applied since start.
+    pub blocks_total: AtomicU64,
+    /// Sum of commit latencies (µs).
+    pub commit_us_sum: AtomicU64,
+    /// Last commit latency (µs).
+    pub commit_us_last: AtomicU64,
+    /// Recent blocks (timestamp ms, tx count) for the 1-minute tx/s figure.
+    pub recent: Mutex<VecDeque<(u64, u32)>>,
+}
+
+impl Metrics {
+    /// Records a committed block.
+    pub fn block(&self, ts_ms: u64, txs: u32, commit_us: u64) {
+        self.txs_total.fetch_add(txs as u64, Ordering::Relaxed);
+        self.blocks_total.fetch_add(1, Ordering::Relaxed);
+        self.commit_us_sum.fetch_add(commit_us, Ordering::Relaxed);
+        self.commit_us_last.store(commit_us, Ordering::Relaxed);
+        let mut r = self.recent.lock();
+        r.push_back((ts_ms, txs));
+        while r.front().map(|(t, _)| ts_ms.saturating_sub(*t) > 60_000).unwrap_or(false) {
+            r.pop_front();
+        }
+    }
+    /// Transactions per second over the last minute.
+    pub fn tps_1m(&self, now: u64) -> f64 {
+        let r = self.recent.lock();
+        let n: u64 = r.iter().filter(|(t, _)| now.saturating_sub(*t) <= 60_000).map(|(_, c)| *c as u64).sum();
+        n as f64 / 60.0
+    }
+}
+
+/// The node.
+pub struct Node {
+    /// The chain.
+    pub chain: Arc<Chain>,
+    /// Pending transactions.
+    pub mempool: Mutex<Mempool>,
+    /// The node key.
+    pub key: Keypair,
+    /// Produce empty blocks.
+    pub empty_blocks: AtomicBool,
+    /// Set on shutdown.
+    pub shutdown: AtomicBool,
+    /// Wakes the producer (new tx, shutdown).
+    pub wake: (Mutex<bool>, Condvar),
+    /// New block notifications.
+    pub blocks_tx: broadcast::Sender<BlockSummary>,
+    /// Pending tx notifications.
+    pub pending_tx: broadcast::Sender<TxSummary>,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// Start time.
+    pub started_ms: u64,
+}
+
+impl Node {
+    /// A node around an opened chain.
+    pub fn new(chain: Arc<Chain>, key: Keypair, mempool: MempoolConfig, empty_blocks: bool) -> Self {
+        Self {
+            chain,
+            mempool: Mutex::new(Mempool::new(mempool)),
+            key,
+            empty_blocks: AtomicBool::new(empty_blocks),
+            shutdown: AtomicBool::new(false),
+            wake: (Mutex::new(false), Condvar::new()),
+            blocks_tx: broadcast::channel(256).0,
+            pending_tx: broadcast::channel(4096).0,
+            metrics: Metrics::default(),
+            started_ms: now_ms(),
+        }
+    }
+
+    /// The node key's address.
+    pub fn address(&self) -> Address {
+        Address::from_public_key(&self.key.public())
+    }
+
+    /// Wakes the producer thread.
+    pub fn wake(&self) {
+        let (m, c) = &self.wake;
+        *m.lock() = true;
+        c.notify_all();
+    }
+
+    /// Decodes and checks a transaction without touching the mempool.
+    pub fn check(&self, bytes: &[u8]) -> Result<SignedTx, AdmitError> {
+        let tx = SignedTx::decode(bytes).map_err(|e| AdmitError::Malformed(e.to_string()))?;
+        check_stateless(&tx, &self.chain.chain_id(), &self.chain.genesis().gas).map_err(AdmitError::Rule)?;
+        if !tx.verify_signature() {
+            return Err(AdmitError::Signature);
+        }
+        Ok(tx)
+    }
+
+    /// Adds a checked transaction to the mempool.
+    pub fn admit_checked(&self, tx: SignedTx) -> Result<Hash, AdmitError> {
+        let from = tx.tx.sender();
+        let acct = self.chain.account_latest(&from).map_err(|e| AdmitError::Chain(e.to_string()))?;
+        let summary = TxSummary { hash: tx.hash, from: from.encode(), nonce: tx.tx.nonce, amount: aergo_types::Aer(tx.tx.amount) };
+        let hash = tx.hash;
+        self.mempool.lock().add(tx, acct, now_ms())?;
+        let _ = self.pending_tx.send(summary);
+        self.wake();
+        Ok(hash)
+    }
+
+    /// Full admission: decode, stateless rules, signature, mempool.
+    pub fn admit(&self, bytes: &[u8]) -> Result<Hash, AdmitError> {
+        let tx = self.check(bytes)?;
+        self.admit_checked(tx)
+    }
+
+    /// Summary of a committed block for subscribers and lists.
+    pub fn summary(block: &Block, size: u32, gas_used: u64) -> BlockSummary {
+        BlockSummary {
+            hash: block.hash(),
+            height: block.header.height,
+            timestamp_ms: block.header.timestamp_ms,
+            producer: Address::from_public_key(&block.header.producer).encode(),
+            tx_count: block.txs.len() as u32,
+            size,
+            gas_used,
+        }
+    }
+}

@@ -1,0 +1,578 @@
+//! The JSON-RPC 2.0 server (HTTP `POST /`, WebSocket `/ws`), Prometheus `/metrics` and
+//! `/health`, with per-client rate limits, a request size limit, and admin methods served
+//! only to loopback clients. Method semantics are in docs/RPC.md.
+
+use crate::node::{now_ms, AdmitError, Node};
+use aergo_chain::ChainError;
+use aergo_rpc::types::*;
+use aergo_types::block::ReceiptStatus;
+use aergo_types::{Address, Aer, Block, Hash, SignedTx};
+use axum::body::Bytes;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response as HttpResponse};
+use axum::routing::{get, post};
+use axum::Router;
+use futures_util::{SinkExt, StreamExt};
+use parking_lot::Mutex;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Largest request body.
+pub const MAX_BODY: usize = 1024 * 1024;
+/// Most requests in one JSON-RPC batch.
+pub const MAX_BATCH: usize = 1000;
+
+/// Shared server state.
+#[derive(Clone)]
+pub struct Rpc {
+    node: Arc<Node>,
+    limiter: Arc<Mutex<HashMap<IpAddr, (f64, Instant)>>>,
+    rate: f64,
+}
+
+/// A method failure.
+pub struct RpcFail {
+    code: i64,
+    message: String,
+    data: Option<Value>,
+}
+
+impl RpcFail {
+    fn new(code: i64, message: impl Into<String>) -> Self {
+        Self { code, message: message.into(), data: None }
+    }
+    fn params(message: impl Into<String>) -> Self {
+        Self::new(codes::INVALID_PARAMS, message)
+    }
+    fn not_found(message: impl Into<String>) -> Self {
+        Self::new(codes::NOT_FOUND, message)
+    }
+}
+
+impl From<ChainError> for RpcFail {
+    fn from(e: ChainError) -> Self {
+        match e {
+            ChainError::NotFound(m) => RpcFail::not_found(m),
+            other => RpcFail::new(codes::INTERNAL, other.to_string()),
+        }
+    }
+}
+
+impl From<AdmitError> for RpcFail {
+    fn from(e: AdmitError) -> Self {
+        let reason = match &e {
+            AdmitError::Malformed(_) => "malformed",
+            AdmitError::Rule(_) => "rule",
+            AdmitError::Signature => "signature",
+            AdmitError::Mempool(r) => match r {
+                aergo_chain::mempool::Reject::Duplicate(_) => "duplicate",
+                aergo_chain::mempool::Reject::NonceTooLow { .. } => "nonce_too_low",
+                aergo_chain::mempool::Reject::NonceGap { .. } => "nonce_gap",
+                aergo_chain::mempool::Reject::Underpriced { .. } => "underpriced",
+                aergo_chain::mempool::Reject::InsufficientBalance { .. } => "insufficient_balance",
+                aergo_chain::mempool::Reject::Full(_) => "mempool_full",
+            },
+            AdmitError::Chain(_) => "internal",
+        };
+        RpcFail { code: codes::TX_REJECTED, message: format!("transaction rejected: {e}"), data: Some(json!({"reason": reason})) }
+    }
+}
+
+type MResult = Result<Value, RpcFail>;
+
+/// Builds the router.
+pub fn router(node: Arc<Node>, rate_per_sec: u32) -> Router {
+    let rpc = Rpc { node, limiter: Arc::new(Mutex::new(HashMap::new())), rate: rate_per_sec as f64 };
+    Router::new()
+        .route("/", post(http_rpc))
+        .route("/ws", get(ws_upgrade))
+        .route("/metrics", get(metrics))
+        .route("/health", get(|| async { "ok" }))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(rpc)
+}
+
+impl Rpc {
+    fn allow(&self, ip: IpAddr) -> bool {
+        if self.rate <= 0.0 {
+            return true;
+        }
+        let mut m = self.limiter.lock();
+        if m.len() > 100_000 {
+            m.clear();
+        }
+        let now = Instant::now();
+        let burst = self.rate * 2.0;
+        let e = m.entry(ip).or_insert((burst, now));
+        e.0 = (e.0 + now.duration_since(e.1).as_secs_f64() * self.rate).min(burst);
+        e.1 = now;
+        if e.0 >= 1.0 {
+            e.0 -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+fn err_response(id: Value, f: RpcFail) -> Value {
+    let mut e = json!({"code": f.code, "message": f.message});
+    if let Some(d) = f.data {
+        e["data"] = d;
+    }
+    json!({"jsonrpc": "2.0", "id": id, "error": e})
+}
+
+async fn http_rpc(State(rpc): State<Rpc>, ConnectInfo(peer): ConnectInfo<SocketAddr>, body: Bytes) -> HttpResponse {
+    let v: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => {
+            let r = err_response(Value::Null, RpcFail::new(codes::PARSE_ERROR, format!("request body is not JSON: {e}")));
+            return json_resp(StatusCode::OK, r);
+        }
+    };
+    let out = match v {
+        Value::Array(items) => {
+            if items.is_empty() || items.len() > MAX_BATCH {
+                err_response(Value::Null, RpcFail::new(codes::INVALID_REQUEST, format!("a batch holds 1 to {MAX_BATCH} requests")))
+            } else {
+                let mut outs = Vec::with_capacity(items.len());
+                for it in items {
+                    outs.push(handle_one(&rpc, peer, it).await);
+                }
+                Value::Array(outs)
+            }
+        }
+        other => handle_one(&rpc, peer, other).await,
+    };
+    json_resp(StatusCode::OK, out)
+}
+
+fn json_resp(status: StatusCode, v: Value) -> HttpResponse {
+    (status, [(header::CONTENT_TYPE, "application/json")], v.to_string()).into_response()
+}
+
+async fn handle_one(rpc: &Rpc, peer: SocketAddr, v: Value) -> Value {
+    let id = v.get("id").cloned().unwrap_or(Value::Null);
+    if !rpc.allow(peer.ip()) {
+        return err_response(id, RpcFail::new(codes::RATE_LIMITED, "rate limit exceeded; slow down and retry"));
+    }
+    let req: Request = match serde_json::from_value(v) {
+        Ok(r) => r,
+        Err(e) => return err_response(id, RpcFail::new(codes::INVALID_REQUEST, format!("not a JSON-RPC 2.0 request: {e}"))),
+    };
+    if req.jsonrpc != "2.0" {
+        return err_response(id, RpcFail::new(codes::INVALID_REQUEST, "jsonrpc must be \"2.0\""));
+    }
+    if req.method.starts_with("admin_") && !peer.ip().is_loopback() {
+        return err_response(id, RpcFail::new(codes::ADMIN_REFUSED, "admin methods are served only to loopback clients"));
+    }
+    let params = if req.params.is_null() { json!({}) } else { req.params };
+    let node = rpc.node.clone();
+    let method = req.method.clone();
+    // Chain reads may touch disk: keep them off the async workers.
+    let res = tokio::task::spawn_blocking(move || dispatch(&node, &method, &params)).await;
+    match res {
+        Ok(Ok(v)) => json!({"jsonrpc": "2.0", "id": id, "result": v}),
+        Ok(Err(f)) => err_response(id, f),
+        Err(e) => err_response(id, RpcFail::new(codes::INTERNAL, format!("handler failed: {e}"))),
+    }
+}
+
+fn p_str<'a>(p: &'a Value, k: &str) -> Result<&'a str, RpcFail> {
+    p.get(k).and_then(|v| v.as_str()).ok_or_else(|| RpcFail::params(format!("missing string parameter `{k}`")))
+}
+fn p_u64(p: &Value, k: &str) -> Result<Option<u64>, RpcFail> {
+    match p.get(k) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v.as_u64().map(Some).ok_or_else(|| RpcFail::params(format!("parameter `{k}` must be a non-negative integer"))),
+    }
+}
+fn p_hash(p: &Value, k: &str) -> Result<Hash, RpcFail> {
+    Hash::from_hex(p_str(p, k)?).map_err(|e| RpcFail::params(e.to_string()))
+}
+fn p_addr(p: &Value, k: &str) -> Result<Address, RpcFail> {
+    Address::decode(p_str(p, k)?).map_err(|e| RpcFail::params(e.to_string()))
+}
+fn ok<T: serde::Serialize>(v: T) -> MResult {
+    serde_json::to_value(v).map_err(|e| RpcFail::new(codes::INTERNAL, e.to_string()))
+}
+
+/// Executes one method.
+pub fn dispatch(node: &Node, method: &str, p: &Value) -> MResult {
+    if !p.is_object() {
+        return Err(RpcFail::params("params must be an object"));
+    }
+    let chain = &node.chain;
+    match method {
+        "chain_info" => {
+            let tip = chain.tip();
+            let g = chain.genesis();
+            ok(ChainInfo {
+                chain_id: chain.chain_id(),
+                chain_name: g.chain_name.clone(),
+                height: tip.header.height,
+                best_hash: tip.hash,
+                finalized_height: chain.finalized_height(),
+                consensus: chain.consensus().name().into(),
+                block_interval_ms: chain.consensus().block_interval_ms(),
+                genesis_time_ms: g.timestamp_ms,
+                best_time_ms: tip.header.timestamp_ms,
+                base_gas: g.gas.base,
+                per_byte_gas: g.gas.per_byte,
+                min_gas_price: g.gas.min_price,
+            })
+        }
+        "node_status" => {
+            let pool = node.mempool.lock();
+            let h = chain.tip().header.height;
+            ok(NodeStatus {
+                version: env!("CARGO_PKG_VERSION").into(),
+                node_address: node.address().encode(),
+                producer: chain.consensus().is_producer(&node.key.public()),
+                peers: 0,
+                mempool_size: pool.len() as u64,
+                mempool_bytes: pool.bytes() as u64,
+                syncing: false,
+                sync_current: h,
+                sync_target: h,
+                uptime_secs: now_ms().saturating_sub(node.started_ms) / 1000,
+                io_backend: chain.io().backend().to_string(),
+                started_ms: node.started_ms,
+            })
+        }
+        "block" => {
+            let full = p.get("full").and_then(|v| v.as_bool()).unwrap_or(false);
+            let block = if let Some(h) = p_u64(p, "height")? {
+                chain.block_by_height(h)?.ok_or_else(|| RpcFail::not_found(format!("no block at height {h} (best is {})", chain.tip().header.height)))?
+            } else if p.get("hash").is_some() {
+                let h = p_hash(p, "hash")?;
+                chain.block_by_hash(&h)?.ok_or_else(|| RpcFail::not_found(format!("no block {h}")))?
+            } else {
+                return Err(RpcFail::params("give `height` or `hash`"));
+            };
+            ok(block_json(node, &block, full)?)
+        }
+        "blocks" => {
+            let best = chain.tip().header.height;
+            let (from, to) = if let Some(n) = p_u64(p, "last")? {
+                let n = n.clamp(1, 100);
+                (best.saturating_sub(n - 1), best)
+            } else {
+                let from = p_u64(p, "from")?.ok_or_else(|| RpcFail::params("give `last` or `from` and `to`"))?;
+                let to = p_u64(p, "to")?.unwrap_or(best).min(best);
+                if from > to {
+                    return Ok(json!([]));
+                }
+                if to - from >= 100 {
+                    return Err(RpcFail::params("at most 100 blocks per call"));
+                }
+                (from, to)
+            };
+            let mut out = Vec::new();
+            for h in (from..=to).rev() {
+                let Some(hash) = chain.hash_at(h)? else { continue };
+                let Some(m) = chain.block_meta(&hash)? else { continue };
+                out.push(BlockSummary {
+                    hash,
+                    height: m.height,
+                    timestamp_ms: m.timestamp_ms,
+                    producer: Address::from_public_key(&m.producer).encode(),
+                    tx_count: m.tx_count,
+                    size: m.size,
+                    gas_used: m.gas_used,
+                });
+            }
+            ok(out)
+        }
+        "tx" => {
+            let h = p_hash(p, "hash")?;
+            if let Some(loc) = chain.tx_location(&h)? {
+                let block = chain.block_by_hash(&loc.block_hash)?.ok_or_else(|| RpcFail::not_found("block missing"))?;
+                let tx = block.txs.get(loc.index as usize).ok_or_else(|| RpcFail::new(codes::INTERNAL, "tx index out of range"))?;
+                return ok(TxInfo { tx: tx_json(tx), status: "included".into(), block_hash: Some(loc.block_hash), block_height: Some(loc.height), index: Some(loc.index) });
+            }
+            let pool = node.mempool.lock();
+            match pool.get(&h) {
+                Some(e) => ok(TxInfo { tx: tx_json(&e.tx), status: "pending".into(), block_hash: None, block_height: None, index: None }),
+                None => Err(RpcFail::not_found(format!("no transaction {h} (neither included nor pending)"))),
+            }
+        }
+        "receipt" => {
+            let h = p_hash(p, "hash")?;
+            let loc = chain.tx_location(&h)?.ok_or_else(|| {
+                if node.mempool.lock().get(&h).is_some() {
+                    RpcFail::not_found(format!("transaction {h} is pending: no receipt until it is included"))
+                } else {
+                    RpcFail::not_found(format!("no receipt for {h}"))
+                }
+            })?;
+            let r = &loc.receipt;
+            let (status, error) = match &r.status {
+                ReceiptStatus::Ok => ("ok", None),
+                ReceiptStatus::Failed(m) => ("failed", Some(m.clone())),
+            };
+            let result = match std::str::from_utf8(&r.result) {
+                Ok(s) => s.to_string(),
+                Err(_) => hex::encode(&r.result),
+            };
+            ok(ReceiptJson {
+                tx_hash: h,
+                block_hash: loc.block_hash,
+                block_height: loc.height,
+                index: loc.index,
+                status: status.into(),
+                error,
+                gas_used: r.gas_used,
+                fee: Aer(r.fee),
+                result,
+                events: r.events.iter().map(|e| EventJson { name: e.name.clone(), data: e.data.clone() }).collect(),
+            })
+        }
+        "account" => {
+            let a = p_addr(p, "address")?;
+            let (acct, height, next_nonce) = match p_u64(p, "height")? {
+                Some(h) => {
+                    let acct = chain.account_at(&a, h)?;
+                    (acct, h, acct.nonce)
+                }
+                None => {
+                    let acct = chain.account_latest(&a)?;
+                    (acct, chain.tip().header.height, node.mempool.lock().next_nonce(&a, acct.nonce))
+                }
+            };
+            ok(AccountJson { address: a.encode(), balance: Aer(acct.balance), nonce: acct.nonce, next_nonce, height })
+        }
+        "get_proof" => {
+            let a = p_addr(p, "address")?;
+            let h = p_u64(p, "height")?.unwrap_or(chain.tip().header.height);
+            let (hdr, value, proof) = chain.account_proof(&a, h)?;
+            ok(AccountProof {
+                address: a.encode(),
+                height: h,
+                state_root: hdr.state_root,
+                key: hex::encode(aergo_chain::state::account_key(&a)),
+                value: value.map(hex::encode),
+                proof: ProofJson {
+                    leaf: proof.leaf.map(|l| ProofLeafJson { key: l.key, value_hash: l.value_hash }),
+                    siblings: proof.siblings,
+                },
+            })
+        }
+        "send_tx" => {
+            let hx = p_str(p, "tx")?;
+            let bytes = hex::decode(hx.strip_prefix("0x").unwrap_or(hx)).map_err(|e| RpcFail::params(format!("`tx` is not hex: {e}")))?;
+            let hash = node.admit(&bytes)?;
+            ok(SendResult { hash })
+        }
+        "mempool" => {
+            let limit = p_u64(p, "limit")?.unwrap_or(100).min(1000) as usize;
+            let pool = node.mempool.lock();
+            let now = now_ms();
+            let txs = pool
+                .list(limit)
+                .into_iter()
+                .map(|e| PendingTx {
+                    hash: e.tx.hash,
+                    from: e.tx.tx.sender().encode(),
+                    nonce: e.tx.tx.nonce,
+                    gas_price: Aer(e.tx.tx.gas_price),
+                    fee: Aer(e.tx.tx.max_fee().unwrap_or(0)),
+                    age_ms: now.saturating_sub(e.arrived_ms),
+                })
+                .collect();
+            ok(MempoolJson {
+                count: pool.len() as u64,
+                bytes: pool.bytes() as u64,
+                max_txs: pool.limits().max_txs as u64,
+                max_bytes: pool.limits().max_bytes as u64,
+                txs,
+            })
+        }
+        "admin_set_empty_blocks" => {
+            let on = p.get("enabled").and_then(|v| v.as_bool()).ok_or_else(|| RpcFail::params("missing boolean `enabled`"))?;
+            node.empty_blocks.store(on, Ordering::Relaxed);
+            node.wake();
+            Ok(json!(on))
+        }
+        "subscribe" | "unsubscribe" => Err(RpcFail::new(codes::METHOD_NOT_FOUND, format!("`{method}` is available over WebSocket (/ws) only"))),
+        other => Err(RpcFail::new(codes::METHOD_NOT_FOUND, format!("unknown method `{other}`; see docs/RPC.md"))),
+    }
+}
+
+fn tx_json(t: &SignedTx) -> TxJson {
+    let kind = serde_json::to_value(t.tx.kind).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
+    TxJson {
+        hash: t.hash,
+        kind,
+        from: t.tx.sender().encode(),
+        to: t.tx.to.map(|a| a.encode()),
+        nonce: t.tx.nonce,
+        amount: Aer(t.tx.amount),
+        payload: hex::encode(&t.tx.payload),
+        gas_limit: t.tx.gas_limit,
+        gas_price: Aer(t.tx.gas_price),
+        chain_id: t.tx.chain_id,
+        signature: t.signature.to_hex(),
+        size: t.size as u32,
+    }
+}
+
+fn block_json(node: &Node, b: &Block, full: bool) -> Result<BlockJson, RpcFail> {
+    let hash = b.hash();
+    let meta = node.chain.block_meta(&hash)?;
+    let (size, gas) = meta.map(|m| (m.size, m.gas_used)).unwrap_or((b.encode().len() as u32, 0));
+    let txs = b
+        .txs
+        .iter()
+        .map(|t| if full { serde_json::to_value(tx_json(t)).unwrap_or(Value::Null) } else { json!(t.hash) })
+        .collect();
+    Ok(BlockJson {
+        summary: Node::summary(b, size, gas),
+        parent_hash: b.header.parent,
+        tx_root: b.header.tx_root,
+        receipts_root: b.header.receipts_root,
+        state_root: b.header.state_root,
+        consensus: hex::encode(&b.header.consensus),
+        signature: b.header.signature.to_hex(),
+        txs,
+    })
+}
+
+async fn metrics(State(rpc): State<Rpc>) -> HttpResponse {
+    let n = &rpc.node;
+    let tip = n.chain.tip();
+    let (size, bytes) = {
+        let p = n.mempool.lock();
+        (p.len(), p.bytes())
+    };
+    let m = &n.metrics;
+    let blocks = m.blocks_total.load(Ordering::Relaxed);
+    let sum = m.commit_us_sum.load(Ordering::Relaxed) as f64 / 1e6;
+    let io = n.chain.io().stats();
+    let text = format!(
+        "# HELP aergo_height Best block height.\n# TYPE aergo_height gauge\naergo_height {}\n\
+# HELP aergo_finalized_height Last final height.\n# TYPE aergo_finalized_height gauge\naergo_finalized_height {}\n\
+# HELP aergo_mempool_size Pending transactions.\n# TYPE aergo_mempool_size gauge\naergo_mempool_size {}\n\
+# HELP aergo_mempool_bytes Pending bytes.\n# TYPE aergo_mempool_bytes gauge\naergo_mempool_bytes {}\n\
+# HELP aergo_txs_total Transactions committed since start.\n# TYPE aergo_txs_total counter\naergo_txs_total {}\n\
+# HELP aergo_tx_per_second Transactions per second over the last minute.\n# TYPE aergo_tx_per_second gauge\naergo_tx_per_second {:.3}\n\
+# HELP aergo_block_commit_seconds Block assembly and commit latency.\n# TYPE aergo_block_commit_seconds summary\naergo_block_commit_seconds_sum {:.6}\naergo_block_commit_seconds_count {}\n\
+# HELP aergo_block_commit_last_seconds Latency of the last block commit.\n# TYPE aergo_block_commit_last_seconds gauge\naergo_block_commit_last_seconds {:.6}\n\
+# HELP aergo_io_backend File I/O backend in use.\n# TYPE aergo_io_backend gauge\naergo_io_backend{{backend=\"{}\"}} 1\n\
+# HELP aergo_io_ops_total Block log I/O operations completed.\n# TYPE aergo_io_ops_total counter\naergo_io_ops_total {}\n",
+        tip.header.height,
+        n.chain.finalized_height(),
+        size,
+        bytes,
+        m.txs_total.load(Ordering::Relaxed),
+        m.tps_1m(now_ms()),
+        sum,
+        blocks,
+        m.commit_us_last.load(Ordering::Relaxed) as f64 / 1e6,
+        io.backend,
+        io.completed,
+    );
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
+async fn ws_upgrade(State(rpc): State<Rpc>, ConnectInfo(peer): ConnectInfo<SocketAddr>, ws: WebSocketUpgrade) -> HttpResponse {
+    ws.max_message_size(MAX_BODY).on_upgrade(move |socket| ws_session(rpc, peer, socket))
+}
+
+async fn ws_session(rpc: Rpc, peer: SocketAddr, socket: WebSocket) {
+    let (mut sink, mut stream) = socket.split();
+    let (out_tx, mut out_rx) = tokio::sync::mpsc::channel::<String>(256);
+    let writer = tokio::spawn(async move {
+        while let Some(m) = out_rx.recv().await {
+            if sink.send(Message::Text(m)).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut subs: HashMap<u64, tokio::task::JoinHandle<()>> = HashMap::new();
+    let mut next_sub = 1u64;
+    while let Some(Ok(msg)) = stream.next().await {
+        let text = match msg {
+            Message::Text(t) => t,
+            Message::Close(_) => break,
+            _ => continue,
+        };
+        let v: Value = match serde_json::from_str(&text) {
+            Ok(v) => v,
+            Err(e) => {
+                let _ = out_tx.send(err_response(Value::Null, RpcFail::new(codes::PARSE_ERROR, e.to_string())).to_string()).await;
+                continue;
+            }
+        };
+        let id = v.get("id").cloned().unwrap_or(Value::Null);
+        let method = v.get("method").and_then(|m| m.as_str()).unwrap_or("");
+        let reply = match method {
+            "subscribe" => {
+                let topic = v.get("params").and_then(|p| p.get("topic")).and_then(|t| t.as_str()).unwrap_or("");
+                let sub = next_sub;
+                let tx = out_tx.clone();
+                let task = match topic {
+                    "new_blocks" => Some(forward(rpc.node.blocks_tx.subscribe(), tx, sub)),
+                    "pending_txs" => Some(forward(rpc.node.pending_tx.subscribe(), tx, sub)),
+                    _ => None,
+                };
+                match task {
+                    Some(t) => {
+                        next_sub += 1;
+                        subs.insert(sub, t);
+                        json!({"jsonrpc": "2.0", "id": id, "result": sub})
+                    }
+                    None => err_response(id, RpcFail::params("topic must be `new_blocks` or `pending_txs`")),
+                }
+            }
+            "unsubscribe" => {
+                let sub = v.get("params").and_then(|p| p.get("subscription")).and_then(|s| s.as_u64()).unwrap_or(0);
+                match subs.remove(&sub) {
+                    Some(t) => {
+                        t.abort();
+                        json!({"jsonrpc": "2.0", "id": id, "result": true})
+                    }
+                    None => err_response(id, RpcFail::not_found(format!("no subscription {sub}"))),
+                }
+            }
+            _ => handle_one(&rpc, peer, v).await,
+        };
+        if out_tx.send(reply.to_string()).await.is_err() {
+            break;
+        }
+    }
+    for (_, t) in subs {
+        t.abort();
+    }
+    writer.abort();
+}
+
+fn forward<T: serde::Serialize + Clone + Send + 'static>(
+    mut rx: tokio::sync::broadcast::Receiver<T>,
+    tx: tokio::sync::mpsc::Sender<String>,
+    sub: u64,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            match rx.recv().await {
+                Ok(item) => {
+                    let m = json!({"jsonrpc": "2.0", "method": "subscription", "params": {"subscription": sub, "result": item}});
+                    if tx.send(m.to_string()).await.is_err() {
+                        break;
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(skipped = n, "slow WebSocket subscriber skipped notifications");
+                }
+                Err(_) => break,
+            }
+        }
+    })
+}

@@ -1,0 +1,219 @@
+//! A typed async JSON-RPC client over HTTP, with WebSocket subscriptions.
+
+use crate::types::*;
+use aergo_types::Hash;
+use futures_util::{SinkExt, StreamExt};
+use serde::de::DeserializeOwned;
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Client errors.
+#[derive(Debug, thiserror::Error)]
+pub enum RpcError {
+    /// The node could not be reached.
+    #[error("cannot reach the node at {url}: {message}")]
+    Unreachable {
+        /// The URL.
+        url: String,
+        /// Why.
+        message: String,
+    },
+    /// The node answered with a JSON-RPC error.
+    #[error("{message} (code {code})")]
+    Remote {
+        /// Code.
+        code: i64,
+        /// Message.
+        message: String,
+        /// Data.
+        data: Option<Value>,
+    },
+    /// The answer was not what the method returns.
+    #[error("unexpected answer from the node: {0}")]
+    Protocol(String),
+}
+
+impl RpcError {
+    /// The JSON-RPC error code, if the node answered with one.
+    pub fn code(&self) -> Option<i64> {
+        match self {
+            RpcError::Remote { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+}
+
+/// A JSON-RPC client.
+pub struct RpcClient {
+    url: String,
+    http: reqwest::Client,
+    next_id: AtomicU64,
+}
+
+impl RpcClient {
+    /// A client for `url` (e.g. `http://127.0.0.1:7845`), with a request timeout.
+    pub fn new(url: &str, timeout: Duration) -> Result<Self, RpcError> {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .build()
+            .map_err(|e| RpcError::Unreachable { url: url.into(), message: e.to_string() })?;
+        Ok(Self { url: url.trim_end_matches('/').to_string(), http, next_id: AtomicU64::new(1) })
+    }
+
+    /// The node URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Calls `method` with `params` and decodes the result.
+    pub async fn call<T: DeserializeOwned>(&self, method: &str, params: Value) -> Result<T, RpcError> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+        let resp = self
+            .http
+            .post(format!("{}/", self.url))
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| RpcError::Unreachable { url: self.url.clone(), message: e.to_string() })?;
+        let status = resp.status();
+        let text = resp
+            .text()
+            .await
+            .map_err(|e| RpcError::Unreachable { url: self.url.clone(), message: e.to_string() })?;
+        let r: Response = serde_json::from_str(&text)
+            .map_err(|_| RpcError::Protocol(format!("HTTP {status}: {}", text.chars().take(200).collect::<String>())))?;
+        if let Some(e) = r.error {
+            return Err(RpcError::Remote { code: e.code, message: e.message, data: e.data });
+        }
+        let v = r.result.ok_or_else(|| RpcError::Protocol("response has neither result nor error".into()))?;
+        serde_json::from_value(v).map_err(|e| RpcError::Protocol(e.to_string()))
+    }
+
+    /// `chain_info`.
+    pub async fn chain_info(&self) -> Result<ChainInfo, RpcError> {
+        self.call("chain_info", json!({})).await
+    }
+    /// `node_status`.
+    pub async fn node_status(&self) -> Result<NodeStatus, RpcError> {
+        self.call("node_status", json!({})).await
+    }
+    /// `block` by height.
+    pub async fn block_by_height(&self, height: u64, full: bool) -> Result<BlockJson, RpcError> {
+        self.call("block", json!({"height": height, "full": full})).await
+    }
+    /// `block` by hash.
+    pub async fn block_by_hash(&self, hash: &Hash, full: bool) -> Result<BlockJson, RpcError> {
+        self.call("block", json!({"hash": hash, "full": full})).await
+    }
+    /// The last `n` blocks, newest first.
+    pub async fn blocks_last(&self, n: u64) -> Result<Vec<BlockSummary>, RpcError> {
+        self.call("blocks", json!({"last": n})).await
+    }
+    /// Blocks `from..=to`, newest first.
+    pub async fn blocks_range(&self, from: u64, to: u64) -> Result<Vec<BlockSummary>, RpcError> {
+        self.call("blocks", json!({"from": from, "to": to})).await
+    }
+    /// `tx`.
+    pub async fn tx(&self, hash: &Hash) -> Result<TxInfo, RpcError> {
+        self.call("tx", json!({"hash": hash})).await
+    }
+    /// `receipt`.
+    pub async fn receipt(&self, hash: &Hash) -> Result<ReceiptJson, RpcError> {
+        self.call("receipt", json!({"hash": hash})).await
+    }
+    /// `account`, at the tip or a past height.
+    pub async fn account(&self, address: &str, height: Option<u64>) -> Result<AccountJson, RpcError> {
+        let mut p = json!({"address": address});
+        if let Some(h) = height {
+            p["height"] = json!(h);
+        }
+        self.call("account", p).await
+    }
+    /// `send_tx` with the signed transaction's encoding.
+    pub async fn send_tx(&self, encoded: &[u8]) -> Result<SendResult, RpcError> {
+        self.call("send_tx", json!({"tx": hex::encode(encoded)})).await
+    }
+    /// `mempool`.
+    pub async fn mempool(&self, limit: u64) -> Result<MempoolJson, RpcError> {
+        self.call("mempool", json!({"limit": limit})).await
+    }
+    /// `get_proof`.
+    pub async fn get_proof(&self, address: &str, height: Option<u64>) -> Result<AccountProof, RpcError> {
+        let mut p = json!({"address": address});
+        if let Some(h) = height {
+            p["height"] = json!(h);
+        }
+        self.call("get_proof", p).await
+    }
+
+    /// Subscribes to new blocks over WebSocket (`/ws`). Each item is a block summary; the
+    /// stream ends when the connection closes.
+    pub async fn subscribe_new_blocks(&self) -> Result<Subscription<BlockSummary>, RpcError> {
+        Subscription::open(&self.url, "new_blocks").await
+    }
+
+    /// Subscribes to pending transactions over WebSocket.
+    pub async fn subscribe_pending_txs(&self) -> Result<Subscription<TxSummary>, RpcError> {
+        Subscription::open(&self.url, "pending_txs").await
+    }
+}
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A live WebSocket subscription.
+pub struct Subscription<T> {
+    ws: Ws,
+    _t: std::marker::PhantomData<T>,
+}
+
+impl<T: DeserializeOwned> Subscription<T> {
+    async fn open(http_url: &str, topic: &str) -> Result<Self, RpcError> {
+        let ws_url = format!("{}/ws", http_url.replacen("http", "ws", 1));
+        let (mut ws, _) = tokio_tungstenite::connect_async(&ws_url)
+            .await
+            .map_err(|e| RpcError::Unreachable { url: ws_url.clone(), message: e.to_string() })?;
+        let req = json!({"jsonrpc": "2.0", "id": 1, "method": "subscribe", "params": {"topic": topic}});
+        ws.send(tokio_tungstenite::tungstenite::Message::Text(req.to_string()))
+            .await
+            .map_err(|e| RpcError::Unreachable { url: ws_url.clone(), message: e.to_string() })?;
+        // The first text message answers the subscribe call.
+        loop {
+            match ws.next().await {
+                Some(Ok(tokio_tungstenite::tungstenite::Message::Text(t))) => {
+                    let r: Response = serde_json::from_str(&t).map_err(|e| RpcError::Protocol(e.to_string()))?;
+                    if let Some(e) = r.error {
+                        return Err(RpcError::Remote { code: e.code, message: e.message, data: e.data });
+                    }
+                    return Ok(Self { ws, _t: std::marker::PhantomData });
+                }
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => return Err(RpcError::Unreachable { url: ws_url, message: e.to_string() }),
+                None => return Err(RpcError::Unreachable { url: ws_url, message: "closed".into() }),
+            }
+        }
+    }
+
+    /// The next notification; `None` when the connection closed.
+    pub async fn next(&mut self) -> Option<Result<T, RpcError>> {
+        loop {
+            match self.ws.next().await? {
+                Ok(tokio_tungstenite::tungstenite::Message::Text(t)) => {
+                    let v: Value = match serde_json::from_str(&t) {
+                        Ok(v) => v,
+                        Err(e) => return Some(Err(RpcError::Protocol(e.to_string()))),
+                    };
+                    let res = v.get("params").and_then(|p| p.get("result")).cloned();
+                    return Some(match res {
+                        Some(r) => serde_json::from_value(r).map_err(|e| RpcError::Protocol(e.to_string())),
+                        None => Err(RpcError::Protocol(format!("not a notification: {t}"))),
+                    });
+                }
+                Ok(tokio_tungstenite::tungstenite::Message::Close(_)) => return None,
+                Ok(_) => continue,
+                Err(e) => return Some(Err(RpcError::Protocol(e.to_string()))),
+            }
+        }
+    }
+}

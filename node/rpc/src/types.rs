@@ -1,0 +1,349 @@
+//! JSON-RPC wire types. Amounts are decimal strings in aer, hashes lowercase hex, addresses
+//! base58check (see docs/RPC.md). Field names are stable: scripts depend on them.
+
+use aergo_types::{Aer, Hash};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// JSON-RPC error codes.
+pub mod codes {
+    /// Body is not JSON.
+    pub const PARSE_ERROR: i64 = -32700;
+    /// Not a JSON-RPC 2.0 request.
+    pub const INVALID_REQUEST: i64 = -32600;
+    /// Unknown method.
+    pub const METHOD_NOT_FOUND: i64 = -32601;
+    /// Bad parameters.
+    pub const INVALID_PARAMS: i64 = -32602;
+    /// Node failure.
+    pub const INTERNAL: i64 = -32603;
+    /// Block, transaction or receipt not found.
+    pub const NOT_FOUND: i64 = -32001;
+    /// Transaction rejected.
+    pub const TX_REJECTED: i64 = -32002;
+    /// Too many requests.
+    pub const RATE_LIMITED: i64 = -32003;
+    /// Admin method from a non-loopback client.
+    pub const ADMIN_REFUSED: i64 = -32004;
+}
+
+/// A request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Request {
+    /// Always "2.0".
+    pub jsonrpc: String,
+    /// Request id (absent for notifications).
+    #[serde(default)]
+    pub id: Value,
+    /// Method name.
+    pub method: String,
+    /// Parameters (an object).
+    #[serde(default)]
+    pub params: Value,
+}
+
+/// An error object.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ErrorObject {
+    /// Code (see [`codes`]).
+    pub code: i64,
+    /// What went wrong and what to do.
+    pub message: String,
+    /// Extra data, e.g. `{"reason": ...}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<Value>,
+}
+
+/// A response.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Response {
+    /// Always "2.0".
+    pub jsonrpc: String,
+    /// The request's id.
+    pub id: Value,
+    /// The result, on success.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<Value>,
+    /// The error, on failure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorObject>,
+}
+
+/// `chain_info`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ChainInfo {
+    /// Chain id (genesis hash).
+    pub chain_id: Hash,
+    /// Chain name.
+    pub chain_name: String,
+    /// Best height.
+    pub height: u64,
+    /// Best block hash.
+    pub best_hash: Hash,
+    /// Last final height.
+    pub finalized_height: u64,
+    /// Engine name.
+    pub consensus: String,
+    /// Slot length.
+    pub block_interval_ms: u64,
+    /// Genesis time.
+    pub genesis_time_ms: u64,
+    /// Best block's timestamp.
+    pub best_time_ms: u64,
+    /// Gas per transaction.
+    pub base_gas: u64,
+    /// Gas per payload byte.
+    pub per_byte_gas: u64,
+    /// Lowest gas price.
+    pub min_gas_price: Aer,
+}
+
+/// `node_status`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct NodeStatus {
+    /// Node version.
+    pub version: String,
+    /// The node key's address.
+    pub node_address: String,
+    /// Whether this node produces blocks.
+    pub producer: bool,
+    /// Connected peers.
+    pub peers: u32,
+    /// Pending transactions.
+    pub mempool_size: u64,
+    /// Pending bytes.
+    pub mempool_bytes: u64,
+    /// Catching up with the network.
+    pub syncing: bool,
+    /// Sync: our height.
+    pub sync_current: u64,
+    /// Sync: the network's height.
+    pub sync_target: u64,
+    /// Seconds since start.
+    pub uptime_secs: u64,
+    /// `io_uring` or `std`.
+    pub io_backend: String,
+    /// Start time (ms).
+    pub started_ms: u64,
+}
+
+/// A block in lists and subscriptions.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct BlockSummary {
+    /// Block hash.
+    pub hash: Hash,
+    /// Height.
+    pub height: u64,
+    /// Timestamp.
+    pub timestamp_ms: u64,
+    /// Producer address.
+    pub producer: String,
+    /// Number of transactions.
+    pub tx_count: u32,
+    /// Encoded size.
+    pub size: u32,
+    /// Gas used.
+    pub gas_used: u64,
+}
+
+/// A transaction.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TxJson {
+    /// Hash.
+    pub hash: Hash,
+    /// `transfer`, …
+    pub kind: String,
+    /// Sender address.
+    pub from: String,
+    /// Recipient address.
+    pub to: Option<String>,
+    /// Nonce.
+    pub nonce: u64,
+    /// Amount in aer.
+    pub amount: Aer,
+    /// Payload, hex.
+    pub payload: String,
+    /// Gas limit.
+    pub gas_limit: u64,
+    /// Gas price in aer.
+    pub gas_price: Aer,
+    /// Chain id.
+    pub chain_id: Hash,
+    /// Signature, hex.
+    pub signature: String,
+    /// Encoded size.
+    pub size: u32,
+}
+
+/// `block`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct BlockJson {
+    /// Summary fields.
+    #[serde(flatten)]
+    pub summary: BlockSummary,
+    /// Parent hash.
+    pub parent_hash: Hash,
+    /// Tx Merkle root.
+    pub tx_root: Hash,
+    /// Receipts Merkle root.
+    pub receipts_root: Hash,
+    /// State root.
+    pub state_root: Hash,
+    /// Consensus data, hex.
+    pub consensus: String,
+    /// Producer signature, hex.
+    pub signature: String,
+    /// Transactions: hashes, or full objects when requested.
+    pub txs: Vec<Value>,
+}
+
+/// `tx`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TxInfo {
+    /// The transaction.
+    pub tx: TxJson,
+    /// `pending` or `included`.
+    pub status: String,
+    /// Including block.
+    pub block_hash: Option<Hash>,
+    /// Its height.
+    pub block_height: Option<u64>,
+    /// Index in the block.
+    pub index: Option<u32>,
+}
+
+/// An event.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct EventJson {
+    /// Name.
+    pub name: String,
+    /// Data.
+    pub data: String,
+}
+
+/// `receipt`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ReceiptJson {
+    /// Transaction hash.
+    pub tx_hash: Hash,
+    /// Including block.
+    pub block_hash: Hash,
+    /// Its height.
+    pub block_height: u64,
+    /// Index in the block.
+    pub index: u32,
+    /// `ok` or `failed`.
+    pub status: String,
+    /// Failure reason.
+    pub error: Option<String>,
+    /// Gas used.
+    pub gas_used: u64,
+    /// Fee in aer.
+    pub fee: Aer,
+    /// Return value (UTF-8 when printable, else hex).
+    pub result: String,
+    /// Events.
+    pub events: Vec<EventJson>,
+}
+
+/// `account`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AccountJson {
+    /// Address.
+    pub address: String,
+    /// Balance in aer.
+    pub balance: Aer,
+    /// Next nonce in state at that height.
+    pub nonce: u64,
+    /// Next nonce counting this node's pending transactions (equals `nonce` for past heights).
+    pub next_nonce: u64,
+    /// Height read.
+    pub height: u64,
+}
+
+/// `send_tx`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SendResult {
+    /// The transaction hash.
+    pub hash: Hash,
+}
+
+/// A pending transaction in `mempool`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PendingTx {
+    /// Hash.
+    pub hash: Hash,
+    /// Sender.
+    pub from: String,
+    /// Nonce.
+    pub nonce: u64,
+    /// Gas price.
+    pub gas_price: Aer,
+    /// Max fee (gas limit × price).
+    pub fee: Aer,
+    /// Time pending.
+    pub age_ms: u64,
+}
+
+/// `mempool`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct MempoolJson {
+    /// Pending transactions.
+    pub count: u64,
+    /// Pending bytes.
+    pub bytes: u64,
+    /// Count limit.
+    pub max_txs: u64,
+    /// Bytes limit.
+    pub max_bytes: u64,
+    /// The oldest pending transactions.
+    pub txs: Vec<PendingTx>,
+}
+
+/// A leaf in a proof.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ProofLeafJson {
+    /// Key hash.
+    pub key: Hash,
+    /// Value hash.
+    pub value_hash: Hash,
+}
+
+/// A Merkle proof.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ProofJson {
+    /// The leaf where the path ends.
+    pub leaf: Option<ProofLeafJson>,
+    /// Siblings from the root down.
+    pub siblings: Vec<Hash>,
+}
+
+/// `get_proof`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AccountProof {
+    /// Address.
+    pub address: String,
+    /// Height.
+    pub height: u64,
+    /// That block's state root.
+    pub state_root: Hash,
+    /// The state key (hex) whose BLAKE3 is the tree key.
+    pub key: String,
+    /// The account value, hex (balance u128 ‖ nonce u64), or null if absent.
+    pub value: Option<String>,
+    /// The proof.
+    pub proof: ProofJson,
+}
+
+/// A pending transaction notification.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TxSummary {
+    /// Hash.
+    pub hash: Hash,
+    /// Sender.
+    pub from: String,
+    /// Nonce.
+    pub nonce: u64,
+    /// Amount.
+    pub amount: Aer,
+}
