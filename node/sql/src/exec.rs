@@ -533,7 +533,7 @@ impl<'a> Runtime<'a> {
                 for it in items {
                     self.charge(gas::ROW_READ)?;
                     let (k, v) = it.map_err(st_err)?;
-                    out.push((k[plen..].to_vec(), self.decode(t, &v)?));
+                    out.push((suffix(&k, plen)?, self.decode(t, &v)?));
                 }
             }
             Access::Pk(exprs) => {
@@ -581,7 +581,7 @@ impl<'a> Runtime<'a> {
                 for it in items {
                     self.charge(gas::ROW_READ)?;
                     let (k, _) = it.map_err(st_err)?;
-                    let pk = k[plen..].to_vec();
+                    let pk = suffix(&k, plen)?;
                     match self.kv.get(&self.row_key(t, &pk)).map_err(st_err)? {
                         Some(v) => out.push((pk, self.decode(t, &v)?)),
                         None => return Err(SqlError::Storage("index entry without row".into())),
@@ -1208,7 +1208,7 @@ impl<'a> Runtime<'a> {
                 let mut it = self.kv.scan(&p, &end);
                 if let Some(e) = it.next() {
                     let (k, _) = e.map_err(st_err)?;
-                    if k[p.len()..] != *pk {
+                    if k.get(p.len()..) != Some(pk) {
                         return Err(SqlError::Constraint(format!(
                             "duplicate key value violates unique constraint \"{}\"",
                             ix.name
@@ -1260,6 +1260,14 @@ impl<'a> Runtime<'a> {
         }
         Ok(())
     }
+}
+
+/// The part of a scanned key after its prefix (a backend returning keys
+/// outside the requested range is a storage error, not a panic).
+fn suffix(k: &[u8], plen: usize) -> Result<Vec<u8>> {
+    k.get(plen..)
+        .map(|x| x.to_vec())
+        .ok_or_else(|| SqlError::Storage("scan returned a key outside its range".into()))
 }
 
 /// Where joined rows go: kept for aggregation, or projected at once.

@@ -227,21 +227,40 @@ proptest! {
     #[test]
     fn parser_never_panics_on_token_soup(src in token_soup()) {
         let mut kv = MemKv::new();
-        let _ = Contract::deploy(&src, "o", b"p/", &mut kv, 100_000);
+        if let Err(e) = Contract::deploy(&src, "o", b"p/", &mut kv, 100_000) {
+            prop_assert!(kv.is_empty(), "failed deploy wrote");
+            prop_assert!(!e.to_string().is_empty());
+        }
     }
 
     #[test]
     fn parser_never_panics_on_bytes(src in ".{0,200}") {
         let mut kv = MemKv::new();
-        let _ = Contract::deploy(&src, "o", b"p/", &mut kv, 100_000);
+        if let Err(e) = Contract::deploy(&src, "o", b"p/", &mut kv, 100_000) {
+            prop_assert!(kv.is_empty(), "failed deploy wrote");
+            prop_assert!(!e.to_string().is_empty());
+        }
     }
 
     #[test]
     fn mutated_figure6_never_panics(src in mutated_figure6()) {
         let mut kv = MemKv::new();
-        if let Ok((c, _)) = Contract::deploy(&src, "o", b"p/", &mut kv, 100_000) {
-            let mut ctx = chain();
-            let _ = c.call("transfer", &[Value::Text("a".into()), Value::Text("b".into()), Value::Int(1)], &mut ctx, &mut kv, 100_000);
+        match Contract::deploy(&src, "o", b"p/", &mut kv, 100_000) {
+            Ok((c, _)) => {
+                let mut ctx = chain();
+                let before = kv.entries().clone();
+                let r = c.call("transfer", &[Value::Text("a".into()), Value::Text("b".into()), Value::Int(1)], &mut ctx, &mut kv, 100_000);
+                if r.is_err() {
+                    prop_assert_eq!(kv.entries(), &before, "failed call wrote");
+                }
+            }
+            Err(e) => {
+                prop_assert!(kv.is_empty());
+                if let Some(p) = e.pos() {
+                    // positions point into the script
+                    prop_assert!(p.line as usize <= src.lines().count().max(1) + 1, "{} beyond script", p);
+                }
+            }
         }
     }
 
