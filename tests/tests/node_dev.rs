@@ -341,6 +341,15 @@ fn bad_input_gets_clear_errors_and_changes_nothing() -> Result<()> {
     ensure!(after.balance == before.balance && after.nonce == before.nonce && after.next_nonce == before.nonce);
     ensure!(rt.block_on(c.mempool(10))?.count == 0);
     ensure!(rt.block_on(c.chain_info())?.height == info.height);
+    // Per-client rate limit.
+    let limited = start(&tmp.path().join("limited"), free_port()?, &["--rpc-rate-limit", "2"])?;
+    let mut codes_seen = Vec::new();
+    for _ in 0..10 {
+        let (_, text) = http::raw("POST", &format!("{}/", limited.url), r#"{"jsonrpc":"2.0","id":1,"method":"chain_info"}"#)?;
+        let v: Value = serde_json::from_str(&text)?;
+        codes_seen.push(code_of(&v));
+    }
+    ensure!(codes_seen.contains(&codes::RATE_LIMITED) && codes_seen[0] == 0, "{codes_seen:?}");
     // Replacement by a higher fee is accepted; a lower one is refused.
     rt.block_on(c.send_tx(&transfer(&dev, before.nonce, to, 1, info.chain_id, price * 2, gas)))?;
     ensure!(reason(transfer(&dev, before.nonce, to, 2, info.chain_id, price * 2, gas))? == "underpriced");
@@ -352,7 +361,7 @@ fn sigkill_under_load_leaves_a_consistent_chain() -> Result<()> {
     let tmp = tempfile::tempdir()?;
     let dir = tmp.path().join("node");
     let port = free_port()?;
-    let node = start(&dir, port, &[])?;
+    let node = start(&dir, port, &["--rpc-rate-limit", "0"])?;
     let url = node.url.clone();
     let rt = rt();
     let c = RpcClient::new(&url, Duration::from_secs(10))?;
@@ -384,7 +393,7 @@ fn sigkill_under_load_leaves_a_consistent_chain() -> Result<()> {
     // The log and the index agree after recovery.
     let out = Command::new(bin("aergo-node")?).args(["check", "--data-dir"]).arg(&dir).output()?;
     ensure!(out.status.success(), "check failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    let node2 = start(&dir, port, &[])?;
+    let node2 = start(&dir, port, &["--rpc-rate-limit", "0"])?;
     let c2 = RpcClient::new(&node2.url, Duration::from_secs(10))?;
     let tip = rt.block_on(c2.chain_info())?.height;
     // Replay every block from genesis and compare balances.

@@ -46,6 +46,9 @@ struct Args {
     /// Do not produce empty blocks.
     #[arg(long)]
     no_empty_blocks: bool,
+    /// Most RPC requests per second per client address (0 = unlimited).
+    #[arg(long)]
+    rpc_rate_limit: Option<u32>,
     /// Log filter (e.g. info, debug, aergo_chain=debug).
     #[arg(long, env = "AERGO_LOG", default_value = "info")]
     log: String,
@@ -126,6 +129,9 @@ fn run(args: Args) -> Result<()> {
     }
     if let Some(k) = &args.key {
         cfg.node.key = Some(k.clone());
+    }
+    if let Some(r) = args.rpc_rate_limit {
+        cfg.node.rpc_rate_limit = r;
     }
     if args.no_empty_blocks {
         cfg.node.empty_blocks = false;
