@@ -263,26 +263,10 @@ fn dashboard_follows_a_dev_node_in_tmux() -> Result<()> {
     tmux.keys(&["/"])?;
     tmux.keys(&["-l", &height.to_string()])?;
     tmux.keys(&["Enter"])?;
-    // Enter opens the first (highest) match; the filter matches by substring, so move to
-    // the exact height if a larger one matched first.
-    let screen = tmux.wait_for("the filtered list", Duration::from_secs(10), |s| {
+    // A typed height opens that block (listed first when loaded, fetched when not).
+    tmux.wait_for("the filtered list", Duration::from_secs(10), |s| {
         s.contains(&format!("filter '{height}'"))
     })?;
-    let rows: Vec<u64> = screen
-        .lines()
-        .filter_map(|l| {
-            let l = l.trim_start_matches('│');
-            let w = l.split_whitespace().next()?;
-            w.replace(',', "").parse().ok()
-        })
-        .collect();
-    let pos = rows
-        .iter()
-        .position(|h| *h == height)
-        .with_context(|| format!("height {height} not in the filtered list:\n{screen}"))?;
-    for _ in 0..pos {
-        tmux.keys(&["Down"])?;
-    }
     tmux.keys(&["Enter"])?;
     let shown = fmt_thousands(height);
     tmux.wait_for("the block view", Duration::from_secs(10), |s| {

@@ -203,15 +203,43 @@ impl App {
         fields.iter().any(|s| s.to_lowercase().contains(&f))
     }
 
-    /// Blocks shown under the current filter.
+    /// The Blocks filter as a height, when it is a number.
+    pub fn height_filter(&self) -> Option<u64> {
+        let digits = self.filters[Screen::Blocks.index()].replace(',', "");
+        if digits.is_empty() || !digits.bytes().all(|c| c.is_ascii_digit()) {
+            return None;
+        }
+        digits.parse().ok()
+    }
+
+    /// Blocks shown under the current filter (an exact height match first).
     pub fn visible_blocks(&self) -> Vec<&BlockRow> {
+        let mut v = self.filtered_blocks();
+        if let Some(h) = self.height_filter() {
+            if let Some(i) = v.iter().position(|b| b.height == h) {
+                let exact = v.remove(i);
+                v.insert(0, exact);
+            }
+        }
+        v
+    }
+
+    fn filtered_blocks(&self) -> Vec<&BlockRow> {
         let f = &self.filters[Screen::Blocks.index()];
         self.model
             .blocks
             .get()
             .map(|v| {
                 v.iter()
-                    .filter(|b| Self::matches(f, &[&b.height.to_string(), &b.hash, &b.producer]))
+                    .filter(|b| {
+                        // Digits select by height; anything else searches hash and producer.
+                        let digits = f.replace(',', "");
+                        if !digits.is_empty() && digits.bytes().all(|c| c.is_ascii_digit()) {
+                            b.height.to_string().contains(&digits)
+                        } else {
+                            Self::matches(f, &[&b.hash, &b.producer])
+                        }
+                    })
                     .collect()
             })
             .unwrap_or_default()
@@ -465,7 +493,9 @@ impl App {
         let i = self.screen.index();
         match (self.screen, self.detail().cloned()) {
             (Screen::Blocks, None) => {
-                let h = self.visible_blocks().get(self.sel[i]).map(|b| b.height);
+                // A typed height opens that block even when it is not in the loaded list.
+                let typed = self.height_filter().filter(|_| self.sel[i] == 0);
+                let h = typed.or_else(|| self.visible_blocks().get(self.sel[i]).map(|b| b.height));
                 if let Some(h) = h {
                     self.details[i].push(Detail::Block(h));
                     self.detail_sel = 0;
@@ -522,7 +552,18 @@ impl App {
         let m = &mut self.model;
         match u {
             Update::Chain(r) => match r {
-                Ok(v) => m.chain.ok(v, now),
+                Ok(v) => {
+                    // A different chain, or the same one restarted from scratch: the block
+                    // list no longer describes it.
+                    let reset = m
+                        .chain
+                        .get()
+                        .is_some_and(|old| old.chain_id != v.chain_id || v.height < old.height);
+                    if reset {
+                        m.blocks = Default::default();
+                    }
+                    m.chain.ok(v, now)
+                }
                 Err(e) => m.chain.fail(e, now),
             },
             Update::Node(r) => match r {
@@ -692,6 +733,26 @@ mod tests {
     }
 
     #[test]
+    fn a_typed_height_opens_that_block_even_when_not_loaded() {
+        let mut a = app();
+        a.key(key(KeyCode::Char('2')));
+        a.key(key(KeyCode::Char('/')));
+        a.key(key(KeyCode::Char('4')));
+        a.key(key(KeyCode::Enter));
+        assert_eq!(a.visible_blocks()[0].height, 4);
+        assert_eq!(a.key(key(KeyCode::Enter)), Action::OpenBlock(4));
+        a.key(key(KeyCode::Esc));
+        a.key(key(KeyCode::Esc));
+        a.key(key(KeyCode::Char('/')));
+        for c in "1234".chars() {
+            a.key(key(KeyCode::Char(c)));
+        }
+        a.key(key(KeyCode::Enter));
+        assert!(a.visible_blocks().is_empty());
+        assert_eq!(a.key(key(KeyCode::Enter)), Action::OpenBlock(1234));
+    }
+
+    #[test]
     fn quit_respects_no_quit_and_selection_clamps() {
         let mut a = app();
         assert_eq!(a.key(key(KeyCode::Char('q'))), Action::Quit);
@@ -747,6 +808,21 @@ mod tests {
             ..Default::default()
         }));
         assert_eq!(a.visible_blocks()[a.sel[1]].height, 4);
+    }
+
+    #[test]
+    fn a_restarted_chain_drops_the_old_block_list() {
+        let mut a = app();
+        let chain = |h| crate::model::ChainView {
+            height: h,
+            chain_id: "c".into(),
+            ..Default::default()
+        };
+        a.apply(Update::Chain(Ok(chain(5))));
+        a.apply(Update::Chain(Ok(chain(6))));
+        assert_eq!(a.visible_blocks().len(), 5);
+        a.apply(Update::Chain(Ok(chain(2))));
+        assert!(a.model.blocks.get().is_none());
     }
 
     #[test]

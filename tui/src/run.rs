@@ -75,7 +75,10 @@ pub async fn run<B: Backend>(
     let (ev_tx, mut ev_rx) = mpsc::channel::<Event>(256);
 
     // Node
-    let node = Arc::new(source::rpc::RpcNode::new(&cfg.rpc));
+    let node = Arc::new(source::rpc::RpcNode::new(
+        &cfg.rpc,
+        source::node::CALL_TIMEOUT,
+    ));
     let live = Arc::new(AtomicBool::new(false));
     let (node_req_tx, node_req_rx) = mpsc::channel::<NodeRequest>(16);
     tokio::spawn(source::node::poll(

@@ -37,11 +37,13 @@ pub trait NodeApi: Send + Sync + 'static {
         -> impl Future<Output = Result<TxDetail, SourceError>> + Send;
     /// Pending transactions.
     fn mempool(&self, limit: u64) -> impl Future<Output = Result<MempoolView, SourceError>> + Send;
-    /// Subscribes to new blocks, sending [`Update::Subscribed`]`(true)` once live and an
-    /// [`Update::NewBlock`] per block; returns when the subscription ends.
+    /// Subscribes to new blocks: once live, sets `live` and sends
+    /// [`Update::Subscribed`]`(true)`, then an [`Update::NewBlock`] per block; returns when
+    /// the subscription ends.
     fn subscribe_blocks(
         &self,
         sink: mpsc::Sender<Update>,
+        live: Arc<AtomicBool>,
     ) -> impl Future<Output = Result<(), SourceError>> + Send;
 }
 
@@ -91,7 +93,12 @@ pub async fn poll<N: NodeApi>(
                         || n.is_multiple_of(10));
                 let mut updates = vec![Update::Node(status), Update::Mempool(mempool)];
                 if need_blocks {
-                    let blocks = timed(api.blocks_last(BLOCKS_PER_POLL)).await;
+                    // Only what is new since the last poll (the list keeps the rest).
+                    let n = match last_height {
+                        Some(l) if height > l => (height - l).min(BLOCKS_PER_POLL),
+                        _ => BLOCKS_PER_POLL,
+                    };
+                    let blocks = timed(api.blocks_last(n)).await;
                     if blocks.is_ok() {
                         last_height = Some(height);
                     }
@@ -132,7 +139,7 @@ pub async fn subscribe<N: NodeApi>(
 ) {
     let mut backoff = Backoff::new(Duration::from_secs(1), max_backoff);
     loop {
-        let r = api.subscribe_blocks(sink.clone()).await;
+        let r = api.subscribe_blocks(sink.clone(), ws_live.clone()).await;
         ws_live.store(false, Ordering::Relaxed);
         if sink.send(Update::Subscribed(false)).await.is_err() {
             return;
@@ -208,7 +215,11 @@ mod tests {
         async fn mempool(&self, _limit: u64) -> Result<MempoolView, SourceError> {
             Ok(MempoolView::default())
         }
-        async fn subscribe_blocks(&self, _sink: mpsc::Sender<Update>) -> Result<(), SourceError> {
+        async fn subscribe_blocks(
+            &self,
+            _sink: mpsc::Sender<Update>,
+            _live: Arc<AtomicBool>,
+        ) -> Result<(), SourceError> {
             Err(SourceError("no websocket".into()))
         }
     }

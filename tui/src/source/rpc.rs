@@ -1,54 +1,306 @@
-//! [`NodeApi`] on the node's JSON-RPC. Placeholder until the `aergo-rpc` client lands: every
-//! call fails with a clear message, which the UI shows as "node unreachable".
+//! [`NodeApi`] on the node's JSON-RPC through the `aergo-rpc` client: wire types are
+//! converted into the dashboard's view models here and nowhere else.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use aergo_rpc::{BlockJson, BlockSummary, ChainInfo, MempoolJson, NodeStatus, RpcClient};
+use aergo_rpc::{ReceiptJson, RpcError, TxInfo};
+use serde_json::Value;
 use tokio::sync::mpsc;
 
 use super::node::NodeApi;
 use super::{SourceError, Update};
-use crate::model::{BlockDetail, BlockRow, ChainView, MempoolView, NodeView, TxDetail};
+use crate::model::{
+    BlockDetail, BlockRow, ChainView, EventView, MempoolTx, MempoolView, NodeView, ReceiptView,
+    TxDetail, TxRow, TxView,
+};
 
 /// The node at an RPC URL.
-#[derive(Debug, Clone)]
 pub struct RpcNode {
     url: String,
+    client: Result<RpcClient, String>,
 }
 
 impl RpcNode {
-    /// A node at `url` (e.g. `http://127.0.0.1:7845`).
-    pub fn new(url: &str) -> Self {
-        Self {
-            url: url.trim_end_matches('/').to_string(),
-        }
+    /// A node at `url` (e.g. `http://127.0.0.1:7845`); each call times out after `timeout`.
+    pub fn new(url: &str, timeout: Duration) -> Self {
+        let url = url.trim_end_matches('/').to_string();
+        let client = RpcClient::new(&url, timeout).map_err(|e| e.to_string());
+        Self { url, client }
     }
 
-    fn unwired<T>(&self) -> Result<T, SourceError> {
-        Err(SourceError(format!(
-            "{}: RPC client not wired yet",
-            self.url
-        )))
+    fn client(&self) -> Result<&RpcClient, SourceError> {
+        self.client
+            .as_ref()
+            .map_err(|e| SourceError(format!("{}: {e}", self.url)))
+    }
+}
+
+fn err(e: RpcError) -> SourceError {
+    SourceError(e.to_string())
+}
+
+/// `ChainInfo` → view.
+pub fn chain_view(c: ChainInfo) -> ChainView {
+    ChainView {
+        chain_id: c.chain_id.to_string(),
+        chain_name: c.chain_name,
+        height: c.height,
+        best_hash: c.best_hash.to_string(),
+        finalized_height: c.finalized_height,
+        consensus: c.consensus,
+        block_interval_ms: c.block_interval_ms,
+        genesis_time_ms: c.genesis_time_ms,
+        best_time_ms: c.best_time_ms,
+    }
+}
+
+/// `NodeStatus` → view.
+pub fn node_view(n: NodeStatus) -> NodeView {
+    NodeView {
+        version: n.version,
+        node_address: n.node_address,
+        producer: n.producer,
+        peers: n.peers.into(),
+        mempool_size: n.mempool_size,
+        mempool_bytes: n.mempool_bytes,
+        syncing: n.syncing,
+        sync_current: n.sync_current,
+        sync_target: n.sync_target,
+        uptime_secs: n.uptime_secs,
+        io_backend: n.io_backend,
+    }
+}
+
+/// `BlockSummary` → row.
+pub fn block_row(b: BlockSummary) -> BlockRow {
+    BlockRow {
+        hash: b.hash.to_string(),
+        height: b.height,
+        timestamp_ms: b.timestamp_ms,
+        producer: b.producer,
+        tx_count: b.tx_count.into(),
+        size: b.size.into(),
+        gas_used: b.gas_used,
+    }
+}
+
+fn text(v: Option<&Value>) -> String {
+    match v {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Null) | None => String::new(),
+        Some(other) => other.to_string(),
+    }
+}
+
+/// One entry of a block's `txs`: a hash, or a `Tx` object when the block was fetched full.
+pub fn tx_row(v: &Value) -> TxRow {
+    match v {
+        Value::String(h) => TxRow {
+            hash: h.clone(),
+            ..Default::default()
+        },
+        Value::Object(o) => TxRow {
+            hash: text(o.get("hash")),
+            kind: text(o.get("kind")),
+            from: text(o.get("from")),
+            to: text(o.get("to")),
+            amount: text(o.get("amount")),
+            nonce: o.get("nonce").and_then(Value::as_u64).unwrap_or(0),
+        },
+        other => TxRow {
+            hash: other.to_string(),
+            ..Default::default()
+        },
+    }
+}
+
+/// `BlockJson` → detail.
+pub fn block_detail(b: BlockJson) -> BlockDetail {
+    BlockDetail {
+        txs: b.txs.iter().map(tx_row).collect(),
+        summary: block_row(b.summary),
+        parent_hash: b.parent_hash.to_string(),
+        tx_root: b.tx_root.to_string(),
+        receipts_root: b.receipts_root.to_string(),
+        state_root: b.state_root.to_string(),
+        consensus: b.consensus,
+        signature: b.signature,
+    }
+}
+
+/// `TxInfo` → view.
+pub fn tx_view(t: TxInfo) -> TxView {
+    let tx = t.tx;
+    TxView {
+        hash: tx.hash.to_string(),
+        kind: tx.kind,
+        from: tx.from,
+        to: tx.to.unwrap_or_default(),
+        nonce: tx.nonce,
+        amount: tx.amount.to_string(),
+        payload: tx.payload,
+        gas_limit: tx.gas_limit,
+        gas_price: tx.gas_price.to_string(),
+        chain_id: tx.chain_id.to_string(),
+        signature: tx.signature,
+        size: tx.size.into(),
+        status: t.status,
+        block_hash: t.block_hash.map(|h| h.to_string()),
+        block_height: t.block_height,
+        index: t.index.map(u64::from),
+    }
+}
+
+/// `ReceiptJson` → view.
+pub fn receipt_view(r: ReceiptJson) -> ReceiptView {
+    ReceiptView {
+        tx_hash: r.tx_hash.to_string(),
+        block_hash: r.block_hash.to_string(),
+        block_height: r.block_height,
+        index: r.index.into(),
+        status: r.status,
+        error: r.error,
+        gas_used: r.gas_used,
+        fee: r.fee.to_string(),
+        result: r.result,
+        events: r
+            .events
+            .into_iter()
+            .map(|e| EventView {
+                name: e.name,
+                data: e.data,
+            })
+            .collect(),
+    }
+}
+
+/// `MempoolJson` → view.
+pub fn mempool_view(m: MempoolJson) -> MempoolView {
+    MempoolView {
+        count: m.count,
+        bytes: m.bytes,
+        max_txs: m.max_txs,
+        max_bytes: m.max_bytes,
+        txs: m
+            .txs
+            .into_iter()
+            .map(|t| MempoolTx {
+                hash: t.hash.to_string(),
+                from: t.from,
+                nonce: t.nonce,
+                gas_price: t.gas_price.to_string(),
+                fee: t.fee.to_string(),
+                age_ms: t.age_ms,
+            })
+            .collect(),
     }
 }
 
 impl NodeApi for RpcNode {
     async fn chain_info(&self) -> Result<ChainView, SourceError> {
-        self.unwired()
+        self.client()?
+            .chain_info()
+            .await
+            .map(chain_view)
+            .map_err(err)
     }
     async fn node_status(&self) -> Result<NodeView, SourceError> {
-        self.unwired()
+        self.client()?
+            .node_status()
+            .await
+            .map(node_view)
+            .map_err(err)
     }
-    async fn blocks_last(&self, _n: u64) -> Result<Vec<BlockRow>, SourceError> {
-        self.unwired()
+    async fn blocks_last(&self, n: u64) -> Result<Vec<BlockRow>, SourceError> {
+        let v = self.client()?.blocks_last(n).await.map_err(err)?;
+        Ok(v.into_iter().map(block_row).collect())
     }
-    async fn block(&self, _height: u64) -> Result<BlockDetail, SourceError> {
-        self.unwired()
+    async fn block(&self, height: u64) -> Result<BlockDetail, SourceError> {
+        self.client()?
+            .block_by_height(height, true)
+            .await
+            .map(block_detail)
+            .map_err(err)
     }
-    async fn tx_detail(&self, _hash: String) -> Result<TxDetail, SourceError> {
-        self.unwired()
+    async fn tx_detail(&self, hash: String) -> Result<TxDetail, SourceError> {
+        let c = self.client()?;
+        // The hash type comes from the client's signature (aergo-rpc does not re-export it).
+        let h = match hash.parse() {
+            Ok(h) => h,
+            Err(e) => return Err(SourceError(format!("bad hash {hash}: {e}"))),
+        };
+        let info = c.tx(&h).await.map_err(err)?;
+        let included = info.status == "included";
+        let tx = tx_view(info);
+        let receipt = if included {
+            match c.receipt(&h).await {
+                Ok(r) => Some(receipt_view(r)),
+                Err(e) if e.code() == Some(aergo_rpc::codes::NOT_FOUND) => None,
+                Err(e) => return Err(err(e)),
+            }
+        } else {
+            None
+        };
+        Ok(TxDetail { tx, receipt })
     }
-    async fn mempool(&self, _limit: u64) -> Result<MempoolView, SourceError> {
-        self.unwired()
+    async fn mempool(&self, limit: u64) -> Result<MempoolView, SourceError> {
+        self.client()?
+            .mempool(limit)
+            .await
+            .map(mempool_view)
+            .map_err(err)
     }
-    async fn subscribe_blocks(&self, _sink: mpsc::Sender<Update>) -> Result<(), SourceError> {
-        self.unwired()
+    async fn subscribe_blocks(
+        &self,
+        sink: mpsc::Sender<Update>,
+        live: Arc<AtomicBool>,
+    ) -> Result<(), SourceError> {
+        let mut sub = self.client()?.subscribe_new_blocks().await.map_err(err)?;
+        live.store(true, Ordering::Relaxed);
+        if sink.send(Update::Subscribed(true)).await.is_err() {
+            return Ok(());
+        }
+        while let Some(b) = sub.next().await {
+            let b = b.map_err(err)?;
+            if sink.send(Update::NewBlock(block_row(b))).await.is_err() {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn block_txs_are_read_as_hashes_or_objects() {
+        let h = "ab".repeat(32);
+        assert_eq!(tx_row(&Value::String(h.clone())).hash, h);
+        let full = serde_json::json!({
+            "hash": h, "kind": "transfer", "from": "Afrom", "to": null,
+            "amount": "1000", "nonce": 4
+        });
+        let r = tx_row(&full);
+        assert_eq!(
+            (r.kind.as_str(), r.to.as_str(), r.nonce),
+            ("transfer", "", 4)
+        );
+        assert_eq!(r.amount, "1000");
+    }
+
+    #[tokio::test]
+    async fn dead_node_is_an_error_not_a_hang() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap();
+        let n = RpcNode::new(&format!("http://127.0.0.1:{port}/"), Duration::from_secs(2));
+        let e = n.chain_info().await.unwrap_err();
+        assert!(e.0.contains("127.0.0.1"), "{e}");
     }
 }

@@ -139,7 +139,7 @@ fn draw_block(f: &mut Frame, area: Rect, app: &App, height: u64) {
     let t = &app.theme;
     let feed = &app.model.block;
     let Some(b) = feed.get().filter(|b| b.summary.height == height) else {
-        let block = boxed(app, format!("Block {}", fmt::thousands(height)));
+        let block = boxed(app, format!("Block {}  (Esc back)", fmt::thousands(height)));
         f.render_widget(
             Paragraph::new(loading(feed, &format!("block {height}")))
                 .style(Style::new().fg(if feed.down.is_some() { t.err } else { t.dim }))
