@@ -593,6 +593,13 @@ fn boot(logs: Arc<LogStore>) {
         ),
     }
 
+    if cfg.fs.enabled {
+        match data::ensure_token(Path::new(services::FS_TOKEN_FILE)) {
+            Ok(t) => logs.init(5, &format!("AergoFS write token: {t}")),
+            Err(e) => logs.init(3, &format!("cannot create the AergoFS token: {e}")),
+        }
+    }
+
     // Signals: reaping and shutdown requests.
     if let Some(set) = sigset {
         spawn_named(&ctx, "signals", move |c| loop {

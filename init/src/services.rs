@@ -16,6 +16,9 @@ use std::time::Duration;
 
 /// Folder holding service binaries in the initramfs.
 pub const BIN_DIR: &str = "/bin";
+/// AergoFS's write token, created by init at first boot and shown on the console (there is
+/// no shell to read it from).
+pub const FS_TOKEN_FILE: &str = "/data/etc/fs.token";
 
 fn port_of(addr: &str, default: u16) -> u16 {
     addr.parse::<SocketAddr>()
@@ -57,6 +60,8 @@ pub fn table(cfg: &Config, config_path: &str, console: Option<String>) -> Vec<Sp
                 fs_dir,
                 "--addr".into(),
                 cfg.fs.addr.clone(),
+                "--token-file".into(),
+                FS_TOKEN_FILE.into(),
             ],
             deps: vec![],
             ready: Readiness::Tcp(format!("127.0.0.1:{fs_port}")),
