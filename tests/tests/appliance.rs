@@ -396,6 +396,28 @@ fn appliance_uefi_boot_supervise_shutdown() -> Result<()> {
     let node = service(&st, "node")?;
     assert_eq!(node["state"], "running", "{st}");
     assert_eq!(node["restarts"], 0);
+    // AergoFS and the dashboard run too when they were built (a missing one is `missing`).
+    let bin_dir = match std::env::var_os("AERGO_APPLIANCE_BIN_DIR") {
+        Some(d) => PathBuf::from(d),
+        None => target_dir()?,
+    };
+    for (name, binary) in [("aergofs", "aergofs"), ("dashboard", "aergo-top")] {
+        let want = if bin_dir.join(binary).exists() {
+            "running"
+        } else {
+            "missing"
+        };
+        let got = poll(&format!("{name} {want}"), Duration::from_secs(60), || {
+            let st = vm.status(&token)?;
+            let s = service(&st, name)?["state"].clone();
+            Ok((s == want).then_some(s))
+        });
+        assert!(
+            got.is_ok(),
+            "{name}: {got:?}; status {}",
+            vm.status(&token)?
+        );
+    }
     let sys = &st["system"];
     assert_eq!(sys["data_mounted"], true, "{st}");
     // init grew the 64 MiB data partition and its filesystem to fill the 1 GiB disk.
