@@ -49,7 +49,10 @@ impl LogPos {
         s.copy_from_slice(&b[..4]);
         let mut o = [0u8; 8];
         o.copy_from_slice(&b[4..]);
-        Ok(LogPos { seg: u32::from_be_bytes(s), offset: u64::from_be_bytes(o) })
+        Ok(LogPos {
+            seg: u32::from_be_bytes(s),
+            offset: u64::from_be_bytes(o),
+        })
     }
 }
 
@@ -65,7 +68,10 @@ pub struct Location {
 impl Location {
     /// The position just past this frame.
     pub fn end(&self) -> LogPos {
-        LogPos { seg: self.pos.seg, offset: self.pos.offset + FRAME_HEADER as u64 + self.len as u64 }
+        LogPos {
+            seg: self.pos.seg,
+            offset: self.pos.offset + FRAME_HEADER as u64 + self.len as u64,
+        }
     }
 }
 
@@ -121,7 +127,11 @@ impl BlockLog {
         Ok(Self {
             dir: dir.to_path_buf(),
             io,
-            active: Mutex::new(Active { seg, file: Arc::new(file), end }),
+            active: Mutex::new(Active {
+                seg,
+                file: Arc::new(file),
+                end,
+            }),
             readers: Mutex::new(HashMap::new()),
         })
     }
@@ -134,7 +144,10 @@ impl BlockLog {
     /// The current end of the log.
     pub fn end(&self) -> LogPos {
         let a = self.active.lock();
-        LogPos { seg: a.seg, offset: a.end }
+        LogPos {
+            seg: a.seg,
+            offset: a.end,
+        }
     }
 
     /// Appends a block and makes it durable (write, then fdatasync) before returning.
@@ -150,11 +163,23 @@ impl BlockLog {
             let seg = a.seg + 1;
             let f = open_rw(&seg_path(&self.dir, seg))?;
             sync_dir(&self.dir)?;
-            *a = Active { seg, file: Arc::new(f), end: 0 };
+            *a = Active {
+                seg,
+                file: Arc::new(f),
+                end: 0,
+            };
         }
-        let loc = Location { pos: LogPos { seg: a.seg, offset: a.end }, len: payload.len() as u32 };
+        let loc = Location {
+            pos: LogPos {
+                seg: a.seg,
+                offset: a.end,
+            },
+            len: payload.len() as u32,
+        };
         let n = frame.len() as u64;
-        self.io.write_at_blocking(&a.file, a.end, frame).map_err(log_err)?;
+        self.io
+            .write_at_blocking(&a.file, a.end, frame)
+            .map_err(log_err)?;
         self.io.fsync_blocking(&a.file).map_err(log_err)?;
         a.end += n;
         Ok(loc)
@@ -182,7 +207,9 @@ impl BlockLog {
         let mut buf = vec![0u8; FRAME_HEADER + loc.len as usize];
         f.read_exact_at(&mut buf, loc.pos.offset)?;
         match parse_frame(&buf) {
-            Some((h, payload)) if h == height && payload.len() == loc.len as usize => Ok(payload.to_vec()),
+            Some((h, payload)) if h == height && payload.len() == loc.len as usize => {
+                Ok(payload.to_vec())
+            }
             _ => Err(ChainError::Corrupt(format!(
                 "block log frame at segment {} offset {} (height {height}) fails its checks",
                 loc.pos.seg, loc.pos.offset
@@ -198,7 +225,11 @@ impl BlockLog {
         let segs = list_segments(&self.dir)?;
         for seg in segs.into_iter().filter(|s| *s >= from.seg) {
             let data = std::fs::read(seg_path(&self.dir, seg))?;
-            let mut off = if seg == from.seg { from.offset as usize } else { 0 };
+            let mut off = if seg == from.seg {
+                from.offset as usize
+            } else {
+                0
+            };
             if off > data.len() {
                 return Err(ChainError::Log(format!(
                     "segment {seg} is {} bytes but the database expects at least {off}: the block log lost committed blocks",
@@ -211,13 +242,27 @@ impl BlockLog {
                     Some((height, payload)) => {
                         let len = payload.len() as u32;
                         frames.push(Frame {
-                            loc: Location { pos: LogPos { seg, offset: off as u64 }, len },
+                            loc: Location {
+                                pos: LogPos {
+                                    seg,
+                                    offset: off as u64,
+                                },
+                                len,
+                            },
                             height,
                             payload: payload.to_vec(),
                         });
                         off += FRAME_HEADER + len as usize;
                     }
-                    None => return Ok((frames, Some(LogPos { seg, offset: off as u64 }))),
+                    None => {
+                        return Ok((
+                            frames,
+                            Some(LogPos {
+                                seg,
+                                offset: off as u64,
+                            }),
+                        ))
+                    }
                 }
             }
         }
@@ -228,7 +273,10 @@ impl BlockLog {
     /// change is fsynced. Used to drop a torn tail.
     pub fn truncate(&self, pos: LogPos) -> Result<(), ChainError> {
         let mut a = self.active.lock();
-        for seg in list_segments(&self.dir)?.into_iter().filter(|s| *s > pos.seg) {
+        for seg in list_segments(&self.dir)?
+            .into_iter()
+            .filter(|s| *s > pos.seg)
+        {
             std::fs::remove_file(seg_path(&self.dir, seg))?;
             self.readers.lock().remove(&seg);
         }
@@ -236,14 +284,19 @@ impl BlockLog {
         f.set_len(pos.offset)?;
         f.sync_all()?;
         sync_dir(&self.dir)?;
-        *a = Active { seg: pos.seg, file: Arc::new(f), end: pos.offset };
+        *a = Active {
+            seg: pos.seg,
+            file: Arc::new(f),
+            end: pos.offset,
+        };
         Ok(())
     }
 }
 
 fn parse_frame(b: &[u8]) -> Option<(u64, &[u8])> {
     let hdr = b.get(..FRAME_HEADER)?;
-    let word = |i: usize| -> Option<u32> { Some(u32::from_be_bytes(hdr.get(i..i + 4)?.try_into().ok()?)) };
+    let word =
+        |i: usize| -> Option<u32> { Some(u32::from_be_bytes(hdr.get(i..i + 4)?.try_into().ok()?)) };
     if word(0)? != MAGIC {
         return None;
     }
@@ -255,7 +308,12 @@ fn parse_frame(b: &[u8]) -> Option<(u64, &[u8])> {
 }
 
 fn open_rw(p: &Path) -> Result<File, ChainError> {
-    Ok(OpenOptions::new().read(true).write(true).create(true).truncate(false).open(p)?)
+    Ok(OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(p)?)
 }
 
 fn sync_dir(dir: &Path) -> Result<(), ChainError> {
@@ -268,7 +326,10 @@ fn list_segments(dir: &Path) -> Result<Vec<u32>, ChainError> {
     for e in std::fs::read_dir(dir)? {
         let name = e?.file_name();
         let name = name.to_string_lossy();
-        if let Some(n) = name.strip_prefix("seg-").and_then(|s| s.strip_suffix(".blk")) {
+        if let Some(n) = name
+            .strip_prefix("seg-")
+            .and_then(|s| s.strip_suffix(".blk"))
+        {
             if let Ok(n) = n.parse::<u32>() {
                 v.push(n);
             }
@@ -307,7 +368,13 @@ mod tests {
         let log = BlockLog::open(dir.path(), io).unwrap();
         let (frames, torn) = log.scan_from(LogPos::default()).unwrap();
         assert_eq!(frames.len(), 2);
-        assert_eq!(torn, Some(LogPos { seg: 0, offset: keep as u64 }));
+        assert_eq!(
+            torn,
+            Some(LogPos {
+                seg: 0,
+                offset: keep as u64
+            })
+        );
         log.truncate(torn.unwrap()).unwrap();
         assert_eq!(std::fs::metadata(&p).unwrap().len(), keep as u64);
         let c = log.append(2, b"two").unwrap();

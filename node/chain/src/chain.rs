@@ -21,7 +21,9 @@ use aergo_os::io::IoService;
 use aergo_types::block::Receipt;
 use aergo_types::genesis::Engine;
 use aergo_types::hash::merkle_root;
-use aergo_types::{Address, Block, Genesis, Hash, Header, Keypair, PublicKey, Signature, SignedTx, MAX_BLOCK_SIZE};
+use aergo_types::{
+    Address, Block, Genesis, Hash, Header, Keypair, PublicKey, Signature, SignedTx, MAX_BLOCK_SIZE,
+};
 use parking_lot::{Mutex, RwLock};
 use rocksdb::{WriteBatch, WriteOptions, DB};
 use std::collections::HashMap;
@@ -130,7 +132,8 @@ const HEAD_CACHE_MAX: usize = 1 << 20;
 const NODE_CACHE_MAX: usize = 1 << 21;
 
 fn cf<'a>(db: &'a DB, name: &str) -> Result<&'a rocksdb::ColumnFamily, ChainError> {
-    db.cf_handle(name).ok_or_else(|| ChainError::Db(format!("missing column family {name}")))
+    db.cf_handle(name)
+        .ok_or_else(|| ChainError::Db(format!("missing column family {name}")))
 }
 
 /// Reads state at one height on `main` straight from RocksDB.
@@ -155,11 +158,13 @@ fn read_versioned(db: &DB, key: &[u8], height: u64) -> Result<Option<Vec<u8>>, C
         return Ok(None);
     }
     match (it.key(), it.value()) {
-        (Some(k), Some(v)) if k.len() == prefix.len() + 8 && k.starts_with(&prefix) => match v.split_first() {
-            Some((1, rest)) => Ok(Some(rest.to_vec())),
-            Some((0, _)) => Ok(None),
-            _ => Err(ChainError::Corrupt("state value tag".into())),
-        },
+        (Some(k), Some(v)) if k.len() == prefix.len() + 8 && k.starts_with(&prefix) => {
+            match v.split_first() {
+                Some((1, rest)) => Ok(Some(rest.to_vec())),
+                Some((0, _)) => Ok(None),
+                _ => Err(ChainError::Corrupt("state value tag".into())),
+            }
+        }
         _ => Ok(None),
     }
 }
@@ -227,7 +232,10 @@ pub struct Produced {
 }
 
 fn smt_updates(writes: &WriteSet) -> Vec<(Hash, Option<Hash>)> {
-    writes.iter().map(|(k, v)| (Hash::of(k), v.as_ref().map(|v| Hash::of(v)))).collect()
+    writes
+        .iter()
+        .map(|(k, v)| (Hash::of(k), v.as_ref().map(|v| Hash::of(v))))
+        .collect()
 }
 
 fn genesis_block(g: &Genesis, chain_id: Hash, state_root: Hash) -> Block {
@@ -263,13 +271,25 @@ impl Chain {
         let log = BlockLog::open(&opts.data_dir.join("blocks"), opts.io)?;
         let chain_id = opts.genesis.chain_id();
         if let Some(found) = db.get_cf(cf(&db, CF_META)?, b"chain_id")? {
-            let found = Hash(found.as_slice().try_into().map_err(|_| ChainError::Corrupt("chain id".into()))?);
+            let found = Hash(
+                found
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| ChainError::Corrupt("chain id".into()))?,
+            );
             if found != chain_id {
-                return Err(ChainError::WrongChain { expected: chain_id, found });
+                return Err(ChainError::WrongChain {
+                    expected: chain_id,
+                    found,
+                });
             }
         }
         let consensus = make_engine(&opts.genesis);
-        let placeholder = Tip { header: genesis_block(&opts.genesis, chain_id, Hash::ZERO).header, hash: Hash::ZERO, log_end: LogPos::default() };
+        let placeholder = Tip {
+            header: genesis_block(&opts.genesis, chain_id, Hash::ZERO).header,
+            hash: Hash::ZERO,
+            log_end: LogPos::default(),
+        };
         let chain = Chain {
             db,
             log,
@@ -286,14 +306,26 @@ impl Chain {
     }
 
     fn load_tip(&self) -> Result<Option<Tip>, ChainError> {
-        let Some(b) = self.db.get_cf(cf(&self.db, CF_META)?, b"tip")? else { return Ok(None) };
+        let Some(b) = self.db.get_cf(cf(&self.db, CF_META)?, b"tip")? else {
+            return Ok(None);
+        };
         if b.len() != 8 + 32 + 12 {
             return Err(ChainError::Corrupt("tip record".into()));
         }
-        let hash = Hash(b[8..40].try_into().map_err(|_| ChainError::Corrupt("tip".into()))?);
+        let hash = Hash(
+            b[8..40]
+                .try_into()
+                .map_err(|_| ChainError::Corrupt("tip".into()))?,
+        );
         let log_end = LogPos::decode(&b[40..])?;
-        let block = self.block_by_hash(&hash)?.ok_or_else(|| ChainError::Corrupt(format!("tip block {hash} missing")))?;
-        Ok(Some(Tip { header: block.header, hash, log_end }))
+        let block = self
+            .block_by_hash(&hash)?
+            .ok_or_else(|| ChainError::Corrupt(format!("tip block {hash} missing")))?;
+        Ok(Some(Tip {
+            header: block.header,
+            hash,
+            log_end,
+        }))
     }
 
     fn recover(&self) -> Result<(), ChainError> {
@@ -309,7 +341,11 @@ impl Chain {
                 let mut mem = MemState::default();
                 let mut writes = WriteSet::new();
                 for a in &self.genesis.balances {
-                    let v = Account { balance: a.balance.0, nonce: 0 }.encode();
+                    let v = Account {
+                        balance: a.balance.0,
+                        nonce: 0,
+                    }
+                    .encode();
                     mem.0.insert(account_key(&a.address), v.clone());
                     writes.insert(account_key(&a.address), Some(v));
                 }
@@ -317,19 +353,29 @@ impl Chain {
                 let mut up = Updater::new(&src);
                 let root = up.update(Hash::ZERO, &smt_updates(&writes))?;
                 let block = genesis_block(&self.genesis, self.chain_id, root);
-                let prepared = Prepared { block, executed: Executed { writes, ..Default::default() }, nodes: up.new_nodes };
+                let prepared = Prepared {
+                    block,
+                    executed: Executed {
+                        writes,
+                        ..Default::default()
+                    },
+                    nodes: up.new_nodes,
+                };
                 let existing = match frames.first() {
                     Some(f) => {
                         let b = Block::decode(&f.payload)?;
                         if f.height != 0 || b.hash() != prepared.block.hash() {
-                            return Err(ChainError::Log("the block log starts with a different genesis block".into()));
+                            return Err(ChainError::Log(
+                                "the block log starts with a different genesis block".into(),
+                            ));
                         }
                         Some(f.loc)
                     }
                     None => None,
                 };
                 self.write_block(prepared, existing)?;
-                self.db.put_cf(cf(&self.db, CF_META)?, b"chain_id", self.chain_id.0)?;
+                self.db
+                    .put_cf(cf(&self.db, CF_META)?, b"chain_id", self.chain_id.0)?;
                 self.tip.read().log_end
             }
         };
@@ -342,10 +388,17 @@ impl Chain {
             replayed += 1;
         }
         if replayed > 0 {
-            tracing::warn!(replayed, "recovered blocks from the block log that the database had not applied");
+            tracing::warn!(
+                replayed,
+                "recovered blocks from the block log that the database had not applied"
+            );
         }
         if let Some(pos) = torn {
-            tracing::warn!(segment = pos.seg, offset = pos.offset, "cutting a torn tail off the block log");
+            tracing::warn!(
+                segment = pos.seg,
+                offset = pos.offset,
+                "cutting a torn tail off the block log"
+            );
             self.log.truncate(pos)?;
         } else if self.log.end() != self.tip.read().log_end {
             self.log.truncate(self.tip.read().log_end)?;
@@ -375,7 +428,8 @@ impl Chain {
     }
     /// The finalized height.
     pub fn finalized_height(&self) -> u64 {
-        self.consensus.finalized_height(self.tip.read().header.height)
+        self.consensus
+            .finalized_height(self.tip.read().header.height)
     }
 
     fn ctx(&self, header: &Header) -> BlockCtx {
@@ -391,20 +445,36 @@ impl Chain {
     /// An account at the tip (through the head cache).
     pub fn account_latest(&self, addr: &Address) -> Result<Account, ChainError> {
         let h = self.tip.read().header.height;
-        HeadView { chain: self, height: h }.account(addr)
+        HeadView {
+            chain: self,
+            height: h,
+        }
+        .account(addr)
     }
 
     /// An account at a past height.
     pub fn account_at(&self, addr: &Address, height: u64) -> Result<Account, ChainError> {
         let tip = self.tip.read().header.height;
         if height > tip {
-            return Err(ChainError::NotFound(format!("height {height} is above the best height {tip}")));
+            return Err(ChainError::NotFound(format!(
+                "height {height} is above the best height {tip}"
+            )));
         }
-        HeightView { db: &self.db, height }.account(addr)
+        HeightView {
+            db: &self.db,
+            height,
+        }
+        .account(addr)
     }
 
     /// Builds, signs and commits a block from `candidates` (in priority order).
-    pub fn produce(&self, key: &Keypair, candidates: Vec<SignedTx>, timestamp_ms: u64, consensus: Vec<u8>) -> Result<Produced, ChainError> {
+    pub fn produce(
+        &self,
+        key: &Keypair,
+        candidates: Vec<SignedTx>,
+        timestamp_ms: u64,
+        consensus: Vec<u8>,
+    ) -> Result<Produced, ChainError> {
         let _g = self.commit.lock();
         let tip = self.tip();
         let mut header = Header {
@@ -420,31 +490,57 @@ impl Chain {
             signature: Signature::default(),
         };
         let ctx = self.ctx(&header);
-        let view = HeadView { chain: self, height: tip.header.height };
-        let (txs, executed, rejected) = exec::assemble(&view, candidates, &ctx, MAX_BLOCK_SIZE - 1024)?;
+        let view = HeadView {
+            chain: self,
+            height: tip.header.height,
+        };
+        let (txs, executed, rejected) =
+            exec::assemble(&view, candidates, &ctx, MAX_BLOCK_SIZE - 1024)?;
         let mut up = Updater::new(self);
         header.state_root = up.update(tip.header.state_root, &smt_updates(&executed.writes))?;
         header.tx_root = Block::compute_tx_root(&txs);
-        header.receipts_root = merkle_root(&executed.receipts.iter().map(|r| r.hash()).collect::<Vec<_>>());
+        header.receipts_root = merkle_root(
+            &executed
+                .receipts
+                .iter()
+                .map(|r| r.hash())
+                .collect::<Vec<_>>(),
+        );
         header.sign(key);
         let nonces = next_nonces(&txs, &executed.writes);
         let block = Block { header, txs };
         let receipts = executed.receipts.clone();
-        let prepared = Prepared { block: block.clone(), executed, nodes: up.new_nodes };
+        let prepared = Prepared {
+            block: block.clone(),
+            executed,
+            nodes: up.new_nodes,
+        };
         self.write_block(prepared, None)?;
-        Ok(Produced { block, receipts, rejected, nonces })
+        Ok(Produced {
+            block,
+            receipts,
+            rejected,
+            nonces,
+        })
     }
 
     /// Validates and executes a block on the tip without committing it.
     pub fn prepare(&self, block: Block) -> Result<Prepared, ChainError> {
         let tip = self.tip();
         let h = &block.header;
-        let bad = |reason: String| ChainError::InvalidBlock { hash: block.hash(), height: h.height, reason };
+        let bad = |reason: String| ChainError::InvalidBlock {
+            hash: block.hash(),
+            height: h.height,
+            reason,
+        };
         if h.chain_id != self.chain_id {
             return Err(bad("wrong chain id".into()));
         }
         if h.height != tip.header.height + 1 || h.parent != tip.hash {
-            return Err(bad(format!("does not extend the tip {} at height {}", tip.hash, tip.header.height)));
+            return Err(bad(format!(
+                "does not extend the tip {} at height {}",
+                tip.hash, tip.header.height
+            )));
         }
         if !h.verify_signature() {
             return Err(bad("bad producer signature".into()));
@@ -456,13 +552,30 @@ impl Chain {
         if Block::compute_tx_root(&block.txs) != h.tx_root {
             return Err(bad("tx root mismatch".into()));
         }
-        let sigs: Vec<(PublicKey, &[u8], Signature)> = block.txs.iter().map(|t| (t.tx.from, &t.hash.0[..], t.signature)).collect();
-        if let Some(i) = aergo_types::crypto::verify_batch(&sigs).iter().position(|ok| !ok) {
+        let sigs: Vec<(PublicKey, &[u8], Signature)> = block
+            .txs
+            .iter()
+            .map(|t| (t.tx.from, &t.hash.0[..], t.signature))
+            .collect();
+        if let Some(i) = aergo_types::crypto::verify_batch(&sigs)
+            .iter()
+            .position(|ok| !ok)
+        {
             return Err(bad(format!("transaction {i} has a bad signature")));
         }
-        let view = HeadView { chain: self, height: tip.header.height };
-        let executed = exec::execute_block(&view, &block.txs, &self.ctx(h)).map_err(|e| bad(e.to_string()))?;
-        let receipts_root = merkle_root(&executed.receipts.iter().map(|r| r.hash()).collect::<Vec<_>>());
+        let view = HeadView {
+            chain: self,
+            height: tip.header.height,
+        };
+        let executed =
+            exec::execute_block(&view, &block.txs, &self.ctx(h)).map_err(|e| bad(e.to_string()))?;
+        let receipts_root = merkle_root(
+            &executed
+                .receipts
+                .iter()
+                .map(|r| r.hash())
+                .collect::<Vec<_>>(),
+        );
         if receipts_root != h.receipts_root {
             return Err(bad("receipts root mismatch".into()));
         }
@@ -471,7 +584,11 @@ impl Chain {
         if root != h.state_root {
             return Err(bad(format!("state root mismatch: computed {root}")));
         }
-        Ok(Prepared { block, executed, nodes: up.new_nodes })
+        Ok(Prepared {
+            block,
+            executed,
+            nodes: up.new_nodes,
+        })
     }
 
     /// Validates, executes and commits a block received from elsewhere.
@@ -504,7 +621,11 @@ impl Chain {
                 }
                 None => vec![0],
             };
-            batch.put_cf(state_cf, store::state_version_key(MAIN_BRANCH, k, height), val);
+            batch.put_cf(
+                state_cf,
+                store::state_version_key(MAIN_BRANCH, k, height),
+                val,
+            );
         }
         let smt_cf = cf(&self.db, CF_SMT)?;
         for (h, n) in &p.nodes {
@@ -520,7 +641,11 @@ impl Chain {
             producer: block.header.producer,
         };
         batch.put_cf(cf(&self.db, CF_BLOCKS)?, hash.0, meta.encode());
-        batch.put_cf(cf(&self.db, CF_CANON)?, store::canon_key(MAIN_BRANCH, height), hash.0);
+        batch.put_cf(
+            cf(&self.db, CF_CANON)?,
+            store::canon_key(MAIN_BRANCH, height),
+            hash.0,
+        );
         let txs_cf = cf(&self.db, CF_TXS)?;
         for (i, (tx, r)) in block.txs.iter().zip(&p.executed.receipts).enumerate() {
             let mut v = Vec::with_capacity(128);
@@ -552,7 +677,11 @@ impl Chain {
             }
             nodes.extend(p.nodes);
         }
-        *self.tip.write() = Tip { header: p.block.header, hash, log_end: end };
+        *self.tip.write() = Tip {
+            header: p.block.header,
+            hash,
+            log_end: end,
+        };
         Ok(())
     }
 
@@ -566,19 +695,30 @@ impl Chain {
 
     /// The canonical block hash at `height`.
     pub fn hash_at(&self, height: u64) -> Result<Option<Hash>, ChainError> {
-        match self.db.get_cf(cf(&self.db, CF_CANON)?, store::canon_key(MAIN_BRANCH, height))? {
-            Some(b) => Ok(Some(Hash(b.as_slice().try_into().map_err(|_| ChainError::Corrupt("canon".into()))?))),
+        match self.db.get_cf(
+            cf(&self.db, CF_CANON)?,
+            store::canon_key(MAIN_BRANCH, height),
+        )? {
+            Some(b) => Ok(Some(Hash(
+                b.as_slice()
+                    .try_into()
+                    .map_err(|_| ChainError::Corrupt("canon".into()))?,
+            ))),
             None => Ok(None),
         }
     }
 
     /// A block by hash (read from the block log).
     pub fn block_by_hash(&self, hash: &Hash) -> Result<Option<Block>, ChainError> {
-        let Some(m) = self.block_meta(hash)? else { return Ok(None) };
+        let Some(m) = self.block_meta(hash)? else {
+            return Ok(None);
+        };
         let bytes = self.log.read(&m.loc, m.height)?;
         let b = Block::decode(&bytes)?;
         if b.hash() != *hash {
-            return Err(ChainError::Corrupt(format!("block log frame for {hash} holds another block")));
+            return Err(ChainError::Corrupt(format!(
+                "block log frame for {hash} holds another block"
+            )));
         }
         Ok(Some(b))
     }
@@ -593,20 +733,37 @@ impl Chain {
 
     /// Where a transaction was included, with its receipt.
     pub fn tx_location(&self, hash: &Hash) -> Result<Option<TxLocation>, ChainError> {
-        let Some(v) = self.db.get_cf(cf(&self.db, CF_TXS)?, hash.0)? else { return Ok(None) };
+        let Some(v) = self.db.get_cf(cf(&self.db, CF_TXS)?, hash.0)? else {
+            return Ok(None);
+        };
         let mut r = aergo_types::codec::Reader::new(&v);
         let block_hash = Hash(r.array("block hash")?);
         let height = r.u64("height")?;
         let index = r.u32("index")?;
         let receipt = Receipt::decode(r.take(r.remaining(), "receipt")?)?;
-        Ok(Some(TxLocation { block_hash, height, index, receipt }))
+        Ok(Some(TxLocation {
+            block_hash,
+            height,
+            index,
+            receipt,
+        }))
     }
 
     /// A Merkle proof of an account's state at `height` against that block's state root.
-    pub fn account_proof(&self, addr: &Address, height: u64) -> Result<(Header, Option<Vec<u8>>, Proof), ChainError> {
-        let block = self.block_by_height(height)?.ok_or_else(|| ChainError::NotFound(format!("no block at height {height}")))?;
+    pub fn account_proof(
+        &self,
+        addr: &Address,
+        height: u64,
+    ) -> Result<(Header, Option<Vec<u8>>, Proof), ChainError> {
+        let block = self
+            .block_by_height(height)?
+            .ok_or_else(|| ChainError::NotFound(format!("no block at height {height}")))?;
         let key = account_key(addr);
-        let value = HeightView { db: &self.db, height }.get(&key)?;
+        let value = HeightView {
+            db: &self.db,
+            height,
+        }
+        .get(&key)?;
         let proof = smt::prove(self, block.header.state_root, &Hash::of(&key))?;
         Ok((block.header, value, proof))
     }
@@ -620,12 +777,19 @@ impl Chain {
         }
         let tip = self.tip();
         if frames.len() as u64 != tip.header.height + 1 {
-            return Err(ChainError::Log(format!("log holds {} blocks, index tip is height {}", frames.len(), tip.header.height)));
+            return Err(ChainError::Log(format!(
+                "log holds {} blocks, index tip is height {}",
+                frames.len(),
+                tip.header.height
+            )));
         }
         for (i, f) in frames.iter().enumerate() {
             let b = Block::decode(&f.payload)?;
             if f.height != i as u64 || self.hash_at(f.height)? != Some(b.hash()) {
-                return Err(ChainError::Log(format!("log block at height {} differs from the index", f.height)));
+                return Err(ChainError::Log(format!(
+                    "log block at height {} differs from the index",
+                    f.height
+                )));
             }
         }
         Ok(frames.len() as u64)
@@ -652,7 +816,12 @@ mod tests {
     use aergo_types::{Aer, Tx, TxKind, AER_PER_AERGO};
 
     fn open(dir: &std::path::Path) -> Chain {
-        Chain::open(ChainOptions { data_dir: dir.to_path_buf(), genesis: Genesis::dev(), io: IoService::start(IoConfig::default()) }).unwrap()
+        Chain::open(ChainOptions {
+            data_dir: dir.to_path_buf(),
+            genesis: Genesis::dev(),
+            io: IoService::start(IoConfig::default()),
+        })
+        .unwrap()
     }
 
     fn transfer(chain: &Chain, k: &Keypair, nonce: u64, to: Address, amount: u128) -> SignedTx {
@@ -680,11 +849,25 @@ mod tests {
         {
             let c = open(dir.path());
             assert_eq!(c.tip().header.height, 0);
-            let p = c.produce(&producer, vec![transfer(&c, &dev, 0, bob, 7 * AER_PER_AERGO)], 1000, vec![]).unwrap();
+            let p = c
+                .produce(
+                    &producer,
+                    vec![transfer(&c, &dev, 0, bob, 7 * AER_PER_AERGO)],
+                    1000,
+                    vec![],
+                )
+                .unwrap();
             assert_eq!(p.block.txs.len(), 1);
             h1 = p.block.hash();
             root1 = p.block.header.state_root;
-            let p2 = c.produce(&producer, vec![transfer(&c, &dev, 1, bob, 3 * AER_PER_AERGO)], 2000, vec![]).unwrap();
+            let p2 = c
+                .produce(
+                    &producer,
+                    vec![transfer(&c, &dev, 1, bob, 3 * AER_PER_AERGO)],
+                    2000,
+                    vec![],
+                )
+                .unwrap();
             assert_eq!(p2.nonces[&Address::from_public_key(&dev.public())], 2);
             assert_eq!(c.account_latest(&bob).unwrap().balance, 10 * AER_PER_AERGO);
             assert_eq!(c.account_at(&bob, 1).unwrap().balance, 7 * AER_PER_AERGO);
@@ -694,12 +877,21 @@ mod tests {
         let c = open(dir.path());
         assert_eq!(c.tip().header.height, 2);
         assert_eq!(c.block_by_height(1).unwrap().unwrap().hash(), h1);
-        assert_eq!(c.block_by_height(1).unwrap().unwrap().header.state_root, root1);
-        let loc = c.tx_location(&c.block_by_height(2).unwrap().unwrap().txs[0].hash).unwrap().unwrap();
+        assert_eq!(
+            c.block_by_height(1).unwrap().unwrap().header.state_root,
+            root1
+        );
+        let loc = c
+            .tx_location(&c.block_by_height(2).unwrap().unwrap().txs[0].hash)
+            .unwrap()
+            .unwrap();
         assert_eq!(loc.height, 2);
         assert_eq!(c.account_latest(&bob).unwrap().balance, 10 * AER_PER_AERGO);
         assert_eq!(c.verify_log_matches_index().unwrap(), 3);
-        let fee_total = c.account_latest(&Address::from_public_key(&producer.public())).unwrap().balance;
+        let fee_total = c
+            .account_latest(&Address::from_public_key(&producer.public()))
+            .unwrap()
+            .balance;
         assert_eq!(fee_total, 2 * 1000 * c.genesis().gas.min_price.0);
         let (hdr, val, proof) = c.account_proof(&bob, 1).unwrap();
         assert_eq!(hdr.state_root, root1);
@@ -713,7 +905,11 @@ mod tests {
         drop(open(dir.path()));
         let mut g = Genesis::dev();
         g.chain_name = "other".into();
-        let e = Chain::open(ChainOptions { data_dir: dir.path().to_path_buf(), genesis: g, io: IoService::start(IoConfig::default()) });
+        let e = Chain::open(ChainOptions {
+            data_dir: dir.path().to_path_buf(),
+            genesis: g,
+            io: IoService::start(IoConfig::default()),
+        });
         assert!(matches!(e, Err(ChainError::WrongChain { .. })));
     }
 
@@ -726,8 +922,13 @@ mod tests {
         let tip_hash;
         {
             let c = open(dir.path());
-            c.produce(&producer, vec![transfer(&c, &dev, 0, bob, 1)], 1000, vec![]).unwrap();
-            tip_hash = c.produce(&producer, vec![transfer(&c, &dev, 1, bob, 2)], 2000, vec![]).unwrap().block.hash();
+            c.produce(&producer, vec![transfer(&c, &dev, 0, bob, 1)], 1000, vec![])
+                .unwrap();
+            tip_hash = c
+                .produce(&producer, vec![transfer(&c, &dev, 1, bob, 2)], 2000, vec![])
+                .unwrap()
+                .block
+                .hash();
         }
         // Lose the database entirely: everything must come back from the log.
         std::fs::remove_dir_all(dir.path().join("db")).unwrap();
@@ -746,14 +947,30 @@ mod tests {
         let bob = Address::from_public_key(&Keypair::from_seed(&[5; 32]).public());
         let other_dir = tempfile::tempdir().unwrap();
         let c2 = open(other_dir.path());
-        let good = c2.produce(&producer, vec![transfer(&c2, &dev, 0, bob, 1)], 1000, vec![]).unwrap().block;
+        let good = c2
+            .produce(
+                &producer,
+                vec![transfer(&c2, &dev, 0, bob, 1)],
+                1000,
+                vec![],
+            )
+            .unwrap()
+            .block;
         let mut forged = good.clone();
         forged.header.state_root = Hash::of(b"x");
         forged.header.sign(&producer);
-        assert!(c.apply(forged).unwrap_err().to_string().contains("state root"));
+        assert!(c
+            .apply(forged)
+            .unwrap_err()
+            .to_string()
+            .contains("state root"));
         let mut unsigned = good.clone();
         unsigned.header.timestamp_ms += 1;
-        assert!(c.apply(unsigned).unwrap_err().to_string().contains("signature"));
+        assert!(c
+            .apply(unsigned)
+            .unwrap_err()
+            .to_string()
+            .contains("signature"));
         assert_eq!(c.tip().header.height, 0);
         c.apply(good).unwrap();
         assert_eq!(c.tip().header.height, 1);

@@ -64,15 +64,23 @@ impl Consensus for Solo {
             return None;
         }
         let earliest = parent.timestamp_ms.saturating_add(self.interval_ms);
-        Some(Slot { timestamp_ms: earliest.max(now_ms), consensus: Vec::new() })
+        Some(Slot {
+            timestamp_ms: earliest.max(now_ms),
+            consensus: Vec::new(),
+        })
     }
     fn validate(&self, parent: &Header, header: &Header) -> Result<(), String> {
         if let Some(p) = self.producer {
             if header.producer != p {
-                return Err(format!("producer {} is not the solo producer {}", header.producer, p));
+                return Err(format!(
+                    "producer {} is not the solo producer {}",
+                    header.producer, p
+                ));
             }
         }
-        if parent.height > 0 && header.timestamp_ms < parent.timestamp_ms.saturating_add(self.interval_ms) {
+        if parent.height > 0
+            && header.timestamp_ms < parent.timestamp_ms.saturating_add(self.interval_ms)
+        {
             return Err(format!(
                 "timestamp {} is less than one interval after the parent's {}",
                 header.timestamp_ms, parent.timestamp_ms
@@ -119,12 +127,24 @@ mod tests {
             producer: Some(Address::from_public_key(&k.public())),
         });
         let parent = header(5000, 1, k.public());
-        assert_eq!(s.next_slot(&parent, 5200, &k.public()).unwrap().timestamp_ms, 6000);
-        assert_eq!(s.next_slot(&parent, 9000, &k.public()).unwrap().timestamp_ms, 9000);
+        assert_eq!(
+            s.next_slot(&parent, 5200, &k.public())
+                .unwrap()
+                .timestamp_ms,
+            6000
+        );
+        assert_eq!(
+            s.next_slot(&parent, 9000, &k.public())
+                .unwrap()
+                .timestamp_ms,
+            9000
+        );
         assert!(s.next_slot(&parent, 0, &other.public()).is_none());
         assert!(s.validate(&parent, &header(6000, 2, k.public())).is_ok());
         assert!(s.validate(&parent, &header(5500, 2, k.public())).is_err());
-        assert!(s.validate(&parent, &header(6000, 2, other.public())).is_err());
+        assert!(s
+            .validate(&parent, &header(6000, 2, other.public()))
+            .is_err());
         assert_eq!(s.finalized_height(42), 42);
     }
 }

@@ -39,7 +39,10 @@ pub fn intrinsic_gas(tx: &SignedTx, gas: &GasParams) -> Option<u64> {
 /// recipient. The signature is checked separately (in batches).
 pub fn check_stateless(tx: &SignedTx, chain_id: &Hash, gas: &GasParams) -> Result<(), String> {
     if tx.size > MAX_TX_SIZE {
-        return Err(format!("transaction is {} bytes; the limit is {MAX_TX_SIZE}", tx.size));
+        return Err(format!(
+            "transaction is {} bytes; the limit is {MAX_TX_SIZE}",
+            tx.size
+        ));
     }
     if tx.tx.chain_id != *chain_id {
         return Err(format!(
@@ -48,7 +51,10 @@ pub fn check_stateless(tx: &SignedTx, chain_id: &Hash, gas: &GasParams) -> Resul
         ));
     }
     if tx.tx.kind != TxKind::Transfer {
-        return Err(format!("transaction kind {:?} is not enabled on this chain", tx.tx.kind));
+        return Err(format!(
+            "transaction kind {:?} is not enabled on this chain",
+            tx.tx.kind
+        ));
     }
     if tx.tx.to.is_none() {
         return Err("a transfer needs a recipient".into());
@@ -61,7 +67,10 @@ pub fn check_stateless(tx: &SignedTx, chain_id: &Hash, gas: &GasParams) -> Resul
     }
     let need = intrinsic_gas(tx, gas).ok_or("gas overflow")?;
     if tx.tx.gas_limit < need {
-        return Err(format!("gas limit {} is below the {need} gas this transaction needs", tx.tx.gas_limit));
+        return Err(format!(
+            "gas limit {} is below the {need} gas this transaction needs",
+            tx.tx.gas_limit
+        ));
     }
     if tx.tx.max_fee().is_none() {
         return Err("gas limit × gas price overflows".into());
@@ -70,26 +79,49 @@ pub fn check_stateless(tx: &SignedTx, chain_id: &Hash, gas: &GasParams) -> Resul
 }
 
 fn invalid(tx: &SignedTx, reason: String) -> ChainError {
-    ChainError::InvalidTx { hash: tx.hash, reason }
+    ChainError::InvalidTx {
+        hash: tx.hash,
+        reason,
+    }
 }
 
 /// Executes one transaction against `view`. `Err` means the transaction cannot be included
 /// in this state at all (wrong nonce, cannot pay); a transaction that is included but fails
 /// yields a receipt with [`ReceiptStatus::Failed`] and still pays its fee.
-pub fn execute_tx(view: &dyn StateView, tx: &SignedTx, ctx: &BlockCtx) -> Result<(Receipt, WriteSet), ChainError> {
+pub fn execute_tx(
+    view: &dyn StateView,
+    tx: &SignedTx,
+    ctx: &BlockCtx,
+) -> Result<(Receipt, WriteSet), ChainError> {
     check_stateless(tx, &ctx.chain_id, &ctx.gas).map_err(|r| invalid(tx, r))?;
     let from = tx.tx.sender();
     let mut o = Overlay::new(view);
     let mut sender = o.account(&from)?;
     if tx.tx.nonce != sender.nonce {
-        return Err(invalid(tx, format!("nonce {} but the account expects {}", tx.tx.nonce, sender.nonce)));
+        return Err(invalid(
+            tx,
+            format!(
+                "nonce {} but the account expects {}",
+                tx.tx.nonce, sender.nonce
+            ),
+        ));
     }
-    let max_fee = tx.tx.max_fee().ok_or_else(|| invalid(tx, "fee overflow".into()))?;
-    let need = tx.tx.amount.checked_add(max_fee).ok_or_else(|| invalid(tx, "amount overflow".into()))?;
+    let max_fee = tx
+        .tx
+        .max_fee()
+        .ok_or_else(|| invalid(tx, "fee overflow".into()))?;
+    let need = tx
+        .tx
+        .amount
+        .checked_add(max_fee)
+        .ok_or_else(|| invalid(tx, "amount overflow".into()))?;
     if sender.balance < need {
         return Err(invalid(
             tx,
-            format!("balance {} aer does not cover amount + max fee = {need} aer", sender.balance),
+            format!(
+                "balance {} aer does not cover amount + max fee = {need} aer",
+                sender.balance
+            ),
         ));
     }
     let gas_used = intrinsic_gas(tx, &ctx.gas).ok_or_else(|| invalid(tx, "gas overflow".into()))?;
@@ -120,7 +152,14 @@ pub fn execute_tx(view: &dyn StateView, tx: &SignedTx, ctx: &BlockCtx) -> Result
             ReceiptStatus::Failed("no recipient".into())
         }
     };
-    let receipt = Receipt { tx_hash: tx.hash, status, gas_used, fee, result: Vec::new(), events: Vec::new() };
+    let receipt = Receipt {
+        tx_hash: tx.hash,
+        status,
+        gas_used,
+        fee,
+        result: Vec::new(),
+        events: Vec::new(),
+    };
     Ok((receipt, o.writes))
 }
 
@@ -167,13 +206,24 @@ impl<'a> BlockRun<'a> {
 
 /// Executes a block's transactions in order; any transaction that cannot be included makes
 /// the block invalid.
-pub fn execute_block(base: &dyn StateView, txs: &[SignedTx], ctx: &BlockCtx) -> Result<Executed, ChainError> {
-    let mut run = BlockRun { overlay: Overlay::new(base), out: Executed::default() };
+pub fn execute_block(
+    base: &dyn StateView,
+    txs: &[SignedTx],
+    ctx: &BlockCtx,
+) -> Result<Executed, ChainError> {
+    let mut run = BlockRun {
+        overlay: Overlay::new(base),
+        out: Executed::default(),
+    };
     for tx in txs {
         run.try_tx(tx, ctx)?;
     }
     run.finish(ctx)
 }
+
+/// What [`assemble`] returns: the included transactions, their execution, and the
+/// candidates that could not be included with the reason.
+pub type Assembled = (Vec<SignedTx>, Executed, Vec<(Hash, String)>);
 
 /// Builds a block's transaction list from candidates (in priority order): each is executed
 /// against the state so far; those that cannot be included are returned with the reason;
@@ -183,8 +233,11 @@ pub fn assemble(
     candidates: Vec<SignedTx>,
     ctx: &BlockCtx,
     max_bytes: usize,
-) -> Result<(Vec<SignedTx>, Executed, Vec<(Hash, String)>), ChainError> {
-    let mut run = BlockRun { overlay: Overlay::new(base), out: Executed::default() };
+) -> Result<Assembled, ChainError> {
+    let mut run = BlockRun {
+        overlay: Overlay::new(base),
+        out: Executed::default(),
+    };
     let mut included = Vec::new();
     let mut rejected = Vec::new();
     let mut bytes = 0usize;
@@ -216,7 +269,11 @@ mod tests {
             timestamp_ms: 0,
             producer: Address::from_public_key(&Keypair::from_seed(&[9; 32]).public()),
             chain_id: Hash::of(b"c"),
-            gas: GasParams { base: 1000, per_byte: 10, min_price: Aer(1) },
+            gas: GasParams {
+                base: 1000,
+                per_byte: 10,
+                min_price: Aer(1),
+            },
         }
     }
 
@@ -239,7 +296,11 @@ mod tests {
         let mut s = MemState::default();
         s.0.insert(
             account_key(&Address::from_public_key(&k.public())),
-            Account { balance: bal, nonce: 0 }.encode(),
+            Account {
+                balance: bal,
+                nonce: 0,
+            }
+            .encode(),
         );
         s
     }
@@ -256,7 +317,13 @@ mod tests {
             after.0.insert(key.clone(), v.clone().unwrap());
         }
         let from = Address::from_public_key(&k.public());
-        assert_eq!(after.account(&from).unwrap(), Account { balance: 10_000 - 100 - 2000, nonce: 1 });
+        assert_eq!(
+            after.account(&from).unwrap(),
+            Account {
+                balance: 10_000 - 100 - 2000,
+                nonce: 1
+            }
+        );
         assert_eq!(after.account(&to).unwrap().balance, 100);
         assert_eq!(after.account(&c.producer).unwrap().balance, 2000);
         assert_eq!(ex.receipts[0].status, ReceiptStatus::Ok);
@@ -269,13 +336,28 @@ mod tests {
         let to = Address::from_public_key(&Keypair::from_seed(&[2; 32]).public());
         let s = funded(&k, 2100);
         let c = ctx();
-        assert!(execute_tx(&s, &transfer(&k, 1, to, 1), &c).unwrap_err().to_string().contains("nonce"));
-        assert!(execute_tx(&s, &transfer(&k, 0, to, 101), &c).unwrap_err().to_string().contains("balance"));
+        assert!(execute_tx(&s, &transfer(&k, 1, to, 1), &c)
+            .unwrap_err()
+            .to_string()
+            .contains("nonce"));
+        assert!(execute_tx(&s, &transfer(&k, 0, to, 101), &c)
+            .unwrap_err()
+            .to_string()
+            .contains("balance"));
         let mut wrong_chain = transfer(&k, 0, to, 1).tx;
         wrong_chain.chain_id = Hash::ZERO;
-        assert!(execute_tx(&s, &wrong_chain.sign(&k), &c).unwrap_err().to_string().contains("chain id"));
+        assert!(execute_tx(&s, &wrong_chain.sign(&k), &c)
+            .unwrap_err()
+            .to_string()
+            .contains("chain id"));
         // Assembly drops the invalid one and keeps the valid one.
-        let (inc, ex, rej) = assemble(&s, vec![transfer(&k, 5, to, 1), transfer(&k, 0, to, 1)], &c, 1 << 20).unwrap();
+        let (inc, ex, rej) = assemble(
+            &s,
+            vec![transfer(&k, 5, to, 1), transfer(&k, 0, to, 1)],
+            &c,
+            1 << 20,
+        )
+        .unwrap();
         assert_eq!(inc.len(), 1);
         assert_eq!(rej.len(), 1);
         assert_eq!(ex.receipts.len(), 1);
@@ -288,6 +370,12 @@ mod tests {
         let s = funded(&k, 10_000);
         let ex = execute_block(&s, &[transfer(&k, 0, me, 500)], &ctx()).unwrap();
         let v = ex.writes.get(&account_key(&me)).unwrap().clone().unwrap();
-        assert_eq!(Account::decode(&v).unwrap(), Account { balance: 8000, nonce: 1 });
+        assert_eq!(
+            Account::decode(&v).unwrap(),
+            Account {
+                balance: 8000,
+                nonce: 1
+            }
+        );
     }
 }

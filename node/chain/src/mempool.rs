@@ -84,13 +84,21 @@ pub struct Mempool {
 }
 
 fn cost(tx: &SignedTx) -> u128 {
-    tx.tx.amount.saturating_add(tx.tx.max_fee().unwrap_or(u128::MAX))
+    tx.tx
+        .amount
+        .saturating_add(tx.tx.max_fee().unwrap_or(u128::MAX))
 }
 
 impl Mempool {
     /// An empty pool.
     pub fn new(limits: MempoolConfig) -> Self {
-        Self { limits, accounts: HashMap::new(), by_hash: HashMap::new(), bytes: 0, seq: 0 }
+        Self {
+            limits,
+            accounts: HashMap::new(),
+            by_hash: HashMap::new(),
+            bytes: 0,
+            seq: 0,
+        }
     }
     /// Number of pending transactions.
     pub fn len(&self) -> usize {
@@ -130,27 +138,51 @@ impl Mempool {
         let from = tx.tx.sender();
         let nonce = tx.tx.nonce;
         if nonce < acct.nonce {
-            return Err(Reject::NonceTooLow { expected: acct.nonce, got: nonce });
+            return Err(Reject::NonceTooLow {
+                expected: acct.nonce,
+                got: nonce,
+            });
         }
         let queue_len = self.accounts.get(&from).map(|q| q.len()).unwrap_or(0);
-        let existing = self.accounts.get(&from).and_then(|q| q.get(&nonce)).cloned();
+        let existing = self
+            .accounts
+            .get(&from)
+            .and_then(|q| q.get(&nonce))
+            .cloned();
         let pending_cost: u128 = self
             .accounts
             .get(&from)
-            .map(|q| q.values().filter(|e| e.tx.tx.nonce != nonce).map(|e| cost(&e.tx)).fold(0u128, |a, c| a.saturating_add(c)))
+            .map(|q| {
+                q.values()
+                    .filter(|e| e.tx.tx.nonce != nonce)
+                    .map(|e| cost(&e.tx))
+                    .fold(0u128, |a, c| a.saturating_add(c))
+            })
             .unwrap_or(0);
         let needed = pending_cost.saturating_add(cost(&tx));
         match &existing {
             Some(old) => {
-                let min = old.tx.tx.gas_price.saturating_add(old.tx.tx.gas_price.div_ceil(10)).max(old.tx.tx.gas_price + 1);
+                let min = old
+                    .tx
+                    .tx
+                    .gas_price
+                    .saturating_add(old.tx.tx.gas_price.div_ceil(10))
+                    .max(old.tx.tx.gas_price + 1);
                 if tx.tx.gas_price < min {
-                    return Err(Reject::Underpriced { nonce, old: old.tx.tx.gas_price, min });
+                    return Err(Reject::Underpriced {
+                        nonce,
+                        old: old.tx.tx.gas_price,
+                        min,
+                    });
                 }
             }
             None => {
                 let expected = self.next_nonce(&from, acct.nonce);
                 if nonce != expected {
-                    return Err(Reject::NonceGap { expected, got: nonce });
+                    return Err(Reject::NonceGap {
+                        expected,
+                        got: nonce,
+                    });
                 }
                 if queue_len >= self.limits.max_per_account {
                     return Err(Reject::Full(format!(
@@ -159,16 +191,26 @@ impl Mempool {
                     )));
                 }
                 if self.by_hash.len() >= self.limits.max_txs {
-                    return Err(Reject::Full(format!("{} transactions pending (limit {})", self.by_hash.len(), self.limits.max_txs)));
+                    return Err(Reject::Full(format!(
+                        "{} transactions pending (limit {})",
+                        self.by_hash.len(),
+                        self.limits.max_txs
+                    )));
                 }
             }
         }
         if needed > acct.balance {
-            return Err(Reject::InsufficientBalance { balance: acct.balance, needed });
+            return Err(Reject::InsufficientBalance {
+                balance: acct.balance,
+                needed,
+            });
         }
         let freed = existing.as_ref().map(|e| e.tx.size).unwrap_or(0);
         if self.bytes - freed + tx.size > self.limits.max_bytes {
-            return Err(Reject::Full(format!("{} bytes pending (limit {})", self.bytes, self.limits.max_bytes)));
+            return Err(Reject::Full(format!(
+                "{} bytes pending (limit {})",
+                self.bytes, self.limits.max_bytes
+            )));
         }
         if let Some(old) = existing {
             self.by_hash.remove(&old.tx.hash);
@@ -177,10 +219,14 @@ impl Mempool {
         self.seq += 1;
         self.bytes += tx.size;
         self.by_hash.insert(tx.hash, (from, nonce));
-        self.accounts
-            .entry(from)
-            .or_default()
-            .insert(nonce, PoolEntry { tx: Arc::new(tx), arrived_ms: now_ms, seq: self.seq });
+        self.accounts.entry(from).or_default().insert(
+            nonce,
+            PoolEntry {
+                tx: Arc::new(tx),
+                arrived_ms: now_ms,
+                seq: self.seq,
+            },
+        );
         Ok(())
     }
 
@@ -195,7 +241,10 @@ impl Mempool {
         }
         impl Ord for Head {
             fn cmp(&self, o: &Self) -> std::cmp::Ordering {
-                self.price.cmp(&o.price).then(o.seq.cmp(&self.seq)).then(o.addr.cmp(&self.addr))
+                self.price
+                    .cmp(&o.price)
+                    .then(o.seq.cmp(&self.seq))
+                    .then(o.addr.cmp(&self.addr))
             }
         }
         impl PartialOrd for Head {
@@ -206,7 +255,12 @@ impl Mempool {
         let mut heap = BinaryHeap::new();
         for (addr, q) in &self.accounts {
             if let Some((n, e)) = q.iter().next() {
-                heap.push(Head { price: e.tx.tx.gas_price, seq: e.seq, addr: *addr, nonce: *n });
+                heap.push(Head {
+                    price: e.tx.tx.gas_price,
+                    seq: e.seq,
+                    addr: *addr,
+                    nonce: *n,
+                });
             }
         }
         let mut out = Vec::new();
@@ -214,12 +268,19 @@ impl Mempool {
             if out.len() >= max {
                 break;
             }
-            let Some(q) = self.accounts.get(&h.addr) else { continue };
+            let Some(q) = self.accounts.get(&h.addr) else {
+                continue;
+            };
             if let Some(e) = q.get(&h.nonce) {
                 out.push((*e.tx).clone());
             }
             if let Some((n, e)) = q.range(h.nonce + 1..).next() {
-                heap.push(Head { price: e.tx.tx.gas_price, seq: e.seq, addr: h.addr, nonce: *n });
+                heap.push(Head {
+                    price: e.tx.tx.gas_price,
+                    seq: e.seq,
+                    addr: h.addr,
+                    nonce: *n,
+                });
             }
         }
         out
@@ -229,7 +290,9 @@ impl Mempool {
     /// each affected sender's new nonce.
     pub fn prune(&mut self, new_nonces: &HashMap<Address, u64>) {
         for (addr, next) in new_nonces {
-            let Some(q) = self.accounts.get_mut(addr) else { continue };
+            let Some(q) = self.accounts.get_mut(addr) else {
+                continue;
+            };
             let keep = q.split_off(next);
             for e in q.values() {
                 self.by_hash.remove(&e.tx.hash);
@@ -246,8 +309,12 @@ impl Mempool {
     /// nonces of the same senders.
     pub fn remove(&mut self, hashes: &[Hash]) {
         for h in hashes {
-            let Some((addr, nonce)) = self.by_hash.get(h).copied() else { continue };
-            let Some(q) = self.accounts.get_mut(&addr) else { continue };
+            let Some((addr, nonce)) = self.by_hash.get(h).copied() else {
+                continue;
+            };
+            let Some(q) = self.accounts.get_mut(&addr) else {
+                continue;
+            };
             let gone = q.split_off(&nonce);
             for e in gone.values() {
                 self.by_hash.remove(&e.tx.hash);
@@ -266,8 +333,13 @@ impl Mempool {
         let mut dropped = 0;
         let addrs: Vec<Address> = self.accounts.keys().copied().collect();
         for a in addrs {
-            let Some(q) = self.accounts.get_mut(&a) else { continue };
-            let cut = q.iter().find(|(_, e)| now_ms.saturating_sub(e.arrived_ms) > ttl).map(|(n, _)| *n);
+            let Some(q) = self.accounts.get_mut(&a) else {
+                continue;
+            };
+            let cut = q
+                .iter()
+                .find(|(_, e)| now_ms.saturating_sub(e.arrived_ms) > ttl)
+                .map(|(n, _)| *n);
             if let Some(n) = cut {
                 let gone = q.split_off(&n);
                 for e in gone.values() {
@@ -285,7 +357,11 @@ impl Mempool {
 
     /// Up to `limit` pending entries, oldest first.
     pub fn list(&self, limit: usize) -> Vec<PoolEntry> {
-        let mut v: Vec<PoolEntry> = self.accounts.values().flat_map(|q| q.values().cloned()).collect();
+        let mut v: Vec<PoolEntry> = self
+            .accounts
+            .values()
+            .flat_map(|q| q.values().cloned())
+            .collect();
         v.sort_by_key(|e| e.seq);
         v.truncate(limit);
         v
@@ -313,7 +389,10 @@ mod tests {
     }
 
     fn rich() -> Account {
-        Account { balance: 1_000_000, nonce: 0 }
+        Account {
+            balance: 1_000_000,
+            nonce: 0,
+        }
     }
 
     #[test]
@@ -321,10 +400,29 @@ mod tests {
         let k = Keypair::from_seed(&[1; 32]);
         let mut p = Mempool::new(MempoolConfig::default());
         p.add(tx(&k, 0, 1), rich(), 0).unwrap();
-        assert!(matches!(p.add(tx(&k, 2, 1), rich(), 0), Err(Reject::NonceGap { expected: 1, got: 2 })));
+        assert!(matches!(
+            p.add(tx(&k, 2, 1), rich(), 0),
+            Err(Reject::NonceGap {
+                expected: 1,
+                got: 2
+            })
+        ));
         p.add(tx(&k, 1, 1), rich(), 0).unwrap();
-        assert!(matches!(p.add(tx(&k, 0, 7), Account { balance: 1_000_000, nonce: 1 }, 0), Err(Reject::NonceTooLow { .. })));
-        assert!(matches!(p.add(tx(&k, 1, 1), rich(), 0), Err(Reject::Duplicate(_))));
+        assert!(matches!(
+            p.add(
+                tx(&k, 0, 7),
+                Account {
+                    balance: 1_000_000,
+                    nonce: 1
+                },
+                0
+            ),
+            Err(Reject::NonceTooLow { .. })
+        ));
+        assert!(matches!(
+            p.add(tx(&k, 1, 1), rich(), 0),
+            Err(Reject::Duplicate(_))
+        ));
         assert_eq!(p.len(), 2);
     }
 
@@ -333,7 +431,10 @@ mod tests {
         let k = Keypair::from_seed(&[1; 32]);
         let mut p = Mempool::new(MempoolConfig::default());
         p.add(tx(&k, 0, 100), rich(), 0).unwrap();
-        assert!(matches!(p.add(tx(&k, 0, 105), rich(), 0), Err(Reject::Underpriced { min: 110, .. })));
+        assert!(matches!(
+            p.add(tx(&k, 0, 105), rich(), 0),
+            Err(Reject::Underpriced { min: 110, .. })
+        ));
         p.add(tx(&k, 0, 110), rich(), 0).unwrap();
         assert_eq!(p.len(), 1);
         assert_eq!(p.candidates(10)[0].tx.gas_price, 110);
@@ -343,23 +444,40 @@ mod tests {
     fn balance_covers_all_pending() {
         let k = Keypair::from_seed(&[1; 32]);
         let mut p = Mempool::new(MempoolConfig::default());
-        let acct = Account { balance: 45, nonce: 0 }; // each tx costs 10 + 10×1 = 20
+        let acct = Account {
+            balance: 45,
+            nonce: 0,
+        }; // each tx costs 10 + 10×1 = 20
         p.add(tx(&k, 0, 1), acct, 0).unwrap();
         p.add(tx(&k, 1, 1), acct, 0).unwrap();
-        assert!(matches!(p.add(tx(&k, 2, 1), acct, 0), Err(Reject::InsufficientBalance { .. })));
+        assert!(matches!(
+            p.add(tx(&k, 2, 1), acct, 0),
+            Err(Reject::InsufficientBalance { .. })
+        ));
     }
 
     #[test]
     fn limits_prune_evict_and_priority() {
         let a = Keypair::from_seed(&[1; 32]);
         let b = Keypair::from_seed(&[2; 32]);
-        let lim = MempoolConfig { max_txs: 3, max_per_account: 2, ttl_secs: 10, ..Default::default() };
+        let lim = MempoolConfig {
+            max_txs: 3,
+            max_per_account: 2,
+            ttl_secs: 10,
+            ..Default::default()
+        };
         let mut p = Mempool::new(lim);
         p.add(tx(&a, 0, 1), rich(), 0).unwrap();
         p.add(tx(&a, 1, 1), rich(), 0).unwrap();
-        assert!(matches!(p.add(tx(&a, 2, 1), rich(), 0), Err(Reject::Full(_))));
+        assert!(matches!(
+            p.add(tx(&a, 2, 1), rich(), 0),
+            Err(Reject::Full(_))
+        ));
         p.add(tx(&b, 0, 5), rich(), 5000).unwrap();
-        assert!(matches!(p.add(tx(&b, 1, 5), rich(), 0), Err(Reject::Full(_))));
+        assert!(matches!(
+            p.add(tx(&b, 1, 5), rich(), 0),
+            Err(Reject::Full(_))
+        ));
         let c = p.candidates(10);
         assert_eq!(c[0].tx.from, b.public(), "higher price first");
         assert_eq!(c.len(), 3);
@@ -367,7 +485,11 @@ mod tests {
         n.insert(Address::from_public_key(&a.public()), 1);
         p.prune(&n);
         assert_eq!(p.len(), 2);
-        assert_eq!(p.evict_stale(12_000), 1, "a's nonce-1 tx (arrived at 0) is stale");
+        assert_eq!(
+            p.evict_stale(12_000),
+            1,
+            "a's nonce-1 tx (arrived at 0) is stale"
+        );
         assert_eq!(p.len(), 1);
         assert_eq!(p.bytes(), p.list(10)[0].tx.size);
     }

@@ -59,15 +59,24 @@ impl Node {
     /// Strict decoding.
     pub fn decode(b: &[u8]) -> Result<Self, ChainError> {
         if b.len() != 65 {
-            return Err(ChainError::Corrupt(format!("SMT node of {} bytes", b.len())));
+            return Err(ChainError::Corrupt(format!(
+                "SMT node of {} bytes",
+                b.len()
+            )));
         }
         let mut x = [0u8; 32];
         let mut y = [0u8; 32];
         x.copy_from_slice(&b[1..33]);
         y.copy_from_slice(&b[33..]);
         match b[0] {
-            0 => Ok(Node::Leaf { key: Hash(x), value: Hash(y) }),
-            1 => Ok(Node::Internal { left: Hash(x), right: Hash(y) }),
+            0 => Ok(Node::Leaf {
+                key: Hash(x),
+                value: Hash(y),
+            }),
+            1 => Ok(Node::Internal {
+                left: Hash(x),
+                right: Hash(y),
+            }),
             t => Err(ChainError::Corrupt(format!("SMT node tag {t}"))),
         }
     }
@@ -115,7 +124,10 @@ pub struct Updater<'a> {
 impl<'a> Updater<'a> {
     /// An updater reading existing nodes from `src`.
     pub fn new(src: &'a dyn NodeSource) -> Self {
-        Self { src, new_nodes: HashMap::new() }
+        Self {
+            src,
+            new_nodes: HashMap::new(),
+        }
     }
 
     fn load(&self, h: &Hash) -> Result<Option<Node>, ChainError> {
@@ -139,7 +151,11 @@ impl<'a> Updater<'a> {
 
     /// Applies `updates` (key hash → Some(value hash) to set, None to delete) to the tree with
     /// root `root`; returns the new root. Updates need not be sorted; duplicates: last wins.
-    pub fn update(&mut self, root: Hash, updates: &[(Hash, Option<Hash>)]) -> Result<Hash, ChainError> {
+    pub fn update(
+        &mut self,
+        root: Hash,
+        updates: &[(Hash, Option<Hash>)],
+    ) -> Result<Hash, ChainError> {
         let mut ups: Vec<(Hash, Option<Hash>)> = Vec::with_capacity(updates.len());
         {
             let mut m: std::collections::BTreeMap<Hash, Option<Hash>> = Default::default();
@@ -151,13 +167,19 @@ impl<'a> Updater<'a> {
         self.update_at(root, 0, &ups)
     }
 
-    fn update_at(&mut self, node: Hash, depth: usize, ups: &[(Hash, Option<Hash>)]) -> Result<Hash, ChainError> {
+    fn update_at(
+        &mut self,
+        node: Hash,
+        depth: usize,
+        ups: &[(Hash, Option<Hash>)],
+    ) -> Result<Hash, ChainError> {
         if ups.is_empty() {
             return Ok(node);
         }
         match self.load(&node)? {
             None => {
-                let leaves: Vec<(Hash, Hash)> = ups.iter().filter_map(|(k, v)| v.map(|v| (*k, v))).collect();
+                let leaves: Vec<(Hash, Hash)> =
+                    ups.iter().filter_map(|(k, v)| v.map(|v| (*k, v))).collect();
                 Ok(self.build(depth, &leaves))
             }
             Some(Node::Leaf { key, value }) => {
@@ -173,7 +195,7 @@ impl<'a> Updater<'a> {
                 }
                 if !existing_seen {
                     leaves.push((key, value));
-                    leaves.sort_by(|a, b| a.0.cmp(&b.0));
+                    leaves.sort_by_key(|a| a.0);
                 }
                 Ok(self.build(depth, &leaves))
             }
@@ -221,7 +243,10 @@ impl<'a> Updater<'a> {
                 let (l, r) = leaves.split_at(split);
                 let lh = self.build(depth + 1, l);
                 let rh = self.build(depth + 1, r);
-                self.put(Node::Internal { left: lh, right: rh })
+                self.put(Node::Internal {
+                    left: lh,
+                    right: rh,
+                })
             }
         }
     }
@@ -252,12 +277,21 @@ pub fn prove(src: &dyn NodeSource, root: Hash, key: &Hash) -> Result<Proof, Chai
     let mut depth = 0;
     loop {
         if cur == Hash::ZERO {
-            return Ok(Proof { leaf: None, siblings });
+            return Ok(Proof {
+                leaf: None,
+                siblings,
+            });
         }
         match src.node(&cur)? {
             None => return Err(ChainError::Corrupt(format!("missing SMT node {cur}"))),
             Some(Node::Leaf { key: k, value }) => {
-                return Ok(Proof { leaf: Some(ProofLeaf { key: k, value_hash: value }), siblings })
+                return Ok(Proof {
+                    leaf: Some(ProofLeaf {
+                        key: k,
+                        value_hash: value,
+                    }),
+                    siblings,
+                })
             }
             Some(Node::Internal { left, right }) => {
                 if bit(key, depth) {
@@ -294,7 +328,10 @@ mod tests {
                 [(k, v)] => leaf_hash(k, v),
                 _ => {
                     let split = items.partition_point(|(k, _)| !bit(k, depth));
-                    internal_hash(&go(depth + 1, &items[..split]), &go(depth + 1, &items[split..]))
+                    internal_hash(
+                        &go(depth + 1, &items[..split]),
+                        &go(depth + 1, &items[split..]),
+                    )
                 }
             }
         }
@@ -327,7 +364,11 @@ mod tests {
         };
         let mut acc = start;
         for (d, sib) in p.siblings.iter().enumerate().rev() {
-            acc = if bit(key, d) { internal_hash(sib, &acc) } else { internal_hash(&acc, sib) };
+            acc = if bit(key, d) {
+                internal_hash(sib, &acc)
+            } else {
+                internal_hash(&acc, sib)
+            };
         }
         acc == root
     }

@@ -28,7 +28,10 @@ impl Account {
     /// Strict decoding.
     pub fn decode(b: &[u8]) -> Result<Self, ChainError> {
         if b.len() != 24 {
-            return Err(ChainError::Corrupt(format!("account value of {} bytes", b.len())));
+            return Err(ChainError::Corrupt(format!(
+                "account value of {} bytes",
+                b.len()
+            )));
         }
         let mut bal = [0u8; 16];
         bal.copy_from_slice(&b[..16]);
@@ -114,7 +117,10 @@ mod tests {
 
     #[test]
     fn account_codec() {
-        let a = Account { balance: u128::MAX - 5, nonce: 9 };
+        let a = Account {
+            balance: u128::MAX - 5,
+            nonce: 9,
+        };
         assert_eq!(Account::decode(&a.encode()).unwrap(), a);
         assert!(Account::decode(&[0; 23]).is_err());
     }
@@ -122,11 +128,27 @@ mod tests {
     #[test]
     fn overlay_reads_its_writes_first() {
         let mut base = MemState::default();
-        let addr = Address { tag: 1, key: [1; 32] };
-        base.0.insert(account_key(&addr), Account { balance: 5, nonce: 0 }.encode());
+        let addr = Address {
+            tag: 1,
+            key: [1; 32],
+        };
+        base.0.insert(
+            account_key(&addr),
+            Account {
+                balance: 5,
+                nonce: 0,
+            }
+            .encode(),
+        );
         let mut o = Overlay::new(&base);
         assert_eq!(o.account(&addr).unwrap().balance, 5);
-        o.put_account(&addr, &Account { balance: 7, nonce: 1 });
+        o.put_account(
+            &addr,
+            &Account {
+                balance: 7,
+                nonce: 1,
+            },
+        );
         assert_eq!(o.account(&addr).unwrap().balance, 7);
         assert_eq!(base.account(&addr).unwrap().balance, 5);
     }

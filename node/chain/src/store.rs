@@ -94,7 +94,16 @@ mod tests {
 
     #[test]
     fn escaping_preserves_order_and_prefix_freedom() {
-        let keys: Vec<&[u8]> = vec![b"", b"\x00", b"\x00\x00", b"\x00\x01", b"a", b"a\x00", b"ab", b"b"];
+        let keys: Vec<&[u8]> = vec![
+            b"",
+            b"\x00",
+            b"\x00\x00",
+            b"\x00\x01",
+            b"a",
+            b"a\x00",
+            b"ab",
+            b"b",
+        ];
         let enc: Vec<Vec<u8>> = keys
             .iter()
             .map(|k| {
@@ -105,7 +114,13 @@ mod tests {
             .collect();
         for i in 0..enc.len() {
             for j in 0..enc.len() {
-                assert_eq!(keys[i].cmp(keys[j]), enc[i].cmp(&enc[j]), "{:?} {:?}", keys[i], keys[j]);
+                assert_eq!(
+                    keys[i].cmp(keys[j]),
+                    enc[i].cmp(&enc[j]),
+                    "{:?} {:?}",
+                    keys[i],
+                    keys[j]
+                );
                 if i != j {
                     assert!(!enc[j].starts_with(&enc[i]));
                 }
