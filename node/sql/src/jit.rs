@@ -385,12 +385,61 @@ unsafe extern "C" fn aergo_rt_push_var(ctx: *mut JitCtx, slot: u64) {
     c.scratch.push(v);
 }
 
+/// Removes the last `n` pushed arguments.
+fn take_args(c: &mut JitCtx, n: u64) -> Vec<Value> {
+    let at = c.scratch.len().saturating_sub(n as usize);
+    c.scratch.split_off(at)
+}
+
+unsafe extern "C" fn aergo_rt_call(
+    ctx: *mut JitCtx,
+    fi: u64,
+    nargs: u64,
+    kind: u32,
+    iv: *mut i64,
+    n: *mut u8,
+    dec: *mut DecSlot,
+) -> i32 {
+    let c = cx(ctx);
+    let args = take_args(c, nargs);
+    let r = with_rt(c, |rt, _, _| rt.call_function(fi as usize, args));
+    match r {
+        Err(e) => fail(c, e),
+        Ok(v) => {
+            match (kind, v) {
+                (_, Value::Null) => {
+                    *iv = 0;
+                    *n = 1;
+                    (*dec).set(None);
+                }
+                (0, Value::Int(i)) => {
+                    *iv = i;
+                    *n = 0;
+                }
+                (1, Value::Bool(b)) => {
+                    *iv = i64::from(b);
+                    *n = 0;
+                }
+                (2, Value::Num(d)) => (*dec).set(Some(d)),
+                (2, Value::Int(i)) => (*dec).set(Some(Decimal::from_i64(i))),
+                (_, other) => {
+                    return fail(
+                        c,
+                        SqlError::Jit(format!("unexpected {} from call", other.type_of())),
+                    )
+                }
+            }
+            0
+        }
+    }
+}
+
 unsafe extern "C" fn aergo_rt_raise(ctx: *mut JitCtx, stmt: usize) -> i32 {
     let c = cx(ctx);
-    let StmtKind::Raise(notice, fmt, _) = &*(stmt as *const StmtKind) else {
+    let StmtKind::Raise(notice, fmt, exprs) = &*(stmt as *const StmtKind) else {
         return fail(c, SqlError::Jit("bad RAISE pointer".into()));
     };
-    let args = std::mem::take(&mut c.scratch);
+    let args = take_args(c, exprs.len() as u64);
     let msg = format_raise(fmt, &args);
     if *notice {
         let rt = &mut *(c.rt as *mut Runtime<'static>);
@@ -434,6 +483,7 @@ unsafe extern "C" fn aergo_rt_ret_var(ctx: *mut JitCtx, slot: u64) {
 /// JIT-compiled functions of one contract.
 pub struct JitProgram {
     fns: Vec<Option<JitFn>>,
+    skipped: Vec<(String, u32)>,
     imports: Vec<String>,
     ir: String,
     // Drop order matters: the engine (which owns the module) goes before
@@ -452,7 +502,8 @@ unsafe impl Sync for JitProgram {}
 
 #[derive(Debug)]
 enum GenErr {
-    Unsup,
+    /// Outside the JIT subset (source line of the generator that declined).
+    Unsup(u32),
     Llvm(String),
 }
 
@@ -498,6 +549,7 @@ struct Gen<'c, 'm> {
     ctxp: PointerValue<'c>,
     dect: StructType<'c>,
     slots: Vec<Repr<'c>>,
+    rets: Vec<SqlType>,
     loops: HashMap<
         usize,
         (
@@ -518,12 +570,17 @@ impl JitProgram {
         let ctx: &'static Context = unsafe { &*(context.as_ref() as *const Context) };
         let module = ctx.create_module("aergo_sql");
         let helpers = declare_helpers(ctx, &module);
+        let rets: Vec<SqlType> = cat.sigs.iter().map(|s| s.returns).collect();
         let mut compiled: Vec<Option<String>> = Vec::new();
+        let mut skipped: Vec<(String, u32)> = Vec::new();
         for (fi, f) in cat.funcs.iter().enumerate() {
             let name = format!("aergo_fn_{fi}");
-            match gen_function(ctx, &module, &helpers, f, &name) {
+            match gen_function(ctx, &module, &helpers, &rets, f, &name) {
                 Ok(()) => compiled.push(Some(name)),
-                Err(GenErr::Unsup) => compiled.push(None),
+                Err(GenErr::Unsup(line)) => {
+                    skipped.push((f.name.clone(), line));
+                    compiled.push(None)
+                }
                 Err(GenErr::Llvm(e)) => return Err(SqlError::Jit(e)),
             }
         }
@@ -565,6 +622,7 @@ impl JitProgram {
         }
         Ok(JitProgram {
             fns,
+            skipped,
             imports,
             ir,
             _engine: Some(engine),
@@ -577,6 +635,12 @@ impl JitProgram {
     /// intrinsics only).
     pub fn imported_symbols(&self) -> &[String] {
         &self.imports
+    }
+
+    /// Functions left to the interpreter, with the code generator's source
+    /// line that declined them (for diagnostics).
+    pub fn skipped(&self) -> &[(String, u32)] {
+        &self.skipped
     }
 
     /// The optimised LLVM IR (for inspection).
@@ -673,6 +737,7 @@ fn helper_addrs() -> Vec<(&'static str, usize)> {
         ),
         ("aergo_rt_push_var", aergo_rt_push_var as *const () as usize),
         ("aergo_rt_raise", aergo_rt_raise as *const () as usize),
+        ("aergo_rt_call", aergo_rt_call as *const () as usize),
         ("aergo_rt_ret_int", aergo_rt_ret_int as *const () as usize),
         ("aergo_rt_ret_bool", aergo_rt_ret_bool as *const () as usize),
         ("aergo_rt_ret_dec", aergo_rt_ret_dec as *const () as usize),
@@ -780,6 +845,21 @@ fn declare_helpers<'c>(c: &'c Context, m: &Module<'c>) -> HashMap<&'static str, 
         void.fn_type(&[p.into(), i64t.into()], false),
     );
     add(
+        "aergo_rt_call",
+        i32t.fn_type(
+            &[
+                p.into(),
+                i64t.into(),
+                i64t.into(),
+                i32t.into(),
+                p.into(),
+                p.into(),
+                p.into(),
+            ],
+            false,
+        ),
+    );
+    add(
         "aergo_rt_raise",
         i32t.fn_type(&[p.into(), i64t.into()], false),
     );
@@ -810,6 +890,7 @@ fn gen_function<'c>(
     c: &'c Context,
     m: &Module<'c>,
     helpers: &HashMap<&'static str, FunctionValue<'c>>,
+    rets: &[SqlType],
     f: &Function,
     name: &str,
 ) -> G<()> {
@@ -825,7 +906,7 @@ fn gen_function<'c>(
         b.position_at_end(entry);
         let ctxp = func
             .get_nth_param(0)
-            .ok_or(GenErr::Unsup)?
+            .ok_or(GenErr::Unsup(line!()))?
             .into_pointer_value();
         let dect = c.struct_type(
             &[
@@ -844,6 +925,7 @@ fn gen_function<'c>(
             ctxp,
             dect,
             slots: Vec::new(),
+            rets: rets.to_vec(),
             loops: HashMap::new(),
             helpers,
             fail_bb,
@@ -916,7 +998,7 @@ impl<'c> Gen<'c, '_> {
 
     /// Calls a helper returning a status; on non-zero, returns 1 from the function.
     fn call_checked(&self, name: &str, args: &[BasicMetadataValueEnum<'c>]) -> G<()> {
-        let st = self.call(name, args)?.ok_or(GenErr::Unsup)?;
+        let st = self.call(name, args)?.ok_or(GenErr::Unsup(line!()))?;
         let bad = self
             .b
             .build_int_compare(IntPredicate::NE, st, self.i32c(0), "bad")?;
@@ -942,7 +1024,10 @@ impl<'c> Gen<'c, '_> {
     }
 
     fn entry_alloca_dec(&self) -> G<PointerValue<'c>> {
-        let entry = self.func.get_first_basic_block().ok_or(GenErr::Unsup)?;
+        let entry = self
+            .func
+            .get_first_basic_block()
+            .ok_or(GenErr::Unsup(line!()))?;
         let tb = self.c.create_builder();
         match entry.get_first_instruction() {
             Some(i) => tb.position_before(&i),
@@ -1024,7 +1109,7 @@ impl<'c> Gen<'c, '_> {
             JVal::Int(x, n) => self.int_to_dec(x, n),
             JVal::Num(p) => Ok(p),
             JVal::Null => self.null_dec(),
-            JVal::Bool(..) => Err(GenErr::Unsup),
+            JVal::Bool(..) => Err(GenErr::Unsup(line!())),
         }
     }
 
@@ -1032,7 +1117,7 @@ impl<'c> Gen<'c, '_> {
         match v {
             JVal::Bool(x, n) => Ok((x, n)),
             JVal::Null => Ok((self.b1(false), self.b1(true))),
-            _ => Err(GenErr::Unsup),
+            _ => Err(GenErr::Unsup(line!())),
         }
     }
 
@@ -1141,7 +1226,7 @@ impl<'c> Gen<'c, '_> {
                     self.b.build_store(t, val)?;
                     JVal::Num(t)
                 }
-                Repr::Frame => return Err(GenErr::Unsup),
+                Repr::Frame => return Err(GenErr::Unsup(line!())),
             },
             Expr::Neg(a) => match self.expr(a)? {
                 JVal::Int(v, n) => {
@@ -1158,12 +1243,12 @@ impl<'c> Gen<'c, '_> {
                 }
                 JVal::Num(p) => JVal::Num(self.dec_unop(0, p, self.i64c(0))?),
                 JVal::Null => JVal::Null,
-                JVal::Bool(..) => return Err(GenErr::Unsup),
+                JVal::Bool(..) => return Err(GenErr::Unsup(line!())),
             },
             Expr::Not(a) => match self.expr(a)? {
                 JVal::Bool(v, n) => JVal::Bool(self.b.build_not(v, "not")?, n),
                 JVal::Null => JVal::Null,
-                _ => return Err(GenErr::Unsup),
+                _ => return Err(GenErr::Unsup(line!())),
             },
             Expr::Arith(op, a, b) => {
                 let x = self.expr(a)?;
@@ -1201,7 +1286,7 @@ impl<'c> Gen<'c, '_> {
                 }
                 JVal::Num(p) => JVal::Num(self.dec_unop(1, p, self.i64c(0))?),
                 JVal::Null => JVal::Null,
-                JVal::Bool(..) => return Err(GenErr::Unsup),
+                JVal::Bool(..) => return Err(GenErr::Unsup(line!())),
             },
             Expr::Builtin(Builtin::Round, args) if !args.is_empty() && args.len() <= 2 => {
                 let x = self.expr(&args[0])?;
@@ -1209,7 +1294,7 @@ impl<'c> Gen<'c, '_> {
                     Some(a) => match self.expr(a)? {
                         JVal::Int(v, n) => (v, n),
                         JVal::Null => (self.i64c(0), self.b1(true)),
-                        _ => return Err(GenErr::Unsup),
+                        _ => return Err(GenErr::Unsup(line!())),
                     },
                     None => (self.i64c(0), self.b1(false)),
                 };
@@ -1225,11 +1310,69 @@ impl<'c> Gen<'c, '_> {
                 JVal::Num(self.dec_unop(2, src, d)?)
             }
             Expr::Case(op, whens, el) => self.case(op.as_deref(), whens, el.as_deref())?,
+            Expr::Call(fi, args) => {
+                let kind = match self.rets.get(*fi) {
+                    Some(SqlType::BigInt | SqlType::Integer) => 0u64,
+                    Some(SqlType::Boolean) => 1,
+                    Some(SqlType::Numeric(_)) => 2,
+                    _ => return Err(GenErr::Unsup(line!())),
+                };
+                for a in args {
+                    self.push_arg(a)?;
+                }
+                let (iv, nv) = {
+                    let entry = self
+                        .func
+                        .get_first_basic_block()
+                        .ok_or(GenErr::Unsup(line!()))?;
+                    let tb = self.c.create_builder();
+                    match entry.get_first_instruction() {
+                        Some(i) => tb.position_before(&i),
+                        None => tb.position_at_end(entry),
+                    }
+                    (
+                        tb.build_alloca(self.c.i64_type(), "ci")?,
+                        tb.build_alloca(self.c.i8_type(), "cn")?,
+                    )
+                };
+                let dec = self.entry_alloca_dec()?;
+                self.call_checked(
+                    "aergo_rt_call",
+                    &[
+                        self.ctxp.into(),
+                        self.i64c(*fi as u64).into(),
+                        self.i64c(args.len() as u64).into(),
+                        self.i32c(kind).into(),
+                        iv.into(),
+                        nv.into(),
+                        dec.into(),
+                    ],
+                )?;
+                match kind {
+                    0 => JVal::Int(
+                        self.b
+                            .build_load(self.c.i64_type(), iv, "cv")?
+                            .into_int_value(),
+                        self.load_flag(nv)?,
+                    ),
+                    1 => {
+                        let v = self
+                            .b
+                            .build_load(self.c.i64_type(), iv, "cv")?
+                            .into_int_value();
+                        let b =
+                            self.b
+                                .build_int_compare(IntPredicate::NE, v, self.i64c(0), "cb")?;
+                        JVal::Bool(b, self.load_flag(nv)?)
+                    }
+                    _ => JVal::Num(dec),
+                }
+            }
             Expr::Coalesce(list) => {
                 // CASE WHEN a IS NOT NULL THEN a ... evaluated once each, in order
                 self.coalesce(list)?
             }
-            _ => return Err(GenErr::Unsup),
+            _ => return Err(GenErr::Unsup(line!())),
         })
     }
 
@@ -1251,7 +1394,7 @@ impl<'c> Gen<'c, '_> {
     fn arith(&self, op: ArithOp, x: JVal<'c>, y: JVal<'c>) -> G<JVal<'c>> {
         match (x, y) {
             (JVal::Null, JVal::Bool(..)) | (JVal::Bool(..), _) | (_, JVal::Bool(..)) => {
-                Err(GenErr::Unsup)
+                Err(GenErr::Unsup(line!()))
             }
             (JVal::Null, _) | (_, JVal::Null) => Ok(JVal::Null),
             (JVal::Int(a, na), JVal::Int(b, nb)) => {
@@ -1265,16 +1408,16 @@ impl<'c> Gen<'c, '_> {
                             ArithOp::Sub => "llvm.ssub.with.overflow",
                             _ => "llvm.smul.with.overflow",
                         };
-                        let intr = Intrinsic::find(name).ok_or(GenErr::Unsup)?;
+                        let intr = Intrinsic::find(name).ok_or(GenErr::Unsup(line!()))?;
                         let f = intr
                             .get_declaration(self.m, &[i64t.into()])
-                            .ok_or(GenErr::Unsup)?;
+                            .ok_or(GenErr::Unsup(line!()))?;
                         let r = self
                             .b
                             .build_call(f, &[a.into(), b.into()], "ov")?
                             .try_as_basic_value()
                             .basic()
-                            .ok_or(GenErr::Unsup)?
+                            .ok_or(GenErr::Unsup(line!()))?
                             .into_struct_value();
                         let v = self.b.build_extract_value(r, 0, "v")?.into_int_value();
                         let o = self.b.build_extract_value(r, 1, "o")?.into_int_value();
@@ -1375,14 +1518,14 @@ impl<'c> Gen<'c, '_> {
                 )?;
                 (lt, eq, gt, self.b.build_or(na, nb, "n")?)
             }
-            (JVal::Bool(..), _) | (_, JVal::Bool(..)) => return Err(GenErr::Unsup),
+            (JVal::Bool(..), _) | (_, JVal::Bool(..)) => return Err(GenErr::Unsup(line!())),
             _ => {
                 let a = self.as_dec(x)?;
                 let b = self.as_dec(y)?;
                 let n = self.b.build_or(self.dec_null(a)?, self.dec_null(b)?, "n")?;
                 let r = self
                     .call("aergo_rt_dec_cmp", &[a.into(), b.into()])?
-                    .ok_or(GenErr::Unsup)?;
+                    .ok_or(GenErr::Unsup(line!()))?;
                 let lt = self
                     .b
                     .build_int_compare(IntPredicate::SLT, r, self.i32c(0), "lt")?;
@@ -1411,7 +1554,7 @@ impl<'c> Gen<'c, '_> {
             let x = self.expr(a)?;
             self.as_bool(x)?
         };
-        let start = self.b.get_insert_block().ok_or(GenErr::Unsup)?;
+        let start = self.b.get_insert_block().ok_or(GenErr::Unsup(line!()))?;
         let rhs = self.c.append_basic_block(self.func, "rhs");
         let done = self.c.append_basic_block(self.func, "done");
         let notna = self.b.build_not(na, "nna")?;
@@ -1446,7 +1589,7 @@ impl<'c> Gen<'c, '_> {
         };
         let known = self.b.build_or(def_true, def_false, "k")?;
         let rn = self.b.build_not(known, "rn")?;
-        let rhs_end = self.b.get_insert_block().ok_or(GenErr::Unsup)?;
+        let rhs_end = self.b.get_insert_block().ok_or(GenErr::Unsup(line!()))?;
         self.b.build_unconditional_branch(done)?;
         self.b.position_at_end(done);
         let pv = self.b.build_phi(self.c.bool_type(), "pv")?;
@@ -1473,9 +1616,12 @@ impl<'c> Gen<'c, '_> {
             .find(|k| *k != JKind::Null)
             .unwrap_or(JKind::Null);
         if kinds.iter().any(|x| *x != k && *x != JKind::Null) {
-            return Err(GenErr::Unsup);
+            return Err(GenErr::Unsup(line!()));
         }
-        let entry = self.func.get_first_basic_block().ok_or(GenErr::Unsup)?;
+        let entry = self
+            .func
+            .get_first_basic_block()
+            .ok_or(GenErr::Unsup(line!()))?;
         let tb = self.c.create_builder();
         match entry.get_first_instruction() {
             Some(i) => tb.position_before(&i),
@@ -1524,7 +1670,7 @@ impl<'c> Gen<'c, '_> {
                 self.b.build_store(self.dec_field(p, 3)?, self.i32c(1))?;
                 Ok(())
             }
-            _ => Err(GenErr::Unsup),
+            _ => Err(GenErr::Unsup(line!())),
         }
     }
 
@@ -1547,14 +1693,14 @@ impl<'c> Gen<'c, '_> {
     fn case(&self, op: Option<&Expr>, whens: &[(Expr, Expr)], el: Option<&Expr>) -> G<JVal<'c>> {
         let mut kinds: Vec<JKind> = whens
             .iter()
-            .map(|(_, r)| static_kind(r, &self.slots))
+            .map(|(_, r)| static_kind(r, &self.slots, &self.rets))
             .collect();
         kinds.push(
-            el.map(|e| static_kind(e, &self.slots))
+            el.map(|e| static_kind(e, &self.slots, &self.rets))
                 .unwrap_or(JKind::Null),
         );
         if kinds.contains(&JKind::Unsupported) {
-            return Err(GenErr::Unsup);
+            return Err(GenErr::Unsup(line!()));
         }
         let (k, slot) = self.result_slot(&kinds)?;
         let base = match op {
@@ -1593,9 +1739,12 @@ impl<'c> Gen<'c, '_> {
     }
 
     fn coalesce(&self, list: &[Expr]) -> G<JVal<'c>> {
-        let kinds: Vec<JKind> = list.iter().map(|e| static_kind(e, &self.slots)).collect();
+        let kinds: Vec<JKind> = list
+            .iter()
+            .map(|e| static_kind(e, &self.slots, &self.rets))
+            .collect();
         if kinds.contains(&JKind::Unsupported) {
-            return Err(GenErr::Unsup);
+            return Err(GenErr::Unsup(line!()));
         }
         let (k, slot) = self.result_slot(&kinds)?;
         let done = self.c.append_basic_block(self.func, "coal_done");
@@ -1623,7 +1772,7 @@ impl<'c> Gen<'c, '_> {
                 )?;
                 Ok(())
             }
-            (Repr::Frame, _) => Err(GenErr::Unsup),
+            (Repr::Frame, _) => Err(GenErr::Unsup(line!())),
             (
                 Repr::Int {
                     v: pv,
@@ -1691,8 +1840,47 @@ impl<'c> Gen<'c, '_> {
                 }
             }
             (Repr::Bool { .. }, JVal::Bool(..)) | (_, JVal::Null) => self.put(self.slots[slot], v),
-            _ => Err(GenErr::Unsup),
+            _ => Err(GenErr::Unsup(line!())),
         }
+    }
+
+    /// Evaluates an argument and pushes it for RAISE or a call.
+    fn push_arg(&self, a: &Expr) -> G<()> {
+        let ctx: BasicMetadataValueEnum<'c> = self.ctxp.into();
+        match a {
+            Expr::Const(v) if !matches!(v, Value::Num(_)) => {
+                self.call(
+                    "aergo_rt_push_const",
+                    &[ctx, self.i64c(v as *const Value as usize as u64).into()],
+                )?;
+            }
+            Expr::Var(slot) if matches!(self.slots.get(*slot), Some(Repr::Frame)) => {
+                self.call("aergo_rt_push_var", &[ctx, self.i64c(*slot as u64).into()])?;
+            }
+            e => match self.expr(e)? {
+                JVal::Int(v, n) => {
+                    let nz = self.b.build_int_z_extend(n, self.c.i8_type(), "nz")?;
+                    self.call("aergo_rt_push_int", &[ctx, v.into(), nz.into()])?;
+                }
+                JVal::Bool(v, n) => {
+                    let vz = self.b.build_int_z_extend(v, self.c.i8_type(), "vz")?;
+                    let nz = self.b.build_int_z_extend(n, self.c.i8_type(), "nz")?;
+                    self.call("aergo_rt_push_bool", &[ctx, vz.into(), nz.into()])?;
+                }
+                JVal::Num(p) => self.call_checked("aergo_rt_push_dec", &[ctx, p.into()])?,
+                JVal::Null => {
+                    self.call(
+                        "aergo_rt_push_const",
+                        &[
+                            ctx,
+                            self.i64c(&NULL_VALUE as *const Value as usize as u64)
+                                .into(),
+                        ],
+                    )?;
+                }
+            },
+        }
+        Ok(())
     }
 
     fn dead_block(&self) {
@@ -1720,7 +1908,7 @@ impl<'c> Gen<'c, '_> {
                 self.err_if(self.b1(true), code)?;
                 Ok(self.i64c(0))
             }
-            _ => Err(GenErr::Unsup),
+            _ => Err(GenErr::Unsup(line!())),
         }
     }
 
@@ -1742,7 +1930,7 @@ impl<'c> Gen<'c, '_> {
             }
             StmtKind::Sql(plan, into, _) => {
                 if into.iter().any(|s| self.slots.get(*s).is_none()) {
-                    return Err(GenErr::Unsup);
+                    return Err(GenErr::Unsup(line!()));
                 }
                 // the executor reads only the variables the statement names
                 self.spill(&plan.vars_used())?;
@@ -1808,7 +1996,7 @@ impl<'c> Gen<'c, '_> {
                     } => {
                         let Some(Repr::Int { v: vp, n: vn, .. }) = self.slots.get(*var).copied()
                         else {
-                            return Err(GenErr::Unsup);
+                            return Err(GenErr::Unsup(line!()));
                         };
                         let a = self.int_bound(lo, E_FOR_LO)?;
                         let bnd = self.int_bound(hi, E_FOR_HI)?;
@@ -1824,7 +2012,10 @@ impl<'c> Gen<'c, '_> {
                         )?;
                         self.err_if(nonpos, E_FOR_STEP)?;
                         let ip = {
-                            let entry = self.func.get_first_basic_block().ok_or(GenErr::Unsup)?;
+                            let entry = self
+                                .func
+                                .get_first_basic_block()
+                                .ok_or(GenErr::Unsup(line!()))?;
                             let tb = self.c.create_builder();
                             match entry.get_first_instruction() {
                                 Some(i) => tb.position_before(&i),
@@ -1867,28 +2058,32 @@ impl<'c> Gen<'c, '_> {
                         } else {
                             "llvm.sadd.with.overflow"
                         };
-                        let intr = Intrinsic::find(name).ok_or(GenErr::Unsup)?;
+                        let intr = Intrinsic::find(name).ok_or(GenErr::Unsup(line!()))?;
                         let f = intr
                             .get_declaration(self.m, &[self.c.i64_type().into()])
-                            .ok_or(GenErr::Unsup)?;
+                            .ok_or(GenErr::Unsup(line!()))?;
                         let r = self
                             .b
                             .build_call(f, &[i.into(), step.into()], "nx")?
                             .try_as_basic_value()
                             .basic()
-                            .ok_or(GenErr::Unsup)?
+                            .ok_or(GenErr::Unsup(line!()))?
                             .into_struct_value();
                         let nx = self.b.build_extract_value(r, 0, "nxv")?.into_int_value();
                         let o = self.b.build_extract_value(r, 1, "nxo")?.into_int_value();
                         self.b.build_store(ip, nx)?;
                         self.b.build_conditional_branch(o, exit, header)?;
                     }
-                    LoopPlan::Query { .. } => return Err(GenErr::Unsup),
+                    LoopPlan::Query { .. } => return Err(GenErr::Unsup(line!())),
                 }
                 self.b.position_at_end(exit);
             }
             StmtKind::Exit(is_continue, target, cond) => {
-                let (latch, exit) = self.loops.get(target).copied().ok_or(GenErr::Unsup)?;
+                let (latch, exit) = self
+                    .loops
+                    .get(target)
+                    .copied()
+                    .ok_or(GenErr::Unsup(line!()))?;
                 let dest = if *is_continue { latch } else { exit };
                 match cond {
                     Some(c) => {
@@ -1955,41 +2150,7 @@ impl<'c> Gen<'c, '_> {
             StmtKind::Raise(_, _, args) => {
                 let ctx = self.ctxp.into();
                 for a in args {
-                    match a {
-                        Expr::Const(v) if !matches!(v, Value::Num(_)) => {
-                            self.call(
-                                "aergo_rt_push_const",
-                                &[ctx, self.i64c(v as *const Value as usize as u64).into()],
-                            )?;
-                        }
-                        Expr::Var(slot) if matches!(self.slots.get(*slot), Some(Repr::Frame)) => {
-                            self.call("aergo_rt_push_var", &[ctx, self.i64c(*slot as u64).into()])?;
-                        }
-                        e => match self.expr(e)? {
-                            JVal::Int(v, n) => {
-                                let nz = self.b.build_int_z_extend(n, self.c.i8_type(), "nz")?;
-                                self.call("aergo_rt_push_int", &[ctx, v.into(), nz.into()])?;
-                            }
-                            JVal::Bool(v, n) => {
-                                let vz = self.b.build_int_z_extend(v, self.c.i8_type(), "vz")?;
-                                let nz = self.b.build_int_z_extend(n, self.c.i8_type(), "nz")?;
-                                self.call("aergo_rt_push_bool", &[ctx, vz.into(), nz.into()])?;
-                            }
-                            JVal::Num(p) => {
-                                self.call_checked("aergo_rt_push_dec", &[ctx, p.into()])?
-                            }
-                            JVal::Null => {
-                                self.call(
-                                    "aergo_rt_push_const",
-                                    &[
-                                        ctx,
-                                        self.i64c(&NULL_VALUE as *const Value as usize as u64)
-                                            .into(),
-                                    ],
-                                )?;
-                            }
-                        },
-                    }
+                    self.push_arg(a)?;
                 }
                 let addr = &s.kind as *const StmtKind as usize as u64;
                 self.call_checked("aergo_rt_raise", &[ctx, self.i64c(addr).into()])?;
@@ -2011,7 +2172,7 @@ enum JKind {
 }
 
 /// Static kind of an expression as the JIT would produce it.
-fn static_kind(e: &Expr, slots: &[Repr]) -> JKind {
+fn static_kind(e: &Expr, slots: &[Repr], rets: &[SqlType]) -> JKind {
     match e {
         Expr::Const(Value::Int(_)) => JKind::Int,
         Expr::Const(Value::Num(_)) => JKind::Num,
@@ -2023,16 +2184,16 @@ fn static_kind(e: &Expr, slots: &[Repr]) -> JKind {
             Some(Repr::Bool { .. }) => JKind::Bool,
             _ => JKind::Unsupported,
         },
-        Expr::Neg(a) => static_kind(a, slots),
+        Expr::Neg(a) => static_kind(a, slots, rets),
         Expr::Builtin(Builtin::Abs, args) => args
             .first()
-            .map(|a| static_kind(a, slots))
+            .map(|a| static_kind(a, slots, rets))
             .unwrap_or(JKind::Unsupported),
         Expr::Builtin(Builtin::Round, _) => JKind::Num,
         Expr::Not(_) | Expr::Cmp(..) | Expr::And(..) | Expr::Or(..) | Expr::IsNull(..) => {
             JKind::Bool
         }
-        Expr::Arith(_, a, b) => match (static_kind(a, slots), static_kind(b, slots)) {
+        Expr::Arith(_, a, b) => match (static_kind(a, slots, rets), static_kind(b, slots, rets)) {
             (JKind::Unsupported, _)
             | (_, JKind::Unsupported)
             | (JKind::Bool, _)
@@ -2044,10 +2205,10 @@ fn static_kind(e: &Expr, slots: &[Repr]) -> JKind {
         Expr::Case(_, whens, el) => {
             let mut k = el
                 .as_deref()
-                .map(|x| static_kind(x, slots))
+                .map(|x| static_kind(x, slots, rets))
                 .unwrap_or(JKind::Null);
             for (_, r) in whens {
-                let rk = static_kind(r, slots);
+                let rk = static_kind(r, slots, rets);
                 if rk == JKind::Unsupported {
                     return rk;
                 }
@@ -2057,9 +2218,15 @@ fn static_kind(e: &Expr, slots: &[Repr]) -> JKind {
             }
             k
         }
+        Expr::Call(fi, _) => match rets.get(*fi) {
+            Some(SqlType::BigInt | SqlType::Integer) => JKind::Int,
+            Some(SqlType::Numeric(_)) => JKind::Num,
+            Some(SqlType::Boolean) => JKind::Bool,
+            _ => JKind::Unsupported,
+        },
         Expr::Coalesce(l) => l
             .iter()
-            .map(|x| static_kind(x, slots))
+            .map(|x| static_kind(x, slots, rets))
             .find(|k| *k != JKind::Null)
             .unwrap_or(JKind::Null),
         _ => JKind::Unsupported,

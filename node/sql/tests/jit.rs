@@ -24,7 +24,14 @@ BEGIN
   small := acc;
   RETURN COALESCE(NULL, acc);
 END $$;
-CREATE FUNCTION text_fn(s TEXT) RETURNS TEXT AS $$ BEGIN RETURN s || '!'; END $$;";
+CREATE FUNCTION text_fn(s TEXT) RETURNS TEXT AS $$ BEGIN RETURN s || '!'; END $$;
+CREATE FUNCTION fib(n INTEGER) RETURNS BIGINT AS $$
+BEGIN
+  IF n < 2 THEN RETURN n; END IF;
+  RAISE NOTICE 'fib %', n;
+  RETURN fib(n - 1) + fib(n - 2);
+END $$;
+CREATE FUNCTION deep(n INTEGER) RETURNS NUMERIC AS $$ BEGIN RETURN 1.5 + deep(n + 1); END $$;";
 
 fn run(
     c: &Contract,
@@ -61,10 +68,7 @@ fn figure6_and_compute_functions_are_compiled() {
     let (c, _) = Contract::deploy(FIG6, "o", b"a/", &mut kv, 1_000_000).unwrap();
     assert_eq!(c.jit_functions(), vec!["transfer".to_string()]);
     let (c, _) = Contract::deploy(COMPUTE, "o", b"b/", &mut kv, 1_000_000).unwrap();
-    assert_eq!(
-        c.jit_functions(),
-        vec!["compound".to_string(), "ints".to_string()]
-    );
+    assert_eq!(c.jit_functions(), vec!["compound", "ints", "fib", "deep"]);
     assert!(c.jit_ir().contains("define i32 @aergo_fn_0"));
 }
 
@@ -123,6 +127,17 @@ fn compiled_code_matches_interpreter() {
         assert!(a.is_ok());
         assert_eq!(a, b, "ints({n})");
     }
+    let (a, b) = run(&c, "fib", &[Value::Int(12)], 10_000_000);
+    let out = a.clone().unwrap();
+    assert_eq!(out.result.to_string(), "144");
+    assert_eq!(out.events.len(), 232);
+    assert_eq!(a, b);
+    let (a, b) = run(&c, "fib", &[Value::Int(25)], 20_000);
+    assert!(matches!(a, Err(SqlError::OutOfGas { .. })));
+    assert_eq!(a, b);
+    let (a, b) = run(&c, "deep", &[Value::Int(0)], 10_000_000);
+    assert_eq!(a, Err(SqlError::StackDepth));
+    assert_eq!(a, b);
     let (a, b) = run(&c, "text_fn", &[Value::Text("x".into())], 1000);
     assert_eq!(a.unwrap().result.to_string(), "x!");
     assert!(b.is_ok());
