@@ -20,8 +20,14 @@ struct DevNode {
 
 fn start(dir: &Path, port: u16, extra: &[&str]) -> Result<DevNode> {
     let mut cmd = Command::new(bin("aergo-node")?);
-    cmd.args(["--dev", "--data-dir"]).arg(dir).args(["--rpc-addr", &format!("127.0.0.1:{port}")]).args(extra);
-    cmd.stdout(Stdio::null()).stderr(Stdio::from(std::fs::File::create(dir.with_extension("log"))?));
+    cmd.args(["--dev", "--data-dir"])
+        .arg(dir)
+        .args(["--rpc-addr", &format!("127.0.0.1:{port}")])
+        .args(extra);
+    cmd.stdout(Stdio::null())
+        .stderr(Stdio::from(std::fs::File::create(
+            dir.with_extension("log"),
+        )?));
     let proc = KillOnDrop::spawn(&mut cmd)?;
     let url = format!("http://127.0.0.1:{port}");
     let health = format!("{url}/health");
@@ -35,24 +41,39 @@ mod http {
     //! A tiny blocking HTTP helper over std (the async client is used elsewhere).
     use std::io::{Read, Write};
     pub fn blocking_get(url: &str) -> bool {
-        raw("GET", url, "").map(|(code, _)| code == 200).unwrap_or(false)
+        raw("GET", url, "")
+            .map(|(code, _)| code == 200)
+            .unwrap_or(false)
     }
     pub fn raw(method: &str, url: &str, body: &str) -> std::io::Result<(u16, String)> {
         let rest = url.trim_start_matches("http://");
-        let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap_or((rest, "/".into()));
+        let (host, path) = rest
+            .split_once('/')
+            .map(|(h, p)| (h, format!("/{p}")))
+            .unwrap_or((rest, "/".into()));
         let mut s = std::net::TcpStream::connect(host)?;
         s.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
         write!(s, "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())?;
         let mut out = String::new();
         s.read_to_string(&mut out)?;
-        let code = out.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-        let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+        let code = out
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let body = out
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
         Ok((code, body))
     }
 }
 
 fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime")
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
 }
 
 fn aergo(url: &str, keystore: &Path, args: &[&str]) -> Result<Value> {
@@ -64,15 +85,41 @@ fn aergo(url: &str, keystore: &Path, args: &[&str]) -> Result<Value> {
         .env("AERGO_KDF_MEMORY_KIB", "64")
         .output()?;
     if !out.status.success() {
-        bail!("aergo {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "aergo {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
-    serde_json::from_slice(&out.stdout).with_context(|| format!("aergo {args:?} printed {}", String::from_utf8_lossy(&out.stdout)))
+    serde_json::from_slice(&out.stdout).with_context(|| {
+        format!(
+            "aergo {args:?} printed {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
 }
 
-fn transfer(key: &Keypair, nonce: u64, to: Address, amount: u128, chain_id: Hash, price: u128, gas: u64) -> Vec<u8> {
-    Tx { kind: TxKind::Transfer, nonce, from: key.public(), to: Some(to), amount, payload: vec![], gas_limit: gas, gas_price: price, chain_id }
-        .sign(key)
-        .encode()
+fn transfer(
+    key: &Keypair,
+    nonce: u64,
+    to: Address,
+    amount: u128,
+    chain_id: Hash,
+    price: u128,
+    gas: u64,
+) -> Vec<u8> {
+    Tx {
+        kind: TxKind::Transfer,
+        nonce,
+        from: key.public(),
+        to: Some(to),
+        amount,
+        payload: vec![],
+        gas_limit: gas,
+        gas_price: price,
+        chain_id,
+    }
+    .sign(key)
+    .encode()
 }
 
 /// Sends a JSON-RPC batch of `send_tx` calls; returns the hashes, failing on any error.
@@ -84,12 +131,17 @@ async fn send_batch(url: &str, txs: &[Vec<u8>]) -> Result<Vec<Hash>> {
         .collect();
     let body = serde_json::to_string(&body)?;
     let url = url.to_string();
-    let (code, text) = tokio::task::spawn_blocking(move || http::raw("POST", &format!("{url}/"), &body)).await??;
+    let (code, text) =
+        tokio::task::spawn_blocking(move || http::raw("POST", &format!("{url}/"), &body)).await??;
     ensure!(code == 200, "HTTP {code}: {text}");
     let v: Vec<Value> = serde_json::from_str(&text)?;
     let mut out = Vec::new();
     for r in v {
-        match r.get("result").and_then(|x| x.get("hash")).and_then(|h| h.as_str()) {
+        match r
+            .get("result")
+            .and_then(|x| x.get("hash"))
+            .and_then(|h| h.as_str())
+        {
             Some(h) => out.push(Hash::from_hex(h)?),
             None => bail!("send_tx failed: {r}"),
         }
@@ -111,7 +163,10 @@ async fn wait_receipts(c: &RpcClient, hashes: &[Hash]) -> Result<u64> {
                 Err(RpcError::Remote { code, .. }) if code == codes::NOT_FOUND => {}
                 Err(e) => return Err(e.into()),
             }
-            ensure!(std::time::Instant::now() < deadline, "receipt for {h} did not appear");
+            ensure!(
+                std::time::Instant::now() < deadline,
+                "receipt for {h} did not appear"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -135,7 +190,9 @@ fn thousand_transfers_balances_history_and_restart() -> Result<()> {
     let dev_addr = Address::from_public_key(&dev.public());
 
     // Ten funded senders.
-    let senders: Vec<Keypair> = (0..10u8).map(|i| Keypair::from_seed(&[i + 1; 32])).collect();
+    let senders: Vec<Keypair> = (0..10u8)
+        .map(|i| Keypair::from_seed(&[i + 1; 32]))
+        .collect();
     let mut model: HashMap<Address, (u128, u64)> = HashMap::new();
     let dev_start = rt.block_on(c.account(&dev_addr.encode(), None))?;
     model.insert(dev_addr, (dev_start.balance.0, dev_start.nonce));
@@ -143,17 +200,28 @@ fn thousand_transfers_balances_history_and_restart() -> Result<()> {
     let mut txs = Vec::new();
     for (i, s) in senders.iter().enumerate() {
         let a = Address::from_public_key(&s.public());
-        txs.push(transfer(&dev, dev_start.nonce + i as u64, a, fund, info.chain_id, price, info.base_gas));
+        txs.push(transfer(
+            &dev,
+            dev_start.nonce + i as u64,
+            a,
+            fund,
+            info.chain_id,
+            price,
+            info.base_gas,
+        ));
         model.insert(a, (fund, 0));
         let d = model.get_mut(&dev_addr).context("dev")?;
         d.0 -= fund + fee;
         d.1 += 1;
     }
-    let funded_height = rt.block_on(async { wait_receipts(&c, &send_batch(&url, &txs).await?).await })?;
+    let funded_height =
+        rt.block_on(async { wait_receipts(&c, &send_batch(&url, &txs).await?).await })?;
 
     // 1,000 transfers: 100 from each sender to the others and to fresh addresses.
     let mut hashes = Vec::new();
-    let fresh: Vec<Address> = (0..20u8).map(|i| Address::from_public_key(&Keypair::from_seed(&[100 + i; 32]).public())).collect();
+    let fresh: Vec<Address> = (0..20u8)
+        .map(|i| Address::from_public_key(&Keypair::from_seed(&[100 + i; 32]).public()))
+        .collect();
     for round in 0..10u64 {
         let mut batch = Vec::new();
         for (i, s) in senders.iter().enumerate() {
@@ -162,10 +230,20 @@ fn thousand_transfers_balances_history_and_restart() -> Result<()> {
                 let to = if (nonce + i as u64) % 3 == 0 {
                     fresh[(nonce as usize + i) % fresh.len()]
                 } else {
-                    Address::from_public_key(&senders[(i + 1 + k as usize) % senders.len()].public())
+                    Address::from_public_key(
+                        &senders[(i + 1 + k as usize) % senders.len()].public(),
+                    )
                 };
                 let amount = 1_000_000_000_000 + (nonce as u128) * 7 + i as u128;
-                batch.push(transfer(s, nonce, to, amount, info.chain_id, price, info.base_gas));
+                batch.push(transfer(
+                    s,
+                    nonce,
+                    to,
+                    amount,
+                    info.chain_id,
+                    price,
+                    info.base_gas,
+                ));
                 let from = Address::from_public_key(&s.public());
                 let f = model.get_mut(&from).context("sender")?;
                 f.0 -= amount + fee;
@@ -185,8 +263,16 @@ fn thousand_transfers_balances_history_and_restart() -> Result<()> {
                 // producer is the node key, so dev's balance is exact.
             }
             let r = rt.block_on(c.account(&a.encode(), None))?;
-            ensure!(r.balance.0 == *bal, "balance of {a}: node {} model {bal}", r.balance.0);
-            ensure!(r.nonce == *nonce, "nonce of {a}: node {} model {nonce}", r.nonce);
+            ensure!(
+                r.balance.0 == *bal,
+                "balance of {a}: node {} model {bal}",
+                r.balance.0
+            );
+            ensure!(
+                r.nonce == *nonce,
+                "nonce of {a}: node {} model {nonce}",
+                r.nonce
+            );
         }
         Ok(())
     };
@@ -196,7 +282,10 @@ fn thousand_transfers_balances_history_and_restart() -> Result<()> {
         for s in &senders {
             let a = Address::from_public_key(&s.public()).encode();
             let r = rt.block_on(c.account(&a, Some(funded_height)))?;
-            ensure!(r.balance.0 == fund && r.nonce == 0, "{a} at height {funded_height}: {r:?}");
+            ensure!(
+                r.balance.0 == fund && r.nonce == 0,
+                "{a} at height {funded_height}: {r:?}"
+            );
             let before = rt.block_on(c.account(&a, Some(0)))?;
             ensure!(before.balance.0 == 0, "{a} at genesis: {before:?}");
         }
@@ -205,19 +294,33 @@ fn thousand_transfers_balances_history_and_restart() -> Result<()> {
     check_history(&c)?;
     // The CLI reads the same history.
     let a0 = Address::from_public_key(&senders[0].public()).encode();
-    let v = aergo(&url, &ks, &["balance", &a0, "--at", &funded_height.to_string()])?;
+    let v = aergo(
+        &url,
+        &ks,
+        &["balance", &a0, "--at", &funded_height.to_string()],
+    )?;
     ensure!(v["balance"] == json!(fund.to_string()), "{v}");
 
     // Graceful restart keeps everything.
     node.proc.signal(libc::SIGTERM);
     let st = node.proc.wait_timeout(Duration::from_secs(20))?;
     ensure!(st.success(), "node exited with {st}");
-    let out = Command::new(bin("aergo-node")?).args(["check", "--data-dir"]).arg(&dir).output()?;
-    ensure!(out.status.success(), "check failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(bin("aergo-node")?)
+        .args(["check", "--data-dir"])
+        .arg(&dir)
+        .output()?;
+    ensure!(
+        out.status.success(),
+        "check failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let node2 = start(&dir, port, &[])?;
     let c2 = RpcClient::new(&node2.url, Duration::from_secs(10))?;
     let h = rt.block_on(c2.chain_info())?.height;
-    ensure!(h >= last_height, "height {h} after restart is below {last_height}");
+    ensure!(
+        h >= last_height,
+        "height {h} after restart is below {last_height}"
+    );
     check_all(&c2, &model)?;
     check_history(&c2)?;
     Ok(())
@@ -233,11 +336,20 @@ fn cli_accounts_send_wait_proof_and_subscriptions() -> Result<()> {
     let c = RpcClient::new(&url, Duration::from_secs(10))?;
     let mut sub = rt.block_on(c.subscribe_new_blocks())?;
 
-    let addr = aergo(&url, &ks, &["account", "new"])?["address"].as_str().context("address")?.to_string();
+    let addr = aergo(&url, &ks, &["account", "new"])?["address"]
+        .as_str()
+        .context("address")?
+        .to_string();
     ensure!(addr.starts_with('A'));
     let list = aergo(&url, &ks, &["account", "list"])?;
     ensure!(list.as_array().map(|a| a.len()) == Some(1), "{list}");
-    let sent = aergo(&url, &ks, &["send", "--from", "dev", "--to", &addr, "--amount", "1.5aergo", "--wait", "included"])?;
+    let sent = aergo(
+        &url,
+        &ks,
+        &[
+            "send", "--from", "dev", "--to", &addr, "--amount", "1.5aergo", "--wait", "included",
+        ],
+    )?;
     let hash = sent["hash"].as_str().context("hash")?.to_string();
     ensure!(sent["block_height"].as_u64().is_some(), "{sent}");
     let bal = aergo(&url, &ks, &["balance", &addr])?;
@@ -246,17 +358,29 @@ fn cli_accounts_send_wait_proof_and_subscriptions() -> Result<()> {
     let r = aergo(&url, &ks, &["receipt", &hash])?;
     ensure!(r["status"] == json!("ok"), "{r}");
     let t = aergo(&url, &ks, &["tx", &hash])?;
-    ensure!(t["status"] == json!("included") && t["tx"]["to"] == json!(addr), "{t}");
+    ensure!(
+        t["status"] == json!("included") && t["tx"]["to"] == json!(addr),
+        "{t}"
+    );
     let chain = aergo(&url, &ks, &["chain"])?;
     for f in ["height", "finalized_height", "best_hash"] {
         ensure!(chain.get(f).is_some(), "chain lacks {f}: {chain}");
     }
     let b = aergo(&url, &ks, &["block", "1"])?;
-    ensure!(b["height"] == json!(1) && b["hash"].as_str().map(|h| h.len()) == Some(64), "{b}");
+    ensure!(
+        b["height"] == json!(1) && b["hash"].as_str().map(|h| h.len()) == Some(64),
+        "{b}"
+    );
     let p = aergo(&url, &ks, &["proof", &addr])?;
     ensure!(p["verified"] == json!(true), "{p}");
     // Spend from the keystore account (password from AERGO_PASSWORD).
-    let back = aergo(&url, &ks, &["send", "--from", &addr, "--to", "dev", "--amount", "0.5", "--wait", "final"])?;
+    let back = aergo(
+        &url,
+        &ks,
+        &[
+            "send", "--from", &addr, "--to", "dev", "--amount", "0.5", "--wait", "final",
+        ],
+    )?;
     ensure!(back["status"] == json!("ok"), "{back}");
     // Wrong password: clear error, nothing sent.
     let out = Command::new(bin("aergo")?)
@@ -265,32 +389,55 @@ fn cli_accounts_send_wait_proof_and_subscriptions() -> Result<()> {
         .args(["send", "--from", &addr, "--to", "dev", "--amount", "0.1"])
         .env("AERGO_PASSWORD", "wrong")
         .output()?;
-    ensure!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("wrong password"));
+    ensure!(
+        !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("wrong password")
+    );
     // Export then import into a second keystore gives the same address.
-    let secret = aergo(&url, &ks, &["account", "export", &addr])?["secret_key"].as_str().context("key")?.to_string();
+    let secret = aergo(&url, &ks, &["account", "export", &addr])?["secret_key"]
+        .as_str()
+        .context("key")?
+        .to_string();
     let ks2 = tmp.path().join("ks2");
     let imported = aergo(&url, &ks2, &["account", "import", "--key", &secret])?;
     ensure!(imported["address"] == json!(addr));
     // Bad CLI input.
-    for bad in [vec!["balance", "notanaddress"], vec!["send", "--from", "dev", "--to", "dev", "--amount", "-1"], vec!["tx", "abc"]] {
-        let out = Command::new(bin("aergo")?).args(["--rpc", &url]).args(&bad).output()?;
-        ensure!(!out.status.success() && !out.stderr.is_empty(), "{bad:?} should fail with a message");
+    for bad in [
+        vec!["balance", "notanaddress"],
+        vec!["send", "--from", "dev", "--to", "dev", "--amount", "-1"],
+        vec!["tx", "abc"],
+    ] {
+        let out = Command::new(bin("aergo")?)
+            .args(["--rpc", &url])
+            .args(&bad)
+            .output()?;
+        ensure!(
+            !out.status.success() && !out.stderr.is_empty(),
+            "{bad:?} should fail with a message"
+        );
     }
 
     // A block notification arrives over WebSocket.
-    let n = rt.block_on(async { tokio::time::timeout(Duration::from_secs(10), sub.next()).await })?;
+    let n =
+        rt.block_on(async { tokio::time::timeout(Duration::from_secs(10), sub.next()).await })?;
     let blk = n.context("subscription closed")??;
     ensure!(blk.height >= 1);
     // Metrics.
     let (code, text) = http::raw("GET", &format!("{url}/metrics"), "")?;
-    ensure!(code == 200 && text.contains("aergo_height ") && text.contains("aergo_io_backend{backend="), "{text}");
+    ensure!(
+        code == 200 && text.contains("aergo_height ") && text.contains("aergo_io_backend{backend="),
+        "{text}"
+    );
     Ok(())
 }
 
 #[test]
 fn bad_input_gets_clear_errors_and_changes_nothing() -> Result<()> {
     let tmp = tempfile::tempdir()?;
-    let node = start(&tmp.path().join("node"), free_port()?, &["--no-empty-blocks"])?;
+    let node = start(
+        &tmp.path().join("node"),
+        free_port()?,
+        &["--no-empty-blocks"],
+    )?;
     let url = node.url.clone();
     let rt = rt();
     let c = RpcClient::new(&url, Duration::from_secs(10))?;
@@ -305,54 +452,167 @@ fn bad_input_gets_clear_errors_and_changes_nothing() -> Result<()> {
     };
     let code_of = |v: &Value| v["error"]["code"].as_i64().unwrap_or(0);
     ensure!(code_of(&call("{not json")?) == codes::PARSE_ERROR);
-    ensure!(code_of(&call(r#"{"jsonrpc":"1.0","id":1,"method":"chain_info"}"#)?) == codes::INVALID_REQUEST);
-    ensure!(code_of(&call(r#"{"jsonrpc":"2.0","id":1,"method":"nope"}"#)?) == codes::METHOD_NOT_FOUND);
-    ensure!(code_of(&call(r#"{"jsonrpc":"2.0","id":1,"method":"send_tx","params":{"tx":"zz"}}"#)?) == codes::INVALID_PARAMS);
-    ensure!(code_of(&call(r#"{"jsonrpc":"2.0","id":1,"method":"block","params":{"hash":"12"}}"#)?) == codes::INVALID_PARAMS);
-    ensure!(code_of(&call(r#"{"jsonrpc":"2.0","id":1,"method":"block","params":{"height":99999}}"#)?) == codes::NOT_FOUND);
-    ensure!(code_of(&call(r#"{"jsonrpc":"2.0","id":1,"method":"account","params":{"address":"Abc"}}"#)?) == codes::INVALID_PARAMS);
+    ensure!(
+        code_of(&call(r#"{"jsonrpc":"1.0","id":1,"method":"chain_info"}"#)?)
+            == codes::INVALID_REQUEST
+    );
+    ensure!(
+        code_of(&call(r#"{"jsonrpc":"2.0","id":1,"method":"nope"}"#)?) == codes::METHOD_NOT_FOUND
+    );
+    ensure!(
+        code_of(&call(
+            r#"{"jsonrpc":"2.0","id":1,"method":"send_tx","params":{"tx":"zz"}}"#
+        )?) == codes::INVALID_PARAMS
+    );
+    ensure!(
+        code_of(&call(
+            r#"{"jsonrpc":"2.0","id":1,"method":"block","params":{"hash":"12"}}"#
+        )?) == codes::INVALID_PARAMS
+    );
+    ensure!(
+        code_of(&call(
+            r#"{"jsonrpc":"2.0","id":1,"method":"block","params":{"height":99999}}"#
+        )?) == codes::NOT_FOUND
+    );
+    ensure!(
+        code_of(&call(
+            r#"{"jsonrpc":"2.0","id":1,"method":"account","params":{"address":"Abc"}}"#
+        )?) == codes::INVALID_PARAMS
+    );
     ensure!(code_of(&call("[]")?) == codes::INVALID_REQUEST);
-    let big = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"send_tx","params":{{"tx":"{}"}}}}"#, "00".repeat(700_000));
+    let big = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"send_tx","params":{{"tx":"{}"}}}}"#,
+        "00".repeat(700_000)
+    );
     let (code, _) = http::raw("POST", &format!("{url}/"), &big)?;
     ensure!(code == 413, "oversized body gave HTTP {code}");
 
     let to = Address::from_public_key(&Keypair::from_seed(&[7; 32]).public());
     let reason = |tx: Vec<u8>| -> Result<String> {
-        let v = call(&json!({"jsonrpc":"2.0","id":1,"method":"send_tx","params":{"tx": hex::encode(tx)}}).to_string())?;
+        let v = call(
+            &json!({"jsonrpc":"2.0","id":1,"method":"send_tx","params":{"tx": hex::encode(tx)}})
+                .to_string(),
+        )?;
         ensure!(code_of(&v) == codes::TX_REJECTED, "expected rejection: {v}");
-        Ok(v["error"]["data"]["reason"].as_str().unwrap_or("").to_string())
+        Ok(v["error"]["data"]["reason"]
+            .as_str()
+            .unwrap_or("")
+            .to_string())
     };
     let price = info.min_gas_price.0;
     let gas = info.base_gas;
-    ensure!(reason(transfer(&dev, before.nonce, to, 1, Hash::of(b"other chain"), price, gas))? == "rule");
+    ensure!(
+        reason(transfer(
+            &dev,
+            before.nonce,
+            to,
+            1,
+            Hash::of(b"other chain"),
+            price,
+            gas
+        ))? == "rule"
+    );
     let mut bad_sig = transfer(&dev, before.nonce, to, 1, info.chain_id, price, gas);
     let n = bad_sig.len();
     bad_sig[n - 5] ^= 1;
     ensure!(reason(bad_sig)? == "signature");
-    ensure!(reason(transfer(&dev, before.nonce + 5, to, 1, info.chain_id, price, gas))? == "nonce_gap");
-    ensure!(reason(transfer(&dev, before.nonce, to, before.balance.0, info.chain_id, price, gas))? == "insufficient_balance");
-    ensure!(reason(transfer(&dev, before.nonce, to, 1, info.chain_id, price - 1, gas))? == "rule");
-    ensure!(reason(transfer(&dev, before.nonce, to, 1, info.chain_id, price, gas - 1))? == "rule");
+    ensure!(
+        reason(transfer(
+            &dev,
+            before.nonce + 5,
+            to,
+            1,
+            info.chain_id,
+            price,
+            gas
+        ))? == "nonce_gap"
+    );
+    ensure!(
+        reason(transfer(
+            &dev,
+            before.nonce,
+            to,
+            before.balance.0,
+            info.chain_id,
+            price,
+            gas
+        ))? == "insufficient_balance"
+    );
+    ensure!(
+        reason(transfer(
+            &dev,
+            before.nonce,
+            to,
+            1,
+            info.chain_id,
+            price - 1,
+            gas
+        ))? == "rule"
+    );
+    ensure!(
+        reason(transfer(
+            &dev,
+            before.nonce,
+            to,
+            1,
+            info.chain_id,
+            price,
+            gas - 1
+        ))? == "rule"
+    );
     let mut truncated = transfer(&dev, before.nonce, to, 1, info.chain_id, price, gas);
     truncated.truncate(50);
     ensure!(reason(truncated)? == "malformed");
     // Nothing changed: no block was produced (empty blocks are off) and dev is untouched.
     let after = rt.block_on(c.account(&dev_a.encode(), None))?;
-    ensure!(after.balance == before.balance && after.nonce == before.nonce && after.next_nonce == before.nonce);
+    ensure!(
+        after.balance == before.balance
+            && after.nonce == before.nonce
+            && after.next_nonce == before.nonce
+    );
     ensure!(rt.block_on(c.mempool(10))?.count == 0);
     ensure!(rt.block_on(c.chain_info())?.height == info.height);
     // Per-client rate limit.
-    let limited = start(&tmp.path().join("limited"), free_port()?, &["--rpc-rate-limit", "2"])?;
+    let limited = start(
+        &tmp.path().join("limited"),
+        free_port()?,
+        &["--rpc-rate-limit", "2"],
+    )?;
     let mut codes_seen = Vec::new();
     for _ in 0..10 {
-        let (_, text) = http::raw("POST", &format!("{}/", limited.url), r#"{"jsonrpc":"2.0","id":1,"method":"chain_info"}"#)?;
+        let (_, text) = http::raw(
+            "POST",
+            &format!("{}/", limited.url),
+            r#"{"jsonrpc":"2.0","id":1,"method":"chain_info"}"#,
+        )?;
         let v: Value = serde_json::from_str(&text)?;
         codes_seen.push(code_of(&v));
     }
-    ensure!(codes_seen.contains(&codes::RATE_LIMITED) && codes_seen[0] == 0, "{codes_seen:?}");
+    ensure!(
+        codes_seen.contains(&codes::RATE_LIMITED) && codes_seen[0] == 0,
+        "{codes_seen:?}"
+    );
     // Replacement by a higher fee is accepted; a lower one is refused.
-    rt.block_on(c.send_tx(&transfer(&dev, before.nonce, to, 1, info.chain_id, price * 2, gas)))?;
-    ensure!(reason(transfer(&dev, before.nonce, to, 2, info.chain_id, price * 2, gas))? == "underpriced");
+    rt.block_on(c.send_tx(&transfer(
+        &dev,
+        before.nonce,
+        to,
+        1,
+        info.chain_id,
+        price * 2,
+        gas,
+    )))?;
+    ensure!(
+        reason(transfer(
+            &dev,
+            before.nonce,
+            to,
+            2,
+            info.chain_id,
+            price * 2,
+            gas
+        ))? == "underpriced"
+    );
     Ok(())
 }
 
@@ -367,32 +627,66 @@ fn sigkill_under_load_leaves_a_consistent_chain() -> Result<()> {
     let c = RpcClient::new(&url, Duration::from_secs(10))?;
     let info = rt.block_on(c.chain_info())?;
     let dev = Keypair::dev();
-    let recipients: Vec<Address> = (0..5u8).map(|i| Address::from_public_key(&Keypair::from_seed(&[50 + i; 32]).public())).collect();
-    // Sustained load: batches of transfers until a few blocks hold transactions, then SIGKILL
-    // while batches keep arriving.
-    let mut nonce = 0u64;
-    let mut node = node;
+    let recipients: Vec<Address> = (0..5u8)
+        .map(|i| Address::from_public_key(&Keypair::from_seed(&[50 + i; 32]).public()))
+        .collect();
+    // Sustained load from another thread: batches of transfers keep arriving while the node
+    // is killed mid-stream (the sender's errors after the kill are expected).
     let start_h = info.height;
-    loop {
-        let batch: Vec<Vec<u8>> = (0..200)
-            .map(|i| {
-                let t = transfer(&dev, nonce + i, recipients[(nonce + i) as usize % 5], 1000 + i as u128, info.chain_id, info.min_gas_price.0, info.base_gas);
-                t
-            })
-            .collect();
-        rt.block_on(send_batch(&url, &batch))?;
-        nonce += 200;
+    let sender = {
+        let url = url.clone();
+        let (chain_id, price, gas) = (info.chain_id, info.min_gas_price.0, info.base_gas);
+        std::thread::spawn(move || -> u64 {
+            let rt = self::rt();
+            let mut nonce = 0u64;
+            loop {
+                let batch: Vec<Vec<u8>> = (0..200)
+                    .map(|i| {
+                        transfer(
+                            &dev,
+                            nonce + i,
+                            recipients[(nonce + i) as usize % 5],
+                            1000 + i as u128,
+                            chain_id,
+                            price,
+                            gas,
+                        )
+                    })
+                    .collect();
+                if rt.block_on(send_batch(&url, &batch)).is_err() || nonce > 400_000 {
+                    return nonce;
+                }
+                nonce += 200;
+            }
+        })
+    };
+    let mut node = node;
+    poll("blocks under load", Duration::from_secs(60), || {
         let h = rt.block_on(c.chain_info())?.height;
-        if h >= start_h + 3 {
-            break;
-        }
-        ensure!(nonce < 200_000, "chain did not advance under load");
-    }
+        let pending = rt.block_on(c.mempool(1))?.count;
+        Ok((h >= start_h + 3 && pending > 0).then_some(()))
+    })?;
     node.proc.signal(libc::SIGKILL);
     node.proc.wait_timeout(Duration::from_secs(10))?;
+    let sent = sender
+        .join()
+        .map_err(|_| anyhow::anyhow!("sender thread panicked"))?;
+    ensure!(
+        sent >= 600,
+        "only {sent} transfers were sent before the kill"
+    );
+    let dev = Keypair::dev();
     // The log and the index agree after recovery.
-    let out = Command::new(bin("aergo-node")?).args(["check", "--data-dir"]).arg(&dir).output()?;
-    ensure!(out.status.success(), "check failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(bin("aergo-node")?)
+        .args(["check", "--data-dir"])
+        .arg(&dir)
+        .output()?;
+    ensure!(
+        out.status.success(),
+        "check failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     let node2 = start(&dir, port, &["--rpc-rate-limit", "0"])?;
     let c2 = RpcClient::new(&node2.url, Duration::from_secs(10))?;
     let tip = rt.block_on(c2.chain_info())?.height;
@@ -419,7 +713,11 @@ fn sigkill_under_load_leaves_a_consistent_chain() -> Result<()> {
     }
     for (a, bal) in &model {
         let r = rt.block_on(c2.account(a, Some(tip)))?;
-        ensure!(r.balance.0 == *bal, "{a}: node {} replay {bal}", r.balance.0);
+        ensure!(
+            r.balance.0 == *bal,
+            "{a}: node {} replay {bal}",
+            r.balance.0
+        );
     }
     Ok(())
 }

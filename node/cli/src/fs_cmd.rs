@@ -5,8 +5,6 @@
 //! `AERGO_FS_TOKEN`, or `AERGO_FS_TOKEN_FILE` naming the token file (on the appliance
 //! `/data/etc/fs.token`).
 
-
-
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 use std::io::Write;

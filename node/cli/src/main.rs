@@ -169,7 +169,10 @@ enum WaitFor {
 
 fn main() {
     let cli = Cli::parse();
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start runtime: {e}");
@@ -191,7 +194,9 @@ fn print(json_mode: bool, v: &Value, human: impl FnOnce() -> String) {
 }
 
 fn aergo(s: &str) -> String {
-    Aer::parse_aer(s).map(|a| format!("{} AERGO", a.to_aergo_string())).unwrap_or_else(|_| s.to_string())
+    Aer::parse_aer(s)
+        .map(|a| format!("{} AERGO", a.to_aergo_string()))
+        .unwrap_or_else(|_| s.to_string())
 }
 
 fn parse_hash(s: &str) -> Result<Hash> {
@@ -200,7 +205,9 @@ fn parse_hash(s: &str) -> Result<Hash> {
 
 fn resolve_addr(s: &str) -> Result<Address> {
     if s == "dev" {
-        return Ok(Address::from_public_key(&aergo_types::Keypair::dev().public()));
+        return Ok(Address::from_public_key(
+            &aergo_types::Keypair::dev().public(),
+        ));
     }
     Address::decode(s).map_err(|e| anyhow::anyhow!(e))
 }
@@ -215,7 +222,12 @@ async fn run(cli: Cli) -> Result<()> {
                 AccountCmd::New => {
                     let pw = wallet::password(cli.password.as_deref(), true)?;
                     let addr = ks.create(&pw)?;
-                    print(j, &json!({"address": addr.encode()}), || format!("created account {addr}\nkeystore: {}", ks.path_of(&addr).display()));
+                    print(j, &json!({"address": addr.encode()}), || {
+                        format!(
+                            "created account {addr}\nkeystore: {}",
+                            ks.path_of(&addr).display()
+                        )
+                    });
                 }
                 AccountCmd::List => {
                     let list = ks.list()?;
@@ -224,7 +236,10 @@ async fn run(cli: Cli) -> Result<()> {
                         if list.is_empty() {
                             format!("no accounts in {}", ks.dir().display())
                         } else {
-                            list.iter().map(|(a, _)| a.encode()).collect::<Vec<_>>().join("\n")
+                            list.iter()
+                                .map(|(a, _)| a.encode())
+                                .collect::<Vec<_>>()
+                                .join("\n")
                         }
                     });
                 }
@@ -233,23 +248,39 @@ async fn run(cli: Cli) -> Result<()> {
                         Some(k) => k,
                         None => {
                             let mut s = String::new();
-                            std::io::stdin().read_line(&mut s).context("read key from stdin")?;
+                            std::io::stdin()
+                                .read_line(&mut s)
+                                .context("read key from stdin")?;
                             s
                         }
                     };
                     let pw = wallet::password(cli.password.as_deref(), true)?;
                     let addr = ks.import(hex_key.trim(), &pw)?;
-                    print(j, &json!({"address": addr.encode()}), || format!("imported account {addr}"));
+                    print(j, &json!({"address": addr.encode()}), || {
+                        format!("imported account {addr}")
+                    });
                 }
                 AccountCmd::Export { address } => {
                     let addr = resolve_addr(&address)?;
                     let pw = wallet::password(cli.password.as_deref(), false)?;
                     let k = ks.unlock(&addr, &pw)?;
-                    print(j, &json!({"address": addr.encode(), "secret_key": hex::encode(k.seed())}), || hex::encode(k.seed()));
+                    print(
+                        j,
+                        &json!({"address": addr.encode(), "secret_key": hex::encode(k.seed())}),
+                        || hex::encode(k.seed()),
+                    );
                 }
             }
         }
-        Cmd::Send { from, to, amount, wait, nonce, gas_price, gas_limit } => {
+        Cmd::Send {
+            from,
+            to,
+            amount,
+            wait,
+            nonce,
+            gas_price,
+            gas_limit,
+        } => {
             let c = client()?;
             let amount = Aer::parse_cli(&amount)?;
             let to = resolve_addr(&to)?;
@@ -288,9 +319,15 @@ async fn run(cli: Cli) -> Result<()> {
                 out["status"] = json!(r.status);
             }
             print(j, &out, || {
-                let mut s = format!("sent {} from {sender} to {to}\ntx {hash}", amount.to_aergo_string());
+                let mut s = format!(
+                    "sent {} from {sender} to {to}\ntx {hash}",
+                    amount.to_aergo_string()
+                );
                 if let Some(h) = out.get("block_height").and_then(|v| v.as_u64()) {
-                    s.push_str(&format!("\nincluded in block {h} ({})", out["status"].as_str().unwrap_or("")));
+                    s.push_str(&format!(
+                        "\nincluded in block {h} ({})",
+                        out["status"].as_str().unwrap_or("")
+                    ));
                 }
                 s
             });
@@ -305,7 +342,10 @@ async fn run(cli: Cli) -> Result<()> {
                     t.tx.hash, t.status, t.tx.kind, t.tx.from, t.tx.to.clone().unwrap_or_default(), aergo(&t.tx.amount.to_string()), t.tx.nonce, t.tx.gas_limit, t.tx.gas_price, t.tx.size
                 );
                 if let (Some(h), Some(b)) = (t.block_height, t.block_hash) {
-                    s.push_str(&format!("\n  block     {h} ({b}) index {}", t.index.unwrap_or(0)));
+                    s.push_str(&format!(
+                        "\n  block     {h} ({b}) index {}",
+                        t.index.unwrap_or(0)
+                    ));
                 }
                 s
             });
@@ -338,9 +378,22 @@ async fn run(cli: Cli) -> Result<()> {
         Cmd::Block { id, full } => {
             let c = client()?;
             let b = match id {
-                None => c.block_by_height(c.chain_info().await?.height, full).await?,
-                Some(s) if s.len() == 64 || s.starts_with("0x") => c.block_by_hash(&parse_hash(&s)?, full).await?,
-                Some(s) => c.block_by_height(s.parse().with_context(|| format!("`{s}` is neither a height nor a 64-character hash"))?, full).await?,
+                None => {
+                    c.block_by_height(c.chain_info().await?.height, full)
+                        .await?
+                }
+                Some(s) if s.len() == 64 || s.starts_with("0x") => {
+                    c.block_by_hash(&parse_hash(&s)?, full).await?
+                }
+                Some(s) => {
+                    c.block_by_height(
+                        s.parse().with_context(|| {
+                            format!("`{s}` is neither a height nor a 64-character hash")
+                        })?,
+                        full,
+                    )
+                    .await?
+                }
             };
             let v = serde_json::to_value(&b)?;
             print(j, &v, || {
@@ -351,7 +404,10 @@ async fn run(cli: Cli) -> Result<()> {
                 for t in &b.txs {
                     match t {
                         Value::String(h) => s.push_str(&format!("\n  - {h}")),
-                        other => s.push_str(&format!("\n  - {}", other.get("hash").and_then(|h| h.as_str()).unwrap_or(""))),
+                        other => s.push_str(&format!(
+                            "\n  - {}",
+                            other.get("hash").and_then(|h| h.as_str()).unwrap_or("")
+                        )),
                     }
                 }
                 s
@@ -362,9 +418,19 @@ async fn run(cli: Cli) -> Result<()> {
             let list = c.blocks_last(last).await?;
             let v = serde_json::to_value(&list)?;
             print(j, &v, || {
-                let mut s = format!("{:>8}  {:<13}  {:>5}  {:>7}  {:<16}", "HEIGHT", "TIME(ms)", "TXS", "BYTES", "HASH");
+                let mut s = format!(
+                    "{:>8}  {:<13}  {:>5}  {:>7}  {:<16}",
+                    "HEIGHT", "TIME(ms)", "TXS", "BYTES", "HASH"
+                );
                 for b in &list {
-                    s.push_str(&format!("\n{:>8}  {:<13}  {:>5}  {:>7}  {}…", b.height, b.timestamp_ms, b.tx_count, b.size, &b.hash.to_hex()[..16]));
+                    s.push_str(&format!(
+                        "\n{:>8}  {:<13}  {:>5}  {:>7}  {}…",
+                        b.height,
+                        b.timestamp_ms,
+                        b.tx_count,
+                        b.size,
+                        &b.hash.to_hex()[..16]
+                    ));
                 }
                 s
             });
@@ -385,7 +451,15 @@ async fn run(cli: Cli) -> Result<()> {
             let a = resolve_addr(&address)?;
             let r = c.account(&a.encode(), at).await?;
             let v = json!({"address": r.address, "balance": r.balance.to_string(), "nonce": r.nonce, "next_nonce": r.next_nonce, "height": r.height});
-            print(j, &v, || format!("{} AERGO\n  address  {}\n  nonce    {}\n  height   {}", r.balance.to_aergo_string(), r.address, r.nonce, r.height));
+            print(j, &v, || {
+                format!(
+                    "{} AERGO\n  address  {}\n  nonce    {}\n  height   {}",
+                    r.balance.to_aergo_string(),
+                    r.address,
+                    r.nonce,
+                    r.height
+                )
+            });
         }
         Cmd::Node(NodeCmd::Status) => {
             let c = client()?;
@@ -411,9 +485,15 @@ async fn run(cli: Cli) -> Result<()> {
             let m = c.mempool(limit).await?;
             let v = serde_json::to_value(&m)?;
             print(j, &v, || {
-                let mut s = format!("{} pending ({} bytes; limits {} txs, {} bytes)", m.count, m.bytes, m.max_txs, m.max_bytes);
+                let mut s = format!(
+                    "{} pending ({} bytes; limits {} txs, {} bytes)",
+                    m.count, m.bytes, m.max_txs, m.max_bytes
+                );
                 for t in &m.txs {
-                    s.push_str(&format!("\n  {}  {} nonce {}  age {} ms", t.hash, t.from, t.nonce, t.age_ms));
+                    s.push_str(&format!(
+                        "\n  {}  {} nonce {}  age {} ms",
+                        t.hash, t.from, t.nonce, t.age_ms
+                    ));
                 }
                 s
             });
@@ -425,7 +505,15 @@ async fn run(cli: Cli) -> Result<()> {
             let ok = wallet::verify_proof(&p)?;
             let mut v = serde_json::to_value(&p)?;
             v["verified"] = json!(ok);
-            print(j, &v, || format!("proof for {} at height {} against state root {}: {}", p.address, p.height, p.state_root, if ok { "VALID" } else { "INVALID" }));
+            print(j, &v, || {
+                format!(
+                    "proof for {} at height {} against state root {}: {}",
+                    p.address,
+                    p.height,
+                    p.state_root,
+                    if ok { "VALID" } else { "INVALID" }
+                )
+            });
             if !ok {
                 bail!("the proof does not verify against the state root");
             }
@@ -433,7 +521,8 @@ async fn run(cli: Cli) -> Result<()> {
         Cmd::Fs(f) => fs_cmd::run(f, &cli.fs, j).await?,
         Cmd::Os(o) => {
             let (addr, tok) = (cli.init_addr.clone(), cli.init_token.clone());
-            tokio::task::spawn_blocking(move || os_cmd::run(o, addr.as_deref(), tok.as_deref(), j)).await??
+            tokio::task::spawn_blocking(move || os_cmd::run(o, addr.as_deref(), tok.as_deref(), j))
+                .await??
         }
     }
     Ok(())
@@ -456,7 +545,14 @@ async fn wait_for(c: &RpcClient, hash: &Hash, w: WaitFor) -> Result<aergo_rpc::R
             Err(e) => return Err(e.into()),
         }
         if Instant::now() > deadline {
-            bail!("transaction {hash} was not {} within 120 s", if w == WaitFor::Included { "included" } else { "final" });
+            bail!(
+                "transaction {hash} was not {} within 120 s",
+                if w == WaitFor::Included {
+                    "included"
+                } else {
+                    "final"
+                }
+            );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

@@ -17,7 +17,11 @@ impl Keystore {
     pub fn new(dir: Option<PathBuf>) -> Result<Self> {
         let dir = match dir {
             Some(d) => d,
-            None => std::env::var_os("HOME").map(PathBuf::from).context("HOME is not set; give --keystore")?.join(".aergo").join("keystore"),
+            None => std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .context("HOME is not set; give --keystore")?
+                .join(".aergo")
+                .join("keystore"),
         };
         Ok(Self { dir })
     }
@@ -33,7 +37,10 @@ impl Keystore {
         let addr = Address::from_public_key(&k.public());
         let p = self.path_of(&addr);
         if p.exists() {
-            bail!("account {addr} is already in the keystore ({})", p.display());
+            bail!(
+                "account {addr} is already in the keystore ({})",
+                p.display()
+            );
         }
         KeystoreFile::encrypt(k, pw, kdf())?.save(&p)?;
         Ok(addr)
@@ -45,7 +52,8 @@ impl Keystore {
     /// Imports a hex secret key.
     pub fn import(&self, hex_key: &str, pw: &str) -> Result<Address> {
         let mut seed = [0u8; 32];
-        hex::decode_to_slice(hex_key, &mut seed).context("the secret key must be 64 hex characters")?;
+        hex::decode_to_slice(hex_key, &mut seed)
+            .context("the secret key must be 64 hex characters")?;
         self.save(&Keypair::from_seed(&seed), pw)
     }
     /// Decrypts an account.
@@ -78,7 +86,10 @@ impl Keystore {
 /// KDF cost; `AERGO_KDF_MEMORY_KIB` lowers it for tests only.
 fn kdf() -> KdfParams {
     let mut k = KdfParams::default();
-    if let Some(m) = std::env::var("AERGO_KDF_MEMORY_KIB").ok().and_then(|v| v.parse().ok()) {
+    if let Some(m) = std::env::var("AERGO_KDF_MEMORY_KIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
         k.m_kib = m;
     }
     k
@@ -142,7 +153,11 @@ pub fn verify_proof(p: &AccountProof) -> Result<bool> {
         (None, None) => Hash::ZERO,
     };
     for (d, s) in p.proof.siblings.iter().enumerate().rev() {
-        acc = if bit(&key, d) { node(s, &acc) } else { node(&acc, s) };
+        acc = if bit(&key, d) {
+            node(s, &acc)
+        } else {
+            node(&acc, s)
+        };
     }
     Ok(acc == p.state_root)
 }

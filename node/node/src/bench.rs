@@ -37,8 +37,13 @@ pub struct BenchArgs {
 
 fn bench_genesis(keys: &[Keypair]) -> Genesis {
     let share = TOTAL_SUPPLY / keys.len() as u128;
-    let mut balances: Vec<GenesisAccount> =
-        keys.iter().map(|k| GenesisAccount { address: Address::from_public_key(&k.public()), balance: Aer(share) }).collect();
+    let mut balances: Vec<GenesisAccount> = keys
+        .iter()
+        .map(|k| GenesisAccount {
+            address: Address::from_public_key(&k.public()),
+            balance: Aer(share),
+        })
+        .collect();
     if let Some(first) = balances.first_mut() {
         first.balance = Aer(share + TOTAL_SUPPLY - share * keys.len() as u128);
     }
@@ -46,8 +51,16 @@ fn bench_genesis(keys: &[Keypair]) -> Genesis {
         chain_name: "aergo-bench".into(),
         timestamp_ms: 0,
         balances,
-        consensus: ConsensusParams { engine: Engine::Solo, block_interval_ms: 1000, producer: None },
-        gas: GasParams { base: 1000, per_byte: 10, min_price: Aer(1_000_000_000) },
+        consensus: ConsensusParams {
+            engine: Engine::Solo,
+            block_interval_ms: 1000,
+            producer: None,
+        },
+        gas: GasParams {
+            base: 1000,
+            per_byte: 10,
+            min_price: Aer(1_000_000_000),
+        },
     }
 }
 
@@ -57,8 +70,14 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         bail!("need at least 2 accounts and 1 transaction");
     }
     let cores = rayon::current_num_threads();
-    println!("aergo-node bench: {} transfers from {} accounts on {cores} cores", a.txs, a.accounts);
-    let keys: Vec<Keypair> = (0..a.accounts).into_par_iter().map(|i| Keypair::from_seed(&Hash::of(format!("bench {i}").as_bytes()).0)).collect();
+    println!(
+        "aergo-node bench: {} transfers from {} accounts on {cores} cores",
+        a.txs, a.accounts
+    );
+    let keys: Vec<Keypair> = (0..a.accounts)
+        .into_par_iter()
+        .map(|i| Keypair::from_seed(&Hash::of(format!("bench {i}").as_bytes()).0))
+        .collect();
     let genesis = bench_genesis(&keys);
     let chain_id = genesis.chain_id();
     let t = Instant::now();
@@ -82,7 +101,12 @@ pub fn run(a: &BenchArgs) -> Result<()> {
             .encode()
         })
         .collect();
-    println!("  pre-signed {} transfers in {:.2} s ({} bytes each)", a.txs, t.elapsed().as_secs_f64(), encoded.first().map(|e| e.len()).unwrap_or(0));
+    println!(
+        "  pre-signed {} transfers in {:.2} s ({} bytes each)",
+        a.txs,
+        t.elapsed().as_secs_f64(),
+        encoded.first().map(|e| e.len()).unwrap_or(0)
+    );
 
     let tmp;
     let dir = match &a.data_dir {
@@ -94,8 +118,17 @@ pub fn run(a: &BenchArgs) -> Result<()> {
     };
     let io = IoService::start(IoConfig::default());
     let backend = io.backend();
-    let chain = Arc::new(Chain::open(ChainOptions { data_dir: dir.clone(), genesis: genesis.clone(), io })?);
-    let limits = MempoolConfig { max_txs: a.txs + 1, max_bytes: usize::MAX / 2, max_per_account: a.txs + 1, ttl_secs: 3600 };
+    let chain = Arc::new(Chain::open(ChainOptions {
+        data_dir: dir.clone(),
+        genesis: genesis.clone(),
+        io,
+    })?);
+    let limits = MempoolConfig {
+        max_txs: a.txs + 1,
+        max_bytes: usize::MAX / 2,
+        max_per_account: a.txs + 1,
+        ttl_secs: 3600,
+    };
     let pool = Arc::new(Mutex::new(Mempool::new(limits)));
     let producer_key = Keypair::from_seed(&[42; 32]);
     let included = Arc::new(AtomicU64::new(0));
@@ -104,7 +137,13 @@ pub fn run(a: &BenchArgs) -> Result<()> {
 
     let start = Instant::now();
     let prod = {
-        let (chain, pool, included, done, blocks) = (chain.clone(), pool.clone(), included.clone(), done.clone(), blocks.clone());
+        let (chain, pool, included, done, blocks) = (
+            chain.clone(),
+            pool.clone(),
+            included.clone(),
+            done.clone(),
+            blocks.clone(),
+        );
         let total = a.txs as u64;
         std::thread::spawn(move || -> Result<f64> {
             let mut commit_secs = 0.0;
@@ -134,13 +173,24 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         let checked: Vec<Option<SignedTx>> = chunk
             .par_chunks(256)
             .flat_map_iter(|part| {
-                let txs: Vec<Option<SignedTx>> =
-                    part.iter().map(|b| SignedTx::decode(b).ok().filter(|t| check_stateless(t, &chain_id, &gas).is_ok())).collect();
-                let items: Vec<(aergo_types::PublicKey, &[u8], aergo_types::Signature)> =
-                    txs.iter().flatten().map(|t| (t.tx.from, &t.hash.0[..], t.signature)).collect();
+                let txs: Vec<Option<SignedTx>> = part
+                    .iter()
+                    .map(|b| {
+                        SignedTx::decode(b)
+                            .ok()
+                            .filter(|t| check_stateless(t, &chain_id, &gas).is_ok())
+                    })
+                    .collect();
+                let items: Vec<(aergo_types::PublicKey, &[u8], aergo_types::Signature)> = txs
+                    .iter()
+                    .flatten()
+                    .map(|t| (t.tx.from, &t.hash.0[..], t.signature))
+                    .collect();
                 let verdicts = aergo_types::crypto::verify_batch(&items);
                 let mut vi = verdicts.into_iter();
-                txs.into_iter().map(|t| t.filter(|_| vi.next().unwrap_or(false))).collect::<Vec<_>>()
+                txs.into_iter()
+                    .map(|t| t.filter(|_| vi.next().unwrap_or(false)))
+                    .collect::<Vec<_>>()
             })
             .collect();
         let mut p = pool.lock();
@@ -164,18 +214,29 @@ pub fn run(a: &BenchArgs) -> Result<()> {
     let n_included = included.load(Ordering::Relaxed);
     let n_blocks = blocks.load(Ordering::Relaxed);
     if rejected > 0 || n_included != a.txs as u64 {
-        bail!("pipeline lost transactions: {rejected} rejected, {n_included} of {} included", a.txs);
+        bail!(
+            "pipeline lost transactions: {rejected} rejected, {n_included} of {} included",
+            a.txs
+        );
     }
     let pipeline_tps = n_included as f64 / secs;
 
     // Baseline: pure ed25519-dalek batch verification of the same signatures, same cores.
-    let decoded: Vec<SignedTx> = encoded.par_iter().filter_map(|b| SignedTx::decode(b).ok()).collect();
+    let decoded: Vec<SignedTx> = encoded
+        .par_iter()
+        .filter_map(|b| SignedTx::decode(b).ok())
+        .collect();
     let t = Instant::now();
     let all_ok = decoded.par_chunks(256).all(|part| {
         let msgs: Vec<&[u8]> = part.iter().map(|t| &t.hash.0[..]).collect();
-        let sigs: Vec<ed25519_dalek::Signature> = part.iter().map(|t| ed25519_dalek::Signature::from_bytes(&t.signature.0)).collect();
-        let vks: Vec<ed25519_dalek::VerifyingKey> =
-            part.iter().filter_map(|t| ed25519_dalek::VerifyingKey::from_bytes(&t.tx.from.0).ok()).collect();
+        let sigs: Vec<ed25519_dalek::Signature> = part
+            .iter()
+            .map(|t| ed25519_dalek::Signature::from_bytes(&t.signature.0))
+            .collect();
+        let vks: Vec<ed25519_dalek::VerifyingKey> = part
+            .iter()
+            .filter_map(|t| ed25519_dalek::VerifyingKey::from_bytes(&t.tx.from.0).ok())
+            .collect();
         ed25519_dalek::verify_batch(&msgs, &sigs, &vks).is_ok()
     });
     let dalek_secs = t.elapsed().as_secs_f64();
@@ -186,10 +247,25 @@ pub fn run(a: &BenchArgs) -> Result<()> {
     let ratio = pipeline_tps / dalek_rate;
     let tip = chain.tip();
     println!("  block log I/O backend: {backend}");
-    println!("  blocks: {n_blocks} (avg {:.0} transfers/block), tip height {}", n_included as f64 / n_blocks.max(1) as f64, tip.header.height);
-    println!("  block assembly+execution+commit time: {:.2} s of {:.2} s wall", commit_secs, secs);
-    println!("pipeline: {:.0} transfers/s ({} in {:.2} s)", pipeline_tps, n_included, secs);
-    println!("baseline: {:.0} signatures/s (ed25519-dalek verify_batch, {} in {:.2} s, {cores} cores)", dalek_rate, decoded.len(), dalek_secs);
+    println!(
+        "  blocks: {n_blocks} (avg {:.0} transfers/block), tip height {}",
+        n_included as f64 / n_blocks.max(1) as f64,
+        tip.header.height
+    );
+    println!(
+        "  block assembly+execution+commit time: {:.2} s of {:.2} s wall",
+        commit_secs, secs
+    );
+    println!(
+        "pipeline: {:.0} transfers/s ({} in {:.2} s)",
+        pipeline_tps, n_included, secs
+    );
+    println!(
+        "baseline: {:.0} signatures/s (ed25519-dalek verify_batch, {} in {:.2} s, {cores} cores)",
+        dalek_rate,
+        decoded.len(),
+        dalek_secs
+    );
     println!("ratio:    {:.3} (floor 0.25, aim 0.5)", ratio);
     Ok(())
 }

@@ -9,14 +9,18 @@ use std::path::Path;
 /// Loads the key at `path`, creating it (0600) when absent.
 pub fn load_or_create(path: &Path) -> Result<(Keypair, bool)> {
     if path.exists() {
-        let text = std::fs::read_to_string(path).with_context(|| format!("read node key {}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("read node key {}", path.display()))?;
         let mut seed = [0u8; 32];
         hex::decode_to_slice(text.trim(), &mut seed)
             .with_context(|| format!("node key {} is not 64 hex characters", path.display()))?;
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(path)?.permissions().mode() & 0o777;
         if mode & 0o077 != 0 {
-            bail!("node key {} is readable by others (mode {mode:o}); run chmod 600 on it", path.display());
+            bail!(
+                "node key {} is readable by others (mode {mode:o}); run chmod 600 on it",
+                path.display()
+            );
         }
         return Ok((Keypair::from_seed(&seed), false));
     }

@@ -75,8 +75,12 @@ enum Cmd {
 
 fn main() {
     let args = Args::parse();
-    let filter = tracing_subscriber::EnvFilter::try_new(&args.log).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let filter = tracing_subscriber::EnvFilter::try_new(&args.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
     let res = match &args.cmd {
         Some(Cmd::Bench(b)) => bench::run(b),
         Some(Cmd::Check { data_dir, genesis }) => check(data_dir, genesis.as_deref()),
@@ -93,14 +97,25 @@ fn check(data_dir: &std::path::Path, genesis: Option<&std::path::Path>) -> Resul
         Some(p) => Genesis::load(p)?,
         None => Genesis::dev(),
     };
-    let chain = Chain::open(ChainOptions { data_dir: data_dir.to_path_buf(), genesis, io: IoService::start(IoConfig::default()) })?;
+    let chain = Chain::open(ChainOptions {
+        data_dir: data_dir.to_path_buf(),
+        genesis,
+        io: IoService::start(IoConfig::default()),
+    })?;
     let n = chain.verify_log_matches_index()?;
-    println!("ok: {n} blocks in the block log match the index (tip {})", chain.tip().hash);
+    println!(
+        "ok: {n} blocks in the block log match the index (tip {})",
+        chain.tip().hash
+    );
     Ok(())
 }
 
 fn home_dev_dir() -> PathBuf {
-    std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/tmp")).join(".aergo").join("dev")
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/tmp"))
+        .join(".aergo")
+        .join("dev")
 }
 
 fn run(args: Args) -> Result<()> {
@@ -142,15 +157,34 @@ fn run(args: Args) -> Result<()> {
         (None, true) => Genesis::dev(),
         (None, false) => bail!("no genesis: set node.genesis in the config or use --dev"),
     };
-    let data_dir = cfg.node.data_dir.clone().unwrap_or_else(|| if cfg.node.dev { home_dev_dir() } else { PathBuf::from("data") });
-    std::fs::create_dir_all(&data_dir).with_context(|| format!("create data folder {}", data_dir.display()))?;
-    let key_path = cfg.node.key.clone().unwrap_or_else(|| data_dir.join("node.key"));
+    let data_dir = cfg.node.data_dir.clone().unwrap_or_else(|| {
+        if cfg.node.dev {
+            home_dev_dir()
+        } else {
+            PathBuf::from("data")
+        }
+    });
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("create data folder {}", data_dir.display()))?;
+    let key_path = cfg
+        .node
+        .key
+        .clone()
+        .unwrap_or_else(|| data_dir.join("node.key"));
     let (key, created) = keyfile::load_or_create(&key_path)?;
-    let rpc_addr: SocketAddr = cfg.node.rpc_addr.parse().with_context(|| format!("bad rpc address {}", cfg.node.rpc_addr))?;
+    let rpc_addr: SocketAddr = cfg
+        .node
+        .rpc_addr
+        .parse()
+        .with_context(|| format!("bad rpc address {}", cfg.node.rpc_addr))?;
 
     let io = IoService::start(IoConfig::default());
     tracing::info!(backend = %io.backend(), reason = ?io.fallback_reason(), "block log I/O backend");
-    let chain = Arc::new(Chain::open(ChainOptions { data_dir: data_dir.clone(), genesis, io })?);
+    let chain = Arc::new(Chain::open(ChainOptions {
+        data_dir: data_dir.clone(),
+        genesis,
+        io,
+    })?);
     let tip = chain.tip();
     tracing::info!(
         chain = %chain.genesis().chain_name,
@@ -161,12 +195,22 @@ fn run(args: Args) -> Result<()> {
         data_dir = %data_dir.display(),
         "chain opened"
     );
-    let node = Arc::new(node::Node::new(chain, key, cfg.node.mempool.clone(), cfg.node.empty_blocks));
+    let node = Arc::new(node::Node::new(
+        chain,
+        key,
+        cfg.node.mempool.clone(),
+        cfg.node.empty_blocks,
+    ));
 
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
     let producer = {
         let n = node.clone();
-        std::thread::Builder::new().name("producer".into()).spawn(move || producer::run(n))?
+        std::thread::Builder::new()
+            .name("producer".into())
+            .spawn(move || producer::run(n))?
     };
     let res: Result<()> = rt.block_on(async {
         let listener = tokio::net::TcpListener::bind(rpc_addr).await.with_context(|| format!("bind RPC address {rpc_addr}"))?;

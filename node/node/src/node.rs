@@ -65,14 +65,22 @@ impl Metrics {
         self.commit_us_last.store(commit_us, Ordering::Relaxed);
         let mut r = self.recent.lock();
         r.push_back((ts_ms, txs));
-        while r.front().map(|(t, _)| ts_ms.saturating_sub(*t) > 60_000).unwrap_or(false) {
+        while r
+            .front()
+            .map(|(t, _)| ts_ms.saturating_sub(*t) > 60_000)
+            .unwrap_or(false)
+        {
             r.pop_front();
         }
     }
     /// Transactions per second over the last minute.
     pub fn tps_1m(&self, now: u64) -> f64 {
         let r = self.recent.lock();
-        let n: u64 = r.iter().filter(|(t, _)| now.saturating_sub(*t) <= 60_000).map(|(_, c)| *c as u64).sum();
+        let n: u64 = r
+            .iter()
+            .filter(|(t, _)| now.saturating_sub(*t) <= 60_000)
+            .map(|(_, c)| *c as u64)
+            .sum();
         n as f64 / 60.0
     }
 }
@@ -103,7 +111,12 @@ pub struct Node {
 
 impl Node {
     /// A node around an opened chain.
-    pub fn new(chain: Arc<Chain>, key: Keypair, mempool: MempoolConfig, empty_blocks: bool) -> Self {
+    pub fn new(
+        chain: Arc<Chain>,
+        key: Keypair,
+        mempool: MempoolConfig,
+        empty_blocks: bool,
+    ) -> Self {
         Self {
             chain,
             mempool: Mutex::new(Mempool::new(mempool)),
@@ -133,7 +146,8 @@ impl Node {
     /// Decodes and checks a transaction without touching the mempool.
     pub fn check(&self, bytes: &[u8]) -> Result<SignedTx, AdmitError> {
         let tx = SignedTx::decode(bytes).map_err(|e| AdmitError::Malformed(e.to_string()))?;
-        check_stateless(&tx, &self.chain.chain_id(), &self.chain.genesis().gas).map_err(AdmitError::Rule)?;
+        check_stateless(&tx, &self.chain.chain_id(), &self.chain.genesis().gas)
+            .map_err(AdmitError::Rule)?;
         if !tx.verify_signature() {
             return Err(AdmitError::Signature);
         }
@@ -143,8 +157,16 @@ impl Node {
     /// Adds a checked transaction to the mempool.
     pub fn admit_checked(&self, tx: SignedTx) -> Result<Hash, AdmitError> {
         let from = tx.tx.sender();
-        let acct = self.chain.account_latest(&from).map_err(|e| AdmitError::Chain(e.to_string()))?;
-        let summary = TxSummary { hash: tx.hash, from: from.encode(), nonce: tx.tx.nonce, amount: aergo_types::Aer(tx.tx.amount) };
+        let acct = self
+            .chain
+            .account_latest(&from)
+            .map_err(|e| AdmitError::Chain(e.to_string()))?;
+        let summary = TxSummary {
+            hash: tx.hash,
+            from: from.encode(),
+            nonce: tx.tx.nonce,
+            amount: aergo_types::Aer(tx.tx.amount),
+        };
         let hash = tx.hash;
         self.mempool.lock().add(tx, acct, now_ms())?;
         let _ = self.pending_tx.send(summary);

@@ -39,7 +39,10 @@ pub fn run(node: Arc<Node>) {
             continue;
         }
         let started = Instant::now();
-        match node.chain.produce(&node.key, candidates, slot.timestamp_ms, slot.consensus) {
+        match node
+            .chain
+            .produce(&node.key, candidates, slot.timestamp_ms, slot.consensus)
+        {
             Ok(p) => {
                 let commit_us = started.elapsed().as_micros() as u64;
                 {
@@ -54,9 +57,20 @@ pub fn run(node: Arc<Node>) {
                 }
                 let size = p.block.encode().len() as u32;
                 let gas: u64 = p.receipts.iter().map(|r| r.gas_used).sum();
-                node.metrics.block(p.block.header.timestamp_ms, p.block.txs.len() as u32, commit_us);
-                tracing::debug!(height = p.block.header.height, txs = p.block.txs.len(), commit_us, "block committed");
-                let _ = node.blocks_tx.send(crate::node::Node::summary(&p.block, size, gas));
+                node.metrics.block(
+                    p.block.header.timestamp_ms,
+                    p.block.txs.len() as u32,
+                    commit_us,
+                );
+                tracing::debug!(
+                    height = p.block.header.height,
+                    txs = p.block.txs.len(),
+                    commit_us,
+                    "block committed"
+                );
+                let _ = node
+                    .blocks_tx
+                    .send(crate::node::Node::summary(&p.block, size, gas));
             }
             Err(e) => {
                 tracing::error!(error = %e, "block production failed; retrying next slot");

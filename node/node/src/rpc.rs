@@ -45,7 +45,11 @@ pub struct RpcFail {
 
 impl RpcFail {
     fn new(code: i64, message: impl Into<String>) -> Self {
-        Self { code, message: message.into(), data: None }
+        Self {
+            code,
+            message: message.into(),
+            data: None,
+        }
     }
     fn params(message: impl Into<String>) -> Self {
         Self::new(codes::INVALID_PARAMS, message)
@@ -80,7 +84,11 @@ impl From<AdmitError> for RpcFail {
             },
             AdmitError::Chain(_) => "internal",
         };
-        RpcFail { code: codes::TX_REJECTED, message: format!("transaction rejected: {e}"), data: Some(json!({"reason": reason})) }
+        RpcFail {
+            code: codes::TX_REJECTED,
+            message: format!("transaction rejected: {e}"),
+            data: Some(json!({"reason": reason})),
+        }
     }
 }
 
@@ -88,7 +96,11 @@ type MResult = Result<Value, RpcFail>;
 
 /// Builds the router.
 pub fn router(node: Arc<Node>, rate_per_sec: u32) -> Router {
-    let rpc = Rpc { node, limiter: Arc::new(Mutex::new(HashMap::new())), rate: rate_per_sec as f64 };
+    let rpc = Rpc {
+        node,
+        limiter: Arc::new(Mutex::new(HashMap::new())),
+        rate: rate_per_sec as f64,
+    };
     Router::new()
         .route("/", post(http_rpc))
         .route("/ws", get(ws_upgrade))
@@ -129,18 +141,31 @@ fn err_response(id: Value, f: RpcFail) -> Value {
     json!({"jsonrpc": "2.0", "id": id, "error": e})
 }
 
-async fn http_rpc(State(rpc): State<Rpc>, ConnectInfo(peer): ConnectInfo<SocketAddr>, body: Bytes) -> HttpResponse {
+async fn http_rpc(
+    State(rpc): State<Rpc>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    body: Bytes,
+) -> HttpResponse {
     let v: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
         Err(e) => {
-            let r = err_response(Value::Null, RpcFail::new(codes::PARSE_ERROR, format!("request body is not JSON: {e}")));
+            let r = err_response(
+                Value::Null,
+                RpcFail::new(codes::PARSE_ERROR, format!("request body is not JSON: {e}")),
+            );
             return json_resp(StatusCode::OK, r);
         }
     };
     let out = match v {
         Value::Array(items) => {
             if items.is_empty() || items.len() > MAX_BATCH {
-                err_response(Value::Null, RpcFail::new(codes::INVALID_REQUEST, format!("a batch holds 1 to {MAX_BATCH} requests")))
+                err_response(
+                    Value::Null,
+                    RpcFail::new(
+                        codes::INVALID_REQUEST,
+                        format!("a batch holds 1 to {MAX_BATCH} requests"),
+                    ),
+                )
             } else {
                 let mut outs = Vec::with_capacity(items.len());
                 for it in items {
@@ -155,25 +180,57 @@ async fn http_rpc(State(rpc): State<Rpc>, ConnectInfo(peer): ConnectInfo<SocketA
 }
 
 fn json_resp(status: StatusCode, v: Value) -> HttpResponse {
-    (status, [(header::CONTENT_TYPE, "application/json")], v.to_string()).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        v.to_string(),
+    )
+        .into_response()
 }
 
 async fn handle_one(rpc: &Rpc, peer: SocketAddr, v: Value) -> Value {
     let id = v.get("id").cloned().unwrap_or(Value::Null);
     if !rpc.allow(peer.ip()) {
-        return err_response(id, RpcFail::new(codes::RATE_LIMITED, "rate limit exceeded; slow down and retry"));
+        return err_response(
+            id,
+            RpcFail::new(
+                codes::RATE_LIMITED,
+                "rate limit exceeded; slow down and retry",
+            ),
+        );
     }
     let req: Request = match serde_json::from_value(v) {
         Ok(r) => r,
-        Err(e) => return err_response(id, RpcFail::new(codes::INVALID_REQUEST, format!("not a JSON-RPC 2.0 request: {e}"))),
+        Err(e) => {
+            return err_response(
+                id,
+                RpcFail::new(
+                    codes::INVALID_REQUEST,
+                    format!("not a JSON-RPC 2.0 request: {e}"),
+                ),
+            )
+        }
     };
     if req.jsonrpc != "2.0" {
-        return err_response(id, RpcFail::new(codes::INVALID_REQUEST, "jsonrpc must be \"2.0\""));
+        return err_response(
+            id,
+            RpcFail::new(codes::INVALID_REQUEST, "jsonrpc must be \"2.0\""),
+        );
     }
     if req.method.starts_with("admin_") && !peer.ip().is_loopback() {
-        return err_response(id, RpcFail::new(codes::ADMIN_REFUSED, "admin methods are served only to loopback clients"));
+        return err_response(
+            id,
+            RpcFail::new(
+                codes::ADMIN_REFUSED,
+                "admin methods are served only to loopback clients",
+            ),
+        );
     }
-    let params = if req.params.is_null() { json!({}) } else { req.params };
+    let params = if req.params.is_null() {
+        json!({})
+    } else {
+        req.params
+    };
     let node = rpc.node.clone();
     let method = req.method.clone();
     // Chain reads may touch disk: keep them off the async workers.
@@ -181,17 +238,24 @@ async fn handle_one(rpc: &Rpc, peer: SocketAddr, v: Value) -> Value {
     match res {
         Ok(Ok(v)) => json!({"jsonrpc": "2.0", "id": id, "result": v}),
         Ok(Err(f)) => err_response(id, f),
-        Err(e) => err_response(id, RpcFail::new(codes::INTERNAL, format!("handler failed: {e}"))),
+        Err(e) => err_response(
+            id,
+            RpcFail::new(codes::INTERNAL, format!("handler failed: {e}")),
+        ),
     }
 }
 
 fn p_str<'a>(p: &'a Value, k: &str) -> Result<&'a str, RpcFail> {
-    p.get(k).and_then(|v| v.as_str()).ok_or_else(|| RpcFail::params(format!("missing string parameter `{k}`")))
+    p.get(k)
+        .and_then(|v| v.as_str())
+        .ok_or_else(|| RpcFail::params(format!("missing string parameter `{k}`")))
 }
 fn p_u64(p: &Value, k: &str) -> Result<Option<u64>, RpcFail> {
     match p.get(k) {
         None | Some(Value::Null) => Ok(None),
-        Some(v) => v.as_u64().map(Some).ok_or_else(|| RpcFail::params(format!("parameter `{k}` must be a non-negative integer"))),
+        Some(v) => v.as_u64().map(Some).ok_or_else(|| {
+            RpcFail::params(format!("parameter `{k}` must be a non-negative integer"))
+        }),
     }
 }
 fn p_hash(p: &Value, k: &str) -> Result<Hash, RpcFail> {
@@ -250,10 +314,17 @@ pub fn dispatch(node: &Node, method: &str, p: &Value) -> MResult {
         "block" => {
             let full = p.get("full").and_then(|v| v.as_bool()).unwrap_or(false);
             let block = if let Some(h) = p_u64(p, "height")? {
-                chain.block_by_height(h)?.ok_or_else(|| RpcFail::not_found(format!("no block at height {h} (best is {})", chain.tip().header.height)))?
+                chain.block_by_height(h)?.ok_or_else(|| {
+                    RpcFail::not_found(format!(
+                        "no block at height {h} (best is {})",
+                        chain.tip().header.height
+                    ))
+                })?
             } else if p.get("hash").is_some() {
                 let h = p_hash(p, "hash")?;
-                chain.block_by_hash(&h)?.ok_or_else(|| RpcFail::not_found(format!("no block {h}")))?
+                chain
+                    .block_by_hash(&h)?
+                    .ok_or_else(|| RpcFail::not_found(format!("no block {h}")))?
             } else {
                 return Err(RpcFail::params("give `height` or `hash`"));
             };
@@ -265,7 +336,8 @@ pub fn dispatch(node: &Node, method: &str, p: &Value) -> MResult {
                 let n = n.clamp(1, 100);
                 (best.saturating_sub(n - 1), best)
             } else {
-                let from = p_u64(p, "from")?.ok_or_else(|| RpcFail::params("give `last` or `from` and `to`"))?;
+                let from = p_u64(p, "from")?
+                    .ok_or_else(|| RpcFail::params("give `last` or `from` and `to`"))?;
                 let to = p_u64(p, "to")?.unwrap_or(best).min(best);
                 if from > to {
                     return Ok(json!([]));
@@ -277,8 +349,12 @@ pub fn dispatch(node: &Node, method: &str, p: &Value) -> MResult {
             };
             let mut out = Vec::new();
             for h in (from..=to).rev() {
-                let Some(hash) = chain.hash_at(h)? else { continue };
-                let Some(m) = chain.block_meta(&hash)? else { continue };
+                let Some(hash) = chain.hash_at(h)? else {
+                    continue;
+                };
+                let Some(m) = chain.block_meta(&hash)? else {
+                    continue;
+                };
                 out.push(BlockSummary {
                     hash,
                     height: m.height,
@@ -294,21 +370,42 @@ pub fn dispatch(node: &Node, method: &str, p: &Value) -> MResult {
         "tx" => {
             let h = p_hash(p, "hash")?;
             if let Some(loc) = chain.tx_location(&h)? {
-                let block = chain.block_by_hash(&loc.block_hash)?.ok_or_else(|| RpcFail::not_found("block missing"))?;
-                let tx = block.txs.get(loc.index as usize).ok_or_else(|| RpcFail::new(codes::INTERNAL, "tx index out of range"))?;
-                return ok(TxInfo { tx: tx_json(tx), status: "included".into(), block_hash: Some(loc.block_hash), block_height: Some(loc.height), index: Some(loc.index) });
+                let block = chain
+                    .block_by_hash(&loc.block_hash)?
+                    .ok_or_else(|| RpcFail::not_found("block missing"))?;
+                let tx = block
+                    .txs
+                    .get(loc.index as usize)
+                    .ok_or_else(|| RpcFail::new(codes::INTERNAL, "tx index out of range"))?;
+                return ok(TxInfo {
+                    tx: tx_json(tx),
+                    status: "included".into(),
+                    block_hash: Some(loc.block_hash),
+                    block_height: Some(loc.height),
+                    index: Some(loc.index),
+                });
             }
             let pool = node.mempool.lock();
             match pool.get(&h) {
-                Some(e) => ok(TxInfo { tx: tx_json(&e.tx), status: "pending".into(), block_hash: None, block_height: None, index: None }),
-                None => Err(RpcFail::not_found(format!("no transaction {h} (neither included nor pending)"))),
+                Some(e) => ok(TxInfo {
+                    tx: tx_json(&e.tx),
+                    status: "pending".into(),
+                    block_hash: None,
+                    block_height: None,
+                    index: None,
+                }),
+                None => Err(RpcFail::not_found(format!(
+                    "no transaction {h} (neither included nor pending)"
+                ))),
             }
         }
         "receipt" => {
             let h = p_hash(p, "hash")?;
             let loc = chain.tx_location(&h)?.ok_or_else(|| {
                 if node.mempool.lock().get(&h).is_some() {
-                    RpcFail::not_found(format!("transaction {h} is pending: no receipt until it is included"))
+                    RpcFail::not_found(format!(
+                        "transaction {h} is pending: no receipt until it is included"
+                    ))
                 } else {
                     RpcFail::not_found(format!("no receipt for {h}"))
                 }
@@ -332,7 +429,14 @@ pub fn dispatch(node: &Node, method: &str, p: &Value) -> MResult {
                 gas_used: r.gas_used,
                 fee: Aer(r.fee),
                 result,
-                events: r.events.iter().map(|e| EventJson { name: e.name.clone(), data: e.data.clone() }).collect(),
+                events: r
+                    .events
+                    .iter()
+                    .map(|e| EventJson {
+                        name: e.name.clone(),
+                        data: e.data.clone(),
+                    })
+                    .collect(),
             })
         }
         "account" => {
@@ -344,10 +448,20 @@ pub fn dispatch(node: &Node, method: &str, p: &Value) -> MResult {
                 }
                 None => {
                     let acct = chain.account_latest(&a)?;
-                    (acct, chain.tip().header.height, node.mempool.lock().next_nonce(&a, acct.nonce))
+                    (
+                        acct,
+                        chain.tip().header.height,
+                        node.mempool.lock().next_nonce(&a, acct.nonce),
+                    )
                 }
             };
-            ok(AccountJson { address: a.encode(), balance: Aer(acct.balance), nonce: acct.nonce, next_nonce, height })
+            ok(AccountJson {
+                address: a.encode(),
+                balance: Aer(acct.balance),
+                nonce: acct.nonce,
+                next_nonce,
+                height,
+            })
         }
         "get_proof" => {
             let a = p_addr(p, "address")?;
@@ -360,14 +474,18 @@ pub fn dispatch(node: &Node, method: &str, p: &Value) -> MResult {
                 key: hex::encode(aergo_chain::state::account_key(&a)),
                 value: value.map(hex::encode),
                 proof: ProofJson {
-                    leaf: proof.leaf.map(|l| ProofLeafJson { key: l.key, value_hash: l.value_hash }),
+                    leaf: proof.leaf.map(|l| ProofLeafJson {
+                        key: l.key,
+                        value_hash: l.value_hash,
+                    }),
                     siblings: proof.siblings,
                 },
             })
         }
         "send_tx" => {
             let hx = p_str(p, "tx")?;
-            let bytes = hex::decode(hx.strip_prefix("0x").unwrap_or(hx)).map_err(|e| RpcFail::params(format!("`tx` is not hex: {e}")))?;
+            let bytes = hex::decode(hx.strip_prefix("0x").unwrap_or(hx))
+                .map_err(|e| RpcFail::params(format!("`tx` is not hex: {e}")))?;
             let hash = node.admit(&bytes)?;
             ok(SendResult { hash })
         }
@@ -396,18 +514,30 @@ pub fn dispatch(node: &Node, method: &str, p: &Value) -> MResult {
             })
         }
         "admin_set_empty_blocks" => {
-            let on = p.get("enabled").and_then(|v| v.as_bool()).ok_or_else(|| RpcFail::params("missing boolean `enabled`"))?;
+            let on = p
+                .get("enabled")
+                .and_then(|v| v.as_bool())
+                .ok_or_else(|| RpcFail::params("missing boolean `enabled`"))?;
             node.empty_blocks.store(on, Ordering::Relaxed);
             node.wake();
             Ok(json!(on))
         }
-        "subscribe" | "unsubscribe" => Err(RpcFail::new(codes::METHOD_NOT_FOUND, format!("`{method}` is available over WebSocket (/ws) only"))),
-        other => Err(RpcFail::new(codes::METHOD_NOT_FOUND, format!("unknown method `{other}`; see docs/RPC.md"))),
+        "subscribe" | "unsubscribe" => Err(RpcFail::new(
+            codes::METHOD_NOT_FOUND,
+            format!("`{method}` is available over WebSocket (/ws) only"),
+        )),
+        other => Err(RpcFail::new(
+            codes::METHOD_NOT_FOUND,
+            format!("unknown method `{other}`; see docs/RPC.md"),
+        )),
     }
 }
 
 fn tx_json(t: &SignedTx) -> TxJson {
-    let kind = serde_json::to_value(t.tx.kind).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
+    let kind = serde_json::to_value(t.tx.kind)
+        .ok()
+        .and_then(|v| v.as_str().map(String::from))
+        .unwrap_or_default();
     TxJson {
         hash: t.hash,
         kind,
@@ -427,11 +557,19 @@ fn tx_json(t: &SignedTx) -> TxJson {
 fn block_json(node: &Node, b: &Block, full: bool) -> Result<BlockJson, RpcFail> {
     let hash = b.hash();
     let meta = node.chain.block_meta(&hash)?;
-    let (size, gas) = meta.map(|m| (m.size, m.gas_used)).unwrap_or((b.encode().len() as u32, 0));
+    let (size, gas) = meta
+        .map(|m| (m.size, m.gas_used))
+        .unwrap_or((b.encode().len() as u32, 0));
     let txs = b
         .txs
         .iter()
-        .map(|t| if full { serde_json::to_value(tx_json(t)).unwrap_or(Value::Null) } else { json!(t.hash) })
+        .map(|t| {
+            if full {
+                serde_json::to_value(tx_json(t)).unwrap_or(Value::Null)
+            } else {
+                json!(t.hash)
+            }
+        })
         .collect();
     Ok(BlockJson {
         summary: Node::summary(b, size, gas),
@@ -482,8 +620,13 @@ async fn metrics(State(rpc): State<Rpc>) -> HttpResponse {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
-async fn ws_upgrade(State(rpc): State<Rpc>, ConnectInfo(peer): ConnectInfo<SocketAddr>, ws: WebSocketUpgrade) -> HttpResponse {
-    ws.max_message_size(MAX_BODY).on_upgrade(move |socket| ws_session(rpc, peer, socket))
+async fn ws_upgrade(
+    State(rpc): State<Rpc>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ws: WebSocketUpgrade,
+) -> HttpResponse {
+    ws.max_message_size(MAX_BODY)
+        .on_upgrade(move |socket| ws_session(rpc, peer, socket))
 }
 
 async fn ws_session(rpc: Rpc, peer: SocketAddr, socket: WebSocket) {
@@ -507,7 +650,12 @@ async fn ws_session(rpc: Rpc, peer: SocketAddr, socket: WebSocket) {
         let v: Value = match serde_json::from_str(&text) {
             Ok(v) => v,
             Err(e) => {
-                let _ = out_tx.send(err_response(Value::Null, RpcFail::new(codes::PARSE_ERROR, e.to_string())).to_string()).await;
+                let _ = out_tx
+                    .send(
+                        err_response(Value::Null, RpcFail::new(codes::PARSE_ERROR, e.to_string()))
+                            .to_string(),
+                    )
+                    .await;
                 continue;
             }
         };
@@ -515,7 +663,11 @@ async fn ws_session(rpc: Rpc, peer: SocketAddr, socket: WebSocket) {
         let method = v.get("method").and_then(|m| m.as_str()).unwrap_or("");
         let reply = match method {
             "subscribe" => {
-                let topic = v.get("params").and_then(|p| p.get("topic")).and_then(|t| t.as_str()).unwrap_or("");
+                let topic = v
+                    .get("params")
+                    .and_then(|p| p.get("topic"))
+                    .and_then(|t| t.as_str())
+                    .unwrap_or("");
                 let sub = next_sub;
                 let tx = out_tx.clone();
                 let task = match topic {
@@ -529,11 +681,18 @@ async fn ws_session(rpc: Rpc, peer: SocketAddr, socket: WebSocket) {
                         subs.insert(sub, t);
                         json!({"jsonrpc": "2.0", "id": id, "result": sub})
                     }
-                    None => err_response(id, RpcFail::params("topic must be `new_blocks` or `pending_txs`")),
+                    None => err_response(
+                        id,
+                        RpcFail::params("topic must be `new_blocks` or `pending_txs`"),
+                    ),
                 }
             }
             "unsubscribe" => {
-                let sub = v.get("params").and_then(|p| p.get("subscription")).and_then(|s| s.as_u64()).unwrap_or(0);
+                let sub = v
+                    .get("params")
+                    .and_then(|p| p.get("subscription"))
+                    .and_then(|s| s.as_u64())
+                    .unwrap_or(0);
                 match subs.remove(&sub) {
                     Some(t) => {
                         t.abort();
@@ -569,10 +728,135 @@ fn forward<T: serde::Serialize + Clone + Send + 'static>(
                     }
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                    tracing::warn!(skipped = n, "slow WebSocket subscriber skipped notifications");
+                    tracing::warn!(
+                        skipped = n,
+                        "slow WebSocket subscriber skipped notifications"
+                    );
                 }
                 Err(_) => break,
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aergo_chain::{Chain, ChainOptions};
+    use aergo_os::io::{IoConfig, IoService};
+    use proptest::prelude::*;
+
+    fn node(dir: &std::path::Path) -> Node {
+        let chain = Chain::open(ChainOptions {
+            data_dir: dir.to_path_buf(),
+            genesis: aergo_types::Genesis::dev(),
+            io: IoService::start(IoConfig::default()),
+        })
+        .unwrap();
+        Node::new(
+            Arc::new(chain),
+            aergo_types::Keypair::from_seed(&[3; 32]),
+            Default::default(),
+            true,
+        )
+    }
+
+    const METHODS: &[&str] = &[
+        "chain_info",
+        "node_status",
+        "block",
+        "blocks",
+        "tx",
+        "receipt",
+        "account",
+        "get_proof",
+        "send_tx",
+        "mempool",
+        "admin_set_empty_blocks",
+        "subscribe",
+        "nope",
+    ];
+
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            "[0-9a-fA-Zx]{0,70}".prop_map(Value::from),
+            ".{0,20}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(3, 16, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+                proptest::collection::btree_map(
+                    prop_oneof![
+                        Just("height".to_string()),
+                        Just("hash".to_string()),
+                        Just("address".to_string()),
+                        Just("tx".to_string()),
+                        Just("last".to_string()),
+                        Just("from".to_string()),
+                        Just("to".to_string()),
+                        Just("full".to_string()),
+                        Just("limit".to_string()),
+                        ".{0,6}".prop_map(String::from)
+                    ],
+                    inner,
+                    0..4
+                )
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(400))]
+        /// Random methods and parameters never panic and never change the chain.
+        #[test]
+        fn dispatch_never_panics(m in 0usize..13, params in json_value()) {
+            thread_local!(static DIR: tempfile::TempDir = tempfile::tempdir().unwrap());
+            thread_local!(static NODE: Node = DIR.with(|d| node(d.path())));
+            NODE.with(|n| {
+                let before = n.chain.tip().hash;
+                let r = dispatch(n, METHODS[m], &params);
+                if let Err(f) = &r {
+                    prop_assert!(!f.message.is_empty());
+                    prop_assert!(f.code < 0);
+                }
+                prop_assert_eq!(n.chain.tip().hash, before);
+                Ok(())
+            })?;
+        }
+
+        /// Any request body parses to a request or a clear JSON-RPC error.
+        #[test]
+        fn request_parsing_never_panics(body in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let _ = serde_json::from_slice::<Value>(&body).map(|v| serde_json::from_value::<Request>(v));
+        }
+    }
+
+    #[test]
+    fn typed_errors_for_bad_params() {
+        let d = tempfile::tempdir().unwrap();
+        let n = node(d.path());
+        let code = |m: &str, p: Value| dispatch(&n, m, &p).err().map(|f| f.code);
+        assert_eq!(code("block", json!({})), Some(codes::INVALID_PARAMS));
+        assert_eq!(code("block", json!({"height": 5})), Some(codes::NOT_FOUND));
+        assert_eq!(
+            code("block", json!({"height": -1})),
+            Some(codes::INVALID_PARAMS)
+        );
+        assert_eq!(
+            code("account", json!({"address": 5})),
+            Some(codes::INVALID_PARAMS)
+        );
+        assert_eq!(
+            code("send_tx", json!({"tx": "00"})),
+            Some(codes::TX_REJECTED)
+        );
+        assert_eq!(code("chain_info", json!([1])), Some(codes::INVALID_PARAMS));
+        assert_eq!(code("subscribe", json!({})), Some(codes::METHOD_NOT_FOUND));
+        assert!(dispatch(&n, "chain_info", &json!({})).is_ok());
+    }
 }

@@ -57,8 +57,15 @@ impl RpcClient {
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .build()
-            .map_err(|e| RpcError::Unreachable { url: url.into(), message: e.to_string() })?;
-        Ok(Self { url: url.trim_end_matches('/').to_string(), http, next_id: AtomicU64::new(1) })
+            .map_err(|e| RpcError::Unreachable {
+                url: url.into(),
+                message: e.to_string(),
+            })?;
+        Ok(Self {
+            url: url.trim_end_matches('/').to_string(),
+            http,
+            next_id: AtomicU64::new(1),
+        })
     }
 
     /// The node URL.
@@ -67,7 +74,11 @@ impl RpcClient {
     }
 
     /// Calls `method` with `params` and decodes the result.
-    pub async fn call<T: DeserializeOwned>(&self, method: &str, params: Value) -> Result<T, RpcError> {
+    pub async fn call<T: DeserializeOwned>(
+        &self,
+        method: &str,
+        params: Value,
+    ) -> Result<T, RpcError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
         let resp = self
@@ -76,18 +87,31 @@ impl RpcClient {
             .json(&body)
             .send()
             .await
-            .map_err(|e| RpcError::Unreachable { url: self.url.clone(), message: e.to_string() })?;
+            .map_err(|e| RpcError::Unreachable {
+                url: self.url.clone(),
+                message: e.to_string(),
+            })?;
         let status = resp.status();
-        let text = resp
-            .text()
-            .await
-            .map_err(|e| RpcError::Unreachable { url: self.url.clone(), message: e.to_string() })?;
-        let r: Response = serde_json::from_str(&text)
-            .map_err(|_| RpcError::Protocol(format!("HTTP {status}: {}", text.chars().take(200).collect::<String>())))?;
+        let text = resp.text().await.map_err(|e| RpcError::Unreachable {
+            url: self.url.clone(),
+            message: e.to_string(),
+        })?;
+        let r: Response = serde_json::from_str(&text).map_err(|_| {
+            RpcError::Protocol(format!(
+                "HTTP {status}: {}",
+                text.chars().take(200).collect::<String>()
+            ))
+        })?;
         if let Some(e) = r.error {
-            return Err(RpcError::Remote { code: e.code, message: e.message, data: e.data });
+            return Err(RpcError::Remote {
+                code: e.code,
+                message: e.message,
+                data: e.data,
+            });
         }
-        let v = r.result.ok_or_else(|| RpcError::Protocol("response has neither result nor error".into()))?;
+        let v = r
+            .result
+            .ok_or_else(|| RpcError::Protocol("response has neither result nor error".into()))?;
         serde_json::from_value(v).map_err(|e| RpcError::Protocol(e.to_string()))
     }
 
@@ -101,11 +125,13 @@ impl RpcClient {
     }
     /// `block` by height.
     pub async fn block_by_height(&self, height: u64, full: bool) -> Result<BlockJson, RpcError> {
-        self.call("block", json!({"height": height, "full": full})).await
+        self.call("block", json!({"height": height, "full": full}))
+            .await
     }
     /// `block` by hash.
     pub async fn block_by_hash(&self, hash: &Hash, full: bool) -> Result<BlockJson, RpcError> {
-        self.call("block", json!({"hash": hash, "full": full})).await
+        self.call("block", json!({"hash": hash, "full": full}))
+            .await
     }
     /// The last `n` blocks, newest first.
     pub async fn blocks_last(&self, n: u64) -> Result<Vec<BlockSummary>, RpcError> {
@@ -124,7 +150,11 @@ impl RpcClient {
         self.call("receipt", json!({"hash": hash})).await
     }
     /// `account`, at the tip or a past height.
-    pub async fn account(&self, address: &str, height: Option<u64>) -> Result<AccountJson, RpcError> {
+    pub async fn account(
+        &self,
+        address: &str,
+        height: Option<u64>,
+    ) -> Result<AccountJson, RpcError> {
         let mut p = json!({"address": address});
         if let Some(h) = height {
             p["height"] = json!(h);
@@ -133,14 +163,19 @@ impl RpcClient {
     }
     /// `send_tx` with the signed transaction's encoding.
     pub async fn send_tx(&self, encoded: &[u8]) -> Result<SendResult, RpcError> {
-        self.call("send_tx", json!({"tx": hex::encode(encoded)})).await
+        self.call("send_tx", json!({"tx": hex::encode(encoded)}))
+            .await
     }
     /// `mempool`.
     pub async fn mempool(&self, limit: u64) -> Result<MempoolJson, RpcError> {
         self.call("mempool", json!({"limit": limit})).await
     }
     /// `get_proof`.
-    pub async fn get_proof(&self, address: &str, height: Option<u64>) -> Result<AccountProof, RpcError> {
+    pub async fn get_proof(
+        &self,
+        address: &str,
+        height: Option<u64>,
+    ) -> Result<AccountProof, RpcError> {
         let mut p = json!({"address": address});
         if let Some(h) = height {
             p["height"] = json!(h);
@@ -160,7 +195,8 @@ impl RpcClient {
     }
 }
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// A live WebSocket subscription.
 pub struct Subscription<T> {
@@ -173,24 +209,51 @@ impl<T: DeserializeOwned> Subscription<T> {
         let ws_url = format!("{}/ws", http_url.replacen("http", "ws", 1));
         let (mut ws, _) = tokio_tungstenite::connect_async(&ws_url)
             .await
-            .map_err(|e| RpcError::Unreachable { url: ws_url.clone(), message: e.to_string() })?;
-        let req = json!({"jsonrpc": "2.0", "id": 1, "method": "subscribe", "params": {"topic": topic}});
-        ws.send(tokio_tungstenite::tungstenite::Message::Text(req.to_string()))
-            .await
-            .map_err(|e| RpcError::Unreachable { url: ws_url.clone(), message: e.to_string() })?;
+            .map_err(|e| RpcError::Unreachable {
+                url: ws_url.clone(),
+                message: e.to_string(),
+            })?;
+        let req =
+            json!({"jsonrpc": "2.0", "id": 1, "method": "subscribe", "params": {"topic": topic}});
+        ws.send(tokio_tungstenite::tungstenite::Message::Text(
+            req.to_string(),
+        ))
+        .await
+        .map_err(|e| RpcError::Unreachable {
+            url: ws_url.clone(),
+            message: e.to_string(),
+        })?;
         // The first text message answers the subscribe call.
         loop {
             match ws.next().await {
                 Some(Ok(tokio_tungstenite::tungstenite::Message::Text(t))) => {
-                    let r: Response = serde_json::from_str(&t).map_err(|e| RpcError::Protocol(e.to_string()))?;
+                    let r: Response =
+                        serde_json::from_str(&t).map_err(|e| RpcError::Protocol(e.to_string()))?;
                     if let Some(e) = r.error {
-                        return Err(RpcError::Remote { code: e.code, message: e.message, data: e.data });
+                        return Err(RpcError::Remote {
+                            code: e.code,
+                            message: e.message,
+                            data: e.data,
+                        });
                     }
-                    return Ok(Self { ws, _t: std::marker::PhantomData });
+                    return Ok(Self {
+                        ws,
+                        _t: std::marker::PhantomData,
+                    });
                 }
                 Some(Ok(_)) => continue,
-                Some(Err(e)) => return Err(RpcError::Unreachable { url: ws_url, message: e.to_string() }),
-                None => return Err(RpcError::Unreachable { url: ws_url, message: "closed".into() }),
+                Some(Err(e)) => {
+                    return Err(RpcError::Unreachable {
+                        url: ws_url,
+                        message: e.to_string(),
+                    })
+                }
+                None => {
+                    return Err(RpcError::Unreachable {
+                        url: ws_url,
+                        message: "closed".into(),
+                    })
+                }
             }
         }
     }
@@ -206,7 +269,9 @@ impl<T: DeserializeOwned> Subscription<T> {
                     };
                     let res = v.get("params").and_then(|p| p.get("result")).cloned();
                     return Some(match res {
-                        Some(r) => serde_json::from_value(r).map_err(|e| RpcError::Protocol(e.to_string())),
+                        Some(r) => {
+                            serde_json::from_value(r).map_err(|e| RpcError::Protocol(e.to_string()))
+                        }
                         None => Err(RpcError::Protocol(format!("not a notification: {t}"))),
                     });
                 }

@@ -125,3 +125,19 @@ fn abi_and_reload() {
     assert_eq!(c2.abi(), abi);
     assert_eq!(c2.owner(), "owner");
 }
+
+#[test]
+fn contracts_can_be_shared_across_threads() {
+    fn assert_send_sync<T: Send + Sync + Clone>(_: &T) {}
+    let (c, kv) = setup();
+    assert_send_sync(&c);
+    let c2 = c.clone();
+    let rows = std::thread::spawn(move || {
+        c2.query("SELECT COUNT(*) FROM accounts", &kv, GAS)
+            .unwrap()
+            .rows
+    })
+    .join()
+    .unwrap();
+    assert_eq!(rows[0][0].to_string(), "2");
+}

@@ -116,6 +116,7 @@ fn int_expr() -> impl Strategy<Value = String> {
         Just("z".to_string()),
         Just("a".to_string()),
         Just("9223372036854775807".to_string()),
+        Just("g(x)".to_string()),
         Just("NULL".to_string()),
     ];
     leaf.prop_recursive(3, 16, 2, |inner| {
@@ -209,6 +210,7 @@ fn program() -> impl Strategy<Value = String> {
     prop::collection::vec(stmt(2), 1..6).prop_map(|stmts| {
         format!(
             "CREATE TABLE t (k BIGINT PRIMARY KEY, v NUMERIC(12,3));\n\
+             CREATE FUNCTION g(p BIGINT) RETURNS BIGINT AS $$ BEGIN IF p > 3 THEN RETURN p - 1; END IF; RETURN p * 2; END $$;\n\
              CREATE FUNCTION f(a BIGINT, b NUMERIC) RETURNS NUMERIC AS $$\n\
              DECLARE x BIGINT := 1; y NUMERIC(20,4) := 0; z BIGINT := 2;\n\
              BEGIN\n{}\nRAISE NOTICE 'x=% y=% z=%', x, y, z;\nRETURN y;\nEND $$;",
@@ -222,7 +224,12 @@ fn chain() -> MockChain {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 200, failure_persistence: None, ..ProptestConfig::default() })]
+    // AERGO_SQL_FUZZ_CASES=N runs longer campaigns
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("AERGO_SQL_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(200),
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn parser_never_panics_on_token_soup(src in token_soup()) {
@@ -286,7 +293,7 @@ proptest! {
             }
         };
         if cfg!(feature = "jit") {
-            prop_assert_eq!(c.jit_functions(), vec!["f".to_string()], "generated program not JIT-compiled:\n{}", src);
+            prop_assert_eq!(c.jit_functions(), vec!["g".to_string(), "f".to_string()], "generated program not JIT-compiled:\n{}", src);
         }
         for (k, v) in &seed {
             let _ = c.execute(&format!("INSERT INTO t VALUES ({k}, {v})"), &mut kv, 1_000_000);

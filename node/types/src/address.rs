@@ -47,7 +47,12 @@ impl Address {
     }
     /// A contract address derived from its creator and the creator's nonce.
     pub fn contract(creator: &Address, nonce: u64) -> Self {
-        let h = Hash::of_parts(&[b"contract", &[creator.tag], &creator.key, &nonce.to_be_bytes()]);
+        let h = Hash::of_parts(&[
+            b"contract",
+            &[creator.tag],
+            &creator.key,
+            &nonce.to_be_bytes(),
+        ]);
         Address {
             tag: TAG_CONTRACT,
             key: h.0,
@@ -150,7 +155,10 @@ mod tests {
     fn extreme_payloads_share_the_prefix() {
         for tag in [TAG_ACCOUNT, TAG_CONTRACT] {
             for fill in [0u8, 0xff] {
-                let a = Address { tag, key: [fill; 32] };
+                let a = Address {
+                    tag,
+                    key: [fill; 32],
+                };
                 let s = a.encode();
                 assert!(s.starts_with('A'), "{s}");
                 assert_eq!(s.len(), 52, "{s}");

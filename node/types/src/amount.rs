@@ -155,7 +155,15 @@ mod tests {
         assert_eq!(Aer::parse_cli("0.000000000000000001").unwrap(), Aer(1));
         assert_eq!(Aer::parse_cli(".5").unwrap(), Aer(AER_PER_AERGO / 2));
         for bad in [
-            "", "-1", "1.2.3", "1e5", "abc", "1.5aer", "0.0000000000000000001", "aergo", ".",
+            "",
+            "-1",
+            "1.2.3",
+            "1e5",
+            "abc",
+            "1.5aer",
+            "0.0000000000000000001",
+            "aergo",
+            ".",
         ] {
             assert!(Aer::parse_cli(bad).is_err(), "{bad} should be rejected");
         }

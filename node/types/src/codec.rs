@@ -100,10 +100,10 @@ impl<'a> Reader<'a> {
                 what,
                 needed: n.saturating_sub(self.remaining()),
             })?;
-        let s = self.data.get(self.pos..end).ok_or(DecodeError::Truncated {
-            what,
-            needed: n,
-        })?;
+        let s = self
+            .data
+            .get(self.pos..end)
+            .ok_or(DecodeError::Truncated { what, needed: n })?;
         self.pos = end;
         Ok(s)
     }
@@ -172,7 +172,10 @@ mod tests {
         r.u8("a").unwrap();
         r.u64("b").unwrap();
         r.u128("c").unwrap();
-        assert!(matches!(r.bytes(10, "d"), Err(DecodeError::Truncated { .. })));
+        assert!(matches!(
+            r.bytes(10, "d"),
+            Err(DecodeError::Truncated { .. })
+        ));
         let mut r = Reader::new(&buf);
         r.u8("a").unwrap();
         r.u64("b").unwrap();

@@ -119,7 +119,8 @@ impl Genesis {
 
     /// Parses and validates JSON text.
     pub fn from_json(text: &str) -> Result<Self, GenesisError> {
-        let g: Genesis = serde_json::from_str(text).map_err(|e| GenesisError::Parse(e.to_string()))?;
+        let g: Genesis =
+            serde_json::from_str(text).map_err(|e| GenesisError::Parse(e.to_string()))?;
         g.validate()?;
         Ok(g)
     }
@@ -202,7 +203,11 @@ mod tests {
     fn broken_rules_are_reported() {
         let mut g = Genesis::dev();
         g.balances[0].balance = Aer(1);
-        assert!(g.validate().unwrap_err().to_string().contains("total supply"));
+        assert!(g
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("total supply"));
         let mut g = Genesis::dev();
         g.balances.push(g.balances[0].clone());
         assert!(g.validate().unwrap_err().to_string().contains("duplicate"));

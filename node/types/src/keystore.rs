@@ -84,10 +84,14 @@ pub struct KeystoreFile {
 
 fn derive(password: &str, kdf: &KdfParams) -> Result<[u8; 32], KeystoreError> {
     if kdf.algorithm != "argon2id" {
-        return Err(KeystoreError::Format(format!("unsupported KDF {}", kdf.algorithm)));
+        return Err(KeystoreError::Format(format!(
+            "unsupported KDF {}",
+            kdf.algorithm
+        )));
     }
     let salt = hex::decode(&kdf.salt).map_err(|_| KeystoreError::Format("bad salt".into()))?;
-    let params = Params::new(kdf.m_kib, kdf.t, kdf.p, Some(32)).map_err(|e| KeystoreError::Kdf(e.to_string()))?;
+    let params = Params::new(kdf.m_kib, kdf.t, kdf.p, Some(32))
+        .map_err(|e| KeystoreError::Kdf(e.to_string()))?;
     let mut key = [0u8; 32];
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
         .hash_password_into(password.as_bytes(), &salt, &mut key)
@@ -97,7 +101,11 @@ fn derive(password: &str, kdf: &KdfParams) -> Result<[u8; 32], KeystoreError> {
 
 impl KeystoreFile {
     /// Encrypts `key` under `password` with the given KDF cost.
-    pub fn encrypt(key: &Keypair, password: &str, mut kdf: KdfParams) -> Result<Self, KeystoreError> {
+    pub fn encrypt(
+        key: &Keypair,
+        password: &str,
+        mut kdf: KdfParams,
+    ) -> Result<Self, KeystoreError> {
         let mut salt = [0u8; 16];
         rand::rngs::OsRng.fill_bytes(&mut salt);
         kdf.salt = hex::encode(salt);
@@ -110,7 +118,13 @@ impl KeystoreFile {
         dk.zeroize();
         let mut seed = key.seed();
         let ct = cipher
-            .encrypt(XNonce::from_slice(&nonce), Payload { msg: &seed, aad: aad.as_bytes() })
+            .encrypt(
+                XNonce::from_slice(&nonce),
+                Payload {
+                    msg: &seed,
+                    aad: aad.as_bytes(),
+                },
+            )
             .map_err(|_| KeystoreError::Format("encryption failed".into()))?;
         seed.zeroize();
         Ok(Self {
@@ -126,19 +140,29 @@ impl KeystoreFile {
     /// Decrypts with `password`.
     pub fn decrypt(&self, password: &str) -> Result<Keypair, KeystoreError> {
         if self.version != 1 || self.cipher != "xchacha20poly1305" {
-            return Err(KeystoreError::Format("unsupported version or cipher".into()));
+            return Err(KeystoreError::Format(
+                "unsupported version or cipher".into(),
+            ));
         }
-        let nonce = hex::decode(&self.nonce).map_err(|_| KeystoreError::Format("bad nonce".into()))?;
+        let nonce =
+            hex::decode(&self.nonce).map_err(|_| KeystoreError::Format("bad nonce".into()))?;
         if nonce.len() != 24 {
             return Err(KeystoreError::Format("bad nonce length".into()));
         }
-        let ct = hex::decode(&self.ciphertext).map_err(|_| KeystoreError::Format("bad ciphertext".into()))?;
+        let ct = hex::decode(&self.ciphertext)
+            .map_err(|_| KeystoreError::Format("bad ciphertext".into()))?;
         let mut dk = derive(password, &self.kdf)?;
         let cipher = XChaCha20Poly1305::new((&dk).into());
         dk.zeroize();
         let aad = self.address.encode();
         let mut seed = cipher
-            .decrypt(XNonce::from_slice(&nonce), Payload { msg: &ct, aad: aad.as_bytes() })
+            .decrypt(
+                XNonce::from_slice(&nonce),
+                Payload {
+                    msg: &ct,
+                    aad: aad.as_bytes(),
+                },
+            )
             .map_err(|_| KeystoreError::Decrypt(self.address.encode()))?;
         let arr: [u8; 32] = seed
             .as_slice()
@@ -163,7 +187,8 @@ impl KeystoreFile {
 
     /// Writes the file with mode 0600, atomically (temp file + rename).
     pub fn save(&self, path: &Path) -> Result<(), KeystoreError> {
-        let json = serde_json::to_string_pretty(self).map_err(|e| KeystoreError::Format(e.to_string()))?;
+        let json =
+            serde_json::to_string_pretty(self).map_err(|e| KeystoreError::Format(e.to_string()))?;
         write_private(path, json.as_bytes()).map_err(|source| KeystoreError::Io {
             path: path.to_path_buf(),
             source,
@@ -196,7 +221,11 @@ mod tests {
     use super::*;
 
     fn cheap() -> KdfParams {
-        KdfParams { m_kib: 64, t: 1, ..KdfParams::default() }
+        KdfParams {
+            m_kib: 64,
+            t: 1,
+            ..KdfParams::default()
+        }
     }
 
     #[test]
@@ -209,7 +238,10 @@ mod tests {
         let p = dir.path().join("a.json");
         ks.save(&p).unwrap();
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         assert_eq!(KeystoreFile::load(&p).unwrap(), ks);
     }
 

@@ -153,7 +153,11 @@ impl SignedTx {
         if bytes.len() > MAX_TX_SIZE {
             return Err(DecodeError::Invalid {
                 what: "transaction",
-                message: format!("{} bytes exceeds the {} byte limit", bytes.len(), MAX_TX_SIZE),
+                message: format!(
+                    "{} bytes exceeds the {} byte limit",
+                    bytes.len(),
+                    MAX_TX_SIZE
+                ),
             });
         }
         let mut r = Reader::new(bytes);
@@ -259,7 +263,10 @@ mod tests {
         assert!(SignedTx::decode(&bytes[..bytes.len() - 1]).is_err());
         let mut more = bytes.clone();
         more.push(0);
-        assert!(matches!(SignedTx::decode(&more), Err(DecodeError::Trailing(1))));
+        assert!(matches!(
+            SignedTx::decode(&more),
+            Err(DecodeError::Trailing(1))
+        ));
         let mut badkind = bytes.clone();
         badkind[1] = 99;
         assert!(SignedTx::decode(&badkind).is_err());
