@@ -624,3 +624,28 @@ fn tiny_and_huge_terminals_never_panic() {
         }
     }
 }
+
+/// Glyphs the Linux console font has besides ASCII: box drawing and the block halves.
+const VT_GLYPHS: &str = "─│┌┐└┘├┤┬┴┼█▄▀";
+
+#[test]
+fn console_theme_draws_only_glyphs_the_linux_console_has() {
+    for n in '1'..='8' {
+        let mut a = healthy();
+        a.theme = Theme::new(ThemeKind::Ansi16);
+        press(&mut a, KeyCode::Char(n));
+        for out in [render(&a, 80, 24), render(&a, 120, 40)] {
+            for c in out.chars() {
+                assert!(
+                    c.is_ascii() || VT_GLYPHS.contains(c),
+                    "screen {n} draws {c:?} in the console theme:\n{out}"
+                );
+            }
+        }
+    }
+    let mut a = healthy();
+    a.theme = Theme::new(ThemeKind::Ansi16);
+    press(&mut a, KeyCode::Char('?'));
+    let out = snap!("help_console", a);
+    assert!(out.contains("^v / j k"), "arrows become ASCII");
+}

@@ -48,6 +48,28 @@ pub fn draw(f: &mut Frame, app: &App) {
     if app.help {
         draw_help(f, app);
     }
+    if app.theme.console_safe() {
+        console_glyphs(f);
+    }
+}
+
+/// Replaces glyphs that the Linux console's default font lacks with ASCII look-alikes
+/// (box drawing and the full/half blocks are kept: the console font has them).
+fn console_glyphs(f: &mut Frame) {
+    for cell in f.buffer_mut().content.iter_mut() {
+        let ascii = match cell.symbol() {
+            "…" => "~",
+            "—" => "-",
+            "↑" => "^",
+            "↓" => "v",
+            "←" => "<",
+            "→" => ">",
+            "●" => "*",
+            "✖" => "x",
+            _ => continue,
+        };
+        cell.set_symbol(ascii);
+    }
 }
 
 fn draw_tabs(f: &mut Frame, area: Rect, app: &App) {
