@@ -408,8 +408,20 @@ impl StorageView {
             "available_bytes",
             "volumes",
         ];
-        for (k, v) in obj {
-            if KNOWN.contains(&k.as_str()) {
+        // Most useful first; nulls are left out.
+        const FIRST: &[&str] = &[
+            "version",
+            "live_needles",
+            "live_bytes",
+            "failed_volumes",
+            "durability",
+            "dir",
+        ];
+        let mut keys: Vec<&String> = obj.keys().collect();
+        keys.sort_by_key(|k| FIRST.iter().position(|f| f == k).unwrap_or(FIRST.len()));
+        for k in keys {
+            let Some(v) = obj.get(k) else { continue };
+            if KNOWN.contains(&k.as_str()) || v.is_null() {
                 continue;
             }
             let text = match v {

@@ -16,7 +16,44 @@ pub async fn fetch(client: &reqwest::Client, url: &str) -> Result<StorageView, S
         return Err(SourceError(format!("{url}: HTTP {}", resp.status())));
     }
     let v: serde_json::Value = resp.json().await.map_err(SourceError::new)?;
-    Ok(StorageView::from_json(&v))
+    let mut view = StorageView::from_json(&v);
+    fill_disk_locally(&mut view, &v);
+    Ok(view)
+}
+
+/// AergoFS reports its data folder but not the disk's free space: when that folder is on
+/// this machine (the appliance, or a dev host), measure it with `statvfs`.
+pub fn fill_disk_locally(view: &mut StorageView, status: &serde_json::Value) {
+    if view.disk_total.is_some() {
+        return;
+    }
+    let Some(dir) = status.get("dir").and_then(|d| d.as_str()) else {
+        return;
+    };
+    if let Ok((total, avail, _free)) = aergo_os::sample::statvfs(std::path::Path::new(dir)) {
+        view.disk_total = Some(total);
+        view.disk_free = Some(avail);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn disk_space_is_measured_locally_when_not_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let status = serde_json::json!({"dir": dir.path().to_str().unwrap(), "volumes": []});
+        let mut v = StorageView::from_json(&status);
+        assert!(v.disk_total.is_none());
+        fill_disk_locally(&mut v, &status);
+        assert!(v.disk_total.unwrap() > 0);
+        assert!(v.free_pct().is_some());
+        let gone = serde_json::json!({"dir": "/nonexistent/aergofs"});
+        let mut v = StorageView::from_json(&gone);
+        fill_disk_locally(&mut v, &gone);
+        assert!(v.disk_total.is_none());
+    }
 }
 
 /// Polls AergoFS until the channel closes.

@@ -263,7 +263,7 @@ fn draw_confirm(f: &mut Frame, app: &App, name: &str) {
 /// Every key, as shown by `?`.
 pub const HELP: &[(&str, &str)] = &[
     ("Tab / Shift-Tab", "next / previous screen"),
-    ("1 … 8", "go to screen"),
+    ("1 - 8", "go to screen"),
     ("↑↓ / j k", "move selection, scroll"),
     ("PgUp / PgDn", "page up / down"),
     ("g / G", "first / last (G: follow logs)"),

@@ -48,7 +48,7 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
     let other_rows = st.other.len().min(6) as u16;
     let [sum_r, vol_r] =
         Layout::vertical([Constraint::Length(4 + other_rows), Constraint::Min(3)]).areas(area);
-    let w = 12;
+    let w = 15;
     let mut lines = vec![kv(
         app,
         "I/O backend",
