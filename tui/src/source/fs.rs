@@ -36,26 +36,6 @@ pub fn fill_disk_locally(view: &mut StorageView, status: &serde_json::Value) {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn disk_space_is_measured_locally_when_not_reported() {
-        let dir = tempfile::tempdir().unwrap();
-        let status = serde_json::json!({"dir": dir.path().to_str().unwrap(), "volumes": []});
-        let mut v = StorageView::from_json(&status);
-        assert!(v.disk_total.is_none());
-        fill_disk_locally(&mut v, &status);
-        assert!(v.disk_total.unwrap() > 0);
-        assert!(v.free_pct().is_some());
-        let gone = serde_json::json!({"dir": "/nonexistent/aergofs"});
-        let mut v = StorageView::from_json(&gone);
-        fill_disk_locally(&mut v, &gone);
-        assert!(v.disk_total.is_none());
-    }
-}
-
 /// Polls AergoFS until the channel closes.
 pub async fn poll(url: String, sink: mpsc::Sender<Update>, interval: Duration, max: Duration) {
     let client = match reqwest::Client::builder()
@@ -82,5 +62,25 @@ pub async fn poll(url: String, sink: mpsc::Sender<Update>, interval: Duration, m
             return;
         }
         tokio::time::sleep(wait).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn disk_space_is_measured_locally_when_not_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let status = serde_json::json!({"dir": dir.path().to_str().unwrap(), "volumes": []});
+        let mut v = StorageView::from_json(&status);
+        assert!(v.disk_total.is_none());
+        fill_disk_locally(&mut v, &status);
+        assert!(v.disk_total.unwrap() > 0);
+        assert!(v.free_pct().is_some());
+        let gone = serde_json::json!({"dir": "/nonexistent/aergofs"});
+        let mut v = StorageView::from_json(&gone);
+        fill_disk_locally(&mut v, &gone);
+        assert!(v.disk_total.is_none());
     }
 }
