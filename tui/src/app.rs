@@ -384,7 +384,7 @@ impl App {
             return match k.code {
                 KeyCode::Char('y') | KeyCode::Char('Y') => {
                     self.confirm = None;
-                    self.model.flash = Some(format!("restarting {name}…"));
+                    self.flash(format!("restarting {name}…"));
                     Action::Restart(name)
                 }
                 KeyCode::Char('n') | KeyCode::Char('N') | KeyCode::Esc => {
@@ -469,9 +469,20 @@ impl App {
         Action::None
     }
 
+    fn flash(&mut self, msg: String) {
+        self.model.flash = Some(msg);
+        self.model.flash_ms = self.now_ms;
+    }
+
+    /// The flash message, while it is fresh.
+    pub fn current_flash(&self) -> Option<&str> {
+        let fresh = self.now_ms.saturating_sub(self.model.flash_ms) < crate::model::FLASH_MS;
+        self.model.flash.as_deref().filter(|_| fresh)
+    }
+
     fn quit(&mut self) -> Action {
         if self.no_quit {
-            self.model.flash = Some("quitting is disabled on this console".into());
+            self.flash("quitting is disabled on this console".into());
             Action::None
         } else {
             Action::Quit
@@ -634,7 +645,10 @@ impl App {
                 Ok(s) => m.resources.push(s),
                 Err(e) => m.resources.error = Some(e),
             },
-            Update::Flash(s) => m.flash = Some(s),
+            Update::Flash(s) => {
+                m.flash = Some(s);
+                m.flash_ms = now;
+            }
         }
     }
 }
@@ -762,7 +776,9 @@ mod tests {
             a.key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL)),
             Action::None
         );
-        assert!(a.model.flash.is_some());
+        assert!(a.current_flash().is_some());
+        a.now_ms += crate::model::FLASH_MS;
+        assert!(a.current_flash().is_none(), "flash messages expire");
         a.key(key(KeyCode::Char('2')));
         a.key(key(KeyCode::Char('G')));
         assert_eq!(a.sel[1], 4);

@@ -543,7 +543,12 @@ pub struct Model {
     pub ws_live: bool,
     /// Last message from an operator action (restart result).
     pub flash: Option<String>,
+    /// When the flash message was set (ms since the epoch); shown for [`FLASH_MS`].
+    pub flash_ms: u64,
 }
+
+/// How long a flash message stays in the status line.
+pub const FLASH_MS: u64 = 6_000;
 
 /// Most blocks kept in the list.
 pub const MAX_BLOCKS: usize = 200;

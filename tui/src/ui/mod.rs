@@ -140,8 +140,8 @@ fn draw_status(f: &mut Frame, area: Rect, app: &App) {
             format!("/{}_", app.filter()),
             Style::new().fg(t.warn).add_modifier(Modifier::BOLD),
         ));
-    } else if let Some(msg) = &m.flash {
-        spans.push(Span::styled(msg.clone(), Style::new().fg(t.warn)));
+    } else if let Some(msg) = app.current_flash() {
+        spans.push(Span::styled(msg.to_string(), Style::new().fg(t.warn)));
     } else if !app.filter().is_empty() {
         spans.push(Span::styled(
             format!("filter: {} (Esc clears)", app.filter()),
