@@ -112,6 +112,8 @@ impl Stat {
             self.p50_us,
             self.p99_us
         );
+        // Show progress as it happens even when stdout is a pipe.
+        let _ = std::io::Write::flush(&mut std::io::stdout());
     }
 }
 

@@ -472,3 +472,38 @@ async fn bad_input_is_refused_without_change() {
     .await;
     assert!(matches!(e, Err(StoreError::Locked(_))));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_volumes_turn_read_only_and_writes_roll_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = cfg(Durability::Fast);
+    c.volume.max_size = 64 << 10;
+    let store = Store::open(dir.path(), c.clone(), IoService::start(IoConfig::default()))
+        .await
+        .unwrap();
+    let mut want = HashMap::new();
+    for i in 0..100u32 {
+        let data = vec![i as u8; 3000];
+        let (fid, _) = store.put(&data, &Meta::default()).await.unwrap();
+        want.insert(fid, data);
+    }
+    let st = store.stats();
+    assert!(st.volumes.len() >= 4, "{:?}", st.volumes.len());
+    assert!(st.volumes[0].read_only);
+    assert_eq!(st.volumes[0].read_only_reason.as_deref(), Some("full"));
+    assert!(st.volumes.iter().all(|v| v.size <= 64 << 10));
+    check_all(&store, &want).await;
+    // Writing to an id on a full volume is refused clearly.
+    let on_full = *want.keys().find(|f| f.volume == 1).unwrap();
+    let e = store.write(on_full, &[0u8; 5000], &Meta::default()).await;
+    assert!(
+        matches!(e, Err(StoreError::Volume(VolumeError::ReadOnly(1, _)))),
+        "{e:?}"
+    );
+    store.close().await.unwrap();
+    drop(store);
+    let store = Store::open(dir.path(), c, IoService::start(IoConfig::default()))
+        .await
+        .unwrap();
+    check_all(&store, &want).await;
+}

@@ -143,44 +143,6 @@ impl Handle {
     /// Sets up the ring (probing the opcodes we need and running a no-op through it) and
     /// starts the thread. Any failure is returned so the caller can fall back to std I/O.
     pub(super) fn start(queue_depth: u32, counters: Arc<Counters>) -> std::io::Result<Handle> {
-        let entries = (queue_depth + 1).next_power_of_two();
-        let mut ring: IoUring = IoUring::new(entries)?;
-        let mut probe = io_uring::Probe::new();
-        ring.submitter().register_probe(&mut probe)?;
-        for (code, name) in [
-            (opcode::Read::CODE, "READ"),
-            (opcode::Write::CODE, "WRITE"),
-            (opcode::Fsync::CODE, "FSYNC"),
-            (opcode::PollAdd::CODE, "POLL_ADD"),
-        ] {
-            if !probe.is_supported(code) {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::Unsupported,
-                    format!("kernel io_uring lacks IORING_OP_{name}"),
-                ));
-            }
-        }
-        // A no-op round trip proves io_uring_enter is allowed too.
-        // SAFETY: a NOP references no memory.
-        unsafe {
-            ring.submission()
-                .push(&opcode::Nop::new().build().user_data(0))
-                .map_err(|_| std::io::Error::other("submission queue full at start"))?;
-        }
-        loop {
-            match ring.submit_and_wait(1) {
-                Ok(_) => break,
-                Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
-                Err(e) => return Err(e),
-            }
-        }
-        let nop = ring.completion().next().map(|c| c.result());
-        if nop != Some(0) {
-            return Err(std::io::Error::other(format!(
-                "io_uring NOP failed: {nop:?}"
-            )));
-        }
-
         // SAFETY: eventfd(2) returns a new descriptor or -1.
         let efd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
         if efd < 0 {
@@ -193,23 +155,45 @@ impl Handle {
             eventfd,
         });
         let (tx, rx) = mpsc::channel();
-        let worker = Worker {
-            ring,
-            rx,
-            shared: shared.clone(),
-            counters,
-            qd: queue_depth as usize,
-            slab: Vec::with_capacity(queue_depth as usize),
-            free: Vec::new(),
-            live: 0,
-            pending: VecDeque::new(),
-            retry: Vec::new(),
-            armed: false,
-            closed: false,
-        };
+        let (ready_tx, ready_rx) = mpsc::sync_channel(1);
+        let worker_shared = shared.clone();
+        // The ring is created on the thread that will drive it (single issuer).
         let thread = std::thread::Builder::new()
             .name("aergo-io-uring".into())
-            .spawn(move || worker.run())?;
+            .spawn(move || {
+                let ring = match setup_ring(queue_depth) {
+                    Ok(r) => {
+                        let _ = ready_tx.send(Ok(()));
+                        r
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                Worker {
+                    ring,
+                    rx,
+                    shared: worker_shared,
+                    counters,
+                    qd: queue_depth as usize,
+                    slab: Vec::with_capacity(queue_depth as usize),
+                    free: Vec::new(),
+                    live: 0,
+                    pending: VecDeque::new(),
+                    retry: Vec::new(),
+                    armed: false,
+                    closed: false,
+                }
+                .run()
+            })?;
+        let ready = ready_rx
+            .recv()
+            .unwrap_or_else(|_| Err(std::io::Error::other("io_uring thread died at start")));
+        if let Err(e) = ready {
+            let _ = thread.join();
+            return Err(e);
+        }
         Ok(Handle {
             tx: Some(tx),
             shared,
@@ -596,6 +580,65 @@ impl Worker {
             }
         }
     }
+}
+
+/// Creates the ring on the calling thread, checks the opcodes we need and runs a NOP through
+/// it. Prefers `SINGLE_ISSUER | DEFER_TASKRUN` (Linux ≥ 6.1): completions are then processed
+/// when this thread waits, and the waiting thread is woken directly by them.
+fn setup_ring(queue_depth: u32) -> std::io::Result<IoUring> {
+    let entries = (queue_depth + 1).next_power_of_two();
+    let mut ring: IoUring = match IoUring::builder()
+        .setup_single_issuer()
+        .setup_defer_taskrun()
+        .build(entries)
+    {
+        Ok(r) => r,
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => IoUring::new(entries)?,
+        Err(e) => return Err(e),
+    };
+    let mut probe = io_uring::Probe::new();
+    ring.submitter().register_probe(&mut probe)?;
+    for (code, name) in [
+        (opcode::Read::CODE, "READ"),
+        (opcode::Write::CODE, "WRITE"),
+        (opcode::Fsync::CODE, "FSYNC"),
+        (opcode::PollAdd::CODE, "POLL_ADD"),
+    ] {
+        if !probe.is_supported(code) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                format!("kernel io_uring lacks IORING_OP_{name}"),
+            ));
+        }
+    }
+    // Requests the kernel cannot run inline (e.g. an O_DIRECT read that would block) go to its
+    // io-wq worker threads, by default at most 4 per CPU: raise that to the queue depth so
+    // every queued operation can be in flight. Best effort (kernel ≥ 5.15).
+    let mut max = [queue_depth, 0];
+    if let Err(e) = ring.submitter().register_iowq_max_workers(&mut max) {
+        tracing::debug!(error = %e, "io_uring: cannot raise io-wq worker limit");
+    }
+    // A no-op round trip proves io_uring_enter is allowed too.
+    // SAFETY: a NOP references no memory.
+    unsafe {
+        ring.submission()
+            .push(&opcode::Nop::new().build().user_data(0))
+            .map_err(|_| std::io::Error::other("submission queue full at start"))?;
+    }
+    loop {
+        match ring.submit_and_wait(1) {
+            Ok(_) => break,
+            Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    let nop = ring.completion().next().map(|c| c.result());
+    if nop != Some(0) {
+        return Err(std::io::Error::other(format!(
+            "io_uring NOP failed: {nop:?}"
+        )));
+    }
+    Ok(ring)
 }
 
 fn drain_eventfd(fd: RawFd) {
