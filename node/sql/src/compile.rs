@@ -844,6 +844,7 @@ impl<'a> Compiler<'a> {
                 };
                 let mut ty = SqlType::Unknown;
                 let mut whens = Vec::new();
+                let mut types = Vec::new();
                 for cw in conditions {
                     let (c, tc) = self.expr(&cw.condition)?;
                     if op.is_none() {
@@ -852,15 +853,23 @@ impl<'a> Compiler<'a> {
                     let (r, tr) = self.expr(&cw.result)?;
                     ty = unify(ty, tr, pos)?;
                     whens.push((c, r));
+                    types.push(tr);
                 }
                 let el = match else_result {
                     Some(x) => {
                         let (r, tr) = self.expr(x)?;
                         ty = unify(ty, tr, pos)?;
-                        Some(Box::new(r))
+                        Some((r, tr))
                     }
                     None => None,
                 };
+                // branches take the common type (an integer branch of a NUMERIC CASE is NUMERIC)
+                let whens = whens
+                    .into_iter()
+                    .zip(types)
+                    .map(|((c, r), t)| (c, widen(r, t, ty)))
+                    .collect();
+                let el = el.map(|(r, t)| Box::new(widen(r, t, ty)));
                 (Expr::Case(op, whens, el), ty)
             }
             A::Cast {
@@ -1087,6 +1096,7 @@ impl<'a> Compiler<'a> {
                 for a in &args {
                     ty = unify(ty, a.1, pos)?;
                 }
+                let exprs = args.into_iter().map(|(e, t)| widen(e, t, ty)).collect();
                 Ok((Expr::Coalesce(exprs), ty))
             }
             "nullif" => {
@@ -1904,6 +1914,17 @@ fn has_no_subquery(e: &Expr) -> bool {
         ok = false;
     }
     ok
+}
+
+/// Casts an integer-typed branch to NUMERIC when the common type is NUMERIC.
+fn widen(e: Expr, t: SqlType, common: SqlType) -> Expr {
+    match (t, common) {
+        (SqlType::BigInt | SqlType::Integer, SqlType::Numeric(_)) => match e {
+            Expr::Const(Value::Int(i)) => Expr::Const(Value::Num(Decimal::from_i64(i))),
+            e => Expr::Cast(Box::new(e), SqlType::Numeric(None)),
+        },
+        _ => e,
+    }
 }
 
 fn unify(a: SqlType, b: SqlType, pos: Pos) -> Result<SqlType> {

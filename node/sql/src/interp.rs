@@ -68,7 +68,8 @@ pub fn run(rt: &mut Runtime, fi: usize, args: Vec<Value>) -> Result<Value> {
     }
 }
 
-fn assign(vars: &mut [Value], slots: &[SqlType], slot: usize, v: Value) -> Result<()> {
+/// Stores a value into a variable slot, cast to the slot's declared type.
+pub fn assign(vars: &mut [Value], slots: &[SqlType], slot: usize, v: Value) -> Result<()> {
     let ty = slots.get(slot).copied().unwrap_or(SqlType::Unknown);
     let v = v.cast(&ty)?;
     if let Some(x) = vars.get_mut(slot) {
@@ -324,7 +325,7 @@ fn exec_loop(
             vars[FOUND_SLOT] = Value::Bool(!rows.is_empty());
             for row in rows {
                 for (s, v) in rec.iter().zip(row) {
-                    vars[*s] = v;
+                    assign(vars, slots, *s, v)?;
                 }
                 if let Some(r) = body_flow(rt, id, body, vars, slots)? {
                     return Ok(r);

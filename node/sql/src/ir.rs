@@ -420,6 +420,22 @@ pub struct Select {
 }
 
 impl Select {
+    /// Variable slots the query reads.
+    pub fn vars_used(&self) -> Vec<usize> {
+        let mut out = Vec::new();
+        self.walk_exprs(
+            &mut |e, _| {
+                if let Expr::Var(s) = e {
+                    out.push(*s);
+                }
+            },
+            0,
+        );
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
     fn walk_exprs(&self, f: &mut dyn FnMut(&Expr, u32), d: u32) {
         for s in &self.sources {
             if let Some(on) = &s.on {

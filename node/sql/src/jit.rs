@@ -86,6 +86,7 @@ pub struct JitCtx {
     err: Option<SqlError>,
     result: Value,
     scratch: Vec<Value>,
+    cursors: HashMap<usize, std::vec::IntoIter<Vec<Value>>>,
 }
 
 type JitFn = unsafe extern "C" fn(*mut JitCtx) -> i32;
@@ -385,6 +386,49 @@ unsafe extern "C" fn aergo_rt_push_var(ctx: *mut JitCtx, slot: u64) {
     c.scratch.push(v);
 }
 
+/// `FOR rec IN query`: runs the query, keeps its rows for this loop and
+/// sets FOUND (as the interpreter does before the first iteration).
+unsafe extern "C" fn aergo_rt_query_open(ctx: *mut JitCtx, stmt: usize) -> i32 {
+    let c = cx(ctx);
+    let StmtKind::Loop(_, LoopPlan::Query { query, .. }, _) = &*(stmt as *const StmtKind) else {
+        return fail(c, SqlError::Jit("bad FOR pointer".into()));
+    };
+    match with_rt(c, |rt, vars, _| {
+        let rows = rt.select(query, None, vars)?;
+        if let Some(f) = vars.get_mut(FOUND_SLOT) {
+            *f = Value::Bool(!rows.is_empty());
+        }
+        Ok(rows)
+    }) {
+        Ok(rows) => {
+            c.cursors.insert(stmt, rows.into_iter());
+            0
+        }
+        Err(e) => fail(c, e),
+    }
+}
+
+/// Next row of a `FOR rec IN query` loop into the record's slots (cast to
+/// their types, as the interpreter does): 1 = row, 0 = done, 2 = error.
+unsafe extern "C" fn aergo_rt_query_next(ctx: *mut JitCtx, stmt: usize) -> i32 {
+    let c = cx(ctx);
+    let StmtKind::Loop(_, LoopPlan::Query { slots, .. }, _) = &*(stmt as *const StmtKind) else {
+        return 0;
+    };
+    let Some(row) = c.cursors.get_mut(&stmt).and_then(|it| it.next()) else {
+        return 0;
+    };
+    let vars: &mut Vec<Value> = &mut *c.vars;
+    let types: &Vec<SqlType> = &*c.slots;
+    for (s, v) in slots.iter().zip(row) {
+        if let Err(e) = crate::interp::assign(vars, types, *s, v) {
+            fail(c, e);
+            return 2;
+        }
+    }
+    1
+}
+
 /// Removes the last `n` pushed arguments.
 fn take_args(c: &mut JitCtx, n: u64) -> Vec<Value> {
     let at = c.scratch.len().saturating_sub(n as usize);
@@ -668,6 +712,7 @@ impl JitDispatch for JitProgram {
             err: None,
             result: Value::Null,
             scratch: Vec::new(),
+            cursors: HashMap::new(),
         };
         // SAFETY: `fp` was compiled for this catalog's function `fi`; `jc`
         // and everything it points to outlive the call.
@@ -738,6 +783,14 @@ fn helper_addrs() -> Vec<(&'static str, usize)> {
         ("aergo_rt_push_var", aergo_rt_push_var as *const () as usize),
         ("aergo_rt_raise", aergo_rt_raise as *const () as usize),
         ("aergo_rt_call", aergo_rt_call as *const () as usize),
+        (
+            "aergo_rt_query_open",
+            aergo_rt_query_open as *const () as usize,
+        ),
+        (
+            "aergo_rt_query_next",
+            aergo_rt_query_next as *const () as usize,
+        ),
         ("aergo_rt_ret_int", aergo_rt_ret_int as *const () as usize),
         ("aergo_rt_ret_bool", aergo_rt_ret_bool as *const () as usize),
         ("aergo_rt_ret_dec", aergo_rt_ret_dec as *const () as usize),
@@ -843,6 +896,14 @@ fn declare_helpers<'c>(c: &'c Context, m: &Module<'c>) -> HashMap<&'static str, 
     add(
         "aergo_rt_push_var",
         void.fn_type(&[p.into(), i64t.into()], false),
+    );
+    add(
+        "aergo_rt_query_open",
+        i32t.fn_type(&[p.into(), i64t.into()], false),
+    );
+    add(
+        "aergo_rt_query_next",
+        i32t.fn_type(&[p.into(), i64t.into()], false),
     );
     add(
         "aergo_rt_call",
@@ -1368,6 +1429,12 @@ impl<'c> Gen<'c, '_> {
                     _ => JVal::Num(dec),
                 }
             }
+            Expr::Cast(a, SqlType::Numeric(None)) => match self.expr(a)? {
+                JVal::Int(v, n) => JVal::Num(self.int_to_dec(v, n)?),
+                JVal::Num(p) => JVal::Num(p),
+                JVal::Null => JVal::Null,
+                JVal::Bool(..) => return Err(GenErr::Unsup(line!())),
+            },
             Expr::Coalesce(list) => {
                 // CASE WHEN a IS NOT NULL THEN a ... evaluated once each, in order
                 self.coalesce(list)?
@@ -2074,7 +2141,43 @@ impl<'c> Gen<'c, '_> {
                         self.b.build_store(ip, nx)?;
                         self.b.build_conditional_branch(o, exit, header)?;
                     }
-                    LoopPlan::Query { .. } => return Err(GenErr::Unsup(line!())),
+                    LoopPlan::Query { slots: rec, query } => {
+                        let addr = &s.kind as *const StmtKind as usize as u64;
+                        self.spill(&query.vars_used())?;
+                        self.call_checked(
+                            "aergo_rt_query_open",
+                            &[self.ctxp.into(), self.i64c(addr).into()],
+                        )?;
+                        self.reload(FOUND_SLOT)?;
+                        self.b.build_unconditional_branch(header)?;
+                        self.b.position_at_end(header);
+                        let got = self
+                            .call(
+                                "aergo_rt_query_next",
+                                &[self.ctxp.into(), self.i64c(addr).into()],
+                            )?
+                            .ok_or(GenErr::Unsup(line!()))?;
+                        let bad =
+                            self.b
+                                .build_int_compare(IntPredicate::EQ, got, self.i32c(2), "bad")?;
+                        let okb = self.c.append_basic_block(self.func, "ok");
+                        self.b.build_conditional_branch(bad, self.fail_bb, okb)?;
+                        self.b.position_at_end(okb);
+                        let has =
+                            self.b
+                                .build_int_compare(IntPredicate::EQ, got, self.i32c(1), "has")?;
+                        let bodyb = self.c.append_basic_block(self.func, "body");
+                        self.b.build_conditional_branch(has, bodyb, exit)?;
+                        self.b.position_at_end(bodyb);
+                        for r in rec {
+                            self.reload(*r)?;
+                        }
+                        self.stmts(body)?;
+                        self.b.build_unconditional_branch(latch)?;
+                        self.b.position_at_end(latch);
+                        self.charge(s.cost)?;
+                        self.b.build_unconditional_branch(header)?;
+                    }
                 }
                 self.b.position_at_end(exit);
             }
@@ -2223,6 +2326,10 @@ fn static_kind(e: &Expr, slots: &[Repr], rets: &[SqlType]) -> JKind {
             Some(SqlType::Numeric(_)) => JKind::Num,
             Some(SqlType::Boolean) => JKind::Bool,
             _ => JKind::Unsupported,
+        },
+        Expr::Cast(a, SqlType::Numeric(None)) => match static_kind(a, slots, rets) {
+            JKind::Int | JKind::Num => JKind::Num,
+            k => k,
         },
         Expr::Coalesce(l) => l
             .iter()

@@ -202,6 +202,7 @@ fn stmt(depth: u32) -> BoxedStrategy<String> {
         1 => (cond(), body(), body()).prop_map(|(c, a, b)| format!("IF {c} THEN {a} ELSE {b} END IF;")),
         1 => (0i64..6, body()).prop_map(|(n, b)| format!("FOR i IN 1..{n} LOOP z := z + i; {b} END LOOP;")),
         1 => (cond(), body()).prop_map(|(c, b)| format!("LOOP {b} EXIT WHEN {c}; END LOOP;")),
+        1 => body().prop_map(|b| format!("FOR r IN SELECT k, v FROM t ORDER BY v DESC, k LOOP x := x + r.k; y := y + COALESCE(r.v, 0); {b} END LOOP;")),
     ]
     .boxed()
 }
@@ -212,7 +213,7 @@ fn program() -> impl Strategy<Value = String> {
             "CREATE TABLE t (k BIGINT PRIMARY KEY, v NUMERIC(12,3));\n\
              CREATE FUNCTION g(p BIGINT) RETURNS BIGINT AS $$ BEGIN IF p > 3 THEN RETURN p - 1; END IF; RETURN p * 2; END $$;\n\
              CREATE FUNCTION f(a BIGINT, b NUMERIC) RETURNS NUMERIC AS $$\n\
-             DECLARE x BIGINT := 1; y NUMERIC(20,4) := 0; z BIGINT := 2;\n\
+             DECLARE x BIGINT := 1; y NUMERIC(20,4) := 0; z BIGINT := 2; r RECORD;\n\
              BEGIN\n{}\nRAISE NOTICE 'x=% y=% z=%', x, y, z;\nRETURN y;\nEND $$;",
             stmts.join("\n")
         )
