@@ -210,7 +210,8 @@ fn dashboard_follows_a_dev_node_in_tmux() -> Result<()> {
     };
     let fs_port = free_port()?;
     let top_cmd = format!(
-        "{} --rpc {url} --init {} --fs http://127.0.0.1:{fs_port} --theme 256; echo DASHBOARD-EXIT=$?; sleep 600",
+        "{} --rpc {url} --init {} --fs http://127.0.0.1:{fs_port} --theme 256; \
+         echo DASHBOARD-EXIT=$?; stty -a | tr ' ' '\\n' | grep -x -- '-\\?icanon'; sleep 600",
         top_bin.display(),
         dir.path().join("no-init.sock").display(),
     );
@@ -318,6 +319,70 @@ fn dashboard_follows_a_dev_node_in_tmux() -> Result<()> {
     })?;
     assert!(end.contains("DASHBOARD-EXIT=0"), "exit status: {end}");
     assert!(!end.contains("1 Overview"), "terminal not restored:\n{end}");
+    let end = tmux.wait_for("stty's report", Duration::from_secs(10), |s| {
+        s.lines().any(|l| l.trim().ends_with("icanon"))
+    })?;
+    assert!(
+        end.lines().any(|l| l.trim() == "icanon"),
+        "raw mode left on after quitting:\n{end}"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_panic_restores_the_terminal() -> Result<()> {
+    if !tmux_available() {
+        if ci() {
+            bail!("tmux is not installed (scripts/setup.sh installs it)");
+        }
+        eprintln!("SKIPPED: tmux is not installed; this test needs it");
+        return Ok(());
+    }
+    let top_bin = bin("aergo-top")?;
+    let (rpc_port, fs_port) = (free_port()?, free_port()?);
+    let tmux = Tmux {
+        socket: format!("aergo-e2e-panic-{}", std::process::id()),
+    };
+    let cmd = format!(
+        "AERGO_TOP_TEST_PANIC=1 {} --rpc http://127.0.0.1:{rpc_port} --init /nonexistent.sock \
+         --fs http://127.0.0.1:{fs_port}; echo DASHBOARD-EXIT=$?; \
+         stty -a | tr ' ' '\\n' | grep -x -- '-\\?icanon'; sleep 600",
+        top_bin.display()
+    );
+    tmux.run(&[
+        "new-session",
+        "-d",
+        "-s",
+        "top",
+        "-x",
+        "100",
+        "-y",
+        "30",
+        "sh",
+        "-c",
+        &cmd,
+    ])?;
+    let end = tmux.wait_for(
+        "the dashboard to panic and exit",
+        Duration::from_secs(20),
+        |s| s.contains("DASHBOARD-EXIT=") && s.lines().any(|l| l.trim().ends_with("icanon")),
+    )?;
+    assert!(
+        end.contains("DASHBOARD-EXIT=101"),
+        "panic exit status: {end}"
+    );
+    assert!(
+        end.contains("panicking on purpose"),
+        "panic message shown: {end}"
+    );
+    assert!(
+        !end.contains("1 Overview"),
+        "alternate screen left on:\n{end}"
+    );
+    assert!(
+        end.lines().any(|l| l.trim() == "icanon"),
+        "raw mode left on after the panic:\n{end}"
+    );
     Ok(())
 }
 

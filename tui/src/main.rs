@@ -64,6 +64,11 @@ fn main() -> anyhow::Result<()> {
     // try_init enters raw mode and the alternate screen and installs a panic hook that
     // restores the terminal before the panic message is printed.
     let mut terminal = ratatui::try_init().context("terminal setup")?;
+    if std::env::var_os("AERGO_TOP_TEST_PANIC").is_some() {
+        // Lets the end-to-end test check that a panic restores the terminal.
+        terminal.draw(|f| aergo_top::ui::draw(f, &app))?;
+        panic!("AERGO_TOP_TEST_PANIC is set: panicking on purpose");
+    }
     let result = rt.block_on(aergo_top::run::run(&mut terminal, app, cfg));
     ratatui::restore();
     rt.shutdown_timeout(std::time::Duration::from_millis(100));
