@@ -201,6 +201,14 @@ impl ModuleDb {
         out
     }
 
+    /// Canonical names of everything `name` depends on (transitively, as `modules.dep` lists).
+    pub fn deps_of(&self, name: &str) -> Vec<String> {
+        self.modules
+            .get(&canonical(name))
+            .map(|(_, deps)| deps.iter().map(|d| canonical(d)).collect())
+            .unwrap_or_default()
+    }
+
     /// Whether a module exists (as a loadable module; built-ins are not listed).
     pub fn contains(&self, name: &str) -> bool {
         self.modules.contains_key(&canonical(name))
@@ -353,6 +361,11 @@ kernel/b.ko: kernel/a.ko
         let sub = ModuleDb::parse(&db.subset_text(&order), "");
         assert_eq!(sub.resolve(&["virtio_blk"]).unwrap(), order);
         assert!(!sub.contains("ext4"));
+        assert_eq!(
+            db.deps_of("kernel/drivers/block/virtio_blk.ko"),
+            vec!["virtio", "virtio_ring"]
+        );
+        assert!(db.deps_of("nope").is_empty());
     }
 
     #[test]
