@@ -10,8 +10,17 @@
 //! # API for the chain
 //! [`Contract::deploy`], [`Contract::load`], [`Contract::upgrade`],
 //! [`Contract::call`] (writes applied only on success), [`Contract::view`],
-//! [`Contract::query`], [`Contract::abi`]. Storage is the [`Kv`] trait; the
-//! chain context is [`ChainContext`].
+//! [`Contract::query`], [`Contract::execute`], [`Contract::abi`]. Storage is
+//! the [`Kv`] trait ([`MemKv`] in memory); the chain context is
+//! [`ChainContext`] ([`MockChain`] for tests). [`Sandbox`] runs a script in a
+//! throwaway store for `aergo sql FILE.sql`; `to_json` methods render values,
+//! query results and call outcomes.
+//!
+//! # Features
+//! `jit` (default): LLVM 16 through inkwell; functions are compiled at
+//! deploy/load and calls run the compiled code ([`Engine::Jit`]), falling back
+//! to the interpreter for functions outside the JIT's subset. Without the
+//! feature there is no LLVM dependency and every call is interpreted.
 //!
 //! # Storage layout (under the contract prefix `P`)
 //! | key | value |
