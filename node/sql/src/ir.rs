@@ -92,11 +92,11 @@ pub enum Builtin {
     Lower,
     /// upper(text)
     Upper,
-    /// substr(text, from [, len])
+    /// substr(text, from \[, len\])
     Substr,
     /// abs(x)
     Abs,
-    /// round(x [, n])
+    /// round(x \[, n\])
     Round,
     /// trim(text)
     Trim,
@@ -168,9 +168,9 @@ pub enum Expr {
     Or(Box<Expr>, Box<Expr>),
     /// `||`.
     Concat(Box<Expr>, Box<Expr>),
-    /// IS [NOT] NULL.
+    /// IS \[NOT\] NULL.
     IsNull(Box<Expr>, bool),
-    /// IS [NOT] DISTINCT FROM (negated flag = IS NOT DISTINCT).
+    /// IS \[NOT\] DISTINCT FROM (negated flag = IS NOT DISTINCT).
     IsDistinct(Box<Expr>, Box<Expr>, bool),
     /// IN (list).
     InList(Box<Expr>, Vec<Expr>, bool),
@@ -182,7 +182,7 @@ pub enum Expr {
     ScalarSub(Box<Select>),
     /// BETWEEN.
     Between(Box<Expr>, Box<Expr>, Box<Expr>, bool),
-    /// [NOT] LIKE / ILIKE.
+    /// \[NOT\] LIKE / ILIKE.
     Like(Box<Expr>, Box<Expr>, bool, bool),
     /// CASE.
     Case(Option<Box<Expr>>, Vec<(Expr, Expr)>, Option<Box<Expr>>),
@@ -338,7 +338,7 @@ pub enum Access {
 pub enum JoinKind {
     /// First item / inner / cross join.
     Inner,
-    /// LEFT [OUTER] JOIN.
+    /// LEFT \[OUTER\] JOIN.
     Left,
 }
 

@@ -613,7 +613,7 @@ pub enum LoopKind {
     Plain,
     /// WHILE cond LOOP.
     While(ast::Expr),
-    /// FOR v IN [REVERSE] lo..hi [BY step] LOOP.
+    /// FOR v IN \[REVERSE\] lo..hi [BY step] LOOP.
     Range {
         /// Loop variable.
         var: String,
