@@ -486,6 +486,8 @@ pub struct Sample {
     pub filesystems: Vec<FsUsage>,
     /// Seconds the machine has been up.
     pub uptime_secs: u64,
+    /// IP addresses (`iface addr/prefix`, see [`addresses`]); empty for fixture roots.
+    pub addresses: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -632,10 +634,13 @@ impl Sampler {
             .collect();
         net_rates.sort_by_key(|n| (n.iface == "lo", n.iface.clone()));
 
-        let filesystems = if self.with_filesystems {
-            filesystems(&self.read("mounts").unwrap_or_default())
+        let (filesystems, addrs) = if self.with_filesystems {
+            (
+                filesystems(&self.read("mounts").unwrap_or_default()),
+                addresses(),
+            )
         } else {
-            Vec::new()
+            (Vec::new(), Vec::new())
         };
 
         self.prev = Some(Raw {
@@ -654,6 +659,7 @@ impl Sampler {
             nets: net_rates,
             filesystems,
             uptime_secs,
+            addresses: addrs,
         })
     }
 }
@@ -674,6 +680,72 @@ pub fn filesystems(mounts: &str) -> Vec<FsUsage> {
             })
         })
         .collect()
+}
+
+/// The machine's IP addresses as `iface addr/prefix`, loopback and link-local IPv6 left out,
+/// from `getifaddrs(3)`. Empty if the call fails.
+pub fn addresses() -> Vec<String> {
+    use std::net::{Ipv4Addr, Ipv6Addr};
+    let mut out = Vec::new();
+    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `head` with a list we own until freeifaddrs.
+    if unsafe { libc::getifaddrs(&mut head) } != 0 {
+        return out;
+    }
+    let mut cur = head;
+    while !cur.is_null() {
+        // SAFETY: `cur` is a node of the list returned by getifaddrs, not yet freed.
+        let ifa = unsafe { &*cur };
+        cur = ifa.ifa_next;
+        if ifa.ifa_addr.is_null() || ifa.ifa_name.is_null() {
+            continue;
+        }
+        // SAFETY: ifa_name is a NUL-terminated string owned by the list.
+        let name = unsafe { std::ffi::CStr::from_ptr(ifa.ifa_name) }
+            .to_string_lossy()
+            .into_owned();
+        // SAFETY: ifa_addr is non-null; its family tells which sockaddr type it points to,
+        // and ifa_netmask (when non-null) has the same family.
+        let family = i32::from(unsafe { (*ifa.ifa_addr).sa_family });
+        let text = if family == libc::AF_INET {
+            let a = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in) };
+            let ip = Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr));
+            let prefix = if ifa.ifa_netmask.is_null() {
+                32
+            } else {
+                let m = unsafe { &*(ifa.ifa_netmask as *const libc::sockaddr_in) };
+                u32::from_be(m.sin_addr.s_addr).count_ones()
+            };
+            if ip.is_loopback() {
+                continue;
+            }
+            format!("{ip}/{prefix}")
+        } else if family == libc::AF_INET6 {
+            let a = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in6) };
+            let ip = Ipv6Addr::from(a.sin6_addr.s6_addr);
+            let prefix = if ifa.ifa_netmask.is_null() {
+                128
+            } else {
+                let m = unsafe { &*(ifa.ifa_netmask as *const libc::sockaddr_in6) };
+                m.sin6_addr
+                    .s6_addr
+                    .iter()
+                    .map(|b| b.count_ones())
+                    .sum::<u32>()
+            };
+            let link_local = ip.segments()[0] & 0xffc0 == 0xfe80;
+            if ip.is_loopback() || link_local {
+                continue;
+            }
+            format!("{ip}/{prefix}")
+        } else {
+            continue;
+        };
+        out.push(format!("{name} {text}"));
+    }
+    // SAFETY: `head` came from getifaddrs and is freed once.
+    unsafe { libc::freeifaddrs(head) };
+    out
 }
 
 #[cfg(test)]
@@ -808,6 +880,15 @@ cpu1 50 0 25 450 25 0 0 0 0 0\n";
         assert_eq!(second.nets[1].iface, "lo", "loopback sorts last");
         assert!((second.nets[0].rx_bps - 2048.0).abs() < 0.01);
         assert_eq!(second.mem.used(), 500 * 1024);
+    }
+
+    #[test]
+    fn addresses_leave_out_loopback() {
+        let a = addresses();
+        assert!(a
+            .iter()
+            .all(|x| !x.contains("127.0.0.1") && !x.ends_with("::1/128")));
+        assert!(a.iter().all(|x| x.contains('/')), "{a:?}");
     }
 
     #[test]

@@ -113,6 +113,7 @@ fn sample() -> Sample {
             },
         ],
         uptime_secs: 93_784,
+        addresses: vec!["eth0 192.168.1.20/24".into()],
     }
 }
 
@@ -648,4 +649,19 @@ fn console_theme_draws_only_glyphs_the_linux_console_has() {
     press(&mut a, KeyCode::Char('?'));
     let out = snap!("help_console", a);
     assert!(out.contains("^v / j k"), "arrows become ASCII");
+}
+
+#[test]
+fn overview_on_a_host_without_init() {
+    let mut a = healthy();
+    a.model.init = Default::default();
+    a.apply(Update::Init(Err(
+        "connect unix:/run/aergo/init.sock: No such file".into(),
+    )));
+    let out = snap!("overview_host", a);
+    assert!(out.contains("init unreachable"));
+    assert!(
+        out.contains("192.168.1.20/24"),
+        "local addresses stand in for init's"
+    );
 }

@@ -329,6 +329,18 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
                 ),
             ));
             if let Some(s) = &m.resources.last {
+                // No init here (a host, not the appliance): this machine's own view.
+                let addrs: Vec<&str> = s
+                    .addresses
+                    .iter()
+                    .map(|a| a.split_once(' ').map(|(_, ip)| ip).unwrap_or(a))
+                    .collect();
+                let addrs = if addrs.is_empty() {
+                    "—".to_string()
+                } else {
+                    addrs.join(" ")
+                };
+                sys.push(kv(app, "Addresses", w, fmt::clip(&addrs, inner)));
                 sys.push(kv(app, "Up", w, fmt::duration(s.uptime_secs)));
             }
         }
