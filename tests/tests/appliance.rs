@@ -10,7 +10,7 @@
 //! - `appliance_power_cut_direct_boot`: direct kernel boot (the same kernel, initramfs and
 //!   command line the UKI holds; the kernel as the uncompressed PVH `vmlinux` aergo-image
 //!   extracts, which skips firmware and decompression) with the first block due within 15 s
-//!   of QEMU's start;
+//!   of QEMU's start (asserted unless the host is saturated: load > 2 × cores);
 //!   kills QEMU mid-production, asserts the journal was left dirty, boots again and asserts
 //!   the node starts and every finalized block is still there with the same hash.
 //!
