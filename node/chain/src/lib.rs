@@ -13,6 +13,7 @@
 pub mod blocklog;
 pub mod chain;
 pub mod consensus;
+pub mod dpos;
 pub mod error;
 pub mod exec;
 pub mod mempool;
