@@ -393,7 +393,7 @@ impl<'a> Runtime<'a> {
                     x
                 }
             }
-            Expr::Cast(a, ty) => self.eval(a, f, vars)?.cast(ty)?,
+            Expr::Cast(a, ty) => self.eval(a, f, vars)?.cast_owned(ty)?,
             Expr::Builtin(b, args) => {
                 let mut v = Vec::with_capacity(args.len());
                 for a in args {
@@ -1091,7 +1091,7 @@ impl<'a> Runtime<'a> {
     fn validate(&mut self, t: &Table, row: Vec<Value>, vars: &[Value]) -> Result<Vec<Value>> {
         let mut out = Vec::with_capacity(row.len());
         for (v, c) in row.into_iter().zip(&t.columns) {
-            let v = v.cast(&c.ty).map_err(|e| match e {
+            let v = v.cast_owned(&c.ty).map_err(|e| match e {
                 SqlError::Overflow(m) => SqlError::Overflow(format!("{m} (column \"{}\")", c.name)),
                 other => other,
             })?;
@@ -1130,10 +1130,14 @@ impl<'a> Runtime<'a> {
             let (Some(c), Some(v)) = (t.columns.get(*ci), row.get_mut(*ci)) else {
                 return Err(SqlError::Storage("bad column in UPDATE".into()));
             };
-            let nv = v.cast(&c.ty).map_err(|e| match e {
-                SqlError::Overflow(m) => SqlError::Overflow(format!("{m} (column \"{}\")", c.name)),
-                other => other,
-            })?;
+            let nv = std::mem::replace(v, Value::Null)
+                .cast_owned(&c.ty)
+                .map_err(|e| match e {
+                    SqlError::Overflow(m) => {
+                        SqlError::Overflow(format!("{m} (column \"{}\")", c.name))
+                    }
+                    other => other,
+                })?;
             if nv.is_null() && c.not_null {
                 return Err(SqlError::Constraint(format!(
                     "null value in column \"{}\" of relation \"{}\" violates not-null constraint",

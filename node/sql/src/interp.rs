@@ -36,7 +36,7 @@ pub fn init_vars(f: &Function, args: Vec<Value>) -> Result<Vec<Value>> {
     vars[FOUND_SLOT] = Value::Bool(false);
     for (i, (a, (pname, ty))) in args.into_iter().zip(&f.params).enumerate() {
         vars[i + 1] = a
-            .cast(ty)
+            .cast_owned(ty)
             .map_err(|e| SqlError::Call(format!("argument {pname}: {e}")))?;
     }
     Ok(vars)
@@ -46,7 +46,7 @@ pub fn init_vars(f: &Function, args: Vec<Value>) -> Result<Vec<Value>> {
 pub fn finish(f: &Function, v: Value) -> Result<Value> {
     match f.returns {
         SqlType::Void => Ok(Value::Null),
-        ty => v.cast(&ty),
+        ty => v.cast_owned(&ty),
     }
 }
 
@@ -71,7 +71,7 @@ pub fn run(rt: &mut Runtime, fi: usize, args: Vec<Value>) -> Result<Value> {
 /// Stores a value into a variable slot, cast to the slot's declared type.
 pub fn assign(vars: &mut [Value], slots: &[SqlType], slot: usize, v: Value) -> Result<()> {
     let ty = slots.get(slot).copied().unwrap_or(SqlType::Unknown);
-    let v = v.cast(&ty)?;
+    let v = v.cast_owned(&ty)?;
     if let Some(x) = vars.get_mut(slot) {
         *x = v;
     }

@@ -202,6 +202,22 @@ impl Value {
         }
     }
 
+    /// Like [`Value::cast`], but moves the value when it already has the
+    /// target type (no copy of text or bytes).
+    pub fn cast_owned(self, ty: &SqlType) -> Result<Value> {
+        match (&self, ty) {
+            (Value::Null, _)
+            | (_, SqlType::Unknown | SqlType::Void)
+            | (Value::Int(_), SqlType::BigInt)
+            | (Value::Num(_), SqlType::Numeric(None))
+            | (Value::Text(_), SqlType::Text(None))
+            | (Value::Bool(_), SqlType::Boolean)
+            | (Value::Bytes(_), SqlType::Bytea)
+            | (Value::Ts(_), SqlType::Timestamp) => Ok(self),
+            _ => self.cast(ty),
+        }
+    }
+
     /// Casts (and checks constraints of) a value to a declared type.
     pub fn cast(&self, ty: &SqlType) -> Result<Value> {
         if self.is_null() {
