@@ -146,6 +146,64 @@ impl StateView for HeightView<'_> {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ChainError> {
         read_versioned(self.db, key, self.height)
     }
+
+    fn scan(&self, start: &[u8], end: &[u8]) -> Result<crate::state::Pairs, ChainError> {
+        scan_versioned(self.db, start, end, self.height)
+    }
+}
+
+/// Range scan at a height: walks every version of every key in `[start, end)` on `main` and
+/// keeps, per key, the newest version at or below `height` (skipping deletions).
+fn scan_versioned(
+    db: &DB,
+    start: &[u8],
+    end: &[u8],
+    height: u64,
+) -> Result<crate::state::Pairs, ChainError> {
+    let mut out = Vec::new();
+    if start >= end {
+        return Ok(out);
+    }
+    let branch = MAIN_BRANCH.to_be_bytes();
+    let mut seek = branch.to_vec();
+    let mut body = Vec::new();
+    store::escape_key(start, &mut body);
+    body.truncate(body.len() - 2); // without the terminator: sorts before every key >= start
+    seek.extend_from_slice(&body);
+    let mut it = db.raw_iterator_cf(cf(db, CF_STATE)?);
+    it.seek(&seek);
+    let mut last_key: Option<Vec<u8>> = None;
+    while it.valid() {
+        let (Some(k), Some(v)) = (it.key(), it.value()) else {
+            break;
+        };
+        if !k.starts_with(&branch) {
+            break;
+        }
+        let rest = k.get(4..).unwrap_or(&[]);
+        let (key, used) = store::unescape_key(rest)
+            .ok_or_else(|| ChainError::Corrupt("state key encoding".into()))?;
+        if key.as_slice() >= end {
+            break;
+        }
+        let ver_bytes: [u8; 8] = rest
+            .get(used..used + 8)
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| ChainError::Corrupt("state version".into()))?;
+        let version = !u64::from_be_bytes(ver_bytes);
+        let seen = last_key.as_deref() == Some(key.as_slice());
+        if !seen && version <= height {
+            match v.split_first() {
+                Some((1, val)) => out.push((key.clone(), val.to_vec())),
+                Some((0, _)) => {}
+                _ => return Err(ChainError::Corrupt("state value tag".into())),
+            }
+            last_key = Some(key);
+        }
+        it.next();
+    }
+    it.status()?;
+    Ok(out)
 }
 
 fn read_versioned(db: &DB, key: &[u8], height: u64) -> Result<Option<Vec<u8>>, ChainError> {
@@ -187,6 +245,11 @@ impl StateView for HeadView<'_> {
         }
         h.insert(key.to_vec(), v.clone());
         Ok(v)
+    }
+
+    fn scan(&self, start: &[u8], end: &[u8]) -> Result<crate::state::Pairs, ChainError> {
+        // Every committed write is in RocksDB before the cache sees it.
+        scan_versioned(&self.chain.db, start, end, self.height)
     }
 }
 
@@ -766,6 +829,100 @@ impl Chain {
         .get(&key)?;
         let proof = smt::prove(self, block.header.state_root, &Hash::of(&key))?;
         Ok((block.header, value, proof))
+    }
+
+    fn contract_at(
+        &self,
+        addr: &Address,
+        height: Option<u64>,
+    ) -> Result<(u64, aergo_sql::Contract), ChainError> {
+        let tip = self.tip.read().header.height;
+        let h = height.unwrap_or(tip);
+        if h > tip {
+            return Err(ChainError::NotFound(format!(
+                "height {h} is above the best height {tip}"
+            )));
+        }
+        let view = HeightView {
+            db: &self.db,
+            height: h,
+        };
+        let kv = crate::contracts::ReadKv { view: &view };
+        match crate::contracts::load(addr, &kv) {
+            Ok(Some(c)) => Ok((h, c)),
+            Ok(None) => Err(ChainError::NotFound(format!(
+                "no contract at {addr} at height {h}"
+            ))),
+            Err(e) => Err(ChainError::Corrupt(e)),
+        }
+    }
+
+    /// A free read-only SQL query on a contract's tables at a height (default: the tip).
+    pub fn contract_query(
+        &self,
+        addr: &Address,
+        sql: &str,
+        height: Option<u64>,
+    ) -> Result<Result<aergo_sql::QueryResult, String>, ChainError> {
+        let (h, c) = self.contract_at(addr, height)?;
+        let view = HeightView {
+            db: &self.db,
+            height: h,
+        };
+        let kv = crate::contracts::ReadKv { view: &view };
+        Ok(c.query(sql, &kv, crate::contracts::QUERY_GAS_CAP)
+            .map_err(|e| e.to_string()))
+    }
+
+    /// A contract's functions and tables.
+    pub fn contract_abi(
+        &self,
+        addr: &Address,
+        height: Option<u64>,
+    ) -> Result<(aergo_sql::Abi, String), ChainError> {
+        let (_, c) = self.contract_at(addr, height)?;
+        Ok((c.abi(), c.owner().to_string()))
+    }
+
+    /// Runs a function read-only (writes discarded) at a height, as `caller`.
+    pub fn contract_view(
+        &self,
+        addr: &Address,
+        function: &str,
+        args: Vec<String>,
+        caller: Address,
+        height: Option<u64>,
+    ) -> Result<Result<aergo_sql::CallOutcome, String>, ChainError> {
+        let (h, c) = self.contract_at(addr, height)?;
+        let view = HeightView {
+            db: &self.db,
+            height: h,
+        };
+        let ov = crate::state::Overlay::new(&view);
+        let ts = self
+            .block_by_height(h)?
+            .map(|b| b.header.timestamp_ms)
+            .unwrap_or(0);
+        let mut ctx = crate::contracts::CallCtx {
+            ov: &ov,
+            sender: caller,
+            contract: *addr,
+            height: h,
+            time_ms: ts,
+            tx_hash: Hash::ZERO,
+            amount: 0,
+            sends: Vec::new(),
+        };
+        let kv = crate::contracts::ReadKv { view: &view };
+        let args: Vec<aergo_sql::Value> = args.into_iter().map(aergo_sql::Value::Text).collect();
+        Ok(c.view(
+            function,
+            &args,
+            &mut ctx,
+            &kv,
+            crate::contracts::QUERY_GAS_CAP,
+        )
+        .map_err(|e| e.to_string()))
     }
 
     /// Every block in the log, checked against the index: used by consistency tests and

@@ -7,9 +7,10 @@
 //! `gas_used × gas_price`. Fees are summed per block and credited to the producer once, at
 //! the end of the block, so transactions do not all depend on the producer's account.
 
+use crate::contracts;
 use crate::error::ChainError;
 use crate::state::{Overlay, StateView, WriteSet};
-use aergo_types::block::{Receipt, ReceiptStatus};
+use aergo_types::block::{Event, Receipt, ReceiptStatus};
 use aergo_types::genesis::GasParams;
 use aergo_types::{Address, Hash, SignedTx, TxKind, MAX_TX_SIZE};
 
@@ -50,14 +51,38 @@ pub fn check_stateless(tx: &SignedTx, chain_id: &Hash, gas: &GasParams) -> Resul
             tx.tx.chain_id
         ));
     }
-    if tx.tx.kind != TxKind::Transfer {
-        return Err(format!(
-            "transaction kind {:?} is not enabled on this chain",
-            tx.tx.kind
-        ));
-    }
-    if tx.tx.to.is_none() {
-        return Err("a transfer needs a recipient".into());
+    match tx.tx.kind {
+        TxKind::Transfer => {
+            if tx.tx.to.is_none() {
+                return Err("a transfer needs a recipient".into());
+            }
+        }
+        TxKind::Deploy => {
+            if tx.tx.payload.is_empty() || std::str::from_utf8(&tx.tx.payload).is_err() {
+                return Err("a deploy carries the contract script as UTF-8 text".into());
+            }
+            if tx
+                .tx
+                .to
+                .is_some_and(|a| a.tag != aergo_types::address::TAG_CONTRACT)
+            {
+                return Err("an upgrade's recipient must be a contract address".into());
+            }
+        }
+        TxKind::Call => {
+            if tx
+                .tx
+                .to
+                .is_none_or(|a| a.tag != aergo_types::address::TAG_CONTRACT)
+            {
+                return Err("a call's recipient must be a contract address".into());
+            }
+        }
+        k => {
+            return Err(format!(
+                "transaction kind {k:?} is not enabled on this chain"
+            ))
+        }
     }
     if tx.tx.gas_price < gas.min_price.0 {
         return Err(format!(
@@ -124,43 +149,105 @@ pub fn execute_tx(
             ),
         ));
     }
-    let gas_used = intrinsic_gas(tx, &ctx.gas).ok_or_else(|| invalid(tx, "gas overflow".into()))?;
-    let fee = (gas_used as u128) * tx.tx.gas_price; // ≤ max_fee, checked above
-    sender.balance -= fee;
+    let intrinsic =
+        intrinsic_gas(tx, &ctx.gas).ok_or_else(|| invalid(tx, "gas overflow".into()))?;
     sender.nonce += 1;
-    let status = match tx.tx.to {
-        Some(to) => {
-            sender.balance -= tx.tx.amount;
-            o.put_account(&from, &sender);
-            let mut rcpt = o.account(&to)?;
-            match rcpt.balance.checked_add(tx.tx.amount) {
-                Some(b) => {
-                    rcpt.balance = b;
-                    o.put_account(&to, &rcpt);
-                    ReceiptStatus::Ok
-                }
-                None => {
-                    // Impossible with a fixed supply; fail safely rather than overflow.
-                    sender.balance += tx.tx.amount;
-                    o.put_account(&from, &sender);
-                    ReceiptStatus::Failed("recipient balance overflow".into())
-                }
+    o.put_account(&from, &sender);
+    let mut result = Vec::new();
+    let mut events = Vec::new();
+    let (status, gas_used) = match tx.tx.kind {
+        TxKind::Transfer => {
+            let to = tx.tx.to.ok_or_else(|| invalid(tx, "no recipient".into()))?;
+            match contracts::transfer(&mut o, &from, &to, tx.tx.amount) {
+                Ok(()) => (ReceiptStatus::Ok, intrinsic),
+                Err(m) => (ReceiptStatus::Failed(m), intrinsic),
             }
         }
-        None => {
-            o.put_account(&from, &sender);
-            ReceiptStatus::Failed("no recipient".into())
+        TxKind::Deploy | TxKind::Call => {
+            let engine_gas = tx.tx.gas_limit - intrinsic;
+            let run = {
+                let mut child = Overlay::new(&o);
+                let r = run_contract(&mut child, tx, ctx, &from, engine_gas);
+                r.map(|out| (out, child.writes))
+            };
+            match run {
+                Ok((out, writes)) => {
+                    o.writes.extend(writes);
+                    result = out.result.into_bytes();
+                    events = out
+                        .notices
+                        .into_iter()
+                        .map(|data| Event {
+                            name: "notice".into(),
+                            data,
+                        })
+                        .collect();
+                    (
+                        ReceiptStatus::Ok,
+                        intrinsic.saturating_add(out.gas).min(tx.tx.gas_limit),
+                    )
+                }
+                // A failed contract call reverts everything but the nonce and pays its whole
+                // gas limit (a bound the sender chose; deterministic).
+                Err(m) => (ReceiptStatus::Failed(m), tx.tx.gas_limit),
+            }
         }
+        k => return Err(invalid(tx, format!("kind {k:?} is not enabled"))),
     };
+    let fee = (gas_used as u128) * tx.tx.gas_price; // ≤ max_fee
+    let mut s = o.account(&from)?;
+    s.balance = s
+        .balance
+        .checked_sub(fee)
+        .ok_or_else(|| invalid(tx, "cannot pay the fee".into()))?;
+    o.put_account(&from, &s);
     let receipt = Receipt {
         tx_hash: tx.hash,
         status,
         gas_used,
         fee,
-        result: Vec::new(),
-        events: Vec::new(),
+        result,
+        events,
     };
     Ok((receipt, o.writes))
+}
+
+fn run_contract(
+    ov: &mut Overlay<'_>,
+    tx: &SignedTx,
+    ctx: &BlockCtx,
+    from: &Address,
+    gas: u64,
+) -> Result<contracts::Outcome, String> {
+    match tx.tx.kind {
+        TxKind::Deploy => {
+            let script = std::str::from_utf8(&tx.tx.payload)
+                .map_err(|_| "script is not UTF-8".to_string())?;
+            let (addr, existing) = match tx.tx.to {
+                Some(a) => (a, true),
+                None => (Address::contract(from, tx.tx.nonce), false),
+            };
+            contracts::transfer(ov, from, &addr, tx.tx.amount)?;
+            contracts::deploy(ov, &addr, from, script, gas, existing)
+        }
+        _ => {
+            let to = tx.tx.to.ok_or("no contract")?;
+            contracts::transfer(ov, from, &to, tx.tx.amount)?;
+            contracts::call(
+                ov,
+                (
+                    *from,
+                    to,
+                    ctx.height,
+                    ctx.timestamp_ms,
+                    tx.hash,
+                    tx.tx.amount,
+                ),
+                &tx.tx.payload,
+                gas,
+            )
+        }
+    }
 }
 
 /// The result of executing a block's transactions.

@@ -5,6 +5,7 @@
 //! - [`smt`]: the sparse Merkle tree committing to the whole state (the header's state root).
 //! - [`blocklog`]: append-only block segments written through the `aergo_os::io` service;
 //!   the block log is the chain's write-ahead log and source of truth.
+//! - [`contracts`]: AergoSQL contracts: deploy and call transactions, queries at any height.
 //! - [`exec`]: execution as a pure function (state view, tx) → (receipt, write set).
 //! - [`mempool`]: per-account nonce queues, replacement, limits, eviction.
 //! - [`consensus`]: the engine trait and the `solo` engine.
@@ -13,6 +14,7 @@
 pub mod blocklog;
 pub mod chain;
 pub mod consensus;
+pub mod contracts;
 pub mod dpos;
 pub mod error;
 pub mod exec;

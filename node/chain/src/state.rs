@@ -52,10 +52,16 @@ pub fn account_key(addr: &Address) -> Vec<u8> {
     k
 }
 
+/// Key-value pairs from a range scan, in key order.
+pub type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// Read access to state at one fixed point (branch and height, plus any overlay).
 pub trait StateView {
     /// The value at `key`, if any.
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ChainError>;
+
+    /// Every present key with `start <= key < end`, in key order (contract tables).
+    fn scan(&self, start: &[u8], end: &[u8]) -> Result<Pairs, ChainError>;
 
     /// The account at `addr` (zero if absent).
     fn account(&self, addr: &Address) -> Result<Account, ChainError> {
@@ -99,6 +105,20 @@ impl StateView for Overlay<'_> {
             None => self.base.get(key),
         }
     }
+
+    fn scan(&self, start: &[u8], end: &[u8]) -> Result<Pairs, ChainError> {
+        let mut merged: BTreeMap<Vec<u8>, Vec<u8>> =
+            self.base.scan(start, end)?.into_iter().collect();
+        if start < end {
+            for (k, v) in self.writes.range(start.to_vec()..end.to_vec()) {
+                match v {
+                    Some(v) => merged.insert(k.clone(), v.clone()),
+                    None => merged.remove(k),
+                };
+            }
+        }
+        Ok(merged.into_iter().collect())
+    }
 }
 
 /// An in-memory state (genesis construction, tests).
@@ -108,6 +128,17 @@ pub struct MemState(pub BTreeMap<Vec<u8>, Vec<u8>>);
 impl StateView for MemState {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ChainError> {
         Ok(self.0.get(key).cloned())
+    }
+
+    fn scan(&self, start: &[u8], end: &[u8]) -> Result<Pairs, ChainError> {
+        if start >= end {
+            return Ok(Vec::new());
+        }
+        Ok(self
+            .0
+            .range(start.to_vec()..end.to_vec())
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
     }
 }
 
@@ -123,6 +154,25 @@ mod tests {
         };
         assert_eq!(Account::decode(&a.encode()).unwrap(), a);
         assert!(Account::decode(&[0; 23]).is_err());
+    }
+
+    #[test]
+    fn overlay_scan_merges_writes_and_deletes() {
+        let mut base = MemState::default();
+        for k in [b"k1", b"k2", b"k3"] {
+            base.0.insert(k.to_vec(), b"base".to_vec());
+        }
+        let mut o = Overlay::new(&base);
+        o.writes.insert(b"k2".to_vec(), None);
+        o.writes.insert(b"k25".to_vec(), Some(b"new".to_vec()));
+        o.writes.insert(b"k9".to_vec(), Some(b"out".to_vec()));
+        let got: Vec<Vec<u8>> = o
+            .scan(b"k1", b"k4")
+            .unwrap()
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(got, vec![b"k1".to_vec(), b"k25".to_vec(), b"k3".to_vec()]);
     }
 
     #[test]

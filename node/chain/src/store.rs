@@ -80,6 +80,30 @@ pub fn state_version_key(branch: u32, key: &[u8], height: u64) -> Vec<u8> {
     v
 }
 
+/// Inverse of [`escape_key`]: the key and the number of bytes consumed, or `None` if the
+/// terminator is missing.
+pub fn unescape_key(enc: &[u8]) -> Option<(Vec<u8>, usize)> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < enc.len() {
+        let b = enc[i];
+        if b == 0 {
+            match enc.get(i + 1) {
+                Some(0xff) => {
+                    out.push(0);
+                    i += 2;
+                }
+                Some(1) => return Some((out, i + 2)),
+                _ => return None,
+            }
+        } else {
+            out.push(b);
+            i += 1;
+        }
+    }
+    None
+}
+
 /// branch ‖ height.
 pub fn canon_key(branch: u32, height: u64) -> [u8; 12] {
     let mut k = [0u8; 12];
@@ -126,6 +150,19 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn unescape_inverts_escape() {
+        for k in [&b""[..], b"\x00", b"a\x00b\x00\x00", b"\xff\x00\x01"] {
+            let mut v = Vec::new();
+            escape_key(k, &mut v);
+            v.extend_from_slice(b"tail");
+            let (back, n) = unescape_key(&v).unwrap();
+            assert_eq!(back, k);
+            assert_eq!(&v[n..], b"tail");
+        }
+        assert!(unescape_key(b"abc").is_none());
     }
 
     #[test]

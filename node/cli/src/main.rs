@@ -6,6 +6,7 @@
 //! (`aergo fs`) and the appliance's init (`aergo os`). Human output by default; `--json`
 //! prints stable field names for scripts.
 
+mod contract_cmd;
 mod fs_cmd;
 mod os_cmd;
 mod wallet;
@@ -126,6 +127,14 @@ enum Cmd {
         #[arg(long)]
         at: Option<u64>,
     },
+    /// AergoSQL contracts: deploy, upgrade, call, view, query, abi.
+    #[command(subcommand)]
+    Contract(contract_cmd::ContractCmd),
+    /// A local AergoSQL sandbox: deploys FILE into a throwaway state and runs lines from stdin.
+    Sql {
+        /// The contract script.
+        file: PathBuf,
+    },
     /// AergoFS files.
     #[command(subcommand)]
     Fs(fs_cmd::FsCmd),
@@ -160,7 +169,7 @@ enum NodeCmd {
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq)]
-enum WaitFor {
+pub(crate) enum WaitFor {
     /// In a block.
     Included,
     /// In a final block.
@@ -185,7 +194,7 @@ fn main() {
     }
 }
 
-fn print(json_mode: bool, v: &Value, human: impl FnOnce() -> String) {
+pub(crate) fn print(json_mode: bool, v: &Value, human: impl FnOnce() -> String) {
     if json_mode {
         println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
     } else {
@@ -518,6 +527,21 @@ async fn run(cli: Cli) -> Result<()> {
                 bail!("the proof does not verify against the state root");
             }
         }
+        Cmd::Contract(cc) => {
+            let c = client()?;
+            let (ks_dir, pw) = (cli.keystore.clone(), cli.password.clone());
+            let signer = move |from: &str| -> Result<aergo_types::Keypair> {
+                if from == "dev" {
+                    return Ok(aergo_types::Keypair::dev());
+                }
+                let addr = resolve_addr(from)?;
+                let ks = wallet::Keystore::new(ks_dir.clone())?;
+                let pw = wallet::password(pw.as_deref(), false)?;
+                ks.unlock(&addr, &pw)
+            };
+            contract_cmd::run(cc, &c, j, &signer).await?
+        }
+        Cmd::Sql { file } => contract_cmd::sandbox(&file, j)?,
         Cmd::Fs(f) => fs_cmd::run(f, &cli.fs, j).await?,
         Cmd::Os(o) => {
             let (addr, tok) = (cli.init_addr.clone(), cli.init_token.clone());
@@ -528,7 +552,41 @@ async fn run(cli: Cli) -> Result<()> {
     Ok(())
 }
 
-async fn wait_for(c: &RpcClient, hash: &Hash, w: WaitFor) -> Result<aergo_rpc::ReceiptJson> {
+/// Signs and submits a transaction with the account's next nonce and the chain's minimum gas
+/// price; `engine_gas` is added to the intrinsic gas for contract kinds. Returns (hash, nonce).
+pub(crate) async fn submit(
+    c: &RpcClient,
+    key: &aergo_types::Keypair,
+    kind: TxKind,
+    to: Option<Address>,
+    amount: u128,
+    payload: Vec<u8>,
+    engine_gas: u64,
+) -> Result<(Hash, u64)> {
+    let info = c.chain_info().await?;
+    let sender = Address::from_public_key(&key.public());
+    let nonce = c.account(&sender.encode(), None).await?.next_nonce;
+    let intrinsic = info.base_gas + info.per_byte_gas * payload.len() as u64;
+    let tx = Tx {
+        kind,
+        nonce,
+        from: key.public(),
+        to,
+        amount,
+        payload,
+        gas_limit: intrinsic + engine_gas,
+        gas_price: info.min_gas_price.0,
+        chain_id: info.chain_id,
+    }
+    .sign(key);
+    Ok((c.send_tx(&tx.encode()).await?.hash, nonce))
+}
+
+pub(crate) async fn wait_for(
+    c: &RpcClient,
+    hash: &Hash,
+    w: WaitFor,
+) -> Result<aergo_rpc::ReceiptJson> {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         match c.receipt(hash).await {

@@ -183,6 +183,38 @@ impl RpcClient {
         self.call("get_proof", p).await
     }
 
+    /// `contract_query`: `{"columns": [...], "rows": [[...]]}`.
+    pub async fn contract_query(
+        &self,
+        address: &str,
+        sql: &str,
+        height: Option<u64>,
+    ) -> Result<Value, RpcError> {
+        let mut p = json!({"address": address, "sql": sql});
+        if let Some(h) = height {
+            p["height"] = json!(h);
+        }
+        self.call("contract_query", p).await
+    }
+    /// `contract_abi`.
+    pub async fn contract_abi(&self, address: &str) -> Result<Value, RpcError> {
+        self.call("contract_abi", json!({"address": address})).await
+    }
+    /// `contract_call_view`: runs a function read-only.
+    pub async fn contract_call_view(
+        &self,
+        address: &str,
+        function: &str,
+        args: &[String],
+        height: Option<u64>,
+    ) -> Result<Value, RpcError> {
+        let mut p = json!({"address": address, "function": function, "args": args});
+        if let Some(h) = height {
+            p["height"] = json!(h);
+        }
+        self.call("contract_call_view", p).await
+    }
+
     /// Subscribes to new blocks over WebSocket (`/ws`). Each item is a block summary; the
     /// stream ends when the connection closes.
     pub async fn subscribe_new_blocks(&self) -> Result<Subscription<BlockSummary>, RpcError> {

@@ -25,6 +25,8 @@ pub mod codes {
     pub const RATE_LIMITED: i64 = -32003;
     /// Admin method from a non-loopback client.
     pub const ADMIN_REFUSED: i64 = -32004;
+    /// A contract query or read-only call failed (SQL error, exception, gas cap).
+    pub const CONTRACT_ERROR: i64 = -32005;
 }
 
 /// A request.

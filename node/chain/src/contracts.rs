@@ -1,0 +1,351 @@
+//! AergoSQL contracts on the chain: deploy and call transactions, free queries at any height.
+//!
+//! A contract lives at `Address::contract(creator, nonce)`. Its tables, indexes, scripts and
+//! owner are stored by the `aergo-sql` engine under the state-key prefix `'c' ‖ address(33)`,
+//! so they are versioned by height, covered by the state root and readable at any height
+//! like every other state. Transaction formats:
+//! - **deploy** (`kind = Deploy`, no recipient): payload = the script (UTF-8). With a
+//!   recipient that is an existing contract, the script is an upgrade (owner only).
+//! - **call** (`kind = Call`, recipient = the contract): payload = JSON
+//!   `{"function": NAME, "args": [TEXT…]}`; text arguments are cast to the declared types.
+//!   The attached amount moves to the contract's account.
+//!
+//! Gas: the transaction's intrinsic gas plus what the engine reports; the engine runs with
+//! the rest of the gas limit. A failing deploy or call (SQL error, `RAISE EXCEPTION`, out of
+//! gas, a failed `send`) reverts every write and transfer of the call: only the fee and the
+//! nonce change.
+
+use crate::error::ChainError;
+use crate::state::{Account, Overlay, StateView};
+use aergo_sql::{ChainContext, Contract, Kv, KvError, Value};
+use aergo_types::{Address, Hash};
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+/// Gas cap for free queries and read-only calls.
+pub const QUERY_GAS_CAP: u64 = 10_000_000;
+
+/// The state-key prefix of a contract's storage.
+pub fn prefix(addr: &Address) -> Vec<u8> {
+    let mut p = Vec::with_capacity(34);
+    p.push(b'c');
+    p.extend_from_slice(&addr.to_raw());
+    p
+}
+
+fn kv_err(e: ChainError) -> KvError {
+    KvError(e.to_string())
+}
+
+/// A writable `Kv` over an execution overlay.
+pub struct OverlayKv<'a, 'b> {
+    /// The overlay written to.
+    pub ov: &'a mut Overlay<'b>,
+}
+
+impl Kv for OverlayKv<'_, '_> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, KvError> {
+        self.ov.get(key).map_err(kv_err)
+    }
+    fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), KvError> {
+        self.ov.writes.insert(key.to_vec(), Some(value.to_vec()));
+        Ok(())
+    }
+    fn put_vec(&mut self, key: Vec<u8>, value: Vec<u8>) -> Result<(), KvError> {
+        self.ov.writes.insert(key, Some(value));
+        Ok(())
+    }
+    fn delete(&mut self, key: &[u8]) -> Result<(), KvError> {
+        self.ov.writes.insert(key.to_vec(), None);
+        Ok(())
+    }
+    fn scan<'s>(
+        &'s self,
+        start: &[u8],
+        end: &[u8],
+    ) -> Box<dyn Iterator<Item = aergo_sql::kv::KvItem> + 's> {
+        scan_items(self.ov, start, end)
+    }
+}
+
+/// A read-only `Kv` over any state view (queries at a height).
+pub struct ReadKv<'a> {
+    /// The view read.
+    pub view: &'a dyn StateView,
+}
+
+impl Kv for ReadKv<'_> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, KvError> {
+        self.view.get(key).map_err(kv_err)
+    }
+    fn put(&mut self, _: &[u8], _: &[u8]) -> Result<(), KvError> {
+        Err(KvError("read-only state".into()))
+    }
+    fn delete(&mut self, _: &[u8]) -> Result<(), KvError> {
+        Err(KvError("read-only state".into()))
+    }
+    fn scan<'s>(
+        &'s self,
+        start: &[u8],
+        end: &[u8],
+    ) -> Box<dyn Iterator<Item = aergo_sql::kv::KvItem> + 's> {
+        scan_items(self.view, start, end)
+    }
+}
+
+fn scan_items<'s>(
+    view: &'s dyn StateView,
+    start: &[u8],
+    end: &[u8],
+) -> Box<dyn Iterator<Item = aergo_sql::kv::KvItem> + 's> {
+    match view.scan(start, end) {
+        Ok(pairs) => Box::new(pairs.into_iter().map(Ok)),
+        Err(e) => Box::new(std::iter::once(Err(kv_err(e)))),
+    }
+}
+
+/// Loaded contracts, keyed by content (prefix, owner and every stored script), so a cached
+/// entry can never be stale: an upgrade stores a new script and so a new key. JIT compilation
+/// happens once per content, at deploy or first use after start, never per call.
+fn cache() -> &'static Mutex<HashMap<Hash, Contract>> {
+    static C: OnceLock<Mutex<HashMap<Hash, Contract>>> = OnceLock::new();
+    C.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+fn content_key(pfx: &[u8], kv: &dyn Kv) -> Result<Option<Hash>, ChainError> {
+    let mut meta_start = pfx.to_vec();
+    meta_start.push(0);
+    let mut meta_end = pfx.to_vec();
+    meta_end.push(1);
+    let mut h = blake3::Hasher::new();
+    let mut any = false;
+    for item in kv.scan(&meta_start, &meta_end) {
+        let (k, v) = item.map_err(|e| ChainError::Db(e.0))?;
+        h.update(&(k.len() as u64).to_be_bytes());
+        h.update(&k);
+        h.update(&(v.len() as u64).to_be_bytes());
+        h.update(&v);
+        any = true;
+    }
+    Ok(any.then(|| Hash(*h.finalize().as_bytes())))
+}
+
+/// Loads the contract at `addr` as `kv` shows it (None if there is none).
+pub fn load(addr: &Address, kv: &dyn Kv) -> Result<Option<Contract>, String> {
+    let pfx = prefix(addr);
+    let Some(key) = content_key(&pfx, kv).map_err(|e| e.to_string())? else {
+        return Ok(None);
+    };
+    if let Some(c) = cache().lock().get(&key) {
+        return Ok(Some(c.clone()));
+    }
+    let c = Contract::load(&pfx, kv).map_err(|e| e.to_string())?;
+    let mut m = cache().lock();
+    if m.len() > 1024 {
+        m.clear();
+    }
+    m.insert(key, c.clone());
+    Ok(Some(c))
+}
+
+fn remember(addr: &Address, c: &Contract, kv: &dyn Kv) {
+    if let Ok(Some(key)) = content_key(&prefix(addr), kv) {
+        cache().lock().insert(key, c.clone());
+    }
+}
+
+/// Chain context for a call: reads balances through the overlay; `send` transfers are
+/// buffered and applied by the executor only when the whole call succeeds.
+pub struct CallCtx<'a, 'b> {
+    /// The overlay (read for balances).
+    pub ov: &'a Overlay<'b>,
+    /// Signer.
+    pub sender: Address,
+    /// The contract.
+    pub contract: Address,
+    /// Block height.
+    pub height: u64,
+    /// Block time (ms).
+    pub time_ms: u64,
+    /// Transaction hash.
+    pub tx_hash: Hash,
+    /// Attached amount (already credited to the contract in `ov`).
+    pub amount: u128,
+    /// Buffered sends.
+    pub sends: Vec<(Address, u128)>,
+}
+
+impl CallCtx<'_, '_> {
+    fn contract_balance(&self) -> Result<u128, String> {
+        let acct = self.ov.account(&self.contract).map_err(|e| e.to_string())?;
+        let sent: u128 = self.sends.iter().map(|(_, a)| *a).sum();
+        Ok(acct.balance.saturating_sub(sent))
+    }
+}
+
+impl ChainContext for CallCtx<'_, '_> {
+    fn sender(&self) -> String {
+        self.sender.encode()
+    }
+    fn block_height(&self) -> u64 {
+        self.height
+    }
+    fn block_time(&self) -> i64 {
+        (self.time_ms / 1000) as i64
+    }
+    fn tx_hash(&self) -> String {
+        self.tx_hash.to_hex()
+    }
+    fn contract_address(&self) -> String {
+        self.contract.encode()
+    }
+    fn amount(&self) -> u128 {
+        self.amount
+    }
+    fn balance(&self, addr: &str) -> Result<u128, String> {
+        let a = Address::decode(addr).map_err(|e| e.to_string())?;
+        if a == self.contract {
+            return self.contract_balance();
+        }
+        let base = self.ov.account(&a).map_err(|e| e.to_string())?.balance;
+        let incoming: u128 = self
+            .sends
+            .iter()
+            .filter(|(t, _)| *t == a)
+            .map(|(_, x)| *x)
+            .sum();
+        Ok(base.saturating_add(incoming))
+    }
+    fn send(&mut self, to: &str, amount: u128) -> Result<(), String> {
+        let a = Address::decode(to).map_err(|e| e.to_string())?;
+        if self.contract_balance()? < amount {
+            return Err(format!("contract balance is below {amount} aer"));
+        }
+        self.sends.push((a, amount));
+        Ok(())
+    }
+}
+
+/// The result of running contract code inside a transaction.
+pub struct Outcome {
+    /// Engine gas used.
+    pub gas: u64,
+    /// Return value as text (deploy: the contract address).
+    pub result: String,
+    /// NOTICE events.
+    pub notices: Vec<String>,
+}
+
+/// A parsed call payload.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallPayload {
+    /// Function name.
+    pub function: String,
+    /// Arguments as text.
+    #[serde(default)]
+    pub args: Vec<String>,
+}
+
+/// Moves `amount` from `from` to `to` in `ov`.
+pub fn transfer(
+    ov: &mut Overlay<'_>,
+    from: &Address,
+    to: &Address,
+    amount: u128,
+) -> Result<(), String> {
+    if amount == 0 || from == to {
+        return Ok(());
+    }
+    let mut f: Account = ov.account(from).map_err(|e| e.to_string())?;
+    f.balance = f
+        .balance
+        .checked_sub(amount)
+        .ok_or("insufficient balance")?;
+    ov.put_account(from, &f);
+    let mut t = ov.account(to).map_err(|e| e.to_string())?;
+    t.balance = t.balance.checked_add(amount).ok_or("balance overflow")?;
+    ov.put_account(to, &t);
+    Ok(())
+}
+
+/// Deploys (or upgrades, when `existing`) a contract into `ov`. On error nothing is written.
+pub fn deploy(
+    ov: &mut Overlay<'_>,
+    addr: &Address,
+    owner: &Address,
+    script: &str,
+    gas: u64,
+    existing: bool,
+) -> Result<Outcome, String> {
+    let pfx = prefix(addr);
+    let mut kv = OverlayKv { ov };
+    if existing {
+        let mut c = load(addr, &kv)?.ok_or_else(|| format!("no contract at {addr}"))?;
+        let used = c
+            .upgrade(script, &owner.encode(), &mut kv, gas)
+            .map_err(|e| e.to_string())?;
+        remember(addr, &c, &kv);
+        return Ok(Outcome {
+            gas: used,
+            result: addr.encode(),
+            notices: Vec::new(),
+        });
+    }
+    let (c, used) =
+        Contract::deploy(script, &owner.encode(), &pfx, &mut kv, gas).map_err(|e| e.to_string())?;
+    remember(addr, &c, &kv);
+    Ok(Outcome {
+        gas: used,
+        result: addr.encode(),
+        notices: Vec::new(),
+    })
+}
+
+/// Calls a function; on success its writes are in `ov` and its sends applied.
+pub fn call(
+    ov: &mut Overlay<'_>,
+    ctx_info: (Address, Address, u64, u64, Hash, u128),
+    payload: &[u8],
+    gas: u64,
+) -> Result<Outcome, String> {
+    let (sender, contract, height, time_ms, tx_hash, amount) = ctx_info;
+    let p: CallPayload = serde_json::from_slice(payload).map_err(|e| {
+        format!("bad call payload (expected {{\"function\": NAME, \"args\": [TEXT…]}}): {e}")
+    })?;
+    let args: Vec<Value> = p.args.into_iter().map(Value::Text).collect();
+    let c = load(&contract, &ReadKv { view: &*ov })?
+        .ok_or_else(|| format!("no contract at {contract}"))?;
+    // The engine needs the overlay mutably (writes) and the context needs it for balances;
+    // run the engine on a child overlay and merge it on success.
+    let base: &Overlay<'_> = ov;
+    let mut child = Overlay::new(base);
+    let (out, sends) = {
+        let mut cctx = CallCtx {
+            ov: base,
+            sender,
+            contract,
+            height,
+            time_ms,
+            tx_hash,
+            amount,
+            sends: Vec::new(),
+        };
+        let mut kv = OverlayKv { ov: &mut child };
+        let out = c
+            .call(&p.function, &args, &mut cctx, &mut kv, gas)
+            .map_err(|e| e.to_string())?;
+        (out, cctx.sends)
+    };
+    let writes = child.writes;
+    ov.writes.extend(writes);
+    for (to, amt) in sends {
+        transfer(ov, &contract, &to, amt)?;
+    }
+    Ok(Outcome {
+        gas: out.gas_used,
+        result: out.result.to_text(),
+        notices: out.events,
+    })
+}
