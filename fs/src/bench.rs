@@ -465,6 +465,13 @@ async fn run_in(a: &BenchArgs, root: &Path) -> Result<()> {
     .await?;
     let cold = Stat::new("aergofs cold read (O_DIRECT)", lat, secs);
     cold.print();
+    // The same engine path from C blocking callers (OS threads, no async runtime): shows how
+    // much of the gap to raw is task scheduling. Informational; the ratio uses the async row.
+    let (lat, secs) = threads(&pick, c, |i| {
+        fast.store.read_direct_blocking(fast.fids[i])?;
+        Ok(())
+    })?;
+    Stat::new("aergofs cold read, blocking callers", lat, secs).print();
     // Raw again after AergoFS; the better raw run is the reference.
     let (lat, secs) = threads(&raw_idx, c, raw_read)?;
     let raw2 = Stat::new("raw O_DIRECT pread, again", lat, secs);

@@ -268,6 +268,13 @@ impl Store {
             .await?)
     }
 
+    /// Blocking form of [`Store::read_direct`] for sync callers (not on a runtime worker).
+    pub fn read_direct_blocking(&self, fid: Fid) -> Result<Needle, StoreError> {
+        Ok(self
+            .volume(fid.volume)?
+            .read_direct_blocking(fid.key, fid.cookie)?)
+    }
+
     /// Offset and length of a live needle in its volume file.
     pub fn locate(&self, fid: Fid) -> Option<(u64, u32)> {
         self.volume(fid.volume).ok()?.locate(fid.key)

@@ -735,6 +735,40 @@ impl Volume {
     /// Like [`Volume::read`], but bypassing the page cache: one O_DIRECT read of the
     /// 4 KiB-aligned window holding the needle (used by the cold-read benchmark).
     pub async fn read_direct(&self, key: u64, cookie: u32) -> Result<Needle, VolumeError> {
+        let (file, e, start, len) = self.direct_window(key)?;
+        let win = self
+            .io
+            .read_at_direct(&file, start, len)
+            .await
+            .map_err(self.ioe())?;
+        self.cut_window(key, cookie, e, start, win)
+    }
+
+    /// Blocking form of [`Volume::read_direct`] for sync callers (not on a runtime worker).
+    pub fn read_direct_blocking(&self, key: u64, cookie: u32) -> Result<Needle, VolumeError> {
+        let (file, e, start, len) = self.direct_window(key)?;
+        let win = self
+            .io
+            .read_at_direct_blocking(&file, start, len)
+            .map_err(self.ioe())?;
+        self.cut_window(key, cookie, e, start, win)
+    }
+
+    fn cut_window(
+        &self,
+        key: u64,
+        cookie: u32,
+        e: Entry,
+        start: u64,
+        win: Vec<u8>,
+    ) -> Result<Needle, VolumeError> {
+        let from = (e.byte_offset() - start) as usize;
+        let to = (from + e.byte_len() as usize).min(win.len());
+        self.check_needle(key, cookie, e, win.get(from..to).unwrap_or(&[]).to_vec())
+    }
+
+    /// The O_DIRECT file and the aligned window holding the needle of `key`.
+    fn direct_window(&self, key: u64) -> Result<(Arc<File>, Entry, u64, usize), VolumeError> {
         use aergo_os::io::DIRECT_ALIGN;
         use std::os::unix::fs::OpenOptionsExt;
         let (file, e) = {
@@ -762,14 +796,7 @@ impl Volume {
         let a = DIRECT_ALIGN as u64;
         let start = e.byte_offset() / a * a;
         let end = (e.byte_offset() + e.byte_len() as u64).div_ceil(a) * a;
-        let win = self
-            .io
-            .read_at_direct(&file, start, (end - start) as usize)
-            .await
-            .map_err(self.ioe())?;
-        let from = (e.byte_offset() - start) as usize;
-        let to = (from + e.byte_len() as usize).min(win.len());
-        self.check_needle(key, cookie, e, win.get(from..to).unwrap_or(&[]).to_vec())
+        Ok((file, e, start, (end - start) as usize))
     }
 
     fn check_needle(
