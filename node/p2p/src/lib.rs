@@ -14,7 +14,8 @@
 //! - **Sync:** request-response protocol `/aergo/<chain-id-hex>/sync/1` (CBOR) carrying
 //!   [`Request::Status`] and [`Request::Blocks`]. Status is answered from
 //!   [`P2pHandle::set_status`]; block ranges from the [`BlockProvider`] given to
-//!   [`P2p::start`], on a blocking thread.
+//!   [`P2p::start`], on a blocking thread. [`sync::fetch_range`] downloads a long range from
+//!   several peers in parallel and hands it over in height order.
 //! - **Peers:** limits on established connections, per-peer token-bucket rate limits on
 //!   gossip and requests, and scores ([`score`]): a peer at or below the threshold is
 //!   disconnected and banned for the ban period.
@@ -24,6 +25,7 @@
 
 pub mod score;
 mod service;
+pub mod sync;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -439,3 +439,71 @@ async fn peer_limit_and_rate_limit() {
         h.shutdown().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_sync_delivers_in_order_despite_short_and_bad_peers() {
+    use aergo_p2p::sync::{fetch_range, SyncOptions};
+    let mut nodes = Vec::new();
+    for (seed, tip, wrong) in [(51u8, 300u64, false), (52, 120, false), (53, 300, true)] {
+        let provider: Arc<dyn BlockProvider> = Arc::new(Blocks {
+            tip,
+            wrong_heights: wrong,
+        });
+        nodes.push(P2p::start(cfg(seed), Some(provider)).await.unwrap().0);
+    }
+    let mut cd = cfg(54);
+    cd.bootnodes = nodes.iter().flat_map(|n| n.listen_addrs()).collect();
+    let (d, _d_rx) = start(cd).await;
+    let ids: Vec<PeerId> = nodes.iter().map(|n| n.local_peer_id()).collect();
+    let dr = &d;
+    let want = ids.clone();
+    until("D connected to all", move || {
+        let want = want.clone();
+        async move {
+            let peers = dr.peers().await.ok()?;
+            want.iter()
+                .all(|w| peers.iter().any(|p| p.id == *w))
+                .then_some(())
+        }
+    })
+    .await;
+    // Everybody claims 300; B really has 120 and C answers with wrong heights.
+    let claims: Vec<(PeerId, u64)> = ids.iter().map(|p| (*p, 300)).collect();
+    let (tx, mut rx) = mpsc::channel::<(u64, Vec<Vec<u8>>)>(4);
+    let collector = tokio::spawn(async move {
+        let mut heights = Vec::new();
+        while let Some((first, blocks)) = rx.recv().await {
+            for (i, b) in blocks.iter().enumerate() {
+                let h = Block::decode(b).unwrap().header.height;
+                assert_eq!(h, first + i as u64);
+                heights.push(h);
+            }
+        }
+        heights
+    });
+    let opts = SyncOptions {
+        chunk: 32,
+        parallel: 4,
+    };
+    let n = fetch_range(&d, 1, 300, &claims, opts, tx).await.unwrap();
+    assert_eq!(n, 300);
+    let heights = collector.await.unwrap();
+    assert_eq!(heights, (1..=300).collect::<Vec<u64>>());
+    // Only bad answers cost score: C was penalised, A and B were not.
+    let peers = d.peers().await.unwrap();
+    for p in &peers {
+        if p.id == ids[0] || p.id == ids[1] {
+            assert_eq!(p.score, 0, "{p:?}");
+        } else {
+            assert!(p.score < 0, "{p:?}");
+        }
+    }
+    // Nobody has block 301.
+    let (tx, _rx) = mpsc::channel(4);
+    let only_b = [(ids[1], 120)];
+    assert!(fetch_range(&d, 301, 310, &only_b, opts, tx).await.is_err());
+    d.shutdown().await;
+    for n in nodes {
+        n.shutdown().await;
+    }
+}
