@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 /// True when running under CI (`CI=true`): missing tools fail instead of being reported.
 pub fn ci() -> bool {
-    std::env::var("CI").map(|v| v == "true" || v == "1").unwrap_or(false)
+    std::env::var("CI")
+        .map(|v| v == "true" || v == "1")
+        .unwrap_or(false)
 }
 
 /// The target profile folder holding the workspace binaries (e.g. `target/release`).
