@@ -240,10 +240,15 @@ impl StateView for HeadView<'_> {
         }
         let v = read_versioned(&self.chain.db, key, self.height)?;
         let mut h = self.chain.head.lock();
-        if h.len() >= HEAD_CACHE_MAX {
-            h.clear();
+        // Cache only if no block committed since this view's height: commits update the
+        // cache and the tip under this same lock, so a value read at an older height can
+        // never overwrite a newer one.
+        if self.chain.tip.read().header.height == self.height {
+            if h.len() >= HEAD_CACHE_MAX {
+                h.clear();
+            }
+            h.insert(key.to_vec(), v.clone());
         }
-        h.insert(key.to_vec(), v.clone());
         Ok(v)
     }
 
@@ -436,9 +441,10 @@ impl Chain {
                     }
                     None => None,
                 };
-                self.write_block(prepared, existing)?;
+                // The chain id first: a crash before the genesis block lands repeats this.
                 self.db
                     .put_cf(cf(&self.db, CF_META)?, b"chain_id", self.chain_id.0)?;
+                self.write_block(prepared, existing)?;
                 self.tip.read().log_end
             }
         };
@@ -728,17 +734,16 @@ impl Chain {
         wo.set_sync(false);
         self.db.write_opt(batch, &wo)?;
         {
-            let mut head = self.head.lock();
-            for (k, v) in &p.executed.writes {
-                head.insert(k.clone(), v.clone());
-            }
-        }
-        {
             let mut nodes = self.nodes.lock();
             if nodes.len() + p.nodes.len() >= NODE_CACHE_MAX {
                 nodes.clear();
             }
             nodes.extend(p.nodes);
+        }
+        // Cache and tip advance together under the head lock (see `HeadView::get`).
+        let mut head = self.head.lock();
+        for (k, v) in &p.executed.writes {
+            head.insert(k.clone(), v.clone());
         }
         *self.tip.write() = Tip {
             header: p.block.header,
