@@ -29,7 +29,7 @@ cargo build --release --workspace --bins --locked
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 set +e
-cargo test --release --workspace --locked "$@" 2>&1 | tee "$log"
+cargo test --release --workspace --locked --no-fail-fast "$@" 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
 set -e
 
