@@ -34,7 +34,7 @@ rc=${PIPESTATUS[0]}
 set -e
 
 # Count what ran in the VM and multi-node test binaries (tests/tests/appliance*.rs and
-# tests/tests/net_*.rs).
+# libp2p networks in node/p2p/tests/net.rs and tests/tests/net_*.rs).
 count() {
   awk -v pat="$1" '
     /^ *Running / { inbin = ($0 ~ pat) }
@@ -42,7 +42,7 @@ count() {
     END { print n + 0 }' "$log"
 }
 vm=$(count 'tests/appliance')
-multi=$(count 'tests/net_')
+multi=$(count 'tests/net')
 passed=$(grep -Eo '^test result: [a-z]+\. [0-9]+ passed' "$log" | awk '{s += $4} END {print s + 0}')
 failed=$(grep -Eo '[0-9]+ failed' "$log" | awk '{s += $1} END {print s + 0}')
 echo "VM tests run: $vm; multi-node tests run: $multi"
