@@ -12,5 +12,5 @@ pub mod config;
 pub mod control;
 pub mod io;
 pub mod paths;
-pub mod sys;
 pub mod sample;
+pub mod sys;

@@ -651,10 +651,14 @@ fn appliance_power_cut_direct_boot() -> Result<()> {
     // Same token (persisted on /data); the node runs as a fresh start, not a restart.
     assert_eq!(vm.token()?, token);
     // init flips the node to `running` once its readiness probe answers (polled).
-    poll("init reports the node running", Duration::from_secs(30), || {
-        let st = vm.status(&token)?;
-        Ok((service(&st, "node")?["state"] == "running").then_some(()))
-    })?;
+    poll(
+        "init reports the node running",
+        Duration::from_secs(30),
+        || {
+            let st = vm.status(&token)?;
+            Ok((service(&st, "node")?["state"] == "running").then_some(()))
+        },
+    )?;
 
     // Power off through the control protocol this time.
     let r = vm.control(Some(&token), json!({"op": "poweroff"}))?;
