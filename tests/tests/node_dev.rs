@@ -69,6 +69,8 @@ mod http {
     }
 }
 
+// Test helper: a runtime that cannot be built means the test cannot run at all.
+#[allow(clippy::expect_used)]
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -227,7 +229,7 @@ fn thousand_transfers_balances_history_and_restart() -> Result<()> {
         for (i, s) in senders.iter().enumerate() {
             for k in 0..10u64 {
                 let nonce = round * 10 + k;
-                let to = if (nonce + i as u64) % 3 == 0 {
+                let to = if (nonce + i as u64).is_multiple_of(3) {
                     fresh[(nonce as usize + i) % fresh.len()]
                 } else {
                     Address::from_public_key(
