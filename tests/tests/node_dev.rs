@@ -368,6 +368,8 @@ fn cli_accounts_send_wait_proof_and_subscriptions() -> Result<()> {
     for f in ["height", "finalized_height", "best_hash"] {
         ensure!(chain.get(f).is_some(), "chain lacks {f}: {chain}");
     }
+    let peers = aergo(&url, &ks, &["node", "peers"])?;
+    ensure!(peers == json!([]), "a solo dev node has no peers: {peers}");
     let b = aergo(&url, &ks, &["block", "1"])?;
     ensure!(
         b["height"] == json!(1) && b["hash"].as_str().map(|h| h.len()) == Some(64),

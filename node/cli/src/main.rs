@@ -166,6 +166,8 @@ enum AccountCmd {
 enum NodeCmd {
     /// Version, peers, mempool, sync state.
     Status,
+    /// Connected peers (id, address, direction, best height, latency).
+    Peers,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq)]
@@ -487,6 +489,33 @@ async fn run(cli: Cli) -> Result<()> {
                     s.uptime_secs,
                     s.io_backend
                 )
+            });
+        }
+        Cmd::Node(NodeCmd::Peers) => {
+            let c = client()?;
+            let peers = c.peers().await?;
+            let v = serde_json::to_value(&peers)?;
+            print(j, &v, || {
+                if peers.is_empty() {
+                    return "no peers".to_string();
+                }
+                let mut s = format!(
+                    "{:<54} {:<28} {:<8} {:>8} {:>8}",
+                    "ID", "ADDRESS", "DIR", "HEIGHT", "RTT(ms)"
+                );
+                for p in &peers {
+                    s.push_str(&format!(
+                        "\n{:<54} {:<28} {:<8} {:>8} {:>8}",
+                        p.id,
+                        p.address,
+                        p.direction,
+                        p.best_height,
+                        p.latency_ms
+                            .map(|l| l.to_string())
+                            .unwrap_or_else(|| "-".into())
+                    ));
+                }
+                s
             });
         }
         Cmd::Mempool { limit } => {

@@ -123,6 +123,10 @@ impl RpcClient {
     pub async fn node_status(&self) -> Result<NodeStatus, RpcError> {
         self.call("node_status", json!({})).await
     }
+    /// `peers`: connected peers (empty until networking is enabled).
+    pub async fn peers(&self) -> Result<Vec<PeerJson>, RpcError> {
+        self.call("peers", json!({})).await
+    }
     /// `block` by height.
     pub async fn block_by_height(&self, height: u64, full: bool) -> Result<BlockJson, RpcError> {
         self.call("block", json!({"height": height, "full": full}))

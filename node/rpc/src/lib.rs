@@ -6,5 +6,6 @@
 pub mod client;
 pub mod types;
 
+pub use aergo_types::Hash;
 pub use client::{RpcClient, RpcError};
 pub use types::*;

@@ -337,6 +337,21 @@ pub struct AccountProof {
     pub proof: ProofJson,
 }
 
+/// A connected peer (`peers`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PeerJson {
+    /// libp2p peer id.
+    pub id: String,
+    /// Remote address.
+    pub address: String,
+    /// `inbound` or `outbound`.
+    pub direction: String,
+    /// The peer's best height.
+    pub best_height: u64,
+    /// Round-trip latency.
+    pub latency_ms: Option<u64>,
+}
+
 /// A pending transaction notification.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct TxSummary {
