@@ -899,6 +899,40 @@ mod tests {
         }
     }
 
+    /// Admin methods answer loopback clients only (no traffic: the peer address is given).
+    #[test]
+    fn admin_methods_refuse_remote_clients() {
+        let d = tempfile::tempdir().unwrap();
+        let rpc = Rpc {
+            node: Arc::new(node(d.path())),
+            limiter: Arc::new(Mutex::new(HashMap::new())),
+            rate: 0.0,
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let req = json!({"jsonrpc": "2.0", "id": 1, "method": "admin_set_empty_blocks", "params": {"enabled": false}});
+        let remote: SocketAddr = "192.0.2.7:5555".parse().unwrap();
+        let local: SocketAddr = "127.0.0.1:5555".parse().unwrap();
+        let r = rt.block_on(handle_one(&rpc, remote, req.clone()));
+        assert_eq!(r["error"]["code"], json!(codes::ADMIN_REFUSED), "{r}");
+        assert!(
+            rpc.node.empty_blocks.load(Ordering::Relaxed),
+            "a refused call changes nothing"
+        );
+        let r = rt.block_on(handle_one(&rpc, local, req));
+        assert_eq!(r["result"], json!(false), "{r}");
+        assert!(!rpc.node.empty_blocks.load(Ordering::Relaxed));
+        // Public methods answer remote clients.
+        let r = rt.block_on(handle_one(
+            &rpc,
+            remote,
+            json!({"jsonrpc": "2.0", "id": 2, "method": "chain_info"}),
+        ));
+        assert!(r.get("result").is_some(), "{r}");
+    }
+
     #[test]
     fn typed_errors_for_bad_params() {
         let d = tempfile::tempdir().unwrap();
