@@ -401,9 +401,16 @@ fn appliance_uefi_boot_supervise_shutdown() -> Result<()> {
     );
     let wrong = vm.control(Some(&"0".repeat(64)), json!({"op": "status"}))?;
     assert_eq!(wrong["kind"], "error", "{wrong}");
-    let st = vm.status(&token)?;
+    // init flips the node to `running` when its readiness probe answers (polled).
+    let st = poll(
+        "init reports the node running",
+        Duration::from_secs(30),
+        || {
+            let st = vm.status(&token)?;
+            Ok((service(&st, "node")?["state"] == "running").then_some(st))
+        },
+    )?;
     let node = service(&st, "node")?;
-    assert_eq!(node["state"], "running", "{st}");
     assert_eq!(node["restarts"], 0);
     // AergoFS and the dashboard run too when they were built (a missing one is `missing`).
     let bin_dir = match std::env::var_os("AERGO_APPLIANCE_BIN_DIR") {
