@@ -116,6 +116,7 @@ pub async fn run(
                 amount.0,
                 script.into_bytes(),
                 gas,
+                Default::default(),
             )
             .await?;
             let addr = Address::contract(&Address::from_public_key(&key.public()), nonce);
@@ -149,6 +150,7 @@ pub async fn run(
                 0,
                 script.into_bytes(),
                 gas,
+                Default::default(),
             )
             .await?;
             let r = crate::wait_for(c, &hash, crate::WaitFor::Included).await?;
@@ -173,8 +175,17 @@ pub async fn run(
             let key = signer(&from)?;
             let amount = aergo_types::Aer::parse_cli(&amount)?;
             let payload = serde_json::to_vec(&json!({"function": function, "args": args}))?;
-            let (hash, _) =
-                crate::submit(c, &key, TxKind::Call, Some(to), amount.0, payload, gas).await?;
+            let (hash, _) = crate::submit(
+                c,
+                &key,
+                TxKind::Call,
+                Some(to),
+                amount.0,
+                payload,
+                gas,
+                Default::default(),
+            )
+            .await?;
             let r = crate::wait_for(c, &hash, crate::WaitFor::Included).await?;
             let v = serde_json::to_value(&r)?;
             crate::print(json_out, &v, || {

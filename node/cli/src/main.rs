@@ -295,33 +295,24 @@ async fn run(cli: Cli) -> Result<()> {
             let c = client()?;
             let amount = Aer::parse_cli(&amount)?;
             let to = resolve_addr(&to)?;
-            let key = if from == "dev" {
-                aergo_types::Keypair::dev()
-            } else {
-                let addr = resolve_addr(&from)?;
-                let ks = wallet::Keystore::new(cli.keystore.clone())?;
-                let pw = wallet::password(cli.password.as_deref(), false)?;
-                ks.unlock(&addr, &pw)?
-            };
+            let key = signing_key(cli.keystore.clone(), cli.password.as_deref(), &from)?;
             let sender = Address::from_public_key(&key.public());
-            let info = c.chain_info().await?;
-            let nonce = match nonce {
-                Some(n) => n,
-                None => c.account(&sender.encode(), None).await?.next_nonce,
-            };
-            let tx = Tx {
-                kind: TxKind::Transfer,
+            let opts = TxOpts {
                 nonce,
-                from: key.public(),
-                to: Some(to),
-                amount: amount.0,
-                payload: Vec::new(),
-                gas_limit: gas_limit.unwrap_or(info.base_gas),
-                gas_price: gas_price.unwrap_or(info.min_gas_price.0),
-                chain_id: info.chain_id,
-            }
-            .sign(&key);
-            let hash = c.send_tx(&tx.encode()).await?.hash;
+                gas_price,
+                gas_limit,
+            };
+            let (hash, nonce) = submit(
+                &c,
+                &key,
+                TxKind::Transfer,
+                Some(to),
+                amount.0,
+                Vec::new(),
+                0,
+                opts,
+            )
+            .await?;
             let mut out = json!({"hash": hash, "from": sender.encode(), "to": to.encode(), "amount": amount.to_string(), "nonce": nonce});
             if let Some(w) = wait {
                 let r = wait_for(&c, &hash, w).await?;
@@ -559,15 +550,7 @@ async fn run(cli: Cli) -> Result<()> {
         Cmd::Contract(cc) => {
             let c = client()?;
             let (ks_dir, pw) = (cli.keystore.clone(), cli.password.clone());
-            let signer = move |from: &str| -> Result<aergo_types::Keypair> {
-                if from == "dev" {
-                    return Ok(aergo_types::Keypair::dev());
-                }
-                let addr = resolve_addr(from)?;
-                let ks = wallet::Keystore::new(ks_dir.clone())?;
-                let pw = wallet::password(pw.as_deref(), false)?;
-                ks.unlock(&addr, &pw)
-            };
+            let signer = move |from: &str| signing_key(ks_dir.clone(), pw.as_deref(), from);
             contract_cmd::run(cc, &c, j, &signer).await?
         }
         Cmd::Sql { file } => contract_cmd::sandbox(&file, j)?,
@@ -581,8 +564,36 @@ async fn run(cli: Cli) -> Result<()> {
     Ok(())
 }
 
-/// Signs and submits a transaction with the account's next nonce and the chain's minimum gas
-/// price; `engine_gas` is added to the intrinsic gas for contract kinds. Returns (hash, nonce).
+/// The key for `--from`: `dev` (the dev genesis's funded account) or a keystore address
+/// unlocked with `--password`/`AERGO_PASSWORD` (or a prompt).
+pub(crate) fn signing_key(
+    keystore: Option<PathBuf>,
+    password: Option<&str>,
+    from: &str,
+) -> Result<aergo_types::Keypair> {
+    if from == "dev" {
+        return Ok(aergo_types::Keypair::dev());
+    }
+    let addr = resolve_addr(from)?;
+    let ks = wallet::Keystore::new(keystore)?;
+    let pw = wallet::password(password, false)?;
+    ks.unlock(&addr, &pw)
+}
+
+/// Overrides for [`submit`]; `None` takes the default.
+#[derive(Default)]
+pub(crate) struct TxOpts {
+    /// Default: the account's next nonce, counting pending transactions.
+    pub nonce: Option<u64>,
+    /// Default: the chain's minimum gas price.
+    pub gas_price: Option<u128>,
+    /// Default: intrinsic gas + `engine_gas`.
+    pub gas_limit: Option<u64>,
+}
+
+/// Signs and submits a transaction; `engine_gas` is added to the intrinsic gas for contract
+/// kinds. Returns (hash, nonce).
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn submit(
     c: &RpcClient,
     key: &aergo_types::Keypair,
@@ -591,10 +602,14 @@ pub(crate) async fn submit(
     amount: u128,
     payload: Vec<u8>,
     engine_gas: u64,
+    opts: TxOpts,
 ) -> Result<(Hash, u64)> {
     let info = c.chain_info().await?;
     let sender = Address::from_public_key(&key.public());
-    let nonce = c.account(&sender.encode(), None).await?.next_nonce;
+    let nonce = match opts.nonce {
+        Some(n) => n,
+        None => c.account(&sender.encode(), None).await?.next_nonce,
+    };
     let intrinsic = info.base_gas + info.per_byte_gas * payload.len() as u64;
     let tx = Tx {
         kind,
@@ -603,8 +618,8 @@ pub(crate) async fn submit(
         to,
         amount,
         payload,
-        gas_limit: intrinsic + engine_gas,
-        gas_price: info.min_gas_price.0,
+        gas_limit: opts.gas_limit.unwrap_or(intrinsic + engine_gas),
+        gas_price: opts.gas_price.unwrap_or(info.min_gas_price.0),
         chain_id: info.chain_id,
     }
     .sign(key);
