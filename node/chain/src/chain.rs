@@ -297,6 +297,8 @@ pub struct Produced {
     pub rejected: Vec<(Hash, String)>,
     /// Each sender's next nonce after the block.
     pub nonces: HashMap<Address, u64>,
+    /// Encoded size of the block.
+    pub size: usize,
 }
 
 fn smt_updates(writes: &WriteSet) -> Vec<(Hash, Option<Hash>)> {
@@ -584,12 +586,13 @@ impl Chain {
             executed,
             nodes: up.new_nodes,
         };
-        self.write_block(prepared, None)?;
+        let size = self.write_block(prepared, None)?;
         Ok(Produced {
             block,
             receipts,
             rejected,
             nonces,
+            size,
         })
     }
 
@@ -664,12 +667,12 @@ impl Chain {
     pub fn apply(&self, block: Block) -> Result<(), ChainError> {
         let _g = self.commit.lock();
         let p = self.prepare(block)?;
-        self.write_block(p, None)
+        self.write_block(p, None).map(|_| ())
     }
 
     /// The commit protocol (see module docs). `existing` is the block's location when it is
     /// already in the log (recovery).
-    fn write_block(&self, p: Prepared, existing: Option<Location>) -> Result<(), ChainError> {
+    fn write_block(&self, p: Prepared, existing: Option<Location>) -> Result<usize, ChainError> {
         let block = &p.block;
         let height = block.header.height;
         let hash = block.hash();
@@ -750,7 +753,7 @@ impl Chain {
             hash,
             log_end: end,
         };
-        Ok(())
+        Ok(payload.len())
     }
 
     /// A block's index record.

@@ -55,7 +55,7 @@ pub fn run(node: Arc<Node>) {
                         pool.remove(&p.rejected.iter().map(|(h, _)| *h).collect::<Vec<_>>());
                     }
                 }
-                let size = p.block.encode().len() as u32;
+                let size = p.size as u32;
                 let gas: u64 = p.receipts.iter().map(|r| r.gas_used).sum();
                 node.metrics.block(
                     p.block.header.timestamp_ms,
