@@ -110,3 +110,70 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// A dev node (`aergo-node --dev`) on 127.0.0.1, killed when dropped; its log goes to
+/// `<dir>.log`.
+pub struct DevNode {
+    /// The process.
+    pub proc: KillOnDrop,
+    /// Its RPC URL.
+    pub url: String,
+}
+
+/// Starts `aergo-node --dev` on `port` with data in `dir` (plus `extra` flags) and waits for
+/// `/health`.
+pub fn start_dev_node(dir: &std::path::Path, port: u16, extra: &[&str]) -> Result<DevNode> {
+    let mut cmd = Command::new(bin("aergo-node")?);
+    cmd.args(["--dev", "--data-dir"])
+        .arg(dir)
+        .args(["--rpc-addr", &format!("127.0.0.1:{port}")])
+        .args(extra);
+    cmd.stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::from(std::fs::File::create(
+            dir.with_extension("log"),
+        )?));
+    let proc = KillOnDrop::spawn(&mut cmd)?;
+    let url = format!("http://127.0.0.1:{port}");
+    let health = format!("{url}/health");
+    poll("node health", Duration::from_secs(30), || {
+        Ok(http::get_ok(&health).then_some(()))
+    })?;
+    Ok(DevNode { proc, url })
+}
+
+pub mod http {
+    //! A tiny blocking HTTP/1.1 client over std, for raw requests (malformed bodies,
+    //! status codes) that a typed client would not send.
+    use std::io::{Read, Write};
+
+    /// True if `GET url` answers 200.
+    pub fn get_ok(url: &str) -> bool {
+        raw("GET", url, "")
+            .map(|(code, _)| code == 200)
+            .unwrap_or(false)
+    }
+
+    /// Sends one request; returns the status code and the body.
+    pub fn raw(method: &str, url: &str, body: &str) -> std::io::Result<(u16, String)> {
+        let rest = url.trim_start_matches("http://");
+        let (host, path) = rest
+            .split_once('/')
+            .map(|(h, p)| (h, format!("/{p}")))
+            .unwrap_or((rest, "/".into()));
+        let mut s = std::net::TcpStream::connect(host)?;
+        s.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
+        write!(s, "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())?;
+        let mut out = String::new();
+        s.read_to_string(&mut out)?;
+        let code = out
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let body = out
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
+        Ok((code, body))
+    }
+}

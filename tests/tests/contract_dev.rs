@@ -3,13 +3,12 @@
 //! in the receipts, queries work at past heights, failures revert, and `aergo sql` runs the
 //! local sandbox.
 
-use aergo_e2e::{bin, free_port, poll, KillOnDrop};
+use aergo_e2e::{bin, free_port};
 use anyhow::{bail, ensure, Context, Result};
 use serde_json::{json, Value};
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 const FIG6: &str = include_str!("../../node/sql/tests/fixtures/figure6.sql");
 
@@ -33,19 +32,10 @@ fn aergo(url: &str, args: &[&str]) -> Result<Value> {
     })
 }
 
-fn start(dir: &Path) -> Result<(KillOnDrop, String)> {
-    let port = free_port()?;
-    let mut cmd = Command::new(bin("aergo-node")?);
-    cmd.args(["--dev", "--data-dir"])
-        .arg(dir)
-        .args(["--rpc-addr", &format!("127.0.0.1:{port}")]);
-    cmd.stdout(Stdio::null()).stderr(Stdio::null());
-    let p = KillOnDrop::spawn(&mut cmd)?;
-    let url = format!("http://127.0.0.1:{port}");
-    poll("node up", Duration::from_secs(30), || {
-        Ok(aergo(&url, &["chain"]).ok().map(|_| ()))
-    })?;
-    Ok((p, url))
+fn start(dir: &Path) -> Result<(aergo_e2e::DevNode, String)> {
+    let node = aergo_e2e::start_dev_node(dir, free_port()?, &[])?;
+    let url = node.url.clone();
+    Ok((node, url))
 }
 
 #[test]

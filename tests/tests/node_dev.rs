@@ -2,7 +2,7 @@
 //! 1,000 transfers from several accounts, balances and nonces, past heights, restart,
 //! bad input, WebSocket subscriptions, metrics, and a SIGKILL crash under load.
 
-use aergo_e2e::{bin, free_port, poll, KillOnDrop};
+use aergo_e2e::{bin, free_port, poll};
 use aergo_rpc::types::codes;
 use aergo_rpc::{RpcClient, RpcError};
 use aergo_types::{Address, Hash, Keypair, Tx, TxKind};
@@ -10,64 +10,10 @@ use anyhow::{bail, ensure, Context, Result};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-struct DevNode {
-    proc: KillOnDrop,
-    url: String,
-}
-
-fn start(dir: &Path, port: u16, extra: &[&str]) -> Result<DevNode> {
-    let mut cmd = Command::new(bin("aergo-node")?);
-    cmd.args(["--dev", "--data-dir"])
-        .arg(dir)
-        .args(["--rpc-addr", &format!("127.0.0.1:{port}")])
-        .args(extra);
-    cmd.stdout(Stdio::null())
-        .stderr(Stdio::from(std::fs::File::create(
-            dir.with_extension("log"),
-        )?));
-    let proc = KillOnDrop::spawn(&mut cmd)?;
-    let url = format!("http://127.0.0.1:{port}");
-    let health = format!("{url}/health");
-    poll("node health", Duration::from_secs(30), || {
-        Ok(http::blocking_get(&health).then_some(()))
-    })?;
-    Ok(DevNode { proc, url })
-}
-
-mod http {
-    //! A tiny blocking HTTP helper over std (the async client is used elsewhere).
-    use std::io::{Read, Write};
-    pub fn blocking_get(url: &str) -> bool {
-        raw("GET", url, "")
-            .map(|(code, _)| code == 200)
-            .unwrap_or(false)
-    }
-    pub fn raw(method: &str, url: &str, body: &str) -> std::io::Result<(u16, String)> {
-        let rest = url.trim_start_matches("http://");
-        let (host, path) = rest
-            .split_once('/')
-            .map(|(h, p)| (h, format!("/{p}")))
-            .unwrap_or((rest, "/".into()));
-        let mut s = std::net::TcpStream::connect(host)?;
-        s.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
-        write!(s, "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())?;
-        let mut out = String::new();
-        s.read_to_string(&mut out)?;
-        let code = out
-            .split(' ')
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
-        let body = out
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_string())
-            .unwrap_or_default();
-        Ok((code, body))
-    }
-}
+use aergo_e2e::{http, start_dev_node as start};
 
 // Test helper: a runtime that cannot be built means the test cannot run at all.
 #[allow(clippy::expect_used)]
