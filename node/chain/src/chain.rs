@@ -19,7 +19,7 @@ use crate::state::{account_key, Account, MemState, StateView, WriteSet};
 use crate::store::{self, CF_BLOCKS, CF_CANON, CF_META, CF_SMT, CF_STATE, CF_TXS, MAIN_BRANCH};
 use aergo_os::io::IoService;
 use aergo_types::block::Receipt;
-use aergo_types::genesis::Engine;
+use aergo_types::genesis::{DposGenesis, Engine};
 use aergo_types::hash::merkle_root;
 use aergo_types::{
     Address, Block, Genesis, Hash, Header, Keypair, PublicKey, Signature, SignedTx, MAX_BLOCK_SIZE,
@@ -122,6 +122,7 @@ pub struct Chain {
     genesis: Genesis,
     chain_id: Hash,
     consensus: Arc<dyn Consensus>,
+    dpos_genesis: Option<Arc<DposGenesis>>,
     tip: RwLock<Tip>,
     head: Mutex<HashMap<Vec<u8>, Option<Vec<u8>>>>,
     nodes: Mutex<HashMap<Hash, Node>>,
@@ -355,6 +356,7 @@ impl Chain {
             }
         }
         let consensus = make_engine(&opts.genesis);
+        let dpos_genesis = opts.genesis.consensus.dpos.clone().map(Arc::new);
         let placeholder = Tip {
             header: genesis_block(&opts.genesis, chain_id, Hash::ZERO).header,
             hash: Hash::ZERO,
@@ -366,6 +368,7 @@ impl Chain {
             genesis: opts.genesis,
             chain_id,
             consensus,
+            dpos_genesis,
             tip: RwLock::new(placeholder),
             head: Mutex::new(HashMap::new()),
             nodes: Mutex::new(HashMap::new()),
@@ -510,6 +513,7 @@ impl Chain {
             producer: Address::from_public_key(&header.producer),
             chain_id: self.chain_id,
             gas: self.genesis.gas.clone(),
+            dpos: self.dpos_genesis.clone(),
         }
     }
 

@@ -125,6 +125,7 @@ mod tests {
             engine: Engine::Solo,
             block_interval_ms: 1000,
             producer: Some(Address::from_public_key(&k.public())),
+            dpos: None,
         });
         let parent = header(5000, 1, k.public());
         assert_eq!(

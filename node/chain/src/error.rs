@@ -40,6 +40,9 @@ pub enum ChainError {
         /// In the database.
         found: Hash,
     },
+    /// A consensus rule refused the operation.
+    #[error("consensus: {0}")]
+    Consensus(String),
     /// Something asked for is not there.
     #[error("not found: {0}")]
     NotFound(String),

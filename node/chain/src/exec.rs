@@ -27,6 +27,8 @@ pub struct BlockCtx {
     pub chain_id: Hash,
     /// Gas schedule.
     pub gas: GasParams,
+    /// DPoS genesis settings (`None` on solo chains: staking kinds are refused there).
+    pub dpos: Option<std::sync::Arc<aergo_types::genesis::DposGenesis>>,
 }
 
 /// Gas a transaction uses before any execution.
@@ -361,6 +363,7 @@ mod tests {
                 per_byte: 10,
                 min_price: Aer(1),
             },
+            dpos: None,
         }
     }
 

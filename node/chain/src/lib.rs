@@ -19,7 +19,9 @@ pub mod dpos;
 pub mod error;
 pub mod exec;
 pub mod mempool;
+pub mod rounds;
 pub mod smt;
+pub mod staking;
 pub mod state;
 pub mod store;
 

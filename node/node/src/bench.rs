@@ -55,6 +55,7 @@ fn bench_genesis(keys: &[Keypair]) -> Genesis {
             engine: Engine::Solo,
             block_interval_ms: 1000,
             producer: None,
+            dpos: None,
         },
         gas: GasParams {
             base: 1000,

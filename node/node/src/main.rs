@@ -10,6 +10,7 @@ mod keyfile;
 mod node;
 mod producer;
 mod rpc;
+mod rpc_staking;
 
 use aergo_chain::{Chain, ChainOptions};
 use aergo_os::config::Config;

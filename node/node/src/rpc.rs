@@ -585,10 +585,14 @@ pub fn dispatch(node: &Node, method: &str, p: &Value) -> MResult {
             codes::METHOD_NOT_FOUND,
             format!("`{method}` is available over WebSocket (/ws) only"),
         )),
-        other => Err(RpcFail::new(
-            codes::METHOD_NOT_FOUND,
-            format!("unknown method `{other}`; see docs/RPC.md"),
-        )),
+        other => match crate::rpc_staking::dispatch(node, other, p) {
+            Some(Ok(v)) => Ok(v),
+            Some(Err((code, message))) => Err(RpcFail::new(code, message)),
+            None => Err(RpcFail::new(
+                codes::METHOD_NOT_FOUND,
+                format!("unknown method `{other}`; see docs/RPC.md"),
+            )),
+        },
     }
 }
 

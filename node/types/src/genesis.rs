@@ -53,6 +53,43 @@ pub struct ConsensusParams {
     /// (dev chains).
     #[serde(default)]
     pub producer: Option<Address>,
+    /// DPoS settings (required when `engine` is `dpos`, refused otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dpos: Option<DposGenesis>,
+}
+
+/// DPoS settings in genesis. `bp_count`, `max_votes`, `min_stake` and
+/// `unstake_lock_blocks` are the initial governance parameters (changeable later by a
+/// governance vote); `round_slots` and the block interval are fixed for the chain's life.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DposGenesis {
+    /// Slots per round; the schedule is re-elected at every round.
+    pub round_slots: u64,
+    /// Block producers per schedule.
+    pub bp_count: usize,
+    /// Most candidates one account may vote for.
+    pub max_votes: usize,
+    /// Least stake to register as a BP candidate.
+    pub min_stake: Aer,
+    /// Blocks an unstaked amount stays locked before it returns to the balance.
+    pub unstake_lock_blocks: u64,
+    /// The initial block producers: registered candidates at genesis, each staking `stake`
+    /// out of its balance and voting for itself.
+    pub bps: Vec<GenesisBp>,
+}
+
+/// One initial block producer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenesisBp {
+    /// Its account (an account-key address).
+    pub address: Address,
+    /// Stake taken from its genesis balance.
+    pub stake: Aer,
+    /// Its libp2p address, informational (e.g. `/ip4/10.0.0.2/tcp/7846`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p2p_addr: Option<String>,
 }
 
 /// Gas schedule.
@@ -108,6 +145,7 @@ impl Genesis {
                 engine: Engine::Solo,
                 block_interval_ms: 1000,
                 producer: None,
+                dpos: None,
             },
             gas: GasParams {
                 base: 1000,
@@ -167,6 +205,60 @@ impl Genesis {
         }
         if self.gas.base == 0 {
             return bad("gas.base must be positive".into());
+        }
+        match (self.consensus.engine, &self.consensus.dpos) {
+            (Engine::Solo, Some(_)) => {
+                return bad("consensus.dpos is only for engine \"dpos\"".into())
+            }
+            (Engine::Dpos, None) => {
+                return bad("engine \"dpos\" needs a consensus.dpos section".into())
+            }
+            (Engine::Dpos, Some(d)) => self.validate_dpos(d)?,
+            (Engine::Solo, None) => {}
+        }
+        Ok(())
+    }
+
+    fn validate_dpos(&self, d: &DposGenesis) -> Result<(), GenesisError> {
+        let bad = |m: String| Err(GenesisError::Invalid(m));
+        if d.round_slots == 0 || d.round_slots > 100_000 {
+            return bad("consensus.dpos.round_slots must be between 1 and 100000".into());
+        }
+        if d.bp_count == 0 || d.bp_count > 1000 {
+            return bad("consensus.dpos.bp_count must be between 1 and 1000".into());
+        }
+        if d.max_votes == 0 || d.max_votes > 1000 {
+            return bad("consensus.dpos.max_votes must be between 1 and 1000".into());
+        }
+        if d.bps.is_empty() {
+            return bad("consensus.dpos.bps must name at least one block producer".into());
+        }
+        let mut seen = HashSet::new();
+        for bp in &d.bps {
+            if bp.address.public_key().is_none() {
+                return bad(format!("BP {} is not an account-key address", bp.address));
+            }
+            if !seen.insert(bp.address) {
+                return bad(format!("BP {} is listed twice", bp.address));
+            }
+            if bp.stake.0 < d.min_stake.0 {
+                return bad(format!(
+                    "BP {} stakes {} aer, below min_stake {} aer",
+                    bp.address, bp.stake.0, d.min_stake.0
+                ));
+            }
+            let balance = self
+                .balances
+                .iter()
+                .find(|a| a.address == bp.address)
+                .map(|a| a.balance.0)
+                .unwrap_or(0);
+            if balance < bp.stake.0 {
+                return bad(format!(
+                    "BP {} stakes {} aer but its genesis balance is {} aer",
+                    bp.address, bp.stake.0, balance
+                ));
+            }
         }
         Ok(())
     }
