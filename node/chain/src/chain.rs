@@ -11,10 +11,14 @@
 //! no block that was reported committed.
 
 use crate::blocklog::{BlockLog, Location, LogPos};
-use crate::consensus::{Consensus, Solo};
+use crate::consensus::{Consensus, Slot, Solo};
+use crate::dpos::{self, Dpos, DposParams, Schedule, ScoreParams, SlotGuard};
 use crate::error::ChainError;
 use crate::exec::{self, BlockCtx, Executed};
+use crate::rounds;
 use crate::smt::{self, Node, NodeSource, Proof, Updater};
+use crate::staking;
+use crate::state::Overlay;
 use crate::state::{account_key, Account, MemState, StateView, WriteSet};
 use crate::store::{self, CF_BLOCKS, CF_CANON, CF_META, CF_SMT, CF_STATE, CF_TXS, MAIN_BRANCH};
 use aergo_os::io::IoService;
@@ -26,7 +30,7 @@ use aergo_types::{
 };
 use parking_lot::{Mutex, RwLock};
 use rocksdb::{WriteBatch, WriteOptions, DB};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -123,6 +127,12 @@ pub struct Chain {
     chain_id: Hash,
     consensus: Arc<dyn Consensus>,
     dpos_genesis: Option<Arc<DposGenesis>>,
+    dpos: Option<Arc<Dpos>>,
+    /// Valid-looking blocks off the best chain (competing forks, blocks waiting for their
+    /// parent), above LIB, bounded.
+    side: Mutex<HashMap<Hash, Block>>,
+    /// The best chain's blocks above LIB (and the LIB block), for finality.
+    recent: Mutex<VecDeque<dpos::BlockMeta>>,
     tip: RwLock<Tip>,
     head: Mutex<HashMap<Vec<u8>, Option<Vec<u8>>>>,
     nodes: Mutex<HashMap<Hash, Node>>,
@@ -327,10 +337,60 @@ fn genesis_block(g: &Genesis, chain_id: Hash, state_root: Hash) -> Block {
     }
 }
 
-fn make_engine(g: &Genesis) -> Arc<dyn Consensus> {
-    match g.consensus.engine {
-        Engine::Solo | Engine::Dpos => Arc::new(Solo::new(&g.consensus)),
+/// Most blocks kept off the best chain.
+const SIDE_MAX: usize = 2048;
+
+/// The DPoS parameters a genesis gives.
+pub fn dpos_params(g: &Genesis) -> Option<DposParams> {
+    let d = g.consensus.dpos.as_ref()?;
+    Some(DposParams {
+        genesis_time_ms: g.timestamp_ms,
+        interval_ms: g.consensus.block_interval_ms,
+        round_slots: d.round_slots,
+        bp_count: d.bp_count,
+        max_votes: d.max_votes,
+        score: ScoreParams::default(),
+    })
+}
+
+fn make_engine(g: &Genesis) -> Result<(Arc<dyn Consensus>, Option<Arc<Dpos>>), ChainError> {
+    match (g.consensus.engine, dpos_params(g)) {
+        (Engine::Dpos, Some(p)) => {
+            let d = Arc::new(Dpos::new(p).map_err(|e| ChainError::Consensus(e.to_string()))?);
+            Ok((d.clone(), Some(d)))
+        }
+        (Engine::Dpos, None) => Err(ChainError::Consensus(
+            "engine dpos without a consensus.dpos section".into(),
+        )),
+        (Engine::Solo, _) => Ok((Arc::new(Solo::new(&g.consensus)), None)),
     }
+}
+
+/// What became of a block received from the network.
+#[derive(Debug)]
+pub enum Received {
+    /// Already known (best chain or kept aside).
+    Known,
+    /// It extended the best chain.
+    Extended(Box<Block>),
+    /// Kept aside: a competing fork not (yet) longer than the best chain.
+    Stored,
+    /// Kept aside; its parent (or an older ancestor) is unknown: sync from `from`.
+    MissingParent {
+        /// Height to fetch from.
+        from: u64,
+        /// Height of the block received.
+        to: u64,
+    },
+    /// The best chain switched to a longer fork.
+    Reorged {
+        /// Height of the common ancestor.
+        common: u64,
+        /// Blocks taken off the best chain (ascending).
+        reverted: Vec<Block>,
+        /// Blocks applied (ascending).
+        applied: Vec<Block>,
+    },
 }
 
 impl Chain {
@@ -355,7 +415,12 @@ impl Chain {
                 });
             }
         }
-        let consensus = make_engine(&opts.genesis);
+        let (consensus, dpos) = make_engine(&opts.genesis)?;
+        if let Some(d) = &dpos {
+            let guard = SlotGuard::open(opts.data_dir.join("slot.guard"))
+                .map_err(|e| ChainError::Consensus(e.to_string()))?;
+            d.attach_guard(guard);
+        }
         let dpos_genesis = opts.genesis.consensus.dpos.clone().map(Arc::new);
         let placeholder = Tip {
             header: genesis_block(&opts.genesis, chain_id, Hash::ZERO).header,
@@ -369,12 +434,16 @@ impl Chain {
             chain_id,
             consensus,
             dpos_genesis,
+            dpos,
+            side: Mutex::new(HashMap::new()),
+            recent: Mutex::new(VecDeque::new()),
             tip: RwLock::new(placeholder),
             head: Mutex::new(HashMap::new()),
             nodes: Mutex::new(HashMap::new()),
             commit: Mutex::new(()),
         };
         chain.recover()?;
+        chain.restore_finality()?;
         Ok(chain)
     }
 
@@ -411,7 +480,6 @@ impl Chain {
             None => {
                 // Fresh database: the genesis state, then whatever the log already holds.
                 let (frames, _) = self.log.scan_from(LogPos::default())?;
-                let mut mem = MemState::default();
                 let mut writes = WriteSet::new();
                 for a in &self.genesis.balances {
                     let v = Account {
@@ -419,9 +487,19 @@ impl Chain {
                         nonce: 0,
                     }
                     .encode();
-                    mem.0.insert(account_key(&a.address), v.clone());
                     writes.insert(account_key(&a.address), Some(v));
                 }
+                if let Some(d) = &self.dpos_genesis {
+                    staking::genesis_writes(&self.genesis, &mut writes)?;
+                    let mem = MemState(
+                        writes
+                            .iter()
+                            .filter_map(|(k, v)| Some((k.clone(), v.clone()?)))
+                            .collect(),
+                    );
+                    rounds::genesis_writes(&mem, d, &mut writes)?;
+                }
+
                 let src = smt::MemNodes::default();
                 let mut up = Updater::new(&src);
                 let root = up.update(Hash::ZERO, &smt_updates(&writes))?;
@@ -569,8 +647,28 @@ impl Chain {
             chain: self,
             height: tip.header.height,
         };
-        let (txs, executed, rejected) =
-            exec::assemble(&view, candidates, &ctx, MAX_BLOCK_SIZE - 1024)?;
+        let (schedule, pre) = self.begin_writes(&view, &header)?;
+        let slot = match (&self.dpos, schedule) {
+            (Some(d), Some(sched)) => {
+                let slot = dpos::decode_slot(&header.consensus).unwrap_or_default();
+                let index = slot - d.params().round_start(sched.round);
+                if sched.producer_at(index) != Some(header.producer) {
+                    return Err(ChainError::Consensus(format!(
+                        "slot {slot} is not this node's on the current tip"
+                    )));
+                }
+                d.set_schedule(sched);
+                Some(slot)
+            }
+            _ => None,
+        };
+        let base = Overlay {
+            base: &view,
+            writes: pre.clone(),
+        };
+        let (txs, mut executed, rejected) =
+            exec::assemble(&base, candidates, &ctx, MAX_BLOCK_SIZE - 1024)?;
+        self.end_writes(&view, &header, pre, &mut executed)?;
         let mut up = Updater::new(self);
         header.state_root = up.update(tip.header.state_root, &smt_updates(&executed.writes))?;
         header.tx_root = Block::compute_tx_root(&txs);
@@ -581,6 +679,11 @@ impl Chain {
                 .map(|r| r.hash())
                 .collect::<Vec<_>>(),
         );
+        if let (Some(d), Some(slot)) = (&self.dpos, slot) {
+            // Durable record first: never two signatures for one slot, even across restarts.
+            d.before_signing(slot)
+                .map_err(|e| ChainError::Consensus(e.to_string()))?;
+        }
         header.sign(key);
         let nonces = next_nonces(&txs, &executed.writes);
         let block = Block { header, txs };
@@ -591,6 +694,7 @@ impl Chain {
             nodes: up.new_nodes,
         };
         let size = self.write_block(prepared, None)?;
+        self.advance_finality()?;
         Ok(Produced {
             block,
             receipts,
@@ -621,6 +725,16 @@ impl Chain {
         if !h.verify_signature() {
             return Err(bad("bad producer signature".into()));
         }
+        let view = HeadView {
+            chain: self,
+            height: tip.header.height,
+        };
+        let (schedule, pre) = self
+            .begin_writes(&view, h)
+            .map_err(|e| bad(e.to_string()))?;
+        if let (Some(d), Some(sched)) = (&self.dpos, schedule) {
+            d.set_schedule(sched);
+        }
         self.consensus.validate(&tip.header, h).map_err(bad)?;
         if block.encode().len() > MAX_BLOCK_SIZE {
             return Err(bad("block exceeds 1 MiB".into()));
@@ -639,12 +753,14 @@ impl Chain {
         {
             return Err(bad(format!("transaction {i} has a bad signature")));
         }
-        let view = HeadView {
-            chain: self,
-            height: tip.header.height,
+        let base = Overlay {
+            base: &view,
+            writes: pre.clone(),
         };
-        let executed =
-            exec::execute_block(&view, &block.txs, &self.ctx(h)).map_err(|e| bad(e.to_string()))?;
+        let mut executed =
+            exec::execute_block(&base, &block.txs, &self.ctx(h)).map_err(|e| bad(e.to_string()))?;
+        self.end_writes(&view, h, pre, &mut executed)
+            .map_err(|e| bad(e.to_string()))?;
         let receipts_root = merkle_root(
             &executed
                 .receipts
@@ -671,7 +787,8 @@ impl Chain {
     pub fn apply(&self, block: Block) -> Result<(), ChainError> {
         let _g = self.commit.lock();
         let p = self.prepare(block)?;
-        self.write_block(p, None).map(|_| ())
+        self.write_block(p, None)?;
+        self.advance_finality()
     }
 
     /// The commit protocol (see module docs). `existing` is the block's location when it is
@@ -731,6 +848,14 @@ impl Chain {
             v.extend_from_slice(&r.encode());
             batch.put_cf(txs_cf, tx.hash.0, v);
         }
+        if self.dpos.is_some() {
+            // What this block wrote, so a reorganisation can take it back.
+            batch.put_cf(
+                cf(&self.db, CF_META)?,
+                undo_key(height),
+                encode_keys(p.executed.writes.keys()),
+            );
+        }
         let end = loc.end();
         let mut tip_rec = Vec::with_capacity(52);
         tip_rec.extend_from_slice(&height.to_be_bytes());
@@ -751,6 +876,15 @@ impl Chain {
         let mut head = self.head.lock();
         for (k, v) in &p.executed.writes {
             head.insert(k.clone(), v.clone());
+        }
+        if self.dpos.is_some() {
+            if let Some(slot) = dpos::decode_slot(&p.block.header.consensus) {
+                self.recent.lock().push_back(dpos::BlockMeta {
+                    height,
+                    slot,
+                    producer: p.block.header.producer,
+                });
+            }
         }
         *self.tip.write() = Tip {
             header: p.block.header,
@@ -962,6 +1096,516 @@ impl Chain {
             }
         }
         Ok(frames.len() as u64)
+    }
+}
+
+/// Meta key of a block's undo record (the state keys it wrote).
+fn undo_key(height: u64) -> Vec<u8> {
+    let mut k = b"undo".to_vec();
+    k.extend_from_slice(&height.to_be_bytes());
+    k
+}
+
+fn encode_keys<'a>(keys: impl Iterator<Item = &'a Vec<u8>>) -> Vec<u8> {
+    let mut v = Vec::new();
+    for k in keys {
+        v.extend_from_slice(&(k.len() as u32).to_be_bytes());
+        v.extend_from_slice(k);
+    }
+    v
+}
+
+fn decode_keys(b: &[u8]) -> Result<Vec<Vec<u8>>, ChainError> {
+    let mut r = aergo_types::codec::Reader::new(b);
+    let mut out = Vec::new();
+    while r.remaining() > 0 {
+        let n = r.u32("key length")? as usize;
+        out.push(r.take(n, "key")?.to_vec());
+    }
+    Ok(out)
+}
+
+/// The DPoS view of the chain at its tip, for RPC and the dashboard.
+#[derive(Debug, Clone)]
+pub struct DposStatus {
+    /// The parameters.
+    pub params: DposParams,
+    /// The schedule of the tip's round.
+    pub schedule: Schedule,
+    /// Scores.
+    pub scores: dpos::ScoreBook,
+    /// LIB height.
+    pub lib: u64,
+}
+
+impl Chain {
+    /// The DPoS engine, on DPoS chains.
+    pub fn dpos(&self) -> Option<&Arc<Dpos>> {
+        self.dpos.as_ref()
+    }
+
+    /// A read view of the state at `height` on the best chain.
+    pub fn view_at(&self, height: u64) -> Result<HeightView<'_>, ChainError> {
+        let tip = self.tip.read().header.height;
+        if height > tip {
+            return Err(ChainError::NotFound(format!(
+                "height {height} is above the best height {tip}"
+            )));
+        }
+        Ok(HeightView {
+            db: &self.db,
+            height,
+        })
+    }
+
+    /// DPoS: the schedule governing the block's slot on top of `view` (its parent's state)
+    /// and the writes the block makes before its transactions. Solo: nothing.
+    fn begin_writes(
+        &self,
+        view: &dyn StateView,
+        header: &Header,
+    ) -> Result<(Option<Schedule>, WriteSet), ChainError> {
+        let (Some(d), Some(g)) = (&self.dpos, &self.dpos_genesis) else {
+            return Ok((None, WriteSet::new()));
+        };
+        let slot = dpos::decode_slot(&header.consensus).ok_or_else(|| {
+            ChainError::Consensus("dpos blocks carry their slot (8 bytes)".into())
+        })?;
+        let (schedule, w) = rounds::begin_block(view, d.params(), g, slot)?;
+        let mut o = Overlay::new(view);
+        o.writes = w;
+        staking::begin_block(&mut o, header.height)?;
+        Ok((Some(schedule), o.writes))
+    }
+
+    /// DPoS: merges the block-start writes under the transactions' writes and records the
+    /// block in its round.
+    fn end_writes(
+        &self,
+        view: &dyn StateView,
+        header: &Header,
+        pre: WriteSet,
+        executed: &mut Executed,
+    ) -> Result<(), ChainError> {
+        if self.dpos.is_none() {
+            return Ok(());
+        }
+        let slot = dpos::decode_slot(&header.consensus).ok_or_else(|| {
+            ChainError::Consensus("dpos blocks carry their slot (8 bytes)".into())
+        })?;
+        let mut all = pre;
+        all.extend(std::mem::take(&mut executed.writes));
+        let o = Overlay {
+            base: view,
+            writes: all,
+        };
+        let (k, v) = rounds::end_block(&o, slot, header.producer)?;
+        let mut all = o.writes;
+        all.insert(k, v);
+        executed.writes = all;
+        Ok(())
+    }
+
+    /// DPoS: recomputes LIB from the best chain's recent blocks; persists it and prunes what
+    /// only mattered above it.
+    fn advance_finality(&self) -> Result<(), ChainError> {
+        let Some(d) = &self.dpos else {
+            return Ok(());
+        };
+        let before = d.lib();
+        let tip_height = self.tip.read().header.height;
+        if let Some(s) = rounds::load_schedule(&HeadView {
+            chain: self,
+            height: tip_height,
+        })? {
+            d.set_schedule(s);
+        }
+        let recent: Vec<dpos::BlockMeta> = self.recent.lock().iter().copied().collect();
+        let lib = d.update_finality(&recent).min(tip_height);
+        if lib > before {
+            let hash = self.hash_at(lib)?.unwrap_or(Hash::ZERO);
+            let mut rec = lib.to_be_bytes().to_vec();
+            rec.extend_from_slice(&hash.0);
+            let meta = cf(&self.db, CF_META)?;
+            let mut batch = WriteBatch::default();
+            batch.put_cf(meta, b"lib", rec);
+            // Undo records at or below LIB are never needed again.
+            batch.delete_range_cf(meta, undo_key(0), undo_key(lib + 1));
+            self.db.write(batch)?;
+            self.recent.lock().retain(|b| b.height >= lib);
+            self.side.lock().retain(|_, b| b.header.height > lib);
+        }
+        Ok(())
+    }
+
+    /// DPoS: LIB from the database and the recent blocks from the log, on open.
+    fn restore_finality(&self) -> Result<(), ChainError> {
+        let Some(d) = &self.dpos else {
+            return Ok(());
+        };
+        let lib = match self.db.get_cf(cf(&self.db, CF_META)?, b"lib")? {
+            Some(b) if b.len() == 40 => {
+                let mut h = [0u8; 8];
+                h.copy_from_slice(&b[..8]);
+                u64::from_be_bytes(h)
+            }
+            Some(_) => return Err(ChainError::Corrupt("lib record".into())),
+            None => 0,
+        };
+        let tip = self.tip.read().header.height;
+        let lib = lib.min(tip);
+        d.restore_lib(lib);
+        let mut recent = VecDeque::new();
+        for h in lib.max(1)..=tip {
+            let b = self
+                .block_by_height(h)?
+                .ok_or_else(|| ChainError::Corrupt(format!("no block at height {h}")))?;
+            if let Some(slot) = dpos::decode_slot(&b.header.consensus) {
+                recent.push_back(dpos::BlockMeta {
+                    height: h,
+                    slot,
+                    producer: b.header.producer,
+                });
+            }
+        }
+        *self.recent.lock() = recent;
+        self.advance_finality()
+    }
+
+    /// The next slot `me` may fill on the current tip (DPoS: installs the schedules of the
+    /// current and the next round first, as they follow from the tip's state).
+    pub fn next_slot(&self, now_ms: u64, me: &PublicKey) -> Result<Option<Slot>, ChainError> {
+        let tip = self.tip();
+        if let (Some(d), Some(g)) = (&self.dpos, &self.dpos_genesis) {
+            let view = HeadView {
+                chain: self,
+                height: tip.header.height,
+            };
+            let stored = rounds::load_schedule(&view)?
+                .ok_or_else(|| ChainError::Corrupt("no DPoS schedule in state".into()))?;
+            let p = d.params();
+            let now_round = p.round_of(p.slot_of(now_ms).unwrap_or(0));
+            let first = now_round.max(stored.round);
+            for r in first..=first + 1 {
+                let (s, _) = rounds::begin_block(&view, p, g, p.round_start(r))?;
+                d.set_schedule(s);
+            }
+        }
+        Ok(self.consensus.next_slot(&tip.header, now_ms, me))
+    }
+
+    /// DPoS: parameters, the tip round's schedule, scores and LIB.
+    pub fn dpos_status(&self) -> Result<Option<DposStatus>, ChainError> {
+        let Some(d) = &self.dpos else {
+            return Ok(None);
+        };
+        let h = self.tip.read().header.height;
+        let view = HeightView {
+            db: &self.db,
+            height: h,
+        };
+        let schedule = rounds::load_schedule(&view)?
+            .ok_or_else(|| ChainError::Corrupt("no DPoS schedule in state".into()))?;
+        Ok(Some(DposStatus {
+            params: d.params().clone(),
+            schedule,
+            scores: rounds::load_scores(&view)?,
+            lib: d.lib(),
+        }))
+    }
+
+    /// Takes the best chain back to `common` (a height at or above LIB): state versions,
+    /// indexes and the block log above it are removed. Returns the removed blocks, ascending.
+    fn revert_to(&self, common: u64) -> Result<Vec<Block>, ChainError> {
+        let tip = self.tip();
+        if common >= tip.header.height {
+            return Ok(Vec::new());
+        }
+        let lib = self.finalized_height();
+        if common < lib {
+            return Err(ChainError::Consensus(format!(
+                "refusing to revert below LIB {lib} (to {common})"
+            )));
+        }
+        let mut blocks = Vec::new();
+        for h in common + 1..=tip.header.height {
+            blocks.push(
+                self.block_by_height(h)?
+                    .ok_or_else(|| ChainError::Corrupt(format!("no block at height {h}")))?,
+            );
+        }
+        let common_hash = self
+            .hash_at(common)?
+            .ok_or_else(|| ChainError::Corrupt(format!("no block at height {common}")))?;
+        let common_meta = self
+            .block_meta(&common_hash)?
+            .ok_or_else(|| ChainError::Corrupt(format!("no index for {common_hash}")))?;
+        let common_block = self
+            .block_by_hash(&common_hash)?
+            .ok_or_else(|| ChainError::Corrupt(format!("no block {common_hash}")))?;
+        let meta = cf(&self.db, CF_META)?;
+        let state_cf = cf(&self.db, CF_STATE)?;
+        let mut batch = WriteBatch::default();
+        for b in &blocks {
+            let h = b.header.height;
+            let keys = self
+                .db
+                .get_cf(meta, undo_key(h))?
+                .ok_or_else(|| ChainError::Corrupt(format!("no undo record at height {h}")))?;
+            for k in decode_keys(&keys)? {
+                batch.delete_cf(state_cf, store::state_version_key(MAIN_BRANCH, &k, h));
+            }
+            batch.delete_cf(cf(&self.db, CF_CANON)?, store::canon_key(MAIN_BRANCH, h));
+            batch.delete_cf(cf(&self.db, CF_BLOCKS)?, b.hash().0);
+            let txs_cf = cf(&self.db, CF_TXS)?;
+            for t in &b.txs {
+                batch.delete_cf(txs_cf, t.hash.0);
+            }
+            batch.delete_cf(meta, undo_key(h));
+        }
+        let end = common_meta.loc.end();
+        let mut tip_rec = Vec::with_capacity(52);
+        tip_rec.extend_from_slice(&common.to_be_bytes());
+        tip_rec.extend_from_slice(&common_hash.0);
+        tip_rec.extend_from_slice(&end.encode());
+        batch.put_cf(meta, b"tip", tip_rec);
+        // Synced: the log is cut next, and the index must never point past the log.
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        self.db.write_opt(batch, &wo)?;
+        self.log.truncate(end)?;
+        let mut head = self.head.lock();
+        head.clear();
+        *self.tip.write() = Tip {
+            header: common_block.header,
+            hash: common_hash,
+            log_end: end,
+        };
+        drop(head);
+        self.recent.lock().retain(|b| b.height <= common);
+        tracing::warn!(
+            from = tip.header.height,
+            to = common,
+            "reverted blocks for a longer fork"
+        );
+        Ok(blocks)
+    }
+
+    /// Equivocation: another block of the same producer for the same slot.
+    fn same_slot_elsewhere(&self, block: &Block, hash: &Hash) -> Result<Option<Hash>, ChainError> {
+        let Some(slot) = dpos::decode_slot(&block.header.consensus) else {
+            return Ok(None);
+        };
+        let same = |b: &Block| {
+            b.header.producer == block.header.producer
+                && dpos::decode_slot(&b.header.consensus) == Some(slot)
+                && b.hash() != *hash
+        };
+        if block.header.height <= self.tip.read().header.height {
+            if let Some(b) = self.block_by_height(block.header.height)? {
+                if same(&b) {
+                    return Ok(Some(b.hash()));
+                }
+            }
+        }
+        Ok(self
+            .side
+            .lock()
+            .values()
+            .find(|b| same(b))
+            .map(|b| b.hash()))
+    }
+
+    /// Takes a block from the network: extends the best chain, keeps a competing fork aside,
+    /// or switches to a longer fork (never below LIB). `now_ms` bounds DPoS timestamps.
+    /// Errors: [`ChainError::InvalidBlock`] and [`ChainError::Equivocation`] blame the sender;
+    /// [`ChainError::Consensus`] is a block that can no longer matter (below LIB).
+    pub fn receive(&self, block: Block, now_ms: u64) -> Result<Received, ChainError> {
+        let _g = self.commit.lock();
+        let hash = block.hash();
+        if self.side.lock().contains_key(&hash) || self.block_meta(&hash)?.is_some() {
+            return Ok(Received::Known);
+        }
+        let h = &block.header;
+        let bad = |reason: String| ChainError::InvalidBlock {
+            hash,
+            height: h.height,
+            reason,
+        };
+        if h.chain_id != self.chain_id {
+            return Err(bad("wrong chain id".into()));
+        }
+        if h.height == 0 {
+            return Err(bad("a second genesis block".into()));
+        }
+        if !h.verify_signature() {
+            return Err(bad("bad producer signature".into()));
+        }
+        if let Some(d) = &self.dpos {
+            d.check_not_future(h, now_ms, 1000).map_err(bad)?;
+            if dpos::decode_slot(&h.consensus).is_none() {
+                return Err(bad("dpos blocks carry their slot (8 bytes)".into()));
+            }
+        }
+        let lib = self.finalized_height();
+        if h.height <= lib {
+            return Err(ChainError::Consensus(format!(
+                "block {hash} at height {} is at or below LIB {lib}",
+                h.height
+            )));
+        }
+        if self.dpos.is_some() {
+            if let Some(other) = self.same_slot_elsewhere(&block, &hash)? {
+                return Err(ChainError::Equivocation {
+                    producer: h.producer,
+                    first: other,
+                    second: hash,
+                });
+            }
+        }
+        let tip = self.tip();
+        if h.parent == tip.hash {
+            let p = self.prepare(block.clone())?;
+            self.write_block(p, None)?;
+            self.advance_finality()?;
+            return match self.connect_side()? {
+                Some(r) => Ok(r),
+                None => Ok(Received::Extended(Box::new(block))),
+            };
+        }
+        {
+            let mut side = self.side.lock();
+            if side.len() >= SIDE_MAX {
+                // Forget the highest (furthest from anything we can connect) first.
+                if let Some(k) = side
+                    .iter()
+                    .max_by_key(|(_, b)| b.header.height)
+                    .map(|(k, _)| *k)
+                {
+                    side.remove(&k);
+                }
+            }
+            side.insert(hash, block);
+        }
+        self.try_switch(hash)
+    }
+
+    /// After the tip moved: if a kept-aside fork is now longer, switch to it.
+    fn connect_side(&self) -> Result<Option<Received>, ChainError> {
+        let tip_height = self.tip.read().header.height;
+        let mut higher: Vec<(u64, Hash)> = self
+            .side
+            .lock()
+            .iter()
+            .filter(|(_, b)| b.header.height > tip_height)
+            .map(|(k, b)| (b.header.height, *k))
+            .collect();
+        higher.sort_by(|a, b| b.cmp(a));
+        for (_, h) in higher.into_iter().take(8) {
+            match self.try_switch(h) {
+                Ok(r @ Received::Reorged { .. }) => return Ok(Some(r)),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "kept-aside fork is invalid"),
+            }
+        }
+        Ok(None)
+    }
+
+    /// Switches the best chain to the fork ending at the kept-aside block `hash` if that fork
+    /// connects to the best chain at or above LIB and is longer.
+    fn try_switch(&self, hash: Hash) -> Result<Received, ChainError> {
+        let mut branch = Vec::new();
+        let mut cur = hash;
+        let common = loop {
+            let found = self.side.lock().get(&cur).cloned();
+            if let Some(b) = found {
+                cur = b.header.parent;
+                branch.push(b);
+                if branch.len() > SIDE_MAX {
+                    return Err(ChainError::Consensus(
+                        "fork longer than the side pool".into(),
+                    ));
+                }
+                continue;
+            }
+            match self.block_meta(&cur)? {
+                Some(m) if self.hash_at(m.height)? == Some(cur) => break m.height,
+                _ => {
+                    let top = branch.first().map(|b| b.header.height).unwrap_or(0);
+                    return Ok(Received::MissingParent {
+                        from: self.finalized_height() + 1,
+                        to: top,
+                    });
+                }
+            }
+        };
+        branch.reverse();
+        let Some(cand_tip) = branch.last().map(|b| b.header.height) else {
+            return Ok(Received::Known);
+        };
+        let tip_height = self.tip.read().header.height;
+        if cand_tip <= tip_height {
+            return Ok(Received::Stored);
+        }
+        let lib = self.finalized_height();
+        if common < lib {
+            let mut side = self.side.lock();
+            for b in &branch {
+                side.remove(&b.hash());
+            }
+            return Err(ChainError::Consensus(format!(
+                "fork from height {common} lies below LIB {lib}"
+            )));
+        }
+        let reverted = self.revert_to(common)?;
+        let mut applied: Vec<Block> = Vec::new();
+        for b in &branch {
+            let res = self
+                .prepare(b.clone())
+                .and_then(|p| self.write_block(p, None));
+            if let Err(e) = res {
+                // The fork is invalid from `b` on: forget that part, restore the old chain.
+                {
+                    let mut side = self.side.lock();
+                    let mut drop_rest = false;
+                    for x in &branch {
+                        if x.hash() == b.hash() {
+                            drop_rest = true;
+                        }
+                        if drop_rest {
+                            side.remove(&x.hash());
+                        }
+                    }
+                }
+                self.revert_to(common)?;
+                for old in &reverted {
+                    let p = self.prepare(old.clone())?;
+                    self.write_block(p, None)?;
+                }
+                self.advance_finality()?;
+                return Err(e);
+            }
+            self.side.lock().remove(&b.hash());
+            applied.push(b.clone());
+        }
+        {
+            // The old branch may still win later.
+            let mut side = self.side.lock();
+            for r in &reverted {
+                side.insert(r.hash(), r.clone());
+            }
+        }
+        self.advance_finality()?;
+        Ok(Received::Reorged {
+            common,
+            reverted,
+            applied,
+        })
+    }
+
+    /// Blocks kept off the best chain.
+    pub fn side_len(&self) -> usize {
+        self.side.lock().len()
     }
 }
 

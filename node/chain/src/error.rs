@@ -40,6 +40,16 @@ pub enum ChainError {
         /// In the database.
         found: Hash,
     },
+    /// A producer signed two different blocks for one slot.
+    #[error("equivocation by {producer}: blocks {first} and {second} for one slot")]
+    Equivocation {
+        /// The producer.
+        producer: aergo_types::PublicKey,
+        /// The block seen first.
+        first: Hash,
+        /// The other one.
+        second: Hash,
+    },
     /// A consensus rule refused the operation.
     #[error("consensus: {0}")]
     Consensus(String),

@@ -232,10 +232,7 @@ pub fn begin_block(
     let schedule = match elect_schedule(view, d, &book, round)? {
         Some(s) => s,
         // Nobody has votes any more: the previous producers carry on.
-        None => Schedule {
-            round,
-            ..stored
-        },
+        None => Schedule { round, ..stored },
     };
     let mut w = WriteSet::new();
     w.insert(SCHEDULE_KEY.to_vec(), Some(encode_schedule(&schedule)));

@@ -7,6 +7,7 @@
 
 mod bench;
 mod keyfile;
+mod net;
 mod node;
 mod producer;
 mod rpc;
@@ -44,7 +45,13 @@ struct Args {
     /// Node key file; default <data-dir>/node.key, created when absent.
     #[arg(long)]
     key: Option<PathBuf>,
-    /// Do not produce empty blocks.
+    /// libp2p listen address (IP:port); overrides the config.
+    #[arg(long)]
+    p2p_addr: Option<String>,
+    /// Bootnode multiaddr (repeatable); added to the config's peers.
+    #[arg(long = "peer")]
+    peers: Vec<String>,
+    /// Do not produce empty blocks (solo only: DPoS producers fill every slot they own).
     #[arg(long)]
     no_empty_blocks: bool,
     /// Most RPC requests per second per client address (0 = unlimited).
@@ -149,6 +156,10 @@ fn run(args: Args) -> Result<()> {
     if let Some(r) = args.rpc_rate_limit {
         cfg.node.rpc_rate_limit = r;
     }
+    if let Some(a) = &args.p2p_addr {
+        cfg.node.p2p_addr = a.clone();
+    }
+    cfg.node.peers.extend(args.peers.iter().cloned());
     if args.no_empty_blocks {
         cfg.node.empty_blocks = false;
     }
@@ -207,6 +218,11 @@ fn run(args: Args) -> Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
+    let networked = node.chain.dpos().is_some() || !cfg.node.peers.is_empty();
+    if networked {
+        // The producer waits until the network task has seen the peers' heights.
+        node.net.syncing.store(true, Ordering::SeqCst);
+    }
     let producer = {
         let n = node.clone();
         std::thread::Builder::new()
@@ -214,6 +230,12 @@ fn run(args: Args) -> Result<()> {
             .spawn(move || producer::run(n))?
     };
     let res: Result<()> = rt.block_on(async {
+        let p2p = if networked {
+            Some(net::start(node.clone(), &cfg.node.p2p_addr, &cfg.node.peers, cfg.node.mdns).await?)
+        } else {
+            tracing::info!("solo chain without peers: networking off");
+            None
+        };
         let listener = tokio::net::TcpListener::bind(rpc_addr).await.with_context(|| format!("bind RPC address {rpc_addr}"))?;
         tracing::info!(addr = %listener.local_addr()?, "JSON-RPC listening (POST /, GET /ws, /metrics, /health)");
         let app = rpc::router(node.clone(), cfg.node.rpc_rate_limit);
@@ -221,6 +243,9 @@ fn run(args: Args) -> Result<()> {
             .with_graceful_shutdown(shutdown_signal())
             .await
             .context("RPC server")?;
+        if let Some(p) = p2p {
+            p.shutdown().await;
+        }
         Ok(())
     });
     tracing::info!("shutting down: finishing the block in progress");

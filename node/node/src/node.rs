@@ -1,7 +1,7 @@
 //! The running node: chain, mempool, identity, metrics and event channels shared by the
 //! producer thread and the RPC server. Transaction admission lives here.
 
-use aergo_chain::exec::check_stateless;
+use aergo_chain::exec::check_stateless_with;
 use aergo_chain::mempool::{Mempool, Reject};
 use aergo_chain::Chain;
 use aergo_os::config::MempoolConfig;
@@ -107,6 +107,49 @@ pub struct Node {
     pub metrics: Metrics,
     /// Start time.
     pub started_ms: u64,
+    /// Network state (peers, sync) and the outbound gossip queue.
+    pub net: NetState,
+}
+
+/// Something to gossip.
+#[derive(Debug)]
+pub enum Outbound {
+    /// `SignedTx::encode()` bytes.
+    Tx(Vec<u8>),
+    /// `Block::encode()` bytes.
+    Block(Vec<u8>),
+}
+
+/// What the network task shares with the rest of the node.
+#[derive(Default)]
+pub struct NetState {
+    /// Outbound gossip (absent when networking is off).
+    pub outbound: Mutex<Option<tokio::sync::mpsc::UnboundedSender<Outbound>>>,
+    /// The last peer table.
+    pub peers: Mutex<Vec<aergo_rpc::types::PeerJson>>,
+    /// Catching up with the network: the producer waits.
+    pub syncing: AtomicBool,
+    /// Highest height a peer reported.
+    pub target: AtomicU64,
+    /// Blocks imported by sync since start.
+    pub synced_blocks: AtomicU64,
+    /// Blocks received by gossip and applied since start.
+    pub gossip_blocks: AtomicU64,
+    /// Blocks rejected as invalid since start.
+    pub rejected_blocks: AtomicU64,
+    /// Reorganisations since start.
+    pub reorgs: AtomicU64,
+    /// This node's libp2p peer id and listen addresses.
+    pub identity: Mutex<Option<(String, Vec<String>)>>,
+}
+
+impl NetState {
+    /// Queues gossip (dropped when networking is off).
+    pub fn send(&self, o: Outbound) {
+        if let Some(tx) = self.outbound.lock().as_ref() {
+            let _ = tx.send(o);
+        }
+    }
 }
 
 impl Node {
@@ -128,6 +171,7 @@ impl Node {
             pending_tx: broadcast::channel(4096).0,
             metrics: Metrics::default(),
             started_ms: now_ms(),
+            net: NetState::default(),
         }
     }
 
@@ -146,16 +190,30 @@ impl Node {
     /// Decodes and checks a transaction without touching the mempool.
     pub fn check(&self, bytes: &[u8]) -> Result<SignedTx, AdmitError> {
         let tx = SignedTx::decode(bytes).map_err(|e| AdmitError::Malformed(e.to_string()))?;
-        check_stateless(&tx, &self.chain.chain_id(), &self.chain.genesis().gas)
-            .map_err(AdmitError::Rule)?;
+        check_stateless_with(
+            &tx,
+            &self.chain.chain_id(),
+            &self.chain.genesis().gas,
+            self.chain.dpos().is_some(),
+        )
+        .map_err(AdmitError::Rule)?;
         if !tx.verify_signature() {
             return Err(AdmitError::Signature);
         }
         Ok(tx)
     }
 
-    /// Adds a checked transaction to the mempool.
+    /// Adds a checked transaction to the mempool and gossips it.
     pub fn admit_checked(&self, tx: SignedTx) -> Result<Hash, AdmitError> {
+        let bytes = tx.encode();
+        let h = self.admit_quiet(tx)?;
+        self.net.send(Outbound::Tx(bytes));
+        Ok(h)
+    }
+
+    /// Adds a checked transaction to the mempool without gossiping it (it came from gossip,
+    /// which forwards it by itself, or from a reverted block).
+    pub fn admit_quiet(&self, tx: SignedTx) -> Result<Hash, AdmitError> {
         let from = tx.tx.sender();
         let acct = self
             .chain
@@ -178,6 +236,43 @@ impl Node {
     pub fn admit(&self, bytes: &[u8]) -> Result<Hash, AdmitError> {
         let tx = self.check(bytes)?;
         self.admit_checked(tx)
+    }
+
+    /// After blocks from the network were committed (and others reverted by a fork switch):
+    /// the mempool drops what the chain used and takes back reverted transactions, metrics
+    /// and subscribers learn about the new blocks.
+    pub fn after_import(&self, applied: &[Block], reverted: &[Block], commit_us: u64) {
+        let mut nonces = std::collections::HashMap::new();
+        for b in applied {
+            for t in &b.txs {
+                let a = t.tx.sender();
+                if let std::collections::hash_map::Entry::Vacant(e) = nonces.entry(a) {
+                    if let Ok(acct) = self.chain.account_latest(&a) {
+                        e.insert(acct.nonce);
+                    }
+                }
+            }
+        }
+        self.mempool.lock().prune(&nonces);
+        let included: std::collections::HashSet<Hash> = applied
+            .iter()
+            .flat_map(|b| b.txs.iter().map(|t| t.hash))
+            .collect();
+        for b in reverted {
+            for t in &b.txs {
+                if !included.contains(&t.hash) {
+                    let _ = self.admit_quiet(t.clone());
+                }
+            }
+        }
+        for b in applied {
+            let meta = self.chain.block_meta(&b.hash()).ok().flatten();
+            let (size, gas) = meta.map(|m| (m.size, m.gas_used)).unwrap_or((0, 0));
+            self.metrics
+                .block(b.header.timestamp_ms, b.txs.len() as u32, commit_us);
+            let _ = self.blocks_tx.send(Self::summary(b, size, gas));
+        }
+        self.wake();
     }
 
     /// Summary of a committed block for subscribers and lists.

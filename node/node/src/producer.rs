@@ -14,9 +14,9 @@ pub const MAX_CANDIDATES: usize = 6000;
 pub fn run(node: Arc<Node>) {
     let me = node.key.public();
     let engine = node.chain.consensus().clone();
+    let interval = engine.block_interval_ms();
     let mut last_evict = now_ms();
     while !node.shutdown.load(Ordering::SeqCst) {
-        let tip = node.chain.tip();
         let now = now_ms();
         if now.saturating_sub(last_evict) > 10_000 {
             let n = node.mempool.lock().evict_stale(now);
@@ -25,16 +25,31 @@ pub fn run(node: Arc<Node>) {
             }
             last_evict = now;
         }
-        let Some(slot) = engine.next_slot(&tip.header, now, &me) else {
-            wait(&node, Duration::from_millis(500));
+        if node.net.syncing.load(Ordering::SeqCst) {
+            // Never build on a tip the network has left behind.
+            wait(&node, Duration::from_millis(interval.min(200)));
             continue;
+        }
+        let slot = match node.chain.next_slot(now, &me) {
+            Ok(Some(s)) => s,
+            Ok(None) => {
+                wait(&node, Duration::from_millis(interval.clamp(50, 500)));
+                continue;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot compute the next slot");
+                wait(&node, Duration::from_millis(interval.clamp(50, 500)));
+                continue;
+            }
         };
         if slot.timestamp_ms > now {
             wait(&node, Duration::from_millis(slot.timestamp_ms - now));
             continue;
         }
         let candidates = node.mempool.lock().candidates(MAX_CANDIDATES);
-        if candidates.is_empty() && !node.empty_blocks.load(Ordering::Relaxed) {
+        // DPoS producers fill every slot they own: empty blocks carry finality.
+        let dpos = node.chain.dpos().is_some();
+        if candidates.is_empty() && !dpos && !node.empty_blocks.load(Ordering::Relaxed) {
             wait(&node, Duration::from_millis(engine.block_interval_ms()));
             continue;
         }
@@ -68,9 +83,15 @@ pub fn run(node: Arc<Node>) {
                     commit_us,
                     "block committed"
                 );
+                node.net
+                    .send(crate::node::Outbound::Block(p.block.encode()));
                 let _ = node
                     .blocks_tx
                     .send(crate::node::Node::summary(&p.block, size, gas));
+            }
+            Err(aergo_chain::ChainError::Consensus(m)) => {
+                // The tip moved under us (a block arrived): try again on the new tip.
+                tracing::debug!(reason = %m, "slot no longer ours");
             }
             Err(e) => {
                 tracing::error!(error = %e, "block production failed; retrying next slot");

@@ -316,12 +316,12 @@ pub fn dispatch(node: &Node, method: &str, p: &Value) -> MResult {
                 version: env!("CARGO_PKG_VERSION").into(),
                 node_address: node.address().encode(),
                 producer: chain.consensus().is_producer(&node.key.public()),
-                peers: 0,
+                peers: node.net.peers.lock().len() as u32,
                 mempool_size: pool.len() as u64,
                 mempool_bytes: pool.bytes() as u64,
-                syncing: false,
+                syncing: node.net.syncing.load(Ordering::Relaxed),
                 sync_current: h,
-                sync_target: h,
+                sync_target: node.net.target.load(Ordering::Relaxed).max(h),
                 uptime_secs: now_ms().saturating_sub(node.started_ms) / 1000,
                 io_backend: chain.io().backend().to_string(),
                 started_ms: node.started_ms,
@@ -529,8 +529,8 @@ pub fn dispatch(node: &Node, method: &str, p: &Value) -> MResult {
                 txs,
             })
         }
-        // Networking (libp2p, issue 6) is not wired into the node yet: a solo node has no peers.
-        "peers" => ok(Vec::<PeerJson>::new()),
+        "peers" => ok(node.net.peers.lock().clone()),
+        "consensus_info" => consensus_info(node),
         "contract_query" => {
             let a = p_addr(p, "address")?;
             let sql = p_str(p, "sql")?;
@@ -594,6 +594,62 @@ pub fn dispatch(node: &Node, method: &str, p: &Value) -> MResult {
             )),
         },
     }
+}
+
+fn consensus_info(node: &Node) -> MResult {
+    let chain = &node.chain;
+    let tip = chain.tip();
+    let net = &node.net;
+    let identity = net.identity.lock().clone();
+    let mut v = json!({
+        "engine": chain.consensus().name(),
+        "block_interval_ms": chain.consensus().block_interval_ms(),
+        "height": tip.header.height,
+        "lib_height": chain.finalized_height(),
+        "lib_hash": chain.hash_at(chain.finalized_height())?,
+        "side_blocks": chain.side_len(),
+        "reorgs": net.reorgs.load(Ordering::Relaxed),
+        "rejected_blocks": net.rejected_blocks.load(Ordering::Relaxed),
+        "synced_blocks": net.synced_blocks.load(Ordering::Relaxed),
+        "gossip_blocks": net.gossip_blocks.load(Ordering::Relaxed),
+        "peer_id": identity.as_ref().map(|i| i.0.clone()),
+        "listen_addrs": identity.map(|i| i.1).unwrap_or_default(),
+    });
+    if let Some(st) = chain.dpos_status()? {
+        let p = &st.params;
+        let now = now_ms();
+        let slot = p.slot_of(now).unwrap_or(0);
+        let index = |k: &aergo_types::PublicKey| {
+            let s = st.scores.get(k);
+            json!({
+                "address": Address::from_public_key(k).encode(),
+                "score": s.score,
+                "standing": format!("{:?}", s.standing).to_lowercase(),
+            })
+        };
+        let upcoming: Vec<Value> = (slot..slot + 8)
+            .filter_map(|s| {
+                let r = p.round_of(s);
+                if r != st.schedule.round {
+                    return None;
+                }
+                st.schedule
+                    .producer_at(s - p.round_start(r))
+                    .map(|k| json!({"slot": s, "producer": Address::from_public_key(&k).encode()}))
+            })
+            .collect();
+        v["dpos"] = json!({
+            "slot": slot,
+            "round": st.schedule.round,
+            "round_slots": p.round_slots,
+            "bp_count": p.bp_count,
+            "probation": st.schedule.probation.iter().map(index).collect::<Vec<_>>(),
+            "active": st.schedule.active.iter().map(index).collect::<Vec<_>>(),
+            "upcoming": upcoming,
+            "me_scheduled": st.schedule.members().contains(&node.key.public()),
+        });
+    }
+    Ok(v)
 }
 
 fn tx_json(t: &SignedTx) -> TxJson {
@@ -826,6 +882,7 @@ mod tests {
 
     const METHODS: &[&str] = &[
         "chain_info",
+        "consensus_info",
         "node_status",
         "block",
         "blocks",

@@ -1,0 +1,403 @@
+//! The node on the network: gossip of transactions and blocks over libp2p, block import
+//! (with fork choice in the chain), catch-up sync from peers, the peer table for the RPC.
+//!
+//! One tokio task reads the network's events and the node's outbound gossip queue. Block
+//! import runs on the blocking pool (it executes the block). A block that does not connect
+//! starts a sync task (at most one at a time) that downloads ranges from the peers at the
+//! best height and imports them in order; while it runs the producer does not produce, so a
+//! node that was away never builds on a stale tip.
+
+use crate::node::{now_ms, Node, Outbound};
+use aergo_chain::chain::Received;
+use aergo_chain::ChainError;
+use aergo_p2p::sync::{fetch_range, SyncOptions};
+use aergo_p2p::{BlockProvider, Multiaddr, NetEvent, P2p, P2pConfig, P2pHandle, PeerId, Penalty};
+use aergo_rpc::types::PeerJson;
+use aergo_types::Block;
+use anyhow::{Context, Result};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// Serves block ranges from the chain.
+struct ChainBlocks(Arc<Node>);
+
+impl BlockProvider for ChainBlocks {
+    fn blocks(&self, from: u64, to: u64, max_bytes: usize) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut bytes = 0usize;
+        let tip = self.0.chain.tip().header.height;
+        for h in from..=to.min(tip) {
+            match self.0.chain.block_by_height(h) {
+                Ok(Some(b)) => {
+                    let enc = b.encode();
+                    bytes += enc.len();
+                    if bytes > max_bytes && !out.is_empty() {
+                        break;
+                    }
+                    out.push(enc);
+                }
+                _ => break,
+            }
+        }
+        out
+    }
+}
+
+/// `ip:port` → `/ip4/ip/tcp/port` (or `/ip6/…`).
+pub fn listen_multiaddr(addr: &str) -> Result<Multiaddr> {
+    let sa: std::net::SocketAddr = addr
+        .parse()
+        .with_context(|| format!("bad p2p address {addr}"))?;
+    let proto = if sa.is_ipv4() { "ip4" } else { "ip6" };
+    format!("/{proto}/{}/tcp/{}", sa.ip(), sa.port())
+        .parse()
+        .with_context(|| format!("bad p2p address {addr}"))
+}
+
+/// Starts the network and its task. Returns the handle.
+pub async fn start(
+    node: Arc<Node>,
+    listen: &str,
+    bootnodes: &[String],
+    mdns: bool,
+) -> Result<P2pHandle> {
+    let mut cfg = P2pConfig::new(
+        node.chain.chain_id().0,
+        node.key.seed(),
+        listen_multiaddr(listen)?,
+    );
+    for b in bootnodes {
+        cfg.bootnodes.push(
+            b.parse()
+                .with_context(|| format!("bad bootnode multiaddr `{b}`"))?,
+        );
+    }
+    cfg.mdns = mdns;
+    cfg.maintenance_interval = Duration::from_secs(2);
+    let provider: Arc<dyn BlockProvider> = Arc::new(ChainBlocks(node.clone()));
+    let (handle, events) = P2p::start(cfg, Some(provider))
+        .await
+        .context("start libp2p")?;
+    let addrs: Vec<String> = handle
+        .listen_addrs()
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+    tracing::info!(peer_id = %handle.local_peer_id(), addrs = ?addrs, "p2p listening");
+    *node.net.identity.lock() = Some((handle.local_peer_id().to_string(), addrs));
+    let (otx, orx) = mpsc::unbounded_channel();
+    *node.net.outbound.lock() = Some(otx);
+    // Until the first look at the peers, assume the network is ahead.
+    node.net.syncing.store(true, Ordering::SeqCst);
+    let tip = node.chain.tip();
+    let _ = handle.set_status(tip.header.height, tip.hash.0).await;
+    tokio::spawn(run(node, handle.clone(), events, orx));
+    Ok(handle)
+}
+
+/// How long a starting node listens for peers' heights before it produces.
+const STARTUP_GRACE: Duration = Duration::from_millis(2500);
+
+struct Task {
+    node: Arc<Node>,
+    handle: P2pHandle,
+    best: HashMap<PeerId, u64>,
+    sync_running: Arc<AtomicBool>,
+    started: std::time::Instant,
+}
+
+async fn run(
+    node: Arc<Node>,
+    handle: P2pHandle,
+    mut events: mpsc::Receiver<NetEvent>,
+    mut outbound: mpsc::UnboundedReceiver<Outbound>,
+) {
+    let mut t = Task {
+        node,
+        handle,
+        best: HashMap::new(),
+        sync_running: Arc::new(AtomicBool::new(false)),
+        started: std::time::Instant::now(),
+    };
+    let mut tick = tokio::time::interval(Duration::from_millis(1000));
+    loop {
+        tokio::select! {
+            o = outbound.recv() => match o {
+                Some(Outbound::Tx(b)) => {
+                    if let Err(e) = t.handle.publish_tx(b).await {
+                        tracing::debug!(error = %e, "tx gossip");
+                    }
+                }
+                Some(Outbound::Block(b)) => {
+                    if let Err(e) = t.handle.publish_block(b).await {
+                        tracing::debug!(error = %e, "block gossip");
+                    }
+                    let tip = t.node.chain.tip();
+                    let _ = t.handle.set_status(tip.header.height, tip.hash.0).await;
+                }
+                None => break,
+            },
+            e = events.recv() => match e {
+                Some(e) => t.event(e).await,
+                None => break,
+            },
+            _ = tick.tick() => t.maintain().await,
+        }
+        if t.node.shutdown.load(Ordering::SeqCst) {
+            break;
+        }
+    }
+    tracing::info!("network task stopped");
+}
+
+impl Task {
+    async fn event(&mut self, e: NetEvent) {
+        match e {
+            NetEvent::Tx { peer, bytes } => {
+                let node = self.node.clone();
+                let res = tokio::task::spawn_blocking(move || {
+                    node.check(&bytes).and_then(|tx| node.admit_quiet(tx))
+                })
+                .await;
+                if let Ok(Err(
+                    crate::node::AdmitError::Malformed(_)
+                    | crate::node::AdmitError::Signature
+                    | crate::node::AdmitError::Rule(_),
+                )) = res
+                {
+                    self.handle.penalize(peer, Penalty::InvalidTx).await;
+                }
+            }
+            NetEvent::Block { peer, bytes } => {
+                let Ok(block) = Block::decode(&bytes) else {
+                    self.handle.penalize(peer, Penalty::Garbage).await;
+                    return;
+                };
+                let h = block.header.height;
+                self.best
+                    .entry(peer)
+                    .and_modify(|b| *b = (*b).max(h))
+                    .or_insert(h);
+                match import(&self.node, block, false).await {
+                    Ok(Some((from, to))) => self.start_sync(from, to),
+                    Ok(None) => {}
+                    Err(p) => self.handle.penalize(peer, p).await,
+                }
+                let tip = self.node.chain.tip();
+                let _ = self.handle.set_status(tip.header.height, tip.hash.0).await;
+            }
+            NetEvent::PeerStatus { peer, status } => {
+                self.best.insert(peer, status.height);
+                let ours = self.node.chain.tip().header.height;
+                if status.height > ours {
+                    self.start_sync(ours + 1, status.height);
+                }
+            }
+            NetEvent::PeerDisconnected { peer } => {
+                self.best.remove(&peer);
+            }
+            NetEvent::PeerBanned { peer, reason } => {
+                tracing::warn!(%peer, ?reason, "peer banned");
+                self.best.remove(&peer);
+            }
+            _ => {}
+        }
+    }
+
+    async fn maintain(&mut self) {
+        let Ok(peers) = self.handle.peers().await else {
+            return;
+        };
+        let table: Vec<PeerJson> = peers
+            .iter()
+            .map(|p| PeerJson {
+                id: p.id.to_string(),
+                address: p.address.to_string(),
+                direction: match p.direction {
+                    aergo_p2p::Direction::Inbound => "inbound".into(),
+                    aergo_p2p::Direction::Outbound => "outbound".into(),
+                },
+                best_height: p
+                    .best_height
+                    .or_else(|| self.best.get(&p.id).copied())
+                    .unwrap_or(0),
+                latency_ms: p.latency_ms,
+            })
+            .collect();
+        for p in &peers {
+            if let Some(h) = p.best_height {
+                let e = self.best.entry(p.id).or_insert(h);
+                *e = (*e).max(h);
+            }
+        }
+        self.best.retain(|id, _| peers.iter().any(|p| p.id == *id));
+        *self.node.net.peers.lock() = table;
+        let target = self.best.values().copied().max().unwrap_or(0);
+        self.node.net.target.store(target, Ordering::Relaxed);
+        let tip = self.node.chain.tip();
+        let _ = self.handle.set_status(tip.header.height, tip.hash.0).await;
+        if target > tip.header.height {
+            self.start_sync(tip.header.height + 1, target);
+        } else if !self.sync_running.load(Ordering::SeqCst)
+            && self.started.elapsed() > STARTUP_GRACE
+            && self.node.net.syncing.swap(false, Ordering::SeqCst)
+        {
+            // Start-up: peers had their chance to show a longer chain.
+            tracing::info!(height = tip.header.height, "caught up; producing");
+            self.node.wake();
+        }
+    }
+
+    fn start_sync(&self, from: u64, to: u64) {
+        if to < from || self.sync_running.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let top = self.best.values().copied().max().unwrap_or(0).max(to);
+        // Peers at (or near) the best height: one chain, not a mix of forks.
+        let peers: Vec<(PeerId, u64)> = self
+            .best
+            .iter()
+            .filter(|(_, h)| **h + 1 >= top)
+            .map(|(p, h)| (*p, *h))
+            .collect();
+        if peers.is_empty() {
+            self.sync_running.store(false, Ordering::SeqCst);
+            return;
+        }
+        let node = self.node.clone();
+        let handle = self.handle.clone();
+        let running = self.sync_running.clone();
+        tokio::spawn(async move {
+            node.net.syncing.store(true, Ordering::SeqCst);
+            node.net.target.fetch_max(top, Ordering::Relaxed);
+            let started = std::time::Instant::now();
+            let n = sync(&node, &handle, from, top, &peers).await;
+            if n > 0 {
+                tracing::info!(
+                    blocks = n,
+                    height = node.chain.tip().header.height,
+                    secs = started.elapsed().as_secs_f64(),
+                    "synced"
+                );
+            }
+            node.net.syncing.store(false, Ordering::SeqCst);
+            running.store(false, Ordering::SeqCst);
+            node.wake();
+        });
+    }
+}
+
+/// Downloads `from..=to` and imports it; restarts once from LIB when the range does not
+/// connect (this node is on a fork). Returns the blocks imported.
+async fn sync(
+    node: &Arc<Node>,
+    handle: &P2pHandle,
+    mut from: u64,
+    to: u64,
+    peers: &[(PeerId, u64)],
+) -> u64 {
+    let mut imported = 0u64;
+    for attempt in 0..2 {
+        let (tx, mut rx) = mpsc::channel::<(u64, Vec<Vec<u8>>)>(4);
+        let h = handle.clone();
+        let peers = peers.to_vec();
+        let fetch = tokio::spawn(async move {
+            fetch_range(&h, from, to, &peers, SyncOptions::default(), tx).await
+        });
+        let mut missing = None;
+        'outer: while let Some((_, blocks)) = rx.recv().await {
+            for b in blocks {
+                let Ok(block) = Block::decode(&b) else {
+                    break 'outer;
+                };
+                match import(node, block, true).await {
+                    Ok(None) => imported += 1,
+                    Ok(Some((f, _))) => {
+                        missing = Some(f);
+                        break 'outer;
+                    }
+                    Err(_) => break 'outer,
+                }
+            }
+        }
+        drop(rx);
+        if let Ok(Err(e)) = fetch.await {
+            tracing::debug!(error = %e, "sync download ended");
+        }
+        match missing {
+            Some(f) if attempt == 0 && f < from => from = f,
+            _ => break,
+        }
+    }
+    node.net
+        .synced_blocks
+        .fetch_add(imported, Ordering::Relaxed);
+    imported
+}
+
+/// Imports one block through the chain's fork choice and updates the mempool, metrics and
+/// subscribers. `Ok(Some(range))` asks for a sync; `Err` is the penalty for the sender.
+async fn import(
+    node: &Arc<Node>,
+    block: Block,
+    from_sync: bool,
+) -> std::result::Result<Option<(u64, u64)>, Penalty> {
+    let n = node.clone();
+    let started = std::time::Instant::now();
+    let res = tokio::task::spawn_blocking(move || n.chain.receive(block, now_ms())).await;
+    let res = match res {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "block import task failed");
+            return Ok(None);
+        }
+    };
+    let commit_us = started.elapsed().as_micros() as u64;
+    match res {
+        Ok(Received::Extended(b)) => {
+            if !from_sync {
+                node.net.gossip_blocks.fetch_add(1, Ordering::Relaxed);
+            }
+            node.after_import(&[*b], &[], commit_us);
+            Ok(None)
+        }
+        Ok(Received::Reorged {
+            common,
+            reverted,
+            applied,
+        }) => {
+            node.net.reorgs.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                common,
+                reverted = reverted.len(),
+                applied = applied.len(),
+                "switched to a longer fork"
+            );
+            node.after_import(&applied, &reverted, commit_us);
+            Ok(None)
+        }
+        Ok(Received::Known) | Ok(Received::Stored) => Ok(None),
+        Ok(Received::MissingParent { from, to }) => Ok(Some((from, to))),
+        Err(ChainError::InvalidBlock { hash, reason, .. }) => {
+            node.net.rejected_blocks.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(%hash, %reason, "rejected an invalid block");
+            Err(Penalty::InvalidBlock)
+        }
+        Err(e @ ChainError::Equivocation { .. }) => {
+            node.net.rejected_blocks.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(error = %e, "equivocation");
+            Err(Penalty::Equivocation)
+        }
+        Err(ChainError::Consensus(m)) => {
+            tracing::debug!(reason = %m, "ignored block");
+            Ok(None)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "block import failed");
+            Ok(None)
+        }
+    }
+}
