@@ -9,6 +9,7 @@
 
 use crate::contracts;
 use crate::error::ChainError;
+use crate::staking;
 use crate::state::{Overlay, StateView, WriteSet};
 use aergo_types::block::{Event, Receipt, ReceiptStatus};
 use aergo_types::genesis::GasParams;
@@ -39,8 +40,21 @@ pub fn intrinsic_gas(tx: &SignedTx, gas: &GasParams) -> Option<u64> {
 }
 
 /// Admission rules that need no state: size, chain id, enabled kind, gas price and limit,
-/// recipient. The signature is checked separately (in batches).
+/// recipient. The signature is checked separately (in batches). The staking kinds are
+/// refused: this is [`check_stateless_with`] for a chain without DPoS.
 pub fn check_stateless(tx: &SignedTx, chain_id: &Hash, gas: &GasParams) -> Result<(), String> {
+    check_stateless_with(tx, chain_id, gas, false)
+}
+
+/// [`check_stateless`] with the staking kinds (stake, unstake, vote, register_bp,
+/// governance) enabled when `dpos_enabled`: their recipient, amount and payload shape are
+/// checked here ([`staking::parse_system_tx`]), so malformed ones are refused at admission.
+pub fn check_stateless_with(
+    tx: &SignedTx,
+    chain_id: &Hash,
+    gas: &GasParams,
+    dpos_enabled: bool,
+) -> Result<(), String> {
     if tx.size > MAX_TX_SIZE {
         return Err(format!(
             "transaction is {} bytes; the limit is {MAX_TX_SIZE}",
@@ -80,10 +94,18 @@ pub fn check_stateless(tx: &SignedTx, chain_id: &Hash, gas: &GasParams) -> Resul
                 return Err("a call's recipient must be a contract address".into());
             }
         }
-        k => {
-            return Err(format!(
-                "transaction kind {k:?} is not enabled on this chain"
-            ))
+        TxKind::Stake
+        | TxKind::Unstake
+        | TxKind::Vote
+        | TxKind::RegisterBp
+        | TxKind::Governance => {
+            if !dpos_enabled {
+                return Err(format!(
+                    "transaction kind {:?} is not enabled on this chain (staking needs a DPoS chain)",
+                    tx.tx.kind
+                ));
+            }
+            staking::parse_system_tx(&tx.tx)?;
         }
     }
     if tx.tx.gas_price < gas.min_price.0 {
@@ -120,7 +142,8 @@ pub fn execute_tx(
     tx: &SignedTx,
     ctx: &BlockCtx,
 ) -> Result<(Receipt, WriteSet), ChainError> {
-    check_stateless(tx, &ctx.chain_id, &ctx.gas).map_err(|r| invalid(tx, r))?;
+    check_stateless_with(tx, &ctx.chain_id, &ctx.gas, ctx.dpos.is_some())
+        .map_err(|r| invalid(tx, r))?;
     let from = tx.tx.sender();
     let mut o = Overlay::new(view);
     let mut sender = o.account(&from)?;
@@ -194,7 +217,15 @@ pub fn execute_tx(
                 Err(m) => (ReceiptStatus::Failed(m), tx.tx.gas_limit),
             }
         }
-        k => return Err(invalid(tx, format!("kind {k:?} is not enabled"))),
+        // System transactions: intrinsic gas only; a failure keeps only nonce and fee.
+        TxKind::Stake
+        | TxKind::Unstake
+        | TxKind::Vote
+        | TxKind::RegisterBp
+        | TxKind::Governance => match staking::execute(&mut o, tx, ctx, &from)? {
+            Ok(()) => (ReceiptStatus::Ok, intrinsic),
+            Err(m) => (ReceiptStatus::Failed(m), intrinsic),
+        },
     };
     let fee = (gas_used as u128) * tx.tx.gas_price; // ≤ max_fee
     let mut s = o.account(&from)?;
