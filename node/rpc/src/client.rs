@@ -219,6 +219,38 @@ impl RpcClient {
         self.call("contract_call_view", p).await
     }
 
+    /// `staking_account`: stake, unstaking entries, ballot and registration.
+    pub async fn staking_account(
+        &self,
+        address: &str,
+        height: Option<u64>,
+    ) -> Result<StakingAccountJson, RpcError> {
+        let mut p = json!({"address": address});
+        if let Some(h) = height {
+            p["height"] = json!(h);
+        }
+        self.call("staking_account", p).await
+    }
+    /// `dpos_candidates`: registered BP candidates, ranked by tally.
+    pub async fn dpos_candidates(
+        &self,
+        height: Option<u64>,
+    ) -> Result<DposCandidatesJson, RpcError> {
+        let mut p = json!({});
+        if let Some(h) = height {
+            p["height"] = json!(h);
+        }
+        self.call("dpos_candidates", p).await
+    }
+    /// `dpos_governance`: parameters in force and pending governance votes.
+    pub async fn dpos_governance(&self, height: Option<u64>) -> Result<GovernanceJson, RpcError> {
+        let mut p = json!({});
+        if let Some(h) = height {
+            p["height"] = json!(h);
+        }
+        self.call("dpos_governance", p).await
+    }
+
     /// Subscribes to new blocks over WebSocket (`/ws`). Each item is a block summary; the
     /// stream ends when the connection closes.
     pub async fn subscribe_new_blocks(&self) -> Result<Subscription<BlockSummary>, RpcError> {

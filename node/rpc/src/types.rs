@@ -364,3 +364,109 @@ pub struct TxSummary {
     /// Amount.
     pub amount: Aer,
 }
+
+/// An unstaking entry (`staking_account`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct UnstakingJson {
+    /// Amount in aer.
+    pub amount: Aer,
+    /// Height at whose block start the amount returns to the balance.
+    pub unlock_height: u64,
+}
+
+/// A BP candidate registration (`staking_account`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RegistrationJson {
+    /// The candidate's libp2p address, if it gave one.
+    pub p2p_addr: Option<String>,
+    /// Height of its first registration.
+    pub registered_height: u64,
+}
+
+/// `staking_account`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StakingAccountJson {
+    /// Address.
+    pub address: String,
+    /// Height read.
+    pub height: u64,
+    /// Staked aer.
+    pub staked: Aer,
+    /// Height of the stake's last change (0 if never staked).
+    pub staked_height: u64,
+    /// Pending unstaking entries, by unlock height.
+    pub unstaking: Vec<UnstakingJson>,
+    /// The ballot: candidate addresses, in the order voted.
+    pub ballot: Vec<String>,
+    /// The candidate registration, if registered.
+    pub candidate: Option<RegistrationJson>,
+}
+
+/// A candidate in `dpos_candidates`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CandidateJson {
+    /// 1-based rank (tally descending, then public key).
+    pub rank: u32,
+    /// Address.
+    pub address: String,
+    /// Its own stake in aer.
+    pub stake: Aer,
+    /// Stake-weighted votes in aer.
+    pub tally: Aer,
+    /// Its libp2p address, if it gave one.
+    pub p2p_addr: Option<String>,
+    /// Height of its first registration.
+    pub registered_height: u64,
+    /// Whether its stake meets `min_stake` (only those can be elected).
+    pub eligible: bool,
+}
+
+/// The governance parameters in force.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct GovParamsJson {
+    /// Block producers per schedule.
+    pub bp_count: u64,
+    /// Most candidates per ballot.
+    pub max_votes: u64,
+    /// Least stake of a candidate, in aer.
+    pub min_stake: Aer,
+    /// Blocks an unstaked amount stays locked.
+    pub unstake_lock_blocks: u64,
+}
+
+/// `dpos_candidates`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DposCandidatesJson {
+    /// Height read.
+    pub height: u64,
+    /// Parameters in force.
+    pub params: GovParamsJson,
+    /// Every registered candidate, ranked.
+    pub candidates: Vec<CandidateJson>,
+}
+
+/// Pending governance votes for one value of one parameter.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct GovVoteJson {
+    /// `bp_count`, `max_votes`, `min_stake` or `unstake_lock_blocks`.
+    pub param: String,
+    /// The value proposed (decimal string; aer for `min_stake`).
+    pub value: String,
+    /// Addresses of the BPs voting for it.
+    pub voters: Vec<String>,
+}
+
+/// `dpos_governance`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct GovernanceJson {
+    /// Height read.
+    pub height: u64,
+    /// Parameters in force.
+    pub params: GovParamsJson,
+    /// Pending votes, by parameter then value.
+    pub pending: Vec<GovVoteJson>,
+    /// BPs in the current schedule.
+    pub schedule_size: u64,
+    /// Agreeing BPs of the current schedule needed to change a parameter.
+    pub quorum: u64,
+}
