@@ -9,6 +9,7 @@
 mod contract_cmd;
 mod fs_cmd;
 mod os_cmd;
+mod staking_cmd;
 mod wallet;
 
 use aergo_rpc::{RpcClient, RpcError};
@@ -141,6 +142,9 @@ enum Cmd {
     /// The appliance (init): services, logs, reboot, power off.
     #[command(subcommand)]
     Os(os_cmd::OsCmd),
+    /// DPoS staking: stake, unstake, vote, bp, gov, staking.
+    #[command(flatten)]
+    Staking(staking_cmd::StakingCmd),
 }
 
 #[derive(Subcommand, Debug)]
@@ -555,6 +559,12 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Sql { file } => contract_cmd::sandbox(&file, j)?,
         Cmd::Fs(f) => fs_cmd::run(f, &cli.fs, j).await?,
+        Cmd::Staking(sc) => {
+            let c = client()?;
+            let (ks_dir, pw) = (cli.keystore.clone(), cli.password.clone());
+            let signer = move |from: &str| signing_key(ks_dir.clone(), pw.as_deref(), from);
+            staking_cmd::run(sc, &c, j, &signer, cli.keystore.clone()).await?
+        }
         Cmd::Os(o) => {
             let (addr, tok) = (cli.init_addr.clone(), cli.init_token.clone());
             tokio::task::spawn_blocking(move || os_cmd::run(o, addr.as_deref(), tok.as_deref(), j))
