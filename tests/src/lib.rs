@@ -177,3 +177,102 @@ pub mod http {
         Ok((code, body))
     }
 }
+
+pub mod proxy {
+    //! A TCP proxy the test controls, for network partitions cut outside the nodes: every
+    //! node reaches every other through its own proxy, and blocking a proxy closes its open
+    //! connections and refuses new ones until it is unblocked.
+    use anyhow::Result;
+    use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    /// A running proxy (stopped when dropped).
+    pub struct TcpProxy {
+        port: u16,
+        blocked: Arc<AtomicBool>,
+        stop: Arc<AtomicBool>,
+        conns: Arc<Mutex<Vec<TcpStream>>>,
+    }
+
+    impl TcpProxy {
+        /// Listens on a free 127.0.0.1 port and forwards to `target`.
+        pub fn start(target: SocketAddr) -> Result<Self> {
+            let listener = TcpListener::bind("127.0.0.1:0")?;
+            let port = listener.local_addr()?.port();
+            let blocked = Arc::new(AtomicBool::new(false));
+            let stop = Arc::new(AtomicBool::new(false));
+            let conns: Arc<Mutex<Vec<TcpStream>>> = Arc::new(Mutex::new(Vec::new()));
+            let (b, s, c) = (blocked.clone(), stop.clone(), conns.clone());
+            std::thread::spawn(move || {
+                for inbound in listener.incoming() {
+                    if s.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let Ok(inbound) = inbound else { continue };
+                    if b.load(Ordering::SeqCst) {
+                        let _ = inbound.shutdown(Shutdown::Both);
+                        continue;
+                    }
+                    let Ok(outbound) = TcpStream::connect(target) else {
+                        continue;
+                    };
+                    let _ = inbound.set_nodelay(true);
+                    let _ = outbound.set_nodelay(true);
+                    let pairs = [
+                        (inbound.try_clone(), outbound.try_clone()),
+                        (outbound.try_clone(), inbound.try_clone()),
+                    ];
+                    if let Ok(mut list) = c.lock() {
+                        for st in [&inbound, &outbound] {
+                            if let Ok(x) = st.try_clone() {
+                                list.push(x);
+                            }
+                        }
+                    }
+                    for (from, to) in pairs {
+                        if let (Ok(mut from), Ok(mut to)) = (from, to) {
+                            std::thread::spawn(move || {
+                                let _ = std::io::copy(&mut from, &mut to);
+                                let _ = to.shutdown(Shutdown::Both);
+                                let _ = from.shutdown(Shutdown::Both);
+                            });
+                        }
+                    }
+                }
+            });
+            Ok(Self {
+                port,
+                blocked,
+                stop,
+                conns,
+            })
+        }
+
+        /// The proxy's port on 127.0.0.1.
+        pub fn port(&self) -> u16 {
+            self.port
+        }
+
+        /// Cuts (closing every open connection) or restores the link.
+        pub fn set_blocked(&self, on: bool) {
+            self.blocked.store(on, Ordering::SeqCst);
+            if on {
+                if let Ok(mut list) = self.conns.lock() {
+                    for c in list.drain(..) {
+                        let _ = c.shutdown(Shutdown::Both);
+                    }
+                }
+            }
+        }
+    }
+
+    impl Drop for TcpProxy {
+        fn drop(&mut self) {
+            self.stop.store(true, Ordering::SeqCst);
+            self.set_blocked(true);
+            // Wake the accept loop so it sees `stop`.
+            let _ = TcpStream::connect(("127.0.0.1", self.port));
+        }
+    }
+}

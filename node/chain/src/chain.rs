@@ -353,7 +353,10 @@ pub fn dpos_params(g: &Genesis) -> Option<DposParams> {
     })
 }
 
-fn make_engine(g: &Genesis) -> Result<(Arc<dyn Consensus>, Option<Arc<Dpos>>), ChainError> {
+/// The engine behind the trait, and the same engine as DPoS when it is one.
+type Engines = (Arc<dyn Consensus>, Option<Arc<Dpos>>);
+
+fn make_engine(g: &Genesis) -> Result<Engines, ChainError> {
     match (g.consensus.engine, dpos_params(g)) {
         (Engine::Dpos, Some(p)) => {
             let d = Arc::new(Dpos::new(p).map_err(|e| ChainError::Consensus(e.to_string()))?);
@@ -1447,14 +1450,8 @@ impl Chain {
                 return Err(bad("dpos blocks carry their slot (8 bytes)".into()));
             }
         }
-        let lib = self.finalized_height();
-        if h.height <= lib {
-            return Err(ChainError::Consensus(format!(
-                "block {hash} at height {} is at or below LIB {lib}",
-                h.height
-            )));
-        }
         if self.dpos.is_some() {
+            // Proof of a double signature, at any height (before the LIB check on purpose).
             if let Some(other) = self.same_slot_elsewhere(&block, &hash)? {
                 return Err(ChainError::Equivocation {
                     producer: h.producer,
@@ -1462,6 +1459,13 @@ impl Chain {
                     second: hash,
                 });
             }
+        }
+        let lib = self.finalized_height();
+        if h.height <= lib {
+            return Err(ChainError::Consensus(format!(
+                "block {hash} at height {} is at or below LIB {lib}",
+                h.height
+            )));
         }
         let tip = self.tip();
         if h.parent == tip.hash {

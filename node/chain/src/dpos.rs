@@ -43,6 +43,9 @@
 //!   the score set to `min`, so each failed return doubles-and-more the time out.
 //! - a BP on probation that is not elected keeps waiting on probation.
 //!
+//! A round in which nobody produced any block (the network was down or had not started) is
+//! not scored at all: it says nothing about which producer failed (see [`crate::rounds`]).
+//!
 //! Invalid blocks never enter the chain, so a BP that produced one simply missed that slot
 //! (the network layer penalises the peer that sent it). If every elected BP is excluded the
 //! exclusion is ignored for that round so the chain cannot halt by itself.

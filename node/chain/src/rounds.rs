@@ -29,10 +29,6 @@ pub const SCORES_KEY: &[u8] = b"d\0scores";
 /// State key of the current round's blocks.
 pub const ROUND_BLOCKS_KEY: &[u8] = b"d\0round_blocks";
 
-/// Rounds closed one by one at most when a chain resumes after a long halt; beyond this the
-/// remaining skipped rounds are not scored (every BP would only decay further).
-const MAX_CLOSED_ROUNDS: u64 = 64;
-
 fn corrupt(what: &str) -> ChainError {
     ChainError::Corrupt(format!("dpos state: {what}"))
 }
@@ -119,7 +115,7 @@ fn encode_round_blocks(blocks: &[(u64, PublicKey)]) -> Vec<u8> {
 }
 
 fn decode_round_blocks(b: &[u8]) -> Result<Vec<(u64, PublicKey)>, ChainError> {
-    if b.len() % 40 != 0 {
+    if !b.len().is_multiple_of(40) {
         return Err(corrupt("round blocks"));
     }
     Ok(b.chunks_exact(40)
@@ -219,15 +215,10 @@ pub fn begin_block(
     }
     let mut book = load_scores(view)?;
     let blocks = load_round_blocks(view)?;
-    book.end_round(p, &stored, &blocks);
-    // Whole rounds without a block: every slot of the stored producers was missed.
-    let skipped = (round - stored.round - 1).min(MAX_CLOSED_ROUNDS);
-    for i in 1..=skipped {
-        let s = Schedule {
-            round: stored.round + i,
-            ..stored.clone()
-        };
-        book.end_round(p, &s, &[]);
+    // A round without any block says the network was down (or not started yet), not which
+    // producer failed: it is not scored. Whole rounds skipped since are not scored either.
+    if !blocks.is_empty() {
+        book.end_round(p, &stored, &blocks);
     }
     let schedule = match elect_schedule(view, d, &book, round)? {
         Some(s) => s,

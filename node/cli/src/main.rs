@@ -10,6 +10,7 @@ mod contract_cmd;
 mod fs_cmd;
 mod os_cmd;
 mod staking_cmd;
+mod testnet_cmd;
 mod wallet;
 
 use aergo_rpc::{RpcClient, RpcError};
@@ -139,6 +140,9 @@ enum Cmd {
     /// AergoFS files.
     #[command(subcommand)]
     Fs(fs_cmd::FsCmd),
+    /// Local DPoS testnets: `aergo testnet init --bps 4 --out DIR`.
+    #[command(subcommand)]
+    Testnet(testnet_cmd::TestnetCmd),
     /// The appliance (init): services, logs, reboot, power off.
     #[command(subcommand)]
     Os(os_cmd::OsCmd),
@@ -172,6 +176,8 @@ enum NodeCmd {
     Status,
     /// Connected peers (id, address, direction, best height, latency).
     Peers,
+    /// Consensus: engine, LIB, the producer schedule with scores, upcoming slots.
+    Consensus,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq)]
@@ -486,6 +492,38 @@ async fn run(cli: Cli) -> Result<()> {
                 )
             });
         }
+        Cmd::Node(NodeCmd::Consensus) => {
+            let c = client()?;
+            let v: serde_json::Value = c.call("consensus_info", json!({})).await?;
+            print(j, &v, || {
+                let mut s = format!(
+                    "engine {}  height {}  LIB {}  reorgs {}  rejected blocks {}",
+                    v["engine"].as_str().unwrap_or("?"),
+                    v["height"],
+                    v["lib_height"],
+                    v["reorgs"],
+                    v["rejected_blocks"]
+                );
+                if let Some(d) = v.get("dpos") {
+                    s.push_str(&format!(
+                        "\nslot {}  round {} ({} slots)",
+                        d["slot"], d["round"], d["round_slots"]
+                    ));
+                    for (kind, list) in [("active", &d["active"]), ("probation", &d["probation"])] {
+                        for bp in list.as_array().into_iter().flatten() {
+                            s.push_str(&format!(
+                                "\n  {:<10} {}  score {:>4}  {}",
+                                kind,
+                                bp["address"].as_str().unwrap_or("?"),
+                                bp["score"],
+                                bp["standing"].as_str().unwrap_or("?")
+                            ));
+                        }
+                    }
+                }
+                s
+            });
+        }
         Cmd::Node(NodeCmd::Peers) => {
             let c = client()?;
             let peers = c.peers().await?;
@@ -565,6 +603,7 @@ async fn run(cli: Cli) -> Result<()> {
             let signer = move |from: &str| signing_key(ks_dir.clone(), pw.as_deref(), from);
             staking_cmd::run(sc, &c, j, &signer, cli.keystore.clone()).await?
         }
+        Cmd::Testnet(t) => testnet_cmd::run(&t)?,
         Cmd::Os(o) => {
             let (addr, tok) = (cli.init_addr.clone(), cli.init_token.clone());
             tokio::task::spawn_blocking(move || os_cmd::run(o, addr.as_deref(), tok.as_deref(), j))

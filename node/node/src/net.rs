@@ -11,7 +11,9 @@ use crate::node::{now_ms, Node, Outbound};
 use aergo_chain::chain::Received;
 use aergo_chain::ChainError;
 use aergo_p2p::sync::{fetch_range, SyncOptions};
-use aergo_p2p::{BlockProvider, Multiaddr, NetEvent, P2p, P2pConfig, P2pHandle, PeerId, Penalty};
+use aergo_p2p::{
+    BlockProvider, Multiaddr, NetEvent, P2p, P2pConfig, P2pHandle, PeerId, Penalty, Verdict,
+};
 use aergo_rpc::types::PeerJson;
 use aergo_types::Block;
 use anyhow::{Context, Result};
@@ -77,6 +79,7 @@ pub async fn start(
     }
     cfg.mdns = mdns;
     cfg.maintenance_interval = Duration::from_secs(2);
+    cfg.node_validates_blocks = true;
     let provider: Arc<dyn BlockProvider> = Arc::new(ChainBlocks(node.clone()));
     let (handle, events) = P2p::start(cfg, Some(provider))
         .await
@@ -171,8 +174,15 @@ impl Task {
                     self.handle.penalize(peer, Penalty::InvalidTx).await;
                 }
             }
-            NetEvent::Block { peer, bytes } => {
+            NetEvent::Block {
+                peer,
+                bytes,
+                gossip_id,
+            } => {
                 let Ok(block) = Block::decode(&bytes) else {
+                    if let Some(g) = gossip_id {
+                        self.handle.report_block(g, Verdict::Reject).await;
+                    }
                     self.handle.penalize(peer, Penalty::Garbage).await;
                     return;
                 };
@@ -181,9 +191,18 @@ impl Task {
                     .entry(peer)
                     .and_modify(|b| *b = (*b).max(h))
                     .or_insert(h);
-                match import(&self.node, block, false).await {
-                    Ok(Some((from, to))) => self.start_sync(from, to),
-                    Ok(None) => {}
+                let outcome = import(&self.node, block, false).await;
+                if let Some(g) = gossip_id {
+                    let verdict = match &outcome {
+                        Ok(Imported::Applied) => Verdict::Accept,
+                        Ok(_) => Verdict::Ignore,
+                        Err(_) => Verdict::Reject,
+                    };
+                    self.handle.report_block(g, verdict).await;
+                }
+                match outcome {
+                    Ok(Imported::Sync(from, to)) => self.start_sync(from, to),
+                    Ok(_) => {}
                     Err(p) => self.handle.penalize(peer, p).await,
                 }
                 let tip = self.node.chain.tip();
@@ -314,8 +333,9 @@ async fn sync(
                     break 'outer;
                 };
                 match import(node, block, true).await {
-                    Ok(None) => imported += 1,
-                    Ok(Some((f, _))) => {
+                    Ok(Imported::Applied) => imported += 1,
+                    Ok(Imported::Other) => {}
+                    Ok(Imported::Sync(f, _)) => {
                         missing = Some(f);
                         break 'outer;
                     }
@@ -338,13 +358,23 @@ async fn sync(
     imported
 }
 
+/// What importing a block did.
+enum Imported {
+    /// It is on the best chain now (extended it or won a fork switch).
+    Applied,
+    /// Known, kept aside, or too old to matter.
+    Other,
+    /// It does not connect: sync this range.
+    Sync(u64, u64),
+}
+
 /// Imports one block through the chain's fork choice and updates the mempool, metrics and
-/// subscribers. `Ok(Some(range))` asks for a sync; `Err` is the penalty for the sender.
+/// subscribers. `Err` is the penalty for the sender.
 async fn import(
     node: &Arc<Node>,
     block: Block,
     from_sync: bool,
-) -> std::result::Result<Option<(u64, u64)>, Penalty> {
+) -> std::result::Result<Imported, Penalty> {
     let n = node.clone();
     let started = std::time::Instant::now();
     let res = tokio::task::spawn_blocking(move || n.chain.receive(block, now_ms())).await;
@@ -352,7 +382,7 @@ async fn import(
         Ok(r) => r,
         Err(e) => {
             tracing::error!(error = %e, "block import task failed");
-            return Ok(None);
+            return Ok(Imported::Other);
         }
     };
     let commit_us = started.elapsed().as_micros() as u64;
@@ -362,7 +392,7 @@ async fn import(
                 node.net.gossip_blocks.fetch_add(1, Ordering::Relaxed);
             }
             node.after_import(&[*b], &[], commit_us);
-            Ok(None)
+            Ok(Imported::Applied)
         }
         Ok(Received::Reorged {
             common,
@@ -377,10 +407,10 @@ async fn import(
                 "switched to a longer fork"
             );
             node.after_import(&applied, &reverted, commit_us);
-            Ok(None)
+            Ok(Imported::Applied)
         }
-        Ok(Received::Known) | Ok(Received::Stored) => Ok(None),
-        Ok(Received::MissingParent { from, to }) => Ok(Some((from, to))),
+        Ok(Received::Known) | Ok(Received::Stored) => Ok(Imported::Other),
+        Ok(Received::MissingParent { from, to }) => Ok(Imported::Sync(from, to)),
         Err(ChainError::InvalidBlock { hash, reason, .. }) => {
             node.net.rejected_blocks.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(%hash, %reason, "rejected an invalid block");
@@ -388,16 +418,18 @@ async fn import(
         }
         Err(e @ ChainError::Equivocation { .. }) => {
             node.net.rejected_blocks.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(error = %e, "equivocation");
-            Err(Penalty::Equivocation)
+            // The producer signed twice; the peer that sent it may only have forwarded the
+            // copy it saw first, so it loses what an invalid block costs, not a ban.
+            tracing::warn!(error = %e, "equivocation evidence: block rejected");
+            Err(Penalty::InvalidBlock)
         }
         Err(ChainError::Consensus(m)) => {
             tracing::debug!(reason = %m, "ignored block");
-            Ok(None)
+            Ok(Imported::Other)
         }
         Err(e) => {
             tracing::error!(error = %e, "block import failed");
-            Ok(None)
+            Ok(Imported::Other)
         }
     }
 }

@@ -883,6 +883,9 @@ mod tests {
     const METHODS: &[&str] = &[
         "chain_info",
         "consensus_info",
+        "staking_account",
+        "dpos_candidates",
+        "dpos_governance",
         "node_status",
         "block",
         "blocks",

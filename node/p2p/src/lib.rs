@@ -117,6 +117,10 @@ pub struct P2pConfig {
     pub event_capacity: usize,
     /// How often bootnodes are redialed and peers' status refreshed.
     pub maintenance_interval: Duration,
+    /// Gossiped blocks are forwarded only once the node validated them and called
+    /// [`P2pHandle::report_block`]; otherwise stateless checks are enough to forward. A node
+    /// wants this: forwarding an invalid block would make its peers penalise it.
+    pub node_validates_blocks: bool,
 }
 
 impl P2pConfig {
@@ -139,6 +143,7 @@ impl P2pConfig {
             request_timeout: Duration::from_secs(10),
             event_capacity: 4096,
             maintenance_interval: Duration::from_secs(5),
+            node_validates_blocks: false,
         }
     }
 
@@ -267,6 +272,9 @@ pub enum NetEvent {
         peer: PeerId,
         /// `Block::encode()` bytes.
         bytes: Vec<u8>,
+        /// With [`P2pConfig::node_validates_blocks`]: the id to pass to
+        /// [`P2pHandle::report_block`].
+        gossip_id: Option<GossipId>,
     },
     /// First connection to a peer.
     PeerConnected {
@@ -298,7 +306,26 @@ pub enum NetEvent {
     },
 }
 
+/// A gossiped message awaiting the node's verdict.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GossipId {
+    pub(crate) id: libp2p::gossipsub::MessageId,
+    pub(crate) source: PeerId,
+}
+
+/// The node's verdict on a gossiped block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Valid: forward it.
+    Accept,
+    /// Invalid: do not forward; gossipsub lowers the sender's score too.
+    Reject,
+    /// Not invalid, not worth forwarding (known, stale).
+    Ignore,
+}
+
 pub(crate) enum Command {
+    Report(GossipId, Verdict),
     Publish {
         topic: Topic,
         bytes: Vec<u8>,
@@ -506,6 +533,11 @@ impl P2pHandle {
     /// disconnected and banned. Silently ignored once the service stopped.
     pub async fn penalize(&self, peer: PeerId, reason: Penalty) {
         let _ = self.cmd.send(Command::Penalize(peer, reason)).await;
+    }
+
+    /// The node's verdict on a gossiped block (see [`P2pConfig::node_validates_blocks`]).
+    pub async fn report_block(&self, id: GossipId, verdict: Verdict) {
+        let _ = self.cmd.send(Command::Report(id, verdict)).await;
     }
 
     /// The local best block, served to status requests.

@@ -379,10 +379,17 @@ impl Service {
             Err(Penalty::RateLimited) => MessageAcceptance::Ignore,
             Err(_) => MessageAcceptance::Reject,
         };
-        self.swarm
-            .behaviour_mut()
-            .gossipsub
-            .report_message_validation_result(&id, &source, acceptance);
+        let deferred = matches!(verdict, Ok(Topic::Blocks)) && self.cfg.node_validates_blocks;
+        let gossip_id = deferred.then(|| crate::GossipId {
+            id: id.clone(),
+            source,
+        });
+        if !deferred {
+            self.swarm
+                .behaviour_mut()
+                .gossipsub
+                .report_message_validation_result(&id, &source, acceptance);
+        }
         match verdict {
             Ok(Topic::Txs) => {
                 self.stats.delivered += 1;
@@ -401,6 +408,7 @@ impl Service {
                 self.emit(NetEvent::Block {
                     peer: source,
                     bytes: msg.data,
+                    gossip_id,
                 });
             }
             Err(reason) => {
@@ -684,6 +692,17 @@ impl Service {
                 let _ = reply.send(self.stats);
             }
             Command::Penalize(peer, reason) => self.penalize(peer, reason),
+            Command::Report(g, verdict) => {
+                let acceptance = match verdict {
+                    crate::Verdict::Accept => MessageAcceptance::Accept,
+                    crate::Verdict::Reject => MessageAcceptance::Reject,
+                    crate::Verdict::Ignore => MessageAcceptance::Ignore,
+                };
+                self.swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .report_message_validation_result(&g.id, &g.source, acceptance);
+            }
             Command::SetStatus(height, hash) => {
                 self.status.height = height;
                 self.status.hash = hash;

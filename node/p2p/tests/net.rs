@@ -147,7 +147,8 @@ async fn gossip_reaches_every_node_exactly_once() {
             next_gossip(rx).await,
             NetEvent::Block {
                 peer: from,
-                bytes: blk.clone()
+                bytes: blk.clone(),
+                gossip_id: None,
             }
         );
     }
