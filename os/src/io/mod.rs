@@ -19,15 +19,20 @@
 //! - `write_at` writes every byte (looping on short writes) or fails;
 //! - `fsync` is `fdatasync`: data and the metadata needed to read it back (file size).
 
+mod buf;
+mod local;
 mod uring;
 
-pub use uring::DIRECT_ALIGN;
+pub use buf::{DirectBuf, DIRECT_ALIGN};
 
 use serde::Serialize;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+
+/// The result of an operation: for reads, the bytes read.
+type Res = Result<buf::Buf, IoError>;
 
 /// Which backend an [`IoService`] runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -131,19 +136,66 @@ pub struct IoStats {
     pub in_flight: u64,
     /// The largest number of operations that were in flight at the same time.
     pub max_in_flight: u64,
+    /// Reads submitted from the caller's own thread (io_uring backend: a ring owned by that
+    /// thread) instead of through the ring thread.
+    pub caller_thread_reads: u64,
 }
 
-#[derive(Default)]
 pub(crate) struct Counters {
     submitted: AtomicU64,
     completed: AtomicU64,
     in_flight: AtomicU64,
     max_in_flight: AtomicU64,
+    caller_thread_reads: AtomicU64,
+    /// The most operations in flight at once (io_uring backend: the queue depth).
+    limit: u64,
+    /// The ring thread has requests waiting for budget.
+    starved: AtomicBool,
+    /// The ring thread, woken when budget is released while it is starved.
+    central: OnceLock<Arc<uring::Shared>>,
 }
 
 impl Counters {
+    fn new(limit: u64) -> Counters {
+        Counters {
+            submitted: AtomicU64::new(0),
+            completed: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
+            max_in_flight: AtomicU64::new(0),
+            caller_thread_reads: AtomicU64::new(0),
+            limit,
+            starved: AtomicBool::new(false),
+            central: OnceLock::new(),
+        }
+    }
+    /// Takes one unit of the in-flight budget, if any is left.
+    fn try_enter(&self) -> bool {
+        let mut cur = self.in_flight.load(Ordering::SeqCst);
+        loop {
+            if cur >= self.limit {
+                return false;
+            }
+            match self.in_flight.compare_exchange_weak(
+                cur,
+                cur + 1,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            ) {
+                Ok(_) => {
+                    self.max_in_flight.fetch_max(cur + 1, Ordering::Relaxed);
+                    return true;
+                }
+                Err(now) => cur = now,
+            }
+        }
+    }
     fn submit(&self) {
         self.submitted.fetch_add(1, Ordering::Relaxed);
+    }
+    /// An operation accepted by a caller-thread ring.
+    fn submit_local(&self) {
+        self.submit();
+        self.caller_thread_reads.fetch_add(1, Ordering::Relaxed);
     }
     fn complete(&self) {
         self.completed.fetch_add(1, Ordering::Relaxed);
@@ -153,7 +205,12 @@ impl Counters {
         self.max_in_flight.fetch_max(now, Ordering::Relaxed);
     }
     fn leave(&self) {
-        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        if self.starved.load(Ordering::SeqCst) {
+            if let Some(c) = self.central.get() {
+                c.wake();
+            }
+        }
     }
 }
 
@@ -210,7 +267,8 @@ impl IoService {
     /// a seccomp policy, missing opcodes, `AERGO_IO=std`, or `cfg.force_std`) it falls back to
     /// std positional I/O and logs which backend runs and why.
     pub fn start(cfg: IoConfig) -> IoService {
-        let counters = Arc::new(Counters::default());
+        let queue_depth = cfg.queue_depth.clamp(1, 4096);
+        let counters = Arc::new(Counters::new(queue_depth as u64));
         let env_std = std::env::var("AERGO_IO")
             .map(|v| v.eq_ignore_ascii_case("std"))
             .unwrap_or(false);
@@ -223,7 +281,7 @@ impl IoService {
         };
         let (engine, fallback_reason) = match reason {
             Some(r) => (Engine::Std, Some(r)),
-            None => match uring::Handle::start(cfg.queue_depth.clamp(1, 4096), counters.clone()) {
+            None => match uring::Handle::start(queue_depth, counters.clone()) {
                 Ok(h) => (Engine::Uring(h), None),
                 Err(e) => (Engine::Std, Some(format!("io_uring unavailable: {e}"))),
             },
@@ -234,7 +292,7 @@ impl IoService {
             }
             None => tracing::info!(
                 backend = "io_uring",
-                queue_depth = cfg.queue_depth,
+                queue_depth,
                 "I/O service: using io_uring"
             ),
         }
@@ -269,6 +327,7 @@ impl IoService {
             completed: c.completed.load(Ordering::Relaxed),
             in_flight: c.in_flight.load(Ordering::Relaxed),
             max_in_flight: c.max_in_flight.load(Ordering::Relaxed),
+            caller_thread_reads: c.caller_thread_reads.load(Ordering::Relaxed),
         }
     }
 
@@ -286,18 +345,24 @@ impl IoService {
         if len == 0 {
             return Ok(Vec::new());
         }
-        match &self.inner.engine {
-            Engine::Uring(h) => h.read_at(file.clone(), offset, len).await,
-            Engine::Std => {
-                let (f, c) = (file.clone(), self.inner.counters.clone());
-                blocking(move || std_read_at(&c, &f, offset, len)).await
-            }
-        }
+        Ok(self.read(file, offset, len, false).await?.into_vec())
     }
 
     /// Reads `len` bytes at `offset` into a buffer aligned for `O_DIRECT`, for files opened
     /// with `O_DIRECT` (cold reads that bypass the page cache). `offset` and `len` must be
-    /// multiples of [`DIRECT_ALIGN`]; the result is shorter only at end of file.
+    /// multiples of [`DIRECT_ALIGN`]; the result is shorter only at end of file. Returns the
+    /// aligned buffer itself (no copy); [`IoService::read_at_direct`] copies into a `Vec`.
+    pub async fn read_direct(
+        &self,
+        file: &Arc<File>,
+        offset: u64,
+        len: usize,
+    ) -> Result<DirectBuf, IoError> {
+        check_direct(offset, len)?;
+        self.read(file, offset, len, true).await?.into_direct()
+    }
+
+    /// Like [`IoService::read_direct`], returning a copy of the bytes in a `Vec`.
     pub async fn read_at_direct(
         &self,
         file: &Arc<File>,
@@ -305,13 +370,19 @@ impl IoService {
         len: usize,
     ) -> Result<Vec<u8>, IoError> {
         check_direct(offset, len)?;
-        match &self.inner.engine {
-            Engine::Uring(h) => h.read_direct(file.clone(), offset, len).await,
-            Engine::Std => {
-                let (f, c) = (file.clone(), self.inner.counters.clone());
-                blocking(move || std_read_direct(&c, &f, offset, len)).await
-            }
-        }
+        Ok(self.read(file, offset, len, true).await?.into_vec())
+    }
+
+    /// Blocking form of [`IoService::read_direct`] (same caveat as
+    /// [`IoService::read_at_blocking`]).
+    pub fn read_direct_blocking(
+        &self,
+        file: &Arc<File>,
+        offset: u64,
+        len: usize,
+    ) -> Result<DirectBuf, IoError> {
+        check_direct(offset, len)?;
+        self.read_blocking(file, offset, len, true)?.into_direct()
     }
 
     /// Blocking form of [`IoService::read_at_direct`] (same caveat as
@@ -323,9 +394,35 @@ impl IoService {
         len: usize,
     ) -> Result<Vec<u8>, IoError> {
         check_direct(offset, len)?;
+        Ok(self.read_blocking(file, offset, len, true)?.into_vec())
+    }
+
+    /// A read, on io_uring from the calling thread's ring when it can take it (else through
+    /// the ring thread), or on the blocking pool with std I/O.
+    async fn read(&self, file: &Arc<File>, offset: u64, len: usize, direct: bool) -> Res {
         match &self.inner.engine {
-            Engine::Uring(h) => h.read_direct_blocking(file.clone(), offset, len),
-            Engine::Std => std_read_direct(&self.inner.counters, file, offset, len),
+            Engine::Uring(h) => {
+                match local::start_read(file, offset, len, direct, &self.inner.counters) {
+                    Some(op) => op.await,
+                    None => h.read(file.clone(), offset, len, direct).await,
+                }
+            }
+            Engine::Std => {
+                let (f, c) = (file.clone(), self.inner.counters.clone());
+                blocking(move || std_read(&c, &f, offset, len, direct)).await
+            }
+        }
+    }
+
+    /// Blocking form of [`IoService::read`]: the calling thread's private ring when it has
+    /// one, else the ring thread, or std I/O.
+    fn read_blocking(&self, file: &Arc<File>, offset: u64, len: usize, direct: bool) -> Res {
+        match &self.inner.engine {
+            Engine::Uring(h) => {
+                local::read_blocking(file, offset, len, direct, &self.inner.counters)
+                    .unwrap_or_else(|| h.read_blocking(file.clone(), offset, len, direct))
+            }
+            Engine::Std => std_read(&self.inner.counters, file, offset, len, direct),
         }
     }
 
@@ -378,10 +475,7 @@ impl IoService {
         if len == 0 {
             return Ok(Vec::new());
         }
-        match &self.inner.engine {
-            Engine::Uring(h) => h.read_at_blocking(file.clone(), offset, len),
-            Engine::Std => std_read_at(&self.inner.counters, file, offset, len),
-        }
+        Ok(self.read_blocking(file, offset, len, false)?.into_vec())
     }
 
     /// Blocking form of [`IoService::write_at`] (same caveat as [`IoService::read_at_blocking`]).
@@ -420,20 +514,37 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| IoError::Join(e.to_string()))?
 }
 
-fn std_read_at(c: &Counters, file: &File, offset: u64, len: usize) -> Result<Vec<u8>, IoError> {
+/// A positional read with std I/O: loops on short reads, except O_DIRECT ones (a short direct
+/// read is end of file; a retry would be unaligned).
+fn std_read(c: &Counters, file: &File, offset: u64, len: usize, direct: bool) -> Res {
+    use std::os::fd::AsRawFd;
     let _op = StdOp::new(c);
-    let mut buf = vec![0u8; len];
+    let mut buf = buf::Buf::for_read(len, direct)?;
     let mut done = 0usize;
     while done < len {
-        match file.read_at(&mut buf[done..], offset + done as u64) {
-            Ok(0) => break,
-            Ok(n) => done += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(IoError::os("read", e)),
+        let (ptr, room) = buf.at(done);
+        // SAFETY: `ptr` points to `room` writable bytes of `buf`, which outlives the call.
+        let n = unsafe {
+            libc::pread(
+                file.as_raw_fd(),
+                ptr.cast(),
+                room,
+                (offset + done as u64) as libc::off_t,
+            )
+        };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(IoError::os("read", e));
+        }
+        done += n as usize;
+        if n == 0 || direct {
+            break;
         }
     }
-    buf.truncate(done);
-    Ok(buf)
+    Ok(buf.finish_read(done))
 }
 
 fn check_direct(offset: u64, len: usize) -> Result<(), IoError> {
@@ -445,22 +556,6 @@ fn check_direct(offset: u64, len: usize) -> Result<(), IoError> {
         return Err(IoError::Unaligned { offset, len });
     }
     Ok(())
-}
-
-fn std_read_direct(c: &Counters, file: &File, offset: u64, len: usize) -> Result<Vec<u8>, IoError> {
-    let _op = StdOp::new(c);
-    let mut buf = vec![0u8; len + DIRECT_ALIGN];
-    let pad = (DIRECT_ALIGN - (buf.as_ptr() as usize % DIRECT_ALIGN)) % DIRECT_ALIGN;
-    let n = loop {
-        match file.read_at(&mut buf[pad..pad + len], offset) {
-            Ok(n) => break n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(IoError::os("read", e)),
-        }
-    };
-    buf.truncate(pad + n);
-    buf.drain(..pad);
-    Ok(buf)
 }
 
 fn std_write_at(c: &Counters, file: &File, offset: u64, data: &[u8]) -> Result<(), IoError> {

@@ -14,7 +14,8 @@
 //! Shutdown: dropping the last [`Handle`] closes the channel and writes the eventfd; the thread
 //! finishes every operation already in the ring, then exits and is joined.
 
-use super::{Counters, IoError};
+use super::buf::Buf;
+use super::{Counters, IoError, Res};
 use io_uring::{opcode, types, IoUring};
 use std::collections::VecDeque;
 use std::fs::File;
@@ -25,46 +26,6 @@ use std::sync::Arc;
 
 /// `user_data` of the eventfd poll.
 const WAKE: u64 = u64::MAX;
-
-type Res = Result<Vec<u8>, IoError>;
-
-/// A request buffer: plain, or over-allocated so that `pad` bytes in, the data is aligned to
-/// [`DIRECT_ALIGN`] as O_DIRECT requires.
-pub(super) struct Buf {
-    buf: Vec<u8>,
-    pad: usize,
-    direct: bool,
-}
-
-/// Alignment of O_DIRECT buffers, offsets and lengths.
-pub const DIRECT_ALIGN: usize = 4096;
-
-impl Buf {
-    pub(super) fn aligned(len: usize) -> Buf {
-        let mut buf = vec![0u8; len + DIRECT_ALIGN];
-        let pad = (DIRECT_ALIGN - (buf.as_ptr() as usize % DIRECT_ALIGN)) % DIRECT_ALIGN;
-        // Shrinking the length keeps the allocation (and the aligned address).
-        buf.truncate(pad + len);
-        Buf {
-            buf,
-            pad,
-            direct: true,
-        }
-    }
-    fn into_parts(self) -> (Vec<u8>, usize, bool) {
-        (self.buf, self.pad, self.direct)
-    }
-}
-
-impl From<Vec<u8>> for Buf {
-    fn from(buf: Vec<u8>) -> Buf {
-        Buf {
-            buf,
-            pad: 0,
-            direct: false,
-        }
-    }
-}
 
 enum Reply {
     Async(tokio::sync::oneshot::Sender<Res>),
@@ -95,13 +56,9 @@ struct Request {
     kind: Kind,
     file: Arc<File>,
     offset: u64,
-    /// Read: a zeroed buffer of the requested length (plus `pad`). Write: the data.
-    buf: Vec<u8>,
-    /// Read: bytes skipped at the start of `buf` so the kernel sees an aligned address
-    /// (O_DIRECT reads); removed before the buffer is returned.
-    pad: usize,
-    /// O_DIRECT read: a short read ends the operation (a retry would be unaligned).
-    direct: bool,
+    /// Read: the destination, of the requested length (aligned for O_DIRECT). Write: the
+    /// data. Fsync: empty.
+    buf: Buf,
     reply: Reply,
 }
 
@@ -112,13 +69,14 @@ struct Op {
     done: usize,
 }
 
-struct Shared {
+pub(super) struct Shared {
     sleeping: AtomicBool,
     eventfd: OwnedFd,
 }
 
 impl Shared {
-    fn wake(&self) {
+    /// Wakes the ring thread (or makes its next wait return at once).
+    pub(super) fn wake(&self) {
         let one: u64 = 1;
         // SAFETY: writes 8 bytes from a valid u64 to an eventfd we own. EAGAIN (counter
         // saturated) means a wake-up is already pending, which is all we need.
@@ -157,6 +115,8 @@ impl Handle {
         let (tx, rx) = mpsc::channel();
         let (ready_tx, ready_rx) = mpsc::sync_channel(1);
         let worker_shared = shared.clone();
+        // Operations of caller-thread rings release budget the ring thread may be waiting for.
+        let _ = counters.central.set(shared.clone());
         // The ring is created on the thread that will drive it (single issuer).
         let thread = std::thread::Builder::new()
             .name("aergo-io-uring".into())
@@ -211,41 +171,34 @@ impl Handle {
         Ok(())
     }
 
-    async fn call(&self, kind: Kind, file: Arc<File>, offset: u64, buf: impl Into<Buf>) -> Res {
+    async fn call(&self, kind: Kind, file: Arc<File>, offset: u64, buf: Buf) -> Res {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let (buf, pad, direct) = buf.into().into_parts();
         self.send(Request {
             kind,
             file,
             offset,
             buf,
-            pad,
-            direct,
             reply: Reply::Async(tx),
         })?;
         rx.await.map_err(|_| IoError::Shutdown)?
     }
 
-    fn call_blocking(&self, kind: Kind, file: Arc<File>, offset: u64, buf: impl Into<Buf>) -> Res {
+    fn call_blocking(&self, kind: Kind, file: Arc<File>, offset: u64, buf: Buf) -> Res {
         let (tx, rx) = mpsc::sync_channel(1);
-        let (buf, pad, direct) = buf.into().into_parts();
         self.send(Request {
             kind,
             file,
             offset,
             buf,
-            pad,
-            direct,
             reply: Reply::Sync(tx),
         })?;
         rx.recv().map_err(|_| IoError::Shutdown)?
     }
 
-    pub(super) async fn read_at(&self, file: Arc<File>, offset: u64, len: usize) -> Res {
-        self.call(Kind::Read, file, offset, vec![0u8; len]).await
-    }
-    pub(super) async fn read_direct(&self, file: Arc<File>, offset: u64, len: usize) -> Res {
-        self.call(Kind::Read, file, offset, Buf::aligned(len)).await
+    /// Reads `len` bytes at `offset` (O_DIRECT into an aligned buffer when `direct`).
+    pub(super) async fn read(&self, file: Arc<File>, offset: u64, len: usize, direct: bool) -> Res {
+        let buf = Buf::for_read(len, direct)?;
+        self.call(Kind::Read, file, offset, buf).await
     }
     pub(super) async fn write_at(
         &self,
@@ -253,16 +206,25 @@ impl Handle {
         offset: u64,
         data: Vec<u8>,
     ) -> Result<(), IoError> {
-        self.call(Kind::Write, file, offset, data).await.map(drop)
+        self.call(Kind::Write, file, offset, Buf::Plain(data))
+            .await
+            .map(drop)
     }
     pub(super) async fn fsync(&self, file: Arc<File>) -> Result<(), IoError> {
-        self.call(Kind::Fsync, file, 0, Vec::new()).await.map(drop)
+        self.call(Kind::Fsync, file, 0, Buf::Plain(Vec::new()))
+            .await
+            .map(drop)
     }
-    pub(super) fn read_at_blocking(&self, file: Arc<File>, offset: u64, len: usize) -> Res {
-        self.call_blocking(Kind::Read, file, offset, vec![0u8; len])
-    }
-    pub(super) fn read_direct_blocking(&self, file: Arc<File>, offset: u64, len: usize) -> Res {
-        self.call_blocking(Kind::Read, file, offset, Buf::aligned(len))
+    /// Blocking form of [`Handle::read`].
+    pub(super) fn read_blocking(
+        &self,
+        file: Arc<File>,
+        offset: u64,
+        len: usize,
+        direct: bool,
+    ) -> Res {
+        let buf = Buf::for_read(len, direct)?;
+        self.call_blocking(Kind::Read, file, offset, buf)
     }
     pub(super) fn write_at_blocking(
         &self,
@@ -270,11 +232,11 @@ impl Handle {
         offset: u64,
         data: Vec<u8>,
     ) -> Result<(), IoError> {
-        self.call_blocking(Kind::Write, file, offset, data)
+        self.call_blocking(Kind::Write, file, offset, Buf::Plain(data))
             .map(drop)
     }
     pub(super) fn fsync_blocking(&self, file: Arc<File>) -> Result<(), IoError> {
-        self.call_blocking(Kind::Fsync, file, 0, Vec::new())
+        self.call_blocking(Kind::Fsync, file, 0, Buf::Plain(Vec::new()))
             .map(drop)
     }
 }
@@ -318,7 +280,9 @@ impl Worker {
             if self.closed && self.live == 0 && self.pending.is_empty() {
                 break;
             }
-            if !self.closed && !self.armed {
+            // Armed while callers may send, and while requests wait for budget (a release by a
+            // caller-thread ring wakes us through the eventfd).
+            if (!self.closed || !self.pending.is_empty()) && !self.armed {
                 self.arm();
             }
             // Announce that we are about to sleep, then look at the channel one last time.
@@ -377,6 +341,7 @@ impl Worker {
                 "io_uring",
                 std::io::Error::other(msg.clone()),
             )));
+            self.counters.leave();
             self.counters.complete();
         }
         while let Some(req) = self.pending.pop_front() {
@@ -415,8 +380,18 @@ impl Worker {
         for idx in retry {
             self.push(idx);
         }
-        while self.live < self.qd {
+        while self.live < self.qd && !self.pending.is_empty() {
+            // The service's budget is shared with the caller-thread rings; when they hold it,
+            // say so before looking again, so the next release wakes this thread.
+            if !self.counters.try_enter() {
+                self.counters.starved.store(true, Ordering::SeqCst);
+                if !self.counters.try_enter() {
+                    break;
+                }
+            }
+            self.counters.starved.store(false, Ordering::SeqCst);
             let Some(req) = self.pending.pop_front() else {
+                self.counters.leave();
                 break;
             };
             let op = Op { req, done: 0 };
@@ -444,14 +419,12 @@ impl Worker {
         let off = op.req.offset + op.done as u64;
         let entry = match op.req.kind {
             Kind::Read => {
-                let rest = &mut op.req.buf[op.req.pad + op.done..];
-                opcode::Read::new(fd, rest.as_mut_ptr(), rest.len() as u32)
-                    .offset(off)
-                    .build()
+                let (ptr, len) = op.req.buf.at(op.done);
+                opcode::Read::new(fd, ptr, len as u32).offset(off).build()
             }
             Kind::Write => {
-                let rest = &op.req.buf[op.done..];
-                opcode::Write::new(fd, rest.as_ptr(), rest.len() as u32)
+                let (ptr, len) = op.req.buf.at(op.done);
+                opcode::Write::new(fd, ptr.cast_const(), len as u32)
                     .offset(off)
                     .build()
             }
@@ -460,9 +433,7 @@ impl Worker {
                 .build(),
         }
         .user_data(idx as u64);
-        if self.push_entry(&entry) {
-            self.counters.enter();
-        } else {
+        if !self.push_entry(&entry) {
             self.retry.push(idx);
         }
     }
@@ -504,7 +475,6 @@ impl Worker {
                 drain_eventfd(self.shared.eventfd.as_raw_fd());
                 continue;
             }
-            self.counters.leave();
             self.complete(ud as usize, res);
         }
     }
@@ -514,7 +484,8 @@ impl Worker {
             tracing::error!(idx, "io_uring completion for an empty slot");
             return;
         };
-        let outcome: Option<Res> = if res < 0 {
+        // Finished: Ok(()) or the error; None: submit the rest.
+        let outcome: Option<Result<(), IoError>> = if res < 0 {
             let errno = -res;
             if errno == libc::EINTR || errno == libc::EAGAIN {
                 None
@@ -532,11 +503,13 @@ impl Worker {
         } else {
             let n = res as usize;
             match op.req.kind {
-                Kind::Fsync => Some(Ok(Vec::new())),
+                Kind::Fsync => Some(Ok(())),
                 Kind::Read => {
                     op.done += n;
-                    if n == 0 || op.req.direct || op.done >= op.req.buf.len() - op.req.pad {
-                        Some(Ok(Vec::new()))
+                    // An O_DIRECT read ends at its first short read (end of file: a retry
+                    // would be unaligned).
+                    if n == 0 || op.req.buf.is_direct() || op.done >= op.req.buf.total() {
+                        Some(Ok(()))
                     } else {
                         None
                     }
@@ -548,8 +521,8 @@ impl Worker {
                         }))
                     } else {
                         op.done += n;
-                        if op.done >= op.req.buf.len() {
-                            Some(Ok(Vec::new()))
+                        if op.done >= op.req.buf.total() {
+                            Some(Ok(()))
                         } else {
                             None
                         }
@@ -565,16 +538,13 @@ impl Worker {
                 };
                 self.free.push(idx);
                 self.live -= 1;
+                self.counters.leave();
                 self.counters.complete();
                 let Op { req, done } = op;
                 let r = match (r, req.kind) {
-                    (Ok(_), Kind::Read) => {
-                        let mut buf = req.buf;
-                        buf.truncate(req.pad + done);
-                        buf.drain(..req.pad);
-                        Ok(buf)
-                    }
-                    (r, _) => r,
+                    (Ok(()), Kind::Read) => Ok(req.buf.finish_read(done)),
+                    (Ok(()), _) => Ok(Buf::Plain(Vec::new())),
+                    (Err(e), _) => Err(e),
                 };
                 req.reply.send(r);
             }
