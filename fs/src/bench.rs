@@ -42,6 +42,10 @@ pub struct BenchArgs {
     /// connections), reported separately from the engine figures.
     #[arg(long)]
     pub http: bool,
+    /// Only the cold-read comparison (writes the fast-mode store it reads, skips the other
+    /// phases): for iterating on the O_DIRECT path.
+    #[arg(long)]
+    pub cold_only: bool,
 }
 
 struct Workload {
@@ -73,6 +77,43 @@ impl Workload {
     }
 }
 
+/// Process resource use so far: CPU time (user + system, µs) and context switches
+/// (voluntary + involuntary), all threads.
+#[derive(Clone, Copy, Default)]
+struct Usage {
+    cpu_us: f64,
+    switches: f64,
+}
+
+impl Usage {
+    fn now() -> Usage {
+        // SAFETY: getrusage fills the zeroed struct we pass; RUSAGE_SELF is always valid.
+        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: see above.
+        if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } != 0 {
+            return Usage::default();
+        }
+        let tv = |t: libc::timeval| t.tv_sec as f64 * 1e6 + t.tv_usec as f64;
+        Usage {
+            cpu_us: tv(ru.ru_utime) + tv(ru.ru_stime),
+            switches: (ru.ru_nvcsw + ru.ru_nivcsw) as f64,
+        }
+    }
+    fn since(self, before: Usage) -> Usage {
+        Usage {
+            cpu_us: self.cpu_us - before.cpu_us,
+            switches: self.switches - before.switches,
+        }
+    }
+}
+
+/// Latencies of one phase, its wall time and the resources the process used meanwhile.
+struct Run {
+    lat_ns: Vec<u64>,
+    secs: f64,
+    used: Usage,
+}
+
 #[derive(Clone)]
 struct Stat {
     label: String,
@@ -80,9 +121,19 @@ struct Stat {
     secs: f64,
     p50_us: f64,
     p99_us: f64,
+    cpu_us_per_op: f64,
+    switches_per_op: f64,
 }
 
 impl Stat {
+    fn of(label: &str, r: Run) -> Stat {
+        let mut s = Stat::new(label, r.lat_ns, r.secs);
+        let ops = s.ops.max(1) as f64;
+        s.cpu_us_per_op = r.used.cpu_us / ops;
+        s.switches_per_op = r.used.switches / ops;
+        s
+    }
+
     fn new(label: &str, mut lat_ns: Vec<u64>, secs: f64) -> Stat {
         lat_ns.sort_unstable();
         let pct = |p: f64| {
@@ -98,6 +149,8 @@ impl Stat {
             secs,
             p50_us: pct(0.50),
             p99_us: pct(0.99),
+            cpu_us_per_op: f64::NAN,
+            switches_per_op: f64::NAN,
         }
     }
     fn rate(&self) -> f64 {
@@ -105,15 +158,26 @@ impl Stat {
     }
     fn print(&self) {
         println!(
-            "| {:<34} | {:>9} | {:>12.0} | {:>9.1} | {:>9.1} |",
+            "| {:<34} | {:>9} | {:>12.0} | {:>9.1} | {:>9.1} | {:>9} | {:>9} |",
             self.label,
             self.ops,
             self.rate(),
             self.p50_us,
-            self.p99_us
+            self.p99_us,
+            per_op(self.cpu_us_per_op, 1),
+            per_op(self.switches_per_op, 2),
         );
         // Show progress as it happens even when stdout is a pipe.
         let _ = std::io::Write::flush(&mut std::io::stdout());
+    }
+}
+
+/// A per-operation figure for the table (`-` when not measured).
+fn per_op(v: f64, decimals: usize) -> String {
+    if v.is_nan() {
+        "-".to_string()
+    } else {
+        format!("{v:.decimals$}")
     }
 }
 
@@ -135,11 +199,11 @@ fn interleave(idx: &[usize], c: usize) -> Vec<Vec<usize>> {
 }
 
 /// Runs `f(i)` for every index on `c` OS threads, returning per-op latencies and elapsed secs.
-fn threads<F>(idx: &[usize], c: usize, f: F) -> Result<(Vec<u64>, f64)>
+fn threads<F>(idx: &[usize], c: usize, f: F) -> Result<Run>
 where
     F: Fn(usize) -> Result<()> + Sync,
 {
-    let start = Instant::now();
+    let (start, before) = (Instant::now(), Usage::now());
     let chunks = interleave(idx, c);
     let results: Vec<Result<Vec<u64>>> = std::thread::scope(|s| {
         let hs: Vec<_> = chunks
@@ -164,21 +228,25 @@ where
             })
             .collect()
     });
-    let secs = start.elapsed().as_secs_f64();
+    let (secs, used) = (start.elapsed().as_secs_f64(), Usage::now().since(before));
     let mut all = Vec::with_capacity(idx.len());
     for r in results {
         all.extend(r?);
     }
-    Ok((all, secs))
+    Ok(Run {
+        lat_ns: all,
+        secs,
+        used,
+    })
 }
 
 /// Runs `f(i)` for every index on `c` tokio tasks.
-async fn tasks<F, Fut>(idx: &[usize], c: usize, f: F) -> Result<(Vec<u64>, f64)>
+async fn tasks<F, Fut>(idx: &[usize], c: usize, f: F) -> Result<Run>
 where
     F: Fn(usize) -> Fut + Send + Sync + Clone + 'static,
     Fut: std::future::Future<Output = Result<()>> + Send,
 {
-    let start = Instant::now();
+    let (start, before) = (Instant::now(), Usage::now());
     let mut set = tokio::task::JoinSet::new();
     for chunk in interleave(idx, c) {
         let f = f.clone();
@@ -196,7 +264,11 @@ where
     while let Some(r) = set.join_next().await {
         all.extend(r.context("bench task")??);
     }
-    Ok((all, start.elapsed().as_secs_f64()))
+    Ok(Run {
+        lat_ns: all,
+        secs: start.elapsed().as_secs_f64(),
+        used: Usage::now().since(before),
+    })
 }
 
 struct AergoRun {
@@ -232,7 +304,7 @@ async fn aergofs(
     let fids = Arc::new(fids);
     let all: Vec<usize> = (0..n).collect();
     let (s, f, wl) = (store.clone(), fids.clone(), w.clone());
-    let (lat, secs) = tasks(&all, c, move |i| {
+    let run = tasks(&all, c, move |i| {
         let (s, f, wl) = (s.clone(), f.clone(), wl.clone());
         async move {
             s.write(f[i], wl.blob(i), &Meta::default()).await?;
@@ -240,10 +312,10 @@ async fn aergofs(
         }
     })
     .await?;
-    let write = Stat::new(&format!("aergofs {label} write"), lat, secs);
+    let write = Stat::of(&format!("aergofs {label} write"), run);
     let rd = order(n, n, 1);
     let (s, f, wl) = (store.clone(), fids.clone(), w.clone());
-    let (lat, secs) = tasks(&rd, c, move |i| {
+    let run = tasks(&rd, c, move |i| {
         let (s, f, wl) = (s.clone(), f.clone(), wl.clone());
         async move {
             let got = s.read(f[i]).await?;
@@ -254,7 +326,7 @@ async fn aergofs(
         }
     })
     .await?;
-    let read = Stat::new(&format!("aergofs {label} random read"), lat, secs);
+    let read = Stat::of(&format!("aergofs {label} random read"), run);
     Ok(AergoRun {
         write,
         read,
@@ -325,13 +397,36 @@ async fn run_in(a: &BenchArgs, root: &Path) -> Result<()> {
         io.fallback_reason().map(|r| format!(" ({r})")).unwrap_or_default()
     );
     println!(
-        "| {:<34} | {:>9} | {:>12} | {:>9} | {:>9} |",
-        "phase", "ops", "ops/s", "p50 µs", "p99 µs"
+        "| {:<34} | {:>9} | {:>12} | {:>9} | {:>9} | {:>9} | {:>9} |",
+        "phase", "ops", "ops/s", "p50 µs", "p99 µs", "CPU µs/op", "csw/op"
     );
     println!(
-        "|{:-<36}|{:->11}|{:->14}|{:->11}|{:->11}|",
-        "", "", "", "", ""
+        "|{:-<36}|{:->11}|{:->14}|{:->11}|{:->11}|{:->11}|{:->11}|",
+        "", "", "", "", "", "", ""
     );
+
+    if a.cold_only {
+        let fast = aergofs(
+            &root.join("aergofs-fast"),
+            "fast",
+            Durability::Fast,
+            &w,
+            c,
+            &io,
+        )
+        .await?;
+        fast.write.print();
+        let (cold, raw) = cold_reads(&fast, sample, c).await?;
+        println!();
+        println!("I/O service: {:?}", io.stats());
+        let r = ratio(cold.rate(), raw.rate());
+        println!(
+            "  {:<44} {r:>6.2}x  (floor 0.8x: {})",
+            "cold reads / raw O_DIRECT reads",
+            if r >= 0.8 { "met" } else { "NOT MET" }
+        );
+        return Ok(());
+    }
 
     // AergoFS, both modes.
     let gc = aergofs(
@@ -366,122 +461,59 @@ async fn run_in(a: &BenchArgs, root: &Path) -> Result<()> {
     let froot = root.join("files");
     make_fanout(&froot)?;
     let all: Vec<usize> = (0..n).collect();
-    let (lat, secs) = threads(&all, c, |i| {
+    let run = threads(&all, c, |i| {
         std::fs::write(file_path(&froot, i), w.blob(i))?;
         Ok(())
     })?;
-    let files_w = Stat::new("file-per-blob write", lat, secs);
+    let files_w = Stat::of("file-per-blob write", run);
     files_w.print();
     let rd = order(n, n, 1);
-    let (lat, secs) = threads(&rd, c, |i| {
+    let run = threads(&rd, c, |i| {
         let b = std::fs::read(file_path(&froot, i))?;
         if b.len() != w.sizes[i] as usize {
             bail!("file-per-blob returned a wrong size");
         }
         Ok(())
     })?;
-    let files_r = Stat::new("file-per-blob random read", lat, secs);
+    let files_r = Stat::of("file-per-blob random read", run);
     files_r.print();
     let sroot = root.join("files-sync");
     make_fanout(&sroot)?;
     let sub: Vec<usize> = (0..sample).collect();
-    let (lat, secs) = threads(&sub, c, |i| {
+    let run = threads(&sub, c, |i| {
         let mut f = std::fs::File::create(file_path(&sroot, i))?;
         std::io::Write::write_all(&mut f, w.blob(i))?;
         f.sync_data()?;
         Ok(())
     })?;
-    let files_sync = Stat::new("file-per-blob write + fsync", lat, secs);
+    let files_sync = Stat::of("file-per-blob write + fsync", run);
     files_sync.print();
 
     // RocksDB.
     let db = rocksdb::DB::open_default(root.join("rocksdb")).context("open RocksDB")?;
-    let (lat, secs) = threads(&all, c, |i| {
+    let run = threads(&all, c, |i| {
         db.put((i as u64).to_be_bytes(), w.blob(i))?;
         Ok(())
     })?;
-    let rocks_w = Stat::new("rocksdb put (WAL, no sync)", lat, secs);
+    let rocks_w = Stat::of("rocksdb put (WAL, no sync)", run);
     rocks_w.print();
-    let (lat, secs) = threads(&rd, c, |i| match db.get((i as u64).to_be_bytes())? {
+    let run = threads(&rd, c, |i| match db.get((i as u64).to_be_bytes())? {
         Some(v) if v.len() == w.sizes[i] as usize => Ok(()),
         _ => bail!("rocksdb returned a wrong value"),
     })?;
-    let rocks_r = Stat::new("rocksdb random get", lat, secs);
+    let rocks_r = Stat::of("rocksdb random get", run);
     rocks_r.print();
     let mut sync = rocksdb::WriteOptions::default();
     sync.set_sync(true);
-    let (lat, secs) = threads(&sub, c, |i| {
+    let run = threads(&sub, c, |i| {
         db.put_opt((u64::MAX - i as u64).to_be_bytes(), w.blob(i), &sync)?;
         Ok(())
     })?;
-    let rocks_sync = Stat::new("rocksdb put (sync=true)", lat, secs);
+    let rocks_sync = Stat::of("rocksdb put (sync=true)", run);
     rocks_sync.print();
     drop(db);
 
-    // Cold reads: AergoFS O_DIRECT vs raw O_DIRECT of the same windows. Flush first: an
-    // O_DIRECT read of a range with dirty pages would wait for their writeback.
-    fast.store.close().await?;
-    let pick = order(n, sample, 2);
-    let mut windows: Vec<(u32, u64, usize)> = Vec::with_capacity(pick.len());
-    for &i in &pick {
-        let f = fast.fids[i];
-        let (off, len) = fast
-            .store
-            .locate(f)
-            .context("benchmark needle missing from the index")?;
-        let al = DIRECT_ALIGN as u64;
-        let start = off / al * al;
-        let end = (off + len as u64).div_ceil(al) * al;
-        windows.push((f.volume, start, (end - start) as usize));
-    }
-    let vol_path = fast.store.volume_path(1);
-    let raw_idx: Vec<usize> = (0..windows.len()).collect();
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_DIRECT)
-        .open(&vol_path)
-        .with_context(|| format!("open {} with O_DIRECT", vol_path.display()))?;
-    let raw_read = |k: usize| {
-        let (_, start, len) = windows[k];
-        let mut b = Aligned::new(len);
-        // The last window may run past end of file: a short read there is fine.
-        if file.read_at(b.slice(len), start)? == 0 {
-            bail!("raw O_DIRECT read at {start} returned nothing");
-        }
-        Ok(())
-    };
-    let (lat, secs) = threads(&raw_idx, c, raw_read)?;
-    let raw1 = Stat::new("raw O_DIRECT pread, same windows", lat, secs);
-    raw1.print();
-    let fids = fast.fids.clone();
-    let s = fast.store.clone();
-    let (lat, secs) = tasks(&pick, c, move |i| {
-        let (s, fids) = (s.clone(), fids.clone());
-        async move {
-            s.read_direct(fids[i]).await?;
-            Ok(())
-        }
-    })
-    .await?;
-    let cold = Stat::new("aergofs cold read (O_DIRECT)", lat, secs);
-    cold.print();
-    // The same engine path from C blocking callers (OS threads, no async runtime): shows how
-    // much of the gap to raw is task scheduling. Informational; the ratio uses the async row.
-    let (lat, secs) = threads(&pick, c, |i| {
-        fast.store.read_direct_blocking(fast.fids[i])?;
-        Ok(())
-    })?;
-    Stat::new("aergofs cold read, blocking callers", lat, secs).print();
-    // Raw again after AergoFS; the better raw run is the reference.
-    let (lat, secs) = threads(&raw_idx, c, raw_read)?;
-    let raw2 = Stat::new("raw O_DIRECT pread, again", lat, secs);
-    raw2.print();
-    let raw = if raw2.rate() > raw1.rate() {
-        raw2
-    } else {
-        raw1
-    };
-    fast.store.close().await?;
+    let (cold, raw) = cold_reads(&fast, sample, c).await?;
 
     if a.http {
         let (hw, hr) = http_bench(&root.join("aergofs-http"), &w, c, &io).await?;
@@ -549,6 +581,78 @@ async fn run_in(a: &BenchArgs, root: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Cold reads: AergoFS O_DIRECT reads of `sample` random needles (async tasks) against raw
+/// aligned O_DIRECT `pread`s of the same 4 KiB windows of the same file (OS threads), raw
+/// measured before and after; returns the AergoFS figure and the better raw one.
+async fn cold_reads(fast: &AergoRun, sample: usize, c: usize) -> Result<(Stat, Stat)> {
+    let n = fast.fids.len();
+    // Cold reads: AergoFS O_DIRECT vs raw O_DIRECT of the same windows. Flush first: an
+    // O_DIRECT read of a range with dirty pages would wait for their writeback.
+    fast.store.close().await?;
+    let pick = order(n, sample, 2);
+    let mut windows: Vec<(u32, u64, usize)> = Vec::with_capacity(pick.len());
+    for &i in &pick {
+        let f = fast.fids[i];
+        let (off, len) = fast
+            .store
+            .locate(f)
+            .context("benchmark needle missing from the index")?;
+        let al = DIRECT_ALIGN as u64;
+        let start = off / al * al;
+        let end = (off + len as u64).div_ceil(al) * al;
+        windows.push((f.volume, start, (end - start) as usize));
+    }
+    let vol_path = fast.store.volume_path(1);
+    let raw_idx: Vec<usize> = (0..windows.len()).collect();
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(&vol_path)
+        .with_context(|| format!("open {} with O_DIRECT", vol_path.display()))?;
+    let raw_read = |k: usize| {
+        let (_, start, len) = windows[k];
+        let mut b = Aligned::new(len);
+        // The last window may run past end of file: a short read there is fine.
+        if file.read_at(b.slice(len), start)? == 0 {
+            bail!("raw O_DIRECT read at {start} returned nothing");
+        }
+        Ok(())
+    };
+    let run = threads(&raw_idx, c, raw_read)?;
+    let raw1 = Stat::of("raw O_DIRECT pread, same windows", run);
+    raw1.print();
+    let fids = fast.fids.clone();
+    let s = fast.store.clone();
+    let run = tasks(&pick, c, move |i| {
+        let (s, fids) = (s.clone(), fids.clone());
+        async move {
+            s.read_direct(fids[i]).await?;
+            Ok(())
+        }
+    })
+    .await?;
+    let cold = Stat::of("aergofs cold read (O_DIRECT)", run);
+    cold.print();
+    // The same engine path from C blocking callers (OS threads, no async runtime): shows how
+    // much of the gap to raw is task scheduling. Informational; the ratio uses the async row.
+    let run = threads(&pick, c, |i| {
+        fast.store.read_direct_blocking(fast.fids[i])?;
+        Ok(())
+    })?;
+    Stat::of("aergofs cold read, blocking callers", run).print();
+    // Raw again after AergoFS; the better raw run is the reference.
+    let run = threads(&raw_idx, c, raw_read)?;
+    let raw2 = Stat::of("raw O_DIRECT pread, again", run);
+    raw2.print();
+    let raw = if raw2.rate() > raw1.rate() {
+        raw2
+    } else {
+        raw1
+    };
+    fast.store.close().await?;
+    Ok((cold, raw))
 }
 
 /// One keep-alive HTTP/1.1 connection (responses from the server always carry a length).

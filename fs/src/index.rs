@@ -92,9 +92,15 @@ impl CompactIndex {
 
     fn find(&self, key: u32) -> Option<(usize, usize)> {
         let ci = self.chunk_for(key)?;
-        let c = &self.chunks[ci];
-        c.binary_search_by_key(&key, |e| e.key)
-            .ok()
+        let c = self.chunks.get(ci)?;
+        // Keys are mostly assigned one after another, so a chunk is usually dense: try the
+        // slot the key would have then (one cache line instead of a dozen probes).
+        let guess = c
+            .first()
+            .map(|f| (key - f.key) as usize)
+            .filter(|&g| c.get(g).is_some_and(|e| e.key == key));
+        guess
+            .or_else(|| c.binary_search_by_key(&key, |e| e.key).ok())
             .map(|i| (ci, i))
     }
 

@@ -738,10 +738,10 @@ impl Volume {
         let (file, e, start, len) = self.direct_window(key)?;
         let win = self
             .io
-            .read_at_direct(&file, start, len)
+            .read_direct(&file, start, len)
             .await
             .map_err(self.ioe())?;
-        self.cut_window(key, cookie, e, start, win)
+        self.cut_window(key, cookie, e, start, &win)
     }
 
     /// Blocking form of [`Volume::read_direct`] for sync callers (not on a runtime worker).
@@ -749,9 +749,9 @@ impl Volume {
         let (file, e, start, len) = self.direct_window(key)?;
         let win = self
             .io
-            .read_at_direct_blocking(&file, start, len)
+            .read_direct_blocking(&file, start, len)
             .map_err(self.ioe())?;
-        self.cut_window(key, cookie, e, start, win)
+        self.cut_window(key, cookie, e, start, &win)
     }
 
     fn cut_window(
@@ -760,7 +760,7 @@ impl Volume {
         cookie: u32,
         e: Entry,
         start: u64,
-        win: Vec<u8>,
+        win: &[u8],
     ) -> Result<Needle, VolumeError> {
         let from = (e.byte_offset() - start) as usize;
         let to = (from + e.byte_len() as usize).min(win.len());
