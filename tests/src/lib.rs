@@ -19,11 +19,14 @@ pub fn ci() -> bool {
 /// The target profile folder holding the workspace binaries (e.g. `target/release`).
 pub fn target_dir() -> Result<PathBuf> {
     let exe = std::env::current_exe().context("current_exe")?;
-    // .../target/release/deps/test-xxxx -> .../target/release
-    let dir = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .context("test binary has no grandparent folder")?;
+    // .../target/release/deps/test-xxxx -> .../target/release (tests), or
+    // .../target/release/tool -> .../target/release (this crate's own binaries).
+    let parent = exe.parent().context("binary has no folder")?;
+    let dir = if parent.file_name().is_some_and(|n| n == "deps") {
+        parent.parent().context("test binary has no grandparent folder")?
+    } else {
+        parent
+    };
     Ok(dir.to_path_buf())
 }
 

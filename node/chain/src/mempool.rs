@@ -178,7 +178,14 @@ impl Mempool {
             }
             None => {
                 let expected = self.next_nonce(&from, acct.nonce);
-                if nonce != expected {
+                // Right before the queue's first nonce also keeps it contiguous: how
+                // transactions of a reverted block come back (highest nonce first).
+                let prepends = self
+                    .accounts
+                    .get(&from)
+                    .and_then(|q| q.keys().next())
+                    .is_some_and(|first| nonce.checked_add(1) == Some(*first));
+                if nonce != expected && !prepends {
                     return Err(Reject::NonceGap {
                         expected,
                         got: nonce,

@@ -80,6 +80,9 @@ pub async fn start(
     cfg.mdns = mdns;
     cfg.maintenance_interval = Duration::from_secs(2);
     cfg.node_validates_blocks = true;
+    // Transactions are gossiped one message each: a busy peer legitimately forwards
+    // thousands per second, which must not read as flooding (and end in a ban).
+    cfg.per_peer_msgs_per_sec = 20_000;
     let provider: Arc<dyn BlockProvider> = Arc::new(ChainBlocks(node.clone()));
     let (handle, events) = P2p::start(cfg, Some(provider))
         .await

@@ -258,10 +258,24 @@ impl Node {
             .iter()
             .flat_map(|b| b.txs.iter().map(|t| t.hash))
             .collect();
-        for b in reverted {
-            for t in &b.txs {
-                if !included.contains(&t.hash) {
-                    let _ = self.admit_quiet(t.clone());
+        // Per sender, in an order that keeps its queue contiguous: ascending onto an empty
+        // queue, descending (each right before the first pending one) onto a non-empty one.
+        let mut by_sender: std::collections::BTreeMap<Address, Vec<&SignedTx>> =
+            std::collections::BTreeMap::new();
+        for t in reverted.iter().flat_map(|b| b.txs.iter()) {
+            if !included.contains(&t.hash) {
+                by_sender.entry(t.tx.sender()).or_default().push(t);
+            }
+        }
+        for (from, mut txs) in by_sender {
+            txs.sort_by_key(|t| t.tx.nonce);
+            let pending = self.mempool.lock().next_nonce(&from, 0) > 0;
+            if pending {
+                txs.reverse();
+            }
+            for t in txs {
+                if let Err(e) = self.admit_quiet(t.clone()) {
+                    tracing::debug!(tx = %t.hash, error = %e, "reverted transaction not taken back");
                 }
             }
         }

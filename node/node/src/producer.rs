@@ -66,8 +66,25 @@ pub fn run(node: Arc<Node>) {
                     for (h, reason) in &p.rejected {
                         tracing::warn!(tx = %h, %reason, "dropping transaction that can no longer be included");
                     }
-                    if !p.rejected.is_empty() {
-                        pool.remove(&p.rejected.iter().map(|(h, _)| *h).collect::<Vec<_>>());
+                    // Drop only what can never be included: a transaction whose nonce is
+                    // ahead of its sender's (the tip moved under the producer, e.g. a fork
+                    // switch) waits for the gap to fill instead of taking its queue with it.
+                    let doomed: Vec<_> = p
+                        .rejected
+                        .iter()
+                        .filter(|(h, _)| {
+                            pool.get(h).is_some_and(|e| {
+                                let from = e.tx.tx.sender();
+                                node.chain
+                                    .account_latest(&from)
+                                    .map(|a| e.tx.tx.nonce < a.nonce)
+                                    .unwrap_or(true)
+                            })
+                        })
+                        .map(|(h, _)| *h)
+                        .collect();
+                    if !doomed.is_empty() {
+                        pool.remove(&doomed);
                     }
                 }
                 let size = p.size as u32;
