@@ -448,6 +448,32 @@ mod tests {
     }
 
     #[test]
+    fn reverted_transactions_come_back_before_the_pending_queue() {
+        // A fork switch took nonces 3..=5 back out of the chain while 6..=7 still wait.
+        let k = Keypair::from_seed(&[1; 32]);
+        let mut p = Mempool::new(MempoolConfig::default());
+        let state = Account { nonce: 3, ..rich() };
+        p.add(tx(&k, 6, 1), Account { nonce: 6, ..rich() }, 0)
+            .unwrap();
+        p.add(tx(&k, 7, 1), Account { nonce: 6, ..rich() }, 0)
+            .unwrap();
+        // Not adjacent: still a gap.
+        assert!(matches!(
+            p.add(tx(&k, 4, 1), state, 0),
+            Err(Reject::NonceGap { .. })
+        ));
+        for n in [5, 4, 3] {
+            p.add(tx(&k, n, 1), state, 0).unwrap();
+        }
+        let nonces: Vec<u64> = p.candidates(10).iter().map(|t| t.tx.nonce).collect();
+        assert_eq!(nonces, vec![3, 4, 5, 6, 7]);
+        assert!(matches!(
+            p.add(tx(&k, 2, 1), state, 0),
+            Err(Reject::NonceTooLow { .. })
+        ));
+    }
+
+    #[test]
     fn balance_covers_all_pending() {
         let k = Keypair::from_seed(&[1; 32]);
         let mut p = Mempool::new(MempoolConfig::default());
