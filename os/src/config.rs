@@ -151,7 +151,8 @@ pub struct SystemConfig {
     pub ntp_servers: Vec<String>,
     /// Format the data partition when it is blank (never when it has data).
     pub format_blank_data: bool,
-    /// Network interfaces; empty means DHCPv4 on the first NIC with link.
+    /// Network interfaces; empty means DHCPv4 on the first NIC with link. When listed, only
+    /// the listed NICs are configured (the others stay down).
     pub interfaces: Vec<InterfaceConfig>,
 }
 
@@ -159,12 +160,67 @@ pub struct SystemConfig {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct InterfaceConfig {
-    /// Interface name (e.g. `eth0`) or MAC address.
+    /// Interface name (e.g. `eth0`) or MAC address (`52:54:00:12:34:56`, any case).
     pub name: String,
-    /// `dhcp` or a CIDR address such as `10.0.0.2/24`.
+    /// `dhcp` (also when empty) or a static IPv4 address with its prefix, `10.0.0.2/24`.
     pub address: String,
-    /// Default gateway for a static address.
+    /// Default gateway, only with a static address; at most one interface may set one. With
+    /// no gateway anywhere, the first DHCP interface's router becomes the default route.
     pub gateway: Option<String>,
+}
+
+/// How one interface gets its address (from [`InterfaceConfig::mode`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InterfaceMode {
+    /// DHCPv4.
+    Dhcp,
+    /// A static address.
+    Static {
+        /// The address.
+        addr: std::net::Ipv4Addr,
+        /// Prefix length (0–32).
+        prefix: u8,
+        /// Default gateway through this interface.
+        gateway: Option<std::net::Ipv4Addr>,
+    },
+}
+
+/// Parses `10.0.0.2/24` (the prefix is required).
+pub fn parse_cidr(s: &str) -> Option<(std::net::Ipv4Addr, u8)> {
+    let (a, p) = s.trim().split_once('/')?;
+    let prefix: u8 = p.parse().ok()?;
+    (prefix <= 32).then_some(())?;
+    Some((a.parse().ok()?, prefix))
+}
+
+impl InterfaceConfig {
+    /// The address mode, or why the entry is invalid.
+    pub fn mode(&self) -> Result<InterfaceMode, String> {
+        let addr = self.address.trim();
+        let gateway = match self.gateway.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(g) => Some(
+                g.parse::<std::net::Ipv4Addr>()
+                    .map_err(|_| format!("gateway `{g}` is not an IPv4 address"))?,
+            ),
+        };
+        if addr.is_empty() || addr.eq_ignore_ascii_case("dhcp") {
+            if gateway.is_some() {
+                return Err(
+                    "a gateway is only for a static address (DHCP supplies its own)".into(),
+                );
+            }
+            return Ok(InterfaceMode::Dhcp);
+        }
+        let (a, prefix) = parse_cidr(addr).ok_or_else(|| {
+            format!("address `{addr}` is neither `dhcp` nor an IPv4 address with a prefix such as 10.0.0.2/24")
+        })?;
+        Ok(InterfaceMode::Static {
+            addr: a,
+            prefix,
+            gateway,
+        })
+    }
 }
 
 impl Config {
@@ -222,6 +278,38 @@ impl Config {
             return Err(ConfigError::Invalid {
                 field: "node.mempool",
                 message: "limits must be positive".into(),
+            });
+        }
+        let mut names = std::collections::BTreeSet::new();
+        let mut gateways = 0;
+        for ic in &self.system.interfaces {
+            let invalid = |message: String| ConfigError::Invalid {
+                field: "system.interfaces",
+                message,
+            };
+            let name = ic.name.trim().to_ascii_lowercase();
+            if name.is_empty() {
+                return Err(invalid(
+                    "every interface needs a `name` (e.g. eth0 or a MAC address)".into(),
+                ));
+            }
+            if !names.insert(name) {
+                return Err(invalid(format!("interface `{}` is listed twice", ic.name)));
+            }
+            match ic
+                .mode()
+                .map_err(|m| invalid(format!("{}: {m}", ic.name)))?
+            {
+                InterfaceMode::Static {
+                    gateway: Some(_), ..
+                } => gateways += 1,
+                InterfaceMode::Static { .. } | InterfaceMode::Dhcp => {}
+            }
+        }
+        if gateways > 1 {
+            return Err(ConfigError::Invalid {
+                field: "system.interfaces",
+                message: "only one interface may set a gateway (the default route)".into(),
             });
         }
         if !self.node.dev && self.node.genesis.is_none() {
@@ -284,6 +372,72 @@ mod tests {
         std::fs::write(&p, "[node]\ngenesis = \"genesis.json\"\n").unwrap();
         let cfg = Config::load(&p).unwrap();
         assert_eq!(cfg.node.genesis.unwrap(), dir.path().join("genesis.json"));
+    }
+
+    #[test]
+    fn interfaces_parse_and_validate() {
+        let text = r#"
+[node]
+dev = true
+[[system.interfaces]]
+name = "52:54:00:77:00:02"
+address = "10.77.0.2/24"
+[[system.interfaces]]
+name = "eth1"
+address = "dhcp"
+"#;
+        let cfg = Config::from_toml(text, Path::new("x")).unwrap();
+        let modes: Vec<InterfaceMode> = cfg
+            .system
+            .interfaces
+            .iter()
+            .map(|i| i.mode().unwrap())
+            .collect();
+        assert_eq!(
+            modes,
+            vec![
+                InterfaceMode::Static {
+                    addr: "10.77.0.2".parse().unwrap(),
+                    prefix: 24,
+                    gateway: None
+                },
+                InterfaceMode::Dhcp
+            ]
+        );
+        let bad = |ifaces: &str| {
+            let t = format!("[node]\ndev = true\n{ifaces}");
+            Config::from_toml(&t, Path::new("x"))
+                .unwrap_err()
+                .to_string()
+        };
+        let e = bad("[[system.interfaces]]\nname = \"eth0\"\naddress = \"10.0.0.2\"\n");
+        assert!(
+            e.contains("system.interfaces") && e.contains("prefix"),
+            "{e}"
+        );
+        let e = bad(
+            "[[system.interfaces]]\nname = \"eth0\"\naddress = \"dhcp\"\ngateway = \"10.0.0.1\"\n",
+        );
+        assert!(e.contains("only for a static"), "{e}");
+        let e = bad(
+            "[[system.interfaces]]\nname = \"eth0\"\naddress = \"10.0.0.2/24\"\ngateway = \"x\"\n",
+        );
+        assert!(e.contains("gateway `x`"), "{e}");
+        let e =
+            bad("[[system.interfaces]]\nname = \"eth0\"\n[[system.interfaces]]\nname = \"ETH0\"\n");
+        assert!(e.contains("twice"), "{e}");
+        let e = bad("[[system.interfaces]]\naddress = \"dhcp\"\n");
+        assert!(e.contains("needs a `name`"), "{e}");
+        let e = bad(
+            "[[system.interfaces]]\nname = \"eth0\"\naddress = \"10.0.0.2/24\"\ngateway = \"10.0.0.1\"\n\
+             [[system.interfaces]]\nname = \"eth1\"\naddress = \"10.1.0.2/24\"\ngateway = \"10.1.0.1\"\n",
+        );
+        assert!(e.contains("only one interface"), "{e}");
+        assert_eq!(parse_cidr("10.0.0.2/33"), None);
+        assert_eq!(
+            parse_cidr(" 10.0.0.2/8 "),
+            Some(("10.0.0.2".parse().unwrap(), 8))
+        );
     }
 
     #[test]

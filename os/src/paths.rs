@@ -14,6 +14,11 @@ pub const DEFAULT_FS_URL: &str = "http://127.0.0.1:7848";
 pub const INIT_SOCKET: &str = "/run/aergo/init.sock";
 /// GPT partition label of the appliance's data partition.
 pub const DATA_LABEL: &str = "AERGO-DATA";
+/// GPT partition label of the appliance's read-only system partition (squashfs holding the
+/// service binaries and their shared libraries).
+pub const SYSTEM_LABEL: &str = "AERGO-SYSTEM";
+/// Mount point of the system partition on the appliance (`/bin` and `/sbin` link into it).
+pub const SYSTEM_MOUNT: &str = "/usr";
 /// Mount point of the data partition on the appliance.
 pub const DATA_MOUNT: &str = "/data";
 /// Chain data on the appliance.

@@ -21,6 +21,9 @@ pub const ALIGN: u64 = 2048;
 pub const ESP_TYPE: &str = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B";
 /// Linux filesystem data type GUID.
 pub const LINUX_TYPE: &str = "0FC63DAF-8483-4772-8E79-3D69D8477DE4";
+/// Linux `/usr` partition for x86-64 (the Discoverable Partitions Specification's type):
+/// the appliance's read-only system partition.
+pub const USR_X86_64_TYPE: &str = "8484680C-9521-48C6-9C11-B0720656F69E";
 
 /// Errors reading or writing a GPT.
 #[derive(Debug, thiserror::Error)]
