@@ -56,18 +56,28 @@ OVMF_CODE=/usr/share/OVMF/OVMF_CODE_4M.fd
 
 accel=(-accel tcg)
 if [ "$KVM" = 1 ]; then accel=(-accel kvm -cpu host); fi
+# The disk is the only boot device (bootindex=0): OVMF connects and boots just it, no CD-ROM
+# or network boot attempts.
+disk=(-drive "file=$OUT/aergo-disk.img,format=raw,if=none,id=disk0"
+      -device virtio-blk-pci,drive=disk0,bootindex=0)
 boot=(-drive "if=pflash,format=raw,readonly=on,file=$OVMF_CODE"
       -drive "if=pflash,format=raw,file=$OUT/OVMF_VARS.fd")
 if [ "$DIRECT" = 1 ]; then
   kernel="$OUT/vmlinuz"; [ -f "$OUT/vmlinux" ] && kernel="$OUT/vmlinux"   # PVH: no decompression
+  # The services live on the disk's system partition: the disk stays attached (-kernel
+  # takes boot index 0 itself).
   boot=(-kernel "$kernel" -initrd "$OUT/initramfs.img" -append "$(cat "$OUT/cmdline.txt")")
+  disk=(-drive "file=$OUT/aergo-disk.img,format=raw,if=none,id=disk0"
+        -device virtio-blk-pci,drive=disk0)
 fi
+# The dashboard on the VGA console needs a display; otherwise everything is on the serial line.
+display=(-display none)
+[ "$CONSOLE" = tty1 ] && display=(-vga std)
 
 echo "run-qemu: RPC http://127.0.0.1:$RPC_PORT  control 127.0.0.1:$CTL_PORT  AergoFS http://127.0.0.1:$FS_PORT"
 echo "run-qemu: serial console below; Ctrl-A X quits QEMU"
 exec qemu-system-x86_64 -machine q35 "${accel[@]}" -m "$MEM" -smp 2 \
-  -nographic -vga none "${boot[@]}" \
-  -drive "file=$OUT/aergo-disk.img,format=raw,if=virtio" \
+  -nodefaults "${display[@]}" -serial mon:stdio "${boot[@]}" "${disk[@]}" \
   -device virtio-rng-pci -device i6300esb \
   -netdev "user,id=n0,hostfwd=tcp:127.0.0.1:$RPC_PORT-:7845,hostfwd=tcp:127.0.0.1:$CTL_PORT-:7847,hostfwd=tcp:127.0.0.1:$FS_PORT-:7848" \
   -device virtio-net-pci,netdev=n0,romfile=

@@ -8,8 +8,10 @@ PACKAGES=(
   # building the workspace (RocksDB via Debian's library, LLVM for AergoSQL, bindgen)
   build-essential pkg-config clang libclang-dev librocksdb-dev libzstd-dev
   llvm-16-dev libpolly-16-dev
-  # the appliance image: kernel + modules, UKI stub, ESP (FAT), ext4, compression, objcopy/strip
-  linux-image-amd64 systemd-boot-efi mtools dosfstools gdisk e2fsprogs zstd xz-utils gzip cpio kmod binutils
+  # the appliance image: kernel + modules, UKI stub, ESP (FAT), system partition (squashfs),
+  # ext4, compression, objcopy/strip
+  linux-image-amd64 systemd-boot-efi mtools dosfstools gdisk squashfs-tools e2fsprogs zstd xz-utils
+  gzip cpio kmod binutils
   # booting it
   qemu-system-x86 ovmf
 )

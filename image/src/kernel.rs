@@ -18,10 +18,11 @@ pub const WANTED_MODULES: &[&str] = &[
     "nvme",
     "ahci",
     "sd_mod",
-    // filesystem (crc32c first: ext4's checksum driver)
+    // filesystems (crc32c first: ext4's checksum driver; squashfs: the system partition)
     "crc32c_intel",
     "crc32c_generic",
     "ext4",
+    "squashfs",
     // common server NICs
     "e1000",
     "e1000e",
@@ -36,7 +37,13 @@ pub const WANTED_MODULES: &[&str] = &[
 
 /// Modules loaded on every boot whatever the hardware (the rest are loaded by init only when
 /// a device's modalias matches one of their aliases).
-pub const ALWAYS_MODULES: &[&str] = &["crc32c_intel", "crc32c_generic", "ext4", "evdev"];
+pub const ALWAYS_MODULES: &[&str] = &[
+    "squashfs",
+    "crc32c_intel",
+    "crc32c_generic",
+    "ext4",
+    "evdev",
+];
 
 /// A kernel found on the build host.
 #[derive(Debug, Clone)]

@@ -51,6 +51,21 @@ pub fn resolve(binaries: &[PathBuf]) -> Result<BTreeSet<PathBuf>> {
     Ok(all)
 }
 
+/// Where a file of the build host's `/usr` (or of `/lib`, which is `/usr/lib` on a merged-usr
+/// system such as Debian 12) goes in the system partition mounted at `/usr`: the path
+/// relative to the partition's root. `None` for paths elsewhere (kept in the initramfs).
+pub fn system_path(path: &Path) -> Option<PathBuf> {
+    let rel = if let Ok(r) = path.strip_prefix("/usr") {
+        r.to_path_buf()
+    } else if path.starts_with("/lib/") {
+        path.strip_prefix("/").ok()?.to_path_buf()
+    } else {
+        return None;
+    };
+    let rel_str = rel.to_string_lossy();
+    (!rel_str.is_empty() && !rel_str.contains("..")).then_some(rel)
+}
+
 /// Reads a library, following symlinks, for placement at its `ldd` path.
 pub fn read(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("reading {}", path.display()))
@@ -77,6 +92,24 @@ mod tests {
         );
         assert!(parse_ldd("\tlibfoo.so => not found\n").is_err());
         assert!(parse_ldd("\tstatically linked\n").unwrap().is_empty());
+    }
+
+    #[test]
+    fn system_paths_map_lib_and_usr_into_the_partition() {
+        let sp = |p: &str| system_path(Path::new(p)).map(|p| p.display().to_string());
+        assert_eq!(
+            sp("/lib/x86_64-linux-gnu/librocksdb.so.7.8").as_deref(),
+            Some("lib/x86_64-linux-gnu/librocksdb.so.7.8")
+        );
+        assert_eq!(
+            sp("/usr/lib/x86_64-linux-gnu/libz.so.1").as_deref(),
+            Some("lib/x86_64-linux-gnu/libz.so.1")
+        );
+        assert_eq!(sp("/usr/bin/aergo-node").as_deref(), Some("bin/aergo-node"));
+        assert_eq!(sp("/lib64/ld-linux-x86-64.so.2"), None);
+        assert_eq!(sp("/opt/x/libq.so"), None);
+        assert_eq!(sp("/usr"), None);
+        assert_eq!(sp("/usr/lib/../../etc/passwd"), None);
     }
 
     #[test]

@@ -1,10 +1,17 @@
 //! aergo-image: builds the AERGO OS initramfs and the flashable GPT disk image.
 //!
 //! Steps: find the kernel → resolve kernel modules from `modules.dep` → collect our release
-//! binaries and the shared libraries `ldd` lists for them → write the initramfs (cpio newc,
-//! zstd) → build the unified kernel image (UKI) → FAT ESP → pre-formatted ext4 `AERGO-DATA`
-//! holding `/etc/aergo.toml` → assemble the GPT disk. Outputs (in the `--out` folder):
-//! `aergo-os.img` plus `vmlinuz`, `initramfs.img` and `cmdline.txt` for direct kernel boot.
+//! binaries and the shared libraries `ldd` lists for them → the system partition (squashfs:
+//! service binaries and their libraries, mounted at `/usr`) → the initramfs (cpio newc, zstd:
+//! init, its libraries, kernel modules, config) → the unified kernel image (UKI) → FAT ESP →
+//! pre-formatted ext4 `AERGO-DATA` holding `/etc/aergo.toml` → assemble the GPT disk.
+//! Outputs (in the `--out` folder): `aergo-os.img` plus `vmlinuz`, `vmlinux`,
+//! `initramfs.img` and `cmdline.txt` for direct kernel boot (with the same disk attached:
+//! the services live on its system partition).
+//!
+//! Keeping the big binaries out of the initramfs keeps the UKI small (~12 MiB instead of
+//! ~34 MiB), which the firmware reads and the kernel unpacks on every boot; the system
+//! partition is read on demand, page by page, by the kernel's own disk driver.
 
 mod cpio;
 mod disk;
@@ -36,7 +43,8 @@ addr = "0.0.0.0:7848"
 ntp_servers = []
 "#;
 
-/// Binaries placed in `/bin` when built (init itself becomes `/init`).
+/// Binaries placed in the system partition's `/usr/bin` (`/bin` links there) when built;
+/// init itself becomes the initramfs's `/init`.
 const SERVICE_BINARIES: &[&str] = &["aergo-node", "aergofs", "aergo-top"];
 
 #[derive(Parser, Debug)]
@@ -70,11 +78,17 @@ struct Args {
     #[arg(long, default_value = "")]
     cmdline_extra: String,
     /// Data partition size in MiB (init grows it to the disk on first boot).
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 32)]
     data_mib: u64,
     /// zstd compression level for the initramfs.
     #[arg(long, default_value_t = 9)]
     zstd_level: u32,
+    /// Compression of the system partition (squashfs).
+    #[arg(long, value_enum, default_value = "zstd")]
+    system_compression: disk::SquashComp,
+    /// zstd level for the system partition (levels above 9 take much longer for ~1 % less).
+    #[arg(long, default_value_t = 9)]
+    squashfs_level: u32,
     /// Do not strip binaries.
     #[arg(long)]
     no_strip: bool,
@@ -143,8 +157,44 @@ fn strip_into(src: &Path, dst: &Path, strip: bool) -> Result<()> {
     Ok(())
 }
 
+/// Copies `src` (following symlinks) to `dst`, creating folders, with `mode`.
+fn place(src: &Path, dst: &Path, mode: u32) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    if let Some(dir) = dst.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::copy(src, dst)
+        .with_context(|| format!("copying {} to {}", src.display(), dst.display()))?;
+    std::fs::set_permissions(dst, std::fs::Permissions::from_mode(mode))?;
+    Ok(())
+}
+
+/// Total bytes of the regular files under `dir`.
+fn dir_bytes(dir: &Path) -> u64 {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    rd.flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => dir_bytes(&e.path()),
+            Ok(t) if t.is_file() => e.metadata().map(|m| m.len()).unwrap_or(0),
+            _ => 0,
+        })
+        .sum()
+}
+
+/// An identifier shared by one build's initramfs and system partition, so init can tell
+/// when a disk's system partition does not belong to the kernel it booted.
+fn build_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("{nanos:x}-{:x}\n", std::process::id())
+}
+
 fn run(args: Args) -> Result<()> {
-    let mut p = Progress::new(8);
+    let mut p = Progress::new(9);
     let out_dir = args
         .out
         .parent()
@@ -243,11 +293,24 @@ fn run(args: Args) -> Result<()> {
         strip_into(src, &tmp, !args.no_strip)?;
         staged.push((dest.clone(), tmp));
     }
-    let libraries = libs::resolve(&staged.iter().map(|(_, p)| p.clone()).collect::<Vec<_>>())?;
+    // init's libraries go into the initramfs (it runs before the system partition is
+    // mounted); the services' other libraries into the system partition.
+    let (init_bins, service_bins): (Vec<_>, Vec<_>) =
+        staged.iter().partition(|(dest, _)| dest == "init");
+    let init_libs = libs::resolve(&init_bins.iter().map(|(_, p)| p.clone()).collect::<Vec<_>>())?;
+    let service_libs: Vec<PathBuf> = libs::resolve(
+        &service_bins
+            .iter()
+            .map(|(_, p)| p.clone())
+            .collect::<Vec<_>>(),
+    )?
+    .into_iter()
+    .filter(|l| !init_libs.contains(l))
+    .collect();
     p.done(&format!(
         "{} binaries, {} libraries{}",
         staged.len(),
-        libraries.len(),
+        init_libs.len() + service_libs.len(),
         if missing.is_empty() {
             String::new()
         } else {
@@ -257,23 +320,59 @@ fn run(args: Args) -> Result<()> {
             )
         }
     ));
+    let build_id = build_id();
+
+    p.begin("building system partition (squashfs)");
+    let sys_root = work.join("system");
+    let mut initramfs_libs: Vec<PathBuf> = init_libs.iter().cloned().collect();
+    for (dest, src) in &service_bins {
+        let rel = libs::system_path(Path::new(&format!("/usr/{dest}")))
+            .with_context(|| format!("no system path for {dest}"))?;
+        place(src, &sys_root.join(rel), 0o755)?;
+    }
+    for lib in &service_libs {
+        match libs::system_path(lib) {
+            Some(rel) => place(lib, &sys_root.join(rel), 0o755)?,
+            // Outside /lib and /usr/lib: keep it at its own path in the initramfs.
+            None => initramfs_libs.push(lib.clone()),
+        }
+    }
+    std::fs::create_dir_all(sys_root.join("share/aergo"))?;
+    std::fs::write(sys_root.join("share/aergo/build-id"), &build_id)?;
+    let sys_raw = dir_bytes(&sys_root);
+    let sqfs = work.join("system.sqfs");
+    disk::build_squashfs(
+        &sys_root,
+        args.system_compression,
+        args.squashfs_level,
+        &sqfs,
+    )?;
+    let sqfs_len = std::fs::metadata(&sqfs)?.len();
+    p.done(&format!(
+        "{} → {} squashfs",
+        human(sys_raw),
+        human(sqfs_len)
+    ));
 
     p.begin("writing initramfs");
     let mut a = cpio::Archive::new();
     for d in [
-        "proc", "sys", "dev", "run", "tmp", "data", "etc", "bin", "var", "root",
+        "proc", "sys", "dev", "run", "tmp", "data", "etc", "var", "root", "usr",
     ] {
         a.dir(d);
     }
+    // Service binaries and tools live on the system partition mounted at /usr.
+    a.add("bin", cpio::Entry::Symlink("usr/bin".into()));
+    a.add("sbin", cpio::Entry::Symlink("usr/sbin".into()));
     a.add("dev/console", cpio::Entry::CharDev(0o600, 5, 1));
-    a.add("sbin/init", cpio::Entry::Symlink("/init".into()));
     a.add("dev/null", cpio::Entry::CharDev(0o666, 1, 3));
-    for (dest, src) in &staged {
+    for (dest, src) in &init_bins {
         a.file(dest, 0o755, std::fs::read(src)?);
     }
-    for lib in &libraries {
+    for lib in &initramfs_libs {
         a.file(&lib.display().to_string(), 0o755, libs::read(lib)?);
     }
+    a.file("etc/aergo/build-id", 0o644, build_id.clone().into_bytes());
     let mod_base = format!("lib/modules/{}", k.release);
     for rel in &order {
         let data = std::fs::read(k.modules_dir.join(rel))?;
@@ -397,8 +496,8 @@ fn run(args: Args) -> Result<()> {
     p.done(&human(data_len));
 
     p.begin("assembling GPT disk image");
-    let layout = disk::plan(esp_len, data_len)?;
-    disk::assemble(&layout, &esp, &data_img, &args.out)?;
+    let layout = disk::plan(esp_len, disk::system_size(sqfs_len), data_len)?;
+    disk::assemble(&layout, &esp, &sqfs, &data_img, &args.out)?;
     p.done(&args.out.display().to_string());
     let _ = std::fs::remove_dir_all(&work);
 
@@ -408,13 +507,16 @@ fn run(args: Args) -> Result<()> {
     }
     let kernel_len = std::fs::metadata(&k.image)?.len();
     eprintln!(
-        "\nAERGO OS image built in {:.1} s\n  kernel     {} ({})\n  initramfs  {} (zstd; {} unpacked)\n  UKI        {}\n  image      {} raw: {}\n  direct boot: {}/vmlinuz{}, initramfs.img, cmdline.txt",
+        "\nAERGO OS image built in {:.1} s\n  kernel     {} ({})\n  initramfs  {} (zstd; {} unpacked)\n  UKI        {}\n  system     {} squashfs ({} unpacked) in a {} partition\n  image      {} raw: {}\n  direct boot: {}/vmlinuz{}, initramfs.img, cmdline.txt (with the disk attached)",
         p.started.elapsed().as_secs_f64(),
         human(kernel_len),
         k.release,
         human(initrd_len),
         human(raw_len),
         human(uki_len),
+        human(sqfs_len),
+        human(sys_raw),
+        human(layout.system().1),
         human(layout.total),
         args.out.display(),
         out_dir.display(),

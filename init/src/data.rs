@@ -12,6 +12,27 @@ use std::time::{Duration, Instant};
 
 const BLKGETSIZE64: libc::c_ulong = 0x8008_1272;
 const BLKRRPART: libc::c_ulong = 0x125F;
+const BLKPG: libc::c_ulong = 0x1269;
+const BLKPG_RESIZE_PARTITION: libc::c_int = 3;
+
+/// `struct blkpg_partition` (linux/blkpg.h); start and length in bytes.
+#[repr(C)]
+struct BlkpgPartition {
+    start: i64,
+    length: i64,
+    pno: libc::c_int,
+    devname: [u8; 64],
+    volname: [u8; 64],
+}
+
+/// `struct blkpg_ioctl_arg`.
+#[repr(C)]
+struct BlkpgIoctlArg {
+    op: libc::c_int,
+    flags: libc::c_int,
+    datalen: libc::c_int,
+    data: *mut libc::c_void,
+}
 const EXT4_IOC_RESIZE_FS: libc::c_ulong = 0x4008_6610;
 /// Grow only when at least this much space is unused.
 pub const MIN_GROW: u64 = 16 * 1024 * 1024;
@@ -142,8 +163,42 @@ pub fn is_blank<R: Read + Seek>(dev: &mut R) -> io::Result<bool> {
     Ok(buf.get(..n).unwrap_or(&[]).iter().all(|b| *b == 0))
 }
 
-/// Grows the GPT partition to the end of the disk and makes the kernel re-read the table.
-/// Returns the new partition size when it grew.
+/// Reads a number from a sysfs attribute of the partition (`partition`, `start`).
+fn sys_number(part: &PartDev, attr: &str) -> io::Result<u64> {
+    let text = std::fs::read_to_string(Path::new("/sys/class/block").join(&part.name).join(attr))?;
+    text.trim()
+        .parse()
+        .map_err(|_| io::Error::other(format!("bad sysfs {attr} `{}`", text.trim())))
+}
+
+/// Tells the kernel the partition's new size with `BLKPG_RESIZE_PARTITION`, which works
+/// while other partitions of the disk are mounted (BLKRRPART would fail with EBUSY).
+fn kernel_resize_partition(disk: &File, part: &PartDev, new_len: u64) -> io::Result<()> {
+    let pno = sys_number(part, "partition")?;
+    let start = sys_number(part, "start")? * 512;
+    let mut p = BlkpgPartition {
+        start: i64::try_from(start).map_err(io::Error::other)?,
+        length: i64::try_from(new_len).map_err(io::Error::other)?,
+        pno: libc::c_int::try_from(pno).map_err(io::Error::other)?,
+        devname: [0; 64],
+        volname: [0; 64],
+    };
+    let mut arg = BlkpgIoctlArg {
+        op: BLKPG_RESIZE_PARTITION,
+        flags: 0,
+        datalen: std::mem::size_of::<BlkpgPartition>() as libc::c_int,
+        data: (&mut p as *mut BlkpgPartition).cast(),
+    };
+    // SAFETY: BLKPG reads a blkpg_ioctl_arg whose data points at a live blkpg_partition.
+    let rc = unsafe { libc::ioctl(disk.as_raw_fd(), BLKPG, &mut arg) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Grows the GPT partition to the end of the disk and tells the kernel (resize in place,
+/// else a full re-read of the table). Returns the new partition size when it grew.
 pub fn grow_partition(part: &PartDev, label: &str) -> io::Result<Option<u64>> {
     let mut disk = OpenOptions::new()
         .read(true)
@@ -152,12 +207,17 @@ pub fn grow_partition(part: &PartDev, label: &str) -> io::Result<Option<u64>> {
     let size = device_size(&disk)?;
     let grown = Gpt::grow_last(&mut disk, size, label, MIN_GROW)
         .map_err(|e| io::Error::other(e.to_string()))?;
-    if grown.is_some() {
+    if let Some(new_len) = grown {
         disk.sync_all()?;
-        // SAFETY: BLKRRPART takes no argument.
-        let rc = unsafe { libc::ioctl(disk.as_raw_fd(), BLKRRPART, 0) };
-        if rc < 0 {
-            return Err(io::Error::last_os_error());
+        if let Err(e) = kernel_resize_partition(&disk, part, new_len) {
+            // SAFETY: BLKRRPART takes no argument.
+            let rc = unsafe { libc::ioctl(disk.as_raw_fd(), BLKRRPART, 0) };
+            if rc < 0 {
+                let rr = io::Error::last_os_error();
+                return Err(io::Error::other(format!(
+                    "the table was grown but the kernel was not told (BLKPG: {e}; BLKRRPART: {rr}); it takes effect at the next boot"
+                )));
+            }
         }
     }
     Ok(grown)

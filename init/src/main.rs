@@ -1,9 +1,12 @@
 //! aergo-init: PID 1 and service supervisor of AERGO OS.
 //!
-//! Boot: pseudo filesystems → kernel modules (the image's load list, `modules.dep` order) →
-//! config → data partition (grow, mount) → hostname, entropy, token → control sockets →
-//! network (DHCP/static over netlink) and SNTP in the background → services under the
-//! supervisor. Shutdown (SIGTERM/power button → power off, SIGINT/Ctrl-Alt-Del → reboot, or
+//! Boot: pseudo filesystems → kernel modules on a background thread (disk drivers and
+//! filesystems first, then NICs and the rest, matched by modalias) → system partition
+//! (squashfs at `/usr`, as soon as its disk and filesystem are there) → config → data
+//! partition (grow, mount) → entropy, tokens → control sockets → network (DHCP/static over
+//! netlink, once the modules are loaded) and SNTP in the background → services under the
+//! supervisor (watchdog and power button once their drivers are there). Shutdown
+//! (SIGTERM/power button → power off, SIGINT/Ctrl-Alt-Del → reboot, or
 //! a control request): services stop in reverse order, logs flush, `/data` is unmounted,
 //! then `reboot(2)`. Every subsystem runs under `catch_unwind`; init never exits.
 #![deny(
@@ -37,6 +40,10 @@ use supervisor::{Backoff, Shutdown, Supervisor};
 
 /// The config baked into the initramfs by aergo-image.
 const BAKED_CONFIG: &str = "/etc/aergo/aergo.toml";
+/// The image build this initramfs belongs to (written by aergo-image).
+const BUILD_ID: &str = "/etc/aergo/build-id";
+/// The image build the mounted system partition belongs to.
+const SYSTEM_BUILD_ID: &str = "/usr/share/aergo/build-id";
 /// Longest a shutdown may take before everything is killed.
 const SHUTDOWN_LIMIT: Duration = Duration::from_secs(60);
 
@@ -228,10 +235,13 @@ fn load_config(logs: &LogStore) -> (Config, String) {
     (c, BAKED_CONFIG.to_string())
 }
 
-fn hostname_from(cfg: &Config) -> String {
-    if let Some(h) = cfg.system.hostname.as_ref().filter(|h| !h.is_empty()) {
-        return h.clone();
-    }
+/// The configured hostname, if any (an empty one counts as none).
+fn configured_hostname(cfg: &Config) -> Option<String> {
+    cfg.system.hostname.clone().filter(|h| !h.is_empty())
+}
+
+/// `aergo-<last 3 bytes of the first NIC's MAC>` (NIC drivers must be loaded), else `aergo`.
+fn hostname_from_mac() -> String {
     if let Ok(mut nl) = net::Netlink::open() {
         if let Ok(links) = nl.links() {
             if let Some(l) = links.iter().find(|l| !l.is_loopback() && l.mac.len() >= 3) {
@@ -246,6 +256,13 @@ fn hostname_from(cfg: &Config) -> String {
         }
     }
     "aergo".into()
+}
+
+fn apply_hostname(logs: &LogStore, host: &str) {
+    match sys::set_hostname(host) {
+        Ok(()) => logs.init(6, &format!("hostname {host}")),
+        Err(e) => logs.init(3, &format!("sethostname: {e}")),
+    }
 }
 
 fn seed_entropy(logs: &LogStore) {
@@ -266,8 +283,26 @@ fn save_seed() {
     }
 }
 
-fn network(ctx: Arc<Ctx>, cfg: Config) {
+/// Longest the network waits for the module thread (NIC drivers) before configuring what it
+/// finds.
+const COLDPLUG_WAIT: Duration = Duration::from_secs(30);
+
+/// Brings the network up (after the NIC drivers are loaded): sets the MAC-derived hostname
+/// when none is configured, loopback; then either the
+/// `[[system.interfaces]]` plan (static addresses now, one DHCP thread per DHCP interface)
+/// or, with none configured, DHCP on the first NIC with carrier. Starts SNTP once an
+/// address is there.
+fn network(ctx: Arc<Ctx>, cfg: Config, coldplug: Arc<sys::Latch>) {
     let logs = ctx.logs.clone();
+    if !coldplug.wait(COLDPLUG_WAIT) {
+        logs.init(
+            4,
+            "modules still loading: configuring the NICs found so far",
+        );
+    }
+    if configured_hostname(&cfg).is_none() {
+        apply_hostname(&logs, &hostname_from_mac());
+    }
     let mut nl = match net::Netlink::open() {
         Ok(n) => n,
         Err(e) => {
@@ -282,35 +317,45 @@ fn network(ctx: Arc<Ctx>, cfg: Config) {
         }
     }
     let hostname = sys::hostname();
-    // Static interfaces from config.
-    let mut dhcp_on: Vec<net::Link> = Vec::new();
+    let mut dhcp_on: Vec<(net::Link, bool)> = Vec::new();
     if !cfg.system.interfaces.is_empty() {
-        for ic in &cfg.system.interfaces {
-            let Some(link) = links
-                .iter()
-                .find(|l| l.name == ic.name || l.mac_string().eq_ignore_ascii_case(&ic.name))
-            else {
-                logs.init(3, &format!("interface {} not found", ic.name));
-                continue;
-            };
-            let _ = nl.set_up(link.index);
-            if ic.address == "dhcp" || ic.address.is_empty() {
-                dhcp_on.push(link.clone());
-                continue;
+        // A NIC may still be registering: give missing ones a few seconds.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let mut p = net::plan(&cfg.system.interfaces, &links);
+        while p.missing() > 0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(200));
+            p = net::plan(&cfg.system.interfaces, &nl.links().unwrap_or_default());
+        }
+        for problem in &p.problems {
+            logs.init(3, &format!("network: {problem}"));
+        }
+        for item in p.ifaces {
+            let link = item.link;
+            if let Err(e) = nl.set_up(link.index) {
+                logs.init(3, &format!("{}: link up: {e}", link.name));
             }
-            match net::parse_cidr(&ic.address) {
-                Some((a, p)) => {
-                    match nl.add_addr(link.index, a, p) {
-                        Ok(()) => logs.init(5, &format!("{}: {a}/{p} (static)", link.name)),
-                        Err(e) => logs.init(3, &format!("{}: address {a}/{p}: {e}", link.name)),
+            match item.step {
+                net::Step::Dhcp { default_route } => dhcp_on.push((link, default_route)),
+                net::Step::Static {
+                    addr,
+                    prefix,
+                    gateway,
+                } => {
+                    match nl.add_addr(link.index, addr, prefix) {
+                        Ok(()) => logs.init(5, &format!("{}: {addr}/{prefix} (static)", link.name)),
+                        Err(e) => {
+                            logs.init(3, &format!("{}: address {addr}/{prefix}: {e}", link.name))
+                        }
                     }
-                    if let Some(gw) = ic.gateway.as_ref().and_then(|g| g.parse().ok()) {
-                        if let Err(e) = nl.default_route(link.index, gw) {
-                            logs.init(3, &format!("default route via {gw}: {e}"));
+                    if let Some(gw) = gateway {
+                        match nl.default_route(link.index, gw) {
+                            Ok(()) => {
+                                logs.init(5, &format!("default route via {gw} ({})", link.name))
+                            }
+                            Err(e) => logs.init(3, &format!("default route via {gw}: {e}")),
                         }
                     }
                 }
-                None => logs.init(3, &format!("{}: bad address `{}`", ic.name, ic.address)),
             }
         }
     } else {
@@ -321,33 +366,63 @@ fn network(ctx: Arc<Ctx>, cfg: Config) {
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         loop {
             let now_links = nl.links().unwrap_or_default();
-            if let Some(l) = now_links.iter().find(|l| !l.is_loopback() && l.carrier) {
-                dhcp_on.push(l.clone());
-                break;
-            }
-            if std::time::Instant::now() >= deadline {
-                if let Some(l) = now_links.iter().find(|l| !l.is_loopback()) {
+            match net::auto_pick(&now_links) {
+                Some((l, true)) => {
+                    dhcp_on.push((l, true));
+                    break;
+                }
+                Some((l, false)) if std::time::Instant::now() >= deadline => {
                     logs.init(
                         4,
                         &format!("no NIC reports carrier; trying DHCP on {}", l.name),
                     );
-                    dhcp_on.push(l.clone());
-                } else {
-                    logs.init(4, "no network interface found");
+                    dhcp_on.push((l, true));
+                    break;
                 }
-                break;
+                None if std::time::Instant::now() >= deadline => {
+                    logs.init(4, "no network interface found");
+                    break;
+                }
+                _ => std::thread::sleep(Duration::from_millis(100)),
             }
-            std::thread::sleep(Duration::from_millis(100));
         }
     }
     ctx.facts.lock().addresses = nl.addresses().unwrap_or_default();
-    let Some(link) = dhcp_on.first().cloned() else {
+    if dhcp_on.is_empty() {
         sntp_loop(&ctx, &cfg);
         return;
+    }
+    let sntp_started = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for (link, default_route) in dhcp_on {
+        let cfg2 = cfg.clone();
+        let host = hostname.clone();
+        let started = sntp_started.clone();
+        spawn_named(&ctx, &format!("dhcp-{}", link.name), move |c| {
+            dhcp_loop(&c, &cfg2, &link, default_route, &host, &started)
+        });
+    }
+}
+
+/// Keeps a DHCP lease on `link`: acquires, applies (address; default route and DNS when
+/// this interface owns the default route), renews by a fresh exchange at half the lease.
+fn dhcp_loop(
+    ctx: &Arc<Ctx>,
+    cfg: &Config,
+    link: &net::Link,
+    default_route: bool,
+    hostname: &str,
+    sntp_started: &std::sync::atomic::AtomicBool,
+) {
+    let logs = &ctx.logs;
+    let mut nl = match net::Netlink::open() {
+        Ok(n) => n,
+        Err(e) => {
+            logs.init(3, &format!("netlink ({}): {e}", link.name));
+            return;
+        }
     };
-    let mut sntp_started = false;
     loop {
-        match dhcp::acquire(&link.name, &link.mac, &hostname, 4) {
+        match dhcp::acquire(&link.name, &link.mac, hostname, 4) {
             Ok(lease) => {
                 let mut msg = format!(
                     "{}: {}/{} (DHCP, lease {} s)",
@@ -356,13 +431,19 @@ fn network(ctx: Arc<Ctx>, cfg: Config) {
                 if let Err(e) = nl.add_addr(link.index, lease.addr, lease.prefix) {
                     msg = format!("{msg}; adding the address failed: {e}");
                 }
-                if let Some(gw) = lease.router {
-                    match nl.default_route(link.index, gw) {
+                match lease.router {
+                    Some(gw) if default_route => match nl.default_route(link.index, gw) {
                         Ok(()) => msg = format!("{msg}, gateway {gw}"),
                         Err(e) => msg = format!("{msg}; default route failed: {e}"),
+                    },
+                    Some(gw) => {
+                        msg = format!("{msg}, router {gw} not used (default route elsewhere)")
                     }
+                    None => {}
                 }
-                if !lease.dns.is_empty() {
+                if !lease.dns.is_empty()
+                    && (default_route || !Path::new("/etc/resolv.conf").exists())
+                {
                     let text: String = lease
                         .dns
                         .iter()
@@ -372,14 +453,9 @@ fn network(ctx: Arc<Ctx>, cfg: Config) {
                 }
                 logs.init(5, &msg);
                 ctx.facts.lock().addresses = nl.addresses().unwrap_or_default();
-                if !sntp_started {
-                    sntp_started = true;
-                    let c2 = ctx.clone();
+                if !sntp_started.swap(true, Ordering::SeqCst) {
                     let cfg2 = cfg.clone();
-                    spawn_named(&ctx, "sntp", move |c| {
-                        let _ = &c2;
-                        sntp_loop(&c, &cfg2)
-                    });
+                    spawn_named(ctx, "sntp", move |c| sntp_loop(&c, &cfg2));
                 }
                 // Renew at half the lease (a fresh exchange keeps the same address).
                 let half = u64::from(lease.lease_secs / 2).max(30);
@@ -503,6 +579,104 @@ fn finish_shutdown(ctx: &Ctx, kind: Shutdown, watchdog: &mut Option<std::fs::Fil
     }
 }
 
+/// Starts module loading (always-list and coldplug, see [`sys::load_modules`]) on its own
+/// thread; the latch is set when it is done (also if it panicked or could not start).
+fn start_modules(logs: &Arc<LogStore>, release: &str) -> Arc<sys::Latch> {
+    let latch = Arc::new(sys::Latch::default());
+    let run = {
+        let logs = logs.clone();
+        let release = release.to_string();
+        move || {
+            let t = std::time::Instant::now();
+            let r = std::panic::catch_unwind(|| sys::load_modules(&release));
+            match r {
+                Ok((n, errs)) => {
+                    for e in &errs {
+                        logs.init(4, &format!("module {e}"));
+                    }
+                    logs.init(
+                        6,
+                        &format!(
+                            "loaded {n} kernel modules in {} ms",
+                            t.elapsed().as_millis()
+                        ),
+                    );
+                }
+                Err(_) => logs.init(3, "module loading panicked: some drivers may be missing"),
+            }
+        }
+    };
+    let set = sys::SetOnDrop(latch.clone());
+    let spawned = std::thread::Builder::new()
+        .name("modules".into())
+        .spawn(move || {
+            let _set = set;
+            run();
+        });
+    if let Err(e) = spawned {
+        logs.init(
+            3,
+            &format!("cannot start the module thread ({e}): no drivers"),
+        );
+        latch.set();
+    }
+    latch
+}
+
+/// Finds the system partition (`AERGO-SYSTEM`, squashfs) and mounts it read-only at `/usr`
+/// (`/bin` and `/sbin` link there). Warns when it comes from another image build.
+fn mount_system(logs: &LogStore, modules_done: &sys::Latch) -> bool {
+    let label = paths::SYSTEM_LABEL;
+    let Some(part) = data::wait_partition(label, Duration::from_secs(15)) else {
+        logs.init(2, &format!("no partition labelled {label}"));
+        return false;
+    };
+    if !sys::wait_filesystem("squashfs", modules_done, Duration::from_secs(15)) {
+        logs.init(
+            2,
+            "the kernel has no squashfs (module missing from the image?)",
+        );
+        return false;
+    }
+    let dev = part.dev().display().to_string();
+    if let Err(e) = sys::mount(
+        &dev,
+        paths::SYSTEM_MOUNT,
+        "squashfs",
+        libc::MS_RDONLY | libc::MS_NODEV,
+        "",
+    ) {
+        logs.init(
+            2,
+            &format!("mount {dev} (squashfs) on {}: {e}", paths::SYSTEM_MOUNT),
+        );
+        return false;
+    }
+    let id = |p: &str| {
+        std::fs::read_to_string(p)
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default()
+    };
+    let (ours, theirs) = (id(BUILD_ID), id(SYSTEM_BUILD_ID));
+    if ours == theirs {
+        logs.init(
+            6,
+            &format!(
+                "mounted system partition {dev} on {} (build {ours})",
+                paths::SYSTEM_MOUNT
+            ),
+        );
+    } else {
+        logs.init(
+            4,
+            &format!(
+                "system partition {dev} is from build `{theirs}`, this kernel's initramfs from `{ours}`: the disk does not match the boot image"
+            ),
+        );
+    }
+    true
+}
+
 fn boot(logs: Arc<LogStore>) {
     let mount_errors = sys::mount_pseudo();
     logs.open_kmsg();
@@ -531,11 +705,10 @@ fn boot(logs: Arc<LogStore>) {
         ),
     );
 
-    let (loaded, errs) = sys::load_modules(&release);
-    for e in &errs {
-        logs.init(4, &format!("module {e}"));
-    }
-    logs.init(6, &format!("loaded {loaded} kernel modules"));
+    // Kernel modules load on their own thread, disk drivers and filesystems first; the boot
+    // goes on as soon as what it needs is there, NIC and other drivers follow meanwhile.
+    let modules_done = start_modules(&logs, &release);
+    let system_mounted = mount_system(&logs, &modules_done);
 
     let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
     let console = pick_console(&cmdline);
@@ -546,16 +719,19 @@ fn boot(logs: Arc<LogStore>) {
             Err(_) => (Config::default(), ()),
         }
     };
+    if !sys::wait_filesystem("ext4", &modules_done, Duration::from_secs(15)) {
+        logs.init(3, "the kernel has no ext4 (module missing from the image?)");
+    }
     let data = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| setup_data(&logs, &baked)))
         .unwrap_or(DataSetup { mounted: false });
     for d in ["etc", "chain", "fs", "log"] {
         let _ = std::fs::create_dir_all(Path::new(paths::DATA_MOUNT).join(d));
     }
     let (cfg, cfg_path) = load_config(&logs);
-    let host = hostname_from(&cfg);
-    match sys::set_hostname(&host) {
-        Ok(()) => logs.init(6, &format!("hostname {host}")),
-        Err(e) => logs.init(3, &format!("sethostname: {e}")),
+    // Without a configured hostname the network thread derives one from the MAC once the
+    // NIC drivers are loaded.
+    if let Some(host) = configured_hostname(&cfg) {
+        apply_hostname(&logs, &host);
     }
     seed_entropy(&logs);
     logs.set_dir(Path::new(paths::APPLIANCE_LOG_DIR));
@@ -650,16 +826,17 @@ fn boot(logs: Arc<LogStore>) {
         }
     });
     let cfg2 = cfg.clone();
-    spawn_named(&ctx, "network", move |c| network(c, cfg2));
-    watch_power_button(&ctx);
-    let mut watchdog = std::fs::OpenOptions::new()
-        .write(true)
-        .open("/dev/watchdog")
-        .ok();
-    if watchdog.is_some() {
-        ctx.facts.lock().watchdog = true;
-        logs.init(6, "hardware watchdog found: feeding it every 5 s");
+    let cp = modules_done.clone();
+    spawn_named(&ctx, "network", move |c| network(c, cfg2, cp));
+    if !system_mounted {
+        logs.init(
+            2,
+            "no system partition: the services cannot start (write the whole image to the disk)",
+        );
     }
+    // The watchdog and the power button are opened once coldplug has loaded their drivers.
+    let mut watchdog: Option<std::fs::File> = None;
+    let mut hardware_ready = false;
 
     // The supervisor loop.
     let mut last_feed = sys::monotonic();
@@ -669,6 +846,18 @@ fn boot(logs: Arc<LogStore>) {
     loop {
         let _ = wake_rx.recv_timeout(Duration::from_millis(200));
         let now = sys::monotonic();
+        if !hardware_ready && modules_done.is_set() {
+            hardware_ready = true;
+            ctx.guard("hardware", || watch_power_button(&ctx));
+            watchdog = std::fs::OpenOptions::new()
+                .write(true)
+                .open("/dev/watchdog")
+                .ok();
+            if watchdog.is_some() {
+                ctx.facts.lock().watchdog = true;
+                logs.init(6, "hardware watchdog found: feeding it every 5 s");
+            }
+        }
         ctx.guard("supervisor", || {
             if ctx.inject_supervisor_panic.swap(false, Ordering::SeqCst) {
                 #[allow(clippy::panic)]

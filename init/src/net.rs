@@ -385,12 +385,122 @@ impl Netlink {
     }
 }
 
-/// Parses `10.0.0.2/24`.
-pub fn parse_cidr(s: &str) -> Option<(Ipv4Addr, u8)> {
-    let (a, p) = s.split_once('/')?;
-    let prefix: u8 = p.parse().ok()?;
-    (prefix <= 32).then_some(())?;
-    Some((a.parse().ok()?, prefix))
+/// What init does with one configured NIC.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Static address; `gateway` becomes the default route.
+    Static {
+        /// Address.
+        addr: Ipv4Addr,
+        /// Prefix length.
+        prefix: u8,
+        /// Default gateway (at most one interface has one).
+        gateway: Option<Ipv4Addr>,
+    },
+    /// DHCPv4; the lease's router becomes the default route only when `default_route`.
+    Dhcp {
+        /// Whether this interface's router is the default route.
+        default_route: bool,
+    },
+}
+
+/// One NIC of a [`Plan`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Planned {
+    /// The interface.
+    pub link: Link,
+    /// What to do with it.
+    pub step: Step,
+}
+
+/// The network configuration init applies, from `[[system.interfaces]]` and the NICs found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// Interfaces to bring up, in config order.
+    pub ifaces: Vec<Planned>,
+    /// Config entries that could not be applied (no such NIC, bad value, duplicate).
+    pub problems: Vec<String>,
+}
+
+impl Plan {
+    /// Names of configured entries that matched no NIC (they may still be appearing).
+    pub fn missing(&self) -> usize {
+        self.problems
+            .iter()
+            .filter(|p| p.ends_with(NOT_FOUND))
+            .count()
+    }
+}
+
+const NOT_FOUND: &str = "no such network interface";
+
+/// Matches `[[system.interfaces]]` entries to NICs (by name, or by MAC in any case) and
+/// decides the default route: the static gateway if one is configured, else the router of
+/// the first DHCP interface in config order; no other interface touches the default route.
+/// NICs not listed are left alone (down). An empty list is [`auto_pick`]'s job.
+pub fn plan(interfaces: &[aergo_os::config::InterfaceConfig], links: &[Link]) -> Plan {
+    use aergo_os::config::InterfaceMode;
+    let mut out = Plan::default();
+    let static_gateway = interfaces.iter().any(|ic| {
+        matches!(
+            ic.mode(),
+            Ok(InterfaceMode::Static {
+                gateway: Some(_),
+                ..
+            })
+        )
+    });
+    let mut dhcp_route_taken = static_gateway;
+    for ic in interfaces {
+        let want = ic.name.trim();
+        let Some(link) = links.iter().find(|l| {
+            !l.is_loopback() && (l.name == want || l.mac_string().eq_ignore_ascii_case(want))
+        }) else {
+            out.problems.push(format!("{want}: {NOT_FOUND}"));
+            continue;
+        };
+        if out.ifaces.iter().any(|p| p.link.index == link.index) {
+            out.problems
+                .push(format!("{want}: {} is already configured", link.name));
+            continue;
+        }
+        let step = match ic.mode() {
+            Ok(InterfaceMode::Static {
+                addr,
+                prefix,
+                gateway,
+            }) => Step::Static {
+                addr,
+                prefix,
+                gateway,
+            },
+            Ok(InterfaceMode::Dhcp) => {
+                let default_route = !dhcp_route_taken;
+                dhcp_route_taken = true;
+                Step::Dhcp { default_route }
+            }
+            Err(e) => {
+                out.problems.push(format!("{want}: {e}"));
+                continue;
+            }
+        };
+        out.ifaces.push(Planned {
+            link: link.clone(),
+            step,
+        });
+    }
+    out
+}
+
+/// With no `[[system.interfaces]]`: DHCP (and the default route) on the first NIC with
+/// carrier, else on the first NIC at all (`None` without NICs). The bool says whether the
+/// pick has carrier.
+pub fn auto_pick(links: &[Link]) -> Option<(Link, bool)> {
+    let nics = || links.iter().filter(|l| !l.is_loopback());
+    nics()
+        .find(|l| l.carrier)
+        .map(|l| (l.clone(), true))
+        .or_else(|| nics().next().map(|l| (l.clone(), false)))
 }
 
 #[cfg(test)]
@@ -413,14 +523,160 @@ mod tests {
         assert_eq!(a[1].1, b"eth0\0");
     }
 
+    fn link(index: i32, name: &str, mac: [u8; 6], carrier: bool) -> Link {
+        Link {
+            index,
+            name: name.into(),
+            mac: mac.to_vec(),
+            flags: 0,
+            carrier,
+        }
+    }
+
+    fn iface(
+        name: &str,
+        address: &str,
+        gateway: Option<&str>,
+    ) -> aergo_os::config::InterfaceConfig {
+        aergo_os::config::InterfaceConfig {
+            name: name.into(),
+            address: address.into(),
+            gateway: gateway.map(str::to_string),
+        }
+    }
+
+    fn host_links() -> Vec<Link> {
+        let mut lo = link(1, "lo", [0; 6], true);
+        lo.flags = libc::IFF_LOOPBACK as u32;
+        vec![
+            lo,
+            link(2, "eth0", [0x52, 0x54, 0, 0x77, 0, 2], true),
+            link(3, "eth1", [0x52, 0x54, 0, 0x12, 0x34, 0x56], true),
+            link(4, "eth2", [0x52, 0x54, 0, 0x12, 0x34, 0x57], false),
+        ]
+    }
+
     #[test]
-    fn cidr() {
-        assert_eq!(
-            parse_cidr("10.0.0.2/24"),
-            Some((Ipv4Addr::new(10, 0, 0, 2), 24))
+    fn static_private_nic_and_dhcp_uplink() {
+        // The testnet layout: NIC 1 static on the private network (named by MAC), NIC 2
+        // DHCP on QEMU's user network; the default route comes from DHCP only.
+        let p = plan(
+            &[
+                iface("52:54:00:77:00:02", "10.77.0.2/24", None),
+                iface("eth1", "dhcp", None),
+            ],
+            &host_links(),
         );
-        assert_eq!(parse_cidr("10.0.0.2"), None);
-        assert_eq!(parse_cidr("10.0.0.2/33"), None);
+        assert!(p.problems.is_empty(), "{:?}", p.problems);
+        assert_eq!(p.ifaces.len(), 2);
+        assert_eq!(p.ifaces[0].link.name, "eth0");
+        assert_eq!(
+            p.ifaces[0].step,
+            Step::Static {
+                addr: Ipv4Addr::new(10, 77, 0, 2),
+                prefix: 24,
+                gateway: None
+            }
+        );
+        assert_eq!(p.ifaces[1].link.name, "eth1");
+        assert_eq!(
+            p.ifaces[1].step,
+            Step::Dhcp {
+                default_route: true
+            }
+        );
+    }
+
+    #[test]
+    fn a_static_gateway_wins_over_dhcp_routers() {
+        let p = plan(
+            &[
+                iface("eth1", "", None),
+                iface("eth9", "10.0.0.2/24", None),
+                iface("eth2", "dhcp", None),
+                iface("eth0", "10.1.0.2/16", Some("10.1.0.1")),
+            ],
+            &host_links(),
+        );
+        assert_eq!(p.ifaces.len(), 3, "{p:?}");
+        assert_eq!(
+            p.ifaces[0].step,
+            Step::Dhcp {
+                default_route: false
+            }
+        );
+        assert_eq!(
+            p.ifaces[1].step,
+            Step::Dhcp {
+                default_route: false
+            }
+        );
+        assert_eq!(
+            p.ifaces[2].step,
+            Step::Static {
+                addr: Ipv4Addr::new(10, 1, 0, 2),
+                prefix: 16,
+                gateway: Some(Ipv4Addr::new(10, 1, 0, 1))
+            }
+        );
+        assert_eq!(p.missing(), 1);
+        assert!(p.problems[0].starts_with("eth9"), "{:?}", p.problems);
+    }
+
+    #[test]
+    fn only_the_first_dhcp_nic_takes_the_default_route() {
+        let p = plan(
+            &[iface("eth2", "dhcp", None), iface("eth1", "dhcp", None)],
+            &host_links(),
+        );
+        let routes: Vec<bool> = p
+            .ifaces
+            .iter()
+            .map(|i| {
+                matches!(
+                    i.step,
+                    Step::Dhcp {
+                        default_route: true
+                    }
+                )
+            })
+            .collect();
+        assert_eq!(routes, vec![true, false]);
+    }
+
+    #[test]
+    fn duplicates_bad_values_and_loopback_are_problems() {
+        let p = plan(
+            &[
+                iface("eth0", "10.0.0.2/24", None),
+                iface("52:54:00:77:00:02", "dhcp", None),
+                iface("eth1", "10.0.0.3", None),
+                iface("lo", "dhcp", None),
+            ],
+            &host_links(),
+        );
+        assert_eq!(p.ifaces.len(), 1);
+        assert_eq!(p.problems.len(), 3, "{:?}", p.problems);
+        assert!(p.problems[0].contains("already configured"));
+        assert!(p.problems[1].contains("prefix"));
+        assert!(p.problems[2].contains("no such network interface"));
+    }
+
+    #[test]
+    fn auto_prefers_a_nic_with_carrier() {
+        let mut links = host_links();
+        assert_eq!(
+            auto_pick(&links).map(|(l, c)| (l.name, c)),
+            Some(("eth0".into(), true))
+        );
+        for l in &mut links {
+            l.carrier = false;
+        }
+        assert_eq!(
+            auto_pick(&links).map(|(l, c)| (l.name, c)),
+            Some(("eth0".into(), false))
+        );
+        assert_eq!(auto_pick(&links[..1]), None);
     }
 
     #[test]

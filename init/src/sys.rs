@@ -172,70 +172,220 @@ pub fn modaliases() -> Vec<String> {
     out
 }
 
-/// Loads the image's always-needed modules, then the drivers whose aliases match present
-/// devices, in rounds until nothing new matches (a bus driver such as virtio_pci reveals
-/// the devices of the next round). Dependencies come first (`aergo-modules.dep`).
-/// Returns (loaded, failures). ENODEV/ENXIO (hardware absent) are not failures.
-pub fn load_modules(release: &str) -> (usize, Vec<String>) {
-    use aergo_os::sys::modules::{canonical, Aliases, ModuleDb, ALIAS_LIST, DEP_LIST, LOAD_LIST};
-    let base = Path::new("/lib/modules").join(release);
-    let read = |name: &str| std::fs::read_to_string(base.join(name));
-    let mut loaded_names = std::collections::BTreeSet::new();
-    let mut loaded = 0;
-    let mut errs = Vec::new();
-    let mut load = |rel: &str, errs: &mut Vec<String>| {
-        if !loaded_names.insert(canonical(rel)) {
-            return 0;
+/// Loads module files (dependencies first), remembering what was loaded. Counts loads and
+/// collects failures; ENODEV/ENXIO (hardware absent) are not failures, EEXIST is a success.
+struct Loader {
+    base: std::path::PathBuf,
+    loaded_names: std::collections::BTreeSet<String>,
+    loaded: usize,
+    errs: Vec<String>,
+}
+
+impl Loader {
+    fn new(release: &str) -> Self {
+        Self {
+            base: Path::new("/lib/modules").join(release),
+            loaded_names: Default::default(),
+            loaded: 0,
+            errs: Vec::new(),
+        }
+    }
+
+    fn read(&self, name: &str) -> io::Result<String> {
+        std::fs::read_to_string(self.base.join(name))
+    }
+
+    fn load(&mut self, rel: &str) {
+        if !self
+            .loaded_names
+            .insert(aergo_os::sys::modules::canonical(rel))
+        {
+            return;
         }
         let t = std::time::Instant::now();
-        let r = load_module(&base.join(rel));
+        let r = load_module(&self.base.join(rel));
         let ms = t.elapsed().as_millis();
         if ms >= 100 {
-            errs.push(format!("{rel}: slow load, {ms} ms"));
+            self.errs.push(format!("{rel}: slow load, {ms} ms"));
         }
         match r {
-            Ok(()) => 1,
-            Err(e) if matches!(e.raw_os_error(), Some(libc::ENODEV) | Some(libc::ENXIO)) => 0,
-            Err(e) => {
-                errs.push(format!("{rel}: {e}"));
-                0
-            }
+            Ok(()) => self.loaded += 1,
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENODEV) | Some(libc::ENXIO)) => {}
+            Err(e) => self.errs.push(format!("{rel}: {e}")),
+        }
+    }
+}
+
+/// Module classes in loading order. Lower is earlier.
+const BUS: &[&str] = &["virtio_pci"];
+/// Disk drivers that probe quickly, and the virtio RNG (the tokens made at boot wait for
+/// the kernel's random pool; without RDRAND this device is what fills it early).
+const STORAGE: &[&str] = &["virtio_blk", "nvme", "virtio_scsi", "sd_mod", "virtio_rng"];
+/// The filesystems the boot mounts (squashfs: system partition; ext4 and its checksum).
+const FILESYSTEMS: &[&str] = &["squashfs", "crc32c_intel", "crc32c_generic", "ext4"];
+/// Network drivers (the RPC is reached through them).
+const NICS: &[&str] = &["virtio_net", "e1000", "e1000e", "igb", "ixgbe"];
+/// Disk drivers whose probe waits for link negotiation on every port.
+const SLOW_STORAGE: &[&str] = &["ahci"];
+
+/// Loading order of a module: bus drivers first (they reveal devices), then disk drivers
+/// (and the RNG) and the filesystems (the boot waits for them), then NICs, then AHCI (its
+/// probe waits for SATA link negotiation), then everything else (watchdogs, buttons,
+/// input). Lower is earlier; (class, rank in class).
+pub fn coldplug_priority(module: &str) -> (u8, u8) {
+    let name = aergo_os::sys::modules::canonical(module);
+    for (class, list) in [BUS, STORAGE, FILESYSTEMS, NICS, SLOW_STORAGE]
+        .iter()
+        .enumerate()
+    {
+        if let Some(i) = list.iter().position(|m| *m == name) {
+            return (class as u8, i as u8);
+        }
+    }
+    (5, 0)
+}
+
+/// The modules of `wanted` to load in this step: those of the most urgent class present,
+/// most urgent first (the rest wait for the next step, after a rescan).
+pub fn coldplug_step(wanted: &[String]) -> Vec<String> {
+    let Some(class) = wanted.iter().map(|m| coldplug_priority(m).0).min() else {
+        return Vec::new();
+    };
+    let mut step: Vec<String> = wanted
+        .iter()
+        .filter(|m| coldplug_priority(m).0 == class)
+        .cloned()
+        .collect();
+    step.sort_by_key(|m| (coldplug_priority(m), m.clone()));
+    step
+}
+
+/// Loads every module the boot needs, on one thread (concurrent `finit_module`s are slower:
+/// the kernel serialises much of module loading): the image's always-list
+/// (`aergo-modules.load`: filesystems, input) and the drivers whose aliases
+/// (`aergo-modules.alias`) match the `modalias` of present devices (coldplug, as udev
+/// does), in steps by [`coldplug_priority`] with a rescan after each (a bus driver such as
+/// virtio_pci reveals the devices of the next step), until nothing new matches.
+/// Dependencies come first (`aergo-modules.dep`). Returns (loaded, failures).
+pub fn load_modules(release: &str) -> (usize, Vec<String>) {
+    use aergo_os::sys::modules::{Aliases, ModuleDb, ALIAS_LIST, DEP_LIST, LOAD_LIST};
+    let mut l = Loader::new(release);
+    let db = ModuleDb::parse(&l.read(DEP_LIST).unwrap_or_default(), "");
+    let aliases = Aliases::parse(&l.read(ALIAS_LIST).unwrap_or_default());
+    // The always-list holds module paths in dependency order; its top-level names are what
+    // the steps schedule (dependencies are resolved again when loading).
+    let mut always: Vec<String> = match l.read(LOAD_LIST) {
+        Ok(list) => list
+            .lines()
+            .map(str::trim)
+            .filter(|x| !x.is_empty())
+            .map(aergo_os::sys::modules::canonical)
+            .collect(),
+        Err(e) => {
+            l.errs
+                .push(format!("no module list for kernel {release}: {e}"));
+            Vec::new()
         }
     };
-    match read(LOAD_LIST) {
-        Ok(list) => {
-            for rel in list.lines().map(str::trim).filter(|l| !l.is_empty()) {
-                loaded += load(rel, &mut errs);
-            }
-        }
-        Err(e) => errs.push(format!("no module list for kernel {release}: {e}")),
-    }
-    let db = ModuleDb::parse(&read(DEP_LIST).unwrap_or_default(), "");
-    let aliases = Aliases::parse(&read(ALIAS_LIST).unwrap_or_default());
     let mut tried = std::collections::BTreeSet::new();
-    for _round in 0..6 {
+    for _step in 0..24 {
         let mut wanted: Vec<String> = Vec::new();
-        for m in modaliases() {
-            for module in aliases.modules_for(&m) {
-                if tried.insert(module.clone()) {
-                    wanted.push(module);
-                }
+        for module in always.iter().cloned().chain(
+            modaliases()
+                .iter()
+                .flat_map(|m| aliases.modules_for(m))
+                .collect::<Vec<_>>(),
+        ) {
+            if !tried.contains(&module) && !wanted.contains(&module) {
+                wanted.push(module);
             }
         }
-        if wanted.is_empty() {
+        let step = coldplug_step(&wanted);
+        if step.is_empty() {
             break;
         }
-        let names: Vec<&str> = wanted.iter().map(String::as_str).collect();
-        match db.resolve(&names) {
-            Ok(order) => {
-                for rel in order {
-                    loaded += load(&rel, &mut errs);
+        for m in &step {
+            tried.insert(m.clone());
+            match db.resolve(&[m.as_str()]) {
+                Ok(order) => {
+                    for rel in order {
+                        l.load(&rel);
+                    }
                 }
+                Err(e) => l.errs.push(e.to_string()),
             }
-            Err(e) => errs.push(e.to_string()),
         }
+        always.retain(|m| !tried.contains(m));
     }
-    (loaded, errs)
+    (l.loaded, l.errs)
+}
+
+/// Whether the kernel knows filesystem `name` (`/proc/filesystems`).
+pub fn has_filesystem(name: &str) -> bool {
+    std::fs::read_to_string("/proc/filesystems")
+        .map(|t| {
+            t.lines()
+                .any(|l| l.split_whitespace().next_back() == Some(name))
+        })
+        .unwrap_or(false)
+}
+
+/// Waits until filesystem `name` is registered, `modules_done` is set without it, or
+/// `timeout` passes. True when it is there.
+pub fn wait_filesystem(name: &str, modules_done: &Latch, timeout: std::time::Duration) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if has_filesystem(name) {
+            return true;
+        }
+        if modules_done.is_set() {
+            return has_filesystem(name);
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// A one-shot event threads can wait for (e.g. "coldplug finished").
+#[derive(Debug, Default)]
+pub struct Latch {
+    done: std::sync::Mutex<bool>,
+    cv: std::sync::Condvar,
+}
+
+impl Latch {
+    /// Marks the event as happened and wakes every waiter.
+    pub fn set(&self) {
+        let mut d = self.done.lock().unwrap_or_else(|e| e.into_inner());
+        *d = true;
+        self.cv.notify_all();
+    }
+
+    /// Whether the event happened.
+    pub fn is_set(&self) -> bool {
+        *self.done.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits up to `timeout` for the event; true if it happened.
+    pub fn wait(&self, timeout: std::time::Duration) -> bool {
+        let d = self.done.lock().unwrap_or_else(|e| e.into_inner());
+        let (d, _) = self
+            .cv
+            .wait_timeout_while(d, timeout, |done| !*done)
+            .unwrap_or_else(|e| e.into_inner());
+        *d
+    }
+}
+
+/// Sets the latch when dropped (also when the thread holding it unwinds).
+pub struct SetOnDrop(pub std::sync::Arc<Latch>);
+
+impl Drop for SetOnDrop {
+    fn drop(&mut self) {
+        self.0.set();
+    }
 }
 
 /// Kernel release (`uname -r`).
@@ -444,6 +594,64 @@ mod tests {
         assert_eq!(cmdline_value(c, "aergo.console").as_deref(), Some("tty1"));
         assert_eq!(cmdline_value(c, "console").as_deref(), Some("ttyS0,115200"));
         assert_eq!(cmdline_value(c, "nope"), None);
+    }
+
+    #[test]
+    fn modules_load_bus_then_disks_and_filesystems_then_the_rest() {
+        let w = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let all = w(&[
+            "ext4",
+            "i6300esb",
+            "ahci",
+            "virtio_pci",
+            "squashfs",
+            "evdev",
+        ]);
+        assert_eq!(coldplug_step(&all), w(&["virtio_pci"]));
+        let next = w(&[
+            "ext4",
+            "ahci",
+            "virtio-blk",
+            "virtio_net",
+            "squashfs",
+            "nvme",
+        ]);
+        assert_eq!(coldplug_step(&next), w(&["virtio-blk", "nvme"]));
+        let fs = w(&["ext4", "ahci", "virtio_net", "crc32c_intel", "squashfs"]);
+        assert_eq!(coldplug_step(&fs), w(&["squashfs", "crc32c_intel", "ext4"]));
+        let nics = w(&["ahci", "evdev", "e1000e", "virtio_net"]);
+        assert_eq!(coldplug_step(&nics), w(&["virtio_net", "e1000e"]));
+        assert_eq!(coldplug_step(&w(&["ahci", "evdev"])), w(&["ahci"]));
+        let rest = w(&["i6300esb", "evdev", "button"]);
+        assert_eq!(coldplug_step(&rest), w(&["button", "evdev", "i6300esb"]));
+        assert!(coldplug_step(&[]).is_empty());
+    }
+
+    #[test]
+    fn filesystems_are_listed() {
+        assert!(has_filesystem("proc"));
+        assert!(!has_filesystem("no-such-fs"));
+        let done = Latch::default();
+        done.set();
+        assert!(!wait_filesystem(
+            "no-such-fs",
+            &done,
+            std::time::Duration::from_secs(5)
+        ));
+    }
+
+    #[test]
+    fn latch_wakes_waiters() {
+        let l = std::sync::Arc::new(Latch::default());
+        assert!(!l.is_set());
+        assert!(!l.wait(std::time::Duration::from_millis(10)));
+        let l2 = l.clone();
+        let t = std::thread::spawn(move || {
+            let _s = SetOnDrop(l2);
+        });
+        assert!(l.wait(std::time::Duration::from_secs(10)));
+        t.join().unwrap();
+        assert!(l.is_set());
     }
 
     #[test]
