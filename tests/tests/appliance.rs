@@ -9,22 +9,36 @@
 //!   journal clean).
 //! - `appliance_power_cut_direct_boot`: direct kernel boot (the same kernel, initramfs and
 //!   command line the UKI holds; the kernel as the uncompressed PVH `vmlinux` aergo-image
-//!   extracts, which skips firmware and decompression) with the first block due within 15 s
-//!   of QEMU's start (asserted unless the host is saturated: load > 2 × cores);
-//!   kills QEMU mid-production, asserts the journal was left dirty, boots again and asserts
-//!   the node starts and every finalized block is still there with the same hash.
+//!   extracts, which skips firmware and decompression) of an image built with
+//!   `--console ttyS0` and a baked config with two NICs (the first static on a private
+//!   network, named by MAC; the second by DHCP on QEMU's user network, which carries the
+//!   host port forwards and the default route). The first block is due within 15 s of
+//!   QEMU's start (asserted unless the host is saturated: load > 2 × cores); the dashboard
+//!   must render on the serial console (title and a block height, read back through a small
+//!   terminal emulator). Then the power cut: uploads to AergoFS run concurrently in its
+//!   durable group-commit mode while QEMU is SIGKILLed mid-production; the test asserts the
+//!   journal was left dirty, boots again from the same disk and asserts the node starts,
+//!   every finalized block is still there with the same hash, every acknowledged AergoFS
+//!   upload reads back byte-identical, no unacknowledged upload is served with other bytes,
+//!   and the volumes are consistent (none failed or read-only, live needles between the
+//!   acknowledged and the attempted count).
 //!
 //! The VMs run one at a time (a lock), with the serial console in a file. Under `CI=true` a
 //! missing qemu/OVMF/kernel fails the test; elsewhere it is reported and the test returns.
 
+#[path = "fs_common/mod.rs"]
+mod fs_common;
+
 use aergo_e2e::{bin, ci, free_port, poll, target_dir, KillOnDrop};
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 static ONE_VM_AT_A_TIME: Mutex<()> = Mutex::new(());
@@ -66,8 +80,9 @@ fn tools_present() -> Result<bool> {
     Ok(false)
 }
 
-/// Builds the image into `dir` with the workspace's release binaries.
-fn build_image(dir: &Path, config: Option<&str>) -> Result<PathBuf> {
+/// Builds the image into `dir` with the workspace's release binaries (`extra`: more
+/// `aergo-image` flags).
+fn build_image(dir: &Path, config: Option<&str>, extra: &[&str]) -> Result<PathBuf> {
     let image = bin("aergo-image")?;
     bin("aergo-init")?;
     // The real node must be in the image (AERGO_APPLIANCE_BIN_DIR overrides for development).
@@ -80,7 +95,11 @@ fn build_image(dir: &Path, config: Option<&str>) -> Result<PathBuf> {
     };
     let out = dir.join("aergo-os.img");
     let mut cmd = Command::new(image);
-    cmd.arg("--bin-dir").arg(&bin_dir).arg("--out").arg(&out);
+    cmd.arg("--bin-dir")
+        .arg(&bin_dir)
+        .arg("--out")
+        .arg(&out)
+        .args(extra);
     if let Some(text) = config {
         let path = dir.join("baked.toml");
         std::fs::write(&path, text)?;
@@ -112,37 +131,89 @@ enum Boot {
     Direct,
 }
 
+/// The NICs of a test VM.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Nics {
+    /// One virtio NIC on QEMU's user network (DHCP; the host port forwards).
+    UserOnly,
+    /// NIC 1 (`eth0`, MAC [`PRIVATE_MAC`]) on a private user network 10.77.0.0/24 (no
+    /// forwards), NIC 2 (`eth1`) on the user network with the forwards.
+    PrivateAndUser,
+}
+
+/// MAC of the private-network NIC in [`Nics::PrivateAndUser`].
+const PRIVATE_MAC: &str = "52:54:00:77:00:02";
+
 struct Vm {
     child: KillOnDrop,
     serial: PathBuf,
     qmp: PathBuf,
     rpc: u16,
     ctl: u16,
+    fs: u16,
     started: Instant,
 }
 
 impl Vm {
-    fn boot(dir: &Path, disk: &Path, mode: Boot, tag: &str) -> Result<Vm> {
+    fn boot(dir: &Path, disk: &Path, mode: Boot, nics: Nics, tag: &str) -> Result<Vm> {
         let serial = dir.join(format!("serial-{tag}.log"));
         let qmp = dir.join(format!("qmp-{tag}.sock"));
         let _ = std::fs::remove_file(&qmp);
         let rpc = free_port()?;
         let ctl = free_port()?;
+        let fs = free_port()?;
         let mut cmd = Command::new("qemu-system-x86_64");
-        cmd.args(["-machine", "q35", "-accel", "tcg", "-m", "2048", "-smp", "2"])
-            .args(["-display", "none", "-vga", "none", "-monitor", "none"])
-            .arg("-serial")
-            .arg(format!("file:{}", serial.display()))
-            .arg("-qmp")
-            .arg(format!("unix:{},server=on,wait=off", qmp.display()))
-            .arg("-drive")
-            .arg(format!("file={},format=raw,if=virtio", disk.display()))
-            .args(["-device", "virtio-rng-pci", "-device", "i6300esb"])
-            .arg("-netdev")
-            .arg(format!(
-                "user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:{rpc}-:7845,hostfwd=tcp:127.0.0.1:{ctl}-:7847"
-            ))
-            .args(["-device", "virtio-net-pci,netdev=n0,romfile="]);
+        // -nodefaults: no CD-ROM (OVMF would try to boot it, the guest probe it) and no
+        // default NIC; bootindex=0 on the disk (UEFI): OVMF connects and boots only that
+        // device (no network boot attempts).
+        cmd.args([
+            "-machine", "q35", "-accel", "tcg", "-m", "2048", "-smp", "2",
+        ])
+        .args(["-nodefaults", "-display", "none", "-vga", "none"])
+        .args(["-monitor", "none"])
+        .arg("-serial")
+        .arg(format!("file:{}", serial.display()))
+        .arg("-qmp")
+        .arg(format!("unix:{},server=on,wait=off", qmp.display()))
+        .arg("-drive")
+        .arg(format!(
+            "file={},format=raw,if=none,id=disk0",
+            disk.display()
+        ))
+        .arg("-device")
+        .arg(match mode {
+            Boot::Uefi => "virtio-blk-pci,drive=disk0,bootindex=0",
+            // -kernel takes boot index 0 itself.
+            Boot::Direct => "virtio-blk-pci,drive=disk0",
+        })
+        .args(["-device", "virtio-rng-pci", "-device", "i6300esb"]);
+        // The two-NIC VM's uplink is not restricted, so its DHCP lease carries a router (the
+        // default route under test); nothing in the appliance dials out unless configured.
+        let restrict = if nics == Nics::UserOnly { "on" } else { "off" };
+        let user = format!(
+            "user,id=n0,restrict={restrict},hostfwd=tcp:127.0.0.1:{rpc}-:7845,hostfwd=tcp:127.0.0.1:{ctl}-:7847,hostfwd=tcp:127.0.0.1:{fs}-:7848"
+        );
+        match nics {
+            Nics::UserOnly => {
+                cmd.arg("-netdev")
+                    .arg(user)
+                    .args(["-device", "virtio-net-pci,netdev=n0,romfile="]);
+            }
+            Nics::PrivateAndUser => {
+                // Fixed PCI slots make the probe order, hence eth0/eth1, deterministic.
+                cmd.args([
+                    "-netdev",
+                    "user,id=p0,restrict=on,net=10.77.0.0/24,host=10.77.0.1",
+                ])
+                .arg("-device")
+                .arg(format!(
+                    "virtio-net-pci,netdev=p0,mac={PRIVATE_MAC},addr=0x10,romfile="
+                ))
+                .arg("-netdev")
+                .arg(user)
+                .args(["-device", "virtio-net-pci,netdev=n0,addr=0x11,romfile="]);
+            }
+        }
         match mode {
             Boot::Uefi => {
                 let vars = dir.join(format!("vars-{tag}.fd"));
@@ -181,6 +252,7 @@ impl Vm {
             qmp,
             rpc,
             ctl,
+            fs,
             started,
         })
     }
@@ -235,19 +307,57 @@ impl Vm {
             .to_string())
     }
 
-    fn token(&self) -> Result<String> {
+    /// A 64-hex-digit token init printed on the console after `label`.
+    fn console_token(&self, label: &str) -> Result<String> {
         poll(
-            "control token on the console",
+            &format!("`{label}` on the console"),
             Duration::from_secs(120),
             || {
                 let text = self.serial_text();
                 Ok(text.lines().find_map(|l| {
-                    let rest = l.split("control token: ").nth(1)?;
+                    let rest = l.split(label).nth(1)?;
                     let tok: String = rest.chars().take_while(|c| c.is_ascii_hexdigit()).collect();
                     (tok.len() == 64).then_some(tok)
                 }))
             },
         )
+    }
+
+    /// init's control token.
+    fn token(&self) -> Result<String> {
+        self.console_token("control token: ")
+    }
+
+    /// AergoFS's write token.
+    fn fs_token(&self) -> Result<String> {
+        self.console_token("AergoFS write token: ")
+    }
+
+    /// AergoFS's forwarded address.
+    fn fs_addr(&self) -> String {
+        format!("127.0.0.1:{}", self.fs)
+    }
+
+    /// The last `lines` lines init logged itself (its log ring, over the control protocol):
+    /// with the dashboard on the serial console they are not echoed there.
+    fn init_log(&self, token: &str, lines: u64) -> Result<String> {
+        let r = self.control(
+            Some(token),
+            json!({"op": "logs", "service": "init", "lines": lines}),
+        )?;
+        let lines = r["lines"]
+            .as_array()
+            .with_context(|| format!("no log lines in {r}"))?;
+        Ok(lines
+            .iter()
+            .map(|l| {
+                l["text"]
+                    .as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| l.to_string())
+            })
+            .collect::<Vec<_>>()
+            .join("\n"))
     }
 
     /// One control request over the forwarded TCP port.
@@ -356,6 +466,294 @@ fn load_average() -> f64 {
         .unwrap_or(0.0)
 }
 
+/// Replays terminal output (a serial console log) on a `cols`×`rows` screen and returns its
+/// last state: enough of VT100 for what the dashboard (crossterm) and the kernel write —
+/// cursor addressing and moves, erase, newline/scroll; colours and modes are ignored, the
+/// alternate screen clears.
+fn screen(text: &str, cols: usize, rows: usize) -> Vec<String> {
+    let mut grid = vec![vec![' '; cols]; rows];
+    let (mut r, mut c) = (0usize, 0usize);
+    let mut chars = text.chars().peekable();
+    let clear = |g: &mut Vec<Vec<char>>| g.iter_mut().for_each(|l| l.fill(' '));
+    while let Some(ch) = chars.next() {
+        match ch {
+            '\x1b' => match chars.next() {
+                Some('[') => {
+                    let mut params = String::new();
+                    let mut fin = ' ';
+                    for x in chars.by_ref() {
+                        if ('@'..='~').contains(&x) {
+                            fin = x;
+                            break;
+                        }
+                        params.push(x);
+                    }
+                    let private = params.starts_with('?');
+                    let nums: Vec<usize> = params
+                        .trim_start_matches('?')
+                        .split(';')
+                        .map(|n| n.parse().unwrap_or(0))
+                        .collect();
+                    let n =
+                        |i: usize, d: usize| nums.get(i).copied().filter(|v| *v > 0).unwrap_or(d);
+                    match fin {
+                        'H' | 'f' => {
+                            r = (n(0, 1) - 1).min(rows - 1);
+                            c = (n(1, 1) - 1).min(cols - 1);
+                        }
+                        'A' => r = r.saturating_sub(n(0, 1)),
+                        'B' => r = (r + n(0, 1)).min(rows - 1),
+                        'C' => c = (c + n(0, 1)).min(cols - 1),
+                        'D' => c = c.saturating_sub(n(0, 1)),
+                        'G' => c = (n(0, 1) - 1).min(cols - 1),
+                        'd' => r = (n(0, 1) - 1).min(rows - 1),
+                        'J' if nums.first() == Some(&2) || nums.first() == Some(&3) => {
+                            clear(&mut grid)
+                        }
+                        'J' => {
+                            grid[r][c..].fill(' ');
+                            grid[r + 1..].iter_mut().for_each(|l| l.fill(' '));
+                        }
+                        'K' => grid[r][c..].fill(' '),
+                        'h' if private && params.contains("1049") => clear(&mut grid),
+                        _ => {}
+                    }
+                }
+                Some(']') => {
+                    // OSC: up to BEL or ESC \.
+                    while let Some(x) = chars.next() {
+                        if x == '\x07' || (x == '\x1b' && chars.next_if_eq(&'\\').is_some()) {
+                            break;
+                        }
+                    }
+                }
+                Some('(') | Some(')') => {
+                    chars.next();
+                }
+                _ => {}
+            },
+            '\r' => c = 0,
+            '\n' => {
+                if r + 1 == rows {
+                    grid.remove(0);
+                    grid.push(vec![' '; cols]);
+                } else {
+                    r += 1;
+                }
+            }
+            '\x08' => c = c.saturating_sub(1),
+            x if x.is_control() => {}
+            x => {
+                if c >= cols {
+                    c = 0;
+                    if r + 1 == rows {
+                        grid.remove(0);
+                        grid.push(vec![' '; cols]);
+                    } else {
+                        r += 1;
+                    }
+                }
+                grid[r][c] = x;
+                c += 1;
+            }
+        }
+    }
+    grid.into_iter().map(|l| l.into_iter().collect()).collect()
+}
+
+/// The block height the dashboard shows (`Height  1,234` on its Overview screen).
+fn dashboard_height(screen: &[String]) -> Option<u64> {
+    if !screen.iter().any(|l| l.contains("Overview")) {
+        return None;
+    }
+    screen.iter().find_map(|l| {
+        let rest = l.split("Height").nth(1)?;
+        let digits: String = rest
+            .trim_start()
+            .chars()
+            .take_while(|c| c.is_ascii_digit() || *c == ',')
+            .filter(|c| c.is_ascii_digit())
+            .collect();
+        digits.parse().ok()
+    })
+}
+
+/// What the AergoFS load did: fid → (seed, length) of its contents.
+#[derive(Default)]
+struct FsLedger {
+    /// Uploads answered 201 (durable in group-commit mode).
+    acked: HashMap<String, (u64, usize)>,
+    /// Uploads sent (fid assigned first) whose answer never came.
+    unacked: HashMap<String, (u64, usize)>,
+    /// Answers that were not a success (there should be none: only the power cut stops
+    /// the clients).
+    errors: Vec<String>,
+}
+
+/// Clients uploading to AergoFS through the forwarded port until stopped or the VM dies.
+struct FsLoad {
+    stop: Arc<AtomicBool>,
+    acks: Arc<AtomicU64>,
+    /// Uploads sent and not answered yet.
+    in_flight: Arc<AtomicU64>,
+    ledger: Arc<Mutex<FsLedger>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl FsLoad {
+    /// `n` threads, each: `POST /assign` for a fid, record it as sent, `PUT /fid` with
+    /// 1 KiB–192 KiB of deterministic bytes, record it as acknowledged on 201.
+    fn start(addr: &str, token: &str, n: usize) -> FsLoad {
+        let stop = Arc::new(AtomicBool::new(false));
+        let acks = Arc::new(AtomicU64::new(0));
+        let in_flight = Arc::new(AtomicU64::new(0));
+        let ledger = Arc::new(Mutex::new(FsLedger::default()));
+        let threads = (0..n)
+            .map(|t| {
+                let (addr, stop, acks, ledger) =
+                    (addr.to_string(), stop.clone(), acks.clone(), ledger.clone());
+                let in_flight = in_flight.clone();
+                let auth = format!("Bearer {token}");
+                std::thread::spawn(move || {
+                    let mut rng = fs_common::Rng(t as u64 * 7919 + 17);
+                    let h = [("Authorization", auth.as_str())];
+                    while !stop.load(Ordering::Relaxed) {
+                        let Ok(r) = fs_common::request(&addr, "POST", "/assign", &h, b"") else {
+                            break;
+                        };
+                        let fid = match r
+                            .json()
+                            .ok()
+                            .and_then(|v| v["fid"].as_str().map(str::to_string))
+                        {
+                            Some(f) if r.status == 200 => f,
+                            _ => break,
+                        };
+                        let seed = rng.next();
+                        let len = 1024 + rng.below(191 * 1024) as usize;
+                        if let Ok(mut l) = ledger.lock() {
+                            l.unacked.insert(fid.clone(), (seed, len));
+                        }
+                        let body = fs_common::bytes(seed, len);
+                        in_flight.fetch_add(1, Ordering::SeqCst);
+                        let r = fs_common::request(&addr, "PUT", &format!("/{fid}"), &h, &body);
+                        if !matches!(&r, Ok(r) if r.status == 201) {
+                            if let (Ok(r), Ok(mut l)) = (&r, ledger.lock()) {
+                                l.errors.push(format!(
+                                    "PUT {fid}: {} {}",
+                                    r.status,
+                                    String::from_utf8_lossy(&r.body)
+                                ));
+                            }
+                            // Unanswered: it stays counted as in flight when the VM died.
+                            break;
+                        }
+                        in_flight.fetch_sub(1, Ordering::SeqCst);
+                        match r {
+                            Ok(r) if r.status == 201 => {
+                                if let Ok(mut l) = ledger.lock() {
+                                    l.unacked.remove(&fid);
+                                    l.acked.insert(fid, (seed, len));
+                                }
+                                acks.fetch_add(1, Ordering::SeqCst);
+                            }
+                            _ => break,
+                        }
+                    }
+                })
+            })
+            .collect();
+        FsLoad {
+            stop,
+            acks,
+            in_flight,
+            ledger,
+            threads,
+        }
+    }
+
+    /// Stops the clients and returns the ledger.
+    fn finish(self) -> Result<FsLedger> {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads {
+            t.join()
+                .map_err(|_| anyhow::anyhow!("an upload thread panicked"))?;
+        }
+        let mut l = self
+            .ledger
+            .lock()
+            .map_err(|_| anyhow::anyhow!("poisoned"))?;
+        Ok(std::mem::take(&mut *l))
+    }
+}
+
+/// After the power cut: every acknowledged upload reads back byte-identical; an
+/// unacknowledged one is absent or complete and identical (never other bytes); the volumes
+/// are consistent.
+fn verify_fs_after_cut(addr: &str, ledger: &FsLedger) -> Result<()> {
+    for (fid, &(seed, len)) in &ledger.acked {
+        let r = fs_common::request(addr, "GET", &format!("/{fid}"), &[], b"")?;
+        assert_eq!(
+            r.status,
+            200,
+            "acknowledged upload {fid} lost after the power cut: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        assert!(
+            r.body == fs_common::bytes(seed, len),
+            "acknowledged upload {fid} reads back different bytes ({} of {len})",
+            r.body.len()
+        );
+    }
+    let mut survived = 0;
+    for (fid, &(seed, len)) in &ledger.unacked {
+        let r = fs_common::request(addr, "GET", &format!("/{fid}"), &[], b"")?;
+        match r.status {
+            404 => {}
+            200 => {
+                assert!(
+                    r.body == fs_common::bytes(seed, len),
+                    "unacknowledged upload {fid} is served with wrong data ({} bytes, sent {len})",
+                    r.body.len()
+                );
+                survived += 1;
+            }
+            other => bail!(
+                "unacknowledged upload {fid}: status {other}: {}",
+                String::from_utf8_lossy(&r.body)
+            ),
+        }
+    }
+    let st = fs_common::request(addr, "GET", "/status", &[], b"")?.json()?;
+    assert_eq!(st["durability"], "group_commit", "{st}");
+    assert!(
+        st["failed_volumes"]
+            .as_array()
+            .is_some_and(|a| a.is_empty()),
+        "{st}"
+    );
+    let volumes = st["volumes"].as_array().context("no volumes")?;
+    assert!(!volumes.is_empty(), "{st}");
+    for v in volumes {
+        assert_eq!(
+            v["read_only"], false,
+            "volume not writable after recovery: {v}"
+        );
+    }
+    let live = st["live_needles"].as_u64().unwrap_or(0);
+    let acked = ledger.acked.len() as u64;
+    let attempted = acked + ledger.unacked.len() as u64;
+    assert!(
+        live >= acked && live <= attempted,
+        "live needles {live} outside [{acked} acknowledged, {attempted} attempted]: {st}"
+    );
+    eprintln!(
+        "appliance: AergoFS after the power cut: {acked} acknowledged uploads intact, {} unacknowledged ({survived} complete, the rest absent), {live} live needles",
+        ledger.unacked.len()
+    );
+    Ok(())
+}
+
 fn wait_first_block(vm: &Vm, limit: Duration) -> Result<Duration> {
     poll("the first block over RPC", limit, || {
         Ok(vm.height().ok().filter(|h| *h >= 1))
@@ -371,7 +769,7 @@ fn appliance_uefi_boot_supervise_shutdown() -> Result<()> {
         return Ok(());
     }
     let dir = tempfile::tempdir()?;
-    let image = build_image(dir.path(), None)?;
+    let image = build_image(dir.path(), None, &[])?;
     let image_len = std::fs::metadata(&image)?.len();
     assert!(
         image_len <= 150_000_000,
@@ -380,7 +778,7 @@ fn appliance_uefi_boot_supervise_shutdown() -> Result<()> {
     let (_, blocks_before) = data_superblock(&image)?;
     let disk = disk_copy(&image, dir.path(), 1 << 30)?;
 
-    let mut vm = Vm::boot(dir.path(), &disk, Boot::Uefi, "uefi")?;
+    let mut vm = Vm::boot(dir.path(), &disk, Boot::Uefi, Nics::UserOnly, "uefi")?;
     let first = wait_first_block(&vm, Duration::from_secs(180))?;
     eprintln!(
         "appliance: UEFI boot, first block {:.1} s after QEMU started",
@@ -555,7 +953,7 @@ fn appliance_uefi_boot_supervise_shutdown() -> Result<()> {
     Ok(())
 }
 
-const STATIC_CONFIG: &str = r#"
+const TWO_NIC_CONFIG: &str = r#"
 [node]
 dev = true
 data_dir = "/data/chain"
@@ -568,10 +966,15 @@ addr = "0.0.0.0:7848"
 [system]
 hostname = "bp-cut-test"
 
+# NIC 1, named by MAC: static on the private network, no gateway.
 [[system.interfaces]]
-name = "eth0"
-address = "10.0.2.15/24"
-gateway = "10.0.2.2"
+name = "52:54:00:77:00:02"
+address = "10.77.0.2/24"
+
+# NIC 2: DHCP on QEMU's user network; its router becomes the default route.
+[[system.interfaces]]
+name = "eth1"
+address = "dhcp"
 "#;
 
 #[test]
@@ -581,9 +984,10 @@ fn appliance_power_cut_direct_boot() -> Result<()> {
         return Ok(());
     }
     let dir = tempfile::tempdir()?;
-    // This image bakes its own config: static address (QEMU's user network forwards to
-    // 10.0.2.15) and a hostname, so `aergo-image --config` and static networking are covered.
-    let image = build_image(dir.path(), Some(STATIC_CONFIG))?;
+    // This image bakes its own config (two NICs, static + DHCP, and a hostname), so
+    // `aergo-image --config` and the network plan are covered, and puts the dashboard on
+    // the serial console explicitly.
+    let image = build_image(dir.path(), Some(TWO_NIC_CONFIG), &["--console", "ttyS0"])?;
     let disk = disk_copy(&image, dir.path(), 512 << 20)?;
 
     // Give a machine still busy with the previous test binary up to a minute to settle, so
@@ -595,10 +999,16 @@ fn appliance_power_cut_direct_boot() -> Result<()> {
         Ok((load_average() <= 2.0 * cores).then_some(()))
     });
     let load_before = load_average();
-    let vm = Vm::boot(dir.path(), &disk, Boot::Direct, "first")?;
+    let vm = Vm::boot(
+        dir.path(),
+        &disk,
+        Boot::Direct,
+        Nics::PrivateAndUser,
+        "first",
+    )?;
     let first = wait_first_block(&vm, Duration::from_secs(60))?;
     eprintln!(
-        "appliance: direct kernel boot, first block {:.1} s after QEMU started",
+        "appliance: direct kernel boot, first block {:.1} s after QEMU started (load {load_before:.1})",
         first.as_secs_f64()
     );
     // The 15 s floor is defined for a machine that is not already saturated: software
@@ -615,32 +1025,79 @@ fn appliance_power_cut_direct_boot() -> Result<()> {
             "appliance: 15 s floor not asserted: host overloaded (load {load_before:.1} → {load:.1} on {cores} cores)"
         );
     }
+    let token = vm.token()?;
+    let fs_token = vm.fs_token()?;
+
+    // The dashboard renders on the serial console: its Overview screen with a block height.
+    let shown = poll(
+        "the dashboard on the serial console",
+        Duration::from_secs(90),
+        || Ok(dashboard_height(&screen(&vm.serial_text(), 80, 24)).filter(|h| *h >= 1)),
+    )
+    .with_context(|| {
+        format!(
+            "serial screen:\n{}",
+            screen(&vm.serial_text(), 80, 24).join("\n")
+        )
+    })?;
+    eprintln!("appliance: dashboard on ttyS0 shows height {shown}");
+
     let fin = poll("five finalized blocks", Duration::from_secs(60), || {
         let ci = vm.chain_info()?;
         Ok(ci["finalized_height"].as_u64().filter(|f| *f >= 5))
     })?;
     let fin_hash = vm.block_hash(fin)?;
-    let token = vm.token()?;
-    let st = vm.status(&token)?;
-    assert_eq!(st["system"]["hostname"], "bp-cut-test", "{st}");
-    assert!(
-        st["system"]["addresses"]
-            .as_array()
-            .is_some_and(|a| a.iter().any(|x| x == "10.0.2.15/24")),
-        "{st}"
-    );
-    assert!(
-        vm.serial_text().contains("eth0: 10.0.2.15/24 (static)"),
-        "{}",
-        vm.serial_tail()
-    );
 
-    // Power cut: SIGKILL QEMU while blocks are being produced.
+    // Two NICs: eth0 static on the private network (matched by MAC), eth1 by DHCP with the
+    // default route (the host forwards reach the node through it).
+    let st = poll("both NICs configured", Duration::from_secs(60), || {
+        let st = vm.status(&token)?;
+        let a = st["system"]["addresses"].clone();
+        let has = |x: &str| a.as_array().is_some_and(|v| v.iter().any(|y| y == x));
+        Ok((has("10.77.0.2/24") && has("10.0.2.15/24")).then_some(st))
+    })?;
+    assert_eq!(st["system"]["hostname"], "bp-cut-test", "{st}");
+    let log = vm.init_log(&token, 500)?;
+    assert!(log.contains("eth0: 10.77.0.2/24 (static)"), "{log}");
+    assert!(
+        log.contains("eth1: 10.0.2.15/24 (DHCP") && log.contains("gateway 10.0.2.2"),
+        "{log}"
+    );
+    assert!(!log.contains("network: "), "network plan problems: {log}");
+    assert!(log.contains("mounted system partition"), "{log}");
+
+    // AergoFS under load (durable group-commit mode), then the power cut: SIGKILL QEMU while
+    // uploads are in flight and blocks are being produced.
+    poll("AergoFS running", Duration::from_secs(60), || {
+        let st = vm.status(&token)?;
+        Ok((service(&st, "aergofs")?["state"] == "running").then_some(()))
+    })?;
+    let load = FsLoad::start(&vm.fs_addr(), &fs_token, 8);
+    poll(
+        "60 acknowledged uploads and 3 in flight",
+        Duration::from_secs(120),
+        || {
+            let (acks, busy) = (
+                load.acks.load(Ordering::SeqCst),
+                load.in_flight.load(Ordering::SeqCst),
+            );
+            Ok((acks >= 60 && busy >= 3).then_some(()))
+        },
+    )?;
     drop(vm);
+    let fs_ledger = load.finish()?;
+    assert!(fs_ledger.errors.is_empty(), "{:?}", fs_ledger.errors);
+    assert!(fs_ledger.acked.len() >= 60, "{}", fs_ledger.acked.len());
     let (dirty, _) = data_superblock(&disk)?;
     assert!(dirty, "the journal should need recovery after a power cut");
 
-    let vm = Vm::boot(dir.path(), &disk, Boot::Direct, "second")?;
+    let vm = Vm::boot(
+        dir.path(),
+        &disk,
+        Boot::Direct,
+        Nics::PrivateAndUser,
+        "second",
+    )?;
     wait_first_block(&vm, Duration::from_secs(90))?;
     let h = poll(
         "the chain past the finalized height",
@@ -655,17 +1112,35 @@ fn appliance_power_cut_direct_boot() -> Result<()> {
     );
     let ci = vm.chain_info()?;
     assert!(ci["finalized_height"].as_u64().unwrap_or(0) >= fin, "{ci}");
-    // Same token (persisted on /data); the node runs as a fresh start, not a restart.
+    // Same tokens (persisted on /data); the node runs as a fresh start, not a restart.
     assert_eq!(vm.token()?, token);
+    assert_eq!(vm.fs_token()?, fs_token);
     // init flips the node to `running` once its readiness probe answers (polled).
     poll(
-        "init reports the node running",
-        Duration::from_secs(30),
+        "init reports the node and AergoFS running",
+        Duration::from_secs(60),
         || {
             let st = vm.status(&token)?;
-            Ok((service(&st, "node")?["state"] == "running").then_some(()))
+            Ok((service(&st, "node")?["state"] == "running"
+                && service(&st, "aergofs")?["state"] == "running")
+                .then_some(()))
         },
     )?;
+    verify_fs_after_cut(&vm.fs_addr(), &fs_ledger)?;
+    // And it still takes durable writes.
+    let body = fs_common::bytes(99, 5000);
+    let auth = format!("Bearer {fs_token}");
+    let r = fs_common::request(
+        &vm.fs_addr(),
+        "POST",
+        "/",
+        &[("Authorization", &auth)],
+        &body,
+    )?;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    let fid = r.json()?["fid"].as_str().context("no fid")?.to_string();
+    let back = fs_common::request(&vm.fs_addr(), "GET", &format!("/{fid}"), &[], b"")?;
+    assert!(back.status == 200 && back.body == body);
 
     // Power off through the control protocol this time.
     let r = vm.control(Some(&token), json!({"op": "poweroff"}))?;
@@ -679,4 +1154,20 @@ fn appliance_power_cut_direct_boot() -> Result<()> {
     let (dirty, _) = data_superblock(&disk)?;
     assert!(!dirty, "journal dirty after a clean power-off");
     Ok(())
+}
+
+#[test]
+fn terminal_replay_reads_the_dashboard() {
+    // Kernel lines scroll, then a full-screen program draws with cursor addressing.
+    let mut t = String::from("[    1.0] boot\r\n[    2.0] more\r\n");
+    t.push_str("\x1b[?1049h\x1b[2J\x1b[1;1H\x1b[1m1 Overview\x1b[0m 2 Blocks");
+    t.push_str("\x1b[3;42HHeight\x1b[3;53H\x1b[32m1,234\x1b[39m");
+    t.push_str("\x1b]0;title\x07\x1b[3;53H9");
+    let s = screen(&t, 80, 24);
+    assert!(s[0].starts_with("1 Overview 2 Blocks"), "{s:?}");
+    assert_eq!(dashboard_height(&s), Some(9234));
+    assert_eq!(dashboard_height(&screen("Height 5\n", 80, 24)), None);
+    let scrolled = screen(&"line\n".repeat(30), 10, 4);
+    assert_eq!(scrolled.len(), 4);
+    assert_eq!(scrolled[3].trim(), "");
 }
