@@ -598,6 +598,14 @@ impl App {
                 Ok(v) => m.mempool.ok(v, now),
                 Err(e) => m.mempool.fail(e, now),
             },
+            Update::Peers(r) => match r {
+                Ok(v) => m.peers.ok(v, now),
+                Err(e) => m.peers.fail(e, now),
+            },
+            Update::Consensus(r) => match r {
+                Ok(v) => m.consensus.ok(v, now),
+                Err(e) => m.consensus.fail(e, now),
+            },
             Update::Block(h, r) => {
                 if self.details[Screen::Blocks.index()].contains(&Detail::Block(h)) {
                     match r {

@@ -127,6 +127,100 @@ pub struct NodeView {
     pub io_backend: String,
 }
 
+/// One connected peer (`peers`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PeerRow {
+    /// libp2p peer id.
+    pub id: String,
+    /// Remote address.
+    pub address: String,
+    /// `inbound` or `outbound`.
+    pub direction: String,
+    /// The peer's best height.
+    pub best_height: u64,
+    /// Round-trip time, when measured.
+    pub latency_ms: Option<u64>,
+}
+
+/// One block producer in the DPoS schedule (lenient: missing fields are `None`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BpView {
+    /// Account address (empty when the node sent none).
+    pub address: String,
+    /// Reliability score.
+    pub score: Option<i64>,
+    /// `active`, `probation` or `excluded`.
+    pub standing: Option<String>,
+}
+
+/// One upcoming slot of the current round.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UpcomingSlot {
+    /// Slot number.
+    pub slot: Option<u64>,
+    /// Producer address (empty when the node sent none).
+    pub producer: String,
+}
+
+/// The `dpos` part of `consensus_info` (absent on solo chains).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DposView {
+    /// Current slot.
+    pub slot: Option<u64>,
+    /// Round of the schedule.
+    pub round: Option<u64>,
+    /// Slots per round.
+    pub round_slots: Option<u64>,
+    /// Number of block producers.
+    pub bp_count: Option<u64>,
+    /// Active producers, in schedule order.
+    pub active: Vec<BpView>,
+    /// Producers on probation (one slot per round).
+    pub probation: Vec<BpView>,
+    /// The next slots of the round and their producers, current first.
+    pub upcoming: Vec<UpcomingSlot>,
+    /// Whether this node is in the schedule.
+    pub me_scheduled: Option<bool>,
+}
+
+/// `consensus_info`, parsed leniently: anything missing or malformed is `None`/empty.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConsensusView {
+    /// `dpos` or `solo`.
+    pub engine: Option<String>,
+    /// Slot length.
+    pub block_interval_ms: Option<u64>,
+    /// Best height when answered.
+    pub height: Option<u64>,
+    /// Last irreversible block height.
+    pub lib_height: Option<u64>,
+    /// Last irreversible block hash.
+    pub lib_hash: Option<String>,
+    /// Blocks kept on side branches.
+    pub side_blocks: Option<u64>,
+    /// Fork switches since start.
+    pub reorgs: Option<u64>,
+    /// Blocks refused since start.
+    pub rejected_blocks: Option<u64>,
+    /// Blocks fetched by sync since start.
+    pub synced_blocks: Option<u64>,
+    /// Blocks received by gossip since start.
+    pub gossip_blocks: Option<u64>,
+    /// This node's libp2p peer id.
+    pub peer_id: Option<String>,
+    /// Addresses this node listens on.
+    pub listen_addrs: Vec<String>,
+    /// DPoS state; `None` on solo chains.
+    pub dpos: Option<DposView>,
+}
+
+impl ConsensusView {
+    /// LIB distance behind the head, when both are known.
+    pub fn lib_lag(&self) -> Option<u64> {
+        Some(self.height?.saturating_sub(self.lib_height?))
+    }
+}
+
 /// One row of the blocks list (`BlockSummary`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BlockRow {
@@ -527,6 +621,10 @@ pub struct Model {
     pub blocks: Feed<Vec<BlockRow>>,
     /// `mempool`.
     pub mempool: Feed<MempoolView>,
+    /// `peers`.
+    pub peers: Feed<Vec<PeerRow>>,
+    /// `consensus_info`.
+    pub consensus: Feed<ConsensusView>,
     /// The open block (drill-down).
     pub block: Feed<BlockDetail>,
     /// The open transaction (drill-down).

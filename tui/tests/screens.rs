@@ -259,7 +259,86 @@ fn healthy() -> App {
             .collect(),
         NOW,
     );
+    m.peers.ok(Vec::new(), NOW);
+    m.consensus.ok(
+        aergo_top::source::rpc::consensus_view(&serde_json::json!({
+            "engine": "solo", "block_interval_ms": 1000, "height": 1000, "lib_height": 1000,
+            "lib_hash": hash(1000 * 7919), "side_blocks": 0, "reorgs": 0,
+            "rejected_blocks": 0, "synced_blocks": 0, "gossip_blocks": 0,
+            "peer_id": null, "listen_addrs": []
+        })),
+        NOW,
+    );
     a.log_service = Some("node".into());
+    a
+}
+
+const ADDR3: &str = "AmMPpJdyQ6cFwmrnLhGYjKm9nPvzn5T8YXBzTvUydMCiKFmjJfBF";
+const ADDR4: &str = "AmPJ5q7ZgrXyvWT3zYmoYDd9EUYeGVvJpWmbhkFyPEBr27VYB4xe";
+
+fn peer(n: u64, dir: &str, height: u64, rtt: Option<u64>) -> PeerRow {
+    PeerRow {
+        id: format!("12D3KooW{}", "ABCDEFGHJK".repeat(4)) + &n.to_string(),
+        address: format!("/ip4/10.0.0.{n}/tcp/17846"),
+        direction: dir.into(),
+        best_height: height,
+        latency_ms: rtt,
+    }
+}
+
+/// The `consensus_info` answer of a DPoS BP (this node is ADDR, third in the schedule).
+fn dpos_json() -> serde_json::Value {
+    serde_json::json!({
+        "engine": "dpos", "block_interval_ms": 500, "height": 1000, "lib_height": 997,
+        "lib_hash": hash(997 * 7919), "side_blocks": 1, "reorgs": 2, "rejected_blocks": 0,
+        "synced_blocks": 310, "gossip_blocks": 688,
+        "peer_id": format!("12D3KooW{}", "MEMEMEMEME".repeat(4)),
+        "listen_addrs": ["/ip4/0.0.0.0/tcp/17846", "/ip6/::/tcp/17846"],
+        "dpos": {
+            "slot": 12_343, "round": 1234, "round_slots": 10, "bp_count": 4,
+            "probation": [{"address": ADDR4, "score": -40, "standing": "probation"}],
+            "active": [
+                {"address": ADDR2, "score": 100, "standing": "active"},
+                {"address": ADDR3, "score": 97, "standing": "active"},
+                {"address": ADDR, "score": 100, "standing": "active"}
+            ],
+            "upcoming": [
+                {"slot": 12_343, "producer": ADDR3},
+                {"slot": 12_344, "producer": ADDR},
+                {"slot": 12_345, "producer": ADDR4},
+                {"slot": 12_346, "producer": ADDR2},
+                {"slot": 12_347, "producer": ADDR3},
+                {"slot": 12_348, "producer": ADDR},
+                {"slot": 12_349, "producer": ADDR2}
+            ],
+            "me_scheduled": true
+        }
+    })
+}
+
+/// A BP of a 4-BP DPoS network with three peers.
+fn dpos() -> App {
+    let mut a = healthy();
+    let m = &mut a.model;
+    if let Some(c) = m.chain.value.as_mut() {
+        c.consensus = "dpos".into();
+        c.block_interval_ms = 500;
+        c.finalized_height = 997;
+    }
+    if let Some(n) = m.node.value.as_mut() {
+        n.peers = 3;
+    }
+    m.peers.ok(
+        vec![
+            peer(3, "inbound", 1000, Some(2)),
+            peer(2, "outbound", 999, Some(14)),
+            peer(4, "outbound", 512, None),
+        ],
+        NOW,
+    );
+    m.consensus
+        .ok(aergo_top::source::rpc::consensus_view(&dpos_json()), NOW);
+    press(&mut a, KeyCode::Char('4'));
     a
 }
 
@@ -523,9 +602,130 @@ fn mempool() {
 }
 
 #[test]
-fn peers() {
+fn peers_solo() {
     let out = snap!("peers", screen('4'));
-    assert!(out.contains("No peers connected"));
+    assert!(out.contains("Peers (0)"));
+    assert!(out.contains("no peers: a solo/dev node runs alone"));
+    assert!(out.contains("solo: this node produces every block alone"));
+    assert!(!out.contains("Schedule"), "no schedule on a solo chain");
+}
+
+#[test]
+fn peers_dpos() {
+    let out = snap!("peers_dpos", dpos());
+    assert!(out.contains("Peers (3)"));
+    assert!(out.contains("/ip4/10.0.0.2/tcp/17846"));
+    assert!(out.contains("outbound"));
+    assert!(out.contains("14 ms"));
+    assert!(out.contains("997 (-3)"), "LIB and its lag behind the head");
+    assert!(out.contains("1,234, slot 12,343 (4/10)"));
+    assert!(out.contains("4, this node scheduled"));
+    assert!(out.contains("probation"));
+    assert!(out.contains("-40"));
+    // Markers: ADDR is this node, ADDR3 produces the current slot.
+    let row = |addr: &str| {
+        let head = &addr[..4];
+        out.lines()
+            .find(|l| l.contains(head) && l.contains("active"))
+            .unwrap_or_else(|| panic!("no schedule row for {addr}:\n{out}"))
+            .to_string()
+    };
+    assert!(row(ADDR).contains(" *"), "{}", row(ADDR));
+    assert!(row(ADDR3).contains(">"), "{}", row(ADDR3));
+    assert!(!row(ADDR2).contains('*') && !row(ADDR2).contains('>'));
+    assert!(out.contains("12,344"), "upcoming slots listed");
+
+    let out = snap!("peers_dpos_120x40", dpos(), 120, 40);
+    assert!(
+        out.contains("12,349"),
+        "all upcoming slots fit on a big terminal"
+    );
+    assert!(out.contains("synced 310, gossip 688"));
+    assert!(out.contains("/ip4/0.0.0.0/tcp/17846 (+1)"));
+}
+
+#[test]
+fn peers_malformed_consensus_info() {
+    let mut a = dpos();
+    a.model.consensus.ok(
+        aergo_top::source::rpc::consensus_view(&serde_json::json!({
+            "engine": "dpos", "height": "high", "lib_height": null,
+            "dpos": {
+                "slot": 7, "round_slots": 0,
+                "active": [{"address": ADDR}, {"score": 5, "standing": "excluded"}, 9],
+                "upcoming": [{"producer": ADDR}, {"slot": 8}]
+            }
+        })),
+        NOW,
+    );
+    let out = snap!("peers_malformed", a);
+    assert!(out.contains("?, slot 7"), "unknown round shown as ?");
+    assert!(out.contains("excluded"));
+    assert!(out.lines().any(|l| l.contains("LIB") && l.contains('?')));
+
+    // A dpos engine without its `dpos` object, and an answer that is not even an object.
+    let mut a = dpos();
+    a.model.consensus.ok(
+        aergo_top::source::rpc::consensus_view(&serde_json::json!({"engine": "dpos"})),
+        NOW,
+    );
+    let out = render(&a, 80, 24);
+    assert!(out.contains("dpos: the node reported no schedule"));
+    a.model.consensus.ok(
+        aergo_top::source::rpc::consensus_view(&serde_json::json!([1, 2, 3])),
+        NOW,
+    );
+    let out = render(&a, 80, 24);
+    assert!(out.contains("Producers (?)"));
+}
+
+#[test]
+fn peers_node_down_and_old_node() {
+    let mut a = dpos();
+    for u in [
+        Update::Chain(Err("connection refused".into())),
+        Update::Node(Err("connection refused".into())),
+        Update::Peers(Err("connection refused".into())),
+        Update::Consensus(Err("connection refused".into())),
+    ] {
+        a.apply(u);
+    }
+    let out = snap!("peers_node_down", a);
+    assert!(out.contains("unreachable since"));
+    assert!(out.contains("Peers (3) stale"), "last good peers kept");
+
+    // A node without `peers`/`consensus_info`: the error shows, no panic.
+    let mut a = healthy();
+    a.model.peers = Default::default();
+    a.model.consensus = Default::default();
+    a.apply(Update::Peers(Err("unknown method `peers` (-32601)".into())));
+    a.apply(Update::Consensus(Err(
+        "unknown method `consensus_info` (-32601)".into(),
+    )));
+    press(&mut a, KeyCode::Char('4'));
+    let out = snap!("peers_old_node", a);
+    assert!(out.contains("peers: unknown method `peers`"));
+    assert!(out.contains("consensus_info: unknown method"));
+
+    let mut a = empty_app();
+    press(&mut a, KeyCode::Char('4'));
+    assert!(render(&a, 80, 24).contains("waiting for node"));
+}
+
+#[test]
+fn overview_shows_sync_progress() {
+    let mut a = healthy();
+    if let Some(n) = a.model.node.value.as_mut() {
+        n.syncing = true;
+        n.sync_current = 120;
+        n.sync_target = 500;
+    }
+    let out = render(&a, 80, 24);
+    assert!(
+        out.lines()
+            .any(|l| l.contains("Sync") && l.contains("syncing 120/500 (24.0%)")),
+        "{out}"
+    );
 }
 
 #[test]
@@ -615,7 +815,7 @@ fn every_screen_renders_at_80x24_without_data() {
 fn tiny_and_huge_terminals_never_panic() {
     for (w, h) in [(1, 1), (20, 5), (40, 12), (80, 24), (250, 70)] {
         for n in '1'..='8' {
-            for mut a in [empty_app(), healthy()] {
+            for mut a in [empty_app(), healthy(), dpos()] {
                 press(&mut a, KeyCode::Char(n));
                 let out = render(&a, w, h);
                 assert_eq!(out.lines().count(), h as usize, "screen {n} at {w}x{h}");
@@ -642,6 +842,16 @@ fn console_theme_draws_only_glyphs_the_linux_console_has() {
                     "screen {n} draws {c:?} in the console theme:\n{out}"
                 );
             }
+        }
+    }
+    let mut a = dpos();
+    a.theme = Theme::new(ThemeKind::Ansi16);
+    for out in [render(&a, 80, 24), render(&a, 120, 40)] {
+        for c in out.chars() {
+            assert!(
+                c.is_ascii() || VT_GLYPHS.contains(c),
+                "the DPoS peers screen draws {c:?} in the console theme:\n{out}"
+            );
         }
     }
     let mut a = healthy();

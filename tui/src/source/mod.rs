@@ -20,7 +20,8 @@ use aergo_os::control::LogLine;
 use aergo_os::sample::Sample;
 
 use crate::model::{
-    BlockDetail, BlockRow, ChainView, InitView, MempoolView, NodeView, StorageView, TxDetail,
+    BlockDetail, BlockRow, ChainView, ConsensusView, InitView, MempoolView, NodeView, PeerRow,
+    StorageView, TxDetail,
 };
 
 /// Most log lines kept for the Logs screen.
@@ -57,6 +58,10 @@ pub enum Update {
     Subscribed(bool),
     /// `mempool`.
     Mempool(Fetched<MempoolView>),
+    /// `peers`.
+    Peers(Fetched<Vec<PeerRow>>),
+    /// `consensus_info`.
+    Consensus(Fetched<ConsensusView>),
     /// A requested block.
     Block(u64, Fetched<BlockDetail>),
     /// A requested transaction with its receipt.

@@ -1,5 +1,5 @@
-//! The node source: polling of chain head, node status, mempool and recent blocks with
-//! backoff, the new-blocks subscription with reconnects, and on-demand fetches of a block or
+//! The node source: polling of chain head, node status, mempool, peers, consensus state and
+//! recent blocks with backoff, the new-blocks subscription with reconnects, and on-demand fetches of a block or
 //! a transaction. Generic over [`NodeApi`] so it can be tested against a fake node.
 
 use std::future::Future;
@@ -10,7 +10,9 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use super::{Backoff, SourceError, Update};
-use crate::model::{BlockDetail, BlockRow, ChainView, MempoolView, NodeView, TxDetail};
+use crate::model::{
+    BlockDetail, BlockRow, ChainView, ConsensusView, MempoolView, NodeView, PeerRow, TxDetail,
+};
 
 /// Time allowed for one RPC call before it counts as a failure.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -37,6 +39,10 @@ pub trait NodeApi: Send + Sync + 'static {
         -> impl Future<Output = Result<TxDetail, SourceError>> + Send;
     /// Pending transactions.
     fn mempool(&self, limit: u64) -> impl Future<Output = Result<MempoolView, SourceError>> + Send;
+    /// Connected peers.
+    fn peers(&self) -> impl Future<Output = Result<Vec<PeerRow>, SourceError>> + Send;
+    /// `consensus_info`: engine, LIB, fork counters and the DPoS schedule.
+    fn consensus_info(&self) -> impl Future<Output = Result<ConsensusView, SourceError>> + Send;
     /// Subscribes to new blocks: once live, sets `live` and sends
     /// [`Update::Subscribed`]`(true)`, then an [`Update::NewBlock`] per block; returns when
     /// the subscription ends.
@@ -85,13 +91,22 @@ pub async fn poll<N: NodeApi>(
                 if sink.send(Update::Chain(Ok(c))).await.is_err() {
                     return;
                 }
-                let status = timed(api.node_status()).await;
-                let mempool = timed(api.mempool(MEMPOOL_LIMIT)).await;
+                let (status, mempool, peers, consensus) = tokio::join!(
+                    timed(api.node_status()),
+                    timed(api.mempool(MEMPOOL_LIMIT)),
+                    timed(api.peers()),
+                    timed(api.consensus_info()),
+                );
                 let need_blocks = last_height != Some(height)
                     && (!ws_live.load(Ordering::Relaxed)
                         || last_height.is_none()
                         || n.is_multiple_of(10));
-                let mut updates = vec![Update::Node(status), Update::Mempool(mempool)];
+                let mut updates = vec![
+                    Update::Node(status),
+                    Update::Mempool(mempool),
+                    Update::Peers(peers),
+                    Update::Consensus(consensus),
+                ];
                 if need_blocks {
                     // Only what is new since the last poll (the list keeps the rest).
                     let n = match last_height {
@@ -117,6 +132,8 @@ pub async fn poll<N: NodeApi>(
                     Update::Chain(Err(e.clone())),
                     Update::Node(Err(e.clone())),
                     Update::Mempool(Err(e.clone())),
+                    Update::Peers(Err(e.clone())),
+                    Update::Consensus(Err(e.clone())),
                     Update::Blocks(Err(e)),
                 ] {
                     if sink.send(u).await.is_err() {
@@ -215,6 +232,15 @@ mod tests {
         async fn mempool(&self, _limit: u64) -> Result<MempoolView, SourceError> {
             Ok(MempoolView::default())
         }
+        async fn peers(&self) -> Result<Vec<PeerRow>, SourceError> {
+            Ok(vec![PeerRow {
+                id: "12D3KooWpeer".into(),
+                ..Default::default()
+            }])
+        }
+        async fn consensus_info(&self) -> Result<ConsensusView, SourceError> {
+            Err(SourceError("unknown method `consensus_info`".into()))
+        }
         async fn subscribe_blocks(
             &self,
             _sink: mpsc::Sender<Update>,
@@ -266,6 +292,17 @@ mod tests {
             app.apply(u);
         }
         assert!(app.model.chain.get().unwrap().height >= 100);
+        assert_eq!(app.model.peers.get().unwrap()[0].id, "12D3KooWpeer");
+        assert!(
+            app.model
+                .consensus
+                .down
+                .as_ref()
+                .unwrap()
+                .error
+                .contains("consensus_info"),
+            "a node without consensus_info shows the error, not a hang"
+        );
         assert_eq!(
             app.model.blocks.get().unwrap().len(),
             BLOCKS_PER_POLL as usize

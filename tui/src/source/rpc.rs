@@ -6,15 +6,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aergo_rpc::{BlockJson, BlockSummary, ChainInfo, MempoolJson, NodeStatus, RpcClient};
-use aergo_rpc::{ReceiptJson, RpcError, TxInfo};
+use aergo_rpc::{PeerJson, ReceiptJson, RpcError, TxInfo};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
 use super::node::NodeApi;
 use super::{SourceError, Update};
 use crate::model::{
-    BlockDetail, BlockRow, ChainView, EventView, MempoolTx, MempoolView, NodeView, ReceiptView,
-    TxDetail, TxRow, TxView,
+    BlockDetail, BlockRow, BpView, ChainView, ConsensusView, DposView, EventView, MempoolTx,
+    MempoolView, NodeView, PeerRow, ReceiptView, TxDetail, TxRow, TxView, UpcomingSlot,
 };
 
 /// The node at an RPC URL.
@@ -199,6 +199,95 @@ pub fn mempool_view(m: MempoolJson) -> MempoolView {
     }
 }
 
+/// `PeerJson` → row.
+pub fn peer_row(p: PeerJson) -> PeerRow {
+    PeerRow {
+        id: p.id,
+        address: p.address,
+        direction: p.direction,
+        best_height: p.best_height,
+        latency_ms: p.latency_ms,
+    }
+}
+
+/// A non-negative integer field (also accepted as a decimal string).
+fn uint(o: &Value, key: &str) -> Option<u64> {
+    let v = o.get(key)?;
+    v.as_u64().or_else(|| v.as_str()?.trim().parse().ok())
+}
+
+/// A signed integer field (also accepted as a decimal string).
+fn int(o: &Value, key: &str) -> Option<i64> {
+    let v = o.get(key)?;
+    v.as_i64().or_else(|| v.as_str()?.trim().parse().ok())
+}
+
+/// A string field; `null`, missing and non-strings are `None`.
+fn string(o: &Value, key: &str) -> Option<String> {
+    o.get(key)?.as_str().map(str::to_string)
+}
+
+/// The objects of an array field (other entries skipped).
+fn objects<'a>(o: &'a Value, key: &str) -> impl Iterator<Item = &'a Value> {
+    o.get(key)
+        .and_then(Value::as_array)
+        .map(|a| a.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .filter(|v| v.is_object())
+}
+
+fn bp_view(v: &Value) -> BpView {
+    BpView {
+        address: string(v, "address").unwrap_or_default(),
+        score: int(v, "score"),
+        standing: string(v, "standing"),
+    }
+}
+
+/// `consensus_info` → view. Lenient: a missing or malformed field becomes `None` (or is left
+/// out of a list); `dpos` is kept only when it is an object.
+pub fn consensus_view(v: &Value) -> ConsensusView {
+    let dpos = v.get("dpos").filter(|d| d.is_object()).map(|d| DposView {
+        slot: uint(d, "slot"),
+        round: uint(d, "round"),
+        round_slots: uint(d, "round_slots"),
+        bp_count: uint(d, "bp_count"),
+        active: objects(d, "active").map(bp_view).collect(),
+        probation: objects(d, "probation").map(bp_view).collect(),
+        upcoming: objects(d, "upcoming")
+            .map(|u| UpcomingSlot {
+                slot: uint(u, "slot"),
+                producer: string(u, "producer").unwrap_or_default(),
+            })
+            .collect(),
+        me_scheduled: d.get("me_scheduled").and_then(Value::as_bool),
+    });
+    ConsensusView {
+        engine: string(v, "engine"),
+        block_interval_ms: uint(v, "block_interval_ms"),
+        height: uint(v, "height"),
+        lib_height: uint(v, "lib_height"),
+        lib_hash: string(v, "lib_hash"),
+        side_blocks: uint(v, "side_blocks"),
+        reorgs: uint(v, "reorgs"),
+        rejected_blocks: uint(v, "rejected_blocks"),
+        synced_blocks: uint(v, "synced_blocks"),
+        gossip_blocks: uint(v, "gossip_blocks"),
+        peer_id: string(v, "peer_id"),
+        listen_addrs: v
+            .get("listen_addrs")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        dpos,
+    }
+}
+
 impl NodeApi for RpcNode {
     async fn chain_info(&self) -> Result<ChainView, SourceError> {
         self.client()?
@@ -253,6 +342,18 @@ impl NodeApi for RpcNode {
             .map(mempool_view)
             .map_err(err)
     }
+    async fn peers(&self) -> Result<Vec<PeerRow>, SourceError> {
+        let v = self.client()?.peers().await.map_err(err)?;
+        Ok(v.into_iter().map(peer_row).collect())
+    }
+    async fn consensus_info(&self) -> Result<ConsensusView, SourceError> {
+        let v: Value = self
+            .client()?
+            .call("consensus_info", serde_json::json!({}))
+            .await
+            .map_err(err)?;
+        Ok(consensus_view(&v))
+    }
     async fn subscribe_blocks(
         &self,
         sink: mpsc::Sender<Update>,
@@ -291,6 +392,100 @@ mod tests {
             ("transfer", "", 4)
         );
         assert_eq!(r.amount, "1000");
+    }
+
+    #[test]
+    fn consensus_info_of_a_dpos_node() {
+        let v = serde_json::json!({
+            "engine": "dpos", "block_interval_ms": 500, "height": 120, "lib_height": 117,
+            "lib_hash": "ab".repeat(32), "side_blocks": 1, "reorgs": 2, "rejected_blocks": 3,
+            "synced_blocks": 40, "gossip_blocks": 80, "peer_id": "12D3KooWme",
+            "listen_addrs": ["/ip4/127.0.0.1/tcp/17846", 7],
+            "dpos": {
+                "slot": 1234, "round": 123, "round_slots": 10, "bp_count": 4,
+                "probation": [{"address": "Aprob", "score": -5, "standing": "probation"}],
+                "active": [
+                    {"address": "Aone", "score": 100, "standing": "active"},
+                    {"address": "Atwo", "score": "-3", "standing": "active"}
+                ],
+                "upcoming": [{"slot": 1234, "producer": "Aone"}, {"slot": 1235, "producer": "Atwo"}],
+                "me_scheduled": true
+            }
+        });
+        let c = consensus_view(&v);
+        assert_eq!(c.engine.as_deref(), Some("dpos"));
+        assert_eq!(c.lib_lag(), Some(3));
+        assert_eq!(c.listen_addrs, vec!["/ip4/127.0.0.1/tcp/17846"]);
+        let d = c.dpos.unwrap();
+        assert_eq!(
+            (d.slot, d.round, d.round_slots),
+            (Some(1234), Some(123), Some(10))
+        );
+        assert_eq!(d.active.len(), 2);
+        assert_eq!(d.active[1].score, Some(-3), "decimal strings are accepted");
+        assert_eq!(d.probation[0].score, Some(-5));
+        assert_eq!(d.upcoming[1].producer, "Atwo");
+        assert_eq!(d.me_scheduled, Some(true));
+    }
+
+    #[test]
+    fn consensus_info_of_a_solo_node_and_malformed_answers() {
+        let solo = serde_json::json!({
+            "engine": "solo", "block_interval_ms": 1000, "height": 5, "lib_height": 5,
+            "lib_hash": null, "side_blocks": 0, "reorgs": 0, "rejected_blocks": 0,
+            "synced_blocks": 0, "gossip_blocks": 0, "peer_id": null, "listen_addrs": []
+        });
+        let c = consensus_view(&solo);
+        assert_eq!(c.engine.as_deref(), Some("solo"));
+        assert!(c.dpos.is_none());
+        assert!(c.lib_hash.is_none() && c.peer_id.is_none());
+        assert_eq!(c.lib_lag(), Some(0));
+
+        // Wrong types, missing fields, junk entries: nothing panics, unknowns stay `None`.
+        let bad = serde_json::json!({
+            "engine": 7, "height": -1, "lib_height": "x", "reorgs": 1.5,
+            "listen_addrs": "nope",
+            "dpos": {
+                "slot": null, "active": [{"score": "lots"}, 3, "A"], "probation": {},
+                "upcoming": [{"producer": 9}, {"slot": 4}], "me_scheduled": "yes"
+            }
+        });
+        let c = consensus_view(&bad);
+        assert_eq!(c.engine, None);
+        assert_eq!((c.height, c.lib_height, c.reorgs), (None, None, None));
+        assert_eq!(c.lib_lag(), None);
+        assert!(c.listen_addrs.is_empty());
+        let d = c.dpos.unwrap();
+        assert_eq!(d.slot, None);
+        assert_eq!(d.active, vec![BpView::default()]);
+        assert!(d.probation.is_empty());
+        assert_eq!(d.upcoming.len(), 2);
+        assert_eq!(d.upcoming[1].slot, Some(4));
+        assert_eq!(d.me_scheduled, None);
+
+        for v in [
+            serde_json::json!(null),
+            serde_json::json!([1, 2]),
+            serde_json::json!("dpos"),
+            serde_json::json!({"dpos": null}),
+            serde_json::json!({"dpos": [1]}),
+        ] {
+            let c = consensus_view(&v);
+            assert!(c.dpos.is_none() && c.engine.is_none(), "{v}");
+        }
+    }
+
+    #[test]
+    fn peers_convert_field_by_field() {
+        let p: PeerJson = serde_json::from_value(serde_json::json!({
+            "id": "12D3KooWabc", "address": "/ip4/10.0.0.2/tcp/7846",
+            "direction": "outbound", "best_height": 42
+        }))
+        .unwrap();
+        let r = peer_row(p);
+        assert_eq!(r.direction, "outbound");
+        assert_eq!(r.best_height, 42);
+        assert_eq!(r.latency_ms, None, "no RTT measured yet");
     }
 
     #[tokio::test]

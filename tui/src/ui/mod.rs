@@ -6,6 +6,7 @@
 
 mod blocks;
 mod overview;
+mod peers;
 mod resources;
 mod services;
 mod storage;
@@ -35,7 +36,7 @@ pub fn draw(f: &mut Frame, app: &App) {
         Screen::Overview => overview::draw(f, body, app),
         Screen::Blocks => blocks::draw(f, body, app),
         Screen::Mempool => blocks::draw_mempool(f, body, app),
-        Screen::Peers => overview::draw_peers(f, body, app),
+        Screen::Peers => peers::draw(f, body, app),
         Screen::Resources => resources::draw(f, body, app),
         Screen::Storage => storage::draw(f, body, app),
         Screen::Services => services::draw(f, body, app),

@@ -1,4 +1,4 @@
-//! The Overview screen (node identity, chain head, system, alerts) and the Peers screen.
+//! The Overview screen: node identity and sync progress, chain head, system, alerts.
 
 use aergo_os::control::ServiceState;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -7,9 +7,10 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Wrap};
 use ratatui::Frame;
 
-use super::{banners, boxed, kv, note};
+use super::{banners, boxed, kv};
 use crate::app::App;
 use crate::fmt;
+use crate::model::NodeView;
 
 /// How serious an alert is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,14 +45,7 @@ pub fn alerts(app: &App) -> Vec<(Level, String)> {
     }
     if let Some(n) = m.node.get() {
         if n.syncing {
-            out.push((
-                Level::Info,
-                format!(
-                    "syncing {} / {}",
-                    fmt::thousands(n.sync_current),
-                    fmt::thousands(n.sync_target)
-                ),
-            ));
+            out.push((Level::Info, sync_text(n)));
         }
     }
     if let Some(s) = &m.resources.last {
@@ -154,18 +148,7 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
             node.push(kv(app, "I/O", w, fmt::clip(&n.io_backend, inner)));
             node.push(kv(app, "Peers", w, n.peers.to_string()));
             let sync = if n.syncing {
-                let pct = if n.sync_target > 0 {
-                    n.sync_current as f64 * 100.0 / n.sync_target as f64
-                } else {
-                    0.0
-                };
-                Span::styled(
-                    fmt::clip(
-                        &format!("{} of {}", fmt::pct(pct), fmt::thousands(n.sync_target)),
-                        inner,
-                    ),
-                    Style::new().fg(t.warn),
-                )
+                Span::styled(fmt::clip(&sync_text(n), inner), Style::new().fg(t.warn))
             } else {
                 Span::styled("in sync", Style::new().fg(t.ok))
             };
@@ -390,59 +373,37 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
     }
 }
 
-/// The Peers and producers screen.
-pub fn draw_peers(f: &mut Frame, area: Rect, app: &App) {
-    let m = &app.model;
-    let area = banners(
-        f,
-        area,
-        app,
-        &[("node", &app.endpoints.rpc, m.node.down.as_ref())],
+/// `syncing 120/500 (24.0%)`; the percentage is left out while the target is unknown.
+pub fn sync_text(n: &NodeView) -> String {
+    let mut s = format!(
+        "syncing {}/{}",
+        fmt::thousands(n.sync_current),
+        fmt::thousands(n.sync_target)
     );
-    let [peers_r, prod_r] =
-        Layout::vertical([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(area);
-    let count = m.node.get().map(|n| n.peers);
-    let title = match count {
-        Some(n) => format!("Peers ({n})"),
-        None => "Peers".to_string(),
-    };
-    f.render_widget(boxed(app, title), peers_r);
-    let msg = match count {
-        Some(0) => "No peers connected. This node runs alone (dev/solo); the peer table \
-                    (id, address, direction, height, latency) appears once networking lands."
-            .to_string(),
-        Some(n) => format!(
-            "{n} peers connected. The node's RPC does not list peers yet \
-             (id, address, direction, height, latency)."
-        ),
-        None => "waiting for node…".to_string(),
-    };
-    note(f, inner(peers_r), app, &msg);
-
-    f.render_widget(boxed(app, "Producers"), prod_r);
-    let msg = match (m.chain.get(), m.node.get()) {
-        (Some(c), Some(n)) => {
-            let who = if n.producer {
-                format!("this node ({})", fmt::short(&n.node_address, 17))
-            } else {
-                "another node".to_string()
-            };
-            format!(
-                "Consensus: {}. Producer: {who}. The DPoS schedule (votes, reliability score, \
-                 missed slots) appears here once DPoS lands.",
-                c.consensus
-            )
-        }
-        _ => "waiting for node…".to_string(),
-    };
-    note(f, inner(prod_r), app, &msg);
+    if n.sync_target > 0 {
+        let pct = (n.sync_current as f64 * 100.0 / n.sync_target as f64).min(100.0);
+        s.push_str(&format!(" ({})", fmt::pct(pct)));
+    }
+    s
 }
 
-fn inner(r: Rect) -> Rect {
-    Rect {
-        x: r.x + 1,
-        y: r.y + 1,
-        width: r.width.saturating_sub(2),
-        height: r.height.saturating_sub(2),
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sync_progress_text() {
+        let mut n = NodeView {
+            syncing: true,
+            sync_current: 120,
+            sync_target: 500,
+            ..Default::default()
+        };
+        assert_eq!(sync_text(&n), "syncing 120/500 (24.0%)");
+        n.sync_target = 0;
+        assert_eq!(sync_text(&n), "syncing 120/0");
+        n.sync_current = 2_000;
+        n.sync_target = 1_000;
+        assert_eq!(sync_text(&n), "syncing 2,000/1,000 (100.0%)");
     }
 }

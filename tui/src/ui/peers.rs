@@ -1,0 +1,445 @@
+//! The Peers screen: the connected peers (`peers`) above the producers panel
+//! (`consensus_info`): engine, head and LIB, round and slot, fork and sync counters, and on
+//! DPoS chains the schedule (score and standing of every BP, this node and the next producer
+//! marked) and the upcoming slots. Solo chains get one line saying who produces.
+//!
+//! Missing or malformed fields arrive as `None` from the source and are drawn as `?`.
+
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Cell, Paragraph, Row, Table};
+use ratatui::Frame;
+
+use super::{banners, boxed, kv, note};
+use crate::app::App;
+use crate::fmt;
+use crate::model::{BpView, ConsensusView, DposView, PeerRow};
+
+/// Marker of this node's address in the schedule and upcoming lists.
+const ME: &str = "*";
+/// Marker of the producer of the current slot.
+const NEXT: &str = ">";
+
+fn num(v: Option<u64>) -> String {
+    v.map(fmt::thousands).unwrap_or_else(|| "?".into())
+}
+
+fn or_q(s: &str) -> &str {
+    if s.is_empty() {
+        "?"
+    } else {
+        s
+    }
+}
+
+/// The Peers screen.
+pub fn draw(f: &mut Frame, area: Rect, app: &App) {
+    let m = &app.model;
+    let area = banners(
+        f,
+        area,
+        app,
+        &[("node", &app.endpoints.rpc, m.chain.down.as_ref())],
+    );
+    let rows = m.peers.get().map(|p| p.len()).unwrap_or(0) as u16;
+    // Borders, header and one line per peer (one line for the empty state), at most half.
+    let want = if rows == 0 { 3 } else { rows.saturating_add(3) };
+    let h = want.min(area.height / 2).max(3.min(area.height));
+    let [peers_r, prod_r] =
+        Layout::vertical([Constraint::Length(h), Constraint::Min(0)]).areas(area);
+    draw_peers(f, peers_r, app);
+    draw_producers(f, prod_r, app);
+}
+
+fn draw_peers(f: &mut Frame, area: Rect, app: &App) {
+    let t = &app.theme;
+    let m = &app.model;
+    let feed = &m.peers;
+    let Some(peers) = feed.get() else {
+        let block = boxed(app, "Peers");
+        let inner = block.inner(area);
+        f.render_widget(block, area);
+        let (msg, style) = match (&feed.down, m.chain.down.is_some()) {
+            (Some(_), true) => ("no peer data: node unreachable".to_string(), t.label()),
+            (Some(d), false) => (format!("peers: {}", d.error), Style::new().fg(t.err)),
+            (None, _) => ("waiting for node…".to_string(), t.label()),
+        };
+        f.render_widget(Paragraph::new(Span::styled(msg, style)), inner);
+        return;
+    };
+    let mut title = format!("Peers ({})", peers.len());
+    if feed.down.is_some() {
+        title.push_str(" stale");
+    }
+    let block = boxed(app, title);
+    if peers.is_empty() {
+        let inner = block.inner(area);
+        f.render_widget(block, area);
+        let solo = m
+            .consensus
+            .get()
+            .and_then(|c| c.engine.as_deref())
+            .is_some_and(|e| e == "solo");
+        let msg = if solo {
+            "no peers: a solo/dev node runs alone"
+        } else {
+            "no peers connected"
+        };
+        f.render_widget(Paragraph::new(Span::styled(msg, t.label())), inner);
+        return;
+    }
+    let mut sorted: Vec<&PeerRow> = peers.iter().collect();
+    sorted.sort_by(|a, b| a.id.cmp(&b.id));
+    let head = m.chain.get().map(|c| c.height);
+    let id_w = 14;
+    let cells: Vec<[String; 3]> = sorted
+        .iter()
+        .map(|p| {
+            [
+                or_q(&p.direction).to_string(),
+                fmt::thousands(p.best_height),
+                p.latency_ms
+                    .map(|ms| format!("{ms} ms"))
+                    .unwrap_or_else(|| "—".into()),
+            ]
+        })
+        .collect();
+    let col = |i: usize, min: usize| {
+        cells
+            .iter()
+            .map(|c| c[i].chars().count())
+            .max()
+            .unwrap_or(0)
+            .max(min)
+    };
+    let (dir_w, height_w, rtt_w) = (col(0, 9), col(1, 11), col(2, 5));
+    let fixed = id_w + dir_w + height_w + rtt_w + 5;
+    let addr_w = (area.width as usize).saturating_sub(2 + fixed).max(8);
+    let rows: Vec<Row> = sorted
+        .iter()
+        .zip(cells)
+        .map(|(p, [dir, height, rtt])| {
+            let behind = head.is_some_and(|h| p.best_height.saturating_add(10) < h);
+            let height = if behind {
+                Cell::from(Span::styled(height, Style::new().fg(t.warn)))
+            } else {
+                Cell::from(height)
+            };
+            Row::new([
+                Cell::from(fmt::short(or_q(&p.id), id_w)),
+                Cell::from(fmt::clip(or_q(&p.address), addr_w)),
+                Cell::from(dir),
+                height,
+                Cell::from(rtt),
+            ])
+        })
+        .collect();
+    let widths = [
+        Constraint::Length(id_w as u16),
+        Constraint::Min(8),
+        Constraint::Length(dir_w as u16),
+        Constraint::Length(height_w as u16),
+        Constraint::Length(rtt_w as u16),
+    ];
+    let header = Row::new(["Peer", "Address", "Direction", "Best height", "RTT"]).style(t.header());
+    f.render_widget(Table::new(rows, widths).header(header).block(block), area);
+}
+
+fn draw_producers(f: &mut Frame, area: Rect, app: &App) {
+    let m = &app.model;
+    let feed = &m.consensus;
+    let Some(c) = feed.get() else {
+        let block = boxed(app, "Producers");
+        let inner = block.inner(area);
+        f.render_widget(block, area);
+        let msg = match (&feed.down, m.chain.down.is_some()) {
+            (Some(_), true) => "no consensus data: node unreachable".to_string(),
+            (Some(d), false) => format!("consensus_info: {}", d.error),
+            (None, _) => "waiting for node…".to_string(),
+        };
+        note(f, inner, app, &msg);
+        return;
+    };
+    let me = m.node.get().map(|n| n.node_address.as_str()).unwrap_or("");
+    let stale = if feed.down.is_some() { " stale" } else { "" };
+    let Some(d) = &c.dpos else {
+        let title = format!(
+            "Producers ({}){stale}",
+            or_q(c.engine.as_deref().unwrap_or(""))
+        );
+        let mut lines = vec![solo_line(app, c)];
+        lines.extend(consensus_lines(app, c, area.width));
+        f.render_widget(Paragraph::new(lines).block(boxed(app, title)), area);
+        return;
+    };
+    let [left, right] =
+        Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(area);
+    f.render_widget(
+        Paragraph::new(consensus_lines(app, c, left.width))
+            .block(boxed(app, format!("Consensus (dpos){stale}"))),
+        left,
+    );
+    let next = d.upcoming.first().map(|u| u.producer.as_str());
+    let bps: Vec<&BpView> = d.active.iter().chain(&d.probation).collect();
+    let sched_h = (bps.len().max(1) as u16).saturating_add(3);
+    let [sched_r, up_r] =
+        Layout::vertical([Constraint::Length(sched_h), Constraint::Min(0)]).areas(right);
+    draw_schedule(f, sched_r, app, &bps, me, next);
+    draw_upcoming(f, up_r, app, d, me);
+}
+
+/// What a chain without a DPoS schedule says about who produces.
+fn solo_line<'a>(app: &App, c: &ConsensusView) -> Line<'a> {
+    let t = &app.theme;
+    let producer = app.model.node.get().map(|n| n.producer);
+    match (c.engine.as_deref(), producer) {
+        (Some("dpos"), _) => Line::from(Span::styled(
+            "dpos: the node reported no schedule",
+            Style::new().fg(t.warn),
+        )),
+        (_, Some(true)) => Line::from(Span::styled(
+            "solo: this node produces every block alone",
+            Style::new().fg(t.ok),
+        )),
+        (_, Some(false)) => Line::from(Span::raw(
+            "solo: one producer (not this node) makes every block",
+        )),
+        (_, None) => Line::from(Span::raw("solo: one producer makes every block")),
+    }
+}
+
+/// Engine, head and LIB, round and slot, counters and this node's network identity.
+fn consensus_lines<'a>(app: &App, c: &ConsensusView, width: u16) -> Vec<Line<'a>> {
+    let t = &app.theme;
+    let w = 10;
+    let inner = (width as usize).saturating_sub(2 + w);
+    let mut out = Vec::new();
+    let engine = or_q(c.engine.as_deref().unwrap_or("")).to_string();
+    let interval = match c.block_interval_ms {
+        Some(ms) => format!(", {} ms slots", fmt::thousands(ms)),
+        None => String::new(),
+    };
+    out.push(kv(
+        app,
+        "Engine",
+        w,
+        fmt::clip(&(engine + &interval), inner),
+    ));
+    out.push(kv(app, "Head", w, num(c.height)));
+    let d = c.dpos.as_ref();
+    // LIB more than two rounds behind the head: finality is stuck (partition, BPs down).
+    let lag_limit = d
+        .and_then(|d| d.round_slots)
+        .map(|r| r.saturating_mul(2))
+        .unwrap_or(30)
+        .max(2);
+    let lib = match (c.lib_height, c.lib_lag()) {
+        (Some(h), Some(lag)) => {
+            let style = if lag > lag_limit {
+                Style::new().fg(t.warn)
+            } else {
+                Style::new()
+            };
+            Span::styled(
+                format!("{} (-{})", fmt::thousands(h), fmt::thousands(lag)),
+                style,
+            )
+        }
+        (h, _) => Span::raw(num(h)),
+    };
+    out.push(kv(app, "LIB", w, lib));
+    if let Some(d) = d {
+        out.push(kv(app, "Round", w, fmt::clip(&round_text(d), inner)));
+        let sched = match d.me_scheduled {
+            Some(true) => ", this node scheduled",
+            Some(false) => ", this node not scheduled",
+            None => "",
+        };
+        out.push(kv(
+            app,
+            "BPs",
+            w,
+            fmt::clip(&format!("{}{sched}", num(d.bp_count)), inner),
+        ));
+    }
+    out.push(kv(
+        app,
+        "Reorgs",
+        w,
+        fmt::clip(
+            &format!("{} (side blocks {})", num(c.reorgs), num(c.side_blocks)),
+            inner,
+        ),
+    ));
+    let rejected = num(c.rejected_blocks);
+    out.push(kv(
+        app,
+        "Rejected",
+        w,
+        if c.rejected_blocks.unwrap_or(0) > 0 {
+            Span::styled(rejected, Style::new().fg(t.warn))
+        } else {
+            Span::raw(rejected)
+        },
+    ));
+    out.push(kv(
+        app,
+        "Received",
+        w,
+        fmt::clip(
+            &format!(
+                "synced {}, gossip {}",
+                num(c.synced_blocks),
+                num(c.gossip_blocks)
+            ),
+            inner,
+        ),
+    ));
+    if let Some(id) = &c.peer_id {
+        out.push(kv(app, "Peer id", w, fmt::short(id, inner)));
+    }
+    if let Some(first) = c.listen_addrs.first() {
+        let more = c.listen_addrs.len() - 1;
+        let text = if more > 0 {
+            format!("{first} (+{more})")
+        } else {
+            first.clone()
+        };
+        out.push(kv(app, "Listen", w, fmt::clip(&text, inner)));
+    }
+    out
+}
+
+/// `round R, slot S (k/N)`: k is the slot's place in its round.
+fn round_text(d: &DposView) -> String {
+    let place = match (d.slot, d.round_slots) {
+        (Some(s), Some(n)) if n > 0 => format!(" ({}/{n})", s % n + 1),
+        _ => String::new(),
+    };
+    format!("{}, slot {}{place}", num(d.round), num(d.slot))
+}
+
+fn markers(addr: &str, me: &str, next: Option<&str>) -> String {
+    let is_next = next.is_some_and(|n| !n.is_empty() && n == addr);
+    let is_me = !me.is_empty() && me == addr;
+    format!(
+        "{}{}",
+        if is_next { NEXT } else { " " },
+        if is_me { ME } else { " " }
+    )
+}
+
+fn draw_schedule(
+    f: &mut Frame,
+    area: Rect,
+    app: &App,
+    bps: &[&BpView],
+    me: &str,
+    next: Option<&str>,
+) {
+    let t = &app.theme;
+    let block = boxed(app, format!("Schedule: {ME} this node, {NEXT} next"));
+    if bps.is_empty() {
+        let inner = block.inner(area);
+        f.render_widget(block, area);
+        f.render_widget(
+            Paragraph::new(Span::styled("no producers reported", t.label())),
+            inner,
+        );
+        return;
+    }
+    let (score_w, standing_w) = (6usize, 9usize);
+    let addr_w = (area.width as usize)
+        .saturating_sub(2 + 2 + score_w + standing_w + 3)
+        .max(5);
+    let rows: Vec<Row> = bps
+        .iter()
+        .map(|b| {
+            let standing = b.standing.as_deref().unwrap_or("?");
+            let sc = match standing {
+                "active" => t.ok,
+                "probation" => t.warn,
+                "excluded" => t.err,
+                _ => t.dim,
+            };
+            let row = Row::new([
+                Cell::from(markers(&b.address, me, next)),
+                Cell::from(fmt::short(or_q(&b.address), addr_w)),
+                Cell::from(
+                    Line::from(b.score.map(|s| s.to_string()).unwrap_or_else(|| "?".into()))
+                        .right_aligned(),
+                ),
+                Cell::from(Span::styled(
+                    fmt::clip(standing, standing_w),
+                    Style::new().fg(sc),
+                )),
+            ]);
+            if !me.is_empty() && b.address == me {
+                row.style(Style::new().add_modifier(Modifier::BOLD))
+            } else {
+                row
+            }
+        })
+        .collect();
+    let widths = [
+        Constraint::Length(2),
+        Constraint::Min(5),
+        Constraint::Length(score_w as u16),
+        Constraint::Length(standing_w as u16),
+    ];
+    let header = Row::new([
+        Cell::from(""),
+        Cell::from("Producer"),
+        Cell::from(Line::from("Score").right_aligned()),
+        Cell::from("Standing"),
+    ])
+    .style(t.header());
+    f.render_widget(Table::new(rows, widths).header(header).block(block), area);
+}
+
+fn draw_upcoming(f: &mut Frame, area: Rect, app: &App, d: &DposView, me: &str) {
+    let t = &app.theme;
+    let block = boxed(app, "Upcoming slots");
+    if d.upcoming.is_empty() {
+        let inner = block.inner(area);
+        f.render_widget(block, area);
+        f.render_widget(
+            Paragraph::new(Span::styled("none left in this round", t.label())),
+            inner,
+        );
+        return;
+    }
+    let slots: Vec<String> = d.upcoming.iter().map(|u| num(u.slot)).collect();
+    let slot_w = slots.iter().map(|s| s.chars().count()).max().unwrap_or(1);
+    let addr_w = (area.width as usize)
+        .saturating_sub(2 + 2 + slot_w + 2)
+        .max(5);
+    let next = d.upcoming.first().map(|u| u.producer.as_str());
+    let rows: Vec<Row> = d
+        .upcoming
+        .iter()
+        .zip(slots)
+        .enumerate()
+        .map(|(i, (u, slot))| {
+            // Only the first slot is "next"; later slots of the same BP are not.
+            let mark = markers(&u.producer, me, if i == 0 { next } else { None });
+            let row = Row::new([
+                Cell::from(mark),
+                Cell::from(Line::from(slot).right_aligned()),
+                Cell::from(fmt::short(or_q(&u.producer), addr_w)),
+            ]);
+            if !me.is_empty() && u.producer == me {
+                row.style(Style::new().add_modifier(Modifier::BOLD))
+            } else {
+                row
+            }
+        })
+        .collect();
+    let widths = [
+        Constraint::Length(2),
+        Constraint::Length(slot_w as u16),
+        Constraint::Min(5),
+    ];
+    f.render_widget(Table::new(rows, widths).block(block), area);
+}
