@@ -4,13 +4,15 @@
 # (target/image/aergo-disk.img) so re-runs keep their chain; --fresh starts over.
 # Host ports on 127.0.0.1: RPC 7845, control 7847, AergoFS 7848 (so `aergo chain` works).
 # Quit QEMU with Ctrl-A X (or power off: `aergo os poweroff`).
+# --boot-time N: instead, boot N times from a fresh 1 GiB copy of the image (serial to
+# target/image/boot-time-K.log) and print QEMU start → first block (RPC height ≥ 1) each time.
 #
 #   scripts/run-qemu.sh [--kvm] [--direct] [--fresh] [--config aergo.toml] [--no-build]
-#                       [--mem MiB] [--disk-gib N] [--console ttyS0|tty1|auto]
+#                       [--mem MiB] [--disk-gib N] [--console ttyS0|tty1|auto] [--boot-time N]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-KVM=0 DIRECT=0 FRESH=0 BUILD=1 MEM=2048 DISK_GIB=4 CONFIG="" CONSOLE="auto"
+KVM=0 DIRECT=0 FRESH=0 BUILD=1 MEM=2048 DISK_GIB=4 CONFIG="" CONSOLE="auto" BOOT_TIME=0
 RPC_PORT="${AERGO_RPC_PORT:-7845}" CTL_PORT="${AERGO_CTL_PORT:-7847}" FS_PORT="${AERGO_FS_PORT:-7848}"
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -22,7 +24,8 @@ while [ $# -gt 0 ]; do
     --mem) MEM="$2"; shift ;;
     --disk-gib) DISK_GIB="$2"; shift ;;
     --console) CONSOLE="$2"; shift ;;
-    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+    --boot-time) BOOT_TIME="$2"; shift ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     *) echo "run-qemu: unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -74,10 +77,45 @@ fi
 display=(-display none)
 [ "$CONSOLE" = tty1 ] && display=(-vga std)
 
+qemu=(qemu-system-x86_64 -machine q35 "${accel[@]}" -m "$MEM" -smp 2 -nodefaults
+      -device virtio-rng-pci -device i6300esb
+      -netdev "user,id=n0,hostfwd=tcp:127.0.0.1:$RPC_PORT-:7845,hostfwd=tcp:127.0.0.1:$CTL_PORT-:7847,hostfwd=tcp:127.0.0.1:$FS_PORT-:7848"
+      -device virtio-net-pci,netdev=n0,romfile=)
+
+if [ "$BOOT_TIME" -gt 0 ]; then
+  # Boot-time measurement: a fresh disk (and firmware variables) each time, as on first boot.
+  disk_args=("${disk[@]}")
+  disk_args[1]="file=$OUT/boot-time-disk.img,format=raw,if=none,id=disk0"
+  [ "$DIRECT" = 1 ] || boot[3]="if=pflash,format=raw,file=$OUT/boot-time-vars.fd"
+  body='{"jsonrpc":"2.0","id":1,"method":"chain_info","params":{}}'
+  for i in $(seq "$BOOT_TIME"); do
+    cp --sparse=always "$OUT/aergo-os.img" "$OUT/boot-time-disk.img"
+    truncate -s 1G "$OUT/boot-time-disk.img"
+    cp /usr/share/OVMF/OVMF_VARS_4M.fd "$OUT/boot-time-vars.fd"
+    load=$(cut -d' ' -f1 /proc/loadavg)
+    start=$(date +%s.%N)
+    "${qemu[@]}" -display none -serial "file:$OUT/boot-time-$i.log" -monitor none \
+      "${boot[@]}" "${disk_args[@]}" </dev/null >/dev/null 2>&1 &
+    pid=$!
+    took=""
+    while kill -0 "$pid" 2>/dev/null; do
+      now=$(date +%s.%N)
+      if awk -v a="$start" -v b="$now" 'BEGIN { exit !(b - a > 180) }'; then break; fi
+      if curl -s -m 2 -H 'Content-Type: application/json' -d "$body" "http://127.0.0.1:$RPC_PORT/" 2>/dev/null \
+          | grep -Eq '"height":[1-9]'; then
+        took=$(awk -v a="$start" -v b="$now" 'BEGIN { printf "%.1f", b - a }')
+        break
+      fi
+      sleep 0.1
+    done
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    echo "run-qemu: boot $i: QEMU start → first block ${took:-none within 180} s (load average $load)"
+  done
+  rm -f "$OUT/boot-time-disk.img" "$OUT/boot-time-vars.fd"
+  exit 0
+fi
+
 echo "run-qemu: RPC http://127.0.0.1:$RPC_PORT  control 127.0.0.1:$CTL_PORT  AergoFS http://127.0.0.1:$FS_PORT"
 echo "run-qemu: serial console below; Ctrl-A X quits QEMU"
-exec qemu-system-x86_64 -machine q35 "${accel[@]}" -m "$MEM" -smp 2 \
-  -nodefaults "${display[@]}" -serial mon:stdio "${boot[@]}" "${disk[@]}" \
-  -device virtio-rng-pci -device i6300esb \
-  -netdev "user,id=n0,hostfwd=tcp:127.0.0.1:$RPC_PORT-:7845,hostfwd=tcp:127.0.0.1:$CTL_PORT-:7847,hostfwd=tcp:127.0.0.1:$FS_PORT-:7848" \
-  -device virtio-net-pci,netdev=n0,romfile=
+exec "${qemu[@]}" "${display[@]}" -serial mon:stdio "${boot[@]}" "${disk[@]}"

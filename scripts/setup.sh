@@ -12,8 +12,8 @@ PACKAGES=(
   # ext4, compression, objcopy/strip
   linux-image-amd64 systemd-boot-efi mtools dosfstools gdisk squashfs-tools e2fsprogs zstd xz-utils
   gzip cpio kmod binutils
-  # booting it
-  qemu-system-x86 ovmf
+  # booting it (curl: run-qemu.sh --boot-time polls the node's RPC)
+  qemu-system-x86 ovmf curl
 )
 
 missing=()

@@ -201,6 +201,10 @@ pub fn build_squashfs(root: &Path, comp: SquashComp, level: u32, out: &Path) -> 
         "-all-root",
         "-no-xattrs",
     ]);
+    // 1 MiB blocks: a program's first page faults read (and decompress) 1 MiB at a time, so
+    // starting the node takes ~8× fewer synchronous disk reads than with 128 KiB blocks
+    // (each costly under emulation); the squashfs is also ~2 % smaller.
+    cmd.args(["-b", "1M"]);
     match comp {
         SquashComp::None => cmd.args(["-noI", "-noId", "-noD", "-noF", "-noX"]),
         SquashComp::Lz4 => cmd.args(["-comp", "lz4"]),
