@@ -287,6 +287,15 @@ fn dashboard_follows_a_dev_node_in_tmux() -> Result<()> {
     tmux.keys(&["Escape"])?;
     tmux.keys(&["Escape"])?;
     tmux.keys(&["Escape"])?;
+
+    // 3b. The Peers screen of a dev node: no peers, a solo producer, LIB at the head.
+    tmux.keys(&["4"])?;
+    tmux.wait_for("the Peers screen", Duration::from_secs(10), |s| {
+        s.contains("Peers (0)")
+            && s.contains("no peers: a solo/dev node runs alone")
+            && s.contains("solo: this node produces every block alone")
+            && s.contains("LIB")
+    })?;
     tmux.keys(&["1"])?;
 
     // 4. Idle CPU and RSS on the live node.

@@ -279,7 +279,10 @@ const ADDR4: &str = "AmPJ5q7ZgrXyvWT3zYmoYDd9EUYeGVvJpWmbhkFyPEBr27VYB4xe";
 fn peer(n: u64, dir: &str, height: u64, rtt: Option<u64>) -> PeerRow {
     PeerRow {
         id: format!("12D3KooW{}", "ABCDEFGHJK".repeat(4)) + &n.to_string(),
-        address: format!("/ip4/10.0.0.{n}/tcp/17846"),
+        address: format!(
+            "/ip4/10.0.0.{n}/tcp/17846/p2p/12D3KooW{}{n}",
+            "ABCDEFGHJK".repeat(4)
+        ),
         direction: dir.into(),
         best_height: height,
         latency_ms: rtt,
@@ -293,7 +296,10 @@ fn dpos_json() -> serde_json::Value {
         "lib_hash": hash(997 * 7919), "side_blocks": 1, "reorgs": 2, "rejected_blocks": 0,
         "synced_blocks": 310, "gossip_blocks": 688,
         "peer_id": format!("12D3KooW{}", "MEMEMEMEME".repeat(4)),
-        "listen_addrs": ["/ip4/0.0.0.0/tcp/17846", "/ip6/::/tcp/17846"],
+        "listen_addrs": [
+            format!("/ip4/0.0.0.0/tcp/17846/p2p/12D3KooW{}", "MEMEMEMEME".repeat(4)),
+            "/ip6/::/tcp/17846"
+        ],
         "dpos": {
             "slot": 12_343, "round": 1234, "round_slots": 10, "bp_count": 4,
             "probation": [{"address": ADDR4, "score": -40, "standing": "probation"}],
@@ -614,12 +620,17 @@ fn peers_solo() {
 fn peers_dpos() {
     let out = snap!("peers_dpos", dpos());
     assert!(out.contains("Peers (3)"));
-    assert!(out.contains("/ip4/10.0.0.2/tcp/17846"));
+    assert!(
+        out.contains("/ip4/10.0.0.2/tcp/17846 "),
+        "no /p2p/<id> suffix"
+    );
     assert!(out.contains("outbound"));
     assert!(out.contains("14 ms"));
     assert!(out.contains("997 (-3)"), "LIB and its lag behind the head");
-    assert!(out.contains("1,234, slot 12,343 (4/10)"));
-    assert!(out.contains("4, this node scheduled"));
+    assert!(out.contains("Round     1,234 "));
+    assert!(out.contains("Slot      12,343 (4/10)"));
+    assert!(out.contains("3 of 4 active, 1 probation"));
+    assert!(out.contains("This node in the schedule"));
     assert!(out.contains("probation"));
     assert!(out.contains("-40"));
     // Markers: ADDR is this node, ADDR3 produces the current slot.
@@ -659,7 +670,8 @@ fn peers_malformed_consensus_info() {
         NOW,
     );
     let out = snap!("peers_malformed", a);
-    assert!(out.contains("?, slot 7"), "unknown round shown as ?");
+    assert!(out.contains("Round     ? "), "unknown round shown as ?");
+    assert!(out.contains("Slot      7 "));
     assert!(out.contains("excluded"));
     assert!(out.lines().any(|l| l.contains("LIB") && l.contains('?')));
 
@@ -677,6 +689,32 @@ fn peers_malformed_consensus_info() {
     );
     let out = render(&a, 80, 24);
     assert!(out.contains("Producers (?)"));
+}
+
+#[test]
+fn peers_schedule_trailing_the_clock() {
+    // First slot of the next round, before its first block: the node's schedule is still the
+    // previous round's and it lists no upcoming slots.
+    let mut v = dpos_json();
+    v["dpos"]["slot"] = serde_json::json!(12_350);
+    v["dpos"]["upcoming"] = serde_json::json!([]);
+    v["dpos"]["me_scheduled"] = serde_json::json!(false);
+    let mut a = dpos();
+    a.model
+        .consensus
+        .ok(aergo_top::source::rpc::consensus_view(&v), NOW);
+    let out = render(&a, 80, 24);
+    assert!(out.contains("Round     1,234 (clock in 1,235)"), "{out}");
+    assert!(out.contains("Slot      12,350 (1/10)"), "{out}");
+    assert!(
+        out.contains("none yet: the schedule of round 1,235"),
+        "{out}"
+    );
+    assert!(out.contains("BP, out of the schedule"), "{out}");
+    assert!(
+        !out.lines().any(|l| l.contains("││>")),
+        "no next producer known:\n{out}"
+    );
 }
 
 #[test]

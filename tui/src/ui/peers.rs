@@ -33,6 +33,14 @@ fn or_q(s: &str) -> &str {
     }
 }
 
+/// A multiaddr without its trailing `/p2p/<id>` when that is `id` (shown in its own column).
+fn without_id<'a>(addr: &'a str, id: &str) -> &'a str {
+    match addr.rsplit_once("/p2p/") {
+        Some((head, tail)) if !id.is_empty() && tail == id && !head.is_empty() => head,
+        _ => addr,
+    }
+}
+
 /// The Peers screen.
 pub fn draw(f: &mut Frame, area: Rect, app: &App) {
     let m = &app.model;
@@ -128,7 +136,7 @@ fn draw_peers(f: &mut Frame, area: Rect, app: &App) {
             };
             Row::new([
                 Cell::from(fmt::short(or_q(&p.id), id_w)),
-                Cell::from(fmt::clip(or_q(&p.address), addr_w)),
+                Cell::from(fmt::clip(or_q(without_id(&p.address, &p.id)), addr_w)),
                 Cell::from(dir),
                 height,
                 Cell::from(rtt),
@@ -216,9 +224,10 @@ fn consensus_lines<'a>(app: &App, c: &ConsensusView, width: u16) -> Vec<Line<'a>
     let inner = (width as usize).saturating_sub(2 + w);
     let mut out = Vec::new();
     let engine = or_q(c.engine.as_deref().unwrap_or("")).to_string();
-    let interval = match c.block_interval_ms {
-        Some(ms) => format!(", {} ms slots", fmt::thousands(ms)),
-        None => String::new(),
+    let interval = match (c.block_interval_ms, c.dpos.is_some()) {
+        (Some(ms), true) => format!(", {} ms slots", fmt::thousands(ms)),
+        (Some(ms), false) => format!(", a block every {} ms", fmt::thousands(ms)),
+        (None, _) => String::new(),
     };
     out.push(kv(
         app,
@@ -250,18 +259,33 @@ fn consensus_lines<'a>(app: &App, c: &ConsensusView, width: u16) -> Vec<Line<'a>
     };
     out.push(kv(app, "LIB", w, lib));
     if let Some(d) = d {
-        out.push(kv(app, "Round", w, fmt::clip(&round_text(d), inner)));
-        let sched = match d.me_scheduled {
-            Some(true) => ", this node scheduled",
-            Some(false) => ", this node not scheduled",
-            None => "",
-        };
+        let round = fmt::clip(&round_text(d), inner);
         out.push(kv(
             app,
-            "BPs",
+            "Round",
             w,
-            fmt::clip(&format!("{}{sched}", num(d.bp_count)), inner),
+            if slot_round(d).is_some() {
+                Span::styled(round, Style::new().fg(t.warn))
+            } else {
+                Span::raw(round)
+            },
         ));
+        out.push(kv(app, "Slot", w, fmt::clip(&slot_text(d), inner)));
+        let mut bps = format!("{} of {} active", d.active.len(), num(d.bp_count));
+        if !d.probation.is_empty() {
+            bps.push_str(&format!(", {} probation", d.probation.len()));
+        }
+        out.push(kv(app, "BPs", w, fmt::clip(&bps, inner)));
+        let producer = app.model.node.get().map(|n| n.producer);
+        let me = match (d.me_scheduled, producer) {
+            (Some(true), _) => Span::styled("in the schedule", Style::new().fg(t.ok)),
+            (Some(false), Some(true)) => {
+                Span::styled("BP, out of the schedule", Style::new().fg(t.warn))
+            }
+            (Some(false), _) => Span::raw("follower, not a BP"),
+            (None, _) => Span::raw("?"),
+        };
+        out.push(kv(app, "This node", w, me));
     }
     out.push(kv(
         app,
@@ -300,24 +324,42 @@ fn consensus_lines<'a>(app: &App, c: &ConsensusView, width: u16) -> Vec<Line<'a>
         out.push(kv(app, "Peer id", w, fmt::short(id, inner)));
     }
     if let Some(first) = c.listen_addrs.first() {
+        let first = without_id(first, c.peer_id.as_deref().unwrap_or(""));
         let more = c.listen_addrs.len() - 1;
         let text = if more > 0 {
             format!("{first} (+{more})")
         } else {
-            first.clone()
+            first.to_string()
         };
         out.push(kv(app, "Listen", w, fmt::clip(&text, inner)));
     }
     out
 }
 
-/// `round R, slot S (k/N)`: k is the slot's place in its round.
+/// The round the current slot belongs to, when it is not the schedule's round (the schedule
+/// moves on with the first block of a round, so it trails the clock at round starts and while
+/// producers are missing).
+fn slot_round(d: &DposView) -> Option<u64> {
+    match (d.slot, d.round_slots) {
+        (Some(s), Some(n)) if n > 0 && Some(s / n) != d.round => Some(s / n),
+        _ => None,
+    }
+}
+
+/// `R`, or `R (clock in R')` while the schedule trails the clock.
 fn round_text(d: &DposView) -> String {
-    let place = match (d.slot, d.round_slots) {
-        (Some(s), Some(n)) if n > 0 => format!(" ({}/{n})", s % n + 1),
-        _ => String::new(),
-    };
-    format!("{}, slot {}{place}", num(d.round), num(d.slot))
+    match slot_round(d) {
+        Some(r) => format!("{} (clock in {})", num(d.round), fmt::thousands(r)),
+        None => num(d.round),
+    }
+}
+
+/// `S (k/N)`: k is the slot's place in its round.
+fn slot_text(d: &DposView) -> String {
+    match (d.slot, d.round_slots) {
+        (Some(s), Some(n)) if n > 0 => format!("{} ({}/{n})", fmt::thousands(s), s % n + 1),
+        (s, _) => num(s),
+    }
 }
 
 fn markers(addr: &str, me: &str, next: Option<&str>) -> String {
@@ -404,8 +446,16 @@ fn draw_upcoming(f: &mut Frame, area: Rect, app: &App, d: &DposView, me: &str) {
     if d.upcoming.is_empty() {
         let inner = block.inner(area);
         f.render_widget(block, area);
+        let msg = match slot_round(d) {
+            Some(r) => format!(
+                "none yet: the schedule of round {} comes with its first block",
+                fmt::thousands(r)
+            ),
+            None => "none left in this round".to_string(),
+        };
         f.render_widget(
-            Paragraph::new(Span::styled("none left in this round", t.label())),
+            Paragraph::new(Span::styled(msg, t.label()))
+                .wrap(ratatui::widgets::Wrap { trim: true }),
             inner,
         );
         return;
@@ -442,4 +492,48 @@ fn draw_upcoming(f: &mut Frame, area: Rect, app: &App, d: &DposView, me: &str) {
         Constraint::Min(5),
     ];
     f.render_widget(Table::new(rows, widths).block(block), area);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peer_id_suffix_is_left_out_of_addresses() {
+        let a = "/ip4/127.0.0.1/tcp/17866/p2p/12D3KooWEp";
+        assert_eq!(without_id(a, "12D3KooWEp"), "/ip4/127.0.0.1/tcp/17866");
+        assert_eq!(without_id(a, "12D3KooWother"), a, "another id is kept");
+        assert_eq!(without_id(a, ""), a);
+        assert_eq!(without_id("/p2p/x", "x"), "/p2p/x");
+        assert_eq!(without_id("", "x"), "");
+    }
+
+    #[test]
+    fn round_place_and_markers() {
+        let d = DposView {
+            slot: Some(90),
+            round: Some(9),
+            round_slots: Some(10),
+            ..Default::default()
+        };
+        assert_eq!(
+            (round_text(&d), slot_text(&d)),
+            ("9".into(), "90 (1/10)".into())
+        );
+        let d0 = DposView::default();
+        assert_eq!((round_text(&d0), slot_text(&d0)), ("?".into(), "?".into()));
+        let behind = DposView {
+            slot: Some(290),
+            ..d
+        };
+        assert_eq!(slot_round(&behind), Some(29));
+        assert_eq!(round_text(&behind), "9 (clock in 29)");
+        assert_eq!(markers("A1", "A1", Some("A1")), ">*");
+        assert_eq!(markers("A1", "A2", Some("A1")), "> ");
+        assert_eq!(
+            markers("", "", Some("")),
+            "  ",
+            "unknown addresses mark nothing"
+        );
+    }
 }
