@@ -237,6 +237,7 @@ impl Contract {
             depth: 0,
             read_only,
             jit: None,
+            key_buf: Vec::new(),
         }
     }
 
@@ -332,7 +333,11 @@ impl Contract {
         gas_limit: u64,
         read_only: bool,
     ) -> Result<CallOutcome> {
-        let name = function.to_ascii_lowercase();
+        let name = if function.bytes().any(|b| b.is_ascii_uppercase()) {
+            std::borrow::Cow::Owned(function.to_ascii_lowercase())
+        } else {
+            std::borrow::Cow::Borrowed(function)
+        };
         let fi = self
             .cat
             .func(&name)

@@ -10,10 +10,16 @@ fn corrupt() -> SqlError {
 }
 
 fn push_escaped(out: &mut Vec<u8>, bytes: &[u8]) {
-    for &b in bytes {
-        out.push(b);
-        if b == 0 {
-            out.push(0xff);
+    if !bytes.contains(&0) {
+        // the common case: nothing to escape
+        out.reserve(bytes.len() + 2);
+        out.extend_from_slice(bytes);
+    } else {
+        for &b in bytes {
+            out.push(b);
+            if b == 0 {
+                out.push(0xff);
+            }
         }
     }
     out.push(0);
@@ -87,7 +93,17 @@ pub fn encode_key_tuple(vals: &[Value]) -> Vec<u8> {
 
 /// Encodes a row (all columns, in table order).
 pub fn encode_row(vals: &[Value]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(vals.len() * 10);
+    let size: usize = vals
+        .iter()
+        .map(|v| match v {
+            Value::Null | Value::Bool(_) => 1,
+            Value::Int(_) | Value::Ts(_) => 9,
+            Value::Num(_) => 18,
+            Value::Text(s) => 5 + s.len(),
+            Value::Bytes(b) => 5 + b.len(),
+        })
+        .sum();
+    let mut out = Vec::with_capacity(size);
     for v in vals {
         match v {
             Value::Null => out.push(0),

@@ -50,6 +50,8 @@ pub struct Runtime<'a> {
     pub read_only: bool,
     /// JIT-compiled functions by index (filled when the JIT is enabled).
     pub jit: Option<&'a dyn crate::interp::JitDispatch>,
+    /// Scratch buffer for row keys of point lookups.
+    pub key_buf: Vec<u8>,
 }
 
 /// Result of a DML statement.
@@ -489,9 +491,23 @@ impl<'a> Runtime<'a> {
     }
 
     fn row_key(&self, t: &Table, pk: &[u8]) -> Vec<u8> {
-        let mut k = self.table_prefix(keys::ROW, t.id);
+        // room for a typical encoded primary key appended later
+        let mut k = Vec::with_capacity(self.prefix.len() + 5 + pk.len().max(32));
+        k.extend_from_slice(self.prefix);
+        k.push(keys::ROW);
+        k.extend_from_slice(&t.id.to_be_bytes());
         k.extend_from_slice(pk);
         k
+    }
+
+    /// Length of `prefix ‖ ROW ‖ tid`: a row key's primary key starts there.
+    fn row_prefix_len(&self) -> usize {
+        self.prefix.len() + 5
+    }
+
+    /// The primary-key part of a full row key.
+    fn pk_of<'k>(&self, row_key: &'k [u8]) -> &'k [u8] {
+        row_key.get(self.row_prefix_len()..).unwrap_or_default()
     }
 
     fn index_prefix(&self, t: &Table, ix: &Index, vals: &[Value]) -> Vec<u8> {
@@ -504,16 +520,55 @@ impl<'a> Runtime<'a> {
     }
 
     fn decode(&self, t: &Table, bytes: &[u8]) -> Result<Vec<Value>> {
-        let mut row = decode_row(bytes)?;
-        // rows written before columns were added: fill with NULL
-        // rows written before ADD COLUMN: the added columns take their fill value
-        while let Some(c) = t.columns.get(row.len()) {
-            row.push(c.fill.clone());
-        }
-        Ok(row)
+        decode_table_row(t, bytes)
     }
 
-    /// Reads the rows selected by an access path: (primary-key bytes, row).
+    /// Reads and decodes the row stored under the full row key `key`.
+    fn get_row(&mut self, t: &Table, key: &[u8]) -> Result<Option<Vec<Value>>> {
+        let mut row = None;
+        self.kv
+            .get_with(key, &mut |v| row = v.map(|b| decode_table_row(t, b)))
+            .map_err(st_err)?;
+        row.transpose()
+    }
+
+    /// A primary-key lookup: builds the row key into `key` (cleared first)
+    /// from one expression per key column, charges the read and returns the
+    /// row. A key value that is NULL or does not cast to the column's type
+    /// matches nothing (no read, no charge).
+    fn pk_lookup(
+        &mut self,
+        t: &Table,
+        exprs: &[Expr],
+        f: &Frame,
+        vars: &[Value],
+        key: &mut Vec<u8>,
+    ) -> Result<Option<Vec<Value>>> {
+        key.clear();
+        key.extend_from_slice(self.prefix);
+        key.push(keys::ROW);
+        key.extend_from_slice(&t.id.to_be_bytes());
+        for (e, &c) in exprs.iter().zip(&t.pk) {
+            let ty = &t.columns[c].ty;
+            match peek(e, f, vars) {
+                // already of the column's type: encode in place
+                Some(v @ Value::Text(_)) if matches!(ty, SqlType::Text(None)) => encode_key(key, v),
+                Some(v @ Value::Int(_)) if *ty == SqlType::BigInt => encode_key(key, v),
+                _ => {
+                    let v = self.eval(e, f, vars)?;
+                    match v.cast(ty) {
+                        Ok(Value::Null) | Err(_) => return Ok(None),
+                        Ok(v) => encode_key(key, &v),
+                    }
+                }
+            }
+        }
+        self.charge(gas::ROW_READ)?;
+        self.get_row(t, key)
+    }
+
+    /// Reads the rows selected by an access path: (full row key, row). The
+    /// primary key is the key's part after [`Runtime::row_prefix_len`].
     pub fn table_rows(
         &mut self,
         ti: usize,
@@ -533,35 +588,16 @@ impl<'a> Runtime<'a> {
                 for it in items {
                     self.charge(gas::ROW_READ)?;
                     let (k, v) = it.map_err(st_err)?;
-                    out.push((suffix(&k, plen)?, self.decode(t, &v)?));
+                    if k.len() < plen {
+                        return Err(outside_range());
+                    }
+                    out.push((k, self.decode(t, &v)?));
                 }
             }
             Access::Pk(exprs) => {
-                let mut vals = Vec::with_capacity(exprs.len());
-                let mut pk = Vec::new();
-                for (e, &c) in exprs.iter().zip(&t.pk) {
-                    let ty = &t.columns[c].ty;
-                    match peek(e, f, vars) {
-                        // already of the column's type: encode in place
-                        Some(v @ Value::Text(_)) if *ty == SqlType::Text(None) => {
-                            encode_key(&mut pk, v)
-                        }
-                        Some(v @ Value::Int(_)) if *ty == SqlType::BigInt => encode_key(&mut pk, v),
-                        _ => {
-                            let v = self.eval(e, f, vars)?;
-                            match v.cast(ty) {
-                                Ok(Value::Null) | Err(_) => return Ok(out),
-                                Ok(v) => vals.push(v),
-                            }
-                            if let Some(v) = vals.last() {
-                                encode_key(&mut pk, v);
-                            }
-                        }
-                    }
-                }
-                self.charge(gas::ROW_READ)?;
-                if let Some(v) = self.kv.get(&self.row_key(t, &pk)).map_err(st_err)? {
-                    out.push((pk, self.decode(t, &v)?));
+                let mut key = Vec::with_capacity(self.prefix.len() + 5 + 32);
+                if let Some(row) = self.pk_lookup(t, exprs, f, vars, &mut key)? {
+                    out.push((key, row));
                 }
             }
             Access::Index(k, exprs) => {
@@ -581,9 +617,9 @@ impl<'a> Runtime<'a> {
                 for it in items {
                     self.charge(gas::ROW_READ)?;
                     let (k, _) = it.map_err(st_err)?;
-                    let pk = suffix(&k, plen)?;
-                    match self.kv.get(&self.row_key(t, &pk)).map_err(st_err)? {
-                        Some(v) => out.push((pk, self.decode(t, &v)?)),
+                    let rk = self.row_key(t, suffix(&k, plen)?);
+                    match self.get_row(t, &rk)? {
+                        Some(row) => out.push((rk, row)),
                         None => return Err(SqlError::Storage("index entry without row".into())),
                     }
                 }
@@ -601,6 +637,9 @@ impl<'a> Runtime<'a> {
         outer: Option<&Frame>,
         vars: &[Value],
     ) -> Result<Vec<Vec<Value>>> {
+        if let Some(rows) = self.select_one_table(q, outer, vars)? {
+            return Ok(rows);
+        }
         // derived tables once
         let mut derived: Vec<Option<Vec<Vec<Value>>>> = Vec::with_capacity(q.sources.len());
         for s in &q.sources {
@@ -701,6 +740,84 @@ impl<'a> Runtime<'a> {
             .take(limit)
             .map(|(_, p)| p)
             .collect())
+    }
+
+    /// The common shape `SELECT exprs FROM t [WHERE …]` (one table, no join,
+    /// grouping, DISTINCT, ORDER BY, LIMIT or OFFSET; a primary-key lookup
+    /// for `WHERE pk = $x`): the rows go straight from storage to the
+    /// projection, without the join machinery. Same rows, order, errors and
+    /// gas as the general path; `None` for any other shape.
+    fn select_one_table(
+        &mut self,
+        q: &Select,
+        outer: Option<&Frame>,
+        vars: &[Value],
+    ) -> Result<Option<Vec<Vec<Value>>>> {
+        let Some((src, table, access)) = one_table(q) else {
+            return Ok(None);
+        };
+        // The access path sees the same (all-NULL) row the join would give it
+        // (only built when a lookup expression could read it).
+        let blank = match access {
+            Access::Scan => Vec::new(),
+            Access::Pk(es) | Access::Index(_, es) if es.iter().all(plain_operand) => Vec::new(),
+            _ => vec![Value::Null; q.width],
+        };
+        let fr = Frame {
+            row: &blank,
+            parent: outer,
+        };
+        let mut out = Vec::new();
+        match access {
+            Access::Pk(exprs) => {
+                let t = &self.cat.tables[table];
+                let mut key = std::mem::take(&mut self.key_buf);
+                let row = self.pk_lookup(t, exprs, &fr, vars, &mut key);
+                self.key_buf = key;
+                if let Some(row) = row? {
+                    self.filter_project(q, src.width, row, outer, vars, &mut out)?;
+                }
+            }
+            _ => {
+                for (_, row) in self.table_rows(table, access, &fr, vars)? {
+                    self.filter_project(q, src.width, row, outer, vars, &mut out)?;
+                }
+            }
+        }
+        Ok(Some(out))
+    }
+
+    /// WHERE and projection of one row of a one-table query (see
+    /// [`Runtime::select_one_table`]).
+    fn filter_project(
+        &mut self,
+        q: &Select,
+        width: usize,
+        mut row: Vec<Value>,
+        outer: Option<&Frame>,
+        vars: &[Value],
+        out: &mut Vec<Vec<Value>>,
+    ) -> Result<()> {
+        if row.len() != q.width {
+            row.truncate(width);
+            row.resize(q.width, Value::Null);
+        }
+        let fr = Frame {
+            row: &row,
+            parent: outer,
+        };
+        if let Some(fl) = &q.filter {
+            if truth(&self.eval(fl, &fr, vars)?)? != Some(true) {
+                return Ok(());
+            }
+        }
+        self.charge(gas::ROW_OUT)?;
+        let mut p = Vec::with_capacity(q.proj.len());
+        for e in &q.proj {
+            p.push(self.eval(e, &fr, vars)?);
+        }
+        out.push(p);
+        Ok(())
     }
 
     /// HAVING, projection and ORDER BY keys of one (joined or grouped) row.
@@ -943,19 +1060,14 @@ impl<'a> Runtime<'a> {
                         }
                     }
                     let row = self.validate(t, row, vars)?;
-                    let pk = self.new_pk(t, &row)?;
-                    if self
-                        .kv
-                        .get(&self.row_key(t, &pk))
-                        .map_err(st_err)?
-                        .is_some()
-                    {
+                    let key = self.new_row_key(t, &row)?;
+                    if self.kv.get(&key).map_err(st_err)?.is_some() {
                         return Err(SqlError::Constraint(format!(
                             "duplicate key value violates primary key of \"{}\"",
                             t.name
                         )));
                     }
-                    self.write_row(t, &pk, None, &row)?;
+                    self.write_row(t, key, None, &row)?;
                     res.count += 1;
                     if let Some(r) = returning {
                         res.rows.push(self.project(&r.exprs, &row, vars)?);
@@ -978,40 +1090,8 @@ impl<'a> Runtime<'a> {
                     count: 0,
                     rows: Vec::new(),
                 };
-                for (pk, old) in targets {
-                    let mut new = old.clone();
-                    {
-                        let fr = Frame {
-                            row: &old,
-                            parent: None,
-                        };
-                        for (c, e) in sets {
-                            new[*c] = self.eval(e, &fr, vars)?;
-                        }
-                    }
-                    let new = self.validate_update(t, new, sets, vars)?;
-                    let new_pk = if t.pk.is_empty() {
-                        pk.clone()
-                    } else {
-                        self.new_pk(t, &new)?
-                    };
-                    if new_pk != pk {
-                        if self
-                            .kv
-                            .get(&self.row_key(t, &new_pk))
-                            .map_err(st_err)?
-                            .is_some()
-                        {
-                            return Err(SqlError::Constraint(format!(
-                                "duplicate key value violates primary key of \"{}\"",
-                                t.name
-                            )));
-                        }
-                        self.delete_row(t, &pk, &old)?;
-                        self.write_row(t, &new_pk, None, &new)?;
-                    } else {
-                        self.write_row(t, &pk, Some(&old), &new)?;
-                    }
+                for (key, old) in targets {
+                    let new = self.update_row(t, key, old, sets, vars)?;
                     res.count += 1;
                     if let Some(r) = returning {
                         res.rows.push(self.project(&r.exprs, &new, vars)?);
@@ -1033,14 +1113,196 @@ impl<'a> Runtime<'a> {
                     count: 0,
                     rows: Vec::new(),
                 };
-                for (pk, old) in targets {
-                    self.delete_row(t, &pk, &old)?;
+                for (key, old) in targets {
+                    self.delete_row(t, &key, Some(&old))?;
                     res.count += 1;
                     if let Some(r) = returning {
                         res.rows.push(self.project(&r.exprs, &old, vars)?);
                     }
                 }
                 Ok(res)
+            }
+        }
+    }
+
+    /// Applies an UPDATE's SET list to one target row (read under the full
+    /// row key `key`) and stores the result; returns the new row.
+    fn update_row(
+        &mut self,
+        t: &Table,
+        key: Vec<u8>,
+        old: Vec<Value>,
+        sets: &[(usize, Expr)],
+        vars: &[Value],
+    ) -> Result<Vec<Value>> {
+        // every SET expression sees the old row
+        let mut vals = SetVals::None;
+        {
+            let fr = Frame {
+                row: &old,
+                parent: None,
+            };
+            for (_, e) in sets {
+                vals.push(self.eval(e, &fr, vars)?);
+            }
+        }
+        // Index maintenance needs the old row; without indexes the new row
+        // is built in the old one's place (no copy).
+        let (mut new, old) = if t.indexes.is_empty() {
+            (old, None)
+        } else {
+            (old.clone(), Some(old))
+        };
+        for ((c, _), v) in sets.iter().zip(vals) {
+            if let Some(slot) = new.get_mut(*c) {
+                *slot = v;
+            }
+        }
+        let new = self.validate_update(t, new, sets, vars)?;
+        // An unchanged primary key encodes to the key the row was read under.
+        let new_key = if sets.iter().any(|(c, _)| t.pk.contains(c)) {
+            Some(self.new_row_key(t, &new)?).filter(|k| *k != key)
+        } else {
+            None
+        };
+        match new_key {
+            Some(new_key) => {
+                if self.kv.get(&new_key).map_err(st_err)?.is_some() {
+                    return Err(SqlError::Constraint(format!(
+                        "duplicate key value violates primary key of \"{}\"",
+                        t.name
+                    )));
+                }
+                self.delete_row(t, &key, old.as_deref())?;
+                self.write_row(t, new_key, None, &new)?;
+            }
+            None => self.write_row(t, key, old.as_deref(), &new)?,
+        }
+        Ok(new)
+    }
+
+    // ------------------------------------------------- point statements ---
+
+    /// Runs a statement that [`is_point_statement`] accepted — `SELECT … INTO
+    /// … FROM t WHERE pk = …` or `UPDATE t SET … WHERE pk = …` without
+    /// RETURNING — straight from the primary-key lookup to the variables,
+    /// without result lists. The JIT resolves this shape when it compiles a
+    /// function and calls this for it; the outcome (variables, FOUND, writes,
+    /// errors, gas) is exactly that of `interp::exec_sql`, to which any other
+    /// statement goes.
+    pub fn point_statement(
+        &mut self,
+        plan: &SqlPlan,
+        into: &[usize],
+        strict: bool,
+        vars: &mut [Value],
+        slots: &[SqlType],
+    ) -> Result<()> {
+        let found = match plan {
+            SqlPlan::Select(q) => {
+                let Some((src, table, Access::Pk(exprs))) = one_table(q) else {
+                    return crate::interp::exec_sql(self, plan, into, strict, vars, slots);
+                };
+                let cat = self.cat;
+                let t = &cat.tables[table];
+                let blank = if exprs.iter().all(plain_operand) {
+                    Vec::new()
+                } else {
+                    vec![Value::Null; q.width]
+                };
+                let fr = Frame {
+                    row: &blank,
+                    parent: None,
+                };
+                let mut key = std::mem::take(&mut self.key_buf);
+                let row = self.pk_lookup(t, exprs, &fr, vars, &mut key);
+                self.key_buf = key;
+                let vals = match row? {
+                    Some(row) => self.point_project(q, src.width, row, vars)?,
+                    None => None,
+                };
+                let found = vals.is_some();
+                if !into.is_empty() {
+                    if strict && !found {
+                        return Err(SqlError::Exception("query returned no rows".into()));
+                    }
+                    match vals {
+                        Some(vals) => {
+                            for (slot, v) in into.iter().zip(vals) {
+                                crate::interp::assign(vars, slots, *slot, v)?;
+                            }
+                        }
+                        None => {
+                            for slot in into {
+                                crate::interp::assign(vars, slots, *slot, Value::Null)?;
+                            }
+                        }
+                    }
+                }
+                found
+            }
+            SqlPlan::Update {
+                table,
+                access: Access::Pk(exprs),
+                filter,
+                sets,
+                returning: None,
+            } if into.is_empty() => {
+                self.writable()?;
+                let cat = self.cat;
+                let t = &cat.tables[*table];
+                let mut key = Vec::with_capacity(self.prefix.len() + 5 + 32);
+                match self.pk_lookup(t, exprs, &EMPTY, vars, &mut key)? {
+                    Some(old) if self.passes(filter, &old, vars)? => {
+                        self.update_row(t, key, old, sets, vars)?;
+                        true
+                    }
+                    _ => false,
+                }
+            }
+            _ => return crate::interp::exec_sql(self, plan, into, strict, vars, slots),
+        };
+        if let Some(f) = vars.get_mut(FOUND_SLOT) {
+            *f = Value::Bool(found);
+        }
+        Ok(())
+    }
+
+    /// WHERE and projection of the row of a point SELECT (`None`: filtered
+    /// out).
+    fn point_project(
+        &mut self,
+        q: &Select,
+        width: usize,
+        mut row: Vec<Value>,
+        vars: &[Value],
+    ) -> Result<Option<SetVals>> {
+        if row.len() != q.width {
+            row.truncate(width);
+            row.resize(q.width, Value::Null);
+        }
+        if !self.passes(&q.filter, &row, vars)? {
+            return Ok(None);
+        }
+        self.charge(gas::ROW_OUT)?;
+        let fr = Frame {
+            row: &row,
+            parent: None,
+        };
+        let mut vals = SetVals::None;
+        for e in &q.proj {
+            vals.push(self.eval(e, &fr, vars)?);
+        }
+        Ok(Some(vals))
+    }
+
+    /// Whether `row` passes an optional WHERE.
+    fn passes(&mut self, filter: &Option<Expr>, row: &[Value], vars: &[Value]) -> Result<bool> {
+        match filter {
+            None => Ok(true),
+            Some(fl) => {
+                let fr = Frame { row, parent: None };
+                Ok(truth(&self.eval(fl, &fr, vars)?)? == Some(true))
             }
         }
     }
@@ -1070,6 +1332,25 @@ impl<'a> Runtime<'a> {
         filter: &Option<Expr>,
         vars: &[Value],
     ) -> Result<Vec<(Vec<u8>, Vec<Value>)>> {
+        if let Access::Pk(exprs) = access {
+            // at most one row: no intermediate list
+            let cat = self.cat;
+            let t = &cat.tables[ti];
+            let mut key = Vec::with_capacity(self.prefix.len() + 5 + 32);
+            let Some(row) = self.pk_lookup(t, exprs, &EMPTY, vars, &mut key)? else {
+                return Ok(Vec::new());
+            };
+            if let Some(fl) = filter {
+                let fr = Frame {
+                    row: &row,
+                    parent: None,
+                };
+                if truth(&self.eval(fl, &fr, vars)?)? != Some(true) {
+                    return Ok(Vec::new());
+                }
+            }
+            return Ok(vec![(key, row)]);
+        }
         let rows = self.table_rows(ti, access, &EMPTY, vars)?;
         let mut out = Vec::with_capacity(rows.len());
         for (pk, r) in rows {
@@ -1161,10 +1442,18 @@ impl<'a> Runtime<'a> {
         Ok(row)
     }
 
-    fn new_pk(&mut self, t: &Table, row: &[Value]) -> Result<Vec<u8>> {
+    /// The row key of a new row: its primary key, or the next row id of a
+    /// table without one.
+    fn new_row_key(&mut self, t: &Table, row: &[Value]) -> Result<Vec<u8>> {
         if !t.pk.is_empty() {
-            let vals: Vec<Value> = t.pk.iter().map(|&c| row[c].clone()).collect();
-            return Ok(encode_key_tuple(&vals));
+            let mut k = self.row_key(t, &[]);
+            for &c in &t.pk {
+                let v = row
+                    .get(c)
+                    .ok_or_else(|| SqlError::Storage("bad primary-key column".into()))?;
+                encode_key(&mut k, v);
+            }
+            return Ok(k);
         }
         let key = self.table_prefix(keys::SEQ, t.id);
         let next = match self.kv.get(&key).map_err(st_err)? {
@@ -1178,20 +1467,25 @@ impl<'a> Runtime<'a> {
         self.kv
             .put(&key, &(next + 1).to_be_bytes())
             .map_err(st_err)?;
-        Ok(encode_key_tuple(&[Value::Int(next)]))
+        let mut k = self.row_key(t, &[]);
+        encode_key(&mut k, &Value::Int(next));
+        Ok(k)
     }
 
     fn index_vals(_t: &Table, ix: &Index, row: &[Value]) -> Vec<Value> {
         ix.cols.iter().map(|&c| row[c].clone()).collect()
     }
 
+    /// Stores `row` under its full row key `key`, maintaining the indexes
+    /// (`old`: the row it replaces, whose index entries are moved).
     fn write_row(
         &mut self,
         t: &Table,
-        pk: &[u8],
+        key: Vec<u8>,
         old: Option<&[Value]>,
         row: &[Value],
     ) -> Result<()> {
+        let pk = self.pk_of(&key);
         let bytes = encode_row(row);
         self.charge(gas::ROW_WRITE + gas::PER_KB * (bytes.len() as u64 / 1024))?;
         for ix in &t.indexes {
@@ -1224,20 +1518,23 @@ impl<'a> Runtime<'a> {
             k.extend_from_slice(pk);
             self.kv.put(&k, &[]).map_err(st_err)?;
         }
-        let rk = self.row_key(t, pk);
-        self.kv.put_vec(rk, bytes).map_err(st_err)?;
+        self.kv.put_vec(key, bytes).map_err(st_err)?;
         Ok(())
     }
 
-    fn delete_row(&mut self, t: &Table, pk: &[u8], old: &[Value]) -> Result<()> {
+    /// Deletes the row under the full row key `key` and (given the old row)
+    /// its index entries.
+    fn delete_row(&mut self, t: &Table, key: &[u8], old: Option<&[Value]>) -> Result<()> {
         self.charge(gas::ROW_WRITE)?;
-        for ix in &t.indexes {
-            let mut k = self.index_prefix(t, ix, &Self::index_vals(t, ix, old));
-            k.extend_from_slice(pk);
-            self.kv.delete(&k).map_err(st_err)?;
+        if let Some(old) = old {
+            let pk = self.pk_of(key);
+            for ix in &t.indexes {
+                let mut k = self.index_prefix(t, ix, &Self::index_vals(t, ix, old));
+                k.extend_from_slice(pk);
+                self.kv.delete(&k).map_err(st_err)?;
+            }
         }
-        let rk = self.row_key(t, pk);
-        self.kv.delete(&rk).map_err(st_err)
+        self.kv.delete(key).map_err(st_err)
     }
 
     /// Builds a new index over existing rows (upgrade with CREATE INDEX).
@@ -1245,7 +1542,8 @@ impl<'a> Runtime<'a> {
         let cat = self.cat;
         let t = &cat.tables[ti];
         let ix = &t.indexes[ix_pos];
-        for (pk, row) in self.table_rows(ti, &Access::Scan, &EMPTY, &[])? {
+        for (key, row) in self.table_rows(ti, &Access::Scan, &EMPTY, &[])? {
+            let pk = self.pk_of(&key);
             self.charge(gas::ROW_WRITE)?;
             let vals = Self::index_vals(t, ix, &row);
             let p = self.index_prefix(t, ix, &vals);
@@ -1259,7 +1557,7 @@ impl<'a> Runtime<'a> {
                 }
             }
             let mut k = p;
-            k.extend_from_slice(&pk);
+            k.extend_from_slice(pk);
             self.kv.put(&k, &[]).map_err(st_err)?;
         }
         Ok(())
@@ -1268,10 +1566,96 @@ impl<'a> Runtime<'a> {
 
 /// The part of a scanned key after its prefix (a backend returning keys
 /// outside the requested range is a storage error, not a panic).
-fn suffix(k: &[u8], plen: usize) -> Result<Vec<u8>> {
-    k.get(plen..)
-        .map(|x| x.to_vec())
-        .ok_or_else(|| SqlError::Storage("scan returned a key outside its range".into()))
+fn suffix(k: &[u8], plen: usize) -> Result<&[u8]> {
+    k.get(plen..).ok_or_else(outside_range)
+}
+
+fn outside_range() -> SqlError {
+    SqlError::Storage("scan returned a key outside its range".into())
+}
+
+/// The one source, its table and access path of `SELECT exprs FROM t [WHERE
+/// …]` with no join, grouping, HAVING, DISTINCT, ORDER BY, LIMIT or OFFSET.
+fn one_table(q: &Select) -> Option<(&Source, usize, &Access)> {
+    let [src] = q.sources.as_slice() else {
+        return None;
+    };
+    let SourceKind::Table { table, access } = &src.kind else {
+        return None;
+    };
+    let simple = src.join == JoinKind::Inner
+        && src.on.is_none()
+        && src.offset == 0
+        && src.width == q.width
+        && q.agg.is_none()
+        && q.having.is_none()
+        && !q.distinct
+        && q.order.is_empty()
+        && q.limit.is_none()
+        && q.offset.is_none();
+    simple.then_some((src, *table, access))
+}
+
+/// A lookup operand that cannot read the current row.
+fn plain_operand(e: &Expr) -> bool {
+    matches!(e, Expr::Var(_) | Expr::Const(_))
+}
+
+/// Whether [`Runtime::point_statement`] runs `plan` (with `into` as its INTO
+/// list) as a primary-key point operation.
+pub fn is_point_statement(plan: &SqlPlan, into: &[usize]) -> bool {
+    match plan {
+        SqlPlan::Select(q) => matches!(one_table(q), Some((_, _, Access::Pk(_)))),
+        SqlPlan::Update {
+            access: Access::Pk(_),
+            returning: None,
+            ..
+        } => into.is_empty(),
+        _ => false,
+    }
+}
+
+/// Values of an UPDATE's SET list: the usual single assignment without a
+/// vector.
+enum SetVals {
+    None,
+    One(Value),
+    Many(Vec<Value>),
+}
+
+impl SetVals {
+    fn push(&mut self, v: Value) {
+        *self = match std::mem::replace(self, SetVals::None) {
+            SetVals::None => SetVals::One(v),
+            SetVals::One(a) => SetVals::Many(vec![a, v]),
+            SetVals::Many(mut l) => {
+                l.push(v);
+                SetVals::Many(l)
+            }
+        };
+    }
+}
+
+impl IntoIterator for SetVals {
+    type Item = Value;
+    type IntoIter = std::iter::Chain<std::option::IntoIter<Value>, std::vec::IntoIter<Value>>;
+    fn into_iter(self) -> Self::IntoIter {
+        match self {
+            SetVals::None => None.into_iter().chain(Vec::new()),
+            SetVals::One(v) => Some(v).into_iter().chain(Vec::new()),
+            SetVals::Many(l) => None.into_iter().chain(l),
+        }
+    }
+}
+
+/// Decodes a stored row of `t`; rows written before `ALTER TABLE … ADD
+/// COLUMN` take each added column's fill value.
+fn decode_table_row(t: &Table, bytes: &[u8]) -> Result<Vec<Value>> {
+    let mut row = decode_row(bytes)?;
+    while let Some(c) = t.columns.get(row.len()) {
+        row.push(c.fill.clone());
+    }
+    Ok(row)
 }
 
 /// Where joined rows go: kept for aggregation, or projected at once.

@@ -86,7 +86,9 @@ pub struct JitCtx {
     err: Option<SqlError>,
     result: Value,
     scratch: Vec<Value>,
-    cursors: HashMap<usize, std::vec::IntoIter<Vec<Value>>>,
+    /// Open `FOR … IN query` loops by statement address (few at a time: a
+    /// list, not a map built per call).
+    cursors: Vec<(usize, std::vec::IntoIter<Vec<Value>>)>,
 }
 
 type JitFn = unsafe extern "C" fn(*mut JitCtx) -> i32;
@@ -148,9 +150,9 @@ unsafe fn var(c: &mut JitCtx, slot: u64) -> Option<&mut Value> {
 }
 
 unsafe extern "C" fn aergo_rt_load_int(ctx: *mut JitCtx, slot: u64, v: *mut i64, n: *mut u8) {
-    match var(cx(ctx), slot).map(|x| x.clone()) {
+    match var(cx(ctx), slot) {
         Some(Value::Int(i)) => {
-            *v = i;
+            *v = *i;
             *n = 0;
         }
         _ => {
@@ -161,9 +163,9 @@ unsafe extern "C" fn aergo_rt_load_int(ctx: *mut JitCtx, slot: u64, v: *mut i64,
 }
 
 unsafe extern "C" fn aergo_rt_load_bool(ctx: *mut JitCtx, slot: u64, v: *mut u8, n: *mut u8) {
-    match var(cx(ctx), slot).map(|x| x.clone()) {
+    match var(cx(ctx), slot) {
         Some(Value::Bool(b)) => {
-            *v = u8::from(b);
+            *v = u8::from(*b);
             *n = 0;
         }
         _ => {
@@ -224,6 +226,21 @@ unsafe extern "C" fn aergo_rt_sql(ctx: *mut JitCtx, stmt: usize) -> i32 {
     };
     match with_rt(c, |rt, vars, slots| {
         exec_sql(rt, plan, into, *strict, vars, slots)
+    }) {
+        Ok(()) => 0,
+        Err(e) => fail(c, e),
+    }
+}
+
+/// A statement the code generator found to be a primary-key point statement
+/// (`exec::is_point_statement`).
+unsafe extern "C" fn aergo_rt_sql_point(ctx: *mut JitCtx, stmt: usize) -> i32 {
+    let c = cx(ctx);
+    let StmtKind::Sql(plan, into, strict) = &*(stmt as *const StmtKind) else {
+        return fail(c, SqlError::Jit("bad SQL statement pointer".into()));
+    };
+    match with_rt(c, |rt, vars, slots| {
+        rt.point_statement(plan, into, *strict, vars, slots)
     }) {
         Ok(()) => 0,
         Err(e) => fail(c, e),
@@ -401,7 +418,10 @@ unsafe extern "C" fn aergo_rt_query_open(ctx: *mut JitCtx, stmt: usize) -> i32 {
         Ok(rows)
     }) {
         Ok(rows) => {
-            c.cursors.insert(stmt, rows.into_iter());
+            match c.cursors.iter_mut().find(|(s, _)| *s == stmt) {
+                Some((_, it)) => *it = rows.into_iter(),
+                None => c.cursors.push((stmt, rows.into_iter())),
+            }
             0
         }
         Err(e) => fail(c, e),
@@ -415,7 +435,12 @@ unsafe extern "C" fn aergo_rt_query_next(ctx: *mut JitCtx, stmt: usize) -> i32 {
     let StmtKind::Loop(_, LoopPlan::Query { slots, .. }, _) = &*(stmt as *const StmtKind) else {
         return 0;
     };
-    let Some(row) = c.cursors.get_mut(&stmt).and_then(|it| it.next()) else {
+    let Some(row) = c
+        .cursors
+        .iter_mut()
+        .find(|(s, _)| *s == stmt)
+        .and_then(|(_, it)| it.next())
+    else {
         return 0;
     };
     let vars: &mut Vec<Value> = &mut *c.vars;
@@ -712,7 +737,7 @@ impl JitDispatch for JitProgram {
             err: None,
             result: Value::Null,
             scratch: Vec::new(),
-            cursors: HashMap::new(),
+            cursors: Vec::new(),
         };
         // SAFETY: `fp` was compiled for this catalog's function `fi`; `jc`
         // and everything it points to outlive the call.
@@ -759,6 +784,10 @@ fn helper_addrs() -> Vec<(&'static str, usize)> {
             aergo_rt_store_null as *const () as usize,
         ),
         ("aergo_rt_sql", aergo_rt_sql as *const () as usize),
+        (
+            "aergo_rt_sql_point",
+            aergo_rt_sql_point as *const () as usize,
+        ),
         (
             "aergo_rt_dec_binop",
             aergo_rt_dec_binop as *const () as usize,
@@ -843,6 +872,10 @@ fn declare_helpers<'c>(c: &'c Context, m: &Module<'c>) -> HashMap<&'static str, 
     );
     add(
         "aergo_rt_sql",
+        i32t.fn_type(&[p.into(), i64t.into()], false),
+    );
+    add(
+        "aergo_rt_sql_point",
         i32t.fn_type(&[p.into(), i64t.into()], false),
     );
     add(
@@ -2002,7 +2035,14 @@ impl<'c> Gen<'c, '_> {
                 // the executor reads only the variables the statement names
                 self.spill(&plan.vars_used())?;
                 let addr = &s.kind as *const StmtKind as usize as u64;
-                self.call_checked("aergo_rt_sql", &[self.ctxp.into(), self.i64c(addr).into()])?;
+                // A primary-key point statement is resolved here, once: it runs
+                // straight from the lookup to the variables (same outcome).
+                let helper = if crate::exec::is_point_statement(plan, into) {
+                    "aergo_rt_sql_point"
+                } else {
+                    "aergo_rt_sql"
+                };
+                self.call_checked(helper, &[self.ctxp.into(), self.i64c(addr).into()])?;
                 self.reload(FOUND_SLOT)?;
                 for t in into {
                     self.reload(*t)?;

@@ -20,6 +20,13 @@ pub type KvItem = Result<(Vec<u8>, Vec<u8>), KvError>;
 pub trait Kv {
     /// Reads one key.
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, KvError>;
+    /// Reads one key and lends its value to `f` (backends that hold their
+    /// values lend them without a copy; the default reads with [`Kv::get`]).
+    fn get_with(&self, key: &[u8], f: &mut dyn FnMut(Option<&[u8]>)) -> Result<(), KvError> {
+        let v = self.get(key)?;
+        f(v.as_deref());
+        Ok(())
+    }
     /// Writes one key.
     fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), KvError>;
     /// Writes one key, taking ownership (saves a copy where the backend keeps
@@ -73,6 +80,10 @@ fn range<'a, V>(
 impl Kv for MemKv {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, KvError> {
         Ok(self.map.get(key).cloned())
+    }
+    fn get_with(&self, key: &[u8], f: &mut dyn FnMut(Option<&[u8]>)) -> Result<(), KvError> {
+        f(self.map.get(key).map(Vec::as_slice));
+        Ok(())
     }
     fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), KvError> {
         self.map.insert(key.to_vec(), value.to_vec());
@@ -134,6 +145,15 @@ impl Kv for Overlay<'_> {
         match self.writes.get(key) {
             Some(v) => Ok(v.clone()),
             None => self.base.get(key),
+        }
+    }
+    fn get_with(&self, key: &[u8], f: &mut dyn FnMut(Option<&[u8]>)) -> Result<(), KvError> {
+        match self.writes.get(key) {
+            Some(v) => {
+                f(v.as_deref());
+                Ok(())
+            }
+            None => self.base.get_with(key, f),
         }
     }
     fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), KvError> {

@@ -465,3 +465,171 @@ fn upgrade_owner_only_and_builds_indexes() {
         )
         .is_err());
 }
+
+const GAS_OF_POINT_CALLS: [u64; 16] = [
+    101, 101, 97, 87, 101, 90, 101, 99, 95, 93, 138, 88, 93, 143, 186, 227,
+];
+
+/// Primary-key point statements (`SELECT … INTO … WHERE pk = …`, `UPDATE …
+/// WHERE pk = …`) take a shorter path in the executor (and the JIT resolves
+/// them at compile time): results, FOUND, errors, writes and gas must be
+/// those of the general path, on every edge.
+#[test]
+fn point_statements() {
+    let src = r#"
+CREATE TABLE acc (id BIGINT PRIMARY KEY, bal NUMERIC(10,2) NOT NULL CHECK (bal >= 0), tag TEXT);
+CREATE TABLE tk (code VARCHAR(8) PRIMARY KEY, n INTEGER, label TEXT UNIQUE);
+INSERT INTO acc VALUES (1, 10.00, 'a'), (2, 20.00, 'b'), (3, 0.50, NULL);
+INSERT INTO tk VALUES ('x', 1, 'one'), ('y', 2, 'two');
+CREATE FUNCTION get(k BIGINT) RETURNS TEXT AS $$
+DECLARE b NUMERIC; t TEXT;
+BEGIN
+  SELECT bal, tag INTO b, t FROM acc WHERE id = k;
+  IF NOT FOUND THEN RETURN 'none:' || coalesce(b::text, 'null'); END IF;
+  RETURN b::text || ':' || coalesce(t, 'null');
+END $$;
+CREATE FUNCTION strict_get(k BIGINT) RETURNS NUMERIC AS $$
+DECLARE b NUMERIC;
+BEGIN
+  SELECT bal INTO STRICT b FROM acc WHERE id = k;
+  RETURN b;
+END $$;
+CREATE FUNCTION swap(k BIGINT) RETURNS TEXT AS $$
+DECLARE p TEXT := 'p'; q TEXT := 'q';
+BEGIN
+  SELECT tag, p INTO p, q FROM acc WHERE id = k;
+  RETURN coalesce(p, 'null') || ',' || coalesce(q, 'null');
+END $$;
+CREATE FUNCTION filtered(k BIGINT, min NUMERIC) RETURNS BOOLEAN AS $$
+DECLARE b NUMERIC := 99;
+BEGIN
+  SELECT bal INTO b FROM acc WHERE id = k AND bal > min;
+  RETURN FOUND;
+END $$;
+CREATE FUNCTION pay(a BIGINT, amt NUMERIC) RETURNS BOOLEAN AS $$
+BEGIN
+  UPDATE acc SET bal = bal - amt WHERE id = a;
+  RETURN FOUND;
+END $$;
+CREATE FUNCTION pay_if(a BIGINT, amt NUMERIC, t TEXT) RETURNS BOOLEAN AS $$
+BEGIN
+  UPDATE acc SET bal = bal - amt, tag = t WHERE id = a AND tag = 'a';
+  RETURN FOUND;
+END $$;
+CREATE FUNCTION move(a BIGINT, b BIGINT) RETURNS BOOLEAN AS $$
+BEGIN
+  UPDATE acc SET id = b WHERE id = a;
+  RETURN FOUND;
+END $$;
+CREATE FUNCTION relabel(c TEXT, l TEXT) RETURNS INTEGER AS $$
+DECLARE r INTEGER;
+BEGIN
+  UPDATE tk SET label = l, n = n + 1 WHERE code = c;
+  SELECT n INTO r FROM tk WHERE code = c;
+  RETURN r;
+END $$;
+"#;
+    let (c, mut kv) = deploy(src);
+    let mut gas = Vec::new();
+    let mut ok = |r: Result<aergo_sql::CallOutcome, SqlError>| {
+        let r = r.unwrap_or_else(|e| panic!("{e}"));
+        gas.push(r.gas_used);
+        r
+    };
+    let int = |i: i64| Value::Int(i);
+    let num = |s: &str| Value::Text(s.into());
+    // reads: found, missing, NULL key, key needing a cast, text key
+    assert_eq!(
+        ok(call(&c, &mut kv, "get", &[int(1)])).result,
+        Value::Text("10.00:a".into())
+    );
+    assert_eq!(
+        ok(call(&c, &mut kv, "get", &[int(3)])).result,
+        Value::Text("0.50:null".into())
+    );
+    assert_eq!(
+        ok(call(&c, &mut kv, "get", &[int(9)])).result,
+        Value::Text("none:null".into())
+    );
+    assert_eq!(
+        ok(call(&c, &mut kv, "get", &[Value::Null])).result,
+        Value::Text("none:null".into())
+    );
+    assert_eq!(
+        ok(call(&c, &mut kv, "get", &[Value::Text("2".into())])).result,
+        Value::Text("20.00:b".into())
+    );
+    // STRICT
+    assert_eq!(
+        ok(call(&c, &mut kv, "strict_get", &[int(2)]))
+            .result
+            .to_string(),
+        "20.00"
+    );
+    let e = call(&c, &mut kv, "strict_get", &[int(7)]).unwrap_err();
+    assert!(e.to_string().contains("no rows"), "{e}");
+    // INTO sees the values of before the statement
+    assert_eq!(
+        ok(call(&c, &mut kv, "swap", &[int(1)])).result,
+        Value::Text("a,p".into())
+    );
+    assert_eq!(
+        ok(call(&c, &mut kv, "swap", &[int(8)])).result,
+        Value::Text("null,null".into())
+    );
+    // a WHERE beyond the key
+    assert_eq!(
+        ok(call(&c, &mut kv, "filtered", &[int(2), num("5")])).result,
+        Value::Bool(true)
+    );
+    assert_eq!(
+        ok(call(&c, &mut kv, "filtered", &[int(2), num("50")])).result,
+        Value::Bool(false)
+    );
+    // updates: found, missing, CHECK violation (nothing written), filter
+    assert_eq!(
+        ok(call(&c, &mut kv, "pay", &[int(2), num("5.5")])).result,
+        Value::Bool(true)
+    );
+    assert_eq!(
+        ok(call(&c, &mut kv, "pay", &[int(5), num("1")])).result,
+        Value::Bool(false)
+    );
+    let before = kv.entries().clone();
+    let e = call(&c, &mut kv, "pay", &[int(3), num("1")]).unwrap_err();
+    assert!(e.to_string().contains("check constraint"), "{e}");
+    assert_eq!(&before, kv.entries());
+    assert_eq!(
+        ok(call(&c, &mut kv, "pay_if", &[int(2), num("1"), num("z")])).result,
+        Value::Bool(false)
+    );
+    assert_eq!(
+        ok(call(&c, &mut kv, "pay_if", &[int(1), num("1"), num("z")])).result,
+        Value::Bool(true)
+    );
+    // primary-key changes: moved, and a duplicate refused
+    assert_eq!(
+        ok(call(&c, &mut kv, "move", &[int(1), int(4)])).result,
+        Value::Bool(true)
+    );
+    let e = call(&c, &mut kv, "move", &[int(4), int(2)]).unwrap_err();
+    assert!(e.to_string().contains("primary key"), "{e}");
+    // a table with a unique index (old row kept for index maintenance)
+    assert_eq!(
+        ok(call(&c, &mut kv, "relabel", &[num("x"), num("uno")])).result,
+        Value::Int(2)
+    );
+    let e = call(&c, &mut kv, "relabel", &[num("x"), num("two")]).unwrap_err();
+    assert!(e.to_string().contains("unique"), "{e}");
+    // gas is consensus: these are the figures of the general path before
+    // point statements had their own
+    assert_eq!(gas, GAS_OF_POINT_CALLS);
+    assert_eq!(
+        q(&c, &kv, "SELECT id, bal, tag FROM acc"),
+        ["2,14.50,b", "3,0.50,NULL", "4,9.00,z"]
+    );
+    assert_eq!(
+        q(&c, &kv, "SELECT code, n, label FROM tk"),
+        ["x,2,uno", "y,2,two"]
+    );
+}
