@@ -6,7 +6,36 @@
 #![allow(clippy::expect_used)] // benchmark harness: any failure must abort the run
 
 use aergo_sql::{Contract, Engine, MemKv, MockChain, Value};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+/// Counts heap allocations while `COUNTING` is set (profiling mode only; a
+/// relaxed load per allocation otherwise).
+struct Counting;
+static COUNTING: AtomicBool = AtomicBool::new(false);
+static ALLOCS: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: forwards every call to the system allocator unchanged.
+unsafe impl std::alloc::GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: std::alloc::Layout) -> *mut u8 {
+        if COUNTING.load(Ordering::Relaxed) {
+            ALLOCS.fetch_add(1, Ordering::Relaxed);
+        }
+        std::alloc::System.alloc(l)
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: std::alloc::Layout) {
+        std::alloc::System.dealloc(p, l)
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: std::alloc::Layout, n: usize) -> *mut u8 {
+        if COUNTING.load(Ordering::Relaxed) {
+            ALLOCS.fetch_add(1, Ordering::Relaxed);
+        }
+        std::alloc::System.realloc(p, l, n)
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
 
 const FIG6: &str = include_str!("../tests/fixtures/figure6.sql");
 const ACCOUNTS: usize = 10_000;
@@ -67,61 +96,106 @@ fn setup() -> (Contract, MemKv) {
     (c, kv)
 }
 
-fn run_engine(engine: Engine, calls: &[(String, String)]) -> (f64, u64) {
-    let (c, mut kv) = setup();
-    let mut ctx = MockChain::default();
-    let amt = Value::Num(aergo_sql::Decimal::new(100, 2).expect("dec"));
-    let start = Instant::now();
-    let mut gas = 0;
-    for (a, b) in calls {
-        let out = c
-            .call_with(
-                engine,
-                "transfer",
-                &[Value::Text(a.clone()), Value::Text(b.clone()), amt.clone()],
-                &mut ctx,
-                &mut kv,
-                GAS,
-            )
-            .expect("transfer");
-        assert_eq!(out.result, Value::Text("OK".into()));
-        gas = out.gas_used;
-    }
-    (calls.len() as f64 / start.elapsed().as_secs_f64(), gas)
+/// One engine's Figure 6 contract over its own store, with the transfer
+/// arguments prepared.
+struct AergoRunner {
+    engine: Engine,
+    c: Contract,
+    kv: MemKv,
+    ctx: MockChain,
+    args: Vec<[Value; 3]>,
+    gas: u64,
 }
 
-fn run_sqlite(calls: &[(String, String)]) -> f64 {
-    let db = rusqlite::Connection::open_in_memory().expect("sqlite");
-    db.execute_batch(
-        "CREATE TABLE accounts (owner TEXT NOT NULL PRIMARY KEY, balance NUMERIC(15,2));",
-    )
-    .expect("ddl");
-    {
-        let tx = db.unchecked_transaction().expect("tx");
-        {
-            let mut ins = tx
-                .prepare("INSERT INTO accounts VALUES (?1, 1000000.00)")
-                .expect("prep");
-            for i in 0..ACCOUNTS {
-                ins.execute([format!("acct{i:05}")]).expect("ins");
-            }
+impl AergoRunner {
+    fn new(engine: Engine, calls: &[(String, String)]) -> AergoRunner {
+        let (c, kv) = setup();
+        let amt = Value::Num(aergo_sql::Decimal::new(100, 2).expect("dec"));
+        let args = calls
+            .iter()
+            .map(|(a, b)| [Value::Text(a.clone()), Value::Text(b.clone()), amt.clone()])
+            .collect();
+        AergoRunner {
+            engine,
+            c,
+            kv,
+            ctx: MockChain::default(),
+            args,
+            gas: 0,
         }
-        tx.commit().expect("commit");
     }
-    let tx = db.unchecked_transaction().expect("tx");
-    let start = Instant::now();
-    {
-        let mut sel = tx
-            .prepare("SELECT balance FROM accounts WHERE owner = ?1")
+
+    /// Runs transfers `range`; returns the time taken.
+    fn run(&mut self, range: std::ops::Range<usize>) -> Duration {
+        let start = Instant::now();
+        for args in &self.args[range] {
+            let out = self
+                .c
+                .call_with(
+                    self.engine,
+                    "transfer",
+                    args,
+                    &mut self.ctx,
+                    &mut self.kv,
+                    GAS,
+                )
+                .expect("transfer");
+            assert_eq!(out.result, Value::Text("OK".into()));
+            self.gas = out.gas_used;
+        }
+        start.elapsed()
+    }
+}
+
+/// The same transfers on SQLite: in-memory database, the three statements
+/// prepared (cached), all transfers in one transaction.
+struct SqliteRunner {
+    db: rusqlite::Connection,
+    calls: Vec<(String, String)>,
+}
+
+impl SqliteRunner {
+    fn new(calls: &[(String, String)]) -> SqliteRunner {
+        let db = rusqlite::Connection::open_in_memory().expect("sqlite");
+        db.execute_batch(
+            "CREATE TABLE accounts (owner TEXT NOT NULL PRIMARY KEY, balance NUMERIC(15,2));",
+        )
+        .expect("ddl");
+        {
+            let tx = db.unchecked_transaction().expect("tx");
+            {
+                let mut ins = tx
+                    .prepare("INSERT INTO accounts VALUES (?1, 1000000.00)")
+                    .expect("prep");
+                for i in 0..ACCOUNTS {
+                    ins.execute([format!("acct{i:05}")]).expect("ins");
+                }
+            }
+            tx.commit().expect("commit");
+        }
+        db.execute_batch("BEGIN").expect("begin");
+        SqliteRunner {
+            db,
+            calls: calls.to_vec(),
+        }
+    }
+
+    fn run(&mut self, range: std::ops::Range<usize>) -> Duration {
+        let start = Instant::now();
+        let mut sel = self
+            .db
+            .prepare_cached("SELECT balance FROM accounts WHERE owner = ?1")
             .expect("prep");
-        let mut add = tx
-            .prepare("UPDATE accounts SET balance = balance + ?1 WHERE owner = ?2")
+        let mut add = self
+            .db
+            .prepare_cached("UPDATE accounts SET balance = balance + ?1 WHERE owner = ?2")
             .expect("prep");
-        let mut sub = tx
-            .prepare("UPDATE accounts SET balance = balance - ?1 WHERE owner = ?2")
+        let mut sub = self
+            .db
+            .prepare_cached("UPDATE accounts SET balance = balance - ?1 WHERE owner = ?2")
             .expect("prep");
         let amount = 1.0f64;
-        for (a, b) in calls {
+        for (a, b) in &self.calls[range] {
             let bal: Option<f64> = sel.query_row([a], |r| r.get(0)).ok();
             let Some(bal) = bal else { continue };
             if bal < amount {
@@ -132,10 +206,50 @@ fn run_sqlite(calls: &[(String, String)]) -> f64 {
             }
             sub.execute(rusqlite::params![amount, a]).expect("sub");
         }
+        start.elapsed()
     }
-    let rate = calls.len() as f64 / start.elapsed().as_secs_f64();
-    tx.commit().expect("commit");
-    rate
+}
+
+impl Drop for SqliteRunner {
+    fn drop(&mut self) {
+        let _ = self.db.execute_batch("COMMIT");
+    }
+}
+
+/// Transfers per chunk: the engines take turns chunk by chunk, so a change in
+/// the machine's load hits all of them alike.
+const CHUNK: usize = 500;
+
+/// One round: interpreter, JIT and SQLite over the same transfers, interleaved
+/// by chunks (the order rotating). Returns calls/s of each — from the median
+/// chunk time, so a chunk during which the shared machine preempted the
+/// benchmark does not count — and the gas.
+fn transfer_round(calls: &[(String, String)]) -> ([f64; 3], u64) {
+    let mut interp = AergoRunner::new(Engine::Interpreter, calls);
+    let mut jit = AergoRunner::new(Engine::Jit, calls);
+    let mut sqlite = SqliteRunner::new(calls);
+    let mut t: [Vec<f64>; 3] = Default::default();
+    let full = calls.len() / CHUNK;
+    for k in 0..full.max(1) {
+        let range = k * CHUNK..((k + 1) * CHUNK).min(calls.len());
+        let per_call = |d: Duration| d.as_secs_f64() / range.len().max(1) as f64;
+        for i in 0..3 {
+            let e = (i + k) % 3;
+            let d = match e {
+                0 => interp.run(range.clone()),
+                1 => jit.run(range.clone()),
+                _ => sqlite.run(range.clone()),
+            };
+            t[e].push(per_call(d));
+        }
+    }
+    assert_eq!(interp.gas, jit.gas, "engines disagree on gas");
+    let rate = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        1.0 / v.get(v.len() / 2).copied().unwrap_or(1.0).max(1e-12)
+    };
+    let [a, b, c] = &mut t;
+    ([rate(a), rate(b), rate(c)], interp.gas)
 }
 
 fn time_deploy(n: usize) -> Duration {
@@ -173,18 +287,41 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(50_000);
     let calls = pairs(n);
+    // For profilers: only the transfer loop of one engine.
+    if let Ok(which) = std::env::var("AERGO_SQL_BENCH_ONLY") {
+        let engine = if which == "jit" {
+            Engine::Jit
+        } else {
+            Engine::Interpreter
+        };
+        let mut r = AergoRunner::new(engine, &calls);
+        COUNTING.store(true, Ordering::Relaxed);
+        let a0 = ALLOCS.load(Ordering::Relaxed);
+        let d = r.run(0..calls.len());
+        let allocs = (ALLOCS.load(Ordering::Relaxed) - a0) as f64 / n.max(1) as f64;
+        let rate = n as f64 / d.as_secs_f64();
+        println!(
+            "transfer, {which}: {rate:.0} calls/s, gas {}, {allocs:.1} allocations/call",
+            r.gas
+        );
+        return;
+    }
     let jit_on = cfg!(feature = "jit");
     let deploy = time_deploy(50);
-    // interleaved rounds, best of each (the build machine is shared)
+    // rounds of interleaved chunks, best of each (the build machine is shared)
     let (mut interp, mut jit, mut sqlite, mut ci, mut cj, mut gas) =
         (0f64, 0f64, 0f64, 0f64, 0f64, 0);
+    let mut jit_interp: Vec<f64> = Vec::new();
+    let mut jit_sqlite: Vec<f64> = Vec::new();
     let (mut v1, mut v2) = (String::new(), String::new());
     for _ in 0..3 {
-        let (r, g) = run_engine(Engine::Interpreter, &calls);
-        interp = interp.max(r);
+        let ([ri, rj, rs], g) = transfer_round(&calls);
+        interp = interp.max(ri);
+        jit = jit.max(rj);
+        sqlite = sqlite.max(rs);
+        jit_interp.push(rj / ri);
+        jit_sqlite.push(rj / rs);
         gas = g;
-        jit = jit.max(run_engine(Engine::Jit, &calls).0);
-        sqlite = sqlite.max(run_sqlite(&calls));
         let (r, v) = compound(Engine::Interpreter, 200);
         ci = ci.max(r);
         v1 = v;
@@ -203,8 +340,21 @@ fn main() {
     println!("| transfer, interpreter | {interp:.0} calls/s |");
     println!("| transfer, JIT | {jit:.0} calls/s |");
     println!("| transfer, SQLite (prepared, one transaction) | {sqlite:.0} calls/s |");
-    println!("| JIT / interpreter (transfer) | {:.2}x |", jit / interp);
-    println!("| JIT / SQLite (transfer) | {:.2}x |", jit / sqlite);
+    let span = |v: &[f64]| {
+        let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = v.iter().copied().fold(0f64, f64::max);
+        format!("{lo:.2}–{hi:.2}x")
+    };
+    println!(
+        "| JIT / interpreter (transfer) | {:.2}x (rounds: {}) |",
+        jit / interp,
+        span(&jit_interp)
+    );
+    println!(
+        "| JIT / SQLite (transfer) | {:.2}x (rounds: {}) |",
+        jit / sqlite,
+        span(&jit_sqlite)
+    );
     println!("| gas per transfer | {gas} |");
     println!("| compound interest, 1,000 periods, interpreter | {ci:.0} calls/s |");
     println!("| compound interest, 1,000 periods, JIT | {cj:.0} calls/s |");
