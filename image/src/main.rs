@@ -92,6 +92,10 @@ struct Args {
     /// Do not strip binaries.
     #[arg(long)]
     no_strip: bool,
+    /// A file to place in the data partition's /data/etc, as `SRC` or `SRC=NAME`
+    /// (repeatable): a genesis, a node key (written 0600 when its name ends in `.key`).
+    #[arg(long = "etc-file")]
+    etc_files: Vec<String>,
     /// Also keep this persistent VM disk in step with the image (created when absent;
     /// otherwise only its boot partition is replaced, so the chain data survives).
     #[arg(long)]
@@ -99,6 +103,33 @@ struct Args {
     /// Size of a disk created by --update-disk, in GiB.
     #[arg(long, default_value_t = 4)]
     disk_gib: u64,
+}
+
+/// `SRC` or `SRC=NAME` → (source, plain file name under /data/etc).
+fn etc_file_spec(spec: &str) -> Result<(PathBuf, String)> {
+    let (src, name) = match spec.split_once('=') {
+        Some((s, n)) => (PathBuf::from(s), n.to_string()),
+        None => {
+            let p = PathBuf::from(spec);
+            let n = p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            (p, n)
+        }
+    };
+    let plain = !name.is_empty()
+        && name != "."
+        && name != ".."
+        && name != "aergo.toml"
+        && !name.contains('/');
+    if !plain {
+        bail!("--etc-file {spec}: the name must be a plain file name other than aergo.toml");
+    }
+    if !src.is_file() {
+        bail!("--etc-file {spec}: {} is not a file", src.display());
+    }
+    Ok((src, name))
 }
 
 struct Progress {
@@ -490,6 +521,16 @@ fn run(args: Args) -> Result<()> {
         std::fs::create_dir_all(data_root.join(d))?;
     }
     std::fs::write(data_root.join("etc/aergo.toml"), &config_text)?;
+    for spec in &args.etc_files {
+        let (src, name) = etc_file_spec(spec)?;
+        let dest = data_root.join("etc").join(&name);
+        std::fs::copy(&src, &dest)
+            .with_context(|| format!("--etc-file {}: cannot copy {}", spec, src.display()))?;
+        if name.ends_with(".key") {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o600))?;
+        }
+    }
     let data_len = args.data_mib.max(16) * 1024 * 1024;
     let data_img = work.join("data.ext4");
     disk::build_ext4(&data_root, data_len, &data_img)?;
@@ -523,4 +564,27 @@ fn run(args: Args) -> Result<()> {
         if pvh { " (or vmlinux: PVH, no decompression)" } else { "" }
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn etc_file_specs() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("genesis.json");
+        std::fs::write(&f, "{}").unwrap();
+        let s = f.display().to_string();
+        assert_eq!(etc_file_spec(&s).unwrap().1, "genesis.json");
+        assert_eq!(etc_file_spec(&format!("{s}=g.json")).unwrap().1, "g.json");
+        for bad in [
+            format!("{s}=aergo.toml"),
+            format!("{s}=../x"),
+            format!("{s}="),
+            "/nonexistent=x".to_string(),
+        ] {
+            assert!(etc_file_spec(&bad).is_err(), "{bad}");
+        }
+    }
 }

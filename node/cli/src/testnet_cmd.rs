@@ -200,6 +200,9 @@ fn init(a: &InitArgs) -> Result<()> {
         if appliance {
             cfg.node.genesis = Some(PathBuf::from("/data/etc/genesis.json"));
             cfg.node.key = Some(PathBuf::from("/data/etc/node.key"));
+            cfg.node.data_dir = Some(PathBuf::from("/data/chain"));
+            cfg.fs.dir = Some(PathBuf::from("/data/fs"));
+            cfg.fs.addr = format!("0.0.0.0:{}", aergo_os::paths::FS_PORT);
             cfg.node.rpc_addr = format!("0.0.0.0:{}", aergo_os::paths::RPC_PORT);
             cfg.node.p2p_addr = format!("0.0.0.0:{}", aergo_os::paths::P2P_PORT);
         } else {
