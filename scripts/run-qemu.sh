@@ -101,7 +101,7 @@ if [ "$BOOT_TIME" -gt 0 ]; then
     while kill -0 "$pid" 2>/dev/null; do
       now=$(date +%s.%N)
       if awk -v a="$start" -v b="$now" 'BEGIN { exit !(b - a > 180) }'; then break; fi
-      if curl -s -m 2 -H 'Content-Type: application/json' -d "$body" "http://127.0.0.1:$RPC_PORT/" 2>/dev/null \
+      if curl -s -m 1 -H 'Content-Type: application/json' -d "$body" "http://127.0.0.1:$RPC_PORT/" 2>/dev/null \
           | grep -Eq '"height":[1-9]'; then
         took=$(awk -v a="$start" -v b="$now" 'BEGIN { printf "%.1f", b - a }')
         break
