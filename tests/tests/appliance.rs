@@ -80,6 +80,32 @@ fn tools_present() -> Result<bool> {
     Ok(false)
 }
 
+/// The test's folder (image, disks, serial logs): removed afterwards unless
+/// `AERGO_APPLIANCE_KEEP=1`, which keeps it for inspection (its path is printed).
+struct WorkDir {
+    _tmp: Option<tempfile::TempDir>,
+    path: PathBuf,
+}
+
+impl WorkDir {
+    fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+fn work_dir() -> Result<WorkDir> {
+    let tmp = tempfile::tempdir()?;
+    if std::env::var("AERGO_APPLIANCE_KEEP").is_ok_and(|v| v == "1") {
+        let path = tmp.keep();
+        eprintln!("appliance: keeping {}", path.display());
+        return Ok(WorkDir { _tmp: None, path });
+    }
+    Ok(WorkDir {
+        path: tmp.path().to_path_buf(),
+        _tmp: Some(tmp),
+    })
+}
+
 /// Builds the image into `dir` with the workspace's release binaries (`extra`: more
 /// `aergo-image` flags).
 fn build_image(dir: &Path, config: Option<&str>, extra: &[&str]) -> Result<PathBuf> {
@@ -760,29 +786,16 @@ fn verify_fs_after_cut(addr: &str, ledger: &FsLedger) -> Result<()> {
 }
 
 /// Waits for block 1 over RPC and returns the time since QEMU started. Each attempt waits
-/// at most 1 s for an answer: QEMU's port forward accepts a connection before the guest
-/// can answer it, and a long read timeout would then add seconds to the measurement
-/// (after 10 such timeouts in a row, e.g. on a saturated host, attempts wait 5 s).
+/// at most 1 s for an answer: QEMU's port forward accepts the host connection before the
+/// guest can take it and retries its SYN to the guest with backoff, so a long read timeout
+/// on an early attempt would add seconds to the measurement. Past half the limit (a
+/// saturated host answering slowly) attempts wait up to 5 s.
 fn wait_first_block(vm: &Vm, limit: Duration) -> Result<Duration> {
-    let mut timeouts = 0;
+    let t0 = Instant::now();
     poll("the first block over RPC", limit, || {
-        let wait = Duration::from_secs(if timeouts < 10 { 1 } else { 5 });
-        match vm.rpc_within("chain_info", json!({}), wait) {
-            Ok(ci) => {
-                timeouts = 0;
-                Ok(ci["height"].as_u64().filter(|h| *h >= 1))
-            }
-            Err(e) => {
-                let timed_out = e.downcast_ref::<std::io::Error>().is_some_and(|io| {
-                    matches!(
-                        io.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    )
-                });
-                timeouts = if timed_out { timeouts + 1 } else { 0 };
-                Err(e)
-            }
-        }
+        let wait = Duration::from_secs(if t0.elapsed() < limit / 2 { 1 } else { 5 });
+        let ci = vm.rpc_within("chain_info", json!({}), wait)?;
+        Ok(ci["height"].as_u64().filter(|h| *h >= 1))
     })
     .with_context(|| format!("serial console:\n{}", vm.serial_tail()))?;
     Ok(vm.started.elapsed())
@@ -794,7 +807,7 @@ fn appliance_uefi_boot_supervise_shutdown() -> Result<()> {
     if !tools_present()? {
         return Ok(());
     }
-    let dir = tempfile::tempdir()?;
+    let dir = work_dir()?;
     let image = build_image(dir.path(), None, &[])?;
     let image_len = std::fs::metadata(&image)?.len();
     assert!(
@@ -1010,7 +1023,7 @@ fn appliance_power_cut_direct_boot() -> Result<()> {
     if !tools_present()? {
         return Ok(());
     }
-    let dir = tempfile::tempdir()?;
+    let dir = work_dir()?;
     // This image bakes its own config (two NICs, static + DHCP, and a hostname), so
     // `aergo-image --config` and the network plan are covered, and puts the dashboard on
     // the serial console explicitly.
