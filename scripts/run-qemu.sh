@@ -92,25 +92,36 @@ if [ "$BOOT_TIME" -gt 0 ]; then
     cp --sparse=always "$OUT/aergo-os.img" "$OUT/boot-time-disk.img"
     truncate -s 1G "$OUT/boot-time-disk.img"
     cp /usr/share/OVMF/OVMF_VARS_4M.fd "$OUT/boot-time-vars.fd"
+    rm -f "$OUT/boot-time-$i.log"
     load=$(cut -d' ' -f1 /proc/loadavg)
     start=$(date +%s.%N)
     "${qemu[@]}" -display none -serial "file:$OUT/boot-time-$i.log" -monitor none \
       "${boot[@]}" "${disk_args[@]}" </dev/null >/dev/null 2>&1 &
     pid=$!
-    took=""
+    took="" marks=""
+    declare -A seen=()
     while kill -0 "$pid" 2>/dev/null; do
       now=$(date +%s.%N)
-      if awk -v a="$start" -v b="$now" 'BEGIN { exit !(b - a > 180) }'; then break; fi
+      el=$(awk -v a="$start" -v b="$now" 'BEGIN { printf "%.1f", b - a }')
+      if awk -v e="$el" 'BEGIN { exit !(e > 180) }'; then break; fi
+      # Milestones on the serial console, stamped when first seen (±0.1 s).
+      for m in "boot manager:BdsDxe: starting" "/init:Run /init" "token:control token" "node log:node: "; do
+        name=${m%%:*} pat=${m#*:}
+        if [ -z "${seen[$name]:-}" ] && grep -aq "$pat" "$OUT/boot-time-$i.log" 2>/dev/null; then
+          seen[$name]=1; marks="$marks, $name $el s"
+        fi
+      done
       if curl -s -m 1 -H 'Content-Type: application/json' -d "$body" "http://127.0.0.1:$RPC_PORT/" 2>/dev/null \
           | grep -Eq '"height":[1-9]'; then
-        took=$(awk -v a="$start" -v b="$now" 'BEGIN { printf "%.1f", b - a }')
+        took=$el
         break
       fi
       sleep 0.1
     done
     kill "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
-    echo "run-qemu: boot $i: QEMU start → first block ${took:-none within 180} s (load average $load)"
+    unset seen
+    echo "run-qemu: boot $i: QEMU start → first block ${took:-none within 180} s (load average $load${marks})"
   done
   rm -f "$OUT/boot-time-disk.img" "$OUT/boot-time-vars.fd"
   exit 0
