@@ -23,7 +23,9 @@ pub fn target_dir() -> Result<PathBuf> {
     // .../target/release/tool -> .../target/release (this crate's own binaries).
     let parent = exe.parent().context("binary has no folder")?;
     let dir = if parent.file_name().is_some_and(|n| n == "deps") {
-        parent.parent().context("test binary has no grandparent folder")?
+        parent
+            .parent()
+            .context("test binary has no grandparent folder")?
     } else {
         parent
     };
