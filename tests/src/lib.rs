@@ -52,6 +52,62 @@ pub fn repo_root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
+/// The whitepaper's Figure 6 (an `accounts` table and `transfer`), verbatim.
+pub const FIGURE6_SQL: &str = include_str!("../../node/sql/tests/fixtures/figure6.sql");
+
+/// Runs `aergo --rpc URL --json ARGS…` and parses what it prints; a failing command is an
+/// error carrying its output.
+pub fn aergo_json(url: &str, args: &[&str]) -> Result<serde_json::Value> {
+    let out = Command::new(bin("aergo")?)
+        .args(["--rpc", url, "--json"])
+        .args(args)
+        .output()
+        .with_context(|| format!("run aergo {args:?}"))?;
+    if !out.status.success() {
+        bail!(
+            "aergo {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    serde_json::from_slice(&out.stdout).with_context(|| {
+        format!(
+            "aergo {args:?} printed {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+/// Deploys Figure 6 from `dir` with the dev key, seeds alice (100.00) and bob (5.50) by an
+/// owner's upgrade, and returns the contract address.
+pub fn deploy_figure6(url: &str, dir: &std::path::Path) -> Result<String> {
+    let utf8 = |p: &std::path::Path| -> Result<String> {
+        p.to_str()
+            .map(str::to_string)
+            .context("non-UTF-8 temporary path")
+    };
+    let fig6 = dir.join("figure6.sql");
+    std::fs::write(&fig6, FIGURE6_SQL)?;
+    let d = aergo_json(url, &["contract", "deploy", &utf8(&fig6)?, "--from", "dev"])?;
+    let addr = d["address"]
+        .as_str()
+        .with_context(|| format!("deploy printed no address: {d}"))?
+        .to_string();
+    if d["status"] != "ok" {
+        bail!("deploy failed: {d}");
+    }
+    let seed = dir.join("seed.sql");
+    std::fs::write(
+        &seed,
+        "INSERT INTO accounts VALUES ('alice', 100.00), ('bob', 5.50);",
+    )?;
+    aergo_json(
+        url,
+        &["contract", "upgrade", &addr, &utf8(&seed)?, "--from", "dev"],
+    )?;
+    Ok(addr)
+}
+
 /// A TCP port that was free a moment ago on 127.0.0.1.
 pub fn free_port() -> Result<u16> {
     let l = std::net::TcpListener::bind("127.0.0.1:0")?;

@@ -2,11 +2,12 @@
 //!
 //! - `appliance_uefi_boot_supervise_shutdown`: builds the disk image with `aergo-image`,
 //!   boots it under OVMF from a 1 GiB copy (so init grows the data partition), asserts blocks
-//!   over RPC through a host port forward, exercises the control protocol over TCP (token
-//!   refused/accepted), kills the node through it and asserts the restart and that the chain
-//!   resumed at the same height, injects panics into init, then presses the ACPI power button
-//!   through QMP and asserts a clean power-off (QEMU exits 0, `/data` unmounted, the ext4
-//!   journal clean).
+//!   over RPC through a host port forward, deploys the whitepaper's Figure 6 with the
+//!   `aergo` CLI from the host and runs `transfer` (return value `OK`, rows queried),
+//!   exercises the control protocol over TCP (token refused/accepted), kills the node
+//!   through it and asserts the restart and that the chain resumed at the same height,
+//!   injects panics into init, then presses the ACPI power button through QMP and asserts
+//!   a clean power-off (QEMU exits 0, `/data` unmounted, the ext4 journal clean).
 //! - `appliance_power_cut_direct_boot`: direct kernel boot (the same kernel, initramfs and
 //!   command line the UKI holds; the kernel as the uncompressed PVH `vmlinux` aergo-image
 //!   extracts, which skips firmware and decompression) of an image built with
@@ -29,7 +30,7 @@
 #[path = "fs_common/mod.rs"]
 mod fs_common;
 
-use aergo_e2e::{bin, ci, free_port, poll, target_dir, KillOnDrop};
+use aergo_e2e::{aergo_json, bin, ci, deploy_figure6, free_port, poll, target_dir, KillOnDrop};
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -828,6 +829,32 @@ fn appliance_uefi_boot_supervise_shutdown() -> Result<()> {
     poll("blocks being produced", Duration::from_secs(30), || {
         Ok((vm.height()? >= h0 + 2).then_some(()))
     })?;
+
+    // The whitepaper's Figure 6 deployed from the host with the CLI through the RPC forward;
+    // `transfer` runs in a transaction and its receipt carries the return value.
+    let url = format!("http://127.0.0.1:{}", vm.rpc);
+    let contract = deploy_figure6(&url, dir.path())?;
+    let call = aergo_json(
+        &url,
+        &[
+            "contract", "call", &contract, "transfer", "alice", "bob", "10", "--from", "dev",
+        ],
+    )?;
+    assert_eq!(call["result"], json!("OK"), "{call}");
+    let q = aergo_json(
+        &url,
+        &[
+            "contract",
+            "query",
+            &contract,
+            "SELECT owner, balance FROM accounts ORDER BY owner",
+        ],
+    )?;
+    assert_eq!(
+        q["rows"],
+        json!([["alice", "90.00"], ["bob", "15.50"]]),
+        "{q}"
+    );
 
     // Control over TCP: refused without the token, served with it.
     let token = vm.token()?;

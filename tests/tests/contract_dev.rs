@@ -4,32 +4,16 @@
 //! local sandbox.
 
 use aergo_e2e::{bin, free_port};
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
 use serde_json::{json, Value};
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-const FIG6: &str = include_str!("../../node/sql/tests/fixtures/figure6.sql");
+const FIG6: &str = aergo_e2e::FIGURE6_SQL;
 
 fn aergo(url: &str, args: &[&str]) -> Result<Value> {
-    let out = Command::new(bin("aergo")?)
-        .args(["--rpc", url, "--json"])
-        .args(args)
-        .output()?;
-    if !out.status.success() {
-        bail!(
-            "aergo {args:?} failed: {}{}",
-            String::from_utf8_lossy(&out.stderr),
-            String::from_utf8_lossy(&out.stdout)
-        );
-    }
-    serde_json::from_slice(&out.stdout).with_context(|| {
-        format!(
-            "aergo {args:?} printed {}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    })
+    aergo_e2e::aergo_json(url, args)
 }
 
 fn start(dir: &Path) -> Result<(aergo_e2e::DevNode, String)> {

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use aergo_e2e::{bin, ci, free_port, poll, KillOnDrop};
+use aergo_e2e::{aergo_json, bin, ci, deploy_figure6, free_port, poll, KillOnDrop};
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
@@ -257,36 +257,33 @@ fn dashboard_follows_a_dev_node_in_tmux() -> Result<()> {
     )?;
 
     // 3. Open its block from the Blocks screen (filter by height), then the tx, then the receipt.
-    tmux.keys(&["2"])?;
-    tmux.wait_for("the Blocks screen", Duration::from_secs(10), |s| {
-        s.contains("Blocks (")
-    })?;
-    tmux.keys(&["/"])?;
-    tmux.keys(&["-l", &height.to_string()])?;
-    tmux.keys(&["Enter"])?;
-    // A typed height opens that block (listed first when loaded, fetched when not).
-    tmux.wait_for("the filtered list", Duration::from_secs(10), |s| {
-        s.contains(&format!("filter '{height}'"))
-    })?;
-    tmux.keys(&["Enter"])?;
-    let shown = fmt_thousands(height);
-    tmux.wait_for("the block view", Duration::from_secs(10), |s| {
-        s.contains(&format!("Block {shown}")) && s.contains("Transactions (")
-    })?;
-    for _ in 0..index {
-        tmux.keys(&["Down"])?;
-    }
-    tmux.keys(&["Enter"])?;
-    tmux.wait_for("the transaction view", Duration::from_secs(10), |s| {
-        s.contains(&hash) && s.contains(&format!("included in block {shown}"))
-    })?;
-    tmux.keys(&["Enter"])?;
-    tmux.wait_for("the receipt view", Duration::from_secs(10), |s| {
-        s.contains("Receipt") && s.contains("Events (")
-    })?;
-    tmux.keys(&["Escape"])?;
-    tmux.keys(&["Escape"])?;
-    tmux.keys(&["Escape"])?;
+    let receipt = open_receipt(&tmux, height, index, &hash)?;
+    assert!(receipt.contains("Events (0)"), "{receipt}");
+    close_drill_down(&tmux)?;
+
+    // 3a. The whitepaper's Figure 6 deployed and called with the CLI: the call's receipt in the
+    // dashboard shows the function's return value.
+    let contract = deploy_figure6(&url, dir.path())?;
+    let call = aergo_json(
+        &url,
+        &[
+            "contract", "call", &contract, "transfer", "alice", "bob", "10", "--from", "dev",
+        ],
+    )?;
+    assert_eq!(call["result"], json!("OK"), "{call}");
+    let call_hash = call["tx_hash"].as_str().context("call: no tx_hash")?;
+    let call_height = call["block_height"]
+        .as_u64()
+        .context("call: no block_height")?;
+    let call_index = call["index"].as_u64().context("call: no index")?;
+    let receipt = open_receipt(&tmux, call_height, call_index, call_hash)?;
+    assert!(
+        receipt.lines().filter(|l| l.contains("Result")).any(|l| l
+            .split(|c: char| c.is_whitespace() || c == '│')
+            .any(|w| w == "OK")),
+        "the receipt view does not show the return value OK:\n{receipt}"
+    );
+    close_drill_down(&tmux)?;
 
     // 3b. The Peers screen of a dev node: no peers, a solo producer, LIB at the head.
     tmux.keys(&["4"])?;
@@ -393,6 +390,50 @@ fn a_panic_restores_the_terminal() -> Result<()> {
         "raw mode left on after the panic:\n{end}"
     );
     Ok(())
+}
+
+/// From any screen: Blocks, filter by `height`, open that block, its `index`th transaction
+/// (checked by `hash`) and its receipt. Returns the receipt screen.
+fn open_receipt(tmux: &Tmux, height: u64, index: u64, hash: &str) -> Result<String> {
+    tmux.keys(&["2"])?;
+    tmux.wait_for("the Blocks screen", Duration::from_secs(10), |s| {
+        s.contains("Blocks (")
+    })?;
+    tmux.keys(&["/"])?;
+    tmux.keys(&["-l", &height.to_string()])?;
+    tmux.keys(&["Enter"])?;
+    // A typed height opens that block (listed first when loaded, fetched when not).
+    tmux.wait_for("the filtered list", Duration::from_secs(10), |s| {
+        s.contains(&format!("filter '{height}'"))
+    })?;
+    tmux.keys(&["Enter"])?;
+    let shown = fmt_thousands(height);
+    tmux.wait_for("the block view", Duration::from_secs(10), |s| {
+        s.contains(&format!("Block {shown}")) && s.contains("Transactions (")
+    })?;
+    for _ in 0..index {
+        tmux.keys(&["Down"])?;
+    }
+    tmux.keys(&["Enter"])?;
+    tmux.wait_for("the transaction view", Duration::from_secs(10), |s| {
+        s.contains(hash) && s.contains(&format!("included in block {shown}"))
+    })?;
+    tmux.keys(&["Enter"])?;
+    tmux.wait_for("the receipt view", Duration::from_secs(10), |s| {
+        s.contains("Receipt") && s.contains("Events (")
+    })
+}
+
+/// Back from the receipt (receipt → tx → block → list) to the Blocks list, and a fourth
+/// Escape clears the height filter.
+fn close_drill_down(tmux: &Tmux) -> Result<()> {
+    for _ in 0..4 {
+        tmux.keys(&["Escape"])?;
+    }
+    tmux.wait_for("the unfiltered Blocks list", Duration::from_secs(10), |s| {
+        s.contains("Blocks (") && !s.contains("filter '") && !s.contains("Receipt")
+    })
+    .map(|_| ())
 }
 
 fn fmt_thousands(n: u64) -> String {
