@@ -348,6 +348,8 @@ mod tests {
             name: "node".into(),
             argv: vec!["/nonexistent/aergo-node".into()],
             deps: vec![],
+            after: vec![],
+            after_wait: Duration::ZERO,
             ready: Readiness::Immediate,
             stop_timeout: Duration::from_secs(1),
             console: None,

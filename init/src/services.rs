@@ -20,6 +20,9 @@ pub const BIN_DIR: &str = "/bin";
 /// no shell to read it from).
 pub const FS_TOKEN_FILE: &str = "/data/etc/fs.token";
 
+/// Longest AergoFS waits at boot for the node to answer before it starts anyway.
+pub const AERGOFS_AFTER_NODE: Duration = Duration::from_secs(10);
+
 fn port_of(addr: &str, default: u16) -> u16 {
     addr.parse::<SocketAddr>()
         .map(|a| a.port())
@@ -46,6 +49,8 @@ pub fn table(cfg: &Config, config_path: &str, console: Option<String>) -> Vec<Sp
                 config_path.into(),
             ],
             deps: vec![],
+            after: vec![],
+            after_wait: Duration::ZERO,
             ready: Readiness::Http(format!("127.0.0.1:{rpc_port}"), "/health".into()),
             stop_timeout: Duration::from_secs(20),
             console: None,
@@ -64,6 +69,10 @@ pub fn table(cfg: &Config, config_path: &str, console: Option<String>) -> Vec<Sp
                 FS_TOKEN_FILE.into(),
             ],
             deps: vec![],
+            // The node first: its start (and its first block) gets the boot's CPU; AergoFS
+            // follows once the node answers, or after at most AERGOFS_AFTER_NODE.
+            after: vec!["node".into()],
+            after_wait: AERGOFS_AFTER_NODE,
             ready: Readiness::Tcp(format!("127.0.0.1:{fs_port}")),
             stop_timeout: Duration::from_secs(10),
             console: None,
@@ -82,6 +91,8 @@ pub fn table(cfg: &Config, config_path: &str, console: Option<String>) -> Vec<Sp
                 "--no-quit".into(),
             ],
             deps: vec!["node".into()],
+            after: vec![],
+            after_wait: Duration::ZERO,
             ready: Readiness::Immediate,
             stop_timeout: Duration::from_secs(5),
             enabled: console.is_some(),
@@ -301,6 +312,8 @@ mod tests {
                 "echo hello; echo oops >&2".into(),
             ],
             deps: vec![],
+            after: vec![],
+            after_wait: Duration::ZERO,
             ready: Readiness::Immediate,
             stop_timeout: Duration::from_secs(1),
             console: None,

@@ -29,6 +29,13 @@ pub struct Spec {
     pub argv: Vec<String>,
     /// Names of services that must be ready first.
     pub deps: Vec<String>,
+    /// Soft start order: names of services to let start first. Unlike `deps`, this never
+    /// holds a service for long: it starts once each of them is ready, cannot start
+    /// (missing, stopped, disabled, in backoff), or `after_wait` has passed since it could
+    /// have started. Used to give the node the boot's CPU before AergoFS.
+    pub after: Vec<String>,
+    /// Longest wait for `after`.
+    pub after_wait: Duration,
     /// Readiness check.
     pub ready: Readiness,
     /// SIGTERM → SIGKILL grace period.
@@ -115,6 +122,8 @@ struct Svc {
     held: bool,
     restart_after_stop: bool,
     message: Option<String>,
+    /// When the service first waited on `after` (soft order).
+    after_since: Option<Duration>,
 }
 
 /// Which shutdown was asked for.
@@ -172,6 +181,7 @@ impl Supervisor {
                 next_start: None,
                 stop_deadline: None,
                 killed: false,
+                after_since: None,
                 restart_after_stop: false,
             })
             .collect();
@@ -414,6 +424,17 @@ impl Supervisor {
         Ok(true)
     }
 
+    /// Whether the soft order (`after`) lets `spec` start: each named service is ready or
+    /// will not become ready soon; unknown names do not hold it.
+    fn after_ready(&self, spec: &Spec) -> bool {
+        spec.after.iter().all(|a| {
+            self.svcs
+                .iter()
+                .find(|s| &s.spec.name == a)
+                .is_none_or(|s| !matches!(s.state, ServiceState::Waiting | ServiceState::Starting))
+        })
+    }
+
     /// Advances every service: starts what is due, checks readiness, escalates stops.
     pub fn tick(&mut self, now: Duration, runner: &mut dyn Runner) {
         if self.shutdown.is_some() {
@@ -425,6 +446,7 @@ impl Supervisor {
                 continue;
             };
             let deps = self.deps_ready(&spec);
+            let after = self.after_ready(&spec);
             let Some(s) = self.svcs.get_mut(i) else {
                 continue;
             };
@@ -448,6 +470,18 @@ impl Supervisor {
                             continue;
                         }
                         Ok(true) => {}
+                    }
+                    if !after && s.started == 0 {
+                        let since = *s.after_since.get_or_insert(now);
+                        if now.saturating_sub(since) < spec.after_wait {
+                            s.state = ServiceState::Waiting;
+                            s.message = Some(format!(
+                                "starting after {} (at most {} s)",
+                                spec.after.join(", "),
+                                spec.after_wait.as_secs()
+                            ));
+                            continue;
+                        }
                     }
                     if let Err(e) = runner.available(&spec) {
                         s.state = ServiceState::Missing;
@@ -552,6 +586,8 @@ mod tests {
             name: name.into(),
             argv: vec![format!("/bin/{name}")],
             deps: deps.iter().map(|d| d.to_string()).collect(),
+            after: vec![],
+            after_wait: Duration::ZERO,
             ready: Readiness::Immediate,
             stop_timeout: Duration::from_secs(10),
             console: None,
@@ -611,6 +647,63 @@ mod tests {
         assert_eq!(sup.state("node"), Some(ServiceState::Running));
         sup.tick(ms(300), &mut r);
         assert_eq!(r.spawned, vec!["node", "aergofs", "dashboard"]);
+    }
+
+    fn soft_ordered() -> Supervisor {
+        let mut fs = spec("aergofs", &[]);
+        fs.after = vec!["node".into()];
+        fs.after_wait = ms(10_000);
+        Supervisor::new(vec![spec("node", &[]), fs], Backoff::default())
+    }
+
+    #[test]
+    fn soft_order_starts_after_readiness() {
+        let mut sup = soft_ordered();
+        let mut r = Fake::default();
+        sup.tick(ms(0), &mut r);
+        assert_eq!(r.spawned, vec!["node"]);
+        assert_eq!(sup.state("aergofs"), Some(ServiceState::Waiting));
+        sup.tick(ms(500), &mut r);
+        assert_eq!(r.spawned, vec!["node"]);
+        r.ready = true;
+        sup.tick(ms(600), &mut r);
+        assert_eq!(sup.state("node"), Some(ServiceState::Running));
+        sup.tick(ms(700), &mut r);
+        assert_eq!(r.spawned, vec!["node", "aergofs"]);
+    }
+
+    #[test]
+    fn soft_order_never_holds_past_its_limit() {
+        let mut sup = soft_ordered();
+        let mut r = Fake::default();
+        sup.tick(ms(0), &mut r);
+        sup.tick(ms(9_999), &mut r);
+        assert_eq!(r.spawned, vec!["node"], "node never ready: still waiting");
+        sup.tick(ms(10_000), &mut r);
+        assert_eq!(r.spawned, vec!["node", "aergofs"]);
+    }
+
+    #[test]
+    fn soft_order_does_not_wait_for_a_service_that_cannot_start() {
+        let mut sup = soft_ordered();
+        let mut r = Fake {
+            missing: vec!["node".into()],
+            ..Fake::default()
+        };
+        sup.tick(ms(0), &mut r);
+        assert_eq!(sup.state("node"), Some(ServiceState::Missing));
+        sup.tick(ms(1), &mut r);
+        assert_eq!(r.spawned, vec!["aergofs"]);
+        // A disabled node does not hold it either.
+        let mut fs = spec("aergofs", &[]);
+        fs.after = vec!["node".into()];
+        fs.after_wait = ms(10_000);
+        let mut node = spec("node", &[]);
+        node.enabled = false;
+        let mut sup = Supervisor::new(vec![node, fs], Backoff::default());
+        let mut r = Fake::default();
+        sup.tick(ms(0), &mut r);
+        assert_eq!(r.spawned, vec!["aergofs"]);
     }
 
     #[test]
