@@ -7,7 +7,7 @@
 //! | `PUT /FID`, `POST /FID` | upload to an assigned id |
 //! | `GET /FID`, `HEAD /FID` | read (Content-Type, ETag = needle CRC32C, Last-Modified, Range) |
 //! | `DELETE /FID` | delete (appends a tombstone) |
-//! | `GET /status` | JSON statistics, including `io_backend` |
+//! | `GET /status` | JSON statistics, including `io_backend` and the data disk's size |
 //! | `GET /metrics` | Prometheus text |
 //! | `POST /compact[?volume=N]` | compact one volume, or every volume over the threshold |
 //!
@@ -474,8 +474,15 @@ async fn compact(
     Ok(Json(json!({ "compacted": r })).into_response())
 }
 
+/// The data folder's filesystem: (total, available to AergoFS, free) bytes, or `None` when
+/// `statvfs` fails (reported as `null`; the rest of the status still answers).
+fn disk_space(dir: &str) -> Option<(u64, u64, u64)> {
+    aergo_os::sample::statvfs(std::path::Path::new(dir)).ok()
+}
+
 async fn status(State(app): State<AppState>) -> Response {
     let s = app.store.stats();
+    let disk = disk_space(&s.dir);
     Json(json!({
         "version": env!("CARGO_PKG_VERSION"),
         "io_backend": s.io.backend.to_string(),
@@ -492,6 +499,13 @@ async fn status(State(app): State<AppState>) -> Response {
         "volumes": s.volumes,
         "failed_volumes": s.failed_volumes,
         "dir": s.dir,
+        "disk_total_bytes": disk.map(|d| d.0),
+        "disk_free_bytes": disk.map(|d| d.1),
+        "disk": disk.map(|(total, available, free)| json!({
+            "total_bytes": total,
+            "available_bytes": available,
+            "free_bytes": free,
+        })),
     }))
     .into_response()
 }
@@ -595,6 +609,20 @@ async fn metrics(State(app): State<AppState>) -> Response {
         "gauge",
         s.failed_volumes.len() as f64,
     );
+    if let Some((total, available, _)) = disk_space(&s.dir) {
+        c(
+            "aergofs_disk_total_bytes",
+            "Size of the data folder's filesystem.",
+            "gauge",
+            total as f64,
+        );
+        c(
+            "aergofs_disk_available_bytes",
+            "Bytes of the data folder's filesystem available for new needles.",
+            "gauge",
+            available as f64,
+        );
+    }
     c(
         "aergofs_io_submitted_total",
         "I/O operations submitted.",

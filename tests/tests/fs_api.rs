@@ -114,9 +114,15 @@ fn round_trips_headers_ranges_deletes_and_restart() -> anyhow::Result<()> {
     assert_eq!(st["durability"], "group_commit");
     assert_eq!(st["live_needles"].as_u64(), Some(want.len() as u64));
     assert!(st["volumes"][0]["garbage_ratio"].as_f64().is_some());
+    // The data folder's disk: sizes the dashboard and operators read.
+    let total = st["disk_total_bytes"].as_u64().unwrap_or(0);
+    let avail = st["disk"]["available_bytes"].as_u64().unwrap_or(u64::MAX);
+    assert!(total > 0 && avail <= total, "{st}");
+    assert_eq!(st["disk"]["total_bytes"].as_u64(), Some(total), "{st}");
     let m = srv.req("GET", "/metrics", &[], b"")?;
     let text = String::from_utf8_lossy(&m.body);
     assert!(text.contains("aergofs_uploads_total 50"), "{text}");
+    assert!(text.contains("aergofs_disk_total_bytes "), "{text}");
     assert!(text.contains("aergofs_volume_size_bytes{volume=\"1\"}"));
 
     // Graceful shutdown, then everything is back after a restart.
