@@ -21,8 +21,9 @@ pub async fn fetch(client: &reqwest::Client, url: &str) -> Result<StorageView, S
     Ok(view)
 }
 
-/// AergoFS reports its data folder but not the disk's free space: when that folder is on
-/// this machine (the appliance, or a dev host), measure it with `statvfs`.
+/// AergoFS reports its data disk's size (`disk_total_bytes`, `disk_free_bytes`); when a
+/// server does not (an older version, or its `statvfs` failed) and its folder is on this
+/// machine (the appliance, or a dev host), measure it here with `statvfs`.
 pub fn fill_disk_locally(view: &mut StorageView, status: &serde_json::Value) {
     if view.disk_total.is_some() {
         return;
