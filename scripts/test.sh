@@ -21,6 +21,14 @@ if [ ${#need[@]} -gt 0 ]; then
   $SUDO apt-get install -y -q --no-install-recommends "${need[@]}"
 fi
 
+# Formatting first: seconds, and a failure names the files.
+if cargo fmt --version >/dev/null 2>&1; then
+  echo "test: cargo fmt --all -- --check"
+  cargo fmt --all -- --check
+else
+  echo "test: WARNING: rustfmt is not installed (rustup component add rustfmt): formatting NOT checked" >&2
+fi
+
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/aergo-target}"
 export CARGO_TERM_COLOR=never
 echo "test: building all binaries (release profile, target dir $CARGO_TARGET_DIR)"
