@@ -676,3 +676,52 @@ fn sigkill_under_load_leaves_a_consistent_chain() -> Result<()> {
     }
     Ok(())
 }
+
+/// A tmpfs mounted for one test, unmounted when dropped.
+struct SmallDisk(std::path::PathBuf);
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_nearly_full_data_disk_is_refused_with_the_figures() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let mnt = tmp.path().join("small");
+    std::fs::create_dir_all(&mnt)?;
+    // A real 32 MiB filesystem (tmpfs: mounting needs root, which CI has).
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=32m", "tmpfs"])
+        .arg(&mnt)
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !mounted {
+        if aergo_e2e::ci() {
+            bail!("cannot mount a 32 MiB tmpfs (this test needs root)");
+        }
+        eprintln!("SKIPPED: cannot mount a tmpfs here (needs root)");
+        return Ok(());
+    }
+    let _disk = SmallDisk(mnt.clone());
+    let data = mnt.join("chain");
+    let out = Command::new(bin("aergo-node")?)
+        .args(["--dev", "--data-dir"])
+        .arg(&data)
+        .args(["--rpc-addr", &format!("127.0.0.1:{}", free_port()?)])
+        .output()?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    ensure!(out.status.code() == Some(1), "exit {:?}: {err}", out.status);
+    ensure!(
+        err.contains("MiB free of") && err.contains("at least 128 MiB"),
+        "{err}"
+    );
+    // Refused before anything was written: no database, no block log, no key.
+    ensure!(
+        !data.join("db").exists() && !data.join("blocks").exists(),
+        "the node wrote to the full disk"
+    );
+    Ok(())
+}
