@@ -12,8 +12,9 @@ PACKAGES=(
   # ext4, compression, objcopy/strip
   linux-image-amd64 systemd-boot-efi mtools dosfstools gdisk squashfs-tools e2fsprogs zstd xz-utils
   gzip cpio kmod binutils
-  # booting it (curl: run-qemu.sh --boot-time polls the node's RPC)
-  qemu-system-x86 ovmf curl
+  # booting it (curl: run-qemu.sh --boot-time polls the node's RPC; python3: the UDP hub of
+  # testnet-qemu.sh's private segment)
+  qemu-system-x86 ovmf curl python3
 )
 
 missing=()

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Boots N AERGO OS appliances in QEMU that form one DPoS chain.
 #
-#   scripts/testnet-qemu.sh N [--uefi] [--kvm] [--check] [--no-build] [--mem MiB]
+#   scripts/testnet-qemu.sh N [--uefi] [--kvm] [--check] [--no-build] [--mem MiB] [--disk-gib G]
 #
 # `aergo testnet init --bps N --hosts 10.77.0.2,…` writes the keys, the genesis and one
 # aergo.toml per appliance; each image is built by `aergo-image --config` with its node key
@@ -14,16 +14,19 @@
 # Serial consoles (the dashboard) go to target/testnet-qemu/nodeI/serial.log.
 # --check: exit 0 once every appliance reports the others as peers and all share a final
 # (LIB) block above height 2, then power them off; non-zero after a deadline.
+# Each disk is the image grown (sparse) to --disk-gib (default 1), so init grows /data into
+# it on first boot as on a server; the image's own 32 MiB data partition is too small for a
+# node (RocksDB preallocates tens of MiB per write-ahead log).
 # Direct kernel boot by default (fastest under software emulation); --uefi boots the disk
 # images through OVMF like a server would.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 N="${1:-}"
-case "$N" in ''|*[!0-9]*) sed -n '2,20p' "$0"; exit 2 ;; esac
+case "$N" in ''|*[!0-9]*) sed -n '2,21p' "$0"; exit 2 ;; esac
 shift
 [ "$N" -ge 1 ] && [ "$N" -le 9 ] || { echo "testnet-qemu: N must be 1..9" >&2; exit 2; }
-UEFI=0 KVM=0 CHECK=0 BUILD=1 MEM=1024
+UEFI=0 KVM=0 CHECK=0 BUILD=1 MEM=1024 DISK_GIB=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --uefi) UEFI=1 ;;
@@ -31,7 +34,10 @@ while [ $# -gt 0 ]; do
     --check) CHECK=1 ;;
     --no-build) BUILD=0 ;;
     --mem) MEM="$2"; shift ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    --disk-gib)
+      DISK_GIB="${2:-}"; shift
+      case "$DISK_GIB" in ''|*[!0-9]*|0) echo "testnet-qemu: --disk-gib takes a whole number of GiB ≥ 1" >&2; exit 2 ;; esac ;;
+    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
     *) echo "testnet-qemu: unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -64,6 +70,7 @@ for i in $(seq 1 "$N"); do
   "$BIN/aergo-image" --bin-dir "$BIN" --config "$d/aergo.toml" --out "$d/aergo-os.img" \
     --etc-file "$OUT/tn/genesis.json=genesis.json" --etc-file "$OUT/tn/node$i/node.key=node.key" \
     --console ttyS0 > "$d/image.log" 2>&1 || { cat "$d/image.log"; exit 1; }
+  truncate -s "${DISK_GIB}G" "$d/aergo-os.img"
 done
 
 # The hub: repeats every UDP datagram (an Ethernet frame) from one VM to all the others.

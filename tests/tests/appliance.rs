@@ -24,6 +24,10 @@
 //!   and the volumes are consistent (none failed or read-only, live needles between the
 //!   acknowledged and the attempted count).
 //!
+//! - `appliance_testnet_of_two_shares_a_final_block`: `scripts/testnet-qemu.sh 2 --check`
+//!   — two appliances with their own keys and a DPoS genesis on a private segment form one
+//!   chain and share a final block.
+//!
 //! The VMs run one at a time (a lock), with the serial console in a file. Under `CI=true` a
 //! missing qemu/OVMF/kernel fails the test; elsewhere it is reported and the test returns.
 
@@ -1016,6 +1020,45 @@ fn appliance_uefi_boot_supervise_shutdown() -> Result<()> {
     assert!(
         blocks_after > blocks_before * 8,
         "filesystem was not grown: {blocks_before} → {blocks_after}"
+    );
+    Ok(())
+}
+
+/// `scripts/testnet-qemu.sh 2 --check`: two appliances, each built by `aergo-image` from
+/// `aergo testnet init --hosts` (its own key, the shared DPoS genesis, a static address on a
+/// private segment that stays on this host, DHCP on a second NIC), boot by direct kernel boot,
+/// find each other over libp2p and share a final (LIB) block above height 2.
+#[test]
+fn appliance_testnet_of_two_shares_a_final_block() -> Result<()> {
+    let _one = ONE_VM_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    if !tools_present()? {
+        return Ok(());
+    }
+    let release = target_dir()?;
+    let cargo_target = release
+        .parent()
+        .context("the binaries' folder has no parent")?;
+    let t = Instant::now();
+    let out = Command::new("bash")
+        .arg(aergo_e2e::repo_root().join("scripts/testnet-qemu.sh"))
+        .args(["2", "--check", "--no-build"])
+        .env("CARGO_TARGET_DIR", cargo_target)
+        .stdin(Stdio::null())
+        .output()
+        .context("run scripts/testnet-qemu.sh")?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let tail = |s: &str| s.lines().rev().take(30).collect::<Vec<_>>().join("\n");
+    assert!(
+        out.status.success() && stdout.contains("2 appliances share final block"),
+        "testnet-qemu.sh 2 --check: {}\nstdout (last lines, newest first):\n{}\nstderr:\n{}",
+        out.status,
+        tail(&stdout),
+        tail(&stderr)
+    );
+    eprintln!(
+        "appliance: 2-appliance DPoS testnet shared a final block after {:.1} s (images included)",
+        t.elapsed().as_secs_f64()
     );
     Ok(())
 }
