@@ -725,3 +725,83 @@ fn a_nearly_full_data_disk_is_refused_with_the_figures() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn a_disk_filling_up_pauses_production_until_space_is_freed() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let mnt = tmp.path().join("disk");
+    std::fs::create_dir_all(&mnt)?;
+    // A real 256 MiB filesystem the test can fill (tmpfs: mounting needs root, which CI has).
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=256m", "tmpfs"])
+        .arg(&mnt)
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !mounted {
+        if aergo_e2e::ci() {
+            bail!("cannot mount a 256 MiB tmpfs (this test needs root)");
+        }
+        eprintln!("SKIPPED: cannot mount a tmpfs here (needs root)");
+        return Ok(());
+    }
+    let _disk = SmallDisk(mnt.clone());
+    let node = start(&mnt.join("chain"), free_port()?, &[])?;
+    let rt = rt();
+    let c = RpcClient::new(&node.url, Duration::from_secs(5))?;
+    let h0 = rt.block_on(c.chain_info())?.height;
+    poll("blocks on the small disk", Duration::from_secs(30), || {
+        Ok((rt.block_on(c.chain_info())?.height >= h0 + 2).then_some(()))
+    })?;
+
+    // Fill the disk to 32 MiB free (below the 64 MiB the node keeps writing with).
+    let avail = fs_avail(&mnt)?;
+    let filler = mnt.join("filler");
+    let f = std::fs::File::create(&filler)?;
+    let want = avail.saturating_sub(32 << 20);
+    let mut written = 0u64;
+    let chunk = vec![0xa5u8; 1 << 20];
+    let mut w = std::io::BufWriter::new(f);
+    while written < want {
+        std::io::Write::write_all(&mut w, &chunk)?;
+        written += chunk.len() as u64;
+    }
+    std::io::Write::flush(&mut w)?;
+    drop(w);
+    let st = poll("node_status.disk_low", Duration::from_secs(30), || {
+        let s = rt.block_on(c.node_status())?;
+        Ok(s.disk_low.then_some(s))
+    })?;
+    ensure!(st.disk_low);
+    // Paused: over three block intervals the height moves by at most the block in flight.
+    let paused_at = rt.block_on(c.chain_info())?.height;
+    let until = std::time::Instant::now() + Duration::from_secs(3);
+    while std::time::Instant::now() < until {
+        let h = rt.block_on(c.chain_info())?.height;
+        ensure!(
+            h <= paused_at + 1,
+            "blocks kept coming on a full disk: {h} > {paused_at} + 1"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Space freed: production resumes by itself, the node never died.
+    std::fs::remove_file(&filler)?;
+    poll("production to resume", Duration::from_secs(30), || {
+        let s = rt.block_on(c.node_status())?;
+        let h = rt.block_on(c.chain_info())?.height;
+        Ok((!s.disk_low && h > paused_at + 1).then_some(()))
+    })?;
+    Ok(())
+}
+
+fn fs_avail(path: &Path) -> Result<u64> {
+    let out = Command::new("df")
+        .args(["--output=avail", "-B1"])
+        .arg(path)
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .nth(1)
+        .and_then(|l| l.trim().parse().ok())
+        .with_context(|| format!("df printed {text}"))
+}

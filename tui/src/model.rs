@@ -125,6 +125,8 @@ pub struct NodeView {
     pub uptime_secs: u64,
     /// File I/O backend (io_uring or std).
     pub io_backend: String,
+    /// The node paused production: its data disk is nearly full.
+    pub disk_low: bool,
 }
 
 /// One connected peer (`peers`).

@@ -148,6 +148,7 @@ fn healthy() -> App {
             sync_target: 1000,
             uptime_secs: 3725,
             io_backend: "io_uring".into(),
+            disk_low: false,
         },
         NOW,
     );

@@ -6,6 +6,7 @@
 //! against its index).
 
 mod bench;
+mod disk;
 mod keyfile;
 mod net;
 mod node;
@@ -239,6 +240,7 @@ fn run(args: Args) -> Result<()> {
         cfg.node.mempool.clone(),
         cfg.node.empty_blocks,
     ));
+    node.disk.watch(data_dir.clone());
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

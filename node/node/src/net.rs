@@ -378,6 +378,11 @@ async fn import(
     block: Block,
     from_sync: bool,
 ) -> std::result::Result<Imported, Penalty> {
+    if node.disk.low() {
+        // Not the sender's fault: the block is dropped and fetched again by sync once the
+        // disk has room (peers will be ahead).
+        return Ok(Imported::Other);
+    }
     let n = node.clone();
     let started = std::time::Instant::now();
     let res = tokio::task::spawn_blocking(move || n.chain.receive(block, now_ms())).await;

@@ -109,6 +109,8 @@ pub struct Node {
     pub started_ms: u64,
     /// Network state (peers, sync) and the outbound gossip queue.
     pub net: NetState,
+    /// Free space on the data disk (production and imports pause when it runs out).
+    pub disk: crate::disk::DiskGuard,
 }
 
 /// Something to gossip.
@@ -172,6 +174,7 @@ impl Node {
             metrics: Metrics::default(),
             started_ms: now_ms(),
             net: NetState::default(),
+            disk: crate::disk::DiskGuard::default(),
         }
     }
 

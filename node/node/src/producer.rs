@@ -25,6 +25,11 @@ pub fn run(node: Arc<Node>) {
             }
             last_evict = now;
         }
+        if !node.disk.check(now) {
+            // A full data disk: writing a block now would fail inside RocksDB.
+            wait(&node, Duration::from_millis(1000));
+            continue;
+        }
         if node.net.syncing.load(Ordering::SeqCst) {
             // Never build on a tip the network has left behind.
             wait(&node, Duration::from_millis(interval.min(200)));

@@ -325,6 +325,7 @@ pub fn dispatch(node: &Node, method: &str, p: &Value) -> MResult {
                 uptime_secs: now_ms().saturating_sub(node.started_ms) / 1000,
                 io_backend: chain.io().backend().to_string(),
                 started_ms: node.started_ms,
+                disk_low: node.disk.low(),
             })
         }
         "block" => {

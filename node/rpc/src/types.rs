@@ -127,6 +127,9 @@ pub struct NodeStatus {
     pub io_backend: String,
     /// Start time (ms).
     pub started_ms: u64,
+    /// The data disk is nearly full: production and block imports are paused.
+    #[serde(default)]
+    pub disk_low: bool,
 }
 
 /// A block in lists and subscriptions.

@@ -71,6 +71,7 @@ pub fn node_view(n: NodeStatus) -> NodeView {
         sync_target: n.sync_target,
         uptime_secs: n.uptime_secs,
         io_backend: n.io_backend,
+        disk_low: n.disk_low,
     }
 }
 

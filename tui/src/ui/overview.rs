@@ -47,6 +47,12 @@ pub fn alerts(app: &App) -> Vec<(Level, String)> {
         if n.syncing {
             out.push((Level::Info, sync_text(n)));
         }
+        if n.disk_low {
+            out.push((
+                Level::Error,
+                "data disk nearly full: block production paused".to_string(),
+            ));
+        }
     }
     if let Some(s) = &m.resources.last {
         for fs in &s.filesystems {
@@ -405,5 +411,28 @@ mod tests {
         n.sync_current = 2_000;
         n.sync_target = 1_000;
         assert_eq!(sync_text(&n), "syncing 2,000/1,000 (100.0%)");
+    }
+
+    #[test]
+    fn a_nearly_full_disk_is_an_error_alert() {
+        let mut app = App::new(
+            crate::theme::Theme::new(crate::theme::ThemeKind::Ansi16),
+            false,
+            crate::app::Endpoints::default(),
+            1_000,
+        );
+        app.model.node.ok(
+            NodeView {
+                disk_low: true,
+                ..Default::default()
+            },
+            1,
+        );
+        let a = alerts(&app);
+        assert!(
+            a.iter()
+                .any(|(l, t)| *l == Level::Error && t.contains("disk nearly full")),
+            "{a:?}"
+        );
     }
 }
