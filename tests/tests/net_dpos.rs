@@ -115,8 +115,14 @@ impl Net {
             ));
         self.procs[i] = Some(KillOnDrop::spawn(&mut cmd)?);
         let health = format!("{}/health", self.urls[i]);
+        let log = self.dir.join(format!("node{}.log", i + 1));
         poll("node health", Duration::from_secs(30), || {
             Ok(http::get_ok(&health).then_some(()))
+        })
+        .with_context(|| {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(15).collect();
+            format!("node {} log (newest first):\n{}", i + 1, tail.join("\n"))
         })
     }
 
@@ -187,14 +193,40 @@ impl Net {
     }
 }
 
+/// The kernel's ephemeral port range (`ip_local_port_range`).
+fn ephemeral_range() -> (u16, u16) {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| {
+            let mut it = s.split_whitespace().map(|x| x.parse::<u16>().ok());
+            Some((it.next()??, it.next()??))
+        })
+        .unwrap_or((32768, 60999))
+}
+
+/// Ten ports per node, below the ephemeral range: the test's proxies listen on ephemeral
+/// ports and every outgoing connection takes one, so a range chosen among them could be taken
+/// by a proxy between `testnet init` and a node's start (the node then cannot bind).
 fn base_port() -> Result<u16> {
-    // Ten ports per node from a free one; retry on the rare collision.
-    for _ in 0..20 {
-        let p = aergo_e2e::free_port()?;
-        if p < 60_000
-            && (0..NODES as u16 * 10)
-                .all(|o| std::net::TcpListener::bind(("127.0.0.1", p + o)).is_ok())
-        {
+    let span = NODES as u16 * 10;
+    let (eph_lo, eph_hi) = ephemeral_range();
+    // Below the ephemeral range, or above it when it starts too low to leave room.
+    let (lo, hi) = if eph_lo >= 10_000 + span {
+        (10_000u16, eph_lo - span)
+    } else {
+        (eph_hi.saturating_add(1), u16::MAX - span)
+    };
+    let mut seed = std::process::id() as u64
+        ^ (std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos() as u64)
+            .unwrap_or(0));
+    for _ in 0..50 {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let p = lo + ((seed >> 33) % u64::from(hi - lo)) as u16;
+        if (0..span).all(|o| std::net::TcpListener::bind(("127.0.0.1", p + o)).is_ok()) {
             return Ok(p);
         }
     }
