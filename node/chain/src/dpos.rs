@@ -43,8 +43,12 @@
 //!   the score set to `min`, so each failed return doubles-and-more the time out.
 //! - a BP on probation that is not elected keeps waiting on probation.
 //!
-//! A round in which nobody produced any block (the network was down or had not started) is
-//! not scored at all: it says nothing about which producer failed (see [`crate::rounds`]).
+//! A round is scored only if a quorum of its schedule — `floor(2N/3) + 1` distinct BPs, the
+//! LIB rule's — produced in it (see [`crate::rounds`]). A round below quorum (a partition, a
+//! network down or not started yet) says nothing about which producer failed; scoring it
+//! would let each side of a split exclude the other, shrink its schedule and finalize alone on
+//! its own fork. So a minority can never change the schedule, and LIB stays frozen until the
+//! network heals.
 //!
 //! Invalid blocks never enter the chain, so a BP that produced one simply missed that slot
 //! (the network layer penalises the peer that sent it). If every elected BP is excluded the

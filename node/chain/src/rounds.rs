@@ -215,9 +215,18 @@ pub fn begin_block(
     }
     let mut book = load_scores(view)?;
     let blocks = load_round_blocks(view)?;
-    // A round without any block says the network was down (or not started yet), not which
-    // producer failed: it is not scored. Whole rounds skipped since are not scored either.
-    if !blocks.is_empty() {
+    // A round is scored only when a quorum of its schedule (floor(2N/3)+1 distinct BPs, the
+    // LIB rule's) produced in it. Fewer says the network was split or down, not which producer
+    // failed: scoring it would let each side of a partition exclude the other and then
+    // finalize alone on its own fork. A round without any block (the network was down or not
+    // started yet) is the extreme case; whole rounds skipped since are not scored either.
+    let members = stored.members();
+    let producers: std::collections::BTreeSet<_> = blocks
+        .iter()
+        .map(|(_, pk)| *pk)
+        .filter(|pk| members.contains(pk))
+        .collect();
+    if !blocks.is_empty() && producers.len() >= crate::dpos::quorum(members.len()) {
         book.end_round(p, &stored, &blocks);
     }
     let schedule = match elect_schedule(view, d, &book, round)? {

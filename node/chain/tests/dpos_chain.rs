@@ -281,3 +281,49 @@ fn orphans_wait_for_their_parent() {
     assert_eq!(b.tip().hash, a.tip().hash);
     assert_eq!(b.side_len(), 0);
 }
+
+/// Produces the block of `slot` with whichever BP key the chain accepts for it.
+fn make_any(chain: &Chain, slot: u64) -> Block {
+    for k in order() {
+        if let Ok(p) = chain.produce(&k, vec![], T0 + slot * INTERVAL, encode_slot(slot)) {
+            return p.block;
+        }
+    }
+    panic!("no BP may produce slot {slot}");
+}
+
+#[test]
+fn a_minority_never_excludes_the_others_nor_finalizes_alone() {
+    let d = tempfile::tempdir().unwrap();
+    // Two of four BPs (one side of a 2/2 split) produce their slots for four rounds.
+    let c = open(&d.path().join("half"));
+    for slot in (0..400).filter(|s| s % 4 < 2) {
+        make(&c, slot, vec![]);
+    }
+    let st = c.dpos_status().unwrap().unwrap();
+    assert_eq!(st.schedule.round, 3);
+    assert_eq!(
+        st.schedule.members().len(),
+        4,
+        "a round below quorum excluded BPs: {:?}",
+        st.schedule
+    );
+    assert_eq!(c.finalized_height(), 0, "two of four BPs finalized alone");
+    assert!(
+        st.scores.scores.values().all(|s| s.score == 0),
+        "{:?}",
+        st.scores
+    );
+
+    // Three of four (a quorum) produce a round: the silent one is scored and left out.
+    let c = open(&d.path().join("three"));
+    for slot in (0..100).filter(|s| s % 4 < 3) {
+        make(&c, slot, vec![]);
+    }
+    assert!(c.finalized_height() > 0);
+    make_any(&c, 100);
+    let st = c.dpos_status().unwrap().unwrap();
+    assert_eq!(st.schedule.round, 1);
+    assert_eq!(st.schedule.members().len(), 3, "{:?}", st.schedule);
+    assert!(!st.schedule.members().contains(&order()[3].public()));
+}
