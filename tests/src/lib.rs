@@ -108,6 +108,17 @@ pub fn deploy_figure6(url: &str, dir: &std::path::Path) -> Result<String> {
     Ok(addr)
 }
 
+/// Calls Figure 6's `transfer(alice, bob, 10)` on `contract` with the dev key and returns the
+/// receipt (`result` is the function's return value).
+pub fn figure6_transfer(url: &str, contract: &str) -> Result<serde_json::Value> {
+    aergo_json(
+        url,
+        &[
+            "contract", "call", contract, "transfer", "alice", "bob", "10", "--from", "dev",
+        ],
+    )
+}
+
 /// A TCP port that was free a moment ago on 127.0.0.1.
 pub fn free_port() -> Result<u16> {
     let l = std::net::TcpListener::bind("127.0.0.1:0")?;

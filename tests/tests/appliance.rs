@@ -838,12 +838,7 @@ fn appliance_uefi_boot_supervise_shutdown() -> Result<()> {
     // `transfer` runs in a transaction and its receipt carries the return value.
     let url = format!("http://127.0.0.1:{}", vm.rpc);
     let contract = deploy_figure6(&url, dir.path())?;
-    let call = aergo_json(
-        &url,
-        &[
-            "contract", "call", &contract, "transfer", "alice", "bob", "10", "--from", "dev",
-        ],
-    )?;
+    let call = aergo_e2e::figure6_transfer(&url, &contract)?;
     assert_eq!(call["result"], json!("OK"), "{call}");
     let q = aergo_json(
         &url,

@@ -686,26 +686,33 @@ impl Drop for SmallDisk {
     }
 }
 
+/// Mounts a real `mib` MiB filesystem (tmpfs) at `mnt`. Mounting needs root, which CI has:
+/// under CI a refusal is an error; elsewhere `None` (the caller reports and returns).
+fn small_disk(mnt: &Path, mib: u32) -> Result<Option<SmallDisk>> {
+    std::fs::create_dir_all(mnt)?;
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
+        .arg(mnt)
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if mounted {
+        return Ok(Some(SmallDisk(mnt.to_path_buf())));
+    }
+    if aergo_e2e::ci() {
+        bail!("cannot mount a {mib} MiB tmpfs (this test needs root)");
+    }
+    eprintln!("SKIPPED: cannot mount a tmpfs here (needs root)");
+    Ok(None)
+}
+
 #[test]
 fn a_nearly_full_data_disk_is_refused_with_the_figures() -> Result<()> {
     let tmp = tempfile::tempdir()?;
     let mnt = tmp.path().join("small");
-    std::fs::create_dir_all(&mnt)?;
-    // A real 32 MiB filesystem (tmpfs: mounting needs root, which CI has).
-    let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=32m", "tmpfs"])
-        .arg(&mnt)
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    if !mounted {
-        if aergo_e2e::ci() {
-            bail!("cannot mount a 32 MiB tmpfs (this test needs root)");
-        }
-        eprintln!("SKIPPED: cannot mount a tmpfs here (needs root)");
+    let Some(_disk) = small_disk(&mnt, 32)? else {
         return Ok(());
-    }
-    let _disk = SmallDisk(mnt.clone());
+    };
     let data = mnt.join("chain");
     let out = Command::new(bin("aergo-node")?)
         .args(["--dev", "--data-dir"])
@@ -730,22 +737,10 @@ fn a_nearly_full_data_disk_is_refused_with_the_figures() -> Result<()> {
 fn a_disk_filling_up_pauses_production_until_space_is_freed() -> Result<()> {
     let tmp = tempfile::tempdir()?;
     let mnt = tmp.path().join("disk");
-    std::fs::create_dir_all(&mnt)?;
-    // A real 256 MiB filesystem the test can fill (tmpfs: mounting needs root, which CI has).
-    let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=256m", "tmpfs"])
-        .arg(&mnt)
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    if !mounted {
-        if aergo_e2e::ci() {
-            bail!("cannot mount a 256 MiB tmpfs (this test needs root)");
-        }
-        eprintln!("SKIPPED: cannot mount a tmpfs here (needs root)");
+    // A real 256 MiB filesystem the test can fill.
+    let Some(_disk) = small_disk(&mnt, 256)? else {
         return Ok(());
-    }
-    let _disk = SmallDisk(mnt.clone());
+    };
     let node = start(&mnt.join("chain"), free_port()?, &[])?;
     let rt = rt();
     let c = RpcClient::new(&node.url, Duration::from_secs(5))?;

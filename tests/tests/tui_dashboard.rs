@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use aergo_e2e::{aergo_json, bin, ci, deploy_figure6, free_port, poll, KillOnDrop};
+use aergo_e2e::{bin, ci, deploy_figure6, free_port, poll, KillOnDrop};
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
@@ -264,12 +264,7 @@ fn dashboard_follows_a_dev_node_in_tmux() -> Result<()> {
     // 3a. The whitepaper's Figure 6 deployed and called with the CLI: the call's receipt in the
     // dashboard shows the function's return value.
     let contract = deploy_figure6(&url, dir.path())?;
-    let call = aergo_json(
-        &url,
-        &[
-            "contract", "call", &contract, "transfer", "alice", "bob", "10", "--from", "dev",
-        ],
-    )?;
+    let call = aergo_e2e::figure6_transfer(&url, &contract)?;
     assert_eq!(call["result"], json!("OK"), "{call}");
     let call_hash = call["tx_hash"].as_str().context("call: no tx_hash")?;
     let call_height = call["block_height"]
