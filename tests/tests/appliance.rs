@@ -23,7 +23,6 @@
 //!   upload reads back byte-identical, no unacknowledged upload is served with other bytes,
 //!   and the volumes are consistent (none failed or read-only, live needles between the
 //!   acknowledged and the attempted count).
-//!
 //! - `appliance_testnet_of_two_shares_a_final_block`: `scripts/testnet-qemu.sh 2 --check`
 //!   — two appliances with their own keys and a DPoS genesis on a private segment form one
 //!   chain and share a final block.

@@ -750,7 +750,7 @@ fn a_disk_filling_up_pauses_production_until_space_is_freed() -> Result<()> {
     })?;
 
     // Fill the disk to 32 MiB free (below the 64 MiB the node keeps writing with).
-    let avail = fs_avail(&mnt)?;
+    let (_, avail, _) = aergo_os::sample::statvfs(&mnt)?;
     let filler = mnt.join("filler");
     let f = std::fs::File::create(&filler)?;
     let want = avail.saturating_sub(32 << 20);
@@ -787,16 +787,4 @@ fn a_disk_filling_up_pauses_production_until_space_is_freed() -> Result<()> {
         Ok((!s.disk_low && h > paused_at + 1).then_some(()))
     })?;
     Ok(())
-}
-
-fn fs_avail(path: &Path) -> Result<u64> {
-    let out = Command::new("df")
-        .args(["--output=avail", "-B1"])
-        .arg(path)
-        .output()?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.lines()
-        .nth(1)
-        .and_then(|l| l.trim().parse().ok())
-        .with_context(|| format!("df printed {text}"))
 }

@@ -2,14 +2,40 @@
 //! pauses and blocks from peers are not imported (a write into a full disk makes Debian's
 //! librocksdb abort on the I/O error instead of reporting it); `node_status` says
 //! `disk_low`, the log says why, and everything resumes by itself once space is freed. The
-//! start-up check (`MIN_FREE_MIB` in `main.rs`) is stricter, so a node that starts has room.
+//! start-up check ([`check_start`], [`MIN_START_FREE_MIB`]) is stricter, so a node that starts
+//! has room.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 /// Least free space, in MiB, for the node to keep writing blocks.
 pub const MIN_RUN_FREE_MIB: u64 = 64;
+
+/// Least free space, in MiB, for the node to start: RocksDB preallocates its write-ahead log
+/// (up to ~70 MiB) and table files, and on a disk that cannot hold them it fails mid-write.
+pub const MIN_START_FREE_MIB: u64 = 128;
+
+/// Refuses to start, with the figures, when the data disk is nearly full (before anything is
+/// written). A disk that cannot be measured is reported and let through.
+pub fn check_start(dir: &Path) -> anyhow::Result<()> {
+    match aergo_os::sample::statvfs(dir) {
+        Ok((total, available, _)) if available < MIN_START_FREE_MIB << 20 => anyhow::bail!(
+            "only {} MiB free of {} MiB on the data disk of {} (the node needs at least {} MiB: \
+             RocksDB preallocates its log and tables); free space or use a larger disk \
+             (the appliance grows /data to fill its disk at boot)",
+            available >> 20,
+            total >> 20,
+            dir.display(),
+            MIN_START_FREE_MIB
+        ),
+        Ok(_) => Ok(()),
+        Err(e) => {
+            tracing::warn!(error = %e, dir = %dir.display(), "cannot measure the data disk's free space");
+            Ok(())
+        }
+    }
+}
 
 /// How often the disk is measured.
 const CHECK_EVERY_MS: u64 = 1000;

@@ -119,31 +119,6 @@ fn check(data_dir: &std::path::Path, genesis: Option<&std::path::Path>) -> Resul
     Ok(())
 }
 
-/// Least free space on the data disk for the node to start: RocksDB preallocates its
-/// write-ahead log (up to ~70 MiB) and table files, and on a disk that cannot hold them it
-/// fails mid-write (Debian's librocksdb aborts on the second I/O error) instead of reporting.
-const MIN_FREE_MIB: u64 = 128;
-
-/// Refuses to start, with the figures, when the data disk is nearly full.
-fn check_free_space(data_dir: &std::path::Path) -> Result<()> {
-    match aergo_os::sample::statvfs(data_dir) {
-        Ok((total, available, _)) if available < MIN_FREE_MIB << 20 => bail!(
-            "only {} MiB free of {} MiB on the data disk of {} (the node needs at least {} MiB: \
-             RocksDB preallocates its log and tables); free space or use a larger disk \
-             (the appliance grows /data to fill its disk at boot)",
-            available >> 20,
-            total >> 20,
-            data_dir.display(),
-            MIN_FREE_MIB
-        ),
-        Ok(_) => Ok(()),
-        Err(e) => {
-            tracing::warn!(error = %e, dir = %data_dir.display(), "cannot measure the data disk's free space");
-            Ok(())
-        }
-    }
-}
-
 fn home_dev_dir() -> PathBuf {
     std::env::var_os("HOME")
         .map(PathBuf::from)
@@ -204,7 +179,7 @@ fn run(args: Args) -> Result<()> {
     });
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("create data folder {}", data_dir.display()))?;
-    check_free_space(&data_dir)?;
+    disk::check_start(&data_dir)?;
     let key_path = cfg
         .node
         .key
