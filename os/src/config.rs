@@ -72,8 +72,16 @@ pub struct NodeConfig {
     pub empty_blocks: bool,
     /// Mempool limits.
     pub mempool: MempoolConfig,
-    /// Maximum RPC requests per second per client address (0 = unlimited).
+    /// Maximum RPC requests per second per client address (0 = unlimited); WebSocket
+    /// messages count too.
     pub rpc_rate_limit: u32,
+    /// `[node.rpc_http]`: connection caps, timeouts and the Origin allow-list of the RPC
+    /// listener.
+    pub rpc_http: HttpServerConfig,
+    /// Most WebSocket connections served at once.
+    pub rpc_ws_connections: usize,
+    /// Most subscriptions on one WebSocket connection.
+    pub rpc_ws_subscriptions: usize,
 }
 
 impl Default for NodeConfig {
@@ -90,6 +98,9 @@ impl Default for NodeConfig {
             empty_blocks: true,
             mempool: MempoolConfig::default(),
             rpc_rate_limit: 2000,
+            rpc_http: HttpServerConfig::default(),
+            rpc_ws_connections: 256,
+            rpc_ws_subscriptions: 64,
         }
     }
 }
@@ -129,6 +140,8 @@ pub struct FsConfig {
     pub dir: Option<PathBuf>,
     /// HTTP listen address.
     pub addr: String,
+    /// `[fs.http]`: connection caps, timeouts and the Origin allow-list of the listener.
+    pub http: HttpServerConfig,
 }
 
 impl Default for FsConfig {
@@ -137,7 +150,84 @@ impl Default for FsConfig {
             enabled: true,
             dir: None,
             addr: format!("127.0.0.1:{}", crate::paths::FS_PORT),
+            http: HttpServerConfig::default(),
         }
+    }
+}
+
+/// `[node.rpc_http]`, `[fs.http]`: limits of one HTTP listener (served by `aergo_os::http`
+/// with the `http` feature). Every field has a default.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpServerConfig {
+    /// Most connections open at once; more are closed at once (and counted).
+    pub max_connections: usize,
+    /// Most connections open at once from one client address (an IPv6 client: its /64).
+    pub max_connections_per_ip: usize,
+    /// Apply the per-address cap to loopback clients too (they are exempt by default).
+    pub limit_loopback: bool,
+    /// Seconds a client has to send a request's headers.
+    pub header_timeout_secs: u64,
+    /// Seconds a connection may go without reading or writing a byte before it is closed.
+    pub idle_timeout_secs: u64,
+    /// Seconds a request body may take, plus one second per `body_min_bytes_per_sec` bytes
+    /// received (a large upload at a reasonable rate is not cut off, a trickle is).
+    pub body_timeout_secs: u64,
+    /// See `body_timeout_secs`.
+    pub body_min_bytes_per_sec: u64,
+    /// Web origins (`scheme://host[:port]`) whose browser requests are served; a request
+    /// carrying any other `Origin` is refused with 403. Empty: every request with an
+    /// `Origin` header is refused.
+    pub allowed_origins: Vec<String>,
+}
+
+impl Default for HttpServerConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: 512,
+            max_connections_per_ip: 64,
+            limit_loopback: false,
+            header_timeout_secs: 10,
+            idle_timeout_secs: 60,
+            body_timeout_secs: 30,
+            body_min_bytes_per_sec: 64 * 1024,
+            allowed_origins: Vec::new(),
+        }
+    }
+}
+
+impl HttpServerConfig {
+    /// Checks the values; `field` names the section in errors.
+    pub fn validate(&self, field: &'static str) -> Result<(), ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid { field, message };
+        if self.max_connections == 0 || self.max_connections_per_ip == 0 {
+            return Err(invalid("connection caps must be positive".into()));
+        }
+        if self.header_timeout_secs == 0
+            || self.idle_timeout_secs == 0
+            || self.body_timeout_secs == 0
+            || self.body_min_bytes_per_sec == 0
+        {
+            return Err(invalid(
+                "timeouts and the body rate must be positive".into(),
+            ));
+        }
+        for o in &self.allowed_origins {
+            let ok = o.split_once("://").is_some_and(|(scheme, rest)| {
+                !scheme.is_empty()
+                    && !rest.is_empty()
+                    && !rest.contains('/')
+                    && scheme
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+            });
+            if !ok {
+                return Err(invalid(format!(
+                    "allowed origin `{o}` is not of the form scheme://host[:port]"
+                )));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -274,6 +364,14 @@ impl Config {
         check_addr("node.rpc_addr", &self.node.rpc_addr)?;
         check_addr("node.p2p_addr", &self.node.p2p_addr)?;
         check_addr("fs.addr", &self.fs.addr)?;
+        self.node.rpc_http.validate("node.rpc_http")?;
+        self.fs.http.validate("fs.http")?;
+        if self.node.rpc_ws_connections == 0 || self.node.rpc_ws_subscriptions == 0 {
+            return Err(ConfigError::Invalid {
+                field: "node.rpc_ws_connections",
+                message: "WebSocket caps must be positive".into(),
+            });
+        }
         if self.node.mempool.max_txs == 0 || self.node.mempool.max_per_account == 0 {
             return Err(ConfigError::Invalid {
                 field: "node.mempool",
@@ -438,6 +536,32 @@ address = "dhcp"
             parse_cidr(" 10.0.0.2/8 "),
             Some(("10.0.0.2".parse().unwrap(), 8))
         );
+    }
+
+    #[test]
+    fn http_limits_parse_and_validate() {
+        let cfg = Config::from_toml(
+            "[node]\ndev = true\n[node.rpc_http]\nheader_timeout_secs = 2\nallowed_origins = [\"https://wallet.example\"]\n[fs.http]\nmax_connections_per_ip = 4\n",
+            Path::new("x"),
+        )
+        .unwrap();
+        assert_eq!(cfg.node.rpc_http.header_timeout_secs, 2);
+        assert_eq!(cfg.node.rpc_http.max_connections, 512);
+        assert_eq!(
+            cfg.node.rpc_http.allowed_origins,
+            vec!["https://wallet.example"]
+        );
+        assert_eq!(cfg.fs.http.max_connections_per_ip, 4);
+        assert_eq!(cfg.node.rpc_ws_subscriptions, 64);
+        let bad = |t: &str| {
+            Config::from_toml(&format!("[node]\ndev = true\n{t}"), Path::new("x"))
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(bad("[node.rpc_http]\nmax_connections = 0\n").contains("node.rpc_http"));
+        assert!(bad("[fs.http]\nallowed_origins = [\"evil\"]\n").contains("fs.http"));
+        assert!(bad("[fs.http]\nheader_timeout = 3\n").contains("header_timeout"));
+        assert!(bad("rpc_ws_subscriptions = 0\n").contains("rpc_ws"));
     }
 
     #[test]

@@ -7,9 +7,13 @@
 //! - [`control`]: init's control-socket protocol (types, codec, blocking client).
 //! - [`sys`]: GPT tables and kernel-module resolution for init and the image builder.
 //! - [`sample`]: procfs resource sampling (CPU, memory, load, disks, network, filesystems).
+//! - `http` (feature `http`): the hardened HTTP/1 server of the node's RPC and AergoFS
+//!   (connection caps, header/idle/body timeouts, cross-site checks).
 
 pub mod config;
 pub mod control;
+#[cfg(feature = "http")]
+pub mod http;
 pub mod io;
 pub mod paths;
 pub mod sample;
