@@ -348,3 +348,100 @@ pub mod proxy {
         }
     }
 }
+
+pub mod tmux {
+    //! A private tmux server for tests that drive a terminal program as a person would:
+    //! keys in with send-keys, the screen out with capture-pane.
+    use crate::poll;
+    use anyhow::{bail, Context, Result};
+    use std::process::Command;
+    use std::time::Duration;
+
+    /// A private tmux server (its own socket) killed when dropped.
+    pub struct Tmux {
+        socket: String,
+        session: String,
+    }
+
+    impl Tmux {
+        /// A new private server whose session (created by the caller with `new-session -s`) is
+        /// `session`; the socket is unique to this
+        /// server.
+        pub fn new(session: &str) -> Self {
+            static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+            let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Self {
+                socket: format!("aergo-e2e-{}-{n}-{session}", std::process::id()),
+                session: session.to_string(),
+            }
+        }
+
+        fn cmd(&self) -> Command {
+            let mut c = Command::new("tmux");
+            c.args(["-L", &self.socket]);
+            c
+        }
+
+        /// Runs a tmux command on this server; its stdout.
+        pub fn run(&self, args: &[&str]) -> Result<String> {
+            let out = self
+                .cmd()
+                .args(args)
+                .output()
+                .with_context(|| format!("tmux {args:?}"))?;
+            if !out.status.success() {
+                bail!(
+                    "tmux {args:?}: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
+            }
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        }
+
+        /// The visible pane of the session.
+        pub fn capture(&self) -> Result<String> {
+            self.run(&["capture-pane", "-p", "-t", &self.session])
+        }
+
+        /// Sends keys to the session.
+        pub fn keys(&self, keys: &[&str]) -> Result<()> {
+            let mut args = vec!["send-keys", "-t", self.session.as_str()];
+            args.extend_from_slice(keys);
+            self.run(&args).map(|_| ())
+        }
+
+        /// Polls the pane until `pred` holds, returning the screen.
+        pub fn wait_for(
+            &self,
+            what: &str,
+            timeout: Duration,
+            pred: impl Fn(&str) -> bool,
+        ) -> Result<String> {
+            let mut last = String::new();
+            poll(what, timeout, || {
+                let s = self.capture()?;
+                if pred(&s) {
+                    return Ok(Some(s));
+                }
+                last = s;
+                Ok(None)
+            })
+            .with_context(|| format!("last screen:\n{last}"))
+        }
+    }
+
+    impl Drop for Tmux {
+        fn drop(&mut self) {
+            let _ = self.cmd().args(["kill-server"]).output();
+        }
+    }
+
+    /// True when a tmux binary runs.
+    pub fn tmux_available() -> bool {
+        Command::new("tmux")
+            .arg("-V")
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    }
+}

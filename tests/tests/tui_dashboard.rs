@@ -11,80 +11,10 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use aergo_e2e::tmux::{tmux_available, Tmux};
 use aergo_e2e::{bin, ci, deploy_figure6, free_port, poll, KillOnDrop};
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
-
-/// A private tmux server (its own socket) killed when dropped.
-struct Tmux {
-    socket: String,
-}
-
-impl Tmux {
-    fn cmd(&self) -> Command {
-        let mut c = Command::new("tmux");
-        c.args(["-L", &self.socket]);
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> Result<String> {
-        let out = self
-            .cmd()
-            .args(args)
-            .output()
-            .with_context(|| format!("tmux {args:?}"))?;
-        if !out.status.success() {
-            bail!(
-                "tmux {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    }
-
-    fn capture(&self) -> Result<String> {
-        self.run(&["capture-pane", "-p", "-t", "top"])
-    }
-
-    fn keys(&self, keys: &[&str]) -> Result<()> {
-        let mut args = vec!["send-keys", "-t", "top"];
-        args.extend_from_slice(keys);
-        self.run(&args).map(|_| ())
-    }
-
-    /// Polls the pane until `pred` holds, returning the screen.
-    fn wait_for(
-        &self,
-        what: &str,
-        timeout: Duration,
-        pred: impl Fn(&str) -> bool,
-    ) -> Result<String> {
-        let mut last = String::new();
-        poll(what, timeout, || {
-            let s = self.capture()?;
-            if pred(&s) {
-                return Ok(Some(s));
-            }
-            last = s;
-            Ok(None)
-        })
-        .with_context(|| format!("last screen:\n{last}"))
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = self.cmd().args(["kill-server"]).output();
-    }
-}
-
-fn tmux_available() -> bool {
-    Command::new("tmux")
-        .arg("-V")
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
-}
 
 /// One JSON-RPC call over a plain HTTP/1.1 connection (no client library in this crate).
 fn rpc(port: u16, method: &str, params: Value) -> Result<Value> {
@@ -205,9 +135,7 @@ fn dashboard_follows_a_dev_node_in_tmux() -> Result<()> {
         .context("node_status without node_address")?
         .to_string();
 
-    let tmux = Tmux {
-        socket: format!("aergo-e2e-{}", std::process::id()),
-    };
+    let tmux = Tmux::new("top");
     let fs_port = free_port()?;
     let top_cmd = format!(
         "{} --rpc {url} --init {} --fs http://127.0.0.1:{fs_port} --theme 256; \
@@ -341,9 +269,7 @@ fn a_panic_restores_the_terminal() -> Result<()> {
     }
     let top_bin = bin("aergo-top")?;
     let (rpc_port, fs_port) = (free_port()?, free_port()?);
-    let tmux = Tmux {
-        socket: format!("aergo-e2e-panic-{}", std::process::id()),
-    };
+    let tmux = Tmux::new("top");
     let cmd = format!(
         "AERGO_TOP_TEST_PANIC=1 {} --rpc http://127.0.0.1:{rpc_port} --init /nonexistent.sock \
          --fs http://127.0.0.1:{fs_port}; echo DASHBOARD-EXIT=$?; \

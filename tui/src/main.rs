@@ -12,16 +12,31 @@ use aergo_top::theme::{Theme, ThemeKind};
 #[command(name = "aergo-top", version, about)]
 struct Args {
     /// Node JSON-RPC URL.
-    #[arg(long, env = "AERGO_RPC", default_value = "http://127.0.0.1:7845")]
+    #[arg(
+        long,
+        env = "AERGO_RPC",
+        hide_env_values = true,
+        default_value = "http://127.0.0.1:7845"
+    )]
     rpc: String,
     /// Init control endpoint: a Unix socket path or host:port (TCP, needs --init-token).
-    #[arg(long, env = "AERGO_INIT_ADDR", default_value = "/run/aergo/init.sock")]
+    #[arg(
+        long,
+        env = "AERGO_INIT_ADDR",
+        hide_env_values = true,
+        default_value = "/run/aergo/init.sock"
+    )]
     init: String,
     /// Token for init's TCP control endpoint.
-    #[arg(long, env = "AERGO_INIT_TOKEN")]
+    #[arg(long, env = "AERGO_INIT_TOKEN", hide_env_values = true)]
     init_token: Option<String>,
     /// AergoFS HTTP URL.
-    #[arg(long, env = "AERGO_FS", default_value = "http://127.0.0.1:7848")]
+    #[arg(
+        long,
+        env = "AERGO_FS",
+        hide_env_values = true,
+        default_value = "http://127.0.0.1:7848"
+    )]
     fs: String,
     /// Disable `q` and Ctrl-C (the appliance console).
     #[arg(long)]

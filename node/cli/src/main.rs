@@ -25,22 +25,22 @@ use std::time::{Duration, Instant};
 #[command(name = "aergo", version, about = "AERGO command-line client")]
 struct Cli {
     /// Node JSON-RPC URL.
-    #[arg(long, global = true, env = "AERGO_RPC", default_value = aergo_os::paths::DEFAULT_RPC_URL)]
+    #[arg(long, global = true, env = "AERGO_RPC", hide_env_values = true, default_value = aergo_os::paths::DEFAULT_RPC_URL)]
     rpc: String,
     /// Print JSON with stable field names.
     #[arg(long, global = true)]
     json: bool,
     /// Keystore folder.
-    #[arg(long, global = true, env = "AERGO_KEYSTORE")]
+    #[arg(long, global = true, env = "AERGO_KEYSTORE", hide_env_values = true)]
     keystore: Option<PathBuf>,
     /// Keystore password for non-interactive use.
     #[arg(long, global = true, env = "AERGO_PASSWORD", hide_env_values = true)]
     password: Option<String>,
     /// AergoFS URL.
-    #[arg(long, global = true, env = "AERGO_FS", default_value = aergo_os::paths::DEFAULT_FS_URL)]
+    #[arg(long, global = true, env = "AERGO_FS", hide_env_values = true, default_value = aergo_os::paths::DEFAULT_FS_URL)]
     fs: String,
     /// init control endpoint: a Unix socket path or HOST[:PORT] (default /run/aergo/init.sock).
-    #[arg(long, global = true, env = "AERGO_INIT_ADDR")]
+    #[arg(long, global = true, env = "AERGO_INIT_ADDR", hide_env_values = true)]
     init_addr: Option<String>,
     /// Token for a remote init endpoint.
     #[arg(long, global = true, env = "AERGO_INIT_TOKEN", hide_env_values = true)]

@@ -43,7 +43,26 @@ impl Keystore {
             );
         }
         KeystoreFile::encrypt(k, pw, kdf())?.save(&p)?;
+        self.tighten()?;
         Ok(addr)
+    }
+    /// Makes the folder 0700 when others could list it (folders made by older versions were
+    /// 0755), saying so once.
+    fn tighten(&self) -> Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = std::fs::metadata(&self.dir)
+            .with_context(|| format!("keystore folder {}", self.dir.display()))?;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            std::fs::set_permissions(&self.dir, std::fs::Permissions::from_mode(mode & 0o700))
+                .with_context(|| format!("restrict keystore folder {}", self.dir.display()))?;
+            eprintln!(
+                "note: keystore folder {} was readable by others ({mode:o}); now {:o}",
+                self.dir.display(),
+                mode & 0o700
+            );
+        }
+        Ok(())
     }
     /// Creates an account.
     pub fn create(&self, pw: &str) -> Result<Address> {
@@ -95,28 +114,136 @@ fn kdf() -> KdfParams {
     k
 }
 
-/// The password from `--password`/`AERGO_PASSWORD`, else asked on the terminal.
+/// Passwords shorter than this draw a warning when an account is created or imported.
+pub const SHORT_PASSWORD: usize = 8;
+
+/// The password from `--password`/`AERGO_PASSWORD`, else asked on the controlling terminal
+/// without echo (also when stdin is a pipe, as in `aergo account import < key`).
+/// `confirm` (creating or importing an account): asked twice, an empty password refused and a
+/// short one warned about.
 pub fn password(given: Option<&str>, confirm: bool) -> Result<String> {
-    if let Some(p) = given {
-        return Ok(p.to_string());
-    }
-    use std::io::IsTerminal;
-    if !std::io::stdin().is_terminal() {
-        bail!("no password: give --password or set AERGO_PASSWORD");
-    }
-    eprint!("password: ");
-    let mut p = String::new();
-    std::io::stdin().read_line(&mut p)?;
-    let p = p.trim_end_matches(['\n', '\r']).to_string();
+    let p = match given {
+        Some(p) => p.to_string(),
+        None => {
+            let mut tty = Tty::open().context(
+                "no password: give --password or set AERGO_PASSWORD (no terminal to ask on)",
+            )?;
+            let p = tty.read_hidden("password: ")?;
+            if confirm {
+                if p.is_empty() {
+                    bail!("an empty password would leave the key unprotected; choose one");
+                }
+                if p.chars().count() < SHORT_PASSWORD {
+                    tty.say(&short_warning())?;
+                }
+                let q = tty.read_hidden("repeat password: ")?;
+                if q != p {
+                    bail!("passwords differ; nothing was saved");
+                }
+            }
+            return Ok(p);
+        }
+    };
     if confirm {
-        eprint!("repeat password: ");
-        let mut q = String::new();
-        std::io::stdin().read_line(&mut q)?;
-        if q.trim_end_matches(['\n', '\r']) != p {
-            bail!("passwords differ");
+        if p.is_empty() {
+            bail!("an empty password would leave the key unprotected; choose one");
+        }
+        if p.chars().count() < SHORT_PASSWORD {
+            eprintln!("{}", short_warning());
         }
     }
     Ok(p)
+}
+
+fn short_warning() -> String {
+    format!(
+        "warning: a password under {SHORT_PASSWORD} characters is easy to guess for anyone who \
+         gets a copy of the keystore file"
+    )
+}
+
+/// The controlling terminal, for prompts that must not echo.
+struct Tty {
+    file: std::fs::File,
+}
+
+/// Restores the terminal's modes when dropped (also on an error path).
+struct EchoGuard {
+    fd: std::os::fd::RawFd,
+    saved: libc::termios,
+}
+
+impl Drop for EchoGuard {
+    fn drop(&mut self) {
+        // SAFETY: `fd` stays open for the guard's life (the guard borrows from a live `Tty`
+        // call) and `saved` is a termios the kernel filled in.
+        unsafe {
+            libc::tcsetattr(self.fd, libc::TCSANOW, &self.saved);
+        }
+    }
+}
+
+impl Tty {
+    fn open() -> std::io::Result<Self> {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/tty")?;
+        Ok(Self { file })
+    }
+
+    fn say(&mut self, line: &str) -> Result<()> {
+        use std::io::Write;
+        writeln!(self.file, "{line}")?;
+        Ok(())
+    }
+
+    /// Prompts and reads one line with echo off (the newline still echoes, so the cursor
+    /// moves on). Fails rather than read with echo on.
+    fn read_hidden(&mut self, prompt: &str) -> Result<String> {
+        use std::io::{Read, Write};
+        use std::os::fd::AsRawFd;
+        let fd = self.file.as_raw_fd();
+        // SAFETY: a zeroed termios is a valid value for tcgetattr to overwrite.
+        let mut t: libc::termios = unsafe { std::mem::zeroed() };
+        // SAFETY: `fd` is the open /dev/tty; `t` is a valid, writable termios.
+        if unsafe { libc::tcgetattr(fd, &mut t) } != 0 {
+            bail!(
+                "cannot read the terminal's settings to hide the password: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+        let guard = EchoGuard { fd, saved: t };
+        t.c_lflag &= !(libc::ECHO | libc::ECHOE | libc::ECHOK);
+        t.c_lflag |= libc::ECHONL;
+        // SAFETY: as above; `t` is the terminal's own settings with echo bits cleared.
+        if unsafe { libc::tcsetattr(fd, libc::TCSANOW, &t) } != 0 {
+            bail!(
+                "cannot turn the terminal's echo off: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+        write!(self.file, "{prompt}")?;
+        self.file.flush()?;
+        // Byte by byte: a buffered reader could swallow input meant for later prompts.
+        let mut line = Vec::new();
+        let mut b = [0u8; 1];
+        loop {
+            match self.file.read(&mut b)? {
+                0 => break,
+                _ if b[0] == b'\n' => break,
+                _ => {
+                    if line.len() >= 4096 {
+                        bail!("password longer than 4096 bytes");
+                    }
+                    line.push(b[0]);
+                }
+            }
+        }
+        drop(guard);
+        let s = String::from_utf8(line).context("the password is not UTF-8")?;
+        Ok(s.trim_end_matches('\r').to_string())
+    }
 }
 
 fn bit(key: &Hash, depth: usize) -> bool {

@@ -196,12 +196,18 @@ impl KeystoreFile {
     }
 }
 
-/// Writes `data` to `path` with mode 0600 via a temp file, fsync and rename.
+/// Writes `data` to `path` with mode 0600 via a temp file, fsync and rename. Folders it has
+/// to create are made 0700 (the keystore folder lists which accounts exist).
 pub fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
+        if !dir.as_os_str().is_empty() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)?;
+        }
     }
     let tmp = path.with_extension("tmp");
     let mut f = std::fs::OpenOptions::new()
