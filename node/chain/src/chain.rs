@@ -587,15 +587,30 @@ impl Chain {
             .finalized_height(self.tip.read().header.height)
     }
 
-    fn ctx(&self, header: &Header) -> BlockCtx {
-        BlockCtx {
+    /// The context of a block built on `parent` (the state its gas limits come from).
+    fn ctx(&self, header: &Header, parent: &dyn StateView) -> Result<BlockCtx, ChainError> {
+        Ok(BlockCtx {
             height: header.height,
             timestamp_ms: header.timestamp_ms,
             producer: Address::from_public_key(&header.producer),
             chain_id: self.chain_id,
             gas: self.genesis.gas.clone(),
             dpos: self.dpos_genesis.clone(),
-        }
+            limits: crate::staking::gas_limits(parent, &self.genesis.gas)?,
+        })
+    }
+
+    /// The gas limits the next block is built under (the tip's state): what admission
+    /// checks a transaction's gas limit against.
+    pub fn gas_limits(&self) -> Result<exec::GasLimits, ChainError> {
+        let h = self.tip.read().header.height;
+        crate::staking::gas_limits(
+            &HeadView {
+                chain: self,
+                height: h,
+            },
+            &self.genesis.gas,
+        )
     }
 
     /// An account at the tip (through the head cache).
@@ -645,11 +660,11 @@ impl Chain {
             consensus,
             signature: Signature::default(),
         };
-        let ctx = self.ctx(&header);
         let view = HeadView {
             chain: self,
             height: tip.header.height,
         };
+        let ctx = self.ctx(&header, &view)?;
         let (schedule, pre) = self.begin_writes(&view, &header)?;
         let slot = match (&self.dpos, schedule) {
             (Some(d), Some(sched)) => {
@@ -760,8 +775,9 @@ impl Chain {
             base: &view,
             writes: pre.clone(),
         };
+        let ctx = self.ctx(h, &view).map_err(|e| bad(e.to_string()))?;
         let mut executed =
-            exec::execute_block(&base, &block.txs, &self.ctx(h)).map_err(|e| bad(e.to_string()))?;
+            exec::execute_block(&base, &block.txs, &ctx).map_err(|e| bad(e.to_string()))?;
         self.end_writes(&view, h, pre, &mut executed)
             .map_err(|e| bad(e.to_string()))?;
         let receipts_root = merkle_root(

@@ -6,6 +6,13 @@
 //! Fees: a transaction uses `gas.base + gas.per_byte × payload bytes` gas; the sender pays
 //! `gas_used × gas_price`. Fees are summed per block and credited to the producer once, at
 //! the end of the block, so transactions do not all depend on the producer's account.
+//!
+//! Gas limits ([`GasLimits`]): a transaction may ask for at most `tx_gas_cap` gas (a larger
+//! gas limit is refused at admission and makes a block invalid), and a block includes a
+//! transaction only while the gas used so far plus its gas limit stays within
+//! `block_gas_limit` — so no block's execution exceeds the limit whatever its transactions
+//! do. Both come from the genesis (`gas.tx_gas_cap`, `gas.block_gas_limit`, defaults
+//! [`DEFAULT_TX_GAS_CAP`], [`DEFAULT_BLOCK_GAS_LIMIT`]) and, on DPoS chains, governance.
 
 use crate::contracts;
 use crate::error::ChainError;
@@ -14,6 +21,61 @@ use crate::state::{Overlay, StateView, WriteSet};
 use aergo_types::block::{Event, Receipt, ReceiptStatus};
 use aergo_types::genesis::GasParams;
 use aergo_types::{Address, Hash, SignedTx, TxKind, MAX_TX_SIZE};
+
+/// Per-transaction gas cap when the genesis sets none. Sized from the slowest measured work
+/// per gas — an interpreted loop counting or sorting RocksDB-backed contract rows, ~14M
+/// gas/s on the loaded 2-core development machine (`cargo bench -p aergo-chain --bench
+/// gas_rate`, docs/BENCHMARKS.md), ~400× slower than a JIT-compiled loop: ~0.3 s of that
+/// work, and room for a 200 KiB deploy's ~2.05M intrinsic gas plus the CLI's default
+/// 1.5M engine gas.
+pub const DEFAULT_TX_GAS_CAP: u64 = 4_000_000;
+/// Per-block gas limit when the genesis sets none: ~0.36 s of the slowest work per gas on the
+/// loaded development machine, well inside a 1 s slot with the commit (Merkle root, log
+/// fsync) on top, and room for a full 1 MiB block of transfers (~4,850 × 1,000 gas).
+pub const DEFAULT_BLOCK_GAS_LIMIT: u64 = 5_000_000;
+
+/// The gas limits a block is built and validated under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GasLimits {
+    /// Most gas one transaction may ask for.
+    pub tx_gas_cap: u64,
+    /// Most gas one block may use (counting each transaction's whole gas limit when it is
+    /// added: used so far + its limit ≤ this).
+    pub block_gas_limit: u64,
+}
+
+impl GasLimits {
+    /// The genesis values, or the defaults where it sets none.
+    pub fn from_genesis(g: &GasParams) -> Self {
+        Self::new(
+            g.tx_gas_cap.unwrap_or(DEFAULT_TX_GAS_CAP),
+            g.block_gas_limit.unwrap_or(DEFAULT_BLOCK_GAS_LIMIT),
+        )
+    }
+    /// Limits from values; a cap above the block limit acts as the block limit (a
+    /// transaction that could never fit a block is refused at admission).
+    pub fn new(tx_gas_cap: u64, block_gas_limit: u64) -> Self {
+        Self {
+            tx_gas_cap: tx_gas_cap.min(block_gas_limit),
+            block_gas_limit,
+        }
+    }
+    /// Why `tx` may not be admitted or included under these limits (`None`: it may).
+    pub fn check_tx(&self, tx: &SignedTx) -> Option<String> {
+        (tx.tx.gas_limit > self.tx_gas_cap).then(|| {
+            format!(
+                "gas limit {} exceeds this chain's per-transaction cap of {} gas",
+                tx.tx.gas_limit, self.tx_gas_cap
+            )
+        })
+    }
+}
+
+impl Default for GasLimits {
+    fn default() -> Self {
+        Self::new(DEFAULT_TX_GAS_CAP, DEFAULT_BLOCK_GAS_LIMIT)
+    }
+}
 
 /// What a block gives execution.
 #[derive(Debug, Clone)]
@@ -30,6 +92,8 @@ pub struct BlockCtx {
     pub gas: GasParams,
     /// DPoS genesis settings (`None` on solo chains: staking kinds are refused there).
     pub dpos: Option<std::sync::Arc<aergo_types::genesis::DposGenesis>>,
+    /// The gas limits in force for this block (its parent's state).
+    pub limits: GasLimits,
 }
 
 /// Gas a transaction uses before any execution.
@@ -144,6 +208,9 @@ pub fn execute_tx(
 ) -> Result<(Receipt, WriteSet), ChainError> {
     check_stateless_with(tx, &ctx.chain_id, &ctx.gas, ctx.dpos.is_some())
         .map_err(|r| invalid(tx, r))?;
+    if let Some(r) = ctx.limits.check_tx(tx) {
+        return Err(invalid(tx, r));
+    }
     let from = tx.tx.sender();
     let mut o = Overlay::new(view);
     let mut sender = o.account(&from)?;
@@ -302,6 +369,13 @@ struct BlockRun<'a> {
 }
 
 impl<'a> BlockRun<'a> {
+    /// Whether `tx` still fits the block: gas used so far + its whole gas limit.
+    fn fits(&self, tx: &SignedTx, ctx: &BlockCtx) -> bool {
+        self.out
+            .gas_used
+            .checked_add(tx.tx.gas_limit)
+            .is_some_and(|g| g <= ctx.limits.block_gas_limit)
+    }
     fn try_tx(&mut self, tx: &SignedTx, ctx: &BlockCtx) -> Result<(), ChainError> {
         let (r, w) = execute_tx(&self.overlay, tx, ctx)?;
         self.out.fees += r.fee;
@@ -325,7 +399,8 @@ impl<'a> BlockRun<'a> {
 }
 
 /// Executes a block's transactions in order; any transaction that cannot be included makes
-/// the block invalid.
+/// the block invalid, and so does one whose gas limit does not fit the block gas limit
+/// after the gas used before it.
 pub fn execute_block(
     base: &dyn StateView,
     txs: &[SignedTx],
@@ -336,6 +411,15 @@ pub fn execute_block(
         out: Executed::default(),
     };
     for tx in txs {
+        if !run.fits(tx, ctx) {
+            return Err(invalid(
+                tx,
+                format!(
+                    "block gas limit {} exceeded: {} gas used before a transaction with gas limit {}",
+                    ctx.limits.block_gas_limit, run.out.gas_used, tx.tx.gas_limit
+                ),
+            ));
+        }
         run.try_tx(tx, ctx)?;
     }
     run.finish(ctx)
@@ -347,7 +431,10 @@ pub type Assembled = (Vec<SignedTx>, Executed, Vec<(Hash, String)>);
 
 /// Builds a block's transaction list from candidates (in priority order): each is executed
 /// against the state so far; those that cannot be included are returned with the reason;
-/// assembly stops when the next transaction would exceed `max_bytes`.
+/// assembly stops when the next transaction would exceed `max_bytes`. A candidate whose gas
+/// limit does not fit the block gas limit any more is skipped without being executed (it
+/// stays pending, not rejected), and so are its sender's later candidates; smaller ones of
+/// other senders may still fit.
 pub fn assemble(
     base: &dyn StateView,
     candidates: Vec<SignedTx>,
@@ -361,9 +448,20 @@ pub fn assemble(
     let mut included = Vec::new();
     let mut rejected = Vec::new();
     let mut bytes = 0usize;
+    let mut deferred: std::collections::HashSet<Address> = std::collections::HashSet::new();
     for tx in candidates {
         if bytes + tx.size + 4 > max_bytes {
             break;
+        }
+        if deferred.contains(&tx.tx.sender()) {
+            continue;
+        }
+        if !run.fits(&tx, ctx) {
+            deferred.insert(tx.tx.sender());
+            if run.out.gas_used.saturating_add(ctx.gas.base) > ctx.limits.block_gas_limit {
+                break;
+            }
+            continue;
         }
         match run.try_tx(&tx, ctx) {
             Ok(()) => {
@@ -393,8 +491,11 @@ mod tests {
                 base: 1000,
                 per_byte: 10,
                 min_price: Aer(1),
+                tx_gas_cap: None,
+                block_gas_limit: None,
             },
             dpos: None,
+            limits: GasLimits::default(),
         }
     }
 

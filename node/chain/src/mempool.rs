@@ -8,7 +8,9 @@
 //! - otherwise the nonce must be the next one after the account's pending queue: gaps are
 //!   refused, so a queue is always contiguous and every pending transaction is includable;
 //! - the account's balance must cover amount + max fee of all its pending transactions;
-//! - per-account and total count and byte limits are enforced; a full pool refuses.
+//! - per-account and total count and byte limits are enforced; a full pool refuses;
+//! - a gas limit above the chain's per-transaction cap ([`Mempool::set_tx_gas_cap`], kept
+//!   current by the node from the tip's state) is refused: it could never be included.
 //!
 //! Block candidates come out in a deterministic priority order: account queues merged by
 //! their head's gas price (higher first), then arrival order.
@@ -62,6 +64,16 @@ pub enum Reject {
     /// A limit was hit.
     #[error("mempool full: {0}")]
     Full(String),
+    /// The gas limit is above the chain's per-transaction cap.
+    #[error(
+        "gas limit {limit} exceeds this chain's per-transaction cap of {cap} gas (lower --gas)"
+    )]
+    GasCap {
+        /// The transaction's gas limit.
+        limit: u64,
+        /// The cap.
+        cap: u64,
+    },
 }
 
 /// One pending transaction.
@@ -81,6 +93,7 @@ pub struct Mempool {
     by_hash: HashMap<Hash, (Address, u64)>,
     bytes: usize,
     seq: u64,
+    tx_gas_cap: u64,
 }
 
 fn cost(tx: &SignedTx) -> u128 {
@@ -98,7 +111,16 @@ impl Mempool {
             by_hash: HashMap::new(),
             bytes: 0,
             seq: 0,
+            tx_gas_cap: u64::MAX,
         }
+    }
+    /// Sets the per-transaction gas cap that [`Mempool::add`] enforces (no cap until set).
+    pub fn set_tx_gas_cap(&mut self, cap: u64) {
+        self.tx_gas_cap = cap;
+    }
+    /// The per-transaction gas cap in force.
+    pub fn tx_gas_cap(&self) -> u64 {
+        self.tx_gas_cap
     }
     /// Number of pending transactions.
     pub fn len(&self) -> usize {
@@ -134,6 +156,12 @@ impl Mempool {
     pub fn add(&mut self, tx: SignedTx, acct: Account, now_ms: u64) -> Result<(), Reject> {
         if self.by_hash.contains_key(&tx.hash) {
             return Err(Reject::Duplicate(tx.hash));
+        }
+        if tx.tx.gas_limit > self.tx_gas_cap {
+            return Err(Reject::GasCap {
+                limit: tx.tx.gas_limit,
+                cap: self.tx_gas_cap,
+            });
         }
         let from = tx.tx.sender();
         let nonce = tx.tx.nonce;

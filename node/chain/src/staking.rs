@@ -20,10 +20,13 @@
 //! | `s 06 P` | `value u128` | governance parameter `P` in force |
 //! | `s 07 P K` | `value u128` | a pending governance vote by BP `K` for parameter `P` |
 //!
-//! Parameters `P`: `1` bp_count, `2` max_votes, `3` min_stake (aer), `4` unstake_lock_blocks.
-//! [`genesis_writes`] records all four from the genesis, so [`gov_params`] and
-//! [`election_inputs`] read them from state; a missing record falls back to the genesis
-//! value (respectively 0 for the election's min_stake filter). The block interval and the
+//! Parameters `P`: `1` bp_count, `2` max_votes, `3` min_stake (aer), `4` unstake_lock_blocks,
+//! `5` tx_gas_cap, `6` block_gas_limit. [`genesis_writes`] records the first four from the
+//! genesis, so [`gov_params`] and [`election_inputs`] read them from state; a missing record
+//! falls back to the genesis value (respectively 0 for the election's min_stake filter).
+//! The gas limits (5, 6) are recorded only once a governance vote sets them (so genesis
+//! state roots of chains created before they existed do not change); until then
+//! [`gas_limits`] gives the genesis `gas` values or the defaults. The block interval and the
 //! round length (`round_slots`) are genesis-only: no governance vote changes them.
 //!
 //! # Transactions (payloads are UTF-8 JSON, unknown fields refused; `to` must be absent)
@@ -44,13 +47,14 @@
 //!   A registered candidate whose stake falls below `min_stake` (governance raised it) stays
 //!   registered but is not elected until it stakes enough.
 //! - `governance` (kind 7): `{"param":"bp_count"|"max_votes"|"min_stake"|
-//!   "unstake_lock_blocks","value":"<decimal>"}`; only a BP of the current schedule may vote,
+//!   "unstake_lock_blocks"|"tx_gas_cap"|"block_gas_limit","value":"<decimal>"}`; only a BP of the current schedule may vote,
 //!   one vote per BP and parameter (a new vote replaces the old one). When
 //!   `floor(2N/3)+1` BPs of the current schedule (`N` its size) vote for the same value, the
 //!   parameter takes it and that parameter's votes are cleared. Bounds: bp_count and
-//!   max_votes 1..=1000, unstake_lock_blocks ≤ 10,000,000, min_stake ≤ the total supply.
-//!   New values apply from the next transaction (min_stake, lock) or the next election
-//!   (bp_count, max_votes).
+//!   max_votes 1..=1000, unstake_lock_blocks ≤ 10,000,000, min_stake ≤ the total supply,
+//!   tx_gas_cap and block_gas_limit 3,000,000..=10,000,000,000 (a cap above the block limit
+//!   acts as the block limit). New values apply from the next transaction (min_stake, lock),
+//!   the next block (gas limits) or the next election (bp_count, max_votes).
 //!
 //! The payload shape is checked before admission ([`parse_system_tx`], called by
 //! `exec::check_stateless_with`); the state rules at execution, where a failure is a failed
@@ -62,7 +66,9 @@ use crate::exec::BlockCtx;
 use crate::rounds;
 use crate::state::{account_key, Account, Overlay, StateView, WriteSet};
 use aergo_types::address::TAG_ACCOUNT;
-use aergo_types::genesis::{DposGenesis, Genesis};
+use aergo_types::genesis::{
+    DposGenesis, GasParams, Genesis, MAX_GAS_LIMIT_PARAM, MIN_GAS_LIMIT_PARAM,
+};
 use aergo_types::{Address, PublicKey, SignedTx, Tx, TxKind, TOTAL_SUPPLY};
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -121,11 +127,24 @@ pub enum GovParam {
     MinStake = 3,
     /// `unstake_lock_blocks`.
     UnstakeLockBlocks = 4,
+    /// `tx_gas_cap`: most gas one transaction may ask for.
+    TxGasCap = 5,
+    /// `block_gas_limit`: most gas one block may use.
+    BlockGasLimit = 6,
 }
 
 impl GovParam {
     /// Every parameter, in id order.
-    pub const ALL: [GovParam; 4] = [
+    pub const ALL: [GovParam; 6] = [
+        GovParam::BpCount,
+        GovParam::MaxVotes,
+        GovParam::MinStake,
+        GovParam::UnstakeLockBlocks,
+        GovParam::TxGasCap,
+        GovParam::BlockGasLimit,
+    ];
+    /// The parameters [`genesis_writes`] records.
+    const AT_GENESIS: [GovParam; 4] = [
         GovParam::BpCount,
         GovParam::MaxVotes,
         GovParam::MinStake,
@@ -139,6 +158,8 @@ impl GovParam {
             GovParam::MaxVotes => "max_votes",
             GovParam::MinStake => "min_stake",
             GovParam::UnstakeLockBlocks => "unstake_lock_blocks",
+            GovParam::TxGasCap => "tx_gas_cap",
+            GovParam::BlockGasLimit => "block_gas_limit",
         }
     }
 
@@ -157,6 +178,9 @@ impl GovParam {
             GovParam::BpCount | GovParam::MaxVotes => (1, MAX_LIST_PARAM),
             GovParam::MinStake => (0, TOTAL_SUPPLY),
             GovParam::UnstakeLockBlocks => (0, MAX_UNSTAKE_LOCK_BLOCKS),
+            GovParam::TxGasCap | GovParam::BlockGasLimit => {
+                (MIN_GAS_LIMIT_PARAM as u128, MAX_GAS_LIMIT_PARAM as u128)
+            }
         };
         if value < lo || value > hi {
             return Err(format!(
@@ -167,12 +191,13 @@ impl GovParam {
         Ok(())
     }
 
-    fn of(self, g: &GovParams) -> u128 {
+    fn of(self, g: &GovParams) -> Option<u128> {
         match self {
-            GovParam::BpCount => g.bp_count as u128,
-            GovParam::MaxVotes => g.max_votes as u128,
-            GovParam::MinStake => g.min_stake,
-            GovParam::UnstakeLockBlocks => g.unstake_lock_blocks as u128,
+            GovParam::BpCount => Some(g.bp_count as u128),
+            GovParam::MaxVotes => Some(g.max_votes as u128),
+            GovParam::MinStake => Some(g.min_stake),
+            GovParam::UnstakeLockBlocks => Some(g.unstake_lock_blocks as u128),
+            GovParam::TxGasCap | GovParam::BlockGasLimit => None,
         }
     }
 }
@@ -371,12 +396,12 @@ pub fn parse_system_tx(tx: &Tx) -> Result<SystemOp, String> {
             let p: GovPayload = json(
                 &tx.payload,
                 kind,
-                "{\"param\":\"bp_count|max_votes|min_stake|unstake_lock_blocks\",\"value\":\"<decimal>\"}",
+                "{\"param\":\"bp_count|max_votes|min_stake|unstake_lock_blocks|tx_gas_cap|block_gas_limit\",\"value\":\"<decimal>\"}",
             )?;
             let param = GovParam::from_name(&p.param).ok_or_else(|| {
                 format!(
                     "unknown governance parameter {:?}: one of bp_count, max_votes, min_stake, \
-                     unstake_lock_blocks (the block interval and round length are fixed in genesis)",
+                     unstake_lock_blocks, tx_gas_cap, block_gas_limit (the block interval and round length are fixed in genesis)",
                     p.param.chars().take(64).collect::<String>()
                 )
             })?;
@@ -575,6 +600,28 @@ pub fn gov_params(view: &dyn StateView, d: &DposGenesis) -> Result<GovParams, Ch
     })
 }
 
+/// The gas limits in force in `view`: governance values recorded in state (DPoS), else the
+/// genesis `gas` values, else the defaults.
+pub fn gas_limits(
+    view: &dyn StateView,
+    g: &GasParams,
+) -> Result<crate::exec::GasLimits, ChainError> {
+    let genesis = crate::exec::GasLimits::from_genesis(g);
+    let get = |p: GovParam, dflt: u64| -> Result<u64, ChainError> {
+        match gov_value(view, p)? {
+            Some(v) => u64::try_from(v).map_err(|_| corrupt(p.name())),
+            None => Ok(dflt),
+        }
+    };
+    Ok(crate::exec::GasLimits::new(
+        get(
+            GovParam::TxGasCap,
+            g.tx_gas_cap.unwrap_or(crate::exec::DEFAULT_TX_GAS_CAP),
+        )?,
+        get(GovParam::BlockGasLimit, genesis.block_gas_limit)?,
+    ))
+}
+
 /// Genesis writes for a DPoS chain: each genesis BP's stake (taken from its balance — the
 /// account records written here replace the plain genesis balances), its registration and
 /// its vote for itself, and the four governance parameters. `writes` already holds the
@@ -621,8 +668,10 @@ pub fn genesis_writes(g: &Genesis, writes: &mut WriteSet) -> Result<(), ChainErr
         min_stake: d.min_stake.0,
         unstake_lock_blocks: d.unstake_lock_blocks,
     };
-    for p in GovParam::ALL {
-        writes.insert(gov_param_key(p), Some(p.of(&params).to_be_bytes().to_vec()));
+    for p in GovParam::AT_GENESIS {
+        if let Some(v) = p.of(&params) {
+            writes.insert(gov_param_key(p), Some(v.to_be_bytes().to_vec()));
+        }
     }
     Ok(())
 }

@@ -109,6 +109,7 @@ fn ctx(g: &Genesis, height: u64) -> BlockCtx {
         chain_id: g.chain_id(),
         gas: g.gas.clone(),
         dpos: g.consensus.dpos.clone().map(Arc::new),
+        limits: aergo_chain::exec::GasLimits::from_genesis(&g.gas),
     }
 }
 
@@ -891,5 +892,111 @@ fn same_transactions_give_the_same_write_set_bytes() {
     assert_eq!(
         staking::account_staking(&s, &addr(12)).unwrap().ballot,
         vec![pk(11), pk(3)]
+    );
+}
+
+#[test]
+fn governance_sets_the_gas_limits_within_bounds() {
+    let g = genesis();
+    let mut s = genesis_state(&g);
+    set_schedule(&mut s, &[1, 2, 3, 4]);
+    // Nothing recorded at genesis: the defaults (the genesis sets no gas limits).
+    assert_eq!(
+        staking::gas_limits(&s, &g.gas).unwrap(),
+        aergo_chain::exec::GasLimits::default()
+    );
+    assert!(s
+        .0
+        .keys()
+        .all(|k| !k.starts_with(&[staking::PREFIX, 0x06, GovParam::TxGasCap as u8])));
+    for (i, nonce) in [(1u8, 0u64), (2, 0)] {
+        ok(
+            &mut s,
+            &g,
+            1,
+            &sys(
+                &g,
+                i,
+                nonce,
+                TxKind::Governance,
+                0,
+                &gov("block_gas_limit", 20_000_000),
+            ),
+        );
+    }
+    assert_eq!(
+        staking::gas_limits(&s, &g.gas).unwrap().block_gas_limit,
+        aergo_chain::exec::DEFAULT_BLOCK_GAS_LIMIT,
+        "two of four BPs are below the quorum"
+    );
+    ok(
+        &mut s,
+        &g,
+        1,
+        &sys(
+            &g,
+            3,
+            0,
+            TxKind::Governance,
+            0,
+            &gov("block_gas_limit", 20_000_000),
+        ),
+    );
+    for (i, nonce) in [(1u8, 1u64), (2, 1), (3, 1)] {
+        ok(
+            &mut s,
+            &g,
+            2,
+            &sys(
+                &g,
+                i,
+                nonce,
+                TxKind::Governance,
+                0,
+                &gov("tx_gas_cap", 12_000_000),
+            ),
+        );
+    }
+    let l = staking::gas_limits(&s, &g.gas).unwrap();
+    assert_eq!((l.tx_gas_cap, l.block_gas_limit), (12_000_000, 20_000_000));
+    // A cap voted above the block limit acts as the block limit.
+    for (i, nonce) in [(1u8, 2u64), (2, 2), (3, 2)] {
+        ok(
+            &mut s,
+            &g,
+            3,
+            &sys(
+                &g,
+                i,
+                nonce,
+                TxKind::Governance,
+                0,
+                &gov("tx_gas_cap", 30_000_000),
+            ),
+        );
+    }
+    let l = staking::gas_limits(&s, &g.gas).unwrap();
+    assert_eq!((l.tx_gas_cap, l.block_gas_limit), (20_000_000, 20_000_000));
+    // Bounds are checked at admission.
+    refused(
+        &s,
+        &g,
+        4,
+        &sys(&g, 1, 3, TxKind::Governance, 0, &gov("tx_gas_cap", 1_000)),
+        "between",
+    );
+    refused(
+        &s,
+        &g,
+        4,
+        &sys(
+            &g,
+            1,
+            3,
+            TxKind::Governance,
+            0,
+            &gov("block_gas_limit", 20_000_000_000),
+        ),
+        "between",
     );
 }

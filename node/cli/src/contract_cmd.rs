@@ -10,6 +10,11 @@ use serde_json::{json, Value};
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 
+/// Default engine gas of deploy, upgrade and call transactions (on top of the intrinsic
+/// gas): with the largest script's intrinsic gas (200 KiB × 10 + 1,000 ≈ 2.05M at the dev
+/// schedule) it stays under the default per-transaction gas cap of 4,000,000.
+pub const DEFAULT_ENGINE_GAS: u64 = 1_500_000;
+
 /// `aergo contract` subcommands.
 #[derive(clap::Subcommand, Debug)]
 pub enum ContractCmd {
@@ -23,8 +28,9 @@ pub enum ContractCmd {
         /// AERGO to send to the new contract.
         #[arg(long, default_value = "0")]
         amount: String,
-        /// Gas limit for the engine (on top of the transaction's intrinsic gas).
-        #[arg(long, default_value_t = 5_000_000)]
+        /// Gas limit for the engine (on top of the transaction's intrinsic gas; the whole must
+        /// stay within the chain's per-transaction cap).
+        #[arg(long, default_value_t = DEFAULT_ENGINE_GAS)]
         gas: u64,
     },
     /// Upgrade a contract (owner only): new tables, indexes, functions, CREATE OR REPLACE.
@@ -37,7 +43,7 @@ pub enum ContractCmd {
         #[arg(long)]
         from: String,
         /// Gas limit for the engine.
-        #[arg(long, default_value_t = 5_000_000)]
+        #[arg(long, default_value_t = DEFAULT_ENGINE_GAS)]
         gas: u64,
     },
     /// Call a function in a transaction; waits for the receipt and prints its result.
@@ -55,7 +61,7 @@ pub enum ContractCmd {
         #[arg(long, default_value = "0")]
         amount: String,
         /// Gas limit for the engine.
-        #[arg(long, default_value_t = 5_000_000)]
+        #[arg(long, default_value_t = DEFAULT_ENGINE_GAS)]
         gas: u64,
     },
     /// Run a function read-only (free; writes are discarded).

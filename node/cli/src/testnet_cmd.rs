@@ -177,6 +177,8 @@ fn init(a: &InitArgs) -> Result<()> {
             base: 1000,
             per_byte: 10,
             min_price: Aer(1_000_000_000),
+            tx_gas_cap: None,
+            block_gas_limit: None,
         },
     };
     genesis.validate().context("generated genesis")?;

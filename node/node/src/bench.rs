@@ -61,6 +61,8 @@ fn bench_genesis(keys: &[Keypair]) -> Genesis {
             base: 1000,
             per_byte: 10,
             min_price: Aer(1_000_000_000),
+            tx_gas_cap: None,
+            block_gas_limit: None,
         },
     }
 }

@@ -229,7 +229,15 @@ impl Node {
             amount: aergo_types::Aer(tx.tx.amount),
         };
         let hash = tx.hash;
-        self.mempool.lock().add(tx, acct, now_ms())?;
+        // The cap in force at the tip (genesis, default, or a DPoS governance vote).
+        let limits = self
+            .chain
+            .gas_limits()
+            .map_err(|e| AdmitError::Chain(e.to_string()))?;
+        let mut pool = self.mempool.lock();
+        pool.set_tx_gas_cap(limits.tx_gas_cap);
+        pool.add(tx, acct, now_ms())?;
+        drop(pool);
         let _ = self.pending_tx.send(summary);
         self.wake();
         Ok(hash)

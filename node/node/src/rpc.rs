@@ -81,6 +81,7 @@ impl From<AdmitError> for RpcFail {
                 aergo_chain::mempool::Reject::Underpriced { .. } => "underpriced",
                 aergo_chain::mempool::Reject::InsufficientBalance { .. } => "insufficient_balance",
                 aergo_chain::mempool::Reject::Full(_) => "mempool_full",
+                aergo_chain::mempool::Reject::GasCap { .. } => "gas_cap",
             },
             AdmitError::Chain(_) => "internal",
         };

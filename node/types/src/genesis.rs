@@ -102,7 +102,25 @@ pub struct GasParams {
     pub per_byte: u64,
     /// Lowest accepted gas price in aer.
     pub min_price: Aer,
+    /// Most gas one transaction may ask for (its gas limit); larger ones are refused at
+    /// admission and make a block invalid. Absent: the chain's default (see `aergo-chain`
+    /// `exec::DEFAULT_TX_GAS_CAP`). Left out of the JSON (and so of the chain id) while
+    /// absent, so chains created before the field existed keep their id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tx_gas_cap: Option<u64>,
+    /// Most gas one block may use: a transaction is included only when the gas used so far
+    /// plus its gas limit fits. Absent: the chain's default (`exec::DEFAULT_BLOCK_GAS_LIMIT`).
+    /// Left out of the JSON while absent, like `tx_gas_cap`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub block_gas_limit: Option<u64>,
 }
+
+/// Smallest `gas.tx_gas_cap` and `gas.block_gas_limit` a genesis (or a governance vote)
+/// may set: room for the largest transaction's intrinsic gas at the dev schedule.
+pub const MIN_GAS_LIMIT_PARAM: u64 = 3_000_000;
+/// Largest `gas.tx_gas_cap` and `gas.block_gas_limit` a genesis (or a governance vote)
+/// may set.
+pub const MAX_GAS_LIMIT_PARAM: u64 = 10_000_000_000;
 
 /// One initial balance.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -151,6 +169,8 @@ impl Genesis {
                 base: 1000,
                 per_byte: 10,
                 min_price: Aer(1_000_000_000),
+                tx_gas_cap: None,
+                block_gas_limit: None,
             },
         }
     }
@@ -205,6 +225,23 @@ impl Genesis {
         }
         if self.gas.base == 0 {
             return bad("gas.base must be positive".into());
+        }
+        for (name, v) in [
+            ("tx_gas_cap", self.gas.tx_gas_cap),
+            ("block_gas_limit", self.gas.block_gas_limit),
+        ] {
+            if let Some(v) = v {
+                if !(MIN_GAS_LIMIT_PARAM..=MAX_GAS_LIMIT_PARAM).contains(&v) {
+                    return bad(format!(
+                        "gas.{name} must be between {MIN_GAS_LIMIT_PARAM} and {MAX_GAS_LIMIT_PARAM}"
+                    ));
+                }
+            }
+        }
+        if let (Some(cap), Some(block)) = (self.gas.tx_gas_cap, self.gas.block_gas_limit) {
+            if cap > block {
+                return bad("gas.tx_gas_cap must not exceed gas.block_gas_limit".into());
+            }
         }
         match (self.consensus.engine, &self.consensus.dpos) {
             (Engine::Solo, Some(_)) => {
@@ -289,6 +326,68 @@ mod tests {
         let mut h = g.clone();
         h.chain_name = "other".into();
         assert_ne!(g.chain_id(), h.chain_id());
+    }
+
+    /// A dev genesis as written before `tx_gas_cap`/`block_gas_limit` existed, and the
+    /// chain id it had then.
+    const OLD_DEV_JSON: &str = r#"{"chain_name":"aergo-dev","timestamp_ms":0,
+        "balances":[{"address":"ADDR","balance":"500000000000000000000000000"}],
+        "consensus":{"engine":"solo","block_interval_ms":1000,"producer":null},
+        "gas":{"base":1000,"per_byte":10,"min_price":"1000000000"}}"#;
+
+    #[test]
+    fn absent_gas_limits_keep_the_chain_id_and_present_ones_change_it() {
+        let dev_addr = Address::from_public_key(&Keypair::dev().public()).encode();
+        let old = Genesis::from_json(&OLD_DEV_JSON.replace("ADDR", &dev_addr)).unwrap();
+        assert_eq!(old, Genesis::dev());
+        assert_eq!(old.gas.tx_gas_cap, None);
+        // The id of a genesis without the fields is the id computed before they existed
+        // (pinned: the dev chain's id, unchanged since the dev genesis was introduced).
+        assert_eq!(
+            old.chain_id().to_hex(),
+            Hash::of_parts(&[
+                b"aergo-genesis-v1",
+                format!(
+                    "{{\"chain_name\":\"aergo-dev\",\"timestamp_ms\":0,\"balances\":[{{\"address\":\"{dev_addr}\",\"balance\":\"500000000000000000000000000\"}}],\"consensus\":{{\"engine\":\"solo\",\"block_interval_ms\":1000,\"producer\":null}},\"gas\":{{\"base\":1000,\"per_byte\":10,\"min_price\":\"1000000000\"}}}}"
+                )
+                .as_bytes()
+            ])
+            .to_hex()
+        );
+        assert!(!old.to_json().contains("gas_cap"));
+        let mut capped = old.clone();
+        capped.gas.tx_gas_cap = Some(20_000_000);
+        capped.validate().unwrap();
+        assert_ne!(capped.chain_id(), old.chain_id());
+        let mut limited = old.clone();
+        limited.gas.block_gas_limit = Some(50_000_000);
+        assert_ne!(limited.chain_id(), old.chain_id());
+        assert_ne!(limited.chain_id(), capped.chain_id());
+        let back = Genesis::from_json(&capped.to_json()).unwrap();
+        assert_eq!(back.gas.tx_gas_cap, Some(20_000_000));
+        assert_eq!(back.chain_id(), capped.chain_id());
+    }
+
+    #[test]
+    fn gas_limits_out_of_bounds_are_refused() {
+        let mut g = Genesis::dev();
+        g.gas.tx_gas_cap = Some(10);
+        assert!(g.validate().unwrap_err().to_string().contains("tx_gas_cap"));
+        let mut g = Genesis::dev();
+        g.gas.block_gas_limit = Some(MAX_GAS_LIMIT_PARAM + 1);
+        assert!(g
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("block_gas_limit"));
+        let mut g = Genesis::dev();
+        g.gas.tx_gas_cap = Some(40_000_000);
+        g.gas.block_gas_limit = Some(30_000_000);
+        assert!(g
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("must not exceed"));
     }
 
     #[test]
