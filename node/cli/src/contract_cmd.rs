@@ -391,8 +391,10 @@ pub fn sandbox(file: &PathBuf, json_out: bool) -> Result<()> {
 
 fn render_sandbox(out: &aergo_sql::SandboxOutput, json_out: bool) -> String {
     use aergo_sql::SandboxOutput as O;
+    if json_out {
+        return out.to_json();
+    }
     match out {
-        O::Call(c) if json_out => c.to_json(),
         O::Call(c) => {
             let mut s = format!("result: {}", c.result.to_text());
             for e in &c.events {
@@ -401,9 +403,16 @@ fn render_sandbox(out: &aergo_sql::SandboxOutput, json_out: bool) -> String {
             s.push_str(&format!("\n(gas {})", c.gas_used));
             s
         }
-        O::Rows(r) if json_out => r.to_json(),
         O::Rows(r) => r.to_table(),
-        O::Abi(a) => format!("{a:?}"),
-        O::Done(m) => m.clone(),
+        O::Abi(a) => match serde_json::from_str::<Value>(&a.to_json()) {
+            Ok(mut v) => {
+                v["address"] = json!("(sandbox)");
+                v["owner"] = json!("sandbox-owner");
+                render_abi(&v)
+            }
+            Err(e) => format!("error: ABI rendering: {e}"),
+        },
+        O::Done { message, gas } if *gas > 0 => format!("{message} (gas {gas})"),
+        O::Done { message, .. } => message.clone(),
     }
 }

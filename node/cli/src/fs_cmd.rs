@@ -156,7 +156,7 @@ fn u(v: &Value) -> u64 {
 }
 
 fn print_json(v: &Value) -> Result<()> {
-    println!("{}", serde_json::to_string_pretty(v)?);
+    println!("{}", serde_json::to_string(v)?);
     Ok(())
 }
 

@@ -208,7 +208,7 @@ fn main() {
 
 pub(crate) fn print(json_mode: bool, v: &Value, human: impl FnOnce() -> String) {
     if json_mode {
-        println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+        println!("{}", serde_json::to_string(v).unwrap_or_default());
     } else {
         println!("{}", human());
     }
@@ -603,7 +603,7 @@ async fn run(cli: Cli) -> Result<()> {
             let signer = move |from: &str| signing_key(ks_dir.clone(), pw.as_deref(), from);
             staking_cmd::run(sc, &c, j, &signer, cli.keystore.clone()).await?
         }
-        Cmd::Testnet(t) => testnet_cmd::run(&t)?,
+        Cmd::Testnet(t) => testnet_cmd::run(&t, j)?,
         Cmd::Os(o) => {
             let (addr, tok) = (cli.init_addr.clone(), cli.init_token.clone());
             tokio::task::spawn_blocking(move || os_cmd::run(o, addr.as_deref(), tok.as_deref(), j))

@@ -67,7 +67,7 @@ pub fn run(cmd: OsCmd, init_addr: Option<&str>, token: Option<&str>, json: bool)
         OsCmd::Status => {
             let st = c.status().with_context(ctx)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&st)?);
+                println!("{}", serde_json::to_string(&st)?);
             } else {
                 print!("{}", render_status(&st));
             }

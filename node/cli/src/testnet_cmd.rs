@@ -62,10 +62,10 @@ pub struct InitArgs {
     pub chain_name: String,
 }
 
-/// Runs a testnet command.
-pub fn run(cmd: &TestnetCmd) -> Result<()> {
+/// Runs a testnet command; `json`: one JSON object on stdout instead of text.
+pub fn run(cmd: &TestnetCmd, json: bool) -> Result<()> {
     match cmd {
-        TestnetCmd::Init(a) => init(a),
+        TestnetCmd::Init(a) => init(a, json),
     }
 }
 
@@ -74,7 +74,7 @@ fn write_key(path: &Path, k: &Keypair) -> Result<()> {
         .with_context(|| format!("write {}", path.display()))
 }
 
-fn init(a: &InitArgs) -> Result<()> {
+fn init(a: &InitArgs, json: bool) -> Result<()> {
     let nodes = a.nodes.unwrap_or(a.bps);
     if a.bps == 0 || a.bps > 100 {
         bail!("--bps must be between 1 and 100");
@@ -187,6 +187,7 @@ fn init(a: &InitArgs) -> Result<()> {
         .with_context(|| format!("write {}", genesis_path.display()))?;
     write_key(&out.join("faucet.key"), &faucet)?;
 
+    let mut listed = Vec::new();
     for (i, k) in keys.iter().enumerate() {
         let dir = out.join(format!("node{}", i + 1));
         std::fs::create_dir_all(&dir)?;
@@ -231,13 +232,37 @@ fn init(a: &InitArgs) -> Result<()> {
             ),
         )
         .with_context(|| format!("write {}", path.display()))?;
+        let address = Address::from_public_key(&k.public());
+        if json {
+            listed.push(serde_json::json!({
+                "node": i + 1,
+                "role": role,
+                "address": address.encode(),
+                "rpc": cfg.node.rpc_addr,
+                "p2p": cfg.node.p2p_addr,
+                "config": path.display().to_string(),
+            }));
+        } else {
+            println!(
+                "node{}  {role:14}  {address}  rpc {}  p2p {}",
+                i + 1,
+                cfg.node.rpc_addr,
+                cfg.node.p2p_addr
+            );
+        }
+    }
+    if json {
         println!(
-            "node{}  {role:14}  {}  rpc {}  p2p {}",
-            i + 1,
-            Address::from_public_key(&k.public()),
-            cfg.node.rpc_addr,
-            cfg.node.p2p_addr
+            "{}",
+            serde_json::json!({
+                "nodes": listed,
+                "genesis": genesis_path.display().to_string(),
+                "chain_id": genesis.chain_id().to_string(),
+                "first_slot_ms": start,
+                "faucet_key": out.join("faucet.key").display().to_string(),
+            })
         );
+        return Ok(());
     }
     println!(
         "genesis {} (chain id {}), first slot at {} ms; faucet key {}",

@@ -17,8 +17,13 @@ pub enum SandboxOutput {
     Rows(QueryResult),
     /// `\abi`.
     Abi(Abi),
-    /// A statement without output (DDL upgrade, DML, `\sender …`).
-    Done(String),
+    /// A statement without rows (DDL upgrade, DML, `\sender …`): what it did and its gas.
+    Done {
+        /// What happened, e.g. `upgraded`, `ok`, `sender = bob`.
+        message: String,
+        /// Gas the statement used (0 for the sandbox's own `\` commands).
+        gas: u64,
+    },
 }
 
 /// An in-memory contract with a mock chain.
@@ -77,37 +82,28 @@ impl Sandbox {
         let arg = |i: usize| s.split_whitespace().nth(i).unwrap_or("").to_string();
         let bad = |m: &str| SqlError::Call(m.to_string());
         match head.as_str() {
-            "" => Ok(SandboxOutput::Done(String::new())),
+            "" => Ok(done(String::new(), 0)),
             "\\abi" => Ok(SandboxOutput::Abi(self.contract.abi())),
             "\\sender" => {
                 self.chain.sender = arg(1);
-                Ok(SandboxOutput::Done(format!(
-                    "sender = {}",
-                    self.chain.sender
-                )))
+                Ok(done(format!("sender = {}", self.chain.sender), 0))
             }
             "\\amount" => {
                 self.chain.amount = arg(1).parse().map_err(|_| bad("\\amount AER"))?;
-                Ok(SandboxOutput::Done(format!(
-                    "amount = {}",
-                    self.chain.amount
-                )))
+                Ok(done(format!("amount = {}", self.chain.amount), 0))
             }
             "\\height" => {
                 self.chain.height = arg(1).parse().map_err(|_| bad("\\height N"))?;
-                Ok(SandboxOutput::Done(format!(
-                    "height = {}",
-                    self.chain.height
-                )))
+                Ok(done(format!("height = {}", self.chain.height), 0))
             }
             "\\time" => {
                 self.chain.time = arg(1).parse().map_err(|_| bad("\\time UNIX_SECONDS"))?;
-                Ok(SandboxOutput::Done(format!("time = {}", self.chain.time)))
+                Ok(done(format!("time = {}", self.chain.time), 0))
             }
             "\\balance" => {
                 let v: u128 = arg(2).parse().map_err(|_| bad("\\balance ADDR AER"))?;
                 self.chain.balances.insert(arg(1), v);
-                Ok(SandboxOutput::Done(format!("balance of {} = {v}", arg(1))))
+                Ok(done(format!("balance of {} = {v}", arg(1)), 0))
             }
             "call" => {
                 let rest = s[4..].trim();
@@ -138,17 +134,94 @@ impl Sandbox {
                 let gas = self
                     .contract
                     .upgrade(s, SANDBOX_OWNER, &mut self.kv, self.gas_limit)?;
-                Ok(SandboxOutput::Done(format!("upgraded (gas {gas})")))
+                Ok(done("upgraded".into(), gas))
             }
             _ => {
                 let r = self.contract.execute(s, &mut self.kv, self.gas_limit)?;
                 if r.columns.is_empty() {
-                    Ok(SandboxOutput::Done(format!("ok (gas {})", r.gas_used)))
+                    Ok(done("ok".into(), r.gas_used))
                 } else {
                     Ok(SandboxOutput::Rows(r))
                 }
             }
         }
+    }
+}
+
+fn done(message: String, gas: u64) -> SandboxOutput {
+    SandboxOutput::Done { message, gas }
+}
+
+impl SandboxOutput {
+    /// The sandbox's line protocol (`aergo sql FILE --json`): exactly one JSON object per
+    /// line run — `{"columns": [...], "rows": [[...]]}` for rows, `{"result": …, "events":
+    /// [...], "gas_used": N}` for a CALL, `{"functions": [...], "tables": [...]}` for `\abi`,
+    /// `{"done": "...", "gas": N}` for anything else (failures are `{"error": "..."}`, written
+    /// by the caller). Stable: scripts depend on it.
+    pub fn to_json(&self) -> String {
+        match self {
+            SandboxOutput::Call(c) => c.to_json(),
+            SandboxOutput::Rows(r) => r.to_json(),
+            SandboxOutput::Abi(a) => a.to_json(),
+            SandboxOutput::Done { message, gas } => {
+                format!("{{\"done\":{},\"gas\":{gas}}}", json_str(message))
+            }
+        }
+    }
+}
+
+impl Abi {
+    /// `{"functions": [{"name", "params": [{"name", "type"}], "returns"}], "tables": [{"name",
+    /// "columns": [{"name", "type", "not_null"}], "primary_key": [...]}]}` — the shape of the
+    /// node's `contract_abi` answer (without its address and owner).
+    pub fn to_json(&self) -> String {
+        let list = |v: Vec<String>| format!("[{}]", v.join(","));
+        let functions = self
+            .functions
+            .iter()
+            .map(|f| {
+                let params = f
+                    .params
+                    .iter()
+                    .map(|(n, t)| format!("{{\"name\":{},\"type\":{}}}", json_str(n), json_str(t)))
+                    .collect();
+                format!(
+                    "{{\"name\":{},\"params\":{},\"returns\":{}}}",
+                    json_str(&f.name),
+                    list(params),
+                    json_str(&f.returns)
+                )
+            })
+            .collect();
+        let tables = self
+            .tables
+            .iter()
+            .map(|t| {
+                let cols = t
+                    .columns
+                    .iter()
+                    .map(|(n, ty, nn)| {
+                        format!(
+                            "{{\"name\":{},\"type\":{},\"not_null\":{nn}}}",
+                            json_str(n),
+                            json_str(ty)
+                        )
+                    })
+                    .collect();
+                let pk = t.primary_key.iter().map(|c| json_str(c)).collect();
+                format!(
+                    "{{\"name\":{},\"columns\":{},\"primary_key\":{}}}",
+                    json_str(&t.name),
+                    list(cols),
+                    list(pk)
+                )
+            })
+            .collect();
+        format!(
+            "{{\"functions\":{},\"tables\":{}}}",
+            list(functions),
+            list(tables)
+        )
     }
 }
 
@@ -266,6 +339,52 @@ impl CallOutcome {
 mod tests {
     use super::*;
 
+    /// Every kind of line answers one line of JSON with the documented keys.
+    #[test]
+    fn json_protocol_one_object_per_line() {
+        let fig6 = include_str!("../tests/fixtures/figure6.sql");
+        let mut sb = Sandbox::new(fig6).unwrap();
+        let cases: [(&str, &[&str]); 7] = [
+            (
+                "INSERT INTO accounts VALUES ('a', 10), ('b', 0)",
+                &["done", "gas"],
+            ),
+            ("CREATE TABLE t2 (k BIGINT PRIMARY KEY)", &["done", "gas"]),
+            ("\\sender bob", &["done", "gas"]),
+            (
+                "CALL transfer('a', 'b', 2.5)",
+                &["result", "events", "gas_used"],
+            ),
+            ("SELECT owner, balance FROM accounts", &["columns", "rows"]),
+            (
+                "SELECT owner FROM accounts WHERE owner = 'zz'",
+                &["columns", "rows"],
+            ),
+            ("\\abi", &["functions", "tables"]),
+        ];
+        for (line, keys) in cases {
+            let out = sb.run(line).unwrap().to_json();
+            assert!(!out.contains('\n'), "{line}: {out}");
+            let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+            let obj = v.as_object().unwrap();
+            let mut got: Vec<&str> = obj.keys().map(|k| k.as_str()).collect();
+            got.sort_unstable();
+            let mut want = keys.to_vec();
+            want.sort_unstable();
+            assert_eq!(got, want, "{line}: {out}");
+        }
+        let done = sb
+            .run("UPDATE accounts SET balance = 1 WHERE owner = 'a'")
+            .unwrap();
+        assert!(
+            matches!(done, SandboxOutput::Done { ref message, gas } if message == "ok" && gas > 0)
+        );
+        let abi: serde_json::Value = serde_json::from_str(&sb.contract().abi().to_json()).unwrap();
+        assert_eq!(abi["functions"][0]["name"], "transfer");
+        assert_eq!(abi["functions"][0]["params"][1]["name"], "to");
+        assert_eq!(abi["tables"][0]["primary_key"][0], "owner");
+    }
+
     #[test]
     fn sandbox_session() {
         let fig6 = include_str!("../tests/fixtures/figure6.sql");
@@ -273,7 +392,7 @@ mod tests {
         assert!(matches!(
             sb.run("INSERT INTO accounts VALUES ('a', 10), ('b', 0)")
                 .unwrap(),
-            SandboxOutput::Done(_)
+            SandboxOutput::Done { .. }
         ));
         match sb.run("CALL transfer('a', 'b', 2.5);").unwrap() {
             SandboxOutput::Call(out) => {
