@@ -206,3 +206,145 @@ fn sql_sandbox_runs_figure6_locally() -> Result<()> {
     );
     Ok(())
 }
+
+/// The dev chain's per-transaction gas cap (`aergo_chain::exec::DEFAULT_TX_GAS_CAP`).
+const TX_GAS_CAP: u64 = 4_000_000;
+
+/// A tight loop (JIT-compiled) and an interpreted loop (a text expression keeps it in the
+/// interpreter) that counts every row of a table on each iteration.
+const HEAVY_SQL: &str = "CREATE TABLE items (id BIGINT PRIMARY KEY, name TEXT NOT NULL);
+CREATE FUNCTION spin(n BIGINT) RETURNS BIGINT AS $$
+DECLARE i BIGINT := 0;
+BEGIN
+  WHILE i < n LOOP
+    i := i + 1;
+  END LOOP;
+  RETURN i;
+END $$;
+CREATE FUNCTION fill(start BIGINT, n BIGINT) RETURNS BIGINT AS $$
+DECLARE i BIGINT := 0;
+BEGIN
+  WHILE i < n LOOP
+    INSERT INTO items VALUES (start + i, 'item');
+    i := i + 1;
+  END LOOP;
+  RETURN n;
+END $$;
+CREATE FUNCTION scan(n BIGINT) RETURNS TEXT AS $$
+DECLARE i BIGINT := 0; c BIGINT := 0; s TEXT := '';
+BEGIN
+  WHILE i < n LOOP
+    SELECT count(*) INTO c FROM items WHERE name <> 'none';
+    s := 'rows ' || 'counted';
+    i := i + 1;
+  END LOOP;
+  RETURN s;
+END $$;";
+
+/// Runs `aergo --json ARGS…`; returns (success, stdout JSON or Null, stderr).
+fn aergo_raw(url: &str, args: &[&str]) -> Result<(bool, Value, String)> {
+    let out = Command::new(bin("aergo")?)
+        .args(["--rpc", url, "--json"])
+        .args(args)
+        .output()?;
+    let v = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    Ok((
+        out.status.success(),
+        v,
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    ))
+}
+
+#[test]
+fn huge_gas_is_refused_and_the_largest_allowed_call_does_not_stall_blocks() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let (_node, url) = start(&tmp.path().join("node"))?;
+    let script = tmp.path().join("heavy.sql");
+    std::fs::write(&script, HEAVY_SQL)?;
+    let d = aergo(
+        &url,
+        &[
+            "contract",
+            "deploy",
+            script.to_str().context("path")?,
+            "--from",
+            "dev",
+        ],
+    )?;
+    ensure!(d["status"] == json!("ok"), "{d}");
+    let addr = d["address"].as_str().context("address")?.to_string();
+    for start in ["0", "4000"] {
+        let r = aergo(
+            &url,
+            &[
+                "contract", "call", &addr, "fill", start, "4000", "--from", "dev",
+            ],
+        )?;
+        ensure!(r["status"] == json!("ok"), "{r}");
+    }
+    let forever = i64::MAX.to_string();
+    // ~100 AERGO of gas at the minimum price: refused at admission, nothing is included.
+    for f in ["spin", "scan"] {
+        let (ok, _, err) = aergo_raw(
+            &url,
+            &[
+                "contract",
+                "call",
+                &addr,
+                f,
+                &forever,
+                "--from",
+                "dev",
+                "--gas",
+                "100000000000",
+            ],
+        )?;
+        ensure!(
+            !ok && err.contains("per-transaction cap of 4000000 gas"),
+            "{f}: {err}"
+        );
+    }
+    // The largest allowed gas limit: each call runs out of gas, and the next block still
+    // comes in time (1 s slots).
+    for f in ["spin", "scan"] {
+        let payload = serde_json::to_vec(&json!({"function": f, "args": [forever]}))?;
+        let engine = TX_GAS_CAP - 1000 - 10 * payload.len() as u64;
+        let sent = std::time::Instant::now();
+        let (_, r, err) = aergo_raw(
+            &url,
+            &[
+                "contract",
+                "call",
+                &addr,
+                f,
+                &forever,
+                "--from",
+                "dev",
+                "--gas",
+                &engine.to_string(),
+            ],
+        )?;
+        ensure!(
+            r["gas_used"] == json!(TX_GAS_CAP)
+                && r["error"].as_str().unwrap_or("").contains("out of gas"),
+            "{f}: {r} {err}"
+        );
+        let height = r["block_height"].as_u64().context("block height")?;
+        let next = aergo_e2e::poll(
+            "the block after the largest call",
+            std::time::Duration::from_secs(5),
+            || {
+                let h = aergo(&url, &["chain"])?["height"]
+                    .as_u64()
+                    .context("height")?;
+                Ok((h > height).then_some(h))
+            },
+        )?;
+        ensure!(next > height);
+        println!(
+            "{f}: {TX_GAS_CAP} gas in block {height}; block {next} seen {:?} after sending",
+            sent.elapsed()
+        );
+    }
+    Ok(())
+}
