@@ -1,7 +1,7 @@
 //! `aergo-os`: the system layer every AERGO OS binary shares.
 //!
 //! This crate depends on no other crate of ours (see ARCHITECTURE.md). Modules:
-//! - [`paths`]: well-known ports, paths and names (DESIGN.md §3).
+//! - [`paths`]: well-known ports, paths and names.
 //! - [`config`]: the `aergo.toml` schema read by init, the node, AergoFS and the dashboard.
 //! - [`io`]: the io_uring file I/O service with a std fallback.
 //! - [`control`]: init's control-socket protocol (types, codec, blocking client).

@@ -1,4 +1,4 @@
-//! Well-known ports, paths and names shared by every binary (DESIGN.md §3).
+//! Well-known ports, paths and names shared by every binary.
 
 /// Node JSON-RPC (HTTP + WebSocket) and `/metrics`.
 pub const RPC_PORT: u16 = 7845;
