@@ -1,6 +1,8 @@
 //! The hardened HTTP server against real slow and greedy clients over TCP: header, idle and
 //! body timeouts, the per-address and global connection caps, canonical IPv4-mapped
 //! loopback peers, and graceful shutdown.
+// Test harness helpers: a failure to set up is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use aergo_os::http::{serve, ConnInfo, ServerLimits, ServerStats, TimedBody};
 use bytes::Bytes;

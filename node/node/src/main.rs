@@ -241,9 +241,11 @@ fn run(args: Args) -> Result<()> {
         };
         let listener = tokio::net::TcpListener::bind(rpc_addr).await.with_context(|| format!("bind RPC address {rpc_addr}"))?;
         tracing::info!(addr = %listener.local_addr()?, "JSON-RPC listening (POST /, GET /ws, /metrics, /health)");
-        let app = rpc::router(node.clone(), cfg.node.rpc_rate_limit);
-        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(shutdown_signal())
+        // The shared hardened server: connection caps, header/idle/body timeouts ([node.rpc_http]).
+        let opts = rpc::RpcOptions::new(&cfg.node, listener.local_addr()?);
+        let stats = opts.server.clone();
+        let app = rpc::router(node.clone(), opts);
+        aergo_os::http::serve(listener, (&cfg.node.rpc_http).into(), stats, app, shutdown_signal())
             .await
             .context("RPC server")?;
         if let Some(p) = p2p {

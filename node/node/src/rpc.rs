@@ -1,16 +1,24 @@
 //! The JSON-RPC 2.0 server (HTTP `POST /`, WebSocket `/ws`), Prometheus `/metrics` and
-//! `/health`, with per-client rate limits, a request size limit, and admin methods served
-//! only to loopback clients. Method semantics are in docs/RPC.md.
+//! `/health`, with per-client rate limits (WebSocket messages included), a request size
+//! limit (a declared `Content-Length` over it is answered 413 before the body is read),
+//! caps on WebSocket connections and subscriptions, the cross-site rules of
+//! `aergo_os::http::check_origin_host` (403), `Content-Type: application/json` for
+//! `POST /` (415), notifications answered with nothing (204), and admin methods served
+//! only to loopback clients. The connection-level limits (caps, timeouts) are the shared
+//! server's, `aergo_os::http::serve`. Method semantics are in docs/RPC.md.
 
 use crate::node::{now_ms, AdmitError, Node};
 use aergo_chain::ChainError;
+use aergo_os::http::{check_origin_host, ConnInfo, OriginPolicy, ServerStats};
 use aergo_rpc::types::*;
 use aergo_types::block::ReceiptStatus;
 use aergo_types::{Address, Aer, Block, Hash, SignedTx};
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
-use axum::http::{header, StatusCode};
+use axum::extract::{DefaultBodyLimit, Extension, State};
+use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response as HttpResponse};
 use axum::routing::{get, post};
 use axum::Router;
@@ -34,6 +42,38 @@ pub struct Rpc {
     node: Arc<Node>,
     limiter: Arc<Mutex<HashMap<IpAddr, (f64, Instant)>>>,
     rate: f64,
+    origins: Arc<OriginPolicy>,
+    ws_slots: Arc<tokio::sync::Semaphore>,
+    ws_max: usize,
+    ws_subscriptions: usize,
+    server: Arc<ServerStats>,
+}
+
+/// The server's settings beyond the node (from `[node]` and the listener's address).
+pub struct RpcOptions {
+    /// Requests (and WebSocket messages) per second per client address; 0 = unlimited.
+    pub rate_per_sec: u32,
+    /// The cross-site rules of the listener.
+    pub origins: OriginPolicy,
+    /// Most WebSocket connections at once.
+    pub ws_connections: usize,
+    /// Most subscriptions per WebSocket connection.
+    pub ws_subscriptions: usize,
+    /// The shared server's counters, shown on `/metrics`.
+    pub server: Arc<ServerStats>,
+}
+
+impl RpcOptions {
+    /// The options of `cfg` for a listener on `local`.
+    pub fn new(cfg: &aergo_os::config::NodeConfig, local: SocketAddr) -> Self {
+        Self {
+            rate_per_sec: cfg.rpc_rate_limit,
+            origins: OriginPolicy::new(&cfg.rpc_http.allowed_origins, local),
+            ws_connections: cfg.rpc_ws_connections,
+            ws_subscriptions: cfg.rpc_ws_subscriptions,
+            server: Arc::new(ServerStats::default()),
+        }
+    }
 }
 
 /// A method failure.
@@ -95,23 +135,96 @@ impl From<AdmitError> for RpcFail {
 
 type MResult = Result<Value, RpcFail>;
 
-/// Builds the router.
-pub fn router(node: Arc<Node>, rate_per_sec: u32) -> Router {
-    let rpc = Rpc {
-        node,
-        limiter: Arc::new(Mutex::new(HashMap::new())),
-        rate: rate_per_sec as f64,
-    };
+/// Builds the router (served by `aergo_os::http::serve`, which supplies [`ConnInfo`]).
+pub fn router(node: Arc<Node>, opts: RpcOptions) -> Router {
+    let rpc = Rpc::new(node, opts);
     Router::new()
         .route("/", post(http_rpc))
         .route("/ws", get(ws_upgrade))
         .route("/metrics", get(metrics))
         .route("/health", get(|| async { "ok" }))
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn_with_state(rpc.clone(), guard))
         .with_state(rpc)
 }
 
+/// A refusal before any method runs: `status` with a JSON-RPC error (id null) whose
+/// `data.reason` names the rule.
+fn transport_error(status: StatusCode, code: i64, message: String, reason: &str) -> HttpResponse {
+    let f = RpcFail {
+        code,
+        message,
+        data: Some(json!({ "reason": reason })),
+    };
+    json_resp(status, err_response(Value::Null, f))
+}
+
+/// True if `Content-Type` is `application/json` (parameters such as `charset` allowed).
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// Checks every request before its handler: the cross-site rules (403), and for `POST /`
+/// the content type (415) and a declared length over [`MAX_BODY`] (413, without reading the
+/// body).
+async fn guard(State(rpc): State<Rpc>, req: axum::extract::Request, next: Next) -> HttpResponse {
+    if let Err(e) = check_origin_host(req.uri(), req.headers(), &rpc.origins) {
+        return transport_error(
+            StatusCode::FORBIDDEN,
+            codes::INVALID_REQUEST,
+            e.to_string(),
+            "cross_site",
+        );
+    }
+    if req.method() == Method::POST && req.uri().path() == "/" {
+        if !is_json(req.headers()) {
+            return transport_error(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                codes::INVALID_REQUEST,
+                "JSON-RPC requests need `Content-Type: application/json`".into(),
+                "content_type",
+            );
+        }
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        if declared.is_some_and(|n| n > MAX_BODY as u64) {
+            return too_large();
+        }
+    }
+    next.run(req).await
+}
+
+fn too_large() -> HttpResponse {
+    transport_error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        codes::INVALID_REQUEST,
+        format!("request body larger than {MAX_BODY} bytes"),
+        "body_too_large",
+    )
+}
+
 impl Rpc {
+    fn new(node: Arc<Node>, opts: RpcOptions) -> Self {
+        let ws_max = opts.ws_connections.max(1);
+        Self {
+            node,
+            limiter: Arc::new(Mutex::new(HashMap::new())),
+            rate: opts.rate_per_sec as f64,
+            origins: Arc::new(opts.origins),
+            ws_slots: Arc::new(tokio::sync::Semaphore::new(ws_max)),
+            ws_max,
+            ws_subscriptions: opts.ws_subscriptions.max(1),
+            server: opts.server,
+        }
+    }
+
     fn allow(&self, ip: IpAddr) -> bool {
         if self.rate <= 0.0 {
             return true;
@@ -144,9 +257,23 @@ fn err_response(id: Value, f: RpcFail) -> Value {
 
 async fn http_rpc(
     State(rpc): State<Rpc>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    body: Bytes,
+    Extension(conn): Extension<ConnInfo>,
+    body: Result<Bytes, BytesRejection>,
 ) -> HttpResponse {
+    let peer = conn.peer;
+    let body = match body {
+        Ok(b) => b,
+        Err(r) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => return too_large(),
+        Err(r) => {
+            let timed_out = body_timed_out(&r);
+            let (status, reason) = if timed_out {
+                (StatusCode::REQUEST_TIMEOUT, "body_timeout")
+            } else {
+                (StatusCode::BAD_REQUEST, "body_unreadable")
+            };
+            return transport_error(status, codes::INVALID_REQUEST, r.body_text(), reason);
+        }
+    };
     let v: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
         Err(e) => {
@@ -170,14 +297,50 @@ async fn http_rpc(
             } else {
                 let mut outs = Vec::with_capacity(items.len());
                 for it in items {
-                    outs.push(handle_one(&rpc, peer, it).await);
+                    outs.extend(handle_request(&rpc, peer, it).await);
+                }
+                if outs.is_empty() {
+                    // Only notifications: nothing to answer.
+                    return StatusCode::NO_CONTENT.into_response();
                 }
                 Value::Array(outs)
             }
         }
-        other => handle_one(&rpc, peer, other).await,
+        other => match handle_request(&rpc, peer, other).await {
+            Some(v) => v,
+            None => return StatusCode::NO_CONTENT.into_response(),
+        },
     };
     json_resp(StatusCode::OK, out)
+}
+
+/// True if the body was cut off by the server's body timeout.
+fn body_timed_out(r: &BytesRejection) -> bool {
+    let mut e: Option<&(dyn std::error::Error + 'static)> = Some(r);
+    while let Some(err) = e {
+        if matches!(
+            err.downcast_ref::<aergo_os::http::BodyError>(),
+            Some(aergo_os::http::BodyError::Timeout)
+        ) {
+            return true;
+        }
+        e = err.source();
+    }
+    false
+}
+
+/// A JSON-RPC notification: a request object without an `id` member. It is executed and
+/// never answered.
+fn is_notification(v: &Value) -> bool {
+    v.as_object()
+        .is_some_and(|o| !o.contains_key("id") && o.get("method").is_some_and(Value::is_string))
+}
+
+/// One request of a call or batch; `None` for a notification.
+async fn handle_request(rpc: &Rpc, peer: SocketAddr, v: Value) -> Option<Value> {
+    let notification = is_notification(&v);
+    let reply = handle_one(rpc, peer, v).await;
+    (!notification).then_some(reply)
 }
 
 fn json_resp(status: StatusCode, v: Value) -> HttpResponse {
@@ -218,7 +381,7 @@ async fn handle_one(rpc: &Rpc, peer: SocketAddr, v: Value) -> Value {
             RpcFail::new(codes::INVALID_REQUEST, "jsonrpc must be \"2.0\""),
         );
     }
-    if req.method.starts_with("admin_") && !peer.ip().is_loopback() {
+    if req.method.starts_with("admin_") && !aergo_os::http::is_loopback(peer.ip()) {
         return err_response(
             id,
             RpcFail::new(
@@ -738,16 +901,44 @@ async fn metrics(State(rpc): State<Rpc>) -> HttpResponse {
         io.backend,
         io.completed,
     );
+    let ws_open = rpc.ws_max.saturating_sub(rpc.ws_slots.available_permits());
+    let text = format!(
+        "{text}{}# HELP aergo_rpc_ws_connections WebSocket connections open.\n# TYPE aergo_rpc_ws_connections gauge\naergo_rpc_ws_connections {ws_open}\n",
+        rpc.server.prometheus("aergo_rpc")
+    );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
 async fn ws_upgrade(
     State(rpc): State<Rpc>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Extension(conn): Extension<ConnInfo>,
     ws: WebSocketUpgrade,
 ) -> HttpResponse {
+    let Ok(slot) = rpc.ws_slots.clone().try_acquire_owned() else {
+        return transport_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            codes::RATE_LIMITED,
+            format!(
+                "the node serves at most {} WebSocket connections; retry later",
+                rpc.ws_max
+            ),
+            "ws_connections",
+        );
+    };
+    let peer = conn.peer;
     ws.max_message_size(MAX_BODY)
-        .on_upgrade(move |socket| ws_session(rpc, peer, socket))
+        .max_frame_size(MAX_BODY)
+        .on_upgrade(move |socket| async move {
+            ws_session(rpc, peer, socket).await;
+            drop(slot);
+        })
+}
+
+fn rate_limited() -> RpcFail {
+    RpcFail::new(
+        codes::RATE_LIMITED,
+        "rate limit exceeded; slow down and retry",
+    )
 }
 
 async fn ws_session(rpc: Rpc, peer: SocketAddr, socket: WebSocket) {
@@ -766,64 +957,93 @@ async fn ws_session(rpc: Rpc, peer: SocketAddr, socket: WebSocket) {
         let text = match msg {
             Message::Text(t) => t,
             Message::Close(_) => break,
-            _ => continue,
+            // Binary, ping and pong frames cost a request too; they get no answer.
+            _ => {
+                rpc.allow(peer.ip());
+                continue;
+            }
         };
         let v: Value = match serde_json::from_str(&text) {
             Ok(v) => v,
             Err(e) => {
+                let reply = if rpc.allow(peer.ip()) {
+                    RpcFail::new(codes::PARSE_ERROR, e.to_string())
+                } else {
+                    rate_limited()
+                };
                 let _ = out_tx
-                    .send(
-                        err_response(Value::Null, RpcFail::new(codes::PARSE_ERROR, e.to_string()))
-                            .to_string(),
-                    )
+                    .send(err_response(Value::Null, reply).to_string())
                     .await;
                 continue;
             }
         };
         let id = v.get("id").cloned().unwrap_or(Value::Null);
+        let notification = is_notification(&v);
         let method = v.get("method").and_then(|m| m.as_str()).unwrap_or("");
-        let reply = match method {
-            "subscribe" => {
-                let topic = v
-                    .get("params")
-                    .and_then(|p| p.get("topic"))
-                    .and_then(|t| t.as_str())
-                    .unwrap_or("");
-                let sub = next_sub;
-                let tx = out_tx.clone();
-                let task = match topic {
-                    "new_blocks" => Some(forward(rpc.node.blocks_tx.subscribe(), tx, sub)),
-                    "pending_txs" => Some(forward(rpc.node.pending_tx.subscribe(), tx, sub)),
-                    _ => None,
-                };
-                match task {
-                    Some(t) => {
-                        next_sub += 1;
-                        subs.insert(sub, t);
-                        json!({"jsonrpc": "2.0", "id": id, "result": sub})
-                    }
-                    None => err_response(
-                        id,
-                        RpcFail::params("topic must be `new_blocks` or `pending_txs`"),
-                    ),
+        let own = matches!(method, "subscribe" | "unsubscribe");
+        // Other methods are charged by `handle_one`.
+        let reply = if own && !rpc.allow(peer.ip()) {
+            err_response(id, rate_limited())
+        } else {
+            match method {
+                "subscribe" if subs.len() >= rpc.ws_subscriptions => {
+                    let f = RpcFail {
+                        code: codes::RATE_LIMITED,
+                        message: format!(
+                            "at most {} subscriptions per connection; unsubscribe first",
+                            rpc.ws_subscriptions
+                        ),
+                        data: Some(json!({"reason": "subscriptions"})),
+                    };
+                    err_response(id, f)
                 }
-            }
-            "unsubscribe" => {
-                let sub = v
-                    .get("params")
-                    .and_then(|p| p.get("subscription"))
-                    .and_then(|s| s.as_u64())
-                    .unwrap_or(0);
-                match subs.remove(&sub) {
-                    Some(t) => {
-                        t.abort();
-                        json!({"jsonrpc": "2.0", "id": id, "result": true})
+                "subscribe" => {
+                    let topic = v
+                        .get("params")
+                        .and_then(|p| p.get("topic"))
+                        .and_then(|t| t.as_str())
+                        .unwrap_or("");
+                    let sub = next_sub;
+                    let tx = out_tx.clone();
+                    let task = match topic {
+                        "new_blocks" => Some(forward(rpc.node.blocks_tx.subscribe(), tx, sub)),
+                        "pending_txs" => Some(forward(rpc.node.pending_tx.subscribe(), tx, sub)),
+                        _ => None,
+                    };
+                    match task {
+                        Some(t) => {
+                            next_sub += 1;
+                            subs.insert(sub, t);
+                            json!({"jsonrpc": "2.0", "id": id, "result": sub})
+                        }
+                        None => err_response(
+                            id,
+                            RpcFail::params("topic must be `new_blocks` or `pending_txs`"),
+                        ),
                     }
-                    None => err_response(id, RpcFail::not_found(format!("no subscription {sub}"))),
                 }
+                "unsubscribe" => {
+                    let sub = v
+                        .get("params")
+                        .and_then(|p| p.get("subscription"))
+                        .and_then(|s| s.as_u64())
+                        .unwrap_or(0);
+                    match subs.remove(&sub) {
+                        Some(t) => {
+                            t.abort();
+                            json!({"jsonrpc": "2.0", "id": id, "result": true})
+                        }
+                        None => {
+                            err_response(id, RpcFail::not_found(format!("no subscription {sub}")))
+                        }
+                    }
+                }
+                _ => handle_one(&rpc, peer, v).await,
             }
-            _ => handle_one(&rpc, peer, v).await,
         };
+        if notification {
+            continue;
+        }
         if out_tx.send(reply.to_string()).await.is_err() {
             break;
         }
@@ -969,11 +1189,14 @@ mod tests {
     #[test]
     fn admin_methods_refuse_remote_clients() {
         let d = tempfile::tempdir().unwrap();
-        let rpc = Rpc {
-            node: Arc::new(node(d.path())),
-            limiter: Arc::new(Mutex::new(HashMap::new())),
-            rate: 0.0,
+        let cfg = aergo_os::config::NodeConfig {
+            rpc_rate_limit: 0,
+            ..Default::default()
         };
+        let rpc = Rpc::new(
+            Arc::new(node(d.path())),
+            RpcOptions::new(&cfg, "127.0.0.1:7845".parse().unwrap()),
+        );
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
