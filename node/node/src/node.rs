@@ -41,6 +41,77 @@ pub enum AdmitError {
     Chain(String),
 }
 
+/// A free contract read was refused: as many as allowed are running.
+#[derive(Debug, thiserror::Error)]
+#[error("node busy: {max} contract queries or views are already running; retry shortly")]
+pub struct Busy {
+    /// The concurrency cap.
+    pub max: usize,
+}
+
+/// Caps how many free contract reads (`contract_query`, `contract_call_view`) run at once.
+/// Each may use up to the query gas cap of CPU and its memory budget; without a cap a client
+/// could occupy every blocking thread and the memory of as many queries. Beyond the cap a
+/// read is refused at once ([`Busy`]), never queued.
+pub struct QueryGate {
+    max: usize,
+    running: std::sync::atomic::AtomicUsize,
+    /// Reads refused since start.
+    pub refused: AtomicU64,
+}
+
+/// A running read; dropping it frees its place.
+pub struct QueryPermit<'a>(&'a QueryGate);
+
+impl Drop for QueryPermit<'_> {
+    fn drop(&mut self) {
+        self.0.running.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl QueryGate {
+    /// A gate admitting `max` (at least 1) reads at once.
+    pub fn new(max: usize) -> Self {
+        Self {
+            max: max.max(1),
+            running: std::sync::atomic::AtomicUsize::new(0),
+            refused: AtomicU64::new(0),
+        }
+    }
+    /// The default cap: one read per core (the producer and admission still get their share
+    /// from the OS scheduler; a read is bounded by its gas cap).
+    pub fn default_max() -> usize {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+    }
+    /// The cap.
+    #[cfg_attr(not(test), allow(dead_code))] // tests and diagnostics
+    pub fn max(&self) -> usize {
+        self.max
+    }
+    /// Reads running now.
+    #[cfg_attr(not(test), allow(dead_code))] // tests and diagnostics
+    pub fn running(&self) -> usize {
+        self.running.load(Ordering::Acquire)
+    }
+    /// A place for one read, or [`Busy`] when all are taken.
+    pub fn try_acquire(&self) -> Result<QueryPermit<'_>, Busy> {
+        let got = self
+            .running
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.max).then_some(n + 1)
+            });
+        match got {
+            Ok(_) => Ok(QueryPermit(self)),
+            Err(_) => {
+                self.refused.fetch_add(1, Ordering::Relaxed);
+                Err(Busy { max: self.max })
+            }
+        }
+    }
+}
+
 /// Node metrics.
 #[derive(Default)]
 pub struct Metrics {
@@ -111,6 +182,8 @@ pub struct Node {
     pub net: NetState,
     /// Free space on the data disk (production and imports pause when it runs out).
     pub disk: crate::disk::DiskGuard,
+    /// Concurrency cap of free contract reads.
+    pub queries: QueryGate,
 }
 
 /// Something to gossip.
@@ -175,6 +248,7 @@ impl Node {
             started_ms: now_ms(),
             net: NetState::default(),
             disk: crate::disk::DiskGuard::default(),
+            queries: QueryGate::new(QueryGate::default_max()),
         }
     }
 
@@ -311,5 +385,53 @@ impl Node {
             size,
             gas_used,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_query_gate_admits_up_to_its_cap_and_frees_on_drop() {
+        let g = QueryGate::new(2);
+        let a = g.try_acquire().unwrap();
+        let b = g.try_acquire().unwrap();
+        assert_eq!(g.running(), 2);
+        let err = g.try_acquire().err().unwrap();
+        assert_eq!(err.max, 2);
+        assert!(err.to_string().contains("retry"), "{err}");
+        assert_eq!(g.refused.load(Ordering::Relaxed), 1);
+        drop(a);
+        let c = g.try_acquire().unwrap();
+        assert!(g.try_acquire().is_err());
+        drop((b, c));
+        assert_eq!(g.running(), 0);
+        assert_eq!(QueryGate::new(0).max(), 1);
+    }
+
+    #[test]
+    fn the_query_gate_holds_under_contention() {
+        let g = Arc::new(QueryGate::new(3));
+        let peak = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let (g, peak) = (g.clone(), peak.clone());
+                std::thread::spawn(move || {
+                    for _ in 0..2_000 {
+                        if let Ok(p) = g.try_acquire() {
+                            peak.fetch_max(g.running(), Ordering::AcqRel);
+                            drop(p);
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert!(peak.load(Ordering::Acquire) <= 3);
+        assert!(peak.load(Ordering::Acquire) >= 1);
+        assert_eq!(g.running(), 0);
     }
 }

@@ -697,6 +697,10 @@ pub fn dispatch(node: &Node, method: &str, p: &Value) -> MResult {
         "peers" => ok(node.net.peers.lock().clone()),
         "consensus_info" => consensus_info(node),
         "contract_query" => {
+            let _permit = node
+                .queries
+                .try_acquire()
+                .map_err(|e| RpcFail::new(codes::BUSY, e.to_string()))?;
             let a = p_addr(p, "address")?;
             let sql = p_str(p, "sql")?;
             let out = chain
@@ -706,6 +710,10 @@ pub fn dispatch(node: &Node, method: &str, p: &Value) -> MResult {
                 .map_err(|e| RpcFail::new(codes::INTERNAL, e.to_string()))
         }
         "contract_call_view" => {
+            let _permit = node
+                .queries
+                .try_acquire()
+                .map_err(|e| RpcFail::new(codes::BUSY, e.to_string()))?;
             let a = p_addr(p, "address")?;
             let f = p_str(p, "function")?;
             let args = args_param(p)?;
@@ -1220,6 +1228,41 @@ mod tests {
             json!({"jsonrpc": "2.0", "id": 2, "method": "chain_info"}),
         ));
         assert!(r.get("result").is_some(), "{r}");
+    }
+
+    #[test]
+    fn contract_reads_beyond_the_concurrency_cap_are_busy() {
+        let d = tempfile::tempdir().unwrap();
+        let n = node(d.path());
+        let held: Vec<_> = (0..n.queries.max())
+            .map(|_| n.queries.try_acquire().unwrap())
+            .collect();
+        let some = aergo_types::Address::contract(&n.address(), 0).encode();
+        for (m, p) in [
+            (
+                "contract_query",
+                json!({"address": some, "sql": "SELECT 1"}),
+            ),
+            (
+                "contract_call_view",
+                json!({"address": some, "function": "f"}),
+            ),
+        ] {
+            let f = dispatch(&n, m, &p).err().unwrap();
+            assert_eq!(f.code, codes::BUSY, "{m}: {}", f.message);
+            assert!(f.message.contains("retry"), "{}", f.message);
+        }
+        drop(held);
+        // With a free place the same read gets its own answer (no such contract).
+        let f = dispatch(
+            &n,
+            "contract_query",
+            &json!({"address": some, "sql": "SELECT 1"}),
+        )
+        .err()
+        .unwrap();
+        assert_ne!(f.code, codes::BUSY);
+        assert_eq!(n.queries.running(), 0);
     }
 
     #[test]

@@ -27,6 +27,8 @@ pub mod codes {
     pub const ADMIN_REFUSED: i64 = -32004;
     /// A contract query or read-only call failed (SQL error, exception, gas cap).
     pub const CONTRACT_ERROR: i64 = -32005;
+    /// Too many contract queries/views running at once: retry shortly.
+    pub const BUSY: i64 = -32006;
 }
 
 /// A request.
