@@ -10,6 +10,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Parser)]
@@ -30,6 +31,7 @@ enum ReadPolicyArg {
 }
 
 #[derive(Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once at start-up
 enum Cmd {
     /// Serve the HTTP API over a data directory.
     Serve {
@@ -70,13 +72,116 @@ enum Cmd {
         /// Force the std I/O backend (also: AERGO_IO=std).
         #[arg(long)]
         io_std: bool,
+        /// Connection caps, timeouts and allowed web origins of the listener.
+        #[command(flatten)]
+        net: NetArgs,
     },
     /// Benchmark AergoFS against one-file-per-blob and RocksDB (and raw O_DIRECT reads).
     Bench(bench::BenchArgs),
 }
 
+/// The listener's limits: `[fs.http]` of `--config` (defaults without it), each
+/// overridable by a flag. Served by `aergo_os::http::serve`.
+#[derive(clap::Args)]
+struct NetArgs {
+    /// aergo.toml to read `[fs.http]` from.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Most connections open at once.
+    #[arg(long)]
+    max_connections: Option<usize>,
+    /// Most connections open at once from one client address (loopback exempt).
+    #[arg(long)]
+    max_connections_per_ip: Option<usize>,
+    /// Apply the per-address cap to loopback clients too.
+    #[arg(long)]
+    limit_loopback: bool,
+    /// Seconds a client has to send a request's headers.
+    #[arg(long)]
+    header_timeout_secs: Option<u64>,
+    /// Seconds a connection may stay without reading or writing a byte.
+    #[arg(long)]
+    idle_timeout_secs: Option<u64>,
+    /// Base seconds for a request body (plus one per --body-min-bytes-per-sec received).
+    #[arg(long)]
+    body_timeout_secs: Option<u64>,
+    /// Body bytes per second that earn one more second.
+    #[arg(long)]
+    body_min_bytes_per_sec: Option<u64>,
+    /// A web origin (scheme://host[:port]) allowed to write (repeatable); writes carrying
+    /// any other Origin are refused with 403.
+    #[arg(long = "allowed-origin")]
+    allowed_origins: Vec<String>,
+}
+
+impl NetArgs {
+    fn resolve(&self) -> Result<aergo_os::config::HttpServerConfig> {
+        let mut c = match &self.config {
+            Some(p) => aergo_os::config::Config::load(p)?.fs.http,
+            None => aergo_os::config::HttpServerConfig::default(),
+        };
+        let set = |v: Option<u64>, dst: &mut u64| {
+            if let Some(v) = v {
+                *dst = v;
+            }
+        };
+        if let Some(v) = self.max_connections {
+            c.max_connections = v;
+        }
+        if let Some(v) = self.max_connections_per_ip {
+            c.max_connections_per_ip = v;
+        }
+        c.limit_loopback |= self.limit_loopback;
+        set(self.header_timeout_secs, &mut c.header_timeout_secs);
+        set(self.idle_timeout_secs, &mut c.idle_timeout_secs);
+        set(self.body_timeout_secs, &mut c.body_timeout_secs);
+        set(self.body_min_bytes_per_sec, &mut c.body_min_bytes_per_sec);
+        c.allowed_origins
+            .extend(self.allowed_origins.iter().cloned());
+        c.validate("fs.http")?;
+        Ok(c)
+    }
+}
+
+/// The network edge in front of the API: writes (PUT, POST, DELETE) must pass the
+/// cross-site rules (403 otherwise), and `/metrics` gains the server's connection counters.
+async fn edge(
+    origins: Arc<aergo_os::http::OriginPolicy>,
+    stats: Arc<aergo_os::http::ServerStats>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::http::{header, Method, StatusCode};
+    use axum::response::IntoResponse;
+    let m = req.method().clone();
+    if matches!(m, Method::PUT | Method::POST | Method::DELETE) {
+        if let Err(e) = aergo_os::http::check_origin_host(req.uri(), req.headers(), &origins) {
+            return (
+                StatusCode::FORBIDDEN,
+                axum::Json(serde_json::json!({ "error": e.to_string() })),
+            )
+                .into_response();
+        }
+    }
+    let metrics = m == Method::GET && req.uri().path() == "/metrics";
+    let resp = next.run(req).await;
+    if !metrics || !resp.status().is_success() {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    match axum::body::to_bytes(body, 4 << 20).await {
+        Ok(b) => {
+            let mut text = b.to_vec();
+            text.extend_from_slice(stats.prometheus("aergofs_http").as_bytes());
+            parts.headers.remove(header::CONTENT_LENGTH);
+            axum::response::Response::from_parts(parts, axum::body::Body::from(text))
+        }
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
 fn is_loopback(addr: &SocketAddr) -> bool {
-    addr.ip().is_loopback()
+    aergo_os::http::is_loopback(addr.ip())
 }
 
 fn random_token() -> String {
@@ -148,7 +253,9 @@ async fn serve(
     compaction_rate_mib: u64,
     compaction_interval: u64,
     io_std: bool,
+    net: NetArgs,
 ) -> Result<()> {
+    let net = net.resolve()?;
     if !(0.0..=1.0).contains(&garbage_threshold) {
         bail!("--garbage-threshold must be between 0 and 1");
     }
@@ -213,8 +320,17 @@ async fn serve(
             public_url: format!("http://{local}"),
         },
     );
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
+    // The shared hardened server: connection caps, header/idle/body timeouts ([fs.http]).
+    let origins = Arc::new(aergo_os::http::OriginPolicy::new(
+        &net.allowed_origins,
+        local,
+    ));
+    let stats = Arc::new(aergo_os::http::ServerStats::default());
+    let edge_stats = stats.clone();
+    let app = app.layer(axum::middleware::from_fn(move |req, next| {
+        edge(origins.clone(), edge_stats.clone(), req, next)
+    }));
+    aergo_os::http::serve(listener, (&net).into(), stats, app, shutdown_signal())
         .await
         .context("HTTP server")?;
     store.close().await.context("flush on shutdown")?;
@@ -256,6 +372,7 @@ fn main() -> std::process::ExitCode {
                 compaction_rate_mib,
                 compaction_interval,
                 io_std,
+                net,
             } => {
                 serve(
                     dir,
@@ -270,6 +387,7 @@ fn main() -> std::process::ExitCode {
                     compaction_rate_mib,
                     compaction_interval,
                     io_std,
+                    net,
                 )
                 .await
             }

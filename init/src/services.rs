@@ -67,6 +67,9 @@ pub fn table(cfg: &Config, config_path: &str, console: Option<String>) -> Vec<Sp
                 cfg.fs.addr.clone(),
                 "--token-file".into(),
                 FS_TOKEN_FILE.into(),
+                // [fs.http]: connection caps, timeouts, allowed origins.
+                "--config".into(),
+                config_path.into(),
             ],
             deps: vec![],
             // The node first: its start (and its first block) gets the boot's CPU; AergoFS
@@ -290,6 +293,10 @@ mod tests {
             Readiness::Http("127.0.0.1:9000".into(), "/health".into())
         );
         assert!(!t[1].enabled);
+        assert!(t[1]
+            .argv
+            .windows(2)
+            .any(|w| w[0] == "--config" && w[1] == "/data/etc/aergo.toml"));
         assert_eq!(t[2].deps, vec!["node"]);
         assert!(t[2].argv.contains(&"http://127.0.0.1:9000".to_string()));
         assert!(t[2].enabled);

@@ -159,7 +159,7 @@ fn oversize_and_truncated_uploads_store_nothing() -> anyhow::Result<()> {
     let mut s = std::net::TcpStream::connect(&srv.addr)?;
     write!(
         s,
-        "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n"
+        "POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000\r\n\r\n"
     )?;
     s.write_all(&[7u8; 500])?;
     s.shutdown(std::net::Shutdown::Write)?;
