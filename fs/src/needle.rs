@@ -155,19 +155,141 @@ impl Header {
         )
     }
 
-    fn write(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&NEEDLE_MAGIC.to_le_bytes());
-        out.extend_from_slice(&self.cookie.to_le_bytes());
-        out.extend_from_slice(&self.key.to_le_bytes());
-        out.extend_from_slice(&self.size.to_le_bytes());
-        out.extend_from_slice(&[self.flags, self.name_len, self.mime_len, 0]);
-        out.extend_from_slice(&self.last_modified.to_le_bytes());
+    fn bytes(&self) -> [u8; HEADER_LEN] {
+        let mut b = [0u8; HEADER_LEN];
+        b[0..4].copy_from_slice(&NEEDLE_MAGIC.to_le_bytes());
+        b[4..8].copy_from_slice(&self.cookie.to_le_bytes());
+        b[8..16].copy_from_slice(&self.key.to_le_bytes());
+        b[16..20].copy_from_slice(&self.size.to_le_bytes());
+        b[20..24].copy_from_slice(&[self.flags, self.name_len, self.mime_len, 0]);
+        b[24..32].copy_from_slice(&self.last_modified.to_le_bytes());
+        b
     }
 }
 
 /// On-disk length of a needle with these field lengths.
 pub const fn total_len(data: usize, name: usize, mime: usize) -> usize {
     align_up(HEADER_LEN + data + name + mime + FOOTER_LEN)
+}
+
+/// Bytes a needle adds around its data at most: header, name and MIME type (255 bytes each),
+/// footer and padding.
+pub const MAX_OVERHEAD: usize = HEADER_LEN + 255 + 255 + FOOTER_LEN + ALIGN - 1;
+
+/// A needle under construction: room for the header, then the data, appended as it arrives
+/// (an upload is read straight into it), then [`NeedleBuf::seal`]ed into the encoded needle in
+/// the same allocation — the data is never copied a second time.
+#[derive(Debug)]
+pub struct NeedleBuf {
+    buf: Vec<u8>,
+}
+
+impl Default for NeedleBuf {
+    fn default() -> Self {
+        Self::with_capacity(0)
+    }
+}
+
+impl NeedleBuf {
+    /// An empty needle buffer with room for `data` bytes of data and the largest metadata,
+    /// so sealing it does not reallocate.
+    pub fn with_capacity(data: usize) -> Self {
+        let mut buf = Vec::with_capacity(data.saturating_add(MAX_OVERHEAD));
+        buf.resize(HEADER_LEN, 0);
+        NeedleBuf { buf }
+    }
+
+    /// A needle buffer holding a copy of `data`.
+    pub fn from_data(data: &[u8]) -> Self {
+        let mut b = Self::with_capacity(data.len());
+        b.extend(data);
+        b
+    }
+
+    /// Appends data bytes.
+    pub fn extend(&mut self, data: &[u8]) {
+        self.buf.extend_from_slice(data);
+    }
+
+    /// Makes room for at least `more` further data bytes plus the largest metadata.
+    pub fn reserve_exact(&mut self, more: usize) {
+        let want = self.data_len().saturating_add(more);
+        let need = HEADER_LEN
+            .saturating_add(want)
+            .saturating_add(MAX_OVERHEAD - HEADER_LEN);
+        if need > self.buf.capacity() {
+            self.buf.reserve_exact(need - self.buf.len());
+        }
+    }
+
+    /// Data bytes held.
+    pub fn data_len(&self) -> usize {
+        self.buf.len() - HEADER_LEN
+    }
+
+    /// The data held.
+    pub fn data(&self) -> &[u8] {
+        &self.buf[HEADER_LEN..]
+    }
+
+    /// Bytes allocated (what the buffer costs in memory).
+    pub fn capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+
+    /// Fills in the header, appends name, MIME type, CRC32C footer and padding, and returns
+    /// the encoded needle. `tombstone` needles carry no data.
+    pub fn seal(
+        self,
+        key: u64,
+        cookie: u32,
+        meta: &Meta,
+        tombstone: bool,
+    ) -> Result<Vec<u8>, NeedleError> {
+        let size = self.data_len();
+        if size > MAX_DATA_LEN {
+            return Err(NeedleError::TooLong("data"));
+        }
+        if tombstone && size != 0 {
+            return Err(NeedleError::Malformed("tombstone with data"));
+        }
+        let name = meta.name.as_deref().unwrap_or("").as_bytes();
+        let mime = meta.mime.as_deref().unwrap_or("").as_bytes();
+        let name_len = u8::try_from(name.len()).map_err(|_| NeedleError::TooLong("name"))?;
+        let mime_len = u8::try_from(mime.len()).map_err(|_| NeedleError::TooLong("mime type"))?;
+        let mut flags = 0u8;
+        if tombstone {
+            flags |= FLAG_TOMBSTONE;
+        }
+        if name_len > 0 {
+            flags |= FLAG_NAME;
+        }
+        if mime_len > 0 {
+            flags |= FLAG_MIME;
+        }
+        if meta.last_modified.is_some() {
+            flags |= FLAG_LAST_MODIFIED;
+        }
+        let h = Header {
+            cookie,
+            key,
+            size: size as u32,
+            flags,
+            name_len,
+            mime_len,
+            last_modified: meta.last_modified.unwrap_or(0),
+        };
+        let total = h.total_len();
+        let mut out = self.buf;
+        out.reserve_exact(total.saturating_sub(out.len()));
+        out[..HEADER_LEN].copy_from_slice(&h.bytes());
+        out.extend_from_slice(name);
+        out.extend_from_slice(mime);
+        let crc = crc32c::crc32c(&out);
+        out.extend_from_slice(&crc.to_le_bytes());
+        out.resize(total, 0);
+        Ok(out)
+    }
 }
 
 /// Encodes a needle. `tombstone` needles carry no data.
@@ -181,45 +303,7 @@ pub fn encode(
     if data.len() > MAX_DATA_LEN {
         return Err(NeedleError::TooLong("data"));
     }
-    if tombstone && !data.is_empty() {
-        return Err(NeedleError::Malformed("tombstone with data"));
-    }
-    let name = meta.name.as_deref().unwrap_or("").as_bytes();
-    let mime = meta.mime.as_deref().unwrap_or("").as_bytes();
-    let name_len = u8::try_from(name.len()).map_err(|_| NeedleError::TooLong("name"))?;
-    let mime_len = u8::try_from(mime.len()).map_err(|_| NeedleError::TooLong("mime type"))?;
-    let mut flags = 0u8;
-    if tombstone {
-        flags |= FLAG_TOMBSTONE;
-    }
-    if name_len > 0 {
-        flags |= FLAG_NAME;
-    }
-    if mime_len > 0 {
-        flags |= FLAG_MIME;
-    }
-    if meta.last_modified.is_some() {
-        flags |= FLAG_LAST_MODIFIED;
-    }
-    let h = Header {
-        cookie,
-        key,
-        size: data.len() as u32,
-        flags,
-        name_len,
-        mime_len,
-        last_modified: meta.last_modified.unwrap_or(0),
-    };
-    let total = h.total_len();
-    let mut out = Vec::with_capacity(total);
-    h.write(&mut out);
-    out.extend_from_slice(data);
-    out.extend_from_slice(name);
-    out.extend_from_slice(mime);
-    let crc = crc32c::crc32c(&out);
-    out.extend_from_slice(&crc.to_le_bytes());
-    out.resize(total, 0);
-    Ok(out)
+    NeedleBuf::from_data(data).seal(key, cookie, meta, tombstone)
 }
 
 /// The CRC32C stored in the footer of an encoded needle (as produced by [`encode`]).
@@ -338,6 +422,34 @@ mod tests {
         assert_eq!(n.name(), Some("a.txt"));
         assert_eq!(n.mime(), Some("text/plain"));
         assert_eq!(n.last_modified(), Some(1_700_000_000));
+    }
+
+    #[test]
+    fn built_in_place_equals_encoded_and_does_not_reallocate() {
+        let meta = Meta {
+            name: Some("n".repeat(255)),
+            mime: Some("m".repeat(255)),
+            last_modified: Some(3),
+        };
+        let mut b = NeedleBuf::with_capacity(1000);
+        let cap = b.capacity();
+        for chunk in [&[1u8; 300][..], &[2u8; 700][..]] {
+            b.extend(chunk);
+        }
+        assert_eq!(b.data_len(), 1000);
+        let data = b.data().to_vec();
+        let sealed = b.seal(9, 8, &meta, false).unwrap();
+        assert_eq!(sealed.capacity(), cap, "sealing reallocated");
+        assert_eq!(sealed, encode(9, 8, &data, &meta, false).unwrap());
+        let mut g = NeedleBuf::default();
+        g.reserve_exact(10);
+        g.extend(b"0123456789");
+        assert_eq!(
+            Needle::decode(g.seal(1, 1, &Meta::default(), false).unwrap())
+                .unwrap()
+                .data(),
+            b"0123456789"
+        );
     }
 
     #[test]
