@@ -9,6 +9,7 @@
 //! - [`index`]: the compact in-memory index (16 bytes per entry).
 //! - [`volume`]: one volume: writes with group commit, reads, deletes, recovery, compaction.
 //! - [`store`]: the volume manager over a data directory.
+//! - [`upload`]: the memory budget of uploads in flight.
 //! - [`http`]: the HTTP API served by `aergofs serve`.
 //!
 //! The on-disk format is documented in `fs/FORMAT.md`.
@@ -18,6 +19,7 @@ pub mod http;
 pub mod index;
 pub mod needle;
 pub mod store;
+pub mod upload;
 pub mod volume;
 
 pub use fid::Fid;
