@@ -5,9 +5,10 @@
 //! of [`CHUNK`] slots, so the only slack is the unfilled part of the last chunk (no `Vec`
 //! doubling). Keys assigned by the server grow monotonically, so inserts are appends; writes
 //! that settle slightly out of order are inserted in place in the chunk they belong to (its
-//! largest slot spilling into the next chunk when it is full). Other keys — 64-bit ones, or an
-//! old key a client wrote with an id it made up — go to a small overflow map; small keys there
-//! are merged into the chunks when it grows.
+//! largest slot spilling into the next chunk when it is full). Other keys — 64-bit ones (volumes
+//! only assign keys below 2^32; larger ones come from volumes written before client-chosen keys
+//! were refused), or an old small key settling late — go to a small overflow map; small keys
+//! there are merged into the chunks when it grows.
 //!
 //! A deleted key keeps its entry with the [`DELETED`] bit set in `len` and the offset of its
 //! tombstone, so later needles for the key are ordered correctly; compaction drops them.

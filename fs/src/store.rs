@@ -2,7 +2,7 @@
 //! reads/writes/deletes, read-only marking of full volumes, statistics and compaction.
 
 use crate::fid::Fid;
-use crate::needle::{Meta, Needle};
+use crate::needle::{Meta, Needle, NeedleBuf};
 use crate::volume::{
     self, CompactReport, Durability, Volume, VolumeConfig, VolumeError, VolumeStats, WriteInfo,
 };
@@ -224,21 +224,57 @@ impl Store {
         Ok(v)
     }
 
-    /// Assigns a new file id on a writable volume (creating one if needed).
+    /// Assigns a new file id on a writable volume (creating one if needed; a volume whose
+    /// keys are used up takes no more assignments). The id's first write must carry its
+    /// cookie (see [`crate::volume::Volume::write`]).
     pub async fn assign(&self) -> Result<Fid, StoreError> {
-        let v = self.writable().await?;
-        Ok(Fid {
-            volume: v.id(),
-            key: v.next_key(),
-            cookie: rand::random::<u32>(),
-        })
+        let mut tries = 0;
+        loop {
+            let v = self.writable().await?;
+            match v.assign() {
+                Ok((key, cookie)) => {
+                    return Ok(Fid {
+                        volume: v.id(),
+                        key,
+                        cookie,
+                    })
+                }
+                Err(VolumeError::KeysExhausted(id)) if tries < 3 => {
+                    tracing::warn!(volume = id, "volume has no keys left to assign");
+                    tries += 1;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 
-    /// Writes `data` under an existing file id.
+    /// Writes `data` under a file id: its first write after [`Store::assign`], or a
+    /// replacement of a live file with the same cookie. Anything else is refused.
     pub async fn write(&self, fid: Fid, data: &[u8], meta: &Meta) -> Result<WriteInfo, StoreError> {
         Ok(self
             .volume(fid.volume)?
             .write(fid.key, fid.cookie, data, meta)
+            .await?)
+    }
+
+    /// Whether [`Store::write`] to `fid` would be accepted now (checked again by the write).
+    pub async fn check_write(&self, fid: Fid) -> Result<(), StoreError> {
+        Ok(self
+            .volume(fid.volume)?
+            .check_write(fid.key, fid.cookie)
+            .await?)
+    }
+
+    /// [`Store::write`] of data already in a needle buffer (uploads are read into one).
+    pub async fn write_buf(
+        &self,
+        fid: Fid,
+        data: NeedleBuf,
+        meta: &Meta,
+    ) -> Result<WriteInfo, StoreError> {
+        Ok(self
+            .volume(fid.volume)?
+            .write_buf(fid.key, fid.cookie, data, meta)
             .await?)
     }
 
@@ -253,6 +289,32 @@ impl Store {
                 r => return r.map(|w| (fid, w)),
             }
         }
+    }
+
+    /// [`Store::put`] of data already in a needle buffer. The buffer is consumed by the
+    /// write, so the volume is chosen with room for the needle first (a volume without
+    /// room is full, as [`Store::put`] finds out by writing); one that another writer fills
+    /// in between answers [`VolumeError::ReadOnly`].
+    pub async fn put_buf(
+        &self,
+        data: NeedleBuf,
+        meta: &Meta,
+    ) -> Result<(Fid, WriteInfo), StoreError> {
+        let len = crate::needle::total_len(
+            data.data_len(),
+            meta.name.as_ref().map_or(0, |n| n.len()),
+            meta.mime.as_ref().map_or(0, |m| m.len()),
+        ) as u64;
+        let mut tries = 0;
+        let fid = loop {
+            let fid = self.assign().await?;
+            if self.volume(fid.volume)?.has_room(len) || tries >= 3 {
+                break fid;
+            }
+            tries += 1;
+        };
+        let w = self.write_buf(fid, data, meta).await?;
+        Ok((fid, w))
     }
 
     /// Reads and verifies a needle.

@@ -10,11 +10,13 @@
 //! Start-up recovery, compaction and the on-disk formats are described in `fs/FORMAT.md`.
 
 use crate::index::{CompactIndex, Entry, DELETED};
-use crate::needle::{self, Header, Meta, Needle, NeedleError, HEADER_LEN, MIN_NEEDLE_LEN};
+use crate::needle::{
+    self, Header, Meta, Needle, NeedleBuf, NeedleError, HEADER_LEN, MIN_NEEDLE_LEN,
+};
 use aergo_os::io::{IoError, IoService};
 use parking_lot::Mutex;
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -38,6 +40,12 @@ pub const IDX_RECORD_LEN: usize = 16;
 pub const IDX_TOMBSTONE: u32 = 0x8000_0000;
 /// Largest volume size the 32-bit offsets (in 8-byte units) can address.
 pub const MAX_VOLUME_SIZE: u64 = (u32::MAX as u64) * 8;
+/// Largest key a volume assigns (keys stay in the index's dense 32-bit slots); a volume
+/// whose keys reach it assigns no more, and the store moves on to another volume.
+pub const MAX_ASSIGNED_KEY: u64 = u32::MAX as u64;
+/// Assignments remembered per volume until their first write (older ones are forgotten, and
+/// a first write to a forgotten assignment is refused).
+pub const MAX_PENDING: usize = 1 << 20;
 
 /// How writes are made durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -100,6 +108,17 @@ pub enum VolumeError {
     /// No live needle with this key (or the cookie does not match).
     #[error("not found")]
     NotFound,
+    /// A write to a key this volume has not assigned (or no longer remembers assigning), to a
+    /// deleted key, or to an existing key with another cookie. Nothing was written.
+    #[error(
+        "no file with this id to write: ids come from POST /assign or POST / (an assignment \
+         not used before a server restart is void), a deleted id is never written again, and \
+         an existing file is only replaced with its own cookie"
+    )]
+    WriteRefused,
+    /// Every key the volume may assign is used up (see [`MAX_ASSIGNED_KEY`]).
+    #[error("volume {0} has no keys left to assign")]
+    KeysExhausted(u32),
     /// The needle on disk failed its checks.
     #[error("volume {volume} key {key:x}: stored needle is corrupt: {detail}")]
     Corrupt {
@@ -222,6 +241,11 @@ struct State {
     compact_log: Option<Vec<u64>>,
     /// The `.dat` file reopened with O_DIRECT for cold reads (opened on first use).
     direct: Option<Arc<File>>,
+    /// Cookies of assigned keys `pending_base..` not written yet (`None`: written, or a key
+    /// never assigned in this run). At most [`MAX_PENDING`] entries.
+    pending: VecDeque<Option<u32>>,
+    /// Key of `pending[0]`.
+    pending_base: u64,
 }
 
 impl State {
@@ -261,6 +285,47 @@ impl State {
         self.max_key = self.max_key.max(key);
         if let Some(log) = &mut self.compact_log {
             log.push(key);
+        }
+    }
+
+    /// The cookie an assigned, not yet written key was handed out with.
+    fn pending_cookie(&self, key: u64) -> Option<u32> {
+        let i = usize::try_from(key.checked_sub(self.pending_base)?).ok()?;
+        self.pending.get(i).copied().flatten()
+    }
+
+    /// Remembers an assignment (`key` larger than every key assigned before).
+    fn add_pending(&mut self, key: u64, cookie: u32) {
+        let next = self.pending_base + self.pending.len() as u64;
+        if self.pending.is_empty() || key < next || key - next > MAX_PENDING as u64 {
+            self.pending.clear();
+            self.pending_base = key;
+        } else {
+            for _ in next..key {
+                self.pending.push_back(None);
+            }
+        }
+        self.pending.push_back(Some(cookie));
+        while self.pending.len() > MAX_PENDING {
+            self.pending.pop_front();
+            self.pending_base += 1;
+        }
+    }
+
+    /// Forgets the assignment of `key` once its first write settled.
+    fn consume_pending(&mut self, key: u64) {
+        let Some(i) = key
+            .checked_sub(self.pending_base)
+            .and_then(|i| usize::try_from(i).ok())
+        else {
+            return;
+        };
+        if let Some(slot) = self.pending.get_mut(i) {
+            *slot = None;
+        }
+        while self.pending.front().is_some_and(|c| c.is_none()) {
+            self.pending.pop_front();
+            self.pending_base += 1;
         }
     }
 
@@ -533,6 +598,8 @@ impl Volume {
             idx_end: IDX_HEADER_LEN as u64,
             compact_log: None,
             direct: None,
+            pending: VecDeque::new(),
+            pending_base: 0,
         };
         let recovery = recover(id, &io, &mut st, &idx_bytes, &p).await?;
         if cfg.max_size <= st.end {
@@ -573,11 +640,19 @@ impl Volume {
         &self.recovery
     }
 
-    /// A fresh key for an assignment (larger than every key the volume has seen).
-    pub fn next_key(&self) -> u64 {
+    /// Assigns a fresh key (larger than every key the volume has seen or assigned) and a
+    /// random cookie, and remembers them: the key's first write must come with that cookie.
+    /// Refused once the keys reach [`MAX_ASSIGNED_KEY`] (never wraps).
+    pub fn assign(&self) -> Result<(u64, u32), VolumeError> {
         let mut st = self.state.lock();
+        if st.max_key >= MAX_ASSIGNED_KEY {
+            return Err(VolumeError::KeysExhausted(self.id));
+        }
         st.max_key += 1;
-        st.max_key
+        let key = st.max_key;
+        let cookie = rand::random::<u32>();
+        st.add_pending(key, cookie);
+        Ok((key, cookie))
     }
 
     /// Offset and length of the live needle of `key`, if any.
@@ -589,9 +664,22 @@ impl Volume {
             .map(|e| (e.byte_offset(), e.byte_len()))
     }
 
-    /// Whether the volume takes writes.
+    /// Whether a needle of `len` bytes fits; if not, the volume is full (read-only).
+    pub fn has_room(&self, len: u64) -> bool {
+        let mut st = self.state.lock();
+        if st.end + len > self.cfg.max_size {
+            if st.read_only.is_none() {
+                st.read_only = Some("full".into());
+            }
+            return false;
+        }
+        true
+    }
+
+    /// Whether the volume takes new files: writable, with keys left to assign.
     pub fn is_writable(&self) -> bool {
-        self.state.lock().read_only.is_none()
+        let st = self.state.lock();
+        st.read_only.is_none() && st.max_key < MAX_ASSIGNED_KEY
     }
 
     /// Current statistics.
@@ -627,19 +715,66 @@ impl Volume {
         }
     }
 
+    /// Checks that `cookie` may write (`tombstone`: delete) `key` — FORMAT.md "Writes and
+    /// deletes": an existing live file only with its own cookie; a new key only if this
+    /// volume assigned it with this cookie and it was never written; a deleted key never.
+    /// Called with the gate held, so the index entry's offset is valid in `st.dat`.
+    async fn authorize(&self, key: u64, cookie: u32, tombstone: bool) -> Result<(), VolumeError> {
+        let refused = || {
+            if tombstone {
+                VolumeError::NotFound
+            } else {
+                VolumeError::WriteRefused
+            }
+        };
+        let (dat, e, pending) = {
+            let st = self.state.lock();
+            (st.dat.clone(), st.index.get(key), st.pending_cookie(key))
+        };
+        match e {
+            Some(e) if !e.is_deleted() => {
+                let head = self
+                    .io
+                    .read_at(&dat, e.byte_offset(), HEADER_LEN)
+                    .await
+                    .map_err(self.ioe())?;
+                match Header::parse(&head) {
+                    Ok(h) if h.key == key && h.cookie == cookie => Ok(()),
+                    Ok(h) if h.key == key => Err(refused()),
+                    // Damaged header: the cookie cannot be checked; refuse rather than guess.
+                    Ok(_) | Err(_) => Err(VolumeError::Corrupt {
+                        volume: self.id,
+                        key,
+                        detail: "needle header unreadable".into(),
+                    }),
+                }
+            }
+            Some(_) => Err(refused()),
+            None if !tombstone && pending == Some(cookie) => Ok(()),
+            None => Err(refused()),
+        }
+    }
+
+    /// Whether a write of `key` with `cookie` would be accepted now (the write checks again).
+    pub async fn check_write(&self, key: u64, cookie: u32) -> Result<(), VolumeError> {
+        let _gate = self.gate.read().await;
+        self.authorize(key, cookie, false).await
+    }
+
     /// Appends a needle (data or tombstone) and acknowledges per the durability mode.
     async fn append(
         &self,
         key: u64,
         cookie: u32,
-        data: &[u8],
+        data: NeedleBuf,
         meta: &Meta,
         tombstone: bool,
     ) -> Result<WriteInfo, VolumeError> {
-        let bytes = needle::encode(key, cookie, data, meta, tombstone)?;
+        let bytes = data.seal(key, cookie, meta, tombstone)?;
         let crc = needle::footer_crc(&bytes).unwrap_or(0);
         let len = bytes.len() as u64;
         let _gate = self.gate.read().await;
+        self.authorize(key, cookie, tombstone).await?;
         let (dat, offset) = {
             let mut st = self.state.lock();
             if let Some(r) = &st.read_only {
@@ -665,6 +800,7 @@ impl Volume {
         match result {
             Ok(()) => {
                 st.apply(key, offset, len as u32, tombstone);
+                st.consume_pending(key);
                 st.settle(
                     offset,
                     len,
@@ -704,12 +840,29 @@ impl Volume {
         }
     }
 
-    /// Stores `data` under `key` with `cookie`; the newest needle of a key wins.
+    /// Stores `data` under `key` with `cookie`; the newest needle of a key wins. Refused
+    /// ([`VolumeError::WriteRefused`], nothing written) unless `key` holds a live file with
+    /// this cookie or was assigned by [`Volume::assign`] with it and not written since.
     pub async fn write(
         &self,
         key: u64,
         cookie: u32,
         data: &[u8],
+        meta: &Meta,
+    ) -> Result<WriteInfo, VolumeError> {
+        if data.len() > needle::MAX_DATA_LEN {
+            return Err(NeedleError::TooLong("data").into());
+        }
+        self.append(key, cookie, NeedleBuf::from_data(data), meta, false)
+            .await
+    }
+
+    /// [`Volume::write`] of data already in a needle buffer (no copy).
+    pub async fn write_buf(
+        &self,
+        key: u64,
+        cookie: u32,
+        data: NeedleBuf,
         meta: &Meta,
     ) -> Result<WriteInfo, VolumeError> {
         self.append(key, cookie, data, meta, false).await
@@ -830,33 +983,17 @@ impl Volume {
 
     /// Deletes `key` (cookie must match) by appending a tombstone. Returns the freed size.
     pub async fn delete(&self, key: u64, cookie: u32) -> Result<u32, VolumeError> {
-        let (dat, e) = {
+        let size = {
             let st = self.state.lock();
             match st.index.get(key) {
-                Some(e) if !e.is_deleted() => (st.dat.clone(), e),
+                Some(e) if !e.is_deleted() => e.byte_len(),
                 _ => return Err(VolumeError::NotFound),
             }
         };
-        let head = self
-            .io
-            .read_at(&dat, e.byte_offset(), HEADER_LEN)
-            .await
-            .map_err(self.ioe())?;
-        match Header::parse(&head) {
-            Ok(h) if h.key == key && h.cookie == cookie => {}
-            Ok(h) if h.key == key => return Err(VolumeError::NotFound),
-            Ok(_) | Err(_) => {
-                // Damaged header: the cookie cannot be checked; refuse rather than guess.
-                return Err(VolumeError::Corrupt {
-                    volume: self.id,
-                    key,
-                    detail: "needle header unreadable".into(),
-                });
-            }
-        }
-        self.append(key, cookie, &[], &Meta::default(), true)
+        // The cookie is checked against the stored needle under the gate (`authorize`).
+        self.append(key, cookie, NeedleBuf::default(), &Meta::default(), true)
             .await?;
-        Ok(e.byte_len())
+        Ok(size)
     }
 
     /// Appends pending index records to `.idx`; with `sync`, fsyncs it too.
@@ -977,9 +1114,24 @@ impl Volume {
         };
         replayed += copier.replay(keys).await?;
         copier.flush().await?;
-        let new_end = copier.end;
+        let mut new_end = copier.end;
         let copied = copier.copied;
         let map = std::mem::take(&mut copier.map);
+        // Keep the key high-water mark: when the largest key assigned so far has no live
+        // needle (deleted, or assigned and not written), a tombstone of it goes last, so
+        // recovery never hands out a key again (FORMAT.md "Key assignment").
+        let high = self.state.lock().max_key;
+        let mut high_mark = None;
+        if high > 0 && !map.contains_key(&high) {
+            let t = needle::encode(high, 0, &[], &Meta::default(), true)?;
+            let len = t.len() as u32;
+            self.io
+                .write_at(&cpd, new_end, t)
+                .await
+                .map_err(self.ioe())?;
+            high_mark = Some((new_end, len));
+            new_end += len as u64;
+        }
         // Build the new index file.
         let mut idx_bytes = idx_header(self.id, new_rev);
         let mut by_offset: Vec<(u64, u64, u32)> =
@@ -987,6 +1139,9 @@ impl Volume {
         by_offset.sort_unstable();
         for &(off, k, len) in &by_offset {
             idx_bytes.extend_from_slice(&idx_record(k, off, len, false));
+        }
+        if let Some((off, len)) = high_mark {
+            idx_bytes.extend_from_slice(&idx_record(high, off, len, true));
         }
         let idx_len = idx_bytes.len() as u64;
         let cpx = Arc::new(
@@ -1029,6 +1184,13 @@ impl Volume {
                     len,
                 });
                 live_bytes += len as u64;
+            }
+            if let Some((off, len)) = high_mark {
+                index.put(Entry {
+                    key: high,
+                    offset: (off / 8) as u32,
+                    len: len | DELETED,
+                });
             }
             st.dat = cpd;
             st.idx = cpx;

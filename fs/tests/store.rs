@@ -507,3 +507,151 @@ async fn full_volumes_turn_read_only_and_writes_roll_over() {
         .unwrap();
     check_all(&store, &want).await;
 }
+
+fn refused(r: Result<aergofs::volume::WriteInfo, StoreError>) -> bool {
+    matches!(r, Err(StoreError::Volume(VolumeError::WriteRefused)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_and_deletes_need_the_cookie_and_an_assigned_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), Durability::GroupCommit).await;
+    let m = Meta::default();
+    let (fid, _) = store.put(b"original", &m).await.unwrap();
+    let wrong = Fid {
+        cookie: fid.cookie ^ 1,
+        ..fid
+    };
+    let size = store.stats().volumes[0].size;
+    // Overwrite and delete with another cookie: refused, nothing written.
+    assert!(refused(store.write(wrong, b"evil", &m).await));
+    assert!(matches!(
+        store.delete(wrong).await,
+        Err(StoreError::Volume(VolumeError::NotFound))
+    ));
+    assert_eq!(store.stats().volumes[0].size, size);
+    assert_eq!(store.read(fid).await.unwrap().data(), b"original");
+    // Keys the volume never assigned, small or huge: refused.
+    for key in [fid.key + 1, fid.key + 1000, u32::MAX as u64, u64::MAX] {
+        let made_up = Fid { key, ..fid };
+        assert!(refused(store.write(made_up, b"x", &m).await), "{made_up}");
+    }
+    assert_eq!(store.stats().volumes[0].size, size);
+    // An assignment's first write needs its cookie; then the owner may replace the file.
+    let a = store.assign().await.unwrap();
+    assert!(a.key > fid.key);
+    assert!(refused(
+        store
+            .write(
+                Fid {
+                    cookie: a.cookie ^ 0x8000_0000,
+                    ..a
+                },
+                b"squat",
+                &m
+            )
+            .await
+    ));
+    store.write(a, b"mine", &m).await.unwrap();
+    store.write(a, b"mine v2", &m).await.unwrap();
+    assert_eq!(store.read(a).await.unwrap().data(), b"mine v2");
+    // The right cookie replaces and deletes; a deleted id is never written again.
+    store.write(fid, b"replaced", &m).await.unwrap();
+    assert_eq!(store.read(fid).await.unwrap().data(), b"replaced");
+    store.delete(fid).await.unwrap();
+    assert!(refused(store.write(fid, b"back", &m).await));
+    assert!(store.read(fid).await.is_err());
+    // An assignment not used before a restart is void.
+    let unused = store.assign().await.unwrap();
+    store.close().await.unwrap();
+    drop(store);
+    let store = open(dir.path(), Durability::GroupCommit).await;
+    assert!(refused(store.write(unused, b"late", &m).await));
+    assert!(refused(store.write(fid, b"back", &m).await));
+    assert_eq!(store.read(a).await.unwrap().data(), b"mine v2");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_are_never_handed_out_twice_even_after_compaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = Meta::default();
+    let mut c = cfg(Durability::GroupCommit);
+    c.min_garbage_bytes = 0;
+    let (keep, gone, top) = {
+        let store = Store::open(dir.path(), c.clone(), IoService::start(IoConfig::default()))
+            .await
+            .unwrap();
+        let (keep, _) = store.put(b"keep", &m).await.unwrap();
+        let (gone, _) = store.put(&[5u8; 10_000], &m).await.unwrap();
+        store.delete(gone).await.unwrap();
+        // The largest key is assigned but never written.
+        let top = store.assign().await.unwrap();
+        store.compact(Some(1)).await.unwrap();
+        assert!(refused(store.write(gone, b"again", &m).await));
+        store.close().await.unwrap();
+        (keep, gone, top)
+    };
+    // The compacted volume holds no deleted needle, yet the high-water key survives.
+    let store = Store::open(dir.path(), c, IoService::start(IoConfig::default()))
+        .await
+        .unwrap();
+    assert_eq!(store.stats().volumes[0].live_needles, 1);
+    assert_eq!(store.read(keep).await.unwrap().data(), b"keep");
+    let next = store.assign().await.unwrap();
+    assert!(
+        next.key > top.key && next.key > gone.key,
+        "key {} handed out again (deleted {}, assigned {})",
+        next.key,
+        gone.key,
+        top.key
+    );
+    assert!(refused(store.write(gone, b"again", &m).await));
+    store.write(next, b"next", &m).await.unwrap();
+    assert_eq!(store.read(next).await.unwrap().data(), b"next");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn huge_keys_on_disk_never_make_assignment_wrap() {
+    // Volumes written before keys were checked may hold any client-chosen key, up to
+    // 2^64 - 1. Recovery indexes them, and assignment moves on to a new volume instead
+    // of wrapping to key 0 or leaving the index's dense 32-bit range.
+    for huge in [u64::MAX, u32::MAX as u64, 1 << 40] {
+        let dir = tempfile::tempdir().unwrap();
+        let want = populate(dir.path(), 20, 11).await;
+        let p = VolumePaths::new(dir.path(), 1);
+        let n = aergofs::needle::encode(huge, 9, b"legacy", &Meta::default(), false).unwrap();
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&p.dat)
+            .unwrap();
+        std::io::Write::write_all(&mut f, &n).unwrap();
+        drop(f);
+        let store = open(dir.path(), Durability::GroupCommit).await;
+        check_all(&store, &want).await;
+        let legacy = Fid {
+            volume: 1,
+            key: huge,
+            cookie: 9,
+        };
+        assert_eq!(store.read(legacy).await.unwrap().data(), b"legacy");
+        let mut fids = Vec::new();
+        for i in 0..3u8 {
+            let (fid, _) = store.put(&[i; 100], &Meta::default()).await.unwrap();
+            assert_eq!(fid.volume, 2, "{huge:x}: {fid}");
+            assert!(fid.key >= 1 && fid.key <= u32::MAX as u64, "{fid}");
+            assert_eq!(fid.to_string().parse::<Fid>().unwrap(), fid);
+            fids.push((fid, vec![i; 100]));
+        }
+        for (fid, data) in &fids {
+            assert_eq!(store.read(*fid).await.unwrap().data(), &data[..]);
+        }
+        // The legacy key can still be replaced (with its cookie) and deleted on volume 1.
+        store
+            .write(legacy, b"legacy 2", &Meta::default())
+            .await
+            .unwrap();
+        assert_eq!(store.read(legacy).await.unwrap().data(), b"legacy 2");
+        store.delete(legacy).await.unwrap();
+        check_all(&store, &want).await;
+    }
+}
