@@ -86,6 +86,7 @@ pub struct Contract {
     cat: Arc<Catalog>,
     #[cfg(feature = "jit")]
     jit: Option<Arc<crate::jit::JitProgram>>,
+    mem_limit: usize,
 }
 
 fn meta_key(prefix: &[u8], name: &str) -> Vec<u8> {
@@ -125,6 +126,7 @@ impl Contract {
             cat: Arc::new(cat),
             #[cfg(feature = "jit")]
             jit: None,
+            mem_limit: crate::gas::MEMORY_BUDGET,
         };
         c.compile_jit()?;
         let gas = {
@@ -166,6 +168,7 @@ impl Contract {
             cat: Arc::new(cat),
             #[cfg(feature = "jit")]
             jit: None,
+            mem_limit: crate::gas::MEMORY_BUDGET,
         };
         c.compile_jit()?;
         Ok(c)
@@ -238,7 +241,22 @@ impl Contract {
             read_only,
             jit: None,
             key_buf: Vec::new(),
+            mem_used: 0,
+            mem_limit: self.mem_limit,
         }
+    }
+
+    /// The memory budget of each call, deploy, upgrade and query (default
+    /// [`crate::gas::MEMORY_BUDGET`]); over it a statement fails with
+    /// [`SqlError::Memory`]. Part of the consensus rules when used on a chain.
+    pub fn with_memory_limit(mut self, bytes: usize) -> Self {
+        self.mem_limit = bytes;
+        self
+    }
+
+    /// The memory budget in bytes.
+    pub fn memory_limit(&self) -> usize {
+        self.mem_limit
     }
 
     fn run_dml(

@@ -48,6 +48,12 @@ pub enum SqlError {
     /// `RAISE EXCEPTION` from contract code.
     #[error("exception: {0}")]
     Exception(String),
+    /// The memory budget was exceeded (rows, groups, sort and result buffers).
+    #[error("query uses more than {limit} bytes of memory")]
+    Memory {
+        /// The budget in bytes.
+        limit: usize,
+    },
     /// Gas limit reached.
     #[error("out of gas (limit {limit})")]
     OutOfGas {

@@ -12,6 +12,12 @@ use crate::ir::*;
 use crate::kv::Kv;
 use crate::value::{sort_cmp, sql_cmp, SqlType, Value};
 use std::cmp::Ordering;
+
+/// Rows with their full row keys.
+type KeyedRows = Vec<(Vec<u8>, Vec<Value>)>;
+
+/// Estimated bytes of one entry of a DISTINCT set beyond its encoded key.
+const ROW_SET_OVERHEAD: usize = 32;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// A query level's current row and the levels around it.
@@ -52,6 +58,10 @@ pub struct Runtime<'a> {
     pub jit: Option<&'a dyn crate::interp::JitDispatch>,
     /// Scratch buffer for row keys of point lookups.
     pub key_buf: Vec<u8>,
+    /// Estimated bytes of rows held now ([`crate::gas::row_bytes`]).
+    pub mem_used: usize,
+    /// Memory budget ([`crate::gas::MEMORY_BUDGET`] by default).
+    pub mem_limit: usize,
 }
 
 /// Result of a DML statement.
@@ -184,6 +194,38 @@ impl<'a> Runtime<'a> {
             });
         }
         Ok(())
+    }
+
+    /// Accounts for `bytes` more held; fails past the memory budget.
+    #[inline]
+    pub fn hold(&mut self, bytes: usize) -> Result<()> {
+        self.mem_used = self.mem_used.saturating_add(bytes);
+        if self.mem_used > self.mem_limit {
+            return Err(SqlError::Memory {
+                limit: self.mem_limit,
+            });
+        }
+        Ok(())
+    }
+
+    /// Gives back `bytes` held earlier.
+    #[inline]
+    pub fn release(&mut self, bytes: usize) {
+        self.mem_used = self.mem_used.saturating_sub(bytes);
+    }
+
+    /// [`Runtime::table_rows`], with the bytes the rows hold (to [`Runtime::release`] once
+    /// they are consumed).
+    fn held_rows(
+        &mut self,
+        ti: usize,
+        access: &Access,
+        f: &Frame,
+        vars: &[Value],
+    ) -> Result<(KeyedRows, usize)> {
+        let before = self.mem_used;
+        let rows = self.table_rows(ti, access, f, vars)?;
+        Ok((rows, self.mem_used.saturating_sub(before)))
     }
 
     fn chain(&mut self) -> Result<&mut dyn ChainContext> {
@@ -591,7 +633,9 @@ impl<'a> Runtime<'a> {
                     if k.len() < plen {
                         return Err(outside_range());
                     }
-                    out.push((k, self.decode(t, &v)?));
+                    let row = self.decode(t, &v)?;
+                    self.hold(k.len() + gas::row_bytes(&row))?;
+                    out.push((k, row));
                 }
             }
             Access::Pk(exprs) => {
@@ -619,7 +663,10 @@ impl<'a> Runtime<'a> {
                     let (k, _) = it.map_err(st_err)?;
                     let rk = self.row_key(t, suffix(&k, plen)?);
                     match self.get_row(t, &rk)? {
-                        Some(row) => out.push((rk, row)),
+                        Some(row) => {
+                            self.hold(rk.len() + gas::row_bytes(&row))?;
+                            out.push((rk, row))
+                        }
                         None => return Err(SqlError::Storage("index entry without row".into())),
                     }
                 }
@@ -631,7 +678,23 @@ impl<'a> Runtime<'a> {
     // ------------------------------------------------------------ select ---
 
     /// Runs a query, returning its output rows.
+    ///
+    /// Memory: the rows, groups, sets and buffers the query holds while it runs count
+    /// against the budget ([`Runtime::hold`]); all of it is given back when it returns, so
+    /// the accounting is the same whichever engine (or statement) consumes the result.
     pub fn select(
+        &mut self,
+        q: &Select,
+        outer: Option<&Frame>,
+        vars: &[Value],
+    ) -> Result<Vec<Vec<Value>>> {
+        let before = self.mem_used;
+        let r = self.select_inner(q, outer, vars);
+        self.mem_used = before;
+        r
+    }
+
+    fn select_inner(
         &mut self,
         q: &Select,
         outer: Option<&Frame>,
@@ -680,7 +743,17 @@ impl<'a> Runtime<'a> {
         };
         if q.distinct {
             let mut seen = BTreeSet::new();
-            out.retain(|(_, p)| seen.insert(encode_key_tuple(p)));
+            let mut bytes = 0usize;
+            out.retain(|(_, p)| {
+                let enc = encode_key_tuple(p);
+                let len = enc.len();
+                let new = seen.insert(enc);
+                if new {
+                    bytes = bytes.saturating_add(len + ROW_SET_OVERHEAD);
+                }
+                new
+            });
+            self.hold(bytes)?;
         }
         if !q.order.is_empty() {
             let order = &q.order;
@@ -779,9 +852,11 @@ impl<'a> Runtime<'a> {
                 }
             }
             _ => {
-                for (_, row) in self.table_rows(table, access, &fr, vars)? {
+                let (rows, held) = self.held_rows(table, access, &fr, vars)?;
+                for (_, row) in rows {
                     self.filter_project(q, src.width, row, outer, vars, &mut out)?;
                 }
+                self.release(held);
             }
         }
         Ok(Some(out))
@@ -816,6 +891,7 @@ impl<'a> Runtime<'a> {
         for e in &q.proj {
             p.push(self.eval(e, &fr, vars)?);
         }
+        self.hold(gas::row_bytes(&p))?;
         out.push(p);
         Ok(())
     }
@@ -842,6 +918,7 @@ impl<'a> Runtime<'a> {
         for (e, _, _) in &q.order {
             keys.push(self.eval(e, fr, vars)?);
         }
+        self.hold(gas::row_bytes(&p) + gas::row_bytes(&keys))?;
         out.push((keys, p));
         Ok(())
     }
@@ -865,22 +942,23 @@ impl<'a> Runtime<'a> {
                 }
             }
             match out {
-                Sink::Raw(v) => v.push(row.clone()),
+                Sink::Raw(v) => {
+                    self.hold(gas::row_bytes(row))?;
+                    v.push(row.clone())
+                }
                 Sink::Out(o) => self.emit(q, &fr, vars, o)?,
             }
             return Ok(());
         }
         let s = &q.sources[k];
-        let cands: Vec<Vec<Value>> = match (&s.kind, &derived[k]) {
-            (_, Some(rows)) => rows.clone(),
+        let (cands, held): (Vec<Vec<Value>>, usize) = match (&s.kind, &derived[k]) {
+            (_, Some(rows)) => (rows.clone(), 0),
             (SourceKind::Table { table, access }, None) => {
                 let fr = Frame { row, parent: outer };
-                self.table_rows(*table, access, &fr, vars)?
-                    .into_iter()
-                    .map(|(_, r)| r)
-                    .collect()
+                let (rows, held) = self.held_rows(*table, access, &fr, vars)?;
+                (rows.into_iter().map(|(_, r)| r).collect(), held)
             }
-            (SourceKind::Sub(_), None) => Vec::new(),
+            (SourceKind::Sub(_), None) => (Vec::new(), 0),
         };
         let mut matched = false;
         for c in cands {
@@ -896,6 +974,7 @@ impl<'a> Runtime<'a> {
             matched = true;
             self.join(q, k + 1, row, outer, vars, derived, out)?;
         }
+        self.release(held);
         if !matched && s.join == JoinKind::Left {
             for i in 0..s.width {
                 row[s.offset + i] = Value::Null;
@@ -941,6 +1020,9 @@ impl<'a> Runtime<'a> {
                 gv.push(self.eval(g, &fr, vars)?);
             }
             let key = encode_key_tuple(&gv);
+            if !groups.contains_key(&key) {
+                self.hold(key.len() + gas::row_bytes(&gv) + 64 * a.aggs.len())?;
+            }
             let entry = groups.entry(key).or_insert_with(|| (gv, new_accs()));
             for (call, acc) in a.aggs.iter().zip(entry.1.iter_mut()) {
                 let v = match &call.arg {
@@ -950,8 +1032,13 @@ impl<'a> Runtime<'a> {
                 if v.is_null() {
                     continue;
                 }
-                if call.distinct && !acc.seen.insert(encode_key_tuple(std::slice::from_ref(&v))) {
-                    continue;
+                if call.distinct {
+                    let enc = encode_key_tuple(std::slice::from_ref(&v));
+                    let len = enc.len();
+                    if !acc.seen.insert(enc) {
+                        continue;
+                    }
+                    self.hold(len + ROW_SET_OVERHEAD)?;
                 }
                 acc.count += 1;
                 acc.val = match call.func {
@@ -1008,8 +1095,16 @@ impl<'a> Runtime<'a> {
 
     // --------------------------------------------------------------- DML ---
 
-    /// Runs a SQL statement plan. SELECT returns its rows as `rows`.
+    /// Runs a SQL statement plan. SELECT returns its rows as `rows`. What the statement
+    /// holds counts against the memory budget until it ends.
     pub fn run_plan(&mut self, p: &SqlPlan, vars: &[Value]) -> Result<DmlResult> {
+        let before = self.mem_used;
+        let r = self.run_plan_inner(p, vars);
+        self.mem_used = before;
+        r
+    }
+
+    fn run_plan_inner(&mut self, p: &SqlPlan, vars: &[Value]) -> Result<DmlResult> {
         match p {
             SqlPlan::Select(q) => {
                 let rows = self.select(q, None, vars)?;
@@ -1539,6 +1634,13 @@ impl<'a> Runtime<'a> {
 
     /// Builds a new index over existing rows (upgrade with CREATE INDEX).
     pub fn build_index(&mut self, ti: usize, ix_pos: usize) -> Result<()> {
+        let before = self.mem_used;
+        let r = self.build_index_inner(ti, ix_pos);
+        self.mem_used = before;
+        r
+    }
+
+    fn build_index_inner(&mut self, ti: usize, ix_pos: usize) -> Result<()> {
         let cat = self.cat;
         let t = &cat.tables[ti];
         let ix = &t.indexes[ix_pos];

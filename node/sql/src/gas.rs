@@ -15,5 +15,24 @@ pub const CALL: u64 = 50;
 pub const ROW_OUT: u64 = 2;
 /// Per kilobyte of text built by `||` and per row byte written.
 pub const PER_KB: u64 = 5;
+/// Default memory budget of one call, deploy or query: the estimated bytes of rows it holds
+/// at once (rows read for a statement, joined rows, groups, DISTINCT sets, sort and result
+/// buffers). The estimate is deterministic (a fixed cost per value plus text/byte lengths),
+/// so every node fails the same statement the same way.
+pub const MEMORY_BUDGET: usize = 64 << 20;
+/// Estimated bytes of a held row: a fixed overhead plus [`value_bytes`] of each value.
+pub const ROW_OVERHEAD: usize = 24;
+/// Estimated bytes of one value (its slot plus text/byte contents).
+pub fn value_bytes(v: &crate::value::Value) -> usize {
+    32 + match v {
+        crate::value::Value::Text(s) => s.len(),
+        crate::value::Value::Bytes(b) => b.len(),
+        _ => 0,
+    }
+}
+/// Estimated bytes of a held row.
+pub fn row_bytes(r: &[crate::value::Value]) -> usize {
+    r.iter().map(value_bytes).sum::<usize>() + ROW_OVERHEAD
+}
 /// Maximum nesting of contract-function calls.
 pub const MAX_DEPTH: u32 = 64;
