@@ -723,6 +723,8 @@ async fn http_bench(
             token: None,
             read_policy: aergofs::http::ReadPolicy::Open,
             max_upload: 1 << 20,
+            upload_memory: aergofs::http::DEFAULT_UPLOAD_MEMORY,
+            upload_wait: aergofs::http::DEFAULT_UPLOAD_WAIT,
             public_url: String::new(),
         },
     );

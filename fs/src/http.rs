@@ -13,13 +13,22 @@
 //!
 //! Uploads carry the raw bytes as the body; the name comes from `?name=` or a
 //! `Content-Disposition` filename, the MIME type from `Content-Type`. Bodies over the limit
-//! get `413`. When a token is configured (always when listening beyond loopback), writes,
-//! deletes, assignment and compaction need `Authorization: Bearer TOKEN`; reads need it only
-//! with the `token` read policy.
+//! get `413` (at once when `Content-Length` says so, before the body is read). A body is read
+//! into memory counted against the upload budget ([`crate::upload`]): when other uploads hold
+//! it for longer than the configured wait, `503` with `Retry-After`. `PUT /FID` writes only
+//! an id the volume assigned (first write, with the assigned cookie) or replaces a live file
+//! with its own cookie; `DELETE /FID` needs the stored cookie: anything else is `404` and
+//! changes nothing (FORMAT.md "Writes and deletes"). When a token is configured (always when
+//! listening beyond loopback), writes, deletes, assignment and compaction need
+//! `Authorization: Bearer TOKEN` (scheme case-insensitive); reads need it only with the
+//! `token` read policy. Files are served with `X-Content-Type-Options: nosniff` and a
+//! `Content-Security-Policy` of `default-src 'none'; sandbox`, so an uploaded HTML or SVG
+//! file cannot run script in the server's origin.
 
 use crate::fid::Fid;
-use crate::needle::Meta;
+use crate::needle::{Meta, NeedleBuf, MAX_OVERHEAD};
 use crate::store::{Store, StoreError};
+use crate::upload::{BudgetError, Share, UploadBudget};
 use crate::volume::VolumeError;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, Request, State};
@@ -33,6 +42,17 @@ use serde::Deserialize;
 use serde_json::json;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
+
+/// `Content-Security-Policy` of every served file: no script, no subresources, and a
+/// sandboxed (unique) origin if a browser renders it as a document anyway.
+pub const FILE_CSP: &str = "default-src 'none'; sandbox";
+
+/// Default upload memory budget: room for two uploads of the default 256 MiB limit.
+pub const DEFAULT_UPLOAD_MEMORY: usize = 2 * ((256 << 20) + MAX_OVERHEAD);
+
+/// Default time an upload waits for upload memory before `503`.
+pub const DEFAULT_UPLOAD_WAIT: Duration = Duration::from_secs(10);
 
 /// Who may read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -53,6 +73,11 @@ pub struct HttpConfig {
     pub read_policy: ReadPolicy,
     /// Largest accepted upload body in bytes.
     pub max_upload: usize,
+    /// Bytes all uploads in flight may hold in memory together (at least `max_upload` plus
+    /// [`MAX_OVERHEAD`], or the largest uploads are refused with `413`).
+    pub upload_memory: usize,
+    /// How long an upload waits for upload memory before `503 Retry-After`.
+    pub upload_wait: Duration,
     /// The address clients should use (`url` in `/assign`).
     pub public_url: String,
 }
@@ -69,12 +94,14 @@ struct Metrics {
     errors: AtomicU64,
     rejected_auth: AtomicU64,
     too_large: AtomicU64,
+    busy: AtomicU64,
 }
 
 struct App {
     store: Arc<Store>,
     cfg: HttpConfig,
     metrics: Metrics,
+    budget: UploadBudget,
 }
 
 type AppState = Arc<App>;
@@ -84,7 +111,12 @@ struct ApiError(StatusCode, String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.0, Json(json!({ "error": self.1 }))).into_response()
+        let mut r = (self.0, Json(json!({ "error": self.1 }))).into_response();
+        if self.0 == StatusCode::SERVICE_UNAVAILABLE {
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        r
     }
 }
 
@@ -96,6 +128,12 @@ fn store_error(app: &App, fid: Option<Fid>, e: StoreError) -> ApiError {
         }
         StoreError::Volume(VolumeError::NotFound) => {
             (StatusCode::NOT_FOUND, format!("{name}: not found"))
+        }
+        StoreError::Volume(VolumeError::WriteRefused) => {
+            (StatusCode::NOT_FOUND, format!("{name}: {e}"))
+        }
+        StoreError::Volume(VolumeError::KeysExhausted(_)) => {
+            (StatusCode::INSUFFICIENT_STORAGE, e.to_string())
         }
         StoreError::Volume(VolumeError::Corrupt { detail, .. }) => (
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -125,10 +163,12 @@ fn parse_fid(s: &str) -> Result<Fid, ApiError> {
 
 /// Builds the router.
 pub fn router(store: Arc<Store>, cfg: HttpConfig) -> Router {
+    let budget = UploadBudget::new(cfg.upload_memory, cfg.upload_wait);
     let app = Arc::new(App {
         store,
         cfg,
         metrics: Metrics::default(),
+        budget,
     });
     Router::new()
         .route("/", post(upload_new))
@@ -148,6 +188,16 @@ fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// The credentials of an `Authorization: Bearer TOKEN` value; the scheme is
+/// case-insensitive (RFC 9110 §11.1).
+fn bearer_token(v: &str) -> Option<&str> {
+    let (scheme, token) = v.trim_start().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
 async fn auth(State(app): State<AppState>, req: Request, next: Next) -> Response {
     let Some(token) = &app.cfg.token else {
         return next.run(req).await;
@@ -160,8 +210,7 @@ async fn auth(State(app): State<AppState>, req: Request, next: Next) -> Response
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
+        .and_then(bearer_token);
     match given {
         Some(g) if ct_eq(g.as_bytes(), token.as_bytes()) => next.run(req).await,
         _ => {
@@ -190,8 +239,14 @@ struct UploadQuery {
     name: Option<String>,
 }
 
-/// Reads the body up to `limit` bytes: 413 past it, 400 if the client stops mid-way.
-async fn read_body(app: &App, headers: &HeaderMap, mut body: Body) -> Result<Vec<u8>, ApiError> {
+/// Reads the body up to `limit` bytes into a needle buffer, holding its memory in the
+/// upload budget: 413 past the limit (at once for a declared `Content-Length`), 503 when the
+/// budget stays busy, 400 if the client stops mid-way.
+async fn read_body(
+    app: &App,
+    headers: &HeaderMap,
+    mut body: Body,
+) -> Result<(NeedleBuf, Share), ApiError> {
     let limit = app.cfg.max_upload;
     let too_large = || {
         app.metrics.too_large.fetch_add(1, Ordering::Relaxed);
@@ -200,6 +255,16 @@ async fn read_body(app: &App, headers: &HeaderMap, mut body: Body) -> Result<Vec
             format!("upload larger than the server's limit of {limit} bytes"),
         )
     };
+    let budget_error = |e: BudgetError| match e {
+        BudgetError::Busy { .. } => {
+            app.metrics.busy.fetch_add(1, Ordering::Relaxed);
+            ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+        }
+        BudgetError::TooLarge { .. } => {
+            app.metrics.too_large.fetch_add(1, Ordering::Relaxed);
+            ApiError(StatusCode::PAYLOAD_TOO_LARGE, e.to_string())
+        }
+    };
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -207,7 +272,14 @@ async fn read_body(app: &App, headers: &HeaderMap, mut body: Body) -> Result<Vec
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(too_large());
     }
-    let mut buf = Vec::with_capacity(declared.unwrap_or(0).min(limit as u64) as usize);
+    let mut share = Share::default();
+    // With a declared length the whole buffer is taken (and paid for) before reading.
+    let first = declared.map_or(0, |n| n as usize);
+    app.budget
+        .grow(&mut share, first + MAX_OVERHEAD)
+        .await
+        .map_err(budget_error)?;
+    let mut buf = NeedleBuf::with_capacity(first);
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| {
             ApiError(
@@ -216,19 +288,30 @@ async fn read_body(app: &App, headers: &HeaderMap, mut body: Body) -> Result<Vec
             )
         })?;
         if let Ok(data) = frame.into_data() {
-            if buf.len() + data.len() > limit {
+            let have = buf.data_len();
+            if have + data.len() > limit {
                 return Err(too_large());
             }
-            buf.extend_from_slice(&data);
+            if buf.capacity() < have + data.len() + MAX_OVERHEAD {
+                // No (or a wrong) Content-Length: grow by doubling, paying for the capacity
+                // before allocating it.
+                let cap = (have * 2).max(have + data.len()).max(64 << 10).min(limit);
+                app.budget
+                    .grow(&mut share, cap + MAX_OVERHEAD)
+                    .await
+                    .map_err(budget_error)?;
+                buf.reserve_exact(cap - have);
+            }
+            buf.extend(&data);
         }
     }
-    if declared.is_some_and(|n| n != buf.len() as u64) {
+    if declared.is_some_and(|n| n != buf.data_len() as u64) {
         return Err(ApiError(
             StatusCode::BAD_REQUEST,
             "body shorter than Content-Length, nothing stored".into(),
         ));
     }
-    Ok(buf)
+    Ok((buf, share))
 }
 
 fn meta_from(headers: &HeaderMap, q: &UploadQuery) -> Result<Meta, ApiError> {
@@ -270,21 +353,21 @@ async fn upload_new(
     body: Body,
 ) -> Result<Response, ApiError> {
     let meta = meta_from(&headers, &q)?;
-    let data = read_body(&app, &headers, body).await?;
+    let (data, share) = read_body(&app, &headers, body).await?;
+    let size = data.data_len();
     let (fid, w) = app
         .store
-        .put(&data, &meta)
+        .put_buf(data, &meta)
         .await
         .map_err(|e| store_error(&app, None, e))?;
+    drop(share);
     app.metrics.uploads.fetch_add(1, Ordering::Relaxed);
     app.metrics
         .upload_bytes
-        .fetch_add(data.len() as u64, Ordering::Relaxed);
+        .fetch_add(size as u64, Ordering::Relaxed);
     Ok((
         StatusCode::CREATED,
-        Json(
-            json!({ "fid": fid.to_string(), "size": data.len(), "etag": format!("{:08x}", w.crc) }),
-        ),
+        Json(json!({ "fid": fid.to_string(), "size": size, "etag": format!("{:08x}", w.crc) })),
     )
         .into_response())
 }
@@ -298,21 +381,27 @@ async fn upload(
 ) -> Result<Response, ApiError> {
     let fid = parse_fid(&fid)?;
     let meta = meta_from(&headers, &q)?;
-    let data = read_body(&app, &headers, body).await?;
-    let w = app
-        .store
-        .write(fid, &data, &meta)
+    // Refuse a write the volume would refuse before spending memory on its body (the
+    // volume checks again when it appends).
+    app.store
+        .check_write(fid)
         .await
         .map_err(|e| store_error(&app, Some(fid), e))?;
+    let (data, share) = read_body(&app, &headers, body).await?;
+    let size = data.data_len();
+    let w = app
+        .store
+        .write_buf(fid, data, &meta)
+        .await
+        .map_err(|e| store_error(&app, Some(fid), e))?;
+    drop(share);
     app.metrics.uploads.fetch_add(1, Ordering::Relaxed);
     app.metrics
         .upload_bytes
-        .fetch_add(data.len() as u64, Ordering::Relaxed);
+        .fetch_add(size as u64, Ordering::Relaxed);
     Ok((
         StatusCode::CREATED,
-        Json(
-            json!({ "fid": fid.to_string(), "size": data.len(), "etag": format!("{:08x}", w.crc) }),
-        ),
+        Json(json!({ "fid": fid.to_string(), "size": size, "etag": format!("{:08x}", w.crc) })),
     )
         .into_response())
 }
@@ -392,6 +481,15 @@ async fn read(
     let hv = |s: &str| HeaderValue::from_str(s).unwrap_or(HeaderValue::from_static("invalid"));
     h.insert(header::ETAG, hv(&etag));
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    // The uploader chose the Content-Type: never let a browser sniff or run it.
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(FILE_CSP),
+    );
     h.insert(
         header::CONTENT_TYPE,
         n.mime()
@@ -491,6 +589,8 @@ async fn status(State(app): State<AppState>) -> Response {
         "read_policy": app.cfg.read_policy,
         "writes_require_token": app.cfg.token.is_some(),
         "max_upload": app.cfg.max_upload,
+        "upload_memory": app.budget.total(),
+        "upload_memory_in_use": app.budget.in_use(),
         "live_needles": s.live_needles,
         "live_bytes": s.live_bytes,
         "index_bytes": s.index_bytes,
@@ -578,6 +678,18 @@ async fn metrics(State(app): State<AppState>) -> Response {
         "Uploads refused with 413.",
         "counter",
         l(&m.too_large),
+    );
+    c(
+        "aergofs_upload_busy_total",
+        "Uploads refused with 503: the upload memory stayed in use.",
+        "counter",
+        l(&m.busy),
+    );
+    c(
+        "aergofs_upload_memory_in_use_bytes",
+        "Bytes of upload memory held by uploads in flight.",
+        "gauge",
+        app.budget.in_use() as f64,
     );
     c(
         "aergofs_live_needles",
@@ -682,6 +794,16 @@ mod tests {
         assert_eq!(parse_range("bytes=0-1,3-4", 10), Ok(None));
         assert_eq!(parse_range("items=0-1", 10), Ok(None));
         assert_eq!(parse_range("bytes=0-0", 0), Err(()));
+    }
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive() {
+        for v in ["Bearer t0k", "bearer t0k", "BEARER t0k", "bEaReR   t0k  "] {
+            assert_eq!(bearer_token(v), Some("t0k"), "{v:?}");
+        }
+        for v in ["Basic t0k", "Bearer", "Bearer ", "Bearert0k", "t0k", ""] {
+            assert_eq!(bearer_token(v), None, "{v:?}");
+        }
     }
 
     #[test]

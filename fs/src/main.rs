@@ -54,6 +54,13 @@ enum Cmd {
         /// Largest upload in bytes.
         #[arg(long, default_value_t = 256 << 20)]
         max_upload: usize,
+        /// Memory all uploads in flight may hold together, in bytes (default: room for two
+        /// uploads of --max-upload). Uploads beyond it wait, then get 503 + Retry-After.
+        #[arg(long)]
+        upload_memory: Option<usize>,
+        /// Milliseconds an upload waits for upload memory before 503.
+        #[arg(long, default_value_t = 10_000)]
+        upload_wait_ms: u64,
         /// Volume size limit in bytes (at most 32 GiB).
         #[arg(long, default_value_t = 30 << 30)]
         volume_size: u64,
@@ -247,6 +254,8 @@ async fn serve(
     token_file: Option<PathBuf>,
     read_policy: ReadPolicyArg,
     max_upload: usize,
+    upload_memory: Option<usize>,
+    upload_wait_ms: u64,
     volume_size: u64,
     fast: bool,
     garbage_threshold: f64,
@@ -256,6 +265,17 @@ async fn serve(
     net: NetArgs,
 ) -> Result<()> {
     let net = net.resolve()?;
+    if max_upload > aergofs::needle::MAX_DATA_LEN {
+        bail!(
+            "--max-upload must be at most {} bytes",
+            aergofs::needle::MAX_DATA_LEN
+        );
+    }
+    let per_upload = max_upload + aergofs::needle::MAX_OVERHEAD;
+    let upload_memory = upload_memory.unwrap_or(2 * per_upload);
+    if upload_memory < per_upload {
+        bail!("--upload-memory must hold one upload of --max-upload: at least {per_upload} bytes");
+    }
     if !(0.0..=1.0).contains(&garbage_threshold) {
         bail!("--garbage-threshold must be between 0 and 1");
     }
@@ -317,6 +337,8 @@ async fn serve(
             token,
             read_policy,
             max_upload,
+            upload_memory,
+            upload_wait: Duration::from_millis(upload_wait_ms),
             public_url: format!("http://{local}"),
         },
     );
@@ -366,6 +388,8 @@ fn main() -> std::process::ExitCode {
                 token_file,
                 read_policy,
                 max_upload,
+                upload_memory,
+                upload_wait_ms,
                 volume_size,
                 fast,
                 garbage_threshold,
@@ -381,6 +405,8 @@ fn main() -> std::process::ExitCode {
                     token_file,
                     read_policy,
                     max_upload,
+                    upload_memory,
+                    upload_wait_ms,
                     volume_size,
                     fast,
                     garbage_threshold,
