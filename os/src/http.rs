@@ -150,8 +150,9 @@ pub fn is_loopback(ip: IpAddr) -> bool {
     ip.to_canonical().is_loopback()
 }
 
-/// The key the per-address cap counts under: the IPv4 address, or the IPv6 /64.
-fn ip_key(ip: IpAddr) -> IpAddr {
+/// The key per-address limits count under: the IPv4 address, or the IPv6 /64 (one host
+/// usually holds a whole /64).
+pub fn ip_key(ip: IpAddr) -> IpAddr {
     match ip.to_canonical() {
         IpAddr::V6(v6) => {
             let s = v6.segments();
@@ -668,7 +669,7 @@ pub fn check_origin_host(
 /// no port).
 fn loopback_host(host: &str, port: u16) -> bool {
     let host = host.trim();
-    let (name, host_port) = if let Some(rest) = host.strip_prefix('[') {
+    let (loopback, host_port) = if let Some(rest) = host.strip_prefix('[') {
         let Some((v6, after)) = rest.split_once(']') else {
             return false;
         };
@@ -679,11 +680,8 @@ fn loopback_host(host: &str, port: u16) -> bool {
                 None => return false,
             },
         };
-        match v6.parse::<Ipv6Addr>() {
-            Ok(ip) if is_loopback(IpAddr::V6(ip)) => {}
-            _ => return false,
-        }
-        ("", p)
+        let ip = v6.parse::<Ipv6Addr>().ok();
+        (ip.is_some_and(|ip| is_loopback(IpAddr::V6(ip))), p)
     } else {
         let (n, p) = match host.rsplit_once(':') {
             Some((n, p)) => (n, Some(p)),
@@ -692,16 +690,13 @@ fn loopback_host(host: &str, port: u16) -> bool {
         let ok = n.eq_ignore_ascii_case("localhost")
             || n.parse::<std::net::Ipv4Addr>()
                 .is_ok_and(|ip| ip.is_loopback());
-        if !ok {
-            return false;
-        }
-        (n, p)
+        (ok, p)
     };
-    let _ = name;
-    match host_port {
-        None => true,
-        Some(p) => p.parse::<u16>().is_ok_and(|p| p == port),
-    }
+    loopback
+        && match host_port {
+            None => true,
+            Some(p) => p.parse::<u16>().is_ok_and(|p| p == port),
+        }
 }
 
 #[cfg(test)]

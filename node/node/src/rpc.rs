@@ -235,7 +235,7 @@ impl Rpc {
         }
         let now = Instant::now();
         let burst = self.rate * 2.0;
-        let e = m.entry(ip).or_insert((burst, now));
+        let e = m.entry(aergo_os::http::ip_key(ip)).or_insert((burst, now));
         e.0 = (e.0 + now.duration_since(e.1).as_secs_f64() * self.rate).min(burst);
         e.1 = now;
         if e.0 >= 1.0 {
