@@ -434,7 +434,7 @@ fn websocket_connection_and_subscription_caps_and_rate_limit() -> Result<()> {
     let node = start(
         tmp.path(),
         "127.0.0.1",
-        "rpc_rate_limit = 10\nrpc_ws_connections = 2\nrpc_ws_subscriptions = 3\n",
+        "rpc_rate_limit = 10\nrpc_ws_connections = 2\nrpc_ws_subscriptions = 3\n[node.rpc_http]\nidle_timeout_secs = 1\n",
     )?;
     let url = format!("ws://{}/ws", node.addr);
     rt().block_on(async {
@@ -456,7 +456,16 @@ fn websocket_connection_and_subscription_caps_and_rate_limit() -> Result<()> {
         ensure!(r["error"]["data"]["reason"] == json!("subscriptions"), "{r}");
 
         // Two WebSocket connections at most; a third is answered 503.
-        let (ws2, _) = tokio_tungstenite::connect_async(&url).await?;
+        let (mut ws2, _) = tokio_tungstenite::connect_async(&url).await?;
+        // An upgraded connection is not an idle HTTP connection: silent for longer than the
+        // 1 s idle timeout, it still answers.
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        let r = ws_call(
+            &mut ws2,
+            json!({"jsonrpc": "2.0", "id": 1, "method": "chain_info"}),
+        )
+        .await?;
+        ensure!(r["result"]["height"].is_u64(), "{r}");
         match tokio_tungstenite::connect_async(&url).await {
             Err(WsError::Http(resp)) => ensure!(resp.status() == 503, "{:?}", resp.status()),
             Err(e) => bail!("unexpected error {e}"),
