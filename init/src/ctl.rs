@@ -351,6 +351,7 @@ mod tests {
             after: vec![],
             after_wait: Duration::ZERO,
             ready: Readiness::Immediate,
+            liveness: None,
             stop_timeout: Duration::from_secs(1),
             console: None,
             enabled: true,

@@ -3,7 +3,7 @@
 //! readiness.
 
 use crate::logs::LogStore;
-use crate::supervisor::{Readiness, Runner, Spec};
+use crate::supervisor::{Liveness, Readiness, Runner, Spec};
 use aergo_os::config::Config;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -29,6 +29,17 @@ fn port_of(addr: &str, default: u16) -> u16 {
         .unwrap_or(default)
 }
 
+/// The node's `/health` is polled every 5 s once it runs; 3 failures in a row (a hung server,
+/// or the node reporting a late heartbeat) restart it with backoff.
+pub const NODE_LIVENESS: Liveness = Liveness {
+    every: Duration::from_secs(5),
+    failures: 3,
+};
+
+/// How long a liveness check waits for an answer (longer than readiness: under load, or
+/// under software emulation, a healthy node can be slow to answer).
+const LIVENESS_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// The service table in start order. `console` is the device the dashboard takes
 /// (`/dev/ttyS0`, `/dev/tty1`) or `None` to not run it.
 pub fn table(cfg: &Config, config_path: &str, console: Option<String>) -> Vec<Spec> {
@@ -52,6 +63,7 @@ pub fn table(cfg: &Config, config_path: &str, console: Option<String>) -> Vec<Sp
             after: vec![],
             after_wait: Duration::ZERO,
             ready: Readiness::Http(format!("127.0.0.1:{rpc_port}"), "/health".into()),
+            liveness: Some(NODE_LIVENESS),
             stop_timeout: Duration::from_secs(20),
             console: None,
             enabled: true,
@@ -77,6 +89,7 @@ pub fn table(cfg: &Config, config_path: &str, console: Option<String>) -> Vec<Sp
             after: vec!["node".into()],
             after_wait: AERGOFS_AFTER_NODE,
             ready: Readiness::Tcp(format!("127.0.0.1:{fs_port}")),
+            liveness: None,
             stop_timeout: Duration::from_secs(10),
             console: None,
             enabled: cfg.fs.enabled,
@@ -97,6 +110,7 @@ pub fn table(cfg: &Config, config_path: &str, console: Option<String>) -> Vec<Sp
             after: vec![],
             after_wait: Duration::ZERO,
             ready: Readiness::Immediate,
+            liveness: None,
             stop_timeout: Duration::from_secs(5),
             enabled: console.is_some(),
             console,
@@ -267,6 +281,17 @@ impl Runner for ProcRunner {
             Readiness::Http(a, p) => http_ok(a, p, t),
         }
     }
+
+    fn alive(&mut self, spec: &Spec) -> bool {
+        match &spec.ready {
+            Readiness::Immediate => true,
+            Readiness::Tcp(a) => a
+                .parse::<SocketAddr>()
+                .map(|sa| TcpStream::connect_timeout(&sa, LIVENESS_TIMEOUT).is_ok())
+                .unwrap_or(false),
+            Readiness::Http(a, p) => http_ok(a, p, LIVENESS_TIMEOUT),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -322,6 +347,7 @@ mod tests {
             after: vec![],
             after_wait: Duration::ZERO,
             ready: Readiness::Immediate,
+            liveness: None,
             stop_timeout: Duration::from_secs(1),
             console: None,
             enabled: true,

@@ -38,12 +38,25 @@ pub struct Spec {
     pub after_wait: Duration,
     /// Readiness check.
     pub ready: Readiness,
+    /// Liveness: once running, the readiness check is repeated; this many failures in a row
+    /// restart the service (as a crash: with backoff). `None`: exits are the only failures.
+    pub liveness: Option<Liveness>,
     /// SIGTERM → SIGKILL grace period.
     pub stop_timeout: Duration,
     /// Console device the service owns (stdin/stdout), e.g. `/dev/ttyS0`.
     pub console: Option<String>,
     /// Disabled by config: never started.
     pub enabled: bool,
+}
+
+/// How often a running service's health is checked, and how many failures in a row make
+/// init restart it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Liveness {
+    /// Time between checks.
+    pub every: Duration,
+    /// Failures in a row that restart the service.
+    pub failures: u32,
 }
 
 /// Exponential restart backoff: `initial` doubling to `max`, reset after `stable` uptime.
@@ -105,6 +118,11 @@ pub trait Runner {
     fn kill(&mut self, pid: u32, signal: i32);
     /// Whether the service answers its readiness check.
     fn ready(&mut self, spec: &Spec) -> bool;
+    /// Whether a running service still answers its check (liveness; may wait longer than
+    /// `ready`, a loaded service is slow, not dead).
+    fn alive(&mut self, spec: &Spec) -> bool {
+        self.ready(spec)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -124,6 +142,11 @@ struct Svc {
     message: Option<String>,
     /// When the service first waited on `after` (soft order).
     after_since: Option<Duration>,
+    /// Liveness: when it was last checked, failures in a row, and whether the current stop
+    /// was init's own restart of an unhealthy service (its exit then counts as a crash).
+    last_probe: Option<Duration>,
+    live_failures: u32,
+    unhealthy: bool,
 }
 
 /// Which shutdown was asked for.
@@ -183,6 +206,9 @@ impl Supervisor {
                 killed: false,
                 after_since: None,
                 restart_after_stop: false,
+                last_probe: None,
+                live_failures: 0,
+                unhealthy: false,
             })
             .collect();
         Self {
@@ -273,7 +299,8 @@ impl Supervisor {
         s.stop_deadline = None;
         s.killed = false;
         s.last_exit = Some(exit.clone());
-        if shutting || s.held || s.state == ServiceState::Stopping {
+        let unhealthy = std::mem::take(&mut s.unhealthy) && !shutting && !s.held;
+        if !unhealthy && (shutting || s.held || s.state == ServiceState::Stopping) {
             if s.restart_after_stop && !shutting {
                 s.restart_after_stop = false;
                 s.held = false;
@@ -288,7 +315,15 @@ impl Supervisor {
             let delay = s.backoff.on_exit(ran_for);
             s.state = ServiceState::Backoff;
             s.next_start = Some(now + delay);
-            s.message = Some(format!("exited ({exit}) after {} ms", ran_for.as_millis()));
+            s.message = Some(if unhealthy {
+                format!(
+                    "restarted: unhealthy ({} health checks failed in a row), then {exit}",
+                    s.live_failures
+                )
+            } else {
+                format!("exited ({exit}) after {} ms", ran_for.as_millis())
+            });
+            s.live_failures = 0;
         }
         Some(s.spec.name.clone())
     }
@@ -493,6 +528,8 @@ impl Supervisor {
                         Ok(pid) => {
                             s.pid = Some(pid);
                             s.started_at = Some(now);
+                            s.last_probe = None;
+                            s.live_failures = 0;
                             s.next_start = None;
                             s.state = ServiceState::Starting;
                             s.message = None;
@@ -510,9 +547,39 @@ impl Supervisor {
                         s.state = ServiceState::Running;
                     }
                 }
+                ServiceState::Running => Self::check_liveness(s, &spec, now, runner),
                 ServiceState::Stopping => Self::escalate(s, now, runner),
-                ServiceState::Running | ServiceState::Stopped | ServiceState::Missing => {}
+                ServiceState::Stopped | ServiceState::Missing => {}
             }
+        }
+    }
+
+    /// Repeats a running service's health check every `liveness.every`; after
+    /// `liveness.failures` failures in a row, stops it so that it restarts with backoff.
+    fn check_liveness(s: &mut Svc, spec: &Spec, now: Duration, runner: &mut dyn Runner) {
+        let Some(l) = spec.liveness else {
+            return;
+        };
+        let since = s.last_probe.or(s.started_at).unwrap_or(now);
+        if now.saturating_sub(since) < l.every {
+            return;
+        }
+        s.last_probe = Some(now);
+        if runner.alive(spec) {
+            if s.live_failures > 0 {
+                s.message = None;
+            }
+            s.live_failures = 0;
+            return;
+        }
+        s.live_failures = s.live_failures.saturating_add(1);
+        s.message = Some(format!(
+            "health check failed ({} of {} in a row)",
+            s.live_failures, l.failures
+        ));
+        if s.live_failures >= l.failures {
+            s.unhealthy = true;
+            Self::begin_stop(s, now, runner);
         }
     }
 
@@ -589,6 +656,7 @@ mod tests {
             after: vec![],
             after_wait: Duration::ZERO,
             ready: Readiness::Immediate,
+            liveness: None,
             stop_timeout: Duration::from_secs(10),
             console: None,
             enabled: true,
@@ -733,6 +801,87 @@ mod tests {
         sup.tick(ms(1700), &mut r);
         assert_eq!(sup.state("node"), Some(ServiceState::Starting));
         assert_eq!(sup.report(ms(1700))[0].restarts, 2);
+    }
+
+    #[test]
+    fn unhealthy_service_is_restarted_with_backoff_after_n_failures() {
+        let mut node = spec("node", &[]);
+        node.liveness = Some(Liveness {
+            every: ms(1000),
+            failures: 3,
+        });
+        let mut sup = Supervisor::new(vec![node], Backoff::default());
+        let mut r = Fake {
+            ready: true,
+            ..Default::default()
+        };
+        sup.tick(ms(0), &mut r);
+        sup.tick(ms(10), &mut r);
+        assert_eq!(sup.state("node"), Some(ServiceState::Running));
+        let pid = sup.pid("node").unwrap();
+        // Healthy checks change nothing; a failure that recovers resets the count.
+        sup.tick(ms(1010), &mut r);
+        r.ready = false;
+        sup.tick(ms(2010), &mut r);
+        sup.tick(ms(2500), &mut r); // not due yet: no check
+        r.ready = true;
+        sup.tick(ms(3010), &mut r);
+        assert!(r.killed.is_empty());
+        // Three failures in a row: SIGTERM.
+        r.ready = false;
+        for t in [4010, 5010] {
+            sup.tick(ms(t), &mut r);
+            assert!(r.killed.is_empty(), "killed after fewer than 3 failures");
+        }
+        assert!(sup.report(ms(5010))[0]
+            .message
+            .as_deref()
+            .is_some_and(|m| m.contains("2 of 3")));
+        sup.tick(ms(6010), &mut r);
+        assert_eq!(r.killed, vec![(pid, libc::SIGTERM)]);
+        assert_eq!(sup.state("node"), Some(ServiceState::Stopping));
+        // Its exit counts as a crash: backoff, then a new start.
+        sup.on_exit(pid, crash(), ms(6100));
+        assert_eq!(sup.state("node"), Some(ServiceState::Backoff));
+        let msg = sup
+            .svcs
+            .first()
+            .and_then(|s| s.message.clone())
+            .unwrap_or_default();
+        assert!(msg.contains("unhealthy (3 health checks"), "{msg}");
+        r.ready = true;
+        sup.tick(ms(6400), &mut r);
+        assert_eq!(sup.state("node"), Some(ServiceState::Starting));
+        assert_eq!(r.spawned, vec!["node", "node"]);
+        // A fresh process gets a fresh count: one failure does not stop it.
+        sup.tick(ms(6500), &mut r);
+        r.ready = false;
+        sup.tick(ms(7500), &mut r);
+        assert_eq!(sup.state("node"), Some(ServiceState::Running));
+        assert_eq!(r.killed.len(), 1);
+    }
+
+    #[test]
+    fn operator_stop_of_an_unhealthy_service_keeps_it_stopped() {
+        let mut node = spec("node", &[]);
+        node.liveness = Some(Liveness {
+            every: ms(1000),
+            failures: 1,
+        });
+        let mut sup = Supervisor::new(vec![node], Backoff::default());
+        let mut r = Fake {
+            ready: true,
+            ..Default::default()
+        };
+        sup.tick(ms(0), &mut r);
+        sup.tick(ms(10), &mut r);
+        let pid = sup.pid("node").unwrap();
+        r.ready = false;
+        sup.tick(ms(1010), &mut r);
+        assert_eq!(sup.state("node"), Some(ServiceState::Stopping));
+        sup.stop("node", ms(1020), &mut r).unwrap();
+        sup.on_exit(pid, crash(), ms(1100));
+        assert_eq!(sup.state("node"), Some(ServiceState::Stopped));
     }
 
     #[test]
