@@ -107,7 +107,11 @@ fn scan_items<'s>(
 
 /// Loaded contracts, keyed by content (prefix, owner and every stored script), so a cached
 /// entry can never be stale: an upgrade stores a new script and so a new key. JIT compilation
-/// happens once per content, at deploy or first use after start, never per call.
+/// happens once per content, never per call, and never inside block execution: deploys,
+/// upgrades and loads queue the code for `aergo-sql`'s background JIT worker (bounded queue)
+/// and calls run on the interpreter until it is ready — both engines give identical results,
+/// gas and writes, so which one ran never shows in the state. A cache hit re-queues a version
+/// the full queue turned away.
 fn cache() -> &'static Mutex<HashMap<Hash, Contract>> {
     static C: OnceLock<Mutex<HashMap<Hash, Contract>>> = OnceLock::new();
     C.get_or_init(|| Mutex::new(HashMap::new()))
@@ -138,9 +142,10 @@ pub fn load(addr: &Address, kv: &dyn Kv) -> Result<Option<Contract>, String> {
         return Ok(None);
     };
     if let Some(c) = cache().lock().get(&key) {
+        c.queue_jit();
         return Ok(Some(c.clone()));
     }
-    let c = Contract::load(&pfx, kv).map_err(|e| e.to_string())?;
+    let c = Contract::load_background(&pfx, kv).map_err(|e| e.to_string())?;
     let mut m = cache().lock();
     if m.len() > 1024 {
         m.clear();
@@ -284,7 +289,7 @@ pub fn deploy(
     if existing {
         let mut c = load(addr, &kv)?.ok_or_else(|| format!("no contract at {addr}"))?;
         let used = c
-            .upgrade(script, &owner.encode(), &mut kv, gas)
+            .upgrade_background(script, &owner.encode(), &mut kv, gas)
             .map_err(|e| e.to_string())?;
         remember(addr, &c, &kv);
         return Ok(Outcome {
@@ -293,8 +298,8 @@ pub fn deploy(
             notices: Vec::new(),
         });
     }
-    let (c, used) =
-        Contract::deploy(script, &owner.encode(), &pfx, &mut kv, gas).map_err(|e| e.to_string())?;
+    let (c, used) = Contract::deploy_background(script, &owner.encode(), &pfx, &mut kv, gas)
+        .map_err(|e| e.to_string())?;
     remember(addr, &c, &kv);
     Ok(Outcome {
         gas: used,

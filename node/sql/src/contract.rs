@@ -9,6 +9,7 @@ use crate::error::{Result, SqlError};
 use crate::exec::{keys, Runtime};
 use crate::interp::{self, JitDispatch};
 use crate::ir::SqlPlan;
+use crate::jit_slot::JitSlot;
 use crate::kv::{apply_writes, Kv, Overlay};
 use crate::parse;
 use crate::value::Value;
@@ -84,9 +85,19 @@ pub struct Contract {
     owner: String,
     scripts: Vec<String>,
     cat: Arc<Catalog>,
-    #[cfg(feature = "jit")]
-    jit: Option<Arc<crate::jit::JitProgram>>,
+    /// The compiled code, shared by the clones of this version (empty until compiled).
+    jit: Arc<JitSlot>,
     mem_limit: usize,
+}
+
+/// When a contract's JIT code is compiled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum JitMode {
+    /// Before the constructor returns.
+    Now,
+    /// On the background worker ([`crate::jit_slot`]); calls run on the interpreter until
+    /// it is ready.
+    Background,
 }
 
 fn meta_key(prefix: &[u8], name: &str) -> Vec<u8> {
@@ -112,6 +123,30 @@ impl Contract {
         kv: &mut dyn Kv,
         gas_limit: u64,
     ) -> Result<(Contract, u64)> {
+        Self::deploy_with(script, owner, prefix, kv, gas_limit, JitMode::Now)
+    }
+
+    /// [`Contract::deploy`] without compiling: the code is queued for the background JIT
+    /// worker and calls run on the interpreter until it is ready ([`Contract::jit_ready`]).
+    /// Same results, gas and writes either way. A JIT failure never fails the deploy.
+    pub fn deploy_background(
+        script: &str,
+        owner: &str,
+        prefix: &[u8],
+        kv: &mut dyn Kv,
+        gas_limit: u64,
+    ) -> Result<(Contract, u64)> {
+        Self::deploy_with(script, owner, prefix, kv, gas_limit, JitMode::Background)
+    }
+
+    fn deploy_with(
+        script: &str,
+        owner: &str,
+        prefix: &[u8],
+        kv: &mut dyn Kv,
+        gas_limit: u64,
+        mode: JitMode,
+    ) -> Result<(Contract, u64)> {
         if kv.get(&meta_key(prefix, "owner")).map_err(st)?.is_some() {
             return Err(SqlError::Permission(
                 "a contract already exists at this prefix".into(),
@@ -124,11 +159,10 @@ impl Contract {
             owner: owner.to_string(),
             scripts: vec![script.to_string()],
             cat: Arc::new(cat),
-            #[cfg(feature = "jit")]
-            jit: None,
+            jit: Arc::default(),
             mem_limit: crate::gas::MEMORY_BUDGET,
         };
-        c.compile_jit()?;
+        c.compile_jit(mode)?;
         let gas = {
             let mut ov = Overlay::new(kv);
             let gas = c.run_dml(&dml, &mut ov, gas_limit, &[])?;
@@ -145,6 +179,15 @@ impl Contract {
 
     /// Reloads a contract stored under `prefix` (e.g. at node start).
     pub fn load(prefix: &[u8], kv: &dyn Kv) -> Result<Contract> {
+        Self::load_with(prefix, kv, JitMode::Now)
+    }
+
+    /// [`Contract::load`] with the JIT compilation queued for the background worker.
+    pub fn load_background(prefix: &[u8], kv: &dyn Kv) -> Result<Contract> {
+        Self::load_with(prefix, kv, JitMode::Background)
+    }
+
+    fn load_with(prefix: &[u8], kv: &dyn Kv, mode: JitMode) -> Result<Contract> {
         let owner = kv
             .get(&meta_key(prefix, "owner"))
             .map_err(st)?
@@ -166,11 +209,10 @@ impl Contract {
             owner,
             scripts,
             cat: Arc::new(cat),
-            #[cfg(feature = "jit")]
-            jit: None,
+            jit: Arc::default(),
             mem_limit: crate::gas::MEMORY_BUDGET,
         };
-        c.compile_jit()?;
+        c.compile_jit(mode)?;
         Ok(c)
     }
 
@@ -185,6 +227,29 @@ impl Contract {
         kv: &mut dyn Kv,
         gas_limit: u64,
     ) -> Result<u64> {
+        self.upgrade_with(script, caller, kv, gas_limit, JitMode::Now)
+    }
+
+    /// [`Contract::upgrade`] with the new version's JIT compilation queued for the
+    /// background worker.
+    pub fn upgrade_background(
+        &mut self,
+        script: &str,
+        caller: &str,
+        kv: &mut dyn Kv,
+        gas_limit: u64,
+    ) -> Result<u64> {
+        self.upgrade_with(script, caller, kv, gas_limit, JitMode::Background)
+    }
+
+    fn upgrade_with(
+        &mut self,
+        script: &str,
+        caller: &str,
+        kv: &mut dyn Kv,
+        gas_limit: u64,
+        mode: JitMode,
+    ) -> Result<u64> {
         if caller != self.owner {
             return Err(SqlError::Permission(
                 "only the contract owner may upgrade it".into(),
@@ -196,7 +261,7 @@ impl Contract {
         let mut next = self.clone();
         next.cat = Arc::new(cat);
         next.scripts.push(script.to_string());
-        next.compile_jit()?;
+        next.compile_jit(mode)?;
         let n = self.scripts.len();
         let gas = {
             let mut ov = Overlay::new(kv);
@@ -274,15 +339,32 @@ impl Contract {
         Ok(rt.gas_used)
     }
 
-    #[cfg(feature = "jit")]
-    fn compile_jit(&mut self) -> Result<()> {
-        self.jit = Some(Arc::new(crate::jit::JitProgram::compile(&self.cat)?));
+    /// A fresh slot for this version's code, compiled now or queued.
+    fn compile_jit(&mut self, mode: JitMode) -> Result<()> {
+        match mode {
+            JitMode::Now => self.jit = Arc::new(JitSlot::compiled(&self.cat)?),
+            JitMode::Background => {
+                self.jit = Arc::default();
+                self.jit.queue(&self.cat);
+            }
+        }
         Ok(())
     }
 
-    #[cfg(not(feature = "jit"))]
-    fn compile_jit(&mut self) -> Result<()> {
-        Ok(())
+    /// Whether the JIT code of this version is compiled (calls then run it).
+    pub fn jit_ready(&self) -> bool {
+        self.jit.ready()
+    }
+
+    /// Calls of this version that ran JIT-compiled code.
+    pub fn jit_calls(&self) -> u64 {
+        self.jit.calls()
+    }
+
+    /// Queues this version for the background JIT worker if it is not compiled or queued
+    /// yet (a full queue earlier, a clone made before). Cheap when there is nothing to do.
+    pub fn queue_jit(&self) -> bool {
+        self.jit.queue(&self.cat)
     }
 
     /// Calls `function` with `args` (text arguments are cast to the declared
@@ -367,11 +449,12 @@ impl Contract {
             Engine::Jit => {
                 #[cfg(feature = "jit")]
                 {
-                    match &self.jit {
+                    match self.jit.program() {
                         Some(j) => {
                             let d: &dyn JitDispatch = j.as_ref();
                             rt.jit = Some(d);
                             if j.has(fi) {
+                                self.jit.count_call();
                                 j.call(fi, &mut rt, args.to_vec())?
                             } else {
                                 interp::run(&mut rt, fi, args.to_vec())?
@@ -493,7 +576,7 @@ impl Contract {
     /// Names of functions that the JIT compiled (empty without the feature).
     pub fn jit_functions(&self) -> Vec<String> {
         #[cfg(feature = "jit")]
-        if let Some(j) = &self.jit {
+        if let Some(j) = self.jit.program() {
             return self
                 .cat
                 .funcs
@@ -510,7 +593,7 @@ impl Contract {
     /// intrinsics only); empty without the `jit` feature.
     pub fn jit_imports(&self) -> Vec<String> {
         #[cfg(feature = "jit")]
-        if let Some(j) = &self.jit {
+        if let Some(j) = self.jit.program() {
             return j.imported_symbols().to_vec();
         }
         Vec::new()
@@ -519,7 +602,7 @@ impl Contract {
     /// The optimised LLVM IR of the contract (empty without the `jit` feature).
     pub fn jit_ir(&self) -> String {
         #[cfg(feature = "jit")]
-        if let Some(j) = &self.jit {
+        if let Some(j) = self.jit.program() {
             return j.ir().to_string();
         }
         String::new()

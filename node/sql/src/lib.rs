@@ -55,6 +55,7 @@ pub mod interp;
 pub mod ir;
 #[cfg(feature = "jit")]
 pub mod jit;
+pub mod jit_slot;
 pub mod kv;
 pub mod parse;
 pub mod sandbox;

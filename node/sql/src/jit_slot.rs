@@ -1,0 +1,163 @@
+//! Background JIT compilation. A [`JitSlot`] is shared by every clone of a contract version:
+//! empty until its code is compiled, then holding the compiled program. Compilation can run
+//! at once ([`JitSlot::compiled`]) or on a background worker thread ([`JitSlot::queue`]),
+//! fed through a bounded queue: a chain deploys and loads contracts without compiling them
+//! on the block's critical path, and calls run on the interpreter until the code is ready.
+//! Both engines give the same results, errors, events, gas and writes, so which one ran a
+//! call never shows in the state.
+//!
+//! A full queue or a failed compilation leaves the slot empty (the interpreter keeps running
+//! the contract); a full queue is retried by the next [`JitSlot::queue`].
+
+use crate::compile::Catalog;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// Most contract versions waiting for the compile worker.
+pub const QUEUE: usize = 64;
+
+/// The compiled code of one contract version, once ready.
+#[derive(Default)]
+pub struct JitSlot {
+    #[cfg(feature = "jit")]
+    program: std::sync::OnceLock<Arc<crate::jit::JitProgram>>,
+    queued: AtomicBool,
+    failed: AtomicBool,
+    calls: AtomicU64,
+}
+
+impl std::fmt::Debug for JitSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JitSlot")
+            .field("ready", &self.ready())
+            .field("calls", &self.calls())
+            .finish()
+    }
+}
+
+static COMPILED: AtomicU64 = AtomicU64::new(0);
+
+/// Contract versions compiled by the background worker since start.
+pub fn compiled_in_background() -> u64 {
+    COMPILED.load(Ordering::Relaxed)
+}
+
+impl JitSlot {
+    /// A slot with the code compiled now (without the `jit` feature: an empty slot).
+    pub fn compiled(cat: &Arc<Catalog>) -> crate::error::Result<Self> {
+        let s = Self::default();
+        #[cfg(feature = "jit")]
+        {
+            let _ = s
+                .program
+                .set(Arc::new(crate::jit::JitProgram::compile(cat)?));
+        }
+        #[cfg(not(feature = "jit"))]
+        let _ = cat;
+        Ok(s)
+    }
+
+    /// Whether the compiled code is ready.
+    pub fn ready(&self) -> bool {
+        #[cfg(feature = "jit")]
+        {
+            self.program.get().is_some()
+        }
+        #[cfg(not(feature = "jit"))]
+        {
+            false
+        }
+    }
+
+    /// Whether compiling failed (the interpreter runs the contract for good).
+    pub fn failed(&self) -> bool {
+        self.failed.load(Ordering::Relaxed)
+    }
+
+    /// Calls that ran compiled code.
+    pub fn calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
+    }
+
+    #[cfg(feature = "jit")]
+    pub(crate) fn count_call(&self) {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The compiled program, when ready.
+    #[cfg(feature = "jit")]
+    pub fn program(&self) -> Option<&Arc<crate::jit::JitProgram>> {
+        self.program.get()
+    }
+
+    /// Hands the slot to the background worker unless it is ready, failed or already
+    /// queued. Returns whether it is (now) waiting for or done with compilation; `false`
+    /// when the queue was full (call again later) or there is no JIT.
+    pub fn queue(self: &Arc<Self>, cat: &Arc<Catalog>) -> bool {
+        if self.ready() || self.failed() {
+            return true;
+        }
+        if self.queued.swap(true, Ordering::AcqRel) {
+            return true;
+        }
+        let sent = worker::submit(cat.clone(), self.clone());
+        if !sent {
+            self.queued.store(false, Ordering::Release);
+        }
+        sent
+    }
+}
+
+#[cfg(feature = "jit")]
+mod worker {
+    use super::*;
+    use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
+    use std::sync::{Mutex, OnceLock};
+
+    type Job = (Arc<Catalog>, Arc<JitSlot>);
+
+    fn sender() -> Option<&'static Mutex<SyncSender<Job>>> {
+        static S: OnceLock<Option<Mutex<SyncSender<Job>>>> = OnceLock::new();
+        S.get_or_init(|| {
+            let (tx, rx) = sync_channel::<Job>(QUEUE);
+            std::thread::Builder::new()
+                .name("aergo-sql-jit".into())
+                .stack_size(16 << 20)
+                .spawn(move || {
+                    while let Ok((cat, slot)) = rx.recv() {
+                        match crate::jit::JitProgram::compile(&cat) {
+                            Ok(p) => {
+                                let _ = slot.program.set(Arc::new(p));
+                                COMPILED.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Err(_) => slot.failed.store(true, Ordering::Relaxed),
+                        }
+                    }
+                })
+                .ok()
+                .map(|_| Mutex::new(tx))
+        })
+        .as_ref()
+    }
+
+    pub(super) fn submit(cat: Arc<Catalog>, slot: Arc<JitSlot>) -> bool {
+        let Some(s) = sender() else {
+            return false;
+        };
+        let Ok(s) = s.lock() else {
+            return false;
+        };
+        match s.try_send((cat, slot)) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => false,
+        }
+    }
+}
+
+#[cfg(not(feature = "jit"))]
+mod worker {
+    use super::*;
+    pub(super) fn submit(_: Arc<Catalog>, _: Arc<JitSlot>) -> bool {
+        false
+    }
+}
