@@ -3,7 +3,8 @@
 //! [`serve`] runs an accept loop over a tokio `TcpListener` and serves each connection with
 //! hyper's HTTP/1 connection (upgrades kept, so WebSockets work). What a hostile client finds:
 //! - a global connection cap and a per-address cap (an IPv6 client counts per /64; loopback
-//!   is exempt unless [`ServerLimits::limit_loopback`]); a connection over a cap gets a
+//!   is exempt from the latter and has [`ServerLimits::loopback_reserve`] slots beyond the
+//!   former, unless [`ServerLimits::limit_loopback`]); a connection over a cap gets a
 //!   `503` written without waiting and is closed, and is counted in [`ServerStats`]. The
 //!   connection's slot is held by its socket, so an upgraded WebSocket keeps counting;
 //! - the request headers must arrive within [`ServerLimits::header_timeout`] (hyper's
@@ -51,8 +52,12 @@ pub struct ServerLimits {
     pub max_connections: usize,
     /// Most connections open at once from one address (IPv6: one /64).
     pub max_connections_per_ip: usize,
-    /// Apply the per-address cap to loopback clients too.
+    /// Apply the per-address cap to loopback clients too, and give them no reserve.
     pub limit_loopback: bool,
+    /// Connections beyond `max_connections` kept for loopback clients (unless
+    /// `limit_loopback`): when remote clients fill the cap, init's health check and the
+    /// local dashboard still get through.
+    pub loopback_reserve: usize,
     /// Time to send a request's headers.
     pub header_timeout: Duration,
     /// Time a connection may go without reading or writing a byte.
@@ -71,12 +76,16 @@ impl Default for ServerLimits {
     }
 }
 
+/// Default [`ServerLimits::loopback_reserve`].
+pub const LOOPBACK_RESERVE: usize = 16;
+
 impl From<&crate::config::HttpServerConfig> for ServerLimits {
     fn from(c: &crate::config::HttpServerConfig) -> Self {
         Self {
             max_connections: c.max_connections.max(1),
             max_connections_per_ip: c.max_connections_per_ip.max(1),
             limit_loopback: c.limit_loopback,
+            loopback_reserve: LOOPBACK_RESERVE,
             header_timeout: Duration::from_secs(c.header_timeout_secs.max(1)),
             idle_timeout: Duration::from_secs(c.idle_timeout_secs.max(1)),
             body_timeout: Duration::from_secs(c.body_timeout_secs.max(1)),
@@ -313,8 +322,15 @@ impl Tracker {
         stats: &Arc<ServerStats>,
     ) -> Result<Slot, Refused> {
         let exempt = !limits.limit_loopback && is_loopback(peer);
+        let cap = if exempt {
+            limits
+                .max_connections
+                .saturating_add(limits.loopback_reserve)
+        } else {
+            limits.max_connections
+        };
         let mut total = self.total.lock();
-        if *total >= limits.max_connections {
+        if *total >= cap {
             return Err(Refused::Global);
         }
         let key = if exempt {
@@ -366,9 +382,11 @@ impl Activity {
 /// The socket, recording each read or write that moved bytes, and holding the
 /// connection's slot for as long as the socket lives (through an upgrade too).
 struct WatchedIo {
+    // Dropped first (fields drop in order): the slot is free by the time the peer sees the
+    // close, so a client that reconnects at once is not refused by its own old connection.
+    _slot: Slot,
     inner: TcpStream,
     activity: Arc<Activity>,
-    _slot: Slot,
 }
 
 impl AsyncRead for WatchedIo {

@@ -104,6 +104,7 @@ fn limits() -> ServerLimits {
         max_connections: 100,
         max_connections_per_ip: 100,
         limit_loopback: false,
+        loopback_reserve: 0,
         header_timeout: Duration::from_secs(10),
         idle_timeout: Duration::from_secs(60),
         body_timeout: Duration::from_secs(30),
@@ -149,7 +150,7 @@ fn read_until_closed(s: &mut TcpStream, secs: u64) -> (String, Instant) {
     }
 }
 
-/// One keep-alive GET on `s`; returns the response body.
+/// One keep-alive GET on `s`; returns the body of a 200, an error otherwise.
 fn get(s: &mut TcpStream) -> std::io::Result<String> {
     s.write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
@@ -172,7 +173,9 @@ fn get(s: &mut TcpStream) -> std::io::Result<String> {
                 })
                 .unwrap_or(0);
             if body.len() >= len {
-                assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+                if !head.starts_with("HTTP/1.1 200") {
+                    return Err(std::io::Error::other(head.to_string()));
+                }
                 return Ok(body.to_string());
             }
         }
@@ -370,6 +373,53 @@ fn global_cap_holds() {
         text.contains("t_connections_refused_total{cap=\"global\"} 5"),
         "{text}"
     );
+}
+
+#[test]
+fn loopback_has_a_reserve_beyond_the_global_cap() {
+    // Remote clients could fill the cap; loopback (init's health check, the dashboard) still
+    // gets `loopback_reserve` more. Only loopback clients exist here, so the cap of 3 plus a
+    // reserve of 2 admits five and refuses the sixth.
+    let srv = Server::start(
+        "127.0.0.1:0",
+        ServerLimits {
+            max_connections: 3,
+            loopback_reserve: 2,
+            ..limits()
+        },
+    );
+    let mut held: Vec<TcpStream> = (0..5)
+        .map(|_| TcpStream::connect(srv.target()).unwrap())
+        .collect();
+    for c in &mut held {
+        get(c).unwrap();
+    }
+    let mut extra = TcpStream::connect(srv.target()).unwrap();
+    let (resp, _) = read_until_closed(&mut extra, 5);
+    assert!(
+        resp.is_empty() || resp.starts_with("HTTP/1.1 503"),
+        "{resp}"
+    );
+    assert_eq!(srv.stats.refused_global.load(Ordering::Relaxed), 1);
+    // With loopback limited like any client, there is no reserve.
+    let strict = Server::start(
+        "127.0.0.1:0",
+        ServerLimits {
+            max_connections: 3,
+            loopback_reserve: 2,
+            limit_loopback: true,
+            ..limits()
+        },
+    );
+    let mut held: Vec<TcpStream> = (0..3)
+        .map(|_| TcpStream::connect(strict.target()).unwrap())
+        .collect();
+    for c in &mut held {
+        get(c).unwrap();
+    }
+    let mut extra = TcpStream::connect(strict.target()).unwrap();
+    let _ = read_until_closed(&mut extra, 5);
+    assert_eq!(strict.stats.refused_global.load(Ordering::Relaxed), 1);
 }
 
 #[test]
