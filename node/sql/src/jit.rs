@@ -123,25 +123,69 @@ unsafe fn with_rt<T>(
     r
 }
 
+/// The fixed message of a call whose runtime helper panicked.
+pub const RUNTIME_PANIC: &str =
+    "internal error in the contract runtime (the call failed; report it)";
+
+thread_local! {
+    /// Set when a helper panicked during the current JIT call (helpers run on the caller's
+    /// thread; nested calls save and restore it, so an inner panic fails the outer call too).
+    static RT_PANICKED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// Test-only fault injection: the next `aergo_rt_sql`/`aergo_rt_sql_point` panics.
+    #[cfg(test)]
+    static INJECT_PANIC: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs a helper's body with panics caught: unwinding into LLVM-generated frames is undefined
+/// behaviour (and Rust aborts the process at the `extern "C"` boundary), so a panic becomes
+/// `on_panic` (an error code where the helper has one) plus the thread's panicked flag, which
+/// fails the whole call with [`RUNTIME_PANIC`] once the generated code returns. Whatever the
+/// generated code does in between runs under its gas limit, and a failed call's writes are
+/// discarded.
+fn guarded<T>(on_panic: T, f: impl FnOnce() -> T) -> T {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(v) => v,
+        Err(_) => {
+            RT_PANICKED.with(|p| p.set(true));
+            on_panic
+        }
+    }
+}
+
+/// Test-only fault injection point of the SQL helpers.
+#[cfg(test)]
+fn injected_panic() {
+    if INJECT_PANIC.with(|p| p.replace(false)) {
+        #[allow(clippy::panic)]
+        {
+            panic!("injected panic in a runtime helper (test)");
+        }
+    }
+}
+
 fn fail(c: &mut JitCtx, e: SqlError) -> i32 {
     c.err = Some(e);
     1
 }
 
 unsafe extern "C" fn aergo_rt_err(ctx: *mut JitCtx, code: u32) -> i32 {
-    let c = cx(ctx);
-    let e = match code {
-        E_GAS => SqlError::OutOfGas { limit: c.gas_limit },
-        E_INT_OVERFLOW => SqlError::Overflow("bigint out of range".into()),
-        E_DIV_ZERO => SqlError::DivisionByZero,
-        E_INTEGER_RANGE => SqlError::Overflow("integer out of range".into()),
-        E_FOR_LO => SqlError::Type("FOR loop lower bound cannot be NULL".into()),
-        E_FOR_HI => SqlError::Type("FOR loop upper bound cannot be NULL".into()),
-        E_FOR_BY => SqlError::Type("FOR loop BY value cannot be NULL".into()),
-        E_FOR_STEP => SqlError::Exception("BY value of FOR loop must be greater than zero".into()),
-        _ => SqlError::Jit(format!("unknown error code {code}")),
-    };
-    fail(c, e)
+    guarded(1, || {
+        let c = cx(ctx);
+        let e = match code {
+            E_GAS => SqlError::OutOfGas { limit: c.gas_limit },
+            E_INT_OVERFLOW => SqlError::Overflow("bigint out of range".into()),
+            E_DIV_ZERO => SqlError::DivisionByZero,
+            E_INTEGER_RANGE => SqlError::Overflow("integer out of range".into()),
+            E_FOR_LO => SqlError::Type("FOR loop lower bound cannot be NULL".into()),
+            E_FOR_HI => SqlError::Type("FOR loop upper bound cannot be NULL".into()),
+            E_FOR_BY => SqlError::Type("FOR loop BY value cannot be NULL".into()),
+            E_FOR_STEP => {
+                SqlError::Exception("BY value of FOR loop must be greater than zero".into())
+            }
+            _ => SqlError::Jit(format!("unknown error code {code}")),
+        };
+        fail(c, e)
+    })
 }
 
 unsafe fn var(c: &mut JitCtx, slot: u64) -> Option<&mut Value> {
@@ -150,7 +194,7 @@ unsafe fn var(c: &mut JitCtx, slot: u64) -> Option<&mut Value> {
 }
 
 unsafe extern "C" fn aergo_rt_load_int(ctx: *mut JitCtx, slot: u64, v: *mut i64, n: *mut u8) {
-    match var(cx(ctx), slot) {
+    guarded((), || match var(cx(ctx), slot) {
         Some(Value::Int(i)) => {
             *v = *i;
             *n = 0;
@@ -159,11 +203,11 @@ unsafe extern "C" fn aergo_rt_load_int(ctx: *mut JitCtx, slot: u64, v: *mut i64,
             *v = 0;
             *n = 1;
         }
-    }
+    })
 }
 
 unsafe extern "C" fn aergo_rt_load_bool(ctx: *mut JitCtx, slot: u64, v: *mut u8, n: *mut u8) {
-    match var(cx(ctx), slot) {
+    guarded((), || match var(cx(ctx), slot) {
         Some(Value::Bool(b)) => {
             *v = u8::from(*b);
             *n = 0;
@@ -172,79 +216,97 @@ unsafe extern "C" fn aergo_rt_load_bool(ctx: *mut JitCtx, slot: u64, v: *mut u8,
             *v = 0;
             *n = 1;
         }
-    }
+    })
 }
 
 unsafe extern "C" fn aergo_rt_load_dec(ctx: *mut JitCtx, slot: u64, out: *mut DecSlot) {
-    let d = match var(cx(ctx), slot) {
-        Some(Value::Num(d)) => Some(*d),
-        Some(Value::Int(i)) => Some(Decimal::from_i64(*i)),
-        _ => None,
-    };
-    (*out).set(d);
+    guarded((), || {
+        let d = match var(cx(ctx), slot) {
+            Some(Value::Num(d)) => Some(*d),
+            Some(Value::Int(i)) => Some(Decimal::from_i64(*i)),
+            _ => None,
+        };
+        (*out).set(d);
+    })
 }
 
 unsafe extern "C" fn aergo_rt_store_int(ctx: *mut JitCtx, slot: u64, v: i64, n: u8) {
-    if let Some(x) = var(cx(ctx), slot) {
-        *x = if n != 0 { Value::Null } else { Value::Int(v) };
-    }
+    guarded((), || {
+        if let Some(x) = var(cx(ctx), slot) {
+            *x = if n != 0 { Value::Null } else { Value::Int(v) };
+        }
+    })
 }
 
 unsafe extern "C" fn aergo_rt_store_bool(ctx: *mut JitCtx, slot: u64, v: u8, n: u8) {
-    if let Some(x) = var(cx(ctx), slot) {
-        *x = if n != 0 {
-            Value::Null
-        } else {
-            Value::Bool(v != 0)
-        };
-    }
+    guarded((), || {
+        if let Some(x) = var(cx(ctx), slot) {
+            *x = if n != 0 {
+                Value::Null
+            } else {
+                Value::Bool(v != 0)
+            };
+        }
+    })
 }
 
 unsafe extern "C" fn aergo_rt_store_dec(ctx: *mut JitCtx, slot: u64, p: *const DecSlot) -> i32 {
-    let c = cx(ctx);
-    let v = match (*p).get() {
-        None => Value::Null,
-        Some(Ok(d)) => Value::Num(d),
-        Some(Err(e)) => return fail(c, e),
-    };
-    if let Some(x) = var(c, slot) {
-        *x = v;
-    }
-    0
+    guarded(1, || {
+        let c = cx(ctx);
+        let v = match (*p).get() {
+            None => Value::Null,
+            Some(Ok(d)) => Value::Num(d),
+            Some(Err(e)) => return fail(c, e),
+        };
+        if let Some(x) = var(c, slot) {
+            *x = v;
+        }
+        0
+    })
 }
 
 unsafe extern "C" fn aergo_rt_store_null(ctx: *mut JitCtx, slot: u64) {
-    if let Some(x) = var(cx(ctx), slot) {
-        *x = Value::Null;
-    }
+    guarded((), || {
+        if let Some(x) = var(cx(ctx), slot) {
+            *x = Value::Null;
+        }
+    })
 }
 
 unsafe extern "C" fn aergo_rt_sql(ctx: *mut JitCtx, stmt: usize) -> i32 {
-    let c = cx(ctx);
-    let StmtKind::Sql(plan, into, strict) = &*(stmt as *const StmtKind) else {
-        return fail(c, SqlError::Jit("bad SQL statement pointer".into()));
-    };
-    match with_rt(c, |rt, vars, slots| {
-        exec_sql(rt, plan, into, *strict, vars, slots)
-    }) {
-        Ok(()) => 0,
-        Err(e) => fail(c, e),
-    }
+    guarded(1, || {
+        #[cfg(test)]
+        injected_panic();
+        let c = cx(ctx);
+        let StmtKind::Sql(plan, into, strict) = &*(stmt as *const StmtKind) else {
+            return fail(c, SqlError::Jit("bad SQL statement pointer".into()));
+        };
+        match with_rt(c, |rt, vars, slots| {
+            exec_sql(rt, plan, into, *strict, vars, slots)
+        }) {
+            Ok(()) => 0,
+            Err(e) => fail(c, e),
+        }
+    })
 }
 
 /// A statement the code generator found to be a primary-key point statement
 /// (`exec::is_point_statement`).
 unsafe extern "C" fn aergo_rt_sql_point(ctx: *mut JitCtx, stmt: usize) -> i32 {
-    let c = cx(ctx);
-    let StmtKind::Sql(plan, into, strict) = &*(stmt as *const StmtKind) else {
-        return fail(c, SqlError::Jit("bad SQL statement pointer".into()));
-    };
-    match with_rt(c, |rt, vars, slots| {
-        rt.point_statement(plan, into, *strict, vars, slots)
-    }) {
-        Ok(()) => 0,
-        Err(e) => fail(c, e),
-    }
+    guarded(1, || {
+        #[cfg(test)]
+        injected_panic();
+        let c = cx(ctx);
+        let StmtKind::Sql(plan, into, strict) = &*(stmt as *const StmtKind) else {
+            return fail(c, SqlError::Jit("bad SQL statement pointer".into()));
+        };
+        match with_rt(c, |rt, vars, slots| {
+            rt.point_statement(plan, into, *strict, vars, slots)
+        }) {
+            Ok(()) => 0,
+            Err(e) => fail(c, e),
+        }
+    })
 }
 
 fn dec_of(p: &DecSlot) -> Result<Value> {
@@ -261,39 +323,43 @@ unsafe extern "C" fn aergo_rt_dec_binop(
     b: *const DecSlot,
     out: *mut DecSlot,
 ) -> i32 {
-    let c = cx(ctx);
-    // same Decimal operations `exec::arith` applies to numeric operands
-    let r = (|| -> Result<Option<Decimal>> {
-        let (Some(x), Some(y)) = ((*a).get(), (*b).get()) else {
-            return Ok(None);
-        };
-        let (x, y) = (x?, y?);
-        Ok(Some(match op {
-            0 => x.add(&y)?,
-            1 => x.sub(&y)?,
-            2 => x.mul(&y)?,
-            3 => x.div(&y)?,
-            _ => x.rem(&y)?,
-        }))
-    })();
-    match r {
-        Ok(v) => {
-            (*out).set(v);
-            0
+    guarded(1, || {
+        let c = cx(ctx);
+        // same Decimal operations `exec::arith` applies to numeric operands
+        let r = (|| -> Result<Option<Decimal>> {
+            let (Some(x), Some(y)) = ((*a).get(), (*b).get()) else {
+                return Ok(None);
+            };
+            let (x, y) = (x?, y?);
+            Ok(Some(match op {
+                0 => x.add(&y)?,
+                1 => x.sub(&y)?,
+                2 => x.mul(&y)?,
+                3 => x.div(&y)?,
+                _ => x.rem(&y)?,
+            }))
+        })();
+        match r {
+            Ok(v) => {
+                (*out).set(v);
+                0
+            }
+            Err(e) => fail(c, e),
         }
-        Err(e) => fail(c, e),
-    }
+    })
 }
 
 unsafe extern "C" fn aergo_rt_dec_cmp(a: *const DecSlot, b: *const DecSlot) -> i32 {
-    let (x, y) = (dec_of(&*a), dec_of(&*b));
-    match (x, y) {
-        (Ok(x), Ok(y)) => match sql_cmp(&x, &y) {
-            Ok(Some(o)) => o as i32,
+    guarded(0, || {
+        let (x, y) = (dec_of(&*a), dec_of(&*b));
+        match (x, y) {
+            (Ok(x), Ok(y)) => match sql_cmp(&x, &y) {
+                Ok(Some(o)) => o as i32,
+                _ => 0,
+            },
             _ => 0,
-        },
-        _ => 0,
-    }
+        }
+    })
 }
 
 unsafe extern "C" fn aergo_rt_dec_unop(
@@ -303,23 +369,25 @@ unsafe extern "C" fn aergo_rt_dec_unop(
     digits: i64,
     out: *mut DecSlot,
 ) -> i32 {
-    let c = cx(ctx);
-    let r = (|| -> Result<Option<Decimal>> {
-        let Some(d) = (*a).get() else { return Ok(None) };
-        let d = d?;
-        Ok(Some(match op {
-            0 => d.neg()?,
-            1 => d.abs()?,
-            _ => d.round(digits)?,
-        }))
-    })();
-    match r {
-        Ok(v) => {
-            (*out).set(v);
-            0
+    guarded(1, || {
+        let c = cx(ctx);
+        let r = (|| -> Result<Option<Decimal>> {
+            let Some(d) = (*a).get() else { return Ok(None) };
+            let d = d?;
+            Ok(Some(match op {
+                0 => d.neg()?,
+                1 => d.abs()?,
+                _ => d.round(digits)?,
+            }))
+        })();
+        match r {
+            Ok(v) => {
+                (*out).set(v);
+                0
+            }
+            Err(e) => fail(c, e),
         }
-        Err(e) => fail(c, e),
-    }
+    })
 }
 
 unsafe extern "C" fn aergo_rt_dec_fit(
@@ -329,19 +397,21 @@ unsafe extern "C" fn aergo_rt_dec_fit(
     s: u32,
     out: *mut DecSlot,
 ) -> i32 {
-    let c = cx(ctx);
-    // what `Value::cast` to NUMERIC(p, s) does for a numeric value
-    let r = match (*a).get() {
-        None => Ok(None),
-        Some(d) => d.and_then(|d| d.fit(p, s)).map(Some),
-    };
-    match r {
-        Ok(v) => {
-            (*out).set(v);
-            0
+    guarded(1, || {
+        let c = cx(ctx);
+        // what `Value::cast` to NUMERIC(p, s) does for a numeric value
+        let r = match (*a).get() {
+            None => Ok(None),
+            Some(d) => d.and_then(|d| d.fit(p, s)).map(Some),
+        };
+        match r {
+            Ok(v) => {
+                (*out).set(v);
+                0
+            }
+            Err(e) => fail(c, e),
         }
-        Err(e) => fail(c, e),
-    }
+    })
 }
 
 unsafe extern "C" fn aergo_rt_dec_to_int(
@@ -351,107 +421,125 @@ unsafe extern "C" fn aergo_rt_dec_to_int(
     v: *mut i64,
     n: *mut u8,
 ) -> i32 {
-    let c = cx(ctx);
-    let ty = if integer != 0 {
-        SqlType::Integer
-    } else {
-        SqlType::BigInt
-    };
-    match dec_of(&*a).and_then(|x| x.cast(&ty)) {
-        Ok(Value::Int(i)) => {
-            *v = i;
-            *n = 0;
-            0
+    guarded(1, || {
+        let c = cx(ctx);
+        let ty = if integer != 0 {
+            SqlType::Integer
+        } else {
+            SqlType::BigInt
+        };
+        match dec_of(&*a).and_then(|x| x.cast(&ty)) {
+            Ok(Value::Int(i)) => {
+                *v = i;
+                *n = 0;
+                0
+            }
+            Ok(_) => {
+                *v = 0;
+                *n = 1;
+                0
+            }
+            Err(e) => fail(c, e),
         }
-        Ok(_) => {
-            *v = 0;
-            *n = 1;
-            0
-        }
-        Err(e) => fail(c, e),
-    }
+    })
 }
 
 unsafe extern "C" fn aergo_rt_push_int(ctx: *mut JitCtx, v: i64, n: u8) {
-    cx(ctx)
-        .scratch
-        .push(if n != 0 { Value::Null } else { Value::Int(v) });
+    guarded((), || {
+        cx(ctx)
+            .scratch
+            .push(if n != 0 { Value::Null } else { Value::Int(v) });
+    })
 }
 unsafe extern "C" fn aergo_rt_push_bool(ctx: *mut JitCtx, v: u8, n: u8) {
-    cx(ctx).scratch.push(if n != 0 {
-        Value::Null
-    } else {
-        Value::Bool(v != 0)
-    });
+    guarded((), || {
+        cx(ctx).scratch.push(if n != 0 {
+            Value::Null
+        } else {
+            Value::Bool(v != 0)
+        });
+    })
 }
 unsafe extern "C" fn aergo_rt_push_dec(ctx: *mut JitCtx, p: *const DecSlot) -> i32 {
-    let c = cx(ctx);
-    match dec_of(&*p) {
-        Ok(v) => {
-            c.scratch.push(v);
-            0
+    guarded(1, || {
+        let c = cx(ctx);
+        match dec_of(&*p) {
+            Ok(v) => {
+                c.scratch.push(v);
+                0
+            }
+            Err(e) => fail(c, e),
         }
-        Err(e) => fail(c, e),
-    }
+    })
 }
 unsafe extern "C" fn aergo_rt_push_const(ctx: *mut JitCtx, v: usize) {
-    cx(ctx).scratch.push((*(v as *const Value)).clone());
+    guarded((), || {
+        cx(ctx).scratch.push((*(v as *const Value)).clone());
+    })
 }
 unsafe extern "C" fn aergo_rt_push_var(ctx: *mut JitCtx, slot: u64) {
-    let c = cx(ctx);
-    let v = var(c, slot).map(|x| x.clone()).unwrap_or(Value::Null);
-    c.scratch.push(v);
+    guarded((), || {
+        let c = cx(ctx);
+        let v = var(c, slot).map(|x| x.clone()).unwrap_or(Value::Null);
+        c.scratch.push(v);
+    })
 }
 
 /// `FOR rec IN query`: runs the query, keeps its rows for this loop and
 /// sets FOUND (as the interpreter does before the first iteration).
 unsafe extern "C" fn aergo_rt_query_open(ctx: *mut JitCtx, stmt: usize) -> i32 {
-    let c = cx(ctx);
-    let StmtKind::Loop(_, LoopPlan::Query { query, .. }, _) = &*(stmt as *const StmtKind) else {
-        return fail(c, SqlError::Jit("bad FOR pointer".into()));
-    };
-    match with_rt(c, |rt, vars, _| {
-        let rows = rt.select(query, None, vars)?;
-        if let Some(f) = vars.get_mut(FOUND_SLOT) {
-            *f = Value::Bool(!rows.is_empty());
-        }
-        Ok(rows)
-    }) {
-        Ok(rows) => {
-            match c.cursors.iter_mut().find(|(s, _)| *s == stmt) {
-                Some((_, it)) => *it = rows.into_iter(),
-                None => c.cursors.push((stmt, rows.into_iter())),
+    guarded(1, || {
+        let c = cx(ctx);
+        let StmtKind::Loop(_, LoopPlan::Query { query, .. }, _) = &*(stmt as *const StmtKind)
+        else {
+            return fail(c, SqlError::Jit("bad FOR pointer".into()));
+        };
+        match with_rt(c, |rt, vars, _| {
+            let rows = rt.select(query, None, vars)?;
+            if let Some(f) = vars.get_mut(FOUND_SLOT) {
+                *f = Value::Bool(!rows.is_empty());
             }
-            0
+            Ok(rows)
+        }) {
+            Ok(rows) => {
+                match c.cursors.iter_mut().find(|(s, _)| *s == stmt) {
+                    Some((_, it)) => *it = rows.into_iter(),
+                    None => c.cursors.push((stmt, rows.into_iter())),
+                }
+                0
+            }
+            Err(e) => fail(c, e),
         }
-        Err(e) => fail(c, e),
-    }
+    })
 }
 
 /// Next row of a `FOR rec IN query` loop into the record's slots (cast to
 /// their types, as the interpreter does): 1 = row, 0 = done, 2 = error.
 unsafe extern "C" fn aergo_rt_query_next(ctx: *mut JitCtx, stmt: usize) -> i32 {
-    let c = cx(ctx);
-    let StmtKind::Loop(_, LoopPlan::Query { slots, .. }, _) = &*(stmt as *const StmtKind) else {
-        return 0;
-    };
-    let Some(row) = c
-        .cursors
-        .iter_mut()
-        .find(|(s, _)| *s == stmt)
-        .and_then(|(_, it)| it.next())
-    else {
-        return 0;
-    };
-    let vars: &mut Vec<Value> = &mut *c.vars;
-    let types: &Vec<SqlType> = &*c.slots;
-    for (s, v) in slots.iter().zip(row) {
-        if let Err(e) = crate::interp::assign(vars, types, *s, v) {
-            fail(c, e);
-            return 2;
+    guarded(2, || {
+        let c = cx(ctx);
+        let StmtKind::Loop(_, LoopPlan::Query { slots, .. }, _) = &*(stmt as *const StmtKind)
+        else {
+            return 0;
+        };
+        let Some(row) = c
+            .cursors
+            .iter_mut()
+            .find(|(s, _)| *s == stmt)
+            .and_then(|(_, it)| it.next())
+        else {
+            return 0;
+        };
+        let vars: &mut Vec<Value> = &mut *c.vars;
+        let types: &Vec<SqlType> = &*c.slots;
+        for (s, v) in slots.iter().zip(row) {
+            if let Err(e) = crate::interp::assign(vars, types, *s, v) {
+                fail(c, e);
+                return 2;
+            }
         }
-    }
-    1
+        1
+    })
 }
 
 /// Removes the last `n` pushed arguments.
@@ -469,82 +557,96 @@ unsafe extern "C" fn aergo_rt_call(
     n: *mut u8,
     dec: *mut DecSlot,
 ) -> i32 {
-    let c = cx(ctx);
-    let args = take_args(c, nargs);
-    let r = with_rt(c, |rt, _, _| rt.call_function(fi as usize, args));
-    match r {
-        Err(e) => fail(c, e),
-        Ok(v) => {
-            match (kind, v) {
-                (_, Value::Null) => {
-                    *iv = 0;
-                    *n = 1;
-                    (*dec).set(None);
+    guarded(1, || {
+        let c = cx(ctx);
+        let args = take_args(c, nargs);
+        let r = with_rt(c, |rt, _, _| rt.call_function(fi as usize, args));
+        match r {
+            Err(e) => fail(c, e),
+            Ok(v) => {
+                match (kind, v) {
+                    (_, Value::Null) => {
+                        *iv = 0;
+                        *n = 1;
+                        (*dec).set(None);
+                    }
+                    (0, Value::Int(i)) => {
+                        *iv = i;
+                        *n = 0;
+                    }
+                    (1, Value::Bool(b)) => {
+                        *iv = i64::from(b);
+                        *n = 0;
+                    }
+                    (2, Value::Num(d)) => (*dec).set(Some(d)),
+                    (2, Value::Int(i)) => (*dec).set(Some(Decimal::from_i64(i))),
+                    (_, other) => {
+                        return fail(
+                            c,
+                            SqlError::Jit(format!("unexpected {} from call", other.type_of())),
+                        )
+                    }
                 }
-                (0, Value::Int(i)) => {
-                    *iv = i;
-                    *n = 0;
-                }
-                (1, Value::Bool(b)) => {
-                    *iv = i64::from(b);
-                    *n = 0;
-                }
-                (2, Value::Num(d)) => (*dec).set(Some(d)),
-                (2, Value::Int(i)) => (*dec).set(Some(Decimal::from_i64(i))),
-                (_, other) => {
-                    return fail(
-                        c,
-                        SqlError::Jit(format!("unexpected {} from call", other.type_of())),
-                    )
-                }
+                0
             }
-            0
         }
-    }
+    })
 }
 
 unsafe extern "C" fn aergo_rt_raise(ctx: *mut JitCtx, stmt: usize) -> i32 {
-    let c = cx(ctx);
-    let StmtKind::Raise(notice, fmt, exprs) = &*(stmt as *const StmtKind) else {
-        return fail(c, SqlError::Jit("bad RAISE pointer".into()));
-    };
-    let args = take_args(c, exprs.len() as u64);
-    let msg = format_raise(fmt, &args);
-    if *notice {
-        let rt = &mut *(c.rt as *mut Runtime<'static>);
-        rt.events.push(msg);
-        0
-    } else {
-        fail(c, SqlError::Exception(msg))
-    }
+    guarded(1, || {
+        let c = cx(ctx);
+        let StmtKind::Raise(notice, fmt, exprs) = &*(stmt as *const StmtKind) else {
+            return fail(c, SqlError::Jit("bad RAISE pointer".into()));
+        };
+        let args = take_args(c, exprs.len() as u64);
+        let msg = format_raise(fmt, &args);
+        if *notice {
+            let rt = &mut *(c.rt as *mut Runtime<'static>);
+            rt.events.push(msg);
+            0
+        } else {
+            fail(c, SqlError::Exception(msg))
+        }
+    })
 }
 
 unsafe extern "C" fn aergo_rt_ret_int(ctx: *mut JitCtx, v: i64, n: u8) {
-    cx(ctx).result = if n != 0 { Value::Null } else { Value::Int(v) };
+    guarded((), || {
+        cx(ctx).result = if n != 0 { Value::Null } else { Value::Int(v) };
+    })
 }
 unsafe extern "C" fn aergo_rt_ret_bool(ctx: *mut JitCtx, v: u8, n: u8) {
-    cx(ctx).result = if n != 0 {
-        Value::Null
-    } else {
-        Value::Bool(v != 0)
-    };
+    guarded((), || {
+        cx(ctx).result = if n != 0 {
+            Value::Null
+        } else {
+            Value::Bool(v != 0)
+        };
+    })
 }
 unsafe extern "C" fn aergo_rt_ret_dec(ctx: *mut JitCtx, p: *const DecSlot) -> i32 {
-    let c = cx(ctx);
-    match dec_of(&*p) {
-        Ok(v) => {
-            c.result = v;
-            0
+    guarded(1, || {
+        let c = cx(ctx);
+        match dec_of(&*p) {
+            Ok(v) => {
+                c.result = v;
+                0
+            }
+            Err(e) => fail(c, e),
         }
-        Err(e) => fail(c, e),
-    }
+    })
 }
 unsafe extern "C" fn aergo_rt_ret_const(ctx: *mut JitCtx, v: usize) {
-    cx(ctx).result = (*(v as *const Value)).clone();
+    guarded((), || {
+        cx(ctx).result = (*(v as *const Value)).clone();
+    })
 }
 unsafe extern "C" fn aergo_rt_ret_var(ctx: *mut JitCtx, slot: u64) {
-    let c = cx(ctx);
-    c.result = var(c, slot).map(|x| x.clone()).unwrap_or(Value::Null);
+    guarded((), || {
+        let c = cx(ctx);
+        c.result = var(c, slot).map(|x| x.clone()).unwrap_or(Value::Null);
+    })
 }
 
 // ------------------------------------------------------------- program ---
@@ -739,10 +841,18 @@ impl JitDispatch for JitProgram {
             scratch: Vec::new(),
             cursors: Vec::new(),
         };
+        let outer_panicked = RT_PANICKED.with(|p| p.replace(false));
         // SAFETY: `fp` was compiled for this catalog's function `fi`; `jc`
         // and everything it points to outlive the call.
         let code = unsafe { fp(&mut jc) };
+        let panicked = RT_PANICKED.with(|p| p.replace(outer_panicked));
         rt.gas_used = jc.gas_used;
+        if panicked {
+            RT_PANICKED.with(|p| p.set(true));
+            // The whole gas limit: the call failed inside the runtime, not in the contract.
+            rt.gas_used = rt.gas_limit;
+            return Err(SqlError::Jit(RUNTIME_PANIC.into()));
+        }
         match code {
             0 => finish(f, jc.result),
             2 if f.returns == SqlType::Void => Ok(Value::Null),
@@ -2377,5 +2487,57 @@ fn static_kind(e: &Expr, slots: &[Repr], rets: &[SqlType]) -> JKind {
             .find(|k| *k != JKind::Null)
             .unwrap_or(JKind::Null),
         _ => JKind::Unsupported,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Contract, Engine, MemKv, MockChain};
+
+    const FIG6: &str = include_str!("../tests/fixtures/figure6.sql");
+    const GAS: u64 = 1_000_000;
+
+    /// A panic inside a runtime helper called from generated code fails that call with the
+    /// fixed message and nothing written; the process, the thread and the next call are fine.
+    #[test]
+    fn helper_panic_fails_the_call_not_the_process() {
+        let mut kv = MemKv::new();
+        let (c, _) = Contract::deploy(FIG6, "owner", b"c1/", &mut kv, GAS).unwrap();
+        assert!(c.jit_functions().contains(&"transfer".to_string()));
+        c.execute(
+            "INSERT INTO accounts VALUES ('alice', 100.00), ('bob', 5.50)",
+            &mut kv,
+            GAS,
+        )
+        .unwrap();
+        let args: Vec<Value> = ["alice", "bob", "10"]
+            .iter()
+            .map(|s| Value::Text(s.to_string()))
+            .collect();
+        let before = c.query("SELECT * FROM accounts", &kv, GAS).unwrap().rows;
+        let mut ctx = MockChain::default();
+        INJECT_PANIC.with(|p| p.set(true));
+        let err = c
+            .call_with(Engine::Jit, "transfer", &args, &mut ctx, &mut kv, GAS)
+            .unwrap_err();
+        assert!(
+            !INJECT_PANIC.with(|p| p.get()),
+            "the injected panic never fired"
+        );
+        assert_eq!(
+            err.to_string(),
+            SqlError::Jit(RUNTIME_PANIC.into()).to_string()
+        );
+        assert_eq!(
+            c.query("SELECT * FROM accounts", &kv, GAS).unwrap().rows,
+            before,
+            "a failed call wrote"
+        );
+        // The next call on the same thread runs normally.
+        let ok = c
+            .call_with(Engine::Jit, "transfer", &args, &mut ctx, &mut kv, GAS)
+            .unwrap();
+        assert_eq!(ok.result, Value::Text("OK".into()));
     }
 }
