@@ -6,6 +6,7 @@
 //! against its index).
 
 mod bench;
+mod datalock;
 mod disk;
 mod keyfile;
 mod net;
@@ -32,7 +33,7 @@ struct Args {
     #[arg(long)]
     dev: bool,
     /// Config file (aergo.toml).
-    #[arg(long, env = "AERGO_CONFIG")]
+    #[arg(long, env = "AERGO_CONFIG", hide_env_values = true)]
     config: Option<PathBuf>,
     /// Data folder (default: ~/.aergo/dev with --dev).
     #[arg(long)]
@@ -59,7 +60,12 @@ struct Args {
     #[arg(long)]
     rpc_rate_limit: Option<u32>,
     /// Log filter (e.g. info, debug, aergo_chain=debug).
-    #[arg(long, env = "AERGO_LOG", default_value = "info")]
+    #[arg(
+        long,
+        env = "AERGO_LOG",
+        hide_env_values = true,
+        default_value = "info"
+    )]
     log: String,
     #[command(subcommand)]
     cmd: Option<Cmd>,
@@ -106,6 +112,7 @@ fn check(data_dir: &std::path::Path, genesis: Option<&std::path::Path>) -> Resul
         Some(p) => Genesis::load(p)?,
         None => Genesis::dev(),
     };
+    let _lock = datalock::lock(data_dir)?;
     let chain = Chain::open(ChainOptions {
         data_dir: data_dir.to_path_buf(),
         genesis,
@@ -177,8 +184,24 @@ fn run(args: Args) -> Result<()> {
             PathBuf::from("data")
         }
     });
+    let rpc_addr: SocketAddr = cfg
+        .node
+        .rpc_addr
+        .parse()
+        .with_context(|| format!("bad rpc address {}", cfg.node.rpc_addr))?;
+    let networked = !matches!(genesis.consensus.engine, aergo_types::genesis::Engine::Solo)
+        || !cfg.node.peers.is_empty();
+    // Ports first, then the data folder's lock, and only then anything that writes: a node that
+    // cannot serve leaves no node.key and no database behind.
+    let rpc_listener = std::net::TcpListener::bind(rpc_addr).with_context(|| {
+        format!("cannot listen for JSON-RPC on {rpc_addr} (node.rpc_addr / --rpc-addr)")
+    })?;
+    if networked {
+        net::probe_listen(&cfg.node.p2p_addr)?;
+    }
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("create data folder {}", data_dir.display()))?;
+    let _data_lock = datalock::lock(&data_dir)?;
     disk::check_start(&data_dir)?;
     let key_path = cfg
         .node
@@ -186,11 +209,6 @@ fn run(args: Args) -> Result<()> {
         .clone()
         .unwrap_or_else(|| data_dir.join("node.key"));
     let (key, created) = keyfile::load_or_create(&key_path)?;
-    let rpc_addr: SocketAddr = cfg
-        .node
-        .rpc_addr
-        .parse()
-        .with_context(|| format!("bad rpc address {}", cfg.node.rpc_addr))?;
 
     let io = IoService::start(IoConfig::default());
     tracing::info!(backend = %io.backend(), reason = ?io.fallback_reason(), "block log I/O backend");
@@ -221,7 +239,6 @@ fn run(args: Args) -> Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let networked = node.chain.dpos().is_some() || !cfg.node.peers.is_empty();
     if networked {
         // The producer waits until the network task has seen the peers' heights.
         node.net.syncing.store(true, Ordering::SeqCst);
@@ -239,7 +256,8 @@ fn run(args: Args) -> Result<()> {
             tracing::info!("solo chain without peers: networking off");
             None
         };
-        let listener = tokio::net::TcpListener::bind(rpc_addr).await.with_context(|| format!("bind RPC address {rpc_addr}"))?;
+        rpc_listener.set_nonblocking(true)?;
+        let listener = tokio::net::TcpListener::from_std(rpc_listener).with_context(|| format!("RPC listener on {rpc_addr}"))?;
         tracing::info!(addr = %listener.local_addr()?, "JSON-RPC listening (POST /, GET /ws, /metrics, /health)");
         // The shared hardened server: connection caps, header/idle/body timeouts ([node.rpc_http]).
         let opts = rpc::RpcOptions::new(&cfg.node, listener.local_addr()?);

@@ -59,6 +59,20 @@ pub fn listen_multiaddr(addr: &str) -> Result<Multiaddr> {
         .with_context(|| format!("bad p2p address {addr}"))
 }
 
+/// Fails when the libp2p listen address is taken, so a node refuses to start before it writes
+/// anything (libp2p itself binds later; a port taken in between still fails its start).
+pub fn probe_listen(addr: &str) -> Result<()> {
+    let sa: std::net::SocketAddr = addr
+        .parse()
+        .with_context(|| format!("bad p2p address {addr}"))?;
+    if sa.port() == 0 {
+        return Ok(());
+    }
+    std::net::TcpListener::bind(sa)
+        .map(drop)
+        .with_context(|| format!("cannot listen for peers on {sa} (node.p2p_addr / --p2p-addr)"))
+}
+
 /// Starts the network and its task. Returns the handle.
 pub async fn start(
     node: Arc<Node>,
