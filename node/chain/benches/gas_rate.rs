@@ -62,6 +62,33 @@ END $$;";
 
 const ROWS: u64 = 10_000;
 
+/// Rows of 64 KiB: a row read costs 10 gas plus 5 per KiB.
+const BLOBS: &str = "CREATE TABLE blobs (id BIGINT PRIMARY KEY, body TEXT NOT NULL);
+CREATE FUNCTION fill_blobs(start BIGINT, n BIGINT) RETURNS BIGINT AS $$
+DECLARE i BIGINT := 0; s TEXT := 'x'; k BIGINT := 0;
+BEGIN
+  WHILE k < 16 LOOP
+    s := s || s;
+    k := k + 1;
+  END LOOP;
+  WHILE i < n LOOP
+    INSERT INTO blobs VALUES (start + i, s);
+    i := i + 1;
+  END LOOP;
+  RETURN n;
+END $$;
+CREATE FUNCTION scan_blobs(n BIGINT) RETURNS TEXT AS $$
+DECLARE i BIGINT := 0; c BIGINT := 0; s TEXT := '';
+BEGIN
+  WHILE i < n LOOP
+    SELECT count(*) INTO c FROM blobs WHERE body <> 'none';
+    s := 'rows ' || 'counted';
+    i := i + 1;
+  END LOOP;
+  RETURN s;
+END $$;";
+const BLOB_ROWS: u64 = 200;
+
 struct Bench {
     chain: Chain,
     key: Keypair,
@@ -151,6 +178,17 @@ fn main() {
     };
     let spin_c = b.deploy(SPIN);
     let scan_c = b.deploy(SCAN);
+    let blob_c = b.deploy(BLOBS);
+    for start in (0..BLOB_ROWS).step_by(20) {
+        let tx = b.call(
+            blob_c,
+            "fill_blobs",
+            &[start.to_string(), "20".into()],
+            3_000_000,
+        );
+        let (_, _, st) = b.block(vec![tx]);
+        assert_eq!(st, vec!["Ok".to_string()], "fill_blobs");
+    }
     for start in (0..ROWS).step_by(2_000) {
         let tx = b.call(
             scan_c,
@@ -193,7 +231,8 @@ fn main() {
     assert!(spin_loaded.jit_calls() > jit_calls, "spin ran on the JIT");
     let scan_rate = rate(&mut b, scan_c, "scan", gas);
     let sort_rate = rate(&mut b, scan_c, "sorted", gas);
-    let slow = scan_rate.min(sort_rate);
+    let blob_rate = rate(&mut b, blob_c, "scan_blobs", gas);
+    let slow = scan_rate.min(sort_rate).min(blob_rate);
     println!(
         "empty block: {:.1} ms; gas per call: {gas} (JIT: {})",
         empty * 1e3,
@@ -202,6 +241,7 @@ fn main() {
     println!("fast (JIT loop):                             {fast:>14.0} gas/s");
     println!("interpreter, count {ROWS} RocksDB rows/stmt:  {scan_rate:>14.0} gas/s");
     println!("interpreter, sort {ROWS} RocksDB rows/stmt:   {sort_rate:>14.0} gas/s");
+    println!("interpreter, count {BLOB_ROWS} 64 KiB rows/stmt:    {blob_rate:>14.0} gas/s");
     println!("ratio fast/slow: {:.1}x", fast / slow);
     let interval = Genesis::dev().consensus.block_interval_ms as f64;
     println!(

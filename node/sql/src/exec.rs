@@ -565,12 +565,18 @@ impl<'a> Runtime<'a> {
         decode_table_row(t, bytes)
     }
 
-    /// Reads and decodes the row stored under the full row key `key`.
+    /// Reads and decodes the row stored under the full row key `key`; a row of 1 KiB or more
+    /// also pays [`gas::PER_KB`] per whole KiB read (the caller charged [`gas::ROW_READ`]).
     fn get_row(&mut self, t: &Table, key: &[u8]) -> Result<Option<Vec<Value>>> {
         let mut row = None;
+        let mut len = 0usize;
         self.kv
-            .get_with(key, &mut |v| row = v.map(|b| decode_table_row(t, b)))
+            .get_with(key, &mut |v| {
+                len = v.map_or(0, <[u8]>::len);
+                row = v.map(|b| decode_table_row(t, b))
+            })
             .map_err(st_err)?;
+        self.charge(gas::PER_KB * (len as u64 / 1024))?;
         row.transpose()
     }
 
@@ -630,6 +636,7 @@ impl<'a> Runtime<'a> {
                 for it in items {
                     self.charge(gas::ROW_READ)?;
                     let (k, v) = it.map_err(st_err)?;
+                    self.charge(gas::PER_KB * (v.len() as u64 / 1024))?;
                     if k.len() < plen {
                         return Err(outside_range());
                     }

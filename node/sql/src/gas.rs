@@ -13,7 +13,8 @@ pub const ROW_WRITE: u64 = 50;
 pub const CALL: u64 = 50;
 /// Per output row produced by a query (sorting, grouping, projection).
 pub const ROW_OUT: u64 = 2;
-/// Per kilobyte of text built by `||` and per row byte written.
+/// Per kilobyte of text built by `||`, per row byte written and per row byte read (whole
+/// KiB only: rows under 1 KiB pay nothing extra).
 pub const PER_KB: u64 = 5;
 /// Default memory budget of one call, deploy or query: the estimated bytes of rows it holds
 /// at once (rows read for a statement, joined rows, groups, DISTINCT sets, sort and result
