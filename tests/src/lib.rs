@@ -234,9 +234,17 @@ pub mod http {
             .unwrap_or((rest, "/".into()));
         let mut s = std::net::TcpStream::connect(host)?;
         s.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
-        write!(s, "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())?;
-        let mut out = String::new();
-        s.read_to_string(&mut out)?;
+        write!(s, "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len())?;
+        // The server may answer (e.g. 413 for a declared length over its limit) and close
+        // before the body is sent: keep what it said rather than failing on the broken pipe.
+        let wrote = s.write_all(body.as_bytes());
+        let mut raw = Vec::new();
+        let read = s.read_to_end(&mut raw);
+        if raw.is_empty() {
+            wrote?;
+            read?;
+        }
+        let out = String::from_utf8_lossy(&raw).into_owned();
         let code = out
             .split(' ')
             .nth(1)
