@@ -26,6 +26,7 @@
 //! file cannot run script in the server's origin.
 
 use crate::fid::Fid;
+use crate::limits;
 use crate::needle::{Meta, NeedleBuf, MAX_OVERHEAD};
 use crate::store::{Store, StoreError};
 use crate::upload::{BudgetError, Share, UploadBudget};
@@ -48,11 +49,7 @@ use std::time::Duration;
 /// sandboxed (unique) origin if a browser renders it as a document anyway.
 pub const FILE_CSP: &str = "default-src 'none'; sandbox";
 
-/// Default upload memory budget: room for two uploads of the default 256 MiB limit.
-pub const DEFAULT_UPLOAD_MEMORY: usize = 2 * ((256 << 20) + MAX_OVERHEAD);
-
-/// Default time an upload waits for upload memory before `503`.
-pub const DEFAULT_UPLOAD_WAIT: Duration = Duration::from_secs(10);
+pub use crate::limits::{DEFAULT_UPLOAD_MEMORY, DEFAULT_UPLOAD_WAIT};
 
 /// Who may read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -113,8 +110,10 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut r = (self.0, Json(json!({ "error": self.1 }))).into_response();
         if self.0 == StatusCode::SERVICE_UNAVAILABLE {
-            r.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            r.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from_static(limits::RETRY_AFTER_SECS),
+            );
         }
         r
     }
@@ -295,7 +294,10 @@ async fn read_body(
             if buf.capacity() < have + data.len() + MAX_OVERHEAD {
                 // No (or a wrong) Content-Length: grow by doubling, paying for the capacity
                 // before allocating it.
-                let cap = (have * 2).max(have + data.len()).max(64 << 10).min(limit);
+                let cap = (have * 2)
+                    .max(have + data.len())
+                    .max(limits::UPLOAD_MIN_GROWTH)
+                    .min(limit);
                 app.budget
                     .grow(&mut share, cap + MAX_OVERHEAD)
                     .await

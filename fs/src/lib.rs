@@ -6,6 +6,7 @@
 //! is refused). Modules:
 //! - [`needle`]: needle byte layout, encoding and verified decoding.
 //! - [`fid`]: file ids `VOLUME,KEYCOOKIE`.
+//! - [`limits`]: every limit and default, with their relations checked at compile time.
 //! - [`index`]: the compact in-memory index (16 bytes per entry).
 //! - [`volume`]: one volume: writes with group commit, reads, deletes, recovery, compaction.
 //! - [`store`]: the volume manager over a data directory.
@@ -17,6 +18,7 @@
 pub mod fid;
 pub mod http;
 pub mod index;
+pub mod limits;
 pub mod needle;
 pub mod store;
 pub mod upload;

@@ -4,6 +4,7 @@ mod bench;
 
 use aergo_os::io::{IoConfig, IoService};
 use aergofs::http::{self, HttpConfig, ReadPolicy};
+use aergofs::limits;
 use aergofs::volume::{Durability, VolumeConfig};
 use aergofs::{Store, StoreConfig};
 use anyhow::{bail, Context, Result};
@@ -39,7 +40,7 @@ enum Cmd {
         #[arg(long)]
         dir: PathBuf,
         /// Listen address.
-        #[arg(long, default_value = "127.0.0.1:7848")]
+        #[arg(long, default_value = limits::DEFAULT_ADDR)]
         addr: SocketAddr,
         /// Token required for writes/deletes (overrides --token-file).
         #[arg(long, env = "AERGOFS_TOKEN", hide_env_values = true)]
@@ -52,29 +53,29 @@ enum Cmd {
         #[arg(long, value_enum, default_value = "open")]
         read_policy: ReadPolicyArg,
         /// Largest upload in bytes.
-        #[arg(long, default_value_t = 256 << 20)]
+        #[arg(long, default_value_t = limits::DEFAULT_MAX_UPLOAD)]
         max_upload: usize,
         /// Memory all uploads in flight may hold together, in bytes (default: room for two
         /// uploads of --max-upload). Uploads beyond it wait, then get 503 + Retry-After.
         #[arg(long)]
         upload_memory: Option<usize>,
         /// Milliseconds an upload waits for upload memory before 503.
-        #[arg(long, default_value_t = 10_000)]
+        #[arg(long, default_value_t = limits::DEFAULT_UPLOAD_WAIT_MS)]
         upload_wait_ms: u64,
         /// Volume size limit in bytes (at most 32 GiB).
-        #[arg(long, default_value_t = 30 << 30)]
+        #[arg(long, default_value_t = limits::DEFAULT_VOLUME_SIZE)]
         volume_size: u64,
         /// Fast mode: acknowledge writes without fsync (a power cut can lose recent writes).
         #[arg(long)]
         fast: bool,
         /// Compact volumes whose garbage ratio passes this.
-        #[arg(long, default_value_t = 0.3)]
+        #[arg(long, default_value_t = limits::DEFAULT_GARBAGE_THRESHOLD)]
         garbage_threshold: f64,
         /// Compaction copy rate limit in MiB/s (0 = unlimited).
-        #[arg(long, default_value_t = 64)]
+        #[arg(long, default_value_t = limits::DEFAULT_COMPACTION_RATE_MIB)]
         compaction_rate_mib: u64,
         /// Seconds between automatic compaction checks (0 = never).
-        #[arg(long, default_value_t = 60)]
+        #[arg(long, default_value_t = limits::DEFAULT_COMPACTION_INTERVAL_SECS)]
         compaction_interval: u64,
         /// Force the std I/O backend (also: AERGO_IO=std).
         #[arg(long)]
@@ -176,7 +177,7 @@ async fn edge(
         return resp;
     }
     let (mut parts, body) = resp.into_parts();
-    match axum::body::to_bytes(body, 4 << 20).await {
+    match axum::body::to_bytes(body, limits::METRICS_BODY_LIMIT).await {
         Ok(b) => {
             let mut text = b.to_vec();
             text.extend_from_slice(stats.prometheus("aergofs_http").as_bytes());
@@ -192,7 +193,7 @@ fn is_loopback(addr: &SocketAddr) -> bool {
 }
 
 fn random_token() -> String {
-    let b: [u8; 24] = rand::random();
+    let b: [u8; limits::TOKEN_BYTES] = rand::random();
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
@@ -265,22 +266,26 @@ async fn serve(
     net: NetArgs,
 ) -> Result<()> {
     let net = net.resolve()?;
-    if max_upload > aergofs::needle::MAX_DATA_LEN {
+    if max_upload > limits::MAX_DATA_LEN {
         bail!(
             "--max-upload must be at most {} bytes",
-            aergofs::needle::MAX_DATA_LEN
+            limits::MAX_DATA_LEN
         );
     }
-    let per_upload = max_upload + aergofs::needle::MAX_OVERHEAD;
-    let upload_memory = upload_memory.unwrap_or(2 * per_upload);
+    let per_upload = max_upload + limits::MAX_OVERHEAD;
+    let upload_memory = upload_memory.unwrap_or(limits::DEFAULT_UPLOADS_IN_MEMORY * per_upload);
     if upload_memory < per_upload {
         bail!("--upload-memory must hold one upload of --max-upload: at least {per_upload} bytes");
     }
     if !(0.0..=1.0).contains(&garbage_threshold) {
         bail!("--garbage-threshold must be between 0 and 1");
     }
-    if !(1 << 20..=aergofs::volume::MAX_VOLUME_SIZE).contains(&volume_size) {
-        bail!("--volume-size must be between 1 MiB and 32 GiB");
+    if !(limits::MIN_VOLUME_SIZE..=limits::MAX_VOLUME_SIZE).contains(&volume_size) {
+        bail!(
+            "--volume-size must be between {} and {} bytes (1 MiB and 32 GiB)",
+            limits::MIN_VOLUME_SIZE,
+            limits::MAX_VOLUME_SIZE
+        );
     }
     let token = match (token, token_file) {
         (Some(t), _) if t.trim().is_empty() => bail!("--token is empty"),

@@ -15,8 +15,7 @@ pub const FOOTER_LEN: usize = 4;
 pub const ALIGN: usize = 8;
 /// The smallest possible needle (empty data, no name, no MIME type).
 pub const MIN_NEEDLE_LEN: usize = align_up(HEADER_LEN + FOOTER_LEN);
-/// Largest data size of one needle (the index stores needle lengths below 2^31).
-pub const MAX_DATA_LEN: usize = (1 << 31) - 1024;
+pub use crate::limits::{MAX_DATA_LEN, MAX_OVERHEAD};
 
 /// The needle marks a deletion of `key` (a tombstone); it has no data.
 pub const FLAG_TOMBSTONE: u8 = 0x01;
@@ -171,10 +170,6 @@ impl Header {
 pub const fn total_len(data: usize, name: usize, mime: usize) -> usize {
     align_up(HEADER_LEN + data + name + mime + FOOTER_LEN)
 }
-
-/// Bytes a needle adds around its data at most: header, name and MIME type (255 bytes each),
-/// footer and padding.
-pub const MAX_OVERHEAD: usize = HEADER_LEN + 255 + 255 + FOOTER_LEN + ALIGN - 1;
 
 /// A needle under construction: room for the header, then the data, appended as it arrives
 /// (an upload is read straight into it), then [`NeedleBuf::seal`]ed into the encoded needle in

@@ -2,6 +2,7 @@
 //! reads/writes/deletes, read-only marking of full volumes, statistics and compaction.
 
 use crate::fid::Fid;
+use crate::limits;
 use crate::needle::{Meta, Needle, NeedleBuf};
 use crate::volume::{
     self, CompactReport, Durability, Volume, VolumeConfig, VolumeError, VolumeStats, WriteInfo,
@@ -33,9 +34,11 @@ impl Default for StoreConfig {
     fn default() -> Self {
         Self {
             volume: VolumeConfig::default(),
-            garbage_threshold: 0.3,
-            min_garbage_bytes: 1 << 20,
-            compaction_interval: Some(Duration::from_secs(60)),
+            garbage_threshold: limits::DEFAULT_GARBAGE_THRESHOLD,
+            min_garbage_bytes: limits::MIN_GARBAGE_BYTES,
+            compaction_interval: Some(Duration::from_secs(
+                limits::DEFAULT_COMPACTION_INTERVAL_SECS,
+            )),
         }
     }
 }

@@ -21,6 +21,7 @@ use super::{
     VolumePaths, SB_LEN,
 };
 use crate::index::{CompactIndex, Entry, DELETED};
+use crate::limits::{COPY_WINDOW, REPLAY_ROUNDS, REPLAY_SMALL};
 use crate::needle::{self, Meta};
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -95,12 +96,12 @@ impl Volume {
         copier.copy_runs(&live).await?;
         // Replay what changed during the copy, in rounds, while writes continue.
         let mut replayed = 0u64;
-        for _ in 0..8 {
+        for _ in 0..REPLAY_ROUNDS {
             let keys = {
                 let mut st = self.state.lock();
                 st.compact_log.replace(Vec::new()).unwrap_or_default()
             };
-            if keys.len() < 64 {
+            if keys.len() < REPLAY_SMALL {
                 let mut st = self.state.lock();
                 if let Some(log) = &mut st.compact_log {
                     log.extend(keys);
@@ -240,8 +241,6 @@ struct Copier<'a> {
     bytes: u64,
     started: Instant,
 }
-
-const COPY_WINDOW: u64 = 1 << 20;
 
 impl Copier<'_> {
     /// Copies live needles (sorted by offset), reading runs of neighbours with one read.

@@ -35,6 +35,7 @@
 //!   of a key wins (`State::apply`).
 
 use crate::index::{CompactIndex, Entry, DELETED};
+use crate::limits;
 use crate::needle::NeedleError;
 use aergo_os::io::{IoError, IoService};
 use parking_lot::Mutex;
@@ -69,14 +70,7 @@ pub const IDX_HEADER_LEN: usize = 16;
 pub const IDX_RECORD_LEN: usize = 16;
 /// Bit of an index record's length marking a tombstone needle.
 pub const IDX_TOMBSTONE: u32 = 0x8000_0000;
-/// Largest volume size the 32-bit offsets (in 8-byte units) can address.
-pub const MAX_VOLUME_SIZE: u64 = (u32::MAX as u64) * 8;
-/// Largest key a volume assigns (keys stay in the index's dense 32-bit slots); a volume
-/// whose keys reach it assigns no more, and the store moves on to another volume.
-pub const MAX_ASSIGNED_KEY: u64 = u32::MAX as u64;
-/// Assignments remembered per volume until their first write (older ones are forgotten, and
-/// a first write to a forgotten assignment is refused).
-pub const MAX_PENDING: usize = 1 << 20;
+pub use crate::limits::{MAX_ASSIGNED_KEY, MAX_PENDING, MAX_VOLUME_SIZE};
 
 /// How writes are made durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -103,9 +97,9 @@ pub struct VolumeConfig {
 impl Default for VolumeConfig {
     fn default() -> Self {
         Self {
-            max_size: 30 << 30,
+            max_size: limits::DEFAULT_VOLUME_SIZE,
             durability: Durability::GroupCommit,
-            compaction_rate: 64 << 20,
+            compaction_rate: limits::DEFAULT_COMPACTION_RATE,
         }
     }
 }

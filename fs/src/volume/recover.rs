@@ -18,6 +18,7 @@ use super::{
     file_err, idx_header, idx_record, parse_record, sync_dir, RecoveryReport, State, VolumeError,
     VolumePaths, IDX_HEADER_LEN, IDX_RECORD_LEN, SB_LEN,
 };
+use crate::limits::{RECOVERY_SCAN_WINDOW, RECOVERY_TAIL_CHECK};
 use crate::needle::{self, Header, Needle, HEADER_LEN, MIN_NEEDLE_LEN};
 use aergo_os::io::{IoError, IoService};
 use std::fs::File;
@@ -98,7 +99,7 @@ pub(super) async fn recover(
     }
     if rebuild.is_none() {
         // 2. Tail check: the last records must point at intact needles of their key.
-        let check_from = records.len().saturating_sub(8);
+        let check_from = records.len().saturating_sub(RECOVERY_TAIL_CHECK);
         let mut keep = records.len();
         for (i, &(key, off, len, tomb)) in records.iter().enumerate().skip(check_from) {
             let buf = io.read_at(&st.dat, off, len as usize).await.map_err(ioe)?;
@@ -216,7 +217,7 @@ impl<'a> Scanner<'a> {
         let have = off >= self.win_off && off + len as u64 <= self.win_off + self.win.len() as u64;
         if !have {
             let want = (len as u64)
-                .max(4 << 20)
+                .max(RECOVERY_SCAN_WINDOW)
                 .min(self.file_len.saturating_sub(off)) as usize;
             self.win = self.io.read_at(self.file, off, want.max(len)).await?;
             self.win_off = off;

@@ -15,12 +15,12 @@
 //!   second by the flusher task (sooner when 256 KiB are pending), and fsynced with it.
 
 use super::{idx_record, CommitReq, Durability, Volume, VolumeError, WriteInfo};
+use crate::limits::{COMMIT_PIPELINE, IDX_FLUSH_BYTES, IDX_FLUSH_INTERVAL};
 use crate::needle::{self, Header, Meta, NeedleBuf, NeedleError, HEADER_LEN};
 use aergo_os::io::IoService;
 use std::fs::File;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
-use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 impl Volume {
@@ -115,7 +115,7 @@ impl Volume {
                     len,
                     Some(idx_record(key, offset, len as u32, tombstone)),
                 );
-                let big = st.idx_buf.len() >= 256 << 10;
+                let big = st.idx_buf.len() >= IDX_FLUSH_BYTES;
                 drop(st);
                 if big {
                     self.flush_now.notify_one();
@@ -248,9 +248,6 @@ pub(super) async fn committer(io: IoService, mut rx: mpsc::UnboundedReceiver<Com
     }
 }
 
-/// Group-commit fsyncs allowed in flight at once.
-const COMMIT_PIPELINE: usize = 2;
-
 /// Appends index records to `.idx` every second (sooner when many are pending) and fsyncs it.
 pub(super) async fn flusher(vol: Weak<Volume>) {
     loop {
@@ -263,7 +260,7 @@ pub(super) async fn flusher(vol: Weak<Volume>) {
         }
         tokio::select! {
             _ = v.flush_now.notified() => {}
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = tokio::time::sleep(IDX_FLUSH_INTERVAL) => {}
         }
         // `v` is dropped here: if the store let go of the volume, the next upgrade fails.
     }
