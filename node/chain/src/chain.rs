@@ -159,20 +159,35 @@ impl StateView for HeightView<'_> {
     }
 
     fn scan(&self, start: &[u8], end: &[u8]) -> Result<crate::state::Pairs, ChainError> {
-        scan_versioned(self.db, start, end, self.height)
+        scan_versioned(self.db, start, end, self.height, usize::MAX)
+    }
+
+    fn scan_limit(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+    ) -> Result<crate::state::Pairs, ChainError> {
+        scan_versioned(self.db, start, end, self.height, limit)
     }
 }
 
-/// Range scan at a height: walks every version of every key in `[start, end)` on `main` and
-/// keeps, per key, the newest version at or below `height` (skipping deletions).
+/// Versions of one key stepped over one by one before a scan seeks past the rest.
+const SCAN_STEPS_BEFORE_SEEK: u32 = 4;
+
+/// Range scan at a height: walks the versions of every key in `[start, end)` on `main` and
+/// keeps, per key, the newest version at or below `height` (skipping deletions); stops after
+/// `limit` pairs. Runs of unused versions longer than [`SCAN_STEPS_BEFORE_SEEK`] are jumped
+/// over with one seek.
 fn scan_versioned(
     db: &DB,
     start: &[u8],
     end: &[u8],
     height: u64,
+    limit: usize,
 ) -> Result<crate::state::Pairs, ChainError> {
     let mut out = Vec::new();
-    if start >= end {
+    if start >= end || limit == 0 {
         return Ok(out);
     }
     let branch = MAIN_BRANCH.to_be_bytes();
@@ -184,6 +199,7 @@ fn scan_versioned(
     let mut it = db.raw_iterator_cf(cf(db, CF_STATE)?);
     it.seek(&seek);
     let mut last_key: Option<Vec<u8>> = None;
+    let mut steps = 0u32;
     while it.valid() {
         let (Some(k), Some(v)) = (it.key(), it.value()) else {
             break;
@@ -209,9 +225,34 @@ fn scan_versioned(
                 Some((0, _)) => {}
                 _ => return Err(ChainError::Corrupt("state value tag".into())),
             }
+            if out.len() >= limit {
+                break;
+            }
             last_key = Some(key);
+            steps = 0;
+            it.next();
+            continue;
         }
-        it.next();
+        // A version this scan does not use: an older one of a key already read, or one newer
+        // than `height`. A few are stepped over; past that, one seek jumps over the rest, so
+        // a key rewritten a million times costs a seek, not a million steps.
+        steps += 1;
+        if steps <= SCAN_STEPS_BEFORE_SEEK {
+            it.next();
+            continue;
+        }
+        steps = 0;
+        if seen {
+            // Past the oldest possible version (height 0 sorts last) of this key.
+            let oldest = store::state_version_key(MAIN_BRANCH, &key, 0);
+            it.seek(&oldest);
+            if it.valid() && it.key() == Some(oldest.as_slice()) {
+                it.next();
+            }
+        } else {
+            // To this key's newest version at or below `height`.
+            it.seek(store::state_version_key(MAIN_BRANCH, &key, height));
+        }
     }
     it.status()?;
     Ok(out)
@@ -265,7 +306,16 @@ impl StateView for HeadView<'_> {
 
     fn scan(&self, start: &[u8], end: &[u8]) -> Result<crate::state::Pairs, ChainError> {
         // Every committed write is in RocksDB before the cache sees it.
-        scan_versioned(&self.chain.db, start, end, self.height)
+        scan_versioned(&self.chain.db, start, end, self.height, usize::MAX)
+    }
+
+    fn scan_limit(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+    ) -> Result<crate::state::Pairs, ChainError> {
+        scan_versioned(&self.chain.db, start, end, self.height, limit)
     }
 }
 
@@ -1730,6 +1780,81 @@ mod tests {
         assert_eq!(hdr.state_root, root1);
         assert!(val.is_some());
         assert!(proof.leaf.is_some());
+    }
+
+    /// Versioned range scans against a reference: keys rewritten many times (the seek path),
+    /// deletions, keys newer than the height, and limits, including through overlays.
+    #[test]
+    fn versioned_scans_skip_unused_versions_and_stop_at_the_limit() {
+        use crate::state::{MemState, Overlay};
+        let dir = tempfile::tempdir().unwrap();
+        let db = store::open(&dir.path().join("db")).unwrap();
+        let mut batch = WriteBatch::default();
+        let mut history: Vec<std::collections::BTreeMap<Vec<u8>, Option<Vec<u8>>>> =
+            vec![Default::default(); 41];
+        // Key i is written at heights i, i+3, …, up to 40 (key 0: 14 versions); every 4th
+        // write deletes it; keys 20.. are only written above height 20.
+        for k in 0u8..30 {
+            let key = vec![b'c', 7, k];
+            let first = if k >= 20 {
+                21 + (k as u64 % 5)
+            } else {
+                k as u64
+            };
+            let mut h = first;
+            let mut n = 0;
+            while h <= 40 {
+                let value = (n % 4 != 3).then(|| vec![k, n as u8]);
+                let mut stored = vec![u8::from(value.is_some())];
+                stored.extend(value.clone().unwrap_or_default());
+                batch.put_cf(
+                    cf(&db, CF_STATE).unwrap(),
+                    store::state_version_key(MAIN_BRANCH, &key, h),
+                    stored,
+                );
+                for snap in history.iter_mut().skip(h as usize) {
+                    snap.insert(key.clone(), value.clone());
+                }
+                h += 3;
+                n += 1;
+            }
+        }
+        db.write(batch).unwrap();
+        let (start, end) = (vec![b'c', 7], vec![b'c', 8]);
+        for height in [0u64, 1, 7, 19, 20, 25, 40] {
+            let want: Vec<(Vec<u8>, Vec<u8>)> = history[height as usize]
+                .iter()
+                .filter_map(|(k, v)| v.clone().map(|v| (k.clone(), v)))
+                .collect();
+            let view = HeightView { db: &db, height };
+            assert_eq!(view.scan(&start, &end).unwrap(), want, "height {height}");
+            for limit in [0usize, 1, 3, 10, 100] {
+                let got = view.scan_limit(&start, &end, limit).unwrap();
+                assert_eq!(got, want.iter().take(limit).cloned().collect::<Vec<_>>());
+                // Through an overlay that deletes the first keys and adds new ones.
+                let mut ov = Overlay::new(&view);
+                for (k, _) in want.iter().take(2) {
+                    ov.writes.insert(k.clone(), None);
+                }
+                ov.writes.insert(vec![b'c', 7, 3, 1], Some(vec![9]));
+                ov.writes.insert(vec![b'c', 7, 200], Some(vec![8]));
+                let mut reference = MemState::default();
+                for (k, v) in &want {
+                    reference.0.insert(k.clone(), v.clone());
+                }
+                for (k, v) in &ov.writes {
+                    match v {
+                        Some(v) => reference.0.insert(k.clone(), v.clone()),
+                        None => reference.0.remove(k),
+                    };
+                }
+                assert_eq!(
+                    ov.scan_limit(&start, &end, limit).unwrap(),
+                    reference.scan_limit(&start, &end, limit).unwrap(),
+                    "overlay, height {height}, limit {limit}"
+                );
+            }
+        }
     }
 
     #[test]

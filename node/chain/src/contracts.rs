@@ -65,7 +65,15 @@ impl Kv for OverlayKv<'_, '_> {
         start: &[u8],
         end: &[u8],
     ) -> Box<dyn Iterator<Item = aergo_sql::kv::KvItem> + 's> {
-        scan_items(self.ov, start, end)
+        scan_items(self.ov, start, end, usize::MAX)
+    }
+    fn scan_limit<'s>(
+        &'s self,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+    ) -> Box<dyn Iterator<Item = aergo_sql::kv::KvItem> + 's> {
+        scan_items(self.ov, start, end, limit)
     }
 }
 
@@ -90,16 +98,32 @@ impl Kv for ReadKv<'_> {
         start: &[u8],
         end: &[u8],
     ) -> Box<dyn Iterator<Item = aergo_sql::kv::KvItem> + 's> {
-        scan_items(self.view, start, end)
+        scan_items(self.view, start, end, usize::MAX)
+    }
+    fn scan_limit<'s>(
+        &'s self,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+    ) -> Box<dyn Iterator<Item = aergo_sql::kv::KvItem> + 's> {
+        scan_items(self.view, start, end, limit)
     }
 }
 
+/// A range of `view` for the engine: the whole range, or the first `limit` pairs read
+/// without reading the rest.
 fn scan_items<'s>(
     view: &'s dyn StateView,
     start: &[u8],
     end: &[u8],
+    limit: usize,
 ) -> Box<dyn Iterator<Item = aergo_sql::kv::KvItem> + 's> {
-    match view.scan(start, end) {
+    let pairs = if limit == usize::MAX {
+        view.scan(start, end)
+    } else {
+        view.scan_limit(start, end, limit)
+    };
+    match pairs {
         Ok(pairs) => Box::new(pairs.into_iter().map(Ok)),
         Err(e) => Box::new(std::iter::once(Err(kv_err(e)))),
     }

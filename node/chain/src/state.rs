@@ -63,6 +63,14 @@ pub trait StateView {
     /// Every present key with `start <= key < end`, in key order (contract tables).
     fn scan(&self, start: &[u8], end: &[u8]) -> Result<Pairs, ChainError>;
 
+    /// The first `limit` pairs of [`StateView::scan`], reading no more than needed where the
+    /// view can (contract scans ask for no more rows than their gas pays for).
+    fn scan_limit(&self, start: &[u8], end: &[u8], limit: usize) -> Result<Pairs, ChainError> {
+        let mut v = self.scan(start, end)?;
+        v.truncate(limit);
+        Ok(v)
+    }
+
     /// The account at `addr` (zero if absent).
     fn account(&self, addr: &Address) -> Result<Account, ChainError> {
         match self.get(&account_key(addr))? {
@@ -119,6 +127,29 @@ impl StateView for Overlay<'_> {
         }
         Ok(merged.into_iter().collect())
     }
+
+    fn scan_limit(&self, start: &[u8], end: &[u8], limit: usize) -> Result<Pairs, ChainError> {
+        if start >= end {
+            return Ok(Vec::new());
+        }
+        // Each pending deletion hides at most one base pair: with that many more, at least
+        // `limit` base pairs survive, and the first `limit` merged pairs all sort at or before
+        // the last base pair read.
+        let range = self.writes.range(start.to_vec()..end.to_vec());
+        let deletes = range.clone().filter(|(_, v)| v.is_none()).count();
+        let mut merged: BTreeMap<Vec<u8>, Vec<u8>> = self
+            .base
+            .scan_limit(start, end, limit.saturating_add(deletes))?
+            .into_iter()
+            .collect();
+        for (k, v) in range {
+            match v {
+                Some(v) => merged.insert(k.clone(), v.clone()),
+                None => merged.remove(k),
+            };
+        }
+        Ok(merged.into_iter().take(limit).collect())
+    }
 }
 
 /// An in-memory state (genesis construction, tests).
@@ -137,6 +168,18 @@ impl StateView for MemState {
         Ok(self
             .0
             .range(start.to_vec()..end.to_vec())
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
+    }
+
+    fn scan_limit(&self, start: &[u8], end: &[u8], limit: usize) -> Result<Pairs, ChainError> {
+        if start >= end {
+            return Ok(Vec::new());
+        }
+        Ok(self
+            .0
+            .range(start.to_vec()..end.to_vec())
+            .take(limit)
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect())
     }

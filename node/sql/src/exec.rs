@@ -208,6 +208,13 @@ impl<'a> Runtime<'a> {
         Ok(())
     }
 
+    /// Rows the gas left can pay [`gas::ROW_READ`] for, plus one (the read that runs out):
+    /// scans ask storage for no more.
+    fn rows_affordable(&self) -> usize {
+        let rows = self.gas_limit.saturating_sub(self.gas_used) / gas::ROW_READ;
+        usize::try_from(rows.saturating_add(1)).unwrap_or(usize::MAX)
+    }
+
     /// Gives back `bytes` held earlier.
     #[inline]
     pub fn release(&mut self, bytes: usize) {
@@ -632,7 +639,8 @@ impl<'a> Runtime<'a> {
                 let start = self.table_prefix(keys::ROW, t.id);
                 let end = prefix_end(&start);
                 let plen = start.len();
-                let items: Vec<_> = self.kv.scan(&start, &end).collect();
+                let limit = self.rows_affordable();
+                let items: Vec<_> = self.kv.scan_limit(&start, &end, limit).collect();
                 for it in items {
                     self.charge(gas::ROW_READ)?;
                     let (k, v) = it.map_err(st_err)?;
@@ -664,7 +672,8 @@ impl<'a> Runtime<'a> {
                 let start = self.index_prefix(t, ix, &vals);
                 let end = prefix_end(&start);
                 let plen = start.len();
-                let items: Vec<_> = self.kv.scan(&start, &end).collect();
+                let limit = self.rows_affordable();
+                let items: Vec<_> = self.kv.scan_limit(&start, &end, limit).collect();
                 for it in items {
                     self.charge(gas::ROW_READ)?;
                     let (k, _) = it.map_err(st_err)?;
@@ -1605,7 +1614,7 @@ impl<'a> Runtime<'a> {
             let p = self.index_prefix(t, ix, &nv);
             if ix.unique && !nv.iter().any(|v| v.is_null()) {
                 let end = prefix_end(&p);
-                let mut it = self.kv.scan(&p, &end);
+                let mut it = self.kv.scan_limit(&p, &end, 1);
                 if let Some(e) = it.next() {
                     let (k, _) = e.map_err(st_err)?;
                     if k.get(p.len()..) != Some(pk) {
@@ -1658,7 +1667,7 @@ impl<'a> Runtime<'a> {
             let p = self.index_prefix(t, ix, &vals);
             if ix.unique && !vals.iter().any(|v| v.is_null()) {
                 let end = prefix_end(&p);
-                if self.kv.scan(&p, &end).next().is_some() {
+                if self.kv.scan_limit(&p, &end, 1).next().is_some() {
                     return Err(SqlError::Constraint(format!(
                         "could not create unique index \"{}\": duplicate values",
                         ix.name

@@ -38,6 +38,18 @@ pub trait Kv {
     fn delete(&mut self, key: &[u8]) -> Result<(), KvError>;
     /// All pairs with `start <= key < end`, in ascending key order.
     fn scan<'a>(&'a self, start: &[u8], end: &[u8]) -> Box<dyn Iterator<Item = KvItem> + 'a>;
+    /// The first `limit` pairs of [`Kv::scan`]. The engine never asks for more rows than the
+    /// gas left pays for, so a backend that reads a range ahead (the chain's versioned state)
+    /// overrides this to read no more than that: a large table costs the reads the gas pays,
+    /// not the whole table.
+    fn scan_limit<'a>(
+        &'a self,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+    ) -> Box<dyn Iterator<Item = KvItem> + 'a> {
+        Box::new(self.scan(start, end).take(limit))
+    }
 }
 
 /// In-memory [`Kv`] on a `BTreeMap`.
@@ -173,6 +185,29 @@ impl Kv for Overlay<'_> {
             base: self.base.scan(start, end).peekable(),
             over: range(&self.writes, start, end).peekable(),
         })
+    }
+    fn scan_limit<'a>(
+        &'a self,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+    ) -> Box<dyn Iterator<Item = KvItem> + 'a> {
+        // Buffered deletions can hide at most one base pair each: with that many more base
+        // pairs, at least `limit` survive, and every merged pair among the first `limit` sorts
+        // at or before the last base pair read (buffered inserts after it come later).
+        let deletes = range(&self.writes, start, end)
+            .filter(|(_, v)| v.is_none())
+            .count();
+        Box::new(
+            Merge {
+                base: self
+                    .base
+                    .scan_limit(start, end, limit.saturating_add(deletes))
+                    .peekable(),
+                over: range(&self.writes, start, end).peekable(),
+            }
+            .take(limit),
+        )
     }
 }
 

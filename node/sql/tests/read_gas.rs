@@ -68,3 +68,65 @@ fn a_row_read_costs_five_gas_per_whole_kib() {
         10 + 8 * 5
     );
 }
+
+/// A store that counts the pairs its scans hand out.
+struct Counting {
+    inner: MemKv,
+    pulled: std::cell::Cell<usize>,
+}
+
+impl aergo_sql::Kv for Counting {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, aergo_sql::KvError> {
+        self.inner.get(key)
+    }
+    fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), aergo_sql::KvError> {
+        self.inner.put(key, value)
+    }
+    fn delete(&mut self, key: &[u8]) -> Result<(), aergo_sql::KvError> {
+        self.inner.delete(key)
+    }
+    fn scan<'a>(
+        &'a self,
+        start: &[u8],
+        end: &[u8],
+    ) -> Box<dyn Iterator<Item = aergo_sql::kv::KvItem> + 'a> {
+        Box::new(self.inner.scan(start, end).inspect(|_| {
+            self.pulled.set(self.pulled.get() + 1);
+        }))
+    }
+}
+
+#[test]
+fn a_scan_reads_no_more_rows_than_its_gas_pays_for() {
+    let mut kv = MemKv::new();
+    let (c, _) = Contract::deploy(SCRIPT, "owner", b"k/", &mut kv, GAS).unwrap();
+    let mut ctx = MockChain::default();
+    for id in 0..2_000 {
+        c.call(
+            "put",
+            &[Value::Int(id), Value::Int(0)],
+            &mut ctx,
+            &mut kv,
+            GAS,
+        )
+        .unwrap();
+    }
+    let counting = Counting {
+        inner: kv,
+        pulled: std::cell::Cell::new(0),
+    };
+    let full = c.query("SELECT count(*) FROM t", &counting, GAS).unwrap();
+    assert_eq!(full.rows[0][0], Value::Int(2_000));
+    assert_eq!(counting.pulled.get(), 2_000);
+    counting.pulled.set(0);
+    // 1,000 gas pays for fewer than 100 row reads: the scan stops there.
+    let err = c
+        .query("SELECT count(*) FROM t", &counting, 1_000)
+        .unwrap_err();
+    assert!(err.to_string().contains("out of gas"), "{err}");
+    assert!(
+        counting.pulled.get() <= 101,
+        "{} rows read",
+        counting.pulled.get()
+    );
+}
