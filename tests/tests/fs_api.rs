@@ -1,7 +1,8 @@
 //! AergoFS HTTP API end to end: round trips of random sizes, headers, ranges, deletes,
 //! bad input, size limit, auth beyond loopback, status/metrics, graceful shutdown + restart;
 //! what a hostile client tries: made-up keys, wrong cookies, oversize declarations, more
-//! uploads than the upload memory, HTML uploads, odd `Bearer` spelling.
+//! uploads than the upload memory, HTML uploads, odd `Bearer` spelling; a server that exits
+//! during start-up is reported at once with its stderr.
 
 mod fs_common;
 
@@ -9,6 +10,26 @@ use fs_common::{bytes, request, Rng, Server};
 use std::collections::HashMap;
 use std::io::Write;
 use std::time::Duration;
+
+/// A server that cannot start (here: a volume size below the minimum) fails `Server::start`
+/// as soon as it exits, with the server's own message, not after the 60 s start-up wait.
+#[test]
+fn start_reports_an_early_exit_at_once_with_the_servers_error() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let t = std::time::Instant::now();
+    let err = match Server::start(dir.path(), &["--volume-size", "1"], &[]) {
+        Ok(_) => anyhow::bail!("a 1-byte --volume-size was accepted"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(
+        t.elapsed() < Duration::from_secs(20),
+        "took {:?}",
+        t.elapsed()
+    );
+    assert!(err.contains("exited during start-up"), "{err}");
+    assert!(err.contains("--volume-size must be between"), "{err}");
+    Ok(())
+}
 
 #[test]
 fn round_trips_headers_ranges_deletes_and_restart() -> anyhow::Result<()> {
@@ -413,7 +434,9 @@ fn declared_oversize_upload_gets_413_before_the_body() -> anyhow::Result<()> {
     ] {
         let r = head_only(
             &srv.addr,
-            &format!("{line} HTTP/1.1\r\nHost: 127.0.0.1\r\n{expect}Content-Length: {over}\r\n\r\n"),
+            &format!(
+                "{line} HTTP/1.1\r\nHost: 127.0.0.1\r\n{expect}Content-Length: {over}\r\n\r\n"
+            ),
         )?;
         assert_eq!(r.status, 413, "{line} {expect}");
     }

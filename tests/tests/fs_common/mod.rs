@@ -8,8 +8,13 @@ use anyhow::{bail, Context, Result};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::process::{ChildStderr, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Bytes of the server's stderr kept for error messages (the last ones).
+const LOG_KEEP: usize = 64 << 10;
 
 /// A response.
 #[derive(Debug)]
@@ -116,6 +121,31 @@ fn parse_response(raw: &[u8], head: bool) -> Result<Resp> {
 pub struct Server {
     pub proc: KillOnDrop,
     pub addr: String,
+    /// The last [`LOG_KEEP`] bytes of the server's stderr (also copied to this process's
+    /// stderr as they arrive).
+    pub log: Arc<Mutex<Vec<u8>>>,
+}
+
+/// Copies the child's stderr to ours and keeps its tail in `log`, until the pipe closes.
+fn tee_stderr(mut pipe: ChildStderr, log: Arc<Mutex<Vec<u8>>>) -> JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 8192];
+        loop {
+            let n = match pipe.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            let _ = std::io::stderr().write_all(&buf[..n]);
+            let mut l = log.lock().unwrap_or_else(|e| e.into_inner());
+            l.extend_from_slice(&buf[..n]);
+            let excess = l.len().saturating_sub(LOG_KEEP);
+            l.drain(..excess);
+        }
+    })
+}
+
+fn log_text(log: &Mutex<Vec<u8>>) -> String {
+    String::from_utf8_lossy(&log.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
 }
 
 impl Server {
@@ -135,21 +165,45 @@ impl Server {
             .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
+            .stderr(Stdio::piped());
         for (k, v) in env {
             cmd.env(k, v);
         }
         let mut proc = KillOnDrop::spawn(&mut cmd)?;
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let tee = proc.0.stderr.take().map(|p| tee_stderr(p, log.clone()));
         let addr = format!("127.0.0.1:{port}");
-        poll("aergofs /status", Duration::from_secs(60), || {
+        // Ok(Some(None)): serving; Ok(Some(Some(status))): the server exited — stop at once
+        // (an error from the closure would only make `poll` retry until its deadline).
+        let waited = poll("aergofs /status", Duration::from_secs(60), || {
             if let Some(st) = proc.0.try_wait()? {
-                bail!("aergofs exited early: {st}");
+                return Ok(Some(Some(st)));
             }
             Ok(request(&addr, "GET", "/status", &[], b"")
                 .ok()
-                .filter(|r| r.status == 200))
-        })?;
-        Ok(Server { proc, addr })
+                .filter(|r| r.status == 200)
+                .map(|_| None))
+        });
+        match waited {
+            Ok(None) => Ok(Server { proc, addr, log }),
+            Ok(Some(st)) => {
+                // The pipe closes with the process: wait (briefly) for its last bytes.
+                if let Some(t) = tee {
+                    let until = Instant::now() + Duration::from_secs(5);
+                    while !t.is_finished() && Instant::now() < until {
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                }
+                bail!(
+                    "aergofs exited during start-up ({st}); its stderr:\n{}",
+                    log_text(&log)
+                )
+            }
+            Err(e) => Err(e.context(format!(
+                "aergofs did not start; its stderr so far:\n{}",
+                log_text(&log)
+            ))),
+        }
     }
 
     pub fn req(
