@@ -78,12 +78,15 @@ impl QueryGate {
             refused: AtomicU64::new(0),
         }
     }
-    /// The default cap: one read per core (the producer and admission still get their share
-    /// from the OS scheduler; a read is bounded by its gas cap).
+    /// The default cap: one read per core but one, at least one — a core stays free for the
+    /// block producer, whose slot must not wait behind free reads (each may run up to the
+    /// query gas cap, ~1 s of the slowest work on the 2-core development machine).
     pub fn default_max() -> usize {
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(2)
+            .saturating_sub(1)
+            .max(1)
     }
     /// The cap.
     #[cfg_attr(not(test), allow(dead_code))] // tests and diagnostics
