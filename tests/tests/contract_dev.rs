@@ -282,6 +282,11 @@ fn huge_gas_is_refused_and_the_largest_allowed_call_does_not_stall_blocks() -> R
         )?;
         ensure!(r["status"] == json!("ok"), "{r}");
     }
+    let info = aergo(&url, &["chain"])?;
+    ensure!(
+        info["tx_gas_cap"] == json!(TX_GAS_CAP) && info["block_gas_limit"] == json!(5_000_000),
+        "{info}"
+    );
     let forever = i64::MAX.to_string();
     // ~100 AERGO of gas at the minimum price: refused at admission, nothing is included.
     for f in ["spin", "scan"] {

@@ -458,6 +458,7 @@ pub fn dispatch(node: &Node, method: &str, p: &Value) -> MResult {
         "chain_info" => {
             let tip = chain.tip();
             let g = chain.genesis();
+            let limits = chain.gas_limits()?;
             ok(ChainInfo {
                 chain_id: chain.chain_id(),
                 chain_name: g.chain_name.clone(),
@@ -471,6 +472,8 @@ pub fn dispatch(node: &Node, method: &str, p: &Value) -> MResult {
                 base_gas: g.gas.base,
                 per_byte_gas: g.gas.per_byte,
                 min_gas_price: g.gas.min_price,
+                tx_gas_cap: limits.tx_gas_cap,
+                block_gas_limit: limits.block_gas_limit,
             })
         }
         "node_status" => {

@@ -100,6 +100,12 @@ pub struct ChainInfo {
     pub per_byte_gas: u64,
     /// Lowest gas price.
     pub min_gas_price: Aer,
+    /// Most gas one transaction may ask for (its gas limit) on the next block.
+    #[serde(default)]
+    pub tx_gas_cap: u64,
+    /// Most gas one block may use.
+    #[serde(default)]
+    pub block_gas_limit: u64,
 }
 
 /// `node_status`.
