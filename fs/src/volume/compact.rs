@@ -189,7 +189,10 @@ impl Volume {
                 });
                 live_bytes += len as u64;
             }
-            if let Some((off, len)) = high_mark {
+            // A key assigned and not yet written keeps its first write: its high-water
+            // tombstone is on disk only (the write lands later in the file and wins at
+            // recovery); indexing it would refuse that write as one to a deleted key.
+            if let Some((off, len)) = high_mark.filter(|_| st.pending_cookie(high).is_none()) {
                 index.put(Entry {
                     key: high,
                     offset: (off / 8) as u32,
