@@ -14,6 +14,7 @@ mod node;
 mod producer;
 mod rpc;
 mod rpc_staking;
+mod vital;
 
 use aergo_chain::{Chain, ChainOptions};
 use aergo_os::config::Config;
@@ -59,6 +60,14 @@ struct Args {
     /// Most RPC requests per second per client address (0 = unlimited).
     #[arg(long)]
     rpc_rate_limit: Option<u32>,
+    /// Allow `admin_inject_fault` (a producer panic or stall) for tests of the crash policy.
+    /// Never on a production node.
+    #[arg(long)]
+    allow_fault_injection: bool,
+    /// How long a vital task (producer, network) may stay silent before /health answers 503
+    /// (ms, at least 2000).
+    #[arg(long, default_value_t = vital::LATE_AFTER_MS)]
+    health_late_ms: u64,
     /// Log filter (e.g. info, debug, aergo_chain=debug).
     #[arg(
         long,
@@ -234,6 +243,11 @@ fn run(args: Args) -> Result<()> {
         cfg.node.empty_blocks,
     ));
     node.disk.watch(data_dir.clone());
+    node.vital.set_late_after(args.health_late_ms);
+    if args.allow_fault_injection {
+        node.faults.allow();
+        tracing::warn!("fault injection allowed (--allow-fault-injection): a test node only");
+    }
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -8,6 +8,7 @@
 //! node that was away never builds on a stale tip.
 
 use crate::node::{now_ms, Node, Outbound};
+use crate::vital::Task as Vital;
 use aergo_chain::chain::Received;
 use aergo_chain::ChainError;
 use aergo_p2p::sync::{fetch_range, SyncOptions};
@@ -114,7 +115,7 @@ pub async fn start(
     node.net.syncing.store(true, Ordering::SeqCst);
     let tip = node.chain.tip();
     let _ = handle.set_status(tip.header.height, tip.hash.0).await;
-    tokio::spawn(run(node, handle.clone(), events, orx));
+    crate::vital::spawn_vital(Vital::Network, run(node, handle.clone(), events, orx));
     Ok(handle)
 }
 
@@ -164,7 +165,10 @@ async fn run(
                 Some(e) => t.event(e).await,
                 None => break,
             },
-            _ = tick.tick() => t.maintain().await,
+            _ = tick.tick() => {
+                t.node.vital.beat(Vital::Network, now_ms());
+                t.maintain().await
+            }
         }
         if t.node.shutdown.load(Ordering::SeqCst) {
             break;

@@ -187,6 +187,10 @@ pub struct Node {
     pub disk: crate::disk::DiskGuard,
     /// Concurrency cap of free contract reads.
     pub queries: QueryGate,
+    /// Heartbeats of the vital tasks (`/health`).
+    pub vital: crate::vital::Heartbeats,
+    /// Injectable faults (only with `--allow-fault-injection`).
+    pub faults: crate::vital::Faults,
 }
 
 /// Something to gossip.
@@ -252,6 +256,8 @@ impl Node {
             net: NetState::default(),
             disk: crate::disk::DiskGuard::default(),
             queries: QueryGate::new(QueryGate::default_max()),
+            vital: Default::default(),
+            faults: Default::default(),
         }
     }
 

@@ -3,6 +3,7 @@
 //! it finishes the block in progress and returns.
 
 use crate::node::{now_ms, Node};
+use crate::vital::Task;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -10,14 +11,25 @@ use std::time::{Duration, Instant};
 /// Most candidates taken from the mempool for one block (a 1 MiB block holds ~4,800 transfers).
 pub const MAX_CANDIDATES: usize = 6000;
 
-/// Runs until `node.shutdown` is set.
+/// Runs until `node.shutdown` is set. A vital thread: it beats every loop (and loops at least
+/// once a second, idle or not), and a panic in it aborts the process (`vital`).
 pub fn run(node: Arc<Node>) {
+    crate::vital::run_vital_thread(Task::Producer, || produce_loop(node));
+}
+
+fn produce_loop(node: Arc<Node>) {
     let me = node.key.public();
     let engine = node.chain.consensus().clone();
     let interval = engine.block_interval_ms();
     let mut last_evict = now_ms();
     while !node.shutdown.load(Ordering::SeqCst) {
         let now = now_ms();
+        if node.faults.producer_check() {
+            // An injected stall: alive but silent, as a deadlocked producer would be.
+            wait(&node, Duration::from_millis(100));
+            continue;
+        }
+        node.vital.beat(Task::Producer, now);
         if now.saturating_sub(last_evict) > 10_000 {
             let n = node.mempool.lock().evict_stale(now);
             if n > 0 {
@@ -124,7 +136,9 @@ pub fn run(node: Arc<Node>) {
     tracing::info!("producer stopped");
 }
 
+/// Sleeps until woken or `d` passes, at most one heartbeat period.
 fn wait(node: &Node, d: Duration) {
+    let d = d.min(Duration::from_millis(1000));
     let (m, c) = &node.wake;
     let mut woke = m.lock();
     if !*woke && !node.shutdown.load(Ordering::SeqCst) {
