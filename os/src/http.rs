@@ -14,8 +14,9 @@
 //! - a request body must arrive within [`ServerLimits::body_timeout`] plus one second per
 //!   [`ServerLimits::body_min_rate`] bytes received ([`TimedBody`]), so a trickle is cut off
 //!   while a large upload at a reasonable rate is not;
-//! - graceful shutdown: the listener closes, connections finish their request in flight
-//!   and close; after [`ServerLimits::shutdown_grace`] the rest are dropped.
+//! - graceful shutdown: the listener closes, connections with nothing in flight (idle, or
+//!   headers still arriving) close at once, the others finish their request (response body
+//!   included) and close; after [`ServerLimits::shutdown_grace`] the rest are dropped.
 //!
 //! Peer addresses are canonical (`::ffff:127.0.0.1` is `127.0.0.1`) everywhere: in the caps
 //! and in the [`ConnInfo`] each request carries as an extension.
@@ -102,6 +103,8 @@ pub struct ServerStats {
     pub accepted: AtomicU64,
     /// Connections open now.
     pub open: AtomicU64,
+    /// Requests being served now (until their response body is sent).
+    pub in_flight: AtomicU64,
     /// Connections closed at once because the global cap was reached.
     pub refused_global: AtomicU64,
     /// Connections closed at once because their address reached its cap.
@@ -124,11 +127,13 @@ impl ServerStats {
         format!(
             "# HELP {p}_connections_accepted_total Connections accepted.\n# TYPE {p}_connections_accepted_total counter\n{p}_connections_accepted_total {}\n\
 # HELP {p}_connections_open Connections open now.\n# TYPE {p}_connections_open gauge\n{p}_connections_open {}\n\
+# HELP {p}_requests_in_flight Requests being served now.\n# TYPE {p}_requests_in_flight gauge\n{p}_requests_in_flight {}\n\
 # HELP {p}_connections_refused_total Connections closed at once over a cap.\n# TYPE {p}_connections_refused_total counter\n{p}_connections_refused_total{{cap=\"global\"}} {}\n{p}_connections_refused_total{{cap=\"per_ip\"}} {}\n\
 # HELP {p}_connections_timed_out_total Connections closed by a timeout.\n# TYPE {p}_connections_timed_out_total counter\n{p}_connections_timed_out_total{{timeout=\"header\"}} {}\n{p}_connections_timed_out_total{{timeout=\"idle\"}} {}\n{p}_connections_timed_out_total{{timeout=\"body\"}} {}\n\
 # HELP {p}_accept_errors_total Failed accept calls.\n# TYPE {p}_accept_errors_total counter\n{p}_accept_errors_total {}\n",
             g(&self.accepted),
             g(&self.open),
+            g(&self.in_flight),
             g(&self.refused_global),
             g(&self.refused_per_ip),
             g(&self.header_timeouts),
@@ -469,7 +474,7 @@ where
     S: tower_service::Service<Request<TimedBody>, Response = Response<B>> + Clone + Send + 'static,
     S::Future: Send + 'static,
     S::Error: Into<BoxError>,
-    B: Body + Send + 'static,
+    B: Body + Send + Unpin + 'static,
     B::Data: Send,
     B::Error: Into<BoxError>,
     F: Future<Output = ()>,
@@ -555,22 +560,28 @@ async fn connection<S, B>(
     S: tower_service::Service<Request<TimedBody>, Response = Response<B>> + Clone + Send + 'static,
     S::Future: Send + 'static,
     S::Error: Into<BoxError>,
-    B: Body + Send + 'static,
+    B: Body + Send + Unpin + 'static,
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
     let body_stats = stats.clone();
     let body_limits = limits.clone();
+    let in_flight = Arc::new(AtomicU64::new(0));
+    let counter = in_flight.clone();
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
         let mut svc = svc.clone();
         let mut req = req.map(|b| TimedBody::new(b, &body_limits, body_stats.clone()));
         req.extensions_mut().insert(info);
+        let guard = InFlight::new(counter.clone(), body_stats.clone());
         async move {
             if let Err(e) = std::future::poll_fn(|cx| svc.poll_ready(cx)).await {
                 return Err(ServiceError(e.into()));
             }
             match svc.call(req).await {
-                Ok(r) => Ok::<Response<B>, ServiceError>(r),
+                Ok(r) => Ok::<Response<TrackedBody<B>>, ServiceError>(r.map(|inner| TrackedBody {
+                    inner,
+                    _guard: guard,
+                })),
                 Err(e) => Err(ServiceError(e.into())),
             }
         }
@@ -584,7 +595,7 @@ async fn connection<S, B>(
     let mut conn = std::pin::pin!(conn);
     let mut stopping = *stop.borrow();
     if stopping {
-        conn.as_mut().graceful_shutdown();
+        return;
     }
     loop {
         tokio::select! {
@@ -597,11 +608,14 @@ async fn connection<S, B>(
                 }
                 return;
             }
-            r = stop.changed(), if !stopping => {
+            _ = stop.changed(), if !stopping => {
                 stopping = true;
-                if r.is_ok() {
-                    conn.as_mut().graceful_shutdown();
+                // Nothing being served (idle, or headers still arriving): close now. A
+                // request in flight (its response body included) finishes first.
+                if in_flight.load(Ordering::Relaxed) == 0 {
+                    return;
                 }
+                conn.as_mut().graceful_shutdown();
             }
             _ = idle_watchdog(&activity, limits.idle_timeout) => {
                 stats.idle_timeouts.fetch_add(1, Ordering::Relaxed);
@@ -609,6 +623,50 @@ async fn connection<S, B>(
                 return;
             }
         }
+    }
+}
+
+/// Counts a request in flight on its connection until its response body is dropped.
+struct InFlight(Arc<AtomicU64>, Arc<ServerStats>);
+
+impl InFlight {
+    fn new(counter: Arc<AtomicU64>, stats: Arc<ServerStats>) -> Self {
+        counter.fetch_add(1, Ordering::Relaxed);
+        stats.in_flight.fetch_add(1, Ordering::Relaxed);
+        Self(counter, stats)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.1.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A response body that keeps its request counted in flight until hyper is done with it.
+pub struct TrackedBody<B> {
+    inner: B,
+    _guard: InFlight,
+}
+
+impl<B: Body + Unpin> Body for TrackedBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 

@@ -434,3 +434,33 @@ fn graceful_shutdown_closes_idle_connections_and_returns() {
         .expect("serve returned after shutdown");
     assert!(TcpStream::connect(srv.target()).is_err(), "listener closed");
 }
+
+#[test]
+fn shutdown_closes_half_headers_at_once_and_finishes_requests_in_flight() {
+    let mut srv = Server::start("127.0.0.1:0", limits());
+    // Headers still arriving: nothing in flight, closed at once (not after the 10 s header
+    // timeout).
+    let mut slow = TcpStream::connect(srv.target()).unwrap();
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-")
+        .unwrap();
+    // A request in flight: its body is half sent.
+    let mut busy = TcpStream::connect(srv.target()).unwrap();
+    busy.write_all(b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 10\r\n\r\n12345")
+        .unwrap();
+    // Both connections are open on the server, and the request is being served, before the
+    // signal.
+    assert!(wait_for(5, || srv.stats.open.load(Ordering::Relaxed) == 2
+        && srv.stats.in_flight.load(Ordering::Relaxed) == 1));
+    let t0 = Instant::now();
+    let _ = srv.stop.take().unwrap().send(());
+    let (_, closed) = read_until_closed(&mut slow, 5);
+    assert!(closed - t0 < Duration::from_secs(3), "{:?}", closed - t0);
+    // The request in flight is still served, then its connection closes and serve returns.
+    busy.write_all(b"67890").unwrap();
+    let (resp, _) = read_until_closed(&mut busy, 5);
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    assert!(resp.ends_with("len=10"), "{resp}");
+    srv.done
+        .recv_timeout(Duration::from_secs(5))
+        .expect("serve returned after shutdown");
+}
