@@ -111,6 +111,9 @@ impl Block {
         merkle_root(&leaves)
     }
     /// The encoding.
+    // The format fixes a u32 transaction count; a block holds at most MAX_BLOCK_SIZE bytes
+    // of transactions (far below u32::MAX of them), so the count never truncates.
+    #[allow(clippy::cast_possible_truncation)]
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::with_capacity(400 + self.txs.iter().map(|t| t.size + 4).sum::<usize>());
         self.header.encode_into(&mut w);
@@ -183,6 +186,9 @@ pub struct Receipt {
 
 impl Receipt {
     /// The encoding.
+    // The format fixes a u32 event count; events are emitted by one transaction's execution,
+    // bounded by its gas (far below u32::MAX of them), so the count never truncates.
+    #[allow(clippy::cast_possible_truncation)]
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::with_capacity(128);
         w.fixed(&self.tx_hash.0);

@@ -26,6 +26,9 @@ pub enum DecodeError {
     },
 }
 
+// The u32 length and count prefixes rely on every consensus value fitting in a block.
+const _: () = assert!(crate::MAX_BLOCK_SIZE <= u32::MAX as usize);
+
 /// Appends fields to a byte buffer.
 #[derive(Default)]
 pub struct Writer {
@@ -61,6 +64,13 @@ impl Writer {
         self.buf.extend_from_slice(v);
     }
     /// A u32 length then the bytes.
+    ///
+    /// Every byte string of the consensus formats is bounded far below 4 GiB: a decoder accepts
+    /// at most [`crate::MAX_BLOCK_SIZE`] bytes in all, and encoders write values that were
+    /// decoded or built under the same limits.
+    // The format fixes a u32 length; the lengths written are bounded by the limits above
+    // (asserted below `u32::MAX` at compile time), so the cast never truncates.
+    #[allow(clippy::cast_possible_truncation)]
     pub fn bytes(&mut self, v: &[u8]) {
         self.u32(v.len() as u32);
         self.buf.extend_from_slice(v);
