@@ -80,6 +80,9 @@ pub struct NodeConfig {
     pub rpc_http: HttpServerConfig,
     /// Most WebSocket connections served at once.
     pub rpc_ws_connections: usize,
+    /// Most WebSocket connections from one client address (IPv6: its /64); loopback is exempt
+    /// unless `rpc_http.limit_loopback`.
+    pub rpc_ws_connections_per_ip: usize,
     /// Most subscriptions on one WebSocket connection.
     pub rpc_ws_subscriptions: usize,
 }
@@ -100,6 +103,7 @@ impl Default for NodeConfig {
             rpc_rate_limit: 2000,
             rpc_http: HttpServerConfig::default(),
             rpc_ws_connections: 256,
+            rpc_ws_connections_per_ip: 16,
             rpc_ws_subscriptions: 64,
         }
     }
@@ -366,7 +370,10 @@ impl Config {
         check_addr("fs.addr", &self.fs.addr)?;
         self.node.rpc_http.validate("node.rpc_http")?;
         self.fs.http.validate("fs.http")?;
-        if self.node.rpc_ws_connections == 0 || self.node.rpc_ws_subscriptions == 0 {
+        if self.node.rpc_ws_connections == 0
+            || self.node.rpc_ws_connections_per_ip == 0
+            || self.node.rpc_ws_subscriptions == 0
+        {
             return Err(ConfigError::Invalid {
                 field: "node.rpc_ws_connections",
                 message: "WebSocket caps must be positive".into(),

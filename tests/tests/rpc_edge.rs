@@ -149,7 +149,7 @@ fn slow_clients_per_address_cap_and_early_413() -> Result<()> {
     let node = start(
         tmp.path(),
         "127.0.0.1",
-        "[node.rpc_http]\nheader_timeout_secs = 1\nbody_timeout_secs = 1\nbody_min_bytes_per_sec = 1048576\nmax_connections_per_ip = 6\nlimit_loopback = true\n",
+        "rpc_ws_connections_per_ip = 1\n[node.rpc_http]\nheader_timeout_secs = 1\nbody_timeout_secs = 1\nbody_min_bytes_per_sec = 1048576\nmax_connections_per_ip = 6\nlimit_loopback = true\n",
     )?;
     let addr = node.addr.as_str();
 
@@ -257,6 +257,29 @@ fn slow_clients_per_address_cap_and_early_413() -> Result<()> {
         metrics.contains("aergo_rpc_connections_timed_out_total{timeout=\"body\"} 1"),
         "{metrics}"
     );
+
+    // One WebSocket connection per address here (loopback not exempt): a second one is
+    // answered 503, and the slot is free again once the first closes.
+    let url = format!("ws://{addr}/ws");
+    rt().block_on(async {
+        let (ws1, _) = tokio_tungstenite::connect_async(&url).await?;
+        match tokio_tungstenite::connect_async(&url).await {
+            Err(WsError::Http(resp)) => ensure!(resp.status() == 503, "{:?}", resp.status()),
+            Err(e) => bail!("unexpected error {e}"),
+            Ok(_) => bail!("a second WebSocket connection from one address was accepted"),
+        }
+        drop(ws1);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match tokio_tungstenite::connect_async(&url).await {
+                Ok(_) => return Ok(()),
+                Err(_) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await
+                }
+                Err(e) => bail!("the freed WebSocket slot was not reused: {e}"),
+            }
+        }
+    })?;
     Ok(())
 }
 

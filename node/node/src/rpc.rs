@@ -45,6 +45,9 @@ pub struct Rpc {
     origins: Arc<OriginPolicy>,
     ws_slots: Arc<tokio::sync::Semaphore>,
     ws_max: usize,
+    ws_per_ip: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    ws_per_ip_max: usize,
+    ws_limit_loopback: bool,
     ws_subscriptions: usize,
     server: Arc<ServerStats>,
 }
@@ -57,6 +60,10 @@ pub struct RpcOptions {
     pub origins: OriginPolicy,
     /// Most WebSocket connections at once.
     pub ws_connections: usize,
+    /// Most WebSocket connections per client address.
+    pub ws_connections_per_ip: usize,
+    /// Apply `ws_connections_per_ip` to loopback clients too.
+    pub ws_limit_loopback: bool,
     /// Most subscriptions per WebSocket connection.
     pub ws_subscriptions: usize,
     /// The shared server's counters, shown on `/metrics`.
@@ -70,6 +77,8 @@ impl RpcOptions {
             rate_per_sec: cfg.rpc_rate_limit,
             origins: OriginPolicy::new(&cfg.rpc_http.allowed_origins, local),
             ws_connections: cfg.rpc_ws_connections,
+            ws_connections_per_ip: cfg.rpc_ws_connections_per_ip,
+            ws_limit_loopback: cfg.rpc_http.limit_loopback,
             ws_subscriptions: cfg.rpc_ws_subscriptions,
             server: Arc::new(ServerStats::default()),
         }
@@ -237,6 +246,9 @@ impl Rpc {
             origins: Arc::new(opts.origins),
             ws_slots: Arc::new(tokio::sync::Semaphore::new(ws_max)),
             ws_max,
+            ws_per_ip: Arc::new(Mutex::new(HashMap::new())),
+            ws_per_ip_max: opts.ws_connections_per_ip.max(1),
+            ws_limit_loopback: opts.ws_limit_loopback,
             ws_subscriptions: opts.ws_subscriptions.max(1),
             server: opts.server,
         }
@@ -950,6 +962,29 @@ async fn ws_upgrade(
     Extension(conn): Extension<ConnInfo>,
     ws: WebSocketUpgrade,
 ) -> HttpResponse {
+    let addr_slot = if !rpc.ws_limit_loopback && aergo_os::http::is_loopback(conn.peer.ip()) {
+        None
+    } else {
+        let key = aergo_os::http::ip_key(conn.peer.ip());
+        let mut m = rpc.ws_per_ip.lock();
+        let n = m.entry(key).or_insert(0);
+        if *n >= rpc.ws_per_ip_max {
+            return transport_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                codes::RATE_LIMITED,
+                format!(
+                    "the node serves at most {} WebSocket connections per client address",
+                    rpc.ws_per_ip_max
+                ),
+                "ws_connections_per_ip",
+            );
+        }
+        *n += 1;
+        Some(WsAddrSlot {
+            map: rpc.ws_per_ip.clone(),
+            key,
+        })
+    };
     let Ok(slot) = rpc.ws_slots.clone().try_acquire_owned() else {
         return transport_error(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -967,7 +1002,26 @@ async fn ws_upgrade(
         .on_upgrade(move |socket| async move {
             ws_session(rpc, peer, socket).await;
             drop(slot);
+            drop(addr_slot);
         })
+}
+
+/// One WebSocket connection counted against its address; dropping it frees the count.
+struct WsAddrSlot {
+    map: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    key: IpAddr,
+}
+
+impl Drop for WsAddrSlot {
+    fn drop(&mut self) {
+        let mut m = self.map.lock();
+        if let Some(n) = m.get_mut(&self.key) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                m.remove(&self.key);
+            }
+        }
+    }
 }
 
 fn rate_limited() -> RpcFail {
