@@ -374,12 +374,16 @@ impl Activity {
             last_ms: AtomicU64::new(0),
         }
     }
+    /// Milliseconds since `epoch` (saturating: u64 milliseconds last 584 million years).
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
     fn touch(&self) {
-        let ms = self.epoch.elapsed().as_millis() as u64;
+        let ms = self.now_ms();
         self.last_ms.store(ms, Ordering::Relaxed);
     }
     fn idle_for(&self) -> Duration {
-        let now = self.epoch.elapsed().as_millis() as u64;
+        let now = self.now_ms();
         Duration::from_millis(now.saturating_sub(self.last_ms.load(Ordering::Relaxed)))
     }
 }

@@ -69,8 +69,22 @@ impl CpuTimes {
             return 0.0;
         }
         let busy = self.busy().saturating_sub(prev.busy());
-        (busy as f64 * 100.0 / total as f64).clamp(0.0, 100.0) as f32
+        pct(busy as f64 * 100.0 / total as f64)
     }
+}
+
+/// A percentage for display: clamped to 0..=100, as f32.
+// Narrowing to f32 only drops precision a display does not show; the value is in 0..=100.
+#[allow(clippy::cast_possible_truncation)]
+fn pct(v: f64) -> f32 {
+    v.clamp(0.0, 100.0) as f32
+}
+
+/// Whole seconds of a `/proc/uptime` figure. The float cast saturates (negative and NaN give
+/// 0), which is what a malformed file should give.
+#[allow(clippy::cast_possible_truncation)]
+fn whole_secs(v: f64) -> u64 {
+    v as u64
 }
 
 /// The CPU part of `/proc/stat`: the aggregate line and one entry per core, in order.
@@ -149,7 +163,7 @@ impl MemInfo {
         if self.total == 0 {
             0.0
         } else {
-            (self.used() as f64 * 100.0 / self.total as f64) as f32
+            pct(self.used() as f64 * 100.0 / self.total as f64)
         }
     }
     /// Swap bytes in use.
@@ -359,7 +373,7 @@ impl FsUsage {
         if denom == 0 {
             0.0
         } else {
-            (self.used() as f64 * 100.0 / denom as f64) as f32
+            pct(self.used() as f64 * 100.0 / denom as f64)
         }
     }
 }
@@ -575,7 +589,7 @@ impl Sampler {
                     .next()
                     .and_then(|v| v.parse::<f64>().ok())
             })
-            .map(|v| v as u64)
+            .map(whole_secs)
             .unwrap_or(0);
 
         let prev = self.prev.as_ref();
@@ -614,7 +628,7 @@ impl Sampler {
                     write_bps: rate(d.sectors_written, o.map(|o| o.sectors_written)) * 512.0,
                     read_iops: rate(d.reads, o.map(|o| o.reads)),
                     write_iops: rate(d.writes, o.map(|o| o.writes)),
-                    util_pct: util.clamp(0.0, 100.0) as f32,
+                    util_pct: pct(util),
                 }
             })
             .collect();
@@ -704,15 +718,20 @@ pub fn addresses() -> Vec<String> {
         let name = unsafe { std::ffi::CStr::from_ptr(ifa.ifa_name) }
             .to_string_lossy()
             .into_owned();
-        // SAFETY: ifa_addr is non-null; its family tells which sockaddr type it points to,
-        // and ifa_netmask (when non-null) has the same family.
+        // SAFETY: ifa_addr is non-null and points to a sockaddr owned by the list (alive until
+        // freeifaddrs); every sockaddr starts with its family. The family tells which sockaddr
+        // type it is, and ifa_netmask (when non-null) has the same family.
         let family = i32::from(unsafe { (*ifa.ifa_addr).sa_family });
         let text = if family == libc::AF_INET {
+            // SAFETY: the family is AF_INET, so ifa_addr points to a sockaddr_in allocated
+            // (and aligned) by getifaddrs, alive until freeifaddrs.
             let a = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in) };
             let ip = Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr));
             let prefix = if ifa.ifa_netmask.is_null() {
                 32
             } else {
+                // SAFETY: ifa_netmask is non-null and has ifa_addr's family (AF_INET), so it
+                // points to a sockaddr_in owned by the list.
                 let m = unsafe { &*(ifa.ifa_netmask as *const libc::sockaddr_in) };
                 u32::from_be(m.sin_addr.s_addr).count_ones()
             };
@@ -721,11 +740,15 @@ pub fn addresses() -> Vec<String> {
             }
             format!("{ip}/{prefix}")
         } else if family == libc::AF_INET6 {
+            // SAFETY: the family is AF_INET6, so ifa_addr points to a sockaddr_in6 allocated
+            // (and aligned) by getifaddrs, alive until freeifaddrs.
             let a = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in6) };
             let ip = Ipv6Addr::from(a.sin6_addr.s6_addr);
             let prefix = if ifa.ifa_netmask.is_null() {
                 128
             } else {
+                // SAFETY: ifa_netmask is non-null and has ifa_addr's family (AF_INET6), so it
+                // points to a sockaddr_in6 owned by the list.
                 let m = unsafe { &*(ifa.ifa_netmask as *const libc::sockaddr_in6) };
                 m.sin6_addr
                     .s6_addr

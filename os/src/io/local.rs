@@ -55,7 +55,7 @@ struct RingFailed(IoError);
 
 fn read_entry(file: &File, buf: &mut Buf, done: usize, offset: u64) -> io_uring::squeue::Entry {
     let (ptr, len) = buf.at(done);
-    opcode::Read::new(types::Fd(file.as_raw_fd()), ptr, len as u32)
+    opcode::Read::new(types::Fd(file.as_raw_fd()), ptr, super::sqe_len(len))
         .offset(offset + done as u64)
         .build()
 }
@@ -507,7 +507,8 @@ impl RingState {
         done.extend(self.ring.completion().map(|c| (c.user_data(), c.result())));
         let mut resubmit = false;
         for &(ud, res) in &done {
-            resubmit |= self.complete(ud as usize, res);
+            // `user_data` is the slot index we set; anything else is reported as an empty slot.
+            resubmit |= self.complete(usize::try_from(ud).unwrap_or(usize::MAX), res);
         }
         done.clear();
         self.scratch = done;

@@ -2,10 +2,11 @@
 //! std fallback.
 //!
 //! [`IoService::start`] tries to set up an io_uring instance owned by a dedicated thread
-//! (see [`uring`]). Callers hand requests to that thread over a channel and get the result back
-//! on a oneshot; the thread keeps every buffer and file handle alive until the kernel has
-//! completed the operation, so dropping a caller's future never frees memory the kernel still
-//! writes to. Many operations are in flight at once (up to [`IoConfig::queue_depth`]).
+//! (see the private `uring` module). Callers hand requests to that thread over a channel and
+//! get the result back on a oneshot; the thread keeps every buffer and file handle alive until
+//! the kernel has completed the operation, so dropping a caller's future never frees memory
+//! the kernel still writes to. Many operations are in flight at once (up to
+//! [`IoConfig::queue_depth`]).
 //!
 //! When the kernel or a sandbox refuses io_uring (`ENOSYS`, `EPERM` from seccomp, missing
 //! opcodes), or when `AERGO_IO=std` is set, or [`IoConfig::force_std`] is true, the service runs
@@ -261,6 +262,13 @@ impl std::fmt::Debug for IoService {
 
 /// The largest single operation accepted (the kernel caps one read/write near 2 GiB).
 const MAX_OP: usize = 0x7fff_f000;
+
+/// The length field of one io_uring read or write. Operations are at most [`MAX_OP`] bytes
+/// (checked when they are accepted), which fits a u32; a longer remainder would be capped at
+/// `MAX_OP` and the rest resubmitted like any short transfer.
+fn sqe_len(len: usize) -> u32 {
+    u32::try_from(len.min(MAX_OP)).unwrap_or(u32::MAX)
+}
 
 impl IoService {
     /// Starts the service. Never fails: when io_uring cannot be used (refused by the kernel or

@@ -17,6 +17,8 @@ fn open(dir: &tempfile::TempDir, name: &str) -> Arc<File> {
     )
 }
 
+// The pattern repeats every 256 bytes: truncating the index to u8 is the point.
+#[allow(clippy::cast_possible_truncation)]
 fn pattern(len: usize, seed: u8) -> Vec<u8> {
     (0..len)
         .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
@@ -138,7 +140,7 @@ async fn many_ops_in_flight_on_io_uring() {
         for i in 0..64u64 {
             let (io, f) = (io.clone(), f.clone());
             set.spawn(async move {
-                let d = pattern(8192, i as u8 ^ round);
+                let d = pattern(8192, u8::try_from(i).unwrap() ^ round);
                 io.write_at(&f, i * 8192, d.clone()).await?;
                 io.fsync(&f).await?;
                 let back = io.read_at(&f, i * 8192, 8192).await?;
@@ -192,7 +194,7 @@ fn drop_stops_thread_and_outstanding_ops_finish() {
     // start writes and drop the futures at once, then drop the service.
     rt.block_on(async {
         for i in 0..32u64 {
-            let fut = io.write_at(&f, i * 4096, pattern(4096, i as u8));
+            let fut = io.write_at(&f, i * 4096, pattern(4096, u8::try_from(i).unwrap()));
             tokio::pin!(fut);
             let _ = futures_poll_once(fut.as_mut()).await;
         }
@@ -235,12 +237,17 @@ fn refuse_io_uring_setup() {
         f(BPF_JMP_JEQ_K, 1, 0, AUDIT_ARCH_X86_64),
         f(BPF_RET_K, 0, 0, RET_ALLOW),
         f(BPF_LD_W_ABS, 0, 0, 0),
-        f(BPF_JMP_JEQ_K, 0, 1, libc::SYS_io_uring_setup as u32),
+        f(
+            BPF_JMP_JEQ_K,
+            0,
+            1,
+            u32::try_from(libc::SYS_io_uring_setup).unwrap(),
+        ),
         f(BPF_RET_K, 0, 0, RET_ERRNO | libc::EPERM as u32),
         f(BPF_RET_K, 0, 0, RET_ALLOW),
     ];
     let fprog = libc::sock_fprog {
-        len: prog.len() as u16,
+        len: u16::try_from(prog.len()).unwrap(),
         filter: prog.as_mut_ptr(),
     };
     // SAFETY: prctl with valid arguments; fprog outlives the calls.
@@ -409,11 +416,12 @@ async fn caller_thread_reads_many_in_flight_and_dropped() {
             for i in 0..16u64 {
                 let page = (t * 7 + i * 13) % 255;
                 let off = page * 4096;
+                let at = usize::try_from(off).unwrap();
                 let got = io.read_direct(&direct, off, 8192).await.unwrap();
                 assert_eq!(got.as_ptr() as usize % DIRECT_ALIGN, 0);
-                assert_eq!(&got[..], &data[off as usize..off as usize + 8192]);
+                assert_eq!(&got[..], &data[at..at + 8192]);
                 let got = io.read_at(&plain, off + 100, 5000).await.unwrap();
-                assert_eq!(got, data[off as usize + 100..off as usize + 5100]);
+                assert_eq!(got, data[at + 100..at + 5100]);
             }
         });
     }
@@ -563,7 +571,8 @@ async fn ring_thread_waits_for_budget_held_by_caller_thread_reads() {
                 if (t + i) % 2 == 0 {
                     io.read_at(&f, (i * 512) % 60000, 512).await?;
                 } else {
-                    io.write_at(&f, 65536 + t * 4096 + i, vec![t as u8]).await?;
+                    io.write_at(&f, 65536 + t * 4096 + i, vec![u8::try_from(t).unwrap()])
+                        .await?;
                 }
             }
             Ok::<(), IoError>(())

@@ -420,11 +420,13 @@ impl Worker {
         let entry = match op.req.kind {
             Kind::Read => {
                 let (ptr, len) = op.req.buf.at(op.done);
-                opcode::Read::new(fd, ptr, len as u32).offset(off).build()
+                opcode::Read::new(fd, ptr, super::sqe_len(len))
+                    .offset(off)
+                    .build()
             }
             Kind::Write => {
                 let (ptr, len) = op.req.buf.at(op.done);
-                opcode::Write::new(fd, ptr.cast_const(), len as u32)
+                opcode::Write::new(fd, ptr.cast_const(), super::sqe_len(len))
                     .offset(off)
                     .build()
             }
@@ -475,7 +477,8 @@ impl Worker {
                 drain_eventfd(self.shared.eventfd.as_raw_fd());
                 continue;
             }
-            self.complete(ud as usize, res);
+            // `user_data` is the slot index we set; anything else is reported as an empty slot.
+            self.complete(usize::try_from(ud).unwrap_or(usize::MAX), res);
         }
     }
 

@@ -9,6 +9,9 @@ use std::io::{Read, Seek, SeekFrom, Write};
 
 /// Sector size used by the appliance image.
 pub const SECTOR: u64 = 512;
+/// [`SECTOR`] as a buffer length.
+const SECTOR_BYTES: usize = 512;
+const _: () = assert!(SECTOR_BYTES as u64 == SECTOR);
 /// Number of partition entries in the table.
 pub const ENTRIES: u32 = 128;
 /// Size of one partition entry.
@@ -75,6 +78,8 @@ impl Guid {
     }
 }
 
+// The fallback takes bytes of the time and of the index: truncation to u8 is the point.
+#[allow(clippy::cast_possible_truncation)]
 fn fill_random(buf: &mut [u8]) {
     // SAFETY: getrandom(2) writes at most buf.len() bytes into buf.
     let n = unsafe { libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), 0) };
@@ -244,7 +249,7 @@ impl Gpt {
         } else {
             (last, 1, last - ENTRY_SECTORS)
         };
-        let mut h = vec![0u8; SECTOR as usize];
+        let mut h = vec![0u8; SECTOR_BYTES];
         put(&mut h, 0, b"EFI PART");
         put_u32(&mut h, 8, 0x0001_0000);
         put_u32(&mut h, 12, 92);
@@ -263,7 +268,7 @@ impl Gpt {
     }
 
     fn protective_mbr(&self) -> Vec<u8> {
-        let mut m = vec![0u8; SECTOR as usize];
+        let mut m = vec![0u8; SECTOR_BYTES];
         let size = (self.disk_sectors - 1).min(0xFFFF_FFFF) as u32;
         put(
             &mut m,
@@ -297,14 +302,14 @@ impl Gpt {
 
     /// Reads the primary table of a disk of `disk_bytes`.
     pub fn read<R: Read + Seek>(disk: &mut R, disk_bytes: u64) -> Result<Self, GptError> {
-        let mut h = vec![0u8; SECTOR as usize];
+        let mut h = vec![0u8; SECTOR_BYTES];
         disk.seek(SeekFrom::Start(SECTOR))?;
         disk.read_exact(&mut h)?;
         if h.get(0..8) != Some(b"EFI PART".as_slice()) {
             return Err(GptError::Invalid("no EFI PART signature at LBA 1".into()));
         }
         let hsize = get_u32(&h, 12) as usize;
-        if !(92..=SECTOR as usize).contains(&hsize) {
+        if !(92..=SECTOR_BYTES).contains(&hsize) {
             return Err(GptError::Invalid(format!("header size {hsize}")));
         }
         let want = get_u32(&h, 16);
@@ -401,7 +406,7 @@ mod tests {
     use std::io::Cursor;
 
     fn disk(bytes: u64) -> Cursor<Vec<u8>> {
-        Cursor::new(vec![0u8; bytes as usize])
+        Cursor::new(vec![0u8; usize::try_from(bytes).unwrap()])
     }
 
     #[test]
@@ -445,7 +450,7 @@ mod tests {
         assert_eq!(d.get_ref()[450], 0xEE);
         assert_eq!(&d.get_ref()[510..512], &[0x55, 0xAA]);
         // Backup header at the last sector.
-        let last = (size - 512) as usize;
+        let last = usize::try_from(size - 512).unwrap();
         assert_eq!(&d.get_ref()[last..last + 8], b"EFI PART");
     }
 
@@ -482,7 +487,7 @@ mod tests {
         .unwrap();
         let mut d = disk(small);
         gpt.write(&mut d).unwrap();
-        d.get_mut().resize(big as usize, 0);
+        d.get_mut().resize(usize::try_from(big).unwrap(), 0);
         let new = Gpt::grow_last(&mut d, big, "AERGO-DATA", 1 << 20)
             .unwrap()
             .unwrap();
@@ -493,7 +498,7 @@ mod tests {
         assert!(p.last_lba <= back.last_usable());
         assert!(new > 20 << 20);
         assert_eq!(back.find("ESP"), gpt.find("ESP"));
-        let last = (big - 512) as usize;
+        let last = usize::try_from(big - 512).unwrap();
         assert_eq!(&d.get_ref()[last..last + 8], b"EFI PART");
         // Second call: nothing left to grow.
         assert_eq!(
