@@ -21,16 +21,20 @@ unsafe impl std::alloc::GlobalAlloc for Counting {
         if COUNTING.load(Ordering::Relaxed) {
             ALLOCS.fetch_add(1, Ordering::Relaxed);
         }
-        std::alloc::System.alloc(l)
+        // SAFETY: the caller's `alloc` contract (a valid, non-zero-size layout) is passed on.
+        unsafe { std::alloc::System.alloc(l) }
     }
     unsafe fn dealloc(&self, p: *mut u8, l: std::alloc::Layout) {
-        std::alloc::System.dealloc(p, l)
+        // SAFETY: `p` was allocated by `System` with layout `l` (every allocation goes there).
+        unsafe { std::alloc::System.dealloc(p, l) }
     }
     unsafe fn realloc(&self, p: *mut u8, l: std::alloc::Layout, n: usize) -> *mut u8 {
         if COUNTING.load(Ordering::Relaxed) {
             ALLOCS.fetch_add(1, Ordering::Relaxed);
         }
-        std::alloc::System.realloc(p, l, n)
+        // SAFETY: `p` was allocated by `System` with layout `l`; the caller's `realloc`
+        // contract on `n` is passed on.
+        unsafe { std::alloc::System.realloc(p, l, n) }
     }
 }
 
@@ -258,7 +262,7 @@ fn time_deploy(n: usize) -> Duration {
         let mut kv = MemKv::new();
         let _ = Contract::deploy(FIG6, "owner", b"d/", &mut kv, GAS).expect("deploy");
     }
-    start.elapsed() / n as u32
+    start.elapsed() / u32::try_from(n).expect("iteration count fits u32")
 }
 
 fn compound(engine: Engine, n: usize) -> (f64, String) {

@@ -263,7 +263,9 @@ fn create_table(cat: &mut Catalog, ct: &ast::CreateTable, pos: Pos) -> Result<()
         }
     }
     for (k, cols) in uniques.into_iter().enumerate() {
-        let id = t.indexes.len() as u32;
+        let Ok(id) = u32::try_from(t.indexes.len()) else {
+            return unsupported(pos, "more than 2^32 indexes on one table");
+        };
         t.indexes.push(Index {
             id,
             name: format!("{name}_unique_{k}"),
@@ -546,13 +548,10 @@ impl<'a> Compiler<'a> {
                 }
             }
             if let Some((i, ty)) = found {
-                return Ok(Some((
-                    Expr::Col {
-                        depth: d as u32,
-                        idx: i,
-                    },
-                    ty,
-                )));
+                let Ok(depth) = u32::try_from(d) else {
+                    return resolve_err(pos, "queries nested too deeply");
+                };
+                return Ok(Some((Expr::Col { depth, idx: i }, ty)));
             }
             if table_seen {
                 return resolve_err(

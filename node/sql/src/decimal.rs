@@ -268,10 +268,13 @@ impl Decimal {
         // leading group value = floor(|x| / 10000^w) = floor(a / 10^(s + 4w))
         let shift = i64::from(self.s) + 4 * w;
         let lead = if shift >= 0 {
-            let f = pow10(shift as u32).unwrap_or(i128::MAX);
+            let f = u32::try_from(shift)
+                .ok()
+                .and_then(pow10)
+                .unwrap_or(i128::MAX);
             (a / f.unsigned_abs()) as i128
         } else {
-            let f = pow10((-shift) as u32).unwrap_or(1);
+            let f = u32::try_from(-shift).ok().and_then(pow10).unwrap_or(1);
             (a as i128).saturating_mul(f)
         };
         (w, lead)
@@ -290,7 +293,8 @@ impl Decimal {
         }
         let mut rscale = 16 - qweight * 4;
         rscale = rscale.max(i64::from(self.s)).max(i64::from(o.s)).max(0);
-        let rscale = (rscale.min(i64::from(MAX_SCALE))) as u32;
+        // In 0..=MAX_SCALE after the clamps above.
+        let rscale = u32::try_from(rscale.min(i64::from(MAX_SCALE))).unwrap_or(MAX_SCALE);
         self.div_scale(o, rscale)
     }
 
@@ -302,10 +306,13 @@ impl Decimal {
         // q = m1 * 10^(rscale - s1 + s2) / m2
         let k = i64::from(rscale) - i64::from(self.s) + i64::from(o.s);
         let (num, den) = if k >= 0 {
-            let f = pow10(k as u32).ok_or_else(overflow)?;
+            let f = u32::try_from(k).ok().and_then(pow10).ok_or_else(overflow)?;
             (self.m.checked_mul(f).ok_or_else(overflow)?, o.m)
         } else {
-            let f = pow10((-k) as u32).ok_or_else(overflow)?;
+            let f = u32::try_from(-k)
+                .ok()
+                .and_then(pow10)
+                .ok_or_else(overflow)?;
             (self.m, o.m.checked_mul(f).ok_or_else(overflow)?)
         };
         Ok(Decimal {

@@ -58,6 +58,9 @@ pub fn encode_key(out: &mut Vec<u8>, v: &Value) {
     }
 }
 
+// The exponent fits u16 by construction: at most 39 digits and a scale of at most MAX_SCALE
+// (38) put it within 0x4000 ± 39.
+#[allow(clippy::cast_possible_truncation)]
 fn encode_decimal_key(out: &mut Vec<u8>, d: &Decimal) {
     let n = d.normalized();
     if n.is_zero() {
@@ -91,8 +94,16 @@ pub fn encode_key_tuple(vals: &[Value]) -> Vec<u8> {
     out
 }
 
-/// Encodes a row (all columns, in table order).
-pub fn encode_row(vals: &[Value]) -> Vec<u8> {
+/// The u32 length prefix of a text or bytes value in a row.
+fn row_len(n: usize) -> Result<[u8; 4]> {
+    u32::try_from(n)
+        .map(u32::to_le_bytes)
+        .map_err(|_| SqlError::Overflow(format!("a value of {n} bytes does not fit in a row")))
+}
+
+/// Encodes a row (all columns, in table order). A text or bytes value longer than u32::MAX
+/// bytes is an error.
+pub fn encode_row(vals: &[Value]) -> Result<Vec<u8>> {
     let size: usize = vals
         .iter()
         .map(|v| match v {
@@ -118,22 +129,29 @@ pub fn encode_row(vals: &[Value]) -> Vec<u8> {
             }
             Value::Num(d) => {
                 out.push(5);
-                out.push(d.scale() as u8);
+                out.push(scale_byte(d));
                 out.extend_from_slice(&d.mantissa().to_le_bytes());
             }
             Value::Text(s) => {
                 out.push(6);
-                out.extend_from_slice(&(s.len() as u32).to_le_bytes());
+                out.extend_from_slice(&row_len(s.len())?);
                 out.extend_from_slice(s.as_bytes());
             }
             Value::Bytes(b) => {
                 out.push(7);
-                out.extend_from_slice(&(b.len() as u32).to_le_bytes());
+                out.extend_from_slice(&row_len(b.len())?);
                 out.extend_from_slice(b);
             }
         }
     }
-    out
+    Ok(out)
+}
+
+/// A decimal's scale as the one byte of the row format.
+// A `Decimal`'s scale is at most MAX_SCALE (38, checked by every constructor), so it fits.
+#[allow(clippy::cast_possible_truncation)]
+fn scale_byte(d: &Decimal) -> u8 {
+    d.scale() as u8
 }
 
 fn take<'a>(buf: &mut &'a [u8], n: usize) -> Result<&'a [u8]> {
@@ -234,7 +252,7 @@ mod tests {
         fn rows_roundtrip(a: i64, s: String, m: i64, sc in 0u32..10, bs: Vec<u8>) {
             let row = vec![Value::Int(a), Value::Text(s), Value::Null,
                 Value::Num(Decimal::new(i128::from(m), sc).unwrap()), Value::Bytes(bs), Value::Bool(true)];
-            let back = decode_row(&encode_row(&row)).unwrap();
+            let back = decode_row(&encode_row(&row).unwrap()).unwrap();
             prop_assert_eq!(format!("{row:?}"), format!("{back:?}"));
         }
 

@@ -623,7 +623,7 @@ impl<'a> Runtime<'a> {
     }
 
     /// Reads the rows selected by an access path: (full row key, row). The
-    /// primary key is the key's part after [`Runtime::row_prefix_len`].
+    /// primary key is the key's part after the table's row prefix (`row_prefix_len`).
     pub fn table_rows(
         &mut self,
         ti: usize,
@@ -1597,7 +1597,7 @@ impl<'a> Runtime<'a> {
         row: &[Value],
     ) -> Result<()> {
         let pk = self.pk_of(&key);
-        let bytes = encode_row(row);
+        let bytes = encode_row(row)?;
         self.charge(gas::ROW_WRITE + gas::PER_KB * (bytes.len() as u64 / 1024))?;
         for ix in &t.indexes {
             let nv = Self::index_vals(t, ix, row);
@@ -1863,8 +1863,9 @@ fn builtin(b: Builtin, v: &[Value]) -> Result<Value> {
             } else {
                 (from, i64::MAX)
             };
-            let lo = start.max(1) as usize - 1;
-            let hi = (end.max(1) as usize - 1).min(s.len());
+            // Positions past usize are past the end of any string, like usize::MAX.
+            let lo = usize::try_from(start.max(1)).unwrap_or(usize::MAX) - 1;
+            let hi = (usize::try_from(end.max(1)).unwrap_or(usize::MAX) - 1).min(s.len());
             Value::Text(if lo >= hi {
                 String::new()
             } else {

@@ -62,16 +62,23 @@ impl DecSlot {
                 }
             }
             Some(d) => {
-                let m = d.mantissa() as u128;
+                let (lo, hi) = halves(d.mantissa() as u128);
                 *self = DecSlot {
-                    lo: m as u64,
-                    hi: (m >> 64) as u64,
+                    lo,
+                    hi,
                     scale: d.scale(),
                     null: 0,
                 };
             }
         }
     }
+}
+
+/// The low and high 64-bit halves of a 128-bit mantissa (the `DecSlot` layout).
+// Keeping only the low 64 bits in `lo` is the point of the split.
+#[allow(clippy::cast_possible_truncation)]
+fn halves(m: u128) -> (u64, u64) {
+    (m as u64, (m >> 64) as u64)
 }
 
 /// State shared between a running JIT function and the helpers. The first
@@ -104,21 +111,53 @@ const E_FOR_BY: u32 = 7;
 const E_FOR_STEP: u32 = 8;
 
 // ------------------------------------------------------------- helpers ---
-// SAFETY (all helpers): generated code passes the `JitCtx` it was called
-// with (valid for the whole call), pointers to its own `DecSlot` allocas, and
-// addresses of IR nodes owned by the `Arc<Catalog>` the program keeps alive.
+// The helper contract. The `aergo_rt_*` helpers are called only by code this module generates
+// (their addresses are mapped into the module in `JitProgram::compile` and nowhere else), and
+// that code upholds, for the duration of one helper call:
+// (a) `ctx` is the `JitCtx` the generated function was called with by `JitDispatch::call`:
+//     valid, aligned and not otherwise borrowed (generated code only loads and stores its two
+//     gas fields between helper calls). Its `rt`, `vars` and `slots` point to the caller's
+//     `Runtime`, the frame's variables and the function's slot types, which outlive the call
+//     and are not otherwise borrowed while a helper runs (`call` holds them only through
+//     `jc`); they are distinct objects, none inside the `JitCtx`.
+// (b) `DecSlot`, i64 and i8 pointers are allocas of the generated function: aligned, live for
+//     the call, initialised where the helper reads them.
+// (c) `stmt` and constant addresses point to IR nodes (`StmtKind`s, constant `Value`s) inside
+//     the `Arc<Catalog>` the `JitProgram` keeps (immutable, so the addresses are stable), or to
+//     the static `NULL_VALUE`; each `stmt` is matched against the variant the helper expects.
+// (d) Indexes (`slot`, `fi`, argument counts) are bounds-checked by the helpers themselves.
 
+/// The `JitCtx` of the running call.
+///
+/// # Safety
+/// `p` must satisfy the helper contract (a); the reference must not outlive the helper call
+/// and must be the only one made from `p` at a time.
 unsafe fn cx<'x>(p: *mut JitCtx) -> &'x mut JitCtx {
-    &mut *p
+    // SAFETY: per the caller's contract, `p` is the valid, unaliased `JitCtx` of this call.
+    unsafe { &mut *p }
 }
 
+/// Runs `f` on the runtime, variables and slot types of the call, with the call's gas.
+///
+/// # Safety
+/// `c` must be the `JitCtx` of the running call (helper contract (a)), and no other reference
+/// to its runtime, variables or slot types may be live.
 unsafe fn with_rt<T>(
     c: &mut JitCtx,
     f: impl FnOnce(&mut Runtime, &mut Vec<Value>, &[SqlType]) -> Result<T>,
 ) -> Result<T> {
-    let rt = &mut *(c.rt as *mut Runtime<'static>);
+    // SAFETY: contract (a): `rt`, `vars` and `slots` point to three distinct live objects of
+    // the caller, borrowed by nothing else during the helper. The runtime's lifetime parameter
+    // is erased to 'static only for the duration of `f`, which stores no reference into it.
+    let (rt, vars, slots) = unsafe {
+        (
+            &mut *(c.rt as *mut Runtime<'static>),
+            &mut *c.vars,
+            &*c.slots,
+        )
+    };
     rt.gas_used = c.gas_used;
-    let r = f(rt, &mut *c.vars, &*c.slots);
+    let r = f(rt, vars, slots);
     c.gas_used = rt.gas_used;
     r
 }
@@ -169,144 +208,183 @@ fn fail(c: &mut JitCtx, e: SqlError) -> i32 {
 }
 
 unsafe extern "C" fn aergo_rt_err(ctx: *mut JitCtx, code: u32) -> i32 {
-    guarded(1, || {
-        let c = cx(ctx);
-        let e = match code {
-            E_GAS => SqlError::OutOfGas { limit: c.gas_limit },
-            E_INT_OVERFLOW => SqlError::Overflow("bigint out of range".into()),
-            E_DIV_ZERO => SqlError::DivisionByZero,
-            E_INTEGER_RANGE => SqlError::Overflow("integer out of range".into()),
-            E_FOR_LO => SqlError::Type("FOR loop lower bound cannot be NULL".into()),
-            E_FOR_HI => SqlError::Type("FOR loop upper bound cannot be NULL".into()),
-            E_FOR_BY => SqlError::Type("FOR loop BY value cannot be NULL".into()),
-            E_FOR_STEP => {
-                SqlError::Exception("BY value of FOR loop must be greater than zero".into())
-            }
-            _ => SqlError::Jit(format!("unknown error code {code}")),
-        };
-        fail(c, e)
-    })
+    // SAFETY: contract (a): `ctx` is the live `JitCtx` of this call.
+    unsafe {
+        guarded(1, || {
+            let c = cx(ctx);
+            let e = match code {
+                E_GAS => SqlError::OutOfGas { limit: c.gas_limit },
+                E_INT_OVERFLOW => SqlError::Overflow("bigint out of range".into()),
+                E_DIV_ZERO => SqlError::DivisionByZero,
+                E_INTEGER_RANGE => SqlError::Overflow("integer out of range".into()),
+                E_FOR_LO => SqlError::Type("FOR loop lower bound cannot be NULL".into()),
+                E_FOR_HI => SqlError::Type("FOR loop upper bound cannot be NULL".into()),
+                E_FOR_BY => SqlError::Type("FOR loop BY value cannot be NULL".into()),
+                E_FOR_STEP => {
+                    SqlError::Exception("BY value of FOR loop must be greater than zero".into())
+                }
+                _ => SqlError::Jit(format!("unknown error code {code}")),
+            };
+            fail(c, e)
+        })
+    }
 }
 
+/// The variable in `slot`, if there is one.
+///
+/// # Safety
+/// `c` must be the `JitCtx` of the running call (helper contract (a)) and no other reference
+/// to its variables may be live.
 unsafe fn var(c: &mut JitCtx, slot: u64) -> Option<&mut Value> {
-    let v: &mut Vec<Value> = &mut *c.vars;
-    v.get_mut(slot as usize)
+    // SAFETY: contract (a): `vars` points to the frame's variables, live and borrowed by
+    // nothing else during the helper.
+    let v: &mut Vec<Value> = unsafe { &mut *c.vars };
+    v.get_mut(usize::try_from(slot).ok()?)
 }
 
 unsafe extern "C" fn aergo_rt_load_int(ctx: *mut JitCtx, slot: u64, v: *mut i64, n: *mut u8) {
-    guarded((), || match var(cx(ctx), slot) {
-        Some(Value::Int(i)) => {
-            *v = *i;
-            *n = 0;
-        }
-        _ => {
-            *v = 0;
-            *n = 1;
-        }
-    })
+    // SAFETY: contract (a) for `ctx`; (b): `v` and `n` are the caller's i64 and i8 allocas.
+    unsafe {
+        guarded((), || match var(cx(ctx), slot) {
+            Some(Value::Int(i)) => {
+                *v = *i;
+                *n = 0;
+            }
+            _ => {
+                *v = 0;
+                *n = 1;
+            }
+        })
+    }
 }
 
 unsafe extern "C" fn aergo_rt_load_bool(ctx: *mut JitCtx, slot: u64, v: *mut u8, n: *mut u8) {
-    guarded((), || match var(cx(ctx), slot) {
-        Some(Value::Bool(b)) => {
-            *v = u8::from(*b);
-            *n = 0;
-        }
-        _ => {
-            *v = 0;
-            *n = 1;
-        }
-    })
+    // SAFETY: contract (a) for `ctx`; (b): `v` and `n` are the caller's i8 allocas.
+    unsafe {
+        guarded((), || match var(cx(ctx), slot) {
+            Some(Value::Bool(b)) => {
+                *v = u8::from(*b);
+                *n = 0;
+            }
+            _ => {
+                *v = 0;
+                *n = 1;
+            }
+        })
+    }
 }
 
 unsafe extern "C" fn aergo_rt_load_dec(ctx: *mut JitCtx, slot: u64, out: *mut DecSlot) {
-    guarded((), || {
-        let d = match var(cx(ctx), slot) {
-            Some(Value::Num(d)) => Some(*d),
-            Some(Value::Int(i)) => Some(Decimal::from_i64(*i)),
-            _ => None,
-        };
-        (*out).set(d);
-    })
+    // SAFETY: contract (a) for `ctx`; (b): `out` is the caller's `DecSlot` alloca.
+    unsafe {
+        guarded((), || {
+            let d = match var(cx(ctx), slot) {
+                Some(Value::Num(d)) => Some(*d),
+                Some(Value::Int(i)) => Some(Decimal::from_i64(*i)),
+                _ => None,
+            };
+            (*out).set(d);
+        })
+    }
 }
 
 unsafe extern "C" fn aergo_rt_store_int(ctx: *mut JitCtx, slot: u64, v: i64, n: u8) {
-    guarded((), || {
-        if let Some(x) = var(cx(ctx), slot) {
-            *x = if n != 0 { Value::Null } else { Value::Int(v) };
-        }
-    })
+    // SAFETY: contract (a): `ctx` is the live `JitCtx` of this call (`slot` is bounds-checked).
+    unsafe {
+        guarded((), || {
+            if let Some(x) = var(cx(ctx), slot) {
+                *x = if n != 0 { Value::Null } else { Value::Int(v) };
+            }
+        })
+    }
 }
 
 unsafe extern "C" fn aergo_rt_store_bool(ctx: *mut JitCtx, slot: u64, v: u8, n: u8) {
-    guarded((), || {
-        if let Some(x) = var(cx(ctx), slot) {
-            *x = if n != 0 {
-                Value::Null
-            } else {
-                Value::Bool(v != 0)
-            };
-        }
-    })
+    // SAFETY: contract (a): `ctx` is the live `JitCtx` of this call (`slot` is bounds-checked).
+    unsafe {
+        guarded((), || {
+            if let Some(x) = var(cx(ctx), slot) {
+                *x = if n != 0 {
+                    Value::Null
+                } else {
+                    Value::Bool(v != 0)
+                };
+            }
+        })
+    }
 }
 
 unsafe extern "C" fn aergo_rt_store_dec(ctx: *mut JitCtx, slot: u64, p: *const DecSlot) -> i32 {
-    guarded(1, || {
-        let c = cx(ctx);
-        let v = match (*p).get() {
-            None => Value::Null,
-            Some(Ok(d)) => Value::Num(d),
-            Some(Err(e)) => return fail(c, e),
-        };
-        if let Some(x) = var(c, slot) {
-            *x = v;
-        }
-        0
-    })
+    // SAFETY: contract (a) for `ctx`; (b): `p` is an initialised `DecSlot` alloca of the caller.
+    unsafe {
+        guarded(1, || {
+            let c = cx(ctx);
+            let v = match (*p).get() {
+                None => Value::Null,
+                Some(Ok(d)) => Value::Num(d),
+                Some(Err(e)) => return fail(c, e),
+            };
+            if let Some(x) = var(c, slot) {
+                *x = v;
+            }
+            0
+        })
+    }
 }
 
 unsafe extern "C" fn aergo_rt_store_null(ctx: *mut JitCtx, slot: u64) {
-    guarded((), || {
-        if let Some(x) = var(cx(ctx), slot) {
-            *x = Value::Null;
-        }
-    })
+    // SAFETY: contract (a): `ctx` is the live `JitCtx` of this call (`slot` is bounds-checked).
+    unsafe {
+        guarded((), || {
+            if let Some(x) = var(cx(ctx), slot) {
+                *x = Value::Null;
+            }
+        })
+    }
 }
 
 unsafe extern "C" fn aergo_rt_sql(ctx: *mut JitCtx, stmt: usize) -> i32 {
-    guarded(1, || {
-        #[cfg(test)]
-        injected_panic();
-        let c = cx(ctx);
-        let StmtKind::Sql(plan, into, strict) = &*(stmt as *const StmtKind) else {
-            return fail(c, SqlError::Jit("bad SQL statement pointer".into()));
-        };
-        match with_rt(c, |rt, vars, slots| {
-            exec_sql(rt, plan, into, *strict, vars, slots)
-        }) {
-            Ok(()) => 0,
-            Err(e) => fail(c, e),
-        }
-    })
+    // SAFETY: contract (a) for `ctx` (and `with_rt`'s pointers); (c): `stmt` is the address of a
+    // `StmtKind` in the kept catalog, matched against `Sql` before use.
+    unsafe {
+        guarded(1, || {
+            #[cfg(test)]
+            injected_panic();
+            let c = cx(ctx);
+            let StmtKind::Sql(plan, into, strict) = &*(stmt as *const StmtKind) else {
+                return fail(c, SqlError::Jit("bad SQL statement pointer".into()));
+            };
+            match with_rt(c, |rt, vars, slots| {
+                exec_sql(rt, plan, into, *strict, vars, slots)
+            }) {
+                Ok(()) => 0,
+                Err(e) => fail(c, e),
+            }
+        })
+    }
 }
 
 /// A statement the code generator found to be a primary-key point statement
 /// (`exec::is_point_statement`).
 unsafe extern "C" fn aergo_rt_sql_point(ctx: *mut JitCtx, stmt: usize) -> i32 {
-    guarded(1, || {
-        #[cfg(test)]
-        injected_panic();
-        let c = cx(ctx);
-        let StmtKind::Sql(plan, into, strict) = &*(stmt as *const StmtKind) else {
-            return fail(c, SqlError::Jit("bad SQL statement pointer".into()));
-        };
-        match with_rt(c, |rt, vars, slots| {
-            rt.point_statement(plan, into, *strict, vars, slots)
-        }) {
-            Ok(()) => 0,
-            Err(e) => fail(c, e),
-        }
-    })
+    // SAFETY: contract (a) for `ctx` (and `with_rt`'s pointers); (c): `stmt` is the address of a
+    // `StmtKind` in the kept catalog, matched against `Sql` before use.
+    unsafe {
+        guarded(1, || {
+            #[cfg(test)]
+            injected_panic();
+            let c = cx(ctx);
+            let StmtKind::Sql(plan, into, strict) = &*(stmt as *const StmtKind) else {
+                return fail(c, SqlError::Jit("bad SQL statement pointer".into()));
+            };
+            match with_rt(c, |rt, vars, slots| {
+                rt.point_statement(plan, into, *strict, vars, slots)
+            }) {
+                Ok(()) => 0,
+                Err(e) => fail(c, e),
+            }
+        })
+    }
 }
 
 fn dec_of(p: &DecSlot) -> Result<Value> {
@@ -323,43 +401,50 @@ unsafe extern "C" fn aergo_rt_dec_binop(
     b: *const DecSlot,
     out: *mut DecSlot,
 ) -> i32 {
-    guarded(1, || {
-        let c = cx(ctx);
-        // same Decimal operations `exec::arith` applies to numeric operands
-        let r = (|| -> Result<Option<Decimal>> {
-            let (Some(x), Some(y)) = ((*a).get(), (*b).get()) else {
-                return Ok(None);
-            };
-            let (x, y) = (x?, y?);
-            Ok(Some(match op {
-                0 => x.add(&y)?,
-                1 => x.sub(&y)?,
-                2 => x.mul(&y)?,
-                3 => x.div(&y)?,
-                _ => x.rem(&y)?,
-            }))
-        })();
-        match r {
-            Ok(v) => {
-                (*out).set(v);
-                0
+    // SAFETY: contract (a) for `ctx`; (b): `a` and `b` are initialised `DecSlot` allocas and `out` a
+    // `DecSlot` alloca of the caller (each read ends before `out` is written, so they may alias).
+    unsafe {
+        guarded(1, || {
+            let c = cx(ctx);
+            // same Decimal operations `exec::arith` applies to numeric operands
+            let r = (|| -> Result<Option<Decimal>> {
+                let (Some(x), Some(y)) = ((*a).get(), (*b).get()) else {
+                    return Ok(None);
+                };
+                let (x, y) = (x?, y?);
+                Ok(Some(match op {
+                    0 => x.add(&y)?,
+                    1 => x.sub(&y)?,
+                    2 => x.mul(&y)?,
+                    3 => x.div(&y)?,
+                    _ => x.rem(&y)?,
+                }))
+            })();
+            match r {
+                Ok(v) => {
+                    (*out).set(v);
+                    0
+                }
+                Err(e) => fail(c, e),
             }
-            Err(e) => fail(c, e),
-        }
-    })
+        })
+    }
 }
 
 unsafe extern "C" fn aergo_rt_dec_cmp(a: *const DecSlot, b: *const DecSlot) -> i32 {
-    guarded(0, || {
-        let (x, y) = (dec_of(&*a), dec_of(&*b));
-        match (x, y) {
-            (Ok(x), Ok(y)) => match sql_cmp(&x, &y) {
-                Ok(Some(o)) => o as i32,
+    // SAFETY: contract (b): `a` and `b` are initialised `DecSlot` allocas of the caller.
+    unsafe {
+        guarded(0, || {
+            let (x, y) = (dec_of(&*a), dec_of(&*b));
+            match (x, y) {
+                (Ok(x), Ok(y)) => match sql_cmp(&x, &y) {
+                    Ok(Some(o)) => o as i32,
+                    _ => 0,
+                },
                 _ => 0,
-            },
-            _ => 0,
-        }
-    })
+            }
+        })
+    }
 }
 
 unsafe extern "C" fn aergo_rt_dec_unop(
@@ -369,25 +454,29 @@ unsafe extern "C" fn aergo_rt_dec_unop(
     digits: i64,
     out: *mut DecSlot,
 ) -> i32 {
-    guarded(1, || {
-        let c = cx(ctx);
-        let r = (|| -> Result<Option<Decimal>> {
-            let Some(d) = (*a).get() else { return Ok(None) };
-            let d = d?;
-            Ok(Some(match op {
-                0 => d.neg()?,
-                1 => d.abs()?,
-                _ => d.round(digits)?,
-            }))
-        })();
-        match r {
-            Ok(v) => {
-                (*out).set(v);
-                0
+    // SAFETY: contract (a) for `ctx`; (b): `a` is an initialised `DecSlot` alloca and `out` a `DecSlot`
+    // alloca of the caller (the read of `a` ends before `out` is written).
+    unsafe {
+        guarded(1, || {
+            let c = cx(ctx);
+            let r = (|| -> Result<Option<Decimal>> {
+                let Some(d) = (*a).get() else { return Ok(None) };
+                let d = d?;
+                Ok(Some(match op {
+                    0 => d.neg()?,
+                    1 => d.abs()?,
+                    _ => d.round(digits)?,
+                }))
+            })();
+            match r {
+                Ok(v) => {
+                    (*out).set(v);
+                    0
+                }
+                Err(e) => fail(c, e),
             }
-            Err(e) => fail(c, e),
-        }
-    })
+        })
+    }
 }
 
 unsafe extern "C" fn aergo_rt_dec_fit(
@@ -397,21 +486,25 @@ unsafe extern "C" fn aergo_rt_dec_fit(
     s: u32,
     out: *mut DecSlot,
 ) -> i32 {
-    guarded(1, || {
-        let c = cx(ctx);
-        // what `Value::cast` to NUMERIC(p, s) does for a numeric value
-        let r = match (*a).get() {
-            None => Ok(None),
-            Some(d) => d.and_then(|d| d.fit(p, s)).map(Some),
-        };
-        match r {
-            Ok(v) => {
-                (*out).set(v);
-                0
+    // SAFETY: contract (a) for `ctx`; (b): `a` is an initialised `DecSlot` alloca and `out` a `DecSlot`
+    // alloca of the caller (the read of `a` ends before `out` is written).
+    unsafe {
+        guarded(1, || {
+            let c = cx(ctx);
+            // what `Value::cast` to NUMERIC(p, s) does for a numeric value
+            let r = match (*a).get() {
+                None => Ok(None),
+                Some(d) => d.and_then(|d| d.fit(p, s)).map(Some),
+            };
+            match r {
+                Ok(v) => {
+                    (*out).set(v);
+                    0
+                }
+                Err(e) => fail(c, e),
             }
-            Err(e) => fail(c, e),
-        }
-    })
+        })
+    }
 }
 
 unsafe extern "C" fn aergo_rt_dec_to_int(
@@ -421,130 +514,162 @@ unsafe extern "C" fn aergo_rt_dec_to_int(
     v: *mut i64,
     n: *mut u8,
 ) -> i32 {
-    guarded(1, || {
-        let c = cx(ctx);
-        let ty = if integer != 0 {
-            SqlType::Integer
-        } else {
-            SqlType::BigInt
-        };
-        match dec_of(&*a).and_then(|x| x.cast(&ty)) {
-            Ok(Value::Int(i)) => {
-                *v = i;
-                *n = 0;
-                0
+    // SAFETY: contract (a) for `ctx`; (b): `a` is an initialised `DecSlot` alloca, `v` and `n` the
+    // caller's i64 and i8 allocas.
+    unsafe {
+        guarded(1, || {
+            let c = cx(ctx);
+            let ty = if integer != 0 {
+                SqlType::Integer
+            } else {
+                SqlType::BigInt
+            };
+            match dec_of(&*a).and_then(|x| x.cast(&ty)) {
+                Ok(Value::Int(i)) => {
+                    *v = i;
+                    *n = 0;
+                    0
+                }
+                Ok(_) => {
+                    *v = 0;
+                    *n = 1;
+                    0
+                }
+                Err(e) => fail(c, e),
             }
-            Ok(_) => {
-                *v = 0;
-                *n = 1;
-                0
-            }
-            Err(e) => fail(c, e),
-        }
-    })
+        })
+    }
 }
 
 unsafe extern "C" fn aergo_rt_push_int(ctx: *mut JitCtx, v: i64, n: u8) {
-    guarded((), || {
-        cx(ctx)
-            .scratch
-            .push(if n != 0 { Value::Null } else { Value::Int(v) });
-    })
+    // SAFETY: contract (a): `ctx` is the live `JitCtx` of this call.
+    unsafe {
+        guarded((), || {
+            cx(ctx)
+                .scratch
+                .push(if n != 0 { Value::Null } else { Value::Int(v) });
+        })
+    }
 }
 unsafe extern "C" fn aergo_rt_push_bool(ctx: *mut JitCtx, v: u8, n: u8) {
-    guarded((), || {
-        cx(ctx).scratch.push(if n != 0 {
-            Value::Null
-        } else {
-            Value::Bool(v != 0)
-        });
-    })
+    // SAFETY: contract (a): `ctx` is the live `JitCtx` of this call.
+    unsafe {
+        guarded((), || {
+            cx(ctx).scratch.push(if n != 0 {
+                Value::Null
+            } else {
+                Value::Bool(v != 0)
+            });
+        })
+    }
 }
 unsafe extern "C" fn aergo_rt_push_dec(ctx: *mut JitCtx, p: *const DecSlot) -> i32 {
-    guarded(1, || {
-        let c = cx(ctx);
-        match dec_of(&*p) {
-            Ok(v) => {
-                c.scratch.push(v);
-                0
+    // SAFETY: contract (a) for `ctx`; (b): `p` is an initialised `DecSlot` alloca of the caller.
+    unsafe {
+        guarded(1, || {
+            let c = cx(ctx);
+            match dec_of(&*p) {
+                Ok(v) => {
+                    c.scratch.push(v);
+                    0
+                }
+                Err(e) => fail(c, e),
             }
-            Err(e) => fail(c, e),
-        }
-    })
+        })
+    }
 }
 unsafe extern "C" fn aergo_rt_push_const(ctx: *mut JitCtx, v: usize) {
-    guarded((), || {
-        cx(ctx).scratch.push((*(v as *const Value)).clone());
-    })
+    // SAFETY: contract (a) for `ctx`; (c): `v` is the address of a constant `Value` in the kept catalog
+    // (or the static `NULL_VALUE`).
+    unsafe {
+        guarded((), || {
+            cx(ctx).scratch.push((*(v as *const Value)).clone());
+        })
+    }
 }
 unsafe extern "C" fn aergo_rt_push_var(ctx: *mut JitCtx, slot: u64) {
-    guarded((), || {
-        let c = cx(ctx);
-        let v = var(c, slot).map(|x| x.clone()).unwrap_or(Value::Null);
-        c.scratch.push(v);
-    })
+    // SAFETY: contract (a): `ctx` is the live `JitCtx` of this call (`slot` is bounds-checked).
+    unsafe {
+        guarded((), || {
+            let c = cx(ctx);
+            let v = var(c, slot).map(|x| x.clone()).unwrap_or(Value::Null);
+            c.scratch.push(v);
+        })
+    }
 }
 
 /// `FOR rec IN query`: runs the query, keeps its rows for this loop and
 /// sets FOUND (as the interpreter does before the first iteration).
 unsafe extern "C" fn aergo_rt_query_open(ctx: *mut JitCtx, stmt: usize) -> i32 {
-    guarded(1, || {
-        let c = cx(ctx);
-        let StmtKind::Loop(_, LoopPlan::Query { query, .. }, _) = &*(stmt as *const StmtKind)
-        else {
-            return fail(c, SqlError::Jit("bad FOR pointer".into()));
-        };
-        match with_rt(c, |rt, vars, _| {
-            let rows = rt.select(query, None, vars)?;
-            if let Some(f) = vars.get_mut(FOUND_SLOT) {
-                *f = Value::Bool(!rows.is_empty());
-            }
-            Ok(rows)
-        }) {
-            Ok(rows) => {
-                match c.cursors.iter_mut().find(|(s, _)| *s == stmt) {
-                    Some((_, it)) => *it = rows.into_iter(),
-                    None => c.cursors.push((stmt, rows.into_iter())),
+    // SAFETY: contract (a) for `ctx` (and `with_rt`'s pointers); (c): `stmt` is the address of a
+    // `StmtKind` in the kept catalog, matched against `Loop(.., Query, ..)` before use.
+    unsafe {
+        guarded(1, || {
+            let c = cx(ctx);
+            let StmtKind::Loop(_, LoopPlan::Query { query, .. }, _) = &*(stmt as *const StmtKind)
+            else {
+                return fail(c, SqlError::Jit("bad FOR pointer".into()));
+            };
+            match with_rt(c, |rt, vars, _| {
+                let rows = rt.select(query, None, vars)?;
+                if let Some(f) = vars.get_mut(FOUND_SLOT) {
+                    *f = Value::Bool(!rows.is_empty());
                 }
-                0
+                Ok(rows)
+            }) {
+                Ok(rows) => {
+                    match c.cursors.iter_mut().find(|(s, _)| *s == stmt) {
+                        Some((_, it)) => *it = rows.into_iter(),
+                        None => c.cursors.push((stmt, rows.into_iter())),
+                    }
+                    0
+                }
+                Err(e) => fail(c, e),
             }
-            Err(e) => fail(c, e),
-        }
-    })
+        })
+    }
 }
 
 /// Next row of a `FOR rec IN query` loop into the record's slots (cast to
 /// their types, as the interpreter does): 1 = row, 0 = done, 2 = error.
 unsafe extern "C" fn aergo_rt_query_next(ctx: *mut JitCtx, stmt: usize) -> i32 {
-    guarded(2, || {
-        let c = cx(ctx);
-        let StmtKind::Loop(_, LoopPlan::Query { slots, .. }, _) = &*(stmt as *const StmtKind)
-        else {
-            return 0;
-        };
-        let Some(row) = c
-            .cursors
-            .iter_mut()
-            .find(|(s, _)| *s == stmt)
-            .and_then(|(_, it)| it.next())
-        else {
-            return 0;
-        };
-        let vars: &mut Vec<Value> = &mut *c.vars;
-        let types: &Vec<SqlType> = &*c.slots;
-        for (s, v) in slots.iter().zip(row) {
-            if let Err(e) = crate::interp::assign(vars, types, *s, v) {
-                fail(c, e);
-                return 2;
+    // SAFETY: contract (a) for `ctx`, its `vars` and `slots` (distinct from the `JitCtx` itself, so
+    // borrowing them beside `c` aliases nothing); (c): `stmt` is the address of a `StmtKind` in the
+    // kept catalog, matched against `Loop(.., Query, ..)` before use.
+    unsafe {
+        guarded(2, || {
+            let c = cx(ctx);
+            let StmtKind::Loop(_, LoopPlan::Query { slots, .. }, _) = &*(stmt as *const StmtKind)
+            else {
+                return 0;
+            };
+            let Some(row) = c
+                .cursors
+                .iter_mut()
+                .find(|(s, _)| *s == stmt)
+                .and_then(|(_, it)| it.next())
+            else {
+                return 0;
+            };
+            let vars: &mut Vec<Value> = &mut *c.vars;
+            let types: &Vec<SqlType> = &*c.slots;
+            for (s, v) in slots.iter().zip(row) {
+                if let Err(e) = crate::interp::assign(vars, types, *s, v) {
+                    fail(c, e);
+                    return 2;
+                }
             }
-        }
-        1
-    })
+            1
+        })
+    }
 }
 
 /// Removes the last `n` pushed arguments.
 fn take_args(c: &mut JitCtx, n: u64) -> Vec<Value> {
-    let at = c.scratch.len().saturating_sub(n as usize);
+    let at = c
+        .scratch
+        .len()
+        .saturating_sub(usize::try_from(n).unwrap_or(usize::MAX));
     c.scratch.split_off(at)
 }
 
@@ -557,96 +682,123 @@ unsafe extern "C" fn aergo_rt_call(
     n: *mut u8,
     dec: *mut DecSlot,
 ) -> i32 {
-    guarded(1, || {
-        let c = cx(ctx);
-        let args = take_args(c, nargs);
-        let r = with_rt(c, |rt, _, _| rt.call_function(fi as usize, args));
-        match r {
-            Err(e) => fail(c, e),
-            Ok(v) => {
-                match (kind, v) {
-                    (_, Value::Null) => {
-                        *iv = 0;
-                        *n = 1;
-                        (*dec).set(None);
+    // SAFETY: contract (a) for `ctx` (and `with_rt`'s pointers); (b): `iv`, `n` and `dec` are the caller's
+    // i64, i8 and `DecSlot` allocas (all three always passed, whatever `kind`).
+    unsafe {
+        guarded(1, || {
+            let c = cx(ctx);
+            let args = take_args(c, nargs);
+            // An index past usize is out of range like any other (`call_function` checks it).
+            let fi = usize::try_from(fi).unwrap_or(usize::MAX);
+            let r = with_rt(c, |rt, _, _| rt.call_function(fi, args));
+            match r {
+                Err(e) => fail(c, e),
+                Ok(v) => {
+                    match (kind, v) {
+                        (_, Value::Null) => {
+                            *iv = 0;
+                            *n = 1;
+                            (*dec).set(None);
+                        }
+                        (0, Value::Int(i)) => {
+                            *iv = i;
+                            *n = 0;
+                        }
+                        (1, Value::Bool(b)) => {
+                            *iv = i64::from(b);
+                            *n = 0;
+                        }
+                        (2, Value::Num(d)) => (*dec).set(Some(d)),
+                        (2, Value::Int(i)) => (*dec).set(Some(Decimal::from_i64(i))),
+                        (_, other) => {
+                            return fail(
+                                c,
+                                SqlError::Jit(format!("unexpected {} from call", other.type_of())),
+                            )
+                        }
                     }
-                    (0, Value::Int(i)) => {
-                        *iv = i;
-                        *n = 0;
-                    }
-                    (1, Value::Bool(b)) => {
-                        *iv = i64::from(b);
-                        *n = 0;
-                    }
-                    (2, Value::Num(d)) => (*dec).set(Some(d)),
-                    (2, Value::Int(i)) => (*dec).set(Some(Decimal::from_i64(i))),
-                    (_, other) => {
-                        return fail(
-                            c,
-                            SqlError::Jit(format!("unexpected {} from call", other.type_of())),
-                        )
-                    }
+                    0
                 }
-                0
             }
-        }
-    })
+        })
+    }
 }
 
 unsafe extern "C" fn aergo_rt_raise(ctx: *mut JitCtx, stmt: usize) -> i32 {
-    guarded(1, || {
-        let c = cx(ctx);
-        let StmtKind::Raise(notice, fmt, exprs) = &*(stmt as *const StmtKind) else {
-            return fail(c, SqlError::Jit("bad RAISE pointer".into()));
-        };
-        let args = take_args(c, exprs.len() as u64);
-        let msg = format_raise(fmt, &args);
-        if *notice {
-            let rt = &mut *(c.rt as *mut Runtime<'static>);
-            rt.events.push(msg);
-            0
-        } else {
-            fail(c, SqlError::Exception(msg))
-        }
-    })
+    // SAFETY: contract (a) for `ctx` and its `rt` (no other reference to the runtime is live during
+    // this helper); (c): `stmt` is the address of a `StmtKind` in the kept catalog, matched
+    // against `Raise` before use.
+    unsafe {
+        guarded(1, || {
+            let c = cx(ctx);
+            let StmtKind::Raise(notice, fmt, exprs) = &*(stmt as *const StmtKind) else {
+                return fail(c, SqlError::Jit("bad RAISE pointer".into()));
+            };
+            let args = take_args(c, exprs.len() as u64);
+            let msg = format_raise(fmt, &args);
+            if *notice {
+                let rt = &mut *(c.rt as *mut Runtime<'static>);
+                rt.events.push(msg);
+                0
+            } else {
+                fail(c, SqlError::Exception(msg))
+            }
+        })
+    }
 }
 
 unsafe extern "C" fn aergo_rt_ret_int(ctx: *mut JitCtx, v: i64, n: u8) {
-    guarded((), || {
-        cx(ctx).result = if n != 0 { Value::Null } else { Value::Int(v) };
-    })
+    // SAFETY: contract (a): `ctx` is the live `JitCtx` of this call.
+    unsafe {
+        guarded((), || {
+            cx(ctx).result = if n != 0 { Value::Null } else { Value::Int(v) };
+        })
+    }
 }
 unsafe extern "C" fn aergo_rt_ret_bool(ctx: *mut JitCtx, v: u8, n: u8) {
-    guarded((), || {
-        cx(ctx).result = if n != 0 {
-            Value::Null
-        } else {
-            Value::Bool(v != 0)
-        };
-    })
+    // SAFETY: contract (a): `ctx` is the live `JitCtx` of this call.
+    unsafe {
+        guarded((), || {
+            cx(ctx).result = if n != 0 {
+                Value::Null
+            } else {
+                Value::Bool(v != 0)
+            };
+        })
+    }
 }
 unsafe extern "C" fn aergo_rt_ret_dec(ctx: *mut JitCtx, p: *const DecSlot) -> i32 {
-    guarded(1, || {
-        let c = cx(ctx);
-        match dec_of(&*p) {
-            Ok(v) => {
-                c.result = v;
-                0
+    // SAFETY: contract (a) for `ctx`; (b): `p` is an initialised `DecSlot` alloca of the caller.
+    unsafe {
+        guarded(1, || {
+            let c = cx(ctx);
+            match dec_of(&*p) {
+                Ok(v) => {
+                    c.result = v;
+                    0
+                }
+                Err(e) => fail(c, e),
             }
-            Err(e) => fail(c, e),
-        }
-    })
+        })
+    }
 }
 unsafe extern "C" fn aergo_rt_ret_const(ctx: *mut JitCtx, v: usize) {
-    guarded((), || {
-        cx(ctx).result = (*(v as *const Value)).clone();
-    })
+    // SAFETY: contract (a) for `ctx`; (c): `v` is the address of a constant `Value` in the kept catalog
+    // (or the static `NULL_VALUE`).
+    unsafe {
+        guarded((), || {
+            cx(ctx).result = (*(v as *const Value)).clone();
+        })
+    }
 }
 unsafe extern "C" fn aergo_rt_ret_var(ctx: *mut JitCtx, slot: u64) {
-    guarded((), || {
-        let c = cx(ctx);
-        c.result = var(c, slot).map(|x| x.clone()).unwrap_or(Value::Null);
-    })
+    // SAFETY: contract (a): `ctx` is the live `JitCtx` of this call (`slot` is bounds-checked).
+    unsafe {
+        guarded((), || {
+            let c = cx(ctx);
+            c.result = var(c, slot).map(|x| x.clone()).unwrap_or(Value::Null);
+        })
+    }
 }
 
 // ------------------------------------------------------------- program ---
@@ -1243,6 +1395,8 @@ impl<'c> Gen<'c, '_> {
     fn charge(&self, cost: u64) -> G<()> {
         let i64t = self.c.i64_type();
         let used = self.b.build_load(i64t, self.ctxp, "gas")?.into_int_value();
+        // SAFETY: `ctxp` points to a `#[repr(C)]` `JitCtx` that starts with two u64 fields
+        // (`gas_used`, `gas_limit`): element 1 of i64 is `gas_limit`, in bounds.
         let limp = unsafe { self.b.build_gep(i64t, self.ctxp, &[self.i64c(1)], "limp")? };
         let lim = self.b.build_load(i64t, limp, "lim")?.into_int_value();
         let sum = self.b.build_int_add(used, self.i64c(cost), "sum")?;
@@ -1405,11 +1559,9 @@ impl<'c> Gen<'c, '_> {
             Expr::Const(Value::Null) => JVal::Null,
             Expr::Const(Value::Num(d)) => {
                 let p = self.entry_alloca_dec()?;
-                let m = d.mantissa() as u128;
-                self.b
-                    .build_store(self.dec_field(p, 0)?, self.i64c(m as u64))?;
-                self.b
-                    .build_store(self.dec_field(p, 1)?, self.i64c((m >> 64) as u64))?;
+                let (lo, hi) = halves(d.mantissa() as u128);
+                self.b.build_store(self.dec_field(p, 0)?, self.i64c(lo))?;
+                self.b.build_store(self.dec_field(p, 1)?, self.i64c(hi))?;
                 self.b
                     .build_store(self.dec_field(p, 2)?, self.i32c(u64::from(d.scale())))?;
                 self.b.build_store(self.dec_field(p, 3)?, self.i32c(0))?;

@@ -258,13 +258,15 @@ pub fn convert_type(dt: &DataType, pos: Pos) -> Result<SqlType> {
 }
 
 fn mk_num(p: u64, s: i64, pos: Pos) -> Result<SqlType> {
-    if !(1..=38).contains(&p) || s < 0 || s as u64 > p {
-        return Err(SqlError::Resolve {
+    match (u32::try_from(p), u32::try_from(s)) {
+        (Ok(p32), Ok(s32)) if (1..=38).contains(&p32) && s32 <= p32 => {
+            Ok(SqlType::Numeric(Some((p32, s32))))
+        }
+        _ => Err(SqlError::Resolve {
             pos,
             msg: format!("NUMERIC({p},{s}): precision must be 1..38 and scale 0..precision"),
-        });
+        }),
     }
-    Ok(SqlType::Numeric(Some((p as u32, s as u32))))
 }
 
 fn parse_type_toks(toks: &[Tok], fallback: Pos) -> Result<SqlType> {

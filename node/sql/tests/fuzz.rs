@@ -266,7 +266,7 @@ proptest! {
                 prop_assert!(kv.is_empty());
                 if let Some(p) = e.pos() {
                     // positions point into the script
-                    prop_assert!(p.line as usize <= src.lines().count().max(1) + 1, "{} beyond script", p);
+                    prop_assert!(usize::try_from(p.line).unwrap() <= src.lines().count().max(1) + 1, "{} beyond script", p);
                 }
             }
         }

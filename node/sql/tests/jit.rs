@@ -76,7 +76,14 @@ fn figure6_and_compute_functions_are_compiled() {
 fn generated_module_imports_only_runtime_helpers() {
     let mut kv = MemKv::new();
     for (i, src) in [FIG6, COMPUTE].iter().enumerate() {
-        let (c, _) = Contract::deploy(src, "o", &[b'p', i as u8], &mut kv, 1_000_000).unwrap();
+        let (c, _) = Contract::deploy(
+            src,
+            "o",
+            &[b'p', u8::try_from(i).unwrap()],
+            &mut kv,
+            1_000_000,
+        )
+        .unwrap();
         let imports = c.jit_imports();
         assert!(!imports.is_empty());
         for s in &imports {
