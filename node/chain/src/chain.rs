@@ -11,19 +11,20 @@
 //! no block that was reported committed.
 
 use crate::blocklog::{BlockLog, Location, LogPos};
-use crate::consensus::{Consensus, Slot, Solo};
-use crate::dpos::{self, Dpos, DposParams, Schedule, ScoreParams, SlotGuard};
+use crate::consensus::Slot;
+use crate::ctx::BlockCtx;
+use crate::dpos::{self, DposParams, Schedule, SlotGuard};
+use crate::engine::{BlockStart, Engine};
 use crate::error::ChainError;
-use crate::exec::{self, BlockCtx, Executed};
+use crate::exec::{self, Executed};
+use crate::poa::PoaParams;
 use crate::rounds;
 use crate::smt::{self, Node, NodeSource, Proof, Updater};
-use crate::staking;
 use crate::state::Overlay;
-use crate::state::{account_key, Account, MemState, StateView, WriteSet};
+use crate::state::{account_key, Account, StateView, WriteSet};
 use crate::store::{self, CF_BLOCKS, CF_CANON, CF_META, CF_SMT, CF_STATE, CF_TXS, MAIN_BRANCH};
 use aergo_os::io::IoService;
 use aergo_types::block::Receipt;
-use aergo_types::genesis::{DposGenesis, Engine};
 use aergo_types::hash::merkle_root;
 use aergo_types::{
     Address, Block, Genesis, Hash, Header, Keypair, PublicKey, Signature, SignedTx, MAX_BLOCK_SIZE,
@@ -32,7 +33,6 @@ use parking_lot::{Mutex, RwLock};
 use rocksdb::{WriteBatch, WriteOptions, DB};
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
-use std::sync::Arc;
 
 /// How to open a chain.
 pub struct ChainOptions {
@@ -125,9 +125,7 @@ pub struct Chain {
     log: BlockLog,
     genesis: Genesis,
     chain_id: Hash,
-    consensus: Arc<dyn Consensus>,
-    dpos_genesis: Option<Arc<DposGenesis>>,
-    dpos: Option<Arc<Dpos>>,
+    engine: Engine,
     /// Valid-looking blocks off the best chain (competing forks, blocks waiting for their
     /// parent), above LIB, bounded.
     side: Mutex<HashMap<Hash, Block>>,
@@ -390,34 +388,7 @@ fn genesis_block(g: &Genesis, chain_id: Hash, state_root: Hash) -> Block {
 /// Most blocks kept off the best chain.
 const SIDE_MAX: usize = 2048;
 
-/// The DPoS parameters a genesis gives.
-pub fn dpos_params(g: &Genesis) -> Option<DposParams> {
-    let d = g.consensus.dpos.as_ref()?;
-    Some(DposParams {
-        genesis_time_ms: g.timestamp_ms,
-        interval_ms: g.consensus.block_interval_ms,
-        round_slots: d.round_slots,
-        bp_count: d.bp_count,
-        max_votes: d.max_votes,
-        score: ScoreParams::default(),
-    })
-}
-
-/// The engine behind the trait, and the same engine as DPoS when it is one.
-type Engines = (Arc<dyn Consensus>, Option<Arc<Dpos>>);
-
-fn make_engine(g: &Genesis) -> Result<Engines, ChainError> {
-    match (g.consensus.engine, dpos_params(g)) {
-        (Engine::Dpos, Some(p)) => {
-            let d = Arc::new(Dpos::new(p).map_err(|e| ChainError::Consensus(e.to_string()))?);
-            Ok((d.clone(), Some(d)))
-        }
-        (Engine::Dpos, None) => Err(ChainError::Consensus(
-            "engine dpos without a consensus.dpos section".into(),
-        )),
-        (Engine::Solo, _) => Ok((Arc::new(Solo::new(&g.consensus)), None)),
-    }
-}
+pub use crate::engine::{dpos_params, poa_params};
 
 /// What became of a block received from the network.
 #[derive(Debug)]
@@ -468,13 +439,12 @@ impl Chain {
                 });
             }
         }
-        let (consensus, dpos) = make_engine(&opts.genesis)?;
-        if let Some(d) = &dpos {
+        let engine = Engine::from_genesis(&opts.genesis)?;
+        if engine.uses_slot_guard() {
             let guard = SlotGuard::open(opts.data_dir.join("slot.guard"))
                 .map_err(|e| ChainError::Consensus(e.to_string()))?;
-            d.attach_guard(guard);
+            engine.attach_guard(guard);
         }
-        let dpos_genesis = opts.genesis.consensus.dpos.clone().map(Arc::new);
         let placeholder = Tip {
             header: genesis_block(&opts.genesis, chain_id, Hash::ZERO).header,
             hash: Hash::ZERO,
@@ -485,9 +455,7 @@ impl Chain {
             log,
             genesis: opts.genesis,
             chain_id,
-            consensus,
-            dpos_genesis,
-            dpos,
+            engine,
             side: Mutex::new(HashMap::new()),
             recent: Mutex::new(VecDeque::new()),
             tip: RwLock::new(placeholder),
@@ -542,16 +510,7 @@ impl Chain {
                     .encode();
                     writes.insert(account_key(&a.address), Some(v));
                 }
-                if let Some(d) = &self.dpos_genesis {
-                    staking::genesis_writes(&self.genesis, &mut writes)?;
-                    let mem = MemState(
-                        writes
-                            .iter()
-                            .filter_map(|(k, v)| Some((k.clone(), v.clone()?)))
-                            .collect(),
-                    );
-                    rounds::genesis_writes(&mem, d, &mut writes)?;
-                }
+                self.engine.genesis_writes(&self.genesis, &mut writes)?;
 
                 let src = smt::MemNodes::default();
                 let mut up = Updater::new(&src);
@@ -620,8 +579,8 @@ impl Chain {
         &self.genesis
     }
     /// The consensus engine.
-    pub fn consensus(&self) -> &Arc<dyn Consensus> {
-        &self.consensus
+    pub fn engine(&self) -> &Engine {
+        &self.engine
     }
     /// The I/O service behind the block log.
     pub fn io(&self) -> &IoService {
@@ -633,19 +592,23 @@ impl Chain {
     }
     /// The finalized height.
     pub fn finalized_height(&self) -> u64 {
-        self.consensus
-            .finalized_height(self.tip.read().header.height)
+        self.engine.finalized_height(self.tip.read().header.height)
     }
 
     /// The context of a block built on `parent` (the state its gas limits come from).
-    fn ctx(&self, header: &Header, parent: &dyn StateView) -> Result<BlockCtx, ChainError> {
+    fn ctx(
+        &self,
+        header: &Header,
+        parent: &dyn StateView,
+        start: &BlockStart,
+    ) -> Result<BlockCtx, ChainError> {
         Ok(BlockCtx {
             height: header.height,
             timestamp_ms: header.timestamp_ms,
             producer: Address::from_public_key(&header.producer),
             chain_id: self.chain_id,
             gas: self.genesis.gas.clone(),
-            dpos: self.dpos_genesis.clone(),
+            dpos: start.dpos.clone(),
             limits: crate::staking::gas_limits(parent, &self.genesis.gas)?,
         })
     }
@@ -714,29 +677,18 @@ impl Chain {
             chain: self,
             height: tip.header.height,
         };
-        let ctx = self.ctx(&header, &view)?;
-        let (schedule, pre) = self.begin_writes(&view, &header)?;
-        let slot = match (&self.dpos, schedule) {
-            (Some(d), Some(sched)) => {
-                let slot = dpos::decode_slot(&header.consensus).unwrap_or_default();
-                let index = slot - d.params().round_start(sched.round);
-                if sched.producer_at(index) != Some(header.producer) {
-                    return Err(ChainError::Consensus(format!(
-                        "slot {slot} is not this node's on the current tip"
-                    )));
-                }
-                d.set_schedule(sched);
-                Some(slot)
-            }
-            _ => None,
-        };
+        let start = self.engine.begin_block(&view, &header)?;
+        self.engine.check_own_slot(&tip.header, &header, &start)?;
+        self.engine.install(&start);
+        let ctx = self.ctx(&header, &view, &start)?;
+        let pre = start.writes;
         let base = Overlay {
             base: &view,
             writes: pre.clone(),
         };
         let (txs, mut executed, rejected) =
             exec::assemble(&base, candidates, &ctx, MAX_BLOCK_SIZE - 1024)?;
-        self.end_writes(&view, &header, pre, &mut executed)?;
+        self.engine.end_block(&view, &header, pre, &mut executed)?;
         let mut up = Updater::new(self);
         header.state_root = up.update(tip.header.state_root, &smt_updates(&executed.writes))?;
         header.tx_root = Block::compute_tx_root(&txs);
@@ -747,11 +699,8 @@ impl Chain {
                 .map(|r| r.hash())
                 .collect::<Vec<_>>(),
         );
-        if let (Some(d), Some(slot)) = (&self.dpos, slot) {
-            // Durable record first: never two signatures for one slot, even across restarts.
-            d.before_signing(slot)
-                .map_err(|e| ChainError::Consensus(e.to_string()))?;
-        }
+        // Durable record first: never two signatures for one slot, even across restarts.
+        self.engine.before_signing(&header)?;
         header.sign(key);
         let nonces = next_nonces(&txs, &executed.writes);
         let block = Block { header, txs };
@@ -797,13 +746,12 @@ impl Chain {
             chain: self,
             height: tip.header.height,
         };
-        let (schedule, pre) = self
-            .begin_writes(&view, h)
+        let start = self
+            .engine
+            .begin_block(&view, h)
             .map_err(|e| bad(e.to_string()))?;
-        if let (Some(d), Some(sched)) = (&self.dpos, schedule) {
-            d.set_schedule(sched);
-        }
-        self.consensus.validate(&tip.header, h).map_err(bad)?;
+        self.engine.install(&start);
+        self.engine.validate(&tip.header, h).map_err(bad)?;
         if block.encode().len() > MAX_BLOCK_SIZE {
             return Err(bad("block exceeds 1 MiB".into()));
         }
@@ -821,14 +769,16 @@ impl Chain {
         {
             return Err(bad(format!("transaction {i} has a bad signature")));
         }
+        let ctx = self.ctx(h, &view, &start).map_err(|e| bad(e.to_string()))?;
+        let pre = start.writes;
         let base = Overlay {
             base: &view,
             writes: pre.clone(),
         };
-        let ctx = self.ctx(h, &view).map_err(|e| bad(e.to_string()))?;
         let mut executed =
             exec::execute_block(&base, &block.txs, &ctx).map_err(|e| bad(e.to_string()))?;
-        self.end_writes(&view, h, pre, &mut executed)
+        self.engine
+            .end_block(&view, h, pre, &mut executed)
             .map_err(|e| bad(e.to_string()))?;
         let receipts_root = merkle_root(
             &executed
@@ -917,7 +867,7 @@ impl Chain {
             v.extend_from_slice(&r.encode());
             batch.put_cf(txs_cf, tx.hash.0, v);
         }
-        if self.dpos.is_some() {
+        if self.engine.reorgs() {
             // What this block wrote, so a reorganisation can take it back.
             batch.put_cf(
                 cf(&self.db, CF_META)?,
@@ -946,14 +896,8 @@ impl Chain {
         for (k, v) in &p.executed.writes {
             head.insert(k.clone(), v.clone());
         }
-        if self.dpos.is_some() {
-            if let Some(slot) = dpos::decode_slot(&p.block.header.consensus) {
-                self.recent.lock().push_back(dpos::BlockMeta {
-                    height,
-                    slot,
-                    producer: p.block.header.producer,
-                });
-            }
+        if let Some(m) = self.engine.on_commit(&p.block.header) {
+            self.recent.lock().push_back(m);
         }
         *self.tip.write() = Tip {
             header: p.block.header,
@@ -1207,12 +1151,16 @@ pub struct DposStatus {
     pub lib: u64,
 }
 
-impl Chain {
-    /// The DPoS engine, on DPoS chains.
-    pub fn dpos(&self) -> Option<&Arc<Dpos>> {
-        self.dpos.as_ref()
-    }
+/// The PoA view of the chain, for RPC and the dashboard.
+#[derive(Debug, Clone)]
+pub struct PoaStatus {
+    /// The parameters (the producer set in slot order).
+    pub params: PoaParams,
+    /// LIB height.
+    pub lib: u64,
+}
 
+impl Chain {
     /// A read view of the state at `height` on the best chain.
     pub fn view_at(&self, height: u64) -> Result<HeightView<'_>, ChainError> {
         let tip = self.tip.read().header.height;
@@ -1227,70 +1175,22 @@ impl Chain {
         })
     }
 
-    /// DPoS: the schedule governing the block's slot on top of `view` (its parent's state)
-    /// and the writes the block makes before its transactions. Solo: nothing.
-    fn begin_writes(
-        &self,
-        view: &dyn StateView,
-        header: &Header,
-    ) -> Result<(Option<Schedule>, WriteSet), ChainError> {
-        let (Some(d), Some(g)) = (&self.dpos, &self.dpos_genesis) else {
-            return Ok((None, WriteSet::new()));
-        };
-        let slot = dpos::decode_slot(&header.consensus).ok_or_else(|| {
-            ChainError::Consensus("dpos blocks carry their slot (8 bytes)".into())
-        })?;
-        let (schedule, w) = rounds::begin_block(view, d.params(), g, slot)?;
-        let mut o = Overlay::new(view);
-        o.writes = w;
-        staking::begin_block(&mut o, header.height)?;
-        Ok((Some(schedule), o.writes))
-    }
-
-    /// DPoS: merges the block-start writes under the transactions' writes and records the
-    /// block in its round.
-    fn end_writes(
-        &self,
-        view: &dyn StateView,
-        header: &Header,
-        pre: WriteSet,
-        executed: &mut Executed,
-    ) -> Result<(), ChainError> {
-        if self.dpos.is_none() {
-            return Ok(());
-        }
-        let slot = dpos::decode_slot(&header.consensus).ok_or_else(|| {
-            ChainError::Consensus("dpos blocks carry their slot (8 bytes)".into())
-        })?;
-        let mut all = pre;
-        all.extend(std::mem::take(&mut executed.writes));
-        let o = Overlay {
-            base: view,
-            writes: all,
-        };
-        let (k, v) = rounds::end_block(&o, slot, header.producer)?;
-        let mut all = o.writes;
-        all.insert(k, v);
-        executed.writes = all;
-        Ok(())
-    }
-
-    /// DPoS: recomputes LIB from the best chain's recent blocks; persists it and prunes what
-    /// only mattered above it.
+    /// Finality (DPoS, PoA): recomputes LIB from the best chain's recent blocks; persists it
+    /// and prunes what only mattered above it.
     fn advance_finality(&self) -> Result<(), ChainError> {
-        let Some(d) = &self.dpos else {
+        let Some(before) = self.engine.lib() else {
             return Ok(());
         };
-        let before = d.lib();
         let tip_height = self.tip.read().header.height;
-        if let Some(s) = rounds::load_schedule(&HeadView {
+        let recent: Vec<dpos::BlockMeta> = self.recent.lock().iter().copied().collect();
+        let view = HeadView {
             chain: self,
             height: tip_height,
-        })? {
-            d.set_schedule(s);
-        }
-        let recent: Vec<dpos::BlockMeta> = self.recent.lock().iter().copied().collect();
-        let lib = d.update_finality(&recent).min(tip_height);
+        };
+        let Some(lib) = self.engine.update_finality(&view, &recent)? else {
+            return Ok(());
+        };
+        let lib = lib.min(tip_height);
         if lib > before {
             let hash = self.hash_at(lib)?.unwrap_or(Hash::ZERO);
             let mut rec = lib.to_be_bytes().to_vec();
@@ -1307,11 +1207,11 @@ impl Chain {
         Ok(())
     }
 
-    /// DPoS: LIB from the database and the recent blocks from the log, on open.
+    /// DPoS, PoA: LIB from the database and the recent blocks from the log, on open.
     fn restore_finality(&self) -> Result<(), ChainError> {
-        let Some(d) = &self.dpos else {
+        if self.engine.lib().is_none() {
             return Ok(());
-        };
+        }
         let lib = match self.db.get_cf(cf(&self.db, CF_META)?, b"lib")? {
             Some(b) if b.len() == 40 => {
                 let mut h = [0u8; 8];
@@ -1323,18 +1223,14 @@ impl Chain {
         };
         let tip = self.tip.read().header.height;
         let lib = lib.min(tip);
-        d.restore_lib(lib);
+        self.engine.restore_lib(lib);
         let mut recent = VecDeque::new();
         for h in lib.max(1)..=tip {
             let b = self
                 .block_by_height(h)?
                 .ok_or_else(|| ChainError::Corrupt(format!("no block at height {h}")))?;
-            if let Some(slot) = dpos::decode_slot(&b.header.consensus) {
-                recent.push_back(dpos::BlockMeta {
-                    height: h,
-                    slot,
-                    producer: b.header.producer,
-                });
+            if let Some(m) = self.engine.on_commit(&b.header) {
+                recent.push_back(m);
             }
         }
         *self.recent.lock() = recent;
@@ -1345,28 +1241,30 @@ impl Chain {
     /// current and the next round first, as they follow from the tip's state).
     pub fn next_slot(&self, now_ms: u64, me: &PublicKey) -> Result<Option<Slot>, ChainError> {
         let tip = self.tip();
-        if let (Some(d), Some(g)) = (&self.dpos, &self.dpos_genesis) {
-            let view = HeadView {
-                chain: self,
-                height: tip.header.height,
-            };
-            let stored = rounds::load_schedule(&view)?
-                .ok_or_else(|| ChainError::Corrupt("no DPoS schedule in state".into()))?;
-            let p = d.params();
-            let now_round = p.round_of(p.slot_of(now_ms).unwrap_or(0));
-            let first = now_round.max(stored.round);
-            for r in first..=first + 1 {
-                let (s, _) = rounds::begin_block(&view, p, g, p.round_start(r))?;
-                d.set_schedule(s);
-            }
+        let view = HeadView {
+            chain: self,
+            height: tip.header.height,
+        };
+        self.engine.prepare_slots(&view, now_ms)?;
+        Ok(self.engine.next_slot(&tip.header, now_ms, me))
+    }
+
+    /// PoA: the producer set and LIB.
+    pub fn poa_status(&self) -> Option<PoaStatus> {
+        match &self.engine {
+            Engine::Poa(p) => Some(PoaStatus {
+                params: p.params().clone(),
+                lib: p.lib(),
+            }),
+            Engine::Solo(_) | Engine::Dpos(_) => None,
         }
-        Ok(self.consensus.next_slot(&tip.header, now_ms, me))
     }
 
     /// DPoS: parameters, the tip round's schedule, scores and LIB.
     pub fn dpos_status(&self) -> Result<Option<DposStatus>, ChainError> {
-        let Some(d) = &self.dpos else {
-            return Ok(None);
+        let d = match &self.engine {
+            Engine::Dpos(d) => &d.core,
+            Engine::Solo(_) | Engine::Poa(_) => return Ok(None),
         };
         let h = self.tip.read().header.height;
         let view = HeightView {
@@ -1462,7 +1360,7 @@ impl Chain {
 
     /// Equivocation: another block of the same producer for the same slot.
     fn same_slot_elsewhere(&self, block: &Block, hash: &Hash) -> Result<Option<Hash>, ChainError> {
-        let Some(slot) = dpos::decode_slot(&block.header.consensus) else {
+        let Some(slot) = self.engine.equivocation_slot(&block.header) else {
             return Ok(None);
         };
         let same = |b: &Block| {
@@ -1486,7 +1384,7 @@ impl Chain {
     }
 
     /// Takes a block from the network: extends the best chain, keeps a competing fork aside,
-    /// or switches to a longer fork (never below LIB). `now_ms` bounds DPoS timestamps.
+    /// or switches to a longer fork (never below LIB). `now_ms` bounds DPoS and PoA timestamps.
     /// Errors: [`ChainError::InvalidBlock`] and [`ChainError::Equivocation`] blame the sender;
     /// [`ChainError::Consensus`] is a block that can no longer matter (below LIB).
     pub fn receive(&self, block: Block, now_ms: u64) -> Result<Received, ChainError> {
@@ -1510,21 +1408,15 @@ impl Chain {
         if !h.verify_signature() {
             return Err(bad("bad producer signature".into()));
         }
-        if let Some(d) = &self.dpos {
-            d.check_not_future(h, now_ms, 1000).map_err(bad)?;
-            if dpos::decode_slot(&h.consensus).is_none() {
-                return Err(bad("dpos blocks carry their slot (8 bytes)".into()));
-            }
-        }
-        if self.dpos.is_some() {
-            // Proof of a double signature, at any height (before the LIB check on purpose).
-            if let Some(other) = self.same_slot_elsewhere(&block, &hash)? {
-                return Err(ChainError::Equivocation {
-                    producer: h.producer,
-                    first: other,
-                    second: hash,
-                });
-            }
+        self.engine.check_received(h, now_ms).map_err(bad)?;
+        // Proof of a double signature, at any height (before the LIB check on purpose); only
+        // engines whose blocks name a slot give such proof.
+        if let Some(other) = self.same_slot_elsewhere(&block, &hash)? {
+            return Err(ChainError::Equivocation {
+                producer: h.producer,
+                first: other,
+                second: hash,
+            });
         }
         let lib = self.finalized_height();
         if h.height <= lib {

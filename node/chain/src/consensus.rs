@@ -1,9 +1,10 @@
-//! The consensus engine interface and the `solo` engine.
+//! What every engine shares: [`Slot`] (a slot a node may fill), and the `solo` engine.
 //!
-//! An engine answers three questions: when (and whether) this node produces the next block
-//! on a given parent, whether a block's producer and timing are valid on its parent, and
-//! which height is final. The interface is shaped for DPoS (a scheduled producer per slot,
-//! finality from producer confirmations): `solo` is its one-producer case.
+//! The engines themselves are one closed enum, [`crate::engine::Engine`] (`solo`, DPoS,
+//! PoA): each answers when (and whether) this node produces the next block on a given
+//! parent, whether a block's producer and timing are valid on its parent, and which height
+//! is final. `solo` is the one-producer case: no slot clock (a block comes at least one
+//! interval after its parent), every block final at once, no reorganisation.
 
 use aergo_types::genesis::ConsensusParams;
 use aergo_types::{Header, PublicKey};
@@ -15,22 +16,6 @@ pub struct Slot {
     pub timestamp_ms: u64,
     /// Engine data for the header.
     pub consensus: Vec<u8>,
-}
-
-/// A consensus engine.
-pub trait Consensus: Send + Sync {
-    /// Engine name (`solo`, `dpos`).
-    fn name(&self) -> &'static str;
-    /// Slot length.
-    fn block_interval_ms(&self) -> u64;
-    /// Whether `me` may produce at all.
-    fn is_producer(&self, me: &PublicKey) -> bool;
-    /// The next slot `me` may fill on top of `parent`, given the current time.
-    fn next_slot(&self, parent: &Header, now_ms: u64, me: &PublicKey) -> Option<Slot>;
-    /// Checks a block header's producer and timing against its parent.
-    fn validate(&self, parent: &Header, header: &Header) -> Result<(), String>;
-    /// The last final height given the best height.
-    fn finalized_height(&self, best_height: u64) -> u64;
 }
 
 /// One producer: the configured address, or (dev chains) whichever key the node runs with.
@@ -49,17 +34,17 @@ impl Solo {
     }
 }
 
-impl Consensus for Solo {
-    fn name(&self) -> &'static str {
-        "solo"
-    }
-    fn block_interval_ms(&self) -> u64 {
+impl Solo {
+    /// Slot length: the least time between a block and its parent.
+    pub fn block_interval_ms(&self) -> u64 {
         self.interval_ms
     }
-    fn is_producer(&self, me: &PublicKey) -> bool {
+    /// Whether `me` may produce at all.
+    pub fn is_producer(&self, me: &PublicKey) -> bool {
         self.producer.map(|p| p == *me).unwrap_or(true)
     }
-    fn next_slot(&self, parent: &Header, now_ms: u64, me: &PublicKey) -> Option<Slot> {
+    /// The next slot `me` may fill on top of `parent`: one interval after it, or now.
+    pub fn next_slot(&self, parent: &Header, now_ms: u64, me: &PublicKey) -> Option<Slot> {
         if !self.is_producer(me) {
             return None;
         }
@@ -69,7 +54,8 @@ impl Consensus for Solo {
             consensus: Vec::new(),
         })
     }
-    fn validate(&self, parent: &Header, header: &Header) -> Result<(), String> {
+    /// Checks a block header's producer and timing against its parent.
+    pub fn validate(&self, parent: &Header, header: &Header) -> Result<(), String> {
         if let Some(p) = self.producer {
             if header.producer != p {
                 return Err(format!(
@@ -91,7 +77,8 @@ impl Consensus for Solo {
         }
         Ok(())
     }
-    fn finalized_height(&self, best_height: u64) -> u64 {
+    /// Every block is final at once.
+    pub fn finalized_height(&self, best_height: u64) -> u64 {
         best_height
     }
 }
@@ -126,6 +113,7 @@ mod tests {
             block_interval_ms: 1000,
             producer: Some(Address::from_public_key(&k.public())),
             dpos: None,
+            poa: None,
         });
         let parent = header(5000, 1, k.public());
         assert_eq!(

@@ -68,7 +68,7 @@ use parking_lot::{Mutex, RwLock};
 
 use aergo_types::{Address, Hash, Header, PublicKey};
 
-use crate::consensus::{Consensus, Slot};
+use crate::consensus::Slot;
 
 /// Errors of the DPoS core.
 #[derive(Debug, thiserror::Error)]
@@ -592,7 +592,7 @@ pub struct BlockMeta {
     pub producer: PublicKey,
 }
 
-/// The DPoS engine behind [`Consensus`]. The chain feeds it schedules
+/// The DPoS engine (the `Dpos` variant of [`crate::engine::Engine`]). The chain feeds it schedules
 /// ([`Dpos::set_schedule`]) and the best chain's recent blocks ([`Dpos::update_finality`]);
 /// it answers slots, validation and finality.
 pub struct Dpos {
@@ -644,7 +644,7 @@ impl Dpos {
         self.schedules.read().get(&round)?.producer_at(index)
     }
 
-    /// Attaches the equivocation guard; [`Consensus::next_slot`] then skips slots at or below
+    /// Attaches the equivocation guard; [`Dpos::next_slot`] then skips slots at or below
     /// the last signed one.
     pub fn attach_guard(&self, guard: SlotGuard) {
         *self.guard.lock() = Some(guard);
@@ -694,7 +694,7 @@ impl Dpos {
     }
 
     /// Rejects a header whose slot has not started at `now_ms` (plus `drift_ms`). The
-    /// trait's `validate` has no clock; the chain calls this for blocks from the network.
+    /// engine's `validate` has no clock; the chain calls this for blocks from the network.
     pub fn check_not_future(
         &self,
         header: &Header,
@@ -720,16 +720,14 @@ impl Dpos {
     }
 }
 
-impl Consensus for Dpos {
-    fn name(&self) -> &'static str {
-        "dpos"
-    }
-
-    fn block_interval_ms(&self) -> u64 {
+impl Dpos {
+    /// Slot length.
+    pub fn block_interval_ms(&self) -> u64 {
         self.params.interval_ms
     }
 
-    fn is_producer(&self, me: &PublicKey) -> bool {
+    /// Whether `me` is in one of the two latest installed schedules.
+    pub fn is_producer(&self, me: &PublicKey) -> bool {
         self.schedules
             .read()
             .values()
@@ -738,7 +736,9 @@ impl Consensus for Dpos {
             .any(|s| s.members().contains(me))
     }
 
-    fn next_slot(&self, parent: &Header, now_ms: u64, me: &PublicKey) -> Option<Slot> {
+    /// The next slot `me` owns on top of `parent` at `now_ms`: the current slot while less
+    /// than half of it has passed, never at or before the parent's slot or the last signed one.
+    pub fn next_slot(&self, parent: &Header, now_ms: u64, me: &PublicKey) -> Option<Slot> {
         let p = &self.params;
         let now_slot = p.slot_of(now_ms).unwrap_or(0);
         // The current slot only while less than half of it has passed.
@@ -764,7 +764,8 @@ impl Consensus for Dpos {
             })
     }
 
-    fn validate(&self, parent: &Header, header: &Header) -> Result<(), String> {
+    /// Checks a header's slot, timestamp and producer against its parent and the schedule.
+    pub fn validate(&self, parent: &Header, header: &Header) -> Result<(), String> {
         let p = &self.params;
         let slot = decode_slot(&header.consensus)
             .ok_or_else(|| "dpos blocks carry their slot (8 bytes)".to_string())?;
@@ -797,7 +798,8 @@ impl Consensus for Dpos {
         }
     }
 
-    fn finalized_height(&self, best_height: u64) -> u64 {
+    /// LIB, capped at the best height.
+    pub fn finalized_height(&self, best_height: u64) -> u64 {
         self.lib().min(best_height)
     }
 }

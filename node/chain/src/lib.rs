@@ -8,17 +8,23 @@
 //! - [`contracts`]: AergoSQL contracts: deploy and call transactions, queries at any height.
 //! - [`exec`]: execution as a pure function (state view, tx) → (receipt, write set).
 //! - [`mempool`]: per-account nonce queues, replacement, limits, eviction.
-//! - [`consensus`]: the engine trait and the `solo` engine.
+//! - [`ctx`]: what a block gives execution (a leaf: types only).
+//! - [`engine`]: the consensus engines as one closed enum (solo, DPoS, PoA) and their hooks.
+//! - [`consensus`]: slots and the `solo` engine; [`dpos`], [`rounds`], [`staking`]: DPoS;
+//!   [`poa`]: proof of authority.
 //! - [`chain`]: opening, recovery, block assembly, validation, commit and queries.
 
 pub mod blocklog;
 pub mod chain;
 pub mod consensus;
 pub mod contracts;
+pub mod ctx;
 pub mod dpos;
+pub mod engine;
 pub mod error;
 pub mod exec;
 pub mod mempool;
+pub mod poa;
 pub mod rounds;
 pub mod smt;
 pub mod staking;

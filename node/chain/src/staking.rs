@@ -60,10 +60,9 @@
 //! `exec::check_stateless_with`); the state rules at execution, where a failure is a failed
 //! receipt that keeps only the nonce and the fee (intrinsic gas).
 
-use crate::dpos;
+use crate::ctx::{BlockCtx, GasLimits, DEFAULT_TX_GAS_CAP};
+use crate::dpos::{self, Schedule};
 use crate::error::ChainError;
-use crate::exec::BlockCtx;
-use crate::rounds;
 use crate::state::{account_key, Account, Overlay, StateView, WriteSet};
 use aergo_types::address::TAG_ACCOUNT;
 use aergo_types::genesis::{
@@ -602,21 +601,18 @@ pub fn gov_params(view: &dyn StateView, d: &DposGenesis) -> Result<GovParams, Ch
 
 /// The gas limits in force in `view`: governance values recorded in state (DPoS), else the
 /// genesis `gas` values, else the defaults.
-pub fn gas_limits(
-    view: &dyn StateView,
-    g: &GasParams,
-) -> Result<crate::exec::GasLimits, ChainError> {
-    let genesis = crate::exec::GasLimits::from_genesis(g);
+pub fn gas_limits(view: &dyn StateView, g: &GasParams) -> Result<GasLimits, ChainError> {
+    let genesis = GasLimits::from_genesis(g);
     let get = |p: GovParam, dflt: u64| -> Result<u64, ChainError> {
         match gov_value(view, p)? {
             Some(v) => u64::try_from(v).map_err(|_| corrupt(p.name())),
             None => Ok(dflt),
         }
     };
-    Ok(crate::exec::GasLimits::new(
+    Ok(GasLimits::new(
         get(
             GovParam::TxGasCap,
-            g.tx_gas_cap.unwrap_or(crate::exec::DEFAULT_TX_GAS_CAP),
+            g.tx_gas_cap.unwrap_or(DEFAULT_TX_GAS_CAP),
         )?,
         get(GovParam::BlockGasLimit, genesis.block_gas_limit)?,
     ))
@@ -760,7 +756,7 @@ pub fn execute(
     ctx: &BlockCtx,
     from: &Address,
 ) -> Result<Result<(), String>, ChainError> {
-    let Some(d) = ctx.dpos.as_deref() else {
+    let Some(d) = ctx.dpos.as_ref() else {
         return Ok(Err("staking transactions need a DPoS chain".into()));
     };
     let op = match parse_system_tx(&tx.tx) {
@@ -769,7 +765,14 @@ pub fn execute(
     };
     let (r, writes) = {
         let mut child = Overlay::new(&*o);
-        let r = apply(&mut child, op, ctx.height, d, from, &tx.tx.from)?;
+        let r = apply(
+            &mut child,
+            op,
+            ctx.height,
+            (&d.genesis, &d.schedule),
+            from,
+            &tx.tx.from,
+        )?;
         (r, child.writes)
     };
     if r.is_ok() {
@@ -787,7 +790,7 @@ fn apply(
     o: &mut Overlay<'_>,
     op: SystemOp,
     height: u64,
-    d: &DposGenesis,
+    (d, schedule): (&DposGenesis, &Schedule),
     from: &Address,
     from_key: &PublicKey,
 ) -> Result<Result<(), String>, ChainError> {
@@ -904,9 +907,7 @@ fn apply(
             o.writes.insert(candidate_key(from), None);
         }
         SystemOp::Governance { param, value } => {
-            let Some(schedule) = rounds::load_schedule(o)? else {
-                fail!("no DPoS schedule in state: governance votes need a current round");
-            };
+            // The schedule of the block's round, from the block context.
             let members = schedule.members();
             if !members.contains(from_key) {
                 fail!(
@@ -1060,7 +1061,13 @@ pub struct Governance {
 }
 
 /// Parameters in force and pending governance votes in `view`.
-pub fn governance(view: &dyn StateView, d: &DposGenesis) -> Result<Governance, ChainError> {
+/// `schedule` is the current round's (the caller reads it with [`crate::rounds::load_schedule`];
+/// taking it here keeps `staking` free of an import of `rounds`, which imports `staking`).
+pub fn governance(
+    view: &dyn StateView,
+    d: &DposGenesis,
+    schedule: Option<&Schedule>,
+) -> Result<Governance, ChainError> {
     let params = gov_params(view, d)?;
     let mut grouped: BTreeMap<(GovParam, u128), Vec<PublicKey>> = BTreeMap::new();
     for (k, v) in scan_prefix(view, &[PREFIX, GOV_VOTE])? {
@@ -1077,7 +1084,7 @@ pub fn governance(view: &dyn StateView, d: &DposGenesis) -> Result<Governance, C
             .or_default()
             .push(PublicKey(voter));
     }
-    let schedule_size = rounds::load_schedule(view)?.map(|s| s.len()).unwrap_or(0);
+    let schedule_size = schedule.map(Schedule::len).unwrap_or(0);
     Ok(Governance {
         params,
         pending: grouped

@@ -6,7 +6,7 @@
 
 use aergo_chain::dpos::Schedule;
 use aergo_chain::exec::{
-    check_stateless, check_stateless_with, execute_block, execute_tx, BlockCtx,
+    check_stateless, check_stateless_with, execute_block, execute_tx, BlockCtx, DposCtx,
 };
 use aergo_chain::rounds;
 use aergo_chain::staking::{self, GovParam};
@@ -101,14 +101,20 @@ fn genesis_state(g: &Genesis) -> MemState {
     s
 }
 
-fn ctx(g: &Genesis, height: u64) -> BlockCtx {
+/// The context of a block at `height` on top of `s`: the round's schedule is the one in
+/// state (what the chain's begin-block hands execution).
+fn ctx(s: &dyn StateView, g: &Genesis, height: u64) -> BlockCtx {
+    let schedule = rounds::load_schedule(s).unwrap().unwrap();
     BlockCtx {
         height,
         timestamp_ms: 0,
         producer: addr(1),
         chain_id: g.chain_id(),
         gas: g.gas.clone(),
-        dpos: g.consensus.dpos.clone().map(Arc::new),
+        dpos: g.consensus.dpos.clone().map(|d| DposCtx {
+            genesis: Arc::new(d),
+            schedule,
+        }),
         limits: aergo_chain::exec::GasLimits::from_genesis(&g.gas),
     }
 }
@@ -141,7 +147,7 @@ fn gov(param: &str, value: u128) -> String {
 
 /// Runs one transaction at `height` and applies its writes; returns the receipt status and fee.
 fn run(s: &mut MemState, g: &Genesis, height: u64, tx: &SignedTx) -> (ReceiptStatus, u128) {
-    let (r, w) = execute_tx(s, tx, &ctx(g, height)).unwrap();
+    let (r, w) = execute_tx(s, tx, &ctx(s, g, height)).unwrap();
     apply(s, &w);
     (r.status, r.fee)
 }
@@ -157,7 +163,7 @@ fn ok(s: &mut MemState, g: &Genesis, height: u64, tx: &SignedTx) -> u128 {
 fn fails(s: &mut MemState, g: &Genesis, height: u64, tx: &SignedTx, want: &str) {
     let from = tx.tx.sender();
     let before = s.account(&from).unwrap();
-    let (r, w) = execute_tx(s, tx, &ctx(g, height)).unwrap();
+    let (r, w) = execute_tx(s, tx, &ctx(s, g, height)).unwrap();
     match &r.status {
         ReceiptStatus::Failed(m) => assert!(m.contains(want), "`{m}` lacks `{want}`"),
         ReceiptStatus::Ok => panic!("{:?} succeeded; expected `{want}`", tx.tx.kind),
@@ -179,7 +185,7 @@ fn fails(s: &mut MemState, g: &Genesis, height: u64, tx: &SignedTx, want: &str) 
 }
 
 fn refused(s: &MemState, g: &Genesis, height: u64, tx: &SignedTx, want: &str) {
-    match execute_tx(s, tx, &ctx(g, height)) {
+    match execute_tx(s, tx, &ctx(s, g, height)) {
         Err(ChainError::InvalidTx { reason, .. }) => {
             assert!(reason.contains(want), "`{reason}` lacks `{want}`")
         }
@@ -647,7 +653,7 @@ fn governance_takes_effect_at_quorum() {
         &sys(&g, 4, 0, TxKind::Governance, 0, &gov("max_votes", 7)),
     );
     assert_eq!(staking::gov_params(&s, &d).unwrap().bp_count, 4);
-    let gv = staking::governance(&s, &d).unwrap();
+    let gv = staking::governance(&s, &d, rounds::load_schedule(&s).unwrap().as_ref()).unwrap();
     assert_eq!((gv.schedule_size, gv.quorum), (4, 3));
     assert_eq!(gv.pending.len(), 3);
     assert_eq!(gv.pending[0].param, GovParam::BpCount);
@@ -660,7 +666,7 @@ fn governance_takes_effect_at_quorum() {
         &sys(&g, 2, 1, TxKind::Governance, 0, &gov("bp_count", 7)),
     );
     assert_eq!(staking::gov_params(&s, &d).unwrap().bp_count, 7);
-    let gv = staking::governance(&s, &d).unwrap();
+    let gv = staking::governance(&s, &d, rounds::load_schedule(&s).unwrap().as_ref()).unwrap();
     assert_eq!(gv.pending.len(), 1, "the bp_count votes are cleared");
     assert_eq!(gv.pending[0].param, GovParam::MaxVotes);
     // Votes of BPs no longer scheduled do not count.
@@ -813,7 +819,7 @@ fn candidates_are_ranked_by_tally_then_key() {
 fn solo_chains_refuse_staking_kinds() {
     let g = genesis();
     let s = genesis_state(&g);
-    let mut c = ctx(&g, 1);
+    let mut c = ctx(&s, &g, 1);
     c.dpos = None;
     for (kind, amount, payload) in [
         (TxKind::Stake, 1, String::new()),
@@ -873,7 +879,7 @@ fn same_transactions_give_the_same_write_set_bytes() {
     let mut runs = Vec::new();
     for _ in 0..3 {
         let base = genesis_state(&g);
-        let ex = execute_block(&base, &txs, &ctx(&g, 7)).unwrap();
+        let ex = execute_block(&base, &txs, &ctx(&base, &g, 7)).unwrap();
         assert_eq!(ex.receipts.len(), txs.len());
         assert!(matches!(
             ex.receipts.last().unwrap().status,
@@ -885,7 +891,7 @@ fn same_transactions_give_the_same_write_set_bytes() {
     assert_eq!(runs[1], runs[2]);
     // The state the block leads to has what the transactions asked for.
     let mut s = genesis_state(&g);
-    let ex = execute_block(&s, &txs, &ctx(&g, 7)).unwrap();
+    let ex = execute_block(&s, &txs, &ctx(&s, &g, 7)).unwrap();
     apply(&mut s, &ex.writes);
     assert_eq!(staked(&s, 11), 1500);
     assert!(staking::registration(&s, &addr(11)).unwrap().is_some());

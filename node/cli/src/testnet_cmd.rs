@@ -1,5 +1,8 @@
-//! `aergo testnet init`: writes a DPoS testnet — keys, one genesis and an `aergo.toml` per
-//! node — so `aergo-node --config DIR/node1/aergo.toml` starts node 1.
+//! `aergo testnet init`: writes a DPoS (default) or PoA (`--engine poa`) testnet — keys, one
+//! genesis and an `aergo.toml` per node — so `aergo-node --config DIR/node1/aergo.toml`
+//! starts node 1. A PoA testnet's producers are the first `--bps` nodes in that order, and
+//! its genesis sets `skip_empty_slots: false` (every slot filled: LIB advances on an idle
+//! testnet).
 //!
 //! Layout: `DIR/genesis.json`, `DIR/faucet.key` (hex seed of the account holding the
 //! supply not given to BPs), `DIR/nodeN/{aergo.toml,node.key}`; node data goes to
@@ -11,7 +14,7 @@
 
 use aergo_os::config::Config;
 use aergo_types::genesis::{
-    ConsensusParams, DposGenesis, Engine, GasParams, GenesisAccount, GenesisBp,
+    ConsensusParams, DposGenesis, Engine, GasParams, GenesisAccount, GenesisBp, PoaGenesis,
 };
 use aergo_types::keystore::write_private;
 use aergo_types::{Address, Aer, Genesis, Keypair, AER_PER_AERGO, TOTAL_SUPPLY};
@@ -22,7 +25,7 @@ use std::path::{Path, PathBuf};
 /// Testnet commands.
 #[derive(Subcommand, Debug)]
 pub enum TestnetCmd {
-    /// Writes keys, a DPoS genesis and one aergo.toml per node.
+    /// Writes keys, a DPoS or PoA genesis and one aergo.toml per node.
     Init(InitArgs),
 }
 
@@ -32,6 +35,10 @@ pub struct InitArgs {
     /// Genesis block producers (the first nodes).
     #[arg(long, default_value_t = 4)]
     pub bps: usize,
+    /// Consensus engine: `dpos` (staked, elected producers) or `poa` (the BPs as a fixed
+    /// producer set).
+    #[arg(long, default_value = "dpos", value_parser = ["dpos", "poa"])]
+    pub engine: String,
     /// Nodes in all (producers plus followers); default: the BPs.
     #[arg(long)]
     pub nodes: Option<usize>,
@@ -160,18 +167,32 @@ fn init(a: &InitArgs, json: bool) -> Result<()> {
         chain_name: a.chain_name.clone(),
         timestamp_ms: start,
         balances,
-        consensus: ConsensusParams {
-            engine: Engine::Dpos,
-            block_interval_ms: a.interval_ms,
-            producer: None,
-            dpos: Some(DposGenesis {
-                round_slots: a.round_slots,
-                bp_count: a.bps,
-                max_votes: 30,
-                min_stake: Aer(10_000 * AER_PER_AERGO),
-                unstake_lock_blocks: a.round_slots * 2,
-                bps,
-            }),
+        consensus: if a.engine == "poa" {
+            ConsensusParams {
+                engine: Engine::Poa,
+                block_interval_ms: a.interval_ms,
+                producer: None,
+                dpos: None,
+                poa: Some(PoaGenesis {
+                    producers: bps.iter().map(|b| b.address).collect(),
+                    skip_empty_slots: false,
+                }),
+            }
+        } else {
+            ConsensusParams {
+                engine: Engine::Dpos,
+                block_interval_ms: a.interval_ms,
+                producer: None,
+                dpos: Some(DposGenesis {
+                    round_slots: a.round_slots,
+                    bp_count: a.bps,
+                    max_votes: 30,
+                    min_stake: Aer(10_000 * AER_PER_AERGO),
+                    unstake_lock_blocks: a.round_slots * 2,
+                    bps,
+                }),
+                poa: None,
+            }
         },
         gas: GasParams {
             base: 1000,

@@ -56,6 +56,7 @@ fn bench_genesis(keys: &[Keypair]) -> Genesis {
             block_interval_ms: 1000,
             producer: None,
             dpos: None,
+            poa: None,
         },
         gas: GasParams {
             base: 1000,

@@ -198,8 +198,10 @@ fn run(args: Args) -> Result<()> {
         .rpc_addr
         .parse()
         .with_context(|| format!("bad rpc address {}", cfg.node.rpc_addr))?;
-    let networked = !matches!(genesis.consensus.engine, aergo_types::genesis::Engine::Solo)
-        || !cfg.node.peers.is_empty();
+    let networked = match genesis.consensus.engine {
+        aergo_types::genesis::Engine::Solo => !cfg.node.peers.is_empty(),
+        aergo_types::genesis::Engine::Dpos | aergo_types::genesis::Engine::Poa => true,
+    };
     // Ports first, then the data folder's lock, and only then anything that writes: a node that
     // cannot serve leaves no node.key and no database behind.
     let rpc_listener = std::net::TcpListener::bind(rpc_addr).with_context(|| {

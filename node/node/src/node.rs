@@ -280,7 +280,7 @@ impl Node {
             &tx,
             &self.chain.chain_id(),
             &self.chain.genesis().gas,
-            self.chain.dpos().is_some(),
+            self.chain.engine().staking().is_some(),
         )
         .map_err(AdmitError::Rule)?;
         if !tx.verify_signature() {

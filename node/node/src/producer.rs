@@ -19,8 +19,7 @@ pub fn run(node: Arc<Node>) {
 
 fn produce_loop(node: Arc<Node>) {
     let me = node.key.public();
-    let engine = node.chain.consensus().clone();
-    let interval = engine.block_interval_ms();
+    let interval = node.chain.engine().block_interval_ms();
     let mut last_evict = now_ms();
     while !node.shutdown.load(Ordering::SeqCst) {
         let now = now_ms();
@@ -64,10 +63,14 @@ fn produce_loop(node: Arc<Node>) {
             continue;
         }
         let candidates = node.mempool.lock().candidates(MAX_CANDIDATES);
-        // DPoS producers fill every slot they own: empty blocks carry finality.
-        let dpos = node.chain.dpos().is_some();
-        if candidates.is_empty() && !dpos && !node.empty_blocks.load(Ordering::Relaxed) {
-            wait(&node, Duration::from_millis(engine.block_interval_ms()));
+        // DPoS producers fill every slot they own (empty blocks carry finality); solo, and
+        // PoA when configured, leave a slot empty when there is nothing to include (the
+        // next producer's slot works as usual), unless empty blocks are switched on.
+        if candidates.is_empty()
+            && node.chain.engine().skips_empty_slots()
+            && !node.empty_blocks.load(Ordering::Relaxed)
+        {
+            wait(&node, Duration::from_millis(interval));
             continue;
         }
         let started = Instant::now();
@@ -129,7 +132,7 @@ fn produce_loop(node: Arc<Node>) {
             }
             Err(e) => {
                 tracing::error!(error = %e, "block production failed; retrying next slot");
-                wait(&node, Duration::from_millis(engine.block_interval_ms()));
+                wait(&node, Duration::from_millis(interval));
             }
         }
     }

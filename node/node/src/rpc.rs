@@ -494,8 +494,8 @@ pub fn dispatch(node: &Node, method: &str, p: &Value) -> MResult {
                 height: tip.header.height,
                 best_hash: tip.hash,
                 finalized_height: chain.finalized_height(),
-                consensus: chain.consensus().name().into(),
-                block_interval_ms: chain.consensus().block_interval_ms(),
+                consensus: chain.engine().name().into(),
+                block_interval_ms: chain.engine().block_interval_ms(),
                 genesis_time_ms: g.timestamp_ms,
                 best_time_ms: tip.header.timestamp_ms,
                 base_gas: g.gas.base,
@@ -511,7 +511,7 @@ pub fn dispatch(node: &Node, method: &str, p: &Value) -> MResult {
             ok(NodeStatus {
                 version: env!("CARGO_PKG_VERSION").into(),
                 node_address: node.address().encode(),
-                producer: chain.consensus().is_producer(&node.key.public()),
+                producer: chain.engine().is_producer(&node.key.public()),
                 peers: node.net.peers.lock().len() as u32,
                 mempool_size: pool.len() as u64,
                 mempool_bytes: pool.bytes() as u64,
@@ -815,8 +815,8 @@ fn consensus_info(node: &Node) -> MResult {
     let net = &node.net;
     let identity = net.identity.lock().clone();
     let mut v = json!({
-        "engine": chain.consensus().name(),
-        "block_interval_ms": chain.consensus().block_interval_ms(),
+        "engine": chain.engine().name(),
+        "block_interval_ms": chain.engine().block_interval_ms(),
         "height": tip.header.height,
         "lib_height": chain.finalized_height(),
         "lib_hash": chain.hash_at(chain.finalized_height())?,
@@ -860,6 +860,27 @@ fn consensus_info(node: &Node) -> MResult {
             "active": st.schedule.active.iter().map(index).collect::<Vec<_>>(),
             "upcoming": upcoming,
             "me_scheduled": st.schedule.members().contains(&node.key.public()),
+        });
+    }
+    if let Some(st) = chain.poa_status() {
+        let p = &st.params;
+        let slot = p.slot_of(now_ms()).unwrap_or(0);
+        let upcoming: Vec<Value> = (slot..slot + 8)
+            .filter_map(|s| {
+                p.producer_of(s)
+                    .map(|k| json!({"slot": s, "producer": Address::from_public_key(&k).encode()}))
+            })
+            .collect();
+        v["poa"] = json!({
+            "slot": slot,
+            "producers": p
+                .producers
+                .iter()
+                .map(|k| Address::from_public_key(k).encode())
+                .collect::<Vec<_>>(),
+            "skip_empty_slots": p.skip_empty_slots,
+            "upcoming": upcoming,
+            "me_scheduled": p.producers.contains(&node.key.public()),
         });
     }
     Ok(v)

@@ -175,7 +175,8 @@ pub fn governance_json(
     d: &DposGenesis,
     height: u64,
 ) -> Result<GovernanceJson, ChainError> {
-    let gv = staking::governance(view, d)?;
+    let schedule = aergo_chain::rounds::load_schedule(view)?;
+    let gv = staking::governance(view, d, schedule.as_ref())?;
     Ok(GovernanceJson {
         height,
         params: params_json(&gv.params),

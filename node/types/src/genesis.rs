@@ -39,6 +39,8 @@ pub enum Engine {
     Solo,
     /// Delegated proof of stake.
     Dpos,
+    /// Proof of authority: a fixed, ordered producer set in round-robin slots.
+    Poa,
 }
 
 /// Consensus settings.
@@ -56,6 +58,29 @@ pub struct ConsensusParams {
     /// DPoS settings (required when `engine` is `dpos`, refused otherwise).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dpos: Option<DposGenesis>,
+    /// PoA settings (required when `engine` is `poa`, refused otherwise). Left out of the
+    /// JSON (and so of the chain id) while absent, so chains created before the field
+    /// existed keep their id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub poa: Option<PoaGenesis>,
+}
+
+/// PoA settings in genesis: the producers, in slot order (slot `s` belongs to
+/// `producers[s mod N]`), fixed for the chain's life.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoaGenesis {
+    /// The producers (account-key addresses, no duplicates, at least one).
+    pub producers: Vec<Address>,
+    /// Whether a producer with nothing to include leaves its slot empty instead of making
+    /// an empty block (default `true`). Empty blocks carry finality: a chain that skips
+    /// them finalizes its last blocks only once later blocks are made.
+    #[serde(default = "default_true")]
+    pub skip_empty_slots: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 /// DPoS settings in genesis. `bp_count`, `max_votes`, `min_stake` and
@@ -164,6 +189,7 @@ impl Genesis {
                 block_interval_ms: 1000,
                 producer: None,
                 dpos: None,
+                poa: None,
             },
             gas: GasParams {
                 base: 1000,
@@ -243,15 +269,43 @@ impl Genesis {
                 return bad("gas.tx_gas_cap must not exceed gas.block_gas_limit".into());
             }
         }
-        match (self.consensus.engine, &self.consensus.dpos) {
-            (Engine::Solo, Some(_)) => {
+        let c = &self.consensus;
+        match (c.engine, &c.dpos, &c.poa) {
+            (Engine::Solo | Engine::Poa, Some(_), _) => {
                 return bad("consensus.dpos is only for engine \"dpos\"".into())
             }
-            (Engine::Dpos, None) => {
+            (Engine::Solo | Engine::Dpos, _, Some(_)) => {
+                return bad("consensus.poa is only for engine \"poa\"".into())
+            }
+            (Engine::Dpos, None, _) => {
                 return bad("engine \"dpos\" needs a consensus.dpos section".into())
             }
-            (Engine::Dpos, Some(d)) => self.validate_dpos(d)?,
-            (Engine::Solo, None) => {}
+            (Engine::Poa, _, None) => {
+                return bad("engine \"poa\" needs a consensus.poa section".into())
+            }
+            (Engine::Dpos, Some(d), None) => self.validate_dpos(d)?,
+            (Engine::Poa, None, Some(p)) => Self::validate_poa(p)?,
+            (Engine::Solo, None, None) => {}
+        }
+        Ok(())
+    }
+
+    fn validate_poa(p: &PoaGenesis) -> Result<(), GenesisError> {
+        let bad = |m: String| Err(GenesisError::Invalid(m));
+        if p.producers.is_empty() {
+            return bad("consensus.poa.producers must name at least one producer".into());
+        }
+        if p.producers.len() > 1000 {
+            return bad("consensus.poa.producers names more than 1000 producers".into());
+        }
+        let mut seen = HashSet::new();
+        for a in &p.producers {
+            if a.public_key().is_none() {
+                return bad(format!("PoA producer {a} is not an account-key address"));
+            }
+            if !seen.insert(*a) {
+                return bad(format!("PoA producer {a} is listed twice"));
+            }
         }
         Ok(())
     }
@@ -355,6 +409,7 @@ mod tests {
             .to_hex()
         );
         assert!(!old.to_json().contains("gas_cap"));
+        assert!(!old.to_json().contains("poa"));
         let mut capped = old.clone();
         capped.gas.tx_gas_cap = Some(20_000_000);
         capped.validate().unwrap();
@@ -366,6 +421,62 @@ mod tests {
         let back = Genesis::from_json(&capped.to_json()).unwrap();
         assert_eq!(back.gas.tx_gas_cap, Some(20_000_000));
         assert_eq!(back.chain_id(), capped.chain_id());
+    }
+
+    #[test]
+    fn poa_section_is_validated_and_changes_the_chain_id() {
+        let a = Address::from_public_key(&Keypair::from_seed(&[1; 32]).public());
+        let b = Address::from_public_key(&Keypair::from_seed(&[2; 32]).public());
+        let mut g = Genesis::dev();
+        g.consensus.engine = Engine::Poa;
+        assert!(g
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("consensus.poa"));
+        g.consensus.poa = Some(PoaGenesis {
+            producers: vec![a, b],
+            skip_empty_slots: true,
+        });
+        g.validate().unwrap();
+        assert_ne!(g.chain_id(), Genesis::dev().chain_id());
+        let back = Genesis::from_json(&g.to_json()).unwrap();
+        assert_eq!(back, g);
+        assert_eq!(back.chain_id(), g.chain_id());
+        // `skip_empty_slots` is optional and defaults to true.
+        let mut v: serde_json::Value = serde_json::from_str(&g.to_json()).unwrap();
+        v["consensus"]["poa"]
+            .as_object_mut()
+            .unwrap()
+            .remove("skip_empty_slots");
+        let text = v.to_string();
+        assert!(!text.contains("skip_empty_slots"), "{text}");
+        assert_eq!(Genesis::from_json(&text).unwrap(), g);
+        let mut e = g.clone();
+        e.consensus.poa = Some(PoaGenesis {
+            producers: vec![],
+            skip_empty_slots: false,
+        });
+        assert!(e
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("at least one"));
+        let mut e = g.clone();
+        e.consensus.poa = Some(PoaGenesis {
+            producers: vec![a, b, a],
+            skip_empty_slots: false,
+        });
+        assert!(e.validate().unwrap_err().to_string().contains("twice"));
+        let mut e = g.clone();
+        e.consensus.poa = Some(PoaGenesis {
+            producers: vec![Address::contract(&a, 0)],
+            skip_empty_slots: false,
+        });
+        assert!(e.validate().is_err());
+        let mut e = Genesis::dev();
+        e.consensus.poa = g.consensus.poa.clone();
+        assert!(e.validate().unwrap_err().to_string().contains("only for"));
     }
 
     #[test]

@@ -1,0 +1,101 @@
+//! What a block gives execution: [`BlockCtx`] (height, time, producer, chain id, gas
+//! schedule and limits, and on DPoS chains the staking settings with the schedule of the
+//! block's round) and the gas limits ([`GasLimits`]).
+//!
+//! A leaf module: it names types only (`aergo-types` and the DPoS [`Schedule`]) and imports
+//! nothing of execution, staking or rounds, so `exec` → `staking` → (`ctx`, `dpos`) and
+//! `rounds` → `staking` form no cycle. The engine computes the round's schedule at block
+//! start ([`crate::engine::Engine::begin_block`]) and hands it to execution here; staking
+//! reads it from the context instead of from the rounds bookkeeping.
+
+use std::sync::Arc;
+
+use aergo_types::genesis::{DposGenesis, GasParams};
+use aergo_types::{Address, Hash, SignedTx};
+
+use crate::dpos::Schedule;
+
+/// Per-transaction gas cap when the genesis sets none. Sized from the slowest measured work
+/// per gas — an interpreted loop counting or sorting RocksDB-backed contract rows, ~14M
+/// gas/s on the loaded 2-core development machine (`cargo bench -p aergo-chain --bench
+/// gas_rate`, docs/BENCHMARKS.md), ~400× slower than a JIT-compiled loop: ~0.3 s of that
+/// work, and room for a 200 KiB deploy's ~2.05M intrinsic gas plus the CLI's default
+/// 1.5M engine gas.
+pub const DEFAULT_TX_GAS_CAP: u64 = 4_000_000;
+/// Per-block gas limit when the genesis sets none: ~0.36 s of the slowest work per gas on the
+/// loaded development machine, well inside a 1 s slot with the commit (Merkle root, log
+/// fsync) on top, and room for a full 1 MiB block of transfers (~4,850 × 1,000 gas).
+pub const DEFAULT_BLOCK_GAS_LIMIT: u64 = 5_000_000;
+
+/// The gas limits a block is built and validated under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GasLimits {
+    /// Most gas one transaction may ask for.
+    pub tx_gas_cap: u64,
+    /// Most gas one block may use (counting each transaction's whole gas limit when it is
+    /// added: used so far + its limit ≤ this).
+    pub block_gas_limit: u64,
+}
+
+impl GasLimits {
+    /// The genesis values, or the defaults where it sets none.
+    pub fn from_genesis(g: &GasParams) -> Self {
+        Self::new(
+            g.tx_gas_cap.unwrap_or(DEFAULT_TX_GAS_CAP),
+            g.block_gas_limit.unwrap_or(DEFAULT_BLOCK_GAS_LIMIT),
+        )
+    }
+    /// Limits from values; a cap above the block limit acts as the block limit (a
+    /// transaction that could never fit a block is refused at admission).
+    pub fn new(tx_gas_cap: u64, block_gas_limit: u64) -> Self {
+        Self {
+            tx_gas_cap: tx_gas_cap.min(block_gas_limit),
+            block_gas_limit,
+        }
+    }
+    /// Why `tx` may not be admitted or included under these limits (`None`: it may).
+    pub fn check_tx(&self, tx: &SignedTx) -> Option<String> {
+        (tx.tx.gas_limit > self.tx_gas_cap).then(|| {
+            format!(
+                "gas limit {} exceeds this chain's per-transaction cap of {} gas",
+                tx.tx.gas_limit, self.tx_gas_cap
+            )
+        })
+    }
+}
+
+impl Default for GasLimits {
+    fn default() -> Self {
+        Self::new(DEFAULT_TX_GAS_CAP, DEFAULT_BLOCK_GAS_LIMIT)
+    }
+}
+
+/// What a block gives execution.
+#[derive(Debug, Clone)]
+pub struct BlockCtx {
+    /// Height of the block being executed.
+    pub height: u64,
+    /// Its timestamp.
+    pub timestamp_ms: u64,
+    /// Its producer (receives the fees).
+    pub producer: Address,
+    /// The chain id.
+    pub chain_id: Hash,
+    /// Gas schedule.
+    pub gas: GasParams,
+    /// DPoS: the staking settings and the schedule of the block's round (`None` on solo and
+    /// PoA chains: the staking kinds are refused there).
+    pub dpos: Option<DposCtx>,
+    /// The gas limits in force for this block (its parent's state).
+    pub limits: GasLimits,
+}
+
+/// What a DPoS block gives execution: the staking settings (genesis) and the schedule of the
+/// block's round (after the block-start writes: a block that opens a round sees the new one).
+#[derive(Debug, Clone)]
+pub struct DposCtx {
+    /// The DPoS genesis settings (initial governance values).
+    pub genesis: Arc<DposGenesis>,
+    /// The schedule of the block's round: who may vote on governance.
+    pub schedule: Schedule,
+}
