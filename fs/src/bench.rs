@@ -60,7 +60,7 @@ impl Workload {
         let pool: Vec<u8> = (0..(4 << 20)).map(|_| rng.gen()).collect();
         let sizes = (0..n).map(|_| 1024 + rng.gen_range(0..64u16)).collect();
         let offsets = (0..n)
-            .map(|_| rng.gen_range(0..(pool.len() - 2048) as u32))
+            .map(|_| rng.gen_range(0..u32::try_from(pool.len() - 2048).unwrap_or(u32::MAX)))
             .collect();
         Workload {
             sizes,
@@ -140,7 +140,7 @@ impl Stat {
             if lat_ns.is_empty() {
                 0.0
             } else {
-                lat_ns[((lat_ns.len() - 1) as f64 * p) as usize] as f64 / 1000.0
+                lat_ns[percentile_index(lat_ns.len(), p)] as f64 / 1000.0
             }
         };
         Stat {
@@ -173,6 +173,18 @@ impl Stat {
 }
 
 /// A per-operation figure for the table (`-` when not measured).
+/// Nanoseconds since `t` (saturating: u64 nanoseconds last 584 years).
+fn elapsed_ns(t: Instant) -> u64 {
+    u64::try_from(t.elapsed().as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// The index of the `p` quantile (0..=1) in a sorted list of `len` > 0 samples.
+// The float product is in 0..=len-1 (p <= 1), so the saturating float cast is exact enough.
+#[allow(clippy::cast_possible_truncation)]
+fn percentile_index(len: usize, p: f64) -> usize {
+    ((len - 1) as f64 * p) as usize
+}
+
 fn per_op(v: f64, decimals: usize) -> String {
     if v.is_nan() {
         "-".to_string()
@@ -215,7 +227,7 @@ where
                     for &i in chunk.iter() {
                         let t = Instant::now();
                         f(i)?;
-                        lat.push(t.elapsed().as_nanos() as u64);
+                        lat.push(elapsed_ns(t));
                     }
                     Ok(lat)
                 })
@@ -255,7 +267,7 @@ where
             for i in chunk {
                 let t = Instant::now();
                 f(i).await?;
-                lat.push(t.elapsed().as_nanos() as u64);
+                lat.push(elapsed_ns(t));
             }
             Ok::<_, anyhow::Error>(lat)
         });
@@ -602,7 +614,7 @@ async fn cold_reads(fast: &AergoRun, sample: usize, c: usize) -> Result<(Stat, S
         let al = DIRECT_ALIGN as u64;
         let start = off / al * al;
         let end = (off + len as u64).div_ceil(al) * al;
-        windows.push((f.volume, start, (end - start) as usize));
+        windows.push((f.volume, start, usize::try_from(end - start)?));
     }
     let vol_path = fast.store.volume_path(1);
     let raw_idx: Vec<usize> = (0..windows.len()).collect();
@@ -767,7 +779,7 @@ async fn http_bench(
                             bail!("HTTP read: status {st}");
                         }
                     }
-                    lat.push(t.elapsed().as_nanos() as u64);
+                    lat.push(elapsed_ns(t));
                 }
                 Ok::<_, anyhow::Error>(lat)
             });

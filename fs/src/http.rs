@@ -273,7 +273,7 @@ async fn read_body(
     }
     let mut share = Share::default();
     // With a declared length the whole buffer is taken (and paid for) before reading.
-    let first = declared.map_or(0, |n| n as usize);
+    let first = declared.map_or(0, |n| usize::try_from(n).unwrap_or(limit));
     app.budget
         .grow(&mut share, first + MAX_OVERHEAD)
         .await
@@ -463,7 +463,7 @@ fn http_date(secs: u64) -> String {
     let y = yoe + era * 400 + i64::from(mo <= 2);
     let mon = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ][(mo - 1) as usize];
+    ][usize::try_from(mo - 1).unwrap_or(0)];
     format!("{wd}, {d:02} {mon} {y} {h:02}:{m:02}:{s:02} GMT")
 }
 
@@ -526,7 +526,7 @@ async fn read(
         match parse_range(r, len) {
             Ok(Some((a, b))) => {
                 h.insert(header::CONTENT_RANGE, hv(&format!("bytes {a}-{b}/{len}")));
-                let part = bytes.slice(a as usize..=b as usize);
+                let part = bytes.slice(crate::usize_from(a)..=crate::usize_from(b));
                 app.metrics
                     .read_bytes
                     .fetch_add(part.len() as u64, Ordering::Relaxed);

@@ -279,7 +279,7 @@ mod tests {
     fn big_keys_and_out_of_order_keys() {
         let mut ix = CompactIndex::new();
         for k in (1..=20_000u64).rev() {
-            ix.put(e(k, k as u32));
+            ix.put(e(k, u32::try_from(k).unwrap()));
         }
         ix.put(e(u64::MAX, 7));
         ix.put(e(1 << 40, 8));
@@ -299,7 +299,7 @@ mod tests {
         let n = 100_000u64;
         for base in (0..n).step_by(16) {
             for k in (base..base + 16).rev() {
-                ix.put(e(k + 1, k as u32));
+                ix.put(e(k + 1, u32::try_from(k).unwrap()));
             }
         }
         assert!(ix.overflow.is_empty());
@@ -314,7 +314,7 @@ mod tests {
     fn appends_lookups_replacements() {
         let mut ix = CompactIndex::new();
         for k in 1..=10_000u64 {
-            assert!(ix.put(e(k, k as u32)).is_none());
+            assert!(ix.put(e(k, u32::try_from(k).unwrap())).is_none());
         }
         assert_eq!(ix.len(), 10_000);
         assert_eq!(ix.get(5000).unwrap().offset, 5000);
@@ -332,7 +332,7 @@ mod tests {
         let mut ix = CompactIndex::new();
         let n = 1_000_000u64;
         for k in 1..=n {
-            ix.put(e(k * 3, k as u32));
+            ix.put(e(k * 3, u32::try_from(k).unwrap()));
         }
         let per = ix.memory_bytes() as f64 / n as f64;
         // The only slack is the unfilled tail of the last chunk and the chunk table.

@@ -25,6 +25,16 @@ pub mod upload;
 pub mod volume;
 
 pub use fid::Fid;
+
+// Byte counts and positions of files and needles are u64 and become slice lengths and indexes:
+// AergoFS is built for 64-bit targets only, where a usize holds every u64.
+const _: () = assert!(usize::BITS >= u64::BITS);
+
+/// A u64 byte count or position as a usize (lossless: see the assertion above).
+#[allow(clippy::cast_possible_truncation)]
+pub(crate) const fn usize_from(v: u64) -> usize {
+    v as usize
+}
 pub use store::{Store, StoreConfig};
 pub use volume::Durability;
 

@@ -268,7 +268,7 @@ impl NeedleBuf {
         let h = Header {
             cookie,
             key,
-            size: size as u32,
+            size: u32::try_from(size).map_err(|_| NeedleError::TooLong("data"))?,
             flags,
             name_len,
             mime_len,

@@ -105,7 +105,7 @@ impl UploadBudget {
             Ok(Err(_)) | Err(_) => {
                 return Err(BudgetError::Busy {
                     total: self.total,
-                    waited_ms: started.elapsed().as_millis() as u64,
+                    waited_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
                 })
             }
         };

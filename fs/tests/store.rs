@@ -101,7 +101,7 @@ async fn round_trips_overwrites_deletes_and_restart() {
         assert!(store.read(*fid).await.is_err(), "deleted {fid} reappeared");
     }
     let st = store.stats();
-    assert_eq!(st.live_needles as usize, want.len());
+    assert_eq!(st.live_needles, want.len() as u64);
     assert_eq!(st.volumes[0].deleted_needles, 20);
 }
 
@@ -152,7 +152,7 @@ async fn missing_corrupt_or_short_index_is_rebuilt() {
         }
         let store = open(dir.path(), Durability::GroupCommit).await;
         check_all(&store, &want).await;
-        assert_eq!(store.stats().live_needles as usize, want.len(), "{case}");
+        assert_eq!(store.stats().live_needles, want.len() as u64, "{case}");
         drop(store);
         // The repaired index is complete: a second start needs no orphan scan.
         let store = open(dir.path(), Durability::GroupCommit).await;
@@ -336,7 +336,7 @@ async fn compaction_keeps_live_drops_deleted_while_writes_continue() {
     }
     let after = store.stats().volumes[0].clone();
     assert_eq!(after.revision, 1);
-    assert_eq!(after.live_needles as usize, want.len());
+    assert_eq!(after.live_needles, want.len() as u64);
     store.close().await.unwrap();
     drop(store);
     for f in ["1.cpd", "1.cpx", "1.cpm"] {
@@ -427,7 +427,9 @@ async fn index_memory_is_at_most_16_bytes_per_live_needle() {
         let s = store.clone();
         set.spawn(async move {
             for _ in 0..n / 8 {
-                s.put(&[t as u8; 16], &Meta::default()).await.unwrap();
+                s.put(&[u8::try_from(t).unwrap(); 16], &Meta::default())
+                    .await
+                    .unwrap();
             }
         });
     }
@@ -483,7 +485,7 @@ async fn full_volumes_turn_read_only_and_writes_roll_over() {
         .unwrap();
     let mut want = HashMap::new();
     for i in 0..100u32 {
-        let data = vec![i as u8; 3000];
+        let data = vec![u8::try_from(i).unwrap(); 3000];
         let (fid, _) = store.put(&data, &Meta::default()).await.unwrap();
         want.insert(fid, data);
     }

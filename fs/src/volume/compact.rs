@@ -17,8 +17,8 @@
 //!   needle, so key assignment never repeats a key.
 
 use super::{
-    file_err, idx_header, idx_record, superblock, sync_dir, CompactReport, Volume, VolumeError,
-    VolumePaths, SB_LEN,
+    file_err, idx_header, idx_record, needle_len32, offset_units, superblock, sync_dir,
+    CompactReport, Volume, VolumeError, VolumePaths, SB_LEN,
 };
 use crate::index::{CompactIndex, Entry, DELETED};
 use crate::limits::{COPY_WINDOW, REPLAY_ROUNDS, REPLAY_SMALL};
@@ -128,7 +128,7 @@ impl Volume {
         let mut high_mark = None;
         if high > 0 && !map.contains_key(&high) {
             let t = needle::encode(high, 0, &[], &Meta::default(), true)?;
-            let len = t.len() as u32;
+            let len = needle_len32(t.len() as u64);
             self.io
                 .write_at(&cpd, new_end, t)
                 .await
@@ -184,7 +184,7 @@ impl Volume {
             for (&k, &(off, len)) in &map {
                 index.put(Entry {
                     key: k,
-                    offset: (off / 8) as u32,
+                    offset: offset_units(off),
                     len,
                 });
                 live_bytes += len as u64;
@@ -195,7 +195,7 @@ impl Volume {
             if let Some((off, len)) = high_mark.filter(|_| st.pending_cookie(high).is_none()) {
                 index.put(Entry {
                     key: high,
-                    offset: (off / 8) as u32,
+                    offset: offset_units(off),
                     len: len | DELETED,
                 });
             }
@@ -223,7 +223,7 @@ impl Volume {
             after: new_end,
             copied,
             replayed,
-            millis: started.elapsed().as_millis() as u64,
+            millis: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         };
         tracing::info!(?report, "compaction committed");
         Ok(report)
@@ -265,11 +265,11 @@ impl Copier<'_> {
             let buf = self
                 .vol
                 .io
-                .read_at(&self.src, start, (stop - start) as usize)
+                .read_at(&self.src, start, crate::usize_from(stop - start))
                 .await
                 .map_err(self.vol.ioe())?;
             for e in &live[i..j] {
-                let a = (e.byte_offset() - start) as usize;
+                let a = crate::usize_from(e.byte_offset() - start);
                 let b = a + e.byte_len() as usize;
                 if b > buf.len() {
                     return Err(VolumeError::Corrupt {
@@ -315,7 +315,8 @@ impl Copier<'_> {
     }
 
     async fn put(&mut self, key: u64, needle: &[u8]) -> Result<(), VolumeError> {
-        self.map.insert(key, (self.end, needle.len() as u32));
+        self.map
+            .insert(key, (self.end, needle_len32(needle.len() as u64)));
         self.out.extend_from_slice(needle);
         self.end += needle.len() as u64;
         self.copied += 1;

@@ -276,7 +276,7 @@ struct State {
 impl State {
     /// Applies a settled needle to the index and the counters; newest offset wins.
     fn apply(&mut self, key: u64, offset: u64, len: u32, tombstone: bool) {
-        let units = (offset / 8) as u32;
+        let units = offset_units(offset);
         let prev = self.index.get(key);
         if let Some(p) = prev {
             if p.offset >= units {
@@ -366,10 +366,26 @@ impl State {
     }
 }
 
+/// A volume offset in the index's 32-bit count of 8-byte units.
+// Needles lie below MAX_VOLUME_SIZE = u32::MAX * 8 bytes (writes stop at `max_size`, at most
+// MAX_VOLUME_SIZE), so offset / 8 fits a u32 (limits.rs asserts the relation).
+#[allow(clippy::cast_possible_truncation)]
+pub(crate) fn offset_units(offset: u64) -> u32 {
+    (offset / 8) as u32
+}
+
+/// A needle's total length as the index's u32.
+// A needle is at most MAX_NEEDLE_LEN bytes (checked when it is encoded and when a header is
+// parsed), which leaves bit 31 free (limits.rs asserts it), so the length fits.
+#[allow(clippy::cast_possible_truncation)]
+pub(crate) fn needle_len32(len: u64) -> u32 {
+    len as u32
+}
+
 fn idx_record(key: u64, offset: u64, len: u32, tombstone: bool) -> [u8; IDX_RECORD_LEN] {
     let mut r = [0u8; IDX_RECORD_LEN];
     r[..8].copy_from_slice(&key.to_le_bytes());
-    r[8..12].copy_from_slice(&((offset / 8) as u32).to_le_bytes());
+    r[8..12].copy_from_slice(&offset_units(offset).to_le_bytes());
     let l = if tombstone { len | IDX_TOMBSTONE } else { len };
     r[12..16].copy_from_slice(&l.to_le_bytes());
     r
@@ -389,7 +405,7 @@ fn parse_record(r: &[u8]) -> (u64, u64, u32, bool) {
 }
 
 fn superblock(id: u32, revision: u32) -> Vec<u8> {
-    let mut b = Vec::with_capacity(SB_LEN as usize);
+    let mut b = Vec::with_capacity(crate::usize_from(SB_LEN));
     b.extend_from_slice(VOLUME_MAGIC);
     b.extend_from_slice(&VERSION.to_le_bytes());
     b.extend_from_slice(&0u16.to_le_bytes());
@@ -409,7 +425,7 @@ fn superblock(id: u32, revision: u32) -> Vec<u8> {
 
 /// Parses a superblock, returning (volume id, revision).
 pub fn parse_superblock(b: &[u8]) -> Result<(u32, u32), String> {
-    if b.len() < SB_LEN as usize {
+    if b.len() < crate::usize_from(SB_LEN) {
         return Err(format!("file shorter than the {SB_LEN}-byte superblock"));
     }
     if &b[..8] != VOLUME_MAGIC {
@@ -563,7 +579,10 @@ impl Volume {
         let p = VolumePaths::new(dir, id);
         let ioe = |source| VolumeError::Io { volume: id, source };
         let dat = Arc::new(open_rw(&p.dat, false)?);
-        let sb = io.read_at(&dat, 0, SB_LEN as usize).await.map_err(ioe)?;
+        let sb = io
+            .read_at(&dat, 0, crate::usize_from(SB_LEN))
+            .await
+            .map_err(ioe)?;
         let (sb_id, revision) =
             parse_superblock(&sb).map_err(|e| VolumeError::BadSuperblock(p.dat.clone(), e))?;
         if sb_id != id {
@@ -574,7 +593,10 @@ impl Volume {
         }
         let idx = Arc::new(open_rw(&p.idx, true)?);
         let idx_len = idx.metadata().map_err(file_err("stat", &p.idx))?.len();
-        let idx_bytes = io.read_at(&idx, 0, idx_len as usize).await.map_err(ioe)?;
+        let idx_bytes = io
+            .read_at(&idx, 0, crate::usize_from(idx_len))
+            .await
+            .map_err(ioe)?;
 
         let mut st = State {
             dat: dat.clone(),

@@ -68,7 +68,7 @@ impl Volume {
         start: u64,
         win: &[u8],
     ) -> Result<Needle, VolumeError> {
-        let from = (e.byte_offset() - start) as usize;
+        let from = crate::usize_from(e.byte_offset() - start);
         let to = (from + e.byte_len() as usize).min(win.len());
         self.check_needle(key, cookie, e, win.get(from..to).unwrap_or(&[]).to_vec())
     }
@@ -102,7 +102,7 @@ impl Volume {
         let a = DIRECT_ALIGN as u64;
         let start = e.byte_offset() / a * a;
         let end = (e.byte_offset() + e.byte_len() as u64).div_ceil(a) * a;
-        Ok((file, e, start, (end - start) as usize))
+        Ok((file, e, start, crate::usize_from(end - start)))
     }
 
     fn check_needle(

@@ -15,8 +15,8 @@
 #[cfg(doc)]
 use super::Volume;
 use super::{
-    file_err, idx_header, idx_record, parse_record, sync_dir, RecoveryReport, State, VolumeError,
-    VolumePaths, IDX_HEADER_LEN, IDX_RECORD_LEN, SB_LEN,
+    file_err, idx_header, idx_record, needle_len32, parse_record, sync_dir, RecoveryReport, State,
+    VolumeError, VolumePaths, IDX_HEADER_LEN, IDX_RECORD_LEN, SB_LEN,
 };
 use crate::limits::{RECOVERY_SCAN_WINDOW, RECOVERY_TAIL_CHECK};
 use crate::needle::{self, Header, Needle, HEADER_LEN, MIN_NEEDLE_LEN};
@@ -150,9 +150,18 @@ pub(super) async fn recover(
         match scanner.needle_at(pos).await.map_err(ioe)? {
             Some(h) => {
                 let len = h.total_len() as u64;
-                st.apply(h.key, pos, len as u32, h.is_tombstone());
-                st.idx_buf
-                    .extend_from_slice(&idx_record(h.key, pos, len as u32, h.is_tombstone()));
+                st.apply(
+                    h.key,
+                    pos,
+                    needle_len32(h.total_len() as u64),
+                    h.is_tombstone(),
+                );
+                st.idx_buf.extend_from_slice(&idx_record(
+                    h.key,
+                    pos,
+                    needle_len32(h.total_len() as u64),
+                    h.is_tombstone(),
+                ));
                 rep.orphans += 1;
                 pos += len;
             }
@@ -218,11 +227,12 @@ impl<'a> Scanner<'a> {
         if !have {
             let want = (len as u64)
                 .max(RECOVERY_SCAN_WINDOW)
-                .min(self.file_len.saturating_sub(off)) as usize;
+                .min(self.file_len.saturating_sub(off));
+            let want = crate::usize_from(want);
             self.win = self.io.read_at(self.file, off, want.max(len)).await?;
             self.win_off = off;
         }
-        let a = (off - self.win_off) as usize;
+        let a = crate::usize_from(off - self.win_off);
         let b = (a + len).min(self.win.len());
         Ok(&self.win[a.min(b)..b])
     }
@@ -240,7 +250,7 @@ impl<'a> Scanner<'a> {
         if off + len > self.file_len {
             return Ok(None);
         }
-        let b = self.bytes(off, len as usize).await?.to_vec();
+        let b = self.bytes(off, crate::usize_from(len)).await?.to_vec();
         Ok(match Needle::decode(b) {
             Ok(n) if n.header.key != 0 => Some(n.header),
             _ => None,

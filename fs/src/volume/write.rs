@@ -14,7 +14,7 @@
 //! - `.idx` records are appended in release order under `flush_lock`, at most about once a
 //!   second by the flusher task (sooner when 256 KiB are pending), and fsynced with it.
 
-use super::{idx_record, CommitReq, Durability, Volume, VolumeError, WriteInfo};
+use super::{idx_record, needle_len32, CommitReq, Durability, Volume, VolumeError, WriteInfo};
 use crate::limits::{COMMIT_PIPELINE, IDX_FLUSH_BYTES, IDX_FLUSH_INTERVAL};
 use crate::needle::{self, Header, Meta, NeedleBuf, NeedleError, HEADER_LEN};
 use aergo_os::io::IoService;
@@ -108,12 +108,12 @@ impl Volume {
         let mut st = self.state.lock();
         match result {
             Ok(()) => {
-                st.apply(key, offset, len as u32, tombstone);
+                st.apply(key, offset, needle_len32(len), tombstone);
                 st.consume_pending(key);
                 st.settle(
                     offset,
                     len,
-                    Some(idx_record(key, offset, len as u32, tombstone)),
+                    Some(idx_record(key, offset, needle_len32(len), tombstone)),
                 );
                 let big = st.idx_buf.len() >= IDX_FLUSH_BYTES;
                 drop(st);
@@ -122,7 +122,7 @@ impl Volume {
                 }
                 Ok(WriteInfo {
                     offset,
-                    len: len as u32,
+                    len: needle_len32(len),
                     crc,
                 })
             }
