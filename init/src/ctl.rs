@@ -127,7 +127,7 @@ impl Ctx {
             system: SystemInfo {
                 hostname: crate::sys::hostname(),
                 kernel: crate::sys::kernel_release(),
-                uptime_ms: now.as_millis() as u64,
+                uptime_ms: u64::try_from(now.as_millis()).unwrap_or(u64::MAX),
                 addresses: f.addresses,
                 data_mounted: f.data_mounted,
                 data_total_bytes: total,

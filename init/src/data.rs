@@ -186,7 +186,8 @@ fn kernel_resize_partition(disk: &File, part: &PartDev, new_len: u64) -> io::Res
     let mut arg = BlkpgIoctlArg {
         op: BLKPG_RESIZE_PARTITION,
         flags: 0,
-        datalen: std::mem::size_of::<BlkpgPartition>() as libc::c_int,
+        datalen: libc::c_int::try_from(std::mem::size_of::<BlkpgPartition>())
+            .map_err(io::Error::other)?,
         data: (&mut p as *mut BlkpgPartition).cast(),
     };
     // SAFETY: BLKPG reads a blkpg_ioctl_arg whose data points at a live blkpg_partition.

@@ -67,7 +67,8 @@ pub fn build(
     put(&mut p, 28, mac.get(..mac.len().min(16)).unwrap_or(&[]));
     put(&mut p, 236, &MAGIC);
     p.extend_from_slice(&[53, 1, kind]);
-    let mut cid = vec![61, (mac.len() + 1) as u8, 1];
+    // Hardware addresses are at most MAX_ADDR_LEN (32) bytes on Linux: the length fits a u8.
+    let mut cid = vec![61, u8::try_from(mac.len() + 1).unwrap_or(u8::MAX), 1];
     cid.extend_from_slice(mac);
     p.extend_from_slice(&cid);
     if let Some((addr, server)) = requested {
@@ -76,8 +77,8 @@ pub fn build(
         p.extend_from_slice(&[54, 4]);
         p.extend_from_slice(&server.octets());
     }
-    if !hostname.is_empty() && hostname.len() < 64 {
-        p.extend_from_slice(&[12, hostname.len() as u8]);
+    if let Ok(n @ 1..64) = u8::try_from(hostname.len()) {
+        p.extend_from_slice(&[12, n]);
         p.extend_from_slice(hostname.as_bytes());
     }
     p.extend_from_slice(&[55, 5, 1, 3, 6, 51, 54]);
@@ -123,7 +124,8 @@ pub fn parse(p: &[u8]) -> Option<Reply> {
         let v = p.get(i + 2..i + 2 + len)?;
         match code {
             53 => kind = *v.first()?,
-            1 => lease.prefix = ip(v).map(|m| u32::from(m).count_ones() as u8)?,
+            // A u32 has at most 32 ones: the count always fits a u8.
+            1 => lease.prefix = ip(v).and_then(|m| u8::try_from(u32::from(m).count_ones()).ok())?,
             3 => lease.router = ip(v),
             6 => lease.dns = v.chunks(4).filter_map(ip).collect(),
             51 => lease.lease_secs = u32::from_be_bytes(v.get(0..4)?.try_into().ok()?),
@@ -164,14 +166,14 @@ fn socket(ifname: &str) -> io::Result<UdpSocket> {
             libc::SOL_SOCKET,
             libc::SO_BINDTODEVICE,
             ifname.as_ptr().cast(),
-            ifname.len() as u32,
+            libc::socklen_t::try_from(ifname.len()).map_err(io::Error::other)?,
         )
     };
     if rc < 0 {
         return Err(io::Error::last_os_error());
     }
     let sa = libc::sockaddr_in {
-        sin_family: libc::AF_INET as u16,
+        sin_family: u16::from(crate::sys::AF_INET),
         sin_port: 68u16.to_be(),
         sin_addr: libc::in_addr { s_addr: 0 },
         sin_zero: [0; 8],
@@ -181,7 +183,7 @@ fn socket(ifname: &str) -> io::Result<UdpSocket> {
         libc::bind(
             sock.as_raw_fd(),
             (&sa as *const libc::sockaddr_in).cast(),
-            std::mem::size_of::<libc::sockaddr_in>() as u32,
+            crate::sys::socklen::<libc::sockaddr_in>(),
         )
     };
     if rc < 0 {

@@ -788,7 +788,7 @@ fn boot(logs: Arc<LogStore>) {
                         let now = sys::monotonic();
                         let at = std::time::SystemTime::now()
                             .duration_since(std::time::UNIX_EPOCH)
-                            .map(|d| d.as_millis() as u64)
+                            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
                             .unwrap_or(0);
                         let exit = ExitInfo {
                             code,

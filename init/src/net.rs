@@ -89,6 +89,9 @@ impl Msg {
         }
     }
     /// Appends an attribute.
+    // Attribute payloads are addresses, indexes and interface names (a few bytes), so the
+    // u16 length never truncates.
+    #[allow(clippy::cast_possible_truncation)]
     pub fn attr(mut self, kind: u16, data: &[u8]) -> Self {
         let len = 4 + data.len();
         self.buf.extend_from_slice(&(len as u16).to_ne_bytes());
@@ -98,6 +101,8 @@ impl Msg {
         self
     }
     /// Final bytes with length and sequence number set.
+    // A request is a header and a few small attributes (well under 4 GiB).
+    #[allow(clippy::cast_possible_truncation)]
     pub fn finish(mut self, seq: u32) -> Vec<u8> {
         let len = self.buf.len() as u32;
         self.set_u32(0, len);
@@ -164,13 +169,13 @@ impl Netlink {
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
         // SAFETY: zeroed sockaddr_nl is valid (pid 0 = kernel assigns).
         let mut sa: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-        sa.nl_family = libc::AF_NETLINK as u16;
+        sa.nl_family = crate::sys::AF_NETLINK;
         // SAFETY: bind with a valid address of the right size.
         let rc = unsafe {
             libc::bind(
                 fd.as_raw_fd(),
                 (&sa as *const libc::sockaddr_nl).cast(),
-                std::mem::size_of::<libc::sockaddr_nl>() as u32,
+                crate::sys::socklen::<libc::sockaddr_nl>(),
             )
         };
         if rc < 0 {
@@ -187,7 +192,7 @@ impl Netlink {
                 libc::SOL_SOCKET,
                 libc::SO_RCVTIMEO,
                 (&tv as *const libc::timeval).cast(),
-                std::mem::size_of::<libc::timeval>() as u32,
+                crate::sys::socklen::<libc::timeval>(),
             );
         }
         Ok(Self { fd, seq: 1 })
@@ -307,7 +312,7 @@ impl Netlink {
     /// Adds (or replaces) an IPv4 address.
     pub fn add_addr(&mut self, index: i32, addr: Ipv4Addr, prefix: u8) -> io::Result<()> {
         let mut hdr = [0u8; 8];
-        hdr[0] = libc::AF_INET as u8;
+        hdr[0] = crate::sys::AF_INET;
         hdr[1] = prefix;
         hdr[4..8].copy_from_slice(&(index as u32).to_ne_bytes());
         let bcast = if prefix < 31 {
@@ -330,7 +335,7 @@ impl Netlink {
     pub fn default_route(&mut self, index: i32, gateway: Ipv4Addr) -> io::Result<()> {
         // rtmsg: family, dst_len, src_len, tos, table, protocol, scope, type, flags(u32)
         let hdr = [
-            libc::AF_INET as u8,
+            crate::sys::AF_INET,
             0,
             0,
             0,
@@ -356,7 +361,7 @@ impl Netlink {
     /// IPv4 addresses as `a.b.c.d/len`, loopback excluded.
     pub fn addresses(&mut self) -> io::Result<Vec<String>> {
         let mut hdr = [0u8; 8];
-        hdr[0] = libc::AF_INET as u8;
+        hdr[0] = crate::sys::AF_INET;
         let msgs = self.request(
             Msg::new(RTM_GETADDR, NLM_F_REQUEST | NLM_F_DUMP, &hdr),
             true,

@@ -81,6 +81,9 @@ pub fn query(server: &str, timeout: Duration) -> io::Result<f64> {
 }
 
 /// Steps the clock by `offset` seconds.
+// The float-to-integer casts saturate (NaN gives 0); a nonsensical target is refused by
+// clock_settime rather than wrapped.
+#[allow(clippy::cast_possible_truncation)]
 pub fn step_clock(offset: f64) -> io::Result<()> {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)

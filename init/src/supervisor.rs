@@ -270,7 +270,9 @@ impl Supervisor {
                 pid: s.pid,
                 restarts: s.started.saturating_sub(1),
                 uptime_ms: match (s.pid, s.started_at) {
-                    (Some(_), Some(t)) => Some(now.saturating_sub(t).as_millis() as u64),
+                    (Some(_), Some(t)) => {
+                        Some(u64::try_from(now.saturating_sub(t).as_millis()).unwrap_or(u64::MAX))
+                    }
                     _ => None,
                 },
                 last_exit: s.last_exit.clone(),
@@ -690,7 +692,7 @@ mod tests {
     fn backoff_doubles_caps_and_resets_after_stable_run() {
         let mut b = Backoff::default();
         let delays: Vec<u64> = (0..10)
-            .map(|_| b.on_exit(ms(10)).as_millis() as u64)
+            .map(|_| u64::try_from(b.on_exit(ms(10)).as_millis()).unwrap())
             .collect();
         assert_eq!(
             delays,

@@ -3,6 +3,19 @@
 //! error instead of panicking.
 
 use std::ffi::CString;
+
+/// `AF_INET` as the one-byte family of netlink headers (`u16::from` gives the `sa_family_t`).
+pub const AF_INET: u8 = 2;
+/// `AF_NETLINK` as a `sa_family_t`.
+pub const AF_NETLINK: libc::sa_family_t = 16;
+const _: () = assert!(AF_INET as i32 == libc::AF_INET && AF_NETLINK as i32 == libc::AF_NETLINK);
+
+/// `size_of::<T>()` as a `socklen_t`, for the socket structs handed to the kernel.
+// Socket addresses and option values are a few dozen bytes: the size always fits.
+#[allow(clippy::cast_possible_truncation)]
+pub const fn socklen<T>() -> libc::socklen_t {
+    std::mem::size_of::<T>() as libc::socklen_t
+}
 use std::io;
 use std::path::Path;
 
@@ -239,7 +252,11 @@ pub fn coldplug_priority(module: &str) -> (u8, u8) {
         .enumerate()
     {
         if let Some(i) = list.iter().position(|m| *m == name) {
-            return (class as u8, i as u8);
+            // Five classes of a few dozen modules each: both fit a u8.
+            return (
+                u8::try_from(class).unwrap_or(u8::MAX),
+                u8::try_from(i).unwrap_or(u8::MAX),
+            );
         }
     }
     (5, 0)
@@ -452,6 +469,7 @@ pub fn block_signals() -> io::Result<libc::sigset_t> {
 pub fn wait_signal(set: &libc::sigset_t) -> Option<i32> {
     // SAFETY: sigwaitinfo with a valid set and a zeroed info struct.
     let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid sigset_t and `info` a writable siginfo_t, both live for the call.
     let rc = unsafe { libc::sigwaitinfo(set, &mut info) };
     (rc > 0).then_some(rc)
 }
