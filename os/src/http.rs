@@ -678,8 +678,8 @@ impl<B: Body + Unpin> Body for TrackedBody<B> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OriginPolicy {
     allowed_origins: Vec<String>,
-    /// `Some(port)` when the listener is on a loopback address: `Host` is checked.
-    loopback_port: Option<u16>,
+    /// The listener is on a loopback address: `Host` must name a loopback host.
+    loopback: bool,
 }
 
 fn normalize_origin(o: &str) -> String {
@@ -694,7 +694,7 @@ impl OriginPolicy {
                 .iter()
                 .map(|o| normalize_origin(o))
                 .collect(),
-            loopback_port: is_loopback(local.ip()).then_some(local.port()),
+            loopback: is_loopback(local.ip()),
         }
     }
 }
@@ -725,19 +725,19 @@ pub fn check_origin_host(
             return Err(CrossSiteRefusal::Origin(o));
         }
     }
-    if let Some(port) = policy.loopback_port {
+    if policy.loopback {
         let hosts = headers.get_all(http::header::HOST);
         if hosts.iter().count() > 1 {
             return Err(CrossSiteRefusal::Host("(several Host headers)".into()));
         }
         for h in hosts {
             let h = String::from_utf8_lossy(h.as_bytes()).into_owned();
-            if !loopback_host(&h, port) {
+            if !loopback_host(&h) {
                 return Err(CrossSiteRefusal::Host(h));
             }
         }
         if let Some(a) = uri.authority() {
-            if !loopback_host(a.as_str(), port) {
+            if !loopback_host(a.as_str()) {
                 return Err(CrossSiteRefusal::Host(a.as_str().to_string()));
             }
         }
@@ -745,9 +745,11 @@ pub fn check_origin_host(
     Ok(())
 }
 
-/// True if `host` (`name[:port]` or `[v6][:port]`) is a loopback name with port `port` (or
-/// no port).
-fn loopback_host(host: &str, port: u16) -> bool {
+/// True if `host` (`name[:port]` or `[v6][:port]`) is a loopback name. Any valid port is
+/// accepted: DNS rebinding is stopped by the name (a page's own host name never resolves to a
+/// loopback Host header), while a different port is the ordinary case of a forwarded port
+/// (`ssh -L 9000:127.0.0.1:7845`, a container's published port).
+fn loopback_host(host: &str) -> bool {
     let host = host.trim();
     let (loopback, host_port) = if let Some(rest) = host.strip_prefix('[') {
         let Some((v6, after)) = rest.split_once(']') else {
@@ -775,7 +777,7 @@ fn loopback_host(host: &str, port: u16) -> bool {
     loopback
         && match host_port {
             None => true,
-            Some(p) => p.parse::<u16>().is_ok_and(|p| p == port),
+            Some(p) => p.parse::<u16>().is_ok(),
         }
 }
 
@@ -805,6 +807,9 @@ mod tests {
         assert!(check(&[("host", "localhost:7845")]).is_ok());
         assert!(check(&[("host", "LOCALHOST")]).is_ok());
         assert!(check(&[("host", "127.0.0.1")]).is_ok());
+        // A forwarded port (ssh -L 9000:127.0.0.1:7845) keeps a loopback name.
+        assert!(check(&[("host", "localhost:9000")]).is_ok());
+        assert!(check(&[("host", "127.0.0.1:80")]).is_ok());
         assert!(check(&[("host", "127.3.2.1:7845")]).is_ok());
         assert!(check(&[("host", "[::1]:7845")]).is_ok());
         assert!(check(&[("host", "[::ffff:127.0.0.1]:7845")]).is_ok());
@@ -812,8 +817,8 @@ mod tests {
         for bad in [
             "evil.example:7845",
             "evil.example",
-            "127.0.0.1:80",
             "127.0.0.1:x",
+            "127.0.0.1:70000",
             "[::2]:7845",
             "[::1",
             "localhost.evil.example:7845",

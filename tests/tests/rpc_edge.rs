@@ -343,6 +343,8 @@ fn browser_requests_notifications_and_the_per_address_cap() -> Result<()> {
         format!("localhost:{port}"),
         format!("[::1]:{port}"),
         format!("127.0.0.1:{port}"),
+        // A forwarded port (ssh -L 9000:127.0.0.1:PORT) keeps a loopback name.
+        "localhost:9000".to_string(),
     ] {
         let req = format!(
             "POST / HTTP/1.1\r\nHost: {host}\r\n{JSON}Content-Length: {}\r\nConnection: close\r\n\r\n{call}",
