@@ -495,3 +495,99 @@ impl Engine {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use aergo_types::genesis::{DposGenesis, GenesisAccount, GenesisBp, PoaGenesis};
+    use aergo_types::{Address, Aer, Keypair, TOTAL_SUPPLY};
+
+    fn addr(i: u8) -> Address {
+        Address::from_public_key(&Keypair::from_seed(&[i; 32]).public())
+    }
+
+    fn genesis(kind: EngineKind) -> Genesis {
+        let mut g = Genesis::dev();
+        g.timestamp_ms = 1_000_000;
+        g.consensus.engine = kind;
+        match kind {
+            EngineKind::Solo => {}
+            EngineKind::Poa => {
+                g.consensus.poa = Some(PoaGenesis {
+                    producers: vec![addr(1), addr(2)],
+                    skip_empty_slots: false,
+                })
+            }
+            EngineKind::Dpos => {
+                g.balances = vec![
+                    GenesisAccount {
+                        address: addr(1),
+                        balance: Aer(1000),
+                    },
+                    GenesisAccount {
+                        address: addr(9),
+                        balance: Aer(TOTAL_SUPPLY - 1000),
+                    },
+                ];
+                g.consensus.dpos = Some(DposGenesis {
+                    round_slots: 10,
+                    bp_count: 1,
+                    max_votes: 1,
+                    min_stake: Aer(100),
+                    unstake_lock_blocks: 1,
+                    bps: vec![GenesisBp {
+                        address: addr(1),
+                        stake: Aer(100),
+                        p2p_addr: None,
+                    }],
+                })
+            }
+        }
+        g.validate().unwrap();
+        g
+    }
+
+    #[test]
+    fn each_engine_answers_every_hook() {
+        let solo = Engine::from_genesis(&genesis(EngineKind::Solo)).unwrap();
+        let dpos = Engine::from_genesis(&genesis(EngineKind::Dpos)).unwrap();
+        let poa = Engine::from_genesis(&genesis(EngineKind::Poa)).unwrap();
+        assert_eq!(
+            [solo.name(), dpos.name(), poa.name()],
+            ["solo", "dpos", "poa"]
+        );
+        assert_eq!(
+            [
+                solo.skips_empty_slots(),
+                dpos.skips_empty_slots(),
+                poa.skips_empty_slots()
+            ],
+            [true, false, false]
+        );
+        // Solo has no slot clock: the height is the slot and the window is not a time.
+        assert_eq!(solo.preconfirm_window(7), None);
+        // Slot 7 of 1 s slots from 1,000,000: from slot 6's start to 90% of slot 7.
+        for e in [&dpos, &poa] {
+            assert_eq!(e.preconfirm_window(7), Some((1_006_000, 1_007_900)));
+        }
+        assert_eq!(poa.preconfirm_window(0), Some((1_000_000, 1_000_900)));
+        assert!(solo.staking().is_none() && poa.staking().is_none());
+        assert!(dpos.staking().is_some());
+        assert_eq!(
+            [solo.reorgs(), dpos.reorgs(), poa.reorgs()],
+            [false, true, true]
+        );
+        assert_eq!(
+            [solo.lib(), dpos.lib(), poa.lib()],
+            [None, Some(0), Some(0)]
+        );
+        // DPoS without its section cannot be built.
+        let mut bad = genesis(EngineKind::Dpos);
+        bad.consensus.dpos = None;
+        assert!(Engine::from_genesis(&bad).is_err());
+        let mut bad = genesis(EngineKind::Poa);
+        bad.consensus.poa = None;
+        assert!(Engine::from_genesis(&bad).is_err());
+    }
+}
