@@ -91,10 +91,18 @@ pub fn bytes(n: u64) -> String {
     }
 }
 
+/// A float figure (a rate, a percentage) as a whole number for display. The float cast
+/// saturates: negative and NaN give 0, beyond `u64::MAX` gives `u64::MAX`.
+// Saturation, not wrapping, is the documented behaviour of a float-to-integer `as`.
+#[allow(clippy::cast_possible_truncation)]
+pub fn whole(v: f64) -> u64 {
+    v as u64
+}
+
 /// A byte rate (`0 B/s`, `1.5 MiB/s`).
 pub fn rate(bps: f64) -> String {
     let n = if bps.is_finite() && bps > 0.0 {
-        bps.round() as u64
+        whole(bps.round())
     } else {
         0
     };

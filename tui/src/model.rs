@@ -10,6 +10,8 @@ use std::collections::VecDeque;
 use aergo_os::control::{LogLine, ServiceInfo, SystemInfo};
 use aergo_os::sample::Sample;
 
+use crate::fmt::whole;
+
 /// The last good value of a remote source and its health.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Feed<T> {
@@ -450,7 +452,7 @@ impl StorageView {
             keys.iter().find_map(|k| {
                 let v = o.get(*k)?;
                 v.as_u64()
-                    .or_else(|| v.as_f64().map(|f| f as u64))
+                    .or_else(|| v.as_f64().map(crate::fmt::whole))
                     .or_else(|| v.as_str()?.parse().ok())
             })
         };
@@ -585,27 +587,27 @@ fn push(q: &mut VecDeque<u64>, v: u64) {
 impl ResourceHistory {
     /// Adds a sample.
     pub fn push(&mut self, s: Sample) {
-        push(&mut self.cpu, s.cpu_pct.round() as u64);
+        push(&mut self.cpu, whole(f64::from(s.cpu_pct.round())));
         if self.cores.len() != s.cores_pct.len() {
             self.cores = vec![VecDeque::new(); s.cores_pct.len()];
         }
         for (q, p) in self.cores.iter_mut().zip(&s.cores_pct) {
-            push(q, p.round() as u64);
+            push(q, whole(f64::from(p.round())));
         }
-        push(&mut self.mem, s.mem.used_pct().round() as u64);
+        push(&mut self.mem, whole(f64::from(s.mem.used_pct().round())));
         let ext = s.nets.iter().filter(|n| n.iface != "lo");
         push(
             &mut self.net_rx,
-            ext.clone().map(|n| n.rx_bps).sum::<f64>() as u64,
+            whole(ext.clone().map(|n| n.rx_bps).sum::<f64>()),
         );
-        push(&mut self.net_tx, ext.map(|n| n.tx_bps).sum::<f64>() as u64);
+        push(&mut self.net_tx, whole(ext.map(|n| n.tx_bps).sum::<f64>()));
         push(
             &mut self.disk_read,
-            s.disks.iter().map(|d| d.read_bps).sum::<f64>() as u64,
+            whole(s.disks.iter().map(|d| d.read_bps).sum::<f64>()),
         );
         push(
             &mut self.disk_write,
-            s.disks.iter().map(|d| d.write_bps).sum::<f64>() as u64,
+            whole(s.disks.iter().map(|d| d.write_bps).sum::<f64>()),
         );
         self.last = Some(s);
         self.error = None;

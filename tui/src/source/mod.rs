@@ -3,7 +3,8 @@
 //! "unreachable since T" until the source answers again. Failing sources are retried with
 //! exponential [`Backoff`].
 //!
-//! - [`node`]: the node over JSON-RPC ([`NodeApi`], implemented on `aergo-rpc` in [`rpc`]).
+//! - [`node`]: the node over JSON-RPC ([`node::NodeApi`], implemented on `aergo-rpc` in
+//!   [`rpc`]).
 //! - [`init`]: init's services and logs over the control protocol.
 //! - [`fs`]: AergoFS `GET /status`.
 //! - [`resources`]: local procfs sampling.
@@ -114,7 +115,7 @@ impl Backoff {
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
         .unwrap_or(0)
 }
 

@@ -305,7 +305,7 @@ mod tests {
         );
         assert_eq!(
             app.model.blocks.get().unwrap().len(),
-            BLOCKS_PER_POLL as usize
+            usize::try_from(BLOCKS_PER_POLL).unwrap()
         );
         task.abort();
     }

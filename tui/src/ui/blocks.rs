@@ -7,7 +7,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Cell, Gauge, Paragraph, Row, Table, TableState, Wrap};
 use ratatui::Frame;
 
-use super::{banners, boxed, kv, note};
+use super::{banners, boxed, kv, note, to_cells};
 use crate::app::{App, Detail, Screen};
 use crate::fmt;
 use crate::model::{Feed, TxDetail};
@@ -112,7 +112,7 @@ fn draw_list(f: &mut Frame, area: Rect, app: &App) {
             Row::new(v)
         })
         .collect();
-    let mut widths: Vec<Constraint> = w.iter().map(|x| Constraint::Length(*x as u16)).collect();
+    let mut widths: Vec<Constraint> = w.iter().map(|x| Constraint::Length(to_cells(*x))).collect();
     widths.push(Constraint::Min(8));
     let header = Row::new([
         "Height", "Time", "Age", "Txs", "Size", "Gas", "Producer", "Hash",
@@ -149,7 +149,7 @@ fn draw_block(f: &mut Frame, area: Rect, app: &App, height: u64) {
         return;
     };
     let w = 14;
-    let hw = area.width.saturating_sub(2 + w as u16) as usize;
+    let hw = area.width.saturating_sub(to_cells(w).saturating_add(2)) as usize;
     let s = &b.summary;
     let lines = vec![
         kv(app, "Hash", w, fmt::short(&s.hash, hw)),
@@ -182,7 +182,9 @@ fn draw_block(f: &mut Frame, area: Rect, app: &App, height: u64) {
         kv(app, "Consensus", w, fmt::clip(&b.consensus, hw)),
         kv(app, "Signature", w, fmt::short(&b.signature, hw)),
     ];
-    let head_h = (lines.len() as u16 + 2).min(area.height / 2 + 1);
+    let head_h = to_cells(lines.len())
+        .saturating_add(2)
+        .min(area.height / 2 + 1);
     let [head, txs_r] =
         Layout::vertical([Constraint::Length(head_h), Constraint::Min(3)]).areas(area);
     f.render_widget(
@@ -219,8 +221,8 @@ fn draw_block(f: &mut Frame, area: Rect, app: &App, height: u64) {
         [
             Constraint::Length(17),
             Constraint::Length(8),
-            Constraint::Length(addr_w as u16),
-            Constraint::Length(addr_w as u16),
+            Constraint::Length(to_cells(addr_w)),
+            Constraint::Length(to_cells(addr_w)),
             Constraint::Min(6),
         ],
     )
@@ -253,7 +255,7 @@ fn draw_tx(f: &mut Frame, area: Rect, app: &App, hash: &str) {
         return;
     };
     let w = 12;
-    let hw = area.width.saturating_sub(2 + w as u16) as usize;
+    let hw = area.width.saturating_sub(to_cells(w).saturating_add(2)) as usize;
     let tx = &d.tx;
     let status_style = if tx.status == "included" {
         Style::new().fg(t.ok)
@@ -359,7 +361,7 @@ fn draw_receipt(f: &mut Frame, area: Rect, app: &App, hash: &str) {
         return;
     };
     let w = 12;
-    let hw = area.width.saturating_sub(2 + w as u16) as usize;
+    let hw = area.width.saturating_sub(to_cells(w).saturating_add(2)) as usize;
     let mut lines = vec![
         kv(app, "Tx", w, fmt::short(&r.tx_hash, hw)),
         kv(
@@ -543,7 +545,7 @@ pub fn draw_mempool(f: &mut Frame, area: Rect, app: &App) {
         rows,
         [
             Constraint::Length(17),
-            Constraint::Length(addr_w as u16),
+            Constraint::Length(to_cells(addr_w)),
             Constraint::Length(8),
             Constraint::Length(12),
             Constraint::Length(8),

@@ -162,6 +162,12 @@ fn draw_status(f: &mut Frame, area: Rect, app: &App) {
 }
 
 /// A bordered box with a title.
+/// A count of terminal cells or rows as ratatui's u16, saturating (no terminal is 65,535
+/// cells wide, so real counts are unchanged; a larger one is clipped, never wrapped).
+pub(crate) fn to_cells(n: usize) -> u16 {
+    u16::try_from(n).unwrap_or(u16::MAX)
+}
+
 pub(crate) fn boxed<'a>(app: &App, title: impl Into<String>) -> Block<'a> {
     Block::new()
         .borders(Borders::ALL)
@@ -213,7 +219,7 @@ pub(crate) fn banners(
     if lines.is_empty() {
         return area;
     }
-    let n = (lines.len() as u16).min(area.height.saturating_sub(1));
+    let n = to_cells(lines.len()).min(area.height.saturating_sub(1));
     let [top, rest] = Layout::vertical([Constraint::Length(n), Constraint::Min(0)]).areas(area);
     f.render_widget(Paragraph::new(lines), top);
     rest
@@ -279,7 +285,7 @@ pub const HELP: &[(&str, &str)] = &[
 ];
 
 fn draw_help(f: &mut Frame, app: &App) {
-    let r = popup(f.area(), 62, HELP.len() as u16 + 4);
+    let r = popup(f.area(), 62, to_cells(HELP.len()).saturating_add(4));
     f.render_widget(Clear, r);
     let mut lines: Vec<Line> = HELP
         .iter()

@@ -7,7 +7,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Wrap};
 use ratatui::Frame;
 
-use super::{banners, boxed, kv};
+use super::{banners, boxed, kv, to_cells};
 use crate::app::App;
 use crate::fmt;
 use crate::model::NodeView;
@@ -119,7 +119,7 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
         Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(bottom);
     let t = &app.theme;
     let w = 11;
-    let inner = node_r.width.saturating_sub(2 + w as u16) as usize;
+    let inner = node_r.width.saturating_sub(to_cells(w).saturating_add(2)) as usize;
     let dash = || Span::styled("—", t.label());
 
     // Node
@@ -173,7 +173,7 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
 
     // Chain
     let mut chain = Vec::new();
-    let inner = chain_r.width.saturating_sub(2 + w as u16) as usize;
+    let inner = chain_r.width.saturating_sub(to_cells(w).saturating_add(2)) as usize;
     if let Some(c) = m.chain.get() {
         chain.push(kv(
             app,
@@ -255,7 +255,7 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
 
     // System
     let mut sys = Vec::new();
-    let inner = sys_r.width.saturating_sub(2 + w as u16) as usize;
+    let inner = sys_r.width.saturating_sub(to_cells(w).saturating_add(2)) as usize;
     match m.init.get() {
         Some(i) => {
             let running = i

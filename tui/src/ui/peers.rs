@@ -11,7 +11,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Cell, Paragraph, Row, Table};
 use ratatui::Frame;
 
-use super::{banners, boxed, kv, note};
+use super::{banners, boxed, kv, note, to_cells};
 use crate::app::App;
 use crate::fmt;
 use crate::model::{BpView, ConsensusView, DposView, PeerRow};
@@ -50,7 +50,7 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
         app,
         &[("node", &app.endpoints.rpc, m.chain.down.as_ref())],
     );
-    let rows = m.peers.get().map(|p| p.len()).unwrap_or(0) as u16;
+    let rows = to_cells(m.peers.get().map(|p| p.len()).unwrap_or(0));
     // Borders, header and one line per peer (one line for the empty state), at most half.
     let want = if rows == 0 { 3 } else { rows.saturating_add(3) };
     let h = want.min(area.height / 2).max(3.min(area.height));
@@ -144,11 +144,11 @@ fn draw_peers(f: &mut Frame, area: Rect, app: &App) {
         })
         .collect();
     let widths = [
-        Constraint::Length(id_w as u16),
+        Constraint::Length(to_cells(id_w)),
         Constraint::Min(8),
-        Constraint::Length(dir_w as u16),
-        Constraint::Length(height_w as u16),
-        Constraint::Length(rtt_w as u16),
+        Constraint::Length(to_cells(dir_w)),
+        Constraint::Length(to_cells(height_w)),
+        Constraint::Length(to_cells(rtt_w)),
     ];
     let header = Row::new(["Peer", "Address", "Direction", "Best height", "RTT"]).style(t.header());
     f.render_widget(Table::new(rows, widths).header(header).block(block), area);
@@ -190,7 +190,7 @@ fn draw_producers(f: &mut Frame, area: Rect, app: &App) {
     );
     let next = d.upcoming.first().map(|u| u.producer.as_str());
     let bps: Vec<&BpView> = d.active.iter().chain(&d.probation).collect();
-    let sched_h = (bps.len().max(1) as u16).saturating_add(3);
+    let sched_h = to_cells(bps.len().max(1)).saturating_add(3);
     let [sched_r, up_r] =
         Layout::vertical([Constraint::Length(sched_h), Constraint::Min(0)]).areas(right);
     draw_schedule(f, sched_r, app, &bps, me, next);
@@ -427,8 +427,8 @@ fn draw_schedule(
     let widths = [
         Constraint::Length(2),
         Constraint::Min(5),
-        Constraint::Length(score_w as u16),
-        Constraint::Length(standing_w as u16),
+        Constraint::Length(to_cells(score_w)),
+        Constraint::Length(to_cells(standing_w)),
     ];
     let header = Row::new([
         Cell::from(""),
@@ -488,7 +488,7 @@ fn draw_upcoming(f: &mut Frame, area: Rect, app: &App, d: &DposView, me: &str) {
         .collect();
     let widths = [
         Constraint::Length(2),
-        Constraint::Length(slot_w as u16),
+        Constraint::Length(to_cells(slot_w)),
         Constraint::Min(5),
     ];
     f.render_widget(Table::new(rows, widths).block(block), area);

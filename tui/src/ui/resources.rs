@@ -9,7 +9,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Row, Sparkline, Table};
 use ratatui::Frame;
 
-use super::{boxed, note};
+use super::{boxed, note, to_cells};
 use crate::app::App;
 use crate::fmt;
 
@@ -71,8 +71,8 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
         note(f, inner, app, &msg);
         return;
     };
-    let cores = s.cores_pct.len() as u16;
-    let fs_rows = (s.filesystems.len() as u16).min(4);
+    let cores = to_cells(s.cores_pct.len());
+    let fs_rows = to_cells(s.filesystems.len()).min(4);
     let room = area.height.saturating_sub(8 + fs_rows + 3);
     let cpu_rows = (cores + 1).min(room.max(2));
     let top_h = cpu_rows.max(4) + 2;

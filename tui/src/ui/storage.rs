@@ -7,7 +7,7 @@ use ratatui::text::Span;
 use ratatui::widgets::{Paragraph, Row, Table};
 use ratatui::Frame;
 
-use super::{banners, boxed, kv, note};
+use super::{banners, boxed, kv, note, to_cells};
 use crate::app::App;
 use crate::fmt;
 
@@ -45,7 +45,7 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
         );
         return;
     };
-    let other_rows = st.other.len().min(6) as u16;
+    let other_rows = to_cells(st.other.len().min(6));
     let [sum_r, vol_r] =
         Layout::vertical([Constraint::Length(4 + other_rows), Constraint::Min(3)]).areas(area);
     let w = 15;
