@@ -157,7 +157,7 @@ mod tests {
         assert!(a.contains("bin") && a.contains("dev") && a.contains("lib64"));
         let mut out = Vec::new();
         let n = a.write(&mut out).unwrap();
-        assert_eq!(n as usize, out.len());
+        assert_eq!(n, out.len() as u64);
         assert_eq!(out.len() % 4, 0);
         let text = String::from_utf8_lossy(&out);
         assert!(text.starts_with("070701"));

@@ -324,7 +324,7 @@ pub fn update_disk(image: &Path, disk: &Path, size: u64) -> Result<DiskUpdate> {
             .find(name)
             .with_context(|| format!("image has no {name} partition"))?
             .clone();
-        let mut buf = vec![0u8; part.size_bytes() as usize];
+        let mut buf = vec![0u8; usize::try_from(part.size_bytes())?];
         fi.seek(SeekFrom::Start(part.offset_bytes()))?;
         fi.read_exact(&mut buf)?;
         fd.seek(SeekFrom::Start(part.offset_bytes()))?;
@@ -337,6 +337,11 @@ pub fn update_disk(image: &Path, disk: &Path, size: u64) -> Result<DiskUpdate> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A position in an image buffer.
+    fn at(v: u64) -> usize {
+        usize::try_from(v).unwrap()
+    }
 
     #[test]
     fn layout_is_aligned_and_ordered() {
@@ -413,9 +418,10 @@ mod tests {
             DiskUpdate::BootRefreshed
         );
         let bytes = std::fs::read(&disk).unwrap();
-        assert_eq!(bytes[eo as usize], 0xB2);
-        assert_eq!(bytes[so as usize], 0xB2 ^ 0xFF);
-        assert_eq!(&bytes[d_o as usize..d_o as usize + 5], b"CHAIN");
+        let (eo, so, d_o) = (at(eo), at(so), at(d_o));
+        assert_eq!(bytes[eo], 0xB2);
+        assert_eq!(bytes[so], 0xB2 ^ 0xFF);
+        assert_eq!(&bytes[d_o..d_o + 5], b"CHAIN");
         // A different layout moves the old disk aside.
         let esp = dir.path().join("esp-v1");
         let sys = dir.path().join("sys-v1");
@@ -465,15 +471,15 @@ mod tests {
         let (eo, _) = l.esp();
         let (so, _) = l.system();
         let (d_o, _) = l.data();
-        assert_eq!(img[eo as usize], 0xAA);
-        assert_eq!(img[so as usize], 0x77);
-        assert_eq!(img[(d_o + 2 * MIB) as usize], 0x55);
+        assert_eq!(img[at(eo)], 0xAA);
+        assert_eq!(img[at(so)], 0x77);
+        assert_eq!(img[at(d_o + 2 * MIB)], 0x55);
         let mut f = File::open(&out).unwrap();
         let back = Gpt::read(&mut f, l.total).unwrap();
         assert_eq!(back.find("AERGO-DATA").unwrap().offset_bytes(), d_o);
         assert_eq!(back.find("AERGO-SYSTEM").unwrap().offset_bytes(), so);
         // A system partition image larger than its partition is refused.
-        std::fs::write(&sys, vec![0x77u8; 3 * MIB as usize]).unwrap();
+        std::fs::write(&sys, vec![0x77u8; at(3 * MIB)]).unwrap();
         assert!(assemble(&l, &esp, &sys, &data, &out).is_err());
     }
 
