@@ -152,9 +152,12 @@ impl BlockLog {
 
     /// Appends a block and makes it durable (write, then fdatasync) before returning.
     pub fn append(&self, height: u64, payload: &[u8]) -> Result<Location, ChainError> {
+        let len = u32::try_from(payload.len()).map_err(|_| {
+            ChainError::Log(format!("a {} byte block cannot be framed", payload.len()))
+        })?;
         let mut frame = Vec::with_capacity(FRAME_HEADER + payload.len());
         frame.extend_from_slice(&MAGIC.to_be_bytes());
-        frame.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+        frame.extend_from_slice(&len.to_be_bytes());
         frame.extend_from_slice(&crc(height, payload).to_be_bytes());
         frame.extend_from_slice(&height.to_be_bytes());
         frame.extend_from_slice(payload);
@@ -174,7 +177,7 @@ impl BlockLog {
                 seg: a.seg,
                 offset: a.end,
             },
-            len: payload.len() as u32,
+            len,
         };
         let n = frame.len() as u64;
         self.io
@@ -226,7 +229,7 @@ impl BlockLog {
         for seg in segs.into_iter().filter(|s| *s >= from.seg) {
             let data = std::fs::read(seg_path(&self.dir, seg))?;
             let mut off = if seg == from.seg {
-                from.offset as usize
+                usize::try_from(from.offset).unwrap_or(usize::MAX)
             } else {
                 0
             };
@@ -240,6 +243,8 @@ impl BlockLog {
                 let rest = data.get(off..).unwrap_or(&[]);
                 match parse_frame(rest) {
                     Some((height, payload)) => {
+                        // A frame's payload was read through its u32 length field: it fits.
+                        #[allow(clippy::cast_possible_truncation)]
                         let len = payload.len() as u32;
                         frames.push(Frame {
                             loc: Location {

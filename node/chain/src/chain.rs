@@ -812,6 +812,9 @@ impl Chain {
 
     /// The commit protocol (see module docs). `existing` is the block's location when it is
     /// already in the log (recovery).
+    // Sizes, counts and indexes below are bounded by MAX_BLOCK_SIZE (1 MiB, checked before a
+    // block gets here), far inside u32.
+    #[allow(clippy::cast_possible_truncation)]
     fn write_block(&self, p: Prepared, existing: Option<Location>) -> Result<usize, ChainError> {
         let block = &p.block;
         let height = block.header.height;
@@ -1119,6 +1122,8 @@ fn undo_key(height: u64) -> Vec<u8> {
     k
 }
 
+// A state key is part of a transaction or block (≤ MAX_BLOCK_SIZE): its length fits u32.
+#[allow(clippy::cast_possible_truncation)]
 fn encode_keys<'a>(keys: impl Iterator<Item = &'a Vec<u8>>) -> Vec<u8> {
     let mut v = Vec::new();
     for k in keys {
@@ -1585,6 +1590,7 @@ fn next_nonces(txs: &[SignedTx], writes: &WriteSet) -> HashMap<Address, u64> {
 }
 
 #[cfg(test)]
+#[allow(clippy::cast_possible_truncation)] // small test indices and values
 mod tests {
     use super::*;
     use aergo_os::io::IoConfig;

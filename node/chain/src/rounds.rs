@@ -34,6 +34,8 @@ fn corrupt(what: &str) -> ChainError {
 }
 
 /// Encodes a schedule.
+// Schedules hold at most the governance's bp_count producers (far below u32::MAX).
+#[allow(clippy::cast_possible_truncation)]
 pub fn encode_schedule(s: &Schedule) -> Vec<u8> {
     let mut v = Vec::with_capacity(16 + 32 * (s.probation.len() + s.active.len()));
     v.extend_from_slice(&s.round.to_be_bytes());
@@ -70,6 +72,8 @@ pub fn decode_schedule(b: &[u8]) -> Result<Schedule, ChainError> {
 }
 
 /// Encodes a score book.
+// One score per candidate ever scheduled: bounded by registrations, far below u32::MAX.
+#[allow(clippy::cast_possible_truncation)]
 pub fn encode_scores(book: &ScoreBook) -> Vec<u8> {
     let mut v = Vec::with_capacity(4 + 41 * book.scores.len());
     v.extend_from_slice(&(book.scores.len() as u32).to_be_bytes());

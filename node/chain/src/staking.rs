@@ -1101,6 +1101,7 @@ pub fn governance(
 }
 
 #[cfg(test)]
+#[allow(clippy::cast_possible_truncation)] // small test indices
 mod tests {
     use super::*;
     use crate::state::MemState;

@@ -3,6 +3,7 @@
 //! unstake lock, election inputs, governance quorum, refusal on solo chains, determinism.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::cast_possible_truncation)] // small test keys and indices
 
 use aergo_chain::dpos::Schedule;
 use aergo_chain::exec::{

@@ -411,7 +411,7 @@ async fn import(
             return Ok(Imported::Other);
         }
     };
-    let commit_us = started.elapsed().as_micros() as u64;
+    let commit_us = crate::node::micros(started.elapsed());
     match res {
         Ok(Received::Extended(b)) => {
             if !from_sync {

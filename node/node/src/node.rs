@@ -17,8 +17,18 @@ use tokio::sync::broadcast;
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
         .unwrap_or(0)
+}
+
+/// A duration in µs, saturating (for latency figures).
+pub fn micros(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+/// A count for a u32 figure (counts of blocks' transactions and peers are far below it).
+pub fn count32(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
 }
 
 /// Why a transaction was not admitted.
@@ -377,7 +387,7 @@ impl Node {
             let meta = self.chain.block_meta(&b.hash()).ok().flatten();
             let (size, gas) = meta.map(|m| (m.size, m.gas_used)).unwrap_or((0, 0));
             self.metrics
-                .block(b.header.timestamp_ms, b.txs.len() as u32, commit_us);
+                .block(b.header.timestamp_ms, count32(b.txs.len()), commit_us);
             let _ = self.blocks_tx.send(Self::summary(b, size, gas));
         }
         self.wake();
@@ -390,7 +400,7 @@ impl Node {
             height: block.header.height,
             timestamp_ms: block.header.timestamp_ms,
             producer: Address::from_public_key(&block.header.producer).encode(),
-            tx_count: block.txs.len() as u32,
+            tx_count: count32(block.txs.len()),
             size,
             gas_used,
         }

@@ -79,7 +79,7 @@ fn produce_loop(node: Arc<Node>) {
             .produce(&node.key, candidates, slot.timestamp_ms, slot.consensus)
         {
             Ok(p) => {
-                let commit_us = started.elapsed().as_micros() as u64;
+                let commit_us = crate::node::micros(started.elapsed());
                 {
                     let mut pool = node.mempool.lock();
                     pool.prune(&p.nonces);
@@ -107,11 +107,11 @@ fn produce_loop(node: Arc<Node>) {
                         pool.remove(&doomed);
                     }
                 }
-                let size = p.size as u32;
+                let size = crate::node::count32(p.size);
                 let gas: u64 = p.receipts.iter().map(|r| r.gas_used).sum();
                 node.metrics.block(
                     p.block.header.timestamp_ms,
-                    p.block.txs.len() as u32,
+                    crate::node::count32(p.block.txs.len()),
                     commit_us,
                 );
                 tracing::debug!(

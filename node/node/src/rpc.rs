@@ -512,7 +512,7 @@ pub fn dispatch(node: &Node, method: &str, p: &Value) -> MResult {
                 version: env!("CARGO_PKG_VERSION").into(),
                 node_address: node.address().encode(),
                 producer: chain.engine().is_producer(&node.key.public()),
-                peers: node.net.peers.lock().len() as u32,
+                peers: crate::node::count32(node.net.peers.lock().len()),
                 mempool_size: pool.len() as u64,
                 mempool_bytes: pool.bytes() as u64,
                 syncing: node.net.syncing.load(Ordering::Relaxed),
@@ -903,7 +903,7 @@ fn tx_json(t: &SignedTx) -> TxJson {
         gas_price: Aer(t.tx.gas_price),
         chain_id: t.tx.chain_id,
         signature: t.signature.to_hex(),
-        size: t.size as u32,
+        size: crate::node::count32(t.size),
     }
 }
 
@@ -912,7 +912,7 @@ fn block_json(node: &Node, b: &Block, full: bool) -> Result<BlockJson, RpcFail> 
     let meta = node.chain.block_meta(&hash)?;
     let (size, gas) = meta
         .map(|m| (m.size, m.gas_used))
-        .unwrap_or((b.encode().len() as u32, 0));
+        .unwrap_or((crate::node::count32(b.encode().len()), 0));
     let txs = b
         .txs
         .iter()

@@ -157,7 +157,7 @@ pub fn candidates_json(
             .into_iter()
             .enumerate()
             .map(|(i, c)| CandidateJson {
-                rank: i as u32 + 1,
+                rank: crate::node::count32(i).saturating_add(1),
                 address: c.address.encode(),
                 stake: Aer(c.stake),
                 tally: Aer(c.tally),
