@@ -40,6 +40,8 @@ struct Cli {
     #[arg(long, global = true, env = "AERGO_FS", hide_env_values = true, default_value = aergo_os::paths::DEFAULT_FS_URL)]
     fs: String,
     /// init control endpoint: a Unix socket path or HOST[:PORT] (default /run/aergo/init.sock).
+    // The doc comment is clap's help text, not rustdoc: `[:PORT]` is not a link.
+    #[allow(rustdoc::broken_intra_doc_links)]
     #[arg(long, global = true, env = "AERGO_INIT_ADDR", hide_env_values = true)]
     init_addr: Option<String>,
     /// Token for a remote init endpoint.

@@ -91,6 +91,8 @@ pub enum BpCmd {
     /// Register (or update) as a BP candidate; needs at least `min_stake` staked.
     Register {
         /// Your libp2p address, e.g. /ip4/10.0.0.2/tcp/7846/p2p/<peer id>.
+        // The doc comment is clap's help text, not rustdoc: `<peer id>` is not an HTML tag.
+        #[allow(rustdoc::invalid_html_tags)]
         #[arg(long)]
         p2p_addr: Option<String>,
         #[command(flatten)]

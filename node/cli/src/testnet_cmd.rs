@@ -158,10 +158,13 @@ fn init(a: &InitArgs, json: bool) -> Result<()> {
         address: Address::from_public_key(&faucet.public()),
         balance: Aer(TOTAL_SUPPLY - given),
     });
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .context("clock before 1970")?
-        .as_millis() as u64;
+    let now = u64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .context("clock before 1970")?
+            .as_millis(),
+    )
+    .context("clock beyond u64 milliseconds")?;
     let start = (now + a.start_delay_ms).div_ceil(a.interval_ms) * a.interval_ms;
     let genesis = Genesis {
         chain_name: a.chain_name.clone(),
