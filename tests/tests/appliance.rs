@@ -665,7 +665,7 @@ impl FsLoad {
                             _ => break,
                         };
                         let seed = rng.next();
-                        let len = 1024 + rng.below(191 * 1024) as usize;
+                        let len = 1024 + rng.below_usize(191 * 1024);
                         if let Ok(mut l) = ledger.lock() {
                             l.unacked.insert(fid.clone(), (seed, len));
                         }

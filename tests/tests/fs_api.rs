@@ -40,7 +40,7 @@ fn round_trips_headers_ranges_deletes_and_restart() -> anyhow::Result<()> {
     // Sizes from 0 B to several MiB.
     let mut sizes = vec![0usize, 1, 7, 8, 4095, 4096, 65_537, 3 << 20, (5 << 20) + 3];
     for _ in 0..40 {
-        sizes.push(rng.below(200_000) as usize);
+        sizes.push(rng.below_usize(200_000));
     }
     for (i, &n) in sizes.iter().enumerate() {
         let data = bytes(i as u64 + 1, n);
@@ -341,7 +341,7 @@ fn client_chosen_keys_never_make_uploads_collide_or_vanish() -> anyhow::Result<(
     // Every later upload gets its own readable id; nothing replaces anything.
     let mut want = vec![(first.clone(), b"first".to_vec())];
     for i in 0..20u64 {
-        let data = bytes(100 + i, 1000 + i as usize);
+        let data = bytes(100 + i, 1000 + usize::try_from(i).unwrap());
         let fid = srv.put(&data, &[])?;
         assert!(fid_ok(&fid), "unparsable fid {fid}");
         assert!(

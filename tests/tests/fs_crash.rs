@@ -42,7 +42,7 @@ fn start_load(addr: &str, ledger: &Arc<Mutex<Ledger>>, n: usize, seed: u64) -> L
                 let mut mine: Vec<String> = Vec::new();
                 while !stop.load(Ordering::Relaxed) {
                     if rng.below(5) == 0 && !mine.is_empty() {
-                        let i = rng.below(mine.len() as u64) as usize;
+                        let i = rng.below_usize(mine.len());
                         let fid = mine.swap_remove(i);
                         // Sent but unacknowledged deletes are ambiguous: forget the fid first.
                         let removed = ledger
@@ -70,9 +70,9 @@ fn start_load(addr: &str, ledger: &Arc<Mutex<Ledger>>, n: usize, seed: u64) -> L
                     }
                     let s = rng.next();
                     let len = match rng.below(20) {
-                        0 => rng.below(1 << 20) as usize,
+                        0 => rng.below_usize(1 << 20),
                         1 => 0,
-                        _ => rng.below(16 << 10) as usize,
+                        _ => rng.below_usize(16 << 10),
                     };
                     match fs_common::request(&addr, "POST", "/", &[], &bytes(s, len)) {
                         Ok(r) if r.status == 201 => {

@@ -208,7 +208,7 @@ fn ephemeral_range() -> (u16, u16) {
 /// ports and every outgoing connection takes one, so a range chosen among them could be taken
 /// by a proxy between `testnet init` and a node's start (the node then cannot bind).
 fn base_port() -> Result<u16> {
-    let span = NODES as u16 * 10;
+    let span = u16::try_from(NODES)? * 10;
     let (eph_lo, eph_hi) = ephemeral_range();
     // Below the ephemeral range, or above it when it starts too low to leave room.
     let (lo, hi) = if eph_lo >= 10_000 + span {
@@ -225,7 +225,7 @@ fn base_port() -> Result<u16> {
         seed = seed
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
-        let p = lo + ((seed >> 33) % u64::from(hi - lo)) as u16;
+        let p = lo + u16::try_from((seed >> 33) % u64::from(hi - lo))?;
         if (0..span).all(|o| std::net::TcpListener::bind(("127.0.0.1", p + o)).is_ok()) {
             return Ok(p);
         }

@@ -176,10 +176,10 @@ fn thousand_transfers_balances_history_and_restart() -> Result<()> {
             for k in 0..10u64 {
                 let nonce = round * 10 + k;
                 let to = if (nonce + i as u64).is_multiple_of(3) {
-                    fresh[(nonce as usize + i) % fresh.len()]
+                    fresh[(usize::try_from(nonce).unwrap() + i) % fresh.len()]
                 } else {
                     Address::from_public_key(
-                        &senders[(i + 1 + k as usize) % senders.len()].public(),
+                        &senders[(i + 1 + usize::try_from(k).unwrap()) % senders.len()].public(),
                     )
                 };
                 let amount = 1_000_000_000_000 + (nonce as u128) * 7 + i as u128;
@@ -600,7 +600,7 @@ fn sigkill_under_load_leaves_a_consistent_chain() -> Result<()> {
                         transfer(
                             &dev,
                             nonce + i,
-                            recipients[(nonce + i) as usize % 5],
+                            recipients[usize::try_from(nonce + i).unwrap() % 5],
                             1000 + i as u128,
                             chain_id,
                             price,

@@ -67,6 +67,9 @@ fn load_key(path: &Path) -> Result<Keypair> {
     Ok(Keypair::from_seed(&seed))
 }
 
+// p is a quantile in 0..=1, so the rounded product is an index in 0..len (the float cast
+// saturates in any case).
+#[allow(clippy::cast_possible_truncation)]
 fn percentile(v: &mut [f64], p: f64) -> f64 {
     if v.is_empty() {
         return f64::NAN;

@@ -242,7 +242,7 @@ pub fn bytes(seed: u64, len: usize) -> Vec<u8> {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            x as u8
+            x.to_le_bytes()[0]
         })
         .collect()
 }
@@ -259,5 +259,10 @@ impl Rng {
     }
     pub fn below(&mut self, n: u64) -> u64 {
         self.next() % n.max(1)
+    }
+    /// A number in `0..n` as a usize (a size or an index).
+    pub fn below_usize(&mut self, n: usize) -> usize {
+        // Below n, which is a usize: the conversion cannot fail.
+        usize::try_from(self.below(n as u64)).unwrap_or(0)
     }
 }
