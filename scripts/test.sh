@@ -34,6 +34,18 @@ export CARGO_TERM_COLOR=never
 echo "test: building all binaries (release profile, target dir $CARGO_TARGET_DIR)"
 cargo build --release --workspace --bins --locked
 
+# Lints (the workspace's [workspace.lints] plus every warning) and documentation links, in the
+# same release profile, before the tests.
+if cargo clippy --version >/dev/null 2>&1; then
+  echo "test: cargo clippy --workspace --all-targets --release --locked -- -D warnings"
+  cargo clippy --workspace --all-targets --release --locked -- -D warnings
+else
+  echo "test: WARNING: clippy is not installed (rustup component add clippy): lints NOT checked" >&2
+fi
+echo "test: cargo doc --workspace --no-deps (broken intra-doc links denied)"
+RUSTDOCFLAGS="-D rustdoc::broken_intra_doc_links -D rustdoc::private_intra_doc_links" \
+  cargo doc --workspace --no-deps --release --locked --quiet
+
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 set +e

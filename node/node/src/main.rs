@@ -45,7 +45,7 @@ struct Args {
     /// Genesis file (JSON); overrides the config.
     #[arg(long)]
     genesis: Option<PathBuf>,
-    /// Node key file; default <data-dir>/node.key, created when absent.
+    /// Node key file; default DATA_DIR/node.key, created when absent.
     #[arg(long)]
     key: Option<PathBuf>,
     /// libp2p listen address (IP:port); overrides the config.

@@ -245,6 +245,10 @@ unsafe fn var(c: &mut JitCtx, slot: u64) -> Option<&mut Value> {
 unsafe extern "C" fn aergo_rt_load_int(ctx: *mut JitCtx, slot: u64, v: *mut i64, n: *mut u8) {
     // SAFETY: contract (a) for `ctx`; (b): `v` and `n` are the caller's i64 and i8 allocas.
     unsafe {
+        // Defined outputs (NULL) before anything can panic: generated code reads them after a
+        // caught panic too, until the call fails on return.
+        *v = 0;
+        *n = 1;
         guarded((), || match var(cx(ctx), slot) {
             Some(Value::Int(i)) => {
                 *v = *i;
@@ -261,6 +265,9 @@ unsafe extern "C" fn aergo_rt_load_int(ctx: *mut JitCtx, slot: u64, v: *mut i64,
 unsafe extern "C" fn aergo_rt_load_bool(ctx: *mut JitCtx, slot: u64, v: *mut u8, n: *mut u8) {
     // SAFETY: contract (a) for `ctx`; (b): `v` and `n` are the caller's i8 allocas.
     unsafe {
+        // Defined outputs (NULL) before anything can panic (see `aergo_rt_load_int`).
+        *v = 0;
+        *n = 1;
         guarded((), || match var(cx(ctx), slot) {
             Some(Value::Bool(b)) => {
                 *v = u8::from(*b);
@@ -277,6 +284,8 @@ unsafe extern "C" fn aergo_rt_load_bool(ctx: *mut JitCtx, slot: u64, v: *mut u8,
 unsafe extern "C" fn aergo_rt_load_dec(ctx: *mut JitCtx, slot: u64, out: *mut DecSlot) {
     // SAFETY: contract (a) for `ctx`; (b): `out` is the caller's `DecSlot` alloca.
     unsafe {
+        // A defined output (NULL) before anything can panic (see `aergo_rt_load_int`).
+        (*out).set(None);
         guarded((), || {
             let d = match var(cx(ctx), slot) {
                 Some(Value::Num(d)) => Some(*d),
