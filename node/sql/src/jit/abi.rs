@@ -1,0 +1,963 @@
+//! The unsafe runtime ABI between generated code and Rust: the [`JitCtx`] and [`DecSlot`]
+//! layouts generated code reads and writes, the error codes it passes to `aergo_rt_err`, the
+//! `aergo_rt_*` helpers with their SAFETY contract (below), [`guarded`] and [`RUNTIME_PANIC`]
+//! (a panic in a helper fails the call, it never unwinds into generated frames), the helper
+//! address table ([`helper_addrs`]) the program maps into the module, and [`call_compiled`],
+//! the one place a compiled function is entered. Code generation is in `codegen`.
+
+use crate::decimal::Decimal;
+use crate::error::{Result, SqlError};
+use crate::exec::Runtime;
+use crate::interp::{exec_sql, finish, format_raise, init_vars};
+use crate::ir::*;
+use crate::value::{sql_cmp, SqlType, Value};
+use std::ffi::c_void;
+
+/// Decimal as seen by generated code: `{lo, hi, scale, null}`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DecSlot {
+    lo: u64,
+    hi: u64,
+    scale: u32,
+    null: u32,
+}
+
+impl DecSlot {
+    fn get(&self) -> Option<Result<Decimal>> {
+        if self.null != 0 {
+            return None;
+        }
+        let m = ((u128::from(self.hi) << 64) | u128::from(self.lo)) as i128;
+        Some(Decimal::new(m, self.scale))
+    }
+    fn set(&mut self, d: Option<Decimal>) {
+        match d {
+            None => {
+                *self = DecSlot {
+                    null: 1,
+                    ..DecSlot::default()
+                }
+            }
+            Some(d) => {
+                let (lo, hi) = halves(d.mantissa() as u128);
+                *self = DecSlot {
+                    lo,
+                    hi,
+                    scale: d.scale(),
+                    null: 0,
+                };
+            }
+        }
+    }
+}
+
+/// The low and high 64-bit halves of a 128-bit mantissa (the `DecSlot` layout).
+// Keeping only the low 64 bits in `lo` is the point of the split.
+#[allow(clippy::cast_possible_truncation)]
+pub(super) fn halves(m: u128) -> (u64, u64) {
+    (m as u64, (m >> 64) as u64)
+}
+
+/// State shared between a running JIT function and the helpers. The first
+/// two fields are read and written by generated code.
+#[repr(C)]
+pub struct JitCtx {
+    gas_used: u64,
+    gas_limit: u64,
+    rt: *mut c_void,
+    vars: *mut Vec<Value>,
+    slots: *const Vec<SqlType>,
+    err: Option<SqlError>,
+    result: Value,
+    scratch: Vec<Value>,
+    /// Open `FOR … IN query` loops by statement address (few at a time: a
+    /// list, not a map built per call).
+    cursors: Vec<(usize, std::vec::IntoIter<Vec<Value>>)>,
+}
+
+pub(super) type JitFn = unsafe extern "C" fn(*mut JitCtx) -> i32;
+
+// error codes passed to aergo_rt_err
+pub(super) const E_GAS: u32 = 1;
+pub(super) const E_INT_OVERFLOW: u32 = 2;
+pub(super) const E_DIV_ZERO: u32 = 3;
+pub(super) const E_INTEGER_RANGE: u32 = 4;
+pub(super) const E_FOR_LO: u32 = 5;
+pub(super) const E_FOR_HI: u32 = 6;
+pub(super) const E_FOR_BY: u32 = 7;
+pub(super) const E_FOR_STEP: u32 = 8;
+
+// ------------------------------------------------------------- helpers ---
+// The helper contract. The `aergo_rt_*` helpers are called only by code this module generates
+// (their addresses are mapped into the module in `JitProgram::compile` and nowhere else), and
+// that code upholds, for the duration of one helper call:
+// (a) `ctx` is the `JitCtx` the generated function was called with by `JitDispatch::call`:
+//     valid, aligned and not otherwise borrowed (generated code only loads and stores its two
+//     gas fields between helper calls). Its `rt`, `vars` and `slots` point to the caller's
+//     `Runtime`, the frame's variables and the function's slot types, which outlive the call
+//     and are not otherwise borrowed while a helper runs (`call` holds them only through
+//     `jc`); they are distinct objects, none inside the `JitCtx`.
+// (b) `DecSlot`, i64 and i8 pointers are allocas of the generated function: aligned, live for
+//     the call, initialised where the helper reads them.
+// (c) `stmt` and constant addresses point to IR nodes (`StmtKind`s, constant `Value`s) inside
+//     the `Arc<Catalog>` the `JitProgram` keeps (immutable, so the addresses are stable), or to
+//     the static `NULL_VALUE`; each `stmt` is matched against the variant the helper expects.
+// (d) Indexes (`slot`, `fi`, argument counts) are bounds-checked by the helpers themselves.
+
+/// The `JitCtx` of the running call.
+///
+/// # Safety
+/// `p` must satisfy the helper contract (a); the reference must not outlive the helper call
+/// and must be the only one made from `p` at a time.
+unsafe fn cx<'x>(p: *mut JitCtx) -> &'x mut JitCtx {
+    // SAFETY: per the caller's contract, `p` is the valid, unaliased `JitCtx` of this call.
+    unsafe { &mut *p }
+}
+
+/// Runs `f` on the runtime, variables and slot types of the call, with the call's gas.
+///
+/// # Safety
+/// `c` must be the `JitCtx` of the running call (helper contract (a)), and no other reference
+/// to its runtime, variables or slot types may be live.
+unsafe fn with_rt<T>(
+    c: &mut JitCtx,
+    f: impl FnOnce(&mut Runtime, &mut Vec<Value>, &[SqlType]) -> Result<T>,
+) -> Result<T> {
+    // SAFETY: contract (a): `rt`, `vars` and `slots` point to three distinct live objects of
+    // the caller, borrowed by nothing else during the helper. The runtime's lifetime parameter
+    // is erased to 'static only for the duration of `f`, which stores no reference into it.
+    let (rt, vars, slots) = unsafe {
+        (
+            &mut *(c.rt as *mut Runtime<'static>),
+            &mut *c.vars,
+            &*c.slots,
+        )
+    };
+    rt.gas_used = c.gas_used;
+    let r = f(rt, vars, slots);
+    c.gas_used = rt.gas_used;
+    r
+}
+
+/// The fixed message of a call whose runtime helper panicked.
+pub const RUNTIME_PANIC: &str =
+    "internal error in the contract runtime (the call failed; report it)";
+
+thread_local! {
+    /// Set when a helper panicked during the current JIT call (helpers run on the caller's
+    /// thread; nested calls save and restore it, so an inner panic fails the outer call too).
+    static RT_PANICKED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// Test-only fault injection: the next `aergo_rt_sql`/`aergo_rt_sql_point` panics.
+    #[cfg(test)]
+    static INJECT_PANIC: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs a helper's body with panics caught: unwinding into LLVM-generated frames is undefined
+/// behaviour (and Rust aborts the process at the `extern "C"` boundary), so a panic becomes
+/// `on_panic` (an error code where the helper has one) plus the thread's panicked flag, which
+/// fails the whole call with [`RUNTIME_PANIC`] once the generated code returns. Whatever the
+/// generated code does in between runs under its gas limit, and a failed call's writes are
+/// discarded.
+fn guarded<T>(on_panic: T, f: impl FnOnce() -> T) -> T {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(v) => v,
+        Err(_) => {
+            RT_PANICKED.with(|p| p.set(true));
+            on_panic
+        }
+    }
+}
+
+/// Test-only fault injection point of the SQL helpers.
+#[cfg(test)]
+fn injected_panic() {
+    if INJECT_PANIC.with(|p| p.replace(false)) {
+        #[allow(clippy::panic)]
+        {
+            panic!("injected panic in a runtime helper (test)");
+        }
+    }
+}
+
+fn fail(c: &mut JitCtx, e: SqlError) -> i32 {
+    c.err = Some(e);
+    1
+}
+
+unsafe extern "C" fn aergo_rt_err(ctx: *mut JitCtx, code: u32) -> i32 {
+    // SAFETY: contract (a): `ctx` is the live `JitCtx` of this call.
+    unsafe {
+        guarded(1, || {
+            let c = cx(ctx);
+            let e = match code {
+                E_GAS => SqlError::OutOfGas { limit: c.gas_limit },
+                E_INT_OVERFLOW => SqlError::Overflow("bigint out of range".into()),
+                E_DIV_ZERO => SqlError::DivisionByZero,
+                E_INTEGER_RANGE => SqlError::Overflow("integer out of range".into()),
+                E_FOR_LO => SqlError::Type("FOR loop lower bound cannot be NULL".into()),
+                E_FOR_HI => SqlError::Type("FOR loop upper bound cannot be NULL".into()),
+                E_FOR_BY => SqlError::Type("FOR loop BY value cannot be NULL".into()),
+                E_FOR_STEP => {
+                    SqlError::Exception("BY value of FOR loop must be greater than zero".into())
+                }
+                _ => SqlError::Jit(format!("unknown error code {code}")),
+            };
+            fail(c, e)
+        })
+    }
+}
+
+/// The variable in `slot`, if there is one.
+///
+/// # Safety
+/// `c` must be the `JitCtx` of the running call (helper contract (a)) and no other reference
+/// to its variables may be live.
+unsafe fn var(c: &mut JitCtx, slot: u64) -> Option<&mut Value> {
+    // SAFETY: contract (a): `vars` points to the frame's variables, live and borrowed by
+    // nothing else during the helper.
+    let v: &mut Vec<Value> = unsafe { &mut *c.vars };
+    v.get_mut(usize::try_from(slot).ok()?)
+}
+
+unsafe extern "C" fn aergo_rt_load_int(ctx: *mut JitCtx, slot: u64, v: *mut i64, n: *mut u8) {
+    // SAFETY: contract (a) for `ctx`; (b): `v` and `n` are the caller's i64 and i8 allocas.
+    unsafe {
+        // Defined outputs (NULL) before anything can panic: generated code reads them after a
+        // caught panic too, until the call fails on return.
+        *v = 0;
+        *n = 1;
+        guarded((), || match var(cx(ctx), slot) {
+            Some(Value::Int(i)) => {
+                *v = *i;
+                *n = 0;
+            }
+            _ => {
+                *v = 0;
+                *n = 1;
+            }
+        })
+    }
+}
+
+unsafe extern "C" fn aergo_rt_load_bool(ctx: *mut JitCtx, slot: u64, v: *mut u8, n: *mut u8) {
+    // SAFETY: contract (a) for `ctx`; (b): `v` and `n` are the caller's i8 allocas.
+    unsafe {
+        // Defined outputs (NULL) before anything can panic (see `aergo_rt_load_int`).
+        *v = 0;
+        *n = 1;
+        guarded((), || match var(cx(ctx), slot) {
+            Some(Value::Bool(b)) => {
+                *v = u8::from(*b);
+                *n = 0;
+            }
+            _ => {
+                *v = 0;
+                *n = 1;
+            }
+        })
+    }
+}
+
+unsafe extern "C" fn aergo_rt_load_dec(ctx: *mut JitCtx, slot: u64, out: *mut DecSlot) {
+    // SAFETY: contract (a) for `ctx`; (b): `out` is the caller's `DecSlot` alloca.
+    unsafe {
+        // A defined output (NULL) before anything can panic (see `aergo_rt_load_int`).
+        (*out).set(None);
+        guarded((), || {
+            let d = match var(cx(ctx), slot) {
+                Some(Value::Num(d)) => Some(*d),
+                Some(Value::Int(i)) => Some(Decimal::from_i64(*i)),
+                _ => None,
+            };
+            (*out).set(d);
+        })
+    }
+}
+
+unsafe extern "C" fn aergo_rt_store_int(ctx: *mut JitCtx, slot: u64, v: i64, n: u8) {
+    // SAFETY: contract (a): `ctx` is the live `JitCtx` of this call (`slot` is bounds-checked).
+    unsafe {
+        guarded((), || {
+            if let Some(x) = var(cx(ctx), slot) {
+                *x = if n != 0 { Value::Null } else { Value::Int(v) };
+            }
+        })
+    }
+}
+
+unsafe extern "C" fn aergo_rt_store_bool(ctx: *mut JitCtx, slot: u64, v: u8, n: u8) {
+    // SAFETY: contract (a): `ctx` is the live `JitCtx` of this call (`slot` is bounds-checked).
+    unsafe {
+        guarded((), || {
+            if let Some(x) = var(cx(ctx), slot) {
+                *x = if n != 0 {
+                    Value::Null
+                } else {
+                    Value::Bool(v != 0)
+                };
+            }
+        })
+    }
+}
+
+unsafe extern "C" fn aergo_rt_store_dec(ctx: *mut JitCtx, slot: u64, p: *const DecSlot) -> i32 {
+    // SAFETY: contract (a) for `ctx`; (b): `p` is an initialised `DecSlot` alloca of the caller.
+    unsafe {
+        guarded(1, || {
+            let c = cx(ctx);
+            let v = match (*p).get() {
+                None => Value::Null,
+                Some(Ok(d)) => Value::Num(d),
+                Some(Err(e)) => return fail(c, e),
+            };
+            if let Some(x) = var(c, slot) {
+                *x = v;
+            }
+            0
+        })
+    }
+}
+
+unsafe extern "C" fn aergo_rt_store_null(ctx: *mut JitCtx, slot: u64) {
+    // SAFETY: contract (a): `ctx` is the live `JitCtx` of this call (`slot` is bounds-checked).
+    unsafe {
+        guarded((), || {
+            if let Some(x) = var(cx(ctx), slot) {
+                *x = Value::Null;
+            }
+        })
+    }
+}
+
+unsafe extern "C" fn aergo_rt_sql(ctx: *mut JitCtx, stmt: usize) -> i32 {
+    // SAFETY: contract (a) for `ctx` (and `with_rt`'s pointers); (c): `stmt` is the address of a
+    // `StmtKind` in the kept catalog, matched against `Sql` before use.
+    unsafe {
+        guarded(1, || {
+            #[cfg(test)]
+            injected_panic();
+            let c = cx(ctx);
+            let StmtKind::Sql(plan, into, strict) = &*(stmt as *const StmtKind) else {
+                return fail(c, SqlError::Jit("bad SQL statement pointer".into()));
+            };
+            match with_rt(c, |rt, vars, slots| {
+                exec_sql(rt, plan, into, *strict, vars, slots)
+            }) {
+                Ok(()) => 0,
+                Err(e) => fail(c, e),
+            }
+        })
+    }
+}
+
+/// A statement the code generator found to be a primary-key point statement
+/// (`exec::is_point_statement`).
+unsafe extern "C" fn aergo_rt_sql_point(ctx: *mut JitCtx, stmt: usize) -> i32 {
+    // SAFETY: contract (a) for `ctx` (and `with_rt`'s pointers); (c): `stmt` is the address of a
+    // `StmtKind` in the kept catalog, matched against `Sql` before use.
+    unsafe {
+        guarded(1, || {
+            #[cfg(test)]
+            injected_panic();
+            let c = cx(ctx);
+            let StmtKind::Sql(plan, into, strict) = &*(stmt as *const StmtKind) else {
+                return fail(c, SqlError::Jit("bad SQL statement pointer".into()));
+            };
+            match with_rt(c, |rt, vars, slots| {
+                rt.point_statement(plan, into, *strict, vars, slots)
+            }) {
+                Ok(()) => 0,
+                Err(e) => fail(c, e),
+            }
+        })
+    }
+}
+
+fn dec_of(p: &DecSlot) -> Result<Value> {
+    Ok(match p.get() {
+        None => Value::Null,
+        Some(d) => Value::Num(d?),
+    })
+}
+
+unsafe extern "C" fn aergo_rt_dec_binop(
+    ctx: *mut JitCtx,
+    op: u32,
+    a: *const DecSlot,
+    b: *const DecSlot,
+    out: *mut DecSlot,
+) -> i32 {
+    // SAFETY: contract (a) for `ctx`; (b): `a` and `b` are initialised `DecSlot` allocas and `out` a
+    // `DecSlot` alloca of the caller (each read ends before `out` is written, so they may alias).
+    unsafe {
+        guarded(1, || {
+            let c = cx(ctx);
+            // same Decimal operations `exec::arith` applies to numeric operands
+            let r = (|| -> Result<Option<Decimal>> {
+                let (Some(x), Some(y)) = ((*a).get(), (*b).get()) else {
+                    return Ok(None);
+                };
+                let (x, y) = (x?, y?);
+                Ok(Some(match op {
+                    0 => x.add(&y)?,
+                    1 => x.sub(&y)?,
+                    2 => x.mul(&y)?,
+                    3 => x.div(&y)?,
+                    _ => x.rem(&y)?,
+                }))
+            })();
+            match r {
+                Ok(v) => {
+                    (*out).set(v);
+                    0
+                }
+                Err(e) => fail(c, e),
+            }
+        })
+    }
+}
+
+unsafe extern "C" fn aergo_rt_dec_cmp(a: *const DecSlot, b: *const DecSlot) -> i32 {
+    // SAFETY: contract (b): `a` and `b` are initialised `DecSlot` allocas of the caller.
+    unsafe {
+        guarded(0, || {
+            let (x, y) = (dec_of(&*a), dec_of(&*b));
+            match (x, y) {
+                (Ok(x), Ok(y)) => match sql_cmp(&x, &y) {
+                    Ok(Some(o)) => o as i32,
+                    _ => 0,
+                },
+                _ => 0,
+            }
+        })
+    }
+}
+
+unsafe extern "C" fn aergo_rt_dec_unop(
+    ctx: *mut JitCtx,
+    op: u32,
+    a: *const DecSlot,
+    digits: i64,
+    out: *mut DecSlot,
+) -> i32 {
+    // SAFETY: contract (a) for `ctx`; (b): `a` is an initialised `DecSlot` alloca and `out` a `DecSlot`
+    // alloca of the caller (the read of `a` ends before `out` is written).
+    unsafe {
+        guarded(1, || {
+            let c = cx(ctx);
+            let r = (|| -> Result<Option<Decimal>> {
+                let Some(d) = (*a).get() else { return Ok(None) };
+                let d = d?;
+                Ok(Some(match op {
+                    0 => d.neg()?,
+                    1 => d.abs()?,
+                    _ => d.round(digits)?,
+                }))
+            })();
+            match r {
+                Ok(v) => {
+                    (*out).set(v);
+                    0
+                }
+                Err(e) => fail(c, e),
+            }
+        })
+    }
+}
+
+unsafe extern "C" fn aergo_rt_dec_fit(
+    ctx: *mut JitCtx,
+    a: *const DecSlot,
+    p: u32,
+    s: u32,
+    out: *mut DecSlot,
+) -> i32 {
+    // SAFETY: contract (a) for `ctx`; (b): `a` is an initialised `DecSlot` alloca and `out` a `DecSlot`
+    // alloca of the caller (the read of `a` ends before `out` is written).
+    unsafe {
+        guarded(1, || {
+            let c = cx(ctx);
+            // what `Value::cast` to NUMERIC(p, s) does for a numeric value
+            let r = match (*a).get() {
+                None => Ok(None),
+                Some(d) => d.and_then(|d| d.fit(p, s)).map(Some),
+            };
+            match r {
+                Ok(v) => {
+                    (*out).set(v);
+                    0
+                }
+                Err(e) => fail(c, e),
+            }
+        })
+    }
+}
+
+unsafe extern "C" fn aergo_rt_dec_to_int(
+    ctx: *mut JitCtx,
+    a: *const DecSlot,
+    integer: u32,
+    v: *mut i64,
+    n: *mut u8,
+) -> i32 {
+    // SAFETY: contract (a) for `ctx`; (b): `a` is an initialised `DecSlot` alloca, `v` and `n` the
+    // caller's i64 and i8 allocas.
+    unsafe {
+        guarded(1, || {
+            let c = cx(ctx);
+            let ty = if integer != 0 {
+                SqlType::Integer
+            } else {
+                SqlType::BigInt
+            };
+            match dec_of(&*a).and_then(|x| x.cast(&ty)) {
+                Ok(Value::Int(i)) => {
+                    *v = i;
+                    *n = 0;
+                    0
+                }
+                Ok(_) => {
+                    *v = 0;
+                    *n = 1;
+                    0
+                }
+                Err(e) => fail(c, e),
+            }
+        })
+    }
+}
+
+unsafe extern "C" fn aergo_rt_push_int(ctx: *mut JitCtx, v: i64, n: u8) {
+    // SAFETY: contract (a): `ctx` is the live `JitCtx` of this call.
+    unsafe {
+        guarded((), || {
+            cx(ctx)
+                .scratch
+                .push(if n != 0 { Value::Null } else { Value::Int(v) });
+        })
+    }
+}
+unsafe extern "C" fn aergo_rt_push_bool(ctx: *mut JitCtx, v: u8, n: u8) {
+    // SAFETY: contract (a): `ctx` is the live `JitCtx` of this call.
+    unsafe {
+        guarded((), || {
+            cx(ctx).scratch.push(if n != 0 {
+                Value::Null
+            } else {
+                Value::Bool(v != 0)
+            });
+        })
+    }
+}
+unsafe extern "C" fn aergo_rt_push_dec(ctx: *mut JitCtx, p: *const DecSlot) -> i32 {
+    // SAFETY: contract (a) for `ctx`; (b): `p` is an initialised `DecSlot` alloca of the caller.
+    unsafe {
+        guarded(1, || {
+            let c = cx(ctx);
+            match dec_of(&*p) {
+                Ok(v) => {
+                    c.scratch.push(v);
+                    0
+                }
+                Err(e) => fail(c, e),
+            }
+        })
+    }
+}
+unsafe extern "C" fn aergo_rt_push_const(ctx: *mut JitCtx, v: usize) {
+    // SAFETY: contract (a) for `ctx`; (c): `v` is the address of a constant `Value` in the kept catalog
+    // (or the static `NULL_VALUE`).
+    unsafe {
+        guarded((), || {
+            cx(ctx).scratch.push((*(v as *const Value)).clone());
+        })
+    }
+}
+unsafe extern "C" fn aergo_rt_push_var(ctx: *mut JitCtx, slot: u64) {
+    // SAFETY: contract (a): `ctx` is the live `JitCtx` of this call (`slot` is bounds-checked).
+    unsafe {
+        guarded((), || {
+            let c = cx(ctx);
+            let v = var(c, slot).map(|x| x.clone()).unwrap_or(Value::Null);
+            c.scratch.push(v);
+        })
+    }
+}
+
+/// `FOR rec IN query`: runs the query, keeps its rows for this loop and
+/// sets FOUND (as the interpreter does before the first iteration).
+unsafe extern "C" fn aergo_rt_query_open(ctx: *mut JitCtx, stmt: usize) -> i32 {
+    // SAFETY: contract (a) for `ctx` (and `with_rt`'s pointers); (c): `stmt` is the address of a
+    // `StmtKind` in the kept catalog, matched against `Loop(.., Query, ..)` before use.
+    unsafe {
+        guarded(1, || {
+            let c = cx(ctx);
+            let StmtKind::Loop(_, LoopPlan::Query { query, .. }, _) = &*(stmt as *const StmtKind)
+            else {
+                return fail(c, SqlError::Jit("bad FOR pointer".into()));
+            };
+            match with_rt(c, |rt, vars, _| {
+                let rows = rt.select(query, None, vars)?;
+                if let Some(f) = vars.get_mut(FOUND_SLOT) {
+                    *f = Value::Bool(!rows.is_empty());
+                }
+                Ok(rows)
+            }) {
+                Ok(rows) => {
+                    match c.cursors.iter_mut().find(|(s, _)| *s == stmt) {
+                        Some((_, it)) => *it = rows.into_iter(),
+                        None => c.cursors.push((stmt, rows.into_iter())),
+                    }
+                    0
+                }
+                Err(e) => fail(c, e),
+            }
+        })
+    }
+}
+
+/// Next row of a `FOR rec IN query` loop into the record's slots (cast to
+/// their types, as the interpreter does): 1 = row, 0 = done, 2 = error.
+unsafe extern "C" fn aergo_rt_query_next(ctx: *mut JitCtx, stmt: usize) -> i32 {
+    // SAFETY: contract (a) for `ctx`, its `vars` and `slots` (distinct from the `JitCtx` itself, so
+    // borrowing them beside `c` aliases nothing); (c): `stmt` is the address of a `StmtKind` in the
+    // kept catalog, matched against `Loop(.., Query, ..)` before use.
+    unsafe {
+        guarded(2, || {
+            let c = cx(ctx);
+            let StmtKind::Loop(_, LoopPlan::Query { slots, .. }, _) = &*(stmt as *const StmtKind)
+            else {
+                return 0;
+            };
+            let Some(row) = c
+                .cursors
+                .iter_mut()
+                .find(|(s, _)| *s == stmt)
+                .and_then(|(_, it)| it.next())
+            else {
+                return 0;
+            };
+            let vars: &mut Vec<Value> = &mut *c.vars;
+            let types: &Vec<SqlType> = &*c.slots;
+            for (s, v) in slots.iter().zip(row) {
+                if let Err(e) = crate::interp::assign(vars, types, *s, v) {
+                    fail(c, e);
+                    return 2;
+                }
+            }
+            1
+        })
+    }
+}
+
+/// Removes the last `n` pushed arguments.
+fn take_args(c: &mut JitCtx, n: u64) -> Vec<Value> {
+    let at = c
+        .scratch
+        .len()
+        .saturating_sub(usize::try_from(n).unwrap_or(usize::MAX));
+    c.scratch.split_off(at)
+}
+
+unsafe extern "C" fn aergo_rt_call(
+    ctx: *mut JitCtx,
+    fi: u64,
+    nargs: u64,
+    kind: u32,
+    iv: *mut i64,
+    n: *mut u8,
+    dec: *mut DecSlot,
+) -> i32 {
+    // SAFETY: contract (a) for `ctx` (and `with_rt`'s pointers); (b): `iv`, `n` and `dec` are the caller's
+    // i64, i8 and `DecSlot` allocas (all three always passed, whatever `kind`).
+    unsafe {
+        guarded(1, || {
+            let c = cx(ctx);
+            let args = take_args(c, nargs);
+            // An index past usize is out of range like any other (`call_function` checks it).
+            let fi = usize::try_from(fi).unwrap_or(usize::MAX);
+            let r = with_rt(c, |rt, _, _| rt.call_function(fi, args));
+            match r {
+                Err(e) => fail(c, e),
+                Ok(v) => {
+                    match (kind, v) {
+                        (_, Value::Null) => {
+                            *iv = 0;
+                            *n = 1;
+                            (*dec).set(None);
+                        }
+                        (0, Value::Int(i)) => {
+                            *iv = i;
+                            *n = 0;
+                        }
+                        (1, Value::Bool(b)) => {
+                            *iv = i64::from(b);
+                            *n = 0;
+                        }
+                        (2, Value::Num(d)) => (*dec).set(Some(d)),
+                        (2, Value::Int(i)) => (*dec).set(Some(Decimal::from_i64(i))),
+                        (_, other) => {
+                            return fail(
+                                c,
+                                SqlError::Jit(format!("unexpected {} from call", other.type_of())),
+                            )
+                        }
+                    }
+                    0
+                }
+            }
+        })
+    }
+}
+
+unsafe extern "C" fn aergo_rt_raise(ctx: *mut JitCtx, stmt: usize) -> i32 {
+    // SAFETY: contract (a) for `ctx` and its `rt` (no other reference to the runtime is live during
+    // this helper); (c): `stmt` is the address of a `StmtKind` in the kept catalog, matched
+    // against `Raise` before use.
+    unsafe {
+        guarded(1, || {
+            let c = cx(ctx);
+            let StmtKind::Raise(notice, fmt, exprs) = &*(stmt as *const StmtKind) else {
+                return fail(c, SqlError::Jit("bad RAISE pointer".into()));
+            };
+            let args = take_args(c, exprs.len() as u64);
+            let msg = format_raise(fmt, &args);
+            if *notice {
+                let rt = &mut *(c.rt as *mut Runtime<'static>);
+                rt.events.push(msg);
+                0
+            } else {
+                fail(c, SqlError::Exception(msg))
+            }
+        })
+    }
+}
+
+unsafe extern "C" fn aergo_rt_ret_int(ctx: *mut JitCtx, v: i64, n: u8) {
+    // SAFETY: contract (a): `ctx` is the live `JitCtx` of this call.
+    unsafe {
+        guarded((), || {
+            cx(ctx).result = if n != 0 { Value::Null } else { Value::Int(v) };
+        })
+    }
+}
+unsafe extern "C" fn aergo_rt_ret_bool(ctx: *mut JitCtx, v: u8, n: u8) {
+    // SAFETY: contract (a): `ctx` is the live `JitCtx` of this call.
+    unsafe {
+        guarded((), || {
+            cx(ctx).result = if n != 0 {
+                Value::Null
+            } else {
+                Value::Bool(v != 0)
+            };
+        })
+    }
+}
+unsafe extern "C" fn aergo_rt_ret_dec(ctx: *mut JitCtx, p: *const DecSlot) -> i32 {
+    // SAFETY: contract (a) for `ctx`; (b): `p` is an initialised `DecSlot` alloca of the caller.
+    unsafe {
+        guarded(1, || {
+            let c = cx(ctx);
+            match dec_of(&*p) {
+                Ok(v) => {
+                    c.result = v;
+                    0
+                }
+                Err(e) => fail(c, e),
+            }
+        })
+    }
+}
+unsafe extern "C" fn aergo_rt_ret_const(ctx: *mut JitCtx, v: usize) {
+    // SAFETY: contract (a) for `ctx`; (c): `v` is the address of a constant `Value` in the kept catalog
+    // (or the static `NULL_VALUE`).
+    unsafe {
+        guarded((), || {
+            cx(ctx).result = (*(v as *const Value)).clone();
+        })
+    }
+}
+unsafe extern "C" fn aergo_rt_ret_var(ctx: *mut JitCtx, slot: u64) {
+    // SAFETY: contract (a): `ctx` is the live `JitCtx` of this call (`slot` is bounds-checked).
+    unsafe {
+        guarded((), || {
+            let c = cx(ctx);
+            c.result = var(c, slot).map(|x| x.clone()).unwrap_or(Value::Null);
+        })
+    }
+}
+
+pub(super) fn helper_addrs() -> Vec<(&'static str, usize)> {
+    vec![
+        ("aergo_rt_err", aergo_rt_err as *const () as usize),
+        ("aergo_rt_load_int", aergo_rt_load_int as *const () as usize),
+        (
+            "aergo_rt_load_bool",
+            aergo_rt_load_bool as *const () as usize,
+        ),
+        ("aergo_rt_load_dec", aergo_rt_load_dec as *const () as usize),
+        (
+            "aergo_rt_store_int",
+            aergo_rt_store_int as *const () as usize,
+        ),
+        (
+            "aergo_rt_store_bool",
+            aergo_rt_store_bool as *const () as usize,
+        ),
+        (
+            "aergo_rt_store_dec",
+            aergo_rt_store_dec as *const () as usize,
+        ),
+        (
+            "aergo_rt_store_null",
+            aergo_rt_store_null as *const () as usize,
+        ),
+        ("aergo_rt_sql", aergo_rt_sql as *const () as usize),
+        (
+            "aergo_rt_sql_point",
+            aergo_rt_sql_point as *const () as usize,
+        ),
+        (
+            "aergo_rt_dec_binop",
+            aergo_rt_dec_binop as *const () as usize,
+        ),
+        ("aergo_rt_dec_cmp", aergo_rt_dec_cmp as *const () as usize),
+        ("aergo_rt_dec_unop", aergo_rt_dec_unop as *const () as usize),
+        ("aergo_rt_dec_fit", aergo_rt_dec_fit as *const () as usize),
+        (
+            "aergo_rt_dec_to_int",
+            aergo_rt_dec_to_int as *const () as usize,
+        ),
+        ("aergo_rt_push_int", aergo_rt_push_int as *const () as usize),
+        (
+            "aergo_rt_push_bool",
+            aergo_rt_push_bool as *const () as usize,
+        ),
+        ("aergo_rt_push_dec", aergo_rt_push_dec as *const () as usize),
+        (
+            "aergo_rt_push_const",
+            aergo_rt_push_const as *const () as usize,
+        ),
+        ("aergo_rt_push_var", aergo_rt_push_var as *const () as usize),
+        ("aergo_rt_raise", aergo_rt_raise as *const () as usize),
+        ("aergo_rt_call", aergo_rt_call as *const () as usize),
+        (
+            "aergo_rt_query_open",
+            aergo_rt_query_open as *const () as usize,
+        ),
+        (
+            "aergo_rt_query_next",
+            aergo_rt_query_next as *const () as usize,
+        ),
+        ("aergo_rt_ret_int", aergo_rt_ret_int as *const () as usize),
+        ("aergo_rt_ret_bool", aergo_rt_ret_bool as *const () as usize),
+        ("aergo_rt_ret_dec", aergo_rt_ret_dec as *const () as usize),
+        (
+            "aergo_rt_ret_const",
+            aergo_rt_ret_const as *const () as usize,
+        ),
+        ("aergo_rt_ret_var", aergo_rt_ret_var as *const () as usize),
+    ]
+}
+
+pub(super) static NULL_VALUE: Value = Value::Null;
+
+/// Enters compiled function `f` (`fp`) with `args`: sets up the [`JitCtx`], contains a helper
+/// panic (the call fails with [`RUNTIME_PANIC`] and its whole gas limit) and turns the return
+/// code into the call's result or error.
+pub(super) fn call_compiled(
+    fp: JitFn,
+    f: &Function,
+    rt: &mut Runtime,
+    args: Vec<Value>,
+) -> Result<Value> {
+    let mut vars = init_vars(f, args)?;
+    let mut jc = JitCtx {
+        gas_used: rt.gas_used,
+        gas_limit: rt.gas_limit,
+        rt: rt as *mut Runtime as *mut c_void,
+        vars: &mut vars,
+        slots: &f.slots,
+        err: None,
+        result: Value::Null,
+        scratch: Vec::new(),
+        cursors: Vec::new(),
+    };
+    let outer_panicked = RT_PANICKED.with(|p| p.replace(false));
+    // SAFETY: `fp` was compiled for this catalog's function `fi`; `jc`
+    // and everything it points to outlive the call.
+    let code = unsafe { fp(&mut jc) };
+    let panicked = RT_PANICKED.with(|p| p.replace(outer_panicked));
+    rt.gas_used = jc.gas_used;
+    if panicked {
+        RT_PANICKED.with(|p| p.set(true));
+        // The whole gas limit: the call failed inside the runtime, not in the contract.
+        rt.gas_used = rt.gas_limit;
+        return Err(SqlError::Jit(RUNTIME_PANIC.into()));
+    }
+    match code {
+        0 => finish(f, jc.result),
+        2 if f.returns == SqlType::Void => Ok(Value::Null),
+        2 => Err(SqlError::Exception(format!(
+            "control reached end of function {} without RETURN",
+            f.name
+        ))),
+        _ => Err(jc
+            .err
+            .take()
+            .unwrap_or_else(|| SqlError::Jit("error without detail".into()))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Contract, Engine, MemKv, MockChain};
+
+    const FIG6: &str = include_str!("../../tests/fixtures/figure6.sql");
+    const GAS: u64 = 1_000_000;
+
+    /// A panic inside a runtime helper called from generated code fails that call with the
+    /// fixed message and nothing written; the process, the thread and the next call are fine.
+    #[test]
+    fn helper_panic_fails_the_call_not_the_process() {
+        let mut kv = MemKv::new();
+        let (c, _) = Contract::deploy(FIG6, "owner", b"c1/", &mut kv, GAS).unwrap();
+        assert!(c.jit_functions().contains(&"transfer".to_string()));
+        c.execute(
+            "INSERT INTO accounts VALUES ('alice', 100.00), ('bob', 5.50)",
+            &mut kv,
+            GAS,
+        )
+        .unwrap();
+        let args: Vec<Value> = ["alice", "bob", "10"]
+            .iter()
+            .map(|s| Value::Text(s.to_string()))
+            .collect();
+        let before = c.query("SELECT * FROM accounts", &kv, GAS).unwrap().rows;
+        let mut ctx = MockChain::default();
+        INJECT_PANIC.with(|p| p.set(true));
+        let err = c
+            .call_with(Engine::Jit, "transfer", &args, &mut ctx, &mut kv, GAS)
+            .unwrap_err();
+        assert!(
+            !INJECT_PANIC.with(|p| p.get()),
+            "the injected panic never fired"
+        );
+        assert_eq!(
+            err.to_string(),
+            SqlError::Jit(RUNTIME_PANIC.into()).to_string()
+        );
+        assert_eq!(
+            c.query("SELECT * FROM accounts", &kv, GAS).unwrap().rows,
+            before,
+            "a failed call wrote"
+        );
+        // The next call on the same thread runs normally.
+        let ok = c
+            .call_with(Engine::Jit, "transfer", &args, &mut ctx, &mut kv, GAS)
+            .unwrap();
+        assert_eq!(ok.result, Value::Text("OK".into()));
+    }
+}
