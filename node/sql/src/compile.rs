@@ -13,40 +13,7 @@ use crate::value::{SqlType, Value};
 use sqlparser::ast::{self, BinaryOperator, UnaryOperator};
 use std::collections::HashMap;
 
-/// Signature of a contract function.
-#[derive(Debug, Clone)]
-pub struct FuncSig {
-    /// Name.
-    pub name: String,
-    /// Parameter types.
-    pub params: Vec<(String, SqlType)>,
-    /// Return type.
-    pub returns: SqlType,
-}
-
-/// Tables and functions of one contract.
-#[derive(Debug, Clone, Default)]
-pub struct Catalog {
-    /// Tables in creation order.
-    pub tables: Vec<Table>,
-    /// Compiled functions (same order as `sigs`).
-    pub funcs: Vec<Function>,
-    /// Function signatures.
-    pub sigs: Vec<FuncSig>,
-    /// Next table id.
-    pub next_table_id: u32,
-}
-
-impl Catalog {
-    /// Table index by name.
-    pub fn table(&self, name: &str) -> Option<usize> {
-        self.tables.iter().position(|t| t.name == name)
-    }
-    /// Function index by name.
-    pub fn func(&self, name: &str) -> Option<usize> {
-        self.sigs.iter().position(|f| f.name == name)
-    }
-}
+pub use crate::ir::{Catalog, FuncSig};
 
 /// Compiled call arguments, `*` given, DISTINCT given.
 type Args = (Vec<(Expr, SqlType)>, bool, bool);

@@ -6,8 +6,8 @@ use crate::compile::{apply_script, Catalog, Compiler};
 use crate::ctx::ChainContext;
 use crate::encoding::prefix_end;
 use crate::error::{Result, SqlError};
-use crate::exec::{keys, Runtime};
-use crate::interp::{self, JitDispatch};
+use crate::exec::{keys, Dispatch, Runtime};
+use crate::interp::{self, Interpreter};
 use crate::ir::SqlPlan;
 use crate::jit_slot::JitSlot;
 use crate::kv::{apply_writes, Kv, Overlay};
@@ -304,7 +304,7 @@ impl Contract {
             events: Vec::new(),
             depth: 0,
             read_only,
-            jit: None,
+            dispatch: &Interpreter,
             key_buf: Vec::new(),
             mem_used: 0,
             mem_limit: self.mem_limit,
@@ -451,8 +451,8 @@ impl Contract {
                 {
                     match self.jit.program() {
                         Some(j) => {
-                            let d: &dyn JitDispatch = j.as_ref();
-                            rt.jit = Some(d);
+                            let d: &dyn Dispatch = j.as_ref();
+                            rt.dispatch = d;
                             if j.has(fi) {
                                 self.jit.count_call();
                                 j.call(fi, &mut rt, args.to_vec())?
@@ -465,7 +465,7 @@ impl Contract {
                 }
                 #[cfg(not(feature = "jit"))]
                 {
-                    let _: Option<&dyn JitDispatch> = None;
+                    let _: Option<&dyn Dispatch> = None;
                     interp::run(&mut rt, fi, args.to_vec())?
                 }
             }

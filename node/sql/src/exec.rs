@@ -2,7 +2,6 @@
 //! constraint and index maintenance, gas metering. Used by the interpreter
 //! and, through `extern "C"` helpers, by JIT-compiled code.
 
-use crate::compile::Catalog;
 use crate::ctx::ChainContext;
 use crate::decimal::Decimal;
 use crate::encoding::{decode_row, encode_key, encode_key_tuple, encode_row, prefix_end};
@@ -54,14 +53,74 @@ pub struct Runtime<'a> {
     pub depth: u32,
     /// Reject writes.
     pub read_only: bool,
-    /// JIT-compiled functions by index (filled when the JIT is enabled).
-    pub jit: Option<&'a dyn crate::interp::JitDispatch>,
+    /// Runs nested calls: the interpreter ([`crate::interp::Interpreter`]), or the contract's
+    /// JIT program when the call runs on the JIT.
+    pub dispatch: &'a dyn Dispatch,
     /// Scratch buffer for row keys of point lookups.
     pub key_buf: Vec<u8>,
     /// Estimated bytes of rows held now ([`crate::gas::row_bytes`]).
     pub mem_used: usize,
     /// Memory budget ([`crate::gas::MEMORY_BUDGET`] by default).
     pub mem_limit: usize,
+}
+
+/// Runs contract functions for nested calls, so the runtime calls functions without knowing
+/// the engine: the interpreter ([`crate::interp::Interpreter`]) and, with the `jit` feature,
+/// the JIT program implement it.
+pub trait Dispatch {
+    /// Runs function `fi` (a JIT program runs the functions it did not compile in the
+    /// interpreter).
+    fn call(&self, fi: usize, rt: &mut Runtime, args: Vec<Value>) -> Result<Value>;
+}
+
+/// Stores a value into a variable slot, cast to the slot's declared type.
+pub fn assign(vars: &mut [Value], slots: &[SqlType], slot: usize, v: Value) -> Result<()> {
+    let ty = slots.get(slot).copied().unwrap_or(SqlType::Unknown);
+    let v = v.cast_owned(&ty)?;
+    if let Some(x) = vars.get_mut(slot) {
+        *x = v;
+    }
+    Ok(())
+}
+
+/// Runs a SQL statement with INTO handling (shared with the JIT helpers).
+pub fn exec_sql(
+    rt: &mut Runtime,
+    plan: &SqlPlan,
+    into: &[usize],
+    strict: bool,
+    vars: &mut [Value],
+    slots: &[SqlType],
+) -> Result<()> {
+    let res = rt.run_plan(plan, vars)?;
+    let found = if matches!(plan, SqlPlan::Select(_)) {
+        !res.rows.is_empty()
+    } else {
+        res.count > 0
+    };
+    if !into.is_empty() {
+        if strict && res.rows.len() != 1 {
+            return Err(SqlError::Exception(if res.rows.is_empty() {
+                "query returned no rows".into()
+            } else {
+                "query returned more than one row".into()
+            }));
+        }
+        match res.rows.into_iter().next() {
+            Some(row) => {
+                for (slot, v) in into.iter().zip(row) {
+                    assign(vars, slots, *slot, v)?;
+                }
+            }
+            None => {
+                for slot in into {
+                    assign(vars, slots, *slot, Value::Null)?;
+                }
+            }
+        }
+    }
+    vars[FOUND_SLOT] = Value::Bool(found);
+    Ok(())
 }
 
 /// Result of a DML statement.
@@ -521,10 +580,8 @@ impl<'a> Runtime<'a> {
         }
         self.charge(gas::CALL)?;
         self.depth += 1;
-        let r = match self.jit {
-            Some(j) if j.has(fi) => j.call(fi, self, args),
-            _ => crate::interp::run(self, fi, args),
-        };
+        let d = self.dispatch;
+        let r = d.call(fi, self, args);
         self.depth -= 1;
         r
     }
@@ -1299,7 +1356,7 @@ impl<'a> Runtime<'a> {
     /// RETURNING — straight from the primary-key lookup to the variables,
     /// without result lists. The JIT resolves this shape when it compiles a
     /// function and calls this for it; the outcome (variables, FOUND, writes,
-    /// errors, gas) is exactly that of `interp::exec_sql`, to which any other
+    /// errors, gas) is exactly that of [`exec_sql`], to which any other
     /// statement goes.
     pub fn point_statement(
         &mut self,
@@ -1312,7 +1369,7 @@ impl<'a> Runtime<'a> {
         let found = match plan {
             SqlPlan::Select(q) => {
                 let Some((src, table, Access::Pk(exprs))) = one_table(q) else {
-                    return crate::interp::exec_sql(self, plan, into, strict, vars, slots);
+                    return exec_sql(self, plan, into, strict, vars, slots);
                 };
                 let cat = self.cat;
                 let t = &cat.tables[table];
@@ -1340,12 +1397,12 @@ impl<'a> Runtime<'a> {
                     match vals {
                         Some(vals) => {
                             for (slot, v) in into.iter().zip(vals) {
-                                crate::interp::assign(vars, slots, *slot, v)?;
+                                assign(vars, slots, *slot, v)?;
                             }
                         }
                         None => {
                             for slot in into {
-                                crate::interp::assign(vars, slots, *slot, Value::Null)?;
+                                assign(vars, slots, *slot, Value::Null)?;
                             }
                         }
                     }
@@ -1371,7 +1428,7 @@ impl<'a> Runtime<'a> {
                     _ => false,
                 }
             }
-            _ => return crate::interp::exec_sql(self, plan, into, strict, vars, slots),
+            _ => return exec_sql(self, plan, into, strict, vars, slots),
         };
         if let Some(f) = vars.get_mut(FOUND_SLOT) {
             *f = Value::Bool(found);

@@ -2,16 +2,19 @@
 //! its variable slots, delegating expressions and SQL to the runtime.
 
 use crate::error::{Result, SqlError};
-use crate::exec::{Runtime, EMPTY};
+pub use crate::exec::{assign, exec_sql};
+use crate::exec::{Dispatch, Runtime, EMPTY};
 use crate::ir::*;
 use crate::value::{SqlType, Value};
 
-/// Lets the runtime dispatch nested calls to JIT-compiled code.
-pub trait JitDispatch {
-    /// True when function `fi` was compiled.
-    fn has(&self, fi: usize) -> bool;
-    /// Runs compiled function `fi`.
-    fn call(&self, fi: usize, rt: &mut Runtime, args: Vec<Value>) -> Result<Value>;
+/// The interpreter as a [`Dispatch`]: runs every function with [`run`]. The runtime's
+/// dispatcher when no JIT program is installed.
+pub struct Interpreter;
+
+impl Dispatch for Interpreter {
+    fn call(&self, fi: usize, rt: &mut Runtime, args: Vec<Value>) -> Result<Value> {
+        run(rt, fi, args)
+    }
 }
 
 enum Flow {
@@ -68,16 +71,6 @@ pub fn run(rt: &mut Runtime, fi: usize, args: Vec<Value>) -> Result<Value> {
     }
 }
 
-/// Stores a value into a variable slot, cast to the slot's declared type.
-pub fn assign(vars: &mut [Value], slots: &[SqlType], slot: usize, v: Value) -> Result<()> {
-    let ty = slots.get(slot).copied().unwrap_or(SqlType::Unknown);
-    let v = v.cast_owned(&ty)?;
-    if let Some(x) = vars.get_mut(slot) {
-        *x = v;
-    }
-    Ok(())
-}
-
 /// Formats a RAISE message: each `%` takes the next argument, `%%` is `%`.
 pub fn format_raise(fmt: &str, args: &[Value]) -> String {
     let mut out = String::new();
@@ -118,46 +111,6 @@ fn int_of(v: Value, what: &str) -> Result<i64> {
         Value::Int(i) => Ok(i),
         _ => Err(SqlError::Type(format!("FOR loop {what} cannot be NULL"))),
     }
-}
-
-/// Runs a SQL statement with INTO handling (shared with the JIT helpers).
-pub fn exec_sql(
-    rt: &mut Runtime,
-    plan: &SqlPlan,
-    into: &[usize],
-    strict: bool,
-    vars: &mut [Value],
-    slots: &[SqlType],
-) -> Result<()> {
-    let res = rt.run_plan(plan, vars)?;
-    let found = if matches!(plan, SqlPlan::Select(_)) {
-        !res.rows.is_empty()
-    } else {
-        res.count > 0
-    };
-    if !into.is_empty() {
-        if strict && res.rows.len() != 1 {
-            return Err(SqlError::Exception(if res.rows.is_empty() {
-                "query returned no rows".into()
-            } else {
-                "query returned more than one row".into()
-            }));
-        }
-        match res.rows.into_iter().next() {
-            Some(row) => {
-                for (slot, v) in into.iter().zip(row) {
-                    assign(vars, slots, *slot, v)?;
-                }
-            }
-            None => {
-                for slot in into {
-                    assign(vars, slots, *slot, Value::Null)?;
-                }
-            }
-        }
-    }
-    vars[FOUND_SLOT] = Value::Bool(found);
-    Ok(())
 }
 
 fn exec_stmts(

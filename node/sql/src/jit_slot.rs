@@ -9,7 +9,7 @@
 //! A full queue or a failed compilation leaves the slot empty (the interpreter keeps running
 //! the contract); a full queue is retried by the next [`JitSlot::queue`].
 
-use crate::compile::Catalog;
+use crate::ir::Catalog;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 

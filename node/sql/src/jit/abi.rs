@@ -7,8 +7,8 @@
 
 use crate::decimal::Decimal;
 use crate::error::{Result, SqlError};
-use crate::exec::Runtime;
-use crate::interp::{exec_sql, finish, format_raise, init_vars};
+use crate::exec::{assign, exec_sql, Runtime};
+use crate::interp::{finish, format_raise, init_vars};
 use crate::ir::*;
 use crate::value::{sql_cmp, SqlType, Value};
 use std::ffi::c_void;
@@ -92,7 +92,7 @@ pub(super) const E_FOR_STEP: u32 = 8;
 // The helper contract. The `aergo_rt_*` helpers are called only by code this module generates
 // (their addresses are mapped into the module in `JitProgram::compile` and nowhere else), and
 // that code upholds, for the duration of one helper call:
-// (a) `ctx` is the `JitCtx` the generated function was called with by `JitDispatch::call`:
+// (a) `ctx` is the `JitCtx` the generated function was called with by `Dispatch::call`:
 //     valid, aligned and not otherwise borrowed (generated code only loads and stores its two
 //     gas fields between helper calls). Its `rt`, `vars` and `slots` point to the caller's
 //     `Runtime`, the frame's variables and the function's slot types, which outlive the call
@@ -641,7 +641,7 @@ unsafe extern "C" fn aergo_rt_query_next(ctx: *mut JitCtx, stmt: usize) -> i32 {
             let vars: &mut Vec<Value> = &mut *c.vars;
             let types: &Vec<SqlType> = &*c.slots;
             for (s, v) in slots.iter().zip(row) {
-                if let Err(e) = crate::interp::assign(vars, types, *s, v) {
+                if let Err(e) = assign(vars, types, *s, v) {
                     fail(c, e);
                     return 2;
                 }

@@ -23,10 +23,9 @@ mod codegen;
 
 pub use abi::{DecSlot, JitCtx, RUNTIME_PANIC};
 
-use crate::compile::Catalog;
 use crate::error::{Result, SqlError};
-use crate::exec::Runtime;
-use crate::interp::JitDispatch;
+use crate::exec::{Dispatch, Runtime};
+use crate::ir::Catalog;
 use crate::value::{SqlType, Value};
 use abi::{call_compiled, helper_addrs, JitFn};
 use codegen::{declare_helpers, gen_function, GenErr};
@@ -147,11 +146,14 @@ impl JitProgram {
     }
 }
 
-impl JitDispatch for JitProgram {
-    fn has(&self, fi: usize) -> bool {
+impl JitProgram {
+    /// True when function `fi` was compiled.
+    pub fn has(&self, fi: usize) -> bool {
         matches!(self.fns.get(fi), Some(Some(_)))
     }
+}
 
+impl Dispatch for JitProgram {
     fn call(&self, fi: usize, rt: &mut Runtime, args: Vec<Value>) -> Result<Value> {
         let (Some(Some(fp)), Some(f)) = (self.fns.get(fi), self.cat.funcs.get(fi)) else {
             return crate::interp::run(rt, fi, args);
