@@ -468,19 +468,30 @@ impl Chain {
         Ok(chain)
     }
 
-    fn load_tip(&self) -> Result<Option<Tip>, ChainError> {
+    /// The tip record in `meta` (`tip` = height u64 BE ‖ hash ‖ log end as [`LogPos`]),
+    /// written in the same batch as the block it names.
+    fn tip_record(&self) -> Result<Option<(u64, Hash, LogPos)>, ChainError> {
         let Some(b) = self.db.get_cf(cf(&self.db, CF_META)?, b"tip")? else {
             return Ok(None);
         };
         if b.len() != 8 + 32 + 12 {
             return Err(ChainError::Corrupt("tip record".into()));
         }
+        let mut h = [0u8; 8];
+        h.copy_from_slice(&b[..8]);
         let hash = Hash(
             b[8..40]
                 .try_into()
                 .map_err(|_| ChainError::Corrupt("tip".into()))?,
         );
         let log_end = LogPos::decode(&b[40..])?;
+        Ok(Some((u64::from_be_bytes(h), hash, log_end)))
+    }
+
+    fn load_tip(&self) -> Result<Option<Tip>, ChainError> {
+        let Some((_, hash, log_end)) = self.tip_record()? else {
+            return Ok(None);
+        };
         let block = self
             .block_by_hash(&hash)?
             .ok_or_else(|| ChainError::Corrupt(format!("tip block {hash} missing")))?;
@@ -818,6 +829,7 @@ impl Chain {
     fn write_block(&self, p: Prepared, existing: Option<Location>) -> Result<usize, ChainError> {
         let block = &p.block;
         let height = block.header.height;
+        self.check_commit_point(&block.header, existing)?;
         let hash = block.hash();
         let payload = block.encode();
         let loc = match existing {
@@ -908,6 +920,83 @@ impl Chain {
             log_end: end,
         };
         Ok(payload.len())
+    }
+
+    /// The commit points, checked in every profile before anything is written (debug
+    /// assertions never run in the one release profile): the in-memory tip is the one
+    /// recorded in `meta`; the block extends it (height = tip + 1 and parent = tip hash; the
+    /// genesis block, height 0 with a zero parent, only while no tip is recorded); and the
+    /// block goes where the tip's recorded log position says the log ends — for an append
+    /// the log's end is that position, for a frame already in the log (recovery) the frame
+    /// starts there or at the start of the next segment (a segment rolled over). A violation
+    /// is an impossible state: [`ChainError::Corrupt`], and the commit stops.
+    fn check_commit_point(
+        &self,
+        header: &Header,
+        existing: Option<Location>,
+    ) -> Result<(), ChainError> {
+        let tip = self.tip();
+        let refused = |what: String| ChainError::Corrupt(format!("commit refused: {what}"));
+        let (want_height, want_parent) = match self.tip_record()? {
+            Some((height, hash, log_end)) => {
+                if height != tip.header.height || hash != tip.hash || log_end != tip.log_end {
+                    return Err(refused(format!(
+                        "the recorded tip (height {height}, {hash}) is not the chain's tip \
+                         (height {}, {})",
+                        tip.header.height, tip.hash
+                    )));
+                }
+                let next = height
+                    .checked_add(1)
+                    .ok_or_else(|| refused("the tip height is at its maximum".into()))?;
+                (next, hash)
+            }
+            // No tip yet: only the genesis block may be committed.
+            None if tip.hash == Hash::ZERO => (0, Hash::ZERO),
+            None => {
+                return Err(refused(format!(
+                    "no tip is recorded, the chain's tip is {}",
+                    tip.hash
+                )))
+            }
+        };
+        if header.height != want_height {
+            return Err(refused(format!(
+                "block at height {} does not follow the tip (next height {want_height})",
+                header.height
+            )));
+        }
+        if header.parent != want_parent {
+            return Err(refused(format!(
+                "block at height {} names parent {}, the tip is {want_parent}",
+                header.height, header.parent
+            )));
+        }
+        match existing {
+            None => {
+                let end = self.log.end();
+                if end != tip.log_end {
+                    return Err(refused(format!(
+                        "the block log ends at {end:?}, the tip's recorded log position is {:?}",
+                        tip.log_end
+                    )));
+                }
+            }
+            Some(loc) => {
+                let next_segment = tip
+                    .log_end
+                    .seg
+                    .checked_add(1)
+                    .map(|seg| LogPos { seg, offset: 0 });
+                if loc.pos != tip.log_end && Some(loc.pos) != next_segment {
+                    return Err(refused(format!(
+                        "the frame at {:?} does not start at the tip's recorded log position {:?}",
+                        loc.pos, tip.log_end
+                    )));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// A block's index record.
@@ -1832,5 +1921,68 @@ mod tests {
         assert_eq!(c.tip().header.height, 1);
         assert_eq!(c.account_latest(&bob).unwrap().balance, 1);
         let _ = Aer::ZERO;
+    }
+
+    /// Commits `p` through the commit path and expects a refusal that changes nothing.
+    fn assert_refused(c: &Chain, p: Prepared, existing: Option<Location>, what: &str) {
+        let tip = c.tip();
+        let log_end = c.log.end();
+        let err = c.write_block(p, existing).unwrap_err();
+        assert!(matches!(err, ChainError::Corrupt(_)), "{what}: {err}");
+        assert!(err.to_string().contains(what), "{what}: {err}");
+        assert_eq!(c.tip().hash, tip.hash);
+        assert_eq!(c.tip().log_end, tip.log_end);
+        assert_eq!(c.log.end(), log_end);
+        assert_eq!(c.tip_record().unwrap().map(|t| t.1), Some(tip.hash));
+    }
+
+    fn unexecuted(block: Block) -> Prepared {
+        Prepared {
+            block,
+            executed: Executed::default(),
+            nodes: HashMap::new(),
+        }
+    }
+
+    #[test]
+    fn commit_points_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = open(dir.path());
+        let producer = Keypair::from_seed(&[6; 32]);
+        let other_dir = tempfile::tempdir().unwrap();
+        let c2 = open(other_dir.path());
+        let b1 = c2.produce(&producer, vec![], 1000, vec![]).unwrap().block;
+        let b2 = c2.produce(&producer, vec![], 2000, vec![]).unwrap().block;
+
+        // Height: a block two above the tip.
+        assert_refused(&c, unexecuted(b2.clone()), None, "does not follow the tip");
+        // Height: the genesis block again.
+        let genesis = c.block_by_height(0).unwrap().unwrap();
+        assert_refused(&c, unexecuted(genesis), None, "does not follow the tip");
+        // Parent: the right height on another parent.
+        let mut orphan = b1.clone();
+        orphan.header.parent = Hash::of(b"elsewhere");
+        assert_refused(&c, unexecuted(orphan), None, "names parent");
+        // Log end: a recovered frame somewhere else than the tip's log position.
+        let wrong = Location {
+            pos: LogPos {
+                seg: c.tip().log_end.seg,
+                offset: c.tip().log_end.offset + 1,
+            },
+            len: 10,
+        };
+        let p = c.prepare(b1.clone()).unwrap();
+        assert_refused(&c, p, Some(wrong), "does not start at the tip's recorded");
+        // Log end: the log grew past the tip's recorded position behind the chain's back.
+        c.log.append(1, b"not a block").unwrap();
+        let p = c.prepare(b1.clone()).unwrap();
+        assert_refused(&c, p, None, "the block log ends at");
+        assert_eq!(c.tip().header.height, 0);
+        // Once the log is back where the tip says, the same block commits.
+        c.log.truncate(c.tip().log_end).unwrap();
+        c.apply(b1).unwrap();
+        c.apply(b2).unwrap();
+        assert_eq!(c.tip().header.height, 2);
+        assert_eq!(c.verify_log_matches_index().unwrap(), 3);
     }
 }
