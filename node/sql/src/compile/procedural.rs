@@ -1,0 +1,356 @@
+//! Procedural code: a function's body compiled into statements — blocks and DECLAREs,
+//! variable slots, assignment, IF/CASE, loops with EXIT/CONTINUE, SQL statements with INTO,
+//! RETURN and RAISE.
+
+use super::*;
+
+pub(super) fn compile_function(cat: &Catalog, f: &FuncDef) -> Result<Function> {
+    let mut env = VarEnv::default();
+    env.scopes.push(HashMap::new());
+    env.declare("found", SqlType::Boolean, true);
+    for (n, t, p) in &f.params {
+        if env.scopes.last().is_some_and(|s| s.contains_key(n)) {
+            return resolve_err(*p, format!("parameter name \"{n}\" used more than once"));
+        }
+        env.declare(n, *t, false);
+    }
+    let mut c = Compiler::new(cat, Some(env), true, f.pos);
+    let body = c.block(&f.body, f.pos)?;
+    let slots = c.vars.map(|v| v.slots).unwrap_or_default();
+    Ok(Function {
+        name: f.name.clone(),
+        params: f.params.iter().map(|(n, t, _)| (n.clone(), *t)).collect(),
+        returns: f.returns,
+        slots,
+        body,
+        pos: f.pos,
+    })
+}
+
+pub(super) fn st(cost: u64, kind: StmtKind) -> Stmt {
+    Stmt { cost, kind }
+}
+
+impl Compiler<'_> {
+    pub(super) fn vars_mut(&mut self) -> Result<&mut VarEnv> {
+        let pos = self.pos;
+        self.vars.as_mut().ok_or(SqlError::Resolve {
+            pos,
+            msg: "no variables here".into(),
+        })
+    }
+
+    pub(super) fn block(&mut self, b: &Block, pos: Pos) -> Result<Vec<Stmt>> {
+        self.vars_mut()?.scopes.push(HashMap::new());
+        let r = (|| -> Result<Vec<Stmt>> {
+            let mut out = Vec::new();
+            let mut inits = Vec::new();
+            let mut cost = 1;
+            for d in &b.decls {
+                self.pos = d.pos;
+                let def = match &d.default {
+                    Some(e) => {
+                        let (x, _) = self.expr(e)?;
+                        cost += x.size();
+                        Some(x)
+                    }
+                    None => None,
+                };
+                if d.constant && def.is_none() {
+                    return resolve_err(
+                        d.pos,
+                        format!("constant \"{}\" must have a default value", d.name),
+                    );
+                }
+                let v = self.vars_mut()?;
+                if v.scopes.last().is_some_and(|s| s.contains_key(&d.name)) {
+                    return resolve_err(d.pos, format!("variable \"{}\" declared twice", d.name));
+                }
+                let slot = v.declare(&d.name, d.ty, d.constant);
+                inits.push((slot, def));
+            }
+            if !inits.is_empty() {
+                out.push(st(cost, StmtKind::Init(inits)));
+            }
+            for s in &b.stmts {
+                out.push(self.pstmt(s)?);
+            }
+            Ok(out)
+        })();
+        let _ = pos;
+        if let Some(v) = self.vars.as_mut() {
+            v.scopes.pop();
+        }
+        r
+    }
+
+    pub(super) fn stmts(&mut self, v: &[PStmt]) -> Result<Vec<Stmt>> {
+        v.iter().map(|s| self.pstmt(s)).collect()
+    }
+
+    pub(super) fn assign_target(&self, name: &str, pos: Pos) -> Result<usize> {
+        let Some(v) = self.vars.as_ref() else {
+            return resolve_err(pos, "no variables here");
+        };
+        match v.lookup(name) {
+            Some(s) if v.constants[s] => {
+                resolve_err(pos, format!("variable \"{name}\" is declared CONSTANT"))
+            }
+            Some(s) => Ok(s),
+            None => resolve_err(pos, format!("variable \"{name}\" does not exist")),
+        }
+    }
+
+    pub(super) fn bool_expr(&mut self, e: &ast::Expr) -> Result<Expr> {
+        let pos = self.expr_pos(e);
+        let (x, t) = self.expr(e)?;
+        self.want_bool(t, pos)?;
+        Ok(x)
+    }
+
+    pub(super) fn pstmt(&mut self, s: &PStmt) -> Result<Stmt> {
+        match s {
+            PStmt::Assign { target, expr, pos } => {
+                self.pos = *pos;
+                let slot = self.assign_target(&target.join("."), *pos)?;
+                let (e, t) = self.expr(expr)?;
+                let vt = self
+                    .vars
+                    .as_ref()
+                    .map(|v| v.slots[slot])
+                    .unwrap_or(SqlType::Unknown);
+                if class(t) != class(vt)
+                    && class(t) != Class::Any
+                    && class(vt) != Class::Any
+                    && !is_text_literal(&e)
+                {
+                    return resolve_err(
+                        *pos,
+                        format!(
+                            "cannot assign {t} to variable \"{}\" of type {vt}",
+                            target.join(".")
+                        ),
+                    );
+                }
+                Ok(st(1 + e.size(), StmtKind::Assign(slot, e)))
+            }
+            PStmt::Sql {
+                stmt,
+                into,
+                strict,
+                pos,
+            } => {
+                self.pos = *pos;
+                let plan = self.statement(stmt)?;
+                let ncols = match &plan {
+                    SqlPlan::Select(q) => Some(q.columns.len()),
+                    SqlPlan::Insert { returning, .. }
+                    | SqlPlan::Update { returning, .. }
+                    | SqlPlan::Delete { returning, .. } => {
+                        returning.as_ref().map(|r| r.exprs.len())
+                    }
+                };
+                let mut slots = Vec::new();
+                for (n, p) in into {
+                    slots.push(self.assign_target(n, *p)?);
+                }
+                if !into.is_empty() && ncols != Some(into.len()) {
+                    return resolve_err(
+                        *pos,
+                        format!(
+                            "INTO has {} targets but the statement returns {} columns",
+                            into.len(),
+                            ncols.unwrap_or(0)
+                        ),
+                    );
+                }
+                if into.is_empty() && matches!(plan, SqlPlan::Select(_)) && !is_perform(stmt) {
+                    // a bare SELECT in a function discards its rows (like PERFORM)
+                }
+                let cost = gas::SQL_BASE + plan_size(&plan);
+                Ok(st(cost, StmtKind::Sql(Box::new(plan), slots, *strict)))
+            }
+            PStmt::If {
+                branches,
+                else_,
+                pos,
+            } => {
+                self.pos = *pos;
+                let mut bs = Vec::new();
+                let mut cost = 1;
+                for (c, body) in branches {
+                    let ce = self.bool_expr(c)?;
+                    cost += ce.size();
+                    let b = self.stmts(body)?;
+                    bs.push((ce, b));
+                }
+                let e = self.stmts(else_)?;
+                Ok(st(cost, StmtKind::If(bs, e)))
+            }
+            PStmt::Loop {
+                label,
+                kind,
+                body,
+                pos,
+            } => {
+                self.pos = *pos;
+                let id = self.next_loop;
+                self.next_loop += 1;
+                if let Some(l) = label {
+                    if self.loops.iter().any(|(x, _)| x.as_deref() == Some(l)) {
+                        return resolve_err(*pos, format!("label \"{l}\" already in use"));
+                    }
+                }
+                let (plan, scoped, cost) = match kind {
+                    LoopKind::Plain => (LoopPlan::Plain, false, 1),
+                    LoopKind::While(c) => {
+                        let ce = self.bool_expr(c)?;
+                        let cost = 1 + ce.size();
+                        (LoopPlan::While(ce), false, cost)
+                    }
+                    LoopKind::Range {
+                        var,
+                        lo,
+                        hi,
+                        by,
+                        reverse,
+                    } => {
+                        let (l, tl) = self.expr(lo)?;
+                        let (h, th) = self.expr(hi)?;
+                        let b = match by {
+                            Some(b) => Some(self.expr(b)?),
+                            None => None,
+                        };
+                        for t in [Some(tl), Some(th), b.as_ref().map(|x| x.1)]
+                            .into_iter()
+                            .flatten()
+                        {
+                            if !matches!(class(t), Class::Num | Class::Any) {
+                                return resolve_err(*pos, "FOR loop bounds must be integers");
+                            }
+                        }
+                        let cost =
+                            1 + l.size() + h.size() + b.as_ref().map(|x| x.0.size()).unwrap_or(0);
+                        let v = self.vars_mut()?;
+                        v.scopes.push(HashMap::new());
+                        let slot = v.declare(var, SqlType::BigInt, false);
+                        (
+                            LoopPlan::Range {
+                                var: slot,
+                                lo: l,
+                                hi: h,
+                                by: b.map(|x| x.0),
+                                reverse: *reverse,
+                            },
+                            true,
+                            cost,
+                        )
+                    }
+                    LoopKind::Query { var, query } => {
+                        let q = self.select(query)?;
+                        let cost = gas::SQL_BASE + select_size(&q);
+                        let v = self.vars_mut()?;
+                        v.scopes.push(HashMap::new());
+                        let mut slots = Vec::new();
+                        for (n, t) in &q.columns {
+                            slots.push(v.declare(&format!("{var}.{n}"), *t, false));
+                        }
+                        (
+                            LoopPlan::Query {
+                                slots,
+                                query: Box::new(q),
+                            },
+                            true,
+                            cost,
+                        )
+                    }
+                };
+                self.loops.push((label.clone(), id));
+                let b = self.stmts(body);
+                self.loops.pop();
+                if scoped {
+                    if let Some(v) = self.vars.as_mut() {
+                        v.scopes.pop();
+                    }
+                }
+                Ok(st(cost, StmtKind::Loop(id, plan, b?)))
+            }
+            PStmt::Exit {
+                is_continue,
+                label,
+                cond,
+                pos,
+            } => {
+                self.pos = *pos;
+                let target = match label {
+                    None => self.loops.last().map(|x| x.1),
+                    Some(l) => self
+                        .loops
+                        .iter()
+                        .rev()
+                        .find(|x| x.0.as_deref() == Some(l))
+                        .map(|x| x.1),
+                };
+                let Some(target) = target else {
+                    let w = if *is_continue { "CONTINUE" } else { "EXIT" };
+                    return resolve_err(
+                        *pos,
+                        match label {
+                            Some(l) => {
+                                format!("there is no label \"{l}\" attached to any enclosing loop")
+                            }
+                            None => format!("{w} cannot be used outside a loop"),
+                        },
+                    );
+                };
+                let c = match cond {
+                    Some(c) => Some(self.bool_expr(c)?),
+                    None => None,
+                };
+                let cost = 1 + c.as_ref().map(|x| x.size()).unwrap_or(0);
+                Ok(st(cost, StmtKind::Exit(*is_continue, target, c)))
+            }
+            PStmt::Return(e, pos) => {
+                self.pos = *pos;
+                match e {
+                    Some(e) => {
+                        let (x, _) = self.expr(e)?;
+                        Ok(st(1 + x.size(), StmtKind::Return(Some(x))))
+                    }
+                    None => Ok(st(1, StmtKind::Return(None))),
+                }
+            }
+            PStmt::Raise {
+                level,
+                fmt,
+                args,
+                pos,
+            } => {
+                self.pos = *pos;
+                let mut v = Vec::new();
+                let mut cost = 1;
+                for a in args {
+                    let (x, _) = self.expr(a)?;
+                    cost += x.size();
+                    v.push(x);
+                }
+                Ok(st(
+                    cost,
+                    StmtKind::Raise(*level == RaiseLevel::Notice, fmt.clone(), v),
+                ))
+            }
+            PStmt::Block(b, pos) => {
+                let inner = self.block(b, *pos)?;
+                Ok(st(
+                    1,
+                    StmtKind::If(vec![(Expr::Const(Value::Bool(true)), inner)], Vec::new()),
+                ))
+            }
+            PStmt::Null => Ok(st(1, StmtKind::If(Vec::new(), Vec::new()))),
+        }
+    }
+}
+
+pub(super) fn is_perform(_s: &ast::Statement) -> bool {
+    true
+}
