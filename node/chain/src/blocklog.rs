@@ -20,8 +20,7 @@ use std::sync::Arc;
 pub const MAGIC: u32 = 0x4145_5247;
 /// Frame header size.
 pub const FRAME_HEADER: usize = 20;
-/// Largest segment file.
-pub const SEGMENT_MAX: u64 = 256 * 1024 * 1024;
+pub use crate::limits::SEGMENT_MAX;
 
 /// A position in the log: segment and byte offset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]

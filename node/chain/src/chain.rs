@@ -17,6 +17,7 @@ use crate::dpos::{self, DposParams, Schedule, SlotGuard};
 use crate::engine::{BlockStart, Engine};
 use crate::error::ChainError;
 use crate::exec::{self, Executed};
+use crate::limits::{BLOCK_HEADER_ROOM, HEAD_CACHE_MAX, NODE_CACHE_MAX, SIDE_MAX};
 use crate::poa::PoaParams;
 use crate::rounds;
 use crate::smt::{self, Node, NodeSource, Proof, Updater};
@@ -136,9 +137,6 @@ pub struct Chain {
     nodes: Mutex<HashMap<Hash, Node>>,
     commit: Mutex<()>,
 }
-
-const HEAD_CACHE_MAX: usize = 1 << 20;
-const NODE_CACHE_MAX: usize = 1 << 21;
 
 fn cf<'a>(db: &'a DB, name: &str) -> Result<&'a rocksdb::ColumnFamily, ChainError> {
     db.cf_handle(name)
@@ -384,9 +382,6 @@ fn genesis_block(g: &Genesis, chain_id: Hash, state_root: Hash) -> Block {
         txs: Vec::new(),
     }
 }
-
-/// Most blocks kept off the best chain.
-const SIDE_MAX: usize = 2048;
 
 pub use crate::engine::{dpos_params, poa_params};
 
@@ -698,7 +693,7 @@ impl Chain {
             writes: pre.clone(),
         };
         let (txs, mut executed, rejected) =
-            exec::assemble(&base, candidates, &ctx, MAX_BLOCK_SIZE - 1024)?;
+            exec::assemble(&base, candidates, &ctx, MAX_BLOCK_SIZE - BLOCK_HEADER_ROOM)?;
         self.engine.end_block(&view, &header, pre, &mut executed)?;
         let mut up = Updater::new(self);
         header.state_root = up.update(tip.header.state_root, &smt_updates(&executed.writes))?;

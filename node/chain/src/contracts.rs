@@ -23,8 +23,7 @@ use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
-/// Gas cap for free queries and read-only calls.
-pub const QUERY_GAS_CAP: u64 = 10_000_000;
+pub use crate::limits::QUERY_GAS_CAP;
 
 /// The state-key prefix of a contract's storage.
 pub fn prefix(addr: &Address) -> Vec<u8> {

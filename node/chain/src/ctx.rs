@@ -2,7 +2,8 @@
 //! schedule and limits, and on DPoS chains the staking settings with the schedule of the
 //! block's round) and the gas limits ([`GasLimits`]).
 //!
-//! A leaf module: it names types only (`aergo-types` and the DPoS [`Schedule`]) and imports
+//! A leaf module: it names types only (`aergo-types` and the DPoS [`Schedule`]; its gas
+//! defaults come from the leaf [`crate::limits`]) and imports
 //! nothing of execution, staking or rounds, so `exec` → `staking` → (`ctx`, `dpos`) and
 //! `rounds` → `staking` form no cycle. The engine computes the round's schedule at block
 //! start ([`crate::engine::Engine::begin_block`]) and hands it to execution here; staking
@@ -15,17 +16,7 @@ use aergo_types::{Address, Hash, SignedTx};
 
 use crate::dpos::Schedule;
 
-/// Per-transaction gas cap when the genesis sets none. Sized from the slowest measured work
-/// per gas — an interpreted loop counting or sorting RocksDB-backed contract rows, ~14M
-/// gas/s on the loaded 2-core development machine (`cargo bench -p aergo-chain --bench
-/// gas_rate`, docs/BENCHMARKS.md), ~400× slower than a JIT-compiled loop: ~0.3 s of that
-/// work, and room for a 200 KiB deploy's ~2.05M intrinsic gas plus the CLI's default
-/// 1.5M engine gas.
-pub const DEFAULT_TX_GAS_CAP: u64 = 4_000_000;
-/// Per-block gas limit when the genesis sets none: ~0.36 s of the slowest work per gas on the
-/// loaded development machine, well inside a 1 s slot with the commit (Merkle root, log
-/// fsync) on top, and room for a full 1 MiB block of transfers (~4,850 × 1,000 gas).
-pub const DEFAULT_BLOCK_GAS_LIMIT: u64 = 5_000_000;
+pub use crate::limits::{DEFAULT_BLOCK_GAS_LIMIT, DEFAULT_TX_GAS_CAP};
 
 /// The gas limits a block is built and validated under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

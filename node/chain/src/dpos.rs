@@ -69,6 +69,7 @@ use parking_lot::{Mutex, RwLock};
 use aergo_types::{Address, Hash, Header, PublicKey};
 
 use crate::consensus::Slot;
+use crate::limits::KEEP_ROUNDS;
 
 /// Errors of the DPoS core.
 #[derive(Debug, thiserror::Error)]
@@ -601,9 +602,6 @@ pub struct Dpos {
     lib: RwLock<u64>,
     guard: Mutex<Option<SlotGuard>>,
 }
-
-/// Schedules kept (older rounds are dropped).
-const KEEP_ROUNDS: usize = 64;
 
 impl Dpos {
     /// An engine with no schedule yet.

@@ -40,6 +40,7 @@ use crate::ctx::DposCtx;
 use crate::dpos::{self, BlockMeta, Dpos, DposParams, ScoreParams, SlotGuard};
 use crate::error::ChainError;
 use crate::exec::Executed;
+use crate::limits::DRIFT_MS;
 use crate::poa::{Poa, PoaParams};
 use crate::rounds;
 use crate::staking;
@@ -121,9 +122,6 @@ fn check_not_future(header: &Header, now_ms: u64, drift_ms: u64) -> Result<(), S
     }
     Ok(())
 }
-
-/// Clock drift allowed on a received block's timestamp.
-const DRIFT_MS: u64 = 1000;
 
 fn window(slot_start: u64, prev_start: u64, interval_ms: u64) -> (u64, u64) {
     (

@@ -9,6 +9,7 @@
 //! - [`exec`]: execution as a pure function (state view, tx) → (receipt, write set).
 //! - [`mempool`]: per-account nonce queues, replacement, limits, eviction.
 //! - [`ctx`]: what a block gives execution (a leaf: types only).
+//! - [`limits`]: every limit of the chain, with compile-time checks of their relations.
 //! - [`engine`]: the consensus engines as one closed enum (solo, DPoS, PoA) and their hooks.
 //! - [`consensus`]: slots and the `solo` engine; [`dpos`], [`rounds`], [`staking`]: DPoS;
 //!   [`poa`]: proof of authority.
@@ -23,6 +24,7 @@ pub mod dpos;
 pub mod engine;
 pub mod error;
 pub mod exec;
+pub mod limits;
 pub mod mempool;
 pub mod poa;
 pub mod rounds;

@@ -82,14 +82,9 @@ const CANDIDATE: u8 = 0x05;
 const GOV_PARAM: u8 = 0x06;
 const GOV_VOTE: u8 = 0x07;
 
-/// Longest p2p address a registration may carry.
-pub const MAX_P2P_ADDR: usize = 256;
-/// Upper bound of `bp_count` and `max_votes` (also the longest ballot a payload may carry).
-pub const MAX_LIST_PARAM: u128 = 1000;
-/// Upper bound of `unstake_lock_blocks`.
-pub const MAX_UNSTAKE_LOCK_BLOCKS: u128 = 10_000_000;
-/// Largest payload of a system transaction (a vote for 1,000 candidates fits).
-pub const MAX_SYSTEM_PAYLOAD: usize = 64 * 1024;
+pub use crate::limits::{
+    MAX_LIST_PARAM, MAX_P2P_ADDR, MAX_SYSTEM_PAYLOAD, MAX_UNSTAKE_LOCK_BLOCKS,
+};
 
 /// The governance parameters in force (genesis values until a governance vote changes them).
 #[derive(Debug, Clone, PartialEq, Eq)]

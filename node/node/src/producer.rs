@@ -8,8 +8,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Most candidates taken from the mempool for one block (a 1 MiB block holds ~4,800 transfers).
-pub const MAX_CANDIDATES: usize = 6000;
+pub use aergo_chain::limits::MAX_CANDIDATES;
 
 /// Runs until `node.shutdown` is set. A vital thread: it beats every loop (and loops at least
 /// once a second, idle or not), and a panic in it aborts the process (`vital`).

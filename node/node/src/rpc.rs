@@ -32,7 +32,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 /// Largest request body.
-pub const MAX_BODY: usize = 1024 * 1024;
+pub const MAX_BODY: usize = aergo_types::RPC_BODY_LIMIT;
 /// Most requests in one JSON-RPC batch.
 pub const MAX_BATCH: usize = 1000;
 

@@ -26,8 +26,8 @@ pub enum DecodeError {
     },
 }
 
-// The u32 length and count prefixes rely on every consensus value fitting in a block.
-const _: () = assert!(crate::MAX_BLOCK_SIZE <= u32::MAX as usize);
+// The u32 length and count prefixes rely on every consensus value fitting in a block
+// (asserted in `crate::limits`).
 
 /// Appends fields to a byte buffer.
 #[derive(Default)]

@@ -140,12 +140,7 @@ pub struct GasParams {
     pub block_gas_limit: Option<u64>,
 }
 
-/// Smallest `gas.tx_gas_cap` and `gas.block_gas_limit` a genesis (or a governance vote)
-/// may set: room for the largest transaction's intrinsic gas at the dev schedule.
-pub const MIN_GAS_LIMIT_PARAM: u64 = 3_000_000;
-/// Largest `gas.tx_gas_cap` and `gas.block_gas_limit` a genesis (or a governance vote)
-/// may set.
-pub const MAX_GAS_LIMIT_PARAM: u64 = 10_000_000_000;
+pub use crate::limits::{MAX_GAS_LIMIT_PARAM, MIN_GAS_LIMIT_PARAM};
 
 /// One initial balance.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -4,7 +4,8 @@
 //! ed25519 keys and consensus-critical signature verification ([`crypto`]), addresses
 //! ([`address`]), transactions ([`tx`]), blocks and receipts ([`block`]), the genesis file
 //! ([`genesis`]), the deterministic binary codec ([`codec`]) and encrypted wallet keystores
-//! ([`keystore`]).
+//! ([`keystore`]); every size and value limit, with the relations between them checked at
+//! compile time, is in [`limits`].
 
 pub mod address;
 pub mod amount;
@@ -14,6 +15,7 @@ pub mod crypto;
 pub mod genesis;
 pub mod hash;
 pub mod keystore;
+pub mod limits;
 pub mod tx;
 
 pub use address::Address;
@@ -22,13 +24,10 @@ pub use block::{Block, Event, Header, Receipt, ReceiptStatus};
 pub use crypto::{Keypair, PublicKey, Signature};
 pub use genesis::Genesis;
 pub use hash::Hash;
+pub use limits::{MAX_BLOCK_SIZE, MAX_TX_SIZE, MIN_TX_SIZE, RPC_BODY_LIMIT};
 pub use tx::{SignedTx, Tx, TxKind};
 
 /// 1 AERGO in aer.
 pub const AER_PER_AERGO: u128 = 1_000_000_000_000_000_000;
 /// Total supply fixed by the whitepaper: 500,000,000 AERGO.
 pub const TOTAL_SUPPLY: u128 = 500_000_000 * AER_PER_AERGO;
-/// Largest encoded transaction accepted.
-pub const MAX_TX_SIZE: usize = 200 * 1024;
-/// Largest encoded block accepted.
-pub const MAX_BLOCK_SIZE: usize = 1024 * 1024;
