@@ -13,7 +13,8 @@
 //! - [`engine`]: the consensus engines as one closed enum (solo, DPoS, PoA) and their hooks.
 //! - [`consensus`]: slots and the `solo` engine; [`dpos`], [`rounds`], [`staking`]: DPoS;
 //!   [`poa`]: proof of authority.
-//! - [`chain`]: opening, recovery, block assembly, validation, commit and queries.
+//! - [`chain`]: opening, recovery, block assembly, validation, commit, fork choice and
+//!   queries, one file each, with the lock order.
 
 pub mod blocklog;
 pub mod chain;

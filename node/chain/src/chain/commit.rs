@@ -1,0 +1,438 @@
+//! The commit path: block assembly (`produce`), validation and execution (`prepare`), the
+//! commit protocol (`write_block`: log append and fdatasync, then one RocksDB batch, then
+//! caches and tip) with its commit points checked before anything is written, and finality
+//! advanced after each commit.
+
+use super::queries::HeadView;
+use super::*;
+
+pub(super) fn smt_updates(writes: &WriteSet) -> Vec<(Hash, Option<Hash>)> {
+    writes
+        .iter()
+        .map(|(k, v)| (Hash::of(k), v.as_ref().map(|v| Hash::of(v))))
+        .collect()
+}
+
+impl Chain {
+    /// The context of a block built on `parent` (the state its gas limits come from).
+    pub(super) fn ctx(
+        &self,
+        header: &Header,
+        parent: &dyn StateView,
+        start: &BlockStart,
+    ) -> Result<BlockCtx, ChainError> {
+        Ok(BlockCtx {
+            height: header.height,
+            timestamp_ms: header.timestamp_ms,
+            producer: Address::from_public_key(&header.producer),
+            chain_id: self.chain_id,
+            gas: self.genesis.gas.clone(),
+            dpos: start.dpos.clone(),
+            limits: crate::staking::gas_limits(parent, &self.genesis.gas)?,
+        })
+    }
+
+    /// Builds, signs and commits a block from `candidates` (in priority order).
+    pub fn produce(
+        &self,
+        key: &Keypair,
+        candidates: Vec<SignedTx>,
+        timestamp_ms: u64,
+        consensus: Vec<u8>,
+    ) -> Result<Produced, ChainError> {
+        let _g = self.commit.lock();
+        let tip = self.tip();
+        let mut header = Header {
+            chain_id: self.chain_id,
+            height: tip.header.height + 1,
+            parent: tip.hash,
+            timestamp_ms,
+            producer: key.public(),
+            tx_root: Hash::ZERO,
+            receipts_root: Hash::ZERO,
+            state_root: Hash::ZERO,
+            consensus,
+            signature: Signature::default(),
+        };
+        let view = HeadView {
+            chain: self,
+            height: tip.header.height,
+        };
+        let start = self.engine.begin_block(&view, &header)?;
+        self.engine.check_own_slot(&tip.header, &header, &start)?;
+        self.engine.install(&start);
+        let ctx = self.ctx(&header, &view, &start)?;
+        let pre = start.writes;
+        let base = Overlay {
+            base: &view,
+            writes: pre.clone(),
+        };
+        let (txs, mut executed, rejected) =
+            exec::assemble(&base, candidates, &ctx, MAX_BLOCK_SIZE - BLOCK_HEADER_ROOM)?;
+        self.engine.end_block(&view, &header, pre, &mut executed)?;
+        let mut up = Updater::new(self);
+        header.state_root = up.update(tip.header.state_root, &smt_updates(&executed.writes))?;
+        header.tx_root = Block::compute_tx_root(&txs);
+        header.receipts_root = merkle_root(
+            &executed
+                .receipts
+                .iter()
+                .map(|r| r.hash())
+                .collect::<Vec<_>>(),
+        );
+        // Durable record first: never two signatures for one slot, even across restarts.
+        self.engine.before_signing(&header)?;
+        header.sign(key);
+        let nonces = next_nonces(&txs, &executed.writes);
+        let block = Block { header, txs };
+        let receipts = executed.receipts.clone();
+        let prepared = Prepared {
+            block: block.clone(),
+            executed,
+            nodes: up.new_nodes,
+        };
+        let size = self.write_block(prepared, None)?;
+        self.advance_finality()?;
+        Ok(Produced {
+            block,
+            receipts,
+            rejected,
+            nonces,
+            size,
+        })
+    }
+
+    /// Validates and executes a block on the tip without committing it.
+    pub fn prepare(&self, block: Block) -> Result<Prepared, ChainError> {
+        let tip = self.tip();
+        let h = &block.header;
+        let bad = |reason: String| ChainError::InvalidBlock {
+            hash: block.hash(),
+            height: h.height,
+            reason,
+        };
+        if h.chain_id != self.chain_id {
+            return Err(bad("wrong chain id".into()));
+        }
+        if h.height != tip.header.height + 1 || h.parent != tip.hash {
+            return Err(bad(format!(
+                "does not extend the tip {} at height {}",
+                tip.hash, tip.header.height
+            )));
+        }
+        if !h.verify_signature() {
+            return Err(bad("bad producer signature".into()));
+        }
+        let view = HeadView {
+            chain: self,
+            height: tip.header.height,
+        };
+        let start = self
+            .engine
+            .begin_block(&view, h)
+            .map_err(|e| bad(e.to_string()))?;
+        self.engine.install(&start);
+        self.engine.validate(&tip.header, h).map_err(bad)?;
+        if block.encode().len() > MAX_BLOCK_SIZE {
+            return Err(bad("block exceeds 1 MiB".into()));
+        }
+        if Block::compute_tx_root(&block.txs) != h.tx_root {
+            return Err(bad("tx root mismatch".into()));
+        }
+        let sigs: Vec<(PublicKey, &[u8], Signature)> = block
+            .txs
+            .iter()
+            .map(|t| (t.tx.from, &t.hash.0[..], t.signature))
+            .collect();
+        if let Some(i) = aergo_types::crypto::verify_batch(&sigs)
+            .iter()
+            .position(|ok| !ok)
+        {
+            return Err(bad(format!("transaction {i} has a bad signature")));
+        }
+        let ctx = self.ctx(h, &view, &start).map_err(|e| bad(e.to_string()))?;
+        let pre = start.writes;
+        let base = Overlay {
+            base: &view,
+            writes: pre.clone(),
+        };
+        let mut executed =
+            exec::execute_block(&base, &block.txs, &ctx).map_err(|e| bad(e.to_string()))?;
+        self.engine
+            .end_block(&view, h, pre, &mut executed)
+            .map_err(|e| bad(e.to_string()))?;
+        let receipts_root = merkle_root(
+            &executed
+                .receipts
+                .iter()
+                .map(|r| r.hash())
+                .collect::<Vec<_>>(),
+        );
+        if receipts_root != h.receipts_root {
+            return Err(bad("receipts root mismatch".into()));
+        }
+        let mut up = Updater::new(self);
+        let root = up.update(tip.header.state_root, &smt_updates(&executed.writes))?;
+        if root != h.state_root {
+            return Err(bad(format!("state root mismatch: computed {root}")));
+        }
+        Ok(Prepared {
+            block,
+            executed,
+            nodes: up.new_nodes,
+        })
+    }
+
+    /// Validates, executes and commits a block received from elsewhere.
+    pub fn apply(&self, block: Block) -> Result<(), ChainError> {
+        let _g = self.commit.lock();
+        let p = self.prepare(block)?;
+        self.write_block(p, None)?;
+        self.advance_finality()
+    }
+
+    /// The commit protocol (see module docs). `existing` is the block's location when it is
+    /// already in the log (recovery).
+    // Sizes, counts and indexes below are bounded by MAX_BLOCK_SIZE (1 MiB, checked before a
+    // block gets here), far inside u32.
+    #[allow(clippy::cast_possible_truncation)]
+    pub(super) fn write_block(
+        &self,
+        p: Prepared,
+        existing: Option<Location>,
+    ) -> Result<usize, ChainError> {
+        let block = &p.block;
+        let height = block.header.height;
+        self.check_commit_point(&block.header, existing)?;
+        let hash = block.hash();
+        let payload = block.encode();
+        let loc = match existing {
+            Some(l) => l,
+            None => self.log.append(height, &payload)?,
+        };
+        let mut batch = WriteBatch::default();
+        let state_cf = cf(&self.db, CF_STATE)?;
+        for (k, v) in &p.executed.writes {
+            let val = match v {
+                Some(v) => {
+                    let mut b = Vec::with_capacity(v.len() + 1);
+                    b.push(1);
+                    b.extend_from_slice(v);
+                    b
+                }
+                None => vec![0],
+            };
+            batch.put_cf(
+                state_cf,
+                store::state_version_key(MAIN_BRANCH, k, height),
+                val,
+            );
+        }
+        let smt_cf = cf(&self.db, CF_SMT)?;
+        for (h, n) in &p.nodes {
+            batch.put_cf(smt_cf, h.0, n.encode());
+        }
+        let meta = BlockMeta {
+            height,
+            loc,
+            size: payload.len() as u32,
+            tx_count: block.txs.len() as u32,
+            gas_used: p.executed.gas_used,
+            timestamp_ms: block.header.timestamp_ms,
+            producer: block.header.producer,
+        };
+        batch.put_cf(cf(&self.db, CF_BLOCKS)?, hash.0, meta.encode());
+        batch.put_cf(
+            cf(&self.db, CF_CANON)?,
+            store::canon_key(MAIN_BRANCH, height),
+            hash.0,
+        );
+        let txs_cf = cf(&self.db, CF_TXS)?;
+        for (i, (tx, r)) in block.txs.iter().zip(&p.executed.receipts).enumerate() {
+            let mut v = Vec::with_capacity(128);
+            v.extend_from_slice(&hash.0);
+            v.extend_from_slice(&height.to_be_bytes());
+            v.extend_from_slice(&(i as u32).to_be_bytes());
+            v.extend_from_slice(&r.encode());
+            batch.put_cf(txs_cf, tx.hash.0, v);
+        }
+        if self.engine.reorgs() {
+            // What this block wrote, so a reorganisation can take it back.
+            batch.put_cf(
+                cf(&self.db, CF_META)?,
+                undo_key(height),
+                encode_keys(p.executed.writes.keys()),
+            );
+        }
+        let end = loc.end();
+        let mut tip_rec = Vec::with_capacity(52);
+        tip_rec.extend_from_slice(&height.to_be_bytes());
+        tip_rec.extend_from_slice(&hash.0);
+        tip_rec.extend_from_slice(&end.encode());
+        batch.put_cf(cf(&self.db, CF_META)?, b"tip", tip_rec);
+        let mut wo = WriteOptions::default();
+        wo.set_sync(false);
+        self.db.write_opt(batch, &wo)?;
+        {
+            let mut nodes = self.nodes.lock();
+            if nodes.len() + p.nodes.len() >= NODE_CACHE_MAX {
+                nodes.clear();
+            }
+            nodes.extend(p.nodes);
+        }
+        // Cache and tip advance together under the head lock (see `HeadView::get`).
+        let mut head = self.head.lock();
+        for (k, v) in &p.executed.writes {
+            head.insert(k.clone(), v.clone());
+        }
+        if let Some(m) = self.engine.on_commit(&p.block.header) {
+            self.recent.lock().push_back(m);
+        }
+        *self.tip.write() = Tip {
+            header: p.block.header,
+            hash,
+            log_end: end,
+        };
+        Ok(payload.len())
+    }
+
+    /// The commit points, checked in every profile before anything is written (debug
+    /// assertions never run in the one release profile): the in-memory tip is the one
+    /// recorded in `meta`; the block extends it (height = tip + 1 and parent = tip hash; the
+    /// genesis block, height 0 with a zero parent, only while no tip is recorded); and the
+    /// block goes where the tip's recorded log position says the log ends — for an append
+    /// the log's end is that position, for a frame already in the log (recovery) the frame
+    /// starts there or at the start of the next segment (a segment rolled over). A violation
+    /// is an impossible state: [`ChainError::Corrupt`], and the commit stops.
+    pub(super) fn check_commit_point(
+        &self,
+        header: &Header,
+        existing: Option<Location>,
+    ) -> Result<(), ChainError> {
+        let tip = self.tip();
+        let refused = |what: String| ChainError::Corrupt(format!("commit refused: {what}"));
+        let (want_height, want_parent) = match self.tip_record()? {
+            Some((height, hash, log_end)) => {
+                if height != tip.header.height || hash != tip.hash || log_end != tip.log_end {
+                    return Err(refused(format!(
+                        "the recorded tip (height {height}, {hash}) is not the chain's tip \
+                         (height {}, {})",
+                        tip.header.height, tip.hash
+                    )));
+                }
+                let next = height
+                    .checked_add(1)
+                    .ok_or_else(|| refused("the tip height is at its maximum".into()))?;
+                (next, hash)
+            }
+            // No tip yet: only the genesis block may be committed.
+            None if tip.hash == Hash::ZERO => (0, Hash::ZERO),
+            None => {
+                return Err(refused(format!(
+                    "no tip is recorded, the chain's tip is {}",
+                    tip.hash
+                )))
+            }
+        };
+        if header.height != want_height {
+            return Err(refused(format!(
+                "block at height {} does not follow the tip (next height {want_height})",
+                header.height
+            )));
+        }
+        if header.parent != want_parent {
+            return Err(refused(format!(
+                "block at height {} names parent {}, the tip is {want_parent}",
+                header.height, header.parent
+            )));
+        }
+        match existing {
+            None => {
+                let end = self.log.end();
+                if end != tip.log_end {
+                    return Err(refused(format!(
+                        "the block log ends at {end:?}, the tip's recorded log position is {:?}",
+                        tip.log_end
+                    )));
+                }
+            }
+            Some(loc) => {
+                let next_segment = tip
+                    .log_end
+                    .seg
+                    .checked_add(1)
+                    .map(|seg| LogPos { seg, offset: 0 });
+                if loc.pos != tip.log_end && Some(loc.pos) != next_segment {
+                    return Err(refused(format!(
+                        "the frame at {:?} does not start at the tip's recorded log position {:?}",
+                        loc.pos, tip.log_end
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Finality (DPoS, PoA): recomputes LIB from the best chain's recent blocks; persists it
+    /// and prunes what only mattered above it.
+    pub(super) fn advance_finality(&self) -> Result<(), ChainError> {
+        let Some(before) = self.engine.lib() else {
+            return Ok(());
+        };
+        let tip_height = self.tip.read().header.height;
+        let recent: Vec<dpos::BlockMeta> = self.recent.lock().iter().copied().collect();
+        let view = HeadView {
+            chain: self,
+            height: tip_height,
+        };
+        let Some(lib) = self.engine.update_finality(&view, &recent)? else {
+            return Ok(());
+        };
+        let lib = lib.min(tip_height);
+        if lib > before {
+            let hash = self.hash_at(lib)?.unwrap_or(Hash::ZERO);
+            let mut rec = lib.to_be_bytes().to_vec();
+            rec.extend_from_slice(&hash.0);
+            let meta = cf(&self.db, CF_META)?;
+            let mut batch = WriteBatch::default();
+            batch.put_cf(meta, b"lib", rec);
+            // Undo records at or below LIB are never needed again.
+            batch.delete_range_cf(meta, undo_key(0), undo_key(lib + 1));
+            self.db.write(batch)?;
+            self.recent.lock().retain(|b| b.height >= lib);
+            self.side.lock().retain(|_, b| b.header.height > lib);
+        }
+        Ok(())
+    }
+}
+
+/// Meta key of a block's undo record (the state keys it wrote).
+pub(super) fn undo_key(height: u64) -> Vec<u8> {
+    let mut k = b"undo".to_vec();
+    k.extend_from_slice(&height.to_be_bytes());
+    k
+}
+
+// A state key is part of a transaction or block (≤ MAX_BLOCK_SIZE): its length fits u32.
+#[allow(clippy::cast_possible_truncation)]
+pub(super) fn encode_keys<'a>(keys: impl Iterator<Item = &'a Vec<u8>>) -> Vec<u8> {
+    let mut v = Vec::new();
+    for k in keys {
+        v.extend_from_slice(&(k.len() as u32).to_be_bytes());
+        v.extend_from_slice(k);
+    }
+    v
+}
+
+pub(super) fn next_nonces(txs: &[SignedTx], writes: &WriteSet) -> HashMap<Address, u64> {
+    let mut out = HashMap::new();
+    for t in txs {
+        let a = t.tx.sender();
+        if let Some(Some(v)) = writes.get(&account_key(&a)) {
+            if let Ok(acct) = Account::decode(v) {
+                out.insert(a, acct.nonce);
+            }
+        }
+    }
+    out
+}

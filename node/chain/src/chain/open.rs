@@ -1,0 +1,219 @@
+//! Opening and recovery: the genesis state on first start, the frames the block log holds
+//! past RocksDB's tip re-executed and applied (state roots must match), a torn tail cut, and
+//! finality (LIB and the recent blocks) restored.
+
+use super::commit::smt_updates;
+use super::*;
+
+pub(super) fn genesis_block(g: &Genesis, chain_id: Hash, state_root: Hash) -> Block {
+    Block {
+        header: Header {
+            chain_id,
+            height: 0,
+            parent: Hash::ZERO,
+            timestamp_ms: g.timestamp_ms,
+            producer: PublicKey([0; 32]),
+            tx_root: Hash::ZERO,
+            receipts_root: Hash::ZERO,
+            state_root,
+            consensus: Vec::new(),
+            signature: Signature::default(),
+        },
+        txs: Vec::new(),
+    }
+}
+
+impl Chain {
+    /// Opens the chain in `opts.data_dir`, creating the genesis state on first start and
+    /// recovering from the block log after a crash.
+    pub fn open(opts: ChainOptions) -> Result<Self, ChainError> {
+        std::fs::create_dir_all(&opts.data_dir)?;
+        let db = store::open(&opts.data_dir.join("db"))?;
+        let log = BlockLog::open(&opts.data_dir.join("blocks"), opts.io)?;
+        let chain_id = opts.genesis.chain_id();
+        if let Some(found) = db.get_cf(cf(&db, CF_META)?, b"chain_id")? {
+            let found = Hash(
+                found
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| ChainError::Corrupt("chain id".into()))?,
+            );
+            if found != chain_id {
+                return Err(ChainError::WrongChain {
+                    expected: chain_id,
+                    found,
+                });
+            }
+        }
+        let engine = Engine::from_genesis(&opts.genesis)?;
+        if engine.uses_slot_guard() {
+            let guard = SlotGuard::open(opts.data_dir.join("slot.guard"))
+                .map_err(|e| ChainError::Consensus(e.to_string()))?;
+            engine.attach_guard(guard);
+        }
+        let placeholder = Tip {
+            header: genesis_block(&opts.genesis, chain_id, Hash::ZERO).header,
+            hash: Hash::ZERO,
+            log_end: LogPos::default(),
+        };
+        let chain = Chain {
+            db,
+            log,
+            genesis: opts.genesis,
+            chain_id,
+            engine,
+            side: Mutex::new(HashMap::new()),
+            recent: Mutex::new(VecDeque::new()),
+            tip: RwLock::new(placeholder),
+            head: Mutex::new(HashMap::new()),
+            nodes: Mutex::new(HashMap::new()),
+            commit: Mutex::new(()),
+        };
+        chain.recover()?;
+        chain.restore_finality()?;
+        Ok(chain)
+    }
+
+    /// The tip record in `meta` (`tip` = height u64 BE ‖ hash ‖ log end as [`LogPos`]),
+    /// written in the same batch as the block it names.
+    pub(super) fn tip_record(&self) -> Result<Option<(u64, Hash, LogPos)>, ChainError> {
+        let Some(b) = self.db.get_cf(cf(&self.db, CF_META)?, b"tip")? else {
+            return Ok(None);
+        };
+        if b.len() != 8 + 32 + 12 {
+            return Err(ChainError::Corrupt("tip record".into()));
+        }
+        let mut h = [0u8; 8];
+        h.copy_from_slice(&b[..8]);
+        let hash = Hash(
+            b[8..40]
+                .try_into()
+                .map_err(|_| ChainError::Corrupt("tip".into()))?,
+        );
+        let log_end = LogPos::decode(&b[40..])?;
+        Ok(Some((u64::from_be_bytes(h), hash, log_end)))
+    }
+
+    pub(super) fn load_tip(&self) -> Result<Option<Tip>, ChainError> {
+        let Some((_, hash, log_end)) = self.tip_record()? else {
+            return Ok(None);
+        };
+        let block = self
+            .block_by_hash(&hash)?
+            .ok_or_else(|| ChainError::Corrupt(format!("tip block {hash} missing")))?;
+        Ok(Some(Tip {
+            header: block.header,
+            hash,
+            log_end,
+        }))
+    }
+
+    pub(super) fn recover(&self) -> Result<(), ChainError> {
+        let scan_from = match self.load_tip()? {
+            Some(tip) => {
+                let end = tip.log_end;
+                *self.tip.write() = tip;
+                end
+            }
+            None => {
+                // Fresh database: the genesis state, then whatever the log already holds.
+                let (frames, _) = self.log.scan_from(LogPos::default())?;
+                let mut writes = WriteSet::new();
+                for a in &self.genesis.balances {
+                    let v = Account {
+                        balance: a.balance.0,
+                        nonce: 0,
+                    }
+                    .encode();
+                    writes.insert(account_key(&a.address), Some(v));
+                }
+                self.engine.genesis_writes(&self.genesis, &mut writes)?;
+
+                let src = smt::MemNodes::default();
+                let mut up = Updater::new(&src);
+                let root = up.update(Hash::ZERO, &smt_updates(&writes))?;
+                let block = genesis_block(&self.genesis, self.chain_id, root);
+                let prepared = Prepared {
+                    block,
+                    executed: Executed {
+                        writes,
+                        ..Default::default()
+                    },
+                    nodes: up.new_nodes,
+                };
+                let existing = match frames.first() {
+                    Some(f) => {
+                        let b = Block::decode(&f.payload)?;
+                        if f.height != 0 || b.hash() != prepared.block.hash() {
+                            return Err(ChainError::Log(
+                                "the block log starts with a different genesis block".into(),
+                            ));
+                        }
+                        Some(f.loc)
+                    }
+                    None => None,
+                };
+                // The chain id first: a crash before the genesis block lands repeats this.
+                self.db
+                    .put_cf(cf(&self.db, CF_META)?, b"chain_id", self.chain_id.0)?;
+                self.write_block(prepared, existing)?;
+                self.tip.read().log_end
+            }
+        };
+        let (frames, torn) = self.log.scan_from(scan_from)?;
+        let mut replayed = 0;
+        for f in frames {
+            let block = Block::decode(&f.payload)?;
+            let prepared = self.prepare(block)?;
+            self.write_block(prepared, Some(f.loc))?;
+            replayed += 1;
+        }
+        if replayed > 0 {
+            tracing::warn!(
+                replayed,
+                "recovered blocks from the block log that the database had not applied"
+            );
+        }
+        if let Some(pos) = torn {
+            tracing::warn!(
+                segment = pos.seg,
+                offset = pos.offset,
+                "cutting a torn tail off the block log"
+            );
+            self.log.truncate(pos)?;
+        } else if self.log.end() != self.tip.read().log_end {
+            self.log.truncate(self.tip.read().log_end)?;
+        }
+        Ok(())
+    }
+
+    /// DPoS, PoA: LIB from the database and the recent blocks from the log, on open.
+    pub(super) fn restore_finality(&self) -> Result<(), ChainError> {
+        if self.engine.lib().is_none() {
+            return Ok(());
+        }
+        let lib = match self.db.get_cf(cf(&self.db, CF_META)?, b"lib")? {
+            Some(b) if b.len() == 40 => {
+                let mut h = [0u8; 8];
+                h.copy_from_slice(&b[..8]);
+                u64::from_be_bytes(h)
+            }
+            Some(_) => return Err(ChainError::Corrupt("lib record".into())),
+            None => 0,
+        };
+        let tip = self.tip.read().header.height;
+        let lib = lib.min(tip);
+        self.engine.restore_lib(lib);
+        let mut recent = VecDeque::new();
+        for h in lib.max(1)..=tip {
+            let b = self
+                .block_by_height(h)?
+                .ok_or_else(|| ChainError::Corrupt(format!("no block at height {h}")))?;
+            if let Some(m) = self.engine.on_commit(&b.header) {
+                recent.push_back(m);
+            }
+        }
+        *self.recent.lock() = recent;
+        self.advance_finality()
+    }
+}

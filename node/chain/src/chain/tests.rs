@@ -1,0 +1,308 @@
+//! Tests of opening, recovery, the commit path, queries and the commit-point checks.
+
+#![allow(clippy::cast_possible_truncation)] // small test indices and values
+
+use super::*;
+use aergo_os::io::IoConfig;
+use aergo_types::{Aer, Tx, TxKind, AER_PER_AERGO};
+
+fn open(dir: &std::path::Path) -> Chain {
+    Chain::open(ChainOptions {
+        data_dir: dir.to_path_buf(),
+        genesis: Genesis::dev(),
+        io: IoService::start(IoConfig::default()),
+    })
+    .unwrap()
+}
+
+fn transfer(chain: &Chain, k: &Keypair, nonce: u64, to: Address, amount: u128) -> SignedTx {
+    Tx {
+        kind: TxKind::Transfer,
+        nonce,
+        from: k.public(),
+        to: Some(to),
+        amount,
+        payload: vec![],
+        gas_limit: 10_000,
+        gas_price: chain.genesis().gas.min_price.0,
+        chain_id: chain.chain_id(),
+    }
+    .sign(k)
+}
+
+#[test]
+fn produce_query_reopen_and_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let dev = Keypair::dev();
+    let bob = Address::from_public_key(&Keypair::from_seed(&[5; 32]).public());
+    let producer = Keypair::from_seed(&[6; 32]);
+    let (h1, root1);
+    {
+        let c = open(dir.path());
+        assert_eq!(c.tip().header.height, 0);
+        let p = c
+            .produce(
+                &producer,
+                vec![transfer(&c, &dev, 0, bob, 7 * AER_PER_AERGO)],
+                1000,
+                vec![],
+            )
+            .unwrap();
+        assert_eq!(p.block.txs.len(), 1);
+        h1 = p.block.hash();
+        root1 = p.block.header.state_root;
+        let p2 = c
+            .produce(
+                &producer,
+                vec![transfer(&c, &dev, 1, bob, 3 * AER_PER_AERGO)],
+                2000,
+                vec![],
+            )
+            .unwrap();
+        assert_eq!(p2.nonces[&Address::from_public_key(&dev.public())], 2);
+        assert_eq!(c.account_latest(&bob).unwrap().balance, 10 * AER_PER_AERGO);
+        assert_eq!(c.account_at(&bob, 1).unwrap().balance, 7 * AER_PER_AERGO);
+        assert_eq!(c.account_at(&bob, 0).unwrap().balance, 0);
+        assert!(c.account_at(&bob, 3).is_err());
+    }
+    let c = open(dir.path());
+    assert_eq!(c.tip().header.height, 2);
+    assert_eq!(c.block_by_height(1).unwrap().unwrap().hash(), h1);
+    assert_eq!(
+        c.block_by_height(1).unwrap().unwrap().header.state_root,
+        root1
+    );
+    let loc = c
+        .tx_location(&c.block_by_height(2).unwrap().unwrap().txs[0].hash)
+        .unwrap()
+        .unwrap();
+    assert_eq!(loc.height, 2);
+    assert_eq!(c.account_latest(&bob).unwrap().balance, 10 * AER_PER_AERGO);
+    assert_eq!(c.verify_log_matches_index().unwrap(), 3);
+    let fee_total = c
+        .account_latest(&Address::from_public_key(&producer.public()))
+        .unwrap()
+        .balance;
+    assert_eq!(fee_total, 2 * 1000 * c.genesis().gas.min_price.0);
+    let (hdr, val, proof) = c.account_proof(&bob, 1).unwrap();
+    assert_eq!(hdr.state_root, root1);
+    assert!(val.is_some());
+    assert!(proof.leaf.is_some());
+}
+
+/// Versioned range scans against a reference: keys rewritten many times (the seek path),
+/// deletions, keys newer than the height, and limits, including through overlays.
+#[test]
+fn versioned_scans_skip_unused_versions_and_stop_at_the_limit() {
+    use crate::state::{MemState, Overlay};
+    let dir = tempfile::tempdir().unwrap();
+    let db = store::open(&dir.path().join("db")).unwrap();
+    let mut batch = WriteBatch::default();
+    let mut history: Vec<std::collections::BTreeMap<Vec<u8>, Option<Vec<u8>>>> =
+        vec![Default::default(); 41];
+    // Key i is written at heights i, i+3, …, up to 40 (key 0: 14 versions); every 4th
+    // write deletes it; keys 20.. are only written above height 20.
+    for k in 0u8..30 {
+        let key = vec![b'c', 7, k];
+        let first = if k >= 20 {
+            21 + (k as u64 % 5)
+        } else {
+            k as u64
+        };
+        let mut h = first;
+        let mut n = 0;
+        while h <= 40 {
+            let value = (n % 4 != 3).then(|| vec![k, n as u8]);
+            let mut stored = vec![u8::from(value.is_some())];
+            stored.extend(value.clone().unwrap_or_default());
+            batch.put_cf(
+                cf(&db, CF_STATE).unwrap(),
+                store::state_version_key(MAIN_BRANCH, &key, h),
+                stored,
+            );
+            for snap in history.iter_mut().skip(h as usize) {
+                snap.insert(key.clone(), value.clone());
+            }
+            h += 3;
+            n += 1;
+        }
+    }
+    db.write(batch).unwrap();
+    let (start, end) = (vec![b'c', 7], vec![b'c', 8]);
+    for height in [0u64, 1, 7, 19, 20, 25, 40] {
+        let want: Vec<(Vec<u8>, Vec<u8>)> = history[height as usize]
+            .iter()
+            .filter_map(|(k, v)| v.clone().map(|v| (k.clone(), v)))
+            .collect();
+        let view = HeightView { db: &db, height };
+        assert_eq!(view.scan(&start, &end).unwrap(), want, "height {height}");
+        for limit in [0usize, 1, 3, 10, 100] {
+            let got = view.scan_limit(&start, &end, limit).unwrap();
+            assert_eq!(got, want.iter().take(limit).cloned().collect::<Vec<_>>());
+            // Through an overlay that deletes the first keys and adds new ones.
+            let mut ov = Overlay::new(&view);
+            for (k, _) in want.iter().take(2) {
+                ov.writes.insert(k.clone(), None);
+            }
+            ov.writes.insert(vec![b'c', 7, 3, 1], Some(vec![9]));
+            ov.writes.insert(vec![b'c', 7, 200], Some(vec![8]));
+            let mut reference = MemState::default();
+            for (k, v) in &want {
+                reference.0.insert(k.clone(), v.clone());
+            }
+            for (k, v) in &ov.writes {
+                match v {
+                    Some(v) => reference.0.insert(k.clone(), v.clone()),
+                    None => reference.0.remove(k),
+                };
+            }
+            assert_eq!(
+                ov.scan_limit(&start, &end, limit).unwrap(),
+                reference.scan_limit(&start, &end, limit).unwrap(),
+                "overlay, height {height}, limit {limit}"
+            );
+        }
+    }
+}
+
+#[test]
+fn wrong_genesis_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(open(dir.path()));
+    let mut g = Genesis::dev();
+    g.chain_name = "other".into();
+    let e = Chain::open(ChainOptions {
+        data_dir: dir.path().to_path_buf(),
+        genesis: g,
+        io: IoService::start(IoConfig::default()),
+    });
+    assert!(matches!(e, Err(ChainError::WrongChain { .. })));
+}
+
+#[test]
+fn blocks_in_log_but_not_in_db_are_replayed() {
+    let dir = tempfile::tempdir().unwrap();
+    let dev = Keypair::dev();
+    let bob = Address::from_public_key(&Keypair::from_seed(&[5; 32]).public());
+    let producer = Keypair::from_seed(&[6; 32]);
+    let tip_hash;
+    {
+        let c = open(dir.path());
+        c.produce(&producer, vec![transfer(&c, &dev, 0, bob, 1)], 1000, vec![])
+            .unwrap();
+        tip_hash = c
+            .produce(&producer, vec![transfer(&c, &dev, 1, bob, 2)], 2000, vec![])
+            .unwrap()
+            .block
+            .hash();
+    }
+    // Lose the database entirely: everything must come back from the log.
+    std::fs::remove_dir_all(dir.path().join("db")).unwrap();
+    let c = open(dir.path());
+    assert_eq!(c.tip().hash, tip_hash);
+    assert_eq!(c.account_latest(&bob).unwrap().balance, 3);
+    assert_eq!(c.verify_log_matches_index().unwrap(), 3);
+}
+
+#[test]
+fn invalid_blocks_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = open(dir.path());
+    let producer = Keypair::from_seed(&[6; 32]);
+    let dev = Keypair::dev();
+    let bob = Address::from_public_key(&Keypair::from_seed(&[5; 32]).public());
+    let other_dir = tempfile::tempdir().unwrap();
+    let c2 = open(other_dir.path());
+    let good = c2
+        .produce(
+            &producer,
+            vec![transfer(&c2, &dev, 0, bob, 1)],
+            1000,
+            vec![],
+        )
+        .unwrap()
+        .block;
+    let mut forged = good.clone();
+    forged.header.state_root = Hash::of(b"x");
+    forged.header.sign(&producer);
+    assert!(c
+        .apply(forged)
+        .unwrap_err()
+        .to_string()
+        .contains("state root"));
+    let mut unsigned = good.clone();
+    unsigned.header.timestamp_ms += 1;
+    assert!(c
+        .apply(unsigned)
+        .unwrap_err()
+        .to_string()
+        .contains("signature"));
+    assert_eq!(c.tip().header.height, 0);
+    c.apply(good).unwrap();
+    assert_eq!(c.tip().header.height, 1);
+    assert_eq!(c.account_latest(&bob).unwrap().balance, 1);
+    let _ = Aer::ZERO;
+}
+
+/// Commits `p` through the commit path and expects a refusal that changes nothing.
+fn assert_refused(c: &Chain, p: Prepared, existing: Option<Location>, what: &str) {
+    let tip = c.tip();
+    let log_end = c.log.end();
+    let err = c.write_block(p, existing).unwrap_err();
+    assert!(matches!(err, ChainError::Corrupt(_)), "{what}: {err}");
+    assert!(err.to_string().contains(what), "{what}: {err}");
+    assert_eq!(c.tip().hash, tip.hash);
+    assert_eq!(c.tip().log_end, tip.log_end);
+    assert_eq!(c.log.end(), log_end);
+    assert_eq!(c.tip_record().unwrap().map(|t| t.1), Some(tip.hash));
+}
+
+fn unexecuted(block: Block) -> Prepared {
+    Prepared {
+        block,
+        executed: Executed::default(),
+        nodes: HashMap::new(),
+    }
+}
+
+#[test]
+fn commit_points_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = open(dir.path());
+    let producer = Keypair::from_seed(&[6; 32]);
+    let other_dir = tempfile::tempdir().unwrap();
+    let c2 = open(other_dir.path());
+    let b1 = c2.produce(&producer, vec![], 1000, vec![]).unwrap().block;
+    let b2 = c2.produce(&producer, vec![], 2000, vec![]).unwrap().block;
+
+    // Height: a block two above the tip.
+    assert_refused(&c, unexecuted(b2.clone()), None, "does not follow the tip");
+    // Height: the genesis block again.
+    let genesis = c.block_by_height(0).unwrap().unwrap();
+    assert_refused(&c, unexecuted(genesis), None, "does not follow the tip");
+    // Parent: the right height on another parent.
+    let mut orphan = b1.clone();
+    orphan.header.parent = Hash::of(b"elsewhere");
+    assert_refused(&c, unexecuted(orphan), None, "names parent");
+    // Log end: a recovered frame somewhere else than the tip's log position.
+    let wrong = Location {
+        pos: LogPos {
+            seg: c.tip().log_end.seg,
+            offset: c.tip().log_end.offset + 1,
+        },
+        len: 10,
+    };
+    let p = c.prepare(b1.clone()).unwrap();
+    assert_refused(&c, p, Some(wrong), "does not start at the tip's recorded");
+    // Log end: the log grew past the tip's recorded position behind the chain's back.
+    c.log.append(1, b"not a block").unwrap();
+    let p = c.prepare(b1.clone()).unwrap();
+    assert_refused(&c, p, None, "the block log ends at");
+    assert_eq!(c.tip().header.height, 0);
+    // Once the log is back where the tip says, the same block commits.
+    c.log.truncate(c.tip().log_end).unwrap();
+    c.apply(b1).unwrap();
+    c.apply(b2).unwrap();
+    assert_eq!(c.tip().header.height, 2);
+    assert_eq!(c.verify_log_matches_index().unwrap(), 3);
+}
