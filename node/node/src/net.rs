@@ -7,7 +7,7 @@
 //! best height and imports them in order; while it runs the producer does not produce, so a
 //! node that was away never builds on a stale tip.
 
-use crate::node::{now_ms, Node, Outbound};
+use crate::node::{now_ms, Node};
 use crate::vital::Task as Vital;
 use aergo_chain::chain::Received;
 use aergo_chain::ChainError;
@@ -109,13 +109,17 @@ pub async fn start(
         .collect();
     tracing::info!(peer_id = %handle.local_peer_id(), addrs = ?addrs, "p2p listening");
     *node.net.identity.lock() = Some((handle.local_peer_id().to_string(), addrs));
-    let (otx, orx) = mpsc::unbounded_channel();
-    *node.net.outbound.lock() = Some(otx);
+    let (ttx, trx) = mpsc::channel(crate::node::GOSSIP_TX_QUEUE);
+    let (btx, brx) = mpsc::unbounded_channel();
+    *node.net.outbound.lock() = Some(crate::node::Outbox {
+        txs: ttx,
+        blocks: btx,
+    });
     // Until the first look at the peers, assume the network is ahead.
     node.net.syncing.store(true, Ordering::SeqCst);
     let tip = node.chain.tip();
     let _ = handle.set_status(tip.header.height, tip.hash.0).await;
-    crate::vital::spawn_vital(Vital::Network, run(node, handle.clone(), events, orx));
+    crate::vital::spawn_vital(Vital::Network, run(node, handle.clone(), events, trx, brx));
     Ok(handle)
 }
 
@@ -134,7 +138,8 @@ async fn run(
     node: Arc<Node>,
     handle: P2pHandle,
     mut events: mpsc::Receiver<NetEvent>,
-    mut outbound: mpsc::UnboundedReceiver<Outbound>,
+    mut out_txs: mpsc::Receiver<Vec<u8>>,
+    mut out_blocks: mpsc::UnboundedReceiver<Vec<u8>>,
 ) {
     let mut t = Task {
         node,
@@ -146,18 +151,22 @@ async fn run(
     let mut tick = tokio::time::interval(Duration::from_millis(1000));
     loop {
         tokio::select! {
-            o = outbound.recv() => match o {
-                Some(Outbound::Tx(b)) => {
-                    if let Err(e) = t.handle.publish_tx(b).await {
-                        tracing::debug!(error = %e, "tx gossip");
-                    }
-                }
-                Some(Outbound::Block(b)) => {
+            // Separate queues: a block never waits behind the transactions queued before it.
+            b = out_blocks.recv() => match b {
+                Some(b) => {
                     if let Err(e) = t.handle.publish_block(b).await {
                         tracing::debug!(error = %e, "block gossip");
                     }
                     let tip = t.node.chain.tip();
                     let _ = t.handle.set_status(tip.header.height, tip.hash.0).await;
+                }
+                None => break,
+            },
+            o = out_txs.recv() => match o {
+                Some(b) => {
+                    if let Err(e) = t.handle.publish_tx(b).await {
+                        tracing::debug!(error = %e, "tx gossip");
+                    }
                 }
                 None => break,
             },

@@ -46,6 +46,10 @@ pub enum AdmitError {
     /// The mempool refused it.
     #[error("{0}")]
     Mempool(#[from] Reject),
+    /// The outbound transaction gossip queue is full: accepting the transaction now could
+    /// leave it in this node's mempool only, unknown to the producers.
+    #[error("node busy: its transaction gossip queue is full ({0} waiting); retry shortly")]
+    GossipBusy(usize),
     /// Chain failure.
     #[error("node error: {0}")]
     Chain(String),
@@ -212,11 +216,29 @@ pub enum Outbound {
     Block(Vec<u8>),
 }
 
+/// Most transactions waiting to be gossiped. Drop policy: a transaction is gossiped from here
+/// or not admitted at all — while the queue is full, admission refuses new transactions
+/// ([`AdmitError::GossipBusy`], retryable), and a send that still finds it full (a race with
+/// another admission) drops the gossip and counts it (`aergo_gossip_tx_dropped_total`; the
+/// transaction stays in this node's mempool). Blocks have their own queue and are never
+/// dropped: this node produces at most one per slot.
+pub const GOSSIP_TX_QUEUE: usize = 8192;
+
+/// The outbound gossip queues (see [`GOSSIP_TX_QUEUE`]).
+pub struct Outbox {
+    /// Transactions (`SignedTx::encode()` bytes), bounded.
+    pub txs: tokio::sync::mpsc::Sender<Vec<u8>>,
+    /// Blocks (`Block::encode()` bytes).
+    pub blocks: tokio::sync::mpsc::UnboundedSender<Vec<u8>>,
+}
+
 /// What the network task shares with the rest of the node.
 #[derive(Default)]
 pub struct NetState {
     /// Outbound gossip (absent when networking is off).
-    pub outbound: Mutex<Option<tokio::sync::mpsc::UnboundedSender<Outbound>>>,
+    pub outbound: Mutex<Option<Outbox>>,
+    /// Transaction gossip dropped because its queue was full.
+    pub gossip_tx_dropped: AtomicU64,
     /// The last peer table.
     pub peers: Mutex<Vec<aergo_rpc::types::PeerJson>>,
     /// Catching up with the network: the producer waits.
@@ -236,11 +258,43 @@ pub struct NetState {
 }
 
 impl NetState {
-    /// Queues gossip (dropped when networking is off).
+    /// Queues gossip (nothing when networking is off); see [`GOSSIP_TX_QUEUE`] for what is
+    /// dropped when.
     pub fn send(&self, o: Outbound) {
-        if let Some(tx) = self.outbound.lock().as_ref() {
-            let _ = tx.send(o);
+        let Some(out) = self
+            .outbound
+            .lock()
+            .as_ref()
+            .map(|o| (o.txs.clone(), o.blocks.clone()))
+        else {
+            return;
+        };
+        match o {
+            Outbound::Tx(b) => {
+                if let Err(tokio::sync::mpsc::error::TrySendError::Full(_)) = out.0.try_send(b) {
+                    self.gossip_tx_dropped.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Outbound::Block(b) => {
+                let _ = out.1.send(b);
+            }
         }
+    }
+
+    /// Transactions waiting to be gossiped, when the queue is full (admission refuses then).
+    pub fn tx_gossip_full(&self) -> Option<usize> {
+        let g = self.outbound.lock();
+        let txs = &g.as_ref()?.txs;
+        (txs.capacity() == 0).then(|| txs.max_capacity())
+    }
+
+    /// Transactions waiting to be gossiped.
+    pub fn tx_gossip_waiting(&self) -> usize {
+        self.outbound
+            .lock()
+            .as_ref()
+            .map(|o| o.txs.max_capacity().saturating_sub(o.txs.capacity()))
+            .unwrap_or(0)
     }
 }
 
@@ -301,6 +355,9 @@ impl Node {
 
     /// Adds a checked transaction to the mempool and gossips it.
     pub fn admit_checked(&self, tx: SignedTx) -> Result<Hash, AdmitError> {
+        if let Some(n) = self.net.tx_gossip_full() {
+            return Err(AdmitError::GossipBusy(n));
+        }
         let bytes = tx.encode();
         let h = self.admit_quiet(tx)?;
         self.net.send(Outbound::Tx(bytes));

@@ -132,6 +132,7 @@ impl From<AdmitError> for RpcFail {
                 aergo_chain::mempool::Reject::Full(_) => "mempool_full",
                 aergo_chain::mempool::Reject::GasCap { .. } => "gas_cap",
             },
+            AdmitError::GossipBusy(_) => "busy",
             AdmitError::Chain(_) => "internal",
         };
         RpcFail {
@@ -970,6 +971,12 @@ async fn metrics(State(rpc): State<Rpc>) -> HttpResponse {
         io.backend,
         io.completed,
     );
+    let text = format!(
+        "{text}# HELP aergo_gossip_tx_queue Transactions waiting to be gossiped.\n# TYPE aergo_gossip_tx_queue gauge\naergo_gossip_tx_queue {}\n\
+# HELP aergo_gossip_tx_dropped_total Transaction gossip dropped on a full queue.\n# TYPE aergo_gossip_tx_dropped_total counter\naergo_gossip_tx_dropped_total {}\n",
+        n.net.tx_gossip_waiting(),
+        n.net.gossip_tx_dropped.load(Ordering::Relaxed),
+    );
     let ws_open = rpc.ws_max.saturating_sub(rpc.ws_slots.available_permits());
     let text = format!(
         "{text}{}# HELP aergo_rpc_ws_connections WebSocket connections open.\n# TYPE aergo_rpc_ws_connections gauge\naergo_rpc_ws_connections {ws_open}\n",
@@ -1323,6 +1330,64 @@ mod tests {
             }
         }
         out
+    }
+
+    /// A full transaction gossip queue refuses new transactions (retryable `busy`) instead
+    /// of admitting what could never reach the producers; a send that still finds it full is
+    /// dropped and counted; blocks are never dropped.
+    #[test]
+    fn a_full_gossip_queue_refuses_transactions_and_never_drops_blocks() {
+        let dir = tempfile::tempdir().unwrap();
+        let n = node(dir.path());
+        let (txs, mut trx) = tokio::sync::mpsc::channel(2);
+        let (blocks, mut brx) = tokio::sync::mpsc::unbounded_channel();
+        *n.net.outbound.lock() = Some(crate::node::Outbox { txs, blocks });
+        let key = aergo_types::Keypair::dev();
+        let tx = |nonce: u64| {
+            aergo_types::Tx {
+                kind: aergo_types::tx::TxKind::Transfer,
+                nonce,
+                from: key.public(),
+                to: Some(aergo_types::Address::from_public_key(
+                    &aergo_types::Keypair::from_seed(&[9; 32]).public(),
+                )),
+                amount: 1,
+                payload: Vec::new(),
+                gas_limit: 100_000,
+                gas_price: n.chain.genesis().gas.min_price.0,
+                chain_id: n.chain.chain_id(),
+            }
+            .sign(&key)
+        };
+        let send = |nonce: u64| {
+            dispatch(
+                &n,
+                "send_tx",
+                &json!({"tx": hex::encode(tx(nonce).encode())}),
+            )
+            .map_err(|f| (f.message, f.data))
+        };
+        send(0).unwrap();
+        send(1).unwrap();
+        assert_eq!(n.net.tx_gossip_waiting(), 2);
+        let (message, data) = send(2).unwrap_err();
+        assert_eq!(data.unwrap()["reason"], "busy", "{message}");
+        assert_eq!(
+            n.mempool.lock().len(),
+            2,
+            "a refused transaction was admitted"
+        );
+        // A send racing past the check is dropped and counted, not queued without bound.
+        n.net.send(crate::node::Outbound::Tx(vec![1]));
+        assert_eq!(n.net.gossip_tx_dropped.load(Ordering::Relaxed), 1);
+        // Blocks have their own queue.
+        for _ in 0..10 {
+            n.net.send(crate::node::Outbound::Block(vec![2]));
+        }
+        assert_eq!(std::iter::from_fn(|| brx.try_recv().ok()).count(), 10);
+        // Once the network task drains it, transactions are admitted again.
+        while trx.try_recv().is_ok() {}
+        send(2).unwrap();
     }
 
     /// docs/RPC.md documents every method the node serves, and the dispatch tests above call
