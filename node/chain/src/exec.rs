@@ -305,7 +305,7 @@ impl<'a> BlockRun<'a> {
             .is_some_and(|g| g <= ctx.limits.block_gas_limit)
     }
     fn try_tx(&mut self, tx: &SignedTx, ctx: &BlockCtx) -> Result<(), ChainError> {
-        let (r, w) = execute_tx(&self.overlay, tx, ctx)?;
+        let (r, w) = execute_tx_guarded(&self.overlay, tx, ctx)?;
         self.out.fees += r.fee;
         self.out.gas_used = self.out.gas_used.saturating_add(r.gas_used);
         self.out.receipts.push(r);
@@ -323,6 +323,42 @@ impl<'a> BlockRun<'a> {
         }
         self.out.writes = self.overlay.writes;
         Ok(self.out)
+    }
+}
+
+/// The reason of a transaction whose execution panicked (a bug, never the sender's right):
+/// the producer leaves it out and drops it from its mempool; in a peer's block it makes the
+/// block invalid. Execution is a pure function over an overlay, so nothing it touched
+/// survives the panic.
+pub const EXEC_PANICKED: &str = "execution panicked";
+
+#[cfg(test)]
+thread_local! {
+    /// Test-only fault injection: `execute_tx` panics on a transaction with this nonce.
+    static PANIC_ON_NONCE: std::cell::Cell<Option<u64>> = const { std::cell::Cell::new(None) };
+}
+
+/// [`execute_tx`] with a panic turned into an invalid transaction ([`EXEC_PANICKED`]).
+fn execute_tx_guarded(
+    view: &dyn StateView,
+    tx: &SignedTx,
+    ctx: &BlockCtx,
+) -> Result<(Receipt, WriteSet), ChainError> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        #[cfg(test)]
+        if PANIC_ON_NONCE.with(|p| p.get()) == Some(tx.tx.nonce) {
+            #[allow(clippy::panic)]
+            {
+                panic!("injected execution panic (test)");
+            }
+        }
+        execute_tx(view, tx, ctx)
+    })) {
+        Ok(r) => r,
+        Err(_) => {
+            tracing::error!(tx = %tx.hash, "{EXEC_PANICKED}: the transaction is left out");
+            Err(invalid(tx, EXEC_PANICKED.to_string()))
+        }
     }
 }
 
@@ -407,6 +443,26 @@ pub fn assemble(
 mod tests {
     use super::*;
     use crate::state::{account_key, Account, MemState};
+
+    /// A transaction whose execution panics is left out by assembly and makes a block that
+    /// carries it invalid; the thread goes on.
+    #[test]
+    fn an_execution_panic_is_an_invalid_transaction() {
+        let k = Keypair::from_seed(&[1; 32]);
+        let s = funded(&k, 1_000_000_000);
+        let to = Address::from_public_key(&Keypair::from_seed(&[2; 32]).public());
+        let txs = vec![transfer(&k, 0, to, 5), transfer(&k, 1, to, 5)];
+        PANIC_ON_NONCE.with(|p| p.set(Some(1)));
+        let (included, _, rejected) = assemble(&s, txs.clone(), &ctx(), 1 << 20).unwrap();
+        assert_eq!(included.len(), 1);
+        assert_eq!(rejected, vec![(txs[1].hash, EXEC_PANICKED.to_string())]);
+        match execute_block(&s, &txs, &ctx()) {
+            Err(ChainError::InvalidTx { reason, .. }) => assert_eq!(reason, EXEC_PANICKED),
+            other => panic!("{other:?}"),
+        }
+        PANIC_ON_NONCE.with(|p| p.set(None));
+        assert_eq!(execute_block(&s, &txs, &ctx()).unwrap().receipts.len(), 2);
+    }
     use aergo_types::{Aer, Keypair, Tx};
 
     fn ctx() -> BlockCtx {

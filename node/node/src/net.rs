@@ -416,6 +416,14 @@ async fn import(
     let res = match res {
         Ok(r) => r,
         Err(e) => {
+            if e.is_panic() {
+                // Execution panics are caught inside the chain (an invalid block); one that
+                // escapes comes from the commit path, whose state the process cannot trust.
+                crate::vital::die(
+                    Vital::Network.name(),
+                    "a block import panicked outside execution (commit path)",
+                );
+            }
             tracing::error!(error = %e, "block import task failed");
             return Ok(Imported::Other);
         }

@@ -91,14 +91,16 @@ fn produce_loop(node: Arc<Node>) {
                     let doomed: Vec<_> = p
                         .rejected
                         .iter()
-                        .filter(|(h, _)| {
-                            pool.get(h).is_some_and(|e| {
-                                let from = e.tx.tx.sender();
-                                node.chain
-                                    .account_latest(&from)
-                                    .map(|a| e.tx.tx.nonce < a.nonce)
-                                    .unwrap_or(true)
-                            })
+                        .filter(|(h, reason)| {
+                            // A transaction that panics execution would fail every block.
+                            reason == aergo_chain::exec::EXEC_PANICKED
+                                || pool.get(h).is_some_and(|e| {
+                                    let from = e.tx.tx.sender();
+                                    node.chain
+                                        .account_latest(&from)
+                                        .map(|a| e.tx.tx.nonce < a.nonce)
+                                        .unwrap_or(true)
+                                })
                         })
                         .map(|(h, _)| *h)
                         .collect();

@@ -154,7 +154,7 @@ fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
 }
 
 /// Logs a vital task's death and aborts the process (init restarts it with backoff).
-fn die(task: &str, why: &str) -> ! {
+pub fn die(task: &str, why: &str) -> ! {
     tracing::error!(
         task,
         reason = why,
