@@ -7,6 +7,7 @@
 //! - [`control`]: init's control-socket protocol (types, codec, blocking client).
 //! - [`sys`]: GPT tables and kernel-module resolution for init and the image builder.
 //! - [`sample`]: procfs resource sampling (CPU, memory, load, disks, network, filesystems).
+//! - [`task`]: vital tokio tasks (a panic aborts the process so its supervisor restarts it).
 //! - `http` (feature `http`): the hardened HTTP/1 server of the node's RPC and AergoFS
 //!   (connection caps, header/idle/body timeouts, cross-site checks).
 
@@ -18,3 +19,4 @@ pub mod io;
 pub mod paths;
 pub mod sample;
 pub mod sys;
+pub mod task;

@@ -623,7 +623,7 @@ impl Volume {
             st.read_only = Some("full".into());
         }
         let (commit_tx, commit_rx) = mpsc::unbounded_channel();
-        tokio::spawn(committer(io.clone(), commit_rx));
+        aergo_os::task::spawn_vital("volume committer", committer(io.clone(), commit_rx));
         let vol = Arc::new(Volume {
             id,
             dir: dir.to_path_buf(),
@@ -643,7 +643,7 @@ impl Volume {
         });
         // Write out records recovered by the orphan scan or a rebuild right away.
         vol.flush_index(true).await?;
-        tokio::spawn(flusher(Arc::downgrade(&vol)));
+        aergo_os::task::spawn_vital("volume index flusher", flusher(Arc::downgrade(&vol)));
         Ok(vol)
     }
 

@@ -145,24 +145,8 @@ impl Faults {
     }
 }
 
-/// The message of a panic payload.
-fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
-    p.downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| p.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic without a message".into())
-}
-
-/// Logs a vital task's death and aborts the process (init restarts it with backoff).
-pub fn die(task: &str, why: &str) -> ! {
-    tracing::error!(
-        task,
-        reason = why,
-        "vital task died: aborting so the supervisor restarts the node"
-    );
-    eprintln!("aergo-node: vital task {task} died ({why}); aborting");
-    std::process::abort()
-}
+pub use aergo_os::task::die;
+use aergo_os::task::panic_message;
 
 /// Runs a vital thread's body; a panic aborts the process.
 pub fn run_vital_thread(task: Task, f: impl FnOnce()) {
@@ -176,14 +160,7 @@ pub fn spawn_vital<F>(task: Task, fut: F)
 where
     F: std::future::Future<Output = ()> + Send + 'static,
 {
-    let h = tokio::spawn(fut);
-    tokio::spawn(async move {
-        if let Err(e) = h.await {
-            if e.is_panic() {
-                die(task.name(), &panic_message(e.into_panic().as_ref()));
-            }
-        }
-    });
+    aergo_os::task::spawn_vital(task.name(), fut);
 }
 
 #[cfg(test)]

@@ -217,7 +217,9 @@ pub(crate) async fn start(
         last_decay: Instant::now(),
     };
     svc.dial_bootnodes();
-    tokio::spawn(svc.run(cmd_rx, served_rx));
+    // The swarm is vital: a panic in it aborts the process (its supervisor restarts it)
+    // rather than leave a node whose every network call fails.
+    aergo_os::task::spawn_vital("p2p swarm", svc.run(cmd_rx, served_rx));
     Ok((handle, ev_rx))
 }
 
