@@ -212,34 +212,10 @@ const TX_GAS_CAP: u64 = 4_000_000;
 
 /// A tight loop (JIT-compiled) and an interpreted loop (a text expression keeps it in the
 /// interpreter) that counts every row of a table on each iteration.
-const HEAVY_SQL: &str = "CREATE TABLE items (id BIGINT PRIMARY KEY, name TEXT NOT NULL);
-CREATE FUNCTION spin(n BIGINT) RETURNS BIGINT AS $$
-DECLARE i BIGINT := 0;
-BEGIN
-  WHILE i < n LOOP
-    i := i + 1;
-  END LOOP;
-  RETURN i;
-END $$;
-CREATE FUNCTION fill(start BIGINT, n BIGINT) RETURNS BIGINT AS $$
-DECLARE i BIGINT := 0;
-BEGIN
-  WHILE i < n LOOP
-    INSERT INTO items VALUES (start + i, 'item');
-    i := i + 1;
-  END LOOP;
-  RETURN n;
-END $$;
-CREATE FUNCTION scan(n BIGINT) RETURNS TEXT AS $$
-DECLARE i BIGINT := 0; c BIGINT := 0; s TEXT := '';
-BEGIN
-  WHILE i < n LOOP
-    SELECT count(*) INTO c FROM items WHERE name <> 'none';
-    s := 'rows ' || 'counted';
-    i := i + 1;
-  END LOOP;
-  RETURN s;
-END $$;";
+const HEAVY_SQL: &str = concat!(
+    include_str!("../../node/chain/tests/fixtures/gas_scan.sql"),
+    include_str!("../../node/chain/tests/fixtures/gas_spin.sql")
+);
 
 /// Runs `aergo --json ARGS…`; returns (success, stdout JSON or Null, stderr).
 fn aergo_raw(url: &str, args: &[&str]) -> Result<(bool, Value, String)> {

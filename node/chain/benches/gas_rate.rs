@@ -20,45 +20,11 @@ use aergo_sql::{Contract, MemKv};
 use aergo_types::{Address, Genesis, Keypair, SignedTx, Tx, TxKind};
 use std::time::Instant;
 
-const SPIN: &str = "CREATE FUNCTION spin(n BIGINT) RETURNS BIGINT AS $$
-DECLARE i BIGINT := 0;
-BEGIN
-  WHILE i < n LOOP
-    i := i + 1;
-  END LOOP;
-  RETURN i;
-END $$;";
+/// A tight loop the JIT compiles (the fast kind of work).
+const SPIN: &str = include_str!("../tests/fixtures/gas_spin.sql");
 
-const SCAN: &str = "CREATE TABLE items (id BIGINT PRIMARY KEY, name TEXT NOT NULL);
-CREATE FUNCTION fill(start BIGINT, n BIGINT) RETURNS BIGINT AS $$
-DECLARE i BIGINT := 0;
-BEGIN
-  WHILE i < n LOOP
-    INSERT INTO items VALUES (start + i, 'item');
-    i := i + 1;
-  END LOOP;
-  RETURN n;
-END $$;
-CREATE FUNCTION scan(n BIGINT) RETURNS TEXT AS $$
-DECLARE i BIGINT := 0; c BIGINT := 0; s TEXT := '';
-BEGIN
-  WHILE i < n LOOP
-    SELECT count(*) INTO c FROM items WHERE name <> 'none';
-    s := 'rows ' || 'counted';
-    i := i + 1;
-  END LOOP;
-  RETURN s;
-END $$;
-CREATE FUNCTION sorted(n BIGINT) RETURNS TEXT AS $$
-DECLARE i BIGINT := 0; c BIGINT := 0; s TEXT := '';
-BEGIN
-  WHILE i < n LOOP
-    SELECT id INTO c FROM items ORDER BY name DESC, id DESC LIMIT 1;
-    s := 'rows ' || 'sorted';
-    i := i + 1;
-  END LOOP;
-  RETURN s;
-END $$;";
+/// Interpreted loops over contract rows (the slow kinds of work); `fill` loads the table.
+const SCAN: &str = include_str!("../tests/fixtures/gas_scan.sql");
 
 const ROWS: u64 = 10_000;
 
