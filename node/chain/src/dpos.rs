@@ -707,14 +707,43 @@ impl Dpos {
         }
         Ok(())
     }
+}
 
-    fn parent_slot(&self, parent: &Header) -> Result<Option<u64>, String> {
-        if parent.height == 0 {
-            return Ok(None);
+/// The slot a parent block carries; `None` for the genesis block, which carries none.
+pub fn parent_slot(parent: &Header) -> Result<Option<u64>, String> {
+    if parent.height == 0 {
+        return Ok(None);
+    }
+    decode_slot(&parent.consensus)
+        .map(Some)
+        .ok_or_else(|| "parent carries no slot".to_string())
+}
+
+/// The slot-clock rules every slotted engine (DPoS, PoA) applies to a header: it carries its
+/// slot, its timestamp is that slot's start (`slot_start`), and the slot comes after the
+/// parent's (a child of genesis: not older than it). Returns the slot; the engine then checks
+/// who owns it.
+pub fn check_slot_clock(
+    engine: &str,
+    parent: &Header,
+    header: &Header,
+    slot_start: impl Fn(u64) -> u64,
+) -> Result<u64, String> {
+    let slot = decode_slot(&header.consensus)
+        .ok_or_else(|| format!("{engine} blocks carry their slot (8 bytes)"))?;
+    if header.timestamp_ms != slot_start(slot) {
+        return Err(format!(
+            "timestamp {} is not the start {} of slot {slot}",
+            header.timestamp_ms,
+            slot_start(slot)
+        ));
+    }
+    match parent_slot(parent)? {
+        Some(ps) if slot <= ps => Err(format!("slot {slot} is not after the parent's slot {ps}")),
+        None if header.timestamp_ms < parent.timestamp_ms => {
+            Err("block is older than genesis".into())
         }
-        decode_slot(&parent.consensus)
-            .map(Some)
-            .ok_or_else(|| "parent carries no slot".to_string())
+        _ => Ok(slot),
     }
 }
 
@@ -747,7 +776,7 @@ impl Dpos {
         } else {
             now_slot + 1
         };
-        if let Ok(Some(ps)) = self.parent_slot(parent) {
+        if let Ok(Some(ps)) = parent_slot(parent) {
             first = first.max(ps + 1);
         }
         if let Some(last) = self.guard.lock().as_ref().and_then(SlotGuard::last_signed) {
@@ -765,24 +794,7 @@ impl Dpos {
     /// Checks a header's slot, timestamp and producer against its parent and the schedule.
     pub fn validate(&self, parent: &Header, header: &Header) -> Result<(), String> {
         let p = &self.params;
-        let slot = decode_slot(&header.consensus)
-            .ok_or_else(|| "dpos blocks carry their slot (8 bytes)".to_string())?;
-        if header.timestamp_ms != p.slot_start(slot) {
-            return Err(format!(
-                "timestamp {} is not the start {} of slot {slot}",
-                header.timestamp_ms,
-                p.slot_start(slot)
-            ));
-        }
-        match self.parent_slot(parent)? {
-            Some(ps) if slot <= ps => {
-                return Err(format!("slot {slot} is not after the parent's slot {ps}"));
-            }
-            None if header.timestamp_ms < parent.timestamp_ms => {
-                return Err("block is older than genesis".into());
-            }
-            _ => {}
-        }
+        let slot = check_slot_clock("dpos", parent, header, |s| p.slot_start(s))?;
         match self.producer_of(slot) {
             Some(bp) if bp == header.producer => Ok(()),
             Some(bp) => Err(format!(

@@ -37,7 +37,9 @@ use parking_lot::{Mutex, RwLock};
 use aergo_types::{Header, PublicKey};
 
 use crate::consensus::Slot;
-use crate::dpos::{decode_slot, encode_slot, lib_height, BlockMeta, DposError, SlotGuard};
+use crate::dpos::{
+    check_slot_clock, encode_slot, lib_height, parent_slot, BlockMeta, DposError, SlotGuard,
+};
 
 /// Errors of the PoA engine's set-up.
 #[derive(Debug, thiserror::Error)]
@@ -149,15 +151,6 @@ impl Poa {
         }
     }
 
-    fn parent_slot(parent: &Header) -> Result<Option<u64>, String> {
-        if parent.height == 0 {
-            return Ok(None);
-        }
-        decode_slot(&parent.consensus)
-            .map(Some)
-            .ok_or_else(|| "parent carries no slot".to_string())
-    }
-
     /// The next slot `me` owns on top of `parent` at `now_ms`: the current slot while less
     /// than half of it has passed, never at or before the parent's slot or the last signed
     /// one. `None` if `me` is not a producer.
@@ -171,7 +164,7 @@ impl Poa {
             Some(s) if now_ms - p.slot_start(s) < p.interval_ms / 2 => s,
             Some(s) => s.saturating_add(1),
         };
-        if let Ok(Some(ps)) = Self::parent_slot(parent) {
+        if let Ok(Some(ps)) = parent_slot(parent) {
             first = first.max(ps.saturating_add(1));
         }
         if let Some(last) = self.guard.lock().as_ref().and_then(SlotGuard::last_signed) {
@@ -189,24 +182,7 @@ impl Poa {
     /// Checks a header's slot, timestamp and producer against its parent.
     pub fn validate(&self, parent: &Header, header: &Header) -> Result<(), String> {
         let p = &self.params;
-        let slot = decode_slot(&header.consensus)
-            .ok_or_else(|| "poa blocks carry their slot (8 bytes)".to_string())?;
-        if header.timestamp_ms != p.slot_start(slot) {
-            return Err(format!(
-                "timestamp {} is not the start {} of slot {slot}",
-                header.timestamp_ms,
-                p.slot_start(slot)
-            ));
-        }
-        match Self::parent_slot(parent)? {
-            Some(ps) if slot <= ps => {
-                return Err(format!("slot {slot} is not after the parent's slot {ps}"));
-            }
-            None if header.timestamp_ms < parent.timestamp_ms => {
-                return Err("block is older than genesis".into());
-            }
-            _ => {}
-        }
+        let slot = check_slot_clock("poa", parent, header, |s| p.slot_start(s))?;
         match p.producer_of(slot) {
             Some(bp) if bp == header.producer => Ok(()),
             Some(bp) => Err(format!(
@@ -261,6 +237,7 @@ impl Poa {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::dpos::decode_slot;
     use aergo_types::{Hash, Signature};
 
     fn pk(i: u8) -> PublicKey {
