@@ -110,6 +110,17 @@ fn aergo_in_tmux(session: &str, home: &Path, shell_cmd: &str) -> Result<Tmux> {
     Ok(tmux)
 }
 
+/// Answers the password prompt and its repeat with `pw`; the screen once the command ended.
+fn type_twice(t: &Tmux, pw: &str) -> Result<String> {
+    let wait = Duration::from_secs(30);
+    for prompt in ["password:", "repeat password:"] {
+        t.wait_for(prompt, wait, |s| s.contains(prompt))?;
+        t.keys(&["-l", pw])?;
+        t.keys(&["Enter"])?;
+    }
+    t.wait_for("the command to end", wait, |s| s.contains("AERGO-EXIT="))
+}
+
 #[test]
 fn password_prompt_hides_what_is_typed() -> Result<()> {
     if !need_tmux()? {
@@ -127,15 +138,7 @@ fn password_prompt_hides_what_is_typed() -> Result<()> {
         home.path(),
         &format!("{} account new", cli.display()),
     )?;
-    t.wait_for("the password prompt", wait, |s| s.contains("password:"))?;
-    t.keys(&["-l", pw])?;
-    t.keys(&["Enter"])?;
-    t.wait_for("the repeat prompt", wait, |s| {
-        s.contains("repeat password:")
-    })?;
-    t.keys(&["-l", pw])?;
-    t.keys(&["Enter"])?;
-    let screen = t.wait_for("the command to end", wait, |s| s.contains("AERGO-EXIT="))?;
+    let screen = type_twice(&t, pw)?;
     assert!(screen.contains("AERGO-EXIT=0"), "{screen}");
     assert!(screen.contains("created account"), "{screen}");
     assert!(
@@ -185,15 +188,7 @@ fn password_prompt_hides_what_is_typed() -> Result<()> {
         home.path(),
         &format!("echo {key} | {} account import", cli.display()),
     )?;
-    t.wait_for("the password prompt", wait, |s| s.contains("password:"))?;
-    t.keys(&["-l", pw])?;
-    t.keys(&["Enter"])?;
-    t.wait_for("the repeat prompt", wait, |s| {
-        s.contains("repeat password:")
-    })?;
-    t.keys(&["-l", pw])?;
-    t.keys(&["Enter"])?;
-    let screen = t.wait_for("the command to end", wait, |s| s.contains("AERGO-EXIT="))?;
+    let screen = type_twice(&t, pw)?;
     assert!(screen.contains("imported account"), "{screen}");
     assert!(!screen.contains(pw), "{screen}");
     assert_eq!(accounts_in(&ks), 2, "{screen}");
