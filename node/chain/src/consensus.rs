@@ -100,6 +100,7 @@ mod tests {
             receipts_root: Hash::ZERO,
             state_root: Hash::ZERO,
             consensus: vec![],
+            ext: aergo_types::block_ext::HeaderExt::default(),
             signature: Signature::default(),
         }
     }

@@ -264,6 +264,7 @@ mod tests {
             receipts_root: Hash::ZERO,
             state_root: Hash::ZERO,
             consensus: encode_slot(slot),
+            ext: aergo_types::block_ext::HeaderExt::default(),
             signature: Signature::default(),
         }
     }

@@ -80,6 +80,7 @@ fn make(chain: &Chain, slot: u64, txs: Vec<SignedTx>) -> Block {
     chain
         .produce(k, txs, T0 + slot * INTERVAL, encode_slot(slot))
         .unwrap()
+        .applied
         .block
 }
 
@@ -197,6 +198,7 @@ fn longer_fork_wins_reverts_state_and_survives_reopening() {
         } => {
             assert_eq!(common, 4);
             assert_eq!(reverted, f1);
+            let applied: Vec<_> = applied.into_iter().map(|a| a.block).collect();
             assert_eq!(applied, f2);
         }
         other => panic!("expected a reorg, got {other:?}"),
@@ -286,7 +288,7 @@ fn orphans_wait_for_their_parent() {
 fn make_any(chain: &Chain, slot: u64) -> Block {
     for k in order() {
         if let Ok(p) = chain.produce(&k, vec![], T0 + slot * INTERVAL, encode_slot(slot)) {
-            return p.block;
+            return p.applied.block;
         }
     }
     panic!("no BP may produce slot {slot}");

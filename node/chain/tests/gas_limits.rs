@@ -70,7 +70,7 @@ fn fund(chain: &Chain, to: &Keypair, t: &mut u64) {
     .sign(&dev);
     *t += 1000;
     let p = chain.produce(&dev, vec![tx], *t, vec![]).unwrap();
-    assert_eq!(p.block.txs.len(), 1);
+    assert_eq!(p.applied.block.txs.len(), 1);
 }
 
 #[test]
@@ -125,7 +125,7 @@ fn a_gas_limit_over_the_cap_is_refused_at_admission_and_by_execution() {
     let p = c
         .produce(&dev, vec![transfer(&c, &dev, 0, cap + 1)], 1000, vec![])
         .unwrap();
-    assert!(p.block.txs.is_empty());
+    assert!(p.applied.block.txs.is_empty());
     assert_eq!(p.rejected.len(), 1);
     assert!(
         p.rejected[0].1.contains("per-transaction cap"),
@@ -159,7 +159,7 @@ fn assembly_stops_at_the_block_gas_limit_and_leaves_the_rest_pending() {
     // the limit counts gas used plus the next transaction's limit, not the sum of limits.
     t += 1000;
     let p = c.produce(&dev, cands, t, vec![]).unwrap();
-    assert_eq!(p.block.txs.len(), 7);
+    assert_eq!(p.applied.block.txs.len(), 7);
     assert!(p.rejected.is_empty());
 
     // Now transactions that use their whole limit: failing contract calls pay their gas
@@ -180,7 +180,7 @@ fn assembly_stops_at_the_block_gas_limit_and_leaves_the_rest_pending() {
     let addr = Address::contract(&Address::from_public_key(&dev.public()), dev_nonce + 7);
     t += 1000;
     let p = c.produce(&dev, vec![deploy], t, vec![]).unwrap();
-    assert_eq!(p.block.txs.len(), 1);
+    assert_eq!(p.applied.block.txs.len(), 1);
     let call = |k: &Keypair, nonce: u64| {
         Tx {
             kind: TxKind::Call,
@@ -207,10 +207,10 @@ fn assembly_stops_at_the_block_gas_limit_and_leaves_the_rest_pending() {
     let p = c.produce(&dev, cands.clone(), t, vec![]).unwrap();
     // 3M + 3M = 6M used; the third (6M + 3M > 7M) is left out, and with it nothing else of
     // dev's; other's transfer (6M + 1,000 ≤ 7M) still fits.
-    assert_eq!(p.block.txs.len(), 3, "{:?}", p.rejected);
-    assert_eq!(p.block.txs[0].hash, cands[0].hash);
-    assert_eq!(p.block.txs[1].hash, cands[1].hash);
-    assert_eq!(p.block.txs[2].hash, cands[3].hash);
+    assert_eq!(p.applied.block.txs.len(), 3, "{:?}", p.rejected);
+    assert_eq!(p.applied.block.txs[0].hash, cands[0].hash);
+    assert_eq!(p.applied.block.txs[1].hash, cands[1].hash);
+    assert_eq!(p.applied.block.txs[2].hash, cands[3].hash);
     assert!(
         p.rejected.is_empty(),
         "left out, not rejected: {:?}",
@@ -222,7 +222,7 @@ fn assembly_stops_at_the_block_gas_limit_and_leaves_the_rest_pending() {
     // The next block takes the one left out.
     t += 1000;
     let p = c.produce(&dev, vec![cands[2].clone()], t, vec![]).unwrap();
-    assert_eq!(p.block.txs.len(), 1);
+    assert_eq!(p.applied.block.txs.len(), 1);
     assert_eq!(p.receipts[0].gas_used, 3_000_000);
 }
 
@@ -267,7 +267,7 @@ fn a_block_over_the_gas_limit_is_invalid() {
 fn a_peer_block_over_our_limits_is_refused() {
     // Two chains with the same genesis but a producer that ignored the cap cannot exist
     // (the producer applies it); what a peer's block is judged by is the same `execute_block`
-    // as above, run by `Chain::apply`. Check that path end to end: a valid block from one
+    // as above, run by `Chain::receive`. Check that path end to end: a valid block from one
     // node applies on another, and the same block's transactions replayed under a tighter
     // limit are refused by the validation code.
     let g = limited_genesis(3_000_000, 3_000_000);
@@ -280,8 +280,11 @@ fn a_peer_block_over_our_limits_is_refused() {
     ];
     let p = a.produce(&dev, cands.clone(), 1000, vec![]).unwrap();
     // 1,000 used + 3M > 3M: the second is left out by assembly.
-    assert_eq!(p.block.txs.len(), 1);
-    b.apply(p.block.clone()).unwrap();
+    assert_eq!(p.applied.block.txs.len(), 1);
+    assert!(matches!(
+        b.receive(p.applied.block.clone(), 1000).unwrap(),
+        aergo_chain::chain::Received::Extended(_)
+    ));
     assert_eq!(b.tip().hash, a.tip().hash);
     // A block carrying both is invalid for every node with these limits.
     let view = b.view_at(0).unwrap();

@@ -63,7 +63,7 @@ fn a_call_in_the_deploys_block_matches_the_compiled_run() {
             vec![],
         )
         .unwrap();
-    assert_eq!(p.block.txs.len(), 2, "{:?}", p.rejected);
+    assert_eq!(p.applied.block.txs.len(), 2, "{:?}", p.rejected);
     assert!(p.receipts.iter().all(|r| r.status == ReceiptStatus::Ok));
     let first = &p.receipts[1];
 

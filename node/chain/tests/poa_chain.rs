@@ -69,6 +69,7 @@ fn make(chain: &Chain, slot: u64, txs: Vec<SignedTx>) -> Block {
     chain
         .produce(k, txs, T0 + slot * INTERVAL, encode_slot(slot))
         .unwrap()
+        .applied
         .block
 }
 
@@ -176,7 +177,7 @@ fn staking_transactions_are_refused_on_poa() {
             encode_slot(0),
         )
         .unwrap();
-    assert!(p.block.txs.is_empty());
+    assert!(p.applied.block.txs.is_empty());
     assert!(p.rejected[0].1.contains("not enabled"), "{:?}", p.rejected);
 }
 

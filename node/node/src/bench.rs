@@ -164,8 +164,8 @@ pub fn run(a: &BenchArgs) -> Result<()> {
                 let c0 = Instant::now();
                 let p = chain.produce(&producer_key, cands, ts, Vec::new())?;
                 commit_secs += c0.elapsed().as_secs_f64();
-                pool.lock().prune(&p.nonces);
-                included.fetch_add(p.block.txs.len() as u64, Ordering::Relaxed);
+                pool.lock().prune(&p.applied.nonces);
+                included.fetch_add(p.applied.block.txs.len() as u64, Ordering::Relaxed);
                 blocks.fetch_add(1, Ordering::Relaxed);
             }
             Ok(commit_secs)

@@ -7,7 +7,7 @@
 //! best height and imports them in order; while it runs the producer does not produce, so a
 //! node that was away never builds on a stale tip.
 
-use crate::node::{now_ms, Node};
+use crate::node::{now_ms, Node, Origin};
 use crate::vital::Task as Vital;
 use aergo_chain::chain::Received;
 use aergo_chain::ChainError;
@@ -434,7 +434,7 @@ async fn import(
             if !from_sync {
                 node.net.gossip_blocks.fetch_add(1, Ordering::Relaxed);
             }
-            node.after_import(&[*b], &[], commit_us);
+            node.on_committed(std::slice::from_ref(&*b), &[], Origin::Imported, commit_us);
             Ok(Imported::Applied)
         }
         Ok(Received::Reorged {
@@ -449,7 +449,7 @@ async fn import(
                 applied = applied.len(),
                 "switched to a longer fork"
             );
-            node.after_import(&applied, &reverted, commit_us);
+            node.on_committed(&applied, &reverted, Origin::Imported, commit_us);
             Ok(Imported::Applied)
         }
         Ok(Received::Known) | Ok(Received::Stored) => Ok(Imported::Other),

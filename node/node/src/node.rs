@@ -1,6 +1,7 @@
 //! The running node: chain, mempool, identity, metrics and event channels shared by the
 //! producer thread and the RPC server. Transaction admission lives here.
 
+use aergo_chain::chain::Applied;
 use aergo_chain::exec::check_stateless_with;
 use aergo_chain::mempool::{Mempool, Reject};
 use aergo_chain::Chain;
@@ -207,6 +208,28 @@ pub struct Node {
     pub faults: crate::vital::Faults,
 }
 
+/// Where committed blocks came from (see [`Node::on_committed`]).
+#[derive(Debug, Clone, Copy)]
+pub enum Origin<'a> {
+    /// This node's producer built the block; `rejected` are the candidates it left out.
+    Produced {
+        /// Candidates that could not be included, with the reason.
+        rejected: &'a [(Hash, String)],
+    },
+    /// The block came from the network (gossip or sync), possibly with a fork switch.
+    Imported,
+}
+
+impl Origin<'_> {
+    /// The origin in log lines.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Origin::Produced { .. } => "produced",
+            Origin::Imported => "imported",
+        }
+    }
+}
+
 /// Something to gossip.
 #[derive(Debug)]
 pub enum Outbound {
@@ -399,25 +422,58 @@ impl Node {
         self.admit_checked(tx)
     }
 
-    /// After blocks from the network were committed (and others reverted by a fork switch):
-    /// the mempool drops what the chain used and takes back reverted transactions, metrics
-    /// and subscribers learn about the new blocks.
-    pub fn after_import(&self, applied: &[Block], reverted: &[Block], commit_us: u64) {
+    /// The one path after a commit, for blocks this node produced and blocks it imported
+    /// alike: the mempool drops what the chain used (each sender's next nonce comes from the
+    /// committed block's own state writes, computed by the chain the same way for both
+    /// origins) and takes back what a fork switch reverted; candidates a producer could not
+    /// include are dropped when they can never be; the block is published (gossiped when
+    /// produced here; an imported block is re-propagated by gossipsub's validation); metrics
+    /// and subscribers learn about each block, and each gets an INFO log line.
+    pub fn on_committed(
+        &self,
+        applied: &[Applied],
+        reverted: &[Block],
+        origin: Origin<'_>,
+        commit_us: u64,
+    ) {
         let mut nonces = std::collections::HashMap::new();
-        for b in applied {
-            for t in &b.txs {
-                let a = t.tx.sender();
-                if let std::collections::hash_map::Entry::Vacant(e) = nonces.entry(a) {
-                    if let Ok(acct) = self.chain.account_latest(&a) {
-                        e.insert(acct.nonce);
-                    }
+        for a in applied {
+            // Ascending blocks: a later block's nonce for a sender supersedes an earlier one.
+            nonces.extend(a.nonces.iter().map(|(k, v)| (*k, *v)));
+        }
+        {
+            let mut pool = self.mempool.lock();
+            pool.prune(&nonces);
+            if let Origin::Produced { rejected } = origin {
+                for (h, reason) in rejected {
+                    tracing::warn!(tx = %h, %reason, "dropping transaction that can no longer be included");
+                }
+                // Drop only what can never be included: a transaction whose nonce is ahead
+                // of its sender's (the tip moved under the producer, e.g. a fork switch)
+                // waits for the gap to fill instead of taking its queue with it.
+                let doomed: Vec<_> = rejected
+                    .iter()
+                    .filter(|(h, reason)| {
+                        // A transaction that panics execution would fail every block.
+                        reason == aergo_chain::exec::EXEC_PANICKED
+                            || pool.get(h).is_some_and(|e| {
+                                let from = e.tx.tx.sender();
+                                self.chain
+                                    .account_latest(&from)
+                                    .map(|a| e.tx.tx.nonce < a.nonce)
+                                    .unwrap_or(true)
+                            })
+                    })
+                    .map(|(h, _)| *h)
+                    .collect();
+                if !doomed.is_empty() {
+                    pool.remove(&doomed);
                 }
             }
         }
-        self.mempool.lock().prune(&nonces);
         let included: std::collections::HashSet<Hash> = applied
             .iter()
-            .flat_map(|b| b.txs.iter().map(|t| t.hash))
+            .flat_map(|a| a.block.txs.iter().map(|t| t.hash))
             .collect();
         // Per sender, in an order that keeps its queue contiguous: ascending onto an empty
         // queue, descending (each right before the first pending one) onto a non-empty one.
@@ -440,14 +496,29 @@ impl Node {
                 }
             }
         }
-        for b in applied {
-            let meta = self.chain.block_meta(&b.hash()).ok().flatten();
-            let (size, gas) = meta.map(|m| (m.size, m.gas_used)).unwrap_or((0, 0));
+        for a in applied {
+            let b = &a.block;
+            if matches!(origin, Origin::Produced { .. }) {
+                self.net.send(Outbound::Block(b.encode()));
+            }
             self.metrics
                 .block(b.header.timestamp_ms, count32(b.txs.len()), commit_us);
-            let _ = self.blocks_tx.send(Self::summary(b, size, gas));
+            tracing::info!(
+                height = b.header.height,
+                txs = b.txs.len(),
+                gas = a.gas_used,
+                commit_us,
+                origin = origin.name(),
+                "block committed"
+            );
+            let _ = self
+                .blocks_tx
+                .send(Self::summary(b, count32(a.size), a.gas_used));
         }
-        self.wake();
+        if matches!(origin, Origin::Imported) {
+            // The tip moved under the producer: let it look at its next slot now.
+            self.wake();
+        }
     }
 
     /// Summary of a committed block for subscribers and lists.

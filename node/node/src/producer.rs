@@ -1,8 +1,9 @@
 //! The block producer thread: waits for the consensus engine's next slot, assembles a block
-//! from the mempool, commits it (block log fsync, then RocksDB) and publishes it. On shutdown
+//! from the mempool, commits it (block log fsync, then RocksDB) and hands it to the node's one
+//! post-commit path (`Node::on_committed`: mempool, publication, metrics). On shutdown
 //! it finishes the block in progress and returns.
 
-use crate::node::{now_ms, Node};
+use crate::node::{now_ms, Node, Origin};
 use crate::vital::Task;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -79,53 +80,14 @@ fn produce_loop(node: Arc<Node>) {
         {
             Ok(p) => {
                 let commit_us = crate::node::micros(started.elapsed());
-                {
-                    let mut pool = node.mempool.lock();
-                    pool.prune(&p.nonces);
-                    for (h, reason) in &p.rejected {
-                        tracing::warn!(tx = %h, %reason, "dropping transaction that can no longer be included");
-                    }
-                    // Drop only what can never be included: a transaction whose nonce is
-                    // ahead of its sender's (the tip moved under the producer, e.g. a fork
-                    // switch) waits for the gap to fill instead of taking its queue with it.
-                    let doomed: Vec<_> = p
-                        .rejected
-                        .iter()
-                        .filter(|(h, reason)| {
-                            // A transaction that panics execution would fail every block.
-                            reason == aergo_chain::exec::EXEC_PANICKED
-                                || pool.get(h).is_some_and(|e| {
-                                    let from = e.tx.tx.sender();
-                                    node.chain
-                                        .account_latest(&from)
-                                        .map(|a| e.tx.tx.nonce < a.nonce)
-                                        .unwrap_or(true)
-                                })
-                        })
-                        .map(|(h, _)| *h)
-                        .collect();
-                    if !doomed.is_empty() {
-                        pool.remove(&doomed);
-                    }
-                }
-                let size = crate::node::count32(p.size);
-                let gas: u64 = p.receipts.iter().map(|r| r.gas_used).sum();
-                node.metrics.block(
-                    p.block.header.timestamp_ms,
-                    crate::node::count32(p.block.txs.len()),
+                node.on_committed(
+                    std::slice::from_ref(&p.applied),
+                    &[],
+                    Origin::Produced {
+                        rejected: &p.rejected,
+                    },
                     commit_us,
                 );
-                tracing::debug!(
-                    height = p.block.header.height,
-                    txs = p.block.txs.len(),
-                    commit_us,
-                    "block committed"
-                );
-                node.net
-                    .send(crate::node::Outbound::Block(p.block.encode()));
-                let _ = node
-                    .blocks_tx
-                    .send(crate::node::Node::summary(&p.block, size, gas));
             }
             Err(aergo_chain::ChainError::Consensus(m)) => {
                 // The tip moved under us (a block arrived): try again on the new tip.

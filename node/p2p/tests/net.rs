@@ -54,9 +54,11 @@ fn block(height: u64) -> Block {
             receipts_root: Hash::ZERO,
             state_root: Hash::ZERO,
             consensus: height.to_be_bytes().to_vec(),
+            ext: aergo_types::block_ext::HeaderExt::default(),
             signature: Signature::default(),
         },
         txs: vec![],
+        body_ext: Default::default(),
     }
 }
 

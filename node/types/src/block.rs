@@ -1,10 +1,18 @@
 //! Blocks, headers and receipts with their deterministic encodings.
 //!
-//! Header encoding: `version=1 u8 ‖ chain_id 32 ‖ height u64 ‖ parent 32 ‖ timestamp_ms u64 ‖
-//! producer 32 ‖ tx_root 32 ‖ receipts_root 32 ‖ state_root 32 ‖ consensus (u32 len ‖ bytes)`,
-//! then the 64-byte producer signature over the header hash (BLAKE3 of the fields above).
-//! Block encoding: header ‖ tx count u32 ‖ each signed tx as (u32 len ‖ bytes).
+//! Header encoding: `version u8 ‖ chain_id 32 ‖ height u64 ‖ parent 32 ‖ timestamp_ms u64 ‖
+//! producer 32 ‖ tx_root 32 ‖ receipts_root 32 ‖ state_root 32 ‖ consensus (u32 len ‖ bytes)
+//! ‖ [version 2: the header extension section]`, then the 64-byte producer signature over the
+//! header hash (BLAKE3 of the fields before it).
+//! Block encoding: header ‖ tx count u32 ‖ each signed tx as (u32 len ‖ bytes) ‖ [version 2:
+//! the body extension section].
+//!
+//! Version 1 is the original format; version 2 adds the optional fields of
+//! [`crate::block_ext`] (pre-confirmation, parallel execution, merges, directories). A header
+//! with none of them encodes as version 1, so blocks, their hashes and chain ids from before
+//! version 2 are unchanged, and both versions decode.
 
+use crate::block_ext::{check_commitments, BodyExt, HeaderExt};
 use crate::codec::{DecodeError, Reader, Writer};
 use crate::crypto::{Keypair, PublicKey, Signature};
 use crate::hash::{merkle_root, Hash};
@@ -33,13 +41,23 @@ pub struct Header {
     pub state_root: Hash,
     /// Engine-specific data (e.g. the DPoS slot).
     pub consensus: Vec<u8>,
+    /// Format-version-2 fields; empty for a version-1 header.
+    pub ext: HeaderExt,
     /// The producer's signature over [`Header::hash`].
     pub signature: Signature,
 }
 
 impl Header {
+    /// The format version this header encodes as: 1 without extension fields, else 2.
+    pub fn version(&self) -> u8 {
+        if self.ext.is_empty() {
+            1
+        } else {
+            2
+        }
+    }
     fn encode_unsigned_into(&self, w: &mut Writer) {
-        w.u8(1);
+        w.u8(self.version());
         w.fixed(&self.chain_id.0);
         w.u64(self.height);
         w.fixed(&self.parent.0);
@@ -49,6 +67,9 @@ impl Header {
         w.fixed(&self.receipts_root.0);
         w.fixed(&self.state_root.0);
         w.bytes(&self.consensus);
+        if !self.ext.is_empty() {
+            self.ext.encode_into(w);
+        }
     }
     /// The block hash.
     pub fn hash(&self) -> Hash {
@@ -70,7 +91,7 @@ impl Header {
     }
     fn decode_from(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         let v = r.u8("header version")?;
-        if v != 1 {
+        if v != 1 && v != 2 {
             return Err(DecodeError::Invalid {
                 what: "header version",
                 message: format!("unsupported {v}"),
@@ -86,6 +107,11 @@ impl Header {
             receipts_root: Hash(r.array("receipts root")?),
             state_root: Hash(r.array("state root")?),
             consensus: r.bytes(4096, "consensus data")?.to_vec(),
+            ext: if v == 2 {
+                HeaderExt::decode_from(r)?
+            } else {
+                HeaderExt::default()
+            },
             signature: Signature(r.array("signature")?),
         })
     }
@@ -98,9 +124,20 @@ pub struct Block {
     pub header: Header,
     /// The transactions, in execution order.
     pub txs: Vec<SignedTx>,
+    /// Format-version-2 body sections, committed by the header's extension fields; empty
+    /// for a version-1 block.
+    pub body_ext: BodyExt,
 }
 
 impl Block {
+    /// A block with no body extension.
+    pub fn new(header: Header, txs: Vec<SignedTx>) -> Self {
+        Block {
+            header,
+            txs,
+            body_ext: BodyExt::default(),
+        }
+    }
     /// The block hash.
     pub fn hash(&self) -> Hash {
         self.header.hash()
@@ -120,6 +157,9 @@ impl Block {
         w.u32(self.txs.len() as u32);
         for t in &self.txs {
             w.bytes(&t.encode());
+        }
+        if self.header.version() == 2 {
+            self.body_ext.encode_into(&mut w);
         }
         w.finish()
     }
@@ -144,8 +184,18 @@ impl Block {
         for _ in 0..n {
             txs.push(SignedTx::decode(r.bytes(MAX_TX_SIZE, "transaction")?)?);
         }
+        let (body_ext, dtt_hash, merge_hash) = if header.version() == 2 {
+            BodyExt::decode_from(&mut r)?
+        } else {
+            (BodyExt::default(), None, None)
+        };
         r.finish()?;
-        Ok(Block { header, txs })
+        check_commitments(&header.ext, &body_ext, txs.len(), dtt_hash, merge_hash)?;
+        Ok(Block {
+            header,
+            txs,
+            body_ext,
+        })
     }
 }
 
@@ -287,13 +337,11 @@ mod tests {
             receipts_root: Hash::ZERO,
             state_root: Hash::of(b"s"),
             consensus: vec![1, 2],
+            ext: HeaderExt::default(),
             signature: Signature::default(),
         };
         header.sign(&k);
-        Block {
-            header,
-            txs: vec![tx],
-        }
+        Block::new(header, vec![tx])
     }
 
     #[test]

@@ -75,6 +75,20 @@ impl Writer {
         self.u32(v.len() as u32);
         self.buf.extend_from_slice(v);
     }
+    /// An unsigned LEB128 varint (7 bits a byte, low first; at most 5 bytes for a u32).
+    // Each byte holds 7 bits of `v` (masked), so the cast never truncates what it keeps.
+    #[allow(clippy::cast_possible_truncation)]
+    pub fn varint(&mut self, mut v: u32) {
+        loop {
+            let low = (v & 0x7f) as u8;
+            v >>= 7;
+            if v == 0 {
+                self.buf.push(low);
+                return;
+            }
+            self.buf.push(low | 0x80);
+        }
+    }
     /// The buffer.
     pub fn finish(self) -> Vec<u8> {
         self.buf
@@ -151,6 +165,35 @@ impl<'a> Reader<'a> {
         }
         self.take(n, what)
     }
+    /// An unsigned LEB128 varint in its canonical (shortest) form: a u32 at most, no
+    /// redundant trailing zero groups.
+    pub fn varint(&mut self, what: &'static str) -> Result<u32, DecodeError> {
+        let mut v: u32 = 0;
+        for i in 0..5u32 {
+            let b = self.u8(what)?;
+            let group = u32::from(b & 0x7f);
+            if i == 4 && group > 0x0f {
+                return Err(DecodeError::Invalid {
+                    what,
+                    message: "varint exceeds u32".into(),
+                });
+            }
+            v |= group << (7 * i);
+            if b & 0x80 == 0 {
+                if i > 0 && group == 0 {
+                    return Err(DecodeError::Invalid {
+                        what,
+                        message: "varint not in its shortest form".into(),
+                    });
+                }
+                return Ok(v);
+            }
+        }
+        Err(DecodeError::Invalid {
+            what,
+            message: "varint longer than 5 bytes".into(),
+        })
+    }
     /// Errors if bytes remain.
     pub fn finish(&self) -> Result<(), DecodeError> {
         match self.remaining() {
@@ -191,5 +234,30 @@ mod tests {
         r.u64("b").unwrap();
         r.u128("c").unwrap();
         assert!(matches!(r.bytes(3, "d"), Err(DecodeError::Invalid { .. })));
+    }
+
+    #[test]
+    fn varints_round_trip_and_only_the_shortest_form_decodes() {
+        for v in [0u32, 1, 127, 128, 300, 16_383, 16_384, u32::MAX] {
+            let mut w = Writer::default();
+            w.varint(v);
+            let buf = w.finish();
+            let mut r = Reader::new(&buf);
+            assert_eq!(r.varint("v").unwrap(), v);
+            r.finish().unwrap();
+        }
+        // 1 written as two bytes (a redundant zero group) is not canonical.
+        assert!(Reader::new(&[0x81, 0x00]).varint("v").is_err());
+        // Past u32, and longer than 5 bytes.
+        assert!(Reader::new(&[0xff, 0xff, 0xff, 0xff, 0x1f])
+            .varint("v")
+            .is_err());
+        assert!(Reader::new(&[0x80, 0x80, 0x80, 0x80, 0x80, 0x01])
+            .varint("v")
+            .is_err());
+        assert!(matches!(
+            Reader::new(&[0x80]).varint("v"),
+            Err(DecodeError::Truncated { .. })
+        ));
     }
 }

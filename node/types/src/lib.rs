@@ -10,6 +10,7 @@
 pub mod address;
 pub mod amount;
 pub mod block;
+pub mod block_ext;
 pub mod codec;
 pub mod crypto;
 pub mod genesis;

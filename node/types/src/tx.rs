@@ -5,6 +5,13 @@
 //! gas_limit u64 ‖ gas_price u128 ‖ chain_id 32`. The hash is BLAKE3 of that encoding; the
 //! signature is ed25519 over the 32-byte hash; a signed transaction is the encoding followed
 //! by the 64-byte signature. Decoding is strict and bounded by [`crate::MAX_TX_SIZE`].
+//!
+//! Version 1 is the only transaction format, and the block format version 2 of
+//! [`crate::block_ext`] keeps it: repositories and branches sign their own id in `chain_id`
+//! (the root chain's `main` keeps the genesis hash), and the new kinds take reserved kind
+//! bytes — 8 evidence of a broken pre-confirmation, 9 repository create, 10 directory
+//! change, 11 branch create/delete, 12 merge. Until a kind is defined here, its byte is an
+//! unknown kind and the transaction does not decode.
 
 use crate::address::Address;
 use crate::codec::{DecodeError, Reader, Writer};

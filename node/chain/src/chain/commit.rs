@@ -52,53 +52,31 @@ impl Chain {
             receipts_root: Hash::ZERO,
             state_root: Hash::ZERO,
             consensus,
+            ext: HeaderExt::default(),
             signature: Signature::default(),
         };
-        let view = HeadView {
-            chain: self,
-            height: tip.header.height,
-        };
-        let start = self.engine.begin_block(&view, &header)?;
-        self.engine.check_own_slot(&tip.header, &header, &start)?;
-        self.engine.install(&start);
-        let ctx = self.ctx(&header, &view, &start)?;
-        let pre = start.writes;
-        let base = Overlay {
-            base: &view,
-            writes: pre.clone(),
-        };
-        let (txs, mut executed, rejected) =
-            exec::assemble(&base, candidates, &ctx, MAX_BLOCK_SIZE - BLOCK_HEADER_ROOM)?;
-        self.engine.end_block(&view, &header, pre, &mut executed)?;
-        let mut up = Updater::new(self);
-        header.state_root = up.update(tip.header.state_root, &smt_updates(&executed.writes))?;
+        let built = self.execute_on_tip(&tip, &header, Body::Assemble(candidates), |start| {
+            self.engine.check_own_slot(&tip.header, &header, start)
+        })?;
+        let txs = built.txs.unwrap_or_default();
+        header.state_root = built.state_root;
+        header.receipts_root = built.receipts_root;
         header.tx_root = Block::compute_tx_root(&txs);
-        header.receipts_root = merkle_root(
-            &executed
-                .receipts
-                .iter()
-                .map(|r| r.hash())
-                .collect::<Vec<_>>(),
-        );
         // Durable record first: never two signatures for one slot, even across restarts.
         self.engine.before_signing(&header)?;
         header.sign(key);
-        let nonces = next_nonces(&txs, &executed.writes);
-        let block = Block { header, txs };
-        let receipts = executed.receipts.clone();
+        let receipts = built.executed.receipts.clone();
         let prepared = Prepared {
-            block: block.clone(),
-            executed,
-            nodes: up.new_nodes,
+            block: Block::new(header, txs),
+            executed: built.executed,
+            nodes: built.nodes,
         };
-        let size = self.write_block(prepared, None)?;
+        let applied = self.write_block(prepared, None)?;
         self.advance_finality()?;
         Ok(Produced {
-            block,
+            applied,
             receipts,
-            rejected,
-            nonces,
-            size,
+            rejected: built.rejected,
         })
     }
 
@@ -106,8 +84,9 @@ impl Chain {
     pub fn prepare(&self, block: Block) -> Result<Prepared, ChainError> {
         let tip = self.tip();
         let h = &block.header;
+        let hash = block.hash();
         let bad = |reason: String| ChainError::InvalidBlock {
-            hash: block.hash(),
+            hash,
             height: h.height,
             reason,
         };
@@ -123,44 +102,101 @@ impl Chain {
         if !h.verify_signature() {
             return Err(bad("bad producer signature".into()));
         }
+        if let Some(field) = h.ext.first_present() {
+            // Format version 2 reserves these fields for features this chain does not run
+            // yet; a block that fills one cannot be validated, so it is invalid.
+            return Err(bad(format!(
+                "header field `{field}` is not enabled on this chain"
+            )));
+        }
+        if !block.body_ext.is_empty() {
+            return Err(bad(
+                "block body extensions are not enabled on this chain".into()
+            ));
+        }
+        let checks = |_: &BlockStart| -> Result<(), ChainError> {
+            self.engine.validate(&tip.header, h).map_err(bad)?;
+            if block.encode().len() > MAX_BLOCK_SIZE {
+                return Err(bad("block exceeds 1 MiB".into()));
+            }
+            if Block::compute_tx_root(&block.txs) != h.tx_root {
+                return Err(bad("tx root mismatch".into()));
+            }
+            let sigs: Vec<(PublicKey, &[u8], Signature)> = block
+                .txs
+                .iter()
+                .map(|t| (t.tx.from, &t.hash.0[..], t.signature))
+                .collect();
+            if let Some(i) = aergo_types::crypto::verify_batch(&sigs)
+                .iter()
+                .position(|ok| !ok)
+            {
+                return Err(bad(format!("transaction {i} has a bad signature")));
+            }
+            Ok(())
+        };
+        let built = self
+            .execute_on_tip(&tip, h, Body::Given(&block.txs), checks)
+            .map_err(|e| match e {
+                // The node's own storage failing says nothing about the block.
+                e @ (ChainError::Db(_)
+                | ChainError::Log(_)
+                | ChainError::Corrupt(_)
+                | ChainError::Io(_)
+                | ChainError::InvalidBlock { .. }) => e,
+                other => bad(other.to_string()),
+            })?;
+        if built.receipts_root != h.receipts_root {
+            return Err(bad("receipts root mismatch".into()));
+        }
+        if built.state_root != h.state_root {
+            return Err(bad(format!(
+                "state root mismatch: computed {}",
+                built.state_root
+            )));
+        }
+        Ok(Prepared {
+            block,
+            executed: built.executed,
+            nodes: built.nodes,
+        })
+    }
+
+    /// The block-execution core that producing and validating share: the engine's
+    /// begin-block (the round's schedule installed), `checks` (the own-slot rule when
+    /// producing; the engine's rules, size, roots and signatures when validating), the
+    /// block context, execution over the begin-block writes (`assemble` choosing from
+    /// candidates, or `execute_block` running exactly the given transactions), the engine's
+    /// end-block, and the receipts and state roots. Nothing is written.
+    fn execute_on_tip(
+        &self,
+        tip: &Tip,
+        header: &Header,
+        body: Body<'_>,
+        checks: impl FnOnce(&BlockStart) -> Result<(), ChainError>,
+    ) -> Result<Built, ChainError> {
         let view = HeadView {
             chain: self,
             height: tip.header.height,
         };
-        let start = self
-            .engine
-            .begin_block(&view, h)
-            .map_err(|e| bad(e.to_string()))?;
+        let start = self.engine.begin_block(&view, header)?;
         self.engine.install(&start);
-        self.engine.validate(&tip.header, h).map_err(bad)?;
-        if block.encode().len() > MAX_BLOCK_SIZE {
-            return Err(bad("block exceeds 1 MiB".into()));
-        }
-        if Block::compute_tx_root(&block.txs) != h.tx_root {
-            return Err(bad("tx root mismatch".into()));
-        }
-        let sigs: Vec<(PublicKey, &[u8], Signature)> = block
-            .txs
-            .iter()
-            .map(|t| (t.tx.from, &t.hash.0[..], t.signature))
-            .collect();
-        if let Some(i) = aergo_types::crypto::verify_batch(&sigs)
-            .iter()
-            .position(|ok| !ok)
-        {
-            return Err(bad(format!("transaction {i} has a bad signature")));
-        }
-        let ctx = self.ctx(h, &view, &start).map_err(|e| bad(e.to_string()))?;
+        checks(&start)?;
+        let ctx = self.ctx(header, &view, &start)?;
         let pre = start.writes;
         let base = Overlay {
             base: &view,
             writes: pre.clone(),
         };
-        let mut executed =
-            exec::execute_block(&base, &block.txs, &ctx).map_err(|e| bad(e.to_string()))?;
-        self.engine
-            .end_block(&view, h, pre, &mut executed)
-            .map_err(|e| bad(e.to_string()))?;
+        let (txs, mut executed, rejected) = match body {
+            Body::Assemble(candidates) => {
+                let (txs, executed, rejected) =
+                    exec::assemble(&base, candidates, &ctx, MAX_BLOCK_SIZE - BLOCK_HEADER_ROOM)?;
+                (Some(txs), executed, rejected)
+            }
+            Body::Given(txs) => (None, exec::execute_block(&base, txs, &ctx)?, Vec::new()),
+        };
+        self.engine.end_block(&view, header, pre, &mut executed)?;
         let receipts_root = merkle_root(
             &executed
                 .receipts
@@ -168,22 +204,21 @@ impl Chain {
                 .map(|r| r.hash())
                 .collect::<Vec<_>>(),
         );
-        if receipts_root != h.receipts_root {
-            return Err(bad("receipts root mismatch".into()));
-        }
         let mut up = Updater::new(self);
-        let root = up.update(tip.header.state_root, &smt_updates(&executed.writes))?;
-        if root != h.state_root {
-            return Err(bad(format!("state root mismatch: computed {root}")));
-        }
-        Ok(Prepared {
-            block,
+        let state_root = up.update(tip.header.state_root, &smt_updates(&executed.writes))?;
+        Ok(Built {
+            txs,
+            rejected,
             executed,
+            state_root,
+            receipts_root,
             nodes: up.new_nodes,
         })
     }
 
-    /// Validates, executes and commits a block received from elsewhere.
+    /// Validates, executes and commits a block received from elsewhere, with no fork
+    /// choice (tests; the node imports through `receive`).
+    #[cfg(test)]
     pub fn apply(&self, block: Block) -> Result<(), ChainError> {
         let _g = self.commit.lock();
         let p = self.prepare(block)?;
@@ -200,7 +235,7 @@ impl Chain {
         &self,
         p: Prepared,
         existing: Option<Location>,
-    ) -> Result<usize, ChainError> {
+    ) -> Result<Applied, ChainError> {
         let block = &p.block;
         let height = block.header.height;
         self.check_commit_point(&block.header, existing)?;
@@ -289,11 +324,17 @@ impl Chain {
             self.recent.lock().push_back(m);
         }
         *self.tip.write() = Tip {
-            header: p.block.header,
+            header: p.block.header.clone(),
             hash,
             log_end: end,
         };
-        Ok(payload.len())
+        drop(head);
+        Ok(Applied {
+            nonces: next_nonces(&p.block.txs, &p.executed.writes),
+            gas_used: p.executed.gas_used,
+            size: payload.len(),
+            block: p.block,
+        })
     }
 
     /// The commit points, checked in every profile before anything is written (debug
@@ -424,6 +465,27 @@ pub(super) fn encode_keys<'a>(keys: impl Iterator<Item = &'a Vec<u8>>) -> Vec<u8
     v
 }
 
+/// How `execute_on_tip` finds the block's transactions.
+enum Body<'a> {
+    /// Producing: choose from these candidates, in priority order.
+    Assemble(Vec<SignedTx>),
+    /// Validating: exactly these transactions, in this order.
+    Given(&'a [SignedTx]),
+}
+
+/// A block body executed on the tip (nothing written yet).
+struct Built {
+    /// The transactions chosen (`Body::Assemble` only).
+    txs: Option<Vec<SignedTx>>,
+    /// Candidates left out, with the reason (`Body::Assemble` only).
+    rejected: Vec<(Hash, String)>,
+    executed: Executed,
+    state_root: Hash,
+    receipts_root: Hash,
+    nodes: HashMap<Hash, Node>,
+}
+
+/// Each sender of `txs` and its next nonce, from the block's own state writes.
 pub(super) fn next_nonces(txs: &[SignedTx], writes: &WriteSet) -> HashMap<Address, u64> {
     let mut out = HashMap::new();
     for t in txs {

@@ -156,12 +156,27 @@ impl Chain {
         }
         let tip = self.tip();
         if h.parent == tip.hash {
-            let p = self.prepare(block.clone())?;
-            self.write_block(p, None)?;
+            let height = h.height;
+            let p = self.prepare(block)?;
+            let applied = self.write_block(p, None)?;
             self.advance_finality()?;
             return match self.connect_side()? {
+                // Kept-aside blocks that build on this one connected after it: it is applied
+                // too, first. (A switch from below it reverted it, and lists it there.)
+                Some(Received::Reorged {
+                    common,
+                    reverted,
+                    applied: mut rest,
+                }) if common >= height => {
+                    rest.insert(0, applied);
+                    Ok(Received::Reorged {
+                        common,
+                        reverted,
+                        applied: rest,
+                    })
+                }
                 Some(r) => Ok(r),
-                None => Ok(Received::Extended(Box::new(block))),
+                None => Ok(Received::Extended(Box::new(applied))),
             };
         }
         {
@@ -249,35 +264,38 @@ impl Chain {
             )));
         }
         let reverted = self.revert_to(common)?;
-        let mut applied: Vec<Block> = Vec::new();
+        let mut applied: Vec<Applied> = Vec::new();
         for b in &branch {
             let res = self
                 .prepare(b.clone())
                 .and_then(|p| self.write_block(p, None));
-            if let Err(e) = res {
-                // The fork is invalid from `b` on: forget that part, restore the old chain.
-                {
-                    let mut side = self.side.lock();
-                    let mut drop_rest = false;
-                    for x in &branch {
-                        if x.hash() == b.hash() {
-                            drop_rest = true;
-                        }
-                        if drop_rest {
-                            side.remove(&x.hash());
+            let a = match res {
+                Ok(a) => a,
+                Err(e) => {
+                    // The fork is invalid from `b` on: forget that part, restore the old chain.
+                    {
+                        let mut side = self.side.lock();
+                        let mut drop_rest = false;
+                        for x in &branch {
+                            if x.hash() == b.hash() {
+                                drop_rest = true;
+                            }
+                            if drop_rest {
+                                side.remove(&x.hash());
+                            }
                         }
                     }
+                    self.revert_to(common)?;
+                    for old in &reverted {
+                        let p = self.prepare(old.clone())?;
+                        self.write_block(p, None)?;
+                    }
+                    self.advance_finality()?;
+                    return Err(e);
                 }
-                self.revert_to(common)?;
-                for old in &reverted {
-                    let p = self.prepare(old.clone())?;
-                    self.write_block(p, None)?;
-                }
-                self.advance_finality()?;
-                return Err(e);
-            }
+            };
             self.side.lock().remove(&b.hash());
-            applied.push(b.clone());
+            applied.push(a);
         }
         {
             // The old branch may still win later.

@@ -22,8 +22,8 @@
 //! # Locks
 //!
 //! [`Chain`] holds six locks:
-//! - `commit` (`Mutex<()>`): one writer at a time — held for the whole of `produce`,
-//!   `apply` and `receive` (commit, reorganisation, side pool connection). Recovery runs in
+//! - `commit` (`Mutex<()>`): one writer at a time — held for the whole of `produce`
+//!   and `receive` (and the test-only `apply`) (commit, reorganisation, side pool connection). Recovery runs in
 //!   `open`, before the chain is shared.
 //! - `head` (`Mutex`): the head cache, state values at the tip.
 //! - `recent` (`Mutex`): the best chain's blocks above LIB, for finality.
@@ -65,6 +65,7 @@ use crate::state::{account_key, Account, StateView, WriteSet};
 use crate::store::{self, CF_BLOCKS, CF_CANON, CF_META, CF_SMT, CF_STATE, CF_TXS, MAIN_BRANCH};
 use aergo_os::io::IoService;
 use aergo_types::block::Receipt;
+use aergo_types::block_ext::HeaderExt;
 use aergo_types::hash::merkle_root;
 use aergo_types::{
     Address, Block, Genesis, Hash, Header, Keypair, PublicKey, Signature, SignedTx, MAX_BLOCK_SIZE,
@@ -191,18 +192,37 @@ pub struct Prepared {
     nodes: HashMap<Hash, Node>,
 }
 
-/// What producing a block returned.
-pub struct Produced {
+/// A block just committed to the best chain, with what the node's one post-commit path
+/// (`on_committed` in `aergo-node`: mempool, nonces, publication, metrics) needs — the same
+/// for a block this node produced and one it imported.
+#[derive(Debug, Clone)]
+pub struct Applied {
     /// The committed block.
     pub block: Block,
+    /// Encoded size of the block.
+    pub size: usize,
+    /// Gas used by its transactions.
+    pub gas_used: u64,
+    /// Each sender of the block's transactions and its next nonce after the block, read from
+    /// the block's own state writes.
+    pub nonces: HashMap<Address, u64>,
+}
+
+/// What producing a block returned.
+pub struct Produced {
+    /// The committed block, as an import would report it.
+    pub applied: Applied,
     /// Its receipts.
     pub receipts: Vec<Receipt>,
     /// Candidates that could not be included, with the reason.
     pub rejected: Vec<(Hash, String)>,
-    /// Each sender's next nonce after the block.
-    pub nonces: HashMap<Address, u64>,
-    /// Encoded size of the block.
-    pub size: usize,
+}
+
+impl Produced {
+    /// The committed block.
+    pub fn block(&self) -> &Block {
+        &self.applied.block
+    }
 }
 
 pub use crate::engine::{dpos_params, poa_params};
@@ -212,8 +232,8 @@ pub use crate::engine::{dpos_params, poa_params};
 pub enum Received {
     /// Already known (best chain or kept aside).
     Known,
-    /// It extended the best chain.
-    Extended(Box<Block>),
+    /// It extended the best chain (and nothing kept aside connected after it).
+    Extended(Box<Applied>),
     /// Kept aside: a competing fork not (yet) longer than the best chain.
     Stored,
     /// Kept aside; its parent (or an older ancestor) is unknown: sync from `from`.
@@ -230,7 +250,7 @@ pub enum Received {
         /// Blocks taken off the best chain (ascending).
         reverted: Vec<Block>,
         /// Blocks applied (ascending).
-        applied: Vec<Block>,
+        applied: Vec<Applied>,
     },
 }
 

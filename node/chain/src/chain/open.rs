@@ -17,9 +17,11 @@ pub(super) fn genesis_block(g: &Genesis, chain_id: Hash, state_root: Hash) -> Bl
             receipts_root: Hash::ZERO,
             state_root,
             consensus: Vec::new(),
+            ext: aergo_types::block_ext::HeaderExt::default(),
             signature: Signature::default(),
         },
         txs: Vec::new(),
+        body_ext: Default::default(),
     }
 }
 

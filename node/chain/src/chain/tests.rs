@@ -48,9 +48,9 @@ fn produce_query_reopen_and_history() {
                 vec![],
             )
             .unwrap();
-        assert_eq!(p.block.txs.len(), 1);
-        h1 = p.block.hash();
-        root1 = p.block.header.state_root;
+        assert_eq!(p.applied.block.txs.len(), 1);
+        h1 = p.applied.block.hash();
+        root1 = p.applied.block.header.state_root;
         let p2 = c
             .produce(
                 &producer,
@@ -59,7 +59,10 @@ fn produce_query_reopen_and_history() {
                 vec![],
             )
             .unwrap();
-        assert_eq!(p2.nonces[&Address::from_public_key(&dev.public())], 2);
+        assert_eq!(
+            p2.applied.nonces[&Address::from_public_key(&dev.public())],
+            2
+        );
         assert_eq!(c.account_latest(&bob).unwrap().balance, 10 * AER_PER_AERGO);
         assert_eq!(c.account_at(&bob, 1).unwrap().balance, 7 * AER_PER_AERGO);
         assert_eq!(c.account_at(&bob, 0).unwrap().balance, 0);
@@ -193,6 +196,7 @@ fn blocks_in_log_but_not_in_db_are_replayed() {
         tip_hash = c
             .produce(&producer, vec![transfer(&c, &dev, 1, bob, 2)], 2000, vec![])
             .unwrap()
+            .applied
             .block
             .hash();
     }
@@ -221,6 +225,7 @@ fn invalid_blocks_change_nothing() {
             vec![],
         )
         .unwrap()
+        .applied
         .block;
     let mut forged = good.clone();
     forged.header.state_root = Hash::of(b"x");
@@ -272,8 +277,16 @@ fn commit_points_are_checked() {
     let producer = Keypair::from_seed(&[6; 32]);
     let other_dir = tempfile::tempdir().unwrap();
     let c2 = open(other_dir.path());
-    let b1 = c2.produce(&producer, vec![], 1000, vec![]).unwrap().block;
-    let b2 = c2.produce(&producer, vec![], 2000, vec![]).unwrap().block;
+    let b1 = c2
+        .produce(&producer, vec![], 1000, vec![])
+        .unwrap()
+        .applied
+        .block;
+    let b2 = c2
+        .produce(&producer, vec![], 2000, vec![])
+        .unwrap()
+        .applied
+        .block;
 
     // Height: a block two above the tip.
     assert_refused(&c, unexecuted(b2.clone()), None, "does not follow the tip");
@@ -305,4 +318,115 @@ fn commit_points_are_checked() {
     c.apply(b2).unwrap();
     assert_eq!(c.tip().header.height, 2);
     assert_eq!(c.verify_log_matches_index().unwrap(), 3);
+}
+
+#[test]
+fn version_2_fields_are_refused_until_their_feature_runs() {
+    // Format version 2 reserves header fields and body sections for the next features; a
+    // block that fills one, validly signed and otherwise correct, is invalid on a chain that
+    // does not run the feature, and changes nothing.
+    let producer = Keypair::from_seed(&[6; 32]);
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (a, b) = (open(d1.path()), open(d2.path()));
+    let good = a
+        .produce(&producer, vec![], 1000, vec![])
+        .unwrap()
+        .applied
+        .block;
+    type Fill = fn(&mut Header);
+    let fields: [(&str, Fill); 4] = [
+        ("seq_hash", |h| h.ext.seq_hash = Some(Hash::of(b"s"))),
+        ("dtt_root", |h| {
+            h.ext.dtt_root = Some(Hash::of(&aergo_types::block_ext::Dtt::default().encode()))
+        }),
+        ("merge", |h| {
+            h.ext.merge = Some(aergo_types::block_ext::MergeRef {
+                source: Hash::of(b"feature"),
+                source_tip: Hash::of(b"tip"),
+                source_height: 1,
+                strategy: aergo_types::block_ext::MergeStrategy::Auto,
+                last: true,
+                lists_root: Hash::of(&aergo_types::block_ext::MergeBody::default().encode()),
+            })
+        }),
+        ("dd", |h| {
+            h.ext.dd = Some(aergo_types::block_ext::DdRef {
+                height: 0,
+                hash: Hash::ZERO,
+            })
+        }),
+    ];
+    for (name, fill) in fields {
+        let mut blk = good.clone();
+        fill(&mut blk.header);
+        if blk.header.ext.dtt_root.is_some() {
+            blk.body_ext.dtt = Some(Default::default());
+        }
+        if blk.header.ext.merge.is_some() {
+            blk.body_ext.merge = Some(Default::default());
+        }
+        blk.header.sign(&producer);
+        // It survives the codec (the format knows the field) …
+        let blk = Block::decode(&blk.encode()).unwrap();
+        assert_eq!(blk.header.version(), 2);
+        // … and the chain refuses it, naming the field.
+        match b.receive(blk, 1000) {
+            Err(ChainError::InvalidBlock { reason, .. }) => {
+                assert!(reason.contains(name), "{name}: {reason}")
+            }
+            other => panic!("{name}: expected an invalid block, got {other:?}"),
+        }
+        assert_eq!(b.tip().header.height, 0);
+    }
+    // The same block without the fields is fine.
+    assert!(matches!(
+        b.receive(good, 1000).unwrap(),
+        Received::Extended(_)
+    ));
+}
+
+#[test]
+fn a_block_that_connects_kept_aside_children_is_reported_with_them() {
+    // The child arrives first (kept aside, parent missing); when the parent arrives, both
+    // are committed, and both are reported as applied, in order — the node's post-commit
+    // path prunes the mempool and publishes from exactly this list.
+    let producer = Keypair::from_seed(&[6; 32]);
+    let dev = Keypair::dev();
+    let bob = Address::from_public_key(&Keypair::from_seed(&[5; 32]).public());
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (a, b) = (open(d1.path()), open(d2.path()));
+    let p1 = a
+        .produce(&producer, vec![transfer(&a, &dev, 0, bob, 1)], 1000, vec![])
+        .unwrap();
+    let p2 = a
+        .produce(&producer, vec![transfer(&a, &dev, 1, bob, 1)], 2000, vec![])
+        .unwrap();
+    assert!(matches!(
+        b.receive(p2.applied.block.clone(), 2000).unwrap(),
+        Received::MissingParent { .. }
+    ));
+    match b.receive(p1.applied.block.clone(), 2000).unwrap() {
+        Received::Reorged {
+            common,
+            reverted,
+            applied,
+        } => {
+            assert_eq!(common, 1);
+            assert!(reverted.is_empty());
+            let hashes: Vec<Hash> = applied.iter().map(|x| x.block.hash()).collect();
+            assert_eq!(
+                hashes,
+                vec![p1.applied.block.hash(), p2.applied.block.hash()]
+            );
+            let dev_addr = Address::from_public_key(&dev.public());
+            // Nonces come from each block's own writes, as for the producer.
+            assert_eq!(applied[0].nonces[&dev_addr], 1);
+            assert_eq!(applied[1].nonces[&dev_addr], 2);
+            assert_eq!(applied[1].nonces, p2.applied.nonces);
+            assert_eq!(applied[1].size, p2.applied.size);
+            assert_eq!(applied[1].gas_used, p2.applied.gas_used);
+        }
+        other => panic!("expected both blocks reported, got {other:?}"),
+    }
+    assert_eq!(b.tip().hash, a.tip().hash);
 }
