@@ -309,24 +309,12 @@ fn utf8(b: &[u8]) -> Result<String, DecodeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::address::Address;
-    use crate::tx::{Tx, TxKind};
+    use crate::block_ext::tests::self_transfer;
     use proptest::prelude::*;
 
     fn block() -> Block {
         let k = Keypair::generate();
-        let tx = Tx {
-            kind: TxKind::Transfer,
-            nonce: 0,
-            from: k.public(),
-            to: Some(Address::from_public_key(&k.public())),
-            amount: 5,
-            payload: vec![],
-            gas_limit: 10,
-            gas_price: 1,
-            chain_id: Hash::ZERO,
-        }
-        .sign(&k);
+        let tx = self_transfer(&k, 0);
         let mut header = Header {
             chain_id: Hash::ZERO,
             height: 1,

@@ -612,7 +612,7 @@ pub(crate) fn check_commitments(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::address::Address;
     use crate::block::{Block, Header};
@@ -620,7 +620,8 @@ mod tests {
     use crate::tx::{Tx, TxKind};
     use proptest::prelude::*;
 
-    fn tx(k: &Keypair, nonce: u64) -> SignedTx {
+    /// A small signed transfer from `k` to itself (shared by the codec tests).
+    pub(crate) fn self_transfer(k: &Keypair, nonce: u64) -> SignedTx {
         Tx {
             kind: TxKind::Transfer,
             nonce,
@@ -638,7 +639,11 @@ mod tests {
     /// A deterministic version-1 block (seeded key; ed25519 signatures are deterministic).
     fn v1_block() -> (Keypair, Block) {
         let k = Keypair::from_seed(&[7; 32]);
-        let txs = vec![tx(&k, 0), tx(&k, 1), tx(&k, 2)];
+        let txs = vec![
+            self_transfer(&k, 0),
+            self_transfer(&k, 1),
+            self_transfer(&k, 2),
+        ];
         let mut header = Header {
             chain_id: Hash::of(b"chain"),
             height: 5,
@@ -667,7 +672,7 @@ mod tests {
             ],
         };
         let merge = MergeBody {
-            candidates: vec![tx(&k, 9), tx(&k, 10)],
+            candidates: vec![self_transfer(&k, 9), self_transfer(&k, 10)],
             excluded: vec![Exclusion {
                 index: 1,
                 reason: ExclusionReason::InsufficientBalance,
