@@ -5,6 +5,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use aergo_chain::chain::Received;
 use aergo_chain::dpos::encode_slot;
 use aergo_chain::{Chain, ChainError, ChainOptions};
@@ -17,7 +19,7 @@ use std::path::Path;
 
 const T0: u64 = 1_000_000;
 const INTERVAL: u64 = 1000;
-const NOW: u64 = u64::MAX / 4;
+use common::NOW;
 
 fn key(i: u8) -> Keypair {
     Keypair::from_seed(&[i; 32])
@@ -224,41 +226,7 @@ fn longer_fork_wins_reverts_state_and_survives_reopening() {
 
 #[test]
 fn fork_below_lib_is_refused_and_equivocation_is_evidence() {
-    let d = tempfile::tempdir().unwrap();
-    let (a, b) = (open(&d.path().join("a")), open(&d.path().join("b")));
-    for slot in 0..8 {
-        let blk = make(&a, slot, vec![]);
-        if slot < 2 {
-            b.receive(blk, NOW).unwrap();
-        }
-    }
-    let lib = a.finalized_height();
-    assert_eq!(lib, 6);
-    let tip = a.tip();
-    // A longer fork from height 2 (below LIB 6) on b: slots 9.. by whoever owns them.
-    let fork: Vec<Block> = (9..17).map(|s| make(&b, s, vec![])).collect();
-    let mut last = Ok(Received::Known);
-    for blk in fork {
-        last = a.receive(blk, NOW);
-        if last.is_err() {
-            break;
-        }
-    }
-    assert!(
-        matches!(last, Err(ChainError::Consensus(_))),
-        "fork below LIB: {last:?}"
-    );
-    assert_eq!(a.tip().hash, tip.hash, "best chain unchanged");
-    // Equivocation: slot 7's producer signs another block for the same slot.
-    let orig = a.block_by_height(8).unwrap().unwrap();
-    let mut twin = orig.clone();
-    twin.header.state_root = aergo_types::Hash([7; 32]);
-    twin.header.sign(&order()[7 % 4]);
-    assert!(matches!(
-        a.receive(twin, NOW),
-        Err(ChainError::Equivocation { .. })
-    ));
-    assert_eq!(a.tip().hash, tip.hash);
+    common::fork_below_lib_is_refused_and_equivocation_is_evidence(open, make, &order()[7 % 4]);
 }
 
 #[test]
