@@ -221,16 +221,7 @@ fn slow_clients_early_413_and_the_websocket_per_address_cap() -> Result<()> {
         r.body
     );
 
-    let metrics = poll("metrics", Duration::from_secs(10), || {
-        Ok(exchange(
-            addr,
-            format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")
-                .as_bytes(),
-        )
-        .ok()
-        .filter(|r| r.status == 200)
-        .map(|r| r.body))
-    })?;
+    let metrics = scrape_metrics(addr, "metrics")?;
     ensure!(
         sample(
             &metrics,
@@ -439,16 +430,7 @@ fn browser_requests_notifications_and_the_per_address_cap() -> Result<()> {
     // At once: an accepted connection would wait for the 10 s header timeout.
     ensure!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
     drop(held);
-    let metrics = poll("metrics after the cap", Duration::from_secs(10), || {
-        Ok(exchange(
-            addr,
-            format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")
-                .as_bytes(),
-        )
-        .ok()
-        .filter(|r| r.status == 200)
-        .map(|r| r.body))
-    })?;
+    let metrics = scrape_metrics(addr, "metrics after the cap")?;
     ensure!(
         sample(
             &metrics,
@@ -575,4 +557,18 @@ fn admin_calls_from_ipv4_mapped_loopback_on_a_dual_stack_listener() -> Result<()
         "127.0.0.1 via [::] was refused: {v}"
     );
     Ok(())
+}
+
+/// `GET /metrics` once the server answers it (polled with a deadline).
+fn scrape_metrics(addr: &str, what: &str) -> Result<String> {
+    poll(what, Duration::from_secs(10), || {
+        Ok(exchange(
+            addr,
+            format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .ok()
+        .filter(|r| r.status == 200)
+        .map(|r| r.body))
+    })
 }
