@@ -316,7 +316,7 @@ impl Chain {
             nodes.extend(p.nodes);
         }
         // Cache and tip advance together under the head lock (see `HeadView::get`).
-        let mut head = self.head.lock();
+        let mut head = self.head.lock_all();
         for (k, v) in &p.executed.writes {
             head.insert(k.clone(), v.clone());
         }

@@ -66,7 +66,7 @@ impl Chain {
         wo.set_sync(true);
         self.db.write_opt(batch, &wo)?;
         self.log.truncate(end)?;
-        let mut head = self.head.lock();
+        let mut head = self.head.lock_all();
         head.clear();
         *self.tip.write() = Tip {
             header: common_block.header,

@@ -25,7 +25,9 @@
 //! - `commit` (`Mutex<()>`): one writer at a time — held for the whole of `produce`
 //!   and `receive` (and the test-only `apply`) (commit, reorganisation, side pool connection). Recovery runs in
 //!   `open`, before the chain is shared.
-//! - `head` (`Mutex`): the head cache, state values at the tip.
+//! - `head` (`head::HeadCache`): the head cache, state values at the tip, in 16 shards each
+//!   behind its own `RwLock` (a hit takes one shard's read lock); "taking `head`" below means
+//!   write-locking all shards in index order (`HeadCache::lock_all`).
 //! - `recent` (`Mutex`): the best chain's blocks above LIB, for finality.
 //! - `tip` (`RwLock`): the best block.
 //! - `side` (`Mutex`): the side pool.
@@ -42,6 +44,7 @@
 
 mod commit;
 mod fork;
+mod head;
 mod open;
 mod queries;
 #[cfg(test)]
@@ -173,7 +176,7 @@ pub struct Chain {
     /// The best chain's blocks above LIB (and the LIB block), for finality.
     recent: Mutex<VecDeque<dpos::BlockMeta>>,
     tip: RwLock<Tip>,
-    head: Mutex<HashMap<Vec<u8>, Option<Vec<u8>>>>,
+    head: head::HeadCache,
     nodes: Mutex<HashMap<Hash, Node>>,
     commit: Mutex<()>,
 }

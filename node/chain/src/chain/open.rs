@@ -67,7 +67,7 @@ impl Chain {
             side: Mutex::new(HashMap::new()),
             recent: Mutex::new(VecDeque::new()),
             tip: RwLock::new(placeholder),
-            head: Mutex::new(HashMap::new()),
+            head: head::HeadCache::new(HEAD_CACHE_MAX),
             nodes: Mutex::new(HashMap::new()),
             commit: Mutex::new(()),
         };

@@ -148,20 +148,16 @@ pub(super) struct HeadView<'a> {
 
 impl StateView for HeadView<'_> {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ChainError> {
-        if let Some(v) = self.chain.head.lock().get(key) {
-            return Ok(v.clone());
+        if let Some(v) = self.chain.head.get(key) {
+            return Ok(v);
         }
         let v = read_versioned(&self.chain.db, key, self.height)?;
-        let mut h = self.chain.head.lock();
         // Cache only if no block committed since this view's height: commits update the
-        // cache and the tip under this same lock, so a value read at an older height can
-        // never overwrite a newer one.
-        if self.chain.tip.read().header.height == self.height {
-            if h.len() >= HEAD_CACHE_MAX {
-                h.clear();
-            }
-            h.insert(key.to_vec(), v.clone());
-        }
+        // cache and the tip holding every shard, so a value read at an older height can never
+        // overwrite a newer one.
+        self.chain.head.insert_if(key, v.clone(), || {
+            self.chain.tip.read().header.height == self.height
+        });
         Ok(v)
     }
 
