@@ -6,6 +6,7 @@ use crate::ctx::ChainContext;
 use crate::decimal::Decimal;
 use crate::encoding::{decode_row, encode_key, encode_key_tuple, encode_row, prefix_end};
 use crate::error::{Result, SqlError};
+use crate::float;
 use crate::gas;
 use crate::ir::*;
 use crate::kv::Kv;
@@ -175,11 +176,22 @@ pub fn arith(op: ArithOp, a: &Value, b: &Value) -> Result<Value> {
             };
             r.map(Value::Int).ok_or_else(int_overflow)
         }
+        // REAL with REAL stays REAL; any other mix with a float is DOUBLE PRECISION
+        (Value::Real(x), Value::Real(y)) => Ok(Value::Real(float::arith32(op, *x, *y)?)),
+        (Value::Float(_) | Value::Real(_), Value::Int(_) | Value::Num(_) | Value::Float(_))
+        | (Value::Int(_) | Value::Num(_) | Value::Float(_), Value::Real(_))
+        | (Value::Int(_) | Value::Num(_), Value::Float(_)) => {
+            let (Some(x), Some(y)) = (a.as_f64(), b.as_f64()) else {
+                return Err(SqlError::Type("float arithmetic".into()));
+            };
+            Ok(Value::Float(float::arith64(op, x, y)?))
+        }
         (Value::Text(_), other) | (other, Value::Text(_)) if !matches!(other, Value::Text(_)) => {
-            let ty = if matches!(other, Value::Int(_)) {
-                SqlType::BigInt
-            } else {
-                SqlType::Numeric(None)
+            let ty = match other {
+                Value::Int(_) => SqlType::BigInt,
+                Value::Float(_) => SqlType::Double,
+                Value::Real(_) => SqlType::Real,
+                _ => SqlType::Numeric(None),
             };
             let (x, y) = (a.cast(&ty)?, b.cast(&ty)?);
             arith(op, &x, &y)
@@ -327,6 +339,8 @@ impl<'a> Runtime<'a> {
                 Value::Null => Value::Null,
                 Value::Int(i) => Value::Int(i.checked_neg().ok_or_else(int_overflow)?),
                 Value::Num(d) => Value::Num(d.neg()?),
+                Value::Float(x) => Value::Float(float::canon64(-x)),
+                Value::Real(x) => Value::Real(float::canon32(-x)),
                 other => return Err(SqlError::Type(format!("cannot negate {}", other.type_of()))),
             },
             Expr::Not(a) => match truth(&self.eval(a, f, vars)?)? {
@@ -1117,14 +1131,14 @@ impl<'a> Runtime<'a> {
                 acc.val = match call.func {
                     AggFn::CountStar | AggFn::Count => Value::Null,
                     AggFn::Sum | AggFn::Avg => {
+                        // avg(real) adds in DOUBLE PRECISION, sum(real) in REAL (as PostgreSQL)
+                        let v = match (call.func, v) {
+                            (AggFn::Avg, Value::Real(x)) => Value::Float(f64::from(x)),
+                            (_, v @ (Value::Int(_) | Value::Float(_) | Value::Real(_))) => v,
+                            (_, v) => v.cast(&SqlType::Numeric(None))?,
+                        };
                         if acc.val.is_null() {
-                            v.cast(&SqlType::Numeric(None)).map(|x| {
-                                if matches!(v, Value::Int(_)) {
-                                    v.clone()
-                                } else {
-                                    x
-                                }
-                            })?
+                            v
                         } else {
                             arith(ArithOp::Add, &acc.val, &v)?
                         }
@@ -1155,9 +1169,16 @@ impl<'a> Runtime<'a> {
                 gv.push(match call.func {
                     AggFn::CountStar | AggFn::Count => Value::Int(acc.count),
                     AggFn::Sum | AggFn::Min | AggFn::Max => acc.val,
-                    AggFn::Avg => match acc.val.as_decimal() {
-                        None => Value::Null,
-                        Some(s) => Value::Num(s.div(&Decimal::from_i64(acc.count))?),
+                    AggFn::Avg => match &acc.val {
+                        Value::Null => Value::Null,
+                        Value::Float(s) => {
+                            // the count is exact in f64 (far below 2^53 rows)
+                            Value::Float(float::arith64(ArithOp::Div, *s, acc.count as f64)?)
+                        }
+                        v => match v.as_decimal() {
+                            None => Value::Null,
+                            Some(s) => Value::Num(s.div(&Decimal::from_i64(acc.count))?),
+                        },
                     },
                 });
             }
@@ -1932,8 +1953,24 @@ fn builtin(b: Builtin, v: &[Value]) -> Result<Value> {
         Builtin::Abs => match &v[0] {
             Value::Int(i) => Value::Int(i.checked_abs().ok_or_else(int_overflow)?),
             Value::Num(d) => Value::Num(d.abs()?),
+            Value::Float(x) => Value::Float(float::canon64(x.abs())),
+            Value::Real(x) => Value::Real(float::canon32(x.abs())),
             other => return Err(SqlError::Type(format!("abs({})", other.type_of()))),
         },
+        Builtin::Float(ff) => {
+            let arg = |i: usize| -> Result<f64> {
+                match v.get(i).map(|x| x.cast(&SqlType::Double)) {
+                    Some(Ok(Value::Float(x))) => Ok(x),
+                    Some(Err(e)) => Err(e),
+                    _ => Ok(0.0),
+                }
+            };
+            Value::Float(float::call(ff, arg(0)?, arg(1)?)?)
+        }
+        Builtin::Round if matches!(v[0], Value::Float(_) | Value::Real(_)) => {
+            let x = v[0].as_f64().unwrap_or(0.0);
+            Value::Float(float::canon64(libm::rint(x)))
+        }
         Builtin::Round => {
             let d = v[0].cast(&SqlType::Numeric(None))?;
             let Value::Num(d) = d else {

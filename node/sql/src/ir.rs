@@ -100,6 +100,8 @@ pub enum Builtin {
     Round,
     /// trim(text)
     Trim,
+    /// A DOUBLE PRECISION function (sqrt, exp, ln, sin, floor, …; `crate::float`).
+    Float(crate::float::FloatFn),
 }
 
 /// Chain-context functions.
@@ -223,6 +225,14 @@ impl Expr {
                 o.as_deref().map(sub).unwrap_or(0)
                     + w.iter().map(|(a, b)| sub(a) + sub(b)).sum::<u64>()
                     + e.as_deref().map(sub).unwrap_or(0)
+            }
+            Expr::Builtin(Builtin::Float(f), l) => {
+                l.iter().map(sub).sum::<u64>()
+                    + if f.is_transcendental() {
+                        crate::gas::TRANSCENDENTAL
+                    } else {
+                        0
+                    }
             }
             Expr::Coalesce(l) | Expr::Builtin(_, l) | Expr::Chain(_, l) | Expr::Call(_, l) => {
                 l.iter().map(sub).sum::<u64>()

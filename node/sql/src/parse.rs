@@ -243,6 +243,21 @@ pub fn convert_type(dt: &DataType, pos: Pos) -> Result<SqlType> {
             SqlType::Integer
         }
         DataType::Numeric(n) | DataType::Decimal(n) => num(n)?,
+        DataType::Real | DataType::Float4 => SqlType::Real,
+        DataType::DoublePrecision
+        | DataType::Float8
+        | DataType::Double(ExactNumberInfo::None)
+        | DataType::Float(ExactNumberInfo::None) => SqlType::Double,
+        DataType::Float(ExactNumberInfo::Precision(p)) => match p {
+            1..=24 => SqlType::Real,
+            25..=53 => SqlType::Double,
+            _ => {
+                return Err(SqlError::Resolve {
+                    pos,
+                    msg: format!("precision for type float must be between 1 and 53 bits, not {p}"),
+                })
+            }
+        },
         DataType::Text | DataType::String(None) => SqlType::Text(None),
         DataType::Varchar(l) | DataType::CharacterVarying(l) => SqlType::Text(len(l)),
         DataType::Boolean | DataType::Bool => SqlType::Boolean,

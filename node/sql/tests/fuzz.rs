@@ -161,8 +161,53 @@ fn dec_expr() -> impl Strategy<Value = String> {
     })
 }
 
+/// DOUBLE PRECISION expressions: native float arithmetic in the JIT, `crate::float` in the
+/// interpreter; special values (NaN, ±Infinity, -0) and the functions go through both.
+fn float_expr() -> impl Strategy<Value = String> {
+    let leaf = prop_oneof![
+        (-400i64..400, 0u32..3).prop_map(|(m, s)| {
+            let d = aergo_sql::Decimal::new(i128::from(m), s)
+                .map(|d| d.to_string())
+                .unwrap_or_default();
+            format!("({d})::float8")
+        }),
+        Just("w".to_string()),
+        Just("x::float8".to_string()),
+        Just("(x * 1.5::float8)".to_string()),
+        Just("0.1::float8".to_string()),
+        Just("'NaN'::float8".to_string()),
+        Just("'-Infinity'::float8".to_string()),
+        Just("'-0'::float8".to_string()),
+        Just("1e300::float8".to_string()),
+        Just("5e-324::float8".to_string()),
+        Just("NULL::float8".to_string()),
+    ];
+    leaf.prop_recursive(3, 12, 2, |inner| {
+        prop_oneof![
+            (
+                inner.clone(),
+                prop::sample::select(&["+", "-", "*", "/"][..]),
+                inner.clone()
+            )
+                .prop_map(|(a, o, b)| format!("({a} {o} {b})")),
+            inner.clone().prop_map(|a| format!("sqrt(abs({a}))")),
+            inner.clone().prop_map(|a| format!("floor({a})")),
+            inner.clone().prop_map(|a| format!("round({a})")),
+            inner.clone().prop_map(|a| format!("(-{a})")),
+            (inner.clone(), inner)
+                .prop_map(|(a, b)| format!("CASE WHEN {a} < {b} THEN {a} ELSE {b} END")),
+        ]
+    })
+}
+
 fn cond() -> impl Strategy<Value = String> {
     prop_oneof![
+        (
+            float_expr(),
+            prop::sample::select(&["<", "<=", "=", "<>", ">", ">="][..]),
+            float_expr()
+        )
+            .prop_map(|(a, o, b)| format!("{a} {o} {b}")),
         (
             int_expr(),
             prop::sample::select(&["<", "<=", "=", "<>", ">", ">="][..]),
@@ -185,6 +230,9 @@ fn stmt(depth: u32) -> BoxedStrategy<String> {
         int_expr().prop_map(|e| format!("x := {e};")),
         int_expr().prop_map(|e| format!("z := {e};")),
         dec_expr().prop_map(|e| format!("y := {e};")),
+        float_expr().prop_map(|e| format!("w := {e};")),
+        float_expr().prop_map(|e| format!("x := {e};")),
+        float_expr().prop_map(|e| format!("RAISE NOTICE 'w=%', {e};")),
         int_expr().prop_map(|e| format!("RAISE NOTICE 'v=% y=%', {e}, y;")),
         Just("INSERT INTO t VALUES (x, y);".to_string()),
         Just("UPDATE t SET v = v + 1 WHERE k = x;".to_string()),
@@ -213,8 +261,8 @@ fn program() -> impl Strategy<Value = String> {
             "CREATE TABLE t (k BIGINT PRIMARY KEY, v NUMERIC(12,3));\n\
              CREATE FUNCTION g(p BIGINT) RETURNS BIGINT AS $$ BEGIN IF p > 3 THEN RETURN p - 1; END IF; RETURN p * 2; END $$;\n\
              CREATE FUNCTION f(a BIGINT, b NUMERIC) RETURNS NUMERIC AS $$\n\
-             DECLARE x BIGINT := 1; y NUMERIC(20,4) := 0; z BIGINT := 2; r RECORD;\n\
-             BEGIN\n{}\nRAISE NOTICE 'x=% y=% z=%', x, y, z;\nRETURN y;\nEND $$;",
+             DECLARE x BIGINT := 1; y NUMERIC(20,4) := 0; z BIGINT := 2; w DOUBLE PRECISION := 0.5; r RECORD;\n\
+             BEGIN\n{}\nRAISE NOTICE 'x=% y=% z=% w=%', x, y, z, w;\nRETURN y;\nEND $$;",
             stmts.join("\n")
         )
     })

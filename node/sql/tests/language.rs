@@ -633,3 +633,67 @@ END $$;
         ["x,2,uno", "y,2,two"]
     );
 }
+
+/// REAL/DOUBLE PRECISION: results on both engines (`call` compares them), PostgreSQL's text
+/// forms, and the gas of float statements pinned (transcendental functions cost
+/// `gas::TRANSCENDENTAL` more than a plain node).
+#[test]
+fn floats_and_their_gas() {
+    let src = r#"
+CREATE TABLE pts (id BIGINT PRIMARY KEY, x DOUBLE PRECISION NOT NULL, w REAL);
+INSERT INTO pts VALUES (1, 3, 0.5), (2, 4, NULL), (3, 'NaN', 'Infinity');
+CREATE FUNCTION norm(a DOUBLE PRECISION, b DOUBLE PRECISION) RETURNS DOUBLE PRECISION AS $$
+BEGIN
+  RETURN sqrt(a * a + b * b);
+END $$;
+CREATE FUNCTION addp(k BIGINT, v DOUBLE PRECISION) RETURNS DOUBLE PRECISION AS $$
+DECLARE s DOUBLE PRECISION;
+BEGIN
+  INSERT INTO pts VALUES (k, v / 3, v);
+  SELECT sum(x) INTO s FROM pts WHERE x < 'NaN';
+  RETURN s;
+END $$;
+"#;
+    let (c, mut kv) = deploy(src);
+    let r = call(&c, &mut kv, "norm", &[Value::Float(3.0), Value::Float(4.0)]).unwrap();
+    assert_eq!(
+        (r.result.to_string(), r.gas_used),
+        ("5".to_string(), GAS_NORM)
+    );
+    let r = call(
+        &c,
+        &mut kv,
+        "addp",
+        &[Value::Int(4), Value::Text("1".into())],
+    )
+    .unwrap();
+    assert_eq!(
+        (r.result.to_string(), r.gas_used),
+        ("7.333333333333333".to_string(), GAS_ADDP)
+    );
+    let e = call(
+        &c,
+        &mut kv,
+        "norm",
+        &[Value::Float(1e300), Value::Float(1.0)],
+    )
+    .unwrap_err();
+    assert_eq!(e.to_string(), "overflow: value out of range: overflow");
+    assert_eq!(
+        q(&c, &kv, "SELECT x, w, x / 3 FROM pts ORDER BY x DESC"),
+        vec![
+            "NaN,Infinity,NaN",
+            "4,NULL,1.3333333333333333",
+            "3,0.5,1",
+            "0.3333333333333333,1,0.1111111111111111",
+        ]
+    );
+    let r = c
+        .query("SELECT sqrt(x), x * 2 FROM pts WHERE x > 1", &kv, GAS)
+        .unwrap();
+    assert_eq!(r.gas_used, GAS_QUERY);
+}
+
+const GAS_NORM: u64 = 63;
+const GAS_ADDP: u64 = 197;
+const GAS_QUERY: u64 = 66;

@@ -1,10 +1,12 @@
 //! sqllogictest conformance. Every `.slt` file under `tests/slt/` runs on
-//! AergoSQL; files under `tests/slt/portable/` also run on a throwaway
-//! PostgreSQL 15 cluster (initdb/pg_ctl in a temp dir) so the expectations
-//! are PostgreSQL's, not ours. Under `CI=true` a missing PostgreSQL fails.
+//! AergoSQL twice — contract functions on the interpreter, then on the JIT
+//! (calls and functions called from statements) — and files under
+//! `tests/slt/portable/` also run on a throwaway PostgreSQL 15 cluster
+//! (initdb/pg_ctl in a temp dir) so the expectations are PostgreSQL's, not
+//! ours. Under `CI=true` a missing PostgreSQL fails.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: failures must panic
 
-use aergo_sql::{Contract, MemKv, MockChain, Value};
+use aergo_sql::{Contract, Engine, MemKv, MockChain, Value};
 use sqllogictest::{DBOutput, DefaultColumnType};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -43,10 +45,11 @@ struct Aergo {
     kv: MemKv,
     contract: Option<Contract>,
     chain: MockChain,
+    engine: Engine,
 }
 
 impl Aergo {
-    fn new() -> Aergo {
+    fn new(engine: Engine) -> Aergo {
         let mut chain = MockChain {
             sender: "alice".into(),
             height: 7,
@@ -61,6 +64,7 @@ impl Aergo {
             kv: MemKv::new(),
             contract: None,
             chain,
+            engine,
         }
     }
 }
@@ -111,13 +115,15 @@ impl sqllogictest::DB for Aergo {
                     .remove(0)
             };
             let out = c
-                .call(name, &args, &mut self.chain, &mut self.kv, GAS)
+                .call_with(self.engine, name, &args, &mut self.chain, &mut self.kv, GAS)
                 .map_err(e)?;
             let mut rows = vec![vec![cell(&out.result)]];
             rows.extend(out.events.iter().map(|m| vec![format!("NOTICE: {m}")]));
             return Ok(rows_out(rows, 1));
         }
-        let r = c.execute(s, &mut self.kv, GAS).map_err(e)?;
+        let r = c
+            .execute_with(self.engine, s, &mut self.kv, GAS)
+            .map_err(e)?;
         if head == "SELECT" || !r.columns.is_empty() {
             let n = r.columns.len();
             return Ok(rows_out(
@@ -157,11 +163,13 @@ fn slt_on_aergosql() {
     let files = slt_files(&root());
     assert!(files.len() >= 5, "expected the slt suite, found {files:?}");
     let mut failures = Vec::new();
-    for f in &files {
-        let mut r = sqllogictest::Runner::new(|| async { Ok(Aergo::new()) });
-        r.add_label("aergosql");
-        if let Err(e) = r.run_file(f) {
-            failures.push(format!("{}: {}", f.display(), e.display(false)));
+    for engine in [Engine::Interpreter, Engine::Jit] {
+        for f in &files {
+            let mut r = sqllogictest::Runner::new(move || async move { Ok(Aergo::new(engine)) });
+            r.add_label("aergosql");
+            if let Err(e) = r.run_file(f) {
+                failures.push(format!("{engine:?} {}: {}", f.display(), e.display(false)));
+            }
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));

@@ -8,8 +8,16 @@ pub(super) fn is_agg_name(n: &str) -> bool {
     matches!(n, "count" | "sum" | "min" | "max" | "avg")
 }
 
+/// Result type of arithmetic (PostgreSQL's operator resolution): REAL with REAL (or an
+/// untyped operand) is REAL, any other mix with a float DOUBLE PRECISION.
 pub(super) fn num_type(a: SqlType, b: SqlType) -> SqlType {
     match (a, b) {
+        (SqlType::Real, SqlType::Real | SqlType::Unknown) | (SqlType::Unknown, SqlType::Real) => {
+            SqlType::Real
+        }
+        (SqlType::Real | SqlType::Double, _) | (_, SqlType::Real | SqlType::Double) => {
+            SqlType::Double
+        }
         (SqlType::Numeric(_), _) | (_, SqlType::Numeric(_)) => SqlType::Numeric(None),
         (SqlType::Unknown, SqlType::Unknown) => SqlType::Unknown,
         _ => SqlType::BigInt,
@@ -28,7 +36,11 @@ pub(super) enum Class {
 
 pub(super) fn class(t: SqlType) -> Class {
     match t {
-        SqlType::BigInt | SqlType::Integer | SqlType::Numeric(_) => Class::Num,
+        SqlType::BigInt
+        | SqlType::Integer
+        | SqlType::Numeric(_)
+        | SqlType::Real
+        | SqlType::Double => Class::Num,
         SqlType::Text(_) => Class::Text,
         SqlType::Boolean => Class::Bool,
         SqlType::Bytea => Class::Bytes,
@@ -412,6 +424,31 @@ impl<'a> Compiler<'a> {
                 expr, data_type, ..
             } => {
                 let ty = convert_type(data_type, pos)?;
+                // A number literal cast to a float type reads straight into the float (the
+                // same correctly rounded value PostgreSQL gets through NUMERIC, also for
+                // literals beyond NUMERIC's 38 digits here, such as 1e300).
+                if ty.is_float() {
+                    let lit = match expr.as_ref() {
+                        A::Value(v) => match &v.value {
+                            ast::Value::Number(n, _) => Some(n.clone()),
+                            _ => None,
+                        },
+                        A::UnaryOp {
+                            op: UnaryOperator::Minus,
+                            expr: inner,
+                        } => match inner.as_ref() {
+                            A::Value(v) => match &v.value {
+                                ast::Value::Number(n, _) => Some(format!("-{n}")),
+                                _ => None,
+                            },
+                            _ => None,
+                        },
+                        _ => None,
+                    };
+                    if let Some(n) = lit {
+                        return Ok((Expr::Const(Value::Text(n).cast(&ty)?), ty));
+                    }
+                }
                 let (x, _) = self.expr(expr)?;
                 match x {
                     Expr::Const(v) => (Expr::Const(v.cast(&ty)?), ty),
@@ -449,6 +486,21 @@ impl<'a> Compiler<'a> {
                 )
             }
             A::Function(f) => self.function(f, pos)?,
+            A::Floor { expr, field } | A::Ceil { expr, field } => {
+                if !matches!(
+                    field,
+                    ast::CeilFloorKind::DateTimeField(ast::DateTimeField::NoDateTime)
+                ) {
+                    return unsupported(pos, "FLOOR/CEIL with a scale or a date field");
+                }
+                let name = if matches!(e, A::Floor { .. }) {
+                    "floor"
+                } else {
+                    "ceil"
+                };
+                let xt = self.expr(expr)?;
+                self.float_fn(name, vec![xt], pos)?
+            }
             other => return unsupported(pos, format!("expression {other}")),
         })
     }
@@ -503,6 +555,9 @@ impl<'a> Compiler<'a> {
                 }
             }
             let _ = this;
+            if o == ArithOp::Mod && (ta.is_float() || tb.is_float()) {
+                return resolve_err(pos, format!("operator does not exist: {ta} % {tb}"));
+            }
             Ok((
                 Expr::Arith(o, bx(a.clone()), bx(b.clone())),
                 num_type(ta, tb),
@@ -629,9 +684,23 @@ impl<'a> Compiler<'a> {
                 arity(1, 1)?;
                 Ok((Expr::Builtin(Builtin::Abs, exprs), first_ty))
             }
+            "round" if first_ty.is_float() => {
+                if n != 1 {
+                    return resolve_err(
+                        pos,
+                        format!("function round({first_ty}, integer) does not exist"),
+                    );
+                }
+                Ok((Expr::Builtin(Builtin::Round, exprs), SqlType::Double))
+            }
             "round" => {
                 arity(1, 2)?;
                 Ok((Expr::Builtin(Builtin::Round, exprs), SqlType::Numeric(None)))
+            }
+            _ if self.cat.func(&name).is_none()
+                && crate::float::FloatFn::by_name(&name).is_some() =>
+            {
+                self.float_fn(&name, args, pos)
             }
             "coalesce" => {
                 arity(1, usize::MAX)?;
@@ -676,6 +745,45 @@ impl<'a> Compiler<'a> {
         }
     }
 
+    /// A DOUBLE PRECISION function call (`crate::float::FloatFn`): integer arguments are
+    /// converted; NUMERIC ones are refused (PostgreSQL would compute those in decimal).
+    pub(super) fn float_fn(
+        &mut self,
+        name: &str,
+        args: Vec<(Expr, SqlType)>,
+        pos: Pos,
+    ) -> Result<(Expr, SqlType)> {
+        let Some((ff, k)) = crate::float::FloatFn::by_name(name) else {
+            return resolve_err(pos, format!("function {name} does not exist"));
+        };
+        if args.len() != k {
+            return resolve_err(
+                pos,
+                format!(
+                    "function {name} takes {k}..{k} arguments, got {}",
+                    args.len()
+                ),
+            );
+        }
+        for (_, t) in &args {
+            if matches!(t, SqlType::Numeric(_)) {
+                return resolve_err(
+                    pos,
+                    format!(
+                        "function {name}(numeric) is not supported: AergoSQL computes {name} \
+                         in double precision only; cast the argument, e.g. \
+                         {name}(x::double precision)"
+                    ),
+                );
+            }
+            if !matches!(class(*t), Class::Num | Class::Any) {
+                return resolve_err(pos, format!("function {name}({t}) does not exist"));
+            }
+        }
+        let exprs = args.into_iter().map(|a| a.0).collect();
+        Ok((Expr::Builtin(Builtin::Float(ff), exprs), SqlType::Double))
+    }
+
     pub(super) fn aggregate(
         &mut self,
         name: &str,
@@ -706,9 +814,20 @@ impl<'a> Compiler<'a> {
             ("sum", false, 1) => (
                 AggFn::Sum,
                 Some(args[0].0.clone()),
-                num_type(args[0].1, SqlType::BigInt),
+                match args[0].1 {
+                    t @ (SqlType::Real | SqlType::Double) => t,
+                    t => num_type(t, SqlType::BigInt),
+                },
             ),
-            ("avg", false, 1) => (AggFn::Avg, Some(args[0].0.clone()), SqlType::Numeric(None)),
+            ("avg", false, 1) => (
+                AggFn::Avg,
+                Some(args[0].0.clone()),
+                if args[0].1.is_float() {
+                    SqlType::Double
+                } else {
+                    SqlType::Numeric(None)
+                },
+            ),
             ("min", false, 1) => (AggFn::Min, Some(args[0].0.clone()), args[0].1),
             ("max", false, 1) => (AggFn::Max, Some(args[0].0.clone()), args[0].1),
             _ => return resolve_err(pos, format!("wrong arguments for aggregate {name}")),
@@ -734,9 +853,22 @@ impl<'a> Compiler<'a> {
     }
 }
 
-/// Casts an integer-typed branch to NUMERIC when the common type is NUMERIC.
+/// Casts an integer-typed branch to NUMERIC when the common type is NUMERIC, and any other
+/// numeric branch to the common float type.
 pub(super) fn widen(e: Expr, t: SqlType, common: SqlType) -> Expr {
     match (t, common) {
+        (SqlType::Real, SqlType::Real) | (SqlType::Double, SqlType::Double) => e,
+        (SqlType::BigInt | SqlType::Integer | SqlType::Numeric(_) | SqlType::Real, c)
+            if c.is_float() =>
+        {
+            match e {
+                Expr::Const(v) => match v.cast(&c) {
+                    Ok(v) => Expr::Const(v),
+                    Err(_) => Expr::Cast(Box::new(Expr::Const(v)), c),
+                },
+                e => Expr::Cast(Box::new(e), c),
+            }
+        }
         (SqlType::BigInt | SqlType::Integer, SqlType::Numeric(_)) => match e {
             Expr::Const(Value::Int(i)) => Expr::Const(Value::Num(Decimal::from_i64(i))),
             e => Expr::Cast(Box::new(e), SqlType::Numeric(None)),
@@ -749,8 +881,18 @@ pub(super) fn unify(a: SqlType, b: SqlType, pos: Pos) -> Result<SqlType> {
     match (class(a), class(b)) {
         (Class::Any, _) => Ok(b),
         (_, Class::Any) => Ok(a),
-        (x, y) if x == y => Ok(if x == Class::Num { num_type(a, b) } else { a }),
+        (x, y) if x == y => Ok(if x == Class::Num { unify_num(a, b) } else { a }),
         _ => resolve_err(pos, format!("types {a} and {b} cannot be matched")),
+    }
+}
+
+/// Common type of numeric branches (CASE, COALESCE, UNION, greatest/least): DOUBLE
+/// PRECISION if any is, else REAL if any is, else NUMERIC if any is, else BIGINT.
+pub(super) fn unify_num(a: SqlType, b: SqlType) -> SqlType {
+    match (a, b) {
+        (SqlType::Double, _) | (_, SqlType::Double) => SqlType::Double,
+        (SqlType::Real, _) | (_, SqlType::Real) => SqlType::Real,
+        _ => num_type(a, b),
     }
 }
 
