@@ -433,6 +433,11 @@ impl<'a> Runtime<'a> {
                 let rows = self.select(q, Some(f), vars)?;
                 in_values(&x, rows.iter().filter_map(|r| r.first()), *neg)?
             }
+            Expr::Quantified(op, a, q, all) => {
+                let x = self.eval(a, f, vars)?;
+                let rows = self.select(q, Some(f), vars)?;
+                quantified(*op, &x, rows.iter().filter_map(|r| r.first()), *all)?
+            }
             Expr::Exists(q, neg) => {
                 let rows = self.select(q, Some(f), vars)?;
                 Value::Bool(rows.is_empty() == *neg)
@@ -844,40 +849,7 @@ impl<'a> Runtime<'a> {
         }
         if !q.order.is_empty() {
             let order = &q.order;
-            out.sort_by(|(a, _), (b, _)| {
-                for (k, (_, desc, nulls_first)) in order.iter().enumerate() {
-                    let (x, y) = (&a[k], &b[k]);
-                    let o = match (x.is_null(), y.is_null()) {
-                        (true, true) => Ordering::Equal,
-                        (true, false) => {
-                            if *nulls_first {
-                                Ordering::Less
-                            } else {
-                                Ordering::Greater
-                            }
-                        }
-                        (false, true) => {
-                            if *nulls_first {
-                                Ordering::Greater
-                            } else {
-                                Ordering::Less
-                            }
-                        }
-                        _ => {
-                            let o = sort_cmp(x, y);
-                            if *desc {
-                                o.reverse()
-                            } else {
-                                o
-                            }
-                        }
-                    };
-                    if o != Ordering::Equal {
-                        return o;
-                    }
-                }
-                Ordering::Equal
-            });
+            out.sort_by(|(a, _), (b, _)| order_cmp(order, a, b));
         }
         let fr = Frame {
             row: &[],
@@ -1082,6 +1054,8 @@ impl<'a> Runtime<'a> {
             count: i64,
             val: Value,
             seen: BTreeSet<Vec<u8>>,
+            /// string_agg with ORDER BY: (sort keys, separator, value), sorted at the end.
+            items: Vec<(Vec<Value>, String, String)>,
         }
         let mut groups: BTreeMap<Vec<u8>, (Vec<Value>, Vec<Acc>)> = BTreeMap::new();
         let new_accs = || {
@@ -1091,6 +1065,7 @@ impl<'a> Runtime<'a> {
                     count: 0,
                     val: Value::Null,
                     seen: BTreeSet::new(),
+                    items: Vec::new(),
                 })
                 .collect::<Vec<_>>()
         };
@@ -1130,6 +1105,44 @@ impl<'a> Runtime<'a> {
                 acc.count += 1;
                 acc.val = match call.func {
                     AggFn::CountStar | AggFn::Count => Value::Null,
+                    AggFn::BoolAnd | AggFn::BoolOr => {
+                        let b = matches!(v, Value::Bool(true));
+                        match (&acc.val, call.func) {
+                            (Value::Bool(x), AggFn::BoolAnd) => Value::Bool(*x && b),
+                            (Value::Bool(x), _) => Value::Bool(*x || b),
+                            _ => Value::Bool(b),
+                        }
+                    }
+                    AggFn::StringAgg => {
+                        let sep = match &call.arg2 {
+                            Some(e) => self.eval(e, &fr, vars)?,
+                            None => Value::Null,
+                        };
+                        let sep = if sep.is_null() {
+                            String::new()
+                        } else {
+                            sep.to_text()
+                        };
+                        let text = v.to_text();
+                        if !call.order.is_empty() {
+                            let mut keys = Vec::with_capacity(call.order.len());
+                            for (e, _, _) in &call.order {
+                                keys.push(self.eval(e, &fr, vars)?);
+                            }
+                            self.hold(gas::row_bytes(&keys) + sep.len() + text.len())?;
+                            acc.items.push((keys, sep, text));
+                            continue;
+                        }
+                        self.hold(sep.len() + text.len())?;
+                        match std::mem::replace(&mut acc.val, Value::Null) {
+                            Value::Text(mut s) => {
+                                s.push_str(&sep);
+                                s.push_str(&text);
+                                Value::Text(s)
+                            }
+                            _ => Value::Text(text),
+                        }
+                    }
                     AggFn::Sum | AggFn::Avg => {
                         // avg(real) adds in DOUBLE PRECISION, sum(real) in REAL (as PostgreSQL)
                         let v = match (call.func, v) {
@@ -1165,8 +1178,25 @@ impl<'a> Runtime<'a> {
         let mut out = Vec::with_capacity(groups.len());
         for (_, (mut gv, accs)) in groups {
             self.charge(gas::ROW_OUT)?;
-            for (call, acc) in a.aggs.iter().zip(accs) {
+            for (call, mut acc) in a.aggs.iter().zip(accs) {
+                if call.func == AggFn::StringAgg && !call.order.is_empty() {
+                    let order = &call.order;
+                    acc.items
+                        .sort_by(|(a, _, _), (b, _, _)| order_cmp(order, a, b));
+                    let mut s: Option<String> = None;
+                    for (_, sep, t) in acc.items.drain(..) {
+                        match &mut s {
+                            None => s = Some(t),
+                            Some(x) => {
+                                x.push_str(&sep);
+                                x.push_str(&t);
+                            }
+                        }
+                    }
+                    acc.val = s.map(Value::Text).unwrap_or(Value::Null);
+                }
                 gv.push(match call.func {
+                    AggFn::BoolAnd | AggFn::BoolOr | AggFn::StringAgg => acc.val,
                     AggFn::CountStar | AggFn::Count => Value::Int(acc.count),
                     AggFn::Sum | AggFn::Min | AggFn::Max => acc.val,
                     AggFn::Avg => match &acc.val {
@@ -1760,6 +1790,45 @@ impl<'a> Runtime<'a> {
     }
 }
 
+/// ORDER BY comparison of two key lists (`order` gives each key's direction and NULL
+/// placement); a stable sort keeps equal rows in input order.
+fn order_cmp(order: &[(Expr, bool, bool)], a: &[Value], b: &[Value]) -> Ordering {
+    for (k, (_, desc, nulls_first)) in order.iter().enumerate() {
+        let (Some(x), Some(y)) = (a.get(k), b.get(k)) else {
+            return Ordering::Equal;
+        };
+        let o = match (x.is_null(), y.is_null()) {
+            (true, true) => Ordering::Equal,
+            (true, false) => {
+                if *nulls_first {
+                    Ordering::Less
+                } else {
+                    Ordering::Greater
+                }
+            }
+            (false, true) => {
+                if *nulls_first {
+                    Ordering::Greater
+                } else {
+                    Ordering::Less
+                }
+            }
+            _ => {
+                let o = sort_cmp(x, y);
+                if *desc {
+                    o.reverse()
+                } else {
+                    o
+                }
+            }
+        };
+        if o != Ordering::Equal {
+            return o;
+        }
+    }
+    Ordering::Equal
+}
+
 /// The part of a scanned key after its prefix (a backend returning keys
 /// outside the requested range is a storage error, not a panic).
 fn suffix(k: &[u8], plen: usize) -> Result<&[u8]> {
@@ -1892,7 +1961,14 @@ fn count_arg(v: &Value, what: &str) -> Result<usize> {
     }
 }
 
+/// `x [NOT] IN (vals)` with SQL's three-valued logic: over an empty set it is false (NOT IN:
+/// true) even when `x` is NULL; otherwise a NULL `x`, or no match with a NULL among the
+/// values, is NULL.
 fn in_values<'v>(x: &Value, vals: impl Iterator<Item = &'v Value>, neg: bool) -> Result<Value> {
+    let mut vals = vals.peekable();
+    if vals.peek().is_none() {
+        return Ok(Value::Bool(neg));
+    }
     if x.is_null() {
         return Ok(Value::Null);
     }
@@ -1911,7 +1987,61 @@ fn in_values<'v>(x: &Value, vals: impl Iterator<Item = &'v Value>, neg: bool) ->
     })
 }
 
+/// `x op ANY (vals)` (`all` false) / `x op ALL (vals)`: ANY is true when some comparison is
+/// true, else NULL when some is NULL, else false (an empty set: false); ALL is false when some
+/// comparison is false, else NULL when some is NULL, else true (an empty set: true).
+fn quantified<'v>(
+    op: CmpOp,
+    x: &Value,
+    vals: impl Iterator<Item = &'v Value>,
+    all: bool,
+) -> Result<Value> {
+    let mut saw_null = false;
+    for v in vals {
+        let r = sql_cmp(x, v)?.map(|o| match op {
+            CmpOp::Eq => o == Ordering::Equal,
+            CmpOp::Ne => o != Ordering::Equal,
+            CmpOp::Lt => o == Ordering::Less,
+            CmpOp::Le => o != Ordering::Greater,
+            CmpOp::Gt => o == Ordering::Greater,
+            CmpOp::Ge => o != Ordering::Less,
+        });
+        match r {
+            None => saw_null = true,
+            Some(b) if b != all => return Ok(Value::Bool(b)),
+            Some(_) => {}
+        }
+    }
+    Ok(if saw_null {
+        Value::Null
+    } else {
+        Value::Bool(all)
+    })
+}
+
 fn builtin(b: Builtin, v: &[Value]) -> Result<Value> {
+    if let Builtin::Greatest | Builtin::Least = b {
+        let mut best: Option<&Value> = None;
+        for x in v.iter().filter(|x| !x.is_null()) {
+            best = Some(match best {
+                None => x,
+                Some(cur) => {
+                    let o = sql_cmp(x, cur)?;
+                    let better = if b == Builtin::Greatest {
+                        o == Some(Ordering::Greater)
+                    } else {
+                        o == Some(Ordering::Less)
+                    };
+                    if better {
+                        x
+                    } else {
+                        cur
+                    }
+                }
+            });
+        }
+        return Ok(best.cloned().unwrap_or(Value::Null));
+    }
     if v.iter().any(|x| x.is_null()) {
         return Ok(Value::Null);
     }
@@ -1957,6 +2087,8 @@ fn builtin(b: Builtin, v: &[Value]) -> Result<Value> {
             Value::Real(x) => Value::Real(float::canon32(x.abs())),
             other => return Err(SqlError::Type(format!("abs({})", other.type_of()))),
         },
+        // handled before the NULL check above
+        Builtin::Greatest | Builtin::Least => Value::Null,
         Builtin::Float(ff) => {
             let arg = |i: usize| -> Result<f64> {
                 match v.get(i).map(|x| x.cast(&SqlType::Double)) {

@@ -100,6 +100,10 @@ pub enum Builtin {
     Round,
     /// trim(text)
     Trim,
+    /// greatest(x, …): NULLs ignored
+    Greatest,
+    /// least(x, …): NULLs ignored
+    Least,
     /// A DOUBLE PRECISION function (sqrt, exp, ln, sin, floor, …; `crate::float`).
     Float(crate::float::FloatFn),
 }
@@ -140,6 +144,12 @@ pub enum AggFn {
     Max,
     /// avg(x)
     Avg,
+    /// bool_and(x) / every(x)
+    BoolAnd,
+    /// bool_or(x)
+    BoolOr,
+    /// string_agg(x, separator \[ORDER BY …\])
+    StringAgg,
 }
 
 /// A resolved expression.
@@ -180,6 +190,8 @@ pub enum Expr {
     InSub(Box<Expr>, Box<Select>, bool),
     /// EXISTS.
     Exists(Box<Select>, bool),
+    /// `x op ANY (subquery)` (false) / `x op ALL (subquery)` (true).
+    Quantified(CmpOp, Box<Expr>, Box<Select>, bool),
     /// Scalar subquery.
     ScalarSub(Box<Select>),
     /// BETWEEN.
@@ -218,7 +230,7 @@ impl Expr {
             | Expr::NullIf(a, b)
             | Expr::Like(a, b, _, _) => sub(a) + sub(b),
             Expr::InList(a, l, _) => sub(a) + l.iter().map(sub).sum::<u64>(),
-            Expr::InSub(a, _, _) => sub(a) + 10,
+            Expr::InSub(a, _, _) | Expr::Quantified(_, a, _, _) => sub(a) + 10,
             Expr::Exists(_, _) | Expr::ScalarSub(_) => 10,
             Expr::Between(a, b, c, _) => sub(a) + sub(b) + sub(c),
             Expr::Case(o, w, e) => {
@@ -263,7 +275,9 @@ impl Expr {
         self.walk(
             &mut |e, d| match e {
                 Expr::Col { depth, .. } if *depth == d => ok = false,
-                Expr::InSub(..) | Expr::Exists(..) | Expr::ScalarSub(_) => ok = false,
+                Expr::InSub(..) | Expr::Exists(..) | Expr::ScalarSub(_) | Expr::Quantified(..) => {
+                    ok = false
+                }
                 _ => {}
             },
             0,
@@ -303,7 +317,7 @@ impl Expr {
                 a.walk(f, d);
                 l.iter().for_each(|x| x.walk(f, d));
             }
-            Expr::InSub(a, s, _) => {
+            Expr::InSub(a, s, _) | Expr::Quantified(_, a, s, _) => {
                 a.walk(f, d);
                 s.walk_exprs(f, d + 1);
             }
@@ -390,6 +404,10 @@ pub struct AggCall {
     pub arg: Option<Expr>,
     /// DISTINCT.
     pub distinct: bool,
+    /// Second argument (string_agg's separator), over the input row.
+    pub arg2: Option<Expr>,
+    /// ORDER BY inside the call (string_agg): key, descending, nulls first.
+    pub order: Vec<(Expr, bool, bool)>,
 }
 
 /// GROUP BY / aggregate plan. The post-aggregation row is
@@ -472,10 +490,10 @@ impl Select {
         }
         if let Some(a) = &self.agg {
             a.groups.iter().for_each(|e| e.walk(f, d));
-            a.aggs
-                .iter()
-                .filter_map(|x| x.arg.as_ref())
-                .for_each(|e| e.walk(f, d));
+            for x in &a.aggs {
+                x.arg.iter().chain(x.arg2.iter()).for_each(|e| e.walk(f, d));
+                x.order.iter().for_each(|o| o.0.walk(f, d));
+            }
         }
     }
 }

@@ -697,3 +697,58 @@ END $$;
 const GAS_NORM: u64 = 63;
 const GAS_ADDP: u64 = 197;
 const GAS_QUERY: u64 = 66;
+
+/// Gas of one query of each new kind (ANY/ALL and NOT IN over subqueries, GROUP BY through
+/// a qualified name and an alias, HAVING without GROUP BY, string_agg with ORDER BY,
+/// bool_and/bool_or, greatest/least): pinned, so a change to the schedule is deliberate.
+#[test]
+fn new_query_kinds_gas() {
+    let (c, kv) = deploy(
+        "CREATE TABLE t (k BIGINT PRIMARY KEY, g INTEGER, s TEXT, b BOOLEAN);
+         CREATE TABLE e (v INTEGER);
+         INSERT INTO t VALUES (1, 1, 'x', true), (2, 1, 'y', false), (3, 2, NULL, true);",
+    );
+    let cases: [(&str, &[&str], u64); 6] = [
+        (
+            "SELECT k FROM t WHERE g > ANY (SELECT g FROM t WHERE k = 1) OR k NOT IN (SELECT v FROM e)",
+            &["1", "2", "3"],
+            GAS_ANY,
+        ),
+        (
+            "SELECT t.g AS grp, count(*) FROM t GROUP BY grp ORDER BY 1",
+            &["1,2", "2,1"],
+            GAS_GROUP,
+        ),
+        ("SELECT count(*) FROM t HAVING count(*) > 2", &["3"], GAS_HAVING),
+        (
+            "SELECT string_agg(s, '-' ORDER BY k DESC), bool_and(b), bool_or(b) FROM t",
+            &["y-x,f,t"],
+            GAS_AGG,
+        ),
+        (
+            "SELECT greatest(g, k, NULL), least(s, 'm') FROM t ORDER BY k",
+            &["1,m", "2,m", "3,m"],
+            GAS_GREATEST,
+        ),
+        (
+            "SELECT NULL IN (SELECT v FROM e), 1 = ALL (SELECT v FROM e)",
+            &["f,t"],
+            GAS_EMPTY,
+        ),
+    ];
+    let mut got = Vec::new();
+    let mut want = Vec::new();
+    for (sql, rows, gas) in cases {
+        assert_eq!(q(&c, &kv, sql), rows, "{sql}");
+        got.push(c.query(sql, &kv, GAS).unwrap().gas_used);
+        want.push(gas);
+    }
+    assert_eq!(got, want);
+}
+
+const GAS_ANY: u64 = 92;
+const GAS_GROUP: u64 = 58;
+const GAS_HAVING: u64 = 54;
+const GAS_AGG: u64 = 54;
+const GAS_GREATEST: u64 = 56;
+const GAS_EMPTY: u64 = 22;

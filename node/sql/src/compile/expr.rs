@@ -5,7 +5,10 @@
 use super::*;
 
 pub(super) fn is_agg_name(n: &str) -> bool {
-    matches!(n, "count" | "sum" | "min" | "max" | "avg")
+    matches!(
+        n,
+        "count" | "sum" | "min" | "max" | "avg" | "bool_and" | "bool_or" | "every" | "string_agg"
+    )
 }
 
 /// Result type of arithmetic (PostgreSQL's operator resolution): REAL with REAL (or an
@@ -115,8 +118,29 @@ impl<'a> Compiler<'a> {
     pub(super) fn ident(&mut self, parts: &[ast::Ident]) -> Result<(Expr, SqlType)> {
         let pos = parts.first().map(|i| span_pos(&i.span)).unwrap_or(self.pos);
         let names: Vec<String> = parts.iter().map(lc).collect();
-        if self.agg.as_ref().is_some_and(|a| a.active) {
-            return resolve_err(pos, format!("column \"{}\" must appear in the GROUP BY clause or be used in an aggregate function", names.join(".")));
+        if let Some(a) = self.agg.as_ref().filter(|a| a.active) {
+            // A column of the FROM row is a group when a plain-column group names the same
+            // column (qualified or not); an outer column is a constant here; anything else is
+            // a variable, resolved below.
+            let is_record_var = names.len() == 2
+                && self
+                    .vars
+                    .as_ref()
+                    .is_some_and(|v| v.lookup(&names.join(".")).is_some());
+            let col = match names.as_slice() {
+                [n] => self.lookup_col(None, n, pos)?,
+                [t, n] if !is_record_var => self.lookup_col(Some(t), n, pos)?,
+                _ => None,
+            };
+            if let Some((Expr::Col { depth, idx }, ty)) = col {
+                if depth > 0 {
+                    return Ok((Expr::Col { depth, idx }, ty));
+                }
+                if let Some(g) = a.group_cols.iter().position(|c| *c == Some(idx)) {
+                    return Ok((Expr::Col { depth: 0, idx: g }, ty));
+                }
+                return resolve_err(pos, format!("column \"{}\" must appear in the GROUP BY clause or be used in an aggregate function", names.join(".")));
+            }
         }
         match names.as_slice() {
             [n] => {
@@ -317,6 +341,42 @@ impl<'a> Compiler<'a> {
                     SqlType::Boolean,
                 )
             }
+            A::AnyOp {
+                left,
+                compare_op,
+                right,
+                ..
+            }
+            | A::AllOp {
+                left,
+                compare_op,
+                right,
+            } => {
+                let all = matches!(e, A::AllOp { .. });
+                let op = match compare_op {
+                    BinaryOperator::Eq => CmpOp::Eq,
+                    BinaryOperator::NotEq => CmpOp::Ne,
+                    BinaryOperator::Lt => CmpOp::Lt,
+                    BinaryOperator::LtEq => CmpOp::Le,
+                    BinaryOperator::Gt => CmpOp::Gt,
+                    BinaryOperator::GtEq => CmpOp::Ge,
+                    other => return unsupported(pos, format!("operator {other} with ANY/ALL")),
+                };
+                let A::Subquery(sq) = right.as_ref() else {
+                    return unsupported(pos, "ANY/ALL over an array (use a subquery)");
+                };
+                let (x, tx) = self.expr(left)?;
+                let q = self.subquery(sq)?;
+                if q.columns.len() != 1 {
+                    return resolve_err(pos, "subquery has too many columns");
+                }
+                let ty = q.columns[0].1;
+                self.comparable(tx, ty, &x, &Expr::Const(Value::Int(0)), pos)?;
+                (
+                    Expr::Quantified(op, Box::new(x), Box::new(q), all),
+                    SqlType::Boolean,
+                )
+            }
             A::Exists { subquery, negated } => {
                 let q = self.subquery(subquery)?;
                 (Expr::Exists(Box::new(q), *negated), SqlType::Boolean)
@@ -505,8 +565,12 @@ impl<'a> Compiler<'a> {
         })
     }
 
-    pub(super) fn group_type(&self, _i: usize) -> Result<SqlType> {
-        Ok(SqlType::Unknown)
+    pub(super) fn group_type(&self, i: usize) -> Result<SqlType> {
+        Ok(self
+            .agg
+            .as_ref()
+            .and_then(|a| a.group_types.get(i).copied())
+            .unwrap_or(SqlType::Unknown))
     }
 
     pub(super) fn want_bool(&self, t: SqlType, pos: Pos) -> Result<()> {
@@ -624,6 +688,31 @@ impl<'a> Compiler<'a> {
         Ok((out, star, distinct))
     }
 
+    /// An aggregate's arguments and its `ORDER BY` clause (the only clause accepted).
+    pub(super) fn agg_args(
+        &mut self,
+        f: &ast::Function,
+        pos: Pos,
+    ) -> Result<(Args, OrderKeys)> {
+        let mut order = Vec::new();
+        let mut plain = f.clone();
+        if let ast::FunctionArguments::List(l) = &mut plain.args {
+            for c in std::mem::take(&mut l.clauses) {
+                match c {
+                    ast::FunctionArgumentClause::OrderBy(v) => {
+                        for o in v {
+                            let (e, _) = self.expr(&o.expr)?;
+                            let desc = o.options.asc == Some(false);
+                            order.push((e, desc, o.options.nulls_first.unwrap_or(desc)));
+                        }
+                    }
+                    _ => return unsupported(pos, "function argument clauses"),
+                }
+            }
+        }
+        Ok((self.args(&plain, pos)?, order))
+    }
+
     pub(super) fn function(&mut self, f: &ast::Function, pos: Pos) -> Result<(Expr, SqlType)> {
         let name = match f.name.0.as_slice() {
             [ast::ObjectNamePart::Identifier(i)] => lc(i),
@@ -701,6 +790,20 @@ impl<'a> Compiler<'a> {
                 && crate::float::FloatFn::by_name(&name).is_some() =>
             {
                 self.float_fn(&name, args, pos)
+            }
+            "greatest" | "least" if self.cat.func(&name).is_none() => {
+                arity(1, usize::MAX)?;
+                let mut ty = SqlType::Unknown;
+                for a in &args {
+                    ty = unify(ty, a.1, pos)?;
+                }
+                let exprs = args.into_iter().map(|(e, t)| widen(e, t, ty)).collect();
+                let b = if name == "greatest" {
+                    Builtin::Greatest
+                } else {
+                    Builtin::Least
+                };
+                Ok((Expr::Builtin(b, exprs), ty))
             }
             "coalesce" => {
                 arity(1, usize::MAX)?;
@@ -803,11 +906,14 @@ impl<'a> Compiler<'a> {
         if let Some(a) = self.agg.as_mut() {
             a.active = false;
         }
-        let r = self.args(f, pos);
+        let r = self.agg_args(f, pos);
         if let Some(a) = self.agg.as_mut() {
             a.active = true;
         }
-        let (args, star, distinct) = r?;
+        let ((args, star, distinct), order) = r?;
+        if !order.is_empty() && name != "string_agg" {
+            return unsupported(pos, format!("ORDER BY inside {name}()"));
+        }
         let (func, arg, ty) = match (name, star, args.len()) {
             ("count", true, 0) => (AggFn::CountStar, None, SqlType::BigInt),
             ("count", false, 1) => (AggFn::Count, Some(args[0].0.clone()), SqlType::BigInt),
@@ -830,6 +936,38 @@ impl<'a> Compiler<'a> {
             ),
             ("min", false, 1) => (AggFn::Min, Some(args[0].0.clone()), args[0].1),
             ("max", false, 1) => (AggFn::Max, Some(args[0].0.clone()), args[0].1),
+            ("bool_and" | "every" | "bool_or", false, 1) => {
+                if !matches!(class(args[0].1), Class::Bool | Class::Any) {
+                    return resolve_err(
+                        pos,
+                        format!("function {name}({}) does not exist", args[0].1),
+                    );
+                }
+                let f = if name == "bool_or" {
+                    AggFn::BoolOr
+                } else {
+                    AggFn::BoolAnd
+                };
+                (f, Some(args[0].0.clone()), SqlType::Boolean)
+            }
+            ("string_agg", false, 2) => {
+                for (_, t) in &args {
+                    if !matches!(class(*t), Class::Text | Class::Any) {
+                        return resolve_err(
+                            pos,
+                            format!(
+                                "function string_agg({}, {}) does not exist",
+                                args[0].1, args[1].1
+                            ),
+                        );
+                    }
+                }
+                (
+                    AggFn::StringAgg,
+                    Some(args[0].0.clone()),
+                    SqlType::Text(None),
+                )
+            }
             _ => return resolve_err(pos, format!("wrong arguments for aggregate {name}")),
         };
         if matches!(func, AggFn::Sum | AggFn::Avg)
@@ -848,6 +986,12 @@ impl<'a> Compiler<'a> {
             func,
             arg,
             distinct,
+            arg2: if func == AggFn::StringAgg {
+                args.get(1).map(|x| x.0.clone())
+            } else {
+                None
+            },
+            order,
         });
         Ok((Expr::Col { depth: 0, idx }, ty))
     }

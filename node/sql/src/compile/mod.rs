@@ -36,6 +36,9 @@ pub use query::{plan_size, select_size};
 /// Compiled call arguments, `*` given, DISTINCT given.
 type Args = (Vec<(Expr, SqlType)>, bool, bool);
 
+/// ORDER BY keys: expression, descending, nulls first.
+type OrderKeys = Vec<(Expr, bool, bool)>;
+
 /// UPDATE assignments and WHERE.
 type UpdateParts = (Vec<(usize, Expr)>, Option<Expr>);
 
@@ -98,6 +101,11 @@ struct Scope {
 #[derive(Debug, Clone)]
 struct AggState {
     groups: Vec<ast::Expr>,
+    /// For each group expression that is a plain column of the FROM row: its index (so
+    /// `t.c`, `c` and an alias of either all name the same group, as in PostgreSQL).
+    group_cols: Vec<Option<usize>>,
+    /// Static type of each group expression.
+    group_types: Vec<SqlType>,
     aggs: Vec<AggCall>,
     active: bool,
 }

@@ -227,7 +227,7 @@ impl<'a> Compiler<'a> {
                 return unsupported(pos, "GROUP BY modifiers");
             }
             for g in gs {
-                group_asts.push(self.resolve_output_ref(g, &items)?);
+                group_asts.push(self.resolve_output_ref(g, &items, false)?);
             }
         } else {
             return unsupported(pos, "GROUP BY ALL");
@@ -248,19 +248,26 @@ impl<'a> Compiler<'a> {
             None => Vec::new(),
         };
         for o in &order_asts {
-            let e = self.resolve_output_ref(&o.expr, &items)?;
+            let e = self.resolve_output_ref(&o.expr, &items, true)?;
             self.expr(&e)?;
         }
         let aggregating = self.saw_agg || !group_asts.is_empty() || sel.having.is_some();
         let mut agg_plan = None;
         if aggregating {
-            let mut groups = Vec::new();
+            let mut group_cols = Vec::new();
+            let mut group_types = Vec::new();
             for g in &group_asts {
-                let (e, _) = self.expr(g)?;
-                groups.push(e);
+                let (e, t) = self.expr(g)?;
+                group_cols.push(match e {
+                    Expr::Col { depth: 0, idx } => Some(idx),
+                    _ => None,
+                });
+                group_types.push(t);
             }
             self.agg = Some(AggState {
                 groups: group_asts.clone(),
+                group_cols,
+                group_types,
                 aggs: Vec::new(),
                 active: true,
             });
@@ -283,7 +290,7 @@ impl<'a> Compiler<'a> {
         };
         let mut order = Vec::new();
         for o in &order_asts {
-            let e = self.resolve_output_ref(&o.expr, &items)?;
+            let e = self.resolve_output_ref(&o.expr, &items, true)?;
             let (c, _) = self.expr(&e)?;
             let desc = o.options.asc == Some(false);
             let nulls_first = o.options.nulls_first.unwrap_or(desc);
@@ -370,6 +377,7 @@ impl<'a> Compiler<'a> {
         &self,
         e: &ast::Expr,
         items: &[(ast::Expr, String)],
+        prefer_output: bool,
     ) -> Result<ast::Expr> {
         match e {
             ast::Expr::Value(v) => {
@@ -390,11 +398,13 @@ impl<'a> Compiler<'a> {
             }
             ast::Expr::Identifier(i) => {
                 let n = lc(i);
+                // GROUP BY: an input column wins over an output name; ORDER BY: the output
+                // name wins (PostgreSQL's rules)
                 let is_col = self
                     .scopes
                     .last()
                     .is_some_and(|s| s.cols.iter().any(|c| c.name == n));
-                if !is_col {
+                if prefer_output || !is_col {
                     if let Some((x, _)) = items.iter().find(|(_, name)| *name == n) {
                         return Ok(x.clone());
                     }
@@ -693,8 +703,13 @@ pub(super) fn choose_access(t: &Table, conj: &[&Expr], off: usize, w: usize) -> 
                             None => true,
                             Some(m) => m < off,
                         };
-                        let no_sub =
-                            !matches!(**y, Expr::InSub(..) | Expr::Exists(..) | Expr::ScalarSub(_));
+                        let no_sub = !matches!(
+                            **y,
+                            Expr::InSub(..)
+                                | Expr::Exists(..)
+                                | Expr::ScalarSub(_)
+                                | Expr::Quantified(..)
+                        );
                         if ok && no_sub && has_no_subquery(y) {
                             eq.entry(idx - off).or_insert_with(|| (**y).clone());
                         }
@@ -730,7 +745,7 @@ pub(super) fn has_no_subquery(e: &Expr) -> bool {
     // excluded to keep lookups cheap and simple.
     let mut ok = true;
     let _ = e.is_row_independent();
-    if let Expr::InSub(..) | Expr::Exists(..) | Expr::ScalarSub(_) = e {
+    if let Expr::InSub(..) | Expr::Exists(..) | Expr::ScalarSub(_) | Expr::Quantified(..) = e {
         ok = false;
     }
     ok
