@@ -800,6 +800,12 @@ impl<'a> Runtime<'a> {
         for s in &q.sources {
             derived.push(match &s.kind {
                 SourceKind::Sub(sq) => Some(self.select(sq, outer, vars)?),
+                SourceKind::SetOp {
+                    op,
+                    all,
+                    left,
+                    right,
+                } => Some(self.set_op(*op, *all, left, right, outer, vars)?),
                 SourceKind::Table { .. } => None,
             });
         }
@@ -1017,7 +1023,7 @@ impl<'a> Runtime<'a> {
                 let (rows, held) = self.held_rows(*table, access, &fr, vars)?;
                 (rows.into_iter().map(|(_, r)| r).collect(), held)
             }
-            (SourceKind::Sub(_), None) => (Vec::new(), 0),
+            (SourceKind::Sub(_) | SourceKind::SetOp { .. }, None) => (Vec::new(), 0),
         };
         let mut matched = false;
         for c in cands {
@@ -1041,6 +1047,65 @@ impl<'a> Runtime<'a> {
             self.join(q, k + 1, row, outer, vars, derived, out)?;
         }
         Ok(())
+    }
+
+    /// Rows of `left op [ALL] right`. Rows compare by their key encoding, so NULLs match
+    /// NULLs and `1 = 1.0` as in PostgreSQL; without ALL the result has no duplicates (first
+    /// occurrences, left before right); INTERSECT/EXCEPT ALL keep `min(m, n)` / `m - n` copies.
+    fn set_op(
+        &mut self,
+        op: SetOpKind,
+        all: bool,
+        left: &Select,
+        right: &Select,
+        outer: Option<&Frame>,
+        vars: &[Value],
+    ) -> Result<Vec<Vec<Value>>> {
+        let l = self.select(left, outer, vars)?;
+        let r = self.select(right, outer, vars)?;
+        let held: usize = l.iter().chain(r.iter()).map(|x| gas::row_bytes(x)).sum();
+        self.hold(held)?;
+        let mut out = Vec::new();
+        let mut seen: BTreeSet<Vec<u8>> = BTreeSet::new();
+        match op {
+            SetOpKind::Union => {
+                for row in l.into_iter().chain(r) {
+                    if all || seen.insert(encode_key_tuple(&row)) {
+                        out.push(row);
+                    }
+                }
+            }
+            SetOpKind::Intersect | SetOpKind::Except => {
+                let mut counts: BTreeMap<Vec<u8>, usize> = BTreeMap::new();
+                for row in &r {
+                    *counts.entry(encode_key_tuple(row)).or_insert(0) += 1;
+                }
+                for row in l {
+                    let k = encode_key_tuple(&row);
+                    let n = counts.get_mut(&k);
+                    let in_right = n.as_ref().is_some_and(|n| **n > 0);
+                    let keep = if op == SetOpKind::Intersect {
+                        in_right
+                    } else {
+                        !in_right
+                    };
+                    if all {
+                        if let Some(n) = n {
+                            if *n > 0 {
+                                *n -= 1;
+                            }
+                        }
+                        if keep {
+                            out.push(row);
+                        }
+                    } else if keep && seen.insert(k) {
+                        out.push(row);
+                    }
+                }
+            }
+        }
+        self.hold(seen.iter().map(|k| k.len() + ROW_SET_OVERHEAD).sum())?;
+        Ok(out)
     }
 
     fn aggregate(

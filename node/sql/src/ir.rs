@@ -391,8 +391,41 @@ pub enum SourceKind {
         /// Access path.
         access: Access,
     },
-    /// Derived table.
+    /// Derived table (subquery in FROM, WITH query or view).
     Sub(Box<Select>),
+    /// UNION / INTERSECT / EXCEPT of two queries (`all`: keep duplicates).
+    SetOp {
+        /// Operator.
+        op: SetOpKind,
+        /// ALL.
+        all: bool,
+        /// Left query.
+        left: Box<Select>,
+        /// Right query.
+        right: Box<Select>,
+    },
+}
+
+/// Set operators.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetOpKind {
+    /// UNION
+    Union,
+    /// INTERSECT
+    Intersect,
+    /// EXCEPT
+    Except,
+}
+
+/// A view: its query (SQL text, compiled where it is used, read-only) and column names.
+#[derive(Debug, Clone)]
+pub struct View {
+    /// Name (lowercased).
+    pub name: String,
+    /// The defining query.
+    pub sql: String,
+    /// Column names given in `CREATE VIEW v (a, b)` (else the query's).
+    pub columns: Vec<String>,
 }
 
 /// An aggregate call.
@@ -475,6 +508,10 @@ impl Select {
                     Access::Pk(l) | Access::Index(_, l) => l.iter().for_each(|e| e.walk(f, d)),
                 },
                 SourceKind::Sub(q) => q.walk_exprs(f, d + 1),
+                SourceKind::SetOp { left, right, .. } => {
+                    left.walk_exprs(f, d + 1);
+                    right.walk_exprs(f, d + 1);
+                }
             }
         }
         let all = self
@@ -495,6 +532,24 @@ impl Select {
                 x.order.iter().for_each(|o| o.0.walk(f, d));
             }
         }
+    }
+}
+
+impl Select {
+    /// Whether the query reads a column of an enclosing query (a correlated query).
+    pub fn reads_outer_columns(&self) -> bool {
+        let mut outer = false;
+        self.walk_exprs(
+            &mut |e, d| {
+                if let Expr::Col { depth, .. } = e {
+                    if *depth > d {
+                        outer = true;
+                    }
+                }
+            },
+            0,
+        );
+        outer
     }
 }
 
@@ -719,12 +774,18 @@ pub struct Catalog {
     pub sigs: Vec<FuncSig>,
     /// Next table id.
     pub next_table_id: u32,
+    /// Views (`CREATE VIEW`), in creation order.
+    pub views: Vec<View>,
 }
 
 impl Catalog {
     /// Table index by name.
     pub fn table(&self, name: &str) -> Option<usize> {
         self.tables.iter().position(|t| t.name == name)
+    }
+    /// View by name.
+    pub fn view(&self, name: &str) -> Option<&View> {
+        self.views.iter().find(|v| v.name == name)
     }
     /// Function index by name.
     pub fn func(&self, name: &str) -> Option<usize> {

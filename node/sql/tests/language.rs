@@ -752,3 +752,33 @@ const GAS_HAVING: u64 = 54;
 const GAS_AGG: u64 = 54;
 const GAS_GREATEST: u64 = 56;
 const GAS_EMPTY: u64 = 22;
+
+/// Gas of a derived table, a WITH query, a set operation and a view (pinned); a view is
+/// read-only and its query is compiled where it is used.
+#[test]
+fn derived_with_sets_views_gas() {
+    let (c, mut kv) = deploy(
+        "CREATE TABLE t (k BIGINT PRIMARY KEY, g INTEGER);
+         INSERT INTO t VALUES (1, 1), (2, 1), (3, 2);
+         CREATE VIEW big AS SELECT k FROM t WHERE g > 1;",
+    );
+    let cases: [(&str, &[&str]); 4] = [
+        ("SELECT n FROM (SELECT count(*) AS n FROM t) d", &["3"]),
+        ("WITH w AS (SELECT g FROM t) SELECT sum(g) FROM w", &["4"]),
+        (
+            "SELECT g FROM t UNION SELECT k FROM t ORDER BY 1",
+            &["1", "2", "3"],
+        ),
+        ("SELECT k FROM big", &["3"]),
+    ];
+    let mut got = Vec::new();
+    for (sql, rows) in cases {
+        assert_eq!(q(&c, &kv, sql), rows, "{sql}");
+        got.push(c.query(sql, &kv, GAS).unwrap().gas_used);
+    }
+    assert_eq!(got, GAS_SETS);
+    let e = c.execute("DELETE FROM big", &mut kv, GAS).unwrap_err();
+    assert!(e.to_string().contains("views are read-only"), "{e}");
+}
+
+const GAS_SETS: [u64; 4] = [56, 60, 98, 54];

@@ -37,7 +37,7 @@ fn rows_out(rows: Vec<Vec<String>>, ncols: usize) -> DBOutput<DefaultColumnType>
     }
 }
 
-/// AergoSQL as a sqllogictest database: CREATE statements deploy/upgrade the
+/// AergoSQL as a sqllogictest database: CREATE and DROP statements deploy/upgrade the
 /// contract, other statements run through `Contract::execute`, and
 /// `CALL f(args)` calls a function with a mock chain context (result row
 /// first, then one `NOTICE: …` row per event).
@@ -81,7 +81,7 @@ impl sqllogictest::DB for Aergo {
             .next()
             .unwrap_or("")
             .to_ascii_uppercase();
-        if head == "CREATE" {
+        if head == "CREATE" || head == "DROP" {
             match &mut self.contract {
                 None => {
                     let (c, _) =
@@ -344,7 +344,7 @@ impl sqllogictest::DB for PgDb<'_> {
             .unwrap_or("")
             .to_ascii_uppercase();
         let out = self.pg.psql(&self.db, s).map_err(DbErr)?;
-        if head == "SELECT" || s.to_ascii_uppercase().contains("RETURNING") {
+        if head == "SELECT" || head == "WITH" || s.to_ascii_uppercase().contains("RETURNING") {
             let rows: Vec<Vec<String>> = out
                 .lines()
                 .map(|l| {

@@ -689,11 +689,7 @@ impl<'a> Compiler<'a> {
     }
 
     /// An aggregate's arguments and its `ORDER BY` clause (the only clause accepted).
-    pub(super) fn agg_args(
-        &mut self,
-        f: &ast::Function,
-        pos: Pos,
-    ) -> Result<(Args, OrderKeys)> {
+    pub(super) fn agg_args(&mut self, f: &ast::Function, pos: Pos) -> Result<(Args, OrderKeys)> {
         let mut order = Vec::new();
         let mut plain = f.clone();
         if let ast::FunctionArguments::List(l) = &mut plain.args {

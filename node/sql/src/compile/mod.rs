@@ -122,6 +122,10 @@ pub struct Compiler<'a> {
     loops: Vec<(Option<String>, usize)>,
     next_loop: usize,
     depth: u32,
+    /// WITH queries in scope (innermost last): name and compiled query.
+    ctes: Vec<(String, Select)>,
+    /// Views being expanded (a view that reads itself is an error, not a loop).
+    expanding: Vec<String>,
 }
 
 /// Deepest expression nesting accepted (bounds recursion in every engine).
@@ -140,6 +144,8 @@ impl<'a> Compiler<'a> {
             loops: Vec::new(),
             next_loop: 0,
             depth: 0,
+            ctes: Vec::new(),
+            expanding: Vec::new(),
         }
     }
 

@@ -17,15 +17,24 @@ impl<'a> Compiler<'a> {
     /// Compiles a query.
     pub fn select(&mut self, q: &ast::Query) -> Result<Select> {
         let pos = self.pos;
-        if q.with.is_some() || q.fetch.is_some() || !q.locks.is_empty() {
-            return unsupported(pos, "WITH, FETCH and locking clauses");
+        if q.fetch.is_some() || !q.locks.is_empty() {
+            return unsupported(pos, "FETCH and locking clauses");
+        }
+        if let Some(w) = &q.with {
+            return self.with_query(q, w);
         }
         let sel = match q.body.as_ref() {
             ast::SetExpr::Select(s) => s,
             ast::SetExpr::Query(inner) if q.order_by.is_none() && q.limit_clause.is_none() => {
                 return self.select(inner)
             }
-            _ => return unsupported(pos, "UNION/INTERSECT/EXCEPT and VALUES as a query"),
+            ast::SetExpr::SetOperation {
+                op,
+                set_quantifier,
+                left,
+                right,
+            } => return self.set_operation(q, *op, *set_quantifier, left, right),
+            _ => return unsupported(pos, "VALUES as a query"),
         };
         if sel.into.is_some() {
             return unsupported(pos, "SELECT INTO outside a function");
@@ -67,6 +76,31 @@ impl<'a> Compiler<'a> {
                             return unsupported(pos, "table functions");
                         }
                         let tn = obj_name(name, pos)?;
+                        if let Some(q) = self.named_query(&tn, pos)? {
+                            let an = alias.as_ref().map(|a| lc(&a.name)).unwrap_or(tn);
+                            for (k, (n, t)) in q.columns.iter().enumerate() {
+                                let n = alias
+                                    .as_ref()
+                                    .and_then(|a| a.columns.get(k))
+                                    .map(|c| lc(&c.name))
+                                    .unwrap_or_else(|| n.clone());
+                                scope.cols.push(ScopeCol {
+                                    table: Some(an.clone()),
+                                    name: n,
+                                    ty: *t,
+                                });
+                            }
+                            let w = q.columns.len();
+                            sources.push(Source {
+                                kind: SourceKind::Sub(Box::new(q)),
+                                join: kind,
+                                on: None,
+                                offset,
+                                width: w,
+                            });
+                            on_asts.push(on);
+                            continue;
+                        }
                         let Some(ti) = self.cat.table(&tn) else {
                             let p = name
                                 .0
@@ -137,6 +171,232 @@ impl<'a> Compiler<'a> {
         let r = self.select_body(q, sel, sources, on_asts, width);
         self.scopes.pop();
         r
+    }
+
+    /// A WITH query or a view named `name` in FROM, compiled as a derived table.
+    fn named_query(&mut self, name: &str, pos: Pos) -> Result<Option<Select>> {
+        if let Some((_, q)) = self.ctes.iter().rev().find(|(n, _)| n == name) {
+            return Ok(Some(q.clone()));
+        }
+        let Some(v) = self.cat.view(name).cloned() else {
+            return Ok(None);
+        };
+        if self.expanding.contains(&v.name) || self.expanding.len() > 16 {
+            return resolve_err(pos, format!("view \"{name}\" refers to itself"));
+        }
+        let stmt = parse::parse_single_statement(&v.sql)?;
+        let ast::Statement::Query(vq) = stmt else {
+            return resolve_err(pos, format!("view \"{name}\" is not a query"));
+        };
+        // a view sees no enclosing query, variables or WITH names of its user
+        let saved_scopes = std::mem::take(&mut self.scopes);
+        let saved_vars = self.vars.take();
+        let saved_ctes = std::mem::take(&mut self.ctes);
+        self.expanding.push(v.name.clone());
+        let r = self.subquery(&vq);
+        self.expanding.pop();
+        self.scopes = saved_scopes;
+        self.vars = saved_vars;
+        self.ctes = saved_ctes;
+        let mut q = r?;
+        for (c, n) in q.columns.iter_mut().zip(&v.columns) {
+            c.0 = n.clone();
+        }
+        // the view's columns are at depth 0 of its own query; it has no outer references,
+        // so it runs the same wherever it is used
+        Ok(Some(q))
+    }
+
+    /// `WITH name [(cols)] AS (query), … query`: each WITH query is compiled once and used as a
+    /// derived table wherever its name appears in FROM (non-recursive only).
+    fn with_query(&mut self, q: &ast::Query, w: &ast::With) -> Result<Select> {
+        let pos = self.pos;
+        if w.recursive {
+            return unsupported(pos, "WITH RECURSIVE");
+        }
+        let base = self.ctes.len();
+        let r = (|| -> Result<Select> {
+            for cte in &w.cte_tables {
+                if cte.from.is_some() {
+                    return unsupported(pos, "WITH … FROM");
+                }
+                let name = lc(&cte.alias.name);
+                if self.ctes[base..].iter().any(|(n, _)| *n == name) {
+                    return resolve_err(
+                        pos,
+                        format!("WITH query name \"{name}\" specified more than once"),
+                    );
+                }
+                let mut sq = self.subquery(&cte.query)?;
+                if sq.reads_outer_columns() {
+                    return unsupported(
+                        pos,
+                        "a WITH query that reads columns of an enclosing query",
+                    );
+                }
+                if cte.alias.columns.len() > sq.columns.len() {
+                    return resolve_err(
+                        pos,
+                        format!(
+                            "WITH query \"{name}\" has {} columns available but {} columns specified",
+                            sq.columns.len(),
+                            cte.alias.columns.len()
+                        ),
+                    );
+                }
+                for (c, a) in sq.columns.iter_mut().zip(&cte.alias.columns) {
+                    c.0 = lc(&a.name);
+                }
+                self.ctes.push((name, sq));
+            }
+            let mut body = q.clone();
+            body.with = None;
+            self.select(&body)
+        })();
+        self.ctes.truncate(base);
+        r
+    }
+
+    /// `left UNION|INTERSECT|EXCEPT [ALL] right [ORDER BY …] [LIMIT …]`: a query over one
+    /// source, the set operation, whose columns take the two sides' common types.
+    fn set_operation(
+        &mut self,
+        q: &ast::Query,
+        op: ast::SetOperator,
+        quant: ast::SetQuantifier,
+        left: &ast::SetExpr,
+        right: &ast::SetExpr,
+    ) -> Result<Select> {
+        let pos = self.pos;
+        let kind = match op {
+            ast::SetOperator::Union => SetOpKind::Union,
+            ast::SetOperator::Intersect => SetOpKind::Intersect,
+            ast::SetOperator::Except | ast::SetOperator::Minus => SetOpKind::Except,
+        };
+        let all = match quant {
+            ast::SetQuantifier::All => true,
+            ast::SetQuantifier::Distinct | ast::SetQuantifier::None => false,
+            _ => return unsupported(pos, "UNION BY NAME"),
+        };
+        let side = |this: &mut Self, e: &ast::SetExpr| -> Result<Select> {
+            let mut sq = q.clone();
+            sq.with = None;
+            sq.order_by = None;
+            sq.limit_clause = None;
+            *sq.body = e.clone();
+            this.subquery(&sq)
+        };
+        let mut l = side(self, left)?;
+        let mut r = side(self, right)?;
+        let name = match kind {
+            SetOpKind::Union => "UNION",
+            SetOpKind::Intersect => "INTERSECT",
+            SetOpKind::Except => "EXCEPT",
+        };
+        if l.columns.len() != r.columns.len() {
+            return resolve_err(
+                pos,
+                format!("each {name} query must have the same number of columns"),
+            );
+        }
+        let mut columns = Vec::new();
+        for k in 0..l.columns.len() {
+            let (lt, rt) = (l.columns[k].1, r.columns[k].1);
+            let ty = unify(lt, rt, pos).map_err(|_| SqlError::Resolve {
+                pos,
+                msg: format!("{name} types {lt} and {rt} cannot be matched"),
+            })?;
+            for (side, t) in [(&mut l, lt), (&mut r, rt)] {
+                let e = std::mem::replace(&mut side.proj[k], Expr::Const(Value::Null));
+                side.proj[k] = widen(e, t, ty);
+                side.columns[k].1 = ty;
+            }
+            columns.push((l.columns[k].0.clone(), ty));
+        }
+        let width = columns.len();
+        let scope = Scope {
+            cols: columns
+                .iter()
+                .map(|(n, t)| ScopeCol {
+                    table: None,
+                    name: n.clone(),
+                    ty: *t,
+                })
+                .collect(),
+        };
+        self.scopes.push(scope);
+        let r2 = (|| -> Result<(OrderKeys, Option<Expr>, Option<Expr>)> {
+            let mut order = Vec::new();
+            if let Some(ob) = &q.order_by {
+                let ast::OrderByKind::Expressions(v) = &ob.kind else {
+                    return unsupported(pos, "ORDER BY ALL");
+                };
+                for o in v {
+                    let e = match &o.expr {
+                        ast::Expr::Value(v) => match &v.value {
+                            ast::Value::Number(n, _) => {
+                                let k: usize = n.parse().unwrap_or(0);
+                                if k == 0 || k > width {
+                                    return resolve_err(
+                                        pos,
+                                        format!("ORDER BY position {n} is not in select list"),
+                                    );
+                                }
+                                Expr::Col {
+                                    depth: 0,
+                                    idx: k - 1,
+                                }
+                            }
+                            _ => self.expr(&o.expr)?.0,
+                        },
+                        e => self.expr(e)?.0,
+                    };
+                    let desc = o.options.asc == Some(false);
+                    order.push((e, desc, o.options.nulls_first.unwrap_or(desc)));
+                }
+            }
+            let (limit, offset) = match &q.limit_clause {
+                None => (None, None),
+                Some(ast::LimitClause::LimitOffset { limit, offset, .. }) => (
+                    match limit {
+                        Some(l) => Some(self.expr(l)?.0),
+                        None => None,
+                    },
+                    match offset {
+                        Some(o) => Some(self.expr(&o.value)?.0),
+                        None => None,
+                    },
+                ),
+                Some(_) => return unsupported(pos, "LIMIT offset, count"),
+            };
+            Ok((order, limit, offset))
+        })();
+        self.scopes.pop();
+        let (order, limit, offset) = r2?;
+        Ok(Select {
+            sources: vec![Source {
+                kind: SourceKind::SetOp {
+                    op: kind,
+                    all,
+                    left: Box::new(l),
+                    right: Box::new(r),
+                },
+                join: JoinKind::Inner,
+                on: None,
+                offset: 0,
+                width,
+            }],
+            width,
+            filter: None,
+            agg: None,
+            having: None,
+            proj: (0..width).map(|idx| Expr::Col { depth: 0, idx }).collect(),
+            distinct: false,
+            order,
+            limit,
+            offset,
+            columns,
+        })
     }
 
     pub(super) fn select_body(
@@ -466,6 +726,12 @@ impl<'a> Compiler<'a> {
                 if ins.on.is_some() || ins.or.is_some() || !ins.assignments.is_empty() {
                     return unsupported(pos, "ON CONFLICT / INSERT OR / INSERT SET");
                 }
+                if self.cat.view(&tn).is_some() && self.cat.table(&tn).is_none() {
+                    return unsupported(
+                        pos,
+                        format!("cannot change view \"{tn}\": views are read-only in AergoSQL (write to its tables)"),
+                    );
+                }
                 let Some(ti) = self.cat.table(&tn) else {
                     return resolve_err(pos, format!("relation \"{tn}\" does not exist"));
                 };
@@ -655,6 +921,12 @@ impl<'a> Compiler<'a> {
         match tf {
             ast::TableFactor::Table { name, alias, .. } => {
                 let tn = obj_name(name, self.pos)?;
+                if self.cat.view(&tn).is_some() && self.cat.table(&tn).is_none() {
+                    return unsupported(
+                        self.pos,
+                        format!("cannot change view \"{tn}\": views are read-only in AergoSQL (write to its tables)"),
+                    );
+                }
                 match self.cat.table(&tn) {
                     Some(ti) => Ok((ti, alias.as_ref().map(|a| lc(&a.name)))),
                     None => {
