@@ -327,25 +327,6 @@ impl Compiler<'_> {
                 pos,
             } => {
                 self.pos = *pos;
-                // PostgreSQL checks the placeholders against the arguments when it compiles
-                let mut holes = 0usize;
-                let mut chars = fmt.chars().peekable();
-                while let Some(c) = chars.next() {
-                    if c == '%' {
-                        if chars.peek() == Some(&'%') {
-                            chars.next();
-                        } else {
-                            holes += 1;
-                        }
-                    }
-                }
-                if holes != args.len() {
-                    let which = if holes < args.len() { "many" } else { "few" };
-                    return resolve_err(
-                        *pos,
-                        format!("too {which} parameters specified for RAISE"),
-                    );
-                }
                 let mut v = Vec::new();
                 let mut cost = 1;
                 for a in args {
