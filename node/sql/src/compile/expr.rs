@@ -506,12 +506,12 @@ impl<'a> Compiler<'a> {
                         _ => None,
                     };
                     if let Some(n) = lit {
-                        return Ok((Expr::Const(Value::Text(n).cast(&ty)?), ty));
+                        return Ok((fold_cast(Value::Text(n), ty), ty));
                     }
                 }
                 let (x, _) = self.expr(expr)?;
                 match x {
-                    Expr::Const(v) => (Expr::Const(v.cast(&ty)?), ty),
+                    Expr::Const(v) => (fold_cast(v, ty), ty),
                     x => (Expr::Cast(Box::new(x), ty), ty),
                 }
             }
@@ -1023,6 +1023,15 @@ pub(super) fn unify(a: SqlType, b: SqlType, pos: Pos) -> Result<SqlType> {
         (_, Class::Any) => Ok(a),
         (x, y) if x == y => Ok(if x == Class::Num { unify_num(a, b) } else { a }),
         _ => resolve_err(pos, format!("types {a} and {b} cannot be matched")),
+    }
+}
+
+/// A cast of a constant, done now; one that fails stays a cast, so the error comes when (and
+/// only if) it is evaluated — `coalesce(1, 1e308::float8::real)` is 1, as in PostgreSQL.
+pub(super) fn fold_cast(v: Value, ty: SqlType) -> Expr {
+    match v.cast(&ty) {
+        Ok(c) => Expr::Const(c),
+        Err(_) => Expr::Cast(Box::new(Expr::Const(v)), ty),
     }
 }
 
