@@ -46,6 +46,19 @@ impl SqlType {
         )
     }
 
+    /// PostgreSQL's name of the type as its error messages spell it (`text`, `bigint`,
+    /// `double precision`, …); `Display` keeps the upper-case names of the ABI.
+    pub fn pg_name(&self) -> String {
+        match self {
+            SqlType::Numeric(_) => "numeric".into(),
+            SqlType::Text(None) => "text".into(),
+            SqlType::Text(Some(_)) => "character varying".into(),
+            SqlType::Timestamp => "timestamp without time zone".into(),
+            SqlType::Unknown => "unknown".into(),
+            t => t.to_string().to_ascii_lowercase(),
+        }
+    }
+
     /// True for REAL/DOUBLE PRECISION.
     pub fn is_float(&self) -> bool {
         matches!(self, SqlType::Real | SqlType::Double)

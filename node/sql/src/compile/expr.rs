@@ -598,7 +598,10 @@ impl<'a> Compiler<'a> {
         {
             Ok(())
         } else {
-            resolve_err(pos, format!("operator does not exist: {a} = {b}"))
+            resolve_err(
+                pos,
+                format!("operator does not exist: {} = {}", a.pg_name(), b.pg_name()),
+            )
         }
     }
 
@@ -615,12 +618,26 @@ impl<'a> Compiler<'a> {
         let arith = |o: ArithOp, this: &Self| -> Result<(Expr, SqlType)> {
             for (t, e) in [(ta, &a), (tb, &b)] {
                 if !matches!(class(t), Class::Num | Class::Any) && !is_text_literal(e) {
-                    return resolve_err(pos, format!("operator does not exist: {ta} {op} {tb}"));
+                    return resolve_err(
+                        pos,
+                        format!(
+                            "operator does not exist: {} {op} {}",
+                            ta.pg_name(),
+                            tb.pg_name()
+                        ),
+                    );
                 }
             }
             let _ = this;
             if o == ArithOp::Mod && (ta.is_float() || tb.is_float()) {
-                return resolve_err(pos, format!("operator does not exist: {ta} % {tb}"));
+                return resolve_err(
+                    pos,
+                    format!(
+                        "operator does not exist: {} % {}",
+                        ta.pg_name(),
+                        tb.pg_name()
+                    ),
+                );
             }
             Ok((
                 Expr::Arith(o, bx(a.clone()), bx(b.clone())),
@@ -876,7 +893,10 @@ impl<'a> Compiler<'a> {
                 );
             }
             if !matches!(class(*t), Class::Num | Class::Any) {
-                return resolve_err(pos, format!("function {name}({t}) does not exist"));
+                return resolve_err(
+                    pos,
+                    format!("function {name}({}) does not exist", t.pg_name()),
+                );
             }
         }
         let exprs = args.into_iter().map(|a| a.0).collect();
@@ -936,7 +956,7 @@ impl<'a> Compiler<'a> {
                 if !matches!(class(args[0].1), Class::Bool | Class::Any) {
                     return resolve_err(
                         pos,
-                        format!("function {name}({}) does not exist", args[0].1),
+                        format!("function {name}({}) does not exist", args[0].1.pg_name()),
                     );
                 }
                 let f = if name == "bool_or" {
@@ -953,7 +973,8 @@ impl<'a> Compiler<'a> {
                             pos,
                             format!(
                                 "function string_agg({}, {}) does not exist",
-                                args[0].1, args[1].1
+                                args[0].1.pg_name(),
+                                args[1].1.pg_name()
                             ),
                         );
                     }
@@ -971,7 +992,7 @@ impl<'a> Compiler<'a> {
         {
             return resolve_err(
                 pos,
-                format!("function {name}({}) does not exist", args[0].1),
+                format!("function {name}({}) does not exist", args[0].1.pg_name()),
             );
         }
         let Some(a) = self.agg.as_mut() else {
