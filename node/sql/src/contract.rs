@@ -308,6 +308,7 @@ impl Contract {
             key_buf: Vec::new(),
             mem_used: 0,
             mem_limit: self.mem_limit,
+            guarded: 0,
         }
     }
 

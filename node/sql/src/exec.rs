@@ -61,6 +61,9 @@ pub struct Runtime<'a> {
     pub key_buf: Vec<u8>,
     /// Estimated bytes of rows held now ([`crate::gas::row_bytes`]).
     pub mem_used: usize,
+    /// Open `BEGIN … EXCEPTION` blocks (a `send()` inside one is refused: chain transfers
+    /// are not rolled back with the block's writes).
+    pub guarded: u32,
     /// Memory budget ([`crate::gas::MEMORY_BUDGET`] by default).
     pub mem_limit: usize,
 }
@@ -570,6 +573,11 @@ impl<'a> Runtime<'a> {
                     ch.balance(&a).map_err(SqlError::Chain)?,
                 )?),
             },
+            ChainFn::Send if self.guarded > 0 => {
+                return Err(SqlError::Chain(
+                    "send() cannot run inside a BEGIN … EXCEPTION block".into(),
+                ))
+            }
             ChainFn::Send => {
                 let Some(to) = text_arg(0)? else {
                     return Err(SqlError::Chain("send: recipient is NULL".into()));

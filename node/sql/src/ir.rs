@@ -701,6 +701,10 @@ pub enum StmtKind {
     Raise(bool, String, Vec<Expr>),
     /// Initialise variables (block entry): slot, default.
     Init(Vec<(usize, Option<Expr>)>),
+    /// `BEGIN body EXCEPTION WHEN … THEN handler END`: the body runs under a savepoint; an
+    /// error it raises rolls its writes back (gas stays spent) and runs the first handler
+    /// whose conditions match (`crate::interp::condition_matches`), or propagates.
+    Guarded(Vec<Stmt>, Vec<(Vec<String>, Vec<Stmt>)>),
 }
 
 /// Loop flavours after resolution.

@@ -522,6 +522,19 @@ pub struct Block {
     pub decls: Vec<Decl>,
     /// Statements.
     pub stmts: Vec<PStmt>,
+    /// `EXCEPTION WHEN cond [OR cond …] THEN stmts …` handlers.
+    pub handlers: Vec<Handler>,
+}
+
+/// One `WHEN … THEN …` of a block's EXCEPTION section.
+#[derive(Debug, Clone)]
+pub struct Handler {
+    /// Condition names (lowercased), e.g. `division_by_zero`, `others`.
+    pub conditions: Vec<String>,
+    /// Statements.
+    pub stmts: Vec<PStmt>,
+    /// Position of WHEN.
+    pub pos: Pos,
 }
 
 /// A variable declaration.
@@ -777,7 +790,32 @@ impl BodyParser<'_> {
             }
         }
         self.expect_kw("begin")?;
-        let stmts = self.parse_stmts(&["end"])?;
+        let stmts = self.parse_stmts(&["end", "exception"])?;
+        let mut handlers = Vec::new();
+        if self.eat_kw("exception") {
+            loop {
+                let pos = self.pos();
+                self.expect_kw("when")?;
+                let mut conditions = Vec::new();
+                loop {
+                    let (c, _) = self.ident()?;
+                    conditions.push(c);
+                    if !self.eat_kw("or") {
+                        break;
+                    }
+                }
+                self.expect_kw("then")?;
+                let body = self.parse_stmts(&["when", "end"])?;
+                handlers.push(Handler {
+                    conditions,
+                    stmts: body,
+                    pos,
+                });
+                if self.peek_kw("end") {
+                    break;
+                }
+            }
+        }
         self.expect_kw("end")?;
         if let Some(Token::Word(_)) = self.peek().map(|t| &t.token) {
             // optional block label after END (`END label;`) unless next is a keyword statement
@@ -785,7 +823,11 @@ impl BodyParser<'_> {
                 // leave it: the caller decides
             }
         }
-        Ok(Block { decls, stmts })
+        Ok(Block {
+            decls,
+            stmts,
+            handlers,
+        })
     }
 
     fn parse_decl(&mut self) -> Result<Decl> {

@@ -782,3 +782,48 @@ fn derived_with_sets_views_gas() {
 }
 
 const GAS_SETS: [u64; 4] = [56, 60, 98, 54];
+
+/// `BEGIN … EXCEPTION`: the failed block's writes are rolled back but its gas stays spent;
+/// `send()` is refused inside such a block (a transfer is not rolled back with it); functions
+/// with exception blocks run in the interpreter on both engines (`call` compares them).
+#[test]
+fn exception_blocks_keep_gas_and_roll_back() {
+    let src = r#"
+CREATE TABLE t (k BIGINT PRIMARY KEY);
+CREATE FUNCTION work(n BIGINT, fail BOOLEAN) RETURNS TEXT AS $$
+DECLARE i BIGINT := 0;
+BEGIN
+  BEGIN
+    INSERT INTO t VALUES (n);
+    WHILE i < n LOOP i := i + 1; END LOOP;
+    IF fail THEN i := i / 0; END IF;
+  EXCEPTION WHEN division_by_zero THEN
+    RETURN 'caught';
+  END;
+  RETURN 'done';
+END $$;
+CREATE FUNCTION pay() RETURNS TEXT AS $$
+BEGIN
+  BEGIN
+    PERFORM send('bob', 1);
+  EXCEPTION WHEN others THEN
+    RETURN 'handled';
+  END;
+  RETURN 'sent';
+END $$;
+"#;
+    let (c, mut kv) = deploy(src);
+    assert!(c.jit_functions().is_empty(), "{:?}", c.jit_functions());
+    let ok = call(&c, &mut kv, "work", &[Value::Int(50), Value::Bool(false)]).unwrap();
+    let failed = call(&c, &mut kv, "work", &[Value::Int(60), Value::Bool(true)]).unwrap();
+    assert_eq!(ok.result, Value::Text("done".into()));
+    assert_eq!(failed.result, Value::Text("caught".into()));
+    // the loop's gas is paid although the block was rolled back
+    assert_eq!((ok.gas_used, failed.gas_used), GAS_EXC);
+    assert_eq!(q(&c, &kv, "SELECT k FROM t"), vec!["50"]);
+    // not even OTHERS catches it: the call fails
+    let e = call(&c, &mut kv, "pay", &[]).unwrap_err();
+    assert!(e.to_string().contains("send() cannot run inside"), "{e}");
+}
+
+const GAS_EXC: (u64, u64) = (533, 617);

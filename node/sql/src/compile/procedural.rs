@@ -72,9 +72,35 @@ impl Compiler<'_> {
             if !inits.is_empty() {
                 out.push(st(cost, StmtKind::Init(inits)));
             }
-            for s in &b.stmts {
-                out.push(self.pstmt(s)?);
+            if b.handlers.is_empty() {
+                for s in &b.stmts {
+                    out.push(self.pstmt(s)?);
+                }
+                return Ok(out);
             }
+            // declarations initialise outside the guarded part (an error there is not
+            // caught by the block's own handlers, as in PostgreSQL)
+            let mut body = Vec::new();
+            for s in &b.stmts {
+                body.push(self.pstmt(s)?);
+            }
+            let mut handlers = Vec::new();
+            for h in &b.handlers {
+                for c in &h.conditions {
+                    if !crate::interp::CONDITIONS.contains(&c.as_str()) {
+                        return resolve_err(
+                            h.pos,
+                            format!("unrecognized exception condition \"{c}\""),
+                        );
+                    }
+                }
+                let mut hs = Vec::new();
+                for s in &h.stmts {
+                    hs.push(self.pstmt(s)?);
+                }
+                handlers.push((h.conditions.clone(), hs));
+            }
+            out.push(st(1, StmtKind::Guarded(body, handlers)));
             Ok(out)
         })();
         let _ = pos;

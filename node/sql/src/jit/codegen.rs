@@ -1673,6 +1673,8 @@ impl<'c> Gen<'c, '_> {
     fn stmt(&mut self, s: &Stmt) -> G<bool> {
         self.charge(s.cost)?;
         match &s.kind {
+            // exception blocks (savepoints, handlers) run in the interpreter
+            StmtKind::Guarded(..) => return Err(GenErr::Unsup(line!())),
             StmtKind::Assign(slot, e) => {
                 let v = self.expr(e)?;
                 self.assign(*slot, v)?;
