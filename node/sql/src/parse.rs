@@ -327,6 +327,8 @@ pub struct FuncDef {
     pub params: Vec<(String, SqlType, Pos)>,
     /// Return type.
     pub returns: SqlType,
+    /// The `OUT` parameter (at most one): its variable is the result.
+    pub out: Option<(String, SqlType, Pos)>,
     /// Body.
     pub body: Block,
     /// Position of `CREATE`.
@@ -393,10 +395,22 @@ fn parse_function(
     }
     i += 1;
     let mut params = Vec::new();
+    let mut out: Option<(String, SqlType, Pos)> = None;
     if toks.get(i).map(|t| &t.token) == Some(&Token::RParen) {
         i += 1;
     } else {
         loop {
+            // OUT name type: the function's result
+            let is_out = toks.get(i).is_some_and(|t| is_kw(t, "out"))
+                && toks
+                    .get(i + 2)
+                    .is_some_and(|t| matches!(t.token, Token::Word(_)));
+            if is_out {
+                i += 1;
+            }
+            if toks.get(i).is_some_and(|t| is_kw(t, "inout")) {
+                return perr(at(i), "INOUT parameters are not supported");
+            }
             // [IN] name type
             if toks.get(i).is_some_and(|t| is_kw(t, "in"))
                 && toks
@@ -424,7 +438,17 @@ fn parse_function(
                 i += 1;
             }
             let ty = parse_type_toks(&toks[tstart..i], ppos)?;
-            params.push((pname, ty, ppos));
+            if is_out {
+                if out.is_some() {
+                    return perr(
+                        ppos,
+                        "more than one OUT parameter (a record result) is not supported",
+                    );
+                }
+                out = Some((pname, ty, ppos));
+            } else {
+                params.push((pname, ty, ppos));
+            }
             match toks.get(i).map(|t| &t.token) {
                 Some(Token::Comma) => i += 1,
                 Some(Token::RParen) => {
@@ -436,6 +460,7 @@ fn parse_function(
         }
     }
     let mut returns = SqlType::Void;
+    let mut returns_given = false;
     let mut body: Option<(String, Location, usize)> = None;
     let mut language_seen = false;
     while let Some(t) = toks.get(i) {
@@ -446,6 +471,7 @@ fn parse_function(
                 j += 1;
             }
             returns = parse_type_toks(&toks[tstart..j], at(tstart))?;
+            returns_given = true;
             i = j;
         } else if is_kw(t, "as") {
             match toks.get(i + 1).map(|t| (&t.token, t.span.start)) {
@@ -483,6 +509,15 @@ fn parse_function(
         }
     }
     let _ = language_seen;
+    if let Some((_, ty, ppos)) = &out {
+        if returns_given && returns != *ty {
+            return perr(
+                *ppos,
+                format!("function result type must be {ty} because of OUT parameters"),
+            );
+        }
+        returns = *ty;
+    }
     let Some((text, origin, body_idx)) = body else {
         return perr(pos, "function has no AS $$ body $$");
     };
@@ -506,6 +541,7 @@ fn parse_function(
             or_replace,
             params,
             returns,
+            out,
             body: block,
             pos,
         },

@@ -126,6 +126,8 @@ pub struct Compiler<'a> {
     ctes: Vec<(String, Select)>,
     /// Views being expanded (a view that reads itself is an error, not a loop).
     expanding: Vec<String>,
+    /// Slot of the function's OUT parameter (its value is the result).
+    out_slot: Option<usize>,
 }
 
 /// Deepest expression nesting accepted (bounds recursion in every engine).
@@ -146,6 +148,7 @@ impl<'a> Compiler<'a> {
             depth: 0,
             ctes: Vec::new(),
             expanding: Vec::new(),
+            out_slot: None,
         }
     }
 
