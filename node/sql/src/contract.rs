@@ -309,6 +309,7 @@ impl Contract {
             mem_used: 0,
             mem_limit: self.mem_limit,
             guarded: 0,
+            work: Vec::new(),
         }
     }
 

@@ -64,6 +64,8 @@ pub struct Runtime<'a> {
     /// Open `BEGIN … EXCEPTION` blocks (a `send()` inside one is refused: chain transfers
     /// are not rolled back with the block's writes).
     pub guarded: u32,
+    /// Work tables of the `WITH RECURSIVE` iterations running now (id, rows).
+    pub work: Vec<(usize, Vec<Vec<Value>>)>,
     /// Memory budget ([`crate::gas::MEMORY_BUDGET`] by default).
     pub mem_limit: usize,
 }
@@ -814,6 +816,24 @@ impl<'a> Runtime<'a> {
                     left,
                     right,
                 } => Some(self.set_op(*op, *all, left, right, outer, vars)?),
+                SourceKind::Recursive {
+                    id,
+                    all,
+                    anchor,
+                    step,
+                } => Some(self.recursive(*id, *all, anchor, step, outer, vars)?),
+                SourceKind::WorkTable(id) => {
+                    let rows = self
+                        .work
+                        .iter()
+                        .rev()
+                        .find(|(w, _)| w == id)
+                        .map(|(_, r)| r.clone())
+                        .unwrap_or_default();
+                    // reading the work table costs what reading rows costs
+                    self.charge(gas::ROW_READ.saturating_mul(rows.len() as u64))?;
+                    Some(rows)
+                }
                 SourceKind::Table { .. } => None,
             });
         }
@@ -1031,7 +1051,13 @@ impl<'a> Runtime<'a> {
                 let (rows, held) = self.held_rows(*table, access, &fr, vars)?;
                 (rows.into_iter().map(|(_, r)| r).collect(), held)
             }
-            (SourceKind::Sub(_) | SourceKind::SetOp { .. }, None) => (Vec::new(), 0),
+            (
+                SourceKind::Sub(_)
+                | SourceKind::SetOp { .. }
+                | SourceKind::Recursive { .. }
+                | SourceKind::WorkTable(_),
+                None,
+            ) => (Vec::new(), 0),
         };
         let mut matched = false;
         for c in cands {
@@ -1055,6 +1081,42 @@ impl<'a> Runtime<'a> {
             self.join(q, k + 1, row, outer, vars, derived, out)?;
         }
         Ok(())
+    }
+
+    /// Rows of a `WITH RECURSIVE` query: the anchor's, then each iteration's step over the
+    /// previous iteration's new rows, until one adds none (UNION: rows already produced do
+    /// not count as new). Bounded by gas (work rows are charged as reads) and memory.
+    fn recursive(
+        &mut self,
+        id: usize,
+        all: bool,
+        anchor: &Select,
+        step: &Select,
+        outer: Option<&Frame>,
+        vars: &[Value],
+    ) -> Result<Vec<Vec<Value>>> {
+        let mut seen: BTreeSet<Vec<u8>> = BTreeSet::new();
+        let mut out: Vec<Vec<Value>> = Vec::new();
+        let mut fresh: Vec<Vec<Value>> = Vec::new();
+        for row in self.select(anchor, outer, vars)? {
+            if all || seen.insert(encode_key_tuple(&row)) {
+                fresh.push(row);
+            }
+        }
+        while !fresh.is_empty() {
+            let bytes: usize = fresh.iter().map(|r| gas::row_bytes(r)).sum();
+            self.hold(bytes)?;
+            out.extend(fresh.iter().cloned());
+            self.work.push((id, std::mem::take(&mut fresh)));
+            let r = self.select(step, outer, vars);
+            self.work.pop();
+            for row in r? {
+                if all || seen.insert(encode_key_tuple(&row)) {
+                    fresh.push(row);
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Rows of `left op [ALL] right`. Rows compare by their key encoding, so NULLs match

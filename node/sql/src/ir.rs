@@ -393,6 +393,21 @@ pub enum SourceKind {
     },
     /// Derived table (subquery in FROM, WITH query or view).
     Sub(Box<Select>),
+    /// `WITH RECURSIVE`: the anchor's rows, then the step's rows over the previous
+    /// iteration's (the work table `id`) until an iteration adds none; each work row read
+    /// costs [`crate::gas::ROW_READ`], so a runaway recursion ends out of gas.
+    Recursive {
+        /// Work table id.
+        id: usize,
+        /// UNION ALL (keep duplicates).
+        all: bool,
+        /// Non-recursive term.
+        anchor: Box<Select>,
+        /// Recursive term (reads the work table).
+        step: Box<Select>,
+    },
+    /// The rows of the previous iteration of the enclosing `Recursive` source `id`.
+    WorkTable(usize),
     /// UNION / INTERSECT / EXCEPT of two queries (`all`: keep duplicates).
     SetOp {
         /// Operator.
@@ -508,10 +523,16 @@ impl Select {
                     Access::Pk(l) | Access::Index(_, l) => l.iter().for_each(|e| e.walk(f, d)),
                 },
                 SourceKind::Sub(q) => q.walk_exprs(f, d + 1),
-                SourceKind::SetOp { left, right, .. } => {
+                SourceKind::SetOp { left, right, .. }
+                | SourceKind::Recursive {
+                    anchor: left,
+                    step: right,
+                    ..
+                } => {
                     left.walk_exprs(f, d + 1);
                     right.walk_exprs(f, d + 1);
                 }
+                SourceKind::WorkTable(_) => {}
             }
         }
         let all = self

@@ -779,7 +779,22 @@ fn derived_with_sets_views_gas() {
     assert_eq!(got, GAS_SETS);
     let e = c.execute("DELETE FROM big", &mut kv, GAS).unwrap_err();
     assert!(e.to_string().contains("views are read-only"), "{e}");
+    // WITH RECURSIVE: pinned gas; a recursion that never ends stops at the gas limit
+    let sql = "WITH RECURSIVE r (n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 20) \
+               SELECT sum(n) FROM r";
+    assert_eq!(q(&c, &kv, sql), vec!["210"]);
+    assert_eq!(c.query(sql, &kv, GAS).unwrap().gas_used, GAS_RECURSIVE);
+    let e = c
+        .query(
+            "WITH RECURSIVE r (n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) SELECT count(*) FROM r",
+            &kv,
+            100_000,
+        )
+        .unwrap_err();
+    assert!(matches!(e, SqlError::OutOfGas { .. }), "{e}");
 }
+
+const GAS_RECURSIVE: u64 = 344;
 
 const GAS_SETS: [u64; 4] = [56, 60, 98, 54];
 

@@ -128,6 +128,10 @@ pub struct Compiler<'a> {
     expanding: Vec<String>,
     /// Slot of the function's OUT parameter (its value is the result).
     out_slot: Option<usize>,
+    /// Next `WITH RECURSIVE` work table id, and how many work-table references were
+    /// compiled (to tell a recursive term from a plain UNION).
+    next_work: usize,
+    work_refs: usize,
 }
 
 /// Deepest expression nesting accepted (bounds recursion in every engine).
@@ -149,6 +153,8 @@ impl<'a> Compiler<'a> {
             ctes: Vec::new(),
             expanding: Vec::new(),
             out_slot: None,
+            next_work: 0,
+            work_refs: 0,
         }
     }
 

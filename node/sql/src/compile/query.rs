@@ -176,6 +176,12 @@ impl<'a> Compiler<'a> {
     /// A WITH query or a view named `name` in FROM, compiled as a derived table.
     fn named_query(&mut self, name: &str, pos: Pos) -> Result<Option<Select>> {
         if let Some((_, q)) = self.ctes.iter().rev().find(|(n, _)| n == name) {
+            if matches!(
+                q.sources.first().map(|s| &s.kind),
+                Some(SourceKind::WorkTable(_))
+            ) {
+                self.work_refs += 1;
+            }
             return Ok(Some(q.clone()));
         }
         let Some(v) = self.cat.view(name).cloned() else {
@@ -211,9 +217,6 @@ impl<'a> Compiler<'a> {
     /// derived table wherever its name appears in FROM (non-recursive only).
     fn with_query(&mut self, q: &ast::Query, w: &ast::With) -> Result<Select> {
         let pos = self.pos;
-        if w.recursive {
-            return unsupported(pos, "WITH RECURSIVE");
-        }
         let base = self.ctes.len();
         let r = (|| -> Result<Select> {
             for cte in &w.cte_tables {
@@ -227,7 +230,25 @@ impl<'a> Compiler<'a> {
                         format!("WITH query name \"{name}\" specified more than once"),
                     );
                 }
-                let mut sq = self.subquery(&cte.query)?;
+                let mut sq = match (w.recursive, cte.query.body.as_ref()) {
+                    (
+                        true,
+                        ast::SetExpr::SetOperation {
+                            op: ast::SetOperator::Union,
+                            set_quantifier,
+                            left,
+                            right,
+                        },
+                    ) if cte.query.order_by.is_none() && cte.query.limit_clause.is_none() => {
+                        let all = match set_quantifier {
+                            ast::SetQuantifier::All => true,
+                            ast::SetQuantifier::Distinct | ast::SetQuantifier::None => false,
+                            _ => return unsupported(pos, "UNION BY NAME"),
+                        };
+                        self.recursive_cte(&name, &cte.alias, &cte.query, left, right, all)?
+                    }
+                    _ => self.subquery(&cte.query)?,
+                };
                 if sq.reads_outer_columns() {
                     return unsupported(
                         pos,
@@ -255,6 +276,90 @@ impl<'a> Compiler<'a> {
         })();
         self.ctes.truncate(base);
         r
+    }
+
+    /// One `WITH RECURSIVE name AS (anchor UNION [ALL] step)`; a step that does not read
+    /// `name` makes it a plain UNION.
+    fn recursive_cte(
+        &mut self,
+        name: &str,
+        alias: &ast::TableAlias,
+        q: &ast::Query,
+        left: &ast::SetExpr,
+        right: &ast::SetExpr,
+        all: bool,
+    ) -> Result<Select> {
+        let pos = self.pos;
+        let side = |this: &mut Self, e: &ast::SetExpr| -> Result<Select> {
+            let mut sq = q.clone();
+            sq.with = None;
+            *sq.body = e.clone();
+            this.subquery(&sq)
+        };
+        let anchor = side(self, left)?;
+        let mut columns = anchor.columns.clone();
+        for (c, a) in columns.iter_mut().zip(&alias.columns) {
+            c.0 = lc(&a.name);
+        }
+        let width = columns.len();
+        let id = self.next_work;
+        self.next_work += 1;
+        let cols_select = |kind: SourceKind, columns: &[(String, SqlType)]| Select {
+            sources: vec![Source {
+                kind,
+                join: JoinKind::Inner,
+                on: None,
+                offset: 0,
+                width,
+            }],
+            width,
+            filter: None,
+            agg: None,
+            having: None,
+            proj: (0..width).map(|idx| Expr::Col { depth: 0, idx }).collect(),
+            distinct: false,
+            order: Vec::new(),
+            limit: None,
+            offset: None,
+            columns: columns.to_vec(),
+        };
+        self.ctes.push((
+            name.to_string(),
+            cols_select(SourceKind::WorkTable(id), &columns),
+        ));
+        let refs = self.work_refs;
+        let step = side(self, right);
+        self.ctes.pop();
+        let mut step = step?;
+        if self.work_refs == refs {
+            // not recursive after all: a plain UNION
+            let mut sq = q.clone();
+            sq.with = None;
+            return self.subquery(&sq);
+        }
+        if step.columns.len() != width {
+            return resolve_err(pos, "each UNION query must have the same number of columns");
+        }
+        for (k, col) in columns.iter().enumerate() {
+            let (at, st) = (col.1, step.columns[k].1);
+            if unify(at, st, pos).is_err() {
+                return resolve_err(
+                    pos,
+                    format!("recursive query \"{name}\" column {} has type {at} in its non-recursive term but type {st} overall", k + 1),
+                );
+            }
+            let e = std::mem::replace(&mut step.proj[k], Expr::Const(Value::Null));
+            step.proj[k] = widen(e, st, at);
+        }
+        Ok(cols_select(
+            SourceKind::Recursive {
+                id,
+                all,
+                anchor: Box::new(anchor),
+                step: Box::new(step),
+            },
+            &columns,
+        ))
     }
 
     /// `left UNION|INTERSECT|EXCEPT [ALL] right [ORDER BY …] [LIMIT …]`: a query over one
