@@ -349,6 +349,44 @@ proptest! {
     }
 
     #[test]
+    fn new_query_syntax_never_panics(
+        parts in prop::collection::vec(prop::sample::select(&[
+            "SELECT x FROM t", "SELECT y::float8 FROM t", "SELECT count(*) FROM t GROUP BY z",
+            "SELECT a AS x FROM t", "SELECT string_agg(x::text, ',' ORDER BY x) FROM t",
+            "SELECT bool_or(x > 1) FROM t", "SELECT greatest(x, a, NULL) FROM t",
+            "SELECT x FROM t WHERE x > ANY (SELECT a FROM t)", "SELECT 1 WHERE NULL NOT IN (SELECT x FROM t WHERE false)",
+            "SELECT sqrt(abs(y::float8)) FROM t", "SELECT 'NaN'::float8", "SELECT x FROM v",
+            "SELECT n FROM r", "SELECT t.x, count(*) FROM t GROUP BY 1 HAVING count(*) > 0",
+        ][..]), 1..4),
+        ops in prop::collection::vec(prop::sample::select(&[
+            " UNION ", " UNION ALL ", " INTERSECT ", " EXCEPT ALL ", " EXCEPT ",
+        ][..]), 3),
+        with in prop::sample::select(&[
+            "", "WITH v AS (SELECT x FROM t) ",
+            "WITH RECURSIVE r (n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 30) ",
+            "WITH RECURSIVE r (n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) ",
+        ][..]),
+        tail in prop::sample::select(&["", " ORDER BY 1", " ORDER BY 1 DESC LIMIT 2", " LIMIT 1 OFFSET 1"][..]),
+    ) {
+        let mut kv = MemKv::new();
+        let (con, _) = Contract::deploy("CREATE TABLE t (x BIGINT PRIMARY KEY, y NUMERIC(10,2), z BIGINT, a BIGINT); INSERT INTO t VALUES (1, 2.5, 3, 4), (2, NULL, 3, -1), (3, 0.5, NULL, 2); CREATE VIEW v AS SELECT x FROM t WHERE x > 1;", "o", b"p/", &mut kv, 1_000_000).unwrap();
+        let mut sql = with.to_string();
+        for (i, p) in parts.iter().enumerate() {
+            if i > 0 {
+                sql.push_str(ops[i - 1]);
+            }
+            sql.push_str(p);
+        }
+        sql.push_str(tail);
+        // small gas and memory limits: a runaway recursion must stop, not grow
+        let con = con.with_memory_limit(1 << 20);
+        match con.query(&sql, &kv, 200_000) {
+            Ok(r) => prop_assert!(r.gas_used <= 200_000),
+            Err(err) => prop_assert!(err.to_string().len() > 3, "{sql}"),
+        }
+    }
+
+    #[test]
     fn interpreter_and_jit_agree(src in program(), a in -5i64..5, b in -300i64..300, seed in prop::collection::vec((0i64..6, -50i64..50), 0..4)) {
         let mut kv = MemKv::new();
         let (c, _) = match Contract::deploy(&src, "o", b"p/", &mut kv, 1_000_000) {
