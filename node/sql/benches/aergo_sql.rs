@@ -1,7 +1,8 @@
 //! AergoSQL benchmark (run with `cargo bench -p aergo-sql`): whitepaper
 //! Figure 6 `transfer` among 10,000 accounts through the interpreter, the JIT
 //! and SQLite (same statements, prepared, one transaction); deploy time; and
-//! a compute-bound function (compound interest over 1,000 periods).
+//! a compute-bound function (compound interest over 1,000 periods, on NUMERIC and on DOUBLE
+//! PRECISION).
 
 #![allow(clippy::expect_used)] // benchmark harness: any failure must abort the run
 
@@ -55,6 +56,18 @@ BEGIN
     i := i + 1;
   END LOOP;
   RETURN round(bal, 2);
+END $$;";
+
+const FCOMPOUND: &str = "CREATE FUNCTION fcompound(principal DOUBLE PRECISION, rate DOUBLE PRECISION, periods INTEGER) RETURNS DOUBLE PRECISION AS $$
+DECLARE
+  bal DOUBLE PRECISION := principal;
+  i INTEGER := 0;
+BEGIN
+  WHILE i < periods LOOP
+    bal := bal + bal * rate;
+    i := i + 1;
+  END LOOP;
+  RETURN bal;
 END $$;";
 
 struct Lcg(u64);
@@ -265,20 +278,32 @@ fn time_deploy(n: usize) -> Duration {
     start.elapsed() / u32::try_from(n).expect("iteration count fits u32")
 }
 
-fn compound(engine: Engine, n: usize) -> (f64, String) {
+fn compound(engine: Engine, n: usize, float: bool) -> (f64, String) {
     let mut kv = MemKv::new();
-    let (c, _) = Contract::deploy(COMPOUND, "owner", b"c/", &mut kv, GAS).expect("deploy");
-    let args = [
-        Value::Num(aergo_sql::Decimal::new(100000, 2).expect("d")),
-        Value::Num(aergo_sql::Decimal::new(1, 3).expect("d")),
-        Value::Int(1000),
-    ];
+    let (src, f) = if float {
+        (FCOMPOUND, "fcompound")
+    } else {
+        (COMPOUND, "compound")
+    };
+    let (c, _) = Contract::deploy(src, "owner", b"c/", &mut kv, GAS).expect("deploy");
+    if float && engine == Engine::Jit {
+        assert_eq!(c.jit_functions(), vec!["fcompound".to_string()]);
+    }
+    let args = if float {
+        [Value::Float(1000.0), Value::Float(0.001), Value::Int(1000)]
+    } else {
+        [
+            Value::Num(aergo_sql::Decimal::new(100000, 2).expect("d")),
+            Value::Num(aergo_sql::Decimal::new(1, 3).expect("d")),
+            Value::Int(1000),
+        ]
+    };
     let mut ctx = MockChain::default();
     let mut last = String::new();
     let start = Instant::now();
     for _ in 0..n {
         let out = c
-            .call_with(engine, "compound", &args, &mut ctx, &mut kv, GAS)
+            .call_with(engine, f, &args, &mut ctx, &mut kv, GAS)
             .expect("compound");
         last = out.result.to_string();
     }
@@ -318,6 +343,8 @@ fn main() {
     let mut jit_interp: Vec<f64> = Vec::new();
     let mut jit_sqlite: Vec<f64> = Vec::new();
     let (mut v1, mut v2) = (String::new(), String::new());
+    let (mut fi, mut fj) = (0f64, 0f64);
+    let (mut w1, mut w2) = (String::new(), String::new());
     for _ in 0..3 {
         let ([ri, rj, rs], g) = transfer_round(&calls);
         interp = interp.max(ri);
@@ -326,14 +353,21 @@ fn main() {
         jit_interp.push(rj / ri);
         jit_sqlite.push(rj / rs);
         gas = g;
-        let (r, v) = compound(Engine::Interpreter, 200);
+        let (r, v) = compound(Engine::Interpreter, 200, false);
         ci = ci.max(r);
         v1 = v;
-        let (r, v) = compound(Engine::Jit, 200);
+        let (r, v) = compound(Engine::Jit, 200, false);
         cj = cj.max(r);
         v2 = v;
+        let (r, v) = compound(Engine::Interpreter, 200, true);
+        fi = fi.max(r);
+        w1 = v;
+        let (r, v) = compound(Engine::Jit, 200, true);
+        fj = fj.max(r);
+        w2 = v;
     }
     assert_eq!(v1, v2, "engines disagree on compound()");
+    assert_eq!(w1, w2, "engines disagree on fcompound()");
     println!("AergoSQL benchmark ({n} transfers among {ACCOUNTS} accounts; jit feature: {jit_on})");
     println!("| measurement | value |");
     println!("| --- | --- |");
@@ -364,4 +398,11 @@ fn main() {
     println!("| compound interest, 1,000 periods, JIT | {cj:.0} calls/s |");
     println!("| JIT / interpreter (compound) | {:.2}x |", cj / ci);
     println!("| compound(1000.00, 0.001, 1000) | {v1} |");
+    println!("| compound on DOUBLE PRECISION, interpreter | {fi:.0} calls/s |");
+    println!("| compound on DOUBLE PRECISION, JIT | {fj:.0} calls/s |");
+    println!(
+        "| JIT / interpreter (DOUBLE PRECISION compound) | {:.2}x |",
+        fj / fi
+    );
+    println!("| fcompound(1000, 0.001, 1000) | {w1} |");
 }

@@ -308,6 +308,8 @@ impl Contract {
             key_buf: Vec::new(),
             mem_used: 0,
             mem_limit: self.mem_limit,
+            guarded: 0,
+            work: Vec::new(),
         }
     }
 
@@ -501,6 +503,19 @@ impl Contract {
     /// Runs any single SQL statement (SELECT/INSERT/UPDATE/DELETE) as the
     /// owner would in the sandbox; writes are applied on success.
     pub fn execute(&self, sql: &str, kv: &mut dyn Kv, gas_limit: u64) -> Result<QueryResult> {
+        self.execute_with(Engine::Interpreter, sql, kv, gas_limit)
+    }
+
+    /// Like [`Contract::execute`], with contract functions the statement calls run on
+    /// `engine` (the JIT runs the functions it compiled; results, gas and writes are the
+    /// interpreter's, which the conformance suite checks by running it both ways).
+    pub fn execute_with(
+        &self,
+        engine: Engine,
+        sql: &str,
+        kv: &mut dyn Kv,
+        gas_limit: u64,
+    ) -> Result<QueryResult> {
         let stmt = parse::parse_single_statement(sql)?;
         let mut c = Compiler::for_query(&self.cat);
         let plan = c.statement(&stmt)?;
@@ -516,6 +531,18 @@ impl Contract {
         let (res, gas, writes) = {
             let mut ov = Overlay::new(kv);
             let mut rt = self.runtime(&mut ov, None, gas_limit, false);
+            #[cfg(feature = "jit")]
+            let program = match engine {
+                Engine::Jit => self.jit.program(),
+                Engine::Interpreter => None,
+            };
+            #[cfg(feature = "jit")]
+            if let Some(j) = &program {
+                let d: &dyn Dispatch = j.as_ref();
+                rt.dispatch = d;
+            }
+            #[cfg(not(feature = "jit"))]
+            let _ = engine;
             rt.charge(crate::gas::SQL_BASE)?;
             let r = rt.run_plan(&plan, &[])?;
             let g = rt.gas_used;

@@ -93,9 +93,24 @@ impl Decimal {
         self.m.signum() as i32
     }
 
-    /// Parses `[-+]digits[.digits]`.
+    /// Parses `[-+]digits[.digits][e[-+]digits]`.
     pub fn parse(text: &str) -> Result<Decimal> {
         let t = text.trim();
+        if let Some(i) = t.find(['e', 'E']) {
+            let (m, e) = (&t[..i], &t[i + 1..]);
+            let bad =
+                || SqlError::Type(format!("invalid input syntax for type numeric: \"{text}\""));
+            let exp: i64 = e.parse().map_err(|_| bad())?;
+            if m.contains(['e', 'E']) || exp.unsigned_abs() > 1000 {
+                return Err(if m.contains(['e', 'E']) {
+                    bad()
+                } else {
+                    overflow()
+                });
+            }
+            let d = Decimal::parse(m).map_err(|_| bad())?;
+            return d.shift10(exp);
+        }
         let (neg, body) = match t.as_bytes().first() {
             Some(b'-') => (true, &t[1..]),
             Some(b'+') => (false, &t[1..]),
@@ -128,6 +143,24 @@ impl Decimal {
             m: if neg { -m } else { m },
             s,
         })
+    }
+
+    /// `self × 10^exp`, exact (an overflow of the 38 digits is an error).
+    pub fn shift10(&self, exp: i64) -> Result<Decimal> {
+        let s = i64::from(self.s) - exp;
+        if s >= 0 {
+            let s = u32::try_from(s).map_err(|_| overflow())?;
+            if s <= MAX_SCALE {
+                return Decimal::new(self.m, s);
+            }
+            // more digits after the point than we keep: exact only if they are zeros
+            let n = self.normalized();
+            let s2 = i64::from(n.s) - exp;
+            return Decimal::new(n.m, u32::try_from(s2).map_err(|_| overflow())?);
+        }
+        let k = u32::try_from(-s).map_err(|_| overflow())?;
+        let f = pow10(k).ok_or_else(overflow)?;
+        Decimal::new(self.m.checked_mul(f).ok_or_else(overflow)?, 0)
     }
 
     /// Changes the scale, rounding half away from zero when it shrinks.
@@ -428,7 +461,13 @@ mod tests {
         let big = Decimal::new(i128::MAX / 2, 0).unwrap();
         assert!(big.add(&big).is_ok());
         assert!(big.mul(&d("3")).is_err());
-        assert!(Decimal::parse("1e5").is_err());
+        // exponents as PostgreSQL's numeric input: the scale is the digits after the point
+        assert_eq!(Decimal::parse("1e5").unwrap().to_string(), "100000");
+        assert_eq!(Decimal::parse("1.50e1").unwrap().to_string(), "15.0");
+        assert_eq!(Decimal::parse("-2.5E-3").unwrap().to_string(), "-0.0025");
+        assert!(Decimal::parse("1e100").is_err());
+        assert!(Decimal::parse("1e").is_err());
+        assert!(Decimal::parse("1e5e5").is_err());
         assert!(Decimal::parse("").is_err());
         assert_eq!(digits(0), 0);
         assert_eq!(digits(9), 1);

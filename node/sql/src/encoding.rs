@@ -47,6 +47,14 @@ pub fn encode_key(out: &mut Vec<u8>, v: &Value) {
             out.push(0x30);
             encode_decimal_key(out, d);
         }
+        Value::Float(x) => {
+            out.push(0x38);
+            out.extend_from_slice(&float_key(*x));
+        }
+        Value::Real(x) => {
+            out.push(0x38);
+            out.extend_from_slice(&float_key(f64::from(*x)));
+        }
         Value::Text(s) => {
             out.push(0x40);
             push_escaped(out, s.as_bytes());
@@ -56,6 +64,24 @@ pub fn encode_key(out: &mut Vec<u8>, v: &Value) {
             push_escaped(out, b);
         }
     }
+}
+
+/// Order-preserving bytes of a float in PostgreSQL's order: -0 encodes as 0, every NaN as
+/// the canonical NaN, which sorts above +Infinity (REAL values are widened exactly, so both
+/// float types share one encoding).
+pub fn float_key(x: f64) -> [u8; 8] {
+    let x = if x == 0.0 {
+        0.0
+    } else {
+        crate::float::canon64(x)
+    };
+    let bits = x.to_bits();
+    let k = if bits >> 63 == 1 {
+        !bits
+    } else {
+        bits | (1u64 << 63)
+    };
+    k.to_be_bytes()
 }
 
 // The exponent fits u16 by construction: at most 39 digits and a scale of at most MAX_SCALE
@@ -110,6 +136,8 @@ pub fn encode_row(vals: &[Value]) -> Result<Vec<u8>> {
             Value::Null | Value::Bool(_) => 1,
             Value::Int(_) | Value::Ts(_) => 9,
             Value::Num(_) => 18,
+            Value::Float(_) => 9,
+            Value::Real(_) => 5,
             Value::Text(s) => 5 + s.len(),
             Value::Bytes(b) => 5 + b.len(),
         })
@@ -131,6 +159,14 @@ pub fn encode_row(vals: &[Value]) -> Result<Vec<u8>> {
                 out.push(5);
                 out.push(scale_byte(d));
                 out.extend_from_slice(&d.mantissa().to_le_bytes());
+            }
+            Value::Float(x) => {
+                out.push(8);
+                out.extend_from_slice(&crate::float::canon64(*x).to_le_bytes());
+            }
+            Value::Real(x) => {
+                out.push(9);
+                out.extend_from_slice(&crate::float::canon32(*x).to_le_bytes());
             }
             Value::Text(s) => {
                 out.push(6);
@@ -196,6 +232,14 @@ pub fn decode_row(mut buf: &[u8]) -> Result<Vec<Value>> {
                     Value::Bytes(bytes)
                 }
             }
+            8 => {
+                let b: [u8; 8] = take(&mut buf, 8)?.try_into().map_err(|_| corrupt())?;
+                Value::Float(crate::float::canon64(f64::from_le_bytes(b)))
+            }
+            9 => {
+                let b: [u8; 4] = take(&mut buf, 4)?.try_into().map_err(|_| corrupt())?;
+                Value::Real(crate::float::canon32(f32::from_le_bytes(b)))
+            }
             _ => return Err(corrupt()),
         };
         vals.push(v);
@@ -259,6 +303,51 @@ mod tests {
         #[test]
         fn decode_never_panics(bytes: Vec<u8>) {
             let _ = decode_row(&bytes);
+        }
+    }
+
+    #[test]
+    fn float_keys_sort_like_postgresql() {
+        let vals = [
+            f64::NEG_INFINITY,
+            -1e300,
+            -1.5,
+            -f64::MIN_POSITIVE,
+            0.0,
+            5e-324,
+            1.0,
+            1e300,
+            f64::INFINITY,
+            f64::NAN,
+        ];
+        let keys: Vec<_> = vals
+            .iter()
+            .map(|x| encode_key_tuple(&[Value::Float(*x)]))
+            .collect();
+        for w in keys.windows(2) {
+            assert!(w[0] < w[1]);
+        }
+        assert_eq!(
+            encode_key_tuple(&[Value::Float(-0.0)]),
+            encode_key_tuple(&[Value::Float(0.0)])
+        );
+        assert_eq!(
+            encode_key_tuple(&[Value::Float(f64::from_bits(0xfff8_0000_0000_0001))]),
+            encode_key_tuple(&[Value::Float(f64::NAN)])
+        );
+        let row = vec![Value::Float(-0.0), Value::Real(0.1), Value::Float(f64::NAN)];
+        let back = decode_row(&encode_row(&row).unwrap()).unwrap();
+        assert!(matches!(back[0], Value::Float(x) if x.to_bits() == (-0.0f64).to_bits()));
+        assert!(matches!(back[1], Value::Real(x) if x == 0.1f32));
+        assert!(matches!(back[2], Value::Float(x) if x.to_bits() == crate::float::NAN64_BITS));
+    }
+
+    proptest! {
+        #[test]
+        fn float_keys_preserve_order(a: f64, b: f64) {
+            let ka = encode_key_tuple(&[Value::Float(a)]);
+            let kb = encode_key_tuple(&[Value::Float(b)]);
+            prop_assert_eq!(ka.cmp(&kb), crate::float::cmp64(a, b));
         }
     }
 

@@ -6,6 +6,7 @@ use crate::ctx::ChainContext;
 use crate::decimal::Decimal;
 use crate::encoding::{decode_row, encode_key, encode_key_tuple, encode_row, prefix_end};
 use crate::error::{Result, SqlError};
+use crate::float;
 use crate::gas;
 use crate::ir::*;
 use crate::kv::Kv;
@@ -60,6 +61,11 @@ pub struct Runtime<'a> {
     pub key_buf: Vec<u8>,
     /// Estimated bytes of rows held now ([`crate::gas::row_bytes`]).
     pub mem_used: usize,
+    /// Open `BEGIN … EXCEPTION` blocks (a `send()` inside one is refused: chain transfers
+    /// are not rolled back with the block's writes).
+    pub guarded: u32,
+    /// Work tables of the `WITH RECURSIVE` iterations running now (id, rows).
+    pub work: Vec<(usize, Vec<Vec<Value>>)>,
     /// Memory budget ([`crate::gas::MEMORY_BUDGET`] by default).
     pub mem_limit: usize,
 }
@@ -175,11 +181,22 @@ pub fn arith(op: ArithOp, a: &Value, b: &Value) -> Result<Value> {
             };
             r.map(Value::Int).ok_or_else(int_overflow)
         }
+        // REAL with REAL stays REAL; any other mix with a float is DOUBLE PRECISION
+        (Value::Real(x), Value::Real(y)) => Ok(Value::Real(float::arith32(op, *x, *y)?)),
+        (Value::Float(_) | Value::Real(_), Value::Int(_) | Value::Num(_) | Value::Float(_))
+        | (Value::Int(_) | Value::Num(_) | Value::Float(_), Value::Real(_))
+        | (Value::Int(_) | Value::Num(_), Value::Float(_)) => {
+            let (Some(x), Some(y)) = (a.as_f64(), b.as_f64()) else {
+                return Err(SqlError::Type("float arithmetic".into()));
+            };
+            Ok(Value::Float(float::arith64(op, x, y)?))
+        }
         (Value::Text(_), other) | (other, Value::Text(_)) if !matches!(other, Value::Text(_)) => {
-            let ty = if matches!(other, Value::Int(_)) {
-                SqlType::BigInt
-            } else {
-                SqlType::Numeric(None)
+            let ty = match other {
+                Value::Int(_) => SqlType::BigInt,
+                Value::Float(_) => SqlType::Double,
+                Value::Real(_) => SqlType::Real,
+                _ => SqlType::Numeric(None),
             };
             let (x, y) = (a.cast(&ty)?, b.cast(&ty)?);
             arith(op, &x, &y)
@@ -327,6 +344,8 @@ impl<'a> Runtime<'a> {
                 Value::Null => Value::Null,
                 Value::Int(i) => Value::Int(i.checked_neg().ok_or_else(int_overflow)?),
                 Value::Num(d) => Value::Num(d.neg()?),
+                Value::Float(x) => Value::Float(float::canon64(-x)),
+                Value::Real(x) => Value::Real(float::canon32(-x)),
                 other => return Err(SqlError::Type(format!("cannot negate {}", other.type_of()))),
             },
             Expr::Not(a) => match truth(&self.eval(a, f, vars)?)? {
@@ -418,6 +437,11 @@ impl<'a> Runtime<'a> {
                 let x = self.eval(a, f, vars)?;
                 let rows = self.select(q, Some(f), vars)?;
                 in_values(&x, rows.iter().filter_map(|r| r.first()), *neg)?
+            }
+            Expr::Quantified(op, a, q, all) => {
+                let x = self.eval(a, f, vars)?;
+                let rows = self.select(q, Some(f), vars)?;
+                quantified(*op, &x, rows.iter().filter_map(|r| r.first()), *all)?
             }
             Expr::Exists(q, neg) => {
                 let rows = self.select(q, Some(f), vars)?;
@@ -551,6 +575,11 @@ impl<'a> Runtime<'a> {
                     ch.balance(&a).map_err(SqlError::Chain)?,
                 )?),
             },
+            ChainFn::Send if self.guarded > 0 => {
+                return Err(SqlError::Chain(
+                    "send() cannot run inside a BEGIN … EXCEPTION block".into(),
+                ))
+            }
             ChainFn::Send => {
                 let Some(to) = text_arg(0)? else {
                     return Err(SqlError::Chain("send: recipient is NULL".into()));
@@ -781,6 +810,30 @@ impl<'a> Runtime<'a> {
         for s in &q.sources {
             derived.push(match &s.kind {
                 SourceKind::Sub(sq) => Some(self.select(sq, outer, vars)?),
+                SourceKind::SetOp {
+                    op,
+                    all,
+                    left,
+                    right,
+                } => Some(self.set_op(*op, *all, left, right, outer, vars)?),
+                SourceKind::Recursive {
+                    id,
+                    all,
+                    anchor,
+                    step,
+                } => Some(self.recursive(*id, *all, anchor, step, outer, vars)?),
+                SourceKind::WorkTable(id) => {
+                    let rows = self
+                        .work
+                        .iter()
+                        .rev()
+                        .find(|(w, _)| w == id)
+                        .map(|(_, r)| r.clone())
+                        .unwrap_or_default();
+                    // reading the work table costs what reading rows costs
+                    self.charge(gas::ROW_READ.saturating_mul(rows.len() as u64))?;
+                    Some(rows)
+                }
                 SourceKind::Table { .. } => None,
             });
         }
@@ -830,40 +883,7 @@ impl<'a> Runtime<'a> {
         }
         if !q.order.is_empty() {
             let order = &q.order;
-            out.sort_by(|(a, _), (b, _)| {
-                for (k, (_, desc, nulls_first)) in order.iter().enumerate() {
-                    let (x, y) = (&a[k], &b[k]);
-                    let o = match (x.is_null(), y.is_null()) {
-                        (true, true) => Ordering::Equal,
-                        (true, false) => {
-                            if *nulls_first {
-                                Ordering::Less
-                            } else {
-                                Ordering::Greater
-                            }
-                        }
-                        (false, true) => {
-                            if *nulls_first {
-                                Ordering::Greater
-                            } else {
-                                Ordering::Less
-                            }
-                        }
-                        _ => {
-                            let o = sort_cmp(x, y);
-                            if *desc {
-                                o.reverse()
-                            } else {
-                                o
-                            }
-                        }
-                    };
-                    if o != Ordering::Equal {
-                        return o;
-                    }
-                }
-                Ordering::Equal
-            });
+            out.sort_by(|(a, _), (b, _)| order_cmp(order, a, b));
         }
         let fr = Frame {
             row: &[],
@@ -1031,7 +1051,13 @@ impl<'a> Runtime<'a> {
                 let (rows, held) = self.held_rows(*table, access, &fr, vars)?;
                 (rows.into_iter().map(|(_, r)| r).collect(), held)
             }
-            (SourceKind::Sub(_), None) => (Vec::new(), 0),
+            (
+                SourceKind::Sub(_)
+                | SourceKind::SetOp { .. }
+                | SourceKind::Recursive { .. }
+                | SourceKind::WorkTable(_),
+                None,
+            ) => (Vec::new(), 0),
         };
         let mut matched = false;
         for c in cands {
@@ -1057,6 +1083,101 @@ impl<'a> Runtime<'a> {
         Ok(())
     }
 
+    /// Rows of a `WITH RECURSIVE` query: the anchor's, then each iteration's step over the
+    /// previous iteration's new rows, until one adds none (UNION: rows already produced do
+    /// not count as new). Bounded by gas (work rows are charged as reads) and memory.
+    fn recursive(
+        &mut self,
+        id: usize,
+        all: bool,
+        anchor: &Select,
+        step: &Select,
+        outer: Option<&Frame>,
+        vars: &[Value],
+    ) -> Result<Vec<Vec<Value>>> {
+        let mut seen: BTreeSet<Vec<u8>> = BTreeSet::new();
+        let mut out: Vec<Vec<Value>> = Vec::new();
+        let mut fresh: Vec<Vec<Value>> = Vec::new();
+        for row in self.select(anchor, outer, vars)? {
+            if all || seen.insert(encode_key_tuple(&row)) {
+                fresh.push(row);
+            }
+        }
+        while !fresh.is_empty() {
+            let bytes: usize = fresh.iter().map(|r| gas::row_bytes(r)).sum();
+            self.hold(bytes)?;
+            out.extend(fresh.iter().cloned());
+            self.work.push((id, std::mem::take(&mut fresh)));
+            let r = self.select(step, outer, vars);
+            self.work.pop();
+            for row in r? {
+                if all || seen.insert(encode_key_tuple(&row)) {
+                    fresh.push(row);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Rows of `left op [ALL] right`. Rows compare by their key encoding, so NULLs match
+    /// NULLs and `1 = 1.0` as in PostgreSQL; without ALL the result has no duplicates (first
+    /// occurrences, left before right); INTERSECT/EXCEPT ALL keep `min(m, n)` / `m - n` copies.
+    fn set_op(
+        &mut self,
+        op: SetOpKind,
+        all: bool,
+        left: &Select,
+        right: &Select,
+        outer: Option<&Frame>,
+        vars: &[Value],
+    ) -> Result<Vec<Vec<Value>>> {
+        let l = self.select(left, outer, vars)?;
+        let r = self.select(right, outer, vars)?;
+        let held: usize = l.iter().chain(r.iter()).map(|x| gas::row_bytes(x)).sum();
+        self.hold(held)?;
+        let mut out = Vec::new();
+        let mut seen: BTreeSet<Vec<u8>> = BTreeSet::new();
+        match op {
+            SetOpKind::Union => {
+                for row in l.into_iter().chain(r) {
+                    if all || seen.insert(encode_key_tuple(&row)) {
+                        out.push(row);
+                    }
+                }
+            }
+            SetOpKind::Intersect | SetOpKind::Except => {
+                let mut counts: BTreeMap<Vec<u8>, usize> = BTreeMap::new();
+                for row in &r {
+                    *counts.entry(encode_key_tuple(row)).or_insert(0) += 1;
+                }
+                for row in l {
+                    let k = encode_key_tuple(&row);
+                    let n = counts.get_mut(&k);
+                    let in_right = n.as_ref().is_some_and(|n| **n > 0);
+                    let keep = if op == SetOpKind::Intersect {
+                        in_right
+                    } else {
+                        !in_right
+                    };
+                    if all {
+                        if let Some(n) = n {
+                            if *n > 0 {
+                                *n -= 1;
+                            }
+                        }
+                        if keep {
+                            out.push(row);
+                        }
+                    } else if keep && seen.insert(k) {
+                        out.push(row);
+                    }
+                }
+            }
+        }
+        self.hold(seen.iter().map(|k| k.len() + ROW_SET_OVERHEAD).sum())?;
+        Ok(out)
+    }
+
     fn aggregate(
         &mut self,
         a: &AggPlan,
@@ -1068,6 +1189,8 @@ impl<'a> Runtime<'a> {
             count: i64,
             val: Value,
             seen: BTreeSet<Vec<u8>>,
+            /// string_agg with ORDER BY: (sort keys, separator, value), sorted at the end.
+            items: Vec<(Vec<Value>, String, String)>,
         }
         let mut groups: BTreeMap<Vec<u8>, (Vec<Value>, Vec<Acc>)> = BTreeMap::new();
         let new_accs = || {
@@ -1077,6 +1200,7 @@ impl<'a> Runtime<'a> {
                     count: 0,
                     val: Value::Null,
                     seen: BTreeSet::new(),
+                    items: Vec::new(),
                 })
                 .collect::<Vec<_>>()
         };
@@ -1116,15 +1240,53 @@ impl<'a> Runtime<'a> {
                 acc.count += 1;
                 acc.val = match call.func {
                     AggFn::CountStar | AggFn::Count => Value::Null,
+                    AggFn::BoolAnd | AggFn::BoolOr => {
+                        let b = matches!(v, Value::Bool(true));
+                        match (&acc.val, call.func) {
+                            (Value::Bool(x), AggFn::BoolAnd) => Value::Bool(*x && b),
+                            (Value::Bool(x), _) => Value::Bool(*x || b),
+                            _ => Value::Bool(b),
+                        }
+                    }
+                    AggFn::StringAgg => {
+                        let sep = match &call.arg2 {
+                            Some(e) => self.eval(e, &fr, vars)?,
+                            None => Value::Null,
+                        };
+                        let sep = if sep.is_null() {
+                            String::new()
+                        } else {
+                            sep.to_text()
+                        };
+                        let text = v.to_text();
+                        if !call.order.is_empty() {
+                            let mut keys = Vec::with_capacity(call.order.len());
+                            for (e, _, _) in &call.order {
+                                keys.push(self.eval(e, &fr, vars)?);
+                            }
+                            self.hold(gas::row_bytes(&keys) + sep.len() + text.len())?;
+                            acc.items.push((keys, sep, text));
+                            continue;
+                        }
+                        self.hold(sep.len() + text.len())?;
+                        match std::mem::replace(&mut acc.val, Value::Null) {
+                            Value::Text(mut s) => {
+                                s.push_str(&sep);
+                                s.push_str(&text);
+                                Value::Text(s)
+                            }
+                            _ => Value::Text(text),
+                        }
+                    }
                     AggFn::Sum | AggFn::Avg => {
+                        // avg(real) adds in DOUBLE PRECISION, sum(real) in REAL (as PostgreSQL)
+                        let v = match (call.func, v) {
+                            (AggFn::Avg, Value::Real(x)) => Value::Float(f64::from(x)),
+                            (_, v @ (Value::Int(_) | Value::Float(_) | Value::Real(_))) => v,
+                            (_, v) => v.cast(&SqlType::Numeric(None))?,
+                        };
                         if acc.val.is_null() {
-                            v.cast(&SqlType::Numeric(None)).map(|x| {
-                                if matches!(v, Value::Int(_)) {
-                                    v.clone()
-                                } else {
-                                    x
-                                }
-                            })?
+                            v
                         } else {
                             arith(ArithOp::Add, &acc.val, &v)?
                         }
@@ -1151,13 +1313,37 @@ impl<'a> Runtime<'a> {
         let mut out = Vec::with_capacity(groups.len());
         for (_, (mut gv, accs)) in groups {
             self.charge(gas::ROW_OUT)?;
-            for (call, acc) in a.aggs.iter().zip(accs) {
+            for (call, mut acc) in a.aggs.iter().zip(accs) {
+                if call.func == AggFn::StringAgg && !call.order.is_empty() {
+                    let order = &call.order;
+                    acc.items
+                        .sort_by(|(a, _, _), (b, _, _)| order_cmp(order, a, b));
+                    let mut s: Option<String> = None;
+                    for (_, sep, t) in acc.items.drain(..) {
+                        match &mut s {
+                            None => s = Some(t),
+                            Some(x) => {
+                                x.push_str(&sep);
+                                x.push_str(&t);
+                            }
+                        }
+                    }
+                    acc.val = s.map(Value::Text).unwrap_or(Value::Null);
+                }
                 gv.push(match call.func {
+                    AggFn::BoolAnd | AggFn::BoolOr | AggFn::StringAgg => acc.val,
                     AggFn::CountStar | AggFn::Count => Value::Int(acc.count),
                     AggFn::Sum | AggFn::Min | AggFn::Max => acc.val,
-                    AggFn::Avg => match acc.val.as_decimal() {
-                        None => Value::Null,
-                        Some(s) => Value::Num(s.div(&Decimal::from_i64(acc.count))?),
+                    AggFn::Avg => match &acc.val {
+                        Value::Null => Value::Null,
+                        Value::Float(s) => {
+                            // the count is exact in f64 (far below 2^53 rows)
+                            Value::Float(float::arith64(ArithOp::Div, *s, acc.count as f64)?)
+                        }
+                        v => match v.as_decimal() {
+                            None => Value::Null,
+                            Some(s) => Value::Num(s.div(&Decimal::from_i64(acc.count))?),
+                        },
                     },
                 });
             }
@@ -1739,6 +1925,45 @@ impl<'a> Runtime<'a> {
     }
 }
 
+/// ORDER BY comparison of two key lists (`order` gives each key's direction and NULL
+/// placement); a stable sort keeps equal rows in input order.
+fn order_cmp(order: &[(Expr, bool, bool)], a: &[Value], b: &[Value]) -> Ordering {
+    for (k, (_, desc, nulls_first)) in order.iter().enumerate() {
+        let (Some(x), Some(y)) = (a.get(k), b.get(k)) else {
+            return Ordering::Equal;
+        };
+        let o = match (x.is_null(), y.is_null()) {
+            (true, true) => Ordering::Equal,
+            (true, false) => {
+                if *nulls_first {
+                    Ordering::Less
+                } else {
+                    Ordering::Greater
+                }
+            }
+            (false, true) => {
+                if *nulls_first {
+                    Ordering::Greater
+                } else {
+                    Ordering::Less
+                }
+            }
+            _ => {
+                let o = sort_cmp(x, y);
+                if *desc {
+                    o.reverse()
+                } else {
+                    o
+                }
+            }
+        };
+        if o != Ordering::Equal {
+            return o;
+        }
+    }
+    Ordering::Equal
+}
+
 /// The part of a scanned key after its prefix (a backend returning keys
 /// outside the requested range is a storage error, not a panic).
 fn suffix(k: &[u8], plen: usize) -> Result<&[u8]> {
@@ -1871,7 +2096,14 @@ fn count_arg(v: &Value, what: &str) -> Result<usize> {
     }
 }
 
+/// `x [NOT] IN (vals)` with SQL's three-valued logic: over an empty set it is false (NOT IN:
+/// true) even when `x` is NULL; otherwise a NULL `x`, or no match with a NULL among the
+/// values, is NULL.
 fn in_values<'v>(x: &Value, vals: impl Iterator<Item = &'v Value>, neg: bool) -> Result<Value> {
+    let mut vals = vals.peekable();
+    if vals.peek().is_none() {
+        return Ok(Value::Bool(neg));
+    }
     if x.is_null() {
         return Ok(Value::Null);
     }
@@ -1890,7 +2122,61 @@ fn in_values<'v>(x: &Value, vals: impl Iterator<Item = &'v Value>, neg: bool) ->
     })
 }
 
+/// `x op ANY (vals)` (`all` false) / `x op ALL (vals)`: ANY is true when some comparison is
+/// true, else NULL when some is NULL, else false (an empty set: false); ALL is false when some
+/// comparison is false, else NULL when some is NULL, else true (an empty set: true).
+fn quantified<'v>(
+    op: CmpOp,
+    x: &Value,
+    vals: impl Iterator<Item = &'v Value>,
+    all: bool,
+) -> Result<Value> {
+    let mut saw_null = false;
+    for v in vals {
+        let r = sql_cmp(x, v)?.map(|o| match op {
+            CmpOp::Eq => o == Ordering::Equal,
+            CmpOp::Ne => o != Ordering::Equal,
+            CmpOp::Lt => o == Ordering::Less,
+            CmpOp::Le => o != Ordering::Greater,
+            CmpOp::Gt => o == Ordering::Greater,
+            CmpOp::Ge => o != Ordering::Less,
+        });
+        match r {
+            None => saw_null = true,
+            Some(b) if b != all => return Ok(Value::Bool(b)),
+            Some(_) => {}
+        }
+    }
+    Ok(if saw_null {
+        Value::Null
+    } else {
+        Value::Bool(all)
+    })
+}
+
 fn builtin(b: Builtin, v: &[Value]) -> Result<Value> {
+    if let Builtin::Greatest | Builtin::Least = b {
+        let mut best: Option<&Value> = None;
+        for x in v.iter().filter(|x| !x.is_null()) {
+            best = Some(match best {
+                None => x,
+                Some(cur) => {
+                    let o = sql_cmp(x, cur)?;
+                    let better = if b == Builtin::Greatest {
+                        o == Some(Ordering::Greater)
+                    } else {
+                        o == Some(Ordering::Less)
+                    };
+                    if better {
+                        x
+                    } else {
+                        cur
+                    }
+                }
+            });
+        }
+        return Ok(best.cloned().unwrap_or(Value::Null));
+    }
     if v.iter().any(|x| x.is_null()) {
         return Ok(Value::Null);
     }
@@ -1932,8 +2218,26 @@ fn builtin(b: Builtin, v: &[Value]) -> Result<Value> {
         Builtin::Abs => match &v[0] {
             Value::Int(i) => Value::Int(i.checked_abs().ok_or_else(int_overflow)?),
             Value::Num(d) => Value::Num(d.abs()?),
+            Value::Float(x) => Value::Float(float::canon64(x.abs())),
+            Value::Real(x) => Value::Real(float::canon32(x.abs())),
             other => return Err(SqlError::Type(format!("abs({})", other.type_of()))),
         },
+        // handled before the NULL check above
+        Builtin::Greatest | Builtin::Least => Value::Null,
+        Builtin::Float(ff) => {
+            let arg = |i: usize| -> Result<f64> {
+                match v.get(i).map(|x| x.cast(&SqlType::Double)) {
+                    Some(Ok(Value::Float(x))) => Ok(x),
+                    Some(Err(e)) => Err(e),
+                    _ => Ok(0.0),
+                }
+            };
+            Value::Float(float::call(ff, arg(0)?, arg(1)?)?)
+        }
+        Builtin::Round if matches!(v[0], Value::Float(_) | Value::Real(_)) => {
+            let x = v[0].as_f64().unwrap_or(0.0);
+            Value::Float(float::canon64(libm::rint(x)))
+        }
         Builtin::Round => {
             let d = v[0].cast(&SqlType::Numeric(None))?;
             let Value::Num(d) = d else {

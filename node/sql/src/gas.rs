@@ -35,5 +35,8 @@ pub fn value_bytes(v: &crate::value::Value) -> usize {
 pub fn row_bytes(r: &[crate::value::Value]) -> usize {
     r.iter().map(value_bytes).sum::<usize>() + ROW_OVERHEAD
 }
+/// Extra static cost of a transcendental float function (sqrt, exp, ln, sin, power, …: a
+/// software libm call costs more than one expression node).
+pub const TRANSCENDENTAL: u64 = 4;
 /// Maximum nesting of contract-function calls.
 pub const MAX_DEPTH: u32 = 64;

@@ -95,6 +95,52 @@ pub fn format_raise(fmt: &str, args: &[Value]) -> String {
     out
 }
 
+/// Condition names an EXCEPTION handler may use.
+pub const CONDITIONS: &[&str] = &[
+    "others",
+    "raise_exception",
+    "division_by_zero",
+    "numeric_value_out_of_range",
+    "unique_violation",
+    "not_null_violation",
+    "check_violation",
+    "string_data_right_truncation",
+    "no_data_found",
+    "too_many_rows",
+    "invalid_text_representation",
+    "data_exception",
+];
+
+/// Whether a handler condition catches `e`. Out of gas, memory, stack depth, storage, chain
+/// and runtime errors are never caught (not even by OTHERS): they end the call.
+pub fn condition_matches(e: &SqlError, cond: &str) -> bool {
+    let class = match e {
+        SqlError::Exception(m) if m.starts_with("query returned no rows") => "no_data_found",
+        SqlError::Exception(m) if m.starts_with("query returned more than one row") => {
+            "too_many_rows"
+        }
+        SqlError::Exception(_) => "raise_exception",
+        SqlError::DivisionByZero => "division_by_zero",
+        SqlError::Overflow(_) => "numeric_value_out_of_range",
+        SqlError::Constraint(m) if m.contains("duplicate key") => "unique_violation",
+        SqlError::Constraint(m) if m.starts_with("null value") => "not_null_violation",
+        SqlError::Constraint(m) if m.contains("check constraint") => "check_violation",
+        SqlError::Constraint(m) if m.starts_with("value too long") => {
+            "string_data_right_truncation"
+        }
+        SqlError::Type(m) if m.starts_with("invalid input syntax") => "invalid_text_representation",
+        SqlError::Type(_) | SqlError::Constraint(_) | SqlError::Call(_) => "data_exception",
+        _ => return false,
+    };
+    cond == "others"
+        || cond == class
+        || (cond == "data_exception"
+            && matches!(
+                class,
+                "division_by_zero" | "numeric_value_out_of_range" | "invalid_text_representation"
+            ))
+}
+
 fn truthy(v: &Value) -> Result<bool> {
     match v {
         Value::Bool(b) => Ok(*b),
@@ -136,6 +182,35 @@ fn exec_stmts(
                 }
             }
             StmtKind::Sql(plan, into, strict) => exec_sql(rt, plan, into, *strict, vars, slots)?,
+            StmtKind::Guarded(body, handlers) => {
+                if !rt.kv.savepoint() {
+                    return Err(SqlError::Exception(
+                        "exception blocks need a buffered store".into(),
+                    ));
+                }
+                rt.guarded += 1;
+                let r = exec_stmts(rt, body, vars, slots);
+                rt.guarded -= 1;
+                let flow = match r {
+                    Ok(flow) => {
+                        rt.kv.release_savepoint();
+                        flow
+                    }
+                    Err(e) => {
+                        rt.kv.rollback_savepoint();
+                        let h = handlers
+                            .iter()
+                            .find(|(conds, _)| conds.iter().any(|c| condition_matches(&e, c)));
+                        match h {
+                            Some((_, hs)) => exec_stmts(rt, hs, vars, slots)?,
+                            None => return Err(e),
+                        }
+                    }
+                };
+                if !matches!(flow, Flow::Next) {
+                    return Ok(flow);
+                }
+            }
             StmtKind::If(branches, else_) => {
                 let mut taken = None;
                 for (c, body) in branches {

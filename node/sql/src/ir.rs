@@ -100,6 +100,12 @@ pub enum Builtin {
     Round,
     /// trim(text)
     Trim,
+    /// greatest(x, …): NULLs ignored
+    Greatest,
+    /// least(x, …): NULLs ignored
+    Least,
+    /// A DOUBLE PRECISION function (sqrt, exp, ln, sin, floor, …; `crate::float`).
+    Float(crate::float::FloatFn),
 }
 
 /// Chain-context functions.
@@ -138,6 +144,12 @@ pub enum AggFn {
     Max,
     /// avg(x)
     Avg,
+    /// bool_and(x) / every(x)
+    BoolAnd,
+    /// bool_or(x)
+    BoolOr,
+    /// string_agg(x, separator \[ORDER BY …\])
+    StringAgg,
 }
 
 /// A resolved expression.
@@ -178,6 +190,8 @@ pub enum Expr {
     InSub(Box<Expr>, Box<Select>, bool),
     /// EXISTS.
     Exists(Box<Select>, bool),
+    /// `x op ANY (subquery)` (false) / `x op ALL (subquery)` (true).
+    Quantified(CmpOp, Box<Expr>, Box<Select>, bool),
     /// Scalar subquery.
     ScalarSub(Box<Select>),
     /// BETWEEN.
@@ -216,13 +230,21 @@ impl Expr {
             | Expr::NullIf(a, b)
             | Expr::Like(a, b, _, _) => sub(a) + sub(b),
             Expr::InList(a, l, _) => sub(a) + l.iter().map(sub).sum::<u64>(),
-            Expr::InSub(a, _, _) => sub(a) + 10,
+            Expr::InSub(a, _, _) | Expr::Quantified(_, a, _, _) => sub(a) + 10,
             Expr::Exists(_, _) | Expr::ScalarSub(_) => 10,
             Expr::Between(a, b, c, _) => sub(a) + sub(b) + sub(c),
             Expr::Case(o, w, e) => {
                 o.as_deref().map(sub).unwrap_or(0)
                     + w.iter().map(|(a, b)| sub(a) + sub(b)).sum::<u64>()
                     + e.as_deref().map(sub).unwrap_or(0)
+            }
+            Expr::Builtin(Builtin::Float(f), l) => {
+                l.iter().map(sub).sum::<u64>()
+                    + if f.is_transcendental() {
+                        crate::gas::TRANSCENDENTAL
+                    } else {
+                        0
+                    }
             }
             Expr::Coalesce(l) | Expr::Builtin(_, l) | Expr::Chain(_, l) | Expr::Call(_, l) => {
                 l.iter().map(sub).sum::<u64>()
@@ -253,7 +275,9 @@ impl Expr {
         self.walk(
             &mut |e, d| match e {
                 Expr::Col { depth, .. } if *depth == d => ok = false,
-                Expr::InSub(..) | Expr::Exists(..) | Expr::ScalarSub(_) => ok = false,
+                Expr::InSub(..) | Expr::Exists(..) | Expr::ScalarSub(_) | Expr::Quantified(..) => {
+                    ok = false
+                }
                 _ => {}
             },
             0,
@@ -293,7 +317,7 @@ impl Expr {
                 a.walk(f, d);
                 l.iter().for_each(|x| x.walk(f, d));
             }
-            Expr::InSub(a, s, _) => {
+            Expr::InSub(a, s, _) | Expr::Quantified(_, a, s, _) => {
                 a.walk(f, d);
                 s.walk_exprs(f, d + 1);
             }
@@ -367,8 +391,56 @@ pub enum SourceKind {
         /// Access path.
         access: Access,
     },
-    /// Derived table.
+    /// Derived table (subquery in FROM, WITH query or view).
     Sub(Box<Select>),
+    /// `WITH RECURSIVE`: the anchor's rows, then the step's rows over the previous
+    /// iteration's (the work table `id`) until an iteration adds none; each work row read
+    /// costs [`crate::gas::ROW_READ`], so a runaway recursion ends out of gas.
+    Recursive {
+        /// Work table id.
+        id: usize,
+        /// UNION ALL (keep duplicates).
+        all: bool,
+        /// Non-recursive term.
+        anchor: Box<Select>,
+        /// Recursive term (reads the work table).
+        step: Box<Select>,
+    },
+    /// The rows of the previous iteration of the enclosing `Recursive` source `id`.
+    WorkTable(usize),
+    /// UNION / INTERSECT / EXCEPT of two queries (`all`: keep duplicates).
+    SetOp {
+        /// Operator.
+        op: SetOpKind,
+        /// ALL.
+        all: bool,
+        /// Left query.
+        left: Box<Select>,
+        /// Right query.
+        right: Box<Select>,
+    },
+}
+
+/// Set operators.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetOpKind {
+    /// UNION
+    Union,
+    /// INTERSECT
+    Intersect,
+    /// EXCEPT
+    Except,
+}
+
+/// A view: its query (SQL text, compiled where it is used, read-only) and column names.
+#[derive(Debug, Clone)]
+pub struct View {
+    /// Name (lowercased).
+    pub name: String,
+    /// The defining query.
+    pub sql: String,
+    /// Column names given in `CREATE VIEW v (a, b)` (else the query's).
+    pub columns: Vec<String>,
 }
 
 /// An aggregate call.
@@ -380,6 +452,10 @@ pub struct AggCall {
     pub arg: Option<Expr>,
     /// DISTINCT.
     pub distinct: bool,
+    /// Second argument (string_agg's separator), over the input row.
+    pub arg2: Option<Expr>,
+    /// ORDER BY inside the call (string_agg): key, descending, nulls first.
+    pub order: Vec<(Expr, bool, bool)>,
 }
 
 /// GROUP BY / aggregate plan. The post-aggregation row is
@@ -447,6 +523,16 @@ impl Select {
                     Access::Pk(l) | Access::Index(_, l) => l.iter().for_each(|e| e.walk(f, d)),
                 },
                 SourceKind::Sub(q) => q.walk_exprs(f, d + 1),
+                SourceKind::SetOp { left, right, .. }
+                | SourceKind::Recursive {
+                    anchor: left,
+                    step: right,
+                    ..
+                } => {
+                    left.walk_exprs(f, d + 1);
+                    right.walk_exprs(f, d + 1);
+                }
+                SourceKind::WorkTable(_) => {}
             }
         }
         let all = self
@@ -462,11 +548,29 @@ impl Select {
         }
         if let Some(a) = &self.agg {
             a.groups.iter().for_each(|e| e.walk(f, d));
-            a.aggs
-                .iter()
-                .filter_map(|x| x.arg.as_ref())
-                .for_each(|e| e.walk(f, d));
+            for x in &a.aggs {
+                x.arg.iter().chain(x.arg2.iter()).for_each(|e| e.walk(f, d));
+                x.order.iter().for_each(|o| o.0.walk(f, d));
+            }
         }
+    }
+}
+
+impl Select {
+    /// Whether the query reads a column of an enclosing query (a correlated query).
+    pub fn reads_outer_columns(&self) -> bool {
+        let mut outer = false;
+        self.walk_exprs(
+            &mut |e, d| {
+                if let Expr::Col { depth, .. } = e {
+                    if *depth > d {
+                        outer = true;
+                    }
+                }
+            },
+            0,
+        );
+        outer
     }
 }
 
@@ -618,6 +722,10 @@ pub enum StmtKind {
     Raise(bool, String, Vec<Expr>),
     /// Initialise variables (block entry): slot, default.
     Init(Vec<(usize, Option<Expr>)>),
+    /// `BEGIN body EXCEPTION WHEN … THEN handler END`: the body runs under a savepoint; an
+    /// error it raises rolls its writes back (gas stays spent) and runs the first handler
+    /// whose conditions match (`crate::interp::condition_matches`), or propagates.
+    Guarded(Vec<Stmt>, Vec<(Vec<String>, Vec<Stmt>)>),
 }
 
 /// Loop flavours after resolution.
@@ -691,12 +799,18 @@ pub struct Catalog {
     pub sigs: Vec<FuncSig>,
     /// Next table id.
     pub next_table_id: u32,
+    /// Views (`CREATE VIEW`), in creation order.
+    pub views: Vec<View>,
 }
 
 impl Catalog {
     /// Table index by name.
     pub fn table(&self, name: &str) -> Option<usize> {
         self.tables.iter().position(|t| t.name == name)
+    }
+    /// View by name.
+    pub fn view(&self, name: &str) -> Option<&View> {
+        self.views.iter().find(|v| v.name == name)
     }
     /// Function index by name.
     pub fn func(&self, name: &str) -> Option<usize> {

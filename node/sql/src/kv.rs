@@ -36,6 +36,15 @@ pub trait Kv {
     }
     /// Deletes one key (no error if absent).
     fn delete(&mut self, key: &[u8]) -> Result<(), KvError>;
+    /// Starts a savepoint (PL/pgSQL `BEGIN … EXCEPTION`); false when the store cannot roll
+    /// back (only buffered stores can: [`Overlay`]).
+    fn savepoint(&mut self) -> bool {
+        false
+    }
+    /// Undoes the writes since the latest savepoint and ends it.
+    fn rollback_savepoint(&mut self) {}
+    /// Keeps the writes since the latest savepoint and ends it.
+    fn release_savepoint(&mut self) {}
     /// All pairs with `start <= key < end`, in ascending key order.
     fn scan<'a>(&'a self, start: &[u8], end: &[u8]) -> Box<dyn Iterator<Item = KvItem> + 'a>;
     /// The first `limit` pairs of [`Kv::scan`]. The engine never asks for more rows than the
@@ -118,7 +127,13 @@ impl Kv for MemKv {
 pub struct Overlay<'b> {
     base: &'b dyn Kv,
     writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    /// One undo log per open savepoint: each buffered write's previous entry (outer `None`:
+    /// the key had none).
+    undo: Vec<UndoLog>,
 }
+
+/// Previous buffered entries of the keys written since a savepoint.
+type UndoLog = Vec<(Vec<u8>, Option<Option<Vec<u8>>>)>;
 
 impl<'b> Overlay<'b> {
     /// New empty overlay.
@@ -126,6 +141,13 @@ impl<'b> Overlay<'b> {
         Overlay {
             base,
             writes: BTreeMap::new(),
+            undo: Vec::new(),
+        }
+    }
+
+    fn log(&mut self, key: &[u8]) {
+        if let Some(log) = self.undo.last_mut() {
+            log.push((key.to_vec(), self.writes.get(key).cloned()));
         }
     }
     /// The buffered writes (`None` = delete), in key order.
@@ -169,16 +191,45 @@ impl Kv for Overlay<'_> {
         }
     }
     fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), KvError> {
+        self.log(key);
         self.writes.insert(key.to_vec(), Some(value.to_vec()));
         Ok(())
     }
     fn put_vec(&mut self, key: Vec<u8>, value: Vec<u8>) -> Result<(), KvError> {
+        self.log(&key);
         self.writes.insert(key, Some(value));
         Ok(())
     }
     fn delete(&mut self, key: &[u8]) -> Result<(), KvError> {
+        self.log(key);
         self.writes.insert(key.to_vec(), None);
         Ok(())
+    }
+    fn savepoint(&mut self) -> bool {
+        self.undo.push(Vec::new());
+        true
+    }
+    fn rollback_savepoint(&mut self) {
+        if let Some(log) = self.undo.pop() {
+            for (k, prev) in log.into_iter().rev() {
+                match prev {
+                    Some(p) => {
+                        self.writes.insert(k, p);
+                    }
+                    None => {
+                        self.writes.remove(&k);
+                    }
+                }
+            }
+        }
+    }
+    fn release_savepoint(&mut self) {
+        if let Some(log) = self.undo.pop() {
+            // an enclosing savepoint must still be able to undo these writes
+            if let Some(outer) = self.undo.last_mut() {
+                outer.extend(log);
+            }
+        }
     }
     fn scan<'a>(&'a self, start: &[u8], end: &[u8]) -> Box<dyn Iterator<Item = KvItem> + 'a> {
         Box::new(Merge {

@@ -40,8 +40,10 @@
 //! `LANGUAGE` is optional; parameter names may be keywords (`to`).
 //!
 //! # Determinism
-//! No floating point (NUMERIC is an exact i128 decimal), no clock, no
-//! randomness; overflow and division by zero are errors.
+//! NUMERIC is an exact i128 decimal; REAL/DOUBLE PRECISION are IEEE binary32/binary64 with
+//! correctly rounded basic operations, a pure-Rust software libm for transcendental
+//! functions and one canonical NaN ([`float`]), so every node computes the same bits. No
+//! clock, no randomness; overflow and division by zero are errors.
 
 pub mod compile;
 pub mod contract;
@@ -50,6 +52,7 @@ pub mod decimal;
 pub mod encoding;
 pub mod error;
 pub mod exec;
+pub mod float;
 pub mod gas;
 pub mod interp;
 pub mod ir;

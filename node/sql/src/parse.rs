@@ -243,6 +243,21 @@ pub fn convert_type(dt: &DataType, pos: Pos) -> Result<SqlType> {
             SqlType::Integer
         }
         DataType::Numeric(n) | DataType::Decimal(n) => num(n)?,
+        DataType::Real | DataType::Float4 => SqlType::Real,
+        DataType::DoublePrecision
+        | DataType::Float8
+        | DataType::Double(ExactNumberInfo::None)
+        | DataType::Float(ExactNumberInfo::None) => SqlType::Double,
+        DataType::Float(ExactNumberInfo::Precision(p)) => match p {
+            1..=24 => SqlType::Real,
+            25..=53 => SqlType::Double,
+            _ => {
+                return Err(SqlError::Resolve {
+                    pos,
+                    msg: format!("precision for type float must be between 1 and 53 bits, not {p}"),
+                })
+            }
+        },
         DataType::Text | DataType::String(None) => SqlType::Text(None),
         DataType::Varchar(l) | DataType::CharacterVarying(l) => SqlType::Text(len(l)),
         DataType::Boolean | DataType::Bool => SqlType::Boolean,
@@ -312,6 +327,8 @@ pub struct FuncDef {
     pub params: Vec<(String, SqlType, Pos)>,
     /// Return type.
     pub returns: SqlType,
+    /// The `OUT` parameter (at most one): its variable is the result.
+    pub out: Option<(String, SqlType, Pos)>,
     /// Body.
     pub body: Block,
     /// Position of `CREATE`.
@@ -378,10 +395,22 @@ fn parse_function(
     }
     i += 1;
     let mut params = Vec::new();
+    let mut out: Option<(String, SqlType, Pos)> = None;
     if toks.get(i).map(|t| &t.token) == Some(&Token::RParen) {
         i += 1;
     } else {
         loop {
+            // OUT name type: the function's result
+            let is_out = toks.get(i).is_some_and(|t| is_kw(t, "out"))
+                && toks
+                    .get(i + 2)
+                    .is_some_and(|t| matches!(t.token, Token::Word(_)));
+            if is_out {
+                i += 1;
+            }
+            if toks.get(i).is_some_and(|t| is_kw(t, "inout")) {
+                return perr(at(i), "INOUT parameters are not supported");
+            }
             // [IN] name type
             if toks.get(i).is_some_and(|t| is_kw(t, "in"))
                 && toks
@@ -409,7 +438,17 @@ fn parse_function(
                 i += 1;
             }
             let ty = parse_type_toks(&toks[tstart..i], ppos)?;
-            params.push((pname, ty, ppos));
+            if is_out {
+                if out.is_some() {
+                    return perr(
+                        ppos,
+                        "more than one OUT parameter (a record result) is not supported",
+                    );
+                }
+                out = Some((pname, ty, ppos));
+            } else {
+                params.push((pname, ty, ppos));
+            }
             match toks.get(i).map(|t| &t.token) {
                 Some(Token::Comma) => i += 1,
                 Some(Token::RParen) => {
@@ -421,6 +460,7 @@ fn parse_function(
         }
     }
     let mut returns = SqlType::Void;
+    let mut returns_given = false;
     let mut body: Option<(String, Location, usize)> = None;
     let mut language_seen = false;
     while let Some(t) = toks.get(i) {
@@ -431,6 +471,7 @@ fn parse_function(
                 j += 1;
             }
             returns = parse_type_toks(&toks[tstart..j], at(tstart))?;
+            returns_given = true;
             i = j;
         } else if is_kw(t, "as") {
             match toks.get(i + 1).map(|t| (&t.token, t.span.start)) {
@@ -468,6 +509,15 @@ fn parse_function(
         }
     }
     let _ = language_seen;
+    if let Some((_, ty, ppos)) = &out {
+        if returns_given && returns != *ty {
+            return perr(
+                *ppos,
+                format!("function result type must be {ty} because of OUT parameters"),
+            );
+        }
+        returns = *ty;
+    }
     let Some((text, origin, body_idx)) = body else {
         return perr(pos, "function has no AS $$ body $$");
     };
@@ -491,6 +541,7 @@ fn parse_function(
             or_replace,
             params,
             returns,
+            out,
             body: block,
             pos,
         },
@@ -507,6 +558,19 @@ pub struct Block {
     pub decls: Vec<Decl>,
     /// Statements.
     pub stmts: Vec<PStmt>,
+    /// `EXCEPTION WHEN cond [OR cond …] THEN stmts …` handlers.
+    pub handlers: Vec<Handler>,
+}
+
+/// One `WHEN … THEN …` of a block's EXCEPTION section.
+#[derive(Debug, Clone)]
+pub struct Handler {
+    /// Condition names (lowercased), e.g. `division_by_zero`, `others`.
+    pub conditions: Vec<String>,
+    /// Statements.
+    pub stmts: Vec<PStmt>,
+    /// Position of WHEN.
+    pub pos: Pos,
 }
 
 /// A variable declaration.
@@ -762,7 +826,32 @@ impl BodyParser<'_> {
             }
         }
         self.expect_kw("begin")?;
-        let stmts = self.parse_stmts(&["end"])?;
+        let stmts = self.parse_stmts(&["end", "exception"])?;
+        let mut handlers = Vec::new();
+        if self.eat_kw("exception") {
+            loop {
+                let pos = self.pos();
+                self.expect_kw("when")?;
+                let mut conditions = Vec::new();
+                loop {
+                    let (c, _) = self.ident()?;
+                    conditions.push(c);
+                    if !self.eat_kw("or") {
+                        break;
+                    }
+                }
+                self.expect_kw("then")?;
+                let body = self.parse_stmts(&["when", "end"])?;
+                handlers.push(Handler {
+                    conditions,
+                    stmts: body,
+                    pos,
+                });
+                if self.peek_kw("end") {
+                    break;
+                }
+            }
+        }
         self.expect_kw("end")?;
         if let Some(Token::Word(_)) = self.peek().map(|t| &t.token) {
             // optional block label after END (`END label;`) unless next is a keyword statement
@@ -770,7 +859,11 @@ impl BodyParser<'_> {
                 // leave it: the caller decides
             }
         }
-        Ok(Block { decls, stmts })
+        Ok(Block {
+            decls,
+            stmts,
+            handlers,
+        })
     }
 
     fn parse_decl(&mut self) -> Result<Decl> {

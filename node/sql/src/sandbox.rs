@@ -246,7 +246,9 @@ fn json_str(s: &str) -> String {
 impl Value {
     /// JSON rendering: BIGINT/INTEGER as numbers, BOOLEAN as booleans, NULL
     /// as null, NUMERIC as a string with its exact digits (amounts must not
-    /// pass through floating point), text/bytes/timestamps as strings.
+    /// pass through floating point), REAL/DOUBLE PRECISION as strings in
+    /// PostgreSQL's text form (`"NaN"` and `"Infinity"` are not JSON numbers),
+    /// text/bytes/timestamps as strings.
     pub fn to_json(&self) -> String {
         match self {
             Value::Null => "null".into(),

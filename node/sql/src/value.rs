@@ -1,8 +1,9 @@
-//! SQL values and types: NULL, BIGINT/INTEGER, NUMERIC, TEXT/VARCHAR, BOOLEAN,
-//! BYTEA and TIMESTAMP, with casts, comparison and PostgreSQL-style text output.
+//! SQL values and types: NULL, BIGINT/INTEGER, NUMERIC, REAL/DOUBLE PRECISION, TEXT/VARCHAR,
+//! BOOLEAN, BYTEA and TIMESTAMP, with casts, comparison and PostgreSQL-style text output.
 
 use crate::decimal::Decimal;
 use crate::error::{Result, SqlError};
+use crate::float;
 use std::cmp::Ordering;
 
 /// A declared SQL type.
@@ -14,6 +15,10 @@ pub enum SqlType {
     Integer,
     /// Exact decimal; `Some((p, s))` when constrained.
     Numeric(Option<(u32, u32)>),
+    /// IEEE binary32 (REAL, FLOAT4, FLOAT(1..24)).
+    Real,
+    /// IEEE binary64 (DOUBLE PRECISION, FLOAT8, FLOAT, FLOAT(25..53)).
+    Double,
     /// Text; `Some(n)` for VARCHAR(n).
     Text(Option<u32>),
     /// BOOLEAN.
@@ -29,12 +34,34 @@ pub enum SqlType {
 }
 
 impl SqlType {
-    /// True for BIGINT/INTEGER/NUMERIC.
+    /// True for BIGINT/INTEGER/NUMERIC/REAL/DOUBLE PRECISION.
     pub fn is_numeric(&self) -> bool {
         matches!(
             self,
-            SqlType::BigInt | SqlType::Integer | SqlType::Numeric(_)
+            SqlType::BigInt
+                | SqlType::Integer
+                | SqlType::Numeric(_)
+                | SqlType::Real
+                | SqlType::Double
         )
+    }
+
+    /// PostgreSQL's name of the type as its error messages spell it (`text`, `bigint`,
+    /// `double precision`, …); `Display` keeps the upper-case names of the ABI.
+    pub fn pg_name(&self) -> String {
+        match self {
+            SqlType::Numeric(_) => "numeric".into(),
+            SqlType::Text(None) => "text".into(),
+            SqlType::Text(Some(_)) => "character varying".into(),
+            SqlType::Timestamp => "timestamp without time zone".into(),
+            SqlType::Unknown => "unknown".into(),
+            t => t.to_string().to_ascii_lowercase(),
+        }
+    }
+
+    /// True for REAL/DOUBLE PRECISION.
+    pub fn is_float(&self) -> bool {
+        matches!(self, SqlType::Real | SqlType::Double)
     }
 }
 
@@ -45,6 +72,8 @@ impl std::fmt::Display for SqlType {
             SqlType::Integer => write!(f, "INTEGER"),
             SqlType::Numeric(None) => write!(f, "NUMERIC"),
             SqlType::Numeric(Some((p, s))) => write!(f, "NUMERIC({p},{s})"),
+            SqlType::Real => write!(f, "REAL"),
+            SqlType::Double => write!(f, "DOUBLE PRECISION"),
             SqlType::Text(None) => write!(f, "TEXT"),
             SqlType::Text(Some(n)) => write!(f, "VARCHAR({n})"),
             SqlType::Boolean => write!(f, "BOOLEAN"),
@@ -65,6 +94,10 @@ pub enum Value {
     Int(i64),
     /// Exact decimal.
     Num(Decimal),
+    /// DOUBLE PRECISION (any NaN is the canonical one).
+    Float(f64),
+    /// REAL (any NaN is the canonical one).
+    Real(f32),
     /// Text.
     Text(String),
     /// Boolean.
@@ -186,6 +219,8 @@ impl Value {
             Value::Null => SqlType::Unknown,
             Value::Int(_) => SqlType::BigInt,
             Value::Num(_) => SqlType::Numeric(None),
+            Value::Float(_) => SqlType::Double,
+            Value::Real(_) => SqlType::Real,
             Value::Text(_) => SqlType::Text(None),
             Value::Bool(_) => SqlType::Boolean,
             Value::Bytes(_) => SqlType::Bytea,
@@ -202,6 +237,19 @@ impl Value {
         }
     }
 
+    /// The value as DOUBLE PRECISION if numeric (integers and decimals correctly rounded,
+    /// REAL widened exactly).
+    pub fn as_f64(&self) -> Option<f64> {
+        match self {
+            // IEEE conversion: round to nearest, ties to even
+            Value::Int(i) => Some(*i as f64),
+            Value::Num(d) => Some(float::from_decimal64(d)),
+            Value::Float(x) => Some(*x),
+            Value::Real(x) => Some(f64::from(*x)),
+            _ => None,
+        }
+    }
+
     /// Like [`Value::cast`], but moves the value when it already has the
     /// target type (no copy of text or bytes).
     pub fn cast_owned(self, ty: &SqlType) -> Result<Value> {
@@ -210,6 +258,8 @@ impl Value {
             | (_, SqlType::Unknown | SqlType::Void)
             | (Value::Int(_), SqlType::BigInt)
             | (Value::Num(_), SqlType::Numeric(None))
+            | (Value::Float(_), SqlType::Double)
+            | (Value::Real(_), SqlType::Real)
             | (Value::Text(_), SqlType::Text(None))
             | (Value::Bool(_), SqlType::Boolean)
             | (Value::Bytes(_), SqlType::Bytea)
@@ -229,6 +279,14 @@ impl Value {
                 let v = match self {
                     Value::Int(i) => *i,
                     Value::Num(d) => d.to_i64_round()?,
+                    Value::Float(_) | Value::Real(_) => {
+                        let x = self.as_f64().unwrap_or(f64::NAN);
+                        if *ty == SqlType::Integer {
+                            float::to_int(x, i64::from(i32::MIN), i64::from(i32::MAX), "integer")?
+                        } else {
+                            float::to_int(x, i64::MIN, i64::MAX, "bigint")?
+                        }
+                    }
                     Value::Text(s) => s.trim().parse::<i64>().map_err(|_| {
                         type_err(format!("invalid input syntax for type bigint: \"{s}\""))
                     })?,
@@ -246,6 +304,8 @@ impl Value {
                 let d = match self {
                     Value::Int(i) => Decimal::from_i64(*i),
                     Value::Num(d) => *d,
+                    Value::Float(x) => float::to_decimal(*x, 15)?,
+                    Value::Real(x) => float::to_decimal(f64::from(*x), 6)?,
                     Value::Text(s) => Decimal::parse(s)?,
                     other => {
                         return Err(type_err(format!("cannot cast {} to {ty}", other.type_of())))
@@ -256,6 +316,25 @@ impl Value {
                     None => d,
                 }))
             }
+            SqlType::Double => Ok(Value::Float(match self {
+                Value::Text(s) => float::parse64(s)?,
+                other => match other.as_f64() {
+                    Some(x) => float::canon64(x),
+                    None => {
+                        return Err(type_err(format!("cannot cast {} to {ty}", other.type_of())))
+                    }
+                },
+            })),
+            SqlType::Real => Ok(Value::Real(match self {
+                Value::Text(s) => float::parse32(s)?,
+                Value::Real(x) => *x,
+                // IEEE conversion, correctly rounded
+                #[allow(clippy::cast_precision_loss)]
+                Value::Int(i) => *i as f32,
+                Value::Num(d) => float::from_decimal32(d),
+                Value::Float(x) => float::to_f32(*x)?,
+                other => return Err(type_err(format!("cannot cast {} to {ty}", other.type_of()))),
+            })),
             SqlType::Text(n) => {
                 let s = self.to_text_cast();
                 if let Some(n) = n {
@@ -313,6 +392,8 @@ impl Value {
             Value::Null => String::new(),
             Value::Int(i) => i.to_string(),
             Value::Num(d) => d.to_string(),
+            Value::Float(x) => float::format64(*x),
+            Value::Real(x) => float::format32(*x),
             Value::Text(s) => s.clone(),
             Value::Bool(b) => (if *b { "t" } else { "f" }).to_string(),
             Value::Bytes(b) => {
@@ -341,6 +422,17 @@ pub fn sql_cmp(a: &Value, b: &Value) -> Result<Option<Ordering>> {
     Ok(Some(match (a, b) {
         (Value::Null, _) | (_, Value::Null) => return Ok(None),
         (Value::Int(x), Value::Int(y)) => x.cmp(y),
+        // any float: compare as DOUBLE PRECISION (as PostgreSQL), NaN greatest, -0 = 0
+        (
+            Value::Float(_) | Value::Real(_),
+            Value::Int(_) | Value::Num(_) | Value::Float(_) | Value::Real(_),
+        )
+        | (Value::Int(_) | Value::Num(_), Value::Float(_) | Value::Real(_)) => {
+            match (a.as_f64(), b.as_f64()) {
+                (Some(x), Some(y)) => float::cmp64(x, y),
+                _ => return Err(type_err("numeric comparison".into())),
+            }
+        }
         (Value::Int(_) | Value::Num(_), Value::Int(_) | Value::Num(_)) => {
             let (x, y) = (a.as_decimal(), b.as_decimal());
             match (x, y) {

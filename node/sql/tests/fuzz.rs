@@ -31,6 +31,23 @@ const WORDS: &[&str] = &[
     "RETURNS",
     "AS",
     "SELECT",
+    "UNION",
+    "INTERSECT",
+    "EXCEPT",
+    "ALL",
+    "ANY",
+    "WITH",
+    "VIEW",
+    "DROP",
+    "DOUBLE",
+    "PRECISION",
+    "REAL",
+    "FLOAT",
+    "'NaN'",
+    "1e308",
+    "string_agg",
+    "GROUP",
+    "BY",
     "INTO",
     "FROM",
     "WHERE",
@@ -161,8 +178,53 @@ fn dec_expr() -> impl Strategy<Value = String> {
     })
 }
 
+/// DOUBLE PRECISION expressions: native float arithmetic in the JIT, `crate::float` in the
+/// interpreter; special values (NaN, ±Infinity, -0) and the functions go through both.
+fn float_expr() -> impl Strategy<Value = String> {
+    let leaf = prop_oneof![
+        (-400i64..400, 0u32..3).prop_map(|(m, s)| {
+            let d = aergo_sql::Decimal::new(i128::from(m), s)
+                .map(|d| d.to_string())
+                .unwrap_or_default();
+            format!("({d})::float8")
+        }),
+        Just("w".to_string()),
+        Just("x::float8".to_string()),
+        Just("(x * 1.5::float8)".to_string()),
+        Just("0.1::float8".to_string()),
+        Just("'NaN'::float8".to_string()),
+        Just("'-Infinity'::float8".to_string()),
+        Just("'-0'::float8".to_string()),
+        Just("1e300::float8".to_string()),
+        Just("5e-324::float8".to_string()),
+        Just("NULL::float8".to_string()),
+    ];
+    leaf.prop_recursive(3, 12, 2, |inner| {
+        prop_oneof![
+            (
+                inner.clone(),
+                prop::sample::select(&["+", "-", "*", "/"][..]),
+                inner.clone()
+            )
+                .prop_map(|(a, o, b)| format!("({a} {o} {b})")),
+            inner.clone().prop_map(|a| format!("sqrt(abs({a}))")),
+            inner.clone().prop_map(|a| format!("floor({a})")),
+            inner.clone().prop_map(|a| format!("round({a})")),
+            inner.clone().prop_map(|a| format!("(-{a})")),
+            (inner.clone(), inner)
+                .prop_map(|(a, b)| format!("CASE WHEN {a} < {b} THEN {a} ELSE {b} END")),
+        ]
+    })
+}
+
 fn cond() -> impl Strategy<Value = String> {
     prop_oneof![
+        (
+            float_expr(),
+            prop::sample::select(&["<", "<=", "=", "<>", ">", ">="][..]),
+            float_expr()
+        )
+            .prop_map(|(a, o, b)| format!("{a} {o} {b}")),
         (
             int_expr(),
             prop::sample::select(&["<", "<=", "=", "<>", ">", ">="][..]),
@@ -185,6 +247,9 @@ fn stmt(depth: u32) -> BoxedStrategy<String> {
         int_expr().prop_map(|e| format!("x := {e};")),
         int_expr().prop_map(|e| format!("z := {e};")),
         dec_expr().prop_map(|e| format!("y := {e};")),
+        float_expr().prop_map(|e| format!("w := {e};")),
+        float_expr().prop_map(|e| format!("x := {e};")),
+        float_expr().prop_map(|e| format!("RAISE NOTICE 'w=%', {e};")),
         int_expr().prop_map(|e| format!("RAISE NOTICE 'v=% y=%', {e}, y;")),
         Just("INSERT INTO t VALUES (x, y);".to_string()),
         Just("UPDATE t SET v = v + 1 WHERE k = x;".to_string()),
@@ -213,8 +278,8 @@ fn program() -> impl Strategy<Value = String> {
             "CREATE TABLE t (k BIGINT PRIMARY KEY, v NUMERIC(12,3));\n\
              CREATE FUNCTION g(p BIGINT) RETURNS BIGINT AS $$ BEGIN IF p > 3 THEN RETURN p - 1; END IF; RETURN p * 2; END $$;\n\
              CREATE FUNCTION f(a BIGINT, b NUMERIC) RETURNS NUMERIC AS $$\n\
-             DECLARE x BIGINT := 1; y NUMERIC(20,4) := 0; z BIGINT := 2; r RECORD;\n\
-             BEGIN\n{}\nRAISE NOTICE 'x=% y=% z=%', x, y, z;\nRETURN y;\nEND $$;",
+             DECLARE x BIGINT := 1; y NUMERIC(20,4) := 0; z BIGINT := 2; w DOUBLE PRECISION := 0.5; r RECORD;\n\
+             BEGIN\n{}\nRAISE NOTICE 'x=% y=% z=% w=%', x, y, z, w;\nRETURN y;\nEND $$;",
             stmts.join("\n")
         )
     })
@@ -280,6 +345,44 @@ proptest! {
         match con.query(&sql, &kv, 1_000_000) {
             Ok(r) => prop_assert_eq!(r.columns.len(), 3),
             Err(err) => prop_assert!(err.to_string().len() > 3),
+        }
+    }
+
+    #[test]
+    fn new_query_syntax_never_panics(
+        parts in prop::collection::vec(prop::sample::select(&[
+            "SELECT x FROM t", "SELECT y::float8 FROM t", "SELECT count(*) FROM t GROUP BY z",
+            "SELECT a AS x FROM t", "SELECT string_agg(x::text, ',' ORDER BY x) FROM t",
+            "SELECT bool_or(x > 1) FROM t", "SELECT greatest(x, a, NULL) FROM t",
+            "SELECT x FROM t WHERE x > ANY (SELECT a FROM t)", "SELECT 1 WHERE NULL NOT IN (SELECT x FROM t WHERE false)",
+            "SELECT sqrt(abs(y::float8)) FROM t", "SELECT 'NaN'::float8", "SELECT x FROM v",
+            "SELECT n FROM r", "SELECT t.x, count(*) FROM t GROUP BY 1 HAVING count(*) > 0",
+        ][..]), 1..4),
+        ops in prop::collection::vec(prop::sample::select(&[
+            " UNION ", " UNION ALL ", " INTERSECT ", " EXCEPT ALL ", " EXCEPT ",
+        ][..]), 3),
+        with in prop::sample::select(&[
+            "", "WITH v AS (SELECT x FROM t) ",
+            "WITH RECURSIVE r (n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 30) ",
+            "WITH RECURSIVE r (n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) ",
+        ][..]),
+        tail in prop::sample::select(&["", " ORDER BY 1", " ORDER BY 1 DESC LIMIT 2", " LIMIT 1 OFFSET 1"][..]),
+    ) {
+        let mut kv = MemKv::new();
+        let (con, _) = Contract::deploy("CREATE TABLE t (x BIGINT PRIMARY KEY, y NUMERIC(10,2), z BIGINT, a BIGINT); INSERT INTO t VALUES (1, 2.5, 3, 4), (2, NULL, 3, -1), (3, 0.5, NULL, 2); CREATE VIEW v AS SELECT x FROM t WHERE x > 1;", "o", b"p/", &mut kv, 1_000_000).unwrap();
+        let mut sql = with.to_string();
+        for (i, p) in parts.iter().enumerate() {
+            if i > 0 {
+                sql.push_str(ops[i - 1]);
+            }
+            sql.push_str(p);
+        }
+        sql.push_str(tail);
+        // small gas and memory limits: a runaway recursion must stop, not grow
+        let con = con.with_memory_limit(1 << 20);
+        match con.query(&sql, &kv, 200_000) {
+            Ok(r) => prop_assert!(r.gas_used <= 200_000),
+            Err(err) => prop_assert!(err.to_string().len() > 3, "{sql}"),
         }
     }
 

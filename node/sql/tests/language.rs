@@ -633,3 +633,212 @@ END $$;
         ["x,2,uno", "y,2,two"]
     );
 }
+
+/// REAL/DOUBLE PRECISION: results on both engines (`call` compares them), PostgreSQL's text
+/// forms, and the gas of float statements pinned (transcendental functions cost
+/// `gas::TRANSCENDENTAL` more than a plain node).
+#[test]
+fn floats_and_their_gas() {
+    let src = r#"
+CREATE TABLE pts (id BIGINT PRIMARY KEY, x DOUBLE PRECISION NOT NULL, w REAL);
+INSERT INTO pts VALUES (1, 3, 0.5), (2, 4, NULL), (3, 'NaN', 'Infinity');
+CREATE FUNCTION norm(a DOUBLE PRECISION, b DOUBLE PRECISION) RETURNS DOUBLE PRECISION AS $$
+BEGIN
+  RETURN sqrt(a * a + b * b);
+END $$;
+CREATE FUNCTION addp(k BIGINT, v DOUBLE PRECISION) RETURNS DOUBLE PRECISION AS $$
+DECLARE s DOUBLE PRECISION;
+BEGIN
+  INSERT INTO pts VALUES (k, v / 3, v);
+  SELECT sum(x) INTO s FROM pts WHERE x < 'NaN';
+  RETURN s;
+END $$;
+"#;
+    let (c, mut kv) = deploy(src);
+    let r = call(&c, &mut kv, "norm", &[Value::Float(3.0), Value::Float(4.0)]).unwrap();
+    assert_eq!(
+        (r.result.to_string(), r.gas_used),
+        ("5".to_string(), GAS_NORM)
+    );
+    let r = call(
+        &c,
+        &mut kv,
+        "addp",
+        &[Value::Int(4), Value::Text("1".into())],
+    )
+    .unwrap();
+    assert_eq!(
+        (r.result.to_string(), r.gas_used),
+        ("7.333333333333333".to_string(), GAS_ADDP)
+    );
+    let e = call(
+        &c,
+        &mut kv,
+        "norm",
+        &[Value::Float(1e300), Value::Float(1.0)],
+    )
+    .unwrap_err();
+    assert_eq!(e.to_string(), "overflow: value out of range: overflow");
+    assert_eq!(
+        q(&c, &kv, "SELECT x, w, x / 3 FROM pts ORDER BY x DESC"),
+        vec![
+            "NaN,Infinity,NaN",
+            "4,NULL,1.3333333333333333",
+            "3,0.5,1",
+            "0.3333333333333333,1,0.1111111111111111",
+        ]
+    );
+    let r = c
+        .query("SELECT sqrt(x), x * 2 FROM pts WHERE x > 1", &kv, GAS)
+        .unwrap();
+    assert_eq!(r.gas_used, GAS_QUERY);
+}
+
+const GAS_NORM: u64 = 63;
+const GAS_ADDP: u64 = 197;
+const GAS_QUERY: u64 = 66;
+
+/// Gas of one query of each new kind (ANY/ALL and NOT IN over subqueries, GROUP BY through
+/// a qualified name and an alias, HAVING without GROUP BY, string_agg with ORDER BY,
+/// bool_and/bool_or, greatest/least): pinned, so a change to the schedule is deliberate.
+#[test]
+fn new_query_kinds_gas() {
+    let (c, kv) = deploy(
+        "CREATE TABLE t (k BIGINT PRIMARY KEY, g INTEGER, s TEXT, b BOOLEAN);
+         CREATE TABLE e (v INTEGER);
+         INSERT INTO t VALUES (1, 1, 'x', true), (2, 1, 'y', false), (3, 2, NULL, true);",
+    );
+    let cases: [(&str, &[&str], u64); 6] = [
+        (
+            "SELECT k FROM t WHERE g > ANY (SELECT g FROM t WHERE k = 1) OR k NOT IN (SELECT v FROM e)",
+            &["1", "2", "3"],
+            GAS_ANY,
+        ),
+        (
+            "SELECT t.g AS grp, count(*) FROM t GROUP BY grp ORDER BY 1",
+            &["1,2", "2,1"],
+            GAS_GROUP,
+        ),
+        ("SELECT count(*) FROM t HAVING count(*) > 2", &["3"], GAS_HAVING),
+        (
+            "SELECT string_agg(s, '-' ORDER BY k DESC), bool_and(b), bool_or(b) FROM t",
+            &["y-x,f,t"],
+            GAS_AGG,
+        ),
+        (
+            "SELECT greatest(g, k, NULL), least(s, 'm') FROM t ORDER BY k",
+            &["1,m", "2,m", "3,m"],
+            GAS_GREATEST,
+        ),
+        (
+            "SELECT NULL IN (SELECT v FROM e), 1 = ALL (SELECT v FROM e)",
+            &["f,t"],
+            GAS_EMPTY,
+        ),
+    ];
+    let mut got = Vec::new();
+    let mut want = Vec::new();
+    for (sql, rows, gas) in cases {
+        assert_eq!(q(&c, &kv, sql), rows, "{sql}");
+        got.push(c.query(sql, &kv, GAS).unwrap().gas_used);
+        want.push(gas);
+    }
+    assert_eq!(got, want);
+}
+
+const GAS_ANY: u64 = 92;
+const GAS_GROUP: u64 = 58;
+const GAS_HAVING: u64 = 54;
+const GAS_AGG: u64 = 54;
+const GAS_GREATEST: u64 = 56;
+const GAS_EMPTY: u64 = 22;
+
+/// Gas of a derived table, a WITH query, a set operation and a view (pinned); a view is
+/// read-only and its query is compiled where it is used.
+#[test]
+fn derived_with_sets_views_gas() {
+    let (c, mut kv) = deploy(
+        "CREATE TABLE t (k BIGINT PRIMARY KEY, g INTEGER);
+         INSERT INTO t VALUES (1, 1), (2, 1), (3, 2);
+         CREATE VIEW big AS SELECT k FROM t WHERE g > 1;",
+    );
+    let cases: [(&str, &[&str]); 4] = [
+        ("SELECT n FROM (SELECT count(*) AS n FROM t) d", &["3"]),
+        ("WITH w AS (SELECT g FROM t) SELECT sum(g) FROM w", &["4"]),
+        (
+            "SELECT g FROM t UNION SELECT k FROM t ORDER BY 1",
+            &["1", "2", "3"],
+        ),
+        ("SELECT k FROM big", &["3"]),
+    ];
+    let mut got = Vec::new();
+    for (sql, rows) in cases {
+        assert_eq!(q(&c, &kv, sql), rows, "{sql}");
+        got.push(c.query(sql, &kv, GAS).unwrap().gas_used);
+    }
+    assert_eq!(got, GAS_SETS);
+    let e = c.execute("DELETE FROM big", &mut kv, GAS).unwrap_err();
+    assert!(e.to_string().contains("views are read-only"), "{e}");
+    // WITH RECURSIVE: pinned gas; a recursion that never ends stops at the gas limit
+    let sql = "WITH RECURSIVE r (n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 20) \
+               SELECT sum(n) FROM r";
+    assert_eq!(q(&c, &kv, sql), vec!["210"]);
+    assert_eq!(c.query(sql, &kv, GAS).unwrap().gas_used, GAS_RECURSIVE);
+    let e = c
+        .query(
+            "WITH RECURSIVE r (n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) SELECT count(*) FROM r",
+            &kv,
+            100_000,
+        )
+        .unwrap_err();
+    assert!(matches!(e, SqlError::OutOfGas { .. }), "{e}");
+}
+
+const GAS_RECURSIVE: u64 = 344;
+
+const GAS_SETS: [u64; 4] = [56, 60, 98, 54];
+
+/// `BEGIN … EXCEPTION`: the failed block's writes are rolled back but its gas stays spent;
+/// `send()` is refused inside such a block (a transfer is not rolled back with it); functions
+/// with exception blocks run in the interpreter on both engines (`call` compares them).
+#[test]
+fn exception_blocks_keep_gas_and_roll_back() {
+    let src = r#"
+CREATE TABLE t (k BIGINT PRIMARY KEY);
+CREATE FUNCTION work(n BIGINT, fail BOOLEAN) RETURNS TEXT AS $$
+DECLARE i BIGINT := 0;
+BEGIN
+  BEGIN
+    INSERT INTO t VALUES (n);
+    WHILE i < n LOOP i := i + 1; END LOOP;
+    IF fail THEN i := i / 0; END IF;
+  EXCEPTION WHEN division_by_zero THEN
+    RETURN 'caught';
+  END;
+  RETURN 'done';
+END $$;
+CREATE FUNCTION pay() RETURNS TEXT AS $$
+BEGIN
+  BEGIN
+    PERFORM send('bob', 1);
+  EXCEPTION WHEN others THEN
+    RETURN 'handled';
+  END;
+  RETURN 'sent';
+END $$;
+"#;
+    let (c, mut kv) = deploy(src);
+    assert!(c.jit_functions().is_empty(), "{:?}", c.jit_functions());
+    let ok = call(&c, &mut kv, "work", &[Value::Int(50), Value::Bool(false)]).unwrap();
+    let failed = call(&c, &mut kv, "work", &[Value::Int(60), Value::Bool(true)]).unwrap();
+    assert_eq!(ok.result, Value::Text("done".into()));
+    assert_eq!(failed.result, Value::Text("caught".into()));
+    // the loop's gas is paid although the block was rolled back
+    assert_eq!((ok.gas_used, failed.gas_used), GAS_EXC);
+    assert_eq!(q(&c, &kv, "SELECT k FROM t"), vec!["50"]);
+    // not even OTHERS catches it: the call fails
+    let e = call(&c, &mut kv, "pay", &[]).unwrap_err();
+    assert!(e.to_string().contains("send() cannot run inside"), "{e}");
+}
+
+const GAS_EXC: (u64, u64) = (533, 617);

@@ -27,6 +27,66 @@ pub fn apply_script(cat: &mut Catalog, src: &str, upgrade: bool) -> Result<Deplo
             ScriptItem::Sql(stmt, pos) => match stmt {
                 ast::Statement::CreateTable(ct) => create_table(cat, ct, *pos)?,
                 ast::Statement::CreateIndex(ci) => create_index(cat, ci, *pos)?,
+                ast::Statement::CreateView {
+                    or_replace,
+                    materialized,
+                    name,
+                    columns,
+                    query,
+                    if_not_exists,
+                    temporary,
+                    ..
+                } => {
+                    if *materialized || *temporary {
+                        return unsupported(*pos, "MATERIALIZED or TEMPORARY views");
+                    }
+                    let vn = obj_name(name, *pos)?;
+                    if cat.table(&vn).is_some() {
+                        return resolve_err(*pos, format!("relation \"{vn}\" already exists"));
+                    }
+                    let exists = cat.view(&vn).is_some();
+                    if exists && *if_not_exists {
+                        continue;
+                    }
+                    if exists && !*or_replace {
+                        return resolve_err(*pos, format!("relation \"{vn}\" already exists"));
+                    }
+                    let view = View {
+                        name: vn.clone(),
+                        sql: query.to_string(),
+                        columns: columns.iter().map(|c| lc(&c.name)).collect(),
+                    };
+                    // the query must compile now (unknown names are deploy errors)
+                    {
+                        let mut probe = cat.clone();
+                        probe.views.retain(|v| v.name != vn);
+                        probe.views.push(view.clone());
+                        let mut c = Compiler::new(&probe, None, false, *pos);
+                        let q = c.select(query)?;
+                        if view.columns.len() > q.columns.len() {
+                            return resolve_err(*pos, "CREATE VIEW specifies more column names than columns");
+                        }
+                    }
+                    cat.views.retain(|v| v.name != vn);
+                    cat.views.push(view);
+                }
+                ast::Statement::Drop {
+                    object_type: ast::ObjectType::View,
+                    if_exists,
+                    names,
+                    ..
+                } => {
+                    for n in names {
+                        let vn = obj_name(n, *pos)?;
+                        if cat.view(&vn).is_none() {
+                            if *if_exists {
+                                continue;
+                            }
+                            return resolve_err(*pos, format!("view \"{vn}\" does not exist"));
+                        }
+                        cat.views.retain(|v| v.name != vn);
+                    }
+                }
                 ast::Statement::AlterTable {
                     name, operations, ..
                 } => {
@@ -51,7 +111,7 @@ pub fn apply_script(cat: &mut Catalog, src: &str, upgrade: bool) -> Result<Deplo
                 | ast::Statement::Delete(_) => {
                     dml.push((*pos, stmt.clone()));
                 }
-                _ => return unsupported(*pos, "only CREATE TABLE, CREATE INDEX, CREATE FUNCTION, INSERT, UPDATE and DELETE may appear in a contract script"),
+                _ => return unsupported(*pos, "only CREATE TABLE, CREATE INDEX, CREATE VIEW, DROP VIEW, CREATE FUNCTION, INSERT, UPDATE and DELETE may appear in a contract script"),
             },
         }
     }

@@ -5,11 +5,22 @@
 use super::*;
 
 pub(super) fn is_agg_name(n: &str) -> bool {
-    matches!(n, "count" | "sum" | "min" | "max" | "avg")
+    matches!(
+        n,
+        "count" | "sum" | "min" | "max" | "avg" | "bool_and" | "bool_or" | "every" | "string_agg"
+    )
 }
 
+/// Result type of arithmetic (PostgreSQL's operator resolution): REAL with REAL (or an
+/// untyped operand) is REAL, any other mix with a float DOUBLE PRECISION.
 pub(super) fn num_type(a: SqlType, b: SqlType) -> SqlType {
     match (a, b) {
+        (SqlType::Real, SqlType::Real | SqlType::Unknown) | (SqlType::Unknown, SqlType::Real) => {
+            SqlType::Real
+        }
+        (SqlType::Real | SqlType::Double, _) | (_, SqlType::Real | SqlType::Double) => {
+            SqlType::Double
+        }
         (SqlType::Numeric(_), _) | (_, SqlType::Numeric(_)) => SqlType::Numeric(None),
         (SqlType::Unknown, SqlType::Unknown) => SqlType::Unknown,
         _ => SqlType::BigInt,
@@ -28,7 +39,11 @@ pub(super) enum Class {
 
 pub(super) fn class(t: SqlType) -> Class {
     match t {
-        SqlType::BigInt | SqlType::Integer | SqlType::Numeric(_) => Class::Num,
+        SqlType::BigInt
+        | SqlType::Integer
+        | SqlType::Numeric(_)
+        | SqlType::Real
+        | SqlType::Double => Class::Num,
         SqlType::Text(_) => Class::Text,
         SqlType::Boolean => Class::Bool,
         SqlType::Bytea => Class::Bytes,
@@ -103,8 +118,29 @@ impl<'a> Compiler<'a> {
     pub(super) fn ident(&mut self, parts: &[ast::Ident]) -> Result<(Expr, SqlType)> {
         let pos = parts.first().map(|i| span_pos(&i.span)).unwrap_or(self.pos);
         let names: Vec<String> = parts.iter().map(lc).collect();
-        if self.agg.as_ref().is_some_and(|a| a.active) {
-            return resolve_err(pos, format!("column \"{}\" must appear in the GROUP BY clause or be used in an aggregate function", names.join(".")));
+        if let Some(a) = self.agg.as_ref().filter(|a| a.active) {
+            // A column of the FROM row is a group when a plain-column group names the same
+            // column (qualified or not); an outer column is a constant here; anything else is
+            // a variable, resolved below.
+            let is_record_var = names.len() == 2
+                && self
+                    .vars
+                    .as_ref()
+                    .is_some_and(|v| v.lookup(&names.join(".")).is_some());
+            let col = match names.as_slice() {
+                [n] => self.lookup_col(None, n, pos)?,
+                [t, n] if !is_record_var => self.lookup_col(Some(t), n, pos)?,
+                _ => None,
+            };
+            if let Some((Expr::Col { depth, idx }, ty)) = col {
+                if depth > 0 {
+                    return Ok((Expr::Col { depth, idx }, ty));
+                }
+                if let Some(g) = a.group_cols.iter().position(|c| *c == Some(idx)) {
+                    return Ok((Expr::Col { depth: 0, idx: g }, ty));
+                }
+                return resolve_err(pos, format!("column \"{}\" must appear in the GROUP BY clause or be used in an aggregate function", names.join(".")));
+            }
         }
         match names.as_slice() {
             [n] => {
@@ -305,6 +341,42 @@ impl<'a> Compiler<'a> {
                     SqlType::Boolean,
                 )
             }
+            A::AnyOp {
+                left,
+                compare_op,
+                right,
+                ..
+            }
+            | A::AllOp {
+                left,
+                compare_op,
+                right,
+            } => {
+                let all = matches!(e, A::AllOp { .. });
+                let op = match compare_op {
+                    BinaryOperator::Eq => CmpOp::Eq,
+                    BinaryOperator::NotEq => CmpOp::Ne,
+                    BinaryOperator::Lt => CmpOp::Lt,
+                    BinaryOperator::LtEq => CmpOp::Le,
+                    BinaryOperator::Gt => CmpOp::Gt,
+                    BinaryOperator::GtEq => CmpOp::Ge,
+                    other => return unsupported(pos, format!("operator {other} with ANY/ALL")),
+                };
+                let A::Subquery(sq) = right.as_ref() else {
+                    return unsupported(pos, "ANY/ALL over an array (use a subquery)");
+                };
+                let (x, tx) = self.expr(left)?;
+                let q = self.subquery(sq)?;
+                if q.columns.len() != 1 {
+                    return resolve_err(pos, "subquery has too many columns");
+                }
+                let ty = q.columns[0].1;
+                self.comparable(tx, ty, &x, &Expr::Const(Value::Int(0)), pos)?;
+                (
+                    Expr::Quantified(op, Box::new(x), Box::new(q), all),
+                    SqlType::Boolean,
+                )
+            }
             A::Exists { subquery, negated } => {
                 let q = self.subquery(subquery)?;
                 (Expr::Exists(Box::new(q), *negated), SqlType::Boolean)
@@ -412,9 +484,34 @@ impl<'a> Compiler<'a> {
                 expr, data_type, ..
             } => {
                 let ty = convert_type(data_type, pos)?;
+                // A number literal cast to a float type reads straight into the float (the
+                // same correctly rounded value PostgreSQL gets through NUMERIC, also for
+                // literals beyond NUMERIC's 38 digits here, such as 1e300).
+                if ty.is_float() {
+                    let lit = match expr.as_ref() {
+                        A::Value(v) => match &v.value {
+                            ast::Value::Number(n, _) => Some(n.clone()),
+                            _ => None,
+                        },
+                        A::UnaryOp {
+                            op: UnaryOperator::Minus,
+                            expr: inner,
+                        } => match inner.as_ref() {
+                            A::Value(v) => match &v.value {
+                                ast::Value::Number(n, _) => Some(format!("-{n}")),
+                                _ => None,
+                            },
+                            _ => None,
+                        },
+                        _ => None,
+                    };
+                    if let Some(n) = lit {
+                        return Ok((fold_cast(Value::Text(n), ty), ty));
+                    }
+                }
                 let (x, _) = self.expr(expr)?;
                 match x {
-                    Expr::Const(v) => (Expr::Const(v.cast(&ty)?), ty),
+                    Expr::Const(v) => (fold_cast(v, ty), ty),
                     x => (Expr::Cast(Box::new(x), ty), ty),
                 }
             }
@@ -449,12 +546,31 @@ impl<'a> Compiler<'a> {
                 )
             }
             A::Function(f) => self.function(f, pos)?,
+            A::Floor { expr, field } | A::Ceil { expr, field } => {
+                if !matches!(
+                    field,
+                    ast::CeilFloorKind::DateTimeField(ast::DateTimeField::NoDateTime)
+                ) {
+                    return unsupported(pos, "FLOOR/CEIL with a scale or a date field");
+                }
+                let name = if matches!(e, A::Floor { .. }) {
+                    "floor"
+                } else {
+                    "ceil"
+                };
+                let xt = self.expr(expr)?;
+                self.float_fn(name, vec![xt], pos)?
+            }
             other => return unsupported(pos, format!("expression {other}")),
         })
     }
 
-    pub(super) fn group_type(&self, _i: usize) -> Result<SqlType> {
-        Ok(SqlType::Unknown)
+    pub(super) fn group_type(&self, i: usize) -> Result<SqlType> {
+        Ok(self
+            .agg
+            .as_ref()
+            .and_then(|a| a.group_types.get(i).copied())
+            .unwrap_or(SqlType::Unknown))
     }
 
     pub(super) fn want_bool(&self, t: SqlType, pos: Pos) -> Result<()> {
@@ -482,7 +598,10 @@ impl<'a> Compiler<'a> {
         {
             Ok(())
         } else {
-            resolve_err(pos, format!("operator does not exist: {a} = {b}"))
+            resolve_err(
+                pos,
+                format!("operator does not exist: {} = {}", a.pg_name(), b.pg_name()),
+            )
         }
     }
 
@@ -499,10 +618,27 @@ impl<'a> Compiler<'a> {
         let arith = |o: ArithOp, this: &Self| -> Result<(Expr, SqlType)> {
             for (t, e) in [(ta, &a), (tb, &b)] {
                 if !matches!(class(t), Class::Num | Class::Any) && !is_text_literal(e) {
-                    return resolve_err(pos, format!("operator does not exist: {ta} {op} {tb}"));
+                    return resolve_err(
+                        pos,
+                        format!(
+                            "operator does not exist: {} {op} {}",
+                            ta.pg_name(),
+                            tb.pg_name()
+                        ),
+                    );
                 }
             }
             let _ = this;
+            if o == ArithOp::Mod && (ta.is_float() || tb.is_float()) {
+                return resolve_err(
+                    pos,
+                    format!(
+                        "operator does not exist: {} % {}",
+                        ta.pg_name(),
+                        tb.pg_name()
+                    ),
+                );
+            }
             Ok((
                 Expr::Arith(o, bx(a.clone()), bx(b.clone())),
                 num_type(ta, tb),
@@ -569,6 +705,27 @@ impl<'a> Compiler<'a> {
         Ok((out, star, distinct))
     }
 
+    /// An aggregate's arguments and its `ORDER BY` clause (the only clause accepted).
+    pub(super) fn agg_args(&mut self, f: &ast::Function, pos: Pos) -> Result<(Args, OrderKeys)> {
+        let mut order = Vec::new();
+        let mut plain = f.clone();
+        if let ast::FunctionArguments::List(l) = &mut plain.args {
+            for c in std::mem::take(&mut l.clauses) {
+                match c {
+                    ast::FunctionArgumentClause::OrderBy(v) => {
+                        for o in v {
+                            let (e, _) = self.expr(&o.expr)?;
+                            let desc = o.options.asc == Some(false);
+                            order.push((e, desc, o.options.nulls_first.unwrap_or(desc)));
+                        }
+                    }
+                    _ => return unsupported(pos, "function argument clauses"),
+                }
+            }
+        }
+        Ok((self.args(&plain, pos)?, order))
+    }
+
     pub(super) fn function(&mut self, f: &ast::Function, pos: Pos) -> Result<(Expr, SqlType)> {
         let name = match f.name.0.as_slice() {
             [ast::ObjectNamePart::Identifier(i)] => lc(i),
@@ -629,9 +786,37 @@ impl<'a> Compiler<'a> {
                 arity(1, 1)?;
                 Ok((Expr::Builtin(Builtin::Abs, exprs), first_ty))
             }
+            "round" if first_ty.is_float() => {
+                if n != 1 {
+                    return resolve_err(
+                        pos,
+                        format!("function round({first_ty}, integer) does not exist"),
+                    );
+                }
+                Ok((Expr::Builtin(Builtin::Round, exprs), SqlType::Double))
+            }
             "round" => {
                 arity(1, 2)?;
                 Ok((Expr::Builtin(Builtin::Round, exprs), SqlType::Numeric(None)))
+            }
+            _ if self.cat.func(&name).is_none()
+                && crate::float::FloatFn::by_name(&name).is_some() =>
+            {
+                self.float_fn(&name, args, pos)
+            }
+            "greatest" | "least" if self.cat.func(&name).is_none() => {
+                arity(1, usize::MAX)?;
+                let mut ty = SqlType::Unknown;
+                for a in &args {
+                    ty = unify(ty, a.1, pos)?;
+                }
+                let exprs = args.into_iter().map(|(e, t)| widen(e, t, ty)).collect();
+                let b = if name == "greatest" {
+                    Builtin::Greatest
+                } else {
+                    Builtin::Least
+                };
+                Ok((Expr::Builtin(b, exprs), ty))
             }
             "coalesce" => {
                 arity(1, usize::MAX)?;
@@ -676,6 +861,48 @@ impl<'a> Compiler<'a> {
         }
     }
 
+    /// A DOUBLE PRECISION function call (`crate::float::FloatFn`): integer arguments are
+    /// converted; NUMERIC ones are refused (PostgreSQL would compute those in decimal).
+    pub(super) fn float_fn(
+        &mut self,
+        name: &str,
+        args: Vec<(Expr, SqlType)>,
+        pos: Pos,
+    ) -> Result<(Expr, SqlType)> {
+        let Some((ff, k)) = crate::float::FloatFn::by_name(name) else {
+            return resolve_err(pos, format!("function {name} does not exist"));
+        };
+        if args.len() != k {
+            return resolve_err(
+                pos,
+                format!(
+                    "function {name} takes {k}..{k} arguments, got {}",
+                    args.len()
+                ),
+            );
+        }
+        for (_, t) in &args {
+            if matches!(t, SqlType::Numeric(_)) {
+                return resolve_err(
+                    pos,
+                    format!(
+                        "function {name}(numeric) is not supported: AergoSQL computes {name} \
+                         in double precision only; cast the argument, e.g. \
+                         {name}(x::double precision)"
+                    ),
+                );
+            }
+            if !matches!(class(*t), Class::Num | Class::Any) {
+                return resolve_err(
+                    pos,
+                    format!("function {name}({}) does not exist", t.pg_name()),
+                );
+            }
+        }
+        let exprs = args.into_iter().map(|a| a.0).collect();
+        Ok((Expr::Builtin(Builtin::Float(ff), exprs), SqlType::Double))
+    }
+
     pub(super) fn aggregate(
         &mut self,
         name: &str,
@@ -695,22 +922,69 @@ impl<'a> Compiler<'a> {
         if let Some(a) = self.agg.as_mut() {
             a.active = false;
         }
-        let r = self.args(f, pos);
+        let r = self.agg_args(f, pos);
         if let Some(a) = self.agg.as_mut() {
             a.active = true;
         }
-        let (args, star, distinct) = r?;
+        let ((args, star, distinct), order) = r?;
+        if !order.is_empty() && name != "string_agg" {
+            return unsupported(pos, format!("ORDER BY inside {name}()"));
+        }
         let (func, arg, ty) = match (name, star, args.len()) {
             ("count", true, 0) => (AggFn::CountStar, None, SqlType::BigInt),
             ("count", false, 1) => (AggFn::Count, Some(args[0].0.clone()), SqlType::BigInt),
             ("sum", false, 1) => (
                 AggFn::Sum,
                 Some(args[0].0.clone()),
-                num_type(args[0].1, SqlType::BigInt),
+                match args[0].1 {
+                    t @ (SqlType::Real | SqlType::Double) => t,
+                    t => num_type(t, SqlType::BigInt),
+                },
             ),
-            ("avg", false, 1) => (AggFn::Avg, Some(args[0].0.clone()), SqlType::Numeric(None)),
+            ("avg", false, 1) => (
+                AggFn::Avg,
+                Some(args[0].0.clone()),
+                if args[0].1.is_float() {
+                    SqlType::Double
+                } else {
+                    SqlType::Numeric(None)
+                },
+            ),
             ("min", false, 1) => (AggFn::Min, Some(args[0].0.clone()), args[0].1),
             ("max", false, 1) => (AggFn::Max, Some(args[0].0.clone()), args[0].1),
+            ("bool_and" | "every" | "bool_or", false, 1) => {
+                if !matches!(class(args[0].1), Class::Bool | Class::Any) {
+                    return resolve_err(
+                        pos,
+                        format!("function {name}({}) does not exist", args[0].1.pg_name()),
+                    );
+                }
+                let f = if name == "bool_or" {
+                    AggFn::BoolOr
+                } else {
+                    AggFn::BoolAnd
+                };
+                (f, Some(args[0].0.clone()), SqlType::Boolean)
+            }
+            ("string_agg", false, 2) => {
+                for (_, t) in &args {
+                    if !matches!(class(*t), Class::Text | Class::Any) {
+                        return resolve_err(
+                            pos,
+                            format!(
+                                "function string_agg({}, {}) does not exist",
+                                args[0].1.pg_name(),
+                                args[1].1.pg_name()
+                            ),
+                        );
+                    }
+                }
+                (
+                    AggFn::StringAgg,
+                    Some(args[0].0.clone()),
+                    SqlType::Text(None),
+                )
+            }
             _ => return resolve_err(pos, format!("wrong arguments for aggregate {name}")),
         };
         if matches!(func, AggFn::Sum | AggFn::Avg)
@@ -718,7 +992,7 @@ impl<'a> Compiler<'a> {
         {
             return resolve_err(
                 pos,
-                format!("function {name}({}) does not exist", args[0].1),
+                format!("function {name}({}) does not exist", args[0].1.pg_name()),
             );
         }
         let Some(a) = self.agg.as_mut() else {
@@ -729,14 +1003,33 @@ impl<'a> Compiler<'a> {
             func,
             arg,
             distinct,
+            arg2: if func == AggFn::StringAgg {
+                args.get(1).map(|x| x.0.clone())
+            } else {
+                None
+            },
+            order,
         });
         Ok((Expr::Col { depth: 0, idx }, ty))
     }
 }
 
-/// Casts an integer-typed branch to NUMERIC when the common type is NUMERIC.
+/// Casts an integer-typed branch to NUMERIC when the common type is NUMERIC, and any other
+/// numeric branch to the common float type.
 pub(super) fn widen(e: Expr, t: SqlType, common: SqlType) -> Expr {
     match (t, common) {
+        (SqlType::Real, SqlType::Real) | (SqlType::Double, SqlType::Double) => e,
+        (SqlType::BigInt | SqlType::Integer | SqlType::Numeric(_) | SqlType::Real, c)
+            if c.is_float() =>
+        {
+            match e {
+                Expr::Const(v) => match v.cast(&c) {
+                    Ok(v) => Expr::Const(v),
+                    Err(_) => Expr::Cast(Box::new(Expr::Const(v)), c),
+                },
+                e => Expr::Cast(Box::new(e), c),
+            }
+        }
         (SqlType::BigInt | SqlType::Integer, SqlType::Numeric(_)) => match e {
             Expr::Const(Value::Int(i)) => Expr::Const(Value::Num(Decimal::from_i64(i))),
             e => Expr::Cast(Box::new(e), SqlType::Numeric(None)),
@@ -749,8 +1042,27 @@ pub(super) fn unify(a: SqlType, b: SqlType, pos: Pos) -> Result<SqlType> {
     match (class(a), class(b)) {
         (Class::Any, _) => Ok(b),
         (_, Class::Any) => Ok(a),
-        (x, y) if x == y => Ok(if x == Class::Num { num_type(a, b) } else { a }),
+        (x, y) if x == y => Ok(if x == Class::Num { unify_num(a, b) } else { a }),
         _ => resolve_err(pos, format!("types {a} and {b} cannot be matched")),
+    }
+}
+
+/// A cast of a constant, done now; one that fails stays a cast, so the error comes when (and
+/// only if) it is evaluated — `coalesce(1, 1e308::float8::real)` is 1, as in PostgreSQL.
+pub(super) fn fold_cast(v: Value, ty: SqlType) -> Expr {
+    match v.cast(&ty) {
+        Ok(c) => Expr::Const(c),
+        Err(_) => Expr::Cast(Box::new(Expr::Const(v)), ty),
+    }
+}
+
+/// Common type of numeric branches (CASE, COALESCE, UNION, greatest/least): DOUBLE
+/// PRECISION if any is, else REAL if any is, else NUMERIC if any is, else BIGINT.
+pub(super) fn unify_num(a: SqlType, b: SqlType) -> SqlType {
+    match (a, b) {
+        (SqlType::Double, _) | (_, SqlType::Double) => SqlType::Double,
+        (SqlType::Real, _) | (_, SqlType::Real) => SqlType::Real,
+        _ => num_type(a, b),
     }
 }
 

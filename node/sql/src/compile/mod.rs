@@ -36,6 +36,9 @@ pub use query::{plan_size, select_size};
 /// Compiled call arguments, `*` given, DISTINCT given.
 type Args = (Vec<(Expr, SqlType)>, bool, bool);
 
+/// ORDER BY keys: expression, descending, nulls first.
+type OrderKeys = Vec<(Expr, bool, bool)>;
+
 /// UPDATE assignments and WHERE.
 type UpdateParts = (Vec<(usize, Expr)>, Option<Expr>);
 
@@ -98,6 +101,11 @@ struct Scope {
 #[derive(Debug, Clone)]
 struct AggState {
     groups: Vec<ast::Expr>,
+    /// For each group expression that is a plain column of the FROM row: its index (so
+    /// `t.c`, `c` and an alias of either all name the same group, as in PostgreSQL).
+    group_cols: Vec<Option<usize>>,
+    /// Static type of each group expression.
+    group_types: Vec<SqlType>,
     aggs: Vec<AggCall>,
     active: bool,
 }
@@ -114,6 +122,16 @@ pub struct Compiler<'a> {
     loops: Vec<(Option<String>, usize)>,
     next_loop: usize,
     depth: u32,
+    /// WITH queries in scope (innermost last): name and compiled query.
+    ctes: Vec<(String, Select)>,
+    /// Views being expanded (a view that reads itself is an error, not a loop).
+    expanding: Vec<String>,
+    /// Slot of the function's OUT parameter (its value is the result).
+    out_slot: Option<usize>,
+    /// Next `WITH RECURSIVE` work table id, and how many work-table references were
+    /// compiled (to tell a recursive term from a plain UNION).
+    next_work: usize,
+    work_refs: usize,
 }
 
 /// Deepest expression nesting accepted (bounds recursion in every engine).
@@ -132,6 +150,11 @@ impl<'a> Compiler<'a> {
             loops: Vec::new(),
             next_loop: 0,
             depth: 0,
+            ctes: Vec::new(),
+            expanding: Vec::new(),
+            out_slot: None,
+            next_work: 0,
+            work_refs: 0,
         }
     }
 

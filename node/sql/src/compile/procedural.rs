@@ -14,8 +14,22 @@ pub(super) fn compile_function(cat: &Catalog, f: &FuncDef) -> Result<Function> {
         }
         env.declare(n, *t, false);
     }
+    let out_slot = match &f.out {
+        Some((n, t, p)) => {
+            if env.scopes.last().is_some_and(|s| s.contains_key(n)) {
+                return resolve_err(*p, format!("parameter name \"{n}\" used more than once"));
+            }
+            Some(env.declare(n, *t, false))
+        }
+        None => None,
+    };
     let mut c = Compiler::new(cat, Some(env), true, f.pos);
-    let body = c.block(&f.body, f.pos)?;
+    c.out_slot = out_slot;
+    let mut body = c.block(&f.body, f.pos)?;
+    if let Some(s) = out_slot {
+        // falling off the end returns the OUT parameter
+        body.push(st(1, StmtKind::Return(Some(Expr::Var(s)))));
+    }
     let slots = c.vars.map(|v| v.slots).unwrap_or_default();
     Ok(Function {
         name: f.name.clone(),
@@ -72,9 +86,35 @@ impl Compiler<'_> {
             if !inits.is_empty() {
                 out.push(st(cost, StmtKind::Init(inits)));
             }
-            for s in &b.stmts {
-                out.push(self.pstmt(s)?);
+            if b.handlers.is_empty() {
+                for s in &b.stmts {
+                    out.push(self.pstmt(s)?);
+                }
+                return Ok(out);
             }
+            // declarations initialise outside the guarded part (an error there is not
+            // caught by the block's own handlers, as in PostgreSQL)
+            let mut body = Vec::new();
+            for s in &b.stmts {
+                body.push(self.pstmt(s)?);
+            }
+            let mut handlers = Vec::new();
+            for h in &b.handlers {
+                for c in &h.conditions {
+                    if !crate::interp::CONDITIONS.contains(&c.as_str()) {
+                        return resolve_err(
+                            h.pos,
+                            format!("unrecognized exception condition \"{c}\""),
+                        );
+                    }
+                }
+                let mut hs = Vec::new();
+                for s in &h.stmts {
+                    hs.push(self.pstmt(s)?);
+                }
+                handlers.push((h.conditions.clone(), hs));
+            }
+            out.push(st(1, StmtKind::Guarded(body, handlers)));
             Ok(out)
         })();
         let _ = pos;
@@ -312,12 +352,19 @@ impl Compiler<'_> {
             }
             PStmt::Return(e, pos) => {
                 self.pos = *pos;
-                match e {
-                    Some(e) => {
-                        let (x, _) = self.expr(e)?;
-                        Ok(st(1 + x.size(), StmtKind::Return(Some(x))))
-                    }
-                    None => Ok(st(1, StmtKind::Return(None))),
+                match (e, self.out_slot) {
+                    (Some(_), Some(_)) => resolve_err(
+                        *pos,
+                        "RETURN cannot have a parameter in function with OUT parameters",
+                    ),
+                    (None, Some(s)) => Ok(st(1, StmtKind::Return(Some(Expr::Var(s))))),
+                    (e, None) => match e {
+                        Some(e) => {
+                            let (x, _) = self.expr(e)?;
+                            Ok(st(1 + x.size(), StmtKind::Return(Some(x))))
+                        }
+                        None => Ok(st(1, StmtKind::Return(None))),
+                    },
                 }
             }
             PStmt::Raise {

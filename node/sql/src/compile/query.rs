@@ -17,15 +17,24 @@ impl<'a> Compiler<'a> {
     /// Compiles a query.
     pub fn select(&mut self, q: &ast::Query) -> Result<Select> {
         let pos = self.pos;
-        if q.with.is_some() || q.fetch.is_some() || !q.locks.is_empty() {
-            return unsupported(pos, "WITH, FETCH and locking clauses");
+        if q.fetch.is_some() || !q.locks.is_empty() {
+            return unsupported(pos, "FETCH and locking clauses");
+        }
+        if let Some(w) = &q.with {
+            return self.with_query(q, w);
         }
         let sel = match q.body.as_ref() {
             ast::SetExpr::Select(s) => s,
             ast::SetExpr::Query(inner) if q.order_by.is_none() && q.limit_clause.is_none() => {
                 return self.select(inner)
             }
-            _ => return unsupported(pos, "UNION/INTERSECT/EXCEPT and VALUES as a query"),
+            ast::SetExpr::SetOperation {
+                op,
+                set_quantifier,
+                left,
+                right,
+            } => return self.set_operation(q, *op, *set_quantifier, left, right),
+            _ => return unsupported(pos, "VALUES as a query"),
         };
         if sel.into.is_some() {
             return unsupported(pos, "SELECT INTO outside a function");
@@ -67,6 +76,31 @@ impl<'a> Compiler<'a> {
                             return unsupported(pos, "table functions");
                         }
                         let tn = obj_name(name, pos)?;
+                        if let Some(q) = self.named_query(&tn, pos)? {
+                            let an = alias.as_ref().map(|a| lc(&a.name)).unwrap_or(tn);
+                            for (k, (n, t)) in q.columns.iter().enumerate() {
+                                let n = alias
+                                    .as_ref()
+                                    .and_then(|a| a.columns.get(k))
+                                    .map(|c| lc(&c.name))
+                                    .unwrap_or_else(|| n.clone());
+                                scope.cols.push(ScopeCol {
+                                    table: Some(an.clone()),
+                                    name: n,
+                                    ty: *t,
+                                });
+                            }
+                            let w = q.columns.len();
+                            sources.push(Source {
+                                kind: SourceKind::Sub(Box::new(q)),
+                                join: kind,
+                                on: None,
+                                offset,
+                                width: w,
+                            });
+                            on_asts.push(on);
+                            continue;
+                        }
                         let Some(ti) = self.cat.table(&tn) else {
                             let p = name
                                 .0
@@ -137,6 +171,337 @@ impl<'a> Compiler<'a> {
         let r = self.select_body(q, sel, sources, on_asts, width);
         self.scopes.pop();
         r
+    }
+
+    /// A WITH query or a view named `name` in FROM, compiled as a derived table.
+    fn named_query(&mut self, name: &str, pos: Pos) -> Result<Option<Select>> {
+        if let Some((_, q)) = self.ctes.iter().rev().find(|(n, _)| n == name) {
+            if matches!(
+                q.sources.first().map(|s| &s.kind),
+                Some(SourceKind::WorkTable(_))
+            ) {
+                self.work_refs += 1;
+            }
+            return Ok(Some(q.clone()));
+        }
+        let Some(v) = self.cat.view(name).cloned() else {
+            return Ok(None);
+        };
+        if self.expanding.contains(&v.name) || self.expanding.len() > 16 {
+            return resolve_err(pos, format!("view \"{name}\" refers to itself"));
+        }
+        let stmt = parse::parse_single_statement(&v.sql)?;
+        let ast::Statement::Query(vq) = stmt else {
+            return resolve_err(pos, format!("view \"{name}\" is not a query"));
+        };
+        // a view sees no enclosing query, variables or WITH names of its user
+        let saved_scopes = std::mem::take(&mut self.scopes);
+        let saved_vars = self.vars.take();
+        let saved_ctes = std::mem::take(&mut self.ctes);
+        self.expanding.push(v.name.clone());
+        let r = self.subquery(&vq);
+        self.expanding.pop();
+        self.scopes = saved_scopes;
+        self.vars = saved_vars;
+        self.ctes = saved_ctes;
+        let mut q = r?;
+        for (c, n) in q.columns.iter_mut().zip(&v.columns) {
+            c.0 = n.clone();
+        }
+        // the view's columns are at depth 0 of its own query; it has no outer references,
+        // so it runs the same wherever it is used
+        Ok(Some(q))
+    }
+
+    /// `WITH name [(cols)] AS (query), … query`: each WITH query is compiled once and used as a
+    /// derived table wherever its name appears in FROM (non-recursive only).
+    fn with_query(&mut self, q: &ast::Query, w: &ast::With) -> Result<Select> {
+        let pos = self.pos;
+        let base = self.ctes.len();
+        let r = (|| -> Result<Select> {
+            for cte in &w.cte_tables {
+                if cte.from.is_some() {
+                    return unsupported(pos, "WITH … FROM");
+                }
+                let name = lc(&cte.alias.name);
+                if self.ctes[base..].iter().any(|(n, _)| *n == name) {
+                    return resolve_err(
+                        pos,
+                        format!("WITH query name \"{name}\" specified more than once"),
+                    );
+                }
+                let mut sq = match (w.recursive, cte.query.body.as_ref()) {
+                    (
+                        true,
+                        ast::SetExpr::SetOperation {
+                            op: ast::SetOperator::Union,
+                            set_quantifier,
+                            left,
+                            right,
+                        },
+                    ) if cte.query.order_by.is_none() && cte.query.limit_clause.is_none() => {
+                        let all = match set_quantifier {
+                            ast::SetQuantifier::All => true,
+                            ast::SetQuantifier::Distinct | ast::SetQuantifier::None => false,
+                            _ => return unsupported(pos, "UNION BY NAME"),
+                        };
+                        self.recursive_cte(&name, &cte.alias, &cte.query, left, right, all)?
+                    }
+                    _ => self.subquery(&cte.query)?,
+                };
+                if sq.reads_outer_columns() {
+                    return unsupported(
+                        pos,
+                        "a WITH query that reads columns of an enclosing query",
+                    );
+                }
+                if cte.alias.columns.len() > sq.columns.len() {
+                    return resolve_err(
+                        pos,
+                        format!(
+                            "WITH query \"{name}\" has {} columns available but {} columns specified",
+                            sq.columns.len(),
+                            cte.alias.columns.len()
+                        ),
+                    );
+                }
+                for (c, a) in sq.columns.iter_mut().zip(&cte.alias.columns) {
+                    c.0 = lc(&a.name);
+                }
+                self.ctes.push((name, sq));
+            }
+            let mut body = q.clone();
+            body.with = None;
+            self.select(&body)
+        })();
+        self.ctes.truncate(base);
+        r
+    }
+
+    /// One `WITH RECURSIVE name AS (anchor UNION [ALL] step)`; a step that does not read
+    /// `name` makes it a plain UNION.
+    fn recursive_cte(
+        &mut self,
+        name: &str,
+        alias: &ast::TableAlias,
+        q: &ast::Query,
+        left: &ast::SetExpr,
+        right: &ast::SetExpr,
+        all: bool,
+    ) -> Result<Select> {
+        let pos = self.pos;
+        let side = |this: &mut Self, e: &ast::SetExpr| -> Result<Select> {
+            let mut sq = q.clone();
+            sq.with = None;
+            *sq.body = e.clone();
+            this.subquery(&sq)
+        };
+        let anchor = side(self, left)?;
+        let mut columns = anchor.columns.clone();
+        for (c, a) in columns.iter_mut().zip(&alias.columns) {
+            c.0 = lc(&a.name);
+        }
+        let width = columns.len();
+        let id = self.next_work;
+        self.next_work += 1;
+        let cols_select = |kind: SourceKind, columns: &[(String, SqlType)]| Select {
+            sources: vec![Source {
+                kind,
+                join: JoinKind::Inner,
+                on: None,
+                offset: 0,
+                width,
+            }],
+            width,
+            filter: None,
+            agg: None,
+            having: None,
+            proj: (0..width).map(|idx| Expr::Col { depth: 0, idx }).collect(),
+            distinct: false,
+            order: Vec::new(),
+            limit: None,
+            offset: None,
+            columns: columns.to_vec(),
+        };
+        self.ctes.push((
+            name.to_string(),
+            cols_select(SourceKind::WorkTable(id), &columns),
+        ));
+        let refs = self.work_refs;
+        let step = side(self, right);
+        self.ctes.pop();
+        let mut step = step?;
+        if self.work_refs == refs {
+            // not recursive after all: a plain UNION
+            let mut sq = q.clone();
+            sq.with = None;
+            return self.subquery(&sq);
+        }
+        if step.columns.len() != width {
+            return resolve_err(pos, "each UNION query must have the same number of columns");
+        }
+        for (k, col) in columns.iter().enumerate() {
+            let (at, st) = (col.1, step.columns[k].1);
+            if unify(at, st, pos).is_err() {
+                return resolve_err(
+                    pos,
+                    format!("recursive query \"{name}\" column {} has type {at} in its non-recursive term but type {st} overall", k + 1),
+                );
+            }
+            let e = std::mem::replace(&mut step.proj[k], Expr::Const(Value::Null));
+            step.proj[k] = widen(e, st, at);
+        }
+        Ok(cols_select(
+            SourceKind::Recursive {
+                id,
+                all,
+                anchor: Box::new(anchor),
+                step: Box::new(step),
+            },
+            &columns,
+        ))
+    }
+
+    /// `left UNION|INTERSECT|EXCEPT [ALL] right [ORDER BY …] [LIMIT …]`: a query over one
+    /// source, the set operation, whose columns take the two sides' common types.
+    fn set_operation(
+        &mut self,
+        q: &ast::Query,
+        op: ast::SetOperator,
+        quant: ast::SetQuantifier,
+        left: &ast::SetExpr,
+        right: &ast::SetExpr,
+    ) -> Result<Select> {
+        let pos = self.pos;
+        let kind = match op {
+            ast::SetOperator::Union => SetOpKind::Union,
+            ast::SetOperator::Intersect => SetOpKind::Intersect,
+            ast::SetOperator::Except | ast::SetOperator::Minus => SetOpKind::Except,
+        };
+        let all = match quant {
+            ast::SetQuantifier::All => true,
+            ast::SetQuantifier::Distinct | ast::SetQuantifier::None => false,
+            _ => return unsupported(pos, "UNION BY NAME"),
+        };
+        let side = |this: &mut Self, e: &ast::SetExpr| -> Result<Select> {
+            let mut sq = q.clone();
+            sq.with = None;
+            sq.order_by = None;
+            sq.limit_clause = None;
+            *sq.body = e.clone();
+            this.subquery(&sq)
+        };
+        let mut l = side(self, left)?;
+        let mut r = side(self, right)?;
+        let name = match kind {
+            SetOpKind::Union => "UNION",
+            SetOpKind::Intersect => "INTERSECT",
+            SetOpKind::Except => "EXCEPT",
+        };
+        if l.columns.len() != r.columns.len() {
+            return resolve_err(
+                pos,
+                format!("each {name} query must have the same number of columns"),
+            );
+        }
+        let mut columns = Vec::new();
+        for k in 0..l.columns.len() {
+            let (lt, rt) = (l.columns[k].1, r.columns[k].1);
+            let ty = unify(lt, rt, pos).map_err(|_| SqlError::Resolve {
+                pos,
+                msg: format!("{name} types {lt} and {rt} cannot be matched"),
+            })?;
+            for (side, t) in [(&mut l, lt), (&mut r, rt)] {
+                let e = std::mem::replace(&mut side.proj[k], Expr::Const(Value::Null));
+                side.proj[k] = widen(e, t, ty);
+                side.columns[k].1 = ty;
+            }
+            columns.push((l.columns[k].0.clone(), ty));
+        }
+        let width = columns.len();
+        let scope = Scope {
+            cols: columns
+                .iter()
+                .map(|(n, t)| ScopeCol {
+                    table: None,
+                    name: n.clone(),
+                    ty: *t,
+                })
+                .collect(),
+        };
+        self.scopes.push(scope);
+        let r2 = (|| -> Result<(OrderKeys, Option<Expr>, Option<Expr>)> {
+            let mut order = Vec::new();
+            if let Some(ob) = &q.order_by {
+                let ast::OrderByKind::Expressions(v) = &ob.kind else {
+                    return unsupported(pos, "ORDER BY ALL");
+                };
+                for o in v {
+                    let e = match &o.expr {
+                        ast::Expr::Value(v) => match &v.value {
+                            ast::Value::Number(n, _) => {
+                                let k: usize = n.parse().unwrap_or(0);
+                                if k == 0 || k > width {
+                                    return resolve_err(
+                                        pos,
+                                        format!("ORDER BY position {n} is not in select list"),
+                                    );
+                                }
+                                Expr::Col {
+                                    depth: 0,
+                                    idx: k - 1,
+                                }
+                            }
+                            _ => self.expr(&o.expr)?.0,
+                        },
+                        e => self.expr(e)?.0,
+                    };
+                    let desc = o.options.asc == Some(false);
+                    order.push((e, desc, o.options.nulls_first.unwrap_or(desc)));
+                }
+            }
+            let (limit, offset) = match &q.limit_clause {
+                None => (None, None),
+                Some(ast::LimitClause::LimitOffset { limit, offset, .. }) => (
+                    match limit {
+                        Some(l) => Some(self.expr(l)?.0),
+                        None => None,
+                    },
+                    match offset {
+                        Some(o) => Some(self.expr(&o.value)?.0),
+                        None => None,
+                    },
+                ),
+                Some(_) => return unsupported(pos, "LIMIT offset, count"),
+            };
+            Ok((order, limit, offset))
+        })();
+        self.scopes.pop();
+        let (order, limit, offset) = r2?;
+        Ok(Select {
+            sources: vec![Source {
+                kind: SourceKind::SetOp {
+                    op: kind,
+                    all,
+                    left: Box::new(l),
+                    right: Box::new(r),
+                },
+                join: JoinKind::Inner,
+                on: None,
+                offset: 0,
+                width,
+            }],
+            width,
+            filter: None,
+            agg: None,
+            having: None,
+            proj: (0..width).map(|idx| Expr::Col { depth: 0, idx }).collect(),
+            distinct: false,
+            order,
+            limit,
+            offset,
+            columns,
+        })
     }
 
     pub(super) fn select_body(
@@ -227,7 +592,7 @@ impl<'a> Compiler<'a> {
                 return unsupported(pos, "GROUP BY modifiers");
             }
             for g in gs {
-                group_asts.push(self.resolve_output_ref(g, &items)?);
+                group_asts.push(self.resolve_output_ref(g, &items, false)?);
             }
         } else {
             return unsupported(pos, "GROUP BY ALL");
@@ -248,19 +613,26 @@ impl<'a> Compiler<'a> {
             None => Vec::new(),
         };
         for o in &order_asts {
-            let e = self.resolve_output_ref(&o.expr, &items)?;
+            let e = self.resolve_output_ref(&o.expr, &items, true)?;
             self.expr(&e)?;
         }
         let aggregating = self.saw_agg || !group_asts.is_empty() || sel.having.is_some();
         let mut agg_plan = None;
         if aggregating {
-            let mut groups = Vec::new();
+            let mut group_cols = Vec::new();
+            let mut group_types = Vec::new();
             for g in &group_asts {
-                let (e, _) = self.expr(g)?;
-                groups.push(e);
+                let (e, t) = self.expr(g)?;
+                group_cols.push(match e {
+                    Expr::Col { depth: 0, idx } => Some(idx),
+                    _ => None,
+                });
+                group_types.push(t);
             }
             self.agg = Some(AggState {
                 groups: group_asts.clone(),
+                group_cols,
+                group_types,
                 aggs: Vec::new(),
                 active: true,
             });
@@ -283,7 +655,7 @@ impl<'a> Compiler<'a> {
         };
         let mut order = Vec::new();
         for o in &order_asts {
-            let e = self.resolve_output_ref(&o.expr, &items)?;
+            let e = self.resolve_output_ref(&o.expr, &items, true)?;
             let (c, _) = self.expr(&e)?;
             let desc = o.options.asc == Some(false);
             let nulls_first = o.options.nulls_first.unwrap_or(desc);
@@ -370,6 +742,7 @@ impl<'a> Compiler<'a> {
         &self,
         e: &ast::Expr,
         items: &[(ast::Expr, String)],
+        prefer_output: bool,
     ) -> Result<ast::Expr> {
         match e {
             ast::Expr::Value(v) => {
@@ -390,11 +763,13 @@ impl<'a> Compiler<'a> {
             }
             ast::Expr::Identifier(i) => {
                 let n = lc(i);
+                // GROUP BY: an input column wins over an output name; ORDER BY: the output
+                // name wins (PostgreSQL's rules)
                 let is_col = self
                     .scopes
                     .last()
                     .is_some_and(|s| s.cols.iter().any(|c| c.name == n));
-                if !is_col {
+                if prefer_output || !is_col {
                     if let Some((x, _)) = items.iter().find(|(_, name)| *name == n) {
                         return Ok(x.clone());
                     }
@@ -455,6 +830,12 @@ impl<'a> Compiler<'a> {
                 };
                 if ins.on.is_some() || ins.or.is_some() || !ins.assignments.is_empty() {
                     return unsupported(pos, "ON CONFLICT / INSERT OR / INSERT SET");
+                }
+                if self.cat.view(&tn).is_some() && self.cat.table(&tn).is_none() {
+                    return unsupported(
+                        pos,
+                        format!("cannot change view \"{tn}\": views are read-only in AergoSQL (write to its tables)"),
+                    );
                 }
                 let Some(ti) = self.cat.table(&tn) else {
                     return resolve_err(pos, format!("relation \"{tn}\" does not exist"));
@@ -645,6 +1026,12 @@ impl<'a> Compiler<'a> {
         match tf {
             ast::TableFactor::Table { name, alias, .. } => {
                 let tn = obj_name(name, self.pos)?;
+                if self.cat.view(&tn).is_some() && self.cat.table(&tn).is_none() {
+                    return unsupported(
+                        self.pos,
+                        format!("cannot change view \"{tn}\": views are read-only in AergoSQL (write to its tables)"),
+                    );
+                }
                 match self.cat.table(&tn) {
                     Some(ti) => Ok((ti, alias.as_ref().map(|a| lc(&a.name)))),
                     None => {
@@ -693,8 +1080,13 @@ pub(super) fn choose_access(t: &Table, conj: &[&Expr], off: usize, w: usize) -> 
                             None => true,
                             Some(m) => m < off,
                         };
-                        let no_sub =
-                            !matches!(**y, Expr::InSub(..) | Expr::Exists(..) | Expr::ScalarSub(_));
+                        let no_sub = !matches!(
+                            **y,
+                            Expr::InSub(..)
+                                | Expr::Exists(..)
+                                | Expr::ScalarSub(_)
+                                | Expr::Quantified(..)
+                        );
                         if ok && no_sub && has_no_subquery(y) {
                             eq.entry(idx - off).or_insert_with(|| (**y).clone());
                         }
@@ -730,7 +1122,7 @@ pub(super) fn has_no_subquery(e: &Expr) -> bool {
     // excluded to keep lookups cheap and simple.
     let mut ok = true;
     let _ = e.is_row_independent();
-    if let Expr::InSub(..) | Expr::Exists(..) | Expr::ScalarSub(_) = e {
+    if let Expr::InSub(..) | Expr::Exists(..) | Expr::ScalarSub(_) | Expr::Quantified(..) = e {
         ok = false;
     }
     ok

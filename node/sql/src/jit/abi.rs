@@ -87,6 +87,8 @@ pub(super) const E_FOR_LO: u32 = 5;
 pub(super) const E_FOR_HI: u32 = 6;
 pub(super) const E_FOR_BY: u32 = 7;
 pub(super) const E_FOR_STEP: u32 = 8;
+pub(super) const E_FLOAT_OVERFLOW: u32 = 9;
+pub(super) const E_FLOAT_UNDERFLOW: u32 = 10;
 
 // ------------------------------------------------------------- helpers ---
 // The helper contract. The `aergo_rt_*` helpers are called only by code this module generates
@@ -195,6 +197,8 @@ unsafe extern "C" fn aergo_rt_err(ctx: *mut JitCtx, code: u32) -> i32 {
                 E_INT_OVERFLOW => SqlError::Overflow("bigint out of range".into()),
                 E_DIV_ZERO => SqlError::DivisionByZero,
                 E_INTEGER_RANGE => SqlError::Overflow("integer out of range".into()),
+                E_FLOAT_OVERFLOW => crate::float::overflow(),
+                E_FLOAT_UNDERFLOW => crate::float::underflow(),
                 E_FOR_LO => SqlError::Type("FOR loop lower bound cannot be NULL".into()),
                 E_FOR_HI => SqlError::Type("FOR loop upper bound cannot be NULL".into()),
                 E_FOR_BY => SqlError::Type("FOR loop BY value cannot be NULL".into()),
@@ -696,6 +700,10 @@ unsafe extern "C" fn aergo_rt_call(
                             *n = 0;
                         }
                         (2, Value::Num(d)) => (*dec).set(Some(d)),
+                        (3, Value::Float(x)) => {
+                            *iv = i64::from_ne_bytes(x.to_ne_bytes());
+                            *n = 0;
+                        }
                         (2, Value::Int(i)) => (*dec).set(Some(Decimal::from_i64(i))),
                         (_, other) => {
                             return fail(
@@ -788,8 +796,186 @@ unsafe extern "C" fn aergo_rt_ret_var(ctx: *mut JitCtx, slot: u64) {
     }
 }
 
+// ------------------------------------------------------ DOUBLE PRECISION ---
+// Arithmetic and comparisons on DOUBLE PRECISION are native code (plain IEEE instructions,
+// no fast-math flags, no fused multiply-add); these helpers move floats between the frame and
+// generated code and run what goes through `crate::float` in both engines (functions, casts).
+
+unsafe extern "C" fn aergo_rt_load_f64(ctx: *mut JitCtx, slot: u64, v: *mut f64, n: *mut u8) {
+    // SAFETY: contract (a) for `ctx`; (b): `v` and `n` are the caller's f64 and i8 allocas.
+    unsafe {
+        // Defined outputs (NULL) before anything can panic (see `aergo_rt_load_int`).
+        *v = 0.0;
+        *n = 1;
+        guarded((), || {
+            if let Some(Value::Float(x)) = var(cx(ctx), slot) {
+                *v = *x;
+                *n = 0;
+            }
+        })
+    }
+}
+
+unsafe extern "C" fn aergo_rt_store_f64(ctx: *mut JitCtx, slot: u64, v: f64, n: u8) {
+    // SAFETY: contract (a): `ctx` is the live `JitCtx` of this call (`slot` is bounds-checked).
+    unsafe {
+        guarded((), || {
+            if let Some(x) = var(cx(ctx), slot) {
+                *x = if n != 0 {
+                    Value::Null
+                } else {
+                    Value::Float(crate::float::canon64(v))
+                };
+            }
+        })
+    }
+}
+
+unsafe extern "C" fn aergo_rt_push_f64(ctx: *mut JitCtx, v: f64, n: u8) {
+    // SAFETY: contract (a): `ctx` is the live `JitCtx` of this call.
+    unsafe {
+        guarded((), || {
+            cx(ctx).scratch.push(if n != 0 {
+                Value::Null
+            } else {
+                Value::Float(crate::float::canon64(v))
+            });
+        })
+    }
+}
+
+unsafe extern "C" fn aergo_rt_ret_f64(ctx: *mut JitCtx, v: f64, n: u8) {
+    // SAFETY: contract (a): `ctx` is the live `JitCtx` of this call.
+    unsafe {
+        guarded((), || {
+            cx(ctx).result = if n != 0 {
+                Value::Null
+            } else {
+                Value::Float(crate::float::canon64(v))
+            };
+        })
+    }
+}
+
+/// NUMERIC → DOUBLE PRECISION (the interpreter's `Value::as_f64`); NULL stays NULL.
+unsafe extern "C" fn aergo_rt_dec_to_f64(
+    ctx: *mut JitCtx,
+    p: *const DecSlot,
+    v: *mut f64,
+    n: *mut u8,
+) -> i32 {
+    // SAFETY: contract (a) for `ctx`; (b): `p` is an initialised `DecSlot` alloca, `v` and `n`
+    // the caller's f64 and i8 allocas.
+    unsafe {
+        *v = 0.0;
+        *n = 1;
+        guarded(1, || {
+            let c = cx(ctx);
+            match (*p).get() {
+                None => 0,
+                Some(Ok(d)) => {
+                    *v = crate::float::from_decimal64(&d);
+                    *n = 0;
+                    0
+                }
+                Some(Err(e)) => fail(c, e),
+            }
+        })
+    }
+}
+
+/// Code of `round(double precision)` for [`aergo_rt_f64_fn`] (other codes index
+/// [`F64_FNS`]).
+pub(super) const F64_RINT: u32 = 255;
+
+/// The float functions generated code calls by index.
+pub(super) const F64_FNS: [crate::float::FloatFn; 20] = {
+    use crate::float::FloatFn::*;
+    [
+        Sqrt, Cbrt, Exp, Ln, Log10, Power, Sin, Cos, Tan, Asin, Acos, Atan, Atan2, Floor, Ceil,
+        Trunc, Sign, Degrees, Radians, Pi,
+    ]
+};
+
+/// A DOUBLE PRECISION function: the same `crate::float::call` as the interpreter.
+unsafe extern "C" fn aergo_rt_f64_fn(
+    ctx: *mut JitCtx,
+    code: u32,
+    a: f64,
+    b: f64,
+    out: *mut f64,
+) -> i32 {
+    // SAFETY: contract (a) for `ctx`; (b): `out` is the caller's f64 alloca.
+    unsafe {
+        *out = 0.0;
+        guarded(1, || {
+            let c = cx(ctx);
+            let r = if code == F64_RINT {
+                Ok(crate::float::canon64(libm::rint(a)))
+            } else {
+                match F64_FNS.get(code as usize) {
+                    Some(f) => crate::float::call(*f, a, b),
+                    None => Err(SqlError::Jit("bad float function".into())),
+                }
+            };
+            match r {
+                Ok(x) => {
+                    *out = x;
+                    0
+                }
+                Err(e) => fail(c, e),
+            }
+        })
+    }
+}
+
+/// DOUBLE PRECISION → BIGINT (`integer` = 0) or INTEGER (1): round half to even, range
+/// checked (the interpreter's cast).
+unsafe extern "C" fn aergo_rt_f64_to_int(
+    ctx: *mut JitCtx,
+    x: f64,
+    integer: u32,
+    out: *mut i64,
+) -> i32 {
+    // SAFETY: contract (a) for `ctx`; (b): `out` is the caller's i64 alloca.
+    unsafe {
+        *out = 0;
+        guarded(1, || {
+            let c = cx(ctx);
+            let r = if integer != 0 {
+                crate::float::to_int(x, i64::from(i32::MIN), i64::from(i32::MAX), "integer")
+            } else {
+                crate::float::to_int(x, i64::MIN, i64::MAX, "bigint")
+            };
+            match r {
+                Ok(i) => {
+                    *out = i;
+                    0
+                }
+                Err(e) => fail(c, e),
+            }
+        })
+    }
+}
+
 pub(super) fn helper_addrs() -> Vec<(&'static str, usize)> {
     vec![
+        ("aergo_rt_load_f64", aergo_rt_load_f64 as *const () as usize),
+        (
+            "aergo_rt_store_f64",
+            aergo_rt_store_f64 as *const () as usize,
+        ),
+        ("aergo_rt_push_f64", aergo_rt_push_f64 as *const () as usize),
+        ("aergo_rt_ret_f64", aergo_rt_ret_f64 as *const () as usize),
+        (
+            "aergo_rt_dec_to_f64",
+            aergo_rt_dec_to_f64 as *const () as usize,
+        ),
+        ("aergo_rt_f64_fn", aergo_rt_f64_fn as *const () as usize),
+        (
+            "aergo_rt_f64_to_int",
+            aergo_rt_f64_to_int as *const () as usize,
+        ),
         ("aergo_rt_err", aergo_rt_err as *const () as usize),
         ("aergo_rt_load_int", aergo_rt_load_int as *const () as usize),
         (

@@ -11,8 +11,8 @@ use inkwell::context::Context;
 use inkwell::intrinsics::Intrinsic;
 use inkwell::module::Module;
 use inkwell::types::StructType;
-use inkwell::values::{BasicMetadataValueEnum, FunctionValue, IntValue, PointerValue};
-use inkwell::{AddressSpace, IntPredicate};
+use inkwell::values::{BasicMetadataValueEnum, FloatValue, FunctionValue, IntValue, PointerValue};
+use inkwell::{AddressSpace, FloatPredicate, IntPredicate};
 use std::collections::HashMap;
 
 #[derive(Debug)]
@@ -45,6 +45,11 @@ enum Repr<'c> {
         p: PointerValue<'c>,
         fit: Option<(u32, u32)>,
     },
+    /// DOUBLE PRECISION: value and NULL flag.
+    Flt {
+        v: PointerValue<'c>,
+        n: PointerValue<'c>,
+    },
     Frame,
 }
 
@@ -53,6 +58,8 @@ enum JVal<'c> {
     Int(IntValue<'c>, IntValue<'c>),
     Bool(IntValue<'c>, IntValue<'c>),
     Num(PointerValue<'c>),
+    /// DOUBLE PRECISION value and NULL flag.
+    Flt(FloatValue<'c>, IntValue<'c>),
     Null,
 }
 
@@ -86,9 +93,41 @@ pub(super) fn declare_helpers<'c>(
     let mut add = |name: &'static str, ty: inkwell::types::FunctionType<'c>| {
         h.insert(name, m.add_function(name, ty, None));
     };
+    let f64t = c.f64_type();
     add(
         "aergo_rt_err",
         i32t.fn_type(&[p.into(), i32t.into()], false),
+    );
+    add(
+        "aergo_rt_load_f64",
+        void.fn_type(&[p.into(), i64t.into(), p.into(), p.into()], false),
+    );
+    add(
+        "aergo_rt_store_f64",
+        void.fn_type(&[p.into(), i64t.into(), f64t.into(), i8t.into()], false),
+    );
+    add(
+        "aergo_rt_push_f64",
+        void.fn_type(&[p.into(), f64t.into(), i8t.into()], false),
+    );
+    add(
+        "aergo_rt_ret_f64",
+        void.fn_type(&[p.into(), f64t.into(), i8t.into()], false),
+    );
+    add(
+        "aergo_rt_dec_to_f64",
+        i32t.fn_type(&[p.into(), p.into(), p.into(), p.into()], false),
+    );
+    add(
+        "aergo_rt_f64_fn",
+        i32t.fn_type(
+            &[p.into(), i32t.into(), f64t.into(), f64t.into(), p.into()],
+            false,
+        ),
+    );
+    add(
+        "aergo_rt_f64_to_int",
+        i32t.fn_type(&[p.into(), f64t.into(), i32t.into(), p.into()], false),
     );
     add(
         "aergo_rt_load_int",
@@ -287,6 +326,10 @@ pub(super) fn gen_function<'c>(
                     p: g.b.build_alloca(dect, "d")?,
                     fit: *fit,
                 },
+                SqlType::Double => Repr::Flt {
+                    v: g.b.build_alloca(c.f64_type(), "f")?,
+                    n: g.b.build_alloca(c.i8_type(), "n")?,
+                },
                 _ => Repr::Frame,
             };
             g.slots.push(r);
@@ -453,8 +496,180 @@ impl<'c> Gen<'c, '_> {
             JVal::Int(x, n) => self.int_to_dec(x, n),
             JVal::Num(p) => Ok(p),
             JVal::Null => self.null_dec(),
+            JVal::Bool(..) | JVal::Flt(..) => Err(GenErr::Unsup(line!())),
+        }
+    }
+
+    fn f64c(&self, x: f64) -> FloatValue<'c> {
+        self.c.f64_type().const_float(x)
+    }
+
+    /// Any NaN becomes the canonical NaN (as `crate::float::canon64`).
+    fn canon(&self, x: FloatValue<'c>) -> G<FloatValue<'c>> {
+        let nan = self
+            .b
+            .build_float_compare(FloatPredicate::UNO, x, x, "isnan")?;
+        let cn = self
+            .c
+            .f64_type()
+            .const_float(f64::from_bits(crate::float::NAN64_BITS));
+        Ok(self.b.build_select(nan, cn, x, "canon")?.into_float_value())
+    }
+
+    /// Whether `x` is ±Infinity.
+    fn is_inf(&self, x: FloatValue<'c>) -> G<IntValue<'c>> {
+        let pi =
+            self.b
+                .build_float_compare(FloatPredicate::OEQ, x, self.f64c(f64::INFINITY), "pinf")?;
+        let ni = self.b.build_float_compare(
+            FloatPredicate::OEQ,
+            x,
+            self.f64c(f64::NEG_INFINITY),
+            "ninf",
+        )?;
+        Ok(self.b.build_or(pi, ni, "inf")?)
+    }
+
+    /// A value as DOUBLE PRECISION (integers convert exactly as Rust's `as f64`: IEEE round
+    /// to nearest even; decimals through the runtime's conversion).
+    fn as_f64(&self, v: JVal<'c>) -> G<(FloatValue<'c>, IntValue<'c>)> {
+        match v {
+            JVal::Flt(x, n) => Ok((x, n)),
+            JVal::Int(x, n) => Ok((
+                self.b
+                    .build_signed_int_to_float(x, self.c.f64_type(), "itof")?,
+                n,
+            )),
+            JVal::Null => Ok((self.f64c(0.0), self.b1(true))),
+            JVal::Num(p) => {
+                let (fv, fnp) = self.entry_alloca_f64()?;
+                self.call_checked(
+                    "aergo_rt_dec_to_f64",
+                    &[self.ctxp.into(), p.into(), fv.into(), fnp.into()],
+                )?;
+                Ok((
+                    self.b
+                        .build_load(self.c.f64_type(), fv, "df")?
+                        .into_float_value(),
+                    self.load_flag(fnp)?,
+                ))
+            }
             JVal::Bool(..) => Err(GenErr::Unsup(line!())),
         }
+    }
+
+    fn entry_alloca_f64(&self) -> G<(PointerValue<'c>, PointerValue<'c>)> {
+        let entry = self
+            .func
+            .get_first_basic_block()
+            .ok_or(GenErr::Unsup(line!()))?;
+        let tb = self.c.create_builder();
+        match entry.get_first_instruction() {
+            Some(i) => tb.position_before(&i),
+            None => tb.position_at_end(entry),
+        }
+        Ok((
+            tb.build_alloca(self.c.f64_type(), "tf")?,
+            tb.build_alloca(self.c.i8_type(), "tn")?,
+        ))
+    }
+
+    /// DOUBLE PRECISION arithmetic with PostgreSQL's checks (`crate::float::arith64`): plain
+    /// IEEE instructions, no fast-math flags (so no contraction into fused multiply-add).
+    fn farith(&self, op: ArithOp, x: JVal<'c>, y: JVal<'c>) -> G<JVal<'c>> {
+        let (a, na) = self.as_f64(x)?;
+        let (b, nb) = self.as_f64(y)?;
+        let n = self.b.build_or(na, nb, "n")?;
+        let notn = self.b.build_not(n, "nn")?;
+        let zero = self.f64c(0.0);
+        if op == ArithOp::Div {
+            let bz = self
+                .b
+                .build_float_compare(FloatPredicate::OEQ, b, zero, "bz")?;
+            let anan = self
+                .b
+                .build_float_compare(FloatPredicate::UNO, a, a, "anan")?;
+            let notnan = self.b.build_not(anan, "nnan")?;
+            let bad = self.b.build_and(notn, bz, "bad")?;
+            let bad = self.b.build_and(bad, notnan, "bad")?;
+            self.err_if(bad, E_DIV_ZERO)?;
+        }
+        let r = match op {
+            ArithOp::Add => self.b.build_float_add(a, b, "fadd")?,
+            ArithOp::Sub => self.b.build_float_sub(a, b, "fsub")?,
+            ArithOp::Mul => self.b.build_float_mul(a, b, "fmul")?,
+            ArithOp::Div => self.b.build_float_div(a, b, "fdiv")?,
+            ArithOp::Mod => return Err(GenErr::Unsup(line!())),
+        };
+        let rinf = self.is_inf(r)?;
+        let ainf = self.is_inf(a)?;
+        let binf = self.is_inf(b)?;
+        let nainf = self.b.build_not(ainf, "nainf")?;
+        let nbinf = self.b.build_not(binf, "nbinf")?;
+        let over = self.b.build_and(rinf, nainf, "ov")?;
+        let over = if op == ArithOp::Div {
+            over
+        } else {
+            self.b.build_and(over, nbinf, "ov")?
+        };
+        let over = self.b.build_and(over, notn, "ov")?;
+        self.err_if(over, E_FLOAT_OVERFLOW)?;
+        if matches!(op, ArithOp::Mul | ArithOp::Div) {
+            let rz = self
+                .b
+                .build_float_compare(FloatPredicate::OEQ, r, zero, "rz")?;
+            // `!= 0.0` is true for NaN, as in C
+            let anz = self
+                .b
+                .build_float_compare(FloatPredicate::UNE, a, zero, "anz")?;
+            let other = if op == ArithOp::Mul {
+                self.b
+                    .build_float_compare(FloatPredicate::UNE, b, zero, "bnz")?
+            } else {
+                nbinf
+            };
+            let under = self.b.build_and(rz, anz, "un")?;
+            let under = self.b.build_and(under, other, "un")?;
+            let under = self.b.build_and(under, notn, "un")?;
+            self.err_if(under, E_FLOAT_UNDERFLOW)?;
+        }
+        Ok(JVal::Flt(self.canon(r)?, n))
+    }
+
+    /// PostgreSQL's float order: NaN = NaN, NaN above everything, -0 = 0.
+    fn fcmp(
+        &self,
+        x: JVal<'c>,
+        y: JVal<'c>,
+    ) -> G<(IntValue<'c>, IntValue<'c>, IntValue<'c>, IntValue<'c>)> {
+        let (a, na) = self.as_f64(x)?;
+        let (b, nb) = self.as_f64(y)?;
+        let an = self
+            .b
+            .build_float_compare(FloatPredicate::UNO, a, a, "an")?;
+        let bn = self
+            .b
+            .build_float_compare(FloatPredicate::UNO, b, b, "bn")?;
+        let nan_an = self.b.build_not(an, "nan_a")?;
+        let nan_bn = self.b.build_not(bn, "nan_b")?;
+        let both = self.b.build_and(an, bn, "both")?;
+        let olt = self
+            .b
+            .build_float_compare(FloatPredicate::OLT, a, b, "olt")?;
+        let oeq = self
+            .b
+            .build_float_compare(FloatPredicate::OEQ, a, b, "oeq")?;
+        let ogt = self
+            .b
+            .build_float_compare(FloatPredicate::OGT, a, b, "ogt")?;
+        let lt = self
+            .b
+            .build_or(olt, self.b.build_and(nan_an, bn, "l")?, "lt")?;
+        let eq = self.b.build_or(oeq, both, "eq")?;
+        let gt = self
+            .b
+            .build_or(ogt, self.b.build_and(an, nan_bn, "g")?, "gt")?;
+        Ok((lt, eq, gt, self.b.build_or(na, nb, "n")?))
     }
 
     fn as_bool(&self, v: JVal<'c>) -> G<(IntValue<'c>, IntValue<'c>)> {
@@ -467,7 +682,7 @@ impl<'c> Gen<'c, '_> {
 
     fn null_of(&self, v: JVal<'c>) -> G<IntValue<'c>> {
         Ok(match v {
-            JVal::Int(_, n) | JVal::Bool(_, n) => n,
+            JVal::Int(_, n) | JVal::Bool(_, n) | JVal::Flt(_, n) => n,
             JVal::Num(p) => self.dec_null(p)?,
             JVal::Null => self.b1(true),
         })
@@ -499,6 +714,14 @@ impl<'c> Gen<'c, '_> {
                     "aergo_rt_store_dec",
                     &[self.ctxp.into(), slot.into(), p.into()],
                 )?,
+                Repr::Flt { v, n } => {
+                    let x = self.b.build_load(self.c.f64_type(), v, "x")?;
+                    let y = self.b.build_load(self.c.i8_type(), n, "y")?;
+                    self.call(
+                        "aergo_rt_store_f64",
+                        &[self.ctxp.into(), slot.into(), x.into(), y.into()],
+                    )?;
+                }
                 Repr::Frame => {}
             }
         }
@@ -526,6 +749,12 @@ impl<'c> Gen<'c, '_> {
                     &[self.ctxp.into(), slot.into(), p.into()],
                 )?;
             }
+            Repr::Flt { v, n } => {
+                self.call(
+                    "aergo_rt_load_f64",
+                    &[self.ctxp.into(), slot.into(), v.into(), n.into()],
+                )?;
+            }
             Repr::Frame => {}
         }
         Ok(())
@@ -543,6 +772,7 @@ impl<'c> Gen<'c, '_> {
             Expr::Const(Value::Int(i)) => JVal::Int(self.i64c(*i as u64), self.b1(false)),
             Expr::Const(Value::Bool(x)) => JVal::Bool(self.b1(*x), self.b1(false)),
             Expr::Const(Value::Null) => JVal::Null,
+            Expr::Const(Value::Float(x)) => JVal::Flt(self.f64c(*x), self.b1(false)),
             Expr::Const(Value::Num(d)) => {
                 let p = self.entry_alloca_dec()?;
                 let (lo, hi) = halves(d.mantissa() as u128);
@@ -568,6 +798,12 @@ impl<'c> Gen<'c, '_> {
                     self.b.build_store(t, val)?;
                     JVal::Num(t)
                 }
+                Repr::Flt { v, n } => JVal::Flt(
+                    self.b
+                        .build_load(self.c.f64_type(), v, "fv")?
+                        .into_float_value(),
+                    self.load_flag(n)?,
+                ),
                 Repr::Frame => return Err(GenErr::Unsup(line!())),
             },
             Expr::Neg(a) => match self.expr(a)? {
@@ -584,6 +820,7 @@ impl<'c> Gen<'c, '_> {
                     JVal::Int(self.b.build_int_neg(v, "neg")?, n)
                 }
                 JVal::Num(p) => JVal::Num(self.dec_unop(0, p, self.i64c(0))?),
+                JVal::Flt(x, n) => JVal::Flt(self.canon(self.b.build_float_neg(x, "fneg")?)?, n),
                 JVal::Null => JVal::Null,
                 JVal::Bool(..) => return Err(GenErr::Unsup(line!())),
             },
@@ -627,9 +864,66 @@ impl<'c> Gen<'c, '_> {
                     JVal::Int(self.b.build_select(neg, nv, v, "abs")?.into_int_value(), n)
                 }
                 JVal::Num(p) => JVal::Num(self.dec_unop(1, p, self.i64c(0))?),
+                JVal::Flt(x, n) => {
+                    let f = Intrinsic::find("llvm.fabs")
+                        .and_then(|i| i.get_declaration(self.m, &[self.c.f64_type().into()]))
+                        .ok_or(GenErr::Unsup(line!()))?;
+                    let r = self
+                        .b
+                        .build_call(f, &[x.into()], "fabs")?
+                        .try_as_basic_value()
+                        .basic()
+                        .ok_or(GenErr::Unsup(line!()))?
+                        .into_float_value();
+                    JVal::Flt(self.canon(r)?, n)
+                }
                 JVal::Null => JVal::Null,
                 JVal::Bool(..) => return Err(GenErr::Unsup(line!())),
             },
+            Expr::Builtin(Builtin::Round, args)
+                if args.len() == 1
+                    && static_kind(&args[0], &self.slots, &self.rets) == JKind::Null =>
+            {
+                JVal::Null
+            }
+            Expr::Builtin(Builtin::Round, args)
+                if args.len() == 1
+                    && static_kind(&args[0], &self.slots, &self.rets) == JKind::Flt =>
+            {
+                let x = self.expr(&args[0])?;
+                self.f64_fn(F64_RINT, &[x])?
+            }
+            Expr::Builtin(Builtin::Float(ff), args) => {
+                let code = F64_FNS
+                    .iter()
+                    .position(|x| x == ff)
+                    .ok_or(GenErr::Unsup(line!()))?;
+                let mut vals = Vec::with_capacity(args.len());
+                for a in args {
+                    vals.push(self.expr(a)?);
+                }
+                self.f64_fn(
+                    u32::try_from(code).map_err(|_| GenErr::Unsup(line!()))?,
+                    &vals,
+                )?
+            }
+            Expr::Cast(a, SqlType::Double) => match self.expr(a)? {
+                JVal::Bool(..) => return Err(GenErr::Unsup(line!())),
+                JVal::Null => JVal::Null,
+                v => {
+                    let (x, n) = self.as_f64(v)?;
+                    JVal::Flt(x, n)
+                }
+            },
+            Expr::Cast(a, ty @ (SqlType::BigInt | SqlType::Integer))
+                if static_kind(a, &self.slots, &self.rets) == JKind::Flt =>
+            {
+                let JVal::Flt(x, n) = self.expr(a)? else {
+                    return Err(GenErr::Unsup(line!()));
+                };
+                let out = self.f64_to_int(x, n, *ty == SqlType::Integer)?;
+                JVal::Int(out, n)
+            }
             Expr::Builtin(Builtin::Round, args) if !args.is_empty() && args.len() <= 2 => {
                 let x = self.expr(&args[0])?;
                 let (d, dn) = match args.get(1) {
@@ -657,6 +951,7 @@ impl<'c> Gen<'c, '_> {
                     Some(SqlType::BigInt | SqlType::Integer) => 0u64,
                     Some(SqlType::Boolean) => 1,
                     Some(SqlType::Numeric(_)) => 2,
+                    Some(SqlType::Double) => 3,
                     _ => return Err(GenErr::Unsup(line!())),
                 };
                 for a in args {
@@ -707,6 +1002,17 @@ impl<'c> Gen<'c, '_> {
                                 .build_int_compare(IntPredicate::NE, v, self.i64c(0), "cb")?;
                         JVal::Bool(b, self.load_flag(nv)?)
                     }
+                    3 => {
+                        let v = self
+                            .b
+                            .build_load(self.c.i64_type(), iv, "cv")?
+                            .into_int_value();
+                        let f = self
+                            .b
+                            .build_bit_cast(v, self.c.f64_type(), "cf")?
+                            .into_float_value();
+                        JVal::Flt(f, self.load_flag(nv)?)
+                    }
                     _ => JVal::Num(dec),
                 }
             }
@@ -714,7 +1020,7 @@ impl<'c> Gen<'c, '_> {
                 JVal::Int(v, n) => JVal::Num(self.int_to_dec(v, n)?),
                 JVal::Num(p) => JVal::Num(p),
                 JVal::Null => JVal::Null,
-                JVal::Bool(..) => return Err(GenErr::Unsup(line!())),
+                JVal::Bool(..) | JVal::Flt(..) => return Err(GenErr::Unsup(line!())),
             },
             Expr::Coalesce(list) => {
                 // CASE WHEN a IS NOT NULL THEN a ... evaluated once each, in order
@@ -739,8 +1045,77 @@ impl<'c> Gen<'c, '_> {
         Ok(out)
     }
 
+    /// Calls a float function through `aergo_rt_f64_fn` (NULL in, NULL out).
+    fn f64_fn(&self, code: u32, args: &[JVal<'c>]) -> G<JVal<'c>> {
+        let mut xs = Vec::new();
+        let mut n = self.b1(false);
+        for a in args {
+            let (x, na) = self.as_f64(*a)?;
+            n = self.b.build_or(n, na, "n")?;
+            xs.push(x);
+        }
+        let a = xs.first().copied().unwrap_or(self.f64c(0.0));
+        let b = xs.get(1).copied().unwrap_or(self.f64c(0.0));
+        let (out, _) = self.entry_alloca_f64()?;
+        // only called for non-NULL arguments (a NULL argument could fail a domain check)
+        let call_bb = self.c.append_basic_block(self.func, "ffn");
+        let done = self.c.append_basic_block(self.func, "ffn_done");
+        self.b.build_store(out, self.f64c(0.0))?;
+        self.b.build_conditional_branch(n, done, call_bb)?;
+        self.b.position_at_end(call_bb);
+        self.call_checked(
+            "aergo_rt_f64_fn",
+            &[
+                self.ctxp.into(),
+                self.i32c(u64::from(code)).into(),
+                a.into(),
+                b.into(),
+                out.into(),
+            ],
+        )?;
+        self.b.build_unconditional_branch(done)?;
+        self.b.position_at_end(done);
+        let r = self
+            .b
+            .build_load(self.c.f64_type(), out, "fr")?
+            .into_float_value();
+        Ok(JVal::Flt(r, n))
+    }
+
+    /// DOUBLE PRECISION → integer through `aergo_rt_f64_to_int` (skipped when NULL).
+    fn f64_to_int(&self, x: FloatValue<'c>, n: IntValue<'c>, integer: bool) -> G<IntValue<'c>> {
+        let (fv, _) = self.entry_alloca_f64()?;
+        // an f64 alloca holds the i64 result (same size and alignment)
+        let out = fv;
+        self.b.build_store(out, self.i64c(0))?;
+        let call_bb = self.c.append_basic_block(self.func, "ftoi");
+        let done = self.c.append_basic_block(self.func, "ftoi_done");
+        self.b.build_conditional_branch(n, done, call_bb)?;
+        self.b.position_at_end(call_bb);
+        self.call_checked(
+            "aergo_rt_f64_to_int",
+            &[
+                self.ctxp.into(),
+                x.into(),
+                self.i32c(u64::from(integer)).into(),
+                out.into(),
+            ],
+        )?;
+        self.b.build_unconditional_branch(done)?;
+        self.b.position_at_end(done);
+        Ok(self
+            .b
+            .build_load(self.c.i64_type(), out, "fiv")?
+            .into_int_value())
+    }
+
     fn arith(&self, op: ArithOp, x: JVal<'c>, y: JVal<'c>) -> G<JVal<'c>> {
         match (x, y) {
+            (JVal::Flt(..), JVal::Bool(..)) | (JVal::Bool(..), JVal::Flt(..)) => {
+                Err(GenErr::Unsup(line!()))
+            }
+            (JVal::Flt(..), JVal::Int(..) | JVal::Num(_) | JVal::Flt(..))
+            | (JVal::Int(..) | JVal::Num(_), JVal::Flt(..)) => self.farith(op, x, y),
             (JVal::Null, JVal::Bool(..)) | (JVal::Bool(..), _) | (_, JVal::Bool(..)) => {
                 Err(GenErr::Unsup(line!()))
             }
@@ -867,6 +1242,7 @@ impl<'c> Gen<'c, '_> {
                 (lt, eq, gt, self.b.build_or(na, nb, "n")?)
             }
             (JVal::Bool(..), _) | (_, JVal::Bool(..)) => return Err(GenErr::Unsup(line!())),
+            (JVal::Flt(..), _) | (_, JVal::Flt(..)) => self.fcmp(x, y)?,
             _ => {
                 let a = self.as_dec(x)?;
                 let b = self.as_dec(y)?;
@@ -989,6 +1365,10 @@ impl<'c> Gen<'c, '_> {
                 p: tb.build_alloca(self.dect, "cd")?,
                 fit: None,
             },
+            JKind::Flt => Repr::Flt {
+                v: tb.build_alloca(self.c.f64_type(), "cf")?,
+                n: tb.build_alloca(self.c.i8_type(), "cn")?,
+            },
             JKind::Null | JKind::Unsupported => Repr::Frame,
         };
         Ok((k, r))
@@ -1010,7 +1390,11 @@ impl<'c> Gen<'c, '_> {
                 self.b.build_store(p, val)?;
                 Ok(())
             }
-            (Repr::Int { n, .. } | Repr::Bool { n, .. }, JVal::Null) => {
+            (Repr::Flt { v: pv, n: pn }, JVal::Flt(x, n)) => {
+                self.b.build_store(pv, x)?;
+                self.store_flag(pn, n)
+            }
+            (Repr::Int { n, .. } | Repr::Bool { n, .. } | Repr::Flt { n, .. }, JVal::Null) => {
                 self.b.build_store(n, self.i8c(1))?;
                 Ok(())
             }
@@ -1034,6 +1418,12 @@ impl<'c> Gen<'c, '_> {
                 JVal::Bool(self.load_flag(v)?, self.load_flag(n)?)
             }
             (JKind::Num, Repr::Num { p, .. }) => JVal::Num(p),
+            (JKind::Flt, Repr::Flt { v, n }) => JVal::Flt(
+                self.b
+                    .build_load(self.c.f64_type(), v, "g")?
+                    .into_float_value(),
+                self.load_flag(n)?,
+            ),
             _ => JVal::Null,
         })
     }
@@ -1187,6 +1577,22 @@ impl<'c> Gen<'c, '_> {
                     }
                 }
             }
+            (Repr::Flt { .. }, JVal::Flt(..) | JVal::Int(..) | JVal::Num(_)) => {
+                let (x, n) = self.as_f64(v)?;
+                self.put(self.slots[slot], JVal::Flt(x, n))
+            }
+            (
+                Repr::Int {
+                    v: pv,
+                    n: pn,
+                    integer,
+                },
+                JVal::Flt(x, n),
+            ) => {
+                let i = self.f64_to_int(x, n, integer)?;
+                self.b.build_store(pv, i)?;
+                self.store_flag(pn, n)
+            }
             (Repr::Bool { .. }, JVal::Bool(..)) | (_, JVal::Null) => self.put(self.slots[slot], v),
             _ => Err(GenErr::Unsup(line!())),
         }
@@ -1216,6 +1622,10 @@ impl<'c> Gen<'c, '_> {
                     self.call("aergo_rt_push_bool", &[ctx, vz.into(), nz.into()])?;
                 }
                 JVal::Num(p) => self.call_checked("aergo_rt_push_dec", &[ctx, p.into()])?,
+                JVal::Flt(v, n) => {
+                    let nz = self.b.build_int_z_extend(n, self.c.i8_type(), "nz")?;
+                    self.call("aergo_rt_push_f64", &[ctx, v.into(), nz.into()])?;
+                }
                 JVal::Null => {
                     self.call(
                         "aergo_rt_push_const",
@@ -1263,6 +1673,8 @@ impl<'c> Gen<'c, '_> {
     fn stmt(&mut self, s: &Stmt) -> G<bool> {
         self.charge(s.cost)?;
         match &s.kind {
+            // exception blocks (savepoints, handlers) run in the interpreter
+            StmtKind::Guarded(..) => return Err(GenErr::Unsup(line!())),
             StmtKind::Assign(slot, e) => {
                 let v = self.expr(e)?;
                 self.assign(*slot, v)?;
@@ -1523,6 +1935,10 @@ impl<'c> Gen<'c, '_> {
                             self.call("aergo_rt_ret_bool", &[ctx, vz.into(), nz.into()])?;
                         }
                         JVal::Num(p) => self.call_checked("aergo_rt_ret_dec", &[ctx, p.into()])?,
+                        JVal::Flt(v, n) => {
+                            let nz = self.b.build_int_z_extend(n, self.c.i8_type(), "nz")?;
+                            self.call("aergo_rt_ret_f64", &[ctx, v.into(), nz.into()])?;
+                        }
                         JVal::Null => {
                             self.call(
                                 "aergo_rt_ret_const",
@@ -1556,6 +1972,8 @@ enum JKind {
     Int,
     Num,
     Bool,
+    /// DOUBLE PRECISION.
+    Flt,
     Null,
     Unsupported,
 }
@@ -1567,7 +1985,9 @@ fn static_kind(e: &Expr, slots: &[Repr], rets: &[SqlType]) -> JKind {
         Expr::Const(Value::Num(_)) => JKind::Num,
         Expr::Const(Value::Bool(_)) => JKind::Bool,
         Expr::Const(Value::Null) => JKind::Null,
+        Expr::Const(Value::Float(_)) => JKind::Flt,
         Expr::Var(s) => match slots.get(*s) {
+            Some(Repr::Flt { .. }) => JKind::Flt,
             Some(Repr::Int { .. }) => JKind::Int,
             Some(Repr::Num { .. }) => JKind::Num,
             Some(Repr::Bool { .. }) => JKind::Bool,
@@ -1578,7 +1998,36 @@ fn static_kind(e: &Expr, slots: &[Repr], rets: &[SqlType]) -> JKind {
             .first()
             .map(|a| static_kind(a, slots, rets))
             .unwrap_or(JKind::Unsupported),
-        Expr::Builtin(Builtin::Round, _) => JKind::Num,
+        Expr::Builtin(Builtin::Round, args) => {
+            match args.first().map(|a| static_kind(a, slots, rets)) {
+                Some(JKind::Flt) => JKind::Flt,
+                Some(JKind::Null) if args.len() == 1 => JKind::Null,
+                Some(JKind::Unsupported) => JKind::Unsupported,
+                _ => JKind::Num,
+            }
+        }
+        Expr::Builtin(Builtin::Float(_), args) => {
+            if args.iter().any(|a| {
+                matches!(
+                    static_kind(a, slots, rets),
+                    JKind::Unsupported | JKind::Bool
+                )
+            }) {
+                JKind::Unsupported
+            } else {
+                JKind::Flt
+            }
+        }
+        Expr::Cast(a, SqlType::Double) => match static_kind(a, slots, rets) {
+            JKind::Int | JKind::Num | JKind::Flt => JKind::Flt,
+            JKind::Null => JKind::Null,
+            _ => JKind::Unsupported,
+        },
+        Expr::Cast(a, SqlType::BigInt | SqlType::Integer)
+            if static_kind(a, slots, rets) == JKind::Flt =>
+        {
+            JKind::Int
+        }
         Expr::Not(_) | Expr::Cmp(..) | Expr::And(..) | Expr::Or(..) | Expr::IsNull(..) => {
             JKind::Bool
         }
@@ -1589,6 +2038,7 @@ fn static_kind(e: &Expr, slots: &[Repr], rets: &[SqlType]) -> JKind {
             | (_, JKind::Bool) => JKind::Unsupported,
             (JKind::Null, _) | (_, JKind::Null) => JKind::Null,
             (JKind::Int, JKind::Int) => JKind::Int,
+            (JKind::Flt, _) | (_, JKind::Flt) => JKind::Flt,
             _ => JKind::Num,
         },
         Expr::Case(_, whens, el) => {
@@ -1611,9 +2061,11 @@ fn static_kind(e: &Expr, slots: &[Repr], rets: &[SqlType]) -> JKind {
             Some(SqlType::BigInt | SqlType::Integer) => JKind::Int,
             Some(SqlType::Numeric(_)) => JKind::Num,
             Some(SqlType::Boolean) => JKind::Bool,
+            Some(SqlType::Double) => JKind::Flt,
             _ => JKind::Unsupported,
         },
         Expr::Cast(a, SqlType::Numeric(None)) => match static_kind(a, slots, rets) {
+            JKind::Flt => JKind::Unsupported,
             JKind::Int | JKind::Num => JKind::Num,
             k => k,
         },
