@@ -278,6 +278,16 @@ pub fn on_boot(logs: &LogStore, boot: SlotBoot, cfg: &aergo_os::config::Config) 
             logs.init(3, &format!("cannot write {SLOTS_FILE}: {e}"));
         }
     }
+    // Outside a trial, the running slot is the committed one: make the firmware's choice
+    // explicit (its own default would boot whichever ESP it finds first).
+    if let (true, false, Some(disk)) = (boot.uefi, reboot || trial.is_some(), &boot.disk) {
+        let other_good = slots
+            .get(other(&boot.running))
+            .is_some_and(|r| r.state == aergo_os::slots::SlotState::Good);
+        if let Err(e) = pin_boot_order(disk, &boot.running, other_good) {
+            logs.init(3, &format!("cannot set the firmware's boot order: {e}"));
+        }
+    }
     (
         SlotCtx {
             boot,
@@ -441,6 +451,31 @@ fn commit(ctx: &Ctx, h0: u64, h: u64) {
             &format!("{line}, but BootOrder could not be written: {e}"),
         ),
     }
+}
+
+/// Puts `running` first in `BootOrder` (then the other slot when it is a good fallback),
+/// writing the options that are missing. Writes nothing when it is already so.
+fn pin_boot_order(disk: &Path, running: &str, other_good: bool) -> std::io::Result<()> {
+    let (mine, theirs) = (efi::slot_option(running), efi::slot_option(other(running)));
+    let order = read_var("BootOrder", efi::GLOBAL)
+        .map(|v| efi::parse_u16_list(&v))
+        .unwrap_or_default();
+    let mut want = vec![mine];
+    if other_good {
+        want.push(theirs);
+    }
+    want.extend(order.iter().copied().filter(|o| *o != mine && *o != theirs));
+    let exists = |o: u16| Path::new(&efi::var_path(&efi::boot_var(o), efi::GLOBAL)).exists();
+    if !exists(mine) {
+        write_boot_option(disk, running)?;
+    }
+    if other_good && !exists(theirs) {
+        write_boot_option(disk, other(running))?;
+    }
+    if want != order {
+        write_var("BootOrder", efi::GLOBAL, &efi::u16_list(&want))?;
+    }
+    Ok(())
 }
 
 /// Writes the `Boot####` option of `slot` (its ESP's location from the GPT).

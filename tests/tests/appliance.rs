@@ -23,9 +23,10 @@
 //!   upload reads back byte-identical, no unacknowledged upload is served with other bytes,
 //!   and the volumes are consistent (none failed or read-only, live needles between the
 //!   acknowledged and the attempted count).
-//! - `appliance_ab_upgrade_and_fallback`: A/B upgrades in one QEMU process that reboots
-//!   itself between the steps (image A with a test release key; a tampered and an
-//!   other-key bundle refused with slot B left all zeros; bundle B streamed with the CLI,
+//! - `appliance_ab_upgrade_and_fallback`: A/B upgrades in a QEMU process that reboots
+//!   itself between the steps (image A with a test release key; tampered, other-key,
+//!   other-architecture and truncated bundles refused with slot B left all zeros; QEMU killed during B's trial boot
+//!   and started again: back on A, B bad, chain intact; bundle B streamed with the CLI,
 //!   tried once, committed, the chain intact, kept across a reboot; a broken bundle C whose
 //!   node exits at once falls back to B by itself and is reported bad).
 //! - `appliance_testnet_of_two_shares_a_final_block`: `scripts/testnet-qemu.sh 2 --check`
@@ -257,7 +258,10 @@ impl Vm {
         match mode {
             Boot::Uefi | Boot::UefiAb => {
                 let vars = dir.join(format!("vars-{tag}.fd"));
-                std::fs::copy(OVMF_VARS, &vars)?;
+                // A/B VMs keep their firmware variables across power cuts, as hardware does.
+                if mode == Boot::Uefi || !vars.exists() {
+                    std::fs::copy(OVMF_VARS, &vars)?;
+                }
                 cmd.arg("-drive")
                     .arg(format!("if=pflash,format=raw,readonly=on,file={OVMF_CODE}"))
                     .arg("-drive")
@@ -1373,9 +1377,12 @@ fn zeros(disk: &Path, label: &str, len: usize) -> Result<bool> {
 }
 
 /// A/B upgrades in one QEMU process (UEFI, TCG), which reboots itself between the steps:
-/// image A (1.0.0, the test's release key baked in) boots; a tampered bundle and one signed
-/// by another key are refused and slot B stays all zeros; bundle B (1.1.0) is streamed
-/// over the control port with `--reboot`, boots once on trial, commits, and the chain's
+/// image A (1.0.0, the test's release key baked in) boots; a tampered bundle, one signed by
+/// another key, one for another architecture and a truncated one are refused and slot B
+/// stays all zeros; bundle B (1.1.0) is installed and
+/// QEMU is killed during its trial boot, and the next power-on (same disk and firmware
+/// variables: a second QEMU process) is A with B bad and the chain intact; B is installed
+/// again over the control port with `--reboot`, boots once on trial, commits, and the chain's
 /// blocks from A are intact; a reboot stays on B; bundle C (1.2.0, whose `aergo-node`
 /// exits at once) is installed into slot A, fails its trial, and init reboots into B by
 /// itself, `status` reporting A bad. Prints the upgrade and fallback times.
@@ -1449,6 +1456,8 @@ fn appliance_ab_upgrade_and_fallback() -> Result<()> {
     let tampered = d.join("tampered.bundle");
     std::fs::write(&tampered, &t)?;
     let other_key = d.join("other.bundle");
+    let arm = d.join("arm.bundle");
+    let truncated = d.join("truncated.bundle");
     {
         use aergo_os::bundle::{BundleReader, PublicKey, SecretKey};
         let pk = PublicKey::load(&public)?;
@@ -1471,7 +1480,18 @@ fn appliance_ab_upgrade_and_fallback() -> Result<()> {
             "x86_64",
             &list,
         )?;
+        // Signed with the right key, for another architecture.
+        let mut out = std::fs::File::create(&arm)?;
+        aergo_os::bundle::write_bundle(
+            &mut out,
+            &SecretKey::load(&secret)?,
+            &m.version,
+            "aarch64",
+            &list,
+        )?;
     }
+    // Truncated: the first half of B.
+    std::fs::write(&truncated, &b_bytes[..b_bytes.len() / 2])?;
 
     let disk = disk_copy(&image, d, 2 << 30)?;
     let vm = Vm::boot(d, &disk, Boot::UefiAb, Nics::UserOnly, "ab")?;
@@ -1492,6 +1512,8 @@ fn appliance_ab_upgrade_and_fallback() -> Result<()> {
     for (file, want) in [
         (&tampered, "does not match its hash"),
         (&other_key, "bad signature"),
+        (&arm, "bundle is for aarch64"),
+        (&truncated, "truncated"),
     ] {
         let r = aergo_os(&vm, &token, &["upgrade", &file.display().to_string()])?;
         let e = r
@@ -1510,11 +1532,60 @@ fn appliance_ab_upgrade_and_fallback() -> Result<()> {
         "slot B's system was written"
     );
 
-    // B: streamed, verified, written, tried once, committed.
     let h = poll("height ≥ 3 on A", Duration::from_secs(60), || {
         Ok(vm.height().ok().filter(|h| *h >= 3))
     })?;
     let hash = vm.block_hash(h)?;
+
+    // A power cut during B's trial boot (QEMU killed): the firmware spent BootNext, so the
+    // next power-on is slot A again, with B marked bad and the chain intact.
+    aergo_os(
+        &vm,
+        &token,
+        &["upgrade", &b.display().to_string(), "--reboot"],
+    )?
+    .map_err(|e| anyhow::anyhow!("upgrade to B: {e}"))?;
+    poll("B's trial boot", Duration::from_secs(300), || {
+        let Ok(st) = vm.status(&token) else {
+            return Ok(None);
+        };
+        Ok((slots(&st)
+            == vec![
+                slot_row("A", "1.0.0", "good"),
+                slot_row("B", "1.1.0", "trying"),
+            ])
+        .then_some(()))
+    })
+    .with_context(|| format!("console:\n{}", vm.serial_tail()))?;
+    drop(vm);
+    let vm = Vm::boot(d, &disk, Boot::UefiAb, Nics::UserOnly, "ab")?;
+    wait_first_block(&vm, Duration::from_secs(240))?;
+    let st = poll("A again, B bad", Duration::from_secs(60), || {
+        let Ok(st) = vm.status(&token) else {
+            return Ok(None);
+        };
+        Ok((slots(&st)
+            == vec![
+                slot_row("A", "1.0.0", "active"),
+                slot_row("B", "1.1.0", "bad"),
+            ])
+        .then_some(st))
+    })?;
+    assert!(
+        st["last_upgrade"]
+            .as_str()
+            .unwrap_or("")
+            .contains("without a commit"),
+        "{st}"
+    );
+    assert_eq!(
+        vm.block_hash(h)?,
+        hash,
+        "block {h} changed across the power cut"
+    );
+    eprintln!("appliance-ab: power cut during B's trial: back on A, B bad, chain intact");
+
+    // B again: streamed, verified, written, tried once, committed.
     let up = aergo_os(
         &vm,
         &token,
