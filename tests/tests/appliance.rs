@@ -28,7 +28,9 @@
 //!   other-architecture and truncated bundles refused with slot B left all zeros; QEMU killed during B's trial boot
 //!   and started again: back on A, B bad, chain intact; bundle B streamed with the CLI,
 //!   tried once, committed, the chain intact, kept across a reboot; a broken bundle C whose
-//!   node exits at once falls back to B by itself and is reported bad).
+//!   node exits at once falls back to B by itself and is reported bad; `aergo os
+//!   support-bundle` unpacks with `tar --zstd` and holds the logs, config, versions, slots
+//!   and chain tip).
 //! - `appliance_testnet_of_two_shares_a_final_block`: `scripts/testnet-qemu.sh 2 --check`
 //!   — two appliances with their own keys and a DPoS genesis on a private segment form one
 //!   chain and share a final block.
@@ -1385,7 +1387,8 @@ fn zeros(disk: &Path, label: &str, len: usize) -> Result<bool> {
 /// again over the control port with `--reboot`, boots once on trial, commits, and the chain's
 /// blocks from A are intact; a reboot stays on B; bundle C (1.2.0, whose `aergo-node`
 /// exits at once) is installed into slot A, fails its trial, and init reboots into B by
-/// itself, `status` reporting A bad. Prints the upgrade and fallback times.
+/// itself, `status` reporting A bad; the support bundle then unpacks and holds what it
+/// should. Prints the upgrade and fallback times.
 #[test]
 fn appliance_ab_upgrade_and_fallback() -> Result<()> {
     use std::ffi::OsStr;
@@ -1685,6 +1688,62 @@ fn appliance_ab_upgrade_and_fallback() -> Result<()> {
         vm.block_hash(h)?,
         hash,
         "block {h} changed across the fallback"
+    );
+
+    // The support bundle: a tar.zst with the logs, the redacted config, versions, slots and
+    // the chain's tip.
+    let sb = d.join("support.tar.zst");
+    let o = Command::new(bin("aergo")?)
+        .args(["--init-addr", &format!("127.0.0.1:{}", vm.ctl)])
+        .args(["--init-token", &token, "os", "support-bundle"])
+        .stdout(std::fs::File::create(&sb)?)
+        .output()
+        .context("aergo os support-bundle")?;
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let x = Command::new("tar")
+        .arg("--zstd")
+        .arg("-xf")
+        .arg(&sb)
+        .arg("-C")
+        .arg(d)
+        .output()
+        .context("tar --zstd")?;
+    assert!(x.status.success(), "{}", String::from_utf8_lossy(&x.stderr));
+    let root = d.join("aergo-support");
+    let read = |f: &str| std::fs::read_to_string(root.join(f)).unwrap_or_default();
+    for f in [
+        "status.json",
+        "logs/init.log",
+        "logs/node.log",
+        "config/aergo.toml",
+        "proc/meminfo",
+        "df.txt",
+    ] {
+        assert!(
+            !read(f).is_empty(),
+            "{f} missing or empty in the support bundle"
+        );
+    }
+    assert!(
+        read("versions.txt").contains("os 1.1.0"),
+        "{}",
+        read("versions.txt")
+    );
+    assert!(read("versions.txt").contains("running slot B"));
+    assert!(
+        read("slots.json").contains("1.2.0"),
+        "{}",
+        read("slots.json")
+    );
+    assert!(
+        read("chain_tip.json").contains("height"),
+        "{}",
+        read("chain_tip.json")
+    );
+    assert!(read("config/aergo.toml").contains("commit_after_secs"));
+    eprintln!(
+        "appliance-ab: support bundle {} bytes",
+        std::fs::metadata(&sb)?.len()
     );
 
     let r = vm.control(Some(&token), json!({"op": "poweroff"}))?;
