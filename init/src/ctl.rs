@@ -20,6 +20,9 @@ use std::sync::Arc;
 
 /// Most concurrent control connections.
 pub const MAX_CONNECTIONS: usize = 64;
+/// A TCP control connection that sends nothing for this long is closed (a stalled upgrade
+/// stream then ends as truncated and frees the upgrade slot).
+pub const TCP_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// Facts gathered by the boot steps and background threads.
 #[derive(Debug, Default, Clone)]
@@ -367,6 +370,7 @@ pub fn serve_tcp(ctx: Arc<Ctx>, addr: &str) -> std::io::Result<()> {
     let l = TcpListener::bind(addr)?;
     for s in l.incoming().flatten() {
         let _ = s.set_nodelay(true);
+        let _ = s.set_read_timeout(Some(TCP_READ_TIMEOUT));
         spawn_conn(&ctx, s, true);
     }
     Ok(())
