@@ -6,13 +6,17 @@
 # Quit QEMU with Ctrl-A X (or power off: `aergo os poweroff`).
 # --boot-time N: instead, boot N times from a fresh 1 GiB copy of the image (serial to
 # target/image/boot-time-K.log) and print QEMU start → first block (RPC height ≥ 1) each time.
+# --release-key PUB: bake a release public key (`aergo-image keygen`) so `aergo os upgrade`
+# accepts bundles signed with it; the disk is then attached without a bootindex (with one,
+# OVMF rebuilds BootOrder and deletes the A/B slots' boot entries).
 #
 #   scripts/run-qemu.sh [--kvm] [--direct] [--fresh] [--config aergo.toml] [--no-build]
 #                       [--mem MiB] [--disk-gib N] [--console ttyS0|tty1|auto] [--boot-time N]
+#                       [--release-key release.pub]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-KVM=0 DIRECT=0 FRESH=0 BUILD=1 MEM=2048 DISK_GIB=4 CONFIG="" CONSOLE="auto" BOOT_TIME=0
+KVM=0 DIRECT=0 FRESH=0 BUILD=1 MEM=2048 DISK_GIB=4 CONFIG="" CONSOLE="auto" BOOT_TIME=0 RELEASE_KEY=
 RPC_PORT="${AERGO_RPC_PORT:-7845}" CTL_PORT="${AERGO_CTL_PORT:-7847}" FS_PORT="${AERGO_FS_PORT:-7848}"
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -25,7 +29,8 @@ while [ $# -gt 0 ]; do
     --disk-gib) DISK_GIB="$2"; shift ;;
     --console) CONSOLE="$2"; shift ;;
     --boot-time) BOOT_TIME="$2"; shift ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    --release-key) RELEASE_KEY="$2"; shift ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
     *) echo "run-qemu: unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -52,6 +57,7 @@ fi
 img_args=(--bin-dir "$BIN" --out "$OUT/aergo-os.img" --console "$CONSOLE"
           --update-disk "$OUT/aergo-disk.img" --disk-gib "$DISK_GIB")
 [ -n "$CONFIG" ] && img_args+=(--config "$CONFIG")
+[ -n "$RELEASE_KEY" ] && img_args+=(--release-key "$RELEASE_KEY")
 "$BIN/aergo-image" "${img_args[@]}"
 
 OVMF_CODE=/usr/share/OVMF/OVMF_CODE_4M.fd
@@ -63,6 +69,8 @@ if [ "$KVM" = 1 ]; then accel=(-accel kvm -cpu host); fi
 # or network boot attempts.
 disk=(-drive "file=$OUT/aergo-disk.img,format=raw,if=none,id=disk0"
       -device virtio-blk-pci,drive=disk0,bootindex=0)
+[ -n "$RELEASE_KEY" ] && disk=(-drive "file=$OUT/aergo-disk.img,format=raw,if=none,id=disk0"
+      -device virtio-blk-pci,drive=disk0)
 boot=(-drive "if=pflash,format=raw,readonly=on,file=$OVMF_CODE"
       -drive "if=pflash,format=raw,file=$OUT/OVMF_VARS.fd")
 if [ "$DIRECT" = 1 ]; then

@@ -1,7 +1,9 @@
-//! The disk image: a GPT with an EFI system partition holding the unified kernel image at
-//! `EFI/BOOT/BOOTX64.EFI`, the read-only system partition `AERGO-SYSTEM` (squashfs with the
-//! service binaries and their shared libraries, mounted at `/usr`) and the ext4 data
-//! partition labelled `AERGO-DATA`.
+//! The disk image: a GPT with two system slots (A/B) and the shared data partition. Each
+//! slot has its own EFI system partition (`AERGO-ESP-A`/`-B`, the unified kernel image at
+//! `EFI/BOOT/BOOTX64.EFI`) and read-only system partition (`AERGO-SYSTEM-A`/`-B`, squashfs
+//! with the service binaries and their shared libraries, mounted at `/usr`); the ext4 data
+//! partition `AERGO-DATA` comes last (init grows it). A fresh image fills slot A only: slot
+//! B's partitions are zeros (holes in the sparse image file), written by the first upgrade.
 //!
 //! Built without root or loop devices: the UKI with `objcopy` from systemd-boot's
 //! `linuxx64.efi.stub`, the FAT ESP with mtools (`mformat`, `mmd`, `mcopy`), the squashfs
@@ -17,8 +19,15 @@ use std::path::Path;
 use std::process::Command;
 
 const MIB: u64 = 1024 * 1024;
-/// GPT name of the ESP.
-pub const ESP_NAME: &str = "ESP";
+/// GPT name of slot A's ESP (the one a fresh image boots).
+pub fn esp_name() -> String {
+    aergo_os::slots::esp_label("A")
+}
+
+/// GPT name of slot A's system partition.
+pub fn system_name() -> String {
+    aergo_os::slots::system_label("A")
+}
 
 /// Where the partitions go.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,17 +46,27 @@ impl Layout {
             .map(|p| (p.offset_bytes(), p.size_bytes()))
             .unwrap_or((0, 0))
     }
-    /// Offset and size of the ESP.
+    /// Offset and size of slot A's ESP.
     pub fn esp(&self) -> (u64, u64) {
         self.part(0)
     }
-    /// Offset and size of the system partition.
+    /// Offset and size of slot A's system partition.
     pub fn system(&self) -> (u64, u64) {
         self.part(1)
     }
-    /// Offset and size of the data partition.
-    pub fn data(&self) -> (u64, u64) {
+    /// Offset and size of slot B's ESP.
+    #[cfg(test)]
+    pub fn esp_b(&self) -> (u64, u64) {
         self.part(2)
+    }
+    /// Offset and size of slot B's system partition.
+    #[cfg(test)]
+    pub fn system_b(&self) -> (u64, u64) {
+        self.part(3)
+    }
+    /// Offset and size of the data partition (the last one).
+    pub fn data(&self) -> (u64, u64) {
+        self.part(4)
     }
 }
 
@@ -65,22 +84,29 @@ pub fn system_size(bytes: u64) -> u64 {
     (want.div_ceil(16 * MIB) * 16).max(64) * MIB
 }
 
-/// Plans a disk: 1 MiB for the primary GPT, the ESP, the system partition, the data
-/// partition, 1 MiB at the end.
+/// Plans a disk: 1 MiB for the primary GPT, slot A (ESP, system), slot B (the same sizes),
+/// the data partition, 1 MiB at the end.
 pub fn plan(esp_bytes: u64, system_bytes: u64, data_bytes: u64) -> Result<Layout> {
+    use aergo_os::slots::{esp_label, system_label};
     let esp_bytes = esp_bytes.div_ceil(MIB) * MIB;
     let system_bytes = system_bytes.div_ceil(MIB) * MIB;
     let data_bytes = data_bytes.div_ceil(MIB) * MIB;
-    let total = MIB + esp_bytes + system_bytes + data_bytes + MIB;
+    let total = MIB + 2 * (esp_bytes + system_bytes) + data_bytes + MIB;
+    let (ea, sa, eb, sb) = (
+        esp_label("A"),
+        system_label("A"),
+        esp_label("B"),
+        system_label("B"),
+    );
+    let esp = Guid::parse(ESP_TYPE)?;
+    let usr = Guid::parse(USR_X86_64_TYPE)?;
     let gpt = Gpt::layout(
         total,
         &[
-            (Guid::parse(ESP_TYPE)?, ESP_NAME, Some(esp_bytes)),
-            (
-                Guid::parse(USR_X86_64_TYPE)?,
-                aergo_os::paths::SYSTEM_LABEL,
-                Some(system_bytes),
-            ),
+            (esp, ea.as_str(), Some(esp_bytes)),
+            (usr, sa.as_str(), Some(system_bytes)),
+            (esp, eb.as_str(), Some(esp_bytes)),
+            (usr, sb.as_str(), Some(system_bytes)),
             (
                 Guid::parse(LINUX_TYPE)?,
                 aergo_os::paths::DATA_LABEL,
@@ -275,8 +301,9 @@ pub enum DiskUpdate {
 
 /// Keeps a persistent VM disk in step with a freshly built image: creates it (sparse,
 /// `size` bytes, init grows the data partition at boot) or, when the partition layout
-/// matches, copies only the new ESP and system partition into it so the chain data
-/// survives rebuilds.
+/// matches, copies only the new slot A (ESP and system partition) into it so the chain data
+/// survives rebuilds (a disk that was upgraded to slot B keeps booting B: use
+/// `aergo os upgrade` with a bundle, or `--fresh`).
 pub fn update_disk(image: &Path, disk: &Path, size: u64) -> Result<DiskUpdate> {
     let img_len = std::fs::metadata(image)?.len();
     let create = |disk: &Path| -> Result<()> {
@@ -304,9 +331,8 @@ pub fn update_disk(image: &Path, disk: &Path, size: u64) -> Result<DiskUpdate> {
             let span = |g: &Gpt, name: &str| g.find(name).map(|p| (p.first_lba, p.last_lba));
             let start = |g: &Gpt, name: &str| g.find(name).map(|p| p.first_lba);
             let data = aergo_os::paths::DATA_LABEL;
-            span(&gi, ESP_NAME) == span(&gd, ESP_NAME)
-                && span(&gi, aergo_os::paths::SYSTEM_LABEL)
-                    == span(&gd, aergo_os::paths::SYSTEM_LABEL)
+            span(&gi, &esp_name()) == span(&gd, &esp_name())
+                && span(&gi, &system_name()) == span(&gd, &system_name())
                 && start(&gi, data).is_some()
                 && start(&gi, data) == start(&gd, data)
         }
@@ -319,9 +345,9 @@ pub fn update_disk(image: &Path, disk: &Path, size: u64) -> Result<DiskUpdate> {
         create(disk)?;
         return Ok(DiskUpdate::Replaced(old));
     }
-    for name in [ESP_NAME, aergo_os::paths::SYSTEM_LABEL] {
+    for name in [esp_name(), system_name()] {
         let part = gi
-            .find(name)
+            .find(&name)
             .with_context(|| format!("image has no {name} partition"))?
             .clone();
         let mut buf = vec![0u8; usize::try_from(part.size_bytes())?];
@@ -353,15 +379,29 @@ mod tests {
         assert_eq!(el, esp_size(12 * MIB));
         assert_eq!(so, eo + el);
         assert_eq!(sl, 64 * MIB);
-        assert_eq!(d_o, so + sl);
+        assert_eq!(l.esp_b(), (so + sl, el));
+        assert_eq!(l.system_b(), (so + sl + el, sl));
+        assert_eq!(d_o, so + 2 * sl + el);
         assert_eq!(dl, 32 * MIB);
         for off in [eo, so, d_o] {
             assert_eq!(off % MIB, 0);
         }
         assert!(d_o + dl <= l.total - 33 * SECTOR);
-        assert_eq!(l.gpt.partitions[0].name, ESP_NAME);
-        assert_eq!(l.gpt.partitions[1].name, "AERGO-SYSTEM");
-        assert_eq!(l.gpt.partitions[2].name, "AERGO-DATA");
+        let names: Vec<&str> = l.gpt.partitions.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "AERGO-ESP-A",
+                "AERGO-SYSTEM-A",
+                "AERGO-ESP-B",
+                "AERGO-SYSTEM-B",
+                "AERGO-DATA"
+            ]
+        );
+        assert_eq!(
+            l.gpt.partitions[2].type_guid,
+            Guid::parse(ESP_TYPE).unwrap()
+        );
         assert_eq!(
             l.gpt.partitions[0].type_guid,
             Guid::parse(ESP_TYPE).unwrap()
@@ -370,8 +410,9 @@ mod tests {
             l.gpt.partitions[1].type_guid,
             Guid::parse(USR_X86_64_TYPE).unwrap()
         );
-        // The default image fits the 150 MB budget.
-        assert!(l.total <= 150_000_000, "{}", l.total);
+        // The default image fits 250 MB raw (slot B is zeros: a hole in the sparse file,
+        // nothing in the compressed image).
+        assert!(l.total <= 250_000_000, "{}", l.total);
     }
 
     #[test]
@@ -477,7 +518,7 @@ mod tests {
         let mut f = File::open(&out).unwrap();
         let back = Gpt::read(&mut f, l.total).unwrap();
         assert_eq!(back.find("AERGO-DATA").unwrap().offset_bytes(), d_o);
-        assert_eq!(back.find("AERGO-SYSTEM").unwrap().offset_bytes(), so);
+        assert_eq!(back.find("AERGO-SYSTEM-A").unwrap().offset_bytes(), so);
         // A system partition image larger than its partition is refused.
         std::fs::write(&sys, vec![0x77u8; at(3 * MIB)]).unwrap();
         assert!(assemble(&l, &esp, &sys, &data, &out).is_err());

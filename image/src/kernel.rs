@@ -33,6 +33,8 @@ pub const WANTED_MODULES: &[&str] = &[
     "evdev",
     "i6300esb",
     "iTCO_wdt",
+    // UEFI variables: which slot booted, BootNext/BootOrder for A/B upgrades
+    "efivarfs",
 ];
 
 /// Modules loaded on every boot whatever the hardware (the rest are loaded by init only when
@@ -43,6 +45,7 @@ pub const ALWAYS_MODULES: &[&str] = &[
     "crc32c_generic",
     "ext4",
     "evdev",
+    "efivarfs",
 ];
 
 /// A kernel found on the build host.

@@ -9,6 +9,13 @@
 //! `initramfs.img` and `cmdline.txt` for direct kernel boot (with the same disk attached:
 //! the services live on its system partition).
 //!
+//! Subcommands: `keygen --out DIR` makes an ed25519 release key pair (`release.pub`,
+//! `release.key`); `bundle … --release-key SECRET --version V --out FILE` builds the same
+//! slot contents (ESP image with the UKI, squashfs) and writes them as a signed update
+//! bundle ([`aergo_os::bundle`]) instead of a disk image. `--release-key PUB` on an image
+//! build bakes the public key into the initramfs (`/etc/aergo/release.pub`): init accepts
+//! only bundles it verifies.
+//!
 //! Keeping the big binaries out of the initramfs keeps the UKI small (~12 MiB instead of
 //! ~34 MiB), which the firmware reads and the kernel unpacks on every boot; the system
 //! partition is read on demand, page by page, by the kernel's own disk driver.
@@ -18,6 +25,7 @@ mod disk;
 mod kernel;
 mod libs;
 
+use aergo_os::bundle::{PublicKey, SecretKey};
 use aergo_os::config::Config;
 use aergo_os::sys::modules::{canonical, Aliases, ModuleDb, ALIAS_LIST, DEP_LIST, LOAD_LIST};
 use anyhow::{bail, Context, Result};
@@ -50,9 +58,42 @@ const SERVICE_BINARIES: &[&str] = &["aergo-node", "aergofs", "aergo-top"];
 #[derive(Parser, Debug)]
 #[command(
     name = "aergo-image",
-    about = "Build the AERGO OS initramfs and UEFI disk image"
+    about = "Build the AERGO OS initramfs and UEFI disk image",
+    args_conflicts_with_subcommands = true
 )]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+    #[command(flatten)]
+    build: Args,
+}
+
+// Parsed once per run: the size of the variants does not matter.
+#[allow(clippy::large_enum_variant)]
+#[derive(clap::Subcommand, Debug)]
+enum Cmd {
+    /// Make an ed25519 release key pair: DIR/release.pub (bake it into images with
+    /// --release-key) and DIR/release.key (secret, mode 0600: signs bundles; keep offline).
+    Keygen {
+        /// Folder for the two files (created; existing keys are never overwritten).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Build a signed update bundle (slot ESP with the UKI + system squashfs + manifest)
+    /// instead of a disk image: the build flags are the same, --release-key is the SECRET
+    /// key, --version is required and --out is the bundle file.
+    Bundle(Args),
+}
+
+#[derive(clap::Args, Debug)]
 struct Args {
+    /// Image builds: the release PUBLIC key to bake in (init then installs only bundles
+    /// signed with its secret). Bundles: the release SECRET key that signs it.
+    #[arg(long)]
+    release_key: Option<PathBuf>,
+    /// Version string of this build (default: the crate version); bundles need one.
+    #[arg(long)]
+    version: Option<String>,
     /// Output image path (the kernel, initramfs and cmdline for direct boot go beside it).
     #[arg(long, default_value = "target/image/aergo-os.img")]
     out: PathBuf,
@@ -166,8 +207,42 @@ fn human(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
 }
 
+/// `aergo-image keygen --out DIR`.
+fn keygen(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::create_dir_all(dir)?;
+    let (public, secret) = (dir.join("release.pub"), dir.join("release.key"));
+    for p in [&public, &secret] {
+        if p.exists() {
+            bail!("{} exists: not overwriting a release key", p.display());
+        }
+    }
+    let key = SecretKey::generate()?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&secret)?;
+    f.write_all(key.to_text().as_bytes())?;
+    f.sync_all()?;
+    std::fs::write(&public, key.public().to_text())?;
+    eprintln!(
+        "release key {}: {} (public, bake into images) and {} (secret: signs bundles; keep it offline)",
+        key.public().fingerprint(),
+        public.display(),
+        secret.display()
+    );
+    Ok(())
+}
+
 fn main() {
-    if let Err(e) = run(Args::parse()) {
+    let cli = Cli::parse();
+    let r = match cli.cmd {
+        Some(Cmd::Keygen { out }) => keygen(&out),
+        Some(Cmd::Bundle(args)) => run(args, true),
+        None => run(cli.build, false),
+    };
+    if let Err(e) = r {
         eprintln!("\naergo-image: error: {e:#}");
         std::process::exit(1);
     }
@@ -224,14 +299,54 @@ fn build_id() -> String {
     format!("{nanos:x}-{:x}\n", std::process::id())
 }
 
-fn run(args: Args) -> Result<()> {
+/// The release keys of a build: the public key baked in, and for a bundle the secret that
+/// signs it.
+fn release_keys(args: &Args, bundle: bool) -> Result<(Option<PublicKey>, Option<SecretKey>)> {
+    let Some(path) = &args.release_key else {
+        if bundle {
+            bail!("a bundle needs --release-key SECRET (aergo-image keygen makes one)");
+        }
+        return Ok((None, None));
+    };
+    if bundle {
+        let s = SecretKey::load(path)
+            .with_context(|| format!("--release-key {}: a secret key", path.display()))?;
+        Ok((Some(s.public()), Some(s)))
+    } else {
+        let p = PublicKey::load(path).with_context(|| {
+            format!(
+                "--release-key {}: image builds take the PUBLIC key (release.pub)",
+                path.display()
+            )
+        })?;
+        Ok((Some(p), None))
+    }
+}
+
+fn run(args: Args, bundle: bool) -> Result<()> {
     let mut p = Progress::new(9);
-    let out_dir = args
+    let (release_pub, release_secret) = release_keys(&args, bundle)?;
+    if bundle && args.version.is_none() {
+        bail!("a bundle needs --version V (the version it installs)");
+    }
+    let version = args
+        .version
+        .clone()
+        .unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_string());
+    let final_dir = args
         .out
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."));
+    // A bundle's kernel/initramfs copies for direct boot are scratch: keep them out of the
+    // folder (it may hold an image's).
+    let out_dir = if bundle {
+        args.out.with_extension("bundle.d")
+    } else {
+        final_dir.clone()
+    };
     std::fs::create_dir_all(&out_dir)?;
+    std::fs::create_dir_all(&final_dir)?;
     let work = out_dir.join("work");
     if work.exists() {
         std::fs::remove_dir_all(&work)?;
@@ -370,6 +485,7 @@ fn run(args: Args) -> Result<()> {
     }
     std::fs::create_dir_all(sys_root.join("share/aergo"))?;
     std::fs::write(sys_root.join("share/aergo/build-id"), &build_id)?;
+    std::fs::write(sys_root.join("share/aergo/version"), format!("{version}\n"))?;
     let sys_raw = dir_bytes(&sys_root);
     let sqfs = work.join("system.sqfs");
     disk::build_squashfs(
@@ -404,6 +520,14 @@ fn run(args: Args) -> Result<()> {
         a.file(&lib.display().to_string(), 0o755, libs::read(lib)?);
     }
     a.file("etc/aergo/build-id", 0o644, build_id.clone().into_bytes());
+    a.file(
+        "etc/aergo/version",
+        0o644,
+        format!("{version}\n").into_bytes(),
+    );
+    if let Some(k) = &release_pub {
+        a.file("etc/aergo/release.pub", 0o644, k.to_text().into_bytes());
+    }
     let mod_base = format!("lib/modules/{}", k.release);
     for rel in &order {
         let data = std::fs::read(k.modules_dir.join(rel))?;
@@ -437,7 +561,7 @@ fn run(args: Args) -> Result<()> {
     );
     let osrel = format!(
         "NAME=\"AERGO OS\"\nID=aergo\nVERSION_ID={v}\nPRETTY_NAME=\"AERGO OS {v}\"\n",
-        v = env!("CARGO_PKG_VERSION")
+        v = version
     );
     a.file("etc/os-release", 0o644, osrel.clone().into_bytes());
     a.file(
@@ -536,6 +660,37 @@ fn run(args: Args) -> Result<()> {
     disk::build_ext4(&data_root, data_len, &data_img)?;
     p.done(&human(data_len));
 
+    if let Some(secret) = &release_secret {
+        p.begin("writing signed update bundle");
+        let tmp = args.out.with_extension("partial");
+        let mut w = std::io::BufWriter::new(
+            std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?,
+        );
+        let m = aergo_os::bundle::write_bundle(
+            &mut w,
+            secret,
+            &version,
+            aergo_os::bundle::machine_arch(),
+            &[
+                (aergo_os::bundle::PART_ESP, esp.as_path()),
+                (aergo_os::bundle::PART_SYSTEM, sqfs.as_path()),
+            ],
+        )?;
+        w.into_inner()
+            .map_err(|e| anyhow::anyhow!("writing the bundle: {e}"))?
+            .sync_all()?;
+        std::fs::rename(&tmp, &args.out)?;
+        let _ = std::fs::remove_dir_all(&out_dir);
+        p.done(&format!(
+            "{} ({}: ESP {}, system {}), signed by {}",
+            args.out.display(),
+            m.version,
+            human(esp_len),
+            human(sqfs_len),
+            secret.public().fingerprint()
+        ));
+        return Ok(());
+    }
     p.begin("assembling GPT disk image");
     let layout = disk::plan(esp_len, disk::system_size(sqfs_len), data_len)?;
     disk::assemble(&layout, &esp, &sqfs, &data_img, &args.out)?;

@@ -20,6 +20,9 @@ use std::sync::Arc;
 
 /// Most concurrent control connections.
 pub const MAX_CONNECTIONS: usize = 64;
+/// A TCP control connection that sends nothing for this long is closed (a stalled upgrade
+/// stream then ends as truncated and frees the upgrade slot).
+pub const TCP_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// Facts gathered by the boot steps and background threads.
 #[derive(Debug, Default, Clone)]
@@ -52,6 +55,8 @@ pub struct Ctx {
     pub inject_supervisor_panic: AtomicBool,
     /// Wakes the main loop.
     pub wake: Mutex<Sender<()>>,
+    /// A/B slots (set once `/data` is mounted).
+    pub slots: Mutex<Option<crate::upgrade::SlotCtx>>,
     connections: AtomicUsize,
 }
 
@@ -67,6 +72,7 @@ impl Ctx {
             runner: Mutex::new(runner),
             inject_supervisor_panic: AtomicBool::new(false),
             wake: Mutex::new(wake),
+            slots: Mutex::new(None),
             connections: AtomicUsize::new(0),
         }
     }
@@ -122,7 +128,13 @@ impl Ctx {
         } else {
             (0, 0)
         };
+        let (slots, last_upgrade) = match self.slots.lock().as_ref() {
+            Some(s) => (s.report(), s.slots.last_upgrade.clone()),
+            None => (Vec::new(), None),
+        };
         StatusReport {
+            slots,
+            last_upgrade,
             services,
             system: SystemInfo {
                 hostname: crate::sys::hostname(),
@@ -238,6 +250,10 @@ fn dispatch(ctx: &Ctx, op: Op, w: &mut dyn Write) -> std::io::Result<Option<Repl
             ctx.shutdown(Shutdown::Poweroff, "control request");
             ack("powering off")
         }
+        Op::Upgrade { .. } => err("upgrade is handled by the connection (internal)"),
+        Op::SupportInfo => Reply::Support {
+            files: crate::upgrade::support_files(ctx),
+        },
         Op::InjectPanic { subsystem } => match subsystem.as_str() {
             "control" => injected("control"),
             "supervisor" => {
@@ -278,6 +294,31 @@ pub fn serve<S: Read + Write>(ctx: &Ctx, stream: S, need_token: bool) -> std::io
             }
         }
         let op = req.op;
+        if let Op::Upgrade {
+            size,
+            allow_downgrade,
+            reboot,
+        } = op
+        {
+            let res = ctx.guard("upgrade", || {
+                crate::upgrade::install(ctx, &mut (&mut r).take(size), size, allow_downgrade)
+            });
+            let rep = match res {
+                Some(Ok(line)) => ack(line),
+                Some(Err(why)) => err(format!("upgrade refused, nothing installed: {why}")),
+                None => err("upgrade failed: internal error (panic caught; see init log)"),
+            };
+            let ok = matches!(rep, Reply::Ack { .. });
+            reply(r.get_mut(), rep)?;
+            if ok && reboot {
+                ctx.shutdown(Shutdown::Reboot, "upgrade installed (--reboot)");
+            }
+            // Read what the client still sends (a refusal can come before the end of the
+            // bundle), so it gets the answer instead of a reset connection.
+            let mut rest = (&mut r).take(size);
+            let _ = std::io::copy(&mut rest, &mut std::io::sink());
+            return Ok(());
+        }
         let w = r.get_mut();
         let res = ctx.guard("control", || dispatch(ctx, op, w));
         match res {
@@ -329,6 +370,7 @@ pub fn serve_tcp(ctx: Arc<Ctx>, addr: &str) -> std::io::Result<()> {
     let l = TcpListener::bind(addr)?;
     for s in l.incoming().flatten() {
         let _ = s.set_nodelay(true);
+        let _ = s.set_read_timeout(Some(TCP_READ_TIMEOUT));
         spawn_conn(&ctx, s, true);
     }
     Ok(())

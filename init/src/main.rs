@@ -25,6 +25,7 @@ mod services;
 mod sntp;
 mod supervisor;
 mod sys;
+mod upgrade;
 
 use aergo_os::config::Config;
 use aergo_os::control::{ExitInfo, CONTROL_TCP_PORT};
@@ -623,10 +624,12 @@ fn start_modules(logs: &Arc<LogStore>, release: &str) -> Arc<sys::Latch> {
     latch
 }
 
-/// Finds the system partition (`AERGO-SYSTEM`, squashfs) and mounts it read-only at `/usr`
-/// (`/bin` and `/sbin` link there). Warns when it comes from another image build.
-fn mount_system(logs: &LogStore, modules_done: &sys::Latch) -> bool {
-    let label = paths::SYSTEM_LABEL;
+/// Finds the running slot's system partition (`AERGO-SYSTEM-A`/`-B`, squashfs) and mounts
+/// it read-only at `/usr` (`/bin` and `/sbin` link there). Warns when it comes from another
+/// image build.
+fn mount_system(logs: &LogStore, modules_done: &sys::Latch, slot: &str) -> bool {
+    let label = aergo_os::slots::system_label(slot);
+    let label = label.as_str();
     let Some(part) = data::wait_partition(label, Duration::from_secs(15)) else {
         logs.init(2, &format!("no partition labelled {label}"));
         return false;
@@ -708,7 +711,9 @@ fn boot(logs: Arc<LogStore>) {
     // Kernel modules load on their own thread, disk drivers and filesystems first; the boot
     // goes on as soon as what it needs is there, NIC and other drivers follow meanwhile.
     let modules_done = start_modules(&logs, &release);
-    let system_mounted = mount_system(&logs, &modules_done);
+    let efivars = upgrade::mount_efivarfs(&logs, &modules_done);
+    let slot_boot = upgrade::detect(&logs, efivars);
+    let system_mounted = mount_system(&logs, &modules_done, &slot_boot.running);
 
     let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
     let console = pick_console(&cmdline);
@@ -749,6 +754,22 @@ fn boot(logs: Arc<LogStore>) {
         wake_tx,
     ));
     ctx.facts.lock().data_mounted = data.mounted;
+    let (slot_ctx, reboot_now) = upgrade::on_boot(&logs, slot_boot, &cfg);
+    let on_trial = slot_ctx.trial.is_some();
+    *ctx.slots.lock() = Some(slot_ctx);
+    if reboot_now {
+        ctx.shutdown(Shutdown::Reboot, "this slot failed its trial");
+    }
+    if on_trial {
+        spawn_named(&ctx, "upgrade-trial", |c| loop {
+            upgrade::trial_tick(&c, sys::monotonic());
+            let active = c.slots.lock().as_ref().is_some_and(|s| s.trial.is_some());
+            if !active {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        });
+    }
 
     let token_path = if data.mounted {
         aergo_os::control::TOKEN_FILE.to_string()

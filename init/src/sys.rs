@@ -129,7 +129,11 @@ pub fn mount_pseudo() -> Vec<String> {
     ];
     let mut errs = Vec::new();
     for (src, target, fs, flags, data) in list {
-        if fs == "efivarfs" && !Path::new("/sys/firmware/efi").exists() {
+        // efivarfs is a module in Debian's kernel: mounted by `upgrade::mount_efivarfs` once
+        // the always-list has loaded it.
+        if fs == "efivarfs"
+            && (!Path::new("/sys/firmware/efi").exists() || !has_filesystem("efivarfs"))
+        {
             continue;
         }
         if let Err(e) = mount(src, target, fs, flags, data) {
@@ -234,8 +238,15 @@ const BUS: &[&str] = &["virtio_pci"];
 /// Disk drivers that probe quickly, and the virtio RNG (the tokens made at boot wait for
 /// the kernel's random pool; without RDRAND this device is what fills it early).
 const STORAGE: &[&str] = &["virtio_blk", "nvme", "virtio_scsi", "sd_mod", "virtio_rng"];
-/// The filesystems the boot mounts (squashfs: system partition; ext4 and its checksum).
-const FILESYSTEMS: &[&str] = &["squashfs", "crc32c_intel", "crc32c_generic", "ext4"];
+/// The filesystems the boot mounts (efivarfs: which slot booted, before the system partition
+/// is chosen; squashfs: system partition; ext4 and its checksum).
+const FILESYSTEMS: &[&str] = &[
+    "efivarfs",
+    "squashfs",
+    "crc32c_intel",
+    "crc32c_generic",
+    "ext4",
+];
 /// Network drivers (the RPC is reached through them).
 const NICS: &[&str] = &["virtio_net", "e1000", "e1000e", "igb", "ixgbe"];
 /// Disk drivers whose probe waits for link negotiation on every port.

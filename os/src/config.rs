@@ -248,6 +248,29 @@ pub struct SystemConfig {
     /// Network interfaces; empty means DHCPv4 on the first NIC with link. When listed, only
     /// the listed NICs are configured (the others stay down).
     pub interfaces: Vec<InterfaceConfig>,
+    /// `[system.upgrade]`: when a newly installed system slot is committed or given up.
+    pub upgrade: UpgradeConfig,
+}
+
+/// `[system.upgrade]`: the trial of a newly installed system slot (A/B upgrades).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct UpgradeConfig {
+    /// Seconds the node must run healthy (and the chain grow) on a new slot before init
+    /// makes it permanent.
+    pub commit_after_secs: u64,
+    /// Seconds a new slot has to get the node healthy; past them init reboots into the
+    /// previous slot itself.
+    pub trial_timeout_secs: u64,
+}
+
+impl Default for UpgradeConfig {
+    fn default() -> Self {
+        Self {
+            commit_after_secs: 60,
+            trial_timeout_secs: 300,
+        }
+    }
 }
 
 /// `[[system.interfaces]]`: one NIC.
@@ -326,6 +349,38 @@ impl Config {
         })?;
         cfg.validate()?;
         Ok(cfg)
+    }
+
+    /// `text` with every value whose key names a secret (`token`, `password`, `secret`,
+    /// `private`, `passphrase`) replaced by `"<redacted>"`, for support bundles. Text that
+    /// is not TOML is withheld whole.
+    pub fn redacted(text: &str) -> String {
+        fn walk(v: &mut toml::Value) {
+            match v {
+                toml::Value::Table(t) => {
+                    for (k, x) in t.iter_mut() {
+                        let k = k.to_ascii_lowercase();
+                        if ["token", "password", "secret", "private", "passphrase"]
+                            .iter()
+                            .any(|s| k.contains(s))
+                        {
+                            *x = toml::Value::String("<redacted>".into());
+                        } else {
+                            walk(x);
+                        }
+                    }
+                }
+                toml::Value::Array(a) => a.iter_mut().for_each(walk),
+                _ => {}
+            }
+        }
+        match text.parse::<toml::Value>() {
+            Ok(mut v) => {
+                walk(&mut v);
+                toml::to_string_pretty(&v).unwrap_or_else(|_| "# (withheld)\n".into())
+            }
+            Err(_) => "# the config is not valid TOML: withheld\n".into(),
+        }
     }
 
     /// Reads a config file; relative paths inside it are resolved against its folder.
@@ -417,6 +472,12 @@ impl Config {
                 message: "only one interface may set a gateway (the default route)".into(),
             });
         }
+        if self.system.upgrade.trial_timeout_secs < 10 {
+            return Err(ConfigError::Invalid {
+                field: "system.upgrade.trial_timeout_secs",
+                message: "at least 10 seconds (a new slot needs time to start the node)".into(),
+            });
+        }
         if !self.node.dev && self.node.genesis.is_none() {
             return Err(ConfigError::Invalid {
                 field: "node.genesis",
@@ -477,6 +538,30 @@ mod tests {
         std::fs::write(&p, "[node]\ngenesis = \"genesis.json\"\n").unwrap();
         let cfg = Config::load(&p).unwrap();
         assert_eq!(cfg.node.genesis.unwrap(), dir.path().join("genesis.json"));
+    }
+
+    #[test]
+    fn redaction_hides_secrets_and_keeps_the_rest() {
+        let r = Config::redacted(
+            "[node]\nrpc_addr = \"0.0.0.0:7845\"\nadmin_token = \"s3cr3t\"\n[x]\nlist = [{password = \"hunter2\"}]\n",
+        );
+        assert!(!r.contains("s3cr3t") && !r.contains("hunter2"), "{r}");
+        assert!(
+            r.contains("0.0.0.0:7845") && r.contains("<redacted>"),
+            "{r}"
+        );
+        assert!(!Config::redacted("token = \"abc").contains("abc"));
+        let upgrade = Config::from_toml(
+            "[node]\ndev = true\n[system.upgrade]\ncommit_after_secs = 5\ntrial_timeout_secs = 30\n",
+            Path::new("t"),
+        )
+        .unwrap();
+        assert_eq!(upgrade.system.upgrade.commit_after_secs, 5);
+        assert!(Config::from_toml(
+            "[node]\ndev = true\n[system.upgrade]\ntrial_timeout_secs = 1\n",
+            Path::new("t")
+        )
+        .is_err());
     }
 
     #[test]

@@ -125,6 +125,24 @@ pub enum Op {
     Reboot,
     /// Stop services, unmount, power off.
     Poweroff,
+    /// Install a signed update bundle into the inactive system slot. Exactly `size` raw bundle
+    /// bytes follow the request line on the same connection; init verifies the signature
+    /// (before reading the payload) and every hash (before writing anything), writes the
+    /// inactive slot, fsyncs it and arms it for one trial boot. The single reply comes after
+    /// that (an `ack`, or an `error` and nothing on disk changed).
+    Upgrade {
+        /// Length of the bundle that follows.
+        size: u64,
+        /// Accept a version older than the running one.
+        #[serde(default)]
+        allow_downgrade: bool,
+        /// Reboot into the new slot once it is armed.
+        #[serde(default)]
+        reboot: bool,
+    },
+    /// What a support bundle needs beyond `status` and `logs`: the config with secrets
+    /// redacted, versions, slot bookkeeping, memory and disk figures, the chain's tip.
+    SupportInfo,
     /// Diagnostics: make the named init subsystem panic once (it must be caught and logged;
     /// the system keeps running). Subsystems: `control`, `supervisor`.
     InjectPanic {
@@ -165,6 +183,11 @@ pub enum Reply {
     },
     /// One followed log line.
     Line(LogLine),
+    /// Answer to `support_info`: named text files.
+    Support {
+        /// The files.
+        files: Vec<SupportFile>,
+    },
     /// The request failed or was refused.
     Error {
         /// Why.
@@ -180,6 +203,10 @@ pub struct StatusReport {
     pub services: Vec<ServiceInfo>,
     /// System facts.
     pub system: SystemInfo,
+    /// The A/B system slots (empty when the disk has none).
+    pub slots: Vec<crate::slots::SlotInfo>,
+    /// The last upgrade's outcome, one line.
+    pub last_upgrade: Option<String>,
 }
 
 /// Lifecycle state of a supervised service.
@@ -294,6 +321,16 @@ pub struct SystemInfo {
     pub init_panics: u32,
     /// Whether a hardware watchdog is being fed.
     pub watchdog: bool,
+}
+
+/// One file of a support bundle.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SupportFile {
+    /// Relative name (`config/aergo.toml`).
+    pub name: String,
+    /// Contents.
+    pub text: String,
 }
 
 /// One captured log line.
@@ -552,6 +589,46 @@ impl Client {
         })
     }
 
+    /// The support files init collects (`support_info`).
+    pub fn support_info(&self) -> Result<Vec<SupportFile>, ControlError> {
+        match self.call(Op::SupportInfo)? {
+            Reply::Support { files } => Ok(files),
+            other => Err(ControlError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    /// Streams the bundle `bundle` (`size` bytes) to init for installation into the inactive
+    /// slot; waits up to `wait` for init's answer after the last byte (verification and the
+    /// slot write take a while on slow disks).
+    pub fn upgrade(
+        &self,
+        bundle: &mut dyn Read,
+        size: u64,
+        allow_downgrade: bool,
+        reboot: bool,
+        wait: Duration,
+    ) -> Result<String, ControlError> {
+        let mut conn = self.connect(Some(wait))?;
+        self.send(
+            &mut conn,
+            Op::Upgrade {
+                size,
+                allow_downgrade,
+                reboot,
+            },
+        )?;
+        let copied = std::io::copy(&mut bundle.take(size), conn.get_mut());
+        // init may refuse early (a bad signature) and close: its answer says why.
+        let flushed = copied.and_then(|_| conn.get_mut().flush());
+        match (self.read_reply(&mut conn), flushed) {
+            (Ok(Reply::Ack { message }), Ok(())) => Ok(message),
+            (Ok(other), _) => Err(ControlError::Unexpected(format!("{other:?}"))),
+            (Err(e @ ControlError::Refused(_)), _) => Err(e),
+            (Err(_), Err(e)) => Err(self.io_err(e)),
+            (Err(e), Ok(())) => Err(e),
+        }
+    }
+
     /// Sends `signal` to a service's process (its exit is handled as a crash).
     pub fn signal(&self, service: &str, signal: i32) -> Result<String, ControlError> {
         self.ack(Op::Signal {
@@ -657,6 +734,17 @@ mod tests {
             }
         );
         assert!(r.token.is_none());
+        let u = decode_request(r#"{"v":1,"op":"upgrade","size":42}"#).unwrap();
+        assert_eq!(
+            u.op,
+            Op::Upgrade {
+                size: 42,
+                allow_downgrade: false,
+                reboot: false
+            }
+        );
+        let s = decode_request(r#"{"v":1,"op":"support_info"}"#).unwrap();
+        assert_eq!(s.op, Op::SupportInfo);
     }
 
     #[test]
@@ -686,7 +774,19 @@ mod tests {
                     message: None,
                 }],
                 system: SystemInfo::default(),
+                slots: vec![crate::slots::SlotInfo {
+                    name: "B".into(),
+                    version: "1.1.0".into(),
+                    state: crate::slots::SlotState::Trying,
+                }],
+                last_upgrade: Some("installed 1.1.0 in slot B".into()),
             }),
+            Reply::Support {
+                files: vec![SupportFile {
+                    name: "versions.txt".into(),
+                    text: "os 1\n".into(),
+                }],
+            },
             Reply::Ack {
                 message: "ok".into(),
             },

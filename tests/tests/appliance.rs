@@ -23,6 +23,14 @@
 //!   upload reads back byte-identical, no unacknowledged upload is served with other bytes,
 //!   and the volumes are consistent (none failed or read-only, live needles between the
 //!   acknowledged and the attempted count).
+//! - `appliance_ab_upgrade_and_fallback`: A/B upgrades in a QEMU process that reboots
+//!   itself between the steps (image A with a test release key; tampered, other-key,
+//!   other-architecture and truncated bundles refused with slot B left all zeros; QEMU killed during B's trial boot
+//!   and started again: back on A, B bad, chain intact; bundle B streamed with the CLI,
+//!   tried once, committed, the chain intact, kept across a reboot; a broken bundle C whose
+//!   node exits at once falls back to B by itself and is reported bad; `aergo os
+//!   support-bundle` unpacks with `tar --zstd` and holds the logs, config, versions, slots
+//!   and chain tip).
 //! - `appliance_testnet_of_two_shares_a_final_block`: `scripts/testnet-qemu.sh 2 --check`
 //!   — two appliances with their own keys and a DPoS genesis on a private segment form one
 //!   chain and share a final block.
@@ -158,6 +166,10 @@ fn disk_copy(image: &Path, dir: &Path, size: u64) -> Result<PathBuf> {
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Boot {
     Uefi,
+    /// UEFI without `bootindex` on the disk: QEMU then passes no boot order to OVMF, which
+    /// keeps the appliance's own `Boot####`/`BootOrder`/`BootNext` variables (with a
+    /// `bootindex`, OVMF rebuilds `BootOrder` from QEMU's list and deletes the others).
+    UefiAb,
     Direct,
 }
 
@@ -213,6 +225,7 @@ impl Vm {
         .arg("-device")
         .arg(match mode {
             Boot::Uefi => "virtio-blk-pci,drive=disk0,bootindex=0",
+            Boot::UefiAb => "virtio-blk-pci,drive=disk0",
             // -kernel takes boot index 0 itself.
             Boot::Direct => "virtio-blk-pci,drive=disk0",
         })
@@ -245,9 +258,12 @@ impl Vm {
             }
         }
         match mode {
-            Boot::Uefi => {
+            Boot::Uefi | Boot::UefiAb => {
                 let vars = dir.join(format!("vars-{tag}.fd"));
-                std::fs::copy(OVMF_VARS, &vars)?;
+                // A/B VMs keep their firmware variables across power cuts, as hardware does.
+                if mode == Boot::Uefi || !vars.exists() {
+                    std::fs::copy(OVMF_VARS, &vars)?;
+                }
                 cmd.arg("-drive")
                     .arg(format!("if=pflash,format=raw,readonly=on,file={OVMF_CODE}"))
                     .arg("-drive")
@@ -813,10 +829,17 @@ fn appliance_uefi_boot_supervise_shutdown() -> Result<()> {
     }
     let dir = work_dir()?;
     let image = build_image(dir.path(), None, &[])?;
-    let image_len = std::fs::metadata(&image)?.len();
+    let meta = std::fs::metadata(&image)?;
+    let image_len = meta.len();
+    // Slot B is zeros until the first upgrade: part of the raw size, none of the content.
     assert!(
-        image_len <= 150_000_000,
-        "image is {image_len} bytes (> 150 MB)"
+        image_len <= 250_000_000,
+        "image is {image_len} bytes (> 250 MB)"
+    );
+    let allocated = std::os::unix::fs::MetadataExt::blocks(&meta) * 512;
+    assert!(
+        allocated <= 150_000_000,
+        "image holds {allocated} bytes of data (> 150 MB)"
     );
     let (_, blocks_before) = data_superblock(&image)?;
     let disk = disk_copy(&image, dir.path(), 1 << 30)?;
@@ -1274,4 +1297,463 @@ fn terminal_replay_reads_the_dashboard() {
     let scrolled = screen(&"line\n".repeat(30), 10, 4);
     assert_eq!(scrolled.len(), 4);
     assert_eq!(scrolled[3].trim(), "");
+}
+
+/// The config baked into the A/B test image: a short trial (commit after 10 s of a healthy
+/// node with new blocks; a slot whose node is not healthy within 30 s is given up).
+const AB_CONFIG: &str = r#"
+[node]
+dev = true
+data_dir = "/data/chain"
+rpc_addr = "0.0.0.0:7845"
+
+[fs]
+dir = "/data/fs"
+addr = "0.0.0.0:7848"
+
+[system.upgrade]
+commit_after_secs = 10
+trial_timeout_secs = 30
+"#;
+
+/// Runs `aergo-image` with `args`; returns its stderr.
+fn aergo_image(args: &[&std::ffi::OsStr]) -> Result<String> {
+    let o = Command::new(bin("aergo-image")?)
+        .args(args)
+        .output()
+        .context("running aergo-image")?;
+    let log = String::from_utf8_lossy(&o.stderr).to_string();
+    if !o.status.success() {
+        bail!("aergo-image {args:?} failed: {log}");
+    }
+    Ok(log)
+}
+
+/// `aergo --json os …` against the VM's control port; the JSON line or the error text.
+fn aergo_os(vm: &Vm, token: &str, args: &[&str]) -> Result<std::result::Result<Value, String>> {
+    let o = Command::new(bin("aergo")?)
+        .args(["--json", "--init-addr", &format!("127.0.0.1:{}", vm.ctl)])
+        .args(["--init-token", token, "os"])
+        .args(args)
+        .output()
+        .context("running aergo os")?;
+    let out = String::from_utf8_lossy(&o.stdout);
+    if o.status.success() {
+        Ok(Ok(serde_json::from_str(out.trim()).with_context(|| {
+            format!("aergo os {args:?} printed `{out}`")
+        })?))
+    } else {
+        Ok(Err(String::from_utf8_lossy(&o.stderr).to_string()))
+    }
+}
+
+/// (name, version, state) of the slots in a `status` answer.
+fn slots(st: &Value) -> Vec<(String, String, String)> {
+    st["slots"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|s| {
+                    let f = |k: &str| s[k].as_str().unwrap_or("").to_string();
+                    (f("name"), f("version"), f("state"))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn slot_row(name: &str, version: &str, state: &str) -> (String, String, String) {
+    (name.into(), version.into(), state.into())
+}
+
+/// Whether a byte range of the disk image is all zeros (a slot never written).
+fn zeros(disk: &Path, label: &str, len: usize) -> Result<bool> {
+    let mut f = std::fs::File::open(disk)?;
+    let size = f.metadata()?.len();
+    let gpt = aergo_os::sys::gpt::Gpt::read(&mut f, size)?;
+    let p = gpt.find(label).with_context(|| format!("no {label}"))?;
+    let mut buf = vec![0u8; len];
+    f.seek(SeekFrom::Start(p.offset_bytes()))?;
+    f.read_exact(&mut buf)?;
+    Ok(buf.iter().all(|b| *b == 0))
+}
+
+/// A/B upgrades in one QEMU process (UEFI, TCG), which reboots itself between the steps:
+/// image A (1.0.0, the test's release key baked in) boots; a tampered bundle, one signed by
+/// another key, one for another architecture and a truncated one are refused and slot B
+/// stays all zeros; bundle B (1.1.0) is installed and
+/// QEMU is killed during its trial boot, and the next power-on (same disk and firmware
+/// variables: a second QEMU process) is A with B bad and the chain intact; B is installed
+/// again over the control port with `--reboot`, boots once on trial, commits, and the chain's
+/// blocks from A are intact; a reboot stays on B; bundle C (1.2.0, whose `aergo-node`
+/// exits at once) is installed into slot A, fails its trial, and init reboots into B by
+/// itself, `status` reporting A bad; the support bundle then unpacks and holds what it
+/// should. Prints the upgrade and fallback times.
+#[test]
+fn appliance_ab_upgrade_and_fallback() -> Result<()> {
+    use std::ffi::OsStr;
+    let _one = ONE_VM_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    if !tools_present()? {
+        return Ok(());
+    }
+    let dir = work_dir()?;
+    let d = dir.path();
+    let keys = d.join("keys");
+    aergo_image(&[OsStr::new("keygen"), OsStr::new("--out"), keys.as_os_str()])?;
+    let (public, secret) = (keys.join("release.pub"), keys.join("release.key"));
+    // A secret key refused where the public one belongs, and the reverse.
+    let wrong = aergo_image(&[
+        OsStr::new("--release-key"),
+        secret.as_os_str(),
+        OsStr::new("--out"),
+        d.join("never/x.img").as_os_str(),
+    ]);
+    assert!(
+        wrong
+            .as_ref()
+            .is_err_and(|e| e.to_string().contains("PUBLIC key")),
+        "{wrong:?}"
+    );
+    let image = build_image(
+        d,
+        Some(AB_CONFIG),
+        &[
+            "--release-key",
+            &public.display().to_string(),
+            "--version",
+            "1.0.0",
+        ],
+    )?;
+    let image_len = std::fs::metadata(&image)?.len();
+    let bin_dir = target_dir()?;
+    let bundle = |version: &str, bins: &Path, out: &Path| -> Result<()> {
+        aergo_image(&[
+            OsStr::new("bundle"),
+            OsStr::new("--bin-dir"),
+            bins.as_os_str(),
+            OsStr::new("--release-key"),
+            secret.as_os_str(),
+            OsStr::new("--version"),
+            OsStr::new(version),
+            OsStr::new("--out"),
+            out.as_os_str(),
+            OsStr::new("--squashfs-level"),
+            OsStr::new("3"),
+        ])
+        .map(|_| ())
+    };
+    let b = d.join("b/B.bundle");
+    bundle("1.1.0", &bin_dir, &b)?;
+    // C: its node is init's binary, which exits at once when it is not PID 1.
+    let cbin = d.join("cbin");
+    std::fs::create_dir_all(&cbin)?;
+    std::fs::copy(bin("aergo-init")?, cbin.join("aergo-init"))?;
+    std::fs::copy(bin("aergo-init")?, cbin.join("aergo-node"))?;
+    let c = d.join("c/C.bundle");
+    bundle("1.2.0", &cbin, &c)?;
+    // Tampered: one byte of B's system image changed. Other key: B's parts re-signed.
+    let b_bytes = std::fs::read(&b)?;
+    let mut t = b_bytes.clone();
+    let at = t.len() - 4096;
+    t[at] ^= 0x5A;
+    let tampered = d.join("tampered.bundle");
+    std::fs::write(&tampered, &t)?;
+    let other_key = d.join("other.bundle");
+    let arm = d.join("arm.bundle");
+    let truncated = d.join("truncated.bundle");
+    {
+        use aergo_os::bundle::{BundleReader, PublicKey, SecretKey};
+        let pk = PublicKey::load(&public)?;
+        let (m, parts) = BundleReader::open(&b_bytes[..], &pk, "x86_64")?.read_all()?;
+        let mut files = Vec::new();
+        for (p, bytes) in &parts {
+            let f = d.join(format!("part-{}", p.name));
+            std::fs::write(&f, bytes)?;
+            files.push((p.name.clone(), f));
+        }
+        let list: Vec<(&str, &Path)> = files
+            .iter()
+            .map(|(n, f)| (n.as_str(), f.as_path()))
+            .collect();
+        let mut out = std::fs::File::create(&other_key)?;
+        aergo_os::bundle::write_bundle(
+            &mut out,
+            &SecretKey::generate()?,
+            &m.version,
+            "x86_64",
+            &list,
+        )?;
+        // Signed with the right key, for another architecture.
+        let mut out = std::fs::File::create(&arm)?;
+        aergo_os::bundle::write_bundle(
+            &mut out,
+            &SecretKey::load(&secret)?,
+            &m.version,
+            "aarch64",
+            &list,
+        )?;
+    }
+    // Truncated: the first half of B.
+    std::fs::write(&truncated, &b_bytes[..b_bytes.len() / 2])?;
+
+    let disk = disk_copy(&image, d, 2 << 30)?;
+    let vm = Vm::boot(d, &disk, Boot::UefiAb, Nics::UserOnly, "ab")?;
+    let first = wait_first_block(&vm, Duration::from_secs(240))?;
+    eprintln!(
+        "appliance-ab: slot A booted, first block after {:.1} s",
+        first.as_secs_f64()
+    );
+    let token = vm.token()?;
+    let st = vm.status(&token)?;
+    assert_eq!(
+        slots(&st),
+        vec![slot_row("A", "1.0.0", "active"), slot_row("B", "", "empty")],
+        "{st}"
+    );
+
+    // Refused before anything is written.
+    for (file, want) in [
+        (&tampered, "does not match its hash"),
+        (&other_key, "bad signature"),
+        (&arm, "bundle is for aarch64"),
+        (&truncated, "truncated"),
+    ] {
+        let r = aergo_os(&vm, &token, &["upgrade", &file.display().to_string()])?;
+        let e = r
+            .err()
+            .with_context(|| format!("{} was accepted", file.display()))?;
+        assert!(e.contains(want) && e.contains("nothing installed"), "{e}");
+    }
+    let st = vm.status(&token)?;
+    assert_eq!(slots(&st)[1], slot_row("B", "", "empty"), "{st}");
+    assert!(
+        zeros(&disk, "AERGO-ESP-B", 1 << 20)?,
+        "slot B's ESP was written"
+    );
+    assert!(
+        zeros(&disk, "AERGO-SYSTEM-B", 1 << 20)?,
+        "slot B's system was written"
+    );
+
+    let h = poll("height ≥ 3 on A", Duration::from_secs(60), || {
+        Ok(vm.height().ok().filter(|h| *h >= 3))
+    })?;
+    let hash = vm.block_hash(h)?;
+
+    // A power cut during B's trial boot (QEMU killed): the firmware spent BootNext, so the
+    // next power-on is slot A again, with B marked bad and the chain intact.
+    aergo_os(
+        &vm,
+        &token,
+        &["upgrade", &b.display().to_string(), "--reboot"],
+    )?
+    .map_err(|e| anyhow::anyhow!("upgrade to B: {e}"))?;
+    poll("B's trial boot", Duration::from_secs(300), || {
+        let Ok(st) = vm.status(&token) else {
+            return Ok(None);
+        };
+        Ok((slots(&st)
+            == vec![
+                slot_row("A", "1.0.0", "good"),
+                slot_row("B", "1.1.0", "trying"),
+            ])
+        .then_some(()))
+    })
+    .with_context(|| format!("console:\n{}", vm.serial_tail()))?;
+    drop(vm);
+    let vm = Vm::boot(d, &disk, Boot::UefiAb, Nics::UserOnly, "ab")?;
+    wait_first_block(&vm, Duration::from_secs(240))?;
+    let st = poll("A again, B bad", Duration::from_secs(60), || {
+        let Ok(st) = vm.status(&token) else {
+            return Ok(None);
+        };
+        Ok((slots(&st)
+            == vec![
+                slot_row("A", "1.0.0", "active"),
+                slot_row("B", "1.1.0", "bad"),
+            ])
+        .then_some(st))
+    })?;
+    assert!(
+        st["last_upgrade"]
+            .as_str()
+            .unwrap_or("")
+            .contains("without a commit"),
+        "{st}"
+    );
+    assert_eq!(
+        vm.block_hash(h)?,
+        hash,
+        "block {h} changed across the power cut"
+    );
+    eprintln!("appliance-ab: power cut during B's trial: back on A, B bad, chain intact");
+
+    // B again: streamed, verified, written, tried once, committed.
+    let up = aergo_os(
+        &vm,
+        &token,
+        &["upgrade", &b.display().to_string(), "--reboot"],
+    )?
+    .map_err(|e| anyhow::anyhow!("upgrade to B: {e}"))?;
+    let up_secs = up["seconds"].as_f64().unwrap_or(0.0);
+    eprintln!(
+        "appliance-ab: upgrade to B: {} bytes streamed, verified and written in {up_secs:.1} s ({})",
+        up["bytes"], up["message"]
+    );
+    let t_reboot = Instant::now();
+    let st = poll("slot B committed", Duration::from_secs(300), || {
+        let Ok(st) = vm.status(&token) else {
+            return Ok(None);
+        };
+        Ok((slots(&st)
+            == vec![
+                slot_row("A", "1.0.0", "good"),
+                slot_row("B", "1.1.0", "active"),
+            ])
+        .then_some(st))
+    })
+    .with_context(|| format!("console:\n{}", vm.serial_tail()))?;
+    eprintln!(
+        "appliance-ab: B committed {:.1} s after the upgrade's reboot",
+        t_reboot.elapsed().as_secs_f64()
+    );
+    assert!(
+        st["last_upgrade"]
+            .as_str()
+            .unwrap_or("")
+            .contains("committed"),
+        "{st}"
+    );
+    assert_eq!(
+        vm.block_hash(h)?,
+        hash,
+        "block {h} changed across the upgrade"
+    );
+    assert!(vm.height()? > h);
+
+    // A plain reboot stays on B.
+    let up_before = st["system"]["uptime_ms"].as_u64().unwrap_or(0);
+    let r = vm.control(Some(&token), json!({"op": "reboot"}))?;
+    assert_eq!(r["kind"], "ack", "{r}");
+    poll("B again after a reboot", Duration::from_secs(300), || {
+        let Ok(st) = vm.status(&token) else {
+            return Ok(None);
+        };
+        let fresh = st["system"]["uptime_ms"].as_u64().unwrap_or(u64::MAX) < up_before;
+        let running = service(&st, "node").is_ok_and(|n| n["state"] == "running");
+        Ok((fresh && running && slots(&st)[1] == slot_row("B", "1.1.0", "active")).then_some(()))
+    })
+    .with_context(|| format!("console:\n{}", vm.serial_tail()))?;
+
+    // C into slot A: its node exits at once; init gives up after the trial timeout and
+    // reboots into B by itself.
+    let up = aergo_os(
+        &vm,
+        &token,
+        &["upgrade", &c.display().to_string(), "--reboot"],
+    )?
+    .map_err(|e| anyhow::anyhow!("upgrade to C: {e}"))?;
+    let t_fall = Instant::now();
+    eprintln!(
+        "appliance-ab: upgrade to C installed in {:.1} s",
+        up["seconds"].as_f64().unwrap_or(0.0)
+    );
+    let st = poll("back on B with C bad", Duration::from_secs(400), || {
+        let Ok(st) = vm.status(&token) else {
+            return Ok(None);
+        };
+        let running = service(&st, "node").is_ok_and(|n| n["state"] == "running");
+        Ok((running
+            && slots(&st)
+                == vec![
+                    slot_row("A", "1.2.0", "bad"),
+                    slot_row("B", "1.1.0", "active"),
+                ])
+        .then_some(st))
+    })
+    .with_context(|| format!("console:\n{}", vm.serial_tail()))?;
+    eprintln!(
+        "appliance-ab: fell back from C to B {:.1} s after the upgrade's reboot ({})",
+        t_fall.elapsed().as_secs_f64(),
+        st["last_upgrade"]
+    );
+    assert!(
+        st["last_upgrade"]
+            .as_str()
+            .unwrap_or("")
+            .contains("fell back"),
+        "{st}"
+    );
+    assert_eq!(
+        vm.block_hash(h)?,
+        hash,
+        "block {h} changed across the fallback"
+    );
+
+    // The support bundle: a tar.zst with the logs, the redacted config, versions, slots and
+    // the chain's tip.
+    let sb = d.join("support.tar.zst");
+    let o = Command::new(bin("aergo")?)
+        .args(["--init-addr", &format!("127.0.0.1:{}", vm.ctl)])
+        .args(["--init-token", &token, "os", "support-bundle"])
+        .stdout(std::fs::File::create(&sb)?)
+        .output()
+        .context("aergo os support-bundle")?;
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let x = Command::new("tar")
+        .arg("--zstd")
+        .arg("-xf")
+        .arg(&sb)
+        .arg("-C")
+        .arg(d)
+        .output()
+        .context("tar --zstd")?;
+    assert!(x.status.success(), "{}", String::from_utf8_lossy(&x.stderr));
+    let root = d.join("aergo-support");
+    let read = |f: &str| std::fs::read_to_string(root.join(f)).unwrap_or_default();
+    for f in [
+        "status.json",
+        "logs/init.log",
+        "logs/node.log",
+        "config/aergo.toml",
+        "proc/meminfo",
+        "df.txt",
+    ] {
+        assert!(
+            !read(f).is_empty(),
+            "{f} missing or empty in the support bundle"
+        );
+    }
+    assert!(
+        read("versions.txt").contains("os 1.1.0"),
+        "{}",
+        read("versions.txt")
+    );
+    assert!(read("versions.txt").contains("running slot B"));
+    assert!(
+        read("slots.json").contains("1.2.0"),
+        "{}",
+        read("slots.json")
+    );
+    assert!(
+        read("chain_tip.json").contains("height"),
+        "{}",
+        read("chain_tip.json")
+    );
+    assert!(read("config/aergo.toml").contains("commit_after_secs"));
+    eprintln!(
+        "appliance-ab: support bundle {} bytes",
+        std::fs::metadata(&sb)?.len()
+    );
+
+    let r = vm.control(Some(&token), json!({"op": "poweroff"}))?;
+    assert_eq!(r["kind"], "ack", "{r}");
+    let mut vm = vm;
+    let status = vm
+        .child
+        .wait_timeout(Duration::from_secs(90))
+        .with_context(|| format!("no power-off; console:\n{}", vm.serial_tail()))?;
+    assert!(status.success(), "qemu exited with {status}");
+    eprintln!("appliance-ab: image {image_len} bytes raw");
+    Ok(())
 }

@@ -40,8 +40,26 @@ pub enum OsCmd {
     },
     /// Stop services cleanly and reboot the appliance.
     Reboot,
+    /// Install a signed update bundle (`aergo-image bundle`) into the inactive system slot:
+    /// init verifies it before writing anything and boots it once on trial at the next
+    /// reboot; the slot becomes permanent once the node runs healthy on it, else the
+    /// appliance falls back to the current slot by itself.
+    Upgrade {
+        /// The bundle file.
+        bundle: std::path::PathBuf,
+        /// Reboot into the new slot as soon as it is installed.
+        #[arg(long)]
+        reboot: bool,
+        /// Accept a bundle older than the running version.
+        #[arg(long)]
+        allow_downgrade: bool,
+    },
     /// Stop services cleanly and power the appliance off.
     Poweroff,
+    /// Write a support bundle (tar.zst) to stdout: init's and every service's logs, the
+    /// config with secrets redacted, versions, slot states, disk and memory figures, the
+    /// chain's tip. `aergo os support-bundle > support.tar.zst`.
+    SupportBundle,
 }
 
 /// Builds the client for `init_addr` (default: the local socket) and `token`.
@@ -76,6 +94,46 @@ pub fn run(cmd: OsCmd, init_addr: Option<&str>, token: Option<&str>, json: bool)
         OsCmd::Stop { service } => ack(json, c.stop(&service).with_context(ctx)?),
         OsCmd::Restart { service } => ack(json, c.restart(&service).with_context(ctx)?),
         OsCmd::Reboot => ack(json, c.reboot().with_context(ctx)?),
+        OsCmd::SupportBundle => {
+            use std::io::IsTerminal;
+            if std::io::stdout().is_terminal() {
+                bail!("the support bundle is binary: redirect it, `aergo os support-bundle > support.tar.zst`");
+            }
+            let bytes = support_bundle(&c).with_context(ctx)?;
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            out.write_all(&bytes)?;
+            out.flush()?;
+            eprintln!("support bundle: {} bytes (tar.zst)", bytes.len());
+        }
+        OsCmd::Upgrade {
+            bundle,
+            reboot,
+            allow_downgrade,
+        } => {
+            let mut f = std::fs::File::open(&bundle)
+                .with_context(|| format!("opening {}", bundle.display()))?;
+            let size = f.metadata()?.len();
+            let t = std::time::Instant::now();
+            let msg = c
+                .upgrade(
+                    &mut f,
+                    size,
+                    allow_downgrade,
+                    reboot,
+                    std::time::Duration::from_secs(600),
+                )
+                .with_context(ctx)?;
+            let secs = t.elapsed().as_secs_f64();
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "ok": true, "message": msg, "bytes": size, "seconds": secs })
+                );
+            } else {
+                println!("{msg} ({} sent, {secs:.1} s)", mib(size));
+            }
+        }
         OsCmd::Poweroff => ack(json, c.poweroff().with_context(ctx)?),
         OsCmd::Logs {
             service,
@@ -100,6 +158,92 @@ pub fn run(cmd: OsCmd, init_addr: Option<&str>, token: Option<&str>, json: bool)
         }
     }
     Ok(())
+}
+
+/// Collects the support bundle's files over the control protocol and packs them.
+fn support_bundle(c: &Client) -> Result<Vec<u8>> {
+    let mut files: Vec<(String, Vec<u8>)> = Vec::new();
+    let st = c.status()?;
+    files.push((
+        "status.json".into(),
+        serde_json::to_vec_pretty(&st).unwrap_or_default(),
+    ));
+    files.push(("status.txt".into(), render_status(&st).into_bytes()));
+    let mut names = vec!["init".to_string()];
+    names.extend(st.services.iter().map(|s| s.name.clone()));
+    for name in names {
+        let text = match c.logs(&name, 2000) {
+            Ok(lines) => lines
+                .iter()
+                .map(|l| render_line(l) + "\n")
+                .collect::<String>(),
+            Err(e) => format!("(logs unavailable: {e})\n"),
+        };
+        files.push((format!("logs/{name}.log"), text.into_bytes()));
+    }
+    for f in c.support_info()? {
+        files.push((f.name, f.text.into_bytes()));
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    Ok(zstd_stored(&tar(&files, "aergo-support", now)))
+}
+
+/// A ustar archive of `files` under the folder `root`.
+pub fn tar(files: &[(String, Vec<u8>)], root: &str, mtime: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (name, data) in files {
+        let mut h = [0u8; 512];
+        let path = format!("{root}/{name}");
+        let n = path.len().min(99);
+        h[..n].copy_from_slice(&path.as_bytes()[..n]);
+        let octal = |h: &mut [u8; 512], at: usize, len: usize, v: u64| {
+            let s = format!("{v:0w$o}\0", w = len - 1);
+            h[at..at + len].copy_from_slice(&s.as_bytes()[s.len() - len..]);
+        };
+        octal(&mut h, 100, 8, 0o644);
+        octal(&mut h, 108, 8, 0);
+        octal(&mut h, 116, 8, 0);
+        octal(&mut h, 124, 12, data.len() as u64);
+        octal(&mut h, 136, 12, mtime);
+        h[156] = b'0';
+        h[257..263].copy_from_slice(b"ustar\0");
+        h[263..265].copy_from_slice(b"00");
+        h[148..156].fill(b' ');
+        let sum: u64 = h.iter().map(|b| u64::from(*b)).sum();
+        let s = format!("{sum:06o}\0 ");
+        h[148..156].copy_from_slice(s.as_bytes());
+        out.extend_from_slice(&h);
+        out.extend_from_slice(data);
+        out.resize(out.len().div_ceil(512) * 512, 0);
+    }
+    out.resize(out.len() + 1024, 0);
+    out
+}
+
+/// `data` as one zstd frame of stored (raw) blocks: any zstd reads it, no compressor needed
+/// (logs and texts of a few MiB).
+pub fn zstd_stored(data: &[u8]) -> Vec<u8> {
+    const BLOCK: usize = 128 * 1024;
+    let mut out = Vec::with_capacity(data.len() + data.len() / BLOCK * 3 + 32);
+    out.extend_from_slice(&0xFD2F_B528u32.to_le_bytes());
+    // Frame header: 8-byte content size, single segment, no checksum, no dictionary.
+    out.push(0xE0);
+    out.extend_from_slice(&(data.len() as u64).to_le_bytes());
+    let mut chunks = data.chunks(BLOCK).peekable();
+    if chunks.peek().is_none() {
+        out.extend_from_slice(&[1, 0, 0]);
+    }
+    while let Some(c) = chunks.next() {
+        let last = u32::from(chunks.peek().is_none());
+        // Block header: last flag, type 0 (raw), size; c.len() ≤ 128 KiB fits 21 bits.
+        let hdr = last | (u32::try_from(c.len()).unwrap_or(0) << 3);
+        out.extend_from_slice(&hdr.to_le_bytes()[..3]);
+        out.extend_from_slice(c);
+    }
+    out
 }
 
 fn ack(json: bool, message: String) {
@@ -185,6 +329,35 @@ pub fn render_status(st: &StatusReport) -> String {
         y.init_panics,
         if y.watchdog { "fed" } else { "none" }
     ));
+    if !st.slots.is_empty() {
+        let slots: Vec<String> = st
+            .slots
+            .iter()
+            .map(|s| {
+                let state = serde_json::to_value(s.state)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default();
+                let v = if s.version.is_empty() {
+                    "-"
+                } else {
+                    &s.version
+                };
+                format!("{} {v} ({state})", s.name)
+            })
+            .collect();
+        out.push_str(&format!(
+            "slots {}
+",
+            slots.join(", ")
+        ));
+    }
+    if let Some(l) = &st.last_upgrade {
+        out.push_str(&format!(
+            "last upgrade: {l}
+"
+        ));
+    }
     out
 }
 
@@ -205,6 +378,50 @@ pub fn render_line(l: &LogLine) -> String {
 mod tests {
     use super::*;
     use aergo_os::control::{ExitInfo, ServiceState, SystemInfo};
+    use aergo_os::slots::{SlotInfo, SlotState};
+
+    struct Cleanup(std::path::PathBuf);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn support_bundle_is_a_tar_zst_that_tar_and_zstd_read() {
+        let big: Vec<u8> = (0..300_000usize)
+            .map(|i| b"abcdefghijklmnopqrstuvwxyz"[i % 26])
+            .collect();
+        let files = vec![
+            ("status.json".to_string(), b"{}".to_vec()),
+            ("logs/node.log".to_string(), big.clone()),
+            ("empty".to_string(), Vec::new()),
+        ];
+        let packed = zstd_stored(&tar(&files, "aergo-support", 1_700_000_000));
+        let dir = std::env::temp_dir().join(format!("aergo-support-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("s.tar.zst");
+        std::fs::write(&f, &packed).unwrap();
+        let out = std::process::Command::new("tar")
+            .arg("--zstd")
+            .arg("-xf")
+            .arg(&f)
+            .arg("-C")
+            .arg(&dir)
+            .output();
+        let _cleanup = Cleanup(dir.clone());
+        match out {
+            Ok(o) if o.status.success() => {
+                let root = dir.join("aergo-support");
+                assert_eq!(std::fs::read(root.join("logs/node.log")).unwrap(), big);
+                assert_eq!(std::fs::read(root.join("status.json")).unwrap(), b"{}");
+                assert!(std::fs::read(root.join("empty")).unwrap().is_empty());
+            }
+            // tar or zstd missing: only CI must have them (scripts/setup.sh installs zstd).
+            other => assert!(std::env::var("CI").is_err(), "{other:?}"),
+        }
+        assert_eq!(zstd_stored(&[]).len(), 4 + 1 + 8 + 3);
+    }
 
     #[test]
     fn durations() {
@@ -247,8 +464,28 @@ mod tests {
                 addresses: vec!["10.0.2.15/24".into()],
                 ..Default::default()
             },
+            slots: vec![
+                SlotInfo {
+                    name: "A".into(),
+                    version: "1.2.0".into(),
+                    state: SlotState::Bad,
+                },
+                SlotInfo {
+                    name: "B".into(),
+                    version: "1.1.0".into(),
+                    state: SlotState::Active,
+                },
+            ],
+            last_upgrade: Some("fell back: slot A (1.2.0) is bad".into()),
         };
         let t = render_status(&st);
+        assert!(t.contains("slots A 1.2.0 (bad), B 1.1.0 (active)"), "{t}");
+        assert!(t.contains("last upgrade: fell back"), "{t}");
+        let j: serde_json::Value = serde_json::to_value(&st).unwrap();
+        assert_eq!(
+            j["slots"][1],
+            serde_json::json!({"name": "B", "version": "1.1.0", "state": "active"})
+        );
         let node = t.lines().find(|l| l.starts_with("node")).unwrap();
         assert!(node.contains("running") && node.contains("132") && node.contains("signal 9"));
         assert!(node.contains("1m 05s"), "{node}");

@@ -1,5 +1,6 @@
 //! Low-level system helpers shared by `aergo-init` and `aergo-image`: GPT partition tables
-//! ([`gpt`]) and kernel module dependency resolution from `modules.dep` ([`modules`]).
+//! ([`gpt`]), UEFI boot variables ([`efi`]) and kernel module dependency resolution from `modules.dep` ([`modules`]).
 
+pub mod efi;
 pub mod gpt;
 pub mod modules;
