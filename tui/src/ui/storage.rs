@@ -37,7 +37,9 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
             f,
             inner,
             app,
-            if m.storage.down.is_some() {
+            if m.storage.down.is_some() && app.host_mode {
+                "host mode: no AergoFS answers here (start one with `aergofs serve --dir DIR`)"
+            } else if m.storage.down.is_some() {
                 "no storage data: AergoFS unreachable"
             } else {
                 "waiting for AergoFS…"
