@@ -733,12 +733,19 @@ async fn run(cli: Cli) -> Result<()> {
                     ));
                     for (kind, list) in [("active", &d["active"]), ("probation", &d["probation"])] {
                         for bp in list.as_array().into_iter().flatten() {
+                            let missed = bp["missed_slots"].as_u64().unwrap_or(0);
                             s.push_str(&format!(
-                                "\n  {:<10} {}  score {:>4}  {}",
+                                "\n  {:<10} {}  score {:>4}  {}  missed {}{}",
                                 kind,
                                 bp["address"].as_str().unwrap_or("?"),
                                 bp["score"],
-                                bp["standing"].as_str().unwrap_or("?")
+                                bp["standing"].as_str().unwrap_or("?"),
+                                missed,
+                                if missed > 0 {
+                                    "  <- missed slots this round: is a node running with this BP's key?"
+                                } else {
+                                    ""
+                                }
                             ));
                         }
                     }

@@ -6,6 +6,7 @@
 //! against its index).
 
 mod bench;
+mod chainlog;
 mod datalock;
 mod disk;
 mod keyfile;
@@ -268,6 +269,7 @@ fn run(args: Args) -> Result<()> {
             .spawn(move || producer::run(n))?
     };
     let res: Result<()> = rt.block_on(async {
+        chainlog::spawn(node.clone());
         let p2p = if networked {
             Some(net::start(node.clone(), &cfg.node.p2p_addr, &cfg.node.peers, cfg.node.mdns).await?)
         } else {
