@@ -292,3 +292,100 @@ fn named_accounts_and_list_with_balances() -> Result<()> {
     );
     Ok(())
 }
+
+/// At a terminal the sandbox continues a statement until `;` (a `$$` body may hold `;`), prints
+/// `\abi` as a table, and remembers history across runs (`~/.aergo/sql_history`). Driven in
+/// tmux; under `CI=true` a missing tmux fails.
+#[test]
+fn interactive_sandbox_takes_multi_line_statements_and_keeps_history() -> Result<()> {
+    use aergo_e2e::tmux::{tmux_available, Tmux};
+    use std::time::Duration;
+    if !tmux_available() {
+        anyhow::ensure!(
+            !aergo_e2e::ci(),
+            "tmux is not installed (scripts/setup.sh installs it)"
+        );
+        eprintln!("SKIPPED: tmux is not installed; this test needs it");
+        return Ok(());
+    }
+    let tmp = tempfile::tempdir()?;
+    let fig6 = tmp.path().join("figure6.sql");
+    std::fs::write(&fig6, FIGURE6_SQL)?;
+    let home = tmp.path().join("home");
+    std::fs::create_dir_all(&home)?;
+    let start = |session: &str| -> Result<Tmux> {
+        let t = Tmux::new(session);
+        let cmd = format!(
+            "export HOME={}; {} sql {}; echo SANDBOX-EXIT=$?; sleep 600",
+            home.display(),
+            bin("aergo")?.display(),
+            fig6.display()
+        );
+        t.run(&[
+            "new-session",
+            "-d",
+            "-s",
+            session,
+            "-x",
+            "150",
+            "-y",
+            "40",
+            "sh",
+            "-c",
+            &cmd,
+        ])?;
+        t.wait_for("the sandbox prompt", Duration::from_secs(20), |s| {
+            s.lines().any(|l| l.trim_end() == "sql>")
+        })
+        .with_context(|| format!("session {session}: {cmd}"))?;
+        Ok(t)
+    };
+    let wait = Duration::from_secs(20);
+    let t = start("sbx1")?;
+    t.keys(&["-l", "INSERT INTO accounts VALUES ('alice', 100.00),"])?;
+    t.keys(&["Enter"])?;
+    t.wait_for("the continuation prompt", wait, |s| s.contains("...>"))?;
+    t.keys(&["-l", "('bob', 5.50)"])?;
+    // tmux reads a trailing `;` as its own command separator: send it as hex.
+    t.keys(&["-H", "3b"])?;
+    t.keys(&["Enter"])?;
+    t.wait_for("the two-line INSERT", wait, |s| s.contains("ok (gas"))?;
+    t.keys(&["-l", "CREATE FUNCTION one() RETURNS BIGINT AS $$"])?;
+    t.keys(&["Enter"])?;
+    t.keys(&["-l", "BEGIN RETURN 1"])?;
+    // tmux reads a trailing `;` as its own command separator: send it as hex.
+    t.keys(&["-H", "3b"])?;
+    t.keys(&["Enter"])?;
+    t.keys(&["-l", "END; $$"])?;
+    // tmux reads a trailing `;` as its own command separator: send it as hex.
+    t.keys(&["-H", "3b"])?;
+    t.keys(&["Enter"])?;
+    t.wait_for("the upgrade across lines", wait, |s| s.contains("upgraded"))?;
+    t.keys(&["-l", "CALL transfer('alice', 'bob', 10)"])?;
+    // tmux reads a trailing `;` as its own command separator: send it as hex.
+    t.keys(&["-H", "3b"])?;
+    t.keys(&["Enter"])?;
+    t.wait_for("the call", wait, |s| s.contains("result: OK"))?;
+    t.keys(&["-l", "\\abi"])?;
+    t.keys(&["Enter"])?;
+    t.wait_for("the ABI table", wait, |s| {
+        s.contains("kind") && s.contains("function | transfer") && s.contains("table    | accounts")
+    })?;
+    t.keys(&["C-d"])?;
+    t.wait_for("the sandbox to exit", wait, |s| {
+        s.contains("SANDBOX-EXIT=0")
+    })?;
+    drop(t);
+    // History survives: Up at a new prompt brings back the last statement.
+    let t = start("sbx2")?;
+    t.keys(&["Up"])?;
+    t.wait_for("the last statement from history", wait, |s| {
+        s.lines().any(|l| l.starts_with("sql> \\abi"))
+    })?;
+    t.keys(&["C-c"])?;
+    t.keys(&["C-d"])?;
+    t.wait_for("the sandbox to exit", wait, |s| {
+        s.contains("SANDBOX-EXIT=0")
+    })?;
+    Ok(())
+}

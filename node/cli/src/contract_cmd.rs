@@ -677,3 +677,47 @@ fn render_sandbox(out: &aergo_sql::SandboxOutput, json_out: bool) -> String {
         O::Done { message, .. } => message.clone(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statements_end_at_a_semicolon_outside_dollar_bodies() {
+        assert!(statement_complete("CALL f(1);\n"));
+        assert!(statement_complete("\\abi\n"));
+        assert!(!statement_complete("CALL f(1)\n"));
+        assert!(!statement_complete(
+            "CREATE FUNCTION f() RETURNS BIGINT AS $$\nBEGIN RETURN 1;\n"
+        ));
+        assert!(statement_complete(
+            "CREATE FUNCTION f() RETURNS BIGINT AS $$\nBEGIN RETURN 1;\nEND; $$;\n"
+        ));
+    }
+
+    #[test]
+    fn abi_is_a_table() {
+        let v = json!({
+            "functions": [{"name": "transfer", "params": [{"name": "to", "type": "TEXT"}], "returns": "TEXT"}],
+            "tables": [{"name": "accounts", "columns": [{"name": "owner", "type": "TEXT", "not_null": true}], "primary_key": ["owner"]}]
+        });
+        let t = abi_table(&v);
+        assert!(t.starts_with("kind"), "{t}");
+        assert!(
+            t.contains("function | transfer | (to TEXT) RETURNS TEXT"),
+            "{t}"
+        );
+        assert!(
+            t.contains("table    | accounts | (owner TEXT NOT NULL PRIMARY KEY)"),
+            "{t}"
+        );
+        assert!(!t.contains("row"), "{t}");
+    }
+
+    #[test]
+    fn gas_estimate_has_a_margin_within_the_cap() {
+        assert_eq!(estimate(1000, 1000, 4_000_000), 11_250);
+        assert_eq!(estimate(10_000_000, 1000, 4_000_000), 3_999_000);
+        assert!(sandbox_sender().encode().starts_with('A'));
+    }
+}
