@@ -535,6 +535,19 @@ impl App {
         let i = self.screen.index();
         match (self.screen, self.detail().cloned()) {
             (Screen::Blocks, None) => {
+                // A typed transaction hash (64 hex digits) that matches no loaded block is
+                // looked up on the chain.
+                let f = self.filters[i]
+                    .trim()
+                    .trim_start_matches("0x")
+                    .to_ascii_lowercase();
+                if f.len() == 64
+                    && f.bytes().all(|c| c.is_ascii_hexdigit())
+                    && self.visible_blocks().is_empty()
+                {
+                    self.details[i].push(Detail::Tx(f.clone()));
+                    return Action::OpenTx(f);
+                }
                 // A typed height opens that block even when it is not in the loaded list.
                 let typed = self.height_filter().filter(|_| self.sel[i] == 0);
                 let h = typed.or_else(|| self.visible_blocks().get(self.sel[i]).map(|b| b.height));
@@ -913,5 +926,19 @@ mod tests {
         a.screen = Screen::Overview;
         a.key(key(KeyCode::Char('g')));
         assert_eq!(a.goto, None);
+    }
+
+    #[test]
+    fn a_typed_tx_hash_is_looked_up_on_the_chain() {
+        let mut a = app();
+        a.screen = Screen::Blocks;
+        a.key(key(KeyCode::Char('/')));
+        let hash = "ab".repeat(32);
+        for c in hash.chars() {
+            a.key(key(KeyCode::Char(c)));
+        }
+        a.key(key(KeyCode::Enter));
+        assert_eq!(a.key(key(KeyCode::Enter)), Action::OpenTx(hash.clone()));
+        assert_eq!(a.detail(), Some(&Detail::Tx(hash)));
     }
 }
