@@ -295,7 +295,7 @@ pub const HELP: &[(&str, &str)] = &[
     ("g N Enter", "go to block N (Blocks)"),
     ("Enter / l / →", "open: block → tx → receipt"),
     ("Esc / h / ←", "back; clear filter"),
-    ("/", "filter; a height or tx hash + Enter opens it"),
+    ("/", "filter; a height/tx hash + Enter opens it"),
     ("r", "restart selected service (Services)"),
     ("h l / ← →", "previous / next service (Logs)"),
     ("f / w", "follow / wrap (Logs)"),
