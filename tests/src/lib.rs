@@ -453,3 +453,178 @@ pub mod tmux {
             .unwrap_or(false)
     }
 }
+
+pub mod docs {
+    //! Runnable documentation: fenced code blocks tagged in their info string (```` ```sh
+    //! test=cli ````, ```` ```sql file=x.sql ````, ```` ```text sandbox=x.sql ````) extracted from
+    //! a Markdown file, and a block's text split into shell commands.
+    use anyhow::{ensure, Context, Result};
+
+    /// One fenced block: its info string's `key=value` words and its lines.
+    #[derive(Debug, Clone)]
+    pub struct Block {
+        /// The info string, e.g. `sh test=cli`.
+        pub info: String,
+        /// The lines between the fences.
+        pub body: Vec<String>,
+    }
+
+    impl Block {
+        /// The value of `key=` in the info string.
+        pub fn attr(&self, key: &str) -> Option<&str> {
+            let k = format!("{key}=");
+            self.info
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix(k.as_str()))
+        }
+        /// The body as text (lines joined with `\n`, ending with one).
+        pub fn text(&self) -> String {
+            let mut s = self.body.join("\n");
+            s.push('\n');
+            s
+        }
+    }
+
+    /// Every fenced block of a Markdown text.
+    pub fn blocks(markdown: &str) -> Vec<Block> {
+        let mut out = Vec::new();
+        let mut cur: Option<Block> = None;
+        for line in markdown.lines() {
+            if let Some(b) = cur.as_mut() {
+                if line.trim_start().starts_with("```") {
+                    out.extend(cur.take());
+                } else {
+                    b.body.push(line.to_string());
+                }
+                continue;
+            }
+            if let Some(info) = line.trim_start().strip_prefix("```") {
+                cur = Some(Block {
+                    info: info.trim().to_string(),
+                    body: Vec::new(),
+                });
+            }
+        }
+        out
+    }
+
+    /// One shell command of a block: its text (with a here-document's lines) and the text a
+    /// `# → TEXT` comment says it prints.
+    #[derive(Debug, Clone)]
+    pub struct ShellCmd {
+        /// The command as bash reads it.
+        pub text: String,
+        /// What its output must contain.
+        pub expect: Option<String>,
+    }
+
+    /// Splits a block into commands: one per line (comment lines skipped), a here-document
+    /// (`<<'EOF'`) taking the lines up to its terminator.
+    pub fn commands(body: &[String]) -> Result<Vec<ShellCmd>> {
+        let mut out = Vec::new();
+        let mut lines = body.iter();
+        while let Some(line) = lines.next() {
+            if line.trim().is_empty() || line.trim_start().starts_with('#') {
+                continue;
+            }
+            let expect = line
+                .split_once("# →")
+                .map(|(_, e)| e.trim().to_string())
+                .filter(|e| !e.is_empty());
+            let mut text = line.clone();
+            if let Some((_, rest)) = line.split_once("<<") {
+                let term: String = rest
+                    .trim_start()
+                    .trim_start_matches(['\'', '"'])
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                ensure!(
+                    !term.is_empty(),
+                    "here-document without a terminator: {line}"
+                );
+                loop {
+                    let l = lines
+                        .next()
+                        .with_context(|| format!("here-document `{term}` never ends: {line}"))?;
+                    text.push('\n');
+                    text.push_str(l);
+                    if l.trim() == term {
+                        break;
+                    }
+                }
+            }
+            out.push(ShellCmd { text, expect });
+        }
+        Ok(out)
+    }
+
+    /// The environment documentation commands see: the built binaries first on PATH, `home` as
+    /// HOME (so ~/.aergo is the test's), `url` as AERGO_RPC, cheap key derivation, and none of
+    /// the caller's AERGO_* settings.
+    pub fn shell(home: &std::path::Path, url: &str, script: &str) -> Result<std::process::Command> {
+        let path = format!(
+            "{}:{}",
+            crate::target_dir()?.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let mut c = std::process::Command::new("bash");
+        c.arg("-c")
+            .arg(script)
+            .env("PATH", path)
+            .env("HOME", home)
+            .env("AERGO_RPC", url)
+            .env("AERGO_KDF_MEMORY_KIB", "1024");
+        for v in [
+            "AERGO_PASSWORD",
+            "AERGO_KEYSTORE",
+            "AERGO_FS",
+            "AERGO_CONFIG",
+            "AERGO_RPC_ADDR",
+        ] {
+            c.env_remove(v);
+        }
+        Ok(c)
+    }
+
+    /// Runs `cmds` in order, each through `bash -c` in `dir` with `set -euo pipefail` and the
+    /// `export` lines seen so far; a failure, or output without a command's `# →` text, is an
+    /// error naming the command.
+    pub fn run_commands(
+        cmds: &[ShellCmd],
+        dir: &std::path::Path,
+        home: &std::path::Path,
+        url: &str,
+        exports: &mut String,
+    ) -> Result<()> {
+        for c in cmds {
+            if c.text.starts_with("export ") {
+                exports.push_str(&c.text);
+                exports.push('\n');
+                continue;
+            }
+            let script = format!("set -euo pipefail\n{exports}{}\n", c.text);
+            let out = shell(home, url, &script)?
+                .current_dir(dir)
+                .stdin(std::process::Stdio::null())
+                .output()
+                .with_context(|| format!("run {}", c.text))?;
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            ensure!(
+                out.status.success(),
+                "documented command failed ({}):\n{}\n--- stdout\n{stdout}--- stderr\n{stderr}",
+                out.status,
+                c.text
+            );
+            if let Some(e) = &c.expect {
+                ensure!(
+                    stdout.contains(e.as_str()),
+                    "the docs say `{}` prints {e:?}; it printed:\n{stdout}{stderr}",
+                    c.text
+                );
+            }
+        }
+        Ok(())
+    }
+}

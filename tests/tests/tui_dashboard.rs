@@ -315,6 +315,84 @@ fn a_panic_restores_the_terminal() -> Result<()> {
 
 /// From any screen: Blocks, filter by `height`, open that block, its `index`th transaction
 /// (checked by `hash`) and its receipt. Returns the receipt screen.
+/// On a host (a dev node, no init, no AergoFS) the dashboard runs in host mode: no
+/// "unreachable" alert or banner for what is not there, a note on the Storage and Services
+/// screens instead; and `g` then a height opens that block on the Blocks screen.
+#[test]
+fn host_mode_and_go_to_height() -> Result<()> {
+    if !tmux_available() {
+        if ci() {
+            bail!("tmux is not installed (scripts/setup.sh installs it)");
+        }
+        eprintln!("SKIPPED: tmux is not installed; this test needs it");
+        return Ok(());
+    }
+    let dir = tempfile::tempdir()?;
+    let node = aergo_e2e::start_dev_node(&dir.path().join("chain"), free_port()?, &[])?;
+    let fs_port = free_port()?;
+    let tmux = Tmux::new("host");
+    let top_cmd = format!(
+        "{} --rpc {} --init {} --fs http://127.0.0.1:{fs_port} --theme 256; sleep 600",
+        bin("aergo-top")?.display(),
+        node.url,
+        dir.path().join("no-init.sock").display(),
+    );
+    tmux.run(&[
+        "new-session",
+        "-d",
+        "-s",
+        "host",
+        "-x",
+        "120",
+        "-y",
+        "40",
+        "sh",
+        "-c",
+        &top_cmd,
+    ])?;
+    tmux.wait_for("a height on the Overview", Duration::from_secs(30), |s| {
+        shown_height(s).is_some_and(|h| h >= 3)
+    })?;
+    // Storage: AergoFS has been tried and is absent; a host-mode note, no outage banner.
+    tmux.keys(&["6"])?;
+    let storage = tmux.wait_for("the host-mode Storage note", Duration::from_secs(20), |s| {
+        s.contains("host mode: no AergoFS answers here")
+    })?;
+    assert!(!storage.contains("unreachable"), "{storage}");
+    tmux.keys(&["7"])?;
+    let services = tmux.wait_for(
+        "the host-mode Services note",
+        Duration::from_secs(20),
+        |s| s.contains("host mode: no init here"),
+    )?;
+    assert!(!services.contains("unreachable"), "{services}");
+    tmux.keys(&["1"])?;
+    let overview = tmux.wait_for("the Overview", Duration::from_secs(10), |s| {
+        s.contains("Finalized") && s.contains("host")
+    })?;
+    assert!(
+        !overview.contains("unreachable"),
+        "host mode must not alert on a missing init or AergoFS:\n{overview}"
+    );
+    assert!(!overview.contains("(-0)"), "{overview}");
+
+    // Go to a height: `g`, digits, Enter.
+    tmux.keys(&["2"])?;
+    tmux.wait_for("the Blocks screen", Duration::from_secs(10), |s| {
+        s.contains("Blocks (")
+    })?;
+    tmux.keys(&["g"])?;
+    tmux.wait_for("the go-to prompt", Duration::from_secs(10), |s| {
+        s.contains("go to height: _")
+    })?;
+    tmux.keys(&["-l", "2"])?;
+    tmux.keys(&["Enter"])?;
+    tmux.wait_for("block 2", Duration::from_secs(10), |s| {
+        s.contains("Block 2") && s.contains("Transactions (")
+    })?;
+    Ok(())
+}
+
 fn open_receipt(tmux: &Tmux, height: u64, index: u64, hash: &str) -> Result<String> {
     tmux.keys(&["2"])?;
     tmux.wait_for("the Blocks screen", Duration::from_secs(10), |s| {

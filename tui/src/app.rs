@@ -158,6 +158,11 @@ pub struct App {
     pub endpoints: Endpoints,
     /// Rows of the last drawn table (for PgUp/PgDn), set while drawing.
     pub page: Cell<usize>,
+    /// A dev node on a host, not the appliance: no init and no AergoFS are expected, so their
+    /// absence is no alert (`--host-mode`, or detected when init's socket does not exist).
+    pub host_mode: bool,
+    /// The height being typed after `g` on the Blocks screen.
+    pub goto: Option<String>,
 }
 
 impl App {
@@ -182,6 +187,8 @@ impl App {
             log_top: 0,
             endpoints,
             page: Cell::new(10),
+            host_mode: false,
+            goto: None,
         }
     }
 
@@ -394,6 +401,28 @@ impl App {
                 _ => Action::None,
             };
         }
+        if let Some(typed) = self.goto.as_mut() {
+            match k.code {
+                KeyCode::Char(c) if c.is_ascii_digit() && typed.len() < 20 => typed.push(c),
+                KeyCode::Backspace => {
+                    typed.pop();
+                }
+                KeyCode::Enter => {
+                    let h = typed.parse::<u64>().ok();
+                    self.goto = None;
+                    if let Some(h) = h {
+                        let i = Screen::Blocks.index();
+                        self.details[i].clear();
+                        self.details[i].push(Detail::Block(h));
+                        self.detail_sel = 0;
+                        return Action::OpenBlock(h);
+                    }
+                }
+                KeyCode::Esc => self.goto = None,
+                _ => {}
+            }
+            return Action::None;
+        }
         if self.editing_filter {
             let i = self.screen.index();
             match k.code {
@@ -427,6 +456,8 @@ impl App {
             KeyCode::Down | KeyCode::Char('j') => self.move_by(1),
             KeyCode::PageUp => self.move_by(-page),
             KeyCode::PageDown => self.move_by(page),
+            // `g` then a height opens that block (Blocks screen); elsewhere `g` is Home.
+            KeyCode::Char('g') if self.screen == Screen::Blocks => self.goto = Some(String::new()),
             KeyCode::Home | KeyCode::Char('g') => self.move_by(isize::MIN / 2),
             KeyCode::End | KeyCode::Char('G') => {
                 if self.screen == Screen::Logs {
@@ -504,6 +535,19 @@ impl App {
         let i = self.screen.index();
         match (self.screen, self.detail().cloned()) {
             (Screen::Blocks, None) => {
+                // A typed transaction hash (64 hex digits) that matches no loaded block is
+                // looked up on the chain.
+                let f = self.filters[i]
+                    .trim()
+                    .trim_start_matches("0x")
+                    .to_ascii_lowercase();
+                if f.len() == 64
+                    && f.bytes().all(|c| c.is_ascii_hexdigit())
+                    && self.visible_blocks().is_empty()
+                {
+                    self.details[i].push(Detail::Tx(f.clone()));
+                    return Action::OpenTx(f);
+                }
                 // A typed height opens that block even when it is not in the loaded list.
                 let typed = self.height_filter().filter(|_| self.sel[i] == 0);
                 let h = typed.or_else(|| self.visible_blocks().get(self.sel[i]).map(|b| b.height));
@@ -792,7 +836,7 @@ mod tests {
         assert_eq!(a.sel[1], 4);
         a.key(key(KeyCode::PageDown));
         assert_eq!(a.sel[1], 4);
-        a.key(key(KeyCode::Char('g')));
+        a.key(key(KeyCode::Home));
         assert_eq!(a.sel[1], 0);
     }
 
@@ -858,5 +902,43 @@ mod tests {
         assert!(!a.follow);
         a.key(key(KeyCode::Char('G')));
         assert!(a.follow);
+    }
+
+    #[test]
+    fn g_then_a_height_opens_that_block() {
+        let mut a = app();
+        a.screen = Screen::Blocks;
+        assert_eq!(a.key(key(KeyCode::Char('g'))), Action::None);
+        assert_eq!(a.goto.as_deref(), Some(""));
+        a.key(key(KeyCode::Char('1')));
+        a.key(key(KeyCode::Char('x')));
+        a.key(key(KeyCode::Char('2')));
+        assert_eq!(a.key(key(KeyCode::Enter)), Action::OpenBlock(12));
+        assert_eq!(a.goto, None);
+        assert_eq!(a.detail(), Some(&Detail::Block(12)));
+        // Esc cancels; an empty height opens nothing.
+        a.key(key(KeyCode::Char('g')));
+        a.key(key(KeyCode::Esc));
+        assert_eq!(a.goto, None);
+        a.key(key(KeyCode::Char('g')));
+        assert_eq!(a.key(key(KeyCode::Enter)), Action::None);
+        // Elsewhere `g` is still Home.
+        a.screen = Screen::Overview;
+        a.key(key(KeyCode::Char('g')));
+        assert_eq!(a.goto, None);
+    }
+
+    #[test]
+    fn a_typed_tx_hash_is_looked_up_on_the_chain() {
+        let mut a = app();
+        a.screen = Screen::Blocks;
+        a.key(key(KeyCode::Char('/')));
+        let hash = "ab".repeat(32);
+        for c in hash.chars() {
+            a.key(key(KeyCode::Char(c)));
+        }
+        a.key(key(KeyCode::Enter));
+        assert_eq!(a.key(key(KeyCode::Enter)), Action::OpenTx(hash.clone()));
+        assert_eq!(a.detail(), Some(&Detail::Tx(hash)));
     }
 }

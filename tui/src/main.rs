@@ -41,6 +41,10 @@ struct Args {
     /// Disable `q` and Ctrl-C (the appliance console).
     #[arg(long)]
     no_quit: bool,
+    /// A host, not the appliance: no alerts for a missing init or AergoFS. Detected when the
+    /// init endpoint is a socket path that does not exist.
+    #[arg(long)]
+    host_mode: bool,
     /// Colour theme: auto, 16, 256 or truecolor.
     #[arg(long, default_value = "auto", value_parser = ["auto", "16", "256", "truecolor"])]
     theme: String,
@@ -64,12 +68,14 @@ fn main() -> anyhow::Result<()> {
         init: args.init.clone(),
         fs: args.fs.clone(),
     };
-    let app = App::new(
+    let mut app = App::new(
         Theme::new(kind),
         args.no_quit,
         endpoints,
         aergo_top::source::now_ms(),
     );
+    app.host_mode = args.host_mode
+        || (args.init.starts_with('/') && !std::path::Path::new(&args.init).exists());
     let cfg = aergo_top::run::Config {
         rpc: args.rpc,
         init: args.init,

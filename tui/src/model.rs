@@ -155,6 +155,8 @@ pub struct BpView {
     pub score: Option<i64>,
     /// `active`, `probation` or `excluded`.
     pub standing: Option<String>,
+    /// Slots of this round it owned that have no block (a BP without a running node).
+    pub missed_slots: Option<i64>,
 }
 
 /// One upcoming slot of the current round.

@@ -306,7 +306,7 @@ fn dpos_json() -> serde_json::Value {
             "probation": [{"address": ADDR4, "score": -40, "standing": "probation"}],
             "active": [
                 {"address": ADDR2, "score": 100, "standing": "active"},
-                {"address": ADDR3, "score": 97, "standing": "active"},
+                {"address": ADDR3, "score": 97, "standing": "active", "missed_slots": 5},
                 {"address": ADDR, "score": 100, "standing": "active"}
             ],
             "upcoming": [

@@ -7,7 +7,7 @@ use aergo_rpc::RpcClient;
 use aergo_types::{Address, Keypair, TxKind};
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
 
 /// Default engine gas of deploy, upgrade and call transactions (on top of the intrinsic
@@ -20,7 +20,7 @@ pub const DEFAULT_ENGINE_GAS: u64 = 1_500_000;
 pub enum ContractCmd {
     /// Deploy a contract script; prints the contract's address.
     Deploy {
-        /// The script (.sql).
+        /// The script (.sql); `-` reads it from stdin.
         file: PathBuf,
         /// Deployer (keystore address, or `dev`).
         #[arg(long)]
@@ -32,12 +32,18 @@ pub enum ContractCmd {
         /// stay within the chain's per-transaction cap).
         #[arg(long, default_value_t = DEFAULT_ENGINE_GAS)]
         gas: u64,
+        /// A name for the contract in your address book, usable wherever an address goes.
+        #[arg(long)]
+        name: Option<String>,
+        /// Send without compiling the script locally first.
+        #[arg(long)]
+        no_check: bool,
     },
     /// Upgrade a contract (owner only): new tables, indexes, functions, CREATE OR REPLACE.
     Upgrade {
-        /// Contract address.
+        /// Contract address or name.
         address: String,
-        /// The upgrade script.
+        /// The upgrade script; `-` reads it from stdin.
         file: PathBuf,
         /// Owner.
         #[arg(long)]
@@ -45,10 +51,13 @@ pub enum ContractCmd {
         /// Gas limit for the engine.
         #[arg(long, default_value_t = DEFAULT_ENGINE_GAS)]
         gas: u64,
+        /// Send without checking the script locally first.
+        #[arg(long)]
+        no_check: bool,
     },
     /// Call a function in a transaction; waits for the receipt and prints its result.
     Call {
-        /// Contract address.
+        /// Contract address or name.
         address: String,
         /// Function name.
         function: String,
@@ -60,13 +69,20 @@ pub enum ContractCmd {
         /// AERGO attached to the call.
         #[arg(long, default_value = "0")]
         amount: String,
-        /// Gas limit for the engine.
-        #[arg(long, default_value_t = DEFAULT_ENGINE_GAS)]
-        gas: u64,
+        /// Gas limit for the engine (default: the estimate of a read-only run plus a margin;
+        /// giving it skips that run).
+        #[arg(long)]
+        gas: Option<u64>,
+        /// Run the call read-only and print its result and gas; send nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Skip the checks against the ABI and the read-only run.
+        #[arg(long)]
+        no_check: bool,
     },
     /// Run a function read-only (free; writes are discarded).
     View {
-        /// Contract address.
+        /// Contract address or name.
         address: String,
         /// Function name.
         function: String,
@@ -78,7 +94,7 @@ pub enum ContractCmd {
     },
     /// Run a read-only SQL query on the contract's tables (free), at any height.
     Query {
-        /// Contract address.
+        /// Contract address or name.
         address: String,
         /// The SELECT statement.
         sql: String,
@@ -88,9 +104,20 @@ pub enum ContractCmd {
     },
     /// The contract's functions and tables with their types.
     Abi {
-        /// Contract address.
+        /// Contract address or name.
         address: String,
     },
+}
+
+/// Reads a script from `file`, or from stdin when it is `-`.
+fn read_script(file: &std::path::Path) -> Result<String> {
+    if file.as_os_str() == "-" {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
+            .context("read the script from stdin")?;
+        return Ok(s);
+    }
+    std::fs::read_to_string(file).with_context(|| format!("read {}", file.display()))
 }
 
 /// Signs and submits a transaction; returns (hash, nonce, sender).
@@ -102,6 +129,7 @@ pub async fn run(
     c: &RpcClient,
     json_out: bool,
     signer: Signer<'_>,
+    keystore: Option<PathBuf>,
 ) -> Result<()> {
     match cmd {
         ContractCmd::Deploy {
@@ -109,11 +137,22 @@ pub async fn run(
             from,
             amount,
             gas,
+            name,
+            no_check,
         } => {
-            let script = std::fs::read_to_string(&file)
-                .with_context(|| format!("read {}", file.display()))?;
+            let script = read_script(&file)?;
+            if !no_check {
+                crate::preflight::check_deploy(&label(&file), &script, gas)?;
+            }
+            let ks = crate::wallet::Keystore::new(keystore.clone())?;
+            if let Some(n) = &name {
+                crate::wallet::check_name(n)?;
+                if let Some(a) = ks.lookup(n)? {
+                    bail!("the name `{n}` is already taken by {a}; choose another");
+                }
+            }
             let key = signer(&from)?;
-            let amount = aergo_types::Aer::parse_cli(&amount)?;
+            let amount = crate::human::parse_amount(&amount)?;
             let (hash, nonce) = crate::submit(
                 c,
                 &key,
@@ -131,9 +170,13 @@ pub async fn run(
             if r.status != "ok" {
                 bail!("deploy failed: {}", r.error.unwrap_or_default());
             }
+            if let Some(n) = &name {
+                ks.set_name(n, &addr)?;
+            }
             crate::print(json_out, &out, || {
                 format!(
-                    "deployed contract {addr}\ntx {hash} in block {}",
+                    "deployed contract {addr}{}\ntx {hash} in block {}",
+                    name.as_ref().map(|n| format!(" ({n})")).unwrap_or_default(),
                     r.block_height
                 )
             });
@@ -143,10 +186,14 @@ pub async fn run(
             file,
             from,
             gas,
+            no_check,
         } => {
-            let to = Address::decode(&address).map_err(|e| anyhow::anyhow!(e))?;
-            let script = std::fs::read_to_string(&file)
-                .with_context(|| format!("read {}", file.display()))?;
+            let to = crate::resolve_addr(&address)?;
+            let script = read_script(&file)?;
+            if !no_check {
+                let abi = c.contract_abi(&to.encode()).await?;
+                crate::preflight::check_upgrade(&label(&file), &script, &abi)?;
+            }
             let key = signer(&from)?;
             let (hash, _) = crate::submit(
                 c,
@@ -176,11 +223,57 @@ pub async fn run(
             from,
             amount,
             gas,
+            dry_run,
+            no_check,
         } => {
-            let to = Address::decode(&address).map_err(|e| anyhow::anyhow!(e))?;
-            let key = signer(&from)?;
-            let amount = aergo_types::Aer::parse_cli(&amount)?;
+            let to = crate::resolve_addr(&address)?;
+            let amount = crate::human::parse_amount(&amount)?;
+            let caller = crate::resolve_addr(&from)?;
             let payload = serde_json::to_vec(&json!({"function": function, "args": args}))?;
+            if !no_check {
+                let abi = c.contract_abi(&to.encode()).await?;
+                crate::preflight::check_call(&abi, &address, &function, &args)?;
+            }
+            let gas = match gas {
+                Some(g) if !dry_run => g,
+                _ => {
+                    let view: Value = c
+                        .call(
+                            "contract_call_view",
+                            json!({"address": to.encode(), "function": function, "args": args, "caller": caller.encode()}),
+                        )
+                        .await
+                        .map_err(|e| {
+                            anyhow::anyhow!(
+                                "the call fails in a read-only run: {e}\nnothing was sent (give --gas to send it anyway)"
+                            )
+                        })?;
+                    let used = view["gas_used"].as_u64().unwrap_or(0);
+                    let info = c.chain_info().await?;
+                    let intrinsic = info.base_gas + info.per_byte_gas * payload.len() as u64;
+                    let est = estimate(used, intrinsic, info.tx_gas_cap);
+                    if dry_run {
+                        let out = json!({"dry_run": true, "result": view["result"], "events": view["events"], "gas_used": used, "gas_limit": intrinsic + est});
+                        crate::print(json_out, &out, || {
+                            let mut s = format!("result: {}", cell(&view["result"]));
+                            for e in view["events"].as_array().into_iter().flatten() {
+                                s.push_str(&format!(
+                                    "\nnotice: {}",
+                                    e.get("data").map(cell).unwrap_or_else(|| cell(e))
+                                ));
+                            }
+                            s.push_str(&format!(
+                                "\ngas: {used} in a read-only run; a call would set its limit to {} (intrinsic {intrinsic} + engine {est})\ndry run: nothing was sent",
+                                intrinsic + est
+                            ));
+                            s
+                        });
+                        return Ok(());
+                    }
+                    est
+                }
+            };
+            let key = signer(&from)?;
             let (hash, _) = crate::submit(
                 c,
                 &key,
@@ -218,19 +311,45 @@ pub async fn run(
             args,
             at,
         } => {
+            let address = crate::resolve_addr(&address)?.encode();
             let v = c.contract_call_view(&address, &function, &args, at).await?;
             crate::print(json_out, &v, || format!("result: {}", v["result"]));
         }
         ContractCmd::Query { address, sql, at } => {
+            let address = crate::resolve_addr(&address)?.encode();
             let v = c.contract_query(&address, &sql, at).await?;
             crate::print(json_out, &v, || render_rows(&v));
         }
         ContractCmd::Abi { address } => {
+            let address = crate::resolve_addr(&address)?.encode();
             let v = c.contract_abi(&address).await?;
-            crate::print(json_out, &v, || render_abi(&v));
+            crate::print(json_out, &v, || {
+                let head = render_abi(&v);
+                let first = head.lines().next().unwrap_or("").to_string();
+                format!("{first}\n{}", abi_table(&v))
+            });
         }
     }
     Ok(())
+}
+
+/// The label of a script in messages: its path, or `stdin`.
+fn label(file: &std::path::Path) -> String {
+    if file.as_os_str() == "-" {
+        "stdin".into()
+    } else {
+        file.display().to_string()
+    }
+}
+
+/// Engine gas for a call whose read-only run used `used`: a quarter more plus 10,000 (the state
+/// can change before the call is included), kept within the per-transaction cap.
+pub fn estimate(used: u64, intrinsic: u64, tx_gas_cap: u64) -> u64 {
+    let want = used.saturating_add(used / 4).saturating_add(10_000);
+    if tx_gas_cap == 0 {
+        return want;
+    }
+    want.min(tx_gas_cap.saturating_sub(intrinsic))
 }
 
 fn cell(v: &Value) -> String {
@@ -295,6 +414,62 @@ pub fn render_rows(v: &Value) -> String {
     s
 }
 
+/// The ABI as a table: one row per function and per table.
+pub fn abi_table(v: &Value) -> String {
+    let mut rows = Vec::new();
+    for f in v["functions"].as_array().into_iter().flatten() {
+        let ps: Vec<String> = f["params"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|p| format!("{} {}", cell(&p["name"]), cell(&p["type"])))
+            .collect();
+        rows.push(json!([
+            "function",
+            cell(&f["name"]),
+            format!("({}) RETURNS {}", ps.join(", "), cell(&f["returns"]))
+        ]));
+    }
+    for t in v["tables"].as_array().into_iter().flatten() {
+        let pk: Vec<String> = t["primary_key"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(cell)
+            .collect();
+        let cols: Vec<String> = t["columns"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| {
+                let name = cell(&c["name"]);
+                format!(
+                    "{name} {}{}{}",
+                    cell(&c["type"]),
+                    if c["not_null"] == json!(true) {
+                        " NOT NULL"
+                    } else {
+                        ""
+                    },
+                    if pk.len() == 1 && pk.first() == Some(&name) {
+                        " PRIMARY KEY"
+                    } else {
+                        ""
+                    }
+                )
+            })
+            .collect();
+        let mut sig = format!("({})", cols.join(", "));
+        if pk.len() > 1 {
+            sig.push_str(&format!(" PRIMARY KEY ({})", pk.join(", ")));
+        }
+        rows.push(json!(["table", cell(&t["name"]), sig]));
+    }
+    let t = render_rows(&json!({"columns": ["kind", "name", "signature"], "rows": rows}));
+    // render_rows ends with a row count; the ABI reads better without it.
+    t.rsplit_once('\n').map(|(a, _)| a.to_string()).unwrap_or(t)
+}
+
 fn render_abi(v: &Value) -> String {
     let mut s = format!(
         "contract {} (owner {})",
@@ -342,27 +517,36 @@ fn render_abi(v: &Value) -> String {
     s
 }
 
-/// `aergo sql FILE.sql`: the local sandbox.
-pub fn sandbox(file: &PathBuf, json_out: bool) -> Result<()> {
-    let script =
-        std::fs::read_to_string(file).with_context(|| format!("read {}", file.display()))?;
-    let mut sb =
-        aergo_sql::Sandbox::new(&script).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
-    let interactive = std::io::stdin().is_terminal();
-    if interactive {
-        eprintln!(
-            "AergoSQL sandbox: {} deployed in a throwaway state.",
-            file.display()
-        );
-        eprintln!("Type CALL f(args), any SQL statement, \\abi, \\sender ADDR, \\amount N, \\height N; Ctrl-D quits.");
+/// The address `sender()` returns in the sandbox until `\sender` changes it: a real-looking
+/// AERGO address (of a fixed throwaway key), so code that stores or compares addresses behaves
+/// as on a chain.
+pub fn sandbox_sender() -> Address {
+    Address::from_public_key(&Keypair::from_seed(&[7u8; 32]).public())
+}
+
+/// `aergo sql FILE.sql`: the local sandbox. At a terminal: line editing and history, and a
+/// statement may span lines until `;`. Otherwise one statement per line and, with `--json`,
+/// one JSON line back per statement (scripts depend on it).
+pub fn sandbox(file: &std::path::Path, json_out: bool) -> Result<()> {
+    let script = read_script(file)?;
+    let label = label(file);
+    let mut sb = match aergo_sql::Sandbox::new(&script) {
+        Ok(sb) => sb,
+        Err(e) => {
+            return Err(crate::preflight::located_error(&label, &script, &e));
+        }
+    };
+    let sender = sandbox_sender();
+    sb.chain.balances.remove(&sb.chain.contract);
+    sb.chain.sender = sender.encode();
+    sb.chain.contract = Address::contract(&sender, 0).encode();
+    sb.chain.balances.insert(sb.chain.contract.clone(), 0);
+    if std::io::stdin().is_terminal() {
+        return interactive(sb, &label, json_out);
     }
     let stdin = std::io::stdin();
     let mut failures = 0;
     loop {
-        if interactive {
-            eprint!("sql> ");
-            std::io::stderr().flush().ok();
-        }
         let mut line = String::new();
         if stdin.lock().read_line(&mut line)? == 0 {
             break;
@@ -371,20 +555,101 @@ pub fn sandbox(file: &PathBuf, json_out: bool) -> Result<()> {
         if line.is_empty() || line.starts_with("--") {
             continue;
         }
-        match sb.run(line) {
-            Ok(out) => println!("{}", render_sandbox(&out, json_out)),
-            Err(e) => {
-                failures += 1;
-                if json_out {
-                    println!("{}", json!({"error": e.to_string()}));
-                } else {
-                    println!("error: {e}");
-                }
-            }
+        if !run_line(&mut sb, line, json_out) {
+            failures += 1;
         }
     }
-    if !interactive && failures > 0 {
+    if failures > 0 {
         bail!("{failures} line(s) failed");
+    }
+    Ok(())
+}
+
+/// Runs one statement and prints its answer; false when it failed. As on a chain, a `CALL`
+/// first moves `\amount` to the contract's balance, and a failed one undoes its balance changes
+/// (the attached amount and any `send()`).
+fn run_line(sb: &mut aergo_sql::Sandbox, stmt: &str, json_out: bool) -> bool {
+    let is_call = stmt
+        .trim_start()
+        .get(..5)
+        .is_some_and(|h| h.eq_ignore_ascii_case("call "));
+    let balances = sb.chain.balances.clone();
+    if is_call && sb.chain.amount > 0 {
+        let c = sb.chain.contract.clone();
+        let b = sb.chain.balances.entry(c).or_insert(0);
+        *b = b.saturating_add(sb.chain.amount);
+    }
+    let res = sb.run(stmt);
+    if res.is_err() {
+        sb.chain.balances = balances;
+    }
+    match res {
+        Ok(out) => {
+            println!("{}", render_sandbox(&out, json_out));
+            true
+        }
+        Err(e) => {
+            if json_out {
+                println!("{}", json!({"error": e.to_string()}));
+            } else {
+                println!("error: {e}");
+            }
+            false
+        }
+    }
+}
+
+/// True when `buf` holds a whole statement: a `\` command, or text ending with `;` outside a
+/// `$$ … $$` body.
+pub fn statement_complete(buf: &str) -> bool {
+    let t = buf.trim();
+    t.starts_with('\\') || (t.ends_with(';') && t.matches("$$").count().is_multiple_of(2))
+}
+
+fn interactive(mut sb: aergo_sql::Sandbox, label: &str, json_out: bool) -> Result<()> {
+    use rustyline::error::ReadlineError;
+    eprintln!(
+        "AergoSQL sandbox: {label} deployed in a throwaway state; sender() is {}.",
+        sb.chain.sender
+    );
+    eprintln!(
+        "End statements with `;` (they may span lines). CALL f(args), any SQL, \\abi, \\sender ADDR, \\amount AER, \\balance ADDR AER, \\height N, \\time SECS; Ctrl-D quits."
+    );
+    let mut rl = rustyline::DefaultEditor::new().context("line editor")?;
+    let history = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .map(|h| h.join(".aergo").join("sql_history"));
+    if let Some(h) = &history {
+        let _ = rl.load_history(h);
+    }
+    let mut buf = String::new();
+    loop {
+        let prompt = if buf.is_empty() { "sql> " } else { "...> " };
+        match rl.readline(prompt) {
+            Ok(line) => {
+                if buf.is_empty() && (line.trim().is_empty() || line.trim().starts_with("--")) {
+                    continue;
+                }
+                buf.push_str(&line);
+                buf.push('\n');
+                if statement_complete(&buf) {
+                    let stmt = buf.trim().to_string();
+                    buf.clear();
+                    let _ = rl.add_history_entry(stmt.as_str());
+                    run_line(&mut sb, &stmt, json_out);
+                }
+            }
+            // Ctrl-C drops a half-typed statement.
+            Err(ReadlineError::Interrupted) => buf.clear(),
+            Err(ReadlineError::Eof) => break,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if let Some(h) = &history {
+        if let Some(d) = h.parent() {
+            let _ = std::fs::create_dir_all(d);
+        }
+        let _ = rl.save_history(h);
     }
     Ok(())
 }
@@ -405,14 +670,54 @@ fn render_sandbox(out: &aergo_sql::SandboxOutput, json_out: bool) -> String {
         }
         O::Rows(r) => r.to_table(),
         O::Abi(a) => match serde_json::from_str::<Value>(&a.to_json()) {
-            Ok(mut v) => {
-                v["address"] = json!("(sandbox)");
-                v["owner"] = json!("sandbox-owner");
-                render_abi(&v)
-            }
+            Ok(v) => abi_table(&v),
             Err(e) => format!("error: ABI rendering: {e}"),
         },
         O::Done { message, gas } if *gas > 0 => format!("{message} (gas {gas})"),
         O::Done { message, .. } => message.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statements_end_at_a_semicolon_outside_dollar_bodies() {
+        assert!(statement_complete("CALL f(1);\n"));
+        assert!(statement_complete("\\abi\n"));
+        assert!(!statement_complete("CALL f(1)\n"));
+        assert!(!statement_complete(
+            "CREATE FUNCTION f() RETURNS BIGINT AS $$\nBEGIN RETURN 1;\n"
+        ));
+        assert!(statement_complete(
+            "CREATE FUNCTION f() RETURNS BIGINT AS $$\nBEGIN RETURN 1;\nEND; $$;\n"
+        ));
+    }
+
+    #[test]
+    fn abi_is_a_table() {
+        let v = json!({
+            "functions": [{"name": "transfer", "params": [{"name": "to", "type": "TEXT"}], "returns": "TEXT"}],
+            "tables": [{"name": "accounts", "columns": [{"name": "owner", "type": "TEXT", "not_null": true}], "primary_key": ["owner"]}]
+        });
+        let t = abi_table(&v);
+        assert!(t.starts_with("kind"), "{t}");
+        assert!(
+            t.contains("function | transfer | (to TEXT) RETURNS TEXT"),
+            "{t}"
+        );
+        assert!(
+            t.contains("table    | accounts | (owner TEXT NOT NULL PRIMARY KEY)"),
+            "{t}"
+        );
+        assert!(!t.contains("row"), "{t}");
+    }
+
+    #[test]
+    fn gas_estimate_has_a_margin_within_the_cap() {
+        assert_eq!(estimate(1000, 1000, 4_000_000), 11_250);
+        assert_eq!(estimate(10_000_000, 1000, 4_000_000), 3_999_000);
+        assert!(sandbox_sender().encode().starts_with('A'));
     }
 }

@@ -8,7 +8,9 @@
 
 mod contract_cmd;
 mod fs_cmd;
+mod human;
 mod os_cmd;
+mod preflight;
 mod staking_cmd;
 mod testnet_cmd;
 mod wallet;
@@ -25,27 +27,51 @@ use std::time::{Duration, Instant};
 #[command(name = "aergo", version, about = "AERGO command-line client")]
 struct Cli {
     /// Node JSON-RPC URL.
-    #[arg(long, global = true, env = "AERGO_RPC", hide_env_values = true, default_value = aergo_os::paths::DEFAULT_RPC_URL)]
+    #[arg(long, global = true, help_heading = "Global options", env = "AERGO_RPC", hide_env_values = true, default_value = aergo_os::paths::DEFAULT_RPC_URL)]
     rpc: String,
     /// Print JSON with stable field names.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Global options")]
     json: bool,
     /// Keystore folder.
-    #[arg(long, global = true, env = "AERGO_KEYSTORE", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "AERGO_KEYSTORE",
+        hide_env_values = true
+    )]
     keystore: Option<PathBuf>,
     /// Keystore password for non-interactive use.
-    #[arg(long, global = true, env = "AERGO_PASSWORD", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "AERGO_PASSWORD",
+        hide_env_values = true
+    )]
     password: Option<String>,
     /// AergoFS URL.
-    #[arg(long, global = true, env = "AERGO_FS", hide_env_values = true, default_value = aergo_os::paths::DEFAULT_FS_URL)]
+    #[arg(long, global = true, help_heading = "Global options", env = "AERGO_FS", hide_env_values = true, default_value = aergo_os::paths::DEFAULT_FS_URL)]
     fs: String,
     /// init control endpoint: a Unix socket path or HOST[:PORT] (default /run/aergo/init.sock).
     // The doc comment is clap's help text, not rustdoc: `[:PORT]` is not a link.
     #[allow(rustdoc::broken_intra_doc_links)]
-    #[arg(long, global = true, env = "AERGO_INIT_ADDR", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "AERGO_INIT_ADDR",
+        hide_env_values = true
+    )]
     init_addr: Option<String>,
     /// Token for a remote init endpoint.
-    #[arg(long, global = true, env = "AERGO_INIT_TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "AERGO_INIT_TOKEN",
+        hide_env_values = true
+    )]
     init_token: Option<String>,
     #[command(subcommand)]
     cmd: Cmd,
@@ -65,7 +91,7 @@ enum Cmd {
         #[arg(long)]
         to: String,
         /// Amount: `10` (AERGO), `1.5aergo` or `5000aer`.
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         amount: String,
         /// Wait until the transfer is included in a block, or final.
         #[arg(long)]
@@ -98,11 +124,21 @@ enum Cmd {
         #[arg(long)]
         full: bool,
     },
-    /// The latest blocks.
+    /// The latest blocks, a range of heights, or new blocks as they come.
     Blocks {
-        /// How many.
+        /// How many of the latest (without --from/--to).
         #[arg(long, default_value_t = 10)]
         last: u64,
+        /// First height of a range.
+        #[arg(long)]
+        from: Option<u64>,
+        /// Last height of a range (default: the best height).
+        #[arg(long)]
+        to: Option<u64>,
+        /// Keep printing new blocks as they arrive (over the WebSocket subscription); Ctrl-C
+        /// stops.
+        #[arg(long, conflicts_with_all = ["from", "to"])]
+        follow: bool,
     },
     /// Chain summary: id, height, finalized height, best hash.
     Chain,
@@ -139,8 +175,11 @@ enum Cmd {
         /// The contract script.
         file: PathBuf,
     },
-    /// AergoFS files.
-    #[command(subcommand)]
+    /// AergoFS files (`aergofs serve` runs a server).
+    #[command(
+        subcommand,
+        after_help = "Server: --fs URL or AERGO_FS (default http://127.0.0.1:7848).\nWrites to a server listening beyond loopback need its token: AERGO_FS_TOKEN (the token)\nor AERGO_FS_TOKEN_FILE (a file holding it; on the appliance /data/etc/fs.token)."
+    )]
     Fs(fs_cmd::FsCmd),
     /// Local DPoS testnets: `aergo testnet init --bps 4 --out DIR`.
     #[command(subcommand)]
@@ -151,19 +190,39 @@ enum Cmd {
     /// DPoS staking: stake, unstake, vote, bp, gov, staking.
     #[command(flatten)]
     Staking(staking_cmd::StakingCmd),
+    /// Shell completion script: `aergo completions bash > ~/.local/share/bash-completion/completions/aergo`.
+    Completions {
+        /// bash, zsh or fish.
+        shell: CompletionShell,
+    },
+}
+
+/// Shells `aergo completions` writes for.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum CompletionShell {
+    Bash,
+    Zsh,
+    Fish,
 }
 
 #[derive(Subcommand, Debug)]
 enum AccountCmd {
     /// Create an account; prints its address.
-    New,
-    /// List keystore accounts.
+    New {
+        /// A name for the account, usable wherever an address goes (`--to demo`).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List keystore accounts with their names and balances.
     List,
     /// Import a secret key (64 hex characters) into the keystore.
     Import {
         /// Hex secret key; read from stdin when absent.
         #[arg(long)]
         key: Option<String>,
+        /// A name for the account, usable wherever an address goes.
+        #[arg(long)]
+        name: Option<String>,
     },
     /// Export an account's secret key (hex). Handle with care.
     Export {
@@ -190,8 +249,13 @@ pub(crate) enum WaitFor {
     Final,
 }
 
+/// The keystore folder given on the command line, for name lookups in [`resolve_addr`].
+static KEYSTORE_DIR: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+
 fn main() {
     let cli = Cli::parse();
+    let _ = KEYSTORE_DIR.set(cli.keystore.clone());
+    let rpc_url = cli.rpc.clone();
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -203,9 +267,36 @@ fn main() {
         }
     };
     if let Err(e) = rt.block_on(run(cli)) {
-        eprintln!("error: {e:#}");
+        eprintln!("error: {}", human::aer_to_aergo(&format!("{e:#}")));
+        let unreachable = e.chain().any(|c| {
+            matches!(
+                c.downcast_ref::<RpcError>(),
+                Some(RpcError::Unreachable { .. })
+            )
+        });
+        if unreachable {
+            eprintln!("hint: {}", human::unreachable_hint(&rpc_url));
+        }
         std::process::exit(1);
     }
+}
+
+fn block_header() -> String {
+    format!(
+        "{:>8}  {:<19}  {:>5}  {:>7}  {:<16}",
+        "HEIGHT", "TIME", "TXS", "BYTES", "HASH"
+    )
+}
+
+fn block_line(b: &aergo_rpc::BlockSummary) -> String {
+    format!(
+        "{:>8}  {:<19}  {:>5}  {:>7}  {}…",
+        b.height,
+        human::local_time(b.timestamp_ms),
+        b.tx_count,
+        b.size,
+        b.hash.to_hex().get(..16).unwrap_or("")
+    )
 }
 
 pub(crate) fn print(json_mode: bool, v: &Value, human: impl FnOnce() -> String) {
@@ -226,13 +317,37 @@ fn parse_hash(s: &str) -> Result<Hash> {
     Hash::from_hex(s).map_err(|e| anyhow::anyhow!(e))
 }
 
-fn resolve_addr(s: &str) -> Result<Address> {
-    if s == "dev" {
+/// An address from what was typed: `dev`, a name from the address book (`aergo account
+/// list`), or a base58 address; common slips (`0x…`, `DEV`) get an error that says what to type.
+pub(crate) fn resolve_addr(s: &str) -> Result<Address> {
+    let t = s.trim();
+    if t == "dev" {
         return Ok(Address::from_public_key(
             &aergo_types::Keypair::dev().public(),
         ));
     }
-    Address::decode(s).map_err(|e| anyhow::anyhow!(e))
+    if t.eq_ignore_ascii_case("dev") {
+        bail!("unknown account `{t}`: did you mean `dev` (lower case), the dev chain's funded account?");
+    }
+    if let Ok(a) = Address::decode(t) {
+        return Ok(a);
+    }
+    if t.starts_with("0x") || t.starts_with("0X") {
+        bail!("`{t}` is a hex address: AERGO addresses are base58 and start with `A` (e.g. from `aergo account list`)");
+    }
+    if wallet::check_name(t).is_ok() {
+        let ks = wallet::Keystore::new(KEYSTORE_DIR.get().cloned().flatten())?;
+        if let Some(a) = ks.lookup(t)? {
+            return Ok(a);
+        }
+        bail!(
+            "`{t}` is not an address, and no account or contract has that name in {} (see `aergo account list`)",
+            ks.dir().display()
+        );
+    }
+    Address::decode(t).map_err(|e| {
+        anyhow::anyhow!("`{t}` is not an address (base58, starting with `A`) nor a name: {e}")
+    })
 }
 
 async fn run(cli: Cli) -> Result<()> {
@@ -242,31 +357,82 @@ async fn run(cli: Cli) -> Result<()> {
         Cmd::Account(a) => {
             let ks = wallet::Keystore::new(cli.keystore.clone())?;
             match a {
-                AccountCmd::New => {
+                AccountCmd::New { name } => {
+                    if let Some(n) = &name {
+                        wallet::check_name(n)?;
+                        if let Some(a) = ks.lookup(n)? {
+                            bail!("the name `{n}` is already taken by {a}; choose another");
+                        }
+                    }
                     let pw = wallet::password(cli.password.as_deref(), true)?;
                     let addr = ks.create(&pw)?;
-                    print(j, &json!({"address": addr.encode()}), || {
+                    if let Some(n) = &name {
+                        ks.set_name(n, &addr)?;
+                    }
+                    print(j, &json!({"address": addr.encode(), "name": name}), || {
                         format!(
-                            "created account {addr}\nkeystore: {}",
+                            "created account {addr}{}\nkeystore: {}",
+                            name.as_ref().map(|n| format!(" ({n})")).unwrap_or_default(),
                             ks.path_of(&addr).display()
                         )
                     });
                 }
                 AccountCmd::List => {
                     let list = ks.list()?;
-                    let v: Vec<Value> = list.iter().map(|(a, p)| json!({"address": a.encode(), "file": p.display().to_string()})).collect();
+                    let names = ks.names().unwrap_or_default();
+                    let name_of = |a: &Address| {
+                        let enc = a.encode();
+                        names
+                            .iter()
+                            .find(|(_, v)| **v == enc)
+                            .map(|(k, _)| k.clone())
+                    };
+                    // Balances when a node answers; `None` (and `-`) otherwise.
+                    let c = client()?;
+                    let mut balances = Vec::new();
+                    let mut reachable = true;
+                    for (a, _) in &list {
+                        let b = if reachable {
+                            match c.account(&a.encode(), None).await {
+                                Ok(r) => Some(r.balance),
+                                Err(RpcError::Unreachable { .. }) => {
+                                    reachable = false;
+                                    None
+                                }
+                                Err(_) => None,
+                            }
+                        } else {
+                            None
+                        };
+                        balances.push(b);
+                    }
+                    let v: Vec<Value> = list
+                        .iter()
+                        .zip(&balances)
+                        .map(|((a, p), b)| {
+                            json!({"address": a.encode(), "name": name_of(a), "balance": b.map(|b| b.to_string()), "file": p.display().to_string()})
+                        })
+                        .collect();
                     print(j, &json!(v), || {
                         if list.is_empty() {
-                            format!("no accounts in {}", ks.dir().display())
-                        } else {
-                            list.iter()
-                                .map(|(a, _)| a.encode())
-                                .collect::<Vec<_>>()
-                                .join("\n")
+                            return format!("no accounts in {}", ks.dir().display());
                         }
+                        let mut s = format!("{:<54} {:<16} {:>24}", "ADDRESS", "NAME", "BALANCE");
+                        for ((a, _), b) in list.iter().zip(&balances) {
+                            s.push_str(&format!(
+                                "\n{:<54} {:<16} {:>24}",
+                                a.encode(),
+                                name_of(a).unwrap_or_else(|| "-".into()),
+                                b.map(human::aergo).unwrap_or_else(|| "-".into())
+                            ));
+                        }
+                        if !reachable {
+                            s.push_str(&format!("\n(balances: no node answers at {})", cli.rpc));
+                        }
+                        s
                     });
                 }
-                AccountCmd::Import { key } => {
+                AccountCmd::Import { key, name } => {
                     let hex_key = match key {
                         Some(k) => k,
                         None => {
@@ -277,10 +443,19 @@ async fn run(cli: Cli) -> Result<()> {
                             s
                         }
                     };
+                    if let Some(n) = &name {
+                        wallet::check_name(n)?;
+                    }
                     let pw = wallet::password(cli.password.as_deref(), true)?;
                     let addr = ks.import(hex_key.trim(), &pw)?;
-                    print(j, &json!({"address": addr.encode()}), || {
-                        format!("imported account {addr}")
+                    if let Some(n) = &name {
+                        ks.set_name(n, &addr)?;
+                    }
+                    print(j, &json!({"address": addr.encode(), "name": name}), || {
+                        format!(
+                            "imported account {addr}{}",
+                            name.as_ref().map(|n| format!(" ({n})")).unwrap_or_default()
+                        )
                     });
                 }
                 AccountCmd::Export { address } => {
@@ -305,7 +480,7 @@ async fn run(cli: Cli) -> Result<()> {
             gas_limit,
         } => {
             let c = client()?;
-            let amount = Aer::parse_cli(&amount)?;
+            let amount = human::parse_amount(&amount)?;
             let to = resolve_addr(&to)?;
             let key = signing_key(cli.keystore.clone(), cli.password.as_deref(), &from)?;
             let sender = Address::from_public_key(&key.public());
@@ -335,7 +510,7 @@ async fn run(cli: Cli) -> Result<()> {
             print(j, &out, || {
                 let mut s = format!(
                     "sent {} from {sender} to {to}\ntx {hash}",
-                    amount.to_aergo_string()
+                    human::aergo(amount)
                 );
                 if let Some(h) = out.get("block_height").and_then(|v| v.as_u64()) {
                     s.push_str(&format!(
@@ -355,6 +530,9 @@ async fn run(cli: Cli) -> Result<()> {
                     "tx {}\n  status    {}\n  kind      {}\n  from      {}\n  to        {}\n  amount    {}\n  nonce     {}\n  gas       limit {} price {} aer\n  size      {} bytes",
                     t.tx.hash, t.status, t.tx.kind, t.tx.from, t.tx.to.clone().unwrap_or_default(), aergo(&t.tx.amount.to_string()), t.tx.nonce, t.tx.gas_limit, t.tx.gas_price, t.tx.size
                 );
+                if let Some(c) = human::call_of(&t.tx.kind, &t.tx.payload) {
+                    s.push_str(&format!("\n  call      {c}"));
+                }
                 if let (Some(h), Some(b)) = (t.block_height, t.block_hash) {
                     s.push_str(&format!(
                         "\n  block     {h} ({b}) index {}",
@@ -412,8 +590,8 @@ async fn run(cli: Cli) -> Result<()> {
             let v = serde_json::to_value(&b)?;
             print(j, &v, || {
                 let mut s = format!(
-                    "block {}\n  hash       {}\n  parent     {}\n  time       {} ms\n  producer   {}\n  txs        {}\n  size       {} bytes\n  gas used   {}\n  state root {}\n  tx root    {}",
-                    b.summary.height, b.summary.hash, b.parent_hash, b.summary.timestamp_ms, b.summary.producer, b.summary.tx_count, b.summary.size, b.summary.gas_used, b.state_root, b.tx_root
+                    "block {}\n  hash       {}\n  parent     {}\n  time       {}\n  producer   {}\n  txs        {}\n  size       {} bytes\n  gas used   {}\n  state root {}\n  tx root    {}",
+                    b.summary.height, b.summary.hash, b.parent_hash, human::local_time(b.summary.timestamp_ms), b.summary.producer, b.summary.tx_count, b.summary.size, b.summary.gas_used, b.state_root, b.tx_root
                 );
                 for t in &b.txs {
                     match t {
@@ -427,27 +605,69 @@ async fn run(cli: Cli) -> Result<()> {
                 s
             });
         }
-        Cmd::Blocks { last } => {
+        Cmd::Blocks {
+            last,
+            from,
+            to,
+            follow,
+        } => {
             let c = client()?;
-            let list = c.blocks_last(last).await?;
-            let v = serde_json::to_value(&list)?;
-            print(j, &v, || {
-                let mut s = format!(
-                    "{:>8}  {:<13}  {:>5}  {:>7}  {:<16}",
-                    "HEIGHT", "TIME(ms)", "TXS", "BYTES", "HASH"
-                );
-                for b in &list {
-                    s.push_str(&format!(
-                        "\n{:>8}  {:<13}  {:>5}  {:>7}  {}…",
-                        b.height,
-                        b.timestamp_ms,
-                        b.tx_count,
-                        b.size,
-                        &b.hash.to_hex()[..16]
-                    ));
+            let list = match (from, to) {
+                (None, None) => c.blocks_last(last).await?,
+                (f, t) => {
+                    let best = c.chain_info().await?.height;
+                    let t = t.unwrap_or(best).min(best);
+                    let f = f.unwrap_or(t.saturating_sub(last.saturating_sub(1)));
+                    if f > t {
+                        bail!("--from {f} is above --to {t} (the best height is {best})");
+                    }
+                    let mut all = Vec::new();
+                    let mut start = f;
+                    // The node answers at most 100 blocks per call.
+                    while start <= t {
+                        let end = t.min(start.saturating_add(99));
+                        all.extend(c.blocks_range(start, end).await?);
+                        if end == u64::MAX {
+                            break;
+                        }
+                        start = end + 1;
+                    }
+                    all.sort_by_key(|b| b.height);
+                    all
                 }
-                s
-            });
+            };
+            if j {
+                for b in &list {
+                    if follow {
+                        println!("{}", serde_json::to_string(b)?);
+                    }
+                }
+                if !follow {
+                    print(j, &serde_json::to_value(&list)?, String::new);
+                }
+            } else {
+                println!("{}", block_header());
+                for b in &list {
+                    println!("{}", block_line(b));
+                }
+            }
+            if follow {
+                let mut sub = c.subscribe_new_blocks().await?;
+                let mut last_seen = list.iter().map(|b| b.height).max().unwrap_or(0);
+                while let Some(b) = sub.next().await {
+                    let b = b?;
+                    if b.height <= last_seen {
+                        continue;
+                    }
+                    last_seen = b.height;
+                    if j {
+                        println!("{}", serde_json::to_string(&b)?);
+                    } else {
+                        println!("{}", block_line(&b));
+                    }
+                }
+                bail!("the node closed the new-blocks subscription");
+            }
         }
         Cmd::Chain => {
             let c = client()?;
@@ -513,12 +733,19 @@ async fn run(cli: Cli) -> Result<()> {
                     ));
                     for (kind, list) in [("active", &d["active"]), ("probation", &d["probation"])] {
                         for bp in list.as_array().into_iter().flatten() {
+                            let missed = bp["missed_slots"].as_u64().unwrap_or(0);
                             s.push_str(&format!(
-                                "\n  {:<10} {}  score {:>4}  {}",
+                                "\n  {:<10} {}  score {:>4}  {}  missed {}{}",
                                 kind,
                                 bp["address"].as_str().unwrap_or("?"),
                                 bp["score"],
-                                bp["standing"].as_str().unwrap_or("?")
+                                bp["standing"].as_str().unwrap_or("?"),
+                                missed,
+                                if missed > 0 {
+                                    "  <- missed slots this round: is a node running with this BP's key?"
+                                } else {
+                                    ""
+                                }
                             ));
                         }
                     }
@@ -578,9 +805,15 @@ async fn run(cli: Cli) -> Result<()> {
             let ok = wallet::verify_proof(&p)?;
             let mut v = serde_json::to_value(&p)?;
             v["verified"] = json!(ok);
+            v["exists"] = json!(p.value.is_some());
             print(j, &v, || {
                 format!(
-                    "proof for {} at height {} against state root {}: {}",
+                    "{} for {} at height {} against state root {}: {}",
+                    if p.value.is_some() {
+                        "proof of the account"
+                    } else {
+                        "proof of ABSENCE (no such account at this height)"
+                    },
                     p.address,
                     p.height,
                     p.state_root,
@@ -595,7 +828,7 @@ async fn run(cli: Cli) -> Result<()> {
             let c = client()?;
             let (ks_dir, pw) = (cli.keystore.clone(), cli.password.clone());
             let signer = move |from: &str| signing_key(ks_dir.clone(), pw.as_deref(), from);
-            contract_cmd::run(cc, &c, j, &signer).await?
+            contract_cmd::run(cc, &c, j, &signer, cli.keystore.clone()).await?
         }
         Cmd::Sql { file } => contract_cmd::sandbox(&file, j)?,
         Cmd::Fs(f) => fs_cmd::run(f, &cli.fs, j).await?,
@@ -606,6 +839,19 @@ async fn run(cli: Cli) -> Result<()> {
             staking_cmd::run(sc, &c, j, &signer, cli.keystore.clone()).await?
         }
         Cmd::Testnet(t) => testnet_cmd::run(&t, j)?,
+        Cmd::Completions { shell } => {
+            let shell = match shell {
+                CompletionShell::Bash => clap_complete::Shell::Bash,
+                CompletionShell::Zsh => clap_complete::Shell::Zsh,
+                CompletionShell::Fish => clap_complete::Shell::Fish,
+            };
+            clap_complete::generate(
+                shell,
+                &mut <Cli as clap::CommandFactory>::command(),
+                "aergo",
+                &mut std::io::stdout(),
+            );
+        }
         Cmd::Os(o) => {
             let (addr, tok) = (cli.init_addr.clone(), cli.init_token.clone());
             tokio::task::spawn_blocking(move || os_cmd::run(o, addr.as_deref(), tok.as_deref(), j))

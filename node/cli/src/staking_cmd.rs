@@ -34,6 +34,7 @@ pub enum StakingCmd {
     /// Stake AERGO: moves AMOUNT from the balance to the stake (DPoS chains).
     Stake {
         /// Amount: `10` (AERGO), `1.5aergo` or `5000aer`.
+        #[arg(allow_hyphen_values = true)]
         amount: String,
         #[command(flatten)]
         tx: TxArgs,
@@ -42,6 +43,7 @@ pub enum StakingCmd {
     /// (`unstake_lock_blocks`). A registered BP candidate keeps at least `min_stake`.
     Unstake {
         /// Amount: `10` (AERGO), `1.5aergo` or `5000aer`.
+        #[arg(allow_hyphen_values = true)]
         amount: String,
         #[command(flatten)]
         tx: TxArgs,
@@ -114,7 +116,7 @@ pub enum BpCmd {
 /// The JSON payload of a governance vote; `min_stake` takes a CLI amount.
 pub fn gov_payload(param: &str, value: &str) -> Result<Vec<u8>> {
     let v = match param {
-        "min_stake" => Aer::parse_cli(value)?.0,
+        "min_stake" => crate::human::parse_amount(value)?.0,
         "bp_count" | "max_votes" | "unstake_lock_blocks" | "tx_gas_cap" | "block_gas_limit" => value
             .trim()
             .parse::<u128>()
@@ -228,7 +230,7 @@ pub async fn run(
 ) -> Result<()> {
     match cmd {
         StakingCmd::Stake { amount, tx } => {
-            let a = Aer::parse_cli(&amount)?;
+            let a = crate::human::parse_amount(&amount)?;
             if a.0 == 0 {
                 bail!("the amount to stake must be positive");
             }
@@ -246,7 +248,7 @@ pub async fn run(
             .await
         }
         StakingCmd::Unstake { amount, tx } => {
-            let a = Aer::parse_cli(&amount)?;
+            let a = crate::human::parse_amount(&amount)?;
             if a.0 == 0 {
                 bail!("the amount to unstake must be positive");
             }

@@ -1,11 +1,30 @@
 //! The CLI's keystore folder (one encrypted file per account, see `aergo_types::keystore`),
-//! password input, and the independent Merkle proof verifier behind `aergo proof`.
+//! password input, the address book (names of accounts and contracts, `names.json` in the
+//! keystore folder), and the independent Merkle proof verifier behind `aergo proof`.
 
 use aergo_rpc::AccountProof;
 use aergo_types::keystore::{KdfParams, KeystoreFile};
 use aergo_types::{Address, Hash, Keypair};
 use anyhow::{bail, Context, Result};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+
+/// Checks a name for the address book: 1–32 characters, a lower-case letter first, then
+/// lower-case letters, digits, `-` or `_` (so a name never looks like an address, which starts
+/// with `A`); `dev` is taken.
+pub fn check_name(name: &str) -> Result<()> {
+    let mut chars = name.chars();
+    let first_ok = chars.next().is_some_and(|c| c.is_ascii_lowercase());
+    let rest_ok =
+        chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    if !first_ok || !rest_ok || name.len() > 32 {
+        bail!("name `{name}`: use 1–32 characters, a lower-case letter first, then a-z, 0-9, `-` or `_`");
+    }
+    if name == "dev" {
+        bail!("`dev` is the dev chain's funded account; choose another name");
+    }
+    Ok(())
+}
 
 /// The keystore folder.
 pub struct Keystore {
@@ -82,6 +101,47 @@ impl Keystore {
             bail!("account {a} is not in the keystore {}", self.dir.display());
         }
         Ok(KeystoreFile::load(&p)?.decrypt(pw)?)
+    }
+    fn names_path(&self) -> PathBuf {
+        self.dir.join("names.json")
+    }
+    /// The address book: name → address (empty when there is none).
+    pub fn names(&self) -> Result<BTreeMap<String, String>> {
+        let p = self.names_path();
+        match std::fs::read(&p) {
+            Ok(b) => serde_json::from_slice(&b).with_context(|| format!("read {}", p.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
+            Err(e) => Err(anyhow::Error::from(e).context(format!("read {}", p.display()))),
+        }
+    }
+    /// The address a name stands for.
+    pub fn lookup(&self, name: &str) -> Result<Option<Address>> {
+        match self.names()?.get(name) {
+            None => Ok(None),
+            Some(a) => Address::decode(a).map(Some).map_err(|e| {
+                anyhow::anyhow!("name `{name}` in {}: {e}", self.names_path().display())
+            }),
+        }
+    }
+    /// Names `a`; a name already given to another address is refused.
+    pub fn set_name(&self, name: &str, a: &Address) -> Result<()> {
+        check_name(name)?;
+        let mut names = self.names()?;
+        if let Some(old) = names.get(name) {
+            if *old != a.encode() {
+                bail!("the name `{name}` is already taken by {old}; choose another");
+            }
+            return Ok(());
+        }
+        names.insert(name.to_string(), a.encode());
+        std::fs::create_dir_all(&self.dir)
+            .with_context(|| format!("create keystore folder {}", self.dir.display()))?;
+        aergo_types::keystore::write_private(
+            &self.names_path(),
+            &serde_json::to_vec_pretty(&names)?,
+        )
+        .with_context(|| format!("write {}", self.names_path().display()))?;
+        Ok(())
     }
     /// Accounts in the folder.
     pub fn list(&self) -> Result<Vec<(Address, PathBuf)>> {

@@ -6,6 +6,7 @@
 //! against its index).
 
 mod bench;
+mod chainlog;
 mod datalock;
 mod disk;
 mod keyfile;
@@ -39,8 +40,8 @@ struct Args {
     /// Data folder (default: ~/.aergo/dev with --dev).
     #[arg(long)]
     data_dir: Option<PathBuf>,
-    /// Public JSON-RPC address (HTTP, WebSocket, /metrics).
-    #[arg(long)]
+    /// Public JSON-RPC address (HTTP, WebSocket, /metrics), e.g. 127.0.0.1:7845.
+    #[arg(long, env = "AERGO_RPC_ADDR", hide_env_values = true)]
     rpc_addr: Option<String>,
     /// Genesis file (JSON); overrides the config.
     #[arg(long)]
@@ -104,6 +105,8 @@ fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colour codes only on a terminal: logs piped to a file or journal stay plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let res = match &args.cmd {
         Some(Cmd::Bench(b)) => bench::run(b),
@@ -266,6 +269,7 @@ fn run(args: Args) -> Result<()> {
             .spawn(move || producer::run(n))?
     };
     let res: Result<()> = rt.block_on(async {
+        chainlog::spawn(node.clone());
         let p2p = if networked {
             Some(net::start(node.clone(), &cfg.node.p2p_addr, &cfg.node.peers, cfg.node.mdns).await?)
         } else {

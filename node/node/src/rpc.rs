@@ -833,12 +833,14 @@ fn consensus_info(node: &Node) -> MResult {
         let p = &st.params;
         let now = now_ms();
         let slot = p.slot_of(now).unwrap_or(0);
+        let missed = missed_slots(chain, &st, slot)?;
         let index = |k: &aergo_types::PublicKey| {
             let s = st.scores.get(k);
             json!({
                 "address": Address::from_public_key(k).encode(),
                 "score": s.score,
                 "standing": format!("{:?}", s.standing).to_lowercase(),
+                "missed_slots": missed.get(k).copied().unwrap_or(0),
             })
         };
         let upcoming: Vec<Value> = (slot..slot + 8)
@@ -885,6 +887,44 @@ fn consensus_info(node: &Node) -> MResult {
         });
     }
     Ok(v)
+}
+
+/// Slots of the tip's round before `now_slot` that have no block on the best chain, counted per
+/// scheduled BP: a BP with missed slots has no node producing for it (or a broken one).
+fn missed_slots(
+    chain: &aergo_chain::Chain,
+    st: &aergo_chain::chain::DposStatus,
+    now_slot: u64,
+) -> Result<std::collections::HashMap<aergo_types::PublicKey, u64>, RpcFail> {
+    let p = &st.params;
+    let start = p.round_start(st.schedule.round);
+    let mut produced = std::collections::HashSet::new();
+    let mut h = chain.tip().header.height;
+    while h > 0 {
+        let Some(m) = chain
+            .hash_at(h)?
+            .and_then(|hash| chain.block_meta(&hash).ok().flatten())
+        else {
+            break;
+        };
+        match p.slot_of(m.timestamp_ms) {
+            Some(s) if s >= start => {
+                produced.insert(s);
+            }
+            _ => break,
+        }
+        h -= 1;
+    }
+    let mut missed = std::collections::HashMap::new();
+    for s in start..now_slot {
+        if p.round_of(s) != st.schedule.round || produced.contains(&s) {
+            continue;
+        }
+        if let Some(k) = st.schedule.producer_at(s - start) {
+            *missed.entry(k).or_insert(0u64) += 1;
+        }
+    }
+    Ok(missed)
 }
 
 fn tx_json(t: &SignedTx) -> TxJson {

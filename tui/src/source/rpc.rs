@@ -243,6 +243,7 @@ fn bp_view(v: &Value) -> BpView {
         address: string(v, "address").unwrap_or_default(),
         score: int(v, "score"),
         standing: string(v, "standing"),
+        missed_slots: int(v, "missed_slots"),
     }
 }
 
@@ -407,7 +408,7 @@ mod tests {
                 "probation": [{"address": "Aprob", "score": -5, "standing": "probation"}],
                 "active": [
                     {"address": "Aone", "score": 100, "standing": "active"},
-                    {"address": "Atwo", "score": "-3", "standing": "active"}
+                    {"address": "Atwo", "score": "-3", "standing": "active", "missed_slots": 4}
                 ],
                 "upcoming": [{"slot": 1234, "producer": "Aone"}, {"slot": 1235, "producer": "Atwo"}],
                 "me_scheduled": true
@@ -424,6 +425,8 @@ mod tests {
         );
         assert_eq!(d.active.len(), 2);
         assert_eq!(d.active[1].score, Some(-3), "decimal strings are accepted");
+        assert_eq!(d.active[1].missed_slots, Some(4));
+        assert_eq!(d.active[0].missed_slots, None);
         assert_eq!(d.probation[0].score, Some(-5));
         assert_eq!(d.upcoming[1].producer, "Atwo");
         assert_eq!(d.me_scheduled, Some(true));

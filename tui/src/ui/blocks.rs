@@ -170,8 +170,9 @@ fn draw_block(f: &mut Frame, area: Rect, app: &App, height: u64) {
             "Txs / size",
             w,
             format!(
-                "{} txs, {}, gas {}",
+                "{} tx{}, {}, gas {}",
                 fmt::thousands(s.tx_count),
+                if s.tx_count == 1 { "" } else { "s" },
                 fmt::bytes(s.size),
                 fmt::thousands(s.gas_used)
             ),

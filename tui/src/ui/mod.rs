@@ -121,11 +121,16 @@ fn draw_status(f: &mut Frame, area: Rect, app: &App) {
     let t = &app.theme;
     let m = &app.model;
     let mut spans = Vec::new();
-    for (name, h) in [
+    let sources = [
         ("node", health(&m.chain)),
         ("init", health(&m.init)),
         ("fs", health(&m.storage)),
-    ] {
+    ];
+    for (name, h) in sources {
+        // On a host, missing init/AergoFS is normal: leave them out of the status line.
+        if app.host_mode && name != "node" && h != Some(true) {
+            continue;
+        }
         let (mark, style) = match h {
             Some(true) => (t.up_mark(), Style::new().fg(t.ok)),
             Some(false) => (t.down_mark(), Style::new().fg(t.err)),
@@ -136,7 +141,15 @@ fn draw_status(f: &mut Frame, area: Rect, app: &App) {
     if m.ws_live {
         spans.push(Span::styled("live ", Style::new().fg(t.ok)));
     }
-    if app.editing_filter {
+    if app.host_mode {
+        spans.push(Span::styled("host ", Style::new().fg(t.dim)));
+    }
+    if let Some(g) = &app.goto {
+        spans.push(Span::styled(
+            format!("go to height: {g}_ (Enter opens, Esc cancels)"),
+            Style::new().fg(t.warn).add_modifier(Modifier::BOLD),
+        ));
+    } else if app.editing_filter {
         spans.push(Span::styled(
             format!("/{}_", app.filter()),
             Style::new().fg(t.warn).add_modifier(Modifier::BOLD),
@@ -214,14 +227,19 @@ pub(crate) fn banners(
 ) -> Rect {
     let lines: Vec<Line> = sources
         .iter()
+        // On a host, init and AergoFS are not expected: no outage banner for them.
+        .filter(|(what, _, _)| !(app.host_mode && matches!(*what, "init" | "AergoFS")))
         .filter_map(|(what, url, d)| d.map(|d| outage(app, what, url, d)))
         .collect();
     if lines.is_empty() {
         return area;
     }
-    let n = to_cells(lines.len()).min(area.height.saturating_sub(1));
+    // Long banners wrap instead of being cut at the screen's edge.
+    let width = usize::from(area.width.max(1));
+    let rows: usize = lines.iter().map(|l| l.width().max(1).div_ceil(width)).sum();
+    let n = to_cells(rows).min(area.height.saturating_sub(1));
     let [top, rest] = Layout::vertical([Constraint::Length(n), Constraint::Min(0)]).areas(area);
-    f.render_widget(Paragraph::new(lines), top);
+    f.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), top);
     rest
 }
 
@@ -274,9 +292,10 @@ pub const HELP: &[(&str, &str)] = &[
     ("↑↓ / j k", "move selection, scroll"),
     ("PgUp / PgDn", "page up / down"),
     ("g / G", "first / last (G: follow logs)"),
+    ("g N Enter", "go to block N (Blocks)"),
     ("Enter / l / →", "open: block → tx → receipt"),
     ("Esc / h / ←", "back; clear filter"),
-    ("/", "filter the list (Enter keeps, Esc clears)"),
+    ("/", "filter; a height/tx hash + Enter opens it"),
     ("r", "restart selected service (Services)"),
     ("h l / ← →", "previous / next service (Logs)"),
     ("f / w", "follow / wrap (Logs)"),

@@ -94,10 +94,10 @@ pub fn alerts(app: &App) -> Vec<(Level, String)> {
             }
         }
     }
-    if m.init.down.is_some() {
+    if m.init.down.is_some() && !app.host_mode {
         out.push((Level::Warn, "init control unreachable".to_string()));
     }
-    if m.storage.down.is_some() {
+    if m.storage.down.is_some() && !app.host_mode {
         out.push((Level::Warn, "AergoFS unreachable".to_string()));
     }
     out
@@ -186,7 +186,15 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
             app,
             "Finalized",
             w,
-            format!("{} (-{})", fmt::thousands(c.finalized_height), lag),
+            if lag == 0 {
+                format!("{} (the head)", fmt::thousands(c.finalized_height))
+            } else {
+                format!(
+                    "{} ({} behind)",
+                    fmt::thousands(c.finalized_height),
+                    fmt::thousands(lag)
+                )
+            },
         ));
         chain.push(kv(app, "Best hash", w, fmt::short(&c.best_hash, inner)));
         let age = app.now_ms.saturating_sub(c.best_time_ms);
@@ -227,7 +235,12 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
                 app,
                 "Mempool",
                 w,
-                format!("{} txs, {}", fmt::thousands(mp.count), fmt::bytes(mp.bytes)),
+                format!(
+                    "{} tx{}, {}",
+                    fmt::thousands(mp.count),
+                    if mp.count == 1 { "" } else { "s" },
+                    fmt::bytes(mp.bytes)
+                ),
             )),
             None => chain.push(kv(app, "Mempool", w, dash())),
         }
@@ -309,7 +322,9 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
                 "Services",
                 w,
                 Span::styled(
-                    if m.init.down.is_some() {
+                    if m.init.down.is_some() && app.host_mode {
+                        "none: a host, not the appliance"
+                    } else if m.init.down.is_some() {
                         "init unreachable"
                     } else {
                         "waiting for init…"

@@ -391,9 +391,9 @@ fn draw_schedule(
         );
         return;
     }
-    let (score_w, standing_w) = (6usize, 9usize);
+    let (score_w, standing_w, missed_w) = (6usize, 9usize, 6usize);
     let addr_w = (area.width as usize)
-        .saturating_sub(2 + 2 + score_w + standing_w + 3)
+        .saturating_sub(2 + 2 + score_w + standing_w + missed_w + 4)
         .max(5);
     let rows: Vec<Row> = bps
         .iter()
@@ -416,6 +416,15 @@ fn draw_schedule(
                     fmt::clip(standing, standing_w),
                     Style::new().fg(sc),
                 )),
+                // Missed slots this round: a BP with no node behind it stands out.
+                Cell::from(
+                    Line::from(match b.missed_slots {
+                        Some(n) if n > 0 => Span::styled(n.to_string(), Style::new().fg(t.err)),
+                        Some(n) => Span::raw(n.to_string()),
+                        None => Span::raw("-"),
+                    })
+                    .right_aligned(),
+                ),
             ]);
             if !me.is_empty() && b.address == me {
                 row.style(Style::new().add_modifier(Modifier::BOLD))
@@ -429,12 +438,14 @@ fn draw_schedule(
         Constraint::Min(5),
         Constraint::Length(to_cells(score_w)),
         Constraint::Length(to_cells(standing_w)),
+        Constraint::Length(to_cells(missed_w)),
     ];
     let header = Row::new([
         Cell::from(""),
         Cell::from("Producer"),
         Cell::from(Line::from("Score").right_aligned()),
         Cell::from("Standing"),
+        Cell::from(Line::from("Missed").right_aligned()),
     ])
     .style(t.header());
     f.render_widget(Table::new(rows, widths).header(header).block(block), area);

@@ -36,7 +36,9 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
         let inner = block.inner(area);
         f.render_widget(block, area);
         let msg = if m.init.get().is_none() {
-            if m.init.down.is_some() {
+            if m.init.down.is_some() && app.host_mode {
+                "host mode: no init here (services and logs are the appliance's)"
+            } else if m.init.down.is_some() {
                 "no services: init unreachable"
             } else {
                 "waiting for init…"

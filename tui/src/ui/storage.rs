@@ -37,7 +37,9 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
             f,
             inner,
             app,
-            if m.storage.down.is_some() {
+            if m.storage.down.is_some() && app.host_mode {
+                "host mode: no AergoFS answers here (start one with `aergofs serve --dir DIR`)"
+            } else if m.storage.down.is_some() {
                 "no storage data: AergoFS unreachable"
             } else {
                 "waiting for AergoFS…"
@@ -74,7 +76,8 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
     };
     lines.push(kv(app, "Disk", w, disk));
     for (k, v) in st.other.iter().take(6) {
-        lines.push(kv(app, &fmt::clip(k, w - 1), w, fmt::clip(v, 60)));
+        let (label, value) = pretty(k, v);
+        lines.push(kv(app, &fmt::clip(&label, w - 1), w, fmt::clip(&value, 60)));
     }
     f.render_widget(Paragraph::new(lines).block(boxed(app, "AergoFS")), sum_r);
 
@@ -141,4 +144,36 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
         .block(block),
         vol_r,
     );
+}
+
+/// A status field for people: `live_bytes` → `Live bytes`, sizes as bytes, counts with
+/// thousands separators; anything else as sent.
+pub fn pretty(key: &str, value: &str) -> (String, String) {
+    let words = key.replace('_', " ");
+    let mut c = words.chars();
+    let label = match c.next() {
+        Some(f) => f.to_uppercase().chain(c).collect(),
+        None => String::new(),
+    };
+    let value = match value.parse::<u64>() {
+        Ok(n) if key.ends_with("bytes") => fmt::bytes(n),
+        Ok(n) => fmt::thousands(n),
+        Err(_) => value.to_string(),
+    };
+    (label, value)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn status_fields_read_as_words_and_figures() {
+        assert_eq!(
+            super::pretty("live_needles", "1234567"),
+            ("Live needles".to_string(), "1,234,567".to_string())
+        );
+        let (l, v) = super::pretty("live_bytes", "1048576");
+        assert_eq!(l, "Live bytes");
+        assert_ne!(v, "1048576");
+        assert_eq!(super::pretty("durability", "fsync").1, "fsync");
+    }
 }
