@@ -510,10 +510,7 @@ mod tests {
         }
     }
 
-    fn verify(
-        bytes: &[u8],
-        key: &PublicKey,
-    ) -> Result<(Manifest, Vec<VerifiedPart>), BundleError> {
+    fn verify(bytes: &[u8], key: &PublicKey) -> Result<(Manifest, Vec<VerifiedPart>), BundleError> {
         BundleReader::open(bytes, key, "x86_64")?.read_all()
     }
 

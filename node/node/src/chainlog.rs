@@ -1,7 +1,7 @@
-//! The chain in the log: an INFO line per block the node produces or imports, and on DPoS a
-//! WARN line per missed slot (naming the BP that owned it) and per election change. It follows
-//! the node's new-blocks channel (the one WebSocket subscribers get), so it adds nothing to the
-//! producer or import paths.
+//! The chain in the log, on DPoS: a WARN line per missed slot (naming the BP that owned it)
+//! and per election change. It follows the node's new-blocks channel (the one WebSocket
+//! subscribers get), so it adds nothing to the producer or import paths. (The INFO line per
+//! produced or imported block comes from `Node::on_committed`.)
 
 use crate::node::Node;
 use aergo_types::Address;
@@ -38,13 +38,6 @@ pub fn spawn(node: Arc<Node>) {
                 }
                 Err(RecvError::Closed) => return,
             };
-            tracing::info!(
-                height = b.height,
-                txs = b.tx_count,
-                producer = %b.producer,
-                hash = %b.hash,
-                "block"
-            );
             let Some(st) = node.chain.dpos_status().ok().flatten() else {
                 continue;
             };

@@ -507,9 +507,11 @@ impl Node {
                 height = b.header.height,
                 txs = b.txs.len(),
                 gas = a.gas_used,
-                commit_us,
+                producer = %Address::from_public_key(&b.header.producer),
+                hash = %b.hash(),
                 origin = origin.name(),
-                "block committed"
+                commit_us,
+                "block"
             );
             let _ = self
                 .blocks_tx
