@@ -628,3 +628,94 @@ pub mod docs {
         Ok(())
     }
 }
+
+/// Helpers for networks of real `aergo-node` processes made by `aergo testnet init`.
+pub mod testnet {
+    use super::{bin, http, poll, KillOnDrop};
+    use anyhow::{bail, Context, Result};
+    use serde_json::{json, Value};
+    use std::path::Path;
+    use std::process::Command;
+    use std::time::Duration;
+
+    /// One JSON-RPC call over HTTP; a JSON-RPC error is an `Err` naming the method.
+    pub fn rpc(url: &str, method: &str, params: Value) -> Result<Value> {
+        let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+        let (code, text) = http::raw("POST", url, &body.to_string())?;
+        let v: Value = serde_json::from_str(&text).with_context(|| format!("{code}: {text}"))?;
+        if let Some(e) = v.get("error") {
+            bail!("{method}: {e}");
+        }
+        Ok(v["result"].clone())
+    }
+
+    /// The kernel's ephemeral port range (outgoing connections and ephemeral listeners take
+    /// ports from it).
+    fn ephemeral_range() -> (u16, u16) {
+        std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+            .ok()
+            .and_then(|s| {
+                let mut it = s.split_whitespace().map(|x| x.parse::<u16>().ok());
+                Some((it.next()??, it.next()??))
+            })
+            .unwrap_or((32768, 60999))
+    }
+
+    /// A base port for `testnet init --base-port` with ten free ports per node, outside the
+    /// ephemeral range: a range chosen among ephemeral ports could be taken by an outgoing
+    /// connection or a proxy between `testnet init` and a node's start.
+    pub fn base_port(nodes: usize) -> Result<u16> {
+        let span = u16::try_from(nodes * 10)?;
+        let (eph_lo, eph_hi) = ephemeral_range();
+        // Below the ephemeral range, or above it when it starts too low to leave room.
+        let (lo, hi) = if eph_lo >= 10_000 + span {
+            (10_000u16, eph_lo - span)
+        } else {
+            (eph_hi.saturating_add(1), u16::MAX - span)
+        };
+        let mut seed = u64::from(std::process::id())
+            ^ std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| u64::from(d.subsec_nanos()))
+                .unwrap_or(0);
+        for _ in 0..50 {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let p = lo + u16::try_from((seed >> 33) % u64::from(hi.saturating_sub(lo).max(1)))?;
+            if (0..span).all(|o| std::net::TcpListener::bind(("127.0.0.1", p + o)).is_ok()) {
+                return Ok(p);
+            }
+        }
+        bail!("no free port range")
+    }
+
+    /// Starts node `i` (0-based) of the testnet in `dir` (its config `node{i+1}/aergo.toml`,
+    /// its log `node{i+1}.log`) and waits until `url` answers `/health`; the error carries the
+    /// log's tail.
+    pub fn start_node(dir: &Path, i: usize, url: &str) -> Result<KillOnDrop> {
+        let mut cmd = Command::new(bin("aergo-node")?);
+        let log = dir.join(format!("node{}.log", i + 1));
+        cmd.arg("--config")
+            .arg(dir.join(format!("node{}/aergo.toml", i + 1)))
+            .env("AERGO_LOG", "info,aergo_p2p=warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::from(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&log)?,
+            ));
+        let p = KillOnDrop::spawn(&mut cmd)?;
+        let health = format!("{url}/health");
+        poll("node health", Duration::from_secs(20), || {
+            Ok(http::get_ok(&health).then_some(()))
+        })
+        .with_context(|| {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(15).collect();
+            format!("node {} log (newest first):\n{}", i + 1, tail.join("\n"))
+        })?;
+        Ok(p)
+    }
+}

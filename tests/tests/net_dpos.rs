@@ -10,6 +10,7 @@
 //! an invalid block and an equivocating one: both rejected, the peer banned, chain unchanged.
 
 use aergo_e2e::proxy::TcpProxy;
+use aergo_e2e::testnet::{base_port, rpc};
 use aergo_e2e::{bin, http, poll, KillOnDrop};
 use aergo_types::{Block, Hash, Keypair};
 use anyhow::{bail, Context, Result};
@@ -22,16 +23,6 @@ use std::time::Duration;
 
 const NODES: usize = 5;
 const BPS: usize = 4;
-
-fn rpc(url: &str, method: &str, params: Value) -> Result<Value> {
-    let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
-    let (code, text) = http::raw("POST", url, &body.to_string())?;
-    let v: Value = serde_json::from_str(&text).with_context(|| format!("{code}: {text}"))?;
-    if let Some(e) = v.get("error") {
-        bail!("{method}: {e}");
-    }
-    Ok(v["result"].clone())
-}
 
 struct Net {
     dir: PathBuf,
@@ -50,7 +41,7 @@ impl Net {
             .args(["--nodes", &NODES.to_string()])
             .args(["--interval-ms", "500", "--round-slots", "10"])
             .args(["--start-delay-ms", "4000"])
-            .args(["--base-port", &base_port()?.to_string()])
+            .args(["--base-port", &base_port(NODES)?.to_string()])
             .arg("--out")
             .arg(&out)
             .output()?;
@@ -194,45 +185,6 @@ impl Net {
 }
 
 /// The kernel's ephemeral port range (`ip_local_port_range`).
-fn ephemeral_range() -> (u16, u16) {
-    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|s| {
-            let mut it = s.split_whitespace().map(|x| x.parse::<u16>().ok());
-            Some((it.next()??, it.next()??))
-        })
-        .unwrap_or((32768, 60999))
-}
-
-/// Ten ports per node, below the ephemeral range: the test's proxies listen on ephemeral
-/// ports and every outgoing connection takes one, so a range chosen among them could be taken
-/// by a proxy between `testnet init` and a node's start (the node then cannot bind).
-fn base_port() -> Result<u16> {
-    let span = u16::try_from(NODES)? * 10;
-    let (eph_lo, eph_hi) = ephemeral_range();
-    // Below the ephemeral range, or above it when it starts too low to leave room.
-    let (lo, hi) = if eph_lo >= 10_000 + span {
-        (10_000u16, eph_lo - span)
-    } else {
-        (eph_hi.saturating_add(1), u16::MAX - span)
-    };
-    let mut seed = std::process::id() as u64
-        ^ (std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos() as u64)
-            .unwrap_or(0));
-    for _ in 0..50 {
-        seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        let p = lo + u16::try_from((seed >> 33) % u64::from(hi - lo))?;
-        if (0..span).all(|o| std::net::TcpListener::bind(("127.0.0.1", p + o)).is_ok()) {
-            return Ok(p);
-        }
-    }
-    bail!("no free port range")
-}
-
 #[test]
 fn dpos_network_survives_faults() -> Result<()> {
     let tmp = tempfile::tempdir()?;

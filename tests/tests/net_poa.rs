@@ -2,80 +2,14 @@
 //! poa --bps 3` with 500 ms slots, three producers in round-robin. They reach a common LIB
 //! above a few blocks and hold the same block at that height.
 
-use aergo_e2e::{bin, http, poll, KillOnDrop};
+use aergo_e2e::testnet::{base_port, rpc, start_node};
+use aergo_e2e::{bin, poll, KillOnDrop};
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 const NODES: usize = 3;
-
-fn rpc(url: &str, method: &str, params: Value) -> Result<Value> {
-    let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
-    let (code, text) = http::raw("POST", url, &body.to_string())?;
-    let v: Value = serde_json::from_str(&text).with_context(|| format!("{code}: {text}"))?;
-    if let Some(e) = v.get("error") {
-        bail!("{method}: {e}");
-    }
-    Ok(v["result"].clone())
-}
-
-/// Ten ports per node below the kernel's ephemeral range (outgoing connections take ports
-/// from it), free when chosen.
-fn base_port() -> Result<u16> {
-    let span = u16::try_from(NODES * 10)?;
-    let eph_lo = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
-        .unwrap_or(32768);
-    let (lo, hi) = if eph_lo >= 10_000 + span {
-        (10_000u16, eph_lo - span)
-    } else {
-        (61_000u16, u16::MAX - span)
-    };
-    let mut seed = u64::from(std::process::id())
-        ^ std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| u64::from(d.subsec_nanos()))
-            .unwrap_or(0);
-    for _ in 0..50 {
-        seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        let p = lo + u16::try_from((seed >> 33) % u64::from(hi - lo))?;
-        if (0..span).all(|o| std::net::TcpListener::bind(("127.0.0.1", p + o)).is_ok()) {
-            return Ok(p);
-        }
-    }
-    bail!("no free port range")
-}
-
-fn start(dir: &Path, i: usize, url: &str) -> Result<KillOnDrop> {
-    let mut cmd = Command::new(bin("aergo-node")?);
-    let log = dir.join(format!("node{}.log", i + 1));
-    cmd.arg("--config")
-        .arg(dir.join(format!("node{}/aergo.toml", i + 1)))
-        .env("AERGO_LOG", "info,aergo_p2p=warn")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::from(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&log)?,
-        ));
-    let p = KillOnDrop::spawn(&mut cmd)?;
-    let health = format!("{url}/health");
-    poll("node health", Duration::from_secs(20), || {
-        Ok(http::get_ok(&health).then_some(()))
-    })
-    .with_context(|| {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        let tail: Vec<&str> = text.lines().rev().take(15).collect();
-        format!("node {} log (newest first):\n{}", i + 1, tail.join("\n"))
-    })?;
-    Ok(p)
-}
 
 #[test]
 fn poa_network_reaches_a_common_lib() -> Result<()> {
@@ -85,7 +19,7 @@ fn poa_network_reaches_a_common_lib() -> Result<()> {
     let st = Command::new(bin("aergo")?)
         .args(["testnet", "init", "--engine", "poa", "--bps", "3"])
         .args(["--interval-ms", "500", "--start-delay-ms", "3000"])
-        .args(["--base-port", &base_port()?.to_string()])
+        .args(["--base-port", &base_port(NODES)?.to_string()])
         .arg("--out")
         .arg(&out)
         .output()?;
@@ -107,7 +41,7 @@ fn poa_network_reaches_a_common_lib() -> Result<()> {
     let _procs: Vec<KillOnDrop> = urls
         .iter()
         .enumerate()
-        .map(|(i, u)| start(&out, i, u))
+        .map(|(i, u)| start_node(&out, i, u))
         .collect::<Result<_>>()?;
     let info = rpc(&urls[0], "consensus_info", json!({}))?;
     assert_eq!(info["engine"], "poa", "{info}");
