@@ -91,16 +91,20 @@ fn a_bp_without_a_node_shows_missed_slots() -> Result<()> {
     // Missed slots are counted per round (3 s here), so right after a round starts the count
     // is 0 again: poll until a round has run long enough to miss the absent BP's slot.
     let mut text = String::new();
-    let seen = poll("node consensus names the absent BP", Duration::from_secs(15), || {
-        let human = Command::new(bin("aergo")?)
-            .args(["--rpc", &url, "node", "consensus"])
-            .output()?;
-        text = String::from_utf8_lossy(&human.stdout).into_owned();
-        Ok(text
-            .lines()
-            .any(|l| l.contains(&absent) && l.contains("is a node running with this BP's key?"))
-            .then_some(()))
-    });
+    let seen = poll(
+        "node consensus names the absent BP",
+        Duration::from_secs(15),
+        || {
+            let human = Command::new(bin("aergo")?)
+                .args(["--rpc", &url, "node", "consensus"])
+                .output()?;
+            text = String::from_utf8_lossy(&human.stdout).into_owned();
+            Ok(text
+                .lines()
+                .any(|l| l.contains(&absent) && l.contains("is a node running with this BP's key?"))
+                .then_some(()))
+        },
+    );
     assert!(seen.is_ok(), "{text}");
     Ok(())
 }
