@@ -65,7 +65,8 @@ fn stalled_producer_fails_health() -> Result<()> {
         &["--allow-fault-injection", "--health-late-ms", "2000"],
     )?;
     ensure!(health(&node.url)? == (200, "ok".into()));
-    inject(&node.url, "producer_stall")?;
+    let v = inject(&node.url, "producer_stall")?;
+    ensure!(v["result"] == "producer_stall", "{v}");
     let (code, body) = poll("/health to fail", Duration::from_secs(20), || {
         let h = health(&node.url)?;
         Ok((h.0 != 200).then_some(h))

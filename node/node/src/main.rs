@@ -262,6 +262,9 @@ fn run(args: Args) -> Result<()> {
         // The producer waits until the network task has seen the peers' heights.
         node.net.syncing.store(true, Ordering::SeqCst);
     }
+    // Registered before it runs: a task that never beat is not watched, so a producer that
+    // stalled (or was held up) before its first beat would otherwise never be reported late.
+    node.vital.beat(vital::Task::Producer, node::now_ms());
     let producer = {
         let n = node.clone();
         std::thread::Builder::new()

@@ -119,6 +119,8 @@ pub async fn start(
     node.net.syncing.store(true, Ordering::SeqCst);
     let tip = node.chain.tip();
     let _ = handle.set_status(tip.header.height, tip.hash.0).await;
+    // Registered before it runs (see the producer's registration in `main`).
+    node.vital.beat(Vital::Network, now_ms());
     crate::vital::spawn_vital(Vital::Network, run(node, handle.clone(), events, trx, brx));
     Ok(handle)
 }

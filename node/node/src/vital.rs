@@ -73,7 +73,8 @@ impl Heartbeats {
             .store(ms.max(MIN_LATE_AFTER_MS), Ordering::Relaxed);
     }
 
-    /// Records that `task` is alive at `now_ms`. The first beat registers it.
+    /// Records that `task` is alive at `now_ms`. The first beat registers it: the node beats
+    /// each vital task once when it spawns it, so a task that never got to run is watched too.
     pub fn beat(&self, task: Task, now_ms: u64) {
         if let Some(a) = self.last.get(task.index()) {
             a.store(now_ms.max(1), Ordering::Relaxed);
