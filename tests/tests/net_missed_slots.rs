@@ -60,11 +60,13 @@ fn a_bp_without_a_node_shows_missed_slots() -> Result<()> {
                 .as_array()
                 .into_iter()
                 .flatten()
-                .find(|b| b["address"] == json!(absent) && b["missed_slots"].as_u64() >= Some(2))
+                // At least one: the count is per round, and when the absent BP owns the
+                // round's last slot its second miss is visible for no time at all.
+                .find(|b| b["address"] == json!(absent) && b["missed_slots"].as_u64() >= Some(1))
                 .cloned())
         },
     )?;
-    assert!(bp["missed_slots"].as_u64() >= Some(2), "{bp}");
+    assert!(bp["missed_slots"].as_u64() >= Some(1), "{bp}");
 
     // The WARN line comes with the first block after a missed slot.
     let log = poll(
