@@ -61,6 +61,35 @@ impl Default for GasLimits {
     }
 }
 
+/// Which kind of chain a block belongs to, for the transaction kinds it enables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChainRole {
+    /// The root chain `aergo`: `repo_create` is enabled and costs this fee (aer).
+    Root {
+        /// The creation fee in aer.
+        repo_create_fee: u128,
+    },
+    /// A repository's ledger.
+    Repo,
+    /// A repository's directory.
+    Directory,
+}
+
+impl ChainRole {
+    /// The role a genesis gives its chain.
+    pub fn of(g: &aergo_types::Genesis) -> Self {
+        match &g.repo {
+            None => ChainRole::Root {
+                repo_create_fee: g.repo_create_fee(),
+            },
+            Some(r) => match r.part {
+                aergo_types::repo::RepoPart::Ledger => ChainRole::Repo,
+                aergo_types::repo::RepoPart::Directory => ChainRole::Directory,
+            },
+        }
+    }
+}
+
 /// What a block gives execution.
 #[derive(Debug, Clone)]
 pub struct BlockCtx {
@@ -79,6 +108,8 @@ pub struct BlockCtx {
     pub dpos: Option<DposCtx>,
     /// The gas limits in force for this block (its parent's state).
     pub limits: GasLimits,
+    /// Root, repository or directory.
+    pub role: ChainRole,
 }
 
 /// What a DPoS block gives execution: the staking settings (genesis) and the schedule of the

@@ -22,7 +22,25 @@ use aergo_types::block::{Event, Receipt, ReceiptStatus};
 use aergo_types::genesis::GasParams;
 use aergo_types::{Address, Hash, SignedTx, TxKind, MAX_TX_SIZE};
 
-pub use crate::ctx::{BlockCtx, DposCtx, GasLimits, DEFAULT_BLOCK_GAS_LIMIT, DEFAULT_TX_GAS_CAP};
+pub use crate::ctx::{
+    BlockCtx, ChainRole, DposCtx, GasLimits, DEFAULT_BLOCK_GAS_LIMIT, DEFAULT_TX_GAS_CAP,
+};
+
+/// Why a transaction of this kind cannot run on a chain of this role (`None`: it can).
+/// `repo_create` runs on the root chain only; directory changes only on directories, which
+/// take nothing else.
+pub fn kind_error(kind: TxKind, role: ChainRole) -> Option<String> {
+    match (kind, role) {
+        (TxKind::RepoCreate, ChainRole::Root { .. }) => None,
+        (TxKind::RepoCreate, _) => {
+            Some("repo_create runs on the root chain `aergo` only; send it without --repo".into())
+        }
+        (_, ChainRole::Directory) => Some(format!(
+            "a repository's directory takes directory changes only, not {kind:?}"
+        )),
+        _ => None,
+    }
+}
 
 /// Gas a transaction uses before any execution.
 pub fn intrinsic_gas(tx: &SignedTx, gas: &GasParams) -> Option<u64> {
@@ -99,6 +117,15 @@ pub fn check_stateless_with(
             }
             staking::parse_system_tx(&tx.tx)?;
         }
+        TxKind::RepoCreate => {
+            aergo_types::repo::RepoCreate::decode(&tx.tx.payload).map_err(|e| e.to_string())?;
+            if tx.tx.to.is_some() || tx.tx.amount != 0 {
+                return Err(
+                    "a repo_create has no recipient and no amount (the creation fee is charged on its own)"
+                        .into(),
+                );
+            }
+        }
     }
     if tx.tx.gas_price < gas.min_price.0 {
         return Err(format!(
@@ -139,6 +166,9 @@ pub fn execute_tx(
     if let Some(r) = ctx.limits.check_tx(tx) {
         return Err(invalid(tx, r));
     }
+    if let Some(r) = kind_error(tx.tx.kind, ctx.role) {
+        return Err(invalid(tx, r));
+    }
     let from = tx.tx.sender();
     let mut o = Overlay::new(view);
     let mut sender = o.account(&from)?;
@@ -175,6 +205,8 @@ pub fn execute_tx(
     o.put_account(&from, &sender);
     let mut result = Vec::new();
     let mut events = Vec::new();
+    // Charged on top of gas (the repository creation fee), credited to the producer with it.
+    let mut extra_fee = 0u128;
     let (status, gas_used) = match tx.tx.kind {
         TxKind::Transfer => {
             let to = tx.tx.to.ok_or_else(|| invalid(tx, "no recipient".into()))?;
@@ -221,8 +253,22 @@ pub fn execute_tx(
             Ok(()) => (ReceiptStatus::Ok, intrinsic),
             Err(m) => (ReceiptStatus::Failed(m), intrinsic),
         },
+        TxKind::RepoCreate => {
+            let ChainRole::Root { repo_create_fee } = ctx.role else {
+                return Err(invalid(tx, "repo_create on a repository".into()));
+            };
+            let gas_fee = (intrinsic as u128) * tx.tx.gas_price;
+            match crate::repos::execute_create(&mut o, tx, ctx, &from, repo_create_fee, gas_fee)? {
+                Ok(f) => {
+                    extra_fee = f;
+                    (ReceiptStatus::Ok, intrinsic)
+                }
+                Err(m) => (ReceiptStatus::Failed(m), intrinsic),
+            }
+        }
     };
-    let fee = (gas_used as u128) * tx.tx.gas_price; // ≤ max_fee
+    // Gas fee ≤ max_fee; the extra fee was checked against the balance by its kind.
+    let fee = ((gas_used as u128) * tx.tx.gas_price).saturating_add(extra_fee);
     let mut s = o.account(&from)?;
     s.balance = s
         .balance
@@ -480,6 +526,7 @@ mod tests {
             },
             dpos: None,
             limits: GasLimits::default(),
+            role: crate::exec::ChainRole::Root { repo_create_fee: 0 },
         }
     }
 

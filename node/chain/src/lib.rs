@@ -28,6 +28,7 @@ pub mod exec;
 pub mod limits;
 pub mod mempool;
 pub mod poa;
+pub mod repos;
 pub mod rounds;
 pub mod smt;
 pub mod staking;

@@ -15,10 +15,21 @@
 //! - `canon`: branch ‖ height → block hash.
 //! - `txs`: tx hash → block hash ‖ height ‖ index ‖ receipt.
 //! - `meta`: `chain_id`, `tip` (height ‖ hash ‖ log end position).
+//!
+//! One database holds every ledger a node hosts (the root chain, each repository and each
+//! repository's directory): each is a [`Keyspace`], a key prefix applied to every key of
+//! every column family. The root chain's prefix is empty (its layout predates repositories);
+//! every other chain's is `0xFF ‖ kind ‖ the first 8 bytes of its chain id`, so its keys
+//! never equal a root key (root point keys are shorter: 32-byte hashes, 12-byte canon keys,
+//! short ASCII meta names) and never fall inside a root state scan (root state keys start
+//! with the branch number, which stays below `0xFF00_0000`). A chain reads and writes only
+//! through its keyspace: it cannot see or change another's keys.
 
 use crate::error::ChainError;
-use rocksdb::{ColumnFamilyDescriptor, Options, DB};
+use aergo_types::Hash;
+use rocksdb::{ColumnFamilyDescriptor, Options, WriteBatch, DB};
 use std::path::Path;
+use std::sync::Arc;
 
 /// Column family names.
 pub const CF_STATE: &str = "state";
@@ -51,6 +62,96 @@ pub fn open(path: &Path) -> Result<DB, ChainError> {
             ColumnFamilyDescriptor::new(n, o)
         });
     Ok(DB::open_cf_descriptors(&opts, path, cfs)?)
+}
+
+/// The kind byte of a repository's keyspace prefix.
+pub const SPACE_REPO: u8 = b'r';
+/// The kind byte of a repository directory's keyspace prefix.
+pub const SPACE_DIRECTORY: u8 = b'd';
+
+/// One chain's part of the shared database: every key it reads or writes, in every column
+/// family, carries its prefix (see the module docs).
+#[derive(Clone)]
+pub struct Keyspace {
+    db: Arc<DB>,
+    prefix: Vec<u8>,
+}
+
+impl Keyspace {
+    /// The root chain's keyspace (no prefix).
+    pub fn root(db: Arc<DB>) -> Self {
+        Self {
+            db,
+            prefix: Vec::new(),
+        }
+    }
+    /// The keyspace of the chain `id` of `kind` ([`SPACE_REPO`], [`SPACE_DIRECTORY`]).
+    pub fn of_chain(db: Arc<DB>, kind: u8, id: &Hash) -> Self {
+        let mut prefix = vec![0xFF, kind];
+        prefix.extend_from_slice(&id.0[..8]);
+        Self { db, prefix }
+    }
+    /// The prefix.
+    pub fn prefix(&self) -> &[u8] {
+        &self.prefix
+    }
+    /// The shared database.
+    pub fn db(&self) -> &Arc<DB> {
+        &self.db
+    }
+    /// `key` inside this keyspace.
+    pub fn key(&self, key: &[u8]) -> Vec<u8> {
+        let mut v = Vec::with_capacity(self.prefix.len() + key.len());
+        v.extend_from_slice(&self.prefix);
+        v.extend_from_slice(key);
+        v
+    }
+    /// A column family handle.
+    pub fn cf(&self, name: &str) -> Result<&rocksdb::ColumnFamily, ChainError> {
+        self.db
+            .cf_handle(name)
+            .ok_or_else(|| ChainError::Db(format!("missing column family {name}")))
+    }
+    /// Reads `key` of column family `cf`.
+    pub fn get(&self, cf: &str, key: &[u8]) -> Result<Option<Vec<u8>>, ChainError> {
+        Ok(self.db.get_cf(self.cf(cf)?, self.key(key))?)
+    }
+    /// Adds a write of `key` to `batch`.
+    pub fn put(
+        &self,
+        batch: &mut WriteBatch,
+        cf: &str,
+        key: &[u8],
+        value: impl AsRef<[u8]>,
+    ) -> Result<(), ChainError> {
+        batch.put_cf(self.cf(cf)?, self.key(key), value);
+        Ok(())
+    }
+    /// Adds a deletion of `key` to `batch`.
+    pub fn delete(&self, batch: &mut WriteBatch, cf: &str, key: &[u8]) -> Result<(), ChainError> {
+        batch.delete_cf(self.cf(cf)?, self.key(key));
+        Ok(())
+    }
+    /// Writes one key at once (not in a block's batch).
+    pub fn put_now(&self, cf: &str, key: &[u8], value: &[u8]) -> Result<(), ChainError> {
+        Ok(self.db.put_cf(self.cf(cf)?, self.key(key), value)?)
+    }
+    /// The state keys' common start for `branch`: prefix ‖ branch.
+    pub fn state_lead(&self, branch: u32) -> Vec<u8> {
+        self.key(&branch.to_be_bytes())
+    }
+    /// [`state_prefix`] inside this keyspace.
+    pub fn state_prefix(&self, branch: u32, key: &[u8]) -> Vec<u8> {
+        let mut v = self.state_lead(branch);
+        escape_key(key, &mut v);
+        v
+    }
+    /// [`state_version_key`] inside this keyspace.
+    pub fn state_version_key(&self, branch: u32, key: &[u8], height: u64) -> Vec<u8> {
+        let mut v = self.state_prefix(branch, key);
+        v.extend_from_slice(&(!height).to_be_bytes());
+        v
+    }
 }
 
 /// Order-preserving escape of a state key (see module docs).

@@ -240,6 +240,7 @@ fn a_block_over_the_gas_limit_is_invalid() {
         gas: c.genesis().gas.clone(),
         dpos: None,
         limits,
+        role: aergo_chain::exec::ChainRole::Root { repo_create_fee: 0 },
     };
     let txs = vec![
         transfer(&c, &dev, 0, 3_000_000),
@@ -296,6 +297,7 @@ fn a_peer_block_over_our_limits_is_refused() {
         gas: b.genesis().gas.clone(),
         dpos: None,
         limits: b.gas_limits().unwrap(),
+        role: aergo_chain::exec::ChainRole::Root { repo_create_fee: 0 },
     };
     assert!(execute_block(&view, &cands, &ctx)
         .unwrap_err()

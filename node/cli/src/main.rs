@@ -11,6 +11,7 @@ mod fs_cmd;
 mod human;
 mod os_cmd;
 mod preflight;
+mod repo_cmd;
 mod staking_cmd;
 mod testnet_cmd;
 mod wallet;
@@ -73,6 +74,15 @@ struct Cli {
         hide_env_values = true
     )]
     init_token: Option<String>,
+    /// Repository to address (default: the root chain `aergo`); see `aergo repo list`.
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "AERGO_REPO",
+        hide_env_values = true
+    )]
+    repo: Option<String>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -190,6 +200,9 @@ enum Cmd {
     /// DPoS staking: stake, unstake, vote, bp, gov, staking.
     #[command(flatten)]
     Staking(staking_cmd::StakingCmd),
+    /// Repositories: ledgers of their own beside the root chain (create, list, show).
+    #[command(subcommand)]
+    Repo(repo_cmd::RepoCmd),
     /// Shell completion script: `aergo completions bash > ~/.local/share/bash-completion/completions/aergo`.
     Completions {
         /// bash, zsh or fish.
@@ -352,7 +365,11 @@ pub(crate) fn resolve_addr(s: &str) -> Result<Address> {
 
 async fn run(cli: Cli) -> Result<()> {
     let j = cli.json;
-    let client = || RpcClient::new(&cli.rpc, Duration::from_secs(30)).map_err(anyhow::Error::from);
+    let client = || {
+        RpcClient::new(&cli.rpc, Duration::from_secs(30))
+            .map(|c| c.with_repo(cli.repo.clone()))
+            .map_err(anyhow::Error::from)
+    };
     match cli.cmd {
         Cmd::Account(a) => {
             let ks = wallet::Keystore::new(cli.keystore.clone())?;
@@ -838,6 +855,15 @@ async fn run(cli: Cli) -> Result<()> {
             let signer = move |from: &str| signing_key(ks_dir.clone(), pw.as_deref(), from);
             staking_cmd::run(sc, &c, j, &signer, cli.keystore.clone()).await?
         }
+        Cmd::Repo(rc) => {
+            if cli.repo.is_some() {
+                bail!("`aergo repo` works on the root chain's registry: drop --repo");
+            }
+            let c = client()?;
+            let (ks_dir, pw) = (cli.keystore.clone(), cli.password.clone());
+            let signer = move |from: &str| signing_key(ks_dir.clone(), pw.as_deref(), from);
+            repo_cmd::run(rc, &c, j, &signer).await?
+        }
         Cmd::Testnet(t) => testnet_cmd::run(&t, j)?,
         Cmd::Completions { shell } => {
             let shell = match shell {
@@ -921,6 +947,18 @@ pub(crate) async fn submit(
     }
     .sign(key);
     Ok((c.send_tx(&tx.encode()).await?.hash, nonce))
+}
+
+/// The signer: `from` when given; on a dev chain (the root chain is `aergo-dev`) `dev`.
+pub(crate) async fn default_from(c: &RpcClient, from: Option<&str>) -> Result<String> {
+    if let Some(f) = from {
+        return Ok(f.to_string());
+    }
+    let root: aergo_rpc::ChainInfo = c.call("chain_info", json!({"repo": "aergo"})).await?;
+    if root.chain_name == "aergo-dev" {
+        return Ok("dev".into());
+    }
+    bail!("give --from: the account that signs (a keystore address or name)")
 }
 
 pub(crate) async fn wait_for(

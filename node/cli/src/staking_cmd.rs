@@ -14,18 +14,18 @@ use std::path::PathBuf;
 /// How a staking transaction is signed and sent.
 #[derive(clap::Args, Debug)]
 pub struct TxArgs {
-    /// Signer: an address in the keystore, or `dev`.
+    /// Signer: an address in the keystore, or `dev` (the default on a dev chain).
     #[arg(long)]
-    from: String,
+    pub(crate) from: Option<String>,
     /// Do not wait for the transaction to be included; print its hash.
     #[arg(long)]
-    no_wait: bool,
+    pub(crate) no_wait: bool,
     /// Nonce (default: the account's next nonce, counting pending transactions).
     #[arg(long)]
-    nonce: Option<u64>,
+    pub(crate) nonce: Option<u64>,
     /// Gas price in aer (default: the chain's minimum).
     #[arg(long)]
-    gas_price: Option<u128>,
+    pub(crate) gas_price: Option<u128>,
 }
 
 /// Staking subcommands (flattened into `aergo`'s top level).
@@ -155,7 +155,7 @@ pub fn register_payload(p2p_addr: Option<&str>) -> Result<Vec<u8>> {
 /// Signs, submits and (unless `no_wait`) waits for a staking transaction; prints the
 /// outcome with `done` as the human summary. A failed receipt is an error.
 #[allow(clippy::too_many_arguments)]
-async fn send(
+pub(crate) async fn send(
     c: &RpcClient,
     json_out: bool,
     signer: Signer<'_>,
@@ -165,7 +165,8 @@ async fn send(
     payload: Vec<u8>,
     done: String,
 ) -> Result<()> {
-    let key = signer(&tx.from)?;
+    let from = crate::default_from(c, tx.from.as_deref()).await?;
+    let key = signer(&from)?;
     let sender = Address::from_public_key(&key.public());
     let opts = crate::TxOpts {
         nonce: tx.nonce,
@@ -348,7 +349,7 @@ pub async fn run(
                 };
                 let payload = gov_payload(&param, &value)?;
                 let tx = TxArgs {
-                    from,
+                    from: Some(from),
                     no_wait,
                     nonce: None,
                     gas_price: None,

@@ -204,6 +204,8 @@ fn init(a: &InitArgs, json: bool) -> Result<()> {
             tx_gas_cap: None,
             block_gas_limit: None,
         },
+        repo_create_fee: None,
+        repo: None,
     };
     genesis.validate().context("generated genesis")?;
     let genesis_path = out.join("genesis.json");

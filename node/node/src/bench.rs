@@ -65,6 +65,8 @@ fn bench_genesis(keys: &[Keypair]) -> Genesis {
             tx_gas_cap: None,
             block_gas_limit: None,
         },
+        repo_create_fee: None,
+        repo: None,
     }
 }
 

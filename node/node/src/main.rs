@@ -13,6 +13,7 @@ mod keyfile;
 mod net;
 mod node;
 mod producer;
+mod repos;
 mod rpc;
 mod rpc_staking;
 mod vital;
@@ -248,6 +249,9 @@ fn run(args: Args) -> Result<()> {
         cfg.node.empty_blocks,
     ));
     node.disk.watch(data_dir.clone());
+    node.repos
+        .start(&node, data_dir.clone(), cfg.node.mempool.clone())
+        .context("open the hosted repositories")?;
     node.vital.set_late_after(args.health_late_ms);
     if args.allow_fault_injection {
         node.faults.allow();
@@ -300,6 +304,7 @@ fn run(args: Args) -> Result<()> {
     if producer.join().is_err() {
         tracing::error!("producer thread panicked");
     }
+    node.repos.shutdown();
     rt.shutdown_timeout(std::time::Duration::from_secs(2));
     res?;
     tracing::info!(height = node.chain.tip().header.height, "stopped cleanly");

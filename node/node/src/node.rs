@@ -206,6 +206,8 @@ pub struct Node {
     pub vital: crate::vital::Heartbeats,
     /// Injectable faults (only with `--allow-fault-injection`).
     pub faults: crate::vital::Faults,
+    /// The repositories hosted beside this (root) chain; empty on a repository's own node.
+    pub repos: crate::repos::Repos,
 }
 
 /// Where committed blocks came from (see [`Node::on_committed`]).
@@ -345,6 +347,7 @@ impl Node {
             queries: QueryGate::new(QueryGate::default_max()),
             vital: Default::default(),
             faults: Default::default(),
+            repos: Default::default(),
         }
     }
 
@@ -370,6 +373,29 @@ impl Node {
             self.chain.engine().staking().is_some(),
         )
         .map_err(AdmitError::Rule)?;
+        let role = aergo_chain::exec::ChainRole::of(self.chain.genesis());
+        if let Some(r) = aergo_chain::exec::kind_error(tx.tx.kind, role) {
+            return Err(AdmitError::Rule(r));
+        }
+        if tx.tx.kind == aergo_types::TxKind::RepoCreate {
+            // Refused here with a clear error instead of failing (and paying gas) in a block.
+            let name = aergo_types::repo::RepoCreate::decode(&tx.tx.payload)
+                .map(|c| c.name)
+                .map_err(|e| AdmitError::Rule(e.to_string()))?;
+            let tip = self.chain.tip().header.height;
+            let view = self
+                .chain
+                .view_at(tip)
+                .map_err(|e| AdmitError::Chain(e.to_string()))?;
+            if aergo_chain::repos::registration(&view, &name)
+                .map_err(|e| AdmitError::Chain(e.to_string()))?
+                .is_some()
+            {
+                return Err(AdmitError::Rule(format!(
+                    "repository `{name}` already exists; choose another name"
+                )));
+            }
+        }
         if !tx.verify_signature() {
             return Err(AdmitError::Signature);
         }
@@ -521,6 +547,8 @@ impl Node {
             // The tip moved under the producer: let it look at its next slot now.
             self.wake();
         }
+        self.repos
+            .on_root_committed(self, applied.iter().map(|a| &a.block));
     }
 
     /// Summary of a committed block for subscribers and lists.

@@ -425,7 +425,10 @@ async fn handle_one(rpc: &Rpc, peer: SocketAddr, v: Value) -> Value {
     } else {
         req.params
     };
-    let node = rpc.node.clone();
+    let node = match select_repo(&rpc.node, &req.method, &params) {
+        Ok(n) => n,
+        Err(f) => return err_response(id, f),
+    };
     let method = req.method.clone();
     // Chain reads may touch disk: keep them off the async workers.
     let res = tokio::task::spawn_blocking(move || dispatch(&node, &method, &params)).await;
@@ -436,6 +439,69 @@ async fn handle_one(rpc: &Rpc, peer: SocketAddr, v: Value) -> Value {
             id,
             RpcFail::new(codes::INTERNAL, format!("handler failed: {e}")),
         ),
+    }
+}
+
+/// The node a request addresses: the root chain's, or with `repo` a hosted repository's
+/// (`repo_*` methods are about the registry and always go to the root).
+fn select_repo(root: &Arc<Node>, method: &str, p: &Value) -> Result<Arc<Node>, RpcFail> {
+    if method.starts_with("repo_") {
+        return Ok(root.clone());
+    }
+    let name = match p.get("repo") {
+        None | Some(Value::Null) => return Ok(root.clone()),
+        Some(Value::String(s)) => s.as_str(),
+        Some(_) => return Err(RpcFail::params("`repo` must be a repository name")),
+    };
+    if name == aergo_types::repo::ROOT_REPO {
+        return Ok(root.clone());
+    }
+    if let Some(h) = root.repos.get(name) {
+        return Ok(h.node.clone());
+    }
+    let known = root
+        .chain
+        .view_at(root.chain.tip().header.height)
+        .and_then(|v| aergo_chain::repos::registration(&v, name))
+        .map_err(RpcFail::from)?;
+    Err(RpcFail::new(
+        codes::NO_REPO,
+        match known {
+            Some(_) => format!("repository `{name}` exists, but this node does not host it"),
+            None => format!(
+                "no repository `{}` (`aergo repo list` shows them)",
+                name.escape_default()
+            ),
+        },
+    ))
+}
+
+fn repo_json(root: &Node, reg: &aergo_types::repo::Registration) -> RepoJson {
+    let c = &reg.create;
+    let hosted = root.repos.get(&c.name);
+    RepoJson {
+        name: c.name.clone(),
+        id: aergo_types::repo::repo_id(&root.chain.chain_id(), &c.name),
+        visibility: match c.visibility {
+            aergo_types::repo::Visibility::Public => "public".into(),
+            aergo_types::repo::Visibility::Private => "private".into(),
+        },
+        engine: match c.engine {
+            aergo_types::repo::RepoEngine::Solo => "solo".into(),
+            aergo_types::repo::RepoEngine::Poa => "poa".into(),
+        },
+        admins: c.admins.iter().map(|a| a.encode()).collect(),
+        producers: c
+            .producers
+            .iter()
+            .map(|k| Address::from_public_key(k).encode())
+            .collect(),
+        creator: reg.creator.encode(),
+        created_height: reg.height,
+        created_tx: reg.tx,
+        hosted: hosted.is_some(),
+        height: hosted.as_ref().map(|h| h.node.chain.tip().header.height),
+        finalized_height: hosted.as_ref().map(|h| h.node.chain.finalized_height()),
     }
 }
 
@@ -777,6 +843,22 @@ pub fn dispatch(node: &Node, method: &str, p: &Value) -> MResult {
                     "primary_key": t.primary_key,
                 })).collect::<Vec<_>>(),
             }))
+        }
+        "repo_list" => {
+            let view = chain.view_at(chain.tip().header.height)?;
+            let regs = aergo_chain::repos::registrations(&view)?;
+            ok(regs.iter().map(|r| repo_json(node, r)).collect::<Vec<_>>())
+        }
+        "repo_show" => {
+            let name = p_str(p, "name")?;
+            let view = chain.view_at(chain.tip().header.height)?;
+            match aergo_chain::repos::registration(&view, name)? {
+                Some(r) => ok(repo_json(node, &r)),
+                None => Err(RpcFail::new(
+                    codes::NO_REPO,
+                    format!("no repository `{}`", name.escape_default()),
+                )),
+            }
         }
         "admin_set_empty_blocks" => {
             let on = p
@@ -1261,6 +1343,8 @@ mod tests {
     }
 
     const METHODS: &[&str] = &[
+        "repo_list",
+        "repo_show",
         "chain_info",
         "consensus_info",
         "staking_account",

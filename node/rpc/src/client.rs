@@ -49,6 +49,7 @@ pub struct RpcClient {
     url: String,
     http: reqwest::Client,
     next_id: AtomicU64,
+    repo: Option<String>,
 }
 
 impl RpcClient {
@@ -65,7 +66,20 @@ impl RpcClient {
             url: url.trim_end_matches('/').to_string(),
             http,
             next_id: AtomicU64::new(1),
+            repo: None,
         })
+    }
+
+    /// The same client addressing repository `repo` (`None` or `aergo`: the root chain):
+    /// every call carries it as the `repo` parameter.
+    pub fn with_repo(mut self, repo: Option<String>) -> Self {
+        self.repo = repo.filter(|r| r != "aergo");
+        self
+    }
+
+    /// The repository this client addresses (`None`: the root chain).
+    pub fn repo(&self) -> Option<&str> {
+        self.repo.as_deref()
     }
 
     /// The node URL.
@@ -80,6 +94,14 @@ impl RpcClient {
         params: Value,
     ) -> Result<T, RpcError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let mut params = params;
+        if let (Some(r), Some(obj)) = (&self.repo, params.as_object_mut()) {
+            if !method.starts_with("repo_") {
+                // A call that names its repository (e.g. the root, `aergo`) keeps it.
+                obj.entry("repo")
+                    .or_insert_with(|| Value::String(r.clone()));
+            }
+        }
         let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
         let resp = self
             .http
@@ -348,5 +370,16 @@ impl<T: DeserializeOwned> Subscription<T> {
                 Err(e) => return Some(Err(RpcError::Protocol(e.to_string()))),
             }
         }
+    }
+}
+
+impl RpcClient {
+    /// `repo_list`: every repository registered on the root chain.
+    pub async fn repo_list(&self) -> Result<Vec<crate::types::RepoJson>, RpcError> {
+        self.call("repo_list", json!({})).await
+    }
+    /// `repo_show`: one repository.
+    pub async fn repo_show(&self, name: &str) -> Result<crate::types::RepoJson, RpcError> {
+        self.call("repo_show", json!({"name": name})).await
     }
 }

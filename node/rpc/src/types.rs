@@ -29,6 +29,8 @@ pub mod codes {
     pub const CONTRACT_ERROR: i64 = -32005;
     /// Too many contract queries/views running at once: retry shortly.
     pub const BUSY: i64 = -32006;
+    /// The `repo` parameter names no repository, or one this node does not host.
+    pub const NO_REPO: i64 = -32007;
 }
 
 /// A request.
@@ -480,4 +482,35 @@ pub struct GovernanceJson {
     pub schedule_size: u64,
     /// Agreeing BPs of the current schedule needed to change a parameter.
     pub quorum: u64,
+}
+
+/// A repository as `repo_list` and `repo_show` report it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RepoJson {
+    /// Its name.
+    pub name: String,
+    /// Its id (the chain id its transactions sign).
+    pub id: Hash,
+    /// `public` or `private`.
+    pub visibility: String,
+    /// `solo` or `poa`.
+    pub engine: String,
+    /// Admin accounts.
+    pub admins: Vec<String>,
+    /// Producer node keys, as addresses.
+    pub producers: Vec<String>,
+    /// The account that created it.
+    pub creator: String,
+    /// Root height of the block that created it.
+    pub created_height: u64,
+    /// The creating transaction.
+    pub created_tx: Hash,
+    /// Whether this node hosts it (then `height` and `finalized_height` are set).
+    pub hosted: bool,
+    /// Its best height, when hosted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub height: Option<u64>,
+    /// Its finalized height, when hosted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finalized_height: Option<u64>,
 }

@@ -166,6 +166,16 @@ pub struct Genesis {
     pub consensus: ConsensusParams,
     /// Gas schedule.
     pub gas: GasParams,
+    /// The root chain's fee for creating a repository, in aer (absent: the default,
+    /// [`crate::repo::DEFAULT_REPO_CREATE_FEE`]). Left out of the JSON (and so of the chain
+    /// id) while absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repo_create_fee: Option<Aer>,
+    /// Set on a repository's ledger or directory: what it belongs to. Its chain id is then
+    /// derived from the root chain id and the name ([`crate::repo`]), and the total-supply
+    /// rule does not apply (a repository has its own units). Absent on the root chain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repo: Option<crate::repo::RepoGenesis>,
 }
 
 impl Genesis {
@@ -193,7 +203,16 @@ impl Genesis {
                 tx_gas_cap: None,
                 block_gas_limit: None,
             },
+            repo_create_fee: None,
+            repo: None,
         }
+    }
+
+    /// The fee in aer for creating a repository on this (root) chain.
+    pub fn repo_create_fee(&self) -> u128 {
+        self.repo_create_fee
+            .map(|a| a.0)
+            .unwrap_or(crate::repo::DEFAULT_REPO_CREATE_FEE)
     }
 
     /// Parses and validates JSON text.
@@ -235,7 +254,14 @@ impl Genesis {
                 None => return bad("balances overflow".into()),
             };
         }
-        if total != TOTAL_SUPPLY {
+        if let Some(r) = &self.repo {
+            if let Some(e) = crate::repo::name_error(&r.name) {
+                return bad(e);
+            }
+            if self.repo_create_fee.is_some() {
+                return bad("repo_create_fee is a root chain setting".into());
+            }
+        } else if total != TOTAL_SUPPLY {
             return bad(format!(
                 "balances add up to {} aer; the total supply is exactly {} aer (500,000,000 AERGO)",
                 total, TOTAL_SUPPLY
@@ -349,8 +375,11 @@ impl Genesis {
         Ok(())
     }
 
-    /// The chain id: the genesis hash.
+    /// The chain id: the genesis hash (a repository's: derived from root chain id and name).
     pub fn chain_id(&self) -> Hash {
+        if let Some(r) = &self.repo {
+            return r.chain_id();
+        }
         let json = serde_json::to_vec(self).unwrap_or_default();
         Hash::of_parts(&[b"aergo-genesis-v1", &json])
     }

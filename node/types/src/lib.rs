@@ -2,7 +2,7 @@
 //!
 //! Nothing here touches storage or the network: amounts ([`amount`]), hashes ([`hash`]),
 //! ed25519 keys and consensus-critical signature verification ([`crypto`]), addresses
-//! ([`address`]), transactions ([`tx`]), blocks and receipts ([`block`]), the genesis file
+//! ([`address`]), transactions ([`tx`]), repositories ([`repo`]), blocks and receipts ([`block`]), the genesis file
 //! ([`genesis`]), the deterministic binary codec ([`codec`]) and encrypted wallet keystores
 //! ([`keystore`]); every size and value limit, with the relations between them checked at
 //! compile time, is in [`limits`].
@@ -17,6 +17,7 @@ pub mod genesis;
 pub mod hash;
 pub mod keystore;
 pub mod limits;
+pub mod repo;
 pub mod tx;
 
 pub use address::Address;

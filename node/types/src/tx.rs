@@ -9,9 +9,9 @@
 //! Version 1 is the only transaction format, and the block format version 2 of
 //! [`crate::block_ext`] keeps it: repositories and branches sign their own id in `chain_id`
 //! (the root chain's `main` keeps the genesis hash), and the new kinds take reserved kind
-//! bytes — 8 evidence of a broken pre-confirmation, 9 repository create, 10 directory
-//! change, 11 branch create/delete, 12 merge. Until a kind is defined here, its byte is an
-//! unknown kind and the transaction does not decode.
+//! bytes — 8 evidence of a broken pre-confirmation, 9 repository create (defined), 10
+//! directory change, 11 branch create/delete, 12 merge. Until a kind is defined here, its
+//! byte is an unknown kind and the transaction does not decode.
 
 use crate::address::Address;
 use crate::codec::{DecodeError, Reader, Writer};
@@ -45,6 +45,8 @@ pub enum TxKind {
     RegisterBp = 6,
     /// Governance parameter vote.
     Governance = 7,
+    /// Create a repository (root chain only; payload: [`crate::repo::RepoCreate`]).
+    RepoCreate = 9,
 }
 
 impl TxKind {
@@ -59,6 +61,7 @@ impl TxKind {
             5 => TxKind::Vote,
             6 => TxKind::RegisterBp,
             7 => TxKind::Governance,
+            9 => TxKind::RepoCreate,
             _ => return None,
         })
     }

@@ -29,6 +29,7 @@ impl Chain {
             gas: self.genesis.gas.clone(),
             dpos: start.dpos.clone(),
             limits: crate::staking::gas_limits(parent, &self.genesis.gas)?,
+            role: crate::ctx::ChainRole::of(&self.genesis),
         })
     }
 
@@ -246,7 +247,8 @@ impl Chain {
             None => self.log.append(height, &payload)?,
         };
         let mut batch = WriteBatch::default();
-        let state_cf = cf(&self.db, CF_STATE)?;
+        let ks = &self.ks;
+        let state_cf = ks.cf(CF_STATE)?;
         for (k, v) in &p.executed.writes {
             let val = match v {
                 Some(v) => {
@@ -257,15 +259,10 @@ impl Chain {
                 }
                 None => vec![0],
             };
-            batch.put_cf(
-                state_cf,
-                store::state_version_key(MAIN_BRANCH, k, height),
-                val,
-            );
+            batch.put_cf(state_cf, ks.state_version_key(MAIN_BRANCH, k, height), val);
         }
-        let smt_cf = cf(&self.db, CF_SMT)?;
         for (h, n) in &p.nodes {
-            batch.put_cf(smt_cf, h.0, n.encode());
+            ks.put(&mut batch, CF_SMT, &h.0, n.encode())?;
         }
         let meta = BlockMeta {
             height,
@@ -276,38 +273,39 @@ impl Chain {
             timestamp_ms: block.header.timestamp_ms,
             producer: block.header.producer,
         };
-        batch.put_cf(cf(&self.db, CF_BLOCKS)?, hash.0, meta.encode());
-        batch.put_cf(
-            cf(&self.db, CF_CANON)?,
-            store::canon_key(MAIN_BRANCH, height),
+        ks.put(&mut batch, CF_BLOCKS, &hash.0, meta.encode())?;
+        ks.put(
+            &mut batch,
+            CF_CANON,
+            &store::canon_key(MAIN_BRANCH, height),
             hash.0,
-        );
-        let txs_cf = cf(&self.db, CF_TXS)?;
+        )?;
         for (i, (tx, r)) in block.txs.iter().zip(&p.executed.receipts).enumerate() {
             let mut v = Vec::with_capacity(128);
             v.extend_from_slice(&hash.0);
             v.extend_from_slice(&height.to_be_bytes());
             v.extend_from_slice(&(i as u32).to_be_bytes());
             v.extend_from_slice(&r.encode());
-            batch.put_cf(txs_cf, tx.hash.0, v);
+            ks.put(&mut batch, CF_TXS, &tx.hash.0, v)?;
         }
         if self.engine.reorgs() {
             // What this block wrote, so a reorganisation can take it back.
-            batch.put_cf(
-                cf(&self.db, CF_META)?,
-                undo_key(height),
+            ks.put(
+                &mut batch,
+                CF_META,
+                &undo_key(height),
                 encode_keys(p.executed.writes.keys()),
-            );
+            )?;
         }
         let end = loc.end();
         let mut tip_rec = Vec::with_capacity(52);
         tip_rec.extend_from_slice(&height.to_be_bytes());
         tip_rec.extend_from_slice(&hash.0);
         tip_rec.extend_from_slice(&end.encode());
-        batch.put_cf(cf(&self.db, CF_META)?, b"tip", tip_rec);
+        ks.put(&mut batch, CF_META, b"tip", tip_rec)?;
         let mut wo = WriteOptions::default();
         wo.set_sync(false);
-        self.db.write_opt(batch, &wo)?;
+        ks.db().write_opt(batch, &wo)?;
         {
             let mut nodes = self.nodes.lock();
             if nodes.len() + p.nodes.len() >= NODE_CACHE_MAX {
@@ -434,12 +432,16 @@ impl Chain {
             let hash = self.hash_at(lib)?.unwrap_or(Hash::ZERO);
             let mut rec = lib.to_be_bytes().to_vec();
             rec.extend_from_slice(&hash.0);
-            let meta = cf(&self.db, CF_META)?;
+            let ks = &self.ks;
             let mut batch = WriteBatch::default();
-            batch.put_cf(meta, b"lib", rec);
+            ks.put(&mut batch, CF_META, b"lib", rec)?;
             // Undo records at or below LIB are never needed again.
-            batch.delete_range_cf(meta, undo_key(0), undo_key(lib + 1));
-            self.db.write(batch)?;
+            batch.delete_range_cf(
+                ks.cf(CF_META)?,
+                ks.key(&undo_key(0)),
+                ks.key(&undo_key(lib + 1)),
+            );
+            ks.db().write(batch)?;
             self.recent.lock().retain(|b| b.height >= lib);
             self.side.lock().retain(|_, b| b.header.height > lib);
         }

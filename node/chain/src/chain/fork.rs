@@ -35,36 +35,34 @@ impl Chain {
         let common_block = self
             .block_by_hash(&common_hash)?
             .ok_or_else(|| ChainError::Corrupt(format!("no block {common_hash}")))?;
-        let meta = cf(&self.db, CF_META)?;
-        let state_cf = cf(&self.db, CF_STATE)?;
+        let ks = &self.ks;
+        let state_cf = ks.cf(CF_STATE)?;
         let mut batch = WriteBatch::default();
         for b in &blocks {
             let h = b.header.height;
-            let keys = self
-                .db
-                .get_cf(meta, undo_key(h))?
+            let keys = ks
+                .get(CF_META, &undo_key(h))?
                 .ok_or_else(|| ChainError::Corrupt(format!("no undo record at height {h}")))?;
             for k in decode_keys(&keys)? {
-                batch.delete_cf(state_cf, store::state_version_key(MAIN_BRANCH, &k, h));
+                batch.delete_cf(state_cf, ks.state_version_key(MAIN_BRANCH, &k, h));
             }
-            batch.delete_cf(cf(&self.db, CF_CANON)?, store::canon_key(MAIN_BRANCH, h));
-            batch.delete_cf(cf(&self.db, CF_BLOCKS)?, b.hash().0);
-            let txs_cf = cf(&self.db, CF_TXS)?;
+            ks.delete(&mut batch, CF_CANON, &store::canon_key(MAIN_BRANCH, h))?;
+            ks.delete(&mut batch, CF_BLOCKS, &b.hash().0)?;
             for t in &b.txs {
-                batch.delete_cf(txs_cf, t.hash.0);
+                ks.delete(&mut batch, CF_TXS, &t.hash.0)?;
             }
-            batch.delete_cf(meta, undo_key(h));
+            ks.delete(&mut batch, CF_META, &undo_key(h))?;
         }
         let end = common_meta.loc.end();
         let mut tip_rec = Vec::with_capacity(52);
         tip_rec.extend_from_slice(&common.to_be_bytes());
         tip_rec.extend_from_slice(&common_hash.0);
         tip_rec.extend_from_slice(&end.encode());
-        batch.put_cf(meta, b"tip", tip_rec);
+        ks.put(&mut batch, CF_META, b"tip", tip_rec)?;
         // Synced: the log is cut next, and the index must never point past the log.
         let mut wo = WriteOptions::default();
         wo.set_sync(true);
-        self.db.write_opt(batch, &wo)?;
+        ks.db().write_opt(batch, &wo)?;
         self.log.truncate(end)?;
         let mut head = self.head.lock_all();
         head.clear();

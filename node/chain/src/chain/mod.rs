@@ -74,7 +74,7 @@ use aergo_types::{
     Address, Block, Genesis, Hash, Header, Keypair, PublicKey, Signature, SignedTx, MAX_BLOCK_SIZE,
 };
 use parking_lot::{Mutex, RwLock};
-use rocksdb::{WriteBatch, WriteOptions, DB};
+use rocksdb::{WriteBatch, WriteOptions};
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 
@@ -165,7 +165,7 @@ pub struct TxLocation {
 
 /// The chain.
 pub struct Chain {
-    db: DB,
+    ks: store::Keyspace,
     log: BlockLog,
     genesis: Genesis,
     chain_id: Hash,
@@ -179,11 +179,6 @@ pub struct Chain {
     head: head::HeadCache,
     nodes: Mutex<HashMap<Hash, Node>>,
     commit: Mutex<()>,
-}
-
-fn cf<'a>(db: &'a DB, name: &str) -> Result<&'a rocksdb::ColumnFamily, ChainError> {
-    db.cf_handle(name)
-        .ok_or_else(|| ChainError::Db(format!("missing column family {name}")))
 }
 
 /// A block ready to commit: executed, with its new Merkle nodes.

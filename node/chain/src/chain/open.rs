@@ -30,10 +30,28 @@ impl Chain {
     /// recovering from the block log after a crash.
     pub fn open(opts: ChainOptions) -> Result<Self, ChainError> {
         std::fs::create_dir_all(&opts.data_dir)?;
-        let db = store::open(&opts.data_dir.join("db"))?;
-        let log = BlockLog::open(&opts.data_dir.join("blocks"), opts.io)?;
-        let chain_id = opts.genesis.chain_id();
-        if let Some(found) = db.get_cf(cf(&db, CF_META)?, b"chain_id")? {
+        let db = std::sync::Arc::new(store::open(&opts.data_dir.join("db"))?);
+        Self::open_in(
+            store::Keyspace::root(db),
+            &opts.data_dir,
+            opts.genesis,
+            opts.io,
+        )
+    }
+
+    /// Opens a chain in keyspace `ks` of a database that is already open (a repository or a
+    /// repository's directory, hosted beside the root chain), with its block log and slot
+    /// guard in `dir`; creates the genesis state on first open and recovers like [`Chain::open`].
+    pub fn open_in(
+        ks: store::Keyspace,
+        dir: &std::path::Path,
+        genesis: Genesis,
+        io: IoService,
+    ) -> Result<Self, ChainError> {
+        std::fs::create_dir_all(dir)?;
+        let log = BlockLog::open(&dir.join("blocks"), io)?;
+        let chain_id = genesis.chain_id();
+        if let Some(found) = ks.get(CF_META, b"chain_id")? {
             let found = Hash(
                 found
                     .as_slice()
@@ -47,21 +65,21 @@ impl Chain {
                 });
             }
         }
-        let engine = Engine::from_genesis(&opts.genesis)?;
+        let engine = Engine::from_genesis(&genesis)?;
         if engine.uses_slot_guard() {
-            let guard = SlotGuard::open(opts.data_dir.join("slot.guard"))
+            let guard = SlotGuard::open(dir.join("slot.guard"))
                 .map_err(|e| ChainError::Consensus(e.to_string()))?;
             engine.attach_guard(guard);
         }
         let placeholder = Tip {
-            header: genesis_block(&opts.genesis, chain_id, Hash::ZERO).header,
+            header: genesis_block(&genesis, chain_id, Hash::ZERO).header,
             hash: Hash::ZERO,
             log_end: LogPos::default(),
         };
         let chain = Chain {
-            db,
+            ks,
             log,
-            genesis: opts.genesis,
+            genesis,
             chain_id,
             engine,
             side: Mutex::new(HashMap::new()),
@@ -76,10 +94,31 @@ impl Chain {
         Ok(chain)
     }
 
+    /// Opens (creating on first open) another chain in this chain's database and I/O
+    /// service: a repository's ledger or directory (`genesis.repo` must be set; its keyspace
+    /// follows from its part and chain id), with its block log and slot guard in `dir`.
+    pub fn open_sibling(
+        &self,
+        genesis: Genesis,
+        dir: &std::path::Path,
+    ) -> Result<Chain, ChainError> {
+        let kind = match genesis.repo.as_ref().map(|r| r.part) {
+            Some(aergo_types::repo::RepoPart::Ledger) => store::SPACE_REPO,
+            Some(aergo_types::repo::RepoPart::Directory) => store::SPACE_DIRECTORY,
+            None => {
+                return Err(ChainError::Consensus(
+                    "only a repository's chains open beside the root chain".into(),
+                ))
+            }
+        };
+        let ks = store::Keyspace::of_chain(self.ks.db().clone(), kind, &genesis.chain_id());
+        Chain::open_in(ks, dir, genesis, self.log.io().clone())
+    }
+
     /// The tip record in `meta` (`tip` = height u64 BE ‖ hash ‖ log end as [`LogPos`]),
     /// written in the same batch as the block it names.
     pub(super) fn tip_record(&self) -> Result<Option<(u64, Hash, LogPos)>, ChainError> {
-        let Some(b) = self.db.get_cf(cf(&self.db, CF_META)?, b"tip")? else {
+        let Some(b) = self.ks.get(CF_META, b"tip")? else {
             return Ok(None);
         };
         if b.len() != 8 + 32 + 12 {
@@ -156,8 +195,7 @@ impl Chain {
                     None => None,
                 };
                 // The chain id first: a crash before the genesis block lands repeats this.
-                self.db
-                    .put_cf(cf(&self.db, CF_META)?, b"chain_id", self.chain_id.0)?;
+                self.ks.put_now(CF_META, b"chain_id", &self.chain_id.0)?;
                 self.write_block(prepared, existing)?;
                 self.tip.read().log_end
             }
@@ -194,7 +232,7 @@ impl Chain {
         if self.engine.lib().is_none() {
             return Ok(());
         }
-        let lib = match self.db.get_cf(cf(&self.db, CF_META)?, b"lib")? {
+        let lib = match self.ks.get(CF_META, b"lib")? {
             Some(b) if b.len() == 40 => {
                 let mut h = [0u8; 8];
                 h.copy_from_slice(&b[..8]);

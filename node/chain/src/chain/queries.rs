@@ -6,17 +6,17 @@ use super::*;
 
 /// Reads state at one height on `main` straight from RocksDB.
 pub struct HeightView<'a> {
-    pub(super) db: &'a DB,
+    pub(super) ks: &'a store::Keyspace,
     pub(super) height: u64,
 }
 
 impl StateView for HeightView<'_> {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ChainError> {
-        read_versioned(self.db, key, self.height)
+        read_versioned(self.ks, key, self.height)
     }
 
     fn scan(&self, start: &[u8], end: &[u8]) -> Result<crate::state::Pairs, ChainError> {
-        scan_versioned(self.db, start, end, self.height, usize::MAX)
+        scan_versioned(self.ks, start, end, self.height, usize::MAX)
     }
 
     fn scan_limit(
@@ -25,7 +25,7 @@ impl StateView for HeightView<'_> {
         end: &[u8],
         limit: usize,
     ) -> Result<crate::state::Pairs, ChainError> {
-        scan_versioned(self.db, start, end, self.height, limit)
+        scan_versioned(self.ks, start, end, self.height, limit)
     }
 }
 
@@ -37,7 +37,7 @@ const SCAN_STEPS_BEFORE_SEEK: u32 = 4;
 /// `limit` pairs. Runs of unused versions longer than [`SCAN_STEPS_BEFORE_SEEK`] are jumped
 /// over with one seek.
 pub(super) fn scan_versioned(
-    db: &DB,
+    ks: &store::Keyspace,
     start: &[u8],
     end: &[u8],
     height: u64,
@@ -47,13 +47,13 @@ pub(super) fn scan_versioned(
     if start >= end || limit == 0 {
         return Ok(out);
     }
-    let branch = MAIN_BRANCH.to_be_bytes();
-    let mut seek = branch.to_vec();
+    let branch = ks.state_lead(MAIN_BRANCH);
+    let mut seek = branch.clone();
     let mut body = Vec::new();
     store::escape_key(start, &mut body);
     body.truncate(body.len() - 2); // without the terminator: sorts before every key >= start
     seek.extend_from_slice(&body);
-    let mut it = db.raw_iterator_cf(cf(db, CF_STATE)?);
+    let mut it = ks.db().raw_iterator_cf(ks.cf(CF_STATE)?);
     it.seek(&seek);
     let mut last_key: Option<Vec<u8>> = None;
     let mut steps = 0u32;
@@ -64,7 +64,7 @@ pub(super) fn scan_versioned(
         if !k.starts_with(&branch) {
             break;
         }
-        let rest = k.get(4..).unwrap_or(&[]);
+        let rest = k.get(branch.len()..).unwrap_or(&[]);
         let (key, used) = store::unescape_key(rest)
             .ok_or_else(|| ChainError::Corrupt("state key encoding".into()))?;
         if key.as_slice() >= end {
@@ -101,14 +101,14 @@ pub(super) fn scan_versioned(
         steps = 0;
         if seen {
             // Past the oldest possible version (height 0 sorts last) of this key.
-            let oldest = store::state_version_key(MAIN_BRANCH, &key, 0);
+            let oldest = ks.state_version_key(MAIN_BRANCH, &key, 0);
             it.seek(&oldest);
             if it.valid() && it.key() == Some(oldest.as_slice()) {
                 it.next();
             }
         } else {
             // To this key's newest version at or below `height`.
-            it.seek(store::state_version_key(MAIN_BRANCH, &key, height));
+            it.seek(ks.state_version_key(MAIN_BRANCH, &key, height));
         }
     }
     it.status()?;
@@ -116,13 +116,14 @@ pub(super) fn scan_versioned(
 }
 
 pub(super) fn read_versioned(
-    db: &DB,
+    ks: &store::Keyspace,
     key: &[u8],
     height: u64,
 ) -> Result<Option<Vec<u8>>, ChainError> {
-    let prefix = store::state_prefix(MAIN_BRANCH, key);
-    let seek = store::state_version_key(MAIN_BRANCH, key, height);
-    let mut it = db.raw_iterator_cf(cf(db, CF_STATE)?);
+    let prefix = ks.state_prefix(MAIN_BRANCH, key);
+    let mut seek = prefix.clone();
+    seek.extend_from_slice(&(!height).to_be_bytes());
+    let mut it = ks.db().raw_iterator_cf(ks.cf(CF_STATE)?);
     it.seek(&seek);
     if !it.valid() {
         it.status()?;
@@ -151,7 +152,7 @@ impl StateView for HeadView<'_> {
         if let Some(v) = self.chain.head.get(key) {
             return Ok(v);
         }
-        let v = read_versioned(&self.chain.db, key, self.height)?;
+        let v = read_versioned(&self.chain.ks, key, self.height)?;
         // Cache only if no block committed since this view's height: commits update the
         // cache and the tip holding every shard, so a value read at an older height can never
         // overwrite a newer one.
@@ -163,7 +164,7 @@ impl StateView for HeadView<'_> {
 
     fn scan(&self, start: &[u8], end: &[u8]) -> Result<crate::state::Pairs, ChainError> {
         // Every committed write is in RocksDB before the cache sees it.
-        scan_versioned(&self.chain.db, start, end, self.height, usize::MAX)
+        scan_versioned(&self.chain.ks, start, end, self.height, usize::MAX)
     }
 
     fn scan_limit(
@@ -172,7 +173,7 @@ impl StateView for HeadView<'_> {
         end: &[u8],
         limit: usize,
     ) -> Result<crate::state::Pairs, ChainError> {
-        scan_versioned(&self.chain.db, start, end, self.height, limit)
+        scan_versioned(&self.chain.ks, start, end, self.height, limit)
     }
 }
 
@@ -181,7 +182,7 @@ impl NodeSource for Chain {
         if let Some(n) = self.nodes.lock().get(h) {
             return Ok(Some(*n));
         }
-        match self.db.get_cf(cf(&self.db, CF_SMT)?, h.0)? {
+        match self.ks.get(CF_SMT, &h.0)? {
             Some(b) => {
                 let n = Node::decode(&b)?;
                 let mut c = self.nodes.lock();
@@ -254,7 +255,7 @@ impl Chain {
             )));
         }
         HeightView {
-            db: &self.db,
+            ks: &self.ks,
             height,
         }
         .account(addr)
@@ -262,7 +263,7 @@ impl Chain {
 
     /// A block's index record.
     pub fn block_meta(&self, hash: &Hash) -> Result<Option<BlockMeta>, ChainError> {
-        match self.db.get_cf(cf(&self.db, CF_BLOCKS)?, hash.0)? {
+        match self.ks.get(CF_BLOCKS, &hash.0)? {
             Some(b) => Ok(Some(BlockMeta::decode(&b)?)),
             None => Ok(None),
         }
@@ -270,10 +271,10 @@ impl Chain {
 
     /// The canonical block hash at `height`.
     pub fn hash_at(&self, height: u64) -> Result<Option<Hash>, ChainError> {
-        match self.db.get_cf(
-            cf(&self.db, CF_CANON)?,
-            store::canon_key(MAIN_BRANCH, height),
-        )? {
+        match self
+            .ks
+            .get(CF_CANON, &store::canon_key(MAIN_BRANCH, height))?
+        {
             Some(b) => Ok(Some(Hash(
                 b.as_slice()
                     .try_into()
@@ -308,7 +309,7 @@ impl Chain {
 
     /// Where a transaction was included, with its receipt.
     pub fn tx_location(&self, hash: &Hash) -> Result<Option<TxLocation>, ChainError> {
-        let Some(v) = self.db.get_cf(cf(&self.db, CF_TXS)?, hash.0)? else {
+        let Some(v) = self.ks.get(CF_TXS, &hash.0)? else {
             return Ok(None);
         };
         let mut r = aergo_types::codec::Reader::new(&v);
@@ -335,7 +336,7 @@ impl Chain {
             .ok_or_else(|| ChainError::NotFound(format!("no block at height {height}")))?;
         let key = account_key(addr);
         let value = HeightView {
-            db: &self.db,
+            ks: &self.ks,
             height,
         }
         .get(&key)?;
@@ -356,7 +357,7 @@ impl Chain {
             )));
         }
         let view = HeightView {
-            db: &self.db,
+            ks: &self.ks,
             height: h,
         };
         let kv = crate::contracts::ReadKv { view: &view };
@@ -378,7 +379,7 @@ impl Chain {
     ) -> Result<Result<aergo_sql::QueryResult, String>, ChainError> {
         let (h, c) = self.contract_at(addr, height)?;
         let view = HeightView {
-            db: &self.db,
+            ks: &self.ks,
             height: h,
         };
         let kv = crate::contracts::ReadKv { view: &view };
@@ -407,7 +408,7 @@ impl Chain {
     ) -> Result<Result<aergo_sql::CallOutcome, String>, ChainError> {
         let (h, c) = self.contract_at(addr, height)?;
         let view = HeightView {
-            db: &self.db,
+            ks: &self.ks,
             height: h,
         };
         let ov = crate::state::Overlay::new(&view);
@@ -473,7 +474,7 @@ impl Chain {
             )));
         }
         Ok(HeightView {
-            db: &self.db,
+            ks: &self.ks,
             height,
         })
     }
@@ -509,7 +510,7 @@ impl Chain {
         };
         let h = self.tip.read().header.height;
         let view = HeightView {
-            db: &self.db,
+            ks: &self.ks,
             height: h,
         };
         let schedule = rounds::load_schedule(&view)?

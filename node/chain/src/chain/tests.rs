@@ -97,9 +97,24 @@ fn produce_query_reopen_and_history() {
 /// deletions, keys newer than the height, and limits, including through overlays.
 #[test]
 fn versioned_scans_skip_unused_versions_and_stop_at_the_limit() {
-    use crate::state::{MemState, Overlay};
     let dir = tempfile::tempdir().unwrap();
-    let db = store::open(&dir.path().join("db")).unwrap();
+    let db = std::sync::Arc::new(store::open(&dir.path().join("db")).unwrap());
+    // The same keys in the root keyspace and in a repository's, with different values: each
+    // view must see only its own.
+    let spaces = [
+        (store::Keyspace::root(db.clone()), 0u8),
+        (
+            store::Keyspace::of_chain(db.clone(), store::SPACE_REPO, &Hash::of(b"repo")),
+            0xEE,
+        ),
+    ];
+    for (ks, mark) in &spaces {
+        scans_in_keyspace(ks, *mark);
+    }
+}
+
+fn scans_in_keyspace(ks: &store::Keyspace, mark: u8) {
+    use crate::state::{MemState, Overlay};
     let mut batch = WriteBatch::default();
     let mut history: Vec<std::collections::BTreeMap<Vec<u8>, Option<Vec<u8>>>> =
         vec![Default::default(); 41];
@@ -115,12 +130,12 @@ fn versioned_scans_skip_unused_versions_and_stop_at_the_limit() {
         let mut h = first;
         let mut n = 0;
         while h <= 40 {
-            let value = (n % 4 != 3).then(|| vec![k, n as u8]);
+            let value = (n % 4 != 3).then(|| vec![mark, k, n as u8]);
             let mut stored = vec![u8::from(value.is_some())];
             stored.extend(value.clone().unwrap_or_default());
             batch.put_cf(
-                cf(&db, CF_STATE).unwrap(),
-                store::state_version_key(MAIN_BRANCH, &key, h),
+                ks.cf(CF_STATE).unwrap(),
+                ks.state_version_key(MAIN_BRANCH, &key, h),
                 stored,
             );
             for snap in history.iter_mut().skip(h as usize) {
@@ -130,14 +145,14 @@ fn versioned_scans_skip_unused_versions_and_stop_at_the_limit() {
             n += 1;
         }
     }
-    db.write(batch).unwrap();
+    ks.db().write(batch).unwrap();
     let (start, end) = (vec![b'c', 7], vec![b'c', 8]);
     for height in [0u64, 1, 7, 19, 20, 25, 40] {
         let want: Vec<(Vec<u8>, Vec<u8>)> = history[height as usize]
             .iter()
             .filter_map(|(k, v)| v.clone().map(|v| (k.clone(), v)))
             .collect();
-        let view = HeightView { db: &db, height };
+        let view = HeightView { ks, height };
         assert_eq!(view.scan(&start, &end).unwrap(), want, "height {height}");
         for limit in [0usize, 1, 3, 10, 100] {
             let got = view.scan_limit(&start, &end, limit).unwrap();

@@ -1,0 +1,517 @@
+//! Repositories: ledgers of their own beside the root chain `aergo`, created by a
+//! `repo_create` transaction on the root chain.
+//!
+//! - A repository's name is `[a-z0-9-]{3,32}` (not starting or ending with `-`); `aergo` is the
+//!   root's and cannot be taken.
+//! - Its id, the chain id its transactions sign, is `BLAKE3("aergo-repo-v1" ‖ root chain id ‖
+//!   name)`; its directory's (DD) is `BLAKE3("aergo-dd-v1" ‖ repository id)`.
+//! - The `repo_create` payload ([`RepoCreate`]) carries visibility, engine, admins, producer
+//!   node keys and the initial allocation of the repository's own units. Encoding (integers
+//!   big-endian): `version=1 u8 ‖ name (u32 len ‖ bytes) ‖ visibility u8 ‖ engine u8 ‖
+//!   admins (u32 count ‖ 33-byte raw addresses) ‖ producers (u32 count ‖ 32-byte keys) ‖
+//!   alloc (u32 count ‖ (33-byte address ‖ u128 amount)…)`; decoding is strict (bounded
+//!   counts, no trailing bytes).
+//! - The root chain keeps a [`Registration`] per repository (the create payload, creator,
+//!   height, time and transaction), from which every hosting node derives the same genesis
+//!   ([`Registration::genesis`], [`Registration::directory_genesis`]).
+
+use crate::address::Address;
+use crate::amount::Aer;
+use crate::codec::{DecodeError, Reader, Writer};
+use crate::crypto::PublicKey;
+use crate::genesis::{ConsensusParams, Engine, GasParams, Genesis, GenesisAccount, PoaGenesis};
+use crate::hash::Hash;
+use crate::AER_PER_AERGO;
+use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+
+/// The root repository's name.
+pub const ROOT_REPO: &str = "aergo";
+/// Most admins a `repo_create` may name.
+pub const MAX_REPO_ADMINS: usize = 16;
+/// Most producer node keys a `repo_create` may name.
+pub const MAX_REPO_PRODUCERS: usize = 16;
+/// Most initial allocations a `repo_create` may carry.
+pub const MAX_REPO_ALLOC: usize = 64;
+/// `repo_create_fee` when the root genesis sets none: 100 AERGO.
+pub const DEFAULT_REPO_CREATE_FEE: u128 = 100 * AER_PER_AERGO;
+/// Units the creator holds when a `repo_create` carries no allocation: 1,000,000.
+pub const DEFAULT_CREATOR_UNITS: u128 = 1_000_000 * AER_PER_AERGO;
+/// The directory's block interval (`dd_interval`): at most one block per 10 s.
+pub const DD_INTERVAL_MS: u64 = 10_000;
+/// Encoding version of [`RepoCreate`].
+const CREATE_VERSION: u8 = 1;
+
+/// Who may read a repository.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Visibility {
+    /// Readable by anyone.
+    Public,
+    /// Replicated to member nodes only; reads need a member's signature.
+    Private,
+}
+
+/// A repository's consensus engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RepoEngine {
+    /// One producer.
+    Solo,
+    /// Its producers in round-robin slots.
+    Poa,
+}
+
+/// Which of a repository's two chains a genesis is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RepoPart {
+    /// The repository's ledger.
+    Ledger,
+    /// Its Distributed Directory.
+    Directory,
+}
+
+/// What a repository's genesis records about it (absent on the root chain).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RepoGenesis {
+    /// The root chain's id.
+    pub root_chain_id: Hash,
+    /// The repository's name.
+    pub name: String,
+    /// Ledger or directory.
+    pub part: RepoPart,
+    /// Visibility.
+    pub visibility: Visibility,
+    /// The initial admins.
+    pub admins: Vec<Address>,
+}
+
+impl RepoGenesis {
+    /// The chain id of this part.
+    pub fn chain_id(&self) -> Hash {
+        let id = repo_id(&self.root_chain_id, &self.name);
+        match self.part {
+            RepoPart::Ledger => id,
+            RepoPart::Directory => directory_id(&id),
+        }
+    }
+}
+
+/// Why a name cannot be a repository's (`None`: it can).
+pub fn name_error(name: &str) -> Option<String> {
+    let ok_chars = name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if !(3..=32).contains(&name.len()) || !ok_chars {
+        return Some(format!(
+            "invalid repository name `{}`: use 3 to 32 characters of a-z, 0-9 and -",
+            name.escape_default()
+        ));
+    }
+    if name.starts_with('-') || name.ends_with('-') {
+        return Some(format!(
+            "invalid repository name `{name}`: it may not start or end with -"
+        ));
+    }
+    if name == ROOT_REPO {
+        return Some(format!(
+            "`{ROOT_REPO}` is the root repository's name and cannot be created"
+        ));
+    }
+    None
+}
+
+/// The id of repository `name` under root chain `root`.
+pub fn repo_id(root: &Hash, name: &str) -> Hash {
+    Hash::of_parts(&[b"aergo-repo-v1", &root.0, name.as_bytes()])
+}
+
+/// The id of the directory of repository `repo`.
+pub fn directory_id(repo: &Hash) -> Hash {
+    Hash::of_parts(&[b"aergo-dd-v1", &repo.0])
+}
+
+/// The payload of a `repo_create` transaction.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepoCreate {
+    /// Unique name.
+    pub name: String,
+    /// Visibility.
+    pub visibility: Visibility,
+    /// Engine.
+    pub engine: RepoEngine,
+    /// Accounts that administer the directory (at least one).
+    pub admins: Vec<Address>,
+    /// Node keys that produce the repository's blocks (exactly one for solo).
+    pub producers: Vec<PublicKey>,
+    /// Initial balances of the repository's units (empty: the creator gets
+    /// [`DEFAULT_CREATOR_UNITS`]).
+    pub alloc: Vec<(Address, Aer)>,
+}
+
+fn invalid(m: String) -> DecodeError {
+    DecodeError::Invalid {
+        what: "repo_create",
+        message: m,
+    }
+}
+
+// Counts are bounded by the MAX_REPO_* limits (checked before encoding): they fit u32.
+#[allow(clippy::cast_possible_truncation)]
+fn count(w: &mut Writer, n: usize) {
+    w.u32(n as u32);
+}
+
+impl RepoCreate {
+    /// The encoding (module docs).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::with_capacity(64 + 40 * (self.admins.len() + self.alloc.len()));
+        w.u8(CREATE_VERSION);
+        w.bytes(self.name.as_bytes());
+        w.u8(match self.visibility {
+            Visibility::Public => 0,
+            Visibility::Private => 1,
+        });
+        w.u8(match self.engine {
+            RepoEngine::Solo => 0,
+            RepoEngine::Poa => 1,
+        });
+        count(&mut w, self.admins.len());
+        for a in &self.admins {
+            w.fixed(&a.to_raw());
+        }
+        count(&mut w, self.producers.len());
+        for p in &self.producers {
+            w.fixed(&p.0);
+        }
+        count(&mut w, self.alloc.len());
+        for (a, amount) in &self.alloc {
+            w.fixed(&a.to_raw());
+            w.u128(amount.0);
+        }
+        w.finish()
+    }
+
+    /// Strict decoding, then [`RepoCreate::validate`].
+    pub fn decode(b: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(b);
+        let v = r.u8("version")?;
+        if v != CREATE_VERSION {
+            return Err(invalid(format!("unknown repo_create version {v}")));
+        }
+        let name = std::str::from_utf8(r.bytes(64, "name")?)
+            .map_err(|_| invalid("the name is not UTF-8".into()))?
+            .to_string();
+        let visibility = match r.u8("visibility")? {
+            0 => Visibility::Public,
+            1 => Visibility::Private,
+            x => return Err(invalid(format!("unknown visibility {x}"))),
+        };
+        let engine = match r.u8("engine")? {
+            0 => RepoEngine::Solo,
+            1 => RepoEngine::Poa,
+            x => return Err(invalid(format!("unknown engine {x}"))),
+        };
+        let n = bounded(&mut r, MAX_REPO_ADMINS, "admins")?;
+        let mut admins = Vec::with_capacity(n);
+        for _ in 0..n {
+            admins.push(Address::from_raw(&r.array("admin")?).map_err(|e| invalid(e.to_string()))?);
+        }
+        let n = bounded(&mut r, MAX_REPO_PRODUCERS, "producers")?;
+        let mut producers = Vec::with_capacity(n);
+        for _ in 0..n {
+            producers.push(PublicKey(r.array("producer")?));
+        }
+        let n = bounded(&mut r, MAX_REPO_ALLOC, "alloc")?;
+        let mut alloc = Vec::with_capacity(n);
+        for _ in 0..n {
+            let a = Address::from_raw(&r.array("alloc address")?)
+                .map_err(|e| invalid(e.to_string()))?;
+            alloc.push((a, Aer(r.u128("alloc amount")?)));
+        }
+        r.finish()?;
+        let c = RepoCreate {
+            name,
+            visibility,
+            engine,
+            admins,
+            producers,
+            alloc,
+        };
+        c.validate().map_err(invalid)?;
+        Ok(c)
+    }
+
+    /// The rules that need no state: name, counts, no duplicates, account addresses, solo
+    /// with one producer, an allocation that does not overflow.
+    pub fn validate(&self) -> Result<(), String> {
+        if let Some(e) = name_error(&self.name) {
+            return Err(e);
+        }
+        if self.admins.is_empty() || self.admins.len() > MAX_REPO_ADMINS {
+            return Err(format!(
+                "a repository needs 1 to {MAX_REPO_ADMINS} admins, not {}",
+                self.admins.len()
+            ));
+        }
+        if self.producers.is_empty() || self.producers.len() > MAX_REPO_PRODUCERS {
+            return Err(format!(
+                "a repository needs 1 to {MAX_REPO_PRODUCERS} producers, not {}",
+                self.producers.len()
+            ));
+        }
+        if self.engine == RepoEngine::Solo && self.producers.len() != 1 {
+            return Err(format!(
+                "engine solo takes exactly one producer, not {} (use --engine poa)",
+                self.producers.len()
+            ));
+        }
+        if self.alloc.len() > MAX_REPO_ALLOC {
+            return Err(format!(
+                "at most {MAX_REPO_ALLOC} initial allocations, not {}",
+                self.alloc.len()
+            ));
+        }
+        let mut seen = HashSet::new();
+        for a in &self.admins {
+            if a.public_key().is_none() {
+                return Err(format!("admin {a} is not an account address"));
+            }
+            if !seen.insert(*a) {
+                return Err(format!("admin {a} is listed twice"));
+            }
+        }
+        let mut seen = HashSet::new();
+        for p in &self.producers {
+            if !seen.insert(p.0) {
+                return Err(format!(
+                    "producer {} is listed twice",
+                    Address::from_public_key(p)
+                ));
+            }
+        }
+        let mut seen = HashSet::new();
+        let mut total: u128 = 0;
+        for (a, amount) in &self.alloc {
+            if !seen.insert(*a) {
+                return Err(format!("{a} is allocated twice"));
+            }
+            total = total
+                .checked_add(amount.0)
+                .ok_or("the allocation overflows")?;
+        }
+        Ok(())
+    }
+}
+
+fn bounded(r: &mut Reader<'_>, max: usize, what: &'static str) -> Result<usize, DecodeError> {
+    let n = r.u32(what)? as usize;
+    if n > max {
+        return Err(invalid(format!("{n} {what}; at most {max}")));
+    }
+    Ok(n)
+}
+
+/// A repository as the root chain records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Registration {
+    /// What the creator asked for.
+    pub create: RepoCreate,
+    /// Who created it.
+    pub creator: Address,
+    /// The root height of the block that created it.
+    pub height: u64,
+    /// That block's timestamp (the repository's genesis time).
+    pub timestamp_ms: u64,
+    /// The creating transaction.
+    pub tx: Hash,
+}
+
+impl Registration {
+    /// Encoding: the create payload (u32 len ‖ bytes) ‖ creator 33 ‖ height u64 ‖ time u64 ‖
+    /// tx 32.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::with_capacity(256);
+        w.bytes(&self.create.encode());
+        w.fixed(&self.creator.to_raw());
+        w.u64(self.height);
+        w.u64(self.timestamp_ms);
+        w.fixed(&self.tx.0);
+        w.finish()
+    }
+
+    /// Strict decoding.
+    pub fn decode(b: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(b);
+        let create = RepoCreate::decode(r.bytes(crate::MAX_TX_SIZE, "create")?)?;
+        let creator =
+            Address::from_raw(&r.array("creator")?).map_err(|e| invalid(e.to_string()))?;
+        let reg = Registration {
+            create,
+            creator,
+            height: r.u64("height")?,
+            timestamp_ms: r.u64("time")?,
+            tx: Hash(r.array("tx")?),
+        };
+        r.finish()?;
+        Ok(reg)
+    }
+
+    /// Whether node key `key` produces this repository.
+    pub fn is_producer(&self, key: &PublicKey) -> bool {
+        self.create.producers.iter().any(|p| p.0 == key.0)
+    }
+
+    fn consensus(&self, interval_ms: u64) -> ConsensusParams {
+        let addrs: Vec<Address> = self
+            .create
+            .producers
+            .iter()
+            .map(Address::from_public_key)
+            .collect();
+        match self.create.engine {
+            RepoEngine::Solo => ConsensusParams {
+                engine: Engine::Solo,
+                block_interval_ms: interval_ms,
+                producer: addrs.first().copied(),
+                dpos: None,
+                poa: None,
+            },
+            RepoEngine::Poa => ConsensusParams {
+                engine: Engine::Poa,
+                block_interval_ms: interval_ms,
+                producer: None,
+                dpos: None,
+                poa: Some(PoaGenesis {
+                    producers: addrs,
+                    skip_empty_slots: true,
+                }),
+            },
+        }
+    }
+
+    fn repo_genesis(&self, root: &Genesis, part: RepoPart) -> RepoGenesis {
+        RepoGenesis {
+            root_chain_id: root.chain_id(),
+            name: self.create.name.clone(),
+            part,
+            visibility: self.create.visibility,
+            admins: self.create.admins.clone(),
+        }
+    }
+
+    /// The repository ledger's genesis: its allocation, its producers, the root's slot length
+    /// and gas schedule.
+    pub fn genesis(&self, root: &Genesis) -> Genesis {
+        let balances = if self.create.alloc.is_empty() {
+            vec![GenesisAccount {
+                address: self.creator,
+                balance: Aer(DEFAULT_CREATOR_UNITS),
+            }]
+        } else {
+            self.create
+                .alloc
+                .iter()
+                .map(|(address, balance)| GenesisAccount {
+                    address: *address,
+                    balance: *balance,
+                })
+                .collect()
+        };
+        Genesis {
+            chain_name: self.create.name.clone(),
+            timestamp_ms: self.timestamp_ms,
+            balances,
+            consensus: self.consensus(root.consensus.block_interval_ms),
+            gas: root.gas.clone(),
+            repo_create_fee: None,
+            repo: Some(self.repo_genesis(root, RepoPart::Ledger)),
+        }
+    }
+
+    /// The directory's genesis: no balances (directory changes pay no gas; only admins may
+    /// make them), the same producers, a block at most every [`DD_INTERVAL_MS`].
+    pub fn directory_genesis(&self, root: &Genesis) -> Genesis {
+        Genesis {
+            chain_name: format!("{}/dd", self.create.name),
+            timestamp_ms: self.timestamp_ms,
+            balances: Vec::new(),
+            consensus: self.consensus(DD_INTERVAL_MS),
+            gas: GasParams {
+                base: root.gas.base,
+                per_byte: root.gas.per_byte,
+                min_price: Aer(0),
+                tx_gas_cap: None,
+                block_gas_limit: None,
+            },
+            repo_create_fee: None,
+            repo: Some(self.repo_genesis(root, RepoPart::Directory)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::Keypair;
+
+    fn create(name: &str) -> RepoCreate {
+        let k = Keypair::dev();
+        RepoCreate {
+            name: name.into(),
+            visibility: Visibility::Private,
+            engine: RepoEngine::Solo,
+            admins: vec![Address::from_public_key(&k.public())],
+            producers: vec![k.public()],
+            alloc: vec![(Address::from_public_key(&k.public()), Aer(5))],
+        }
+    }
+
+    #[test]
+    fn create_round_trips_and_refuses_bad_input() {
+        let c = create("team-ledger");
+        assert_eq!(RepoCreate::decode(&c.encode()).unwrap(), c);
+        let mut long = c.encode();
+        long.push(0);
+        assert!(RepoCreate::decode(&long).is_err());
+        for n in 0..c.encode().len() {
+            assert!(RepoCreate::decode(&c.encode()[..n]).is_err(), "cut at {n}");
+        }
+        for bad in ["ab", "Abc", "a_b", "-ab", "ab-", "aergo", &"x".repeat(33)] {
+            let e = RepoCreate::decode(&create(bad).encode()).unwrap_err();
+            assert!(e.to_string().contains("repository"), "{bad}: {e}");
+        }
+        let mut two = create("two-producers");
+        two.producers.push(Keypair::generate().public());
+        assert!(two.validate().unwrap_err().contains("exactly one producer"));
+        two.engine = RepoEngine::Poa;
+        two.validate().unwrap();
+    }
+
+    #[test]
+    fn ids_and_genesis_are_derived_from_root_and_name() {
+        let root = Genesis::dev();
+        let reg = Registration {
+            create: create("team"),
+            creator: Address::from_public_key(&Keypair::dev().public()),
+            height: 7,
+            timestamp_ms: 7000,
+            tx: Hash::of(b"tx"),
+        };
+        assert_eq!(Registration::decode(&reg.encode()).unwrap(), reg);
+        let g = reg.genesis(&root);
+        g.validate().unwrap();
+        assert_eq!(g.chain_id(), repo_id(&root.chain_id(), "team"));
+        assert_ne!(g.chain_id(), root.chain_id());
+        let d = reg.directory_genesis(&root);
+        d.validate().unwrap();
+        assert_eq!(d.chain_id(), directory_id(&g.chain_id()));
+        // A genesis that went through JSON keeps its id.
+        assert_eq!(
+            Genesis::from_json(&g.to_json()).unwrap().chain_id(),
+            g.chain_id()
+        );
+    }
+}

@@ -1,0 +1,291 @@
+//! Repositories on a dev node, driven through the `aergo` CLI and raw JSON-RPC: creation by a
+//! root-chain transaction, transfers inside a public and a private repository in their own
+//! units, isolation from the root chain (its height and state root do not move) and from each
+//! other (a transaction signed for one is refused by another), bad input refused with a clear
+//! error and nothing changed, a name taken twice in one block (the second create fails in the
+//! block and is charged gas only), and hosting after a SIGKILL.
+
+use aergo_e2e::testnet::rpc;
+use aergo_e2e::{aergo_json, free_port, poll, start_dev_node};
+use aergo_types::repo::{RepoCreate, RepoEngine, Visibility};
+use aergo_types::{Address, Hash, Keypair, Tx, TxKind};
+use anyhow::{ensure, Context, Result};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+fn str_of(v: &Value, k: &str) -> Result<String> {
+    v[k].as_str()
+        .map(str::to_string)
+        .with_context(|| format!("no `{k}` in {v}"))
+}
+
+fn balance(url: &str, repo: Option<&str>, addr: &Address) -> Result<u128> {
+    let mut p = json!({"address": addr.encode()});
+    if let Some(r) = repo {
+        p["repo"] = json!(r);
+    }
+    let a = rpc(url, "account", p)?;
+    str_of(&a, "balance")?.parse().context("balance")
+}
+
+fn tip(url: &str, repo: Option<&str>) -> Result<(u64, Hash)> {
+    let mut p = json!({});
+    if let Some(r) = repo {
+        p["repo"] = json!(r);
+    }
+    let info = rpc(url, "chain_info", p.clone())?;
+    let h = info["height"].as_u64().context("height")?;
+    p["height"] = json!(h);
+    let b = rpc(url, "block", p)?;
+    Ok((h, Hash::from_hex(&str_of(&b, "state_root")?)?))
+}
+
+/// The error text of a failing `aergo` command.
+fn aergo_err(url: &str, args: &[&str]) -> Result<String> {
+    match aergo_json(url, args) {
+        Ok(v) => anyhow::bail!("aergo {args:?} succeeded: {v}"),
+        Err(e) => Ok(format!("{e:#}")),
+    }
+}
+
+fn create_tx(name: &str, nonce: u64, chain_id: Hash, producer: &Keypair) -> String {
+    let dev = Keypair::dev();
+    let c = RepoCreate {
+        name: name.into(),
+        visibility: Visibility::Public,
+        engine: RepoEngine::Solo,
+        admins: vec![Address::from_public_key(&dev.public())],
+        producers: vec![producer.public()],
+        alloc: Vec::new(),
+    };
+    let t = Tx {
+        kind: TxKind::RepoCreate,
+        nonce,
+        from: dev.public(),
+        to: None,
+        amount: 0,
+        payload: c.encode(),
+        gas_limit: 1_000_000,
+        gas_price: 1_000_000_000,
+        chain_id,
+    }
+    .sign(&dev);
+    hex::encode(t.encode())
+}
+
+#[test]
+fn a_dev_node_hosts_repositories_isolated_from_the_root_and_each_other() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("node");
+    let port = free_port()?;
+    let node = start_dev_node(&data, port, &["--no-empty-blocks"])?;
+    let url = node.url.clone();
+    let dev = Address::from_public_key(&Keypair::dev().public());
+    let bob = Address::from_public_key(&Keypair::generate().public());
+
+    // Create a public and a private repository (the CLI waits for the receipt).
+    let fee_before = balance(&url, None, &dev)?;
+    let a = aergo_json(&url, &["repo", "create", "team-a"])?;
+    ensure!(a["status"] == "ok", "create team-a: {a}");
+    let b = aergo_json(&url, &["repo", "create", "team-b", "--private"])?;
+    ensure!(b["status"] == "ok", "create team-b: {b}");
+    let paid = fee_before - balance(&url, None, &dev)?;
+    ensure!(
+        paid >= 2 * aergo_types::repo::DEFAULT_REPO_CREATE_FEE,
+        "two creates cost {paid} aer, less than twice the creation fee"
+    );
+    let list = poll("both repositories hosted", Duration::from_secs(20), || {
+        let l = aergo_json(&url, &["repo", "list"])?;
+        let hosted = l
+            .as_array()
+            .map(|a| a.iter().filter(|r| r["hosted"] == true).count())
+            .unwrap_or(0);
+        Ok((hosted == 2).then_some(l))
+    })?;
+    ensure!(list[1]["visibility"] == "private", "{list}");
+    let (a_id, b_id) = (str_of(&list[0], "id")?, str_of(&list[1], "id")?);
+    ensure!(a_id != b_id, "two repositories share an id");
+    let root_id = str_of(&rpc(&url, "chain_info", json!({}))?, "chain_id")?;
+    ensure!(a_id != root_id);
+
+    // Transfers inside each, in their own units; the root chain does not move.
+    let root_before = tip(&url, None)?;
+    let sent_a = aergo_json(
+        &url,
+        &[
+            "--repo",
+            "team-a",
+            "send",
+            "--from",
+            "dev",
+            "--to",
+            &bob.encode(),
+            "--amount",
+            "5",
+            "--wait",
+            "included",
+        ],
+    )?;
+    ensure!(sent_a["status"] == "ok", "{sent_a}");
+    let sent_b = aergo_json(
+        &url,
+        &[
+            "--repo",
+            "team-b",
+            "send",
+            "--from",
+            "dev",
+            "--to",
+            &bob.encode(),
+            "--amount",
+            "7",
+            "--wait",
+            "included",
+        ],
+    )?;
+    ensure!(sent_b["status"] == "ok", "{sent_b}");
+    let unit = aergo_types::AER_PER_AERGO;
+    ensure!(balance(&url, Some("team-a"), &bob)? == 5 * unit);
+    ensure!(balance(&url, Some("team-b"), &bob)? == 7 * unit);
+    ensure!(
+        balance(&url, None, &bob)? == 0,
+        "a repository transfer reached the root"
+    );
+    ensure!(
+        balance(&url, Some("team-a"), &dev)? < aergo_types::repo::DEFAULT_CREATOR_UNITS,
+        "the creator's units did not pay the transfer"
+    );
+    ensure!(
+        tip(&url, None)? == root_before,
+        "the root chain moved while only repositories were used"
+    );
+    let (a_height, _) = tip(&url, Some("team-a"))?;
+    ensure!(a_height >= 1);
+
+    // A transaction signed for team-a is refused by team-b, and by the root.
+    let dev_key = Keypair::dev();
+    let signed_for_a = Tx {
+        kind: TxKind::Transfer,
+        nonce: 1,
+        from: dev_key.public(),
+        to: Some(bob),
+        amount: 1,
+        payload: Vec::new(),
+        gas_limit: 1000,
+        gas_price: 1_000_000_000,
+        chain_id: Hash::from_hex(&a_id)?,
+    }
+    .sign(&dev_key);
+    let hex_a = hex::encode(signed_for_a.encode());
+    for target in [json!("team-b"), json!(null)] {
+        let e = rpc(&url, "send_tx", json!({"tx": hex_a, "repo": target}))
+            .err()
+            .context("a transaction signed for team-a was accepted elsewhere")?;
+        ensure!(e.to_string().contains("wrong chain id"), "{e}");
+    }
+
+    // Bad input: a clear error, nothing changes.
+    let listed = aergo_json(&url, &["repo", "list"])?;
+    let e = aergo_err(&url, &["repo", "create", "team-a"])?;
+    ensure!(e.contains("already exists"), "{e}");
+    let e = aergo_err(&url, &["repo", "create", "Team_A"])?;
+    ensure!(e.contains("invalid repository name"), "{e}");
+    let e = aergo_err(&url, &["repo", "create", "aergo"])?;
+    ensure!(e.contains("root repository"), "{e}");
+    let e = aergo_err(&url, &["--repo", "team-a", "repo", "list"])?;
+    ensure!(e.contains("drop --repo"), "{e}");
+    let e = aergo_err(&url, &["--repo", "nope", "balance", "dev"])?;
+    ensure!(e.contains("no repository `nope`"), "{e}");
+    let e = rpc(&url, "chain_info", json!({"repo": 5}))
+        .err()
+        .context("repo: 5")?;
+    ensure!(e.to_string().contains("-32602"), "{e}");
+    let in_repo = rpc(
+        &url,
+        "send_tx",
+        json!({"tx": create_tx("inner", 1, Hash::from_hex(&a_id)?, &dev_key), "repo": "team-a"}),
+    )
+    .err()
+    .context("a repo_create inside a repository was accepted")?;
+    ensure!(in_repo.to_string().contains("root chain"), "{in_repo}");
+    ensure!(aergo_json(&url, &["repo", "list"])? == listed);
+
+    // The same name twice in one block: the second fails there and pays gas only.
+    let node_key = Keypair::generate();
+    let nonce = rpc(&url, "account", json!({"address": dev.encode()}))?["next_nonce"]
+        .as_u64()
+        .context("next_nonce")?;
+    let root = Hash::from_hex(&root_id)?;
+    let before = balance(&url, None, &dev)?;
+    let first = rpc(
+        &url,
+        "send_tx",
+        json!({"tx": create_tx("twice", nonce, root, &node_key)}),
+    )?;
+    let second = rpc(
+        &url,
+        "send_tx",
+        json!({"tx": create_tx("twice", nonce + 1, root, &node_key)}),
+    )?;
+    let receipt = |h: &Value| {
+        let h = h["hash"].clone();
+        poll("receipt", Duration::from_secs(20), || {
+            Ok(rpc(&url, "receipt", json!({"hash": h})).ok())
+        })
+    };
+    let (r1, r2) = (receipt(&first)?, receipt(&second)?);
+    ensure!(r1["status"] == "ok", "{r1}");
+    ensure!(r2["status"] == "failed", "{r2}");
+    ensure!(str_of(&r2, "error")?.contains("already exists"), "{r2}");
+    let fee1: u128 = str_of(&r1, "fee")?.parse()?;
+    let fee2: u128 = str_of(&r2, "fee")?.parse()?;
+    ensure!(fee1 > aergo_types::repo::DEFAULT_REPO_CREATE_FEE && fee2 < 1_000_000_000_000_000);
+    ensure!(before - balance(&url, None, &dev)? == fee1 + fee2);
+    let twice = rpc(&url, "repo_show", json!({"name": "twice"}))?;
+    // Its producer is another node: registered, not hosted here.
+    ensure!(twice["hosted"] == false, "{twice}");
+    let e = rpc(&url, "chain_info", json!({"repo": "twice"}))
+        .err()
+        .context("an unhosted repository answered")?;
+    ensure!(e.to_string().contains("does not host"), "{e}");
+
+    // SIGKILL and restart: the repositories come back with their state.
+    drop(node);
+    let node = start_dev_node(&data, port, &["--no-empty-blocks"])?;
+    let url = node.url.clone();
+    let back = poll("repositories hosted again", Duration::from_secs(20), || {
+        let l = aergo_json(&url, &["repo", "list"])?;
+        Ok((l
+            .as_array()
+            .map(|a| a.iter().filter(|r| r["hosted"] == true).count())
+            == Some(2))
+        .then_some(l))
+    })?;
+    ensure!(
+        back[0]["name"] == "team-a" && back[1]["name"] == "team-b",
+        "{back}"
+    );
+    ensure!(balance(&url, Some("team-a"), &bob)? == 5 * unit);
+    ensure!(balance(&url, Some("team-b"), &bob)? == 7 * unit);
+    ensure!(tip(&url, Some("team-a"))?.0 == a_height);
+    // Still writable after the restart.
+    let again = aergo_json(
+        &url,
+        &[
+            "--repo",
+            "team-a",
+            "send",
+            "--from",
+            "dev",
+            "--to",
+            &bob.encode(),
+            "--amount",
+            "1",
+            "--wait",
+            "included",
+        ],
+    )?;
+    ensure!(again["status"] == "ok", "{again}");
+    ensure!(balance(&url, Some("team-a"), &bob)? == 6 * unit);
+    Ok(())
+}
