@@ -217,6 +217,26 @@ fn a_dev_node_hosts_repositories_isolated_from_the_root_and_each_other() -> Resu
         .context("next_nonce")?;
     let root = Hash::from_hex(&root_id)?;
     let before = balance(&url, None, &dev)?;
+    // Right after a block the next slot is a whole interval away (1 s): both creates arrive
+    // before it, and the producer takes them into one block.
+    let pace = aergo_json(
+        &url,
+        &[
+            "send",
+            "--from",
+            "dev",
+            "--to",
+            &bob.encode(),
+            "--amount",
+            "1",
+            "--wait",
+            "included",
+        ],
+    )?;
+    ensure!(pace["status"] == "ok", "{pace}");
+    let pace_fee: u128 =
+        str_of(&rpc(&url, "receipt", json!({"hash": pace["hash"]}))?, "fee")?.parse()?;
+    let nonce = nonce + 1;
     let first = rpc(
         &url,
         "send_tx",
@@ -235,12 +255,18 @@ fn a_dev_node_hosts_repositories_isolated_from_the_root_and_each_other() -> Resu
     };
     let (r1, r2) = (receipt(&first)?, receipt(&second)?);
     ensure!(r1["status"] == "ok", "{r1}");
+    ensure!(
+        r1["block_height"] == r2["block_height"],
+        "not one block: {r1} {r2}"
+    );
     ensure!(r2["status"] == "failed", "{r2}");
     ensure!(str_of(&r2, "error")?.contains("already exists"), "{r2}");
     let fee1: u128 = str_of(&r1, "fee")?.parse()?;
     let fee2: u128 = str_of(&r2, "fee")?.parse()?;
     ensure!(fee1 > aergo_types::repo::DEFAULT_REPO_CREATE_FEE && fee2 < 1_000_000_000_000_000);
-    ensure!(before - balance(&url, None, &dev)? == fee1 + fee2);
+    ensure!(
+        before - balance(&url, None, &dev)? == fee1 + fee2 + aergo_types::AER_PER_AERGO + pace_fee
+    );
     let twice = rpc(&url, "repo_show", json!({"name": "twice"}))?;
     // Its producer is another node: registered, not hosted here.
     ensure!(twice["hosted"] == false, "{twice}");
@@ -287,5 +313,197 @@ fn a_dev_node_hosts_repositories_isolated_from_the_root_and_each_other() -> Resu
     )?;
     ensure!(again["status"] == "ok", "{again}");
     ensure!(balance(&url, Some("team-a"), &bob)? == 6 * unit);
+    Ok(())
+}
+
+/// A dev genesis whose repository directories may make a block every second (the default
+/// `dd_interval` is 10 s).
+fn quick_dd_genesis(dir: &std::path::Path) -> Result<std::path::PathBuf> {
+    let mut g = aergo_types::Genesis::dev();
+    g.dd_interval_ms = Some(1000);
+    let p = dir.join("genesis.json");
+    std::fs::write(&p, g.to_json())?;
+    Ok(p)
+}
+
+fn dd_tx(key: &Keypair, nonce: u64, dd_id: Hash, payload: Vec<u8>) -> String {
+    let t = Tx {
+        kind: TxKind::DirectoryChange,
+        nonce,
+        from: key.public(),
+        to: None,
+        amount: 0,
+        payload,
+        gas_limit: 100_000,
+        gas_price: 0,
+        chain_id: dd_id,
+    }
+    .sign(key);
+    hex::encode(t.encode())
+}
+
+#[test]
+fn a_repository_directory_holds_members_tags_and_identifiers_at_the_right_heights() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let genesis = quick_dd_genesis(dir.path())?;
+    let data = dir.path().join("node");
+    let port = free_port()?;
+    let g = genesis.to_str().context("path")?;
+    let node = start_dev_node(&data, port, &["--no-empty-blocks", "--genesis", g])?;
+    let url = node.url.clone();
+    let created = aergo_json(&url, &["repo", "create", "docs"])?;
+    ensure!(created["status"] == "ok", "{created}");
+    poll("docs hosted", Duration::from_secs(20), || {
+        Ok((rpc(&url, "repo_show", json!({"name": "docs"}))?["hosted"] == true).then_some(()))
+    })?;
+    let carol = Keypair::generate();
+    let carol_addr = Address::from_public_key(&carol.public());
+
+    // The creator is the admin; the producer node replicates it; public: anyone reads.
+    let info = rpc(&url, "dd_info", json!({"repo": "docs"}))?;
+    ensure!(
+        info["members"].as_array().map(Vec::len) == Some(1),
+        "{info}"
+    );
+    ensure!(info["members"][0]["role"] == "admin", "{info}");
+    ensure!(info["nodes"].as_array().map(Vec::len) == Some(1), "{info}");
+    ensure!(info["anonymous_read"] == true && info["anonymous_write"] == false);
+
+    // A change by a non-admin is refused, naming the repository, the account and the role.
+    let dd_id = Hash::from_hex(&str_of(
+        &rpc(&url, "chain_info", json!({"repo": "docs/dd"}))?,
+        "chain_id",
+    )?)?;
+    let op = aergo_types::repo::DdOp::Anonymous {
+        read: false,
+        write: true,
+    };
+    let e = rpc(
+        &url,
+        "send_tx",
+        json!({"repo": "docs/dd", "tx": dd_tx(&carol, 0, dd_id, op.encode())}),
+    )
+    .err()
+    .context("a non-admin changed the directory")?
+    .to_string();
+    ensure!(
+        e.contains("docs") && e.contains(&carol_addr.encode()) && e.contains("`admin` role"),
+        "{e}"
+    );
+    // An oversized change is refused.
+    let mut big = op.encode();
+    big.resize(aergo_types::repo::MAX_DD_PAYLOAD + 1, 0);
+    let e = rpc(
+        &url,
+        "send_tx",
+        json!({"repo": "docs/dd", "tx": dd_tx(&Keypair::dev(), 0, dd_id, big)}),
+    )
+    .err()
+    .context("an oversized directory change was accepted")?
+    .to_string();
+    ensure!(e.contains("at most"), "{e}");
+
+    // Members, a tag on the best block, an identifier from the next height.
+    let added = aergo_json(
+        &url,
+        &[
+            "repo",
+            "members",
+            "docs",
+            "add",
+            &carol_addr.encode(),
+            "--role",
+            "write",
+        ],
+    )?;
+    ensure!(added["status"] == "ok", "{added}");
+    let tagged = aergo_json(&url, &["--repo", "docs", "tag", "v1"])?;
+    ensure!(tagged["status"] == "ok", "{tagged}");
+    let e = aergo_err(&url, &["--repo", "docs", "tag", "v1"])?;
+    ensure!(e.contains("immutable"), "{e}");
+    let (h0, _) = tip(&url, Some("docs"))?;
+    let target = carol_addr.encode();
+    let set = aergo_json(&url, &["--repo", "docs", "name", "set", "token", &target])?;
+    ensure!(set["status"] == "ok", "{set}");
+    let e = aergo_err(
+        &url,
+        &[
+            "--repo",
+            "docs",
+            "name",
+            "set",
+            "old",
+            &target,
+            "--from-height",
+            &h0.to_string(),
+        ],
+    )?;
+    ensure!(e.contains("never retroactive"), "{e}");
+    // Move the repository forward two blocks.
+    for _ in 0..2 {
+        let s = aergo_json(
+            &url,
+            &[
+                "--repo", "docs", "send", "--from", "dev", "--to", &target, "--amount", "1",
+                "--wait", "included",
+            ],
+        )?;
+        ensure!(s["status"] == "ok", "{s}");
+    }
+    let resolve = |h: u64| {
+        rpc(
+            &url,
+            "dd_resolve",
+            json!({"repo": "docs", "name": "token", "height": h}),
+        )
+    };
+    ensure!(resolve(h0).is_err(), "token resolved before it was valid");
+    ensure!(str_of(&resolve(h0 + 1)?, "target")? == target);
+    let revoked = aergo_json(&url, &["--repo", "docs", "name", "revoke", "token"])?;
+    ensure!(revoked["status"] == "ok", "{revoked}");
+    let (h1, _) = tip(&url, Some("docs"))?;
+    let r = h1 + 1;
+    poll("the revocation is final", Duration::from_secs(20), || {
+        Ok(resolve(r).is_err().then_some(()))
+    })?;
+    ensure!(
+        str_of(&resolve(r - 1)?, "target")? == target,
+        "resolution before the revocation height changed"
+    );
+    let e = resolve(r)
+        .err()
+        .context("resolved at its revocation height")?
+        .to_string();
+    ensure!(e.contains("revoked at"), "{e}");
+
+    // The tag names the block it was set on.
+    let info = rpc(&url, "dd_info", json!({"repo": "docs"}))?;
+    let tag = &info["tags"][0];
+    ensure!(tag["name"] == "v1", "{info}");
+    let tagged_block = rpc(
+        &url,
+        "block",
+        json!({"repo": "docs", "height": tag["height"]}),
+    )?;
+    ensure!(tag["hash"] == tagged_block["hash"], "{tag} {tagged_block}");
+    ensure!(
+        info["members"].as_array().is_some_and(|m| m
+            .iter()
+            .any(|x| x["account"] == target.as_str() && x["role"] == "write")),
+        "{info}"
+    );
+
+    // After a SIGKILL the directory is intact.
+    drop(node);
+    let node = start_dev_node(&data, port, &["--no-empty-blocks", "--genesis", g])?;
+    let again = poll(
+        "the directory after a restart",
+        Duration::from_secs(20),
+        || Ok(rpc(&node.url, "dd_info", json!({"repo": "docs"})).ok()),
+    )?;
+    ensure!(
+        again["members"] == info["members"] && again["tags"] == info["tags"],
+        "{again}"
+    );
     Ok(())
 }

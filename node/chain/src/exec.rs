@@ -35,6 +35,10 @@ pub fn kind_error(kind: TxKind, role: ChainRole) -> Option<String> {
         (TxKind::RepoCreate, _) => {
             Some("repo_create runs on the root chain `aergo` only; send it without --repo".into())
         }
+        (TxKind::DirectoryChange, ChainRole::Directory) => None,
+        (TxKind::DirectoryChange, _) => {
+            Some("directory changes go to a repository's directory (`--repo NAME/dd`)".into())
+        }
         (_, ChainRole::Directory) => Some(format!(
             "a repository's directory takes directory changes only, not {kind:?}"
         )),
@@ -116,6 +120,12 @@ pub fn check_stateless_with(
                 ));
             }
             staking::parse_system_tx(&tx.tx)?;
+        }
+        TxKind::DirectoryChange => {
+            aergo_types::repo::DdOp::decode(&tx.tx.payload).map_err(|e| e.to_string())?;
+            if tx.tx.to.is_some() || tx.tx.amount != 0 {
+                return Err("a directory change has no recipient and no amount".into());
+            }
         }
         TxKind::RepoCreate => {
             aergo_types::repo::RepoCreate::decode(&tx.tx.payload).map_err(|e| e.to_string())?;
@@ -263,6 +273,17 @@ pub fn execute_tx(
                     extra_fee = f;
                     (ReceiptStatus::Ok, intrinsic)
                 }
+                Err(m) => (ReceiptStatus::Failed(m), intrinsic),
+            }
+        }
+        TxKind::DirectoryChange => {
+            if let Some(e) = crate::directory::admin_error(&o, "this repository", &from)? {
+                return Err(invalid(tx, e));
+            }
+            let op = aergo_types::repo::DdOp::decode(&tx.tx.payload)
+                .map_err(|e| invalid(tx, e.to_string()))?;
+            match crate::directory::apply(&mut o, &op)? {
+                Ok(()) => (ReceiptStatus::Ok, intrinsic),
                 Err(m) => (ReceiptStatus::Failed(m), intrinsic),
             }
         }

@@ -21,6 +21,7 @@ pub mod chain;
 pub mod consensus;
 pub mod contracts;
 pub mod ctx;
+pub mod directory;
 pub mod dpos;
 pub mod engine;
 pub mod error;

@@ -86,3 +86,9 @@ const _: () = assert!(DEFAULT_TX_GAS_CAP <= DEFAULT_BLOCK_GAS_LIMIT);
 const _: () = assert!(DEFAULT_BLOCK_GAS_LIMIT <= MAX_GAS_LIMIT_PARAM);
 const _: () = assert!(QUERY_GAS_CAP <= MAX_GAS_LIMIT_PARAM);
 const _: () = assert!(MAX_SYSTEM_PAYLOAD <= MAX_TX_SIZE);
+
+// A repository directory's largest change (payload plus the transaction around it) fits its
+// 64 KiB block with the header room to spare.
+const _: () = assert!(
+    aergo_types::repo::MAX_DD_PAYLOAD + 512 < aergo_types::repo::MAX_DD_BLOCK - BLOCK_HEADER_ROOM
+);

@@ -200,9 +200,23 @@ enum Cmd {
     /// DPoS staking: stake, unstake, vote, bp, gov, staking.
     #[command(flatten)]
     Staking(staking_cmd::StakingCmd),
-    /// Repositories: ledgers of their own beside the root chain (create, list, show).
+    /// Repositories: ledgers of their own beside the root chain (create, list, show,
+    /// members, nodes).
     #[command(subcommand)]
     Repo(repo_cmd::RepoCmd),
+    /// Tag a block of the repository given with --repo (default: its best block); tags are
+    /// immutable.
+    Tag {
+        /// Tag name.
+        name: String,
+        /// Repository height (default: the best height).
+        height: Option<u64>,
+        #[command(flatten)]
+        tx: staking_cmd::TxArgs,
+    },
+    /// Identifiers in the directory of the repository given with --repo: set, show, revoke.
+    #[command(subcommand)]
+    Name(repo_cmd::NameCmd),
     /// Shell completion script: `aergo completions bash > ~/.local/share/bash-completion/completions/aergo`.
     Completions {
         /// bash, zsh or fish.
@@ -863,6 +877,24 @@ async fn run(cli: Cli) -> Result<()> {
             let (ks_dir, pw) = (cli.keystore.clone(), cli.password.clone());
             let signer = move |from: &str| signing_key(ks_dir.clone(), pw.as_deref(), from);
             repo_cmd::run(rc, &c, j, &signer).await?
+        }
+        Cmd::Tag { name, height, tx } => {
+            let Some(repo) = cli.repo.clone() else {
+                bail!("tags live in a repository's directory: give --repo NAME");
+            };
+            let c = RpcClient::new(&cli.rpc, Duration::from_secs(30))?;
+            let (ks_dir, pw) = (cli.keystore.clone(), cli.password.clone());
+            let signer = move |from: &str| signing_key(ks_dir.clone(), pw.as_deref(), from);
+            repo_cmd::tag(&c, &repo, j, &signer, name, height, tx).await?
+        }
+        Cmd::Name(nc) => {
+            let Some(repo) = cli.repo.clone() else {
+                bail!("identifiers live in a repository's directory: give --repo NAME");
+            };
+            let c = RpcClient::new(&cli.rpc, Duration::from_secs(30))?;
+            let (ks_dir, pw) = (cli.keystore.clone(), cli.password.clone());
+            let signer = move |from: &str| signing_key(ks_dir.clone(), pw.as_deref(), from);
+            repo_cmd::name(nc, &c, &repo, j, &signer).await?
         }
         Cmd::Testnet(t) => testnet_cmd::run(&t, j)?,
         Cmd::Completions { shell } => {

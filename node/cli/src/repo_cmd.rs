@@ -6,9 +6,10 @@
 use crate::contract_cmd::Signer;
 use crate::staking_cmd::TxArgs;
 use aergo_rpc::{RepoJson, RpcClient};
-use aergo_types::repo::{RepoCreate, RepoEngine, Visibility};
-use aergo_types::{Address, PublicKey, TxKind};
+use aergo_types::repo::{DdOp, RepoCreate, RepoEngine, Role, Tag, Visibility};
+use aergo_types::{Address, Hash, PublicKey, TxKind};
 use anyhow::{bail, Context, Result};
+use serde_json::Value;
 
 /// Engines a repository can run.
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -47,11 +48,249 @@ pub enum RepoCmd {
     },
     /// Every repository registered on the root chain.
     List,
-    /// One repository.
+    /// One repository, with its directory (members, nodes, tags, identifiers).
     Show {
         /// Name.
         name: String,
     },
+    /// Give an account a role, or take it away (a directory change; needs `admin`).
+    Members {
+        /// Repository.
+        name: String,
+        /// add or remove.
+        action: Action,
+        /// The account.
+        account: String,
+        /// Its role (with add).
+        #[arg(long, value_enum, default_value_t = RoleArg::Write)]
+        role: RoleArg,
+        #[command(flatten)]
+        tx: TxArgs,
+    },
+    /// Allow a node key to replicate the repository, or stop it (needs `admin`).
+    Nodes {
+        /// Repository.
+        name: String,
+        /// add or remove.
+        action: Action,
+        /// The node: its address or 64-hex public key.
+        node: String,
+        #[command(flatten)]
+        tx: TxArgs,
+    },
+}
+
+/// add or remove.
+#[derive(Clone, Copy, Debug, clap::ValueEnum, PartialEq)]
+pub enum Action {
+    /// Add.
+    Add,
+    /// Remove.
+    Remove,
+}
+
+/// Member roles.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum RoleArg {
+    /// Read a private repository.
+    Read,
+    /// Send transactions.
+    Write,
+    /// Change the directory.
+    Admin,
+}
+
+/// `aergo name` subcommands: identifiers in a repository's directory (with `--repo`).
+#[derive(clap::Subcommand, Debug)]
+pub enum NameCmd {
+    /// Name TARGET (e.g. a contract address) from a repository height on.
+    Set {
+        /// The identifier.
+        name: String,
+        /// What it resolves to.
+        target: String,
+        /// What it names.
+        #[arg(long, default_value = "contract")]
+        kind: String,
+        /// First repository height it resolves at (default: the next block).
+        #[arg(long)]
+        from_height: Option<u64>,
+        #[command(flatten)]
+        tx: TxArgs,
+    },
+    /// What NAME resolves to, at the repository's best height or `--at`.
+    Show {
+        /// The identifier.
+        name: String,
+        /// Repository height.
+        #[arg(long)]
+        at: Option<u64>,
+    },
+    /// Stop NAME resolving from a repository height on (default: the next block).
+    Revoke {
+        /// The identifier.
+        name: String,
+        /// First height at which it no longer resolves.
+        #[arg(long)]
+        at: Option<u64>,
+        #[command(flatten)]
+        tx: TxArgs,
+    },
+}
+
+/// A client for repository `repo`'s directory.
+fn dd_client(c: &RpcClient, repo: &str) -> Result<RpcClient> {
+    Ok(RpcClient::new(c.url(), std::time::Duration::from_secs(30))?
+        .with_repo(Some(format!("{repo}/dd"))))
+}
+
+async fn send_dd(
+    c: &RpcClient,
+    repo: &str,
+    j: bool,
+    signer: Signer<'_>,
+    tx: TxArgs,
+    op: DdOp,
+    done: String,
+) -> Result<()> {
+    if let Err(e) = op.validate() {
+        bail!(e);
+    }
+    let dd = dd_client(c, repo)?;
+    crate::staking_cmd::send(
+        &dd,
+        j,
+        signer,
+        tx,
+        TxKind::DirectoryChange,
+        0,
+        op.encode(),
+        done,
+    )
+    .await
+}
+
+/// The repository's best height (identifier heights are relative to it).
+async fn ledger_height(c: &RpcClient, repo: &str) -> Result<u64> {
+    let info: aergo_rpc::ChainInfo = c
+        .call("chain_info", serde_json::json!({"repo": repo}))
+        .await?;
+    Ok(info.height)
+}
+
+/// Runs `aergo tag NAME [HEIGHT]` in repository `repo`.
+pub async fn tag(
+    c: &RpcClient,
+    repo: &str,
+    j: bool,
+    signer: Signer<'_>,
+    name: String,
+    at: Option<u64>,
+    tx: TxArgs,
+) -> Result<()> {
+    let height = match at {
+        Some(h) => h,
+        None => ledger_height(c, repo).await?,
+    };
+    let b: Value = c
+        .call("block", serde_json::json!({"repo": repo, "height": height}))
+        .await?;
+    let hash = Hash::from_hex(b["hash"].as_str().unwrap_or_default())
+        .map_err(|e| anyhow::anyhow!("block {height}: {e}"))?;
+    let op = DdOp::TagSet {
+        name: name.clone(),
+        tag: Tag {
+            branch: "main".into(),
+            height,
+            hash,
+        },
+    };
+    send_dd(
+        c,
+        repo,
+        j,
+        signer,
+        tx,
+        op,
+        format!("tagged {repo}@{height} as {name}"),
+    )
+    .await
+}
+
+/// Runs an `aergo name` command in repository `repo`.
+pub async fn name(
+    cmd: NameCmd,
+    c: &RpcClient,
+    repo: &str,
+    j: bool,
+    signer: Signer<'_>,
+) -> Result<()> {
+    match cmd {
+        NameCmd::Set {
+            name,
+            target,
+            kind,
+            from_height,
+            tx,
+        } => {
+            let valid_from = match from_height {
+                Some(h) => h,
+                None => ledger_height(c, repo).await? + 1,
+            };
+            let op = DdOp::NameSet {
+                name: name.clone(),
+                kind,
+                target: target.clone(),
+                valid_from,
+            };
+            send_dd(
+                c,
+                repo,
+                j,
+                signer,
+                tx,
+                op,
+                format!("{name} → {target} from height {valid_from}"),
+            )
+            .await
+        }
+        NameCmd::Revoke { name, at, tx } => {
+            let at = match at {
+                Some(h) => h,
+                None => ledger_height(c, repo).await? + 1,
+            };
+            let op = DdOp::NameRevoke {
+                name: name.clone(),
+                at,
+            };
+            send_dd(
+                c,
+                repo,
+                j,
+                signer,
+                tx,
+                op,
+                format!("{name} revoked from height {at}"),
+            )
+            .await
+        }
+        NameCmd::Show { name, at } => {
+            let mut p = serde_json::json!({"repo": repo, "name": name});
+            if let Some(h) = at {
+                p["height"] = serde_json::json!(h);
+            }
+            let v: Value = c.call("dd_resolve", p).await?;
+            crate::print(j, &v, || {
+                format!(
+                    "{name} → {} ({}) at height {}",
+                    v["target"].as_str().unwrap_or(""),
+                    v["kind"].as_str().unwrap_or(""),
+                    v["height"]
+                )
+            });
+            Ok(())
+        }
+    }
 }
 
 fn producer_key(s: &str) -> Result<PublicKey> {
@@ -116,7 +355,109 @@ pub async fn run(cmd: RepoCmd, c: &RpcClient, j: bool, signer: Signer<'_>) -> Re
         }
         RepoCmd::Show { name } => {
             let r = c.repo_show(&name).await?;
-            crate::print(j, &serde_json::to_value(&r)?, || lines(&r));
+            let mut v = serde_json::to_value(&r)?;
+            let dd: Option<Value> = if r.hosted {
+                Some(c.call("dd_info", serde_json::json!({"repo": name})).await?)
+            } else {
+                None
+            };
+            v["directory"] = dd.clone().unwrap_or(Value::Null);
+            crate::print(j, &v, || {
+                let mut s = lines(&r);
+                if let Some(d) = &dd {
+                    s.push_str(&format!(
+                        "\n  directory   height {} (finalized {}), anonymous read {}, write {}",
+                        d["best_height"],
+                        d["finalized_height"],
+                        d["anonymous_read"],
+                        d["anonymous_write"]
+                    ));
+                    for m in d["members"].as_array().into_iter().flatten() {
+                        s.push_str(&format!(
+                            "\n  member      {} {}",
+                            m["account"].as_str().unwrap_or(""),
+                            m["role"].as_str().unwrap_or("")
+                        ));
+                    }
+                    for n in d["nodes"].as_array().into_iter().flatten() {
+                        s.push_str(&format!("\n  node        {}", n.as_str().unwrap_or("")));
+                    }
+                    for t in d["tags"].as_array().into_iter().flatten() {
+                        s.push_str(&format!(
+                            "\n  tag         {} → {}@{} {}",
+                            t["name"].as_str().unwrap_or(""),
+                            t["branch"].as_str().unwrap_or(""),
+                            t["height"],
+                            t["hash"].as_str().unwrap_or("")
+                        ));
+                    }
+                    for i in d["identifiers"].as_array().into_iter().flatten() {
+                        s.push_str(&format!(
+                            "\n  name        {} → {} ({}) from {}{}",
+                            i["name"].as_str().unwrap_or(""),
+                            i["target"].as_str().unwrap_or(""),
+                            i["kind"].as_str().unwrap_or(""),
+                            i["valid_from"],
+                            i["revoked_at"]
+                                .as_u64()
+                                .map(|r| format!(", revoked at {r}"))
+                                .unwrap_or_default()
+                        ));
+                    }
+                }
+                s
+            });
+        }
+        RepoCmd::Members {
+            name,
+            action,
+            account,
+            role,
+            tx,
+        } => {
+            let account = crate::resolve_addr(&account)?;
+            let op = match action {
+                Action::Add => DdOp::MemberSet {
+                    account,
+                    role: match role {
+                        RoleArg::Read => Role::Read,
+                        RoleArg::Write => Role::Write,
+                        RoleArg::Admin => Role::Admin,
+                    },
+                },
+                Action::Remove => DdOp::MemberRemove { account },
+            };
+            let done = format!(
+                "{name}: member {account} {}",
+                if action == Action::Add {
+                    "set"
+                } else {
+                    "removed"
+                }
+            );
+            send_dd(c, &name, j, signer, tx, op, done).await?;
+        }
+        RepoCmd::Nodes {
+            name,
+            action,
+            node,
+            tx,
+        } => {
+            let key = producer_key(&node)?;
+            let op = match action {
+                Action::Add => DdOp::NodeAdd { key },
+                Action::Remove => DdOp::NodeRemove { key },
+            };
+            let done = format!(
+                "{name}: node {} {}",
+                Address::from_public_key(&key),
+                if action == Action::Add {
+                    "added"
+                } else {
+                    "removed"
+                }
+            );
+            send_dd(c, &name, j, signer, tx, op, done).await?;
         }
         RepoCmd::Create {
             name,

@@ -205,6 +205,7 @@ fn init(a: &InitArgs, json: bool) -> Result<()> {
             block_gas_limit: None,
         },
         repo_create_fee: None,
+        dd_interval_ms: None,
         repo: None,
     };
     genesis.validate().context("generated genesis")?;

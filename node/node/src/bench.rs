@@ -66,6 +66,7 @@ fn bench_genesis(keys: &[Keypair]) -> Genesis {
             block_gas_limit: None,
         },
         repo_create_fee: None,
+        dd_interval_ms: None,
         repo: None,
     }
 }

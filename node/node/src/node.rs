@@ -208,6 +208,9 @@ pub struct Node {
     pub faults: crate::vital::Faults,
     /// The repositories hosted beside this (root) chain; empty on a repository's own node.
     pub repos: crate::repos::Repos,
+    /// On a repository directory's node: the repository's ledger (identifier heights are its
+    /// heights).
+    pub ledger: parking_lot::RwLock<Option<Arc<Chain>>>,
 }
 
 /// Where committed blocks came from (see [`Node::on_committed`]).
@@ -348,6 +351,7 @@ impl Node {
             vital: Default::default(),
             faults: Default::default(),
             repos: Default::default(),
+            ledger: Default::default(),
         }
     }
 
@@ -396,10 +400,72 @@ impl Node {
                 )));
             }
         }
+        if tx.tx.kind == aergo_types::TxKind::DirectoryChange {
+            self.check_directory_change(&tx)?;
+        }
         if !tx.verify_signature() {
             return Err(AdmitError::Signature);
         }
         Ok(tx)
+    }
+
+    /// Refuses at admission, with the reason, a directory change that could not be included
+    /// (the sender is not an admin) or would fail in the block (a tag already set, an unknown
+    /// identifier…), and identifier heights at or below the repository's height (never
+    /// retroactive).
+    fn check_directory_change(&self, tx: &SignedTx) -> Result<(), AdmitError> {
+        let chain_err = |e: aergo_chain::ChainError| AdmitError::Chain(e.to_string());
+        let op = aergo_types::repo::DdOp::decode(&tx.tx.payload)
+            .map_err(|e| AdmitError::Rule(e.to_string()))?;
+        let name = self
+            .chain
+            .genesis()
+            .repo
+            .as_ref()
+            .map(|r| r.name.clone())
+            .unwrap_or_default();
+        let view = self
+            .chain
+            .view_at(self.chain.tip().header.height)
+            .map_err(chain_err)?;
+        if let Some(e) =
+            aergo_chain::directory::admin_error(&view, &name, &tx.tx.sender()).map_err(chain_err)?
+        {
+            return Err(AdmitError::Rule(e));
+        }
+        let ledger_height = self.ledger.read().as_ref().map(|c| c.tip().header.height);
+        if let Some(h) = ledger_height {
+            let at = match &op {
+                aergo_types::repo::DdOp::NameSet { valid_from, .. } => Some(*valid_from),
+                aergo_types::repo::DdOp::NameRevoke { at, .. } => Some(*at),
+                _ => None,
+            };
+            if let Some(at) = at.filter(|a| *a <= h) {
+                return Err(AdmitError::Rule(format!(
+                    "identifier heights are never retroactive: {at} is not above repository `{name}`'s height {h}"
+                )));
+            }
+            if let aergo_types::repo::DdOp::TagSet { tag, .. } = &op {
+                let ledger = self.ledger.read().clone();
+                let at = ledger
+                    .as_ref()
+                    .map(|c| c.hash_at(tag.height))
+                    .transpose()
+                    .map_err(chain_err)?
+                    .flatten();
+                if at != Some(tag.hash) {
+                    return Err(AdmitError::Rule(format!(
+                        "repository `{name}` has no block {} at height {}",
+                        tag.hash, tag.height
+                    )));
+                }
+            }
+        }
+        let mut o = aergo_chain::state::Overlay::new(&view);
+        if let Err(e) = aergo_chain::directory::apply(&mut o, &op).map_err(chain_err)? {
+            return Err(AdmitError::Rule(e));
+        }
+        Ok(())
     }
 
     /// Adds a checked transaction to the mempool and gossips it.

@@ -4,7 +4,9 @@
 //! block holding it is final (irreversible), every node whose key is among the repository's
 //! producers opens its ledger — a [`Chain`] of its own in the root's database (its own
 //! keyspace) and I/O service, its block log under `DATA_DIR/repos/NAME/` — and runs it as a
-//! [`Node`] of its own: mempool, producer thread, metrics and subscribers. Nothing but the
+//! [`Node`] of its own: mempool, producer thread, metrics and subscribers. Its Distributed
+//! Directory is opened the same way, before it (`DATA_DIR/repos/NAME/directory`), and runs as
+//! a node of its own too (address it with `repo: "NAME/dd"`). Nothing but the
 //! root chain's registration is needed: on start, the registrations final at the root's LIB
 //! are opened again, so a crash between the registration and the opening loses nothing
 //! (the repository's genesis is derived from the registration, never stored alone).
@@ -29,7 +31,9 @@ pub struct Hosted {
     pub registration: Registration,
     /// The ledger's node (chain, mempool, producer).
     pub node: Arc<Node>,
-    producer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// The directory's node.
+    pub directory: Arc<Node>,
+    producers: Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
 
 /// Where and how repositories are opened (set once the root node runs).
@@ -141,14 +145,24 @@ impl Repos {
         };
         let name = reg.create.name.clone();
         let genesis = reg.genesis(root.chain.genesis());
+        // The directory first: a ledger is never hosted without it.
+        let dd_genesis = reg.directory_genesis(root.chain.genesis());
+        let dd: Arc<Chain> = Arc::new(
+            root.chain
+                .open_sibling(dd_genesis, &dir.join("directory"))?,
+        );
         let chain: Arc<Chain> = Arc::new(root.chain.open_sibling(genesis, &dir.join("ledger"))?);
+        let directory = Arc::new(Node::new(dd, root.key.clone(), mempool.clone(), false));
+        *directory.ledger.write() = Some(chain.clone());
         let node = Arc::new(Node::new(chain, root.key.clone(), mempool, false));
-        let producer = {
-            let n = node.clone();
-            std::thread::Builder::new()
-                .name(format!("producer-{name}"))
-                .spawn(move || crate::producer::run(n))?
-        };
+        let mut producers = Vec::new();
+        for (n, label) in [(node.clone(), "producer"), (directory.clone(), "dd")] {
+            producers.push(
+                std::thread::Builder::new()
+                    .name(format!("{label}-{name}"))
+                    .spawn(move || crate::producer::run(n))?,
+            );
+        }
         tracing::info!(
             repo = %name,
             id = %node.chain.chain_id(),
@@ -161,7 +175,8 @@ impl Repos {
             Arc::new(Hosted {
                 registration: reg,
                 node,
-                producer: Mutex::new(Some(producer)),
+                directory,
+                producers: Mutex::new(producers),
             }),
         );
         Ok(())
@@ -171,11 +186,13 @@ impl Repos {
     pub fn shutdown(&self) {
         let all = self.all();
         for h in &all {
-            h.node.shutdown.store(true, Ordering::SeqCst);
-            h.node.wake();
+            for n in [&h.node, &h.directory] {
+                n.shutdown.store(true, Ordering::SeqCst);
+                n.wake();
+            }
         }
         for h in &all {
-            if let Some(t) = h.producer.lock().take() {
+            for t in h.producers.lock().drain(..) {
                 if t.join().is_err() {
                     tracing::error!(repo = %h.registration.create.name, "producer thread panicked");
                 }

@@ -449,6 +449,11 @@ fn select_repo(root: &Arc<Node>, method: &str, p: &Value) -> Result<Arc<Node>, R
         return Ok(root.clone());
     }
     let name = match p.get("repo") {
+        None | Some(Value::Null) if method.starts_with("dd_") => {
+            return Err(RpcFail::params(
+                "`dd_*` methods need `repo`: the repository whose directory to read",
+            ))
+        }
         None | Some(Value::Null) => return Ok(root.clone()),
         Some(Value::String(s)) => s.as_str(),
         Some(_) => return Err(RpcFail::params("`repo` must be a repository name")),
@@ -456,8 +461,16 @@ fn select_repo(root: &Arc<Node>, method: &str, p: &Value) -> Result<Arc<Node>, R
     if name == aergo_types::repo::ROOT_REPO {
         return Ok(root.clone());
     }
+    let (name, dd) = match name.strip_suffix("/dd") {
+        Some(n) => (n, true),
+        None => (name, method.starts_with("dd_")),
+    };
     if let Some(h) = root.repos.get(name) {
-        return Ok(h.node.clone());
+        return Ok(if dd {
+            h.directory.clone()
+        } else {
+            h.node.clone()
+        });
     }
     let known = root
         .chain
@@ -503,6 +516,28 @@ fn repo_json(root: &Node, reg: &aergo_types::repo::Registration) -> RepoJson {
         height: hosted.as_ref().map(|h| h.node.chain.tip().header.height),
         finalized_height: hosted.as_ref().map(|h| h.node.chain.finalized_height()),
     }
+}
+
+/// `dd_info`: a directory's namespace at its finalized height (or `height`).
+fn dd_info(node: &Node, p: &Value) -> MResult {
+    use aergo_chain::directory as dd;
+    let chain = &node.chain;
+    let fin = chain.finalized_height();
+    let h = p_u64(p, "height")?.unwrap_or(fin);
+    let view = chain.view_at(h)?;
+    let (anon_read, anon_write) = dd::anonymous(&view)?;
+    Ok(json!({
+        "repo": chain.genesis().repo.as_ref().map(|r| r.name.clone()),
+        "height": h,
+        "best_height": chain.tip().header.height,
+        "finalized_height": fin,
+        "members": dd::members(&view)?.iter().map(|(a, r)| json!({"account": a.encode(), "role": r.name()})).collect::<Vec<_>>(),
+        "nodes": dd::nodes(&view)?.iter().map(|k| Address::from_public_key(k).encode()).collect::<Vec<_>>(),
+        "tags": dd::tags(&view)?.iter().map(|(n, t)| json!({"name": n, "branch": t.branch, "height": t.height, "hash": t.hash})).collect::<Vec<_>>(),
+        "identifiers": dd::identifiers(&view)?.iter().map(|(n, i)| json!({"name": n, "kind": i.kind, "target": i.target, "valid_from": i.valid_from, "revoked_at": i.revoked_at})).collect::<Vec<_>>(),
+        "anonymous_read": anon_read,
+        "anonymous_write": anon_write,
+    }))
 }
 
 fn p_str<'a>(p: &'a Value, k: &str) -> Result<&'a str, RpcFail> {
@@ -858,6 +893,38 @@ pub fn dispatch(node: &Node, method: &str, p: &Value) -> MResult {
                     codes::NO_REPO,
                     format!("no repository `{}`", name.escape_default()),
                 )),
+            }
+        }
+        "dd_info" => dd_info(node, p),
+        "dd_resolve" => {
+            let name = p_str(p, "name")?;
+            let ledger = node
+                .ledger
+                .read()
+                .clone()
+                .ok_or_else(|| RpcFail::params("not a repository's directory"))?;
+            let at = match p_u64(p, "height")? {
+                Some(h) => h,
+                None => ledger.tip().header.height,
+            };
+            let view = chain.view_at(chain.finalized_height())?;
+            let found = aergo_chain::directory::identifier(&view, name)?;
+            match found {
+                Some(i) if i.resolves_at(at) => Ok(json!({
+                    "name": name, "kind": i.kind, "target": i.target, "valid_from": i.valid_from,
+                    "revoked_at": i.revoked_at, "height": at,
+                })),
+                Some(i) => Err(RpcFail::not_found(format!(
+                    "identifier `{name}` does not resolve at height {at} (valid from {}{})",
+                    i.valid_from,
+                    i.revoked_at
+                        .map(|r| format!(", revoked at {r}"))
+                        .unwrap_or_default()
+                ))),
+                None => Err(RpcFail::not_found(format!(
+                    "no identifier `{}`",
+                    name.escape_default()
+                ))),
             }
         }
         "admin_set_empty_blocks" => {
@@ -1343,6 +1410,8 @@ mod tests {
     }
 
     const METHODS: &[&str] = &[
+        "dd_info",
+        "dd_resolve",
         "repo_list",
         "repo_show",
         "chain_info",

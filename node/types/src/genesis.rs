@@ -171,6 +171,11 @@ pub struct Genesis {
     /// id) while absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub repo_create_fee: Option<Aer>,
+    /// The root chain's `dd_interval`: the least time between two blocks of a repository's
+    /// directory, in ms (absent: [`crate::repo::DD_INTERVAL_MS`], 10 s). Left out of the JSON
+    /// while absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dd_interval_ms: Option<u64>,
     /// Set on a repository's ledger or directory: what it belongs to. Its chain id is then
     /// derived from the root chain id and the name ([`crate::repo`]), and the total-supply
     /// rule does not apply (a repository has its own units). Absent on the root chain.
@@ -204,6 +209,7 @@ impl Genesis {
                 block_gas_limit: None,
             },
             repo_create_fee: None,
+            dd_interval_ms: None,
             repo: None,
         }
     }
@@ -258,14 +264,20 @@ impl Genesis {
             if let Some(e) = crate::repo::name_error(&r.name) {
                 return bad(e);
             }
-            if self.repo_create_fee.is_some() {
-                return bad("repo_create_fee is a root chain setting".into());
+            if self.repo_create_fee.is_some() || self.dd_interval_ms.is_some() {
+                return bad("repo_create_fee and dd_interval_ms are root chain settings".into());
             }
         } else if total != TOTAL_SUPPLY {
             return bad(format!(
                 "balances add up to {} aer; the total supply is exactly {} aer (500,000,000 AERGO)",
                 total, TOTAL_SUPPLY
             ));
+        }
+        if self
+            .dd_interval_ms
+            .is_some_and(|d| !(50..=60_000).contains(&d))
+        {
+            return bad("dd_interval_ms must be between 50 and 60000".into());
         }
         if !(50..=60_000).contains(&self.consensus.block_interval_ms) {
             return bad("consensus.block_interval_ms must be between 50 and 60000".into());

@@ -427,18 +427,20 @@ impl Registration {
             consensus: self.consensus(root.consensus.block_interval_ms),
             gas: root.gas.clone(),
             repo_create_fee: None,
+            dd_interval_ms: None,
             repo: Some(self.repo_genesis(root, RepoPart::Ledger)),
         }
     }
 
     /// The directory's genesis: no balances (directory changes pay no gas; only admins may
-    /// make them), the same producers, a block at most every [`DD_INTERVAL_MS`].
+    /// make them), the same producers, a block at most every `dd_interval` (the root's
+    /// `dd_interval_ms`, default [`DD_INTERVAL_MS`]).
     pub fn directory_genesis(&self, root: &Genesis) -> Genesis {
         Genesis {
             chain_name: format!("{}/dd", self.create.name),
             timestamp_ms: self.timestamp_ms,
             balances: Vec::new(),
-            consensus: self.consensus(DD_INTERVAL_MS),
+            consensus: self.consensus(root.dd_interval_ms.unwrap_or(DD_INTERVAL_MS)),
             gas: GasParams {
                 base: root.gas.base,
                 per_byte: root.gas.per_byte,
@@ -447,8 +449,345 @@ impl Registration {
                 block_gas_limit: None,
             },
             repo_create_fee: None,
+            dd_interval_ms: None,
             repo: Some(self.repo_genesis(root, RepoPart::Directory)),
         }
+    }
+}
+
+/// A member's role in a repository (each includes the ones before it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Read a private repository.
+    Read = 1,
+    /// Send transactions.
+    Write = 2,
+    /// Change the directory.
+    Admin = 3,
+}
+
+impl Role {
+    /// From its byte.
+    pub fn from_u8(b: u8) -> Option<Self> {
+        match b {
+            1 => Some(Role::Read),
+            2 => Some(Role::Write),
+            3 => Some(Role::Admin),
+            _ => None,
+        }
+    }
+    /// Its name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Read => "read",
+            Role::Write => "write",
+            Role::Admin => "admin",
+        }
+    }
+    /// From its name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "read" => Some(Role::Read),
+            "write" => Some(Role::Write),
+            "admin" => Some(Role::Admin),
+            _ => None,
+        }
+    }
+}
+
+/// Largest directory-change payload.
+pub const MAX_DD_PAYLOAD: usize = 4096;
+/// Largest directory block.
+pub const MAX_DD_BLOCK: usize = 64 * 1024;
+
+/// A tag: an immutable name for a block of the repository.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tag {
+    /// The branch (`main` until branches exist).
+    pub branch: String,
+    /// The repository height.
+    pub height: u64,
+    /// The block hash at that height.
+    pub hash: Hash,
+}
+
+/// An identifier: a name for something in the repository (e.g. a contract), valid from a
+/// repository height until it is revoked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Identifier {
+    /// What it names (e.g. `contract`).
+    pub kind: String,
+    /// What it resolves to (e.g. a contract address).
+    pub target: String,
+    /// First repository height at which it resolves.
+    pub valid_from: u64,
+    /// Repository height from which it no longer resolves.
+    pub revoked_at: Option<u64>,
+}
+
+impl Identifier {
+    /// Whether it resolves at repository height `h`.
+    pub fn resolves_at(&self, h: u64) -> bool {
+        h >= self.valid_from && self.revoked_at.is_none_or(|r| h < r)
+    }
+}
+
+/// One change to a repository's directory (the payload of a `directory_change`, kind 10).
+/// Encoding: `version=1 u8 ‖ op u8 ‖ fields` (strings as u32 len ‖ UTF-8, integers
+/// big-endian): 0 member set (address 33 ‖ role u8), 1 member remove (address 33), 2 node add
+/// (key 32), 3 node remove (key 32), 4 tag (name ‖ branch ‖ height u64 ‖ hash 32), 5 name set
+/// (name ‖ kind ‖ target ‖ valid_from u64), 6 name revoke (name ‖ at u64), 7 anonymous access
+/// (read u8 ‖ write u8).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "op")]
+pub enum DdOp {
+    /// Give `account` a role.
+    MemberSet {
+        /// The account.
+        account: Address,
+        /// Its role.
+        role: Role,
+    },
+    /// Take `account`'s role away.
+    MemberRemove {
+        /// The account.
+        account: Address,
+    },
+    /// Allow node `key` to replicate the repository.
+    NodeAdd {
+        /// The node key.
+        key: PublicKey,
+    },
+    /// Stop node `key` replicating it.
+    NodeRemove {
+        /// The node key.
+        key: PublicKey,
+    },
+    /// Set tag `name` (immutable once set).
+    TagSet {
+        /// Tag name.
+        name: String,
+        /// The tag.
+        tag: Tag,
+    },
+    /// Set identifier `name`.
+    NameSet {
+        /// Identifier name.
+        name: String,
+        /// Kind.
+        kind: String,
+        /// Target.
+        target: String,
+        /// First repository height it resolves at.
+        valid_from: u64,
+    },
+    /// Revoke identifier `name` from repository height `at`.
+    NameRevoke {
+        /// Identifier name.
+        name: String,
+        /// First height at which it no longer resolves.
+        at: u64,
+    },
+    /// Whether anyone may read, and write.
+    Anonymous {
+        /// Anonymous reads.
+        read: bool,
+        /// Anonymous writes.
+        write: bool,
+    },
+}
+
+const DD_VERSION: u8 = 1;
+
+fn dd_invalid(m: String) -> DecodeError {
+    DecodeError::Invalid {
+        what: "directory change",
+        message: m,
+    }
+}
+
+/// Why `s` cannot be a tag or identifier name (`None`: it can).
+pub fn label_error(what: &str, s: &str) -> Option<String> {
+    let ok = !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    (!ok).then(|| {
+        format!(
+            "invalid {what} `{}`: use 1 to 64 characters of A-Z, a-z, 0-9, ., _ and -",
+            s.escape_default()
+        )
+    })
+}
+
+impl DdOp {
+    /// The encoding (see the type's docs).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::with_capacity(128);
+        w.u8(DD_VERSION);
+        match self {
+            DdOp::MemberSet { account, role } => {
+                w.u8(0);
+                w.fixed(&account.to_raw());
+                w.u8(*role as u8);
+            }
+            DdOp::MemberRemove { account } => {
+                w.u8(1);
+                w.fixed(&account.to_raw());
+            }
+            DdOp::NodeAdd { key } => {
+                w.u8(2);
+                w.fixed(&key.0);
+            }
+            DdOp::NodeRemove { key } => {
+                w.u8(3);
+                w.fixed(&key.0);
+            }
+            DdOp::TagSet { name, tag } => {
+                w.u8(4);
+                w.bytes(name.as_bytes());
+                w.bytes(tag.branch.as_bytes());
+                w.u64(tag.height);
+                w.fixed(&tag.hash.0);
+            }
+            DdOp::NameSet {
+                name,
+                kind,
+                target,
+                valid_from,
+            } => {
+                w.u8(5);
+                w.bytes(name.as_bytes());
+                w.bytes(kind.as_bytes());
+                w.bytes(target.as_bytes());
+                w.u64(*valid_from);
+            }
+            DdOp::NameRevoke { name, at } => {
+                w.u8(6);
+                w.bytes(name.as_bytes());
+                w.u64(*at);
+            }
+            DdOp::Anonymous { read, write } => {
+                w.u8(7);
+                w.u8(u8::from(*read));
+                w.u8(u8::from(*write));
+            }
+        }
+        w.finish()
+    }
+
+    /// Strict decoding, with the rules of [`DdOp::validate`].
+    pub fn decode(b: &[u8]) -> Result<Self, DecodeError> {
+        if b.len() > MAX_DD_PAYLOAD {
+            return Err(dd_invalid(format!(
+                "{} bytes; a directory change is at most {MAX_DD_PAYLOAD}",
+                b.len()
+            )));
+        }
+        let mut r = Reader::new(b);
+        let v = r.u8("version")?;
+        if v != DD_VERSION {
+            return Err(dd_invalid(format!("unknown version {v}")));
+        }
+        let text = |r: &mut Reader<'_>, what: &'static str| -> Result<String, DecodeError> {
+            std::str::from_utf8(r.bytes(MAX_DD_PAYLOAD, what)?)
+                .map(str::to_string)
+                .map_err(|_| dd_invalid(format!("{what} is not UTF-8")))
+        };
+        let addr = |r: &mut Reader<'_>| -> Result<Address, DecodeError> {
+            Address::from_raw(&r.array("account")?).map_err(|e| dd_invalid(e.to_string()))
+        };
+        let flag = |r: &mut Reader<'_>, what: &'static str| -> Result<bool, DecodeError> {
+            match r.u8(what)? {
+                0 => Ok(false),
+                1 => Ok(true),
+                x => Err(dd_invalid(format!("{what} flag {x}"))),
+            }
+        };
+        let op = match r.u8("op")? {
+            0 => {
+                let account = addr(&mut r)?;
+                let rb = r.u8("role")?;
+                let role = Role::from_u8(rb).ok_or_else(|| dd_invalid(format!("role {rb}")))?;
+                DdOp::MemberSet { account, role }
+            }
+            1 => DdOp::MemberRemove {
+                account: addr(&mut r)?,
+            },
+            2 => DdOp::NodeAdd {
+                key: PublicKey(r.array("node key")?),
+            },
+            3 => DdOp::NodeRemove {
+                key: PublicKey(r.array("node key")?),
+            },
+            4 => DdOp::TagSet {
+                name: text(&mut r, "tag name")?,
+                tag: Tag {
+                    branch: text(&mut r, "branch")?,
+                    height: r.u64("height")?,
+                    hash: Hash(r.array("hash")?),
+                },
+            },
+            5 => DdOp::NameSet {
+                name: text(&mut r, "name")?,
+                kind: text(&mut r, "kind")?,
+                target: text(&mut r, "target")?,
+                valid_from: r.u64("valid_from")?,
+            },
+            6 => DdOp::NameRevoke {
+                name: text(&mut r, "name")?,
+                at: r.u64("at")?,
+            },
+            7 => DdOp::Anonymous {
+                read: flag(&mut r, "read")?,
+                write: flag(&mut r, "write")?,
+            },
+            x => return Err(dd_invalid(format!("unknown operation {x}"))),
+        };
+        r.finish()?;
+        op.validate().map_err(dd_invalid)?;
+        Ok(op)
+    }
+
+    /// Rules that need no state: names, lengths, account addresses.
+    pub fn validate(&self) -> Result<(), String> {
+        let short = |what: &str, s: &str, max: usize| {
+            (s.len() > max)
+                .then(|| format!("{what} is {} bytes; at most {max}", s.len()))
+                .map_or(Ok(()), Err)
+        };
+        match self {
+            DdOp::MemberSet { account, .. } | DdOp::MemberRemove { account } => {
+                if account.public_key().is_none() {
+                    return Err(format!("{account} is not an account address"));
+                }
+            }
+            DdOp::TagSet { name, tag } => {
+                label_error("tag name", name).map_or(Ok(()), Err)?;
+                if tag.branch != "main" {
+                    return Err(format!(
+                        "branch `{}` does not exist (only `main` until branches are created)",
+                        tag.branch.escape_default()
+                    ));
+                }
+            }
+            DdOp::NameSet {
+                name, kind, target, ..
+            } => {
+                label_error("identifier", name).map_or(Ok(()), Err)?;
+                label_error("identifier kind", kind).map_or(Ok(()), Err)?;
+                short("target", target, 256)?;
+                if target.is_empty() {
+                    return Err("an identifier needs a target".into());
+                }
+            }
+            DdOp::NameRevoke { name, .. } => {
+                label_error("identifier", name).map_or(Ok(()), Err)?;
+            }
+            DdOp::NodeAdd { .. } | DdOp::NodeRemove { .. } | DdOp::Anonymous { .. } => {}
+        }
+        Ok(())
     }
 }
 
@@ -508,6 +847,59 @@ mod tests {
         let d = reg.directory_genesis(&root);
         d.validate().unwrap();
         assert_eq!(d.chain_id(), directory_id(&g.chain_id()));
+        // Directory changes round-trip; cut or padded ones are refused.
+        let ops = [
+            DdOp::MemberSet {
+                account: reg.creator,
+                role: Role::Write,
+            },
+            DdOp::MemberRemove {
+                account: reg.creator,
+            },
+            DdOp::NodeAdd {
+                key: Keypair::dev().public(),
+            },
+            DdOp::TagSet {
+                name: "v1.0".into(),
+                tag: Tag {
+                    branch: "main".into(),
+                    height: 3,
+                    hash: Hash::of(b"b"),
+                },
+            },
+            DdOp::NameSet {
+                name: "token".into(),
+                kind: "contract".into(),
+                target: "Aabc".into(),
+                valid_from: 4,
+            },
+            DdOp::NameRevoke {
+                name: "token".into(),
+                at: 9,
+            },
+            DdOp::Anonymous {
+                read: true,
+                write: false,
+            },
+        ];
+        for op in ops {
+            let b = op.encode();
+            assert_eq!(DdOp::decode(&b).unwrap(), op);
+            assert!(DdOp::decode(&b[..b.len() - 1]).is_err());
+            let mut long = b.clone();
+            long.push(0);
+            assert!(DdOp::decode(&long).is_err());
+        }
+        let bad = DdOp::TagSet {
+            name: "no spaces".into(),
+            tag: Tag {
+                branch: "main".into(),
+                height: 1,
+                hash: Hash::ZERO,
+            },
+        };
+        assert!(DdOp::decode(&bad.encode()).is_err());
+        assert!(DdOp::decode(&vec![1u8; MAX_DD_PAYLOAD + 1]).is_err());
         // A genesis that went through JSON keeps its id.
         assert_eq!(
             Genesis::from_json(&g.to_json()).unwrap().chain_id(),

@@ -9,8 +9,8 @@
 //! Version 1 is the only transaction format, and the block format version 2 of
 //! [`crate::block_ext`] keeps it: repositories and branches sign their own id in `chain_id`
 //! (the root chain's `main` keeps the genesis hash), and the new kinds take reserved kind
-//! bytes — 8 evidence of a broken pre-confirmation, 9 repository create (defined), 10
-//! directory change, 11 branch create/delete, 12 merge. Until a kind is defined here, its
+//! bytes — 8 evidence of a broken pre-confirmation, 9 repository create and 10
+//! directory change (both defined), 11 branch create/delete, 12 merge. Until a kind is defined here, its
 //! byte is an unknown kind and the transaction does not decode.
 
 use crate::address::Address;
@@ -47,6 +47,8 @@ pub enum TxKind {
     Governance = 7,
     /// Create a repository (root chain only; payload: [`crate::repo::RepoCreate`]).
     RepoCreate = 9,
+    /// Change a repository's directory (directories only; payload: [`crate::repo::DdOp`]).
+    DirectoryChange = 10,
 }
 
 impl TxKind {
@@ -62,6 +64,7 @@ impl TxKind {
             6 => TxKind::RegisterBp,
             7 => TxKind::Governance,
             9 => TxKind::RepoCreate,
+            10 => TxKind::DirectoryChange,
             _ => return None,
         })
     }

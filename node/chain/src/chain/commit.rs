@@ -117,8 +117,9 @@ impl Chain {
         }
         let checks = |_: &BlockStart| -> Result<(), ChainError> {
             self.engine.validate(&tip.header, h).map_err(bad)?;
-            if block.encode().len() > MAX_BLOCK_SIZE {
-                return Err(bad("block exceeds 1 MiB".into()));
+            let max = self.max_block_size();
+            if block.encode().len() > max {
+                return Err(bad(format!("block exceeds {max} bytes")));
             }
             if Block::compute_tx_root(&block.txs) != h.tx_root {
                 return Err(bad("tx root mismatch".into()));
@@ -191,8 +192,12 @@ impl Chain {
         };
         let (txs, mut executed, rejected) = match body {
             Body::Assemble(candidates) => {
-                let (txs, executed, rejected) =
-                    exec::assemble(&base, candidates, &ctx, MAX_BLOCK_SIZE - BLOCK_HEADER_ROOM)?;
+                let (txs, executed, rejected) = exec::assemble(
+                    &base,
+                    candidates,
+                    &ctx,
+                    self.max_block_size() - BLOCK_HEADER_ROOM,
+                )?;
                 (Some(txs), executed, rejected)
             }
             Body::Given(txs) => (None, exec::execute_block(&base, txs, &ctx)?, Vec::new()),

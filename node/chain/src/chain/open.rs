@@ -169,6 +169,16 @@ impl Chain {
                     writes.insert(account_key(&a.address), Some(v));
                 }
                 self.engine.genesis_writes(&self.genesis, &mut writes)?;
+                if let Some(r) = &self.genesis.repo {
+                    if r.part == aergo_types::repo::RepoPart::Directory {
+                        let c = &self.genesis.consensus;
+                        let producers: Vec<Address> = match &c.poa {
+                            Some(p) => p.producers.clone(),
+                            None => c.producer.into_iter().collect(),
+                        };
+                        crate::directory::genesis_writes(r, &producers, &mut writes);
+                    }
+                }
 
                 let src = smt::MemNodes::default();
                 let mut up = Updater::new(&src);

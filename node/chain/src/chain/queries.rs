@@ -214,6 +214,13 @@ impl Chain {
     pub fn io(&self) -> &IoService {
         self.log.io()
     }
+    /// The largest block this chain takes: 1 MiB, a repository's directory 64 KiB.
+    pub fn max_block_size(&self) -> usize {
+        match crate::ctx::ChainRole::of(&self.genesis) {
+            crate::ctx::ChainRole::Directory => aergo_types::repo::MAX_DD_BLOCK,
+            _ => MAX_BLOCK_SIZE,
+        }
+    }
     /// The best block.
     pub fn tip(&self) -> Tip {
         self.tip.read().clone()
