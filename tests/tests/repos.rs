@@ -326,6 +326,22 @@ fn quick_dd_genesis(dir: &std::path::Path) -> Result<std::path::PathBuf> {
     Ok(p)
 }
 
+fn transfer_hex(key: &Keypair, nonce: u64, to: Address, amount: u128, chain_id: Hash) -> String {
+    let t = Tx {
+        kind: TxKind::Transfer,
+        nonce,
+        from: key.public(),
+        to: Some(to),
+        amount,
+        payload: Vec::new(),
+        gas_limit: 1000,
+        gas_price: 1_000_000_000,
+        chain_id,
+    }
+    .sign(key);
+    hex::encode(t.encode())
+}
+
 fn dd_tx(key: &Keypair, nonce: u64, dd_id: Hash, payload: Vec<u8>) -> String {
     let t = Tx {
         kind: TxKind::DirectoryChange,
@@ -475,6 +491,55 @@ fn a_repository_directory_holds_members_tags_and_identifiers_at_the_right_height
         .context("resolved at its revocation height")?
         .to_string();
     ensure!(e.contains("revoked at"), "{e}");
+
+    // Writing needs the `write` role, from the directory's final state: carol has it, dave
+    // has no role until anonymous writes are allowed.
+    let repo_id = Hash::from_hex(&str_of(
+        &rpc(&url, "chain_info", json!({"repo": "docs"}))?,
+        "chain_id",
+    )?)?;
+    let dave = Keypair::generate();
+    let dave_addr = Address::from_public_key(&dave.public());
+    let funded = aergo_json(
+        &url,
+        &[
+            "--repo",
+            "docs",
+            "send",
+            "--from",
+            "dev",
+            "--to",
+            &dave_addr.encode(),
+            "--amount",
+            "10",
+            "--wait",
+            "included",
+        ],
+    )?;
+    ensure!(funded["status"] == "ok", "{funded}");
+    let send = |k: &Keypair, nonce: u64| {
+        rpc(
+            &url,
+            "send_tx",
+            json!({"repo": "docs", "tx": transfer_hex(k, nonce, carol_addr, 1, repo_id)}),
+        )
+    };
+    let e = send(&dave, 0)
+        .err()
+        .context("a sender without a role wrote to the repository")?
+        .to_string();
+    ensure!(
+        e.contains("`docs`") && e.contains(&dave_addr.encode()) && e.contains("`write` role"),
+        "{e}"
+    );
+    let opened = aergo_json(
+        &url,
+        &["repo", "access", "docs", "--anonymous-write", "true"],
+    )?;
+    ensure!(opened["status"] == "ok", "{opened}");
+    poll("anonymous writes in force", Duration::from_secs(20), || {
+        Ok(send(&dave, 0).ok())
+    })?;
 
     // The tag names the block it was set on.
     let info = rpc(&url, "dd_info", json!({"repo": "docs"}))?;

@@ -110,6 +110,38 @@ pub struct BlockCtx {
     pub limits: GasLimits,
     /// Root, repository or directory.
     pub role: ChainRole,
+    /// A repository ledger's write rule, from the directory height its header names.
+    pub access: Option<Arc<Access>>,
+}
+
+/// Who may send transactions to a repository: its directory at one final height.
+#[derive(Debug, Clone, Default)]
+pub struct Access {
+    /// The repository's name (for errors).
+    pub repo: String,
+    /// Anyone may write.
+    pub anonymous_write: bool,
+    /// Members and their roles.
+    pub roles: std::collections::BTreeMap<Address, aergo_types::repo::Role>,
+}
+
+impl Access {
+    /// Why `from` may not send a transaction (`None`: it may).
+    pub fn write_error(&self, from: &Address) -> Option<String> {
+        use aergo_types::repo::Role;
+        if self.anonymous_write {
+            return None;
+        }
+        match self.roles.get(from) {
+            Some(Role::Write | Role::Admin) => None,
+            r => Some(format!(
+                "account {from} has {} in repository `{}`; sending transactions needs the `write` role",
+                r.map(|r| format!("the `{}` role", r.name()))
+                    .unwrap_or_else(|| "no role".into()),
+                self.repo
+            )),
+        }
+    }
 }
 
 /// What a DPoS block gives execution: the staking settings (genesis) and the schedule of the

@@ -23,7 +23,7 @@ use aergo_types::genesis::GasParams;
 use aergo_types::{Address, Hash, SignedTx, TxKind, MAX_TX_SIZE};
 
 pub use crate::ctx::{
-    BlockCtx, ChainRole, DposCtx, GasLimits, DEFAULT_BLOCK_GAS_LIMIT, DEFAULT_TX_GAS_CAP,
+    Access, BlockCtx, ChainRole, DposCtx, GasLimits, DEFAULT_BLOCK_GAS_LIMIT, DEFAULT_TX_GAS_CAP,
 };
 
 /// Why a transaction of this kind cannot run on a chain of this role (`None`: it can).
@@ -180,6 +180,9 @@ pub fn execute_tx(
         return Err(invalid(tx, r));
     }
     let from = tx.tx.sender();
+    if let Some(e) = ctx.access.as_ref().and_then(|a| a.write_error(&from)) {
+        return Err(invalid(tx, e));
+    }
     let mut o = Overlay::new(view);
     let mut sender = o.account(&from)?;
     if tx.tx.nonce != sender.nonce {
@@ -548,6 +551,7 @@ mod tests {
             dpos: None,
             limits: GasLimits::default(),
             role: crate::exec::ChainRole::Root { repo_create_fee: 0 },
+            access: None,
         }
     }
 

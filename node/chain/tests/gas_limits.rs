@@ -241,6 +241,7 @@ fn a_block_over_the_gas_limit_is_invalid() {
         dpos: None,
         limits,
         role: aergo_chain::exec::ChainRole::Root { repo_create_fee: 0 },
+        access: None,
     };
     let txs = vec![
         transfer(&c, &dev, 0, 3_000_000),
@@ -298,6 +299,7 @@ fn a_peer_block_over_our_limits_is_refused() {
         dpos: None,
         limits: b.gas_limits().unwrap(),
         role: aergo_chain::exec::ChainRole::Root { repo_create_fee: 0 },
+        access: None,
     };
     assert!(execute_block(&view, &cands, &ctx)
         .unwrap_err()

@@ -118,6 +118,7 @@ fn ctx(s: &dyn StateView, g: &Genesis, height: u64) -> BlockCtx {
         }),
         limits: aergo_chain::exec::GasLimits::from_genesis(&g.gas),
         role: aergo_chain::exec::ChainRole::Root { repo_create_fee: 0 },
+        access: None,
     }
 }
 

@@ -67,6 +67,19 @@ pub enum RepoCmd {
         #[command(flatten)]
         tx: TxArgs,
     },
+    /// Whether anyone may read (public repositories) and write, without a role (needs `admin`).
+    Access {
+        /// Repository.
+        name: String,
+        /// Anyone may read.
+        #[arg(long)]
+        anonymous_read: Option<bool>,
+        /// Anyone may send transactions.
+        #[arg(long)]
+        anonymous_write: Option<bool>,
+        #[command(flatten)]
+        tx: TxArgs,
+    },
     /// Allow a node key to replicate the repository, or stop it (needs `admin`).
     Nodes {
         /// Repository.
@@ -435,6 +448,19 @@ pub async fn run(cmd: RepoCmd, c: &RpcClient, j: bool, signer: Signer<'_>) -> Re
                     "removed"
                 }
             );
+            send_dd(c, &name, j, signer, tx, op, done).await?;
+        }
+        RepoCmd::Access {
+            name,
+            anonymous_read,
+            anonymous_write,
+            tx,
+        } => {
+            let now: Value = c.call("dd_info", serde_json::json!({"repo": name})).await?;
+            let read = anonymous_read.unwrap_or(now["anonymous_read"] == true);
+            let write = anonymous_write.unwrap_or(now["anonymous_write"] == true);
+            let op = DdOp::Anonymous { read, write };
+            let done = format!("{name}: anonymous read {read}, write {write}");
             send_dd(c, &name, j, signer, tx, op, done).await?;
         }
         RepoCmd::Nodes {

@@ -403,6 +403,14 @@ impl Node {
         if tx.tx.kind == aergo_types::TxKind::DirectoryChange {
             self.check_directory_change(&tx)?;
         }
+        // A repository: the sender needs the `write` role in its directory's final state.
+        if let Some(e) = self
+            .chain
+            .write_error(&tx.tx.sender())
+            .map_err(|e| AdmitError::Chain(e.to_string()))?
+        {
+            return Err(AdmitError::Rule(e));
+        }
         if !tx.verify_signature() {
             return Err(AdmitError::Signature);
         }

@@ -147,11 +147,16 @@ impl Repos {
         let genesis = reg.genesis(root.chain.genesis());
         // The directory first: a ledger is never hosted without it.
         let dd_genesis = reg.directory_genesis(root.chain.genesis());
-        let dd: Arc<Chain> = Arc::new(
-            root.chain
-                .open_sibling(dd_genesis, &dir.join("directory"))?,
-        );
-        let chain: Arc<Chain> = Arc::new(root.chain.open_sibling(genesis, &dir.join("ledger"))?);
+        let dd: Arc<Chain> = Arc::new(root.chain.open_sibling(
+            dd_genesis,
+            &dir.join("directory"),
+            None,
+        )?);
+        let chain: Arc<Chain> = Arc::new(root.chain.open_sibling(
+            genesis,
+            &dir.join("ledger"),
+            Some(dd.clone()),
+        )?);
         let directory = Arc::new(Node::new(dd, root.key.clone(), mempool.clone(), false));
         *directory.ledger.write() = Some(chain.clone());
         let node = Arc::new(Node::new(chain, root.key.clone(), mempool, false));

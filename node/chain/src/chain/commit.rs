@@ -30,7 +30,76 @@ impl Chain {
             dpos: start.dpos.clone(),
             limits: crate::staking::gas_limits(parent, &self.genesis.gas)?,
             role: crate::ctx::ChainRole::of(&self.genesis),
+            access: self.access_at(header)?,
         })
+    }
+
+    /// A repository ledger's write rule for a block: the directory's roles at the height its
+    /// header names, which must be a final directory block (`None` elsewhere).
+    fn access_at(
+        &self,
+        header: &Header,
+    ) -> Result<Option<std::sync::Arc<crate::ctx::Access>>, ChainError> {
+        let Some(dd) = &self.directory else {
+            return Ok(None);
+        };
+        let bad = |reason: String| ChainError::InvalidBlock {
+            hash: header.hash(),
+            height: header.height,
+            reason,
+        };
+        let Some(r) = header.ext.dd else {
+            return Err(bad(
+                "a repository block names its directory height (header field `dd`)".into(),
+            ));
+        };
+        if r.height > dd.finalized_height() || dd.hash_at(r.height)? != Some(r.hash) {
+            return Err(bad(format!(
+                "directory block {} at height {} is not a final block of this repository's directory",
+                r.hash, r.height
+            )));
+        }
+        let view = dd.view_at(r.height)?;
+        let (_, anonymous_write) = crate::directory::anonymous(&view)?;
+        Ok(Some(std::sync::Arc::new(crate::ctx::Access {
+            repo: self
+                .genesis
+                .repo
+                .as_ref()
+                .map(|g| g.name.clone())
+                .unwrap_or_default(),
+            anonymous_write,
+            roles: crate::directory::members(&view)?.into_iter().collect(),
+        })))
+    }
+
+    /// The directory reference for a block on top of `parent`: the directory's finalized
+    /// block, never older than the parent's.
+    fn dd_ref(&self, parent: &Header) -> Result<Option<aergo_types::block_ext::DdRef>, ChainError> {
+        let Some(dd) = &self.directory else {
+            return Ok(None);
+        };
+        let fin = dd
+            .finalized_height()
+            .max(parent.ext.dd.map(|r| r.height).unwrap_or(0));
+        let hash = dd
+            .hash_at(fin)?
+            .ok_or_else(|| ChainError::Corrupt(format!("directory block {fin} missing")))?;
+        Ok(Some(aergo_types::block_ext::DdRef { height: fin, hash }))
+    }
+
+    /// Why `from` may not send a transaction to this repository now (its directory's final
+    /// roles; `None`: it may, or this is not a repository).
+    pub fn write_error(&self, from: &Address) -> Result<Option<String>, ChainError> {
+        let tip = self.tip();
+        let header = Header {
+            ext: HeaderExt {
+                dd: self.dd_ref(&tip.header)?,
+                ..Default::default()
+            },
+            ..tip.header.clone()
+        };
+        Ok(self.access_at(&header)?.and_then(|a| a.write_error(from)))
     }
 
     /// Builds, signs and commits a block from `candidates` (in priority order).
@@ -53,7 +122,10 @@ impl Chain {
             receipts_root: Hash::ZERO,
             state_root: Hash::ZERO,
             consensus,
-            ext: HeaderExt::default(),
+            ext: HeaderExt {
+                dd: self.dd_ref(&tip.header)?,
+                ..Default::default()
+            },
             signature: Signature::default(),
         };
         let built = self.execute_on_tip(&tip, &header, Body::Assemble(candidates), |start| {
@@ -103,7 +175,26 @@ impl Chain {
         if !h.verify_signature() {
             return Err(bad("bad producer signature".into()));
         }
-        if let Some(field) = h.ext.first_present() {
+        let mut ext = h.ext.clone();
+        if self.directory.is_some() {
+            // A repository block names its directory height (checked with the roles in
+            // `access_at`), never older than its parent's.
+            match (ext.dd.take(), tip.header.ext.dd) {
+                (None, _) => {
+                    return Err(bad(
+                        "a repository block names its directory height (header field `dd`)".into(),
+                    ))
+                }
+                (Some(r), Some(p)) if r.height < p.height => {
+                    return Err(bad(format!(
+                        "directory height {} is older than the parent's {}",
+                        r.height, p.height
+                    )))
+                }
+                _ => {}
+            }
+        }
+        if let Some(field) = ext.first_present() {
             // Format version 2 reserves these fields for features this chain does not run
             // yet; a block that fills one cannot be validated, so it is invalid.
             return Err(bad(format!(

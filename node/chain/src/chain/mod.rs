@@ -167,6 +167,9 @@ pub struct TxLocation {
 pub struct Chain {
     ks: store::Keyspace,
     log: BlockLog,
+    /// A repository ledger's directory: its blocks name a final directory height and their
+    /// senders are checked against the roles there.
+    directory: Option<std::sync::Arc<Chain>>,
     genesis: Genesis,
     chain_id: Hash,
     engine: Engine,

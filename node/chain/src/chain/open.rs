@@ -36,17 +36,21 @@ impl Chain {
             &opts.data_dir,
             opts.genesis,
             opts.io,
+            None,
         )
     }
 
     /// Opens a chain in keyspace `ks` of a database that is already open (a repository or a
     /// repository's directory, hosted beside the root chain), with its block log and slot
     /// guard in `dir`; creates the genesis state on first open and recovers like [`Chain::open`].
+    /// A repository's ledger is given its `directory` (opened first): its blocks are checked
+    /// against the directory's roles.
     pub fn open_in(
         ks: store::Keyspace,
         dir: &std::path::Path,
         genesis: Genesis,
         io: IoService,
+        directory: Option<std::sync::Arc<Chain>>,
     ) -> Result<Self, ChainError> {
         std::fs::create_dir_all(dir)?;
         let log = BlockLog::open(&dir.join("blocks"), io)?;
@@ -79,6 +83,7 @@ impl Chain {
         let chain = Chain {
             ks,
             log,
+            directory,
             genesis,
             chain_id,
             engine,
@@ -96,11 +101,13 @@ impl Chain {
 
     /// Opens (creating on first open) another chain in this chain's database and I/O
     /// service: a repository's ledger or directory (`genesis.repo` must be set; its keyspace
-    /// follows from its part and chain id), with its block log and slot guard in `dir`.
+    /// follows from its part and chain id), with its block log and slot guard in `dir`; a
+    /// ledger gets its `directory`.
     pub fn open_sibling(
         &self,
         genesis: Genesis,
         dir: &std::path::Path,
+        directory: Option<std::sync::Arc<Chain>>,
     ) -> Result<Chain, ChainError> {
         let kind = match genesis.repo.as_ref().map(|r| r.part) {
             Some(aergo_types::repo::RepoPart::Ledger) => store::SPACE_REPO,
@@ -112,7 +119,12 @@ impl Chain {
             }
         };
         let ks = store::Keyspace::of_chain(self.ks.db().clone(), kind, &genesis.chain_id());
-        Chain::open_in(ks, dir, genesis, self.log.io().clone())
+        if kind == store::SPACE_REPO && directory.is_none() {
+            return Err(ChainError::Consensus(
+                "a repository's ledger opens with its directory".into(),
+            ));
+        }
+        Chain::open_in(ks, dir, genesis, self.log.io().clone(), directory)
     }
 
     /// The tip record in `meta` (`tip` = height u64 BE ‖ hash ‖ log end as [`LogPos`]),
