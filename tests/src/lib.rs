@@ -227,6 +227,16 @@ pub mod http {
 
     /// Sends one request; returns the status code and the body.
     pub fn raw(method: &str, url: &str, body: &str) -> std::io::Result<(u16, String)> {
+        raw_with(method, url, &[], body)
+    }
+
+    /// [`raw`] with extra headers.
+    pub fn raw_with(
+        method: &str,
+        url: &str,
+        headers: &[(String, String)],
+        body: &str,
+    ) -> std::io::Result<(u16, String)> {
         let rest = url.trim_start_matches("http://");
         let (host, path) = rest
             .split_once('/')
@@ -234,7 +244,11 @@ pub mod http {
             .unwrap_or((rest, "/".into()));
         let mut s = std::net::TcpStream::connect(host)?;
         s.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
-        write!(s, "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len())?;
+        let extra: String = headers
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}\r\n"))
+            .collect();
+        write!(s, "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n", body.len())?;
         // The server may answer (e.g. 413 for a declared length over its limit) and close
         // before the body is sent: keep what it said rather than failing on the broken pipe.
         let wrote = s.write_all(body.as_bytes());

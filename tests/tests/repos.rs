@@ -24,8 +24,40 @@ fn balance(url: &str, repo: Option<&str>, addr: &Address) -> Result<u128> {
     if let Some(r) = repo {
         p["repo"] = json!(r);
     }
-    let a = rpc(url, "account", p)?;
+    // Signed by the dev account: a member of every repository these tests create.
+    let a = rpc_as(url, Some(&Keypair::dev()), "account", p)?;
     str_of(&a, "balance")?.parse().context("balance")
+}
+
+/// The headers of a request body signed by `key` now.
+fn sign_headers(key: &Keypair, body: &str) -> Vec<(String, String)> {
+    use aergo_types::repo::*;
+    let account = Address::from_public_key(&key.public());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(0))
+        .unwrap_or(0);
+    let sig = key.sign(&read_auth_message(now, &account, body.as_bytes()).0);
+    vec![
+        (AUTH_ACCOUNT_HEADER.into(), account.encode()),
+        (AUTH_TIME_HEADER.into(), now.to_string()),
+        (AUTH_SIGNATURE_HEADER.into(), sig.to_hex()),
+    ]
+}
+
+/// A JSON-RPC call, signed by `key` when given; a JSON-RPC error is an `Err`.
+fn rpc_as(url: &str, key: Option<&Keypair>, method: &str, params: Value) -> Result<Value> {
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).to_string();
+    let headers = key.map(|k| sign_headers(k, &body)).unwrap_or_default();
+    reply(aergo_e2e::http::raw_with("POST", url, &headers, &body)?)
+}
+
+fn reply((code, text): (u16, String)) -> Result<Value> {
+    let v: Value = serde_json::from_str(&text).with_context(|| format!("{code}: {text}"))?;
+    if let Some(e) = v.get("error") {
+        anyhow::bail!("{e}");
+    }
+    Ok(v["result"].clone())
 }
 
 fn tip(url: &str, repo: Option<&str>) -> Result<(u64, Hash)> {
@@ -130,6 +162,8 @@ fn a_dev_node_hosts_repositories_isolated_from_the_root_and_each_other() -> Resu
     let sent_b = aergo_json(
         &url,
         &[
+            "--as",
+            "dev",
             "--repo",
             "team-b",
             "send",
@@ -178,11 +212,52 @@ fn a_dev_node_hosts_repositories_isolated_from_the_root_and_each_other() -> Resu
     .sign(&dev_key);
     let hex_a = hex::encode(signed_for_a.encode());
     for target in [json!("team-b"), json!(null)] {
-        let e = rpc(&url, "send_tx", json!({"tx": hex_a, "repo": target}))
-            .err()
-            .context("a transaction signed for team-a was accepted elsewhere")?;
+        let e = rpc_as(
+            &url,
+            Some(&dev_key),
+            "send_tx",
+            json!({"tx": hex_a, "repo": target}),
+        )
+        .err()
+        .context("a transaction signed for team-a was accepted elsewhere")?;
         ensure!(e.to_string().contains("wrong chain id"), "{e}");
     }
+
+    // The private repository answers only requests signed by a member, each once.
+    let read = json!({"address": bob.encode(), "repo": "team-b"});
+    let e = rpc(&url, "account", read.clone())
+        .err()
+        .context("an unsigned read of a private repository was answered")?
+        .to_string();
+    ensure!(e.contains("-32008") && e.contains("private"), "{e}");
+    let stranger = Keypair::generate();
+    let e = rpc_as(&url, Some(&stranger), "account", read.clone())
+        .err()
+        .context("a non-member read a private repository")?
+        .to_string();
+    ensure!(
+        e.contains("-32008")
+            && e.contains("`team-b`")
+            && e.contains(&Address::from_public_key(&stranger.public()).encode())
+            && e.contains("`read` role"),
+        "{e}"
+    );
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "account", "params": read}).to_string();
+    let headers = sign_headers(&dev_key, &body);
+    let first = reply(aergo_e2e::http::raw_with("POST", &url, &headers, &body)?)?;
+    ensure!(str_of(&first, "balance")?.parse::<u128>()? == 7 * unit);
+    let e = reply(aergo_e2e::http::raw_with("POST", &url, &headers, &body)?)
+        .err()
+        .context("a replayed signed request was answered")?
+        .to_string();
+    ensure!(e.contains("replay"), "{e}");
+    // The public one is readable by anyone.
+    ensure!(rpc(
+        &url,
+        "account",
+        json!({"address": bob.encode(), "repo": "team-a"})
+    )
+    .is_ok());
 
     // Bad input: a clear error, nothing changes.
     let listed = aergo_json(&url, &["repo", "list"])?;

@@ -83,6 +83,16 @@ struct Cli {
         hide_env_values = true
     )]
     repo: Option<String>,
+    /// Sign every request as this account (a keystore address or name, or `dev`): members
+    /// read private repositories this way.
+    #[arg(
+        long = "as",
+        global = true,
+        help_heading = "Global options",
+        env = "AERGO_AS",
+        hide_env_values = true
+    )]
+    as_account: Option<String>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -379,9 +389,17 @@ pub(crate) fn resolve_addr(s: &str) -> Result<Address> {
 
 async fn run(cli: Cli) -> Result<()> {
     let j = cli.json;
+    let reader = match &cli.as_account {
+        Some(a) => Some(signing_key(
+            cli.keystore.clone(),
+            cli.password.as_deref(),
+            a,
+        )?),
+        None => None,
+    };
     let client = || {
         RpcClient::new(&cli.rpc, Duration::from_secs(30))
-            .map(|c| c.with_repo(cli.repo.clone()))
+            .map(|c| c.with_repo(cli.repo.clone()).with_signer(reader.clone()))
             .map_err(anyhow::Error::from)
     };
     match cli.cmd {
@@ -882,7 +900,7 @@ async fn run(cli: Cli) -> Result<()> {
             let Some(repo) = cli.repo.clone() else {
                 bail!("tags live in a repository's directory: give --repo NAME");
             };
-            let c = RpcClient::new(&cli.rpc, Duration::from_secs(30))?;
+            let c = RpcClient::new(&cli.rpc, Duration::from_secs(30))?.with_signer(reader.clone());
             let (ks_dir, pw) = (cli.keystore.clone(), cli.password.clone());
             let signer = move |from: &str| signing_key(ks_dir.clone(), pw.as_deref(), from);
             repo_cmd::tag(&c, &repo, j, &signer, name, height, tx).await?
@@ -891,7 +909,7 @@ async fn run(cli: Cli) -> Result<()> {
             let Some(repo) = cli.repo.clone() else {
                 bail!("identifiers live in a repository's directory: give --repo NAME");
             };
-            let c = RpcClient::new(&cli.rpc, Duration::from_secs(30))?;
+            let c = RpcClient::new(&cli.rpc, Duration::from_secs(30))?.with_signer(reader.clone());
             let (ks_dir, pw) = (cli.keystore.clone(), cli.password.clone());
             let signer = move |from: &str| signing_key(ks_dir.clone(), pw.as_deref(), from);
             repo_cmd::name(nc, &c, &repo, j, &signer).await?

@@ -154,7 +154,8 @@ pub enum NameCmd {
 /// A client for repository `repo`'s directory.
 fn dd_client(c: &RpcClient, repo: &str) -> Result<RpcClient> {
     Ok(RpcClient::new(c.url(), std::time::Duration::from_secs(30))?
-        .with_repo(Some(format!("{repo}/dd"))))
+        .with_repo(Some(format!("{repo}/dd")))
+        .with_signer(c.signer().cloned()))
 }
 
 async fn send_dd(

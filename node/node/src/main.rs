@@ -15,6 +15,7 @@ mod node;
 mod producer;
 mod repos;
 mod rpc;
+mod rpc_auth;
 mod rpc_staking;
 mod vital;
 

@@ -50,6 +50,7 @@ pub struct Rpc {
     ws_limit_loopback: bool,
     ws_subscriptions: usize,
     server: Arc<ServerStats>,
+    auth: Arc<crate::rpc_auth::ReplayGuard>,
 }
 
 /// The server's settings beyond the node (from `[node]` and the listener's address).
@@ -252,6 +253,7 @@ impl Rpc {
             ws_limit_loopback: opts.ws_limit_loopback,
             ws_subscriptions: opts.ws_subscriptions.max(1),
             server: opts.server,
+            auth: Default::default(),
         }
     }
 
@@ -288,6 +290,7 @@ fn err_response(id: Value, f: RpcFail) -> Value {
 async fn http_rpc(
     State(rpc): State<Rpc>,
     Extension(conn): Extension<ConnInfo>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> HttpResponse {
     let peer = conn.peer;
@@ -314,6 +317,17 @@ async fn http_rpc(
             return json_resp(StatusCode::OK, r);
         }
     };
+    // Who signed the request (reads of private repositories need a member).
+    let signed = match rpc.auth.verify(&headers, &body, now_ms()) {
+        Ok(a) => a,
+        Err(e) => {
+            let r = err_response(
+                Value::Null,
+                RpcFail::new(codes::UNAUTHORIZED, e.to_string()),
+            );
+            return json_resp(StatusCode::OK, r);
+        }
+    };
     let out = match v {
         Value::Array(items) => {
             if items.is_empty() || items.len() > MAX_BATCH {
@@ -327,7 +341,7 @@ async fn http_rpc(
             } else {
                 let mut outs = Vec::with_capacity(items.len());
                 for it in items {
-                    outs.extend(handle_request(&rpc, peer, it).await);
+                    outs.extend(handle_request(&rpc, peer, signed, it).await);
                 }
                 if outs.is_empty() {
                     // Only notifications: nothing to answer.
@@ -336,7 +350,7 @@ async fn http_rpc(
                 Value::Array(outs)
             }
         }
-        other => match handle_request(&rpc, peer, other).await {
+        other => match handle_request(&rpc, peer, signed, other).await {
             Some(v) => v,
             None => return StatusCode::NO_CONTENT.into_response(),
         },
@@ -367,9 +381,14 @@ fn is_notification(v: &Value) -> bool {
 }
 
 /// One request of a call or batch; `None` for a notification.
-async fn handle_request(rpc: &Rpc, peer: SocketAddr, v: Value) -> Option<Value> {
+async fn handle_request(
+    rpc: &Rpc,
+    peer: SocketAddr,
+    signed: Option<Address>,
+    v: Value,
+) -> Option<Value> {
     let notification = is_notification(&v);
-    let reply = handle_one(rpc, peer, v).await;
+    let reply = handle_one(rpc, peer, signed, v).await;
     (!notification).then_some(reply)
 }
 
@@ -382,7 +401,8 @@ fn json_resp(status: StatusCode, v: Value) -> HttpResponse {
         .into_response()
 }
 
-async fn handle_one(rpc: &Rpc, peer: SocketAddr, v: Value) -> Value {
+/// One request; `signed` is the account that signed the HTTP request, if any.
+async fn handle_one(rpc: &Rpc, peer: SocketAddr, signed: Option<Address>, v: Value) -> Value {
     let id = v.get("id").cloned().unwrap_or(Value::Null);
     if !rpc.allow(peer.ip()) {
         return err_response(
@@ -425,9 +445,19 @@ async fn handle_one(rpc: &Rpc, peer: SocketAddr, v: Value) -> Value {
     } else {
         req.params
     };
-    let node = match select_repo(&rpc.node, &req.method, &params) {
-        Ok(n) => n,
-        Err(f) => return err_response(id, f),
+    let root = rpc.node.clone();
+    let (m, p) = (req.method.clone(), params.clone());
+    // The registry and directory reads may touch disk: off the async workers.
+    let selected = tokio::task::spawn_blocking(move || select_repo(&root, &m, &p, signed)).await;
+    let node = match selected {
+        Ok(Ok(n)) => n,
+        Ok(Err(f)) => return err_response(id, f),
+        Err(e) => {
+            return err_response(
+                id,
+                RpcFail::new(codes::INTERNAL, format!("handler failed: {e}")),
+            )
+        }
     };
     let method = req.method.clone();
     // Chain reads may touch disk: keep them off the async workers.
@@ -444,7 +474,12 @@ async fn handle_one(rpc: &Rpc, peer: SocketAddr, v: Value) -> Value {
 
 /// The node a request addresses: the root chain's, or with `repo` a hosted repository's
 /// (`repo_*` methods are about the registry and always go to the root).
-fn select_repo(root: &Arc<Node>, method: &str, p: &Value) -> Result<Arc<Node>, RpcFail> {
+fn select_repo(
+    root: &Arc<Node>,
+    method: &str,
+    p: &Value,
+    signed: Option<Address>,
+) -> Result<Arc<Node>, RpcFail> {
     if method.starts_with("repo_") {
         return Ok(root.clone());
     }
@@ -466,6 +501,9 @@ fn select_repo(root: &Arc<Node>, method: &str, p: &Value) -> Result<Arc<Node>, R
         None => (name, method.starts_with("dd_")),
     };
     if let Some(h) = root.repos.get(name) {
+        if let Some(e) = read_error(&h, signed)? {
+            return Err(RpcFail::new(codes::UNAUTHORIZED, e));
+        }
         return Ok(if dd {
             h.directory.clone()
         } else {
@@ -487,6 +525,32 @@ fn select_repo(root: &Arc<Node>, method: &str, p: &Value) -> Result<Arc<Node>, R
             ),
         },
     ))
+}
+
+/// Why the signer of a request may not read repository `h` (`None`: it may): a repository
+/// without anonymous reads (a private one) is read only by its members, each request signed.
+fn read_error(
+    h: &crate::repos::Hosted,
+    signed: Option<Address>,
+) -> Result<Option<String>, RpcFail> {
+    use aergo_chain::directory as dd;
+    let chain = &h.directory.chain;
+    let view = chain.view_at(chain.finalized_height())?;
+    if dd::anonymous(&view)?.0 {
+        return Ok(None);
+    }
+    let name = &h.registration.create.name;
+    Ok(match signed {
+        None => Some(format!(
+            "repository `{name}` is private: reading it needs a request signed by a member (aergo --as ACCOUNT)"
+        )),
+        Some(a) => match dd::role_of(&view, &a)? {
+            Some(_) => None,
+            None => Some(format!(
+                "account {a} has no role in repository `{name}`; reading it needs the `read` role"
+            )),
+        },
+    })
 }
 
 fn repo_json(root: &Node, reg: &aergo_types::repo::Registration) -> RepoJson {
@@ -1345,7 +1409,7 @@ async fn ws_session(rpc: Rpc, peer: SocketAddr, socket: WebSocket) {
                         }
                     }
                 }
-                _ => handle_one(&rpc, peer, v).await,
+                _ => handle_one(&rpc, peer, None, v).await,
             }
         };
         if notification {
@@ -1620,19 +1684,20 @@ mod tests {
         let req = json!({"jsonrpc": "2.0", "id": 1, "method": "admin_set_empty_blocks", "params": {"enabled": false}});
         let remote: SocketAddr = "192.0.2.7:5555".parse().unwrap();
         let local: SocketAddr = "127.0.0.1:5555".parse().unwrap();
-        let r = rt.block_on(handle_one(&rpc, remote, req.clone()));
+        let r = rt.block_on(handle_one(&rpc, remote, None, req.clone()));
         assert_eq!(r["error"]["code"], json!(codes::ADMIN_REFUSED), "{r}");
         assert!(
             rpc.node.empty_blocks.load(Ordering::Relaxed),
             "a refused call changes nothing"
         );
-        let r = rt.block_on(handle_one(&rpc, local, req));
+        let r = rt.block_on(handle_one(&rpc, local, None, req));
         assert_eq!(r["result"], json!(false), "{r}");
         assert!(!rpc.node.empty_blocks.load(Ordering::Relaxed));
         // Public methods answer remote clients.
         let r = rt.block_on(handle_one(
             &rpc,
             remote,
+            None,
             json!({"jsonrpc": "2.0", "id": 2, "method": "chain_info"}),
         ));
         assert!(r.get("result").is_some(), "{r}");

@@ -50,6 +50,7 @@ pub struct RpcClient {
     http: reqwest::Client,
     next_id: AtomicU64,
     repo: Option<String>,
+    signer: Option<aergo_types::Keypair>,
 }
 
 impl RpcClient {
@@ -67,6 +68,7 @@ impl RpcClient {
             http,
             next_id: AtomicU64::new(1),
             repo: None,
+            signer: None,
         })
     }
 
@@ -75,6 +77,18 @@ impl RpcClient {
     pub fn with_repo(mut self, repo: Option<String>) -> Self {
         self.repo = repo.filter(|r| r != "aergo");
         self
+    }
+
+    /// The same client signing every request with `key` (`x-aergo-*` headers): how a member
+    /// reads a private repository.
+    pub fn with_signer(mut self, key: Option<aergo_types::Keypair>) -> Self {
+        self.signer = key;
+        self
+    }
+
+    /// The key signing this client's requests, if any.
+    pub fn signer(&self) -> Option<&aergo_types::Keypair> {
+        self.signer.as_ref()
     }
 
     /// The repository this client addresses (`None`: the root chain).
@@ -103,10 +117,28 @@ impl RpcClient {
             }
         }
         let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
-        let resp = self
+        let bytes = serde_json::to_vec(&body).map_err(|e| RpcError::Protocol(e.to_string()))?;
+        let mut req = self
             .http
             .post(format!("{}/", self.url))
-            .json(&body)
+            .header("content-type", "application/json");
+        if let Some(k) = &self.signer {
+            use aergo_types::repo::{
+                read_auth_message, AUTH_ACCOUNT_HEADER, AUTH_SIGNATURE_HEADER, AUTH_TIME_HEADER,
+            };
+            let account = aergo_types::Address::from_public_key(&k.public());
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+                .unwrap_or(0);
+            let sig = k.sign(&read_auth_message(now, &account, &bytes).0);
+            req = req
+                .header(AUTH_ACCOUNT_HEADER, account.encode())
+                .header(AUTH_TIME_HEADER, now.to_string())
+                .header(AUTH_SIGNATURE_HEADER, sig.to_hex());
+        }
+        let resp = req
+            .body(bytes)
             .send()
             .await
             .map_err(|e| RpcError::Unreachable {

@@ -31,6 +31,8 @@ pub mod codes {
     pub const BUSY: i64 = -32006;
     /// The `repo` parameter names no repository, or one this node does not host.
     pub const NO_REPO: i64 = -32007;
+    /// A private repository's read without a member's signature, or a bad signature.
+    pub const UNAUTHORIZED: i64 = -32008;
 }
 
 /// A request.

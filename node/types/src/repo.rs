@@ -791,6 +791,27 @@ impl DdOp {
     }
 }
 
+/// HTTP header naming the account that signed an RPC request (reads of private
+/// repositories).
+pub const AUTH_ACCOUNT_HEADER: &str = "x-aergo-account";
+/// HTTP header with the signing time, ms since the Unix epoch.
+pub const AUTH_TIME_HEADER: &str = "x-aergo-timestamp";
+/// HTTP header with the ed25519 signature (hex) of [`read_auth_message`].
+pub const AUTH_SIGNATURE_HEADER: &str = "x-aergo-signature";
+/// Most a signed request's time may differ from the node's clock.
+pub const AUTH_MAX_SKEW_MS: u64 = 30_000;
+
+/// What a signed RPC request's signature covers: `BLAKE3("aergo-rpc-read-v1" ‖ time u64 BE ‖
+/// account 33 raw ‖ the request body)`.
+pub fn read_auth_message(time_ms: u64, account: &Address, body: &[u8]) -> Hash {
+    Hash::of_parts(&[
+        b"aergo-rpc-read-v1",
+        &time_ms.to_be_bytes(),
+        &account.to_raw(),
+        body,
+    ])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
