@@ -31,7 +31,9 @@
 //!   did not finish, chain intact; QEMU killed during B's trial boot
 //!   and started again: back on A, B bad, chain intact; bundle B streamed with the CLI,
 //!   tried once, committed, the chain intact, kept across a reboot; a broken bundle C whose
-//!   node exits at once falls back to B by itself and is reported bad; `aergo os
+//!   node exits at once falls back to B by itself and is reported bad, and the dashboard
+//!   (`aergo-top` on the host in tmux, against the forwarded ports) shows both slots and the
+//!   fallback on its Services screen; `aergo os
 //!   support-bundle` unpacks with `tar --zstd` and holds the logs, config, versions, slots
 //!   and chain tip).
 //! - `appliance_testnet_of_two_shares_a_final_block`: `scripts/testnet-qemu.sh 2 --check`
@@ -1386,6 +1388,69 @@ fn zeros(disk: &Path, label: &str, len: usize) -> Result<bool> {
     Ok(buf.iter().all(|b| *b == 0))
 }
 
+/// The dashboard's Services screen, run on the host in tmux against the VM's forwarded
+/// RPC and control ports (as an operator's remote console would): after C's fallback it
+/// shows slot A 1.2.0 bad, slot B 1.1.0 active and the fallback as the last upgrade.
+fn dashboard_shows_slots(vm: &Vm, token: &str) -> Result<()> {
+    use aergo_e2e::tmux::{tmux_available, Tmux};
+    if !tmux_available() {
+        if ci() {
+            bail!("tmux is not installed (scripts/setup.sh installs it)");
+        }
+        eprintln!("appliance-ab: dashboard check not run: tmux is not installed");
+        return Ok(());
+    }
+    let tmux = Tmux::new("ab-top");
+    let cmd = format!(
+        "AERGO_INIT_TOKEN={token} exec {} --rpc http://127.0.0.1:{} --init 127.0.0.1:{} \
+         --fs http://127.0.0.1:{} --theme 256",
+        bin("aergo-top")?.display(),
+        vm.rpc,
+        vm.ctl,
+        vm.fs
+    );
+    tmux.run(&[
+        "new-session",
+        "-d",
+        "-s",
+        "ab-top",
+        "-x",
+        "120",
+        "-y",
+        "40",
+        "sh",
+        "-c",
+        &cmd,
+    ])?;
+    tmux.wait_for("the dashboard", Duration::from_secs(30), |s| {
+        s.contains("7 Services")
+    })?;
+    tmux.keys(&["7"])?;
+    let row = |screen: &str, want: &[&str]| {
+        screen.lines().any(|l| {
+            l.split(|c: char| c.is_whitespace() || c == '│')
+                .filter(|w| !w.is_empty())
+                .eq(want.iter().copied())
+        })
+    };
+    let screen = tmux.wait_for(
+        "both slots on the Services screen",
+        Duration::from_secs(30),
+        |s| {
+            s.contains("System slots")
+                && row(s, &["A", "1.2.0", "bad"])
+                && row(s, &["B", "1.1.0", "active"])
+                && s.contains("Last upgrade: fell back: slot A (1.2.0) is bad")
+        },
+    )?;
+    assert!(
+        screen.contains("node") && screen.contains("running"),
+        "{screen}"
+    );
+    eprintln!("appliance-ab: the dashboard's Services screen shows both slots and the fallback");
+    Ok(())
+}
+
 /// A/B upgrades in one QEMU process (UEFI, TCG), which reboots itself between the steps:
 /// image A (1.0.0, the test's release key baked in) boots; a tampered bundle, one signed by
 /// another key, one for another architecture and a truncated one are refused and slot B
@@ -1758,6 +1823,7 @@ fn appliance_ab_upgrade_and_fallback() -> Result<()> {
         hash,
         "block {h} changed across the fallback"
     );
+    dashboard_shows_slots(&vm, &token)?;
 
     // The support bundle: a tar.zst with the logs, the redacted config, versions, slots and
     // the chain's tip.
