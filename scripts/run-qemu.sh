@@ -5,7 +5,9 @@
 # Host ports on 127.0.0.1: RPC 7845, control 7847, AergoFS 7848 (so `aergo chain` works).
 # Quit QEMU with Ctrl-A X (or power off: `aergo os poweroff`).
 # --boot-time N: instead, boot N times from a fresh 1 GiB copy of the image (serial to
-# target/image/boot-time-K.log) and print QEMU start → first block (RPC height ≥ 1) each time.
+# target/image/boot-time-K.log) and print QEMU start → first block (RPC height ≥ 1) each time,
+# with when the console first showed the firmware's boot manager, the kernel's first line,
+# `Run /init`, init's control token, the node's first log line and its `chain opened`.
 # --release-key PUB: bake a release public key (`aergo-image keygen`) so `aergo os upgrade`
 # accepts bundles signed with it; the disk is then attached without a bootindex (with one,
 # OVMF rebuilds BootOrder and deletes the A/B slots' boot entries).
@@ -30,7 +32,7 @@ while [ $# -gt 0 ]; do
     --console) CONSOLE="$2"; shift ;;
     --boot-time) BOOT_TIME="$2"; shift ;;
     --release-key) RELEASE_KEY="$2"; shift ;;
-    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
     *) echo "run-qemu: unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -113,7 +115,8 @@ if [ "$BOOT_TIME" -gt 0 ]; then
       el=$(awk -v a="$start" -v b="$now" 'BEGIN { printf "%.1f", b - a }')
       if awk -v e="$el" 'BEGIN { exit !(e > 180) }'; then break; fi
       # Milestones on the serial console, stamped when first seen (±0.1 s).
-      for m in "boot manager:BdsDxe: starting" "/init:Run /init" "token:control token" "node log:node: "; do
+      for m in "boot manager:BdsDxe: starting" "kernel:Linux version" "/init:Run /init" \
+               "token:control token" "node log:node: " "chain:chain opened"; do
         name=${m%%:*} pat=${m#*:}
         if [ -z "${seen[$name]:-}" ] && grep -aq "$pat" "$OUT/boot-time-$i.log" 2>/dev/null; then
           seen[$name]=1; marks="$marks, $name $el s"

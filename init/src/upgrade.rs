@@ -654,7 +654,7 @@ fn install_inner(
     {
         let mut g = ctx.slots.lock();
         if let Some(s) = g.as_mut() {
-            s.slots.writing(&target);
+            s.slots.writing(&target, &m.version);
             let _ = save(&s.slots);
         }
     }

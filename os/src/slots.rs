@@ -194,12 +194,17 @@ impl Slots {
         }
     }
 
-    /// `slot` is about to be overwritten: empty until the write is done.
-    pub fn writing(&mut self, slot: &str) {
+    /// `slot` is about to be overwritten with `version`: empty until the write is done. The
+    /// outcome line says the write did not finish until [`Slots::installed`] replaces it, so
+    /// a power cut or crash in the middle of the write is reported after the next boot.
+    pub fn writing(&mut self, slot: &str, version: &str) {
         self.set(slot, Some(""), SlotState::Empty);
         if self.trying.as_deref() == Some(slot) {
             self.trying = None;
         }
+        self.last_upgrade = Some(format!(
+            "upgrade to {version}: writing slot {slot} did not finish (power cut, crash or write error); slot {slot} is empty"
+        ));
     }
 
     /// A verified bundle of `version` was written to `slot` and armed for one boot.
@@ -335,6 +340,38 @@ mod tests {
         assert_eq!(s.report("A")[1].state, SlotState::Bad);
         assert_eq!(s.report("A")[0].state, SlotState::Active);
         assert_eq!(s.trying, None);
+    }
+
+    #[test]
+    fn a_power_cut_while_writing_leaves_the_slot_empty() {
+        let mut s = Slots::fresh("A", "1.0.0");
+        s.installed("B", "2.0.0", "1.0.0");
+        // B is rewritten (a retry) and the power goes during the write: after the next boot
+        // of A, B is empty, nothing is on trial and the outcome says so.
+        s.writing("B", "2.0.1");
+        let mut after = Slots::parse_or_fresh(Some(&s.to_json()), "A", "1.0.0");
+        assert_eq!(after.on_boot("A", "1.0.0"), BootVerdict::Normal);
+        assert_eq!(
+            states(&after, "A"),
+            vec![
+                ("A".into(), "1.0.0".into(), SlotState::Active),
+                ("B".into(), "".into(), SlotState::Empty)
+            ]
+        );
+        assert_eq!(after.trying, None);
+        assert!(after
+            .last_upgrade
+            .as_deref()
+            .unwrap()
+            .contains("upgrade to 2.0.1: writing slot B did not finish"));
+        // A finished write replaces the line.
+        after.writing("B", "2.0.1");
+        after.installed("B", "2.0.1", "1.0.0");
+        assert!(after
+            .last_upgrade
+            .as_deref()
+            .unwrap()
+            .starts_with("installed 2.0.1"));
     }
 
     #[test]

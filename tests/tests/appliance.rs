@@ -25,10 +25,15 @@
 //!   acknowledged and the attempted count).
 //! - `appliance_ab_upgrade_and_fallback`: A/B upgrades in a QEMU process that reboots
 //!   itself between the steps (image A with a test release key; tampered, other-key,
-//!   other-architecture and truncated bundles refused with slot B left all zeros; QEMU killed during B's trial boot
+//!   other-architecture and truncated bundles refused with slot B left all zeros; QEMU
+//!   killed while slot B is being written (its disk writes throttled through QMP, so the
+//!   write lasts seconds) and started again: back on A, B empty, the outcome saying the write
+//!   did not finish, chain intact; QEMU killed during B's trial boot
 //!   and started again: back on A, B bad, chain intact; bundle B streamed with the CLI,
 //!   tried once, committed, the chain intact, kept across a reboot; a broken bundle C whose
-//!   node exits at once falls back to B by itself and is reported bad; `aergo os
+//!   node exits at once falls back to B by itself and is reported bad, and the dashboard
+//!   (`aergo-top` on the host in tmux, against the forwarded ports) shows both slots and the
+//!   fallback on its Services screen; `aergo os
 //!   support-bundle` unpacks with `tar --zstd` and holds the logs, config, versions, slots
 //!   and chain tip).
 //! - `appliance_testnet_of_two_shares_a_final_block`: `scripts/testnet-qemu.sh 2 --check`
@@ -438,6 +443,11 @@ impl Vm {
     }
 
     fn qmp(&self, command: &str) -> Result<()> {
+        self.qmp_with(command, json!({}))
+    }
+
+    /// One QMP command with arguments; Ok once QEMU returned.
+    fn qmp_with(&self, command: &str, arguments: Value) -> Result<()> {
         let s = std::os::unix::net::UnixStream::connect(&self.qmp)?;
         s.set_read_timeout(Some(Duration::from_secs(10)))?;
         let mut w = s.try_clone()?;
@@ -447,7 +457,7 @@ impl Vm {
         writeln!(w, "{}", json!({"execute": "qmp_capabilities"}))?;
         line.clear();
         r.read_line(&mut line)?;
-        writeln!(w, "{}", json!({"execute": command}))?;
+        writeln!(w, "{}", json!({"execute": command, "arguments": arguments}))?;
         loop {
             line.clear();
             r.read_line(&mut line)?;
@@ -1378,10 +1388,74 @@ fn zeros(disk: &Path, label: &str, len: usize) -> Result<bool> {
     Ok(buf.iter().all(|b| *b == 0))
 }
 
+/// The dashboard's Services screen, run on the host in tmux against the VM's forwarded
+/// RPC and control ports (as an operator's remote console would): after C's fallback it
+/// shows slot A 1.2.0 bad, slot B 1.1.0 active and the fallback as the last upgrade.
+fn dashboard_shows_slots(vm: &Vm, token: &str) -> Result<()> {
+    use aergo_e2e::tmux::{tmux_available, Tmux};
+    if !tmux_available() {
+        if ci() {
+            bail!("tmux is not installed (scripts/setup.sh installs it)");
+        }
+        eprintln!("appliance-ab: dashboard check not run: tmux is not installed");
+        return Ok(());
+    }
+    let tmux = Tmux::new("ab-top");
+    let cmd = format!(
+        "AERGO_INIT_TOKEN={token} exec {} --rpc http://127.0.0.1:{} --init 127.0.0.1:{} \
+         --fs http://127.0.0.1:{} --theme 256",
+        bin("aergo-top")?.display(),
+        vm.rpc,
+        vm.ctl,
+        vm.fs
+    );
+    tmux.run(&[
+        "new-session",
+        "-d",
+        "-s",
+        "ab-top",
+        "-x",
+        "120",
+        "-y",
+        "40",
+        "sh",
+        "-c",
+        &cmd,
+    ])?;
+    tmux.wait_for("the dashboard", Duration::from_secs(30), |s| {
+        s.contains("7 Services")
+    })?;
+    tmux.keys(&["7"])?;
+    let row = |screen: &str, want: &[&str]| {
+        screen.lines().any(|l| {
+            l.split(|c: char| c.is_whitespace() || c == '│')
+                .filter(|w| !w.is_empty())
+                .eq(want.iter().copied())
+        })
+    };
+    let screen = tmux.wait_for(
+        "both slots on the Services screen",
+        Duration::from_secs(30),
+        |s| {
+            s.contains("System slots")
+                && row(s, &["A", "1.2.0", "bad"])
+                && row(s, &["B", "1.1.0", "active"])
+                && s.contains("Last upgrade: fell back: slot A (1.2.0) is bad")
+        },
+    )?;
+    assert!(
+        screen.contains("node") && screen.contains("running"),
+        "{screen}"
+    );
+    eprintln!("appliance-ab: the dashboard's Services screen shows both slots and the fallback");
+    Ok(())
+}
+
 /// A/B upgrades in one QEMU process (UEFI, TCG), which reboots itself between the steps:
 /// image A (1.0.0, the test's release key baked in) boots; a tampered bundle, one signed by
 /// another key, one for another architecture and a truncated one are refused and slot B
-/// stays all zeros; bundle B (1.1.0) is installed and
+/// stays all zeros; QEMU is killed in the middle of writing bundle B (1.1.0) into slot B
+/// and the next power-on is A with B empty and the chain intact; bundle B is installed and
 /// QEMU is killed during its trial boot, and the next power-on (same disk and firmware
 /// variables: a second QEMU process) is A with B bad and the chain intact; B is installed
 /// again over the control port with `--reboot`, boots once on trial, commits, and the chain's
@@ -1540,6 +1614,66 @@ fn appliance_ab_upgrade_and_fallback() -> Result<()> {
     })?;
     let hash = vm.block_hash(h)?;
 
+    // A power cut in the middle of writing slot B. The disk's writes are throttled through
+    // QMP (2 MiB/s: the slot's ~40 MB take seconds instead of under one), the upgrade is
+    // streamed, and QEMU is killed as soon as slot B's system partition (written first)
+    // starts to change on the host. Its ESP (written last) must still be all zeros: the cut
+    // came mid-write. The next power-on is slot A with B empty, the outcome saying the
+    // write did not finish, and the chain intact.
+    vm.qmp_with(
+        "block_set_io_throttle",
+        json!({"device": "disk0", "bps": 0, "bps_rd": 0, "bps_wr": 2 << 20,
+               "iops": 0, "iops_rd": 0, "iops_wr": 0}),
+    )?;
+    let upload = KillOnDrop::spawn(
+        Command::new(bin("aergo")?)
+            .args(["--init-addr", &format!("127.0.0.1:{}", vm.ctl)])
+            .args(["--init-token", &token, "os", "upgrade"])
+            .arg(&b)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    )?;
+    let t_write = Instant::now();
+    poll("slot B being written", Duration::from_secs(180), || {
+        Ok((!zeros(&disk, "AERGO-SYSTEM-B", 1 << 20)?).then_some(()))
+    })
+    .with_context(|| format!("console:\n{}", vm.serial_tail()))?;
+    drop(vm);
+    drop(upload);
+    eprintln!(
+        "appliance-ab: power cut {:.1} s into the upgrade, while slot B was being written",
+        t_write.elapsed().as_secs_f64()
+    );
+    assert!(
+        zeros(&disk, "AERGO-ESP-B", 1 << 20)?,
+        "slot B's ESP was written before the cut: the write was not interrupted"
+    );
+    let vm = Vm::boot(d, &disk, Boot::UefiAb, Nics::UserOnly, "ab")?;
+    wait_first_block(&vm, Duration::from_secs(240))?;
+    let st = poll("A again, B empty", Duration::from_secs(60), || {
+        let Ok(st) = vm.status(&token) else {
+            return Ok(None);
+        };
+        Ok(
+            (slots(&st) == vec![slot_row("A", "1.0.0", "active"), slot_row("B", "", "empty")])
+                .then_some(st),
+        )
+    })
+    .with_context(|| format!("console:\n{}", vm.serial_tail()))?;
+    assert!(
+        st["last_upgrade"]
+            .as_str()
+            .unwrap_or("")
+            .contains("writing slot B did not finish"),
+        "{st}"
+    );
+    assert_eq!(
+        vm.block_hash(h)?,
+        hash,
+        "block {h} changed across the power cut"
+    );
+    eprintln!("appliance-ab: power cut while writing B: back on A, B empty, chain intact");
+
     // A power cut during B's trial boot (QEMU killed): the firmware spent BootNext, so the
     // next power-on is slot A again, with B marked bad and the chain intact.
     aergo_os(
@@ -1689,6 +1823,7 @@ fn appliance_ab_upgrade_and_fallback() -> Result<()> {
         hash,
         "block {h} changed across the fallback"
     );
+    dashboard_shows_slots(&vm, &token)?;
 
     // The support bundle: a tar.zst with the logs, the redacted config, versions, slots and
     // the chain's tip.

@@ -9,6 +9,7 @@ use std::collections::VecDeque;
 
 use aergo_os::control::{LogLine, ServiceInfo, SystemInfo};
 use aergo_os::sample::Sample;
+use aergo_os::slots::SlotInfo;
 
 use crate::fmt::whole;
 
@@ -544,13 +545,17 @@ impl StorageView {
     }
 }
 
-/// What init reports: services and system facts.
+/// What init reports: services, system facts and the A/B system slots.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct InitView {
     /// Supervised services.
     pub services: Vec<ServiceInfo>,
     /// System facts.
     pub system: SystemInfo,
+    /// The A/B system slots (name, version, state); empty when the disk has none.
+    pub slots: Vec<SlotInfo>,
+    /// The last upgrade's outcome, one line.
+    pub last_upgrade: Option<String>,
 }
 
 /// Points kept per sparkline.

@@ -9,6 +9,7 @@
 
 use aergo_os::control::{ExitInfo, LogLine, ServiceInfo, ServiceState, SystemInfo};
 use aergo_os::sample::{DiskRate, FsUsage, LoadAvg, MemInfo, NetRate, Sample};
+use aergo_os::slots::{SlotInfo, SlotState};
 use aergo_top::app::{App, Endpoints};
 use aergo_top::model::*;
 use aergo_top::source::Update;
@@ -216,6 +217,19 @@ fn healthy() -> App {
                 data_free_bytes: 9 << 30,
                 ..Default::default()
             },
+            slots: vec![
+                SlotInfo {
+                    name: "A".into(),
+                    version: "1.0.0".into(),
+                    state: SlotState::Good,
+                },
+                SlotInfo {
+                    name: "B".into(),
+                    version: "1.1.0".into(),
+                    state: SlotState::Active,
+                },
+            ],
+            last_upgrade: Some("upgraded: slot B (1.1.0) committed".into()),
         },
         NOW,
     );
@@ -811,6 +825,44 @@ fn services_and_restart_confirm() {
         press(&mut a, KeyCode::Char('y')),
         aergo_top::app::Action::Restart("aergofs".into())
     );
+}
+
+/// The slots panel: a broken upgrade that fell back (its slot bad, its reason wrapped), a
+/// slot on trial, and a disk without A/B slots (no panel).
+#[test]
+fn services_slots() {
+    let mut a = screen('7');
+    let out = render(&a, 80, 24);
+    assert!(out.contains("System slots"), "{out}");
+    assert!(out.contains("upgraded: slot B (1.1.0) committed"), "{out}");
+    let mut v = a.model.init.get().cloned().unwrap();
+    v.slots[0] = SlotInfo {
+        name: "A".into(),
+        version: "1.2.0".into(),
+        state: SlotState::Bad,
+    };
+    v.last_upgrade = Some(
+        "fell back: slot A (1.2.0) is bad: the node was not healthy within 30 s; rebooting into slot B"
+            .into(),
+    );
+    a.model.init.ok(v.clone(), NOW);
+    let out = snap!("services_slots_fell_back", a);
+    assert!(out.contains("1.2.0") && out.contains(" bad "), "{out}");
+    assert!(
+        out.contains("rebooting into slot B"),
+        "the outcome wraps: {out}"
+    );
+    v.slots[0].state = SlotState::Good;
+    v.slots[0].version = "1.0.0".into();
+    v.slots[1].state = SlotState::Trying;
+    v.last_upgrade = None;
+    a.model.init.ok(v.clone(), NOW);
+    let out = snap!("services_slots_trying", a);
+    assert!(out.contains("trying") && out.contains("none since this disk was flashed"));
+    v.slots.clear();
+    a.model.init.ok(v, NOW);
+    let out = render(&a, 80, 24);
+    assert!(!out.contains("System slots"), "{out}");
 }
 
 #[test]

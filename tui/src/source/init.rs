@@ -48,6 +48,8 @@ pub fn spawn(
                     .map(|s| InitView {
                         services: s.services,
                         system: s.system,
+                        slots: s.slots,
+                        last_upgrade: s.last_upgrade,
                     });
                 let wait = if r.is_ok() {
                     backoff.ok()
@@ -190,6 +192,12 @@ mod tests {
                                     state: ServiceState::Running,
                                     ..Default::default()
                                 }],
+                                slots: vec![aergo_os::slots::SlotInfo {
+                                    name: "B".into(),
+                                    version: "1.1.0".into(),
+                                    state: aergo_os::slots::SlotState::Trying,
+                                }],
+                                last_upgrade: Some("installed 1.1.0 in slot B".into()),
                                 ..Default::default()
                             })),
                             Op::Restart { service } => replies.push(Reply::Ack {
@@ -244,6 +252,11 @@ mod tests {
         loop {
             if let Update::Init(Ok(v)) = next!() {
                 assert_eq!(v.services[0].name, "node");
+                assert_eq!(
+                    (v.slots[0].name.as_str(), v.slots[0].version.as_str()),
+                    ("B", "1.1.0")
+                );
+                assert_eq!(v.last_upgrade.as_deref(), Some("installed 1.1.0 in slot B"));
                 break;
             }
         }

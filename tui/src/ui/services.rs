@@ -1,7 +1,9 @@
-//! The Services screen (init's supervised services, `r` to restart) and the Logs screen
-//! (tail of one service's log with follow, filter and wrap).
+//! The Services screen (init's supervised services, `r` to restart, and the A/B system
+//! slots with the last upgrade's outcome) and the Logs screen (tail of one service's log
+//! with follow, filter and wrap).
 
 use aergo_os::control::ServiceState;
+use aergo_os::slots::SlotState;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Style;
 use ratatui::text::{Line, Span};
@@ -22,6 +24,12 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
         app,
         &[("init", &app.endpoints.init, m.init.down.as_ref())],
     );
+    let slots_h = slots_height(app);
+    let [area, slots_r] =
+        Layout::vertical([Constraint::Min(3), Constraint::Length(slots_h)]).areas(area);
+    if slots_h > 0 {
+        draw_slots(f, slots_r, app);
+    }
     let services = app.visible_services();
     let total = m.init.get().map(|i| i.services.len()).unwrap_or(0);
     let block = boxed(
@@ -125,6 +133,91 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
             foot_r,
         );
     }
+}
+
+/// Lines the last upgrade's outcome may take in the slots panel.
+const OUTCOME_LINES: u16 = 2;
+
+/// Height of the slots panel (borders, header, one row per slot, the last upgrade's
+/// outcome); 0 when init reports no slots (a disk without A/B slots, or no init).
+fn slots_height(app: &App) -> u16 {
+    match app.model.init.get() {
+        Some(i) if !i.slots.is_empty() => {
+            let rows = u16::try_from(i.slots.len()).unwrap_or(u16::MAX).min(4);
+            2 + 1 + rows + OUTCOME_LINES
+        }
+        _ => 0,
+    }
+}
+
+/// A slot state as `aergo os status` prints it.
+pub fn slot_state(s: SlotState) -> &'static str {
+    match s {
+        SlotState::Active => "active",
+        SlotState::Trying => "trying",
+        SlotState::Good => "good",
+        SlotState::Bad => "bad",
+        SlotState::Empty => "empty",
+    }
+}
+
+/// The A/B system slots (version and state of each) and the last upgrade's outcome, as
+/// init's `status` reports them.
+fn draw_slots(f: &mut Frame, area: Rect, app: &App) {
+    let t = &app.theme;
+    let Some(view) = app.model.init.get() else {
+        return;
+    };
+    let block = boxed(app, "System slots");
+    let inner = block.inner(area);
+    f.render_widget(block, area);
+    let rows: Vec<Row> = view
+        .slots
+        .iter()
+        .map(|s| {
+            let color = match s.state {
+                SlotState::Active => t.ok,
+                SlotState::Trying => t.warn,
+                SlotState::Bad => t.err,
+                SlotState::Good | SlotState::Empty => t.dim,
+            };
+            let version = if s.version.is_empty() {
+                "—".to_string()
+            } else {
+                fmt::clip(&s.version, 24)
+            };
+            Row::new(vec![
+                Span::raw(fmt::clip(&s.name, 6)),
+                Span::raw(version),
+                Span::styled(slot_state(s.state), Style::new().fg(color)),
+            ])
+        })
+        .collect();
+    let n = u16::try_from(rows.len()).unwrap_or(u16::MAX);
+    let [table_r, last_r] =
+        Layout::vertical([Constraint::Length(1 + n), Constraint::Min(1)]).areas(inner);
+    let table = Table::new(
+        rows,
+        [
+            Constraint::Length(6),
+            Constraint::Length(25),
+            Constraint::Min(8),
+        ],
+    )
+    .header(Row::new(["Slot", "Version", "State"]).style(t.header()));
+    f.render_widget(table, table_r);
+    let outcome = view
+        .last_upgrade
+        .clone()
+        .unwrap_or_else(|| "none since this disk was flashed".into());
+    f.render_widget(
+        Paragraph::new(Line::from(vec![
+            Span::styled("Last upgrade: ", t.label()),
+            Span::raw(outcome),
+        ]))
+        .wrap(Wrap { trim: true }),
+        last_r,
+    );
 }
 
 /// The Logs screen.
