@@ -647,3 +647,117 @@ fn a_repository_directory_holds_members_tags_and_identifiers_at_the_right_height
     );
     Ok(())
 }
+
+/// SIGKILL at several moments while a repository is created and while its directory
+/// changes: after each restart the registration and the directory are both there or both
+/// absent, and a directory change is there whole or not at all.
+#[test]
+fn a_crash_during_creation_or_a_directory_change_leaves_both_or_neither() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let genesis = quick_dd_genesis(dir.path())?;
+    let g = genesis.to_str().context("path")?;
+    let data = dir.path().join("node");
+    let port = free_port()?;
+    let dev = Keypair::dev();
+    let dev_addr = Address::from_public_key(&dev.public());
+    // The moments after the sends at which the node is killed (a crash test's delays, not
+    // synchronisation: each round accepts either outcome and checks it is whole).
+    let delays_ms = [0u64, 3, 15, 60, 250];
+    let mut created = Vec::new();
+    for (round, delay) in delays_ms.iter().enumerate() {
+        let node = start_dev_node(&data, port, &["--no-empty-blocks", "--genesis", g])?;
+        let url = node.url.clone();
+        let info = rpc(&url, "chain_info", json!({}))?;
+        let root = Hash::from_hex(&str_of(&info, "chain_id")?)?;
+        let nonce = rpc(&url, "account", json!({"address": dev_addr.encode()}))?["next_nonce"]
+            .as_u64()
+            .context("nonce")?;
+        let producer = str_of(&rpc(&url, "node_status", json!({}))?, "node_address")?;
+        let producer_key = Address::decode(&producer)?
+            .public_key()
+            .context("node key")?;
+        let name = format!("crash-{round}");
+        let c = RepoCreate {
+            name: name.clone(),
+            visibility: Visibility::Public,
+            engine: RepoEngine::Solo,
+            admins: vec![dev_addr],
+            producers: vec![producer_key],
+            alloc: Vec::new(),
+        };
+        let t = Tx {
+            kind: TxKind::RepoCreate,
+            nonce,
+            from: dev.public(),
+            to: None,
+            amount: 0,
+            payload: c.encode(),
+            gas_limit: 1_000_000,
+            gas_price: 1_000_000_000,
+            chain_id: root,
+        }
+        .sign(&dev);
+        rpc(&url, "send_tx", json!({"tx": hex::encode(t.encode())}))?;
+        created.push(name);
+        // A directory change on the previous round's repository, when it exists.
+        if let Some(prev) = created.len().checked_sub(2).and_then(|i| created.get(i)) {
+            if let Ok(dd) = rpc(&url, "chain_info", json!({"repo": format!("{prev}/dd")})) {
+                let dd_id = Hash::from_hex(&str_of(&dd, "chain_id")?)?;
+                let n = rpc(
+                    &url,
+                    "account",
+                    json!({"address": dev_addr.encode(), "repo": format!("{prev}/dd")}),
+                )?["next_nonce"]
+                    .as_u64()
+                    .context("dd nonce")?;
+                let op = aergo_types::repo::DdOp::NameSet {
+                    name: format!("id-{round}"),
+                    kind: "contract".into(),
+                    target: dev_addr.encode(),
+                    valid_from: 1_000_000,
+                };
+                rpc(
+                    &url,
+                    "send_tx",
+                    json!({"repo": format!("{prev}/dd"), "tx": dd_tx(&dev, n, dd_id, op.encode())}),
+                )?;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(*delay));
+        drop(node); // SIGKILL
+
+        // After the restart every registered repository is hosted with its directory.
+        let node = start_dev_node(&data, port, &["--no-empty-blocks", "--genesis", g])?;
+        let url = node.url.clone();
+        for n in &created {
+            match rpc(&url, "repo_show", json!({"name": n})) {
+                Ok(r) => {
+                    ensure!(r["hosted"] == true, "{n} registered but not hosted: {r}");
+                    let d = rpc(&url, "dd_info", json!({"repo": n}))?;
+                    ensure!(
+                        d["members"][0]["role"] == "admin",
+                        "{n}'s directory is missing its genesis: {d}"
+                    );
+                    for i in d["identifiers"].as_array().into_iter().flatten() {
+                        ensure!(
+                            i["target"] == dev_addr.encode().as_str()
+                                && i["valid_from"] == 1_000_000,
+                            "a torn identifier in {n}: {i}"
+                        );
+                    }
+                }
+                Err(e) => ensure!(e.to_string().contains("-32007"), "{n}: {e}"),
+            }
+        }
+        drop(node);
+    }
+    // Not vacuous: the slowest round's repository made it.
+    let node = start_dev_node(&data, port, &["--no-empty-blocks", "--genesis", g])?;
+    let last = created.last().context("rounds")?;
+    poll(
+        "the last repository registered",
+        Duration::from_secs(20),
+        || Ok(rpc(&node.url, "repo_show", json!({"name": last})).ok()),
+    )?;
+    Ok(())
+}

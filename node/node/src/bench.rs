@@ -33,9 +33,17 @@ pub struct BenchArgs {
     /// Data folder (default: a temporary folder, removed afterwards).
     #[arg(long)]
     data_dir: Option<std::path::PathBuf>,
+    /// Instead: root-chain throughput with these numbers of idle repositories hosted
+    /// (e.g. `0,10,100`; the first is the baseline).
+    #[arg(long, value_delimiter = ',')]
+    idle_repos: Vec<usize>,
+    /// Instead: transfer throughput in one repository, then in two at once, and the time from
+    /// a repository's creation to its first block.
+    #[arg(long)]
+    repos: bool,
 }
 
-fn bench_genesis(keys: &[Keypair]) -> Genesis {
+pub fn bench_genesis(keys: &[Keypair]) -> Genesis {
     let share = TOTAL_SUPPLY / keys.len() as u128;
     let mut balances: Vec<GenesisAccount> = keys
         .iter()
@@ -75,6 +83,12 @@ fn bench_genesis(keys: &[Keypair]) -> Genesis {
 pub fn run(a: &BenchArgs) -> Result<()> {
     if a.accounts < 2 || a.txs == 0 {
         bail!("need at least 2 accounts and 1 transaction");
+    }
+    if !a.idle_repos.is_empty() {
+        return crate::bench_repos::idle(a.txs, a.accounts, &a.idle_repos);
+    }
+    if a.repos {
+        return crate::bench_repos::parallel(a.txs, a.accounts);
     }
     let cores = rayon::current_num_threads();
     println!(
@@ -130,102 +144,9 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         genesis: genesis.clone(),
         io,
     })?);
-    let limits = MempoolConfig {
-        max_txs: a.txs + 1,
-        max_bytes: usize::MAX / 2,
-        max_per_account: a.txs + 1,
-        ttl_secs: 3600,
-    };
-    let pool = Arc::new(Mutex::new(Mempool::new(limits)));
-    let producer_key = Keypair::from_seed(&[42; 32]);
-    let included = Arc::new(AtomicU64::new(0));
-    let done = Arc::new(AtomicBool::new(false));
-    let blocks = Arc::new(AtomicU64::new(0));
-
-    let start = Instant::now();
-    let prod = {
-        let (chain, pool, included, done, blocks) = (
-            chain.clone(),
-            pool.clone(),
-            included.clone(),
-            done.clone(),
-            blocks.clone(),
-        );
-        let total = a.txs as u64;
-        std::thread::spawn(move || -> Result<f64> {
-            let mut commit_secs = 0.0;
-            while included.load(Ordering::Relaxed) < total {
-                if done.load(Ordering::Relaxed) && pool.lock().is_empty() {
-                    break;
-                }
-                let cands = pool.lock().candidates(crate::producer::MAX_CANDIDATES);
-                if cands.is_empty() {
-                    std::thread::yield_now();
-                    continue;
-                }
-                let ts = chain.tip().header.timestamp_ms + 1;
-                let c0 = Instant::now();
-                let p = chain.produce(&producer_key, cands, ts, Vec::new())?;
-                commit_secs += c0.elapsed().as_secs_f64();
-                pool.lock().prune(&p.applied.nonces);
-                included.fetch_add(p.applied.block.txs.len() as u64, Ordering::Relaxed);
-                blocks.fetch_add(1, Ordering::Relaxed);
-            }
-            Ok(commit_secs)
-        })
-    };
-    let gas = genesis.gas.clone();
-    let mut rejected = 0usize;
-    for chunk in encoded.chunks(4096) {
-        let checked: Vec<Option<SignedTx>> = chunk
-            .par_chunks(256)
-            .flat_map_iter(|part| {
-                let txs: Vec<Option<SignedTx>> = part
-                    .iter()
-                    .map(|b| {
-                        SignedTx::decode(b)
-                            .ok()
-                            .filter(|t| check_stateless(t, &chain_id, &gas).is_ok())
-                    })
-                    .collect();
-                let items: Vec<(aergo_types::PublicKey, &[u8], aergo_types::Signature)> = txs
-                    .iter()
-                    .flatten()
-                    .map(|t| (t.tx.from, &t.hash.0[..], t.signature))
-                    .collect();
-                let verdicts = aergo_types::crypto::verify_batch(&items);
-                let mut vi = verdicts.into_iter();
-                txs.into_iter()
-                    .map(|t| t.filter(|_| vi.next().unwrap_or(false)))
-                    .collect::<Vec<_>>()
-            })
-            .collect();
-        let mut p = pool.lock();
-        for t in checked {
-            let Some(t) = t else {
-                rejected += 1;
-                continue;
-            };
-            let acct = chain.account_latest(&t.tx.sender())?;
-            if p.add(t, acct, 0).is_err() {
-                rejected += 1;
-            }
-        }
-    }
-    done.store(true, Ordering::Relaxed);
-    let commit_secs = match prod.join() {
-        Ok(r) => r?,
-        Err(_) => bail!("producer thread panicked"),
-    };
-    let secs = start.elapsed().as_secs_f64();
-    let n_included = included.load(Ordering::Relaxed);
-    let n_blocks = blocks.load(Ordering::Relaxed);
-    if rejected > 0 || n_included != a.txs as u64 {
-        bail!(
-            "pipeline lost transactions: {rejected} rejected, {n_included} of {} included",
-            a.txs
-        );
-    }
+    let run = pipeline(&chain, &encoded, chain_id, &genesis.gas)?;
+    let (secs, n_included, n_blocks, commit_secs) =
+        (run.secs, run.included, run.blocks, run.commit_secs);
     let pipeline_tps = n_included as f64 / secs;
 
     // Baseline: pure ed25519-dalek batch verification of the same signatures, same cores.
@@ -275,4 +196,141 @@ pub fn run(a: &BenchArgs) -> Result<()> {
     );
     println!("ratio:    {:.3} (floor 0.25, aim 0.5)", ratio);
     Ok(())
+}
+
+/// One pipeline run's figures.
+pub struct Run {
+    /// Wall time, s.
+    pub secs: f64,
+    /// Transactions included.
+    pub included: u64,
+    /// Blocks made.
+    pub blocks: u64,
+    /// Time inside block assembly, execution and commit, s.
+    pub commit_secs: f64,
+}
+
+impl Run {
+    /// Transfers per second.
+    pub fn tps(&self) -> f64 {
+        self.included as f64 / self.secs
+    }
+}
+
+/// Pushes `encoded` transactions of `chain_id` through decode, stateless checks, batch
+/// signature verification, mempool, assembly, execution and commit on `chain`, full blocks
+/// back to back; every one must be included.
+pub fn pipeline(
+    chain: &Arc<Chain>,
+    encoded: &[Vec<u8>],
+    chain_id: Hash,
+    gas: &GasParams,
+) -> Result<Run> {
+    let limits = MempoolConfig {
+        max_txs: encoded.len() + 1,
+        max_bytes: usize::MAX / 2,
+        max_per_account: encoded.len() + 1,
+        ttl_secs: 3600,
+    };
+    let pool = Arc::new(Mutex::new(Mempool::new(limits)));
+    let producer_key = Keypair::from_seed(&[42; 32]);
+    let included = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(AtomicBool::new(false));
+    let blocks = Arc::new(AtomicU64::new(0));
+
+    let start = Instant::now();
+    let prod = {
+        let (chain, pool, included, done, blocks) = (
+            chain.clone(),
+            pool.clone(),
+            included.clone(),
+            done.clone(),
+            blocks.clone(),
+        );
+        let total = encoded.len() as u64;
+        std::thread::spawn(move || -> Result<f64> {
+            let mut commit_secs = 0.0;
+            while included.load(Ordering::Relaxed) < total {
+                if done.load(Ordering::Relaxed) && pool.lock().is_empty() {
+                    break;
+                }
+                let cands = pool.lock().candidates(crate::producer::MAX_CANDIDATES);
+                if cands.is_empty() {
+                    std::thread::yield_now();
+                    continue;
+                }
+                let ts = chain.tip().header.timestamp_ms + 1;
+                let c0 = Instant::now();
+                let p = chain.produce(&producer_key, cands, ts, Vec::new())?;
+                if p.applied.block.txs.is_empty() {
+                    if let Some((h, reason)) = p.rejected.first() {
+                        bail!("the producer left every candidate out ({h}: {reason})");
+                    }
+                }
+                commit_secs += c0.elapsed().as_secs_f64();
+                pool.lock().prune(&p.applied.nonces);
+                included.fetch_add(p.applied.block.txs.len() as u64, Ordering::Relaxed);
+                blocks.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(commit_secs)
+        })
+    };
+    let gas = gas.clone();
+    let mut rejected = 0usize;
+    for chunk in encoded.chunks(4096) {
+        let checked: Vec<Option<SignedTx>> = chunk
+            .par_chunks(256)
+            .flat_map_iter(|part| {
+                let txs: Vec<Option<SignedTx>> = part
+                    .iter()
+                    .map(|b| {
+                        SignedTx::decode(b)
+                            .ok()
+                            .filter(|t| check_stateless(t, &chain_id, &gas).is_ok())
+                    })
+                    .collect();
+                let items: Vec<(aergo_types::PublicKey, &[u8], aergo_types::Signature)> = txs
+                    .iter()
+                    .flatten()
+                    .map(|t| (t.tx.from, &t.hash.0[..], t.signature))
+                    .collect();
+                let verdicts = aergo_types::crypto::verify_batch(&items);
+                let mut vi = verdicts.into_iter();
+                txs.into_iter()
+                    .map(|t| t.filter(|_| vi.next().unwrap_or(false)))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let mut p = pool.lock();
+        for t in checked {
+            let Some(t) = t else {
+                rejected += 1;
+                continue;
+            };
+            let acct = chain.account_latest(&t.tx.sender())?;
+            if p.add(t, acct, 0).is_err() {
+                rejected += 1;
+            }
+        }
+    }
+    done.store(true, Ordering::Relaxed);
+    let commit_secs = match prod.join() {
+        Ok(r) => r?,
+        Err(_) => bail!("producer thread panicked"),
+    };
+    let secs = start.elapsed().as_secs_f64();
+    let n_included = included.load(Ordering::Relaxed);
+    let n_blocks = blocks.load(Ordering::Relaxed);
+    if rejected > 0 || n_included != encoded.len() as u64 {
+        bail!(
+            "pipeline lost transactions: {rejected} rejected, {n_included} of {} included",
+            encoded.len()
+        );
+    }
+    Ok(Run {
+        secs,
+        included: n_included,
+        blocks: n_blocks,
+        commit_secs,
+    })
 }

@@ -6,6 +6,7 @@
 //! against its index).
 
 mod bench;
+mod bench_repos;
 mod chainlog;
 mod datalock;
 mod disk;
