@@ -316,8 +316,19 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(50_000);
     let calls = pairs(n);
-    // For profilers: only the transfer loop of one engine.
+    // For profilers: only the transfer loop of one engine, or only the NUMERIC compound
+    // function on one engine (`compound-interpreter`, `compound-jit`).
     if let Ok(which) = std::env::var("AERGO_SQL_BENCH_ONLY") {
+        if let Some(e) = which.strip_prefix("compound-") {
+            let engine = if e == "jit" {
+                Engine::Jit
+            } else {
+                Engine::Interpreter
+            };
+            let (rate, v) = compound(engine, n, false);
+            println!("compound, {e}: {rate:.0} calls/s, result {v}");
+            return;
+        }
         let engine = if which == "jit" {
             Engine::Jit
         } else {

@@ -287,3 +287,90 @@ fn float_functions_compile_and_give_identical_bits() {
     );
     assert_eq!(bits(&i), bits(&j));
 }
+
+const DECIMALS: &str = "CREATE FUNCTION dadd(a NUMERIC, b NUMERIC) RETURNS NUMERIC AS $$ BEGIN RETURN a + b; END $$;
+CREATE FUNCTION dsub(a NUMERIC, b NUMERIC) RETURNS NUMERIC AS $$ BEGIN RETURN a - b; END $$;
+CREATE FUNCTION dmul(a NUMERIC, b NUMERIC) RETURNS NUMERIC AS $$ BEGIN RETURN a * b; END $$;
+CREATE FUNCTION dcmp(a NUMERIC, b NUMERIC) RETURNS INTEGER AS $$
+BEGIN
+  IF a < b THEN RETURN -1; ELSIF a = b THEN RETURN 0; ELSIF a > b THEN RETURN 1; END IF;
+  RETURN 99;
+END $$;
+CREATE FUNCTION dfit(a NUMERIC) RETURNS NUMERIC AS $$ DECLARE x NUMERIC(5,2); BEGIN x := a; RETURN x; END $$;
+CREATE FUNCTION dfit0(a NUMERIC) RETURNS NUMERIC AS $$ DECLARE x NUMERIC(38,0); BEGIN x := a; RETURN x; END $$;
+CREATE FUNCTION dfit20(a NUMERIC) RETURNS NUMERIC AS $$ DECLARE x NUMERIC(30,20); BEGIN x := a * 1; RETURN x; END $$;";
+
+/// The inline decimal paths of the JIT (`+`, `-`, `*`, comparisons and NUMERIC(p, s)
+/// assignment on i64-sized mantissas) against the interpreter at their edges: rounding half
+/// away from zero both signs, the precision bound, scales far apart, mantissas beyond i64,
+/// NULL — same results, errors and gas.
+#[test]
+fn inline_decimal_paths_match_interpreter() {
+    let mut kv = MemKv::new();
+    let (c, _) = Contract::deploy(DECIMALS, "o", b"d/", &mut kv, 1_000_000).unwrap();
+    assert_eq!(
+        c.jit_functions(),
+        vec!["dadd", "dsub", "dmul", "dcmp", "dfit", "dfit0", "dfit20"]
+    );
+    let vals = [
+        "0",
+        "1",
+        "-1",
+        "0.005",
+        "-0.005",
+        "0.015",
+        "-0.015",
+        "999.994",
+        "999.995",
+        "-999.995",
+        "-999.994",
+        "123.456",
+        "0.00000000000000000001",
+        "12345678901234567890",
+        "9223372036854775807",
+        "-9223372036854775808",
+        "-9223372036854775809",
+        "92233720368547758.08",
+        "0.0000000000000000001",
+        "1.000000000000000000000000000000000001",
+        "99999999999999999999999999999999999999",
+        "1e-38",
+        "5e-19",
+        "-5e-19",
+        "2.5",
+        "-2.5",
+    ];
+    let mut args: Vec<Value> = vals
+        .iter()
+        .map(|s| Value::Num(aergo_sql::Decimal::parse(s).unwrap()))
+        .collect();
+    args.push(Value::Null);
+    let mut checked = 0;
+    for a in &args {
+        for f in ["dfit", "dfit0", "dfit20"] {
+            let (x, y) = run(&c, f, std::slice::from_ref(a), 10_000);
+            assert_eq!(x, y, "{f}({a:?})");
+            checked += 1;
+        }
+        for b in &args {
+            for f in ["dadd", "dsub", "dmul", "dcmp"] {
+                let (x, y) = run(&c, f, &[a.clone(), b.clone()], 10_000);
+                assert_eq!(x, y, "{f}({a:?}, {b:?})");
+                checked += 1;
+            }
+        }
+    }
+    assert_eq!(checked, 27 * 3 + 27 * 27 * 4);
+    // a few pinned results (rounding half away from zero, both signs)
+    let num = |s: &str| Value::Num(aergo_sql::Decimal::parse(s).unwrap());
+    for (arg, want) in [
+        ("999.994", "999.99"),
+        ("-0.005", "-0.01"),
+        ("0.015", "0.02"),
+    ] {
+        let (x, _) = run(&c, "dfit", &[num(arg)], 10_000);
+        assert_eq!(x.unwrap().result.to_string(), want);
+    }
+    let (x, _) = run(&c, "dfit", &[num("999.995")], 10_000);
+    assert!(matches!(x, Err(SqlError::Overflow(_))), "{x:?}");
+}

@@ -6,7 +6,9 @@
 //! comparisons, AND/OR/NOT, IS NULL, CASE, COALESCE, abs/round, assignment
 //! with type coercion, IF/ELSIF/ELSE, LOOP/WHILE/FOR-range, EXIT/CONTINUE,
 //! RETURN and RAISE. Integer arithmetic, control flow, NULL logic and gas
-//! metering are native code; SQL statements, decimal arithmetic, frame
+//! metering are native code, and so are NUMERIC `+`, `-`, `*`, comparisons and
+//! `NUMERIC(p, s)` assignment on i64-sized mantissas (`codegen`'s `dec_fast_*`); SQL
+//! statements, the rest of decimal arithmetic, frame
 //! access and RAISE go through `aergo_rt_*` runtime helpers (the generated
 //! module imports nothing else, see [`JitProgram::imported_symbols`]). A
 //! function that uses anything else (text expressions, FOR-over-query,
