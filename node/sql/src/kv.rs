@@ -2,7 +2,8 @@
 //! in-memory implementation for tests and the sandbox, and the write overlay
 //! that makes every call atomic (commit on success, drop on error).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::ops::Bound;
 use thiserror::Error;
 
@@ -61,10 +62,61 @@ pub trait Kv {
     }
 }
 
-/// In-memory [`Kv`] on a `BTreeMap`.
+/// In-memory [`Kv`]: the values in a hash map (a point read or an overwrite is one hash
+/// probe, not a search of an ordered tree comparing key bytes at every level) and the keys
+/// in a `BTreeSet` for ordered scans (touched only when a key is added or removed).
 #[derive(Debug, Clone, Default)]
 pub struct MemKv {
-    map: BTreeMap<Vec<u8>, Vec<u8>>,
+    keys: BTreeSet<Vec<u8>>,
+    vals: HashMap<Vec<u8>, Vec<u8>, BuildHasherDefault<KeyHasher>>,
+}
+
+/// A fast non-cryptographic hash for [`MemKv`]'s keys (FxHash's multiply-rotate over 8-byte
+/// words, then a finaliser). `MemKv` is the store of tests, the sandbox and benchmarks, not of a node: keys
+/// chosen to collide cost time there and nothing else, and iteration order never depends on
+/// the hash (scans go through the ordered key set).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct KeyHasher(u64);
+
+impl KeyHasher {
+    const K: u64 = 0x517c_c1b7_2722_0a95;
+    #[inline]
+    fn add(&mut self, w: u64) {
+        self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(Self::K);
+    }
+}
+
+impl Hasher for KeyHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.add(u64::from_le_bytes(w));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut w = [0u8; 8];
+            w[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(w));
+        }
+    }
+    #[inline]
+    fn write_usize(&mut self, n: usize) {
+        self.add(n as u64);
+    }
+    /// MurmurHash3's 64-bit finaliser: every input bit reaches the low bits the table
+    /// indexes by (keys that differ only in their last bytes do not pile up in one bucket).
+    #[inline]
+    fn finish(&self) -> u64 {
+        let mut h = self.0;
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        h ^ (h >> 33)
+    }
 }
 
 impl MemKv {
@@ -74,15 +126,18 @@ impl MemKv {
     }
     /// Number of keys.
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.keys.len()
     }
     /// True when empty.
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.keys.is_empty()
     }
-    /// All pairs (for assertions in tests).
-    pub fn entries(&self) -> &BTreeMap<Vec<u8>, Vec<u8>> {
-        &self.map
+    /// All pairs in key order (a copy, for assertions in tests).
+    pub fn entries(&self) -> BTreeMap<Vec<u8>, Vec<u8>> {
+        self.keys
+            .iter()
+            .filter_map(|k| self.vals.get(k).map(|v| (k.clone(), v.clone())))
+            .collect()
     }
 }
 
@@ -100,26 +155,51 @@ fn range<'a, V>(
 
 impl Kv for MemKv {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, KvError> {
-        Ok(self.map.get(key).cloned())
+        Ok(self.vals.get(key).cloned())
     }
     fn get_with(&self, key: &[u8], f: &mut dyn FnMut(Option<&[u8]>)) -> Result<(), KvError> {
-        f(self.map.get(key).map(Vec::as_slice));
+        f(self.vals.get(key).map(Vec::as_slice));
         Ok(())
     }
     fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), KvError> {
-        self.map.insert(key.to_vec(), value.to_vec());
+        match self.vals.get_mut(key) {
+            Some(v) => {
+                v.clear();
+                v.extend_from_slice(value);
+            }
+            None => {
+                self.keys.insert(key.to_vec());
+                self.vals.insert(key.to_vec(), value.to_vec());
+            }
+        }
         Ok(())
     }
     fn put_vec(&mut self, key: Vec<u8>, value: Vec<u8>) -> Result<(), KvError> {
-        self.map.insert(key, value);
+        match self.vals.get_mut(&key) {
+            Some(v) => *v = value,
+            None => {
+                self.keys.insert(key.clone());
+                self.vals.insert(key, value);
+            }
+        }
         Ok(())
     }
     fn delete(&mut self, key: &[u8]) -> Result<(), KvError> {
-        self.map.remove(key);
+        if self.vals.remove(key).is_some() {
+            self.keys.remove(key);
+        }
         Ok(())
     }
     fn scan<'a>(&'a self, start: &[u8], end: &[u8]) -> Box<dyn Iterator<Item = KvItem> + 'a> {
-        Box::new(range(&self.map, start, end).map(|(k, v)| Ok((k.clone(), v.clone()))))
+        if start >= end {
+            // empty (and inverted) ranges yield nothing instead of panicking
+            return Box::new(std::iter::empty());
+        }
+        Box::new(
+            self.keys
+                .range::<[u8], _>((Bound::Included(start), Bound::Excluded(end)))
+                .filter_map(|k| self.vals.get(k).map(|v| Ok((k.clone(), v.clone())))),
+        )
     }
 }
 
@@ -331,5 +411,50 @@ mod tests {
         assert_eq!(m.get(b"e").unwrap(), Some(b"upd".to_vec()));
         assert_eq!(m.len(), 3);
         assert_eq!(m.scan(b"z", b"a").count(), 0);
+    }
+
+    /// The hash map and the ordered key set stay in step through overwrites, deletes and
+    /// re-inserts: scans come out in key order with the latest values.
+    #[test]
+    fn mem_kv_keeps_order_through_overwrites_and_deletes() {
+        let mut m = MemKv::new();
+        for i in (0u32..200).rev() {
+            m.put(&i.to_be_bytes(), &[1]).unwrap();
+        }
+        for i in (0u32..200).step_by(3) {
+            m.delete(&i.to_be_bytes()).unwrap();
+        }
+        for i in (0u32..200).step_by(6) {
+            m.put_vec(i.to_be_bytes().to_vec(), vec![2]).unwrap();
+        }
+        m.put(&5u32.to_be_bytes(), &[3]).unwrap();
+        m.delete(b"absent").unwrap();
+        let got: Vec<(u32, u8)> = m
+            .scan(&[0; 4], &[0xff; 4])
+            .map(|r| {
+                let (k, v) = r.unwrap();
+                (u32::from_be_bytes(k.try_into().unwrap()), v[0])
+            })
+            .collect();
+        let want: Vec<(u32, u8)> = (0u32..200)
+            .filter(|i| i % 3 != 0 || i % 6 == 0)
+            .map(|i| {
+                (
+                    i,
+                    if i == 5 {
+                        3
+                    } else if i % 6 == 0 {
+                        2
+                    } else {
+                        1
+                    },
+                )
+            })
+            .collect();
+        assert_eq!(got, want);
+        assert_eq!(m.len(), want.len());
+        assert_eq!(m.entries().len(), want.len());
+        assert_eq!(m.get(&6u32.to_be_bytes()).unwrap(), Some(vec![2]));
+        assert_eq!(m.get(&3u32.to_be_bytes()).unwrap(), None);
     }
 }

@@ -258,7 +258,7 @@ fn procedural_and_events() {
         q(&c, &kv, "SELECT oid, buyer FROM orders WHERE oid = 14"),
         vec!["14,zed"]
     );
-    let before = kv.entries().clone();
+    let before = kv.entries();
     let err = call(
         &c,
         &mut kv,
@@ -275,7 +275,7 @@ fn procedural_and_events() {
     )
     .unwrap_err();
     assert_eq!(err, SqlError::Exception("no such item 3".into()));
-    assert_eq!(kv.entries(), &before);
+    assert_eq!(kv.entries(), before);
     let out = call(&c, &mut kv, "fact", &[Value::Int(20)]).unwrap();
     assert_eq!(out.result.to_string(), "2432902008176640000");
     assert!(matches!(
@@ -322,7 +322,7 @@ fn procedural_and_events() {
 #[test]
 fn constraints_revert_everything() {
     let (c, mut kv) = deploy(SHOP);
-    let before = kv.entries().clone();
+    let before = kv.entries();
     for sql in [
         "INSERT INTO items VALUES (1, 'dup', 1, 1, true)",
         "INSERT INTO items VALUES (4, 'apple', 1, 1, true)",
@@ -344,7 +344,7 @@ fn constraints_revert_everything() {
             ),
             "{sql}: {err}"
         );
-        assert_eq!(kv.entries(), &before, "{sql} left writes");
+        assert_eq!(kv.entries(), before, "{sql} left writes");
     }
     // unique index maintained through updates and deletes
     c.execute(
@@ -595,10 +595,10 @@ END $$;
         ok(call(&c, &mut kv, "pay", &[int(5), num("1")])).result,
         Value::Bool(false)
     );
-    let before = kv.entries().clone();
+    let before = kv.entries();
     let e = call(&c, &mut kv, "pay", &[int(3), num("1")]).unwrap_err();
     assert!(e.to_string().contains("check constraint"), "{e}");
-    assert_eq!(&before, kv.entries());
+    assert_eq!(before, kv.entries());
     assert_eq!(
         ok(call(&c, &mut kv, "pay_if", &[int(2), num("1"), num("z")])).result,
         Value::Bool(false)
