@@ -306,6 +306,7 @@ impl Contract {
             read_only,
             dispatch: &Interpreter,
             key_buf: Vec::new(),
+            row_buf: Vec::new(),
             mem_used: 0,
             mem_limit: self.mem_limit,
             guarded: 0,
