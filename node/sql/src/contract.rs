@@ -447,8 +447,15 @@ impl Contract {
             .ok_or_else(|| SqlError::Call(format!("function {function} does not exist")))?;
         let mut rt = self.runtime(kv, ctx, gas_limit, read_only);
         rt.charge(crate::gas::CALL)?;
+        // room for the function's variables: `init_vars` turns this vector into them
+        let slots = self.cat.funcs.get(fi).map_or(0, |f| f.slots.len());
+        let args = || {
+            let mut v = Vec::with_capacity(slots.max(args.len()));
+            v.extend_from_slice(args);
+            v
+        };
         let result = match engine {
-            Engine::Interpreter => interp::run(&mut rt, fi, args.to_vec())?,
+            Engine::Interpreter => interp::run(&mut rt, fi, args())?,
             Engine::Jit => {
                 #[cfg(feature = "jit")]
                 {
@@ -458,18 +465,18 @@ impl Contract {
                             rt.dispatch = d;
                             if j.has(fi) {
                                 self.jit.count_call();
-                                j.call(fi, &mut rt, args.to_vec())?
+                                j.call(fi, &mut rt, args())?
                             } else {
-                                interp::run(&mut rt, fi, args.to_vec())?
+                                interp::run(&mut rt, fi, args())?
                             }
                         }
-                        None => interp::run(&mut rt, fi, args.to_vec())?,
+                        None => interp::run(&mut rt, fi, args())?,
                     }
                 }
                 #[cfg(not(feature = "jit"))]
                 {
                     let _: Option<&dyn Dispatch> = None;
-                    interp::run(&mut rt, fi, args.to_vec())?
+                    interp::run(&mut rt, fi, args())?
                 }
             }
         };

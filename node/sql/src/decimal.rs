@@ -22,23 +22,25 @@ fn overflow() -> SqlError {
     SqlError::Overflow("numeric value out of range".into())
 }
 
+/// `10^0 ..= 10^38`, every power of ten an `i128` holds.
+const POW10: [i128; 39] = {
+    let mut t = [1i128; 39];
+    let mut i = 1;
+    while i < 39 {
+        t[i] = t[i - 1] * 10;
+        i += 1;
+    }
+    t
+};
+
 /// `10^n` if it fits an `i128`.
 pub fn pow10(n: u32) -> Option<i128> {
-    10i128.checked_pow(n)
+    POW10.get(usize::try_from(n).ok()?).copied()
 }
 
-/// Number of decimal digits of `a` (0 for 0), by multiplication only.
+/// Number of decimal digits of `a` (0 for 0).
 fn digits(a: u128) -> u32 {
-    let mut p: u128 = 1;
-    let mut n = 0u32;
-    while n < 39 && p <= a {
-        p = p.saturating_mul(10);
-        n += 1;
-        if p == u128::MAX {
-            break;
-        }
-    }
-    n
+    a.checked_ilog10().map_or(0, |l| l + 1)
 }
 
 fn div_round(n: i128, d: i128) -> Result<i128> {
@@ -473,6 +475,14 @@ mod tests {
         assert_eq!(digits(9), 1);
         assert_eq!(digits(10), 2);
         assert_eq!(digits(u128::MAX), 39);
+        assert_eq!(digits(99), 2);
+        assert_eq!(digits(100), 3);
+        for n in 0..39u32 {
+            assert_eq!(pow10(n), 10i128.checked_pow(n));
+            assert_eq!(digits(10u128.pow(n)), n + 1);
+            assert_eq!(digits(10u128.pow(n) - 1), n);
+        }
+        assert_eq!(pow10(39), None);
         assert!(Decimal::new(i128::MAX, 0).unwrap().fit(38, 0).is_err());
         assert!(Decimal::new(10i128.pow(37), 0).unwrap().fit(38, 0).is_ok());
     }

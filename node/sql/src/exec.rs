@@ -714,6 +714,7 @@ impl<'a> Runtime<'a> {
         row: &mut Vec<Value>,
     ) -> Result<bool> {
         key.clear();
+        key.reserve(self.prefix.len() + 5 + 32);
         key.extend_from_slice(self.prefix);
         key.push(keys::ROW);
         key.extend_from_slice(&t.id.to_be_bytes());

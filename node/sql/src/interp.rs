@@ -35,13 +35,17 @@ pub fn init_vars(f: &Function, args: Vec<Value>) -> Result<Vec<Value>> {
             args.len()
         )));
     }
-    let mut vars = vec![Value::Null; f.slots.len()];
-    vars[FOUND_SLOT] = Value::Bool(false);
-    for (i, (a, (pname, ty))) in args.into_iter().zip(&f.params).enumerate() {
-        vars[i + 1] = a
+    // The arguments' vector becomes the variables (FOUND, the parameters, then the rest),
+    // without a second allocation when the caller left room for them.
+    let mut vars = args;
+    vars.insert(FOUND_SLOT, Value::Bool(false));
+    for (a, (pname, ty)) in vars.iter_mut().skip(1).zip(&f.params) {
+        let v = std::mem::replace(a, Value::Null);
+        *a = v
             .cast_owned(ty)
             .map_err(|e| SqlError::Call(format!("argument {pname}: {e}")))?;
     }
+    vars.resize(f.slots.len(), Value::Null);
     Ok(vars)
 }
 
