@@ -565,7 +565,8 @@ pub struct Block {
 /// One `WHEN … THEN …` of a block's EXCEPTION section.
 #[derive(Debug, Clone)]
 pub struct Handler {
-    /// Condition names (lowercased), e.g. `division_by_zero`, `others`.
+    /// Condition names (lowercased), e.g. `division_by_zero`, `others`; `SQLSTATE 'xxxxx'`
+    /// is `sqlstate:xxxxx` (the code as written).
     pub conditions: Vec<String>,
     /// Statements.
     pub stmts: Vec<PStmt>,
@@ -835,7 +836,17 @@ impl BodyParser<'_> {
                 let mut conditions = Vec::new();
                 loop {
                     let (c, _) = self.ident()?;
-                    conditions.push(c);
+                    if c == "sqlstate" {
+                        let cpos = self.pos();
+                        let code = match self.peek().map(|t| &t.token) {
+                            Some(Token::SingleQuotedString(s)) => s.clone(),
+                            _ => return perr(cpos, "SQLSTATE needs a five-character code"),
+                        };
+                        self.i += 1;
+                        conditions.push(format!("sqlstate:{code}"));
+                    } else {
+                        conditions.push(c);
+                    }
                     if !self.eat_kw("or") {
                         break;
                     }

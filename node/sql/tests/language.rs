@@ -402,6 +402,10 @@ fn deploy_errors_have_line_and_column() {
         ("CREATE FUNCTION f() RETURNS INT AS $$\nBEGIN\n  RETURN g(1);\nEND $$;", 3),
         ("CREATE TABLE t (a INT, a INT);", 1),
         ("CREATE FUNCTION f() RETURNS INT AS $$\nBEGIN\n  IF true THEN RETURN 1;\nEND $$;", 4),
+        // SQLSTATE and SQLERRM exist only inside a handler
+        ("CREATE FUNCTION f() RETURNS TEXT AS $$\nBEGIN\n  BEGIN\n    RETURN 'a';\n  EXCEPTION WHEN others THEN RETURN SQLERRM;\n  END;\n  RETURN SQLERRM;\nEND $$;", 7),
+        ("CREATE FUNCTION f() RETURNS TEXT AS $$\nBEGIN\n  RETURN SQLSTATE;\nEXCEPTION WHEN others THEN RETURN 'b';\nEND $$;", 3),
+        ("CREATE FUNCTION f() RETURNS TEXT AS $$\nBEGIN\n  RETURN 'a';\nEXCEPTION\n  WHEN SQLSTATE 'abcde' THEN RETURN 'b';\nEND $$;", 5),
     ];
     for (src, line) in cases {
         let mut kv = MemKv::new();
@@ -411,6 +415,10 @@ fn deploy_errors_have_line_and_column() {
         };
         let pos = err.pos().unwrap_or_else(|| panic!("no position: {err}"));
         assert_eq!(pos.line, *line, "{src}\n=> {err}");
+        if src.contains("SQLERRM;\nEND") || src.contains("RETURN SQLSTATE") {
+            let e = err.to_string().to_lowercase();
+            assert!(e.contains("sqlerrm") || e.contains("sqlstate"), "{err}");
+        }
         assert!(kv.is_empty());
     }
 }

@@ -101,18 +101,43 @@ impl Compiler<'_> {
             let mut handlers = Vec::new();
             for h in &b.handlers {
                 for c in &h.conditions {
-                    if !crate::interp::CONDITIONS.contains(&c.as_str()) {
+                    let known = match c.strip_prefix("sqlstate:") {
+                        Some(code) => crate::interp::valid_sqlstate(code),
+                        None => crate::interp::CONDITIONS.contains(&c.as_str()),
+                    };
+                    if !known {
                         return resolve_err(
                             h.pos,
-                            format!("unrecognized exception condition \"{c}\""),
+                            match c.strip_prefix("sqlstate:") {
+                                Some(code) => format!("invalid SQLSTATE code \"{code}\""),
+                                None => format!("unrecognized exception condition \"{c}\""),
+                            },
                         );
                     }
                 }
+                // the handler's own SQLSTATE and SQLERRM (as PL/pgSQL's)
+                let v = self.vars_mut()?;
+                v.scopes.push(HashMap::new());
+                let state = (
+                    v.declare("sqlstate", SqlType::Text(None), false),
+                    v.declare("sqlerrm", SqlType::Text(None), false),
+                );
                 let mut hs = Vec::new();
-                for s in &h.stmts {
-                    hs.push(self.pstmt(s)?);
+                let r = (|| -> Result<()> {
+                    for s in &h.stmts {
+                        hs.push(self.pstmt(s)?);
+                    }
+                    Ok(())
+                })();
+                if let Some(v) = self.vars.as_mut() {
+                    v.scopes.pop();
                 }
-                handlers.push((h.conditions.clone(), hs));
+                r?;
+                handlers.push(Handler {
+                    conds: h.conditions.clone(),
+                    state,
+                    body: hs,
+                });
             }
             out.push(st(1, StmtKind::Guarded(body, handlers)));
             Ok(out)
