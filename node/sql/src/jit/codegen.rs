@@ -83,187 +83,31 @@ struct Gen<'c, 'm> {
     fail_bb: inkwell::basic_block::BasicBlock<'c>,
 }
 
+/// Declares every runtime helper of [`helpers`] in the module, by its signature there.
 pub(super) fn declare_helpers<'c>(
     c: &'c Context,
     m: &Module<'c>,
 ) -> HashMap<&'static str, FunctionValue<'c>> {
     let p = c.ptr_type(AddressSpace::default());
-    let (i64t, i32t, i8t, void) = (c.i64_type(), c.i32_type(), c.i8_type(), c.void_type());
-    let mut h = HashMap::new();
-    let mut add = |name: &'static str, ty: inkwell::types::FunctionType<'c>| {
-        h.insert(name, m.add_function(name, ty, None));
+    let basic = |t: HTy| -> inkwell::types::BasicTypeEnum<'c> {
+        match t {
+            HTy::P => p.into(),
+            HTy::I64 => c.i64_type().into(),
+            HTy::I32 => c.i32_type().into(),
+            HTy::I8 => c.i8_type().into(),
+            HTy::F64 => c.f64_type().into(),
+        }
     };
-    let f64t = c.f64_type();
-    add(
-        "aergo_rt_err",
-        i32t.fn_type(&[p.into(), i32t.into()], false),
-    );
-    add(
-        "aergo_rt_load_f64",
-        void.fn_type(&[p.into(), i64t.into(), p.into(), p.into()], false),
-    );
-    add(
-        "aergo_rt_store_f64",
-        void.fn_type(&[p.into(), i64t.into(), f64t.into(), i8t.into()], false),
-    );
-    add(
-        "aergo_rt_push_f64",
-        void.fn_type(&[p.into(), f64t.into(), i8t.into()], false),
-    );
-    add(
-        "aergo_rt_ret_f64",
-        void.fn_type(&[p.into(), f64t.into(), i8t.into()], false),
-    );
-    add(
-        "aergo_rt_dec_to_f64",
-        i32t.fn_type(&[p.into(), p.into(), p.into(), p.into()], false),
-    );
-    add(
-        "aergo_rt_f64_fn",
-        i32t.fn_type(
-            &[p.into(), i32t.into(), f64t.into(), f64t.into(), p.into()],
-            false,
-        ),
-    );
-    add(
-        "aergo_rt_f64_to_int",
-        i32t.fn_type(&[p.into(), f64t.into(), i32t.into(), p.into()], false),
-    );
-    add(
-        "aergo_rt_load_int",
-        void.fn_type(&[p.into(), i64t.into(), p.into(), p.into()], false),
-    );
-    add(
-        "aergo_rt_load_bool",
-        void.fn_type(&[p.into(), i64t.into(), p.into(), p.into()], false),
-    );
-    add(
-        "aergo_rt_load_dec",
-        void.fn_type(&[p.into(), i64t.into(), p.into()], false),
-    );
-    add(
-        "aergo_rt_store_int",
-        void.fn_type(&[p.into(), i64t.into(), i64t.into(), i8t.into()], false),
-    );
-    add(
-        "aergo_rt_store_bool",
-        void.fn_type(&[p.into(), i64t.into(), i8t.into(), i8t.into()], false),
-    );
-    add(
-        "aergo_rt_store_dec",
-        i32t.fn_type(&[p.into(), i64t.into(), p.into()], false),
-    );
-    add(
-        "aergo_rt_store_null",
-        void.fn_type(&[p.into(), i64t.into()], false),
-    );
-    add(
-        "aergo_rt_sql",
-        i32t.fn_type(&[p.into(), i64t.into()], false),
-    );
-    add(
-        "aergo_rt_sql_point",
-        i32t.fn_type(&[p.into(), i64t.into()], false),
-    );
-    add(
-        "aergo_rt_dec_binop",
-        i32t.fn_type(
-            &[p.into(), i32t.into(), p.into(), p.into(), p.into()],
-            false,
-        ),
-    );
-    add(
-        "aergo_rt_dec_cmp",
-        i32t.fn_type(&[p.into(), p.into()], false),
-    );
-    add(
-        "aergo_rt_dec_unop",
-        i32t.fn_type(
-            &[p.into(), i32t.into(), p.into(), i64t.into(), p.into()],
-            false,
-        ),
-    );
-    add(
-        "aergo_rt_dec_fit",
-        i32t.fn_type(
-            &[p.into(), p.into(), i32t.into(), i32t.into(), p.into()],
-            false,
-        ),
-    );
-    add(
-        "aergo_rt_dec_to_int",
-        i32t.fn_type(
-            &[p.into(), p.into(), i32t.into(), p.into(), p.into()],
-            false,
-        ),
-    );
-    add(
-        "aergo_rt_push_int",
-        void.fn_type(&[p.into(), i64t.into(), i8t.into()], false),
-    );
-    add(
-        "aergo_rt_push_bool",
-        void.fn_type(&[p.into(), i8t.into(), i8t.into()], false),
-    );
-    add(
-        "aergo_rt_push_dec",
-        i32t.fn_type(&[p.into(), p.into()], false),
-    );
-    add(
-        "aergo_rt_push_const",
-        void.fn_type(&[p.into(), i64t.into()], false),
-    );
-    add(
-        "aergo_rt_push_var",
-        void.fn_type(&[p.into(), i64t.into()], false),
-    );
-    add(
-        "aergo_rt_query_open",
-        i32t.fn_type(&[p.into(), i64t.into()], false),
-    );
-    add(
-        "aergo_rt_query_next",
-        i32t.fn_type(&[p.into(), i64t.into()], false),
-    );
-    add(
-        "aergo_rt_call",
-        i32t.fn_type(
-            &[
-                p.into(),
-                i64t.into(),
-                i64t.into(),
-                i32t.into(),
-                p.into(),
-                p.into(),
-                p.into(),
-            ],
-            false,
-        ),
-    );
-    add(
-        "aergo_rt_raise",
-        i32t.fn_type(&[p.into(), i64t.into()], false),
-    );
-    add(
-        "aergo_rt_ret_int",
-        void.fn_type(&[p.into(), i64t.into(), i8t.into()], false),
-    );
-    add(
-        "aergo_rt_ret_bool",
-        void.fn_type(&[p.into(), i8t.into(), i8t.into()], false),
-    );
-    add(
-        "aergo_rt_ret_dec",
-        i32t.fn_type(&[p.into(), p.into()], false),
-    );
-    add(
-        "aergo_rt_ret_const",
-        void.fn_type(&[p.into(), i64t.into()], false),
-    );
-    add(
-        "aergo_rt_ret_var",
-        void.fn_type(&[p.into(), i64t.into()], false),
-    );
+    let mut h = HashMap::new();
+    for helper in helpers() {
+        let params: Vec<inkwell::types::BasicMetadataTypeEnum<'c>> =
+            helper.params.iter().map(|t| basic(*t).into()).collect();
+        let ty = match helper.ret {
+            None => c.void_type().fn_type(&params, false),
+            Some(r) => inkwell::types::BasicType::fn_type(&basic(r), &params, false),
+        };
+        h.insert(helper.name, m.add_function(helper.name, ty, None));
+    }
     h
 }
 

@@ -29,7 +29,7 @@ use crate::error::{Result, SqlError};
 use crate::exec::{Dispatch, Runtime};
 use crate::ir::Catalog;
 use crate::value::{SqlType, Value};
-use abi::{call_compiled, helper_addrs, JitFn};
+use abi::{call_compiled, JitFn};
 use codegen::{declare_helpers, gen_function, GenErr};
 use inkwell::context::Context;
 use inkwell::execution_engine::ExecutionEngine;
@@ -101,9 +101,9 @@ impl JitProgram {
         let engine = module
             .create_jit_execution_engine(OptimizationLevel::Aggressive)
             .map_err(|e| SqlError::Jit(e.to_string()))?;
-        for (name, addr) in helper_addrs() {
-            if let Some(f) = module.get_function(name) {
-                engine.add_global_mapping(&f, addr);
+        for helper in abi::helpers() {
+            if let Some(f) = module.get_function(helper.name) {
+                engine.add_global_mapping(&f, helper.addr);
             }
         }
         let mut fns = Vec::new();
