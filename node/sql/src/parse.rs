@@ -1091,6 +1091,20 @@ impl BodyParser<'_> {
             }
             "return" => {
                 self.i += 1;
+                // `RETURN QUERY SELECT …` (never a valid expression, so no script that
+                // deployed before reads differently now)
+                let query_follows = self.toks.get(self.i + 1).is_some_and(|t| {
+                    ["select", "with", "execute", "values"]
+                        .iter()
+                        .any(|k| is_kw(t, k))
+                });
+                if self.peek_kw("query") && query_follows {
+                    return perr(
+                        self.pos(),
+                        "RETURN QUERY is not supported: a function returns one value (no \
+                         RETURNS SETOF or TABLE)",
+                    );
+                }
                 if self.eat_semi() {
                     return Ok(PStmt::Return(None, pos));
                 }
@@ -1204,6 +1218,7 @@ impl BodyParser<'_> {
                 })
             }
             "select" | "insert" | "update" | "delete" | "with" => self.parse_sql(pos),
+            "foreach" => perr(pos, "FOREACH is not supported: AergoSQL has no array types"),
             _ => perr(pos, format!("unexpected {} at start of statement", t.token)),
         }
     }

@@ -406,6 +406,11 @@ fn deploy_errors_have_line_and_column() {
         ("CREATE FUNCTION f() RETURNS TEXT AS $$\nBEGIN\n  BEGIN\n    RETURN 'a';\n  EXCEPTION WHEN others THEN RETURN SQLERRM;\n  END;\n  RETURN SQLERRM;\nEND $$;", 7),
         ("CREATE FUNCTION f() RETURNS TEXT AS $$\nBEGIN\n  RETURN SQLSTATE;\nEXCEPTION WHEN others THEN RETURN 'b';\nEND $$;", 3),
         ("CREATE FUNCTION f() RETURNS TEXT AS $$\nBEGIN\n  RETURN 'a';\nEXCEPTION\n  WHEN SQLSTATE 'abcde' THEN RETURN 'b';\nEND $$;", 5),
+        // no arrays, no set-returning functions, one OUT parameter (DIFFERENCES.md)
+        ("CREATE FUNCTION f() RETURNS INT AS $$\nDECLARE x INT;\nBEGIN\n  FOREACH x IN ARRAY ARRAY[1, 2] LOOP\n  END LOOP;\n  RETURN 1;\nEND $$;", 4),
+        ("CREATE TABLE t (a INT);\nCREATE FUNCTION f() RETURNS INT AS $$\nBEGIN\n  RETURN QUERY SELECT a FROM t;\nEND $$;", 4),
+        ("CREATE FUNCTION f(INOUT x INT) AS $$\nBEGIN\n  x := x + 1;\nEND $$;", 1),
+        ("CREATE FUNCTION f(x INT, OUT a INT, OUT b INT) AS $$\nBEGIN\n  a := x;\n  b := x;\nEND $$;", 1),
     ];
     for (src, line) in cases {
         let mut kv = MemKv::new();
@@ -415,6 +420,11 @@ fn deploy_errors_have_line_and_column() {
         };
         let pos = err.pos().unwrap_or_else(|| panic!("no position: {err}"));
         assert_eq!(pos.line, *line, "{src}\n=> {err}");
+        for (needle, says) in [("FOREACH", "array"), ("RETURN QUERY", "SETOF")] {
+            if src.contains(needle) {
+                assert!(err.to_string().contains(says), "{err}");
+            }
+        }
         if src.contains("SQLERRM;\nEND") || src.contains("RETURN SQLSTATE") {
             let e = err.to_string().to_lowercase();
             assert!(e.contains("sqlerrm") || e.contains("sqlstate"), "{err}");
