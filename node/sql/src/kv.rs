@@ -203,10 +203,96 @@ impl Kv for MemKv {
     }
 }
 
+/// An overlay's buffered writes (`None` = delete), ordered by key: a sorted vector while
+/// there are few (a contract call writes a handful: no tree node to allocate and free per
+/// call), a `BTreeMap` once there are more than [`Writes::SMALL`] (bulk inserts stay
+/// O(log n) per write).
+#[derive(Debug)]
+enum Writes {
+    Small(Vec<(Vec<u8>, Option<Vec<u8>>)>),
+    Big(BTreeMap<Vec<u8>, Option<Vec<u8>>>),
+}
+
+impl Writes {
+    const SMALL: usize = 32;
+
+    fn get(&self, key: &[u8]) -> Option<&Option<Vec<u8>>> {
+        match self {
+            Writes::Small(v) => v
+                .binary_search_by(|(k, _)| k.as_slice().cmp(key))
+                .ok()
+                .and_then(|i| v.get(i))
+                .map(|(_, w)| w),
+            Writes::Big(m) => m.get(key),
+        }
+    }
+
+    fn insert(&mut self, key: Vec<u8>, w: Option<Vec<u8>>) {
+        match self {
+            Writes::Small(v) => match v.binary_search_by(|(k, _)| k.as_slice().cmp(&key)) {
+                Ok(i) => {
+                    if let Some(slot) = v.get_mut(i) {
+                        slot.1 = w;
+                    }
+                }
+                Err(i) if v.len() < Self::SMALL => v.insert(i, (key, w)),
+                Err(_) => {
+                    let mut m: BTreeMap<_, _> = std::mem::take(v).into_iter().collect();
+                    m.insert(key, w);
+                    *self = Writes::Big(m);
+                }
+            },
+            Writes::Big(m) => {
+                m.insert(key, w);
+            }
+        }
+    }
+
+    fn remove(&mut self, key: &[u8]) {
+        match self {
+            Writes::Small(v) => {
+                if let Ok(i) = v.binary_search_by(|(k, _)| k.as_slice().cmp(key)) {
+                    v.remove(i);
+                }
+            }
+            Writes::Big(m) => {
+                m.remove(key);
+            }
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Writes::Small(v) => v.len(),
+            Writes::Big(m) => m.len(),
+        }
+    }
+
+    /// The writes with `start <= key < end`, in key order.
+    fn range<'a>(&'a self, start: &[u8], end: &[u8]) -> OverlayIter<'a> {
+        if start >= end {
+            return Box::new(std::iter::empty());
+        }
+        match self {
+            Writes::Small(v) => {
+                let lo = v.partition_point(|(k, _)| k.as_slice() < start);
+                let hi = v.partition_point(|(k, _)| k.as_slice() < end);
+                Box::new(
+                    v.get(lo..hi)
+                        .unwrap_or_default()
+                        .iter()
+                        .map(|(k, w)| (k, w)),
+                )
+            }
+            Writes::Big(m) => range(m, start, end),
+        }
+    }
+}
+
 /// Buffers writes over a read-only base. Reads see the buffered writes.
 pub struct Overlay<'b> {
     base: &'b dyn Kv,
-    writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    writes: Writes,
     /// One undo log per open savepoint: each buffered write's previous entry (outer `None`:
     /// the key had none).
     undo: Vec<UndoLog>,
@@ -220,7 +306,7 @@ impl<'b> Overlay<'b> {
     pub fn new(base: &'b dyn Kv) -> Overlay<'b> {
         Overlay {
             base,
-            writes: BTreeMap::new(),
+            writes: Writes::Small(Vec::new()),
             undo: Vec::new(),
         }
     }
@@ -231,8 +317,11 @@ impl<'b> Overlay<'b> {
         }
     }
     /// The buffered writes (`None` = delete), in key order.
-    pub fn into_writes(self) -> BTreeMap<Vec<u8>, Option<Vec<u8>>> {
-        self.writes
+    pub fn into_writes(self) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+        match self.writes {
+            Writes::Small(v) => v,
+            Writes::Big(m) => m.into_iter().collect(),
+        }
     }
     /// Number of buffered writes.
     pub fn write_count(&self) -> usize {
@@ -243,7 +332,7 @@ impl<'b> Overlay<'b> {
 /// Applies buffered writes to a store.
 pub fn apply_writes(
     kv: &mut dyn Kv,
-    writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    writes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
 ) -> Result<(), KvError> {
     for (k, v) in writes {
         match v {
@@ -314,7 +403,7 @@ impl Kv for Overlay<'_> {
     fn scan<'a>(&'a self, start: &[u8], end: &[u8]) -> Box<dyn Iterator<Item = KvItem> + 'a> {
         Box::new(Merge {
             base: self.base.scan(start, end).peekable(),
-            over: range(&self.writes, start, end).peekable(),
+            over: self.writes.range(start, end).peekable(),
         })
     }
     fn scan_limit<'a>(
@@ -326,7 +415,9 @@ impl Kv for Overlay<'_> {
         // Buffered deletions can hide at most one base pair each: with that many more base
         // pairs, at least `limit` survive, and every merged pair among the first `limit` sorts
         // at or before the last base pair read (buffered inserts after it come later).
-        let deletes = range(&self.writes, start, end)
+        let deletes = self
+            .writes
+            .range(start, end)
             .filter(|(_, v)| v.is_none())
             .count();
         Box::new(
@@ -335,7 +426,7 @@ impl Kv for Overlay<'_> {
                     .base
                     .scan_limit(start, end, limit.saturating_add(deletes))
                     .peekable(),
-                over: range(&self.writes, start, end).peekable(),
+                over: self.writes.range(start, end).peekable(),
             }
             .take(limit),
         )
@@ -411,6 +502,80 @@ mod tests {
         assert_eq!(m.get(b"e").unwrap(), Some(b"upd".to_vec()));
         assert_eq!(m.len(), 3);
         assert_eq!(m.scan(b"z", b"a").count(), 0);
+    }
+
+    /// The overlay against a model (a map per open savepoint) through random writes, deletes,
+    /// savepoints, rollbacks and releases, across the switch from the small sorted vector to
+    /// the B-tree: every read, scan and limited scan agrees, and so do the writes it hands on.
+    #[test]
+    fn overlay_matches_a_model_small_and_big() {
+        let mut base = MemKv::new();
+        for i in (0u8..120).step_by(3) {
+            base.put(&[b'k', i], &[i]).unwrap();
+        }
+        let mut seed = 7u64;
+        let mut next = move |n: u64| {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 33) % n
+        };
+        for round in 0..6 {
+            let mut o = Overlay::new(&base);
+            // model: the visible store, one snapshot per open savepoint
+            let mut model: BTreeMap<Vec<u8>, Vec<u8>> = base.entries();
+            let mut saved: Vec<BTreeMap<Vec<u8>, Vec<u8>>> = Vec::new();
+            let keys = if round % 2 == 0 { 20 } else { 120 };
+            for step in 0..400u32 {
+                let k = vec![b'k', u8::try_from(next(keys)).unwrap()];
+                match next(10) {
+                    0..=4 => {
+                        let v = step.to_le_bytes().to_vec();
+                        o.put(&k, &v).unwrap();
+                        model.insert(k.clone(), v);
+                    }
+                    5 | 6 => {
+                        o.delete(&k).unwrap();
+                        model.remove(&k);
+                    }
+                    7 => {
+                        assert!(o.savepoint());
+                        saved.push(model.clone());
+                    }
+                    8 => {
+                        if let Some(m) = saved.pop() {
+                            o.rollback_savepoint();
+                            model = m;
+                        }
+                    }
+                    _ => {
+                        if saved.pop().is_some() {
+                            o.release_savepoint();
+                        }
+                    }
+                }
+                assert_eq!(o.get(&k).unwrap(), model.get(&k).cloned(), "step {step}");
+                if step % 50 == 0 {
+                    let all: BTreeMap<_, _> = o.scan(b"k", b"l").map(|r| r.unwrap()).collect();
+                    assert_eq!(all, model, "round {round} step {step}");
+                    let lim: Vec<_> = o.scan_limit(b"k", b"l", 7).map(|r| r.unwrap()).collect();
+                    let want: Vec<_> = model
+                        .iter()
+                        .take(7)
+                        .map(|(a, b)| (a.clone(), b.clone()))
+                        .collect();
+                    assert_eq!(lim, want);
+                }
+            }
+            let writes = o.into_writes();
+            assert!(
+                writes.windows(2).all(|w| w[0].0 < w[1].0),
+                "writes in key order"
+            );
+            let mut after = base.clone();
+            apply_writes(&mut after, writes).unwrap();
+            assert_eq!(after.entries(), model, "round {round}");
+        }
     }
 
     /// The hash map and the ordered key set stay in step through overwrites, deletes and
