@@ -374,3 +374,67 @@ fn inline_decimal_paths_match_interpreter() {
     let (x, _) = run(&c, "dfit", &[num("999.995")], 10_000);
     assert!(matches!(x, Err(SqlError::Overflow(_))), "{x:?}");
 }
+
+const FRAME_OPS: &str = "CREATE TABLE kv (k TEXT PRIMARY KEY, v BIGINT);
+CREATE FUNCTION classify(s TEXT, n BIGINT) RETURNS TEXT AS $$
+DECLARE r TEXT := 'none'; other TEXT; i BIGINT := 0; t TIMESTAMP;
+BEGIN
+  IF s IS NULL THEN RETURN 'null'; END IF;
+  IF s = 'open' OR s = 'OPEN' THEN r := 'o'; ELSIF s < 'm' THEN r := 'early'; ELSE r := s; END IF;
+  other := r;
+  WHILE i < n LOOP
+    i := i + 1;
+    IF other <> s THEN other := s; ELSE other := 'x'; END IF;
+  END LOOP;
+  IF other IS NOT NULL AND other >= 'x' THEN RETURN other; END IF;
+  SELECT v INTO i FROM kv WHERE k = s;
+  IF NOT FOUND THEN RETURN r; END IF;
+  RETURN other;
+END $$;
+CREATE FUNCTION badcast(s TEXT) RETURNS BOOLEAN AS $$
+DECLARE t VARCHAR(3);
+BEGIN
+  t := s;
+  RETURN t IS NULL;
+END $$;";
+
+/// Functions with TEXT (and other frame-held) variables compile when they only assign,
+/// compare and test them for NULL (frame operands, `aergo_rt_assign_ref`/`aergo_rt_cmp_ref`),
+/// and behave exactly like the interpreter: results, NULLs, errors and gas.
+#[test]
+fn text_assignments_and_comparisons_compile() {
+    let mut kv = MemKv::new();
+    let (c, _) = Contract::deploy(FRAME_OPS, "o", b"t/", &mut kv, 1_000_000).unwrap();
+    assert_eq!(c.jit_functions(), vec!["classify", "badcast"]);
+    let t = |s: &str| Value::Text(s.into());
+    for s in [
+        Value::Null,
+        t("open"),
+        t("OPEN"),
+        t("apple"),
+        t("zebra"),
+        t("x"),
+        t("m"),
+        t(""),
+    ] {
+        for n in [0i64, 1, 2, 5] {
+            let (a, b) = run(&c, "classify", &[s.clone(), Value::Int(n)], 100_000);
+            assert!(a.is_ok(), "{a:?}");
+            assert_eq!(a, b, "classify({s:?}, {n})");
+        }
+    }
+    let (a, _) = run(&c, "classify", &[t("zebra"), Value::Int(1)], 100_000);
+    assert_eq!(a.unwrap().result, t("x"));
+    let (a, _) = run(&c, "classify", &[t("apple"), Value::Int(0)], 100_000);
+    assert_eq!(a.unwrap().result, t("early"));
+    // a VARCHAR(3) overflow in the assignment, the same error on both engines
+    let (a, b) = run(&c, "badcast", &[t("too long")], 100_000);
+    assert!(a.is_err(), "{a:?}");
+    assert_eq!(a, b);
+    let (a, b) = run(&c, "badcast", &[Value::Null], 100_000);
+    assert_eq!(a.clone().unwrap().result, Value::Bool(true));
+    assert_eq!(a, b);
+    let (a, b) = run(&c, "classify", &[t("open"), Value::Int(1_000_000)], 2_000);
+    assert!(matches!(a, Err(SqlError::OutOfGas { .. })), "{a:?}");
+    assert_eq!(a, b);
+}

@@ -797,6 +797,95 @@ unsafe extern "C" fn aergo_rt_ret_var(ctx: *mut JitCtx, slot: u64) {
     }
 }
 
+// ------------------------------------------------------ frame operands ---
+// Values the generated code does not hold natively (TEXT, BYTEA, TIMESTAMP, REAL variables and
+// constants of those types) stay in the frame; these helpers assign and compare them there
+// with the interpreter's own `assign` and `sql_cmp` (no evaluator is called).
+
+/// A frame operand: `kind` 0 = the constant `Value` at address `x` (helper contract (c)),
+/// 1 = the variable in slot `x`.
+///
+/// # Safety
+/// As [`var`]; for `kind` 0, `x` must satisfy helper contract (c).
+unsafe fn operand(c: &mut JitCtx, kind: u32, x: u64) -> Value {
+    if kind == 0 {
+        match usize::try_from(x) {
+            // SAFETY: contract (c): `x` is the address of a constant `Value` in the kept
+            // catalog (or the static `NULL_VALUE`).
+            Ok(addr) => unsafe { (*(addr as *const Value)).clone() },
+            Err(_) => Value::Null,
+        }
+    } else {
+        // SAFETY: per this function's contract.
+        unsafe { var(c, x) }
+            .map(|v| v.clone())
+            .unwrap_or(Value::Null)
+    }
+}
+
+/// `slot := operand`, cast to the slot's type as the interpreter's assignment does.
+unsafe extern "C" fn aergo_rt_assign_ref(ctx: *mut JitCtx, slot: u64, kind: u32, x: u64) -> i32 {
+    // SAFETY: contract (a) for `ctx`, its `vars` and `slots` (distinct from the `JitCtx`);
+    // (c) for a constant operand (`operand`).
+    unsafe {
+        guarded(1, || {
+            let c = cx(ctx);
+            let v = operand(c, kind, x);
+            let Ok(slot) = usize::try_from(slot) else {
+                return fail(c, SqlError::Jit("bad slot".into()));
+            };
+            let vars: &mut Vec<Value> = &mut *c.vars;
+            let types: &Vec<SqlType> = &*c.slots;
+            match assign(vars, types, slot, v) {
+                Ok(()) => 0,
+                Err(e) => fail(c, e),
+            }
+        })
+    }
+}
+
+/// Compares two frame operands as SQL does (`sql_cmp`): `*ord` -1/0/1, `*null` 1 when the
+/// result is NULL; a comparison error (incomparable types) fails the call.
+unsafe extern "C" fn aergo_rt_cmp_ref(
+    ctx: *mut JitCtx,
+    ka: u32,
+    a: u64,
+    kb: u32,
+    b: u64,
+    ord: *mut i32,
+    null: *mut u8,
+) -> i32 {
+    // SAFETY: contract (a) for `ctx`; (b): `ord` and `null` are the caller's i32 and i8
+    // allocas; (c) for constant operands.
+    unsafe {
+        *ord = 0;
+        *null = 1;
+        guarded(1, || {
+            let c = cx(ctx);
+            let (x, y) = (operand(c, ka, a), operand(c, kb, b));
+            match sql_cmp(&x, &y) {
+                Ok(Some(o)) => {
+                    *ord = o as i32;
+                    *null = 0;
+                    0
+                }
+                Ok(None) => 0,
+                Err(e) => fail(c, e),
+            }
+        })
+    }
+}
+
+/// Whether the variable in `slot` is NULL (1) or not (0).
+unsafe extern "C" fn aergo_rt_var_is_null(ctx: *mut JitCtx, slot: u64) -> i32 {
+    // SAFETY: contract (a): `ctx` is the live `JitCtx` of this call (`slot` is bounds-checked).
+    unsafe {
+        guarded(1, || {
+            i32::from(var(cx(ctx), slot).is_none_or(|v| v.is_null()))
+        })
+    }
+}
+
 // ------------------------------------------------------ DOUBLE PRECISION ---
 // Arithmetic and comparisons on DOUBLE PRECISION are native code (plain IEEE instructions,
 // no fast-math flags, no fused multiply-add); these helpers move floats between the frame and
@@ -1038,6 +1127,9 @@ helper_table! {
     aergo_rt_ret_dec: (P, P) -> I32;
     aergo_rt_ret_const: (P, I64) -> void;
     aergo_rt_ret_var: (P, I64) -> void;
+    aergo_rt_assign_ref: (P, I64, I32, I64) -> I32;
+    aergo_rt_cmp_ref: (P, I32, I64, I32, I64, P, P) -> I32;
+    aergo_rt_var_is_null: (P, I64) -> I32;
 }
 
 pub(super) static NULL_VALUE: Value = Value::Null;

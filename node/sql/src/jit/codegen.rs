@@ -977,12 +977,30 @@ impl<'c> Gen<'c, '_> {
                 let y = self.expr(b)?;
                 self.arith(*op, x, y)?
             }
+            Expr::Cmp(op, a, b) if self.frame_cmp(a, b) => self.cmp_ref(*op, a, b)?,
             Expr::Cmp(op, a, b) => {
                 let x = self.expr(a)?;
                 let y = self.expr(b)?;
                 self.cmp(*op, x, y)?
             }
             Expr::And(a, b) | Expr::Or(a, b) => self.logic(matches!(e, Expr::And(..)), a, b)?,
+            Expr::IsNull(a, neg) if self.frame_operand(a).is_some_and(|(k, _)| k == 1) => {
+                let slot = match &**a {
+                    Expr::Var(s) => *s as u64,
+                    _ => return Err(GenErr::Unsup(line!())),
+                };
+                let r = self
+                    .call(
+                        "aergo_rt_var_is_null",
+                        &[self.ctxp.into(), self.i64c(slot).into()],
+                    )?
+                    .ok_or(GenErr::Unsup(line!()))?;
+                let n = self
+                    .b
+                    .build_int_compare(IntPredicate::NE, r, self.i32c(0), "isn")?;
+                let r = if *neg { self.b.build_not(n, "nn")? } else { n };
+                JVal::Bool(r, self.b1(false))
+            }
             Expr::IsNull(a, neg) => {
                 let v = self.expr(a)?;
                 let n = self.null_of(v)?;
@@ -1738,6 +1756,91 @@ impl<'c> Gen<'c, '_> {
         }
     }
 
+    /// A value that stays in the frame (see `abi`'s frame operands): `(0, address)` for a
+    /// constant, `(1, slot)` for a variable the generated code does not hold natively.
+    fn frame_operand(&self, e: &Expr) -> Option<(u32, u64)> {
+        match e {
+            Expr::Const(v) => Some((0, v as *const Value as usize as u64)),
+            Expr::Var(s) if matches!(self.slots.get(*s), Some(Repr::Frame)) => Some((1, *s as u64)),
+            _ => None,
+        }
+    }
+
+    /// Whether a comparison goes through `aergo_rt_cmp_ref`: both operands are frame operands
+    /// and at least one is not a natively held type (a frame variable, or a constant of a
+    /// type the generated code has no representation for).
+    fn frame_cmp(&self, a: &Expr, b: &Expr) -> bool {
+        let foreign = |e: &Expr| match e {
+            Expr::Const(v) => !matches!(
+                v,
+                Value::Null | Value::Int(_) | Value::Bool(_) | Value::Num(_) | Value::Float(_)
+            ),
+            Expr::Var(s) => matches!(self.slots.get(*s), Some(Repr::Frame)),
+            _ => false,
+        };
+        self.frame_operand(a).is_some()
+            && self.frame_operand(b).is_some()
+            && (foreign(a) || foreign(b))
+    }
+
+    /// A comparison of two frame operands through the runtime's `sql_cmp`.
+    fn cmp_ref(&self, op: CmpOp, a: &Expr, b: &Expr) -> G<JVal<'c>> {
+        let ((ka, xa), (kb, xb)) = (
+            self.frame_operand(a).ok_or(GenErr::Unsup(line!()))?,
+            self.frame_operand(b).ok_or(GenErr::Unsup(line!()))?,
+        );
+        let ordp = self.entry_alloca(self.c.i32_type().into())?;
+        let nullp = self.entry_alloca(self.c.i8_type().into())?;
+        self.call_checked(
+            "aergo_rt_cmp_ref",
+            &[
+                self.ctxp.into(),
+                self.i32c(u64::from(ka)).into(),
+                self.i64c(xa).into(),
+                self.i32c(u64::from(kb)).into(),
+                self.i64c(xb).into(),
+                ordp.into(),
+                nullp.into(),
+            ],
+        )?;
+        let r = self
+            .b
+            .build_load(self.c.i32_type(), ordp, "ord")?
+            .into_int_value();
+        let n = self.load_flag(nullp)?;
+        let z = self.i32c(0);
+        let v = match op {
+            CmpOp::Eq => self.b.build_int_compare(IntPredicate::EQ, r, z, "eq")?,
+            CmpOp::Ne => self.b.build_int_compare(IntPredicate::NE, r, z, "ne")?,
+            CmpOp::Lt => self.b.build_int_compare(IntPredicate::SLT, r, z, "lt")?,
+            CmpOp::Le => self.b.build_int_compare(IntPredicate::SLE, r, z, "le")?,
+            CmpOp::Gt => self.b.build_int_compare(IntPredicate::SGT, r, z, "gt")?,
+            CmpOp::Ge => self.b.build_int_compare(IntPredicate::SGE, r, z, "ge")?,
+        };
+        Ok(JVal::Bool(v, n))
+    }
+
+    /// `slot := e` for a frame slot and a frame operand, through `aergo_rt_assign_ref`
+    /// (false: not that shape).
+    fn assign_ref(&self, slot: usize, e: &Expr) -> G<bool> {
+        if !matches!(self.slots.get(slot), Some(Repr::Frame)) {
+            return Ok(false);
+        }
+        let Some((k, x)) = self.frame_operand(e) else {
+            return Ok(false);
+        };
+        self.call_checked(
+            "aergo_rt_assign_ref",
+            &[
+                self.ctxp.into(),
+                self.i64c(slot as u64).into(),
+                self.i32c(u64::from(k)).into(),
+                self.i64c(x).into(),
+            ],
+        )?;
+        Ok(true)
+    }
+
     /// Evaluates an argument and pushes it for RAISE or a call.
     fn push_arg(&self, a: &Expr) -> G<()> {
         let ctx: BasicMetadataValueEnum<'c> = self.ctxp.into();
@@ -1816,11 +1919,18 @@ impl<'c> Gen<'c, '_> {
             // exception blocks (savepoints, handlers) run in the interpreter
             StmtKind::Guarded(..) => return Err(GenErr::Unsup(line!())),
             StmtKind::Assign(slot, e) => {
-                let v = self.expr(e)?;
-                self.assign(*slot, v)?;
+                if !self.assign_ref(*slot, e)? {
+                    let v = self.expr(e)?;
+                    self.assign(*slot, v)?;
+                }
             }
             StmtKind::Init(list) => {
                 for (slot, def) in list {
+                    if let Some(e) = def {
+                        if self.assign_ref(*slot, e)? {
+                            continue;
+                        }
+                    }
                     let v = match def {
                         Some(e) => self.expr(e)?,
                         None => JVal::Null,

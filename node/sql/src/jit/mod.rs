@@ -11,8 +11,9 @@
 //! statements, the rest of decimal arithmetic, frame
 //! access and RAISE go through `aergo_rt_*` runtime helpers (the generated
 //! module imports nothing else, see [`JitProgram::imported_symbols`]). A
-//! function that uses anything else (text expressions, FOR-over-query,
-//! nested calls in procedural expressions) runs in the interpreter.
+//! function that uses anything else (text expressions other than assigning, comparing and
+//! NULL-testing text variables and constants, exception blocks, REAL arithmetic) runs in the
+//! interpreter.
 //! Both engines charge identical gas at identical points and report
 //! identical errors (the helpers call the same Rust code as the interpreter).
 //!
