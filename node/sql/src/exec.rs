@@ -1599,10 +1599,11 @@ impl<'a> Runtime<'a> {
                 };
                 let mut key = std::mem::take(&mut self.key_buf);
                 let mut row = std::mem::take(&mut self.row_buf);
+                let checked = filter_is_the_key(&q.filter, t, exprs, &fr, vars);
                 let hit = self.pk_lookup_into(t, exprs, &fr, vars, &mut key, &mut row);
                 self.key_buf = key;
                 let vals = if hit? {
-                    self.point_project(q, src.width, &mut row, vars)?
+                    self.point_project(q, src.width, &mut row, vars, checked)?
                 } else {
                     None
                 };
@@ -1639,8 +1640,9 @@ impl<'a> Runtime<'a> {
                 let t = &cat.tables[*table];
                 let mut key = Vec::with_capacity(self.prefix.len() + 5 + 32);
                 let mut old = std::mem::take(&mut self.row_buf);
+                let checked = filter_is_the_key(filter, t, exprs, &EMPTY, vars);
                 if self.pk_lookup_into(t, exprs, &EMPTY, vars, &mut key, &mut old)?
-                    && self.passes(filter, &old, vars)?
+                    && (checked || self.passes(filter, &old, vars)?)
                 {
                     // the new row is built in the old one's buffer (tables without indexes)
                     self.row_buf = self.update_row(t, key, old, sets, vars)?;
@@ -1666,12 +1668,13 @@ impl<'a> Runtime<'a> {
         width: usize,
         row: &mut Vec<Value>,
         vars: &[Value],
+        checked: bool,
     ) -> Result<Option<SetVals>> {
         if row.len() != q.width {
             row.truncate(width);
             row.resize(q.width, Value::Null);
         }
-        if !self.passes(&q.filter, row, vars)? {
+        if !checked && !self.passes(&q.filter, row, vars)? {
             return Ok(None);
         }
         self.charge(gas::ROW_OUT)?;
@@ -2102,6 +2105,39 @@ fn decode_table_row_into(t: &Table, bytes: &[u8], row: &mut Vec<Value>) -> Resul
 enum Sink {
     Raw(Vec<Vec<Value>>),
     Out(Vec<(Vec<Value>, Vec<Value>)>),
+}
+
+/// Whether `filter` is nothing but the primary-key equality a point lookup of `t` by `exprs`
+/// already decided: one key column, the filter `col = e` (either way round) with `e` the very
+/// variable or constant the key was built from, whose value has the column's exact type
+/// (TEXT, BIGINT: encoded in place, no cast) — equal keys then mean equal values, so the row
+/// the lookup found passes, and re-evaluating the filter would only repeat the lookup.
+fn filter_is_the_key(
+    filter: &Option<Expr>,
+    t: &Table,
+    exprs: &[Expr],
+    f: &Frame,
+    vars: &[Value],
+) -> bool {
+    let ([c], [e], Some(Expr::Cmp(CmpOp::Eq, a, b))) = (t.pk.as_slice(), exprs, filter) else {
+        return false;
+    };
+    let Some(col) = t.columns.get(*c) else {
+        return false;
+    };
+    let exact = match peek(e, f, vars) {
+        Some(Value::Text(_)) => matches!(col.ty, SqlType::Text(None)),
+        Some(Value::Int(_)) => col.ty == SqlType::BigInt,
+        _ => false,
+    };
+    let is_col = |x: &Expr| matches!(x, Expr::Col { depth: 0, idx } if idx == c);
+    let same = |x: &Expr| match (x, e) {
+        (Expr::Var(p), Expr::Var(q)) => p == q,
+        (Expr::Const(Value::Text(p)), Expr::Const(Value::Text(q))) => p == q,
+        (Expr::Const(Value::Int(p)), Expr::Const(Value::Int(q))) => p == q,
+        _ => false,
+    };
+    exact && ((is_col(a) && same(b)) || (is_col(b) && same(a)))
 }
 
 /// The value of a column, variable or constant without cloning it.

@@ -438,3 +438,65 @@ fn text_assignments_and_comparisons_compile() {
     assert!(matches!(a, Err(SqlError::OutOfGas { .. })), "{a:?}");
     assert_eq!(a, b);
 }
+
+/// Point statements skip re-checking a WHERE that is only the key equality the lookup
+/// decided; a WHERE with more than that (another conjunct, a cast key) is still evaluated.
+#[test]
+fn point_statement_filters_beyond_the_key_still_apply() {
+    let src = "CREATE TABLE acc (k TEXT PRIMARY KEY, v BIGINT);
+CREATE TABLE num (n BIGINT PRIMARY KEY, v BIGINT);
+CREATE FUNCTION probe(s TEXT, i INTEGER) RETURNS BIGINT AS $$
+DECLARE x BIGINT := -1; hits BIGINT := 0;
+BEGIN
+  SELECT v INTO x FROM acc WHERE k = s;
+  IF FOUND THEN hits := hits + 1; END IF;
+  SELECT v INTO x FROM acc WHERE k = s AND v > 10;
+  IF FOUND THEN hits := hits + 10; END IF;
+  UPDATE acc SET v = v + 1 WHERE s = k AND v < 5;
+  IF FOUND THEN hits := hits + 100; END IF;
+  SELECT v INTO x FROM num WHERE n = i;
+  IF FOUND THEN hits := hits + 1000; END IF;
+  UPDATE num SET v = v + 1 WHERE n = i AND v > 100;
+  IF FOUND THEN hits := hits + 10000; END IF;
+  RETURN hits;
+END $$;";
+    let mut kv = MemKv::new();
+    let (c, _) = Contract::deploy(src, "o", b"p/", &mut kv, 1_000_000).unwrap();
+    assert_eq!(c.jit_functions(), vec!["probe"]);
+    c.execute(
+        "INSERT INTO acc VALUES ('low', 1), ('high', 50)",
+        &mut kv,
+        1_000_000,
+    )
+    .unwrap();
+    c.execute(
+        "INSERT INTO num VALUES (7, 500), (8, 5)",
+        &mut kv,
+        1_000_000,
+    )
+    .unwrap();
+    for (s, i, want) in [("low", 7, 11_101), ("high", 8, 1_011), ("none", 9, 0)] {
+        let args = [Value::Text(s.into()), Value::Int(i)];
+        let mut kv_i = kv.clone();
+        let a = c.call_with(
+            Engine::Interpreter,
+            "probe",
+            &args,
+            &mut MockChain::default(),
+            &mut kv_i,
+            1_000_000,
+        );
+        let mut kv_j = kv.clone();
+        let b = c.call_with(
+            Engine::Jit,
+            "probe",
+            &args,
+            &mut MockChain::default(),
+            &mut kv_j,
+            1_000_000,
+        );
+        assert_eq!(a.clone().unwrap().result, Value::Int(want), "{s} {i}");
+        assert_eq!(a, b, "{s} {i}");
+        assert_eq!(kv_i.entries(), kv_j.entries());
+    }
+}
