@@ -354,11 +354,15 @@ impl<'a> Runtime<'a> {
                 None => Value::Null,
                 Some(b) => Value::Bool(!b),
             },
-            Expr::Arith(op, a, b) => {
-                let x = self.eval(a, f, vars)?;
-                let y = self.eval(b, f, vars)?;
-                arith(*op, &x, &y)?
-            }
+            Expr::Arith(op, a, b) => match (peek(a, f, vars), peek(b, f, vars)) {
+                // plain column/variable/constant operands: no copies
+                (Some(x), Some(y)) => arith(*op, x, y)?,
+                _ => {
+                    let x = self.eval(a, f, vars)?;
+                    let y = self.eval(b, f, vars)?;
+                    arith(*op, &x, &y)?
+                }
+            },
             Expr::Cmp(op, a, b) => {
                 let ord = match (peek(a, f, vars), peek(b, f, vars)) {
                     // plain column/variable/constant operands: compare in place
@@ -416,7 +420,10 @@ impl<'a> Runtime<'a> {
                     Value::Text(s)
                 }
             }
-            Expr::IsNull(a, neg) => Value::Bool(self.eval(a, f, vars)?.is_null() != *neg),
+            Expr::IsNull(a, neg) => match peek(a, f, vars) {
+                Some(v) => Value::Bool(v.is_null() != *neg),
+                None => Value::Bool(self.eval(a, f, vars)?.is_null() != *neg),
+            },
             Expr::IsDistinct(a, b, not_distinct) => {
                 let x = self.eval(a, f, vars)?;
                 let y = self.eval(b, f, vars)?;
