@@ -327,7 +327,8 @@ pub struct FuncDef {
     pub params: Vec<(String, SqlType, Pos)>,
     /// Return type.
     pub returns: SqlType,
-    /// The `OUT` parameter (at most one): its variable is the result.
+    /// The `OUT` or `INOUT` parameter (at most one): its variable is the result. An `INOUT`
+    /// parameter is also in `params` (its argument is the variable's initial value).
     pub out: Option<(String, SqlType, Pos)>,
     /// Body.
     pub body: Block,
@@ -408,8 +409,13 @@ fn parse_function(
             if is_out {
                 i += 1;
             }
-            if toks.get(i).is_some_and(|t| is_kw(t, "inout")) {
-                return perr(at(i), "INOUT parameters are not supported");
+            // INOUT name type: a parameter whose variable is also the result
+            let is_inout = toks.get(i).is_some_and(|t| is_kw(t, "inout"))
+                && toks
+                    .get(i + 2)
+                    .is_some_and(|t| matches!(t.token, Token::Word(_)));
+            if is_inout {
+                i += 1;
             }
             // [IN] name type
             if toks.get(i).is_some_and(|t| is_kw(t, "in"))
@@ -438,14 +444,17 @@ fn parse_function(
                 i += 1;
             }
             let ty = parse_type_toks(&toks[tstart..i], ppos)?;
-            if is_out {
+            if is_out || is_inout {
                 if out.is_some() {
                     return perr(
                         ppos,
-                        "more than one OUT parameter (a record result) is not supported",
+                        "more than one OUT/INOUT parameter (a record result) is not supported",
                     );
                 }
-                out = Some((pname, ty, ppos));
+                out = Some((pname.clone(), ty, ppos));
+                if is_inout {
+                    params.push((pname, ty, ppos));
+                }
             } else {
                 params.push((pname, ty, ppos));
             }

@@ -409,7 +409,7 @@ fn deploy_errors_have_line_and_column() {
         // no arrays, no set-returning functions, one OUT parameter (DIFFERENCES.md)
         ("CREATE FUNCTION f() RETURNS INT AS $$\nDECLARE x INT;\nBEGIN\n  FOREACH x IN ARRAY ARRAY[1, 2] LOOP\n  END LOOP;\n  RETURN 1;\nEND $$;", 4),
         ("CREATE TABLE t (a INT);\nCREATE FUNCTION f() RETURNS INT AS $$\nBEGIN\n  RETURN QUERY SELECT a FROM t;\nEND $$;", 4),
-        ("CREATE FUNCTION f(INOUT x INT) AS $$\nBEGIN\n  x := x + 1;\nEND $$;", 1),
+        ("CREATE FUNCTION f(INOUT x INT, OUT y INT) AS $$\nBEGIN\n  x := x + 1;\nEND $$;", 1),
         ("CREATE FUNCTION f(x INT, OUT a INT, OUT b INT) AS $$\nBEGIN\n  a := x;\n  b := x;\nEND $$;", 1),
     ];
     for (src, line) in cases {

@@ -15,6 +15,12 @@ pub(super) fn compile_function(cat: &Catalog, f: &FuncDef) -> Result<Function> {
         env.declare(n, *t, false);
     }
     let out_slot = match &f.out {
+        // INOUT: the parameter's own variable (declared above, at the same position)
+        Some((n, _, p)) if f.params.iter().any(|(pn, _, pp)| pn == n && pp == p) => f
+            .params
+            .iter()
+            .position(|(pn, _, _)| pn == n)
+            .map(|i| i + 1),
         Some((n, t, p)) => {
             if env.scopes.last().is_some_and(|s| s.contains_key(n)) {
                 return resolve_err(*p, format!("parameter name \"{n}\" used more than once"));
