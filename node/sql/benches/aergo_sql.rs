@@ -316,8 +316,35 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(50_000);
     let calls = pairs(n);
-    // For profilers: only the transfer loop of one engine.
+    // For profilers: only the transfer loop of one engine (`interpreter`, `jit`, `sqlite`),
+    // only Figure 6 deploys (`deploy`), or
+    // only the NUMERIC compound
+    // function on one engine (`compound-interpreter`, `compound-jit`).
     if let Ok(which) = std::env::var("AERGO_SQL_BENCH_ONLY") {
+        if let Some(e) = which.strip_prefix("compound-") {
+            let engine = if e == "jit" {
+                Engine::Jit
+            } else {
+                Engine::Interpreter
+            };
+            let (rate, v) = compound(engine, n, false);
+            println!("compound, {e}: {rate:.0} calls/s, result {v}");
+            return;
+        }
+        if which == "deploy" {
+            let d = time_deploy(20);
+            println!("Figure 6 deploy: {:.2} ms", d.as_secs_f64() * 1e3);
+            return;
+        }
+        if which == "sqlite" {
+            let mut r = SqliteRunner::new(&calls);
+            let d = r.run(0..calls.len());
+            println!(
+                "transfer, sqlite: {:.0} calls/s",
+                n as f64 / d.as_secs_f64()
+            );
+            return;
+        }
         let engine = if which == "jit" {
             Engine::Jit
         } else {

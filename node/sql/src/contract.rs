@@ -100,6 +100,16 @@ enum JitMode {
     Background,
 }
 
+thread_local! {
+    /// Point statements' key and row buffers, kept between the calls on one thread (a text
+    /// column decodes into the string the previous call left; see `Runtime::row_buf`).
+    static SCRATCH: std::cell::RefCell<(Vec<u8>, Vec<Value>)> =
+        const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// Buffers larger than this (bytes) are not kept between calls.
+const SCRATCH_KEEP: usize = 1024;
+
 fn meta_key(prefix: &[u8], name: &str) -> Vec<u8> {
     let mut k = prefix.to_vec();
     k.push(keys::META);
@@ -306,6 +316,7 @@ impl Contract {
             read_only,
             dispatch: &Interpreter,
             key_buf: Vec::new(),
+            row_buf: Vec::new(),
             mem_used: 0,
             mem_limit: self.mem_limit,
             guarded: 0,
@@ -446,8 +457,53 @@ impl Contract {
             .ok_or_else(|| SqlError::Call(format!("function {function} does not exist")))?;
         let mut rt = self.runtime(kv, ctx, gas_limit, read_only);
         rt.charge(crate::gas::CALL)?;
-        let result = match engine {
-            Engine::Interpreter => interp::run(&mut rt, fi, args.to_vec())?,
+        // the thread's scratch buffers of point statements, handed on from call to call
+        SCRATCH.with(|s| {
+            if let Ok(mut s) = s.try_borrow_mut() {
+                rt.key_buf = std::mem::take(&mut s.0);
+                rt.row_buf = std::mem::take(&mut s.1);
+            }
+        });
+        let result = self.run_call(engine, fi, args, &mut rt);
+        SCRATCH.with(|s| {
+            if let Ok(mut s) = s.try_borrow_mut() {
+                let small = rt.key_buf.capacity() <= SCRATCH_KEEP
+                    && rt.row_buf.len() <= 64
+                    && rt.row_buf.iter().all(|v| match v {
+                        Value::Text(t) => t.capacity() <= SCRATCH_KEEP,
+                        Value::Bytes(b) => b.capacity() <= SCRATCH_KEEP,
+                        _ => true,
+                    });
+                if small {
+                    s.0 = std::mem::take(&mut rt.key_buf);
+                    s.1 = std::mem::take(&mut rt.row_buf);
+                }
+            }
+        });
+        Ok(CallOutcome {
+            result: result?,
+            events: rt.events,
+            gas_used: rt.gas_used,
+        })
+    }
+
+    /// Runs function `fi` on `engine` (the body of [`Contract::invoke`]).
+    fn run_call<'a>(
+        &'a self,
+        engine: Engine,
+        fi: usize,
+        args: &[Value],
+        rt: &mut Runtime<'a>,
+    ) -> Result<Value> {
+        // room for the function's variables: `init_vars` turns this vector into them
+        let slots = self.cat.funcs.get(fi).map_or(0, |f| f.slots.len());
+        let args = || {
+            let mut v = Vec::with_capacity(slots.max(args.len()));
+            v.extend_from_slice(args);
+            v
+        };
+        Ok(match engine {
+            Engine::Interpreter => interp::run(rt, fi, args())?,
             Engine::Jit => {
                 #[cfg(feature = "jit")]
                 {
@@ -457,25 +513,20 @@ impl Contract {
                             rt.dispatch = d;
                             if j.has(fi) {
                                 self.jit.count_call();
-                                j.call(fi, &mut rt, args.to_vec())?
+                                j.call(fi, rt, args())?
                             } else {
-                                interp::run(&mut rt, fi, args.to_vec())?
+                                interp::run(rt, fi, args())?
                             }
                         }
-                        None => interp::run(&mut rt, fi, args.to_vec())?,
+                        None => interp::run(rt, fi, args())?,
                     }
                 }
                 #[cfg(not(feature = "jit"))]
                 {
                     let _: Option<&dyn Dispatch> = None;
-                    interp::run(&mut rt, fi, args.to_vec())?
+                    interp::run(rt, fi, args())?
                 }
             }
-        };
-        Ok(CallOutcome {
-            result,
-            events: rt.events,
-            gas_used: rt.gas_used,
         })
     }
 

@@ -22,23 +22,25 @@ fn overflow() -> SqlError {
     SqlError::Overflow("numeric value out of range".into())
 }
 
+/// `10^0 ..= 10^38`, every power of ten an `i128` holds.
+const POW10: [i128; 39] = {
+    let mut t = [1i128; 39];
+    let mut i = 1;
+    while i < 39 {
+        t[i] = t[i - 1] * 10;
+        i += 1;
+    }
+    t
+};
+
 /// `10^n` if it fits an `i128`.
 pub fn pow10(n: u32) -> Option<i128> {
-    10i128.checked_pow(n)
+    POW10.get(usize::try_from(n).ok()?).copied()
 }
 
-/// Number of decimal digits of `a` (0 for 0), by multiplication only.
+/// Number of decimal digits of `a` (0 for 0).
 fn digits(a: u128) -> u32 {
-    let mut p: u128 = 1;
-    let mut n = 0u32;
-    while n < 39 && p <= a {
-        p = p.saturating_mul(10);
-        n += 1;
-        if p == u128::MAX {
-            break;
-        }
-    }
-    n
+    a.checked_ilog10().map_or(0, |l| l + 1)
 }
 
 fn div_round(n: i128, d: i128) -> Result<i128> {
@@ -230,6 +232,14 @@ impl Decimal {
     /// Checks `NUMERIC(p, s)`: rounds to `s` and fails if more than `p - s`
     /// integer digits remain.
     pub fn fit(&self, p: u32, s: u32) -> Result<Decimal> {
+        // already at scale `s` and within the precision: nothing to round or check
+        if self.s == s {
+            if let Some(bound) = pow10(p.max(s)) {
+                if self.m > -bound && self.m < bound {
+                    return Ok(*self);
+                }
+            }
+        }
         let r = self.rescale(s)?;
         if r.int_digits() > p.saturating_sub(s) {
             return Err(SqlError::Overflow(format!(
@@ -246,6 +256,12 @@ impl Decimal {
 
     /// `a + b`.
     pub fn add(&self, o: &Decimal) -> Result<Decimal> {
+        if self.s == o.s {
+            return Ok(Decimal {
+                m: self.m.checked_add(o.m).ok_or_else(overflow)?,
+                s: self.s,
+            });
+        }
         let (x, y, s) = Self::align(self, o)?;
         Ok(Decimal {
             m: x.checked_add(y).ok_or_else(overflow)?,
@@ -254,6 +270,12 @@ impl Decimal {
     }
     /// `a - b`.
     pub fn sub(&self, o: &Decimal) -> Result<Decimal> {
+        if self.s == o.s {
+            return Ok(Decimal {
+                m: self.m.checked_sub(o.m).ok_or_else(overflow)?,
+                s: self.s,
+            });
+        }
         let (x, y, s) = Self::align(self, o)?;
         Ok(Decimal {
             m: x.checked_sub(y).ok_or_else(overflow)?,
@@ -473,6 +495,43 @@ mod tests {
         assert_eq!(digits(9), 1);
         assert_eq!(digits(10), 2);
         assert_eq!(digits(u128::MAX), 39);
+        assert_eq!(digits(99), 2);
+        assert_eq!(digits(100), 3);
+        for n in 0..39u32 {
+            assert_eq!(pow10(n), 10i128.checked_pow(n));
+            assert_eq!(digits(10u128.pow(n)), n + 1);
+            assert_eq!(digits(10u128.pow(n) - 1), n);
+        }
+        assert_eq!(pow10(39), None);
+        // fit's and add's same-scale shortcuts agree with the general path (a value one scale
+        // up, which rescales exactly)
+        for p in 0..7u32 {
+            for sc in 0..7u32 {
+                let b = 10i128.pow(p.max(sc));
+                for m in [0, 1, -1, b - 1, b, b + 1, -b + 1, -b, -b - 1, b / 2, -b / 3] {
+                    let same = Decimal::new(m, sc).unwrap();
+                    let up = Decimal::new(m * 10, sc + 1).unwrap();
+                    let (x, y) = (same.fit(p, sc), up.fit(p, sc));
+                    assert_eq!(
+                        x.as_ref().map(|d| (d.m, d.s)).ok(),
+                        y.as_ref().map(|d| (d.m, d.s)).ok(),
+                        "fit({m}e-{sc}, {p}, {sc})"
+                    );
+                    assert_eq!(x.is_err(), y.is_err());
+                    let o = Decimal::new(7, sc).unwrap();
+                    let (s1, s2) = (same.add(&o).unwrap(), up.add(&o).unwrap());
+                    assert_eq!(s1.cmp_num(&s2), Ordering::Equal);
+                    let (d1, d2) = (same.sub(&o).unwrap(), up.sub(&o).unwrap());
+                    assert_eq!(d1.cmp_num(&d2), Ordering::Equal);
+                }
+            }
+        }
+        let max = Decimal::new(i128::MAX, 2).unwrap();
+        assert!(max.add(&Decimal::new(1, 2).unwrap()).is_err());
+        assert!(Decimal::new(i128::MIN, 2)
+            .unwrap()
+            .sub(&Decimal::new(1, 2).unwrap())
+            .is_err());
         assert!(Decimal::new(i128::MAX, 0).unwrap().fit(38, 0).is_err());
         assert!(Decimal::new(10i128.pow(37), 0).unwrap().fit(38, 0).is_ok());
     }

@@ -200,9 +200,30 @@ fn take<'a>(buf: &mut &'a [u8], n: usize) -> Result<&'a [u8]> {
 }
 
 /// Decodes a row written by [`encode_row`].
-pub fn decode_row(mut buf: &[u8]) -> Result<Vec<Value>> {
+pub fn decode_row(buf: &[u8]) -> Result<Vec<Value>> {
     let mut vals = Vec::new();
+    decode_row_into(&mut vals, buf)?;
+    Ok(vals)
+}
+
+/// Decodes a row written by [`encode_row`] into `vals`, replacing its contents: a text value
+/// decoded where `vals` already holds a text reuses that string's buffer (point statements
+/// decode row after row into one buffer without allocating).
+pub fn decode_row_into(vals: &mut Vec<Value>, mut buf: &[u8]) -> Result<()> {
+    let mut i = 0usize;
     while !buf.is_empty() {
+        if buf.first() == Some(&6) {
+            if let Some(Value::Text(s)) = vals.get_mut(i) {
+                take(&mut buf, 1)?;
+                let b: [u8; 4] = take(&mut buf, 4)?.try_into().map_err(|_| corrupt())?;
+                let n = u32::from_le_bytes(b) as usize;
+                let text = std::str::from_utf8(take(&mut buf, n)?).map_err(|_| corrupt())?;
+                s.clear();
+                s.push_str(text);
+                i += 1;
+                continue;
+            }
+        }
         let tag = take(&mut buf, 1)?[0];
         let v = match tag {
             0 => Value::Null,
@@ -242,9 +263,14 @@ pub fn decode_row(mut buf: &[u8]) -> Result<Vec<Value>> {
             }
             _ => return Err(corrupt()),
         };
-        vals.push(v);
+        match vals.get_mut(i) {
+            Some(slot) => *slot = v,
+            None => vals.push(v),
+        }
+        i += 1;
     }
-    Ok(vals)
+    vals.truncate(i);
+    Ok(())
 }
 
 /// The smallest key greater than every key starting with `prefix`.
@@ -282,6 +308,33 @@ mod tests {
             encode_key_tuple(&[dec("10.00")]),
             encode_key_tuple(&[dec("10")])
         );
+    }
+
+    /// Decoding into a used buffer gives the same row as a fresh decode, whatever the buffer
+    /// held (longer, shorter, texts where the new row has other types), and reuses the text
+    /// buffer it finds in place.
+    #[test]
+    fn decode_into_a_used_buffer() {
+        let a = vec![Value::Text("alice".into()), dec("1.50"), Value::Int(7)];
+        let b = vec![
+            Value::Int(1),
+            Value::Text("a much longer text value".into()),
+        ];
+        let c = vec![Value::Text("x".into())];
+        let mut buf = vec![Value::Text(String::with_capacity(64)); 5];
+        let cap = match &buf[0] {
+            Value::Text(s) => s.capacity(),
+            _ => 0,
+        };
+        for row in [&a, &b, &c, &a] {
+            decode_row_into(&mut buf, &encode_row(row).unwrap()).unwrap();
+            assert_eq!(format!("{buf:?}"), format!("{row:?}"));
+        }
+        match &buf[0] {
+            Value::Text(s) => assert!(s.capacity() >= cap.min(64), "text buffer not reused"),
+            v => panic!("{v:?}"),
+        }
+        assert!(decode_row_into(&mut buf, &[6, 9, 0, 0, 0, b'a']).is_err());
     }
 
     proptest! {

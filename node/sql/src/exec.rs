@@ -4,7 +4,7 @@
 
 use crate::ctx::ChainContext;
 use crate::decimal::Decimal;
-use crate::encoding::{decode_row, encode_key, encode_key_tuple, encode_row, prefix_end};
+use crate::encoding::{decode_row_into, encode_key, encode_key_tuple, encode_row, prefix_end};
 use crate::error::{Result, SqlError};
 use crate::float;
 use crate::gas;
@@ -59,6 +59,8 @@ pub struct Runtime<'a> {
     pub dispatch: &'a dyn Dispatch,
     /// Scratch buffer for row keys of point lookups.
     pub key_buf: Vec<u8>,
+    /// Scratch row of point statements (decoded into in place, text buffers reused).
+    pub row_buf: Vec<Value>,
     /// Estimated bytes of rows held now ([`crate::gas::row_bytes`]).
     pub mem_used: usize,
     /// Open `BEGIN … EXCEPTION` blocks (a `send()` inside one is refused: chain transfers
@@ -352,11 +354,15 @@ impl<'a> Runtime<'a> {
                 None => Value::Null,
                 Some(b) => Value::Bool(!b),
             },
-            Expr::Arith(op, a, b) => {
-                let x = self.eval(a, f, vars)?;
-                let y = self.eval(b, f, vars)?;
-                arith(*op, &x, &y)?
-            }
+            Expr::Arith(op, a, b) => match (peek(a, f, vars), peek(b, f, vars)) {
+                // plain column/variable/constant operands: no copies
+                (Some(x), Some(y)) => arith(*op, x, y)?,
+                _ => {
+                    let x = self.eval(a, f, vars)?;
+                    let y = self.eval(b, f, vars)?;
+                    arith(*op, &x, &y)?
+                }
+            },
             Expr::Cmp(op, a, b) => {
                 let ord = match (peek(a, f, vars), peek(b, f, vars)) {
                     // plain column/variable/constant operands: compare in place
@@ -414,7 +420,10 @@ impl<'a> Runtime<'a> {
                     Value::Text(s)
                 }
             }
-            Expr::IsNull(a, neg) => Value::Bool(self.eval(a, f, vars)?.is_null() != *neg),
+            Expr::IsNull(a, neg) => match peek(a, f, vars) {
+                Some(v) => Value::Bool(v.is_null() != *neg),
+                None => Value::Bool(self.eval(a, f, vars)?.is_null() != *neg),
+            },
             Expr::IsDistinct(a, b, not_distinct) => {
                 let x = self.eval(a, f, vars)?;
                 let y = self.eval(b, f, vars)?;
@@ -661,16 +670,25 @@ impl<'a> Runtime<'a> {
     /// Reads and decodes the row stored under the full row key `key`; a row of 1 KiB or more
     /// also pays [`gas::PER_KB`] per whole KiB read (the caller charged [`gas::ROW_READ`]).
     fn get_row(&mut self, t: &Table, key: &[u8]) -> Result<Option<Vec<Value>>> {
-        let mut row = None;
+        let mut row = Vec::with_capacity(t.columns.len());
+        Ok(self.get_row_into(t, key, &mut row)?.then_some(row))
+    }
+
+    /// [`Runtime::get_row`] into `row` (replacing its contents, reusing its buffers); false
+    /// when there is no row under `key`.
+    fn get_row_into(&mut self, t: &Table, key: &[u8], row: &mut Vec<Value>) -> Result<bool> {
+        let mut res = Ok(false);
         let mut len = 0usize;
         self.kv
             .get_with(key, &mut |v| {
                 len = v.map_or(0, <[u8]>::len);
-                row = v.map(|b| decode_table_row(t, b))
+                if let Some(b) = v {
+                    res = decode_table_row_into(t, b, row).map(|()| true);
+                }
             })
             .map_err(st_err)?;
         self.charge(gas::PER_KB * (len as u64 / 1024))?;
-        row.transpose()
+        res
     }
 
     /// A primary-key lookup: builds the row key into `key` (cleared first)
@@ -685,7 +703,25 @@ impl<'a> Runtime<'a> {
         vars: &[Value],
         key: &mut Vec<u8>,
     ) -> Result<Option<Vec<Value>>> {
+        let mut row = Vec::with_capacity(t.columns.len());
+        Ok(self
+            .pk_lookup_into(t, exprs, f, vars, key, &mut row)?
+            .then_some(row))
+    }
+
+    /// [`Runtime::pk_lookup`] into `row` (replacing its contents, reusing its buffers);
+    /// false when no row matches.
+    fn pk_lookup_into(
+        &mut self,
+        t: &Table,
+        exprs: &[Expr],
+        f: &Frame,
+        vars: &[Value],
+        key: &mut Vec<u8>,
+        row: &mut Vec<Value>,
+    ) -> Result<bool> {
         key.clear();
+        key.reserve(self.prefix.len() + 5 + 32);
         key.extend_from_slice(self.prefix);
         key.push(keys::ROW);
         key.extend_from_slice(&t.id.to_be_bytes());
@@ -698,14 +734,14 @@ impl<'a> Runtime<'a> {
                 _ => {
                     let v = self.eval(e, f, vars)?;
                     match v.cast(ty) {
-                        Ok(Value::Null) | Err(_) => return Ok(None),
+                        Ok(Value::Null) | Err(_) => return Ok(false),
                         Ok(v) => encode_key(key, &v),
                     }
                 }
             }
         }
         self.charge(gas::ROW_READ)?;
-        self.get_row(t, key)
+        self.get_row_into(t, key, row)
     }
 
     /// Reads the rows selected by an access path: (full row key, row). The
@@ -1569,12 +1605,16 @@ impl<'a> Runtime<'a> {
                     parent: None,
                 };
                 let mut key = std::mem::take(&mut self.key_buf);
-                let row = self.pk_lookup(t, exprs, &fr, vars, &mut key);
+                let mut row = std::mem::take(&mut self.row_buf);
+                let checked = filter_is_the_key(&q.filter, t, exprs, &fr, vars);
+                let hit = self.pk_lookup_into(t, exprs, &fr, vars, &mut key, &mut row);
                 self.key_buf = key;
-                let vals = match row? {
-                    Some(row) => self.point_project(q, src.width, row, vars)?,
-                    None => None,
+                let vals = if hit? {
+                    self.point_project(q, src.width, &mut row, vars, checked)?
+                } else {
+                    None
                 };
+                self.row_buf = row;
                 let found = vals.is_some();
                 if !into.is_empty() {
                     if strict && !found {
@@ -1606,12 +1646,17 @@ impl<'a> Runtime<'a> {
                 let cat = self.cat;
                 let t = &cat.tables[*table];
                 let mut key = Vec::with_capacity(self.prefix.len() + 5 + 32);
-                match self.pk_lookup(t, exprs, &EMPTY, vars, &mut key)? {
-                    Some(old) if self.passes(filter, &old, vars)? => {
-                        self.update_row(t, key, old, sets, vars)?;
-                        true
-                    }
-                    _ => false,
+                let mut old = std::mem::take(&mut self.row_buf);
+                let checked = filter_is_the_key(filter, t, exprs, &EMPTY, vars);
+                if self.pk_lookup_into(t, exprs, &EMPTY, vars, &mut key, &mut old)?
+                    && (checked || self.passes(filter, &old, vars)?)
+                {
+                    // the new row is built in the old one's buffer (tables without indexes)
+                    self.row_buf = self.update_row(t, key, old, sets, vars)?;
+                    true
+                } else {
+                    self.row_buf = old;
+                    false
                 }
             }
             _ => return exec_sql(self, plan, into, strict, vars, slots),
@@ -1628,21 +1673,19 @@ impl<'a> Runtime<'a> {
         &mut self,
         q: &Select,
         width: usize,
-        mut row: Vec<Value>,
+        row: &mut Vec<Value>,
         vars: &[Value],
+        checked: bool,
     ) -> Result<Option<SetVals>> {
         if row.len() != q.width {
             row.truncate(width);
             row.resize(q.width, Value::Null);
         }
-        if !self.passes(&q.filter, &row, vars)? {
+        if !checked && !self.passes(&q.filter, row, vars)? {
             return Ok(None);
         }
         self.charge(gas::ROW_OUT)?;
-        let fr = Frame {
-            row: &row,
-            parent: None,
-        };
+        let fr = Frame { row, parent: None };
         let mut vals = SetVals::None;
         for e in &q.proj {
             vals.push(self.eval(e, &fr, vars)?);
@@ -2051,17 +2094,57 @@ impl IntoIterator for SetVals {
 /// Decodes a stored row of `t`; rows written before `ALTER TABLE … ADD
 /// COLUMN` take each added column's fill value.
 fn decode_table_row(t: &Table, bytes: &[u8]) -> Result<Vec<Value>> {
-    let mut row = decode_row(bytes)?;
+    let mut row = Vec::with_capacity(t.columns.len());
+    decode_table_row_into(t, bytes, &mut row)?;
+    Ok(row)
+}
+
+/// [`decode_table_row`] into `row` (its text buffers reused: see `decode_row_into`).
+fn decode_table_row_into(t: &Table, bytes: &[u8], row: &mut Vec<Value>) -> Result<()> {
+    decode_row_into(row, bytes)?;
     while let Some(c) = t.columns.get(row.len()) {
         row.push(c.fill.clone());
     }
-    Ok(row)
+    Ok(())
 }
 
 /// Where joined rows go: kept for aggregation, or projected at once.
 enum Sink {
     Raw(Vec<Vec<Value>>),
     Out(Vec<(Vec<Value>, Vec<Value>)>),
+}
+
+/// Whether `filter` is nothing but the primary-key equality a point lookup of `t` by `exprs`
+/// already decided: one key column, the filter `col = e` (either way round) with `e` the very
+/// variable or constant the key was built from, whose value has the column's exact type
+/// (TEXT, BIGINT: encoded in place, no cast) — equal keys then mean equal values, so the row
+/// the lookup found passes, and re-evaluating the filter would only repeat the lookup.
+fn filter_is_the_key(
+    filter: &Option<Expr>,
+    t: &Table,
+    exprs: &[Expr],
+    f: &Frame,
+    vars: &[Value],
+) -> bool {
+    let ([c], [e], Some(Expr::Cmp(CmpOp::Eq, a, b))) = (t.pk.as_slice(), exprs, filter) else {
+        return false;
+    };
+    let Some(col) = t.columns.get(*c) else {
+        return false;
+    };
+    let exact = match peek(e, f, vars) {
+        Some(Value::Text(_)) => matches!(col.ty, SqlType::Text(None)),
+        Some(Value::Int(_)) => col.ty == SqlType::BigInt,
+        _ => false,
+    };
+    let is_col = |x: &Expr| matches!(x, Expr::Col { depth: 0, idx } if idx == c);
+    let same = |x: &Expr| match (x, e) {
+        (Expr::Var(p), Expr::Var(q)) => p == q,
+        (Expr::Const(Value::Text(p)), Expr::Const(Value::Text(q))) => p == q,
+        (Expr::Const(Value::Int(p)), Expr::Const(Value::Int(q))) => p == q,
+        _ => false,
+    };
+    exact && ((is_col(a) && same(b)) || (is_col(b) && same(a)))
 }
 
 /// The value of a column, variable or constant without cloning it.

@@ -68,69 +68,62 @@ pub fn underflow() -> SqlError {
     SqlError::Overflow("value out of range: underflow".into())
 }
 
-/// `a op b` in binary64 with PostgreSQL's checks (`%` has no float operator).
-pub fn arith64(op: ArithOp, a: f64, b: f64) -> Result<f64> {
-    let r = match op {
-        ArithOp::Add => a + b,
-        ArithOp::Sub => a - b,
-        ArithOp::Mul => a * b,
-        ArithOp::Div => {
-            if b == 0.0 && !a.is_nan() {
-                return Err(SqlError::DivisionByZero);
+/// Defines `a op b` for one float width with PostgreSQL's checks: division by zero, overflow
+/// (an infinite result from finite operands), underflow (a zero product or quotient of
+/// non-zero operands), no `%`; the result's NaN canonical. The widths differ only in type,
+/// canonicalisation and the type name in the `%` error, so one body serves both.
+macro_rules! float_arith {
+    ($(#[$doc:meta])* $name:ident, $t:ty, $canon:ident, $tname:literal) => {
+        $(#[$doc])*
+        pub fn $name(op: ArithOp, a: $t, b: $t) -> Result<$t> {
+            let r = match op {
+                ArithOp::Add => a + b,
+                ArithOp::Sub => a - b,
+                ArithOp::Mul => a * b,
+                ArithOp::Div => {
+                    if b == 0.0 && !a.is_nan() {
+                        return Err(SqlError::DivisionByZero);
+                    }
+                    a / b
+                }
+                ArithOp::Mod => {
+                    return Err(SqlError::Type(
+                        concat!("operator does not exist: ", $tname, " % ", $tname).into(),
+                    ))
+                }
+            };
+            match op {
+                ArithOp::Add | ArithOp::Sub | ArithOp::Mul
+                    if r.is_infinite() && !a.is_infinite() && !b.is_infinite() =>
+                {
+                    return Err(overflow())
+                }
+                ArithOp::Div if r.is_infinite() && !a.is_infinite() => return Err(overflow()),
+                ArithOp::Mul if r == 0.0 && a != 0.0 && b != 0.0 => return Err(underflow()),
+                ArithOp::Div if r == 0.0 && a != 0.0 && !b.is_infinite() => {
+                    return Err(underflow())
+                }
+                _ => {}
             }
-            a / b
-        }
-        ArithOp::Mod => {
-            return Err(SqlError::Type(
-                "operator does not exist: double precision % double precision".into(),
-            ))
+            Ok($canon(r))
         }
     };
-    match op {
-        ArithOp::Add | ArithOp::Sub | ArithOp::Mul
-            if r.is_infinite() && !a.is_infinite() && !b.is_infinite() =>
-        {
-            return Err(overflow())
-        }
-        ArithOp::Div if r.is_infinite() && !a.is_infinite() => return Err(overflow()),
-        ArithOp::Mul if r == 0.0 && a != 0.0 && b != 0.0 => return Err(underflow()),
-        ArithOp::Div if r == 0.0 && a != 0.0 && !b.is_infinite() => return Err(underflow()),
-        _ => {}
-    }
-    Ok(canon64(r))
 }
 
-/// `a op b` in binary32 with PostgreSQL's checks.
-pub fn arith32(op: ArithOp, a: f32, b: f32) -> Result<f32> {
-    let r = match op {
-        ArithOp::Add => a + b,
-        ArithOp::Sub => a - b,
-        ArithOp::Mul => a * b,
-        ArithOp::Div => {
-            if b == 0.0 && !a.is_nan() {
-                return Err(SqlError::DivisionByZero);
-            }
-            a / b
-        }
-        ArithOp::Mod => {
-            return Err(SqlError::Type(
-                "operator does not exist: real % real".into(),
-            ))
-        }
-    };
-    match op {
-        ArithOp::Add | ArithOp::Sub | ArithOp::Mul
-            if r.is_infinite() && !a.is_infinite() && !b.is_infinite() =>
-        {
-            return Err(overflow())
-        }
-        ArithOp::Div if r.is_infinite() && !a.is_infinite() => return Err(overflow()),
-        ArithOp::Mul if r == 0.0 && a != 0.0 && b != 0.0 => return Err(underflow()),
-        ArithOp::Div if r == 0.0 && a != 0.0 && !b.is_infinite() => return Err(underflow()),
-        _ => {}
-    }
-    Ok(canon32(r))
-}
+float_arith!(
+    /// `a op b` in binary64 with PostgreSQL's checks (`%` has no float operator).
+    arith64,
+    f64,
+    canon64,
+    "double precision"
+);
+float_arith!(
+    /// `a op b` in binary32 with PostgreSQL's checks.
+    arith32,
+    f32,
+    canon32,
+    "real"
+);
 
 /// binary64 → binary32 (round to nearest even); a finite value out of REAL's range is an
 /// overflow, a non-zero one that rounds to zero an underflow (as PostgreSQL).

@@ -35,13 +35,17 @@ pub fn init_vars(f: &Function, args: Vec<Value>) -> Result<Vec<Value>> {
             args.len()
         )));
     }
-    let mut vars = vec![Value::Null; f.slots.len()];
-    vars[FOUND_SLOT] = Value::Bool(false);
-    for (i, (a, (pname, ty))) in args.into_iter().zip(&f.params).enumerate() {
-        vars[i + 1] = a
+    // The arguments' vector becomes the variables (FOUND, the parameters, then the rest),
+    // without a second allocation when the caller left room for them.
+    let mut vars = args;
+    vars.insert(FOUND_SLOT, Value::Bool(false));
+    for (a, (pname, ty)) in vars.iter_mut().skip(1).zip(&f.params) {
+        let v = std::mem::replace(a, Value::Null);
+        *a = v
             .cast_owned(ty)
             .map_err(|e| SqlError::Call(format!("argument {pname}: {e}")))?;
     }
+    vars.resize(f.slots.len(), Value::Null);
     Ok(vars)
 }
 
@@ -114,7 +118,72 @@ pub const CONDITIONS: &[&str] = &[
 /// Whether a handler condition catches `e`. Out of gas, memory, stack depth, storage, chain
 /// and runtime errors are never caught (not even by OTHERS): they end the call.
 pub fn condition_matches(e: &SqlError, cond: &str) -> bool {
-    let class = match e {
+    if let Some(code) = cond.strip_prefix("sqlstate:") {
+        // a class code (`22000`) matches every code of its class, as in PostgreSQL
+        return match condition_class(e) {
+            None => false,
+            Some(class) => {
+                let have = sqlstate_of(class);
+                have == code || (code.ends_with("000") && have.get(..2) == code.get(..2))
+            }
+        };
+    }
+    let Some(class) = condition_class(e) else {
+        return false;
+    };
+    cond == "others"
+        || cond == class
+        || (cond == "data_exception"
+            && matches!(
+                class,
+                "division_by_zero" | "numeric_value_out_of_range" | "invalid_text_representation"
+            ))
+}
+
+/// Whether `code` is a SQLSTATE a handler may name: five digits or upper-case letters.
+pub fn valid_sqlstate(code: &str) -> bool {
+    code.len() == 5
+        && code
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b.is_ascii_uppercase())
+}
+
+/// PostgreSQL's SQLSTATE of a condition class of [`CONDITIONS`].
+fn sqlstate_of(class: &str) -> &'static str {
+    match class {
+        "raise_exception" => "P0001",
+        "no_data_found" => "P0002",
+        "too_many_rows" => "P0003",
+        "division_by_zero" => "22012",
+        "numeric_value_out_of_range" => "22003",
+        "string_data_right_truncation" => "22001",
+        "invalid_text_representation" => "22P02",
+        "unique_violation" => "23505",
+        "not_null_violation" => "23502",
+        "check_violation" => "23514",
+        _ => "22000",
+    }
+}
+
+/// `SQLSTATE` and `SQLERRM` of a caught error: the code of its condition class and its
+/// message without the engine's category prefix.
+pub fn error_state(e: &SqlError) -> (&'static str, String) {
+    let code = condition_class(e).map_or("22000", sqlstate_of);
+    let msg = match e {
+        SqlError::Exception(m)
+        | SqlError::Constraint(m)
+        | SqlError::Overflow(m)
+        | SqlError::Type(m)
+        | SqlError::Call(m) => m.clone(),
+        other => other.to_string(),
+    };
+    (code, msg)
+}
+
+/// The condition class (one of [`CONDITIONS`] but `others`) of a catchable error; `None` for
+/// the errors no handler catches (gas, memory, stack depth, storage, chain, runtime).
+fn condition_class(e: &SqlError) -> Option<&'static str> {
+    Some(match e {
         SqlError::Exception(m) if m.starts_with("query returned no rows") => "no_data_found",
         SqlError::Exception(m) if m.starts_with("query returned more than one row") => {
             "too_many_rows"
@@ -130,15 +199,8 @@ pub fn condition_matches(e: &SqlError, cond: &str) -> bool {
         }
         SqlError::Type(m) if m.starts_with("invalid input syntax") => "invalid_text_representation",
         SqlError::Type(_) | SqlError::Constraint(_) | SqlError::Call(_) => "data_exception",
-        _ => return false,
-    };
-    cond == "others"
-        || cond == class
-        || (cond == "data_exception"
-            && matches!(
-                class,
-                "division_by_zero" | "numeric_value_out_of_range" | "invalid_text_representation"
-            ))
+        _ => return None,
+    })
 }
 
 fn truthy(v: &Value) -> Result<bool> {
@@ -200,9 +262,15 @@ fn exec_stmts(
                         rt.kv.rollback_savepoint();
                         let h = handlers
                             .iter()
-                            .find(|(conds, _)| conds.iter().any(|c| condition_matches(&e, c)));
+                            .find(|h| h.conds.iter().any(|c| condition_matches(&e, c)));
                         match h {
-                            Some((_, hs)) => exec_stmts(rt, hs, vars, slots)?,
+                            Some(h) => {
+                                let (code, msg) = error_state(&e);
+                                let (s, m) = h.state;
+                                assign(vars, slots, s, Value::Text(code.into()))?;
+                                assign(vars, slots, m, Value::Text(msg))?;
+                                exec_stmts(rt, &h.body, vars, slots)?
+                            }
                             None => return Err(e),
                         }
                     }

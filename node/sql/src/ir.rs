@@ -725,7 +725,19 @@ pub enum StmtKind {
     /// `BEGIN body EXCEPTION WHEN … THEN handler END`: the body runs under a savepoint; an
     /// error it raises rolls its writes back (gas stays spent) and runs the first handler
     /// whose conditions match (`crate::interp::condition_matches`), or propagates.
-    Guarded(Vec<Stmt>, Vec<(Vec<String>, Vec<Stmt>)>),
+    Guarded(Vec<Stmt>, Vec<Handler>),
+}
+
+/// One `WHEN conditions THEN body` of an exception block.
+#[derive(Debug, Clone)]
+pub struct Handler {
+    /// Condition names, or `sqlstate:XXXXX` (validated when compiled).
+    pub conds: Vec<String>,
+    /// Slots of the handler's own `SQLSTATE` and `SQLERRM` variables (TEXT), set to the
+    /// caught error's code and message before `body` runs.
+    pub state: (usize, usize),
+    /// The handler's statements.
+    pub body: Vec<Stmt>,
 }
 
 /// Loop flavours after resolution.

@@ -327,7 +327,8 @@ pub struct FuncDef {
     pub params: Vec<(String, SqlType, Pos)>,
     /// Return type.
     pub returns: SqlType,
-    /// The `OUT` parameter (at most one): its variable is the result.
+    /// The `OUT` or `INOUT` parameter (at most one): its variable is the result. An `INOUT`
+    /// parameter is also in `params` (its argument is the variable's initial value).
     pub out: Option<(String, SqlType, Pos)>,
     /// Body.
     pub body: Block,
@@ -408,8 +409,13 @@ fn parse_function(
             if is_out {
                 i += 1;
             }
-            if toks.get(i).is_some_and(|t| is_kw(t, "inout")) {
-                return perr(at(i), "INOUT parameters are not supported");
+            // INOUT name type: a parameter whose variable is also the result
+            let is_inout = toks.get(i).is_some_and(|t| is_kw(t, "inout"))
+                && toks
+                    .get(i + 2)
+                    .is_some_and(|t| matches!(t.token, Token::Word(_)));
+            if is_inout {
+                i += 1;
             }
             // [IN] name type
             if toks.get(i).is_some_and(|t| is_kw(t, "in"))
@@ -438,14 +444,17 @@ fn parse_function(
                 i += 1;
             }
             let ty = parse_type_toks(&toks[tstart..i], ppos)?;
-            if is_out {
+            if is_out || is_inout {
                 if out.is_some() {
                     return perr(
                         ppos,
-                        "more than one OUT parameter (a record result) is not supported",
+                        "more than one OUT/INOUT parameter (a record result) is not supported",
                     );
                 }
-                out = Some((pname, ty, ppos));
+                out = Some((pname.clone(), ty, ppos));
+                if is_inout {
+                    params.push((pname, ty, ppos));
+                }
             } else {
                 params.push((pname, ty, ppos));
             }
@@ -565,7 +574,8 @@ pub struct Block {
 /// One `WHEN … THEN …` of a block's EXCEPTION section.
 #[derive(Debug, Clone)]
 pub struct Handler {
-    /// Condition names (lowercased), e.g. `division_by_zero`, `others`.
+    /// Condition names (lowercased), e.g. `division_by_zero`, `others`; `SQLSTATE 'xxxxx'`
+    /// is `sqlstate:xxxxx` (the code as written).
     pub conditions: Vec<String>,
     /// Statements.
     pub stmts: Vec<PStmt>,
@@ -835,7 +845,17 @@ impl BodyParser<'_> {
                 let mut conditions = Vec::new();
                 loop {
                     let (c, _) = self.ident()?;
-                    conditions.push(c);
+                    if c == "sqlstate" {
+                        let cpos = self.pos();
+                        let code = match self.peek().map(|t| &t.token) {
+                            Some(Token::SingleQuotedString(s)) => s.clone(),
+                            _ => return perr(cpos, "SQLSTATE needs a five-character code"),
+                        };
+                        self.i += 1;
+                        conditions.push(format!("sqlstate:{code}"));
+                    } else {
+                        conditions.push(c);
+                    }
                     if !self.eat_kw("or") {
                         break;
                     }
@@ -1080,6 +1100,20 @@ impl BodyParser<'_> {
             }
             "return" => {
                 self.i += 1;
+                // `RETURN QUERY SELECT …` (never a valid expression, so no script that
+                // deployed before reads differently now)
+                let query_follows = self.toks.get(self.i + 1).is_some_and(|t| {
+                    ["select", "with", "execute", "values"]
+                        .iter()
+                        .any(|k| is_kw(t, k))
+                });
+                if self.peek_kw("query") && query_follows {
+                    return perr(
+                        self.pos(),
+                        "RETURN QUERY is not supported: a function returns one value (no \
+                         RETURNS SETOF or TABLE)",
+                    );
+                }
                 if self.eat_semi() {
                     return Ok(PStmt::Return(None, pos));
                 }
@@ -1193,6 +1227,7 @@ impl BodyParser<'_> {
                 })
             }
             "select" | "insert" | "update" | "delete" | "with" => self.parse_sql(pos),
+            "foreach" => perr(pos, "FOREACH is not supported: AergoSQL has no array types"),
             _ => perr(pos, format!("unexpected {} at start of statement", t.token)),
         }
     }

@@ -59,10 +59,10 @@ fn transfer_all_paths_both_engines() {
             call(["bob", "alice", "1000"], &mut kv).result,
             t("Not enough balance")
         );
-        let before = kv.entries().clone();
+        let before = kv.entries();
         let out = call(["alice", "nobody", "1"], &mut kv);
         assert_eq!(out.result, t("Receiver not found"));
-        assert_eq!(kv.entries(), &before, "nothing changed");
+        assert_eq!(kv.entries(), before, "nothing changed");
         assert!(out.gas_used > 0);
         assert_eq!(balances(&c, &kv), vec!["alice=69.75", "bob=35.75"]);
     }
@@ -78,7 +78,7 @@ fn transfer_rejects_overflowing_balance_and_reverts() {
         GAS,
     )
     .unwrap();
-    let before = kv.entries().clone();
+    let before = kv.entries();
     let err = c
         .call(
             "transfer",
@@ -89,14 +89,14 @@ fn transfer_rejects_overflowing_balance_and_reverts() {
         )
         .unwrap_err();
     assert!(matches!(err, SqlError::Overflow(_)), "{err}");
-    assert_eq!(kv.entries(), &before);
+    assert_eq!(kv.entries(), before);
 }
 
 #[test]
 fn out_of_gas_reverts() {
     let (c, mut kv) = setup();
     let mut ctx = MockChain::default();
-    let before = kv.entries().clone();
+    let before = kv.entries();
     let err = c
         .call(
             "transfer",
@@ -107,7 +107,7 @@ fn out_of_gas_reverts() {
         )
         .unwrap_err();
     assert!(matches!(err, SqlError::OutOfGas { .. }), "{err}");
-    assert_eq!(kv.entries(), &before);
+    assert_eq!(kv.entries(), before);
 }
 
 #[test]

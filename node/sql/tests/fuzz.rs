@@ -321,10 +321,10 @@ proptest! {
         match Contract::deploy(&src, "o", b"p/", &mut kv, 100_000) {
             Ok((c, _)) => {
                 let mut ctx = chain();
-                let before = kv.entries().clone();
+                let before = kv.entries();
                 let r = c.call("transfer", &[Value::Text("a".into()), Value::Text("b".into()), Value::Int(1)], &mut ctx, &mut kv, 100_000);
                 if r.is_err() {
-                    prop_assert_eq!(kv.entries(), &before, "failed call wrote");
+                    prop_assert_eq!(kv.entries(), before, "failed call wrote");
                 }
             }
             Err(e) => {

@@ -287,3 +287,216 @@ fn float_functions_compile_and_give_identical_bits() {
     );
     assert_eq!(bits(&i), bits(&j));
 }
+
+const DECIMALS: &str = "CREATE FUNCTION dadd(a NUMERIC, b NUMERIC) RETURNS NUMERIC AS $$ BEGIN RETURN a + b; END $$;
+CREATE FUNCTION dsub(a NUMERIC, b NUMERIC) RETURNS NUMERIC AS $$ BEGIN RETURN a - b; END $$;
+CREATE FUNCTION dmul(a NUMERIC, b NUMERIC) RETURNS NUMERIC AS $$ BEGIN RETURN a * b; END $$;
+CREATE FUNCTION dcmp(a NUMERIC, b NUMERIC) RETURNS INTEGER AS $$
+BEGIN
+  IF a < b THEN RETURN -1; ELSIF a = b THEN RETURN 0; ELSIF a > b THEN RETURN 1; END IF;
+  RETURN 99;
+END $$;
+CREATE FUNCTION dfit(a NUMERIC) RETURNS NUMERIC AS $$ DECLARE x NUMERIC(5,2); BEGIN x := a; RETURN x; END $$;
+CREATE FUNCTION dfit0(a NUMERIC) RETURNS NUMERIC AS $$ DECLARE x NUMERIC(38,0); BEGIN x := a; RETURN x; END $$;
+CREATE FUNCTION dfit20(a NUMERIC) RETURNS NUMERIC AS $$ DECLARE x NUMERIC(30,20); BEGIN x := a * 1; RETURN x; END $$;";
+
+/// The inline decimal paths of the JIT (`+`, `-`, `*`, comparisons and NUMERIC(p, s)
+/// assignment on i64-sized mantissas) against the interpreter at their edges: rounding half
+/// away from zero both signs, the precision bound, scales far apart, mantissas beyond i64,
+/// NULL — same results, errors and gas.
+#[test]
+fn inline_decimal_paths_match_interpreter() {
+    let mut kv = MemKv::new();
+    let (c, _) = Contract::deploy(DECIMALS, "o", b"d/", &mut kv, 1_000_000).unwrap();
+    assert_eq!(
+        c.jit_functions(),
+        vec!["dadd", "dsub", "dmul", "dcmp", "dfit", "dfit0", "dfit20"]
+    );
+    let vals = [
+        "0",
+        "1",
+        "-1",
+        "0.005",
+        "-0.005",
+        "0.015",
+        "-0.015",
+        "999.994",
+        "999.995",
+        "-999.995",
+        "-999.994",
+        "123.456",
+        "0.00000000000000000001",
+        "12345678901234567890",
+        "9223372036854775807",
+        "-9223372036854775808",
+        "-9223372036854775809",
+        "92233720368547758.08",
+        "0.0000000000000000001",
+        "1.000000000000000000000000000000000001",
+        "99999999999999999999999999999999999999",
+        "1e-38",
+        "5e-19",
+        "-5e-19",
+        "2.5",
+        "-2.5",
+    ];
+    let mut args: Vec<Value> = vals
+        .iter()
+        .map(|s| Value::Num(aergo_sql::Decimal::parse(s).unwrap()))
+        .collect();
+    args.push(Value::Null);
+    let mut checked = 0;
+    for a in &args {
+        for f in ["dfit", "dfit0", "dfit20"] {
+            let (x, y) = run(&c, f, std::slice::from_ref(a), 10_000);
+            assert_eq!(x, y, "{f}({a:?})");
+            checked += 1;
+        }
+        for b in &args {
+            for f in ["dadd", "dsub", "dmul", "dcmp"] {
+                let (x, y) = run(&c, f, &[a.clone(), b.clone()], 10_000);
+                assert_eq!(x, y, "{f}({a:?}, {b:?})");
+                checked += 1;
+            }
+        }
+    }
+    assert_eq!(checked, 27 * 3 + 27 * 27 * 4);
+    // a few pinned results (rounding half away from zero, both signs)
+    let num = |s: &str| Value::Num(aergo_sql::Decimal::parse(s).unwrap());
+    for (arg, want) in [
+        ("999.994", "999.99"),
+        ("-0.005", "-0.01"),
+        ("0.015", "0.02"),
+    ] {
+        let (x, _) = run(&c, "dfit", &[num(arg)], 10_000);
+        assert_eq!(x.unwrap().result.to_string(), want);
+    }
+    let (x, _) = run(&c, "dfit", &[num("999.995")], 10_000);
+    assert!(matches!(x, Err(SqlError::Overflow(_))), "{x:?}");
+}
+
+const FRAME_OPS: &str = "CREATE TABLE kv (k TEXT PRIMARY KEY, v BIGINT);
+CREATE FUNCTION classify(s TEXT, n BIGINT) RETURNS TEXT AS $$
+DECLARE r TEXT := 'none'; other TEXT; i BIGINT := 0; t TIMESTAMP;
+BEGIN
+  IF s IS NULL THEN RETURN 'null'; END IF;
+  IF s = 'open' OR s = 'OPEN' THEN r := 'o'; ELSIF s < 'm' THEN r := 'early'; ELSE r := s; END IF;
+  other := r;
+  WHILE i < n LOOP
+    i := i + 1;
+    IF other <> s THEN other := s; ELSE other := 'x'; END IF;
+  END LOOP;
+  IF other IS NOT NULL AND other >= 'x' THEN RETURN other; END IF;
+  SELECT v INTO i FROM kv WHERE k = s;
+  IF NOT FOUND THEN RETURN r; END IF;
+  RETURN other;
+END $$;
+CREATE FUNCTION badcast(s TEXT) RETURNS BOOLEAN AS $$
+DECLARE t VARCHAR(3);
+BEGIN
+  t := s;
+  RETURN t IS NULL;
+END $$;";
+
+/// Functions with TEXT (and other frame-held) variables compile when they only assign,
+/// compare and test them for NULL (frame operands, `aergo_rt_assign_ref`/`aergo_rt_cmp_ref`),
+/// and behave exactly like the interpreter: results, NULLs, errors and gas.
+#[test]
+fn text_assignments_and_comparisons_compile() {
+    let mut kv = MemKv::new();
+    let (c, _) = Contract::deploy(FRAME_OPS, "o", b"t/", &mut kv, 1_000_000).unwrap();
+    assert_eq!(c.jit_functions(), vec!["classify", "badcast"]);
+    let t = |s: &str| Value::Text(s.into());
+    for s in [
+        Value::Null,
+        t("open"),
+        t("OPEN"),
+        t("apple"),
+        t("zebra"),
+        t("x"),
+        t("m"),
+        t(""),
+    ] {
+        for n in [0i64, 1, 2, 5] {
+            let (a, b) = run(&c, "classify", &[s.clone(), Value::Int(n)], 100_000);
+            assert!(a.is_ok(), "{a:?}");
+            assert_eq!(a, b, "classify({s:?}, {n})");
+        }
+    }
+    let (a, _) = run(&c, "classify", &[t("zebra"), Value::Int(1)], 100_000);
+    assert_eq!(a.unwrap().result, t("x"));
+    let (a, _) = run(&c, "classify", &[t("apple"), Value::Int(0)], 100_000);
+    assert_eq!(a.unwrap().result, t("early"));
+    // a VARCHAR(3) overflow in the assignment, the same error on both engines
+    let (a, b) = run(&c, "badcast", &[t("too long")], 100_000);
+    assert!(a.is_err(), "{a:?}");
+    assert_eq!(a, b);
+    let (a, b) = run(&c, "badcast", &[Value::Null], 100_000);
+    assert_eq!(a.clone().unwrap().result, Value::Bool(true));
+    assert_eq!(a, b);
+    let (a, b) = run(&c, "classify", &[t("open"), Value::Int(1_000_000)], 2_000);
+    assert!(matches!(a, Err(SqlError::OutOfGas { .. })), "{a:?}");
+    assert_eq!(a, b);
+}
+
+/// Point statements skip re-checking a WHERE that is only the key equality the lookup
+/// decided; a WHERE with more than that (another conjunct, a cast key) is still evaluated.
+#[test]
+fn point_statement_filters_beyond_the_key_still_apply() {
+    let src = "CREATE TABLE acc (k TEXT PRIMARY KEY, v BIGINT);
+CREATE TABLE num (n BIGINT PRIMARY KEY, v BIGINT);
+CREATE FUNCTION probe(s TEXT, i INTEGER) RETURNS BIGINT AS $$
+DECLARE x BIGINT := -1; hits BIGINT := 0;
+BEGIN
+  SELECT v INTO x FROM acc WHERE k = s;
+  IF FOUND THEN hits := hits + 1; END IF;
+  SELECT v INTO x FROM acc WHERE k = s AND v > 10;
+  IF FOUND THEN hits := hits + 10; END IF;
+  UPDATE acc SET v = v + 1 WHERE s = k AND v < 5;
+  IF FOUND THEN hits := hits + 100; END IF;
+  SELECT v INTO x FROM num WHERE n = i;
+  IF FOUND THEN hits := hits + 1000; END IF;
+  UPDATE num SET v = v + 1 WHERE n = i AND v > 100;
+  IF FOUND THEN hits := hits + 10000; END IF;
+  RETURN hits;
+END $$;";
+    let mut kv = MemKv::new();
+    let (c, _) = Contract::deploy(src, "o", b"p/", &mut kv, 1_000_000).unwrap();
+    assert_eq!(c.jit_functions(), vec!["probe"]);
+    c.execute(
+        "INSERT INTO acc VALUES ('low', 1), ('high', 50)",
+        &mut kv,
+        1_000_000,
+    )
+    .unwrap();
+    c.execute(
+        "INSERT INTO num VALUES (7, 500), (8, 5)",
+        &mut kv,
+        1_000_000,
+    )
+    .unwrap();
+    for (s, i, want) in [("low", 7, 11_101), ("high", 8, 1_011), ("none", 9, 0)] {
+        let args = [Value::Text(s.into()), Value::Int(i)];
+        let mut kv_i = kv.clone();
+        let a = c.call_with(
+            Engine::Interpreter,
+            "probe",
+            &args,
+            &mut MockChain::default(),
+            &mut kv_i,
+            1_000_000,
+        );
+        let mut kv_j = kv.clone();
+        let b = c.call_with(
+            Engine::Jit,
+            "probe",
+            &args,
+            &mut MockChain::default(),
+            &mut kv_j,
+            1_000_000,
+        );
+        assert_eq!(a.clone().unwrap().result, Value::Int(want), "{s} {i}");
+        assert_eq!(a, b, "{s} {i}");
+        assert_eq!(kv_i.entries(), kv_j.entries());
+    }
+}

@@ -258,7 +258,7 @@ fn procedural_and_events() {
         q(&c, &kv, "SELECT oid, buyer FROM orders WHERE oid = 14"),
         vec!["14,zed"]
     );
-    let before = kv.entries().clone();
+    let before = kv.entries();
     let err = call(
         &c,
         &mut kv,
@@ -275,7 +275,7 @@ fn procedural_and_events() {
     )
     .unwrap_err();
     assert_eq!(err, SqlError::Exception("no such item 3".into()));
-    assert_eq!(kv.entries(), &before);
+    assert_eq!(kv.entries(), before);
     let out = call(&c, &mut kv, "fact", &[Value::Int(20)]).unwrap();
     assert_eq!(out.result.to_string(), "2432902008176640000");
     assert!(matches!(
@@ -322,7 +322,7 @@ fn procedural_and_events() {
 #[test]
 fn constraints_revert_everything() {
     let (c, mut kv) = deploy(SHOP);
-    let before = kv.entries().clone();
+    let before = kv.entries();
     for sql in [
         "INSERT INTO items VALUES (1, 'dup', 1, 1, true)",
         "INSERT INTO items VALUES (4, 'apple', 1, 1, true)",
@@ -344,7 +344,7 @@ fn constraints_revert_everything() {
             ),
             "{sql}: {err}"
         );
-        assert_eq!(kv.entries(), &before, "{sql} left writes");
+        assert_eq!(kv.entries(), before, "{sql} left writes");
     }
     // unique index maintained through updates and deletes
     c.execute(
@@ -402,6 +402,15 @@ fn deploy_errors_have_line_and_column() {
         ("CREATE FUNCTION f() RETURNS INT AS $$\nBEGIN\n  RETURN g(1);\nEND $$;", 3),
         ("CREATE TABLE t (a INT, a INT);", 1),
         ("CREATE FUNCTION f() RETURNS INT AS $$\nBEGIN\n  IF true THEN RETURN 1;\nEND $$;", 4),
+        // SQLSTATE and SQLERRM exist only inside a handler
+        ("CREATE FUNCTION f() RETURNS TEXT AS $$\nBEGIN\n  BEGIN\n    RETURN 'a';\n  EXCEPTION WHEN others THEN RETURN SQLERRM;\n  END;\n  RETURN SQLERRM;\nEND $$;", 7),
+        ("CREATE FUNCTION f() RETURNS TEXT AS $$\nBEGIN\n  RETURN SQLSTATE;\nEXCEPTION WHEN others THEN RETURN 'b';\nEND $$;", 3),
+        ("CREATE FUNCTION f() RETURNS TEXT AS $$\nBEGIN\n  RETURN 'a';\nEXCEPTION\n  WHEN SQLSTATE 'abcde' THEN RETURN 'b';\nEND $$;", 5),
+        // no arrays, no set-returning functions, one OUT parameter (DIFFERENCES.md)
+        ("CREATE FUNCTION f() RETURNS INT AS $$\nDECLARE x INT;\nBEGIN\n  FOREACH x IN ARRAY ARRAY[1, 2] LOOP\n  END LOOP;\n  RETURN 1;\nEND $$;", 4),
+        ("CREATE TABLE t (a INT);\nCREATE FUNCTION f() RETURNS INT AS $$\nBEGIN\n  RETURN QUERY SELECT a FROM t;\nEND $$;", 4),
+        ("CREATE FUNCTION f(INOUT x INT, OUT y INT) AS $$\nBEGIN\n  x := x + 1;\nEND $$;", 1),
+        ("CREATE FUNCTION f(x INT, OUT a INT, OUT b INT) AS $$\nBEGIN\n  a := x;\n  b := x;\nEND $$;", 1),
     ];
     for (src, line) in cases {
         let mut kv = MemKv::new();
@@ -411,6 +420,15 @@ fn deploy_errors_have_line_and_column() {
         };
         let pos = err.pos().unwrap_or_else(|| panic!("no position: {err}"));
         assert_eq!(pos.line, *line, "{src}\n=> {err}");
+        for (needle, says) in [("FOREACH", "array"), ("RETURN QUERY", "SETOF")] {
+            if src.contains(needle) {
+                assert!(err.to_string().contains(says), "{err}");
+            }
+        }
+        if src.contains("SQLERRM;\nEND") || src.contains("RETURN SQLSTATE") {
+            let e = err.to_string().to_lowercase();
+            assert!(e.contains("sqlerrm") || e.contains("sqlstate"), "{err}");
+        }
         assert!(kv.is_empty());
     }
 }
@@ -595,10 +613,10 @@ END $$;
         ok(call(&c, &mut kv, "pay", &[int(5), num("1")])).result,
         Value::Bool(false)
     );
-    let before = kv.entries().clone();
+    let before = kv.entries();
     let e = call(&c, &mut kv, "pay", &[int(3), num("1")]).unwrap_err();
     assert!(e.to_string().contains("check constraint"), "{e}");
-    assert_eq!(&before, kv.entries());
+    assert_eq!(before, kv.entries());
     assert_eq!(
         ok(call(&c, &mut kv, "pay_if", &[int(2), num("1"), num("z")])).result,
         Value::Bool(false)

@@ -15,6 +15,12 @@ pub(super) fn compile_function(cat: &Catalog, f: &FuncDef) -> Result<Function> {
         env.declare(n, *t, false);
     }
     let out_slot = match &f.out {
+        // INOUT: the parameter's own variable (declared above, at the same position)
+        Some((n, _, p)) if f.params.iter().any(|(pn, _, pp)| pn == n && pp == p) => f
+            .params
+            .iter()
+            .position(|(pn, _, _)| pn == n)
+            .map(|i| i + 1),
         Some((n, t, p)) => {
             if env.scopes.last().is_some_and(|s| s.contains_key(n)) {
                 return resolve_err(*p, format!("parameter name \"{n}\" used more than once"));
@@ -101,18 +107,43 @@ impl Compiler<'_> {
             let mut handlers = Vec::new();
             for h in &b.handlers {
                 for c in &h.conditions {
-                    if !crate::interp::CONDITIONS.contains(&c.as_str()) {
+                    let known = match c.strip_prefix("sqlstate:") {
+                        Some(code) => crate::interp::valid_sqlstate(code),
+                        None => crate::interp::CONDITIONS.contains(&c.as_str()),
+                    };
+                    if !known {
                         return resolve_err(
                             h.pos,
-                            format!("unrecognized exception condition \"{c}\""),
+                            match c.strip_prefix("sqlstate:") {
+                                Some(code) => format!("invalid SQLSTATE code \"{code}\""),
+                                None => format!("unrecognized exception condition \"{c}\""),
+                            },
                         );
                     }
                 }
+                // the handler's own SQLSTATE and SQLERRM (as PL/pgSQL's)
+                let v = self.vars_mut()?;
+                v.scopes.push(HashMap::new());
+                let state = (
+                    v.declare("sqlstate", SqlType::Text(None), false),
+                    v.declare("sqlerrm", SqlType::Text(None), false),
+                );
                 let mut hs = Vec::new();
-                for s in &h.stmts {
-                    hs.push(self.pstmt(s)?);
+                let r = (|| -> Result<()> {
+                    for s in &h.stmts {
+                        hs.push(self.pstmt(s)?);
+                    }
+                    Ok(())
+                })();
+                if let Some(v) = self.vars.as_mut() {
+                    v.scopes.pop();
                 }
-                handlers.push((h.conditions.clone(), hs));
+                r?;
+                handlers.push(Handler {
+                    conds: h.conditions.clone(),
+                    state,
+                    body: hs,
+                });
             }
             out.push(st(1, StmtKind::Guarded(body, handlers)));
             Ok(out)

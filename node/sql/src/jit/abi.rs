@@ -2,7 +2,8 @@
 //! layouts generated code reads and writes, the error codes it passes to `aergo_rt_err`, the
 //! `aergo_rt_*` helpers with their SAFETY contract (below), [`guarded`] and [`RUNTIME_PANIC`]
 //! (a panic in a helper fails the call, it never unwinds into generated frames), the helper
-//! address table ([`helper_addrs`]) the program maps into the module, and [`call_compiled`],
+//! table ([`helpers`]: name, address and signature of each, from which the module declares
+//! and maps them), and [`call_compiled`],
 //! the one place a compiled function is entered. Code generation is in `codegen`.
 
 use crate::decimal::Decimal;
@@ -796,6 +797,95 @@ unsafe extern "C" fn aergo_rt_ret_var(ctx: *mut JitCtx, slot: u64) {
     }
 }
 
+// ------------------------------------------------------ frame operands ---
+// Values the generated code does not hold natively (TEXT, BYTEA, TIMESTAMP, REAL variables and
+// constants of those types) stay in the frame; these helpers assign and compare them there
+// with the interpreter's own `assign` and `sql_cmp` (no evaluator is called).
+
+/// A frame operand: `kind` 0 = the constant `Value` at address `x` (helper contract (c)),
+/// 1 = the variable in slot `x`.
+///
+/// # Safety
+/// As [`var`]; for `kind` 0, `x` must satisfy helper contract (c).
+unsafe fn operand(c: &mut JitCtx, kind: u32, x: u64) -> Value {
+    if kind == 0 {
+        match usize::try_from(x) {
+            // SAFETY: contract (c): `x` is the address of a constant `Value` in the kept
+            // catalog (or the static `NULL_VALUE`).
+            Ok(addr) => unsafe { (*(addr as *const Value)).clone() },
+            Err(_) => Value::Null,
+        }
+    } else {
+        // SAFETY: per this function's contract.
+        unsafe { var(c, x) }
+            .map(|v| v.clone())
+            .unwrap_or(Value::Null)
+    }
+}
+
+/// `slot := operand`, cast to the slot's type as the interpreter's assignment does.
+unsafe extern "C" fn aergo_rt_assign_ref(ctx: *mut JitCtx, slot: u64, kind: u32, x: u64) -> i32 {
+    // SAFETY: contract (a) for `ctx`, its `vars` and `slots` (distinct from the `JitCtx`);
+    // (c) for a constant operand (`operand`).
+    unsafe {
+        guarded(1, || {
+            let c = cx(ctx);
+            let v = operand(c, kind, x);
+            let Ok(slot) = usize::try_from(slot) else {
+                return fail(c, SqlError::Jit("bad slot".into()));
+            };
+            let vars: &mut Vec<Value> = &mut *c.vars;
+            let types: &Vec<SqlType> = &*c.slots;
+            match assign(vars, types, slot, v) {
+                Ok(()) => 0,
+                Err(e) => fail(c, e),
+            }
+        })
+    }
+}
+
+/// Compares two frame operands as SQL does (`sql_cmp`): `*ord` -1/0/1, `*null` 1 when the
+/// result is NULL; a comparison error (incomparable types) fails the call.
+unsafe extern "C" fn aergo_rt_cmp_ref(
+    ctx: *mut JitCtx,
+    ka: u32,
+    a: u64,
+    kb: u32,
+    b: u64,
+    ord: *mut i32,
+    null: *mut u8,
+) -> i32 {
+    // SAFETY: contract (a) for `ctx`; (b): `ord` and `null` are the caller's i32 and i8
+    // allocas; (c) for constant operands.
+    unsafe {
+        *ord = 0;
+        *null = 1;
+        guarded(1, || {
+            let c = cx(ctx);
+            let (x, y) = (operand(c, ka, a), operand(c, kb, b));
+            match sql_cmp(&x, &y) {
+                Ok(Some(o)) => {
+                    *ord = o as i32;
+                    *null = 0;
+                    0
+                }
+                Ok(None) => 0,
+                Err(e) => fail(c, e),
+            }
+        })
+    }
+}
+
+/// Whether the variable in `slot` is NULL (1) or not (0).
+unsafe extern "C" fn aergo_rt_var_is_null(ctx: *mut JitCtx, slot: u64) -> i32 {
+    // SAFETY: contract (a): `ctx` is the live `JitCtx` of this call (`slot` is bounds-checked).
+    unsafe {
+        guarded(1, || {
+            i32::from(var(cx(ctx), slot).is_none_or(|v| v.is_null()))
+        })
+    }
+}
+
 // ------------------------------------------------------ DOUBLE PRECISION ---
 // Arithmetic and comparisons on DOUBLE PRECISION are native code (plain IEEE instructions,
 // no fast-math flags, no fused multiply-add); these helpers move floats between the frame and
@@ -958,93 +1048,88 @@ unsafe extern "C" fn aergo_rt_f64_to_int(
     }
 }
 
-pub(super) fn helper_addrs() -> Vec<(&'static str, usize)> {
-    vec![
-        ("aergo_rt_load_f64", aergo_rt_load_f64 as *const () as usize),
-        (
-            "aergo_rt_store_f64",
-            aergo_rt_store_f64 as *const () as usize,
-        ),
-        ("aergo_rt_push_f64", aergo_rt_push_f64 as *const () as usize),
-        ("aergo_rt_ret_f64", aergo_rt_ret_f64 as *const () as usize),
-        (
-            "aergo_rt_dec_to_f64",
-            aergo_rt_dec_to_f64 as *const () as usize,
-        ),
-        ("aergo_rt_f64_fn", aergo_rt_f64_fn as *const () as usize),
-        (
-            "aergo_rt_f64_to_int",
-            aergo_rt_f64_to_int as *const () as usize,
-        ),
-        ("aergo_rt_err", aergo_rt_err as *const () as usize),
-        ("aergo_rt_load_int", aergo_rt_load_int as *const () as usize),
-        (
-            "aergo_rt_load_bool",
-            aergo_rt_load_bool as *const () as usize,
-        ),
-        ("aergo_rt_load_dec", aergo_rt_load_dec as *const () as usize),
-        (
-            "aergo_rt_store_int",
-            aergo_rt_store_int as *const () as usize,
-        ),
-        (
-            "aergo_rt_store_bool",
-            aergo_rt_store_bool as *const () as usize,
-        ),
-        (
-            "aergo_rt_store_dec",
-            aergo_rt_store_dec as *const () as usize,
-        ),
-        (
-            "aergo_rt_store_null",
-            aergo_rt_store_null as *const () as usize,
-        ),
-        ("aergo_rt_sql", aergo_rt_sql as *const () as usize),
-        (
-            "aergo_rt_sql_point",
-            aergo_rt_sql_point as *const () as usize,
-        ),
-        (
-            "aergo_rt_dec_binop",
-            aergo_rt_dec_binop as *const () as usize,
-        ),
-        ("aergo_rt_dec_cmp", aergo_rt_dec_cmp as *const () as usize),
-        ("aergo_rt_dec_unop", aergo_rt_dec_unop as *const () as usize),
-        ("aergo_rt_dec_fit", aergo_rt_dec_fit as *const () as usize),
-        (
-            "aergo_rt_dec_to_int",
-            aergo_rt_dec_to_int as *const () as usize,
-        ),
-        ("aergo_rt_push_int", aergo_rt_push_int as *const () as usize),
-        (
-            "aergo_rt_push_bool",
-            aergo_rt_push_bool as *const () as usize,
-        ),
-        ("aergo_rt_push_dec", aergo_rt_push_dec as *const () as usize),
-        (
-            "aergo_rt_push_const",
-            aergo_rt_push_const as *const () as usize,
-        ),
-        ("aergo_rt_push_var", aergo_rt_push_var as *const () as usize),
-        ("aergo_rt_raise", aergo_rt_raise as *const () as usize),
-        ("aergo_rt_call", aergo_rt_call as *const () as usize),
-        (
-            "aergo_rt_query_open",
-            aergo_rt_query_open as *const () as usize,
-        ),
-        (
-            "aergo_rt_query_next",
-            aergo_rt_query_next as *const () as usize,
-        ),
-        ("aergo_rt_ret_int", aergo_rt_ret_int as *const () as usize),
-        ("aergo_rt_ret_bool", aergo_rt_ret_bool as *const () as usize),
-        ("aergo_rt_ret_dec", aergo_rt_ret_dec as *const () as usize),
-        (
-            "aergo_rt_ret_const",
-            aergo_rt_ret_const as *const () as usize,
-        ),
-        ("aergo_rt_ret_var", aergo_rt_ret_var as *const () as usize),
-    ]
+/// A helper parameter's or result's type in the generated module's declaration.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum HTy {
+    /// A pointer (`JitCtx`, `DecSlot`, i64/i8/f64 out-parameters).
+    P,
+    /// i64 (slots, addresses of IR nodes, integers).
+    I64,
+    /// i32 (codes, status).
+    I32,
+    /// i8 (booleans, NULL flags).
+    I8,
+    /// f64.
+    F64,
+}
+
+/// One runtime helper: the symbol the generated code calls, the address it is mapped to,
+/// its result type (`None`: void) and parameter types. [`helpers`] is the one table: the
+/// code generator declares each helper from it and the program maps each address from it,
+/// so a helper's name, signature and address are written once.
+pub(super) struct Helper {
+    pub name: &'static str,
+    pub addr: usize,
+    pub ret: Option<HTy>,
+    pub params: &'static [HTy],
+}
+
+macro_rules! helper_table {
+    ($($f:ident : ($($p:ident),*) -> $r:ident;)*) => {
+        /// Every `aergo_rt_*` helper with its signature (see [`Helper`]).
+        pub(super) fn helpers() -> Vec<Helper> {
+            vec![$(Helper {
+                name: stringify!($f),
+                addr: $f as *const () as usize,
+                ret: helper_table!(@ret $r),
+                params: &[$(HTy::$p),*],
+            }),*]
+        }
+    };
+    (@ret void) => { None };
+    (@ret $r:ident) => { Some(HTy::$r) };
+}
+
+helper_table! {
+    aergo_rt_err: (P, I32) -> I32;
+    aergo_rt_load_f64: (P, I64, P, P) -> void;
+    aergo_rt_store_f64: (P, I64, F64, I8) -> void;
+    aergo_rt_push_f64: (P, F64, I8) -> void;
+    aergo_rt_ret_f64: (P, F64, I8) -> void;
+    aergo_rt_dec_to_f64: (P, P, P, P) -> I32;
+    aergo_rt_f64_fn: (P, I32, F64, F64, P) -> I32;
+    aergo_rt_f64_to_int: (P, F64, I32, P) -> I32;
+    aergo_rt_load_int: (P, I64, P, P) -> void;
+    aergo_rt_load_bool: (P, I64, P, P) -> void;
+    aergo_rt_load_dec: (P, I64, P) -> void;
+    aergo_rt_store_int: (P, I64, I64, I8) -> void;
+    aergo_rt_store_bool: (P, I64, I8, I8) -> void;
+    aergo_rt_store_dec: (P, I64, P) -> I32;
+    aergo_rt_store_null: (P, I64) -> void;
+    aergo_rt_sql: (P, I64) -> I32;
+    aergo_rt_sql_point: (P, I64) -> I32;
+    aergo_rt_dec_binop: (P, I32, P, P, P) -> I32;
+    aergo_rt_dec_cmp: (P, P) -> I32;
+    aergo_rt_dec_unop: (P, I32, P, I64, P) -> I32;
+    aergo_rt_dec_fit: (P, P, I32, I32, P) -> I32;
+    aergo_rt_dec_to_int: (P, P, I32, P, P) -> I32;
+    aergo_rt_push_int: (P, I64, I8) -> void;
+    aergo_rt_push_bool: (P, I8, I8) -> void;
+    aergo_rt_push_dec: (P, P) -> I32;
+    aergo_rt_push_const: (P, I64) -> void;
+    aergo_rt_push_var: (P, I64) -> void;
+    aergo_rt_query_open: (P, I64) -> I32;
+    aergo_rt_query_next: (P, I64) -> I32;
+    aergo_rt_call: (P, I64, I64, I32, P, P, P) -> I32;
+    aergo_rt_raise: (P, I64) -> I32;
+    aergo_rt_ret_int: (P, I64, I8) -> void;
+    aergo_rt_ret_bool: (P, I8, I8) -> void;
+    aergo_rt_ret_dec: (P, P) -> I32;
+    aergo_rt_ret_const: (P, I64) -> void;
+    aergo_rt_ret_var: (P, I64) -> void;
+    aergo_rt_assign_ref: (P, I64, I32, I64) -> I32;
+    aergo_rt_cmp_ref: (P, I32, I64, I32, I64, P, P) -> I32;
+    aergo_rt_var_is_null: (P, I64) -> I32;
 }
 
 pub(super) static NULL_VALUE: Value = Value::Null;

@@ -83,187 +83,31 @@ struct Gen<'c, 'm> {
     fail_bb: inkwell::basic_block::BasicBlock<'c>,
 }
 
+/// Declares every runtime helper of [`helpers`] in the module, by its signature there.
 pub(super) fn declare_helpers<'c>(
     c: &'c Context,
     m: &Module<'c>,
 ) -> HashMap<&'static str, FunctionValue<'c>> {
     let p = c.ptr_type(AddressSpace::default());
-    let (i64t, i32t, i8t, void) = (c.i64_type(), c.i32_type(), c.i8_type(), c.void_type());
-    let mut h = HashMap::new();
-    let mut add = |name: &'static str, ty: inkwell::types::FunctionType<'c>| {
-        h.insert(name, m.add_function(name, ty, None));
+    let basic = |t: HTy| -> inkwell::types::BasicTypeEnum<'c> {
+        match t {
+            HTy::P => p.into(),
+            HTy::I64 => c.i64_type().into(),
+            HTy::I32 => c.i32_type().into(),
+            HTy::I8 => c.i8_type().into(),
+            HTy::F64 => c.f64_type().into(),
+        }
     };
-    let f64t = c.f64_type();
-    add(
-        "aergo_rt_err",
-        i32t.fn_type(&[p.into(), i32t.into()], false),
-    );
-    add(
-        "aergo_rt_load_f64",
-        void.fn_type(&[p.into(), i64t.into(), p.into(), p.into()], false),
-    );
-    add(
-        "aergo_rt_store_f64",
-        void.fn_type(&[p.into(), i64t.into(), f64t.into(), i8t.into()], false),
-    );
-    add(
-        "aergo_rt_push_f64",
-        void.fn_type(&[p.into(), f64t.into(), i8t.into()], false),
-    );
-    add(
-        "aergo_rt_ret_f64",
-        void.fn_type(&[p.into(), f64t.into(), i8t.into()], false),
-    );
-    add(
-        "aergo_rt_dec_to_f64",
-        i32t.fn_type(&[p.into(), p.into(), p.into(), p.into()], false),
-    );
-    add(
-        "aergo_rt_f64_fn",
-        i32t.fn_type(
-            &[p.into(), i32t.into(), f64t.into(), f64t.into(), p.into()],
-            false,
-        ),
-    );
-    add(
-        "aergo_rt_f64_to_int",
-        i32t.fn_type(&[p.into(), f64t.into(), i32t.into(), p.into()], false),
-    );
-    add(
-        "aergo_rt_load_int",
-        void.fn_type(&[p.into(), i64t.into(), p.into(), p.into()], false),
-    );
-    add(
-        "aergo_rt_load_bool",
-        void.fn_type(&[p.into(), i64t.into(), p.into(), p.into()], false),
-    );
-    add(
-        "aergo_rt_load_dec",
-        void.fn_type(&[p.into(), i64t.into(), p.into()], false),
-    );
-    add(
-        "aergo_rt_store_int",
-        void.fn_type(&[p.into(), i64t.into(), i64t.into(), i8t.into()], false),
-    );
-    add(
-        "aergo_rt_store_bool",
-        void.fn_type(&[p.into(), i64t.into(), i8t.into(), i8t.into()], false),
-    );
-    add(
-        "aergo_rt_store_dec",
-        i32t.fn_type(&[p.into(), i64t.into(), p.into()], false),
-    );
-    add(
-        "aergo_rt_store_null",
-        void.fn_type(&[p.into(), i64t.into()], false),
-    );
-    add(
-        "aergo_rt_sql",
-        i32t.fn_type(&[p.into(), i64t.into()], false),
-    );
-    add(
-        "aergo_rt_sql_point",
-        i32t.fn_type(&[p.into(), i64t.into()], false),
-    );
-    add(
-        "aergo_rt_dec_binop",
-        i32t.fn_type(
-            &[p.into(), i32t.into(), p.into(), p.into(), p.into()],
-            false,
-        ),
-    );
-    add(
-        "aergo_rt_dec_cmp",
-        i32t.fn_type(&[p.into(), p.into()], false),
-    );
-    add(
-        "aergo_rt_dec_unop",
-        i32t.fn_type(
-            &[p.into(), i32t.into(), p.into(), i64t.into(), p.into()],
-            false,
-        ),
-    );
-    add(
-        "aergo_rt_dec_fit",
-        i32t.fn_type(
-            &[p.into(), p.into(), i32t.into(), i32t.into(), p.into()],
-            false,
-        ),
-    );
-    add(
-        "aergo_rt_dec_to_int",
-        i32t.fn_type(
-            &[p.into(), p.into(), i32t.into(), p.into(), p.into()],
-            false,
-        ),
-    );
-    add(
-        "aergo_rt_push_int",
-        void.fn_type(&[p.into(), i64t.into(), i8t.into()], false),
-    );
-    add(
-        "aergo_rt_push_bool",
-        void.fn_type(&[p.into(), i8t.into(), i8t.into()], false),
-    );
-    add(
-        "aergo_rt_push_dec",
-        i32t.fn_type(&[p.into(), p.into()], false),
-    );
-    add(
-        "aergo_rt_push_const",
-        void.fn_type(&[p.into(), i64t.into()], false),
-    );
-    add(
-        "aergo_rt_push_var",
-        void.fn_type(&[p.into(), i64t.into()], false),
-    );
-    add(
-        "aergo_rt_query_open",
-        i32t.fn_type(&[p.into(), i64t.into()], false),
-    );
-    add(
-        "aergo_rt_query_next",
-        i32t.fn_type(&[p.into(), i64t.into()], false),
-    );
-    add(
-        "aergo_rt_call",
-        i32t.fn_type(
-            &[
-                p.into(),
-                i64t.into(),
-                i64t.into(),
-                i32t.into(),
-                p.into(),
-                p.into(),
-                p.into(),
-            ],
-            false,
-        ),
-    );
-    add(
-        "aergo_rt_raise",
-        i32t.fn_type(&[p.into(), i64t.into()], false),
-    );
-    add(
-        "aergo_rt_ret_int",
-        void.fn_type(&[p.into(), i64t.into(), i8t.into()], false),
-    );
-    add(
-        "aergo_rt_ret_bool",
-        void.fn_type(&[p.into(), i8t.into(), i8t.into()], false),
-    );
-    add(
-        "aergo_rt_ret_dec",
-        i32t.fn_type(&[p.into(), p.into()], false),
-    );
-    add(
-        "aergo_rt_ret_const",
-        void.fn_type(&[p.into(), i64t.into()], false),
-    );
-    add(
-        "aergo_rt_ret_var",
-        void.fn_type(&[p.into(), i64t.into()], false),
-    );
+    let mut h = HashMap::new();
+    for helper in helpers() {
+        let params: Vec<inkwell::types::BasicMetadataTypeEnum<'c>> =
+            helper.params.iter().map(|t| basic(*t).into()).collect();
+        let ty = match helper.ret {
+            None => c.void_type().fn_type(&params, false),
+            Some(r) => inkwell::types::BasicType::fn_type(&basic(r), &params, false),
+        };
+        h.insert(helper.name, m.add_function(helper.name, ty, None));
+    }
     h
 }
 
@@ -409,6 +253,12 @@ impl<'c> Gen<'c, '_> {
     }
 
     fn entry_alloca_dec(&self) -> G<PointerValue<'c>> {
+        self.entry_alloca(self.dect.into())
+    }
+
+    /// A stack slot in the entry block (so `mem2reg` can promote it, and a loop does not
+    /// grow the stack).
+    fn entry_alloca(&self, ty: inkwell::types::BasicTypeEnum<'c>) -> G<PointerValue<'c>> {
         let entry = self
             .func
             .get_first_basic_block()
@@ -418,7 +268,7 @@ impl<'c> Gen<'c, '_> {
             Some(i) => tb.position_before(&i),
             None => tb.position_at_end(entry),
         }
-        Ok(tb.build_alloca(self.dect, "t")?)
+        Ok(tb.build_alloca(ty, "t")?)
     }
 
     fn charge(&self, cost: u64) -> G<()> {
@@ -489,6 +339,299 @@ impl<'c> Gen<'c, '_> {
         let p = self.entry_alloca_dec()?;
         self.b.build_store(self.dec_field(p, 3)?, self.i32c(1))?;
         Ok(p)
+    }
+
+    /// The fields of a `DecSlot`: the low mantissa half, the mantissa as i128, the scale
+    /// (i32), the NULL flag and whether the mantissa fits an i64 (for the fast paths).
+    fn dec_parts(
+        &self,
+        p: PointerValue<'c>,
+    ) -> G<(
+        IntValue<'c>,
+        IntValue<'c>,
+        IntValue<'c>,
+        IntValue<'c>,
+        IntValue<'c>,
+    )> {
+        let (i64t, i32t, i128t) = (self.c.i64_type(), self.c.i32_type(), self.c.i128_type());
+        let lo = self
+            .b
+            .build_load(i64t, self.dec_field(p, 0)?, "lo")?
+            .into_int_value();
+        let hi = self
+            .b
+            .build_load(i64t, self.dec_field(p, 1)?, "hi")?
+            .into_int_value();
+        let sc = self
+            .b
+            .build_load(i32t, self.dec_field(p, 2)?, "sc")?
+            .into_int_value();
+        let null = self.dec_null(p)?;
+        let sign = self.b.build_right_shift(lo, self.i64c(63), true, "sg")?;
+        let fits = self
+            .b
+            .build_int_compare(IntPredicate::EQ, hi, sign, "fits")?;
+        let lo128 = self.b.build_int_z_extend(lo, i128t, "lo128")?;
+        let hi128 = self.b.build_int_z_extend(hi, i128t, "hi128")?;
+        let hi128 = self
+            .b
+            .build_left_shift(hi128, i128t.const_int(64, false), "hish")?;
+        let m = self.b.build_or(lo128, hi128, "m")?;
+        Ok((lo, m, sc, null, fits))
+    }
+
+    /// Stores a non-NULL decimal (i128 mantissa, i32 scale) into a `DecSlot`.
+    fn dec_store(&self, p: PointerValue<'c>, m: IntValue<'c>, sc: IntValue<'c>) -> G<()> {
+        let (i64t, i128t) = (self.c.i64_type(), self.c.i128_type());
+        let lo = self.b.build_int_truncate(m, i64t, "mlo")?;
+        let hi = self
+            .b
+            .build_right_shift(m, i128t.const_int(64, false), false, "mhi")?;
+        let hi = self.b.build_int_truncate(hi, i64t, "mhi64")?;
+        self.b.build_store(self.dec_field(p, 0)?, lo)?;
+        self.b.build_store(self.dec_field(p, 1)?, hi)?;
+        self.b.build_store(self.dec_field(p, 2)?, sc)?;
+        self.b.build_store(self.dec_field(p, 3)?, self.i32c(0))?;
+        Ok(())
+    }
+
+    /// `10^k` for `k` in 0..=18 (i64; `k` an i32 known to be in range).
+    fn pow10_i64(&self, k: IntValue<'c>) -> G<IntValue<'c>> {
+        let i64t = self.c.i64_type();
+        let table: Vec<IntValue<'c>> = (0..=18u32)
+            .map(|e| i64t.const_int(10u64.pow(e), false))
+            .collect();
+        let v = inkwell::types::VectorType::const_vector(&table);
+        Ok(self.b.build_extract_element(v, k, "p10")?.into_int_value())
+    }
+
+    /// Emits `fast` when `cond` holds and `slow` (a runtime helper) otherwise; both continue
+    /// at one join block.
+    fn fast_or_slow(
+        &self,
+        cond: IntValue<'c>,
+        fast: impl FnOnce(&Self) -> G<()>,
+        slow: impl FnOnce(&Self) -> G<()>,
+    ) -> G<()> {
+        let fb = self.c.append_basic_block(self.func, "dfast");
+        let sb = self.c.append_basic_block(self.func, "dslow");
+        let join = self.c.append_basic_block(self.func, "djoin");
+        self.b.build_conditional_branch(cond, fb, sb)?;
+        self.b.position_at_end(fb);
+        fast(self)?;
+        self.b.build_unconditional_branch(join)?;
+        self.b.position_at_end(sb);
+        slow(self)?;
+        self.b.build_unconditional_branch(join)?;
+        self.b.position_at_end(join);
+        Ok(())
+    }
+
+    /// Decimal `+`, `-`, `*` inline when both operands are non-NULL with mantissas that fit
+    /// an i64 (and, for `+`/`-`, scales at most 18 apart; for `*`, a result scale of at most
+    /// `MAX_SCALE`): then the exact i128 result can neither overflow nor need rounding, so it
+    /// is what `Decimal::add`/`sub`/`mul` return. Anything else goes to the runtime helper.
+    fn dec_fast_binop(
+        &self,
+        op: ArithOp,
+        a: PointerValue<'c>,
+        b: PointerValue<'c>,
+        out: PointerValue<'c>,
+        slow: impl FnOnce(&Self) -> G<()>,
+    ) -> G<()> {
+        let (i128t, i32t) = (self.c.i128_type(), self.c.i32_type());
+        let (la, _, sa, na, fa) = self.dec_parts(a)?;
+        let (lb, _, sb, nb, fb) = self.dec_parts(b)?;
+        let nn = self.b.build_or(na, nb, "nn")?;
+        let ok = self.b.build_not(nn, "ok")?;
+        let ok = self.b.build_and(ok, fa, "ok1")?;
+        let ok = self.b.build_and(ok, fb, "ok2")?;
+        let xa = self.b.build_int_s_extend(la, i128t, "xa")?;
+        let xb = self.b.build_int_s_extend(lb, i128t, "xb")?;
+        if op == ArithOp::Mul {
+            let s = self.b.build_int_add(sa, sb, "ms")?;
+            let sok = self.b.build_int_compare(
+                IntPredicate::ULE,
+                s,
+                i32t.const_int(u64::from(crate::decimal::MAX_SCALE), false),
+                "msok",
+            )?;
+            let cond = self.b.build_and(ok, sok, "mok")?;
+            return self.fast_or_slow(
+                cond,
+                |g| {
+                    let m = g.b.build_int_mul(xa, xb, "mm")?;
+                    g.dec_store(out, m, s)
+                },
+                slow,
+            );
+        }
+        // scales: both at most MAX_SCALE, so the differences below do not wrap in i32
+        let da = self.b.build_int_sub(sa, sb, "da")?;
+        let db = self.b.build_int_sub(sb, sa, "db")?;
+        let a_big = self
+            .b
+            .build_int_compare(IntPredicate::SGE, sa, sb, "abig")?;
+        let diff = self.b.build_select(a_big, da, db, "diff")?.into_int_value();
+        let sok =
+            self.b
+                .build_int_compare(IntPredicate::ULE, diff, i32t.const_int(18, false), "dok")?;
+        let cond = self.b.build_and(ok, sok, "aok")?;
+        self.fast_or_slow(
+            cond,
+            |g| {
+                let f = g.pow10_i64(diff)?;
+                let f = g.b.build_int_s_extend(f, i128t, "f")?;
+                // the operand with the smaller scale is brought up to the larger one
+                let ua = g.b.build_int_mul(xa, f, "ua")?;
+                let ub = g.b.build_int_mul(xb, f, "ub")?;
+                let ya = g.b.build_select(a_big, xa, ua, "ya")?.into_int_value();
+                let yb = g.b.build_select(a_big, ub, xb, "yb")?.into_int_value();
+                let s = g.b.build_select(a_big, sa, sb, "s")?.into_int_value();
+                let m = if op == ArithOp::Add {
+                    g.b.build_int_add(ya, yb, "sum")?
+                } else {
+                    g.b.build_int_sub(ya, yb, "dif")?
+                };
+                g.dec_store(out, m, s)
+            },
+            slow,
+        )
+    }
+
+    /// Decimal comparison (-1, 0, 1 as i32): inline for equal scales (an i128 compare), the
+    /// runtime helper otherwise. A NULL operand's result is never used.
+    fn dec_fast_cmp(&self, a: PointerValue<'c>, b: PointerValue<'c>) -> G<IntValue<'c>> {
+        let i32t = self.c.i32_type();
+        let (_, ma, sa, _, _) = self.dec_parts(a)?;
+        let (_, mb, sb, _, _) = self.dec_parts(b)?;
+        let same = self.b.build_int_compare(IntPredicate::EQ, sa, sb, "same")?;
+        let res = self.entry_alloca(i32t.into())?;
+        self.fast_or_slow(
+            same,
+            |g| {
+                let lt = g.b.build_int_compare(IntPredicate::SLT, ma, mb, "clt")?;
+                let gt = g.b.build_int_compare(IntPredicate::SGT, ma, mb, "cgt")?;
+                let lt = g.b.build_int_z_extend(lt, i32t, "lt32")?;
+                let gt = g.b.build_int_z_extend(gt, i32t, "gt32")?;
+                let r = g.b.build_int_sub(gt, lt, "c")?;
+                g.b.build_store(res, r)?;
+                Ok(())
+            },
+            |g| {
+                let r = g
+                    .call("aergo_rt_dec_cmp", &[a.into(), b.into()])?
+                    .ok_or(GenErr::Unsup(line!()))?;
+                g.b.build_store(res, r)?;
+                Ok(())
+            },
+        )?;
+        Ok(self.b.build_load(i32t, res, "cmpv")?.into_int_value())
+    }
+
+    /// Assignment to a `NUMERIC(p, s)` slot (`Decimal::fit`): inline when the value is
+    /// non-NULL, its mantissa fits an i64 and its scale is at most 18 from `s` — rescaled
+    /// exactly (up) or rounded half away from zero (down) in i64/i128, then checked against
+    /// `10^max(p, s)` — with the runtime helper for everything else, including the
+    /// overflow error itself.
+    fn dec_fast_fit(
+        &self,
+        src: PointerValue<'c>,
+        pp: u32,
+        ss: u32,
+        dst: PointerValue<'c>,
+    ) -> G<()> {
+        let slow = |g: &Self| {
+            g.call_checked(
+                "aergo_rt_dec_fit",
+                &[
+                    g.ctxp.into(),
+                    src.into(),
+                    g.i32c(u64::from(pp)).into(),
+                    g.i32c(u64::from(ss)).into(),
+                    dst.into(),
+                ],
+            )
+        };
+        let max = crate::decimal::MAX_SCALE;
+        if pp > max || ss > max {
+            return slow(self);
+        }
+        let (i64t, i32t, i128t) = (self.c.i64_type(), self.c.i32_type(), self.c.i128_type());
+        let (lo, _, sc, null, fits) = self.dec_parts(src)?;
+        let target = i32t.const_int(u64::from(ss), false);
+        let down = self
+            .b
+            .build_int_compare(IntPredicate::SGE, sc, target, "down")?;
+        let dd = self.b.build_int_sub(sc, target, "dd")?;
+        let du = self.b.build_int_sub(target, sc, "du")?;
+        let diff = self.b.build_select(down, dd, du, "fdiff")?.into_int_value();
+        let sok =
+            self.b
+                .build_int_compare(IntPredicate::ULE, diff, i32t.const_int(18, false), "fsok")?;
+        let ok = self.b.build_not(null, "fnn")?;
+        let ok = self.b.build_and(ok, fits, "fok1")?;
+        let ok = self.b.build_and(ok, sok, "fok2")?;
+        // the bound |r| < 10^max(p, s) as an i128 constant (at most 10^38 < 2^127)
+        let bound = 10u128.pow(pp.max(ss));
+        let (blo, bhi) = halves(bound);
+        let bound = i128t.const_int_arbitrary_precision(&[blo, bhi]);
+        let nbound = self.b.build_int_neg(bound, "nb")?;
+        let r = self.entry_alloca(i128t.into())?;
+        let inb = self.entry_alloca(self.c.bool_type().into())?;
+        self.b.build_store(inb, self.b1(false))?;
+        self.fast_or_slow(
+            ok,
+            |g| {
+                let f = g.pow10_i64(diff)?;
+                // down: q = lo / f rounded half away from zero (|lo % f| < f <= 10^18)
+                let q = g.b.build_int_signed_div(lo, f, "fq")?;
+                let rem = g.b.build_int_signed_rem(lo, f, "fr")?;
+                let neg =
+                    g.b.build_int_compare(IntPredicate::SLT, rem, i64t.const_zero(), "rneg")?;
+                let nrem = g.b.build_int_neg(rem, "nrem")?;
+                let arem = g.b.build_select(neg, nrem, rem, "arem")?.into_int_value();
+                let twice = g.b.build_int_add(arem, arem, "twice")?;
+                let up = g.b.build_int_compare(IntPredicate::SGE, twice, f, "rup")?;
+                let lneg =
+                    g.b.build_int_compare(IntPredicate::SLT, lo, i64t.const_zero(), "lneg")?;
+                let step =
+                    g.b.build_select(
+                        lneg,
+                        i64t.const_all_ones(),
+                        i64t.const_int(1, false),
+                        "step",
+                    )?
+                    .into_int_value();
+                let q1 = g.b.build_int_add(q, step, "q1")?;
+                let qd = g.b.build_select(up, q1, q, "qd")?.into_int_value();
+                let md = g.b.build_int_s_extend(qd, i128t, "md")?;
+                // up: lo * f, exact in i128
+                let xl = g.b.build_int_s_extend(lo, i128t, "xl")?;
+                let xf = g.b.build_int_s_extend(f, i128t, "xf")?;
+                let mu = g.b.build_int_mul(xl, xf, "mu")?;
+                let m = g.b.build_select(down, md, mu, "fm")?.into_int_value();
+                let lt = g.b.build_int_compare(IntPredicate::SLT, m, bound, "blt")?;
+                let gt = g.b.build_int_compare(IntPredicate::SGT, m, nbound, "bgt")?;
+                let within = g.b.build_and(lt, gt, "within")?;
+                g.b.build_store(r, m)?;
+                g.b.build_store(inb, within)?;
+                Ok(())
+            },
+            |_| Ok(()),
+        )?;
+        let within = self
+            .b
+            .build_load(self.c.bool_type(), inb, "inbv")?
+            .into_int_value();
+        self.fast_or_slow(
+            within,
+            |g| {
+                let m = g.b.build_load(i128t, r, "fmv")?.into_int_value();
+                g.dec_store(dst, m, target)
+            },
+            slow,
+        )
     }
 
     fn as_dec(&self, v: JVal<'c>) -> G<PointerValue<'c>> {
@@ -834,12 +977,30 @@ impl<'c> Gen<'c, '_> {
                 let y = self.expr(b)?;
                 self.arith(*op, x, y)?
             }
+            Expr::Cmp(op, a, b) if self.frame_cmp(a, b) => self.cmp_ref(*op, a, b)?,
             Expr::Cmp(op, a, b) => {
                 let x = self.expr(a)?;
                 let y = self.expr(b)?;
                 self.cmp(*op, x, y)?
             }
             Expr::And(a, b) | Expr::Or(a, b) => self.logic(matches!(e, Expr::And(..)), a, b)?,
+            Expr::IsNull(a, neg) if self.frame_operand(a).is_some_and(|(k, _)| k == 1) => {
+                let slot = match &**a {
+                    Expr::Var(s) => *s as u64,
+                    _ => return Err(GenErr::Unsup(line!())),
+                };
+                let r = self
+                    .call(
+                        "aergo_rt_var_is_null",
+                        &[self.ctxp.into(), self.i64c(slot).into()],
+                    )?
+                    .ok_or(GenErr::Unsup(line!()))?;
+                let n = self
+                    .b
+                    .build_int_compare(IntPredicate::NE, r, self.i32c(0), "isn")?;
+                let r = if *neg { self.b.build_not(n, "nn")? } else { n };
+                JVal::Bool(r, self.b1(false))
+            }
             Expr::IsNull(a, neg) => {
                 let v = self.expr(a)?;
                 let n = self.null_of(v)?;
@@ -1196,16 +1357,24 @@ impl<'c> Gen<'c, '_> {
                     ArithOp::Div => 3,
                     ArithOp::Mod => 4,
                 };
-                self.call_checked(
-                    "aergo_rt_dec_binop",
-                    &[
-                        self.ctxp.into(),
-                        self.i32c(code).into(),
-                        a.into(),
-                        b.into(),
-                        out.into(),
-                    ],
-                )?;
+                let slow = |g: &Self| {
+                    g.call_checked(
+                        "aergo_rt_dec_binop",
+                        &[
+                            g.ctxp.into(),
+                            g.i32c(code).into(),
+                            a.into(),
+                            b.into(),
+                            out.into(),
+                        ],
+                    )
+                };
+                match op {
+                    ArithOp::Add | ArithOp::Sub | ArithOp::Mul => {
+                        self.dec_fast_binop(op, a, b, out, slow)?
+                    }
+                    ArithOp::Div | ArithOp::Mod => slow(self)?,
+                }
                 Ok(JVal::Num(out))
             }
         }
@@ -1247,9 +1416,7 @@ impl<'c> Gen<'c, '_> {
                 let a = self.as_dec(x)?;
                 let b = self.as_dec(y)?;
                 let n = self.b.build_or(self.dec_null(a)?, self.dec_null(b)?, "n")?;
-                let r = self
-                    .call("aergo_rt_dec_cmp", &[a.into(), b.into()])?
-                    .ok_or(GenErr::Unsup(line!()))?;
+                let r = self.dec_fast_cmp(a, b)?;
                 let lt = self
                     .b
                     .build_int_compare(IntPredicate::SLT, r, self.i32c(0), "lt")?;
@@ -1560,16 +1727,7 @@ impl<'c> Gen<'c, '_> {
             (Repr::Num { p, fit }, JVal::Int(..) | JVal::Num(_)) => {
                 let src = self.as_dec(v)?;
                 match fit {
-                    Some((pp, ss)) => self.call_checked(
-                        "aergo_rt_dec_fit",
-                        &[
-                            self.ctxp.into(),
-                            src.into(),
-                            self.i32c(u64::from(pp)).into(),
-                            self.i32c(u64::from(ss)).into(),
-                            p.into(),
-                        ],
-                    ),
+                    Some((pp, ss)) => self.dec_fast_fit(src, pp, ss, p),
                     None => {
                         let val = self.b.build_load(self.dect, src, "cp")?;
                         self.b.build_store(p, val)?;
@@ -1596,6 +1754,91 @@ impl<'c> Gen<'c, '_> {
             (Repr::Bool { .. }, JVal::Bool(..)) | (_, JVal::Null) => self.put(self.slots[slot], v),
             _ => Err(GenErr::Unsup(line!())),
         }
+    }
+
+    /// A value that stays in the frame (see `abi`'s frame operands): `(0, address)` for a
+    /// constant, `(1, slot)` for a variable the generated code does not hold natively.
+    fn frame_operand(&self, e: &Expr) -> Option<(u32, u64)> {
+        match e {
+            Expr::Const(v) => Some((0, v as *const Value as usize as u64)),
+            Expr::Var(s) if matches!(self.slots.get(*s), Some(Repr::Frame)) => Some((1, *s as u64)),
+            _ => None,
+        }
+    }
+
+    /// Whether a comparison goes through `aergo_rt_cmp_ref`: both operands are frame operands
+    /// and at least one is not a natively held type (a frame variable, or a constant of a
+    /// type the generated code has no representation for).
+    fn frame_cmp(&self, a: &Expr, b: &Expr) -> bool {
+        let foreign = |e: &Expr| match e {
+            Expr::Const(v) => !matches!(
+                v,
+                Value::Null | Value::Int(_) | Value::Bool(_) | Value::Num(_) | Value::Float(_)
+            ),
+            Expr::Var(s) => matches!(self.slots.get(*s), Some(Repr::Frame)),
+            _ => false,
+        };
+        self.frame_operand(a).is_some()
+            && self.frame_operand(b).is_some()
+            && (foreign(a) || foreign(b))
+    }
+
+    /// A comparison of two frame operands through the runtime's `sql_cmp`.
+    fn cmp_ref(&self, op: CmpOp, a: &Expr, b: &Expr) -> G<JVal<'c>> {
+        let ((ka, xa), (kb, xb)) = (
+            self.frame_operand(a).ok_or(GenErr::Unsup(line!()))?,
+            self.frame_operand(b).ok_or(GenErr::Unsup(line!()))?,
+        );
+        let ordp = self.entry_alloca(self.c.i32_type().into())?;
+        let nullp = self.entry_alloca(self.c.i8_type().into())?;
+        self.call_checked(
+            "aergo_rt_cmp_ref",
+            &[
+                self.ctxp.into(),
+                self.i32c(u64::from(ka)).into(),
+                self.i64c(xa).into(),
+                self.i32c(u64::from(kb)).into(),
+                self.i64c(xb).into(),
+                ordp.into(),
+                nullp.into(),
+            ],
+        )?;
+        let r = self
+            .b
+            .build_load(self.c.i32_type(), ordp, "ord")?
+            .into_int_value();
+        let n = self.load_flag(nullp)?;
+        let z = self.i32c(0);
+        let v = match op {
+            CmpOp::Eq => self.b.build_int_compare(IntPredicate::EQ, r, z, "eq")?,
+            CmpOp::Ne => self.b.build_int_compare(IntPredicate::NE, r, z, "ne")?,
+            CmpOp::Lt => self.b.build_int_compare(IntPredicate::SLT, r, z, "lt")?,
+            CmpOp::Le => self.b.build_int_compare(IntPredicate::SLE, r, z, "le")?,
+            CmpOp::Gt => self.b.build_int_compare(IntPredicate::SGT, r, z, "gt")?,
+            CmpOp::Ge => self.b.build_int_compare(IntPredicate::SGE, r, z, "ge")?,
+        };
+        Ok(JVal::Bool(v, n))
+    }
+
+    /// `slot := e` for a frame slot and a frame operand, through `aergo_rt_assign_ref`
+    /// (false: not that shape).
+    fn assign_ref(&self, slot: usize, e: &Expr) -> G<bool> {
+        if !matches!(self.slots.get(slot), Some(Repr::Frame)) {
+            return Ok(false);
+        }
+        let Some((k, x)) = self.frame_operand(e) else {
+            return Ok(false);
+        };
+        self.call_checked(
+            "aergo_rt_assign_ref",
+            &[
+                self.ctxp.into(),
+                self.i64c(slot as u64).into(),
+                self.i32c(u64::from(k)).into(),
+                self.i64c(x).into(),
+            ],
+        )?;
+        Ok(true)
     }
 
     /// Evaluates an argument and pushes it for RAISE or a call.
@@ -1676,11 +1919,18 @@ impl<'c> Gen<'c, '_> {
             // exception blocks (savepoints, handlers) run in the interpreter
             StmtKind::Guarded(..) => return Err(GenErr::Unsup(line!())),
             StmtKind::Assign(slot, e) => {
-                let v = self.expr(e)?;
-                self.assign(*slot, v)?;
+                if !self.assign_ref(*slot, e)? {
+                    let v = self.expr(e)?;
+                    self.assign(*slot, v)?;
+                }
             }
             StmtKind::Init(list) => {
                 for (slot, def) in list {
+                    if let Some(e) = def {
+                        if self.assign_ref(*slot, e)? {
+                            continue;
+                        }
+                    }
                     let v = match def {
                         Some(e) => self.expr(e)?,
                         None => JVal::Null,

@@ -6,11 +6,14 @@
 //! comparisons, AND/OR/NOT, IS NULL, CASE, COALESCE, abs/round, assignment
 //! with type coercion, IF/ELSIF/ELSE, LOOP/WHILE/FOR-range, EXIT/CONTINUE,
 //! RETURN and RAISE. Integer arithmetic, control flow, NULL logic and gas
-//! metering are native code; SQL statements, decimal arithmetic, frame
+//! metering are native code, and so are NUMERIC `+`, `-`, `*`, comparisons and
+//! `NUMERIC(p, s)` assignment on i64-sized mantissas (`codegen`'s `dec_fast_*`); SQL
+//! statements, the rest of decimal arithmetic, frame
 //! access and RAISE go through `aergo_rt_*` runtime helpers (the generated
 //! module imports nothing else, see [`JitProgram::imported_symbols`]). A
-//! function that uses anything else (text expressions, FOR-over-query,
-//! nested calls in procedural expressions) runs in the interpreter.
+//! function that uses anything else (text expressions other than assigning, comparing and
+//! NULL-testing text variables and constants, exception blocks, REAL arithmetic) runs in the
+//! interpreter.
 //! Both engines charge identical gas at identical points and report
 //! identical errors (the helpers call the same Rust code as the interpreter).
 //!
@@ -27,7 +30,7 @@ use crate::error::{Result, SqlError};
 use crate::exec::{Dispatch, Runtime};
 use crate::ir::Catalog;
 use crate::value::{SqlType, Value};
-use abi::{call_compiled, helper_addrs, JitFn};
+use abi::{call_compiled, JitFn};
 use codegen::{declare_helpers, gen_function, GenErr};
 use inkwell::context::Context;
 use inkwell::execution_engine::ExecutionEngine;
@@ -99,9 +102,9 @@ impl JitProgram {
         let engine = module
             .create_jit_execution_engine(OptimizationLevel::Aggressive)
             .map_err(|e| SqlError::Jit(e.to_string()))?;
-        for (name, addr) in helper_addrs() {
-            if let Some(f) = module.get_function(name) {
-                engine.add_global_mapping(&f, addr);
+        for helper in abi::helpers() {
+            if let Some(f) = module.get_function(helper.name) {
+                engine.add_global_mapping(&f, helper.addr);
             }
         }
         let mut fns = Vec::new();
