@@ -616,6 +616,59 @@ fn a_repository_directory_holds_members_tags_and_identifiers_at_the_right_height
         Ok(send(&dave, 0).ok())
     })?;
 
+    // A contract deployed in the repository, called by its identifier.
+    let fig6 = dir.path().join("figure6.sql");
+    std::fs::write(&fig6, aergo_e2e::FIGURE6_SQL)?;
+    let deployed = aergo_json(
+        &url,
+        &[
+            "--repo",
+            "docs",
+            "contract",
+            "deploy",
+            fig6.to_str().context("path")?,
+            "--from",
+            "dev",
+        ],
+    )?;
+    ensure!(deployed["status"] == "ok", "{deployed}");
+    let contract = str_of(&deployed, "address")?;
+    let named = aergo_json(
+        &url,
+        &["--repo", "docs", "name", "set", "ledger", &contract],
+    )?;
+    ensure!(named["status"] == "ok", "{named}");
+    let step = aergo_json(
+        &url,
+        &[
+            "--repo", "docs", "send", "--from", "dev", "--to", &target, "--amount", "1", "--wait",
+            "included",
+        ],
+    )?;
+    ensure!(step["status"] == "ok", "{step}");
+    let rows = poll(
+        "the identifier resolves for the CLI",
+        Duration::from_secs(20),
+        || {
+            Ok(aergo_json(
+                &url,
+                &[
+                    "--repo",
+                    "docs",
+                    "contract",
+                    "query",
+                    "ledger",
+                    "SELECT count(*) FROM accounts",
+                ],
+            )
+            .ok())
+        },
+    )?;
+    ensure!(
+        rows["rows"] == json!([[0]]) || rows["rows"] == json!([["0"]]),
+        "{rows}"
+    );
+
     // The tag names the block it was set on.
     let info = rpc(&url, "dd_info", json!({"repo": "docs"}))?;
     let tag = &info["tags"][0];
@@ -662,7 +715,7 @@ fn a_crash_during_creation_or_a_directory_change_leaves_both_or_neither() -> Res
     let dev_addr = Address::from_public_key(&dev.public());
     // The moments after the sends at which the node is killed (a crash test's delays, not
     // synchronisation: each round accepts either outcome and checks it is whole).
-    let delays_ms = [0u64, 3, 15, 60, 250];
+    let delays_ms = [0u64, 3, 15, 60, 1500];
     let mut created = Vec::new();
     for (round, delay) in delays_ms.iter().enumerate() {
         let node = start_dev_node(&data, port, &["--no-empty-blocks", "--genesis", g])?;
@@ -751,7 +804,7 @@ fn a_crash_during_creation_or_a_directory_change_leaves_both_or_neither() -> Res
         }
         drop(node);
     }
-    // Not vacuous: the slowest round's repository made it.
+    // Not vacuous: the last round waited past a block interval (1 s), so its repository made it.
     let node = start_dev_node(&data, port, &["--no-empty-blocks", "--genesis", g])?;
     let last = created.last().context("rounds")?;
     poll(

@@ -123,6 +123,28 @@ fn read_script(file: &std::path::Path) -> Result<String> {
 /// Signs and submits a transaction; returns (hash, nonce, sender).
 pub type Signer<'a> = &'a dyn Fn(&str) -> Result<Keypair>;
 
+/// A contract from what was typed: an address, inside a repository (`--repo`) an identifier
+/// of its directory that resolves at its best height, else a name of the address book.
+async fn contract_addr(c: &RpcClient, s: &str) -> Result<aergo_types::Address> {
+    if let Ok(a) = aergo_types::Address::decode(s.trim()) {
+        return Ok(a);
+    }
+    if let Some(repo) = c.repo().filter(|r| !r.ends_with("/dd")) {
+        let found: Result<serde_json::Value, _> = c
+            .call("dd_resolve", json!({"repo": repo, "name": s.trim()}))
+            .await;
+        if let Ok(v) = found {
+            let target = v["target"].as_str().unwrap_or_default();
+            return aergo_types::Address::decode(target).map_err(|e| {
+                anyhow::anyhow!(
+                    "identifier `{s}` of repository `{repo}` names `{target}`, not an address: {e}"
+                )
+            });
+        }
+    }
+    crate::resolve_addr(s)
+}
+
 /// Runs an `aergo contract` command.
 pub async fn run(
     cmd: ContractCmd,
@@ -188,7 +210,7 @@ pub async fn run(
             gas,
             no_check,
         } => {
-            let to = crate::resolve_addr(&address)?;
+            let to = contract_addr(c, &address).await?;
             let script = read_script(&file)?;
             if !no_check {
                 let abi = c.contract_abi(&to.encode()).await?;
@@ -226,7 +248,7 @@ pub async fn run(
             dry_run,
             no_check,
         } => {
-            let to = crate::resolve_addr(&address)?;
+            let to = contract_addr(c, &address).await?;
             let amount = crate::human::parse_amount(&amount)?;
             let caller = crate::resolve_addr(&from)?;
             let payload = serde_json::to_vec(&json!({"function": function, "args": args}))?;
@@ -311,17 +333,17 @@ pub async fn run(
             args,
             at,
         } => {
-            let address = crate::resolve_addr(&address)?.encode();
+            let address = contract_addr(c, &address).await?.encode();
             let v = c.contract_call_view(&address, &function, &args, at).await?;
             crate::print(json_out, &v, || format!("result: {}", v["result"]));
         }
         ContractCmd::Query { address, sql, at } => {
-            let address = crate::resolve_addr(&address)?.encode();
+            let address = contract_addr(c, &address).await?.encode();
             let v = c.contract_query(&address, &sql, at).await?;
             crate::print(json_out, &v, || render_rows(&v));
         }
         ContractCmd::Abi { address } => {
-            let address = crate::resolve_addr(&address)?.encode();
+            let address = contract_addr(c, &address).await?.encode();
             let v = c.contract_abi(&address).await?;
             crate::print(json_out, &v, || {
                 let head = render_abi(&v);

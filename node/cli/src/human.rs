@@ -47,7 +47,24 @@ fn check_decimals(input: &str, n: &str) -> Result<()> {
 
 /// An amount in aer as `N AERGO` (up to 18 decimals, no trailing zeros).
 pub fn aergo(a: Aer) -> String {
-    format!("{} AERGO", a.to_aergo_string())
+    format!("{} {}", a.to_aergo_string(), unit())
+}
+
+/// The unit amounts are shown in: `AERGO` on the root chain; inside a repository (`--repo`)
+/// its own units, written `units (NAME)`.
+static UNIT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Sets the unit for this run (the repository given with `--repo`, if any).
+pub fn set_repo_unit(repo: Option<&str>) {
+    if let Some(r) = repo.filter(|r| *r != "aergo") {
+        let name = r.trim_end_matches("/dd");
+        let _ = UNIT.set(format!("units ({name})"));
+    }
+}
+
+/// The unit amounts are shown in.
+pub fn unit() -> &'static str {
+    UNIT.get().map(String::as_str).unwrap_or("AERGO")
 }
 
 /// Milliseconds since the epoch as local `YYYY-MM-DD HH:MM:SS` (UTC when the local zone is

@@ -292,6 +292,7 @@ static KEYSTORE_DIR: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock:
 fn main() {
     let cli = Cli::parse();
     let _ = KEYSTORE_DIR.set(cli.keystore.clone());
+    human::set_repo_unit(cli.repo.as_deref());
     let rpc_url = cli.rpc.clone();
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -346,7 +347,7 @@ pub(crate) fn print(json_mode: bool, v: &Value, human: impl FnOnce() -> String) 
 
 fn aergo(s: &str) -> String {
     Aer::parse_aer(s)
-        .map(|a| format!("{} AERGO", a.to_aergo_string()))
+        .map(|a| format!("{} {}", a.to_aergo_string(), human::unit()))
         .unwrap_or_else(|_| s.to_string())
 }
 

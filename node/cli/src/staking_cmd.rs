@@ -218,7 +218,7 @@ fn default_address(keystore: Option<PathBuf>) -> Result<Address> {
 }
 
 fn aergo(a: Aer) -> String {
-    format!("{} AERGO", a.to_aergo_string())
+    format!("{} {}", a.to_aergo_string(), crate::human::unit())
 }
 
 /// Runs a staking command.

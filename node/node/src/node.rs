@@ -211,6 +211,8 @@ pub struct Node {
     /// On a repository directory's node: the repository's ledger (identifier heights are its
     /// heights).
     pub ledger: parking_lot::RwLock<Option<Arc<Chain>>>,
+    /// Which ledger this node runs, for log lines: `aergo`, `NAME` or `NAME/dd`.
+    pub label: String,
 }
 
 /// Where committed blocks came from (see [`Node::on_committed`]).
@@ -335,7 +337,6 @@ impl Node {
         empty_blocks: bool,
     ) -> Self {
         Self {
-            chain,
             mempool: Mutex::new(Mempool::new(mempool)),
             key,
             empty_blocks: AtomicBool::new(empty_blocks),
@@ -352,6 +353,16 @@ impl Node {
             faults: Default::default(),
             repos: Default::default(),
             ledger: Default::default(),
+            label: chain
+                .genesis()
+                .repo
+                .as_ref()
+                .map(|r| match r.part {
+                    aergo_types::repo::RepoPart::Ledger => r.name.clone(),
+                    aergo_types::repo::RepoPart::Directory => format!("{}/dd", r.name),
+                })
+                .unwrap_or_else(|| aergo_types::repo::ROOT_REPO.into()),
+            chain,
         }
     }
 
@@ -604,6 +615,7 @@ impl Node {
             self.metrics
                 .block(b.header.timestamp_ms, count32(b.txs.len()), commit_us);
             tracing::info!(
+                repo = %self.label,
                 height = b.header.height,
                 txs = b.txs.len(),
                 gas = a.gas_used,
