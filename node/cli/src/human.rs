@@ -108,7 +108,7 @@ pub fn aer_to_aergo(msg: &str) -> String {
         if unit == "aer" && !w.is_empty() && w.chars().all(|c| c.is_ascii_digit()) {
             if let Ok(n) = w.parse::<u128>() {
                 out.push(Aer(n).to_aergo_string());
-                out.push(format!("AERGO{}", &next[3..]));
+                out.push(format!("{}{}", self::unit(), &next[3..]));
                 i += 2;
                 continue;
             }

@@ -737,8 +737,8 @@ async fn run(cli: Cli) -> Result<()> {
             let v = json!({"address": r.address, "balance": r.balance.to_string(), "nonce": r.nonce, "next_nonce": r.next_nonce, "height": r.height});
             print(j, &v, || {
                 format!(
-                    "{} AERGO\n  address  {}\n  nonce    {}\n  height   {}",
-                    r.balance.to_aergo_string(),
+                    "{}\n  address  {}\n  nonce    {}\n  height   {}",
+                    human::aergo(r.balance),
                     r.address,
                     r.nonce,
                     r.height
