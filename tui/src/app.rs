@@ -13,7 +13,7 @@ use crate::source::Update;
 use crate::theme::Theme;
 use aergo_os::control::{LogLine, ServiceInfo};
 
-/// The eight screens, in tab order.
+/// The nine screens, in tab order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Screen {
     /// Node identity, chain head, alerts.
@@ -32,11 +32,13 @@ pub enum Screen {
     Services,
     /// Service logs.
     Logs,
+    /// The root chain and the repositories; Enter selects the ledger the node screens read.
+    Repos,
 }
 
 impl Screen {
     /// All screens in order.
-    pub const ALL: [Screen; 8] = [
+    pub const ALL: [Screen; 9] = [
         Screen::Overview,
         Screen::Blocks,
         Screen::Mempool,
@@ -45,6 +47,7 @@ impl Screen {
         Screen::Storage,
         Screen::Services,
         Screen::Logs,
+        Screen::Repos,
     ];
 
     /// Position (0-based).
@@ -63,6 +66,15 @@ impl Screen {
             Screen::Storage => "Storage",
             Screen::Services => "Services",
             Screen::Logs => "Logs",
+            Screen::Repos => "Repos",
+        }
+    }
+
+    /// Tab title where the tab line is narrow (under 96 columns).
+    pub fn short_title(self) -> &'static str {
+        match self {
+            Screen::Resources => "Res",
+            s => s.title(),
         }
     }
 
@@ -75,7 +87,7 @@ impl Screen {
     fn filterable(self) -> bool {
         matches!(
             self,
-            Screen::Blocks | Screen::Mempool | Screen::Services | Screen::Logs
+            Screen::Blocks | Screen::Mempool | Screen::Services | Screen::Logs | Screen::Repos
         )
     }
 }
@@ -106,6 +118,8 @@ pub enum Action {
     Restart(String),
     /// Show logs of this service.
     Logs(String),
+    /// Read this repository from now on (`None`: the root chain).
+    SelectRepo(Option<String>),
 }
 
 /// Where the data comes from, shown in the status line and outage banners.
@@ -127,13 +141,13 @@ pub struct App {
     /// Current screen.
     pub screen: Screen,
     /// Selected row per screen (index into the filtered rows).
-    pub sel: [usize; 8],
+    pub sel: [usize; 9],
     /// Filter text per screen.
-    pub filters: [String; 8],
+    pub filters: [String; 9],
     /// Whether the filter of the current screen is being typed.
     pub editing_filter: bool,
     /// Drill-down stacks of the Blocks and Mempool screens.
-    pub details: [Vec<Detail>; 8],
+    pub details: [Vec<Detail>; 9],
     /// Selected transaction inside an open block.
     pub detail_sel: usize,
     /// Help overlay shown.
@@ -163,6 +177,8 @@ pub struct App {
     pub host_mode: bool,
     /// The height being typed after `g` on the Blocks screen.
     pub goto: Option<String>,
+    /// The repository the node screens read (`None`: the root chain, `aergo`).
+    pub repo: Option<String>,
 }
 
 impl App {
@@ -171,7 +187,7 @@ impl App {
         Self {
             model: Model::default(),
             screen: Screen::Overview,
-            sel: [0; 8],
+            sel: [0; 9],
             filters: Default::default(),
             editing_filter: false,
             details: Default::default(),
@@ -189,7 +205,65 @@ impl App {
             page: Cell::new(10),
             host_mode: false,
             goto: None,
+            repo: None,
         }
+    }
+
+    /// The name of the ledger the node screens read (`aergo` for the root chain).
+    pub fn ledger(&self) -> &str {
+        self.repo.as_deref().unwrap_or(crate::model::ROOT)
+    }
+
+    /// The selected repository is private and refuses this dashboard's unsigned reads.
+    pub fn private_denied(&self) -> bool {
+        self.repo.is_some()
+            && self
+                .model
+                .chain
+                .down
+                .as_ref()
+                .is_some_and(|d| d.error == crate::model::PRIVATE_MSG)
+    }
+
+    /// Repositories shown under the current filter (root first).
+    pub fn visible_repos(&self) -> Vec<&crate::model::RepoRow> {
+        let f = &self.filters[Screen::Repos.index()];
+        self.model
+            .repos
+            .get()
+            .map(|v| {
+                v.iter()
+                    .filter(|r| Self::matches(f, &[&r.name, &r.engine, &r.visibility]))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Makes the node screens read `name` (`aergo`: the root chain): what they showed
+    /// belongs to the previous ledger and is dropped.
+    pub fn select_repo(&mut self, name: &str) -> Action {
+        let repo = Some(name.to_string()).filter(|n| n != crate::model::ROOT);
+        if repo == self.repo {
+            return Action::None;
+        }
+        self.repo = repo.clone();
+        let m = &mut self.model;
+        m.chain = Default::default();
+        m.node = Default::default();
+        m.blocks = Default::default();
+        m.mempool = Default::default();
+        m.peers = Default::default();
+        m.consensus = Default::default();
+        m.block = Default::default();
+        m.tx = Default::default();
+        m.ws_live = false;
+        for s in [Screen::Blocks, Screen::Mempool] {
+            self.details[s.index()].clear();
+            self.sel[s.index()] = 0;
+        }
+        self.detail_sel = 0;
+        self.flash(format!("reading {}", self.ledger()));
+        Action::SelectRepo(repo)
     }
 
     /// The filter of the current screen.
@@ -313,6 +387,7 @@ impl App {
                 .unwrap_or(0),
             (Screen::Mempool, None) => self.visible_mempool().len(),
             (Screen::Services, _) => self.visible_services().len(),
+            (Screen::Repos, _) => self.visible_repos().len(),
             (Screen::Logs, _) => self.visible_logs().len(),
             _ => 0,
         }
@@ -448,7 +523,7 @@ impl App {
             KeyCode::Char('?') => self.help = true,
             KeyCode::Tab => return self.switch(self.screen.offset(1)),
             KeyCode::BackTab => return self.switch(self.screen.offset(-1)),
-            KeyCode::Char(c @ '1'..='8') => {
+            KeyCode::Char(c @ '1'..='9') => {
                 let i = c as usize - '1' as usize;
                 return self.switch(Screen::ALL[i]);
             }
@@ -583,6 +658,17 @@ impl App {
             (_, Some(Detail::Tx(hash))) => {
                 self.details[i].push(Detail::Receipt(hash));
             }
+            (Screen::Repos, _) => {
+                let name = self
+                    .visible_repos()
+                    .get(self.sel[i])
+                    .map(|r| r.name.clone());
+                if let Some(name) = name {
+                    let a = self.select_repo(&name);
+                    self.screen = Screen::Overview;
+                    return a;
+                }
+            }
             (Screen::Services, _) => {
                 let name = self
                     .visible_services()
@@ -701,6 +787,15 @@ impl App {
                 m.flash = Some(s);
                 m.flash_ms = now;
             }
+            Update::Repos(r) => match r {
+                Ok(v) => m.repos.ok(v, now),
+                Err(e) => m.repos.fail(e, now),
+            },
+            Update::ForRepo(repo, u) => {
+                if repo == self.repo {
+                    self.apply(*u);
+                }
+            }
         }
     }
 }
@@ -738,7 +833,10 @@ mod tests {
     fn tabs_digits_and_wraparound() {
         let mut a = app();
         a.key(key(KeyCode::BackTab));
+        assert_eq!(a.screen, Screen::Repos);
+        a.key(key(KeyCode::BackTab));
         assert_eq!(a.screen, Screen::Logs);
+        a.key(key(KeyCode::Tab));
         a.key(key(KeyCode::Tab));
         assert_eq!(a.screen, Screen::Overview);
         a.key(key(KeyCode::Char('5')));
@@ -940,5 +1038,51 @@ mod tests {
         a.key(key(KeyCode::Enter));
         assert_eq!(a.key(key(KeyCode::Enter)), Action::OpenTx(hash.clone()));
         assert_eq!(a.detail(), Some(&Detail::Tx(hash)));
+    }
+
+    #[test]
+    fn enter_on_a_repository_selects_it_and_stale_answers_are_dropped() {
+        let mut a = app();
+        let row = |name: &str| crate::model::RepoRow {
+            name: name.into(),
+            ..Default::default()
+        };
+        a.apply(Update::Repos(Ok(vec![row("aergo"), row("team-a")])));
+        assert_eq!(a.key(key(KeyCode::Char('9'))), Action::None);
+        assert_eq!(a.screen, Screen::Repos);
+        a.key(key(KeyCode::Down));
+        assert_eq!(
+            a.key(key(KeyCode::Enter)),
+            Action::SelectRepo(Some("team-a".into()))
+        );
+        assert_eq!((a.screen, a.ledger()), (Screen::Overview, "team-a"));
+        assert!(
+            a.model.blocks.get().is_none(),
+            "the root's blocks are dropped"
+        );
+        let chain = |h| {
+            Box::new(Update::Chain(Ok(crate::model::ChainView {
+                height: h,
+                ..Default::default()
+            })))
+        };
+        // An answer from the root that was in flight is not shown as team-a's.
+        a.apply(Update::ForRepo(None, chain(50)));
+        assert!(a.model.chain.get().is_none());
+        a.apply(Update::ForRepo(Some("team-a".into()), chain(3)));
+        assert_eq!(a.model.chain.get().map(|c| c.height), Some(3));
+        // A private repository's refusal is recognised.
+        a.apply(Update::ForRepo(
+            Some("team-a".into()),
+            Box::new(Update::Chain(Err(crate::model::PRIVATE_MSG.into()))),
+        ));
+        assert!(a.private_denied());
+        // Selecting the root again returns to it; selecting the same one does nothing.
+        a.key(key(KeyCode::Char('9')));
+        a.key(key(KeyCode::Home));
+        assert_eq!(a.key(key(KeyCode::Enter)), Action::SelectRepo(None));
+        assert_eq!(a.ledger(), "aergo");
+        assert!(!a.private_denied());
+        assert_eq!(a.select_repo("aergo"), Action::None);
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! - [`model`]: view models and [`model::Feed`] (last value + outage since when).
 //! - [`app`]: UI state and key handling (no I/O).
-//! - [`ui`]: rendering of the eight screens (pure; snapshot-tested).
+//! - [`ui`]: rendering of the nine screens (pure; snapshot-tested).
 //! - [`source`]: background data sources (node RPC, init control, AergoFS, procfs).
 //! - [`run`]: the terminal event loop wiring them together.
 //! - [`theme`], [`fmt`]: colours/glyphs and text formatting.

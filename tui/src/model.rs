@@ -621,6 +621,51 @@ impl ResourceHistory {
     }
 }
 
+/// The root chain's name: the ledger read when no repository is selected.
+pub const ROOT: &str = "aergo";
+
+/// What a private repository shows to a reader without a member's signature.
+pub const PRIVATE_MSG: &str = "private: reads need a member's signature";
+
+/// One row of the Repositories screen: the root chain or a registered repository.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RepoRow {
+    /// Repository name (`aergo`: the root chain).
+    pub name: String,
+    /// `solo`, `poa`, `dpos`, …
+    pub engine: String,
+    /// `public` or `private`.
+    pub visibility: String,
+    /// Whether this node hosts it.
+    pub hosted: bool,
+    /// Best height (hosted only).
+    pub height: Option<u64>,
+    /// Finalized height (hosted only).
+    pub finalized_height: Option<u64>,
+    /// Its Distributed Directory's height (hosted public repositories only).
+    pub dd_height: Option<u64>,
+    /// Members in its directory (hosted public repositories only).
+    pub members: Option<u64>,
+    /// The last RPC error about this repository (its row shows it).
+    pub error: Option<String>,
+}
+
+impl RepoRow {
+    /// The `dd_info` answer's height and member count, read leniently (missing: `None`).
+    pub fn apply_dd_info(&mut self, v: &serde_json::Value) {
+        self.dd_height = v.get("height").and_then(serde_json::Value::as_u64);
+        self.members = v
+            .get("members")
+            .and_then(serde_json::Value::as_array)
+            .map(|m| u64::try_from(m.len()).unwrap_or(u64::MAX));
+    }
+
+    /// Whether it is private.
+    pub fn private(&self) -> bool {
+        self.visibility == "private"
+    }
+}
+
 /// Everything the dashboard knows.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Model {
@@ -648,6 +693,8 @@ pub struct Model {
     pub storage: Feed<StorageView>,
     /// Local resources.
     pub resources: ResourceHistory,
+    /// The root chain and every registered repository (`repo_list`, `dd_info`).
+    pub repos: Feed<Vec<RepoRow>>,
     /// Whether the new-blocks subscription is live.
     pub ws_live: bool,
     /// Last message from an operator action (restart result).

@@ -42,6 +42,61 @@ pub struct Config {
     pub fs: String,
 }
 
+/// The node's poller, subscription and request server for one ledger. Their updates are
+/// tagged with the ledger ([`Update::ForRepo`]) so that answers still in flight after a switch
+/// are dropped.
+struct NodeTasks {
+    requests: mpsc::Sender<NodeRequest>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl NodeTasks {
+    fn start(url: &str, repo: Option<String>, data_tx: &mpsc::Sender<Update>) -> Self {
+        let node = Arc::new(
+            source::rpc::RpcNode::new(url, source::node::CALL_TIMEOUT).with_repo(repo.clone()),
+        );
+        let (tx, mut rx) = mpsc::channel::<Update>(256);
+        let live = Arc::new(AtomicBool::new(false));
+        let (requests, req_rx) = mpsc::channel::<NodeRequest>(16);
+        let mut tasks = vec![tokio::spawn(source::node::poll(
+            node.clone(),
+            tx.clone(),
+            live.clone(),
+            Duration::from_secs(1),
+            Duration::from_secs(10),
+        ))];
+        // The new-blocks subscription is the root chain's: a repository's blocks are polled.
+        if repo.is_none() {
+            tasks.push(tokio::spawn(source::node::subscribe(
+                node.clone(),
+                tx.clone(),
+                live,
+                Duration::from_secs(10),
+            )));
+        }
+        tasks.push(tokio::spawn(source::node::serve(node, req_rx, tx)));
+        let out = data_tx.clone();
+        tasks.push(tokio::spawn(async move {
+            while let Some(u) = rx.recv().await {
+                if out
+                    .send(Update::ForRepo(repo.clone(), Box::new(u)))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        }));
+        Self { requests, tasks }
+    }
+
+    fn stop(&self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
 #[allow(clippy::large_enum_variant)] // short-lived messages; boxing buys nothing
 enum Event {
     Input(TermEvent),
@@ -74,27 +129,21 @@ pub async fn run<B: Backend>(
     let (data_tx, mut data_rx) = mpsc::channel::<Update>(1024);
     let (ev_tx, mut ev_rx) = mpsc::channel::<Event>(256);
 
-    // Node
-    let node = Arc::new(source::rpc::RpcNode::new(
-        &cfg.rpc,
-        source::node::CALL_TIMEOUT,
-    ));
-    let live = Arc::new(AtomicBool::new(false));
-    let (node_req_tx, node_req_rx) = mpsc::channel::<NodeRequest>(16);
-    tokio::spawn(source::node::poll(
-        node.clone(),
-        data_tx.clone(),
-        live.clone(),
-        Duration::from_secs(1),
-        Duration::from_secs(10),
-    ));
-    tokio::spawn(source::node::subscribe(
-        node.clone(),
-        data_tx.clone(),
-        live.clone(),
-        Duration::from_secs(10),
-    ));
-    tokio::spawn(source::node::serve(node, node_req_rx, data_tx.clone()));
+    // Node (restarted on another ledger when the operator selects a repository)
+    let mut node = NodeTasks::start(&cfg.rpc, app.repo.clone(), &data_tx);
+    match aergo_rpc::RpcClient::new(&cfg.rpc, source::node::CALL_TIMEOUT) {
+        Ok(client) => {
+            tokio::spawn(source::repos::poll(
+                client,
+                data_tx.clone(),
+                Duration::from_secs(2),
+                Duration::from_secs(10),
+            ));
+        }
+        Err(e) => {
+            let _ = data_tx.try_send(Update::Repos(Err(format!("{}: {e}", cfg.rpc))));
+        }
+    }
 
     // Init
     let endpoint = aergo_os::control::Endpoint::parse(&cfg.init)
@@ -117,9 +166,10 @@ pub async fn run<B: Backend>(
         Duration::from_secs(30),
     ));
     source::resources::spawn(data_tx.clone(), Duration::from_secs(1))?;
-    drop(data_tx);
 
     // Forward data and ticks into the event channel.
+    let node_data_tx = data_tx.clone();
+    drop(data_tx);
     {
         let ev_tx = ev_tx.clone();
         tokio::spawn(async move {
@@ -156,16 +206,20 @@ pub async fn run<B: Backend>(
                         Action::None => {}
                         Action::Quit => return Ok(()),
                         Action::OpenBlock(h) => {
-                            let _ = node_req_tx.try_send(NodeRequest::Block(h));
+                            let _ = node.requests.try_send(NodeRequest::Block(h));
                         }
                         Action::OpenTx(hash) => {
-                            let _ = node_req_tx.try_send(NodeRequest::Tx(hash));
+                            let _ = node.requests.try_send(NodeRequest::Tx(hash));
                         }
                         Action::Restart(name) => {
                             let _ = init_req_tx.try_send(InitRequest::Restart(name));
                         }
                         Action::Logs(name) => {
                             let _ = init_req_tx.try_send(InitRequest::Logs(name));
+                        }
+                        Action::SelectRepo(repo) => {
+                            node.stop();
+                            node = NodeTasks::start(&cfg.rpc, repo, &node_data_tx);
                         }
                     }
                 }

@@ -893,7 +893,7 @@ fn help_overlay() {
 
 #[test]
 fn every_screen_renders_at_80x24_without_data() {
-    for n in '1'..='8' {
+    for n in '1'..='9' {
         let mut a = empty_app();
         press(&mut a, KeyCode::Char(n));
         let out = render(&a, 80, 24);
@@ -905,7 +905,7 @@ fn every_screen_renders_at_80x24_without_data() {
 #[test]
 fn tiny_and_huge_terminals_never_panic() {
     for (w, h) in [(1, 1), (20, 5), (40, 12), (80, 24), (250, 70)] {
-        for n in '1'..='8' {
+        for n in '1'..='9' {
             for mut a in [empty_app(), healthy(), dpos()] {
                 press(&mut a, KeyCode::Char(n));
                 let out = render(&a, w, h);
@@ -922,7 +922,7 @@ const VT_GLYPHS: &str = "─│┌┐└┘├┤┬┴┼█▄▀";
 
 #[test]
 fn console_theme_draws_only_glyphs_the_linux_console_has() {
-    for n in '1'..='8' {
+    for n in '1'..='9' {
         let mut a = healthy();
         a.theme = Theme::new(ThemeKind::Ansi16);
         press(&mut a, KeyCode::Char(n));
@@ -964,5 +964,142 @@ fn overview_on_a_host_without_init() {
     assert!(
         out.contains("192.168.1.20/24"),
         "local addresses stand in for init's"
+    );
+}
+
+fn repo_row(name: &str, visibility: &str, hosted: bool, h: Option<u64>) -> RepoRow {
+    RepoRow {
+        name: name.into(),
+        engine: if name == "aergo" { "dpos" } else { "solo" }.into(),
+        visibility: visibility.into(),
+        hosted,
+        height: h,
+        finalized_height: h.map(|h| h.saturating_sub(2)),
+        ..Default::default()
+    }
+}
+
+/// The root chain, a public hosted repository with its directory, a private one, one this
+/// node does not host, and one whose `dd_info` failed.
+fn with_repos() -> App {
+    let mut a = healthy();
+    let mut team_a = repo_row("team-a", "public", true, Some(1_234_567));
+    team_a.dd_height = Some(12);
+    team_a.members = Some(3);
+    let mut broken = repo_row("broken", "public", true, Some(8));
+    broken.error = Some("dd_info: no answer within 5s".into());
+    a.apply(Update::Repos(Ok(vec![
+        repo_row("aergo", "public", true, Some(1_000)),
+        team_a,
+        repo_row("team-b", "private", true, Some(40)),
+        repo_row("elsewhere", "public", false, None),
+        broken,
+    ])));
+    a
+}
+
+#[test]
+fn repositories_screen() {
+    let mut a = with_repos();
+    press(&mut a, KeyCode::Char('9'));
+    let out = snap!("repos", a);
+    assert!(out.contains("Repositories (5)"));
+    assert!(out.contains("[aergo]"), "the ledger read now is in view");
+    let line = |name: &str| {
+        out.lines()
+            .find(|l| l.contains(&format!(" {name} ")))
+            .unwrap()
+            .to_string()
+    };
+    assert!(line("team-a").contains("1,234,567") && line("team-a").contains(" 12 "));
+    assert!(line("team-b").contains("private") && line("team-b").contains(" - "));
+    assert!(line("elsewhere").contains(" no "));
+    assert!(
+        line("broken").contains("dd_i"),
+        "the error starts in its row"
+    );
+    let wide = snap!("repos_120x40", a, 120, 40);
+    assert!(wide.contains("UTC"));
+    let broken = wide.lines().find(|l| l.contains(" broken ")).unwrap();
+    assert!(broken.contains("dd_info: no answer within 5s"), "{broken}");
+    // Selected, its whole error is under the table.
+    for _ in 0..4 {
+        press(&mut a, KeyCode::Down);
+    }
+    let out = render(&a, 80, 24);
+    assert!(
+        out.contains("broken: dd_info: no answer within 5s"),
+        "{out}"
+    );
+}
+
+#[test]
+fn repositories_outage_keeps_the_list() {
+    let mut a = with_repos();
+    press(&mut a, KeyCode::Char('9'));
+    a.apply(Update::Repos(Err("connection refused".into())));
+    let out = snap!("repos_down", a);
+    assert!(out.contains("connection refused"));
+    assert!(out.contains("team-a"), "the last list stays");
+    let mut empty = healthy();
+    press(&mut empty, KeyCode::Char('9'));
+    empty.apply(Update::Repos(Err("connection refused".into())));
+    assert!(render(&empty, 80, 24).contains("no repositories: the node is unreachable"));
+}
+
+#[test]
+fn selecting_a_repository_makes_the_node_screens_read_it() {
+    let mut a = with_repos();
+    press(&mut a, KeyCode::Char('9'));
+    press(&mut a, KeyCode::Down);
+    assert_eq!(
+        press(&mut a, KeyCode::Enter),
+        aergo_top::app::Action::SelectRepo(Some("team-a".into()))
+    );
+    let chain = ChainView {
+        chain_name: "team-a".into(),
+        chain_id: hash(42),
+        height: 1_234_567,
+        finalized_height: 1_234_565,
+        consensus: "solo".into(),
+        ..Default::default()
+    };
+    a.apply(Update::ForRepo(
+        Some("team-a".into()),
+        Box::new(Update::Chain(Ok(chain))),
+    ));
+    // A root answer still in flight is not shown as team-a's.
+    a.apply(Update::ForRepo(
+        None,
+        Box::new(Update::Blocks(Ok(vec![block_row(999)]))),
+    ));
+    let out = snap!("overview_team_a", a);
+    assert!(out.contains("[team-a]") && out.contains("1,234,567"));
+    press(&mut a, KeyCode::Char('2'));
+    assert!(
+        !render(&a, 80, 24).contains(" 999 "),
+        "no root block on team-a's list"
+    );
+}
+
+#[test]
+fn a_private_repository_says_so_instead_of_data() {
+    let mut a = with_repos();
+    press(&mut a, KeyCode::Char('9'));
+    press(&mut a, KeyCode::Down);
+    press(&mut a, KeyCode::Down);
+    press(&mut a, KeyCode::Enter);
+    a.apply(Update::ForRepo(
+        Some("team-b".into()),
+        Box::new(Update::Chain(Err(PRIVATE_MSG.into()))),
+    ));
+    let out = snap!("overview_private", a);
+    assert!(out.contains("[team-b]"));
+    assert!(out.contains("private: reads need a member's signature"));
+    press(&mut a, KeyCode::Char('2'));
+    let blocks = render(&a, 80, 24);
+    assert!(
+        blocks.contains("reads need a member's signature"),
+        "{blocks}"
     );
 }

@@ -414,4 +414,9 @@ impl RpcClient {
     pub async fn repo_show(&self, name: &str) -> Result<crate::types::RepoJson, RpcError> {
         self.call("repo_show", json!({"name": name})).await
     }
+    /// `dd_info`: repository `repo`'s Distributed Directory at its finalized height (members,
+    /// nodes, tags, identifiers, anonymous access), as JSON.
+    pub async fn dd_info(&self, repo: &str) -> Result<Value, RpcError> {
+        self.call("dd_info", json!({"repo": repo})).await
+    }
 }

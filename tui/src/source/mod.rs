@@ -7,11 +7,13 @@
 //!   [`rpc`]).
 //! - [`init`]: init's services and logs over the control protocol.
 //! - [`fs`]: AergoFS `GET /status`.
+//! - [`repos`]: the Repositories list (`repo_list`, `dd_info`, the root's `chain_info`).
 //! - [`resources`]: local procfs sampling.
 
 pub mod fs;
 pub mod init;
 pub mod node;
+pub mod repos;
 pub mod resources;
 pub mod rpc;
 
@@ -22,7 +24,7 @@ use aergo_os::sample::Sample;
 
 use crate::model::{
     BlockDetail, BlockRow, ChainView, ConsensusView, InitView, MempoolView, NodeView, PeerRow,
-    StorageView, TxDetail,
+    RepoRow, StorageView, TxDetail,
 };
 
 /// Most log lines kept for the Logs screen.
@@ -79,6 +81,12 @@ pub enum Update {
     Resources(Fetched<Sample>),
     /// A one-line message for the status bar.
     Flash(String),
+    /// The Repositories list (root first).
+    Repos(Fetched<Vec<RepoRow>>),
+    /// A node update read from repository `repo` (`None`: the root chain); applied only
+    /// while that repository is still the selected one, so answers that were in flight when
+    /// the operator switched ledgers never mix into the new one.
+    ForRepo(Option<String>, Box<Update>),
 }
 
 /// Exponential backoff between retries of a failing source.

@@ -31,6 +31,12 @@ impl RpcNode {
         Self { url, client }
     }
 
+    /// The same node, every call reading repository `repo` (`None`: the root chain).
+    pub fn with_repo(mut self, repo: Option<String>) -> Self {
+        self.client = self.client.map(|c| c.with_repo(repo));
+        self
+    }
+
     fn client(&self) -> Result<&RpcClient, SourceError> {
         self.client
             .as_ref()
@@ -38,8 +44,18 @@ impl RpcNode {
     }
 }
 
+/// An RPC error as the dashboard shows it: a private repository's refusal of an unsigned
+/// read becomes [`PRIVATE_MSG`](crate::model::PRIVATE_MSG).
+pub fn error_text(e: RpcError) -> String {
+    if e.code() == Some(aergo_rpc::types::codes::UNAUTHORIZED) {
+        crate::model::PRIVATE_MSG.to_string()
+    } else {
+        e.to_string()
+    }
+}
+
 fn err(e: RpcError) -> SourceError {
-    SourceError(e.to_string())
+    SourceError(error_text(e))
 }
 
 /// `ChainInfo` → view.

@@ -7,6 +7,7 @@
 mod blocks;
 mod overview;
 mod peers;
+mod repos;
 mod resources;
 mod services;
 mod storage;
@@ -32,15 +33,26 @@ pub fn draw(f: &mut Frame, app: &App) {
     ])
     .areas(f.area());
     draw_tabs(f, tabs, app);
-    match app.screen {
-        Screen::Overview => overview::draw(f, body, app),
-        Screen::Blocks => blocks::draw(f, body, app),
-        Screen::Mempool => blocks::draw_mempool(f, body, app),
-        Screen::Peers => peers::draw(f, body, app),
-        Screen::Resources => resources::draw(f, body, app),
-        Screen::Storage => storage::draw(f, body, app),
-        Screen::Services => services::draw(f, body, app),
-        Screen::Logs => services::draw_logs(f, body, app),
+    let reads_node = matches!(
+        app.screen,
+        Screen::Overview | Screen::Blocks | Screen::Mempool | Screen::Peers
+    );
+    if reads_node && app.private_denied() {
+        let block = boxed(app, format!("{} — {}", app.screen.title(), app.ledger()));
+        let inner = block.inner(body);
+        f.render_widget(block, body);
+        note(
+            f,
+            inner,
+            app,
+            &format!(
+                "{}: {} (select another ledger on screen 9)",
+                app.ledger(),
+                crate::model::PRIVATE_MSG
+            ),
+        );
+    } else {
+        draw_body(f, body, app);
     }
     draw_status(f, status, app);
     if let Some(name) = &app.confirm {
@@ -51,6 +63,20 @@ pub fn draw(f: &mut Frame, app: &App) {
     }
     if app.theme.console_safe() {
         console_glyphs(f);
+    }
+}
+
+fn draw_body(f: &mut Frame, body: Rect, app: &App) {
+    match app.screen {
+        Screen::Overview => overview::draw(f, body, app),
+        Screen::Blocks => blocks::draw(f, body, app),
+        Screen::Mempool => blocks::draw_mempool(f, body, app),
+        Screen::Peers => peers::draw(f, body, app),
+        Screen::Resources => resources::draw(f, body, app),
+        Screen::Storage => storage::draw(f, body, app),
+        Screen::Services => services::draw(f, body, app),
+        Screen::Logs => services::draw_logs(f, body, app),
+        Screen::Repos => repos::draw(f, body, app),
     }
 }
 
@@ -81,7 +107,7 @@ fn draw_tabs(f: &mut Frame, area: Rect, app: &App) {
         let label = if wide {
             format!(" {} {} ", s.index() + 1, s.title())
         } else {
-            format!("{} {} ", s.index() + 1, s.title())
+            format!("{} {} ", s.index() + 1, s.short_title())
         };
         let style = if s == app.screen {
             Style::new()
@@ -96,7 +122,13 @@ fn draw_tabs(f: &mut Frame, area: Rect, app: &App) {
     let clock = format!("{} UTC", fmt::clock(app.now_ms));
     let used: usize = Screen::ALL
         .iter()
-        .map(|s| s.title().len() + if wide { 4 } else { 3 })
+        .map(|s| {
+            if wide {
+                s.title().len() + 4
+            } else {
+                s.short_title().len() + 3
+            }
+        })
         .sum();
     if area.width as usize > used + clock.len() {
         f.render_widget(
@@ -120,9 +152,21 @@ fn health<T>(feed: &crate::model::Feed<T>) -> Option<bool> {
 fn draw_status(f: &mut Frame, area: Rect, app: &App) {
     let t = &app.theme;
     let m = &app.model;
-    let mut spans = Vec::new();
+    // The ledger the node screens read, always in view.
+    let mut spans = vec![Span::styled(
+        format!("[{}] ", app.ledger()),
+        Style::new().fg(t.accent).add_modifier(Modifier::BOLD),
+    )];
     let sources = [
-        ("node", health(&m.chain)),
+        // A private repository refusing this dashboard's reads: the node itself answers.
+        (
+            "node",
+            if app.private_denied() {
+                Some(true)
+            } else {
+                health(&m.chain)
+            },
+        ),
         ("init", health(&m.init)),
         ("fs", health(&m.storage)),
     ];
@@ -288,7 +332,7 @@ fn draw_confirm(f: &mut Frame, app: &App, name: &str) {
 /// Every key, as shown by `?`.
 pub const HELP: &[(&str, &str)] = &[
     ("Tab / Shift-Tab", "next / previous screen"),
-    ("1 - 8", "go to screen"),
+    ("1 - 9", "go to screen"),
     ("↑↓ / j k", "move selection, scroll"),
     ("PgUp / PgDn", "page up / down"),
     ("g / G", "first / last (G: follow logs)"),
@@ -296,6 +340,7 @@ pub const HELP: &[(&str, &str)] = &[
     ("Enter / l / →", "open: block → tx → receipt"),
     ("Esc / h / ←", "back; clear filter"),
     ("/", "filter; a height/tx hash + Enter opens it"),
+    ("Enter (Repos)", "read that repository on every screen"),
     ("r", "restart selected service (Services)"),
     ("h l / ← →", "previous / next service (Logs)"),
     ("f / w", "follow / wrap (Logs)"),
