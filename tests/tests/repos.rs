@@ -223,6 +223,15 @@ fn a_dev_node_hosts_repositories_isolated_from_the_root_and_each_other() -> Resu
         ensure!(e.to_string().contains("wrong chain id"), "{e}");
     }
 
+    // The registry pages by name.
+    let page = rpc(&url, "repo_list", json!({"limit": 1}))?;
+    ensure!(
+        page.as_array().map(Vec::len) == Some(1) && page[0]["name"] == "team-a",
+        "{page}"
+    );
+    let next = rpc(&url, "repo_list", json!({"after": "team-a", "limit": 1}))?;
+    ensure!(next[0]["name"] == "team-b", "{next}");
+
     // The private repository answers only requests signed by a member, each once.
     let read = json!({"address": bob.encode(), "repo": "team-b"});
     let e = rpc(&url, "account", read.clone())

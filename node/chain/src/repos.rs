@@ -34,7 +34,25 @@ pub fn registration(view: &dyn StateView, name: &str) -> Result<Option<Registrat
 
 /// Every registration in `view`, by name.
 pub fn registrations(view: &dyn StateView) -> Result<Vec<Registration>, ChainError> {
-    view.scan(&[REGISTRY_PREFIX], &[REGISTRY_PREFIX + 1])?
+    registrations_page(view, None, usize::MAX)
+}
+
+/// At most `limit` registrations with names after `after` (all when `None`), by name.
+pub fn registrations_page(
+    view: &dyn StateView,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<Vec<Registration>, ChainError> {
+    let start = match after {
+        // The smallest key above `'r' ‖ after`.
+        Some(a) => {
+            let mut k = registry_key(a);
+            k.push(0);
+            k
+        }
+        None => vec![REGISTRY_PREFIX],
+    };
+    view.scan_limit(&start, &[REGISTRY_PREFIX + 1], limit)?
         .into_iter()
         .map(|(k, v)| {
             Registration::decode(&v).map_err(|e| {

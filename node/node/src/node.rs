@@ -615,7 +615,6 @@ impl Node {
             self.metrics
                 .block(b.header.timestamp_ms, count32(b.txs.len()), commit_us);
             tracing::info!(
-                repo = %self.label,
                 height = b.header.height,
                 txs = b.txs.len(),
                 gas = a.gas_used,
@@ -623,6 +622,7 @@ impl Node {
                 hash = %b.hash(),
                 origin = origin.name(),
                 commit_us,
+                repo = %self.label,
                 "block"
             );
             let _ = self

@@ -78,7 +78,12 @@ impl Repos {
         let regs = aergo_chain::repos::registrations(&root.chain.view_at(lib)?)?;
         for reg in regs {
             if reg.is_producer(&root.key.public()) {
-                self.host(root, reg)?;
+                // One repository that cannot open must not keep the root chain (and the
+                // others) from running: it is reported and left unhosted.
+                let name = reg.create.name.clone();
+                if let Err(e) = self.host(root, reg) {
+                    tracing::error!(repo = %name, error = %format!("{e:#}"), "cannot open repository; not hosting it");
+                }
             }
         }
         Ok(())
@@ -129,7 +134,9 @@ impl Repos {
                 continue;
             };
             if reg.is_producer(&root.key.public()) && self.get(&name).is_none() {
-                self.host(root, reg)?;
+                if let Err(e) = self.host(root, reg) {
+                    tracing::error!(repo = %name, error = %format!("{e:#}"), "cannot open repository; not hosting it");
+                }
             }
         }
         Ok(())

@@ -447,8 +447,14 @@ async fn handle_one(rpc: &Rpc, peer: SocketAddr, signed: Option<Address>, v: Val
     };
     let root = rpc.node.clone();
     let (m, p) = (req.method.clone(), params.clone());
-    // The registry and directory reads may touch disk: off the async workers.
-    let selected = tokio::task::spawn_blocking(move || select_repo(&root, &m, &p, signed)).await;
+    let names_repo = !matches!(params.get("repo"), None | Some(Value::Null));
+    // The registry and directory reads may touch disk: off the async workers (a request
+    // for the root chain needs none).
+    let selected = if names_repo || m.starts_with("dd_") {
+        tokio::task::spawn_blocking(move || select_repo(&root, &m, &p, signed)).await
+    } else {
+        Ok(Ok(root))
+    };
     let node = match selected {
         Ok(Ok(n)) => n,
         Ok(Err(f)) => return err_response(id, f),
@@ -588,6 +594,8 @@ fn dd_info(node: &Node, p: &Value) -> MResult {
     let chain = &node.chain;
     let fin = chain.finalized_height();
     let h = p_u64(p, "height")?.unwrap_or(fin);
+    // Each list is capped (a directory's entries grow with its history).
+    let cap = p_u64(p, "limit")?.unwrap_or(1000).clamp(1, 1000) as usize;
     let view = chain.view_at(h)?;
     let (anon_read, anon_write) = dd::anonymous(&view)?;
     Ok(json!({
@@ -595,10 +603,10 @@ fn dd_info(node: &Node, p: &Value) -> MResult {
         "height": h,
         "best_height": chain.tip().header.height,
         "finalized_height": fin,
-        "members": dd::members(&view)?.iter().map(|(a, r)| json!({"account": a.encode(), "role": r.name()})).collect::<Vec<_>>(),
-        "nodes": dd::nodes(&view)?.iter().map(|k| Address::from_public_key(k).encode()).collect::<Vec<_>>(),
-        "tags": dd::tags(&view)?.iter().map(|(n, t)| json!({"name": n, "branch": t.branch, "height": t.height, "hash": t.hash})).collect::<Vec<_>>(),
-        "identifiers": dd::identifiers(&view)?.iter().map(|(n, i)| json!({"name": n, "kind": i.kind, "target": i.target, "valid_from": i.valid_from, "revoked_at": i.revoked_at})).collect::<Vec<_>>(),
+        "members": dd::members(&view)?.iter().take(cap).map(|(a, r)| json!({"account": a.encode(), "role": r.name()})).collect::<Vec<_>>(),
+        "nodes": dd::nodes(&view)?.iter().take(cap).map(|k| Address::from_public_key(k).encode()).collect::<Vec<_>>(),
+        "tags": dd::tags(&view)?.iter().take(cap).map(|(n, t)| json!({"name": n, "branch": t.branch, "height": t.height, "hash": t.hash})).collect::<Vec<_>>(),
+        "identifiers": dd::identifiers(&view)?.iter().take(cap).map(|(n, i)| json!({"name": n, "kind": i.kind, "target": i.target, "valid_from": i.valid_from, "revoked_at": i.revoked_at})).collect::<Vec<_>>(),
         "anonymous_read": anon_read,
         "anonymous_write": anon_write,
     }))
@@ -944,8 +952,13 @@ pub fn dispatch(node: &Node, method: &str, p: &Value) -> MResult {
             }))
         }
         "repo_list" => {
+            let limit = p_u64(p, "limit")?.unwrap_or(100).clamp(1, 1000) as usize;
+            let after = match p.get("after") {
+                None | Some(Value::Null) => None,
+                Some(_) => Some(p_str(p, "after")?),
+            };
             let view = chain.view_at(chain.tip().header.height)?;
-            let regs = aergo_chain::repos::registrations(&view)?;
+            let regs = aergo_chain::repos::registrations_page(&view, after, limit)?;
             ok(regs.iter().map(|r| repo_json(node, r)).collect::<Vec<_>>())
         }
         "repo_show" => {

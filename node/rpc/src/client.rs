@@ -406,9 +406,21 @@ impl<T: DeserializeOwned> Subscription<T> {
 }
 
 impl RpcClient {
-    /// `repo_list`: every repository registered on the root chain.
+    /// `repo_list`: every repository registered on the root chain (page by page).
     pub async fn repo_list(&self) -> Result<Vec<crate::types::RepoJson>, RpcError> {
-        self.call("repo_list", json!({})).await
+        const PAGE: usize = 1000;
+        let mut all: Vec<crate::types::RepoJson> = Vec::new();
+        loop {
+            let after = all.last().map(|r| r.name.clone());
+            let page: Vec<crate::types::RepoJson> = self
+                .call("repo_list", json!({"after": after, "limit": PAGE}))
+                .await?;
+            let n = page.len();
+            all.extend(page);
+            if n < PAGE {
+                return Ok(all);
+            }
+        }
     }
     /// `repo_show`: one repository.
     pub async fn repo_show(&self, name: &str) -> Result<crate::types::RepoJson, RpcError> {

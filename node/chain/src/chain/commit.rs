@@ -91,6 +91,9 @@ impl Chain {
     /// Why `from` may not send a transaction to this repository now (its directory's final
     /// roles; `None`: it may, or this is not a repository).
     pub fn write_error(&self, from: &Address) -> Result<Option<String>, ChainError> {
+        if self.directory.is_none() {
+            return Ok(None);
+        }
         let tip = self.tip();
         let header = Header {
             ext: HeaderExt {
