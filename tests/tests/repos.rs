@@ -80,14 +80,14 @@ fn aergo_err(url: &str, args: &[&str]) -> Result<String> {
     }
 }
 
-fn create_tx(name: &str, nonce: u64, chain_id: Hash, producer: &Keypair) -> String {
+fn create_tx(name: &str, nonce: u64, chain_id: Hash, producer: aergo_types::PublicKey) -> String {
     let dev = Keypair::dev();
     let c = RepoCreate {
         name: name.into(),
         visibility: Visibility::Public,
         engine: RepoEngine::Solo,
         admins: vec![Address::from_public_key(&dev.public())],
-        producers: vec![producer.public()],
+        producers: vec![producer],
         alloc: Vec::new(),
     };
     let t = Tx {
@@ -287,7 +287,7 @@ fn a_dev_node_hosts_repositories_isolated_from_the_root_and_each_other() -> Resu
     let in_repo = rpc(
         &url,
         "send_tx",
-        json!({"tx": create_tx("inner", 1, Hash::from_hex(&a_id)?, &dev_key), "repo": "team-a"}),
+        json!({"tx": create_tx("inner", 1, Hash::from_hex(&a_id)?, dev_key.public()), "repo": "team-a"}),
     )
     .err()
     .context("a repo_create inside a repository was accepted")?;
@@ -324,12 +324,12 @@ fn a_dev_node_hosts_repositories_isolated_from_the_root_and_each_other() -> Resu
     let first = rpc(
         &url,
         "send_tx",
-        json!({"tx": create_tx("twice", nonce, root, &node_key)}),
+        json!({"tx": create_tx("twice", nonce, root, node_key.public())}),
     )?;
     let second = rpc(
         &url,
         "send_tx",
-        json!({"tx": create_tx("twice", nonce + 1, root, &node_key)}),
+        json!({"tx": create_tx("twice", nonce + 1, root, node_key.public())}),
     )?;
     let receipt = |h: &Value| {
         let h = h["hash"].clone();
@@ -739,27 +739,11 @@ fn a_crash_during_creation_or_a_directory_change_leaves_both_or_neither() -> Res
             .public_key()
             .context("node key")?;
         let name = format!("crash-{round}");
-        let c = RepoCreate {
-            name: name.clone(),
-            visibility: Visibility::Public,
-            engine: RepoEngine::Solo,
-            admins: vec![dev_addr],
-            producers: vec![producer_key],
-            alloc: Vec::new(),
-        };
-        let t = Tx {
-            kind: TxKind::RepoCreate,
-            nonce,
-            from: dev.public(),
-            to: None,
-            amount: 0,
-            payload: c.encode(),
-            gas_limit: 1_000_000,
-            gas_price: 1_000_000_000,
-            chain_id: root,
-        }
-        .sign(&dev);
-        rpc(&url, "send_tx", json!({"tx": hex::encode(t.encode())}))?;
+        rpc(
+            &url,
+            "send_tx",
+            json!({"tx": create_tx(&name, nonce, root, producer_key)}),
+        )?;
         created.push(name);
         // A directory change on the previous round's repository, when it exists.
         if let Some(prev) = created.len().checked_sub(2).and_then(|i| created.get(i)) {

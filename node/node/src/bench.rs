@@ -13,7 +13,7 @@ use aergo_chain::{Chain, ChainOptions};
 use aergo_os::config::MempoolConfig;
 use aergo_os::io::{IoConfig, IoService};
 use aergo_types::genesis::{ConsensusParams, Engine, GasParams, GenesisAccount};
-use aergo_types::{Address, Aer, Genesis, Hash, Keypair, SignedTx, Tx, TxKind, TOTAL_SUPPLY};
+use aergo_types::{Address, Aer, Genesis, Hash, Keypair, SignedTx, TOTAL_SUPPLY};
 use anyhow::{bail, Result};
 use parking_lot::Mutex;
 use rayon::prelude::*;
@@ -102,26 +102,7 @@ pub fn run(a: &BenchArgs) -> Result<()> {
     let genesis = bench_genesis(&keys);
     let chain_id = genesis.chain_id();
     let t = Instant::now();
-    let encoded: Vec<Vec<u8>> = (0..a.txs)
-        .into_par_iter()
-        .map(|n| {
-            let s = n % a.accounts;
-            let to = Address::from_public_key(&keys[(s + 1) % a.accounts].public());
-            Tx {
-                kind: TxKind::Transfer,
-                nonce: (n / a.accounts) as u64,
-                from: keys[s].public(),
-                to: Some(to),
-                amount: 1,
-                payload: Vec::new(),
-                gas_limit: 1000,
-                gas_price: 1_000_000_000,
-                chain_id,
-            }
-            .sign(&keys[s])
-            .encode()
-        })
-        .collect();
+    let encoded = crate::bench_repos::transfers(&keys, a.txs, chain_id);
     println!(
         "  pre-signed {} transfers in {:.2} s ({} bytes each)",
         a.txs,

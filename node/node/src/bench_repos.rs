@@ -33,7 +33,7 @@ fn keys(n: usize) -> Vec<Keypair> {
 }
 
 /// `n` transfers among `keys`, signed for `chain_id`.
-fn transfers(keys: &[Keypair], n: usize, chain_id: Hash) -> Vec<Vec<u8>> {
+pub fn transfers(keys: &[Keypair], n: usize, chain_id: Hash) -> Vec<Vec<u8>> {
     (0..n)
         .into_par_iter()
         .map(|i| {
@@ -148,6 +148,22 @@ fn root_with_repos(
     Ok(node)
 }
 
+/// A directory change by `admin`.
+fn dd_change(admin: &Keypair, nonce: u64, dd_id: Hash, op: &aergo_types::repo::DdOp) -> SignedTx {
+    Tx {
+        kind: TxKind::DirectoryChange,
+        nonce,
+        from: admin.public(),
+        to: None,
+        amount: 0,
+        payload: op.encode(),
+        gas_limit: 100_000,
+        gas_price: 0,
+        chain_id: dd_id,
+    }
+    .sign(admin)
+}
+
 /// Opens repository `name` (hosted by `node`) to anonymous writes: one directory block by
 /// its admin `creator`.
 fn open_writes(node: &Node, name: &str, creator: &Keypair, producer: &Keypair) -> Result<()> {
@@ -157,18 +173,7 @@ fn open_writes(node: &Node, name: &str, creator: &Keypair, producer: &Keypair) -
         read: true,
         write: true,
     };
-    let tx = Tx {
-        kind: TxKind::DirectoryChange,
-        nonce: 0,
-        from: creator.public(),
-        to: None,
-        amount: 0,
-        payload: op.encode(),
-        gas_limit: 100_000,
-        gas_price: 0,
-        chain_id: dd.chain_id(),
-    }
-    .sign(creator);
+    let tx = dd_change(creator, 0, dd.chain_id(), &op);
     let ts = dd.tip().header.timestamp_ms + 60_000;
     let p = dd.produce(producer, vec![tx], ts, Vec::new())?;
     if p.applied.block.txs.len() != 1 {
@@ -307,18 +312,7 @@ pub fn parallel(txs: usize, accounts: usize) -> Result<()> {
                     target: target.clone(),
                     valid_from: 1_000,
                 };
-                Tx {
-                    kind: TxKind::DirectoryChange,
-                    nonce: 1 + b * 100 + i,
-                    from: creator.public(),
-                    to: None,
-                    amount: 0,
-                    payload: op.encode(),
-                    gas_limit: 100_000,
-                    gas_price: 0,
-                    chain_id: dd.chain_id(),
-                }
-                .sign(&creator)
+                dd_change(&creator, 1 + b * 100 + i, dd.chain_id(), &op)
             })
             .collect();
         let ts = dd.tip().header.timestamp_ms + 60_000;

@@ -21,7 +21,7 @@
 //!
 //! # Locks
 //!
-//! [`Chain`] holds six locks:
+//! [`Chain`] holds seven locks:
 //! - `commit` (`Mutex<()>`): one writer at a time — held for the whole of `produce`
 //!   and `receive` (and the test-only `apply`) (commit, reorganisation, side pool connection). Recovery runs in
 //!   `open`, before the chain is shared.
@@ -32,13 +32,16 @@
 //! - `tip` (`RwLock`): the best block.
 //! - `side` (`Mutex`): the side pool.
 //! - `nodes` (`Mutex`): the Merkle node cache.
+//! - `access` (`Mutex`): a repository ledger's last write rule, built from its directory.
 //!
 //! Order: **`commit` → `head` → `recent` → `tip`**. A lock may be taken while holding only
 //! locks before it in that order: `write_block` holds `head` while it pushes to `recent` and
 //! moves `tip` (cache and tip advance together, so `HeadView::get` — `head` then a `tip`
 //! read — never caches a value read at an older height); `revert_to` holds `head` while it
-//! moves `tip`. `side` and `nodes` are leaves: taken alone, for a short scope, and never held
-//! while another lock is taken (reads copy out of them first). The block log's and the
+//! moves `tip`. `side`, `nodes` and `access` are leaves: taken alone, for a short scope, and never held
+//! while another lock is taken (reads copy out of them first). A repository ledger reads its
+//! directory (another `Chain`: its `tip` and state) under its own `commit`; a directory never
+//! reads its ledger, so the two never wait on each other. The block log's and the
 //! engine's own locks are innermost (the engine's `on_commit` runs under `head`). Readers
 //! take `tip` for a copy of the tip and release it before anything else.
 
@@ -170,6 +173,14 @@ pub struct Chain {
     /// A repository ledger's directory: its blocks name a final directory height and their
     /// senders are checked against the roles there.
     directory: Option<std::sync::Arc<Chain>>,
+    /// The last write rule built from the directory (its height and hash, and the rule): a
+    /// directory changes rarely, so admission and blocks reuse it.
+    access: Mutex<
+        Option<(
+            aergo_types::block_ext::DdRef,
+            std::sync::Arc<crate::ctx::Access>,
+        )>,
+    >,
     genesis: Genesis,
     chain_id: Hash,
     engine: Engine,

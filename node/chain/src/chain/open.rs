@@ -84,6 +84,7 @@ impl Chain {
             ks,
             log,
             directory,
+            access: Mutex::new(None),
             genesis,
             chain_id,
             engine,
