@@ -1,6 +1,9 @@
 //! A PoA network of real `aergo-node` processes on 127.0.0.1: `aergo testnet init --engine
 //! poa --bps 3` with 500 ms slots, three producers in round-robin. They reach a common LIB
-//! above a few blocks and hold the same block at that height.
+//! above a few blocks and hold the same block at that height. The testnet also registers two
+//! repositories at genesis (`--repo team --repo vault:private`): node 1 hosts them from its
+//! first start, the others know them but do not host them, and a transfer moves units
+//! inside one.
 
 use aergo_e2e::testnet::{base_port, rpc, start_node};
 use aergo_e2e::{bin, poll, KillOnDrop};
@@ -19,6 +22,7 @@ fn poa_network_reaches_a_common_lib() -> Result<()> {
     let st = Command::new(bin("aergo")?)
         .args(["testnet", "init", "--engine", "poa", "--bps", "3"])
         .args(["--interval-ms", "500", "--start-delay-ms", "3000"])
+        .args(["--repo", "team", "--repo", "vault:private"])
         .args(["--base-port", &base_port(NODES)?.to_string()])
         .arg("--out")
         .arg(&out)
@@ -84,6 +88,58 @@ fn poa_network_reaches_a_common_lib() -> Result<()> {
         .as_u64()
         .context("height")?;
     assert!(tip >= lib);
+
+    // The genesis repositories: node 1 produces and hosts them; node 2 knows, not hosts.
+    let listed = rpc(&urls[0], "repo_list", json!({}))?;
+    assert_eq!(listed[0]["name"], "team", "{listed}");
+    assert_eq!(listed[1]["visibility"], "private", "{listed}");
+    assert!(
+        listed
+            .as_array()
+            .is_some_and(|l| l.iter().all(|r| r["hosted"] == true)),
+        "{listed}"
+    );
+    let elsewhere = rpc(&urls[1], "chain_info", json!({"repo": "team"}));
+    assert!(
+        elsewhere
+            .as_ref()
+            .is_err_and(|e| e.to_string().contains("does not host")),
+        "{elsewhere:?}"
+    );
+    let seed = std::fs::read_to_string(out.join("faucet.key"))?;
+    let mut b = [0u8; 32];
+    hex::decode_to_slice(seed.trim(), &mut b)?;
+    let faucet = aergo_types::Keypair::from_seed(&b);
+    let team_id = rpc(&urls[0], "chain_info", json!({"repo": "team"}))?["chain_id"]
+        .as_str()
+        .context("chain_id")?
+        .to_string();
+    let to = aergo_types::Address::from_public_key(&aergo_types::Keypair::generate().public());
+    let tx = aergo_types::Tx {
+        kind: aergo_types::TxKind::Transfer,
+        nonce: 0,
+        from: faucet.public(),
+        to: Some(to),
+        amount: 7,
+        payload: Vec::new(),
+        gas_limit: 1000,
+        gas_price: 1_000_000_000,
+        chain_id: aergo_types::Hash::from_hex(&team_id)?,
+    }
+    .sign(&faucet);
+    rpc(
+        &urls[0],
+        "send_tx",
+        json!({"repo": "team", "tx": hex::encode(tx.encode())}),
+    )?;
+    poll("the transfer inside team", Duration::from_secs(20), || {
+        let a = rpc(
+            &urls[0],
+            "account",
+            json!({"repo": "team", "address": to.encode()}),
+        )?;
+        Ok((a["balance"] == "7").then_some(()))
+    })?;
     eprintln!(
         "poa: 3 nodes, common LIB {lib} ({hash}) at tip {tip} after {:.1} s",
         begun.elapsed().as_secs_f64()

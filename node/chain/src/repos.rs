@@ -22,6 +22,14 @@ pub fn registry_key(name: &str) -> Vec<u8> {
     k
 }
 
+/// The genesis state of the registry: the root genesis's repositories, registered at height 0.
+pub fn genesis_writes(g: &aergo_types::Genesis, out: &mut crate::state::WriteSet) {
+    for r in &g.repos {
+        let reg = r.registration(g.timestamp_ms);
+        out.insert(registry_key(&reg.create.name), Some(reg.encode()));
+    }
+}
+
 /// Repository `name`'s registration in `view`, if it exists.
 pub fn registration(view: &dyn StateView, name: &str) -> Result<Option<Registration>, ChainError> {
     match view.get(&registry_key(name))? {

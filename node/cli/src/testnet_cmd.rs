@@ -67,6 +67,11 @@ pub struct InitArgs {
     /// Chain name.
     #[arg(long, default_value = "aergo-testnet")]
     pub chain_name: String,
+    /// Repositories registered at genesis (repeatable): `NAME` (public) or `NAME:private`,
+    /// produced by node 1 (solo) and administered by the faucet account, which holds their
+    /// units.
+    #[arg(long = "repo")]
+    pub repos: Vec<String>,
 }
 
 /// Runs a testnet command; `json`: one JSON object on stdout instead of text.
@@ -74,6 +79,45 @@ pub fn run(cmd: &TestnetCmd, json: bool) -> Result<()> {
     match cmd {
         TestnetCmd::Init(a) => init(a, json),
     }
+}
+
+/// The `--repo` repositories: solo, produced by node 1, administered by the faucet.
+fn genesis_repos(
+    specs: &[String],
+    faucet: &Keypair,
+    node1: Option<&Keypair>,
+) -> Result<Vec<aergo_types::repo::GenesisRepo>> {
+    use aergo_types::repo::{GenesisRepo, RepoCreate, RepoEngine, Visibility};
+    let Some(node1) = node1 else {
+        return Ok(Vec::new());
+    };
+    let admin = Address::from_public_key(&faucet.public());
+    specs
+        .iter()
+        .map(|s| {
+            let (name, visibility) = match s.split_once(':') {
+                None => (s.as_str(), Visibility::Public),
+                Some((n, "private")) => (n, Visibility::Private),
+                Some((n, "public")) => (n, Visibility::Public),
+                Some((_, v)) => bail!("--repo {s}: `{v}` is not public or private"),
+            };
+            let create = RepoCreate {
+                name: name.into(),
+                visibility,
+                engine: RepoEngine::Solo,
+                admins: vec![admin],
+                producers: vec![node1.public()],
+                alloc: Vec::new(),
+            };
+            create
+                .validate()
+                .map_err(|e| anyhow::anyhow!("--repo {s}: {e}"))?;
+            Ok(GenesisRepo {
+                creator: admin,
+                create,
+            })
+        })
+        .collect()
 }
 
 fn write_key(path: &Path, k: &Keypair) -> Result<()> {
@@ -207,6 +251,7 @@ fn init(a: &InitArgs, json: bool) -> Result<()> {
         repo_create_fee: None,
         dd_interval_ms: None,
         repo: None,
+        repos: genesis_repos(&a.repos, &faucet, keys.first())?,
     };
     genesis.validate().context("generated genesis")?;
     let genesis_path = out.join("genesis.json");

@@ -76,6 +76,7 @@ pub fn bench_genesis(keys: &[Keypair]) -> Genesis {
         repo_create_fee: None,
         dd_interval_ms: None,
         repo: None,
+        repos: Vec::new(),
     }
 }
 

@@ -181,6 +181,10 @@ pub struct Genesis {
     /// rule does not apply (a repository has its own units). Absent on the root chain.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub repo: Option<crate::repo::RepoGenesis>,
+    /// Repositories registered at genesis (root chain only; `aergo testnet init --repo`):
+    /// registrations at height 0, as if created by `creator`. Left out of the JSON while empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub repos: Vec<crate::repo::GenesisRepo>,
 }
 
 impl Genesis {
@@ -211,6 +215,7 @@ impl Genesis {
             repo_create_fee: None,
             dd_interval_ms: None,
             repo: None,
+            repos: Vec::new(),
         }
     }
 
@@ -264,14 +269,32 @@ impl Genesis {
             if let Some(e) = crate::repo::name_error(&r.name) {
                 return bad(e);
             }
-            if self.repo_create_fee.is_some() || self.dd_interval_ms.is_some() {
-                return bad("repo_create_fee and dd_interval_ms are root chain settings".into());
+            if self.repo_create_fee.is_some()
+                || self.dd_interval_ms.is_some()
+                || !self.repos.is_empty()
+            {
+                return bad(
+                    "repo_create_fee, dd_interval_ms and repos are root chain settings".into(),
+                );
             }
         } else if total != TOTAL_SUPPLY {
             return bad(format!(
                 "balances add up to {} aer; the total supply is exactly {} aer (500,000,000 AERGO)",
                 total, TOTAL_SUPPLY
             ));
+        }
+        let mut names = HashSet::new();
+        for r in &self.repos {
+            r.create.validate().map_err(GenesisError::Invalid)?;
+            if r.creator.public_key().is_none() {
+                return bad(format!(
+                    "repository creator {} is not an account",
+                    r.creator
+                ));
+            }
+            if !names.insert(r.create.name.clone()) {
+                return bad(format!("repository `{}` is listed twice", r.create.name));
+            }
         }
         if self
             .dd_interval_ms
@@ -400,6 +423,39 @@ impl Genesis {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn genesis_repositories_are_validated_and_kept_out_of_the_id_while_empty() {
+        use crate::repo::{GenesisRepo, RepoCreate, RepoEngine, Visibility};
+        let dev = Genesis::dev();
+        assert!(!dev.to_json().contains("repos"));
+        let k = Keypair::dev();
+        let admin = Address::from_public_key(&k.public());
+        let repo = |name: &str| GenesisRepo {
+            creator: admin,
+            create: RepoCreate {
+                name: name.into(),
+                visibility: Visibility::Private,
+                engine: RepoEngine::Solo,
+                admins: vec![admin],
+                producers: vec![k.public()],
+                alloc: Vec::new(),
+            },
+        };
+        let mut g = dev.clone();
+        g.repos = vec![repo("team"), repo("vault")];
+        g.validate().unwrap();
+        assert_ne!(g.chain_id(), dev.chain_id());
+        assert_eq!(Genesis::from_json(&g.to_json()).unwrap(), g);
+        g.repos.push(repo("team"));
+        assert!(g.validate().unwrap_err().to_string().contains("twice"));
+        g.repos = vec![repo("Bad_Name")];
+        assert!(g
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("invalid repository name"));
+    }
 
     #[test]
     fn dev_genesis_is_valid_and_round_trips() {

@@ -314,6 +314,29 @@ fn bounded(r: &mut Reader<'_>, max: usize, what: &'static str) -> Result<usize, 
     Ok(n)
 }
 
+/// A repository registered in the root genesis.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenesisRepo {
+    /// Who created it (its default allocation's holder).
+    pub creator: Address,
+    /// The repository.
+    pub create: RepoCreate,
+}
+
+impl GenesisRepo {
+    /// Its registration at height 0 of a chain starting at `timestamp_ms`.
+    pub fn registration(&self, timestamp_ms: u64) -> Registration {
+        Registration {
+            create: self.create.clone(),
+            creator: self.creator,
+            height: 0,
+            timestamp_ms,
+            tx: Hash::ZERO,
+        }
+    }
+}
+
 /// A repository as the root chain records it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Registration {
@@ -428,6 +451,7 @@ impl Registration {
             gas: root.gas.clone(),
             repo_create_fee: None,
             dd_interval_ms: None,
+            repos: Vec::new(),
             repo: Some(self.repo_genesis(root, RepoPart::Ledger)),
         }
     }
@@ -450,6 +474,7 @@ impl Registration {
             },
             repo_create_fee: None,
             dd_interval_ms: None,
+            repos: Vec::new(),
             repo: Some(self.repo_genesis(root, RepoPart::Directory)),
         }
     }

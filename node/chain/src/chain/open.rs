@@ -182,6 +182,7 @@ impl Chain {
                     writes.insert(account_key(&a.address), Some(v));
                 }
                 self.engine.genesis_writes(&self.genesis, &mut writes)?;
+                crate::repos::genesis_writes(&self.genesis, &mut writes);
                 if let Some(r) = &self.genesis.repo {
                     if r.part == aergo_types::repo::RepoPart::Directory {
                         let c = &self.genesis.consensus;
