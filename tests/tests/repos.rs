@@ -280,6 +280,22 @@ fn a_dev_node_hosts_repositories_isolated_from_the_root_and_each_other() -> Resu
     ensure!(e.contains("drop --repo"), "{e}");
     let e = aergo_err(&url, &["--repo", "nope", "balance", "dev"])?;
     ensure!(e.contains("no repository `nope`"), "{e}");
+    // A huge or malformed name is refused without a lookup, and not echoed in full.
+    let huge = "x".repeat(100_000);
+    let e = rpc(&url, "chain_info", json!({"repo": huge}))
+        .err()
+        .context("a huge repository name")?
+        .to_string();
+    ensure!(e.contains("-32007") && e.len() < 400, "{}", e.len());
+    let e = rpc(
+        &url,
+        "dd_resolve",
+        json!({"repo": "team-a", "name": "no spaces"}),
+    )
+    .err()
+    .context("a malformed identifier")?
+    .to_string();
+    ensure!(e.contains("invalid identifier"), "{e}");
     let e = rpc(&url, "chain_info", json!({"repo": 5}))
         .err()
         .context("repo: 5")?;

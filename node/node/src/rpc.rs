@@ -478,6 +478,15 @@ async fn handle_one(rpc: &Rpc, peer: SocketAddr, signed: Option<Address>, v: Val
     }
 }
 
+/// A client-given name for an error message: at most 64 characters, escaped.
+fn shown(name: &str) -> String {
+    name.chars()
+        .take(64)
+        .collect::<String>()
+        .escape_default()
+        .to_string()
+}
+
 /// The node a request addresses: the root chain's, or with `repo` a hosted repository's
 /// (`repo_*` methods are about the registry and always go to the root).
 fn select_repo(
@@ -506,6 +515,16 @@ fn select_repo(
         Some(n) => (n, true),
         None => (name, method.starts_with("dd_")),
     };
+    if aergo_types::repo::name_error(name).is_some() {
+        // Not a name a repository can have: no lookup (a client may send any string here).
+        return Err(RpcFail::new(
+            codes::NO_REPO,
+            format!(
+                "no repository `{}` (`aergo repo list` shows them)",
+                shown(name)
+            ),
+        ));
+    }
     if let Some(h) = root.repos.get(name) {
         if let Some(e) = read_error(&h, signed)? {
             return Err(RpcFail::new(codes::UNAUTHORIZED, e));
@@ -527,7 +546,7 @@ fn select_repo(
             Some(_) => format!("repository `{name}` exists, but this node does not host it"),
             None => format!(
                 "no repository `{}` (`aergo repo list` shows them)",
-                name.escape_default()
+                shown(name)
             ),
         },
     ))
@@ -963,12 +982,18 @@ pub fn dispatch(node: &Node, method: &str, p: &Value) -> MResult {
         }
         "repo_show" => {
             let name = p_str(p, "name")?;
+            if aergo_types::repo::name_error(name).is_some() {
+                return Err(RpcFail::new(
+                    codes::NO_REPO,
+                    format!("no repository `{}`", shown(name)),
+                ));
+            }
             let view = chain.view_at(chain.tip().header.height)?;
             match aergo_chain::repos::registration(&view, name)? {
                 Some(r) => ok(repo_json(node, &r)),
                 None => Err(RpcFail::new(
                     codes::NO_REPO,
-                    format!("no repository `{}`", name.escape_default()),
+                    format!("no repository `{}`", shown(name)),
                 )),
             }
         }
@@ -984,6 +1009,9 @@ pub fn dispatch(node: &Node, method: &str, p: &Value) -> MResult {
                 Some(h) => h,
                 None => ledger.tip().header.height,
             };
+            if let Some(e) = aergo_types::repo::label_error("identifier", name) {
+                return Err(RpcFail::params(e));
+            }
             let view = chain.view_at(chain.finalized_height())?;
             let found = aergo_chain::directory::identifier(&view, name)?;
             match found {
@@ -1000,7 +1028,7 @@ pub fn dispatch(node: &Node, method: &str, p: &Value) -> MResult {
                 ))),
                 None => Err(RpcFail::not_found(format!(
                     "no identifier `{}`",
-                    name.escape_default()
+                    shown(name)
                 ))),
             }
         }

@@ -14,17 +14,22 @@ use aergo_types::repo::{
 use aergo_types::{Address, Hash, Signature};
 use axum::http::HeaderMap;
 use parking_lot::Mutex;
-use std::collections::HashMap;
+use std::collections::{HashSet, VecDeque};
 
 /// Most signatures remembered for replay detection; past it, signed requests are refused
 /// until the window moves on (a flood of valid signatures cannot grow memory).
 pub const REPLAY_MAX: usize = 100_000;
 
-/// Signatures seen within the window.
+/// Signatures seen within the window: a set for the replay check, and the same ids in the
+/// order they were accepted (with the node's time then) so expired ones are dropped from the
+/// front — each request does constant work, however many are remembered.
 #[derive(Default)]
 pub struct ReplayGuard {
-    seen: Mutex<HashMap<Hash, u64>>,
+    seen: Mutex<Seen>,
 }
+
+/// The remembered signature ids, and the same ids with the node time they were accepted at.
+type Seen = (HashSet<Hash>, VecDeque<(u64, Hash)>);
 
 /// Why a signed request is refused.
 #[derive(Debug, thiserror::Error)]
@@ -74,9 +79,18 @@ impl ReplayGuard {
             )));
         }
         let id = Hash::of(&sig.0);
-        let mut seen = self.seen.lock();
-        seen.retain(|_, t| t.abs_diff(now_ms) <= 2 * AUTH_MAX_SKEW_MS);
-        if seen.contains_key(&id) {
+        let mut guard = self.seen.lock();
+        let (seen, order) = &mut *guard;
+        // A signature accepted at node time `a` carries a time within the skew of `a`, so it
+        // can verify again only until `a` + twice the skew: older ones are forgotten.
+        while let Some((at, old)) = order.front().copied() {
+            if now_ms.saturating_sub(at) <= 2 * AUTH_MAX_SKEW_MS {
+                break;
+            }
+            order.pop_front();
+            seen.remove(&old);
+        }
+        if seen.contains(&id) {
             return Err(AuthError(
                 "this signed request was already used (replay); sign each request anew".into(),
             ));
@@ -86,7 +100,8 @@ impl ReplayGuard {
                 "too many signed requests in the replay window; retry shortly".into(),
             ));
         }
-        seen.insert(id, time);
+        seen.insert(id);
+        order.push_back((now_ms, id));
         Ok(Some(account))
     }
 }
@@ -133,5 +148,14 @@ mod tests {
         partial.remove(AUTH_SIGNATURE_HEADER);
         assert!(g.verify(&partial, b"{}", now).is_err());
         assert_eq!(g.verify(&HeaderMap::new(), b"{}", now).unwrap(), None);
+        // Past the window the remembered signature is forgotten (it could not verify anyway).
+        let later = now + 2 * AUTH_MAX_SKEW_MS + 10;
+        let fresh = headers(&k, later, b"{}");
+        assert!(g.verify(&fresh, b"{}", later).is_ok());
+        assert_eq!(
+            g.seen.lock().0.len(),
+            1,
+            "expired signatures were not dropped"
+        );
     }
 }

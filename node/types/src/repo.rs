@@ -107,7 +107,7 @@ pub fn name_error(name: &str) -> Option<String> {
     if !(3..=32).contains(&name.len()) || !ok_chars {
         return Some(format!(
             "invalid repository name `{}`: use 3 to 32 characters of a-z, 0-9 and -",
-            name.escape_default()
+            name.chars().take(64).collect::<String>().escape_default()
         ));
     }
     if name.starts_with('-') || name.ends_with('-') {
@@ -641,7 +641,7 @@ pub fn label_error(what: &str, s: &str) -> Option<String> {
     (!ok).then(|| {
         format!(
             "invalid {what} `{}`: use 1 to 64 characters of A-Z, a-z, 0-9, ., _ and -",
-            s.escape_default()
+            s.chars().take(64).collect::<String>().escape_default()
         )
     })
 }
