@@ -72,6 +72,23 @@ fn tip(url: &str, repo: Option<&str>) -> Result<(u64, Hash)> {
     Ok((h, Hash::from_hex(&str_of(&b, "state_root")?)?))
 }
 
+/// `aergo [--as dev] [--repo REPO] send --from dev --to TO --amount AMOUNT --wait included`;
+/// the transfer must be included with status ok.
+fn send(url: &str, repo: Option<&str>, signed: bool, to: &str, amount: &str) -> Result<Value> {
+    let mut args = Vec::new();
+    if signed {
+        args.extend(["--as", "dev"]);
+    }
+    if let Some(r) = repo {
+        args.extend(["--repo", r]);
+    }
+    args.extend(["send", "--from", "dev", "--to", to, "--amount", amount]);
+    args.extend(["--wait", "included"]);
+    let v = aergo_json(url, &args)?;
+    ensure!(v["status"] == "ok", "aergo {args:?}: {v}");
+    Ok(v)
+}
+
 /// The error text of a failing `aergo` command.
 fn aergo_err(url: &str, args: &[&str]) -> Result<String> {
     match aergo_json(url, args) {
@@ -142,41 +159,9 @@ fn a_dev_node_hosts_repositories_isolated_from_the_root_and_each_other() -> Resu
 
     // Transfers inside each, in their own units; the root chain does not move.
     let root_before = tip(&url, None)?;
-    let sent_a = aergo_json(
-        &url,
-        &[
-            "--repo",
-            "team-a",
-            "send",
-            "--from",
-            "dev",
-            "--to",
-            &bob.encode(),
-            "--amount",
-            "5",
-            "--wait",
-            "included",
-        ],
-    )?;
+    let sent_a = send(&url, Some("team-a"), false, &bob.encode(), "5")?;
     ensure!(sent_a["status"] == "ok", "{sent_a}");
-    let sent_b = aergo_json(
-        &url,
-        &[
-            "--as",
-            "dev",
-            "--repo",
-            "team-b",
-            "send",
-            "--from",
-            "dev",
-            "--to",
-            &bob.encode(),
-            "--amount",
-            "7",
-            "--wait",
-            "included",
-        ],
-    )?;
+    let sent_b = send(&url, Some("team-b"), true, &bob.encode(), "7")?;
     ensure!(sent_b["status"] == "ok", "{sent_b}");
     let unit = aergo_types::AER_PER_AERGO;
     ensure!(balance(&url, Some("team-a"), &bob)? == 5 * unit);
@@ -319,20 +304,7 @@ fn a_dev_node_hosts_repositories_isolated_from_the_root_and_each_other() -> Resu
     let before = balance(&url, None, &dev)?;
     // Right after a block the next slot is a whole interval away (1 s): both creates arrive
     // before it, and the producer takes them into one block.
-    let pace = aergo_json(
-        &url,
-        &[
-            "send",
-            "--from",
-            "dev",
-            "--to",
-            &bob.encode(),
-            "--amount",
-            "1",
-            "--wait",
-            "included",
-        ],
-    )?;
+    let pace = send(&url, None, false, &bob.encode(), "1")?;
     ensure!(pace["status"] == "ok", "{pace}");
     let pace_fee: u128 =
         str_of(&rpc(&url, "receipt", json!({"hash": pace["hash"]}))?, "fee")?.parse()?;
@@ -395,22 +367,7 @@ fn a_dev_node_hosts_repositories_isolated_from_the_root_and_each_other() -> Resu
     ensure!(balance(&url, Some("team-b"), &bob)? == 7 * unit);
     ensure!(tip(&url, Some("team-a"))?.0 == a_height);
     // Still writable after the restart.
-    let again = aergo_json(
-        &url,
-        &[
-            "--repo",
-            "team-a",
-            "send",
-            "--from",
-            "dev",
-            "--to",
-            &bob.encode(),
-            "--amount",
-            "1",
-            "--wait",
-            "included",
-        ],
-    )?;
+    let again = send(&url, Some("team-a"), false, &bob.encode(), "1")?;
     ensure!(again["status"] == "ok", "{again}");
     ensure!(balance(&url, Some("team-a"), &bob)? == 6 * unit);
     Ok(())
@@ -557,13 +514,7 @@ fn a_repository_directory_holds_members_tags_and_identifiers_at_the_right_height
     ensure!(e.contains("never retroactive"), "{e}");
     // Move the repository forward two blocks.
     for _ in 0..2 {
-        let s = aergo_json(
-            &url,
-            &[
-                "--repo", "docs", "send", "--from", "dev", "--to", &target, "--amount", "1",
-                "--wait", "included",
-            ],
-        )?;
+        let s = send(&url, Some("docs"), false, &target, "1")?;
         ensure!(s["status"] == "ok", "{s}");
     }
     let resolve = |h: u64| {
@@ -600,31 +551,16 @@ fn a_repository_directory_holds_members_tags_and_identifiers_at_the_right_height
     )?)?;
     let dave = Keypair::generate();
     let dave_addr = Address::from_public_key(&dave.public());
-    let funded = aergo_json(
-        &url,
-        &[
-            "--repo",
-            "docs",
-            "send",
-            "--from",
-            "dev",
-            "--to",
-            &dave_addr.encode(),
-            "--amount",
-            "10",
-            "--wait",
-            "included",
-        ],
-    )?;
+    let funded = send(&url, Some("docs"), false, &dave_addr.encode(), "10")?;
     ensure!(funded["status"] == "ok", "{funded}");
-    let send = |k: &Keypair, nonce: u64| {
+    let send_raw = |k: &Keypair, nonce: u64| {
         rpc(
             &url,
             "send_tx",
             json!({"repo": "docs", "tx": transfer_hex(k, nonce, carol_addr, 1, repo_id)}),
         )
     };
-    let e = send(&dave, 0)
+    let e = send_raw(&dave, 0)
         .err()
         .context("a sender without a role wrote to the repository")?
         .to_string();
@@ -638,7 +574,7 @@ fn a_repository_directory_holds_members_tags_and_identifiers_at_the_right_height
     )?;
     ensure!(opened["status"] == "ok", "{opened}");
     poll("anonymous writes in force", Duration::from_secs(20), || {
-        Ok(send(&dave, 0).ok())
+        Ok(send_raw(&dave, 0).ok())
     })?;
 
     // A contract deployed in the repository, called by its identifier.
@@ -663,13 +599,7 @@ fn a_repository_directory_holds_members_tags_and_identifiers_at_the_right_height
         &["--repo", "docs", "name", "set", "ledger", &contract],
     )?;
     ensure!(named["status"] == "ok", "{named}");
-    let step = aergo_json(
-        &url,
-        &[
-            "--repo", "docs", "send", "--from", "dev", "--to", &target, "--amount", "1", "--wait",
-            "included",
-        ],
-    )?;
+    let step = send(&url, Some("docs"), false, &target, "1")?;
     ensure!(step["status"] == "ok", "{step}");
     let rows = poll(
         "the identifier resolves for the CLI",
