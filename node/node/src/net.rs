@@ -276,6 +276,7 @@ impl Task {
                     .or_else(|| self.best.get(&p.id).copied())
                     .unwrap_or(0),
                 latency_ms: p.latency_ms,
+                node: None,
             })
             .collect();
         for p in &peers {

@@ -365,6 +365,10 @@ pub struct PeerJson {
     pub best_height: u64,
     /// Round-trip latency.
     pub latency_ms: Option<u64>,
+    /// The peer's node address (`A…`), once it proved its node key by signing this node's
+    /// challenge on connection; absent until then (or for a peer that never proves one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 /// A pending transaction notification.
