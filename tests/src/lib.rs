@@ -663,6 +663,44 @@ pub mod testnet {
         Ok(v["result"].clone())
     }
 
+    /// The headers of a request body signed by `key` now (a signed read of a private
+    /// repository).
+    pub fn sign_headers(key: &aergo_types::Keypair, body: &str) -> Vec<(String, String)> {
+        use aergo_types::repo::*;
+        let account = aergo_types::Address::from_public_key(&key.public());
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(0))
+            .unwrap_or(0);
+        let sig = key.sign(&read_auth_message(now, &account, body.as_bytes()).0);
+        vec![
+            (AUTH_ACCOUNT_HEADER.into(), account.encode()),
+            (AUTH_TIME_HEADER.into(), now.to_string()),
+            (AUTH_SIGNATURE_HEADER.into(), sig.to_hex()),
+        ]
+    }
+
+    /// A JSON-RPC call, signed by `key` when given; a JSON-RPC error is an `Err`.
+    pub fn rpc_as(
+        url: &str,
+        key: Option<&aergo_types::Keypair>,
+        method: &str,
+        params: Value,
+    ) -> Result<Value> {
+        let body =
+            json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).to_string();
+        let headers = key.map(|k| sign_headers(k, &body)).unwrap_or_default();
+        reply(http::raw_with("POST", url, &headers, &body)?)
+    }
+
+    pub fn reply((code, text): (u16, String)) -> Result<Value> {
+        let v: Value = serde_json::from_str(&text).with_context(|| format!("{code}: {text}"))?;
+        if let Some(e) = v.get("error") {
+            bail!("{e}");
+        }
+        Ok(v["result"].clone())
+    }
+
     /// The kernel's ephemeral port range (outgoing connections and ephemeral listeners take
     /// ports from it).
     fn ephemeral_range() -> (u16, u16) {

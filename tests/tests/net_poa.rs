@@ -4,8 +4,14 @@
 //! repositories at genesis (`--repo team --repo vault:private`): node 1 hosts them from its
 //! first start, the others know them but do not host them, and a transfer moves units
 //! inside one.
+//!
+//! Then the private repository's replication: node 2 is added to vault's nodes in its
+//! directory and starts replicating it (same blocks, same directory); node 3 and a
+//! hand-made libp2p peer (subscribed to vault's would-be topics, asking for its status,
+//! blocks and membership) never get a block, a transaction or a sync answer of it. Once
+//! node 2 is removed from the directory, it receives no new vault block.
 
-use aergo_e2e::testnet::{base_port, rpc, start_node};
+use aergo_e2e::testnet::{base_port, rpc, rpc_as, start_node};
 use aergo_e2e::{bin, poll, KillOnDrop};
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
@@ -22,7 +28,14 @@ fn poa_network_reaches_a_common_lib() -> Result<()> {
     let st = Command::new(bin("aergo")?)
         .args(["testnet", "init", "--engine", "poa", "--bps", "3"])
         .args(["--interval-ms", "500", "--start-delay-ms", "3000"])
-        .args(["--repo", "team", "--repo", "vault:private"])
+        .args([
+            "--repo",
+            "team",
+            "--repo",
+            "vault:private",
+            "--dd-interval-ms",
+            "500",
+        ])
         .args(["--base-port", &base_port(NODES)?.to_string()])
         .arg("--out")
         .arg(&out)
@@ -144,5 +157,290 @@ fn poa_network_reaches_a_common_lib() -> Result<()> {
         "poa: 3 nodes, common LIB {lib} ({hash}) at tip {tip} after {:.1} s",
         begun.elapsed().as_secs_f64()
     );
+    private_repository_replication(&out, &urls, &faucet)?;
+    eprintln!(
+        "poa: private repository replication done after {:.1} s",
+        begun.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn key_file(path: &std::path::Path) -> Result<aergo_types::Keypair> {
+    let mut b = [0u8; 32];
+    hex::decode_to_slice(std::fs::read_to_string(path)?.trim(), &mut b)?;
+    Ok(aergo_types::Keypair::from_seed(&b))
+}
+
+/// A chain id: the root's, a repository's ledger (`NAME`) or directory (`NAME/dd`),
+/// derived from the root's as every node derives it.
+fn chain_id(url: &str, repo: &str) -> Result<aergo_types::Hash> {
+    let v = rpc(url, "chain_info", json!({}))?;
+    let root = aergo_types::Hash::from_hex(v["chain_id"].as_str().context("chain_id")?)?;
+    Ok(match repo.split_once('/') {
+        _ if repo == "aergo" => root,
+        Some((name, _)) => {
+            aergo_types::repo::directory_id(&aergo_types::repo::repo_id(&root, name))
+        }
+        None => aergo_types::repo::repo_id(&root, repo),
+    })
+}
+
+/// Sends a transaction signed by `key` to node `url`'s `repo`. (The arguments are a
+/// transaction's fields; a struct would only rename them.)
+#[allow(clippy::too_many_arguments)]
+fn send_in(
+    url: &str,
+    repo: &str,
+    key: &aergo_types::Keypair,
+    kind: aergo_types::TxKind,
+    nonce: u64,
+    to: Option<aergo_types::Address>,
+    amount: u128,
+    payload: Vec<u8>,
+) -> Result<()> {
+    let (gas_limit, gas_price) = match kind {
+        aergo_types::TxKind::DirectoryChange => (100_000, 0),
+        _ => (1000, 1_000_000_000),
+    };
+    let tx = aergo_types::Tx {
+        kind,
+        nonce,
+        from: key.public(),
+        to,
+        amount,
+        payload,
+        gas_limit,
+        gas_price,
+        chain_id: chain_id(url, repo)?,
+    }
+    .sign(key);
+    rpc_as(
+        url,
+        Some(key),
+        "send_tx",
+        json!({"repo": repo, "tx": hex::encode(tx.encode())}),
+    )?;
+    Ok(())
+}
+
+/// A repository's height on node `url`, read with a request signed by `key`.
+fn height_in(url: &str, key: &aergo_types::Keypair, repo: &str) -> Result<u64> {
+    rpc_as(url, Some(key), "chain_info", json!({"repo": repo}))?["height"]
+        .as_u64()
+        .context("height")
+}
+
+fn private_repository_replication(
+    out: &std::path::Path,
+    urls: &[String],
+    faucet: &aergo_types::Keypair,
+) -> Result<()> {
+    use aergo_p2p::repo::{RepoBody, RepoResponse};
+    use aergo_p2p::{NetEvent, P2p, P2pConfig, PeerId};
+    use aergo_types::repo::DdOp;
+    use aergo_types::TxKind;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    let read = |url: &str, method: &str, params: Value| rpc_as(url, Some(faucet), method, params);
+    let n2 = key_file(&out.join("node2/node.key"))?.public();
+    let vault = chain_id(&urls[0], "vault")?;
+    let vault_dd = chain_id(&urls[0], "vault/dd")?;
+    let root = chain_id(&urls[0], "aergo")?;
+
+    // The hand-made peer: a real libp2p node with a key no directory lists.
+    let rt = tokio::runtime::Runtime::new()?;
+    let info = rpc(&urls[0], "consensus_info", json!({}))?;
+    let node1_addr: aergo_p2p::Multiaddr = info["listen_addrs"][0]
+        .as_str()
+        .context("listen addr")?
+        .parse()?;
+    let node1: PeerId = info["peer_id"].as_str().context("peer id")?.parse()?;
+    let mut cfg = P2pConfig::new(
+        root.0,
+        aergo_types::Keypair::generate().seed(),
+        "/ip4/127.0.0.1/tcp/0".parse()?,
+    );
+    cfg.bootnodes = vec![node1_addr];
+    let (stranger, mut events) = rt.block_on(P2p::start(cfg, None))?;
+    let leaked = Arc::new(AtomicUsize::new(0));
+    let l = leaked.clone();
+    let private = [vault.0, vault_dd.0];
+    rt.spawn(async move {
+        while let Some(e) = events.recv().await {
+            if let NetEvent::Repo { chain, .. } = e {
+                if private.contains(&chain) {
+                    l.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        }
+    });
+    for c in private {
+        rt.block_on(stranger.subscribe(c, true))?;
+    }
+    poll(
+        "node 1 to list the stranger",
+        Duration::from_secs(30),
+        || {
+            let peers = rpc(&urls[0], "peers", json!({}))?;
+            let me = stranger.local_peer_id().to_string();
+            Ok(peers
+                .as_array()
+                .is_some_and(|a| a.iter().any(|p| p["id"] == me.as_str()))
+                .then_some(()))
+        },
+    )?;
+
+    // Node 2 becomes one of vault's nodes and replicates it.
+    let add = DdOp::NodeAdd { key: n2 }.encode();
+    send_in(
+        &urls[0],
+        "vault/dd",
+        faucet,
+        TxKind::DirectoryChange,
+        0,
+        None,
+        0,
+        add,
+    )?;
+    poll("node 2 to replicate vault", Duration::from_secs(30), || {
+        Ok(read(&urls[1], "chain_info", json!({"repo": "vault"})).ok())
+    })?;
+    let to = aergo_types::Address::from_public_key(&aergo_types::Keypair::generate().public());
+    send_in(
+        &urls[0],
+        "vault",
+        faucet,
+        TxKind::Transfer,
+        0,
+        Some(to),
+        5,
+        Vec::new(),
+    )?;
+    let at = poll(
+        "node 2 to hold vault's transfer",
+        Duration::from_secs(30),
+        || {
+            let a = read(
+                &urls[1],
+                "account",
+                json!({"repo": "vault", "address": to.encode()}),
+            )?;
+            if a["balance"] != "5" {
+                return Ok(None);
+            }
+            Ok(Some(height_in(&urls[1], faucet, "vault")?))
+        },
+    )?;
+    for repo in ["vault", "vault/dd"] {
+        let h = at.min(height_in(&urls[1], faucet, repo)?);
+        let b1 = read(&urls[0], "block", json!({"repo": repo, "height": h}))?;
+        let b2 = read(&urls[1], "block", json!({"repo": repo, "height": h}))?;
+        assert_eq!(b1["hash"], b2["hash"], "{repo} at {h}: {b1} vs {b2}");
+    }
+    let dd1 = read(&urls[0], "dd_info", json!({"repo": "vault/dd"}))?;
+    let dd2 = read(
+        &urls[1],
+        "dd_info",
+        json!({"repo": "vault/dd", "height": dd1["height"]}),
+    )?;
+    assert_eq!(dd1["nodes"], dd2["nodes"], "{dd1} vs {dd2}");
+    assert_eq!(dd1["nodes"].as_array().map(Vec::len), Some(2), "{dd1}");
+    let listed = read(&urls[1], "repo_show", json!({"name": "vault"}))?;
+    assert_eq!(listed["role"], "member", "{listed}");
+
+    // Node 3 and the stranger get nothing: no hosting, refusals naming the reason.
+    let e = read(&urls[2], "chain_info", json!({"repo": "vault"}));
+    assert!(
+        e.as_ref()
+            .is_err_and(|e| e.to_string().contains("does not host")),
+        "{e:?}"
+    );
+    for c in private {
+        for body in [
+            RepoBody::Status,
+            RepoBody::Member,
+            RepoBody::Blocks { from: 0, to: 5 },
+        ] {
+            let r = rt.block_on(stranger.repo_request(node1, c, body.clone()))?;
+            match r {
+                RepoResponse::Refused(why) => {
+                    assert!(why.contains("private") && why.contains("vault"), "{why}")
+                }
+                other => panic!("a non-member got {other:?} for {body:?}"),
+            }
+        }
+    }
+
+    // Node 2 is removed: from that directory block on it receives no new vault block.
+    let remove = DdOp::NodeRemove { key: n2 }.encode();
+    send_in(
+        &urls[0],
+        "vault/dd",
+        faucet,
+        TxKind::DirectoryChange,
+        1,
+        None,
+        0,
+        remove,
+    )?;
+    poll(
+        "node 1's directory to drop node 2",
+        Duration::from_secs(30),
+        || {
+            let d = read(
+                &urls[0],
+                "dd_info",
+                json!({"repo": "vault/dd", "height": height_in(&urls[0], faucet, "vault/dd")?}),
+            )?;
+            Ok((d["nodes"].as_array().map(Vec::len) == Some(1)).then_some(()))
+        },
+    )?;
+    let cut = height_in(&urls[0], faucet, "vault")?;
+    for nonce in 1..=3 {
+        send_in(
+            &urls[0],
+            "vault",
+            faucet,
+            TxKind::Transfer,
+            nonce,
+            Some(to),
+            1,
+            Vec::new(),
+        )?;
+    }
+    poll(
+        "vault's next transfers on node 1",
+        Duration::from_secs(30),
+        || {
+            let a = read(
+                &urls[0],
+                "account",
+                json!({"repo": "vault", "address": to.encode()}),
+            )?;
+            Ok((a["balance"] == "8").then_some(()))
+        },
+    )?;
+    let after = height_in(&urls[0], faucet, "vault")?;
+    assert!(
+        after > cut,
+        "no new vault block after the removal ({cut} → {after})"
+    );
+    // Two status rounds (2 s each) of node 2 asking node 1: still nothing new.
+    let quiet = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < quiet {
+        let h2 = height_in(&urls[1], faucet, "vault")?;
+        assert!(
+            h2 <= cut,
+            "node 2 received vault block {h2} after its removal at {cut}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert_eq!(
+        leaked.load(Ordering::SeqCst),
+        0,
+        "the stranger received private repository data"
+    );
+    rt.block_on(stranger.shutdown());
     Ok(())
 }

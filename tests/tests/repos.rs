@@ -5,7 +5,7 @@
 //! error and nothing changed, a name taken twice in one block (the second create fails in the
 //! block and is charged gas only), and hosting after a SIGKILL.
 
-use aergo_e2e::testnet::rpc;
+use aergo_e2e::testnet::{reply, rpc, rpc_as, sign_headers};
 use aergo_e2e::{aergo_json, free_port, poll, start_dev_node};
 use aergo_types::repo::{RepoCreate, RepoEngine, Visibility};
 use aergo_types::{Address, Hash, Keypair, Tx, TxKind};
@@ -27,37 +27,6 @@ fn balance(url: &str, repo: Option<&str>, addr: &Address) -> Result<u128> {
     // Signed by the dev account: a member of every repository these tests create.
     let a = rpc_as(url, Some(&Keypair::dev()), "account", p)?;
     str_of(&a, "balance")?.parse().context("balance")
-}
-
-/// The headers of a request body signed by `key` now.
-fn sign_headers(key: &Keypair, body: &str) -> Vec<(String, String)> {
-    use aergo_types::repo::*;
-    let account = Address::from_public_key(&key.public());
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(0))
-        .unwrap_or(0);
-    let sig = key.sign(&read_auth_message(now, &account, body.as_bytes()).0);
-    vec![
-        (AUTH_ACCOUNT_HEADER.into(), account.encode()),
-        (AUTH_TIME_HEADER.into(), now.to_string()),
-        (AUTH_SIGNATURE_HEADER.into(), sig.to_hex()),
-    ]
-}
-
-/// A JSON-RPC call, signed by `key` when given; a JSON-RPC error is an `Err`.
-fn rpc_as(url: &str, key: Option<&Keypair>, method: &str, params: Value) -> Result<Value> {
-    let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).to_string();
-    let headers = key.map(|k| sign_headers(k, &body)).unwrap_or_default();
-    reply(aergo_e2e::http::raw_with("POST", url, &headers, &body)?)
-}
-
-fn reply((code, text): (u16, String)) -> Result<Value> {
-    let v: Value = serde_json::from_str(&text).with_context(|| format!("{code}: {text}"))?;
-    if let Some(e) = v.get("error") {
-        anyhow::bail!("{e}");
-    }
-    Ok(v["result"].clone())
 }
 
 fn tip(url: &str, repo: Option<&str>) -> Result<(u64, Hash)> {

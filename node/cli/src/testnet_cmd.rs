@@ -72,6 +72,10 @@ pub struct InitArgs {
     /// units.
     #[arg(long = "repo")]
     pub repos: Vec<String>,
+    /// Longest wait of a repository directory change for its block (genesis
+    /// `dd_interval_ms`; default 10 s).
+    #[arg(long)]
+    pub dd_interval_ms: Option<u64>,
 }
 
 /// Runs a testnet command; `json`: one JSON object on stdout instead of text.
@@ -249,7 +253,7 @@ fn init(a: &InitArgs, json: bool) -> Result<()> {
             block_gas_limit: None,
         },
         repo_create_fee: None,
-        dd_interval_ms: None,
+        dd_interval_ms: a.dd_interval_ms,
         repo: None,
         repos: genesis_repos(&a.repos, &faucet, keys.first())?,
     };

@@ -6,19 +6,34 @@
 //! starts a sync task (at most one at a time) that downloads ranges from the peers at the
 //! best height and imports them in order; while it runs the producer does not produce, so a
 //! node that was away never builds on a stale tip.
+//!
+//! The same task carries the hosted repositories (see [`crate::repos`]):
+//! - every peer proves its node key on connection; the task keeps `peer → node key`;
+//! - a public repository's blocks and transactions go on its own gossip topics; a private
+//!   one's are pushed by request-response to the connected peers whose proven node key is one
+//!   of the repository's nodes at this node's directory tip, and to nobody else;
+//! - a repository's status and block ranges are asked of the peers that are its nodes or
+//!   producers, and answered ([`RepoServe`]) only to peers that may read it: anyone for a
+//!   public repository, its nodes for a private one;
+//! - a pushed or gossiped repository block or transaction is taken only from a peer that may
+//!   read the repository, and imported into that repository's own chain;
+//! - registrations this node does not produce are asked about (`Member`) until a producer
+//!   says this node is one of the repository's nodes; then it hosts it.
 
 use crate::node::{now_ms, Node, Origin};
 use crate::vital::Task as Vital;
 use aergo_chain::chain::Received;
 use aergo_chain::ChainError;
-use aergo_p2p::sync::{fetch_range, SyncOptions};
+use aergo_p2p::repo::{RepoBody, RepoProvider, RepoResponse};
+use aergo_p2p::sync::{fetch_range_in, SyncOptions};
 use aergo_p2p::{
-    BlockProvider, Multiaddr, NetEvent, P2p, P2pConfig, P2pHandle, PeerId, Penalty, Verdict,
+    BlockProvider, Multiaddr, NetEvent, P2p, P2pConfig, P2pHandle, PeerId, PeerStatus, Penalty,
+    Verdict,
 };
 use aergo_rpc::types::PeerJson;
-use aergo_types::Block;
+use aergo_types::{Address, Block, PublicKey};
 use anyhow::{Context, Result};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,23 +44,86 @@ struct ChainBlocks(Arc<Node>);
 
 impl BlockProvider for ChainBlocks {
     fn blocks(&self, from: u64, to: u64, max_bytes: usize) -> Vec<Vec<u8>> {
-        let mut out = Vec::new();
-        let mut bytes = 0usize;
-        let tip = self.0.chain.tip().header.height;
-        for h in from..=to.min(tip) {
-            match self.0.chain.block_by_height(h) {
-                Ok(Some(b)) => {
-                    let enc = b.encode();
-                    bytes += enc.len();
-                    if bytes > max_bytes && !out.is_empty() {
-                        break;
-                    }
-                    out.push(enc);
+        blocks_of(&self.0.chain, from, to, max_bytes)
+    }
+}
+
+/// Encoded best-chain blocks `from..=to`, stopping at the tip or before `max_bytes`.
+fn blocks_of(chain: &aergo_chain::Chain, from: u64, to: u64, max_bytes: usize) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut bytes = 0usize;
+    let tip = chain.tip().header.height;
+    for h in from..=to.min(tip) {
+        match chain.block_by_height(h) {
+            Ok(Some(b)) => {
+                let enc = b.encode();
+                bytes += enc.len();
+                if bytes > max_bytes && !out.is_empty() {
+                    break;
                 }
-                _ => break,
+                out.push(enc);
             }
+            _ => break,
         }
-        out
+    }
+    out
+}
+
+/// A node key as an address, for messages.
+fn node_name(key: Option<&[u8; 32]>) -> String {
+    key.map(|k| format!("node {}", Address::from_public_key(&PublicKey(*k))))
+        .unwrap_or_else(|| "a peer that proved no node key".into())
+}
+
+/// Answers repository requests from the hosted repositories: a private repository only to
+/// a peer whose proven node key is one of its nodes at this node's directory tip.
+struct RepoServe(Arc<Node>);
+
+impl RepoProvider for RepoServe {
+    fn serve(
+        &self,
+        chain: &[u8; 32],
+        node_key: Option<&[u8; 32]>,
+        body: &RepoBody,
+        max_blocks: u64,
+        max_bytes: usize,
+    ) -> RepoResponse {
+        let Some((h, part)) = self.0.repos.by_chain(chain) else {
+            return RepoResponse::Refused("this node does not host that chain".into());
+        };
+        let name = &h.registration.create.name;
+        let readers = match h.readers() {
+            Ok(r) => r,
+            Err(e) => return RepoResponse::Refused(format!("repository {name}: {e:#}")),
+        };
+        let member = node_key.is_some_and(|k| readers.contains(k));
+        if !h.public() && !member {
+            return RepoResponse::Refused(format!(
+                "repository {name} is private and {} is not one of its nodes",
+                node_name(node_key)
+            ));
+        }
+        match body {
+            RepoBody::Member => RepoResponse::Member(member),
+            RepoBody::Status => {
+                let tip = part.chain.tip();
+                RepoResponse::Status(PeerStatus {
+                    height: tip.header.height,
+                    hash: tip.hash.0,
+                    chain_id: *chain,
+                })
+            }
+            RepoBody::Blocks { from, to } => {
+                let to = (*to).min(from.saturating_add(max_blocks.saturating_sub(1)));
+                RepoResponse::Blocks(
+                    blocks_of(&part.chain, *from, to, max_bytes)
+                        .into_iter()
+                        .map(aergo_p2p::ByteBuf::from)
+                        .collect(),
+                )
+            }
+            RepoBody::Push { .. } => RepoResponse::Refused("a push is not a question".into()),
+        }
     }
 }
 
@@ -99,7 +177,8 @@ pub async fn start(
     // thousands per second, which must not read as flooding (and end in a ban).
     cfg.per_peer_msgs_per_sec = 20_000;
     let provider: Arc<dyn BlockProvider> = Arc::new(ChainBlocks(node.clone()));
-    let (handle, events) = P2p::start(cfg, Some(provider))
+    let repos: Arc<dyn RepoProvider> = Arc::new(RepoServe(node.clone()));
+    let (handle, events) = P2p::start_with_repos(cfg, Some(provider), Some(repos))
         .await
         .context("start libp2p")?;
     let addrs: Vec<String> = handle
@@ -111,10 +190,13 @@ pub async fn start(
     *node.net.identity.lock() = Some((handle.local_peer_id().to_string(), addrs));
     let (ttx, trx) = mpsc::channel(crate::node::GOSSIP_TX_QUEUE);
     let (btx, brx) = mpsc::unbounded_channel();
-    *node.net.outbound.lock() = Some(crate::node::Outbox {
+    let outbox = crate::node::Outbox {
+        chain: node.chain.chain_id().0,
         txs: ttx,
         blocks: btx,
-    });
+    };
+    *node.net.outbound.lock() = Some(outbox.clone());
+    node.repos.set_outbox(outbox);
     // Until the first look at the peers, assume the network is ahead.
     node.net.syncing.store(true, Ordering::SeqCst);
     let tip = node.chain.tip();
@@ -128,54 +210,89 @@ pub async fn start(
 /// How long a starting node listens for peers' heights before it produces.
 const STARTUP_GRACE: Duration = Duration::from_millis(2500);
 
+/// A hosted repository chain's view of its peers.
+#[derive(Default)]
+struct Follow {
+    best: HashMap<PeerId, u64>,
+    running: Arc<AtomicBool>,
+}
+
+/// Answers of the requests the task sent without waiting.
+enum Answer {
+    /// A repository chain's status from a peer.
+    Status([u8; 32], PeerId, u64),
+    /// A producer said this node is one of the repository's nodes.
+    Member(String),
+}
+
+/// How often hosted repositories ask their peers' heights.
+const REPO_STATUS_EVERY: Duration = Duration::from_secs(2);
+
 struct Task {
     node: Arc<Node>,
     handle: P2pHandle,
     best: HashMap<PeerId, u64>,
     sync_running: Arc<AtomicBool>,
     started: std::time::Instant,
+    root: [u8; 32],
+    /// Proven node keys of the connected peers.
+    keys: HashMap<PeerId, [u8; 32]>,
+    follows: HashMap<[u8; 32], Follow>,
+    subscribed: HashSet<[u8; 32]>,
+    answers: mpsc::Sender<Answer>,
+    last_repo_status: std::time::Instant,
 }
 
 async fn run(
     node: Arc<Node>,
     handle: P2pHandle,
     mut events: mpsc::Receiver<NetEvent>,
-    mut out_txs: mpsc::Receiver<Vec<u8>>,
-    mut out_blocks: mpsc::UnboundedReceiver<Vec<u8>>,
+    mut out_txs: mpsc::Receiver<([u8; 32], Vec<u8>)>,
+    mut out_blocks: mpsc::UnboundedReceiver<([u8; 32], Vec<u8>)>,
 ) {
+    let (answers, mut answers_rx) = mpsc::channel(1024);
     let mut t = Task {
+        root: node.chain.chain_id().0,
         node,
         handle,
         best: HashMap::new(),
         sync_running: Arc::new(AtomicBool::new(false)),
         started: std::time::Instant::now(),
+        keys: HashMap::new(),
+        follows: HashMap::new(),
+        subscribed: HashSet::new(),
+        answers,
+        last_repo_status: std::time::Instant::now(),
     };
     let mut tick = tokio::time::interval(Duration::from_millis(1000));
     loop {
         tokio::select! {
             // Separate queues: a block never waits behind the transactions queued before it.
             b = out_blocks.recv() => match b {
-                Some(b) => {
+                Some((chain, b)) if chain == t.root => {
                     if let Err(e) = t.handle.publish_block(b).await {
                         tracing::debug!(error = %e, "block gossip");
                     }
                     let tip = t.node.chain.tip();
                     let _ = t.handle.set_status(tip.header.height, tip.hash.0).await;
                 }
+                Some((chain, b)) => t.repo_out(chain, true, b).await,
                 None => break,
             },
             o = out_txs.recv() => match o {
-                Some(b) => {
+                Some((chain, b)) if chain == t.root => {
                     if let Err(e) = t.handle.publish_tx(b).await {
                         tracing::debug!(error = %e, "tx gossip");
                     }
                 }
+                Some((chain, b)) => t.repo_out(chain, false, b).await,
                 None => break,
             },
             e = events.recv() => match e {
                 Some(e) => t.event(e).await,
                 None => break,
             },
+            Some(a) = answers_rx.recv() => t.answer(a).await,
             _ = tick.tick() => {
                 t.node.vital.beat(Vital::Network, now_ms());
                 t.maintain().await
@@ -249,13 +366,258 @@ impl Task {
             }
             NetEvent::PeerDisconnected { peer } => {
                 self.best.remove(&peer);
+                self.forget(&peer);
             }
             NetEvent::PeerBanned { peer, reason } => {
                 tracing::warn!(%peer, ?reason, "peer banned");
                 self.best.remove(&peer);
+                self.forget(&peer);
+            }
+            NetEvent::PeerIdentified { peer, node_key } => {
+                self.keys.insert(peer, node_key);
+            }
+            NetEvent::Repo {
+                peer,
+                node_key,
+                chain,
+                block,
+                bytes,
+                gossip_id,
+            } => {
+                let verdict = self.repo_in(peer, node_key, chain, block, bytes).await;
+                if let Some(g) = gossip_id {
+                    self.handle.report_block(g, verdict).await;
+                }
             }
             _ => {}
         }
+    }
+
+    fn forget(&mut self, peer: &PeerId) {
+        self.keys.remove(peer);
+        for f in self.follows.values_mut() {
+            f.best.remove(peer);
+        }
+    }
+
+    /// A hosted repository's block or transaction leaves this node: on its gossip topics
+    /// when public, pushed to its connected member nodes when private.
+    async fn repo_out(&mut self, chain: [u8; 32], block: bool, bytes: Vec<u8>) {
+        let Some((h, _)) = self.node.repos.by_chain(&chain) else {
+            return;
+        };
+        if h.public() {
+            if let Err(e) = self.handle.publish_in(chain, block, bytes).await {
+                tracing::debug!(repo = %h.registration.create.name, error = %e, "repository gossip");
+            }
+            return;
+        }
+        let readers = match h.readers() {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(repo = %h.registration.create.name, error = %format!("{e:#}"), "cannot read the directory's nodes; nothing sent");
+                return;
+            }
+        };
+        let me = self.node.key.public().0;
+        for (peer, key) in &self.keys {
+            if *key == me || !readers.contains(key) {
+                continue;
+            }
+            let (handle, peer, bytes) = (self.handle.clone(), *peer, bytes.clone());
+            tokio::spawn(async move {
+                let body = RepoBody::Push {
+                    block,
+                    bytes: aergo_p2p::ByteBuf::from(bytes),
+                };
+                if let Err(e) = handle.repo_request(peer, chain, body).await {
+                    tracing::debug!(%peer, error = %e, "repository push");
+                }
+            });
+        }
+    }
+
+    /// A repository's block or transaction arrived from `peer`.
+    async fn repo_in(
+        &mut self,
+        peer: PeerId,
+        node_key: Option<[u8; 32]>,
+        chain: [u8; 32],
+        block: bool,
+        bytes: Vec<u8>,
+    ) -> Verdict {
+        let Some((h, part)) = self.node.repos.by_chain(&chain) else {
+            return Verdict::Ignore;
+        };
+        if !h.may_read(node_key.as_ref()) {
+            tracing::warn!(%peer, repo = %h.registration.create.name, from = %node_name(node_key.as_ref()), "dropped a private repository's data from a peer that is not one of its nodes");
+            self.handle.penalize(peer, Penalty::InvalidTx).await;
+            return Verdict::Reject;
+        }
+        if !block {
+            let res = tokio::task::spawn_blocking(move || {
+                part.check(&bytes).and_then(|tx| part.admit_quiet(tx))
+            })
+            .await;
+            if let Ok(Err(
+                crate::node::AdmitError::Malformed(_)
+                | crate::node::AdmitError::Signature
+                | crate::node::AdmitError::Rule(_),
+            )) = res
+            {
+                self.handle.penalize(peer, Penalty::InvalidTx).await;
+            }
+            return Verdict::Accept;
+        }
+        let Ok(b) = Block::decode(&bytes) else {
+            self.handle.penalize(peer, Penalty::Garbage).await;
+            return Verdict::Reject;
+        };
+        let height = b.header.height;
+        let f = self.follows.entry(chain).or_default();
+        let e = f.best.entry(peer).or_insert(height);
+        *e = (*e).max(height);
+        match import(&part, b, false).await {
+            Ok(Imported::Applied) => Verdict::Accept,
+            Ok(Imported::Other) => Verdict::Ignore,
+            Ok(Imported::Sync(from, to)) => {
+                self.start_repo_sync(chain, &part, from, to);
+                Verdict::Ignore
+            }
+            Err(p) => {
+                self.handle.penalize(peer, p).await;
+                Verdict::Reject
+            }
+        }
+    }
+
+    async fn answer(&mut self, a: Answer) {
+        match a {
+            Answer::Status(chain, peer, height) => {
+                let Some((_, part)) = self.node.repos.by_chain(&chain) else {
+                    return;
+                };
+                self.follows
+                    .entry(chain)
+                    .or_default()
+                    .best
+                    .insert(peer, height);
+                let ours = part.chain.tip().header.height;
+                if height > ours {
+                    self.start_repo_sync(chain, &part, ours + 1, height);
+                }
+            }
+            Answer::Member(name) => {
+                let node = self.node.clone();
+                let n = name.clone();
+                let r =
+                    tokio::task::spawn_blocking(move || node.repos.host_member(&node, &n)).await;
+                match r {
+                    Ok(Ok(())) => {
+                        tracing::info!(repo = %name, "this node is one of the repository's nodes: replicating it")
+                    }
+                    Ok(Err(e)) => {
+                        tracing::error!(repo = %name, error = %format!("{e:#}"), "cannot open repository; not hosting it")
+                    }
+                    Err(e) => {
+                        tracing::error!(repo = %name, error = %e, "repository open task failed")
+                    }
+                }
+                self.repo_maintain(true).await;
+            }
+        }
+    }
+
+    /// Repositories: gossip subscriptions of public ones, peers' heights, membership
+    /// questions about registrations this node does not host yet.
+    async fn repo_maintain(&mut self, force: bool) {
+        let hosted = self.node.repos.all();
+        for h in &hosted {
+            if !h.public() {
+                continue;
+            }
+            for n in [&h.node, &h.directory] {
+                let id = n.chain.chain_id().0;
+                if self.subscribed.insert(id) {
+                    let _ = self.handle.subscribe(id, true).await;
+                }
+            }
+        }
+        let me = self.node.key.public().0;
+        for reg in self.node.repos.candidates_due() {
+            let producers: HashSet<[u8; 32]> = reg.create.producers.iter().map(|p| p.0).collect();
+            let Some(peer) = self
+                .keys
+                .iter()
+                .find(|(_, k)| producers.contains(*k) && **k != me)
+                .map(|(p, _)| *p)
+            else {
+                continue;
+            };
+            let chain = aergo_types::repo::repo_id(&self.node.chain.chain_id(), &reg.create.name).0;
+            let (handle, answers, name) = (
+                self.handle.clone(),
+                self.answers.clone(),
+                reg.create.name.clone(),
+            );
+            tokio::spawn(async move {
+                match handle.repo_request(peer, chain, RepoBody::Member).await {
+                    Ok(RepoResponse::Member(true)) => {
+                        let _ = answers.send(Answer::Member(name)).await;
+                    }
+                    Ok(other) => {
+                        tracing::debug!(repo = %name, answer = ?other, "not one of the repository's nodes")
+                    }
+                    Err(e) => tracing::debug!(repo = %name, error = %e, "membership question"),
+                }
+            });
+        }
+        if !force && self.last_repo_status.elapsed() < REPO_STATUS_EVERY {
+            return;
+        }
+        self.last_repo_status = std::time::Instant::now();
+        for h in hosted {
+            let Ok(mut ask) = h.readers() else {
+                continue;
+            };
+            ask.extend(h.registration.create.producers.iter().map(|p| p.0));
+            let peers: Vec<PeerId> = self
+                .keys
+                .iter()
+                .filter(|(_, k)| **k != me && ask.contains(*k))
+                .map(|(p, _)| *p)
+                .collect();
+            for n in [&h.node, &h.directory] {
+                let chain = n.chain.chain_id().0;
+                for &peer in &peers {
+                    let (handle, answers) = (self.handle.clone(), self.answers.clone());
+                    tokio::spawn(async move {
+                        if let Ok(s) = handle.repo_status(peer, chain).await {
+                            let _ = answers.send(Answer::Status(chain, peer, s.height)).await;
+                        }
+                    });
+                }
+            }
+        }
+    }
+
+    fn start_repo_sync(&mut self, chain: [u8; 32], part: &Arc<Node>, from: u64, to: u64) {
+        let f = self.follows.entry(chain).or_default();
+        let peers: Vec<(PeerId, u64)> = f
+            .best
+            .iter()
+            .filter(|(_, h)| **h >= from)
+            .map(|(p, h)| (*p, *h))
+            .collect();
+        spawn_sync(
+            part.clone(),
+            self.handle.clone(),
+            Some(chain),
+            f.running.clone(),
+            peers,
+            from,
+            to,
+        );
     }
 
     async fn maintain(&mut self) {
@@ -276,7 +638,9 @@ impl Task {
                     .or_else(|| self.best.get(&p.id).copied())
                     .unwrap_or(0),
                 latency_ms: p.latency_ms,
-                node: None,
+                node: p
+                    .node_key
+                    .map(|k| Address::from_public_key(&PublicKey(k)).to_string()),
             })
             .collect();
         for p in &peers {
@@ -289,6 +653,7 @@ impl Task {
         *self.node.net.peers.lock() = table;
         let target = self.best.values().copied().max().unwrap_or(0);
         self.node.net.target.store(target, Ordering::Relaxed);
+        self.repo_maintain(false).await;
         let tip = self.node.chain.tip();
         let _ = self.handle.set_status(tip.header.height, tip.hash.0).await;
         if target > tip.header.height {
@@ -304,42 +669,58 @@ impl Task {
     }
 
     fn start_sync(&self, from: u64, to: u64) {
-        if to < from || self.sync_running.swap(true, Ordering::SeqCst) {
-            return;
-        }
-        let top = self.best.values().copied().max().unwrap_or(0).max(to);
-        // Peers at (or near) the best height: one chain, not a mix of forks.
-        let peers: Vec<(PeerId, u64)> = self
-            .best
-            .iter()
-            .filter(|(_, h)| **h + 1 >= top)
-            .map(|(p, h)| (*p, *h))
-            .collect();
-        if peers.is_empty() {
-            self.sync_running.store(false, Ordering::SeqCst);
-            return;
-        }
-        let node = self.node.clone();
-        let handle = self.handle.clone();
-        let running = self.sync_running.clone();
-        tokio::spawn(async move {
-            node.net.syncing.store(true, Ordering::SeqCst);
-            node.net.target.fetch_max(top, Ordering::Relaxed);
-            let started = std::time::Instant::now();
-            let n = sync(&node, &handle, from, top, &peers).await;
-            if n > 0 {
-                tracing::info!(
-                    blocks = n,
-                    height = node.chain.tip().header.height,
-                    secs = started.elapsed().as_secs_f64(),
-                    "synced"
-                );
-            }
-            node.net.syncing.store(false, Ordering::SeqCst);
-            running.store(false, Ordering::SeqCst);
-            node.wake();
-        });
+        let peers: Vec<(PeerId, u64)> = self.best.iter().map(|(p, h)| (*p, *h)).collect();
+        spawn_sync(
+            self.node.clone(),
+            self.handle.clone(),
+            None,
+            self.sync_running.clone(),
+            peers,
+            from,
+            to,
+        );
     }
+}
+
+/// Starts a catch-up download of `chain` (`None`: the root) into `node` from the peers at
+/// (or near) the best height, unless one runs already for it.
+fn spawn_sync(
+    node: Arc<Node>,
+    handle: P2pHandle,
+    chain: Option<[u8; 32]>,
+    running: Arc<AtomicBool>,
+    best: Vec<(PeerId, u64)>,
+    from: u64,
+    to: u64,
+) {
+    if to < from || running.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    let top = best.iter().map(|(_, h)| *h).max().unwrap_or(0).max(to);
+    // Peers at (or near) the best height: one chain, not a mix of forks.
+    let peers: Vec<(PeerId, u64)> = best.into_iter().filter(|(_, h)| *h + 1 >= top).collect();
+    if peers.is_empty() {
+        running.store(false, Ordering::SeqCst);
+        return;
+    }
+    tokio::spawn(async move {
+        node.net.syncing.store(true, Ordering::SeqCst);
+        node.net.target.fetch_max(top, Ordering::Relaxed);
+        let started = std::time::Instant::now();
+        let n = sync(&node, &handle, chain, from, top, &peers).await;
+        if n > 0 {
+            tracing::info!(
+                blocks = n,
+                height = node.chain.tip().header.height,
+                secs = started.elapsed().as_secs_f64(),
+                repo = %node.label,
+                "synced"
+            );
+        }
+        node.net.syncing.store(false, Ordering::SeqCst);
+        running.store(false, Ordering::SeqCst);
+        node.wake();
+    });
 }
 
 /// Downloads `from..=to` and imports it; restarts once from LIB when the range does not
@@ -347,6 +728,7 @@ impl Task {
 async fn sync(
     node: &Arc<Node>,
     handle: &P2pHandle,
+    chain: Option<[u8; 32]>,
     mut from: u64,
     to: u64,
     peers: &[(PeerId, u64)],
@@ -357,7 +739,7 @@ async fn sync(
         let h = handle.clone();
         let peers = peers.to_vec();
         let fetch = tokio::spawn(async move {
-            fetch_range(&h, from, to, &peers, SyncOptions::default(), tx).await
+            fetch_range_in(&h, chain, from, to, &peers, SyncOptions::default(), tx).await
         });
         let mut missing = None;
         'outer: while let Some((_, blocks)) = rx.recv().await {

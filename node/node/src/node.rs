@@ -254,12 +254,16 @@ pub enum Outbound {
 /// dropped: this node produces at most one per slot.
 pub const GOSSIP_TX_QUEUE: usize = 8192;
 
-/// The outbound gossip queues (see [`GOSSIP_TX_QUEUE`]).
+/// The outbound gossip queues (see [`GOSSIP_TX_QUEUE`]), shared by the root chain and the
+/// hosted repositories: every item carries the id of the chain it belongs to.
+#[derive(Clone)]
 pub struct Outbox {
+    /// The chain whose node owns this outbox.
+    pub chain: [u8; 32],
     /// Transactions (`SignedTx::encode()` bytes), bounded.
-    pub txs: tokio::sync::mpsc::Sender<Vec<u8>>,
+    pub txs: tokio::sync::mpsc::Sender<([u8; 32], Vec<u8>)>,
     /// Blocks (`Block::encode()` bytes).
-    pub blocks: tokio::sync::mpsc::UnboundedSender<Vec<u8>>,
+    pub blocks: tokio::sync::mpsc::UnboundedSender<([u8; 32], Vec<u8>)>,
 }
 
 /// What the network task shares with the rest of the node.
@@ -291,22 +295,19 @@ impl NetState {
     /// Queues gossip (nothing when networking is off); see [`GOSSIP_TX_QUEUE`] for what is
     /// dropped when.
     pub fn send(&self, o: Outbound) {
-        let Some(out) = self
-            .outbound
-            .lock()
-            .as_ref()
-            .map(|o| (o.txs.clone(), o.blocks.clone()))
-        else {
+        let Some(out) = self.outbound.lock().clone() else {
             return;
         };
         match o {
             Outbound::Tx(b) => {
-                if let Err(tokio::sync::mpsc::error::TrySendError::Full(_)) = out.0.try_send(b) {
+                if let Err(tokio::sync::mpsc::error::TrySendError::Full(_)) =
+                    out.txs.try_send((out.chain, b))
+                {
                     self.gossip_tx_dropped.fetch_add(1, Ordering::Relaxed);
                 }
             }
             Outbound::Block(b) => {
-                let _ = out.1.send(b);
+                let _ = out.blocks.send((out.chain, b));
             }
         }
     }

@@ -11,8 +11,17 @@
 //! are opened again, so a crash between the registration and the opening loses nothing
 //! (the repository's genesis is derived from the registration, never stored alone).
 //!
-//! An idle repository costs its index and one parked producer thread: with nothing pending
-//! it produces no block.
+//! A node that does not produce a repository hosts it when its node key is one of the
+//! repository's nodes in the directory (`aergo repo nodes NAME add NODEKEY`). It cannot read
+//! a private directory before it is a member, so it asks a producer ([`Repos::candidates_due`];
+//! the network task sends the `Member` request, which carries its proven node key) and hosts
+//! the repository on a yes; until then the registration is a candidate, asked again with
+//! backoff. A member node runs no producer thread for it: it follows what the producers send.
+//! A node that hosted a repository as a member opens it again at start (its data is its
+//! own); whether it still receives anything is its peers' decision.
+//!
+//! An idle repository costs its index and, on its producers, one parked producer thread per
+//! part: with nothing pending it produces no block.
 
 use crate::node::Node;
 use aergo_chain::Chain;
@@ -20,10 +29,11 @@ use aergo_os::config::MempoolConfig;
 use aergo_types::repo::Registration;
 use aergo_types::{Block, TxKind};
 use parking_lot::{Mutex, RwLock};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// A hosted repository.
 pub struct Hosted {
@@ -33,8 +43,52 @@ pub struct Hosted {
     pub node: Arc<Node>,
     /// The directory's node.
     pub directory: Arc<Node>,
+    /// Whether this node produces it (else it follows as one of its nodes).
+    pub producer: bool,
     producers: Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
+
+impl Hosted {
+    /// Whether anyone may read it.
+    pub fn public(&self) -> bool {
+        self.registration.create.visibility == aergo_types::repo::Visibility::Public
+    }
+
+    /// The node keys that may replicate it: its directory's nodes at the directory's tip
+    /// (a removal takes effect from the directory block that holds it).
+    pub fn readers(&self) -> anyhow::Result<HashSet<[u8; 32]>> {
+        let dd = &self.directory.chain;
+        let view = dd.view_at(dd.tip().header.height)?;
+        Ok(aergo_chain::directory::nodes(&view)?
+            .into_iter()
+            .map(|k| k.0)
+            .collect())
+    }
+
+    /// Whether a peer with proven node key `key` may read it (and push to it).
+    pub fn may_read(&self, key: Option<&[u8; 32]>) -> bool {
+        self.public() || key.is_some_and(|k| self.readers().map(|r| r.contains(k)).unwrap_or(false))
+    }
+
+    /// The ledger's or the directory's node, by chain id.
+    pub fn part(&self, chain: &[u8; 32]) -> Option<&Arc<Node>> {
+        [&self.node, &self.directory]
+            .into_iter()
+            .find(|n| n.chain.chain_id().0 == *chain)
+    }
+}
+
+/// A registration this node does not produce: it asks a producer whether it is one of the
+/// repository's nodes.
+struct Candidate {
+    registration: Registration,
+    next: Instant,
+    backoff: Duration,
+}
+
+/// First and longest wait between two membership questions about one repository.
+const ASK_FIRST: Duration = Duration::from_millis(500);
+const ASK_MAX: Duration = Duration::from_secs(8);
 
 /// Where and how repositories are opened (set once the root node runs).
 struct HostCfg {
@@ -49,6 +103,9 @@ pub struct Repos {
     /// Names registered in committed root blocks, with the block height, not yet final.
     pending: Mutex<Vec<(String, u64)>>,
     cfg: Mutex<Option<HostCfg>>,
+    candidates: Mutex<BTreeMap<String, Candidate>>,
+    /// The network's outbound queues (set once networking runs).
+    outbox: Mutex<Option<crate::node::Outbox>>,
 }
 
 impl Repos {
@@ -60,6 +117,69 @@ impl Repos {
     /// Every hosted repository, by name.
     pub fn all(&self) -> Vec<Arc<Hosted>> {
         self.hosted.read().values().cloned().collect()
+    }
+
+    /// The hosted repository one of whose chains (ledger or directory) has id `chain`.
+    pub fn by_chain(&self, chain: &[u8; 32]) -> Option<(Arc<Hosted>, Arc<Node>)> {
+        self.hosted
+            .read()
+            .values()
+            .find_map(|h| h.part(chain).map(|n| (h.clone(), n.clone())))
+    }
+
+    /// Routes every hosted (and later hosted) repository's gossip into the network's queues.
+    pub fn set_outbox(&self, out: crate::node::Outbox) {
+        for h in self.all() {
+            for n in [&h.node, &h.directory] {
+                *n.net.outbound.lock() = Some(crate::node::Outbox {
+                    chain: n.chain.chain_id().0,
+                    ..out.clone()
+                });
+            }
+        }
+        *self.outbox.lock() = Some(out);
+    }
+
+    /// The registrations whose membership question is due (each is asked again later, with
+    /// backoff, unless [`Repos::host_member`] hosts it).
+    pub fn candidates_due(&self) -> Vec<Registration> {
+        let now = Instant::now();
+        let mut c = self.candidates.lock();
+        c.values_mut()
+            .filter(|c| c.next <= now)
+            .map(|c| {
+                c.next = now + c.backoff;
+                c.backoff = (c.backoff * 2).min(ASK_MAX);
+                c.registration.clone()
+            })
+            .collect()
+    }
+
+    /// A producer said this node is one of `name`'s nodes: host it (no producer thread).
+    pub fn host_member(&self, root: &Node, name: &str) -> anyhow::Result<()> {
+        let Some(c) = self.candidates.lock().remove(name) else {
+            return Ok(());
+        };
+        if self.get(name).is_some() {
+            return Ok(());
+        }
+        if let Err(e) = self.host(root, c.registration.clone()) {
+            // Asked again later.
+            self.candidates.lock().insert(name.to_string(), c);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    fn add_candidate(&self, reg: Registration) {
+        self.candidates
+            .lock()
+            .entry(reg.create.name.clone())
+            .or_insert(Candidate {
+                registration: reg,
+                next: Instant::now(),
+                backoff: ASK_FIRST,
+            });
     }
 
     /// Starts hosting: opens every repository registered at the root's LIB that this node
@@ -77,13 +197,16 @@ impl Repos {
         let lib = root.chain.finalized_height();
         let regs = aergo_chain::repos::registrations(&root.chain.view_at(lib)?)?;
         for reg in regs {
-            if reg.is_producer(&root.key.public()) {
+            let name = reg.create.name.clone();
+            let replicated = data_dir.join("repos").join(&name).join("ledger").exists();
+            if reg.is_producer(&root.key.public()) || replicated {
                 // One repository that cannot open must not keep the root chain (and the
                 // others) from running: it is reported and left unhosted.
-                let name = reg.create.name.clone();
                 if let Err(e) = self.host(root, reg) {
                     tracing::error!(repo = %name, error = %format!("{e:#}"), "cannot open repository; not hosting it");
                 }
+            } else {
+                self.add_candidate(reg);
             }
         }
         Ok(())
@@ -133,10 +256,15 @@ impl Repos {
             let Some(reg) = aergo_chain::repos::registration(&view, &name)? else {
                 continue;
             };
-            if reg.is_producer(&root.key.public()) && self.get(&name).is_none() {
+            if self.get(&name).is_some() {
+                continue;
+            }
+            if reg.is_producer(&root.key.public()) {
                 if let Err(e) = self.host(root, reg) {
                     tracing::error!(repo = %name, error = %format!("{e:#}"), "cannot open repository; not hosting it");
                 }
+            } else {
+                self.add_candidate(reg);
             }
         }
         Ok(())
@@ -167,19 +295,31 @@ impl Repos {
         let directory = Arc::new(Node::new(dd, root.key.clone(), mempool.clone(), false));
         *directory.ledger.write() = Some(chain.clone());
         let node = Arc::new(Node::new(chain, root.key.clone(), mempool, false));
+        if let Some(out) = self.outbox.lock().clone() {
+            for n in [&node, &directory] {
+                *n.net.outbound.lock() = Some(crate::node::Outbox {
+                    chain: n.chain.chain_id().0,
+                    ..out.clone()
+                });
+            }
+        }
+        let producer = reg.is_producer(&root.key.public());
         let mut producers = Vec::new();
-        for (n, label) in [(node.clone(), "producer"), (directory.clone(), "dd")] {
-            producers.push(
-                std::thread::Builder::new()
-                    .name(format!("{label}-{name}"))
-                    .spawn(move || crate::producer::run(n))?,
-            );
+        if producer {
+            for (n, label) in [(node.clone(), "producer"), (directory.clone(), "dd")] {
+                producers.push(
+                    std::thread::Builder::new()
+                        .name(format!("{label}-{name}"))
+                        .spawn(move || crate::producer::run(n))?,
+                );
+            }
         }
         tracing::info!(
             repo = %name,
             id = %node.chain.chain_id(),
             height = node.chain.tip().header.height,
             engine = node.chain.engine().name(),
+            role = if producer { "producer" } else { "member" },
             "hosting repository"
         );
         self.hosted.write().insert(
@@ -188,6 +328,7 @@ impl Repos {
                 registration: reg,
                 node,
                 directory,
+                producer,
                 producers: Mutex::new(producers),
             }),
         );

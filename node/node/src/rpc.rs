@@ -604,6 +604,9 @@ fn repo_json(root: &Node, reg: &aergo_types::repo::Registration) -> RepoJson {
         hosted: hosted.is_some(),
         height: hosted.as_ref().map(|h| h.node.chain.tip().header.height),
         finalized_height: hosted.as_ref().map(|h| h.node.chain.finalized_height()),
+        role: hosted
+            .as_ref()
+            .map(|h| if h.producer { "producer" } else { "member" }.into()),
     }
 }
 
@@ -1639,7 +1642,11 @@ mod tests {
         let n = node(dir.path());
         let (txs, mut trx) = tokio::sync::mpsc::channel(2);
         let (blocks, mut brx) = tokio::sync::mpsc::unbounded_channel();
-        *n.net.outbound.lock() = Some(crate::node::Outbox { txs, blocks });
+        *n.net.outbound.lock() = Some(crate::node::Outbox {
+            chain: n.chain.chain_id().0,
+            txs,
+            blocks,
+        });
         let key = aergo_types::Keypair::dev();
         let tx = |nonce: u64| {
             aergo_types::Tx {

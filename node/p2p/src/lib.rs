@@ -21,8 +21,15 @@
 //!   disconnected and banned for the ban period.
 //! - **Identity:** the libp2p ed25519 key is derived from the node key seed with a
 //!   domain-separated hash (`BLAKE3("aergo-p2p-identity-v1" ‖ seed)`), so the peer id is stable
-//!   across restarts but the block-signing key itself never signs network messages.
+//!   across restarts. The node key itself signs one kind of network message only: the
+//!   answer to a peer's connection challenge ([`repo`]), which proves which node runs behind
+//!   a peer id ([`NetEvent::PeerIdentified`], [`PeerInfo::node_key`]).
+//! - **Repositories** ([`repo`]): public repositories gossip on topics named by their own
+//!   chain id ([`P2pHandle::subscribe`]); every repository syncs, and private ones also push
+//!   blocks and transactions, over the repository protocol, answered by the node's
+//!   [`repo::RepoProvider`] from the requester's proven node key.
 
+pub mod repo;
 pub mod score;
 mod service;
 pub mod sync;
@@ -32,6 +39,7 @@ use std::time::Duration;
 
 pub use libp2p::{Multiaddr, PeerId};
 use serde::{Deserialize, Serialize};
+pub use serde_bytes::ByteBuf;
 use tokio::sync::{mpsc, oneshot};
 
 pub use score::Penalty;
@@ -149,18 +157,38 @@ impl P2pConfig {
 
     /// The gossip topic of transactions.
     pub fn tx_topic(&self) -> String {
-        format!("aergo/{}/txs", hex::encode(self.chain_id))
+        gossip_topic(&self.chain_id, Topic::Txs)
     }
 
     /// The gossip topic of blocks.
     pub fn block_topic(&self) -> String {
-        format!("aergo/{}/blocks", hex::encode(self.chain_id))
+        gossip_topic(&self.chain_id, Topic::Blocks)
     }
 
     /// The request-response protocol name.
     pub fn sync_protocol(&self) -> String {
         format!("/aergo/{}/sync/1", hex::encode(self.chain_id))
     }
+
+    /// The node identity protocol name.
+    pub fn id_protocol(&self) -> String {
+        format!("/aergo/{}/id/1", hex::encode(self.chain_id))
+    }
+
+    /// The repository protocol name.
+    pub fn repo_protocol(&self) -> String {
+        format!("/aergo/{}/repo/1", hex::encode(self.chain_id))
+    }
+}
+
+/// The gossip topic of a chain's blocks or transactions: `aergo/<chain-id-hex>/blocks|txs`
+/// (the root's and every public repository's).
+pub fn gossip_topic(chain: &[u8; 32], topic: Topic) -> String {
+    let kind = match topic {
+        Topic::Txs => "txs",
+        Topic::Blocks => "blocks",
+    };
+    format!("aergo/{}/{kind}", hex::encode(chain))
 }
 
 /// The libp2p peer id a node key seed yields.
@@ -238,6 +266,8 @@ pub struct PeerInfo {
     pub score: i32,
     /// Whether it subscribes to both gossip topics.
     pub gossip: bool,
+    /// The node key it proved by signing this node's challenge (none yet, or never).
+    pub node_key: Option<[u8; 32]>,
 }
 
 /// Counters of the network task.
@@ -304,6 +334,30 @@ pub enum NetEvent {
         /// The penalty that crossed the threshold.
         reason: Penalty,
     },
+    /// A peer proved the node key it runs with (it signed this node's challenge).
+    PeerIdentified {
+        /// The peer.
+        peer: PeerId,
+        /// Its node public key.
+        node_key: [u8; 32],
+    },
+    /// A repository's block or transaction: gossiped (public repositories) or pushed
+    /// (any repository). Size-, decode- and chain-checked; whether the sender may write
+    /// to this repository is the node's decision.
+    Repo {
+        /// The peer that sent it.
+        peer: PeerId,
+        /// The sender's proven node key, if any.
+        node_key: Option<[u8; 32]>,
+        /// The chain (ledger or directory id).
+        chain: [u8; 32],
+        /// `true`: `Block::encode()` bytes; `false`: `SignedTx::encode()` bytes.
+        block: bool,
+        /// The bytes.
+        bytes: Vec<u8>,
+        /// A gossiped block awaiting [`P2pHandle::report_block`].
+        gossip_id: Option<GossipId>,
+    },
 }
 
 /// A gossiped message awaiting the node's verdict.
@@ -327,6 +381,7 @@ pub enum Verdict {
 pub(crate) enum Command {
     Report(GossipId, Verdict),
     Publish {
+        chain: Option<[u8; 32]>,
         topic: Topic,
         bytes: Vec<u8>,
         checked: bool,
@@ -337,6 +392,12 @@ pub(crate) enum Command {
         request: Request,
         reply: oneshot::Sender<Result<Response, P2pError>>,
     },
+    RepoRequest {
+        peer: PeerId,
+        request: repo::RepoRequest,
+        reply: oneshot::Sender<Result<repo::RepoResponse, P2pError>>,
+    },
+    Subscribe([u8; 32], bool),
     Peers(oneshot::Sender<Vec<PeerInfo>>),
     Stats(oneshot::Sender<NetStats>),
     Penalize(PeerId, Penalty),
@@ -364,7 +425,16 @@ impl P2p {
         cfg: P2pConfig,
         provider: Option<Arc<dyn BlockProvider>>,
     ) -> Result<(P2pHandle, mpsc::Receiver<NetEvent>), P2pError> {
-        service::start(cfg, provider).await
+        service::start(cfg, provider, None).await
+    }
+
+    /// [`P2p::start`] with the answers to repository requests.
+    pub async fn start_with_repos(
+        cfg: P2pConfig,
+        provider: Option<Arc<dyn BlockProvider>>,
+        repos: Option<Arc<dyn repo::RepoProvider>>,
+    ) -> Result<(P2pHandle, mpsc::Receiver<NetEvent>), P2pError> {
+        service::start(cfg, provider, repos).await
     }
 }
 
@@ -405,6 +475,7 @@ impl P2pHandle {
     /// Gossips a transaction (`SignedTx::encode()` bytes). Publishing bytes already seen is Ok.
     pub async fn publish_tx(&self, bytes: Vec<u8>) -> Result<(), P2pError> {
         self.call(|reply| Command::Publish {
+            chain: None,
             topic: Topic::Txs,
             bytes,
             checked: true,
@@ -416,6 +487,7 @@ impl P2pHandle {
     /// Gossips a block (`Block::encode()` bytes).
     pub async fn publish_block(&self, bytes: Vec<u8>) -> Result<(), P2pError> {
         self.call(|reply| Command::Publish {
+            chain: None,
             topic: Topic::Blocks,
             bytes,
             checked: true,
@@ -429,6 +501,7 @@ impl P2pHandle {
     #[doc(hidden)]
     pub async fn publish_unchecked(&self, topic: Topic, bytes: Vec<u8>) -> Result<(), P2pError> {
         self.call(|reply| Command::Publish {
+            chain: None,
             topic,
             bytes,
             checked: false,
@@ -447,25 +520,52 @@ impl P2pHandle {
         from: u64,
         to: u64,
     ) -> Result<Vec<Vec<u8>>, P2pError> {
+        self.request_blocks_in(None, peer, from, to).await
+    }
+
+    /// [`P2pHandle::request_blocks`] of a repository's chain (`Some`) or the root (`None`).
+    pub async fn request_blocks_in(
+        &self,
+        chain: Option<[u8; 32]>,
+        peer: PeerId,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<Vec<u8>>, P2pError> {
         let to = to.min(from.saturating_add(self.max_blocks_per_request.saturating_sub(1)));
-        let resp = self
-            .call(|reply| Command::Request {
-                peer,
-                request: Request::Blocks { from, to },
-                reply,
-            })
-            .await??;
         let bad = |message: String| P2pError::BadResponse { peer, message };
-        let blocks = match resp {
-            Response::Blocks(b) => b,
-            Response::Refused(why) => {
-                return Err(P2pError::Request { peer, message: why });
-            }
-            Response::Status(_) => {
-                self.penalize(peer, Penalty::BadResponse).await;
-                return Err(bad("status in answer to a block request".into()));
-            }
+        let blocks = match chain {
+            None => match self
+                .call(|reply| Command::Request {
+                    peer,
+                    request: Request::Blocks { from, to },
+                    reply,
+                })
+                .await??
+            {
+                Response::Blocks(b) => b,
+                Response::Refused(why) => {
+                    return Err(P2pError::Request { peer, message: why });
+                }
+                Response::Status(_) => {
+                    self.penalize(peer, Penalty::BadResponse).await;
+                    return Err(bad("status in answer to a block request".into()));
+                }
+            },
+            Some(c) => match self
+                .repo_request(peer, c, repo::RepoBody::Blocks { from, to })
+                .await?
+            {
+                repo::RepoResponse::Blocks(b) => b,
+                repo::RepoResponse::Refused(why) => {
+                    return Err(P2pError::Request { peer, message: why });
+                }
+                _ => {
+                    self.penalize(peer, Penalty::BadResponse).await;
+                    return Err(bad("not blocks in answer to a block request".into()));
+                }
+            },
         };
+        let expected_chain = chain.unwrap_or(self.chain_id);
         let mut out = Vec::with_capacity(blocks.len());
         let mut problem = None;
         if blocks.len() as u64 > to.saturating_sub(from).saturating_add(1) {
@@ -476,7 +576,7 @@ impl P2pHandle {
                 break;
             }
             match aergo_types::Block::decode(&b) {
-                Ok(block) if block.header.chain_id.0 != self.chain_id => {
+                Ok(block) if block.header.chain_id.0 != expected_chain => {
                     problem = Some(format!("block {i} belongs to another chain"));
                 }
                 Ok(block) if block.header.height != from.saturating_add(i as u64) => {
@@ -517,6 +617,68 @@ impl P2pHandle {
                 })
             }
         }
+    }
+
+    /// Sends a repository request to `peer` about `chain` and returns its answer unchecked
+    /// (block answers are checked by [`P2pHandle::request_blocks_in`]).
+    pub async fn repo_request(
+        &self,
+        peer: PeerId,
+        chain: [u8; 32],
+        body: repo::RepoBody,
+    ) -> Result<repo::RepoResponse, P2pError> {
+        self.call(|reply| Command::RepoRequest {
+            peer,
+            request: repo::RepoRequest {
+                chain: serde_bytes::ByteBuf::from(chain.to_vec()),
+                body,
+            },
+            reply,
+        })
+        .await?
+    }
+
+    /// A repository chain's status from `peer`.
+    pub async fn repo_status(&self, peer: PeerId, chain: [u8; 32]) -> Result<PeerStatus, P2pError> {
+        match self
+            .repo_request(peer, chain, repo::RepoBody::Status)
+            .await?
+        {
+            repo::RepoResponse::Status(s) if s.chain_id == chain => Ok(s),
+            repo::RepoResponse::Refused(why) => Err(P2pError::Request { peer, message: why }),
+            _ => {
+                self.penalize(peer, Penalty::BadResponse).await;
+                Err(P2pError::BadResponse {
+                    peer,
+                    message: "not this chain's status".into(),
+                })
+            }
+        }
+    }
+
+    /// Gossips a public repository's block (`true`) or transaction on its own topics.
+    pub async fn publish_in(
+        &self,
+        chain: [u8; 32],
+        block: bool,
+        bytes: Vec<u8>,
+    ) -> Result<(), P2pError> {
+        self.call(|reply| Command::Publish {
+            chain: Some(chain),
+            topic: if block { Topic::Blocks } else { Topic::Txs },
+            bytes,
+            checked: true,
+            reply,
+        })
+        .await?
+    }
+
+    /// Subscribes to a public repository's gossip topics (`true`) or leaves them.
+    pub async fn subscribe(&self, chain: [u8; 32], on: bool) -> Result<(), P2pError> {
+        self.cmd
+            .send(Command::Subscribe(chain, on))
+            .await
+            .map_err(|_| P2pError::Stopped)
     }
 
     /// The connected peers, sorted by id.

@@ -17,6 +17,7 @@ use libp2p::{
 };
 use tokio::sync::{mpsc, oneshot};
 
+use crate::repo::{IdRequest, IdResponse, RepoBody, RepoProvider, RepoRequest, RepoResponse};
 use crate::score::{Bucket, Penalty, Scores, Verdict};
 use crate::{
     BlockProvider, Command, Direction, NetEvent, NetStats, P2pConfig, P2pError, P2pHandle,
@@ -24,6 +25,8 @@ use crate::{
 };
 
 type Rr = request_response::cbor::Behaviour<Request, Response>;
+type IdRr = request_response::cbor::Behaviour<IdRequest, IdResponse>;
+type RepoRr = request_response::cbor::Behaviour<RepoRequest, RepoResponse>;
 
 #[derive(NetworkBehaviour)]
 struct Behaviour {
@@ -33,6 +36,8 @@ struct Behaviour {
     identify: identify::Behaviour,
     ping: ping::Behaviour,
     rr: Rr,
+    id: IdRr,
+    repo: RepoRr,
     mdns: Toggle<mdns::tokio::Behaviour>,
 }
 
@@ -47,9 +52,18 @@ struct Peer {
     best_height: Option<u64>,
     latency_ms: Option<u64>,
     bucket: Bucket,
+    /// The node key the peer proved.
+    node_key: Option<[u8; 32]>,
+    /// The challenge sent to it, until it answers.
+    challenge: Option<[u8; 32]>,
 }
 
 type Served = (request_response::ResponseChannel<Response>, Response);
+type ServedRepo = (
+    request_response::ResponseChannel<RepoResponse>,
+    RepoResponse,
+);
+type RepoReply = oneshot::Sender<Result<RepoResponse, P2pError>>;
 
 struct Service {
     cfg: P2pConfig,
@@ -67,13 +81,23 @@ struct Service {
     served_tx: mpsc::Sender<Served>,
     bootnode_peers: HashMap<Multiaddr, PeerId>,
     last_decay: Instant,
+    repos: Option<Arc<dyn RepoProvider>>,
+    /// The node key: it signs identity proofs only.
+    node_key: aergo_types::Keypair,
+    /// Public repositories' topics → (chain, kind).
+    repo_topics: HashMap<TopicHash, ([u8; 32], Topic)>,
+    pending_repo: HashMap<OutboundRequestId, RepoReply>,
+    served_repo_tx: mpsc::Sender<ServedRepo>,
+    nonces: u64,
 }
 
 pub(crate) async fn start(
     cfg: P2pConfig,
     provider: Option<Arc<dyn BlockProvider>>,
+    repos: Option<Arc<dyn RepoProvider>>,
 ) -> Result<(P2pHandle, mpsc::Receiver<NetEvent>), P2pError> {
     let key = keypair_from_seed(&cfg.key_seed)?;
+    let key_seed = cfg.key_seed;
     let local_peer_id = key.public().to_peer_id();
     let conf = |e: &dyn std::fmt::Display| P2pError::Config(e.to_string());
 
@@ -111,6 +135,25 @@ pub(crate) async fn start(
         request_response::Config::default().with_request_timeout(cfg.request_timeout),
     );
 
+    let id_protocol = StreamProtocol::try_from_owned(cfg.id_protocol()).map_err(|e| conf(&e))?;
+    let id = IdRr::with_codec(
+        request_response::cbor::codec::Codec::<IdRequest, IdResponse>::default()
+            .set_request_size_maximum(1024)
+            .set_response_size_maximum(1024),
+        [(id_protocol, ProtocolSupport::Full)],
+        request_response::Config::default().with_request_timeout(cfg.request_timeout),
+    );
+    let repo_protocol =
+        StreamProtocol::try_from_owned(cfg.repo_protocol()).map_err(|e| conf(&e))?;
+    let push_max = cfg.max_block_bytes.max(cfg.max_tx_bytes) as u64 + 4096;
+    let repo = RepoRr::with_codec(
+        request_response::cbor::codec::Codec::<RepoRequest, RepoResponse>::default()
+            .set_request_size_maximum(push_max * 2)
+            .set_response_size_maximum(cfg.max_response_bytes as u64 * 2 + 65536),
+        [(repo_protocol, ProtocolSupport::Full)],
+        request_response::Config::default().with_request_timeout(cfg.request_timeout),
+    );
+
     let mdns = if cfg.mdns {
         Some(
             mdns::tokio::Behaviour::new(mdns::Config::default(), local_peer_id)
@@ -134,6 +177,8 @@ pub(crate) async fn start(
         )),
         ping: ping::Behaviour::new(ping::Config::new().with_interval(Duration::from_secs(5))),
         rr,
+        id,
+        repo,
         mdns: Toggle::from(mdns),
     };
 
@@ -189,6 +234,7 @@ pub(crate) async fn start(
     let (cmd_tx, cmd_rx) = mpsc::channel(1024);
     let (ev_tx, ev_rx) = mpsc::channel(cfg.event_capacity.max(1));
     let (served_tx, served_rx) = mpsc::channel(256);
+    let (served_repo_tx, served_repo_rx) = mpsc::channel(256);
     let handle = P2pHandle {
         cmd: cmd_tx,
         local_peer_id,
@@ -215,16 +261,27 @@ pub(crate) async fn start(
         served_tx,
         bootnode_peers: HashMap::new(),
         last_decay: Instant::now(),
+        repos,
+        node_key: aergo_types::Keypair::from_seed(&key_seed),
+        repo_topics: HashMap::new(),
+        pending_repo: HashMap::new(),
+        served_repo_tx,
+        nonces: 0,
     };
     svc.dial_bootnodes();
     // The swarm is vital: a panic in it aborts the process (its supervisor restarts it)
     // rather than leave a node whose every network call fails.
-    aergo_os::task::spawn_vital("p2p swarm", svc.run(cmd_rx, served_rx));
+    aergo_os::task::spawn_vital("p2p swarm", svc.run(cmd_rx, served_rx, served_repo_rx));
     Ok((handle, ev_rx))
 }
 
 impl Service {
-    async fn run(mut self, mut cmds: mpsc::Receiver<Command>, mut served: mpsc::Receiver<Served>) {
+    async fn run(
+        mut self,
+        mut cmds: mpsc::Receiver<Command>,
+        mut served: mpsc::Receiver<Served>,
+        mut served_repo: mpsc::Receiver<ServedRepo>,
+    ) {
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         let mut last_maintenance = Instant::now();
         loop {
@@ -236,6 +293,9 @@ impl Service {
                 },
                 Some((ch, resp)) = served.recv() => {
                     let _ = self.swarm.behaviour_mut().rr.send_response(ch, resp);
+                }
+                Some((ch, resp)) = served_repo.recv() => {
+                    let _ = self.swarm.behaviour_mut().repo.send_response(ch, resp);
                 }
                 _ = tick.tick() => {
                     self.housekeeping();
@@ -341,13 +401,18 @@ impl Service {
 
     /// Stateless checks of a gossiped payload: size, decoding, chain id.
     fn check_payload(&self, topic: Topic, data: &[u8]) -> Result<(), Penalty> {
+        self.check_payload_of(&self.cfg.chain_id, topic, data)
+    }
+
+    /// [`Service::check_payload`] for any chain.
+    fn check_payload_of(&self, chain: &[u8; 32], topic: Topic, data: &[u8]) -> Result<(), Penalty> {
         match topic {
             Topic::Txs => {
                 if data.len() > self.cfg.max_tx_bytes {
                     return Err(Penalty::Oversized);
                 }
                 match aergo_types::SignedTx::decode(data) {
-                    Ok(t) if t.tx.chain_id.0 == self.cfg.chain_id => Ok(()),
+                    Ok(t) if t.tx.chain_id.0 == *chain => Ok(()),
                     _ => Err(Penalty::Garbage),
                 }
             }
@@ -356,7 +421,7 @@ impl Service {
                     return Err(Penalty::Oversized);
                 }
                 match aergo_types::Block::decode(data) {
-                    Ok(b) if b.header.chain_id.0 == self.cfg.chain_id => Ok(()),
+                    Ok(b) if b.header.chain_id.0 == *chain => Ok(()),
                     _ => Err(Penalty::Garbage),
                 }
             }
@@ -364,6 +429,10 @@ impl Service {
     }
 
     fn on_gossip(&mut self, source: PeerId, id: gossipsub::MessageId, msg: gossipsub::Message) {
+        if let Some((chain, topic)) = self.repo_topics.get(&msg.topic).copied() {
+            self.on_repo_gossip(source, id, msg, chain, topic);
+            return;
+        }
         let topic = if msg.topic == self.tx_topic {
             Some(Topic::Txs)
         } else if msg.topic == self.block_topic {
@@ -417,6 +486,218 @@ impl Service {
                 self.stats.dropped += 1;
                 tracing::debug!(peer = %source, ?reason, "gossip message dropped");
                 self.penalize(source, reason);
+            }
+        }
+    }
+
+    /// Sends `peer` a fresh identity challenge.
+    fn challenge(&mut self, peer: PeerId) {
+        self.nonces = self.nonces.wrapping_add(1);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        // Unpredictable to the peer: keyed by the node's secret seed.
+        let nonce = aergo_types::Hash::of_parts(&[
+            &b"aergo-id-nonce-v1"[..],
+            &self.node_key.seed()[..],
+            &self.nonces.to_le_bytes()[..],
+            &now.to_le_bytes()[..],
+            &peer.to_bytes()[..],
+        ])
+        .0;
+        if let Some(p) = self.peers.get_mut(&peer) {
+            p.challenge = Some(nonce);
+        }
+        self.swarm.behaviour_mut().id.send_request(
+            &peer,
+            IdRequest {
+                nonce: serde_bytes::ByteBuf::from(nonce.to_vec()),
+            },
+        );
+    }
+
+    fn on_id_request(
+        &mut self,
+        peer: PeerId,
+        request: IdRequest,
+        channel: request_response::ResponseChannel<IdResponse>,
+    ) {
+        let resp = if !self.rate_ok(&peer) {
+            IdResponse::Refused("rate limited".into())
+        } else if request.nonce.len() != 32 {
+            IdResponse::Refused("a challenge is 32 bytes".into())
+        } else {
+            let me = *self.swarm.local_peer_id();
+            let msg = crate::repo::id_message(&self.cfg.chain_id, &request.nonce, &me, &peer);
+            IdResponse::Proof {
+                node_key: serde_bytes::ByteBuf::from(self.node_key.public().0.to_vec()),
+                signature: serde_bytes::ByteBuf::from(self.node_key.sign(&msg).0.to_vec()),
+            }
+        };
+        let _ = self.swarm.behaviour_mut().id.send_response(channel, resp);
+    }
+
+    fn on_id_response(&mut self, peer: PeerId, response: IdResponse) {
+        let Some(nonce) = self.peers.get_mut(&peer).and_then(|p| p.challenge.take()) else {
+            return;
+        };
+        let IdResponse::Proof {
+            node_key,
+            signature,
+        } = response
+        else {
+            return;
+        };
+        let (Ok(key), Ok(sig)) = (
+            <[u8; 32]>::try_from(node_key.as_slice()),
+            <[u8; 64]>::try_from(signature.as_slice()),
+        ) else {
+            self.penalize(peer, Penalty::BadResponse);
+            return;
+        };
+        let me = *self.swarm.local_peer_id();
+        let msg = crate::repo::id_message(&self.cfg.chain_id, &nonce, &peer, &me);
+        if !aergo_types::PublicKey(key).verify(&msg, &aergo_types::Signature(sig)) {
+            tracing::warn!(%peer, "peer failed its node identity proof");
+            self.penalize(peer, Penalty::BadResponse);
+            return;
+        }
+        if let Some(p) = self.peers.get_mut(&peer) {
+            p.node_key = Some(key);
+        }
+        tracing::debug!(%peer, node = %aergo_types::Address::from_public_key(&aergo_types::PublicKey(key)), "peer proved its node key");
+        self.emit(NetEvent::PeerIdentified {
+            peer,
+            node_key: key,
+        });
+    }
+
+    fn on_repo_gossip(
+        &mut self,
+        source: PeerId,
+        id: gossipsub::MessageId,
+        msg: gossipsub::Message,
+        chain: [u8; 32],
+        topic: Topic,
+    ) {
+        let verdict = if !self.rate_ok(&source) {
+            Err(Penalty::RateLimited)
+        } else {
+            self.check_payload_of(&chain, topic, &msg.data)
+        };
+        let block = topic == Topic::Blocks;
+        let deferred = verdict.is_ok() && block && self.cfg.node_validates_blocks;
+        if !deferred {
+            let acceptance = match verdict {
+                Ok(()) => MessageAcceptance::Accept,
+                Err(Penalty::RateLimited) => MessageAcceptance::Ignore,
+                Err(_) => MessageAcceptance::Reject,
+            };
+            self.swarm
+                .behaviour_mut()
+                .gossipsub
+                .report_message_validation_result(&id, &source, acceptance);
+        }
+        match verdict {
+            Ok(()) => {
+                self.stats.delivered += 1;
+                let node_key = self.peers.get(&source).and_then(|p| p.node_key);
+                self.emit(NetEvent::Repo {
+                    peer: source,
+                    node_key,
+                    chain,
+                    block,
+                    bytes: msg.data,
+                    gossip_id: deferred.then_some(crate::GossipId { id, source }),
+                });
+            }
+            Err(reason) => {
+                self.stats.dropped += 1;
+                self.penalize(source, reason);
+            }
+        }
+    }
+
+    fn on_repo_request(
+        &mut self,
+        peer: PeerId,
+        request: RepoRequest,
+        channel: request_response::ResponseChannel<RepoResponse>,
+    ) {
+        let respond = |svc: &mut Self, ch, r| {
+            let _ = svc.swarm.behaviour_mut().repo.send_response(ch, r);
+        };
+        if !self.rate_ok(&peer) {
+            self.penalize(peer, Penalty::RateLimited);
+            respond(self, channel, RepoResponse::Refused("rate limited".into()));
+            return;
+        }
+        let Ok(chain) = <[u8; 32]>::try_from(request.chain.as_slice()) else {
+            self.penalize(peer, Penalty::Garbage);
+            respond(
+                self,
+                channel,
+                RepoResponse::Refused("a chain id is 32 bytes".into()),
+            );
+            return;
+        };
+        let node_key = self.peers.get(&peer).and_then(|p| p.node_key);
+        match request.body {
+            RepoBody::Push { block, bytes } => {
+                let topic = if block { Topic::Blocks } else { Topic::Txs };
+                if let Err(p) = self.check_payload_of(&chain, topic, &bytes) {
+                    self.stats.dropped += 1;
+                    self.penalize(peer, p);
+                    respond(self, channel, RepoResponse::Refused(format!("{p:?}")));
+                    return;
+                }
+                self.stats.delivered += 1;
+                self.emit(NetEvent::Repo {
+                    peer,
+                    node_key,
+                    chain,
+                    block,
+                    bytes: bytes.into_vec(),
+                    gossip_id: None,
+                });
+                respond(self, channel, RepoResponse::Ack);
+            }
+            body => {
+                let max = self.cfg.max_blocks_per_request.max(1);
+                if let RepoBody::Blocks { from, to } = body {
+                    let why = if to < from {
+                        Some("empty range".to_string())
+                    } else if to - from >= max {
+                        Some(format!("more than {max} blocks"))
+                    } else {
+                        None
+                    };
+                    if let Some(why) = why {
+                        respond(self, channel, RepoResponse::Refused(why));
+                        return;
+                    }
+                }
+                let (Some(provider), Ok(rt)) =
+                    (self.repos.clone(), tokio::runtime::Handle::try_current())
+                else {
+                    respond(
+                        self,
+                        channel,
+                        RepoResponse::Refused("no repositories".into()),
+                    );
+                    return;
+                };
+                let max_bytes = self.cfg.max_response_bytes;
+                let served = self.served_repo_tx.clone();
+                rt.spawn(async move {
+                    let resp = tokio::task::spawn_blocking(move || {
+                        provider.serve(&chain, node_key.as_ref(), &body, max, max_bytes)
+                    })
+                    .await
+                    .unwrap_or_else(|_| RepoResponse::Refused("internal error".into()));
+                    let _ = served.send((channel, resp)).await;
+                });
             }
         }
     }
@@ -511,8 +792,11 @@ impl Service {
                             best_height: None,
                             latency_ms: None,
                             bucket: Bucket::new(self.cfg.per_peer_msgs_per_sec, Instant::now()),
+                            node_key: None,
+                            challenge: None,
                         },
                     );
+                    self.challenge(peer_id);
                     tracing::info!(peer = %peer_id, %address, ?direction, "peer connected");
                     self.emit(NetEvent::PeerConnected {
                         peer: peer_id,
@@ -575,6 +859,44 @@ impl Service {
                     }));
                 }
             }
+            BehaviourEvent::Id(request_response::Event::Message { peer, message, .. }) => {
+                match message {
+                    request_response::Message::Request {
+                        request, channel, ..
+                    } => self.on_id_request(peer, request, channel),
+                    request_response::Message::Response { response, .. } => {
+                        self.on_id_response(peer, response)
+                    }
+                }
+            }
+            BehaviourEvent::Repo(request_response::Event::Message { peer, message, .. }) => {
+                match message {
+                    request_response::Message::Request {
+                        request, channel, ..
+                    } => self.on_repo_request(peer, request, channel),
+                    request_response::Message::Response {
+                        request_id,
+                        response,
+                    } => {
+                        if let Some(reply) = self.pending_repo.remove(&request_id) {
+                            let _ = reply.send(Ok(response));
+                        }
+                    }
+                }
+            }
+            BehaviourEvent::Repo(request_response::Event::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            }) => {
+                if let Some(reply) = self.pending_repo.remove(&request_id) {
+                    let _ = reply.send(Err(P2pError::Request {
+                        peer,
+                        message: error.to_string(),
+                    }));
+                }
+            }
             BehaviourEvent::Ping(ping::Event {
                 peer,
                 result: Ok(rtt),
@@ -629,22 +951,25 @@ impl Service {
     fn on_command(&mut self, cmd: Command) {
         match cmd {
             Command::Publish {
+                chain,
                 topic,
                 bytes,
                 checked,
                 reply,
             } => {
                 if checked {
-                    if let Err(p) = self.check_payload(topic, &bytes) {
+                    let c = chain.unwrap_or(self.cfg.chain_id);
+                    if let Err(p) = self.check_payload_of(&c, topic, &bytes) {
                         let _ = reply.send(Err(P2pError::Publish(format!(
                             "refusing to publish: {p:?}"
                         ))));
                         return;
                     }
                 }
-                let t = match topic {
-                    Topic::Txs => self.tx_topic.clone(),
-                    Topic::Blocks => self.block_topic.clone(),
+                let t = match (chain, topic) {
+                    (None, Topic::Txs) => self.tx_topic.clone(),
+                    (None, Topic::Blocks) => self.block_topic.clone(),
+                    (Some(c), t) => IdentTopic::new(crate::gossip_topic(&c, t)).hash(),
                 };
                 let r = match self.swarm.behaviour_mut().gossipsub.publish(t, bytes) {
                     Ok(_) | Err(gossipsub::PublishError::Duplicate) => Ok(()),
@@ -659,6 +984,30 @@ impl Service {
             } => {
                 let id = self.swarm.behaviour_mut().rr.send_request(&peer, request);
                 self.pending.insert(id, reply);
+            }
+            Command::RepoRequest {
+                peer,
+                request,
+                reply,
+            } => {
+                let id = self.swarm.behaviour_mut().repo.send_request(&peer, request);
+                self.pending_repo.insert(id, reply);
+            }
+            Command::Subscribe(chain, on) => {
+                for t in [Topic::Txs, Topic::Blocks] {
+                    let topic = IdentTopic::new(crate::gossip_topic(&chain, t));
+                    let g = &mut self.swarm.behaviour_mut().gossipsub;
+                    if on {
+                        if let Err(e) = g.subscribe(&topic) {
+                            tracing::warn!(error = %e, "cannot subscribe to a repository topic");
+                            continue;
+                        }
+                        self.repo_topics.insert(topic.hash(), (chain, t));
+                    } else {
+                        g.unsubscribe(&topic);
+                        self.repo_topics.remove(&topic.hash());
+                    }
+                }
             }
             Command::Peers(reply) => {
                 let gossip: HashMap<PeerId, usize> = self
@@ -685,6 +1034,7 @@ impl Service {
                         latency_ms: p.latency_ms,
                         score: self.scores.score(id),
                         gossip: gossip.get(id).copied().unwrap_or(0) == 2,
+                        node_key: p.node_key,
                     })
                     .collect();
                 out.sort_by_key(|p| p.id.to_bytes());

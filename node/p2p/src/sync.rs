@@ -48,6 +48,19 @@ pub async fn fetch_range(
     opts: SyncOptions,
     out: mpsc::Sender<(u64, Vec<Vec<u8>>)>,
 ) -> Result<u64, P2pError> {
+    fetch_range_in(handle, None, from, to, peers, opts, out).await
+}
+
+/// [`fetch_range`] of a repository's chain (`Some(chain id)`) or the root (`None`).
+pub async fn fetch_range_in(
+    handle: &P2pHandle,
+    chain: Option<[u8; 32]>,
+    from: u64,
+    to: u64,
+    peers: &[(PeerId, u64)],
+    opts: SyncOptions,
+    out: mpsc::Sender<(u64, Vec<Vec<u8>>)>,
+) -> Result<u64, P2pError> {
     let chunk = opts.chunk.max(1);
     let parallel = opts.parallel.max(1);
     let mut best: HashMap<PeerId, u64> = peers.iter().copied().collect();
@@ -106,7 +119,8 @@ pub async fn fetch_range(
             turn = turn.wrapping_add(1);
             todo.remove(&s);
             let h = handle.clone();
-            in_flight.push(async move { (peer, s, e, h.request_blocks(peer, s, e).await) });
+            in_flight
+                .push(async move { (peer, s, e, h.request_blocks_in(chain, peer, s, e).await) });
         }
         let Some((peer, s, e, result)) = in_flight.next().await else {
             continue;

@@ -519,4 +519,8 @@ pub struct RepoJson {
     /// Its finalized height, when hosted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finalized_height: Option<u64>,
+    /// How this node hosts it: `producer` (it produces it) or `member` (one of its nodes in
+    /// the directory, following the producers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
 }

@@ -53,7 +53,16 @@ impl Chain {
                 "a repository block names its directory height (header field `dd`)".into(),
             ));
         };
-        if r.height > dd.finalized_height() || dd.hash_at(r.height)? != Some(r.hash) {
+        if r.height > dd.finalized_height() {
+            // Not invalid: this node's copy of the directory may be behind the producer's
+            // (a member node receives both chains separately). The block is not taken now
+            // and is fetched again once the directory caught up.
+            return Err(ChainError::Consensus(format!(
+                "directory block {} at height {} is not final on this node yet",
+                r.hash, r.height
+            )));
+        }
+        if dd.hash_at(r.height)? != Some(r.hash) {
             return Err(bad(format!(
                 "directory block {} at height {} is not a final block of this repository's directory",
                 r.hash, r.height
