@@ -9,7 +9,8 @@
 //! directory and starts replicating it (same blocks, same directory); node 3 and a
 //! hand-made libp2p peer (subscribed to vault's would-be topics, asking for its status,
 //! blocks and membership) never get a block, a transaction or a sync answer of it. Once
-//! node 2 is removed from the directory, it receives no new vault block.
+//! node 2 is removed from the directory, it receives no new vault block. Node 3, added to
+//! the public repository team's nodes, replicates it over its gossip topics.
 
 use aergo_e2e::testnet::{base_port, rpc, rpc_as, start_node};
 use aergo_e2e::{bin, poll, KillOnDrop};
@@ -158,6 +159,7 @@ fn poa_network_reaches_a_common_lib() -> Result<()> {
         begun.elapsed().as_secs_f64()
     );
     private_repository_replication(&out, &urls, &faucet)?;
+    public_repository_replication(&out, &urls, &faucet)?;
     eprintln!(
         "poa: private repository replication done after {:.1} s",
         begun.elapsed().as_secs_f64()
@@ -442,5 +444,69 @@ fn private_repository_replication(
         "the stranger received private repository data"
     );
     rt.block_on(stranger.shutdown());
+    Ok(())
+}
+
+fn public_repository_replication(
+    out: &std::path::Path,
+    urls: &[String],
+    faucet: &aergo_types::Keypair,
+) -> Result<()> {
+    use aergo_types::repo::DdOp;
+    use aergo_types::TxKind;
+    let n3 = key_file(&out.join("node3/node.key"))?.public();
+    let add = DdOp::NodeAdd { key: n3 }.encode();
+    send_in(
+        &urls[0],
+        "team/dd",
+        faucet,
+        TxKind::DirectoryChange,
+        0,
+        None,
+        0,
+        add,
+    )?;
+    poll("node 3 to replicate team", Duration::from_secs(30), || {
+        Ok(rpc(&urls[2], "chain_info", json!({"repo": "team"})).ok())
+    })?;
+    let listed = rpc(&urls[2], "repo_show", json!({"name": "team"}))?;
+    assert_eq!(listed["role"], "member", "{listed}");
+    let to = aergo_types::Address::from_public_key(&aergo_types::Keypair::generate().public());
+    // The faucet's second transfer in team (the first is above).
+    send_in(
+        &urls[0],
+        "team",
+        faucet,
+        TxKind::Transfer,
+        1,
+        Some(to),
+        3,
+        Vec::new(),
+    )?;
+    let h = poll(
+        "node 3 to hold team's transfer",
+        Duration::from_secs(30),
+        || {
+            let a = rpc(
+                &urls[2],
+                "account",
+                json!({"repo": "team", "address": to.encode()}),
+            )?;
+            if a["balance"] != "3" {
+                return Ok(None);
+            }
+            Ok(rpc(&urls[2], "chain_info", json!({"repo": "team"}))?["height"].as_u64())
+        },
+    )?;
+    let b1 = rpc(&urls[0], "block", json!({"repo": "team", "height": h}))?;
+    let b3 = rpc(&urls[2], "block", json!({"repo": "team", "height": h}))?;
+    assert_eq!(b1["hash"], b3["hash"], "team at {h}: {b1} vs {b3}");
+    // Node 2 is not one of team's nodes: it does not replicate it.
+    let e = rpc(&urls[1], "chain_info", json!({"repo": "team"}));
+    assert!(
+        e.as_ref()
+            .is_err_and(|e| e.to_string().contains("does not host")),
+        "{e:?}"
+    );
     Ok(())
 }

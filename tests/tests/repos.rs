@@ -214,6 +214,19 @@ fn a_dev_node_hosts_repositories_isolated_from_the_root_and_each_other() -> Resu
         .context("a replayed signed request was answered")?
         .to_string();
     ensure!(e.contains("replay"), "{e}");
+    // The node's operator socket (mode 0600) reads it without a signature.
+    let sock = data.join("rpc.sock");
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&sock)?.permissions());
+    ensure!(
+        mode & 0o777 == 0o600,
+        "operator socket mode {:o}",
+        mode & 0o777
+    );
+    let unix = format!("unix:{}", sock.display());
+    let b = aergo_json(&unix, &["--repo", "team-b", "balance", &bob.encode()])?;
+    ensure!(b.to_string().contains(&(7 * unit).to_string()), "{b}");
+    let e = aergo_err(&url, &["--repo", "team-b", "balance", &bob.encode()])?;
+    ensure!(e.contains("private"), "{e}");
     // The public one is readable by anyone.
     ensure!(rpc(
         &url,

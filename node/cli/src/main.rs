@@ -27,7 +27,8 @@ use std::time::{Duration, Instant};
 #[derive(Parser, Debug)]
 #[command(name = "aergo", version, about = "AERGO command-line client")]
 struct Cli {
-    /// Node JSON-RPC URL.
+    /// Node JSON-RPC URL, or `unix:PATH` for the node's operator socket (`DATA_DIR/rpc.sock`,
+    /// mode 0600), which reads private repositories without `--as`.
     #[arg(long, global = true, help_heading = "Global options", env = "AERGO_RPC", hide_env_values = true, default_value = aergo_os::paths::DEFAULT_RPC_URL)]
     rpc: String,
     /// Print JSON with stable field names.

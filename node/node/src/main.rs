@@ -17,6 +17,7 @@ mod producer;
 mod repos;
 mod rpc;
 mod rpc_auth;
+mod rpc_socket;
 mod rpc_staking;
 mod vital;
 
@@ -277,6 +278,7 @@ fn run(args: Args) -> Result<()> {
             .name("producer".into())
             .spawn(move || producer::run(n))?
     };
+    let socket_path = rpc_socket::path_in(&data_dir);
     let res: Result<()> = rt.block_on(async {
         chainlog::spawn(node.clone());
         let p2p = if networked {
@@ -292,6 +294,13 @@ fn run(args: Args) -> Result<()> {
         let opts = rpc::RpcOptions::new(&cfg.node, listener.local_addr()?);
         let stats = opts.server.clone();
         let app = rpc::router(node.clone(), opts);
+        match rpc_socket::bind(&socket_path) {
+            Ok(l) => {
+                tracing::info!(path = %socket_path.display(), "operator socket listening (mode 0600; reads of private repositories need no signature)");
+                tokio::spawn(rpc_socket::serve(l, app.clone()));
+            }
+            Err(e) => tracing::warn!(error = %format!("{e:#}"), "no operator socket: use --as to read private repositories"),
+        }
         aergo_os::http::serve(listener, (&cfg.node.rpc_http).into(), stats, app, shutdown_signal())
             .await
             .context("RPC server")?;

@@ -290,6 +290,7 @@ fn err_response(id: Value, f: RpcFail) -> Value {
 async fn http_rpc(
     State(rpc): State<Rpc>,
     Extension(conn): Extension<ConnInfo>,
+    operator: Option<Extension<crate::rpc_socket::Operator>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> HttpResponse {
@@ -317,16 +318,21 @@ async fn http_rpc(
             return json_resp(StatusCode::OK, r);
         }
     };
-    // Who signed the request (reads of private repositories need a member).
-    let signed = match rpc.auth.verify(&headers, &body, now_ms()) {
-        Ok(a) => a,
-        Err(e) => {
-            let r = err_response(
-                Value::Null,
-                RpcFail::new(codes::UNAUTHORIZED, e.to_string()),
-            );
-            return json_resp(StatusCode::OK, r);
-        }
+    // Who signed the request (reads of private repositories need a member); the operator's
+    // Unix socket needs no signature.
+    let signed = match operator {
+        Some(_) => Caller::Operator,
+        None => match rpc.auth.verify(&headers, &body, now_ms()) {
+            Ok(Some(a)) => Caller::Signed(a),
+            Ok(None) => Caller::Anonymous,
+            Err(e) => {
+                let r = err_response(
+                    Value::Null,
+                    RpcFail::new(codes::UNAUTHORIZED, e.to_string()),
+                );
+                return json_resp(StatusCode::OK, r);
+            }
+        },
     };
     let out = match v {
         Value::Array(items) => {
@@ -381,12 +387,7 @@ fn is_notification(v: &Value) -> bool {
 }
 
 /// One request of a call or batch; `None` for a notification.
-async fn handle_request(
-    rpc: &Rpc,
-    peer: SocketAddr,
-    signed: Option<Address>,
-    v: Value,
-) -> Option<Value> {
+async fn handle_request(rpc: &Rpc, peer: SocketAddr, signed: Caller, v: Value) -> Option<Value> {
     let notification = is_notification(&v);
     let reply = handle_one(rpc, peer, signed, v).await;
     (!notification).then_some(reply)
@@ -401,8 +402,19 @@ fn json_resp(status: StatusCode, v: Value) -> HttpResponse {
         .into_response()
 }
 
-/// One request; `signed` is the account that signed the HTTP request, if any.
-async fn handle_one(rpc: &Rpc, peer: SocketAddr, signed: Option<Address>, v: Value) -> Value {
+/// Who makes a request, for reads of private repositories.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Caller {
+    /// No signature.
+    Anonymous,
+    /// The account that signed the HTTP request.
+    Signed(Address),
+    /// The node's operator, on its Unix socket (mode 0600): reads everything it hosts.
+    Operator,
+}
+
+/// One request; `signed` is who made it.
+async fn handle_one(rpc: &Rpc, peer: SocketAddr, signed: Caller, v: Value) -> Value {
     let id = v.get("id").cloned().unwrap_or(Value::Null);
     if !rpc.allow(peer.ip()) {
         return err_response(
@@ -493,7 +505,7 @@ fn select_repo(
     root: &Arc<Node>,
     method: &str,
     p: &Value,
-    signed: Option<Address>,
+    signed: Caller,
 ) -> Result<Arc<Node>, RpcFail> {
     if method.starts_with("repo_") {
         return Ok(root.clone());
@@ -554,10 +566,7 @@ fn select_repo(
 
 /// Why the signer of a request may not read repository `h` (`None`: it may): a repository
 /// without anonymous reads (a private one) is read only by its members, each request signed.
-fn read_error(
-    h: &crate::repos::Hosted,
-    signed: Option<Address>,
-) -> Result<Option<String>, RpcFail> {
+fn read_error(h: &crate::repos::Hosted, signed: Caller) -> Result<Option<String>, RpcFail> {
     use aergo_chain::directory as dd;
     let chain = &h.directory.chain;
     let view = chain.view_at(chain.finalized_height())?;
@@ -566,10 +575,11 @@ fn read_error(
     }
     let name = &h.registration.create.name;
     Ok(match signed {
-        None => Some(format!(
+        Caller::Operator => None,
+        Caller::Anonymous => Some(format!(
             "repository `{name}` is private: reading it needs a request signed by a member (aergo --as ACCOUNT)"
         )),
-        Some(a) => match dd::role_of(&view, &a)? {
+        Caller::Signed(a) => match dd::role_of(&view, &a)? {
             Some(_) => None,
             None => Some(format!(
                 "account {a} has no role in repository `{name}`; reading it needs the `read` role"
@@ -1453,7 +1463,7 @@ async fn ws_session(rpc: Rpc, peer: SocketAddr, socket: WebSocket) {
                         }
                     }
                 }
-                _ => handle_one(&rpc, peer, None, v).await,
+                _ => handle_one(&rpc, peer, Caller::Anonymous, v).await,
             }
         };
         if notification {
@@ -1732,20 +1742,20 @@ mod tests {
         let req = json!({"jsonrpc": "2.0", "id": 1, "method": "admin_set_empty_blocks", "params": {"enabled": false}});
         let remote: SocketAddr = "192.0.2.7:5555".parse().unwrap();
         let local: SocketAddr = "127.0.0.1:5555".parse().unwrap();
-        let r = rt.block_on(handle_one(&rpc, remote, None, req.clone()));
+        let r = rt.block_on(handle_one(&rpc, remote, Caller::Anonymous, req.clone()));
         assert_eq!(r["error"]["code"], json!(codes::ADMIN_REFUSED), "{r}");
         assert!(
             rpc.node.empty_blocks.load(Ordering::Relaxed),
             "a refused call changes nothing"
         );
-        let r = rt.block_on(handle_one(&rpc, local, None, req));
+        let r = rt.block_on(handle_one(&rpc, local, Caller::Anonymous, req));
         assert_eq!(r["result"], json!(false), "{r}");
         assert!(!rpc.node.empty_blocks.load(Ordering::Relaxed));
         // Public methods answer remote clients.
         let r = rt.block_on(handle_one(
             &rpc,
             remote,
-            None,
+            Caller::Anonymous,
             json!({"jsonrpc": "2.0", "id": 2, "method": "chain_info"}),
         ));
         assert!(r.get("result").is_some(), "{r}");

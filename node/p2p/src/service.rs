@@ -56,7 +56,13 @@ struct Peer {
     node_key: Option<[u8; 32]>,
     /// The challenge sent to it, until it answers.
     challenge: Option<[u8; 32]>,
+    /// Challenges of its answered (at most [`MAX_ID_ANSWERS`] per connection; they do not
+    /// take from the message rate, so proving identity never costs a peer its first blocks).
+    id_answers: u32,
 }
+
+/// Identity challenges answered per connected peer.
+const MAX_ID_ANSWERS: u32 = 4;
 
 type Served = (request_response::ResponseChannel<Response>, Response);
 type ServedRepo = (
@@ -523,8 +529,14 @@ impl Service {
         request: IdRequest,
         channel: request_response::ResponseChannel<IdResponse>,
     ) {
-        let resp = if !self.rate_ok(&peer) {
-            IdResponse::Refused("rate limited".into())
+        let answered = self.peers.get_mut(&peer).map(|p| {
+            p.id_answers = p.id_answers.saturating_add(1);
+            p.id_answers
+        });
+        let resp = if answered.is_none_or(|n| n > MAX_ID_ANSWERS) {
+            IdResponse::Refused(format!(
+                "at most {MAX_ID_ANSWERS} identity challenges per connection"
+            ))
         } else if request.nonce.len() != 32 {
             IdResponse::Refused("a challenge is 32 bytes".into())
         } else {
@@ -794,6 +806,7 @@ impl Service {
                             bucket: Bucket::new(self.cfg.per_peer_msgs_per_sec, Instant::now()),
                             node_key: None,
                             challenge: None,
+                            id_answers: 0,
                         },
                     );
                     self.challenge(peer_id);

@@ -510,3 +510,82 @@ async fn parallel_sync_delivers_in_order_despite_short_and_bad_peers() {
         n.shutdown().await;
     }
 }
+
+/// Each side of a connection learns the other's node key from a signed challenge, and
+/// lists it with the peer; a repository push reaches the other side with that key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peers_prove_their_node_keys_and_pushes_carry_them() {
+    use aergo_p2p::repo::{RepoBody, RepoResponse};
+    let (a, mut a_rx) = start(cfg(61)).await;
+    let mut cb = cfg(62);
+    cb.bootnodes = bootnode(&a);
+    let (b, _b_rx) = start(cb).await;
+    let b_key = Keypair::from_seed(&[62; 32]).public().0;
+    let end = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        match tokio::time::timeout_at(end, a_rx.recv()).await {
+            Ok(Some(NetEvent::PeerIdentified { peer, node_key })) => {
+                assert_eq!(peer, b.local_peer_id());
+                assert_eq!(node_key, b_key, "A learned another key than B's node key");
+                break;
+            }
+            Ok(Some(_)) => continue,
+            other => panic!("no identity proof from B: {other:?}"),
+        }
+    }
+    let peers = a.peers().await.unwrap();
+    assert_eq!(peers[0].node_key, Some(b_key));
+    // B pushes a repository transaction to A: A hands it over with B's proven key.
+    let repo_chain = [8u8; 32];
+    let bytes = tx_bytes(1, repo_chain);
+    let r = b
+        .repo_request(
+            a.local_peer_id(),
+            repo_chain,
+            RepoBody::Push {
+                block: false,
+                bytes: aergo_p2p::ByteBuf::from(bytes.clone()),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(r, RepoResponse::Ack);
+    loop {
+        match tokio::time::timeout_at(end, a_rx.recv()).await {
+            Ok(Some(NetEvent::Repo {
+                node_key,
+                chain,
+                bytes: got,
+                ..
+            })) => {
+                assert_eq!((node_key, chain), (Some(b_key), repo_chain));
+                assert_eq!(got, bytes);
+                break;
+            }
+            Ok(Some(_)) => continue,
+            other => panic!("no repository push: {other:?}"),
+        }
+    }
+    // A transaction of another chain than the one named is refused, not handed over.
+    let r = b
+        .repo_request(
+            a.local_peer_id(),
+            repo_chain,
+            RepoBody::Push {
+                block: false,
+                bytes: aergo_p2p::ByteBuf::from(tx_bytes(2, CHAIN)),
+            },
+        )
+        .await
+        .unwrap();
+    assert!(matches!(r, RepoResponse::Refused(_)), "{r:?}");
+    // A has no repositories to answer from: questions are refused.
+    let r = b
+        .repo_request(a.local_peer_id(), repo_chain, RepoBody::Status)
+        .await
+        .unwrap();
+    assert!(matches!(r, RepoResponse::Refused(_)), "{r:?}");
+    for h in [a, b] {
+        h.shutdown().await;
+    }
+}

@@ -51,6 +51,60 @@ pub struct RpcClient {
     next_id: AtomicU64,
     repo: Option<String>,
     signer: Option<aergo_types::Keypair>,
+    timeout: Duration,
+}
+
+/// Largest answer read from the operator's Unix socket.
+const MAX_UNIX_ANSWER: usize = 64 * 1024 * 1024;
+
+/// One HTTP/1.1 POST of `body` to `/` over the Unix socket at `path` (the node's operator
+/// socket): `(status, body)`. The request asks the server to close the connection, so the
+/// answer ends at end of stream.
+async fn post_unix(
+    path: &str,
+    headers: &[(String, String)],
+    body: &[u8],
+) -> Result<(u16, String), String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::UnixStream::connect(path)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut req = format!(
+        "POST / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    s.write_all(body).await.map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    s.take(MAX_UNIX_ANSWER as u64 + 1)
+        .read_to_end(&mut out)
+        .await
+        .map_err(|e| e.to_string())?;
+    if out.len() > MAX_UNIX_ANSWER {
+        return Err(format!("answer larger than {MAX_UNIX_ANSWER} bytes"));
+    }
+    let text = String::from_utf8_lossy(&out);
+    let (head, rest) = text
+        .split_once("\r\n\r\n")
+        .ok_or("the answer is not HTTP")?;
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse::<u16>().ok())
+        .ok_or("the answer has no HTTP status")?;
+    if head
+        .lines()
+        .any(|l| l.to_ascii_lowercase().starts_with("transfer-encoding:"))
+    {
+        return Err("a chunked answer (not expected from the node)".into());
+    }
+    Ok((status, rest.to_string()))
 }
 
 impl RpcClient {
@@ -69,6 +123,7 @@ impl RpcClient {
             next_id: AtomicU64::new(1),
             repo: None,
             signer: None,
+            timeout,
         })
     }
 
@@ -118,10 +173,7 @@ impl RpcClient {
         }
         let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
         let bytes = serde_json::to_vec(&body).map_err(|e| RpcError::Protocol(e.to_string()))?;
-        let mut req = self
-            .http
-            .post(format!("{}/", self.url))
-            .header("content-type", "application/json");
+        let mut headers = vec![("content-type".to_string(), "application/json".to_string())];
         if let Some(k) = &self.signer {
             use aergo_types::repo::{
                 read_auth_message, AUTH_ACCOUNT_HEADER, AUTH_SIGNATURE_HEADER, AUTH_TIME_HEADER,
@@ -132,24 +184,35 @@ impl RpcClient {
                 .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
                 .unwrap_or(0);
             let sig = k.sign(&read_auth_message(now, &account, &bytes).0);
-            req = req
-                .header(AUTH_ACCOUNT_HEADER, account.encode())
-                .header(AUTH_TIME_HEADER, now.to_string())
-                .header(AUTH_SIGNATURE_HEADER, sig.to_hex());
+            headers.push((AUTH_ACCOUNT_HEADER.into(), account.encode()));
+            headers.push((AUTH_TIME_HEADER.into(), now.to_string()));
+            headers.push((AUTH_SIGNATURE_HEADER.into(), sig.to_hex()));
         }
-        let resp = req
-            .body(bytes)
-            .send()
-            .await
-            .map_err(|e| RpcError::Unreachable {
-                url: self.url.clone(),
-                message: e.to_string(),
-            })?;
-        let status = resp.status();
-        let text = resp.text().await.map_err(|e| RpcError::Unreachable {
+        let unreachable = |message: String| RpcError::Unreachable {
             url: self.url.clone(),
-            message: e.to_string(),
-        })?;
+            message,
+        };
+        let (status, text) = if let Some(path) = self.url.strip_prefix("unix:") {
+            tokio::time::timeout(self.timeout, post_unix(path, &headers, &bytes))
+                .await
+                .map_err(|_| unreachable(format!("no answer within {:?}", self.timeout)))?
+                .map_err(unreachable)?
+        } else {
+            let mut req = self.http.post(format!("{}/", self.url));
+            for (k, v) in &headers {
+                req = req.header(k, v);
+            }
+            let resp = req
+                .body(bytes)
+                .send()
+                .await
+                .map_err(|e| unreachable(e.to_string()))?;
+            let status = resp.status().as_u16();
+            (
+                status,
+                resp.text().await.map_err(|e| unreachable(e.to_string()))?,
+            )
+        };
         let r: Response = serde_json::from_str(&text).map_err(|_| {
             RpcError::Protocol(format!(
                 "HTTP {status}: {}",
