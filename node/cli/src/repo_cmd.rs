@@ -333,7 +333,13 @@ fn lines(r: &RepoJson) -> String {
         s.push_str(&format!("\n  producer    {p}"));
     }
     match (r.height, r.finalized_height) {
-        (Some(h), Some(f)) => s.push_str(&format!("\n  hosted      height {h}, finalized {f}")),
+        (Some(h), Some(f)) => s.push_str(&format!(
+            "\n  hosted      height {h}, finalized {f}{}",
+            r.role
+                .as_deref()
+                .map(|role| format!(" (as {role})"))
+                .unwrap_or_default()
+        )),
         _ => s.push_str("\n  hosted      no (this node does not carry it)"),
     }
     s
