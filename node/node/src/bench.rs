@@ -37,6 +37,11 @@ pub struct BenchArgs {
     /// (e.g. `0,10,100`; the first is the baseline).
     #[arg(long, value_delimiter = ',')]
     idle_repos: Vec<usize>,
+    /// With `--idle-repos`: rounds; each round runs every count once, in a rotated order, and
+    /// each count's figure is its median over the rounds (a burst of load on a shared host
+    /// then hits every count alike instead of one).
+    #[arg(long, default_value_t = 1)]
+    rounds: usize,
     /// Instead: transfer throughput in one repository, then in two at once, and the time from
     /// a repository's creation to its first block.
     #[arg(long)]
@@ -86,7 +91,7 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         bail!("need at least 2 accounts and 1 transaction");
     }
     if !a.idle_repos.is_empty() {
-        return crate::bench_repos::idle(a.txs, a.accounts, &a.idle_repos);
+        return crate::bench_repos::idle(a.txs, a.accounts, &a.idle_repos, a.rounds);
     }
     if a.repos {
         return crate::bench_repos::parallel(a.txs, a.accounts);

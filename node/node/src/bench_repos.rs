@@ -189,29 +189,48 @@ fn genesis_with(senders: &[Keypair], creator: &Keypair) -> Genesis {
     bench_genesis(&all)
 }
 
-/// Root throughput with each count of idle repositories hosted.
-pub fn idle(txs: usize, accounts: usize, counts: &[usize]) -> Result<()> {
+/// Root throughput with each count of idle repositories hosted: `rounds` rounds, each
+/// running every count once (a fresh chain each time) in an order rotated by one per round;
+/// each count's figure is its median over the rounds, against the first count's median.
+pub fn idle(txs: usize, accounts: usize, counts: &[usize], rounds: usize) -> Result<()> {
     let senders = keys(accounts);
     let creator = Keypair::from_seed(&[7; 32]);
     let producer = Keypair::from_seed(&[42; 32]);
     let genesis = genesis_with(&senders, &creator);
     let encoded = transfers(&senders, txs, genesis.chain_id());
+    let rounds = rounds.max(1);
     println!(
-        "aergo-node bench --idle-repos: {txs} root transfers from {accounts} accounts, {} cores",
+        "aergo-node bench --idle-repos: {txs} root transfers from {accounts} accounts, {} cores, {rounds} round(s)",
         rayon::current_num_threads()
     );
-    let mut baseline: Option<f64> = None;
-    for &n in counts {
-        let dir = tempfile::tempdir()?;
-        let names: Vec<String> = (0..n).map(|i| format!("idle-{i:04}")).collect();
-        let node = root_with_repos(dir.path(), &genesis, &creator, &producer, &names, &[])?;
-        let run: Run = pipeline(&node.chain, &encoded, genesis.chain_id(), &genesis.gas)?;
-        node.repos.shutdown();
-        let tps = run.tps();
-        let base = *baseline.get_or_insert(tps);
+    let mut rates: Vec<Vec<f64>> = vec![Vec::new(); counts.len()];
+    for round in 0..rounds {
+        for k in 0..counts.len() {
+            let i = (k + round) % counts.len();
+            let n = counts[i];
+            let dir = tempfile::tempdir()?;
+            let names: Vec<String> = (0..n).map(|i| format!("idle-{i:04}")).collect();
+            let node = root_with_repos(dir.path(), &genesis, &creator, &producer, &names, &[])?;
+            let run: Run = pipeline(&node.chain, &encoded, genesis.chain_id(), &genesis.gas)?;
+            node.repos.shutdown();
+            println!(
+                "  round {}: {:.0} transfers/s with {n} idle repositories ({} blocks)",
+                round + 1,
+                run.tps(),
+                run.blocks
+            );
+            rates[i].push(run.tps());
+        }
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied().unwrap_or(0.0)
+    };
+    let meds: Vec<f64> = rates.iter_mut().map(median).collect();
+    let base = meds.first().copied().unwrap_or(0.0);
+    for (n, tps) in counts.iter().zip(&meds) {
         println!(
-            "root: {tps:.0} transfers/s with {n} idle repositories hosted ({} blocks); baseline {base:.0} transfers/s with {}; ratio {:.3}",
-            run.blocks,
+            "root: {tps:.0} transfers/s (median of {rounds}) with {n} idle repositories hosted; baseline {base:.0} transfers/s with {}; ratio {:.3}",
             counts.first().copied().unwrap_or(0),
             tps / base
         );
