@@ -384,6 +384,25 @@ pub struct TxDetail {
     pub receipt: Option<ReceiptView>,
 }
 
+/// What a search of the chain by hash (`/` on the Blocks screen) found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(clippy::large_enum_variant)] // one short-lived answer per search
+pub enum Found {
+    /// A block with that hash.
+    Block(BlockDetail),
+    /// A transaction with that hash, in this block at `index`.
+    TxInBlock {
+        /// The block holding it.
+        block: BlockDetail,
+        /// Its position in the block.
+        index: usize,
+    },
+    /// A transaction with that hash, still pending (in the mempool).
+    PendingTx(TxDetail),
+    /// No block and no transaction has that hash.
+    Nothing,
+}
+
 /// One pending transaction.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MempoolTx {
@@ -704,6 +723,8 @@ pub struct Model {
     pub block: Feed<BlockDetail>,
     /// The open transaction (drill-down).
     pub tx: Feed<TxDetail>,
+    /// The outcome of the last chain search that opened nothing: (query, what to say).
+    pub search_miss: Option<(String, String)>,
     /// Init: services and system.
     pub init: Feed<InitView>,
     /// Log lines of the selected service, oldest first.

@@ -566,6 +566,50 @@ fn blocks_filter() {
     assert!(!out.contains(" 985 "), "non-matching rows hidden");
 }
 
+/// `/` + a whole hash no loaded row has: the search screen while the node answers, then the
+/// block it found, or a message when nothing has that hash.
+#[test]
+fn blocks_search_the_chain() {
+    let mut a = screen('2');
+    press(&mut a, KeyCode::Char('/'));
+    let q = "7e".repeat(32);
+    for c in q.chars() {
+        press(&mut a, KeyCode::Char(c));
+    }
+    assert_eq!(
+        press(&mut a, KeyCode::Enter),
+        aergo_top::app::Action::Search(q.clone())
+    );
+    let out = render(&a, 80, 24);
+    assert!(out.contains("Search  (Esc back)"), "{out}");
+    assert!(out.contains("searching the chain"), "{out}");
+    a.apply(Update::Found(q.clone(), Ok(Found::Nothing)));
+    let out = render(&a, 80, 24);
+    assert!(
+        out.contains("no block and no transaction on the chain has hash"),
+        "{out}"
+    );
+    press(&mut a, KeyCode::Esc);
+    assert_eq!(
+        press(&mut a, KeyCode::Enter),
+        aergo_top::app::Action::Search(q.clone())
+    );
+    a.apply(Update::Found(q, Ok(Found::Block(block_detail(12)))));
+    let out = render(&a, 80, 24);
+    assert!(out.contains("Block 12  (Esc back)"), "{out}");
+    assert!(out.contains("Transactions (3)"), "{out}");
+    // A prefix that no loaded row has says how to search the chain.
+    press(&mut a, KeyCode::Esc);
+    press(&mut a, KeyCode::Esc);
+    press(&mut a, KeyCode::Char('/'));
+    for c in "deadbeef".chars() {
+        press(&mut a, KeyCode::Char(c));
+    }
+    press(&mut a, KeyCode::Enter);
+    let out = render(&a, 80, 24);
+    assert!(out.contains("no loaded block's hash starts with"), "{out}");
+}
+
 #[test]
 fn block_tx_receipt_drill_down() {
     let mut a = screen('2');

@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use super::node::NodeApi;
 use super::{SourceError, Update};
 use crate::model::{
-    BlockDetail, BlockRow, BpView, ChainView, ConsensusView, DposView, EventView, MempoolTx,
+    BlockDetail, BlockRow, BpView, ChainView, ConsensusView, DposView, EventView, Found, MempoolTx,
     MempoolView, NodeView, PeerRow, ReceiptView, TxDetail, TxRow, TxView, UpcomingSlot,
 };
 
@@ -373,6 +373,35 @@ impl NodeApi for RpcNode {
             None
         };
         Ok(TxDetail { tx, receipt })
+    }
+    async fn find(&self, hash: String) -> Result<Found, SourceError> {
+        let c = self.client()?;
+        let h = match hash.parse() {
+            Ok(h) => h,
+            Err(e) => return Err(SourceError(format!("bad hash {hash}: {e}"))),
+        };
+        let not_found = |e: &RpcError| e.code() == Some(aergo_rpc::codes::NOT_FOUND);
+        match c.block_by_hash(&h, true).await {
+            Ok(b) => return Ok(Found::Block(block_detail(b))),
+            Err(e) if not_found(&e) => {}
+            Err(e) => return Err(err(e)),
+        }
+        let info = match c.tx(&h).await {
+            Ok(info) => info,
+            Err(e) if not_found(&e) => return Ok(Found::Nothing),
+            Err(e) => return Err(err(e)),
+        };
+        let (Some(block_hash), Some(index)) = (info.block_hash, info.index) else {
+            return Ok(Found::PendingTx(TxDetail {
+                tx: tx_view(info),
+                receipt: None,
+            }));
+        };
+        let block = c.block_by_hash(&block_hash, true).await.map_err(err)?;
+        Ok(Found::TxInBlock {
+            block: block_detail(block),
+            index: usize::try_from(index).unwrap_or(usize::MAX),
+        })
     }
     async fn mempool(&self, limit: u64) -> Result<MempoolView, SourceError> {
         self.client()?
