@@ -350,12 +350,21 @@ fn interactive_sandbox_takes_multi_line_statements_and_keeps_history() -> Result
     t.keys(&["-H", "3b"])?;
     t.keys(&["Enter"])?;
     t.wait_for("the two-line INSERT", wait, |s| s.contains("ok (gas"))?;
+    // Each line is typed once its continuation prompt shows: the line editor discards input
+    // typed ahead of a new prompt.
+    let conts = |s: &str| s.lines().filter(|l| l.starts_with("...>")).count();
+    let next_prompt = |t: &Tmux| -> Result<()> {
+        let before = conts(&t.capture()?);
+        t.keys(&["Enter"])?;
+        t.wait_for("the next continuation prompt", wait, |s| conts(s) > before)
+            .map(|_| ())
+    };
     t.keys(&["-l", "CREATE FUNCTION one() RETURNS BIGINT AS $$"])?;
-    t.keys(&["Enter"])?;
+    next_prompt(&t)?;
     t.keys(&["-l", "BEGIN RETURN 1"])?;
     // tmux reads a trailing `;` as its own command separator: send it as hex.
     t.keys(&["-H", "3b"])?;
-    t.keys(&["Enter"])?;
+    next_prompt(&t)?;
     t.keys(&["-l", "END; $$"])?;
     // tmux reads a trailing `;` as its own command separator: send it as hex.
     t.keys(&["-H", "3b"])?;

@@ -393,6 +393,267 @@ fn host_mode_and_go_to_height() -> Result<()> {
     Ok(())
 }
 
+/// `/` on the Blocks screen searches the chain, not only the rows loaded since start. The node
+/// is a solo chain of 50 ms blocks, so by the time the dashboard starts, block 2 and a
+/// transaction sent first are far below the 50 rows it loads: their hashes are looked up by
+/// RPC (`block` by hash, `tx`) and open that block. An unknown hash and a prefix of no loaded
+/// row say so.
+#[test]
+fn search_finds_blocks_from_before_the_dashboard() -> Result<()> {
+    if !tmux_available() {
+        if ci() {
+            bail!("tmux is not installed (scripts/setup.sh installs it)");
+        }
+        eprintln!("SKIPPED: tmux is not installed; this test needs it");
+        return Ok(());
+    }
+    let dir = tempfile::tempdir()?;
+    let cli = bin("aergo")?;
+    let ks = dir.path().join("keystore");
+    let aergo = |args: &[&str]| -> Result<String> {
+        let out = Command::new(&cli)
+            .arg("--keystore")
+            .arg(&ks)
+            .args(["--password", "search-test-password"])
+            .args(args)
+            .env("HOME", dir.path())
+            .output()?;
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        if !out.status.success() {
+            bail!(
+                "aergo {args:?}: {text}{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(text)
+    };
+    let acct: Value = serde_json::from_str(aergo(&["--json", "account", "new"])?.trim())?;
+    let addr = acct["address"]
+        .as_str()
+        .context("account new: no address")?;
+    let genesis = dir.path().join("genesis.json");
+    std::fs::write(
+        &genesis,
+        json!({
+            "chain_name": "aergo-fast", "timestamp_ms": 0,
+            "balances": [{"address": addr, "balance": "500000000000000000000000000"}],
+            "consensus": {"engine": "solo", "block_interval_ms": 50, "producer": null},
+            "gas": {"base": 1000, "per_byte": 10, "min_price": "1000000000"}
+        })
+        .to_string(),
+    )?;
+    let port = free_port()?;
+    let g = genesis.to_string_lossy().to_string();
+    let node = aergo_e2e::start_dev_node(&dir.path().join("chain"), port, &["--genesis", &g])?;
+    let sent: Value = serde_json::from_str(
+        aergo(&[
+            "--rpc", &node.url, "--json", "send", "--from", addr, "--to", addr, "--amount", "1",
+        ])?
+        .trim(),
+    )?;
+    let tx_hash = sent["hash"]
+        .as_str()
+        .or_else(|| sent["tx_hash"].as_str())
+        .with_context(|| format!("send: no hash in {sent}"))?
+        .to_string();
+    let tx_height = poll("the transfer included", Duration::from_secs(30), || {
+        Ok(rpc(port, "tx", json!({"hash": tx_hash}))?["block_height"].as_u64())
+    })?;
+    // Far enough that neither block 2 nor the transfer's block is among the 50 rows loaded.
+    poll("60 more blocks", Duration::from_secs(60), || {
+        let h = rpc(port, "chain_info", json!({}))?["height"].as_u64();
+        Ok(h.filter(|h| *h > tx_height.max(2) + 60))
+    })?;
+    let block2 = rpc(port, "block", json!({"height": 2}))?["hash"]
+        .as_str()
+        .context("block 2: no hash")?
+        .to_string();
+
+    let tmux = Tmux::new("search");
+    let top_cmd = format!(
+        "{} --rpc {} --host-mode --init {} --fs http://127.0.0.1:{} --theme 256; sleep 600",
+        bin("aergo-top")?.display(),
+        node.url,
+        dir.path().join("no-init.sock").display(),
+        free_port()?,
+    );
+    tmux.run(&[
+        "new-session",
+        "-d",
+        "-s",
+        "search",
+        "-x",
+        "120",
+        "-y",
+        "40",
+        "sh",
+        "-c",
+        &top_cmd,
+    ])?;
+    tmux.keys(&["2"])?;
+    tmux.wait_for("the Blocks list", Duration::from_secs(30), |s| {
+        s.contains("Blocks (") && !s.contains("Blocks (0)")
+    })?;
+    let search = |text: &str| -> Result<()> {
+        tmux.keys(&["/"])?;
+        tmux.keys(&["-l", text])?;
+        tmux.keys(&["Enter"])
+    };
+
+    // Esc twice, one at a time (two Escape bytes in one read are one key to the terminal
+    // reader): out of the drill-down, then the filter cleared.
+    let back_to_list = || -> Result<()> {
+        tmux.keys(&["Escape"])?;
+        tmux.wait_for("the Blocks list", Duration::from_secs(10), |s| {
+            s.contains("Blocks (") && !s.contains("(Esc back)")
+        })?;
+        tmux.keys(&["Escape"])?;
+        tmux.wait_for("the unfiltered list", Duration::from_secs(10), |s| {
+            s.contains("Blocks (") && !s.contains("filter '")
+        })
+        .map(|_| ())
+    };
+
+    // A block hash from before the dashboard started.
+    search(&block2)?;
+    let shown = tmux.wait_for("block 2 found by its hash", Duration::from_secs(15), |s| {
+        s.contains("Block 2  (Esc back)") && s.contains("Transactions (")
+    })?;
+    assert!(
+        shown.contains(&block2[..20]),
+        "the block's hash is shown:\n{shown}"
+    );
+    back_to_list()?;
+
+    // A transaction hash: the block holding it opens.
+    search(&tx_hash)?;
+    let title = format!("Block {}  (Esc back)", fmt_thousands(tx_height));
+    let shown = tmux.wait_for("the transfer's block", Duration::from_secs(15), |s| {
+        s.contains(&title) && s.contains("Transactions (1)")
+    })?;
+    assert!(shown.contains(&tx_hash[..8]), "{shown}");
+    back_to_list()?;
+
+    // A hash nothing has, and a prefix of no loaded row.
+    search(&"0f".repeat(32))?;
+    tmux.wait_for("the no-match message", Duration::from_secs(15), |s| {
+        s.contains("no block and no transaction on the chain has hash")
+    })?;
+    back_to_list()?;
+    search("0xfedcba98")?;
+    tmux.wait_for("the prefix message", Duration::from_secs(10), |s| {
+        s.contains("no loaded block's hash starts with")
+    })?;
+    Ok(())
+}
+
+/// The Peers screen's BP count is governance's: a one-BP DPoS testnet whose BP votes
+/// `bp_count` to 2 (quorum 1 of 1). `consensus_info` keeps reporting the genesis value; the
+/// dashboard must show "1 of 2 active", as `aergo gov` says 2.
+#[test]
+fn dpos_bp_count_agrees_with_governance() -> Result<()> {
+    if !tmux_available() {
+        if ci() {
+            bail!("tmux is not installed (scripts/setup.sh installs it)");
+        }
+        eprintln!("SKIPPED: tmux is not installed; this test needs it");
+        return Ok(());
+    }
+    let dir = tempfile::tempdir()?;
+    let out = dir.path().join("tn");
+    let cli = bin("aergo")?;
+    let st = Command::new(&cli)
+        .args(["testnet", "init", "--bps", "1", "--round-slots", "4"])
+        .args(["--interval-ms", "500", "--start-delay-ms", "1000"])
+        .args([
+            "--base-port",
+            &aergo_e2e::testnet::base_port(1)?.to_string(),
+        ])
+        .arg("--out")
+        .arg(&out)
+        .output()?;
+    if !st.status.success() {
+        bail!("testnet init: {}", String::from_utf8_lossy(&st.stderr));
+    }
+    let cfg: toml::Value = toml::from_str(&std::fs::read_to_string(out.join("node1/aergo.toml"))?)?;
+    let url = format!(
+        "http://{}",
+        cfg["node"]["rpc_addr"].as_str().context("rpc_addr")?
+    );
+    let _node = aergo_e2e::testnet::start_node(&out, 0, &url)?;
+    let ks = dir.path().join("keystore");
+    let aergo = |args: &[&str]| -> Result<String> {
+        let o = Command::new(&cli)
+            .args(["--rpc", &url, "--keystore"])
+            .arg(&ks)
+            .args(["--password", "governance-test-pw"])
+            .env("AERGO_KDF_MEMORY_KIB", "1024")
+            .args(args)
+            .output()?;
+        if !o.status.success() {
+            bail!("aergo {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        }
+        Ok(String::from_utf8_lossy(&o.stdout).to_string())
+    };
+    // The BP's key is node 1's node key.
+    let seed = std::fs::read_to_string(out.join("node1/node.key"))?;
+    let imported: Value = serde_json::from_str(
+        aergo(&["--json", "account", "import", "--key", seed.trim()])?.trim(),
+    )?;
+    let bp = imported["address"]
+        .as_str()
+        .context("account import: no address")?
+        .to_string();
+    poll("the first block", Duration::from_secs(30), || {
+        Ok(
+            aergo_e2e::testnet::rpc(&url, "chain_info", json!({}))?["height"]
+                .as_u64()
+                .filter(|h| *h >= 1),
+        )
+    })?;
+    aergo(&["gov", "bp_count", "2", "--from", &bp])?;
+    poll("bp_count 2 in force", Duration::from_secs(30), || {
+        let g = aergo_e2e::testnet::rpc(&url, "dpos_governance", json!({}))?;
+        Ok((g["params"]["bp_count"] == json!(2)).then_some(()))
+    })?;
+
+    let tmux = Tmux::new("gov");
+    let top_cmd = format!(
+        "{} --rpc {url} --host-mode --init {} --fs http://127.0.0.1:{} --theme 256; sleep 600",
+        bin("aergo-top")?.display(),
+        dir.path().join("no-init.sock").display(),
+        free_port()?,
+    );
+    tmux.run(&[
+        "new-session",
+        "-d",
+        "-s",
+        "gov",
+        "-x",
+        "120",
+        "-y",
+        "40",
+        "sh",
+        "-c",
+        &top_cmd,
+    ])?;
+    tmux.keys(&["4"])?;
+    let peers = tmux.wait_for("the BP count", Duration::from_secs(30), |s| {
+        s.lines()
+            .any(|l| l.contains("BPs ") && l.contains(" active"))
+    })?;
+    let line = peers
+        .lines()
+        .find(|l| l.contains("BPs ") && l.contains(" active"))
+        .unwrap_or_default();
+    assert!(
+        line.contains("1 of 2 active"),
+        "the count must be governance's (consensus_info says {}):\n{peers}",
+        aergo_e2e::testnet::rpc(&url, "consensus_info", json!({}))?["dpos"]["bp_count"]
+    );
+    Ok(())
+}
+
 fn open_receipt(tmux: &Tmux, height: u64, index: u64, hash: &str) -> Result<String> {
     tmux.keys(&["2"])?;
     tmux.wait_for("the Blocks screen", Duration::from_secs(10), |s| {
@@ -424,15 +685,25 @@ fn open_receipt(tmux: &Tmux, height: u64, index: u64, hash: &str) -> Result<Stri
 }
 
 /// Back from the receipt (receipt → tx → block → list) to the Blocks list, and a fourth
-/// Escape clears the height filter.
+/// Escape clears the height filter. One Escape at a time, each after the screen it leads to:
+/// two Escape bytes read together are one key to the terminal reader.
 fn close_drill_down(tmux: &Tmux) -> Result<()> {
-    for _ in 0..4 {
+    type Done = fn(&str) -> bool;
+    let steps: [(&str, Done); 4] = [
+        ("the transaction view", |s| {
+            s.contains("Transaction  (Esc back)")
+        }),
+        ("the block view", |s| s.contains("Transactions (")),
+        ("the filtered Blocks list", |s| s.contains("Blocks (")),
+        ("the unfiltered Blocks list", |s| {
+            s.contains("Blocks (") && !s.contains("filter '")
+        }),
+    ];
+    for (what, done) in steps {
         tmux.keys(&["Escape"])?;
+        tmux.wait_for(what, Duration::from_secs(10), done)?;
     }
-    tmux.wait_for("the unfiltered Blocks list", Duration::from_secs(10), |s| {
-        s.contains("Blocks (") && !s.contains("filter '") && !s.contains("Receipt")
-    })
-    .map(|_| ())
+    Ok(())
 }
 
 fn fmt_thousands(n: u64) -> String {

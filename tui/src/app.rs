@@ -101,6 +101,8 @@ pub enum Detail {
     Tx(String),
     /// The receipt (and events) of a transaction.
     Receipt(String),
+    /// A search of the chain for a block or transaction hash, in flight or found nothing.
+    Search(String),
 }
 
 /// What the event loop must do after a key.
@@ -114,6 +116,8 @@ pub enum Action {
     OpenBlock(u64),
     /// Fetch a transaction and its receipt.
     OpenTx(String),
+    /// Search the chain for a block or transaction with this hash.
+    Search(String),
     /// Restart a service (confirmed).
     Restart(String),
     /// Show logs of this service.
@@ -313,10 +317,17 @@ impl App {
             .map(|v| {
                 v.iter()
                     .filter(|b| {
-                        // Digits select by height; anything else searches hash and producer.
+                        // Digits select by height; 8 or more hex digits are a hash prefix;
+                        // anything else searches hash and producer.
                         let digits = f.replace(',', "");
+                        let prefix = hash_prefix(f);
+                        let by_prefix = prefix
+                            .as_ref()
+                            .is_some_and(|p| b.hash.to_ascii_lowercase().starts_with(p));
                         if !digits.is_empty() && digits.bytes().all(|c| c.is_ascii_digit()) {
-                            b.height.to_string().contains(&digits)
+                            b.height.to_string().contains(&digits) || by_prefix
+                        } else if prefix.is_some() {
+                            by_prefix
                         } else {
                             Self::matches(f, &[&b.hash, &b.producer])
                         }
@@ -501,7 +512,12 @@ impl App {
         if self.editing_filter {
             let i = self.screen.index();
             match k.code {
-                KeyCode::Enter => self.editing_filter = false,
+                KeyCode::Enter => {
+                    self.editing_filter = false;
+                    if self.screen == Screen::Blocks {
+                        return self.search_chain();
+                    }
+                }
                 KeyCode::Esc => {
                     self.filters[i].clear();
                     self.editing_filter = false;
@@ -575,6 +591,82 @@ impl App {
         Action::None
     }
 
+    /// Enter after typing a Blocks filter: what the loaded rows do not hold is looked up on
+    /// the chain. A height not loaded opens that block; a full hash (64 hex digits) that is
+    /// no loaded block's is searched for as a block, then as a transaction (opening the block
+    /// holding it); a shorter hash prefix can only match loaded rows, and says so when none
+    /// does. Otherwise the filtered list stays.
+    fn search_chain(&mut self) -> Action {
+        let i = Screen::Blocks.index();
+        if !self.visible_blocks().is_empty() {
+            return Action::None;
+        }
+        if let Some(h) = self.height_filter() {
+            self.details[i].push(Detail::Block(h));
+            self.detail_sel = 0;
+            return Action::OpenBlock(h);
+        }
+        match hash_prefix(&self.filters[i]) {
+            Some(f) if f.len() == 64 => self.start_search(f),
+            Some(f) => {
+                self.flash(format!(
+                    "no loaded block's hash starts with {f}; type the whole hash (64 hex digits) to search the chain"
+                ));
+                Action::None
+            }
+            None => Action::None,
+        }
+    }
+
+    fn start_search(&mut self, hash: String) -> Action {
+        self.model.search_miss = None;
+        self.details[Screen::Blocks.index()].push(Detail::Search(hash.clone()));
+        Action::Search(hash)
+    }
+
+    /// The answer to a chain search, applied only while that search is still on screen.
+    fn found(&mut self, query: String, r: crate::source::Fetched<crate::model::Found>) {
+        use crate::model::Found;
+        let i = Screen::Blocks.index();
+        if self.details[i].last() != Some(&Detail::Search(query.clone())) {
+            return;
+        }
+        let now = self.now_ms;
+        let open = |app: &mut App, d: Detail| {
+            app.details[i].pop();
+            app.details[i].push(d);
+        };
+        match r {
+            Ok(Found::Block(b)) => {
+                open(self, Detail::Block(b.summary.height));
+                self.detail_sel = 0;
+                self.model.block.ok(b, now);
+            }
+            Ok(Found::TxInBlock { block, index }) => {
+                open(self, Detail::Block(block.summary.height));
+                self.detail_sel = index.min(block.txs.len().saturating_sub(1));
+                self.model.block.ok(block, now);
+                self.flash(format!(
+                    "transaction {} is in block {}",
+                    crate::fmt::short(&query, 17),
+                    crate::fmt::thousands(self.model.block.get().map_or(0, |b| b.summary.height))
+                ));
+            }
+            Ok(Found::PendingTx(t)) => {
+                open(self, Detail::Tx(t.tx.hash.clone()));
+                self.model.tx.ok(t, now);
+            }
+            Ok(Found::Nothing) => {
+                let msg = format!("no block and no transaction on the chain has hash {query}");
+                self.model.search_miss = Some((query, msg));
+            }
+            Err(e) => {
+                let msg = format!("the search for {query} failed: {e}");
+                self.model.search_miss = Some((query, msg));
+            }
+        }
+    }
+
     fn flash(&mut self, msg: String) {
         self.model.flash = Some(msg);
         self.model.flash_ms = self.now_ms;
@@ -610,18 +702,12 @@ impl App {
         let i = self.screen.index();
         match (self.screen, self.detail().cloned()) {
             (Screen::Blocks, None) => {
-                // A typed transaction hash (64 hex digits) that matches no loaded block is
-                // looked up on the chain.
-                let f = self.filters[i]
-                    .trim()
-                    .trim_start_matches("0x")
-                    .to_ascii_lowercase();
-                if f.len() == 64
-                    && f.bytes().all(|c| c.is_ascii_hexdigit())
-                    && self.visible_blocks().is_empty()
-                {
-                    self.details[i].push(Detail::Tx(f.clone()));
-                    return Action::OpenTx(f);
+                // A typed block or transaction hash (64 hex digits) that matches no loaded
+                // block is looked up on the chain.
+                if let Some(f) = hash_prefix(&self.filters[i]).filter(|f| f.len() == 64) {
+                    if self.visible_blocks().is_empty() {
+                        return self.start_search(f);
+                    }
                 }
                 // A typed height opens that block even when it is not in the loaded list.
                 let typed = self.height_filter().filter(|_| self.sel[i] == 0);
@@ -747,6 +833,7 @@ impl App {
                     }
                 }
             }
+            Update::Found(query, r) => self.found(query, r),
             Update::Tx(hash, r) => match r {
                 Ok(v) => m.tx.ok(v, now),
                 Err(e) => {
@@ -798,6 +885,18 @@ impl App {
             }
         }
     }
+}
+
+/// A typed filter as a hash prefix: 8 to 64 hex digits (an `0x` in front and case ignored),
+/// lower-cased; `None` for anything else.
+pub fn hash_prefix(filter: &str) -> Option<String> {
+    let f = filter.trim();
+    let f = f
+        .strip_prefix("0x")
+        .or_else(|| f.strip_prefix("0X"))
+        .unwrap_or(f);
+    (f.len() >= 8 && f.len() <= 64 && f.bytes().all(|c| c.is_ascii_hexdigit()))
+        .then(|| f.to_ascii_lowercase())
 }
 
 #[cfg(test)]
@@ -911,9 +1010,9 @@ mod tests {
         for c in "1234".chars() {
             a.key(key(KeyCode::Char(c)));
         }
-        a.key(key(KeyCode::Enter));
-        assert!(a.visible_blocks().is_empty());
+        // Not loaded: the Enter that ends the filter fetches it from the chain.
         assert_eq!(a.key(key(KeyCode::Enter)), Action::OpenBlock(1234));
+        assert_eq!(a.detail(), Some(&Detail::Block(1234)));
     }
 
     #[test]
@@ -1026,18 +1125,125 @@ mod tests {
         assert_eq!(a.goto, None);
     }
 
-    #[test]
-    fn a_typed_tx_hash_is_looked_up_on_the_chain() {
-        let mut a = app();
-        a.screen = Screen::Blocks;
+    fn type_filter(a: &mut App, text: &str) -> Action {
         a.key(key(KeyCode::Char('/')));
-        let hash = "ab".repeat(32);
-        for c in hash.chars() {
+        for c in text.chars() {
             a.key(key(KeyCode::Char(c)));
         }
-        a.key(key(KeyCode::Enter));
-        assert_eq!(a.key(key(KeyCode::Enter)), Action::OpenTx(hash.clone()));
-        assert_eq!(a.detail(), Some(&Detail::Tx(hash)));
+        a.key(key(KeyCode::Enter))
+    }
+
+    fn found_block(h: u64, txs: usize) -> BlockDetail {
+        BlockDetail {
+            summary: BlockRow {
+                height: h,
+                hash: format!("{:064x}", h * 1000),
+                ..Default::default()
+            },
+            txs: (0..txs)
+                .map(|i| TxRow {
+                    hash: format!("{i:064x}"),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_full_hash_not_loaded_is_searched_on_the_chain() {
+        use crate::model::Found;
+        // A block hash from before the dashboard started.
+        let mut a = app();
+        a.screen = Screen::Blocks;
+        let hash = "AB".repeat(32);
+        let q = "ab".repeat(32);
+        assert_eq!(
+            type_filter(&mut a, &format!("0x{hash}")),
+            Action::Search(q.clone())
+        );
+        assert_eq!(a.detail(), Some(&Detail::Search(q.clone())));
+        // An answer to another search is ignored.
+        a.apply(Update::Found(
+            "cd".repeat(32),
+            Ok(Found::Block(found_block(9, 0))),
+        ));
+        assert_eq!(a.detail(), Some(&Detail::Search(q.clone())));
+        a.apply(Update::Found(
+            q.clone(),
+            Ok(Found::Block(found_block(2, 0))),
+        ));
+        assert_eq!(a.detail(), Some(&Detail::Block(2)));
+        assert_eq!(a.model.block.get().map(|b| b.summary.height), Some(2));
+        a.key(key(KeyCode::Esc));
+        assert_eq!(
+            a.detail(),
+            None,
+            "Esc goes back to the list, not to the search"
+        );
+
+        // A transaction hash: the block holding it opens with the transaction selected.
+        a.key(key(KeyCode::Esc));
+        assert_eq!(type_filter(&mut a, &q), Action::Search(q.clone()));
+        a.apply(Update::Found(
+            q.clone(),
+            Ok(Found::TxInBlock {
+                block: found_block(40, 3),
+                index: 2,
+            }),
+        ));
+        assert_eq!((a.detail(), a.detail_sel), (Some(&Detail::Block(40)), 2));
+        assert_eq!(
+            a.key(key(KeyCode::Enter)),
+            Action::OpenTx(format!("{:064x}", 2))
+        );
+
+        // Nothing: the search stays on screen with a message.
+        a.details[1].clear();
+        a.key(key(KeyCode::Esc));
+        assert_eq!(type_filter(&mut a, &q), Action::Search(q.clone()));
+        a.apply(Update::Found(q.clone(), Ok(Found::Nothing)));
+        assert_eq!(a.detail(), Some(&Detail::Search(q.clone())));
+        let (for_q, msg) = a.model.search_miss.clone().unwrap();
+        assert_eq!(for_q, q);
+        assert!(msg.contains("no block and no transaction"), "{msg}");
+        // The same, with Enter on the empty list after the filter was typed.
+        a.details[1].clear();
+        assert_eq!(a.key(key(KeyCode::Enter)), Action::Search(q.clone()));
+        assert!(
+            a.model.search_miss.is_none(),
+            "a new search clears the old message"
+        );
+    }
+
+    #[test]
+    fn a_hash_prefix_matches_loaded_rows_only() {
+        let mut a = app();
+        a.screen = Screen::Blocks;
+        // Loaded block 3's hash is 0…03: a prefix of 8+ hex digits selects it, no search.
+        let prefix = "00000000000000";
+        assert_eq!(type_filter(&mut a, prefix), Action::None);
+        assert_eq!(
+            a.visible_blocks().len(),
+            5,
+            "all five hashes start with zeros"
+        );
+        a.key(key(KeyCode::Esc));
+        assert_eq!(type_filter(&mut a, "0xabcdef12"), Action::None);
+        assert!(a.visible_blocks().is_empty());
+        assert!(
+            a.detail().is_none(),
+            "a prefix is never searched on the chain"
+        );
+        assert!(a.current_flash().unwrap().contains("64 hex digits"));
+        assert_eq!(hash_prefix("0XABCDEF12").as_deref(), Some("abcdef12"));
+        assert_eq!(
+            hash_prefix("abcdef1"),
+            None,
+            "under 8 digits is a plain filter"
+        );
+        assert_eq!(hash_prefix(&"a".repeat(65)), None);
+        assert_eq!(hash_prefix("abcdefgh"), None);
     }
 
     #[test]

@@ -145,6 +145,8 @@ pub struct PeerRow {
     pub best_height: u64,
     /// Round-trip time, when measured.
     pub latency_ms: Option<u64>,
+    /// The peer's node address (`A…`), once it proved its node key; `None` until then.
+    pub node: Option<String>,
 }
 
 /// One block producer in the DPoS schedule (lenient: missing fields are `None`).
@@ -178,7 +180,9 @@ pub struct DposView {
     pub round: Option<u64>,
     /// Slots per round.
     pub round_slots: Option<u64>,
-    /// Number of block producers.
+    /// Block producers per schedule in force: governance's `bp_count` (`dpos_governance`,
+    /// what `aergo gov` shows) once [`with_governance`](crate::source::rpc::with_governance)
+    /// merged it; `None` when unknown.
     pub bp_count: Option<u64>,
     /// Active producers, in schedule order.
     pub active: Vec<BpView>,
@@ -219,12 +223,27 @@ pub struct ConsensusView {
     pub listen_addrs: Vec<String>,
     /// DPoS state; `None` on solo chains.
     pub dpos: Option<DposView>,
+    /// PoA producers (`poa.producers`), in slot order; empty on other engines.
+    pub poa_producers: Vec<String>,
 }
 
 impl ConsensusView {
     /// LIB distance behind the head, when both are known.
     pub fn lib_lag(&self) -> Option<u64> {
         Some(self.height?.saturating_sub(self.lib_height?))
+    }
+
+    /// Whether `address` is an elected producer: in the DPoS schedule (active or probation)
+    /// or a PoA producer.
+    pub fn is_producer(&self, address: &str) -> bool {
+        !address.is_empty()
+            && (self.poa_producers.iter().any(|p| p == address)
+                || self.dpos.as_ref().is_some_and(|d| {
+                    d.active
+                        .iter()
+                        .chain(&d.probation)
+                        .any(|b| b.address == address)
+                }))
     }
 }
 
@@ -363,6 +382,25 @@ pub struct TxDetail {
     pub tx: TxView,
     /// Its receipt (none while pending).
     pub receipt: Option<ReceiptView>,
+}
+
+/// What a search of the chain by hash (`/` on the Blocks screen) found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(clippy::large_enum_variant)] // one short-lived answer per search
+pub enum Found {
+    /// A block with that hash.
+    Block(BlockDetail),
+    /// A transaction with that hash, in this block at `index`.
+    TxInBlock {
+        /// The block holding it.
+        block: BlockDetail,
+        /// Its position in the block.
+        index: usize,
+    },
+    /// A transaction with that hash, still pending (in the mempool).
+    PendingTx(TxDetail),
+    /// No block and no transaction has that hash.
+    Nothing,
 }
 
 /// One pending transaction.
@@ -685,6 +723,8 @@ pub struct Model {
     pub block: Feed<BlockDetail>,
     /// The open transaction (drill-down).
     pub tx: Feed<TxDetail>,
+    /// The outcome of the last chain search that opened nothing: (query, what to say).
+    pub search_miss: Option<(String, String)>,
     /// Init: services and system.
     pub init: Feed<InitView>,
     /// Log lines of the selected service, oldest first.

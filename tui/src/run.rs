@@ -211,6 +211,9 @@ pub async fn run<B: Backend>(
                         Action::OpenTx(hash) => {
                             let _ = node.requests.try_send(NodeRequest::Tx(hash));
                         }
+                        Action::Search(hash) => {
+                            let _ = node.requests.try_send(NodeRequest::Search(hash));
+                        }
                         Action::Restart(name) => {
                             let _ = init_req_tx.try_send(InitRequest::Restart(name));
                         }

@@ -301,6 +301,7 @@ fn peer(n: u64, dir: &str, height: u64, rtt: Option<u64>) -> PeerRow {
         direction: dir.into(),
         best_height: height,
         latency_ms: rtt,
+        node: None,
     }
 }
 
@@ -565,6 +566,50 @@ fn blocks_filter() {
     assert!(!out.contains(" 985 "), "non-matching rows hidden");
 }
 
+/// `/` + a whole hash no loaded row has: the search screen while the node answers, then the
+/// block it found, or a message when nothing has that hash.
+#[test]
+fn blocks_search_the_chain() {
+    let mut a = screen('2');
+    press(&mut a, KeyCode::Char('/'));
+    let q = "7e".repeat(32);
+    for c in q.chars() {
+        press(&mut a, KeyCode::Char(c));
+    }
+    assert_eq!(
+        press(&mut a, KeyCode::Enter),
+        aergo_top::app::Action::Search(q.clone())
+    );
+    let out = render(&a, 80, 24);
+    assert!(out.contains("Search  (Esc back)"), "{out}");
+    assert!(out.contains("searching the chain"), "{out}");
+    a.apply(Update::Found(q.clone(), Ok(Found::Nothing)));
+    let out = render(&a, 80, 24);
+    assert!(
+        out.contains("no block and no transaction on the chain has hash"),
+        "{out}"
+    );
+    press(&mut a, KeyCode::Esc);
+    assert_eq!(
+        press(&mut a, KeyCode::Enter),
+        aergo_top::app::Action::Search(q.clone())
+    );
+    a.apply(Update::Found(q, Ok(Found::Block(block_detail(12)))));
+    let out = render(&a, 80, 24);
+    assert!(out.contains("Block 12  (Esc back)"), "{out}");
+    assert!(out.contains("Transactions (3)"), "{out}");
+    // A prefix that no loaded row has says how to search the chain.
+    press(&mut a, KeyCode::Esc);
+    press(&mut a, KeyCode::Esc);
+    press(&mut a, KeyCode::Char('/'));
+    for c in "deadbeef".chars() {
+        press(&mut a, KeyCode::Char(c));
+    }
+    press(&mut a, KeyCode::Enter);
+    let out = render(&a, 80, 24);
+    assert!(out.contains("no loaded block's hash starts with"), "{out}");
+}
+
 #[test]
 fn block_tx_receipt_drill_down() {
     let mut a = screen('2');
@@ -668,6 +713,78 @@ fn peers_dpos() {
     );
     assert!(out.contains("synced 310, gossip 688"));
     assert!(out.contains("/ip4/0.0.0.0/tcp/17846 (+1)"));
+}
+
+/// The Node column: a peer that proved an elected producer's node address is marked `BP`,
+/// one that proved another address shows it, one that proved none shows `—`. The peers come
+/// from fabricated `PeerJson` answers through the RPC conversion, as from a node.
+#[test]
+fn peers_show_which_node_each_is() {
+    let mut a = dpos();
+    let wire = |n: u64, node: Option<&str>| -> aergo_rpc::PeerJson {
+        let mut v = serde_json::json!({
+            "id": peer(n, "", 0, None).id,
+            "address": peer(n, "", 0, None).address,
+            "direction": "outbound", "best_height": 1000, "latency_ms": 3
+        });
+        if let Some(node) = node {
+            v["node"] = node.into();
+        }
+        serde_json::from_value(v).unwrap()
+    };
+    const FOLLOWER: &str = "AmLfoLLowerNodeAddressNotAProducerXXXXXXXXXXXXXXXXXX";
+    a.apply(Update::Peers(Ok(vec![
+        aergo_top::source::rpc::peer_row(wire(2, Some(ADDR2))),
+        aergo_top::source::rpc::peer_row(wire(3, Some(FOLLOWER))),
+        aergo_top::source::rpc::peer_row(wire(4, None)),
+    ])));
+    let out = snap!("peers_nodes", a);
+    let row = |n: u64| {
+        out.lines()
+            .find(|l| l.contains(&format!("10.0.0.{n}/")))
+            .unwrap_or_else(|| panic!("no row for peer {n}:\n{out}"))
+            .to_string()
+    };
+    assert!(out.contains("Node"), "a Node column:\n{out}");
+    assert!(
+        row(2).contains(&format!("{}…", &ADDR2[..5])) && row(2).contains(" BP"),
+        "{}",
+        row(2)
+    );
+    assert!(
+        row(3).contains("AmLf") && !row(3).contains(" BP"),
+        "{}",
+        row(3)
+    );
+    assert!(row(4).contains('—') && !row(4).contains("Am"), "{}", row(4));
+    assert!(
+        out.contains("/ip4/10.0.0.2/tcp/17846 "),
+        "the address still fits at 80 columns:\n{out}"
+    );
+}
+
+/// The BP count is governance's: consensus_info still reports the genesis `bp_count` (4)
+/// after a vote raised it to 5 and five producers were elected; the panel says 5 of 5.
+#[test]
+fn peers_bp_count_agrees_with_governance() {
+    let mut v = dpos_json();
+    let five: Vec<serde_json::Value> = [ADDR, ADDR2, ADDR3, ADDR4, "AmFifth"]
+        .iter()
+        .map(|a| serde_json::json!({"address": a, "score": 100, "standing": "active"}))
+        .collect();
+    v["dpos"]["active"] = five.into();
+    v["dpos"]["probation"] = serde_json::json!([]);
+    let mut c = aergo_top::source::rpc::consensus_view(&v);
+    aergo_top::source::rpc::with_governance(&mut c, Some(5));
+    let mut a = dpos();
+    a.model.consensus.ok(c.clone(), NOW);
+    let out = render(&a, 80, 24);
+    assert!(out.contains("BPs       5 of 5 active"), "{out}");
+    assert!(!out.contains("of 4"), "{out}");
+    // Governance unknown: a question mark, not the genesis figure.
+    aergo_top::source::rpc::with_governance(&mut c, None);
+    a.model.consensus.ok(c, NOW);
+    assert!(render(&a, 80, 24).contains("5 of ? active"));
 }
 
 #[test]

@@ -287,11 +287,55 @@ pub(crate) enum WaitFor {
     Final,
 }
 
+/// The global options each top-level command's `--help` lists (by argument id); the others are
+/// hidden there, not refused: `aergo --fs URL balance …` still parses. RPC commands use the
+/// node, the keystore (signing, names, `--as`) and the repository; `fs` only AergoFS; `os`
+/// only init; `testnet`, `sql` and `completions` work offline.
+fn globals_shown(cmd: &str) -> &'static [&'static str] {
+    match cmd {
+        "fs" => &["json", "fs"],
+        "os" => &["json", "init_addr", "init_token"],
+        "testnet" | "sql" => &["json"],
+        "completions" => &[],
+        _ => &["rpc", "json", "keystore", "password", "repo", "as_account"],
+    }
+}
+
+/// The command line definition: [`Cli`] with, on each top-level command, a hidden copy of
+/// every global option that does not matter to it. clap propagates a global option only to
+/// commands without an argument of that id, so the copy (same id, type, default and
+/// environment variable, so the parsed values are the same) keeps it out of that command's
+/// help and of its subcommands' helps.
+fn command() -> clap::Command {
+    let root = <Cli as clap::CommandFactory>::command();
+    let globals: Vec<clap::Arg> = root
+        .get_arguments()
+        .filter(|a| a.is_global_set())
+        .cloned()
+        .collect();
+    let names: Vec<String> = root
+        .get_subcommands()
+        .map(|c| c.get_name().to_string())
+        .collect();
+    names.iter().fold(root, |root, name| {
+        let shown = globals_shown(name);
+        root.mut_subcommand(name, |sub| {
+            globals
+                .iter()
+                .filter(|a| !shown.contains(&a.get_id().as_str()))
+                .fold(sub, |sub, a| sub.arg(a.clone().hide(true)))
+        })
+    })
+}
+
 /// The keystore folder given on the command line, for name lookups in [`resolve_addr`].
 static KEYSTORE_DIR: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
 
 fn main() {
-    let cli = Cli::parse();
+    let cli = match <Cli as clap::FromArgMatches>::from_arg_matches(&command().get_matches()) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     let _ = KEYSTORE_DIR.set(cli.keystore.clone());
     human::set_repo_unit(cli.repo.as_deref());
     let rpc_url = cli.rpc.clone();
@@ -923,12 +967,7 @@ async fn run(cli: Cli) -> Result<()> {
                 CompletionShell::Zsh => clap_complete::Shell::Zsh,
                 CompletionShell::Fish => clap_complete::Shell::Fish,
             };
-            clap_complete::generate(
-                shell,
-                &mut <Cli as clap::CommandFactory>::command(),
-                "aergo",
-                &mut std::io::stdout(),
-            );
+            clap_complete::generate(shell, &mut command(), "aergo", &mut std::io::stdout());
         }
         Cmd::Os(o) => {
             let (addr, tok) = (cli.init_addr.clone(), cli.init_token.clone());

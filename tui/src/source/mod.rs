@@ -23,8 +23,8 @@ use aergo_os::control::LogLine;
 use aergo_os::sample::Sample;
 
 use crate::model::{
-    BlockDetail, BlockRow, ChainView, ConsensusView, InitView, MempoolView, NodeView, PeerRow,
-    RepoRow, StorageView, TxDetail,
+    BlockDetail, BlockRow, ChainView, ConsensusView, Found, InitView, MempoolView, NodeView,
+    PeerRow, RepoRow, StorageView, TxDetail,
 };
 
 /// Most log lines kept for the Logs screen.
@@ -69,6 +69,8 @@ pub enum Update {
     Block(u64, Fetched<BlockDetail>),
     /// A requested transaction with its receipt.
     Tx(String, Fetched<TxDetail>),
+    /// The answer to a search of the chain for a hash (block or transaction).
+    Found(String, Fetched<Found>),
     /// Init status.
     Init(Fetched<InitView>),
     /// The log backlog of a service (replaces what is shown).

@@ -11,7 +11,8 @@ use tokio::sync::mpsc;
 
 use super::{Backoff, SourceError, Update};
 use crate::model::{
-    BlockDetail, BlockRow, ChainView, ConsensusView, MempoolView, NodeView, PeerRow, TxDetail,
+    BlockDetail, BlockRow, ChainView, ConsensusView, Found, MempoolView, NodeView, PeerRow,
+    TxDetail,
 };
 
 /// Time allowed for one RPC call before it counts as a failure.
@@ -37,6 +38,9 @@ pub trait NodeApi: Send + Sync + 'static {
     /// A transaction and, once included, its receipt.
     fn tx_detail(&self, hash: String)
         -> impl Future<Output = Result<TxDetail, SourceError>> + Send;
+    /// A block with this hash, else the block holding a transaction with it (or the pending
+    /// transaction), else [`Found::Nothing`].
+    fn find(&self, hash: String) -> impl Future<Output = Result<Found, SourceError>> + Send;
     /// Pending transactions.
     fn mempool(&self, limit: u64) -> impl Future<Output = Result<MempoolView, SourceError>> + Send;
     /// Connected peers.
@@ -67,6 +71,8 @@ pub enum NodeRequest {
     Block(u64),
     /// Fetch a transaction and its receipt.
     Tx(String),
+    /// Search the chain for a block or transaction hash.
+    Search(String),
 }
 
 /// Polls the node until the channel closes: every `interval` while healthy, backing off to
@@ -182,6 +188,10 @@ pub async fn serve<N: NodeApi>(
                 let d = timed(api.tx_detail(hash.clone())).await;
                 Update::Tx(hash, d)
             }
+            NodeRequest::Search(hash) => {
+                let r = timed(api.find(hash.clone())).await;
+                Update::Found(hash, r)
+            }
         };
         if sink.send(u).await.is_err() {
             return;
@@ -228,6 +238,9 @@ mod tests {
         }
         async fn tx_detail(&self, hash: String) -> Result<TxDetail, SourceError> {
             Err(SourceError(format!("tx {hash} not found")))
+        }
+        async fn find(&self, _hash: String) -> Result<Found, SourceError> {
+            Ok(Found::Nothing)
         }
         async fn mempool(&self, _limit: u64) -> Result<MempoolView, SourceError> {
             Ok(MempoolView::default())
@@ -322,6 +335,14 @@ mod tests {
         req_tx.send(NodeRequest::Block(7)).await.unwrap();
         match rx.recv().await.unwrap() {
             Update::Block(7, Err(e)) => assert!(e.contains("not found")),
+            other => panic!("unexpected {other:?}"),
+        }
+        req_tx
+            .send(NodeRequest::Search("ab".repeat(32)))
+            .await
+            .unwrap();
+        match rx.recv().await.unwrap() {
+            Update::Found(h, Ok(Found::Nothing)) => assert_eq!(h, "ab".repeat(32)),
             other => panic!("unexpected {other:?}"),
         }
     }

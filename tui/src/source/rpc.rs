@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use super::node::NodeApi;
 use super::{SourceError, Update};
 use crate::model::{
-    BlockDetail, BlockRow, BpView, ChainView, ConsensusView, DposView, EventView, MempoolTx,
+    BlockDetail, BlockRow, BpView, ChainView, ConsensusView, DposView, EventView, Found, MempoolTx,
     MempoolView, NodeView, PeerRow, ReceiptView, TxDetail, TxRow, TxView, UpcomingSlot,
 };
 
@@ -224,6 +224,7 @@ pub fn peer_row(p: PeerJson) -> PeerRow {
         direction: p.direction,
         best_height: p.best_height,
         latency_ms: p.latency_ms,
+        node: p.node.filter(|n| !n.is_empty()),
     }
 }
 
@@ -303,6 +304,26 @@ pub fn consensus_view(v: &Value) -> ConsensusView {
             })
             .unwrap_or_default(),
         dpos,
+        poa_producers: v
+            .get("poa")
+            .and_then(|p| p.get("producers"))
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default(),
+    }
+}
+
+/// Governance's `bp_count` (`dpos_governance`, the figure `aergo gov` shows) in place of the
+/// one `consensus_info` reports, which is the genesis value and stays there after a
+/// governance vote changes it ("5 of 4 active"). `None` (the governance call failed) makes
+/// the count unknown rather than possibly wrong. Nothing changes on a chain without DPoS.
+pub fn with_governance(c: &mut ConsensusView, gov_bp_count: Option<u64>) {
+    if let Some(d) = c.dpos.as_mut() {
+        d.bp_count = gov_bp_count;
     }
 }
 
@@ -353,6 +374,35 @@ impl NodeApi for RpcNode {
         };
         Ok(TxDetail { tx, receipt })
     }
+    async fn find(&self, hash: String) -> Result<Found, SourceError> {
+        let c = self.client()?;
+        let h = match hash.parse() {
+            Ok(h) => h,
+            Err(e) => return Err(SourceError(format!("bad hash {hash}: {e}"))),
+        };
+        let not_found = |e: &RpcError| e.code() == Some(aergo_rpc::codes::NOT_FOUND);
+        match c.block_by_hash(&h, true).await {
+            Ok(b) => return Ok(Found::Block(block_detail(b))),
+            Err(e) if not_found(&e) => {}
+            Err(e) => return Err(err(e)),
+        }
+        let info = match c.tx(&h).await {
+            Ok(info) => info,
+            Err(e) if not_found(&e) => return Ok(Found::Nothing),
+            Err(e) => return Err(err(e)),
+        };
+        let (Some(block_hash), Some(index)) = (info.block_hash, info.index) else {
+            return Ok(Found::PendingTx(TxDetail {
+                tx: tx_view(info),
+                receipt: None,
+            }));
+        };
+        let block = c.block_by_hash(&block_hash, true).await.map_err(err)?;
+        Ok(Found::TxInBlock {
+            block: block_detail(block),
+            index: usize::try_from(index).unwrap_or(usize::MAX),
+        })
+    }
     async fn mempool(&self, limit: u64) -> Result<MempoolView, SourceError> {
         self.client()?
             .mempool(limit)
@@ -370,7 +420,14 @@ impl NodeApi for RpcNode {
             .call("consensus_info", serde_json::json!({}))
             .await
             .map_err(err)?;
-        Ok(consensus_view(&v))
+        let mut view = consensus_view(&v);
+        if view.dpos.is_some() {
+            // The schedule comes from `consensus_info` (as in `aergo node consensus`), the
+            // number of producers from governance (as in `aergo gov`).
+            let gov = self.client()?.dpos_governance(None).await;
+            with_governance(&mut view, gov.ok().map(|g| g.params.bp_count));
+        }
+        Ok(view)
     }
     async fn subscribe_blocks(
         &self,
@@ -449,6 +506,34 @@ mod tests {
     }
 
     #[test]
+    fn the_bp_count_is_governances_not_the_genesis_one() {
+        // Governance raised bp_count from 4 (genesis, what consensus_info reports) to 5 and
+        // five producers were elected: the view says 5 of 5, as `aergo gov` does.
+        let bp = |a: &str| serde_json::json!({"address": a, "score": 0, "standing": "active"});
+        let v = serde_json::json!({
+            "engine": "dpos",
+            "dpos": {"bp_count": 4, "active": [bp("A1"), bp("A2"), bp("A3"), bp("A4"), bp("A5")]}
+        });
+        let mut c = consensus_view(&v);
+        assert_eq!(c.dpos.as_ref().and_then(|d| d.bp_count), Some(4));
+        with_governance(&mut c, Some(5));
+        let d = c.dpos.as_ref().unwrap();
+        assert_eq!((d.active.len(), d.bp_count), (5, Some(5)));
+        assert!(c.is_producer("A5") && !c.is_producer("A6") && !c.is_producer(""));
+        // Governance unknown: no figure rather than the stale one.
+        with_governance(&mut c, None);
+        assert_eq!(c.dpos.as_ref().unwrap().bp_count, None);
+        // Solo and PoA views are left alone; PoA producers count as producers.
+        let mut poa = consensus_view(&serde_json::json!({
+            "engine": "poa", "poa": {"producers": ["Ap1", 7, "Ap2"]}
+        }));
+        with_governance(&mut poa, Some(9));
+        assert!(poa.dpos.is_none());
+        assert_eq!(poa.poa_producers, vec!["Ap1", "Ap2"]);
+        assert!(poa.is_producer("Ap2"));
+    }
+
+    #[test]
     fn consensus_info_of_a_solo_node_and_malformed_answers() {
         let solo = serde_json::json!({
             "engine": "solo", "block_interval_ms": 1000, "height": 5, "lib_height": 5,
@@ -506,6 +591,14 @@ mod tests {
         assert_eq!(r.direction, "outbound");
         assert_eq!(r.best_height, 42);
         assert_eq!(r.latency_ms, None, "no RTT measured yet");
+        assert_eq!(r.node, None, "no node address proven yet");
+
+        let p: PeerJson = serde_json::from_value(serde_json::json!({
+            "id": "12D3KooWabc", "address": "/ip4/10.0.0.2/tcp/7846",
+            "direction": "inbound", "best_height": 42, "node": "AmNode"
+        }))
+        .unwrap();
+        assert_eq!(peer_row(p).node.as_deref(), Some("AmNode"));
     }
 
     #[tokio::test]

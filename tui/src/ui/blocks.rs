@@ -34,7 +34,27 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
         Some(Detail::Block(h)) => draw_block(f, area, app, *h),
         Some(Detail::Tx(hash)) => draw_tx(f, area, app, hash),
         Some(Detail::Receipt(hash)) => draw_receipt(f, area, app, hash),
+        Some(Detail::Search(hash)) => draw_search(f, area, app, hash),
     }
+}
+
+/// A chain search by hash: in flight, or what it found nothing for.
+fn draw_search(f: &mut Frame, area: Rect, app: &App, hash: &str) {
+    let t = &app.theme;
+    let (text, style) = match &app.model.search_miss {
+        Some((q, msg)) if q == hash => (msg.clone(), Style::new().fg(t.warn)),
+        _ => (
+            format!("searching the chain for a block or transaction with hash {hash}…"),
+            Style::new().fg(t.dim),
+        ),
+    };
+    f.render_widget(
+        Paragraph::new(text)
+            .style(style)
+            .wrap(Wrap { trim: true })
+            .block(boxed(app, "Search  (Esc back)")),
+        area,
+    );
 }
 
 fn draw_list(f: &mut Frame, area: Rect, app: &App) {
@@ -62,8 +82,10 @@ fn draw_list(f: &mut Frame, area: Rect, app: &App) {
             }
         } else if total == 0 {
             "the chain has no blocks yet"
+        } else if crate::app::hash_prefix(app.filter()).is_some_and(|p| p.len() < 64) {
+            "no loaded block's hash starts with that; the whole hash (64 hex digits) + Enter searches the chain"
         } else {
-            "no block matches the filter"
+            "no block matches the filter (Enter searches the chain for a height or a whole hash)"
         };
         note(f, inner, app, msg);
         return;

@@ -339,7 +339,7 @@ pub const HELP: &[(&str, &str)] = &[
     ("g N Enter", "go to block N (Blocks)"),
     ("Enter / l / →", "open: block → tx → receipt"),
     ("Esc / h / ←", "back; clear filter"),
-    ("/", "filter; a height/tx hash + Enter opens it"),
+    ("/", "filter; Enter: height/hash from the chain"),
     ("Enter (Repos)", "read that repository on every screen"),
     ("r", "restart selected service (Services)"),
     ("h l / ← →", "previous / next service (Logs)"),

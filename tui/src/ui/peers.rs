@@ -1,7 +1,9 @@
 //! The Peers screen: the connected peers (`peers`) above the producers panel
 //! (`consensus_info`): engine, head and LIB, round and slot, fork and sync counters, and on
 //! DPoS chains the schedule (score and standing of every BP, this node and the next producer
-//! marked) and the upcoming slots. Solo chains get one line saying who produces.
+//! marked) and the upcoming slots. Solo chains get one line saying who produces. Each peer's
+//! row names the node it proved to be (its node address, `BP` when that is an elected
+//! producer), `—` until it has proven one.
 //!
 //! Missing or malformed fields arrive as `None` from the source and are drawn as `?`.
 
@@ -30,6 +32,21 @@ fn or_q(s: &str) -> &str {
         "?"
     } else {
         s
+    }
+}
+
+/// Marks a peer whose node is an elected producer in the Node column.
+const BP_MARK: &str = " BP";
+
+/// The Node column: the node address the peer proved (shortened), ` BP` when that address
+/// is an elected producer per `consensus_info`, `—` while the peer has proven none.
+fn node_cell(node: Option<&str>, consensus: Option<&ConsensusView>) -> String {
+    match node {
+        Some(a) if !a.is_empty() => {
+            let bp = consensus.is_some_and(|c| c.is_producer(a));
+            format!("{}{}", fmt::short(a, 11), if bp { BP_MARK } else { "" })
+        }
+        _ => "—".into(),
     }
 }
 
@@ -100,11 +117,13 @@ fn draw_peers(f: &mut Frame, area: Rect, app: &App) {
     let mut sorted: Vec<&PeerRow> = peers.iter().collect();
     sorted.sort_by(|a, b| a.id.cmp(&b.id));
     let head = m.chain.get().map(|c| c.height);
+    let consensus = m.consensus.get();
     let id_w = 14;
-    let cells: Vec<[String; 3]> = sorted
+    let cells: Vec<[String; 4]> = sorted
         .iter()
         .map(|p| {
             [
+                node_cell(p.node.as_deref(), consensus),
                 or_q(&p.direction).to_string(),
                 fmt::thousands(p.best_height),
                 p.latency_ms
@@ -121,21 +140,29 @@ fn draw_peers(f: &mut Frame, area: Rect, app: &App) {
             .unwrap_or(0)
             .max(min)
     };
-    let (dir_w, height_w, rtt_w) = (col(0, 9), col(1, 11), col(2, 5));
-    let fixed = id_w + dir_w + height_w + rtt_w + 5;
+    let (node_w, dir_w, height_w, rtt_w) = (col(0, 4), col(1, 9), col(2, 6), col(3, 5));
+    let fixed = id_w + node_w + dir_w + height_w + rtt_w + 6;
     let addr_w = (area.width as usize).saturating_sub(2 + fixed).max(8);
     let rows: Vec<Row> = sorted
         .iter()
         .zip(cells)
-        .map(|(p, [dir, height, rtt])| {
+        .map(|(p, [node, dir, height, rtt])| {
             let behind = head.is_some_and(|h| p.best_height.saturating_add(10) < h);
             let height = if behind {
                 Cell::from(Span::styled(height, Style::new().fg(t.warn)))
             } else {
                 Cell::from(height)
             };
+            let node = if node.ends_with(BP_MARK) {
+                Cell::from(Span::styled(node, Style::new().fg(t.ok)))
+            } else if p.node.is_none() {
+                Cell::from(Span::styled(node, t.label()))
+            } else {
+                Cell::from(node)
+            };
             Row::new([
                 Cell::from(fmt::short(or_q(&p.id), id_w)),
+                node,
                 Cell::from(fmt::clip(or_q(without_id(&p.address, &p.id)), addr_w)),
                 Cell::from(dir),
                 height,
@@ -145,12 +172,14 @@ fn draw_peers(f: &mut Frame, area: Rect, app: &App) {
         .collect();
     let widths = [
         Constraint::Length(to_cells(id_w)),
+        Constraint::Length(to_cells(node_w)),
         Constraint::Min(8),
         Constraint::Length(to_cells(dir_w)),
         Constraint::Length(to_cells(height_w)),
         Constraint::Length(to_cells(rtt_w)),
     ];
-    let header = Row::new(["Peer", "Address", "Direction", "Best height", "RTT"]).style(t.header());
+    let header =
+        Row::new(["Peer", "Node", "Address", "Direction", "Height", "RTT"]).style(t.header());
     f.render_widget(Table::new(rows, widths).header(header).block(block), area);
 }
 
