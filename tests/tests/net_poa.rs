@@ -1,7 +1,7 @@
 //! A PoA network of real `aergo-node` processes on 127.0.0.1: `aergo testnet init --engine
 //! poa --bps 3` with 500 ms slots, three producers in round-robin. They reach a common LIB
 //! above a few blocks and hold the same block at that height. The testnet also registers two
-//! repositories at genesis (`--repo team --repo vault:private`): node 1 hosts them from its
+//! repositories at genesis (`--genesis-repo team --genesis-repo vault:private`): node 1 hosts them from its
 //! first start, the others know them but do not host them, and a transfer moves units
 //! inside one.
 //!
@@ -30,9 +30,9 @@ fn poa_network_reaches_a_common_lib() -> Result<()> {
         .args(["testnet", "init", "--engine", "poa", "--bps", "3"])
         .args(["--interval-ms", "500", "--start-delay-ms", "3000"])
         .args([
-            "--repo",
+            "--genesis-repo",
             "team",
-            "--repo",
+            "--genesis-repo",
             "vault:private",
             "--dd-interval-ms",
             "500",
@@ -289,6 +289,21 @@ fn private_repository_replication(
             Ok(peers
                 .as_array()
                 .is_some_and(|a| a.iter().any(|p| p["id"] == me.as_str()))
+                .then_some(()))
+        },
+    )?;
+
+    // Peers proved their node keys: node 1 lists node 2's node address; the stranger has
+    // one too (its own key), which no directory lists.
+    let n2_addr = aergo_types::Address::from_public_key(&n2).encode();
+    poll(
+        "node 1 to know node 2's node key",
+        Duration::from_secs(30),
+        || {
+            let peers = rpc(&urls[0], "peers", json!({}))?;
+            Ok(peers
+                .as_array()
+                .is_some_and(|a| a.iter().any(|p| p["node"] == n2_addr.as_str()))
                 .then_some(()))
         },
     )?;

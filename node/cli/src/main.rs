@@ -857,19 +857,21 @@ async fn run(cli: Cli) -> Result<()> {
                     return "no peers".to_string();
                 }
                 let mut s = format!(
-                    "{:<54} {:<28} {:<8} {:>8} {:>8}",
+                    "{:<54} {:<28} {:<8} {:>8} {:>8}  NODE",
                     "ID", "ADDRESS", "DIR", "HEIGHT", "RTT(ms)"
                 );
                 for p in &peers {
                     s.push_str(&format!(
-                        "\n{:<54} {:<28} {:<8} {:>8} {:>8}",
+                        "\n{:<54} {:<28} {:<8} {:>8} {:>8}  {}",
                         p.id,
                         p.address,
                         p.direction,
                         p.best_height,
                         p.latency_ms
                             .map(|l| l.to_string())
-                            .unwrap_or_else(|| "-".into())
+                            .unwrap_or_else(|| "-".into()),
+                        // The node address the peer proved by signing a challenge.
+                        p.node.as_deref().unwrap_or("-")
                     ));
                 }
                 s

@@ -70,7 +70,9 @@ pub struct InitArgs {
     /// Repositories registered at genesis (repeatable): `NAME` (public) or `NAME:private`,
     /// produced by node 1 (solo) and administered by the faucet account, which holds their
     /// units.
-    #[arg(long = "repo")]
+    /// (`--genesis-repo`, not `--repo`: the global `--repo` names the repository a command
+    /// talks to.)
+    #[arg(long = "genesis-repo")]
     pub repos: Vec<String>,
     /// Longest wait of a repository directory change for its block (genesis
     /// `dd_interval_ms`; default 10 s).
@@ -85,7 +87,7 @@ pub fn run(cmd: &TestnetCmd, json: bool) -> Result<()> {
     }
 }
 
-/// The `--repo` repositories: solo, produced by node 1, administered by the faucet.
+/// The `--genesis-repo` repositories: solo, produced by node 1, administered by the faucet.
 fn genesis_repos(
     specs: &[String],
     faucet: &Keypair,
@@ -103,7 +105,7 @@ fn genesis_repos(
                 None => (s.as_str(), Visibility::Public),
                 Some((n, "private")) => (n, Visibility::Private),
                 Some((n, "public")) => (n, Visibility::Public),
-                Some((_, v)) => bail!("--repo {s}: `{v}` is not public or private"),
+                Some((_, v)) => bail!("--genesis-repo {s}: `{v}` is not public or private"),
             };
             let create = RepoCreate {
                 name: name.into(),
@@ -115,7 +117,7 @@ fn genesis_repos(
             };
             create
                 .validate()
-                .map_err(|e| anyhow::anyhow!("--repo {s}: {e}"))?;
+                .map_err(|e| anyhow::anyhow!("--genesis-repo {s}: {e}"))?;
             Ok(GenesisRepo {
                 creator: admin,
                 create,
