@@ -3,7 +3,9 @@
 //! lists the root chain and both repositories (directory height and members for the public
 //! one, `-` for the private one), Enter on `team-a` makes the Overview read `team-a`'s chain
 //! (its chain id and height, `[team-a]` in the status line), `team-b` shows the "private"
-//! message instead of data, and selecting `aergo` returns to the root chain.
+//! message instead of data, and selecting `aergo` returns to the root chain. A second
+//! dashboard on the node's operator socket (`--rpc unix:DATA_DIR/rpc.sock`) reads team-b:
+//! its directory figures, and its chain on the Overview.
 //!
 //! Needs tmux: under CI (`CI=true`) a missing tmux fails the test; elsewhere it is reported
 //! and the test returns early.
@@ -209,6 +211,43 @@ fn repositories_screen_selects_the_ledger_the_other_screens_read() -> Result<()>
         },
     )?;
     tmux.keys(&["q"])?;
+
+    // 5. The operator's socket reads the private repository: its directory figures, and
+    // its chain on the Overview.
+    let unix = format!("unix:{}", dir.path().join("node/rpc.sock").display());
+    let c = aergo_json(&unix, &["--repo", "team-b", "chain"])?;
+    let b_id = c["chain_id"].as_str().context("chain_id")?.to_string();
+    let op = Tmux::new("repos-op");
+    let op_cmd = format!(
+        "{} --rpc {unix} --host-mode --theme 256; sleep 600",
+        top_bin.display()
+    );
+    op.run(&[
+        "new-session",
+        "-d",
+        "-s",
+        "repos-op",
+        "-x",
+        "120",
+        "-y",
+        "40",
+        "sh",
+        "-c",
+        &op_cmd,
+    ])?;
+    op.keys(&["9"])?;
+    op.wait_for("team-b's directory figures", Duration::from_secs(30), |s| {
+        row(s, "team-b").is_some_and(|w| w.len() >= 8 && w[4] != "-" && w[5] != "-")
+    })?;
+    op.keys(&["Down", "Down"])?;
+    op.keys(&["Enter"])?;
+    let b_prefix: String = b_id.chars().take(6).collect();
+    op.wait_for("the Overview of team-b", Duration::from_secs(30), |s| {
+        s.contains("[team-b]")
+            && s.lines()
+                .any(|l| l.contains("Chain ") && l.contains(&b_prefix))
+    })?;
+    op.keys(&["q"])?;
     drop(node);
     Ok(())
 }

@@ -1,8 +1,10 @@
 //! The Repositories source: every `interval`, the root chain's `chain_info` (its row),
-//! `repo_list`, and `dd_info` of each hosted public repository (its directory's height and
-//! member count). An error about one repository goes into its row; only a failing
-//! `repo_list` fails the whole list (the screen keeps the last one and shows the outage).
-//! Private repositories are not asked: their directory refuses unsigned reads.
+//! `repo_list`, and `dd_info` of each hosted repository (its directory's height and member
+//! count). An error about one repository goes into its row; only a failing `repo_list` fails
+//! the whole list (the screen keeps the last one and shows the outage). A private
+//! repository's directory answers only the operator's socket (`--rpc unix:DATA_DIR/rpc.sock`;
+//! the appliance's console) or a signed read; over TCP its refusal is not an error: the row
+//! shows no directory figures.
 
 use std::time::Duration;
 
@@ -57,7 +59,7 @@ pub async fn fetch(client: &RpcClient, timeout: Duration) -> Result<Vec<RepoRow>
     }
     let mut rows = vec![root];
     for mut row in rows_from(list) {
-        if row.hosted && !row.private() {
+        if row.hosted && (!row.private() || client.url().starts_with("unix:")) {
             match timed(timeout, client.dd_info(&row.name)).await {
                 Ok(v) => row.apply_dd_info(&v),
                 Err(e) => row.error = Some(format!("dd_info: {e}")),

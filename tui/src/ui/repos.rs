@@ -56,11 +56,9 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
         .iter()
         .map(|r| {
             let current = r.name == app.ledger();
-            let (dd, members) = if r.private() {
-                ("-".to_string(), "-".to_string())
-            } else {
-                (num(r.dd_height), num(r.members))
-            };
+            // A private repository's figures are known only through the operator's socket;
+            // otherwise they are absent (`-`).
+            let (dd, members) = (num(r.dd_height), num(r.members));
             let vis_style = if r.private() {
                 Style::new().fg(t.warn)
             } else {
@@ -128,7 +126,7 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
         let mut text = vec![Span::styled(format!("{}: ", r.name), t.header())];
         if let Some(e) = &r.error {
             text.push(Span::styled(e.clone(), Style::new().fg(t.err)));
-        } else if r.private() {
+        } else if r.private() && r.dd_height.is_none() {
             text.push(Span::styled(
                 "private: reads (and its directory) need a member's signature",
                 Style::new().fg(t.warn),
