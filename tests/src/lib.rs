@@ -680,15 +680,19 @@ pub mod testnet {
         ]
     }
 
-    /// A JSON-RPC call, signed by `key` when given; a JSON-RPC error is an `Err`.
+    /// A JSON-RPC call, signed by `key` when given; a JSON-RPC error is an `Err`. Each call
+    /// has its own id, so two identical calls within one millisecond are two different
+    /// signed bodies, not a replay.
     pub fn rpc_as(
         url: &str,
         key: Option<&aergo_types::Keypair>,
         method: &str,
         params: Value,
     ) -> Result<Value> {
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let body =
-            json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).to_string();
+            json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}).to_string();
         let headers = key.map(|k| sign_headers(k, &body)).unwrap_or_default();
         reply(http::raw_with("POST", url, &headers, &body)?)
     }

@@ -10,7 +10,9 @@
 //! hand-made libp2p peer (subscribed to vault's would-be topics, asking for its status,
 //! blocks and membership) never get a block, a transaction or a sync answer of it. Once
 //! node 2 is removed from the directory, it receives no new vault block. Node 3, added to
-//! the public repository team's nodes, replicates it over its gossip topics.
+//! the public repository team's nodes, replicates it over its gossip topics. The PoA
+//! repository `trio` is produced by all three nodes in turn: they agree on its blocks, and a
+//! transfer sent to node 3 is in all three copies.
 
 use aergo_e2e::testnet::{base_port, rpc, rpc_as, start_node};
 use aergo_e2e::{bin, poll, KillOnDrop};
@@ -34,6 +36,8 @@ fn poa_network_reaches_a_common_lib() -> Result<()> {
             "team",
             "--genesis-repo",
             "vault:private",
+            "--genesis-repo",
+            "trio:poa",
             "--dd-interval-ms",
             "500",
         ])
@@ -106,7 +110,8 @@ fn poa_network_reaches_a_common_lib() -> Result<()> {
     // The genesis repositories: node 1 produces and hosts them; node 2 knows, not hosts.
     let listed = rpc(&urls[0], "repo_list", json!({}))?;
     assert_eq!(listed[0]["name"], "team", "{listed}");
-    assert_eq!(listed[1]["visibility"], "private", "{listed}");
+    assert_eq!(listed[1]["engine"], "poa", "{listed}");
+    assert_eq!(listed[2]["visibility"], "private", "{listed}");
     assert!(
         listed
             .as_array()
@@ -160,6 +165,7 @@ fn poa_network_reaches_a_common_lib() -> Result<()> {
     );
     private_repository_replication(&out, &urls, &faucet)?;
     public_repository_replication(&out, &urls, &faucet)?;
+    poa_repository_across_nodes(&urls, &faucet)?;
     eprintln!(
         "poa: private repository replication done after {:.1} s",
         begun.elapsed().as_secs_f64()
@@ -522,6 +528,76 @@ fn public_repository_replication(
         e.as_ref()
             .is_err_and(|e| e.to_string().contains("does not host")),
         "{e:?}"
+    );
+    Ok(())
+}
+
+fn poa_repository_across_nodes(urls: &[String], faucet: &aergo_types::Keypair) -> Result<()> {
+    use aergo_types::TxKind;
+    let to = aergo_types::Address::from_public_key(&aergo_types::Keypair::generate().public());
+    send_in(
+        &urls[2],
+        "trio",
+        faucet,
+        TxKind::Transfer,
+        0,
+        Some(to),
+        4,
+        Vec::new(),
+    )?;
+    // Final on every node: the balance read at each node's finalized height.
+    let h = poll(
+        "trio's transfer final on all three nodes",
+        Duration::from_secs(45),
+        || {
+            let mut heights = Vec::new();
+            for u in urls {
+                let c = rpc(u, "chain_info", json!({"repo": "trio"}))?;
+                let fin = c["finalized_height"].as_u64().context("finalized_height")?;
+                let a = rpc(
+                    u,
+                    "account",
+                    json!({"repo": "trio", "address": to.encode(), "height": fin}),
+                )?;
+                if a["balance"] != "4" {
+                    return Ok(None);
+                }
+                heights.push(fin);
+            }
+            Ok(heights.into_iter().min())
+        },
+    )?;
+    let hashes: Vec<Value> = urls
+        .iter()
+        .map(|u| Ok(rpc(u, "block", json!({"repo": "trio", "height": h}))?["hash"].clone()))
+        .collect::<Result<_>>()?;
+    assert!(
+        hashes.iter().all(|x| *x == hashes[0]),
+        "trio's final blocks differ at {h}: {hashes:?}"
+    );
+    let tip = rpc(&urls[0], "chain_info", json!({"repo": "trio"}))?["height"]
+        .as_u64()
+        .context("height")?;
+    let producers: std::collections::HashSet<String> = (1..=tip)
+        .map(|i| {
+            Ok(
+                rpc(&urls[0], "block", json!({"repo": "trio", "height": i}))?["producer"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            )
+        })
+        .collect::<Result<_>>()?;
+    // The transfer's block is final everywhere: the empty blocks that carried it there were
+    // made by the other nodes in their slots (finality needs 3 distinct producers).
+    assert!(h >= 1, "trio's transfer never became final");
+    assert!(
+        producers.len() >= 2,
+        "one producer made all of trio: {producers:?}"
+    );
+    eprintln!(
+        "poa: trio final at {h} on all nodes, {} producers",
+        producers.len()
     );
     Ok(())
 }

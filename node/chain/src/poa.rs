@@ -21,7 +21,8 @@
 //! With `skip_empty_slots` a producer with nothing to include makes no block in its slot
 //! ([`Poa::skips_empty_slots`]; the node's producer obeys it). The next producer's slot works
 //! as usual (its block names its own slot). Empty blocks are what carries finality on an idle
-//! chain: while nothing is sent, LIB stays where it is.
+//! chain, so the node's producer still fills its slot while the tip is not final, and goes
+//! quiet once it is.
 //!
 //! # Finality and fork choice
 //! [`crate::dpos::lib_height`] over the best chain with `N` = the producer count: final once

@@ -68,7 +68,8 @@ pub struct InitArgs {
     #[arg(long, default_value = "aergo-testnet")]
     pub chain_name: String,
     /// Repositories registered at genesis (repeatable): `NAME` (public) or `NAME:private`,
-    /// produced by node 1 (solo) and administered by the faucet account, which holds their
+    /// produced by node 1 (solo), or with `:poa` (`NAME:poa`, `NAME:private:poa`) by every
+    /// block producer's node in turn; administered by the faucet account, which holds their
     /// units.
     /// (`--genesis-repo`, not `--repo`: the global `--repo` names the repository a command
     /// talks to.)
@@ -87,32 +88,44 @@ pub fn run(cmd: &TestnetCmd, json: bool) -> Result<()> {
     }
 }
 
-/// The `--genesis-repo` repositories: solo, produced by node 1, administered by the faucet.
+/// The `--genesis-repo` repositories (`NAME[:private|:public][:poa]`), administered by the
+/// faucet: solo on node 1, or with `poa` produced by every block producer's node in turn.
 fn genesis_repos(
     specs: &[String],
     faucet: &Keypair,
-    node1: Option<&Keypair>,
+    bps: &[Keypair],
 ) -> Result<Vec<aergo_types::repo::GenesisRepo>> {
     use aergo_types::repo::{GenesisRepo, RepoCreate, RepoEngine, Visibility};
-    let Some(node1) = node1 else {
+    let Some(node1) = bps.first() else {
         return Ok(Vec::new());
     };
     let admin = Address::from_public_key(&faucet.public());
     specs
         .iter()
         .map(|s| {
-            let (name, visibility) = match s.split_once(':') {
-                None => (s.as_str(), Visibility::Public),
-                Some((n, "private")) => (n, Visibility::Private),
-                Some((n, "public")) => (n, Visibility::Public),
-                Some((_, v)) => bail!("--genesis-repo {s}: `{v}` is not public or private"),
+            let mut parts = s.split(':');
+            let name = parts.next().unwrap_or_default();
+            let (mut visibility, mut engine) = (Visibility::Public, RepoEngine::Solo);
+            for flag in parts {
+                match flag {
+                    "private" => visibility = Visibility::Private,
+                    "public" => visibility = Visibility::Public,
+                    "poa" => engine = RepoEngine::Poa,
+                    v => bail!(
+                        "--genesis-repo {s}: `{v}` is not public, private or poa (NAME[:private][:poa])"
+                    ),
+                }
+            }
+            let producers = match engine {
+                RepoEngine::Solo => vec![node1.public()],
+                RepoEngine::Poa => bps.iter().map(Keypair::public).collect(),
             };
             let create = RepoCreate {
                 name: name.into(),
                 visibility,
-                engine: RepoEngine::Solo,
+                engine,
                 admins: vec![admin],
-                producers: vec![node1.public()],
+                producers,
                 alloc: Vec::new(),
             };
             create
@@ -257,7 +270,7 @@ fn init(a: &InitArgs, json: bool) -> Result<()> {
         repo_create_fee: None,
         dd_interval_ms: a.dd_interval_ms,
         repo: None,
-        repos: genesis_repos(&a.repos, &faucet, keys.first())?,
+        repos: genesis_repos(&a.repos, &faucet, &keys[..a.bps.min(keys.len())])?,
     };
     genesis.validate().context("generated genesis")?;
     let genesis_path = out.join("genesis.json");

@@ -65,10 +65,13 @@ fn produce_loop(node: Arc<Node>) {
         let candidates = node.mempool.lock().candidates(MAX_CANDIDATES);
         // DPoS producers fill every slot they own (empty blocks carry finality); solo, and
         // PoA when configured, leave a slot empty when there is nothing to include (the
-        // next producer's slot works as usual), unless empty blocks are switched on.
+        // next producer's slot works as usual), unless empty blocks are switched on — or the
+        // tip is not final yet: then an empty block carries the last change to finality
+        // (on an idle chain nothing else would), and the chain goes quiet once it is final.
         if candidates.is_empty()
             && node.chain.engine().skips_empty_slots()
             && !node.empty_blocks.load(Ordering::Relaxed)
+            && node.chain.finalized_height() >= node.chain.tip().header.height
         {
             wait(&node, Duration::from_millis(interval));
             continue;
