@@ -500,3 +500,145 @@ END $$;";
         assert_eq!(kv_i.entries(), kv_j.entries());
     }
 }
+
+const ROWS: &str = "CREATE TABLE item (id INTEGER PRIMARY KEY, name TEXT, price NUMERIC(10,2));
+INSERT INTO item VALUES (1, 'apple', 0.50), (2, 'pear', 0.75), (3, 'melon', 3.00);
+CREATE FUNCTION divmod(a BIGINT, b BIGINT, OUT q BIGINT, OUT r BIGINT) AS $$
+BEGIN q := a / b; r := a % b; END $$;
+CREATE FUNCTION split(x NUMERIC, OUT whole BIGINT, OUT frac NUMERIC, OUT neg BOOLEAN) AS $$
+BEGIN
+  neg := x < 0;
+  IF x IS NULL THEN RETURN; END IF;
+  whole := trunc_int(x);
+  frac := x - whole;
+END $$;
+CREATE FUNCTION trunc_int(x NUMERIC) RETURNS BIGINT AS $$
+BEGIN IF x < 0 THEN RETURN -trunc_int(-x); END IF; RETURN round(x - 0.5, 0); END $$;
+CREATE FUNCTION squares(n BIGINT) RETURNS SETOF BIGINT AS $$
+DECLARE i BIGINT := 1;
+BEGIN
+  WHILE i <= n LOOP RETURN NEXT i * i; i := i + 1; END LOOP;
+END $$;
+CREATE FUNCTION forever() RETURNS SETOF BIGINT AS $$
+BEGIN LOOP RETURN NEXT 1; END LOOP; END $$;
+CREATE FUNCTION cheap(maxp NUMERIC) RETURNS TABLE (n TEXT, p NUMERIC) AS $$
+BEGIN
+  RETURN QUERY SELECT name, price FROM item WHERE price <= maxp ORDER BY price;
+  n := 'limit'; p := maxp; RETURN NEXT;
+END $$;
+CREATE FUNCTION total(n BIGINT) RETURNS BIGINT AS $$
+DECLARE s BIGINT; q BIGINT; r BIGINT;
+BEGIN
+  SELECT sum(squares) INTO s FROM squares(n);
+  SELECT d.q, d.r INTO q, r FROM divmod(s, 7) AS d;
+  RETURN s * 100 + q * 10 + r;
+END $$;";
+
+/// Functions with several OUT parameters and set-returning functions (RETURN NEXT, RETURN
+/// QUERY) are JIT-compiled, and give the interpreter's rows, results, errors and gas.
+#[test]
+fn row_returning_functions_compile_and_match_interpreter() {
+    let mut kv = MemKv::new();
+    let (c, _) = Contract::deploy(ROWS, "o", b"r/", &mut kv, 1_000_000).unwrap();
+    let compiled = c.jit_functions();
+    for f in ["divmod", "split", "squares", "forever", "cheap", "total"] {
+        assert!(
+            compiled.contains(&f.to_string()),
+            "{f} not compiled: {compiled:?}"
+        );
+    }
+    let q = |engine: Engine, sql: &str, gas: u64| {
+        let mut kv = kv.clone();
+        c.execute_with(engine, sql, &mut kv, gas)
+    };
+    for sql in [
+        "SELECT * FROM divmod(17, 5)",
+        "SELECT divmod(-17, 5), divmod(4, 2)",
+        "SELECT * FROM divmod(1, 0)",
+        "SELECT * FROM split(-3.25)",
+        "SELECT split(12.5), split(NULL)",
+        "SELECT * FROM squares(6)",
+        "SELECT count(*), sum(s) FROM squares(100) AS s",
+        "SELECT * FROM cheap(1.00)",
+        "SELECT * FROM cheap(NULL)",
+        "SELECT total(10)",
+        "SELECT * FROM forever()",
+    ] {
+        for gas in [100_000, 3_000, 700] {
+            let a = q(Engine::Interpreter, sql, gas);
+            let b = q(Engine::Jit, sql, gas);
+            assert_eq!(a, b, "{sql} with gas {gas}");
+        }
+    }
+    let rows = q(Engine::Jit, "SELECT * FROM squares(4)", 100_000)
+        .unwrap()
+        .rows;
+    assert_eq!(rows, [1, 4, 9, 16].map(|i| vec![Value::Int(i)]).to_vec());
+    let r = q(Engine::Jit, "SELECT split(-3.25)", 100_000).unwrap().rows;
+    assert_eq!(r, vec![vec![Value::Text("(-3,-0.25,t)".into())]]);
+    assert_eq!(
+        q(Engine::Jit, "SELECT total(10)", 100_000).unwrap().rows,
+        vec![vec![Value::Int(38500 + 550)]]
+    );
+    // a runaway set ends at the gas limit…
+    let e = q(Engine::Jit, "SELECT * FROM forever()", 50_000).unwrap_err();
+    assert!(matches!(e, SqlError::OutOfGas { .. }), "{e}");
+    // …or at the memory budget, whichever comes first, on both engines
+    let small = c.clone().with_memory_limit(100_000);
+    for engine in [Engine::Interpreter, Engine::Jit] {
+        let mut kv2 = kv.clone();
+        let e = small
+            .execute_with(
+                engine,
+                "SELECT count(*) FROM forever()",
+                &mut kv2,
+                10_000_000,
+            )
+            .unwrap_err();
+        assert!(matches!(e, SqlError::Memory { .. }), "{engine:?}: {e}");
+    }
+    // direct calls: a record's text form, a set's rows one per line
+    for (f, args, want) in [
+        ("divmod", vec![Value::Int(17), Value::Int(5)], "(3,2)"),
+        ("squares", vec![Value::Int(3)], "1\n4\n9"),
+        (
+            "cheap",
+            vec![Value::Int(1)],
+            "(apple,0.50)\n(pear,0.75)\n(limit,1)",
+        ),
+    ] {
+        let (a, b) = run_on(&c, &kv, f, &args, 100_000);
+        assert_eq!(a.as_ref().unwrap().result, Value::Text(want.into()), "{f}");
+        assert_eq!(a, b, "{f}");
+    }
+    // the ABI describes the outputs
+    let abi = c.abi();
+    let ret = |n: &str| {
+        abi.functions
+            .iter()
+            .find(|f| f.name == n)
+            .map(|f| f.returns.clone())
+            .unwrap()
+    };
+    assert_eq!(ret("divmod"), "RECORD(q BIGINT, r BIGINT)");
+    assert_eq!(ret("squares"), "SETOF BIGINT");
+    assert_eq!(ret("cheap"), "TABLE(n TEXT, p NUMERIC)");
+    assert_eq!(ret("total"), "BIGINT");
+}
+
+fn run_on(
+    c: &Contract,
+    kv: &MemKv,
+    f: &str,
+    args: &[Value],
+    gas: u64,
+) -> (
+    Result<aergo_sql::CallOutcome, SqlError>,
+    Result<aergo_sql::CallOutcome, SqlError>,
+) {
+    let call = |e: Engine| {
+        let mut kv = kv.clone();
+        c.call_with(e, f, args, &mut MockChain::default(), &mut kv, gas)
+    };
+    (call(Engine::Interpreter), call(Engine::Jit))
+}

@@ -743,6 +743,51 @@ unsafe extern "C" fn aergo_rt_raise(ctx: *mut JitCtx, stmt: usize) -> i32 {
     }
 }
 
+/// RETURN NEXT: the values the generated code pushed (one per column), cast to the column
+/// types and appended to the call's result rows (`Runtime::return_row`).
+unsafe extern "C" fn aergo_rt_return_next(ctx: *mut JitCtx, stmt: usize) -> i32 {
+    // SAFETY: contract (a) for `ctx` (and `with_rt`'s pointers); (c): `stmt` is the address of
+    // a `StmtKind` in the kept catalog, matched against `ReturnNext` before use.
+    unsafe {
+        guarded(1, || {
+            let c = cx(ctx);
+            let StmtKind::ReturnNext(cols) = &*(stmt as *const StmtKind) else {
+                return fail(c, SqlError::Jit("bad RETURN NEXT pointer".into()));
+            };
+            let vals = take_args(c, cols.len() as u64);
+            match with_rt(c, |rt, _, _| {
+                let mut row = Vec::with_capacity(cols.len());
+                for (v, (_, t)) in vals.into_iter().zip(cols) {
+                    row.push(v.cast_owned(t)?);
+                }
+                rt.return_row(row)
+            }) {
+                Ok(()) => 0,
+                Err(e) => fail(c, e),
+            }
+        })
+    }
+}
+
+/// RETURN QUERY: the shared executor runs the query; its rows are appended to the call's
+/// result rows (`Runtime::return_query`).
+unsafe extern "C" fn aergo_rt_return_query(ctx: *mut JitCtx, stmt: usize) -> i32 {
+    // SAFETY: contract (a) for `ctx` (and `with_rt`'s pointers); (c): `stmt` is the address of
+    // a `StmtKind` in the kept catalog, matched against `ReturnQuery` before use.
+    unsafe {
+        guarded(1, || {
+            let c = cx(ctx);
+            let StmtKind::ReturnQuery(q, types) = &*(stmt as *const StmtKind) else {
+                return fail(c, SqlError::Jit("bad RETURN QUERY pointer".into()));
+            };
+            match with_rt(c, |rt, vars, _| rt.return_query(q, types, vars)) {
+                Ok(()) => 0,
+                Err(e) => fail(c, e),
+            }
+        })
+    }
+}
+
 unsafe extern "C" fn aergo_rt_ret_int(ctx: *mut JitCtx, v: i64, n: u8) {
     // SAFETY: contract (a): `ctx` is the live `JitCtx` of this call.
     unsafe {
@@ -1122,6 +1167,8 @@ helper_table! {
     aergo_rt_query_next: (P, I64) -> I32;
     aergo_rt_call: (P, I64, I64, I32, P, P, P) -> I32;
     aergo_rt_raise: (P, I64) -> I32;
+    aergo_rt_return_next: (P, I64) -> I32;
+    aergo_rt_return_query: (P, I64) -> I32;
     aergo_rt_ret_int: (P, I64, I8) -> void;
     aergo_rt_ret_bool: (P, I8, I8) -> void;
     aergo_rt_ret_dec: (P, P) -> I32;

@@ -2204,6 +2204,24 @@ impl<'c> Gen<'c, '_> {
                 self.b.build_return(Some(&self.i32c(0)))?;
                 return Ok(true);
             }
+            StmtKind::ReturnNext(cols) => {
+                for (e, _) in cols {
+                    self.push_arg(e)?;
+                }
+                let addr = &s.kind as *const StmtKind as usize as u64;
+                self.call_checked(
+                    "aergo_rt_return_next",
+                    &[self.ctxp.into(), self.i64c(addr).into()],
+                )?;
+            }
+            StmtKind::ReturnQuery(q, _) => {
+                self.spill(&q.vars_used())?;
+                let addr = &s.kind as *const StmtKind as usize as u64;
+                self.call_checked(
+                    "aergo_rt_return_query",
+                    &[self.ctxp.into(), self.i64c(addr).into()],
+                )?;
+            }
             StmtKind::Raise(_, _, args) => {
                 let ctx = self.ctxp.into();
                 for a in args {
