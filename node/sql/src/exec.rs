@@ -84,6 +84,18 @@ pub trait Dispatch {
     fn call(&self, fi: usize, rt: &mut Runtime, args: Vec<Value>) -> Result<Value>;
 }
 
+/// Unary minus.
+pub fn negate(v: Value) -> Result<Value> {
+    Ok(match v {
+        Value::Null => Value::Null,
+        Value::Int(i) => Value::Int(i.checked_neg().ok_or_else(int_overflow)?),
+        Value::Num(d) => Value::Num(d.neg()?),
+        Value::Float(x) => Value::Float(float::canon64(-x)),
+        Value::Real(x) => Value::Real(float::canon32(-x)),
+        other => return Err(SqlError::Type(format!("cannot negate {}", other.type_of()))),
+    })
+}
+
 /// PostgreSQL's text form of a record (`record_out`): `(a,b)`, NULL as nothing, a value
 /// quoted when it is empty or holds `"`, `\`, `(`, `)`, `,` or white space (`"` and `\`
 /// doubled inside the quotes).
@@ -378,14 +390,7 @@ impl<'a> Runtime<'a> {
                 .get(*s)
                 .cloned()
                 .ok_or_else(|| SqlError::Storage("bad variable slot".into()))?,
-            Expr::Neg(a) => match self.eval(a, f, vars)? {
-                Value::Null => Value::Null,
-                Value::Int(i) => Value::Int(i.checked_neg().ok_or_else(int_overflow)?),
-                Value::Num(d) => Value::Num(d.neg()?),
-                Value::Float(x) => Value::Float(float::canon64(-x)),
-                Value::Real(x) => Value::Real(float::canon32(-x)),
-                other => return Err(SqlError::Type(format!("cannot negate {}", other.type_of()))),
-            },
+            Expr::Neg(a) => negate(self.eval(a, f, vars)?)?,
             Expr::Not(a) => match truth(&self.eval(a, f, vars)?)? {
                 None => Value::Null,
                 Some(b) => Value::Bool(!b),
@@ -448,13 +453,7 @@ impl<'a> Runtime<'a> {
             Expr::Concat(a, b) => {
                 let x = self.eval(a, f, vars)?;
                 let y = self.eval(b, f, vars)?;
-                if x.is_null() || y.is_null() {
-                    Value::Null
-                } else {
-                    let s = x.to_text_cast() + &y.to_text_cast();
-                    self.charge(gas::PER_KB * (s.len() as u64 / 1024))?;
-                    Value::Text(s)
-                }
+                self.concat(&x, &y)?
             }
             Expr::IsNull(a, neg) => match peek(a, f, vars) {
                 Some(v) => Value::Bool(v.is_null() != *neg),
@@ -645,6 +644,17 @@ impl<'a> Runtime<'a> {
                 Value::Bool(true)
             }
         })
+    }
+
+    /// `x || y`: NULL if either is, else their text forms joined ([`gas::PER_KB`] per whole
+    /// KiB built).
+    pub fn concat(&mut self, x: &Value, y: &Value) -> Result<Value> {
+        if x.is_null() || y.is_null() {
+            return Ok(Value::Null);
+        }
+        let s = x.to_text_cast() + &y.to_text_cast();
+        self.charge(gas::PER_KB * (s.len() as u64 / 1024))?;
+        Ok(Value::Text(s))
     }
 
     /// Calls a contract function (used for nested calls). A record function's value is its
@@ -2360,7 +2370,8 @@ fn quantified<'v>(
     })
 }
 
-fn builtin(b: Builtin, v: &[Value]) -> Result<Value> {
+/// A built-in scalar function over evaluated arguments.
+pub fn builtin(b: Builtin, v: &[Value]) -> Result<Value> {
     if let Builtin::Greatest | Builtin::Least = b {
         let mut best: Option<&Value> = None;
         for x in v.iter().filter(|x| !x.is_null()) {

@@ -68,7 +68,10 @@ fn figure6_and_compute_functions_are_compiled() {
     let (c, _) = Contract::deploy(FIG6, "o", b"a/", &mut kv, 1_000_000).unwrap();
     assert_eq!(c.jit_functions(), vec!["transfer".to_string()]);
     let (c, _) = Contract::deploy(COMPUTE, "o", b"b/", &mut kv, 1_000_000).unwrap();
-    assert_eq!(c.jit_functions(), vec!["compound", "ints", "fib", "deep"]);
+    assert_eq!(
+        c.jit_functions(),
+        vec!["compound", "ints", "text_fn", "fib", "deep"]
+    );
     assert!(c.jit_ir().contains("define i32 @aergo_fn_0"));
 }
 
@@ -641,4 +644,244 @@ fn run_on(
         c.call_with(e, f, args, &mut MockChain::default(), &mut kv, gas)
     };
     (call(Engine::Interpreter), call(Engine::Jit))
+}
+
+const STACK_OPS: &str = "CREATE FUNCTION label(s TEXT, n BIGINT) RETURNS TEXT AS $$
+DECLARE out TEXT := ''; i INTEGER := 0; k BIGINT;
+BEGIN
+  IF s IS NULL THEN RETURN 'none:' || n; END IF;
+  WHILE i < n LOOP
+    out := out || upper(substr(s, 1, 1)) || '-' || i::text;
+    i := i + 1;
+  END LOOP;
+  k := length(out) + n * 2;
+  IF length(s || out) > 12 THEN
+    RAISE NOTICE 'long % %', s || '!', k;
+  END IF;
+  IF (s || 'x') = 'abx' THEN RETURN 'ab' || k; END IF;
+  IF (out || NULL) IS NULL AND n >= 0 THEN out := out || '.'; END IF;
+  RETURN lower(out) || ':' || k || ':' || -n;
+END $$;
+CREATE FUNCTION short(s TEXT) RETURNS VARCHAR(4) AS $$
+DECLARE v VARCHAR(4);
+BEGIN v := s || '!'; RETURN v; END $$;
+CREATE FUNCTION reals(a REAL, b REAL, n INTEGER) RETURNS REAL AS $$
+DECLARE acc REAL := 0; i INTEGER := 0; d DOUBLE PRECISION;
+BEGIN
+  WHILE i < n LOOP
+    acc := acc * b + a / (i + 1);
+    i := i + 1;
+  END LOOP;
+  d := acc::float8 * 2;
+  IF acc > a OR d < 0 THEN acc := -acc; END IF;
+  IF acc IS NULL THEN RETURN NULL; END IF;
+  RETURN acc + 0.5::real;
+END $$;
+CREATE FUNCTION real_text(a REAL) RETURNS TEXT AS $$
+BEGIN RETURN 'r=' || (a * 3) || ',' || (a / 0.1::real)::text; END $$;";
+
+/// Text expressions (`||`, text functions, casts to text) and REAL arithmetic are compiled
+/// (through the helper stack), with the interpreter's results, events, errors and gas.
+#[test]
+fn text_and_real_expressions_compile_and_match_interpreter() {
+    let mut kv = MemKv::new();
+    let (c, _) = Contract::deploy(STACK_OPS, "o", b"s/", &mut kv, 1_000_000).unwrap();
+    assert_eq!(
+        c.jit_functions(),
+        vec!["label", "short", "reals", "real_text"]
+    );
+    let ir = c.jit_ir();
+    assert!(
+        ir.contains("aergo_rt_stack_op"),
+        "no stack helper in the IR"
+    );
+    let t = |s: &str| Value::Text(s.into());
+    let mut checked = 0;
+    for s in [Value::Null, t("ab"), t("a"), t("zebra crossing"), t("")] {
+        for n in [0i64, 1, 3, -2] {
+            for gas in [100_000, 300] {
+                let (a, b) = run(&c, "label", &[s.clone(), Value::Int(n)], gas);
+                assert_eq!(a, b, "label({s:?}, {n}) gas {gas}");
+                checked += usize::from(a.is_ok());
+            }
+        }
+    }
+    assert!(checked > 20);
+    let (a, _) = run(&c, "label", &[t("ab"), Value::Int(2)], 100_000);
+    assert_eq!(a.unwrap().result, t("ab10"));
+    let (a, _) = run(&c, "label", &[t("a"), Value::Int(2)], 100_000);
+    assert_eq!(a.unwrap().result, t("a-0a-1.:10:-2"));
+    let (a, _) = run(&c, "label", &[Value::Null, Value::Int(4)], 100_000);
+    assert_eq!(a.unwrap().result, t("none:4"));
+    // VARCHAR(4) overflow through a stack assignment: the same error
+    let (a, b) = run(&c, "short", &[t("abcd")], 100_000);
+    assert!(a.is_err(), "{a:?}");
+    assert_eq!(a, b);
+    let (a, b) = run(&c, "short", &[t("abc")], 100_000);
+    assert_eq!(a.clone().unwrap().result, t("abc!"));
+    assert_eq!(a, b);
+    let r = |x: f32| Value::Real(x);
+    for (x, y) in [
+        (1.5f32, 0.5f32),
+        (-2.25, 1.1),
+        (3.0e38, 10.0),
+        (f32::NAN, 1.0),
+        (0.1, -0.3),
+        (f32::INFINITY, 0.0),
+    ] {
+        for n in [0i64, 1, 5] {
+            let args = [r(x), r(y), Value::Int(n)];
+            let (a, b) = run(&c, "reals", &args, 100_000);
+            assert_eq!(bits(&a), bits(&b), "reals({x}, {y}, {n})");
+            assert_eq!(
+                a.as_ref().map(|o| o.gas_used).ok(),
+                b.as_ref().map(|o| o.gas_used).ok()
+            );
+        }
+        let (a, b) = run(&c, "real_text", &[r(x)], 100_000);
+        assert_eq!(a, b, "real_text({x})");
+    }
+    let (a, _) = run(&c, "reals", &[r(1.5), r(0.5), Value::Int(2)], 100_000);
+    // acc = 0*0.5 + 1.5/1 = 1.5; acc = 1.5*0.5 + 1.5/2 = 1.5; not > a; + 0.5
+    assert_eq!(a.unwrap().result, r(2.0));
+}
+
+const GUARDS: &str = "CREATE TABLE t (k BIGINT PRIMARY KEY, v TEXT);
+CREATE FUNCTION guarded(n BIGINT, mode INTEGER) RETURNS TEXT AS $$
+DECLARE i BIGINT := 0; log TEXT := ''; x BIGINT;
+BEGIN
+  FOR j IN 1..3 LOOP
+    BEGIN
+      INSERT INTO t VALUES (n * 10 + j, 'row' || j);
+      i := i + j;
+      IF mode = 1 AND j = 2 THEN x := 1 / (j - 2); END IF;
+      IF mode = 2 AND j = 2 THEN EXIT; END IF;
+      IF mode = 3 AND j = 3 THEN RETURN 'early ' || i || log; END IF;
+      IF mode = 4 THEN INSERT INTO t VALUES (n * 10 + j, 'dup'); END IF;
+      IF mode = 5 THEN
+        BEGIN
+          RAISE EXCEPTION 'inner % %', n, j;
+        EXCEPTION WHEN division_by_zero THEN
+          log := log || ' never';
+        END;
+      END IF;
+      IF mode = 6 AND j = 1 THEN CONTINUE; END IF;
+      log := log || ' ok' || j;
+    EXCEPTION
+      WHEN division_by_zero THEN
+        log := log || ' div:' || SQLSTATE;
+      WHEN unique_violation OR check_violation THEN
+        log := log || ' uniq:' || SQLSTATE;
+      WHEN raise_exception THEN
+        log := log || ' raised[' || SQLERRM || ']';
+    END;
+  END LOOP;
+  RETURN i || log;
+END $$;
+CREATE FUNCTION spin_guarded(n BIGINT) RETURNS TEXT AS $$
+DECLARE i BIGINT := 0;
+BEGIN
+  BEGIN
+    WHILE i < n LOOP i := i + 1; END LOOP;
+  EXCEPTION WHEN others THEN
+    RETURN 'caught';
+  END;
+  RETURN 'done ' || i;
+END $$;
+CREATE FUNCTION outer_catch(n BIGINT) RETURNS TEXT AS $$
+BEGIN
+  BEGIN
+    BEGIN
+      INSERT INTO t VALUES (n, 'a');
+      PERFORM 1 / (n - n);
+    EXCEPTION WHEN unique_violation THEN
+      RETURN 'inner';
+    END;
+  EXCEPTION WHEN SQLSTATE '22000' THEN
+    RETURN 'outer ' || SQLSTATE || ' ' || SQLERRM;
+  END;
+  RETURN 'none';
+END $$;";
+
+/// Functions with exception blocks are JIT-compiled: savepoints, rollback, handler choice,
+/// SQLSTATE/SQLERRM, RETURN/EXIT/CONTINUE out of a block, nested blocks and errors no handler
+/// may catch give the interpreter's results, writes, events and gas.
+#[test]
+fn exception_blocks_compile_and_match_interpreter() {
+    let mut kv = MemKv::new();
+    let (c, _) = Contract::deploy(GUARDS, "o", b"g/", &mut kv, 1_000_000).unwrap();
+    assert_eq!(
+        c.jit_functions(),
+        vec!["guarded", "spin_guarded", "outer_catch"]
+    );
+    let dump = |kv: &MemKv| {
+        c.query("SELECT k, v FROM t ORDER BY k", kv, 1_000_000)
+            .unwrap()
+            .rows
+    };
+    let both = |f: &str, args: &[Value], gas: u64| {
+        let mut k1 = kv.clone();
+        let mut k2 = kv.clone();
+        let a = c.call_with(
+            Engine::Interpreter,
+            f,
+            args,
+            &mut MockChain::default(),
+            &mut k1,
+            gas,
+        );
+        let b = c.call_with(
+            Engine::Jit,
+            f,
+            args,
+            &mut MockChain::default(),
+            &mut k2,
+            gas,
+        );
+        assert_eq!(a, b, "{f}({args:?}) gas {gas}");
+        assert_eq!(dump(&k1), dump(&k2), "{f}({args:?}) writes");
+        (a, dump(&k1))
+    };
+    let calls_before = c.jit_calls();
+    for mode in 0..=6i64 {
+        for gas in [1_000_000, 2_000, 600] {
+            let _ = both("guarded", &[Value::Int(1), Value::Int(mode)], gas);
+        }
+    }
+    let (r, rows) = both("guarded", &[Value::Int(1), Value::Int(1)], 1_000_000);
+    assert_eq!(r.unwrap().result, Value::Text("6 ok1 div:22012 ok3".into()));
+    assert_eq!(
+        rows.len(),
+        2,
+        "the failed block's insert was rolled back: {rows:?}"
+    );
+    let (r, _) = both("guarded", &[Value::Int(1), Value::Int(3)], 1_000_000);
+    assert_eq!(r.unwrap().result, Value::Text("early 6 ok1 ok2".into()));
+    let (r, _) = both("guarded", &[Value::Int(1), Value::Int(5)], 1_000_000);
+    assert_eq!(
+        r.unwrap().result,
+        Value::Text("6 raised[inner 1 1] raised[inner 1 2] raised[inner 1 3]".into())
+    );
+    let (r, rows) = both("guarded", &[Value::Int(1), Value::Int(4)], 1_000_000);
+    assert_eq!(
+        r.unwrap().result,
+        Value::Text("6 uniq:23505 uniq:23505 uniq:23505".into())
+    );
+    assert!(rows.is_empty(), "{rows:?}");
+    // out of gas inside a block is never caught, on both engines
+    let (r, _) = both("spin_guarded", &[Value::Int(1_000_000)], 50_000);
+    assert!(matches!(r, Err(SqlError::OutOfGas { .. })), "{r:?}");
+    let (r, _) = both("spin_guarded", &[Value::Int(10)], 50_000);
+    assert_eq!(r.unwrap().result, Value::Text("done 10".into()));
+    // an error the inner block does not handle reaches the outer one (a class code)
+    let (r, rows) = both("outer_catch", &[Value::Int(7)], 1_000_000);
+    assert_eq!(
+        r.unwrap().result,
+        Value::Text("outer 22012 division by zero".into())
+    );
+    assert!(rows.is_empty());
+    assert!(
+        c.jit_calls() > calls_before,
+        "the JIT ran none of these calls"
+    );
 }

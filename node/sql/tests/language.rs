@@ -824,7 +824,7 @@ const GAS_SETS: [u64; 4] = [56, 60, 98, 54];
 
 /// `BEGIN … EXCEPTION`: the failed block's writes are rolled back but its gas stays spent;
 /// `send()` is refused inside such a block (a transfer is not rolled back with it); functions
-/// with exception blocks run in the interpreter on both engines (`call` compares them).
+/// with exception blocks are JIT-compiled and `call` compares both engines.
 #[test]
 fn exception_blocks_keep_gas_and_roll_back() {
     let src = r#"
@@ -852,7 +852,7 @@ BEGIN
 END $$;
 "#;
     let (c, mut kv) = deploy(src);
-    assert!(c.jit_functions().is_empty(), "{:?}", c.jit_functions());
+    assert_eq!(c.jit_functions(), vec!["work", "pay"]);
     let ok = call(&c, &mut kv, "work", &[Value::Int(50), Value::Bool(false)]).unwrap();
     let failed = call(&c, &mut kv, "work", &[Value::Int(60), Value::Bool(true)]).unwrap();
     assert_eq!(ok.result, Value::Text("done".into()));
