@@ -678,7 +678,14 @@ BEGIN
   RETURN acc + 0.5::real;
 END $$;
 CREATE FUNCTION real_text(a REAL) RETURNS TEXT AS $$
-BEGIN RETURN 'r=' || (a * 3) || ',' || (a / 0.1::real)::text; END $$;";
+BEGIN RETURN 'r=' || (a * 3) || ',' || (a / 0.1::real)::text; END $$;
+CREATE FUNCTION wrap(s TEXT) RETURNS TEXT AS $$
+DECLARE t TEXT;
+BEGIN
+  t := label(s, 1);
+  IF label(s, 2) = t THEN RETURN 'same'; END IF;
+  RETURN '[' || t || '|' || short(s) || ']';
+END $$;";
 
 /// Text expressions (`||`, text functions, casts to text) and REAL arithmetic are compiled
 /// (through the helper stack), with the interpreter's results, events, errors and gas.
@@ -688,7 +695,7 @@ fn text_and_real_expressions_compile_and_match_interpreter() {
     let (c, _) = Contract::deploy(STACK_OPS, "o", b"s/", &mut kv, 1_000_000).unwrap();
     assert_eq!(
         c.jit_functions(),
-        vec!["label", "short", "reals", "real_text"]
+        vec!["label", "short", "reals", "real_text", "wrap"]
     );
     let ir = c.jit_ir();
     assert!(
@@ -741,6 +748,13 @@ fn text_and_real_expressions_compile_and_match_interpreter() {
         let (a, b) = run(&c, "real_text", &[r(x)], 100_000);
         assert_eq!(a, b, "real_text({x})");
     }
+    // calls of functions returning TEXT leave their result on the stack
+    for s in [t("a"), t("xyz"), t("abcd"), Value::Null] {
+        let (a, b) = run(&c, "wrap", std::slice::from_ref(&s), 100_000);
+        assert_eq!(a, b, "wrap({s:?})");
+    }
+    let (a, _) = run(&c, "wrap", &[t("a")], 100_000);
+    assert_eq!(a.unwrap().result, t("[a-0.:5:-1|a!]"));
     let (a, _) = run(&c, "reals", &[r(1.5), r(0.5), Value::Int(2)], 100_000);
     // acc = 0*0.5 + 1.5/1 = 1.5; acc = 1.5*0.5 + 1.5/2 = 1.5; not > a; + 0.5
     assert_eq!(a.unwrap().result, r(2.0));

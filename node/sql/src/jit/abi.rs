@@ -690,6 +690,8 @@ unsafe extern "C" fn aergo_rt_call(
                 Err(e) => fail(c, e),
                 Ok(v) => {
                     match (kind, v) {
+                        // a value the generated code keeps on the helper stack (TEXT, REAL, …)
+                        (4, v) => c.scratch.push(v),
                         (_, Value::Null) => {
                             *iv = 0;
                             *n = 1;

@@ -1886,6 +1886,10 @@ impl<'c> Gen<'c, '_> {
             Expr::Concat(a, b) | Expr::Arith(_, a, b) => self.stackable(a) && self.stackable(b),
             Expr::Cast(a, _) | Expr::Neg(a) => self.stackable(a),
             Expr::Builtin(_, args) => !args.is_empty() && args.iter().all(|a| self.stackable(a)),
+            Expr::Call(fi, args) => {
+                !matches!(self.rets.get(*fi), None | Some(SqlType::Void))
+                    && args.iter().all(|a| self.stackable(a))
+            }
             _ => false,
         }
     }
@@ -1912,6 +1916,28 @@ impl<'c> Gen<'c, '_> {
                 for x in args {
                     self.push_arg(x)?;
                 }
+            }
+            // a call whose result the generated code does not hold (TEXT, REAL, a record's
+            // text): `aergo_rt_call` leaves it on the stack
+            Expr::Call(fi, args) => {
+                for x in args {
+                    self.push_arg(x)?;
+                }
+                let iv = self.entry_alloca(self.c.i64_type().into())?;
+                let nv = self.entry_alloca(self.c.i8_type().into())?;
+                let dec = self.entry_alloca_dec()?;
+                return self.call_checked(
+                    "aergo_rt_call",
+                    &[
+                        self.ctxp.into(),
+                        self.i64c(*fi as u64).into(),
+                        self.i64c(args.len() as u64).into(),
+                        self.i32c(4).into(),
+                        iv.into(),
+                        nv.into(),
+                        dec.into(),
+                    ],
+                );
             }
             _ => return Err(GenErr::Unsup(line!())),
         }

@@ -14,8 +14,8 @@
 //! (`||`, text functions, casts), REAL arithmetic and other values held in the frame are
 //! computed on the helper stack, one IR node per helper call; exception blocks are compiled
 //! with savepoint helpers and a catch block per `BEGIN … EXCEPTION`. A function that uses
-//! anything else (chain functions in expressions, calls returning text, record values) runs
-//! in the interpreter.
+//! anything else (chain functions in expressions, LIKE, IN lists, BETWEEN, subqueries, …)
+//! runs in the interpreter.
 //! Both engines charge identical gas at identical points and report
 //! identical errors (the helpers call the same Rust code as the interpreter).
 //!
