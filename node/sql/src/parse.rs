@@ -592,13 +592,16 @@ fn parse_function(
         outs = cols;
     } else {
         match outs.as_slice() {
-            [] if returns_record => {
+            [] if returns_record && set => {
                 return perr(
                     pos,
-                    "a function returning record needs OUT parameters (AergoSQL has no \
-                     anonymous record results)",
+                    "RETURNS SETOF record needs OUT parameters (AergoSQL has no anonymous \
+                     record results)",
                 )
             }
+            // as before set-returning functions existed: `record` reads as an unknown type
+            // (scripts deployed then must load the same way)
+            [] if returns_record => returns = SqlType::Unknown,
             [] => {}
             [(_, ty, ppos)] => {
                 if returns_record || (returns_given && returns != *ty) {

@@ -907,6 +907,27 @@ fn row_functions_gas() {
     assert_eq!(got, want);
 }
 
+/// Scripts that deployed before record results existed load the same way: `RETURNS record`
+/// without OUT parameters still reads as a value of unknown type, and `RETURN next` in an
+/// ordinary function still returns a variable named `next`.
+#[test]
+fn old_record_and_next_spellings_keep_their_meaning() {
+    let (c, mut kv) = deploy(
+        "CREATE FUNCTION r(x BIGINT) RETURNS record AS $$ BEGIN RETURN x + 1; END $$;
+         CREATE FUNCTION n(x BIGINT) RETURNS BIGINT AS $$
+         DECLARE next BIGINT := x * 2; BEGIN RETURN next; END $$;",
+    );
+    assert_eq!(
+        call(&c, &mut kv, "r", &[Value::Int(4)]).unwrap().result,
+        Value::Int(5)
+    );
+    assert_eq!(
+        call(&c, &mut kv, "n", &[Value::Int(4)]).unwrap().result,
+        Value::Int(8)
+    );
+    assert_eq!(c.abi().functions[0].returns, "UNKNOWN");
+}
+
 const GAS_RECORD_FROM: u64 = 84;
 const GAS_RECORD_VALUE: u64 = 84;
 const GAS_NEXT: u64 = 106;
