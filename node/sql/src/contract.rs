@@ -321,6 +321,7 @@ impl Contract {
             mem_limit: self.mem_limit,
             guarded: 0,
             work: Vec::new(),
+            results: Vec::new(),
         }
     }
 
@@ -464,7 +465,17 @@ impl Contract {
                 rt.row_buf = std::mem::take(&mut s.1);
             }
         });
-        let result = self.run_call(engine, fi, args, &mut rt);
+        let result = match self.cat.sigs.get(fi).and_then(|s| s.rows.as_ref()) {
+            // a record function's result is its row's text form, a set-returning function's
+            // its rows' text forms one per line (one column: the values themselves)
+            Some(shape) => {
+                rt.results.push(Vec::new());
+                let r = self.run_call(engine, fi, args, &mut rt);
+                let rows = rt.results.pop().unwrap_or_default();
+                r.map(|_| rows_result(shape, &rows))
+            }
+            None => self.run_call(engine, fi, args, &mut rt),
+        };
         SCRATCH.with(|s| {
             if let Ok(mut s) = s.try_borrow_mut() {
                 let small = rt.key_buf.capacity() <= SCRATCH_KEEP
@@ -487,7 +498,8 @@ impl Contract {
         })
     }
 
-    /// Runs function `fi` on `engine` (the body of [`Contract::invoke`]).
+    /// Runs function `fi` on `engine` (the body of [`Contract::invoke`]; a row-returning
+    /// function's rows go to `rt.results`).
     fn run_call<'a>(
         &'a self,
         engine: Engine,
@@ -621,7 +633,10 @@ impl Contract {
                         .iter()
                         .map(|(n, t)| (n.clone(), t.to_string()))
                         .collect(),
-                    returns: s.returns.to_string(),
+                    returns: match &s.rows {
+                        Some(r) => r.describe(s.scalar_set),
+                        None => s.returns.to_string(),
+                    },
                 })
                 .collect(),
             tables: self
@@ -690,4 +705,23 @@ impl Contract {
     pub fn catalog(&self) -> &Catalog {
         &self.cat
     }
+}
+
+/// The call result of a row-returning function: a record's text form `(1,abc)`; a set's rows,
+/// one per line (a one-column set's values as they are, NULL as an empty line).
+fn rows_result(shape: &crate::ir::RowShape, rows: &[Vec<Value>]) -> Value {
+    if !shape.set {
+        return Value::Text(
+            rows.first()
+                .map_or_else(String::new, |r| crate::exec::record_text(r)),
+        );
+    }
+    let lines: Vec<String> = rows
+        .iter()
+        .map(|r| match r.as_slice() {
+            [v] if shape.columns.len() == 1 => v.to_text(),
+            r => crate::exec::record_text(r),
+        })
+        .collect();
+    Value::Text(lines.join("\n"))
 }

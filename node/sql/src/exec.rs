@@ -70,6 +70,9 @@ pub struct Runtime<'a> {
     pub work: Vec<(usize, Vec<Vec<Value>>)>,
     /// Memory budget ([`crate::gas::MEMORY_BUDGET`] by default).
     pub mem_limit: usize,
+    /// Result rows of the row-returning calls running now (innermost last): RETURN NEXT and
+    /// RETURN QUERY append to the last one ([`Runtime::return_row`]).
+    pub results: Vec<Vec<Vec<Value>>>,
 }
 
 /// Runs contract functions for nested calls, so the runtime calls functions without knowing
@@ -79,6 +82,51 @@ pub trait Dispatch {
     /// Runs function `fi` (a JIT program runs the functions it did not compile in the
     /// interpreter).
     fn call(&self, fi: usize, rt: &mut Runtime, args: Vec<Value>) -> Result<Value>;
+}
+
+/// Unary minus.
+pub fn negate(v: Value) -> Result<Value> {
+    Ok(match v {
+        Value::Null => Value::Null,
+        Value::Int(i) => Value::Int(i.checked_neg().ok_or_else(int_overflow)?),
+        Value::Num(d) => Value::Num(d.neg()?),
+        Value::Float(x) => Value::Float(float::canon64(-x)),
+        Value::Real(x) => Value::Real(float::canon32(-x)),
+        other => return Err(SqlError::Type(format!("cannot negate {}", other.type_of()))),
+    })
+}
+
+/// PostgreSQL's text form of a record (`record_out`): `(a,b)`, NULL as nothing, a value
+/// quoted when it is empty or holds `"`, `\`, `(`, `)`, `,` or white space (`"` and `\`
+/// doubled inside the quotes).
+pub fn record_text(row: &[Value]) -> String {
+    let mut s = String::from("(");
+    for (i, v) in row.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        if matches!(v, Value::Null) {
+            continue;
+        }
+        let t = v.to_text();
+        let quote = t.is_empty()
+            || t.chars()
+                .any(|c| matches!(c, '"' | '\\' | '(' | ')' | ',') || c.is_ascii_whitespace());
+        if quote {
+            s.push('"');
+            for c in t.chars() {
+                if c == '"' || c == '\\' {
+                    s.push(c);
+                }
+                s.push(c);
+            }
+            s.push('"');
+        } else {
+            s.push_str(&t);
+        }
+    }
+    s.push(')');
+    s
 }
 
 /// Stores a value into a variable slot, cast to the slot's declared type.
@@ -342,14 +390,7 @@ impl<'a> Runtime<'a> {
                 .get(*s)
                 .cloned()
                 .ok_or_else(|| SqlError::Storage("bad variable slot".into()))?,
-            Expr::Neg(a) => match self.eval(a, f, vars)? {
-                Value::Null => Value::Null,
-                Value::Int(i) => Value::Int(i.checked_neg().ok_or_else(int_overflow)?),
-                Value::Num(d) => Value::Num(d.neg()?),
-                Value::Float(x) => Value::Float(float::canon64(-x)),
-                Value::Real(x) => Value::Real(float::canon32(-x)),
-                other => return Err(SqlError::Type(format!("cannot negate {}", other.type_of()))),
-            },
+            Expr::Neg(a) => negate(self.eval(a, f, vars)?)?,
             Expr::Not(a) => match truth(&self.eval(a, f, vars)?)? {
                 None => Value::Null,
                 Some(b) => Value::Bool(!b),
@@ -412,13 +453,7 @@ impl<'a> Runtime<'a> {
             Expr::Concat(a, b) => {
                 let x = self.eval(a, f, vars)?;
                 let y = self.eval(b, f, vars)?;
-                if x.is_null() || y.is_null() {
-                    Value::Null
-                } else {
-                    let s = x.to_text_cast() + &y.to_text_cast();
-                    self.charge(gas::PER_KB * (s.len() as u64 / 1024))?;
-                    Value::Text(s)
-                }
+                self.concat(&x, &y)?
             }
             Expr::IsNull(a, neg) => match peek(a, f, vars) {
                 Some(v) => Value::Bool(v.is_null() != *neg),
@@ -611,8 +646,94 @@ impl<'a> Runtime<'a> {
         })
     }
 
-    /// Calls a contract function (used for nested calls).
+    /// `x || y`: NULL if either is, else their text forms joined ([`gas::PER_KB`] per whole
+    /// KiB built).
+    pub fn concat(&mut self, x: &Value, y: &Value) -> Result<Value> {
+        if x.is_null() || y.is_null() {
+            return Ok(Value::Null);
+        }
+        let s = x.to_text_cast() + &y.to_text_cast();
+        self.charge(gas::PER_KB * (s.len() as u64 / 1024))?;
+        Ok(Value::Text(s))
+    }
+
+    /// Calls a contract function (used for nested calls). A record function's value is its
+    /// row's text form (`(1,abc)`, [`record_text`]); a set-returning one is refused (the
+    /// compiler only allows it in FROM).
     pub fn call_function(&mut self, fi: usize, args: Vec<Value>) -> Result<Value> {
+        if let Some(shape) = self.cat.sigs.get(fi).and_then(|s| s.rows.as_ref()) {
+            if shape.set {
+                return Err(SqlError::Call(
+                    "a set-returning function is only allowed in FROM".into(),
+                ));
+            }
+            let before = self.mem_used;
+            let rows = self.call_rows(fi, args)?;
+            self.mem_used = before;
+            return Ok(Value::Text(
+                rows.first().map_or_else(String::new, |r| record_text(r)),
+            ));
+        }
+        self.call_scalar(fi, args)
+    }
+
+    /// Calls function `fi` for its rows (`SELECT * FROM f(…)`): a set-returning function's
+    /// RETURN NEXT/QUERY rows, a record function's one row, a scalar function's value as one
+    /// row. The rows stay counted as held memory (the caller gives them back).
+    pub fn call_rows(&mut self, fi: usize, args: Vec<Value>) -> Result<Vec<Vec<Value>>> {
+        let shaped = self.cat.sigs.get(fi).is_some_and(|s| s.rows.is_some());
+        if !shaped {
+            let v = self.call_scalar(fi, args)?;
+            let row = vec![v];
+            self.hold(gas::row_bytes(&row))?;
+            return Ok(vec![row]);
+        }
+        self.results.push(Vec::new());
+        let r = self.call_scalar(fi, args);
+        let rows = self.results.pop().unwrap_or_default();
+        r?;
+        Ok(rows)
+    }
+
+    /// Appends a row to the result of the row-returning call running now (RETURN NEXT, RETURN
+    /// QUERY, the end of a record function): [`gas::ROW_OUT`] and the row's memory.
+    pub fn return_row(&mut self, row: Vec<Value>) -> Result<()> {
+        self.charge(gas::ROW_OUT)?;
+        self.hold(gas::row_bytes(&row))?;
+        match self.results.last_mut() {
+            Some(r) => {
+                r.push(row);
+                Ok(())
+            }
+            None => Err(SqlError::Call(
+                "RETURN NEXT outside a row-returning call".into(),
+            )),
+        }
+    }
+
+    /// RETURN NEXT: the values cast to their column types, appended as one row.
+    pub fn return_next(&mut self, row: &[(Expr, SqlType)], vars: &[Value]) -> Result<()> {
+        let mut out = Vec::with_capacity(row.len());
+        for (e, t) in row {
+            out.push(self.eval(e, &EMPTY, vars)?.cast_owned(t)?);
+        }
+        self.return_row(out)
+    }
+
+    /// RETURN QUERY: the query's rows cast to the column types, appended to the result.
+    pub fn return_query(&mut self, q: &Select, types: &[SqlType], vars: &[Value]) -> Result<()> {
+        let rows = self.select(q, None, vars)?;
+        for r in rows {
+            let mut out = Vec::with_capacity(r.len());
+            for (v, t) in r.into_iter().zip(types) {
+                out.push(v.cast_owned(t)?);
+            }
+            self.return_row(out)?;
+        }
+        Ok(())
+    }
+
+    fn call_scalar(&mut self, fi: usize, args: Vec<Value>) -> Result<Value> {
         if self.depth >= gas::MAX_DEPTH {
             return Err(SqlError::StackDepth);
         }
@@ -870,6 +991,17 @@ impl<'a> Runtime<'a> {
                     self.charge(gas::ROW_READ.saturating_mul(rows.len() as u64))?;
                     Some(rows)
                 }
+                SourceKind::Function { func, args } => {
+                    let fr = Frame {
+                        row: &[],
+                        parent: outer,
+                    };
+                    let mut v = Vec::with_capacity(args.len());
+                    for a in args {
+                        v.push(self.eval(a, &fr, vars)?);
+                    }
+                    Some(self.call_rows(*func, v)?)
+                }
                 SourceKind::Table { .. } => None,
             });
         }
@@ -1091,7 +1223,8 @@ impl<'a> Runtime<'a> {
                 SourceKind::Sub(_)
                 | SourceKind::SetOp { .. }
                 | SourceKind::Recursive { .. }
-                | SourceKind::WorkTable(_),
+                | SourceKind::WorkTable(_)
+                | SourceKind::Function { .. },
                 None,
             ) => (Vec::new(), 0),
         };
@@ -2237,7 +2370,8 @@ fn quantified<'v>(
     })
 }
 
-fn builtin(b: Builtin, v: &[Value]) -> Result<Value> {
+/// A built-in scalar function over evaluated arguments.
+pub fn builtin(b: Builtin, v: &[Value]) -> Result<Value> {
     if let Builtin::Greatest | Builtin::Least = b {
         let mut best: Option<&Value> = None;
         for x in v.iter().filter(|x| !x.is_null()) {

@@ -318,6 +318,8 @@ fn exec_stmts(
                 };
                 return Ok(Flow::Return(v));
             }
+            StmtKind::ReturnNext(row) => rt.return_next(row, vars)?,
+            StmtKind::ReturnQuery(q, types) => rt.return_query(q, types, vars)?,
             StmtKind::Raise(notice, fmt, args) => {
                 let mut vals = Vec::with_capacity(args.len());
                 for a in args {

@@ -408,6 +408,17 @@ pub enum SourceKind {
     },
     /// The rows of the previous iteration of the enclosing `Recursive` source `id`.
     WorkTable(usize),
+    /// A contract function in FROM (`SELECT * FROM f(args)`): the rows it returns (RETURN
+    /// NEXT / RETURN QUERY of a set-returning function, the OUT parameters of a record
+    /// function, or a scalar result as one row). The arguments are evaluated once, in an
+    /// empty row of this query level (they may read variables and enclosing queries, not the
+    /// other FROM items).
+    Function {
+        /// Function index in the catalog.
+        func: usize,
+        /// Arguments.
+        args: Vec<Expr>,
+    },
     /// UNION / INTERSECT / EXCEPT of two queries (`all`: keep duplicates).
     SetOp {
         /// Operator.
@@ -533,6 +544,7 @@ impl Select {
                     right.walk_exprs(f, d + 1);
                 }
                 SourceKind::WorkTable(_) => {}
+                SourceKind::Function { args, .. } => args.iter().for_each(|e| e.walk(f, d)),
             }
         }
         let all = self
@@ -720,6 +732,12 @@ pub enum StmtKind {
     Return(Option<Expr>),
     /// RAISE NOTICE (true) / EXCEPTION (false) with format and arguments.
     Raise(bool, String, Vec<Expr>),
+    /// `RETURN NEXT`: appends one row to the result of a set-returning function (the OUT
+    /// parameters, or the expression), each value cast to its column's type; also the end of
+    /// a record function (several OUT parameters), followed by a RETURN.
+    ReturnNext(Vec<(Expr, SqlType)>),
+    /// `RETURN QUERY`: appends the query's rows to the result, cast to the column types.
+    ReturnQuery(Box<Select>, Vec<SqlType>),
     /// Initialise variables (block entry): slot, default.
     Init(Vec<(usize, Option<Expr>)>),
     /// `BEGIN body EXCEPTION WHEN … THEN handler END`: the body runs under a savepoint; an
@@ -784,6 +802,37 @@ pub struct Function {
     pub body: Vec<Stmt>,
     /// Where it was defined.
     pub pos: Pos,
+    /// Rows instead of a value (several OUT parameters, SETOF, TABLE).
+    pub rows: Option<RowShape>,
+}
+
+/// The result of a function that returns rows: a record of several OUT parameters (one
+/// row), or a set (`RETURNS SETOF …` / `RETURNS TABLE (…)`: any number of rows).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowShape {
+    /// Output columns (name, type).
+    pub columns: Vec<(String, SqlType)>,
+    /// A set (RETURN NEXT / RETURN QUERY) rather than one record.
+    pub set: bool,
+}
+
+impl RowShape {
+    /// The ABI's spelling of the result: `RECORD(a INTEGER, b TEXT)`, `SETOF BIGINT` (one
+    /// unnamed column) or `TABLE(a INTEGER, b TEXT)`.
+    pub fn describe(&self, scalar_set: bool) -> String {
+        let cols = || {
+            self.columns
+                .iter()
+                .map(|(n, t)| format!("{n} {t}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        match (self.set, scalar_set, self.columns.first()) {
+            (true, true, Some((_, t))) => format!("SETOF {t}"),
+            (true, _, _) => format!("TABLE({})", cols()),
+            (false, _, _) => format!("RECORD({})", cols()),
+        }
+    }
 }
 
 /// Slot of the FOUND variable.
@@ -796,8 +845,16 @@ pub struct FuncSig {
     pub name: String,
     /// Parameter types.
     pub params: Vec<(String, SqlType)>,
-    /// Return type.
+    /// Return type (TEXT for a record function: its value in an expression is the record's
+    /// text form; VOID for a set-returning function, which is only allowed in FROM).
     pub returns: SqlType,
+    /// Rows instead of a value (several OUT parameters, SETOF, TABLE).
+    pub rows: Option<RowShape>,
+    /// Column name of a scalar result in FROM (`SELECT * FROM f()`): the OUT parameter's
+    /// name, else the function's.
+    pub column: String,
+    /// A set of one unnamed column (`RETURNS SETOF type` without OUT parameters).
+    pub scalar_set: bool,
 }
 
 /// Tables and functions of one contract.

@@ -327,9 +327,13 @@ pub struct FuncDef {
     pub params: Vec<(String, SqlType, Pos)>,
     /// Return type.
     pub returns: SqlType,
-    /// The `OUT` or `INOUT` parameter (at most one): its variable is the result. An `INOUT`
-    /// parameter is also in `params` (its argument is the variable's initial value).
-    pub out: Option<(String, SqlType, Pos)>,
+    /// The `OUT` and `INOUT` parameters, and the columns of `RETURNS TABLE (…)`: their
+    /// variables are the result (one: a value; several: a record; with `set`, each RETURN NEXT
+    /// row). An `INOUT` parameter is also in `params` (its argument is the variable's initial
+    /// value).
+    pub outs: Vec<(String, SqlType, Pos)>,
+    /// `RETURNS SETOF …` or `RETURNS TABLE (…)`: a set-returning function.
+    pub set: bool,
     /// Body.
     pub body: Block,
     /// Position of `CREATE`.
@@ -379,6 +383,51 @@ pub fn parse_script(src: &str) -> Result<Vec<ScriptItem>> {
     Ok(items)
 }
 
+/// `TABLE ( name type [, …] )` of `RETURNS TABLE`: the columns (OUT parameters).
+fn parse_table_columns(rt: &[Tok], pos: Pos) -> Result<Vec<(String, SqlType, Pos)>> {
+    // rt[0] = TABLE, rt[1] = '('
+    let mut cols = Vec::new();
+    let mut i = 2;
+    loop {
+        let cpos = rt.get(i).map(tok_pos).unwrap_or(pos);
+        let name = match rt.get(i).and_then(word) {
+            Some(n) => n.to_ascii_lowercase(),
+            None => return perr(cpos, "expected a column name in RETURNS TABLE"),
+        };
+        i += 1;
+        let tstart = i;
+        let mut depth = 0i32;
+        while let Some(t) = rt.get(i) {
+            match t.token {
+                Token::LParen => depth += 1,
+                Token::RParen if depth == 0 => break,
+                Token::RParen => depth -= 1,
+                Token::Comma if depth == 0 => break,
+                _ => {}
+            }
+            i += 1;
+        }
+        let ty = parse_type_toks(&rt[tstart..i], cpos)?;
+        if cols.iter().any(|(n, _, _)| *n == name) {
+            return perr(
+                cpos,
+                format!("parameter name \"{name}\" used more than once"),
+            );
+        }
+        cols.push((name, ty, cpos));
+        match rt.get(i).map(|t| &t.token) {
+            Some(Token::Comma) => i += 1,
+            Some(Token::RParen) if i + 1 == rt.len() => return Ok(cols),
+            _ => {
+                return perr(
+                    rt.get(i).map(tok_pos).unwrap_or(pos),
+                    "expected ',' or ')' in RETURNS TABLE",
+                )
+            }
+        }
+    }
+}
+
 fn parse_function(
     toks: &[Tok],
     mut i: usize,
@@ -396,7 +445,7 @@ fn parse_function(
     }
     i += 1;
     let mut params = Vec::new();
-    let mut out: Option<(String, SqlType, Pos)> = None;
+    let mut outs: Vec<(String, SqlType, Pos)> = Vec::new();
     if toks.get(i).map(|t| &t.token) == Some(&Token::RParen) {
         i += 1;
     } else {
@@ -445,13 +494,7 @@ fn parse_function(
             }
             let ty = parse_type_toks(&toks[tstart..i], ppos)?;
             if is_out || is_inout {
-                if out.is_some() {
-                    return perr(
-                        ppos,
-                        "more than one OUT/INOUT parameter (a record result) is not supported",
-                    );
-                }
-                out = Some((pname.clone(), ty, ppos));
+                outs.push((pname.clone(), ty, ppos));
                 if is_inout {
                     params.push((pname, ty, ppos));
                 }
@@ -470,6 +513,9 @@ fn parse_function(
     }
     let mut returns = SqlType::Void;
     let mut returns_given = false;
+    let mut returns_record = false;
+    let mut set = false;
+    let mut table_cols: Option<Vec<(String, SqlType, Pos)>> = None;
     let mut body: Option<(String, Location, usize)> = None;
     let mut language_seen = false;
     while let Some(t) = toks.get(i) {
@@ -479,7 +525,25 @@ fn parse_function(
             while j < toks.len() && !is_kw(&toks[j], "as") && !is_kw(&toks[j], "language") {
                 j += 1;
             }
-            returns = parse_type_toks(&toks[tstart..j], at(tstart))?;
+            let rt = &toks[tstart..j];
+            if rt.first().is_some_and(|t| is_kw(t, "setof")) {
+                set = true;
+                let rest = &rt[1..];
+                if rest.len() == 1 && is_kw(&rest[0], "record") {
+                    returns_record = true;
+                } else {
+                    returns = parse_type_toks(rest, at(tstart + 1))?;
+                }
+            } else if rt.first().is_some_and(|t| is_kw(t, "table"))
+                && rt.get(1).is_some_and(|t| t.token == Token::LParen)
+            {
+                set = true;
+                table_cols = Some(parse_table_columns(rt, at(tstart))?);
+            } else if rt.len() == 1 && is_kw(&rt[0], "record") {
+                returns_record = true;
+            } else {
+                returns = parse_type_toks(rt, at(tstart))?;
+            }
             returns_given = true;
             i = j;
         } else if is_kw(t, "as") {
@@ -518,14 +582,54 @@ fn parse_function(
         }
     }
     let _ = language_seen;
-    if let Some((_, ty, ppos)) = &out {
-        if returns_given && returns != *ty {
+    if let Some(cols) = table_cols {
+        if let Some((_, _, ppos)) = outs.first() {
             return perr(
                 *ppos,
-                format!("function result type must be {ty} because of OUT parameters"),
+                "OUT and INOUT arguments aren't allowed in TABLE functions",
             );
         }
-        returns = *ty;
+        outs = cols;
+    } else {
+        match outs.as_slice() {
+            [] if returns_record && set => {
+                return perr(
+                    pos,
+                    "RETURNS SETOF record needs OUT parameters (AergoSQL has no anonymous \
+                     record results)",
+                )
+            }
+            // as before set-returning functions existed: `record` reads as an unknown type
+            // (scripts deployed then must load the same way)
+            [] if returns_record => returns = SqlType::Unknown,
+            [] => {}
+            [(_, ty, ppos)] => {
+                if returns_record || (returns_given && returns != *ty) {
+                    return perr(
+                        *ppos,
+                        format!("function result type must be {ty} because of OUT parameters"),
+                    );
+                }
+                returns = *ty;
+            }
+            [(_, _, ppos), ..] => {
+                if returns_given && !returns_record {
+                    return perr(
+                        *ppos,
+                        "function result type must be record because of OUT parameters",
+                    );
+                }
+            }
+        }
+    }
+    if set && !outs.is_empty() {
+        returns = SqlType::Void;
+    }
+    if set && outs.is_empty() && matches!(returns, SqlType::Void | SqlType::Unknown) {
+        return perr(
+            pos,
+            format!("SETOF {returns} is not a result type AergoSQL supports"),
+        );
     }
     let Some((text, origin, body_idx)) = body else {
         return perr(pos, "function has no AS $$ body $$");
@@ -535,6 +639,7 @@ fn parse_function(
         toks: &btoks,
         i: 0,
         depth: 0,
+        set,
         end_pos: toks
             .get(body_idx)
             .map(|t| Pos {
@@ -550,7 +655,8 @@ fn parse_function(
             or_replace,
             params,
             returns,
-            out,
+            outs,
+            set,
             body: block,
             pos,
         },
@@ -664,6 +770,10 @@ pub enum PStmt {
     },
     /// RETURN.
     Return(Option<ast::Expr>, Pos),
+    /// RETURN NEXT \[expr\] (set-returning functions).
+    ReturnNext(Option<ast::Expr>, Pos),
+    /// RETURN QUERY query (set-returning functions).
+    ReturnQuery(Box<ast::Query>, Pos),
     /// RAISE.
     Raise {
         /// Level.
@@ -716,6 +826,9 @@ struct BodyParser<'a> {
     i: usize,
     end_pos: Pos,
     depth: u32,
+    /// A set-returning function's body: `RETURN NEXT` and `RETURN QUERY` are statements (in
+    /// other functions `RETURN next` keeps returning a variable named `next`).
+    set: bool,
 }
 
 /// Deepest allowed nesting of blocks, IFs and loops in a function body.
@@ -1108,11 +1221,29 @@ impl BodyParser<'_> {
                         .any(|k| is_kw(t, k))
                 });
                 if self.peek_kw("query") && query_follows {
-                    return perr(
-                        self.pos(),
-                        "RETURN QUERY is not supported: a function returns one value (no \
-                         RETURNS SETOF or TABLE)",
-                    );
+                    if !self.set {
+                        return perr(
+                            self.pos(),
+                            "cannot use RETURN QUERY in a non-SETOF function",
+                        );
+                    }
+                    self.i += 1;
+                    let qpos = self.pos();
+                    let toks = self.until(&[], true).to_vec();
+                    self.expect_semi()?;
+                    let stmt = parse_stmt_toks(&toks, qpos)?;
+                    let ast::Statement::Query(q) = stmt else {
+                        return perr(qpos, "RETURN QUERY needs a SELECT");
+                    };
+                    return Ok(PStmt::ReturnQuery(q, pos));
+                }
+                if self.set && self.eat_kw("next") {
+                    if self.eat_semi() {
+                        return Ok(PStmt::ReturnNext(None, pos));
+                    }
+                    let e = self.expr_until(&[], true)?;
+                    self.expect_semi()?;
+                    return Ok(PStmt::ReturnNext(Some(e), pos));
                 }
                 if self.eat_semi() {
                     return Ok(PStmt::Return(None, pos));

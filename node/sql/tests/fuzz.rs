@@ -239,6 +239,10 @@ fn cond() -> impl Strategy<Value = String> {
             .prop_map(|(a, o, b)| format!("{a} {o} {b}")),
         int_expr().prop_map(|a| format!("{a} IS NULL")),
         Just("FOUND".to_string()),
+        int_expr().prop_map(|a| format!("length(s) > {a}")),
+        int_expr().prop_map(|a| format!("(s || {a}) = 'a1'")),
+        Just("q > w".to_string()),
+        Just("(s || NULL) IS NULL".to_string()),
     ]
 }
 
@@ -257,6 +261,12 @@ fn stmt(depth: u32) -> BoxedStrategy<String> {
         Just("SELECT COUNT(*) INTO z FROM t;".to_string()),
         Just("DELETE FROM t WHERE k > z;".to_string()),
         cond().prop_map(|c| format!("IF {c} THEN RAISE EXCEPTION 'boom %', x; END IF;")),
+        // text and REAL expressions (the JIT's helper stack)
+        int_expr().prop_map(|e| format!("s := s || {e} || 'x';")),
+        int_expr().prop_map(|e| format!("s := upper(substr(s, 1, 3)) || {e}::text;")),
+        float_expr().prop_map(|e| format!("q := (q + {e})::real;")),
+        int_expr().prop_map(|e| format!("q := q * 1.5::real - {e};")),
+        Just("RAISE NOTICE 's=% q=%', s || '.', -q;".to_string()),
     ];
     if depth == 0 {
         return simple.boxed();
@@ -268,6 +278,8 @@ fn stmt(depth: u32) -> BoxedStrategy<String> {
         1 => (0i64..6, body()).prop_map(|(n, b)| format!("FOR i IN 1..{n} LOOP z := z + i; {b} END LOOP;")),
         1 => (cond(), body()).prop_map(|(c, b)| format!("LOOP {b} EXIT WHEN {c}; END LOOP;")),
         1 => body().prop_map(|b| format!("FOR r IN SELECT k, v FROM t ORDER BY v DESC, k LOOP x := x + r.k; y := y + COALESCE(r.v, 0); {b} END LOOP;")),
+        // exception blocks: writes rolled back, handlers chosen by condition
+        1 => (body(), body()).prop_map(|(b, h)| format!("BEGIN {b} EXCEPTION WHEN division_by_zero OR numeric_value_out_of_range THEN s := s || SQLSTATE; {h} WHEN unique_violation THEN x := x + 1; WHEN others THEN s := s || '!' || SQLERRM; END;")),
     ]
     .boxed()
 }
@@ -278,8 +290,8 @@ fn program() -> impl Strategy<Value = String> {
             "CREATE TABLE t (k BIGINT PRIMARY KEY, v NUMERIC(12,3));\n\
              CREATE FUNCTION g(p BIGINT) RETURNS BIGINT AS $$ BEGIN IF p > 3 THEN RETURN p - 1; END IF; RETURN p * 2; END $$;\n\
              CREATE FUNCTION f(a BIGINT, b NUMERIC) RETURNS NUMERIC AS $$\n\
-             DECLARE x BIGINT := 1; y NUMERIC(20,4) := 0; z BIGINT := 2; w DOUBLE PRECISION := 0.5; r RECORD;\n\
-             BEGIN\n{}\nRAISE NOTICE 'x=% y=% z=% w=%', x, y, z, w;\nRETURN y;\nEND $$;",
+             DECLARE x BIGINT := 1; y NUMERIC(20,4) := 0; z BIGINT := 2; w DOUBLE PRECISION := 0.5; r RECORD; s TEXT := 'a'; q REAL := 1.5;\n\
+             BEGIN\n{}\nRAISE NOTICE 'x=% y=% z=% w=% s=% q=%', x, y, z, w, s, q;\nRETURN y;\nEND $$;",
             stmts.join("\n")
         )
     })

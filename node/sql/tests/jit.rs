@@ -68,7 +68,10 @@ fn figure6_and_compute_functions_are_compiled() {
     let (c, _) = Contract::deploy(FIG6, "o", b"a/", &mut kv, 1_000_000).unwrap();
     assert_eq!(c.jit_functions(), vec!["transfer".to_string()]);
     let (c, _) = Contract::deploy(COMPUTE, "o", b"b/", &mut kv, 1_000_000).unwrap();
-    assert_eq!(c.jit_functions(), vec!["compound", "ints", "fib", "deep"]);
+    assert_eq!(
+        c.jit_functions(),
+        vec!["compound", "ints", "text_fn", "fib", "deep"]
+    );
     assert!(c.jit_ir().contains("define i32 @aergo_fn_0"));
 }
 
@@ -499,4 +502,400 @@ END $$;";
         assert_eq!(a, b, "{s} {i}");
         assert_eq!(kv_i.entries(), kv_j.entries());
     }
+}
+
+const ROWS: &str = "CREATE TABLE item (id INTEGER PRIMARY KEY, name TEXT, price NUMERIC(10,2));
+INSERT INTO item VALUES (1, 'apple', 0.50), (2, 'pear', 0.75), (3, 'melon', 3.00);
+CREATE FUNCTION divmod(a BIGINT, b BIGINT, OUT q BIGINT, OUT r BIGINT) AS $$
+BEGIN q := a / b; r := a % b; END $$;
+CREATE FUNCTION split(x NUMERIC, OUT whole BIGINT, OUT frac NUMERIC, OUT neg BOOLEAN) AS $$
+BEGIN
+  neg := x < 0;
+  IF x IS NULL THEN RETURN; END IF;
+  whole := trunc_int(x);
+  frac := x - whole;
+END $$;
+CREATE FUNCTION trunc_int(x NUMERIC) RETURNS BIGINT AS $$
+BEGIN IF x < 0 THEN RETURN -trunc_int(-x); END IF; RETURN round(x - 0.5, 0); END $$;
+CREATE FUNCTION squares(n BIGINT) RETURNS SETOF BIGINT AS $$
+DECLARE i BIGINT := 1;
+BEGIN
+  WHILE i <= n LOOP RETURN NEXT i * i; i := i + 1; END LOOP;
+END $$;
+CREATE FUNCTION forever() RETURNS SETOF BIGINT AS $$
+BEGIN LOOP RETURN NEXT 1; END LOOP; END $$;
+CREATE FUNCTION cheap(maxp NUMERIC) RETURNS TABLE (n TEXT, p NUMERIC) AS $$
+BEGIN
+  RETURN QUERY SELECT name, price FROM item WHERE price <= maxp ORDER BY price;
+  n := 'limit'; p := maxp; RETURN NEXT;
+END $$;
+CREATE FUNCTION total(n BIGINT) RETURNS BIGINT AS $$
+DECLARE s BIGINT; q BIGINT; r BIGINT;
+BEGIN
+  SELECT sum(squares) INTO s FROM squares(n);
+  SELECT d.q, d.r INTO q, r FROM divmod(s, 7) AS d;
+  RETURN s * 100 + q * 10 + r;
+END $$;";
+
+/// Functions with several OUT parameters and set-returning functions (RETURN NEXT, RETURN
+/// QUERY) are JIT-compiled, and give the interpreter's rows, results, errors and gas.
+#[test]
+fn row_returning_functions_compile_and_match_interpreter() {
+    let mut kv = MemKv::new();
+    let (c, _) = Contract::deploy(ROWS, "o", b"r/", &mut kv, 1_000_000).unwrap();
+    let compiled = c.jit_functions();
+    for f in ["divmod", "split", "squares", "forever", "cheap", "total"] {
+        assert!(
+            compiled.contains(&f.to_string()),
+            "{f} not compiled: {compiled:?}"
+        );
+    }
+    let q = |engine: Engine, sql: &str, gas: u64| {
+        let mut kv = kv.clone();
+        c.execute_with(engine, sql, &mut kv, gas)
+    };
+    for sql in [
+        "SELECT * FROM divmod(17, 5)",
+        "SELECT divmod(-17, 5), divmod(4, 2)",
+        "SELECT * FROM divmod(1, 0)",
+        "SELECT * FROM split(-3.25)",
+        "SELECT split(12.5), split(NULL)",
+        "SELECT * FROM squares(6)",
+        "SELECT count(*), sum(s) FROM squares(100) AS s",
+        "SELECT * FROM cheap(1.00)",
+        "SELECT * FROM cheap(NULL)",
+        "SELECT total(10)",
+        "SELECT * FROM forever()",
+    ] {
+        for gas in [100_000, 3_000, 700] {
+            let a = q(Engine::Interpreter, sql, gas);
+            let b = q(Engine::Jit, sql, gas);
+            assert_eq!(a, b, "{sql} with gas {gas}");
+        }
+    }
+    let rows = q(Engine::Jit, "SELECT * FROM squares(4)", 100_000)
+        .unwrap()
+        .rows;
+    assert_eq!(rows, [1, 4, 9, 16].map(|i| vec![Value::Int(i)]).to_vec());
+    let r = q(Engine::Jit, "SELECT split(-3.25)", 100_000).unwrap().rows;
+    assert_eq!(r, vec![vec![Value::Text("(-3,-0.25,t)".into())]]);
+    assert_eq!(
+        q(Engine::Jit, "SELECT total(10)", 100_000).unwrap().rows,
+        vec![vec![Value::Int(38500 + 550)]]
+    );
+    // a runaway set ends at the gas limit…
+    let e = q(Engine::Jit, "SELECT * FROM forever()", 50_000).unwrap_err();
+    assert!(matches!(e, SqlError::OutOfGas { .. }), "{e}");
+    // …or at the memory budget, whichever comes first, on both engines
+    let small = c.clone().with_memory_limit(100_000);
+    for engine in [Engine::Interpreter, Engine::Jit] {
+        let mut kv2 = kv.clone();
+        let e = small
+            .execute_with(
+                engine,
+                "SELECT count(*) FROM forever()",
+                &mut kv2,
+                10_000_000,
+            )
+            .unwrap_err();
+        assert!(matches!(e, SqlError::Memory { .. }), "{engine:?}: {e}");
+    }
+    // direct calls: a record's text form, a set's rows one per line
+    for (f, args, want) in [
+        ("divmod", vec![Value::Int(17), Value::Int(5)], "(3,2)"),
+        ("squares", vec![Value::Int(3)], "1\n4\n9"),
+        (
+            "cheap",
+            vec![Value::Int(1)],
+            "(apple,0.50)\n(pear,0.75)\n(limit,1)",
+        ),
+    ] {
+        let (a, b) = run_on(&c, &kv, f, &args, 100_000);
+        assert_eq!(a.as_ref().unwrap().result, Value::Text(want.into()), "{f}");
+        assert_eq!(a, b, "{f}");
+    }
+    // the ABI describes the outputs
+    let abi = c.abi();
+    let ret = |n: &str| {
+        abi.functions
+            .iter()
+            .find(|f| f.name == n)
+            .map(|f| f.returns.clone())
+            .unwrap()
+    };
+    assert_eq!(ret("divmod"), "RECORD(q BIGINT, r BIGINT)");
+    assert_eq!(ret("squares"), "SETOF BIGINT");
+    assert_eq!(ret("cheap"), "TABLE(n TEXT, p NUMERIC)");
+    assert_eq!(ret("total"), "BIGINT");
+}
+
+fn run_on(
+    c: &Contract,
+    kv: &MemKv,
+    f: &str,
+    args: &[Value],
+    gas: u64,
+) -> (
+    Result<aergo_sql::CallOutcome, SqlError>,
+    Result<aergo_sql::CallOutcome, SqlError>,
+) {
+    let call = |e: Engine| {
+        let mut kv = kv.clone();
+        c.call_with(e, f, args, &mut MockChain::default(), &mut kv, gas)
+    };
+    (call(Engine::Interpreter), call(Engine::Jit))
+}
+
+const STACK_OPS: &str = "CREATE FUNCTION label(s TEXT, n BIGINT) RETURNS TEXT AS $$
+DECLARE out TEXT := ''; i INTEGER := 0; k BIGINT;
+BEGIN
+  IF s IS NULL THEN RETURN 'none:' || n; END IF;
+  WHILE i < n LOOP
+    out := out || upper(substr(s, 1, 1)) || '-' || i::text;
+    i := i + 1;
+  END LOOP;
+  k := length(out) + n * 2;
+  IF length(s || out) > 12 THEN
+    RAISE NOTICE 'long % %', s || '!', k;
+  END IF;
+  IF (s || 'x') = 'abx' THEN RETURN 'ab' || k; END IF;
+  IF (out || NULL) IS NULL AND n >= 0 THEN out := out || '.'; END IF;
+  RETURN lower(out) || ':' || k || ':' || -n;
+END $$;
+CREATE FUNCTION short(s TEXT) RETURNS VARCHAR(4) AS $$
+DECLARE v VARCHAR(4);
+BEGIN v := s || '!'; RETURN v; END $$;
+CREATE FUNCTION reals(a REAL, b REAL, n INTEGER) RETURNS REAL AS $$
+DECLARE acc REAL := 0; i INTEGER := 0; d DOUBLE PRECISION;
+BEGIN
+  WHILE i < n LOOP
+    acc := acc * b + a / (i + 1);
+    i := i + 1;
+  END LOOP;
+  d := acc::float8 * 2;
+  IF acc > a OR d < 0 THEN acc := -acc; END IF;
+  IF acc IS NULL THEN RETURN NULL; END IF;
+  RETURN acc + 0.5::real;
+END $$;
+CREATE FUNCTION real_text(a REAL) RETURNS TEXT AS $$
+BEGIN RETURN 'r=' || (a * 3) || ',' || (a / 0.1::real)::text; END $$;
+CREATE FUNCTION wrap(s TEXT) RETURNS TEXT AS $$
+DECLARE t TEXT;
+BEGIN
+  t := label(s, 1);
+  IF label(s, 2) = t THEN RETURN 'same'; END IF;
+  RETURN '[' || t || '|' || short(s) || ']';
+END $$;";
+
+/// Text expressions (`||`, text functions, casts to text) and REAL arithmetic are compiled
+/// (through the helper stack), with the interpreter's results, events, errors and gas.
+#[test]
+fn text_and_real_expressions_compile_and_match_interpreter() {
+    let mut kv = MemKv::new();
+    let (c, _) = Contract::deploy(STACK_OPS, "o", b"s/", &mut kv, 1_000_000).unwrap();
+    assert_eq!(
+        c.jit_functions(),
+        vec!["label", "short", "reals", "real_text", "wrap"]
+    );
+    let ir = c.jit_ir();
+    assert!(
+        ir.contains("aergo_rt_stack_op"),
+        "no stack helper in the IR"
+    );
+    let t = |s: &str| Value::Text(s.into());
+    let mut checked = 0;
+    for s in [Value::Null, t("ab"), t("a"), t("zebra crossing"), t("")] {
+        for n in [0i64, 1, 3, -2] {
+            for gas in [100_000, 300] {
+                let (a, b) = run(&c, "label", &[s.clone(), Value::Int(n)], gas);
+                assert_eq!(a, b, "label({s:?}, {n}) gas {gas}");
+                checked += usize::from(a.is_ok());
+            }
+        }
+    }
+    assert!(checked > 20);
+    let (a, _) = run(&c, "label", &[t("ab"), Value::Int(2)], 100_000);
+    assert_eq!(a.unwrap().result, t("ab10"));
+    let (a, _) = run(&c, "label", &[t("a"), Value::Int(2)], 100_000);
+    assert_eq!(a.unwrap().result, t("a-0a-1.:10:-2"));
+    let (a, _) = run(&c, "label", &[Value::Null, Value::Int(4)], 100_000);
+    assert_eq!(a.unwrap().result, t("none:4"));
+    // VARCHAR(4) overflow through a stack assignment: the same error
+    let (a, b) = run(&c, "short", &[t("abcd")], 100_000);
+    assert!(a.is_err(), "{a:?}");
+    assert_eq!(a, b);
+    let (a, b) = run(&c, "short", &[t("abc")], 100_000);
+    assert_eq!(a.clone().unwrap().result, t("abc!"));
+    assert_eq!(a, b);
+    let r = |x: f32| Value::Real(x);
+    for (x, y) in [
+        (1.5f32, 0.5f32),
+        (-2.25, 1.1),
+        (3.0e38, 10.0),
+        (f32::NAN, 1.0),
+        (0.1, -0.3),
+        (f32::INFINITY, 0.0),
+    ] {
+        for n in [0i64, 1, 5] {
+            let args = [r(x), r(y), Value::Int(n)];
+            let (a, b) = run(&c, "reals", &args, 100_000);
+            assert_eq!(bits(&a), bits(&b), "reals({x}, {y}, {n})");
+            assert_eq!(
+                a.as_ref().map(|o| o.gas_used).ok(),
+                b.as_ref().map(|o| o.gas_used).ok()
+            );
+        }
+        let (a, b) = run(&c, "real_text", &[r(x)], 100_000);
+        assert_eq!(a, b, "real_text({x})");
+    }
+    // calls of functions returning TEXT leave their result on the stack
+    for s in [t("a"), t("xyz"), t("abcd"), Value::Null] {
+        let (a, b) = run(&c, "wrap", std::slice::from_ref(&s), 100_000);
+        assert_eq!(a, b, "wrap({s:?})");
+    }
+    let (a, _) = run(&c, "wrap", &[t("a")], 100_000);
+    assert_eq!(a.unwrap().result, t("[a-0.:5:-1|a!]"));
+    let (a, _) = run(&c, "reals", &[r(1.5), r(0.5), Value::Int(2)], 100_000);
+    // acc = 0*0.5 + 1.5/1 = 1.5; acc = 1.5*0.5 + 1.5/2 = 1.5; not > a; + 0.5
+    assert_eq!(a.unwrap().result, r(2.0));
+}
+
+const GUARDS: &str = "CREATE TABLE t (k BIGINT PRIMARY KEY, v TEXT);
+CREATE FUNCTION guarded(n BIGINT, mode INTEGER) RETURNS TEXT AS $$
+DECLARE i BIGINT := 0; log TEXT := ''; x BIGINT;
+BEGIN
+  FOR j IN 1..3 LOOP
+    BEGIN
+      INSERT INTO t VALUES (n * 10 + j, 'row' || j);
+      i := i + j;
+      IF mode = 1 AND j = 2 THEN x := 1 / (j - 2); END IF;
+      IF mode = 2 AND j = 2 THEN EXIT; END IF;
+      IF mode = 3 AND j = 3 THEN RETURN 'early ' || i || log; END IF;
+      IF mode = 4 THEN INSERT INTO t VALUES (n * 10 + j, 'dup'); END IF;
+      IF mode = 5 THEN
+        BEGIN
+          RAISE EXCEPTION 'inner % %', n, j;
+        EXCEPTION WHEN division_by_zero THEN
+          log := log || ' never';
+        END;
+      END IF;
+      IF mode = 6 AND j = 1 THEN CONTINUE; END IF;
+      log := log || ' ok' || j;
+    EXCEPTION
+      WHEN division_by_zero THEN
+        log := log || ' div:' || SQLSTATE;
+      WHEN unique_violation OR check_violation THEN
+        log := log || ' uniq:' || SQLSTATE;
+      WHEN raise_exception THEN
+        log := log || ' raised[' || SQLERRM || ']';
+    END;
+  END LOOP;
+  RETURN i || log;
+END $$;
+CREATE FUNCTION spin_guarded(n BIGINT) RETURNS TEXT AS $$
+DECLARE i BIGINT := 0;
+BEGIN
+  BEGIN
+    WHILE i < n LOOP i := i + 1; END LOOP;
+  EXCEPTION WHEN others THEN
+    RETURN 'caught';
+  END;
+  RETURN 'done ' || i;
+END $$;
+CREATE FUNCTION outer_catch(n BIGINT) RETURNS TEXT AS $$
+BEGIN
+  BEGIN
+    BEGIN
+      INSERT INTO t VALUES (n, 'a');
+      PERFORM 1 / (n - n);
+    EXCEPTION WHEN unique_violation THEN
+      RETURN 'inner';
+    END;
+  EXCEPTION WHEN SQLSTATE '22000' THEN
+    RETURN 'outer ' || SQLSTATE || ' ' || SQLERRM;
+  END;
+  RETURN 'none';
+END $$;";
+
+/// Functions with exception blocks are JIT-compiled: savepoints, rollback, handler choice,
+/// SQLSTATE/SQLERRM, RETURN/EXIT/CONTINUE out of a block, nested blocks and errors no handler
+/// may catch give the interpreter's results, writes, events and gas.
+#[test]
+fn exception_blocks_compile_and_match_interpreter() {
+    let mut kv = MemKv::new();
+    let (c, _) = Contract::deploy(GUARDS, "o", b"g/", &mut kv, 1_000_000).unwrap();
+    assert_eq!(
+        c.jit_functions(),
+        vec!["guarded", "spin_guarded", "outer_catch"]
+    );
+    let dump = |kv: &MemKv| {
+        c.query("SELECT k, v FROM t ORDER BY k", kv, 1_000_000)
+            .unwrap()
+            .rows
+    };
+    let both = |f: &str, args: &[Value], gas: u64| {
+        let mut k1 = kv.clone();
+        let mut k2 = kv.clone();
+        let a = c.call_with(
+            Engine::Interpreter,
+            f,
+            args,
+            &mut MockChain::default(),
+            &mut k1,
+            gas,
+        );
+        let b = c.call_with(
+            Engine::Jit,
+            f,
+            args,
+            &mut MockChain::default(),
+            &mut k2,
+            gas,
+        );
+        assert_eq!(a, b, "{f}({args:?}) gas {gas}");
+        assert_eq!(dump(&k1), dump(&k2), "{f}({args:?}) writes");
+        (a, dump(&k1))
+    };
+    let calls_before = c.jit_calls();
+    for mode in 0..=6i64 {
+        for gas in [1_000_000, 2_000, 600] {
+            let _ = both("guarded", &[Value::Int(1), Value::Int(mode)], gas);
+        }
+    }
+    let (r, rows) = both("guarded", &[Value::Int(1), Value::Int(1)], 1_000_000);
+    assert_eq!(r.unwrap().result, Value::Text("6 ok1 div:22012 ok3".into()));
+    assert_eq!(
+        rows.len(),
+        2,
+        "the failed block's insert was rolled back: {rows:?}"
+    );
+    let (r, _) = both("guarded", &[Value::Int(1), Value::Int(3)], 1_000_000);
+    assert_eq!(r.unwrap().result, Value::Text("early 6 ok1 ok2".into()));
+    let (r, _) = both("guarded", &[Value::Int(1), Value::Int(5)], 1_000_000);
+    assert_eq!(
+        r.unwrap().result,
+        Value::Text("6 raised[inner 1 1] raised[inner 1 2] raised[inner 1 3]".into())
+    );
+    let (r, rows) = both("guarded", &[Value::Int(1), Value::Int(4)], 1_000_000);
+    assert_eq!(
+        r.unwrap().result,
+        Value::Text("6 uniq:23505 uniq:23505 uniq:23505".into())
+    );
+    assert!(rows.is_empty(), "{rows:?}");
+    // out of gas inside a block is never caught, on both engines
+    let (r, _) = both("spin_guarded", &[Value::Int(1_000_000)], 50_000);
+    assert!(matches!(r, Err(SqlError::OutOfGas { .. })), "{r:?}");
+    let (r, _) = both("spin_guarded", &[Value::Int(10)], 50_000);
+    assert_eq!(r.unwrap().result, Value::Text("done 10".into()));
+    // an error the inner block does not handle reaches the outer one (a class code)
+    let (r, rows) = both("outer_catch", &[Value::Int(7)], 1_000_000);
+    assert_eq!(
+        r.unwrap().result,
+        Value::Text("outer 22012 division by zero".into())
+    );
+    assert!(rows.is_empty());
+    assert!(
+        c.jit_calls() > calls_before,
+        "the JIT ran none of these calls"
+    );
 }

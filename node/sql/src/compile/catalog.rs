@@ -118,13 +118,21 @@ pub fn apply_script(cat: &mut Catalog, src: &str, upgrade: bool) -> Result<Deplo
     let _ = upgrade;
     // pass 2: signatures (so functions may call each other in any order)
     for f in &new_funcs {
-        let sig = FuncSig {
-            name: f.name.clone(),
-            params: f.params.iter().map(|(n, t, _)| (n.clone(), *t)).collect(),
-            returns: f.returns,
-        };
+        let (sig, _) = super::procedural::signature(f);
         match cat.func(&f.name) {
-            Some(i) => cat.sigs[i] = sig,
+            Some(i) => {
+                // callers compiled against the old signature must keep reading the same shape
+                if cat.sigs[i].rows != sig.rows {
+                    return resolve_err(
+                        f.pos,
+                        format!(
+                            "cannot change return type of existing function {} (rows ↔ value)",
+                            f.name
+                        ),
+                    );
+                }
+                cat.sigs[i] = sig
+            }
             None => {
                 cat.sigs.push(sig);
                 cat.funcs.push(Function {
@@ -134,6 +142,7 @@ pub fn apply_script(cat: &mut Catalog, src: &str, upgrade: bool) -> Result<Deplo
                     slots: Vec::new(),
                     body: Vec::new(),
                     pos: f.pos,
+                    rows: None,
                 });
             }
         }

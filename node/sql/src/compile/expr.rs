@@ -854,6 +854,15 @@ impl<'a> Compiler<'a> {
                             ),
                         );
                     }
+                    if sig.rows.as_ref().is_some_and(|r| r.set) {
+                        return unsupported(
+                            pos,
+                            format!(
+                                "set-returning function {name}() outside FROM (write SELECT * \
+                                 FROM {name}(…))"
+                            ),
+                        );
+                    }
                     Ok((Expr::Call(fi, exprs), sig.returns))
                 }
                 None => resolve_err(pos, format!("function {name} does not exist")),

@@ -110,6 +110,27 @@ struct AggState {
     active: bool,
 }
 
+/// How a function returns its result, which decides what RETURN, RETURN NEXT and RETURN
+/// QUERY mean in its body.
+#[derive(Debug, Clone, Default)]
+enum ResultMode {
+    /// `RETURN expr` (or nothing for VOID).
+    #[default]
+    Value,
+    /// One OUT/INOUT parameter: its slot's value is the result (bare RETURN).
+    Out(usize),
+    /// Several OUT/INOUT parameters: a bare RETURN (or the end) emits them as one row.
+    Record(Vec<(usize, SqlType)>),
+    /// A set of the OUT parameters (RETURN NEXT without an expression) or, when `outs` is
+    /// empty, of RETURN NEXT's expression (one column).
+    Set {
+        /// OUT slots and types.
+        outs: Vec<(usize, SqlType)>,
+        /// Column types of the result.
+        types: Vec<SqlType>,
+    },
+}
+
 /// Expression/statement compiler.
 pub struct Compiler<'a> {
     cat: &'a Catalog,
@@ -126,8 +147,8 @@ pub struct Compiler<'a> {
     ctes: Vec<(String, Select)>,
     /// Views being expanded (a view that reads itself is an error, not a loop).
     expanding: Vec<String>,
-    /// Slot of the function's OUT parameter (its value is the result).
-    out_slot: Option<usize>,
+    /// How the function being compiled returns its result (RETURN, RETURN NEXT/QUERY).
+    result: ResultMode,
     /// Next `WITH RECURSIVE` work table id, and how many work-table references were
     /// compiled (to tell a recursive term from a plain UNION).
     next_work: usize,
@@ -152,7 +173,7 @@ impl<'a> Compiler<'a> {
             depth: 0,
             ctes: Vec::new(),
             expanding: Vec::new(),
-            out_slot: None,
+            result: ResultMode::Value,
             next_work: 0,
             work_refs: 0,
         }

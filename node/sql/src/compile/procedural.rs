@@ -14,37 +14,114 @@ pub(super) fn compile_function(cat: &Catalog, f: &FuncDef) -> Result<Function> {
         }
         env.declare(n, *t, false);
     }
-    let out_slot = match &f.out {
-        // INOUT: the parameter's own variable (declared above, at the same position)
-        Some((n, _, p)) if f.params.iter().any(|(pn, _, pp)| pn == n && pp == p) => f
-            .params
-            .iter()
-            .position(|(pn, _, _)| pn == n)
-            .map(|i| i + 1),
-        Some((n, t, p)) => {
-            if env.scopes.last().is_some_and(|s| s.contains_key(n)) {
-                return resolve_err(*p, format!("parameter name \"{n}\" used more than once"));
+    // the OUT/INOUT parameters and TABLE columns, in order (an INOUT one is the parameter's
+    // own variable, declared above at the same position)
+    let mut outs: Vec<(usize, SqlType)> = Vec::new();
+    for (n, t, p) in &f.outs {
+        let slot = match f.params.iter().position(|(pn, _, pp)| pn == n && pp == p) {
+            Some(i) => i + 1,
+            None => {
+                if env.scopes.last().is_some_and(|s| s.contains_key(n)) {
+                    return resolve_err(*p, format!("parameter name \"{n}\" used more than once"));
+                }
+                env.declare(n, *t, false)
             }
-            Some(env.declare(n, *t, false))
-        }
-        None => None,
+        };
+        outs.push((slot, *t));
+    }
+    let (sig, shape) = signature(f);
+    let mode = match (f.set, outs.len()) {
+        (true, _) => ResultMode::Set {
+            types: shape
+                .as_ref()
+                .map(|s| s.columns.iter().map(|c| c.1).collect())
+                .unwrap_or_default(),
+            outs: outs.clone(),
+        },
+        (false, 0) => ResultMode::Value,
+        (false, 1) => ResultMode::Out(outs[0].0),
+        (false, _) => ResultMode::Record(outs.clone()),
     };
     let mut c = Compiler::new(cat, Some(env), true, f.pos);
-    c.out_slot = out_slot;
+    c.result = mode.clone();
     let mut body = c.block(&f.body, f.pos)?;
-    if let Some(s) = out_slot {
-        // falling off the end returns the OUT parameter
-        body.push(st(1, StmtKind::Return(Some(Expr::Var(s)))));
+    match &mode {
+        // falling off the end returns the OUT parameter(s)
+        ResultMode::Out(s) => body.push(st(1, StmtKind::Return(Some(Expr::Var(*s))))),
+        ResultMode::Record(outs) => body.push(record_return(outs)),
+        ResultMode::Value | ResultMode::Set { .. } => {}
     }
     let slots = c.vars.map(|v| v.slots).unwrap_or_default();
     Ok(Function {
         name: f.name.clone(),
         params: f.params.iter().map(|(n, t, _)| (n.clone(), *t)).collect(),
-        returns: f.returns,
+        returns: if shape.is_some() {
+            SqlType::Void
+        } else {
+            sig.returns
+        },
         slots,
         body,
         pos: f.pos,
+        rows: shape,
     })
+}
+
+/// A function's signature (what callers see) and, for one returning rows, their shape.
+pub(super) fn signature(f: &FuncDef) -> (FuncSig, Option<RowShape>) {
+    let scalar_set = f.set && f.outs.is_empty();
+    let shape = if scalar_set {
+        Some(RowShape {
+            columns: vec![(f.name.clone(), f.returns)],
+            set: true,
+        })
+    } else if f.set || f.outs.len() > 1 {
+        Some(RowShape {
+            columns: f.outs.iter().map(|(n, t, _)| (n.clone(), *t)).collect(),
+            set: f.set,
+        })
+    } else {
+        None
+    };
+    let returns = match &shape {
+        Some(s) if !s.set => SqlType::Text(None),
+        Some(_) => SqlType::Void,
+        None => f.returns,
+    };
+    let column = match (f.outs.as_slice(), f.set) {
+        ([(n, _, _)], false) => n.clone(),
+        _ => f.name.clone(),
+    };
+    (
+        FuncSig {
+            name: f.name.clone(),
+            params: f.params.iter().map(|(n, t, _)| (n.clone(), *t)).collect(),
+            returns,
+            rows: shape.clone(),
+            column,
+            scalar_set,
+        },
+        shape,
+    )
+}
+
+/// The end (or a bare RETURN) of a record function: its OUT parameters as the one row, then
+/// RETURN.
+fn record_return(outs: &[(usize, SqlType)]) -> Stmt {
+    let row = outs.iter().map(|(s, t)| (Expr::Var(*s), *t)).collect();
+    st(
+        1,
+        StmtKind::If(
+            vec![(
+                Expr::Const(Value::Bool(true)),
+                vec![
+                    st(1, StmtKind::ReturnNext(row)),
+                    st(0, StmtKind::Return(None)),
+                ],
+            )],
+            Vec::new(),
+        ),
+    )
 }
 
 pub(super) fn st(cost: u64, kind: StmtKind) -> Stmt {
@@ -383,13 +460,20 @@ impl Compiler<'_> {
             }
             PStmt::Return(e, pos) => {
                 self.pos = *pos;
-                match (e, self.out_slot) {
-                    (Some(_), Some(_)) => resolve_err(
+                match (e, &self.result) {
+                    (Some(_), ResultMode::Out(_) | ResultMode::Record(_)) => resolve_err(
                         *pos,
                         "RETURN cannot have a parameter in function with OUT parameters",
                     ),
-                    (None, Some(s)) => Ok(st(1, StmtKind::Return(Some(Expr::Var(s))))),
-                    (e, None) => match e {
+                    (Some(_), ResultMode::Set { .. }) => resolve_err(
+                        *pos,
+                        "RETURN cannot have a parameter in function returning set; use RETURN \
+                         NEXT or RETURN QUERY",
+                    ),
+                    (None, ResultMode::Out(s)) => Ok(st(1, StmtKind::Return(Some(Expr::Var(*s))))),
+                    (None, ResultMode::Record(outs)) => Ok(record_return(&outs.clone())),
+                    (None, ResultMode::Set { .. }) => Ok(st(1, StmtKind::Return(None))),
+                    (e, ResultMode::Value) => match e {
                         Some(e) => {
                             let (x, _) = self.expr(e)?;
                             Ok(st(1 + x.size(), StmtKind::Return(Some(x))))
@@ -397,6 +481,48 @@ impl Compiler<'_> {
                         None => Ok(st(1, StmtKind::Return(None))),
                     },
                 }
+            }
+            PStmt::ReturnNext(e, pos) => {
+                self.pos = *pos;
+                let ResultMode::Set { outs, types } = self.result.clone() else {
+                    return resolve_err(*pos, "cannot use RETURN NEXT in a non-SETOF function");
+                };
+                match (e, outs.is_empty()) {
+                    (Some(_), false) => resolve_err(
+                        *pos,
+                        "RETURN NEXT cannot have a parameter in function with OUT parameters",
+                    ),
+                    (None, true) => resolve_err(*pos, "RETURN NEXT must have a parameter"),
+                    (None, false) => {
+                        let row = outs.iter().map(|(s, t)| (Expr::Var(*s), *t)).collect();
+                        Ok(st(1, StmtKind::ReturnNext(row)))
+                    }
+                    (Some(e), true) => {
+                        let (x, _) = self.expr(e)?;
+                        let ty = types.first().copied().unwrap_or(SqlType::Unknown);
+                        Ok(st(1 + x.size(), StmtKind::ReturnNext(vec![(x, ty)])))
+                    }
+                }
+            }
+            PStmt::ReturnQuery(q, pos) => {
+                self.pos = *pos;
+                let ResultMode::Set { types, .. } = self.result.clone() else {
+                    return resolve_err(*pos, "cannot use RETURN QUERY in a non-SETOF function");
+                };
+                let q = self.select(q)?;
+                if q.columns.len() != types.len() {
+                    return resolve_err(
+                        *pos,
+                        format!(
+                            "structure of query does not match function result type: the \
+                             query returns {} columns, the function {}",
+                            q.columns.len(),
+                            types.len()
+                        ),
+                    );
+                }
+                let cost = gas::SQL_BASE + select_size(&q);
+                Ok(st(cost, StmtKind::ReturnQuery(Box::new(q), types)))
             }
             PStmt::Raise {
                 level,

@@ -70,11 +70,45 @@ impl<'a> Compiler<'a> {
                 let offset = scope.cols.len();
                 match tf {
                     ast::TableFactor::Table {
-                        name, alias, args, ..
+                        name,
+                        alias,
+                        args: Some(targs),
+                        with_ordinality,
+                        ..
                     } => {
-                        if args.is_some() {
-                            return unsupported(pos, "table functions");
+                        if *with_ordinality {
+                            return unsupported(pos, "WITH ORDINALITY");
                         }
+                        let (kind_, cols) = self.function_source(name, &targs.args, pos)?;
+                        let an = alias.as_ref().map(|a| lc(&a.name));
+                        let single = cols.len() == 1;
+                        for (k, (n, t)) in cols.iter().enumerate() {
+                            // `FROM f() AS x` names a one-column result `x`, as PostgreSQL
+                            let n = match alias.as_ref() {
+                                Some(a) if a.columns.get(k).is_some() => {
+                                    a.columns.get(k).map(|c| lc(&c.name)).unwrap_or_default()
+                                }
+                                Some(a) if single && !sets_rows(self.cat, &kind_) => lc(&a.name),
+                                _ => n.clone(),
+                            };
+                            scope.cols.push(ScopeCol {
+                                table: Some(
+                                    an.clone()
+                                        .unwrap_or_else(|| obj_name(name, pos).unwrap_or_default()),
+                                ),
+                                name: n,
+                                ty: *t,
+                            });
+                        }
+                        sources.push(Source {
+                            kind: kind_,
+                            join: kind,
+                            on: None,
+                            offset,
+                            width: cols.len(),
+                        });
+                    }
+                    ast::TableFactor::Table { name, alias, .. } => {
                         let tn = obj_name(name, pos)?;
                         if let Some(q) = self.named_query(&tn, pos)? {
                             let an = alias.as_ref().map(|a| lc(&a.name)).unwrap_or(tn);
@@ -171,6 +205,60 @@ impl<'a> Compiler<'a> {
         let r = self.select_body(q, sel, sources, on_asts, width);
         self.scopes.pop();
         r
+    }
+
+    /// A contract function called in FROM: the source and its columns (a row-returning
+    /// function's, else one column named after the OUT parameter or the function). The
+    /// arguments are compiled in an empty scope of this query level: they may read variables
+    /// and enclosing queries, not the other FROM items (no LATERAL).
+    fn function_source(
+        &mut self,
+        name: &ast::ObjectName,
+        args: &[ast::FunctionArg],
+        pos: Pos,
+    ) -> Result<(SourceKind, Vec<(String, SqlType)>)> {
+        let fname = obj_name(name, pos)?;
+        let Some(fi) = self.cat.func(&fname) else {
+            return resolve_err(
+                pos,
+                format!(
+                    "function {fname} does not exist (only contract functions may appear in FROM)"
+                ),
+            );
+        };
+        let sig = &self.cat.sigs[fi];
+        if sig.params.len() != args.len() {
+            return resolve_err(
+                pos,
+                format!(
+                    "function {fname} takes {} arguments, got {}",
+                    sig.params.len(),
+                    args.len()
+                ),
+            );
+        }
+        let cols = match &sig.rows {
+            Some(r) => r.columns.clone(),
+            None if sig.returns == SqlType::Void => {
+                return resolve_err(pos, format!("function {fname} returns no value"))
+            }
+            None => vec![(sig.column.clone(), sig.returns)],
+        };
+        self.scopes.push(Scope::default());
+        let r = (|| -> Result<Vec<Expr>> {
+            let mut out = Vec::with_capacity(args.len());
+            for a in args {
+                match a {
+                    ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(e)) => {
+                        out.push(self.expr(e)?.0)
+                    }
+                    _ => return unsupported(pos, "named or wildcard arguments in FROM"),
+                }
+            }
+            Ok(out)
+        })();
+        self.scopes.pop();
+        Ok((SourceKind::Function { func: fi, args: r? }, cols))
     }
 
     /// A WITH query or a view named `name` in FROM, compiled as a derived table.
@@ -1152,6 +1240,11 @@ pub fn select_size(q: &Select) -> u64 {
     n += q.proj.iter().map(|e| e.size()).sum::<u64>();
     n += q.filter.as_ref().map(|e| e.size()).unwrap_or(0);
     n += q.sources.len() as u64;
+    for src in &q.sources {
+        if let SourceKind::Function { args, .. } = &src.kind {
+            n += args.iter().map(|e| e.size()).sum::<u64>();
+        }
+    }
     n
 }
 
@@ -1168,5 +1261,17 @@ pub fn plan_size(p: &SqlPlan) -> u64 {
                 + filter.as_ref().map(|e| e.size()).unwrap_or(0)
         }
         SqlPlan::Delete { filter, .. } => filter.as_ref().map(|e| e.size()).unwrap_or(0),
+    }
+}
+
+/// Whether a FROM function source returns rows of its own shape (then an alias names the
+/// table, not the one column).
+fn sets_rows(cat: &Catalog, k: &SourceKind) -> bool {
+    match k {
+        SourceKind::Function { func, .. } => cat
+            .sigs
+            .get(*func)
+            .is_some_and(|s| s.rows.as_ref().is_some_and(|r| !(r.set && s.scalar_set))),
+        _ => false,
     }
 }

@@ -9,7 +9,7 @@
 use crate::decimal::Decimal;
 use crate::error::{Result, SqlError};
 use crate::exec::{assign, exec_sql, Runtime};
-use crate::interp::{finish, format_raise, init_vars};
+use crate::interp::{condition_matches, error_state, finish, format_raise, init_vars};
 use crate::ir::*;
 use crate::value::{sql_cmp, SqlType, Value};
 use std::ffi::c_void;
@@ -75,6 +75,9 @@ pub struct JitCtx {
     /// Open `FOR … IN query` loops by statement address (few at a time: a
     /// list, not a map built per call).
     cursors: Vec<(usize, std::vec::IntoIter<Vec<Value>>)>,
+    /// Open exception blocks: the `scratch` depth at each one's start (an error inside one
+    /// may leave pushed operands behind; its catch drops them).
+    guards: Vec<usize>,
 }
 
 pub(super) type JitFn = unsafe extern "C" fn(*mut JitCtx) -> i32;
@@ -687,6 +690,8 @@ unsafe extern "C" fn aergo_rt_call(
                 Err(e) => fail(c, e),
                 Ok(v) => {
                     match (kind, v) {
+                        // a value the generated code keeps on the helper stack (TEXT, REAL, …)
+                        (4, v) => c.scratch.push(v),
                         (_, Value::Null) => {
                             *iv = 0;
                             *n = 1;
@@ -738,6 +743,51 @@ unsafe extern "C" fn aergo_rt_raise(ctx: *mut JitCtx, stmt: usize) -> i32 {
                 0
             } else {
                 fail(c, SqlError::Exception(msg))
+            }
+        })
+    }
+}
+
+/// RETURN NEXT: the values the generated code pushed (one per column), cast to the column
+/// types and appended to the call's result rows (`Runtime::return_row`).
+unsafe extern "C" fn aergo_rt_return_next(ctx: *mut JitCtx, stmt: usize) -> i32 {
+    // SAFETY: contract (a) for `ctx` (and `with_rt`'s pointers); (c): `stmt` is the address of
+    // a `StmtKind` in the kept catalog, matched against `ReturnNext` before use.
+    unsafe {
+        guarded(1, || {
+            let c = cx(ctx);
+            let StmtKind::ReturnNext(cols) = &*(stmt as *const StmtKind) else {
+                return fail(c, SqlError::Jit("bad RETURN NEXT pointer".into()));
+            };
+            let vals = take_args(c, cols.len() as u64);
+            match with_rt(c, |rt, _, _| {
+                let mut row = Vec::with_capacity(cols.len());
+                for (v, (_, t)) in vals.into_iter().zip(cols) {
+                    row.push(v.cast_owned(t)?);
+                }
+                rt.return_row(row)
+            }) {
+                Ok(()) => 0,
+                Err(e) => fail(c, e),
+            }
+        })
+    }
+}
+
+/// RETURN QUERY: the shared executor runs the query; its rows are appended to the call's
+/// result rows (`Runtime::return_query`).
+unsafe extern "C" fn aergo_rt_return_query(ctx: *mut JitCtx, stmt: usize) -> i32 {
+    // SAFETY: contract (a) for `ctx` (and `with_rt`'s pointers); (c): `stmt` is the address of
+    // a `StmtKind` in the kept catalog, matched against `ReturnQuery` before use.
+    unsafe {
+        guarded(1, || {
+            let c = cx(ctx);
+            let StmtKind::ReturnQuery(q, types) = &*(stmt as *const StmtKind) else {
+                return fail(c, SqlError::Jit("bad RETURN QUERY pointer".into()));
+            };
+            match with_rt(c, |rt, vars, _| rt.return_query(q, types, vars)) {
+                Ok(()) => 0,
+                Err(e) => fail(c, e),
             }
         })
     }
@@ -872,6 +922,213 @@ unsafe extern "C" fn aergo_rt_cmp_ref(
                 Ok(None) => 0,
                 Err(e) => fail(c, e),
             }
+        })
+    }
+}
+
+// ---------------------------------------------------- exception blocks ---
+// `BEGIN … EXCEPTION … END`: the generated code enters the block (savepoint), and leaves it
+// at its end or when RETURN/EXIT/CONTINUE passes out of it (release); an error inside goes
+// to its catch, which rolls the savepoint back and picks the handler exactly as the
+// interpreter does (`interp::condition_matches`, `interp::error_state`).
+
+/// Start of an exception block: a savepoint of the call's store.
+unsafe extern "C" fn aergo_rt_guard_enter(ctx: *mut JitCtx) -> i32 {
+    // SAFETY: contract (a) for `ctx` (and `with_rt`'s pointers).
+    unsafe {
+        guarded(1, || {
+            let c = cx(ctx);
+            let depth = c.scratch.len();
+            match with_rt(c, |rt, _, _| {
+                if !rt.kv.savepoint() {
+                    return Err(SqlError::Exception(
+                        "exception blocks need a buffered store".into(),
+                    ));
+                }
+                rt.guarded += 1;
+                Ok(())
+            }) {
+                Ok(()) => {
+                    c.guards.push(depth);
+                    0
+                }
+                Err(e) => fail(c, e),
+            }
+        })
+    }
+}
+
+/// Normal end of an exception block (or a jump out of it): the savepoint is released.
+unsafe extern "C" fn aergo_rt_guard_leave(ctx: *mut JitCtx) {
+    // SAFETY: contract (a) for `ctx` (and `with_rt`'s pointers).
+    unsafe {
+        guarded((), || {
+            let c = cx(ctx);
+            c.guards.pop();
+            let _ = with_rt(c, |rt, _, _| {
+                rt.kv.release_savepoint();
+                rt.guarded = rt.guarded.saturating_sub(1);
+                Ok(())
+            });
+        })
+    }
+}
+
+/// An error inside an exception block: rolls its writes back (gas stays spent) and returns
+/// the index of the first handler whose conditions match, with its `SQLSTATE`/`SQLERRM`
+/// variables set, or -1 with the error left for the enclosing code.
+unsafe extern "C" fn aergo_rt_guard_catch(ctx: *mut JitCtx, stmt: usize) -> i32 {
+    // SAFETY: contract (a) for `ctx` (and `with_rt`'s pointers); (c): `stmt` is the address of
+    // a `StmtKind` in the kept catalog, matched against `Guarded` before use.
+    unsafe {
+        guarded(-1, || {
+            let c = cx(ctx);
+            let depth = c.guards.pop().unwrap_or(0);
+            c.scratch.truncate(depth);
+            let _ = with_rt(c, |rt, _, _| {
+                rt.kv.rollback_savepoint();
+                rt.guarded = rt.guarded.saturating_sub(1);
+                Ok(())
+            });
+            let StmtKind::Guarded(_, handlers) = &*(stmt as *const StmtKind) else {
+                fail(c, SqlError::Jit("bad exception block pointer".into()));
+                return -1;
+            };
+            // a helper that panicked fails the whole call: never caught
+            if RT_PANICKED.with(|p| p.get()) {
+                return -1;
+            }
+            let Some(e) = c.err.take() else {
+                return -1;
+            };
+            let found = handlers
+                .iter()
+                .position(|h| h.conds.iter().any(|cd| condition_matches(&e, cd)));
+            let Some(k) = found.and_then(|k| handlers.get(k).map(|h| (k, h))) else {
+                c.err = Some(e);
+                return -1;
+            };
+            let (code, msg) = error_state(&e);
+            let (s, m) = k.1.state;
+            match with_rt(c, |_, vars, slots| {
+                assign(vars, slots, s, Value::Text(code.into()))?;
+                assign(vars, slots, m, Value::Text(msg))
+            }) {
+                Ok(()) => i32::try_from(k.0).unwrap_or(-1),
+                Err(e2) => {
+                    c.err = Some(e2);
+                    -1
+                }
+            }
+        })
+    }
+}
+
+// ------------------------------------------------------------- stack ---
+// Expressions the generated code cannot hold in registers (text `||`, REAL arithmetic, casts
+// and text functions over frame values) are computed on the `scratch` stack: the code pushes
+// the operands (`aergo_rt_push_*`) and `aergo_rt_stack_op` replaces them by the node's value,
+// computed by the same functions the interpreter applies to that node (`Runtime::concat`,
+// `exec::arith`, `exec::negate`, `Value::cast_owned`, `exec::builtin`) — one node at a time,
+// never the evaluator. The value is then consumed by an assignment, RETURN, a comparison,
+// IS NULL or as an argument.
+
+/// Replaces the top operands of the stack by the value of the node at `expr`.
+unsafe extern "C" fn aergo_rt_stack_op(ctx: *mut JitCtx, expr: usize) -> i32 {
+    // SAFETY: contract (a) for `ctx` (and `with_rt`'s pointers); (c): `expr` is the address of
+    // an `Expr` in the kept catalog.
+    unsafe {
+        guarded(1, || {
+            let c = cx(ctx);
+            let e = &*(expr as *const Expr);
+            let n = match e {
+                Expr::Concat(..) | Expr::Arith(..) => 2,
+                Expr::Cast(..) | Expr::Neg(_) => 1,
+                Expr::Builtin(_, args) => args.len() as u64,
+                _ => return fail(c, SqlError::Jit("bad stack expression pointer".into())),
+            };
+            let mut v = take_args(c, n);
+            if v.len() as u64 != n || v.is_empty() {
+                return fail(c, SqlError::Jit("stack underflow".into()));
+            }
+            let r = with_rt(c, |rt, _, _| match e {
+                Expr::Concat(..) => rt.concat(&v[0], &v[1]),
+                Expr::Arith(op, ..) => crate::exec::arith(*op, &v[0], &v[1]),
+                Expr::Cast(_, ty) => std::mem::replace(&mut v[0], Value::Null).cast_owned(ty),
+                Expr::Neg(_) => crate::exec::negate(std::mem::replace(&mut v[0], Value::Null)),
+                Expr::Builtin(b, _) => crate::exec::builtin(*b, &v),
+                _ => Err(SqlError::Jit("bad stack expression".into())),
+            });
+            match r {
+                Ok(x) => {
+                    c.scratch.push(x);
+                    0
+                }
+                Err(e) => fail(c, e),
+            }
+        })
+    }
+}
+
+/// Pops the top of the stack into the variable in `slot` (cast to its type, as `:=`).
+unsafe extern "C" fn aergo_rt_pop_assign(ctx: *mut JitCtx, slot: u64) -> i32 {
+    // SAFETY: contract (a) for `ctx` (and `with_rt`'s pointers).
+    unsafe {
+        guarded(1, || {
+            let c = cx(ctx);
+            let v = c.scratch.pop().unwrap_or(Value::Null);
+            let slot = usize::try_from(slot).unwrap_or(usize::MAX);
+            match with_rt(c, |_, vars, slots| assign(vars, slots, slot, v)) {
+                Ok(()) => 0,
+                Err(e) => fail(c, e),
+            }
+        })
+    }
+}
+
+/// RETURN of the top of the stack.
+unsafe extern "C" fn aergo_rt_ret_pop(ctx: *mut JitCtx) {
+    // SAFETY: contract (a): `ctx` is the live `JitCtx` of this call.
+    unsafe {
+        guarded((), || {
+            let c = cx(ctx);
+            c.result = c.scratch.pop().unwrap_or(Value::Null);
+        })
+    }
+}
+
+/// Compares the two top values of the stack (popped): `ord` gets -1/0/1, `null` 1 when either
+/// is NULL (as `aergo_rt_cmp_ref`).
+unsafe extern "C" fn aergo_rt_cmp_pop(ctx: *mut JitCtx, ord: *mut i32, null: *mut u8) -> i32 {
+    // SAFETY: contract (a) for `ctx`; (b): `ord` and `null` are the caller's i32 and i8 allocas.
+    unsafe {
+        *ord = 0;
+        *null = 1;
+        guarded(1, || {
+            let c = cx(ctx);
+            let v = take_args(c, 2);
+            let (Some(x), Some(y)) = (v.first(), v.get(1)) else {
+                return fail(c, SqlError::Jit("stack underflow".into()));
+            };
+            match sql_cmp(x, y) {
+                Ok(Some(o)) => {
+                    *ord = o as i32;
+                    *null = 0;
+                    0
+                }
+                Ok(None) => 0,
+                Err(e) => fail(c, e),
+            }
+        })
+    }
+}
+
+/// Pops the top of the stack: 1 when it is NULL, else 0.
+unsafe extern "C" fn aergo_rt_pop_is_null(ctx: *mut JitCtx) -> i32 {
+    // SAFETY: contract (a): `ctx` is the live `JitCtx` of this call.
+    unsafe {
+        guarded(1, || {
+            i32::from(cx(ctx).scratch.pop().is_none_or(|v| v.is_null()))
         })
     }
 }
@@ -1122,6 +1379,8 @@ helper_table! {
     aergo_rt_query_next: (P, I64) -> I32;
     aergo_rt_call: (P, I64, I64, I32, P, P, P) -> I32;
     aergo_rt_raise: (P, I64) -> I32;
+    aergo_rt_return_next: (P, I64) -> I32;
+    aergo_rt_return_query: (P, I64) -> I32;
     aergo_rt_ret_int: (P, I64, I8) -> void;
     aergo_rt_ret_bool: (P, I8, I8) -> void;
     aergo_rt_ret_dec: (P, P) -> I32;
@@ -1130,6 +1389,14 @@ helper_table! {
     aergo_rt_assign_ref: (P, I64, I32, I64) -> I32;
     aergo_rt_cmp_ref: (P, I32, I64, I32, I64, P, P) -> I32;
     aergo_rt_var_is_null: (P, I64) -> I32;
+    aergo_rt_stack_op: (P, I64) -> I32;
+    aergo_rt_guard_enter: (P) -> I32;
+    aergo_rt_guard_leave: (P) -> void;
+    aergo_rt_guard_catch: (P, I64) -> I32;
+    aergo_rt_pop_assign: (P, I64) -> I32;
+    aergo_rt_ret_pop: (P) -> void;
+    aergo_rt_cmp_pop: (P, P, P) -> I32;
+    aergo_rt_pop_is_null: (P) -> I32;
 }
 
 pub(super) static NULL_VALUE: Value = Value::Null;
@@ -1154,6 +1421,7 @@ pub(super) fn call_compiled(
         result: Value::Null,
         scratch: Vec::new(),
         cursors: Vec::new(),
+        guards: Vec::new(),
     };
     let outer_panicked = RT_PANICKED.with(|p| p.replace(false));
     // SAFETY: `fp` was compiled for this catalog's function `fi`; `jc`

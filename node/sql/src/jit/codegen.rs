@@ -80,7 +80,13 @@ struct Gen<'c, 'm> {
         ),
     >,
     helpers: &'m HashMap<&'static str, FunctionValue<'c>>,
+    /// Where an error goes: the function's failure exit, or the catch block of the innermost
+    /// exception block being generated.
     fail_bb: inkwell::basic_block::BasicBlock<'c>,
+    /// Exception blocks open at the point being generated (RETURN leaves them all).
+    guard_depth: u32,
+    /// Exception blocks open where each loop starts (EXIT/CONTINUE leave the ones inside).
+    loop_guards: HashMap<usize, u32>,
 }
 
 /// Declares every runtime helper of [`helpers`] in the module, by its signature there.
@@ -154,6 +160,8 @@ pub(super) fn gen_function<'c>(
             loops: HashMap::new(),
             helpers,
             fail_bb,
+            guard_depth: 0,
+            loop_guards: HashMap::new(),
         };
         for ty in &f.slots {
             let r = match ty {
@@ -978,6 +986,30 @@ impl<'c> Gen<'c, '_> {
                 self.arith(*op, x, y)?
             }
             Expr::Cmp(op, a, b) if self.frame_cmp(a, b) => self.cmp_ref(*op, a, b)?,
+            Expr::Cmp(op, a, b) if self.on_stack(a) || self.on_stack(b) => {
+                self.cmp_stack(*op, a, b)?
+            }
+            Expr::Cmp(op, a, b)
+                if (self.frame_operand(a).is_some() || self.frame_operand(b).is_some())
+                    && [a, b]
+                        .iter()
+                        .any(|x| static_kind(x, &self.slots, &self.rets) == JKind::Unsupported)
+                    && self.stackable(a)
+                    && self.stackable(b) =>
+            {
+                self.cmp_stack(*op, a, b)?
+            }
+            Expr::IsNull(a, neg) if self.on_stack(a) => {
+                self.push_arg(a)?;
+                let r = self
+                    .call("aergo_rt_pop_is_null", &[self.ctxp.into()])?
+                    .ok_or(GenErr::Unsup(line!()))?;
+                let n = self
+                    .b
+                    .build_int_compare(IntPredicate::NE, r, self.i32c(0), "isn")?;
+                let r = if *neg { self.b.build_not(n, "nn")? } else { n };
+                JVal::Bool(r, self.b1(false))
+            }
             Expr::Cmp(op, a, b) => {
                 let x = self.expr(a)?;
                 let y = self.expr(b)?;
@@ -1841,8 +1873,124 @@ impl<'c> Gen<'c, '_> {
         Ok(true)
     }
 
-    /// Evaluates an argument and pushes it for RAISE or a call.
+    /// Whether `e` can be pushed on the helper stack: natively compiled, a constant, a frame
+    /// variable, or `||`, arithmetic, a cast, unary minus or a built-in function over such
+    /// operands (see `abi`'s stack helpers).
+    fn stackable(&self, e: &Expr) -> bool {
+        if static_kind(e, &self.slots, &self.rets) != JKind::Unsupported {
+            return true;
+        }
+        match e {
+            Expr::Const(_) => true,
+            Expr::Var(s) => matches!(self.slots.get(*s), Some(Repr::Frame)),
+            Expr::Concat(a, b) | Expr::Arith(_, a, b) => self.stackable(a) && self.stackable(b),
+            Expr::Cast(a, _) | Expr::Neg(a) => self.stackable(a),
+            Expr::Builtin(_, args) => !args.is_empty() && args.iter().all(|a| self.stackable(a)),
+            Expr::Call(fi, args) => {
+                !matches!(self.rets.get(*fi), None | Some(SqlType::Void))
+                    && args.iter().all(|a| self.stackable(a))
+            }
+            _ => false,
+        }
+    }
+
+    /// An expression the generated code computes on the helper stack rather than natively.
+    fn on_stack(&self, e: &Expr) -> bool {
+        static_kind(e, &self.slots, &self.rets) == JKind::Unsupported
+            && !matches!(e, Expr::Const(_) | Expr::Var(_))
+            && self.stackable(e)
+    }
+
+    /// Evaluates an argument and pushes it (RAISE, calls, RETURN NEXT, stack operands).
     fn push_arg(&self, a: &Expr) -> G<()> {
+        if !self.on_stack(a) {
+            return self.push_leaf(a);
+        }
+        match a {
+            Expr::Concat(x, y) | Expr::Arith(_, x, y) => {
+                self.push_arg(x)?;
+                self.push_arg(y)?;
+            }
+            Expr::Cast(x, _) | Expr::Neg(x) => self.push_arg(x)?,
+            Expr::Builtin(_, args) => {
+                for x in args {
+                    self.push_arg(x)?;
+                }
+            }
+            // a call whose result the generated code does not hold (TEXT, REAL, a record's
+            // text): `aergo_rt_call` leaves it on the stack
+            Expr::Call(fi, args) => {
+                for x in args {
+                    self.push_arg(x)?;
+                }
+                let iv = self.entry_alloca(self.c.i64_type().into())?;
+                let nv = self.entry_alloca(self.c.i8_type().into())?;
+                let dec = self.entry_alloca_dec()?;
+                return self.call_checked(
+                    "aergo_rt_call",
+                    &[
+                        self.ctxp.into(),
+                        self.i64c(*fi as u64).into(),
+                        self.i64c(args.len() as u64).into(),
+                        self.i32c(4).into(),
+                        iv.into(),
+                        nv.into(),
+                        dec.into(),
+                    ],
+                );
+            }
+            _ => return Err(GenErr::Unsup(line!())),
+        }
+        let addr = a as *const Expr as usize as u64;
+        self.call_checked(
+            "aergo_rt_stack_op",
+            &[self.ctxp.into(), self.i64c(addr).into()],
+        )
+    }
+
+    /// `slot := e` through the helper stack (false: `e` is not a stack expression).
+    fn assign_stack(&self, slot: usize, e: &Expr) -> G<bool> {
+        if !self.on_stack(e) {
+            return Ok(false);
+        }
+        self.push_arg(e)?;
+        self.call_checked(
+            "aergo_rt_pop_assign",
+            &[self.ctxp.into(), self.i64c(slot as u64).into()],
+        )?;
+        self.reload(slot)?;
+        Ok(true)
+    }
+
+    /// A comparison with an operand computed on the helper stack.
+    fn cmp_stack(&self, op: CmpOp, a: &Expr, b: &Expr) -> G<JVal<'c>> {
+        self.push_arg(a)?;
+        self.push_arg(b)?;
+        let ordp = self.entry_alloca(self.c.i32_type().into())?;
+        let nullp = self.entry_alloca(self.c.i8_type().into())?;
+        self.call_checked(
+            "aergo_rt_cmp_pop",
+            &[self.ctxp.into(), ordp.into(), nullp.into()],
+        )?;
+        let r = self
+            .b
+            .build_load(self.c.i32_type(), ordp, "ord")?
+            .into_int_value();
+        let n = self.load_flag(nullp)?;
+        let z = self.i32c(0);
+        let v = match op {
+            CmpOp::Eq => self.b.build_int_compare(IntPredicate::EQ, r, z, "eq")?,
+            CmpOp::Ne => self.b.build_int_compare(IntPredicate::NE, r, z, "ne")?,
+            CmpOp::Lt => self.b.build_int_compare(IntPredicate::SLT, r, z, "lt")?,
+            CmpOp::Le => self.b.build_int_compare(IntPredicate::SLE, r, z, "le")?,
+            CmpOp::Gt => self.b.build_int_compare(IntPredicate::SGT, r, z, "gt")?,
+            CmpOp::Ge => self.b.build_int_compare(IntPredicate::SGE, r, z, "ge")?,
+        };
+        Ok(JVal::Bool(v, n))
+    }
+
+    /// Evaluates a leaf argument (constant, variable, native expression) and pushes it.
+    fn push_leaf(&self, a: &Expr) -> G<()> {
         let ctx: BasicMetadataValueEnum<'c> = self.ctxp.into();
         match a {
             Expr::Const(v) if !matches!(v, Value::Num(_)) => {
@@ -1884,6 +2032,15 @@ impl<'c> Gen<'c, '_> {
         Ok(())
     }
 
+    /// Releases the savepoints of `n` open exception blocks (RETURN, EXIT or CONTINUE out of
+    /// them), as the interpreter does when the flow passes their end.
+    fn leave_guards(&self, n: u32) -> G<()> {
+        for _ in 0..n {
+            self.call("aergo_rt_guard_leave", &[self.ctxp.into()])?;
+        }
+        Ok(())
+    }
+
     fn dead_block(&self) {
         let bb = self.c.append_basic_block(self.func, "dead");
         self.b.position_at_end(bb);
@@ -1916,10 +2073,43 @@ impl<'c> Gen<'c, '_> {
     fn stmt(&mut self, s: &Stmt) -> G<bool> {
         self.charge(s.cost)?;
         match &s.kind {
-            // exception blocks (savepoints, handlers) run in the interpreter
-            StmtKind::Guarded(..) => return Err(GenErr::Unsup(line!())),
+            StmtKind::Guarded(body, handlers) => {
+                let ctx: BasicMetadataValueEnum<'c> = self.ctxp.into();
+                let addr = &s.kind as *const StmtKind as usize as u64;
+                // the body runs under a savepoint; its errors go to `catch`
+                self.call_checked("aergo_rt_guard_enter", &[ctx])?;
+                let catch = self.c.append_basic_block(self.func, "catch");
+                let after = self.c.append_basic_block(self.func, "guard_end");
+                let outer = std::mem::replace(&mut self.fail_bb, catch);
+                self.guard_depth += 1;
+                let r = self.stmts(body);
+                self.guard_depth -= 1;
+                self.fail_bb = outer;
+                r?;
+                self.call("aergo_rt_guard_leave", &[ctx])?;
+                self.b.build_unconditional_branch(after)?;
+                // rolled back; the first matching handler runs, else the error goes on
+                self.b.position_at_end(catch);
+                let h = self
+                    .call("aergo_rt_guard_catch", &[ctx, self.i64c(addr).into()])?
+                    .ok_or(GenErr::Unsup(line!()))?;
+                let mut cases = Vec::new();
+                let mut blocks = Vec::new();
+                for k in 0..handlers.len() {
+                    let hb = self.c.append_basic_block(self.func, "handler");
+                    cases.push((self.i32c(k as u64), hb));
+                    blocks.push(hb);
+                }
+                self.b.build_switch(h, self.fail_bb, &cases)?;
+                for (hd, hb) in handlers.iter().zip(blocks) {
+                    self.b.position_at_end(hb);
+                    self.stmts(&hd.body)?;
+                    self.b.build_unconditional_branch(after)?;
+                }
+                self.b.position_at_end(after);
+            }
             StmtKind::Assign(slot, e) => {
-                if !self.assign_ref(*slot, e)? {
+                if !self.assign_ref(*slot, e)? && !self.assign_stack(*slot, e)? {
                     let v = self.expr(e)?;
                     self.assign(*slot, v)?;
                 }
@@ -1927,7 +2117,7 @@ impl<'c> Gen<'c, '_> {
             StmtKind::Init(list) => {
                 for (slot, def) in list {
                     if let Some(e) = def {
-                        if self.assign_ref(*slot, e)? {
+                        if self.assign_ref(*slot, e)? || self.assign_stack(*slot, e)? {
                             continue;
                         }
                     }
@@ -1980,6 +2170,7 @@ impl<'c> Gen<'c, '_> {
                 let latch = self.c.append_basic_block(self.func, "latch");
                 let exit = self.c.append_basic_block(self.func, "endloop");
                 self.loops.insert(*id, (latch, exit));
+                self.loop_guards.insert(*id, self.guard_depth);
                 match plan {
                     LoopPlan::Plain => {
                         self.b.build_unconditional_branch(header)?;
@@ -2138,6 +2329,21 @@ impl<'c> Gen<'c, '_> {
                     .copied()
                     .ok_or(GenErr::Unsup(line!()))?;
                 let dest = if *is_continue { latch } else { exit };
+                // leaving exception blocks opened inside the loop releases their savepoints
+                let inside = self
+                    .guard_depth
+                    .saturating_sub(self.loop_guards.get(target).copied().unwrap_or(0));
+                let dest = if inside == 0 {
+                    dest
+                } else {
+                    let here = self.b.get_insert_block().ok_or(GenErr::Unsup(line!()))?;
+                    let leave = self.c.append_basic_block(self.func, "leave_guards");
+                    self.b.position_at_end(leave);
+                    self.leave_guards(inside)?;
+                    self.b.build_unconditional_branch(dest)?;
+                    self.b.position_at_end(here);
+                    leave
+                };
                 match cond {
                     Some(c) => {
                         let cv = self.expr(c)?;
@@ -2174,6 +2380,10 @@ impl<'c> Gen<'c, '_> {
                     Some(Expr::Var(slot)) if matches!(self.slots.get(*slot), Some(Repr::Frame)) => {
                         self.call("aergo_rt_ret_var", &[ctx, self.i64c(*slot as u64).into()])?;
                     }
+                    Some(e) if self.on_stack(e) => {
+                        self.push_arg(e)?;
+                        self.call("aergo_rt_ret_pop", &[ctx])?;
+                    }
                     Some(e) => match self.expr(e)? {
                         JVal::Int(v, n) => {
                             let nz = self.b.build_int_z_extend(n, self.c.i8_type(), "nz")?;
@@ -2201,8 +2411,27 @@ impl<'c> Gen<'c, '_> {
                         }
                     },
                 }
+                self.leave_guards(self.guard_depth)?;
                 self.b.build_return(Some(&self.i32c(0)))?;
                 return Ok(true);
+            }
+            StmtKind::ReturnNext(cols) => {
+                for (e, _) in cols {
+                    self.push_arg(e)?;
+                }
+                let addr = &s.kind as *const StmtKind as usize as u64;
+                self.call_checked(
+                    "aergo_rt_return_next",
+                    &[self.ctxp.into(), self.i64c(addr).into()],
+                )?;
+            }
+            StmtKind::ReturnQuery(q, _) => {
+                self.spill(&q.vars_used())?;
+                let addr = &s.kind as *const StmtKind as usize as u64;
+                self.call_checked(
+                    "aergo_rt_return_query",
+                    &[self.ctxp.into(), self.i64c(addr).into()],
+                )?;
             }
             StmtKind::Raise(_, _, args) => {
                 let ctx = self.ctxp.into();

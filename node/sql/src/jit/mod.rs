@@ -10,10 +10,12 @@
 //! `NUMERIC(p, s)` assignment on i64-sized mantissas (`codegen`'s `dec_fast_*`); SQL
 //! statements, the rest of decimal arithmetic, frame
 //! access and RAISE go through `aergo_rt_*` runtime helpers (the generated
-//! module imports nothing else, see [`JitProgram::imported_symbols`]). A
-//! function that uses anything else (text expressions other than assigning, comparing and
-//! NULL-testing text variables and constants, exception blocks, REAL arithmetic) runs in the
-//! interpreter.
+//! module imports nothing else, see [`JitProgram::imported_symbols`]). Text expressions
+//! (`||`, text functions, casts), REAL arithmetic and other values held in the frame are
+//! computed on the helper stack, one IR node per helper call; exception blocks are compiled
+//! with savepoint helpers and a catch block per `BEGIN … EXCEPTION`. A function that uses
+//! anything else (chain functions in expressions, LIKE, IN lists, BETWEEN, subqueries, …)
+//! runs in the interpreter.
 //! Both engines charge identical gas at identical points and report
 //! identical errors (the helpers call the same Rust code as the interpreter).
 //!
