@@ -238,6 +238,34 @@ fn height_in(url: &str, key: &aergo_types::Keypair, repo: &str) -> Result<u64> {
         .context("height")
 }
 
+/// Waits until `to` holds `balance` in `repo` on node `url` (reads signed by `key` when
+/// given) and returns that node's height of the repository then.
+fn wait_balance(
+    url: &str,
+    key: Option<&aergo_types::Keypair>,
+    repo: &str,
+    to: &aergo_types::Address,
+    balance: &str,
+) -> Result<u64> {
+    poll(
+        &format!("{url} to hold {balance} in {repo}"),
+        Duration::from_secs(30),
+        || {
+            let a = rpc_as(
+                url,
+                key,
+                "account",
+                json!({"repo": repo, "address": to.encode()}),
+            )?;
+            if a["balance"] != balance {
+                return Ok(None);
+            }
+            let c = rpc_as(url, key, "chain_info", json!({"repo": repo}))?;
+            Ok(c["height"].as_u64())
+        },
+    )
+}
+
 fn private_repository_replication(
     out: &std::path::Path,
     urls: &[String],
@@ -340,21 +368,7 @@ fn private_repository_replication(
         5,
         Vec::new(),
     )?;
-    let at = poll(
-        "node 2 to hold vault's transfer",
-        Duration::from_secs(30),
-        || {
-            let a = read(
-                &urls[1],
-                "account",
-                json!({"repo": "vault", "address": to.encode()}),
-            )?;
-            if a["balance"] != "5" {
-                return Ok(None);
-            }
-            Ok(Some(height_in(&urls[1], faucet, "vault")?))
-        },
-    )?;
+    let at = wait_balance(&urls[1], Some(faucet), "vault", &to, "5")?;
     for repo in ["vault", "vault/dd"] {
         let h = at.min(height_in(&urls[1], faucet, repo)?);
         let b1 = read(&urls[0], "block", json!({"repo": repo, "height": h}))?;
@@ -504,21 +518,7 @@ fn public_repository_replication(
         3,
         Vec::new(),
     )?;
-    let h = poll(
-        "node 3 to hold team's transfer",
-        Duration::from_secs(30),
-        || {
-            let a = rpc(
-                &urls[2],
-                "account",
-                json!({"repo": "team", "address": to.encode()}),
-            )?;
-            if a["balance"] != "3" {
-                return Ok(None);
-            }
-            Ok(rpc(&urls[2], "chain_info", json!({"repo": "team"}))?["height"].as_u64())
-        },
-    )?;
+    let h = wait_balance(&urls[2], None, "team", &to, "3")?;
     let b1 = rpc(&urls[0], "block", json!({"repo": "team", "height": h}))?;
     let b3 = rpc(&urls[2], "block", json!({"repo": "team", "height": h}))?;
     assert_eq!(b1["hash"], b3["hash"], "team at {h}: {b1} vs {b3}");

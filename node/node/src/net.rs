@@ -308,21 +308,7 @@ async fn run(
 impl Task {
     async fn event(&mut self, e: NetEvent) {
         match e {
-            NetEvent::Tx { peer, bytes } => {
-                let node = self.node.clone();
-                let res = tokio::task::spawn_blocking(move || {
-                    node.check(&bytes).and_then(|tx| node.admit_quiet(tx))
-                })
-                .await;
-                if let Ok(Err(
-                    crate::node::AdmitError::Malformed(_)
-                    | crate::node::AdmitError::Signature
-                    | crate::node::AdmitError::Rule(_),
-                )) = res
-                {
-                    self.handle.penalize(peer, Penalty::InvalidTx).await;
-                }
-            }
+            NetEvent::Tx { peer, bytes } => self.admit(self.node.clone(), peer, bytes).await,
             NetEvent::Block {
                 peer,
                 bytes,
@@ -393,6 +379,23 @@ impl Task {
         }
     }
 
+    /// A transaction from `peer` into `node`'s mempool (off the async workers); an invalid
+    /// one costs the peer.
+    async fn admit(&self, node: Arc<Node>, peer: PeerId, bytes: Vec<u8>) {
+        let res = tokio::task::spawn_blocking(move || {
+            node.check(&bytes).and_then(|tx| node.admit_quiet(tx))
+        })
+        .await;
+        if let Ok(Err(
+            crate::node::AdmitError::Malformed(_)
+            | crate::node::AdmitError::Signature
+            | crate::node::AdmitError::Rule(_),
+        )) = res
+        {
+            self.handle.penalize(peer, Penalty::InvalidTx).await;
+        }
+    }
+
     fn forget(&mut self, peer: &PeerId) {
         self.keys.remove(peer);
         for f in self.follows.values_mut() {
@@ -455,18 +458,7 @@ impl Task {
             return Verdict::Reject;
         }
         if !block {
-            let res = tokio::task::spawn_blocking(move || {
-                part.check(&bytes).and_then(|tx| part.admit_quiet(tx))
-            })
-            .await;
-            if let Ok(Err(
-                crate::node::AdmitError::Malformed(_)
-                | crate::node::AdmitError::Signature
-                | crate::node::AdmitError::Rule(_),
-            )) = res
-            {
-                self.handle.penalize(peer, Penalty::InvalidTx).await;
-            }
+            self.admit(part, peer, bytes).await;
             return Verdict::Accept;
         }
         let Ok(b) = Block::decode(&bytes) else {
