@@ -458,6 +458,32 @@ fn private_repository_replication(
             Ok((a["balance"] == "8").then_some(()))
         },
     )?;
+    // The stranger pushes a well-formed vault transaction: node 1 takes nothing from a
+    // peer that is not one of vault's nodes (checked after the quiet window below).
+    // Nonce 4 is the faucet's next in vault, so node 1 would include it if it took it.
+    let pushed = aergo_types::Tx {
+        kind: TxKind::Transfer,
+        nonce: 4,
+        from: faucet.public(),
+        to: Some(to),
+        amount: 1,
+        payload: Vec::new(),
+        gas_limit: 1000,
+        gas_price: 1_000_000_000,
+        chain_id: vault,
+    }
+    .sign(faucet);
+    let body = RepoBody::Push {
+        block: false,
+        bytes: aergo_p2p::ByteBuf::from(pushed.encode()),
+    };
+    let r = rt.block_on(stranger.repo_request(node1, vault.0, body))?;
+    assert_eq!(
+        r,
+        RepoResponse::Ack,
+        "the push was not even taken for checking"
+    );
+
     let after = height_in(&urls[0], faucet, "vault")?;
     assert!(
         after > cut,
@@ -477,6 +503,20 @@ fn private_repository_replication(
         leaked.load(Ordering::SeqCst),
         0,
         "the stranger received private repository data"
+    );
+    let a = read(
+        &urls[0],
+        "account",
+        json!({"repo": "vault", "address": to.encode()}),
+    )?;
+    assert_eq!(
+        a["balance"], "8",
+        "a non-member's pushed transfer was included: {a}"
+    );
+    let pool = read(&urls[0], "mempool", json!({"repo": "vault"}))?;
+    assert!(
+        !pool.to_string().contains(&pushed.hash.to_string()),
+        "node 1 admitted a vault transaction pushed by a non-member: {pool}"
     );
     rt.block_on(stranger.shutdown());
     Ok(())

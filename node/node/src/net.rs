@@ -453,9 +453,11 @@ impl Task {
             return Verdict::Ignore;
         };
         if !h.may_read(node_key.as_ref()) {
-            tracing::warn!(%peer, repo = %h.registration.create.name, from = %node_name(node_key.as_ref()), "dropped a private repository's data from a peer that is not one of its nodes");
-            self.handle.penalize(peer, Penalty::InvalidTx).await;
-            return Verdict::Reject;
+            // Not penalised: a node just removed from the directory may still send what its
+            // users gave it, and must not lose the root network for that (the per-peer rate
+            // limit bounds a flood).
+            tracing::debug!(%peer, repo = %h.registration.create.name, from = %node_name(node_key.as_ref()), "dropped a private repository's data from a peer that is not one of its nodes");
+            return Verdict::Ignore;
         }
         if !block {
             self.admit(part, peer, bytes).await;
