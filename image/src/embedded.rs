@@ -5,8 +5,9 @@
 //! Builds are cached outside the clone in `${AERGO_KERNEL_CACHE:-/var/cache/aergo-kernel}/<key>/`
 //! (`bzImage`, the PVH `vmlinux`, the final `config`, `build.log`, `build-seconds`,
 //! `release`). `<key>` is the SHA-256 of the recipe version, the source package's version,
-//! the first line of `gcc --version` and the fragment's bytes, so a changed fragment, source
-//! or compiler builds anew and anything else is a cache hit that costs nothing. A build
+//! the first line of `gcc --version` and the fragment's settings (its lines without the
+//! comments), so a changed setting, source or compiler builds anew and anything else is a
+//! cache hit that costs nothing. A build
 //! writes into `<key>.tmp/` and renames it when complete (an interrupted build is never
 //! mistaken for a finished one); `<key>.lock` serialises concurrent builds of one key.
 
@@ -52,14 +53,28 @@ pub fn cache_root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(DEFAULT_CACHE))
 }
 
+/// The fragment's settings, one per line as written, without comments and blank lines
+/// (`# CONFIG_X is not set` is a setting): what the kernel depends on.
+pub fn settings(fragment: &str) -> String {
+    fragment
+        .lines()
+        .map(str::trim)
+        .filter(|l| {
+            l.starts_with("CONFIG_") || (l.starts_with("# CONFIG_") && l.ends_with(" is not set"))
+        })
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
 /// The cache key: hex SHA-256 of the recipe version, the source package version, the
-/// compiler's identification and the fragment.
+/// compiler's identification and the fragment's [`settings`] (editing a comment does not
+/// rebuild the kernel; changing, adding or reordering a setting does).
 pub fn cache_key(source_version: &str, gcc: &str, fragment: &str) -> String {
     let mut h = Sha256::new();
     h.update(format!("aergo-kernel recipe {RECIPE}\n").as_bytes());
     h.update(format!("{SOURCE_PACKAGE} {source_version}\n").as_bytes());
     h.update(format!("{gcc}\n").as_bytes());
-    h.update(fragment.as_bytes());
+    h.update(settings(fragment).as_bytes());
     h.finalize()
         .iter()
         .map(|b| format!("{b:02x}"))
@@ -261,6 +276,15 @@ mod tests {
         assert_ne!(k, cache_key("6.1.1-2", "gcc 12", "CONFIG_A=y\n"));
         assert_ne!(k, cache_key("6.1.1-1", "gcc 13", "CONFIG_A=y\n"));
         assert_ne!(k, cache_key("6.1.1-1", "gcc 12", "CONFIG_A=n\n"));
+        assert_ne!(
+            k,
+            cache_key("6.1.1-1", "gcc 12", "CONFIG_A=y\n# CONFIG_B is not set\n")
+        );
+        // Comments and blank lines are not part of it.
+        assert_eq!(
+            k,
+            cache_key("6.1.1-1", "gcc 12", "# Why A.\n\n  CONFIG_A=y\n# more\n")
+        );
     }
 
     #[test]
