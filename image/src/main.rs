@@ -107,7 +107,7 @@ struct Args {
     /// Kernel: `embedded` (the appliance's own, built from image/kernel/aergo-x86_64.config
     /// and cached in $AERGO_KERNEL_CACHE or /var/cache/aergo-kernel), `debian` (the newest
     /// /boot/vmlinuz-* with modules) or the path of a vmlinuz-<release> with its modules.
-    #[arg(long, default_value = "debian")]
+    #[arg(long, default_value = "embedded")]
     kernel: kernel::Choice,
     /// Root of the kernel module trees.
     #[arg(long, default_value = "/lib/modules")]
