@@ -12,7 +12,8 @@
 //! Subcommands: `keygen --out DIR` makes an ed25519 release key pair (`release.pub`,
 //! `release.key`); `bundle … --release-key SECRET --version V --out FILE` builds the same
 //! slot contents (ESP image with the UKI, squashfs) and writes them as a signed update
-//! bundle ([`aergo_os::bundle`]) instead of a disk image. `--release-key PUB` on an image
+//! bundle ([`aergo_os::bundle`]) instead of a disk image; `kernel` builds (or finds) the
+//! embedded kernel in its cache (`embedded.rs`). `--release-key PUB` on an image
 //! build bakes the public key into the initramfs (`/etc/aergo/release.pub`): init accepts
 //! only bundles it verifies.
 //!
@@ -84,6 +85,10 @@ enum Cmd {
     /// instead of a disk image: the build flags are the same, --release-key is the SECRET
     /// key, --version is required and --out is the bundle file.
     Bundle(Args),
+    /// Build the embedded kernel into its cache (or find it there) and print where it is:
+    /// what the first `--kernel embedded` image would otherwise do (scripts/test.sh runs it
+    /// before the tests, so a cold cache's build shows as its own step).
+    Kernel,
 }
 
 #[derive(clap::Args, Debug)]
@@ -106,7 +111,7 @@ struct Args {
     config: Option<PathBuf>,
     /// Kernel: `embedded` (the appliance's own, built from image/kernel/aergo-x86_64.config
     /// and cached in $AERGO_KERNEL_CACHE or /var/cache/aergo-kernel), `debian` (the newest
-    /// /boot/vmlinuz-* with modules) or the path of a vmlinuz-<release> with its modules.
+    /// /boot/vmlinuz-* with modules) or the path of a `vmlinuz-<release>` with its modules.
     #[arg(long, default_value = "embedded")]
     kernel: kernel::Choice,
     /// Root of the kernel module trees.
@@ -243,12 +248,32 @@ fn main() {
     let r = match cli.cmd {
         Some(Cmd::Keygen { out }) => keygen(&out),
         Some(Cmd::Bundle(args)) => run(args, true),
+        Some(Cmd::Kernel) => kernel_only(),
         None => run(cli.build, false),
     };
     if let Err(e) = r {
         eprintln!("\naergo-image: error: {e:#}");
         std::process::exit(1);
     }
+}
+
+/// `aergo-image kernel`.
+fn kernel_only() -> Result<()> {
+    let started = Instant::now();
+    let b = embedded::ensure(&embedded::cache_root(), &mut |msg| eprintln!("{msg} …"))?;
+    eprintln!(
+        "embedded kernel {}: {} ({}; bzImage {}, config {})",
+        b.release,
+        b.dir.display(),
+        if b.cached {
+            format!("cached, built in {:.0} s", b.build_seconds)
+        } else {
+            format!("built now in {:.0} s", started.elapsed().as_secs_f64())
+        },
+        human(std::fs::metadata(&b.bzimage)?.len()),
+        b.dir.join("config").display()
+    );
+    Ok(())
 }
 
 fn strip_into(src: &Path, dst: &Path, strip: bool) -> Result<()> {
