@@ -11,14 +11,19 @@
 # --release-key PUB: bake a release public key (`aergo-image keygen`) so `aergo os upgrade`
 # accepts bundles signed with it; the disk is then attached without a bootindex (with one,
 # OVMF rebuilds BootOrder and deletes the A/B slots' boot entries).
+# --kernel embedded|debian|PATH: passed to aergo-image (default: aergo-image's);
+# --image-arg ARG (repeatable): any other aergo-image flag, e.g. --image-arg
+# --system-compression --image-arg xz.
 #
 #   scripts/run-qemu.sh [--kvm] [--direct] [--fresh] [--config aergo.toml] [--no-build]
 #                       [--mem MiB] [--disk-gib N] [--console ttyS0|tty1|auto] [--boot-time N]
-#                       [--release-key release.pub]
+#                       [--release-key release.pub] [--kernel embedded|debian|PATH]
+#                       [--image-arg ARG]...
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-KVM=0 DIRECT=0 FRESH=0 BUILD=1 MEM=2048 DISK_GIB=4 CONFIG="" CONSOLE="auto" BOOT_TIME=0 RELEASE_KEY=
+KVM=0 DIRECT=0 FRESH=0 BUILD=1 MEM=2048 DISK_GIB=4 CONFIG="" CONSOLE="auto" BOOT_TIME=0 RELEASE_KEY= KERNEL=
+IMAGE_ARGS=()
 RPC_PORT="${AERGO_RPC_PORT:-7845}" CTL_PORT="${AERGO_CTL_PORT:-7847}" FS_PORT="${AERGO_FS_PORT:-7848}"
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -32,7 +37,9 @@ while [ $# -gt 0 ]; do
     --console) CONSOLE="$2"; shift ;;
     --boot-time) BOOT_TIME="$2"; shift ;;
     --release-key) RELEASE_KEY="$2"; shift ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    --kernel) KERNEL="$2"; shift ;;
+    --image-arg) IMAGE_ARGS+=("$2"); shift ;;
+    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
     *) echo "run-qemu: unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -60,6 +67,8 @@ img_args=(--bin-dir "$BIN" --out "$OUT/aergo-os.img" --console "$CONSOLE"
           --update-disk "$OUT/aergo-disk.img" --disk-gib "$DISK_GIB")
 [ -n "$CONFIG" ] && img_args+=(--config "$CONFIG")
 [ -n "$RELEASE_KEY" ] && img_args+=(--release-key "$RELEASE_KEY")
+[ -n "$KERNEL" ] && img_args+=(--kernel "$KERNEL")
+img_args+=("${IMAGE_ARGS[@]}")
 "$BIN/aergo-image" "${img_args[@]}"
 
 OVMF_CODE=/usr/share/OVMF/OVMF_CODE_4M.fd

@@ -12,6 +12,9 @@ PACKAGES=(
   # ext4, compression, objcopy/strip
   linux-image-amd64 systemd-boot-efi mtools dosfstools gdisk squashfs-tools e2fsprogs zstd xz-utils
   gzip cpio kmod binutils
+  # the embedded kernel (aergo-image --kernel embedded): Debian's kernel source and its build
+  # tools (build-essential above)
+  linux-source-6.1 bc bison flex libelf-dev libssl-dev
   # booting it (curl: run-qemu.sh --boot-time polls the node's RPC; python3: the UDP hub of
   # testnet-qemu.sh's private segment)
   qemu-system-x86 ovmf curl python3
@@ -44,4 +47,5 @@ for f in /usr/lib/systemd/boot/efi/linuxx64.efi.stub /usr/share/OVMF/OVMF_CODE_4
   [ -e "$f" ] || { echo "setup: $f is missing" >&2; exit 1; }
 done
 ls /boot/vmlinuz-* >/dev/null 2>&1 || { echo "setup: no kernel in /boot" >&2; exit 1; }
+[ -e /usr/src/linux-source-6.1.tar.xz ] || { echo "setup: /usr/src/linux-source-6.1.tar.xz is missing" >&2; exit 1; }
 echo "setup: ok"

@@ -33,6 +33,10 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/aergo-target}"
 export CARGO_TERM_COLOR=never
 echo "test: building all binaries (release profile, target dir $CARGO_TARGET_DIR)"
 cargo build --release --workspace --bins --locked
+# The embedded kernel the QEMU tests boot: found in its cache, or built there once per machine
+# (minutes on a cold cache: docs/APPLIANCE.md, "Embedded kernel"), as its own step.
+echo "test: aergo-image kernel"
+"$CARGO_TARGET_DIR/release/aergo-image" kernel
 
 # Lints (the workspace's [workspace.lints] plus every warning) and documentation links, in the
 # same release profile, before the tests.

@@ -210,8 +210,11 @@ pub enum SquashComp {
     None,
     /// LZ4: fast to decompress, ~55 % of the size.
     Lz4,
-    /// zstd: smallest, slowest to decompress.
+    /// zstd (`--squashfs-level`): small, fast to decompress.
     Zstd,
+    /// xz with the x86 branch filter: ~20 % smaller than zstd -9, slower to decompress
+    /// (the level does not apply).
+    Xz,
 }
 
 /// Makes a read-only squashfs image of `root` (files owned by root).
@@ -235,6 +238,7 @@ pub fn build_squashfs(root: &Path, comp: SquashComp, level: u32, out: &Path) -> 
         SquashComp::None => cmd.args(["-noI", "-noId", "-noD", "-noF", "-noX"]),
         SquashComp::Lz4 => cmd.args(["-comp", "lz4"]),
         SquashComp::Zstd => cmd.args(["-comp", "zstd", "-Xcompression-level", &level.to_string()]),
+        SquashComp::Xz => cmd.args(["-comp", "xz", "-Xbcj", "x86"]),
     };
     run(&mut cmd)
 }
@@ -531,13 +535,17 @@ mod tests {
         std::fs::create_dir_all(root.join("bin")).unwrap();
         std::fs::write(root.join("bin/hello"), b"hello").unwrap();
         let out = dir.path().join("sys.sqfs");
-        match build_squashfs(&root, SquashComp::Zstd, 3, &out) {
-            Ok(()) => {
-                let head = std::fs::read(&out).unwrap();
-                assert_eq!(&head[..4], b"hsqs");
+        // The superblock's compression id (offset 20): xz 4, zstd 6.
+        for (comp, id) in [(SquashComp::Zstd, 6u8), (SquashComp::Xz, 4)] {
+            match build_squashfs(&root, comp, 3, &out) {
+                Ok(()) => {
+                    let head = std::fs::read(&out).unwrap();
+                    assert_eq!(&head[..4], b"hsqs");
+                    assert_eq!(head[20], id, "{comp:?}");
+                }
+                // Without squashfs-tools (scripts/setup.sh installs it) only CI must fail.
+                Err(e) => assert!(std::env::var("CI").is_err(), "{e:#}"),
             }
-            // Without squashfs-tools (scripts/setup.sh installs it) only CI must fail.
-            Err(e) => assert!(std::env::var("CI").is_err(), "{e:#}"),
         }
     }
 }

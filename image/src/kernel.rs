@@ -1,5 +1,7 @@
-//! Finding the kernel to boot (Debian's `linux-image-amd64`: the newest `/boot/vmlinuz-*`
-//! whose module folder exists) and the modules the appliance needs.
+//! Finding the kernel to boot and the modules the appliance needs: `--kernel embedded` (the
+//! appliance's own kernel, everything built in: [`crate::embedded`]), `--kernel debian`
+//! (Debian's `linux-image-amd64`: the newest `/boot/vmlinuz-*` whose module folder exists)
+//! or `--kernel PATH` (a `vmlinuz-<release>` with its `/lib/modules/<release>`).
 
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
@@ -48,6 +50,29 @@ pub const ALWAYS_MODULES: &[&str] = &[
     "efivarfs",
 ];
 
+/// Which kernel `--kernel` selects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Choice {
+    /// The appliance's own kernel, built (or reused) from the fragment in `image/kernel/`.
+    Embedded,
+    /// Debian's newest installed kernel with its modules.
+    Debian,
+    /// A `vmlinuz-<release>` file with its module tree.
+    Path(PathBuf),
+}
+
+impl std::str::FromStr for Choice {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "embedded" => Ok(Self::Embedded),
+            "debian" => Ok(Self::Debian),
+            "" => Err("--kernel needs embedded, debian or a path".to_string()),
+            p => Ok(Self::Path(PathBuf::from(p))),
+        }
+    }
+}
+
 /// A kernel found on the build host.
 #[derive(Debug, Clone)]
 pub struct Kernel {
@@ -55,8 +80,39 @@ pub struct Kernel {
     pub image: PathBuf,
     /// Its release string (`6.1.0-56-amd64`).
     pub release: String,
-    /// `/lib/modules/<release>`.
-    pub modules_dir: PathBuf,
+    /// `/lib/modules/<release>`; `None` for a kernel without modules (the embedded one).
+    pub modules_dir: Option<PathBuf>,
+    /// The uncompressed PVH kernel when the build produced one (else it is extracted).
+    pub vmlinux: Option<PathBuf>,
+    /// How it was found, for the build's report.
+    pub origin: String,
+}
+
+/// The kernel `choice` selects (`note` reports an embedded build's progress).
+pub fn select(choice: &Choice, modules_root: &Path, note: &mut dyn FnMut(&str)) -> Result<Kernel> {
+    match choice {
+        Choice::Debian => find(None, modules_root),
+        Choice::Path(p) => find(Some(p), modules_root),
+        Choice::Embedded => {
+            let b = crate::embedded::ensure(&crate::embedded::cache_root(), note)?;
+            let origin = if b.cached {
+                format!("embedded, cached in {}", b.dir.display())
+            } else {
+                format!(
+                    "embedded, built in {:.0} s into {}",
+                    b.build_seconds,
+                    b.dir.display()
+                )
+            };
+            Ok(Kernel {
+                image: b.bzimage,
+                release: b.release,
+                modules_dir: None,
+                vmlinux: Some(b.vmlinux),
+                origin,
+            })
+        }
+    }
 }
 
 /// Orders version-like strings numerically where they are numbers (`6.1.0-10` > `6.1.0-9`).
@@ -110,9 +166,11 @@ pub fn find(explicit: Option<&Path>, modules_root: &Path) -> Result<Kernel> {
         bail!("{} has no modules.dep", modules_dir.display());
     }
     Ok(Kernel {
+        origin: image.display().to_string(),
         image,
         release,
-        modules_dir,
+        modules_dir: Some(modules_dir),
+        vmlinux: None,
     })
 }
 
@@ -182,6 +240,17 @@ mod tests {
         assert_eq!(std::fs::read(&out).unwrap(), elf);
         std::fs::write(&bzp, b"no payload here").unwrap();
         assert!(!extract_vmlinux(&bzp, &out).unwrap());
+    }
+
+    #[test]
+    fn kernel_choices_parse() {
+        assert_eq!("embedded".parse::<Choice>().unwrap(), Choice::Embedded);
+        assert_eq!("debian".parse::<Choice>().unwrap(), Choice::Debian);
+        assert_eq!(
+            "/boot/vmlinuz-6.1.0-9-amd64".parse::<Choice>().unwrap(),
+            Choice::Path(PathBuf::from("/boot/vmlinuz-6.1.0-9-amd64"))
+        );
+        assert!("".parse::<Choice>().is_err());
     }
 
     #[test]

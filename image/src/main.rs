@@ -12,7 +12,8 @@
 //! Subcommands: `keygen --out DIR` makes an ed25519 release key pair (`release.pub`,
 //! `release.key`); `bundle … --release-key SECRET --version V --out FILE` builds the same
 //! slot contents (ESP image with the UKI, squashfs) and writes them as a signed update
-//! bundle ([`aergo_os::bundle`]) instead of a disk image. `--release-key PUB` on an image
+//! bundle ([`aergo_os::bundle`]) instead of a disk image; `kernel` builds (or finds) the
+//! embedded kernel in its cache (`embedded.rs`). `--release-key PUB` on an image
 //! build bakes the public key into the initramfs (`/etc/aergo/release.pub`): init accepts
 //! only bundles it verifies.
 //!
@@ -22,6 +23,7 @@
 
 mod cpio;
 mod disk;
+mod embedded;
 mod kernel;
 mod libs;
 
@@ -83,6 +85,10 @@ enum Cmd {
     /// instead of a disk image: the build flags are the same, --release-key is the SECRET
     /// key, --version is required and --out is the bundle file.
     Bundle(Args),
+    /// Build the embedded kernel into its cache (or find it there) and print where it is:
+    /// what the first `--kernel embedded` image would otherwise do (scripts/test.sh runs it
+    /// before the tests, so a cold cache's build shows as its own step).
+    Kernel,
 }
 
 #[derive(clap::Args, Debug)]
@@ -103,9 +109,11 @@ struct Args {
     /// An aergo.toml to bake into the image (default: single-node dev chain).
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Kernel image (default: the newest /boot/vmlinuz-* with modules).
-    #[arg(long)]
-    kernel: Option<PathBuf>,
+    /// Kernel: `embedded` (the appliance's own, built from image/kernel/aergo-x86_64.config
+    /// and cached in $AERGO_KERNEL_CACHE or /var/cache/aergo-kernel), `debian` (the newest
+    /// /boot/vmlinuz-* with modules) or the path of a `vmlinuz-<release>` with its modules.
+    #[arg(long, default_value = "embedded")]
+    kernel: kernel::Choice,
     /// Root of the kernel module trees.
     #[arg(long, default_value = "/lib/modules")]
     modules_root: PathBuf,
@@ -240,12 +248,32 @@ fn main() {
     let r = match cli.cmd {
         Some(Cmd::Keygen { out }) => keygen(&out),
         Some(Cmd::Bundle(args)) => run(args, true),
+        Some(Cmd::Kernel) => kernel_only(),
         None => run(cli.build, false),
     };
     if let Err(e) = r {
         eprintln!("\naergo-image: error: {e:#}");
         std::process::exit(1);
     }
+}
+
+/// `aergo-image kernel`.
+fn kernel_only() -> Result<()> {
+    let started = Instant::now();
+    let b = embedded::ensure(&embedded::cache_root(), &mut |msg| eprintln!("{msg} …"))?;
+    eprintln!(
+        "embedded kernel {}: {} ({}; bzImage {}, config {})",
+        b.release,
+        b.dir.display(),
+        if b.cached {
+            format!("cached, built in {:.0} s", b.build_seconds)
+        } else {
+            format!("built now in {:.0} s", started.elapsed().as_secs_f64())
+        },
+        human(std::fs::metadata(&b.bzimage)?.len()),
+        b.dir.join("config").display()
+    );
+    Ok(())
 }
 
 fn strip_into(src: &Path, dst: &Path, strip: bool) -> Result<()> {
@@ -374,12 +402,24 @@ fn run(args: Args, bundle: bool) -> Result<()> {
     .context("the config to bake is invalid")?;
 
     p.begin("finding kernel");
-    let k = kernel::find(args.kernel.as_deref(), &args.modules_root)?;
-    p.done(&format!("{} ({})", k.release, k.image.display()));
+    let k = kernel::select(&args.kernel, &args.modules_root, &mut |msg| {
+        eprint!("\n  {msg} … ");
+    })?;
+    p.done(&format!("{} ({})", k.release, k.origin));
 
     p.begin("resolving kernel modules");
-    let dep = std::fs::read_to_string(k.modules_dir.join("modules.dep"))?;
-    let soft = std::fs::read_to_string(k.modules_dir.join("modules.softdep")).unwrap_or_default();
+    // A kernel without modules (the embedded one) has everything built in: empty lists.
+    let read_mod = |name: &str| {
+        k.modules_dir
+            .as_ref()
+            .map(|d| std::fs::read_to_string(d.join(name)))
+            .transpose()
+            .with_context(|| format!("reading {name}"))
+    };
+    let dep = read_mod("modules.dep")?.unwrap_or_default();
+    let soft = read_mod("modules.softdep")
+        .unwrap_or_default()
+        .unwrap_or_default();
     let db = ModuleDb::parse(&dep, &soft);
     let mut skipped = Vec::new();
     let wanted: Vec<&str> = kernel::WANTED_MODULES
@@ -394,15 +434,19 @@ fn run(args: Args, bundle: bool) -> Result<()> {
         })
         .collect();
     let order = db.resolve(&wanted)?;
-    p.done(&format!(
-        "{} modules{}",
-        order.len(),
-        if skipped.is_empty() {
-            String::new()
-        } else {
-            format!(" (not modules, skipped: {})", skipped.join(", "))
-        }
-    ));
+    p.done(&if k.modules_dir.is_none() {
+        "none: the kernel has its drivers built in".to_string()
+    } else {
+        format!(
+            "{} modules{}",
+            order.len(),
+            if skipped.is_empty() {
+                String::new()
+            } else {
+                format!(" (not modules, skipped: {})", skipped.join(", "))
+            }
+        )
+    });
 
     p.begin("collecting binaries and shared libraries");
     let init_src = bin_dir.join("aergo-init");
@@ -529,9 +573,11 @@ fn run(args: Args, bundle: bool) -> Result<()> {
         a.file("etc/aergo/release.pub", 0o644, k.to_text().into_bytes());
     }
     let mod_base = format!("lib/modules/{}", k.release);
-    for rel in &order {
-        let data = std::fs::read(k.modules_dir.join(rel))?;
-        a.file(&format!("{mod_base}/{rel}"), 0o644, data);
+    if let Some(dir) = &k.modules_dir {
+        for rel in &order {
+            let data = std::fs::read(dir.join(rel))?;
+            a.file(&format!("{mod_base}/{rel}"), 0o644, data);
+        }
     }
     let always: Vec<&str> = kernel::ALWAYS_MODULES
         .iter()
@@ -549,9 +595,7 @@ fn run(args: Args, bundle: bool) -> Result<()> {
         0o644,
         db.subset_text(&order).into_bytes(),
     );
-    let mut aliases = Aliases::parse(
-        &std::fs::read_to_string(k.modules_dir.join("modules.alias")).unwrap_or_default(),
-    );
+    let mut aliases = Aliases::parse(&read_mod("modules.alias").ok().flatten().unwrap_or_default());
     let names: std::collections::BTreeSet<String> = order.iter().map(|p| canonical(p)).collect();
     aliases.retain_modules(&names);
     a.file(
@@ -628,7 +672,10 @@ fn run(args: Args, bundle: bool) -> Result<()> {
     }
     disk::build_uki(&args.stub, &k.image, &initrd, &cmdline, &osrel, &work, &uki)?;
     std::fs::copy(&k.image, out_dir.join("vmlinuz"))?;
-    let pvh = kernel::extract_vmlinux(&k.image, &out_dir.join("vmlinux")).unwrap_or(false);
+    let pvh = match &k.vmlinux {
+        Some(v) => std::fs::copy(v, out_dir.join("vmlinux")).is_ok(),
+        None => kernel::extract_vmlinux(&k.image, &out_dir.join("vmlinux")).unwrap_or(false),
+    };
     std::fs::write(out_dir.join("cmdline.txt"), &cmdline)?;
     let uki_len = std::fs::metadata(&uki)?.len();
     p.done(&human(uki_len));

@@ -24,7 +24,8 @@
 //!   and the volumes are consistent (none failed or read-only, live needles between the
 //!   acknowledged and the attempted count).
 //! - `appliance_ab_upgrade_and_fallback`: A/B upgrades in a QEMU process that reboots
-//!   itself between the steps (image A with a test release key; tampered, other-key,
+//!   itself between the steps (image A with a test release key and the embedded kernel,
+//!   bundle B with Debian's kernel — its smoke boot —, bundle C embedded again; tampered, other-key,
 //!   other-architecture and truncated bundles refused with slot B left all zeros; QEMU
 //!   killed while slot B is being written (its disk writes throttled through QMP, so the
 //!   write lasts seconds) and started again: back on A, B empty, the outcome saying the write
@@ -39,6 +40,9 @@
 //! - `appliance_testnet_of_two_shares_a_final_block`: `scripts/testnet-qemu.sh 2 --check`
 //!   — two appliances with their own keys and a DPoS genesis on a private segment form one
 //!   chain and share a final block.
+//!
+//! Every image runs aergo-image's default kernel, the embedded one (built on the first
+//! image of a cold cache: minutes), except bundle B above.
 //!
 //! The VMs run one at a time (a lock), with the serial console in a file. Under `CI=true` a
 //! missing qemu/OVMF/kernel fails the test; elsewhere it is reported and the test returns.
@@ -86,6 +90,10 @@ fn tools_present() -> Result<bool> {
         .unwrap_or(false);
     if !kernel {
         missing.push("/boot/vmlinuz-*");
+    }
+    // The embedded kernel (aergo-image's default) is built from Debian's kernel source.
+    if !Path::new("/usr/src/linux-source-6.1.tar.xz").exists() {
+        missing.push("/usr/src/linux-source-6.1.tar.xz");
     }
     if missing.is_empty() {
         return Ok(true);
@@ -1500,9 +1508,14 @@ fn appliance_ab_upgrade_and_fallback() -> Result<()> {
     )?;
     let image_len = std::fs::metadata(&image)?.len();
     let bin_dir = target_dir()?;
-    let bundle = |version: &str, bins: &Path, out: &Path| -> Result<()> {
+    // Image A and bundle C run the embedded kernel (aergo-image's default); bundle B runs
+    // Debian's (`--kernel debian`): the Debian kernel's smoke boot, and an upgrade that
+    // switches kernels both ways.
+    let bundle = |version: &str, bins: &Path, out: &Path, kernel: &str| -> Result<()> {
         aergo_image(&[
             OsStr::new("bundle"),
+            OsStr::new("--kernel"),
+            OsStr::new(kernel),
             OsStr::new("--bin-dir"),
             bins.as_os_str(),
             OsStr::new("--release-key"),
@@ -1517,14 +1530,14 @@ fn appliance_ab_upgrade_and_fallback() -> Result<()> {
         .map(|_| ())
     };
     let b = d.join("b/B.bundle");
-    bundle("1.1.0", &bin_dir, &b)?;
+    bundle("1.1.0", &bin_dir, &b, "debian")?;
     // C: its node is init's binary, which exits at once when it is not PID 1.
     let cbin = d.join("cbin");
     std::fs::create_dir_all(&cbin)?;
     std::fs::copy(bin("aergo-init")?, cbin.join("aergo-init"))?;
     std::fs::copy(bin("aergo-init")?, cbin.join("aergo-node"))?;
     let c = d.join("c/C.bundle");
-    bundle("1.2.0", &cbin, &c)?;
+    bundle("1.2.0", &cbin, &c, "embedded")?;
     // Tampered: one byte of B's system image changed. Other key: B's parts re-signed.
     let b_bytes = std::fs::read(&b)?;
     let mut t = b_bytes.clone();
