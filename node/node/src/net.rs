@@ -571,9 +571,10 @@ impl Task {
         }
         self.last_repo_status = std::time::Instant::now();
         for h in hosted {
-            let Ok(mut ask) = h.readers() else {
+            let Ok(readers) = h.readers() else {
                 continue;
             };
+            let mut ask: HashSet<[u8; 32]> = readers.as_ref().clone();
             ask.extend(h.registration.create.producers.iter().map(|p| p.0));
             let peers: Vec<PeerId> = self
                 .keys

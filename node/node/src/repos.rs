@@ -35,6 +35,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// The node keys that may replicate a repository.
+pub type Readers = Arc<HashSet<[u8; 32]>>;
+
 /// A hosted repository.
 pub struct Hosted {
     /// Its registration on the root chain.
@@ -46,6 +49,8 @@ pub struct Hosted {
     /// Whether this node produces it (else it follows as one of its nodes).
     pub producer: bool,
     producers: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    /// [`Hosted::readers`] at one directory tip (every push and answer asks).
+    readers: Mutex<Option<(aergo_types::Hash, Readers)>>,
 }
 
 impl Hosted {
@@ -56,13 +61,23 @@ impl Hosted {
 
     /// The node keys that may replicate it: its directory's nodes at the directory's tip
     /// (a removal takes effect from the directory block that holds it).
-    pub fn readers(&self) -> anyhow::Result<HashSet<[u8; 32]>> {
+    pub fn readers(&self) -> anyhow::Result<Readers> {
         let dd = &self.directory.chain;
-        let view = dd.view_at(dd.tip().header.height)?;
-        Ok(aergo_chain::directory::nodes(&view)?
-            .into_iter()
-            .map(|k| k.0)
-            .collect())
+        let tip = dd.tip();
+        if let Some((at, r)) = self.readers.lock().as_ref() {
+            if *at == tip.hash {
+                return Ok(r.clone());
+            }
+        }
+        let view = dd.view_at(tip.header.height)?;
+        let r: Readers = Arc::new(
+            aergo_chain::directory::nodes(&view)?
+                .into_iter()
+                .map(|k| k.0)
+                .collect(),
+        );
+        *self.readers.lock() = Some((tip.hash, r.clone()));
+        Ok(r)
     }
 
     /// Whether a peer with proven node key `key` may read it (and push to it).
@@ -129,15 +144,12 @@ impl Repos {
 
     /// Routes every hosted (and later hosted) repository's gossip into the network's queues.
     pub fn set_outbox(&self, out: crate::node::Outbox) {
-        for h in self.all() {
-            for n in [&h.node, &h.directory] {
-                *n.net.outbound.lock() = Some(crate::node::Outbox {
-                    chain: n.chain.chain_id().0,
-                    ..out.clone()
-                });
-            }
-        }
+        // Set before the walk: a repository hosted meanwhile installs it itself (`host`
+        // installs after inserting), so none is left without one.
         *self.outbox.lock() = Some(out);
+        for h in self.all() {
+            self.install_outbox(&[&h.node, &h.directory]);
+        }
     }
 
     /// The registrations whose membership question is due (each is asked again later, with
@@ -295,14 +307,9 @@ impl Repos {
         let directory = Arc::new(Node::new(dd, root.key.clone(), mempool.clone(), false));
         *directory.ledger.write() = Some(chain.clone());
         let node = Arc::new(Node::new(chain, root.key.clone(), mempool, false));
-        if let Some(out) = self.outbox.lock().clone() {
-            for n in [&node, &directory] {
-                *n.net.outbound.lock() = Some(crate::node::Outbox {
-                    chain: n.chain.chain_id().0,
-                    ..out.clone()
-                });
-            }
-        }
+        // Before the producers start (their first block is gossiped), and again once hosted
+        // (a `set_outbox` that walked the hosted set meanwhile did not see this one).
+        self.install_outbox(&[&node, &directory]);
         let producer = reg.is_producer(&root.key.public());
         let mut producers = Vec::new();
         if producer {
@@ -322,6 +329,7 @@ impl Repos {
             role = if producer { "producer" } else { "member" },
             "hosting repository"
         );
+        let parts = [node.clone(), directory.clone()];
         self.hosted.write().insert(
             name,
             Arc::new(Hosted {
@@ -330,9 +338,24 @@ impl Repos {
                 directory,
                 producer,
                 producers: Mutex::new(producers),
+                readers: Mutex::new(None),
             }),
         );
+        self.install_outbox(&[&parts[0], &parts[1]]);
         Ok(())
+    }
+
+    /// Gives `nodes` the network's outbound queues, if networking runs.
+    fn install_outbox(&self, nodes: &[&Arc<Node>]) {
+        let Some(out) = self.outbox.lock().clone() else {
+            return;
+        };
+        for n in nodes {
+            *n.net.outbound.lock() = Some(crate::node::Outbox {
+                chain: n.chain.chain_id().0,
+                ..out.clone()
+            });
+        }
     }
 
     /// Stops every repository's producer (each finishes its block in progress).
