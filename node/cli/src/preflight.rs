@@ -89,12 +89,26 @@ pub fn stand_in(abi: &Value) -> String {
         ));
     }
     for f in list(&abi["functions"]) {
-        let params: Vec<String> = list(&f["params"])
+        let mut params: Vec<String> = list(&f["params"])
             .iter()
             .map(|p| format!("{} {}", text(&p["name"]), text(&p["type"])))
             .collect();
-        let ret = text(&f["returns"]);
-        let body = if ret.eq_ignore_ascii_case("void") {
+        let mut ret = text(&f["returns"]);
+        let upper = ret.to_ascii_uppercase();
+        // `RECORD(a T, b U)`: several OUT parameters; `SETOF T` and `TABLE(…)`: rows.
+        let record = upper
+            .strip_prefix("RECORD(")
+            .and_then(|_| ret.get(7..ret.len().saturating_sub(1)))
+            .filter(|_| upper.ends_with(')'))
+            .map(str::to_string);
+        let body = if let Some(fields) = record {
+            params.extend(top_level_split(&fields).map(|f| format!("OUT {f}")));
+            ret = "record".into();
+            "RETURN;"
+        } else if ret.eq_ignore_ascii_case("void")
+            || upper.starts_with("SETOF ")
+            || upper.starts_with("TABLE(")
+        {
             "RETURN;"
         } else {
             "RETURN NULL;"
@@ -106,6 +120,27 @@ pub fn stand_in(abi: &Value) -> String {
         ));
     }
     s
+}
+
+/// `a T, b NUMERIC(10,2)` → `a T`, `b NUMERIC(10,2)`: split at the commas outside
+/// parentheses.
+fn top_level_split(s: &str) -> impl Iterator<Item = String> + '_ {
+    let mut depth = 0i32;
+    let mut parts = Vec::new();
+    let mut start = 0;
+    for (i, ch) in s.char_indices() {
+        match ch {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            ',' if depth == 0 => {
+                parts.push(s[start..i].trim().to_string());
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(s[start..].trim().to_string());
+    parts.into_iter().filter(|p| !p.is_empty())
 }
 
 /// Checks an upgrade script against a stand-in of the deployed contract: syntax, names and
@@ -285,6 +320,30 @@ mod tests {
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(e.contains("syntax error"), "{e}");
+    }
+
+    /// Functions returning a record of OUT parameters or rows get a stand-in that deploys,
+    /// so an upgrade next to them is still checked for names, not only syntax.
+    #[test]
+    fn stand_ins_mimic_record_and_set_returning_functions() {
+        let abi = json!({
+            "functions": [
+                {"name": "divmod", "params": [{"name": "a", "type": "BIGINT"}, {"name": "b", "type": "BIGINT"}], "returns": "RECORD(q BIGINT, r NUMERIC(10,2))"},
+                {"name": "upto", "params": [{"name": "n", "type": "BIGINT"}], "returns": "SETOF BIGINT"},
+                {"name": "owners", "params": [], "returns": "TABLE(n TEXT, p NUMERIC)"}
+            ],
+            "tables": [{"name": "accounts", "columns": [{"name": "owner", "type": "TEXT", "not_null": true}], "primary_key": ["owner"]}]
+        });
+        let stub = stand_in(&abi);
+        let mut kv = MemKv::new();
+        let deployed = Contract::deploy(&stub, OWNER, b"t/", &mut kv, 100_000_000);
+        assert!(deployed.is_ok(), "{stub}: {:?}", deployed.err());
+        // A misspelt table is caught (it would pass a syntax-only check).
+        let e = check_upgrade("u.sql", "INSERT INTO acounts VALUES ('a');", &abi)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.starts_with("u.sql:1:"), "{e}");
     }
 
     #[test]
