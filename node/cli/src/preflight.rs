@@ -102,7 +102,17 @@ pub fn stand_in(abi: &Value) -> String {
             .filter(|_| upper.ends_with(')'))
             .map(str::to_string);
         let body = if let Some(fields) = record {
-            params.extend(top_level_split(&fields).map(|f| format!("OUT {f}")));
+            for field in top_level_split(&fields) {
+                // An output named like an input is an INOUT parameter.
+                let name = field.split_whitespace().next().unwrap_or("").to_string();
+                match params
+                    .iter_mut()
+                    .find(|p| p.split_whitespace().next() == Some(name.as_str()))
+                {
+                    Some(p) => *p = format!("INOUT {p}"),
+                    None => params.push(format!("OUT {field}")),
+                }
+            }
             ret = "record".into();
             "RETURN;"
         } else if ret.eq_ignore_ascii_case("void")
@@ -330,7 +340,8 @@ mod tests {
             "functions": [
                 {"name": "divmod", "params": [{"name": "a", "type": "BIGINT"}, {"name": "b", "type": "BIGINT"}], "returns": "RECORD(q BIGINT, r NUMERIC(10,2))"},
                 {"name": "upto", "params": [{"name": "n", "type": "BIGINT"}], "returns": "SETOF BIGINT"},
-                {"name": "owners", "params": [], "returns": "TABLE(n TEXT, p NUMERIC)"}
+                {"name": "owners", "params": [], "returns": "TABLE(n TEXT, p NUMERIC)"},
+                {"name": "bump", "params": [{"name": "x", "type": "BIGINT"}], "returns": "RECORD(x BIGINT, y TEXT)"}
             ],
             "tables": [{"name": "accounts", "columns": [{"name": "owner", "type": "TEXT", "not_null": true}], "primary_key": ["owner"]}]
         });
