@@ -386,9 +386,8 @@ pub mod tmux {
     }
 
     impl Tmux {
-        /// A new private server whose session (created by the caller with `new-session -s`) is
-        /// `session`; the socket is unique to this
-        /// server.
+        /// A new private server whose session ([`Tmux::start`]) is `session`; the socket is
+        /// unique to this server.
         pub fn new(session: &str) -> Self {
             static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
             let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -402,6 +401,38 @@ pub mod tmux {
             let mut c = Command::new("tmux");
             c.args(["-L", &self.socket]);
             c
+        }
+
+        /// Starts this server's session, `cols`×`rows`, running `sh -c cmd`.
+        pub fn start(&self, cols: u16, rows: u16, cmd: &str) -> Result<()> {
+            let (x, y) = (cols.to_string(), rows.to_string());
+            self.run(&[
+                "new-session",
+                "-d",
+                "-s",
+                &self.session,
+                "-x",
+                &x,
+                "-y",
+                &y,
+                "sh",
+                "-c",
+                cmd,
+            ])
+            .map(drop)
+        }
+
+        /// The height the dashboard's Overview shows (`Height     1,234`).
+        pub fn shown_height(screen: &str) -> Option<u64> {
+            let line = screen.lines().find(|l| l.contains("Height "))?;
+            let rest = &line[line.find("Height ")? + 7..];
+            let digits: String = rest
+                .trim_start()
+                .chars()
+                .take_while(|c| c.is_ascii_digit() || *c == ',')
+                .filter(|c| c.is_ascii_digit())
+                .collect();
+            digits.parse().ok()
         }
 
         /// Runs a tmux command on this server; its stdout.

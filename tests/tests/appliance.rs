@@ -1417,19 +1417,7 @@ fn dashboard_shows_slots(vm: &Vm, token: &str) -> Result<()> {
         vm.ctl,
         vm.fs
     );
-    tmux.run(&[
-        "new-session",
-        "-d",
-        "-s",
-        "ab-top",
-        "-x",
-        "120",
-        "-y",
-        "40",
-        "sh",
-        "-c",
-        &cmd,
-    ])?;
+    tmux.start(120, 40, &cmd)?;
     tmux.wait_for("the dashboard", Duration::from_secs(30), |s| {
         s.contains("7 Services")
     })?;

@@ -321,19 +321,7 @@ fn interactive_sandbox_takes_multi_line_statements_and_keeps_history() -> Result
             bin("aergo")?.display(),
             fig6.display()
         );
-        t.run(&[
-            "new-session",
-            "-d",
-            "-s",
-            session,
-            "-x",
-            "150",
-            "-y",
-            "40",
-            "sh",
-            "-c",
-            &cmd,
-        ])?;
+        t.start(150, 40, &cmd)?;
         t.wait_for("the sandbox prompt", Duration::from_secs(20), |s| {
             s.lines().any(|l| l.trim_end() == "sql>")
         })

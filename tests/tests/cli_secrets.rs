@@ -94,19 +94,7 @@ fn aergo_in_tmux(session: &str, home: &Path, shell_cmd: &str) -> Result<Tmux> {
         "export HOME={} AERGO_KDF_MEMORY_KIB=64; {shell_cmd}; echo AERGO-EXIT=$?; sleep 600",
         home.display()
     );
-    tmux.run(&[
-        "new-session",
-        "-d",
-        "-s",
-        session,
-        "-x",
-        "150",
-        "-y",
-        "30",
-        "sh",
-        "-c",
-        &cmd,
-    ])?;
+    tmux.start(150, 30, &cmd)?;
     Ok(tmux)
 }
 

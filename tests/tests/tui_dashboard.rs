@@ -38,19 +38,6 @@ fn rpc(port: u16, method: &str, params: Value) -> Result<Value> {
     Ok(v["result"].clone())
 }
 
-/// The height shown on the Overview screen (`Height     1,234`).
-fn shown_height(screen: &str) -> Option<u64> {
-    let line = screen.lines().find(|l| l.contains("Height "))?;
-    let rest = &line[line.find("Height ")? + 7..];
-    let digits: String = rest
-        .trim_start()
-        .chars()
-        .take_while(|c| c.is_ascii_digit() || *c == ',')
-        .filter(|c| c.is_ascii_digit())
-        .collect();
-    digits.parse().ok()
-}
-
 /// Total CPU ticks (user + system) of a process.
 fn cpu_ticks(pid: u32) -> Result<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
@@ -143,19 +130,7 @@ fn dashboard_follows_a_dev_node_in_tmux() -> Result<()> {
         top_bin.display(),
         dir.path().join("no-init.sock").display(),
     );
-    tmux.run(&[
-        "new-session",
-        "-d",
-        "-s",
-        "top",
-        "-x",
-        "120",
-        "-y",
-        "40",
-        "sh",
-        "-c",
-        &top_cmd,
-    ])?;
+    tmux.start(120, 40, &top_cmd)?;
     let shell_pid: u32 = tmux
         .run(&["display-message", "-p", "-t", "top", "#{pane_pid}"])?
         .trim()
@@ -164,11 +139,11 @@ fn dashboard_follows_a_dev_node_in_tmux() -> Result<()> {
 
     // 1. The height shown increases.
     let first = tmux.wait_for("a height on the Overview", Duration::from_secs(30), |s| {
-        shown_height(s).is_some()
+        Tmux::shown_height(s).is_some()
     })?;
-    let h1 = shown_height(&first).context("height")?;
+    let h1 = Tmux::shown_height(&first).context("height")?;
     tmux.wait_for("the height to increase", Duration::from_secs(30), |s| {
-        shown_height(s).is_some_and(|h| h > h1)
+        Tmux::shown_height(s).is_some_and(|h| h > h1)
     })?;
 
     // 2. Send a transaction and wait until the node includes it.
@@ -276,19 +251,7 @@ fn a_panic_restores_the_terminal() -> Result<()> {
          stty -a | tr ' ' '\\n' | grep -x -- '-\\?icanon'; sleep 600",
         top_bin.display()
     );
-    tmux.run(&[
-        "new-session",
-        "-d",
-        "-s",
-        "top",
-        "-x",
-        "100",
-        "-y",
-        "30",
-        "sh",
-        "-c",
-        &cmd,
-    ])?;
+    tmux.start(100, 30, &cmd)?;
     let end = tmux.wait_for(
         "the dashboard to panic and exit",
         Duration::from_secs(20),
@@ -337,21 +300,9 @@ fn host_mode_and_go_to_height() -> Result<()> {
         node.url,
         dir.path().join("no-init.sock").display(),
     );
-    tmux.run(&[
-        "new-session",
-        "-d",
-        "-s",
-        "host",
-        "-x",
-        "120",
-        "-y",
-        "40",
-        "sh",
-        "-c",
-        &top_cmd,
-    ])?;
+    tmux.start(120, 40, &top_cmd)?;
     tmux.wait_for("a height on the Overview", Duration::from_secs(30), |s| {
-        shown_height(s).is_some_and(|h| h >= 3)
+        Tmux::shown_height(s).is_some_and(|h| h >= 3)
     })?;
     // Storage: AergoFS has been tried and is absent; a host-mode note, no outage banner.
     tmux.keys(&["6"])?;
@@ -477,19 +428,7 @@ fn search_finds_blocks_from_before_the_dashboard() -> Result<()> {
         dir.path().join("no-init.sock").display(),
         free_port()?,
     );
-    tmux.run(&[
-        "new-session",
-        "-d",
-        "-s",
-        "search",
-        "-x",
-        "120",
-        "-y",
-        "40",
-        "sh",
-        "-c",
-        &top_cmd,
-    ])?;
+    tmux.start(120, 40, &top_cmd)?;
     tmux.keys(&["2"])?;
     tmux.wait_for("the Blocks list", Duration::from_secs(30), |s| {
         s.contains("Blocks (") && !s.contains("Blocks (0)")
@@ -624,19 +563,7 @@ fn dpos_bp_count_agrees_with_governance() -> Result<()> {
         dir.path().join("no-init.sock").display(),
         free_port()?,
     );
-    tmux.run(&[
-        "new-session",
-        "-d",
-        "-s",
-        "gov",
-        "-x",
-        "120",
-        "-y",
-        "40",
-        "sh",
-        "-c",
-        &top_cmd,
-    ])?;
+    tmux.start(120, 40, &top_cmd)?;
     tmux.keys(&["4"])?;
     let peers = tmux.wait_for("the BP count", Duration::from_secs(30), |s| {
         s.lines()

@@ -29,19 +29,6 @@ fn row<'a>(screen: &'a str, name: &str) -> Option<Vec<&'a str>> {
     })
 }
 
-/// The Overview's height (`Height     1,234`).
-fn shown_height(screen: &str) -> Option<u64> {
-    let line = screen.lines().find(|l| l.contains("Height "))?;
-    let rest = &line[line.find("Height ")? + 7..];
-    let digits: String = rest
-        .trim_start()
-        .chars()
-        .take_while(|c| c.is_ascii_digit() || *c == ',')
-        .filter(|c| c.is_ascii_digit())
-        .collect();
-    digits.parse().ok()
-}
-
 fn chain(url: &str, repo: Option<&str>) -> Result<(String, u64)> {
     let p = repo
         .map(|r| json!({"repo": r}))
@@ -102,19 +89,7 @@ fn repositories_screen_selects_the_ledger_the_other_screens_read() -> Result<()>
         dir.path().join("no-init.sock").display(),
         free_port()?,
     );
-    tmux.run(&[
-        "new-session",
-        "-d",
-        "-s",
-        "repos",
-        "-x",
-        "120",
-        "-y",
-        "40",
-        "sh",
-        "-c",
-        &top_cmd,
-    ])?;
+    tmux.start(120, 40, &top_cmd)?;
     tmux.wait_for(
         "the dashboard's first frame",
         Duration::from_secs(30),
@@ -159,7 +134,7 @@ fn repositories_screen_selects_the_ledger_the_other_screens_read() -> Result<()>
         s.contains("[team-a]")
             && s.lines()
                 .any(|l| l.contains("Chain ") && l.contains(&prefix))
-            && shown_height(s) == Some(a_height)
+            && Tmux::shown_height(s) == Some(a_height)
     })?;
     // The Blocks screen reads it too: team-a's head block is listed, the root's is not.
     let head = |repo: Option<&str>, h: u64| -> Result<String> {
@@ -222,19 +197,7 @@ fn repositories_screen_selects_the_ledger_the_other_screens_read() -> Result<()>
         "{} --rpc {unix} --host-mode --theme 256; sleep 600",
         top_bin.display()
     );
-    op.run(&[
-        "new-session",
-        "-d",
-        "-s",
-        "repos-op",
-        "-x",
-        "120",
-        "-y",
-        "40",
-        "sh",
-        "-c",
-        &op_cmd,
-    ])?;
+    op.start(120, 40, &op_cmd)?;
     op.keys(&["9"])?;
     op.wait_for("team-b's directory figures", Duration::from_secs(30), |s| {
         row(s, "team-b").is_some_and(|w| w.len() >= 8 && w[4] != "-" && w[5] != "-")
