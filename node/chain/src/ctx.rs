@@ -73,11 +73,16 @@ pub enum ChainRole {
     Repo,
     /// A repository's directory.
     Directory,
+    /// A branch of the root chain or of a repository's ledger.
+    Branch,
 }
 
 impl ChainRole {
     /// The role a genesis gives its chain.
     pub fn of(g: &aergo_types::Genesis) -> Self {
+        if g.branch.is_some() {
+            return ChainRole::Branch;
+        }
         match &g.repo {
             None => ChainRole::Root {
                 repo_create_fee: g.repo_create_fee(),
@@ -112,6 +117,19 @@ pub struct BlockCtx {
     pub role: ChainRole,
     /// A repository ledger's write rule, from the directory height its header names.
     pub access: Option<Arc<Access>>,
+    /// The block's parent (a branch created in this block takes its id from it).
+    pub parent: Hash,
+    /// Set on a merge block: what it merges.
+    pub merge: Option<MergeCtx>,
+}
+
+/// What a merge block merges (from its header's `merge` field).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MergeCtx {
+    /// The source branch's id: the chain id its merged transactions sign.
+    pub source: Hash,
+    /// The source height merged up to.
+    pub source_height: u64,
 }
 
 /// Who may send transactions to a repository: its directory at one final height.

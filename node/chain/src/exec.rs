@@ -121,6 +121,18 @@ pub fn check_stateless_with(
             }
             staking::parse_system_tx(&tx.tx)?;
         }
+        TxKind::Branch => {
+            aergo_types::branch::BranchOp::decode(&tx.tx.payload).map_err(|e| e.to_string())?;
+            if tx.tx.to.is_some() || tx.tx.amount != 0 {
+                return Err("a branch operation has no recipient and no amount".into());
+            }
+        }
+        TxKind::Merge => {
+            aergo_types::branch::MergeOp::decode(&tx.tx.payload).map_err(|e| e.to_string())?;
+            if tx.tx.to.is_some() || tx.tx.amount != 0 {
+                return Err("a merge has no recipient and no amount".into());
+            }
+        }
         TxKind::DirectoryChange => {
             aergo_types::repo::DdOp::decode(&tx.tx.payload).map_err(|e| e.to_string())?;
             if tx.tx.to.is_some() || tx.tx.amount != 0 {
@@ -171,8 +183,35 @@ pub fn execute_tx(
     tx: &SignedTx,
     ctx: &BlockCtx,
 ) -> Result<(Receipt, WriteSet), ChainError> {
-    check_stateless_with(tx, &ctx.chain_id, &ctx.gas, ctx.dpos.is_some())
-        .map_err(|r| invalid(tx, r))?;
+    execute_tx_in(view, tx, ctx, None)
+}
+
+/// [`execute_tx`], or with `merged_from` a transaction of that branch merged into this
+/// chain: it signs the branch's id, is not checked against this chain's nonce (the sender's
+/// nonce becomes the larger of the two), must not have been merged before, and is marked
+/// merged.
+fn execute_tx_in(
+    view: &dyn StateView,
+    tx: &SignedTx,
+    ctx: &BlockCtx,
+    merged_from: Option<&Hash>,
+) -> Result<(Receipt, WriteSet), ChainError> {
+    let chain_id = merged_from.unwrap_or(&ctx.chain_id);
+    check_stateless_with(tx, chain_id, &ctx.gas, ctx.dpos.is_some()).map_err(|r| invalid(tx, r))?;
+    if merged_from.is_some() {
+        if crate::branches::is_merged(view, &tx.hash)? {
+            return Err(invalid(
+                tx,
+                format!("{}: merged before", crate::branches::ALREADY_APPLIED),
+            ));
+        }
+        if matches!(tx.tx.kind, TxKind::Branch | TxKind::Merge) {
+            return Err(invalid(
+                tx,
+                "branch and merge operations of a branch stay on it".into(),
+            ));
+        }
+    }
     if let Some(r) = ctx.limits.check_tx(tx) {
         return Err(invalid(tx, r));
     }
@@ -185,7 +224,7 @@ pub fn execute_tx(
     }
     let mut o = Overlay::new(view);
     let mut sender = o.account(&from)?;
-    if tx.tx.nonce != sender.nonce {
+    if merged_from.is_none() && tx.tx.nonce != sender.nonce {
         return Err(invalid(
             tx,
             format!(
@@ -214,8 +253,19 @@ pub fn execute_tx(
     }
     let intrinsic =
         intrinsic_gas(tx, &ctx.gas).ok_or_else(|| invalid(tx, "gas overflow".into()))?;
-    sender.nonce += 1;
+    sender.nonce = match merged_from {
+        None => sender.nonce + 1,
+        Some(_) => sender.nonce.max(
+            tx.tx
+                .nonce
+                .checked_add(1)
+                .ok_or_else(|| invalid(tx, "nonce overflow".into()))?,
+        ),
+    };
     o.put_account(&from, &sender);
+    if merged_from.is_some() {
+        crate::branches::mark_merged(&mut o, &tx.hash);
+    }
     let mut result = Vec::new();
     let mut events = Vec::new();
     // Charged on top of gas (the repository creation fee), credited to the producer with it.
@@ -232,7 +282,11 @@ pub fn execute_tx(
             let engine_gas = tx.tx.gas_limit - intrinsic;
             let run = {
                 let mut child = Overlay::new(&o);
-                let r = run_contract(&mut child, tx, ctx, &from, engine_gas);
+                // Contracts deployed on a branch take addresses derived from its id (also
+                // when merged); `main` keeps the original derivation.
+                let branch =
+                    merged_from.or((ctx.role == ChainRole::Branch).then_some(&ctx.chain_id));
+                let r = run_contract(&mut child, tx, ctx, &from, engine_gas, branch);
                 r.map(|out| (out, child.writes))
             };
             match run {
@@ -279,6 +333,23 @@ pub fn execute_tx(
                 Err(m) => (ReceiptStatus::Failed(m), intrinsic),
             }
         }
+        TxKind::Branch => match crate::branches::execute_op(&mut o, tx, ctx, &from)? {
+            Ok(()) => (ReceiptStatus::Ok, intrinsic),
+            Err(m) => (ReceiptStatus::Failed(m), intrinsic),
+        },
+        TxKind::Merge => {
+            let Some(m) = &ctx.merge else {
+                return Err(invalid(
+                    tx,
+                    "a merge runs only as the transaction of a merge block (send it with `aergo merge`)"
+                        .into(),
+                ));
+            };
+            match crate::branches::execute_merge_op(&mut o, tx, m)? {
+                Ok(()) => (ReceiptStatus::Ok, intrinsic),
+                Err(m) => return Err(invalid(tx, m)),
+            }
+        }
         TxKind::DirectoryChange => {
             if let Some(e) = crate::directory::admin_error(&o, "this repository", &from)? {
                 return Err(invalid(tx, e));
@@ -316,14 +387,16 @@ fn run_contract(
     ctx: &BlockCtx,
     from: &Address,
     gas: u64,
+    branch: Option<&Hash>,
 ) -> Result<contracts::Outcome, String> {
     match tx.tx.kind {
         TxKind::Deploy => {
             let script = std::str::from_utf8(&tx.tx.payload)
                 .map_err(|_| "script is not UTF-8".to_string())?;
-            let (addr, existing) = match tx.tx.to {
-                Some(a) => (a, true),
-                None => (Address::contract(from, tx.tx.nonce), false),
+            let (addr, existing) = match (tx.tx.to, branch) {
+                (Some(a), _) => (a, true),
+                (None, None) => (Address::contract(from, tx.tx.nonce), false),
+                (None, Some(b)) => (Address::contract_in(b, from, tx.tx.nonce), false),
             };
             contracts::transfer(ov, from, &addr, tx.tx.amount)?;
             contracts::deploy(ov, &addr, from, script, gas, existing)
@@ -459,6 +532,67 @@ pub fn execute_block(
     run.finish(ctx)
 }
 
+/// Executes a merge block: its merge transaction (which moves the merge base; any error
+/// makes the block invalid), then each candidate of the source in order, merged
+/// ([`execute_tx_in`]) or left out with its reason. Returns the execution (receipts: the
+/// merge transaction's, then each merged candidate's) and the exclusions, which a
+/// validator compares with the block's.
+pub fn execute_merge(
+    base: &dyn StateView,
+    merge_tx: &SignedTx,
+    candidates: &[SignedTx],
+    ctx: &BlockCtx,
+) -> Result<(Executed, Vec<aergo_types::block_ext::Exclusion>), ChainError> {
+    let Some(m) = &ctx.merge else {
+        return Err(invalid(merge_tx, "not a merge block".into()));
+    };
+    if merge_tx.tx.kind != TxKind::Merge {
+        return Err(invalid(
+            merge_tx,
+            "a merge block's transaction is a merge".into(),
+        ));
+    }
+    let mut run = BlockRun {
+        overlay: Overlay::new(base),
+        out: Executed::default(),
+    };
+    run.try_tx(merge_tx, ctx)?;
+    let mut excluded = Vec::new();
+    for (i, c) in candidates.iter().enumerate() {
+        let index = u32::try_from(i).map_err(|_| ChainError::Corrupt("candidate index".into()))?;
+        if !c.verify_signature() {
+            excluded.push(crate::branches::exclusion(index, "bad signature", false));
+            continue;
+        }
+        if !run.fits(c, ctx) {
+            excluded.push(crate::branches::exclusion(
+                index,
+                "the merge block's gas limit is used up",
+                false,
+            ));
+            continue;
+        }
+        match execute_tx_in(&run.overlay, c, ctx, Some(&m.source)) {
+            Ok((r, w)) => match &r.status {
+                ReceiptStatus::Ok => {
+                    run.out.fees += r.fee;
+                    run.out.gas_used = run.out.gas_used.saturating_add(r.gas_used);
+                    run.out.receipts.push(r);
+                    run.overlay.writes.extend(w);
+                }
+                ReceiptStatus::Failed(why) => {
+                    excluded.push(crate::branches::exclusion(index, why, true));
+                }
+            },
+            Err(ChainError::InvalidTx { reason, .. }) => {
+                excluded.push(crate::branches::exclusion(index, &reason, false));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((run.finish(ctx)?, excluded))
+}
+
 /// What [`assemble`] returns: the included transactions, their execution, and the
 /// candidates that could not be included with the reason.
 pub type Assembled = (Vec<SignedTx>, Executed, Vec<(Hash, String)>);
@@ -552,6 +686,8 @@ mod tests {
             limits: GasLimits::default(),
             role: crate::exec::ChainRole::Root { repo_create_fee: 0 },
             access: None,
+            parent: Hash::ZERO,
+            merge: None,
         }
     }
 

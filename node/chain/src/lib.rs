@@ -13,10 +13,13 @@
 //! - [`engine`]: the consensus engines as one closed enum (solo, DPoS, PoA) and their hooks.
 //! - [`consensus`]: slots and the `solo` engine; [`dpos`], [`rounds`], [`staking`]: DPoS;
 //!   [`poa`]: proof of authority.
+//! - [`branches`]: branch records, merge bases and merged marks in a chain's state; branch
+//!   and merge transactions.
 //! - [`chain`]: opening, recovery, block assembly, validation, commit, fork choice and
 //!   queries, one file each, with the lock order.
 
 pub mod blocklog;
+pub mod branches;
 pub mod chain;
 pub mod consensus;
 pub mod contracts;

@@ -68,6 +68,8 @@ pub fn open(path: &Path) -> Result<DB, ChainError> {
 pub const SPACE_REPO: u8 = b'r';
 /// The kind byte of a repository directory's keyspace prefix.
 pub const SPACE_DIRECTORY: u8 = b'd';
+/// The kind byte of a branch's keyspace prefix (its chain id is the branch id).
+pub const SPACE_BRANCH: u8 = b'b';
 
 /// One chain's part of the shared database: every key it reads or writes, in every column
 /// family, carries its prefix (see the module docs).

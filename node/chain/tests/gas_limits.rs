@@ -242,6 +242,8 @@ fn a_block_over_the_gas_limit_is_invalid() {
         limits,
         role: aergo_chain::exec::ChainRole::Root { repo_create_fee: 0 },
         access: None,
+        parent: Hash::ZERO,
+        merge: None,
     };
     let txs = vec![
         transfer(&c, &dev, 0, 3_000_000),
@@ -300,6 +302,8 @@ fn a_peer_block_over_our_limits_is_refused() {
         limits: b.gas_limits().unwrap(),
         role: aergo_chain::exec::ChainRole::Root { repo_create_fee: 0 },
         access: None,
+        parent: Hash::ZERO,
+        merge: None,
     };
     assert!(execute_block(&view, &cands, &ctx)
         .unwrap_err()

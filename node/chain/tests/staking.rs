@@ -119,6 +119,8 @@ fn ctx(s: &dyn StateView, g: &Genesis, height: u64) -> BlockCtx {
         limits: aergo_chain::exec::GasLimits::from_genesis(&g.gas),
         role: aergo_chain::exec::ChainRole::Root { repo_create_fee: 0 },
         access: None,
+        parent: Hash::ZERO,
+        merge: None,
     }
 }
 

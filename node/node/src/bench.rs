@@ -82,6 +82,7 @@ pub fn bench_genesis(keys: &[Keypair]) -> Genesis {
         dd_interval_ms: None,
         repo: None,
         repos: Vec::new(),
+        branch: None,
     }
 }
 

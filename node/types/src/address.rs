@@ -58,6 +58,22 @@ impl Address {
             key: h.0,
         }
     }
+    /// A contract address on a branch: derived from the branch id too, so a deploy on a
+    /// branch never takes the address the same creator and nonce have on `main` (a merge
+    /// carries the branch's deploy to its address).
+    pub fn contract_in(branch: &Hash, creator: &Address, nonce: u64) -> Self {
+        let h = Hash::of_parts(&[
+            b"contract-in-branch",
+            &branch.0,
+            &[creator.tag],
+            &creator.key,
+            &nonce.to_be_bytes(),
+        ]);
+        Address {
+            tag: TAG_CONTRACT,
+            key: h.0,
+        }
+    }
     /// The public key of an account address (None for contracts).
     pub fn public_key(&self) -> Option<PublicKey> {
         (self.tag == TAG_ACCOUNT).then_some(PublicKey(self.key))

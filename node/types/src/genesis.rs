@@ -185,6 +185,10 @@ pub struct Genesis {
     /// registrations at height 0, as if created by `creator`. Left out of the JSON while empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub repos: Vec<crate::repo::GenesisRepo>,
+    /// Set on a branch's chain: where it forks off its parent. Its chain id is then the
+    /// branch id ([`crate::branch::branch_id`]). Left out of the JSON while absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch: Option<crate::branch::BranchGenesis>,
 }
 
 impl Genesis {
@@ -216,6 +220,7 @@ impl Genesis {
             dd_interval_ms: None,
             repo: None,
             repos: Vec::new(),
+            branch: None,
         }
     }
 
@@ -412,6 +417,9 @@ impl Genesis {
 
     /// The chain id: the genesis hash (a repository's: derived from root chain id and name).
     pub fn chain_id(&self) -> Hash {
+        if let Some(b) = &self.branch {
+            return b.id;
+        }
         if let Some(r) = &self.repo {
             return r.chain_id();
         }

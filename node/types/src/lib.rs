@@ -11,6 +11,7 @@ pub mod address;
 pub mod amount;
 pub mod block;
 pub mod block_ext;
+pub mod branch;
 pub mod codec;
 pub mod crypto;
 pub mod genesis;

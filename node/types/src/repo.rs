@@ -452,6 +452,7 @@ impl Registration {
             repo_create_fee: None,
             dd_interval_ms: None,
             repos: Vec::new(),
+            branch: None,
             repo: Some(self.repo_genesis(root, RepoPart::Ledger)),
         }
     }
@@ -475,6 +476,7 @@ impl Registration {
             repo_create_fee: None,
             dd_interval_ms: None,
             repos: Vec::new(),
+            branch: None,
             repo: Some(self.repo_genesis(root, RepoPart::Directory)),
         }
     }

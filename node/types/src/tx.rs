@@ -10,7 +10,7 @@
 //! [`crate::block_ext`] keeps it: repositories and branches sign their own id in `chain_id`
 //! (the root chain's `main` keeps the genesis hash), and the new kinds take reserved kind
 //! bytes — 8 evidence of a broken pre-confirmation, 9 repository create and 10
-//! directory change (both defined), 11 branch create/delete, 12 merge. Until a kind is defined here, its
+//! directory change, 11 branch create/delete and 12 merge (all defined). Until a kind is defined here, its
 //! byte is an unknown kind and the transaction does not decode.
 
 use crate::address::Address;
@@ -49,6 +49,11 @@ pub enum TxKind {
     RepoCreate = 9,
     /// Change a repository's directory (directories only; payload: [`crate::repo::DdOp`]).
     DirectoryChange = 10,
+    /// Create or delete a branch of the chain it is sent to (payload:
+    /// [`crate::branch::BranchOp`]).
+    Branch = 11,
+    /// Merge a branch into the chain it is sent to (payload: [`crate::branch::MergeOp`]).
+    Merge = 12,
 }
 
 impl TxKind {
@@ -65,6 +70,8 @@ impl TxKind {
             7 => TxKind::Governance,
             9 => TxKind::RepoCreate,
             10 => TxKind::DirectoryChange,
+            11 => TxKind::Branch,
+            12 => TxKind::Merge,
             _ => return None,
         })
     }

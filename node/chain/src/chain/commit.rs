@@ -31,6 +31,11 @@ impl Chain {
             limits: crate::staking::gas_limits(parent, &self.genesis.gas)?,
             role: crate::ctx::ChainRole::of(&self.genesis),
             access: self.access_at(header)?,
+            parent: header.parent,
+            merge: header.ext.merge.as_ref().map(|m| crate::ctx::MergeCtx {
+                source: m.source,
+                source_height: m.source_height,
+            }),
         })
     }
 
@@ -172,6 +177,85 @@ impl Chain {
         })
     }
 
+    /// Builds, signs and commits a merge block: `merge_tx` (a kind-12 transaction naming a
+    /// branch of this chain) and the source's transactions since the merge base
+    /// (`candidates`, in source order, up to `source_tip` at `source_height`), each merged or
+    /// left out with its reason. A merge block carries no other transaction.
+    #[allow(clippy::too_many_arguments)]
+    pub fn produce_merge(
+        &self,
+        key: &Keypair,
+        merge_tx: SignedTx,
+        merge: aergo_types::block_ext::MergeRef,
+        candidates: Vec<SignedTx>,
+        timestamp_ms: u64,
+        consensus: Vec<u8>,
+    ) -> Result<Produced, ChainError> {
+        let _g = self.commit.lock();
+        let tip = self.tip();
+        let mut header = Header {
+            chain_id: self.chain_id,
+            height: tip.header.height + 1,
+            parent: tip.hash,
+            timestamp_ms,
+            producer: key.public(),
+            tx_root: Hash::ZERO,
+            receipts_root: Hash::ZERO,
+            state_root: Hash::ZERO,
+            consensus,
+            ext: HeaderExt {
+                dd: self.dd_ref(&tip.header)?,
+                merge: Some(merge),
+                ..Default::default()
+            },
+            signature: Signature::default(),
+        };
+        let body = Body::Merge {
+            tx: &merge_tx,
+            candidates: &candidates,
+        };
+        let built = self.execute_on_tip(&tip, &header, body, |start| {
+            self.engine.check_own_slot(&tip.header, &header, start)
+        })?;
+        let section = aergo_types::block_ext::MergeBody {
+            candidates,
+            excluded: built.excluded,
+        };
+        if let Some(m) = header.ext.merge.as_mut() {
+            m.lists_root = Hash::of(&section.encode());
+        }
+        let txs = vec![merge_tx];
+        header.state_root = built.state_root;
+        header.receipts_root = built.receipts_root;
+        header.tx_root = Block::compute_tx_root(&txs);
+        let mut block = Block::new(header, txs);
+        block.body_ext.merge = Some(section);
+        let max = self.max_block_size();
+        if block.encode().len() > max {
+            return Err(ChainError::InvalidTx {
+                hash: block.txs.first().map(|t| t.hash).unwrap_or_default(),
+                reason: format!(
+                    "the merge does not fit one block of {max} bytes: merge up to a lower source height"
+                ),
+            });
+        }
+        self.engine.before_signing(&block.header)?;
+        block.header.sign(key);
+        let receipts = built.executed.receipts.clone();
+        let prepared = Prepared {
+            block,
+            executed: built.executed,
+            nodes: built.nodes,
+        };
+        let applied = self.write_block(prepared, None)?;
+        self.advance_finality()?;
+        Ok(Produced {
+            applied,
+            receipts,
+            rejected: Vec::new(),
+        })
+    }
+
     /// Validates and executes a block on the tip without committing it.
     pub fn prepare(&self, block: Block) -> Result<Prepared, ChainError> {
         let tip = self.tip();
@@ -213,6 +297,7 @@ impl Chain {
                 _ => {}
             }
         }
+        let merge = ext.merge.take();
         if let Some(field) = ext.first_present() {
             // Format version 2 reserves these fields for features this chain does not run
             // yet; a block that fills one cannot be validated, so it is invalid.
@@ -220,11 +305,26 @@ impl Chain {
                 "header field `{field}` is not enabled on this chain"
             )));
         }
-        if !block.body_ext.is_empty() {
+        if block.body_ext.dtt.is_some() {
             return Err(bad(
-                "block body extensions are not enabled on this chain".into()
+                "the block body's DTT section is not enabled on this chain".into(),
             ));
         }
+        let body = match (&merge, &block.body_ext.merge) {
+            (None, None) => Body::Given(&block.txs),
+            (Some(_), Some(section)) => match block.txs.as_slice() {
+                [tx] => Body::Merge {
+                    tx,
+                    candidates: &section.candidates,
+                },
+                _ => {
+                    return Err(bad(
+                        "a merge block carries exactly one transaction, the merge".into(),
+                    ))
+                }
+            },
+            _ => return Err(bad("a merge field without its merge section".into())),
+        };
         let checks = |_: &BlockStart| -> Result<(), ChainError> {
             self.engine.validate(&tip.header, h).map_err(bad)?;
             let max = self.max_block_size();
@@ -248,7 +348,7 @@ impl Chain {
             Ok(())
         };
         let built = self
-            .execute_on_tip(&tip, h, Body::Given(&block.txs), checks)
+            .execute_on_tip(&tip, h, body, checks)
             .map_err(|e| match e {
                 // The node's own storage failing says nothing about the block.
                 e @ (ChainError::Db(_)
@@ -258,6 +358,15 @@ impl Chain {
                 | ChainError::InvalidBlock { .. }) => e,
                 other => bad(other.to_string()),
             })?;
+        if let Some(section) = &block.body_ext.merge {
+            if built.excluded != section.excluded {
+                return Err(bad(format!(
+                    "the merge's exclusions differ: the block leaves out {} candidates, this node {}",
+                    section.excluded.len(),
+                    built.excluded.len()
+                )));
+            }
+        }
         if built.receipts_root != h.receipts_root {
             return Err(bad("receipts root mismatch".into()));
         }
@@ -300,7 +409,13 @@ impl Chain {
             base: &view,
             writes: pre.clone(),
         };
+        let mut excluded = Vec::new();
         let (txs, mut executed, rejected) = match body {
+            Body::Merge { tx, candidates } => {
+                let (executed, ex) = exec::execute_merge(&base, tx, candidates, &ctx)?;
+                excluded = ex;
+                (None, executed, Vec::new())
+            }
             Body::Assemble(candidates) => {
                 let (txs, executed, rejected) = exec::assemble(
                     &base,
@@ -325,6 +440,7 @@ impl Chain {
         Ok(Built {
             txs,
             rejected,
+            excluded,
             executed,
             state_root,
             receipts_root,
@@ -395,7 +511,14 @@ impl Chain {
             &store::canon_key(MAIN_BRANCH, height),
             hash.0,
         )?;
-        for (i, (tx, r)) in block.txs.iter().zip(&p.executed.receipts).enumerate() {
+        let merged = merged_txs(block);
+        for (i, (tx, r)) in block
+            .txs
+            .iter()
+            .chain(merged.iter().copied())
+            .zip(&p.executed.receipts)
+            .enumerate()
+        {
             let mut v = Vec::with_capacity(128);
             v.extend_from_slice(&hash.0);
             v.extend_from_slice(&height.to_be_bytes());
@@ -443,7 +566,10 @@ impl Chain {
         };
         drop(head);
         Ok(Applied {
-            nonces: next_nonces(&p.block.txs, &p.executed.writes),
+            nonces: next_nonces(
+                p.block.txs.iter().chain(merged_txs(&p.block)),
+                &p.executed.writes,
+            ),
             gas_used: p.executed.gas_used,
             size: payload.len(),
             block: p.block,
@@ -481,6 +607,8 @@ impl Chain {
             }
             // No tip yet: only the genesis block may be committed.
             None if tip.hash == Hash::ZERO => (0, Hash::ZERO),
+            // A branch before its first block: its tip is the parent's fork block.
+            None if self.base.is_some() => (tip.header.height + 1, tip.hash),
             None => {
                 return Err(refused(format!(
                     "no tip is recorded, the chain's tip is {}",
@@ -588,6 +716,11 @@ enum Body<'a> {
     Assemble(Vec<SignedTx>),
     /// Validating: exactly these transactions, in this order.
     Given(&'a [SignedTx]),
+    /// A merge block: its merge transaction and the source's candidates.
+    Merge {
+        tx: &'a SignedTx,
+        candidates: &'a [SignedTx],
+    },
 }
 
 /// A block body executed on the tip (nothing written yet).
@@ -596,14 +729,40 @@ struct Built {
     txs: Option<Vec<SignedTx>>,
     /// Candidates left out, with the reason (`Body::Assemble` only).
     rejected: Vec<(Hash, String)>,
+    /// Merge candidates left out (`Body::Merge` only).
+    excluded: Vec<aergo_types::block_ext::Exclusion>,
     executed: Executed,
     state_root: Hash,
     receipts_root: Hash,
     nodes: HashMap<Hash, Node>,
 }
 
+/// A merge block's merged candidates (those not excluded), in order; none elsewhere.
+/// Their receipts follow the block's own transactions' receipts.
+pub(crate) fn merged_txs(block: &Block) -> Vec<&SignedTx> {
+    let Some(m) = &block.body_ext.merge else {
+        return Vec::new();
+    };
+    let mut ex = m.excluded.iter().map(|e| e.index).peekable();
+    let mut out = Vec::with_capacity(m.candidates.len());
+    for (i, c) in m.candidates.iter().enumerate() {
+        if ex
+            .peek()
+            .is_some_and(|x| usize::try_from(*x).ok() == Some(i))
+        {
+            ex.next();
+            continue;
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// Each sender of `txs` and its next nonce, from the block's own state writes.
-pub(super) fn next_nonces(txs: &[SignedTx], writes: &WriteSet) -> HashMap<Address, u64> {
+pub(super) fn next_nonces<'a>(
+    txs: impl Iterator<Item = &'a SignedTx>,
+    writes: &WriteSet,
+) -> HashMap<Address, u64> {
     let mut out = HashMap::new();
     for t in txs {
         let a = t.tx.sender();

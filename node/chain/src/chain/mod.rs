@@ -52,6 +52,8 @@ mod open;
 mod queries;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_branches;
 
 pub use queries::HeightView;
 
@@ -166,9 +168,30 @@ pub struct TxLocation {
     pub receipt: Receipt,
 }
 
+/// Where a branch's chain forks off its parent.
+pub(crate) struct Base {
+    /// The parent chain (`main` or another branch).
+    pub(crate) parent: std::sync::Arc<Chain>,
+    /// The parent's height the branch forks from.
+    pub(crate) fork: u64,
+}
+
+/// One level of a chain's state lineage: a keyspace and the height it forks from (`None`:
+/// the lineage's root, a chain's `main`).
+#[derive(Clone)]
+pub(crate) struct Level {
+    pub(crate) ks: store::Keyspace,
+    pub(crate) fork: Option<u64>,
+}
+
 /// The chain.
 pub struct Chain {
     ks: store::Keyspace,
+    /// This chain's state lineage: its own keyspace first, then each ancestor's, each with
+    /// the height the level below forks from (a chain that is not a branch: one level).
+    lineage: Vec<Level>,
+    /// Set on a branch's chain: its parent and fork height.
+    base: Option<Base>,
     log: BlockLog,
     /// A repository ledger's directory: its blocks name a final directory height and their
     /// senders are checked against the roles there.

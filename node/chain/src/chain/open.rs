@@ -52,6 +52,53 @@ impl Chain {
         io: IoService,
         directory: Option<std::sync::Arc<Chain>>,
     ) -> Result<Self, ChainError> {
+        Self::open_with(ks, dir, genesis, io, directory, None)
+    }
+
+    /// Opens the chain of a branch of `parent` (`genesis.branch` says where it forks off;
+    /// see [`aergo_types::branch`]) in `parent`'s database, with its block log in `dir`. No
+    /// state is copied: reads above the fork height fall through to the parent at the fork
+    /// height. A branch of a repository's ledger is checked against the same directory.
+    pub fn open_branch(
+        parent: std::sync::Arc<Chain>,
+        genesis: Genesis,
+        dir: &std::path::Path,
+    ) -> Result<Chain, ChainError> {
+        let Some(b) = genesis.branch.clone() else {
+            return Err(ChainError::Consensus(
+                "a branch's chain opens with a branch genesis".into(),
+            ));
+        };
+        if b.parent != parent.chain_id {
+            return Err(ChainError::Consensus(format!(
+                "branch `{}` forks off chain {}, not {}",
+                b.name, b.parent, parent.chain_id
+            )));
+        }
+        if parent.hash_at(b.fork_height)? != Some(b.fork_hash) {
+            return Err(ChainError::Consensus(format!(
+                "branch `{}` forks off block {} at height {}, which is not on its parent",
+                b.name, b.fork_hash, b.fork_height
+            )));
+        }
+        let ks = store::Keyspace::of_chain(parent.ks.db().clone(), store::SPACE_BRANCH, &b.id);
+        let io = parent.log.io().clone();
+        let directory = parent.directory.clone();
+        let base = Base {
+            parent,
+            fork: b.fork_height,
+        };
+        Self::open_with(ks, dir, genesis, io, directory, Some(base))
+    }
+
+    fn open_with(
+        ks: store::Keyspace,
+        dir: &std::path::Path,
+        genesis: Genesis,
+        io: IoService,
+        directory: Option<std::sync::Arc<Chain>>,
+        base: Option<Base>,
+    ) -> Result<Self, ChainError> {
         std::fs::create_dir_all(dir)?;
         let log = BlockLog::open(&dir.join("blocks"), io)?;
         let chain_id = genesis.chain_id();
@@ -80,8 +127,24 @@ impl Chain {
             hash: Hash::ZERO,
             log_end: LogPos::default(),
         };
+        let lineage = match &base {
+            None => vec![Level {
+                ks: ks.clone(),
+                fork: None,
+            }],
+            Some(b) => {
+                let mut l = vec![Level {
+                    ks: ks.clone(),
+                    fork: Some(b.fork),
+                }];
+                l.extend(b.parent.lineage.iter().cloned());
+                l
+            }
+        };
         let chain = Chain {
             ks,
+            lineage,
+            base,
             log,
             directory,
             access: Mutex::new(None),
@@ -169,6 +232,14 @@ impl Chain {
                 *self.tip.write() = tip;
                 end
             }
+            None if self.base.is_some() => {
+                // A fresh branch: its tip is the parent's block at the fork height; no state
+                // is written (reads fall through to the parent).
+                let fork = self.fork_tip()?;
+                *self.tip.write() = fork;
+                self.ks.put_now(CF_META, b"chain_id", &self.chain_id.0)?;
+                LogPos::default()
+            }
             None => {
                 // Fresh database: the genesis state, then whatever the log already holds.
                 let (frames, _) = self.log.scan_from(LogPos::default())?;
@@ -249,6 +320,22 @@ impl Chain {
             self.log.truncate(self.tip.read().log_end)?;
         }
         Ok(())
+    }
+
+    /// A branch's tip before its first block: the parent's block at the fork height.
+    pub(super) fn fork_tip(&self) -> Result<Tip, ChainError> {
+        let Some(b) = &self.base else {
+            return Err(ChainError::Corrupt("not a branch".into()));
+        };
+        let block = b
+            .parent
+            .block_by_height(b.fork)?
+            .ok_or_else(|| ChainError::Corrupt(format!("fork block {} missing", b.fork)))?;
+        Ok(Tip {
+            hash: block.hash(),
+            header: block.header,
+            log_end: LogPos::default(),
+        })
     }
 
     /// DPoS, PoA: LIB from the database and the recent blocks from the log, on open.

@@ -4,19 +4,20 @@
 
 use super::*;
 
-/// Reads state at one height on `main` straight from RocksDB.
+/// Reads state at one height straight from RocksDB: on a branch, a key the branch never
+/// wrote falls through to its parent at the fork height, recursively (one seek per level).
 pub struct HeightView<'a> {
-    pub(super) ks: &'a store::Keyspace,
+    pub(super) levels: &'a [Level],
     pub(super) height: u64,
 }
 
 impl StateView for HeightView<'_> {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ChainError> {
-        read_versioned(self.ks, key, self.height)
+        read_lineage(self.levels, key, self.height)
     }
 
     fn scan(&self, start: &[u8], end: &[u8]) -> Result<crate::state::Pairs, ChainError> {
-        scan_versioned(self.ks, start, end, self.height, usize::MAX)
+        scan_lineage(self.levels, start, end, self.height, usize::MAX)
     }
 
     fn scan_limit(
@@ -25,16 +26,80 @@ impl StateView for HeightView<'_> {
         end: &[u8],
         limit: usize,
     ) -> Result<crate::state::Pairs, ChainError> {
-        scan_versioned(self.ks, start, end, self.height, limit)
+        scan_lineage(self.levels, start, end, self.height, limit)
     }
+}
+
+/// The levels a read at `height` visits, each with the height to read it at: a level is
+/// read only above the height it forks from, and the next level at most at that height.
+fn visits(levels: &[Level], height: u64) -> Vec<(&store::Keyspace, u64)> {
+    let mut out = Vec::with_capacity(levels.len());
+    let mut cur = height;
+    for l in levels {
+        if l.fork.map_or(true, |f| cur > f) {
+            out.push((&l.ks, cur));
+        }
+        match l.fork {
+            Some(f) => cur = cur.min(f),
+            None => break,
+        }
+    }
+    out
+}
+
+/// A point read through the lineage: the first level holding a version (a value or a
+/// deletion) at or below its height answers.
+pub(super) fn read_lineage(
+    levels: &[Level],
+    key: &[u8],
+    height: u64,
+) -> Result<Option<Vec<u8>>, ChainError> {
+    for (ks, h) in visits(levels, height) {
+        if let Some(v) = read_version(ks, key, h)? {
+            return Ok(v);
+        }
+    }
+    Ok(None)
+}
+
+/// A range scan through the lineage: upper levels' versions (values and deletions) hide the
+/// levels below. Each level is asked for `limit` values plus as many as the levels above
+/// can hide, which is enough for the first `limit` values of the merged result.
+pub(super) fn scan_lineage(
+    levels: &[Level],
+    start: &[u8],
+    end: &[u8],
+    height: u64,
+    limit: usize,
+) -> Result<crate::state::Pairs, ChainError> {
+    let v = visits(levels, height);
+    if let [(ks, h)] = v.as_slice() {
+        return scan_versioned(ks, start, end, *h, limit, false).map(|rows| {
+            rows.into_iter()
+                .filter_map(|(k, v)| Some((k, v?)))
+                .collect()
+        });
+    }
+    let mut merged: std::collections::BTreeMap<Vec<u8>, Option<Vec<u8>>> = Default::default();
+    for (ks, h) in v {
+        let rows = scan_versioned(ks, start, end, h, limit.saturating_add(merged.len()), true)?;
+        for (k, val) in rows {
+            merged.entry(k).or_insert(val);
+        }
+    }
+    Ok(merged
+        .into_iter()
+        .filter_map(|(k, v)| Some((k, v?)))
+        .take(limit)
+        .collect())
 }
 
 /// Versions of one key stepped over one by one before a scan seeks past the rest.
 const SCAN_STEPS_BEFORE_SEEK: u32 = 4;
 
-/// Range scan at a height: walks the versions of every key in `[start, end)` on `main` and
-/// keeps, per key, the newest version at or below `height` (skipping deletions); stops after
-/// `limit` pairs. Runs of unused versions longer than [`SCAN_STEPS_BEFORE_SEEK`] are jumped
+/// Range scan at a height in one keyspace: walks the versions of every key in `[start, end)`
+/// and keeps, per key, the newest version at or below `height` (deletions skipped, or kept
+/// as `None` with `deletions`); stops after `limit` values. Runs of unused versions longer than [`SCAN_STEPS_BEFORE_SEEK`] are jumped
 /// over with one seek.
 pub(super) fn scan_versioned(
     ks: &store::Keyspace,
@@ -42,8 +107,10 @@ pub(super) fn scan_versioned(
     end: &[u8],
     height: u64,
     limit: usize,
-) -> Result<crate::state::Pairs, ChainError> {
+    deletions: bool,
+) -> Result<Vec<(Vec<u8>, Option<Vec<u8>>)>, ChainError> {
     let mut out = Vec::new();
+    let mut values = 0usize;
     if start >= end || limit == 0 {
         return Ok(out);
     }
@@ -78,11 +145,15 @@ pub(super) fn scan_versioned(
         let seen = last_key.as_deref() == Some(key.as_slice());
         if !seen && version <= height {
             match v.split_first() {
-                Some((1, val)) => out.push((key.clone(), val.to_vec())),
+                Some((1, val)) => {
+                    out.push((key.clone(), Some(val.to_vec())));
+                    values += 1;
+                }
+                Some((0, _)) if deletions => out.push((key.clone(), None)),
                 Some((0, _)) => {}
                 _ => return Err(ChainError::Corrupt("state value tag".into())),
             }
-            if out.len() >= limit {
+            if values >= limit {
                 break;
             }
             last_key = Some(key);
@@ -115,11 +186,13 @@ pub(super) fn scan_versioned(
     Ok(out)
 }
 
-pub(super) fn read_versioned(
+/// The newest version of `key` at or below `height` in one keyspace: `None` if it has none,
+/// `Some(None)` if that version is a deletion.
+fn read_version(
     ks: &store::Keyspace,
     key: &[u8],
     height: u64,
-) -> Result<Option<Vec<u8>>, ChainError> {
+) -> Result<Option<Option<Vec<u8>>>, ChainError> {
     let prefix = ks.state_prefix(MAIN_BRANCH, key);
     let mut seek = prefix.clone();
     seek.extend_from_slice(&(!height).to_be_bytes());
@@ -132,8 +205,8 @@ pub(super) fn read_versioned(
     match (it.key(), it.value()) {
         (Some(k), Some(v)) if k.len() == prefix.len() + 8 && k.starts_with(&prefix) => {
             match v.split_first() {
-                Some((1, rest)) => Ok(Some(rest.to_vec())),
-                Some((0, _)) => Ok(None),
+                Some((1, rest)) => Ok(Some(Some(rest.to_vec()))),
+                Some((0, _)) => Ok(Some(None)),
                 _ => Err(ChainError::Corrupt("state value tag".into())),
             }
         }
@@ -152,7 +225,7 @@ impl StateView for HeadView<'_> {
         if let Some(v) = self.chain.head.get(key) {
             return Ok(v);
         }
-        let v = read_versioned(&self.chain.ks, key, self.height)?;
+        let v = read_lineage(&self.chain.lineage, key, self.height)?;
         // Cache only if no block committed since this view's height: commits update the
         // cache and the tip holding every shard, so a value read at an older height can never
         // overwrite a newer one.
@@ -164,7 +237,7 @@ impl StateView for HeadView<'_> {
 
     fn scan(&self, start: &[u8], end: &[u8]) -> Result<crate::state::Pairs, ChainError> {
         // Every committed write is in RocksDB before the cache sees it.
-        scan_versioned(&self.chain.ks, start, end, self.height, usize::MAX)
+        scan_lineage(&self.chain.lineage, start, end, self.height, usize::MAX)
     }
 
     fn scan_limit(
@@ -173,7 +246,7 @@ impl StateView for HeadView<'_> {
         end: &[u8],
         limit: usize,
     ) -> Result<crate::state::Pairs, ChainError> {
-        scan_versioned(&self.chain.ks, start, end, self.height, limit)
+        scan_lineage(&self.chain.lineage, start, end, self.height, limit)
     }
 }
 
@@ -182,7 +255,15 @@ impl NodeSource for Chain {
         if let Some(n) = self.nodes.lock().get(h) {
             return Ok(Some(*n));
         }
-        match self.ks.get(CF_SMT, &h.0)? {
+        let mut found = None;
+        for l in &self.lineage {
+            // Merkle nodes are content-addressed: a branch shares its ancestors' nodes.
+            if let Some(b) = l.ks.get(CF_SMT, &h.0)? {
+                found = Some(b);
+                break;
+            }
+        }
+        match found {
             Some(b) => {
                 let n = Node::decode(&b)?;
                 let mut c = self.nodes.lock();
@@ -270,7 +351,7 @@ impl Chain {
             )));
         }
         HeightView {
-            ks: &self.ks,
+            levels: &self.lineage,
             height,
         }
         .account(addr)
@@ -284,8 +365,25 @@ impl Chain {
         }
     }
 
+    /// On a branch, the parent when `height` is at or below the fork height (those blocks
+    /// are the parent's).
+    fn below_fork(&self, height: u64) -> Option<&Chain> {
+        self.base
+            .as_ref()
+            .filter(|b| height <= b.fork)
+            .map(|b| b.parent.as_ref())
+    }
+
+    /// On a branch: its parent chain and the height it forks from.
+    pub fn fork_point(&self) -> Option<(&std::sync::Arc<Chain>, u64)> {
+        self.base.as_ref().map(|b| (&b.parent, b.fork))
+    }
+
     /// The canonical block hash at `height`.
     pub fn hash_at(&self, height: u64) -> Result<Option<Hash>, ChainError> {
+        if let Some(p) = self.below_fork(height) {
+            return p.hash_at(height);
+        }
         match self
             .ks
             .get(CF_CANON, &store::canon_key(MAIN_BRANCH, height))?
@@ -302,7 +400,10 @@ impl Chain {
     /// A block by hash (read from the block log).
     pub fn block_by_hash(&self, hash: &Hash) -> Result<Option<Block>, ChainError> {
         let Some(m) = self.block_meta(hash)? else {
-            return Ok(None);
+            return match &self.base {
+                Some(b) => b.parent.block_by_hash(hash),
+                None => Ok(None),
+            };
         };
         let bytes = self.log.read(&m.loc, m.height)?;
         let b = Block::decode(&bytes)?;
@@ -351,7 +452,7 @@ impl Chain {
             .ok_or_else(|| ChainError::NotFound(format!("no block at height {height}")))?;
         let key = account_key(addr);
         let value = HeightView {
-            ks: &self.ks,
+            levels: &self.lineage,
             height,
         }
         .get(&key)?;
@@ -372,7 +473,7 @@ impl Chain {
             )));
         }
         let view = HeightView {
-            ks: &self.ks,
+            levels: &self.lineage,
             height: h,
         };
         let kv = crate::contracts::ReadKv { view: &view };
@@ -394,7 +495,7 @@ impl Chain {
     ) -> Result<Result<aergo_sql::QueryResult, String>, ChainError> {
         let (h, c) = self.contract_at(addr, height)?;
         let view = HeightView {
-            ks: &self.ks,
+            levels: &self.lineage,
             height: h,
         };
         let kv = crate::contracts::ReadKv { view: &view };
@@ -423,7 +524,7 @@ impl Chain {
     ) -> Result<Result<aergo_sql::CallOutcome, String>, ChainError> {
         let (h, c) = self.contract_at(addr, height)?;
         let view = HeightView {
-            ks: &self.ks,
+            levels: &self.lineage,
             height: h,
         };
         let ov = crate::state::Overlay::new(&view);
@@ -489,7 +590,7 @@ impl Chain {
             )));
         }
         Ok(HeightView {
-            ks: &self.ks,
+            levels: &self.lineage,
             height,
         })
     }
@@ -525,7 +626,7 @@ impl Chain {
         };
         let h = self.tip.read().header.height;
         let view = HeightView {
-            ks: &self.ks,
+            levels: &self.lineage,
             height: h,
         };
         let schedule = rounds::load_schedule(&view)?

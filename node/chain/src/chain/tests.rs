@@ -152,7 +152,14 @@ fn scans_in_keyspace(ks: &store::Keyspace, mark: u8) {
             .iter()
             .filter_map(|(k, v)| v.clone().map(|v| (k.clone(), v)))
             .collect();
-        let view = HeightView { ks, height };
+        let levels = [Level {
+            ks: ks.clone(),
+            fork: None,
+        }];
+        let view = HeightView {
+            levels: &levels,
+            height,
+        };
         assert_eq!(view.scan(&start, &end).unwrap(), want, "height {height}");
         for limit in [0usize, 1, 3, 10, 100] {
             let got = view.scan_limit(&start, &end, limit).unwrap();

@@ -1,0 +1,285 @@
+//! Branches and merges in a chain's state.
+//!
+//! Keys (in the state of the chain a branch forks off, `main` or another branch):
+//! - `'b' ‖ name` → [`BranchRecord`]: the branch's id, fork height, producer, strategy,
+//!   creator, and the heights it was created and deleted at;
+//! - `'m' ‖ branch id` → `u64`: the source height a merge of that branch into this chain
+//!   reached (absent: the fork height) — the next merge base;
+//! - `'x' ‖ tx hash` → `[1]`: a transaction merged into this chain from a branch, so the same
+//!   transaction is never applied twice (`already applied`).
+//!
+//! A branch is created (kind 11) by a transaction on its parent; the branch's own chain is
+//! opened by the node ([`crate::Chain::open_branch`]). A merge (kind 12) is the first and
+//! only ordinary transaction of a merge block: the block's merge section carries the source's
+//! transactions since the merge base (the candidates), which are executed in order on this
+//! chain's state without its nonce rule (the merge base guarantees each merges once; a
+//! sender's nonce becomes the larger of the two), and those that no longer hold are left out
+//! with their reason. Every node re-executes the merge and must reach the same exclusions
+//! and state root.
+
+use crate::ctx::{BlockCtx, MergeCtx};
+use crate::error::ChainError;
+use crate::state::{Overlay, StateView};
+use aergo_types::block_ext::{Exclusion, ExclusionReason, MAX_EXCLUSION_DETAIL};
+use aergo_types::branch::{branch_id, BranchOp, BranchRecord, MergeOp};
+use aergo_types::genesis::{ConsensusParams, Engine as EngineKind};
+use aergo_types::{Address, Genesis, Hash, SignedTx};
+
+/// Key prefix of branch records.
+pub const RECORD_PREFIX: u8 = b'b';
+/// Key prefix of merge bases.
+pub const BASE_PREFIX: u8 = b'm';
+/// Key prefix of merged-transaction marks.
+pub const MERGED_PREFIX: u8 = b'x';
+
+/// Most live branches one chain records (a branch costs its creator a fee; this bounds the
+/// state a node scans to list them).
+pub const MAX_BRANCHES: usize = 1024;
+
+/// The state key of branch `name`'s record.
+pub fn record_key(name: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + name.len());
+    k.push(RECORD_PREFIX);
+    k.extend_from_slice(name.as_bytes());
+    k
+}
+
+fn base_key(id: &Hash) -> Vec<u8> {
+    let mut k = Vec::with_capacity(33);
+    k.push(BASE_PREFIX);
+    k.extend_from_slice(&id.0);
+    k
+}
+
+fn merged_key(tx: &Hash) -> Vec<u8> {
+    let mut k = Vec::with_capacity(33);
+    k.push(MERGED_PREFIX);
+    k.extend_from_slice(&tx.0);
+    k
+}
+
+fn corrupt(e: impl std::fmt::Display) -> ChainError {
+    ChainError::Corrupt(format!("branch record: {e}"))
+}
+
+/// Branch `name`'s record (live or deleted), if it was ever created.
+pub fn record(view: &dyn StateView, name: &str) -> Result<Option<BranchRecord>, ChainError> {
+    match view.get(&record_key(name))? {
+        Some(b) => Ok(Some(BranchRecord::decode(&b).map_err(corrupt)?)),
+        None => Ok(None),
+    }
+}
+
+/// Every branch record, by name.
+pub fn list(view: &dyn StateView) -> Result<Vec<(String, BranchRecord)>, ChainError> {
+    let rows = view.scan(&[RECORD_PREFIX], &[RECORD_PREFIX + 1])?;
+    let mut out = Vec::with_capacity(rows.len());
+    for (k, v) in rows {
+        let name = String::from_utf8(k.get(1..).unwrap_or_default().to_vec()).map_err(corrupt)?;
+        out.push((name, BranchRecord::decode(&v).map_err(corrupt)?));
+    }
+    Ok(out)
+}
+
+/// The source height the last merge of branch `rec` into this chain reached (its fork
+/// height before the first merge): the merge base.
+pub fn merge_base(view: &dyn StateView, rec: &BranchRecord) -> Result<u64, ChainError> {
+    match view.get(&base_key(&rec.id))? {
+        Some(b) => {
+            let a: [u8; 8] = b.as_slice().try_into().map_err(|_| corrupt("merge base"))?;
+            Ok(u64::from_be_bytes(a))
+        }
+        None => Ok(rec.fork_height),
+    }
+}
+
+/// Whether transaction `tx` was merged into this chain.
+pub fn is_merged(view: &dyn StateView, tx: &Hash) -> Result<bool, ChainError> {
+    Ok(view.get(&merged_key(tx))?.is_some())
+}
+
+/// Marks `tx` merged.
+pub(crate) fn mark_merged(o: &mut Overlay<'_>, tx: &Hash) {
+    o.writes.insert(merged_key(tx), Some(vec![1]));
+}
+
+/// Executes a branch operation (kind 11) sent by `from`: `Ok(Err(reason))` is a failed
+/// transaction (it pays its fee, nothing else changes).
+pub(crate) fn execute_op(
+    o: &mut Overlay<'_>,
+    tx: &SignedTx,
+    ctx: &BlockCtx,
+    from: &Address,
+) -> Result<Result<(), String>, ChainError> {
+    let op = match BranchOp::decode(&tx.tx.payload) {
+        Ok(op) => op,
+        Err(e) => return Ok(Err(format!("malformed branch operation: {e}"))),
+    };
+    let existing = record(o, op.name())?;
+    match op {
+        BranchOp::Create {
+            name,
+            fork_height,
+            producer,
+            strategy,
+        } => {
+            if existing.as_ref().is_some_and(|r| r.deleted.is_none()) {
+                return Ok(Err(format!("branch `{name}` already exists")));
+            }
+            if fork_height >= ctx.height {
+                return Ok(Err(format!(
+                    "fork height {fork_height} is not below this block's height {}",
+                    ctx.height
+                )));
+            }
+            let live = list(o)?.iter().filter(|(_, r)| r.deleted.is_none()).count();
+            if live >= MAX_BRANCHES {
+                return Ok(Err(format!(
+                    "this chain has {live} branches, the most it records; delete one first"
+                )));
+            }
+            let rec = BranchRecord {
+                id: branch_id(&ctx.chain_id, &name, &ctx.parent),
+                fork_height,
+                producer,
+                strategy,
+                creator: *from,
+                created: ctx.height,
+                deleted: None,
+            };
+            o.writes.insert(record_key(&name), Some(rec.encode()));
+            Ok(Ok(()))
+        }
+        BranchOp::Delete { name } => {
+            let Some(mut rec) = existing.filter(|r| r.deleted.is_none()) else {
+                return Ok(Err(format!("no branch `{name}`")));
+            };
+            if rec.creator != *from {
+                return Ok(Err(format!(
+                    "branch `{name}` was created by {}; only its creator may delete it",
+                    rec.creator
+                )));
+            }
+            rec.deleted = Some(ctx.height);
+            o.writes.insert(record_key(&name), Some(rec.encode()));
+            Ok(Ok(()))
+        }
+    }
+}
+
+/// Why merge operation `op` cannot run on a chain whose state is `view` (`None`: it can),
+/// given the merge block's `m` (on a merge block) — the checks the node also runs before
+/// it builds a merge block, so a refused merge is reported at once and never mined.
+pub fn merge_error(
+    view: &dyn StateView,
+    op: &MergeOp,
+    m: Option<&MergeCtx>,
+) -> Result<Option<String>, ChainError> {
+    let Some(rec) = record(view, &op.source)? else {
+        return Ok(Some(format!(
+            "no branch `{}` forks off this chain (a merge goes into the branch's parent)",
+            op.source
+        )));
+    };
+    if let Some(d) = rec.deleted {
+        return Ok(Some(format!(
+            "branch `{}` was deleted at height {d}",
+            op.source
+        )));
+    }
+    let base = merge_base(view, &rec)?;
+    if op.source_height <= base {
+        return Ok(Some(format!(
+            "nothing to merge: `{}` is merged up to height {base}",
+            op.source
+        )));
+    }
+    if let Some(m) = m {
+        if m.source != rec.id || m.source_height != op.source_height {
+            return Ok(Some(format!(
+                "the merge block merges {} up to {}, the transaction `{}` ({}) up to {}",
+                m.source, m.source_height, op.source, rec.id, op.source_height
+            )));
+        }
+    }
+    Ok(None)
+}
+
+/// Executes a merge operation (kind 12) on a merge block: checks it against the block's
+/// merge field and moves the merge base. A merge that cannot run is an invalid
+/// transaction: the node checks it before building the block ([`merge_error`]).
+pub(crate) fn execute_merge_op(
+    o: &mut Overlay<'_>,
+    tx: &SignedTx,
+    m: &MergeCtx,
+) -> Result<Result<(), String>, ChainError> {
+    let op = match MergeOp::decode(&tx.tx.payload) {
+        Ok(op) => op,
+        Err(e) => return Ok(Err(format!("malformed merge operation: {e}"))),
+    };
+    if let Some(e) = merge_error(o, &op, Some(m))? {
+        return Ok(Err(e));
+    }
+    o.writes.insert(
+        base_key(&m.source),
+        Some(op.source_height.to_be_bytes().to_vec()),
+    );
+    Ok(Ok(()))
+}
+
+/// An exclusion from an execution error's reason.
+pub(crate) fn exclusion(index: u32, reason: &str, failed: bool) -> Exclusion {
+    let kind = if failed {
+        ExclusionReason::Failed
+    } else if reason.starts_with(ALREADY_APPLIED) {
+        ExclusionReason::AlreadyApplied
+    } else if reason.contains("balance") {
+        ExclusionReason::InsufficientBalance
+    } else {
+        ExclusionReason::Invalid
+    };
+    let mut detail = String::new();
+    for c in reason.chars() {
+        if detail.len() + c.len_utf8() > MAX_EXCLUSION_DETAIL {
+            break;
+        }
+        detail.push(c);
+    }
+    Exclusion {
+        index,
+        reason: kind,
+        detail,
+    }
+}
+
+/// The start of the reason of a candidate merged before.
+pub const ALREADY_APPLIED: &str = "already applied";
+
+/// The genesis a branch's chain opens with: its parent's, with the branch's producer as a
+/// solo engine (no empty blocks) and the fork point; its chain id is the branch id.
+pub fn branch_genesis(
+    parent: &Genesis,
+    parent_id: Hash,
+    name: &str,
+    rec: &BranchRecord,
+    fork_hash: Hash,
+) -> Genesis {
+    let mut g = parent.clone();
+    g.chain_name = format!("{}:{name}", parent.chain_name);
+    g.consensus = ConsensusParams {
+        engine: EngineKind::Solo,
+        block_interval_ms: parent.consensus.block_interval_ms,
+        producer: Some(Address::from_public_key(&rec.producer)),
+        dpos: None,
+        poa: None,
+    };
+    g.repos = Vec::new();
+    g.branch = Some(aergo_types::branch::BranchGenesis {
+        name: name.to_string(),
+        id: rec.id,
+        parent: parent_id,
+        fork_height: rec.fork_height,
+        fork_hash,
+    });
+    g
+}

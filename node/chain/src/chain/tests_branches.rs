@@ -1,0 +1,344 @@
+//! Tests of branches and merges on in-process chains: O(1) creation, reads that fall
+//! through to the parent at the fork height, transactions bound to their branch, an auto
+//! merge with a double spend left out, and a replica re-executing the merge to the same
+//! state root.
+
+use super::*;
+use crate::branches;
+use aergo_os::io::IoConfig;
+use aergo_types::block_ext::{ExclusionReason, MergeRef, MergeStrategy};
+use aergo_types::branch::{BranchOp, MergeOp};
+use aergo_types::{ReceiptStatus, Tx, TxKind, AER_PER_AERGO};
+use std::sync::Arc;
+
+fn open(dir: &std::path::Path) -> Arc<Chain> {
+    Arc::new(
+        Chain::open(ChainOptions {
+            data_dir: dir.to_path_buf(),
+            genesis: Genesis::dev(),
+            io: IoService::start(IoConfig::default()),
+        })
+        .unwrap(),
+    )
+}
+
+fn tx(
+    chain_id: Hash,
+    k: &Keypair,
+    nonce: u64,
+    kind: TxKind,
+    to: Option<Address>,
+    amount: u128,
+    payload: Vec<u8>,
+) -> SignedTx {
+    Tx {
+        kind,
+        nonce,
+        from: k.public(),
+        to,
+        amount,
+        payload,
+        gas_limit: 10_000,
+        gas_price: Genesis::dev().gas.min_price.0,
+        chain_id,
+    }
+    .sign(k)
+}
+
+fn addr(k: &Keypair) -> Address {
+    Address::from_public_key(&k.public())
+}
+
+fn open_branch(main: &Arc<Chain>, name: &str, dir: &std::path::Path) -> Chain {
+    let view = main.view_at(main.tip().header.height).unwrap();
+    let rec = branches::record(&view, name).unwrap().unwrap();
+    let fork_hash = main.hash_at(rec.fork_height).unwrap().unwrap();
+    let g = branches::branch_genesis(main.genesis(), main.chain_id(), name, &rec, fork_hash);
+    Chain::open_branch(main.clone(), g, dir).unwrap()
+}
+
+#[test]
+fn a_branch_reads_through_its_fork_and_merges_back_with_a_double_spend_left_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let main = open(&dir.path().join("main"));
+    let (dev, bp, feat_bp) = (
+        Keypair::dev(),
+        Keypair::from_seed(&[6; 32]),
+        Keypair::from_seed(&[7; 32]),
+    );
+    let (bob, carol, dave) = (
+        Keypair::from_seed(&[11; 32]),
+        Keypair::from_seed(&[12; 32]),
+        Keypair::from_seed(&[13; 32]),
+    );
+    let id = main.chain_id();
+    let clock = std::cell::Cell::new(1000u64);
+    let next = || {
+        clock.set(clock.get() + 1000);
+        clock.get()
+    };
+    let mk = |c: &Chain, txs: Vec<SignedTx>, key: &Keypair| {
+        let p = c.produce(key, txs, next(), vec![]).unwrap();
+        assert!(p.rejected.is_empty(), "{:?}", p.rejected);
+        p
+    };
+    // Height 1: bob gets 100 on main.
+    mk(
+        &main,
+        vec![tx(
+            id,
+            &dev,
+            0,
+            TxKind::Transfer,
+            Some(addr(&bob)),
+            100 * AER_PER_AERGO,
+            vec![],
+        )],
+        &bp,
+    );
+    // Height 2: branch `feat` forks at 1.
+    let create = BranchOp::Create {
+        name: "feat".into(),
+        fork_height: 1,
+        producer: feat_bp.public(),
+        strategy: MergeStrategy::Auto,
+    };
+    let p = mk(
+        &main,
+        vec![tx(id, &dev, 1, TxKind::Branch, None, 0, create.encode())],
+        &bp,
+    );
+    assert!(matches!(p.receipts[0].status, ReceiptStatus::Ok));
+    // The same name again fails (and pays its fee).
+    let p = mk(
+        &main,
+        vec![tx(id, &dev, 2, TxKind::Branch, None, 0, create.encode())],
+        &bp,
+    );
+    assert!(
+        matches!(&p.receipts[0].status, ReceiptStatus::Failed(m) if m.contains("already exists")),
+        "{:?}",
+        p.receipts[0].status
+    );
+    let feat = open_branch(&main, "feat", &dir.path().join("feat"));
+    let fid = feat.chain_id();
+    assert_ne!(fid, id);
+    assert_eq!(feat.tip().header.height, 1);
+    assert_eq!(feat.tip().hash, main.hash_at(1).unwrap().unwrap());
+    // Reads fall through to main at the fork height.
+    assert_eq!(
+        feat.account_latest(&addr(&bob)).unwrap().balance,
+        100 * AER_PER_AERGO
+    );
+    // Height 2 on feat: bob → carol 60 (nonce 0 on the branch), dev → carol 5 (nonce 1:
+    // the branch sees dev's nonce at the fork).
+    let spend = tx(
+        fid,
+        &bob,
+        0,
+        TxKind::Transfer,
+        Some(addr(&carol)),
+        60 * AER_PER_AERGO,
+        vec![],
+    );
+    let gift = tx(
+        fid,
+        &dev,
+        1,
+        TxKind::Transfer,
+        Some(addr(&carol)),
+        5 * AER_PER_AERGO,
+        vec![],
+    );
+    let fp = mk(&feat, vec![spend.clone(), gift.clone()], &feat_bp);
+    assert_eq!(fp.applied.block.header.height, 2);
+    // Only the branch's producer may produce it.
+    assert!(!feat.engine().is_producer(&bp.public()));
+    assert!(feat.engine().is_producer(&feat_bp.public()));
+    assert_eq!(
+        feat.account_latest(&addr(&carol)).unwrap().balance,
+        65 * AER_PER_AERGO
+    );
+    assert_eq!(main.account_latest(&addr(&carol)).unwrap().balance, 0);
+    // A branch transaction replayed onto main is refused (it signs the branch's id).
+    let replay = main
+        .produce(&bp, vec![spend.clone()], next(), vec![])
+        .unwrap();
+    assert_eq!(replay.rejected.len(), 1);
+    assert!(
+        replay.rejected[0].1.contains("chain id"),
+        "{:?}",
+        replay.rejected
+    );
+    // Height 5 on main: bob spends 60 on main first.
+    mk(
+        &main,
+        vec![tx(
+            id,
+            &bob,
+            0,
+            TxKind::Transfer,
+            Some(addr(&dave)),
+            60 * AER_PER_AERGO,
+            vec![],
+        )],
+        &bp,
+    );
+    // Merge feat into main.
+    let op = MergeOp {
+        source: "feat".into(),
+        source_height: 2,
+    };
+    let mtx = tx(id, &dev, 3, TxKind::Merge, None, 0, op.encode());
+    let mref = MergeRef {
+        source: fid,
+        source_tip: feat.tip().hash,
+        source_height: 2,
+        strategy: MergeStrategy::Auto,
+        last: true,
+        lists_root: Hash::ZERO,
+    };
+    let candidates = feat.block_by_height(2).unwrap().unwrap().txs;
+    // A merge outside a merge block is refused.
+    let p = main
+        .produce(&bp, vec![mtx.clone()], next(), vec![])
+        .unwrap();
+    assert_eq!(p.rejected.len(), 1);
+    let merged = main
+        .produce_merge(&bp, mtx, mref, candidates, next(), vec![])
+        .unwrap();
+    let section = merged.applied.block.body_ext.merge.clone().unwrap();
+    assert_eq!(section.excluded.len(), 1);
+    assert_eq!(section.excluded[0].index, 0);
+    assert_eq!(
+        section.excluded[0].reason,
+        ExclusionReason::InsufficientBalance
+    );
+    assert_eq!(
+        main.account_latest(&addr(&carol)).unwrap().balance,
+        5 * AER_PER_AERGO
+    );
+    // Merge receipts: the merge's, then the merged gift's, findable by hash.
+    assert_eq!(merged.receipts.len(), 2);
+    let loc = main.tx_location(&gift.hash).unwrap().unwrap();
+    assert_eq!(loc.index, 1);
+    // dev's nonce on main is the larger: 4 (the merge used 3, the branch's gift 1).
+    assert_eq!(main.account_latest(&addr(&dev)).unwrap().nonce, 4);
+    // Merging again up to the same height: nothing to merge.
+    let view = main.view_at(main.tip().header.height).unwrap();
+    let e = branches::merge_error(&view, &op, None).unwrap().unwrap();
+    assert!(e.contains("nothing to merge"), "{e}");
+    // The merge block survives encoding and a replica re-executes everything to the same
+    // state roots.
+    let replica = open(&dir.path().join("replica"));
+    for h in 1..=main.tip().header.height {
+        let b = main.block_by_height(h).unwrap().unwrap();
+        let b = Block::decode(&b.encode()).unwrap();
+        replica.apply(b).unwrap();
+    }
+    assert_eq!(replica.tip().hash, main.tip().hash);
+    assert_eq!(
+        replica.account_latest(&addr(&carol)).unwrap().balance,
+        5 * AER_PER_AERGO
+    );
+    // A merge block whose exclusions were tampered with is invalid (re-signed by its
+    // producer, so only the exclusion list is wrong).
+    let mut forged = main
+        .block_by_height(main.tip().header.height)
+        .unwrap()
+        .unwrap();
+    if let Some(m) = forged.body_ext.merge.as_mut() {
+        m.excluded.clear();
+        let root = Hash::of(&m.encode());
+        if let Some(r) = forged.header.ext.merge.as_mut() {
+            r.lists_root = root;
+        }
+    }
+    forged.header.sign(&bp);
+    let other = open(&dir.path().join("other"));
+    for h in 1..main.tip().header.height {
+        other
+            .apply(main.block_by_height(h).unwrap().unwrap())
+            .unwrap();
+    }
+    assert!(other.apply(forged).is_err());
+    // The branch reopens at its tip; its history below the fork is main's.
+    drop(feat);
+    let feat = open_branch(&main, "feat", &dir.path().join("feat"));
+    assert_eq!(feat.tip().header.height, 2);
+    assert_eq!(
+        feat.block_by_height(1).unwrap().unwrap().hash(),
+        main.hash_at(1).unwrap().unwrap()
+    );
+    assert_eq!(
+        feat.account_at(&addr(&carol), 2).unwrap().balance,
+        65 * AER_PER_AERGO
+    );
+    assert_eq!(feat.account_at(&addr(&carol), 1).unwrap().balance, 0);
+}
+
+/// A branch of a branch reads through two levels, and a deletion on the branch hides the
+/// parent's value in point reads and scans.
+#[test]
+fn reads_fall_through_two_levels_and_branch_deletions_hide_the_parent() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = std::sync::Arc::new(store::open(&dir.path().join("db")).unwrap());
+    let put = |ks: &store::Keyspace, key: &[u8], h: u64, v: Option<&[u8]>| {
+        let mut stored = vec![u8::from(v.is_some())];
+        stored.extend(v.unwrap_or_default());
+        db.put_cf(
+            ks.cf(CF_STATE).unwrap(),
+            ks.state_version_key(MAIN_BRANCH, key, h),
+            stored,
+        )
+        .unwrap();
+    };
+    let main = store::Keyspace::root(db.clone());
+    let a = store::Keyspace::of_chain(db.clone(), store::SPACE_BRANCH, &Hash::of(b"a"));
+    let b = store::Keyspace::of_chain(db.clone(), store::SPACE_BRANCH, &Hash::of(b"b"));
+    // main: k1..k5 at height 1; k1 changes at 10 (after a's fork at 5).
+    for i in 1u8..=5 {
+        put(&main, &[b'c', i], 1, Some(&[i]));
+    }
+    put(&main, &[b'c', 1], 10, Some(&[100]));
+    // a forks main at 5: deletes k2 at 6, writes k6 at 7; b forks a at 7: writes k3 at 8.
+    put(&a, &[b'c', 2], 6, None);
+    put(&a, &[b'c', 6], 7, Some(&[6]));
+    put(&b, &[b'c', 3], 8, Some(&[33]));
+    let levels = vec![
+        Level {
+            ks: b.clone(),
+            fork: Some(7),
+        },
+        Level {
+            ks: a.clone(),
+            fork: Some(5),
+        },
+        Level {
+            ks: main.clone(),
+            fork: None,
+        },
+    ];
+    let at = |h: u64| HeightView {
+        levels: &levels,
+        height: h,
+    };
+    let v = at(9);
+    assert_eq!(v.get(&[b'c', 1]).unwrap(), Some(vec![1])); // main's change after the fork is not seen
+    assert_eq!(v.get(&[b'c', 2]).unwrap(), None); // deleted on a
+    assert_eq!(v.get(&[b'c', 3]).unwrap(), Some(vec![33]));
+    assert_eq!(v.get(&[b'c', 6]).unwrap(), Some(vec![6]));
+    let all = v.scan(&[b'c'], &[b'd']).unwrap();
+    let keys: Vec<u8> = all.iter().map(|(k, _)| k[1]).collect();
+    assert_eq!(keys, vec![1, 3, 4, 5, 6]);
+    for limit in 0..6 {
+        assert_eq!(
+            v.scan_limit(&[b'c'], &[b'd'], limit).unwrap(),
+            all.iter().take(limit).cloned().collect::<Vec<_>>()
+        );
+    }
+    // At b's fork height, b's own writes are not there yet; at 5 neither are a's.
+    assert_eq!(at(7).get(&[b'c', 3]).unwrap(), Some(vec![3]));
+    assert_eq!(at(5).get(&[b'c', 2]).unwrap(), Some(vec![2]));
+    assert_eq!(at(5).scan(&[b'c'], &[b'd']).unwrap().len(), 5);
+}
