@@ -283,3 +283,24 @@ pub fn branch_genesis(
     });
     g
 }
+
+/// A merge block's merged candidates (those not excluded), in order; none elsewhere.
+/// Their receipts (and transaction index entries) follow the block's own transactions'.
+pub fn merged_txs(block: &aergo_types::Block) -> Vec<&SignedTx> {
+    let Some(m) = &block.body_ext.merge else {
+        return Vec::new();
+    };
+    let mut ex = m.excluded.iter().map(|e| e.index).peekable();
+    let mut out = Vec::with_capacity(m.candidates.len());
+    for (i, c) in m.candidates.iter().enumerate() {
+        if ex
+            .peek()
+            .is_some_and(|x| usize::try_from(*x).ok() == Some(i))
+        {
+            ex.next();
+            continue;
+        }
+        out.push(c);
+    }
+    out
+}

@@ -533,30 +533,33 @@ pub fn execute_block(
 }
 
 /// Executes a merge block: its merge transaction (which moves the merge base; any error
-/// makes the block invalid), then each candidate of the source in order, merged
+/// makes the block invalid; `None` for a dry run), then each candidate of the source in order, merged
 /// ([`execute_tx_in`]) or left out with its reason. Returns the execution (receipts: the
 /// merge transaction's, then each merged candidate's) and the exclusions, which a
 /// validator compares with the block's.
 pub fn execute_merge(
     base: &dyn StateView,
-    merge_tx: &SignedTx,
+    merge_tx: Option<&SignedTx>,
     candidates: &[SignedTx],
     ctx: &BlockCtx,
 ) -> Result<(Executed, Vec<aergo_types::block_ext::Exclusion>), ChainError> {
     let Some(m) = &ctx.merge else {
-        return Err(invalid(merge_tx, "not a merge block".into()));
+        return Err(ChainError::Consensus("not a merge block".into()));
     };
-    if merge_tx.tx.kind != TxKind::Merge {
-        return Err(invalid(
-            merge_tx,
-            "a merge block's transaction is a merge".into(),
-        ));
-    }
     let mut run = BlockRun {
         overlay: Overlay::new(base),
         out: Executed::default(),
     };
-    run.try_tx(merge_tx, ctx)?;
+    // `None`: a dry run of the candidates only.
+    if let Some(merge_tx) = merge_tx {
+        if merge_tx.tx.kind != TxKind::Merge {
+            return Err(invalid(
+                merge_tx,
+                "a merge block's transaction is a merge".into(),
+            ));
+        }
+        run.try_tx(merge_tx, ctx)?;
+    }
     let mut excluded = Vec::new();
     for (i, c) in candidates.iter().enumerate() {
         let index = u32::try_from(i).map_err(|_| ChainError::Corrupt("candidate index".into()))?;

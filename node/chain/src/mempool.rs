@@ -103,6 +103,11 @@ fn cost(tx: &SignedTx) -> u128 {
 }
 
 impl Mempool {
+    /// The limits this pool was made with.
+    pub fn config(&self) -> &MempoolConfig {
+        &self.limits
+    }
+
     /// An empty pool.
     pub fn new(limits: MempoolConfig) -> Self {
         Self {

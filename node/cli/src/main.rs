@@ -6,6 +6,7 @@
 //! (`aergo fs`) and the appliance's init (`aergo os`). Human output by default; `--json`
 //! prints stable field names for scripts.
 
+mod branch_cmd;
 mod contract_cmd;
 mod fs_cmd;
 mod human;
@@ -94,6 +95,16 @@ struct Cli {
         hide_env_values = true
     )]
     as_account: Option<String>,
+    /// Branch to address (default: the one `aergo switch` chose, else `main`); `a/b` is
+    /// branch b of branch a.
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "AERGO_BRANCH",
+        hide_env_values = true
+    )]
+    branch: Option<String>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -215,6 +226,34 @@ enum Cmd {
     /// members, nodes).
     #[command(subcommand)]
     Repo(repo_cmd::RepoCmd),
+    /// Branches of the chain: list (default), create, delete, accept.
+    Branch {
+        #[command(subcommand)]
+        cmd: Option<branch_cmd::BranchCmd>,
+    },
+    /// Merge a branch into its parent (the auto strategy: its transactions since the last
+    /// merge are replayed; those that no longer hold are left out with their reason).
+    Merge {
+        /// The branch to merge.
+        source: String,
+        /// The branch to merge into (default: the addressed branch; when that is SOURCE
+        /// itself, its parent).
+        #[arg(long)]
+        into: Option<String>,
+        /// Merge the source up to this height (default: its last final block).
+        #[arg(long)]
+        to: Option<u64>,
+        /// Show what would be merged and left out; send nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        tx: staking_cmd::TxArgs,
+    },
+    /// Make BRANCH the default of every command (`main` to go back); kept in ~/.aergo/branch.
+    Switch {
+        /// The branch.
+        branch: String,
+    },
     /// Tag a block of the repository given with --repo (default: its best block); tags are
     /// immutable.
     Tag {
@@ -297,7 +336,15 @@ fn globals_shown(cmd: &str) -> &'static [&'static str] {
         "os" => &["json", "init_addr", "init_token"],
         "testnet" | "sql" => &["json"],
         "completions" => &[],
-        _ => &["rpc", "json", "keystore", "password", "repo", "as_account"],
+        _ => &[
+            "rpc",
+            "json",
+            "keystore",
+            "password",
+            "repo",
+            "as_account",
+            "branch",
+        ],
     }
 }
 
@@ -443,9 +490,14 @@ async fn run(cli: Cli) -> Result<()> {
         )?),
         None => None,
     };
+    let branch = branch_cmd::current(cli.branch.clone())?;
     let client = || {
         RpcClient::new(&cli.rpc, Duration::from_secs(30))
-            .map(|c| c.with_repo(cli.repo.clone()).with_signer(reader.clone()))
+            .map(|c| {
+                c.with_repo(cli.repo.clone())
+                    .with_signer(reader.clone())
+                    .with_branch(branch.clone())
+            })
             .map_err(anyhow::Error::from)
     };
     match cli.cmd {
@@ -961,6 +1013,45 @@ async fn run(cli: Cli) -> Result<()> {
             let (ks_dir, pw) = (cli.keystore.clone(), cli.password.clone());
             let signer = move |from: &str| signing_key(ks_dir.clone(), pw.as_deref(), from);
             repo_cmd::name(nc, &c, &repo, j, &signer).await?
+        }
+        Cmd::Branch { cmd } => {
+            let c = client()?;
+            let (ks_dir, pw) = (cli.keystore.clone(), cli.password.clone());
+            let signer = move |from: &str| signing_key(ks_dir.clone(), pw.as_deref(), from);
+            branch_cmd::run(cmd.unwrap_or(branch_cmd::BranchCmd::List), &c, j, &signer).await?
+        }
+        Cmd::Merge {
+            source,
+            into,
+            to,
+            dry_run,
+            tx,
+        } => {
+            let target = match into {
+                Some(t) if t == source => {
+                    bail!("a branch cannot be merged into itself: give --into its parent")
+                }
+                Some(t) => Some(t),
+                // Switched to the source: merge into its parent.
+                None if branch.as_deref() == Some(source.as_str()) => source
+                    .rsplit_once('/')
+                    .map(|(parent, _)| parent.to_string()),
+                None => branch.clone(),
+            };
+            let c = RpcClient::new(&cli.rpc, Duration::from_secs(30))?
+                .with_repo(cli.repo.clone())
+                .with_signer(reader.clone())
+                .with_branch(target);
+            let (ks_dir, pw) = (cli.keystore.clone(), cli.password.clone());
+            let signer = move |from: &str| signing_key(ks_dir.clone(), pw.as_deref(), from);
+            let source = source.rsplit('/').next().unwrap_or(&source).to_string();
+            branch_cmd::merge(&c, &source, to, dry_run, j, &signer, tx).await?
+        }
+        Cmd::Switch { branch: b } => {
+            let c = RpcClient::new(&cli.rpc, Duration::from_secs(30))?
+                .with_repo(cli.repo.clone())
+                .with_signer(reader.clone());
+            branch_cmd::switch(&c, &b, j).await?
         }
         Cmd::Testnet(t) => testnet_cmd::run(&t, j)?,
         Cmd::Completions { shell } => {

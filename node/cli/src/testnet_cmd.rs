@@ -271,6 +271,7 @@ fn init(a: &InitArgs, json: bool) -> Result<()> {
         dd_interval_ms: a.dd_interval_ms,
         repo: None,
         repos: genesis_repos(&a.repos, &faucet, &keys[..a.bps.min(keys.len())])?,
+        branch: None,
     };
     genesis.validate().context("generated genesis")?;
     let genesis_path = out.join("genesis.json");

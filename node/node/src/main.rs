@@ -7,6 +7,7 @@
 
 mod bench;
 mod bench_repos;
+mod branches;
 mod chainlog;
 mod datalock;
 mod disk;
@@ -255,6 +256,12 @@ fn run(args: Args) -> Result<()> {
     node.repos
         .start(&node, data_dir.clone(), cfg.node.mempool.clone())
         .context("open the hosted repositories")?;
+    node.branches
+        .configure(data_dir.join("branches"))
+        .context("open the branches folder")?;
+    node.branches
+        .sync(&node)
+        .context("open the hosted branches")?;
     node.vital.set_late_after(args.health_late_ms);
     if args.allow_fault_injection {
         node.faults.allow();
@@ -316,6 +323,7 @@ fn run(args: Args) -> Result<()> {
         tracing::error!("producer thread panicked");
     }
     node.repos.shutdown();
+    node.branches.shutdown();
     rt.shutdown_timeout(std::time::Duration::from_secs(2));
     res?;
     tracing::info!(height = node.chain.tip().header.height, "stopped cleanly");

@@ -213,6 +213,8 @@ pub struct Node {
     pub ledger: parking_lot::RwLock<Option<Arc<Chain>>>,
     /// Which ledger this node runs, for log lines: `aergo`, `NAME` or `NAME/dd`.
     pub label: String,
+    /// The branches of this chain this node hosts.
+    pub branches: crate::branches::Branches,
 }
 
 /// Where committed blocks came from (see [`Node::on_committed`]).
@@ -354,15 +356,22 @@ impl Node {
             faults: Default::default(),
             repos: Default::default(),
             ledger: Default::default(),
-            label: chain
-                .genesis()
-                .repo
-                .as_ref()
-                .map(|r| match r.part {
-                    aergo_types::repo::RepoPart::Ledger => r.name.clone(),
-                    aergo_types::repo::RepoPart::Directory => format!("{}/dd", r.name),
-                })
-                .unwrap_or_else(|| aergo_types::repo::ROOT_REPO.into()),
+            branches: Default::default(),
+            label: match &chain.genesis().branch {
+                Some(b) => Some(format!("branch {}", b.name)),
+                None => None,
+            }
+            .unwrap_or_else(|| {
+                chain
+                    .genesis()
+                    .repo
+                    .as_ref()
+                    .map(|r| match r.part {
+                        aergo_types::repo::RepoPart::Ledger => r.name.clone(),
+                        aergo_types::repo::RepoPart::Directory => format!("{}/dd", r.name),
+                    })
+                    .unwrap_or_else(|| aergo_types::repo::ROOT_REPO.into())
+            }),
             chain,
         }
     }
@@ -414,6 +423,12 @@ impl Node {
         }
         if tx.tx.kind == aergo_types::TxKind::DirectoryChange {
             self.check_directory_change(&tx)?;
+        }
+        if tx.tx.kind == aergo_types::TxKind::Branch {
+            self.check_branch_op(&tx)?;
+        }
+        if tx.tx.kind == aergo_types::TxKind::Merge {
+            crate::branches::plan_merge(self, &tx).map_err(AdmitError::Rule)?;
         }
         // A repository: the sender needs the `write` role in its directory's final state.
         if let Some(e) = self
@@ -486,6 +501,44 @@ impl Node {
             return Err(AdmitError::Rule(e));
         }
         Ok(())
+    }
+
+    /// Refuses at admission a branch operation that would fail in the block, and a fork
+    /// point that is not final.
+    fn check_branch_op(&self, tx: &SignedTx) -> Result<(), AdmitError> {
+        use aergo_types::branch::BranchOp;
+        let chain_err = |e: aergo_chain::ChainError| AdmitError::Chain(e.to_string());
+        let op = BranchOp::decode(&tx.tx.payload).map_err(|e| AdmitError::Rule(e.to_string()))?;
+        let view = self
+            .chain
+            .view_at(self.chain.tip().header.height)
+            .map_err(chain_err)?;
+        let rec = aergo_chain::branches::record(&view, op.name()).map_err(chain_err)?;
+        let live = rec.filter(|r| r.deleted.is_none());
+        match (&op, live) {
+            (BranchOp::Create { name, .. }, Some(_)) => Err(AdmitError::Rule(format!(
+                "branch `{name}` already exists (`aergo branch` lists them)"
+            ))),
+            (BranchOp::Create { fork_height, .. }, None) => {
+                let fin = self.chain.finalized_height();
+                if *fork_height > fin {
+                    return Err(AdmitError::Rule(format!(
+                        "a fork point must be final: height {fork_height} is above the last final block {fin}"
+                    )));
+                }
+                Ok(())
+            }
+            (BranchOp::Delete { name }, None) => Err(AdmitError::Rule(format!(
+                "no branch `{name}` (`aergo branch` lists them)"
+            ))),
+            (BranchOp::Delete { name }, Some(r)) if r.creator != tx.tx.sender() => {
+                Err(AdmitError::Rule(format!(
+                    "branch `{name}` was created by {}; only its creator may delete it",
+                    r.creator
+                )))
+            }
+            (BranchOp::Delete { .. }, Some(_)) => Ok(()),
+        }
     }
 
     /// Adds a checked transaction to the mempool and gossips it.
@@ -615,9 +668,17 @@ impl Node {
             }
             self.metrics
                 .block(b.header.timestamp_ms, count32(b.txs.len()), commit_us);
+            let merged = b.body_ext.merge.as_ref().map(|m| {
+                format!(
+                    "{} of {}",
+                    m.candidates.len() - m.excluded.len(),
+                    m.candidates.len()
+                )
+            });
             tracing::info!(
                 height = b.header.height,
                 txs = b.txs.len(),
+                merged = merged.as_deref().unwrap_or("-"),
                 gas = a.gas_used,
                 producer = %Address::from_public_key(&b.header.producer),
                 hash = %b.hash(),
@@ -636,6 +697,15 @@ impl Node {
         }
         self.repos
             .on_root_committed(self, applied.iter().map(|a| &a.block));
+        let branch_ops = applied
+            .iter()
+            .flat_map(|a| a.block.txs.iter())
+            .any(|t| t.tx.kind == aergo_types::TxKind::Branch);
+        if branch_ops {
+            if let Err(e) = self.branches.sync(self) {
+                tracing::error!(error = %e, "cannot open a new branch");
+            }
+        }
     }
 
     /// Summary of a committed block for subscribers and lists.

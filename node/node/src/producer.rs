@@ -77,6 +77,17 @@ fn produce_loop(node: Arc<Node>) {
             continue;
         }
         let started = Instant::now();
+        // A merge is built into a block of its own: the candidates before the first merge
+        // make a block now; a merge that is first makes a merge block.
+        let mut candidates = candidates;
+        if let Some(i) = candidates.iter().position(crate::branches::is_merge) {
+            if i == 0 {
+                let tx = candidates.swap_remove(0);
+                produce_merge(&node, tx, slot.timestamp_ms, slot.consensus, started);
+                continue;
+            }
+            candidates.truncate(i);
+        }
         match node
             .chain
             .produce(&node.key, candidates, slot.timestamp_ms, slot.consensus)
@@ -103,6 +114,42 @@ fn produce_loop(node: Arc<Node>) {
         }
     }
     tracing::info!("producer stopped");
+}
+
+/// Builds and commits a merge block for merge transaction `tx`; a merge that cannot run
+/// any more (the branch was merged or deleted meanwhile, the merge does not fit a block)
+/// leaves the mempool with its reason.
+fn produce_merge(
+    node: &Node,
+    tx: aergo_types::SignedTx,
+    ts: u64,
+    consensus: Vec<u8>,
+    started: Instant,
+) {
+    let hash = tx.hash;
+    let result = crate::branches::plan_merge(node, &tx).and_then(|(mref, candidates)| {
+        node.chain
+            .produce_merge(&node.key, tx, mref, candidates, ts, consensus)
+            .map_err(|e| match e {
+                aergo_chain::ChainError::InvalidTx { reason, .. } => reason,
+                e => e.to_string(),
+            })
+    });
+    match result {
+        Ok(p) => {
+            let commit_us = crate::node::micros(started.elapsed());
+            node.on_committed(
+                std::slice::from_ref(&p.applied),
+                &[],
+                Origin::Produced { rejected: &[] },
+                commit_us,
+            );
+        }
+        Err(reason) => {
+            tracing::warn!(tx = %hash, %reason, "merge left out");
+            node.mempool.lock().remove(&[hash]);
+        }
+    }
 }
 
 /// Sleeps until woken or `d` passes, at most one heartbeat period.

@@ -307,6 +307,8 @@ impl Repos {
         let directory = Arc::new(Node::new(dd, root.key.clone(), mempool.clone(), false));
         *directory.ledger.write() = Some(chain.clone());
         let node = Arc::new(Node::new(chain, root.key.clone(), mempool, false));
+        node.branches.configure(dir.join("branches"))?;
+        node.branches.sync(&node)?;
         // Before the producers start (their first block is gossiped), and again once hosted
         // (a `set_outbox` that walked the hosted set meanwhile did not see this one).
         self.install_outbox(&[&node, &directory]);
@@ -362,6 +364,7 @@ impl Repos {
     pub fn shutdown(&self) {
         let all = self.all();
         for h in &all {
+            h.node.branches.shutdown();
             for n in [&h.node, &h.directory] {
                 n.shutdown.store(true, Ordering::SeqCst);
                 n.wake();

@@ -477,6 +477,10 @@ async fn handle_one(rpc: &Rpc, peer: SocketAddr, signed: Caller, v: Value) -> Va
             )
         }
     };
+    let node = match select_branch(node, &params) {
+        Ok(n) => n,
+        Err(f) => return err_response(id, f),
+    };
     let method = req.method.clone();
     // Chain reads may touch disk: keep them off the async workers.
     let res = tokio::task::spawn_blocking(move || dispatch(&node, &method, &params)).await;
@@ -564,6 +568,36 @@ fn select_repo(
     ))
 }
 
+/// The node of the branch a request names with `branch` (`main` or absent: `node` itself;
+/// `a/b`: branch `b` of branch `a`).
+fn select_branch(node: Arc<Node>, p: &Value) -> Result<Arc<Node>, RpcFail> {
+    let path = match p.get("branch") {
+        None | Some(Value::Null) => return Ok(node),
+        Some(Value::String(s)) => s.as_str(),
+        Some(_) => return Err(RpcFail::params("`branch` must be a branch name")),
+    };
+    if path == aergo_types::branch::MAIN {
+        return Ok(node);
+    }
+    let mut cur = node;
+    for name in path.split('/') {
+        if let Some(e) = aergo_types::branch::name_error(name) {
+            return Err(RpcFail::new(codes::NO_BRANCH, e));
+        }
+        let next = match cur.branches.get(name) {
+            Some(h) => h.node.clone(),
+            None => {
+                return Err(RpcFail::new(
+                    codes::NO_BRANCH,
+                    format!("no branch `{name}` on this node (`aergo branch` lists the branches)"),
+                ))
+            }
+        };
+        cur = next;
+    }
+    Ok(cur)
+}
+
 /// Why the signer of a request may not read repository `h` (`None`: it may): a repository
 /// without anonymous reads (a private one) is read only by its members, each request signed.
 fn read_error(h: &crate::repos::Hosted, signed: Caller) -> Result<Option<String>, RpcFail> {
@@ -644,6 +678,94 @@ fn dd_info(node: &Node, p: &Value) -> MResult {
     }))
 }
 
+/// `branch_list`: every branch the addressed chain records, with this node's view of it.
+fn branch_list(node: &Node) -> MResult {
+    let chain = &node.chain;
+    let view = chain.view_at(chain.tip().header.height)?;
+    let mut out = Vec::new();
+    for (name, r) in aergo_chain::branches::list(&view)? {
+        let hosted = node.branches.get(&name).filter(|h| h.record.id == r.id);
+        let tip = hosted.as_ref().map(|h| h.node.chain.tip());
+        out.push(json!({
+            "name": name,
+            "id": r.id,
+            "fork_height": r.fork_height,
+            "fork_hash": chain.hash_at(r.fork_height)?,
+            "producer": Address::from_public_key(&r.producer).encode(),
+            "strategy": match r.strategy {
+                aergo_types::block_ext::MergeStrategy::Auto => "auto",
+                aergo_types::block_ext::MergeStrategy::Consistent => "consistent",
+            },
+            "creator": r.creator.encode(),
+            "created": r.created,
+            "deleted": r.deleted,
+            "merged_up_to": aergo_chain::branches::merge_base(&view, &r)?,
+            "hosted": hosted.is_some(),
+            "produced_here": hosted.as_ref().is_some_and(|h| h.producer),
+            "tip_height": tip.as_ref().map(|t| t.header.height),
+            "tip_hash": tip.as_ref().map(|t| t.hash),
+        }));
+    }
+    ok(json!({
+        "chain_id": chain.chain_id(),
+        "height": chain.tip().header.height,
+        "branches": out,
+    }))
+}
+
+/// `merge_preview`: what `aergo merge SOURCE --dry-run` shows — the candidates a merge of
+/// branch `source` (up to `source_height`, default its final tip) would carry and which would
+/// be left out, executed on this chain's tip without writing anything.
+fn merge_preview(node: &Node, p: &Value) -> MResult {
+    let source = p_str(p, "source")?;
+    if let Some(e) = aergo_types::branch::name_error(source) {
+        return Err(RpcFail::params(e));
+    }
+    let height = match p_u64(p, "source_height")? {
+        Some(h) => h,
+        None => node
+            .branches
+            .get(source)
+            .map(|h| h.node.chain.finalized_height())
+            .ok_or_else(|| {
+                RpcFail::new(
+                    codes::NO_BRANCH,
+                    format!("this node does not host branch `{source}`"),
+                )
+            })?,
+    };
+    let op = aergo_types::branch::MergeOp {
+        source: source.to_string(),
+        source_height: height,
+    };
+    let (mref, candidates) =
+        crate::branches::plan(node, &op).map_err(|e| RpcFail::new(codes::MERGE_REFUSED, e))?;
+    let excluded = node.chain.preview_merge(&node.key, &mref, &candidates)?;
+    let mut skip = excluded.iter().map(|e| e.index as usize).peekable();
+    let mut merged = Vec::new();
+    for (i, c) in candidates.iter().enumerate() {
+        if skip.peek() == Some(&i) {
+            skip.next();
+            continue;
+        }
+        merged.push(c.hash);
+    }
+    ok(json!({
+        "source": source,
+        "source_id": mref.source,
+        "source_height": height,
+        "source_tip": mref.source_tip,
+        "candidates": candidates.len(),
+        "merged": merged,
+        "excluded": excluded.iter().map(|e| json!({
+            "hash": candidates.get(e.index as usize).map(|c| c.hash),
+            "index": e.index,
+            "reason": e.reason.as_str(),
+            "detail": e.detail,
+        })).collect::<Vec<_>>(),
+    }))
+}
+
 fn p_str<'a>(p: &'a Value, k: &str) -> Result<&'a str, RpcFail> {
     p.get(k)
         .and_then(|v| v.as_str())
@@ -690,6 +812,15 @@ pub fn dispatch(node: &Node, method: &str, p: &Value) -> MResult {
     }
     let chain = &node.chain;
     match method {
+        "branch_list" => branch_list(node),
+        "admin_branch_accept" => {
+            let name = p_str(p, "name")?;
+            node.branches
+                .accept(name)
+                .map_err(|e| RpcFail::params(format!("{e:#}")))?;
+            ok(json!({"accepted": name, "producer": node.address().encode()}))
+        }
+        "merge_preview" => merge_preview(node, p),
         "chain_info" => {
             let tip = chain.tip();
             let g = chain.genesis();
@@ -792,9 +923,13 @@ pub fn dispatch(node: &Node, method: &str, p: &Value) -> MResult {
                 let block = chain
                     .block_by_hash(&loc.block_hash)?
                     .ok_or_else(|| RpcFail::not_found("block missing"))?;
+                // A merge block's merged transactions follow its own.
+                let merged = aergo_chain::branches::merged_txs(&block);
                 let tx = block
                     .txs
-                    .get(loc.index as usize)
+                    .iter()
+                    .chain(merged.iter().copied())
+                    .nth(loc.index as usize)
                     .ok_or_else(|| RpcFail::new(codes::INTERNAL, "tx index out of range"))?;
                 return ok(TxInfo {
                     tx: tx_json(tx),
@@ -1241,7 +1376,46 @@ fn block_json(node: &Node, b: &Block, full: bool) -> Result<BlockJson, RpcFail> 
         consensus: hex::encode(&b.header.consensus),
         signature: b.header.signature.to_hex(),
         txs,
+        merge: merge_json(node, b)?,
     })
+}
+
+fn merge_json(node: &Node, b: &Block) -> Result<Option<aergo_rpc::types::MergeJson>, RpcFail> {
+    let (Some(m), Some(section)) = (&b.header.ext.merge, &b.body_ext.merge) else {
+        return Ok(None);
+    };
+    // The source's name, from the records of the chain at the merge block.
+    let view = node.chain.view_at(b.header.height)?;
+    let source = aergo_chain::branches::list(&view)?
+        .into_iter()
+        .find(|(_, r)| r.id == m.source)
+        .map(|(n, _)| n);
+    Ok(Some(aergo_rpc::types::MergeJson {
+        source,
+        source_id: m.source,
+        source_tip: m.source_tip,
+        source_height: m.source_height,
+        strategy: match m.strategy {
+            aergo_types::block_ext::MergeStrategy::Auto => "auto".into(),
+            aergo_types::block_ext::MergeStrategy::Consistent => "consistent".into(),
+        },
+        merged: aergo_chain::branches::merged_txs(b)
+            .iter()
+            .map(|t| t.hash)
+            .collect(),
+        excluded: section
+            .excluded
+            .iter()
+            .filter_map(|e| {
+                let c = section.candidates.get(e.index as usize)?;
+                Some(aergo_rpc::types::ExcludedJson {
+                    hash: c.hash,
+                    reason: e.reason.as_str().into(),
+                    detail: e.detail.clone(),
+                })
+            })
+            .collect(),
+    }))
 }
 
 async fn metrics(State(rpc): State<Rpc>) -> HttpResponse {

@@ -50,6 +50,7 @@ pub struct RpcClient {
     http: reqwest::Client,
     next_id: AtomicU64,
     repo: Option<String>,
+    branch: Option<String>,
     signer: Option<aergo_types::Keypair>,
     timeout: Duration,
 }
@@ -122,6 +123,7 @@ impl RpcClient {
             http,
             next_id: AtomicU64::new(1),
             repo: None,
+            branch: None,
             signer: None,
             timeout,
         })
@@ -132,6 +134,18 @@ impl RpcClient {
     pub fn with_repo(mut self, repo: Option<String>) -> Self {
         self.repo = repo.filter(|r| r != "aergo");
         self
+    }
+
+    /// The same client addressing branch `branch` (`None` or `main`: the chain's `main`;
+    /// `a/b`: branch `b` of branch `a`): every call but `repo_*` carries it as `branch`.
+    pub fn with_branch(mut self, branch: Option<String>) -> Self {
+        self.branch = branch.filter(|b| b != "main");
+        self
+    }
+
+    /// The branch this client addresses (`None`: `main`).
+    pub fn branch(&self) -> Option<&str> {
+        self.branch.as_deref()
     }
 
     /// The same client signing every request with `key` (`x-aergo-*` headers): how a member
@@ -169,6 +183,12 @@ impl RpcClient {
                 // A call that names its repository (e.g. the root, `aergo`) keeps it.
                 obj.entry("repo")
                     .or_insert_with(|| Value::String(r.clone()));
+            }
+        }
+        if let (Some(b), Some(obj)) = (&self.branch, params.as_object_mut()) {
+            if !method.starts_with("repo_") {
+                obj.entry("branch")
+                    .or_insert_with(|| Value::String(b.clone()));
             }
         }
         let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});

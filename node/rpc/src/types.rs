@@ -33,6 +33,10 @@ pub mod codes {
     pub const NO_REPO: i64 = -32007;
     /// A private repository's read without a member's signature, or a bad signature.
     pub const UNAUTHORIZED: i64 = -32008;
+    /// The `branch` parameter names no branch this node hosts.
+    pub const NO_BRANCH: i64 = -32009;
+    /// A merge that cannot run (nothing to merge, a deleted branch, a source not final…).
+    pub const MERGE_REFUSED: i64 = -32010;
 }
 
 /// A request.
@@ -212,6 +216,39 @@ pub struct BlockJson {
     pub signature: String,
     /// Transactions: hashes, or full objects when requested.
     pub txs: Vec<Value>,
+    /// Set on a merge block: what it merged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merge: Option<MergeJson>,
+}
+
+/// A merge block's second parent and its lists.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct MergeJson {
+    /// The source branch's name (as the chain records it; absent if unknown).
+    pub source: Option<String>,
+    /// The source branch's id.
+    pub source_id: Hash,
+    /// The source tip merged (the second parent).
+    pub source_tip: Hash,
+    /// Its height on the source.
+    pub source_height: u64,
+    /// `auto` or `consistent`.
+    pub strategy: String,
+    /// The merged transactions, in order.
+    pub merged: Vec<Hash>,
+    /// The candidates left out.
+    pub excluded: Vec<ExcludedJson>,
+}
+
+/// A merge candidate left out.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ExcludedJson {
+    /// The transaction.
+    pub hash: Hash,
+    /// `already applied`, `insufficient balance`, `failed` or `invalid`.
+    pub reason: String,
+    /// Details.
+    pub detail: String,
 }
 
 /// `tx`.

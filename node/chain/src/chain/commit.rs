@@ -211,7 +211,7 @@ impl Chain {
             signature: Signature::default(),
         };
         let body = Body::Merge {
-            tx: &merge_tx,
+            tx: Some(&merge_tx),
             candidates: &candidates,
         };
         let built = self.execute_on_tip(&tip, &header, body, |start| {
@@ -254,6 +254,47 @@ impl Chain {
             receipts,
             rejected: Vec::new(),
         })
+    }
+
+    /// What a merge block with `merge` and `candidates` would leave out if `key` built it on
+    /// the tip now (a dry run: nothing is written, and the merge transaction's own checks
+    /// are left to admission).
+    pub fn preview_merge(
+        &self,
+        key: &Keypair,
+        merge: &aergo_types::block_ext::MergeRef,
+        candidates: &[SignedTx],
+    ) -> Result<Vec<aergo_types::block_ext::Exclusion>, ChainError> {
+        let tip = self.tip();
+        let interval = self.engine.block_interval_ms();
+        let consensus = match dpos::decode_slot(&tip.header.consensus) {
+            Some(s) => dpos::encode_slot(s.saturating_add(1)),
+            None => Vec::new(),
+        };
+        let header = Header {
+            chain_id: self.chain_id,
+            height: tip.header.height + 1,
+            parent: tip.hash,
+            timestamp_ms: tip.header.timestamp_ms.saturating_add(interval),
+            producer: key.public(),
+            tx_root: Hash::ZERO,
+            receipts_root: Hash::ZERO,
+            state_root: Hash::ZERO,
+            consensus,
+            ext: HeaderExt {
+                dd: self.dd_ref(&tip.header)?,
+                merge: Some(merge.clone()),
+                ..Default::default()
+            },
+            signature: Signature::default(),
+        };
+        let body = Body::Merge {
+            tx: None,
+            candidates,
+        };
+        Ok(self
+            .execute_on_tip(&tip, &header, body, |_| Ok(()))?
+            .excluded)
     }
 
     /// Validates and executes a block on the tip without committing it.
@@ -314,7 +355,7 @@ impl Chain {
             (None, None) => Body::Given(&block.txs),
             (Some(_), Some(section)) => match block.txs.as_slice() {
                 [tx] => Body::Merge {
-                    tx,
+                    tx: Some(tx),
                     candidates: &section.candidates,
                 },
                 _ => {
@@ -511,7 +552,7 @@ impl Chain {
             &store::canon_key(MAIN_BRANCH, height),
             hash.0,
         )?;
-        let merged = merged_txs(block);
+        let merged = crate::branches::merged_txs(block);
         for (i, (tx, r)) in block
             .txs
             .iter()
@@ -567,7 +608,10 @@ impl Chain {
         drop(head);
         Ok(Applied {
             nonces: next_nonces(
-                p.block.txs.iter().chain(merged_txs(&p.block)),
+                p.block
+                    .txs
+                    .iter()
+                    .chain(crate::branches::merged_txs(&p.block)),
                 &p.executed.writes,
             ),
             gas_used: p.executed.gas_used,
@@ -718,7 +762,7 @@ enum Body<'a> {
     Given(&'a [SignedTx]),
     /// A merge block: its merge transaction and the source's candidates.
     Merge {
-        tx: &'a SignedTx,
+        tx: Option<&'a SignedTx>,
         candidates: &'a [SignedTx],
     },
 }
@@ -735,27 +779,6 @@ struct Built {
     state_root: Hash,
     receipts_root: Hash,
     nodes: HashMap<Hash, Node>,
-}
-
-/// A merge block's merged candidates (those not excluded), in order; none elsewhere.
-/// Their receipts follow the block's own transactions' receipts.
-pub(crate) fn merged_txs(block: &Block) -> Vec<&SignedTx> {
-    let Some(m) = &block.body_ext.merge else {
-        return Vec::new();
-    };
-    let mut ex = m.excluded.iter().map(|e| e.index).peekable();
-    let mut out = Vec::with_capacity(m.candidates.len());
-    for (i, c) in m.candidates.iter().enumerate() {
-        if ex
-            .peek()
-            .is_some_and(|x| usize::try_from(*x).ok() == Some(i))
-        {
-            ex.next();
-            continue;
-        }
-        out.push(c);
-    }
-    out
 }
 
 /// Each sender of `txs` and its next nonce, from the block's own state writes.

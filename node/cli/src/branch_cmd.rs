@@ -1,0 +1,336 @@
+//! `aergo branch`, `aergo merge` and `aergo switch`: branches of the addressed chain (the
+//! root chain, or `--repo NAME`), merges back into their parent, and the CLI's default
+//! branch (kept in `~/.aergo/branch`, overridden by `--branch` / `AERGO_BRANCH`).
+
+use crate::contract_cmd::Signer;
+use crate::staking_cmd::TxArgs;
+use aergo_rpc::RpcClient;
+use aergo_types::block_ext::MergeStrategy;
+use aergo_types::branch::{BranchOp, MergeOp};
+use aergo_types::{Address, PublicKey, TxKind};
+use anyhow::{bail, Context, Result};
+use serde_json::{json, Value};
+use std::path::PathBuf;
+
+/// Branch subcommands.
+#[derive(clap::Subcommand, Debug)]
+pub enum BranchCmd {
+    /// List the branches of the addressed chain (the default).
+    List,
+    /// Create a branch: O(1), no state is copied. Its producer is the node you talk to,
+    /// which must accept it (loopback only), unless --producer names another node's key.
+    Create {
+        /// Its name (a-z, 0-9, - and _; not all digits; not `main`).
+        name: String,
+        /// The parent's height to fork from (default: the last final block); a fork point
+        /// must be final.
+        #[arg(long)]
+        at: Option<u64>,
+        /// The producing node's key (its address `A…` or 64 hex digits); its operator must
+        /// accept the branch with `aergo branch accept NAME` on that node.
+        #[arg(long)]
+        producer: Option<String>,
+        #[command(flatten)]
+        tx: TxArgs,
+    },
+    /// Delete a branch (only its creator may); its blocks stay readable until pruned.
+    Delete {
+        /// Its name.
+        name: String,
+        #[command(flatten)]
+        tx: TxArgs,
+    },
+    /// Accept producing branch NAME on the node you talk to (an operator command: loopback
+    /// only).
+    Accept {
+        /// The branch's name.
+        name: String,
+    },
+}
+
+/// The file that keeps the switched branch.
+fn switch_file() -> Result<PathBuf> {
+    Ok(std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .context("HOME is not set")?
+        .join(".aergo")
+        .join("branch"))
+}
+
+/// The branch commands address: `--branch`, else the switched one, else `main`.
+pub fn current(flag: Option<String>) -> Result<Option<String>> {
+    if let Some(b) = flag {
+        return Ok(Some(b));
+    }
+    match std::fs::read_to_string(switch_file()?) {
+        Ok(t) => Ok(Some(t.trim().to_string()).filter(|b| !b.is_empty() && b != "main")),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).context("read the switched branch"),
+    }
+}
+
+fn check_name(name: &str) -> Result<()> {
+    match aergo_types::branch::name_error(name) {
+        Some(e) => bail!(e),
+        None => Ok(()),
+    }
+}
+
+/// `aergo switch BRANCH`: checks the branch exists on the node, then keeps it as the default.
+pub async fn switch(c: &RpcClient, branch: &str, j: bool) -> Result<()> {
+    let path = switch_file()?;
+    if branch == "main" {
+        if let Err(e) = std::fs::remove_file(&path) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                return Err(e).context("forget the switched branch");
+            }
+        }
+        crate::print(j, &json!({"branch": "main"}), || "switched to main".into());
+        return Ok(());
+    }
+    for part in branch.split('/') {
+        check_name(part)?;
+    }
+    let info = c
+        .clone_for_branch(Some(branch.to_string()))?
+        .chain_info()
+        .await
+        .with_context(|| format!("branch `{branch}`"))?;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&path, format!("{branch}\n"))?;
+    crate::print(
+        j,
+        &json!({"branch": branch, "chain_id": info.chain_id, "height": info.height}),
+        || {
+            format!(
+                "switched to branch {branch} (height {}); commands address it until `aergo switch main`",
+                info.height
+            )
+        },
+    );
+    Ok(())
+}
+
+/// Extension: a client like `c` addressing another branch.
+trait ForBranch {
+    fn clone_for_branch(&self, b: Option<String>) -> Result<RpcClient>;
+}
+
+impl ForBranch for RpcClient {
+    fn clone_for_branch(&self, b: Option<String>) -> Result<RpcClient> {
+        Ok(
+            RpcClient::new(self.url(), std::time::Duration::from_secs(30))?
+                .with_repo(self.repo().map(String::from))
+                .with_signer(self.signer().cloned())
+                .with_branch(b),
+        )
+    }
+}
+
+fn producer_key(s: &str) -> Result<PublicKey> {
+    if let Ok(a) = Address::decode(s.trim()) {
+        return a
+            .public_key()
+            .context("a producer is a node key: an account address, not a contract's");
+    }
+    let bytes = hex::decode(s.trim()).context("a node key is an address A… or 64 hex digits")?;
+    let arr: [u8; 32] = bytes
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("a node key is 32 bytes (64 hex digits)"))?;
+    Ok(PublicKey(arr))
+}
+
+/// Runs a branch subcommand on the chain `c` addresses.
+pub async fn run(cmd: BranchCmd, c: &RpcClient, j: bool, signer: Signer<'_>) -> Result<()> {
+    match cmd {
+        BranchCmd::List => list(c, j).await,
+        BranchCmd::Accept { name } => {
+            check_name(&name)?;
+            let v: Value = c.call("admin_branch_accept", json!({"name": name})).await?;
+            crate::print(j, &v, || {
+                format!(
+                    "this node ({}) will produce branch {name} when it names its key",
+                    v["producer"].as_str().unwrap_or("?")
+                )
+            });
+            Ok(())
+        }
+        BranchCmd::Create {
+            name,
+            at,
+            producer,
+            tx,
+        } => {
+            check_name(&name)?;
+            let info = c.chain_info().await?;
+            let fork_height = at.unwrap_or(info.finalized_height);
+            let producer = match producer {
+                Some(p) => producer_key(&p)?,
+                None => {
+                    let v: Value = c
+                        .call("admin_branch_accept", json!({"name": name}))
+                        .await
+                        .context(
+                            "the node you talk to produces the branch only if you are its operator \
+                             (admin requests are served on loopback); give --producer with the key of a node you operate",
+                        )?;
+                    producer_key(v["producer"].as_str().unwrap_or_default())?
+                }
+            };
+            let op = BranchOp::Create {
+                name: name.clone(),
+                fork_height,
+                producer,
+                strategy: MergeStrategy::Auto,
+            };
+            let done = format!(
+                "created branch {name}, forking at height {fork_height}, produced by {}",
+                Address::from_public_key(&producer)
+            );
+            crate::staking_cmd::send(c, j, signer, tx, TxKind::Branch, 0, op.encode(), done).await
+        }
+        BranchCmd::Delete { name, tx } => {
+            check_name(&name)?;
+            let op = BranchOp::Delete { name: name.clone() };
+            let done = format!("deleted branch {name}");
+            crate::staking_cmd::send(c, j, signer, tx, TxKind::Branch, 0, op.encode(), done).await
+        }
+    }
+}
+
+async fn list(c: &RpcClient, j: bool) -> Result<()> {
+    let v: Value = c.call("branch_list", json!({})).await?;
+    crate::print(j, &v, || {
+        let mut out = format!(
+            "{:<20} {:>8} {:>8} {:>8}  {:<10} PRODUCER\n",
+            "BRANCH", "FORK", "TIP", "MERGED", "STATE"
+        );
+        out.push_str(&format!(
+            "{:<20} {:>8} {:>8} {:>8}  {:<10} -\n",
+            c.branch().unwrap_or("main"),
+            "-",
+            v["height"].to_string(),
+            "-",
+            "current"
+        ));
+        for b in v["branches"].as_array().into_iter().flatten() {
+            let state = if !b["deleted"].is_null() {
+                "deleted"
+            } else if b["produced_here"].as_bool() == Some(true) {
+                "produced"
+            } else if b["hosted"].as_bool() == Some(true) {
+                "hosted"
+            } else {
+                "not here"
+            };
+            let tip = b["tip_height"]
+                .as_u64()
+                .map(|h| h.to_string())
+                .unwrap_or_else(|| "-".into());
+            out.push_str(&format!(
+                "{:<20} {:>8} {:>8} {:>8}  {:<10} {}\n",
+                b["name"].as_str().unwrap_or("?"),
+                b["fork_height"].to_string(),
+                tip,
+                b["merged_up_to"].to_string(),
+                state,
+                b["producer"].as_str().unwrap_or("?")
+            ));
+        }
+        out.trim_end().to_string()
+    });
+    Ok(())
+}
+
+/// `aergo merge SOURCE [--into TARGET] [--dry-run]`: merges branch `source` into its parent
+/// `c` addresses (the auto strategy), or shows what would be merged and left out.
+pub async fn merge(
+    c: &RpcClient,
+    source: &str,
+    to: Option<u64>,
+    dry_run: bool,
+    j: bool,
+    signer: Signer<'_>,
+    tx: TxArgs,
+) -> Result<()> {
+    for part in source.split('/') {
+        check_name(part)?;
+    }
+    if c.branch() == Some(source) {
+        bail!("a branch cannot be merged into itself; give --into its parent (e.g. main)");
+    }
+    let mut params = json!({"source": source});
+    if let Some(h) = to {
+        params["source_height"] = json!(h);
+    }
+    let preview: Value = c.call("merge_preview", params).await?;
+    let target = c.branch().unwrap_or("main").to_string();
+    if dry_run {
+        crate::print(j, &preview, || preview_text(&preview, source, &target));
+        return Ok(());
+    }
+    let source_height = preview["source_height"]
+        .as_u64()
+        .context("merge_preview without source_height")?;
+    let op = MergeOp {
+        source: source.to_string(),
+        source_height,
+    };
+    let from = crate::default_from(c, tx.from.as_deref()).await?;
+    let key = signer(&from)?;
+    let opts = crate::TxOpts {
+        nonce: tx.nonce,
+        gas_price: tx.gas_price,
+        gas_limit: None,
+    };
+    let (hash, _) = crate::submit(c, &key, TxKind::Merge, None, 0, op.encode(), 0, opts).await?;
+    if tx.no_wait {
+        crate::print(j, &json!({"hash": hash}), || {
+            format!("submitted merge {hash}")
+        });
+        return Ok(());
+    }
+    let r = crate::wait_for(c, &hash, crate::WaitFor::Included).await?;
+    let block: Value = c.call("block", json!({"height": r.block_height})).await?;
+    let m = &block["merge"];
+    let out = json!({"hash": hash, "block_height": r.block_height, "merge": m});
+    crate::print(j, &out, || {
+        let mut s = format!(
+            "merged {source} up to height {source_height} into {target} in block {}: {} merged, {} left out",
+            r.block_height,
+            m["merged"].as_array().map(Vec::len).unwrap_or(0),
+            m["excluded"].as_array().map(Vec::len).unwrap_or(0)
+        );
+        for e in m["excluded"].as_array().into_iter().flatten() {
+            s.push_str(&format!(
+                "\n  left out {}: {} ({})",
+                e["hash"].as_str().unwrap_or("?"),
+                e["reason"].as_str().unwrap_or("?"),
+                e["detail"].as_str().unwrap_or("")
+            ));
+        }
+        s
+    });
+    Ok(())
+}
+
+fn preview_text(p: &Value, source: &str, target: &str) -> String {
+    let merged = p["merged"].as_array().map(Vec::len).unwrap_or(0);
+    let excluded = p["excluded"].as_array().map(Vec::len).unwrap_or(0);
+    let mut s = format!(
+        "dry run: merging {source} up to height {} into {target} would merge {merged} of {} transactions and leave out {excluded}",
+        p["source_height"], p["candidates"]
+    );
+    for e in p["excluded"].as_array().into_iter().flatten() {
+        s.push_str(&format!(
+            "\n  left out {}: {} ({})",
+            e["hash"].as_str().unwrap_or("?"),
+            e["reason"].as_str().unwrap_or("?"),
+            e["detail"].as_str().unwrap_or("")
+        ));
+    }
+    s.push_str("\nnothing was sent");
+    s
+}

@@ -1,0 +1,285 @@
+//! The branches a node hosts: for every live branch its chain's state records, a branch
+//! chain ([`Chain::open_branch`]) wrapped in its own [`Node`] (mempool, RPC routing with
+//! `branch`, and a producer thread when this node produces it), and the merge blocks this
+//! node builds when it produces the parent.
+//!
+//! A node produces a branch only if the branch names its node key **and** its operator
+//! accepted the branch by name (`admin_branch_accept`, loopback only; kept in
+//! `DIR/accepted`), so no client can make a public node produce a branch. Branch chains live
+//! in `DIR/<branch id, 16 hex>/`; their state falls through to the parent's (no copy).
+
+use crate::node::Node;
+use aergo_chain::branches;
+use aergo_chain::Chain;
+use aergo_types::block_ext::{MergeRef, MergeStrategy};
+use aergo_types::branch::{BranchRecord, MergeOp};
+use aergo_types::{SignedTx, TxKind};
+use parking_lot::{Mutex, RwLock};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+/// One hosted branch.
+pub struct HostedBranch {
+    /// Its record in the parent's state.
+    pub record: BranchRecord,
+    /// Its node (chain, mempool, producer state).
+    pub node: Arc<Node>,
+    /// Whether this node produces it.
+    pub producer: bool,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+/// What a node's branches at every level share: the folder and the operator's acceptances.
+struct Shared {
+    dir: PathBuf,
+    accepted: Mutex<BTreeSet<String>>,
+}
+
+/// The branches of one chain hosted by this node.
+#[derive(Default)]
+pub struct Branches {
+    shared: Mutex<Option<Arc<Shared>>>,
+    hosted: RwLock<BTreeMap<String, Arc<HostedBranch>>>,
+}
+
+impl Branches {
+    /// Where branch chains live (`DATA/branches`), with the operator's acceptances.
+    pub fn configure(&self, dir: PathBuf) -> anyhow::Result<()> {
+        std::fs::create_dir_all(&dir)?;
+        let accepted = match std::fs::read_to_string(dir.join("accepted")) {
+            Ok(t) => t
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(String::from)
+                .collect(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeSet::new(),
+            Err(e) => return Err(e.into()),
+        };
+        *self.shared.lock() = Some(Arc::new(Shared {
+            dir,
+            accepted: Mutex::new(accepted),
+        }));
+        Ok(())
+    }
+
+    fn shared(&self) -> Option<Arc<Shared>> {
+        self.shared.lock().clone()
+    }
+
+    /// The operator accepts to produce branch `name` when it names this node's key.
+    pub fn accept(&self, name: &str) -> anyhow::Result<()> {
+        if let Some(e) = aergo_types::branch::name_error(name) {
+            anyhow::bail!(e);
+        }
+        let sh = self
+            .shared()
+            .ok_or_else(|| anyhow::anyhow!("branches are not configured on this node"))?;
+        let mut a = sh.accepted.lock();
+        if a.len() >= branches::MAX_BRANCHES && !a.contains(name) {
+            anyhow::bail!("this node accepted {} branches, the most it keeps", a.len());
+        }
+        a.insert(name.to_string());
+        let text: String = a.iter().map(|n| format!("{n}\n")).collect();
+        let tmp = sh.dir.join("accepted.tmp");
+        std::fs::write(&tmp, text)?;
+        std::fs::File::open(&tmp)?.sync_all()?;
+        std::fs::rename(&tmp, sh.dir.join("accepted"))?;
+        Ok(())
+    }
+
+    /// Whether the operator accepted branch `name`.
+    pub fn accepted(&self, name: &str) -> bool {
+        self.shared()
+            .is_some_and(|sh| sh.accepted.lock().contains(name))
+    }
+
+    /// A hosted branch by name.
+    pub fn get(&self, name: &str) -> Option<Arc<HostedBranch>> {
+        self.hosted.read().get(name).cloned()
+    }
+
+    /// Every hosted branch, by name.
+    pub fn all(&self) -> Vec<(String, Arc<HostedBranch>)> {
+        self.hosted
+            .read()
+            .iter()
+            .map(|(n, h)| (n.clone(), h.clone()))
+            .collect()
+    }
+
+    /// Hosts every live branch `parent`'s chain records that is not hosted yet (and whose
+    /// fork block this node has), and stops producing deleted ones (their blocks stay).
+    pub fn sync(&self, parent: &Node) -> anyhow::Result<()> {
+        let Some(sh) = self.shared() else {
+            return Ok(());
+        };
+        let dir = sh.dir.clone();
+        let chain = &parent.chain;
+        let tip = chain.tip().header.height;
+        let view = chain.view_at(tip)?;
+        for (name, rec) in branches::list(&view)? {
+            let hosted = self.get(&name);
+            match (rec.deleted, hosted) {
+                (Some(_), Some(h)) if h.record.id == rec.id => {
+                    self.hosted.write().remove(&name);
+                    stop(&h);
+                    tracing::info!(branch = %name, "branch deleted: no longer produced");
+                }
+                (Some(_), _) => {}
+                (None, Some(h)) if h.record.id == rec.id => {}
+                (None, _) => {
+                    if rec.fork_height > tip {
+                        continue;
+                    }
+                    self.host(parent, &dir, &name, rec)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn host(
+        &self,
+        parent: &Node,
+        dir: &std::path::Path,
+        name: &str,
+        rec: BranchRecord,
+    ) -> anyhow::Result<()> {
+        let chain = &parent.chain;
+        let fork_hash = chain
+            .hash_at(rec.fork_height)?
+            .ok_or_else(|| anyhow::anyhow!("no block at fork height {}", rec.fork_height))?;
+        let genesis =
+            branches::branch_genesis(chain.genesis(), chain.chain_id(), name, &rec, fork_hash);
+        let hex = rec.id.to_string();
+        let path = dir.join(hex.get(..16).unwrap_or(&hex));
+        let branch = Arc::new(Chain::open_branch(chain.clone(), genesis, &path)?);
+        let node = Arc::new(Node::new(
+            branch,
+            parent.key.clone(),
+            parent.mempool.lock().config().clone(),
+            false,
+        ));
+        *node.branches.shared.lock() = self.shared();
+        node.branches.sync(&node)?;
+        let producer = rec.producer == parent.key.public() && self.accepted(name);
+        let thread = if producer {
+            let n = node.clone();
+            Some(
+                std::thread::Builder::new()
+                    .name(format!("branch-{name}"))
+                    .spawn(move || crate::producer::run(n))?,
+            )
+        } else {
+            None
+        };
+        tracing::info!(
+            branch = %name,
+            id = %rec.id,
+            fork = rec.fork_height,
+            height = node.chain.tip().header.height,
+            producer,
+            "hosting branch"
+        );
+        self.hosted.write().insert(
+            name.to_string(),
+            Arc::new(HostedBranch {
+                record: rec,
+                node,
+                producer,
+                thread: Mutex::new(thread),
+            }),
+        );
+        Ok(())
+    }
+
+    /// Stops every branch's producer (each finishes its block in progress), branches of
+    /// branches first.
+    pub fn shutdown(&self) {
+        for (_, h) in self.all() {
+            h.node.branches.shutdown();
+            stop(&h);
+        }
+    }
+}
+
+fn stop(h: &HostedBranch) {
+    h.node.shutdown.store(true, Ordering::SeqCst);
+    h.node.wake();
+    if let Some(t) = h.thread.lock().take() {
+        let _ = t.join();
+    }
+}
+
+/// What a merge transaction would merge on `node`'s chain now: the source's record, its
+/// transactions since the merge base up to the requested height, and the merge field of
+/// the block; or why it cannot run (checked at admission and again when the block is built).
+pub fn plan_merge(node: &Node, tx: &SignedTx) -> Result<(MergeRef, Vec<SignedTx>), String> {
+    let op = MergeOp::decode(&tx.tx.payload).map_err(|e| e.to_string())?;
+    plan(node, &op)
+}
+
+/// [`plan_merge`] for an operation (also the dry run).
+pub fn plan(node: &Node, op: &MergeOp) -> Result<(MergeRef, Vec<SignedTx>), String> {
+    let chain = &node.chain;
+    let view = chain
+        .view_at(chain.tip().header.height)
+        .map_err(|e| e.to_string())?;
+    if let Some(e) = branches::merge_error(&view, op, None).map_err(|e| e.to_string())? {
+        return Err(e);
+    }
+    let rec = branches::record(&view, &op.source)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("no branch `{}`", op.source))?;
+    if rec.strategy == MergeStrategy::Consistent {
+        return Err(format!(
+            "branch `{}` merges with the consistent strategy, which this node does not run yet",
+            op.source
+        ));
+    }
+    let src = node
+        .branches
+        .get(&op.source)
+        .filter(|h| h.record.id == rec.id)
+        .ok_or_else(|| format!("this node does not host branch `{}`", op.source))?;
+    let sc = &src.node.chain;
+    let final_height = sc.finalized_height();
+    if op.source_height > final_height {
+        return Err(format!(
+            "branch `{}` is final up to height {final_height}; a merge takes final blocks only",
+            op.source
+        ));
+    }
+    let base = branches::merge_base(&view, &rec).map_err(|e| e.to_string())?;
+    let mut candidates = Vec::new();
+    for h in base + 1..=op.source_height {
+        let b = sc
+            .block_by_height(h)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("branch `{}` has no block {h}", op.source))?;
+        candidates.extend(b.txs);
+    }
+    let source_tip = sc
+        .hash_at(op.source_height)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("branch `{}` has no block {}", op.source, op.source_height))?;
+    Ok((
+        MergeRef {
+            source: rec.id,
+            source_tip,
+            source_height: op.source_height,
+            strategy: MergeStrategy::Auto,
+            last: true,
+            lists_root: aergo_types::Hash::ZERO,
+        },
+        candidates,
+    ))
+}
+
+/// Whether `tx` is a merge (the producer builds a merge block for it alone).
+pub fn is_merge(tx: &SignedTx) -> bool {
+    tx.tx.kind == TxKind::Merge
+}
