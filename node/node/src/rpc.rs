@@ -723,16 +723,12 @@ fn merge_preview(node: &Node, p: &Value) -> MResult {
     }
     let height = match p_u64(p, "source_height")? {
         Some(h) => h,
+        // Not hosted: `plan` says whether the branch exists at all.
         None => node
             .branches
             .get(source)
             .map(|h| h.node.chain.finalized_height())
-            .ok_or_else(|| {
-                RpcFail::new(
-                    codes::NO_BRANCH,
-                    format!("this node does not host branch `{source}`"),
-                )
-            })?,
+            .unwrap_or(u64::MAX),
     };
     let op = aergo_types::branch::MergeOp {
         source: source.to_string(),

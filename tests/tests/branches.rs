@@ -1,0 +1,256 @@
+//! Branches and auto merges on a dev node through the CLI, as a user runs them: a branch is
+//! created (the node's operator accepts producing it), a transfer made on the branch appears
+//! on `main` after the merge, a double spend against `main` is left out with the reason
+//! `insufficient balance`, bad requests get clear errors and change nothing, `aergo switch`
+//! changes the default branch, and the branch survives a restart.
+
+use aergo_e2e::{bin, free_port, poll, start_dev_node};
+use anyhow::{bail, ensure, Context, Result};
+use serde_json::Value;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+/// Runs `aergo --rpc URL --json ARGS…` with HOME (the switched branch, the keystore) in
+/// `home`; `Ok(Err(stderr))` when the command fails.
+fn run(home: &Path, url: &str, args: &[&str]) -> Result<std::result::Result<Value, String>> {
+    let out = Command::new(bin("aergo")?)
+        .env("HOME", home)
+        .env("AERGO_PASSWORD", "correct horse battery")
+        .env_remove("AERGO_BRANCH")
+        .args(["--rpc", url, "--json"])
+        .args(args)
+        .output()
+        .with_context(|| format!("run aergo {args:?}"))?;
+    if !out.status.success() {
+        return Ok(Err(String::from_utf8_lossy(&out.stderr).to_string()));
+    }
+    Ok(Ok(serde_json::from_slice(&out.stdout).with_context(
+        || {
+            format!(
+                "aergo {args:?} printed {}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        },
+    )?))
+}
+
+fn ok(home: &Path, url: &str, args: &[&str]) -> Result<Value> {
+    match run(home, url, args)? {
+        Ok(v) => Ok(v),
+        Err(e) => bail!("aergo {args:?} failed: {e}"),
+    }
+}
+
+fn refused(home: &Path, url: &str, args: &[&str], want: &str) -> Result<()> {
+    match run(home, url, args)? {
+        Ok(v) => bail!("aergo {args:?} succeeded: {v}"),
+        Err(e) => {
+            ensure!(
+                e.contains(want),
+                "aergo {args:?}: wanted `{want}`, got: {e}"
+            );
+            Ok(())
+        }
+    }
+}
+
+fn aer(v: &Value) -> Result<u128> {
+    v["balance"]
+        .as_str()
+        .context("balance")?
+        .parse()
+        .context("balance in aer")
+}
+
+const AERGO: u128 = 1_000_000_000_000_000_000;
+
+#[test]
+fn a_branch_transfer_merges_into_main_and_a_double_spend_is_left_out() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let home = tmp.path().join("home");
+    std::fs::create_dir_all(&home)?;
+    let data = tmp.path().join("node");
+    let port = free_port()?;
+    let node = start_dev_node(&data, port, &[])?;
+    let url = node.url.clone();
+    let new_account = |what: &str| -> Result<String> {
+        let v = ok(&home, &url, &["account", "new"])?;
+        v["address"]
+            .as_str()
+            .map(String::from)
+            .with_context(|| format!("{what}: {v}"))
+    };
+    let (bob, carol, dave) = (
+        new_account("bob")?,
+        new_account("carol")?,
+        new_account("dave")?,
+    );
+    ok(
+        &home,
+        &url,
+        &[
+            "send", "--from", "dev", "--to", &bob, "--amount", "100", "--wait", "included",
+        ],
+    )?;
+
+    // Create `feat` from main's last final block; the node accepts producing it.
+    let c = ok(&home, &url, &["branch", "create", "feat"])?;
+    ensure!(c["status"] == "ok", "{c}");
+    let list = ok(&home, &url, &["branch"])?;
+    let feat = &list["branches"][0];
+    ensure!(
+        feat["name"] == "feat" && feat["hosted"] == true && feat["produced_here"] == true,
+        "{list}"
+    );
+    let fork = feat["fork_height"].as_u64().context("fork height")?;
+
+    // On feat: bob → carol 60, dev → carol 5. Main does not see them.
+    for (from, amount) in [(bob.as_str(), "60"), ("dev", "5")] {
+        let s = ok(
+            &home,
+            &url,
+            &[
+                "--branch", "feat", "send", "--from", from, "--to", &carol, "--amount", amount,
+                "--wait", "included",
+            ],
+        )?;
+        ensure!(s["status"] == "ok", "{s}");
+        ensure!(s["block_height"].as_u64() > Some(fork), "{s}");
+    }
+    let on = |branch: &str, who: &str| -> Result<u128> {
+        aer(&ok(&home, &url, &["--branch", branch, "balance", who])?)
+    };
+    ensure!(on("feat", &carol)? == 65 * AERGO);
+    ensure!(on("main", &carol)? == 0);
+    // A read at a height at or below the fork falls through to main.
+    let at_fork = ok(
+        &home,
+        &url,
+        &[
+            "--branch",
+            "feat",
+            "balance",
+            &bob,
+            "--at",
+            &fork.to_string(),
+        ],
+    )?;
+    ensure!(aer(&at_fork)? == 100 * AERGO, "{at_fork}");
+
+    // Meanwhile bob spends 60 on main: his branch transfer can no longer hold there.
+    ok(
+        &home,
+        &url,
+        &[
+            "send", "--from", &bob, "--to", &dave, "--amount", "60", "--wait", "included",
+        ],
+    )?;
+
+    // A dry run shows the verdicts and changes nothing.
+    let height = |b: &str| -> Result<u64> {
+        ok(&home, &url, &["--branch", b, "chain"])?["height"]
+            .as_u64()
+            .context("height")
+    };
+    let dry = ok(&home, &url, &["merge", "feat", "--dry-run"])?;
+    ensure!(dry["merged"].as_array().map(Vec::len) == Some(1), "{dry}");
+    ensure!(
+        dry["excluded"][0]["reason"] == "insufficient balance",
+        "{dry}"
+    );
+    ensure!(on("main", &carol)? == 0);
+
+    let m = ok(&home, &url, &["merge", "feat"])?;
+    let merge = &m["merge"];
+    ensure!(merge["source"] == "feat", "{m}");
+    ensure!(merge["merged"].as_array().map(Vec::len) == Some(1), "{m}");
+    ensure!(
+        merge["excluded"][0]["reason"] == "insufficient balance",
+        "{m}"
+    );
+    ensure!(
+        on("main", &carol)? == 5 * AERGO,
+        "the merged gift is on main"
+    );
+    ensure!(on("feat", &carol)? == 65 * AERGO, "the branch is unchanged");
+    // The merge block shows its merge in `block`.
+    let b = ok(
+        &home,
+        &url,
+        &[
+            "block",
+            &m["block_height"].as_u64().context("height")?.to_string(),
+        ],
+    )?;
+    ensure!(b["merge"]["source_height"].as_u64().is_some(), "{b}");
+
+    // Bad requests: clear errors, nothing changes.
+    let before = (height("main")?, on("main", &carol)?);
+    refused(&home, &url, &["merge", "feat"], "nothing to merge")?;
+    refused(
+        &home,
+        &url,
+        &["merge", "feat", "--into", "feat"],
+        "into itself",
+    )?;
+    refused(&home, &url, &["merge", "nope"], "no branch `nope`")?;
+    refused(
+        &home,
+        &url,
+        &["--branch", "nope", "chain"],
+        "no branch `nope`",
+    )?;
+    refused(
+        &home,
+        &url,
+        &["branch", "delete", "main"],
+        "cannot be created or deleted",
+    )?;
+    refused(&home, &url, &["branch", "create", "12"], "digits only")?;
+    refused(&home, &url, &["branch", "create", "feat"], "already exists")?;
+    refused(
+        &home,
+        &url,
+        &["branch", "create", "late", "--at", "999999"],
+        "must be final",
+    )?;
+    ensure!(
+        ok(&home, &url, &["mempool"])?["count"] == 0,
+        "nothing was queued"
+    );
+    ensure!(on("main", &carol)? == before.1);
+
+    // `aergo switch feat` makes feat the default; `switch main` goes back.
+    ok(&home, &url, &["switch", "feat"])?;
+    ensure!(aer(&ok(&home, &url, &["balance", &carol])?)? == 65 * AERGO);
+    ok(&home, &url, &["switch", "main"])?;
+    ensure!(aer(&ok(&home, &url, &["balance", &carol])?)? == 5 * AERGO);
+
+    // After a restart the branch is hosted and produced again.
+    let feat_height = height("feat")?;
+    drop(node);
+    let node = start_dev_node(&data, port, &[])?;
+    ensure!(height("feat")? == feat_height);
+    let s = ok(
+        &home,
+        &url,
+        &[
+            "--branch", "feat", "send", "--from", "dev", "--to", &dave, "--amount", "1", "--wait",
+            "included",
+        ],
+    )?;
+    ensure!(s["status"] == "ok", "{s}");
+
+    // Deleting it: no longer addressed; listed as deleted.
+    ok(&home, &url, &["branch", "delete", "feat"])?;
+    poll("feat to be gone", Duration::from_secs(10), || {
+        Ok(run(&home, &url, &["--branch", "feat", "chain"])?
+            .is_err()
+            .then_some(()))
+    })?;
+    let list = ok(&home, &url, &["branch"])?;
+    ensure!(list["branches"][0]["deleted"].is_u64(), "{list}");
+    drop(node);
+    Ok(())
+}
