@@ -7,8 +7,9 @@
 //!   terminated by `0x00 0x01`), so every key's versions are contiguous, no key is a prefix
 //!   of another, and range scans over state keys (contract tables) keep key order. A read at
 //!   (branch, h) is one seek to `branch ‖ key ‖ !h`: the first entry with the same key prefix
-//!   is the newest version at or below `h`. Branch 0 is `main`; other branches (later) record
-//!   their parent branch and fork height, and a read falls through to the parent below it.
+//!   is the newest version at or below `h`. The branch number is always 0 within a keyspace:
+//!   a branch is a chain of its own in keyspace [`SPACE_BRANCH`], and a read on it falls
+//!   through to its parent's keyspace at the fork height (`chain::Level`).
 //! - `smt`: sparse Merkle tree nodes by hash (content-addressed, never rewritten), so the
 //!   state root of every past block stays provable.
 //! - `blocks`: block hash → location in the block log and height.

@@ -1698,6 +1698,9 @@ mod tests {
     }
 
     const METHODS: &[&str] = &[
+        "branch_list",
+        "merge_preview",
+        "admin_branch_accept",
         "dd_info",
         "dd_resolve",
         "repo_list",
