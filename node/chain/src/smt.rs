@@ -310,6 +310,41 @@ pub fn prove(src: &dyn NodeSource, root: Hash, key: &Hash) -> Result<Proof, Chai
     }
 }
 
+/// Independent proof verifier for tests: folds siblings bottom-up.
+#[cfg(test)]
+pub(crate) fn verify(root: Hash, key: &Hash, value: Option<&Hash>, p: &Proof) -> bool {
+    let start = match (&p.leaf, value) {
+        (Some(l), Some(v)) => {
+            if l.key != *key || l.value_hash != *v {
+                return false;
+            }
+            leaf_hash(&l.key, &l.value_hash)
+        }
+        (Some(l), None) => {
+            if l.key == *key {
+                return false;
+            }
+            for d in 0..p.siblings.len() {
+                if bit(&l.key, d) != bit(key, d) {
+                    return false;
+                }
+            }
+            leaf_hash(&l.key, &l.value_hash)
+        }
+        (None, Some(_)) => return false,
+        (None, None) => Hash::ZERO,
+    };
+    let mut acc = start;
+    for (d, sib) in p.siblings.iter().enumerate().rev() {
+        acc = if bit(key, d) {
+            internal_hash(sib, &acc)
+        } else {
+            internal_hash(&acc, sib)
+        };
+    }
+    acc == root
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -339,39 +374,7 @@ mod tests {
         go(0, &items)
     }
 
-    /// Independent verifier: folds siblings bottom-up.
-    fn verify(root: Hash, key: &Hash, value: Option<&Hash>, p: &Proof) -> bool {
-        let start = match (&p.leaf, value) {
-            (Some(l), Some(v)) => {
-                if l.key != *key || l.value_hash != *v {
-                    return false;
-                }
-                leaf_hash(&l.key, &l.value_hash)
-            }
-            (Some(l), None) => {
-                if l.key == *key {
-                    return false;
-                }
-                for d in 0..p.siblings.len() {
-                    if bit(&l.key, d) != bit(key, d) {
-                        return false;
-                    }
-                }
-                leaf_hash(&l.key, &l.value_hash)
-            }
-            (None, Some(_)) => return false,
-            (None, None) => Hash::ZERO,
-        };
-        let mut acc = start;
-        for (d, sib) in p.siblings.iter().enumerate().rev() {
-            acc = if bit(key, d) {
-                internal_hash(sib, &acc)
-            } else {
-                internal_hash(&acc, sib)
-            };
-        }
-        acc == root
-    }
+    use super::verify;
 
     #[test]
     fn empty_and_single() {
