@@ -561,9 +561,16 @@ pub fn execute_merge(
         run.try_tx(merge_tx, ctx)?;
     }
     let mut excluded = Vec::new();
+    // One batch verification of every candidate's signature (a validator that never hosted
+    // the source checks them here).
+    let sigs: Vec<(aergo_types::PublicKey, &[u8], aergo_types::Signature)> = candidates
+        .iter()
+        .map(|t| (t.tx.from, &t.hash.0[..], t.signature))
+        .collect();
+    let valid = aergo_types::crypto::verify_batch(&sigs);
     for (i, c) in candidates.iter().enumerate() {
         let index = u32::try_from(i).map_err(|_| ChainError::Corrupt("candidate index".into()))?;
-        if !c.verify_signature() {
+        if !valid.get(i).copied().unwrap_or(false) {
             excluded.push(crate::branches::exclusion(index, "bad signature", false));
             continue;
         }

@@ -46,6 +46,16 @@ pub struct BenchArgs {
     /// a repository's creation to its first block.
     #[arg(long)]
     repos: bool,
+    /// Instead: branch creation at `--branch-accounts` accounts, reads at ancestry depth 1, 4
+    /// and 16, and an auto merge of `--merge-txs` transfers, each against its baseline.
+    #[arg(long)]
+    branches: bool,
+    /// With `--branches`: the account counts creation is measured at.
+    #[arg(long, value_delimiter = ',', default_values_t = [10_000usize, 100_000, 1_000_000])]
+    branch_accounts: Vec<usize>,
+    /// With `--branches`: transfers in the merge (one merge block carries about 4,000).
+    #[arg(long, default_value_t = 4_000)]
+    merge_txs: usize,
 }
 
 pub fn bench_genesis(keys: &[Keypair]) -> Genesis {
@@ -96,6 +106,9 @@ pub fn run(a: &BenchArgs) -> Result<()> {
     }
     if a.repos {
         return crate::bench_repos::parallel(a.txs, a.accounts);
+    }
+    if a.branches {
+        return crate::bench_branches::run(&a.branch_accounts, a.merge_txs);
     }
     let cores = rayon::current_num_threads();
     println!(

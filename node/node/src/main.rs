@@ -6,6 +6,7 @@
 //! against its index).
 
 mod bench;
+mod bench_branches;
 mod bench_repos;
 mod branches;
 mod chainlog;

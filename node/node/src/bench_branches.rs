@@ -1,0 +1,332 @@
+//! `aergo-node bench --branches`: what branches cost, each figure with a baseline measured in
+//! the same run and the ratio.
+//!
+//! - **Creation at N accounts** (default 10k, 100k, 1M): the block that records a branch
+//!   plus opening the branch chain and its first block, against a block with one transfer on
+//!   the same chain. Creation copies no state, so the ratio stays flat as N grows.
+//! - **Reads at ancestry depth 1, 4 and 16**: an account written only at genesis, read at the
+//!   tip of a branch whose read falls through d levels, against the same read on `main`.
+//! - **Auto merge of M transfers** (default 4,000, what one 1 MiB merge block carries): the
+//!   merge block (signature checks of the embedded candidates included), against producing
+//!   the same transfers directly on `main` in one block (signatures already checked at
+//!   admission there).
+
+use aergo_chain::{branches, Chain, ChainOptions};
+use aergo_os::io::{IoConfig, IoService};
+use aergo_types::block_ext::{MergeRef, MergeStrategy};
+use aergo_types::branch::{BranchOp, MergeOp};
+use aergo_types::genesis::GenesisAccount;
+use aergo_types::{Address, Aer, Hash, Keypair, PublicKey, SignedTx, Tx, TxKind};
+use anyhow::{Context, Result};
+use rayon::prelude::*;
+use std::sync::Arc;
+use std::time::Instant;
+
+struct Fixture {
+    main: Arc<Chain>,
+    dir: tempfile::TempDir,
+    clock: u64,
+    bp: Keypair,
+}
+
+impl Fixture {
+    fn new(keys: &[Keypair], extra_accounts: usize) -> Result<Self> {
+        let mut g = crate::bench::bench_genesis(keys);
+        let filler: Vec<GenesisAccount> = (0..extra_accounts)
+            .into_par_iter()
+            .map(|i| GenesisAccount {
+                address: Address::from_public_key(&PublicKey(
+                    Hash::of(format!("filler {i}").as_bytes()).0,
+                )),
+                balance: Aer(0),
+            })
+            .collect();
+        g.balances.extend(filler);
+        let dir = tempfile::tempdir()?;
+        let main = Arc::new(Chain::open(ChainOptions {
+            data_dir: dir.path().join("main"),
+            genesis: g,
+            io: IoService::start(IoConfig::default()),
+        })?);
+        Ok(Self {
+            main,
+            dir,
+            clock: 1000,
+            bp: Keypair::from_seed(&[6; 32]),
+        })
+    }
+
+    fn tick(&mut self) -> u64 {
+        self.clock += 1000;
+        self.clock
+    }
+
+    fn produce(&mut self, c: &Chain, txs: Vec<SignedTx>) -> Result<()> {
+        let ts = self.tick();
+        let p = c.produce(&self.bp, txs, ts, vec![])?;
+        anyhow::ensure!(p.rejected.is_empty(), "rejected: {:?}", p.rejected.first());
+        Ok(())
+    }
+
+    /// Creates branch `name` of `parent` at its tip (signed by `k`) and opens it.
+    fn branch(&mut self, parent: &Arc<Chain>, k: &Keypair, name: &str) -> Result<Arc<Chain>> {
+        let fork = parent.tip().header.height;
+        let op = BranchOp::Create {
+            name: name.into(),
+            fork_height: fork,
+            producer: self.bp.public(),
+            strategy: MergeStrategy::Auto,
+        };
+        let t = signed(parent, k, TxKind::Branch, None, 0, op.encode())?;
+        self.produce(parent, vec![t])?;
+        let view = parent.view_at(parent.tip().header.height)?;
+        let rec = branches::record(&view, name)?.context("no record")?;
+        let fork_hash = parent.hash_at(fork)?.context("no fork block")?;
+        let g =
+            branches::branch_genesis(parent.genesis(), parent.chain_id(), name, &rec, fork_hash);
+        Ok(Arc::new(Chain::open_branch(
+            parent.clone(),
+            g,
+            &self.dir.path().join(name),
+        )?))
+    }
+}
+
+fn signed(
+    c: &Chain,
+    k: &Keypair,
+    kind: TxKind,
+    to: Option<Address>,
+    amount: u128,
+    payload: Vec<u8>,
+) -> Result<SignedTx> {
+    let nonce = c
+        .account_latest(&Address::from_public_key(&k.public()))?
+        .nonce;
+    Ok(Tx {
+        kind,
+        nonce,
+        from: k.public(),
+        to,
+        amount,
+        payload,
+        gas_limit: 10_000,
+        gas_price: 1_000_000_000,
+        chain_id: c.chain_id(),
+    }
+    .sign(k))
+}
+
+fn ms(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64() * 1e3
+}
+
+/// Runs the three measurements.
+pub fn run(account_counts: &[usize], merge_txs: usize) -> Result<()> {
+    println!(
+        "aergo-node bench --branches: {} cores",
+        rayon::current_num_threads()
+    );
+    let keys: Vec<Keypair> = (0..2000)
+        .into_par_iter()
+        .map(|i| Keypair::from_seed(&Hash::of(format!("bench {i}").as_bytes()).0))
+        .collect();
+    let dev = &keys[0];
+    let to = Address::from_public_key(&keys[1].public());
+
+    println!("creation (a branch's block + opening its chain + its first block) vs a one-transfer block:");
+    for &n in account_counts {
+        let t = Instant::now();
+        let mut f = Fixture::new(&keys, n)?;
+        let genesis_s = t.elapsed().as_secs_f64();
+        let main = f.main.clone();
+        let t = Instant::now();
+        let tx = signed(&main, dev, TxKind::Transfer, Some(to), 1, vec![])?;
+        f.produce(&main, vec![tx])?;
+        let base = ms(t);
+        let t = Instant::now();
+        let b = f.branch(&main, dev, "feat")?;
+        let tx = signed(&b, dev, TxKind::Transfer, Some(to), 1, vec![])?;
+        f.produce(&b, vec![tx])?;
+        let create = ms(t);
+        println!(
+            "  {n:>9} accounts (genesis {genesis_s:.1} s): create {create:.2} ms, baseline {base:.2} ms, ratio {:.2}",
+            create / base
+        );
+    }
+
+    println!("reads of a genesis account at a branch's tip (100,000 reads, no cache) vs on main:");
+    let mut f = Fixture::new(&keys, 10_000)?;
+    let mut chain = f.main.clone();
+    let mut levels = vec![(0usize, chain.clone())];
+    for d in 1..=16 {
+        chain = f.branch(&chain, dev, &format!("d{d}"))?;
+        // One block on each level, writing something else.
+        let tx = signed(&chain, dev, TxKind::Transfer, Some(to), 1, vec![])?;
+        f.produce(&chain, vec![tx])?;
+        levels.push((d, chain.clone()));
+    }
+    let probe: Vec<Address> = (0..1000)
+        .map(|i| Address::from_public_key(&PublicKey(Hash::of(format!("filler {i}").as_bytes()).0)))
+        .collect();
+    let read = |c: &Chain| -> Result<f64> {
+        let view = c.view_at(c.tip().header.height)?;
+        let t = Instant::now();
+        for _ in 0..100 {
+            for a in &probe {
+                aergo_chain::state::StateView::account(&view, a)?;
+            }
+        }
+        Ok(t.elapsed().as_secs_f64() * 1e9 / 100_000.0)
+    };
+    let main_ns = read(&f.main)?;
+    for (d, c) in &levels {
+        if [1usize, 4, 16].contains(d) {
+            let ns = read(c)?;
+            println!(
+                "  depth {d:>2}: {ns:.0} ns/read, baseline main {main_ns:.0} ns/read, ratio {:.2}",
+                ns / main_ns
+            );
+        }
+    }
+
+    println!("auto merge of {merge_txs} transfers vs the same transfers produced on main:");
+    let mut f = Fixture::new(&keys, 0)?;
+    let main = f.main.clone();
+    let feat = f.branch(&main, dev, "feat")?;
+    let make = |c: &Chain| -> Vec<SignedTx> {
+        (0..merge_txs)
+            .into_par_iter()
+            .map(|i| {
+                let s = i % keys.len();
+                let k = &keys[s];
+                let base = c
+                    .account_latest(&Address::from_public_key(&k.public()))
+                    .map(|a| a.nonce)
+                    .unwrap_or(0);
+                Tx {
+                    kind: TxKind::Transfer,
+                    nonce: base + (i / keys.len()) as u64,
+                    from: k.public(),
+                    to: Some(Address::from_public_key(
+                        &keys[(s + 1) % keys.len()].public(),
+                    )),
+                    amount: 1,
+                    payload: Vec::new(),
+                    gas_limit: 1000,
+                    gas_price: 1_000_000_000,
+                    chain_id: c.chain_id(),
+                }
+                .sign(k)
+            })
+            .collect()
+    };
+    // Sort by sender then nonce so each block takes a sender's transactions in order.
+    let mut on_feat = make(&feat);
+    on_feat.sort_by_key(|t| (t.tx.nonce, t.tx.from.0));
+    for chunk in on_feat.chunks(2000) {
+        f.produce(&feat, chunk.to_vec())?;
+    }
+    let mut direct = make(&main);
+    direct.sort_by_key(|t| (t.tx.nonce, t.tx.from.0));
+    // Baseline first, on a replica of main at the same height.
+    let replica_dir = f.dir.path().join("replica");
+    let replica = Chain::open(ChainOptions {
+        data_dir: replica_dir,
+        genesis: main.genesis().clone(),
+        io: IoService::start(IoConfig::default()),
+    })?;
+    for h in 1..=main.tip().header.height {
+        replica_apply(&replica, main.block_by_height(h)?.context("block")?)?;
+    }
+    let t = Instant::now();
+    let ts = f.tick();
+    let p = replica.produce(&f.bp, direct, ts, vec![])?;
+    let base = ms(t);
+    anyhow::ensure!(
+        p.rejected.is_empty() && p.applied.block.txs.len() == merge_txs,
+        "baseline block took {} of {merge_txs}",
+        p.applied.block.txs.len()
+    );
+    let sh = feat.tip().header.height;
+    let view = main.view_at(main.tip().header.height)?;
+    let rec = branches::record(&view, "feat")?.context("record")?;
+    let mut candidates = Vec::new();
+    for h in rec.fork_height + 1..=sh {
+        candidates.extend(feat.block_by_height(h)?.context("block")?.txs);
+    }
+    let op = MergeOp {
+        source: "feat".into(),
+        source_height: sh,
+    };
+    let mtx = signed(&main, dev, TxKind::Merge, None, 0, op.encode())?;
+    let mref = MergeRef {
+        source: rec.id,
+        source_tip: feat.tip().hash,
+        source_height: sh,
+        strategy: MergeStrategy::Auto,
+        last: true,
+        lists_root: Hash::ZERO,
+    };
+    let t = Instant::now();
+    let ts = f.tick();
+    let m = main.produce_merge(&f.bp, mtx, mref, candidates, ts, vec![])?;
+    let merge = ms(t);
+    let section = m
+        .applied
+        .block
+        .body_ext
+        .merge
+        .clone()
+        .context("merge section")?;
+    anyhow::ensure!(
+        section.excluded.is_empty(),
+        "{:?}",
+        section.excluded.first()
+    );
+    println!(
+        "  producer: merge block {merge:.1} ms ({} merged, {} bytes), baseline {base:.1} ms (the same transfers in a block on main), ratio {:.2}",
+        section.candidates.len(),
+        m.applied.size,
+        merge / base
+    );
+    // Validators: import each block on a node that never hosted the branch (signature
+    // checks of the block's transactions included on both sides).
+    let import = |blocks: &[aergo_types::Block], name: &str| -> Result<f64> {
+        let c = Chain::open(ChainOptions {
+            data_dir: f.dir.path().join(name),
+            genesis: main.genesis().clone(),
+            io: IoService::start(IoConfig::default()),
+        })?;
+        let (last, before) = blocks.split_last().context("no blocks")?;
+        for b in before {
+            replica_apply(&c, b.clone())?;
+        }
+        let t = Instant::now();
+        replica_apply(&c, last.clone())?;
+        Ok(ms(t))
+    };
+    let mut history = Vec::new();
+    for h in 1..main.tip().header.height {
+        history.push(main.block_by_height(h)?.context("block")?);
+    }
+    let mut with_direct = history.clone();
+    with_direct.push(p.applied.block.clone());
+    let mut with_merge = history;
+    with_merge.push(m.applied.block.clone());
+    let base_v = import(&with_direct, "validator-direct")?;
+    let merge_v = import(&with_merge, "validator-merge")?;
+    println!(
+        "  validator: merge block {merge_v:.1} ms, baseline {base_v:.1} ms (importing the direct block), ratio {:.2} (goal <= 1.2)",
+        merge_v / base_v
+    );
+    Ok(())
+}
+
+/// Applies a block produced elsewhere (re-execution and commit, as an import does).
+fn replica_apply(c: &Chain, b: aergo_types::Block) -> Result<()> {
+    match c.receive(b, u64::MAX / 2)? {
+        aergo_chain::chain::Received::Extended(_) => Ok(()),
+        other => anyhow::bail!("replica did not extend: {other:?}"),
+    }
+}
