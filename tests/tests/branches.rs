@@ -254,3 +254,85 @@ fn a_branch_transfer_merges_into_main_and_a_double_spend_is_left_out() -> Result
     drop(node);
     Ok(())
 }
+
+/// kill -9 at several points while a merge is being built and committed: after a restart
+/// the merge is either complete (its gift on `main`, nothing left to merge) or absent (the
+/// balance as before, and merging again works), the branch keeps its blocks, and the block
+/// log matches the index (`aergo-node check`).
+#[test]
+fn a_merge_cut_by_kill_9_is_complete_or_absent() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let home = tmp.path().join("home");
+    std::fs::create_dir_all(&home)?;
+    let data = tmp.path().join("node");
+    let port = free_port()?;
+    let mut node = start_dev_node(&data, port, &[])?;
+    let url = node.url.clone();
+    let carol = ok(&home, &url, &["account", "new"])?["address"]
+        .as_str()
+        .context("address")?
+        .to_string();
+    ok(&home, &url, &["branch", "create", "feat"])?;
+    let bal =
+        |b: &str| -> Result<u128> { aer(&ok(&home, &url, &["--branch", b, "balance", &carol])?) };
+    let (mut complete, mut absent) = (0, 0);
+    for (i, delay_ms) in [0u64, 400, 900, 1400, 2500].into_iter().enumerate() {
+        ok(
+            &home,
+            &url,
+            &[
+                "--branch", "feat", "send", "--from", "dev", "--to", &carol, "--amount", "1",
+                "--wait", "included",
+            ],
+        )?;
+        let feat_height = ok(&home, &url, &["--branch", "feat", "chain"])?["height"]
+            .as_u64()
+            .context("height")?;
+        let before = bal("main")?;
+        ensure!(before == i as u128 * AERGO, "round {i}: main has {before}");
+        ok(&home, &url, &["merge", "feat", "--no-wait"])?;
+        // The fault: SIGKILL after a delay (the point in the merge it hits varies).
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        node.proc.signal(9);
+        node.proc.wait_timeout(Duration::from_secs(10))?;
+        drop(node);
+        node = start_dev_node(&data, port, &[])?;
+        ensure!(
+            ok(&home, &url, &["--branch", "feat", "chain"])?["height"].as_u64()
+                == Some(feat_height),
+            "round {i}: the branch lost blocks"
+        );
+        // The merge may still be pending in nobody's mempool (a mempool is not durable):
+        // the state is either before or after, never between.
+        let after = bal("main")?;
+        if after == before {
+            absent += 1;
+            let m = ok(&home, &url, &["merge", "feat"])?;
+            ensure!(
+                m["merge"]["merged"].as_array().map(Vec::len) == Some(1),
+                "{m}"
+            );
+        } else {
+            ensure!(
+                after == before + AERGO,
+                "round {i}: main has {after}, before {before}"
+            );
+            complete += 1;
+            refused(&home, &url, &["merge", "feat"], "nothing to merge")?;
+        }
+        ensure!(bal("main")? == (i as u128 + 1) * AERGO);
+    }
+    node.proc.signal(9);
+    node.proc.wait_timeout(Duration::from_secs(10))?;
+    let check = Command::new(bin("aergo-node")?)
+        .args(["check", "--data-dir"])
+        .arg(&data)
+        .output()?;
+    ensure!(
+        check.status.success(),
+        "aergo-node check: {}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    eprintln!("merges complete at the kill: {complete}, absent: {absent}");
+    Ok(())
+}
