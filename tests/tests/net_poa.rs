@@ -13,6 +13,10 @@
 //! the public repository team's nodes, replicates it over its gossip topics. The PoA
 //! repository `trio` is produced by all three nodes in turn: they agree on its blocks, and a
 //! transfer sent to node 3 is in all three copies.
+//!
+//! Last, a branch of the root chain produced by node 1 (its operator accepts it): a transfer
+//! on the branch is merged into `main` by a merge block that nodes 2 and 3, which never had
+//! the branch's blocks, re-execute from the candidates it embeds to the same state.
 
 use aergo_e2e::testnet::{base_port, rpc, rpc_as, start_node};
 use aergo_e2e::{bin, poll, KillOnDrop};
@@ -166,6 +170,7 @@ fn poa_network_reaches_a_common_lib() -> Result<()> {
     private_repository_replication(&out, &urls, &faucet)?;
     public_repository_replication(&out, &urls, &faucet)?;
     poa_repository_across_nodes(&urls, &faucet)?;
+    branch_merge_across_nodes(&urls, &faucet)?;
     eprintln!(
         "poa: private repository replication done after {:.1} s",
         begun.elapsed().as_secs_f64()
@@ -639,5 +644,167 @@ fn poa_repository_across_nodes(urls: &[String], faucet: &aergo_types::Keypair) -
         "poa: trio final at {h} on all nodes, {} producers",
         producers.len()
     );
+    Ok(())
+}
+
+/// A signed transaction for chain `chain_id` (the next nonce of `key` on `url`'s `branch`).
+fn signed_for(
+    url: &str,
+    branch: Option<&str>,
+    key: &aergo_types::Keypair,
+    kind: aergo_types::TxKind,
+    to: Option<aergo_types::Address>,
+    amount: u128,
+    payload: Vec<u8>,
+) -> Result<String> {
+    let mut p = json!({"address": aergo_types::Address::from_public_key(&key.public()).encode()});
+    let mut c = json!({});
+    if let Some(b) = branch {
+        p["branch"] = json!(b);
+        c["branch"] = json!(b);
+    }
+    let nonce = rpc(url, "account", p)?["next_nonce"]
+        .as_u64()
+        .context("next_nonce")?;
+    let id = rpc(url, "chain_info", c)?["chain_id"]
+        .as_str()
+        .context("chain_id")?
+        .to_string();
+    let tx = aergo_types::Tx {
+        kind,
+        nonce,
+        from: key.public(),
+        to,
+        amount,
+        payload,
+        gas_limit: 10_000,
+        gas_price: 1_000_000_000,
+        chain_id: aergo_types::Hash::from_hex(&id)?,
+    }
+    .sign(key);
+    Ok(hex::encode(tx.encode()))
+}
+
+/// A branch of the root produced by node 1, merged into `main`: nodes 2 and 3 never hold
+/// the branch's blocks and re-execute the merge block from its embedded candidates.
+fn branch_merge_across_nodes(urls: &[String], faucet: &aergo_types::Keypair) -> Result<()> {
+    use aergo_types::branch::{BranchOp, MergeOp};
+    use aergo_types::TxKind;
+    let accepted = rpc(&urls[0], "admin_branch_accept", json!({"name": "feat"}))?;
+    let producer =
+        aergo_types::Address::decode(accepted["producer"].as_str().context("producer")?)?
+            .public_key()
+            .context("node key")?;
+    let fork = rpc(&urls[0], "chain_info", json!({}))?["finalized_height"]
+        .as_u64()
+        .context("finalized")?;
+    let op = BranchOp::Create {
+        name: "feat".into(),
+        fork_height: fork,
+        producer,
+        strategy: aergo_types::block_ext::MergeStrategy::Auto,
+    };
+    let tx = signed_for(&urls[0], None, faucet, TxKind::Branch, None, 0, op.encode())?;
+    rpc(&urls[0], "send_tx", json!({"tx": tx}))?;
+    // Every node learns the branch from main; node 1 produces it.
+    for (i, u) in urls.iter().enumerate() {
+        poll(
+            &format!("node {} to list feat", i + 1),
+            Duration::from_secs(30),
+            || {
+                let l = rpc(u, "branch_list", json!({}))?;
+                Ok((l["branches"][0]["name"] == "feat").then_some(l))
+            },
+        )?;
+    }
+    let to = aergo_types::Address::from_public_key(&aergo_types::Keypair::generate().public());
+    let tx = signed_for(
+        &urls[0],
+        Some("feat"),
+        faucet,
+        TxKind::Transfer,
+        Some(to),
+        9,
+        vec![],
+    )?;
+    rpc(&urls[0], "send_tx", json!({"branch": "feat", "tx": tx}))?;
+    let feat_height = poll("the transfer on feat", Duration::from_secs(20), || {
+        let a = rpc(
+            &urls[0],
+            "account",
+            json!({"branch": "feat", "address": to.encode()}),
+        )?;
+        Ok((a["balance"] == "9")
+            .then_some(a["height"].as_u64())
+            .flatten())
+    })?;
+    assert_eq!(
+        rpc(&urls[1], "account", json!({"address": to.encode()}))?["balance"],
+        "0"
+    );
+    let op = MergeOp {
+        source: "feat".into(),
+        source_height: feat_height,
+    };
+    // Node 2 does not have the branch's blocks: it cannot take the merge (not its fault).
+    let tx2 = signed_for(&urls[1], None, faucet, TxKind::Merge, None, 0, op.encode())?;
+    let refused = rpc(&urls[1], "send_tx", json!({"tx": tx2}));
+    assert!(
+        refused
+            .as_ref()
+            .is_err_and(|e| e.to_string().contains("final up to")),
+        "{refused:?}"
+    );
+    let tx = signed_for(&urls[0], None, faucet, TxKind::Merge, None, 0, op.encode())?;
+    rpc(&urls[0], "send_tx", json!({"tx": tx}))?;
+    let mut at = Vec::new();
+    for (i, u) in urls.iter().enumerate() {
+        at.push(poll(
+            &format!("node {} to hold the merged transfer", i + 1),
+            Duration::from_secs(30),
+            || {
+                let a = rpc(u, "account", json!({"address": to.encode()}))?;
+                Ok((a["balance"] == "9")
+                    .then_some(a["height"].as_u64())
+                    .flatten())
+            },
+        )?);
+    }
+    // The same merge block everywhere, with the same verdicts.
+    let h = at.iter().copied().max().context("heights")?;
+    let blocks: Vec<Value> = urls
+        .iter()
+        .map(|u| {
+            poll(
+                "the merge height everywhere",
+                Duration::from_secs(20),
+                || Ok(rpc(u, "block", json!({"height": h})).ok()),
+            )
+        })
+        .collect::<Result<_>>()?;
+    for b in &blocks[1..] {
+        assert_eq!(b["hash"], blocks[0]["hash"]);
+        assert_eq!(b["state_root"], blocks[0]["state_root"]);
+    }
+    let merges: Vec<Value> = urls
+        .iter()
+        .map(|u| {
+            let mut found = Value::Null;
+            for k in (fork..=h).rev() {
+                let b = rpc(u, "block", json!({"height": k}))?;
+                if !b["merge"].is_null() {
+                    found = b["merge"].clone();
+                    break;
+                }
+            }
+            Ok(found)
+        })
+        .collect::<Result<_>>()?;
+    assert_eq!(
+        merges[0]["merged"].as_array().map(Vec::len),
+        Some(1),
+        "{merges:?}"
+    );
+    assert!(merges.iter().all(|m| *m == merges[0]), "{merges:?}");
     Ok(())
 }

@@ -54,6 +54,10 @@ pub enum AdmitError {
     /// Chain failure.
     #[error("node error: {0}")]
     Chain(String),
+    /// Valid, but this node cannot take it (a merge of a branch it does not host or has not
+    /// seen final): not the sender's fault, so a peer that gossips it is not penalised.
+    #[error("{0}")]
+    NotHere(String),
 }
 
 /// A free contract read was refused: as many as allowed are running.
@@ -428,7 +432,18 @@ impl Node {
             self.check_branch_op(&tx)?;
         }
         if tx.tx.kind == aergo_types::TxKind::Merge {
-            crate::branches::plan_merge(self, &tx).map_err(AdmitError::Rule)?;
+            let op = aergo_types::branch::MergeOp::decode(&tx.tx.payload)
+                .map_err(|e| AdmitError::Rule(e.to_string()))?;
+            let view = self
+                .chain
+                .view_at(self.chain.tip().header.height)
+                .map_err(|e| AdmitError::Chain(e.to_string()))?;
+            if let Some(e) = aergo_chain::branches::merge_error(&view, &op, None)
+                .map_err(|e| AdmitError::Chain(e.to_string()))?
+            {
+                return Err(AdmitError::Rule(e));
+            }
+            crate::branches::plan_merge(self, &tx).map_err(AdmitError::NotHere)?;
         }
         // A repository: the sender needs the `write` role in its directory's final state.
         if let Some(e) = self

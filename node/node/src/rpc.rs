@@ -135,6 +135,7 @@ impl From<AdmitError> for RpcFail {
             },
             AdmitError::GossipBusy(_) => "busy",
             AdmitError::Chain(_) => "internal",
+            AdmitError::NotHere(_) => "not_here",
         };
         RpcFail {
             code: codes::TX_REJECTED,
