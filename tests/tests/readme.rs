@@ -2,7 +2,7 @@
 //! README.md are extracted and run against the built binaries: `test=build` is checked (it
 //! must build every binary the README uses), `test=node` starts the dev node exactly as
 //! written (in a private HOME, on a free port given through `AERGO_RPC_ADDR`/`AERGO_RPC`), and
-//! every command of the `test=cli`, `test=contract` and `test=repos` blocks runs in order through bash from
+//! every command of the `test=cli`, `test=contract`, `test=repos` and `test=branches` blocks runs in order through bash from
 //! the repository's root and must succeed; a `# → TEXT` comment on a command means its output
 //! must contain TEXT. The `test=testnet` and `test=staking` blocks run the same way, with the
 //! test's own folder for `/tmp/tn` and free ports (`--base-port`) so runs never collide; a
@@ -40,7 +40,7 @@ fn block_cmds(blocks: &[(String, Block)], tag: &str) -> Result<Vec<ShellCmd>> {
 fn tagged_blocks_have_no_placeholders() -> Result<()> {
     let blocks = tagged_blocks(&readme()?);
     for tag in [
-        "build", "node", "cli", "contract", "repos", "testnet", "staking",
+        "build", "node", "cli", "contract", "repos", "branches", "testnet", "staking",
     ] {
         ensure!(
             blocks.iter().any(|(t, _)| t == tag),
@@ -137,7 +137,7 @@ fn dev_node_and_contract_walkthroughs_run_as_written() -> Result<()> {
     );
 
     let mut exports = String::new();
-    for tag in ["cli", "contract", "repos"] {
+    for tag in ["cli", "contract", "repos", "branches"] {
         run_commands(
             &block_cmds(&blocks, tag)?,
             &repo_root(),
