@@ -185,6 +185,40 @@ fn a_branch_transfer_merges_into_main_and_a_double_spend_is_left_out() -> Result
     )?;
     ensure!(b["merge"]["source_height"].as_u64().is_some(), "{b}");
 
+    // Refs, diff and log: feat's tip against main's differs for carol (65 against 5).
+    let d = ok(&home, &url, &["diff", "feat", "main"])?;
+    let carol_change = d["changes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["address"] == carol.as_str())
+        .with_context(|| format!("{d}"))?;
+    ensure!(
+        carol_change["from"]["balance"] == (65 * AERGO).to_string(),
+        "{d}"
+    );
+    ensure!(
+        carol_change["to"]["balance"] == (5 * AERGO).to_string(),
+        "{d}"
+    );
+    ensure!(d["common_height"].as_u64() == Some(fork), "{d}");
+    let log = ok(&home, &url, &["log", "-n", "1"])?;
+    ensure!(log["blocks"][0]["merge"]["source"] == "feat", "{log}");
+    let fh = height("feat")?;
+    let at = ok(
+        &home,
+        &url,
+        &["balance", &carol, "--at", &format!("feat@{fh}")],
+    )?;
+    ensure!(aer(&at)? == 65 * AERGO, "{at}");
+    refused(
+        &home,
+        &url,
+        &["log", &format!("feat~{}", fh - fork + 1)],
+        "below feat's fork point",
+    )?;
+    refused(&home, &url, &["diff", "nope", "main"], "no branch `nope`")?;
+
     // Bad requests: clear errors, nothing changes.
     let before = (height("main")?, on("main", &carol)?);
     refused(&home, &url, &["merge", "feat"], "nothing to merge")?;

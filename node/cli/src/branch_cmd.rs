@@ -334,3 +334,250 @@ fn preview_text(p: &Value, source: &str, target: &str) -> String {
     s.push_str("\nnothing was sent");
     s
 }
+
+/// A ref as typed: `12` (a height on the addressed branch), `feat` (its tip), `feat@12`,
+/// `feat~3` (3 blocks below its tip), `main@1200`, `a/b@7`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ref {
+    /// The branch (`None`: the addressed one).
+    pub branch: Option<String>,
+    /// A height.
+    pub height: Option<u64>,
+    /// Blocks below the tip.
+    pub back: Option<u64>,
+}
+
+/// Parses a ref (see [`Ref`]).
+pub fn parse_ref(s: &str) -> Result<Ref> {
+    let s = s.trim();
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        return Ok(Ref {
+            branch: None,
+            height: Some(s.parse().context("height")?),
+            back: None,
+        });
+    }
+    let (name, height, back) = if let Some((n, h)) = s.split_once('@') {
+        let h: u64 = h
+            .parse()
+            .with_context(|| format!("`{s}`: after @ comes a height"))?;
+        (n, Some(h), None)
+    } else if let Some((n, b)) = s.split_once('~') {
+        let b: u64 = b
+            .parse()
+            .with_context(|| format!("`{s}`: after ~ comes a number of blocks"))?;
+        (n, None, Some(b))
+    } else {
+        (s, None, None)
+    };
+    if name != "main" {
+        for part in name.split('/') {
+            check_name(part).with_context(|| format!("ref `{s}`"))?;
+        }
+    }
+    Ok(Ref {
+        branch: Some(name.to_string()),
+        height,
+        back,
+    })
+}
+
+/// Resolves a ref against the node: the branch to address (`None`: the one `c` addresses)
+/// and the height. `~N` below a branch's fork point is an error (those blocks are its
+/// parent's, not its own).
+pub async fn resolve_ref(c: &RpcClient, r: &Ref) -> Result<(Option<String>, u64)> {
+    let branch = r.branch.clone().or_else(|| c.branch().map(String::from));
+    let bc = c.clone_for_branch(branch.clone())?;
+    let tip = bc.chain_info().await?.height;
+    let height = match (r.height, r.back) {
+        (Some(h), _) => h,
+        (None, Some(n)) => {
+            let h = tip.checked_sub(n).with_context(|| {
+                format!("~{n} is below the first block (the tip is at height {tip})")
+            })?;
+            if let Some(b) = branch.as_deref().filter(|b| *b != "main") {
+                let (parent, name) = match b.rsplit_once('/') {
+                    Some((p, n)) => (Some(p.to_string()), n),
+                    None => (None, b),
+                };
+                let list: Value = c
+                    .clone_for_branch(parent)?
+                    .call("branch_list", json!({}))
+                    .await?;
+                let fork = list["branches"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .find(|x| x["name"] == name && x["deleted"].is_null())
+                    .and_then(|x| x["fork_height"].as_u64())
+                    .with_context(|| format!("no branch `{b}`"))?;
+                if h < fork {
+                    bail!(
+                        "{b}~{n} is height {h}, below {b}'s fork point {fork}: those blocks are its parent's (use main@{h})"
+                    );
+                }
+            }
+            h
+        }
+        (None, None) => tip,
+    };
+    if height > tip {
+        bail!("height {height} is above the best height {tip}");
+    }
+    Ok((branch, height))
+}
+
+/// `aergo diff REF REF`: accounts and contract state that differ between two refs.
+pub async fn diff(
+    c: &RpcClient,
+    from: &str,
+    to: &str,
+    limit: u64,
+    after: Option<String>,
+    j: bool,
+) -> Result<()> {
+    let (fb, fh) = resolve_ref(c, &parse_ref(from)?).await?;
+    let (tb, th) = resolve_ref(c, &parse_ref(to)?).await?;
+    let v: Value = c
+        .call(
+            "diff",
+            json!({
+                "from": {"branch": fb, "height": fh},
+                "to": {"branch": tb, "height": th},
+                "limit": limit,
+                "after": after,
+            }),
+        )
+        .await?;
+    crate::print(j, &v, || {
+        let mut s = format!(
+            "diff {}@{fh} .. {}@{th} (histories part at height {})",
+            fb.as_deref().unwrap_or("main"),
+            tb.as_deref().unwrap_or("main"),
+            v["common_height"]
+        );
+        let changes = v["changes"].as_array().cloned().unwrap_or_default();
+        if changes.is_empty() {
+            s.push_str("\n  no differences");
+        }
+        let bal = |x: &Value| -> String {
+            x["balance"]
+                .as_str()
+                .and_then(|b| b.parse::<u128>().ok())
+                .map(|a| crate::human::aergo(aergo_types::Aer(a)))
+                .unwrap_or_else(|| "-".into())
+        };
+        for ch in &changes {
+            let line = match ch["kind"].as_str() {
+                Some("account") => format!(
+                    "  account  {} {}: {} (nonce {}) -> {} (nonce {})",
+                    ch["address"].as_str().unwrap_or("?"),
+                    ch["status"].as_str().unwrap_or("?"),
+                    bal(&ch["from"]),
+                    ch["from"]["nonce"],
+                    bal(&ch["to"]),
+                    ch["to"]["nonce"]
+                ),
+                Some("contract") => format!(
+                    "  contract {} row {} {}",
+                    ch["contract"].as_str().unwrap_or("?"),
+                    ch["key"].as_str().unwrap_or("?"),
+                    ch["status"].as_str().unwrap_or("?")
+                ),
+                Some(k) => format!(
+                    "  {k} {} {}",
+                    ch["key"].as_str().unwrap_or("?"),
+                    ch["status"].as_str().unwrap_or("?")
+                ),
+                None => continue,
+            };
+            s.push('\n');
+            s.push_str(&line);
+        }
+        if let Some(n) = v["next"].as_str() {
+            s.push_str(&format!("\n  more: --after {n}"));
+        }
+        s
+    });
+    Ok(())
+}
+
+/// `aergo log [REF] [-n N]`: blocks from REF down, merges with their second parent and
+/// verdicts.
+pub async fn log(c: &RpcClient, at: Option<&str>, n: u64, j: bool) -> Result<()> {
+    let r = match at {
+        Some(s) => parse_ref(s)?,
+        None => Ref {
+            branch: None,
+            height: None,
+            back: None,
+        },
+    };
+    let (branch, top) = resolve_ref(c, &r).await?;
+    let bc = c.clone_for_branch(branch.clone())?;
+    let mut out = Vec::new();
+    let mut text = String::new();
+    let low = top.saturating_sub(n.saturating_sub(1));
+    for h in (low..=top).rev() {
+        let b: Value = bc.call("block", json!({"height": h})).await?;
+        let m = &b["merge"];
+        let mut line = format!(
+            "{:>8}  {}  {} txs",
+            h,
+            b["hash"].as_str().unwrap_or("?"),
+            b["tx_count"]
+        );
+        if !m.is_null() {
+            line.push_str(&format!(
+                "  merge of {} at {} ({}): {} merged, {} left out",
+                m["source"].as_str().unwrap_or("?"),
+                m["source_height"],
+                m["source_tip"].as_str().unwrap_or("?"),
+                m["merged"].as_array().map(Vec::len).unwrap_or(0),
+                m["excluded"].as_array().map(Vec::len).unwrap_or(0)
+            ));
+            for e in m["excluded"].as_array().into_iter().flatten() {
+                line.push_str(&format!(
+                    "\n            left out {}: {}",
+                    e["hash"].as_str().unwrap_or("?"),
+                    e["reason"].as_str().unwrap_or("?")
+                ));
+            }
+        }
+        text.push_str(&line);
+        text.push('\n');
+        let mut entry = json!({"height": h, "hash": b["hash"], "parent": b["parent_hash"], "tx_count": b["tx_count"]});
+        if !m.is_null() {
+            entry["merge"] = m.clone();
+        }
+        out.push(entry);
+    }
+    crate::print(
+        j,
+        &json!({"branch": branch.unwrap_or_else(|| "main".into()), "blocks": out}),
+        || text.trim_end().to_string(),
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refs_parse_and_bad_ones_say_why() {
+        let r = parse_ref("12").unwrap();
+        assert_eq!((r.branch, r.height, r.back), (None, Some(12), None));
+        let r = parse_ref("feat@7").unwrap();
+        assert_eq!((r.branch.as_deref(), r.height), (Some("feat"), Some(7)));
+        let r = parse_ref("feat~3").unwrap();
+        assert_eq!((r.branch.as_deref(), r.back), (Some("feat"), Some(3)));
+        let r = parse_ref("main@1200").unwrap();
+        assert_eq!((r.branch.as_deref(), r.height), (Some("main"), Some(1200)));
+        assert_eq!(parse_ref("a/b").unwrap().branch.as_deref(), Some("a/b"));
+        assert!(parse_ref("feat@x").is_err());
+        assert!(parse_ref("feat~").is_err());
+        assert!(parse_ref("Feat").is_err());
+        assert!(parse_ref("").is_err());
+    }
+}

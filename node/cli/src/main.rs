@@ -178,9 +178,9 @@ enum Cmd {
     Balance {
         /// Address (or `dev`).
         address: String,
-        /// Height to read at.
+        /// Where to read: a height, or a ref (`feat`, `feat@12`, `feat~3`, `main@1200`).
         #[arg(long)]
-        at: Option<u64>,
+        at: Option<String>,
     },
     /// The node.
     #[command(subcommand)]
@@ -248,6 +248,29 @@ enum Cmd {
         dry_run: bool,
         #[command(flatten)]
         tx: staking_cmd::TxArgs,
+    },
+    /// The state that differs between two refs: accounts (balance, nonce) and contract rows.
+    /// A ref is a height (`12`), a branch's tip (`feat`), `feat@12`, `feat~3` or `main@1200`.
+    Diff {
+        /// The first ref.
+        from: String,
+        /// The second ref.
+        to: String,
+        /// Most changes per page.
+        #[arg(long, default_value_t = 100)]
+        limit: u64,
+        /// Continue after this key (the `next` of the previous page).
+        #[arg(long)]
+        after: Option<String>,
+    },
+    /// Blocks from REF (default: the addressed branch's tip) down, merges shown with their
+    /// second parent and what they merged and left out.
+    Log {
+        /// Where to start: a ref (`feat`, `feat~3`, `main@1200`, a height).
+        at: Option<String>,
+        /// How many blocks.
+        #[arg(short = 'n', long, default_value_t = 10)]
+        n: u64,
     },
     /// Make BRANCH the default of every command (`main` to go back); kept in ~/.aergo/branch.
     Switch {
@@ -828,8 +851,23 @@ async fn run(cli: Cli) -> Result<()> {
             });
         }
         Cmd::Balance { address, at } => {
-            let c = client()?;
+            let mut c = client()?;
             let a = resolve_addr(&address)?;
+            let at = match at {
+                Some(s) => {
+                    let r = branch_cmd::parse_ref(&s)?;
+                    let named = r.branch.is_some();
+                    let (b, h) = branch_cmd::resolve_ref(&c, &r).await?;
+                    if named {
+                        c = RpcClient::new(&cli.rpc, Duration::from_secs(30))?
+                            .with_repo(cli.repo.clone())
+                            .with_signer(reader.clone())
+                            .with_branch(b);
+                    }
+                    Some(h)
+                }
+                None => None,
+            };
             let r = c.account(&a.encode(), at).await?;
             let v = json!({"address": r.address, "balance": r.balance.to_string(), "nonce": r.nonce, "next_nonce": r.next_nonce, "height": r.height});
             print(j, &v, || {
@@ -1047,6 +1085,13 @@ async fn run(cli: Cli) -> Result<()> {
             let source = source.rsplit('/').next().unwrap_or(&source).to_string();
             branch_cmd::merge(&c, &source, to, dry_run, j, &signer, tx).await?
         }
+        Cmd::Diff {
+            from,
+            to,
+            limit,
+            after,
+        } => branch_cmd::diff(&client()?, &from, &to, limit, after, j).await?,
+        Cmd::Log { at, n } => branch_cmd::log(&client()?, at.as_deref(), n, j).await?,
         Cmd::Switch { branch: b } => {
             let c = RpcClient::new(&cli.rpc, Duration::from_secs(30))?
                 .with_repo(cli.repo.clone())

@@ -714,6 +714,125 @@ fn branch_list(node: &Node) -> MResult {
     }))
 }
 
+/// The node of branch `path` under `node` (`None`: `node` itself).
+fn branch_of(node: &Node, path: Option<&str>) -> Result<Option<Arc<Node>>, RpcFail> {
+    let Some(path) = path.filter(|p| *p != aergo_types::branch::MAIN) else {
+        return Ok(None);
+    };
+    let mut cur: Option<Arc<Node>> = None;
+    for name in path.split('/') {
+        if let Some(e) = aergo_types::branch::name_error(name) {
+            return Err(RpcFail::new(codes::NO_BRANCH, e));
+        }
+        let here = cur.as_deref().unwrap_or(node);
+        let next = here
+            .branches
+            .get(name)
+            .map(|h| h.node.clone())
+            .ok_or_else(|| {
+                RpcFail::new(
+                    codes::NO_BRANCH,
+                    format!("no branch `{name}` on this node (`aergo branch` lists the branches)"),
+                )
+            })?;
+        cur = Some(next);
+    }
+    Ok(cur)
+}
+
+/// A diff's side: `{"branch"?: NAME, "height"?: N}` (default: the branch's best height).
+fn diff_point(node: &Node, p: &Value, k: &str) -> Result<(Option<Arc<Node>>, u64), RpcFail> {
+    let v = p.get(k).cloned().unwrap_or(json!({}));
+    if !v.is_object() {
+        return Err(RpcFail::params(format!(
+            "`{k}` is an object: {{\"branch\"?: NAME, \"height\"?: N}}"
+        )));
+    }
+    let branch = match v.get("branch") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.as_str()),
+        Some(_) => return Err(RpcFail::params(format!("`{k}.branch` must be a name"))),
+    };
+    let n = branch_of(node, branch)?;
+    let tip = n.as_deref().unwrap_or(node).chain.tip().header.height;
+    let h = p_u64(&v, "height")?.unwrap_or(tip);
+    if h > tip {
+        return Err(RpcFail::not_found(format!(
+            "`{k}`: height {h} is above the best height {tip}"
+        )));
+    }
+    Ok((n, h))
+}
+
+fn account_json(v: &Option<Vec<u8>>) -> Value {
+    match v.as_deref().map(aergo_chain::state::Account::decode) {
+        Some(Ok(a)) => json!({"balance": a.balance.to_string(), "nonce": a.nonce}),
+        _ => Value::Null,
+    }
+}
+
+/// `diff`: the state that differs between two points (a branch at a height).
+fn diff(node: &Node, p: &Value) -> MResult {
+    let (fa, ha) = diff_point(node, p, "from")?;
+    let (tb, hb) = diff_point(node, p, "to")?;
+    let limit = p_u64(p, "limit")?.unwrap_or(100).clamp(1, 1000) as usize;
+    let after = match p.get("after") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => {
+            Some(hex::decode(s).map_err(|e| RpcFail::params(format!("`after`: {e}")))?)
+        }
+        Some(_) => return Err(RpcFail::params("`after` is a hex key from `next`")),
+    };
+    let a = &fa.as_deref().unwrap_or(node).chain;
+    let b = &tb.as_deref().unwrap_or(node).chain;
+    let page = a.diff(ha, b, hb, after.as_deref(), limit)?;
+    let status = |c: &aergo_chain::chain::Change| match (&c.from, &c.to) {
+        (None, _) => "added",
+        (_, None) => "removed",
+        _ => "modified",
+    };
+    let changes: Vec<Value> = page
+        .changes
+        .iter()
+        .map(|c| {
+            let raw = |k: &[u8]| -> Option<Address> {
+                let r: [u8; 33] = k.get(1..34)?.try_into().ok()?;
+                Address::from_raw(&r).ok()
+            };
+            match (c.key.first(), raw(&c.key)) {
+                (Some(b'a'), Some(a)) if c.key.len() == 34 => json!({
+                    "kind": "account", "address": a.encode(), "status": status(c),
+                    "from": account_json(&c.from), "to": account_json(&c.to),
+                }),
+                (Some(b'c'), Some(a)) => json!({
+                    "kind": "contract", "contract": a.encode(), "status": status(c),
+                    "key": hex::encode(c.key.get(34..).unwrap_or_default()),
+                    "from": c.from.as_ref().map(hex::encode), "to": c.to.as_ref().map(hex::encode),
+                }),
+                (first, _) => json!({
+                    "kind": match first {
+                        Some(b's') => "staking",
+                        Some(b'b') => "branch",
+                        Some(b'm') => "merge_base",
+                        Some(b'x') => "merged",
+                        Some(b'r') => "repository",
+                        _ => "other",
+                    },
+                    "status": status(c),
+                    "key": hex::encode(&c.key),
+                }),
+            }
+        })
+        .collect();
+    ok(json!({
+        "from": {"chain_id": a.chain_id(), "height": ha},
+        "to": {"chain_id": b.chain_id(), "height": hb},
+        "common_height": page.common,
+        "changes": changes,
+        "next": page.next.map(hex::encode),
+    }))
+}
+
 /// `merge_preview`: what `aergo merge SOURCE --dry-run` shows — the candidates a merge of
 /// branch `source` (up to `source_height`, default its final tip) would carry and which would
 /// be left out, executed on this chain's tip without writing anything.
@@ -818,6 +937,7 @@ pub fn dispatch(node: &Node, method: &str, p: &Value) -> MResult {
             ok(json!({"accepted": name, "producer": node.address().encode()}))
         }
         "merge_preview" => merge_preview(node, p),
+        "diff" => diff(node, p),
         "chain_info" => {
             let tip = chain.tip();
             let g = chain.genesis();
@@ -1701,6 +1821,7 @@ mod tests {
     const METHODS: &[&str] = &[
         "branch_list",
         "merge_preview",
+        "diff",
         "admin_branch_accept",
         "dd_info",
         "dd_resolve",

@@ -567,6 +567,13 @@ impl Chain {
             v.extend_from_slice(&r.encode());
             ks.put(&mut batch, CF_TXS, &tx.hash.0, v)?;
         }
+        // The keys this block wrote, kept for diffs between any two points of history.
+        ks.put(
+            &mut batch,
+            CF_META,
+            &changed_key(height),
+            encode_keys(p.executed.writes.keys()),
+        )?;
         if self.engine.reorgs() {
             // What this block wrote, so a reorganisation can take it back.
             ks.put(
@@ -734,6 +741,13 @@ impl Chain {
         }
         Ok(())
     }
+}
+
+/// Meta key of a block's change record (the state keys it wrote; kept, unlike undo records).
+pub(super) fn changed_key(height: u64) -> Vec<u8> {
+    let mut k = b"chg".to_vec();
+    k.extend_from_slice(&height.to_be_bytes());
+    k
 }
 
 /// Meta key of a block's undo record (the state keys it wrote).

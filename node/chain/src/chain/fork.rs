@@ -48,10 +48,11 @@ impl Chain {
             }
             ks.delete(&mut batch, CF_CANON, &store::canon_key(MAIN_BRANCH, h))?;
             ks.delete(&mut batch, CF_BLOCKS, &b.hash().0)?;
-            for t in &b.txs {
+            for t in b.txs.iter().chain(crate::branches::merged_txs(b)) {
                 ks.delete(&mut batch, CF_TXS, &t.hash.0)?;
             }
             ks.delete(&mut batch, CF_META, &undo_key(h))?;
+            ks.delete(&mut batch, CF_META, &super::commit::changed_key(h))?;
         }
         let end = common_meta.loc.end();
         let mut tip_rec = Vec::with_capacity(52);

@@ -7,6 +7,8 @@
 //!   (`write_block`, with its commit-point checks) and finality after a commit;
 //! - `fork`: blocks from the network (`receive`), the side pool, reorganisation
 //!   (`try_switch`, `revert_to`) and equivocation;
+//! - `diff`: the state keys that differ between two points of history (a chain or branch
+//!   at a height), from the per-block change records;
 //! - `queries`: state views at a height and at the tip (with the head cache), blocks,
 //!   transactions, proofs, contract reads and the consensus status.
 //!
@@ -46,6 +48,7 @@
 //! take `tip` for a copy of the tip and release it before anything else.
 
 mod commit;
+mod diff;
 mod fork;
 mod head;
 mod open;
@@ -55,6 +58,7 @@ mod tests;
 #[cfg(test)]
 mod tests_branches;
 
+pub use diff::{Change, DiffPage, MAX_DIFF_KEYS};
 pub use queries::HeightView;
 
 use crate::blocklog::{BlockLog, Location, LogPos};

@@ -367,7 +367,7 @@ impl Chain {
 
     /// On a branch, the parent when `height` is at or below the fork height (those blocks
     /// are the parent's).
-    fn below_fork(&self, height: u64) -> Option<&Chain> {
+    pub(super) fn below_fork(&self, height: u64) -> Option<&Chain> {
         self.base
             .as_ref()
             .filter(|b| height <= b.fork)

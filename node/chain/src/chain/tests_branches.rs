@@ -228,6 +228,38 @@ fn a_branch_reads_through_its_fork_and_merges_back_with_a_double_spend_left_out(
     let view = main.view_at(main.tip().header.height).unwrap();
     let e = branches::merge_error(&view, &op, None).unwrap().unwrap();
     assert!(e.contains("nothing to merge"), "{e}");
+    // Diffs: feat's tip against main's tip part at the fork (height 1); carol differs
+    // (65 against 5), and pages continue after their last key.
+    let (ft, mt) = (feat.tip().header.height, main.tip().header.height);
+    let page = feat.diff(ft, &main, mt, None, 100).unwrap();
+    assert_eq!(page.common, 1);
+    let carol_key = crate::state::account_key(&addr(&carol));
+    let c = page.changes.iter().find(|c| c.key == carol_key).unwrap();
+    assert_eq!(
+        Account::decode(c.from.as_ref().unwrap()).unwrap().balance,
+        65 * AER_PER_AERGO
+    );
+    assert_eq!(
+        Account::decode(c.to.as_ref().unwrap()).unwrap().balance,
+        5 * AER_PER_AERGO
+    );
+    let first = feat.diff(ft, &main, mt, None, 1).unwrap();
+    assert_eq!(first.changes.len(), 1);
+    let rest = feat
+        .diff(ft, &main, mt, first.next.as_deref(), 100)
+        .unwrap();
+    assert_eq!(rest.changes.len() + 1, page.changes.len());
+    assert!(main
+        .diff(mt, &main, mt, None, 10)
+        .unwrap()
+        .changes
+        .is_empty());
+    // main against itself across the merge: carol 0 → 5.
+    let across = main.diff(mt - 1, &main, mt, None, 100).unwrap();
+    assert!(across
+        .changes
+        .iter()
+        .any(|c| c.key == carol_key && c.from.is_none()));
     // The merge block survives encoding and a replica re-executes everything to the same
     // state roots.
     let replica = open(&dir.path().join("replica"));
