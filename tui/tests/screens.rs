@@ -674,6 +674,7 @@ fn peers_solo() {
     assert!(out.contains("no peers: a solo/dev node runs alone"));
     assert!(out.contains("solo: this node produces every block alone"));
     assert!(!out.contains("Schedule"), "no schedule on a solo chain");
+    assert!(out.contains("(the head)") && !out.contains("(-0)"), "{out}");
 }
 
 #[test]
@@ -686,7 +687,10 @@ fn peers_dpos() {
     );
     assert!(out.contains("outbound"));
     assert!(out.contains("14 ms"));
-    assert!(out.contains("997 (-3)"), "LIB and its lag behind the head");
+    assert!(
+        out.contains("997 (3 behind)"),
+        "LIB and its lag behind the head"
+    );
     assert!(out.contains("Round     1,234 "));
     assert!(out.contains("Slot      12,343 (4/10)"));
     assert!(out.contains("3 of 4 active, 1 probation"));

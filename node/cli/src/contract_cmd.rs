@@ -335,7 +335,18 @@ pub async fn run(
         } => {
             let address = contract_addr(c, &address).await?.encode();
             let v = c.contract_call_view(&address, &function, &args, at).await?;
-            crate::print(json_out, &v, || format!("result: {}", v["result"]));
+            crate::print(json_out, &v, || {
+                // As `call` prints it (text unquoted), with the notices and the gas it would use.
+                let mut s = format!("result: {}", cell(&v["result"]));
+                for e in v["events"].as_array().into_iter().flatten() {
+                    s.push_str(&format!("\nnotice: {}", cell(e)));
+                }
+                s.push_str(&format!(
+                    "\ngas: {} (read-only: writes discarded, nothing sent)",
+                    v["gas_used"].as_u64().unwrap_or(0)
+                ));
+                s
+            });
         }
         ContractCmd::Query { address, sql, at } => {
             let address = contract_addr(c, &address).await?.encode();

@@ -147,6 +147,10 @@ impl Client {
         if status == reqwest::StatusCode::UNAUTHORIZED {
             bail!("{what}: {status}: {msg} (set AERGO_FS_TOKEN or AERGO_FS_TOKEN_FILE)");
         }
+        if status == reqwest::StatusCode::NOT_FOUND && msg.trim().is_empty() {
+            // A HEAD answer (`stat`) has no body to say why.
+            bail!("{what}: no such file (deleted, never stored, or a mistyped id)");
+        }
         bail!("{what}: {status}: {msg}");
     }
 }

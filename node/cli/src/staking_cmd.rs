@@ -217,6 +217,26 @@ fn default_address(keystore: Option<PathBuf>) -> Result<Address> {
     }
 }
 
+/// A warning when no node this CLI can see (the node it talks to, or a peer that proved its
+/// node key) runs with `candidate` as its key: elected, such a producer misses every slot it
+/// owns. `None` when one does, or when the node cannot say (an RPC error).
+async fn no_node_warning(c: &RpcClient, candidate: &Address) -> Option<String> {
+    let me = c.node_status().await.ok()?.node_address;
+    let peers = c.peers().await.ok()?;
+    let who = candidate.encode();
+    if me == who
+        || peers
+            .iter()
+            .any(|p| p.node.as_deref() == Some(who.as_str()))
+    {
+        return None;
+    }
+    Some(format!(
+        "warning: no running node known here has {who}'s key (not this node, nor any of its {}          connected peers): if elected, every slot it owns is a missed slot. A producer's          account is its node's key (NODE_DIR/node.key); register from that account once the          node runs",
+        peers.len()
+    ))
+}
+
 fn aergo(a: Aer) -> String {
     format!("{} {}", a.to_aergo_string(), crate::human::unit())
 }
@@ -275,6 +295,10 @@ pub async fn run(
         }
         StakingCmd::Bp(BpCmd::Register { p2p_addr, tx }) => {
             let payload = register_payload(p2p_addr.as_deref())?;
+            let from = crate::default_from(c, tx.from.as_deref()).await?;
+            if let Some(w) = no_node_warning(c, &crate::resolve_addr(&from)?).await {
+                eprintln!("{w}");
+            }
             let done = "registered as a BP candidate".to_string();
             send(
                 c,

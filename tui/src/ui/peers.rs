@@ -279,10 +279,13 @@ fn consensus_lines<'a>(app: &App, c: &ConsensusView, width: u16) -> Vec<Line<'a>
             } else {
                 Style::new()
             };
-            Span::styled(
-                format!("{} (-{})", fmt::thousands(h), fmt::thousands(lag)),
-                style,
-            )
+            // Worded as the Overview's Finalized line: "(the head)" or "(N behind)".
+            let text = if lag == 0 {
+                format!("{} (the head)", fmt::thousands(h))
+            } else {
+                format!("{} ({} behind)", fmt::thousands(h), fmt::thousands(lag))
+            };
+            Span::styled(text, style)
         }
         (h, _) => Span::raw(num(h)),
     };
