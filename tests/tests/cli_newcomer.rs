@@ -508,6 +508,13 @@ fn interactive_sandbox_takes_multi_line_statements_and_keeps_history() -> Result
     t.keys(&["-H", "3b"])?;
     t.keys(&["Enter"])?;
     t.wait_for("the call", wait, |s| s.contains("result: OK"))?;
+    // `\help` lists the sandbox's commands (not an SQL syntax error).
+    t.keys(&["-l", "\\help"])?;
+    t.keys(&["Enter"])?;
+    let help = t.wait_for("the command list", wait, |s| {
+        s.contains("what block_height() returns")
+    })?;
+    ensure!(!help.contains("syntax error"), "{help}");
     t.keys(&["-l", "\\abi"])?;
     t.keys(&["Enter"])?;
     t.wait_for("the ABI table", wait, |s| {
@@ -525,6 +532,15 @@ fn interactive_sandbox_takes_multi_line_statements_and_keeps_history() -> Result
         s.lines().any(|l| l.starts_with("sql> \\abi"))
     })?;
     t.keys(&["C-c"])?;
+    // Ctrl-D only once the fresh prompt is up: sent earlier, between two line reads, the
+    // terminal's own line discipline takes it.
+    t.wait_for("a fresh prompt after Ctrl-C", wait, |s| {
+        s.lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .map(str::trim_end)
+            == Some("sql>")
+    })?;
     t.keys(&["C-d"])?;
     t.wait_for("the sandbox to exit", wait, |s| {
         s.contains("SANDBOX-EXIT=0")
