@@ -343,6 +343,17 @@ fn testnet_and_staking_walkthroughs_run_as_written() -> Result<()> {
         active.len() == 5 && active.iter().all(|b| b["missed_slots"].as_u64() == Some(0)),
         "after the election every BP must produce: {v}"
     );
+    // `aergo node consensus` names the BPs the reader named (`account import --name`).
+    let cons = std::process::Command::new(bin("aergo")?)
+        .args(["--rpc", &url, "node", "consensus"])
+        .env("HOME", &home)
+        .env_remove("AERGO_KEYSTORE")
+        .output()?;
+    let text = String::from_utf8_lossy(&cons.stdout).to_string();
+    ensure!(
+        cons.status.success() && text.contains(&format!("{node5} (node5)")),
+        "aergo node consensus: {text}"
+    );
     // The nodes' logs (stderr, not a terminal: no colour codes) say when the election changed.
     let logs = std::fs::read_to_string(tmp.path().join("bg0.log"))?;
     ensure!(

@@ -439,6 +439,15 @@ pub(crate) fn resolve_addr(s: &str) -> Result<Address> {
     })
 }
 
+/// The address book's names, address → name (empty when there is none or it cannot be read):
+/// human output shows `A… (node5)` where the reader named an account.
+fn names_by_address() -> std::collections::HashMap<String, String> {
+    wallet::Keystore::new(KEYSTORE_DIR.get().cloned().flatten())
+        .and_then(|ks| ks.names())
+        .map(|n| n.into_iter().map(|(name, a)| (a, name)).collect())
+        .unwrap_or_default()
+}
+
 async fn run(cli: Cli) -> Result<()> {
     let j = cli.json;
     let reader = match &cli.as_account {
@@ -834,6 +843,7 @@ async fn run(cli: Cli) -> Result<()> {
             let c = client()?;
             let v: serde_json::Value = c.call("consensus_info", json!({})).await?;
             print(j, &v, || {
+                let names = names_by_address();
                 let mut s = format!(
                     "engine {}  height {}  LIB {}  reorgs {}  rejected blocks {}",
                     v["engine"].as_str().unwrap_or("?"),
@@ -850,10 +860,15 @@ async fn run(cli: Cli) -> Result<()> {
                     for (kind, list) in [("active", &d["active"]), ("probation", &d["probation"])] {
                         for bp in list.as_array().into_iter().flatten() {
                             let missed = bp["missed_slots"].as_u64().unwrap_or(0);
+                            let addr = bp["address"].as_str().unwrap_or("?");
+                            let shown = match names.get(addr) {
+                                Some(n) => format!("{addr} ({n})"),
+                                None => addr.to_string(),
+                            };
                             s.push_str(&format!(
                                 "\n  {:<10} {}  score {:>4}  {}  missed {}{}",
                                 kind,
-                                bp["address"].as_str().unwrap_or("?"),
+                                shown,
                                 bp["score"],
                                 bp["standing"].as_str().unwrap_or("?"),
                                 missed,
