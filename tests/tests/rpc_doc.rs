@@ -2,9 +2,9 @@
 //! node/node/src/rpc.rs and node/node/src/rpc_staking.rs) has a row in the document's method
 //! tables, and every row names a dispatched method; every error code the server defines
 //! (node/rpc/src/types.rs) has a row. Then a real dev node answers each documented shape
-//! (`ChainInfo`, `NodeStatus`, `BlockSummary`, `Block`, `Tx`, `Receipt`) and the `{…}` results
-//! of `account`, `get_proof`, `mempool` and `consensus_info` with exactly the top-level fields
-//! the document lists (optional `x?` fields may be absent).
+//! (`ChainInfo`, `NodeStatus`, `BlockSummary`, `Block`, `Tx`, `Receipt`, `Repo`) and the `{…}`
+//! results of `account`, `get_proof`, `mempool`, `dd_info` and `consensus_info` with exactly
+//! the top-level fields the document lists (optional `x?` fields may be absent).
 
 use aergo_e2e::{aergo_json, free_port, repo_root, start_dev_node};
 use anyhow::{ensure, Context, Result};
@@ -271,6 +271,23 @@ fn documented_shapes_match_a_dev_node() -> Result<()> {
         &result_of("mempool")?,
         &call("mempool", json!({}))?,
     )?;
+    // A repository: `Repo` (`repo_show`) and its directory (`dd_info`), once it is hosted.
+    aergo_json(&url, &["repo", "create", "docs-check"])?;
+    let repo = aergo_e2e::poll(
+        "docs-check hosted",
+        std::time::Duration::from_secs(30),
+        || {
+            let r = call("repo_show", json!({"name": "docs-check"}))?;
+            Ok((r["hosted"] == json!(true)).then_some(r))
+        },
+    )?;
+    check("Repo", &shape(&doc, "Repo")?, &repo)?;
+    let dd = aergo_e2e::poll(
+        "docs-check's directory",
+        std::time::Duration::from_secs(30),
+        || Ok(call("dd_info", json!({"repo": "docs-check"})).ok()),
+    )?;
+    check("dd_info's result", &result_of("dd_info")?, &dd)?;
     // A solo chain: the common fields only (`dpos` and `poa` are the engines' extras).
     let ci = call("consensus_info", json!({}))?;
     let mut ci_fields = result_of("consensus_info")?;
