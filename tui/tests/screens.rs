@@ -525,6 +525,23 @@ fn idle_chain_without_pending_transactions_is_not_stalled() {
     assert!(text(&a).contains("chain stalled"), "{}", text(&a));
 }
 
+/// On a host, an unreachable node gets the hint the CLI gives: how to start one, or --rpc.
+#[test]
+fn host_mode_says_how_to_start_a_node() {
+    let mut a = empty_app();
+    a.host_mode = true;
+    a.apply(Update::Node(Err("connection refused".into())));
+    a.apply(Update::Chain(Err("connection refused".into())));
+    let out = render(&a, 120, 40);
+    assert!(out.contains("node unreachable"), "{out}");
+    assert!(out.contains("aergo-node --dev"), "{out}");
+    assert!(out.contains("AERGO_RPC"), "{out}");
+    // The appliance's console: no such hint (init restarts its node).
+    a.host_mode = false;
+    let out = render(&a, 120, 40);
+    assert!(!out.contains("aergo-node --dev"), "{out}");
+}
+
 #[test]
 fn overview_waiting() {
     let a = empty_app();

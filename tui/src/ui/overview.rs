@@ -171,16 +171,31 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
             };
             node.push(kv(app, "Sync", w, sync));
         }
-        (None, _) => node.push(Line::from(Span::styled(
-            if m.node.down.is_some() {
-                "node unreachable"
-            } else {
-                "waiting for node…"
-            },
-            t.label(),
-        ))),
+        (None, _) => {
+            node.push(Line::from(Span::styled(
+                if m.node.down.is_some() {
+                    "node unreachable"
+                } else {
+                    "waiting for node…"
+                },
+                t.label(),
+            )));
+            if m.node.down.is_some() && app.host_mode {
+                // On a host, what a newcomer most likely has to do.
+                node.push(Line::from(""));
+                node.push(Line::from(Span::raw(
+                    "Start one with `aergo-node --dev` (another terminal), or point --rpc (or \
+                     AERGO_RPC) at a running node.",
+                )));
+            }
+        }
     }
-    f.render_widget(Paragraph::new(node).block(boxed(app, "Node")), node_r);
+    f.render_widget(
+        Paragraph::new(node)
+            .wrap(Wrap { trim: true })
+            .block(boxed(app, "Node")),
+        node_r,
+    );
 
     // Chain
     let mut chain = Vec::new();
