@@ -131,6 +131,35 @@ pub fn gov_payload(param: &str, value: &str) -> Result<Vec<u8>> {
     )?)
 }
 
+/// After a governance vote: `bp_count is now 5` once the parameter took the value, else how
+/// many BPs of the round agree on it and how many must.
+pub fn gov_outcome(g: &aergo_rpc::GovernanceJson, param: &str, payload: &[u8]) -> String {
+    let value = serde_json::from_slice::<serde_json::Value>(payload)
+        .ok()
+        .and_then(|v| v["value"].as_str().map(str::to_string))
+        .unwrap_or_default();
+    let in_force = match param {
+        "bp_count" => Some(g.params.bp_count.to_string()),
+        "max_votes" => Some(g.params.max_votes.to_string()),
+        "unstake_lock_blocks" => Some(g.params.unstake_lock_blocks.to_string()),
+        "min_stake" => Some(g.params.min_stake.0.to_string()),
+        _ => None,
+    };
+    let agree = g
+        .pending
+        .iter()
+        .find(|p| p.param == param && p.value == value)
+        .map(|p| p.voters.len());
+    match (agree, in_force) {
+        (Some(n), _) => format!(
+            "{n} of the {} BPs agree on {param} = {value} ({} needed)",
+            g.schedule_size, g.quorum
+        ),
+        (None, Some(now)) if now == value => format!("{param} is now {value}"),
+        _ => format!("{param}: no pending vote for {value} (see `aergo gov`)"),
+    }
+}
+
 /// The JSON payload of an unstake.
 pub fn unstake_payload(amount: Aer) -> Result<Vec<u8>> {
     Ok(serde_json::to_vec(
@@ -388,10 +417,17 @@ pub async fn run(
                     tx,
                     TxKind::Governance,
                     0,
-                    payload,
+                    payload.clone(),
                     done,
                 )
-                .await
+                .await?;
+                if !no_wait && !json_out {
+                    // Where the vote left the parameter: in force, or how many BPs agree so far.
+                    if let Ok(g) = c.dpos_governance(None).await {
+                        println!("{}", gov_outcome(&g, &param, &payload));
+                    }
+                }
+                Ok(())
             }
             (Some(_), None) => bail!("give both PARAM and VALUE to vote, or neither to show"),
             _ => {
@@ -475,6 +511,37 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_governance_vote_says_where_the_parameter_stands() {
+        let g = |bp_count: u64, pending: Vec<aergo_rpc::GovVoteJson>| aergo_rpc::GovernanceJson {
+            height: 10,
+            params: aergo_rpc::GovParamsJson {
+                bp_count,
+                max_votes: 30,
+                min_stake: Aer(10),
+                unstake_lock_blocks: 20,
+            },
+            pending,
+            schedule_size: 4,
+            quorum: 3,
+        };
+        let payload = gov_payload("bp_count", "5").unwrap();
+        let vote = aergo_rpc::GovVoteJson {
+            param: "bp_count".into(),
+            value: "5".into(),
+            voters: vec!["A1".into(), "A2".into()],
+        };
+        assert_eq!(
+            gov_outcome(&g(4, vec![vote]), "bp_count", &payload),
+            "2 of the 4 BPs agree on bp_count = 5 (3 needed)"
+        );
+        assert_eq!(
+            gov_outcome(&g(5, vec![]), "bp_count", &payload),
+            "bp_count is now 5"
+        );
+        assert!(gov_outcome(&g(4, vec![]), "bp_count", &payload).contains("no pending vote"));
+    }
 
     #[test]
     fn payloads_match_the_chain_formats() {
