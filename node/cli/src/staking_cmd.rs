@@ -317,7 +317,8 @@ pub async fn run(
             let done = if list.is_empty() {
                 "ballot cleared".to_string()
             } else {
-                format!("voted for {} candidate(s)", list.len())
+                // As the reader named them (`node5`, or the address given).
+                format!("voted for {}", candidates.join(", "))
             };
             let payload = vote_payload(&list)?;
             send(c, json_out, signer, tx, TxKind::Vote, 0, payload, done).await
