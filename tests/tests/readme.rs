@@ -205,6 +205,28 @@ fn aergofs_walkthrough_runs_as_written() -> Result<()> {
         std::fs::read(work.join("copy.md"))? == std::fs::read(work.join("docs/RPC.md"))?,
         "`aergo fs get $FID -o copy.md` did not bring docs/RPC.md back"
     );
+    // `stat` prints the modification time as local date and time, not an HTTP date.
+    let out = shell(
+        &home,
+        "http://127.0.0.1:1",
+        &format!("{exports}aergo fs stat $(aergo fs put README.md | cut -f1)"),
+    )?
+    .current_dir(&work)
+    .output()?;
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let when = text
+        .lines()
+        .find_map(|l| l.strip_prefix("last_modified"))
+        .map(str::trim)
+        .unwrap_or("");
+    ensure!(
+        out.status.success()
+            && when.len() == "2026-01-01 00:00:00".len()
+            && when.as_bytes().get(4) == Some(&b'-')
+            && !when.contains("GMT"),
+        "aergo fs stat: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // The file the README removed is gone, and `stat` says so in words.
     let stat = ShellCmd {
         text: "aergo fs stat $FID".into(),
