@@ -634,7 +634,8 @@ pub mod docs {
 
     /// Runs `cmds` in order, each through `bash -c` in `dir` with `set -euo pipefail` and the
     /// `export` lines seen so far; a failure, or output without a command's `# →` text, is an
-    /// error naming the command.
+    /// error naming the command. An `export NAME=VALUE` line is evaluated once, as a reader's
+    /// shell does (`export FID=$(aergo fs put …)` uploads one file), and its value kept.
     pub fn run_commands(
         cmds: &[ShellCmd],
         dir: &std::path::Path,
@@ -643,9 +644,33 @@ pub mod docs {
         exports: &mut String,
     ) -> Result<()> {
         for c in cmds {
-            if c.text.starts_with("export ") {
-                exports.push_str(&c.text);
-                exports.push('\n');
+            if let Some(assign) = c.text.strip_prefix("export ") {
+                let name = assign.split('=').next().unwrap_or("").trim();
+                ensure!(
+                    !name.is_empty()
+                        && name
+                            .chars()
+                            .all(|ch| ch.is_ascii_alphanumeric() || ch == '_'),
+                    "cannot read the variable of `{}`",
+                    c.text
+                );
+                let code = c.text.split(" #").next().unwrap_or(&c.text);
+                let script =
+                    format!("set -euo pipefail\n{exports}{code}\nprintf '%s' \"${name}\"\n");
+                let out = shell(home, url, &script)?
+                    .current_dir(dir)
+                    .stdin(std::process::Stdio::null())
+                    .output()
+                    .with_context(|| format!("run {}", c.text))?;
+                ensure!(
+                    out.status.success(),
+                    "documented command failed ({}):\n{}\n--- stderr\n{}",
+                    out.status,
+                    c.text,
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                let value = String::from_utf8_lossy(&out.stdout).replace('\'', "'\\''");
+                exports.push_str(&format!("export {name}='{value}'\n"));
                 continue;
             }
             let script = format!("set -euo pipefail\n{exports}{}\n", c.text);

@@ -209,3 +209,50 @@ fn every_help_lists_own_options_first_and_globals_under_their_heading() -> Resul
     eprintln!("checked the help of {seen} commands");
     Ok(())
 }
+
+/// A reader that stops early (`aergo completions bash | head -1`, `aergo blocks | head`) ends the
+/// CLI quietly, as any Unix tool: no panic on the broken pipe.
+#[test]
+fn a_closed_pipe_ends_the_cli_quietly() -> Result<()> {
+    let aergo = bin("aergo")?;
+    for shell in ["bash", "zsh", "fish"] {
+        let out = Command::new("bash")
+            .arg("-c")
+            .arg(format!(
+                "set -o pipefail; '{}' completions {shell} | head -c 1 >/dev/null; echo \"status=${{PIPESTATUS[0]}}\"",
+                aergo.display()
+            ))
+            .output()?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        ensure!(
+            !stderr.contains("panicked") && !stderr.contains("Broken pipe"),
+            "aergo completions {shell} | head: {stderr}"
+        );
+        // Killed by SIGPIPE (128 + 13) once the reader left, or done before it did.
+        ensure!(
+            stdout.contains("status=141") || stdout.contains("status=0"),
+            "aergo completions {shell} | head: {stdout}{stderr}"
+        );
+    }
+    Ok(())
+}
+
+/// The AergoFS token variables are in the `--help` that needs them: the CLI's `aergo fs` (the
+/// token it sends) and the server's `aergofs serve` (the token it requires).
+#[test]
+fn fs_token_variables_are_in_the_help() -> Result<()> {
+    let fs = help(&["fs"])?;
+    for v in ["AERGO_FS_TOKEN", "AERGO_FS_TOKEN_FILE", "AERGO_FS"] {
+        ensure!(fs.contains(v), "aergo fs --help lacks {v}:\n{fs}");
+    }
+    let out = Command::new(bin("aergofs")?)
+        .args(["serve", "--help"])
+        .output()?;
+    let serve = String::from_utf8_lossy(&out.stdout);
+    ensure!(
+        out.status.success() && serve.contains("AERGOFS_TOKEN") && serve.contains("--token-file"),
+        "aergofs serve --help:\n{serve}"
+    );
+    Ok(())
+}

@@ -71,6 +71,41 @@ fn sandbox_answers_one_json_object_per_statement() -> Result<()> {
     Ok(())
 }
 
+/// Without `\sender`, the sandbox's `sender()` is a real-looking AERGO address (base58, `A…`),
+/// not a placeholder.
+#[test]
+fn sandbox_sender_is_an_address() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let script = tmp.path().join("who.sql");
+    std::fs::write(
+        &script,
+        "CREATE FUNCTION who() RETURNS TEXT AS $$ BEGIN RETURN sender(); END; $$",
+    )?;
+    let mut child = Command::new(bin("aergo")?)
+        .args(["sql", "--json"])
+        .arg(&script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    child
+        .stdin
+        .take()
+        .context("stdin")?
+        .write_all(b"CALL who()\n")?;
+    let out = child.wait_with_output()?;
+    let lines = json_lines(&out.stdout)?;
+    let who = lines
+        .first()
+        .and_then(|l| l["result"].as_str())
+        .with_context(|| format!("no result: {lines:?}"))?;
+    ensure!(
+        aergo_types::Address::decode(who).is_ok() && who.starts_with('A'),
+        "sender() in the sandbox is {who:?}, not an address"
+    );
+    Ok(())
+}
+
 #[test]
 fn offline_commands_print_json_lines() -> Result<()> {
     let tmp = tempfile::tempdir()?;
@@ -87,6 +122,24 @@ fn offline_commands_print_json_lines() -> Result<()> {
     ensure!(lines.len() == 1, "{lines:?}");
     ensure!(lines[0]["nodes"].as_array().map(Vec::len) == Some(2));
     ensure!(lines[0]["chain_id"].as_str().map(str::len) == Some(64));
+    // Without --json the first slot is a local date and time, not milliseconds.
+    let out = Command::new(bin("aergo")?)
+        .args(["testnet", "init", "--bps", "2", "--out"])
+        .arg(tmp.path().join("tn-text"))
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let slot = text
+        .split("first slot at ")
+        .nth(1)
+        .and_then(|r| r.split(';').next())
+        .unwrap_or("");
+    ensure!(
+        out.status.success()
+            && slot.len() == "2026-01-01 00:00:00".len()
+            && slot.as_bytes().get(4) == Some(&b'-')
+            && !slot.contains("ms"),
+        "testnet init: {text}"
+    );
 
     let out = Command::new(bin("aergo")?)
         .args(["--json", "--keystore"])

@@ -169,6 +169,24 @@ fn contract_preflight_sends_nothing_on_mistakes() -> Result<()> {
     );
     ensure!(sent_state(&url)? == before, "a dry run was sent");
 
+    // `contract view` prints the result as `call` does (text, unquoted) and its gas.
+    let o = run(
+        &url,
+        &ks,
+        &["contract", "view", "bank", "transfer", "alice", "bob", "1"],
+        None,
+    )?;
+    let text = String::from_utf8_lossy(&o.stdout).to_string();
+    ensure!(
+        o.status.success()
+            && text.lines().next() == Some("result: OK")
+            && text.contains("gas: ")
+            && text.contains("writes discarded"),
+        "{text}{}",
+        err_of(&o)
+    );
+    ensure!(sent_state(&url)? == before, "a view was sent");
+
     // A real call takes its gas limit from the estimate.
     let r = aergo_json(
         &url,
@@ -187,6 +205,20 @@ fn contract_preflight_sends_nothing_on_mistakes() -> Result<()> {
         ],
     )?;
     ensure!(r["result"] == json!("OK"), "{r}");
+    // `aergo tx` of a call shows the function and its arguments.
+    let o = run(
+        &url,
+        &ks,
+        &["tx", r["tx_hash"].as_str().context("tx_hash")?],
+        None,
+    )?;
+    let text = String::from_utf8_lossy(&o.stdout).to_string();
+    ensure!(
+        text.lines()
+            .any(|l| l.trim() == "call      transfer('alice', 'bob', '10')"),
+        "{text}{}",
+        err_of(&o)
+    );
     let tx = aergo_json(&url, &["tx", r["tx_hash"].as_str().context("tx_hash")?])?;
     let limit = tx["tx"]["gas_limit"].as_u64().context("gas_limit")?;
     ensure!(
@@ -290,6 +322,119 @@ fn named_accounts_and_list_with_balances() -> Result<()> {
         text.contains("demo") && text.contains("2.5 AERGO"),
         "{text}"
     );
+    // A balance error speaks AERGO, not 22-digit aer.
+    let o = run(
+        &url,
+        &ks,
+        &["send", "--from", "demo", "--to", "dev", "--amount", "1000"],
+        None,
+    )?;
+    let e = err_of(&o);
+    let long_number = e
+        .split(|c: char| !c.is_ascii_digit())
+        .any(|w| w.len() >= 19);
+    ensure!(
+        !o.status.success() && e.contains("2.5 AERGO") && !long_number,
+        "{e}"
+    );
+    // An account that never received anything: the proof says it proves absence.
+    let o = run(&url, &ks, &["account", "new", "--name", "empty"], None)?;
+    ensure!(o.status.success(), "{}", err_of(&o));
+    let o = run(&url, &ks, &["proof", "empty"], None)?;
+    let text = String::from_utf8_lossy(&o.stdout).to_string();
+    ensure!(
+        o.status.success() && text.contains("ABSENCE") && text.contains("VALID"),
+        "{text}{}",
+        err_of(&o)
+    );
+    Ok(())
+}
+
+/// `blocks --from/--to` lists that range, oldest first; `blocks --follow` (over the WebSocket
+/// subscription) prints the recent blocks and then each new one, one stream in height order
+/// with no gap and no repeat, as text and as JSON lines. `mempool` prints sizes in units.
+#[test]
+fn blocks_ranges_and_follow() -> Result<()> {
+    use std::io::BufRead;
+    let tmp = tempfile::tempdir()?;
+    let node = start_dev_node(&tmp.path().join("node"), free_port()?, &[])?;
+    let url = node.url.clone();
+    let ks = tmp.path().join("ks");
+    aergo_e2e::poll("height 5", std::time::Duration::from_secs(30), || {
+        Ok(aergo_json(&url, &["chain"])?["height"]
+            .as_u64()
+            .filter(|h| *h >= 5))
+    })?;
+    let range = aergo_json(&url, &["blocks", "--from", "2", "--to", "4"])?;
+    let heights: Vec<u64> = range
+        .as_array()
+        .context("blocks --from/--to: not a list")?
+        .iter()
+        .filter_map(|b| b["height"].as_u64())
+        .collect();
+    ensure!(heights == [2, 3, 4], "{range}");
+    let o = run(&url, &ks, &["blocks", "--from", "2", "--to", "4"], None)?;
+    let text = String::from_utf8_lossy(&o.stdout).to_string();
+    let rows: Vec<&str> = text.lines().skip(1).collect();
+    ensure!(
+        o.status.success()
+            && rows.len() == 3
+            && rows
+                .iter()
+                .zip(["2", "3", "4"])
+                .all(|(r, h)| r.split_whitespace().next() == Some(h)),
+        "{text}{}",
+        err_of(&o)
+    );
+
+    // The mempool's sizes read in units, not raw byte counts.
+    let o = run(&url, &ks, &["mempool"], None)?;
+    let text = String::from_utf8_lossy(&o.stdout).to_string();
+    ensure!(
+        o.status.success() && text.contains("MiB") && !text.contains("268435456"),
+        "{text}"
+    );
+
+    for json_out in [false, true] {
+        let mut c = Command::new(bin("aergo")?);
+        c.args(["--rpc", &url]);
+        if json_out {
+            c.arg("--json");
+        }
+        c.args(["blocks", "--follow", "--last", "3"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        let mut child = aergo_e2e::KillOnDrop::spawn(&mut c)?;
+        let out = child.0.stdout.take().context("stdout")?;
+        // Reading blocks until a deadline: the dev node makes one a second.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for l in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(l).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let mut heights = Vec::new();
+        while heights.len() < 6 {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let line = rx
+                .recv_timeout(left)
+                .with_context(|| format!("blocks --follow printed only {heights:?}"))?;
+            let h = if json_out {
+                serde_json::from_str::<Value>(&line)?["height"].as_u64()
+            } else {
+                line.split_whitespace().next().and_then(|w| w.parse().ok())
+            };
+            heights.extend(h);
+        }
+        ensure!(
+            heights.windows(2).all(|w| w[1] == w[0] + 1),
+            "blocks --follow (json {json_out}) must stream heights in order: {heights:?}"
+        );
+    }
     Ok(())
 }
 
@@ -363,6 +508,13 @@ fn interactive_sandbox_takes_multi_line_statements_and_keeps_history() -> Result
     t.keys(&["-H", "3b"])?;
     t.keys(&["Enter"])?;
     t.wait_for("the call", wait, |s| s.contains("result: OK"))?;
+    // `\help` lists the sandbox's commands (not an SQL syntax error).
+    t.keys(&["-l", "\\help"])?;
+    t.keys(&["Enter"])?;
+    let help = t.wait_for("the command list", wait, |s| {
+        s.contains("what block_height() returns")
+    })?;
+    ensure!(!help.contains("syntax error"), "{help}");
     t.keys(&["-l", "\\abi"])?;
     t.keys(&["Enter"])?;
     t.wait_for("the ABI table", wait, |s| {
@@ -380,6 +532,15 @@ fn interactive_sandbox_takes_multi_line_statements_and_keeps_history() -> Result
         s.lines().any(|l| l.starts_with("sql> \\abi"))
     })?;
     t.keys(&["C-c"])?;
+    // Ctrl-D only once the fresh prompt is up: sent earlier, between two line reads, the
+    // terminal's own line discipline takes it.
+    t.wait_for("a fresh prompt after Ctrl-C", wait, |s| {
+        s.lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .map(str::trim_end)
+            == Some("sql>")
+    })?;
     t.keys(&["C-d"])?;
     t.wait_for("the sandbox to exit", wait, |s| {
         s.contains("SANDBOX-EXIT=0")

@@ -2,10 +2,11 @@
 //! README.md are extracted and run against the built binaries: `test=build` is checked (it
 //! must build every binary the README uses), `test=node` starts the dev node exactly as
 //! written (in a private HOME, on a free port given through `AERGO_RPC_ADDR`/`AERGO_RPC`), and
-//! every command of the `test=cli`, `test=contract`, `test=repos` and `test=branches` blocks runs in order through bash from
-//! the repository's root and must succeed; a `# → TEXT` comment on a command means its output
-//! must contain TEXT. The `test=testnet` and `test=staking` blocks run the same way, with the
-//! test's own folder for `/tmp/tn` and free ports (`--base-port`) so runs never collide; a
+//! every command of the `test=cli`, `test=contract`, `test=repos` and `test=branches` blocks runs in order
+//! through bash from the repository's root and must succeed; a `# → TEXT` comment on a command
+//! means its output must contain TEXT. `test=fs` starts AergoFS as written and the `test=fs-cli`
+//! commands run against it. The `test=testnet` and `test=staking` blocks run the same way, with
+//! the test's own folder for `/tmp/tn` and free ports (`--base-port`) so runs never collide; a
 //! command ending in `&` runs in its own process group, killed with the test. When the README
 //! and the binaries disagree, this test fails.
 
@@ -40,7 +41,8 @@ fn block_cmds(blocks: &[(String, Block)], tag: &str) -> Result<Vec<ShellCmd>> {
 fn tagged_blocks_have_no_placeholders() -> Result<()> {
     let blocks = tagged_blocks(&readme()?);
     for tag in [
-        "build", "node", "cli", "contract", "repos", "branches", "testnet", "staking",
+        "build", "node", "cli", "contract", "repos", "branches", "fs", "fs-cli", "testnet",
+        "staking",
     ] {
         ensure!(
             blocks.iter().any(|(t, _)| t == tag),
@@ -146,6 +148,98 @@ fn dev_node_and_contract_walkthroughs_run_as_written() -> Result<()> {
             &mut exports,
         )?;
     }
+    Ok(())
+}
+
+/// AergoFS on the host as the README runs it: `test=fs` starts the server exactly as written
+/// (its folder and port moved to the test's), then every `test=fs-cli` command runs in order
+/// from a copy of the repository's README.md and docs/ (so `-o copy.md` lands in the test's
+/// folder). A file removed as the README does is gone: `stat` says so in words.
+#[test]
+fn aergofs_walkthrough_runs_as_written() -> Result<()> {
+    let blocks = tagged_blocks(&readme()?);
+    let tmp = tempfile::tempdir()?;
+    let home = tmp.path().join("home");
+    let work = tmp.path().join("work");
+    std::fs::create_dir_all(&home)?;
+    std::fs::create_dir_all(work.join("docs"))?;
+    std::fs::copy(repo_root().join("README.md"), work.join("README.md"))?;
+    for e in std::fs::read_dir(repo_root().join("docs"))? {
+        let e = e?;
+        std::fs::copy(e.path(), work.join("docs").join(e.file_name()))?;
+    }
+    let port = free_port()?;
+    let fs_url = format!("http://127.0.0.1:{port}");
+    let data = tmp.path().join("aergofs");
+    let data = data.to_str().context("path")?;
+
+    let serve = block_cmds(&blocks, "fs")?;
+    ensure!(serve.len() == 1, "one command starts AergoFS: {serve:?}");
+    let serve = serve.first().context("fs command")?;
+    ensure!(
+        serve.text.contains("aergofs serve --dir /tmp/aergofs"),
+        "update this test: {}",
+        serve.text
+    );
+    let code = serve.text.split(" #").next().unwrap_or("").replace(
+        "aergofs serve --dir /tmp/aergofs",
+        &format!("aergofs serve --addr 127.0.0.1:{port} --dir {data}"),
+    );
+    let log = tmp.path().join("aergofs.log");
+    let mut sh = shell(&home, "http://127.0.0.1:1", &format!("exec {code}"))?;
+    sh.current_dir(&work)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(std::fs::File::create(&log)?));
+    let _fs = KillOnDrop::spawn(&mut sh)?;
+    let status = format!("{fs_url}/status");
+    poll("the README's AergoFS", Duration::from_secs(30), || {
+        Ok(aergo_e2e::http::get_ok(&status).then_some(()))
+    })
+    .with_context(|| std::fs::read_to_string(&log).unwrap_or_default())?;
+
+    // The CLI's default server is 127.0.0.1:7848; the test's is elsewhere.
+    let mut exports = format!("export AERGO_FS={fs_url}\n");
+    let cmds = block_cmds(&blocks, "fs-cli")?;
+    run_commands(&cmds, &work, &home, "http://127.0.0.1:1", &mut exports)?;
+    ensure!(
+        std::fs::read(work.join("copy.md"))? == std::fs::read(work.join("docs/RPC.md"))?,
+        "`aergo fs get $FID -o copy.md` did not bring docs/RPC.md back"
+    );
+    // `stat` prints the modification time as local date and time, not an HTTP date.
+    let out = shell(
+        &home,
+        "http://127.0.0.1:1",
+        &format!("{exports}aergo fs stat $(aergo fs put README.md | cut -f1)"),
+    )?
+    .current_dir(&work)
+    .output()?;
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let when = text
+        .lines()
+        .find_map(|l| l.strip_prefix("last_modified"))
+        .map(str::trim)
+        .unwrap_or("");
+    ensure!(
+        out.status.success()
+            && when.len() == "2026-01-01 00:00:00".len()
+            && when.as_bytes().get(4) == Some(&b'-')
+            && !when.contains("GMT"),
+        "aergo fs stat: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The file the README removed is gone, and `stat` says so in words.
+    let stat = ShellCmd {
+        text: "aergo fs stat $FID".into(),
+        expect: None,
+    };
+    let err = run_commands(&[stat], &work, &home, "http://127.0.0.1:1", &mut exports)
+        .err()
+        .context("stat of a removed file succeeded")?;
+    ensure!(
+        format!("{err:#}").contains("no such file"),
+        "stat of a removed file: {err:#}"
+    );
     Ok(())
 }
 
@@ -271,6 +365,51 @@ fn testnet_and_staking_walkthroughs_run_as_written() -> Result<()> {
     ensure!(
         active.len() == 5 && active.iter().all(|b| b["missed_slots"].as_u64() == Some(0)),
         "after the election every BP must produce: {v}"
+    );
+    // `aergo node consensus` names the BPs the reader named (`account import --name`).
+    let cons = std::process::Command::new(bin("aergo")?)
+        .args(["--rpc", &url, "node", "consensus"])
+        .env("HOME", &home)
+        .env_remove("AERGO_KEYSTORE")
+        .output()?;
+    let text = String::from_utf8_lossy(&cons.stdout).to_string();
+    ensure!(
+        cons.status.success() && text.contains(&format!("{node5} (node5)")),
+        "aergo node consensus: {text}"
+    );
+    // The nodes' logs (stderr, not a terminal: no colour codes) say when the election changed.
+    let logs = std::fs::read_to_string(tmp.path().join("bg0.log"))?;
+    ensure!(
+        logs.contains("election changed the active BPs") && !logs.contains('\u{1b}'),
+        "the BPs' log has no plain WARN line for the election:\n{}",
+        logs.lines()
+            .filter(|l| l.contains("WARN"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    // `aergo node peers` shows each peer's address without the `/p2p/ID` its first column holds.
+    let peers = std::process::Command::new(bin("aergo")?)
+        .args(["--rpc", &url, "node", "peers"])
+        .output()?;
+    let text = String::from_utf8_lossy(&peers.stdout).to_string();
+    ensure!(
+        peers.status.success() && text.contains("/ip4/127.0.0.1/tcp/") && !text.contains("/p2p/"),
+        "aergo node peers: {text}"
+    );
+    // Registering an account no running node has the key of warns (the faucet: a key file, no
+    // node behind it).
+    let reg = std::process::Command::new(bin("aergo")?)
+        .args(["--rpc", &url, "bp", "register", "--from", "faucet"])
+        .env("HOME", &home)
+        .env("AERGO_PASSWORD", "choose-one")
+        .env("AERGO_KDF_MEMORY_KIB", "1024")
+        .env_remove("AERGO_KEYSTORE")
+        .output()?;
+    let err = String::from_utf8_lossy(&reg.stderr).to_string();
+    ensure!(
+        reg.status.success() && err.contains("warning: no running node known here"),
+        "bp register --from faucet: {err}{}",
+        String::from_utf8_lossy(&reg.stdout)
     );
     drop(groups);
     Ok(())

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use aergo_e2e::tmux::{tmux_available, Tmux};
 use aergo_e2e::{bin, ci, deploy_figure6, free_port, poll, KillOnDrop};
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 use serde_json::{json, Value};
 
 /// One JSON-RPC call over a plain HTTP/1.1 connection (no client library in this crate).
@@ -181,6 +181,31 @@ fn dashboard_follows_a_dev_node_in_tmux() -> Result<()> {
             .any(|w| w == "OK")),
         "the receipt view does not show the return value OK:\n{receipt}"
     );
+    // One step back, the call's transaction shows its function and arguments (as `aergo tx`
+    // does) and the fee to the aer, as the receipt view does.
+    tmux.keys(&["Escape"])?;
+    let tx_view = tmux.wait_for(
+        "the call's transaction view",
+        Duration::from_secs(10),
+        |s| s.contains("Transaction  (Esc back)"),
+    )?;
+    assert!(
+        tx_view.contains("transfer('alice', 'bob', '10')"),
+        "the transaction view does not show the call:\n{tx_view}"
+    );
+    let fee = rpc(port, "receipt", json!({"hash": call_hash}))?["fee"]
+        .as_str()
+        .context("receipt: no fee")?
+        .to_string();
+    let fee_aergo = format!("0.{fee:0>18}").trim_end_matches('0').to_string();
+    assert!(
+        tx_view.contains(&format!("fee {fee_aergo} AERGO")),
+        "the transaction view's fee is not {fee_aergo} AERGO:\n{tx_view}"
+    );
+    tmux.keys(&["Enter"])?;
+    tmux.wait_for("the receipt view again", Duration::from_secs(10), |s| {
+        s.contains("Receipt") && s.contains("Events (")
+    })?;
     close_drill_down(&tmux)?;
 
     // 3b. The Peers screen of a dev node: no peers, a solo producer, LIB at the head.
@@ -317,6 +342,19 @@ fn host_mode_and_go_to_height() -> Result<()> {
         |s| s.contains("host mode: no init here"),
     )?;
     assert!(!services.contains("unreachable"), "{services}");
+    // Logs: no init, so no service logs, and it says why.
+    tmux.keys(&["8"])?;
+    let logs = tmux.wait_for("the host-mode Logs note", Duration::from_secs(20), |s| {
+        s.contains("host mode: no init here, so no service logs")
+    })?;
+    assert!(!logs.contains("has not logged anything"), "{logs}");
+    // Peers: a solo node's LIB is the head, worded as on the Overview.
+    tmux.keys(&["4"])?;
+    let peers = tmux.wait_for("the Peers screen's LIB", Duration::from_secs(20), |s| {
+        s.lines()
+            .any(|l| l.contains("LIB") && l.contains("(the head)"))
+    })?;
+    assert!(!peers.contains("(-0)"), "{peers}");
     tmux.keys(&["1"])?;
     let overview = tmux.wait_for("the Overview", Duration::from_secs(10), |s| {
         s.contains("Finalized") && s.contains("host")
@@ -595,9 +633,15 @@ fn open_receipt(tmux: &Tmux, height: u64, index: u64, hash: &str) -> Result<Stri
     })?;
     tmux.keys(&["Enter"])?;
     let shown = fmt_thousands(height);
-    tmux.wait_for("the block view", Duration::from_secs(10), |s| {
+    let block = tmux.wait_for("the block view", Duration::from_secs(10), |s| {
         s.contains(&format!("Block {shown}")) && s.contains("Transactions (")
     })?;
+    if block.contains("Transactions (1)") {
+        ensure!(
+            block.contains("1 tx, ") && !block.contains("1 txs"),
+            "one transaction reads `1 tx`:\n{block}"
+        );
+    }
     for _ in 0..index {
         tmux.keys(&["Down"])?;
     }

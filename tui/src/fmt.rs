@@ -161,6 +161,37 @@ pub fn pct(p: f64) -> String {
     format!("{p:.1}%")
 }
 
+/// A contract call's function and arguments, `transfer('alice', 'bob', '10')`, from a `call`
+/// transaction's payload (hex of `{"function": NAME, "args": [..]}`), as the CLI's `aergo tx`
+/// prints it; `None` for other kinds or a payload of another shape.
+pub fn call_of(kind: &str, payload_hex: &str) -> Option<String> {
+    if kind != "call" {
+        return None;
+    }
+    let hex = payload_hex.trim_start_matches("0x").as_bytes();
+    if !hex.len().is_multiple_of(2) {
+        return None;
+    }
+    let nibble = |c: u8| (c as char).to_digit(16);
+    let bytes = hex
+        .chunks(2)
+        .map(|p| Some(nibble(p[0])? * 16 + nibble(p[1])?))
+        .map(|b| b.and_then(|b| u8::try_from(b).ok()))
+        .collect::<Option<Vec<u8>>>()?;
+    let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    let f = v["function"].as_str()?;
+    let args: Vec<String> = v["args"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|a| match a {
+            serde_json::Value::String(s) => format!("'{}'", s.replace('\'', "''")),
+            other => other.to_string(),
+        })
+        .collect();
+    Some(format!("{f}({})", args.join(", ")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -203,5 +234,19 @@ mod tests {
         assert_eq!(datetime(1_700_000_000_000), "2023-11-14 22:13:20");
         assert_eq!(datetime(951_782_400_000), "2000-02-29 00:00:00");
         assert_eq!(thousands(1234567), "1,234,567");
+    }
+
+    #[test]
+    fn contract_calls() {
+        // {"args":["alice","bob","10"],"function":"transfer"}
+        let p = "7b2261726773223a5b22616c696365222c22626f62222c223130225d2c2266756e6374696f6e223a227472616e73666572227d";
+        assert_eq!(
+            call_of("call", p).as_deref(),
+            Some("transfer('alice', 'bob', '10')")
+        );
+        assert_eq!(call_of("transfer", p), None);
+        assert_eq!(call_of("call", "7b"), None);
+        assert_eq!(call_of("call", "zz"), None);
+        assert_eq!(call_of("call", "abc"), None);
     }
 }

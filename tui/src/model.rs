@@ -565,7 +565,18 @@ impl StorageView {
             }
             let text = match v {
                 Value::String(s) => s.clone(),
-                Value::Array(a) => format!("[{} items]", a.len()),
+                // A list reads as its values (failed volume ids), or "none".
+                Value::Array(a) if a.is_empty() => "none".to_string(),
+                Value::Array(a) if a.iter().all(|x| !x.is_object() && !x.is_array()) => a
+                    .iter()
+                    .map(|x| {
+                        x.as_str()
+                            .map(str::to_string)
+                            .unwrap_or_else(|| x.to_string())
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                Value::Array(a) => format!("{} items", a.len()),
                 Value::Object(_) => "{…}".to_string(),
                 other => other.to_string(),
             };
@@ -837,6 +848,9 @@ mod tests {
             "volumes": [{"id": 1, "size": 4096, "live_needles": 3, "deleted_needles": 1,
                          "garbage_ratio": 0.25, "read_only": false}, "junk"],
             "needles": 3,
+            "failed_volumes": [],
+            "tags": ["a", 2],
+            "lists": [[1], [2]],
             "weird": {"a": 1}
         });
         let s = StorageView::from_json(&v);
@@ -846,6 +860,10 @@ mod tests {
         assert_eq!(s.volumes[0].garbage_ratio, Some(0.25));
         assert!((s.free_pct().unwrap() - 5.0).abs() < 1e-9);
         assert!(s.other.contains(&("needles".into(), "3".into())));
+        // Lists read as their values, or "none", never as JSON.
+        assert!(s.other.contains(&("failed_volumes".into(), "none".into())));
+        assert!(s.other.contains(&("tags".into(), "a, 2".into())));
+        assert!(s.other.contains(&("lists".into(), "2 items".into())));
         let odd = StorageView::from_json(&serde_json::json!([1, 2]));
         assert!(odd.volumes.is_empty());
         assert_eq!(odd.other.len(), 1);

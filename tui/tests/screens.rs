@@ -481,6 +481,67 @@ fn overview_node_down() {
     assert!(out.contains("chain stalled"), "stale head is flagged");
 }
 
+/// A chain that skips empty slots (a repository's) and has nothing pending is idle, not
+/// stalled: no alert for its old head. Pending transactions, or empty blocks among the loaded
+/// ones (a chain that fills its slots), make the same gap a stall.
+#[test]
+fn idle_chain_without_pending_transactions_is_not_stalled() {
+    let idle = || {
+        let mut a = healthy();
+        a.now_ms = NOW + 25 * 60_000;
+        let rows: Vec<BlockRow> = (1..=3)
+            .rev()
+            .map(|h| BlockRow {
+                tx_count: 1,
+                ..block_row(h)
+            })
+            .collect();
+        a.model.blocks = Default::default();
+        a.model.merge_blocks(rows, NOW);
+        let mut pool = a.model.mempool.get().cloned().unwrap();
+        pool.count = 0;
+        pool.txs.clear();
+        a.model.mempool.ok(pool, NOW);
+        a
+    };
+    let text = |a: &App| render(a, 120, 40);
+    let a = idle();
+    assert!(!text(&a).contains("chain stalled"), "{}", text(&a));
+    // Transactions wait: a stall.
+    let mut a = idle();
+    let mut pool = a.model.mempool.get().cloned().unwrap();
+    pool.count = 2;
+    a.model.mempool.ok(pool, NOW);
+    assert!(text(&a).contains("chain stalled"), "{}", text(&a));
+    // The chain makes empty blocks: a stall.
+    let mut a = idle();
+    a.model.merge_blocks(
+        vec![BlockRow {
+            tx_count: 0,
+            ..block_row(4)
+        }],
+        NOW,
+    );
+    assert!(text(&a).contains("chain stalled"), "{}", text(&a));
+}
+
+/// On a host, an unreachable node gets the hint the CLI gives: how to start one, or --rpc.
+#[test]
+fn host_mode_says_how_to_start_a_node() {
+    let mut a = empty_app();
+    a.host_mode = true;
+    a.apply(Update::Node(Err("connection refused".into())));
+    a.apply(Update::Chain(Err("connection refused".into())));
+    let out = render(&a, 120, 40);
+    assert!(out.contains("node unreachable"), "{out}");
+    assert!(out.contains("aergo-node --dev"), "{out}");
+    assert!(out.contains("AERGO_RPC"), "{out}");
+    // The appliance's console: no such hint (init restarts its node).
+    a.host_mode = false;
+    let out = render(&a, 120, 40);
+    assert!(!out.contains("aergo-node --dev"), "{out}");
+}
+
 #[test]
 fn overview_waiting() {
     let a = empty_app();
@@ -674,6 +735,8 @@ fn peers_solo() {
     assert!(out.contains("no peers: a solo/dev node runs alone"));
     assert!(out.contains("solo: this node produces every block alone"));
     assert!(!out.contains("Schedule"), "no schedule on a solo chain");
+    assert!(out.contains("(the head)") && !out.contains("(-0)"), "{out}");
+    assert!(out.contains("solo, 1,000 ms slots"), "{out}");
 }
 
 #[test]
@@ -686,7 +749,10 @@ fn peers_dpos() {
     );
     assert!(out.contains("outbound"));
     assert!(out.contains("14 ms"));
-    assert!(out.contains("997 (-3)"), "LIB and its lag behind the head");
+    assert!(
+        out.contains("997 (3 behind)"),
+        "LIB and its lag behind the head"
+    );
     assert!(out.contains("Round     1,234 "));
     assert!(out.contains("Slot      12,343 (4/10)"));
     assert!(out.contains("3 of 4 active, 1 probation"));

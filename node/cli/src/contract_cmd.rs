@@ -335,7 +335,18 @@ pub async fn run(
         } => {
             let address = contract_addr(c, &address).await?.encode();
             let v = c.contract_call_view(&address, &function, &args, at).await?;
-            crate::print(json_out, &v, || format!("result: {}", v["result"]));
+            crate::print(json_out, &v, || {
+                // As `call` prints it (text unquoted), with the notices and the gas it would use.
+                let mut s = format!("result: {}", cell(&v["result"]));
+                for e in v["events"].as_array().into_iter().flatten() {
+                    s.push_str(&format!("\nnotice: {}", cell(e)));
+                }
+                s.push_str(&format!(
+                    "\ngas: {} (read-only: writes discarded, nothing sent)",
+                    v["gas_used"].as_u64().unwrap_or(0)
+                ));
+                s
+            });
         }
         ContractCmd::Query { address, sql, at } => {
             let address = contract_addr(c, &address).await?.encode();
@@ -628,6 +639,21 @@ pub fn statement_complete(buf: &str) -> bool {
     t.starts_with('\\') || (t.ends_with(';') && t.matches("$$").count().is_multiple_of(2))
 }
 
+/// What `\help` prints at the interactive prompt (a terminal only: piped input keeps the
+/// one-statement-one-answer protocol).
+const SANDBOX_HELP: &str = "\
+statements end with `;` and may span lines ($$ bodies may hold `;`)
+  CALL f(args)        call a contract function (as a transaction: its writes stay)
+  SELECT … / any SQL  run it on the contract's state (CREATE, ALTER: an upgrade)
+  \\abi                the functions and tables with their types
+  \\sender ADDR        what sender() returns (any text)
+  \\amount AER         what amount() returns; a CALL moves it to the contract first
+  \\balance ADDR AER   an account's balance, for balance() and send()
+  \\height N           what block_height() returns
+  \\time SECS          what block_time() returns (seconds since the Unix epoch)
+  \\help               this list
+Ctrl-C drops a half-typed statement; Ctrl-D quits. The language: docs/AERGOSQL.md";
+
 fn interactive(mut sb: aergo_sql::Sandbox, label: &str, json_out: bool) -> Result<()> {
     use rustyline::error::ReadlineError;
     eprintln!(
@@ -635,7 +661,7 @@ fn interactive(mut sb: aergo_sql::Sandbox, label: &str, json_out: bool) -> Resul
         sb.chain.sender
     );
     eprintln!(
-        "End statements with `;` (they may span lines). CALL f(args), any SQL, \\abi, \\sender ADDR, \\amount AER, \\balance ADDR AER, \\height N, \\time SECS; Ctrl-D quits."
+        "End statements with `;` (they may span lines). CALL f(args), any SQL, \\abi, \\sender ADDR, \\amount AER, \\balance ADDR AER, \\height N, \\time SECS; \\help lists them; Ctrl-D quits."
     );
     let mut rl = rustyline::DefaultEditor::new().context("line editor")?;
     let history = std::env::var_os("HOME")
@@ -658,6 +684,10 @@ fn interactive(mut sb: aergo_sql::Sandbox, label: &str, json_out: bool) -> Resul
                     let stmt = buf.trim().to_string();
                     buf.clear();
                     let _ = rl.add_history_entry(stmt.as_str());
+                    if matches!(stmt.as_str(), "\\help" | "\\?" | "\\h") {
+                        println!("{SANDBOX_HELP}");
+                        continue;
+                    }
                     run_line(&mut sb, &stmt, json_out);
                 }
             }

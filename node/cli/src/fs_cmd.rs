@@ -147,8 +147,41 @@ impl Client {
         if status == reqwest::StatusCode::UNAUTHORIZED {
             bail!("{what}: {status}: {msg} (set AERGO_FS_TOKEN or AERGO_FS_TOKEN_FILE)");
         }
+        if status == reqwest::StatusCode::NOT_FOUND && msg.trim().is_empty() {
+            // A HEAD answer (`stat`) has no body to say why.
+            bail!("{what}: no such file (deleted, never stored, or a mistyped id)");
+        }
         bail!("{what}: {status}: {msg}");
     }
+}
+
+/// Milliseconds since the Unix epoch of an HTTP date (`Sat, 05 Dec 2026 14:09:18 GMT`, RFC 9110's
+/// IMF-fixdate); `None` for anything else.
+pub fn http_date_ms(s: &str) -> Option<u64> {
+    let mut w = s.split_whitespace();
+    let _weekday = w.next()?;
+    let day: i64 = w.next()?.parse().ok()?;
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let month = w.next()?;
+    let m = i64::try_from(MONTHS.iter().position(|x| *x == month)?).ok()? + 1;
+    let year: i64 = w.next()?.parse().ok()?;
+    let mut hms = w.next()?.split(':').map(|x| x.parse::<i64>().ok());
+    let (h, mi, sec) = (hms.next()??, hms.next()??, hms.next()??);
+    if w.next()? != "GMT" || !(1..=31).contains(&day) || h > 23 || mi > 59 || sec > 60 {
+        return None;
+    }
+    // Days from 1970-01-01 to the civil date (Howard Hinnant's algorithm).
+    let y = if m <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + h * 3600 + mi * 60 + sec;
+    u64::try_from(secs).ok()?.checked_mul(1000)
 }
 
 fn u(v: &Value) -> u64 {
@@ -286,6 +319,10 @@ pub async fn run(cmd: FsCmd, fs_url: &str, json: bool) -> Result<()> {
                     "name",
                 ] {
                     let val = match &v[k] {
+                        // The HTTP date, as the local time every other command prints.
+                        Value::String(s) if k == "last_modified" => http_date_ms(s)
+                            .map(crate::human::local_time)
+                            .unwrap_or_else(|| s.clone()),
                         Value::String(s) => s.clone(),
                         other => other.to_string(),
                     };
@@ -368,6 +405,22 @@ pub async fn run(cmd: FsCmd, fs_url: &str, json: bool) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn http_dates() {
+        assert_eq!(
+            http_date_ms("Tue, 14 Nov 2023 22:13:20 GMT"),
+            Some(1_700_000_000_000)
+        );
+        assert_eq!(http_date_ms("Thu, 01 Jan 1970 00:00:00 GMT"), Some(0));
+        assert_eq!(
+            http_date_ms("Tue, 29 Feb 2000 00:00:00 GMT"),
+            Some(951_782_400_000)
+        );
+        assert_eq!(http_date_ms("Tue, 14 Nov 2023 22:13:20 UTC"), None);
+        assert_eq!(http_date_ms("yesterday"), None);
+        assert_eq!(http_date_ms(""), None);
+    }
 
     #[test]
     fn fid_check() {

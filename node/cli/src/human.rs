@@ -89,6 +89,25 @@ pub fn local_time(ms: u64) -> String {
     )
 }
 
+/// A byte count for people: `512 bytes`, `1.5 KiB`, `256 MiB`.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if n < 1024 {
+        return format!("{n} bytes");
+    }
+    let mut v = n as f64 / 1024.0;
+    let mut unit = UNITS[0];
+    for u in &UNITS[1..] {
+        if v < 1024.0 {
+            break;
+        }
+        v /= 1024.0;
+        unit = u;
+    }
+    let text = format!("{v:.1}");
+    format!("{} {unit}", text.trim_end_matches(".0"))
+}
+
 /// What to do when no node answers at `url`.
 pub fn unreachable_hint(url: &str) -> String {
     format!(
@@ -142,6 +161,15 @@ pub fn call_of(kind: &str, payload_hex: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn byte_counts() {
+        assert_eq!(bytes(0), "0 bytes");
+        assert_eq!(bytes(1023), "1023 bytes");
+        assert_eq!(bytes(1536), "1.5 KiB");
+        assert_eq!(bytes(268_435_456), "256 MiB");
+        assert_eq!(bytes(u64::MAX), "16384 PiB");
+    }
 
     #[test]
     fn amounts_and_slips() {

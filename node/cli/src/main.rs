@@ -402,6 +402,12 @@ fn command() -> clap::Command {
 static KEYSTORE_DIR: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
 
 fn main() {
+    // SAFETY: signal(2) before any thread exists, restoring the default action: a reader that
+    // stops early (`aergo blocks --last 100 | head`) ends this process quietly, as it does any
+    // Unix tool, instead of a panic in `println!` on the broken pipe.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = match <Cli as clap::FromArgMatches>::from_arg_matches(&command().get_matches()) {
         Ok(cli) => cli,
         Err(e) => e.exit(),
@@ -501,6 +507,15 @@ pub(crate) fn resolve_addr(s: &str) -> Result<Address> {
     Address::decode(t).map_err(|e| {
         anyhow::anyhow!("`{t}` is not an address (base58, starting with `A`) nor a name: {e}")
     })
+}
+
+/// The address book's names, address → name (empty when there is none or it cannot be read):
+/// human output shows `A… (node5)` where the reader named an account.
+fn names_by_address() -> std::collections::HashMap<String, String> {
+    wallet::Keystore::new(KEYSTORE_DIR.get().cloned().flatten())
+        .and_then(|ks| ks.names())
+        .map(|n| n.into_iter().map(|(name, a)| (a, name)).collect())
+        .unwrap_or_default()
 }
 
 async fn run(cli: Cli) -> Result<()> {
@@ -782,7 +797,7 @@ async fn run(cli: Cli) -> Result<()> {
             follow,
         } => {
             let c = client()?;
-            let list = match (from, to) {
+            let mut list = match (from, to) {
                 (None, None) => c.blocks_last(last).await?,
                 (f, t) => {
                     let best = c.chain_info().await?.height;
@@ -806,6 +821,10 @@ async fn run(cli: Cli) -> Result<()> {
                     all
                 }
             };
+            if follow {
+                // A stream reads oldest first: the recent blocks, then each new one below them.
+                list.sort_by_key(|b| b.height);
+            }
             if j {
                 for b in &list {
                     if follow {
@@ -829,11 +848,22 @@ async fn run(cli: Cli) -> Result<()> {
                     if b.height <= last_seen {
                         continue;
                     }
+                    // Blocks made between the first listing and the subscription (or skipped by a
+                    // lagging subscription) are fetched, so the stream has no gap.
+                    let mut gap = Vec::new();
+                    if b.height > last_seen.saturating_add(1) && last_seen > 0 {
+                        let from = last_seen + 1;
+                        let to = (b.height - 1).min(from.saturating_add(99));
+                        gap = c.blocks_range(from, to).await?;
+                        gap.sort_by_key(|g| g.height);
+                    }
                     last_seen = b.height;
-                    if j {
-                        println!("{}", serde_json::to_string(&b)?);
-                    } else {
-                        println!("{}", block_line(&b));
+                    for b in gap.iter().chain(std::iter::once(&b)) {
+                        if j {
+                            println!("{}", serde_json::to_string(b)?);
+                        } else {
+                            println!("{}", block_line(b));
+                        }
                     }
                 }
                 bail!("the node closed the new-blocks subscription");
@@ -903,6 +933,7 @@ async fn run(cli: Cli) -> Result<()> {
             let c = client()?;
             let v: serde_json::Value = c.call("consensus_info", json!({})).await?;
             print(j, &v, || {
+                let names = names_by_address();
                 let mut s = format!(
                     "engine {}  height {}  LIB {}  reorgs {}  rejected blocks {}",
                     v["engine"].as_str().unwrap_or("?"),
@@ -919,10 +950,15 @@ async fn run(cli: Cli) -> Result<()> {
                     for (kind, list) in [("active", &d["active"]), ("probation", &d["probation"])] {
                         for bp in list.as_array().into_iter().flatten() {
                             let missed = bp["missed_slots"].as_u64().unwrap_or(0);
+                            let addr = bp["address"].as_str().unwrap_or("?");
+                            let shown = match names.get(addr) {
+                                Some(n) => format!("{addr} ({n})"),
+                                None => addr.to_string(),
+                            };
                             s.push_str(&format!(
                                 "\n  {:<10} {}  score {:>4}  {}  missed {}{}",
                                 kind,
-                                bp["address"].as_str().unwrap_or("?"),
+                                shown,
                                 bp["score"],
                                 bp["standing"].as_str().unwrap_or("?"),
                                 missed,
@@ -954,7 +990,8 @@ async fn run(cli: Cli) -> Result<()> {
                     s.push_str(&format!(
                         "\n{:<54} {:<28} {:<8} {:>8} {:>8}  {}",
                         p.id,
-                        p.address,
+                        // The peer id is the first column: the address without its `/p2p/ID`.
+                        p.address.split("/p2p/").next().unwrap_or(&p.address),
                         p.direction,
                         p.best_height,
                         p.latency_ms
@@ -973,8 +1010,11 @@ async fn run(cli: Cli) -> Result<()> {
             let v = serde_json::to_value(&m)?;
             print(j, &v, || {
                 let mut s = format!(
-                    "{} pending ({} bytes; limits {} txs, {} bytes)",
-                    m.count, m.bytes, m.max_txs, m.max_bytes
+                    "{} pending ({}; limits {} txs, {})",
+                    m.count,
+                    human::bytes(m.bytes),
+                    m.max_txs,
+                    human::bytes(m.max_bytes)
                 );
                 for t in &m.txs {
                     s.push_str(&format!(

@@ -131,6 +131,35 @@ pub fn gov_payload(param: &str, value: &str) -> Result<Vec<u8>> {
     )?)
 }
 
+/// After a governance vote: `bp_count is now 5` once the parameter took the value, else how
+/// many BPs of the round agree on it and how many must.
+pub fn gov_outcome(g: &aergo_rpc::GovernanceJson, param: &str, payload: &[u8]) -> String {
+    let value = serde_json::from_slice::<serde_json::Value>(payload)
+        .ok()
+        .and_then(|v| v["value"].as_str().map(str::to_string))
+        .unwrap_or_default();
+    let in_force = match param {
+        "bp_count" => Some(g.params.bp_count.to_string()),
+        "max_votes" => Some(g.params.max_votes.to_string()),
+        "unstake_lock_blocks" => Some(g.params.unstake_lock_blocks.to_string()),
+        "min_stake" => Some(g.params.min_stake.0.to_string()),
+        _ => None,
+    };
+    let agree = g
+        .pending
+        .iter()
+        .find(|p| p.param == param && p.value == value)
+        .map(|p| p.voters.len());
+    match (agree, in_force) {
+        (Some(n), _) => format!(
+            "{n} of the {} BPs agree on {param} = {value} ({} needed)",
+            g.schedule_size, g.quorum
+        ),
+        (None, Some(now)) if now == value => format!("{param} is now {value}"),
+        _ => format!("{param}: no pending vote for {value} (see `aergo gov`)"),
+    }
+}
+
 /// The JSON payload of an unstake.
 pub fn unstake_payload(amount: Aer) -> Result<Vec<u8>> {
     Ok(serde_json::to_vec(
@@ -217,6 +246,26 @@ fn default_address(keystore: Option<PathBuf>) -> Result<Address> {
     }
 }
 
+/// A warning when no node this CLI can see (the node it talks to, or a peer that proved its
+/// node key) runs with `candidate` as its key: elected, such a producer misses every slot it
+/// owns. `None` when one does, or when the node cannot say (an RPC error).
+async fn no_node_warning(c: &RpcClient, candidate: &Address) -> Option<String> {
+    let me = c.node_status().await.ok()?.node_address;
+    let peers = c.peers().await.ok()?;
+    let who = candidate.encode();
+    if me == who
+        || peers
+            .iter()
+            .any(|p| p.node.as_deref() == Some(who.as_str()))
+    {
+        return None;
+    }
+    Some(format!(
+        "warning: no running node known here has {who}'s key (not this node, nor any of its {}          connected peers): if elected, every slot it owns is a missed slot. A producer's          account is its node's key (NODE_DIR/node.key); register from that account once the          node runs",
+        peers.len()
+    ))
+}
+
 fn aergo(a: Aer) -> String {
     format!("{} {}", a.to_aergo_string(), crate::human::unit())
 }
@@ -268,13 +317,18 @@ pub async fn run(
             let done = if list.is_empty() {
                 "ballot cleared".to_string()
             } else {
-                format!("voted for {} candidate(s)", list.len())
+                // As the reader named them (`node5`, or the address given).
+                format!("voted for {}", candidates.join(", "))
             };
             let payload = vote_payload(&list)?;
             send(c, json_out, signer, tx, TxKind::Vote, 0, payload, done).await
         }
         StakingCmd::Bp(BpCmd::Register { p2p_addr, tx }) => {
             let payload = register_payload(p2p_addr.as_deref())?;
+            let from = crate::default_from(c, tx.from.as_deref()).await?;
+            if let Some(w) = no_node_warning(c, &crate::resolve_addr(&from)?).await {
+                eprintln!("{w}");
+            }
             let done = "registered as a BP candidate".to_string();
             send(
                 c,
@@ -364,10 +418,17 @@ pub async fn run(
                     tx,
                     TxKind::Governance,
                     0,
-                    payload,
+                    payload.clone(),
                     done,
                 )
-                .await
+                .await?;
+                if !no_wait && !json_out {
+                    // Where the vote left the parameter: in force, or how many BPs agree so far.
+                    if let Ok(g) = c.dpos_governance(None).await {
+                        println!("{}", gov_outcome(&g, &param, &payload));
+                    }
+                }
+                Ok(())
             }
             (Some(_), None) => bail!("give both PARAM and VALUE to vote, or neither to show"),
             _ => {
@@ -451,6 +512,37 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_governance_vote_says_where_the_parameter_stands() {
+        let g = |bp_count: u64, pending: Vec<aergo_rpc::GovVoteJson>| aergo_rpc::GovernanceJson {
+            height: 10,
+            params: aergo_rpc::GovParamsJson {
+                bp_count,
+                max_votes: 30,
+                min_stake: Aer(10),
+                unstake_lock_blocks: 20,
+            },
+            pending,
+            schedule_size: 4,
+            quorum: 3,
+        };
+        let payload = gov_payload("bp_count", "5").unwrap();
+        let vote = aergo_rpc::GovVoteJson {
+            param: "bp_count".into(),
+            value: "5".into(),
+            voters: vec!["A1".into(), "A2".into()],
+        };
+        assert_eq!(
+            gov_outcome(&g(4, vec![vote]), "bp_count", &payload),
+            "2 of the 4 BPs agree on bp_count = 5 (3 needed)"
+        );
+        assert_eq!(
+            gov_outcome(&g(5, vec![]), "bp_count", &payload),
+            "bp_count is now 5"
+        );
+        assert!(gov_outcome(&g(4, vec![]), "bp_count", &payload).contains("no pending vote"));
+    }
 
     #[test]
     fn payloads_match_the_chain_formats() {

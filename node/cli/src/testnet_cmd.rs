@@ -357,10 +357,10 @@ fn init(a: &InitArgs, json: bool) -> Result<()> {
         return Ok(());
     }
     println!(
-        "genesis {} (chain id {}), first slot at {} ms; faucet key {}",
+        "genesis {} (chain id {}), first slot at {}; faucet key {}",
         genesis_path.display(),
         genesis.chain_id(),
-        start,
+        crate::human::local_time(start),
         out.join("faucet.key").display()
     );
     println!(

@@ -326,6 +326,10 @@ fn draw_tx(f: &mut Frame, area: Rect, app: &App, hash: &str) {
         kv(app, "Payload", w, fmt::clip(&tx.payload, hw)),
         kv(app, "Signature", w, fmt::short(&tx.signature, hw)),
     ];
+    if let Some(call) = fmt::call_of(&tx.kind, &tx.payload) {
+        // Before the payload's hex: the function and its arguments, as `aergo tx` shows them.
+        lines.insert(lines.len() - 2, kv(app, "Call", w, fmt::clip(&call, hw)));
+    }
     match &d.receipt {
         Some(r) => {
             let ok = r.status == "ok";
@@ -339,7 +343,7 @@ fn draw_tx(f: &mut Frame, area: Rect, app: &App, hash: &str) {
                         "{}, gas {}, fee {} AERGO, {} events (Enter)",
                         r.status,
                         fmt::thousands(r.gas_used),
-                        fmt::aergo(&r.fee, 8),
+                        fmt::aergo(&r.fee, 18),
                         r.events.len()
                     ),
                     Style::new().fg(if ok { t.ok } else { t.err }),

@@ -33,7 +33,18 @@ pub fn alerts(app: &App) -> Vec<(Level, String)> {
     }
     if let Some(c) = m.chain.get() {
         let limit = (c.block_interval_ms * 10).max(30_000);
-        if c.best_time_ms > 0 && now.saturating_sub(c.best_time_ms) > limit {
+        // A chain that skips empty slots (a repository's, a PoA chain's) makes no block while
+        // nothing is pending: a long gap is a stall only while transactions wait, or on a chain
+        // seen making empty blocks (one that fills its slots: DPoS, the dev chain).
+        let pending = m.mempool.get().is_none_or(|p| p.count > 0);
+        let fills_slots = c.consensus == "dpos"
+            || m.blocks
+                .get()
+                .is_some_and(|b| b.iter().any(|r| r.height > 0 && r.tx_count == 0));
+        if (pending || fills_slots)
+            && c.best_time_ms > 0
+            && now.saturating_sub(c.best_time_ms) > limit
+        {
             out.push((
                 Level::Error,
                 format!(
@@ -160,16 +171,31 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
             };
             node.push(kv(app, "Sync", w, sync));
         }
-        (None, _) => node.push(Line::from(Span::styled(
-            if m.node.down.is_some() {
-                "node unreachable"
-            } else {
-                "waiting for node…"
-            },
-            t.label(),
-        ))),
+        (None, _) => {
+            node.push(Line::from(Span::styled(
+                if m.node.down.is_some() {
+                    "node unreachable"
+                } else {
+                    "waiting for node…"
+                },
+                t.label(),
+            )));
+            if m.node.down.is_some() && app.host_mode {
+                // On a host, what a newcomer most likely has to do.
+                node.push(Line::from(""));
+                node.push(Line::from(Span::raw(
+                    "Start one with `aergo-node --dev` (another terminal), or point --rpc (or \
+                     AERGO_RPC) at a running node.",
+                )));
+            }
+        }
     }
-    f.render_widget(Paragraph::new(node).block(boxed(app, "Node")), node_r);
+    f.render_widget(
+        Paragraph::new(node)
+            .wrap(Wrap { trim: true })
+            .block(boxed(app, "Node")),
+        node_r,
+    );
 
     // Chain
     let mut chain = Vec::new();

@@ -253,10 +253,11 @@ fn consensus_lines<'a>(app: &App, c: &ConsensusView, width: u16) -> Vec<Line<'a>
     let inner = (width as usize).saturating_sub(2 + w);
     let mut out = Vec::new();
     let engine = or_q(c.engine.as_deref().unwrap_or("")).to_string();
-    let interval = match (c.block_interval_ms, c.dpos.is_some()) {
-        (Some(ms), true) => format!(", {} ms slots", fmt::thousands(ms)),
-        (Some(ms), false) => format!(", a block every {} ms", fmt::thousands(ms)),
-        (None, _) => String::new(),
+    // Slots, not "a block every": a repository's solo producer and a PoA chain that skips
+    // empty slots make no block while nothing is pending.
+    let interval = match c.block_interval_ms {
+        Some(ms) => format!(", {} ms slots", fmt::thousands(ms)),
+        None => String::new(),
     };
     out.push(kv(
         app,
@@ -279,10 +280,13 @@ fn consensus_lines<'a>(app: &App, c: &ConsensusView, width: u16) -> Vec<Line<'a>
             } else {
                 Style::new()
             };
-            Span::styled(
-                format!("{} (-{})", fmt::thousands(h), fmt::thousands(lag)),
-                style,
-            )
+            // Worded as the Overview's Finalized line: "(the head)" or "(N behind)".
+            let text = if lag == 0 {
+                format!("{} (the head)", fmt::thousands(h))
+            } else {
+                format!("{} ({} behind)", fmt::thousands(h), fmt::thousands(lag))
+            };
+            Span::styled(text, style)
         }
         (h, _) => Span::raw(num(h)),
     };

@@ -248,7 +248,10 @@ pub fn draw_logs(f: &mut Frame, area: Rect, app: &App) {
     let inner = block.inner(area);
     f.render_widget(block, area);
     if lines.is_empty() {
-        let msg = if m.logs.get().is_none() {
+        let msg = if app.host_mode && m.init.get().is_none() {
+            "host mode: no init here, so no service logs (a host's node logs to its terminal)"
+                .to_string()
+        } else if m.logs.get().is_none() {
             if m.logs.down.is_some() {
                 "no logs: init unreachable".to_string()
             } else {
