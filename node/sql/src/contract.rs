@@ -103,8 +103,8 @@ enum JitMode {
 thread_local! {
     /// Point statements' key and row buffers, kept between the calls on one thread (a text
     /// column decodes into the string the previous call left; see `Runtime::row_buf`).
-    static SCRATCH: std::cell::RefCell<(Vec<u8>, Vec<Value>)> =
-        const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+    static SCRATCH: std::cell::RefCell<(Vec<u8>, Vec<Value>, Vec<Value>)> =
+        const { std::cell::RefCell::new((Vec::new(), Vec::new(), Vec::new())) };
 }
 
 /// Buffers larger than this (bytes) are not kept between calls.
@@ -317,6 +317,8 @@ impl Contract {
             dispatch: &Interpreter,
             key_buf: Vec::new(),
             row_buf: Vec::new(),
+            upd_buf: Vec::new(),
+            point_cache: None,
             mem_used: 0,
             mem_limit: self.mem_limit,
             guarded: 0,
@@ -463,6 +465,7 @@ impl Contract {
             if let Ok(mut s) = s.try_borrow_mut() {
                 rt.key_buf = std::mem::take(&mut s.0);
                 rt.row_buf = std::mem::take(&mut s.1);
+                rt.upd_buf = std::mem::take(&mut s.2);
             }
         });
         let result = match self.cat.sigs.get(fi).and_then(|s| s.rows.as_ref()) {
@@ -478,16 +481,21 @@ impl Contract {
         };
         SCRATCH.with(|s| {
             if let Ok(mut s) = s.try_borrow_mut() {
-                let small = rt.key_buf.capacity() <= SCRATCH_KEEP
-                    && rt.row_buf.len() <= 64
-                    && rt.row_buf.iter().all(|v| match v {
-                        Value::Text(t) => t.capacity() <= SCRATCH_KEEP,
-                        Value::Bytes(b) => b.capacity() <= SCRATCH_KEEP,
-                        _ => true,
-                    });
-                if small {
+                let small_row = |row: &[Value]| {
+                    row.len() <= 64
+                        && row.iter().all(|v| match v {
+                            Value::Text(t) => t.capacity() <= SCRATCH_KEEP,
+                            Value::Bytes(b) => b.capacity() <= SCRATCH_KEEP,
+                            _ => true,
+                        })
+                };
+                if rt.key_buf.capacity() <= SCRATCH_KEEP
+                    && small_row(&rt.row_buf)
+                    && small_row(&rt.upd_buf)
+                {
                     s.0 = std::mem::take(&mut rt.key_buf);
                     s.1 = std::mem::take(&mut rt.row_buf);
+                    s.2 = std::mem::take(&mut rt.upd_buf);
                 }
             }
         });

@@ -199,6 +199,18 @@ fn take<'a>(buf: &mut &'a [u8], n: usize) -> Result<&'a [u8]> {
     Ok(a)
 }
 
+/// A stored text value as `&str`: ASCII (the common case) checked by a word-at-a-time scan
+/// instead of the general UTF-8 validation; anything else validated in full (invalid UTF-8
+/// is a corrupt row either way).
+fn stored_str(b: &[u8]) -> Result<&str> {
+    if b.is_ascii() {
+        // SAFETY: every ASCII byte sequence is valid UTF-8.
+        Ok(unsafe { std::str::from_utf8_unchecked(b) })
+    } else {
+        std::str::from_utf8(b).map_err(|_| corrupt())
+    }
+}
+
 /// Decodes a row written by [`encode_row`].
 pub fn decode_row(buf: &[u8]) -> Result<Vec<Value>> {
     let mut vals = Vec::new();
@@ -217,7 +229,7 @@ pub fn decode_row_into(vals: &mut Vec<Value>, mut buf: &[u8]) -> Result<()> {
                 take(&mut buf, 1)?;
                 let b: [u8; 4] = take(&mut buf, 4)?.try_into().map_err(|_| corrupt())?;
                 let n = u32::from_le_bytes(b) as usize;
-                let text = std::str::from_utf8(take(&mut buf, n)?).map_err(|_| corrupt())?;
+                let text = stored_str(take(&mut buf, n)?)?;
                 s.clear();
                 s.push_str(text);
                 i += 1;
@@ -246,11 +258,11 @@ pub fn decode_row_into(vals: &mut Vec<Value>, mut buf: &[u8]) -> Result<()> {
             6 | 7 => {
                 let b: [u8; 4] = take(&mut buf, 4)?.try_into().map_err(|_| corrupt())?;
                 let n = u32::from_le_bytes(b) as usize;
-                let bytes = take(&mut buf, n)?.to_vec();
+                let bytes = take(&mut buf, n)?;
                 if tag == 6 {
-                    Value::Text(String::from_utf8(bytes).map_err(|_| corrupt())?)
+                    Value::Text(stored_str(bytes)?.to_owned())
                 } else {
-                    Value::Bytes(bytes)
+                    Value::Bytes(bytes.to_vec())
                 }
             }
             8 => {

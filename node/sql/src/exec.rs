@@ -61,6 +61,14 @@ pub struct Runtime<'a> {
     pub key_buf: Vec<u8>,
     /// Scratch row of point statements (decoded into in place, text buffers reused).
     pub row_buf: Vec<Value>,
+    /// Scratch row of point UPDATEs whose row is not the one [`Runtime::point_cache`] holds.
+    pub upd_buf: Vec<Value>,
+    /// `Some(stored length)` while `row_buf` holds the row a point SELECT decoded from the
+    /// bytes stored under `key_buf`, unchanged since: a point UPDATE of that key starts from
+    /// it instead of reading and decoding the row again (same gas: the read is charged as
+    /// if it happened). Every write or delete of that key and every savepoint rollback
+    /// clears it.
+    pub point_cache: Option<usize>,
     /// Estimated bytes of rows held now ([`crate::gas::row_bytes`]).
     pub mem_used: usize,
     /// Open `BEGIN … EXCEPTION` blocks (a `send()` inside one is refused: chain transfers
@@ -798,18 +806,43 @@ impl<'a> Runtime<'a> {
     /// [`Runtime::get_row`] into `row` (replacing its contents, reusing its buffers); false
     /// when there is no row under `key`.
     fn get_row_into(&mut self, t: &Table, key: &[u8], row: &mut Vec<Value>) -> Result<bool> {
-        let mut res = Ok(false);
+        Ok(self.get_row_len_into(t, key, row)?.is_some())
+    }
+
+    /// [`Runtime::get_row_into`] giving the stored row's length in bytes (`None`: no row).
+    fn get_row_len_into(
+        &mut self,
+        t: &Table,
+        key: &[u8],
+        row: &mut Vec<Value>,
+    ) -> Result<Option<usize>> {
+        let mut res = Ok(None);
         let mut len = 0usize;
         self.kv
             .get_with(key, &mut |v| {
                 len = v.map_or(0, <[u8]>::len);
                 if let Some(b) = v {
-                    res = decode_table_row_into(t, b, row).map(|()| true);
+                    res = decode_table_row_into(t, b, row).map(|()| Some(b.len()));
                 }
             })
             .map_err(st_err)?;
         self.charge(gas::PER_KB * (len as u64 / 1024))?;
         res
+    }
+
+    /// Rolls the store back to its innermost savepoint (an exception block's error); the
+    /// point statements' cached row may be stale after it.
+    pub fn rollback_savepoint(&mut self) {
+        self.point_cache = None;
+        self.kv.rollback_savepoint();
+    }
+
+    /// Clears [`Runtime::point_cache`] when `key` is the key of the cached row (it is being
+    /// written or deleted).
+    fn forget_cached(&mut self, key: &[u8]) {
+        if self.point_cache.is_some() && key == self.key_buf.as_slice() {
+            self.point_cache = None;
+        }
     }
 
     /// A primary-key lookup: builds the row key into `key` (cleared first)
@@ -841,6 +874,39 @@ impl<'a> Runtime<'a> {
         key: &mut Vec<u8>,
         row: &mut Vec<Value>,
     ) -> Result<bool> {
+        Ok(self
+            .pk_lookup_len_into(t, exprs, f, vars, key, row)?
+            .is_some())
+    }
+
+    /// [`Runtime::pk_lookup_into`] giving the stored row's length in bytes (`None`: no row).
+    fn pk_lookup_len_into(
+        &mut self,
+        t: &Table,
+        exprs: &[Expr],
+        f: &Frame,
+        vars: &[Value],
+        key: &mut Vec<u8>,
+        row: &mut Vec<Value>,
+    ) -> Result<Option<usize>> {
+        if !self.pk_key_into(t, exprs, f, vars, key)? {
+            return Ok(None);
+        }
+        self.charge(gas::ROW_READ)?;
+        self.get_row_len_into(t, key, row)
+    }
+
+    /// Builds the full row key of a primary-key lookup into `key` (cleared first) from one
+    /// expression per key column; false when a key value is NULL or does not cast to its
+    /// column's type (the lookup matches nothing: no read, no charge).
+    fn pk_key_into(
+        &mut self,
+        t: &Table,
+        exprs: &[Expr],
+        f: &Frame,
+        vars: &[Value],
+        key: &mut Vec<u8>,
+    ) -> Result<bool> {
         key.clear();
         key.reserve(self.prefix.len() + 5 + 32);
         key.extend_from_slice(self.prefix);
@@ -861,8 +927,7 @@ impl<'a> Runtime<'a> {
                 }
             }
         }
-        self.charge(gas::ROW_READ)?;
-        self.get_row_into(t, key, row)
+        Ok(true)
     }
 
     /// Reads the rows selected by an access path: (full row key, row). The
@@ -1740,13 +1805,19 @@ impl<'a> Runtime<'a> {
                 let mut key = std::mem::take(&mut self.key_buf);
                 let mut row = std::mem::take(&mut self.row_buf);
                 let checked = filter_is_the_key(&q.filter, t, exprs, &fr, vars);
-                let hit = self.pk_lookup_into(t, exprs, &fr, vars, &mut key, &mut row);
+                self.point_cache = None;
+                let hit = self.pk_lookup_len_into(t, exprs, &fr, vars, &mut key, &mut row);
                 self.key_buf = key;
-                let vals = if hit? {
-                    self.point_project(q, src.width, &mut row, vars, checked)?
-                } else {
-                    None
+                let (vals, len) = match hit? {
+                    Some(len) => (
+                        self.point_project(q, src.width, &mut row, vars, checked)?,
+                        Some(len),
+                    ),
+                    None => (None, None),
                 };
+                // the row stays as decoded (no projection resized it): a point UPDATE of
+                // the same key may start from it
+                self.point_cache = len.filter(|_| row.len() == t.columns.len());
                 self.row_buf = row;
                 let found = vals.is_some();
                 if !into.is_empty() {
@@ -1779,18 +1850,41 @@ impl<'a> Runtime<'a> {
                 let cat = self.cat;
                 let t = &cat.tables[*table];
                 let mut key = Vec::with_capacity(self.prefix.len() + 5 + 32);
-                let mut old = std::mem::take(&mut self.row_buf);
                 let checked = filter_is_the_key(filter, t, exprs, &EMPTY, vars);
-                if self.pk_lookup_into(t, exprs, &EMPTY, vars, &mut key, &mut old)?
-                    && (checked || self.passes(filter, &old, vars)?)
-                {
+                let built = self.pk_key_into(t, exprs, &EMPTY, vars, &mut key)?;
+                // the row a point SELECT of this key just decoded, if unchanged since: the
+                // read is charged as the lookup would charge it, without reading again
+                let cached = match self.point_cache {
+                    Some(len) if built && key == self.key_buf => Some(len),
+                    _ => None,
+                };
+                let (mut old, hit) = match cached {
+                    Some(len) => {
+                        self.point_cache = None;
+                        self.charge(gas::ROW_READ)?;
+                        self.charge(gas::PER_KB * (len as u64 / 1024))?;
+                        (std::mem::take(&mut self.row_buf), true)
+                    }
+                    None => {
+                        let mut old = std::mem::take(&mut self.upd_buf);
+                        let hit = built && {
+                            self.charge(gas::ROW_READ)?;
+                            self.get_row_into(t, &key, &mut old)?
+                        };
+                        (old, hit)
+                    }
+                };
+                let found = hit && (checked || self.passes(filter, &old, vars)?);
+                if found {
                     // the new row is built in the old one's buffer (tables without indexes)
-                    self.row_buf = self.update_row(t, key, old, sets, vars)?;
-                    true
-                } else {
-                    self.row_buf = old;
-                    false
+                    old = self.update_row(t, key, old, sets, vars)?;
                 }
+                if cached.is_some() {
+                    self.row_buf = old;
+                } else {
+                    self.upd_buf = old;
+                }
+                found
             }
             _ => return exec_sql(self, plan, into, strict, vars, slots),
         };
@@ -2048,6 +2142,7 @@ impl<'a> Runtime<'a> {
             k.extend_from_slice(pk);
             self.kv.put(&k, &[]).map_err(st_err)?;
         }
+        self.forget_cached(&key);
         self.kv.put_vec(key, bytes).map_err(st_err)?;
         Ok(())
     }
@@ -2064,6 +2159,7 @@ impl<'a> Runtime<'a> {
                 self.kv.delete(&k).map_err(st_err)?;
             }
         }
+        self.forget_cached(key);
         self.kv.delete(key).map_err(st_err)
     }
 

@@ -259,7 +259,7 @@ fn exec_stmts(
                         flow
                     }
                     Err(e) => {
-                        rt.kv.rollback_savepoint();
+                        rt.rollback_savepoint();
                         let h = handlers
                             .iter()
                             .find(|h| h.conds.iter().any(|c| condition_matches(&e, c)));

@@ -986,7 +986,7 @@ unsafe extern "C" fn aergo_rt_guard_catch(ctx: *mut JitCtx, stmt: usize) -> i32 
             let depth = c.guards.pop().unwrap_or(0);
             c.scratch.truncate(depth);
             let _ = with_rt(c, |rt, _, _| {
-                rt.kv.rollback_savepoint();
+                rt.rollback_savepoint();
                 rt.guarded = rt.guarded.saturating_sub(1);
                 Ok(())
             });
