@@ -130,6 +130,14 @@ fn row_len(n: usize) -> Result<[u8; 4]> {
 /// Encodes a row (all columns, in table order). A text or bytes value longer than u32::MAX
 /// bytes is an error.
 pub fn encode_row(vals: &[Value]) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    encode_row_into(&mut out, vals)?;
+    Ok(out)
+}
+
+/// [`encode_row`] into `out` (cleared first; its room reused).
+pub fn encode_row_into(out: &mut Vec<u8>, vals: &[Value]) -> Result<()> {
+    out.clear();
     let size: usize = vals
         .iter()
         .map(|v| match v {
@@ -142,7 +150,7 @@ pub fn encode_row(vals: &[Value]) -> Result<Vec<u8>> {
             Value::Bytes(b) => 5 + b.len(),
         })
         .sum();
-    let mut out = Vec::with_capacity(size);
+    out.reserve(size);
     for v in vals {
         match v {
             Value::Null => out.push(0),
@@ -180,7 +188,7 @@ pub fn encode_row(vals: &[Value]) -> Result<Vec<u8>> {
             }
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// A decimal's scale as the one byte of the row format.

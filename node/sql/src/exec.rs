@@ -4,7 +4,7 @@
 
 use crate::ctx::ChainContext;
 use crate::decimal::Decimal;
-use crate::encoding::{decode_row_into, encode_key, encode_key_tuple, encode_row, prefix_end};
+use crate::encoding::{decode_row_into, encode_key, encode_key_tuple, encode_row_into, prefix_end};
 use crate::error::{Result, SqlError};
 use crate::float;
 use crate::gas;
@@ -69,6 +69,13 @@ pub struct Runtime<'a> {
     /// if it happened). Every write or delete of that key and every savepoint rollback
     /// clears it.
     pub point_cache: Option<usize>,
+    /// The variables of a call that ended, kept so the next call's arguments reuse their
+    /// buffers (`Contract::run_call`).
+    pub spare_vars: Vec<Value>,
+    /// Scratch key of point UPDATEs.
+    pub upd_key: Vec<u8>,
+    /// Scratch buffer rows are encoded into before the store copies them.
+    pub enc_buf: Vec<u8>,
     /// Estimated bytes of rows held now ([`crate::gas::row_bytes`]).
     pub mem_used: usize,
     /// Open `BEGIN … EXCEPTION` blocks (a `send()` inside one is refused: chain transfers
@@ -1655,7 +1662,7 @@ impl<'a> Runtime<'a> {
                             t.name
                         )));
                     }
-                    self.write_row(t, key, None, &row)?;
+                    self.write_row(t, &key, None, &row)?;
                     res.count += 1;
                     if let Some(r) = returning {
                         res.rows.push(self.project(&r.exprs, &row, vars)?);
@@ -1679,7 +1686,7 @@ impl<'a> Runtime<'a> {
                     rows: Vec::new(),
                 };
                 for (key, old) in targets {
-                    let new = self.update_row(t, key, old, sets, vars)?;
+                    let new = self.update_row(t, &key, old, sets, vars)?;
                     res.count += 1;
                     if let Some(r) = returning {
                         res.rows.push(self.project(&r.exprs, &new, vars)?);
@@ -1718,7 +1725,7 @@ impl<'a> Runtime<'a> {
     fn update_row(
         &mut self,
         t: &Table,
-        key: Vec<u8>,
+        key: &[u8],
         old: Vec<Value>,
         sets: &[(usize, Expr)],
         vars: &[Value],
@@ -1749,7 +1756,7 @@ impl<'a> Runtime<'a> {
         let new = self.validate_update(t, new, sets, vars)?;
         // An unchanged primary key encodes to the key the row was read under.
         let new_key = if sets.iter().any(|(c, _)| t.pk.contains(c)) {
-            Some(self.new_row_key(t, &new)?).filter(|k| *k != key)
+            Some(self.new_row_key(t, &new)?).filter(|k| k.as_slice() != key)
         } else {
             None
         };
@@ -1761,8 +1768,8 @@ impl<'a> Runtime<'a> {
                         t.name
                     )));
                 }
-                self.delete_row(t, &key, old.as_deref())?;
-                self.write_row(t, new_key, None, &new)?;
+                self.delete_row(t, key, old.as_deref())?;
+                self.write_row(t, &new_key, None, &new)?;
             }
             None => self.write_row(t, key, old.as_deref(), &new)?,
         }
@@ -1849,7 +1856,7 @@ impl<'a> Runtime<'a> {
                 self.writable()?;
                 let cat = self.cat;
                 let t = &cat.tables[*table];
-                let mut key = Vec::with_capacity(self.prefix.len() + 5 + 32);
+                let mut key = std::mem::take(&mut self.upd_key);
                 let checked = filter_is_the_key(filter, t, exprs, &EMPTY, vars);
                 let built = self.pk_key_into(t, exprs, &EMPTY, vars, &mut key)?;
                 // the row a point SELECT of this key just decoded, if unchanged since: the
@@ -1877,8 +1884,9 @@ impl<'a> Runtime<'a> {
                 let found = hit && (checked || self.passes(filter, &old, vars)?);
                 if found {
                     // the new row is built in the old one's buffer (tables without indexes)
-                    old = self.update_row(t, key, old, sets, vars)?;
+                    old = self.update_row(t, &key, old, sets, vars)?;
                 }
+                self.upd_key = key;
                 if cached.is_some() {
                     self.row_buf = old;
                 } else {
@@ -2105,12 +2113,30 @@ impl<'a> Runtime<'a> {
     fn write_row(
         &mut self,
         t: &Table,
-        key: Vec<u8>,
+        key: &[u8],
         old: Option<&[Value]>,
         row: &[Value],
     ) -> Result<()> {
-        let pk = self.pk_of(&key);
-        let bytes = encode_row(row)?;
+        let pk = self.pk_of(key);
+        // encoded into the runtime's buffer: the store copies it (an overlay into buffers
+        // it keeps from call to call)
+        let mut bytes = std::mem::take(&mut self.enc_buf);
+        encode_row_into(&mut bytes, row)?;
+        let r = self.write_row_bytes(t, key, pk, old, row, &bytes);
+        self.enc_buf = bytes;
+        r
+    }
+
+    /// [`Runtime::write_row`] once the row is encoded (`bytes`).
+    fn write_row_bytes(
+        &mut self,
+        t: &Table,
+        key: &[u8],
+        pk: &[u8],
+        old: Option<&[Value]>,
+        row: &[Value],
+        bytes: &[u8],
+    ) -> Result<()> {
         self.charge(gas::ROW_WRITE + gas::PER_KB * (bytes.len() as u64 / 1024))?;
         for ix in &t.indexes {
             let nv = Self::index_vals(t, ix, row);
@@ -2142,8 +2168,8 @@ impl<'a> Runtime<'a> {
             k.extend_from_slice(pk);
             self.kv.put(&k, &[]).map_err(st_err)?;
         }
-        self.forget_cached(&key);
-        self.kv.put_vec(key, bytes).map_err(st_err)?;
+        self.forget_cached(key);
+        self.kv.put(key, bytes).map_err(st_err)?;
         Ok(())
     }
 
