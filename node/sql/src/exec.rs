@@ -1748,11 +1748,12 @@ impl<'a> Runtime<'a> {
         } else {
             (old.clone(), Some(old))
         };
-        for ((c, _), v) in sets.iter().zip(vals) {
-            if let Some(slot) = new.get_mut(*c) {
+        vals.each(|i, v| {
+            if let Some(slot) = sets.get(i).and_then(|(c, _)| new.get_mut(*c)) {
                 *slot = v;
             }
-        }
+            Ok(())
+        })?;
         let new = self.validate_update(t, new, sets, vars)?;
         // An unchanged primary key encodes to the key the row was read under.
         let new_key = if sets.iter().any(|(c, _)| t.pk.contains(c)) {
@@ -1833,9 +1834,10 @@ impl<'a> Runtime<'a> {
                     }
                     match vals {
                         Some(vals) => {
-                            for (slot, v) in into.iter().zip(vals) {
-                                assign(vars, slots, *slot, v)?;
-                            }
+                            vals.each(|i, v| match into.get(i) {
+                                Some(slot) => assign(vars, slots, *slot, v),
+                                None => Ok(()),
+                            })?;
                         }
                         None => {
                             for slot in into {
@@ -2323,25 +2325,28 @@ enum SetVals {
 
 impl SetVals {
     fn push(&mut self, v: Value) {
-        *self = match std::mem::replace(self, SetVals::None) {
-            SetVals::None => SetVals::One(v),
-            SetVals::One(a) => SetVals::Many(vec![a, v]),
-            SetVals::Many(mut l) => {
-                l.push(v);
-                SetVals::Many(l)
-            }
-        };
-    }
-}
-
-impl IntoIterator for SetVals {
-    type Item = Value;
-    type IntoIter = std::iter::Chain<std::option::IntoIter<Value>, std::vec::IntoIter<Value>>;
-    fn into_iter(self) -> Self::IntoIter {
         match self {
-            SetVals::None => None.into_iter().chain(Vec::new()),
-            SetVals::One(v) => Some(v).into_iter().chain(Vec::new()),
-            SetVals::Many(l) => None.into_iter().chain(l),
+            SetVals::None => *self = SetVals::One(v),
+            SetVals::Many(l) => l.push(v),
+            SetVals::One(_) => {
+                if let SetVals::One(a) = std::mem::replace(self, SetVals::None) {
+                    *self = SetVals::Many(vec![a, v]);
+                }
+            }
+        }
+    }
+
+    /// Calls `f` with each value and its position, in order.
+    fn each(self, mut f: impl FnMut(usize, Value) -> Result<()>) -> Result<()> {
+        match self {
+            SetVals::None => Ok(()),
+            SetVals::One(v) => f(0, v),
+            SetVals::Many(l) => {
+                for (i, v) in l.into_iter().enumerate() {
+                    f(i, v)?;
+                }
+                Ok(())
+            }
         }
     }
 }
