@@ -1063,7 +1063,9 @@ impl<'a> Runtime<'a> {
                     self.charge(gas::ROW_READ.saturating_mul(rows.len() as u64))?;
                     Some(rows)
                 }
-                SourceKind::Function { func, args } => {
+                // arguments that read earlier FROM items: called per row of those (`join`)
+                SourceKind::Function { lateral: true, .. } => None,
+                SourceKind::Function { func, args, .. } => {
                     let fr = Frame {
                         row: &[],
                         parent: outer,
@@ -1291,12 +1293,20 @@ impl<'a> Runtime<'a> {
                 let (rows, held) = self.held_rows(*table, access, &fr, vars)?;
                 (rows.into_iter().map(|(_, r)| r).collect(), held)
             }
+            (SourceKind::Function { func, args, .. }, None) => {
+                // LATERAL: the arguments read the row joined so far
+                let fr = Frame { row, parent: outer };
+                let mut v = Vec::with_capacity(args.len());
+                for a in args {
+                    v.push(self.eval(a, &fr, vars)?);
+                }
+                (self.call_rows(*func, v)?, 0)
+            }
             (
                 SourceKind::Sub(_)
                 | SourceKind::SetOp { .. }
                 | SourceKind::Recursive { .. }
-                | SourceKind::WorkTable(_)
-                | SourceKind::Function { .. },
+                | SourceKind::WorkTable(_),
                 None,
             ) => (Vec::new(), 0),
         };

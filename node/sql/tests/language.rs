@@ -1094,3 +1094,66 @@ fn setof_table_functions() {
         assert!(e.to_string().contains(want), "{body}: {e}");
     }
 }
+
+/// Function calls in FROM may read earlier FROM items (implicitly LATERAL), called once per
+/// row of them; arguments that compiled before that was accepted keep their meaning — a
+/// name that is also a variable, or an enclosing query's column, still reads that (where
+/// PostgreSQL reports the conflict or reads the earlier item; node/sql/DIFFERENCES.md).
+#[test]
+fn lateral_function_arguments_keep_old_meanings() {
+    let (c, mut kv) = deploy(
+        r#"
+CREATE TABLE dept (id BIGINT PRIMARY KEY, size BIGINT);
+CREATE TABLE big (id BIGINT PRIMARY KEY, size BIGINT);
+INSERT INTO dept VALUES (1, 2), (2, 3);
+INSERT INTO big VALUES (1, 1);
+CREATE FUNCTION upto(n BIGINT) RETURNS SETOF BIGINT AS $$
+BEGIN FOR i IN 1..n LOOP RETURN NEXT i; END LOOP; END $$;
+CREATE FUNCTION with_var(size BIGINT) RETURNS BIGINT AS $$
+DECLARE n BIGINT;
+BEGIN SELECT count(*) INTO n FROM dept AS d, upto(size) AS u; RETURN n; END $$;
+CREATE FUNCTION per_row() RETURNS BIGINT AS $$
+DECLARE n BIGINT;
+BEGIN SELECT sum(u) INTO n FROM dept AS d, upto(d.size) AS u; RETURN n; END $$;
+"#,
+    );
+    assert_eq!(
+        call(&c, &mut kv, "with_var", &[Value::Int(4)])
+            .unwrap()
+            .result,
+        Value::Int(8)
+    );
+    assert_eq!(
+        call(&c, &mut kv, "per_row", &[]).unwrap().result,
+        Value::Int(9)
+    );
+    // `size` in the subquery is the enclosing query's column, as before
+    assert_eq!(
+        q(
+            &c,
+            &kv,
+            "SELECT (SELECT count(*) FROM dept AS d, upto(size) AS u) FROM big"
+        ),
+        ["2"]
+    );
+    assert_eq!(
+        q(
+            &c,
+            &kv,
+            "SELECT (SELECT count(*) FROM dept AS d, upto(d.size) AS u) FROM big"
+        ),
+        ["5"]
+    );
+    let gas = |engine| {
+        let mut kv2 = kv.clone();
+        c.execute_with(
+            engine,
+            "SELECT * FROM dept AS d, upto(d.size) AS u",
+            &mut kv2,
+            GAS,
+        )
+        .unwrap()
+        .gas_used
+    };
+    assert_eq!(gas(Engine::Interpreter), gas(Engine::Jit));
+}
