@@ -68,7 +68,9 @@ impl<'a> Compiler<'a> {
             }
             for (tf, kind, on) in items {
                 let offset = scope.cols.len();
-                match tf {
+                // a contract function call: `f(…)`, or `LATERAL f(…)` (the same: function calls
+                // in FROM read earlier items anyway, as in PostgreSQL)
+                let call = match tf {
                     ast::TableFactor::Table {
                         name,
                         alias,
@@ -79,7 +81,19 @@ impl<'a> Compiler<'a> {
                         if *with_ordinality {
                             return unsupported(pos, "WITH ORDINALITY");
                         }
-                        let (kind_, cols) = self.function_source(name, &targs.args, &scope, pos)?;
+                        Some((name, targs.args.as_slice(), alias))
+                    }
+                    ast::TableFactor::Function {
+                        name, args, alias, ..
+                    } => Some((name, args.as_slice(), alias)),
+                    _ => None,
+                };
+                match tf {
+                    _ if call.is_some() => {
+                        let Some((name, fargs, alias)) = call else {
+                            return unsupported(pos, "this kind of FROM item");
+                        };
+                        let (kind_, cols) = self.function_source(name, fargs, &scope, pos)?;
                         let an = alias.as_ref().map(|a| lc(&a.name));
                         let single = cols.len() == 1;
                         for (k, (n, t)) in cols.iter().enumerate() {
