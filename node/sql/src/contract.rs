@@ -10,7 +10,7 @@ use crate::exec::{keys, Dispatch, Runtime};
 use crate::interp::{self, Interpreter};
 use crate::ir::SqlPlan;
 use crate::jit_slot::JitSlot;
-use crate::kv::{apply_writes, Kv, Overlay};
+use crate::kv::{apply_writes, apply_writes_recycle, Kv, Overlay, OverlayBuffers};
 use crate::parse;
 use crate::value::Value;
 use std::sync::Arc;
@@ -103,12 +103,57 @@ enum JitMode {
 thread_local! {
     /// Point statements' key and row buffers, kept between the calls on one thread (a text
     /// column decodes into the string the previous call left; see `Runtime::row_buf`).
-    static SCRATCH: std::cell::RefCell<(Vec<u8>, Vec<Value>)> =
-        const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+    static SCRATCH: std::cell::RefCell<Scratch> = const {
+        std::cell::RefCell::new(Scratch {
+            key: Vec::new(),
+            row: Vec::new(),
+            upd: Vec::new(),
+            vars: Vec::new(),
+            upd_key: Vec::new(),
+            enc: Vec::new(),
+            overlay: OverlayBuffers {
+                writes: Vec::new(),
+                spare: Vec::new(),
+            },
+        })
+    };
 }
 
 /// Buffers larger than this (bytes) are not kept between calls.
 const SCRATCH_KEEP: usize = 1024;
+
+/// Buffers one call leaves to the next on its thread: the point statements' key and rows
+/// (`Runtime::key_buf`, `row_buf`, `upd_buf`), the variables (`Runtime::spare_vars`: the
+/// next call's arguments are cloned into their strings) and the write overlay's vector.
+#[derive(Default)]
+struct Scratch {
+    key: Vec<u8>,
+    row: Vec<Value>,
+    upd: Vec<Value>,
+    vars: Vec<Value>,
+    upd_key: Vec<u8>,
+    enc: Vec<u8>,
+    overlay: OverlayBuffers,
+}
+
+/// Runs `f` with the thread's scratch buffers (empty ones while another call on the thread
+/// holds them), in place: no buffer moves but those `f` makes.
+fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut sc) => f(&mut sc),
+        Err(_) => f(&mut Scratch::default()),
+    })
+}
+
+/// Whether a scratch row is small enough to keep between calls.
+fn small_row(row: &[Value]) -> bool {
+    row.len() <= 64
+        && row.iter().all(|v| match v {
+            Value::Text(t) => t.capacity() <= SCRATCH_KEEP,
+            Value::Bytes(b) => b.capacity() <= SCRATCH_KEEP,
+            _ => true,
+        })
+}
 
 fn meta_key(prefix: &[u8], name: &str) -> Vec<u8> {
     let mut k = prefix.to_vec();
@@ -317,6 +362,11 @@ impl Contract {
             dispatch: &Interpreter,
             key_buf: Vec::new(),
             row_buf: Vec::new(),
+            upd_buf: Vec::new(),
+            point_cache: None,
+            spare_vars: Vec::new(),
+            upd_key: Vec::new(),
+            enc_buf: Vec::new(),
             mem_used: 0,
             mem_limit: self.mem_limit,
             guarded: 0,
@@ -405,13 +455,33 @@ impl Contract {
         kv: &mut dyn Kv,
         gas_limit: u64,
     ) -> Result<CallOutcome> {
-        let (out, writes) = {
-            let mut ov = Overlay::new(kv);
-            let out = self.invoke(engine, function, args, Some(ctx), &mut ov, gas_limit, false)?;
-            (out, ov.into_writes())
-        };
-        apply_writes(kv, writes).map_err(st)?;
-        Ok(out)
+        // the buffers the previous call on this thread left
+        with_scratch(|sc| {
+            let (out, mut bufs) = {
+                let mut ov = Overlay::with_buffers(kv, std::mem::take(&mut sc.overlay));
+                let out = self.invoke(
+                    engine,
+                    function,
+                    args,
+                    Some(ctx),
+                    &mut ov,
+                    gas_limit,
+                    false,
+                    sc,
+                );
+                (out, ov.into_parts())
+            };
+            let out = out.and_then(|out| {
+                apply_writes_recycle(kv, &mut bufs)
+                    .map_err(st)
+                    .map(|()| out)
+            });
+            if bufs.writes.capacity() <= 64 {
+                bufs.writes.clear();
+                sc.overlay = bufs;
+            }
+            out
+        })
     }
 
     /// Runs a function without keeping its writes (a free read-only call at
@@ -425,15 +495,18 @@ impl Contract {
         gas_cap: u64,
     ) -> Result<CallOutcome> {
         let mut ov = Overlay::new(kv);
-        self.invoke(
-            Engine::Jit,
-            function,
-            args,
-            Some(ctx),
-            &mut ov,
-            gas_cap,
-            false,
-        )
+        with_scratch(|sc| {
+            self.invoke(
+                Engine::Jit,
+                function,
+                args,
+                Some(ctx),
+                &mut ov,
+                gas_cap,
+                false,
+                sc,
+            )
+        })
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -446,6 +519,7 @@ impl Contract {
         kv: &'a mut dyn Kv,
         gas_limit: u64,
         read_only: bool,
+        sc: &mut Scratch,
     ) -> Result<CallOutcome> {
         let name = if function.bytes().any(|b| b.is_ascii_uppercase()) {
             std::borrow::Cow::Owned(function.to_ascii_lowercase())
@@ -458,13 +532,13 @@ impl Contract {
             .ok_or_else(|| SqlError::Call(format!("function {function} does not exist")))?;
         let mut rt = self.runtime(kv, ctx, gas_limit, read_only);
         rt.charge(crate::gas::CALL)?;
-        // the thread's scratch buffers of point statements, handed on from call to call
-        SCRATCH.with(|s| {
-            if let Ok(mut s) = s.try_borrow_mut() {
-                rt.key_buf = std::mem::take(&mut s.0);
-                rt.row_buf = std::mem::take(&mut s.1);
-            }
-        });
+        // the thread's scratch buffers, handed on from call to call
+        rt.key_buf = std::mem::take(&mut sc.key);
+        rt.row_buf = std::mem::take(&mut sc.row);
+        rt.upd_buf = std::mem::take(&mut sc.upd);
+        rt.spare_vars = std::mem::take(&mut sc.vars);
+        rt.upd_key = std::mem::take(&mut sc.upd_key);
+        rt.enc_buf = std::mem::take(&mut sc.enc);
         let result = match self.cat.sigs.get(fi).and_then(|s| s.rows.as_ref()) {
             // a record function's result is its row's text form, a set-returning function's
             // its rows' text forms one per line (one column: the values themselves)
@@ -476,21 +550,20 @@ impl Contract {
             }
             None => self.run_call(engine, fi, args, &mut rt),
         };
-        SCRATCH.with(|s| {
-            if let Ok(mut s) = s.try_borrow_mut() {
-                let small = rt.key_buf.capacity() <= SCRATCH_KEEP
-                    && rt.row_buf.len() <= 64
-                    && rt.row_buf.iter().all(|v| match v {
-                        Value::Text(t) => t.capacity() <= SCRATCH_KEEP,
-                        Value::Bytes(b) => b.capacity() <= SCRATCH_KEEP,
-                        _ => true,
-                    });
-                if small {
-                    s.0 = std::mem::take(&mut rt.key_buf);
-                    s.1 = std::mem::take(&mut rt.row_buf);
-                }
-            }
-        });
+        if rt.key_buf.capacity() <= SCRATCH_KEEP
+            && rt.upd_key.capacity() <= SCRATCH_KEEP
+            && rt.enc_buf.capacity() <= SCRATCH_KEEP
+            && small_row(&rt.row_buf)
+            && small_row(&rt.upd_buf)
+            && small_row(&rt.spare_vars)
+        {
+            sc.key = std::mem::take(&mut rt.key_buf);
+            sc.row = std::mem::take(&mut rt.row_buf);
+            sc.upd = std::mem::take(&mut rt.upd_buf);
+            sc.vars = std::mem::take(&mut rt.spare_vars);
+            sc.upd_key = std::mem::take(&mut rt.upd_key);
+            sc.enc = std::mem::take(&mut rt.enc_buf);
+        }
         Ok(CallOutcome {
             result: result?,
             events: rt.events,
@@ -507,13 +580,25 @@ impl Contract {
         args: &[Value],
         rt: &mut Runtime<'a>,
     ) -> Result<Value> {
-        // room for the function's variables: `init_vars` turns this vector into them
+        // room for the function's variables: `init_vars` turns this vector into them. It is
+        // the variables' vector an earlier call left (`Runtime::spare_vars`, FOUND first):
+        // the arguments are cloned into the strings of its first slots.
         let slots = self.cat.funcs.get(fi).map_or(0, |f| f.slots.len());
-        let args = || {
-            let mut v = Vec::with_capacity(slots.max(args.len()));
-            v.extend_from_slice(args);
-            v
-        };
+        let mut v = std::mem::take(&mut rt.spare_vars);
+        if !v.is_empty() {
+            v.remove(0);
+        }
+        v.truncate(args.len());
+        v.reserve(slots.max(args.len()).saturating_sub(v.len()));
+        for (i, a) in args.iter().enumerate() {
+            match (v.get_mut(i), a) {
+                (Some(Value::Text(d)), Value::Text(s)) => d.clone_from(s),
+                (Some(slot), a) => *slot = a.clone(),
+                (None, a) => v.push(a.clone()),
+            }
+        }
+        let mut v = Some(v);
+        let mut args = || v.take().unwrap_or_default();
         Ok(match engine {
             Engine::Interpreter => interp::run(rt, fi, args())?,
             Engine::Jit => {

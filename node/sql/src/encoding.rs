@@ -130,6 +130,14 @@ fn row_len(n: usize) -> Result<[u8; 4]> {
 /// Encodes a row (all columns, in table order). A text or bytes value longer than u32::MAX
 /// bytes is an error.
 pub fn encode_row(vals: &[Value]) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    encode_row_into(&mut out, vals)?;
+    Ok(out)
+}
+
+/// [`encode_row`] into `out` (cleared first; its room reused).
+pub fn encode_row_into(out: &mut Vec<u8>, vals: &[Value]) -> Result<()> {
+    out.clear();
     let size: usize = vals
         .iter()
         .map(|v| match v {
@@ -142,7 +150,7 @@ pub fn encode_row(vals: &[Value]) -> Result<Vec<u8>> {
             Value::Bytes(b) => 5 + b.len(),
         })
         .sum();
-    let mut out = Vec::with_capacity(size);
+    out.reserve(size);
     for v in vals {
         match v {
             Value::Null => out.push(0),
@@ -180,7 +188,7 @@ pub fn encode_row(vals: &[Value]) -> Result<Vec<u8>> {
             }
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// A decimal's scale as the one byte of the row format.
@@ -197,6 +205,18 @@ fn take<'a>(buf: &mut &'a [u8], n: usize) -> Result<&'a [u8]> {
     let (a, b) = buf.split_at(n);
     *buf = b;
     Ok(a)
+}
+
+/// A stored text value as `&str`: ASCII (the common case) checked by a word-at-a-time scan
+/// instead of the general UTF-8 validation; anything else validated in full (invalid UTF-8
+/// is a corrupt row either way).
+fn stored_str(b: &[u8]) -> Result<&str> {
+    if b.is_ascii() {
+        // SAFETY: every ASCII byte sequence is valid UTF-8.
+        Ok(unsafe { std::str::from_utf8_unchecked(b) })
+    } else {
+        std::str::from_utf8(b).map_err(|_| corrupt())
+    }
 }
 
 /// Decodes a row written by [`encode_row`].
@@ -217,7 +237,7 @@ pub fn decode_row_into(vals: &mut Vec<Value>, mut buf: &[u8]) -> Result<()> {
                 take(&mut buf, 1)?;
                 let b: [u8; 4] = take(&mut buf, 4)?.try_into().map_err(|_| corrupt())?;
                 let n = u32::from_le_bytes(b) as usize;
-                let text = std::str::from_utf8(take(&mut buf, n)?).map_err(|_| corrupt())?;
+                let text = stored_str(take(&mut buf, n)?)?;
                 s.clear();
                 s.push_str(text);
                 i += 1;
@@ -246,11 +266,11 @@ pub fn decode_row_into(vals: &mut Vec<Value>, mut buf: &[u8]) -> Result<()> {
             6 | 7 => {
                 let b: [u8; 4] = take(&mut buf, 4)?.try_into().map_err(|_| corrupt())?;
                 let n = u32::from_le_bytes(b) as usize;
-                let bytes = take(&mut buf, n)?.to_vec();
+                let bytes = take(&mut buf, n)?;
                 if tag == 6 {
-                    Value::Text(String::from_utf8(bytes).map_err(|_| corrupt())?)
+                    Value::Text(stored_str(bytes)?.to_owned())
                 } else {
-                    Value::Bytes(bytes)
+                    Value::Bytes(bytes.to_vec())
                 }
             }
             8 => {

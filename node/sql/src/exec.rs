@@ -4,7 +4,7 @@
 
 use crate::ctx::ChainContext;
 use crate::decimal::Decimal;
-use crate::encoding::{decode_row_into, encode_key, encode_key_tuple, encode_row, prefix_end};
+use crate::encoding::{decode_row_into, encode_key, encode_key_tuple, encode_row_into, prefix_end};
 use crate::error::{Result, SqlError};
 use crate::float;
 use crate::gas;
@@ -61,6 +61,21 @@ pub struct Runtime<'a> {
     pub key_buf: Vec<u8>,
     /// Scratch row of point statements (decoded into in place, text buffers reused).
     pub row_buf: Vec<Value>,
+    /// Scratch row of point UPDATEs whose row is not the one [`Runtime::point_cache`] holds.
+    pub upd_buf: Vec<Value>,
+    /// `Some(stored length)` while `row_buf` holds the row a point SELECT decoded from the
+    /// bytes stored under `key_buf`, unchanged since: a point UPDATE of that key starts from
+    /// it instead of reading and decoding the row again (same gas: the read is charged as
+    /// if it happened). Every write or delete of that key and every savepoint rollback
+    /// clears it.
+    pub point_cache: Option<usize>,
+    /// The variables of a call that ended, kept so the next call's arguments reuse their
+    /// buffers (`Contract::run_call`).
+    pub spare_vars: Vec<Value>,
+    /// Scratch key of point UPDATEs.
+    pub upd_key: Vec<u8>,
+    /// Scratch buffer rows are encoded into before the store copies them.
+    pub enc_buf: Vec<u8>,
     /// Estimated bytes of rows held now ([`crate::gas::row_bytes`]).
     pub mem_used: usize,
     /// Open `BEGIN … EXCEPTION` blocks (a `send()` inside one is refused: chain transfers
@@ -798,18 +813,43 @@ impl<'a> Runtime<'a> {
     /// [`Runtime::get_row`] into `row` (replacing its contents, reusing its buffers); false
     /// when there is no row under `key`.
     fn get_row_into(&mut self, t: &Table, key: &[u8], row: &mut Vec<Value>) -> Result<bool> {
-        let mut res = Ok(false);
+        Ok(self.get_row_len_into(t, key, row)?.is_some())
+    }
+
+    /// [`Runtime::get_row_into`] giving the stored row's length in bytes (`None`: no row).
+    fn get_row_len_into(
+        &mut self,
+        t: &Table,
+        key: &[u8],
+        row: &mut Vec<Value>,
+    ) -> Result<Option<usize>> {
+        let mut res = Ok(None);
         let mut len = 0usize;
         self.kv
             .get_with(key, &mut |v| {
                 len = v.map_or(0, <[u8]>::len);
                 if let Some(b) = v {
-                    res = decode_table_row_into(t, b, row).map(|()| true);
+                    res = decode_table_row_into(t, b, row).map(|()| Some(b.len()));
                 }
             })
             .map_err(st_err)?;
         self.charge(gas::PER_KB * (len as u64 / 1024))?;
         res
+    }
+
+    /// Rolls the store back to its innermost savepoint (an exception block's error); the
+    /// point statements' cached row may be stale after it.
+    pub fn rollback_savepoint(&mut self) {
+        self.point_cache = None;
+        self.kv.rollback_savepoint();
+    }
+
+    /// Clears [`Runtime::point_cache`] when `key` is the key of the cached row (it is being
+    /// written or deleted).
+    fn forget_cached(&mut self, key: &[u8]) {
+        if self.point_cache.is_some() && key == self.key_buf.as_slice() {
+            self.point_cache = None;
+        }
     }
 
     /// A primary-key lookup: builds the row key into `key` (cleared first)
@@ -841,6 +881,39 @@ impl<'a> Runtime<'a> {
         key: &mut Vec<u8>,
         row: &mut Vec<Value>,
     ) -> Result<bool> {
+        Ok(self
+            .pk_lookup_len_into(t, exprs, f, vars, key, row)?
+            .is_some())
+    }
+
+    /// [`Runtime::pk_lookup_into`] giving the stored row's length in bytes (`None`: no row).
+    fn pk_lookup_len_into(
+        &mut self,
+        t: &Table,
+        exprs: &[Expr],
+        f: &Frame,
+        vars: &[Value],
+        key: &mut Vec<u8>,
+        row: &mut Vec<Value>,
+    ) -> Result<Option<usize>> {
+        if !self.pk_key_into(t, exprs, f, vars, key)? {
+            return Ok(None);
+        }
+        self.charge(gas::ROW_READ)?;
+        self.get_row_len_into(t, key, row)
+    }
+
+    /// Builds the full row key of a primary-key lookup into `key` (cleared first) from one
+    /// expression per key column; false when a key value is NULL or does not cast to its
+    /// column's type (the lookup matches nothing: no read, no charge).
+    fn pk_key_into(
+        &mut self,
+        t: &Table,
+        exprs: &[Expr],
+        f: &Frame,
+        vars: &[Value],
+        key: &mut Vec<u8>,
+    ) -> Result<bool> {
         key.clear();
         key.reserve(self.prefix.len() + 5 + 32);
         key.extend_from_slice(self.prefix);
@@ -861,8 +934,7 @@ impl<'a> Runtime<'a> {
                 }
             }
         }
-        self.charge(gas::ROW_READ)?;
-        self.get_row_into(t, key, row)
+        Ok(true)
     }
 
     /// Reads the rows selected by an access path: (full row key, row). The
@@ -991,7 +1063,9 @@ impl<'a> Runtime<'a> {
                     self.charge(gas::ROW_READ.saturating_mul(rows.len() as u64))?;
                     Some(rows)
                 }
-                SourceKind::Function { func, args } => {
+                // arguments that read earlier FROM items: called per row of those (`join`)
+                SourceKind::Function { lateral: true, .. } => None,
+                SourceKind::Function { func, args, .. } => {
                     let fr = Frame {
                         row: &[],
                         parent: outer,
@@ -1219,12 +1293,20 @@ impl<'a> Runtime<'a> {
                 let (rows, held) = self.held_rows(*table, access, &fr, vars)?;
                 (rows.into_iter().map(|(_, r)| r).collect(), held)
             }
+            (SourceKind::Function { func, args, .. }, None) => {
+                // LATERAL: the arguments read the row joined so far
+                let fr = Frame { row, parent: outer };
+                let mut v = Vec::with_capacity(args.len());
+                for a in args {
+                    v.push(self.eval(a, &fr, vars)?);
+                }
+                (self.call_rows(*func, v)?, 0)
+            }
             (
                 SourceKind::Sub(_)
                 | SourceKind::SetOp { .. }
                 | SourceKind::Recursive { .. }
-                | SourceKind::WorkTable(_)
-                | SourceKind::Function { .. },
+                | SourceKind::WorkTable(_),
                 None,
             ) => (Vec::new(), 0),
         };
@@ -1590,7 +1672,7 @@ impl<'a> Runtime<'a> {
                             t.name
                         )));
                     }
-                    self.write_row(t, key, None, &row)?;
+                    self.write_row(t, &key, None, &row)?;
                     res.count += 1;
                     if let Some(r) = returning {
                         res.rows.push(self.project(&r.exprs, &row, vars)?);
@@ -1614,7 +1696,7 @@ impl<'a> Runtime<'a> {
                     rows: Vec::new(),
                 };
                 for (key, old) in targets {
-                    let new = self.update_row(t, key, old, sets, vars)?;
+                    let new = self.update_row(t, &key, old, sets, vars)?;
                     res.count += 1;
                     if let Some(r) = returning {
                         res.rows.push(self.project(&r.exprs, &new, vars)?);
@@ -1653,7 +1735,7 @@ impl<'a> Runtime<'a> {
     fn update_row(
         &mut self,
         t: &Table,
-        key: Vec<u8>,
+        key: &[u8],
         old: Vec<Value>,
         sets: &[(usize, Expr)],
         vars: &[Value],
@@ -1676,15 +1758,16 @@ impl<'a> Runtime<'a> {
         } else {
             (old.clone(), Some(old))
         };
-        for ((c, _), v) in sets.iter().zip(vals) {
-            if let Some(slot) = new.get_mut(*c) {
+        vals.each(|i, v| {
+            if let Some(slot) = sets.get(i).and_then(|(c, _)| new.get_mut(*c)) {
                 *slot = v;
             }
-        }
+            Ok(())
+        })?;
         let new = self.validate_update(t, new, sets, vars)?;
         // An unchanged primary key encodes to the key the row was read under.
         let new_key = if sets.iter().any(|(c, _)| t.pk.contains(c)) {
-            Some(self.new_row_key(t, &new)?).filter(|k| *k != key)
+            Some(self.new_row_key(t, &new)?).filter(|k| k.as_slice() != key)
         } else {
             None
         };
@@ -1696,8 +1779,8 @@ impl<'a> Runtime<'a> {
                         t.name
                     )));
                 }
-                self.delete_row(t, &key, old.as_deref())?;
-                self.write_row(t, new_key, None, &new)?;
+                self.delete_row(t, key, old.as_deref())?;
+                self.write_row(t, &new_key, None, &new)?;
             }
             None => self.write_row(t, key, old.as_deref(), &new)?,
         }
@@ -1740,13 +1823,19 @@ impl<'a> Runtime<'a> {
                 let mut key = std::mem::take(&mut self.key_buf);
                 let mut row = std::mem::take(&mut self.row_buf);
                 let checked = filter_is_the_key(&q.filter, t, exprs, &fr, vars);
-                let hit = self.pk_lookup_into(t, exprs, &fr, vars, &mut key, &mut row);
+                self.point_cache = None;
+                let hit = self.pk_lookup_len_into(t, exprs, &fr, vars, &mut key, &mut row);
                 self.key_buf = key;
-                let vals = if hit? {
-                    self.point_project(q, src.width, &mut row, vars, checked)?
-                } else {
-                    None
+                let (vals, len) = match hit? {
+                    Some(len) => (
+                        self.point_project(q, src.width, &mut row, vars, checked)?,
+                        Some(len),
+                    ),
+                    None => (None, None),
                 };
+                // the row stays as decoded (no projection resized it): a point UPDATE of
+                // the same key may start from it
+                self.point_cache = len.filter(|_| row.len() == t.columns.len());
                 self.row_buf = row;
                 let found = vals.is_some();
                 if !into.is_empty() {
@@ -1755,9 +1844,10 @@ impl<'a> Runtime<'a> {
                     }
                     match vals {
                         Some(vals) => {
-                            for (slot, v) in into.iter().zip(vals) {
-                                assign(vars, slots, *slot, v)?;
-                            }
+                            vals.each(|i, v| match into.get(i) {
+                                Some(slot) => assign(vars, slots, *slot, v),
+                                None => Ok(()),
+                            })?;
                         }
                         None => {
                             for slot in into {
@@ -1778,19 +1868,43 @@ impl<'a> Runtime<'a> {
                 self.writable()?;
                 let cat = self.cat;
                 let t = &cat.tables[*table];
-                let mut key = Vec::with_capacity(self.prefix.len() + 5 + 32);
-                let mut old = std::mem::take(&mut self.row_buf);
+                let mut key = std::mem::take(&mut self.upd_key);
                 let checked = filter_is_the_key(filter, t, exprs, &EMPTY, vars);
-                if self.pk_lookup_into(t, exprs, &EMPTY, vars, &mut key, &mut old)?
-                    && (checked || self.passes(filter, &old, vars)?)
-                {
+                let built = self.pk_key_into(t, exprs, &EMPTY, vars, &mut key)?;
+                // the row a point SELECT of this key just decoded, if unchanged since: the
+                // read is charged as the lookup would charge it, without reading again
+                let cached = match self.point_cache {
+                    Some(len) if built && key == self.key_buf => Some(len),
+                    _ => None,
+                };
+                let (mut old, hit) = match cached {
+                    Some(len) => {
+                        self.point_cache = None;
+                        self.charge(gas::ROW_READ)?;
+                        self.charge(gas::PER_KB * (len as u64 / 1024))?;
+                        (std::mem::take(&mut self.row_buf), true)
+                    }
+                    None => {
+                        let mut old = std::mem::take(&mut self.upd_buf);
+                        let hit = built && {
+                            self.charge(gas::ROW_READ)?;
+                            self.get_row_into(t, &key, &mut old)?
+                        };
+                        (old, hit)
+                    }
+                };
+                let found = hit && (checked || self.passes(filter, &old, vars)?);
+                if found {
                     // the new row is built in the old one's buffer (tables without indexes)
-                    self.row_buf = self.update_row(t, key, old, sets, vars)?;
-                    true
-                } else {
-                    self.row_buf = old;
-                    false
+                    old = self.update_row(t, &key, old, sets, vars)?;
                 }
+                self.upd_key = key;
+                if cached.is_some() {
+                    self.row_buf = old;
+                } else {
+                    self.upd_buf = old;
+                }
+                found
             }
             _ => return exec_sql(self, plan, into, strict, vars, slots),
         };
@@ -2011,12 +2125,30 @@ impl<'a> Runtime<'a> {
     fn write_row(
         &mut self,
         t: &Table,
-        key: Vec<u8>,
+        key: &[u8],
         old: Option<&[Value]>,
         row: &[Value],
     ) -> Result<()> {
-        let pk = self.pk_of(&key);
-        let bytes = encode_row(row)?;
+        let pk = self.pk_of(key);
+        // encoded into the runtime's buffer: the store copies it (an overlay into buffers
+        // it keeps from call to call)
+        let mut bytes = std::mem::take(&mut self.enc_buf);
+        encode_row_into(&mut bytes, row)?;
+        let r = self.write_row_bytes(t, key, pk, old, row, &bytes);
+        self.enc_buf = bytes;
+        r
+    }
+
+    /// [`Runtime::write_row`] once the row is encoded (`bytes`).
+    fn write_row_bytes(
+        &mut self,
+        t: &Table,
+        key: &[u8],
+        pk: &[u8],
+        old: Option<&[Value]>,
+        row: &[Value],
+        bytes: &[u8],
+    ) -> Result<()> {
         self.charge(gas::ROW_WRITE + gas::PER_KB * (bytes.len() as u64 / 1024))?;
         for ix in &t.indexes {
             let nv = Self::index_vals(t, ix, row);
@@ -2048,7 +2180,8 @@ impl<'a> Runtime<'a> {
             k.extend_from_slice(pk);
             self.kv.put(&k, &[]).map_err(st_err)?;
         }
-        self.kv.put_vec(key, bytes).map_err(st_err)?;
+        self.forget_cached(key);
+        self.kv.put(key, bytes).map_err(st_err)?;
         Ok(())
     }
 
@@ -2064,6 +2197,7 @@ impl<'a> Runtime<'a> {
                 self.kv.delete(&k).map_err(st_err)?;
             }
         }
+        self.forget_cached(key);
         self.kv.delete(key).map_err(st_err)
     }
 
@@ -2201,25 +2335,28 @@ enum SetVals {
 
 impl SetVals {
     fn push(&mut self, v: Value) {
-        *self = match std::mem::replace(self, SetVals::None) {
-            SetVals::None => SetVals::One(v),
-            SetVals::One(a) => SetVals::Many(vec![a, v]),
-            SetVals::Many(mut l) => {
-                l.push(v);
-                SetVals::Many(l)
-            }
-        };
-    }
-}
-
-impl IntoIterator for SetVals {
-    type Item = Value;
-    type IntoIter = std::iter::Chain<std::option::IntoIter<Value>, std::vec::IntoIter<Value>>;
-    fn into_iter(self) -> Self::IntoIter {
         match self {
-            SetVals::None => None.into_iter().chain(Vec::new()),
-            SetVals::One(v) => Some(v).into_iter().chain(Vec::new()),
-            SetVals::Many(l) => None.into_iter().chain(l),
+            SetVals::None => *self = SetVals::One(v),
+            SetVals::Many(l) => l.push(v),
+            SetVals::One(_) => {
+                if let SetVals::One(a) = std::mem::replace(self, SetVals::None) {
+                    *self = SetVals::Many(vec![a, v]);
+                }
+            }
+        }
+    }
+
+    /// Calls `f` with each value and its position, in order.
+    fn each(self, mut f: impl FnMut(usize, Value) -> Result<()>) -> Result<()> {
+        match self {
+            SetVals::None => Ok(()),
+            SetVals::One(v) => f(0, v),
+            SetVals::Many(l) => {
+                for (i, v) in l.into_iter().enumerate() {
+                    f(i, v)?;
+                }
+                Ok(())
+            }
         }
     }
 }

@@ -65,7 +65,10 @@ pub fn run(rt: &mut Runtime, fi: usize, args: Vec<Value>) -> Result<Value> {
         .get(fi)
         .ok_or_else(|| SqlError::Call(format!("no function #{fi}")))?;
     let mut vars = init_vars(f, args)?;
-    match exec_stmts(rt, &f.body, &mut vars, &f.slots)? {
+    let flow = exec_stmts(rt, &f.body, &mut vars, &f.slots);
+    // the variables' buffers serve the next call's arguments
+    rt.spare_vars = vars;
+    match flow? {
         Flow::Return(v) => finish(f, v),
         _ if f.returns == SqlType::Void => Ok(Value::Null),
         _ => Err(SqlError::Exception(format!(
@@ -259,7 +262,7 @@ fn exec_stmts(
                         flow
                     }
                     Err(e) => {
-                        rt.kv.rollback_savepoint();
+                        rt.rollback_savepoint();
                         let h = handlers
                             .iter()
                             .find(|h| h.conds.iter().any(|c| condition_matches(&e, c)));

@@ -297,6 +297,21 @@ impl Expr {
         );
     }
 
+    /// Whether the expression reads a column of its own query level's FROM row (also from
+    /// inside a subquery of it).
+    pub fn reads_own_row(&self) -> bool {
+        let mut hit = false;
+        self.walk(
+            &mut |e, d| {
+                if matches!(e, Expr::Col { depth, .. } if *depth == d) {
+                    hit = true;
+                }
+            },
+            0,
+        );
+        hit
+    }
+
     fn walk(&self, f: &mut dyn FnMut(&Expr, u32), d: u32) {
         f(self, d);
         match self {
@@ -410,14 +425,16 @@ pub enum SourceKind {
     WorkTable(usize),
     /// A contract function in FROM (`SELECT * FROM f(args)`): the rows it returns (RETURN
     /// NEXT / RETURN QUERY of a set-returning function, the OUT parameters of a record
-    /// function, or a scalar result as one row). The arguments are evaluated once, in an
-    /// empty row of this query level (they may read variables and enclosing queries, not the
-    /// other FROM items).
+    /// function, or a scalar result as one row). The arguments may read variables, enclosing
+    /// queries and the FROM items before this one (implicitly LATERAL, as in PostgreSQL):
+    /// without the latter they are evaluated once, with them once per row of those items.
     Function {
         /// Function index in the catalog.
         func: usize,
         /// Arguments.
         args: Vec<Expr>,
+        /// Some argument reads an earlier FROM item of this query level.
+        lateral: bool,
     },
     /// UNION / INTERSECT / EXCEPT of two queries (`all`: keep duplicates).
     SetOp {

@@ -296,7 +296,25 @@ pub struct Overlay<'b> {
     /// One undo log per open savepoint: each buffered write's previous entry (outer `None`:
     /// the key had none).
     undo: Vec<UndoLog>,
+    /// Key and value buffers [`Kv::put`] copies into before allocating
+    /// ([`apply_writes_recycle`] gives applied writes' buffers back).
+    spare: Vec<(Vec<u8>, Vec<u8>)>,
 }
+
+/// Buffers an overlay's writes may reuse: the write vector's room and spare key/value
+/// buffers ([`Overlay::with_buffers`], [`Overlay::into_parts`], [`apply_writes_recycle`]).
+#[derive(Debug, Default)]
+pub struct OverlayBuffers {
+    /// The buffered writes' vector (emptied).
+    pub writes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    /// Key and value buffers.
+    pub spare: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+/// At most this many spare buffer pairs, each of at most [`SPARE_BYTES`], are kept.
+const SPARE_PAIRS: usize = 16;
+/// Larger spare buffers are dropped.
+const SPARE_BYTES: usize = 1024;
 
 /// Previous buffered entries of the keys written since a savepoint.
 type UndoLog = Vec<(Vec<u8>, Option<Option<Vec<u8>>>)>;
@@ -308,7 +326,30 @@ impl<'b> Overlay<'b> {
             base,
             writes: Writes::Small(Vec::new()),
             undo: Vec::new(),
+            spare: Vec::new(),
         }
+    }
+
+    /// New empty overlay writing into `bufs` (see [`OverlayBuffers`]).
+    pub fn with_buffers(base: &'b dyn Kv, bufs: OverlayBuffers) -> Overlay<'b> {
+        let OverlayBuffers { mut writes, spare } = bufs;
+        writes.clear();
+        Overlay {
+            base,
+            writes: Writes::Small(writes),
+            undo: Vec::new(),
+            spare,
+        }
+    }
+
+    /// The buffered writes (`None` = delete), in key order, and the spare buffers.
+    pub fn into_parts(self) -> OverlayBuffers {
+        let spare = self.spare;
+        let writes = match self.writes {
+            Writes::Small(v) => v,
+            Writes::Big(m) => m.into_iter().collect(),
+        };
+        OverlayBuffers { writes, spare }
     }
 
     fn log(&mut self, key: &[u8]) {
@@ -343,6 +384,31 @@ pub fn apply_writes(
     Ok(())
 }
 
+/// Applies the buffered writes of `bufs` with [`Kv::put`] (the store copies them), leaving
+/// the write vector empty and the written buffers in `bufs.spare` for the next overlay
+/// ([`Overlay::with_buffers`]).
+pub fn apply_writes_recycle(kv: &mut dyn Kv, bufs: &mut OverlayBuffers) -> Result<(), KvError> {
+    for (k, v) in bufs.writes.drain(..) {
+        let v = match v {
+            Some(v) => {
+                kv.put(&k, &v)?;
+                v
+            }
+            None => {
+                kv.delete(&k)?;
+                Vec::new()
+            }
+        };
+        if bufs.spare.len() < SPARE_PAIRS
+            && k.capacity() <= SPARE_BYTES
+            && v.capacity() <= SPARE_BYTES
+        {
+            bufs.spare.push((k, v));
+        }
+    }
+    Ok(())
+}
+
 impl Kv for Overlay<'_> {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, KvError> {
         match self.writes.get(key) {
@@ -361,7 +427,12 @@ impl Kv for Overlay<'_> {
     }
     fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), KvError> {
         self.log(key);
-        self.writes.insert(key.to_vec(), Some(value.to_vec()));
+        let (mut k, mut v) = self.spare.pop().unwrap_or_default();
+        k.clear();
+        k.extend_from_slice(key);
+        v.clear();
+        v.extend_from_slice(value);
+        self.writes.insert(k, Some(v));
         Ok(())
     }
     fn put_vec(&mut self, key: Vec<u8>, value: Vec<u8>) -> Result<(), KvError> {
@@ -476,6 +547,46 @@ impl<B: Iterator<Item = KvItem>> Iterator for Merge<'_, B> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn recycled_buffers_write_what_was_put() {
+        // call after call, overlays reuse the buffers the previous one applied: longer and
+        // shorter keys and values than the buffers held, deletes, savepoints
+        let mut m = MemKv::new();
+        let mut model = BTreeMap::new();
+        let mut bufs = OverlayBuffers::default();
+        for round in 0..6u8 {
+            let mut o = Overlay::with_buffers(&m, std::mem::take(&mut bufs));
+            let mut writes = Vec::new();
+            for i in 0..(round as usize * 3 + 1) {
+                let k = vec![b'k'; 1 + (i * 7 + round as usize) % 5];
+                let v = vec![round; (i * 13 + round as usize) % 40];
+                if (i + round as usize) % 4 == 3 {
+                    o.delete(&k).unwrap();
+                    writes.push((k, None));
+                } else {
+                    o.put(&k, &v).unwrap();
+                    writes.push((k, Some(v)));
+                }
+                if i == 2 {
+                    assert!(o.savepoint());
+                    o.put(b"gone", b"rolled back").unwrap();
+                    o.rollback_savepoint();
+                }
+            }
+            bufs = o.into_parts();
+            apply_writes_recycle(&mut m, &mut bufs).unwrap();
+            assert!(bufs.writes.is_empty());
+            for (k, v) in writes {
+                match v {
+                    Some(v) => model.insert(k, v),
+                    None => model.remove(&k),
+                };
+            }
+            assert_eq!(m.entries(), model, "round {round}");
+        }
+        assert!(!bufs.spare.is_empty());
+    }
 
     #[test]
     fn overlay_merges_and_shadows() {

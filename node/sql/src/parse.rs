@@ -334,6 +334,9 @@ pub struct FuncDef {
     pub outs: Vec<(String, SqlType, Pos)>,
     /// `RETURNS SETOF …` or `RETURNS TABLE (…)`: a set-returning function.
     pub set: bool,
+    /// `RETURNS SETOF name` where `name` is no type: the table (lowercased) whose rows the
+    /// function returns (resolved against the catalog when the function is compiled).
+    pub setof_table: Option<String>,
     /// Body.
     pub body: Block,
     /// Position of `CREATE`.
@@ -516,6 +519,7 @@ fn parse_function(
     let mut returns_record = false;
     let mut set = false;
     let mut table_cols: Option<Vec<(String, SqlType, Pos)>> = None;
+    let mut setof_table: Option<String> = None;
     let mut body: Option<(String, Location, usize)> = None;
     let mut language_seen = false;
     while let Some(t) = toks.get(i) {
@@ -532,7 +536,14 @@ fn parse_function(
                 if rest.len() == 1 && is_kw(&rest[0], "record") {
                     returns_record = true;
                 } else {
-                    returns = parse_type_toks(rest, at(tstart + 1))?;
+                    match (parse_type_toks(rest, at(tstart + 1)), rest) {
+                        (Ok(ty), _) => returns = ty,
+                        // not a type: a table's name (its rows are the result)
+                        (Err(_), [name]) if word(name).is_some() => {
+                            setof_table = word(name).map(str::to_ascii_lowercase);
+                        }
+                        (Err(e), _) => return Err(e),
+                    }
                 }
             } else if rt.first().is_some_and(|t| is_kw(t, "table"))
                 && rt.get(1).is_some_and(|t| t.token == Token::LParen)
@@ -625,7 +636,11 @@ fn parse_function(
     if set && !outs.is_empty() {
         returns = SqlType::Void;
     }
-    if set && outs.is_empty() && matches!(returns, SqlType::Void | SqlType::Unknown) {
+    if set
+        && outs.is_empty()
+        && setof_table.is_none()
+        && matches!(returns, SqlType::Void | SqlType::Unknown)
+    {
         return perr(
             pos,
             format!("SETOF {returns} is not a result type AergoSQL supports"),
@@ -657,6 +672,7 @@ fn parse_function(
             returns,
             outs,
             set,
+            setof_table,
             body: block,
             pos,
         },

@@ -252,6 +252,7 @@ impl Value {
 
     /// Like [`Value::cast`], but moves the value when it already has the
     /// target type (no copy of text or bytes).
+    #[inline]
     pub fn cast_owned(self, ty: &SqlType) -> Result<Value> {
         match (&self, ty) {
             (Value::Null, _)

@@ -118,7 +118,7 @@ pub fn apply_script(cat: &mut Catalog, src: &str, upgrade: bool) -> Result<Deplo
     let _ = upgrade;
     // pass 2: signatures (so functions may call each other in any order)
     for f in &new_funcs {
-        let (sig, _) = super::procedural::signature(f);
+        let (sig, _) = super::procedural::signature(cat, f)?;
         match cat.func(&f.name) {
             Some(i) => {
                 // callers compiled against the old signature must keep reading the same shape

@@ -128,6 +128,8 @@ enum ResultMode {
         outs: Vec<(usize, SqlType)>,
         /// Column types of the result.
         types: Vec<SqlType>,
+        /// `RETURNS SETOF table`: rows come only from RETURN QUERY.
+        table: bool,
     },
 }
 

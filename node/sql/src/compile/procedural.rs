@@ -29,7 +29,7 @@ pub(super) fn compile_function(cat: &Catalog, f: &FuncDef) -> Result<Function> {
         };
         outs.push((slot, *t));
     }
-    let (sig, shape) = signature(f);
+    let (sig, shape) = signature(cat, f)?;
     let mode = match (f.set, outs.len()) {
         (true, _) => ResultMode::Set {
             types: shape
@@ -37,6 +37,7 @@ pub(super) fn compile_function(cat: &Catalog, f: &FuncDef) -> Result<Function> {
                 .map(|s| s.columns.iter().map(|c| c.1).collect())
                 .unwrap_or_default(),
             outs: outs.clone(),
+            table: f.setof_table.is_some(),
         },
         (false, 0) => ResultMode::Value,
         (false, 1) => ResultMode::Out(outs[0].0),
@@ -67,10 +68,27 @@ pub(super) fn compile_function(cat: &Catalog, f: &FuncDef) -> Result<Function> {
     })
 }
 
-/// A function's signature (what callers see) and, for one returning rows, their shape.
-pub(super) fn signature(f: &FuncDef) -> (FuncSig, Option<RowShape>) {
-    let scalar_set = f.set && f.outs.is_empty();
-    let shape = if scalar_set {
+/// A function's signature (what callers see) and, for one returning rows, their shape
+/// (`RETURNS SETOF table`: the table's columns, which must exist in `cat`).
+pub(super) fn signature(cat: &Catalog, f: &FuncDef) -> Result<(FuncSig, Option<RowShape>)> {
+    let table_cols = match &f.setof_table {
+        Some(name) => {
+            let Some(t) = cat.table(name).and_then(|ti| cat.tables.get(ti)) else {
+                return resolve_err(f.pos, format!("type \"{name}\" does not exist"));
+            };
+            Some(
+                t.columns
+                    .iter()
+                    .map(|c| (c.name.clone(), c.ty))
+                    .collect::<Vec<_>>(),
+            )
+        }
+        None => None,
+    };
+    let scalar_set = f.set && f.outs.is_empty() && table_cols.is_none();
+    let shape = if let Some(columns) = table_cols {
+        Some(RowShape { columns, set: true })
+    } else if scalar_set {
         Some(RowShape {
             columns: vec![(f.name.clone(), f.returns)],
             set: true,
@@ -92,7 +110,7 @@ pub(super) fn signature(f: &FuncDef) -> (FuncSig, Option<RowShape>) {
         ([(n, _, _)], false) => n.clone(),
         _ => f.name.clone(),
     };
-    (
+    Ok((
         FuncSig {
             name: f.name.clone(),
             params: f.params.iter().map(|(n, t, _)| (n.clone(), *t)).collect(),
@@ -102,7 +120,7 @@ pub(super) fn signature(f: &FuncDef) -> (FuncSig, Option<RowShape>) {
             scalar_set,
         },
         shape,
-    )
+    ))
 }
 
 /// The end (or a bare RETURN) of a record function: its OUT parameters as the one row, then
@@ -484,9 +502,16 @@ impl Compiler<'_> {
             }
             PStmt::ReturnNext(e, pos) => {
                 self.pos = *pos;
-                let ResultMode::Set { outs, types } = self.result.clone() else {
+                let ResultMode::Set { outs, types, table } = self.result.clone() else {
                     return resolve_err(*pos, "cannot use RETURN NEXT in a non-SETOF function");
                 };
+                if table {
+                    return unsupported(
+                        *pos,
+                        "RETURN NEXT in a function returning SETOF a table needs a row \
+                         variable, and AergoSQL has no record variables: use RETURN QUERY",
+                    );
+                }
                 match (e, outs.is_empty()) {
                     (Some(_), false) => resolve_err(
                         *pos,

@@ -68,7 +68,9 @@ impl<'a> Compiler<'a> {
             }
             for (tf, kind, on) in items {
                 let offset = scope.cols.len();
-                match tf {
+                // a contract function call: `f(…)`, or `LATERAL f(…)` (the same: function calls
+                // in FROM read earlier items anyway, as in PostgreSQL)
+                let call = match tf {
                     ast::TableFactor::Table {
                         name,
                         alias,
@@ -79,7 +81,19 @@ impl<'a> Compiler<'a> {
                         if *with_ordinality {
                             return unsupported(pos, "WITH ORDINALITY");
                         }
-                        let (kind_, cols) = self.function_source(name, &targs.args, pos)?;
+                        Some((name, targs.args.as_slice(), alias))
+                    }
+                    ast::TableFactor::Function {
+                        name, args, alias, ..
+                    } => Some((name, args.as_slice(), alias)),
+                    _ => None,
+                };
+                match tf {
+                    _ if call.is_some() => {
+                        let Some((name, fargs, alias)) = call else {
+                            return unsupported(pos, "this kind of FROM item");
+                        };
+                        let (kind_, cols) = self.function_source(name, fargs, &scope, pos)?;
                         let an = alias.as_ref().map(|a| lc(&a.name));
                         let single = cols.len() == 1;
                         for (k, (n, t)) in cols.iter().enumerate() {
@@ -209,12 +223,14 @@ impl<'a> Compiler<'a> {
 
     /// A contract function called in FROM: the source and its columns (a row-returning
     /// function's, else one column named after the OUT parameter or the function). The
-    /// arguments are compiled in an empty scope of this query level: they may read variables
-    /// and enclosing queries, not the other FROM items (no LATERAL).
+    /// arguments are compiled in the scope of the FROM items before it (`before`: implicitly
+    /// LATERAL, as PostgreSQL's function calls in FROM), besides variables and enclosing
+    /// queries.
     fn function_source(
         &mut self,
         name: &ast::ObjectName,
         args: &[ast::FunctionArg],
+        before: &Scope,
         pos: Pos,
     ) -> Result<(SourceKind, Vec<(String, SqlType)>)> {
         let fname = obj_name(name, pos)?;
@@ -244,7 +260,36 @@ impl<'a> Compiler<'a> {
             }
             None => vec![(sig.column.clone(), sig.returns)],
         };
-        self.scopes.push(Scope::default());
+        // First without the earlier FROM items, as before LATERAL references were accepted:
+        // arguments that compiled then keep their meaning (a name that is also a variable or
+        // an enclosing query's column still reads that); only arguments that need an
+        // earlier item (which failed to compile then) read it.
+        let args = match self.function_args(args, Scope::default(), pos) {
+            Ok(a) => a,
+            Err(first) => match self.function_args(args, before.clone(), pos) {
+                Ok(a) => a,
+                Err(_) => return Err(first),
+            },
+        };
+        let lateral = args.iter().any(Expr::reads_own_row);
+        Ok((
+            SourceKind::Function {
+                func: fi,
+                args,
+                lateral,
+            },
+            cols,
+        ))
+    }
+
+    /// The arguments of a function in FROM, compiled with `scope` as this query level's.
+    fn function_args(
+        &mut self,
+        args: &[ast::FunctionArg],
+        scope: Scope,
+        pos: Pos,
+    ) -> Result<Vec<Expr>> {
+        self.scopes.push(scope);
         let r = (|| -> Result<Vec<Expr>> {
             let mut out = Vec::with_capacity(args.len());
             for a in args {
@@ -258,7 +303,7 @@ impl<'a> Compiler<'a> {
             Ok(out)
         })();
         self.scopes.pop();
-        Ok((SourceKind::Function { func: fi, args: r? }, cols))
+        r
     }
 
     /// A WITH query or a view named `name` in FROM, compiled as a derived table.

@@ -986,7 +986,7 @@ unsafe extern "C" fn aergo_rt_guard_catch(ctx: *mut JitCtx, stmt: usize) -> i32 
             let depth = c.guards.pop().unwrap_or(0);
             c.scratch.truncate(depth);
             let _ = with_rt(c, |rt, _, _| {
-                rt.kv.rollback_savepoint();
+                rt.rollback_savepoint();
                 rt.guarded = rt.guarded.saturating_sub(1);
                 Ok(())
             });
@@ -1429,6 +1429,9 @@ pub(super) fn call_compiled(
     let code = unsafe { fp(&mut jc) };
     let panicked = RT_PANICKED.with(|p| p.replace(outer_panicked));
     rt.gas_used = jc.gas_used;
+    let JitCtx { result, err, .. } = jc;
+    // the variables' buffers serve the next call's arguments
+    rt.spare_vars = vars;
     if panicked {
         RT_PANICKED.with(|p| p.set(true));
         // The whole gas limit: the call failed inside the runtime, not in the contract.
@@ -1436,16 +1439,13 @@ pub(super) fn call_compiled(
         return Err(SqlError::Jit(RUNTIME_PANIC.into()));
     }
     match code {
-        0 => finish(f, jc.result),
+        0 => finish(f, result),
         2 if f.returns == SqlType::Void => Ok(Value::Null),
         2 => Err(SqlError::Exception(format!(
             "control reached end of function {} without RETURN",
             f.name
         ))),
-        _ => Err(jc
-            .err
-            .take()
-            .unwrap_or_else(|| SqlError::Jit("error without detail".into()))),
+        _ => Err(err.unwrap_or_else(|| SqlError::Jit("error without detail".into()))),
     }
 }
 
