@@ -264,24 +264,32 @@ pub fn branch_genesis(
     rec: &BranchRecord,
     fork_hash: Hash,
 ) -> Genesis {
-    let mut g = parent.clone();
-    g.chain_name = format!("{}:{name}", parent.chain_name);
-    g.consensus = ConsensusParams {
-        engine: EngineKind::Solo,
-        block_interval_ms: parent.consensus.block_interval_ms,
-        producer: Some(Address::from_public_key(&rec.producer)),
-        dpos: None,
-        poa: None,
-    };
-    g.repos = Vec::new();
-    g.branch = Some(aergo_types::branch::BranchGenesis {
-        name: name.to_string(),
-        id: rec.id,
-        parent: parent_id,
-        fork_height: rec.fork_height,
-        fork_hash,
-    });
-    g
+    // Field by field: the parent's balances (its genesis state, possibly millions of
+    // accounts) are never copied; a branch's state comes from its parent's.
+    Genesis {
+        chain_name: format!("{}:{name}", parent.chain_name),
+        timestamp_ms: parent.timestamp_ms,
+        balances: Vec::new(),
+        consensus: ConsensusParams {
+            engine: EngineKind::Solo,
+            block_interval_ms: parent.consensus.block_interval_ms,
+            producer: Some(Address::from_public_key(&rec.producer)),
+            dpos: None,
+            poa: None,
+        },
+        gas: parent.gas.clone(),
+        repo_create_fee: parent.repo_create_fee,
+        dd_interval_ms: parent.dd_interval_ms,
+        repo: parent.repo.clone(),
+        repos: Vec::new(),
+        branch: Some(aergo_types::branch::BranchGenesis {
+            name: name.to_string(),
+            id: rec.id,
+            parent: parent_id,
+            fork_height: rec.fork_height,
+            fork_hash,
+        }),
+    }
 }
 
 /// A merge block's merged candidates (those not excluded), in order; none elsewhere.

@@ -3,7 +3,9 @@
 //!
 //! - **Creation at N accounts** (default 10k, 100k, 1M): the block that records a branch
 //!   plus opening the branch chain and its first block, against a block with one transfer on
-//!   the same chain. Creation copies no state, so the ratio stays flat as N grows.
+//!   the same chain. Creation copies no state, so the ratio stays flat as N grows
+//!   (`AERGO_BENCH_DETAIL=1` prints each creation split into the recording block with the
+//!   branch chain's opening, and the branch's first block).
 //! - **Reads at ancestry depth 1, 4 and 16**: an account written only at genesis, read at the
 //!   tip of a branch whose read falls through d levels, against the same read on `main`.
 //! - **Auto merge of M transfers** (default 4,000, what one 1 MiB merge block carries): the
@@ -154,9 +156,16 @@ pub fn run(account_counts: &[usize], merge_txs: usize) -> Result<()> {
             bases.push(ms(t));
             let t = Instant::now();
             let b = f.branch(&main, dev, &format!("feat{i}"))?;
+            let opened = ms(t);
             let tx = signed(&b, dev, TxKind::Transfer, Some(to), 1, vec![])?;
             f.produce(&b, vec![tx])?;
             creates.push(ms(t));
+            if std::env::var_os("AERGO_BENCH_DETAIL").is_some() {
+                eprintln!(
+                    "    create+open {opened:.2} ms, first block {:.2} ms",
+                    ms(t) - opened
+                );
+            }
         }
         let (create, base) = (median(&mut creates), median(&mut bases));
         println!(
