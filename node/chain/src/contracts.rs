@@ -321,6 +321,19 @@ pub fn deploy(
             notices: Vec::new(),
         });
     }
+    // A deploy never writes over a contract (addresses are unique per creator and nonce, and
+    // per branch; this also holds for a deploy merged from a branch).
+    let end = crate::staking::prefix_end(&pfx);
+    if !kv
+        .ov
+        .scan_limit(&pfx, &end, 1)
+        .map_err(|e| e.to_string())?
+        .is_empty()
+    {
+        return Err(format!(
+            "address {addr} already holds a contract; a deploy never overwrites one"
+        ));
+    }
     let (c, used) = Contract::deploy_background(script, &owner.encode(), &pfx, &mut kv, gas)
         .map_err(|e| e.to_string())?;
     remember(addr, &c, &kv);

@@ -442,7 +442,7 @@ fn gov_vote_key(p: GovParam, voter: &PublicKey) -> Vec<u8> {
 }
 
 /// The smallest key after every key that starts with `p`.
-fn prefix_end(p: &[u8]) -> Vec<u8> {
+pub(crate) fn prefix_end(p: &[u8]) -> Vec<u8> {
     let mut e = p.to_vec();
     while let Some(last) = e.pop() {
         if last < 0xff {

@@ -242,7 +242,7 @@ fn a_block_over_the_gas_limit_is_invalid() {
         limits,
         role: aergo_chain::exec::ChainRole::Root { repo_create_fee: 0 },
         access: None,
-        parent: Hash::ZERO,
+        parent: aergo_types::Hash::ZERO,
         merge: None,
     };
     let txs = vec![
@@ -302,7 +302,7 @@ fn a_peer_block_over_our_limits_is_refused() {
         limits: b.gas_limits().unwrap(),
         role: aergo_chain::exec::ChainRole::Root { repo_create_fee: 0 },
         access: None,
-        parent: Hash::ZERO,
+        parent: aergo_types::Hash::ZERO,
         merge: None,
     };
     assert!(execute_block(&view, &cands, &ctx)

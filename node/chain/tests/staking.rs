@@ -15,6 +15,7 @@ use aergo_chain::state::{account_key, Account, MemState, Overlay, StateView, Wri
 use aergo_chain::ChainError;
 use aergo_types::block::ReceiptStatus;
 use aergo_types::genesis::{DposGenesis, GenesisAccount, GenesisBp};
+use aergo_types::Hash;
 use aergo_types::{Address, Aer, Genesis, Keypair, PublicKey, SignedTx, Tx, TxKind, TOTAL_SUPPLY};
 use std::sync::Arc;
 

@@ -613,3 +613,21 @@ mod histories {
         }
     }
 }
+
+/// A deploy never overwrites a contract at its address; a branch's deploy address mixes in
+/// the branch id.
+#[test]
+fn a_deploy_to_an_occupied_address_is_refused() {
+    let state = crate::state::MemState::default();
+    let mut ov = Overlay::new(&state);
+    let owner = addr(&Keypair::dev());
+    let at = Address::contract(&owner, 0);
+    let script = "CREATE TABLE t (id BIGINT PRIMARY KEY);";
+    crate::contracts::deploy(&mut ov, &at, &owner, script, 1_000_000, false).unwrap();
+    let again = crate::contracts::deploy(&mut ov, &at, &owner, script, 1_000_000, false);
+    assert!(again.is_err_and(|e| e.contains("already holds a contract")));
+    assert_ne!(
+        Address::contract_in(&Hash::of(b"feat"), &owner, 0),
+        Address::contract(&owner, 0)
+    );
+}
