@@ -361,21 +361,22 @@ impl Node {
             repos: Default::default(),
             ledger: Default::default(),
             branches: Default::default(),
-            label: match &chain.genesis().branch {
-                Some(b) => Some(format!("branch {}", b.name)),
-                None => None,
-            }
-            .unwrap_or_else(|| {
-                chain
-                    .genesis()
-                    .repo
-                    .as_ref()
-                    .map(|r| match r.part {
-                        aergo_types::repo::RepoPart::Ledger => r.name.clone(),
-                        aergo_types::repo::RepoPart::Directory => format!("{}/dd", r.name),
-                    })
-                    .unwrap_or_else(|| aergo_types::repo::ROOT_REPO.into())
-            }),
+            label: chain
+                .genesis()
+                .branch
+                .as_ref()
+                .map(|b| format!("branch {}", b.name))
+                .unwrap_or_else(|| {
+                    chain
+                        .genesis()
+                        .repo
+                        .as_ref()
+                        .map(|r| match r.part {
+                            aergo_types::repo::RepoPart::Ledger => r.name.clone(),
+                            aergo_types::repo::RepoPart::Directory => format!("{}/dd", r.name),
+                        })
+                        .unwrap_or_else(|| aergo_types::repo::ROOT_REPO.into())
+                }),
             chain,
         }
     }

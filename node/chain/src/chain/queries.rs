@@ -36,7 +36,7 @@ fn visits(levels: &[Level], height: u64) -> Vec<(&store::Keyspace, u64)> {
     let mut out = Vec::with_capacity(levels.len());
     let mut cur = height;
     for l in levels {
-        if l.fork.map_or(true, |f| cur > f) {
+        if l.fork.is_none_or(|f| cur > f) {
             out.push((&l.ks, cur));
         }
         match l.fork {
@@ -94,6 +94,9 @@ pub(super) fn scan_lineage(
         .collect())
 }
 
+/// A scan's rows with deletions kept: `None` is a deleted key.
+type Versions = Vec<(Vec<u8>, Option<Vec<u8>>)>;
+
 /// Versions of one key stepped over one by one before a scan seeks past the rest.
 const SCAN_STEPS_BEFORE_SEEK: u32 = 4;
 
@@ -108,7 +111,7 @@ pub(super) fn scan_versioned(
     height: u64,
     limit: usize,
     deletions: bool,
-) -> Result<Vec<(Vec<u8>, Option<Vec<u8>>)>, ChainError> {
+) -> Result<Versions, ChainError> {
     let mut out = Vec::new();
     let mut values = 0usize;
     if start >= end || limit == 0 {

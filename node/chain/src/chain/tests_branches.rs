@@ -360,19 +360,19 @@ fn reads_fall_through_two_levels_and_branch_deletions_hide_the_parent() {
     assert_eq!(v.get(&[b'c', 2]).unwrap(), None); // deleted on a
     assert_eq!(v.get(&[b'c', 3]).unwrap(), Some(vec![33]));
     assert_eq!(v.get(&[b'c', 6]).unwrap(), Some(vec![6]));
-    let all = v.scan(&[b'c'], &[b'd']).unwrap();
+    let all = v.scan(b"c", b"d").unwrap();
     let keys: Vec<u8> = all.iter().map(|(k, _)| k[1]).collect();
     assert_eq!(keys, vec![1, 3, 4, 5, 6]);
     for limit in 0..6 {
         assert_eq!(
-            v.scan_limit(&[b'c'], &[b'd'], limit).unwrap(),
+            v.scan_limit(b"c", b"d", limit).unwrap(),
             all.iter().take(limit).cloned().collect::<Vec<_>>()
         );
     }
     // At b's fork height, b's own writes are not there yet; at 5 neither are a's.
     assert_eq!(at(7).get(&[b'c', 3]).unwrap(), Some(vec![3]));
     assert_eq!(at(5).get(&[b'c', 2]).unwrap(), Some(vec![2]));
-    assert_eq!(at(5).scan(&[b'c'], &[b'd']).unwrap().len(), 5);
+    assert_eq!(at(5).scan(b"c", b"d").unwrap().len(), 5);
 }
 
 mod histories {
