@@ -6,7 +6,9 @@
 //!   `aergo` CLI from the host and runs `transfer` (return value `OK`, rows queried),
 //!   exercises the control protocol over TCP (token refused/accepted), kills the node
 //!   through it and asserts the restart and that the chain resumed at the same height,
-//!   injects panics into init, then presses the ACPI power button through QMP and asserts
+//!   injects panics into init, hangs init's supervisor loop (`inject_hang`) and asserts that
+//!   the hardware watchdog (i6300ESB) resets the machine, which boots again with the same
+//!   chain, then presses the ACPI power button through QMP and asserts
 //!   a clean power-off (QEMU exits 0, `/data` unmounted, the ext4 journal clean).
 //! - `appliance_power_cut_direct_boot`: direct kernel boot (the same kernel, initramfs and
 //!   command line the UKI holds; the kernel as the uncompressed PVH `vmlinux` aergo-image
@@ -1026,6 +1028,60 @@ fn appliance_uefi_boot_supervise_shutdown() -> Result<()> {
             .map(|a| a.is_empty())
             .unwrap_or(true),
         "{logs}"
+    );
+
+    // The hardware watchdog: init names the device it feeds (on q35 the i6300ESB is
+    // /dev/watchdog; the chipset's iTCO registers second). When init's supervisor loop hangs,
+    // the watchdog resets the machine, which boots again (same QEMU process) and carries on
+    // with the same chain.
+    let init_log = vm.control(
+        Some(&token),
+        json!({"op": "logs", "service": "init", "lines": 2000}),
+    )?;
+    assert!(
+        init_log
+            .to_string()
+            .contains("hardware watchdog i6300ESB timer (/dev/watchdog"),
+        "{init_log}"
+    );
+    let starts = |t: &str| t.matches("aergo-init: AERGO OS").count();
+    let boots = starts(&vm.serial_text());
+    let h_hang = vm.height()?;
+    let hash_hang = vm.block_hash(h_hang)?;
+    let r = vm.control(Some(&token), json!({"op": "inject_hang"}))?;
+    assert_eq!(r["kind"], "ack", "{r}");
+    let hung = Instant::now();
+    poll(
+        "the watchdog to reset the hung appliance",
+        Duration::from_secs(240),
+        || Ok((starts(&vm.serial_text()) > boots).then_some(())),
+    )?;
+    let reset_after = hung.elapsed();
+    poll(
+        "blocks after the watchdog reset",
+        Duration::from_secs(180),
+        || Ok(vm.height().ok().filter(|h| *h > h_hang)),
+    )?;
+    eprintln!(
+        "appliance: watchdog reset {:.1} s after init hung, blocks again {:.1} s after (load {:.1})",
+        reset_after.as_secs_f64(),
+        hung.elapsed().as_secs_f64(),
+        load_average()
+    );
+    // The driver's default heartbeat is 30 s: a reset much sooner would be something else.
+    assert!(
+        reset_after >= Duration::from_secs(20),
+        "reset only {reset_after:?} after the hang"
+    );
+    assert!(
+        !vm.serial_text().contains("Kernel panic"),
+        "{}",
+        vm.serial_tail()
+    );
+    assert_eq!(
+        vm.block_hash(h_hang)?,
+        hash_hang,
+        "block {h_hang} changed across the watchdog reset"
     );
 
     // ACPI power button: services stop, /data unmounts, the machine powers off.
