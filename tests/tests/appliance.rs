@@ -1198,7 +1198,8 @@ fn appliance_power_cut_direct_boot() -> Result<()> {
     // `aergo-image --config` and the network plan are covered, and puts the dashboard on
     // the serial console explicitly.
     let image = build_image(dir.path(), Some(TWO_NIC_CONFIG), &["--console", "ttyS0"])?;
-    let disk = disk_copy(&image, dir.path(), 512 << 20)?;
+    // 1 GiB (sparse): the image's slots take 338 MiB, the node wants ≥ 128 MiB free on /data.
+    let disk = disk_copy(&image, dir.path(), 1 << 30)?;
 
     // Give a machine still busy with the previous test binary up to a minute to settle, so
     // the timing below measures the boot, not the neighbours (proceeds either way).
@@ -1681,9 +1682,9 @@ fn appliance_ab_upgrade_and_fallback() -> Result<()> {
     let hash = vm.block_hash(h)?;
 
     // A power cut in the middle of writing slot B. The disk's writes are throttled through
-    // QMP (2 MiB/s: the slot's ~40 MB take seconds instead of under one), the upgrade is
-    // streamed, and QEMU is killed as soon as slot B's system partition (written first)
-    // starts to change on the host. Its ESP (written last) must still be all zeros: the cut
+    // QMP (2 MiB/s: the slot's ~105 MB would take most of a minute instead of under a
+    // second), the upgrade is streamed, and QEMU is killed as soon as slot B's system
+    // partition (written first) starts to change on the host. Its ESP (written last) must still be all zeros: the cut
     // came mid-write. The next power-on is slot A with B empty, the outcome saying the
     // write did not finish, and the chain intact.
     vm.qmp_with(
