@@ -110,7 +110,7 @@ for i in $(seq 1 "$N"); do
     boot=(-kernel "$kernel" -initrd "$d/initramfs.img" -append "$(cat "$d/cmdline.txt")"
           -drive "file=$d/aergo-os.img,format=raw,if=none,id=disk0" -device virtio-blk-pci,drive=disk0)
   fi
-  qemu-system-x86_64 -machine q35 "${accel[@]}" -m "$MEM" -smp 1 -nodefaults -display none \
+  qemu-system-x86_64 -machine q35,sata=off "${accel[@]}" -m "$MEM" -smp 1 -nodefaults -display none \
     -serial "file:$d/serial.log" "${boot[@]}" \
     -netdev "socket,id=mesh,udp=127.0.0.1:$HUB_PORT,localaddr=127.0.0.1:$((HUB_PORT + i))" \
     -device "virtio-net-pci,netdev=mesh,mac=$mesh_mac,romfile=" \

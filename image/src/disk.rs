@@ -206,7 +206,8 @@ pub fn build_ext4(root: &Path, size: u64, out: &Path) -> Result<()> {
 /// How the system partition's squashfs is compressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum SquashComp {
-    /// Not compressed: pages come straight from the disk (fastest under emulation).
+    /// Not compressed (the default): pages come straight from the disk, and the compressed
+    /// image (the download) is smaller than with any squashfs compression.
     None,
     /// LZ4: fast to decompress, ~55 % of the size.
     Lz4,
@@ -235,7 +236,10 @@ pub fn build_squashfs(root: &Path, comp: SquashComp, level: u32, out: &Path) -> 
     // (each costly under emulation); the squashfs is also ~2 % smaller.
     cmd.args(["-b", "1M"]);
     match comp {
-        SquashComp::None => cmd.args(["-noI", "-noId", "-noD", "-noF", "-noX"]),
+        // Nothing is compressed, but the superblock still names a compressor and the kernel
+        // refuses to mount one it lacks (mksquashfs's default, gzip, is not in the embedded
+        // kernel): name zstd, which every kernel the image boots has.
+        SquashComp::None => cmd.args(["-comp", "zstd", "-noI", "-noId", "-noD", "-noF", "-noX"]),
         SquashComp::Lz4 => cmd.args(["-comp", "lz4"]),
         SquashComp::Zstd => cmd.args(["-comp", "zstd", "-Xcompression-level", &level.to_string()]),
         SquashComp::Xz => cmd.args(["-comp", "xz", "-Xbcj", "x86"]),

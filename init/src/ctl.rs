@@ -53,6 +53,8 @@ pub struct Ctx {
     pub runner: Mutex<ProcRunner>,
     /// Set by `inject_panic supervisor`: the next supervisor tick panics.
     pub inject_supervisor_panic: AtomicBool,
+    /// Set by `inject_hang`: the supervisor loop stops feeding the watchdog, for good.
+    pub inject_supervisor_hang: AtomicBool,
     /// Wakes the main loop.
     pub wake: Mutex<Sender<()>>,
     /// A/B slots (set once `/data` is mounted).
@@ -71,6 +73,7 @@ impl Ctx {
             token: Mutex::new(None),
             runner: Mutex::new(runner),
             inject_supervisor_panic: AtomicBool::new(false),
+            inject_supervisor_hang: AtomicBool::new(false),
             wake: Mutex::new(wake),
             slots: Mutex::new(None),
             connections: AtomicUsize::new(0),
@@ -263,6 +266,15 @@ fn dispatch(ctx: &Ctx, op: Op, w: &mut dyn Write) -> std::io::Result<Option<Repl
             }
             other => err(format!("unknown subsystem `{other}` (control, supervisor)")),
         },
+        Op::InjectHang => {
+            if ctx.facts.lock().watchdog {
+                ctx.inject_supervisor_hang.store(true, Ordering::SeqCst);
+                ctx.wake();
+                ack("the supervisor loop stops now; the hardware watchdog must reset the machine")
+            } else {
+                err("no hardware watchdog is being fed: a hang would never end")
+            }
+        }
     };
     Ok(Some(r))
 }

@@ -874,9 +874,20 @@ fn boot(logs: Arc<LogStore>) {
                 .write(true)
                 .open("/dev/watchdog")
                 .ok();
-            if watchdog.is_some() {
+            if let Some(w) = watchdog.as_ref() {
                 ctx.facts.lock().watchdog = true;
-                logs.init(6, "hardware watchdog found: feeding it every 5 s");
+                // On QEMU's q35 the i6300ESB registers first (watchdog0 = /dev/watchdog);
+                // the chipset's iTCO stays watchdog1, unopened, its driver keeping the
+                // chipset's NO_REBOOT bit set so it cannot fire.
+                let (name, timeout) = sys::watchdog_info(w);
+                logs.init(
+                    6,
+                    &format!(
+                        "hardware watchdog {} (/dev/watchdog, timeout {}): feeding it every 5 s",
+                        name.as_deref().unwrap_or("(unnamed)"),
+                        timeout.map_or_else(|| "unknown".to_string(), |t| format!("{t} s"))
+                    ),
+                );
             }
         }
         ctx.guard("supervisor", || {
@@ -889,6 +900,15 @@ fn boot(logs: Arc<LogStore>) {
             let mut runner = ctx.runner.lock().clone();
             ctx.sup.lock().tick(now, &mut runner);
         });
+        if ctx.inject_supervisor_hang.load(Ordering::SeqCst) {
+            logs.init(
+                2,
+                "supervisor loop stopped on request (diagnostics): the watchdog must reset the machine",
+            );
+            loop {
+                std::thread::sleep(Duration::from_secs(3600));
+            }
+        }
         if let Some(w) = watchdog.as_mut() {
             if now.saturating_sub(last_feed) >= Duration::from_secs(5) {
                 let _ = w.write_all(b"\0");

@@ -612,6 +612,45 @@ pub fn random_bytes(buf: &mut [u8]) -> io::Result<()> {
     Ok(())
 }
 
+/// `struct watchdog_info` (linux/watchdog.h).
+#[repr(C)]
+struct WatchdogInfo {
+    options: u32,
+    firmware_version: u32,
+    identity: [u8; 32],
+}
+
+/// `WDIOC_GETSUPPORT`: `_IOR('W', 0, struct watchdog_info)`.
+const WDIOC_GETSUPPORT: libc::c_ulong = 0x8028_5700;
+/// `WDIOC_GETTIMEOUT`: `_IOR('W', 7, int)`.
+const WDIOC_GETTIMEOUT: libc::c_ulong = 0x8004_5707;
+
+/// The driver's name for an open watchdog device (`i6300ESB timer`, `iTCO_wdt`, …) and its
+/// timeout in seconds, when the driver reports them.
+pub fn watchdog_info(f: &std::fs::File) -> (Option<String>, Option<u32>) {
+    use std::os::fd::AsRawFd;
+    let mut info = WatchdogInfo {
+        options: 0,
+        firmware_version: 0,
+        identity: [0; 32],
+    };
+    // SAFETY: WDIOC_GETSUPPORT writes one struct watchdog_info into the live `info`.
+    let rc = unsafe { libc::ioctl(f.as_raw_fd(), WDIOC_GETSUPPORT, &mut info) };
+    let name = (rc == 0).then(|| {
+        let end = info.identity.iter().position(|b| *b == 0).unwrap_or(32);
+        String::from_utf8_lossy(info.identity.get(..end).unwrap_or_default()).into_owned()
+    });
+    let mut secs: libc::c_int = 0;
+    // SAFETY: WDIOC_GETTIMEOUT writes one int into the live `secs`.
+    let rc = unsafe { libc::ioctl(f.as_raw_fd(), WDIOC_GETTIMEOUT, &mut secs) };
+    let timeout = if rc == 0 {
+        u32::try_from(secs).ok()
+    } else {
+        None
+    };
+    (name.filter(|n| !n.is_empty()), timeout)
+}
+
 #[cfg(test)]
 #[allow(clippy::panic, clippy::indexing_slicing)]
 mod tests {

@@ -149,6 +149,10 @@ pub enum Op {
         /// Subsystem name.
         subsystem: String,
     },
+    /// Diagnostics: init's supervisor loop, which feeds the hardware watchdog, stops for good
+    /// (services keep running, the control servers keep answering), so the watchdog must
+    /// reset the machine. Refused when no watchdog is being fed.
+    InjectHang,
 }
 
 fn default_lines() -> usize {
