@@ -534,7 +534,7 @@ pub fn execute_block(
 
 /// Executes a merge block: its merge transaction (which moves the merge base; any error
 /// makes the block invalid; `None` for a dry run), then each candidate of the source in order, merged
-/// ([`execute_tx_in`]) or left out with its reason. Returns the execution (receipts: the
+/// (`execute_tx_in`) or left out with its reason. Returns the execution (receipts: the
 /// merge transaction's, then each merged candidate's) and the exclusions, which a
 /// validator compares with the block's.
 pub fn execute_merge(

@@ -111,7 +111,9 @@ impl Branches {
     }
 
     /// Hosts every live branch `parent`'s chain records that is not hosted yet (and whose
-    /// fork block this node has), and stops producing deleted ones (their blocks stay).
+    /// fork block this node has), and stops producing deleted ones (their blocks stay) and
+    /// those whose record a fork switch took away. Runs on the parent's commit path: stopping
+    /// a branch waits for its producer to finish its block (at most one heartbeat, 1 s).
     pub fn sync(&self, parent: &Node) -> anyhow::Result<()> {
         let Some(sh) = self.shared() else {
             return Ok(());
@@ -120,23 +122,24 @@ impl Branches {
         let chain = &parent.chain;
         let tip = chain.tip().header.height;
         let view = chain.view_at(tip)?;
-        for (name, rec) in branches::list(&view)? {
-            let hosted = self.get(&name);
-            match (rec.deleted, hosted) {
-                (Some(_), Some(h)) if h.record.id == rec.id => {
-                    self.hosted.write().remove(&name);
-                    stop(&h);
-                    tracing::info!(branch = %name, "branch deleted: no longer produced");
-                }
-                (Some(_), _) => {}
-                (None, Some(h)) if h.record.id == rec.id => {}
-                (None, _) => {
-                    if rec.fork_height > tip {
-                        continue;
-                    }
-                    self.host(parent, &dir, &name, rec)?;
-                }
+        let records = branches::list(&view)?;
+        // A hosted branch whose record is gone (its creating block was reverted by a fork
+        // switch) or now names another branch (created again) stops.
+        for (name, h) in self.all() {
+            let current = records
+                .iter()
+                .any(|(n, r)| *n == name && r.id == h.record.id && r.deleted.is_none());
+            if !current {
+                self.hosted.write().remove(&name);
+                stop(&h);
+                tracing::info!(branch = %name, id = %h.record.id, "branch no longer live: not produced any more");
             }
+        }
+        for (name, rec) in records {
+            if rec.deleted.is_some() || self.get(&name).is_some() || rec.fork_height > tip {
+                continue;
+            }
+            self.host(parent, &dir, &name, rec)?;
         }
         Ok(())
     }
@@ -200,13 +203,13 @@ impl Branches {
     /// branches first.
     pub fn shutdown(&self) {
         for (_, h) in self.all() {
-            h.node.branches.shutdown();
             stop(&h);
         }
     }
 }
 
 fn stop(h: &HostedBranch) {
+    h.node.branches.shutdown();
     h.node.shutdown.store(true, Ordering::SeqCst);
     h.node.wake();
     if let Some(t) = h.thread.lock().take() {

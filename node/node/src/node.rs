@@ -687,7 +687,7 @@ impl Node {
             let merged = b.body_ext.merge.as_ref().map(|m| {
                 format!(
                     "{} of {}",
-                    m.candidates.len() - m.excluded.len(),
+                    m.candidates.len().saturating_sub(m.excluded.len()),
                     m.candidates.len()
                 )
             });
@@ -715,7 +715,9 @@ impl Node {
             .on_root_committed(self, applied.iter().map(|a| &a.block));
         let branch_ops = applied
             .iter()
-            .flat_map(|a| a.block.txs.iter())
+            .map(|a| &a.block)
+            .chain(reverted)
+            .flat_map(|b| b.txs.iter())
             .any(|t| t.tx.kind == aergo_types::TxKind::Branch);
         if branch_ops {
             if let Err(e) = self.branches.sync(self) {
