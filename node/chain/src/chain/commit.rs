@@ -126,6 +126,34 @@ impl Chain {
         Ok(self.access_at(&header)?.and_then(|a| a.write_error(from)))
     }
 
+    /// The unsigned header of a block on `tip` (roots filled in after execution).
+    fn next_header(
+        &self,
+        tip: &Tip,
+        producer: PublicKey,
+        timestamp_ms: u64,
+        consensus: Vec<u8>,
+        merge: Option<aergo_types::block_ext::MergeRef>,
+    ) -> Result<Header, ChainError> {
+        Ok(Header {
+            chain_id: self.chain_id,
+            height: tip.header.height + 1,
+            parent: tip.hash,
+            timestamp_ms,
+            producer,
+            tx_root: Hash::ZERO,
+            receipts_root: Hash::ZERO,
+            state_root: Hash::ZERO,
+            consensus,
+            ext: HeaderExt {
+                dd: self.dd_ref(&tip.header)?,
+                merge,
+                ..Default::default()
+            },
+            signature: Signature::default(),
+        })
+    }
+
     /// Builds, signs and commits a block from `candidates` (in priority order).
     pub fn produce(
         &self,
@@ -136,22 +164,7 @@ impl Chain {
     ) -> Result<Produced, ChainError> {
         let _g = self.commit.lock();
         let tip = self.tip();
-        let mut header = Header {
-            chain_id: self.chain_id,
-            height: tip.header.height + 1,
-            parent: tip.hash,
-            timestamp_ms,
-            producer: key.public(),
-            tx_root: Hash::ZERO,
-            receipts_root: Hash::ZERO,
-            state_root: Hash::ZERO,
-            consensus,
-            ext: HeaderExt {
-                dd: self.dd_ref(&tip.header)?,
-                ..Default::default()
-            },
-            signature: Signature::default(),
-        };
+        let mut header = self.next_header(&tip, key.public(), timestamp_ms, consensus, None)?;
         let built = self.execute_on_tip(&tip, &header, Body::Assemble(candidates), |start| {
             self.engine.check_own_slot(&tip.header, &header, start)
         })?;
@@ -193,23 +206,8 @@ impl Chain {
     ) -> Result<Produced, ChainError> {
         let _g = self.commit.lock();
         let tip = self.tip();
-        let mut header = Header {
-            chain_id: self.chain_id,
-            height: tip.header.height + 1,
-            parent: tip.hash,
-            timestamp_ms,
-            producer: key.public(),
-            tx_root: Hash::ZERO,
-            receipts_root: Hash::ZERO,
-            state_root: Hash::ZERO,
-            consensus,
-            ext: HeaderExt {
-                dd: self.dd_ref(&tip.header)?,
-                merge: Some(merge),
-                ..Default::default()
-            },
-            signature: Signature::default(),
-        };
+        let mut header =
+            self.next_header(&tip, key.public(), timestamp_ms, consensus, Some(merge))?;
         let body = Body::Merge {
             tx: Some(&merge_tx),
             candidates: &candidates,
@@ -271,23 +269,13 @@ impl Chain {
             Some(s) => dpos::encode_slot(s.saturating_add(1)),
             None => Vec::new(),
         };
-        let header = Header {
-            chain_id: self.chain_id,
-            height: tip.header.height + 1,
-            parent: tip.hash,
-            timestamp_ms: tip.header.timestamp_ms.saturating_add(interval),
-            producer: key.public(),
-            tx_root: Hash::ZERO,
-            receipts_root: Hash::ZERO,
-            state_root: Hash::ZERO,
+        let header = self.next_header(
+            &tip,
+            key.public(),
+            tip.header.timestamp_ms.saturating_add(interval),
             consensus,
-            ext: HeaderExt {
-                dd: self.dd_ref(&tip.header)?,
-                merge: Some(merge.clone()),
-                ..Default::default()
-            },
-            signature: Signature::default(),
-        };
+            Some(merge.clone()),
+        )?;
         let body = Body::Merge {
             tx: None,
             candidates,
