@@ -990,6 +990,9 @@ impl App {
                     self.apply(*u);
                 }
             }
+            Update::Merge(h, label) => {
+                m.merges.insert(h, label);
+            }
             Update::Branches(r) => match r {
                 Ok(v) => m.branches.ok(v, now),
                 Err(e) => m.branches.fail(e, now),
@@ -1497,6 +1500,9 @@ mod tests {
             }),
         ));
         assert_eq!(a.model.merges.get(&5).map(String::as_str), Some("feat@7"));
+        // The poller's marks, for blocks never opened.
+        a.apply(Update::Merge(3, "fix@2".into()));
+        assert_eq!(a.model.merges.get(&3).map(String::as_str), Some("fix@2"));
         a.select_branch("feat");
         assert!(a.model.merges.is_empty(), "marks belong to the branch read");
     }

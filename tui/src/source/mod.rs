@@ -90,6 +90,8 @@ pub enum Update {
     /// while that repository is still the selected one, so answers that were in flight when
     /// the operator switched ledgers never mix into the new one.
     ForRepo(Option<String>, Box<Update>),
+    /// Block `height` is a merge block: its label (`feat@7`).
+    Merge(u64, String),
     /// The selected ledger's branches (`main` first, as a tree).
     Branches(Fetched<Vec<BranchRow>>),
     /// A node update read from branch `branch` of the ledger (`None`: `main`); applied only

@@ -372,6 +372,15 @@ impl NodeApi for RpcNode {
             .map(block_detail)
             .map_err(err)
     }
+    async fn merge_of(&self, height: u64) -> Result<Option<String>, SourceError> {
+        let b = self
+            .client()?
+            .block_by_height(height, false)
+            .await
+            .map_err(err)?;
+        Ok(b.merge
+            .map(|m| format!("{}@{}", m.source.as_deref().unwrap_or("?"), m.source_height)))
+    }
     async fn tx_detail(&self, hash: String) -> Result<TxDetail, SourceError> {
         let c = self.client()?;
         // The hash type comes from the client's signature (aergo-rpc does not re-export it).
