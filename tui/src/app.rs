@@ -13,7 +13,7 @@ use crate::source::Update;
 use crate::theme::Theme;
 use aergo_os::control::{LogLine, ServiceInfo};
 
-/// The nine screens, in tab order.
+/// The ten screens, in tab order (keys 1–9, then 0).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Screen {
     /// Node identity, chain head, alerts.
@@ -34,11 +34,13 @@ pub enum Screen {
     Logs,
     /// The root chain and the repositories; Enter selects the ledger the node screens read.
     Repos,
+    /// The selected ledger's branches; Enter makes the node screens read one.
+    Branches,
 }
 
 impl Screen {
     /// All screens in order.
-    pub const ALL: [Screen; 9] = [
+    pub const ALL: [Screen; 10] = [
         Screen::Overview,
         Screen::Blocks,
         Screen::Mempool,
@@ -48,6 +50,7 @@ impl Screen {
         Screen::Services,
         Screen::Logs,
         Screen::Repos,
+        Screen::Branches,
     ];
 
     /// Position (0-based).
@@ -67,13 +70,23 @@ impl Screen {
             Screen::Services => "Services",
             Screen::Logs => "Logs",
             Screen::Repos => "Repos",
+            Screen::Branches => "Branches",
         }
     }
 
-    /// Tab title where the tab line is narrow (under 96 columns).
+    /// The digit key that shows it (`1`–`9`, then `0`).
+    pub fn key(self) -> char {
+        const KEYS: [char; 10] = ['1', '2', '3', '4', '5', '6', '7', '8', '9', '0'];
+        KEYS.get(self.index()).copied().unwrap_or('0')
+    }
+
+    /// Tab title where the tab line is narrow (under 110 columns).
     pub fn short_title(self) -> &'static str {
         match self {
+            Screen::Overview => "Over",
+            Screen::Services => "Svc",
             Screen::Resources => "Res",
+            Screen::Branches => "Br",
             s => s.title(),
         }
     }
@@ -87,7 +100,12 @@ impl Screen {
     fn filterable(self) -> bool {
         matches!(
             self,
-            Screen::Blocks | Screen::Mempool | Screen::Services | Screen::Logs | Screen::Repos
+            Screen::Blocks
+                | Screen::Mempool
+                | Screen::Services
+                | Screen::Logs
+                | Screen::Repos
+                | Screen::Branches
         )
     }
 }
@@ -124,6 +142,8 @@ pub enum Action {
     Logs(String),
     /// Read this repository from now on (`None`: the root chain).
     SelectRepo(Option<String>),
+    /// Read this branch of the selected ledger from now on (`None`: `main`).
+    SelectBranch(Option<String>),
 }
 
 /// Where the data comes from, shown in the status line and outage banners.
@@ -145,13 +165,13 @@ pub struct App {
     /// Current screen.
     pub screen: Screen,
     /// Selected row per screen (index into the filtered rows).
-    pub sel: [usize; 9],
+    pub sel: [usize; 10],
     /// Filter text per screen.
-    pub filters: [String; 9],
+    pub filters: [String; 10],
     /// Whether the filter of the current screen is being typed.
     pub editing_filter: bool,
     /// Drill-down stacks of the Blocks and Mempool screens.
-    pub details: [Vec<Detail>; 9],
+    pub details: [Vec<Detail>; 10],
     /// Selected transaction inside an open block.
     pub detail_sel: usize,
     /// Help overlay shown.
@@ -183,6 +203,8 @@ pub struct App {
     pub goto: Option<String>,
     /// The repository the node screens read (`None`: the root chain, `aergo`).
     pub repo: Option<String>,
+    /// The branch of that ledger they read (`None`: `main`; `a/b`: branch `b` of `a`).
+    pub branch: Option<String>,
 }
 
 impl App {
@@ -191,7 +213,7 @@ impl App {
         Self {
             model: Model::default(),
             screen: Screen::Overview,
-            sel: [0; 9],
+            sel: [0; 10],
             filters: Default::default(),
             editing_filter: false,
             details: Default::default(),
@@ -210,12 +232,74 @@ impl App {
             host_mode: false,
             goto: None,
             repo: None,
+            branch: None,
         }
     }
 
     /// The name of the ledger the node screens read (`aergo` for the root chain).
     pub fn ledger(&self) -> &str {
         self.repo.as_deref().unwrap_or(crate::model::ROOT)
+    }
+
+    /// The ledger and branch the node screens read, as the status line shows it: `aergo`,
+    /// `team-a`, `aergo:feat`.
+    pub fn ledger_label(&self) -> String {
+        match &self.branch {
+            Some(b) => format!("{}:{b}", self.ledger()),
+            None => self.ledger().to_string(),
+        }
+    }
+
+    /// The branch the node screens read (`main` when none is selected).
+    pub fn branch_name(&self) -> &str {
+        self.branch.as_deref().unwrap_or("main")
+    }
+
+    /// Branches shown under the current filter (`main` first, as a tree).
+    pub fn visible_branches(&self) -> Vec<&crate::model::BranchRow> {
+        let f = &self.filters[Screen::Branches.index()];
+        self.model
+            .branches
+            .get()
+            .map(|v| {
+                v.iter()
+                    .filter(|r| Self::matches(f, &[&r.name, &r.producer, &r.state]))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Drops what the node screens showed (another ledger or branch is read from now on).
+    fn drop_node_feeds(&mut self) {
+        let m = &mut self.model;
+        m.chain = Default::default();
+        m.node = Default::default();
+        m.blocks = Default::default();
+        m.mempool = Default::default();
+        m.peers = Default::default();
+        m.consensus = Default::default();
+        m.block = Default::default();
+        m.tx = Default::default();
+        m.merges.clear();
+        m.ws_live = false;
+        for s in [Screen::Blocks, Screen::Mempool] {
+            self.details[s.index()].clear();
+            self.sel[s.index()] = 0;
+        }
+        self.detail_sel = 0;
+    }
+
+    /// Makes the node screens read branch `name` of the selected ledger (`main`: the ledger
+    /// itself): what they showed belongs to the previous branch and is dropped.
+    pub fn select_branch(&mut self, name: &str) -> Action {
+        let branch = Some(name.to_string()).filter(|n| n != "main");
+        if branch == self.branch {
+            return Action::None;
+        }
+        self.branch = branch.clone();
+        self.drop_node_feeds();
+        self.flash(format!("reading {}", self.ledger_label()));
+        Action::SelectBranch(branch)
     }
 
     /// The selected repository is private and refuses this dashboard's unsigned reads.
@@ -251,21 +335,10 @@ impl App {
             return Action::None;
         }
         self.repo = repo.clone();
-        let m = &mut self.model;
-        m.chain = Default::default();
-        m.node = Default::default();
-        m.blocks = Default::default();
-        m.mempool = Default::default();
-        m.peers = Default::default();
-        m.consensus = Default::default();
-        m.block = Default::default();
-        m.tx = Default::default();
-        m.ws_live = false;
-        for s in [Screen::Blocks, Screen::Mempool] {
-            self.details[s.index()].clear();
-            self.sel[s.index()] = 0;
-        }
-        self.detail_sel = 0;
+        self.branch = None;
+        self.model.branches = Default::default();
+        self.sel[Screen::Branches.index()] = 0;
+        self.drop_node_feeds();
         self.flash(format!("reading {}", self.ledger()));
         Action::SelectRepo(repo)
     }
@@ -399,6 +472,7 @@ impl App {
             (Screen::Mempool, None) => self.visible_mempool().len(),
             (Screen::Services, _) => self.visible_services().len(),
             (Screen::Repos, _) => self.visible_repos().len(),
+            (Screen::Branches, _) => self.visible_branches().len(),
             (Screen::Logs, _) => self.visible_logs().len(),
             _ => 0,
         }
@@ -543,6 +617,7 @@ impl App {
                 let i = c as usize - '1' as usize;
                 return self.switch(Screen::ALL[i]);
             }
+            KeyCode::Char('0') => return self.switch(Screen::Branches),
             KeyCode::Up | KeyCode::Char('k') => self.move_by(-1),
             KeyCode::Down | KeyCode::Char('j') => self.move_by(1),
             KeyCode::PageUp => self.move_by(-page),
@@ -570,6 +645,14 @@ impl App {
                 return self.enter();
             }
             KeyCode::Enter => return self.enter(),
+            // On Branches, Esc with nothing to clear goes back to `main`.
+            KeyCode::Esc | KeyCode::Backspace
+                if self.screen == Screen::Branches
+                    && self.filter().is_empty()
+                    && self.branch.is_some() =>
+            {
+                return self.select_branch("main");
+            }
             KeyCode::Esc | KeyCode::Backspace => self.back(),
             KeyCode::Char('/') if self.screen.filterable() => self.editing_filter = true,
             KeyCode::Char('r') if self.screen == Screen::Services => {
@@ -755,6 +838,25 @@ impl App {
                     return a;
                 }
             }
+            (Screen::Branches, _) => {
+                let row = self
+                    .visible_branches()
+                    .get(self.sel[i])
+                    .map(|r| (r.name.clone(), r.readable(), r.state.clone()));
+                match row {
+                    Some((name, true, _)) => {
+                        let a = self.select_branch(&name);
+                        self.screen = Screen::Overview;
+                        return a;
+                    }
+                    Some((name, false, state)) => {
+                        self.flash(format!(
+                            "branch {name} is {state}: this node cannot read it"
+                        ));
+                    }
+                    None => {}
+                }
+            }
             (Screen::Services, _) => {
                 let name = self
                     .visible_services()
@@ -825,7 +927,12 @@ impl App {
             Update::Block(h, r) => {
                 if self.details[Screen::Blocks.index()].contains(&Detail::Block(h)) {
                     match r {
-                        Ok(v) => m.block.ok(v, now),
+                        Ok(v) => {
+                            if let Some(mg) = &v.merge {
+                                m.merges.insert(v.summary.height, mg.label());
+                            }
+                            m.block.ok(v, now)
+                        }
                         Err(e) => {
                             m.block.value = None;
                             m.block.fail(e, now)
@@ -883,6 +990,18 @@ impl App {
                     self.apply(*u);
                 }
             }
+            Update::Merge(h, label) => {
+                m.merges.insert(h, label);
+            }
+            Update::Branches(r) => match r {
+                Ok(v) => m.branches.ok(v, now),
+                Err(e) => m.branches.fail(e, now),
+            },
+            Update::ForBranch(branch, u) => {
+                if branch == self.branch {
+                    self.apply(*u);
+                }
+            }
         }
     }
 }
@@ -932,12 +1051,14 @@ mod tests {
     fn tabs_digits_and_wraparound() {
         let mut a = app();
         a.key(key(KeyCode::BackTab));
-        assert_eq!(a.screen, Screen::Repos);
+        assert_eq!(a.screen, Screen::Branches);
         a.key(key(KeyCode::BackTab));
-        assert_eq!(a.screen, Screen::Logs);
+        assert_eq!(a.screen, Screen::Repos);
         a.key(key(KeyCode::Tab));
         a.key(key(KeyCode::Tab));
         assert_eq!(a.screen, Screen::Overview);
+        a.key(key(KeyCode::Char('0')));
+        assert_eq!((a.screen, a.screen.key()), (Screen::Branches, '0'));
         a.key(key(KeyCode::Char('5')));
         assert_eq!(a.screen, Screen::Resources);
     }
@@ -1290,5 +1411,99 @@ mod tests {
         assert_eq!(a.ledger(), "aergo");
         assert!(!a.private_denied());
         assert_eq!(a.select_repo("aergo"), Action::None);
+    }
+
+    fn branch(name: &str, depth: usize, state: &str) -> crate::model::BranchRow {
+        crate::model::BranchRow {
+            name: name.into(),
+            depth,
+            state: state.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn enter_on_a_branch_reads_it_esc_returns_to_main_and_stale_answers_are_dropped() {
+        let mut a = app();
+        a.apply(Update::ForRepo(
+            None,
+            Box::new(Update::Branches(Ok(vec![
+                branch("main", 0, "chain"),
+                branch("feat", 1, "produced here"),
+                branch("far", 1, "not here"),
+            ]))),
+        ));
+        assert_eq!(a.key(key(KeyCode::Char('0'))), Action::None);
+        assert_eq!(a.screen, Screen::Branches);
+        a.key(key(KeyCode::Down));
+        assert_eq!(
+            a.key(key(KeyCode::Enter)),
+            Action::SelectBranch(Some("feat".into()))
+        );
+        assert_eq!(
+            (a.screen, a.ledger_label()),
+            (Screen::Overview, "aergo:feat".into())
+        );
+        assert!(a.model.blocks.get().is_none(), "main's blocks are dropped");
+        assert!(a.model.branches.get().is_some(), "the branch list stays");
+        let chain = |h| {
+            Box::new(Update::Chain(Ok(crate::model::ChainView {
+                height: h,
+                ..Default::default()
+            })))
+        };
+        // An answer about main that was in flight is not shown as feat's.
+        a.apply(Update::ForRepo(
+            None,
+            Box::new(Update::ForBranch(None, chain(50))),
+        ));
+        assert!(a.model.chain.get().is_none());
+        a.apply(Update::ForRepo(
+            None,
+            Box::new(Update::ForBranch(Some("feat".into()), chain(9))),
+        ));
+        assert_eq!(a.model.chain.get().map(|c| c.height), Some(9));
+        // A branch this node does not host cannot be read: Enter says so.
+        a.key(key(KeyCode::Char('0')));
+        a.key(key(KeyCode::End));
+        assert_eq!(a.key(key(KeyCode::Enter)), Action::None);
+        assert_eq!(a.screen, Screen::Branches);
+        assert!(a.current_flash().is_some_and(|f| f.contains("not here")));
+        // Esc goes back to main; a second Esc does nothing more.
+        assert_eq!(a.key(key(KeyCode::Esc)), Action::SelectBranch(None));
+        assert_eq!(a.ledger_label(), "aergo");
+        assert_eq!(a.key(key(KeyCode::Esc)), Action::None);
+        // Another repository starts on its main with its own branch list.
+        a.select_branch("feat");
+        a.select_repo("team-a");
+        assert_eq!((a.branch.as_deref(), a.model.branches.get()), (None, None));
+    }
+
+    #[test]
+    fn an_opened_merge_block_is_marked_in_the_list() {
+        let mut a = app();
+        a.key(key(KeyCode::Char('2')));
+        assert_eq!(a.key(key(KeyCode::Enter)), Action::OpenBlock(5));
+        a.apply(Update::Block(
+            5,
+            Ok(BlockDetail {
+                summary: BlockRow {
+                    height: 5,
+                    ..Default::default()
+                },
+                merge: Some(crate::model::MergeView {
+                    source: "feat".into(),
+                    source_height: 7,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+        ));
+        assert_eq!(a.model.merges.get(&5).map(String::as_str), Some("feat@7"));
+        // The poller's marks, for blocks never opened.
+        a.apply(Update::Merge(3, "fix@2".into()));
+        assert_eq!(a.model.merges.get(&3).map(String::as_str), Some("fix@2"));
+        a.select_branch("feat");
+        assert!(a.model.merges.is_empty(), "marks belong to the branch read");
     }
 }

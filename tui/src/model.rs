@@ -302,6 +302,39 @@ pub struct BlockDetail {
     pub signature: String,
     /// Transactions.
     pub txs: Vec<TxRow>,
+    /// What it merged, on a merge block.
+    pub merge: Option<MergeView>,
+}
+
+/// A merge block's second parent and verdicts (`Block.merge`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MergeView {
+    /// The source branch's name (empty when the chain does not know it).
+    pub source: String,
+    /// The source branch's id.
+    pub source_id: String,
+    /// The source tip merged (the second parent).
+    pub source_tip: String,
+    /// Its height on the source.
+    pub source_height: u64,
+    /// `auto` or `consistent`.
+    pub strategy: String,
+    /// The merged transactions, in order.
+    pub merged: Vec<String>,
+    /// The candidates left out: hash, reason, detail.
+    pub excluded: Vec<(String, String, String)>,
+}
+
+impl MergeView {
+    /// The short label the Blocks list shows: `feat@7` (`?@7` for an unknown source).
+    pub fn label(&self) -> String {
+        let name = if self.source.is_empty() {
+            "?"
+        } else {
+            &self.source
+        };
+        format!("{name}@{}", self.source_height)
+    }
 }
 
 /// A transaction with its inclusion status (`tx`).
@@ -715,6 +748,37 @@ impl RepoRow {
     }
 }
 
+/// One row of the Branches screen: the chain itself (`main`) or one of its branches, a
+/// branch of a branch named `a/b` (the `branch` parameter's form).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BranchRow {
+    /// `main`, `feat`, `feat/fix`.
+    pub name: String,
+    /// Nesting: 0 for `main`, 1 for its branches, 2 for theirs.
+    pub depth: usize,
+    /// The parent's height it forked at (none for `main`).
+    pub fork_height: Option<u64>,
+    /// Its best height (hosted branches and `main`).
+    pub tip_height: Option<u64>,
+    /// The source height the last merge into it reached (the next merge base).
+    pub merged_up_to: Option<u64>,
+    /// The producer's address (empty for `main`).
+    pub producer: String,
+    /// `auto` or `consistent`.
+    pub strategy: String,
+    /// `produced here`, `hosted`, `not here`, `deleted` (`main`: `chain`).
+    pub state: String,
+    /// An RPC error reading its own branches.
+    pub error: Option<String>,
+}
+
+impl BranchRow {
+    /// Whether the node screens can read it (`main`, or a branch this node hosts).
+    pub fn readable(&self) -> bool {
+        matches!(self.state.as_str(), "chain" | "hosted" | "produced here")
+    }
+}
+
 /// Everything the dashboard knows.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Model {
@@ -746,6 +810,11 @@ pub struct Model {
     pub resources: ResourceHistory,
     /// The root chain and every registered repository (`repo_list`, `dd_info`).
     pub repos: Feed<Vec<RepoRow>>,
+    /// The selected ledger's branches (`branch_list`, `main` first, as a tree).
+    pub branches: Feed<Vec<BranchRow>>,
+    /// Merge blocks seen in a block detail: height → `source@height` (the Blocks list marks
+    /// them; block summaries do not say which blocks merge).
+    pub merges: std::collections::BTreeMap<u64, String>,
     /// Whether the new-blocks subscription is live.
     pub ws_live: bool,
     /// Last message from an operator action (restart result).

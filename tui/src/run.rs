@@ -51,9 +51,16 @@ struct NodeTasks {
 }
 
 impl NodeTasks {
-    fn start(url: &str, repo: Option<String>, data_tx: &mpsc::Sender<Update>) -> Self {
+    fn start(
+        url: &str,
+        repo: Option<String>,
+        branch: Option<String>,
+        data_tx: &mpsc::Sender<Update>,
+    ) -> Self {
         let node = Arc::new(
-            source::rpc::RpcNode::new(url, source::node::CALL_TIMEOUT).with_repo(repo.clone()),
+            source::rpc::RpcNode::new(url, source::node::CALL_TIMEOUT)
+                .with_repo(repo.clone())
+                .with_branch(branch.clone()),
         );
         let (tx, mut rx) = mpsc::channel::<Update>(256);
         let live = Arc::new(AtomicBool::new(false));
@@ -65,8 +72,9 @@ impl NodeTasks {
             Duration::from_secs(1),
             Duration::from_secs(10),
         ))];
-        // The new-blocks subscription is the root chain's: a repository's blocks are polled.
-        if repo.is_none() {
+        // The new-blocks subscription is the root chain's `main`: a repository's or a
+        // branch's blocks are polled.
+        if repo.is_none() && branch.is_none() {
             tasks.push(tokio::spawn(source::node::subscribe(
                 node.clone(),
                 tx.clone(),
@@ -74,10 +82,28 @@ impl NodeTasks {
                 Duration::from_secs(10),
             )));
         }
-        tasks.push(tokio::spawn(source::node::serve(node, req_rx, tx)));
+        tasks.push(tokio::spawn(source::node::serve(node, req_rx, tx.clone())));
+        // The ledger's branches, always read from its `main` (not tagged with the branch).
+        let (btx, mut brx) = mpsc::channel::<Update>(4);
+        match aergo_rpc::RpcClient::new(url, source::node::CALL_TIMEOUT) {
+            Ok(c) => tasks.push(tokio::spawn(source::branches::poll(
+                c.with_repo(repo.clone()),
+                btx,
+                Duration::from_secs(2),
+                Duration::from_secs(10),
+            ))),
+            Err(e) => {
+                let _ = btx.try_send(Update::Branches(Err(format!("{url}: {e}"))));
+            }
+        }
         let out = data_tx.clone();
         tasks.push(tokio::spawn(async move {
-            while let Some(u) = rx.recv().await {
+            loop {
+                let u = tokio::select! {
+                    Some(u) = rx.recv() => Update::ForBranch(branch.clone(), Box::new(u)),
+                    Some(u) = brx.recv() => u,
+                    else => return,
+                };
                 if out
                     .send(Update::ForRepo(repo.clone(), Box::new(u)))
                     .await
@@ -130,7 +156,7 @@ pub async fn run<B: Backend>(
     let (ev_tx, mut ev_rx) = mpsc::channel::<Event>(256);
 
     // Node (restarted on another ledger when the operator selects a repository)
-    let mut node = NodeTasks::start(&cfg.rpc, app.repo.clone(), &data_tx);
+    let mut node = NodeTasks::start(&cfg.rpc, app.repo.clone(), app.branch.clone(), &data_tx);
     match aergo_rpc::RpcClient::new(&cfg.rpc, source::node::CALL_TIMEOUT) {
         Ok(client) => {
             tokio::spawn(source::repos::poll(
@@ -222,7 +248,12 @@ pub async fn run<B: Backend>(
                         }
                         Action::SelectRepo(repo) => {
                             node.stop();
-                            node = NodeTasks::start(&cfg.rpc, repo, &node_data_tx);
+                            node = NodeTasks::start(&cfg.rpc, repo, None, &node_data_tx);
+                        }
+                        Action::SelectBranch(branch) => {
+                            node.stop();
+                            node =
+                                NodeTasks::start(&cfg.rpc, app.repo.clone(), branch, &node_data_tx);
                         }
                     }
                 }

@@ -383,6 +383,7 @@ fn block_detail(h: u64) -> BlockDetail {
                 nonce: i,
             })
             .collect(),
+        merge: None,
     }
 }
 
@@ -1076,7 +1077,7 @@ fn help_overlay() {
 
 #[test]
 fn every_screen_renders_at_80x24_without_data() {
-    for n in '1'..='9' {
+    for n in ('0'..='9').rev() {
         let mut a = empty_app();
         press(&mut a, KeyCode::Char(n));
         let out = render(&a, 80, 24);
@@ -1285,4 +1286,110 @@ fn a_private_repository_says_so_instead_of_data() {
         blocks.contains("reads need a member's signature"),
         "{blocks}"
     );
+}
+
+/// A `branch_list` answer as the node gives it (fabricated): `main` at 1,000, a branch this
+/// node produces with one of its own, one hosted elsewhere, one deleted.
+fn with_branches() -> App {
+    use aergo_top::source::branches::{main_row, rows_from};
+    let mut a = healthy();
+    let root = serde_json::json!({"chain_id": hash(1), "height": 1000, "branches": [
+        {"name": "feat", "id": hash(2), "fork_height": 400, "fork_hash": hash(3),
+         "producer": ADDR, "strategy": "auto", "creator": ADDR2, "created": 401,
+         "deleted": null, "merged_up_to": 407, "hosted": true, "produced_here": true,
+         "tip_height": 412, "tip_hash": hash(4)},
+        {"name": "elsewhere", "id": hash(5), "fork_height": 950, "fork_hash": hash(6),
+         "producer": ADDR2, "strategy": "consistent", "creator": ADDR2, "created": 951,
+         "deleted": null, "merged_up_to": 950, "hosted": false, "produced_here": false},
+        {"name": "old", "id": hash(7), "fork_height": 10, "fork_hash": hash(8),
+         "producer": ADDR, "strategy": "auto", "creator": ADDR, "created": 11,
+         "deleted": 20, "merged_up_to": 10, "hosted": true, "produced_here": false}
+    ]});
+    let feat = serde_json::json!({"chain_id": hash(2), "height": 412, "branches": [
+        {"name": "fix", "id": hash(9), "fork_height": 410, "fork_hash": hash(10),
+         "producer": ADDR, "strategy": "auto", "creator": ADDR, "created": 411,
+         "deleted": null, "merged_up_to": 410, "hosted": true, "produced_here": true,
+         "tip_height": 411, "tip_hash": hash(11)}
+    ]});
+    let mut rows = vec![main_row(&root)];
+    let mut top = rows_from(&root, None, 1).into_iter();
+    rows.extend(top.next());
+    rows.extend(rows_from(&feat, Some("feat"), 2));
+    rows.extend(top);
+    a.apply(Update::ForRepo(None, Box::new(Update::Branches(Ok(rows)))));
+    a
+}
+
+#[test]
+fn branches_screen() {
+    let mut a = with_branches();
+    press(&mut a, KeyCode::Char('0'));
+    let out = snap!("branches", a);
+    assert!(out.contains("Branches of aergo (5)"), "{out}");
+    let line = |out: &str, name: &str| {
+        out.lines()
+            .find(|l| l.contains(&format!(" {name} ")))
+            .unwrap_or_else(|| panic!("no row {name}: {out}"))
+            .to_string()
+    };
+    let feat = line(&out, "feat");
+    assert!(feat.contains(" 400 ") && feat.contains(" 412 ") && feat.contains(" 407 "));
+    assert!(feat.contains("produced here"), "{feat}");
+    assert!(line(&out, "`-fix").contains(" 411 "), "fix sits under feat");
+    assert!(line(&out, "elsewhere").contains("not here"));
+    assert!(line(&out, "old").contains("deleted"));
+    assert!(line(&out, "main").contains("1,000") && line(&out, "main").contains('*'));
+    let wide = snap!("branches_120x30", a, 120, 30);
+    assert!(line(&wide, "elsewhere").contains("consistent"));
+    // Enter on feat: every node screen reads it, and the status line says so.
+    press(&mut a, KeyCode::Down);
+    assert_eq!(
+        press(&mut a, KeyCode::Enter),
+        aergo_top::app::Action::SelectBranch(Some("feat".into()))
+    );
+    let out = render(&a, 80, 24);
+    assert!(out.contains("[aergo:feat]"), "{out}");
+    press(&mut a, KeyCode::Char('0'));
+    let out = render(&a, 80, 24);
+    assert!(line(&out, "feat").contains('*'), "{out}");
+    assert!(out.contains("reading aergo:feat now"), "{out}");
+}
+
+#[test]
+fn a_merge_block_shows_what_it_merged_and_excluded() {
+    let mut a = screen('2');
+    assert_eq!(
+        press(&mut a, KeyCode::Enter),
+        aergo_top::app::Action::OpenBlock(1000)
+    );
+    let mut d = block_detail(1000);
+    d.merge = Some(MergeView {
+        source: "feat".into(),
+        source_id: hash(2),
+        source_tip: hash(4),
+        source_height: 7,
+        strategy: "auto".into(),
+        merged: vec![hash(900), hash(901)],
+        excluded: vec![(
+            hash(902),
+            "insufficient balance".into(),
+            "balance 1 aer < 5 aer".into(),
+        )],
+    });
+    a.apply(Update::Block(1000, Ok(d)));
+    let out = snap!("merge_block", a, 100, 36);
+    assert!(
+        out.contains("Merge ← feat@7  (2 merged, 1 excluded)"),
+        "{out}"
+    );
+    assert!(out.contains("feat at 7 (auto)"), "{out}");
+    assert!(
+        out.contains("insufficient balance: balance 1 aer < 5 aer"),
+        "{out}"
+    );
+    // Back on the list, the merge block is marked.
+    press(&mut a, KeyCode::Esc);
+    let out = render(&a, 100, 24);
+    let row = out.lines().find(|l| l.contains("1,000")).unwrap();
+    assert!(row.contains("merge ← feat@7"), "{row}");
 }

@@ -10,6 +10,7 @@
 //! - [`repos`]: the Repositories list (`repo_list`, `dd_info`, the root's `chain_info`).
 //! - [`resources`]: local procfs sampling.
 
+pub mod branches;
 pub mod fs;
 pub mod init;
 pub mod node;
@@ -23,8 +24,8 @@ use aergo_os::control::LogLine;
 use aergo_os::sample::Sample;
 
 use crate::model::{
-    BlockDetail, BlockRow, ChainView, ConsensusView, Found, InitView, MempoolView, NodeView,
-    PeerRow, RepoRow, StorageView, TxDetail,
+    BlockDetail, BlockRow, BranchRow, ChainView, ConsensusView, Found, InitView, MempoolView,
+    NodeView, PeerRow, RepoRow, StorageView, TxDetail,
 };
 
 /// Most log lines kept for the Logs screen.
@@ -89,6 +90,13 @@ pub enum Update {
     /// while that repository is still the selected one, so answers that were in flight when
     /// the operator switched ledgers never mix into the new one.
     ForRepo(Option<String>, Box<Update>),
+    /// Block `height` is a merge block: its label (`feat@7`).
+    Merge(u64, String),
+    /// The selected ledger's branches (`main` first, as a tree).
+    Branches(Fetched<Vec<BranchRow>>),
+    /// A node update read from branch `branch` of the ledger (`None`: `main`); applied only
+    /// while that branch is still the selected one (inside [`Update::ForRepo`]).
+    ForBranch(Option<String>, Box<Update>),
 }
 
 /// Exponential backoff between retries of a failing source.

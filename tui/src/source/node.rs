@@ -41,6 +41,15 @@ pub trait NodeApi: Send + Sync + 'static {
     /// A block with this hash, else the block holding a transaction with it (or the pending
     /// transaction), else [`Found::Nothing`].
     fn find(&self, hash: String) -> impl Future<Output = Result<Found, SourceError>> + Send;
+    /// The merge a block makes (`feat@7`), `None` for an ordinary block. Block summaries do
+    /// not say which blocks merge, so the poller asks this of each new block with
+    /// transactions.
+    fn merge_of(
+        &self,
+        _height: u64,
+    ) -> impl Future<Output = Result<Option<String>, SourceError>> + Send {
+        async { Ok(None) }
+    }
     /// Pending transactions.
     fn mempool(&self, limit: u64) -> impl Future<Output = Result<MempoolView, SourceError>> + Send;
     /// Connected peers.
@@ -123,7 +132,23 @@ pub async fn poll<N: NodeApi>(
                     if blocks.is_ok() {
                         last_height = Some(height);
                     }
+                    // Which of the new blocks merge (one `block` call per block with
+                    // transactions; an error only leaves the mark out).
+                    let with_txs: Vec<u64> = blocks
+                        .as_ref()
+                        .map(|b| {
+                            b.iter()
+                                .filter(|r| r.tx_count > 0)
+                                .map(|r| r.height)
+                                .collect()
+                        })
+                        .unwrap_or_default();
                     updates.push(Update::Blocks(blocks));
+                    for h in with_txs {
+                        if let Ok(Some(label)) = timed(api.merge_of(h)).await {
+                            updates.push(Update::Merge(h, label));
+                        }
+                    }
                 }
                 for u in updates {
                     if sink.send(u).await.is_err() {

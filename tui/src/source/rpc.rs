@@ -14,7 +14,7 @@ use super::node::NodeApi;
 use super::{SourceError, Update};
 use crate::model::{
     BlockDetail, BlockRow, BpView, ChainView, ConsensusView, DposView, EventView, Found, MempoolTx,
-    MempoolView, NodeView, PeerRow, ReceiptView, TxDetail, TxRow, TxView, UpcomingSlot,
+    MempoolView, MergeView, NodeView, PeerRow, ReceiptView, TxDetail, TxRow, TxView, UpcomingSlot,
 };
 
 /// The node at an RPC URL.
@@ -34,6 +34,12 @@ impl RpcNode {
     /// The same node, every call reading repository `repo` (`None`: the root chain).
     pub fn with_repo(mut self, repo: Option<String>) -> Self {
         self.client = self.client.map(|c| c.with_repo(repo));
+        self
+    }
+
+    /// The same node, every call reading branch `branch` of its ledger (`None`: `main`).
+    pub fn with_branch(mut self, branch: Option<String>) -> Self {
+        self.client = self.client.map(|c| c.with_branch(branch));
         self
     }
 
@@ -145,6 +151,19 @@ pub fn block_detail(b: BlockJson) -> BlockDetail {
         state_root: b.state_root.to_string(),
         consensus: b.consensus,
         signature: b.signature,
+        merge: b.merge.map(|m| MergeView {
+            source: m.source.unwrap_or_default(),
+            source_id: m.source_id.to_string(),
+            source_tip: m.source_tip.to_string(),
+            source_height: m.source_height,
+            strategy: m.strategy,
+            merged: m.merged.iter().map(ToString::to_string).collect(),
+            excluded: m
+                .excluded
+                .into_iter()
+                .map(|e| (e.hash.to_string(), e.reason, e.detail))
+                .collect(),
+        }),
     }
 }
 
@@ -352,6 +371,15 @@ impl NodeApi for RpcNode {
             .await
             .map(block_detail)
             .map_err(err)
+    }
+    async fn merge_of(&self, height: u64) -> Result<Option<String>, SourceError> {
+        let b = self
+            .client()?
+            .block_by_height(height, false)
+            .await
+            .map_err(err)?;
+        Ok(b.merge
+            .map(|m| format!("{}@{}", m.source.as_deref().unwrap_or("?"), m.source_height)))
     }
     async fn tx_detail(&self, hash: String) -> Result<TxDetail, SourceError> {
         let c = self.client()?;

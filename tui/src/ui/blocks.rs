@@ -10,7 +10,7 @@ use ratatui::Frame;
 use super::{banners, boxed, kv, note, to_cells};
 use crate::app::{App, Detail, Screen};
 use crate::fmt;
-use crate::model::{Feed, TxDetail};
+use crate::model::{Feed, MergeView, TxDetail};
 
 fn table_state(sel: usize, rows: usize) -> TableState {
     let mut s = TableState::default();
@@ -130,7 +130,18 @@ fn draw_list(f: &mut Frame, area: Rect, app: &App) {
         .map(|(b, c)| {
             let mut v: Vec<Cell> = c.into_iter().map(Cell::from).collect();
             v.push(Cell::from(fmt::short(&b.producer, prod_w)));
-            v.push(Cell::from(fmt::short(&b.hash, hash_w)));
+            // A merge block seen in a detail is marked: `merge ← feat@7`, then the hash.
+            v.push(match app.model.merges.get(&b.height) {
+                Some(m) => {
+                    let mark = format!("merge \u{2190} {m} ");
+                    let rest = hash_w.saturating_sub(mark.chars().count()).max(8);
+                    Cell::from(Line::from(vec![
+                        Span::styled(mark, Style::new().fg(t.accent)),
+                        Span::raw(fmt::short(&b.hash, rest)),
+                    ]))
+                }
+                None => Cell::from(fmt::short(&b.hash, hash_w)),
+            });
             Row::new(v)
         })
         .collect();
@@ -208,8 +219,30 @@ fn draw_block(f: &mut Frame, area: Rect, app: &App, height: u64) {
     let head_h = to_cells(lines.len())
         .saturating_add(2)
         .min(area.height / 2 + 1);
-    let [head, txs_r] =
-        Layout::vertical([Constraint::Length(head_h), Constraint::Min(3)]).areas(area);
+    let merge_lines = b.merge.as_ref().map(|m| merge_lines(app, m, w, hw));
+    let merge_h = merge_lines.as_ref().map_or(0, |l| {
+        to_cells(l.len()).saturating_add(2).min(area.height / 3)
+    });
+    let [head, merge_r, txs_r] = Layout::vertical([
+        Constraint::Length(head_h),
+        Constraint::Length(merge_h),
+        Constraint::Min(3),
+    ])
+    .areas(area);
+    if let (Some(lines), Some(m)) = (merge_lines, &b.merge) {
+        f.render_widget(
+            Paragraph::new(lines).block(boxed(
+                app,
+                format!(
+                    "Merge \u{2190} {}  ({} merged, {} excluded)",
+                    m.label(),
+                    m.merged.len(),
+                    m.excluded.len()
+                ),
+            )),
+            merge_r,
+        );
+    }
     f.render_widget(
         Paragraph::new(lines).block(boxed(
             app,
@@ -255,6 +288,46 @@ fn draw_block(f: &mut Frame, area: Rect, app: &App, height: u64) {
     app.page.set(txs_r.height.saturating_sub(4) as usize);
     let mut st = table_state(app.detail_sel, n);
     f.render_stateful_widget(table, txs_r, &mut st);
+}
+
+/// A merge block's second parent, its merged transactions and the excluded ones with their
+/// reasons.
+fn merge_lines<'a>(app: &App, m: &MergeView, w: usize, hw: usize) -> Vec<Line<'a>> {
+    let t = &app.theme;
+    let source = if m.source.is_empty() {
+        "(unknown name)".to_string()
+    } else {
+        m.source.clone()
+    };
+    let mut lines = vec![
+        kv(
+            app,
+            "Source",
+            w,
+            format!(
+                "{source} at {} ({})",
+                fmt::thousands(m.source_height),
+                m.strategy
+            ),
+        ),
+        kv(app, "Source tip", w, fmt::short(&m.source_tip, hw)),
+        kv(app, "Source id", w, fmt::short(&m.source_id, hw)),
+    ];
+    for (i, h) in m.merged.iter().enumerate() {
+        let label = if i == 0 { "Merged" } else { "" };
+        lines.push(kv(app, label, w, fmt::short(h, hw)));
+    }
+    for (i, (h, reason, detail)) in m.excluded.iter().enumerate() {
+        let label = if i == 0 { "Excluded" } else { "" };
+        let mut l = kv(app, label, w, format!("{} ", fmt::short(h, 17)));
+        l.spans
+            .push(Span::styled(reason.clone(), Style::new().fg(t.warn)));
+        if !detail.is_empty() {
+            l.spans.push(Span::raw(format!(": {detail}")));
+        }
+        lines.push(l);
+    }
+    lines
 }
 
 fn tx_for<'a>(app: &'a App, hash: &str) -> Option<&'a TxDetail> {

@@ -5,6 +5,7 @@
 //! Overlays: help (`?`) and the restart confirmation.
 
 mod blocks;
+mod branches;
 mod overview;
 mod peers;
 mod repos;
@@ -38,7 +39,10 @@ pub fn draw(f: &mut Frame, app: &App) {
         Screen::Overview | Screen::Blocks | Screen::Mempool | Screen::Peers
     );
     if reads_node && app.private_denied() {
-        let block = boxed(app, format!("{} — {}", app.screen.title(), app.ledger()));
+        let block = boxed(
+            app,
+            format!("{} — {}", app.screen.title(), app.ledger_label()),
+        );
         let inner = block.inner(body);
         f.render_widget(block, body);
         note(
@@ -77,6 +81,7 @@ fn draw_body(f: &mut Frame, body: Rect, app: &App) {
         Screen::Services => services::draw(f, body, app),
         Screen::Logs => services::draw_logs(f, body, app),
         Screen::Repos => repos::draw(f, body, app),
+        Screen::Branches => branches::draw(f, body, app),
     }
 }
 
@@ -102,12 +107,12 @@ fn console_glyphs(f: &mut Frame) {
 fn draw_tabs(f: &mut Frame, area: Rect, app: &App) {
     let t = &app.theme;
     let mut spans = Vec::new();
-    let wide = area.width >= 96;
+    let wide = area.width >= 110;
     for s in Screen::ALL {
         let label = if wide {
-            format!(" {} {} ", s.index() + 1, s.title())
+            format!(" {} {} ", s.key(), s.title())
         } else {
-            format!("{} {} ", s.index() + 1, s.short_title())
+            format!("{} {} ", s.key(), s.short_title())
         };
         let style = if s == app.screen {
             Style::new()
@@ -154,7 +159,7 @@ fn draw_status(f: &mut Frame, area: Rect, app: &App) {
     let m = &app.model;
     // The ledger the node screens read, always in view.
     let mut spans = vec![Span::styled(
-        format!("[{}] ", app.ledger()),
+        format!("[{}] ", app.ledger_label()),
         Style::new().fg(t.accent).add_modifier(Modifier::BOLD),
     )];
     let sources = [
@@ -332,7 +337,7 @@ fn draw_confirm(f: &mut Frame, app: &App, name: &str) {
 /// Every key, as shown by `?`.
 pub const HELP: &[(&str, &str)] = &[
     ("Tab / Shift-Tab", "next / previous screen"),
-    ("1 - 9", "go to screen"),
+    ("1 - 9, 0", "go to screen (0: Branches)"),
     ("↑↓ / j k", "move selection, scroll"),
     ("PgUp / PgDn", "page up / down"),
     ("g / G", "first / last (G: follow logs)"),
@@ -341,6 +346,7 @@ pub const HELP: &[(&str, &str)] = &[
     ("Esc / h / ←", "back; clear filter"),
     ("/", "filter; Enter: height/hash from the chain"),
     ("Enter (Repos)", "read that repository on every screen"),
+    ("Enter (Branches)", "read that branch; Esc: back to main"),
     ("r", "restart selected service (Services)"),
     ("h l / ← →", "previous / next service (Logs)"),
     ("f / w", "follow / wrap (Logs)"),
