@@ -20,6 +20,7 @@ const GLOBALS: &[&str] = &[
     "--init-token",
     "--repo",
     "--as",
+    "--branch",
 ];
 
 /// The global options that matter to a command (by its top-level name).
@@ -37,6 +38,7 @@ fn expected_globals(top: &str) -> &'static [&'static str] {
             "--password",
             "--repo",
             "--as",
+            "--branch",
         ],
     }
 }

@@ -275,7 +275,8 @@ enum Cmd {
     /// Make BRANCH the default of every command (`main` to go back); kept in ~/.aergo/branch.
     Switch {
         /// The branch.
-        branch: String,
+        #[arg(value_name = "BRANCH")]
+        target: String,
     },
     /// Tag a block of the repository given with --repo (default: its best block); tags are
     /// immutable.
@@ -1132,7 +1133,7 @@ async fn run(cli: Cli) -> Result<()> {
             after,
         } => branch_cmd::diff(&client()?, &from, &to, limit, after, j).await?,
         Cmd::Log { at, n } => branch_cmd::log(&client()?, at.as_deref(), n, j).await?,
-        Cmd::Switch { branch: b } => {
+        Cmd::Switch { target: b } => {
             let c = RpcClient::new(&cli.rpc, Duration::from_secs(30))?
                 .with_repo(cli.repo.clone())
                 .with_signer(reader.clone());
