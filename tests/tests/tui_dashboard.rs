@@ -290,10 +290,7 @@ fn a_panic_restores_the_terminal() -> Result<()> {
         end.contains("panicking on purpose"),
         "panic message shown: {end}"
     );
-    assert!(
-        !end.contains("1 Over"),
-        "alternate screen left on:\n{end}"
-    );
+    assert!(!end.contains("1 Over"), "alternate screen left on:\n{end}");
     assert!(
         end.lines().any(|l| l.trim() == "icanon"),
         "raw mode left on after the panic:\n{end}"
