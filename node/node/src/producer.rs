@@ -127,14 +127,17 @@ fn produce_merge(
     started: Instant,
 ) {
     let hash = tx.hash;
-    let result = crate::branches::plan_merge(node, &tx).and_then(|(mref, candidates)| {
-        node.chain
-            .produce_merge(&node.key, tx, mref, candidates, ts, consensus)
-            .map_err(|e| match e {
-                aergo_chain::ChainError::InvalidTx { reason, .. } => reason,
-                e => e.to_string(),
-            })
-    });
+    let (mref, candidates) = match crate::branches::plan_merge(node, &tx) {
+        Ok(plan) => plan,
+        Err(reason) => {
+            tracing::warn!(tx = %hash, %reason, "merge left out");
+            node.mempool.lock().remove(&[hash]);
+            return;
+        }
+    };
+    let result = node
+        .chain
+        .produce_merge(&node.key, tx, mref, candidates, ts, consensus);
     match result {
         Ok(p) => {
             let commit_us = crate::node::micros(started.elapsed());
@@ -145,9 +148,21 @@ fn produce_merge(
                 commit_us,
             );
         }
-        Err(reason) => {
+        // The merge itself cannot be included: it leaves the mempool with its reason.
+        Err(aergo_chain::ChainError::InvalidTx { reason, .. }) => {
             tracing::warn!(tx = %hash, %reason, "merge left out");
             node.mempool.lock().remove(&[hash]);
+        }
+        // The tip moved under us: the merge stays pending for the next slot.
+        Err(aergo_chain::ChainError::Consensus(m)) => {
+            tracing::debug!(reason = %m, "slot no longer ours");
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "merge block production failed; retrying next slot");
+            wait(
+                node,
+                Duration::from_millis(node.chain.engine().block_interval_ms()),
+            );
         }
     }
 }
