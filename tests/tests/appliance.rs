@@ -640,9 +640,10 @@ fn screen(text: &str, cols: usize, rows: usize) -> Vec<String> {
     grid.into_iter().map(|l| l.into_iter().collect()).collect()
 }
 
-/// The block height the dashboard shows (`Height  1,234` on its Overview screen).
+/// The block height the dashboard shows (`Height  1,234` on its Overview screen, whose tab
+/// reads `1 Over` on an 80-column console).
 fn dashboard_height(screen: &[String]) -> Option<u64> {
-    if !screen.iter().any(|l| l.contains("Overview")) {
+    if !screen.iter().any(|l| l.contains("1 Over")) {
         return None;
     }
     screen.iter().find_map(|l| {

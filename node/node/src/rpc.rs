@@ -577,26 +577,7 @@ fn select_branch(node: Arc<Node>, p: &Value) -> Result<Arc<Node>, RpcFail> {
         Some(Value::String(s)) => s.as_str(),
         Some(_) => return Err(RpcFail::params("`branch` must be a branch name")),
     };
-    if path == aergo_types::branch::MAIN {
-        return Ok(node);
-    }
-    let mut cur = node;
-    for name in path.split('/') {
-        if let Some(e) = aergo_types::branch::name_error(name) {
-            return Err(RpcFail::new(codes::NO_BRANCH, e));
-        }
-        let next = match cur.branches.get(name) {
-            Some(h) => h.node.clone(),
-            None => {
-                return Err(RpcFail::new(
-                    codes::NO_BRANCH,
-                    format!("no branch `{name}` on this node (`aergo branch` lists the branches)"),
-                ))
-            }
-        };
-        cur = next;
-    }
-    Ok(cur)
+    Ok(branch_of(&node, Some(path))?.unwrap_or(node))
 }
 
 /// Why the signer of a request may not read repository `h` (`None`: it may): a repository
