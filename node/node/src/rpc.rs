@@ -754,6 +754,11 @@ fn account_json(v: &Option<Vec<u8>>) -> Value {
 
 /// `diff`: the state that differs between two points (a branch at a height).
 fn diff(node: &Node, p: &Value) -> MResult {
+    // Reads a change record per block and two values per key: capped like contract reads.
+    let _permit = node
+        .queries
+        .try_acquire()
+        .map_err(|e| RpcFail::new(codes::BUSY, e.to_string()))?;
     let (fa, ha) = diff_point(node, p, "from")?;
     let (tb, hb) = diff_point(node, p, "to")?;
     let limit = p_u64(p, "limit")?.unwrap_or(100).clamp(1, 1000) as usize;

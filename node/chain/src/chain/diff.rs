@@ -11,6 +11,9 @@ use std::collections::BTreeSet;
 /// Most distinct keys a diff compares.
 pub const MAX_DIFF_KEYS: usize = 1_000_000;
 
+/// Most blocks a diff reads change records of (both sides together).
+pub const MAX_DIFF_BLOCKS: u64 = 100_000;
+
 /// One state key that differs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Change {
@@ -90,6 +93,14 @@ impl Chain {
                     .map(|(_, ocap)| (*cap).min(*ocap))
             })
             .ok_or_else(|| ChainError::NotFound("the two points share no history".into()))?;
+        let span = height
+            .saturating_sub(common)
+            .saturating_add(other_height.saturating_sub(common));
+        if span > MAX_DIFF_BLOCKS {
+            return Err(ChainError::Consensus(format!(
+                "the two points are {span} blocks apart, more than a diff reads ({MAX_DIFF_BLOCKS}); compare closer points"
+            )));
+        }
         let mut keys = BTreeSet::new();
         for h in common + 1..=height {
             self.changed_at(h, &mut keys)?;

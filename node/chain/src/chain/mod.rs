@@ -58,7 +58,7 @@ mod tests;
 #[cfg(test)]
 mod tests_branches;
 
-pub use diff::{Change, DiffPage, MAX_DIFF_KEYS};
+pub use diff::{Change, DiffPage, MAX_DIFF_BLOCKS, MAX_DIFF_KEYS};
 pub use queries::HeightView;
 
 use crate::blocklog::{BlockLog, Location, LogPos};
