@@ -10,7 +10,7 @@ use aergo_rpc::RpcClient;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-use super::{Backoff, Update};
+use super::Update;
 use crate::model::BranchRow;
 
 /// Levels of branches of branches read below `main`.
@@ -130,19 +130,14 @@ pub async fn poll(
     interval: Duration,
     max_backoff: Duration,
 ) {
-    let mut backoff = Backoff::new(interval, max_backoff);
-    loop {
-        let r = fetch(&client, super::node::CALL_TIMEOUT).await;
-        let wait = if r.is_ok() {
-            backoff.ok()
-        } else {
-            backoff.fail()
-        };
-        if sink.send(Update::Branches(r)).await.is_err() {
-            return;
-        }
-        tokio::time::sleep(wait).await;
-    }
+    super::poll_loop(
+        &sink,
+        interval,
+        max_backoff,
+        || fetch(&client, super::node::CALL_TIMEOUT),
+        Update::Branches,
+    )
+    .await;
 }
 
 #[cfg(test)]

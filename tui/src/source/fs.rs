@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use super::{Backoff, SourceError, Update};
+use super::{SourceError, Update};
 use crate::model::StorageView;
 
 /// Fetches and parses one status document.
@@ -51,19 +51,14 @@ pub async fn poll(url: String, sink: mpsc::Sender<Update>, interval: Duration, m
             return;
         }
     };
-    let mut backoff = Backoff::new(interval, max);
-    loop {
-        let r = fetch(&client, &url).await.map_err(|e| e.0);
-        let wait = if r.is_ok() {
-            backoff.ok()
-        } else {
-            backoff.fail()
-        };
-        if sink.send(Update::Storage(r)).await.is_err() {
-            return;
-        }
-        tokio::time::sleep(wait).await;
-    }
+    super::poll_loop(
+        &sink,
+        interval,
+        max,
+        || async { fetch(&client, &url).await.map_err(|e| e.0) },
+        Update::Storage,
+    )
+    .await;
 }
 
 #[cfg(test)]

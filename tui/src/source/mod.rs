@@ -129,6 +129,32 @@ impl Backoff {
     }
 }
 
+/// Runs `fetch` until the channel closes: each result goes to `sink` as `wrap(result)`; the
+/// next call comes `interval` after a success and backs off to `max` while it fails.
+pub async fn poll_loop<T, Fut>(
+    sink: &tokio::sync::mpsc::Sender<Update>,
+    interval: Duration,
+    max: Duration,
+    mut fetch: impl FnMut() -> Fut,
+    wrap: impl Fn(Result<T, String>) -> Update,
+) where
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let mut backoff = Backoff::new(interval, max);
+    loop {
+        let r = fetch().await;
+        let wait = if r.is_ok() {
+            backoff.ok()
+        } else {
+            backoff.fail()
+        };
+        if sink.send(wrap(r)).await.is_err() {
+            return;
+        }
+        tokio::time::sleep(wait).await;
+    }
+}
+
 /// Milliseconds since the epoch.
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()

@@ -11,7 +11,7 @@ use std::time::Duration;
 use aergo_rpc::{RepoJson, RpcClient};
 use tokio::sync::mpsc;
 
-use super::{Backoff, Update};
+use super::Update;
 use crate::model::{RepoRow, ROOT};
 
 /// The rows `repo_list` describes, before `dd_info` (in the node's order).
@@ -77,19 +77,14 @@ pub async fn poll(
     interval: Duration,
     max_backoff: Duration,
 ) {
-    let mut backoff = Backoff::new(interval, max_backoff);
-    loop {
-        let r = fetch(&client, super::node::CALL_TIMEOUT).await;
-        let wait = if r.is_ok() {
-            backoff.ok()
-        } else {
-            backoff.fail()
-        };
-        if sink.send(Update::Repos(r)).await.is_err() {
-            return;
-        }
-        tokio::time::sleep(wait).await;
-    }
+    super::poll_loop(
+        &sink,
+        interval,
+        max_backoff,
+        || fetch(&client, super::node::CALL_TIMEOUT),
+        Update::Repos,
+    )
+    .await;
 }
 
 #[cfg(test)]
