@@ -434,20 +434,26 @@ pub struct Executed {
     pub gas_used: u64,
 }
 
-struct BlockRun<'a> {
-    overlay: Overlay<'a>,
-    out: Executed,
+/// A block's transactions being executed one by one on an overlay: what assembly,
+/// validation, merges and the pre-confirmation's pending block (`chain::pending`, which
+/// keeps `overlay.writes` and `out` between transactions) share.
+pub(crate) struct BlockRun<'a> {
+    /// The state so far.
+    pub(crate) overlay: Overlay<'a>,
+    /// What the transactions so far did.
+    pub(crate) out: Executed,
 }
 
 impl<'a> BlockRun<'a> {
     /// Whether `tx` still fits the block: gas used so far + its whole gas limit.
-    fn fits(&self, tx: &SignedTx, ctx: &BlockCtx) -> bool {
+    pub(crate) fn fits(&self, tx: &SignedTx, ctx: &BlockCtx) -> bool {
         self.out
             .gas_used
             .checked_add(tx.tx.gas_limit)
             .is_some_and(|g| g <= ctx.limits.block_gas_limit)
     }
-    fn try_tx(&mut self, tx: &SignedTx, ctx: &BlockCtx) -> Result<(), ChainError> {
+    /// Executes `tx` on the state so far; an invalid transaction changes nothing.
+    pub(crate) fn try_tx(&mut self, tx: &SignedTx, ctx: &BlockCtx) -> Result<(), ChainError> {
         let (r, w) = execute_tx_guarded(&self.overlay, tx, ctx)?;
         self.out.fees += r.fee;
         self.out.gas_used = self.out.gas_used.saturating_add(r.gas_used);
@@ -455,7 +461,8 @@ impl<'a> BlockRun<'a> {
         self.overlay.writes.extend(w);
         Ok(())
     }
-    fn finish(mut self, ctx: &BlockCtx) -> Result<Executed, ChainError> {
+    /// Credits the fees to the producer and returns the execution.
+    pub(crate) fn finish(mut self, ctx: &BlockCtx) -> Result<Executed, ChainError> {
         if self.out.fees > 0 {
             let mut p = self.overlay.account(&ctx.producer)?;
             p.balance = p

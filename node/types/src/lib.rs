@@ -1,7 +1,8 @@
 //! AERGO chain primitives shared by the node, the CLI and the dashboard.
 //!
 //! Nothing here touches storage or the network: amounts ([`amount`]), hashes ([`hash`]),
-//! ed25519 keys and consensus-critical signature verification ([`crypto`]), addresses
+//! ed25519 keys and consensus-critical signature verification ([`crypto`]), pre-confirmations
+//! ([`preconf`]), addresses
 //! ([`address`]), transactions ([`tx`]), repositories ([`repo`]), blocks and receipts ([`block`]), the genesis file
 //! ([`genesis`]), the deterministic binary codec ([`codec`]) and encrypted wallet keystores
 //! ([`keystore`]); every size and value limit, with the relations between them checked at
@@ -18,6 +19,7 @@ pub mod genesis;
 pub mod hash;
 pub mod keystore;
 pub mod limits;
+pub mod preconf;
 pub mod repo;
 pub mod tx;
 

@@ -127,7 +127,7 @@ impl Chain {
     }
 
     /// The unsigned header of a block on `tip` (roots filled in after execution).
-    fn next_header(
+    pub(super) fn next_header(
         &self,
         tip: &Tip,
         producer: PublicKey,
@@ -327,6 +327,12 @@ impl Chain {
             }
         }
         let merge = ext.merge.take();
+        let seq_hash = ext.seq_hash.take();
+        if seq_hash.is_some() && merge.is_some() {
+            return Err(bad(
+                "a merge block carries no sequencing hash (merges are not pre-confirmed)".into(),
+            ));
+        }
         if let Some(field) = ext.first_present() {
             // Format version 2 reserves these fields for features this chain does not run
             // yet; a block that fills one cannot be validated, so it is invalid.
@@ -396,6 +402,23 @@ impl Chain {
                 )));
             }
         }
+        if let Some(claimed) = seq_hash {
+            // The producer pre-confirmed this block's transactions: the header commits to
+            // the last sequencing hash of exactly these transactions and receipts.
+            let s = aergo_types::preconf::seq_of(
+                &tip.hash,
+                block
+                    .txs
+                    .iter()
+                    .map(|t| &t.hash)
+                    .zip(built.executed.receipts.iter()),
+            );
+            if s != claimed {
+                return Err(bad(format!(
+                    "sequencing hash mismatch: the header says {claimed}, the transactions and receipts give {s}"
+                )));
+            }
+        }
         if built.receipts_root != h.receipts_root {
             return Err(bad("receipts root mismatch".into()));
         }
@@ -429,11 +452,7 @@ impl Chain {
             chain: self,
             height: tip.header.height,
         };
-        let start = self.engine.begin_block(&view, header)?;
-        self.engine.install(&start);
-        checks(&start)?;
-        let ctx = self.ctx(header, &view, &start)?;
-        let pre = start.writes;
+        let (ctx, pre) = self.start_on_tip(&view, header, checks)?;
         let base = Overlay {
             base: &view,
             writes: pre.clone(),
@@ -456,7 +475,46 @@ impl Chain {
             }
             Body::Given(txs) => (None, exec::execute_block(&base, txs, &ctx)?, Vec::new()),
         };
-        self.engine.end_block(&view, header, pre, &mut executed)?;
+        let (state_root, receipts_root, nodes) =
+            self.finish_on_tip(tip, &view, header, pre, &mut executed)?;
+        Ok(Built {
+            txs,
+            rejected,
+            excluded,
+            executed,
+            state_root,
+            receipts_root,
+            nodes,
+        })
+    }
+
+    /// The first half of executing a block on the tip: the engine's begin-block (the
+    /// round's schedule installed), `checks`, and the block context. Returns the context and
+    /// the begin-block writes the transactions run on.
+    pub(super) fn start_on_tip(
+        &self,
+        view: &HeadView<'_>,
+        header: &Header,
+        checks: impl FnOnce(&BlockStart) -> Result<(), ChainError>,
+    ) -> Result<(BlockCtx, WriteSet), ChainError> {
+        let start = self.engine.begin_block(view, header)?;
+        self.engine.install(&start);
+        checks(&start)?;
+        let ctx = self.ctx(header, view, &start)?;
+        Ok((ctx, start.writes))
+    }
+
+    /// The second half, after the transactions: the engine's end-block, then the receipts
+    /// root, the state root and the new Merkle nodes. Nothing is written.
+    pub(super) fn finish_on_tip(
+        &self,
+        tip: &Tip,
+        view: &HeadView<'_>,
+        header: &Header,
+        pre: WriteSet,
+        executed: &mut Executed,
+    ) -> Result<(Hash, Hash, HashMap<Hash, Node>), ChainError> {
+        self.engine.end_block(view, header, pre, executed)?;
         let receipts_root = merkle_root(
             &executed
                 .receipts
@@ -466,15 +524,7 @@ impl Chain {
         );
         let mut up = Updater::new(self);
         let state_root = up.update(tip.header.state_root, &smt_updates(&executed.writes))?;
-        Ok(Built {
-            txs,
-            rejected,
-            excluded,
-            executed,
-            state_root,
-            receipts_root,
-            nodes: up.new_nodes,
-        })
+        Ok((state_root, receipts_root, up.new_nodes))
     }
 
     /// Validates, executes and commits a block received from elsewhere, with no fork

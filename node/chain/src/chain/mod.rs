@@ -52,6 +52,7 @@ mod diff;
 mod fork;
 mod head;
 mod open;
+mod pending;
 mod queries;
 #[cfg(test)]
 mod tests;
@@ -59,6 +60,7 @@ mod tests;
 mod tests_branches;
 
 pub use diff::{Change, DiffPage, MAX_DIFF_BLOCKS, MAX_DIFF_KEYS};
+pub use pending::{Pending, PushOutcome, Pushed};
 pub use queries::HeightView;
 
 use crate::blocklog::{BlockLog, Location, LogPos};

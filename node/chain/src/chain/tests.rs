@@ -357,7 +357,11 @@ fn version_2_fields_are_refused_until_their_feature_runs() {
         .block;
     type Fill = fn(&mut Header);
     let fields: [(&str, Fill); 4] = [
-        ("seq_hash", |h| h.ext.seq_hash = Some(Hash::of(b"s"))),
+        // A sequencing hash is checked (pre-confirmation runs on every chain): a wrong one
+        // is refused as a mismatch.
+        ("sequencing hash mismatch", |h| {
+            h.ext.seq_hash = Some(Hash::of(b"s"))
+        }),
         ("dtt_root", |h| {
             h.ext.dtt_root = Some(Hash::of(&aergo_types::block_ext::Dtt::default().encode()))
         }),
@@ -451,4 +455,87 @@ fn a_block_that_connects_kept_aside_children_is_reported_with_them() {
         other => panic!("expected both blocks reported, got {other:?}"),
     }
     assert_eq!(b.tip().hash, a.tip().hash);
+}
+
+#[test]
+fn a_pending_block_seals_exactly_what_it_promised() {
+    let producer = Keypair::from_seed(&[6; 32]);
+    let dev = Keypair::dev();
+    let bob = Address::from_public_key(&Keypair::from_seed(&[5; 32]).public());
+    let (d1, d2, d3) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let (a, b, c) = (open(d1.path()), open(d2.path()), open(d3.path()));
+    let mut p = a.open_pending(producer.public(), 1000, vec![]).unwrap();
+    assert_eq!(p.height(), 1);
+    assert_eq!(p.seq(), a.tip().hash, "s_0 is the parent's hash");
+    let mut promised = Vec::new();
+    for n in 0..3 {
+        let t = transfer(&a, &dev, n, bob, 1 + u128::from(n));
+        match p.push(&a, &t).unwrap() {
+            PushOutcome::Pushed(x) => {
+                assert_eq!(x.position as u64, n);
+                promised.push((t.hash, x));
+            }
+            other => panic!("expected a push, got {other:?}"),
+        }
+    }
+    // A gap in the nonces, a replay and a double push change nothing.
+    let gap = transfer(&a, &dev, 9, bob, 1);
+    assert!(matches!(
+        p.push(&a, &gap),
+        Err(ChainError::InvalidTx { .. })
+    ));
+    let again = transfer(&a, &dev, 2, bob, 3);
+    assert!(matches!(
+        p.push(&a, &again),
+        Err(ChainError::InvalidTx { .. })
+    ));
+    assert_eq!(p.len(), 3);
+    assert_eq!(
+        p.nonce_of(&Address::from_public_key(&dev.public())),
+        Some(3)
+    );
+    let last = promised.last().unwrap().1.seq;
+    let produced = a.seal(&producer, p).unwrap();
+    let block = produced.applied.block.clone();
+    assert_eq!(block.header.ext.seq_hash, Some(last));
+    assert_eq!(block.txs.len(), 3);
+    for (i, (h, x)) in promised.iter().enumerate() {
+        assert_eq!(&block.txs[i].hash, h);
+        assert_eq!(produced.receipts[i], x.receipt, "receipt {i} as promised");
+    }
+    assert_eq!(a.account_latest(&bob).unwrap().balance, 6);
+    // Validators recompute the sequencing hash …
+    assert!(matches!(
+        b.receive(block.clone(), 1000).unwrap(),
+        Received::Extended(_)
+    ));
+    assert_eq!(b.tip().hash, block.hash());
+    // … and refuse a header that commits to another sequence.
+    let mut forged = block.clone();
+    forged.header.ext.seq_hash = Some(promised[1].1.seq);
+    forged.header.sign(&producer);
+    match c.receive(forged, 1000) {
+        Err(ChainError::InvalidBlock { reason, .. }) => {
+            assert!(reason.contains("sequencing hash"), "{reason}")
+        }
+        other => panic!("expected an invalid block, got {other:?}"),
+    }
+    assert_eq!(c.tip().header.height, 0);
+    // A pending block dies with its tip.
+    let mut stale = a.open_pending(producer.public(), 2000, vec![]).unwrap();
+    a.produce(&producer, vec![transfer(&a, &dev, 3, bob, 1)], 2000, vec![])
+        .unwrap();
+    assert!(matches!(
+        stale.push(&a, &transfer(&a, &dev, 4, bob, 1)),
+        Err(ChainError::Consensus(_))
+    ));
+    assert!(matches!(
+        a.seal(&producer, stale),
+        Err(ChainError::Consensus(_))
+    ));
+    assert_eq!(a.tip().header.height, 2);
 }
