@@ -70,6 +70,9 @@ pub struct NodeConfig {
     pub mdns: bool,
     /// Produce empty blocks when the mempool is empty.
     pub empty_blocks: bool,
+    /// Pre-confirm: as the producer of the next slot, execute each admitted transaction
+    /// at once and sign its result (`send_tx` with `wait: "preconfirmed"`).
+    pub preconfirm: bool,
     /// Mempool limits.
     pub mempool: MempoolConfig,
     /// Maximum RPC requests per second per client address (0 = unlimited); WebSocket
@@ -99,6 +102,7 @@ impl Default for NodeConfig {
             peers: Vec::new(),
             mdns: false,
             empty_blocks: true,
+            preconfirm: true,
             mempool: MempoolConfig::default(),
             rpc_rate_limit: 2000,
             rpc_http: HttpServerConfig::default(),

@@ -148,6 +148,10 @@ impl Mempool {
         let (a, n) = self.by_hash.get(h)?;
         self.accounts.get(a)?.get(n)
     }
+    /// The pending transaction of `addr` with `nonce`.
+    pub fn by_nonce(&self, addr: &Address, nonce: u64) -> Option<&PoolEntry> {
+        self.accounts.get(addr)?.get(&nonce)
+    }
     /// The next nonce for `addr` counting pending transactions.
     pub fn next_nonce(&self, addr: &Address, state_nonce: u64) -> u64 {
         match self.accounts.get(addr).and_then(|q| q.keys().next_back()) {

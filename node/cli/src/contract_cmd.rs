@@ -79,6 +79,10 @@ pub enum ContractCmd {
         /// Skip the checks against the ABI and the read-only run.
         #[arg(long)]
         no_check: bool,
+        /// `preconfirmed`: print the producer's signed result at once, before any block;
+        /// `included` (the default) or `final`: wait for the block.
+        #[arg(long)]
+        wait: Option<crate::WaitFor>,
     },
     /// Run a function read-only (free; writes are discarded).
     View {
@@ -247,6 +251,7 @@ pub async fn run(
             gas,
             dry_run,
             no_check,
+            wait,
         } => {
             let to = contract_addr(c, &address).await?;
             let amount = crate::human::parse_amount(&amount)?;
@@ -296,7 +301,8 @@ pub async fn run(
                 }
             };
             let key = signer(&from)?;
-            let (hash, _) = crate::submit(
+            let wait = wait.unwrap_or(crate::WaitFor::Included);
+            let sent = crate::submit_full(
                 c,
                 &key,
                 TxKind::Call,
@@ -305,9 +311,26 @@ pub async fn run(
                 payload,
                 gas,
                 Default::default(),
+                wait == crate::WaitFor::Preconfirmed,
             )
             .await?;
-            let r = crate::wait_for(c, &hash, crate::WaitFor::Included).await?;
+            let hash = sent.hash;
+            if let Some((p, ms)) = &sent.preconf {
+                let out = json!({"hash": hash, "latency_ms": ms, "preconfirmation": p});
+                crate::print(json_out, &out, || {
+                    let mut s = crate::preconf_text(p, *ms);
+                    for e in &p.receipt.events {
+                        s.push_str(&format!("\nnotice: {}", e.data));
+                    }
+                    s.push_str(&format!("\ntx {hash}"));
+                    s
+                });
+                if let Some(e) = &p.receipt.error {
+                    bail!("call failed (pre-confirmed): {e}");
+                }
+                return Ok(());
+            }
+            let r = crate::wait_for(c, &hash, wait).await?;
             let v = serde_json::to_value(&r)?;
             crate::print(json_out, &v, || {
                 let mut s = match &r.error {

@@ -11,6 +11,7 @@ mod contract_cmd;
 mod fs_cmd;
 mod human;
 mod os_cmd;
+mod preconf_cmd;
 mod preflight;
 mod repo_cmd;
 mod staking_cmd;
@@ -125,7 +126,8 @@ enum Cmd {
         /// Amount: `10` (AERGO), `1.5aergo` or `5000aer`.
         #[arg(long, allow_hyphen_values = true)]
         amount: String,
-        /// Wait until the transfer is included in a block, or final.
+        /// Wait for the producer's signed pre-confirmation (milliseconds), until the transfer
+        /// is included in a block, or final.
         #[arg(long)]
         wait: Option<WaitFor>,
         /// Nonce (default: the account's next nonce, counting pending transactions).
@@ -226,6 +228,11 @@ enum Cmd {
     /// members, nodes).
     #[command(subcommand)]
     Repo(repo_cmd::RepoCmd),
+    /// Pre-confirmations: `verify FILE|-` checks one offline and against the chain.
+    Preconf {
+        #[command(subcommand)]
+        cmd: PreconfCmd,
+    },
     /// Branches of the chain: list (default), create, delete, accept.
     Branch {
         #[command(subcommand)]
@@ -342,8 +349,25 @@ enum NodeCmd {
     Consensus,
 }
 
+#[derive(Subcommand, Debug)]
+pub(crate) enum PreconfCmd {
+    /// Verify a pre-confirmation (what `send --wait preconfirmed --json` printed): its
+    /// receipt against the sequencing hash, the signature, the slot's producer, and whether
+    /// the promised block kept it.
+    Verify {
+        /// The file, or `-` for stdin.
+        file: String,
+        /// The slot schedule, offline: a JSON array of `{"slot", "producer"}` (what
+        /// `aergo consensus --json` lists as `upcoming`); default: ask the node at --rpc.
+        #[arg(long)]
+        schedule: Option<String>,
+    },
+}
+
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq)]
 pub(crate) enum WaitFor {
+    /// Pre-confirmed: the slot producer's signed result, before any block.
+    Preconfirmed,
     /// In a block.
     Included,
     /// In a final block.
@@ -675,7 +699,7 @@ async fn run(cli: Cli) -> Result<()> {
                 gas_price,
                 gas_limit,
             };
-            let (hash, nonce) = submit(
+            let sent = submit_full(
                 &c,
                 &key,
                 TxKind::Transfer,
@@ -684,9 +708,23 @@ async fn run(cli: Cli) -> Result<()> {
                 Vec::new(),
                 0,
                 opts,
+                wait == Some(WaitFor::Preconfirmed),
             )
             .await?;
+            let (hash, nonce) = (sent.hash, sent.nonce);
             let mut out = json!({"hash": hash, "from": sender.encode(), "to": to.encode(), "amount": amount.to_string(), "nonce": nonce});
+            if let Some((p, ms)) = &sent.preconf {
+                out["latency_ms"] = json!(ms);
+                out["preconfirmation"] = serde_json::to_value(p)?;
+                let text = preconf_text(p, *ms);
+                print(j, &out, || {
+                    format!(
+                        "sent {} from {sender} to {to}\ntx {hash}\n{text}",
+                        human::aergo(amount)
+                    )
+                });
+                return Ok(());
+            }
             if let Some(w) = wait {
                 let r = wait_for(&c, &hash, w).await?;
                 out["block_height"] = json!(r.block_height);
@@ -1093,6 +1131,9 @@ async fn run(cli: Cli) -> Result<()> {
             let signer = move |from: &str| signing_key(ks_dir.clone(), pw.as_deref(), from);
             repo_cmd::name(nc, &c, &repo, j, &signer).await?
         }
+        Cmd::Preconf {
+            cmd: PreconfCmd::Verify { file, schedule },
+        } => preconf_cmd::verify(&file, schedule.as_deref(), client, j).await?,
         Cmd::Branch { cmd } => {
             let c = client()?;
             let (ks_dir, pw) = (cli.keystore.clone(), cli.password.clone());
@@ -1197,6 +1238,43 @@ pub(crate) async fn submit(
     engine_gas: u64,
     opts: TxOpts,
 ) -> Result<(Hash, u64)> {
+    let s = submit_full(c, key, kind, to, amount, payload, engine_gas, opts, false).await?;
+    Ok((s.hash, s.nonce))
+}
+
+/// What [`submit_full`] sent.
+pub(crate) struct Submitted {
+    pub hash: Hash,
+    pub nonce: u64,
+    /// With `preconfirm`: the producer's promise and the round trip in ms.
+    pub preconf: Option<(aergo_rpc::PreconfJson, f64)>,
+}
+
+/// One line about a pre-confirmation for people.
+pub(crate) fn preconf_text(p: &aergo_rpc::PreconfJson, ms: f64) -> String {
+    let outcome = match &p.receipt.error {
+        None => format!("result: {}", p.receipt.result),
+        Some(e) => format!("FAILED: {e}"),
+    };
+    format!(
+        "pre-confirmed in {ms:.1} ms by {} (slot {}, block {}, position {}, gas {})\n{outcome}",
+        p.producer_address, p.slot, p.height, p.position, p.receipt.gas_used
+    )
+}
+
+/// [`submit`], optionally waiting for the producer's pre-confirmation.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn submit_full(
+    c: &RpcClient,
+    key: &aergo_types::Keypair,
+    kind: TxKind,
+    to: Option<Address>,
+    amount: u128,
+    payload: Vec<u8>,
+    engine_gas: u64,
+    opts: TxOpts,
+    preconfirm: bool,
+) -> Result<Submitted> {
     let info = c.chain_info().await?;
     let sender = Address::from_public_key(&key.public());
     let nonce = match opts.nonce {
@@ -1216,7 +1294,21 @@ pub(crate) async fn submit(
         chain_id: info.chain_id,
     }
     .sign(key);
-    Ok((c.send_tx(&tx.encode()).await?.hash, nonce))
+    if preconfirm {
+        let t0 = Instant::now();
+        let r = c.send_tx_preconfirmed(&tx.encode()).await?;
+        let ms = t0.elapsed().as_secs_f64() * 1000.0;
+        return Ok(Submitted {
+            hash: r.hash,
+            nonce,
+            preconf: Some((r.preconfirmation, ms)),
+        });
+    }
+    Ok(Submitted {
+        hash: c.send_tx(&tx.encode()).await?.hash,
+        nonce,
+        preconf: None,
+    })
 }
 
 /// The signer: `from` when given; on a dev chain (the root chain is `aergo-dev`) `dev`.
@@ -1240,7 +1332,7 @@ pub(crate) async fn wait_for(
     loop {
         match c.receipt(hash).await {
             Ok(r) => {
-                if w == WaitFor::Included {
+                if w != WaitFor::Final {
                     return Ok(r);
                 }
                 let info = c.chain_info().await?;
@@ -1254,10 +1346,10 @@ pub(crate) async fn wait_for(
         if Instant::now() > deadline {
             bail!(
                 "transaction {hash} was not {} within 120 s",
-                if w == WaitFor::Included {
-                    "included"
-                } else {
+                if w == WaitFor::Final {
                     "final"
+                } else {
+                    "included"
                 }
             );
         }

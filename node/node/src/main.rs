@@ -15,6 +15,7 @@ mod disk;
 mod keyfile;
 mod net;
 mod node;
+mod preconf;
 mod producer;
 mod repos;
 mod rpc;
@@ -263,6 +264,12 @@ fn run(args: Args) -> Result<()> {
     node.branches
         .sync(&node)
         .context("open the hosted branches")?;
+    if cfg.node.preconfirm {
+        let kept = preconf::Preconf::start(&node, &data_dir).context("start pre-confirmation")?;
+        tracing::info!(kept, "pre-confirmation on: the producer of the next slot promises results at admission (DATA/preconf.log)");
+    } else {
+        tracing::info!("pre-confirmation off (node.preconfirm = false)");
+    }
     node.vital.set_late_after(args.health_late_ms);
     if args.allow_fault_injection {
         node.faults.allow();

@@ -219,6 +219,8 @@ pub struct Node {
     pub label: String,
     /// The branches of this chain this node hosts.
     pub branches: crate::branches::Branches,
+    /// Pre-confirmation: the pending block, waiting clients, the promise log.
+    pub preconf: crate::preconf::Preconf,
 }
 
 /// Where committed blocks came from (see [`Node::on_committed`]).
@@ -361,6 +363,7 @@ impl Node {
             repos: Default::default(),
             ledger: Default::default(),
             branches: Default::default(),
+            preconf: Default::default(),
             label: chain
                 .genesis()
                 .branch
@@ -571,7 +574,18 @@ impl Node {
     /// Adds a checked transaction to the mempool without gossiping it (it came from gossip,
     /// which forwards it by itself, or from a reverted block).
     pub fn admit_quiet(&self, tx: SignedTx) -> Result<Hash, AdmitError> {
+        let started = std::time::Instant::now();
         let from = tx.tx.sender();
+        if let Some(next) = crate::preconf::promised_nonce(self, &from) {
+            if tx.tx.nonce < next {
+                // Arrival order is final once promised: no replacement, no gas-price
+                // reordering for a pre-confirmed nonce.
+                return Err(AdmitError::Mempool(Reject::NonceTooLow {
+                    expected: next,
+                    got: tx.tx.nonce,
+                }));
+            }
+        }
         let acct = self
             .chain
             .account_latest(&from)
@@ -593,6 +607,7 @@ impl Node {
         pool.add(tx, acct, now_ms())?;
         drop(pool);
         let _ = self.pending_tx.send(summary);
+        crate::preconf::on_admitted(self, &from, started);
         self.wake();
         Ok(hash)
     }

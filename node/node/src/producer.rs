@@ -58,6 +58,16 @@ fn produce_loop(node: Arc<Node>) {
                 continue;
             }
         };
+        if node.preconf.enabled() {
+            match preconf_step(&node, &slot, now, interval) {
+                Step::Wait(d) => {
+                    wait(&node, d);
+                    continue;
+                }
+                Step::Done => continue,
+                Step::Plain => {}
+            }
+        }
         if slot.timestamp_ms > now {
             wait(&node, Duration::from_millis(slot.timestamp_ms - now));
             continue;
@@ -114,6 +124,134 @@ fn produce_loop(node: Arc<Node>) {
         }
     }
     tracing::info!("producer stopped");
+}
+
+/// What the pre-confirming producer does next.
+enum Step {
+    /// Nothing until then (or until woken).
+    Wait(Duration),
+    /// A block was sealed, or the slot is not ours any more: look again.
+    Done,
+    /// Produce this slot the ordinary way (a merge block, or a slot whose parent this node
+    /// does not hold, so it pre-confirmed nothing).
+    Plain,
+}
+
+/// One turn of the pre-confirming producer for its next `slot`: keeps a pending block open
+/// on the tip from one interval before the slot (when the tip is the slot's parent), and
+/// seals it at the slot's time. See `crate::preconf`.
+fn preconf_step(node: &Node, slot: &aergo_chain::consensus::Slot, now: u64, interval: u64) -> Step {
+    use crate::preconf;
+    let tip = node.chain.tip();
+    let mut pending = node.preconf.pending.lock();
+    if pending.as_ref().is_some_and(|p| p.parent() != tip.hash) {
+        // Another producer's block moved the tip: this pending block can never be sealed.
+        tracing::warn!(
+            promised = pending.as_ref().map(|p| p.len()).unwrap_or(0),
+            "the tip moved under the pending block: its promises are void"
+        );
+        *pending = None;
+        node.preconf.reset_log();
+    }
+    if pending
+        .as_ref()
+        .is_some_and(|p| p.is_empty() && now > p.timestamp_ms().saturating_add(interval))
+    {
+        // An idle solo chain: a fresh timestamp for the next block.
+        *pending = None;
+    }
+    if pending.is_none() {
+        // The slot's parent must be the tip (solo: always; slot engines: the tip's slot is
+        // the one before), else nothing can be promised for it.
+        let holds_parent = match aergo_chain::dpos::decode_slot(&slot.consensus) {
+            None => true,
+            Some(s) => {
+                aergo_chain::dpos::decode_slot(&tip.header.consensus) == Some(s.saturating_sub(1))
+                    || tip.header.height == 0
+            }
+        };
+        if !holds_parent {
+            return Step::Plain;
+        }
+        if slot.timestamp_ms > now.saturating_add(interval) {
+            return Step::Wait(Duration::from_millis(
+                slot.timestamp_ms - now.saturating_add(interval),
+            ));
+        }
+        let first_is_merge = node
+            .mempool
+            .lock()
+            .candidates(1)
+            .first()
+            .is_some_and(crate::branches::is_merge);
+        if first_is_merge {
+            return Step::Plain;
+        }
+        preconf::open(
+            node,
+            &mut pending,
+            slot.timestamp_ms,
+            slot.consensus.clone(),
+        );
+        if pending.is_none() {
+            return Step::Plain;
+        }
+    }
+    let Some(p) = pending.as_ref() else {
+        return Step::Plain;
+    };
+    if p.timestamp_ms() > now {
+        return Step::Wait(Duration::from_millis(p.timestamp_ms() - now));
+    }
+    // The slot's time: what arrived without being pushed (a sender's gap filled late) goes
+    // in now, then the block is sealed.
+    preconf::push_candidates(node, &mut pending);
+    let Some(p) = pending.take() else {
+        return Step::Done;
+    };
+    if p.is_empty()
+        && node.chain.engine().skips_empty_slots()
+        && !node.empty_blocks.load(Ordering::Relaxed)
+        && node.chain.finalized_height() >= tip.header.height
+    {
+        let first_is_merge = node
+            .mempool
+            .lock()
+            .candidates(1)
+            .first()
+            .is_some_and(crate::branches::is_merge);
+        if first_is_merge {
+            return Step::Plain;
+        }
+        *pending = Some(p);
+        return Step::Wait(Duration::from_millis(interval));
+    }
+    drop(pending);
+    let started = Instant::now();
+    let res = node.chain.seal(&node.key, p);
+    node.preconf.reset_log();
+    match res {
+        Ok(p) => {
+            let commit_us = crate::node::micros(started.elapsed());
+            node.on_committed(
+                std::slice::from_ref(&p.applied),
+                &[],
+                Origin::Produced {
+                    rejected: &p.rejected,
+                },
+                commit_us,
+            );
+            Step::Done
+        }
+        Err(aergo_chain::ChainError::Consensus(m)) => {
+            tracing::warn!(reason = %m, "the pending block could not be sealed: its promises are void");
+            Step::Done
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "sealing the pending block failed; retrying next slot");
+            Step::Wait(Duration::from_millis(interval))
+        }
+    }
 }
 
 /// Builds and commits a merge block for merge transaction `tx`; a merge that cannot run

@@ -29,7 +29,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Largest request body.
 pub const MAX_BODY: usize = aergo_types::RPC_BODY_LIMIT;
@@ -1143,9 +1143,21 @@ pub fn dispatch(node: &Node, method: &str, p: &Value) -> MResult {
             let hx = p_str(p, "tx")?;
             let bytes = hex::decode(hx.strip_prefix("0x").unwrap_or(hx))
                 .map_err(|e| RpcFail::params(format!("`tx` is not hex: {e}")))?;
-            let hash = node.admit(&bytes)?;
-            ok(SendResult { hash })
+            match p.get("wait") {
+                None | Some(Value::Null) => ok(SendResult {
+                    hash: node.admit(&bytes)?,
+                }),
+                Some(Value::String(w)) if w == "preconfirmed" => send_preconfirmed(node, &bytes),
+                Some(Value::String(w)) if w == "included" || w == "final" => {
+                    let hash = node.admit(&bytes)?;
+                    wait_receipt(node, hash, w == "final")
+                }
+                Some(_) => Err(RpcFail::params(
+                    "`wait` must be \"preconfirmed\", \"included\" or \"final\" (or absent)",
+                )),
+            }
         }
+        "preconf_status" => ok(node.preconf.status()),
         "mempool" => {
             let limit = p_u64(p, "limit")?.unwrap_or(100).min(1000) as usize;
             let pool = node.mempool.lock();
@@ -1312,6 +1324,110 @@ pub fn dispatch(node: &Node, method: &str, p: &Value) -> MResult {
                 format!("unknown method `{other}`; see docs/RPC.md"),
             )),
         },
+    }
+}
+
+/// How long `send_tx` waits for a pre-confirmation: two block intervals and a second.
+fn preconf_deadline(node: &Node) -> Duration {
+    Duration::from_millis(
+        node.chain
+            .engine()
+            .block_interval_ms()
+            .saturating_mul(2)
+            .saturating_add(1000),
+    )
+}
+
+/// `send_tx` with `wait: "preconfirmed"`: admits the transaction and waits for the slot
+/// producer's signed, durable promise. Refused before admission (nothing changes) when this
+/// node is not the producer of an imminent slot.
+fn send_preconfirmed(node: &Node, bytes: &[u8]) -> MResult {
+    if !node.preconf.enabled() {
+        return Err(RpcFail {
+            code: codes::PRECONF_UNAVAILABLE,
+            message: "pre-confirmation is off on this node (node.preconfirm = false); send with wait \"included\"".into(),
+            data: Some(json!({"reason": "off"})),
+        });
+    }
+    let now = now_ms();
+    let interval = node.chain.engine().block_interval_ms();
+    let mine = node
+        .chain
+        .next_slot(now, &node.key.public())?
+        .is_some_and(|s| s.timestamp_ms <= now.saturating_add(interval.saturating_mul(2)));
+    if !mine || node.net.syncing.load(Ordering::SeqCst) {
+        let info = consensus_info(node).unwrap_or(Value::Null);
+        let next = info
+            .pointer("/upcoming/0/producer")
+            .and_then(|v| v.as_str())
+            .map(str::to_string);
+        let who = next
+            .clone()
+            .unwrap_or_else(|| "the chain's producer".to_string());
+        return Err(RpcFail {
+            code: codes::PRECONF_UNAVAILABLE,
+            message: format!(
+                "this node ({}) does not produce the next slot: its producer is {who}; send the transaction to that producer's RPC for a pre-confirmation, or with wait \"included\"",
+                node.address().encode()
+            ),
+            data: Some(json!({"reason": "not_producer", "producer": next})),
+        });
+    }
+    let tx = node.check(bytes)?;
+    let hash = tx.hash;
+    let rx = node
+        .preconf
+        .wait_for(hash)
+        .map_err(|m| RpcFail::new(codes::BUSY, m))?;
+    if let Err(e) = node.admit_checked(tx) {
+        node.preconf.unwait(&hash);
+        return Err(e.into());
+    }
+    match rx.recv_timeout(preconf_deadline(node)) {
+        Ok(Ok(p)) => ok(PreconfirmedResult {
+            hash,
+            preconfirmation: PreconfJson::of(&p),
+        }),
+        Ok(Err(m)) => Err(RpcFail {
+            code: codes::TX_REJECTED,
+            message: format!("transaction rejected: {m}"),
+            data: Some(json!({"reason": "execution", "hash": hash})),
+        }),
+        Err(_) => {
+            node.preconf.unwait(&hash);
+            Err(RpcFail {
+                code: codes::PRECONF_UNAVAILABLE,
+                message: format!(
+                    "transaction {hash} is pending but was not pre-confirmed within {} ms (a full block or a slot change); wait for its receipt",
+                    preconf_deadline(node).as_millis()
+                ),
+                data: Some(json!({"reason": "timeout", "hash": hash})),
+            })
+        }
+    }
+}
+
+/// `send_tx` with `wait: "included"` or `"final"`: the receipt once the transaction is in
+/// a block (and that block is final), within 60 s.
+fn wait_receipt(node: &Node, hash: Hash, final_: bool) -> MResult {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(loc) = node.chain.tx_location(&hash)? {
+            if !final_ || loc.height <= node.chain.finalized_height() {
+                return dispatch(node, "get_receipt", &json!({"hash": hash}));
+            }
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(RpcFail {
+                code: codes::BUSY,
+                message: format!(
+                    "transaction {hash} is pending: not {} within 60 s; poll get_receipt",
+                    if final_ { "final" } else { "included" }
+                ),
+                data: Some(json!({"reason": "timeout", "hash": hash})),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 
@@ -1710,6 +1826,9 @@ async fn ws_session(rpc: Rpc, peer: SocketAddr, socket: WebSocket) {
                     let task = match topic {
                         "new_blocks" => Some(forward(rpc.node.blocks_tx.subscribe(), tx, sub)),
                         "pending_txs" => Some(forward(rpc.node.pending_tx.subscribe(), tx, sub)),
+                        "preconfirmations" => {
+                            Some(forward(rpc.node.preconf.topic.subscribe(), tx, sub))
+                        }
                         _ => None,
                     };
                     match task {
@@ -1720,7 +1839,9 @@ async fn ws_session(rpc: Rpc, peer: SocketAddr, socket: WebSocket) {
                         }
                         None => err_response(
                             id,
-                            RpcFail::params("topic must be `new_blocks` or `pending_txs`"),
+                            RpcFail::params(
+                                "topic must be `new_blocks`, `pending_txs` or `preconfirmations`",
+                            ),
                         ),
                     }
                 }
@@ -1826,6 +1947,7 @@ mod tests {
         "account",
         "get_proof",
         "send_tx",
+        "preconf_status",
         "mempool",
         "admin_set_empty_blocks",
         "admin_inject_fault",

@@ -307,6 +307,17 @@ impl RpcClient {
         self.call("send_tx", json!({"tx": hex::encode(encoded)}))
             .await
     }
+    /// `send_tx` with `wait: "preconfirmed"`: the slot producer's signed promise.
+    pub async fn send_tx_preconfirmed(
+        &self,
+        encoded: &[u8],
+    ) -> Result<PreconfirmedResult, RpcError> {
+        self.call(
+            "send_tx",
+            json!({"tx": hex::encode(encoded), "wait": "preconfirmed"}),
+        )
+        .await
+    }
     /// `mempool`.
     pub async fn mempool(&self, limit: u64) -> Result<MempoolJson, RpcError> {
         self.call("mempool", json!({"limit": limit})).await

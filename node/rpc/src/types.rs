@@ -37,6 +37,9 @@ pub mod codes {
     pub const NO_BRANCH: i64 = -32009;
     /// A merge that cannot run (nothing to merge, a deleted branch, a source not final…).
     pub const MERGE_REFUSED: i64 = -32010;
+    /// No pre-confirmation: this node does not produce the next slot, pre-confirmation is
+    /// off, or none came in time (`data.reason`: `not_producer`, `off`, `timeout`).
+    pub const PRECONF_UNAVAILABLE: i64 = -32011;
 }
 
 /// A request.
@@ -560,4 +563,135 @@ pub struct RepoJson {
     /// the directory, following the producers).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
+}
+
+/// A pre-confirmation's receipt in readable form (the signed receipt is `receipt_bytes`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PreconfReceiptJson {
+    /// `ok` or `failed`.
+    pub status: String,
+    /// Failure reason.
+    pub error: Option<String>,
+    /// Gas used.
+    pub gas_used: u64,
+    /// Fee in aer.
+    pub fee: Aer,
+    /// Return value (UTF-8 when printable, else hex).
+    pub result: String,
+    /// Events.
+    pub events: Vec<EventJson>,
+}
+
+/// A signed pre-confirmation (`send_tx` with `wait: "preconfirmed"`, the `preconfirmations`
+/// WebSocket topic). The signed bytes are in docs/RPC.md; [`PreconfJson::to_preconf`]
+/// rebuilds the signed value.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PreconfJson {
+    /// The chain (branch) id.
+    pub chain_id: Hash,
+    /// The slot (the block height on solo chains).
+    pub slot: u64,
+    /// The promised block's height.
+    pub height: u64,
+    /// The block it extends.
+    pub parent: Hash,
+    /// The transaction's index in the promised block.
+    pub position: u32,
+    /// The transaction.
+    pub tx_hash: Hash,
+    /// `s_{i-1}`.
+    pub prev_sequencing_hash: Hash,
+    /// `s_i = H(s_{i-1} ‖ tx hash ‖ receipt hash)`.
+    pub sequencing_hash: Hash,
+    /// The producer's public key (hex).
+    pub producer: aergo_types::PublicKey,
+    /// The producer's address.
+    pub producer_address: String,
+    /// The receipt, readable.
+    pub receipt: PreconfReceiptJson,
+    /// The receipt's canonical encoding (hex): what the sequencing hash and signature bind.
+    pub receipt_bytes: String,
+    /// The producer's ed25519 signature (hex).
+    pub signature: aergo_types::Signature,
+}
+
+impl PreconfJson {
+    /// The wire form of `p`.
+    pub fn of(p: &aergo_types::preconf::Preconfirmation) -> Self {
+        let r = &p.receipt;
+        let (status, error) = match &r.status {
+            aergo_types::ReceiptStatus::Ok => ("ok", None),
+            aergo_types::ReceiptStatus::Failed(m) => ("failed", Some(m.clone())),
+        };
+        Self {
+            chain_id: p.chain_id,
+            slot: p.slot,
+            height: p.height,
+            parent: p.parent,
+            position: p.position,
+            tx_hash: p.tx_hash,
+            prev_sequencing_hash: p.prev_sequencing_hash,
+            sequencing_hash: p.sequencing_hash,
+            producer: p.producer,
+            producer_address: aergo_types::Address::from_public_key(&p.producer).encode(),
+            receipt: PreconfReceiptJson {
+                status: status.into(),
+                error,
+                gas_used: r.gas_used,
+                fee: Aer(r.fee),
+                result: match std::str::from_utf8(&r.result) {
+                    Ok(s) => s.to_string(),
+                    Err(_) => hex::encode(&r.result),
+                },
+                events: r
+                    .events
+                    .iter()
+                    .map(|e| EventJson {
+                        name: e.name.clone(),
+                        data: e.data.clone(),
+                    })
+                    .collect(),
+            },
+            receipt_bytes: hex::encode(r.encode()),
+            signature: p.signature,
+        }
+    }
+
+    /// The signed value: `receipt_bytes` decoded, and the readable receipt checked against
+    /// it (so neither can be altered alone).
+    pub fn to_preconf(&self) -> Result<aergo_types::preconf::Preconfirmation, String> {
+        let bytes = hex::decode(&self.receipt_bytes)
+            .map_err(|e| format!("receipt_bytes is not hex: {e}"))?;
+        let receipt = aergo_types::Receipt::decode(&bytes)
+            .map_err(|e| format!("receipt_bytes is not a receipt: {e}"))?;
+        let p = aergo_types::preconf::Preconfirmation {
+            chain_id: self.chain_id,
+            slot: self.slot,
+            height: self.height,
+            parent: self.parent,
+            position: self.position,
+            tx_hash: self.tx_hash,
+            prev_sequencing_hash: self.prev_sequencing_hash,
+            sequencing_hash: self.sequencing_hash,
+            producer: self.producer,
+            receipt,
+            signature: self.signature,
+        };
+        if Self::of(&p).receipt != self.receipt {
+            return Err("the readable receipt differs from receipt_bytes".into());
+        }
+        if aergo_types::Address::from_public_key(&self.producer).encode() != self.producer_address {
+            return Err("producer_address is not the producer key's address".into());
+        }
+        Ok(p)
+    }
+}
+
+/// `send_tx` with `wait: "preconfirmed"`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PreconfirmedResult {
+    /// The transaction hash.
+    pub hash: Hash,
+    /// The producer's signed promise.
+    pub preconfirmation: PreconfJson,
 }

@@ -1,0 +1,548 @@
+//! Pre-confirmation at the node: the producer of the next slot keeps a pending block open
+//! on its tip (`aergo_chain::Pending`), executes each admitted transaction into it at
+//! once, in arrival order, and signs a [`Preconfirmation`] for it. Each promise is appended
+//! to a group-committed log (`DATA/preconf.log`) and answered only after its `fdatasync`,
+//! so a restart cannot contradict a promise: on start-up the log's promises for a block on
+//! the current tip are executed again into a new pending block, in order, and sealed.
+//!
+//! Who pre-confirms: the node whose key produces the next slot and which holds that slot's
+//! parent as its tip (solo: always; DPoS/PoA: the tip's slot is the one just before). The
+//! pending block opens at most one block interval before its slot and is sealed at the
+//! slot's time, as an ordinary block would be produced; another producer's block moving the
+//! tip kills it (a promise that can then not be kept is a missing block for the client).
+//! Transactions that arrive while no pending block is open wait in the mempool and are
+//! pre-confirmed, in mempool order, when the next one opens.
+
+use crate::node::{now_ms, Node};
+use aergo_chain::{ChainError, Pending, PushOutcome};
+use aergo_rpc::PreconfJson;
+use aergo_types::preconf::Preconfirmation;
+use aergo_types::{Address, Hash, SignedTx};
+use parking_lot::Mutex;
+use std::collections::{HashMap, VecDeque};
+use std::io::{Read, Seek, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, Sender, SyncSender};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// What a waiting client gets: the promise, or why there is none.
+pub type Answer = Result<Arc<Preconfirmation>, String>;
+
+/// At most this many clients wait for a promise at once; more get `busy`.
+pub const MAX_WAITERS: usize = 16_384;
+/// Latency samples kept for the dashboard (the last minute's, at most this many).
+const MAX_SAMPLES: usize = 65_536;
+/// The log's file name in the data folder.
+pub const LOG_FILE: &str = "preconf.log";
+/// A log record larger than this is corrupt (a promise is a receipt and a transaction).
+const MAX_RECORD: usize = 4 * aergo_types::MAX_TX_SIZE + 4096;
+
+const REC_OPEN: u8 = 1;
+const REC_PROMISE: u8 = 2;
+
+/// The node's pre-confirmation state.
+pub struct Preconf {
+    enabled: AtomicBool,
+    /// The open pending block.
+    pub(crate) pending: Mutex<Option<Pending>>,
+    waiters: Mutex<HashMap<Hash, SyncSender<Answer>>>,
+    log: Mutex<Option<Sender<LogMsg>>>,
+    /// Every promise, once durable (the `preconfirmations` WebSocket topic).
+    pub topic: tokio::sync::broadcast::Sender<PreconfJson>,
+    stats: Mutex<Stats>,
+    /// Promises made since start.
+    pub promised: AtomicU64,
+    /// Promises of the log that could not be kept at start-up (should stay 0).
+    pub broken: AtomicU64,
+}
+
+#[derive(Default)]
+struct Stats {
+    /// (when, admission-to-durable latency in µs).
+    samples: VecDeque<(u64, u64)>,
+}
+
+/// Latency and sequence figures for `preconf_status` and the dashboard.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct PreconfStatus {
+    /// Whether this node pre-confirms.
+    pub enabled: bool,
+    /// The open pending block's height, if any.
+    pub pending_height: Option<u64>,
+    /// Transactions promised in the open pending block.
+    pub sequence_length: u64,
+    /// Promises made since start.
+    pub promised: u64,
+    /// Log promises that could not be kept at start-up.
+    pub broken: u64,
+    /// Promises in the last minute.
+    pub last_minute: u64,
+    /// p50 of admission → durable promise over the last minute (µs).
+    pub p50_us: Option<u64>,
+    /// p99 of the same.
+    pub p99_us: Option<u64>,
+}
+
+enum LogMsg {
+    Open(Vec<u8>),
+    /// A recovered promise record, logged again.
+    Raw(Vec<u8>),
+    Promise {
+        record: Vec<u8>,
+        p: Arc<Preconfirmation>,
+        started: Instant,
+    },
+    /// The pending block was sealed and committed (or dropped): its records are obsolete.
+    Reset,
+}
+
+impl Default for Preconf {
+    fn default() -> Self {
+        Self {
+            enabled: AtomicBool::new(false),
+            pending: Mutex::new(None),
+            waiters: Mutex::new(HashMap::new()),
+            log: Mutex::new(None),
+            topic: tokio::sync::broadcast::channel(4096).0,
+            stats: Mutex::new(Stats::default()),
+            promised: AtomicU64::new(0),
+            broken: AtomicU64::new(0),
+        }
+    }
+}
+
+/// The slot number of a pending block: the consensus slot, or the height on solo chains.
+pub fn slot_of(p: &Pending) -> u64 {
+    aergo_chain::dpos::decode_slot(p.consensus()).unwrap_or(p.height())
+}
+
+impl Preconf {
+    /// Whether this node pre-confirms.
+    pub fn enabled(&self) -> bool {
+        self.enabled.load(Ordering::Relaxed)
+    }
+
+    /// Starts the promise log in `data_dir` and keeps, on the current tip, the promises a
+    /// previous run logged but did not seal (executed again, in order, into a new pending
+    /// block). Returns how many were kept.
+    pub fn start(node: &Arc<Node>, data_dir: &Path) -> anyhow::Result<usize> {
+        let path = data_dir.join(LOG_FILE);
+        let recovered = recover(node, &path)?;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| anyhow::anyhow!("open {}: {e}", path.display()))?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        let me = &node.preconf;
+        *me.log.lock() = Some(tx);
+        me.enabled.store(true, Ordering::SeqCst);
+        let n = node.clone();
+        std::thread::Builder::new()
+            .name("preconf-log".into())
+            .spawn(move || log_thread(file, path, rx, n))?;
+        let Some((p, records)) = recovered else {
+            me.reset_log();
+            return Ok(0);
+        };
+        // Appended after the old records (never truncated first): the last open record and
+        // the promises after it are what a later recovery keeps.
+        me.log_open(&p);
+        let kept = records.len();
+        for r in records {
+            me.send(LogMsg::Raw(r));
+        }
+        *me.pending.lock() = Some(p);
+        Ok(kept)
+    }
+
+    fn sample(&self, now: u64, us: u64) {
+        let mut s = self.stats.lock();
+        while s.samples.len() >= MAX_SAMPLES
+            || s.samples
+                .front()
+                .is_some_and(|(t, _)| now.saturating_sub(*t) > 60_000)
+        {
+            s.samples.pop_front();
+        }
+        s.samples.push_back((now, us));
+    }
+
+    /// Registers a client waiting for `hash`'s promise.
+    pub fn wait_for(&self, hash: Hash) -> Result<Receiver<Answer>, String> {
+        let mut w = self.waiters.lock();
+        if w.len() >= MAX_WAITERS {
+            return Err(format!(
+                "{MAX_WAITERS} clients are already waiting for pre-confirmations; retry shortly"
+            ));
+        }
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        w.insert(hash, tx);
+        Ok(rx)
+    }
+
+    /// Forgets a waiter (its client gave up or its transaction was refused).
+    pub fn unwait(&self, hash: &Hash) {
+        self.waiters.lock().remove(hash);
+    }
+
+    fn answer(&self, hash: &Hash, a: Answer) {
+        if let Some(w) = self.waiters.lock().remove(hash) {
+            let _ = w.try_send(a);
+        }
+    }
+
+    fn send(&self, m: LogMsg) {
+        if let Some(tx) = self.log.lock().as_ref() {
+            let _ = tx.send(m);
+        }
+    }
+
+    fn log_open(&self, p: &Pending) {
+        let mut r = vec![REC_OPEN];
+        r.extend_from_slice(&p.height().to_be_bytes());
+        r.extend_from_slice(&p.parent().0);
+        r.extend_from_slice(&p.timestamp_ms().to_be_bytes());
+        r.extend_from_slice(p.consensus());
+        self.send(LogMsg::Open(r));
+    }
+
+    /// The block of the logged promises was committed (or the pending block died).
+    pub fn reset_log(&self) {
+        self.send(LogMsg::Reset);
+    }
+
+    /// Figures for `preconf_status`.
+    pub fn status(&self) -> PreconfStatus {
+        let (pending_height, sequence_length) = match self.pending.lock().as_ref() {
+            Some(p) => (Some(p.height()), p.len() as u64),
+            None => (None, 0),
+        };
+        let now = now_ms();
+        let mut lat: Vec<u64> = self
+            .stats
+            .lock()
+            .samples
+            .iter()
+            .filter(|(t, _)| now.saturating_sub(*t) <= 60_000)
+            .map(|(_, l)| *l)
+            .collect();
+        lat.sort_unstable();
+        let pct = |q: usize| -> Option<u64> {
+            if lat.is_empty() {
+                return None;
+            }
+            let i = (lat.len() * q).div_ceil(100).saturating_sub(1);
+            lat.get(i.min(lat.len() - 1)).copied()
+        };
+        PreconfStatus {
+            enabled: self.enabled(),
+            pending_height,
+            sequence_length,
+            promised: self.promised.load(Ordering::Relaxed),
+            broken: self.broken.load(Ordering::Relaxed),
+            last_minute: lat.len() as u64,
+            p50_us: pct(50),
+            p99_us: pct(99),
+        }
+    }
+}
+
+/// Executes `tx` into the open pending block and promises its result. Returns whether
+/// it was pushed; an invalid transaction is removed from the mempool and its waiter told.
+/// The caller holds the pending lock (`slot`).
+fn push_one(node: &Node, slot: &mut Option<Pending>, tx: &SignedTx, started: Instant) -> bool {
+    let Some(p) = slot.as_mut() else {
+        return false;
+    };
+    if crate::branches::is_merge(tx) {
+        // A merge is built into a block of its own.
+        return false;
+    }
+    match p.push(&node.chain, tx) {
+        Ok(PushOutcome::Pushed(x)) => {
+            let pre = Arc::new(Preconfirmation::sign(
+                &node.key,
+                p.chain_id(),
+                slot_of(p),
+                p.height(),
+                p.parent(),
+                x.position,
+                x.prev_seq,
+                x.receipt,
+            ));
+            let mut record = vec![REC_PROMISE];
+            let enc = pre.encode();
+            // A promise encoding is a receipt plus fixed fields: far below u32::MAX.
+            record.extend_from_slice(&u32::try_from(enc.len()).unwrap_or(u32::MAX).to_be_bytes());
+            record.extend_from_slice(&enc);
+            record.extend_from_slice(&tx.encode());
+            node.preconf.promised.fetch_add(1, Ordering::Relaxed);
+            node.preconf.send(LogMsg::Promise {
+                record,
+                p: pre,
+                started,
+            });
+            true
+        }
+        Ok(PushOutcome::Full(_)) => false,
+        Err(ChainError::InvalidTx { hash, reason }) => {
+            node.mempool.lock().remove(&[hash]);
+            node.preconf.answer(
+                &hash,
+                Err(format!("the transaction cannot be executed: {reason}")),
+            );
+            false
+        }
+        Err(ChainError::Consensus(_)) => {
+            // The tip moved: nothing promised in it can be sealed any more.
+            *slot = None;
+            node.preconf.reset_log();
+            false
+        }
+        Err(e) => {
+            tracing::error!(error = %e, tx = %tx.hash, "pre-execution failed");
+            false
+        }
+    }
+}
+
+/// After `sender`'s transaction was admitted: pushes its transactions that are next in
+/// nonce order into the pending block.
+pub fn on_admitted(node: &Node, sender: &Address, started: Instant) {
+    if !node.preconf.enabled() {
+        return;
+    }
+    let mut slot = node.preconf.pending.lock();
+    loop {
+        let Some(p) = slot.as_ref() else {
+            return;
+        };
+        let nonce = match p.nonce_of(sender) {
+            Some(n) => n,
+            None => match node.chain.account_at(sender, p.height().saturating_sub(1)) {
+                Ok(a) => a.nonce,
+                Err(_) => return,
+            },
+        };
+        let tx = match node.mempool.lock().by_nonce(sender, nonce) {
+            Some(e) => e.tx.clone(),
+            None => return,
+        };
+        if !push_one(node, &mut slot, &tx, started) {
+            return;
+        }
+    }
+}
+
+/// Whether a transaction of `sender` with `nonce` was already promised in the pending
+/// block (it can no longer be replaced): the promised transaction's nonce bound.
+pub fn promised_nonce(node: &Node, sender: &Address) -> Option<u64> {
+    node.preconf
+        .pending
+        .lock()
+        .as_ref()
+        .and_then(|p| p.nonce_of(sender))
+}
+
+/// Pushes mempool candidates (in mempool order) not yet in the pending block.
+pub fn push_candidates(node: &Node, slot: &mut Option<Pending>) {
+    let candidates = node
+        .mempool
+        .lock()
+        .candidates(aergo_chain::limits::MAX_CANDIDATES);
+    let started = Instant::now();
+    let mut deferred = std::collections::HashSet::new();
+    for tx in candidates {
+        let Some(p) = slot.as_ref() else {
+            return;
+        };
+        if p.contains(&tx.hash) || deferred.contains(&tx.tx.sender()) {
+            continue;
+        }
+        if !push_one(node, slot, &tx, started) {
+            // Its sender's later transactions cannot run before it.
+            deferred.insert(tx.tx.sender());
+        }
+    }
+}
+
+/// Opens a pending block for `slot` on the tip and logs it.
+pub fn open(node: &Node, slot: &mut Option<Pending>, timestamp_ms: u64, consensus: Vec<u8>) {
+    match node
+        .chain
+        .open_pending(node.key.public(), timestamp_ms, consensus)
+    {
+        Ok(p) => {
+            node.preconf.reset_log();
+            node.preconf.log_open(&p);
+            *slot = Some(p);
+            push_candidates(node, slot);
+        }
+        Err(ChainError::Consensus(m)) => tracing::debug!(reason = %m, "no pending block now"),
+        Err(e) => tracing::error!(error = %e, "cannot open a pending block"),
+    }
+}
+
+/// The group-committing log writer: drains what is queued, writes it, `fdatasync`s once,
+/// then answers every promise of the batch.
+fn log_thread(mut file: std::fs::File, path: PathBuf, rx: Receiver<LogMsg>, node: Arc<Node>) {
+    let _ = file.seek(std::io::SeekFrom::End(0));
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < 4096 {
+            match rx.try_recv() {
+                Ok(m) => batch.push(m),
+                Err(_) => break,
+            }
+        }
+        let mut buf = Vec::new();
+        let mut done = Vec::new();
+        for m in batch {
+            match m {
+                LogMsg::Reset => {
+                    buf.clear();
+                    if let Err(e) = file.set_len(0).and_then(|_| file.rewind()) {
+                        tracing::error!(error = %e, path = %path.display(), "cannot reset the promise log");
+                    }
+                }
+                LogMsg::Open(r) | LogMsg::Raw(r) => frame(&mut buf, &r),
+                LogMsg::Promise { record, p, started } => {
+                    frame(&mut buf, &record);
+                    done.push((p, started));
+                }
+            }
+        }
+        let res = if buf.is_empty() {
+            Ok(())
+        } else {
+            file.write_all(&buf).and_then(|_| file.sync_data())
+        };
+        let now = now_ms();
+        let pc = &node.preconf;
+        for (p, started) in done {
+            let a: Answer = match &res {
+                Ok(()) => Ok(p.clone()),
+                Err(e) => Err(format!("the promise log cannot be written: {e}")),
+            };
+            if a.is_ok() {
+                let us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+                pc.sample(now, us);
+                let _ = pc.topic.send(PreconfJson::of(&p));
+            }
+            pc.answer(&p.tx_hash, a);
+        }
+        if let Err(e) = res {
+            tracing::error!(error = %e, path = %path.display(), "cannot write the promise log");
+        }
+    }
+}
+
+/// Reads the log: the last pending block it opened, when that block extends the current
+/// tip, with its promises executed again in order (each compared with what was promised).
+/// A torn or corrupt tail (a crash mid-write, never answered) ends the log.
+fn recover(node: &Node, path: &Path) -> anyhow::Result<Option<(Pending, Vec<Vec<u8>>)>> {
+    let mut bytes = Vec::new();
+    match std::fs::File::open(path) {
+        Ok(mut f) => {
+            f.read_to_end(&mut bytes)
+                .map_err(|e| anyhow::anyhow!("read {}: {e}", path.display()))?;
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(anyhow::anyhow!("open {}: {e}", path.display())),
+    }
+    let mut open: Option<&[u8]> = None;
+    let mut promises: Vec<&[u8]> = Vec::new();
+    let mut at = 0usize;
+    while let Some(head) = bytes.get(at..at + 8) {
+        let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
+        if len > MAX_RECORD {
+            break;
+        }
+        let Some(r) = bytes.get(at + 8..at + 8 + len) else {
+            break;
+        };
+        if Hash::of(r).0[..4] != head[4..8] {
+            break;
+        }
+        match r.first() {
+            Some(&REC_OPEN) => {
+                open = Some(r);
+                promises.clear();
+            }
+            Some(&REC_PROMISE) => promises.push(r),
+            _ => break,
+        }
+        at += 8 + len;
+    }
+    let Some(o) = open else {
+        return Ok(None);
+    };
+    let tip = node.chain.tip();
+    let (height, parent, ts, consensus) =
+        match (o.get(1..9), o.get(9..41), o.get(41..49), o.get(49..)) {
+            (Some(h), Some(p), Some(t), Some(c)) => (
+                u64::from_be_bytes(h.try_into()?),
+                Hash(p.try_into()?),
+                u64::from_be_bytes(t.try_into()?),
+                c.to_vec(),
+            ),
+            _ => return Ok(None),
+        };
+    if parent != tip.hash || height != tip.header.height + 1 {
+        // Sealed and committed (or overtaken): nothing left to keep.
+        return Ok(None);
+    }
+    let mut p = match node.chain.open_pending(node.key.public(), ts, consensus) {
+        Ok(p) => p,
+        Err(e) => {
+            node.preconf
+                .broken
+                .fetch_add(promises.len() as u64, Ordering::Relaxed);
+            tracing::error!(error = %e, promises = promises.len(), height, "the logged promises for this block cannot be kept: its slot is gone");
+            return Ok(None);
+        }
+    };
+    let mut kept = Vec::new();
+    for r in promises {
+        let parsed = r.get(1..5).and_then(|l| {
+            let n = u32::from_be_bytes(l.try_into().ok()?) as usize;
+            let pre = Preconfirmation::decode(r.get(5..5 + n)?).ok()?;
+            let tx = SignedTx::decode(r.get(5 + n..)?).ok()?;
+            Some((pre, tx))
+        });
+        let Some((pre, tx)) = parsed else {
+            node.preconf.broken.fetch_add(1, Ordering::Relaxed);
+            tracing::error!("an unreadable promise record in the promise log");
+            continue;
+        };
+        match p.push(&node.chain, &tx) {
+            Ok(PushOutcome::Pushed(x))
+                if x.receipt == pre.receipt && x.seq == pre.sequencing_hash =>
+            {
+                kept.push(r.to_vec());
+            }
+            other => {
+                node.preconf.broken.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(tx = %tx.hash, position = pre.position, outcome = ?other.map(|o| matches!(o, PushOutcome::Pushed(_))), "a logged promise gives another result when executed again");
+            }
+        }
+    }
+    tracing::info!(
+        height,
+        kept = kept.len(),
+        "promises of the previous run kept in the pending block"
+    );
+    Ok(Some((p, kept)))
+}
+
+fn frame(buf: &mut Vec<u8>, r: &[u8]) {
+    // Records are bounded by MAX_RECORD (a receipt and a transaction), far below u32::MAX.
+    buf.extend_from_slice(&u32::try_from(r.len()).unwrap_or(u32::MAX).to_be_bytes());
+    buf.extend_from_slice(&Hash::of(r).0[..4]);
+    buf.extend_from_slice(r);
+}
