@@ -542,21 +542,73 @@ fn bad_input_gets_clear_errors_and_changes_nothing() -> Result<()> {
         codes_seen.contains(&codes::RATE_LIMITED) && codes_seen[0] == 0,
         "{codes_seen:?}"
     );
-    // A same-nonce replacement without a 10% higher fee is refused as underpriced. The
-    // producer may include the first transaction before the second arrives (empty blocks are
-    // off, so it builds as soon as the mempool has something): then the answer is
-    // nonce_too_low, the account's nonce has moved, and the pair is tried again on the next
-    // nonce — a few times at most.
+    // On a pre-confirming producer a transaction is executed at admission: its nonce is
+    // promised and cannot be replaced, whatever the fee.
+    let nonce = rt.block_on(c.account(&dev_a.encode(), None))?.next_nonce;
+    let first = transfer(&dev, nonce, to, 1, info.chain_id, price * 2, gas);
+    let promised: Value = serde_json::from_str(
+        &http::raw(
+            "POST",
+            &format!("{url}/"),
+            &json!({"jsonrpc":"2.0","id":1,"method":"send_tx","params":{"tx": hex::encode(&first), "wait": "preconfirmed"}}).to_string(),
+        )?
+        .1,
+    )?;
+    ensure!(
+        promised["result"]["preconfirmation"]["receipt"]["status"] == "ok",
+        "{promised}"
+    );
+    let r = reason(transfer(&dev, nonce, to, 2, info.chain_id, price * 4, gas))?;
+    ensure!(
+        r == "nonce_too_low",
+        "a replacement of a promised nonce: {r}"
+    );
+    // Without pre-confirmation the mempool's replacement rule applies: a same-nonce
+    // replacement without a 10% higher fee is refused as underpriced. The producer may
+    // include the first transaction before the second arrives (empty blocks are off, so it
+    // builds as soon as the mempool has something): then the answer is nonce_too_low, the
+    // account's nonce has moved, and the pair is tried again on the next nonce — a few
+    // times at most.
+    let plain = start(
+        &tmp.path().join("plain"),
+        free_port()?,
+        &["--no-preconfirm", "--no-empty-blocks"],
+    )?;
+    let pc = RpcClient::new(&plain.url, Duration::from_secs(10))?;
+    let preason = |tx: Vec<u8>| -> Result<String> {
+        let (_, text) = http::raw(
+            "POST",
+            &format!("{}/", plain.url),
+            &json!({"jsonrpc":"2.0","id":1,"method":"send_tx","params":{"tx": hex::encode(tx)}})
+                .to_string(),
+        )?;
+        let v: Value = serde_json::from_str(&text)?;
+        ensure!(code_of(&v) == codes::TX_REJECTED, "expected rejection: {v}");
+        Ok(v["error"]["data"]["reason"]
+            .as_str()
+            .unwrap_or("")
+            .to_string())
+    };
+    let (_, text) = http::raw(
+        "POST",
+        &format!("{}/", plain.url),
+        &json!({"jsonrpc":"2.0","id":1,"method":"send_tx","params":{"tx": hex::encode(&first), "wait": "preconfirmed"}}).to_string(),
+    )?;
+    let v: Value = serde_json::from_str(&text)?;
+    ensure!(
+        code_of(&v) == codes::PRECONF_UNAVAILABLE && v["error"]["data"]["reason"] == "off",
+        "{v}"
+    );
     let mut seen = Vec::new();
     for _ in 0..8 {
-        let nonce = rt.block_on(c.account(&dev_a.encode(), None))?.next_nonce;
-        rt.block_on(c.send_tx(&transfer(&dev, nonce, to, 1, info.chain_id, price * 2, gas)))?;
-        let r = reason(transfer(&dev, nonce, to, 2, info.chain_id, price * 2, gas))?;
+        let nonce = rt.block_on(pc.account(&dev_a.encode(), None))?.next_nonce;
+        rt.block_on(pc.send_tx(&transfer(&dev, nonce, to, 1, info.chain_id, price * 2, gas)))?;
+        let r = preason(transfer(&dev, nonce, to, 2, info.chain_id, price * 2, gas))?;
         if r == "underpriced" {
             seen.push(r);
             break;
         }
-        let now = rt.block_on(c.account(&dev_a.encode(), None))?;
+        let now = rt.block_on(pc.account(&dev_a.encode(), None))?;
         ensure!(
             r == "nonce_too_low" && now.nonce > nonce,
             "{r} for a same-fee replacement at nonce {nonce} (account nonce {})",

@@ -190,8 +190,10 @@ impl Mempool {
             .accounts
             .get(&from)
             .map(|q| {
+                // Below the account's nonce: already executed (in a committed block, or in
+                // the pending block whose state `acct` is), already paid.
                 q.values()
-                    .filter(|e| e.tx.tx.nonce != nonce)
+                    .filter(|e| e.tx.tx.nonce != nonce && e.tx.tx.nonce >= acct.nonce)
                     .map(|e| cost(&e.tx))
                     .fold(0u128, |a, c| a.saturating_add(c))
             })

@@ -68,6 +68,11 @@ struct Args {
     /// Most RPC requests per second per client address (0 = unlimited).
     #[arg(long)]
     rpc_rate_limit: Option<u32>,
+    /// Do not pre-confirm (node.preconfirm = false): a producer builds its blocks from the
+    /// mempool at the slot's time, in gas-price order, and `send_tx` with
+    /// `wait: "preconfirmed"` is refused.
+    #[arg(long)]
+    no_preconfirm: bool,
     /// Allow `admin_inject_fault` (a producer panic or stall) for tests of the crash policy.
     /// Never on a production node.
     #[arg(long)]
@@ -189,6 +194,9 @@ fn run(args: Args) -> Result<()> {
     cfg.node.peers.extend(args.peers.iter().cloned());
     if args.no_empty_blocks {
         cfg.node.empty_blocks = false;
+    }
+    if args.no_preconfirm {
+        cfg.node.preconfirm = false;
     }
     cfg.validate()?;
     let genesis = match (&cfg.node.genesis, cfg.node.dev) {

@@ -586,10 +586,15 @@ impl Node {
                 }));
             }
         }
-        let acct = self
-            .chain
-            .account_latest(&from)
-            .map_err(|e| AdmitError::Chain(e.to_string()))?;
+        // On a pre-confirming producer: the sender's account as the pending block left it
+        // (a transfer promised a moment ago can be spent at once).
+        let acct = match crate::preconf::pending_account(self, &from) {
+            Some(a) => a,
+            None => self
+                .chain
+                .account_latest(&from)
+                .map_err(|e| AdmitError::Chain(e.to_string()))?,
+        };
         let summary = TxSummary {
             hash: tx.hash,
             from: from.encode(),

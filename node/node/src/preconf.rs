@@ -349,6 +349,15 @@ pub fn promised_nonce(node: &Node, sender: &Address) -> Option<u64> {
         .and_then(|p| p.nonce_of(sender))
 }
 
+/// `sender`'s account on the open pending block's state, if the block touched it.
+pub fn pending_account(node: &Node, sender: &Address) -> Option<aergo_chain::state::Account> {
+    node.preconf
+        .pending
+        .lock()
+        .as_ref()
+        .and_then(|p| p.account_of(sender))
+}
+
 /// Pushes mempool candidates (in mempool order) not yet in the pending block.
 pub fn push_candidates(node: &Node, slot: &mut Option<Pending>) {
     let candidates = node

@@ -98,6 +98,16 @@ impl Pending {
         self.out.gas_used
     }
 
+    /// `addr`'s account on the pending state, if this block touched it (admission checks
+    /// balances against what was promised, not only against the tip).
+    pub fn account_of(&self, addr: &Address) -> Option<Account> {
+        match self.writes.get(&account_key(addr)) {
+            Some(Some(v)) => Account::decode(v).ok(),
+            Some(None) => Some(Account::default()),
+            None => None,
+        }
+    }
+
     /// The nonce `addr` has on the pending state (its next transaction's nonce), if its
     /// account was touched by this block.
     pub fn nonce_of(&self, addr: &Address) -> Option<u64> {
