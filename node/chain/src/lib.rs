@@ -39,5 +39,5 @@ pub mod staking;
 pub mod state;
 pub mod store;
 
-pub use chain::{Chain, ChainOptions, Pending, PushOutcome, Pushed, Tip};
+pub use chain::{Chain, ChainOptions, Pending, PushOutcome, Pushed, Sealed, Tip};
 pub use error::ChainError;

@@ -86,7 +86,8 @@ pub struct PreconfStatus {
 }
 
 enum LogMsg {
-    Open(Vec<u8>),
+    /// A pending block opened (its height, the record).
+    Open(u64, Vec<u8>),
     /// A recovered promise record, logged again.
     Raw(Vec<u8>),
     Promise {
@@ -94,8 +95,11 @@ enum LogMsg {
         p: Arc<Preconfirmation>,
         started: Instant,
     },
-    /// The pending block was sealed and committed (or dropped): its records are obsolete.
+    /// The pending block died: every record is obsolete.
     Reset,
+    /// The block of this height was committed: its records are obsolete (a pending block
+    /// opened on it before the commit keeps its own).
+    Committed(u64),
 }
 
 impl Default for Preconf {
@@ -129,7 +133,33 @@ impl Preconf {
     /// block). Returns how many were kept.
     pub fn start(node: &Arc<Node>, data_dir: &Path) -> anyhow::Result<usize> {
         let path = data_dir.join(LOG_FILE);
-        let recovered = recover(node, &path)?;
+        let segments = read_log(&path)?;
+        // Each logged block on the tip is executed again, in order; all but the last are
+        // sealed and committed now (a solo producer may have sealed a block and promised
+        // into the next one before the crash), the last stays pending for the producer.
+        let mut recovered = None;
+        let mut kept = 0;
+        loop {
+            let Some((p, records)) = recover(node, &segments)? else {
+                break;
+            };
+            kept += records.len();
+            let later = segments.iter().any(|s| s.height == p.height() + 1);
+            if !later {
+                recovered = Some((p, records));
+                break;
+            }
+            let done = node
+                .chain
+                .seal(&node.key, p)
+                .map_err(|e| anyhow::anyhow!("seal the recovered pending block: {e}"))?;
+            node.on_committed(
+                std::slice::from_ref(&done.applied),
+                &[],
+                crate::node::Origin::Produced { rejected: &[] },
+                0,
+            );
+        }
         let file = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -147,12 +177,11 @@ impl Preconf {
             .spawn(move || log_thread(file, path, rx, n))?;
         let Some((p, records)) = recovered else {
             me.reset_log();
-            return Ok(0);
+            return Ok(kept);
         };
-        // Appended after the old records (never truncated first): the last open record and
-        // the promises after it are what a later recovery keeps.
+        // Appended after the old records (never truncated first): the open record for this
+        // tip and the promises after it are what a later recovery keeps.
         me.log_open(&p);
-        let kept = records.len();
         for r in records {
             me.send(LogMsg::Raw(r));
         }
@@ -202,18 +231,24 @@ impl Preconf {
         }
     }
 
-    fn log_open(&self, p: &Pending) {
+    /// Logs a pending block's opening.
+    pub(crate) fn log_open(&self, p: &Pending) {
         let mut r = vec![REC_OPEN];
         r.extend_from_slice(&p.height().to_be_bytes());
         r.extend_from_slice(&p.parent().0);
         r.extend_from_slice(&p.timestamp_ms().to_be_bytes());
         r.extend_from_slice(p.consensus());
-        self.send(LogMsg::Open(r));
+        self.send(LogMsg::Open(p.height(), r));
     }
 
-    /// The block of the logged promises was committed (or the pending block died).
+    /// The pending block died: its logged promises can never be kept.
     pub fn reset_log(&self) {
         self.send(LogMsg::Reset);
+    }
+
+    /// The block of `height` was committed: its promises are kept by the chain now.
+    pub fn committed(&self, height: u64) {
+        self.send(LogMsg::Committed(height));
     }
 
     /// Figures for `preconf_status`.
@@ -322,12 +357,9 @@ pub fn on_admitted(node: &Node, sender: &Address, started: Instant) {
         let Some(p) = slot.as_ref() else {
             return;
         };
-        let nonce = match p.nonce_of(sender) {
-            Some(n) => n,
-            None => match node.chain.account_at(sender, p.height().saturating_sub(1)) {
-                Ok(a) => a.nonce,
-                Err(_) => return,
-            },
+        let nonce = match p.account(&node.chain, sender) {
+            Ok(a) => a.nonce,
+            Err(_) => return,
         };
         let tx = match node.mempool.lock().by_nonce(sender, nonce) {
             Some(e) => e.tx.clone(),
@@ -401,6 +433,10 @@ pub fn open(node: &Node, slot: &mut Option<Pending>, timestamp_ms: u64, consensu
 /// then answers every promise of the batch.
 fn log_thread(mut file: std::fs::File, path: PathBuf, rx: Receiver<LogMsg>, node: Arc<Node>) {
     let _ = file.seek(std::io::SeekFrom::End(0));
+    // The height of the last pending block opened, and its records (what a rotation keeps).
+    let mut open_height: Option<u64> = None;
+    let mut current: Vec<u8> = Vec::new();
+    let mut len = file.metadata().map(|m| m.len()).unwrap_or(0);
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < 4096 {
@@ -411,26 +447,63 @@ fn log_thread(mut file: std::fs::File, path: PathBuf, rx: Receiver<LogMsg>, node
         }
         let mut buf = Vec::new();
         let mut done = Vec::new();
+        let mut truncate = false;
         for m in batch {
             match m {
                 LogMsg::Reset => {
                     buf.clear();
-                    if let Err(e) = file.set_len(0).and_then(|_| file.rewind()) {
-                        tracing::error!(error = %e, path = %path.display(), "cannot reset the promise log");
+                    current.clear();
+                    open_height = None;
+                    truncate = true;
+                }
+                LogMsg::Committed(h) => {
+                    if open_height.is_none_or(|o| o <= h) {
+                        buf.clear();
+                        current.clear();
+                        open_height = None;
+                        truncate = true;
                     }
                 }
-                LogMsg::Open(r) | LogMsg::Raw(r) => frame(&mut buf, &r),
+                LogMsg::Open(h, r) => {
+                    current.clear();
+                    open_height = Some(h);
+                    frame(&mut buf, &r);
+                    frame(&mut current, &r);
+                }
+                LogMsg::Raw(r) => {
+                    frame(&mut buf, &r);
+                    frame(&mut current, &r);
+                }
                 LogMsg::Promise { record, p, started } => {
                     frame(&mut buf, &record);
+                    frame(&mut current, &record);
                     done.push((p, started));
                 }
             }
         }
-        let res = if buf.is_empty() {
+        if truncate {
+            if let Err(e) = file.set_len(0).and_then(|_| file.rewind()) {
+                tracing::error!(error = %e, path = %path.display(), "cannot reset the promise log");
+            }
+            len = 0;
+        }
+        let mut res = if buf.is_empty() {
             Ok(())
         } else {
             file.write_all(&buf).and_then(|_| file.sync_data())
         };
+        len += buf.len() as u64;
+        if res.is_ok() && len > ROTATE_BYTES {
+            // Busy without a break (a solo producer opens each block on the previous one
+            // before committing it): keep only the open block's records, atomically.
+            match rotate(&path, &current) {
+                Ok(f) => {
+                    file = f;
+                    len = current.len() as u64;
+                }
+                Err(e) => res = Err(e),
+            }
+        }
         let now = now_ms();
         let pc = &node.preconf;
         for (p, started) in done {
@@ -451,21 +524,51 @@ fn log_thread(mut file: std::fs::File, path: PathBuf, rx: Receiver<LogMsg>, node
     }
 }
 
-/// Reads the log: the last pending block it opened, when that block extends the current
-/// tip, with its promises executed again in order (each compared with what was promised).
-/// A torn or corrupt tail (a crash mid-write, never answered) ends the log.
-fn recover(node: &Node, path: &Path) -> anyhow::Result<Option<(Pending, Vec<Vec<u8>>)>> {
+/// The log past this size is rewritten with the open block's records only.
+const ROTATE_BYTES: u64 = 8 << 20;
+
+/// Writes `records` to a new log next to `path`, fsyncs it and renames it over `path`.
+fn rotate(path: &Path, records: &[u8]) -> std::io::Result<std::fs::File> {
+    let tmp = path.with_extension("log.new");
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(records)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)?;
+    f.seek(std::io::SeekFrom::End(0))?;
+    Ok(f)
+}
+
+/// One pending block in the log: its open record and its promises.
+struct Segment {
+    height: u64,
+    parent: Hash,
+    timestamp_ms: u64,
+    consensus: Vec<u8>,
+    promises: Vec<Vec<u8>>,
+}
+
+/// Reads the log's segments. A torn or corrupt tail (a crash mid-write, never answered)
+/// ends the log.
+fn read_log(path: &Path) -> anyhow::Result<Vec<Segment>> {
     let mut bytes = Vec::new();
     match std::fs::File::open(path) {
         Ok(mut f) => {
             f.read_to_end(&mut bytes)
                 .map_err(|e| anyhow::anyhow!("read {}: {e}", path.display()))?;
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(anyhow::anyhow!("open {}: {e}", path.display())),
     }
-    let mut open: Option<&[u8]> = None;
-    let mut promises: Vec<&[u8]> = Vec::new();
+    let mut segments: Vec<Segment> = Vec::new();
     let mut at = 0usize;
     while let Some(head) = bytes.get(at..at + 8) {
         let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
@@ -480,32 +583,45 @@ fn recover(node: &Node, path: &Path) -> anyhow::Result<Option<(Pending, Vec<Vec<
         }
         match r.first() {
             Some(&REC_OPEN) => {
-                open = Some(r);
-                promises.clear();
+                let parsed = match (r.get(1..9), r.get(9..41), r.get(41..49), r.get(49..)) {
+                    (Some(h), Some(p), Some(t), Some(c)) => Some(Segment {
+                        height: u64::from_be_bytes(h.try_into()?),
+                        parent: Hash(p.try_into()?),
+                        timestamp_ms: u64::from_be_bytes(t.try_into()?),
+                        consensus: c.to_vec(),
+                        promises: Vec::new(),
+                    }),
+                    _ => None,
+                };
+                match parsed {
+                    Some(s) => segments.push(s),
+                    None => break,
+                }
             }
-            Some(&REC_PROMISE) => promises.push(r),
+            Some(&REC_PROMISE) => match segments.last_mut() {
+                Some(s) => s.promises.push(r.to_vec()),
+                None => break,
+            },
             _ => break,
         }
         at += 8 + len;
     }
-    let Some(o) = open else {
+    Ok(segments)
+}
+
+/// The last logged pending block that extends the current tip, executed again: each
+/// promise in order, compared with what was promised.
+fn recover(node: &Node, segments: &[Segment]) -> anyhow::Result<Option<(Pending, Vec<Vec<u8>>)>> {
+    let tip = node.chain.tip();
+    let Some(seg) = segments
+        .iter()
+        .rev()
+        .find(|s| s.parent == tip.hash && s.height == tip.header.height + 1)
+    else {
         return Ok(None);
     };
-    let tip = node.chain.tip();
-    let (height, parent, ts, consensus) =
-        match (o.get(1..9), o.get(9..41), o.get(41..49), o.get(49..)) {
-            (Some(h), Some(p), Some(t), Some(c)) => (
-                u64::from_be_bytes(h.try_into()?),
-                Hash(p.try_into()?),
-                u64::from_be_bytes(t.try_into()?),
-                c.to_vec(),
-            ),
-            _ => return Ok(None),
-        };
-    if parent != tip.hash || height != tip.header.height + 1 {
-        // Sealed and committed (or overtaken): nothing left to keep.
-        return Ok(None);
-    }
+    let (height, ts, consensus) = (seg.height, seg.timestamp_ms, seg.consensus.clone());
+    let promises = &seg.promises;
     let mut p = match node.chain.open_pending(node.key.public(), ts, consensus) {
         Ok(p) => p,
         Err(e) => {

@@ -228,9 +228,36 @@ fn preconf_step(node: &Node, slot: &aergo_chain::consensus::Slot, now: u64, inte
     }
     drop(pending);
     let started = Instant::now();
-    let res = node.chain.seal(&node.key, p);
-    node.preconf.reset_log();
-    match res {
+    let sealed = match node.chain.seal_block(&node.key, p) {
+        Ok(s) => s,
+        Err(aergo_chain::ChainError::Consensus(m)) => {
+            node.preconf.reset_log();
+            tracing::warn!(reason = %m, "the pending block could not be sealed: its promises are void");
+            return Step::Done;
+        }
+        Err(e) => {
+            node.preconf.reset_log();
+            tracing::error!(error = %e, "sealing the pending block failed; retrying next slot");
+            return Step::Wait(Duration::from_millis(interval));
+        }
+    };
+    let height = sealed.block().header.height;
+    if node.chain.engine().name() == "solo" {
+        // The one producer makes the next block too: it opens on the sealed block at
+        // once, so promises go on while this one is committed.
+        let ts = sealed.block().header.timestamp_ms.saturating_add(interval);
+        match node
+            .chain
+            .open_pending_after(&sealed, node.key.public(), ts, Vec::new())
+        {
+            Ok(next) => {
+                node.preconf.log_open(&next);
+                *node.preconf.pending.lock() = Some(next);
+            }
+            Err(e) => tracing::debug!(error = %e, "no pending block on the sealed one"),
+        }
+    }
+    match node.chain.commit_sealed(sealed) {
         Ok(p) => {
             let commit_us = crate::node::micros(started.elapsed());
             node.on_committed(
@@ -241,14 +268,18 @@ fn preconf_step(node: &Node, slot: &aergo_chain::consensus::Slot, now: u64, inte
                 },
                 commit_us,
             );
-            Step::Done
-        }
-        Err(aergo_chain::ChainError::Consensus(m)) => {
-            tracing::warn!(reason = %m, "the pending block could not be sealed: its promises are void");
+            node.preconf.committed(height);
+            let mut pending = node.preconf.pending.lock();
+            if pending.is_some() {
+                crate::preconf::push_candidates(node, &mut pending);
+            }
             Step::Done
         }
         Err(e) => {
-            tracing::error!(error = %e, "sealing the pending block failed; retrying next slot");
+            // Nothing was written: the next pending block (on this one) is void too.
+            *node.preconf.pending.lock() = None;
+            node.preconf.reset_log();
+            tracing::error!(error = %e, "committing the sealed block failed; retrying next slot");
             Step::Wait(Duration::from_millis(interval))
         }
     }

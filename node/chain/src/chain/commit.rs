@@ -493,7 +493,7 @@ impl Chain {
     /// the begin-block writes the transactions run on.
     pub(super) fn start_on_tip(
         &self,
-        view: &HeadView<'_>,
+        view: &dyn StateView,
         header: &Header,
         checks: impl FnOnce(&BlockStart) -> Result<(), ChainError>,
     ) -> Result<(BlockCtx, WriteSet), ChainError> {

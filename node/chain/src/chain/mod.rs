@@ -60,7 +60,7 @@ mod tests;
 mod tests_branches;
 
 pub use diff::{Change, DiffPage, MAX_DIFF_BLOCKS, MAX_DIFF_KEYS};
-pub use pending::{Pending, PushOutcome, Pushed};
+pub use pending::{Pending, PushOutcome, Pushed, Sealed};
 pub use queries::HeightView;
 
 use crate::blocklog::{BlockLog, Location, LogPos};

@@ -19,7 +19,11 @@ use std::collections::HashSet;
 
 /// A block being filled one transaction at a time (see the module doc).
 pub struct Pending {
+    /// The block this one extends (possibly sealed but not committed yet: then
+    /// `parent_writes` holds its writes and `grandparent` its parent).
     tip: Tip,
+    parent_writes: Option<WriteSet>,
+    grandparent: Option<Hash>,
     header: Header,
     ctx: BlockCtx,
     /// The engine's begin-block writes.
@@ -98,34 +102,70 @@ impl Pending {
         self.out.gas_used
     }
 
-    /// `addr`'s account on the pending state, if this block touched it (admission checks
-    /// balances against what was promised, not only against the tip).
+    /// Whether this pending block can still be sealed: its parent is the tip, or (a
+    /// parent sealed but not committed yet) its parent's parent still is. Once the parent
+    /// is committed, its writes are read from the chain.
+    fn check_tip(&mut self, chain: &Chain) -> Result<(), ChainError> {
+        let tip = chain.tip().hash;
+        if tip == self.tip.hash {
+            if self.parent_writes.is_some() {
+                self.parent_writes = None;
+                self.grandparent = None;
+            }
+            return Ok(());
+        }
+        if self.grandparent.is_some() && self.grandparent == Some(tip) {
+            return Ok(());
+        }
+        Err(ChainError::Consensus(
+            "the tip moved: the pending block is stale".into(),
+        ))
+    }
+
+    /// `addr`'s account on the pending state, if this block (or its sealed, uncommitted
+    /// parent) touched it (admission checks balances against what was promised, not only
+    /// against the committed tip).
     pub fn account_of(&self, addr: &Address) -> Option<Account> {
-        match self.writes.get(&account_key(addr)) {
-            Some(Some(v)) => Account::decode(v).ok(),
-            Some(None) => Some(Account::default()),
-            None => None,
+        let k = account_key(addr);
+        let v = match self.writes.get(&k) {
+            Some(v) => v,
+            None => self.parent_writes.as_ref()?.get(&k)?,
+        };
+        match v {
+            Some(v) => Account::decode(v).ok(),
+            None => Some(Account::default()),
         }
     }
 
-    /// The nonce `addr` has on the pending state (its next transaction's nonce), if its
-    /// account was touched by this block.
-    pub fn nonce_of(&self, addr: &Address) -> Option<u64> {
-        match self.writes.get(&account_key(addr)) {
-            Some(Some(v)) => Account::decode(v).ok().map(|a| a.nonce),
-            _ => None,
+    /// `addr`'s account on the pending state (touched or not).
+    pub fn account(&self, chain: &Chain, addr: &Address) -> Result<Account, ChainError> {
+        if let Some(a) = self.account_of(addr) {
+            return Ok(a);
         }
+        // Untouched by this block and its uncommitted parent: as of the parent's parent
+        // then (a value only the parent could have changed is in `parent_writes`).
+        let head = HeadView {
+            chain,
+            height: if self.parent_writes.is_some() {
+                self.tip.header.height.saturating_sub(1)
+            } else {
+                self.tip.header.height
+            },
+        };
+        head.account(addr)
+    }
+
+    /// The nonce `addr` has on the pending state (its next transaction's nonce), if its
+    /// account was touched by this block or its uncommitted parent.
+    pub fn nonce_of(&self, addr: &Address) -> Option<u64> {
+        self.account_of(addr).map(|a| a.nonce)
     }
 
     /// Executes `tx` on the pending state. An invalid transaction
     /// ([`ChainError::InvalidTx`]) changes nothing; [`ChainError::Consensus`]: the tip moved,
     /// this pending block is dead.
     pub fn push(&mut self, chain: &Chain, tx: &SignedTx) -> Result<PushOutcome, ChainError> {
-        if chain.tip().hash != self.tip.hash {
-            return Err(ChainError::Consensus(
-                "the tip moved: the pending block is stale".into(),
-            ));
-        }
+        self.check_tip(chain)?;
         if self.hashes.contains(&tx.hash) {
             return Err(ChainError::InvalidTx {
                 hash: tx.hash,
@@ -138,20 +178,40 @@ impl Pending {
                 self.header.height, self.bytes
             )));
         }
-        let view = HeadView {
+        // The parent's state: committed (the head), or the head below a sealed parent with
+        // the parent's writes on top.
+        let layered = self.parent_writes.is_some();
+        let head = HeadView {
             chain,
-            height: self.tip.header.height,
+            height: if layered {
+                self.tip.header.height.saturating_sub(1)
+            } else {
+                self.tip.header.height
+            },
+        };
+        let parent = Overlay {
+            base: &head,
+            writes: self.parent_writes.take().unwrap_or_default(),
         };
         let mut run = BlockRun {
             overlay: Overlay {
-                base: &view,
+                base: &parent,
                 writes: std::mem::take(&mut self.writes),
             },
             out: std::mem::take(&mut self.out),
         };
-        if !run.fits(tx, &self.ctx) {
-            self.writes = run.overlay.writes;
-            self.out = run.out;
+        let fits = run.fits(tx, &self.ctx);
+        let r = if fits {
+            run.try_tx(tx, &self.ctx)
+        } else {
+            Ok(())
+        };
+        self.writes = run.overlay.writes;
+        self.out = run.out;
+        if layered {
+            self.parent_writes = Some(parent.writes);
+        }
+        if !fits {
             return Ok(PushOutcome::Full(format!(
                 "the block of height {} has {} gas left, the transaction's limit is {}",
                 self.header.height,
@@ -162,9 +222,6 @@ impl Pending {
                 tx.tx.gas_limit
             )));
         }
-        let r = run.try_tx(tx, &self.ctx);
-        self.writes = run.overlay.writes;
-        self.out = run.out;
         r?;
         let receipt = self
             .out
@@ -208,6 +265,8 @@ impl Chain {
         })?;
         let seq = preconf::seq_start(&tip.hash);
         Ok(Pending {
+            parent_writes: None,
+            grandparent: None,
             writes: pre.clone(),
             pre,
             ctx,
@@ -225,11 +284,20 @@ impl Chain {
     /// Seals `p` into a block (the engine's end-block, the roots, `seq_hash`), signs it
     /// with `key` and commits it, executing no transaction again.
     pub fn seal(&self, key: &Keypair, p: Pending) -> Result<Produced, ChainError> {
+        let sealed = self.seal_block(key, p)?;
+        self.commit_sealed(sealed)
+    }
+
+    /// The first half of [`Chain::seal`]: the signed block, not committed yet. The next
+    /// pending block can open on it at once ([`Chain::open_pending_after`]) while it is
+    /// committed ([`Chain::commit_sealed`]).
+    pub fn seal_block(&self, key: &Keypair, mut p: Pending) -> Result<Sealed, ChainError> {
         let _g = self.commit.lock();
         let tip = self.tip();
+        p.check_tip(self)?;
         if tip.hash != p.tip.hash {
             return Err(ChainError::Consensus(
-                "the tip moved: the pending block is stale".into(),
+                "the pending block's parent is not committed yet".into(),
             ));
         }
         if key.public() != p.header.producer {
@@ -259,17 +327,91 @@ impl Chain {
         self.engine.before_signing(&header)?;
         header.sign(key);
         let receipts = executed.receipts.clone();
-        let prepared = Prepared {
-            block: Block::new(header, p.txs),
-            executed,
-            nodes,
-        };
-        let applied = self.write_block(prepared, None)?;
+        Ok(Sealed {
+            prepared: Prepared {
+                block: Block::new(header, p.txs),
+                executed,
+                nodes,
+            },
+            receipts,
+            log_end: tip.log_end,
+        })
+    }
+
+    /// Commits a sealed block (the second half of [`Chain::seal`]).
+    pub fn commit_sealed(&self, s: Sealed) -> Result<Produced, ChainError> {
+        let _g = self.commit.lock();
+        if self.tip().hash != s.prepared.block.header.parent {
+            return Err(ChainError::Consensus(
+                "the tip moved: the sealed block is stale".into(),
+            ));
+        }
+        let applied = self.write_block(s.prepared, None)?;
         self.advance_finality()?;
         Ok(Produced {
             applied,
-            receipts,
+            receipts: s.receipts,
             rejected: Vec::new(),
         })
+    }
+
+    /// Opens the next pending block on `sealed` before it is committed (the same producer
+    /// makes the next block too: solo): its state is the head below `sealed` with
+    /// `sealed`'s writes on top until the commit lands.
+    pub fn open_pending_after(
+        &self,
+        sealed: &Sealed,
+        producer: PublicKey,
+        timestamp_ms: u64,
+        consensus: Vec<u8>,
+    ) -> Result<Pending, ChainError> {
+        let parent = &sealed.prepared.block.header;
+        let tip = Tip {
+            header: parent.clone(),
+            hash: parent.hash(),
+            log_end: sealed.log_end,
+        };
+        let header = self.next_header(&tip, producer, timestamp_ms, consensus, None)?;
+        let head = HeadView {
+            chain: self,
+            height: parent.height.saturating_sub(1),
+        };
+        let view = Overlay {
+            base: &head,
+            writes: sealed.prepared.executed.writes.clone(),
+        };
+        let (ctx, pre) = self.start_on_tip(&view, &header, |start| {
+            self.engine.check_own_slot(&tip.header, &header, start)
+        })?;
+        let seq = preconf::seq_start(&tip.hash);
+        Ok(Pending {
+            parent_writes: Some(view.writes),
+            grandparent: Some(parent.parent),
+            writes: pre.clone(),
+            pre,
+            ctx,
+            header,
+            tip,
+            out: Executed::default(),
+            txs: Vec::new(),
+            hashes: HashSet::new(),
+            bytes: 0,
+            max_bytes: self.max_block_size() - BLOCK_HEADER_ROOM,
+            seq,
+        })
+    }
+}
+
+/// A block sealed and signed from a pending block, not committed yet.
+pub struct Sealed {
+    prepared: Prepared,
+    receipts: Vec<Receipt>,
+    log_end: crate::blocklog::LogPos,
+}
+
+impl Sealed {
+    /// The block.
+    pub fn block(&self) -> &Block {
+        &self.prepared.block
     }
 }

@@ -539,3 +539,56 @@ fn a_pending_block_seals_exactly_what_it_promised() {
     ));
     assert_eq!(a.tip().header.height, 2);
 }
+
+#[test]
+fn a_pending_block_opens_on_its_sealed_parent_before_the_commit() {
+    let producer = Keypair::from_seed(&[6; 32]);
+    let dev = Keypair::dev();
+    let dev_a = Address::from_public_key(&dev.public());
+    let bob_k = Keypair::from_seed(&[5; 32]);
+    let bob = Address::from_public_key(&bob_k.public());
+    let carol = Address::from_public_key(&Keypair::from_seed(&[9; 32]).public());
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (a, b) = (open(d1.path()), open(d2.path()));
+    let mut p1 = a.open_pending(producer.public(), 1000, vec![]).unwrap();
+    let fund = transfer(&a, &dev, 0, bob, 5 * AER_PER_AERGO);
+    assert!(matches!(
+        p1.push(&a, &fund).unwrap(),
+        PushOutcome::Pushed(_)
+    ));
+    let sealed = a.seal_block(&producer, p1).unwrap();
+    // Block 1 is signed but not committed: block 2 opens on it, and bob spends what block
+    // 1 gave him.
+    let mut p2 = a
+        .open_pending_after(&sealed, producer.public(), 2000, vec![])
+        .unwrap();
+    assert_eq!(p2.height(), 2);
+    assert_eq!(a.tip().header.height, 0);
+    assert_eq!(p2.account_of(&bob).unwrap().balance, 5 * AER_PER_AERGO);
+    assert_eq!(p2.nonce_of(&dev_a), Some(1));
+    let spend = transfer(&a, &bob_k, 0, carol, AER_PER_AERGO);
+    assert!(matches!(
+        p2.push(&a, &spend).unwrap(),
+        PushOutcome::Pushed(_)
+    ));
+    // The commit lands; pushing goes on.
+    let first = a.commit_sealed(sealed).unwrap().applied.block;
+    assert_eq!(a.tip().header.height, 1);
+    let more = transfer(&a, &dev, 1, carol, 2);
+    assert!(matches!(
+        p2.push(&a, &more).unwrap(),
+        PushOutcome::Pushed(_)
+    ));
+    let second = a.seal(&producer, p2).unwrap().applied.block;
+    assert_eq!(second.txs.len(), 2);
+    assert_eq!(a.account_latest(&carol).unwrap().balance, AER_PER_AERGO + 2);
+    // A validator agrees with both blocks.
+    for blk in [first, second] {
+        assert!(matches!(
+            b.receive(blk, 3000).unwrap(),
+            Received::Extended(_)
+        ));
+    }
+    assert_eq!(b.tip().hash, a.tip().hash);
+    assert_eq!(b.account_latest(&carol).unwrap().balance, AER_PER_AERGO + 2);
+}
