@@ -17,6 +17,11 @@
 //! Last, a branch of the root chain produced by node 1 (its operator accepts it): a transfer
 //! on the branch is merged into `main` by a merge block that nodes 2 and 3, which never had
 //! the branch's blocks, re-execute from the candidates it embeds to the same state.
+//!
+//! And pre-confirmation across producers: transfers sent with `wait: "preconfirmed"` to
+//! whichever node produces the next slot (the others refuse with `not_producer`, naming
+//! it) are on every node in the promised block, at the promised position, with the
+//! promised receipt.
 
 use aergo_e2e::testnet::{base_port, rpc, rpc_as, start_node};
 use aergo_e2e::{bin, poll, KillOnDrop};
@@ -171,6 +176,7 @@ fn poa_network_reaches_a_common_lib() -> Result<()> {
     public_repository_replication(&out, &urls, &faucet)?;
     poa_repository_across_nodes(&urls, &faucet)?;
     branch_merge_across_nodes(&urls, &faucet)?;
+    preconfirmations_across_nodes(&urls, &faucet)?;
     eprintln!(
         "poa: private repository replication done after {:.1} s",
         begun.elapsed().as_secs_f64()
@@ -806,5 +812,111 @@ fn branch_merge_across_nodes(urls: &[String], faucet: &aergo_types::Keypair) -> 
         "{merges:?}"
     );
     assert!(merges.iter().all(|m| *m == merges[0]), "{merges:?}");
+    Ok(())
+}
+
+/// Pre-confirmed transfers on the root chain, each sent to whichever node produces the next
+/// slot, are kept on every node.
+fn preconfirmations_across_nodes(urls: &[String], faucet: &aergo_types::Keypair) -> Result<()> {
+    let root = chain_id(&urls[0], "aergo")?;
+    let from = aergo_types::Address::from_public_key(&faucet.public());
+    let to = aergo_types::Address::from_public_key(&aergo_types::Keypair::generate().public());
+    let mut nonce = rpc(&urls[0], "account", json!({"address": from.encode()}))?["next_nonce"]
+        .as_u64()
+        .context("next_nonce")?;
+    let mut promised: Vec<Value> = Vec::new();
+    let mut refusals = 0;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while promised.len() < 12 {
+        if Instant::now() > deadline {
+            bail!(
+                "only {} promises in 30 s ({refusals} refusals)",
+                promised.len()
+            );
+        }
+        let tx = aergo_types::Tx {
+            kind: aergo_types::TxKind::Transfer,
+            nonce,
+            from: faucet.public(),
+            to: Some(to),
+            amount: 1,
+            payload: Vec::new(),
+            gas_limit: 1000,
+            gas_price: 1_000_000_000,
+            chain_id: root,
+        }
+        .sign(faucet);
+        let mut sent = false;
+        // Each attempt asks the nodes in another order, so every producer gets asked first.
+        for k in 0..urls.len() {
+            let u = &urls[(promised.len() + k) % urls.len()];
+            match rpc(
+                u,
+                "send_tx",
+                json!({"tx": hex::encode(tx.encode()), "wait": "preconfirmed"}),
+            ) {
+                Ok(v) => {
+                    promised.push(v["preconfirmation"].clone());
+                    sent = true;
+                    break;
+                }
+                Err(e) if e.to_string().contains("not_producer") => {
+                    // Refused before admission, naming the slot's producer.
+                    assert!(e.to_string().contains("its producer is"), "{e}");
+                    refusals += 1;
+                }
+                Err(e) if e.to_string().contains("nonce_gap") => {
+                    // The previous promise (another producer's, gossiped once promised)
+                    // has not reached this node yet: ask again shortly.
+                    break;
+                }
+                Err(e) => bail!("preconfirmed send to {u}: {e}"),
+            }
+        }
+        if sent {
+            nonce += 1;
+        } else {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    let producers: std::collections::BTreeSet<String> = promised
+        .iter()
+        .filter_map(|p| p["producer_address"].as_str().map(str::to_string))
+        .collect();
+    let last = promised
+        .iter()
+        .filter_map(|p| p["height"].as_u64())
+        .max()
+        .unwrap_or(0);
+    assert!(producers.len() >= 2, "promises from {producers:?} only");
+    for u in urls {
+        poll(
+            &format!("{u} at height {last}"),
+            Duration::from_secs(20),
+            || {
+                Ok(
+                    (rpc(u, "chain_info", json!({}))?["height"].as_u64() >= Some(last))
+                        .then_some(()),
+                )
+            },
+        )?;
+        for p in &promised {
+            let h = p["height"].as_u64().context("height")?;
+            let b = rpc(u, "block", json!({"height": h}))?;
+            assert_eq!(b["parent_hash"], p["parent"], "{u}: block {h}'s parent");
+            let pos = usize::try_from(p["position"].as_u64().context("position")?)?;
+            assert_eq!(b["txs"][pos], p["tx_hash"], "{u}: block {h} position {pos}");
+            let r = rpc(u, "receipt", json!({"hash": p["tx_hash"]}))?;
+            assert_eq!(r["status"], p["receipt"]["status"]);
+            assert_eq!(r["gas_used"], p["receipt"]["gas_used"]);
+            assert_eq!(r["fee"], p["receipt"]["fee"]);
+        }
+    }
+    eprintln!(
+        "poa: {} pre-confirmed transfers kept on all {} nodes ({} producers promised; {refusals} not_producer refusals)",
+        promised.len(),
+        urls.len(),
+        producers.len()
+    );
     Ok(())
 }

@@ -4,6 +4,9 @@
 //! receipt, field by field; tampered and forged promises refused by `aergo preconf verify`;
 //! and a producer killed (SIGKILL) right after promising, whose restart keeps the promises.
 
+// Test arithmetic on small counts (far below 2^32); `signed` takes a transaction's fields.
+#![allow(clippy::cast_possible_truncation, clippy::too_many_arguments)]
+
 use aergo_e2e::{bin, deploy_figure6, free_port, start_dev_node as start};
 use aergo_rpc::{PreconfJson, RpcClient};
 use aergo_types::{Address, Hash, Keypair, Tx, TxKind, AER_PER_AERGO};
@@ -69,8 +72,8 @@ async fn assert_kept(c: &RpcClient, promised: &[Promised]) -> Result<()> {
     let mut blocks = std::collections::HashMap::new();
     for x in promised {
         let p = &x.p;
-        if !blocks.contains_key(&p.height) {
-            blocks.insert(p.height, c.block_by_height(p.height, false).await?);
+        if let std::collections::hash_map::Entry::Vacant(e) = blocks.entry(p.height) {
+            e.insert(c.block_by_height(p.height, false).await?);
         }
         let b = &blocks[&p.height];
         ensure!(
@@ -377,8 +380,8 @@ fn a_producer_killed_after_promising_keeps_its_promises() -> Result<()> {
         let c = RpcClient::new(&node.url, Duration::from_secs(20))?;
         let info = rt.block_on(c.chain_info())?;
         let dev_a = Address::from_public_key(&dev.public());
-        let mut nonce = rt.block_on(c.account(&dev_a.encode(), None))?.next_nonce;
-        for _ in 0..10 {
+        let first = rt.block_on(c.account(&dev_a.encode(), None))?.next_nonce;
+        for nonce in first..first + 10 {
             let tx = signed(
                 &dev,
                 nonce,
@@ -392,7 +395,6 @@ fn a_producer_killed_after_promising_keeps_its_promises() -> Result<()> {
             promised.push(Promised {
                 p: rt.block_on(c.send_tx_preconfirmed(&tx))?.preconfirmation,
             });
-            nonce += 1;
         }
         node.proc.signal(libc::SIGKILL);
         node.proc.wait_timeout(Duration::from_secs(10))?;

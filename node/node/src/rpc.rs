@@ -347,8 +347,12 @@ async fn http_rpc(
                 )
             } else {
                 let mut outs = Vec::with_capacity(items.len());
-                for it in items {
-                    outs.extend(handle_request(&rpc, peer, signed, it).await);
+                if preconf_batch(&items) {
+                    outs = preconf_batch_run(&rpc, peer, items).await;
+                } else {
+                    for it in items {
+                        outs.extend(handle_request(&rpc, peer, signed, it).await);
+                    }
                 }
                 if outs.is_empty() {
                     // Only notifications: nothing to answer.
@@ -1327,6 +1331,68 @@ pub fn dispatch(node: &Node, method: &str, p: &Value) -> MResult {
     }
 }
 
+/// Whether a batch is only pre-confirmed sends to the root chain (each with an id): those
+/// are admitted in order and then awaited together, so a batch costs one group commit of
+/// the promise log instead of one per transaction.
+fn preconf_batch(items: &[Value]) -> bool {
+    items.iter().all(|it| {
+        it.get("jsonrpc") == Some(&json!("2.0"))
+            && it.get("method") == Some(&json!("send_tx"))
+            && !matches!(it.get("id"), None | Some(Value::Null))
+            && it.pointer("/params/wait") == Some(&json!("preconfirmed"))
+            && it.pointer("/params/tx").is_some_and(|t| t.is_string())
+            && it.pointer("/params/repo").is_none()
+            && it.pointer("/params/branch").is_none()
+    })
+}
+
+/// Runs a [`preconf_batch`]: the rate limit per item, admissions in order, then the waits.
+async fn preconf_batch_run(rpc: &Rpc, peer: SocketAddr, items: Vec<Value>) -> Vec<Value> {
+    let allowed: Vec<bool> = items.iter().map(|_| rpc.allow(peer.ip())).collect();
+    let node = rpc.node.clone();
+    let res = tokio::task::spawn_blocking(move || {
+        let mut begun = Vec::with_capacity(items.len());
+        for (it, ok) in items.iter().zip(allowed) {
+            let id = it.get("id").cloned().unwrap_or(Value::Null);
+            if !ok {
+                begun.push((
+                    id,
+                    Err(RpcFail::new(
+                        codes::RATE_LIMITED,
+                        "rate limit exceeded; slow down and retry",
+                    )),
+                ));
+                continue;
+            }
+            let hx = it
+                .pointer("/params/tx")
+                .and_then(|t| t.as_str())
+                .unwrap_or("");
+            let r = hex::decode(hx.strip_prefix("0x").unwrap_or(hx))
+                .map_err(|e| RpcFail::params(format!("`tx` is not hex: {e}")))
+                .and_then(|bytes| preconf_begin(&node, &bytes).map(|(h, rx)| (h, rx, bytes)));
+            begun.push((id, r));
+        }
+        let deadline = std::time::Instant::now() + preconf_deadline(&node);
+        begun
+            .into_iter()
+            .map(|(id, r)| {
+                match r.and_then(|(h, rx, b)| preconf_finish(&node, h, &rx, deadline, &b)) {
+                    Ok(v) => json!({"jsonrpc": "2.0", "id": id, "result": v}),
+                    Err(f) => err_response(id, f),
+                }
+            })
+            .collect::<Vec<Value>>()
+    })
+    .await;
+    res.unwrap_or_else(|e| {
+        vec![err_response(
+            Value::Null,
+            RpcFail::new(codes::INTERNAL, format!("handler failed: {e}")),
+        )]
+    })
+}
+
 /// How long `send_tx` waits for a pre-confirmation: two block intervals and a second.
 fn preconf_deadline(node: &Node) -> Duration {
     Duration::from_millis(
@@ -1342,6 +1408,22 @@ fn preconf_deadline(node: &Node) -> Duration {
 /// producer's signed, durable promise. Refused before admission (nothing changes) when this
 /// node is not the producer of an imminent slot.
 fn send_preconfirmed(node: &Node, bytes: &[u8]) -> MResult {
+    let (hash, rx) = preconf_begin(node, bytes)?;
+    preconf_finish(
+        node,
+        hash,
+        &rx,
+        std::time::Instant::now() + preconf_deadline(node),
+        bytes,
+    )
+}
+
+/// The first half of a pre-confirmed send: checks that this node produces an imminent
+/// slot, decodes, registers the waiter and admits (in the caller's order).
+fn preconf_begin(
+    node: &Node,
+    bytes: &[u8],
+) -> Result<(Hash, std::sync::mpsc::Receiver<crate::preconf::Answer>), RpcFail> {
     if !node.preconf.enabled() {
         return Err(RpcFail {
             code: codes::PRECONF_UNAVAILABLE,
@@ -1379,15 +1461,34 @@ fn send_preconfirmed(node: &Node, bytes: &[u8]) -> MResult {
         .preconf
         .wait_for(hash)
         .map_err(|m| RpcFail::new(codes::BUSY, m))?;
-    if let Err(e) = node.admit_checked(tx) {
+    // Not gossiped: the promise is this producer's, and another producer must not include
+    // the transaction first (it goes on chain in this node's block; if this node fails,
+    // the client resends).
+    if let Err(e) = node.admit_quiet(tx) {
         node.preconf.unwait(&hash);
         return Err(e.into());
     }
-    match rx.recv_timeout(preconf_deadline(node)) {
-        Ok(Ok(p)) => ok(PreconfirmedResult {
-            hash,
-            preconfirmation: PreconfJson::of(&p),
-        }),
+    Ok((hash, rx))
+}
+
+/// The second half: waits (until `deadline`) for the durable promise.
+fn preconf_finish(
+    node: &Node,
+    hash: Hash,
+    rx: &std::sync::mpsc::Receiver<crate::preconf::Answer>,
+    deadline: std::time::Instant,
+    bytes: &[u8],
+) -> MResult {
+    match rx.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now())) {
+        Ok(Ok(p)) => {
+            // Promised: now the other nodes may learn it (later nonces of the sender sent
+            // elsewhere are then no gap), while this producer's block is next.
+            node.net.send(crate::node::Outbound::Tx(bytes.to_vec()));
+            ok(PreconfirmedResult {
+                hash,
+                preconfirmation: PreconfJson::of(&p),
+            })
+        }
         Ok(Err(m)) => Err(RpcFail {
             code: codes::TX_REJECTED,
             message: format!("transaction rejected: {m}"),
