@@ -208,6 +208,18 @@ fn dashboard_follows_a_dev_node_in_tmux() -> Result<()> {
     })?;
     close_drill_down(&tmux)?;
 
+    // 3a'. The Mempool screen: the node pre-confirmed what it admitted (every transaction
+    // above was promised at admission), with its latency over the last minute.
+    tmux.keys(&["3"])?;
+    let mp = tmux.wait_for(
+        "the Mempool screen's pre-confirmation line",
+        Duration::from_secs(10),
+        |s| s.contains("preconf p50 ") && s.contains("/min | seq "),
+    )?;
+    assert!(
+        !mp.contains("p50 - ") && mp.contains(" ms p99 "),
+        "no pre-confirmation latency on the Mempool screen:\n{mp}"
+    );
     // 3b. The Peers screen of a dev node: no peers, a solo producer, LIB at the head.
     tmux.keys(&["4"])?;
     tmux.wait_for("the Peers screen", Duration::from_secs(10), |s| {

@@ -466,6 +466,27 @@ pub struct MempoolView {
     pub max_bytes: u64,
     /// The first pending transactions.
     pub txs: Vec<MempoolTx>,
+    /// Pre-confirmation at this node (`None`: the node does not report it).
+    pub preconf: Option<PreconfView>,
+}
+
+/// `preconf_status`: the producer's promises.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PreconfView {
+    /// Whether the node pre-confirms.
+    pub enabled: bool,
+    /// The open pending block's height.
+    pub pending_height: Option<u64>,
+    /// Transactions promised in it (the slot's sequence length).
+    pub sequence_length: u64,
+    /// Promises in the last minute.
+    pub last_minute: u64,
+    /// Admission → durable promise, p50 and p99 over the last minute (µs).
+    pub p50_us: Option<u64>,
+    /// p99.
+    pub p99_us: Option<u64>,
+    /// Promises a restart could not keep.
+    pub broken: u64,
 }
 
 /// One AergoFS volume (lenient: missing fields are `None`).

@@ -170,6 +170,15 @@ fn healthy() -> App {
                     age_ms: 1500 + i * 10_000,
                 })
                 .collect(),
+            preconf: Some(aergo_top::model::PreconfView {
+                enabled: true,
+                pending_height: Some(1001),
+                sequence_length: 42,
+                last_minute: 3_600,
+                p50_us: Some(610),
+                p99_us: Some(2_950),
+                broken: 0,
+            }),
         },
         NOW,
     );
@@ -727,6 +736,12 @@ fn tx_not_found_and_pending() {
 fn mempool() {
     let out = snap!("mempool", screen('3'));
     assert!(out.contains("txs 3 / 10,000"));
+    assert!(
+        out.contains(
+            "preconf p50 0.6 ms p99 3.0 ms | 3,600/min | seq 42 in block 1,001 | broken 0"
+        ),
+        "{out}"
+    );
 }
 
 #[test]

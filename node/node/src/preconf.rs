@@ -65,25 +65,7 @@ struct Stats {
 }
 
 /// Latency and sequence figures for `preconf_status` and the dashboard.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
-pub struct PreconfStatus {
-    /// Whether this node pre-confirms.
-    pub enabled: bool,
-    /// The open pending block's height, if any.
-    pub pending_height: Option<u64>,
-    /// Transactions promised in the open pending block.
-    pub sequence_length: u64,
-    /// Promises made since start.
-    pub promised: u64,
-    /// Log promises that could not be kept at start-up.
-    pub broken: u64,
-    /// Promises in the last minute.
-    pub last_minute: u64,
-    /// p50 of admission → durable promise over the last minute (µs).
-    pub p50_us: Option<u64>,
-    /// p99 of the same.
-    pub p99_us: Option<u64>,
-}
+pub use aergo_rpc::PreconfStatusJson as PreconfStatus;
 
 enum LogMsg {
     /// A pending block opened (its height, the record).

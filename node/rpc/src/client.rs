@@ -318,6 +318,10 @@ impl RpcClient {
         )
         .await
     }
+    /// `preconf_status`.
+    pub async fn preconf_status(&self) -> Result<PreconfStatusJson, RpcError> {
+        self.call("preconf_status", json!({})).await
+    }
     /// `mempool`.
     pub async fn mempool(&self, limit: u64) -> Result<MempoolJson, RpcError> {
         self.call("mempool", json!({"limit": limit})).await

@@ -695,3 +695,24 @@ pub struct PreconfirmedResult {
     /// The producer's signed promise.
     pub preconfirmation: PreconfJson,
 }
+
+/// `preconf_status`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct PreconfStatusJson {
+    /// Whether this node pre-confirms.
+    pub enabled: bool,
+    /// The open pending block's height, if any.
+    pub pending_height: Option<u64>,
+    /// Transactions promised in the open pending block (the slot's sequence length).
+    pub sequence_length: u64,
+    /// Promises made since start.
+    pub promised: u64,
+    /// Logged promises that a restart could not keep.
+    pub broken: u64,
+    /// Promises in the last minute.
+    pub last_minute: u64,
+    /// p50 of admission → durable promise over the last minute (µs).
+    pub p50_us: Option<u64>,
+    /// p99 of the same.
+    pub p99_us: Option<u64>,
+}

@@ -14,7 +14,8 @@ use super::node::NodeApi;
 use super::{SourceError, Update};
 use crate::model::{
     BlockDetail, BlockRow, BpView, ChainView, ConsensusView, DposView, EventView, Found, MempoolTx,
-    MempoolView, MergeView, NodeView, PeerRow, ReceiptView, TxDetail, TxRow, TxView, UpcomingSlot,
+    MempoolView, MergeView, NodeView, PeerRow, PreconfView, ReceiptView, TxDetail, TxRow, TxView,
+    UpcomingSlot,
 };
 
 /// The node at an RPC URL.
@@ -232,6 +233,20 @@ pub fn mempool_view(m: MempoolJson) -> MempoolView {
                 age_ms: t.age_ms,
             })
             .collect(),
+        preconf: None,
+    }
+}
+
+/// `PreconfStatusJson` → view.
+pub fn preconf_view(p: aergo_rpc::PreconfStatusJson) -> PreconfView {
+    PreconfView {
+        enabled: p.enabled,
+        pending_height: p.pending_height,
+        sequence_length: p.sequence_length,
+        last_minute: p.last_minute,
+        p50_us: p.p50_us,
+        p99_us: p.p99_us,
+        broken: p.broken,
     }
 }
 
@@ -432,11 +447,11 @@ impl NodeApi for RpcNode {
         })
     }
     async fn mempool(&self, limit: u64) -> Result<MempoolView, SourceError> {
-        self.client()?
-            .mempool(limit)
-            .await
-            .map(mempool_view)
-            .map_err(err)
+        let c = self.client()?;
+        let mut v = c.mempool(limit).await.map(mempool_view).map_err(err)?;
+        // Older nodes do not serve `preconf_status`: the view just leaves it out.
+        v.preconf = c.preconf_status().await.ok().map(preconf_view);
+        Ok(v)
     }
     async fn peers(&self) -> Result<Vec<PeerRow>, SourceError> {
         let v = self.client()?.peers().await.map_err(err)?;

@@ -533,6 +533,31 @@ fn draw_receipt(f: &mut Frame, area: Rect, app: &App, hash: &str) {
 }
 
 /// The Mempool screen.
+/// The Mempool view's pre-confirmation line: latency over the last minute, the open
+/// slot's sequence, promises a restart could not keep.
+pub fn preconf_line(p: Option<&crate::model::PreconfView>) -> String {
+    // ASCII only: the Linux console's font has no middle dot or dash.
+    let ms = |us: Option<u64>| match us {
+        Some(u) => format!("{:.1} ms", u as f64 / 1000.0),
+        None => "-".to_string(),
+    };
+    match p {
+        None => "preconf: not reported by this node".to_string(),
+        Some(p) if !p.enabled => "preconf: off on this node".to_string(),
+        Some(p) => format!(
+            "preconf p50 {} p99 {} | {}/min | seq {}{} | broken {}",
+            ms(p.p50_us),
+            ms(p.p99_us),
+            fmt::thousands(p.last_minute),
+            fmt::thousands(p.sequence_length),
+            p.pending_height
+                .map(|h| format!(" in block {}", fmt::thousands(h)))
+                .unwrap_or_else(|| " (no slot open)".to_string()),
+            p.broken
+        ),
+    }
+}
+
 pub fn draw_mempool(f: &mut Frame, area: Rect, app: &App) {
     let t = &app.theme;
     let m = &app.model;
@@ -563,12 +588,14 @@ pub fn draw_mempool(f: &mut Frame, area: Rect, app: &App) {
         );
         return;
     };
-    let [g1, g2, list] = Layout::vertical([
+    let [g1, g2, pc, list] = Layout::vertical([
+        Constraint::Length(1),
         Constraint::Length(1),
         Constraint::Length(1),
         Constraint::Min(3),
     ])
     .areas(area);
+    f.render_widget(Paragraph::new(preconf_line(mp.preconf.as_ref())), pc);
     let ratio = |a: u64, b: u64| {
         if b == 0 {
             0.0
