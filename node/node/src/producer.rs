@@ -126,6 +126,16 @@ fn produce_loop(node: Arc<Node>) {
     tracing::info!("producer stopped");
 }
 
+/// Whether a merge transaction waits among the first candidates (it makes a block of its
+/// own, built the ordinary way).
+fn merge_waiting(node: &Node) -> bool {
+    node.mempool
+        .lock()
+        .candidates(64)
+        .iter()
+        .any(crate::branches::is_merge)
+}
+
 /// What the pre-confirming producer does next.
 enum Step {
     /// Nothing until then (or until woken).
@@ -182,13 +192,9 @@ fn preconf_step(node: &Node, slot: &aergo_chain::consensus::Slot, now: u64, inte
                 slot.timestamp_ms - now.saturating_add(interval),
             ));
         }
-        let first_is_merge = node
-            .mempool
-            .lock()
-            .candidates(1)
-            .first()
-            .is_some_and(crate::branches::is_merge);
-        if first_is_merge {
+        if merge_waiting(node) {
+            // A merge is built into a block of its own, the ordinary way (the candidates
+            // before it first).
             return Step::Plain;
         }
         preconf::open(
@@ -218,13 +224,8 @@ fn preconf_step(node: &Node, slot: &aergo_chain::consensus::Slot, now: u64, inte
         && !node.empty_blocks.load(Ordering::Relaxed)
         && node.chain.finalized_height() >= tip.header.height
     {
-        let first_is_merge = node
-            .mempool
-            .lock()
-            .candidates(1)
-            .first()
-            .is_some_and(crate::branches::is_merge);
-        if first_is_merge {
+        if merge_waiting(node) {
+            // Nothing promised: the merge goes first.
             return Step::Plain;
         }
         *pending = Some(p);
@@ -246,7 +247,7 @@ fn preconf_step(node: &Node, slot: &aergo_chain::consensus::Slot, now: u64, inte
         }
     };
     let height = sealed.block().header.height;
-    if node.chain.engine().name() == "solo" {
+    if node.chain.engine().name() == "solo" && !merge_waiting(node) {
         // The one producer makes the next block too: it opens on the sealed block at
         // once, so promises go on while this one is committed.
         let ts = sealed.block().header.timestamp_ms.saturating_add(interval);

@@ -1109,10 +1109,13 @@ pub fn dispatch(node: &Node, method: &str, p: &Value) -> MResult {
                 }
                 None => {
                     let acct = chain.account_latest(&a)?;
+                    // Promised in the pending block (a transaction kept from the promise log
+                    // after a restart is there and not in the mempool) counts as pending.
+                    let promised = crate::preconf::promised_nonce(node, &a).unwrap_or(0);
                     (
                         acct,
                         chain.tip().header.height,
-                        node.mempool.lock().next_nonce(&a, acct.nonce),
+                        node.mempool.lock().next_nonce(&a, acct.nonce.max(promised)),
                     )
                 }
             };
