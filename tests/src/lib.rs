@@ -830,4 +830,118 @@ pub mod testnet {
         })?;
         Ok(p)
     }
+
+    /// Sends `count` pre-confirmed transfers from `faucet` on the root chain, each to whichever
+    /// node produces the next slot (the others refuse with `not_producer`, naming it), and
+    /// checks every promise is kept on every node: the promised block's parent, the transaction
+    /// at the promised position, the receipt. Returns (promises, distinct producers, refusals).
+    pub fn preconfirmations_kept(
+        urls: &[String],
+        faucet: &aergo_types::Keypair,
+        count: usize,
+    ) -> Result<(usize, usize, usize)> {
+        let root = aergo_types::Hash::from_hex(
+            rpc(&urls[0], "chain_info", serde_json::json!({}))?["chain_id"]
+                .as_str()
+                .context("chain_id")?,
+        )?;
+        let from = aergo_types::Address::from_public_key(&faucet.public());
+        let to = aergo_types::Address::from_public_key(&aergo_types::Keypair::generate().public());
+        let mut nonce = rpc(
+            &urls[0],
+            "account",
+            serde_json::json!({"address": from.encode()}),
+        )?["next_nonce"]
+            .as_u64()
+            .context("next_nonce")?;
+        let mut promised: Vec<serde_json::Value> = Vec::new();
+        let mut refusals = 0;
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while promised.len() < count {
+            if std::time::Instant::now() > deadline {
+                bail!(
+                    "only {} promises in 30 s ({refusals} refusals)",
+                    promised.len()
+                );
+            }
+            let tx = aergo_types::Tx {
+                kind: aergo_types::TxKind::Transfer,
+                nonce,
+                from: faucet.public(),
+                to: Some(to),
+                amount: 1,
+                payload: Vec::new(),
+                gas_limit: 1000,
+                gas_price: 1_000_000_000,
+                chain_id: root,
+            }
+            .sign(faucet);
+            let mut sent = false;
+            // Each attempt asks the nodes in another order, so every producer gets asked first.
+            for k in 0..urls.len() {
+                let u = &urls[(promised.len() + k) % urls.len()];
+                match rpc(
+                    u,
+                    "send_tx",
+                    serde_json::json!({"tx": hex::encode(tx.encode()), "wait": "preconfirmed"}),
+                ) {
+                    Ok(v) => {
+                        promised.push(v["preconfirmation"].clone());
+                        sent = true;
+                        break;
+                    }
+                    Err(e) if e.to_string().contains("not_producer") => {
+                        // Refused before admission, naming the slot's producer.
+                        assert!(e.to_string().contains("its producer is"), "{e}");
+                        refusals += 1;
+                    }
+                    Err(e) if e.to_string().contains("nonce_gap") => {
+                        // The previous promise (another producer's, gossiped once promised)
+                        // has not reached this node yet: ask again shortly.
+                        break;
+                    }
+                    Err(e) => bail!("preconfirmed send to {u}: {e}"),
+                }
+            }
+            if sent {
+                nonce += 1;
+            } else {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        let producers: std::collections::BTreeSet<String> = promised
+            .iter()
+            .filter_map(|p| p["producer_address"].as_str().map(str::to_string))
+            .collect();
+        let last = promised
+            .iter()
+            .filter_map(|p| p["height"].as_u64())
+            .max()
+            .unwrap_or(0);
+        for u in urls {
+            poll(
+                &format!("{u} at height {last}"),
+                Duration::from_secs(20),
+                || {
+                    Ok(
+                        (rpc(u, "chain_info", serde_json::json!({}))?["height"].as_u64()
+                            >= Some(last))
+                        .then_some(()),
+                    )
+                },
+            )?;
+            for p in &promised {
+                let h = p["height"].as_u64().context("height")?;
+                let b = rpc(u, "block", serde_json::json!({"height": h}))?;
+                assert_eq!(b["parent_hash"], p["parent"], "{u}: block {h}'s parent");
+                let pos = usize::try_from(p["position"].as_u64().context("position")?)?;
+                assert_eq!(b["txs"][pos], p["tx_hash"], "{u}: block {h} position {pos}");
+                let r = rpc(u, "receipt", serde_json::json!({"hash": p["tx_hash"]}))?;
+                assert_eq!(r["status"], p["receipt"]["status"]);
+                assert_eq!(r["gas_used"], p["receipt"]["gas_used"]);
+                assert_eq!(r["fee"], p["receipt"]["fee"]);
+            }
+        }
+        Ok((promised.len(), producers.len(), refusals))
+    }
 }

@@ -8,6 +8,8 @@
 //! finalize different blocks at one height → healed, all converge and LIB moves again → a
 //! fifth, non-producing node joins late and syncs → a libp2p peer driven by the test sends
 //! an invalid block and an equivocating one: both rejected, the peer banned, chain unchanged.
+//! Right after the first step, transfers pre-confirmed by whichever BP produces the next slot
+//! are kept on every node.
 
 use aergo_e2e::proxy::TcpProxy;
 use aergo_e2e::testnet::{base_port, rpc};
@@ -205,6 +207,17 @@ fn dpos_network_survives_faults() -> Result<()> {
     let peers = rpc(&net.urls[0], "peers", json!({}))?;
     assert_eq!(peers.as_array().map(|p| p.len()), Some(BPS - 1), "{peers}");
     eprintln!("step 1: common LIB {lib}");
+
+    // 1b. Pre-confirmation across the four BPs: transfers sent to whichever BP produces the
+    // next slot are kept, at the promised position with the promised receipt, on every node.
+    let seed = std::fs::read_to_string(net.dir.join("faucet.key"))?;
+    let mut b = [0u8; 32];
+    hex::decode_to_slice(seed.trim(), &mut b)?;
+    let faucet = Keypair::from_seed(&b);
+    let (n, producers, refusals) =
+        aergo_e2e::testnet::preconfirmations_kept(&net.urls[..BPS], &faucet, 12)?;
+    assert!(producers >= 2, "promises from {producers} BPs only");
+    eprintln!("step 1b: {n} pre-confirmed transfers from {producers} BPs kept on all nodes ({refusals} not_producer refusals)");
 
     // 2. One BP killed: blocks and LIB continue on the other three.
     net.kill(3);

@@ -818,105 +818,11 @@ fn branch_merge_across_nodes(urls: &[String], faucet: &aergo_types::Keypair) -> 
 /// Pre-confirmed transfers on the root chain, each sent to whichever node produces the next
 /// slot, are kept on every node.
 fn preconfirmations_across_nodes(urls: &[String], faucet: &aergo_types::Keypair) -> Result<()> {
-    let root = chain_id(&urls[0], "aergo")?;
-    let from = aergo_types::Address::from_public_key(&faucet.public());
-    let to = aergo_types::Address::from_public_key(&aergo_types::Keypair::generate().public());
-    let mut nonce = rpc(&urls[0], "account", json!({"address": from.encode()}))?["next_nonce"]
-        .as_u64()
-        .context("next_nonce")?;
-    let mut promised: Vec<Value> = Vec::new();
-    let mut refusals = 0;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while promised.len() < 12 {
-        if Instant::now() > deadline {
-            bail!(
-                "only {} promises in 30 s ({refusals} refusals)",
-                promised.len()
-            );
-        }
-        let tx = aergo_types::Tx {
-            kind: aergo_types::TxKind::Transfer,
-            nonce,
-            from: faucet.public(),
-            to: Some(to),
-            amount: 1,
-            payload: Vec::new(),
-            gas_limit: 1000,
-            gas_price: 1_000_000_000,
-            chain_id: root,
-        }
-        .sign(faucet);
-        let mut sent = false;
-        // Each attempt asks the nodes in another order, so every producer gets asked first.
-        for k in 0..urls.len() {
-            let u = &urls[(promised.len() + k) % urls.len()];
-            match rpc(
-                u,
-                "send_tx",
-                json!({"tx": hex::encode(tx.encode()), "wait": "preconfirmed"}),
-            ) {
-                Ok(v) => {
-                    promised.push(v["preconfirmation"].clone());
-                    sent = true;
-                    break;
-                }
-                Err(e) if e.to_string().contains("not_producer") => {
-                    // Refused before admission, naming the slot's producer.
-                    assert!(e.to_string().contains("its producer is"), "{e}");
-                    refusals += 1;
-                }
-                Err(e) if e.to_string().contains("nonce_gap") => {
-                    // The previous promise (another producer's, gossiped once promised)
-                    // has not reached this node yet: ask again shortly.
-                    break;
-                }
-                Err(e) => bail!("preconfirmed send to {u}: {e}"),
-            }
-        }
-        if sent {
-            nonce += 1;
-        } else {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-    let producers: std::collections::BTreeSet<String> = promised
-        .iter()
-        .filter_map(|p| p["producer_address"].as_str().map(str::to_string))
-        .collect();
-    let last = promised
-        .iter()
-        .filter_map(|p| p["height"].as_u64())
-        .max()
-        .unwrap_or(0);
-    assert!(producers.len() >= 2, "promises from {producers:?} only");
-    for u in urls {
-        poll(
-            &format!("{u} at height {last}"),
-            Duration::from_secs(20),
-            || {
-                Ok(
-                    (rpc(u, "chain_info", json!({}))?["height"].as_u64() >= Some(last))
-                        .then_some(()),
-                )
-            },
-        )?;
-        for p in &promised {
-            let h = p["height"].as_u64().context("height")?;
-            let b = rpc(u, "block", json!({"height": h}))?;
-            assert_eq!(b["parent_hash"], p["parent"], "{u}: block {h}'s parent");
-            let pos = usize::try_from(p["position"].as_u64().context("position")?)?;
-            assert_eq!(b["txs"][pos], p["tx_hash"], "{u}: block {h} position {pos}");
-            let r = rpc(u, "receipt", json!({"hash": p["tx_hash"]}))?;
-            assert_eq!(r["status"], p["receipt"]["status"]);
-            assert_eq!(r["gas_used"], p["receipt"]["gas_used"]);
-            assert_eq!(r["fee"], p["receipt"]["fee"]);
-        }
-    }
+    let (n, producers, refusals) = aergo_e2e::testnet::preconfirmations_kept(urls, faucet, 12)?;
+    assert!(producers >= 2, "promises from {producers} producers only");
     eprintln!(
-        "poa: {} pre-confirmed transfers kept on all {} nodes ({} producers promised; {refusals} not_producer refusals)",
-        promised.len(),
-        urls.len(),
-        producers.len()
+        "poa: {n} pre-confirmed transfers kept on all {} nodes ({producers} producers promised; {refusals} not_producer refusals)",
+        urls.len()
     );
     Ok(())
 }
