@@ -10,6 +10,12 @@
 //!   `{"function": NAME, "args": [TEXT…]}`; text arguments are cast to the declared types.
 //!   The attached amount moves to the contract's account.
 //!
+//! Engine versions: a deploy records the AergoSQL engine version it ran under in the
+//! contract's metadata (`aergo_sql::EngineVersion`, chosen by block height from
+//! [`ENGINE_ACTIVATIONS`]; version 1 records nothing, as before versions existed), and every
+//! later load, call and upgrade runs the contract with that version's rules, so a newer
+//! engine never changes what a deployed contract computes.
+//!
 //! Gas: the transaction's intrinsic gas plus what the engine reports; the engine runs with
 //! the rest of the gas limit. A failing deploy or call (SQL error, `RAISE EXCEPTION`, out of
 //! gas, a failed `send`) reverts every write and transfer of the call: only the fee and the
@@ -17,13 +23,18 @@
 
 use crate::error::ChainError;
 use crate::state::{Account, Overlay, StateView};
-use aergo_sql::{ChainContext, Contract, Kv, KvError, Value};
+use aergo_sql::{ChainContext, Contract, EngineVersion, Kv, KvError, Value};
 use aergo_types::{Address, Hash};
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
 pub use crate::limits::QUERY_GAS_CAP;
+
+/// The block height from which each AergoSQL engine version after 1 applies to new deploys
+/// (`EngineVersion::at_height`). Empty: every deploy is version 1 until an activation height
+/// is set here (and [`deploy_at`] is called with the block's height).
+pub const ENGINE_ACTIVATIONS: &[(EngineVersion, u64)] = &[];
 
 /// The state-key prefix of a contract's storage.
 pub fn prefix(addr: &Address) -> Vec<u8> {
@@ -298,7 +309,9 @@ pub fn transfer(
     Ok(())
 }
 
-/// Deploys (or upgrades, when `existing`) a contract into `ov`. On error nothing is written.
+/// Deploys (or upgrades, when `existing`) a contract into `ov` under engine version 1 (no
+/// activation height known here: [`deploy_at`] takes the block's). On error nothing is
+/// written.
 pub fn deploy(
     ov: &mut Overlay<'_>,
     addr: &Address,
@@ -306,6 +319,33 @@ pub fn deploy(
     script: &str,
     gas: u64,
     existing: bool,
+) -> Result<Outcome, String> {
+    deploy_version(ov, addr, owner, script, gas, existing, EngineVersion::V1)
+}
+
+/// [`deploy`] in a block at `height`: a new contract gets the engine version active there
+/// ([`ENGINE_ACTIVATIONS`]); an upgrade keeps the contract's own version.
+pub fn deploy_at(
+    ov: &mut Overlay<'_>,
+    addr: &Address,
+    owner: &Address,
+    script: &str,
+    gas: u64,
+    existing: bool,
+    height: u64,
+) -> Result<Outcome, String> {
+    let version = EngineVersion::at_height(height, ENGINE_ACTIVATIONS);
+    deploy_version(ov, addr, owner, script, gas, existing, version)
+}
+
+fn deploy_version(
+    ov: &mut Overlay<'_>,
+    addr: &Address,
+    owner: &Address,
+    script: &str,
+    gas: u64,
+    existing: bool,
+    version: EngineVersion,
 ) -> Result<Outcome, String> {
     let pfx = prefix(addr);
     let mut kv = OverlayKv { ov };
@@ -334,8 +374,9 @@ pub fn deploy(
             "address {addr} already holds a contract; a deploy never overwrites one"
         ));
     }
-    let (c, used) = Contract::deploy_background(script, &owner.encode(), &pfx, &mut kv, gas)
-        .map_err(|e| e.to_string())?;
+    let (c, used) =
+        Contract::deploy_version(version, script, &owner.encode(), &pfx, &mut kv, gas, true)
+            .map_err(|e| e.to_string())?;
     remember(addr, &c, &kv);
     Ok(Outcome {
         gas: used,
