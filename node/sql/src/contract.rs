@@ -152,6 +152,7 @@ fn small_row(row: &[Value]) -> bool {
         && row.iter().all(|v| match v {
             Value::Text(t) => t.capacity() <= SCRATCH_KEEP,
             Value::Bytes(b) => b.capacity() <= SCRATCH_KEEP,
+            Value::Array(_) => false,
             _ => true,
         })
 }
@@ -593,13 +594,14 @@ impl Contract {
             .ok_or_else(|| SqlError::Call(format!("function {function} does not exist")))?;
         let mut rt = self.runtime(kv, ctx, gas_limit, read_only);
         rt.charge(crate::gas::CALL)?;
-        // the thread's scratch buffers, handed on from call to call
-        rt.key_buf = std::mem::take(&mut sc.key);
-        rt.row_buf = std::mem::take(&mut sc.row);
-        rt.upd_buf = std::mem::take(&mut sc.upd);
-        rt.spare_vars = std::mem::take(&mut sc.vars);
-        rt.upd_key = std::mem::take(&mut sc.upd_key);
-        rt.enc_buf = std::mem::take(&mut sc.enc);
+        // the thread's scratch buffers, handed on from call to call (swapped with the new
+        // runtime's empty ones: nothing to drop here)
+        std::mem::swap(&mut rt.key_buf, &mut sc.key);
+        std::mem::swap(&mut rt.row_buf, &mut sc.row);
+        std::mem::swap(&mut rt.upd_buf, &mut sc.upd);
+        std::mem::swap(&mut rt.spare_vars, &mut sc.vars);
+        std::mem::swap(&mut rt.upd_key, &mut sc.upd_key);
+        std::mem::swap(&mut rt.enc_buf, &mut sc.enc);
         let result = match self.cat.sigs.get(fi).and_then(|s| s.rows.as_ref()) {
             // a record function's result is its row's text form, a set-returning function's
             // its rows' text forms one per line (one column: the values themselves)
@@ -618,12 +620,12 @@ impl Contract {
             && small_row(&rt.upd_buf)
             && small_row(&rt.spare_vars)
         {
-            sc.key = std::mem::take(&mut rt.key_buf);
-            sc.row = std::mem::take(&mut rt.row_buf);
-            sc.upd = std::mem::take(&mut rt.upd_buf);
-            sc.vars = std::mem::take(&mut rt.spare_vars);
-            sc.upd_key = std::mem::take(&mut rt.upd_key);
-            sc.enc = std::mem::take(&mut rt.enc_buf);
+            std::mem::swap(&mut sc.key, &mut rt.key_buf);
+            std::mem::swap(&mut sc.row, &mut rt.row_buf);
+            std::mem::swap(&mut sc.upd, &mut rt.upd_buf);
+            std::mem::swap(&mut sc.vars, &mut rt.spare_vars);
+            std::mem::swap(&mut sc.upd_key, &mut rt.upd_key);
+            std::mem::swap(&mut sc.enc, &mut rt.enc_buf);
         }
         Ok(CallOutcome {
             result: result?,

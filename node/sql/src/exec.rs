@@ -10,9 +10,8 @@ use crate::float;
 use crate::gas;
 use crate::ir::*;
 use crate::kv::Kv;
-use crate::value::{sort_cmp, sql_cmp, Array, SqlType, Value};
+use crate::value::{sort_cmp, sql_cmp, Array, ArrayRef, SqlType, Value};
 use std::cmp::Ordering;
-use std::sync::Arc;
 
 /// Rows with their full row keys.
 type KeyedRows = Vec<(Vec<u8>, Vec<Value>)>;
@@ -620,7 +619,7 @@ impl<'a> Runtime<'a> {
                 for x in items {
                     v.push(self.eval(x, f, vars)?.cast_owned(&elem.ty())?);
                 }
-                Value::Array(Arc::new(Array::new(*elem, v)?))
+                Value::Array(ArrayRef::new(Array::new(*elem, v)?))
             }
             Expr::Subscript(a, i) => {
                 let iv = self.eval(i, f, vars)?;
@@ -690,7 +689,7 @@ impl<'a> Runtime<'a> {
         let int = |n: usize| Value::Int(i64::try_from(n).unwrap_or(i64::MAX));
         let take = |x: Value| -> Option<Array> {
             match x {
-                Value::Array(a) => Some(Arc::try_unwrap(a).unwrap_or_else(|a| (*a).clone())),
+                Value::Array(a) => Some(a.into_array()),
                 _ => None,
             }
         };
@@ -743,7 +742,10 @@ impl<'a> Runtime<'a> {
             }
         };
         self.charge(gas::ARRAY_ELEM * built.items.len() as u64)?;
-        Ok(Value::Array(Arc::new(Array::new(built.elem, built.items)?)))
+        Ok(Value::Array(ArrayRef::new(Array::new(
+            built.elem,
+            built.items,
+        )?)))
     }
 
     fn chain_fn(&mut self, c: ChainFn, v: &[Value]) -> Result<Value> {

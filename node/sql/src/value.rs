@@ -282,16 +282,62 @@ pub enum Value {
     Float(f64),
     /// REAL (any NaN is the canonical one).
     Real(f32),
-    /// Text.
-    Text(String),
     /// Boolean.
     Bool(bool),
-    /// Bytes.
-    Bytes(Vec<u8>),
     /// Timestamp in seconds since the Unix epoch.
     Ts(i64),
+    // The variants that own memory come last and together, so dropping a value of another
+    // kind is one comparison (a transfer drops a few dozen values).
+    /// Text.
+    Text(String),
+    /// Bytes.
+    Bytes(Vec<u8>),
     /// A one-dimensional array (shared: copying the value copies no elements).
-    Array(std::sync::Arc<Array>),
+    Array(ArrayRef),
+}
+
+/// A shared array value. Its reference is released out of line, so the code that drops a
+/// `Value` stays as small as it was before arrays (the compiler keeps inlining it on the
+/// contract-call path).
+#[derive(Debug)]
+pub struct ArrayRef(std::mem::ManuallyDrop<std::sync::Arc<Array>>);
+
+impl ArrayRef {
+    /// A new shared array.
+    pub fn new(a: Array) -> ArrayRef {
+        ArrayRef(std::mem::ManuallyDrop::new(std::sync::Arc::new(a)))
+    }
+
+    /// The array, without copying the elements when this is its only reference.
+    pub fn into_array(self) -> Array {
+        let this = std::mem::ManuallyDrop::new(self);
+        // SAFETY: `this` is never dropped (ManuallyDrop), so the Arc read out of it is
+        // released exactly once: by the `try_unwrap` below or the clone's drop.
+        let arc = unsafe { std::ptr::read(&*this.0) };
+        std::sync::Arc::try_unwrap(arc).unwrap_or_else(|a| (*a).clone())
+    }
+}
+
+impl Clone for ArrayRef {
+    fn clone(&self) -> ArrayRef {
+        ArrayRef(std::mem::ManuallyDrop::new(std::sync::Arc::clone(&self.0)))
+    }
+}
+
+impl Drop for ArrayRef {
+    #[inline(never)]
+    fn drop(&mut self) {
+        // SAFETY: the Arc is only ever released here (or moved out by `into_array`, which
+        // never runs this drop), once, when the `ArrayRef` itself is dropped.
+        unsafe { std::mem::ManuallyDrop::drop(&mut self.0) }
+    }
+}
+
+impl std::ops::Deref for ArrayRef {
+    type Target = Array;
+    fn deref(&self) -> &Array {
+        &self.0
+    }
 }
 
 impl PartialEq for Value {
@@ -570,9 +616,9 @@ impl Value {
                         .iter()
                         .map(|v| v.cast(&e.ty()))
                         .collect::<Result<Vec<_>>>()?;
-                    Ok(Value::Array(std::sync::Arc::new(Array::new(*e, items)?)))
+                    Ok(Value::Array(ArrayRef::new(Array::new(*e, items)?)))
                 }
-                Value::Text(s) => Ok(Value::Array(std::sync::Arc::new(Array::parse(s, *e)?))),
+                Value::Text(s) => Ok(Value::Array(ArrayRef::new(Array::parse(s, *e)?))),
                 other => Err(type_err(format!("cannot cast {} to {ty}", other.type_of()))),
             },
         }
@@ -725,5 +771,30 @@ mod tests {
             Some(Ordering::Equal)
         );
         assert_eq!(sql_cmp(&Value::Null, &Value::Int(1)).unwrap(), None);
+    }
+
+    #[test]
+    fn arrays_text_form_and_shared_references() {
+        let a = Array::parse(r#"{1, NULL ,"3"}"#, ArrElem::BigInt).unwrap();
+        assert_eq!(a.to_text(), "{1,NULL,3}");
+        let t = Array::parse(r#"{"a b","",null,"NULL",x\,y}"#, ArrElem::Text).unwrap();
+        assert_eq!(t.to_text(), r#"{"a b","",NULL,"NULL","x,y"}"#);
+        assert!(Array::parse("{1,,2}", ArrElem::BigInt).is_err());
+        assert!(Array::parse("{{1}}", ArrElem::BigInt).is_err());
+        assert!(Array::parse("1,2", ArrElem::BigInt).is_err());
+        // a shared array is copied out, the other reference keeps it; a unique one is moved
+        let r = ArrayRef::new(a.clone());
+        let shared = r.clone();
+        let copy = r.into_array();
+        assert_eq!(copy.items.len(), 3);
+        assert_eq!(shared.items.len(), 3);
+        assert_eq!(shared.into_array().to_text(), a.to_text());
+        assert_eq!(
+            Value::Array(ArrayRef::new(a))
+                .cast(&SqlType::Array(ArrElem::Integer))
+                .unwrap()
+                .to_text(),
+            "{1,NULL,3}"
+        );
     }
 }

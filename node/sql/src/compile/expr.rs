@@ -519,7 +519,10 @@ impl<'a> Compiler<'a> {
                 if let (A::Array(arr), SqlType::Array(e)) = (expr.as_ref(), ty) {
                     if arr.elem.is_empty() {
                         let empty = crate::value::Array::new(e, Vec::new())?;
-                        return Ok((Expr::Const(Value::Array(std::sync::Arc::new(empty))), ty));
+                        return Ok((
+                            Expr::Const(Value::Array(crate::value::ArrayRef::new(empty))),
+                            ty,
+                        ));
                     }
                 }
                 // A number literal cast to a float type reads straight into the float (the
