@@ -2550,14 +2550,7 @@ fn filter_is_the_key(
     let ([c], [e], Some(Expr::Cmp(CmpOp::Eq, a, b))) = (t.pk.as_slice(), exprs, filter) else {
         return false;
     };
-    let Some(col) = t.columns.get(*c) else {
-        return false;
-    };
-    let exact = match peek(e, f, vars) {
-        Some(Value::Text(_)) => matches!(col.ty, SqlType::Text(None)),
-        Some(Value::Int(_)) => col.ty == SqlType::BigInt,
-        _ => false,
-    };
+    // the shape first (cheap, and usually decides), then the value's type
     let is_col = |x: &Expr| matches!(x, Expr::Col { depth: 0, idx } if idx == c);
     let same = |x: &Expr| match (x, e) {
         (Expr::Var(p), Expr::Var(q)) => p == q,
@@ -2565,7 +2558,17 @@ fn filter_is_the_key(
         (Expr::Const(Value::Int(p)), Expr::Const(Value::Int(q))) => p == q,
         _ => false,
     };
-    exact && ((is_col(a) && same(b)) || (is_col(b) && same(a)))
+    if !((is_col(a) && same(b)) || (is_col(b) && same(a))) {
+        return false;
+    }
+    let Some(col) = t.columns.get(*c) else {
+        return false;
+    };
+    match peek(e, f, vars) {
+        Some(Value::Text(_)) => matches!(col.ty, SqlType::Text(None)),
+        Some(Value::Int(_)) => matches!(col.ty, SqlType::BigInt),
+        _ => false,
+    }
 }
 
 /// The value of a column, variable or constant without cloning it.
