@@ -779,6 +779,16 @@ impl<'a> Compiler<'a> {
                     Expr::ArrayFn(ArrayFn::Cat(e), vec![a, b]),
                     SqlType::Array(e),
                 )),
+                // an untyped literal or NULL next to an array is an array, as in PostgreSQL
+                // (`a || NULL` is `a`, `a || '{3,4}'` appends both)
+                (SqlType::Array(e), SqlType::Unknown) if is_text_literal(&b) => Ok((
+                    Expr::ArrayFn(ArrayFn::Cat(e), vec![a, untyped_array(b, e)?]),
+                    SqlType::Array(e),
+                )),
+                (SqlType::Unknown, SqlType::Array(e)) if is_text_literal(&a) => Ok((
+                    Expr::ArrayFn(ArrayFn::Cat(e), vec![untyped_array(a, e)?, b]),
+                    SqlType::Array(e),
+                )),
                 (SqlType::Array(e), _) => Ok((
                     Expr::ArrayFn(ArrayFn::Append(e), vec![a, b]),
                     SqlType::Array(e),
@@ -1246,6 +1256,14 @@ impl<'a> Compiler<'a> {
         });
         Ok((Expr::Col { depth: 0, idx }, ty))
     }
+}
+
+/// An untyped literal (or NULL) read as an array of `e`.
+fn untyped_array(x: Expr, e: ArrElem) -> Result<Expr> {
+    Ok(match x {
+        Expr::Const(v) => Expr::Const(v.cast(&SqlType::Array(e))?),
+        x => x,
+    })
 }
 
 /// The element type of an array type (TEXT for anything else).

@@ -429,18 +429,20 @@ impl Compiler<'_> {
                             .as_ref()
                             .map(|v| v.slots[slot])
                             .unwrap_or(SqlType::Unknown);
-                        let SqlType::Array(elem) = ta else {
+                        let SqlType::Array(_) = ta else {
                             return resolve_err(
                                 *pos,
                                 format!("FOREACH expression must yield an array, not type {ta}"),
                             );
                         };
-                        if class(elem.ty()) != class(vt) && class(vt) != Class::Any {
-                            return resolve_err(
+                        // an element is assigned as `x := a[i]` would be (cast to the
+                        // variable's type); an array variable would need SLICE
+                        if class(vt) == Class::Array {
+                            return unsupported(
                                 *pos,
                                 format!(
-                                    "cannot assign {} to variable \"{var}\" of type {vt}",
-                                    elem.ty()
+                                    "FOREACH into the array variable \"{var}\" (that is \
+                                     FOREACH … SLICE, arrays have one dimension here)"
                                 ),
                             );
                         }
