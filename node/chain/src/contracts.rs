@@ -431,3 +431,69 @@ pub fn call(
         notices: out.events,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: failures must panic
+    use super::*;
+    use crate::state::MemState;
+    use aergo_types::Keypair;
+
+    const ARRAYS: &str = "CREATE FUNCTION total(xs BIGINT[]) RETURNS BIGINT AS $$
+DECLARE x BIGINT; s BIGINT := 0;
+BEGIN FOREACH x IN ARRAY xs LOOP s := s + x; END LOOP; RETURN s; END $$;";
+
+    fn engine_key(addr: &Address) -> Vec<u8> {
+        let mut k = prefix(addr);
+        k.push(0);
+        k.extend_from_slice(b"engine");
+        k
+    }
+
+    /// Without an activation height every deploy is version 1: it stores no version (the
+    /// bytes a deploy stored before versions existed) and refuses arrays; a contract
+    /// deployed under version 2 records it, and loads and calls run under it.
+    #[test]
+    fn deploys_record_their_engine_version() {
+        let state = MemState::default();
+        let mut ov = Overlay::new(&state);
+        let owner = Address::from_public_key(&Keypair::dev().public());
+        let v1 = Address::contract(&owner, 0);
+        let plain = "CREATE TABLE t (id BIGINT PRIMARY KEY);";
+        deploy_at(&mut ov, &v1, &owner, plain, 1_000_000, false, 5).unwrap();
+        assert_eq!(ov.get(&engine_key(&v1)).unwrap(), None);
+        let c = load(&v1, &ReadKv { view: &ov }).unwrap().unwrap();
+        assert_eq!(c.version(), EngineVersion::V1);
+        let v1b = Address::contract(&owner, 1);
+        let Err(err) = deploy_at(&mut ov, &v1b, &owner, ARRAYS, 1_000_000, false, 5) else {
+            panic!("version 1 deployed arrays");
+        };
+        assert!(err.contains("array"), "{err}");
+        // an upgrade keeps version 1
+        assert!(deploy_at(&mut ov, &v1, &owner, ARRAYS, 1_000_000, true, 5).is_err());
+
+        let v2 = Address::contract(&owner, 2);
+        deploy_version(
+            &mut ov,
+            &v2,
+            &owner,
+            ARRAYS,
+            1_000_000,
+            false,
+            EngineVersion::V2,
+        )
+        .unwrap();
+        assert_eq!(ov.get(&engine_key(&v2)).unwrap(), Some(vec![2]));
+        let c = load(&v2, &ReadKv { view: &ov }).unwrap().unwrap();
+        assert_eq!(c.version(), EngineVersion::V2);
+        let payload = br#"{"function": "total", "args": ["{1,2,3}"]}"#;
+        let out = call(
+            &mut ov,
+            (owner, v2, 5, 0, Hash::of(b"tx"), 0),
+            payload,
+            1_000_000,
+        )
+        .unwrap();
+        assert_eq!(out.result, "6");
+    }
+}
