@@ -280,28 +280,6 @@ impl Expr {
         }
     }
 
-    /// Whether the expression builds, reads or returns an array anywhere (the JIT leaves
-    /// such functions to the interpreter).
-    pub fn uses_arrays(&self) -> bool {
-        let mut hit = false;
-        self.walk(
-            &mut |e, _| {
-                if matches!(
-                    e,
-                    Expr::Array(..)
-                        | Expr::Subscript(..)
-                        | Expr::QuantArray(..)
-                        | Expr::ArrayFn(..)
-                        | Expr::Const(Value::Array(_))
-                ) {
-                    hit = true;
-                }
-            },
-            0,
-        );
-        hit
-    }
-
     /// Highest column index referenced at depth 0, if any (used to decide
     /// whether an expression can drive an index lookup).
     pub fn max_local_col(&self) -> Option<usize> {

@@ -1324,13 +1324,13 @@ impl BodyParser<'_> {
                     self.i += 1;
                     let apos = self.pos();
                     let toks = self.until(&["using"], true).to_vec();
-                    // split on top-level commas
+                    // split on top-level commas (not those of `f(a, b)` or `ARRAY[a, b]`)
                     let mut depth = 0;
                     let mut cut = toks.len();
                     for (k, t) in toks.iter().enumerate() {
                         match t.token {
-                            Token::LParen => depth += 1,
-                            Token::RParen => depth -= 1,
+                            Token::LParen | Token::LBracket => depth += 1,
+                            Token::RParen | Token::RBracket => depth -= 1,
                             Token::Comma if depth == 0 => {
                                 cut = k;
                                 break;

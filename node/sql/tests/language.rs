@@ -1171,6 +1171,8 @@ CREATE FUNCTION sum_of(xs BIGINT[]) RETURNS BIGINT AS $$
 DECLARE x BIGINT; s BIGINT := 0;
 BEGIN FOREACH x IN ARRAY xs LOOP s := s + x; END LOOP; RETURN s; END $$;
 CREATE FUNCTION echo(xs TEXT[]) RETURNS TEXT[] AS $$ BEGIN RETURN xs; END $$;
+CREATE FUNCTION note(xs TEXT[]) RETURNS INT AS $$
+BEGIN RAISE NOTICE 'xs=% two=% n=%', xs, ARRAY[1, 2], cardinality(xs); RETURN 0; END $$;
 CREATE FUNCTION more(a BIGINT[], n INT) RETURNS INT AS $$
 BEGIN
   FOR i IN 1..n LOOP a := a || i; END LOOP;
@@ -1227,6 +1229,9 @@ END $$;",
         .functions
         .iter()
         .any(|f| f.name == "echo" && f.returns == "TEXT[]"));
+    // RAISE arguments split at top-level commas only (not those inside ARRAY[…])
+    let n = call(&c, &mut kv, "note", &[Value::Text("{a,\"b c\"}".into())]).unwrap();
+    assert_eq!(n.events, vec!["xs={a,\"b c\"} two={1,2} n=2".to_string()]);
 }
 
 #[test]
