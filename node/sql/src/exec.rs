@@ -589,7 +589,7 @@ impl<'a> Runtime<'a> {
             Expr::Cast(a, ty) => {
                 let v = self.eval(a, f, vars)?.cast_owned(ty)?;
                 if let Value::Array(arr) = &v {
-                    self.charge(gas::ARRAY_ELEM * arr.items.len() as u64)?;
+                    self.charge_array(arr)?;
                 }
                 v
             }
@@ -619,7 +619,10 @@ impl<'a> Runtime<'a> {
                 for x in items {
                     v.push(self.eval(x, f, vars)?.cast_owned(&elem.ty())?);
                 }
-                Value::Array(ArrayRef::new(Array::new(*elem, v)?))
+                let built = Array::new(*elem, v)?;
+                // the elements are expression nodes (already paid); their text is copied
+                self.charge(gas::PER_KB * (built.text_bytes() as u64 / 1024))?;
+                Value::Array(ArrayRef::new(built))
             }
             Expr::Subscript(a, i) => {
                 let iv = self.eval(i, f, vars)?;
@@ -668,11 +671,19 @@ impl<'a> Runtime<'a> {
         })
     }
 
+    /// The gas of building or copying `a`: [`gas::ARRAY_ELEM`] per element and
+    /// [`gas::PER_KB`] per whole KiB of element text.
+    fn charge_array(&mut self, a: &Array) -> Result<()> {
+        self.charge(
+            gas::ARRAY_ELEM * a.items.len() as u64 + gas::PER_KB * (a.text_bytes() as u64 / 1024),
+        )
+    }
+
     /// The rows of `unnest(v)`: one per element ([`gas::ARRAY_ELEM`] each), none for NULL.
     fn unnest_rows(&mut self, v: Value) -> Result<Vec<Vec<Value>>> {
         match v {
             Value::Array(a) => {
-                self.charge(gas::ARRAY_ELEM * a.items.len() as u64)?;
+                self.charge_array(&a)?;
                 Ok(a.items.iter().map(|x| vec![x.clone()]).collect())
             }
             _ => Ok(Vec::new()),
@@ -741,11 +752,9 @@ impl<'a> Runtime<'a> {
                 }
             }
         };
-        self.charge(gas::ARRAY_ELEM * built.items.len() as u64)?;
-        Ok(Value::Array(ArrayRef::new(Array::new(
-            built.elem,
-            built.items,
-        )?)))
+        let built = Array::new(built.elem, built.items)?;
+        self.charge_array(&built)?;
+        Ok(Value::Array(ArrayRef::new(built)))
     }
 
     fn chain_fn(&mut self, c: ChainFn, v: &[Value]) -> Result<Value> {

@@ -40,8 +40,9 @@ pub fn row_bytes(r: &[crate::value::Value]) -> usize {
 /// software libm call costs more than one expression node).
 pub const TRANSCENDENTAL: u64 = 4;
 /// Per array element an operation builds or copies (`ARRAY[…]`, `array_append`, a cast
-/// to an array type, `unnest`, the start of a FOREACH); arrays hold at most
-/// [`crate::value::MAX_ARRAY_LEN`] elements.
+/// to an array type, `unnest`), plus [`PER_KB`] per whole KiB of element text; arrays hold
+/// at most [`crate::value::MAX_ARRAY_LEN`] elements and [`crate::value::MAX_ARRAY_TEXT`]
+/// bytes of element text.
 pub const ARRAY_ELEM: u64 = 1;
 /// Maximum nesting of contract-function calls.
 pub const MAX_DEPTH: u32 = 64;

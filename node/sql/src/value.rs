@@ -72,6 +72,11 @@ impl ArrElem {
 /// operation builds or copies; building a longer one is an error).
 pub const MAX_ARRAY_LEN: usize = 10_000;
 
+/// Most bytes of element text an array may hold (each element is copied when an array is
+/// rebuilt, so this bounds the memory one array holds; [`crate::gas::PER_KB`] is charged per
+/// whole KiB of element text an operation builds).
+pub const MAX_ARRAY_TEXT: usize = 1 << 20;
+
 /// An array value: its element type and elements (one dimension, subscripts from 1).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Array {
@@ -89,12 +94,32 @@ pub fn array_too_long(n: usize) -> SqlError {
 }
 
 impl Array {
-    /// A new array, its length checked against [`MAX_ARRAY_LEN`].
+    /// A new array, its length checked against [`MAX_ARRAY_LEN`] and its element text
+    /// against [`MAX_ARRAY_TEXT`].
     pub fn new(elem: ArrElem, items: Vec<Value>) -> Result<Array> {
         if items.len() > MAX_ARRAY_LEN {
             return Err(array_too_long(items.len()));
         }
-        Ok(Array { elem, items })
+        let a = Array { elem, items };
+        let text = a.text_bytes();
+        if text > MAX_ARRAY_TEXT {
+            return Err(SqlError::Overflow(format!(
+                "array size exceeds the maximum allowed ({MAX_ARRAY_TEXT} bytes of element \
+                 text): {text} bytes"
+            )));
+        }
+        Ok(a)
+    }
+
+    /// Bytes of the elements' text.
+    pub fn text_bytes(&self) -> usize {
+        self.items
+            .iter()
+            .map(|v| match v {
+                Value::Text(s) => s.len(),
+                _ => 0,
+            })
+            .sum()
     }
 
     /// PostgreSQL's text form: `{1,2,NULL}`, `{a,"b c","\"q\""}`.

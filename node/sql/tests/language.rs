@@ -1229,6 +1229,15 @@ END $$;",
         .functions
         .iter()
         .any(|f| f.name == "echo" && f.returns == "TEXT[]"));
+    // element text is bounded too (1 MiB) and paid per KiB: 600 elements of 1 KiB fit,
+    // 1,100 do not
+    let kib = "x".repeat(1024);
+    let fits = Value::Text(format!("{{{}}}", vec![kib.as_str(); 600].join(",")));
+    let e = call(&c, &mut kv, "echo", &[fits]).unwrap();
+    assert!(matches!(&e.result, Value::Array(a) if a.items.len() == 600));
+    let big = Value::Text(format!("{{{}}}", vec![kib.as_str(); 1100].join(",")));
+    let err = call(&c, &mut kv, "echo", &[big]).unwrap_err();
+    assert!(err.to_string().contains("bytes of element text"), "{err}");
     // RAISE arguments split at top-level commas only (not those inside ARRAY[…])
     let n = call(&c, &mut kv, "note", &[Value::Text("{a,\"b c\"}".into())]).unwrap();
     assert_eq!(n.events, vec!["xs={a,\"b c\"} two={1,2} n=2".to_string()]);
