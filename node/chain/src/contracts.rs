@@ -10,6 +10,12 @@
 //!   `{"function": NAME, "args": [TEXT…]}`; text arguments are cast to the declared types.
 //!   The attached amount moves to the contract's account.
 //!
+//! Engine versions: a deploy records the AergoSQL engine version it ran under in the
+//! contract's metadata (`aergo_sql::EngineVersion`, chosen by block height from
+//! [`ENGINE_ACTIVATIONS`]; version 1 records nothing, as before versions existed), and every
+//! later load, call and upgrade runs the contract with that version's rules, so a newer
+//! engine never changes what a deployed contract computes.
+//!
 //! Gas: the transaction's intrinsic gas plus what the engine reports; the engine runs with
 //! the rest of the gas limit. A failing deploy or call (SQL error, `RAISE EXCEPTION`, out of
 //! gas, a failed `send`) reverts every write and transfer of the call: only the fee and the
@@ -17,13 +23,18 @@
 
 use crate::error::ChainError;
 use crate::state::{Account, Overlay, StateView};
-use aergo_sql::{ChainContext, Contract, Kv, KvError, Value};
+use aergo_sql::{ChainContext, Contract, EngineVersion, Kv, KvError, Value};
 use aergo_types::{Address, Hash};
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
 pub use crate::limits::QUERY_GAS_CAP;
+
+/// The block height from which each AergoSQL engine version after 1 applies to new deploys
+/// (`EngineVersion::at_height`). Empty: every deploy is version 1 until an activation height
+/// is set here (and [`deploy_at`] is called with the block's height).
+pub const ENGINE_ACTIVATIONS: &[(EngineVersion, u64)] = &[];
 
 /// The state-key prefix of a contract's storage.
 pub fn prefix(addr: &Address) -> Vec<u8> {
@@ -298,7 +309,9 @@ pub fn transfer(
     Ok(())
 }
 
-/// Deploys (or upgrades, when `existing`) a contract into `ov`. On error nothing is written.
+/// Deploys (or upgrades, when `existing`) a contract into `ov` under engine version 1 (no
+/// activation height known here: [`deploy_at`] takes the block's). On error nothing is
+/// written.
 pub fn deploy(
     ov: &mut Overlay<'_>,
     addr: &Address,
@@ -306,6 +319,33 @@ pub fn deploy(
     script: &str,
     gas: u64,
     existing: bool,
+) -> Result<Outcome, String> {
+    deploy_version(ov, addr, owner, script, gas, existing, EngineVersion::V1)
+}
+
+/// [`deploy`] in a block at `height`: a new contract gets the engine version active there
+/// ([`ENGINE_ACTIVATIONS`]); an upgrade keeps the contract's own version.
+pub fn deploy_at(
+    ov: &mut Overlay<'_>,
+    addr: &Address,
+    owner: &Address,
+    script: &str,
+    gas: u64,
+    existing: bool,
+    height: u64,
+) -> Result<Outcome, String> {
+    let version = EngineVersion::at_height(height, ENGINE_ACTIVATIONS);
+    deploy_version(ov, addr, owner, script, gas, existing, version)
+}
+
+fn deploy_version(
+    ov: &mut Overlay<'_>,
+    addr: &Address,
+    owner: &Address,
+    script: &str,
+    gas: u64,
+    existing: bool,
+    version: EngineVersion,
 ) -> Result<Outcome, String> {
     let pfx = prefix(addr);
     let mut kv = OverlayKv { ov };
@@ -334,8 +374,9 @@ pub fn deploy(
             "address {addr} already holds a contract; a deploy never overwrites one"
         ));
     }
-    let (c, used) = Contract::deploy_background(script, &owner.encode(), &pfx, &mut kv, gas)
-        .map_err(|e| e.to_string())?;
+    let (c, used) =
+        Contract::deploy_version(version, script, &owner.encode(), &pfx, &mut kv, gas, true)
+            .map_err(|e| e.to_string())?;
     remember(addr, &c, &kv);
     Ok(Outcome {
         gas: used,
@@ -389,4 +430,70 @@ pub fn call(
         result: out.result.to_text(),
         notices: out.events,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: failures must panic
+    use super::*;
+    use crate::state::MemState;
+    use aergo_types::Keypair;
+
+    const ARRAYS: &str = "CREATE FUNCTION total(xs BIGINT[]) RETURNS BIGINT AS $$
+DECLARE x BIGINT; s BIGINT := 0;
+BEGIN FOREACH x IN ARRAY xs LOOP s := s + x; END LOOP; RETURN s; END $$;";
+
+    fn engine_key(addr: &Address) -> Vec<u8> {
+        let mut k = prefix(addr);
+        k.push(0);
+        k.extend_from_slice(b"engine");
+        k
+    }
+
+    /// Without an activation height every deploy is version 1: it stores no version (the
+    /// bytes a deploy stored before versions existed) and refuses arrays; a contract
+    /// deployed under version 2 records it, and loads and calls run under it.
+    #[test]
+    fn deploys_record_their_engine_version() {
+        let state = MemState::default();
+        let mut ov = Overlay::new(&state);
+        let owner = Address::from_public_key(&Keypair::dev().public());
+        let v1 = Address::contract(&owner, 0);
+        let plain = "CREATE TABLE t (id BIGINT PRIMARY KEY);";
+        deploy_at(&mut ov, &v1, &owner, plain, 1_000_000, false, 5).unwrap();
+        assert_eq!(ov.get(&engine_key(&v1)).unwrap(), None);
+        let c = load(&v1, &ReadKv { view: &ov }).unwrap().unwrap();
+        assert_eq!(c.version(), EngineVersion::V1);
+        let v1b = Address::contract(&owner, 1);
+        let Err(err) = deploy_at(&mut ov, &v1b, &owner, ARRAYS, 1_000_000, false, 5) else {
+            panic!("version 1 deployed arrays");
+        };
+        assert!(err.contains("array"), "{err}");
+        // an upgrade keeps version 1
+        assert!(deploy_at(&mut ov, &v1, &owner, ARRAYS, 1_000_000, true, 5).is_err());
+
+        let v2 = Address::contract(&owner, 2);
+        deploy_version(
+            &mut ov,
+            &v2,
+            &owner,
+            ARRAYS,
+            1_000_000,
+            false,
+            EngineVersion::V2,
+        )
+        .unwrap();
+        assert_eq!(ov.get(&engine_key(&v2)).unwrap(), Some(vec![2]));
+        let c = load(&v2, &ReadKv { view: &ov }).unwrap().unwrap();
+        assert_eq!(c.version(), EngineVersion::V2);
+        let payload = br#"{"function": "total", "args": ["{1,2,3}"]}"#;
+        let out = call(
+            &mut ov,
+            (owner, v2, 5, 0, Hash::of(b"tx"), 0),
+            payload,
+            1_000_000,
+        )
+        .unwrap();
+        assert_eq!(out.result, "6");
+    }
 }

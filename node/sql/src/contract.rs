@@ -13,6 +13,7 @@ use crate::jit_slot::JitSlot;
 use crate::kv::{apply_writes, apply_writes_recycle, Kv, Overlay, OverlayBuffers};
 use crate::parse;
 use crate::value::Value;
+use crate::version::EngineVersion;
 use std::sync::Arc;
 
 /// Which engine runs calls.
@@ -151,6 +152,7 @@ fn small_row(row: &[Value]) -> bool {
         && row.iter().all(|v| match v {
             Value::Text(t) => t.capacity() <= SCRATCH_KEEP,
             Value::Bytes(b) => b.capacity() <= SCRATCH_KEEP,
+            Value::Array(_) => false,
             _ => true,
         })
 }
@@ -178,7 +180,35 @@ impl Contract {
         kv: &mut dyn Kv,
         gas_limit: u64,
     ) -> Result<(Contract, u64)> {
-        Self::deploy_with(script, owner, prefix, kv, gas_limit, JitMode::Now)
+        Self::deploy_with(
+            script,
+            owner,
+            prefix,
+            kv,
+            gas_limit,
+            JitMode::Now,
+            EngineVersion::LATEST,
+        )
+    }
+
+    /// [`Contract::deploy`] under an older engine version (the contract keeps its rules
+    /// forever: see [`crate::version`]); `background` queues the JIT compilation as
+    /// [`Contract::deploy_background`] does.
+    pub fn deploy_version(
+        version: EngineVersion,
+        script: &str,
+        owner: &str,
+        prefix: &[u8],
+        kv: &mut dyn Kv,
+        gas_limit: u64,
+        background: bool,
+    ) -> Result<(Contract, u64)> {
+        let mode = if background {
+            JitMode::Background
+        } else {
+            JitMode::Now
+        };
+        Self::deploy_with(script, owner, prefix, kv, gas_limit, mode, version)
     }
 
     /// [`Contract::deploy`] without compiling: the code is queued for the background JIT
@@ -191,7 +221,15 @@ impl Contract {
         kv: &mut dyn Kv,
         gas_limit: u64,
     ) -> Result<(Contract, u64)> {
-        Self::deploy_with(script, owner, prefix, kv, gas_limit, JitMode::Background)
+        Self::deploy_with(
+            script,
+            owner,
+            prefix,
+            kv,
+            gas_limit,
+            JitMode::Background,
+            EngineVersion::LATEST,
+        )
     }
 
     fn deploy_with(
@@ -201,13 +239,17 @@ impl Contract {
         kv: &mut dyn Kv,
         gas_limit: u64,
         mode: JitMode,
+        version: EngineVersion,
     ) -> Result<(Contract, u64)> {
         if kv.get(&meta_key(prefix, "owner")).map_err(st)?.is_some() {
             return Err(SqlError::Permission(
                 "a contract already exists at this prefix".into(),
             ));
         }
-        let mut cat = Catalog::default();
+        let mut cat = Catalog {
+            version,
+            ..Catalog::default()
+        };
         let dml = apply_script(&mut cat, script, false)?;
         let mut c = Contract {
             prefix: prefix.to_vec(),
@@ -225,6 +267,11 @@ impl Contract {
                 .map_err(st)?;
             ov.put(&meta_key(prefix, "script/0000"), script.as_bytes())
                 .map_err(st)?;
+            // version 1 stores nothing, as before versions existed
+            if version != EngineVersion::V1 {
+                ov.put(&meta_key(prefix, "engine"), &[version.number()])
+                    .map_err(st)?;
+            }
             let w = ov.into_writes();
             apply_writes(kv, w).map_err(st)?;
             gas
@@ -255,7 +302,22 @@ impl Contract {
             let (_, v) = it.map_err(st)?;
             scripts.push(String::from_utf8(v).map_err(|_| SqlError::Storage("bad script".into()))?);
         }
-        let mut cat = Catalog::default();
+        let version = match kv.get(&meta_key(prefix, "engine")).map_err(st)? {
+            None => EngineVersion::V1,
+            Some(b) => match b.as_slice() {
+                [n] => EngineVersion::from_number(*n).ok_or_else(|| {
+                    SqlError::Storage(format!(
+                        "contract needs AergoSQL engine version {n}, newer than this node's {}",
+                        EngineVersion::LATEST
+                    ))
+                })?,
+                _ => return Err(SqlError::Storage("bad engine version".into())),
+            },
+        };
+        let mut cat = Catalog {
+            version,
+            ..Catalog::default()
+        };
         for s in &scripts {
             apply_script(&mut cat, s, true)?;
         }
@@ -532,13 +594,14 @@ impl Contract {
             .ok_or_else(|| SqlError::Call(format!("function {function} does not exist")))?;
         let mut rt = self.runtime(kv, ctx, gas_limit, read_only);
         rt.charge(crate::gas::CALL)?;
-        // the thread's scratch buffers, handed on from call to call
-        rt.key_buf = std::mem::take(&mut sc.key);
-        rt.row_buf = std::mem::take(&mut sc.row);
-        rt.upd_buf = std::mem::take(&mut sc.upd);
-        rt.spare_vars = std::mem::take(&mut sc.vars);
-        rt.upd_key = std::mem::take(&mut sc.upd_key);
-        rt.enc_buf = std::mem::take(&mut sc.enc);
+        // the thread's scratch buffers, handed on from call to call (swapped with the new
+        // runtime's empty ones: nothing to drop here)
+        std::mem::swap(&mut rt.key_buf, &mut sc.key);
+        std::mem::swap(&mut rt.row_buf, &mut sc.row);
+        std::mem::swap(&mut rt.upd_buf, &mut sc.upd);
+        std::mem::swap(&mut rt.spare_vars, &mut sc.vars);
+        std::mem::swap(&mut rt.upd_key, &mut sc.upd_key);
+        std::mem::swap(&mut rt.enc_buf, &mut sc.enc);
         let result = match self.cat.sigs.get(fi).and_then(|s| s.rows.as_ref()) {
             // a record function's result is its row's text form, a set-returning function's
             // its rows' text forms one per line (one column: the values themselves)
@@ -557,12 +620,12 @@ impl Contract {
             && small_row(&rt.upd_buf)
             && small_row(&rt.spare_vars)
         {
-            sc.key = std::mem::take(&mut rt.key_buf);
-            sc.row = std::mem::take(&mut rt.row_buf);
-            sc.upd = std::mem::take(&mut rt.upd_buf);
-            sc.vars = std::mem::take(&mut rt.spare_vars);
-            sc.upd_key = std::mem::take(&mut rt.upd_key);
-            sc.enc = std::mem::take(&mut rt.enc_buf);
+            std::mem::swap(&mut sc.key, &mut rt.key_buf);
+            std::mem::swap(&mut sc.row, &mut rt.row_buf);
+            std::mem::swap(&mut sc.upd, &mut rt.upd_buf);
+            std::mem::swap(&mut sc.vars, &mut rt.spare_vars);
+            std::mem::swap(&mut sc.upd_key, &mut rt.upd_key);
+            std::mem::swap(&mut sc.enc, &mut rt.enc_buf);
         }
         Ok(CallOutcome {
             result: result?,
@@ -739,6 +802,11 @@ impl Contract {
                 })
                 .collect(),
         }
+    }
+
+    /// The engine version the contract was deployed under (its scripts' rules).
+    pub fn version(&self) -> EngineVersion {
+        self.cat.version
     }
 
     /// The deployer.

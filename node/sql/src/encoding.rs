@@ -63,6 +63,16 @@ pub fn encode_key(out: &mut Vec<u8>, v: &Value) {
             out.push(0x50);
             push_escaped(out, b);
         }
+        // arrays are never stored; this keys DISTINCT, GROUP BY and set operations: each
+        // element after a 01 byte, then 00 (a prefix sorts first)
+        Value::Array(a) => {
+            out.push(0x60);
+            for v in &a.items {
+                out.push(1);
+                encode_key(out, v);
+            }
+            out.push(0);
+        }
     }
 }
 
@@ -148,6 +158,7 @@ pub fn encode_row_into(out: &mut Vec<u8>, vals: &[Value]) -> Result<()> {
             Value::Real(_) => 5,
             Value::Text(s) => 5 + s.len(),
             Value::Bytes(b) => 5 + b.len(),
+            Value::Array(_) => 0,
         })
         .sum();
     out.reserve(size);
@@ -185,6 +196,11 @@ pub fn encode_row_into(out: &mut Vec<u8>, vals: &[Value]) -> Result<()> {
                 out.push(7);
                 out.extend_from_slice(&row_len(b.len())?);
                 out.extend_from_slice(b);
+            }
+            Value::Array(_) => {
+                return Err(SqlError::Type(
+                    "arrays cannot be stored in a table row".into(),
+                ))
             }
         }
     }

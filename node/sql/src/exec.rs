@@ -10,7 +10,7 @@ use crate::float;
 use crate::gas;
 use crate::ir::*;
 use crate::kv::Kv;
-use crate::value::{sort_cmp, sql_cmp, SqlType, Value};
+use crate::value::{sort_cmp, sql_cmp, Array, ArrayRef, SqlType, Value};
 use std::cmp::Ordering;
 
 /// Rows with their full row keys.
@@ -586,7 +586,13 @@ impl<'a> Runtime<'a> {
                     x
                 }
             }
-            Expr::Cast(a, ty) => self.eval(a, f, vars)?.cast_owned(ty)?,
+            Expr::Cast(a, ty) => {
+                let v = self.eval(a, f, vars)?.cast_owned(ty)?;
+                if let Value::Array(arr) = &v {
+                    self.charge_array(arr)?;
+                }
+                v
+            }
             Expr::Builtin(b, args) => {
                 let mut v = Vec::with_capacity(args.len());
                 for a in args {
@@ -608,7 +614,147 @@ impl<'a> Runtime<'a> {
                 }
                 self.call_function(*fi, v)?
             }
+            Expr::Array(elem, items) => {
+                let mut v = Vec::with_capacity(items.len());
+                for x in items {
+                    v.push(self.eval(x, f, vars)?.cast_owned(&elem.ty())?);
+                }
+                let built = Array::new(*elem, v)?;
+                // the elements are expression nodes (already paid); their text is copied
+                self.charge(gas::PER_KB * (built.text_bytes() as u64 / 1024))?;
+                Value::Array(ArrayRef::new(built))
+            }
+            Expr::Subscript(a, i) => {
+                let iv = self.eval(i, f, vars)?;
+                let idx = match iv {
+                    Value::Null => return Ok(Value::Null),
+                    v => match v.cast(&SqlType::Integer)? {
+                        Value::Int(i) => i,
+                        _ => return Ok(Value::Null),
+                    },
+                };
+                let pick = |v: &Value| match v {
+                    Value::Array(arr) => usize::try_from(idx)
+                        .ok()
+                        .and_then(|i| i.checked_sub(1))
+                        .and_then(|i| arr.items.get(i))
+                        .cloned()
+                        .unwrap_or(Value::Null),
+                    _ => Value::Null,
+                };
+                // a variable's array is read in place (no copy of its elements)
+                match peek(a, f, vars) {
+                    Some(v) => pick(v),
+                    None => pick(&self.eval(a, f, vars)?),
+                }
+            }
+            Expr::QuantArray(op, x, a, all) => {
+                let xv = self.eval(x, f, vars)?;
+                let each = |v: &Value| -> Result<Value> {
+                    match v {
+                        Value::Array(arr) => quantified(*op, &xv, arr.items.iter(), *all),
+                        _ => Ok(Value::Null),
+                    }
+                };
+                match peek(a, f, vars) {
+                    Some(v) => each(v)?,
+                    None => each(&self.eval(a, f, vars)?)?,
+                }
+            }
+            Expr::ArrayFn(func, args) => {
+                let mut v = Vec::with_capacity(args.len());
+                for a in args {
+                    v.push(self.eval(a, f, vars)?);
+                }
+                self.array_fn(*func, v)?
+            }
         })
+    }
+
+    /// The gas of building or copying `a`: [`gas::ARRAY_ELEM`] per element and
+    /// [`gas::PER_KB`] per whole KiB of element text.
+    fn charge_array(&mut self, a: &Array) -> Result<()> {
+        self.charge(
+            gas::ARRAY_ELEM * a.items.len() as u64 + gas::PER_KB * (a.text_bytes() as u64 / 1024),
+        )
+    }
+
+    /// The rows of `unnest(v)`: one per element ([`gas::ARRAY_ELEM`] each), none for NULL.
+    fn unnest_rows(&mut self, v: Value) -> Result<Vec<Vec<Value>>> {
+        match v {
+            Value::Array(a) => {
+                self.charge_array(&a)?;
+                Ok(a.items.iter().map(|x| vec![x.clone()]).collect())
+            }
+            _ => Ok(Vec::new()),
+        }
+    }
+
+    /// An array function over evaluated arguments; building a new array charges
+    /// [`gas::ARRAY_ELEM`] per element of the result.
+    pub fn array_fn(&mut self, func: ArrayFn, mut v: Vec<Value>) -> Result<Value> {
+        let len = |x: &Value| match x {
+            Value::Array(a) => Some(a.items.len()),
+            _ => None,
+        };
+        let int = |n: usize| Value::Int(i64::try_from(n).unwrap_or(i64::MAX));
+        let take = |x: Value| -> Option<Array> {
+            match x {
+                Value::Array(a) => Some(a.into_array()),
+                _ => None,
+            }
+        };
+        let mut args = v.drain(..);
+        let (a0, a1) = (args.next().unwrap_or(Value::Null), args.next());
+        drop(args);
+        let built = match func {
+            ArrayFn::Length => {
+                let dim = a1.unwrap_or(Value::Null);
+                return Ok(match (len(&a0), dim.cast(&SqlType::BigInt)?) {
+                    (Some(n), Value::Int(1)) if n > 0 => int(n),
+                    _ => Value::Null,
+                });
+            }
+            ArrayFn::Cardinality => return Ok(len(&a0).map(int).unwrap_or(Value::Null)),
+            ArrayFn::Append(elem) | ArrayFn::Prepend(elem) => {
+                let append = matches!(func, ArrayFn::Append(_));
+                let (arr, x) = if append {
+                    (a0, a1.unwrap_or(Value::Null))
+                } else {
+                    (a1.unwrap_or(Value::Null), a0)
+                };
+                // a NULL array is an empty one here, as in PostgreSQL
+                let mut arr = take(arr).unwrap_or(Array {
+                    elem,
+                    items: Vec::new(),
+                });
+                let x = x.cast_owned(&arr.elem.ty())?;
+                if append {
+                    arr.items.push(x);
+                } else {
+                    arr.items.insert(0, x);
+                }
+                arr
+            }
+            ArrayFn::Cat(_) => {
+                let b = a1.unwrap_or(Value::Null);
+                match (take(a0), b) {
+                    (None, Value::Null) => return Ok(Value::Null),
+                    (None, b) => take(b).ok_or_else(|| SqlError::Type("array_cat".into()))?,
+                    (Some(a), Value::Null) => a,
+                    (Some(mut a), Value::Array(b)) => {
+                        for x in &b.items {
+                            a.items.push(x.clone().cast_owned(&a.elem.ty())?);
+                        }
+                        a
+                    }
+                    (Some(_), _) => return Err(SqlError::Type("array_cat needs arrays".into())),
+                }
+            }
+        };
+        let built = Array::new(built.elem, built.items)?;
+        self.charge_array(&built)?;
+        Ok(Value::Array(ArrayRef::new(built)))
     }
 
     fn chain_fn(&mut self, c: ChainFn, v: &[Value]) -> Result<Value> {
@@ -1076,6 +1222,15 @@ impl<'a> Runtime<'a> {
                     }
                     Some(self.call_rows(*func, v)?)
                 }
+                SourceKind::Unnest { lateral: true, .. } => None,
+                SourceKind::Unnest { arg, .. } => {
+                    let fr = Frame {
+                        row: &[],
+                        parent: outer,
+                    };
+                    let v = self.eval(arg, &fr, vars)?;
+                    Some(self.unnest_rows(v)?)
+                }
                 SourceKind::Table { .. } => None,
             });
         }
@@ -1301,6 +1456,11 @@ impl<'a> Runtime<'a> {
                     v.push(self.eval(a, &fr, vars)?);
                 }
                 (self.call_rows(*func, v)?, 0)
+            }
+            (SourceKind::Unnest { arg, .. }, None) => {
+                let fr = Frame { row, parent: outer };
+                let v = self.eval(arg, &fr, vars)?;
+                (self.unnest_rows(v)?, 0)
             }
             (
                 SourceKind::Sub(_)
@@ -2399,14 +2559,7 @@ fn filter_is_the_key(
     let ([c], [e], Some(Expr::Cmp(CmpOp::Eq, a, b))) = (t.pk.as_slice(), exprs, filter) else {
         return false;
     };
-    let Some(col) = t.columns.get(*c) else {
-        return false;
-    };
-    let exact = match peek(e, f, vars) {
-        Some(Value::Text(_)) => matches!(col.ty, SqlType::Text(None)),
-        Some(Value::Int(_)) => col.ty == SqlType::BigInt,
-        _ => false,
-    };
+    // the shape first (cheap, and usually decides), then the value's type
     let is_col = |x: &Expr| matches!(x, Expr::Col { depth: 0, idx } if idx == c);
     let same = |x: &Expr| match (x, e) {
         (Expr::Var(p), Expr::Var(q)) => p == q,
@@ -2414,7 +2567,17 @@ fn filter_is_the_key(
         (Expr::Const(Value::Int(p)), Expr::Const(Value::Int(q))) => p == q,
         _ => false,
     };
-    exact && ((is_col(a) && same(b)) || (is_col(b) && same(a)))
+    if !((is_col(a) && same(b)) || (is_col(b) && same(a))) {
+        return false;
+    }
+    let Some(col) = t.columns.get(*c) else {
+        return false;
+    };
+    match peek(e, f, vars) {
+        Some(Value::Text(_)) => matches!(col.ty, SqlType::Text(None)),
+        Some(Value::Int(_)) => matches!(col.ty, SqlType::BigInt),
+        _ => false,
+    }
 }
 
 /// The value of a column, variable or constant without cloning it.

@@ -28,6 +28,7 @@ pub fn value_bytes(v: &crate::value::Value) -> usize {
     32 + match v {
         crate::value::Value::Text(s) => s.len(),
         crate::value::Value::Bytes(b) => b.len(),
+        crate::value::Value::Array(a) => a.items.iter().map(value_bytes).sum(),
         _ => 0,
     }
 }
@@ -38,5 +39,10 @@ pub fn row_bytes(r: &[crate::value::Value]) -> usize {
 /// Extra static cost of a transcendental float function (sqrt, exp, ln, sin, power, …: a
 /// software libm call costs more than one expression node).
 pub const TRANSCENDENTAL: u64 = 4;
+/// Per array element an operation builds or copies (`ARRAY[…]`, `array_append`, a cast
+/// to an array type, `unnest`), plus [`PER_KB`] per whole KiB of element text; arrays hold
+/// at most [`crate::value::MAX_ARRAY_LEN`] elements and [`crate::value::MAX_ARRAY_TEXT`]
+/// bytes of element text.
+pub const ARRAY_ELEM: u64 = 1;
 /// Maximum nesting of contract-function calls.
 pub const MAX_DEPTH: u32 = 64;

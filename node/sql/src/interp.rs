@@ -421,6 +421,31 @@ fn exec_loop(
                 }
             }
         }
+        LoopPlan::ForEach { var, array } => {
+            // the loop reads the array it started with (a shared copy: no elements copied)
+            let arr = match rt.eval(array, &EMPTY, vars)? {
+                Value::Array(a) => a,
+                Value::Null => {
+                    return Err(SqlError::Exception(
+                        "FOREACH expression must not be null".into(),
+                    ))
+                }
+                other => {
+                    return Err(SqlError::Type(format!(
+                        "FOREACH expression must yield an array, not type {}",
+                        other.type_of()
+                    )))
+                }
+            };
+            for v in &arr.items {
+                assign(vars, slots, *var, v.clone())?;
+                if let Some(r) = body_flow(rt, id, body, vars, slots)? {
+                    return Ok(r);
+                }
+                rt.charge(cost)?;
+            }
+            Ok(None)
+        }
         LoopPlan::Query { slots: rec, query } => {
             let rows = rt.select(query, None, vars)?;
             vars[FOUND_SLOT] = Value::Bool(!rows.is_empty());

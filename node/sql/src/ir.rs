@@ -3,7 +3,7 @@
 //! `exec`/`interp` and (for supported functions) compiled by the JIT.
 
 use crate::error::Pos;
-use crate::value::{SqlType, Value};
+use crate::value::{ArrElem, SqlType, Value};
 
 /// A table column.
 #[derive(Debug, Clone)]
@@ -106,6 +106,22 @@ pub enum Builtin {
     Least,
     /// A DOUBLE PRECISION function (sqrt, exp, ln, sin, floor, …; `crate::float`).
     Float(crate::float::FloatFn),
+}
+
+/// Array functions (evaluated by the runtime, which charges [`crate::gas::ARRAY_ELEM`] per
+/// element copied).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArrayFn {
+    /// array_length(a, dim): NULL for an empty array or a dimension other than 1.
+    Length,
+    /// cardinality(a)
+    Cardinality,
+    /// array_append(a, x) and `a || x` (the result's element type: a NULL array is empty)
+    Append(ArrElem),
+    /// array_prepend(x, a) and `x || a`
+    Prepend(ArrElem),
+    /// array_cat(a, b) and `a || b`
+    Cat(ArrElem),
 }
 
 /// Chain-context functions.
@@ -212,6 +228,14 @@ pub enum Expr {
     Chain(ChainFn, Vec<Expr>),
     /// Call of another function of the same contract.
     Call(usize, Vec<Expr>),
+    /// `ARRAY[e, …]`: the elements cast to the element type.
+    Array(ArrElem, Vec<Expr>),
+    /// `a[i]`: NULL when `a` or `i` is NULL or `i` is outside 1..=length.
+    Subscript(Box<Expr>, Box<Expr>),
+    /// `x op ANY (array)` (false) / `x op ALL (array)` (true).
+    QuantArray(CmpOp, Box<Expr>, Box<Expr>, bool),
+    /// An array function.
+    ArrayFn(ArrayFn, Vec<Expr>),
 }
 
 impl Expr {
@@ -246,9 +270,13 @@ impl Expr {
                         0
                     }
             }
-            Expr::Coalesce(l) | Expr::Builtin(_, l) | Expr::Chain(_, l) | Expr::Call(_, l) => {
-                l.iter().map(sub).sum::<u64>()
-            }
+            Expr::Coalesce(l)
+            | Expr::Builtin(_, l)
+            | Expr::Chain(_, l)
+            | Expr::Call(_, l)
+            | Expr::Array(_, l)
+            | Expr::ArrayFn(_, l) => l.iter().map(sub).sum::<u64>(),
+            Expr::Subscript(a, b) | Expr::QuantArray(_, a, b, _) => sub(a) + sub(b),
         }
     }
 
@@ -354,8 +382,15 @@ impl Expr {
                     e.walk(f, d);
                 }
             }
-            Expr::Coalesce(l) | Expr::Builtin(_, l) | Expr::Chain(_, l) | Expr::Call(_, l) => {
-                l.iter().for_each(|x| x.walk(f, d))
+            Expr::Coalesce(l)
+            | Expr::Builtin(_, l)
+            | Expr::Chain(_, l)
+            | Expr::Call(_, l)
+            | Expr::Array(_, l)
+            | Expr::ArrayFn(_, l) => l.iter().for_each(|x| x.walk(f, d)),
+            Expr::Subscript(a, b) | Expr::QuantArray(_, a, b, _) => {
+                a.walk(f, d);
+                b.walk(f, d);
             }
         }
     }
@@ -434,6 +469,14 @@ pub enum SourceKind {
         /// Arguments.
         args: Vec<Expr>,
         /// Some argument reads an earlier FROM item of this query level.
+        lateral: bool,
+    },
+    /// `unnest(array)` in FROM: one row per element (none for a NULL array); the argument
+    /// may read earlier FROM items (then `lateral`: evaluated per row joined so far).
+    Unnest {
+        /// The array.
+        arg: Expr,
+        /// The argument reads an earlier FROM item of this query level.
         lateral: bool,
     },
     /// UNION / INTERSECT / EXCEPT of two queries (`all`: keep duplicates).
@@ -562,6 +605,7 @@ impl Select {
                 }
                 SourceKind::WorkTable(_) => {}
                 SourceKind::Function { args, .. } => args.iter().for_each(|e| e.walk(f, d)),
+                SourceKind::Unnest { arg, .. } => arg.walk(f, d),
             }
         }
         let all = self
@@ -795,6 +839,14 @@ pub enum LoopPlan {
         /// REVERSE.
         reverse: bool,
     },
+    /// FOREACH var IN ARRAY expr: the elements in order, each assigned to `var` (an
+    /// existing variable, cast to its type); a NULL array is an error.
+    ForEach {
+        /// Variable slot.
+        var: usize,
+        /// The array.
+        array: Expr,
+    },
     /// FOR rec IN query: one slot per column.
     Query {
         /// Slots receiving the columns.
@@ -887,6 +939,9 @@ pub struct Catalog {
     pub next_table_id: u32,
     /// Views (`CREATE VIEW`), in creation order.
     pub views: Vec<View>,
+    /// The engine version the contract was deployed under: every script of it (deploy,
+    /// upgrades, ad-hoc queries) compiles with that version's rules.
+    pub version: crate::version::EngineVersion,
 }
 
 impl Catalog {

@@ -26,6 +26,7 @@
 //! | key | value |
 //! | --- | --- |
 //! | `P 00 "owner"` | deployer address |
+//! | `P 00 "engine"` | engine version number (one byte; absent: version 1), see [`version`] |
 //! | `P 00 "script/NNNN"` | deploy script (0000) and upgrade scripts, replayed by `load` |
 //! | `P 01 tid:u32be` | next hidden row id (tables without a primary key) |
 //! | `P 02 tid:u32be pk` | row (tagged encoding), `pk` = memcomparable primary key |
@@ -63,6 +64,7 @@ pub mod kv;
 pub mod parse;
 pub mod sandbox;
 pub mod value;
+pub mod version;
 
 pub use contract::{Abi, AbiFunction, AbiTable, CallOutcome, Contract, Engine, QueryResult};
 pub use ctx::{ChainContext, MockChain};
@@ -71,3 +73,4 @@ pub use error::{Pos, SqlError};
 pub use kv::{Kv, KvError, MemKv, Overlay};
 pub use sandbox::{Sandbox, SandboxOutput};
 pub use value::{SqlType, Value};
+pub use version::EngineVersion;

@@ -263,6 +263,21 @@ pub fn convert_type(dt: &DataType, pos: Pos) -> Result<SqlType> {
         DataType::Boolean | DataType::Bool => SqlType::Boolean,
         DataType::Bytea => SqlType::Bytea,
         DataType::Timestamp(_, _) => SqlType::Timestamp,
+        DataType::Array(ast::ArrayElemTypeDef::SquareBracket(inner, _)) => {
+            let et = convert_type(inner, pos)?;
+            match crate::value::ArrElem::of(et) {
+                Some(e) => SqlType::Array(e),
+                None => {
+                    return Err(SqlError::Resolve {
+                        pos,
+                        msg: format!(
+                            "arrays of {} are not supported (INTEGER[], BIGINT[] and TEXT[] are)",
+                            et.pg_name()
+                        ),
+                    })
+                }
+            }
+        }
         other => {
             return Err(SqlError::Resolve {
                 pos,
@@ -828,6 +843,13 @@ pub enum LoopKind {
         /// REVERSE.
         reverse: bool,
     },
+    /// FOREACH v IN ARRAY expr LOOP.
+    ForEach {
+        /// Loop variable (declared before).
+        var: String,
+        /// The array.
+        array: ast::Expr,
+    },
     /// FOR rec IN SELECT … LOOP.
     Query {
         /// Record variable.
@@ -1112,9 +1134,16 @@ impl BodyParser<'_> {
                 Some(Token::Assignment) | Some(Token::Period)
             ) || (matches!(self.toks.get(self.i + 1).map(|t| &t.token), Some(Token::Eq))
                 && !matches!(kw.as_str(), "return" | "raise"));
-        if label.is_some() && !matches!(kw.as_str(), "loop" | "while" | "for" | "declare" | "begin")
+        if label.is_some()
+            && !matches!(
+                kw.as_str(),
+                "loop" | "while" | "for" | "foreach" | "declare" | "begin"
+            )
         {
-            return perr(pos, "a label must precede LOOP, WHILE, FOR or a block");
+            return perr(
+                pos,
+                "a label must precede LOOP, WHILE, FOR, FOREACH or a block",
+            );
         }
         if quoted || is_assign {
             return self.parse_assign(pos);
@@ -1295,13 +1324,13 @@ impl BodyParser<'_> {
                     self.i += 1;
                     let apos = self.pos();
                     let toks = self.until(&["using"], true).to_vec();
-                    // split on top-level commas
+                    // split on top-level commas (not those of `f(a, b)` or `ARRAY[a, b]`)
                     let mut depth = 0;
                     let mut cut = toks.len();
                     for (k, t) in toks.iter().enumerate() {
                         match t.token {
-                            Token::LParen => depth += 1,
-                            Token::RParen => depth -= 1,
+                            Token::LParen | Token::LBracket => depth += 1,
+                            Token::RParen | Token::RBracket => depth -= 1,
                             Token::Comma if depth == 0 => {
                                 cut = k;
                                 break;
@@ -1374,7 +1403,21 @@ impl BodyParser<'_> {
                 })
             }
             "select" | "insert" | "update" | "delete" | "with" => self.parse_sql(pos),
-            "foreach" => perr(pos, "FOREACH is not supported: AergoSQL has no array types"),
+            "foreach" => {
+                self.i += 1;
+                let (var, _) = self.ident()?;
+                if self.peek_kw("slice") {
+                    return perr(
+                        self.pos(),
+                        "FOREACH … SLICE is not supported (arrays have one dimension)",
+                    );
+                }
+                self.expect_kw("in")?;
+                self.expect_kw("array")?;
+                let a = self.expr_until(&["loop"], false)?;
+                self.expect_kw("loop")?;
+                self.finish_loop(label, LoopKind::ForEach { var, array: a }, pos)
+            }
             _ => perr(pos, format!("unexpected {} at start of statement", t.token)),
         }
     }

@@ -248,12 +248,20 @@ impl Value {
     /// as null, NUMERIC as a string with its exact digits (amounts must not
     /// pass through floating point), REAL/DOUBLE PRECISION as strings in
     /// PostgreSQL's text form (`"NaN"` and `"Infinity"` are not JSON numbers),
-    /// text/bytes/timestamps as strings.
+    /// text/bytes/timestamps as strings, arrays as JSON arrays of their elements.
     pub fn to_json(&self) -> String {
         match self {
             Value::Null => "null".into(),
             Value::Int(i) => i.to_string(),
             Value::Bool(b) => b.to_string(),
+            Value::Array(a) => format!(
+                "[{}]",
+                a.items
+                    .iter()
+                    .map(Value::to_json)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
             v => json_str(&v.to_text()),
         }
     }

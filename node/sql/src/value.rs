@@ -31,6 +31,213 @@ pub enum SqlType {
     Unknown,
     /// Only as a function return type.
     Void,
+    /// A one-dimensional array (`INT[]`, `BIGINT[]`, `TEXT[]`): variables, parameters,
+    /// results and expressions only, never a table column.
+    Array(ArrElem),
+}
+
+/// Element type of an array.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArrElem {
+    /// INTEGER (range-checked to i32).
+    Integer,
+    /// BIGINT.
+    BigInt,
+    /// TEXT.
+    Text,
+}
+
+impl ArrElem {
+    /// The element type as a scalar type.
+    pub fn ty(self) -> SqlType {
+        match self {
+            ArrElem::Integer => SqlType::Integer,
+            ArrElem::BigInt => SqlType::BigInt,
+            ArrElem::Text => SqlType::Text(None),
+        }
+    }
+
+    /// The array element type for a scalar type, if arrays of it are supported.
+    pub fn of(t: SqlType) -> Option<ArrElem> {
+        match t {
+            SqlType::Integer => Some(ArrElem::Integer),
+            SqlType::BigInt => Some(ArrElem::BigInt),
+            SqlType::Text(_) => Some(ArrElem::Text),
+            _ => None,
+        }
+    }
+}
+
+/// Most elements an array may hold ([`crate::gas::ARRAY_ELEM`] is charged per element an
+/// operation builds or copies; building a longer one is an error).
+pub const MAX_ARRAY_LEN: usize = 10_000;
+
+/// Most bytes of element text an array may hold (each element is copied when an array is
+/// rebuilt, so this bounds the memory one array holds; [`crate::gas::PER_KB`] is charged per
+/// whole KiB of element text an operation builds).
+pub const MAX_ARRAY_TEXT: usize = 1 << 20;
+
+/// An array value: its element type and elements (one dimension, subscripts from 1).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Array {
+    /// Element type.
+    pub elem: ArrElem,
+    /// Elements (each NULL or of the element type).
+    pub items: Vec<Value>,
+}
+
+/// The error for an array over [`MAX_ARRAY_LEN`] elements.
+pub fn array_too_long(n: usize) -> SqlError {
+    SqlError::Overflow(format!(
+        "array size exceeds the maximum allowed ({MAX_ARRAY_LEN}): {n} elements"
+    ))
+}
+
+impl Array {
+    /// A new array, its length checked against [`MAX_ARRAY_LEN`] and its element text
+    /// against [`MAX_ARRAY_TEXT`].
+    pub fn new(elem: ArrElem, items: Vec<Value>) -> Result<Array> {
+        if items.len() > MAX_ARRAY_LEN {
+            return Err(array_too_long(items.len()));
+        }
+        let a = Array { elem, items };
+        let text = a.text_bytes();
+        if text > MAX_ARRAY_TEXT {
+            return Err(SqlError::Overflow(format!(
+                "array size exceeds the maximum allowed ({MAX_ARRAY_TEXT} bytes of element \
+                 text): {text} bytes"
+            )));
+        }
+        Ok(a)
+    }
+
+    /// Bytes of the elements' text.
+    pub fn text_bytes(&self) -> usize {
+        self.items
+            .iter()
+            .map(|v| match v {
+                Value::Text(s) => s.len(),
+                _ => 0,
+            })
+            .sum()
+    }
+
+    /// PostgreSQL's text form: `{1,2,NULL}`, `{a,"b c","\"q\""}`.
+    pub fn to_text(&self) -> String {
+        let mut s = String::from("{");
+        for (i, v) in self.items.iter().enumerate() {
+            if i > 0 {
+                s.push(',');
+            }
+            match v {
+                Value::Null => s.push_str("NULL"),
+                v => {
+                    let t = v.to_text();
+                    let quote = t.is_empty()
+                        || t.eq_ignore_ascii_case("null")
+                        || t.chars().any(|c| {
+                            matches!(c, '{' | '}' | ',' | '"' | '\\') || c.is_ascii_whitespace()
+                        });
+                    if quote {
+                        s.push('"');
+                        for c in t.chars() {
+                            if c == '"' || c == '\\' {
+                                s.push('\\');
+                            }
+                            s.push(c);
+                        }
+                        s.push('"');
+                    } else {
+                        s.push_str(&t);
+                    }
+                }
+            }
+        }
+        s.push('}');
+        s
+    }
+
+    /// Parses PostgreSQL's text form of a one-dimensional array (`{1, 2, NULL}`, quoted
+    /// elements with backslash escapes), each element cast to `elem`.
+    pub fn parse(text: &str, elem: ArrElem) -> Result<Array> {
+        let bad = |why: &str| type_err(format!("malformed array literal: \"{text}\" ({why})"));
+        let t = text.trim();
+        let Some(body) = t.strip_prefix('{').and_then(|b| b.strip_suffix('}')) else {
+            return Err(bad("array value must start with \"{\" and end with \"}\""));
+        };
+        let mut items = Vec::new();
+        let mut chars = body.chars().peekable();
+        if body.trim().is_empty() {
+            return Array::new(elem, items);
+        }
+        loop {
+            while chars.peek().is_some_and(|c| c.is_ascii_whitespace()) {
+                chars.next();
+            }
+            let mut cur = String::new();
+            let mut quoted = false;
+            if chars.peek() == Some(&'"') {
+                quoted = true;
+                chars.next();
+                loop {
+                    match chars.next() {
+                        None => return Err(bad("unexpected end of input")),
+                        Some('"') => break,
+                        Some('\\') => match chars.next() {
+                            Some(c) => cur.push(c),
+                            None => return Err(bad("unexpected end of input")),
+                        },
+                        Some(c) => cur.push(c),
+                    }
+                }
+                while chars.peek().is_some_and(|c| c.is_ascii_whitespace()) {
+                    chars.next();
+                }
+            } else {
+                while let Some(&c) = chars.peek() {
+                    if c == ',' {
+                        break;
+                    }
+                    if matches!(c, '{' | '}' | '"') {
+                        return Err(bad(if c == '{' {
+                            "multidimensional arrays are not supported"
+                        } else {
+                            "unexpected character"
+                        }));
+                    }
+                    chars.next();
+                    if c == '\\' {
+                        match chars.next() {
+                            Some(e) => cur.push(e),
+                            None => return Err(bad("unexpected end of input")),
+                        }
+                    } else {
+                        cur.push(c);
+                    }
+                }
+                let trimmed = cur.trim_end().to_string();
+                cur = trimmed;
+                if cur.is_empty() {
+                    return Err(bad("unexpected \",\""));
+                }
+            }
+            let v = if !quoted && cur.eq_ignore_ascii_case("null") {
+                Value::Null
+            } else {
+                Value::Text(cur).cast(&elem.ty())?
+            };
+            items.push(v);
+            if items.len() > MAX_ARRAY_LEN {
+                return Err(array_too_long(items.len()));
+            }
+            match chars.next() {
+                None => break,
+                Some(',') => continue,
+                Some(_) => return Err(bad("junk after closing double quote")),
+            }
+        }
+        Array::new(elem, items)
+    }
 }
 
 impl SqlType {
@@ -55,6 +262,7 @@ impl SqlType {
             SqlType::Text(Some(_)) => "character varying".into(),
             SqlType::Timestamp => "timestamp without time zone".into(),
             SqlType::Unknown => "unknown".into(),
+            SqlType::Array(e) => format!("{}[]", e.ty().pg_name()),
             t => t.to_string().to_ascii_lowercase(),
         }
     }
@@ -81,6 +289,7 @@ impl std::fmt::Display for SqlType {
             SqlType::Timestamp => write!(f, "TIMESTAMP"),
             SqlType::Unknown => write!(f, "UNKNOWN"),
             SqlType::Void => write!(f, "VOID"),
+            SqlType::Array(e) => write!(f, "{}[]", e.ty()),
         }
     }
 }
@@ -98,14 +307,62 @@ pub enum Value {
     Float(f64),
     /// REAL (any NaN is the canonical one).
     Real(f32),
-    /// Text.
-    Text(String),
     /// Boolean.
     Bool(bool),
-    /// Bytes.
-    Bytes(Vec<u8>),
     /// Timestamp in seconds since the Unix epoch.
     Ts(i64),
+    // The variants that own memory come last and together, so dropping a value of another
+    // kind is one comparison (a transfer drops a few dozen values).
+    /// Text.
+    Text(String),
+    /// Bytes.
+    Bytes(Vec<u8>),
+    /// A one-dimensional array (shared: copying the value copies no elements).
+    Array(ArrayRef),
+}
+
+/// A shared array value. Its reference is released out of line, so the code that drops a
+/// `Value` stays as small as it was before arrays (the compiler keeps inlining it on the
+/// contract-call path).
+#[derive(Debug)]
+pub struct ArrayRef(std::mem::ManuallyDrop<std::sync::Arc<Array>>);
+
+impl ArrayRef {
+    /// A new shared array.
+    pub fn new(a: Array) -> ArrayRef {
+        ArrayRef(std::mem::ManuallyDrop::new(std::sync::Arc::new(a)))
+    }
+
+    /// The array, without copying the elements when this is its only reference.
+    pub fn into_array(self) -> Array {
+        let this = std::mem::ManuallyDrop::new(self);
+        // SAFETY: `this` is never dropped (ManuallyDrop), so the Arc read out of it is
+        // released exactly once: by the `try_unwrap` below or the clone's drop.
+        let arc = unsafe { std::ptr::read(&*this.0) };
+        std::sync::Arc::try_unwrap(arc).unwrap_or_else(|a| (*a).clone())
+    }
+}
+
+impl Clone for ArrayRef {
+    fn clone(&self) -> ArrayRef {
+        ArrayRef(std::mem::ManuallyDrop::new(std::sync::Arc::clone(&self.0)))
+    }
+}
+
+impl Drop for ArrayRef {
+    #[inline(never)]
+    fn drop(&mut self) {
+        // SAFETY: the Arc is only ever released here (or moved out by `into_array`, which
+        // never runs this drop), once, when the `ArrayRef` itself is dropped.
+        unsafe { std::mem::ManuallyDrop::drop(&mut self.0) }
+    }
+}
+
+impl std::ops::Deref for ArrayRef {
+    type Target = Array;
+    fn deref(&self) -> &Array {
+        &self.0
+    }
 }
 
 impl PartialEq for Value {
@@ -225,6 +482,7 @@ impl Value {
             Value::Bool(_) => SqlType::Boolean,
             Value::Bytes(_) => SqlType::Bytea,
             Value::Ts(_) => SqlType::Timestamp,
+            Value::Array(a) => SqlType::Array(a.elem),
         }
     }
 
@@ -265,6 +523,7 @@ impl Value {
             | (Value::Bool(_), SqlType::Boolean)
             | (Value::Bytes(_), SqlType::Bytea)
             | (Value::Ts(_), SqlType::Timestamp) => Ok(self),
+            (Value::Array(a), SqlType::Array(e)) if a.elem == *e => Ok(self),
             _ => self.cast(ty),
         }
     }
@@ -374,6 +633,19 @@ impl Value {
                 Value::Text(s) => Ok(Value::Ts(parse_timestamp(s)?)),
                 other => Err(type_err(format!("cannot cast {} to {ty}", other.type_of()))),
             },
+            SqlType::Array(e) => match self {
+                Value::Array(a) if a.elem == *e => Ok(self.clone()),
+                Value::Array(a) => {
+                    let items = a
+                        .items
+                        .iter()
+                        .map(|v| v.cast(&e.ty()))
+                        .collect::<Result<Vec<_>>>()?;
+                    Ok(Value::Array(ArrayRef::new(Array::new(*e, items)?)))
+                }
+                Value::Text(s) => Ok(Value::Array(ArrayRef::new(Array::parse(s, *e)?))),
+                other => Err(type_err(format!("cannot cast {} to {ty}", other.type_of()))),
+            },
         }
     }
 
@@ -405,6 +677,7 @@ impl Value {
                 s
             }
             Value::Ts(t) => format_timestamp(*t),
+            Value::Array(a) => a.to_text(),
         }
     }
 }
@@ -445,6 +718,7 @@ pub fn sql_cmp(a: &Value, b: &Value) -> Result<Option<Ordering>> {
         (Value::Bool(x), Value::Bool(y)) => x.cmp(y),
         (Value::Bytes(x), Value::Bytes(y)) => x.cmp(y),
         (Value::Ts(x), Value::Ts(y)) => x.cmp(y),
+        (Value::Array(x), Value::Array(y)) => return array_cmp(&x.items, &y.items),
         // an untyped string literal against a typed value: cast the text
         (Value::Text(_), other) => return sql_cmp(&a.cast(&other.type_of())?, b),
         (other, Value::Text(_)) => return sql_cmp(a, &b.cast(&other.type_of())?),
@@ -456,6 +730,23 @@ pub fn sql_cmp(a: &Value, b: &Value) -> Result<Option<Ordering>> {
             )))
         }
     }))
+}
+
+/// PostgreSQL's array comparison: element by element (a NULL element equals a NULL and
+/// sorts after any value), then the shorter array first; never NULL itself.
+fn array_cmp(x: &[Value], y: &[Value]) -> Result<Option<Ordering>> {
+    for (a, b) in x.iter().zip(y) {
+        let o = match (a.is_null(), b.is_null()) {
+            (true, true) => Ordering::Equal,
+            (true, false) => Ordering::Greater,
+            (false, true) => Ordering::Less,
+            _ => sql_cmp(a, b)?.unwrap_or(Ordering::Equal),
+        };
+        if o != Ordering::Equal {
+            return Ok(Some(o));
+        }
+    }
+    Ok(Some(x.len().cmp(&y.len())))
 }
 
 /// Total order for sorting (NULL placement is decided by the caller).
@@ -505,5 +796,30 @@ mod tests {
             Some(Ordering::Equal)
         );
         assert_eq!(sql_cmp(&Value::Null, &Value::Int(1)).unwrap(), None);
+    }
+
+    #[test]
+    fn arrays_text_form_and_shared_references() {
+        let a = Array::parse(r#"{1, NULL ,"3"}"#, ArrElem::BigInt).unwrap();
+        assert_eq!(a.to_text(), "{1,NULL,3}");
+        let t = Array::parse(r#"{"a b","",null,"NULL",x\,y}"#, ArrElem::Text).unwrap();
+        assert_eq!(t.to_text(), r#"{"a b","",NULL,"NULL","x,y"}"#);
+        assert!(Array::parse("{1,,2}", ArrElem::BigInt).is_err());
+        assert!(Array::parse("{{1}}", ArrElem::BigInt).is_err());
+        assert!(Array::parse("1,2", ArrElem::BigInt).is_err());
+        // a shared array is copied out, the other reference keeps it; a unique one is moved
+        let r = ArrayRef::new(a.clone());
+        let shared = r.clone();
+        let copy = r.into_array();
+        assert_eq!(copy.items.len(), 3);
+        assert_eq!(shared.items.len(), 3);
+        assert_eq!(shared.into_array().to_text(), a.to_text());
+        assert_eq!(
+            Value::Array(ArrayRef::new(a))
+                .cast(&SqlType::Array(ArrElem::Integer))
+                .unwrap()
+                .to_text(),
+            "{1,NULL,3}"
+        );
     }
 }

@@ -104,6 +104,16 @@ const WORDS: &[&str] = &[
     "AND",
     "IS",
     "'\\x00'",
+    "ARRAY[",
+    "]",
+    "[",
+    "INT[]",
+    "TEXT[]",
+    "FOREACH",
+    "IN ARRAY",
+    "unnest(",
+    "= ANY(",
+    "'{1,\"a\",NULL}'",
 ];
 
 fn token_soup() -> impl Strategy<Value = String> {
@@ -260,6 +270,8 @@ fn stmt(depth: u32) -> BoxedStrategy<String> {
         Just("SELECT v INTO y FROM t WHERE k = z;".to_string()),
         Just("SELECT COUNT(*) INTO z FROM t;".to_string()),
         Just("DELETE FROM t WHERE k > z;".to_string()),
+        // arrays in a SQL statement (the function stays JIT-compiled)
+        Just("SELECT COUNT(*) INTO z FROM t WHERE k = ANY(ARRAY[x, z, NULL]);".to_string()),
         cond().prop_map(|c| format!("IF {c} THEN RAISE EXCEPTION 'boom %', x; END IF;")),
         // text and REAL expressions (the JIT's helper stack)
         int_expr().prop_map(|e| format!("s := s || {e} || 'x';")),
@@ -369,6 +381,9 @@ proptest! {
             "SELECT x FROM t WHERE x > ANY (SELECT a FROM t)", "SELECT 1 WHERE NULL NOT IN (SELECT x FROM t WHERE false)",
             "SELECT sqrt(abs(y::float8)) FROM t", "SELECT 'NaN'::float8", "SELECT x FROM v",
             "SELECT n FROM r", "SELECT t.x, count(*) FROM t GROUP BY 1 HAVING count(*) > 0",
+            "SELECT x FROM t WHERE x = ANY(ARRAY[1, a, NULL])", "SELECT u FROM unnest(ARRAY[3, 1, 2]) AS u",
+            "SELECT (ARRAY[x, a, z])[z] FROM t", "SELECT cardinality(array_append(ARRAY[x], a)) FROM t",
+            "SELECT u.v FROM t, unnest(ARRAY[x, a] || z) AS u(v)",
         ][..]), 1..4),
         ops in prop::collection::vec(prop::sample::select(&[
             " UNION ", " UNION ALL ", " INTERSECT ", " EXCEPT ALL ", " EXCEPT ",

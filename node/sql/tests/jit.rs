@@ -899,3 +899,48 @@ fn exception_blocks_compile_and_match_interpreter() {
         "the JIT ran none of these calls"
     );
 }
+
+#[test]
+fn array_functions_stay_in_the_interpreter_and_agree() {
+    // functions with array variables, parameters, results or expressions run on the
+    // interpreter; one that only runs a SQL statement over an array is compiled
+    let src = "CREATE TABLE t (id INTEGER PRIMARY KEY);
+INSERT INTO t VALUES (1), (2), (3);
+CREATE FUNCTION total(xs INT[]) RETURNS BIGINT AS $$
+DECLARE x INT; s BIGINT := 0;
+BEGIN FOREACH x IN ARRAY xs LOOP s := s + x; END LOOP; RETURN s; END $$;
+CREATE FUNCTION member(k INT) RETURNS BOOLEAN AS $$
+BEGIN RETURN k = ANY(ARRAY[1, 3]); END $$;
+CREATE FUNCTION count_in(lo INT) RETURNS BIGINT AS $$
+DECLARE n BIGINT;
+BEGIN SELECT count(*) INTO n FROM t WHERE id = ANY(ARRAY[lo, lo + 1]); RETURN n; END $$;";
+    let mut kv = MemKv::new();
+    let (c, _) = Contract::deploy(src, "o", b"arr/", &mut kv, 1_000_000).unwrap();
+    assert_eq!(c.jit_functions(), vec!["count_in".to_string()]);
+    for (f, args) in [
+        ("total", vec![Value::Text("{1,2,3}".into())]),
+        ("member", vec![Value::Int(3)]),
+        ("count_in", vec![Value::Int(2)]),
+    ] {
+        let mut kv_i = kv.clone();
+        let mut kv_j = kv.clone();
+        let a = c.call_with(
+            Engine::Interpreter,
+            f,
+            &args,
+            &mut MockChain::default(),
+            &mut kv_i,
+            1_000_000,
+        );
+        let b = c.call_with(
+            Engine::Jit,
+            f,
+            &args,
+            &mut MockChain::default(),
+            &mut kv_j,
+            1_000_000,
+        );
+        assert_eq!(format!("{a:?}"), format!("{b:?}"), "{f}");
+        assert!(a.is_ok(), "{f}: {a:?}");
+    }
+}

@@ -406,8 +406,8 @@ fn deploy_errors_have_line_and_column() {
         ("CREATE FUNCTION f() RETURNS TEXT AS $$\nBEGIN\n  BEGIN\n    RETURN 'a';\n  EXCEPTION WHEN others THEN RETURN SQLERRM;\n  END;\n  RETURN SQLERRM;\nEND $$;", 7),
         ("CREATE FUNCTION f() RETURNS TEXT AS $$\nBEGIN\n  RETURN SQLSTATE;\nEXCEPTION WHEN others THEN RETURN 'b';\nEND $$;", 3),
         ("CREATE FUNCTION f() RETURNS TEXT AS $$\nBEGIN\n  RETURN 'a';\nEXCEPTION\n  WHEN SQLSTATE 'abcde' THEN RETURN 'b';\nEND $$;", 5),
-        // no arrays (DIFFERENCES.md); RETURN QUERY/NEXT only in set-returning functions
-        ("CREATE FUNCTION f() RETURNS INT AS $$\nDECLARE x INT;\nBEGIN\n  FOREACH x IN ARRAY ARRAY[1, 2] LOOP\n  END LOOP;\n  RETURN 1;\nEND $$;", 4),
+        // FOREACH needs an array; RETURN QUERY/NEXT only in set-returning functions
+        ("CREATE FUNCTION f() RETURNS INT AS $$\nDECLARE x INT;\nBEGIN\n  FOREACH x IN ARRAY 5 LOOP\n  END LOOP;\n  RETURN 1;\nEND $$;", 4),
         ("CREATE TABLE t (a INT);\nCREATE FUNCTION f() RETURNS INT AS $$\nBEGIN\n  RETURN QUERY SELECT a FROM t;\nEND $$;", 4),
         // a record of OUT parameters is returned by a bare RETURN, its type is record
         ("CREATE FUNCTION f(x INT, OUT a INT, OUT b INT) AS $$\nBEGIN\n  RETURN x;\nEND $$;", 3),
@@ -1156,4 +1156,160 @@ BEGIN SELECT sum(u) INTO n FROM dept AS d, upto(d.size) AS u; RETURN n; END $$;
         .gas_used
     };
     assert_eq!(gas(Engine::Interpreter), gas(Engine::Jit));
+}
+
+#[test]
+fn arrays_are_bounded_and_metered() {
+    let (c, mut kv) = deploy(
+        "CREATE FUNCTION grow(n INT) RETURNS INT AS $$
+DECLARE a INT[]; i INT;
+BEGIN
+  FOR i IN 1..n LOOP a := array_append(a, i); END LOOP;
+  RETURN cardinality(a);
+END $$;
+CREATE FUNCTION sum_of(xs BIGINT[]) RETURNS BIGINT AS $$
+DECLARE x BIGINT; s BIGINT := 0;
+BEGIN FOREACH x IN ARRAY xs LOOP s := s + x; END LOOP; RETURN s; END $$;
+CREATE FUNCTION echo(xs TEXT[]) RETURNS TEXT[] AS $$ BEGIN RETURN xs; END $$;
+CREATE FUNCTION note(xs TEXT[]) RETURNS INT AS $$
+BEGIN RAISE NOTICE 'xs=% two=% n=%', xs, ARRAY[1, 2], cardinality(xs); RETURN 0; END $$;
+CREATE FUNCTION more(a BIGINT[], n INT) RETURNS INT AS $$
+BEGIN
+  FOR i IN 1..n LOOP a := a || i; END LOOP;
+  RETURN array_length(a, 1);
+END $$;",
+    );
+    // gas: call 50 + DECLARE 1 + FOR 3 at the start and 3 per iteration + the assignment 4
+    // per iteration + RETURN 3, and array_append 1 per element of the array it builds
+    // (1 + 2 + 3)
+    let g3 = call(&c, &mut kv, "grow", &[Value::Int(3)]).unwrap();
+    let g4 = call(&c, &mut kv, "grow", &[Value::Int(4)]).unwrap();
+    assert_eq!(g3.result.to_text(), "3");
+    assert_eq!(
+        g3.gas_used,
+        50 + 1 + 3 + 3 * 3 + 3 * 4 + 3 + (1 + 2 + 3),
+        "grow(3) gas"
+    );
+    // one more iteration: the loop's statements plus 4 elements built
+    assert_eq!(g4.gas_used - g3.gas_used, 3 + 4 + 4);
+    // the bound: 10,000 elements, one more is an error and nothing else
+    let start = Value::Text(format!("{{{}}}", vec!["7"; 9_998].join(",")));
+    let ok = call(&c, &mut kv, "more", &[start.clone(), Value::Int(2)]).unwrap();
+    assert_eq!(ok.result.to_text(), "10000");
+    let err = call(&c, &mut kv, "more", &[start, Value::Int(3)]).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("array size exceeds the maximum allowed (10000)"),
+        "{err}"
+    );
+    let long = format!("{{{}}}", vec!["1"; 10_001].join(","));
+    let err = call(&c, &mut kv, "sum_of", &[Value::Text(long)]).unwrap_err();
+    assert!(err.to_string().contains("array size exceeds"), "{err}");
+    // text arguments are cast to the array type; arrays print in PostgreSQL's form and as
+    // JSON arrays
+    let s = call(&c, &mut kv, "sum_of", &[Value::Text("{1, 2, 4}".into())]).unwrap();
+    assert_eq!(s.result.to_text(), "7");
+    let s = call(&c, &mut kv, "sum_of", &[Value::Text("{1, NULL}".into())]).unwrap();
+    assert!(s.result.is_null());
+    let e = call(
+        &c,
+        &mut kv,
+        "echo",
+        &[Value::Text("{a,\"b c\",NULL}".into())],
+    )
+    .unwrap();
+    assert_eq!(e.result.to_text(), "{a,\"b c\",NULL}");
+    assert_eq!(e.result.to_json(), "[\"a\",\"b c\",null]");
+    let bad = call(&c, &mut kv, "sum_of", &[Value::Text("{1,x}".into())]).unwrap_err();
+    assert!(bad.to_string().contains("invalid input syntax"), "{bad}");
+    let bad = call(&c, &mut kv, "sum_of", &[Value::Text("1,2".into())]).unwrap_err();
+    assert!(bad.to_string().contains("malformed array literal"), "{bad}");
+    assert!(c
+        .abi()
+        .functions
+        .iter()
+        .any(|f| f.name == "echo" && f.returns == "TEXT[]"));
+    // element text is bounded too (1 MiB) and paid per KiB: 600 elements of 1 KiB fit,
+    // 1,100 do not
+    let kib = "x".repeat(1024);
+    let fits = Value::Text(format!("{{{}}}", vec![kib.as_str(); 600].join(",")));
+    let e = call(&c, &mut kv, "echo", &[fits]).unwrap();
+    assert!(matches!(&e.result, Value::Array(a) if a.items.len() == 600));
+    let big = Value::Text(format!("{{{}}}", vec![kib.as_str(); 1100].join(",")));
+    let err = call(&c, &mut kv, "echo", &[big]).unwrap_err();
+    assert!(err.to_string().contains("bytes of element text"), "{err}");
+    // RAISE arguments split at top-level commas only (not those inside ARRAY[…])
+    let n = call(&c, &mut kv, "note", &[Value::Text("{a,\"b c\"}".into())]).unwrap();
+    assert_eq!(n.events, vec!["xs={a,\"b c\"} two={1,2} n=2".to_string()]);
+}
+
+#[test]
+fn engine_version_1_contracts_keep_refusing_arrays() {
+    use aergo_sql::{EngineVersion, Kv};
+    let arrays = [
+        "CREATE FUNCTION f() RETURNS INT AS $$ DECLARE a INT[]; BEGIN RETURN 1; END $$;",
+        "CREATE FUNCTION f(a INT[]) RETURNS INT AS $$ BEGIN RETURN 1; END $$;",
+        "CREATE FUNCTION f() RETURNS INT AS $$ BEGIN RETURN (ARRAY[1])[1]; END $$;",
+        "CREATE FUNCTION f() RETURNS BOOLEAN AS $$ BEGIN RETURN 1 = ANY('{1}'::int[]); END $$;",
+        "CREATE FUNCTION f() RETURNS INT AS $$ DECLARE x INT; BEGIN FOREACH x IN ARRAY y LOOP END LOOP; RETURN 1; END $$;",
+        "CREATE TABLE t (a INT[]);",
+        "CREATE TABLE t (a INT); CREATE VIEW v AS SELECT * FROM unnest(ARRAY[1]);",
+        "CREATE FUNCTION f() RETURNS INT AS $$ BEGIN RETURN cardinality(NULL); END $$;",
+    ];
+    for src in arrays {
+        let mut kv = MemKv::new();
+        let err =
+            Contract::deploy_version(EngineVersion::V1, src, "o", b"v1/", &mut kv, GAS, false)
+                .map(|_| ())
+                .unwrap_err();
+        assert!(kv.is_empty(), "{src}");
+        let _ = err;
+    }
+    // FOREACH keeps version 1's parse error
+    let mut kv = MemKv::new();
+    let err = Contract::deploy_version(
+        EngineVersion::V1,
+        arrays[4],
+        "o",
+        b"v1/",
+        &mut kv,
+        GAS,
+        false,
+    )
+    .map(|_| ())
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("AergoSQL has no array types"),
+        "{err}"
+    );
+
+    // a version 1 deploy stores exactly what it stored before versions existed; load and
+    // upgrade keep version 1
+    let base = "CREATE TABLE t (a INT PRIMARY KEY); CREATE FUNCTION one() RETURNS INT AS $$ BEGIN RETURN 1; END $$;";
+    let mut kv1 = MemKv::new();
+    let (c1, _) =
+        Contract::deploy_version(EngineVersion::V1, base, "o", b"v1/", &mut kv1, GAS, false)
+            .unwrap();
+    assert_eq!(c1.version(), EngineVersion::V1);
+    assert_eq!(kv1.get(b"v1/\x00engine").unwrap(), None);
+    let mut c1 = Contract::load(b"v1/", &kv1).unwrap();
+    assert_eq!(c1.version(), EngineVersion::V1);
+    let up = "CREATE FUNCTION two() RETURNS INT AS $$ DECLARE a INT[]; BEGIN RETURN 2; END $$;";
+    assert!(c1.upgrade(up, "o", &mut kv1, GAS).is_err());
+    assert!(c1.query("SELECT ARRAY[1]", &kv1, GAS).is_err());
+
+    // the latest version records itself and accepts arrays, after a reload too
+    let mut kv2 = MemKv::new();
+    let (c2, _) = Contract::deploy(base, "o", b"v2/", &mut kv2, GAS).unwrap();
+    assert_eq!(c2.version(), EngineVersion::LATEST);
+    assert_eq!(kv2.get(b"v2/\x00engine").unwrap(), Some(vec![2]));
+    let mut c2 = Contract::load(b"v2/", &kv2).unwrap();
+    assert_eq!(c2.version(), EngineVersion::V2);
+    c2.upgrade(up, "o", &mut kv2, GAS).unwrap();
+    assert_eq!(q(&c2, &kv2, "SELECT ARRAY[1, 2]"), vec!["{1,2}"]);
+
+    // an engine version this node does not know is a clear load error
+    kv2.put(b"v2/\x00engine", &[9]).unwrap();
+    let err = Contract::load(b"v2/", &kv2).map(|_| ()).unwrap_err();
+    assert!(err.to_string().contains("engine version 9"), "{err}");
 }

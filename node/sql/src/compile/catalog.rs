@@ -189,7 +189,7 @@ pub(super) fn create_table(cat: &mut Catalog, ct: &ast::CreateTable, pos: Pos) -
         if t.columns.iter().any(|c| c.name == cname) {
             return resolve_err(cpos, format!("column {cname} specified more than once"));
         }
-        let ty = convert_type(&cd.data_type, cpos)?;
+        let ty = column_type(cat, &cd.data_type, cpos)?;
         let idx = t.columns.len();
         let mut col = Column {
             name: cname,
@@ -308,7 +308,7 @@ pub(super) fn add_column(
         }
         return resolve_err(cpos, format!("column {cname} already exists"));
     }
-    let ty = convert_type(&cd.data_type, cpos)?;
+    let ty = column_type(cat, &cd.data_type, cpos)?;
     let mut col = Column {
         name: cname.clone(),
         ty,
@@ -384,4 +384,21 @@ pub(super) fn create_index(cat: &mut Catalog, ci: &ast::CreateIndex, pos: Pos) -
         unique: ci.unique,
     });
     Ok(())
+}
+
+/// A column's type: any scalar type; arrays are refused (they live in variables,
+/// parameters, results and expressions only).
+fn column_type(cat: &Catalog, dt: &ast::DataType, pos: Pos) -> Result<SqlType> {
+    let ty = convert_type(dt, pos)?;
+    check_type(cat, ty, pos)?;
+    if let SqlType::Array(_) = ty {
+        return unsupported(
+            pos,
+            format!(
+                "array columns ({ty}): arrays are values of variables, parameters and results \
+                 only; store one row per element instead"
+            ),
+        );
+    }
+    Ok(ty)
 }

@@ -34,6 +34,7 @@ pub(super) enum Class {
     Bool,
     Bytes,
     Ts,
+    Array,
     Any,
 }
 
@@ -48,6 +49,7 @@ pub(super) fn class(t: SqlType) -> Class {
         SqlType::Boolean => Class::Bool,
         SqlType::Bytea => Class::Bytes,
         SqlType::Timestamp => Class::Ts,
+        SqlType::Array(_) => Class::Array,
         SqlType::Unknown | SqlType::Void => Class::Any,
     }
 }
@@ -244,6 +246,7 @@ impl<'a> Compiler<'a> {
             A::Nested(x) => self.expr(x)?,
             A::TypedString(ts) => {
                 let ty = convert_type(&ts.data_type, pos)?;
+                self.check_type(ty, pos)?;
                 let s = match &ts.value.value {
                     ast::Value::SingleQuotedString(s) => s.clone(),
                     other => return unsupported(pos, format!("typed literal {other}")),
@@ -363,7 +366,35 @@ impl<'a> Compiler<'a> {
                     other => return unsupported(pos, format!("operator {other} with ANY/ALL")),
                 };
                 let A::Subquery(sq) = right.as_ref() else {
-                    return unsupported(pos, "ANY/ALL over an array (use a subquery)");
+                    self.arrays_allowed(SqlError::Unsupported {
+                        pos,
+                        msg: "ANY/ALL over an array (use a subquery)".into(),
+                    })?;
+                    let (x, tx) = self.expr(left)?;
+                    let (a, ta) = self.expr(right)?;
+                    let elem = match ta {
+                        SqlType::Array(e) => e.ty(),
+                        SqlType::Unknown => tx,
+                        t => {
+                            return resolve_err(
+                                pos,
+                                format!("op ANY/ALL (array) requires array on right side, not {t}"),
+                            )
+                        }
+                    };
+                    // a text literal on the right is an array of the left side's type
+                    let a = match (a, tx) {
+                        (Expr::Const(v @ Value::Text(_)), t) => {
+                            let e = ArrElem::of(t).unwrap_or(ArrElem::Text);
+                            Expr::Const(v.cast(&SqlType::Array(e))?)
+                        }
+                        (a, _) => a,
+                    };
+                    self.comparable(tx, elem, &x, &Expr::Const(Value::Int(0)), pos)?;
+                    return Ok((
+                        Expr::QuantArray(op, Box::new(x), Box::new(a), all),
+                        SqlType::Boolean,
+                    ));
                 };
                 let (x, tx) = self.expr(left)?;
                 let q = self.subquery(sq)?;
@@ -484,6 +515,16 @@ impl<'a> Compiler<'a> {
                 expr, data_type, ..
             } => {
                 let ty = convert_type(data_type, pos)?;
+                self.check_type(ty, pos)?;
+                if let (A::Array(arr), SqlType::Array(e)) = (expr.as_ref(), ty) {
+                    if arr.elem.is_empty() {
+                        let empty = crate::value::Array::new(e, Vec::new())?;
+                        return Ok((
+                            Expr::Const(Value::Array(crate::value::ArrayRef::new(empty))),
+                            ty,
+                        ));
+                    }
+                }
                 // A number literal cast to a float type reads straight into the float (the
                 // same correctly rounded value PostgreSQL gets through NUMERIC, also for
                 // literals beyond NUMERIC's 38 digits here, such as 1e300).
@@ -560,6 +601,70 @@ impl<'a> Compiler<'a> {
                 };
                 let xt = self.expr(expr)?;
                 self.float_fn(name, vec![xt], pos)?
+            }
+            A::Array(arr) => {
+                self.arrays_allowed(SqlError::Unsupported {
+                    pos,
+                    msg: format!("expression {e}"),
+                })?;
+                let mut ty = SqlType::Unknown;
+                let mut items = Vec::new();
+                for x in &arr.elem {
+                    let (e, t) = self.expr(x)?;
+                    ty = unify(ty, t, pos)?;
+                    items.push(e);
+                }
+                if items.is_empty() {
+                    return resolve_err(
+                        pos,
+                        "cannot determine type of empty array (write ARRAY[]::INTEGER[])",
+                    );
+                }
+                let ty = if ty == SqlType::Unknown {
+                    SqlType::Text(None)
+                } else {
+                    ty
+                };
+                let Some(elem) = ArrElem::of(ty) else {
+                    return unsupported(
+                        pos,
+                        format!(
+                            "arrays of {} (INTEGER[], BIGINT[] and TEXT[] are supported)",
+                            ty.pg_name()
+                        ),
+                    );
+                };
+                (Expr::Array(elem, items), SqlType::Array(elem))
+            }
+            A::CompoundFieldAccess { root, access_chain } => {
+                self.arrays_allowed(SqlError::Unsupported {
+                    pos,
+                    msg: format!("expression {e}"),
+                })?;
+                let [ast::AccessExpr::Subscript(ast::Subscript::Index { index })] =
+                    access_chain.as_slice()
+                else {
+                    return unsupported(
+                        pos,
+                        "this subscript (arrays have one dimension; slices and fields are not \
+                         supported)",
+                    );
+                };
+                let (a, ta) = self.expr(root)?;
+                let SqlType::Array(elem) = ta else {
+                    return resolve_err(
+                        pos,
+                        format!(
+                            "cannot subscript type {} because it does not support subscripting",
+                            ta.pg_name()
+                        ),
+                    );
+                };
+                let (i, ti) = self.expr(index)?;
+                if !matches!(class(ti), Class::Num | Class::Any) {
+                    return resolve_err(pos, "array subscript must have type integer");
+                }
+                (Expr::Subscript(Box::new(a), Box::new(i)), elem.ty())
             }
             other => return unsupported(pos, format!("expression {other}")),
         })
@@ -669,7 +774,31 @@ impl<'a> Compiler<'a> {
                     Ok((Expr::Or(bx(a), bx(b)), SqlType::Boolean))
                 }
             }
-            BinaryOperator::StringConcat => Ok((Expr::Concat(bx(a), bx(b)), SqlType::Text(None))),
+            BinaryOperator::StringConcat => match (ta, tb) {
+                (SqlType::Array(e), SqlType::Array(_)) => Ok((
+                    Expr::ArrayFn(ArrayFn::Cat(e), vec![a, b]),
+                    SqlType::Array(e),
+                )),
+                // an untyped literal or NULL next to an array is an array, as in PostgreSQL
+                // (`a || NULL` is `a`, `a || '{3,4}'` appends both)
+                (SqlType::Array(e), SqlType::Unknown) if is_text_literal(&b) => Ok((
+                    Expr::ArrayFn(ArrayFn::Cat(e), vec![a, untyped_array(b, e)?]),
+                    SqlType::Array(e),
+                )),
+                (SqlType::Unknown, SqlType::Array(e)) if is_text_literal(&a) => Ok((
+                    Expr::ArrayFn(ArrayFn::Cat(e), vec![untyped_array(a, e)?, b]),
+                    SqlType::Array(e),
+                )),
+                (SqlType::Array(e), _) => Ok((
+                    Expr::ArrayFn(ArrayFn::Append(e), vec![a, b]),
+                    SqlType::Array(e),
+                )),
+                (_, SqlType::Array(e)) => Ok((
+                    Expr::ArrayFn(ArrayFn::Prepend(e), vec![a, b]),
+                    SqlType::Array(e),
+                )),
+                _ => Ok((Expr::Concat(bx(a), bx(b)), SqlType::Text(None))),
+            },
             other => unsupported(pos, format!("operator {other}")),
         }
     }
@@ -834,6 +963,11 @@ impl<'a> Compiler<'a> {
                     first_ty,
                 ))
             }
+            "array_length" | "cardinality" | "array_append" | "array_prepend" | "array_cat"
+                if self.cat.func(&name).is_none() && self.cat.version.arrays() =>
+            {
+                self.array_fn(&name, args, pos)
+            }
             "sender" => chain(ChainFn::Sender, 0, SqlType::Text(None), self),
             "block_height" => chain(ChainFn::BlockHeight, 0, SqlType::BigInt, self),
             "block_time" => chain(ChainFn::BlockTime, 0, SqlType::Timestamp, self),
@@ -868,6 +1002,107 @@ impl<'a> Compiler<'a> {
                 None => resolve_err(pos, format!("function {name} does not exist")),
             },
         }
+    }
+
+    /// An array function: `array_length(a, dim)`, `cardinality(a)`, `array_append(a, x)`,
+    /// `array_prepend(x, a)`, `array_cat(a, b)`.
+    pub(super) fn array_fn(
+        &mut self,
+        name: &str,
+        args: Vec<(Expr, SqlType)>,
+        pos: Pos,
+    ) -> Result<(Expr, SqlType)> {
+        let sig = || {
+            args.iter()
+                .map(|a| a.1.pg_name())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let no_fn = || resolve_err(pos, format!("function {name}({}) does not exist", sig()));
+        // a text literal where the array goes is an array of the other argument's type
+        let arr = |e: Expr, t: SqlType, other: SqlType| -> Result<(Expr, SqlType)> {
+            match (e, t) {
+                (e, SqlType::Array(_)) => Ok((e, t)),
+                (Expr::Const(v @ Value::Text(_)), SqlType::Unknown) => {
+                    let at = match other {
+                        SqlType::Array(x) => SqlType::Array(x),
+                        o => SqlType::Array(ArrElem::of(o).unwrap_or(ArrElem::Text)),
+                    };
+                    Ok((Expr::Const(v.cast(&at)?), at))
+                }
+                (Expr::Const(Value::Null), SqlType::Unknown) => Ok((
+                    Expr::Const(Value::Null),
+                    match other {
+                        SqlType::Array(x) => SqlType::Array(x),
+                        o => SqlType::Array(ArrElem::of(o).unwrap_or(ArrElem::Text)),
+                    },
+                )),
+                _ => Err(SqlError::Resolve {
+                    pos,
+                    msg: format!("function {name}({}) does not exist", sig()),
+                }),
+            }
+        };
+        let mut a = args.clone();
+        let (f, ty) = match (name, a.len()) {
+            ("array_length", 2) => {
+                let (e, t) = a.remove(0);
+                a.insert(0, arr(e, t, SqlType::Unknown)?);
+                if !matches!(class(a[1].1), Class::Num | Class::Any) {
+                    return no_fn();
+                }
+                (ArrayFn::Length, SqlType::Integer)
+            }
+            ("cardinality", 1) => {
+                let (e, t) = a.remove(0);
+                a.insert(0, arr(e, t, SqlType::Unknown)?);
+                (ArrayFn::Cardinality, SqlType::Integer)
+            }
+            ("array_append", 2) => {
+                let (e, t) = a.remove(0);
+                let x = arr(e, t, a[0].1)?;
+                a.insert(0, x);
+                (ArrayFn::Append(elem_or_text(a[0].1)), a[0].1)
+            }
+            ("array_prepend", 2) => {
+                let (e, t) = a.remove(1);
+                let x = arr(e, t, a[0].1)?;
+                a.push(x);
+                (ArrayFn::Prepend(elem_or_text(a[1].1)), a[1].1)
+            }
+            ("array_cat", 2) => {
+                let (e, t) = a.remove(0);
+                let x = arr(e, t, a[0].1)?;
+                a.insert(0, x);
+                let (e, t) = a.remove(1);
+                let y = arr(e, t, a[0].1)?;
+                a.push(y);
+                (ArrayFn::Cat(elem_or_text(a[0].1)), a[0].1)
+            }
+            _ => return no_fn(),
+        };
+        // the element must fit the array's element class
+        let elem_of = |t: SqlType| match t {
+            SqlType::Array(e) => Some(e.ty()),
+            _ => None,
+        };
+        let elem_ok = match f {
+            ArrayFn::Append(_) => elem_of(a[0].1).map(|et| (et, a[1].1)),
+            ArrayFn::Prepend(_) => elem_of(a[1].1).map(|et| (et, a[0].1)),
+            ArrayFn::Cat(_) => elem_of(a[0].1).zip(elem_of(a[1].1)),
+            ArrayFn::Length | ArrayFn::Cardinality => None,
+        };
+        if let Some((et, xt)) = elem_ok {
+            let x_lit = match f {
+                ArrayFn::Append(_) => is_text_literal(&a[1].0),
+                ArrayFn::Prepend(_) => is_text_literal(&a[0].0),
+                _ => false,
+            };
+            if class(et) != class(xt) && class(xt) != Class::Any && !x_lit {
+                return no_fn();
+            }
+        }
+        Ok((Expr::ArrayFn(f, a.into_iter().map(|x| x.0).collect()), ty))
     }
 
     /// A DOUBLE PRECISION function call (`crate::float::FloatFn`): integer arguments are
@@ -1020,6 +1255,22 @@ impl<'a> Compiler<'a> {
             order,
         });
         Ok((Expr::Col { depth: 0, idx }, ty))
+    }
+}
+
+/// An untyped literal (or NULL) read as an array of `e`.
+fn untyped_array(x: Expr, e: ArrElem) -> Result<Expr> {
+    Ok(match x {
+        Expr::Const(v) => Expr::Const(v.cast(&SqlType::Array(e))?),
+        x => x,
+    })
+}
+
+/// The element type of an array type (TEXT for anything else).
+fn elem_or_text(t: SqlType) -> ArrElem {
+    match t {
+        SqlType::Array(e) => e,
+        _ => ArrElem::Text,
     }
 }
 

@@ -25,7 +25,7 @@ use crate::ir::*;
 use crate::parse::{
     self, convert_type, span_pos, Block, FuncDef, LoopKind, PStmt, RaiseLevel, ScriptItem,
 };
-use crate::value::{SqlType, Value};
+use crate::value::{ArrElem, SqlType, Value};
 use sqlparser::ast::{self, BinaryOperator, UnaryOperator};
 use std::collections::HashMap;
 
@@ -181,8 +181,38 @@ impl<'a> Compiler<'a> {
         }
     }
 
+    /// Whether this contract's engine version has arrays; `refusal` is the error the
+    /// version without them gave.
+    pub(super) fn arrays_allowed(&self, refusal: SqlError) -> Result<()> {
+        if self.cat.version.arrays() {
+            Ok(())
+        } else {
+            Err(refusal)
+        }
+    }
+
+    /// Checks a declared type against the engine version (arrays need version 2; version 1
+    /// refused them as unknown types).
+    pub(super) fn check_type(&self, ty: SqlType, pos: Pos) -> Result<()> {
+        check_type(self.cat, ty, pos)
+    }
+
     /// A compiler for ad-hoc queries (no variables, no chain functions).
     pub fn for_query(cat: &'a Catalog) -> Compiler<'a> {
         Compiler::new(cat, None, false, Pos::default())
+    }
+}
+
+/// [`Compiler::check_type`] without a compiler.
+pub(super) fn check_type(cat: &Catalog, ty: SqlType, pos: Pos) -> Result<()> {
+    match ty {
+        SqlType::Array(_) if !cat.version.arrays() => resolve_err(
+            pos,
+            format!(
+                "unsupported type {ty} (arrays need engine version 2; this contract is version {})",
+                cat.version
+            ),
+        ),
+        _ => Ok(()),
     }
 }

@@ -71,6 +71,10 @@ pub(super) fn compile_function(cat: &Catalog, f: &FuncDef) -> Result<Function> {
 /// A function's signature (what callers see) and, for one returning rows, their shape
 /// (`RETURNS SETOF table`: the table's columns, which must exist in `cat`).
 pub(super) fn signature(cat: &Catalog, f: &FuncDef) -> Result<(FuncSig, Option<RowShape>)> {
+    for (_, t, p) in f.params.iter().chain(&f.outs) {
+        check_type(cat, *t, *p)?;
+    }
+    check_type(cat, f.returns, f.pos)?;
     let table_cols = match &f.setof_table {
         Some(name) => {
             let Some(t) = cat.table(name).and_then(|ti| cat.tables.get(ti)) else {
@@ -163,6 +167,7 @@ impl Compiler<'_> {
             let mut cost = 1;
             for d in &b.decls {
                 self.pos = d.pos;
+                self.check_type(d.ty, d.pos)?;
                 let def = match &d.default {
                     Some(e) => {
                         let (x, _) = self.expr(e)?;
@@ -409,6 +414,45 @@ impl Compiler<'_> {
                                 reverse: *reverse,
                             },
                             true,
+                            cost,
+                        )
+                    }
+                    LoopKind::ForEach { var, array } => {
+                        self.arrays_allowed(SqlError::Parse {
+                            pos: *pos,
+                            msg: "FOREACH is not supported: AergoSQL has no array types".into(),
+                        })?;
+                        let (a, ta) = self.expr(array)?;
+                        let slot = self.assign_target(var, *pos)?;
+                        let vt = self
+                            .vars
+                            .as_ref()
+                            .map(|v| v.slots[slot])
+                            .unwrap_or(SqlType::Unknown);
+                        let SqlType::Array(_) = ta else {
+                            return resolve_err(
+                                *pos,
+                                format!("FOREACH expression must yield an array, not type {ta}"),
+                            );
+                        };
+                        // an element is assigned as `x := a[i]` would be (cast to the
+                        // variable's type); an array variable would need SLICE
+                        if class(vt) == Class::Array {
+                            return unsupported(
+                                *pos,
+                                format!(
+                                    "FOREACH into the array variable \"{var}\" (that is \
+                                     FOREACH … SLICE, arrays have one dimension here)"
+                                ),
+                            );
+                        }
+                        let cost = 1 + a.size();
+                        (
+                            LoopPlan::ForEach {
+                                var: slot,
+                                array: a,
+                            },
+                            false,
                             cost,
                         )
                     }

@@ -209,6 +209,67 @@ impl<'a> Compiler<'a> {
                             width: w,
                         });
                     }
+                    ast::TableFactor::UNNEST {
+                        alias,
+                        array_exprs,
+                        with_offset,
+                        with_ordinality,
+                        ..
+                    } => {
+                        self.arrays_allowed(SqlError::Unsupported {
+                            pos,
+                            msg: "this kind of FROM item".into(),
+                        })?;
+                        if *with_offset || *with_ordinality {
+                            return unsupported(pos, "unnest(…) WITH ORDINALITY");
+                        }
+                        let [arg] = array_exprs.as_slice() else {
+                            return unsupported(pos, "unnest() of several arrays");
+                        };
+                        // as a function's arguments: first without the earlier FROM items
+                        let compile = |this: &mut Self, sc: Scope| {
+                            this.scopes.push(sc);
+                            let r = this.expr(arg);
+                            this.scopes.pop();
+                            r
+                        };
+                        let (a, ta) = match compile(self, Scope::default()) {
+                            Ok(x) => x,
+                            Err(first) => match compile(self, scope.clone()) {
+                                Ok(x) => x,
+                                Err(_) => return Err(first),
+                            },
+                        };
+                        let SqlType::Array(elem) = ta else {
+                            return resolve_err(
+                                pos,
+                                format!("function unnest({}) does not exist", ta.pg_name()),
+                            );
+                        };
+                        let an = alias.as_ref().map(|a| lc(&a.name));
+                        let col = alias
+                            .as_ref()
+                            .map(|a| {
+                                a.columns
+                                    .first()
+                                    .map(|c| lc(&c.name))
+                                    .unwrap_or(lc(&a.name))
+                            })
+                            .unwrap_or_else(|| "unnest".into());
+                        scope.cols.push(ScopeCol {
+                            table: Some(an.unwrap_or_else(|| "unnest".into())),
+                            name: col,
+                            ty: elem.ty(),
+                        });
+                        let lateral = a.reads_own_row();
+                        sources.push(Source {
+                            kind: SourceKind::Unnest { arg: a, lateral },
+                            join: kind,
+                            on: None,
+                            offset,
+                            width: 1,
+                        });
+                    }
                     _ => return unsupported(pos, "this kind of FROM item"),
                 }
                 on_asts.push(on);
@@ -1288,6 +1349,9 @@ pub fn select_size(q: &Select) -> u64 {
     for src in &q.sources {
         if let SourceKind::Function { args, .. } = &src.kind {
             n += args.iter().map(|e| e.size()).sum::<u64>();
+        }
+        if let SourceKind::Unnest { arg, .. } = &src.kind {
+            n += arg.size();
         }
     }
     n

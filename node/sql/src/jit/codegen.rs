@@ -129,6 +129,15 @@ pub(super) fn gen_function<'c>(
     let fty = c.i32_type().fn_type(&[p.into()], false);
     let func = m.add_function(name, fty, None);
     let r = (|| -> G<()> {
+        // arrays (variables, parameters, results) stay in the interpreter
+        if f.slots.iter().any(|t| matches!(t, SqlType::Array(_)))
+            || matches!(f.returns, SqlType::Array(_))
+            || f.rows
+                .as_ref()
+                .is_some_and(|r| r.columns.iter().any(|c| matches!(c.1, SqlType::Array(_))))
+        {
+            return Err(GenErr::Unsup(line!()));
+        }
         let entry = c.append_basic_block(func, "entry");
         let fail_bb = c.append_basic_block(func, "fail");
         let b = c.create_builder();
@@ -1884,11 +1893,14 @@ impl<'c> Gen<'c, '_> {
             Expr::Const(_) => true,
             Expr::Var(s) => matches!(self.slots.get(*s), Some(Repr::Frame)),
             Expr::Concat(a, b) | Expr::Arith(_, a, b) => self.stackable(a) && self.stackable(b),
+            Expr::Cast(_, SqlType::Array(_)) => false,
             Expr::Cast(a, _) | Expr::Neg(a) => self.stackable(a),
             Expr::Builtin(_, args) => !args.is_empty() && args.iter().all(|a| self.stackable(a)),
             Expr::Call(fi, args) => {
-                !matches!(self.rets.get(*fi), None | Some(SqlType::Void))
-                    && args.iter().all(|a| self.stackable(a))
+                !matches!(
+                    self.rets.get(*fi),
+                    None | Some(SqlType::Void | SqlType::Array(_))
+                ) && args.iter().all(|a| self.stackable(a))
             }
             _ => false,
         }
@@ -2282,6 +2294,7 @@ impl<'c> Gen<'c, '_> {
                         self.b.build_store(ip, nx)?;
                         self.b.build_conditional_branch(o, exit, header)?;
                     }
+                    LoopPlan::ForEach { .. } => return Err(GenErr::Unsup(line!())),
                     LoopPlan::Query { slots: rec, query } => {
                         let addr = &s.kind as *const StmtKind as usize as u64;
                         self.spill(&query.vars_used())?;
