@@ -5,7 +5,12 @@
 //! argument count and argument types are checked against the ABI. Errors name the file, line
 //! and column (`figure6.sql:3:14: …`) and show the offending line.
 
-use aergo_sql::{Contract, MemKv, SqlError};
+use aergo_sql::{Contract, EngineVersion, MemKv, SqlError};
+
+/// The engine version a node deploys under today: version 2 (arrays, FOREACH) has no
+/// activation height on chain yet (`aergo_chain::contracts::ENGINE_ACTIVATIONS` is empty),
+/// so the pre-check refuses what the chain would refuse.
+const ON_CHAIN: EngineVersion = EngineVersion::V1;
 use anyhow::{anyhow, bail, Result};
 use serde_json::Value;
 
@@ -47,7 +52,7 @@ fn located(label: &str, script: &str, e: &SqlError) -> anyhow::Error {
 /// Compiles and runs a deploy script locally with `engine_gas`, as the node will.
 pub fn check_deploy(label: &str, script: &str, engine_gas: u64) -> Result<()> {
     let mut kv = MemKv::new();
-    match Contract::deploy(script, OWNER, b"preflight/", &mut kv, engine_gas) {
+    match Contract::deploy_version(ON_CHAIN, script, OWNER, b"preflight/", &mut kv, engine_gas, false) {
         Ok(_) => Ok(()),
         Err(SqlError::OutOfGas { limit }) => bail!(
             "{label}: the deploy runs out of gas (engine gas {limit}): raise --gas\nnothing was sent"
@@ -159,7 +164,7 @@ pub fn check_upgrade(label: &str, script: &str, abi: &Value) -> Result<()> {
     let mut kv = MemKv::new();
     let gas = 100_000_000;
     let stub = stand_in(abi);
-    match Contract::deploy(&stub, OWNER, b"preflight/", &mut kv, gas) {
+    match Contract::deploy_version(ON_CHAIN, &stub, OWNER, b"preflight/", &mut kv, gas, false) {
         Ok((mut c, _)) => match c.upgrade(script, OWNER, &mut kv, gas) {
             Ok(_) => Ok(()),
             Err(
