@@ -640,6 +640,7 @@ fn sigkill_under_load_leaves_a_consistent_chain() -> Result<()> {
     // Sustained load from another thread: batches of transfers keep arriving while the node
     // is killed mid-stream (the sender's errors after the kill are expected).
     let start_h = info.height;
+    let dev_a = Address::from_public_key(&dev.public());
     let sender = {
         let url = url.clone();
         let (chain_id, price, gas) = (info.chain_id, info.min_gas_price.0, info.base_gas);
@@ -660,10 +661,27 @@ fn sigkill_under_load_leaves_a_consistent_chain() -> Result<()> {
                         )
                     })
                     .collect();
-                if rt.block_on(send_batch(&url, &batch)).is_err() || nonce > 400_000 {
+                match rt.block_on(send_batch(&url, &batch)) {
+                    Ok(_) => nonce += 200,
+                    Err(e) if e.to_string().contains("mempool_full") => {
+                        // Backpressure: admission outruns the blocks (1 MiB each); go on
+                        // from the next nonce the node has not taken.
+                        std::thread::sleep(Duration::from_millis(100));
+                        let c = RpcClient::new(&url, Duration::from_secs(10)).ok();
+                        match c.map(|c| rt.block_on(c.account(&dev_a.encode(), None))) {
+                            Some(Ok(a)) => nonce = a.next_nonce,
+                            _ => return nonce,
+                        }
+                    }
+                    Err(e) => {
+                        // Expected after the kill; before it, the reason shows in the output.
+                        eprintln!("the sender stops at nonce {nonce}: {e:#}");
+                        return nonce;
+                    }
+                }
+                if nonce > 400_000 {
                     return nonce;
                 }
-                nonce += 200;
             }
         })
     };
@@ -672,6 +690,19 @@ fn sigkill_under_load_leaves_a_consistent_chain() -> Result<()> {
         let h = rt.block_on(c.chain_info())?.height;
         let pending = rt.block_on(c.mempool(1))?.count;
         Ok((h >= start_h + 3 && pending > 0).then_some(()))
+    })
+    .with_context(|| {
+        let log = std::fs::read_to_string(dir.with_extension("log")).unwrap_or_default();
+        let tail: Vec<&str> = log
+            .lines()
+            .filter(|l| !l.contains("txs=0"))
+            .rev()
+            .take(15)
+            .collect();
+        format!(
+            "the node's log ends:\n{}",
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        )
     })?;
     node.proc.signal(libc::SIGKILL);
     node.proc.wait_timeout(Duration::from_secs(10))?;

@@ -338,6 +338,49 @@ fn promises_from_concurrent_clients_are_kept_field_by_field() -> Result<()> {
     )?;
     let err = String::from_utf8_lossy(&out.stderr).to_string();
     ensure!(!out.status.success() && err.contains("belongs to"), "{err}");
+    // Batches: the signatures are verified together, each item keeps its own answer: a
+    // tampered signature fails alone, plain and pre-confirmed alike.
+    for (wait, first) in [(None, 0usize), (Some("preconfirmed"), 3)] {
+        let items: Vec<serde_json::Value> = (first..first + 3)
+            .map(|i| {
+                let mut tx = signed(
+                    &keys[i],
+                    PER_SENDER,
+                    TxKind::Transfer,
+                    dev_a,
+                    1,
+                    vec![],
+                    info.base_gas,
+                    info.chain_id,
+                );
+                if i == first + 1 {
+                    let n = tx.len();
+                    tx[n - 3] ^= 1;
+                }
+                let mut params = json!({"tx": hex::encode(&tx)});
+                if let Some(w) = wait {
+                    params["wait"] = json!(w);
+                }
+                json!({"jsonrpc": "2.0", "id": i, "method": "send_tx", "params": params})
+            })
+            .collect();
+        let (code, text) = aergo_e2e::http::raw("POST", &url, &serde_json::to_string(&items)?)?;
+        ensure!(code == 200, "HTTP {code}: {text}");
+        let v: serde_json::Value = serde_json::from_str(&text)?;
+        let out = v.as_array().context("a batch answer")?;
+        ensure!(out.len() == 3, "{v}");
+        ensure!(
+            out[0]["result"]["hash"].is_string() && out[2]["result"]["hash"].is_string(),
+            "{v}"
+        );
+        ensure!(out[1]["error"]["data"]["reason"] == "signature", "{v}");
+        if wait.is_some() {
+            ensure!(
+                out[0]["result"]["preconfirmation"]["receipt"]["status"] == "ok",
+                "{v}"
+            );
+        }
+    }
     // A bad `wait` value is refused and admits nothing.
     let tx = signed(
         &dev,

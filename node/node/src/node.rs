@@ -398,6 +398,39 @@ impl Node {
 
     /// Decodes and checks a transaction without touching the mempool.
     pub fn check(&self, bytes: &[u8]) -> Result<SignedTx, AdmitError> {
+        let tx = self.check_rules(bytes)?;
+        if !tx.verify_signature() {
+            return Err(AdmitError::Signature);
+        }
+        Ok(tx)
+    }
+
+    /// [`Node::check`] for many transactions at once (a JSON-RPC batch): the signatures are
+    /// verified in one batch (about half the cost of one by one), the rules per transaction.
+    pub fn check_batch(&self, items: &[&[u8]]) -> Vec<Result<SignedTx, AdmitError>> {
+        let ruled: Vec<Result<SignedTx, AdmitError>> =
+            items.iter().map(|b| self.check_rules(b)).collect();
+        let sigs: Vec<(aergo_types::PublicKey, &[u8], aergo_types::Signature)> = ruled
+            .iter()
+            .filter_map(|r| r.as_ref().ok())
+            .map(|t| (t.tx.from, &t.hash.0[..], t.signature))
+            .collect();
+        let mut valid = aergo_types::crypto::verify_batch(&sigs).into_iter();
+        ruled
+            .into_iter()
+            .map(|r| {
+                let tx = r?;
+                if valid.next().unwrap_or(false) {
+                    Ok(tx)
+                } else {
+                    Err(AdmitError::Signature)
+                }
+            })
+            .collect()
+    }
+
+    /// Every admission rule of [`Node::check`] but the signature.
+    fn check_rules(&self, bytes: &[u8]) -> Result<SignedTx, AdmitError> {
         let tx = SignedTx::decode(bytes).map_err(|e| AdmitError::Malformed(e.to_string()))?;
         check_stateless_with(
             &tx,
@@ -456,9 +489,6 @@ impl Node {
             .map_err(|e| AdmitError::Chain(e.to_string()))?
         {
             return Err(AdmitError::Rule(e));
-        }
-        if !tx.verify_signature() {
-            return Err(AdmitError::Signature);
         }
         Ok(tx)
     }

@@ -347,8 +347,8 @@ async fn http_rpc(
                 )
             } else {
                 let mut outs = Vec::with_capacity(items.len());
-                if preconf_batch(&items) {
-                    outs = preconf_batch_run(&rpc, peer, items).await;
+                if let Some(preconfirmed) = send_batch(&items) {
+                    outs = send_batch_run(&rpc, peer, items, preconfirmed).await;
                 } else {
                     for it in items {
                         outs.extend(handle_request(&rpc, peer, signed, it).await);
@@ -1334,53 +1334,92 @@ pub fn dispatch(node: &Node, method: &str, p: &Value) -> MResult {
     }
 }
 
-/// Whether a batch is only pre-confirmed sends to the root chain (each with an id): those
-/// are admitted in order and then awaited together, so a batch costs one group commit of
-/// the promise log instead of one per transaction.
-fn preconf_batch(items: &[Value]) -> bool {
-    items.iter().all(|it| {
+/// Whether a batch is only `send_tx` calls to the root chain (each with an id), all without
+/// `wait` (`Some(false)`) or all with `wait: "preconfirmed"` (`Some(true)`). Such a batch has
+/// its signatures verified together, and pre-confirmed ones are admitted in order and then
+/// awaited together, so the batch costs one group commit of the promise log.
+fn send_batch(items: &[Value]) -> Option<bool> {
+    let plain = |it: &Value| {
         it.get("jsonrpc") == Some(&json!("2.0"))
             && it.get("method") == Some(&json!("send_tx"))
             && !matches!(it.get("id"), None | Some(Value::Null))
-            && it.pointer("/params/wait") == Some(&json!("preconfirmed"))
             && it.pointer("/params/tx").is_some_and(|t| t.is_string())
             && it.pointer("/params/repo").is_none()
             && it.pointer("/params/branch").is_none()
-    })
+    };
+    if !items.iter().all(plain) {
+        return None;
+    }
+    if items.iter().all(|it| it.pointer("/params/wait").is_none()) {
+        return Some(false);
+    }
+    if items
+        .iter()
+        .all(|it| it.pointer("/params/wait") == Some(&json!("preconfirmed")))
+    {
+        return Some(true);
+    }
+    None
 }
 
-/// Runs a [`preconf_batch`]: the rate limit per item, admissions in order, then the waits.
-async fn preconf_batch_run(rpc: &Rpc, peer: SocketAddr, items: Vec<Value>) -> Vec<Value> {
+/// Runs a [`send_batch`]: the rate limit per item, one batch signature verification, the
+/// admissions in order, then (pre-confirmed) the waits.
+async fn send_batch_run(
+    rpc: &Rpc,
+    peer: SocketAddr,
+    items: Vec<Value>,
+    preconfirmed: bool,
+) -> Vec<Value> {
     let allowed: Vec<bool> = items.iter().map(|_| rpc.allow(peer.ip())).collect();
     let node = rpc.node.clone();
     let res = tokio::task::spawn_blocking(move || {
-        let mut begun = Vec::with_capacity(items.len());
+        let mut decoded: Vec<(Value, Result<Vec<u8>, RpcFail>)> = Vec::with_capacity(items.len());
         for (it, ok) in items.iter().zip(allowed) {
             let id = it.get("id").cloned().unwrap_or(Value::Null);
-            if !ok {
-                begun.push((
-                    id,
-                    Err(RpcFail::new(
-                        codes::RATE_LIMITED,
-                        "rate limit exceeded; slow down and retry",
-                    )),
-                ));
-                continue;
-            }
-            let hx = it
-                .pointer("/params/tx")
-                .and_then(|t| t.as_str())
-                .unwrap_or("");
-            let r = hex::decode(hx.strip_prefix("0x").unwrap_or(hx))
-                .map_err(|e| RpcFail::params(format!("`tx` is not hex: {e}")))
-                .and_then(|bytes| preconf_begin(&node, &bytes).map(|(h, rx)| (h, rx, bytes)));
+            let r = if ok {
+                let hx = it
+                    .pointer("/params/tx")
+                    .and_then(|t| t.as_str())
+                    .unwrap_or("");
+                hex::decode(hx.strip_prefix("0x").unwrap_or(hx))
+                    .map_err(|e| RpcFail::params(format!("`tx` is not hex: {e}")))
+            } else {
+                Err(RpcFail::new(
+                    codes::RATE_LIMITED,
+                    "rate limit exceeded; slow down and retry",
+                ))
+            };
+            decoded.push((id, r));
+        }
+        let bytes: Vec<&[u8]> = decoded
+            .iter()
+            .filter_map(|(_, r)| r.as_ref().ok().map(|b| b.as_slice()))
+            .collect();
+        let mut checked = node.check_batch(&bytes).into_iter();
+        let mut begun = Vec::with_capacity(decoded.len());
+        for (id, r) in decoded {
+            let r = r.and_then(|b| {
+                let c = checked
+                    .next()
+                    .unwrap_or(Err(AdmitError::Chain("batch check out of step".into())));
+                if preconfirmed {
+                    preconf_begin_checked(&node, || c).map(|(h, rx)| (h, Some(rx), b))
+                } else {
+                    let h = node.admit_checked(c?)?;
+                    Ok((h, None, b))
+                }
+            });
             begun.push((id, r));
         }
         let deadline = std::time::Instant::now() + preconf_deadline(&node);
         begun
             .into_iter()
             .map(|(id, r)| {
-                match r.and_then(|(h, rx, b)| preconf_finish(&node, h, &rx, deadline, &b)) {
+                let v = r.and_then(|(h, rx, b)| match rx {
+                    Some(rx) => preconf_finish(&node, h, &rx, deadline, &b),
+                    None => ok(SendResult { hash: h }),
+                });
+                match v {
                     Ok(v) => json!({"jsonrpc": "2.0", "id": id, "result": v}),
                     Err(f) => err_response(id, f),
                 }
@@ -1427,6 +1466,15 @@ fn preconf_begin(
     node: &Node,
     bytes: &[u8],
 ) -> Result<(Hash, std::sync::mpsc::Receiver<crate::preconf::Answer>), RpcFail> {
+    preconf_begin_checked(node, || node.check(bytes))
+}
+
+/// [`preconf_begin`] with the transaction's checks given (`checked`: decode, rules,
+/// signature — a batch verifies its signatures together).
+fn preconf_begin_checked(
+    node: &Node,
+    checked: impl FnOnce() -> Result<SignedTx, AdmitError>,
+) -> Result<(Hash, std::sync::mpsc::Receiver<crate::preconf::Answer>), RpcFail> {
     if !node.preconf.enabled() {
         return Err(RpcFail {
             code: codes::PRECONF_UNAVAILABLE,
@@ -1458,7 +1506,7 @@ fn preconf_begin(
             data: Some(json!({"reason": "not_producer", "producer": next})),
         });
     }
-    let tx = node.check(bytes)?;
+    let tx = checked()?;
     let hash = tx.hash;
     let rx = node
         .preconf
