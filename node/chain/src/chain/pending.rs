@@ -246,11 +246,12 @@ impl Chain {
         header.receipts_root = receipts_root;
         header.tx_root = Block::compute_tx_root(&p.txs);
         header.ext.seq_hash = Some(p.seq);
+        let dtt = self.attach_dtt(&mut header, &p.txs, &executed);
         self.engine.before_signing(&header)?;
         header.sign(key);
         let receipts = executed.receipts.clone();
         let prepared = Prepared {
-            block: Block::new(header, p.txs),
+            block: super::commit::block_with_dtt(header, p.txs, dtt),
             executed,
             nodes,
         };

@@ -356,14 +356,12 @@ fn version_2_fields_are_refused_until_their_feature_runs() {
         .applied
         .block;
     type Fill = fn(&mut Header);
-    let fields: [(&str, Fill); 4] = [
+    // A DTT is checked (parallel execution runs on every chain): tests_dtt.rs.
+    let fields: [(&str, Fill); 3] = [
         // A sequencing hash is checked (pre-confirmation runs on every chain): a wrong one
         // is refused as a mismatch.
         ("sequencing hash mismatch", |h| {
             h.ext.seq_hash = Some(Hash::of(b"s"))
-        }),
-        ("dtt_root", |h| {
-            h.ext.dtt_root = Some(Hash::of(&aergo_types::block_ext::Dtt::default().encode()))
         }),
         ("merge", |h| {
             h.ext.merge = Some(aergo_types::block_ext::MergeRef {
