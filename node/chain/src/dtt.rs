@@ -18,7 +18,7 @@
 
 use crate::access::AccessSet;
 use aergo_types::block_ext::{Dtt, DttEntry, DTT_BARRIER, MAX_DTT_PARENTS};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 
 #[derive(Default)]
@@ -29,13 +29,21 @@ struct KeyState {
     readers: Vec<u32>,
 }
 
+/// A range's end and the transactions that scanned it, in order.
+type RangeReaders = (Vec<u8>, Vec<u32>);
+
 /// The canonical DTT built one transaction at a time, in block order (assembly sizes each
 /// entry as it includes a transaction; [`canonical`] runs it over a whole block).
 #[derive(Default)]
 pub struct Builder {
-    keys: BTreeMap<Vec<u8>, KeyState>,
-    /// Every range scanned so far: (transaction, start, end), in transaction order.
-    scans: Vec<(u32, Vec<u8>, Vec<u8>)>,
+    /// Every key read or written so far.
+    keys: HashMap<Vec<u8>, KeyState>,
+    /// Written keys in key order with their last writer, kept once a range was scanned
+    /// (built then from `keys`).
+    written: Option<BTreeMap<Vec<u8>, u32>>,
+    /// Distinct ranges scanned so far: start → (end, the transactions that scanned it, in
+    /// order).
+    scans: BTreeMap<Vec<u8>, Vec<RangeReaders>>,
     next: u32,
     parents: Vec<u32>,
 }
@@ -52,13 +60,23 @@ impl Builder {
                 parents.push(w);
             }
         }
-        for (a, b) in &s.ranges {
-            if a < b {
-                let range = self.keys.range::<[u8], _>((
-                    Bound::Included(a.as_slice()),
-                    Bound::Excluded(b.as_slice()),
-                ));
-                parents.extend(range.filter_map(|(_, st)| st.writer));
+        if !s.ranges.is_empty() && self.written.is_none() {
+            self.written = Some(
+                self.keys
+                    .iter()
+                    .filter_map(|(k, st)| st.writer.map(|w| (k.clone(), w)))
+                    .collect(),
+            );
+        }
+        if let Some(written) = &self.written {
+            for (a, b) in &s.ranges {
+                if a < b {
+                    let range = written.range::<[u8], _>((
+                        Bound::Included(a.as_slice()),
+                        Bound::Excluded(b.as_slice()),
+                    ));
+                    parents.extend(range.map(|(_, w)| *w));
+                }
             }
         }
         for k in &s.writes {
@@ -68,13 +86,14 @@ impl Builder {
                 parents.extend(st.writer);
                 parents.extend(st.readers.iter().copied());
             }
-            // Range readers since the last write (scans are in transaction order).
-            for (i, a, b) in self.scans.iter().rev() {
-                if writer.is_some_and(|w| *i <= w) {
-                    break;
-                }
-                if a.as_slice() <= k.as_slice() && k.as_slice() < b.as_slice() {
-                    parents.push(*i);
+            // Range readers since the last write.
+            let upto = (Bound::Unbounded, Bound::Included(k.as_slice()));
+            for (_, ends) in self.scans.range::<[u8], _>(upto) {
+                for (end, txs) in ends {
+                    if k.as_slice() < end.as_slice() {
+                        let after = writer.map_or(0, |w| txs.partition_point(|i| *i <= w));
+                        parents.extend(txs.iter().skip(after).copied());
+                    }
                 }
             }
         }
@@ -115,10 +134,25 @@ impl Builder {
                     );
                 }
             }
+            if let Some(written) = &mut self.written {
+                match written.get_mut(k.as_slice()) {
+                    Some(w) => *w = j,
+                    None => {
+                        written.insert(k.clone(), j);
+                    }
+                }
+            }
         }
         for (a, b) in &s.ranges {
             if a < b {
-                self.scans.push((j, a.clone(), b.clone()));
+                let ends = match self.scans.get_mut(a.as_slice()) {
+                    Some(e) => e,
+                    None => self.scans.entry(a.clone()).or_default(),
+                };
+                match ends.iter_mut().find(|(e, _)| e == b) {
+                    Some((_, txs)) => txs.push(j),
+                    None => ends.push((b.clone(), vec![j])),
+                }
             }
         }
         entry

@@ -1,24 +1,33 @@
 //! Validation along a block's DTT on a pool of workers.
 //!
-//! Each transaction runs once all its DTT parents finished (a barrier: once everything
-//! before it finished), on a view of the state before the block, plus the begin-block
-//! writes, plus the versions the block's earlier transactions published (a read of key `k`
-//! by transaction `j` sees the latest version written by a transaction `i < j`, never a later
-//! one). Each execution records its access set; the caller recomputes the canonical DTT from
-//! them and rejects the block unless it equals the block's ([`crate::dtt`]).
+//! Workers claim transactions in block order (one atomic counter) and each waits only for
+//! its claimed transaction's DTT parents (a barrier: for everything before it), spinning
+//! briefly and then yielding; the lowest unfinished claimed transaction always has its
+//! parents finished, so the pool always progresses. Transaction `j` runs on the state
+//! before the block, plus the begin-block writes, plus its parents' write sets (nearest
+//! first: for each key the highest-index parent that wrote it wins; a barrier sees every
+//! earlier transaction's). Nothing is shared but finished, immutable write sets, so a
+//! transaction with no parents reads the base directly. Each execution records its access
+//! set; the caller recomputes the canonical DTT from them and rejects the block unless it
+//! equals the block's ([`crate::dtt`]). A DTT narrower than [`MIN_WIDTH`] (nearly one
+//! chain) runs sequentially: workers would only hand each other the next transaction.
 //!
-//! Why this equals sequential execution whenever the block's DTT is canonical: by induction
-//! over the block order, a transaction's reads up to its first differing one are those of
-//! sequential execution, so that read's key is the one sequential execution reads; every
-//! earlier writer of the key is an ancestor through the canonical DTT (writers of a key are
-//! chained, and the last one is a parent), so all of them had published before the
-//! transaction started, and the read returns the sequential value — no read differs. And
-//! when the DTT is not canonical, no run can make it look canonical: a run whose access
-//! sets give back exactly the block's DTT obeyed that DTT, which by the same argument makes
-//! the run sequential, and so the DTT is the canonical one of sequential execution. The
-//! verdict never depends on timing. Receipts, write sets (merged in block order) and fees
-//! are therefore those of [`crate::exec::execute_block`], which also runs a DTT block when
-//! there is one worker.
+//! Why this equals sequential execution whenever the block's DTT is the canonical one of
+//! the run's access sets: by induction over the block order, take the first read of `j`
+//! whose result differs from sequential execution. The reads before it are equal, so its
+//! key (or range) is the one sequential execution reads, and it is in `j`'s recorded set.
+//! For a point read of `k`, the canonical DTT makes the last earlier writer of `k` a
+//! parent, and no parent is later than it among `k`'s writers, so the view returns its
+//! value — the sequential one (no earlier writer: the base, also sequential). For a range
+//! read, the recorded range (up to the last pair returned when the limit was reached)
+//! makes the last writer of every key written inside it a parent, so every key of the
+//! range that decides the result has its sequential value, and the result is the
+//! sequential one. So no read differs, the run is sequential execution, and the DTT is the
+//! canonical one of sequential execution. Conversely, with that DTT the same induction
+//! holds. The verdict (DTT equal to the canonical one of the recorded sets, or not) is
+//! therefore the same on every node whatever the timing, and an accepted block's receipts,
+//! write sets (merged in block order) and fees are those of [`crate::exec::execute_block`],
+//! which also runs a DTT block when there is one worker.
 //!
 //! A transaction that fails (an invalid transaction, a panic caught as
 //! [`crate::exec::EXEC_PANICKED`]) stops the pool; the block is invalid and the error of the
@@ -33,15 +42,18 @@ use crate::state::{Overlay, Pairs, StateView, WriteSet};
 use aergo_types::block::Receipt;
 use aergo_types::block_ext::{Dtt, DttEntry};
 use aergo_types::SignedTx;
-use parking_lot::{Condvar, Mutex, RwLock};
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+use parking_lot::Mutex;
 use std::ops::Bound;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::OnceLock;
 
 /// Stack of a worker thread (as the JIT worker's): contract execution's depth is bounded
 /// (`aergo_sql::gas::MAX_DEPTH`), and this leaves it more room than a default thread.
 const WORKER_STACK: usize = 16 << 20;
+
+/// Below this DTT width (transactions per level of the longest chain) the block runs
+/// sequentially: a chain of dependencies leaves the workers nothing to share.
+const MIN_WIDTH: f64 = 1.5;
 
 /// Configured workers (0: one per core).
 static WORKERS: AtomicUsize = AtomicUsize::new(0);
@@ -62,26 +74,43 @@ pub fn workers() -> usize {
     }
 }
 
-/// The versions of keys the block's transactions wrote, each key's sorted by transaction.
-type Versions = RwLock<BTreeMap<Vec<u8>, Vec<(u32, Option<Vec<u8>>)>>>;
-
-/// The latest version below `index` in a key's sorted versions.
-fn below(vs: &[(u32, Option<Vec<u8>>)], index: u32) -> Option<&Option<Vec<u8>>> {
-    let n = vs.partition_point(|(i, _)| *i < index);
-    n.checked_sub(1).and_then(|n| vs.get(n)).map(|(_, v)| v)
+/// Where transaction `index` finds the block's earlier writes: its DTT parents' write
+/// sets (nearest first), or for a barrier every earlier transaction's.
+enum Sources<'a> {
+    Parents(&'a [u32]),
+    All,
 }
 
 /// The state transaction `index` sees (see the module doc).
 struct TxView<'a> {
     base: &'a (dyn StateView + Sync),
     pre: &'a WriteSet,
-    versions: &'a Versions,
-    index: u32,
+    /// Each finished transaction's write set.
+    writes: &'a [OnceLock<WriteSet>],
+    sources: Sources<'a>,
+    index: usize,
 }
 
 impl TxView<'_> {
+    /// The write sets this transaction reads through, latest first.
+    fn layers(&self) -> Box<dyn Iterator<Item = &WriteSet> + '_> {
+        match self.sources {
+            Sources::Parents(ps) => Box::new(
+                ps.iter()
+                    .filter_map(|p| self.writes.get(*p as usize).and_then(OnceLock::get)),
+            ),
+            Sources::All => Box::new(
+                self.writes
+                    .iter()
+                    .take(self.index)
+                    .rev()
+                    .filter_map(OnceLock::get),
+            ),
+        }
+    }
+
     /// The writes in `[start, end)` the transaction sees above the base: begin-block
-    /// writes overridden by earlier transactions' versions.
+    /// writes overridden by its sources' (the latest source of each key wins).
     fn layer(&self, start: &[u8], end: &[u8]) -> WriteSet {
         let bounds = (Bound::Included(start), Bound::Excluded(end));
         let mut w: WriteSet = self
@@ -89,9 +118,12 @@ impl TxView<'_> {
             .range::<[u8], _>(bounds)
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        for (k, vs) in self.versions.read().range::<[u8], _>(bounds) {
-            if let Some(v) = below(vs, self.index) {
-                w.insert(k.clone(), v.clone());
+        let mut taken: std::collections::BTreeSet<&[u8]> = std::collections::BTreeSet::new();
+        for layer in self.layers() {
+            for (k, v) in layer.range::<[u8], _>(bounds) {
+                if taken.insert(k.as_slice()) {
+                    w.insert(k.clone(), v.clone());
+                }
             }
         }
         w
@@ -100,12 +132,7 @@ impl TxView<'_> {
 
 impl StateView for TxView<'_> {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ChainError> {
-        if let Some(v) = self
-            .versions
-            .read()
-            .get(key)
-            .and_then(|vs| below(vs, self.index))
-        {
+        if let Some(v) = self.layers().find_map(|w| w.get(key)) {
             return Ok(v.clone());
         }
         match self.pre.get(key) {
@@ -137,92 +164,7 @@ impl StateView for TxView<'_> {
     }
 }
 
-/// Which transactions may run.
-struct Sched {
-    /// Runnable, lowest index first.
-    ready: BinaryHeap<Reverse<u32>>,
-    /// Parents not finished yet, per transaction.
-    waiting: Vec<usize>,
-    children: Vec<Vec<u32>>,
-    /// Barriers not runnable yet, ascending.
-    barriers: VecDeque<u32>,
-    done: Vec<bool>,
-    /// Every transaction below this one finished.
-    prefix: usize,
-    finished: usize,
-    /// A transaction failed: stop.
-    stop: bool,
-}
-
-impl Sched {
-    // Indexes are below the block's transaction count (checked to fit u32 by the caller).
-    #[allow(clippy::cast_possible_truncation)]
-    fn new(dtt: &Dtt) -> Self {
-        let n = dtt.entries.len();
-        let mut s = Sched {
-            ready: BinaryHeap::new(),
-            waiting: vec![0; n],
-            children: vec![Vec::new(); n],
-            barriers: VecDeque::new(),
-            done: vec![false; n],
-            prefix: 0,
-            finished: 0,
-            stop: false,
-        };
-        for (j, e) in dtt.entries.iter().enumerate() {
-            match e {
-                DttEntry::Barrier if j == 0 => s.ready.push(Reverse(0)),
-                DttEntry::Barrier => s.barriers.push_back(j as u32),
-                DttEntry::Parents(ps) => {
-                    if let Some(w) = s.waiting.get_mut(j) {
-                        *w = ps.len();
-                    }
-                    for p in ps {
-                        if let Some(c) = s.children.get_mut(*p as usize) {
-                            c.push(j as u32);
-                        }
-                    }
-                    if ps.is_empty() {
-                        s.ready.push(Reverse(j as u32));
-                    }
-                }
-            }
-        }
-        s
-    }
-
-    fn complete(&mut self, j: u32) {
-        if let Some(d) = self.done.get_mut(j as usize) {
-            *d = true;
-        }
-        self.finished += 1;
-        let children = self
-            .children
-            .get_mut(j as usize)
-            .map(std::mem::take)
-            .unwrap_or_default();
-        for c in children {
-            if let Some(w) = self.waiting.get_mut(c as usize) {
-                *w = w.saturating_sub(1);
-                if *w == 0 {
-                    self.ready.push(Reverse(c));
-                }
-            }
-        }
-        while self.done.get(self.prefix).copied().unwrap_or(false) {
-            self.prefix += 1;
-        }
-        while let Some(b) = self.barriers.front().copied() {
-            if b as usize > self.prefix {
-                break;
-            }
-            self.barriers.pop_front();
-            self.ready.push(Reverse(b));
-        }
-    }
-}
-
-type Outcome = Result<(Receipt, WriteSet, AccessSet), ChainError>;
+type Outcome = Result<(Receipt, AccessSet), ChainError>;
 
 /// Executes `txs` along `dtt` with `workers` workers on `base` plus the begin-block writes
 /// `pre`; every transaction's access set is recorded in [`Executed::access`]. `dtt` must be
@@ -240,62 +182,72 @@ pub fn execute(
     if let Some(why) = crate::dtt::malformed(dtt, txs.len()) {
         return Err(ChainError::Consensus(why));
     }
-    if workers <= 1 || txs.len() <= 1 || u32::try_from(txs.len()).is_err() {
+    if workers <= 1 || txs.len() <= 1 || crate::dtt::width(dtt) < MIN_WIDTH {
         let base = Overlay {
             base,
             writes: pre.clone(),
         };
         return exec::execute_block(&base, txs, ctx);
     }
-    let versions: Versions = RwLock::new(BTreeMap::new());
-    let sched = Mutex::new(Sched::new(dtt));
-    let wake = Condvar::new();
+    // Workers claim transactions in block order and wait for the claimed one's parents:
+    // the lowest unfinished claimed transaction always has its parents finished (they
+    // are lower and were claimed earlier), so the pool always progresses.
+    let next = AtomicUsize::new(0);
+    let writes: Vec<OnceLock<WriteSet>> = txs.iter().map(|_| OnceLock::new()).collect();
+    let stop = AtomicBool::new(false);
     let slots: Vec<Mutex<Option<Outcome>>> = txs.iter().map(|_| Mutex::new(None)).collect();
-    let work = || loop {
-        let j = {
-            let mut s = sched.lock();
-            loop {
-                if s.stop || s.finished == txs.len() {
-                    return;
-                }
-                if let Some(Reverse(j)) = s.ready.pop() {
-                    break j;
-                }
-                wake.wait(&mut s);
+    // Waits until transaction `i` finished; false: the pool stopped.
+    let wait = |i: usize| {
+        let mut spins = 0u32;
+        while writes.get(i).is_some_and(|w| w.get().is_none()) {
+            if stop.load(Ordering::Acquire) {
+                return false;
             }
-        };
-        let (Some(tx), Some(slot)) = (txs.get(j as usize), slots.get(j as usize)) else {
+            spins = spins.saturating_add(1);
+            if spins < 64 {
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
+        }
+        true
+    };
+    let work = || loop {
+        if stop.load(Ordering::Acquire) {
+            return;
+        }
+        let j = next.fetch_add(1, Ordering::Relaxed);
+        let (Some(tx), Some(slot), Some(entry), Some(out)) =
+            (txs.get(j), slots.get(j), dtt.entries.get(j), writes.get(j))
+        else {
             return;
         };
+        let (ready, sources) = match entry {
+            DttEntry::Barrier => ((0..j).all(wait), Sources::All),
+            DttEntry::Parents(ps) => (ps.iter().all(|p| wait(*p as usize)), Sources::Parents(ps)),
+        };
+        if !ready {
+            return;
+        }
         let view = TxView {
             base,
             pre,
-            versions: &versions,
+            writes: &writes,
+            sources,
             index: j,
         };
         let rec = Recorder::new(&view);
         let outcome = exec::execute_tx_guarded(&rec, tx, ctx).map(|(r, w)| {
             let a = rec.finish(&w);
-            (r, w, a)
+            // Published last: a waiting child reads it once it is set.
+            let _ = out.set(w);
+            (r, a)
         });
-        let ok = outcome.is_ok();
-        if let Ok((_, w, _)) = &outcome {
-            let mut m = versions.write();
-            for (k, v) in w {
-                let vs = m.entry(k.clone()).or_default();
-                let at = vs.partition_point(|(i, _)| *i < j);
-                vs.insert(at, (j, v.clone()));
-            }
-        }
+        let failed = outcome.is_err();
         *slot.lock() = Some(outcome);
-        let mut s = sched.lock();
-        if ok {
-            s.complete(j);
-        } else {
-            s.stop = true;
+        if failed {
+            stop.store(true, Ordering::Release);
         }
-        drop(s);
-        wake.notify_all();
     };
     std::thread::scope(|scope| {
         for _ in 1..workers.min(txs.len()) {
@@ -313,7 +265,7 @@ pub fn execute(
     let mut run = BlockRun {
         overlay: Overlay {
             base,
-            writes: pre.clone(),
+            writes: WriteSet::new(),
         },
         out: Executed::default(),
     };
@@ -324,12 +276,11 @@ pub fn execute(
             return Err(exec::gas_exceeded(tx, ctx, run.out.gas_used));
         }
         match outcomes.get_mut(j).and_then(Option::take) {
-            Some(Ok((r, w, a))) => {
+            Some(Ok((r, a))) => {
                 run.out.fees += r.fee;
                 run.out.gas_used = run.out.gas_used.saturating_add(r.gas_used);
                 run.out.receipts.push(r);
                 run.out.access.push(a);
-                run.overlay.writes.extend(w);
             }
             Some(Err(e)) => return Err(e),
             // Not run: the pool stopped at a later transaction's failure.
@@ -347,7 +298,31 @@ pub fn execute(
             }
         }
     }
+    run.overlay.writes = merge(pre, writes);
     run.finish(ctx)
+}
+
+/// The block's writes: `pre`, then each transaction's write set in block order (a later
+/// write of a key replaces an earlier one), as sequential execution applies them.
+fn merge(pre: &WriteSet, writes: Vec<OnceLock<WriteSet>>) -> WriteSet {
+    let mut all: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::new();
+    for w in writes {
+        all.extend(w.into_inner().unwrap_or_default());
+    }
+    // Stable: a key's writes stay in block order; the last one wins.
+    all.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut last: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::with_capacity(all.len());
+    for (k, v) in all {
+        match last.last_mut() {
+            Some(l) if l.0 == k => l.1 = v,
+            _ => last.push((k, v)),
+        }
+    }
+    let mut out: WriteSet = last.into_iter().collect();
+    for (k, v) in pre {
+        out.entry(k.clone()).or_insert_with(|| v.clone());
+    }
+    out
 }
 
 #[cfg(test)]
@@ -592,6 +567,15 @@ END $$;";
             let txs = block(w, ops, 30);
             differential(w, &txs);
         }
+        // The disjoint block runs on the pool, the chain of transfers to one account
+        // sequentially.
+        let width = |ops: &[(u8, u8, u8, u8)]| {
+            let txs = block(w, ops, 30);
+            let seq = execute_block(&w.state, &txs, &ctx()).unwrap();
+            crate::dtt::width(&crate::dtt::canonical(&seq.access))
+        };
+        assert!(width(&disjoint) >= MIN_WIDTH && width(&mixed) >= MIN_WIDTH);
+        assert!(width(&one) < MIN_WIDTH);
         // The mixed block really runs the contracts: some calls succeed, the scans count.
         let txs = block(w, &mixed, 30);
         let seq = execute_block(&w.state, &txs, &ctx()).unwrap();

@@ -533,6 +533,44 @@ impl Chain {
         })
     }
 
+    /// Executes `block`'s transactions on the tip and returns what they did, committing
+    /// nothing (benchmarks: `aergo-node bench exec`). `None`: sequential `execute_block` as
+    /// before access sets existed (nothing recorded); `Some(n)`: along the block's DTT with
+    /// `n` workers (1: sequential, recording; without a DTT: the same), followed when
+    /// `check` by the canonical DTT check, as `prepare` validates.
+    pub fn bench_execute(
+        &self,
+        block: &Block,
+        workers: Option<usize>,
+        check: bool,
+    ) -> Result<Executed, ChainError> {
+        let tip = self.tip();
+        let view = HeadView {
+            chain: self,
+            height: tip.header.height,
+        };
+        let (ctx, pre) = self.start_on_tip(&view, &block.header, |_| Ok(()))?;
+        let ex = match (workers, &block.body_ext.dtt) {
+            (Some(n), Some(d)) => crate::parallel::execute(&view, &pre, &block.txs, d, &ctx, n)?,
+            (w, _) => exec::execute_block_with(
+                &Overlay {
+                    base: &view,
+                    writes: pre,
+                },
+                &block.txs,
+                &ctx,
+                w.is_some(),
+            )?,
+        };
+        if let (true, Some(d)) = (check, &block.body_ext.dtt) {
+            let canonical = crate::dtt::canonical(&ex.access);
+            if let Some(why) = crate::dtt::mismatch(d, &canonical, block.txs.len()) {
+                return Err(ChainError::Consensus(why));
+            }
+        }
+        Ok(ex)
+    }
+
     /// The first half of executing a block on the tip: the engine's begin-block (the
     /// round's schedule installed), `checks`, and the block context. Returns the context and
     /// the begin-block writes the transactions run on.
