@@ -236,16 +236,21 @@ pub fn mismatch(given: &Dtt, want: &Dtt, n: usize) -> Option<String> {
         .zip(&want.entries)
         .enumerate()
         .find(|(_, (g, w))| g != w)?;
+    Some(entry_mismatch(j, g, w))
+}
+
+/// Why entry `j` of a block's DTT, `given`, is not the canonical `want`.
+pub fn entry_mismatch(j: usize, given: &DttEntry, want: &DttEntry) -> String {
     let show = |e: &DttEntry| match e {
         DttEntry::Barrier => "a barrier".to_string(),
         DttEntry::Parents(p) if p.is_empty() => "no parents".to_string(),
         DttEntry::Parents(p) => format!("parents {p:?}"),
     };
-    Some(format!(
+    format!(
         "the DTT is not the canonical one: transaction {j} has {} in the block, its reads and writes give {}",
-        show(g),
-        show(w)
-    ))
+        show(given),
+        show(want)
+    )
 }
 
 /// The average number of transactions runnable at once along `dtt`: transactions divided

@@ -166,28 +166,37 @@ impl StateView for TxView<'_> {
 
 type Outcome = Result<(Receipt, AccessSet), ChainError>;
 
-/// Executes `txs` along `dtt` with `workers` workers on `base` plus the begin-block writes
-/// `pre`; every transaction's access set is recorded in [`Executed::access`]. `dtt` must be
-/// well formed with one entry per transaction ([`crate::dtt::malformed`]); whether it is
-/// the canonical one is the caller's check. With one worker (or one transaction) this is
-/// [`exec::execute_block`].
-pub fn execute(
+/// Validates `txs` along `dtt` with `workers` workers on `base` plus the begin-block writes
+/// `pre`: `Ok(Ok(execution))` when every transaction ran and `dtt` is the canonical DTT
+/// of what they read and wrote (each transaction's access set is in [`Executed::access`]);
+/// `Ok(Err(why))` when `dtt` is malformed or not the canonical one; `Err` when a
+/// transaction cannot be included (the block is invalid) or storage failed. While workers
+/// run, whichever finishes a transaction and finds the retirement free retires every
+/// finished transaction in block order: its canonical DTT entry is computed and compared,
+/// and a difference stops the pool early. With one worker (or a narrow DTT) this is
+/// [`exec::execute_block`] followed by the same comparison.
+pub fn validate(
     base: &(dyn StateView + Sync),
     pre: &WriteSet,
     txs: &[SignedTx],
     dtt: &Dtt,
     ctx: &BlockCtx,
     workers: usize,
-) -> Result<Executed, ChainError> {
+) -> Result<Result<Executed, String>, ChainError> {
     if let Some(why) = crate::dtt::malformed(dtt, txs.len()) {
-        return Err(ChainError::Consensus(why));
+        return Ok(Err(why));
     }
     if workers <= 1 || txs.len() <= 1 || crate::dtt::width(dtt) < MIN_WIDTH {
         let base = Overlay {
             base,
             writes: pre.clone(),
         };
-        return exec::execute_block(&base, txs, ctx);
+        let ex = exec::execute_block(&base, txs, ctx)?;
+        let canonical = crate::dtt::canonical(&ex.access);
+        return Ok(match crate::dtt::mismatch(dtt, &canonical, txs.len()) {
+            Some(why) => Err(why),
+            None => Ok(ex),
+        });
     }
     // Workers claim transactions in block order and wait for the claimed one's parents:
     // the lowest unfinished claimed transaction always has its parents finished (they
@@ -196,6 +205,27 @@ pub fn execute(
     let writes: Vec<OnceLock<WriteSet>> = txs.iter().map(|_| OnceLock::new()).collect();
     let stop = AtomicBool::new(false);
     let slots: Vec<Mutex<Option<Outcome>>> = txs.iter().map(|_| Mutex::new(None)).collect();
+    let retire = Mutex::new(Retire {
+        builder: crate::dtt::Builder::default(),
+        next: 0,
+        mismatch: None,
+    });
+    // Retires finished transactions in block order from `r.next` on.
+    let retire_from = |r: &mut Retire| {
+        while let (Some(slot), Some(given)) = (slots.get(r.next), dtt.entries.get(r.next)) {
+            let slot = slot.lock();
+            let Some(Ok((_, a))) = slot.as_ref() else {
+                break;
+            };
+            let want = r.builder.push(a);
+            if want != *given {
+                r.mismatch = Some(crate::dtt::entry_mismatch(r.next, given, &want));
+                stop.store(true, Ordering::Release);
+                break;
+            }
+            r.next += 1;
+        }
+    };
     // Waits until transaction `i` finished; false: the pool stopped.
     let wait = |i: usize| {
         let mut spins = 0u32;
@@ -247,6 +277,8 @@ pub fn execute(
         *slot.lock() = Some(outcome);
         if failed {
             stop.store(true, Ordering::Release);
+        } else if let Some(mut r) = retire.try_lock() {
+            retire_from(&mut r);
         }
     };
     std::thread::scope(|scope| {
@@ -262,6 +294,13 @@ pub fn execute(
         }
         work();
     });
+    let mut r = retire.into_inner();
+    if r.mismatch.is_none() {
+        retire_from(&mut r);
+    }
+    if let Some(why) = r.mismatch {
+        return Ok(Err(why));
+    }
     let mut run = BlockRun {
         overlay: Overlay {
             base,
@@ -299,7 +338,16 @@ pub fn execute(
         }
     }
     run.overlay.writes = merge(pre, writes);
-    run.finish(ctx)
+    run.finish(ctx).map(Ok)
+}
+
+/// The in-order retirement of finished transactions (see [`validate`]).
+struct Retire {
+    builder: crate::dtt::Builder,
+    /// The next transaction to retire.
+    next: usize,
+    /// The first entry of the block's DTT found not canonical.
+    mismatch: Option<String>,
 }
 
 /// The block's writes: `pre`, then each transaction's write set in block order (a later
@@ -547,7 +595,9 @@ END $$;";
         assert_eq!(seq.access.len(), txs.len());
         let dtt = crate::dtt::canonical(&seq.access);
         for workers in [1, 2, 8] {
-            let par = execute(&w.state, &pre, txs, &dtt, &c, workers).unwrap();
+            let par = validate(&w.state, &pre, txs, &dtt, &c, workers)
+                .unwrap()
+                .unwrap();
             assert_eq!(par.receipts, seq.receipts, "{workers} workers");
             assert_eq!(par.writes, seq.writes, "{workers} workers");
             assert_eq!(par.access, seq.access, "{workers} workers");
@@ -602,22 +652,20 @@ END $$;";
             .map(|_| DttEntry::Parents(Vec::new()))
             .collect();
         for workers in [1, 2, 8] {
-            // Whatever the run observed, it never gives back the forged DTT.
-            let run = execute(&w.state, &WriteSet::new(), &txs, &forged, &ctx(), workers);
-            if let Ok(ex) = run {
-                assert!(
-                    crate::dtt::mismatch(&forged, &crate::dtt::canonical(&ex.access), txs.len())
-                        .is_some(),
-                    "{workers} workers accepted a DTT without dependencies"
-                );
+            // Whatever the run observed, it never accepts the forged DTT.
+            let run = validate(&w.state, &WriteSet::new(), &txs, &forged, &ctx(), workers);
+            match run {
+                Ok(Err(why)) => assert!(why.contains("not the canonical one"), "{why}"),
+                Err(ChainError::InvalidTx { .. }) => {}
+                other => panic!("{workers} workers: {other:?}"),
             }
         }
         let forward = Dtt {
             entries: vec![DttEntry::Parents(vec![1]); txs.len()],
         };
         assert!(matches!(
-            execute(&w.state, &WriteSet::new(), &txs, &forward, &ctx(), 2),
-            Err(ChainError::Consensus(m)) if m.contains("not an earlier")
+            validate(&w.state, &WriteSet::new(), &txs, &forward, &ctx(), 2),
+            Ok(Err(m)) if m.contains("not an earlier")
         ));
     }
 
@@ -638,7 +686,7 @@ END $$;";
             entries: vec![DttEntry::Parents(Vec::new()); txs.len()],
         };
         for workers in [2, 8] {
-            let e = execute(&w.state, &WriteSet::new(), &txs, &dtt, &ctx(), workers)
+            let e = validate(&w.state, &WriteSet::new(), &txs, &dtt, &ctx(), workers)
                 .unwrap_err()
                 .to_string();
             assert_eq!(e, seq_err);

@@ -5,11 +5,14 @@
 //! with the same genesis imports every block before it and then executes the workload block
 //! on its tip again and again without committing (`Chain::bench_execute`): the baseline is
 //! `execute_block` as it was before access sets (sequential, nothing recorded) on the same
-//! RocksDB-backed view, and the measured run is `parallel::execute` along the DTT with
-//! `--workers` workers. Runs alternate, each figure is the median, and before any timing the
-//! two runs' receipts and writes must be identical. Then the second chain imports the block
-//! (validating it along its DTT) before the next workload. A last line per workload gives
-//! the cost of recording access sets on the sequential path.
+//! RocksDB-backed view, and the measured run is what `prepare` does with a DTT block —
+//! `parallel::validate` with `--workers` workers, the canonical DTT check included. Runs
+//! alternate, each figure is the median, and before any timing the two runs' receipts and
+//! writes must be identical. Then the second chain imports the block (validating it along
+//! its DTT) before the next workload. A second line per workload gives the sequential path
+//! with access sets recorded and the canonical DTT computation alone. Contract workloads
+//! wait until the background JIT compiled the contracts, so every run executes the same
+//! code.
 
 use aergo_chain::contracts::{self, ReadKv};
 use aergo_chain::{dtt, Chain, ChainOptions};

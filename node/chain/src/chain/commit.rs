@@ -504,20 +504,12 @@ impl Chain {
                 if let Some(why) = crate::dtt::malformed(dtt, txs.len()) {
                     return Err(bad(why));
                 }
-                let executed = crate::parallel::execute(
-                    &view,
-                    &pre,
-                    txs,
-                    dtt,
-                    &ctx,
-                    crate::parallel::workers(),
-                )?;
                 // Valid only if equal to the canonical DTT of what the transactions did.
-                let canonical = crate::dtt::canonical(&executed.access);
-                if let Some(why) = crate::dtt::mismatch(dtt, &canonical, txs.len()) {
-                    return Err(bad(why));
+                let workers = crate::parallel::workers();
+                match crate::parallel::validate(&view, &pre, txs, dtt, &ctx, workers)? {
+                    Ok(executed) => (None, executed, Vec::new()),
+                    Err(why) => return Err(bad(why)),
                 }
-                (None, executed, Vec::new())
             }
         };
         let (state_root, receipts_root, nodes) =
@@ -535,9 +527,9 @@ impl Chain {
 
     /// Executes `block`'s transactions on the tip and returns what they did, committing
     /// nothing (benchmarks: `aergo-node bench exec`). `None`: sequential `execute_block` as
-    /// before access sets existed (nothing recorded); `Some(n)`: along the block's DTT with
-    /// `n` workers (1: sequential, recording; without a DTT: the same), followed when
-    /// `check` by the canonical DTT check, as `prepare` validates.
+    /// before access sets existed (nothing recorded); `Some(n)` with `check`: as `prepare`
+    /// validates, along the block's DTT with `n` workers and the canonical DTT check;
+    /// otherwise sequential, recording access sets.
     pub fn bench_execute(
         &self,
         block: &Block,
@@ -550,9 +542,12 @@ impl Chain {
             height: tip.header.height,
         };
         let (ctx, pre) = self.start_on_tip(&view, &block.header, |_| Ok(()))?;
-        let ex = match (workers, &block.body_ext.dtt) {
-            (Some(n), Some(d)) => crate::parallel::execute(&view, &pre, &block.txs, d, &ctx, n)?,
-            (w, _) => exec::execute_block_with(
+        match (workers, &block.body_ext.dtt, check) {
+            (Some(n), Some(d), true) => {
+                crate::parallel::validate(&view, &pre, &block.txs, d, &ctx, n)?
+                    .map_err(ChainError::Consensus)
+            }
+            (w, _, _) => exec::execute_block_with(
                 &Overlay {
                     base: &view,
                     writes: pre,
@@ -560,15 +555,8 @@ impl Chain {
                 &block.txs,
                 &ctx,
                 w.is_some(),
-            )?,
-        };
-        if let (true, Some(d)) = (check, &block.body_ext.dtt) {
-            let canonical = crate::dtt::canonical(&ex.access);
-            if let Some(why) = crate::dtt::mismatch(d, &canonical, block.txs.len()) {
-                return Err(ChainError::Consensus(why));
-            }
+            ),
         }
-        Ok(ex)
     }
 
     /// The first half of executing a block on the tip: the engine's begin-block (the
@@ -927,7 +915,7 @@ enum Body<'a> {
     /// Producing: choose from these candidates, in priority order.
     Assemble(Vec<SignedTx>),
     /// Validating: exactly these transactions, in this order, along the block's DTT when it
-    /// carries one (`parallel::execute`; the DTT must be the canonical one).
+    /// carries one (`parallel::validate`; the DTT must be the canonical one).
     Given(&'a [SignedTx], Option<&'a Dtt>),
     /// A merge block: its merge transaction and the source's candidates.
     Merge {
