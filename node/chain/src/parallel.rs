@@ -705,4 +705,203 @@ END $$;";
             differential(w, &txs);
         }
     }
+
+    /// Staking: keys 1..=4 are genesis BPs, 11..=20 hold balances.
+    mod staking_blocks {
+        use super::super::*;
+        use crate::exec::{execute_block, DposCtx};
+        use crate::state::{account_key, Account, MemState};
+        use aergo_types::genesis::{DposGenesis, GenesisAccount, GenesisBp};
+        use aergo_types::{Address, Aer, Genesis, Keypair, Tx, TxKind, TOTAL_SUPPLY};
+        use proptest::prelude::*;
+        use std::sync::Arc;
+
+        fn key(i: u8) -> Keypair {
+            Keypair::from_seed(&[i; 32])
+        }
+        fn addr(i: u8) -> Address {
+            Address::from_public_key(&key(i).public())
+        }
+
+        fn genesis() -> Genesis {
+            let mut g = Genesis::dev();
+            g.consensus.engine = aergo_types::genesis::Engine::Dpos;
+            let mut balances: Vec<GenesisAccount> = (1..=4)
+                .chain(11..=20)
+                .map(|i| GenesisAccount {
+                    address: addr(i),
+                    balance: Aer(1_000_000),
+                })
+                .collect();
+            balances.push(GenesisAccount {
+                address: addr(10),
+                balance: Aer(TOTAL_SUPPLY - 14 * 1_000_000),
+            });
+            g.balances = balances;
+            g.gas.min_price = Aer(1);
+            g.consensus.dpos = Some(DposGenesis {
+                round_slots: 12,
+                bp_count: 4,
+                max_votes: 2,
+                min_stake: Aer(1000),
+                unstake_lock_blocks: 10,
+                bps: (1..=4)
+                    .map(|i| GenesisBp {
+                        address: addr(i),
+                        stake: Aer(5000),
+                        p2p_addr: None,
+                    })
+                    .collect(),
+            });
+            g.validate().unwrap();
+            g
+        }
+
+        fn apply(s: &mut MemState, w: &WriteSet) {
+            for (k, v) in w {
+                match v {
+                    Some(v) => s.0.insert(k.clone(), v.clone()),
+                    None => s.0.remove(k),
+                };
+            }
+        }
+
+        fn state(g: &Genesis) -> MemState {
+            let mut w = WriteSet::new();
+            for a in &g.balances {
+                let acct = Account {
+                    balance: a.balance.0,
+                    nonce: 0,
+                };
+                w.insert(account_key(&a.address), Some(acct.encode()));
+            }
+            crate::staking::genesis_writes(g, &mut w).unwrap();
+            let mut s = MemState::default();
+            apply(&mut s, &w);
+            let mut w2 = WriteSet::new();
+            crate::rounds::genesis_writes(&s, g.consensus.dpos.as_ref().unwrap(), &mut w2).unwrap();
+            apply(&mut s, &w2);
+            s
+        }
+
+        fn ctx(s: &MemState, g: &Genesis) -> BlockCtx {
+            BlockCtx {
+                height: 7,
+                timestamp_ms: 0,
+                producer: addr(1),
+                chain_id: g.chain_id(),
+                gas: g.gas.clone(),
+                dpos: g.consensus.dpos.clone().map(|d| DposCtx {
+                    genesis: Arc::new(d),
+                    schedule: crate::rounds::load_schedule(s).unwrap().unwrap(),
+                }),
+                limits: crate::exec::GasLimits::from_genesis(&g.gas),
+                role: crate::exec::ChainRole::Root { repo_create_fee: 0 },
+                access: None,
+                parent: aergo_types::Hash::ZERO,
+                merge: None,
+            }
+        }
+
+        /// Runs `ops` sequentially and along their canonical DTT with 1, 2 and 8 workers,
+        /// asserting identical results; returns the receipts.
+        fn differential(ops: &[(u8, u8, u8, u16)]) -> Vec<aergo_types::block::Receipt> {
+            let g = genesis();
+            let s = state(&g);
+            let c = ctx(&s, &g);
+            let mut nonces = [0u64; 32];
+            let txs: Vec<SignedTx> = ops
+                .iter()
+                .map(|&(kind, who, bp, amount)| {
+                    let i = 11 + who;
+                    let nonce = nonces[i as usize];
+                    nonces[i as usize] += 1;
+                    let (kind, to, amount, payload) = match kind {
+                        0 => (TxKind::Stake, None, u128::from(amount), String::new()),
+                        1 => {
+                            let list = vec![addr(1 + bp).encode(), addr(1 + (bp + 1) % 4).encode()];
+                            (
+                                TxKind::Vote,
+                                None,
+                                0,
+                                serde_json::json!({ "candidates": list }).to_string(),
+                            )
+                        }
+                        2 => (
+                            TxKind::Unstake,
+                            None,
+                            0,
+                            format!(r#"{{"amount":"{amount}"}}"#),
+                        ),
+                        3 => (
+                            TxKind::RegisterBp,
+                            None,
+                            0,
+                            r#"{"p2p_addr":"/ip4/1.2.3.4/tcp/1"}"#.to_string(),
+                        ),
+                        _ => (
+                            TxKind::Transfer,
+                            Some(addr(11 + bp)),
+                            u128::from(amount),
+                            String::new(),
+                        ),
+                    };
+                    Tx {
+                        kind,
+                        nonce,
+                        from: key(i).public(),
+                        to,
+                        amount,
+                        payload: payload.into_bytes(),
+                        gas_limit: 100_000,
+                        gas_price: 1,
+                        chain_id: g.chain_id(),
+                    }
+                    .sign(&key(i))
+                })
+                .collect();
+            let seq = execute_block(&s, &txs, &c).unwrap();
+            let dtt = crate::dtt::canonical(&seq.access);
+            for workers in [1, 2, 8] {
+                let par = validate(&s, &WriteSet::new(), &txs, &dtt, &c, workers)
+                    .unwrap()
+                    .unwrap();
+                assert_eq!(par.receipts, seq.receipts);
+                assert_eq!(par.writes, seq.writes);
+                assert_eq!(par.access, seq.access);
+            }
+            seq.receipts
+        }
+
+        #[test]
+        fn staking_runs_along_the_dtt() {
+            // Stake, vote, register, then a transfer and a stake of another account.
+            let ops = [
+                (0, 0, 0, 2000),
+                (1, 0, 1, 0),
+                (3, 0, 0, 0),
+                (4, 1, 2, 5),
+                (0, 1, 0, 1500),
+            ];
+            let receipts = differential(&ops);
+            assert!(
+                receipts
+                    .iter()
+                    .all(|r| r.status == aergo_types::block::ReceiptStatus::Ok),
+                "{receipts:?}"
+            );
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]
+            /// Stakes, votes, unstakes, registrations and transfers among few accounts:
+            /// identical to sequential execution with 1, 2 and 8 workers.
+            #[test]
+            fn staking_blocks_match_sequential_execution(
+                ops in prop::collection::vec((0u8..5, 0u8..10, 0u8..4, 1u16..3000), 1..40),
+            ) {
+                differential(&ops);
+            }
+        }
+    }
 }
