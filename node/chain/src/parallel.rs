@@ -166,6 +166,46 @@ impl StateView for TxView<'_> {
 
 type Outcome = Result<(Receipt, AccessSet), ChainError>;
 
+/// Each transaction's signature verdict, checked in batches on `workers` threads (one
+/// contiguous chunk each; `aergo_types::crypto::verify_batch` per chunk, which gives every
+/// signature the same verdict as checking it alone, so the chunking never shows).
+pub fn verify_signatures(txs: &[SignedTx], workers: usize) -> Vec<bool> {
+    let sigs: Vec<(aergo_types::PublicKey, &[u8], aergo_types::Signature)> = txs
+        .iter()
+        .map(|t| (t.tx.from, &t.hash.0[..], t.signature))
+        .collect();
+    // Below this many signatures per worker a thread costs more than it saves.
+    const MIN_CHUNK: usize = 64;
+    let chunk = sigs.len().div_ceil(workers.max(1)).max(MIN_CHUNK);
+    if chunk >= sigs.len() {
+        return aergo_types::crypto::verify_batch(&sigs);
+    }
+    let mut out = Vec::with_capacity(sigs.len());
+    std::thread::scope(|scope| {
+        let mut parts = sigs.chunks(chunk);
+        let first = parts.next();
+        let handles: Vec<_> = parts
+            .map(|part| {
+                (
+                    part,
+                    scope.spawn(move || aergo_types::crypto::verify_batch(part)),
+                )
+            })
+            .collect();
+        if let Some(part) = first {
+            out.extend(aergo_types::crypto::verify_batch(part));
+        }
+        for (part, h) in handles {
+            match h.join() {
+                Ok(v) => out.extend(v),
+                // A verifier thread that failed: check its part here.
+                Err(_) => out.extend(aergo_types::crypto::verify_batch(part)),
+            }
+        }
+    });
+    out
+}
+
 /// Validates `txs` along `dtt` with `workers` workers on `base` plus the begin-block writes
 /// `pre`: `Ok(Ok(execution))` when every transaction ran and `dtt` is the canonical DTT
 /// of what they read and wrote (each transaction's access set is in [`Executed::access`]);
@@ -603,6 +643,20 @@ END $$;";
             assert_eq!(par.access, seq.access, "{workers} workers");
             assert_eq!((par.fees, par.gas_used), (seq.fees, seq.gas_used));
             assert_eq!(crate::dtt::canonical(&par.access), dtt);
+        }
+    }
+
+    #[test]
+    fn signature_verdicts_do_not_depend_on_the_workers() {
+        let mut txs: Vec<SignedTx> = (0..300u64)
+            .map(|n| tx((n % 20) as u8, n, TxKind::Transfer, Some(addr(1)), 1, b""))
+            .collect();
+        // Two bad signatures in different chunks.
+        txs[7].signature = txs[8].signature;
+        txs[250].signature = txs[3].signature;
+        let want: Vec<bool> = (0..300).map(|i| i != 7 && i != 250).collect();
+        for workers in [1, 2, 3, 8] {
+            assert_eq!(verify_signatures(&txs, workers), want, "{workers} workers");
         }
     }
 

@@ -390,14 +390,11 @@ impl Chain {
             if Block::compute_tx_root(&block.txs) != h.tx_root {
                 return Err(bad("tx root mismatch".into()));
             }
-            let sigs: Vec<(PublicKey, &[u8], Signature)> = block
-                .txs
-                .iter()
-                .map(|t| (t.tx.from, &t.hash.0[..], t.signature))
-                .collect();
-            if let Some(i) = aergo_types::crypto::verify_batch(&sigs)
-                .iter()
-                .position(|ok| !ok)
+            // Batches on the validation workers.
+            if let Some(i) =
+                crate::parallel::verify_signatures(&block.txs, crate::parallel::workers())
+                    .iter()
+                    .position(|ok| !ok)
             {
                 return Err(bad(format!("transaction {i} has a bad signature")));
             }
