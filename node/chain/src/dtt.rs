@@ -55,9 +55,22 @@ impl Builder {
         self.next = self.next.saturating_add(1);
         let parents = &mut self.parents;
         parents.clear();
+        // One lookup per key: its parent, then `j` noted as a reader.
         for k in &s.reads {
-            if let Some(w) = self.keys.get(k.as_slice()).and_then(|st| st.writer) {
-                parents.push(w);
+            match self.keys.get_mut(k.as_slice()) {
+                Some(st) => {
+                    parents.extend(st.writer);
+                    st.readers.push(j);
+                }
+                None => {
+                    self.keys.insert(
+                        k.clone(),
+                        KeyState {
+                            writer: None,
+                            readers: vec![j],
+                        },
+                    );
+                }
             }
         }
         if !s.ranges.is_empty() && self.written.is_none() {
@@ -80,13 +93,30 @@ impl Builder {
             }
         }
         for k in &s.writes {
-            let st = self.keys.get(k.as_slice());
-            let writer = st.and_then(|st| st.writer);
-            if let Some(st) = st {
-                parents.extend(st.writer);
-                parents.extend(st.readers.iter().copied());
-            }
-            // Range readers since the last write.
+            // The last writer and the readers since (not `j`, noted just above), then `j`
+            // is the writer.
+            let writer = match self.keys.get_mut(k.as_slice()) {
+                Some(st) => {
+                    let writer = st.writer;
+                    parents.extend(writer);
+                    parents.extend(st.readers.iter().copied().filter(|r| *r != j));
+                    st.writer = Some(j);
+                    st.readers.clear();
+                    writer
+                }
+                None => {
+                    self.keys.insert(
+                        k.clone(),
+                        KeyState {
+                            writer: Some(j),
+                            readers: Vec::new(),
+                        },
+                    );
+                    None
+                }
+            };
+            // Range readers since the last write (this transaction's ranges are added
+            // below).
             let upto = (Bound::Unbounded, Bound::Included(k.as_slice()));
             for (_, ends) in self.scans.range::<[u8], _>(upto) {
                 for (end, txs) in ends {
@@ -97,44 +127,8 @@ impl Builder {
                 }
             }
         }
-        parents.sort_unstable_by(|x, y| y.cmp(x));
-        parents.dedup();
-        let entry = if parents.len() > MAX_DTT_PARENTS {
-            DttEntry::Barrier
-        } else {
-            DttEntry::Parents(parents.clone())
-        };
-        for k in &s.reads {
-            match self.keys.get_mut(k.as_slice()) {
-                Some(st) => st.readers.push(j),
-                None => {
-                    self.keys.insert(
-                        k.clone(),
-                        KeyState {
-                            writer: None,
-                            readers: vec![j],
-                        },
-                    );
-                }
-            }
-        }
-        for k in &s.writes {
-            match self.keys.get_mut(k.as_slice()) {
-                Some(st) => {
-                    st.writer = Some(j);
-                    st.readers.clear();
-                }
-                None => {
-                    self.keys.insert(
-                        k.clone(),
-                        KeyState {
-                            writer: Some(j),
-                            readers: Vec::new(),
-                        },
-                    );
-                }
-            }
-            if let Some(written) = &mut self.written {
+        if let Some(written) = &mut self.written {
+            for k in &s.writes {
                 match written.get_mut(k.as_slice()) {
                     Some(w) => *w = j,
                     None => {
@@ -155,7 +149,13 @@ impl Builder {
                 }
             }
         }
-        entry
+        parents.sort_unstable_by(|x, y| y.cmp(x));
+        parents.dedup();
+        if parents.len() > MAX_DTT_PARENTS {
+            DttEntry::Barrier
+        } else {
+            DttEntry::Parents(parents.clone())
+        }
     }
 }
 
