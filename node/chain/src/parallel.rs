@@ -8,9 +8,9 @@
 //! first: for each key the highest-index parent that wrote it wins; a barrier sees every
 //! earlier transaction's). Nothing is shared but finished, immutable write sets, so a
 //! transaction with no parents reads the base directly. Each execution records its access
-//! set; the caller recomputes the canonical DTT from them and rejects the block unless it
-//! equals the block's ([`crate::dtt`]). A DTT narrower than [`MIN_WIDTH`] (nearly one
-//! chain) runs sequentially: workers would only hand each other the next transaction.
+//! set, and the canonical DTT recomputed from them must equal the block's
+//! ([`crate::dtt`]; [`validate`]). A DTT narrower than 1.5 transactions per level (nearly
+//! one chain) runs sequentially: workers would only hand each other the next transaction.
 //!
 //! Why this equals sequential execution whenever the block's DTT is the canonical one of
 //! the run's access sets: by induction over the block order, take the first read of `j`
