@@ -837,6 +837,44 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::cast_possible_truncation)] // small test indices
+    fn assembly_leaves_room_for_the_blocks_dtt() {
+        // Ten senders, each sending to the next one's account: entries with parents.
+        let keys: Vec<Keypair> = (1..=10u8).map(|i| Keypair::from_seed(&[i; 32])).collect();
+        let mut s = MemState::default();
+        for k in &keys {
+            s.0.insert(
+                account_key(&Address::from_public_key(&k.public())),
+                Account {
+                    balance: 1_000_000_000,
+                    nonce: 0,
+                }
+                .encode(),
+            );
+        }
+        let cands: Vec<SignedTx> = (0..200u64)
+            .map(|n| {
+                let i = (n % 10) as usize;
+                let to = Address::from_public_key(&keys[(i + 1) % 10].public());
+                transfer(&keys[i], n / 10, to, 1)
+            })
+            .collect();
+        for max in [600, 2_000, 9_000] {
+            let (inc, ex, _) = assemble(&s, cands.clone(), &ctx(), max).unwrap();
+            assert!(!inc.is_empty());
+            let dtt = crate::dtt::canonical(&ex.access);
+            let tx_bytes: usize = inc.iter().map(|t| t.size + 4).sum();
+            let with_dtt = tx_bytes + dtt.encode().len() - 4 + crate::dtt::DTT_OVERHEAD;
+            assert!(with_dtt <= max, "{with_dtt} > {max}");
+            // And the room is not wasted: the next candidate would not have fitted.
+            if let Some(next) = cands.get(inc.len()) {
+                let j = inc.len() as u32;
+                assert!(with_dtt + next.size + 4 + crate::dtt::max_entry_len(j) > max);
+            }
+        }
+    }
+
+    #[test]
     fn self_transfer_only_costs_the_fee() {
         let k = Keypair::from_seed(&[1; 32]);
         let me = Address::from_public_key(&k.public());
