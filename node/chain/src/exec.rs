@@ -168,7 +168,7 @@ pub fn check_stateless_with(
     Ok(())
 }
 
-fn invalid(tx: &SignedTx, reason: String) -> ChainError {
+pub(crate) fn invalid(tx: &SignedTx, reason: String) -> ChainError {
     ChainError::InvalidTx {
         hash: tx.hash,
         reason,
@@ -432,6 +432,9 @@ pub struct Executed {
     pub fees: u128,
     /// Total gas.
     pub gas_used: u64,
+    /// One access set per receipt (what each transaction read and wrote), when recorded:
+    /// every block path but merges records them (`BlockRun::try_tx`).
+    pub access: Vec<crate::access::AccessSet>,
 }
 
 /// A block's transactions being executed one by one on an overlay: what assembly,
@@ -452,9 +455,26 @@ impl<'a> BlockRun<'a> {
             .checked_add(tx.tx.gas_limit)
             .is_some_and(|g| g <= ctx.limits.block_gas_limit)
     }
-    /// Executes `tx` on the state so far; an invalid transaction changes nothing.
+    /// Executes `tx` on the state so far, recording what it reads and writes; an invalid
+    /// transaction changes nothing.
     pub(crate) fn try_tx(&mut self, tx: &SignedTx, ctx: &BlockCtx) -> Result<(), ChainError> {
-        let (r, w) = execute_tx_guarded(&self.overlay, tx, ctx)?;
+        self.try_tx_with(tx, ctx, true)
+    }
+    /// [`BlockRun::try_tx`], recording the access set only when `record`.
+    fn try_tx_with(
+        &mut self,
+        tx: &SignedTx,
+        ctx: &BlockCtx,
+        record: bool,
+    ) -> Result<(), ChainError> {
+        let (r, w) = if record {
+            let rec = crate::access::Recorder::new(&self.overlay);
+            let (r, w) = execute_tx_guarded(&rec, tx, ctx)?;
+            self.out.access.push(rec.finish(&w));
+            (r, w)
+        } else {
+            execute_tx_guarded(&self.overlay, tx, ctx)?
+        };
         self.out.fees += r.fee;
         self.out.gas_used = self.out.gas_used.saturating_add(r.gas_used);
         self.out.receipts.push(r);
@@ -489,7 +509,7 @@ thread_local! {
 }
 
 /// [`execute_tx`] with a panic turned into an invalid transaction ([`EXEC_PANICKED`]).
-fn execute_tx_guarded(
+pub(crate) fn execute_tx_guarded(
     view: &dyn StateView,
     tx: &SignedTx,
     ctx: &BlockCtx,
@@ -520,21 +540,37 @@ pub fn execute_block(
     txs: &[SignedTx],
     ctx: &BlockCtx,
 ) -> Result<Executed, ChainError> {
+    execute_block_with(base, txs, ctx, true)
+}
+
+/// The error of a block whose transaction `tx` does not fit its gas limit after `used` gas.
+pub(crate) fn gas_exceeded(tx: &SignedTx, ctx: &BlockCtx, used: u64) -> ChainError {
+    invalid(
+        tx,
+        format!(
+            "block gas limit {} exceeded: {used} gas used before a transaction with gas limit {}",
+            ctx.limits.block_gas_limit, tx.tx.gas_limit
+        ),
+    )
+}
+
+/// [`execute_block`], recording each transaction's access set only when `record` (without:
+/// the execution before access sets existed, the baseline of `aergo-node bench exec`).
+pub fn execute_block_with(
+    base: &dyn StateView,
+    txs: &[SignedTx],
+    ctx: &BlockCtx,
+    record: bool,
+) -> Result<Executed, ChainError> {
     let mut run = BlockRun {
         overlay: Overlay::new(base),
         out: Executed::default(),
     };
     for tx in txs {
         if !run.fits(tx, ctx) {
-            return Err(invalid(
-                tx,
-                format!(
-                    "block gas limit {} exceeded: {} gas used before a transaction with gas limit {}",
-                    ctx.limits.block_gas_limit, run.out.gas_used, tx.tx.gas_limit
-                ),
-            ));
+            return Err(gas_exceeded(tx, ctx, run.out.gas_used));
         }
-        run.try_tx(tx, ctx)?;
+        run.try_tx_with(tx, ctx, record)?;
     }
     run.finish(ctx)
 }
@@ -616,7 +652,8 @@ pub type Assembled = (Vec<SignedTx>, Executed, Vec<(Hash, String)>);
 
 /// Builds a block's transaction list from candidates (in priority order): each is executed
 /// against the state so far; those that cannot be included are returned with the reason;
-/// assembly stops when the next transaction would exceed `max_bytes`. A candidate whose gas
+/// assembly stops when the next transaction, with the longest DTT entry it could need,
+/// would exceed `max_bytes` (the DTT's bytes count). A candidate whose gas
 /// limit does not fit the block gas limit any more is skipped without being executed (it
 /// stays pending, not rejected), and so are its sender's later candidates; smaller ones of
 /// other senders may still fit.
@@ -632,10 +669,14 @@ pub fn assemble(
     };
     let mut included = Vec::new();
     let mut rejected = Vec::new();
-    let mut bytes = 0usize;
+    // The block's DTT is counted in its size: each entry as it is known, and before a
+    // transaction is tried, room for the longest entry it could have.
+    let mut dtt = crate::dtt::Builder::default();
+    let mut bytes = crate::dtt::DTT_OVERHEAD;
     let mut deferred: std::collections::HashSet<Address> = std::collections::HashSet::new();
     for tx in candidates {
-        if bytes + tx.size + 4 > max_bytes {
+        let j = u32::try_from(included.len()).unwrap_or(u32::MAX);
+        if bytes + tx.size + 4 + crate::dtt::max_entry_len(j) > max_bytes {
             break;
         }
         if deferred.contains(&tx.tx.sender()) {
@@ -650,7 +691,8 @@ pub fn assemble(
         }
         match run.try_tx(&tx, ctx) {
             Ok(()) => {
-                bytes += tx.size + 4;
+                let entry = run.out.access.last().map(|a| dtt.push(a));
+                bytes += tx.size + 4 + entry.map_or(0, |e| crate::dtt::entry_len(j, &e));
                 included.push(tx);
             }
             Err(ChainError::InvalidTx { hash, reason }) => rejected.push((hash, reason)),
@@ -792,6 +834,44 @@ mod tests {
         assert_eq!(inc.len(), 1);
         assert_eq!(rej.len(), 1);
         assert_eq!(ex.receipts.len(), 1);
+    }
+
+    #[test]
+    #[allow(clippy::cast_possible_truncation)] // small test indices
+    fn assembly_leaves_room_for_the_blocks_dtt() {
+        // Ten senders, each sending to the next one's account: entries with parents.
+        let keys: Vec<Keypair> = (1..=10u8).map(|i| Keypair::from_seed(&[i; 32])).collect();
+        let mut s = MemState::default();
+        for k in &keys {
+            s.0.insert(
+                account_key(&Address::from_public_key(&k.public())),
+                Account {
+                    balance: 1_000_000_000,
+                    nonce: 0,
+                }
+                .encode(),
+            );
+        }
+        let cands: Vec<SignedTx> = (0..200u64)
+            .map(|n| {
+                let i = (n % 10) as usize;
+                let to = Address::from_public_key(&keys[(i + 1) % 10].public());
+                transfer(&keys[i], n / 10, to, 1)
+            })
+            .collect();
+        for max in [600, 2_000, 9_000] {
+            let (inc, ex, _) = assemble(&s, cands.clone(), &ctx(), max).unwrap();
+            assert!(!inc.is_empty());
+            let dtt = crate::dtt::canonical(&ex.access);
+            let tx_bytes: usize = inc.iter().map(|t| t.size + 4).sum();
+            let with_dtt = tx_bytes + dtt.encode().len() - 4 + crate::dtt::DTT_OVERHEAD;
+            assert!(with_dtt <= max, "{with_dtt} > {max}");
+            // And the room is not wasted: the next candidate would not have fitted.
+            if let Some(next) = cands.get(inc.len()) {
+                let j = inc.len() as u32;
+                assert!(with_dtt + next.size + 4 + crate::dtt::max_entry_len(j) > max);
+            }
+        }
     }
 
     #[test]

@@ -7,6 +7,9 @@
 //!   the block log is the chain's write-ahead log and source of truth.
 //! - [`contracts`]: AergoSQL contracts: deploy and call transactions, queries at any height.
 //! - [`exec`]: execution as a pure function (state view, tx) → (receipt, write set).
+//! - [`access`]: each transaction's read and write sets; [`dtt`]: the canonical
+//!   Deterministic Transaction Tree built from them; [`parallel`]: validation along a
+//!   block's DTT on a pool of workers.
 //! - [`mempool`]: per-account nonce queues, replacement, limits, eviction.
 //! - [`ctx`]: what a block gives execution (a leaf: types only).
 //! - [`limits`]: every limit of the chain, with compile-time checks of their relations.
@@ -18,6 +21,7 @@
 //! - [`chain`]: opening, recovery, block assembly, validation, commit, fork choice and
 //!   queries, one file each, with the lock order.
 
+pub mod access;
 pub mod blocklog;
 pub mod branches;
 pub mod chain;
@@ -26,11 +30,13 @@ pub mod contracts;
 pub mod ctx;
 pub mod directory;
 pub mod dpos;
+pub mod dtt;
 pub mod engine;
 pub mod error;
 pub mod exec;
 pub mod limits;
 pub mod mempool;
+pub mod parallel;
 pub mod poa;
 pub mod repos;
 pub mod rounds;

@@ -21,9 +21,19 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+/// Benchmarks other than the end-to-end pipeline.
+#[derive(clap::Subcommand, Debug)]
+pub enum BenchWhat {
+    /// Validation along the DTT on a worker pool against sequential execution of the same
+    /// blocks (`low contention`, `full contention`, `100 contracts`, `one contract`).
+    Exec(crate::bench_exec::ExecArgs),
+}
+
 /// Benchmark options.
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
+    #[command(subcommand)]
+    what: Option<BenchWhat>,
     /// Number of transfers.
     #[arg(long, default_value_t = 200_000)]
     txs: usize,
@@ -98,6 +108,9 @@ pub fn bench_genesis(keys: &[Keypair]) -> Genesis {
 
 /// Runs the benchmark and prints the report.
 pub fn run(a: &BenchArgs) -> Result<()> {
+    if let Some(BenchWhat::Exec(e)) = &a.what {
+        return crate::bench_exec::run(e);
+    }
     if a.accounts < 2 || a.txs == 0 {
         bail!("need at least 2 accounts and 1 transaction");
     }

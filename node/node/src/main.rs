@@ -7,6 +7,7 @@
 
 mod bench;
 mod bench_branches;
+mod bench_exec;
 mod bench_repos;
 mod branches;
 mod chainlog;

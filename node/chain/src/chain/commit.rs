@@ -5,6 +5,7 @@
 
 use super::queries::HeadView;
 use super::*;
+use aergo_types::block_ext::Dtt;
 
 pub(super) fn smt_updates(writes: &WriteSet) -> Vec<(Hash, Option<Hash>)> {
     writes
@@ -172,12 +173,13 @@ impl Chain {
         header.state_root = built.state_root;
         header.receipts_root = built.receipts_root;
         header.tx_root = Block::compute_tx_root(&txs);
+        let dtt = self.attach_dtt(&mut header, &txs, &built.executed);
         // Durable record first: never two signatures for one slot, even across restarts.
         self.engine.before_signing(&header)?;
         header.sign(key);
         let receipts = built.executed.receipts.clone();
         let prepared = Prepared {
-            block: Block::new(header, txs),
+            block: block_with_dtt(header, txs, dtt),
             executed: built.executed,
             nodes: built.nodes,
         };
@@ -328,6 +330,7 @@ impl Chain {
         }
         let merge = ext.merge.take();
         let seq_hash = ext.seq_hash.take();
+        let dtt_root = ext.dtt_root.take();
         if seq_hash.is_some() && merge.is_some() {
             return Err(bad(
                 "a merge block carries no sequencing hash (merges are not pre-confirmed)".into(),
@@ -340,13 +343,31 @@ impl Chain {
                 "header field `{field}` is not enabled on this chain"
             )));
         }
-        if block.body_ext.dtt.is_some() {
-            return Err(bad(
-                "the block body's DTT section is not enabled on this chain".into(),
-            ));
-        }
+        let dtt = match (dtt_root, &block.body_ext.dtt) {
+            (None, None) => None,
+            (Some(_), Some(_)) if merge.is_some() => {
+                return Err(bad("a merge block carries no DTT".into()))
+            }
+            (Some(root), Some(d)) => {
+                if Hash::of(&d.encode()) != root {
+                    return Err(bad(
+                        "wrong DTT commitment: the header's dtt_root is not the hash of the block's DTT"
+                            .into(),
+                    ));
+                }
+                Some(d)
+            }
+            (Some(_), None) => {
+                return Err(bad("the header commits to a DTT the block lacks".into()))
+            }
+            (None, Some(_)) => {
+                return Err(bad(
+                    "the block carries a DTT its header does not commit to".into()
+                ))
+            }
+        };
         let body = match (&merge, &block.body_ext.merge) {
-            (None, None) => Body::Given(&block.txs),
+            (None, None) => Body::Given(&block.txs, dtt),
             (Some(_), Some(section)) => match block.txs.as_slice() {
                 [tx] => Body::Merge {
                     tx: Some(tx),
@@ -369,14 +390,11 @@ impl Chain {
             if Block::compute_tx_root(&block.txs) != h.tx_root {
                 return Err(bad("tx root mismatch".into()));
             }
-            let sigs: Vec<(PublicKey, &[u8], Signature)> = block
-                .txs
-                .iter()
-                .map(|t| (t.tx.from, &t.hash.0[..], t.signature))
-                .collect();
-            if let Some(i) = aergo_types::crypto::verify_batch(&sigs)
-                .iter()
-                .position(|ok| !ok)
+            // Batches on the validation workers.
+            if let Some(i) =
+                crate::parallel::verify_signatures(&block.txs, crate::parallel::workers())
+                    .iter()
+                    .position(|ok| !ok)
             {
                 return Err(bad(format!("transaction {i} has a bad signature")));
             }
@@ -473,7 +491,23 @@ impl Chain {
                 )?;
                 (Some(txs), executed, rejected)
             }
-            Body::Given(txs) => (None, exec::execute_block(&base, txs, &ctx)?, Vec::new()),
+            Body::Given(txs, None) => (None, exec::execute_block(&base, txs, &ctx)?, Vec::new()),
+            Body::Given(txs, Some(dtt)) => {
+                let bad = |reason: String| ChainError::InvalidBlock {
+                    hash: header.hash(),
+                    height: header.height,
+                    reason,
+                };
+                if let Some(why) = crate::dtt::malformed(dtt, txs.len()) {
+                    return Err(bad(why));
+                }
+                // Valid only if equal to the canonical DTT of what the transactions did.
+                let workers = crate::parallel::workers();
+                match crate::parallel::validate(&view, &pre, txs, dtt, &ctx, workers)? {
+                    Ok(executed) => (None, executed, Vec::new()),
+                    Err(why) => return Err(bad(why)),
+                }
+            }
         };
         let (state_root, receipts_root, nodes) =
             self.finish_on_tip(tip, &view, header, pre, &mut executed)?;
@@ -486,6 +520,40 @@ impl Chain {
             receipts_root,
             nodes,
         })
+    }
+
+    /// Executes `block`'s transactions on the tip and returns what they did, committing
+    /// nothing (benchmarks: `aergo-node bench exec`). `None`: sequential `execute_block` as
+    /// before access sets existed (nothing recorded); `Some(n)` with `check`: as `prepare`
+    /// validates, along the block's DTT with `n` workers and the canonical DTT check;
+    /// otherwise sequential, recording access sets.
+    pub fn bench_execute(
+        &self,
+        block: &Block,
+        workers: Option<usize>,
+        check: bool,
+    ) -> Result<Executed, ChainError> {
+        let tip = self.tip();
+        let view = HeadView {
+            chain: self,
+            height: tip.header.height,
+        };
+        let (ctx, pre) = self.start_on_tip(&view, &block.header, |_| Ok(()))?;
+        match (workers, &block.body_ext.dtt, check) {
+            (Some(n), Some(d), true) => {
+                crate::parallel::validate(&view, &pre, &block.txs, d, &ctx, n)?
+                    .map_err(ChainError::Consensus)
+            }
+            (w, _, _) => exec::execute_block_with(
+                &Overlay {
+                    base: &view,
+                    writes: pre,
+                },
+                &block.txs,
+                &ctx,
+                w.is_some(),
+            ),
+        }
     }
 
     /// The first half of executing a block on the tip: the engine's begin-block (the
@@ -502,6 +570,32 @@ impl Chain {
         checks(&start)?;
         let ctx = self.ctx(header, view, &start)?;
         Ok((ctx, start.writes))
+    }
+
+    /// The block's canonical DTT, committed in `header` (`dtt_root`), for a block of `txs`
+    /// executed as `executed` — what `produce` and `seal` attach before signing. `None` (the
+    /// block carries no DTT and validators run it sequentially): no transaction, a merge
+    /// block, access sets not recorded, or a DTT that would not fit the block's size
+    /// (assembly budgets for it; a pending block filled to the byte may not).
+    pub(super) fn attach_dtt(
+        &self,
+        header: &mut Header,
+        txs: &[SignedTx],
+        executed: &Executed,
+    ) -> Option<Dtt> {
+        if txs.is_empty() || header.ext.merge.is_some() || executed.access.len() != txs.len() {
+            return None;
+        }
+        let dtt = crate::dtt::canonical(&executed.access);
+        let bytes = dtt.encode();
+        let tx_bytes: usize = txs.iter().map(|t| t.size + 4).sum();
+        if tx_bytes + bytes.len() - 4 + crate::dtt::DTT_OVERHEAD
+            > self.max_block_size() - BLOCK_HEADER_ROOM
+        {
+            return None;
+        }
+        header.ext.dtt_root = Some(Hash::of(&bytes));
+        Some(dtt)
     }
 
     /// The second half, after the transactions: the engine's end-block, then the receipts
@@ -806,12 +900,20 @@ pub(super) fn encode_keys<'a>(keys: impl Iterator<Item = &'a Vec<u8>>) -> Vec<u8
     v
 }
 
+/// A block of `txs` under `header` carrying `dtt` (see [`Chain::attach_dtt`]).
+pub(super) fn block_with_dtt(header: Header, txs: Vec<SignedTx>, dtt: Option<Dtt>) -> Block {
+    let mut block = Block::new(header, txs);
+    block.body_ext.dtt = dtt;
+    block
+}
+
 /// How `execute_on_tip` finds the block's transactions.
 enum Body<'a> {
     /// Producing: choose from these candidates, in priority order.
     Assemble(Vec<SignedTx>),
-    /// Validating: exactly these transactions, in this order.
-    Given(&'a [SignedTx]),
+    /// Validating: exactly these transactions, in this order, along the block's DTT when it
+    /// carries one (`parallel::validate`; the DTT must be the canonical one).
+    Given(&'a [SignedTx], Option<&'a Dtt>),
     /// A merge block: its merge transaction and the source's candidates.
     Merge {
         tx: Option<&'a SignedTx>,

@@ -58,6 +58,8 @@ mod queries;
 mod tests;
 #[cfg(test)]
 mod tests_branches;
+#[cfg(test)]
+mod tests_dtt;
 
 pub use diff::{Change, DiffPage, MAX_DIFF_BLOCKS, MAX_DIFF_KEYS};
 pub use pending::{Pending, PushOutcome, Pushed, Sealed};

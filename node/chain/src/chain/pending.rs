@@ -33,8 +33,11 @@ pub struct Pending {
     out: Executed,
     txs: Vec<SignedTx>,
     hashes: HashSet<Hash>,
+    /// The block's size so far: transactions and their DTT entries (counted as each is
+    /// known; before a push, room for the longest entry it could have).
     bytes: usize,
     max_bytes: usize,
+    dtt: crate::dtt::Builder,
     seq: Hash,
 }
 
@@ -172,7 +175,8 @@ impl Pending {
                 reason: "already pre-confirmed in this slot".into(),
             });
         }
-        if self.bytes + tx.size + 4 > self.max_bytes {
+        let j = u32::try_from(self.txs.len()).unwrap_or(u32::MAX);
+        if self.bytes + tx.size + 4 + crate::dtt::max_entry_len(j) > self.max_bytes {
             return Ok(PushOutcome::Full(format!(
                 "the block of height {} is full ({} bytes)",
                 self.header.height, self.bytes
@@ -233,7 +237,8 @@ impl Pending {
             .map_err(|_| ChainError::Corrupt("pending block position".into()))?;
         let prev_seq = self.seq;
         self.seq = preconf::seq_step(&prev_seq, &tx.hash, &receipt.hash());
-        self.bytes += tx.size + 4;
+        let entry = self.out.access.last().map(|a| self.dtt.push(a));
+        self.bytes += tx.size + 4 + entry.map_or(0, |e| crate::dtt::entry_len(j, &e));
         self.hashes.insert(tx.hash);
         self.txs.push(tx.clone());
         Ok(PushOutcome::Pushed(Pushed {
@@ -275,8 +280,9 @@ impl Chain {
             out: Executed::default(),
             txs: Vec::new(),
             hashes: HashSet::new(),
-            bytes: 0,
+            bytes: crate::dtt::DTT_OVERHEAD,
             max_bytes: self.max_block_size() - BLOCK_HEADER_ROOM,
+            dtt: Default::default(),
             seq,
         })
     }
@@ -324,12 +330,13 @@ impl Chain {
         header.receipts_root = receipts_root;
         header.tx_root = Block::compute_tx_root(&p.txs);
         header.ext.seq_hash = Some(p.seq);
+        let dtt = self.attach_dtt(&mut header, &p.txs, &executed);
         self.engine.before_signing(&header)?;
         header.sign(key);
         let receipts = executed.receipts.clone();
         Ok(Sealed {
             prepared: Prepared {
-                block: Block::new(header, p.txs),
+                block: super::commit::block_with_dtt(header, p.txs, dtt),
                 executed,
                 nodes,
             },
@@ -395,8 +402,9 @@ impl Chain {
             out: Executed::default(),
             txs: Vec::new(),
             hashes: HashSet::new(),
-            bytes: 0,
+            bytes: crate::dtt::DTT_OVERHEAD,
             max_bytes: self.max_block_size() - BLOCK_HEADER_ROOM,
+            dtt: Default::default(),
             seq,
         })
     }

@@ -356,14 +356,12 @@ fn version_2_fields_are_refused_until_their_feature_runs() {
         .applied
         .block;
     type Fill = fn(&mut Header);
-    let fields: [(&str, Fill); 4] = [
+    // A DTT is checked (parallel execution runs on every chain): tests_dtt.rs.
+    let fields: [(&str, Fill); 3] = [
         // A sequencing hash is checked (pre-confirmation runs on every chain): a wrong one
         // is refused as a mismatch.
         ("sequencing hash mismatch", |h| {
             h.ext.seq_hash = Some(Hash::of(b"s"))
-        }),
-        ("dtt_root", |h| {
-            h.ext.dtt_root = Some(Hash::of(&aergo_types::block_ext::Dtt::default().encode()))
         }),
         ("merge", |h| {
             h.ext.merge = Some(aergo_types::block_ext::MergeRef {
@@ -591,4 +589,27 @@ fn a_pending_block_opens_on_its_sealed_parent_before_the_commit() {
     }
     assert_eq!(b.tip().hash, a.tip().hash);
     assert_eq!(b.account_latest(&carol).unwrap().balance, AER_PER_AERGO + 2);
+}
+
+#[test]
+fn a_full_pending_block_keeps_room_for_its_dtt() {
+    let producer = Keypair::from_seed(&[6; 32]);
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (a, b) = (open(d1.path()), open(d2.path()));
+    let dev = Keypair::dev();
+    let mut p = a.open_pending(producer.public(), 1000, vec![]).unwrap();
+    let mut n = 0u64;
+    loop {
+        let to = Address::from_public_key(&Keypair::from_seed(&[(n % 200) as u8; 32]).public());
+        match p.push(&a, &transfer(&a, &dev, n, to, 1)).unwrap() {
+            PushOutcome::Pushed(_) => n += 1,
+            PushOutcome::Full(_) => break,
+        }
+    }
+    assert!(n > 1000, "only {n} transfers fit");
+    let block = a.seal(&producer, p).unwrap().applied.block;
+    assert_eq!(block.txs.len() as u64, n);
+    assert!(block.header.ext.dtt_root.is_some(), "a full block lost its DTT");
+    assert!(block.encode().len() <= a.max_block_size());
+    assert!(matches!(b.receive(block, 2000).unwrap(), Received::Extended(_)));
 }

@@ -1,0 +1,485 @@
+//! The canonical Deterministic Transaction Tree of a block, from its transactions' access
+//! sets ([`crate::access`]).
+//!
+//! Transaction `j` conflicts with an earlier `i` on a key when `i` writes what `j` reads or
+//! writes, or reads what `j` writes (a key inside a range `i` scanned counts as read by
+//! `i`). The canonical DTT keeps, per key, only the immediate conflicting predecessors:
+//! - for a key `j` reads (a point read, or any key written so far inside a range `j`
+//!   scanned): the last earlier transaction that wrote it;
+//! - for a key `j` writes: the last earlier transaction that wrote it, and every earlier
+//!   transaction that read it (point or range) after that write.
+//!
+//! Every other conflicting predecessor is an ancestor through these (writers of a key form
+//! a chain; a reader before the last write is a parent of that writer), so running each
+//! transaction after its parents orders every conflict as the block does. The parents are
+//! listed nearest first; more than [`MAX_DTT_PARENTS`] make the transaction a barrier (it
+//! waits for everything before it). A block's DTT is valid exactly when it equals this one:
+//! the function is pure, so every node computes the same.
+
+use crate::access::AccessSet;
+use aergo_types::block_ext::{Dtt, DttEntry, DTT_BARRIER, MAX_DTT_PARENTS};
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Bound;
+
+#[derive(Default)]
+struct KeyState {
+    /// The last transaction that wrote the key.
+    writer: Option<u32>,
+    /// Transactions that read the key (point reads) since that write.
+    readers: Vec<u32>,
+}
+
+/// A range's end and the transactions that scanned it, in order.
+type RangeReaders = (Vec<u8>, Vec<u32>);
+
+/// The canonical DTT built one transaction at a time, in block order (assembly sizes each
+/// entry as it includes a transaction; [`canonical`] runs it over a whole block).
+#[derive(Default)]
+pub struct Builder {
+    /// Every key read or written so far.
+    keys: HashMap<Vec<u8>, KeyState>,
+    /// Written keys in key order with their last writer, kept once a range was scanned
+    /// (built then from `keys`).
+    written: Option<BTreeMap<Vec<u8>, u32>>,
+    /// Distinct ranges scanned so far: start → (end, the transactions that scanned it, in
+    /// order).
+    scans: BTreeMap<Vec<u8>, Vec<RangeReaders>>,
+    next: u32,
+    parents: Vec<u32>,
+}
+
+impl Builder {
+    /// The entry of the next transaction, which accessed `s`.
+    pub fn push(&mut self, s: &AccessSet) -> DttEntry {
+        let j = self.next;
+        self.next = self.next.saturating_add(1);
+        let parents = &mut self.parents;
+        parents.clear();
+        // One lookup per key: its parent, then `j` noted as a reader.
+        for k in &s.reads {
+            match self.keys.get_mut(k.as_slice()) {
+                Some(st) => {
+                    parents.extend(st.writer);
+                    st.readers.push(j);
+                }
+                None => {
+                    self.keys.insert(
+                        k.clone(),
+                        KeyState {
+                            writer: None,
+                            readers: vec![j],
+                        },
+                    );
+                }
+            }
+        }
+        if !s.ranges.is_empty() && self.written.is_none() {
+            self.written = Some(
+                self.keys
+                    .iter()
+                    .filter_map(|(k, st)| st.writer.map(|w| (k.clone(), w)))
+                    .collect(),
+            );
+        }
+        if let Some(written) = &self.written {
+            for (a, b) in &s.ranges {
+                if a < b {
+                    let range = written.range::<[u8], _>((
+                        Bound::Included(a.as_slice()),
+                        Bound::Excluded(b.as_slice()),
+                    ));
+                    parents.extend(range.map(|(_, w)| *w));
+                }
+            }
+        }
+        for k in &s.writes {
+            // The last writer and the readers since (not `j`, noted just above), then `j`
+            // is the writer.
+            let writer = match self.keys.get_mut(k.as_slice()) {
+                Some(st) => {
+                    let writer = st.writer;
+                    parents.extend(writer);
+                    parents.extend(st.readers.iter().copied().filter(|r| *r != j));
+                    st.writer = Some(j);
+                    st.readers.clear();
+                    writer
+                }
+                None => {
+                    self.keys.insert(
+                        k.clone(),
+                        KeyState {
+                            writer: Some(j),
+                            readers: Vec::new(),
+                        },
+                    );
+                    None
+                }
+            };
+            // Range readers since the last write (this transaction's ranges are added
+            // below).
+            let upto = (Bound::Unbounded, Bound::Included(k.as_slice()));
+            for (_, ends) in self.scans.range::<[u8], _>(upto) {
+                for (end, txs) in ends {
+                    if k.as_slice() < end.as_slice() {
+                        let after = writer.map_or(0, |w| txs.partition_point(|i| *i <= w));
+                        parents.extend(txs.iter().skip(after).copied());
+                    }
+                }
+            }
+        }
+        if let Some(written) = &mut self.written {
+            for k in &s.writes {
+                match written.get_mut(k.as_slice()) {
+                    Some(w) => *w = j,
+                    None => {
+                        written.insert(k.clone(), j);
+                    }
+                }
+            }
+        }
+        for (a, b) in &s.ranges {
+            if a < b {
+                let ends = match self.scans.get_mut(a.as_slice()) {
+                    Some(e) => e,
+                    None => self.scans.entry(a.clone()).or_default(),
+                };
+                match ends.iter_mut().find(|(e, _)| e == b) {
+                    Some((_, txs)) => txs.push(j),
+                    None => ends.push((b.clone(), vec![j])),
+                }
+            }
+        }
+        parents.sort_unstable_by(|x, y| y.cmp(x));
+        parents.dedup();
+        if parents.len() > MAX_DTT_PARENTS {
+            DttEntry::Barrier
+        } else {
+            DttEntry::Parents(parents.clone())
+        }
+    }
+}
+
+/// The canonical DTT of transactions with these access sets, in block order.
+pub fn canonical(sets: &[AccessSet]) -> Dtt {
+    let mut b = Builder::default();
+    Dtt {
+        entries: sets.iter().map(|s| b.push(s)).collect(),
+    }
+}
+
+/// Bytes of a varint.
+fn varint_len(v: u32) -> usize {
+    match v {
+        0..=0x7f => 1,
+        0x80..=0x3fff => 2,
+        0x4000..=0x1f_ffff => 3,
+        0x20_0000..=0xfff_ffff => 4,
+        _ => 5,
+    }
+}
+
+/// Bytes `e`, the entry of transaction `j`, takes in the DTT's encoding.
+pub fn entry_len(j: u32, e: &DttEntry) -> usize {
+    match e {
+        DttEntry::Barrier => varint_len(DTT_BARRIER),
+        DttEntry::Parents(ps) => {
+            let mut prev = j;
+            let mut n = varint_len(u32::try_from(ps.len()).unwrap_or(u32::MAX));
+            for p in ps {
+                n += varint_len(prev.saturating_sub(*p));
+                prev = *p;
+            }
+            n
+        }
+    }
+}
+
+/// The most bytes the entry of transaction `j` can take: [`MAX_DTT_PARENTS`] deltas of at
+/// most `j` each (a barrier is shorter).
+pub fn max_entry_len(j: u32) -> usize {
+    1 + MAX_DTT_PARENTS * varint_len(j)
+}
+
+/// Bytes a block's DTT adds besides its entries: the entry count (4), the body section's
+/// count, tag and length (6) and the header's `dtt_root` field with its tag and length
+/// (37), plus the header extension's count byte (1).
+pub const DTT_OVERHEAD: usize = 4 + 6 + 37 + 1;
+
+/// Why `given` cannot be the DTT of a block with `n` transactions (`None`: it can): one
+/// entry per transaction, each parent an earlier transaction, nearest first (a cycle or a
+/// forward reference is refused here, before anything runs along it).
+pub fn malformed(given: &Dtt, n: usize) -> Option<String> {
+    if given.entries.len() != n {
+        return Some(format!(
+            "the DTT has {} entries for {n} transactions",
+            given.entries.len()
+        ));
+    }
+    if !given.well_formed() {
+        return Some(
+            "the DTT lists a parent that is not an earlier transaction (a cycle or a forward reference)"
+                .into(),
+        );
+    }
+    None
+}
+
+/// Why `given` is not the canonical DTT `want` of a block with `n` transactions (`None`:
+/// they are equal), naming the first transaction whose entry differs.
+pub fn mismatch(given: &Dtt, want: &Dtt, n: usize) -> Option<String> {
+    if let Some(why) = malformed(given, n) {
+        return Some(why);
+    }
+    let (j, (g, w)) = given
+        .entries
+        .iter()
+        .zip(&want.entries)
+        .enumerate()
+        .find(|(_, (g, w))| g != w)?;
+    Some(entry_mismatch(j, g, w))
+}
+
+/// Why entry `j` of a block's DTT, `given`, is not the canonical `want`.
+pub fn entry_mismatch(j: usize, given: &DttEntry, want: &DttEntry) -> String {
+    let show = |e: &DttEntry| match e {
+        DttEntry::Barrier => "a barrier".to_string(),
+        DttEntry::Parents(p) if p.is_empty() => "no parents".to_string(),
+        DttEntry::Parents(p) => format!("parents {p:?}"),
+    };
+    format!(
+        "the DTT is not the canonical one: transaction {j} has {} in the block, its reads and writes give {}",
+        show(given),
+        show(want)
+    )
+}
+
+/// The average number of transactions runnable at once along `dtt`: transactions divided
+/// by the length of the longest chain of parents (a barrier is on every chain before it).
+/// 0 for an empty block.
+// Counts are bounded by a block's transaction count.
+#[allow(clippy::cast_precision_loss)]
+pub fn width(dtt: &Dtt) -> f64 {
+    let mut depth: Vec<usize> = Vec::with_capacity(dtt.entries.len());
+    let mut deepest = 0usize;
+    for e in &dtt.entries {
+        let d = match e {
+            DttEntry::Barrier => deepest + 1,
+            DttEntry::Parents(ps) => {
+                ps.iter()
+                    .filter_map(|p| depth.get(*p as usize))
+                    .max()
+                    .copied()
+                    .unwrap_or(0)
+                    + 1
+            }
+        };
+        deepest = deepest.max(d);
+        depth.push(d);
+    }
+    if deepest == 0 {
+        0.0
+    } else {
+        dtt.entries.len() as f64 / deepest as f64
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::cast_possible_truncation)] // small test indices
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn set(reads: &[&str], ranges: &[(&str, &str)], writes: &[&str]) -> AccessSet {
+        let v = |xs: &[&str]| {
+            let mut v: Vec<Vec<u8>> = xs.iter().map(|x| x.as_bytes().to_vec()).collect();
+            v.sort();
+            v.dedup();
+            v
+        };
+        AccessSet {
+            reads: v(reads),
+            ranges: ranges
+                .iter()
+                .map(|(a, b)| (a.as_bytes().to_vec(), b.as_bytes().to_vec()))
+                .collect(),
+            writes: v(writes),
+        }
+    }
+
+    fn p(xs: &[u32]) -> DttEntry {
+        DttEntry::Parents(xs.to_vec())
+    }
+
+    #[test]
+    fn conflicts_give_immediate_parents() {
+        let sets = vec![
+            set(&["a"], &[], &["a"]),         // 0
+            set(&["b"], &[], &["b"]),         // 1: independent
+            set(&["a"], &[], &[]),            // 2: reads 0's write
+            set(&["a"], &[], &[]),            // 3: reads 0's write
+            set(&[], &[], &["a"]),            // 4: writes after 0 and readers 2, 3
+            set(&[], &[("a", "c")], &[]),     // 5: scans a..c: last writers 4 (a), 1 (b)
+            set(&[], &[], &["bb"]),           // 6: writes into 5's range
+            set(&["x"], &[("y", "z")], &[]),  // 7: nothing written there
+            set(&[], &[], &["a", "b", "bb"]), // 8
+        ];
+        let d = canonical(&sets);
+        assert_eq!(
+            d.entries,
+            vec![
+                p(&[]),
+                p(&[]),
+                p(&[0]),
+                p(&[0]),
+                p(&[3, 2, 0]),
+                p(&[4, 1]),
+                p(&[5]),
+                p(&[]),
+                p(&[6, 5, 4, 1]),
+            ]
+        );
+        assert!(d.well_formed());
+        assert_eq!(mismatch(&d, &d, sets.len()), None);
+    }
+
+    #[test]
+    fn more_than_sixteen_parents_make_a_barrier() {
+        let mut sets: Vec<AccessSet> = (0..17)
+            .map(|i| set(&[&format!("k{i}")], &[], &[]))
+            .collect();
+        let all: Vec<String> = (0..17).map(|i| format!("k{i}")).collect();
+        let all: Vec<&str> = all.iter().map(|s| s.as_str()).collect();
+        sets.push(set(&[], &[], &all));
+        let d = canonical(&sets);
+        assert_eq!(d.entries.last(), Some(&DttEntry::Barrier));
+        sets.pop();
+        sets.push(set(&[], &[], &all[..16]));
+        let d = canonical(&sets);
+        assert_eq!(
+            d.entries.last(),
+            Some(&p(&(0..16).rev().collect::<Vec<u32>>()))
+        );
+    }
+
+    #[test]
+    fn mismatches_are_named() {
+        let sets = vec![set(&[], &[], &["a"]), set(&["a"], &[], &[])];
+        let d = canonical(&sets);
+        let removed = Dtt {
+            entries: vec![p(&[]), p(&[])],
+        };
+        assert!(mismatch(&removed, &d, 2).unwrap().contains("transaction 1"));
+        let barrier = Dtt {
+            entries: vec![p(&[]), DttEntry::Barrier],
+        };
+        assert!(mismatch(&barrier, &d, 2).unwrap().contains("a barrier"));
+        let forward = Dtt {
+            entries: vec![p(&[1]), p(&[0])],
+        };
+        assert!(mismatch(&forward, &d, 2)
+            .unwrap()
+            .contains("not an earlier"));
+        assert!(mismatch(&d, &d, 3).unwrap().contains("2 entries for 3"));
+    }
+
+    #[test]
+    fn entry_lengths_match_the_encoding() {
+        let d = Dtt {
+            entries: vec![p(&[]), p(&[0]), DttEntry::Barrier, p(&[2, 1, 0])],
+        };
+        let body: usize = d
+            .entries
+            .iter()
+            .enumerate()
+            .map(|(j, e)| entry_len(j as u32, e))
+            .sum();
+        assert_eq!(d.encode().len(), 4 + body);
+        let big = Dtt {
+            entries: (0..300u32)
+                .map(|j| p(&(1..=j.min(16)).map(|k| j - k).collect::<Vec<_>>()))
+                .collect(),
+        };
+        let body: usize = big
+            .entries
+            .iter()
+            .enumerate()
+            .map(|(j, e)| entry_len(j as u32, e))
+            .sum();
+        assert_eq!(big.encode().len(), 4 + body);
+        for (j, e) in big.entries.iter().enumerate() {
+            assert!(entry_len(j as u32, e) <= max_entry_len(j as u32));
+        }
+    }
+
+    #[test]
+    fn width_is_transactions_over_the_longest_chain() {
+        assert_eq!(width(&Dtt::default()), 0.0);
+        let d = Dtt {
+            entries: vec![p(&[]), p(&[]), p(&[0]), p(&[]), DttEntry::Barrier, p(&[])],
+        };
+        // Depths 1, 1, 2, 1, 3, 1: 6 transactions over 3 levels.
+        assert_eq!(width(&d), 2.0);
+    }
+
+    /// Whether `i` is an ancestor of `j` (or `j` itself) along `d`.
+    fn reaches(d: &Dtt, j: usize, i: usize) -> bool {
+        let mut stack = vec![j];
+        let mut seen = vec![false; d.entries.len()];
+        while let Some(x) = stack.pop() {
+            if x == i {
+                return true;
+            }
+            if x < i || std::mem::replace(&mut seen[x], true) {
+                continue;
+            }
+            match &d.entries[x] {
+                DttEntry::Barrier => stack.extend(0..x),
+                DttEntry::Parents(ps) => stack.extend(ps.iter().map(|p| *p as usize)),
+            }
+        }
+        false
+    }
+
+    fn conflict(a: &AccessSet, b: &AccessSet) -> bool {
+        let reads = |s: &AccessSet, k: &[u8]| s.reads_key(k);
+        a.writes.iter().any(|k| reads(b, k) || b.writes.contains(k))
+            || b.writes.iter().any(|k| reads(a, k))
+    }
+
+    fn arb_set() -> impl Strategy<Value = AccessSet> {
+        let key = prop::sample::select(vec!["a", "b", "c", "d", "e", "f"]);
+        (
+            prop::collection::vec(key.clone(), 0..3),
+            prop::collection::vec((key.clone(), key.clone()), 0..2),
+            prop::collection::vec(key, 0..3),
+        )
+            .prop_map(|(r, g, w)| {
+                let g: Vec<(&str, &str)> = g;
+                set(&r, &g, &w)
+            })
+    }
+
+    proptest! {
+        /// Every conflicting earlier transaction is an ancestor; every parent conflicts;
+        /// the DTT is well formed and survives its codec.
+        #[test]
+        fn conflicts_are_ordered_and_parents_are_real(sets in prop::collection::vec(arb_set(), 0..24)) {
+            let d = canonical(&sets);
+            prop_assert!(d.well_formed());
+            prop_assert_eq!(d.entries.len(), sets.len());
+            prop_assert_eq!(Dtt::decode(&d.encode()).unwrap(), d.clone());
+            for j in 0..sets.len() {
+                for i in 0..j {
+                    if conflict(&sets[i], &sets[j]) {
+                        prop_assert!(reaches(&d, j, i), "{} must wait for {}", j, i);
+                    }
+                }
+                if let DttEntry::Parents(ps) = &d.entries[j] {
+                    for p in ps {
+                        prop_assert!(conflict(&sets[*p as usize], &sets[j]));
+                    }
+                }
+            }
+        }
+    }
+}

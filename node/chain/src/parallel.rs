@@ -1,0 +1,961 @@
+//! Validation along a block's DTT on a pool of workers.
+//!
+//! Workers claim transactions in block order (one atomic counter) and each waits only for
+//! its claimed transaction's DTT parents (a barrier: for everything before it), spinning
+//! briefly and then yielding; the lowest unfinished claimed transaction always has its
+//! parents finished, so the pool always progresses. Transaction `j` runs on the state
+//! before the block, plus the begin-block writes, plus its parents' write sets (nearest
+//! first: for each key the highest-index parent that wrote it wins; a barrier sees every
+//! earlier transaction's). Nothing is shared but finished, immutable write sets, so a
+//! transaction with no parents reads the base directly. Each execution records its access
+//! set, and the canonical DTT recomputed from them must equal the block's
+//! ([`crate::dtt`]; [`validate`]). A DTT narrower than 1.5 transactions per level (nearly
+//! one chain) runs sequentially: workers would only hand each other the next transaction.
+//!
+//! Why this equals sequential execution whenever the block's DTT is the canonical one of
+//! the run's access sets: by induction over the block order, take the first read of `j`
+//! whose result differs from sequential execution. The reads before it are equal, so its
+//! key (or range) is the one sequential execution reads, and it is in `j`'s recorded set.
+//! For a point read of `k`, the canonical DTT makes the last earlier writer of `k` a
+//! parent, and no parent is later than it among `k`'s writers, so the view returns its
+//! value — the sequential one (no earlier writer: the base, also sequential). For a range
+//! read, the recorded range (up to the last pair returned when the limit was reached)
+//! makes the last writer of every key written inside it a parent, so every key of the
+//! range that decides the result has its sequential value, and the result is the
+//! sequential one. So no read differs, the run is sequential execution, and the DTT is the
+//! canonical one of sequential execution. Conversely, with that DTT the same induction
+//! holds. The verdict (DTT equal to the canonical one of the recorded sets, or not) is
+//! therefore the same on every node whatever the timing, and an accepted block's receipts,
+//! write sets (merged in block order) and fees are those of [`crate::exec::execute_block`],
+//! which also runs a DTT block when there is one worker.
+//!
+//! A transaction that fails (an invalid transaction, a panic caught as
+//! [`crate::exec::EXEC_PANICKED`]) stops the pool; the block is invalid and the error of the
+//! lowest failed index is returned. The block gas limit is checked in block order once
+//! every receipt is in.
+
+use crate::access::{AccessSet, Recorder};
+use crate::ctx::BlockCtx;
+use crate::error::ChainError;
+use crate::exec::{self, BlockRun, Executed};
+use crate::state::{Overlay, Pairs, StateView, WriteSet};
+use aergo_types::block::Receipt;
+use aergo_types::block_ext::{Dtt, DttEntry};
+use aergo_types::SignedTx;
+use parking_lot::Mutex;
+use std::ops::Bound;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::OnceLock;
+
+/// Stack of a worker thread (as the JIT worker's): contract execution's depth is bounded
+/// (`aergo_sql::gas::MAX_DEPTH`), and this leaves it more room than a default thread.
+const WORKER_STACK: usize = 16 << 20;
+
+/// Below this DTT width (transactions per level of the longest chain) the block runs
+/// sequentially: a chain of dependencies leaves the workers nothing to share.
+const MIN_WIDTH: f64 = 1.5;
+
+/// Configured workers (0: one per core).
+static WORKERS: AtomicUsize = AtomicUsize::new(0);
+
+/// Sets the number of validation workers for this process (0: one per core; 1: the
+/// sequential path).
+pub fn set_workers(n: usize) {
+    WORKERS.store(n, Ordering::Relaxed);
+}
+
+/// The number of validation workers: as configured, else the cores available.
+pub fn workers() -> usize {
+    match WORKERS.load(Ordering::Relaxed) {
+        0 => std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
+        n => n,
+    }
+}
+
+/// Where transaction `index` finds the block's earlier writes: its DTT parents' write
+/// sets (nearest first), or for a barrier every earlier transaction's.
+enum Sources<'a> {
+    Parents(&'a [u32]),
+    All,
+}
+
+/// The state transaction `index` sees (see the module doc).
+struct TxView<'a> {
+    base: &'a (dyn StateView + Sync),
+    pre: &'a WriteSet,
+    /// Each finished transaction's write set.
+    writes: &'a [OnceLock<WriteSet>],
+    sources: Sources<'a>,
+    index: usize,
+}
+
+impl TxView<'_> {
+    /// The write sets this transaction reads through, latest first.
+    fn layers(&self) -> Box<dyn Iterator<Item = &WriteSet> + '_> {
+        match self.sources {
+            Sources::Parents(ps) => Box::new(
+                ps.iter()
+                    .filter_map(|p| self.writes.get(*p as usize).and_then(OnceLock::get)),
+            ),
+            Sources::All => Box::new(
+                self.writes
+                    .iter()
+                    .take(self.index)
+                    .rev()
+                    .filter_map(OnceLock::get),
+            ),
+        }
+    }
+
+    /// The writes in `[start, end)` the transaction sees above the base: begin-block
+    /// writes overridden by its sources' (the latest source of each key wins).
+    fn layer(&self, start: &[u8], end: &[u8]) -> WriteSet {
+        let bounds = (Bound::Included(start), Bound::Excluded(end));
+        let mut w: WriteSet = self
+            .pre
+            .range::<[u8], _>(bounds)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let mut taken: std::collections::BTreeSet<&[u8]> = std::collections::BTreeSet::new();
+        for layer in self.layers() {
+            for (k, v) in layer.range::<[u8], _>(bounds) {
+                if taken.insert(k.as_slice()) {
+                    w.insert(k.clone(), v.clone());
+                }
+            }
+        }
+        w
+    }
+}
+
+impl StateView for TxView<'_> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ChainError> {
+        if let Some(v) = self.layers().find_map(|w| w.get(key)) {
+            return Ok(v.clone());
+        }
+        match self.pre.get(key) {
+            Some(v) => Ok(v.clone()),
+            None => self.base.get(key),
+        }
+    }
+
+    fn scan(&self, start: &[u8], end: &[u8]) -> Result<Pairs, ChainError> {
+        if start >= end {
+            return Ok(Vec::new());
+        }
+        Overlay {
+            base: self.base,
+            writes: self.layer(start, end),
+        }
+        .scan(start, end)
+    }
+
+    fn scan_limit(&self, start: &[u8], end: &[u8], limit: usize) -> Result<Pairs, ChainError> {
+        if start >= end {
+            return Ok(Vec::new());
+        }
+        Overlay {
+            base: self.base,
+            writes: self.layer(start, end),
+        }
+        .scan_limit(start, end, limit)
+    }
+}
+
+type Outcome = Result<(Receipt, AccessSet), ChainError>;
+
+/// Each transaction's signature verdict, checked in batches on `workers` threads (one
+/// contiguous chunk each; `aergo_types::crypto::verify_batch` per chunk, which gives every
+/// signature the same verdict as checking it alone, so the chunking never shows).
+pub fn verify_signatures(txs: &[SignedTx], workers: usize) -> Vec<bool> {
+    let sigs: Vec<(aergo_types::PublicKey, &[u8], aergo_types::Signature)> = txs
+        .iter()
+        .map(|t| (t.tx.from, &t.hash.0[..], t.signature))
+        .collect();
+    // Below this many signatures per worker a thread costs more than it saves.
+    const MIN_CHUNK: usize = 64;
+    let chunk = sigs.len().div_ceil(workers.max(1)).max(MIN_CHUNK);
+    if chunk >= sigs.len() {
+        return aergo_types::crypto::verify_batch(&sigs);
+    }
+    let mut out = Vec::with_capacity(sigs.len());
+    std::thread::scope(|scope| {
+        let mut parts = sigs.chunks(chunk);
+        let first = parts.next();
+        let handles: Vec<_> = parts
+            .map(|part| {
+                (
+                    part,
+                    scope.spawn(move || aergo_types::crypto::verify_batch(part)),
+                )
+            })
+            .collect();
+        if let Some(part) = first {
+            out.extend(aergo_types::crypto::verify_batch(part));
+        }
+        for (part, h) in handles {
+            match h.join() {
+                Ok(v) => out.extend(v),
+                // A verifier thread that failed: check its part here.
+                Err(_) => out.extend(aergo_types::crypto::verify_batch(part)),
+            }
+        }
+    });
+    out
+}
+
+/// Validates `txs` along `dtt` with `workers` workers on `base` plus the begin-block writes
+/// `pre`: `Ok(Ok(execution))` when every transaction ran and `dtt` is the canonical DTT
+/// of what they read and wrote (each transaction's access set is in [`Executed::access`]);
+/// `Ok(Err(why))` when `dtt` is malformed or not the canonical one; `Err` when a
+/// transaction cannot be included (the block is invalid) or storage failed. While workers
+/// run, whichever finishes a transaction and finds the retirement free retires every
+/// finished transaction in block order: its canonical DTT entry is computed and compared,
+/// and a difference stops the pool early. With one worker (or a narrow DTT) this is
+/// [`exec::execute_block`] followed by the same comparison.
+pub fn validate(
+    base: &(dyn StateView + Sync),
+    pre: &WriteSet,
+    txs: &[SignedTx],
+    dtt: &Dtt,
+    ctx: &BlockCtx,
+    workers: usize,
+) -> Result<Result<Executed, String>, ChainError> {
+    if let Some(why) = crate::dtt::malformed(dtt, txs.len()) {
+        return Ok(Err(why));
+    }
+    if workers <= 1 || txs.len() <= 1 || crate::dtt::width(dtt) < MIN_WIDTH {
+        let base = Overlay {
+            base,
+            writes: pre.clone(),
+        };
+        let ex = exec::execute_block(&base, txs, ctx)?;
+        let canonical = crate::dtt::canonical(&ex.access);
+        return Ok(match crate::dtt::mismatch(dtt, &canonical, txs.len()) {
+            Some(why) => Err(why),
+            None => Ok(ex),
+        });
+    }
+    // Workers claim transactions in block order and wait for the claimed one's parents:
+    // the lowest unfinished claimed transaction always has its parents finished (they
+    // are lower and were claimed earlier), so the pool always progresses.
+    let next = AtomicUsize::new(0);
+    let writes: Vec<OnceLock<WriteSet>> = txs.iter().map(|_| OnceLock::new()).collect();
+    let stop = AtomicBool::new(false);
+    let slots: Vec<Mutex<Option<Outcome>>> = txs.iter().map(|_| Mutex::new(None)).collect();
+    let retire = Mutex::new(Retire {
+        builder: crate::dtt::Builder::default(),
+        next: 0,
+        mismatch: None,
+    });
+    // Retires finished transactions in block order from `r.next` on.
+    let retire_from = |r: &mut Retire| {
+        while let (Some(slot), Some(given)) = (slots.get(r.next), dtt.entries.get(r.next)) {
+            let slot = slot.lock();
+            let Some(Ok((_, a))) = slot.as_ref() else {
+                break;
+            };
+            let want = r.builder.push(a);
+            if want != *given {
+                r.mismatch = Some(crate::dtt::entry_mismatch(r.next, given, &want));
+                stop.store(true, Ordering::Release);
+                break;
+            }
+            r.next += 1;
+        }
+    };
+    // Waits until transaction `i` finished; false: the pool stopped.
+    let wait = |i: usize| {
+        let mut spins = 0u32;
+        while writes.get(i).is_some_and(|w| w.get().is_none()) {
+            if stop.load(Ordering::Acquire) {
+                return false;
+            }
+            spins = spins.saturating_add(1);
+            if spins < 64 {
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
+        }
+        true
+    };
+    let work = || loop {
+        if stop.load(Ordering::Acquire) {
+            return;
+        }
+        let j = next.fetch_add(1, Ordering::Relaxed);
+        let (Some(tx), Some(slot), Some(entry), Some(out)) =
+            (txs.get(j), slots.get(j), dtt.entries.get(j), writes.get(j))
+        else {
+            return;
+        };
+        let (ready, sources) = match entry {
+            DttEntry::Barrier => ((0..j).all(wait), Sources::All),
+            DttEntry::Parents(ps) => (ps.iter().all(|p| wait(*p as usize)), Sources::Parents(ps)),
+        };
+        if !ready {
+            return;
+        }
+        let view = TxView {
+            base,
+            pre,
+            writes: &writes,
+            sources,
+            index: j,
+        };
+        let rec = Recorder::new(&view);
+        let outcome = exec::execute_tx_guarded(&rec, tx, ctx).map(|(r, w)| {
+            let a = rec.finish(&w);
+            // Published last: a waiting child reads it once it is set.
+            let _ = out.set(w);
+            (r, a)
+        });
+        let failed = outcome.is_err();
+        *slot.lock() = Some(outcome);
+        if failed {
+            stop.store(true, Ordering::Release);
+        } else if let Some(mut r) = retire.try_lock() {
+            retire_from(&mut r);
+        }
+    };
+    std::thread::scope(|scope| {
+        for _ in 1..workers.min(txs.len()) {
+            // The caller's thread works too: a worker that cannot start only costs speed.
+            if let Err(e) = std::thread::Builder::new()
+                .name("aergo-exec".into())
+                .stack_size(WORKER_STACK)
+                .spawn_scoped(scope, work)
+            {
+                tracing::warn!("an execution worker did not start: {e}");
+            }
+        }
+        work();
+    });
+    let mut r = retire.into_inner();
+    if r.mismatch.is_none() {
+        retire_from(&mut r);
+    }
+    if let Some(why) = r.mismatch {
+        return Ok(Err(why));
+    }
+    let mut run = BlockRun {
+        overlay: Overlay {
+            base,
+            writes: WriteSet::new(),
+        },
+        out: Executed::default(),
+    };
+    let mut outcomes: Vec<Option<Outcome>> = slots.into_iter().map(Mutex::into_inner).collect();
+    for j in 0..txs.len() {
+        let Some(tx) = txs.get(j) else { break };
+        if !run.fits(tx, ctx) {
+            return Err(exec::gas_exceeded(tx, ctx, run.out.gas_used));
+        }
+        match outcomes.get_mut(j).and_then(Option::take) {
+            Some(Ok((r, a))) => {
+                run.out.fees += r.fee;
+                run.out.gas_used = run.out.gas_used.saturating_add(r.gas_used);
+                run.out.receipts.push(r);
+                run.out.access.push(a);
+            }
+            Some(Err(e)) => return Err(e),
+            // Not run: the pool stopped at a later transaction's failure.
+            None => {
+                return Err(outcomes
+                    .into_iter()
+                    .flatten()
+                    .find_map(Result::err)
+                    .unwrap_or_else(|| {
+                        ChainError::Corrupt(format!(
+                            "transaction {} did not run along the DTT",
+                            tx.hash
+                        ))
+                    }))
+            }
+        }
+    }
+    run.overlay.writes = merge(pre, writes);
+    run.finish(ctx).map(Ok)
+}
+
+/// The in-order retirement of finished transactions (see [`validate`]).
+struct Retire {
+    builder: crate::dtt::Builder,
+    /// The next transaction to retire.
+    next: usize,
+    /// The first entry of the block's DTT found not canonical.
+    mismatch: Option<String>,
+}
+
+/// The block's writes: `pre`, then each transaction's write set in block order (a later
+/// write of a key replaces an earlier one), as sequential execution applies them.
+fn merge(pre: &WriteSet, writes: Vec<OnceLock<WriteSet>>) -> WriteSet {
+    let mut all: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::new();
+    for w in writes {
+        all.extend(w.into_inner().unwrap_or_default());
+    }
+    // Stable: a key's writes stay in block order; the last one wins.
+    all.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut last: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::with_capacity(all.len());
+    for (k, v) in all {
+        match last.last_mut() {
+            Some(l) if l.0 == k => l.1 = v,
+            _ => last.push((k, v)),
+        }
+    }
+    let mut out: WriteSet = last.into_iter().collect();
+    for (k, v) in pre {
+        out.entry(k.clone()).or_insert_with(|| v.clone());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    //! Differential tests: random blocks executed along their canonical DTT with 1, 2 and 8
+    //! workers give byte-identical receipts, writes and access sets to sequential execution.
+
+    use super::*;
+    use crate::exec::{execute_block, ChainRole, GasLimits};
+    use crate::state::{account_key, Account, MemState};
+    use aergo_types::block::ReceiptStatus;
+    use aergo_types::genesis::GasParams;
+    use aergo_types::{Address, Aer, Hash, Keypair, Tx, TxKind};
+    use proptest::prelude::*;
+
+    const FIGURE6: &str = "CREATE IF NOT EXISTS accounts (
+  owner VARCHAR NOT NULL PRIMARY KEY,
+  balance NUMERIC (15, 2)
+);
+CREATE OR REPLACE FUNCTION
+transfer (sender TEXT, to TEXT, amount NUMERIC)
+RETURNS text
+AS
+$$
+DECLARE
+  sender_bal NUMERIC ;
+BEGIN
+  SELECT balance INTO sender_bal FROM accounts WHERE owner = sender ;
+  IF NOT FOUND THEN
+    RETURN 'Sender not found' ;
+  END IF
+  IF sender_bal < amount THEN
+    RETURN 'Not enough balance' ;
+  END IF
+  UPDATE accounts SET balance = balance + amount WHERE owner = to ;
+  IF NOT FOUND THEN
+    RETURN 'Receiver not found' ;
+  END IF;
+  UPDATE accounts SET balance = balance - amount WHERE owner = sender ;
+  RETURN 'OK' ;
+END;
+$$
+";
+
+    const SEED: &str =
+        "INSERT INTO accounts VALUES ('alice', 100.00), ('bob', 5.50), ('carol', 7.00);";
+
+    /// A contract whose reads scan ranges.
+    const SCANNER: &str = "CREATE TABLE items (id BIGINT PRIMARY KEY, v BIGINT NOT NULL);
+CREATE FUNCTION put(i BIGINT, x BIGINT) RETURNS BIGINT AS $$
+BEGIN
+  INSERT INTO items VALUES (i, x);
+  RETURN i;
+END $$;
+CREATE FUNCTION total(a BIGINT, b BIGINT) RETURNS BIGINT AS $$
+DECLARE s BIGINT;
+BEGIN
+  SELECT count(*) INTO s FROM items WHERE id >= a AND id < b;
+  RETURN s;
+END $$;";
+
+    fn ctx() -> BlockCtx {
+        BlockCtx {
+            height: 2,
+            timestamp_ms: 0,
+            producer: Address::from_public_key(&Keypair::from_seed(&[99; 32]).public()),
+            chain_id: Hash::of(b"c"),
+            gas: GasParams {
+                base: 1000,
+                per_byte: 10,
+                min_price: Aer(1),
+                tx_gas_cap: None,
+                block_gas_limit: None,
+            },
+            dpos: None,
+            limits: GasLimits::default(),
+            role: ChainRole::Root { repo_create_fee: 0 },
+            access: None,
+            parent: Hash::ZERO,
+            merge: None,
+        }
+    }
+
+    fn key(i: u8) -> Keypair {
+        Keypair::from_seed(&[i + 1; 32])
+    }
+
+    fn addr(i: u8) -> Address {
+        Address::from_public_key(&key(i).public())
+    }
+
+    fn tx(
+        i: u8,
+        nonce: u64,
+        kind: TxKind,
+        to: Option<Address>,
+        amount: u128,
+        payload: &[u8],
+    ) -> SignedTx {
+        Tx {
+            kind,
+            nonce,
+            from: key(i).public(),
+            to,
+            amount,
+            payload: payload.to_vec(),
+            gas_limit: if kind == TxKind::Transfer {
+                1000
+            } else {
+                400_000
+            },
+            gas_price: 1,
+            chain_id: Hash::of(b"c"),
+        }
+        .sign(&key(i))
+    }
+
+    fn call(i: u8, nonce: u64, to: Address, f: &str, args: &[&str]) -> SignedTx {
+        let p = serde_json::json!({ "function": f, "args": args }).to_string();
+        tx(i, nonce, TxKind::Call, Some(to), 0, p.as_bytes())
+    }
+
+    /// 32 funded accounts, Figure 6 (seeded) and the scanner contract, deployed by account 0.
+    struct World {
+        state: MemState,
+        fig6: Address,
+        scanner: Address,
+    }
+
+    fn world() -> &'static World {
+        static W: std::sync::OnceLock<World> = std::sync::OnceLock::new();
+        W.get_or_init(build_world)
+    }
+
+    fn build_world() -> World {
+        let mut state = MemState::default();
+        for i in 0..32 {
+            state.0.insert(
+                account_key(&addr(i)),
+                Account {
+                    balance: 1_000_000_000_000,
+                    nonce: 0,
+                }
+                .encode(),
+            );
+        }
+        let fig6 = Address::contract(&addr(0), 0);
+        let scanner = Address::contract(&addr(0), 2);
+        let setup = vec![
+            tx(0, 0, TxKind::Deploy, None, 0, FIGURE6.as_bytes()),
+            tx(0, 1, TxKind::Deploy, Some(fig6), 0, SEED.as_bytes()),
+            tx(0, 2, TxKind::Deploy, None, 0, SCANNER.as_bytes()),
+        ];
+        let ex = execute_block(&state, &setup, &ctx()).unwrap();
+        assert!(
+            ex.receipts.iter().all(|r| r.status == ReceiptStatus::Ok),
+            "{:?}",
+            ex.receipts
+        );
+        for (k, v) in ex.writes {
+            match v {
+                Some(v) => state.0.insert(k, v),
+                None => state.0.remove(&k),
+            };
+        }
+        World {
+            state,
+            fig6,
+            scanner,
+        }
+    }
+
+    /// One random operation: (kind, sender, a, b).
+    fn block(w: &World, ops: &[(u8, u8, u8, u8)], senders: u8) -> Vec<SignedTx> {
+        let mut nonces = [0u64; 32];
+        nonces[0] = 3;
+        let names = ["alice", "bob", "carol", "dave"];
+        ops.iter()
+            .map(|&(kind, s, a, b)| {
+                let s = 1 + s % senders.max(1);
+                let n = nonces[s as usize];
+                nonces[s as usize] += 1;
+                match kind % 5 {
+                    0 | 1 => tx(
+                        s,
+                        n,
+                        TxKind::Transfer,
+                        Some(addr(a % 32)),
+                        u128::from(b),
+                        b"",
+                    ),
+                    2 => call(
+                        s,
+                        n,
+                        w.fig6,
+                        "transfer",
+                        &[names[(a % 4) as usize], names[(b % 4) as usize], "1.25"],
+                    ),
+                    3 => call(
+                        s,
+                        n,
+                        w.scanner,
+                        "put",
+                        &[&(a % 16).to_string(), &b.to_string()],
+                    ),
+                    _ => call(
+                        s,
+                        n,
+                        w.scanner,
+                        "total",
+                        &[&(a % 16).to_string(), &(a % 16 + b % 8).to_string()],
+                    ),
+                }
+            })
+            .collect()
+    }
+
+    fn differential(w: &World, txs: &[SignedTx]) {
+        let c = ctx();
+        let pre = WriteSet::new();
+        let seq = execute_block(&w.state, txs, &c).unwrap();
+        assert_eq!(seq.access.len(), txs.len());
+        let dtt = crate::dtt::canonical(&seq.access);
+        for workers in [1, 2, 8] {
+            let par = validate(&w.state, &pre, txs, &dtt, &c, workers)
+                .unwrap()
+                .unwrap();
+            assert_eq!(par.receipts, seq.receipts, "{workers} workers");
+            assert_eq!(par.writes, seq.writes, "{workers} workers");
+            assert_eq!(par.access, seq.access, "{workers} workers");
+            assert_eq!((par.fees, par.gas_used), (seq.fees, seq.gas_used));
+            assert_eq!(crate::dtt::canonical(&par.access), dtt);
+        }
+    }
+
+    #[test]
+    fn signature_verdicts_do_not_depend_on_the_workers() {
+        let mut txs: Vec<SignedTx> = (0..300u64)
+            .map(|n| tx((n % 20) as u8, n, TxKind::Transfer, Some(addr(1)), 1, b""))
+            .collect();
+        // Two bad signatures in different chunks.
+        txs[7].signature = txs[8].signature;
+        txs[250].signature = txs[3].signature;
+        let want: Vec<bool> = (0..300).map(|i| i != 7 && i != 250).collect();
+        for workers in [1, 2, 3, 8] {
+            assert_eq!(verify_signatures(&txs, workers), want, "{workers} workers");
+        }
+    }
+
+    #[test]
+    fn fixed_blocks_match_sequential_execution() {
+        let w = world();
+        // Transfers among disjoint accounts, all to one account, and every kind mixed.
+        let disjoint: Vec<_> = (0..30u8).map(|i| (0, i, i + 1, 5)).collect();
+        let one: Vec<_> = (0..30u8).map(|i| (1, i, 31, 5)).collect();
+        let mixed: Vec<_> = (0..40u8).map(|i| (i, i % 7, i % 5, i % 3)).collect();
+        for ops in [&disjoint, &one, &mixed] {
+            let txs = block(w, ops, 30);
+            differential(w, &txs);
+        }
+        // The disjoint block runs on the pool, the chain of transfers to one account
+        // sequentially.
+        let width = |ops: &[(u8, u8, u8, u8)]| {
+            let txs = block(w, ops, 30);
+            let seq = execute_block(&w.state, &txs, &ctx()).unwrap();
+            crate::dtt::width(&crate::dtt::canonical(&seq.access))
+        };
+        assert!(width(&disjoint) >= MIN_WIDTH && width(&mixed) >= MIN_WIDTH);
+        assert!(width(&one) < MIN_WIDTH);
+        // The mixed block really runs the contracts: some calls succeed, the scans count.
+        let txs = block(w, &mixed, 30);
+        let seq = execute_block(&w.state, &txs, &ctx()).unwrap();
+        let ok_calls = txs
+            .iter()
+            .zip(&seq.receipts)
+            .filter(|(t, r)| t.tx.kind == TxKind::Call && r.status == ReceiptStatus::Ok)
+            .count();
+        assert!(ok_calls >= 10, "{:?}", seq.receipts);
+        assert!(seq.access.iter().any(|a| !a.ranges.is_empty()));
+    }
+
+    #[test]
+    fn a_dtt_missing_a_dependency_is_caught_by_the_canonical_check() {
+        let w = world();
+        // All to one account: a chain of dependencies.
+        let txs = block(w, &(0..12u8).map(|i| (1, i, 31, 5)).collect::<Vec<_>>(), 12);
+        let seq = execute_block(&w.state, &txs, &ctx()).unwrap();
+        let canonical = crate::dtt::canonical(&seq.access);
+        let mut forged = canonical.clone();
+        forged.entries = forged
+            .entries
+            .iter()
+            .map(|_| DttEntry::Parents(Vec::new()))
+            .collect();
+        for workers in [1, 2, 8] {
+            // Whatever the run observed, it never accepts the forged DTT.
+            let run = validate(&w.state, &WriteSet::new(), &txs, &forged, &ctx(), workers);
+            match run {
+                Ok(Err(why)) => assert!(why.contains("not the canonical one"), "{why}"),
+                Err(ChainError::InvalidTx { .. }) => {}
+                other => panic!("{workers} workers: {other:?}"),
+            }
+        }
+        let forward = Dtt {
+            entries: vec![DttEntry::Parents(vec![1]); txs.len()],
+        };
+        assert!(matches!(
+            validate(&w.state, &WriteSet::new(), &txs, &forward, &ctx(), 2),
+            Ok(Err(m)) if m.contains("not an earlier")
+        ));
+    }
+
+    #[test]
+    fn an_invalid_transaction_fails_the_block_as_sequentially() {
+        let w = world();
+        let mut txs = block(
+            w,
+            &(0..10u8).map(|i| (0, i, i + 1, 5)).collect::<Vec<_>>(),
+            10,
+        );
+        // A wrong nonce in the middle.
+        txs[5] = tx(6, 7, TxKind::Transfer, Some(addr(0)), 1, b"");
+        let seq_err = execute_block(&w.state, &txs, &ctx())
+            .unwrap_err()
+            .to_string();
+        let dtt = Dtt {
+            entries: vec![DttEntry::Parents(Vec::new()); txs.len()],
+        };
+        for workers in [2, 8] {
+            let e = validate(&w.state, &WriteSet::new(), &txs, &dtt, &ctx(), workers)
+                .unwrap_err()
+                .to_string();
+            assert_eq!(e, seq_err);
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+        #[test]
+        fn random_blocks_match_sequential_execution(
+            ops in prop::collection::vec((0u8..5, 0u8..32, 0u8..32, 0u8..32), 1..48),
+            senders in prop::sample::select(vec![2u8, 8, 30]),
+        ) {
+            let w = world();
+            let txs = block(w, &ops, senders);
+            differential(w, &txs);
+        }
+    }
+
+    /// Staking: keys 1..=4 are genesis BPs, 11..=20 hold balances.
+    mod staking_blocks {
+        use super::super::*;
+        use crate::exec::{execute_block, DposCtx};
+        use crate::state::{account_key, Account, MemState};
+        use aergo_types::genesis::{DposGenesis, GenesisAccount, GenesisBp};
+        use aergo_types::{Address, Aer, Genesis, Keypair, Tx, TxKind, TOTAL_SUPPLY};
+        use proptest::prelude::*;
+        use std::sync::Arc;
+
+        fn key(i: u8) -> Keypair {
+            Keypair::from_seed(&[i; 32])
+        }
+        fn addr(i: u8) -> Address {
+            Address::from_public_key(&key(i).public())
+        }
+
+        fn genesis() -> Genesis {
+            let mut g = Genesis::dev();
+            g.consensus.engine = aergo_types::genesis::Engine::Dpos;
+            let mut balances: Vec<GenesisAccount> = (1..=4)
+                .chain(11..=20)
+                .map(|i| GenesisAccount {
+                    address: addr(i),
+                    balance: Aer(1_000_000),
+                })
+                .collect();
+            balances.push(GenesisAccount {
+                address: addr(10),
+                balance: Aer(TOTAL_SUPPLY - 14 * 1_000_000),
+            });
+            g.balances = balances;
+            g.gas.min_price = Aer(1);
+            g.consensus.dpos = Some(DposGenesis {
+                round_slots: 12,
+                bp_count: 4,
+                max_votes: 2,
+                min_stake: Aer(1000),
+                unstake_lock_blocks: 10,
+                bps: (1..=4)
+                    .map(|i| GenesisBp {
+                        address: addr(i),
+                        stake: Aer(5000),
+                        p2p_addr: None,
+                    })
+                    .collect(),
+            });
+            g.validate().unwrap();
+            g
+        }
+
+        fn apply(s: &mut MemState, w: &WriteSet) {
+            for (k, v) in w {
+                match v {
+                    Some(v) => s.0.insert(k.clone(), v.clone()),
+                    None => s.0.remove(k),
+                };
+            }
+        }
+
+        fn state(g: &Genesis) -> MemState {
+            let mut w = WriteSet::new();
+            for a in &g.balances {
+                let acct = Account {
+                    balance: a.balance.0,
+                    nonce: 0,
+                };
+                w.insert(account_key(&a.address), Some(acct.encode()));
+            }
+            crate::staking::genesis_writes(g, &mut w).unwrap();
+            let mut s = MemState::default();
+            apply(&mut s, &w);
+            let mut w2 = WriteSet::new();
+            crate::rounds::genesis_writes(&s, g.consensus.dpos.as_ref().unwrap(), &mut w2).unwrap();
+            apply(&mut s, &w2);
+            s
+        }
+
+        fn ctx(s: &MemState, g: &Genesis) -> BlockCtx {
+            BlockCtx {
+                height: 7,
+                timestamp_ms: 0,
+                producer: addr(1),
+                chain_id: g.chain_id(),
+                gas: g.gas.clone(),
+                dpos: g.consensus.dpos.clone().map(|d| DposCtx {
+                    genesis: Arc::new(d),
+                    schedule: crate::rounds::load_schedule(s).unwrap().unwrap(),
+                }),
+                limits: crate::exec::GasLimits::from_genesis(&g.gas),
+                role: crate::exec::ChainRole::Root { repo_create_fee: 0 },
+                access: None,
+                parent: aergo_types::Hash::ZERO,
+                merge: None,
+            }
+        }
+
+        /// Runs `ops` sequentially and along their canonical DTT with 1, 2 and 8 workers,
+        /// asserting identical results; returns the receipts.
+        fn differential(ops: &[(u8, u8, u8, u16)]) -> Vec<aergo_types::block::Receipt> {
+            let g = genesis();
+            let s = state(&g);
+            let c = ctx(&s, &g);
+            let mut nonces = [0u64; 32];
+            let txs: Vec<SignedTx> = ops
+                .iter()
+                .map(|&(kind, who, bp, amount)| {
+                    let i = 11 + who;
+                    let nonce = nonces[i as usize];
+                    nonces[i as usize] += 1;
+                    let (kind, to, amount, payload) = match kind {
+                        0 => (TxKind::Stake, None, u128::from(amount), String::new()),
+                        1 => {
+                            let list = vec![addr(1 + bp).encode(), addr(1 + (bp + 1) % 4).encode()];
+                            (
+                                TxKind::Vote,
+                                None,
+                                0,
+                                serde_json::json!({ "candidates": list }).to_string(),
+                            )
+                        }
+                        2 => (
+                            TxKind::Unstake,
+                            None,
+                            0,
+                            format!(r#"{{"amount":"{amount}"}}"#),
+                        ),
+                        3 => (
+                            TxKind::RegisterBp,
+                            None,
+                            0,
+                            r#"{"p2p_addr":"/ip4/1.2.3.4/tcp/1"}"#.to_string(),
+                        ),
+                        _ => (
+                            TxKind::Transfer,
+                            Some(addr(11 + bp)),
+                            u128::from(amount),
+                            String::new(),
+                        ),
+                    };
+                    Tx {
+                        kind,
+                        nonce,
+                        from: key(i).public(),
+                        to,
+                        amount,
+                        payload: payload.into_bytes(),
+                        gas_limit: 100_000,
+                        gas_price: 1,
+                        chain_id: g.chain_id(),
+                    }
+                    .sign(&key(i))
+                })
+                .collect();
+            let seq = execute_block(&s, &txs, &c).unwrap();
+            let dtt = crate::dtt::canonical(&seq.access);
+            for workers in [1, 2, 8] {
+                let par = validate(&s, &WriteSet::new(), &txs, &dtt, &c, workers)
+                    .unwrap()
+                    .unwrap();
+                assert_eq!(par.receipts, seq.receipts);
+                assert_eq!(par.writes, seq.writes);
+                assert_eq!(par.access, seq.access);
+            }
+            seq.receipts
+        }
+
+        #[test]
+        fn staking_runs_along_the_dtt() {
+            // Stake, vote, register, then a transfer and a stake of another account.
+            let ops = [
+                (0, 0, 0, 2000),
+                (1, 0, 1, 0),
+                (3, 0, 0, 0),
+                (4, 1, 2, 5),
+                (0, 1, 0, 1500),
+            ];
+            let receipts = differential(&ops);
+            assert!(
+                receipts
+                    .iter()
+                    .all(|r| r.status == aergo_types::block::ReceiptStatus::Ok),
+                "{receipts:?}"
+            );
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]
+            /// Stakes, votes, unstakes, registrations and transfers among few accounts:
+            /// identical to sequential execution with 1, 2 and 8 workers.
+            #[test]
+            fn staking_blocks_match_sequential_execution(
+                ops in prop::collection::vec((0u8..5, 0u8..10, 0u8..4, 1u16..3000), 1..40),
+            ) {
+                differential(&ops);
+            }
+        }
+    }
+}
