@@ -86,7 +86,10 @@ fn start(interval_ms: u64, extra: &[&str]) -> Result<Node> {
         .args(extra)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::from(std::fs::File::create(
-            dir.path().join("node.log"),
+            // PRECONF_BENCH_LOG=FILE keeps the last node's log.
+            std::env::var("PRECONF_BENCH_LOG")
+                .map(std::path::PathBuf::from)
+                .unwrap_or_else(|_| dir.path().join("node.log")),
         )?));
     let proc = KillOnDrop::spawn(&mut cmd)?;
     let url = format!("http://127.0.0.1:{port}/");
@@ -183,7 +186,6 @@ async fn load(
     let period = Duration::from_secs_f64(SENDERS as f64 * batch as f64 / rate as f64);
     let results: Arc<Mutex<Vec<(Instant, Instant, u64)>>> = Arc::new(Mutex::new(Vec::new()));
     let errors = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let t0 = Instant::now() + Duration::from_millis(200);
     let mut tasks = Vec::new();
     // Pre-signed before the clock starts.
     let signed: Vec<Vec<Vec<u8>>> = keys
@@ -194,6 +196,8 @@ async fn load(
                 .collect()
         })
         .collect();
+    // The schedule starts once everything is signed.
+    let t0 = Instant::now() + Duration::from_millis(200);
     for (s, txs_of) in signed.into_iter().enumerate() {
         let c = c.clone();
         let results = results.clone();
