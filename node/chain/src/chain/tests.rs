@@ -609,7 +609,13 @@ fn a_full_pending_block_keeps_room_for_its_dtt() {
     assert!(n > 1000, "only {n} transfers fit");
     let block = a.seal(&producer, p).unwrap().applied.block;
     assert_eq!(block.txs.len() as u64, n);
-    assert!(block.header.ext.dtt_root.is_some(), "a full block lost its DTT");
+    assert!(
+        block.header.ext.dtt_root.is_some(),
+        "a full block lost its DTT"
+    );
     assert!(block.encode().len() <= a.max_block_size());
-    assert!(matches!(b.receive(block, 2000).unwrap(), Received::Extended(_)));
+    assert!(matches!(
+        b.receive(block, 2000).unwrap(),
+        Received::Extended(_)
+    ));
 }
