@@ -120,9 +120,23 @@ pub fn figure6_transfer(url: &str, contract: &str) -> Result<serde_json::Value> 
 }
 
 /// A TCP port that was free a moment ago on 127.0.0.1.
+/// Never the same port twice in one test process: tests of one binary run in parallel,
+/// and the kernel may hand a just-released port out again before the first test's node has
+/// bound it (then both tests would talk to one node).
 pub fn free_port() -> Result<u16> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
-    Ok(l.local_addr()?.port())
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    for _ in 0..100 {
+        let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let port = l.local_addr()?.port();
+        let mut given = GIVEN
+            .lock()
+            .map_err(|_| anyhow::anyhow!("port list poisoned"))?;
+        if !given.contains(&port) {
+            given.push(port);
+            return Ok(port);
+        }
+    }
+    bail!("no port that this test process has not used yet")
 }
 
 /// Polls `f` until it returns `Ok(Some(v))` or the deadline passes; the last error is reported.
