@@ -73,6 +73,8 @@ pub struct NodeConfig {
     /// Pre-confirm: as the producer of the next slot, execute each admitted transaction
     /// at once and sign its result (`send_tx` with `wait: "preconfirmed"`).
     pub preconfirm: bool,
+    /// Validation workers for blocks that carry a DTT (parallel execution); 0: one per core.
+    pub exec_workers: usize,
     /// Mempool limits.
     pub mempool: MempoolConfig,
     /// Maximum RPC requests per second per client address (0 = unlimited); WebSocket
@@ -103,6 +105,7 @@ impl Default for NodeConfig {
             mdns: false,
             empty_blocks: true,
             preconfirm: true,
+            exec_workers: 0,
             mempool: MempoolConfig::default(),
             rpc_rate_limit: 2000,
             rpc_http: HttpServerConfig::default(),

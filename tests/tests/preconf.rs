@@ -338,6 +338,27 @@ fn promises_from_concurrent_clients_are_kept_field_by_field() -> Result<()> {
     )?;
     let err = String::from_utf8_lossy(&out.stderr).to_string();
     ensure!(!out.status.success() && err.contains("belongs to"), "{err}");
+    // /metrics: promises, the latency, the last block's DTT width (a block of many
+    // independent transfers runs several at once).
+    let (code, metrics) = aergo_e2e::http::raw("GET", &format!("{url}metrics"), "")?;
+    ensure!(code == 200, "GET /metrics: {code}");
+    let value = |name: &str| -> Option<f64> {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+    };
+    ensure!(
+        value("aergo_preconf_promised_total") >= Some(promised.len() as f64),
+        "{metrics}"
+    );
+    ensure!(
+        value("aergo_preconf_broken_total") == Some(0.0),
+        "{metrics}"
+    );
+    ensure!(value("aergo_exec_workers") >= Some(1.0), "{metrics}");
+    ensure!(value("aergo_dtt_width").is_some(), "{metrics}");
     // Batches: the signatures are verified together, each item keeps its own answer: a
     // tampered signature fails alone, plain and pre-confirmed alike.
     for (wait, first) in [(None, 0usize), (Some("preconfirmed"), 3)] {

@@ -273,6 +273,11 @@ fn run(args: Args) -> Result<()> {
     node.branches
         .sync(&node)
         .context("open the hosted branches")?;
+    aergo_chain::parallel::set_workers(cfg.node.exec_workers);
+    tracing::info!(
+        workers = aergo_chain::parallel::workers(),
+        "validation workers for blocks with a DTT (node.exec_workers; 0: one per core)"
+    );
     if cfg.node.preconfirm {
         let kept = preconf::Preconf::start(&node, &data_dir).context("start pre-confirmation")?;
         tracing::info!(kept, "pre-confirmation on: the producer of the next slot promises results at admission (DATA/preconf.log)");

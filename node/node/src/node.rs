@@ -147,6 +147,9 @@ pub struct Metrics {
     pub commit_us_last: AtomicU64,
     /// Recent blocks (timestamp ms, tx count) for the 1-minute tx/s figure.
     pub recent: Mutex<VecDeque<(u64, u32)>>,
+    /// The last block's DTT width (transactions runnable at once on average), × 1000;
+    /// 0 for a block without a DTT.
+    pub dtt_width_milli: AtomicU64,
 }
 
 impl Metrics {
@@ -734,6 +737,17 @@ impl Node {
             }
             self.metrics
                 .block(b.header.timestamp_ms, count32(b.txs.len()), commit_us);
+            let width = b
+                .body_ext
+                .dtt
+                .as_ref()
+                .map(aergo_chain::dtt::width)
+                .unwrap_or(0.0);
+            // A width is at most the block's transaction count: far inside u64 after × 1000.
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            self.metrics
+                .dtt_width_milli
+                .store((width * 1000.0).round() as u64, Ordering::Relaxed);
             let merged = b.body_ext.merge.as_ref().map(|m| {
                 format!(
                     "{} of {}",

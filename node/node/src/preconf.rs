@@ -496,7 +496,9 @@ fn log_thread(mut file: std::fs::File, path: PathBuf, rx: Receiver<LogMsg>, node
             if a.is_ok() {
                 let us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
                 pc.sample(now, us);
-                let _ = pc.topic.send(PreconfJson::of(&p));
+                if pc.topic.receiver_count() > 0 {
+                    let _ = pc.topic.send(PreconfJson::of(&p));
+                }
             }
             pc.answer(&p.tx_hash, a);
         }

@@ -1829,6 +1829,36 @@ async fn metrics(State(rpc): State<Rpc>) -> HttpResponse {
         n.net.tx_gossip_waiting(),
         n.net.gossip_tx_dropped.load(Ordering::Relaxed),
     );
+    let pc = n.preconf.status();
+    let text = format!(
+        "{text}# HELP aergo_dtt_width The last block's DTT width: transactions runnable at once on average (0: no DTT).
+# TYPE aergo_dtt_width gauge
+aergo_dtt_width {:.3}
+# HELP aergo_exec_workers Validation workers (parallel execution along the DTT).
+# TYPE aergo_exec_workers gauge
+aergo_exec_workers {}
+# HELP aergo_preconf_promised_total Pre-confirmations made since start.
+# TYPE aergo_preconf_promised_total counter
+aergo_preconf_promised_total {}
+# HELP aergo_preconf_broken_total Logged promises a restart could not keep.
+# TYPE aergo_preconf_broken_total counter
+aergo_preconf_broken_total {}
+# HELP aergo_preconf_sequence Transactions promised in the open pending block.
+# TYPE aergo_preconf_sequence gauge
+aergo_preconf_sequence {}
+# HELP aergo_preconf_latency_seconds Admission to durable promise over the last minute.
+# TYPE aergo_preconf_latency_seconds gauge
+aergo_preconf_latency_seconds{{quantile=\"0.5\"}} {:.6}
+aergo_preconf_latency_seconds{{quantile=\"0.99\"}} {:.6}
+",
+        m.dtt_width_milli.load(Ordering::Relaxed) as f64 / 1000.0,
+        aergo_chain::parallel::workers(),
+        pc.promised,
+        pc.broken,
+        pc.sequence_length,
+        pc.p50_us.unwrap_or(0) as f64 / 1e6,
+        pc.p99_us.unwrap_or(0) as f64 / 1e6,
+    );
     let ws_open = rpc.ws_max.saturating_sub(rpc.ws_slots.available_permits());
     let text = format!(
         "{text}{}# HELP aergo_rpc_ws_connections WebSocket connections open.\n# TYPE aergo_rpc_ws_connections gauge\naergo_rpc_ws_connections {ws_open}\n",

@@ -64,6 +64,38 @@ pub enum PushOutcome {
 }
 
 impl Pending {
+    /// A pending block on `tip` (with `parent`: `tip` is sealed but not committed, its
+    /// writes and its own parent's hash) after the begin-block writes `pre`.
+    fn new(
+        chain: &Chain,
+        tip: Tip,
+        header: Header,
+        ctx: BlockCtx,
+        pre: WriteSet,
+        parent: Option<(WriteSet, Hash)>,
+    ) -> Self {
+        let (parent_writes, grandparent) = match parent {
+            Some((w, g)) => (Some(w), Some(g)),
+            None => (None, None),
+        };
+        Pending {
+            parent_writes,
+            grandparent,
+            writes: pre.clone(),
+            pre,
+            ctx,
+            header,
+            seq: preconf::seq_start(&tip.hash),
+            tip,
+            out: Executed::default(),
+            txs: Vec::new(),
+            hashes: HashSet::new(),
+            bytes: crate::dtt::DTT_OVERHEAD,
+            max_bytes: chain.max_block_size() - BLOCK_HEADER_ROOM,
+            dtt: Default::default(),
+        }
+    }
+
     /// The height of the block being built.
     pub fn height(&self) -> u64 {
         self.header.height
@@ -268,23 +300,7 @@ impl Chain {
         let (ctx, pre) = self.start_on_tip(&view, &header, |start| {
             self.engine.check_own_slot(&tip.header, &header, start)
         })?;
-        let seq = preconf::seq_start(&tip.hash);
-        Ok(Pending {
-            parent_writes: None,
-            grandparent: None,
-            writes: pre.clone(),
-            pre,
-            ctx,
-            header,
-            tip,
-            out: Executed::default(),
-            txs: Vec::new(),
-            hashes: HashSet::new(),
-            bytes: crate::dtt::DTT_OVERHEAD,
-            max_bytes: self.max_block_size() - BLOCK_HEADER_ROOM,
-            dtt: Default::default(),
-            seq,
-        })
+        Ok(Pending::new(self, tip, header, ctx, pre, None))
     }
 
     /// Seals `p` into a block (the engine's end-block, the roots, `seq_hash`), signs it
@@ -390,23 +406,15 @@ impl Chain {
         let (ctx, pre) = self.start_on_tip(&view, &header, |start| {
             self.engine.check_own_slot(&tip.header, &header, start)
         })?;
-        let seq = preconf::seq_start(&tip.hash);
-        Ok(Pending {
-            parent_writes: Some(view.writes),
-            grandparent: Some(parent.parent),
-            writes: pre.clone(),
-            pre,
-            ctx,
-            header,
+        let grandparent = parent.parent;
+        Ok(Pending::new(
+            self,
             tip,
-            out: Executed::default(),
-            txs: Vec::new(),
-            hashes: HashSet::new(),
-            bytes: crate::dtt::DTT_OVERHEAD,
-            max_bytes: self.max_block_size() - BLOCK_HEADER_ROOM,
-            dtt: Default::default(),
-            seq,
-        })
+            header,
+            ctx,
+            pre,
+            Some((view.writes, grandparent)),
+        ))
     }
 }
 
