@@ -426,34 +426,8 @@ mod tests {
     use aergo_types::{Address, Aer, Hash, Keypair, Tx, TxKind};
     use proptest::prelude::*;
 
-    const FIGURE6: &str = "CREATE IF NOT EXISTS accounts (
-  owner VARCHAR NOT NULL PRIMARY KEY,
-  balance NUMERIC (15, 2)
-);
-CREATE OR REPLACE FUNCTION
-transfer (sender TEXT, to TEXT, amount NUMERIC)
-RETURNS text
-AS
-$$
-DECLARE
-  sender_bal NUMERIC ;
-BEGIN
-  SELECT balance INTO sender_bal FROM accounts WHERE owner = sender ;
-  IF NOT FOUND THEN
-    RETURN 'Sender not found' ;
-  END IF
-  IF sender_bal < amount THEN
-    RETURN 'Not enough balance' ;
-  END IF
-  UPDATE accounts SET balance = balance + amount WHERE owner = to ;
-  IF NOT FOUND THEN
-    RETURN 'Receiver not found' ;
-  END IF;
-  UPDATE accounts SET balance = balance - amount WHERE owner = sender ;
-  RETURN 'OK' ;
-END;
-$$
-";
+    /// The whitepaper's Figure 6, as the SQL crate's fixture holds it.
+    const FIGURE6: &str = include_str!("../../sql/tests/fixtures/figure6.sql");
 
     const SEED: &str =
         "INSERT INTO accounts VALUES ('alice', 100.00), ('bob', 5.50), ('carol', 7.00);";

@@ -40,35 +40,10 @@ pub struct ExecArgs {
     only: Option<String>,
 }
 
-const FIGURE6: &str = "CREATE IF NOT EXISTS accounts (
-  owner VARCHAR NOT NULL PRIMARY KEY,
-  balance NUMERIC (15, 2)
-);
-
-CREATE OR REPLACE FUNCTION
-transfer (sender TEXT, to TEXT, amount NUMERIC)
-RETURNS text
-AS
-$$
-DECLARE
-  sender_bal NUMERIC ;
-BEGIN
-  SELECT balance INTO sender_bal FROM accounts WHERE owner = sender ;
-  IF NOT FOUND THEN
-    RETURN 'Sender not found' ;
-  END IF
-  IF sender_bal < amount THEN
-    RETURN 'Not enough balance' ;
-  END IF
-  UPDATE accounts SET balance = balance + amount WHERE owner = to ;
-  IF NOT FOUND THEN
-    RETURN 'Receiver not found' ;
-  END IF;
-  UPDATE accounts SET balance = balance - amount WHERE owner = sender ;
-  RETURN 'OK' ;
-END;
-$$
-
+/// The whitepaper's Figure 6 (the SQL crate's fixture) and a function that seeds its rows.
+const FIGURE6: &str = concat!(
+    include_str!("../../sql/tests/fixtures/figure6.sql"),
+    "
 CREATE FUNCTION seed (a BIGINT, b BIGINT) RETURNS BIGINT AS $$
 DECLARE i BIGINT := a;
 BEGIN
@@ -78,7 +53,8 @@ BEGIN
   END LOOP;
   RETURN i;
 END $$;
-";
+",
+);
 
 /// Contracts of the `100 contracts` workload.
 const CONTRACTS: usize = 100;

@@ -1562,6 +1562,27 @@ fn preconf_finish(
 /// `send_tx` with `wait: "included"` or `"final"`: the receipt once the transaction is in
 /// a block (and that block is final), within 60 s.
 fn wait_receipt(node: &Node, hash: Hash, final_: bool) -> MResult {
+    // Each wait holds a blocking thread for up to 60 s: at most this many at once; the
+    // transaction is admitted either way, and the client can poll `receipt` instead.
+    const MAX_RECEIPT_WAITS: usize = 256;
+    static WAITING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    struct Slot;
+    impl Drop for Slot {
+        fn drop(&mut self) {
+            WAITING.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+    if WAITING.fetch_add(1, Ordering::Relaxed) >= MAX_RECEIPT_WAITS {
+        WAITING.fetch_sub(1, Ordering::Relaxed);
+        return Err(RpcFail {
+            code: codes::BUSY,
+            message: format!(
+                "transaction {hash} is pending; {MAX_RECEIPT_WAITS} clients already wait for receipts: poll `receipt`"
+            ),
+            data: Some(json!({"reason": "busy", "hash": hash})),
+        });
+    }
+    let _slot = Slot;
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
         if let Some(loc) = node.chain.tx_location(&hash)? {
