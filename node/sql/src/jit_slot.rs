@@ -116,21 +116,85 @@ mod worker {
 
     type Job = (Arc<Catalog>, Arc<JitSlot>);
 
+    /// Held by the worker while it compiles, and taken for good by [`at_exit`]: the process's
+    /// exit runs LLVM's static destructors (its pass registry among them), and a compile
+    /// still running then crashes the exiting process (SIGSEGV/SIGABRT after a clean exit).
+    static GATE: Mutex<()> = Mutex::new(());
+    /// Set by the first run of [`at_exit`].
+    static STOPPING: AtomicBool = AtomicBool::new(false);
+    /// Longest an exiting process waits for the compile in progress.
+    const EXIT_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+    extern "C" {
+        /// The C library's `atexit(3)`: hooks run at `exit`, in reverse order of
+        /// registration, before the destructors registered earlier.
+        fn atexit(hook: extern "C" fn()) -> std::ffi::c_int;
+    }
+
+    /// At `exit`: waits (at most [`EXIT_WAIT`]) for the compile in progress and keeps the
+    /// worker from starting another, so LLVM's statics are destroyed with no compile running.
+    /// Registered more than once (see [`sender`]); runs its course once.
+    extern "C" fn at_exit() {
+        if STOPPING.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let deadline = std::time::Instant::now() + EXIT_WAIT;
+        loop {
+            match GATE.try_lock() {
+                Ok(g) => return std::mem::forget(g),
+                Err(std::sync::TryLockError::Poisoned(p)) => {
+                    return std::mem::forget(p.into_inner())
+                }
+                Err(std::sync::TryLockError::WouldBlock) => {
+                    if std::time::Instant::now() >= deadline {
+                        return;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+            }
+        }
+    }
+
+    fn register_exit_hook() {
+        // SAFETY: `atexit` stores a plain function pointer to a function with no captured
+        // state, callable at any time; a failed registration (returns non-zero) only loses
+        // the wait at exit.
+        unsafe {
+            atexit(at_exit);
+        }
+    }
+
     fn sender() -> Option<&'static Mutex<SyncSender<Job>>> {
         static S: OnceLock<Option<Mutex<SyncSender<Job>>>> = OnceLock::new();
         S.get_or_init(|| {
             let (tx, rx) = sync_channel::<Job>(QUEUE);
+            register_exit_hook();
             std::thread::Builder::new()
                 .name("aergo-sql-jit".into())
                 .stack_size(16 << 20)
                 .spawn(move || {
+                    let mut first = true;
                     while let Ok((cat, slot)) = rx.recv() {
+                        // Blocks for good once the process exits (at_exit holds the gate).
+                        let Ok(_running) = GATE.lock() else {
+                            return;
+                        };
+                        if STOPPING.load(Ordering::Acquire) {
+                            return;
+                        }
                         match crate::jit::JitProgram::compile(&cat) {
                             Ok(p) => {
                                 let _ = slot.program.set(Arc::new(p));
                                 COMPILED.fetch_add(1, Ordering::Relaxed);
                             }
                             Err(_) => slot.failed.store(true, Ordering::Relaxed),
+                        }
+                        if first {
+                            // LLVM creates some of its statics (the pass registry) at their
+                            // first use, registering their destructors then: the hook
+                            // registered again now runs before them.
+                            register_exit_hook();
+                            first = false;
                         }
                     }
                 })
