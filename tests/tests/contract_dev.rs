@@ -329,3 +329,93 @@ fn huge_gas_is_refused_and_the_largest_allowed_call_does_not_stall_blocks() -> R
     }
     Ok(())
 }
+
+const ARRAYS: &str = "CREATE FUNCTION total(xs BIGINT[]) RETURNS BIGINT AS $$
+DECLARE x BIGINT; s BIGINT := 0;
+BEGIN FOREACH x IN ARRAY xs LOOP s := s + x; END LOOP; RETURN s; END $$;";
+
+/// A fresh dev node deploys under AergoSQL engine 2 (arrays, FOREACH), which its genesis
+/// activates from block 0. A dev folder made before engine versions (the legacy dev chain)
+/// keeps its chain, and engine 1: the CLI's pre-check refuses arrays there, naming the
+/// version, and nothing is sent.
+#[test]
+fn dev_chains_deploy_under_their_genesis_engine_version() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let script = tmp.path().join("arrays.sql");
+    std::fs::write(&script, ARRAYS)?;
+    let script = script.to_str().context("non-UTF-8 temporary path")?;
+
+    let (node, url) = start(&tmp.path().join("fresh"))?;
+    let info = aergo_e2e::testnet::rpc(&url, "chain_info", json!({}))?;
+    ensure!(info["sql_engine"] == 2, "a fresh dev chain: {info}");
+    let d = aergo(&url, &["contract", "deploy", script, "--from", "dev"])?;
+    ensure!(d["status"] == "ok", "deploy: {d}");
+    let addr = d["address"].as_str().context("no address")?.to_string();
+    let abi = aergo(&url, &["contract", "abi", &addr])?;
+    ensure!(abi["engine"] == 2, "abi: {abi}");
+    let r = aergo(
+        &url,
+        &[
+            "contract", "call", &addr, "total", "{1,2,3}", "--from", "dev",
+        ],
+    )?;
+    ensure!(r["result"] == "6", "call: {r}");
+    drop(node);
+
+    // A folder holding the legacy dev chain, as a node from before this change made it.
+    let legacy = tmp.path().join("legacy");
+    let genesis = tmp.path().join("legacy-genesis.json");
+    std::fs::write(&genesis, aergo_types::Genesis::dev_legacy().to_json())?;
+    let port = free_port()?;
+    let mut old = aergo_e2e::KillOnDrop::spawn(
+        Command::new(bin("aergo-node")?)
+            .arg("--genesis")
+            .arg(&genesis)
+            .arg("--data-dir")
+            .arg(&legacy)
+            .args(["--rpc-addr", &format!("127.0.0.1:{port}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    )?;
+    let old_url = format!("http://127.0.0.1:{port}");
+    aergo_e2e::poll(
+        "legacy node health",
+        std::time::Duration::from_secs(30),
+        || Ok(aergo_e2e::http::get_ok(&format!("{old_url}/health")).then_some(())),
+    )?;
+    old.signal(SIGTERM);
+    old.wait_timeout(std::time::Duration::from_secs(30))?;
+
+    let (node, url) = start(&legacy)?;
+    let info = aergo_e2e::testnet::rpc(&url, "chain_info", json!({}))?;
+    ensure!(
+        info["chain_id"] == aergo_types::Genesis::dev_legacy().chain_id().to_hex(),
+        "the legacy folder keeps its chain: {info}"
+    );
+    ensure!(info["sql_engine"] == 1, "legacy dev chain: {info}");
+    let log = std::fs::read_to_string(legacy.with_extension("log"))?;
+    ensure!(
+        log.contains("before AergoSQL engine versions"),
+        "the node says why: {log}"
+    );
+    let out = Command::new(bin("aergo")?)
+        .args(["--rpc", &url, "contract", "deploy", script, "--from", "dev"])
+        .output()?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        !out.status.success()
+            && err.contains("engine version 2")
+            && err.contains("nothing was sent"),
+        "arrays on engine 1: {err}"
+    );
+    let nonce = aergo_e2e::testnet::rpc(
+        &url,
+        "account",
+        json!({"address": aergo_types::Address::from_public_key(&aergo_types::Keypair::dev().public()).encode()}),
+    )?;
+    ensure!(nonce["next_nonce"] == 0, "nothing was sent: {nonce}");
+    drop(node);
+    Ok(())
+}
+
+const SIGTERM: i32 = 15;

@@ -282,6 +282,7 @@ pub fn branch_genesis(
         dd_interval_ms: parent.dd_interval_ms,
         repo: parent.repo.clone(),
         repos: Vec::new(),
+        sql_engine: parent.sql_engine.clone(),
         branch: Some(aergo_types::branch::BranchGenesis {
             name: name.to_string(),
             id: rec.id,

@@ -12,7 +12,7 @@
 //!
 //! Engine versions: a deploy records the AergoSQL engine version it ran under in the
 //! contract's metadata (`aergo_sql::EngineVersion`, chosen by block height from
-//! [`ENGINE_ACTIVATIONS`]; version 1 records nothing, as before versions existed), and every
+//! the genesis's `sql_engine` activations, [`engine_at`]; version 1 records nothing, as before versions existed), and every
 //! later load, call and upgrade runs the contract with that version's rules, so a newer
 //! engine never changes what a deployed contract computes.
 //!
@@ -31,10 +31,26 @@ use std::sync::OnceLock;
 
 pub use crate::limits::QUERY_GAS_CAP;
 
-/// The block height from which each AergoSQL engine version after 1 applies to new deploys
-/// (`EngineVersion::at_height`). Empty: every deploy is version 1 until an activation height
-/// is set here (and [`deploy_at`] is called with the block's height).
-pub const ENGINE_ACTIVATIONS: &[(EngineVersion, u64)] = &[];
+/// The engine versions a genesis activates, with their heights (`Genesis::sql_engine`), or
+/// the first version number this node does not know.
+pub fn engine_activations(genesis: &aergo_types::Genesis) -> Result<Vec<(EngineVersion, u64)>, u8> {
+    genesis
+        .sql_engine
+        .iter()
+        .map(|a| {
+            EngineVersion::from_number(a.version)
+                .map(|v| (v, a.height))
+                .ok_or(a.version)
+        })
+        .collect()
+}
+
+/// The engine version a contract deployed at `height` gets: the newest the genesis activates
+/// at or below it, version 1 without any. `Chain::open` refuses a genesis naming a version
+/// this node does not know, so none is skipped here.
+pub fn engine_at(genesis: &aergo_types::Genesis, height: u64) -> EngineVersion {
+    EngineVersion::at_height(height, &engine_activations(genesis).unwrap_or_default())
+}
 
 /// The state-key prefix of a contract's storage.
 pub fn prefix(addr: &Address) -> Vec<u8> {
@@ -310,7 +326,7 @@ pub fn transfer(
 }
 
 /// Deploys (or upgrades, when `existing`) a contract into `ov` under engine version 1 (no
-/// activation height known here: [`deploy_at`] takes the block's). On error nothing is
+/// activation height known here: [`deploy_version`] takes the block's). On error nothing is
 /// written.
 pub fn deploy(
     ov: &mut Overlay<'_>,
@@ -323,22 +339,9 @@ pub fn deploy(
     deploy_version(ov, addr, owner, script, gas, existing, EngineVersion::V1)
 }
 
-/// [`deploy`] in a block at `height`: a new contract gets the engine version active there
-/// ([`ENGINE_ACTIVATIONS`]); an upgrade keeps the contract's own version.
-pub fn deploy_at(
-    ov: &mut Overlay<'_>,
-    addr: &Address,
-    owner: &Address,
-    script: &str,
-    gas: u64,
-    existing: bool,
-    height: u64,
-) -> Result<Outcome, String> {
-    let version = EngineVersion::at_height(height, ENGINE_ACTIVATIONS);
-    deploy_version(ov, addr, owner, script, gas, existing, version)
-}
-
-fn deploy_version(
+/// [`deploy`] under engine `version` (the block's, [`engine_at`]) for a new contract; an
+/// upgrade keeps the contract's own version.
+pub fn deploy_version(
     ov: &mut Overlay<'_>,
     addr: &Address,
     owner: &Address,
@@ -450,6 +453,32 @@ BEGIN FOREACH x IN ARRAY xs LOOP s := s + x; END LOOP; RETURN s; END $$;";
         k
     }
 
+    /// The genesis's activations pick the version by height; none means version 1 forever;
+    /// an unknown version is reported (and `Chain::open` refuses it).
+    #[test]
+    fn activation_heights_pick_the_engine_version() {
+        use aergo_types::genesis::SqlEngineActivation;
+        let legacy = aergo_types::Genesis::dev_legacy();
+        assert_eq!(engine_at(&legacy, 0), EngineVersion::V1);
+        assert_eq!(engine_at(&legacy, u64::MAX), EngineVersion::V1);
+        assert_eq!(
+            engine_at(&aergo_types::Genesis::dev(), 0),
+            EngineVersion::V2
+        );
+        let mut g = legacy.clone();
+        g.sql_engine = vec![SqlEngineActivation {
+            version: 2,
+            height: 10,
+        }];
+        assert_eq!(engine_at(&g, 9), EngineVersion::V1);
+        assert_eq!(engine_at(&g, 10), EngineVersion::V2);
+        g.sql_engine.push(SqlEngineActivation {
+            version: 9,
+            height: 20,
+        });
+        assert_eq!(engine_activations(&g), Err(9));
+    }
+
     /// Without an activation height every deploy is version 1: it stores no version (the
     /// bytes a deploy stored before versions existed) and refuses arrays; a contract
     /// deployed under version 2 records it, and loads and calls run under it.
@@ -460,17 +489,28 @@ BEGIN FOREACH x IN ARRAY xs LOOP s := s + x; END LOOP; RETURN s; END $$;";
         let owner = Address::from_public_key(&Keypair::dev().public());
         let v1 = Address::contract(&owner, 0);
         let plain = "CREATE TABLE t (id BIGINT PRIMARY KEY);";
-        deploy_at(&mut ov, &v1, &owner, plain, 1_000_000, false, 5).unwrap();
+        let legacy = engine_at(&aergo_types::Genesis::dev_legacy(), 5);
+        deploy_version(&mut ov, &v1, &owner, plain, 1_000_000, false, legacy).unwrap();
         assert_eq!(ov.get(&engine_key(&v1)).unwrap(), None);
         let c = load(&v1, &ReadKv { view: &ov }).unwrap().unwrap();
         assert_eq!(c.version(), EngineVersion::V1);
         let v1b = Address::contract(&owner, 1);
-        let Err(err) = deploy_at(&mut ov, &v1b, &owner, ARRAYS, 1_000_000, false, 5) else {
+        let Err(err) = deploy_version(&mut ov, &v1b, &owner, ARRAYS, 1_000_000, false, legacy)
+        else {
             panic!("version 1 deployed arrays");
         };
         assert!(err.contains("array"), "{err}");
         // an upgrade keeps version 1
-        assert!(deploy_at(&mut ov, &v1, &owner, ARRAYS, 1_000_000, true, 5).is_err());
+        assert!(deploy_version(
+            &mut ov,
+            &v1,
+            &owner,
+            ARRAYS,
+            1_000_000,
+            true,
+            EngineVersion::V2
+        )
+        .is_err());
 
         let v2 = Address::contract(&owner, 2);
         deploy_version(

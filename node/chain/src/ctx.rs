@@ -121,6 +121,9 @@ pub struct BlockCtx {
     pub parent: Hash,
     /// Set on a merge block: what it merges.
     pub merge: Option<MergeCtx>,
+    /// The AergoSQL engine version a contract deployed in this block gets (the genesis's
+    /// `sql_engine` activations at this height; [`crate::contracts::engine_at`]).
+    pub sql_engine: aergo_sql::EngineVersion,
 }
 
 /// What a merge block merges (from its header's `merge` field).

@@ -399,7 +399,7 @@ fn run_contract(
                 (None, Some(b)) => (Address::contract_in(b, from, tx.tx.nonce), false),
             };
             contracts::transfer(ov, from, &addr, tx.tx.amount)?;
-            contracts::deploy(ov, &addr, from, script, gas, existing)
+            contracts::deploy_version(ov, &addr, from, script, gas, existing, ctx.sql_engine)
         }
         _ => {
             let to = tx.tx.to.ok_or("no contract")?;
@@ -747,6 +747,7 @@ mod tests {
             access: None,
             parent: Hash::ZERO,
             merge: None,
+            sql_engine: aergo_sql::EngineVersion::V1,
         }
     }
 

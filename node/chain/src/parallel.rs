@@ -465,6 +465,7 @@ END $$;";
             access: None,
             parent: Hash::ZERO,
             merge: None,
+            sql_engine: aergo_sql::EngineVersion::V1,
         }
     }
 
@@ -828,6 +829,7 @@ END $$;";
                 access: None,
                 parent: aergo_types::Hash::ZERO,
                 merge: None,
+                sql_engine: aergo_sql::EngineVersion::V1,
             }
         }
 

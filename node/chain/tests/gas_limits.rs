@@ -244,6 +244,7 @@ fn a_block_over_the_gas_limit_is_invalid() {
         access: None,
         parent: aergo_types::Hash::ZERO,
         merge: None,
+        sql_engine: aergo_sql::EngineVersion::V1,
     };
     let txs = vec![
         transfer(&c, &dev, 0, 3_000_000),
@@ -304,6 +305,7 @@ fn a_peer_block_over_our_limits_is_refused() {
         access: None,
         parent: aergo_types::Hash::ZERO,
         merge: None,
+        sql_engine: aergo_sql::EngineVersion::V1,
     };
     assert!(execute_block(&view, &cands, &ctx)
         .unwrap_err()

@@ -122,6 +122,7 @@ fn ctx(s: &dyn StateView, g: &Genesis, height: u64) -> BlockCtx {
         access: None,
         parent: Hash::ZERO,
         merge: None,
+        sql_engine: aergo_sql::EngineVersion::V1,
     }
 }
 

@@ -168,7 +168,9 @@ pub async fn run(
         } => {
             let script = read_script(&file)?;
             if !no_check {
-                crate::preflight::check_deploy(&label(&file), &script, gas)?;
+                let version =
+                    crate::preflight::engine(Some(c.chain_info().await?.sql_engine.into()));
+                crate::preflight::check_deploy(&label(&file), &script, gas, version)?;
             }
             let ks = crate::wallet::Keystore::new(keystore.clone())?;
             if let Some(n) = &name {
@@ -528,9 +530,13 @@ pub fn abi_table(v: &Value) -> String {
 
 fn render_abi(v: &Value) -> String {
     let mut s = format!(
-        "contract {} (owner {})",
+        "contract {} (owner {}{})",
         v["address"].as_str().unwrap_or(""),
-        v["owner"].as_str().unwrap_or("")
+        v["owner"].as_str().unwrap_or(""),
+        v["engine"]
+            .as_u64()
+            .map(|e| format!(", AergoSQL engine {e}"))
+            .unwrap_or_default()
     );
     for t in v["tables"].as_array().into_iter().flatten() {
         let cols: Vec<String> = t["columns"]

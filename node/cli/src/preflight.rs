@@ -7,10 +7,16 @@
 
 use aergo_sql::{Contract, EngineVersion, MemKv, SqlError};
 
-/// The engine version a node deploys under today: version 2 (arrays, FOREACH) has no
-/// activation height on chain yet (`aergo_chain::contracts::ENGINE_ACTIVATIONS` is empty),
-/// so the pre-check refuses what the chain would refuse.
-const ON_CHAIN: EngineVersion = EngineVersion::V1;
+/// The engine version a stored number names, for the pre-check: the chain's own (from
+/// `chain_info.sql_engine` for a deploy, `contract_abi.engine` for an upgrade), so the check
+/// refuses what the chain would refuse. A number this CLI does not know (a newer node) checks
+/// under the newest version it knows.
+pub fn engine(number: Option<u64>) -> EngineVersion {
+    match number.and_then(|n| u8::try_from(n).ok()) {
+        None | Some(1) => EngineVersion::V1,
+        Some(n) => EngineVersion::from_number(n).unwrap_or(EngineVersion::LATEST),
+    }
+}
 use anyhow::{anyhow, bail, Result};
 use serde_json::Value;
 
@@ -49,10 +55,16 @@ fn located(label: &str, script: &str, e: &SqlError) -> anyhow::Error {
     }
 }
 
-/// Compiles and runs a deploy script locally with `engine_gas`, as the node will.
-pub fn check_deploy(label: &str, script: &str, engine_gas: u64) -> Result<()> {
+/// Compiles and runs a deploy script locally with `engine_gas` under `version`, as the node
+/// will.
+pub fn check_deploy(
+    label: &str,
+    script: &str,
+    engine_gas: u64,
+    version: EngineVersion,
+) -> Result<()> {
     let mut kv = MemKv::new();
-    match Contract::deploy_version(ON_CHAIN, script, OWNER, b"preflight/", &mut kv, engine_gas, false) {
+    match Contract::deploy_version(version, script, OWNER, b"preflight/", &mut kv, engine_gas, false) {
         Ok(_) => Ok(()),
         Err(SqlError::OutOfGas { limit }) => bail!(
             "{label}: the deploy runs out of gas (engine gas {limit}): raise --gas\nnothing was sent"
@@ -164,7 +176,8 @@ pub fn check_upgrade(label: &str, script: &str, abi: &Value) -> Result<()> {
     let mut kv = MemKv::new();
     let gas = 100_000_000;
     let stub = stand_in(abi);
-    match Contract::deploy_version(ON_CHAIN, &stub, OWNER, b"preflight/", &mut kv, gas, false) {
+    let version = engine(abi["engine"].as_u64());
+    match Contract::deploy_version(version, &stub, OWNER, b"preflight/", &mut kv, gas, false) {
         Ok((mut c, _)) => match c.upgrade(script, OWNER, &mut kv, gas) {
             Ok(_) => Ok(()),
             Err(
@@ -296,17 +309,37 @@ mod tests {
         })
     }
 
+    /// The pre-check follows the chain's engine version: arrays are refused under version 1
+    /// (a node whose genesis activates nothing) and accepted under version 2.
+    #[test]
+    fn deploy_check_follows_the_chain_engine_version() {
+        let arrays = "CREATE FUNCTION total(xs BIGINT[]) RETURNS BIGINT AS $$ DECLARE x BIGINT; s BIGINT := 0; BEGIN FOREACH x IN ARRAY xs LOOP s := s + x; END LOOP; RETURN s; END $$;";
+        assert_eq!(engine(None), EngineVersion::V1);
+        assert_eq!(engine(Some(1)), EngineVersion::V1);
+        assert_eq!(engine(Some(2)), EngineVersion::V2);
+        assert_eq!(engine(Some(200)), EngineVersion::LATEST);
+        assert!(check_deploy("a.sql", arrays, 1_500_000, engine(Some(2))).is_ok());
+        let e = check_deploy("a.sql", arrays, 1_500_000, engine(Some(1)))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            e.contains("a.sql:1:") && e.contains("nothing was sent"),
+            "{e}"
+        );
+    }
+
     #[test]
     fn deploy_errors_name_file_line_and_column() {
-        assert!(check_deploy("f.sql", FIG6, 1_500_000).is_ok());
+        assert!(check_deploy("f.sql", FIG6, 1_500_000, EngineVersion::V1).is_ok());
         let bad = "CREATE TABLE t (a BIGINT PRIMARY KEY);\nCREATE FUNCTION f() RETURNS BIGINT AS $$ BEGIN RETURN nosuch; END; $$";
-        let e = check_deploy("bad.sql", bad, 1_500_000)
+        let e = check_deploy("bad.sql", bad, 1_500_000, EngineVersion::V1)
             .err()
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(e.starts_with("bad.sql:2:"), "{e}");
         assert!(e.contains("nothing was sent"), "{e}");
-        let e = check_deploy("s.sql", "CREATE TABLE (", 1_500_000)
+        let e = check_deploy("s.sql", "CREATE TABLE (", 1_500_000, EngineVersion::V1)
             .err()
             .map(|e| e.to_string())
             .unwrap_or_default();

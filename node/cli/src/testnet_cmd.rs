@@ -272,6 +272,8 @@ fn init(a: &InitArgs, json: bool) -> Result<()> {
         repo: None,
         repos: genesis_repos(&a.repos, &faucet, &keys[..a.bps.min(keys.len())])?,
         branch: None,
+        // New networks deploy contracts under the newest AergoSQL engine from the start.
+        sql_engine: Genesis::dev().sql_engine,
     };
     genesis.validate().context("generated genesis")?;
     let genesis_path = out.join("genesis.json");

@@ -103,6 +103,7 @@ pub fn bench_genesis(keys: &[Keypair]) -> Genesis {
         repo: None,
         repos: Vec::new(),
         branch: None,
+        sql_engine: Vec::new(),
     }
 }
 

@@ -132,17 +132,51 @@ fn main() {
     }
 }
 
+/// Opens the chain in `data_dir`. A dev node started without a genesis file
+/// (`dev_default`) whose folder holds the dev chain as it was before AergoSQL engine versions
+/// ([`Genesis::dev_legacy`]) keeps running that chain, with a warning: its contracts deploy
+/// under engine 1 (no arrays), and a fresh `--data-dir` gets today's dev chain.
+fn open_chain(
+    data_dir: &std::path::Path,
+    genesis: Genesis,
+    io: IoService,
+    dev_default: bool,
+) -> Result<Chain> {
+    let opts = |genesis, io| ChainOptions {
+        data_dir: data_dir.to_path_buf(),
+        genesis,
+        io,
+    };
+    match Chain::open(opts(genesis, io)) {
+        Err(aergo_chain::ChainError::WrongChain { found, .. })
+            if dev_default && found == Genesis::dev_legacy().chain_id() =>
+        {
+            tracing::warn!(
+                data_dir = %data_dir.display(),
+                "this dev folder holds the dev chain from before AergoSQL engine versions: it keeps running it, and contracts deploy under engine 1 (no arrays, no FOREACH); start with a fresh --data-dir for engine 2"
+            );
+            Ok(Chain::open(opts(
+                Genesis::dev_legacy(),
+                IoService::start(IoConfig::default()),
+            ))?)
+        }
+        r => Ok(r?),
+    }
+}
+
 fn check(data_dir: &std::path::Path, genesis: Option<&std::path::Path>) -> Result<()> {
+    let dev_default = genesis.is_none();
     let genesis = match genesis {
         Some(p) => Genesis::load(p)?,
         None => Genesis::dev(),
     };
     let _lock = datalock::lock(data_dir)?;
-    let chain = Chain::open(ChainOptions {
-        data_dir: data_dir.to_path_buf(),
+    let chain = open_chain(
+        data_dir,
         genesis,
-        io: IoService::start(IoConfig::default()),
-    })?;
+        IoService::start(IoConfig::default()),
+        dev_default,
+    )?;
     let n = chain.verify_log_matches_index()?;
     println!(
         "ok: {n} blocks in the block log match the index (tip {})",
@@ -242,11 +276,8 @@ fn run(args: Args) -> Result<()> {
 
     let io = IoService::start(IoConfig::default());
     tracing::info!(backend = %io.backend(), reason = ?io.fallback_reason(), "block log I/O backend");
-    let chain = Arc::new(Chain::open(ChainOptions {
-        data_dir: data_dir.clone(),
-        genesis,
-        io,
-    })?);
+    let dev_default = cfg.node.dev && cfg.node.genesis.is_none();
+    let chain = Arc::new(open_chain(&data_dir, genesis, io, dev_default)?);
     let tip = chain.tip();
     tracing::info!(
         chain = %chain.genesis().chain_name,

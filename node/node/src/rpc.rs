@@ -947,6 +947,7 @@ pub fn dispatch(node: &Node, method: &str, p: &Value) -> MResult {
                 min_gas_price: g.gas.min_price,
                 tx_gas_cap: limits.tx_gas_cap,
                 block_gas_limit: limits.block_gas_limit,
+                sql_engine: aergo_chain::contracts::engine_at(g, tip.header.height + 1).number(),
             })
         }
         "node_status" => {
@@ -1224,10 +1225,11 @@ pub fn dispatch(node: &Node, method: &str, p: &Value) -> MResult {
         }
         "contract_abi" => {
             let a = p_addr(p, "address")?;
-            let (abi, owner) = chain.contract_abi(&a, p_u64(p, "height")?)?;
+            let (abi, owner, engine) = chain.contract_abi(&a, p_u64(p, "height")?)?;
             Ok(json!({
                 "address": a.encode(),
                 "owner": owner,
+                "engine": engine.number(),
                 "functions": abi.functions.iter().map(|f| json!({
                     "name": f.name,
                     "params": f.params.iter().map(|(n, t)| json!({"name": n, "type": t})).collect::<Vec<_>>(),

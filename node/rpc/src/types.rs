@@ -117,6 +117,14 @@ pub struct ChainInfo {
     /// Most gas one block may use.
     #[serde(default)]
     pub block_gas_limit: u64,
+    /// The AergoSQL engine version a contract deployed in the next block gets (1 from a node
+    /// that predates the field).
+    #[serde(default = "engine_v1")]
+    pub sql_engine: u8,
+}
+
+fn engine_v1() -> u8 {
+    1
 }
 
 /// `node_status`.

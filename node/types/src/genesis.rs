@@ -189,12 +189,45 @@ pub struct Genesis {
     /// branch id ([`crate::branch::branch_id`]). Left out of the JSON while absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub branch: Option<crate::branch::BranchGenesis>,
+    /// AergoSQL engine activations: from each entry's `height` on, a new contract deploys
+    /// under engine `version` (a contract keeps the version it was deployed under forever).
+    /// Versions after 1 only, in increasing order of version and height. Left out of the JSON
+    /// (and so of the chain id) while empty: such a chain deploys every contract under
+    /// version 1, as before versions existed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sql_engine: Vec<SqlEngineActivation>,
 }
+
+/// One AergoSQL engine activation ([`Genesis::sql_engine`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SqlEngineActivation {
+    /// The engine version (2 or later; which versions exist is the chain crate's to check).
+    pub version: u8,
+    /// The first block height whose deploys get it.
+    pub height: u64,
+}
+
+/// Most entries in [`Genesis::sql_engine`].
+pub const MAX_SQL_ENGINE_ACTIVATIONS: usize = 16;
 
 impl Genesis {
     /// The built-in dev genesis: solo consensus, 1 s blocks, the whole supply held by the
-    /// well-known dev account ([`Keypair::dev`]).
+    /// well-known dev account ([`Keypair::dev`]), AergoSQL engine 2 from block 0.
     pub fn dev() -> Self {
+        Genesis {
+            sql_engine: vec![SqlEngineActivation {
+                version: 2,
+                height: 0,
+            }],
+            ..Self::dev_legacy()
+        }
+    }
+
+    /// The dev genesis as it was before AergoSQL engine versions ([`Genesis::dev`] without
+    /// `sql_engine`): dev data folders created then hold this chain, and a dev node that
+    /// finds one keeps running it (every deploy under engine 1).
+    pub fn dev_legacy() -> Self {
         Genesis {
             chain_name: "aergo-dev".into(),
             timestamp_ms: 0,
@@ -221,6 +254,7 @@ impl Genesis {
             repo: None,
             repos: Vec::new(),
             branch: None,
+            sql_engine: Vec::new(),
         }
     }
 
@@ -306,6 +340,29 @@ impl Genesis {
             .is_some_and(|d| !(50..=60_000).contains(&d))
         {
             return bad("dd_interval_ms must be between 50 and 60000".into());
+        }
+        if self.sql_engine.len() > MAX_SQL_ENGINE_ACTIVATIONS {
+            return bad(format!(
+                "sql_engine lists at most {MAX_SQL_ENGINE_ACTIVATIONS} activations"
+            ));
+        }
+        let mut last: Option<SqlEngineActivation> = None;
+        for a in &self.sql_engine {
+            if a.version < 2 {
+                return bad(format!(
+                    "sql_engine: version {} needs no activation (version 1 is the default)",
+                    a.version
+                ));
+            }
+            if let Some(l) = last {
+                if a.version <= l.version || a.height < l.height {
+                    return bad(
+                        "sql_engine must list versions in increasing order of version and height"
+                            .into(),
+                    );
+                }
+            }
+            last = Some(*a);
         }
         if !(50..=60_000).contains(&self.consensus.block_interval_ms) {
             return bad("consensus.block_interval_ms must be between 50 and 60000".into());
@@ -493,7 +550,7 @@ mod tests {
     fn absent_gas_limits_keep_the_chain_id_and_present_ones_change_it() {
         let dev_addr = Address::from_public_key(&Keypair::dev().public()).encode();
         let old = Genesis::from_json(&OLD_DEV_JSON.replace("ADDR", &dev_addr)).unwrap();
-        assert_eq!(old, Genesis::dev());
+        assert_eq!(old, Genesis::dev_legacy());
         assert_eq!(old.gas.tx_gas_cap, None);
         // The id of a genesis without the fields is the id computed before they existed
         // (pinned: the dev chain's id, unchanged since the dev genesis was introduced).
@@ -521,6 +578,49 @@ mod tests {
         let back = Genesis::from_json(&capped.to_json()).unwrap();
         assert_eq!(back.gas.tx_gas_cap, Some(20_000_000));
         assert_eq!(back.chain_id(), capped.chain_id());
+    }
+
+    /// `sql_engine` is left out of the JSON while empty (the legacy dev chain keeps its
+    /// id), changes the id when set, round-trips, and is validated.
+    #[test]
+    fn sql_engine_activations_change_the_id_and_are_validated() {
+        let legacy = Genesis::dev_legacy();
+        let dev = Genesis::dev();
+        assert!(!legacy.to_json().contains("sql_engine"));
+        assert!(dev.to_json().contains("\"sql_engine\""));
+        assert_ne!(dev.chain_id(), legacy.chain_id());
+        let back = Genesis::from_json(&dev.to_json()).unwrap();
+        assert_eq!(back, dev);
+        assert_eq!(back.chain_id(), dev.chain_id());
+        let act = |version, height| SqlEngineActivation { version, height };
+        for (list, want) in [
+            (vec![act(1, 0)], "version 1 needs no activation"),
+            (vec![act(0, 0)], "version 0 needs no activation"),
+            (vec![act(3, 0), act(2, 5)], "increasing order"),
+            (vec![act(2, 5), act(3, 4)], "increasing order"),
+            (vec![act(2, 0), act(2, 9)], "increasing order"),
+            (
+                (0..17u8).map(|i| act(i + 2, u64::from(i))).collect(),
+                "at most 16",
+            ),
+        ] {
+            let mut g = legacy.clone();
+            g.sql_engine = list;
+            let e = g.validate().unwrap_err().to_string();
+            assert!(e.contains(want), "{e}");
+            assert!(Genesis::from_json(&g.to_json()).is_err());
+        }
+        let mut g = legacy.clone();
+        g.sql_engine = vec![act(2, 0), act(3, 0)];
+        g.validate().unwrap();
+        let e = Genesis::from_json(&legacy.to_json().replacen(
+            '{',
+            r#"{"sql_engine":[{"version":2,"height":0,"x":1}],"#,
+            1,
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("unknown field"), "{e}");
     }
 
     #[test]

@@ -454,6 +454,7 @@ impl Registration {
             repos: Vec::new(),
             branch: None,
             repo: Some(self.repo_genesis(root, RepoPart::Ledger)),
+            sql_engine: root.sql_engine.clone(),
         }
     }
 
@@ -478,6 +479,7 @@ impl Registration {
             repos: Vec::new(),
             branch: None,
             repo: Some(self.repo_genesis(root, RepoPart::Directory)),
+            sql_engine: Vec::new(),
         }
     }
 }

@@ -37,6 +37,7 @@ impl Chain {
                 source: m.source,
                 source_height: m.source_height,
             }),
+            sql_engine: crate::contracts::engine_at(&self.genesis, header.height),
         })
     }
 

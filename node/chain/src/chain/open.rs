@@ -116,6 +116,12 @@ impl Chain {
                 });
             }
         }
+        if let Err(v) = crate::contracts::engine_activations(&genesis) {
+            return Err(ChainError::Consensus(format!(
+                "the genesis activates AergoSQL engine version {v}, which this node does not know (it knows up to version {})",
+                aergo_sql::EngineVersion::LATEST
+            )));
+        }
         let engine = Engine::from_genesis(&genesis)?;
         if engine.uses_slot_guard() {
             let guard = SlotGuard::open(dir.join("slot.guard"))

@@ -506,14 +506,14 @@ impl Chain {
             .map_err(|e| e.to_string()))
     }
 
-    /// A contract's functions and tables.
+    /// A contract's functions and tables, its owner and the engine version it runs under.
     pub fn contract_abi(
         &self,
         addr: &Address,
         height: Option<u64>,
-    ) -> Result<(aergo_sql::Abi, String), ChainError> {
+    ) -> Result<(aergo_sql::Abi, String, aergo_sql::EngineVersion), ChainError> {
         let (_, c) = self.contract_at(addr, height)?;
-        Ok((c.abi(), c.owner().to_string()))
+        Ok((c.abi(), c.owner().to_string(), c.version()))
     }
 
     /// Runs a function read-only (writes discarded) at a height, as `caller`.
