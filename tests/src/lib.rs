@@ -820,10 +820,21 @@ pub mod testnet {
     /// its log `node{i+1}.log`) and waits until `url` answers `/health`; the error carries the
     /// log's tail.
     pub fn start_node(dir: &Path, i: usize, url: &str) -> Result<KillOnDrop> {
+        start_node_env(dir, i, url, &[])
+    }
+
+    /// [`start_node`] with extra environment variables (an injected fault).
+    pub fn start_node_env(
+        dir: &Path,
+        i: usize,
+        url: &str,
+        env: &[(&str, &str)],
+    ) -> Result<KillOnDrop> {
         let mut cmd = Command::new(bin("aergo-node")?);
         let log = dir.join(format!("node{}.log", i + 1));
         cmd.arg("--config")
             .arg(dir.join(format!("node{}/aergo.toml", i + 1)))
+            .envs(env.iter().copied())
             .env("AERGO_LOG", "info,aergo_p2p=warn")
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::from(

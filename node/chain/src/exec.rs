@@ -121,6 +121,21 @@ pub fn check_stateless_with(
             }
             staking::parse_system_tx(&tx.tx)?;
         }
+        TxKind::Evidence => {
+            if !dpos_enabled {
+                return Err(
+                    "evidence of a broken pre-confirmation needs a DPoS chain (nothing to slash here)"
+                        .into(),
+                );
+            }
+            if tx.tx.to.is_some() || tx.tx.amount != 0 {
+                return Err("evidence has no recipient and no amount".into());
+            }
+            // The payload must at least decode; whether it proves anything is the state rule
+            // at execution (a failed receipt), so every node judges it in the same block.
+            aergo_types::evidence::Evidence::decode(&tx.tx.payload)
+                .map_err(|e| format!("malformed evidence: {e}"))?;
+        }
         TxKind::Branch => {
             aergo_types::branch::BranchOp::decode(&tx.tx.payload).map_err(|e| e.to_string())?;
             if tx.tx.to.is_some() || tx.tx.amount != 0 {
@@ -318,6 +333,13 @@ fn execute_tx_in(
         | TxKind::RegisterBp
         | TxKind::Governance => match staking::execute(&mut o, tx, ctx, &from)? {
             Ok(()) => (ReceiptStatus::Ok, intrinsic),
+            Err(m) => (ReceiptStatus::Failed(m), intrinsic),
+        },
+        TxKind::Evidence => match crate::evidence::execute(&mut o, tx, ctx)? {
+            Ok(text) => {
+                result = text.into_bytes();
+                (ReceiptStatus::Ok, intrinsic)
+            }
             Err(m) => (ReceiptStatus::Failed(m), intrinsic),
         },
         TxKind::RepoCreate => {

@@ -33,6 +33,7 @@ pub mod dpos;
 pub mod dtt;
 pub mod engine;
 pub mod error;
+pub mod evidence;
 pub mod exec;
 pub mod limits;
 pub mod mempool;

@@ -19,9 +19,12 @@
 //! | `s 05 A` | `height u64 ‖ p2p address (UTF-8)` | a BP candidate registration (height of first registration) |
 //! | `s 06 P` | `value u128` | governance parameter `P` in force |
 //! | `s 07 P K` | `value u128` | a pending governance vote by BP `K` for parameter `P` |
+//! | `s 08 K slot:u64` | `burned u128` | a broken pre-confirmation of BP `K` in `slot` was penalised (`crate::evidence`) |
+//! | `s 09 K` | `height u64` | BP `K` is excluded from elections since `height` (`crate::evidence`) |
 //!
 //! Parameters `P`: `1` bp_count, `2` max_votes, `3` min_stake (aer), `4` unstake_lock_blocks,
-//! `5` tx_gas_cap, `6` block_gas_limit. [`genesis_writes`] records the first four from the
+//! `5` tx_gas_cap, `6` block_gas_limit, `7` slash_fraction (basis points, default 1,000;
+//! recorded only once voted, like the gas limits). [`genesis_writes`] records the first four from the
 //! genesis, so [`gov_params`] and [`election_inputs`] read them from state; a missing record
 //! falls back to the genesis value (respectively 0 for the election's min_stake filter).
 //! The gas limits (5, 6) are recorded only once a governance vote sets them (so genesis
@@ -125,17 +128,21 @@ pub enum GovParam {
     TxGasCap = 5,
     /// `block_gas_limit`: most gas one block may use.
     BlockGasLimit = 6,
+    /// `slash_fraction`: the share of a producer's stake burned for a broken
+    /// pre-confirmation, in basis points (1/10,000).
+    SlashFraction = 7,
 }
 
 impl GovParam {
     /// Every parameter, in id order.
-    pub const ALL: [GovParam; 6] = [
+    pub const ALL: [GovParam; 7] = [
         GovParam::BpCount,
         GovParam::MaxVotes,
         GovParam::MinStake,
         GovParam::UnstakeLockBlocks,
         GovParam::TxGasCap,
         GovParam::BlockGasLimit,
+        GovParam::SlashFraction,
     ];
     /// The parameters [`genesis_writes`] records.
     const AT_GENESIS: [GovParam; 4] = [
@@ -154,6 +161,7 @@ impl GovParam {
             GovParam::UnstakeLockBlocks => "unstake_lock_blocks",
             GovParam::TxGasCap => "tx_gas_cap",
             GovParam::BlockGasLimit => "block_gas_limit",
+            GovParam::SlashFraction => "slash_fraction",
         }
     }
 
@@ -175,6 +183,7 @@ impl GovParam {
             GovParam::TxGasCap | GovParam::BlockGasLimit => {
                 (MIN_GAS_LIMIT_PARAM as u128, MAX_GAS_LIMIT_PARAM as u128)
             }
+            GovParam::SlashFraction => (0, SLASH_DENOMINATOR),
         };
         if value < lo || value > hi {
             return Err(format!(
@@ -191,7 +200,7 @@ impl GovParam {
             GovParam::MaxVotes => Some(g.max_votes as u128),
             GovParam::MinStake => Some(g.min_stake),
             GovParam::UnstakeLockBlocks => Some(g.unstake_lock_blocks as u128),
-            GovParam::TxGasCap | GovParam::BlockGasLimit => None,
+            GovParam::TxGasCap | GovParam::BlockGasLimit | GovParam::SlashFraction => None,
         }
     }
 }
@@ -408,7 +417,7 @@ pub fn parse_system_tx(tx: &Tx) -> Result<SystemOp, String> {
 
 // ---- keys and records ----
 
-fn key(tag: u8, parts: &[&[u8]]) -> Vec<u8> {
+pub(crate) fn key(tag: u8, parts: &[&[u8]]) -> Vec<u8> {
     let mut k = vec![PREFIX, tag];
     for p in parts {
         k.extend_from_slice(p);
@@ -476,7 +485,7 @@ fn u64_at(b: &[u8], at: usize) -> Result<u64, ChainError> {
         .ok_or_else(|| corrupt("height"))
 }
 
-fn decode_u128(b: &[u8]) -> Result<u128, ChainError> {
+pub(crate) fn decode_u128(b: &[u8]) -> Result<u128, ChainError> {
     let a: [u8; 16] = b.try_into().map_err(|_| corrupt("amount"))?;
     Ok(u128::from_be_bytes(a))
 }
@@ -556,7 +565,7 @@ pub fn stake_of(view: &dyn StateView, a: &Address) -> Result<StakeRecord, ChainE
     }
 }
 
-fn put_stake(o: &mut Overlay<'_>, a: &Address, s: &StakeRecord) {
+pub(crate) fn put_stake(o: &mut Overlay<'_>, a: &Address, s: &StakeRecord) {
     let v = (s.amount > 0).then(|| s.encode());
     o.writes.insert(stake_key(a), v);
 }
@@ -611,6 +620,17 @@ pub fn gas_limits(view: &dyn StateView, g: &GasParams) -> Result<GasLimits, Chai
         )?,
         get(GovParam::BlockGasLimit, genesis.block_gas_limit)?,
     ))
+}
+
+/// `slash_fraction`'s unit: basis points.
+pub const SLASH_DENOMINATOR: u128 = 10_000;
+/// `slash_fraction` until a governance vote sets it: 10% of the stake.
+pub const DEFAULT_SLASH_FRACTION: u128 = 1_000;
+
+/// The `slash_fraction` in force in `view`, in basis points (recorded only once a governance
+/// vote sets it, so genesis state roots do not change).
+pub fn slash_fraction(view: &dyn StateView) -> Result<u128, ChainError> {
+    Ok(gov_value(view, GovParam::SlashFraction)?.unwrap_or(DEFAULT_SLASH_FRACTION))
 }
 
 /// Genesis writes for a DPoS chain: each genesis BP's stake (taken from its balance — the
@@ -692,7 +712,8 @@ fn all_ballots(view: &dyn StateView) -> Result<BTreeMap<Address, Vec<PublicKey>>
 }
 
 /// Candidates, stakes and ballots in `view`. Candidates are the registered accounts whose
-/// stake is at least the `min_stake` recorded in state (0 if none is recorded).
+/// stake is at least the `min_stake` recorded in state (0 if none is recorded), except
+/// producers excluded by evidence of a broken pre-confirmation.
 pub fn election_inputs(view: &dyn StateView) -> Result<ElectionInputs, ChainError> {
     let min_stake = gov_value(view, GovParam::MinStake)?.unwrap_or(0);
     let stakes: BTreeMap<Address, u128> = all_stakes(view)?
@@ -703,7 +724,10 @@ pub fn election_inputs(view: &dyn StateView) -> Result<ElectionInputs, ChainErro
     for a in all_registrations(view)?.keys() {
         if stakes.get(a).copied().unwrap_or(0) >= min_stake {
             if let Some(pk) = a.public_key() {
-                candidates.insert(pk);
+                // A producer proven to have broken a pre-confirmation is never elected again.
+                if !crate::evidence::excluded(view, &pk)? {
+                    candidates.insert(pk);
+                }
             }
         }
     }
@@ -998,8 +1022,10 @@ pub struct CandidateInfo {
     pub tally: u128,
     /// Its registration.
     pub registration: Registration,
-    /// Whether its stake meets `min_stake` (only those can be elected).
+    /// Whether it can be elected: its stake meets `min_stake` and it is not excluded.
     pub eligible: bool,
+    /// Convicted of a broken pre-confirmation (`crate::evidence`): never elected again.
+    pub excluded: bool,
 }
 
 /// Every registered candidate with stake and tally, by tally descending then public key.
@@ -1019,12 +1045,14 @@ pub fn candidates(view: &dyn StateView, d: &DposGenesis) -> Result<Vec<Candidate
             continue;
         };
         let stake = stakes.get(&address).copied().unwrap_or(0);
+        let excluded = crate::evidence::excluded(view, &pk)?;
         out.push(CandidateInfo {
             address,
             stake,
             tally,
             registration,
-            eligible: stake >= g.min_stake,
+            eligible: stake >= g.min_stake && !excluded,
+            excluded,
         });
     }
     Ok(out)

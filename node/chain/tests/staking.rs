@@ -14,7 +14,9 @@ use aergo_chain::staking::{self, GovParam};
 use aergo_chain::state::{account_key, Account, MemState, Overlay, StateView, WriteSet};
 use aergo_chain::ChainError;
 use aergo_types::block::ReceiptStatus;
+use aergo_types::evidence::Evidence;
 use aergo_types::genesis::{DposGenesis, GenesisAccount, GenesisBp};
+use aergo_types::preconf::Preconfirmation;
 use aergo_types::Hash;
 use aergo_types::{Address, Aer, Genesis, Keypair, PublicKey, SignedTx, Tx, TxKind, TOTAL_SUPPLY};
 use std::sync::Arc;
@@ -1012,4 +1014,165 @@ fn governance_sets_the_gas_limits_within_bounds() {
         ),
         "between",
     );
+}
+
+/// Evidence (kind 8) that BP `bp` promised transaction "promised" at position 1 of its
+/// block for `slot`, and signed a header for that slot whose block holds another transaction
+/// there (`header_key` signs the header: a forgery when it is not `bp`).
+fn broken_promise(g: &Genesis, bp: u8, header_key: u8, slot: u64) -> Evidence {
+    let receipt = aergo_types::block::Receipt {
+        tx_hash: Hash::of(b"promised"),
+        status: ReceiptStatus::Ok,
+        gas_used: 1000,
+        fee: 1000,
+        result: Vec::new(),
+        events: Vec::new(),
+    };
+    let preconf = Preconfirmation::sign(
+        &key(bp),
+        g.chain_id(),
+        slot,
+        slot,
+        Hash::of(b"parent"),
+        1,
+        Hash::of(b"prev"),
+        receipt,
+    );
+    let leaves = vec![Hash::of(b"a"), Hash::of(b"b")];
+    let mut header = aergo_types::block::Header {
+        chain_id: g.chain_id(),
+        height: slot,
+        parent: Hash::of(b"parent"),
+        timestamp_ms: 1000 * slot,
+        producer: pk(bp),
+        tx_root: aergo_types::hash::merkle_root(&leaves),
+        receipts_root: Hash::ZERO,
+        state_root: Hash::ZERO,
+        consensus: slot.to_be_bytes().to_vec(),
+        ext: Default::default(),
+        signature: Default::default(),
+    };
+    header.sign(&key(header_key));
+    Evidence {
+        preconf,
+        header,
+        tx_hashes: leaves,
+        receipt_hashes: Vec::new(),
+    }
+}
+
+fn evidence_tx(g: &Genesis, reporter: u8, nonce: u64, e: &Evidence) -> SignedTx {
+    Tx {
+        kind: TxKind::Evidence,
+        nonce,
+        from: pk(reporter),
+        to: None,
+        amount: 0,
+        payload: e.encode(),
+        gas_limit: 100_000,
+        gas_price: 1,
+        chain_id: g.chain_id(),
+    }
+    .sign(&key(reporter))
+}
+
+/// A broken promise burns `slash_fraction` (10% by default) of the producer's stake and
+/// excludes it from elections, once per producer and slot; a forged piece of evidence, a
+/// duplicate and evidence on a solo chain change nothing but the reporter's fee and nonce;
+/// `slash_fraction` is a governance parameter with bounds.
+#[test]
+fn evidence_of_a_broken_promise_slashes_once_and_excludes() {
+    let g = genesis();
+    let mut s = genesis_state(&g);
+    let stake = |s: &MemState| staking::stake_of(s, &addr(2)).unwrap().amount;
+    assert!(staking::election_inputs(&s)
+        .unwrap()
+        .candidates
+        .contains(&pk(2)));
+
+    let e = broken_promise(&g, 2, 2, 7);
+    let tx = evidence_tx(&g, 11, 0, &e);
+    check_stateless_with(&tx, &g.chain_id(), &g.gas, true).unwrap();
+    let (r, w) = execute_tx(&s, &tx, &ctx(&s, &g, 20)).unwrap();
+    assert_eq!(r.status, ReceiptStatus::Ok);
+    let text = String::from_utf8(r.result.clone()).unwrap();
+    assert!(
+        text.contains("slot 7") && text.contains("500 aer"),
+        "{text}"
+    );
+    apply(&mut s, &w);
+    assert_eq!(stake(&s), BP_STAKE - BP_STAKE / 10);
+    assert_eq!(
+        aergo_chain::evidence::penalty(&s, &pk(2), 7).unwrap(),
+        Some(BP_STAKE / 10)
+    );
+    assert!(aergo_chain::evidence::excluded(&s, &pk(2)).unwrap());
+    let inputs = staking::election_inputs(&s).unwrap();
+    assert!(
+        !inputs.candidates.contains(&pk(2)),
+        "excluded from elections"
+    );
+    assert!(inputs.candidates.contains(&pk(1)));
+
+    // The same broken promise again, from another reporter: penalised once only.
+    fails(
+        &mut s,
+        &g,
+        21,
+        &evidence_tx(&g, 12, 0, &e),
+        "already penalised",
+    );
+    assert_eq!(stake(&s), BP_STAKE - BP_STAKE / 10);
+    // A forgery (the header signed by another BP) and a kept promise prove nothing.
+    fails(
+        &mut s,
+        &g,
+        22,
+        &evidence_tx(&g, 11, 1, &broken_promise(&g, 3, 4, 8)),
+        "signature is not its producer's",
+    );
+    let mut kept = broken_promise(&g, 3, 3, 9);
+    kept.tx_hashes[1] = kept.preconf.tx_hash;
+    kept.header.tx_root = aergo_types::hash::merkle_root(&kept.tx_hashes);
+    kept.header.sign(&key(3));
+    fails(
+        &mut s,
+        &g,
+        23,
+        &evidence_tx(&g, 11, 2, &kept),
+        "keeps the promise",
+    );
+    assert_eq!(staking::stake_of(&s, &addr(3)).unwrap().amount, BP_STAKE);
+    // Another slot's broken promise is another penalty.
+    ok(
+        &mut s,
+        &g,
+        24,
+        &evidence_tx(&g, 11, 3, &broken_promise(&g, 2, 2, 11)),
+    );
+    assert_eq!(
+        stake(&s),
+        BP_STAKE - BP_STAKE / 10 - (BP_STAKE - BP_STAKE / 10) / 10
+    );
+
+    // Solo chains refuse evidence at admission; malformed payloads too.
+    let e = check_stateless_with(&tx, &g.chain_id(), &g.gas, false).unwrap_err();
+    assert!(e.contains("DPoS"), "{e}");
+    let mut bad = tx.tx.clone();
+    bad.payload.truncate(40);
+    let e = check_stateless_with(&bad.sign(&key(11)), &g.chain_id(), &g.gas, true).unwrap_err();
+    assert!(e.contains("malformed evidence"), "{e}");
+
+    // slash_fraction: bounded, and its default applies until voted.
+    assert_eq!(staking::slash_fraction(&s).unwrap(), 1_000);
+    let over = sys(
+        &g,
+        1,
+        0,
+        TxKind::Governance,
+        0,
+        &gov("slash_fraction", 10_001),
+    );
+    let e = check_stateless_with(&over, &g.chain_id(), &g.gas, true).unwrap_err();
+    assert!(e.contains("slash_fraction"), "{e}");
 }

@@ -362,6 +362,17 @@ pub(crate) enum PreconfCmd {
         #[arg(long)]
         schedule: Option<String>,
     },
+    /// Report a broken pre-confirmation: builds evidence (the promise, the producer's signed
+    /// block header for that slot and the block's transaction hashes), checks it locally and
+    /// sends it as an evidence transaction (DPoS chains). Every node verifies it; the
+    /// producer loses `slash_fraction` of its stake and is never elected again.
+    Report {
+        /// The pre-confirmation file, or `-` for stdin.
+        file: String,
+        /// The account that sends the evidence (pays its fee).
+        #[arg(long, default_value = "dev")]
+        from: String,
+    },
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq)]
@@ -1134,6 +1145,13 @@ async fn run(cli: Cli) -> Result<()> {
         Cmd::Preconf {
             cmd: PreconfCmd::Verify { file, schedule },
         } => preconf_cmd::verify(&file, schedule.as_deref(), client, j).await?,
+        Cmd::Preconf {
+            cmd: PreconfCmd::Report { file, from },
+        } => {
+            let c = client()?;
+            let key = signing_key(cli.keystore.clone(), cli.password.as_deref(), &from)?;
+            preconf_cmd::report(&file, &c, &key, j).await?
+        }
         Cmd::Branch { cmd } => {
             let c = client()?;
             let (ks_dir, pw) = (cli.keystore.clone(), cli.password.clone());

@@ -1,4 +1,5 @@
 //! `aergo preconf verify FILE|-`: checks a pre-confirmation offline and against the chain.
+//! `aergo preconf report FILE|-`: sends evidence that the producer broke it.
 //!
 //! The input is what `aergo send --wait preconfirmed --json` (or `contract call`) printed,
 //! or the bare `preconfirmation` object (`send_tx`'s result, the `preconfirmations` topic).
@@ -12,13 +13,9 @@ use aergo_rpc::{PreconfJson, RpcClient};
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
-/// Runs `aergo preconf verify`.
-pub async fn verify(
-    file: &str,
-    schedule: Option<&str>,
-    client: impl FnOnce() -> Result<RpcClient>,
-    json_out: bool,
-) -> Result<()> {
+/// Reads a pre-confirmation (a file or `-`; the bare object or `send --json`'s output) and
+/// checks its receipt, sequencing hash and signature.
+fn read(file: &str) -> Result<(PreconfJson, aergo_types::preconf::Preconfirmation)> {
     let text = if file == "-" {
         let mut s = String::new();
         std::io::Read::read_to_string(&mut std::io::stdin(), &mut s).context("read stdin")?;
@@ -34,6 +31,89 @@ pub async fn verify(
         .to_preconf()
         .map_err(|e| anyhow::anyhow!("tampered: {e}"))?;
     p.verify().map_err(|e| anyhow::anyhow!("invalid: {e}"))?;
+    Ok((pj, p))
+}
+
+/// Runs `aergo preconf report`: evidence from the node's block of the promised height,
+/// checked here with the chain's own rule before anything is sent.
+pub async fn report(
+    file: &str,
+    c: &RpcClient,
+    key: &aergo_types::Keypair,
+    json_out: bool,
+) -> Result<()> {
+    let (pj, p) = read(file)?;
+    let block = c.block_by_height(pj.height, false).await.with_context(|| {
+        format!(
+            "the node has no block {} yet: nothing to contradict the promise with",
+            pj.height
+        )
+    })?;
+    if block.header.is_empty() {
+        bail!("the node does not serve block headers (it predates evidence); use a newer node");
+    }
+    let header = aergo_types::block::Header::decode(
+        &hex::decode(&block.header).context("the node sent a header that is not hex")?,
+    )
+    .context("the node sent a header that does not decode")?;
+    let tx_hashes = block
+        .txs
+        .iter()
+        .map(|t| {
+            t.as_str()
+                .and_then(|s| aergo_types::Hash::from_hex(s).ok())
+                .context("the node sent a transaction hash that does not parse")
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let e = aergo_types::evidence::Evidence {
+        preconf: p,
+        header,
+        tx_hashes,
+        receipt_hashes: Vec::new(),
+    };
+    let chain_id = c.chain_info().await?.chain_id;
+    let conviction = e.verify(&chain_id).map_err(|why| {
+        anyhow::anyhow!("not evidence of a broken promise: {why}; nothing was sent")
+    })?;
+    let (hash, _) = crate::submit(
+        c,
+        key,
+        aergo_types::TxKind::Evidence,
+        None,
+        0,
+        e.encode(),
+        0,
+        Default::default(),
+    )
+    .await?;
+    let r = crate::wait_for(c, &hash, crate::WaitFor::Included).await?;
+    let out = json!({"hash": hash, "producer": pj.producer_address, "slot": conviction.slot, "how": conviction.how, "status": r.status, "result": r.result, "error": r.error, "block_height": r.block_height});
+    if r.status != "ok" {
+        bail!(
+            "the evidence was included in block {} but failed: {}",
+            r.block_height,
+            r.error.unwrap_or_default()
+        );
+    }
+    crate::print(json_out, &out, || {
+        format!(
+            "evidence {hash} in block {}
+{}",
+            r.block_height,
+            out["result"].as_str().unwrap_or_default()
+        )
+    });
+    Ok(())
+}
+
+/// Runs `aergo preconf verify`.
+pub async fn verify(
+    file: &str,
+    schedule: Option<&str>,
+    client: impl FnOnce() -> Result<RpcClient>,
+    json_out: bool,
+) -> Result<()> {
+    let (pj, _) = read(file)?;
     let producer = pj.producer_address.clone();
     // Who owned the slot.
     let (owner, block): (Option<String>, Option<aergo_rpc::BlockJson>) = match schedule {
@@ -48,7 +128,9 @@ pub async fn verify(
             let c = client()?;
             let block = c.block_by_height(pj.height, true).await.ok();
             let info: Value = c.call("consensus_info", json!({})).await?;
-            let owner = match owner_in(&info["upcoming"], pj.slot) {
+            // DPoS and PoA list the next slots under their engine's section.
+            let upcoming = [&info["dpos"]["upcoming"], &info["poa"]["upcoming"]];
+            let owner = match upcoming.iter().find_map(|u| owner_in(u, pj.slot)) {
                 Some(o) => Some(o),
                 None => match (&block, info["engine"].as_str()) {
                     // A past slot: the block of that height names its producer.
@@ -77,6 +159,10 @@ pub async fn verify(
         Some(b) if b.parent_hash != pj.parent => format!(
             "valid, but block {} on the node extends another parent: the promise could not be kept (resend the transaction)",
             pj.height
+        ),
+        Some(b) if b.summary.producer != producer => format!(
+            "valid, but block {} on the node is {}'s: the promised block is missing (a lost slot, not a contradiction; resend the transaction)",
+            pj.height, b.summary.producer
         ),
         Some(b) => {
             let at = b

@@ -62,8 +62,9 @@ pub enum StakingCmd {
     /// Governance: with PARAM and VALUE, vote as a BP of the current round; without, show
     /// the parameters in force and the pending votes.
     Gov {
-        /// `bp_count`, `max_votes`, `min_stake`, `unstake_lock_blocks`, `tx_gas_cap` or
-        /// `block_gas_limit`.
+        /// `bp_count`, `max_votes`, `min_stake`, `unstake_lock_blocks`, `tx_gas_cap`,
+        /// `block_gas_limit` or `slash_fraction` (basis points of a convicted producer's
+        /// stake burned; default 1000).
         param: Option<String>,
         /// A whole number; for `min_stake` an amount (`10`, `1.5aergo`, `5000aer`).
         value: Option<String>,
@@ -117,13 +118,14 @@ pub enum BpCmd {
 pub fn gov_payload(param: &str, value: &str) -> Result<Vec<u8>> {
     let v = match param {
         "min_stake" => crate::human::parse_amount(value)?.0,
-        "bp_count" | "max_votes" | "unstake_lock_blocks" | "tx_gas_cap" | "block_gas_limit" => value
+        "bp_count" | "max_votes" | "unstake_lock_blocks" | "tx_gas_cap" | "block_gas_limit"
+        | "slash_fraction" => value
             .trim()
             .parse::<u128>()
             .map_err(|_| anyhow::anyhow!("{param} takes a whole number, not `{value}`"))?,
         other => bail!(
             "unknown parameter `{other}`: one of bp_count, max_votes, min_stake, \
-             unstake_lock_blocks, tx_gas_cap, block_gas_limit (block interval and round length are fixed in genesis)"
+             unstake_lock_blocks, tx_gas_cap, block_gas_limit, slash_fraction (block interval and round length are fixed in genesis)"
         ),
     };
     Ok(serde_json::to_vec(

@@ -56,7 +56,15 @@ pub struct Preconf {
     pub promised: AtomicU64,
     /// Promises of the log that could not be kept at start-up (should stay 0).
     pub broken: AtomicU64,
+    /// Injected fault ([`LIE_ENV`]): every promise names a wrong position, so the producer
+    /// breaks its promises and evidence convicts it. For tests of the evidence rule only.
+    lie: AtomicBool,
 }
+
+/// Environment variable that makes a producer lie in its pre-confirmations (an injected
+/// fault for tests of the evidence rule: each promise names position `p XOR 1` instead of
+/// `p`). The node warns loudly at start; its stake will be slashed.
+pub const LIE_ENV: &str = "AERGO_FAULT_PRECONF_LIE";
 
 #[derive(Default)]
 struct Stats {
@@ -95,6 +103,7 @@ impl Default for Preconf {
             stats: Mutex::new(Stats::default()),
             promised: AtomicU64::new(0),
             broken: AtomicU64::new(0),
+            lie: AtomicBool::new(false),
         }
     }
 }
@@ -152,6 +161,12 @@ impl Preconf {
         let (tx, rx) = std::sync::mpsc::channel();
         let me = &node.preconf;
         *me.log.lock() = Some(tx);
+        if std::env::var_os(LIE_ENV).is_some_and(|v| v == "1") {
+            tracing::error!(
+                "{LIE_ENV}=1: INJECTED FAULT, this producer signs pre-confirmations with wrong positions; evidence will slash its stake and exclude it from elections"
+            );
+            me.lie.store(true, Ordering::SeqCst);
+        }
         me.enabled.store(true, Ordering::SeqCst);
         let n = node.clone();
         std::thread::Builder::new()
@@ -288,7 +303,11 @@ fn push_one(node: &Node, slot: &mut Option<Pending>, tx: &SignedTx, started: Ins
                 slot_of(p),
                 p.height(),
                 p.parent(),
-                x.position,
+                if node.preconf.lie.load(Ordering::Relaxed) {
+                    x.position ^ 1
+                } else {
+                    x.position
+                },
                 x.prev_seq,
                 x.receipt,
             ));

@@ -1769,6 +1769,7 @@ fn block_json(node: &Node, b: &Block, full: bool) -> Result<BlockJson, RpcFail> 
         state_root: b.header.state_root,
         consensus: hex::encode(&b.header.consensus),
         signature: b.header.signature.to_hex(),
+        header: hex::encode(b.header.encode()),
         txs,
         merge: merge_json(node, b)?,
     })

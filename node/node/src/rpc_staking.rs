@@ -164,6 +164,7 @@ pub fn candidates_json(
                 p2p_addr: non_empty(c.registration.p2p_addr),
                 registered_height: c.registration.height,
                 eligible: c.eligible,
+                excluded: c.excluded,
             })
             .collect(),
     })

@@ -225,6 +225,10 @@ pub struct BlockJson {
     pub consensus: String,
     /// Producer signature, hex.
     pub signature: String,
+    /// The signed header's binary encoding, hex (what evidence of a broken pre-confirmation
+    /// carries; empty from a node that predates the field).
+    #[serde(default)]
+    pub header: String,
     /// Transactions: hashes, or full objects when requested.
     pub txs: Vec<Value>,
     /// Set on a merge block: what it merged.
@@ -484,8 +488,12 @@ pub struct CandidateJson {
     pub p2p_addr: Option<String>,
     /// Height of its first registration.
     pub registered_height: u64,
-    /// Whether its stake meets `min_stake` (only those can be elected).
+    /// Whether it can be elected: its stake meets `min_stake` and it was never convicted of a
+    /// broken pre-confirmation.
     pub eligible: bool,
+    /// Convicted of a broken pre-confirmation: never elected again.
+    #[serde(default)]
+    pub excluded: bool,
 }
 
 /// The governance parameters in force.

@@ -85,6 +85,19 @@ impl Header {
     pub fn verify_signature(&self) -> bool {
         self.producer.verify(&self.hash().0, &self.signature)
     }
+    /// The signed header's encoding (as inside a block).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::with_capacity(400);
+        self.encode_into(&mut w);
+        w.finish()
+    }
+    /// Decodes [`Header::encode`]'s bytes, strictly (nothing may follow).
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(bytes);
+        let h = Self::decode_from(&mut r)?;
+        r.finish()?;
+        Ok(h)
+    }
     fn encode_into(&self, w: &mut Writer) {
         self.encode_unsigned_into(w);
         w.fixed(&self.signature.0);

@@ -15,6 +15,7 @@ pub mod block_ext;
 pub mod branch;
 pub mod codec;
 pub mod crypto;
+pub mod evidence;
 pub mod genesis;
 pub mod hash;
 pub mod keystore;

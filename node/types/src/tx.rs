@@ -45,6 +45,9 @@ pub enum TxKind {
     RegisterBp = 6,
     /// Governance parameter vote.
     Governance = 7,
+    /// Evidence of a broken pre-confirmation (DPoS chains; payload:
+    /// [`crate::evidence::Evidence`]).
+    Evidence = 8,
     /// Create a repository (root chain only; payload: [`crate::repo::RepoCreate`]).
     RepoCreate = 9,
     /// Change a repository's directory (directories only; payload: [`crate::repo::DdOp`]).
@@ -68,6 +71,7 @@ impl TxKind {
             5 => TxKind::Vote,
             6 => TxKind::RegisterBp,
             7 => TxKind::Governance,
+            8 => TxKind::Evidence,
             9 => TxKind::RepoCreate,
             10 => TxKind::DirectoryChange,
             11 => TxKind::Branch,

@@ -1,0 +1,228 @@
+//! A lying producer is penalised, on a DPoS network of three real `aergo-node` processes
+//! made by `aergo testnet init` (500 ms slots). Node 1 runs with the injected fault
+//! `AERGO_FAULT_PRECONF_LIE=1`: its pre-confirmations name wrong positions. A client gets
+//! one of its promises, `aergo preconf verify` finds it BROKEN against the block, and
+//! `aergo preconf report` (through an honest node) sends the evidence. Every node then shows
+//! the liar's stake cut by `slash_fraction` (10%) exactly once and the liar excluded from
+//! elections; the same evidence sent again fails as already penalised, and the next rounds'
+//! schedules leave the liar out.
+
+use aergo_e2e::testnet::{base_port, rpc, start_node, start_node_env};
+use aergo_e2e::{bin, poll};
+use aergo_types::{Address, Keypair};
+use anyhow::{bail, ensure, Context, Result};
+use serde_json::{json, Value};
+use std::process::Command;
+use std::time::Duration;
+
+const NODES: usize = 3;
+const PASSWORD: &str = "evidence-test-password";
+
+#[test]
+fn a_lying_producer_is_slashed_once_on_every_node() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path().join("tn");
+    let st = Command::new(bin("aergo")?)
+        .args(["testnet", "init", "--bps", &NODES.to_string()])
+        .args(["--nodes", &NODES.to_string()])
+        .args(["--interval-ms", "500", "--round-slots", "6"])
+        .args(["--start-delay-ms", "3000"])
+        .args(["--base-port", &base_port(NODES)?.to_string()])
+        .arg("--out")
+        .arg(&dir)
+        .output()?;
+    ensure!(
+        st.status.success(),
+        "testnet init: {}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    let mut urls = Vec::new();
+    for i in 0..NODES {
+        let text = std::fs::read_to_string(dir.join(format!("node{}/aergo.toml", i + 1)))?;
+        let cfg: toml::Value = toml::from_str(&text)?;
+        urls.push(format!(
+            "http://{}",
+            cfg["node"]["rpc_addr"].as_str().context("rpc_addr")?
+        ));
+    }
+    let _liar = start_node_env(&dir, 0, &urls[0], &[("AERGO_FAULT_PRECONF_LIE", "1")])?;
+    let _n2 = start_node(&dir, 1, &urls[1])?;
+    let _n3 = start_node(&dir, 2, &urls[2])?;
+    let log = std::fs::read_to_string(dir.join("node1.log"))?;
+    ensure!(log.contains("INJECTED FAULT"), "the liar warns: {log}");
+    let liar = rpc(&urls[0], "node_status", json!({}))?["node_address"]
+        .as_str()
+        .context("node_address")?
+        .to_string();
+
+    // A promise from the liar: send to node 1 until it holds the next slot.
+    let seed = std::fs::read_to_string(dir.join("faucet.key"))?;
+    let mut b = [0u8; 32];
+    hex::decode_to_slice(seed.trim(), &mut b)?;
+    let faucet = Keypair::from_seed(&b);
+    let chain_id = aergo_types::Hash::from_hex(
+        rpc(&urls[1], "chain_info", json!({}))?["chain_id"]
+            .as_str()
+            .context("chain_id")?,
+    )?;
+    let from = Address::from_public_key(&faucet.public());
+    // A promise whose block the liar did produce (a slot it missed, or a block that lost to
+    // another, leaves no signed contradiction: the client resends; try again).
+    let mut found = None;
+    for _ in 0..10 {
+        let promise: Value = poll("a promise from node 1", Duration::from_secs(30), || {
+            let nonce = rpc(&urls[0], "account", json!({"address": from.encode()}))?["next_nonce"]
+                .as_u64()
+                .context("next_nonce")?;
+            let tx = aergo_types::Tx {
+                kind: aergo_types::TxKind::Transfer,
+                nonce,
+                from: faucet.public(),
+                to: Some(from),
+                amount: 1,
+                payload: Vec::new(),
+                gas_limit: 1000,
+                gas_price: 1_000_000_000,
+                chain_id,
+            }
+            .sign(&faucet);
+            match rpc(
+                &urls[0],
+                "send_tx",
+                json!({"tx": hex::encode(tx.encode()), "wait": "preconfirmed"}),
+            ) {
+                Ok(v) => Ok(Some(v)),
+                Err(e) if e.to_string().contains("not_producer") => {
+                    std::thread::sleep(Duration::from_millis(40));
+                    Ok(None)
+                }
+                Err(e) => bail!("preconfirmed send to node 1: {e}"),
+            }
+        })?;
+        let p = &promise["preconfirmation"];
+        ensure!(p["producer_address"] == liar.as_str(), "{promise}");
+        let height = p["height"].as_u64().context("height")?;
+        for u in &urls {
+            poll(
+                &format!("{u} has block {height}"),
+                Duration::from_secs(20),
+                || {
+                    Ok(
+                        (rpc(u, "chain_info", json!({}))?["height"].as_u64() >= Some(height))
+                            .then_some(()),
+                    )
+                },
+            )?;
+        }
+        let b = rpc(&urls[1], "block", json!({"height": height}))?;
+        if b["producer"] == liar.as_str() && b["parent_hash"] == p["parent"] {
+            found = Some(promise);
+            break;
+        }
+        eprintln!("block {height} is not the liar's: {}", b["producer"]);
+    }
+    let promise = found.context("no promise whose block the liar produced in 10 tries")?;
+    let file = tmp.path().join("promise.json");
+    std::fs::write(&file, promise.to_string())?;
+    let file = file.to_str().context("non-UTF-8 path")?;
+
+    // The client sees the broken promise, and reports it through an honest node.
+    let aergo = |args: &[&str]| -> Result<(bool, String, String)> {
+        let out = Command::new(bin("aergo")?)
+            .args(["--rpc", &urls[1], "--keystore"])
+            .arg(tmp.path().join("keys"))
+            .env("AERGO_PASSWORD", PASSWORD)
+            .args(args)
+            .output()?;
+        Ok((
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        ))
+    };
+    let (ok, out, err) = aergo(&["preconf", "verify", file])?;
+    ensure!(!ok && out.contains("BROKEN"), "verify: {out}{err}");
+    let (ok, out, err) = aergo(&[
+        "account",
+        "import",
+        "--key",
+        seed.trim(),
+        "--name",
+        "faucet",
+    ])?;
+    ensure!(ok, "import: {out}{err}");
+    let stake_before = stake_of(&urls[1], &liar)?;
+    let (ok, out, err) = aergo(&["--json", "preconf", "report", file, "--from", "faucet"])?;
+    ensure!(ok, "report: {out}{err}");
+    let report: Value = serde_json::from_str(&out).with_context(|| out.clone())?;
+    ensure!(report["status"] == "ok", "{report}");
+    let at = report["block_height"].as_u64().context("block_height")?;
+
+    // Every node applies the penalty once: 10% of the stake burned, excluded.
+    for u in &urls {
+        poll(
+            &format!("{u} has block {at}"),
+            Duration::from_secs(20),
+            || Ok((rpc(u, "chain_info", json!({}))?["height"].as_u64() >= Some(at)).then_some(())),
+        )?;
+        let c = candidate(u, &liar, Some(at))?;
+        ensure!(c["excluded"] == true && c["eligible"] == false, "{u}: {c}");
+        let stake = stake_of_at(u, &liar, Some(at))?;
+        ensure!(
+            stake == stake_before - stake_before / 10,
+            "{u}: stake {stake} after slashing {stake_before}"
+        );
+    }
+    // The same evidence again: included, and refused as already penalised.
+    let (ok, out, err) = aergo(&["preconf", "report", file, "--from", "faucet"])?;
+    ensure!(
+        !ok && err.contains("already penalised"),
+        "a second report: {out}{err}"
+    );
+    for u in &urls {
+        ensure!(
+            stake_of(u, &liar)? == stake_before - stake_before / 10,
+            "{u}: penalised twice"
+        );
+    }
+    // Later schedules leave the liar out (rounds of 6 slots).
+    poll(
+        "a schedule without the liar",
+        Duration::from_secs(30),
+        || {
+            let info = rpc(&urls[1], "consensus_info", json!({}))?;
+            let upcoming: Vec<&str> = info["dpos"]["upcoming"]
+                .as_array()
+                .context("upcoming")?
+                .iter()
+                .filter_map(|e| e["producer"].as_str())
+                .collect();
+            Ok((!upcoming.is_empty() && !upcoming.contains(&liar.as_str())).then_some(()))
+        },
+    )?;
+    Ok(())
+}
+
+fn candidate(url: &str, addr: &str, height: Option<u64>) -> Result<Value> {
+    let list = rpc(url, "dpos_candidates", json!({"height": height}))?;
+    list["candidates"]
+        .as_array()
+        .context("candidates")?
+        .iter()
+        .find(|c| c["address"] == addr)
+        .cloned()
+        .with_context(|| format!("{addr} is not a candidate: {list}"))
+}
+
+fn stake_of_at(url: &str, addr: &str, height: Option<u64>) -> Result<u128> {
+    let c = candidate(url, addr, height)?;
+    c["stake"]
+        .as_str()
+        .context("stake")?
+        .parse()
+        .context("stake is not a number")
+}
+
+fn stake_of(url: &str, addr: &str) -> Result<u128> {
+    stake_of_at(url, addr, None)
+}
