@@ -19,9 +19,11 @@
 //!   QEMU's start (asserted unless the host is saturated: load > 2 × cores); the dashboard
 //!   must render on the serial console (title and a block height, read back through a small
 //!   terminal emulator). Then the power cut: uploads to AergoFS run concurrently in its
-//!   durable group-commit mode while QEMU is SIGKILLed mid-production; the test asserts the
-//!   journal was left dirty, boots again from the same disk and asserts the node starts,
-//!   every finalized block is still there with the same hash, every acknowledged AergoFS
+//!   durable group-commit mode while QEMU is SIGKILLed mid-production, right after 12
+//!   transfers were pre-confirmed; the test asserts the journal was left dirty, boots again
+//!   from the same disk and asserts the node starts, every finalized block is still there
+//!   with the same hash, every pre-confirmed transfer is in its block at the promised
+//!   position with the promised receipt, every acknowledged AergoFS
 //!   upload reads back byte-identical, no unacknowledged upload is served with other bytes,
 //!   and the volumes are consistent (none failed or read-only, live needles between the
 //!   acknowledged and the attempted count).
@@ -1188,6 +1190,71 @@ name = "eth1"
 address = "dhcp"
 "#;
 
+/// Sends `n` transfers from the dev account with `wait: "preconfirmed"` and returns the
+/// promises (the appliance runs a dev chain, where the node pre-confirms every slot).
+fn preconfirm_transfers(vm: &Vm, n: u64) -> Result<Vec<Value>> {
+    let dev = aergo_types::Keypair::dev();
+    let from = aergo_types::Address::from_public_key(&dev.public());
+    let chain_id =
+        aergo_types::Hash::from_hex(vm.chain_info()?["chain_id"].as_str().context("chain_id")?)?;
+    let nonce = vm.rpc("account", json!({"address": from.encode()}))?["next_nonce"]
+        .as_u64()
+        .context("next_nonce")?;
+    (0..n)
+        .map(|i| {
+            let tx = aergo_types::Tx {
+                kind: aergo_types::TxKind::Transfer,
+                nonce: nonce + i,
+                from: dev.public(),
+                to: Some(from),
+                amount: 1,
+                payload: Vec::new(),
+                gas_limit: 1000,
+                gas_price: 1_000_000_000,
+                chain_id,
+            }
+            .sign(&dev);
+            let r = vm.rpc_within(
+                "send_tx",
+                json!({"tx": hex::encode(tx.encode()), "wait": "preconfirmed"}),
+                Duration::from_secs(20),
+            )?;
+            Ok(r["preconfirmation"].clone())
+        })
+        .collect()
+}
+
+/// Every promise is kept on the chain: the block at its height extends its parent and holds
+/// its transaction at its position with its receipt.
+fn assert_promises_kept(vm: &Vm, promises: &[Value]) -> Result<()> {
+    let last = promises
+        .iter()
+        .filter_map(|p| p["height"].as_u64())
+        .max()
+        .context("no promises")?;
+    poll(
+        &format!("the promised block {last}"),
+        Duration::from_secs(60),
+        || Ok(vm.height().ok().filter(|h| *h >= last)),
+    )?;
+    for p in promises {
+        let h = p["height"].as_u64().context("height")?;
+        let b = vm.rpc("block", json!({"height": h}))?;
+        let pos = usize::try_from(p["position"].as_u64().context("position")?)?;
+        assert_eq!(b["parent_hash"], p["parent"], "block {h}'s parent: {p}");
+        assert_eq!(b["txs"][pos], p["tx_hash"], "block {h} position {pos}: {p}");
+        let r = vm.rpc("receipt", json!({"hash": p["tx_hash"]}))?;
+        for f in ["status", "gas_used", "fee"] {
+            assert_eq!(r[f], p["receipt"][f], "receipt {f}: {p}");
+        }
+    }
+    eprintln!(
+        "appliance: {} pre-confirmed transfers sent right before the power cut kept (blocks up to {last})",
+        promises.len()
+    );
+    Ok(())
+}
+
 #[test]
 fn appliance_power_cut_direct_boot() -> Result<()> {
     let _one = ONE_VM_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
@@ -1296,6 +1363,10 @@ fn appliance_power_cut_direct_boot() -> Result<()> {
             Ok((acks >= 60 && busy >= 3).then_some(()))
         },
     )?;
+    // Pre-confirmed transfers right before the cut: each promise is durable before it is
+    // answered, so after the reboot each must be in its block at its position with its
+    // receipt (the node re-executes its promise log), or the client could prove the break.
+    let promises = preconfirm_transfers(&vm, 12)?;
     drop(vm);
     let fs_ledger = load.finish()?;
     assert!(fs_ledger.errors.is_empty(), "{:?}", fs_ledger.errors);
@@ -1324,6 +1395,7 @@ fn appliance_power_cut_direct_boot() -> Result<()> {
     );
     let ci = vm.chain_info()?;
     assert!(ci["finalized_height"].as_u64().unwrap_or(0) >= fin, "{ci}");
+    assert_promises_kept(&vm, &promises)?;
     // Same tokens (persisted on /data); the node runs as a fresh start, not a restart.
     assert_eq!(vm.token()?, token);
     assert_eq!(vm.fs_token()?, fs_token);
