@@ -4,8 +4,9 @@
 //! one of its promises, `aergo preconf verify` finds it BROKEN against the block, and
 //! `aergo preconf report` (through an honest node) sends the evidence. Every node then shows
 //! the liar's stake cut by `slash_fraction` (10%) exactly once and the liar excluded from
-//! elections; the same evidence sent again fails as already penalised, and the next rounds'
-//! schedules leave the liar out.
+//! elections (and `preconf_status.evidence`, the dashboard's figure, at 1); the same
+//! evidence sent again fails as already penalised, and the next rounds' schedules leave the
+//! liar out.
 
 use aergo_e2e::testnet::{base_port, rpc, start_node, start_node_env};
 use aergo_e2e::{bin, poll};
@@ -166,6 +167,9 @@ fn a_lying_producer_is_slashed_once_on_every_node() -> Result<()> {
             || Ok((rpc(u, "chain_info", json!({}))?["height"].as_u64() >= Some(at)).then_some(())),
         )?;
         let c = candidate(u, &liar, Some(at))?;
+        // What the dashboard's Mempool line shows as `evidence N`.
+        let seen = rpc(u, "preconf_status", json!({}))?["evidence"].clone();
+        ensure!(seen == 1, "{u}: preconf_status evidence {seen}");
         ensure!(c["excluded"] == true && c["eligible"] == false, "{u}: {c}");
         let stake = stake_of_at(u, &liar, Some(at))?;
         ensure!(

@@ -487,6 +487,8 @@ pub struct PreconfView {
     pub p99_us: Option<u64>,
     /// Promises a restart could not keep.
     pub broken: u64,
+    /// Producers convicted of a broken pre-confirmation on the chain (evidence seen).
+    pub evidence: u64,
 }
 
 /// One AergoFS volume (lenient: missing fields are `None`).

@@ -178,6 +178,7 @@ fn healthy() -> App {
                 p50_us: Some(610),
                 p99_us: Some(2_950),
                 broken: 0,
+                evidence: 1,
             }),
         },
         NOW,
@@ -738,7 +739,7 @@ fn mempool() {
     assert!(out.contains("txs 3 / 10,000"));
     assert!(
         out.contains(
-            "preconf p50 0.6 ms p99 3.0 ms | 3,600/min | seq 42 in block 1,001 | broken 0"
+            "preconf p50 0.6/p99 3.0 ms | 3,600/min | seq 42 @1,001 | broken 0 | evidence 1"
         ),
         "{out}"
     );

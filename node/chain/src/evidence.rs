@@ -98,6 +98,17 @@ pub fn execute(
     )))
 }
 
+/// Most convictions [`convictions`] counts (a status figure: it stops there).
+pub const MAX_COUNTED: usize = 10_000;
+
+/// Convictions recorded in `view` (penalised producer and slot pairs), up to
+/// [`MAX_COUNTED`].
+pub fn convictions(view: &dyn StateView) -> Result<u64, ChainError> {
+    let start = key(PENALISED, &[]);
+    let end = key(PENALISED + 1, &[]);
+    Ok(view.scan_limit(&start, &end, MAX_COUNTED)?.len() as u64)
+}
+
 /// The burned amount recorded for producer `k`'s broken promise in `slot`, if penalised.
 pub fn penalty(view: &dyn StateView, k: &PublicKey, slot: u64) -> Result<Option<u128>, ChainError> {
     view.get(&penalised_key(k, slot))?

@@ -280,7 +280,18 @@ impl Preconf {
             last_minute: lat.len() as u64,
             p50_us: pct(50),
             p99_us: pct(99),
+            evidence: 0,
         }
+    }
+
+    /// [`Preconf::status`] with the chain's conviction count at the tip.
+    pub fn status_on(&self, chain: &aergo_chain::Chain) -> PreconfStatus {
+        let mut s = self.status();
+        s.evidence = chain
+            .view_at(chain.tip().header.height)
+            .and_then(|v| aergo_chain::evidence::convictions(&v))
+            .unwrap_or(0);
+        s
     }
 }
 

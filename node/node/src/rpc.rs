@@ -1165,7 +1165,7 @@ pub fn dispatch(node: &Node, method: &str, p: &Value) -> MResult {
                 )),
             }
         }
-        "preconf_status" => ok(node.preconf.status()),
+        "preconf_status" => ok(node.preconf.status_on(&node.chain)),
         "mempool" => {
             let limit = p_u64(p, "limit")?.unwrap_or(100).min(1000) as usize;
             let pool = node.mempool.lock();
@@ -1853,7 +1853,7 @@ async fn metrics(State(rpc): State<Rpc>) -> HttpResponse {
         n.net.tx_gossip_waiting(),
         n.net.gossip_tx_dropped.load(Ordering::Relaxed),
     );
-    let pc = n.preconf.status();
+    let pc = n.preconf.status_on(&n.chain);
     let text = format!(
         "{text}# HELP aergo_dtt_width The last block's DTT width: transactions runnable at once on average (0: no DTT).
 # TYPE aergo_dtt_width gauge
@@ -1874,6 +1874,9 @@ aergo_preconf_sequence {}
 # TYPE aergo_preconf_latency_seconds gauge
 aergo_preconf_latency_seconds{{quantile=\"0.5\"}} {:.6}
 aergo_preconf_latency_seconds{{quantile=\"0.99\"}} {:.6}
+# HELP aergo_preconf_evidence Producers convicted of a broken pre-confirmation on this chain.
+# TYPE aergo_preconf_evidence gauge
+aergo_preconf_evidence {}
 ",
         m.dtt_width_milli.load(Ordering::Relaxed) as f64 / 1000.0,
         aergo_chain::parallel::workers(),
@@ -1882,6 +1885,7 @@ aergo_preconf_latency_seconds{{quantile=\"0.99\"}} {:.6}
         pc.sequence_length,
         pc.p50_us.unwrap_or(0) as f64 / 1e6,
         pc.p99_us.unwrap_or(0) as f64 / 1e6,
+        pc.evidence,
     );
     let ws_open = rpc.ws_max.saturating_sub(rpc.ws_slots.available_permits());
     let text = format!(

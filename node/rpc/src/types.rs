@@ -731,4 +731,8 @@ pub struct PreconfStatusJson {
     pub p50_us: Option<u64>,
     /// p99 of the same.
     pub p99_us: Option<u64>,
+    /// Producers convicted of a broken pre-confirmation on this chain (evidence
+    /// transactions that penalised someone; 0 from a node that predates them).
+    #[serde(default)]
+    pub evidence: u64,
 }

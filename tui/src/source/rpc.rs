@@ -247,6 +247,7 @@ pub fn preconf_view(p: aergo_rpc::PreconfStatusJson) -> PreconfView {
         p50_us: p.p50_us,
         p99_us: p.p99_us,
         broken: p.broken,
+        evidence: p.evidence,
     }
 }
 

@@ -534,26 +534,30 @@ fn draw_receipt(f: &mut Frame, area: Rect, app: &App, hash: &str) {
 
 /// The Mempool screen.
 /// The Mempool view's pre-confirmation line: latency over the last minute, the open
-/// slot's sequence, promises a restart could not keep.
+/// slot's sequence, promises a restart could not keep, producers convicted by evidence.
 pub fn preconf_line(p: Option<&crate::model::PreconfView>) -> String {
-    // ASCII only: the Linux console's font has no middle dot or dash.
+    // ASCII only: the Linux console's font has no middle dot or dash. Fits 80 columns.
     let ms = |us: Option<u64>| match us {
-        Some(u) => format!("{:.1} ms", u as f64 / 1000.0),
+        Some(u) => format!("{:.1}", u as f64 / 1000.0),
         None => "-".to_string(),
     };
     match p {
         None => "preconf: not reported by this node".to_string(),
         Some(p) if !p.enabled => "preconf: off on this node".to_string(),
         Some(p) => format!(
-            "preconf p50 {} p99 {} | {}/min | seq {}{} | broken {}",
+            "preconf p50 {}/p99 {} ms | {}/min | {} | broken {} | evidence {}",
             ms(p.p50_us),
             ms(p.p99_us),
             fmt::thousands(p.last_minute),
-            fmt::thousands(p.sequence_length),
             p.pending_height
-                .map(|h| format!(" in block {}", fmt::thousands(h)))
-                .unwrap_or_else(|| " (no slot open)".to_string()),
-            p.broken
+                .map(|h| format!(
+                    "seq {} @{}",
+                    fmt::thousands(p.sequence_length),
+                    fmt::thousands(h)
+                ))
+                .unwrap_or_else(|| "seq 0, no slot".to_string()),
+            p.broken,
+            p.evidence
         ),
     }
 }
