@@ -317,7 +317,8 @@ pub fn serve<S: Read + Write>(ctx: &Ctx, stream: S, need_token: bool) -> std::io
             });
             let rep = match res {
                 Some(Ok(line)) => ack(line),
-                Some(Err(why)) => err(format!("upgrade refused, nothing installed: {why}")),
+                // "upgrade refused, nothing installed: …" or "upgrade failed: …".
+                Some(Err(e)) => err(e.to_string()),
                 None => err("upgrade failed: internal error (panic caught; see init log)"),
             };
             let ok = matches!(rep, Reply::Ack { .. });
