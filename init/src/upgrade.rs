@@ -229,6 +229,8 @@ pub struct SlotCtx {
     pub busy: bool,
     /// The node's RPC port.
     pub rpc_port: u16,
+    /// When to reboot into the upgraded slot (Unix seconds), if an upgrade scheduled it.
+    pub reboot_at: Option<u64>,
 }
 
 impl SlotCtx {
@@ -305,6 +307,7 @@ pub fn on_boot(logs: &LogStore, boot: SlotBoot, cfg: &aergo_os::config::Config) 
             trial,
             busy: false,
             rpc_port: rpc_port(cfg),
+            reboot_at: None,
         },
         reboot,
     )
@@ -578,12 +581,15 @@ fn write_partition(dev: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 /// The `upgrade` control op: reads `size` bundle bytes from `r` and installs them into the
-/// inactive slot (see the module docs). Returns the acknowledgement line, or why not.
+/// inactive slot (see the module docs). `reboot_at` (Unix seconds) schedules the reboot into
+/// it; any earlier schedule is dropped as soon as the slot is rewritten. Returns the
+/// acknowledgement line, or why not.
 pub fn install(
     ctx: &Ctx,
     r: &mut dyn Read,
     size: u64,
     allow_downgrade: bool,
+    reboot_at: Option<u64>,
 ) -> Result<String, UpgradeError> {
     let t0 = std::time::Instant::now();
     let (boot, running_version) = {
@@ -612,8 +618,21 @@ pub fn install(
     let r2 = install_inner(ctx, r, size, allow_downgrade, &boot, &running_version, t0);
     if let Some(s) = ctx.slots.lock().as_mut() {
         s.busy = false;
+        if let (Ok(_), Some(at)) = (&r2, reboot_at) {
+            s.reboot_at = Some(at);
+        }
     }
-    r2
+    r2.map(|line| match reboot_at {
+        Some(at) => {
+            let msg = format!(
+                "{line}; reboot scheduled at {} (aergo os reboot --cancel cancels it)",
+                aergo_os::schedule::format_utc(at)
+            );
+            ctx.logs.init(5, &format!("upgrade: {msg}"));
+            msg
+        }
+        None => line,
+    })
 }
 
 /// Everything checked before a byte is written: the bundle's signature (`key`), format and
@@ -774,6 +793,9 @@ fn install_inner(
 /// 3. the slot recorded as `trying` — if that save fails the slot stays `empty` (in memory
 ///    and in the file, which still says so from step 1), and the error says the partitions
 ///    were overwritten.
+///
+/// A reboot scheduled by an earlier upgrade is dropped at step 1: the slot it was for is
+/// being overwritten.
 pub fn write_slot(
     slots: &parking_lot::Mutex<Option<SlotCtx>>,
     slots_file: &Path,
@@ -824,6 +846,7 @@ pub fn write_slot(
                 format!("cannot record the upgrade in {}: {e}", slots_file.display()).into(),
             );
         }
+        s.reboot_at = None;
     }
     for (label, dev, bytes) in devs {
         if let Err(e) = write_partition(&dev, bytes) {
@@ -863,6 +886,45 @@ pub fn write_slot(
         )));
     }
     Ok(())
+}
+
+/// When the reboot an upgrade scheduled is due at `now` (Unix seconds): clears it and returns
+/// its time. Not while another upgrade is being written (that one drops the schedule).
+pub fn take_due_reboot(s: &mut SlotCtx, now: u64) -> Option<u64> {
+    match s.reboot_at {
+        Some(at) if now >= at && !s.busy => s.reboot_at.take(),
+        _ => None,
+    }
+}
+
+/// Called every second: reboots when a scheduled reboot is due.
+pub fn reboot_tick(ctx: &Ctx, now: u64) {
+    let due = ctx
+        .slots
+        .lock()
+        .as_mut()
+        .and_then(|s| take_due_reboot(s, now));
+    if let Some(at) = due {
+        ctx.logs.init(
+            5,
+            &format!(
+                "the reboot scheduled at {} is due",
+                aergo_os::schedule::format_utc(at)
+            ),
+        );
+        ctx.shutdown(
+            crate::supervisor::Shutdown::Reboot,
+            "scheduled reboot after an upgrade",
+        );
+    }
+}
+
+/// Wall-clock Unix seconds (0 when the clock reads before 1970).
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// Files for `aergo os support-bundle` (`support_info`): the config with secrets redacted,
@@ -1072,6 +1134,7 @@ mod tests {
             trial: None,
             busy: true,
             rpc_port: 0,
+            reboot_at: Some(1_800_000_000),
         }))
     }
 
@@ -1140,6 +1203,11 @@ mod tests {
         let g = slots.lock();
         let s = g.as_ref().unwrap();
         assert_eq!(s.slots, fresh);
+        assert_eq!(
+            s.reboot_at,
+            Some(1_800_000_000),
+            "a refusal keeps the schedule"
+        );
         drop(g);
         drop(data);
 
@@ -1232,6 +1300,7 @@ mod tests {
             .as_deref()
             .unwrap()
             .contains("could not record it"));
+        assert_eq!(s.reboot_at, None, "the slot it was for was overwritten");
         let on_disk =
             Slots::parse_or_fresh(Some(&std::fs::read_to_string(&file).unwrap()), "A", "");
         assert_eq!(on_disk.get("B").unwrap().state, SlotState::Empty);
@@ -1305,5 +1374,26 @@ mod tests {
             Slots::parse_or_fresh(Some(&std::fs::read_to_string(&file).unwrap()), "A", "");
         assert_eq!(on_disk.get("B").unwrap().state, SlotState::Trying);
         assert_eq!(on_disk.trying.as_deref(), Some("B"));
+    }
+
+    #[test]
+    fn a_scheduled_reboot_is_due_at_its_time_and_not_during_an_upgrade() {
+        let slots = slot_ctx(Slots::fresh("A", "1.0.0"));
+        let mut g = slots.lock();
+        let s = g.as_mut().unwrap();
+        s.busy = false;
+        let at = 1_800_000_000;
+        assert_eq!(take_due_reboot(s, at - 1), None);
+        assert_eq!(s.reboot_at, Some(at));
+        s.busy = true;
+        assert_eq!(
+            take_due_reboot(s, at + 5),
+            None,
+            "not while a slot is being written"
+        );
+        s.busy = false;
+        assert_eq!(take_due_reboot(s, at + 5), Some(at));
+        assert_eq!(s.reboot_at, None, "taken once");
+        assert_eq!(take_due_reboot(s, at + 6), None);
     }
 }
