@@ -207,23 +207,28 @@ fn write_download(image: &Path, format: Download) -> Result<PathBuf> {
         std::fs::File::open(image).with_context(|| format!("opening {}", image.display()))?;
     let output =
         std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    let status = format
-        .command()
-        .stdin(input)
-        .stdout(output.try_clone()?)
-        .status()
+    let done = output
+        .try_clone()
+        .and_then(|stdout| format.command().stdin(input).stdout(stdout).status())
         .with_context(|| {
             format!(
                 "running {:?} (scripts/setup.sh installs it)",
                 format.command().get_program()
             )
-        })?;
-    if !status.success() {
+        })
+        .and_then(|status| {
+            if !status.success() {
+                bail!("compressing {} failed: {status}", image.display());
+            }
+            output.sync_all()?;
+            std::fs::rename(&tmp, &out)?;
+            Ok(())
+        });
+    if let Err(e) = done {
+        // Never leave a partial artifact beside the image.
         let _ = std::fs::remove_file(&tmp);
-        bail!("compressing {} failed: {status}", image.display());
+        return Err(e);
     }
-    output.sync_all()?;
-    std::fs::rename(&tmp, &out)?;
     Ok(out)
 }
 
