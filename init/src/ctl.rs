@@ -131,13 +131,14 @@ impl Ctx {
         } else {
             (0, 0)
         };
-        let (slots, last_upgrade) = match self.slots.lock().as_ref() {
-            Some(s) => (s.report(), s.slots.last_upgrade.clone()),
-            None => (Vec::new(), None),
+        let (slots, last_upgrade, reboot_at) = match self.slots.lock().as_ref() {
+            Some(s) => (s.report(), s.slots.last_upgrade.clone(), s.reboot_at),
+            None => (Vec::new(), None, None),
         };
         StatusReport {
             slots,
             last_upgrade,
+            reboot_at,
             services,
             system: SystemInfo {
                 hostname: crate::sys::hostname(),
@@ -254,6 +255,20 @@ fn dispatch(ctx: &Ctx, op: Op, w: &mut dyn Write) -> std::io::Result<Option<Repl
             ack("powering off")
         }
         Op::Upgrade { .. } => err("upgrade is handled by the connection (internal)"),
+        Op::CancelReboot => {
+            let taken = ctx.slots.lock().as_mut().and_then(|s| s.reboot_at.take());
+            match taken {
+                Some(at) => {
+                    let line = format!(
+                        "the reboot scheduled at {} is cancelled; the upgraded slot stays armed for the next reboot",
+                        aergo_os::schedule::format_utc(at)
+                    );
+                    ctx.logs.init(5, &format!("operator: {line}"));
+                    ack(line)
+                }
+                None => err("no reboot is scheduled"),
+            }
+        }
         Op::SupportInfo => Reply::Support {
             files: crate::upgrade::support_files(ctx),
         },
@@ -277,6 +292,20 @@ fn dispatch(ctx: &Ctx, op: Op, w: &mut dyn Write) -> std::io::Result<Option<Repl
         }
     };
     Ok(Some(r))
+}
+
+/// The Unix second `--reboot-at HH:MM` (UTC) means at `now`: the next such time. Refuses
+/// a bad time, a clock before 1970, and `--reboot` with `--reboot-at`.
+pub fn reboot_time(reboot: bool, at: Option<&str>, now: u64) -> Result<Option<u64>, String> {
+    let Some(text) = at else { return Ok(None) };
+    if reboot {
+        return Err("--reboot and --reboot-at exclude each other".into());
+    }
+    let tod = aergo_os::schedule::TimeOfDay::parse(text).map_err(|e| e.to_string())?;
+    if now == 0 {
+        return Err(aergo_os::schedule::ScheduleError::NoClock.to_string());
+    }
+    Ok(Some(tod.next_after(now)))
 }
 
 /// Serves one connection until it closes.
@@ -310,14 +339,24 @@ pub fn serve<S: Read + Write>(ctx: &Ctx, stream: S, need_token: bool) -> std::io
             size,
             allow_downgrade,
             reboot,
+            reboot_at,
         } = op
         {
-            let res = ctx.guard("upgrade", || {
-                crate::upgrade::install(ctx, &mut (&mut r).take(size), size, allow_downgrade)
-            });
+            let res = match reboot_time(reboot, reboot_at.as_deref(), crate::upgrade::unix_now()) {
+                Err(why) => Some(Err(crate::upgrade::UpgradeError::Refused(why))),
+                Ok(at) => ctx.guard("upgrade", || {
+                    crate::upgrade::install(
+                        ctx,
+                        &mut (&mut r).take(size),
+                        size,
+                        allow_downgrade,
+                        at,
+                    )
+                }),
+            };
             let rep = match res {
                 Some(Ok(line)) => ack(line),
-                Some(Err(why)) => err(format!("upgrade refused, nothing installed: {why}")),
+                Some(Err(e)) => err(e.to_string()),
                 None => err("upgrade failed: internal error (panic caught; see init log)"),
             };
             let ok = matches!(rep, Reply::Ack { .. });
@@ -475,6 +514,81 @@ mod tests {
             assert!(std::time::Instant::now() < deadline, "timed out");
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+
+    #[test]
+    fn reboot_times_resolve_to_the_next_hh_mm_utc() {
+        let now = 1_796_499_610; // 2026-12-05 19:40:10 UTC
+        assert_eq!(reboot_time(false, None, now), Ok(None));
+        assert_eq!(
+            reboot_time(false, Some("21:00"), now),
+            Ok(Some(1_796_504_400))
+        );
+        assert_eq!(
+            reboot_time(false, Some("03:30"), now),
+            Ok(Some(1_796_527_800))
+        );
+        let e = reboot_time(false, Some("25:00"), now).unwrap_err();
+        assert!(e.contains("bad reboot time `25:00`"), "{e}");
+        assert!(reboot_time(true, Some("03:30"), now)
+            .unwrap_err()
+            .contains("exclude each other"));
+        assert!(reboot_time(false, Some("03:30"), 0)
+            .unwrap_err()
+            .contains("clock is not set"));
+    }
+
+    fn slot_ctx() -> crate::upgrade::SlotCtx {
+        crate::upgrade::SlotCtx {
+            boot: crate::upgrade::SlotBoot {
+                running: "A".into(),
+                uefi: true,
+                disk: Some("/dev/vda".into()),
+            },
+            slots: aergo_os::slots::Slots::fresh("A", "1.0.0"),
+            trial: None,
+            busy: false,
+            rpc_port: 0,
+            reboot_at: None,
+        }
+    }
+
+    #[test]
+    fn a_scheduled_reboot_shows_in_status_and_can_be_cancelled() {
+        let c = ctx();
+        let mut sc = slot_ctx();
+        sc.reboot_at = Some(1_796_527_800);
+        *c.slots.lock() = Some(sc);
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("init.sock").display().to_string();
+        let c2 = c.clone();
+        let s2 = sock.clone();
+        std::thread::spawn(move || serve_unix(c2, &s2));
+        let local = Client::new(Endpoint::Unix(sock.into()), None);
+        let st = aergo_e2e_poll(|| local.status().ok());
+        assert_eq!(st.reboot_at, Some(1_796_527_800));
+        let line = local.cancel_reboot().unwrap();
+        assert!(line.contains("2026-12-06 03:30 UTC is cancelled"), "{line}");
+        assert_eq!(local.status().unwrap().reboot_at, None);
+        assert!(
+            matches!(local.cancel_reboot(), Err(ControlError::Refused(m)) if m == "no reboot is scheduled")
+        );
+        // A bad time is refused before the bundle is read: nothing installed, no schedule.
+        let e = local
+            .upgrade(
+                &mut &b"not a bundle"[..],
+                12,
+                false,
+                false,
+                Some("3h"),
+                Duration::from_secs(5),
+            )
+            .unwrap_err();
+        assert!(
+            matches!(&e, ControlError::Refused(m) if m.starts_with("upgrade refused, nothing installed: bad reboot time `3h`")),
+            "{e:?}"
+        );
+        assert_eq!(local.status().unwrap().reboot_at, None);
     }
 
     #[test]

@@ -771,6 +771,13 @@ fn boot(logs: Arc<LogStore>) {
         });
     }
 
+    // Reboots scheduled by upgrades (`--reboot-at`): checked every second against the wall
+    // clock, so a clock stepped by SNTP moves them with it.
+    spawn_named(&ctx, "reboot-timer", |c| loop {
+        upgrade::reboot_tick(&c, upgrade::unix_now());
+        std::thread::sleep(Duration::from_secs(1));
+    });
+
     let token_path = if data.mounted {
         aergo_os::control::TOKEN_FILE.to_string()
     } else {

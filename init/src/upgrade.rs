@@ -21,7 +21,9 @@
 use crate::ctl::Ctx;
 use crate::data;
 use crate::logs::LogStore;
-use aergo_os::bundle::{compare_versions, machine_arch, BundleReader, PublicKey, PART_ESP};
+use aergo_os::bundle::{
+    compare_versions, machine_arch, BundleReader, PublicKey, VerifiedPart, PART_ESP,
+};
 use aergo_os::slots::{esp_label, other, system_label, BootVerdict, SlotInfo, Slots, SLOTS_FILE};
 use aergo_os::sys::efi;
 use aergo_os::sys::gpt::Gpt;
@@ -179,13 +181,21 @@ pub fn detect(logs: &LogStore, efivars: bool) -> SlotBoot {
 
 /// Writes `slots.json` durably (temporary file, fsync, rename, fsync of the folder).
 pub fn save(slots: &Slots) -> std::io::Result<()> {
-    let path = Path::new(SLOTS_FILE);
+    save_to(Path::new(SLOTS_FILE), slots)
+}
+
+/// [`save`] to `path`.
+pub fn save_to(path: &Path, slots: &Slots) -> std::io::Result<()> {
     let tmp = path.with_extension("json.tmp");
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(slots.to_json().as_bytes())?;
-    f.sync_all()?;
-    drop(f);
-    std::fs::rename(&tmp, path)?;
+    let written = std::fs::File::create(&tmp).and_then(|mut f| {
+        f.write_all(slots.to_json().as_bytes())?;
+        f.sync_all()
+    });
+    if let Err(e) = written.and_then(|()| std::fs::rename(&tmp, path)) {
+        // A full disk leaves a partial temporary file: do not let it take more room.
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
     data::fsync_dir(path)
 }
 
@@ -219,6 +229,8 @@ pub struct SlotCtx {
     pub busy: bool,
     /// The node's RPC port.
     pub rpc_port: u16,
+    /// When to reboot into the upgraded slot (Unix seconds), if an upgrade scheduled it.
+    pub reboot_at: Option<u64>,
 }
 
 impl SlotCtx {
@@ -295,6 +307,7 @@ pub fn on_boot(logs: &LogStore, boot: SlotBoot, cfg: &aergo_os::config::Config) 
             trial,
             busy: false,
             rpc_port: rpc_port(cfg),
+            reboot_at: None,
         },
         reboot,
     )
@@ -498,8 +511,40 @@ fn write_boot_option(disk: &Path, slot: &str) -> std::io::Result<()> {
     write_var(&efi::boot_var(efi::slot_option(slot)), efi::GLOBAL, &opt)
 }
 
-/// Why an upgrade was refused (the message the operator sees).
-pub type Refusal = String;
+/// How an upgrade did not happen (the message the operator sees).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpgradeError {
+    /// Refused before anything was written: the disk is as it was.
+    Refused(String),
+    /// Failed after the inactive slot's partitions were (partly) written: says what was
+    /// written and how the slot is now marked (`empty` or `bad`, never `trying`/`good`).
+    Failed(String),
+}
+
+impl From<String> for UpgradeError {
+    fn from(why: String) -> Self {
+        UpgradeError::Refused(why)
+    }
+}
+
+impl From<&str> for UpgradeError {
+    fn from(why: &str) -> Self {
+        UpgradeError::Refused(why.to_string())
+    }
+}
+
+impl std::fmt::Display for UpgradeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UpgradeError::Refused(why) => write!(f, "upgrade refused, nothing installed: {why}"),
+            UpgradeError::Failed(why) => write!(f, "upgrade failed: {why}"),
+        }
+    }
+}
+
+/// Free space `/data` must have before an upgrade writes anything: `slots.json` is saved
+/// twice around the slot write (temporary copy, then rename), a few KiB each.
+pub const BOOKKEEPING_ROOM: u64 = 1 << 20;
 
 /// Available memory in bytes (`MemAvailable`).
 fn mem_available() -> u64 {
@@ -536,13 +581,16 @@ fn write_partition(dev: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 /// The `upgrade` control op: reads `size` bundle bytes from `r` and installs them into the
-/// inactive slot (see the module docs). Returns the acknowledgement line or the refusal.
+/// inactive slot (see the module docs). `reboot_at` (Unix seconds) schedules the reboot into
+/// it; any earlier schedule is dropped as soon as the slot is rewritten. Returns the
+/// acknowledgement line, or why not.
 pub fn install(
     ctx: &Ctx,
     r: &mut dyn Read,
     size: u64,
     allow_downgrade: bool,
-) -> Result<String, Refusal> {
+    reboot_at: Option<u64>,
+) -> Result<String, UpgradeError> {
     let t0 = std::time::Instant::now();
     let (boot, running_version) = {
         let mut g = ctx.slots.lock();
@@ -556,7 +604,8 @@ pub fn install(
             return Err(format!(
                 "slot {} is on trial: wait for its commit (aergo os status) before the next upgrade",
                 s.boot.running
-            ));
+            )
+            .into());
         }
         s.busy = true;
         let v = s
@@ -569,47 +618,40 @@ pub fn install(
     let r2 = install_inner(ctx, r, size, allow_downgrade, &boot, &running_version, t0);
     if let Some(s) = ctx.slots.lock().as_mut() {
         s.busy = false;
+        if let (Ok(_), Some(at)) = (&r2, reboot_at) {
+            s.reboot_at = Some(at);
+        }
     }
-    r2
+    r2.map(|line| match reboot_at {
+        Some(at) => {
+            let msg = format!(
+                "{line}; reboot scheduled at {} (aergo os reboot --cancel cancels it)",
+                aergo_os::schedule::format_utc(at)
+            );
+            ctx.logs.init(5, &format!("upgrade: {msg}"));
+            msg
+        }
+        None => line,
+    })
 }
 
-fn install_inner(
-    ctx: &Ctx,
+/// Everything checked before a byte is written: the bundle's signature (`key`), format and
+/// architecture (`arch`), its version against `running_version` (older: refused unless
+/// `allow_downgrade`), that each part fits its partition (`esp_room`, `sys_room`) and that
+/// the payload fits in `mem_avail` bytes of memory; then the payload is read and every hash
+/// checked. Returns the verified manifest and parts.
+#[allow(clippy::too_many_arguments)]
+pub fn vet(
     r: &mut dyn Read,
-    size: u64,
-    allow_downgrade: bool,
-    boot: &SlotBoot,
+    key: &PublicKey,
+    arch: &str,
     running_version: &str,
-    t0: std::time::Instant,
-) -> Result<String, Refusal> {
-    let Some(disk) = boot.disk.clone() else {
-        return Err("this disk has no A/B system slots (reflash it with a current image)".into());
-    };
-    if !boot.uefi {
-        return Err(
-            "not booted through UEFI (direct kernel boot?): a new slot cannot be booted once, so upgrades are off"
-                .into(),
-        );
-    }
-    if size > MAX_BUNDLE {
-        return Err(format!(
-            "bundle of {size} bytes is larger than {MAX_BUNDLE}"
-        ));
-    }
-    let key = PublicKey::load(Path::new(RELEASE_KEY)).map_err(|e| {
-        format!("this image has no usable release key ({RELEASE_KEY}: {e}); it was built without --release-key")
-    })?;
-    let target = other(&boot.running).to_string();
-    let gpt = read_gpt(&disk).map_err(|e| format!("reading the partition table: {e}"))?;
-    let part_size = |label: &str| gpt.find(label).map(|p| p.size_bytes());
-    let (Some(esp_room), Some(sys_room)) = (
-        part_size(&esp_label(&target)),
-        part_size(&system_label(&target)),
-    ) else {
-        return Err(format!("slot {target} has no partitions on this disk"));
-    };
-    let reader =
-        BundleReader::open(r.take(size), &key, machine_arch()).map_err(|e| e.to_string())?;
+    allow_downgrade: bool,
+    target: &str,
+    (esp_room, sys_room): (u64, u64),
+    mem_avail: u64,
+) -> Result<(aergo_os::bundle::Manifest, Vec<VerifiedPart>), String> {
+    let reader = BundleReader::open(r, key, arch).map_err(|e| e.to_string())?;
     let m = reader.manifest().clone();
     if compare_versions(&m.version, running_version) == std::cmp::Ordering::Less && !allow_downgrade
     {
@@ -632,13 +674,57 @@ fn install_inner(
         }
     }
     let need = m.payload_bytes().saturating_add(64 << 20);
-    let avail = mem_available();
-    if need > avail {
+    if need > mem_avail {
         return Err(format!(
-            "not enough memory to verify the bundle before writing it: {need} bytes needed, {avail} available"
+            "not enough memory to verify the bundle before writing it: {need} bytes needed, {mem_avail} available"
         ));
     }
-    let (m, parts) = reader.read_all().map_err(|e| e.to_string())?;
+    reader.read_all().map_err(|e| e.to_string())
+}
+
+fn install_inner(
+    ctx: &Ctx,
+    r: &mut dyn Read,
+    size: u64,
+    allow_downgrade: bool,
+    boot: &SlotBoot,
+    running_version: &str,
+    t0: std::time::Instant,
+) -> Result<String, UpgradeError> {
+    let Some(disk) = boot.disk.clone() else {
+        return Err("this disk has no A/B system slots (reflash it with a current image)".into());
+    };
+    if !boot.uefi {
+        return Err(
+            "not booted through UEFI (direct kernel boot?): a new slot cannot be booted once, so upgrades are off"
+                .into(),
+        );
+    }
+    if size > MAX_BUNDLE {
+        return Err(format!("bundle of {size} bytes is larger than {MAX_BUNDLE}").into());
+    }
+    let key = PublicKey::load(Path::new(RELEASE_KEY)).map_err(|e| {
+        format!("this image has no usable release key ({RELEASE_KEY}: {e}); it was built without --release-key")
+    })?;
+    let target = other(&boot.running).to_string();
+    let gpt = read_gpt(&disk).map_err(|e| format!("reading the partition table: {e}"))?;
+    let part_size = |label: &str| gpt.find(label).map(|p| p.size_bytes());
+    let (Some(esp_room), Some(sys_room)) = (
+        part_size(&esp_label(&target)),
+        part_size(&system_label(&target)),
+    ) else {
+        return Err(format!("slot {target} has no partitions on this disk").into());
+    };
+    let (m, parts) = vet(
+        &mut r.take(size),
+        &key,
+        machine_arch(),
+        running_version,
+        allow_downgrade,
+        &target,
+        (esp_room, sys_room),
+        mem_available(),
+    )?;
     let verified = t0.elapsed();
     ctx.logs.init(
         5,
@@ -650,44 +736,43 @@ fn install_inner(
             verified.as_millis()
         ),
     );
-    // The slot is not bootable while it is being written: say so first.
-    {
-        let mut g = ctx.slots.lock();
-        if let Some(s) = g.as_mut() {
-            s.slots.writing(&target, &m.version);
-            let _ = save(&s.slots);
-        }
-    }
-    // System partition first, the ESP (what the firmware boots) last.
-    let mut order: Vec<&(aergo_os::bundle::Part, Vec<u8>)> = parts.iter().collect();
-    order.sort_by_key(|(p, _)| p.name == PART_ESP);
-    for (p, bytes) in order {
-        let label = if p.name == PART_ESP {
-            esp_label(&target)
-        } else {
-            system_label(&target)
-        };
-        let dev = data::find_partition(Path::new("/sys/class/block"), &label)
-            .ok_or_else(|| format!("partition {label} not found"))?
-            .dev();
-        write_partition(&dev, bytes).map_err(|e| format!("writing {label}: {e}"))?;
-    }
-    crate::sys::sync();
+    write_slot(
+        &ctx.slots,
+        Path::new(SLOTS_FILE),
+        &target,
+        running_version,
+        &m,
+        &parts,
+        &|label| data::find_partition(Path::new("/sys/class/block"), label).map(|p| p.dev()),
+    )?;
     let written = t0.elapsed();
-    {
+    // Arm the one trial boot. A failure here leaves a complete but unarmed slot: marked bad
+    // (not `trying`: nothing will boot it), and said so.
+    let armed = write_boot_option(&disk, &target)
+        .map_err(|e| format!("writing the boot option: {e}"))
+        .and_then(|()| {
+            write_var(
+                "BootNext",
+                efi::GLOBAL,
+                &efi::u16_list(&[efi::slot_option(&target)]),
+            )
+            .map_err(|e| format!("writing BootNext: {e}"))
+        });
+    if let Err(why) = armed {
         let mut g = ctx.slots.lock();
         if let Some(s) = g.as_mut() {
-            s.slots.installed(&target, &m.version, running_version);
-            save(&s.slots).map_err(|e| format!("writing {SLOTS_FILE}: {e}"))?;
+            s.slots.arm_failed(&target, &m.version, &why);
+            if let Err(e) = save(&s.slots) {
+                ctx.logs.init(3, &format!("cannot write {SLOTS_FILE}: {e}"));
+            }
         }
+        let msg = format!(
+            "slot {target} was written with {} but could not be armed for its trial boot ({why}); slot {target} is marked bad and will not be booted; slot {} keeps running",
+            m.version, boot.running
+        );
+        ctx.logs.init(3, &format!("upgrade: {msg}"));
+        return Err(UpgradeError::Failed(msg));
     }
-    write_boot_option(&disk, &target).map_err(|e| format!("writing the boot option: {e}"))?;
-    write_var(
-        "BootNext",
-        efi::GLOBAL,
-        &efi::u16_list(&[efi::slot_option(&target)]),
-    )
-    .map_err(|e| format!("writing BootNext: {e}"))?;
     let line = format!(
         "installed {} in slot {target} (verified in {} ms, written in {} ms); the next boot tries it once",
         m.version,
@@ -696,6 +781,150 @@ fn install_inner(
     );
     ctx.logs.init(5, &format!("upgrade: {line}"));
     Ok(line)
+}
+
+/// Writes the verified `parts` into slot `target`'s partitions (`dev_of` maps a GPT label
+/// to its device), keeping the bookkeeping at `slots_file` honest at every step:
+/// 1. `/data` must have [`BOOKKEEPING_ROOM`] free and the slot must be recorded as being
+///    written (`empty`) in `slots_file` — otherwise refused, nothing written, and the
+///    in-memory bookkeeping is left as it was;
+/// 2. the system partition, then the ESP, each read back and fsynced — a failure leaves the
+///    slot `empty` with the error as the last upgrade's outcome;
+/// 3. the slot recorded as `trying` — if that save fails the slot stays `empty` (in memory
+///    and in the file, which still says so from step 1), and the error says the partitions
+///    were overwritten.
+///
+/// A reboot scheduled by an earlier upgrade is dropped at step 1: the slot it was for is
+/// being overwritten.
+pub fn write_slot(
+    slots: &parking_lot::Mutex<Option<SlotCtx>>,
+    slots_file: &Path,
+    target: &str,
+    running_version: &str,
+    m: &aergo_os::bundle::Manifest,
+    parts: &[VerifiedPart],
+    dev_of: &dyn Fn(&str) -> Option<std::path::PathBuf>,
+) -> Result<(), UpgradeError> {
+    let dir = slots_file.parent().unwrap_or(Path::new("/"));
+    let free = dir
+        .to_str()
+        .and_then(crate::sys::statvfs)
+        .map(|(_, free)| free)
+        .ok_or_else(|| format!("cannot read the free space of {}", dir.display()))?;
+    if free < BOOKKEEPING_ROOM {
+        return Err(format!(
+            "{} is full ({free} bytes free, {BOOKKEEPING_ROOM} needed to record the upgrade): free some space first",
+            dir.display()
+        )
+        .into());
+    }
+    // Resolve every device before the first write.
+    let mut order: Vec<&VerifiedPart> = parts.iter().collect();
+    // System partition first, the ESP (what the firmware boots) last.
+    order.sort_by_key(|(p, _)| p.name == PART_ESP);
+    let mut devs = Vec::new();
+    for (p, bytes) in order {
+        let label = if p.name == PART_ESP {
+            esp_label(target)
+        } else {
+            system_label(target)
+        };
+        let dev = dev_of(&label).ok_or_else(|| format!("partition {label} not found"))?;
+        devs.push((label, dev, bytes));
+    }
+    // The slot is not bootable while it is being written: say so, durably, first.
+    {
+        let mut g = slots.lock();
+        let s = g
+            .as_mut()
+            .ok_or("slots are not set up yet (init is still booting)")?;
+        let before = s.slots.clone();
+        s.slots.writing(target, &m.version);
+        if let Err(e) = save_to(slots_file, &s.slots) {
+            s.slots = before;
+            return Err(
+                format!("cannot record the upgrade in {}: {e}", slots_file.display()).into(),
+            );
+        }
+        s.reboot_at = None;
+    }
+    for (label, dev, bytes) in devs {
+        if let Err(e) = write_partition(&dev, bytes) {
+            let why = format!("writing {label}: {e}");
+            let mut g = slots.lock();
+            if let Some(s) = g.as_mut() {
+                s.slots.write_failed(target, &m.version, &why);
+                let _ = save_to(slots_file, &s.slots);
+            }
+            return Err(UpgradeError::Failed(format!(
+                "{why}; slot {target}'s partitions are partly overwritten and it is marked empty; the running slot is untouched"
+            )));
+        }
+    }
+    crate::sys::sync();
+    let mut g = slots.lock();
+    let s = g
+        .as_mut()
+        .ok_or("slots are not set up yet (init is still booting)")?;
+    let before = s.slots.clone();
+    s.slots.installed(target, &m.version, running_version);
+    if let Err(e) = save_to(slots_file, &s.slots) {
+        // The file still says `empty` (step 1); so does memory.
+        s.slots = before;
+        s.slots.write_failed(
+            target,
+            &m.version,
+            &format!(
+                "slot {target} was written but {} could not record it ({e})",
+                slots_file.display()
+            ),
+        );
+        return Err(UpgradeError::Failed(format!(
+            "slot {target} was written with {} but {} could not record it ({e}); slot {target} is marked empty and will not be booted; the running slot is untouched",
+            m.version,
+            slots_file.display()
+        )));
+    }
+    Ok(())
+}
+
+/// When the reboot an upgrade scheduled is due at `now` (Unix seconds): clears it and returns
+/// its time. Not while another upgrade is being written (that one drops the schedule).
+pub fn take_due_reboot(s: &mut SlotCtx, now: u64) -> Option<u64> {
+    match s.reboot_at {
+        Some(at) if now >= at && !s.busy => s.reboot_at.take(),
+        _ => None,
+    }
+}
+
+/// Called every second: reboots when a scheduled reboot is due.
+pub fn reboot_tick(ctx: &Ctx, now: u64) {
+    let due = ctx
+        .slots
+        .lock()
+        .as_mut()
+        .and_then(|s| take_due_reboot(s, now));
+    if let Some(at) = due {
+        ctx.logs.init(
+            5,
+            &format!(
+                "the reboot scheduled at {} is due",
+                aergo_os::schedule::format_utc(at)
+            ),
+        );
+        ctx.shutdown(
+            crate::supervisor::Shutdown::Reboot,
+            "scheduled reboot after an upgrade",
+        );
+    }
+}
+
+/// Wall-clock Unix seconds (0 when the clock reads before 1970).
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// Files for `aergo os support-bundle` (`support_info`): the config with secrets redacted,
@@ -752,4 +981,419 @@ pub fn support_files(ctx: &Ctx) -> Vec<aergo_os::control::SupportFile> {
         },
     ));
     files
+}
+
+#[cfg(test)]
+#[allow(clippy::panic, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+    use aergo_os::bundle::{write_bundle, SecretKey, PART_SYSTEM};
+    use aergo_os::slots::SlotState;
+    use parking_lot::Mutex;
+    use std::path::PathBuf;
+
+    /// A signed bundle of `version` with a `sys_len`-byte system part and a 4 KiB ESP.
+    fn bundle(key: &SecretKey, version: &str, sys_len: usize) -> Vec<u8> {
+        let dir = tempfile::tempdir().unwrap();
+        let (esp, sys) = (dir.path().join("esp"), dir.path().join("sys"));
+        std::fs::write(&esp, vec![0xE5; 4096]).unwrap();
+        std::fs::write(
+            &sys,
+            (0..sys_len)
+                .map(|i| u8::try_from(i % 251).unwrap())
+                .collect::<Vec<_>>(),
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        write_bundle(
+            &mut out,
+            key,
+            version,
+            machine_arch(),
+            &[(PART_ESP, esp.as_path()), (PART_SYSTEM, sys.as_path())],
+        )
+        .unwrap();
+        out
+    }
+
+    fn vet_bytes(
+        bytes: &[u8],
+        key: &PublicKey,
+        running: &str,
+        allow_downgrade: bool,
+    ) -> Result<(aergo_os::bundle::Manifest, Vec<VerifiedPart>), String> {
+        vet(
+            &mut &bytes[..],
+            key,
+            machine_arch(),
+            running,
+            allow_downgrade,
+            "B",
+            (1 << 30, 1 << 30),
+            1 << 30,
+        )
+    }
+
+    #[test]
+    fn a_downgrade_is_refused_without_the_flag_and_accepted_with_it() {
+        let key = SecretKey::generate().unwrap();
+        let older = bundle(&key, "1.1.9", 8192);
+        let e = vet_bytes(&older, &key.public(), "1.2.0", false).unwrap_err();
+        assert_eq!(
+            e,
+            "1.1.9 is older than the running 1.2.0: a downgrade needs --allow-downgrade"
+        );
+        let (m, parts) = vet_bytes(&older, &key.public(), "1.2.0", true).unwrap();
+        assert_eq!(m.version, "1.1.9");
+        assert_eq!(parts.len(), 2);
+        assert!(parts.iter().all(|(p, b)| p.size == b.len() as u64));
+        // Numeric, not lexical: 1.10.0 is newer than 1.9.0; the same version reinstalls.
+        let newer = bundle(&key, "1.10.0", 4096);
+        assert!(vet_bytes(&newer, &key.public(), "1.9.0", false).is_ok());
+        assert!(vet_bytes(&newer, &key.public(), "1.10.0", false).is_ok());
+        assert!(vet_bytes(&newer, &key.public(), "1.10.1", false)
+            .unwrap_err()
+            .contains("--allow-downgrade"));
+        // The flag does not bypass the signature.
+        let other = SecretKey::generate().unwrap();
+        let e = vet_bytes(&older, &other.public(), "1.2.0", true).unwrap_err();
+        assert!(e.contains("signature"), "{e}");
+        // Nor the partition sizes.
+        let e = vet(
+            &mut &older[..],
+            &key.public(),
+            machine_arch(),
+            "1.0.0",
+            false,
+            "B",
+            (1 << 20, 4096),
+            1 << 30,
+        )
+        .unwrap_err();
+        assert!(e.contains("does not fit slot B's partition"), "{e}");
+    }
+
+    /// A tmpfs of `size` mounted on a fresh folder (the stand-in for `/data`), unmounted
+    /// on drop. `None` where mounting is not permitted (not root); under `CI=true` that
+    /// fails the test instead.
+    struct Tmpfs {
+        dir: tempfile::TempDir,
+    }
+
+    impl Tmpfs {
+        fn mount(size: &str) -> Option<Tmpfs> {
+            let dir = tempfile::tempdir().unwrap();
+            match crate::sys::mount(
+                "tmpfs",
+                &dir.path().display().to_string(),
+                "tmpfs",
+                0,
+                &format!("size={size}"),
+            ) {
+                Ok(()) => Some(Tmpfs { dir }),
+                Err(e) if std::env::var("CI").as_deref() != Ok("true") => {
+                    eprintln!("SKIPPED: cannot mount a tmpfs here ({e}); run as root");
+                    None
+                }
+                Err(e) => panic!("cannot mount a tmpfs (CI=true needs root): {e}"),
+            }
+        }
+
+        fn path(&self) -> &Path {
+            self.dir.path()
+        }
+
+        fn remount_ro(&self) {
+            crate::sys::mount(
+                "tmpfs",
+                &self.path().display().to_string(),
+                "tmpfs",
+                libc::MS_REMOUNT | libc::MS_RDONLY,
+                "",
+            )
+            .unwrap();
+        }
+    }
+
+    impl Drop for Tmpfs {
+        fn drop(&mut self) {
+            let p = std::ffi::CString::new(self.path().display().to_string()).unwrap();
+            // SAFETY: a valid C string; MNT_DETACH needs nothing else.
+            unsafe { libc::umount2(p.as_ptr(), libc::MNT_DETACH) };
+        }
+    }
+
+    fn slot_ctx(slots: Slots) -> Mutex<Option<SlotCtx>> {
+        Mutex::new(Some(SlotCtx {
+            boot: SlotBoot {
+                running: "A".into(),
+                uefi: true,
+                disk: None,
+            },
+            slots,
+            trial: None,
+            busy: true,
+            rpc_port: 0,
+            reboot_at: Some(1_800_000_000),
+        }))
+    }
+
+    /// Stand-ins for slot B's two partitions, filled with 0xAA.
+    fn partitions(dir: &Path, len: usize) -> (PathBuf, PathBuf) {
+        let (esp, sys) = (dir.join("esp-b"), dir.join("system-b"));
+        std::fs::write(&esp, vec![0xAA; len]).unwrap();
+        std::fs::write(&sys, vec![0xAA; len]).unwrap();
+        (esp, sys)
+    }
+
+    fn devs(esp: PathBuf, sys: PathBuf) -> impl Fn(&str) -> Option<PathBuf> {
+        move |label: &str| match label {
+            "AERGO-ESP-B" => Some(esp.clone()),
+            "AERGO-SYSTEM-B" => Some(sys.clone()),
+            _ => None,
+        }
+    }
+
+    fn untouched(p: &Path) -> bool {
+        std::fs::read(p).unwrap().iter().all(|b| *b == 0xAA)
+    }
+
+    #[test]
+    fn a_full_or_read_only_data_refuses_before_any_partition_is_written() {
+        let key = SecretKey::generate().unwrap();
+        let (m, parts) =
+            vet_bytes(&bundle(&key, "2.0.0", 8192), &key.public(), "1.0.0", false).unwrap();
+        let disk = tempfile::tempdir().unwrap();
+        let (esp, sys) = partitions(disk.path(), 16384);
+
+        // Full: 512 KiB left of 2 MiB.
+        let Some(data) = Tmpfs::mount("2m") else {
+            return;
+        };
+        let file = data.path().join("slots.json");
+        let fresh = Slots::fresh("A", "1.0.0");
+        save_to(&file, &fresh).unwrap();
+        let before = std::fs::read_to_string(&file).unwrap();
+        std::fs::write(data.path().join("filler"), vec![1u8; 1536 << 10]).unwrap();
+        let slots = slot_ctx(fresh.clone());
+        let e = write_slot(
+            &slots,
+            &file,
+            "B",
+            "1.0.0",
+            &m,
+            &parts,
+            &devs(esp.clone(), sys.clone()),
+        )
+        .unwrap_err();
+        let UpgradeError::Refused(why) = &e else {
+            panic!("{e:?}")
+        };
+        assert!(
+            why.contains("is full") && why.contains("free some space"),
+            "{why}"
+        );
+        assert!(
+            e.to_string()
+                .starts_with("upgrade refused, nothing installed"),
+            "{e}"
+        );
+        assert!(untouched(&esp) && untouched(&sys));
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), before);
+        let g = slots.lock();
+        let s = g.as_ref().unwrap();
+        assert_eq!(s.slots, fresh);
+        assert_eq!(
+            s.reboot_at,
+            Some(1_800_000_000),
+            "a refusal keeps the schedule"
+        );
+        drop(g);
+        drop(data);
+
+        // Read-only (room enough, but slots.json cannot be saved).
+        let Some(data) = Tmpfs::mount("4m") else {
+            return;
+        };
+        let file = data.path().join("slots.json");
+        save_to(&file, &fresh).unwrap();
+        data.remount_ro();
+        let slots = slot_ctx(fresh.clone());
+        let e = write_slot(
+            &slots,
+            &file,
+            "B",
+            "1.0.0",
+            &m,
+            &parts,
+            &devs(esp.clone(), sys.clone()),
+        )
+        .unwrap_err();
+        let UpgradeError::Refused(why) = &e else {
+            panic!("{e:?}")
+        };
+        assert!(
+            why.contains("cannot record the upgrade in") && why.contains("Read-only"),
+            "{why}"
+        );
+        assert!(untouched(&esp) && untouched(&sys));
+        assert_eq!(slots.lock().as_ref().unwrap().slots, fresh);
+    }
+
+    #[test]
+    fn data_filling_up_during_the_write_is_an_honest_failure_with_the_slot_empty() {
+        let key = SecretKey::generate().unwrap();
+        let Some(data) = Tmpfs::mount("2m") else {
+            return;
+        };
+        let file = data.path().join("slots.json");
+        let fresh = Slots::fresh("A", "1.0.0");
+        save_to(&file, &fresh).unwrap();
+        // The system partition's stand-in lives on the same small filesystem and its bytes
+        // take every page left, so the slot writes succeed and the save after them cannot.
+        let (_, free) = crate::sys::statvfs(&data.path().display().to_string()).unwrap();
+        let free = usize::try_from(free).unwrap();
+        assert!(free as u64 >= BOOKKEEPING_ROOM, "{free}");
+        let (m, parts) =
+            vet_bytes(&bundle(&key, "2.0.0", free), &key.public(), "1.0.0", false).unwrap();
+        let disk = tempfile::tempdir().unwrap();
+        let (esp, _) = partitions(disk.path(), 4096);
+        let sys = data.path().join("system-b");
+        std::fs::write(&sys, b"").unwrap();
+        let slots = slot_ctx(fresh.clone());
+        let e = write_slot(
+            &slots,
+            &file,
+            "B",
+            "1.0.0",
+            &m,
+            &parts,
+            &devs(esp.clone(), sys.clone()),
+        )
+        .unwrap_err();
+        let UpgradeError::Failed(why) = &e else {
+            panic!("{e:?}")
+        };
+        assert!(
+            why.contains("slot B was written with 2.0.0")
+                && why.contains("could not record it")
+                && why.contains("marked empty"),
+            "{why}"
+        );
+        assert!(e.to_string().starts_with("upgrade failed: "), "{e}");
+        // The partitions were written (the error says so) …
+        assert_eq!(std::fs::read(&esp).unwrap(), parts[0].1);
+        assert_eq!(std::fs::read(&sys).unwrap().len(), free);
+        // … and status would show B empty, never trying; the file says the same.
+        let g = slots.lock();
+        let s = g.as_ref().unwrap();
+        assert_eq!(
+            s.slots.report("A")[1].state,
+            SlotState::Empty,
+            "{:?}",
+            s.slots
+        );
+        assert_eq!(s.slots.trying, None);
+        assert!(s
+            .slots
+            .last_upgrade
+            .as_deref()
+            .unwrap()
+            .contains("could not record it"));
+        assert_eq!(s.reboot_at, None, "the slot it was for was overwritten");
+        let on_disk =
+            Slots::parse_or_fresh(Some(&std::fs::read_to_string(&file).unwrap()), "A", "");
+        assert_eq!(on_disk.get("B").unwrap().state, SlotState::Empty);
+        assert_eq!(on_disk.trying, None);
+        assert!(
+            !file.with_extension("json.tmp").exists(),
+            "no partial temporary file left"
+        );
+    }
+
+    #[test]
+    fn a_write_error_leaves_the_slot_empty_and_a_good_write_arms_it() {
+        let key = SecretKey::generate().unwrap();
+        let (m, parts) =
+            vet_bytes(&bundle(&key, "2.0.0", 8192), &key.public(), "1.0.0", false).unwrap();
+        let data = tempfile::tempdir().unwrap();
+        let file = data.path().join("slots.json");
+        let disk = tempfile::tempdir().unwrap();
+        let (esp, _) = partitions(disk.path(), 16384);
+        // An unwritable system partition: the ESP (written last) stays untouched.
+        let slots = slot_ctx(Slots::fresh("A", "1.0.0"));
+        let e = write_slot(
+            &slots,
+            &file,
+            "B",
+            "1.0.0",
+            &m,
+            &parts,
+            &devs(esp.clone(), disk.path().join("gone/x")),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&e, UpgradeError::Failed(w) if w.contains("writing AERGO-SYSTEM-B")),
+            "{e:?}"
+        );
+        assert!(
+            untouched(&esp),
+            "the ESP is written after the system partition"
+        );
+        {
+            let g = slots.lock();
+            let s = g.as_ref().unwrap();
+            assert_eq!(s.slots.report("A")[1].state, SlotState::Empty);
+            assert!(s
+                .slots
+                .last_upgrade
+                .as_deref()
+                .unwrap()
+                .contains("upgrade to 2.0.0 failed: writing AERGO-SYSTEM-B"));
+        }
+        let on_disk =
+            Slots::parse_or_fresh(Some(&std::fs::read_to_string(&file).unwrap()), "A", "");
+        assert_eq!(on_disk.get("B").unwrap().state, SlotState::Empty);
+
+        let (esp, sys) = partitions(disk.path(), 16384);
+        write_slot(
+            &slots,
+            &file,
+            "B",
+            "1.0.0",
+            &m,
+            &parts,
+            &devs(esp.clone(), sys.clone()),
+        )
+        .unwrap();
+        let esp_bytes = std::fs::read(&esp).unwrap();
+        assert_eq!(&esp_bytes[..4096], &parts[0].1[..]);
+        assert!(esp_bytes[4096..].iter().all(|b| *b == 0xAA));
+        assert_eq!(&std::fs::read(&sys).unwrap()[..8192], &parts[1].1[..]);
+        let on_disk =
+            Slots::parse_or_fresh(Some(&std::fs::read_to_string(&file).unwrap()), "A", "");
+        assert_eq!(on_disk.get("B").unwrap().state, SlotState::Trying);
+        assert_eq!(on_disk.trying.as_deref(), Some("B"));
+    }
+
+    #[test]
+    fn a_scheduled_reboot_is_due_at_its_time_and_not_during_an_upgrade() {
+        let slots = slot_ctx(Slots::fresh("A", "1.0.0"));
+        let mut g = slots.lock();
+        let s = g.as_mut().unwrap();
+        s.busy = false;
+        let at = 1_800_000_000;
+        assert_eq!(take_due_reboot(s, at - 1), None);
+        assert_eq!(s.reboot_at, Some(at));
+        s.busy = true;
+        assert_eq!(
+            take_due_reboot(s, at + 5),
+            None,
+            "not while a slot is being written"
+        );
+        s.busy = false;
+        assert_eq!(take_due_reboot(s, at + 5), Some(at));
+        assert_eq!(s.reboot_at, None, "taken once");
+        assert_eq!(take_due_reboot(s, at + 6), None);
+    }
 }

@@ -139,7 +139,14 @@ pub enum Op {
         /// Reboot into the new slot once it is armed.
         #[serde(default)]
         reboot: bool,
+        /// Reboot into it at the next `HH:MM` UTC instead ([`crate::schedule`]); replaces a
+        /// reboot an earlier upgrade scheduled. Checked before the bundle is read.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reboot_at: Option<String>,
     },
+    /// Cancel the reboot an upgrade scheduled (`--reboot-at`); the new slot stays armed for
+    /// the next reboot, whenever it happens.
+    CancelReboot,
     /// What a support bundle needs beyond `status` and `logs`: the config with secrets
     /// redacted, versions, slot bookkeeping, memory and disk figures, the chain's tip.
     SupportInfo,
@@ -211,6 +218,10 @@ pub struct StatusReport {
     pub slots: Vec<crate::slots::SlotInfo>,
     /// The last upgrade's outcome, one line.
     pub last_upgrade: Option<String>,
+    /// When init will reboot into the upgraded slot (Unix seconds, UTC), if an upgrade
+    /// scheduled it (`--reboot-at`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reboot_at: Option<u64>,
 }
 
 /// Lifecycle state of a supervised service.
@@ -603,13 +614,15 @@ impl Client {
 
     /// Streams the bundle `bundle` (`size` bytes) to init for installation into the inactive
     /// slot; waits up to `wait` for init's answer after the last byte (verification and the
-    /// slot write take a while on slow disks).
+    /// slot write take a while on slow disks). `reboot_at` (`HH:MM`, UTC) schedules the
+    /// reboot into it.
     pub fn upgrade(
         &self,
         bundle: &mut dyn Read,
         size: u64,
         allow_downgrade: bool,
         reboot: bool,
+        reboot_at: Option<&str>,
         wait: Duration,
     ) -> Result<String, ControlError> {
         let mut conn = self.connect(Some(wait))?;
@@ -619,6 +632,7 @@ impl Client {
                 size,
                 allow_downgrade,
                 reboot,
+                reboot_at: reboot_at.map(str::to_string),
             },
         )?;
         let copied = std::io::copy(&mut bundle.take(size), conn.get_mut());
@@ -699,6 +713,11 @@ impl Client {
         self.ack(Op::Reboot)
     }
 
+    /// Cancels the reboot an upgrade scheduled.
+    pub fn cancel_reboot(&self) -> Result<String, ControlError> {
+        self.ack(Op::CancelReboot)
+    }
+
     /// Asks init to power off.
     pub fn poweroff(&self) -> Result<String, ControlError> {
         self.ack(Op::Poweroff)
@@ -744,8 +763,20 @@ mod tests {
             Op::Upgrade {
                 size: 42,
                 allow_downgrade: false,
-                reboot: false
+                reboot: false,
+                reboot_at: None,
             }
+        );
+        let u = decode_request(r#"{"v":1,"op":"upgrade","size":42,"reboot_at":"03:30"}"#).unwrap();
+        assert!(
+            matches!(&u.op, Op::Upgrade { reboot_at: Some(t), .. } if t == "03:30"),
+            "{u:?}"
+        );
+        assert_eq!(
+            decode_request(r#"{"v":1,"op":"cancel_reboot"}"#)
+                .unwrap()
+                .op,
+            Op::CancelReboot
         );
         let s = decode_request(r#"{"v":1,"op":"support_info"}"#).unwrap();
         assert_eq!(s.op, Op::SupportInfo);
@@ -784,6 +815,7 @@ mod tests {
                     state: crate::slots::SlotState::Trying,
                 }],
                 last_upgrade: Some("installed 1.1.0 in slot B".into()),
+                reboot_at: Some(1_796_526_000),
             }),
             Reply::Support {
                 files: vec![SupportFile {

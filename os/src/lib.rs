@@ -4,6 +4,7 @@
 //! - [`paths`]: well-known ports, paths and names.
 //! - [`bundle`]: signed update bundles (format, ed25519 release keys, streaming verification).
 //! - [`slots`]: A/B system slot bookkeeping and its state transitions.
+//! - [`schedule`]: `--reboot-at HH:MM` (UTC) reboot times after an upgrade.
 //! - [`config`]: the `aergo.toml` schema read by init, the node, AergoFS and the dashboard.
 //! - [`io`]: the io_uring file I/O service with a std fallback.
 //! - [`control`]: init's control-socket protocol (types, codec, blocking client).
@@ -21,6 +22,7 @@ pub mod http;
 pub mod io;
 pub mod paths;
 pub mod sample;
+pub mod schedule;
 pub mod slots;
 pub mod sys;
 pub mod task;

@@ -217,6 +217,32 @@ impl Slots {
         ));
     }
 
+    /// Writing `slot` failed part-way (`why`): it stays `empty` (its old contents are partly
+    /// overwritten, so it is neither bootable nor a fallback) and the outcome says why.
+    pub fn write_failed(&mut self, slot: &str, version: &str, why: &str) {
+        self.set(slot, Some(""), SlotState::Empty);
+        if self.trying.as_deref() == Some(slot) {
+            self.trying = None;
+            self.trial_boots = 0;
+        }
+        self.last_upgrade = Some(format!(
+            "upgrade to {version} failed: {why}; slot {slot} is empty"
+        ));
+    }
+
+    /// `slot` holds a complete `version` but could not be armed for its trial boot (`why`):
+    /// it is marked `bad`, so nothing boots it and `status` shows the failure.
+    pub fn arm_failed(&mut self, slot: &str, version: &str, why: &str) {
+        self.set(slot, Some(version), SlotState::Bad);
+        if self.trying.as_deref() == Some(slot) {
+            self.trying = None;
+            self.trial_boots = 0;
+        }
+        self.last_upgrade = Some(format!(
+            "upgrade to {version} failed: slot {slot} was written but could not be armed for its trial boot ({why}); slot {slot} is bad and will not be booted"
+        ));
+    }
+
     /// The running trial slot passed: it is permanent.
     pub fn commit(&mut self, running: &str) -> String {
         let v = self
@@ -372,6 +398,41 @@ mod tests {
             .as_deref()
             .unwrap()
             .starts_with("installed 2.0.1"));
+    }
+
+    #[test]
+    fn a_failed_write_or_arming_is_never_reported_good() {
+        let mut s = Slots::fresh("A", "1.0.0");
+        s.writing("B", "2.0.0");
+        s.write_failed(
+            "B",
+            "2.0.0",
+            "writing AERGO-SYSTEM-B: No space left on device",
+        );
+        assert_eq!(s.report("A")[1].state, SlotState::Empty);
+        assert_eq!(s.trying, None);
+        let l = s.last_upgrade.clone().unwrap();
+        assert!(l.contains("2.0.0 failed") && l.contains("No space"), "{l}");
+        // Written and recorded, but BootNext could not be set: bad, not on trial, and the
+        // next boot of A keeps it so.
+        s.writing("B", "2.0.0");
+        s.installed("B", "2.0.0", "1.0.0");
+        s.arm_failed("B", "2.0.0", "writing BootNext: Input/output error");
+        assert_eq!(s.trying, None);
+        let mut after = Slots::parse_or_fresh(Some(&s.to_json()), "A", "1.0.0");
+        assert_eq!(after.on_boot("A", "1.0.0"), BootVerdict::Normal);
+        assert_eq!(
+            states(&after, "A"),
+            vec![
+                ("A".into(), "1.0.0".into(), SlotState::Active),
+                ("B".into(), "2.0.0".into(), SlotState::Bad)
+            ]
+        );
+        assert!(after
+            .last_upgrade
+            .as_deref()
+            .unwrap()
+            .contains("could not be armed"));
     }
 
     #[test]

@@ -1674,6 +1674,7 @@ fn appliance_ab_upgrade_and_fallback() -> Result<()> {
     std::fs::write(&tampered, &t)?;
     let other_key = d.join("other.bundle");
     let arm = d.join("arm.bundle");
+    let older = d.join("older.bundle");
     let truncated = d.join("truncated.bundle");
     {
         use aergo_os::bundle::{BundleReader, PublicKey, SecretKey};
@@ -1706,6 +1707,15 @@ fn appliance_ab_upgrade_and_fallback() -> Result<()> {
             "aarch64",
             &list,
         )?;
+        // Signed with the right key, older than the running 1.0.0.
+        let mut out = std::fs::File::create(&older)?;
+        aergo_os::bundle::write_bundle(
+            &mut out,
+            &SecretKey::load(&secret)?,
+            "0.9.0",
+            "x86_64",
+            &list,
+        )?;
     }
     // Truncated: the first half of B.
     std::fs::write(&truncated, &b_bytes[..b_bytes.len() / 2])?;
@@ -1731,6 +1741,10 @@ fn appliance_ab_upgrade_and_fallback() -> Result<()> {
         (&other_key, "bad signature"),
         (&arm, "bundle is for aarch64"),
         (&truncated, "truncated"),
+        (
+            &older,
+            "0.9.0 is older than the running 1.0.0: a downgrade needs --allow-downgrade",
+        ),
     ] {
         let r = aergo_os(&vm, &token, &["upgrade", &file.display().to_string()])?;
         let e = r
@@ -1768,8 +1782,8 @@ fn appliance_ab_upgrade_and_fallback() -> Result<()> {
     let upload = KillOnDrop::spawn(
         Command::new(bin("aergo")?)
             .args(["--init-addr", &format!("127.0.0.1:{}", vm.ctl)])
-            .args(["--init-token", &token, "os", "upgrade"])
-            .arg(&b)
+            .args(["--init-token", &token, "os", "upgrade", "--allow-downgrade"])
+            .arg(&older)
             .stdout(Stdio::null())
             .stderr(Stdio::null()),
     )?;
@@ -1800,11 +1814,12 @@ fn appliance_ab_upgrade_and_fallback() -> Result<()> {
         )
     })
     .with_context(|| format!("console:\n{}", vm.serial_tail()))?;
+    // The downgrade refused above went through with --allow-downgrade: it was writing.
     assert!(
         st["last_upgrade"]
             .as_str()
             .unwrap_or("")
-            .contains("writing slot B did not finish"),
+            .contains("upgrade to 0.9.0: writing slot B did not finish"),
         "{st}"
     );
     assert_eq!(
@@ -1862,11 +1877,31 @@ fn appliance_ab_upgrade_and_fallback() -> Result<()> {
     );
     eprintln!("appliance-ab: power cut during B's trial: back on A, B bad, chain intact");
 
-    // B again: streamed, verified, written, tried once, committed.
+    // B again: streamed, verified, written, then init reboots into it by itself at the
+    // scheduled minute (`--reboot-at`, UTC, 30–90 s ahead by the host's clock, which the
+    // guest's follows), tried once, committed.
+    let bad = aergo_os(
+        &vm,
+        &token,
+        &["upgrade", &b.display().to_string(), "--reboot-at", "24:00"],
+    )?;
+    assert!(
+        bad.as_ref()
+            .is_err_and(|e| e.contains("bad reboot time `24:00`")),
+        "{bad:?}"
+    );
+    let unix = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
+    };
+    let at = (unix() + 90) / 60 * 60;
+    let hh_mm = format!("{:02}:{:02}", at % 86_400 / 3600, at % 3600 / 60);
     let up = aergo_os(
         &vm,
         &token,
-        &["upgrade", &b.display().to_string(), "--reboot"],
+        &["upgrade", &b.display().to_string(), "--reboot-at", &hh_mm],
     )?
     .map_err(|e| anyhow::anyhow!("upgrade to B: {e}"))?;
     let up_secs = up["seconds"].as_f64().unwrap_or(0.0);
@@ -1874,8 +1909,20 @@ fn appliance_ab_upgrade_and_fallback() -> Result<()> {
         "appliance-ab: upgrade to B: {} bytes streamed, verified and written in {up_secs:.1} s ({})",
         up["bytes"], up["message"]
     );
-    let t_reboot = Instant::now();
-    let st = poll("slot B committed", Duration::from_secs(300), || {
+    assert!(
+        up["message"].as_str().unwrap_or("").contains(&format!(
+            " {hh_mm} UTC (aergo os reboot --cancel cancels it)"
+        )),
+        "{up}"
+    );
+    let st = vm.status(&token)?;
+    assert_eq!(
+        st["reboot_at"].as_u64(),
+        Some(at),
+        "{hh_mm} UTC resolved to another time (is the guest's clock off?): {st}"
+    );
+    let t_reboot = Instant::now() + Duration::from_secs(at.saturating_sub(unix()));
+    let st = poll("slot B committed", Duration::from_secs(400), || {
         let Ok(st) = vm.status(&token) else {
             return Ok(None);
         };
@@ -1888,8 +1935,13 @@ fn appliance_ab_upgrade_and_fallback() -> Result<()> {
     })
     .with_context(|| format!("console:\n{}", vm.serial_tail()))?;
     eprintln!(
-        "appliance-ab: B committed {:.1} s after the upgrade's reboot",
+        "appliance-ab: B committed {:.1} s after the upgrade's scheduled reboot at {hh_mm} UTC",
         t_reboot.elapsed().as_secs_f64()
+    );
+    assert!(
+        vm.serial_text()
+            .contains("scheduled reboot after an upgrade: Reboot requested"),
+        "the reboot into B was not the scheduled one"
     );
     assert!(
         st["last_upgrade"]

@@ -39,7 +39,12 @@ pub enum OsCmd {
         follow: bool,
     },
     /// Stop services cleanly and reboot the appliance.
-    Reboot,
+    Reboot {
+        /// Instead: cancel the reboot an upgrade scheduled (`upgrade --reboot-at`); the new
+        /// slot stays armed for the next reboot.
+        #[arg(long)]
+        cancel: bool,
+    },
     /// Install a signed update bundle (`aergo-image bundle`) into the inactive system slot:
     /// init verifies it before writing anything and boots it once on trial at the next
     /// reboot; the slot becomes permanent once the node runs healthy on it, else the
@@ -48,8 +53,14 @@ pub enum OsCmd {
         /// The bundle file.
         bundle: std::path::PathBuf,
         /// Reboot into the new slot as soon as it is installed.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "reboot_at")]
         reboot: bool,
+        /// Reboot into the new slot at the next HH:MM, UTC, 24-hour clock (today if still
+        /// ahead by the appliance's clock, else tomorrow; at once if the install ends
+        /// after it). `aergo os status` shows it; `aergo os reboot --cancel` cancels it; a
+        /// later upgrade replaces it.
+        #[arg(long, value_name = "HH:MM")]
+        reboot_at: Option<String>,
         /// Accept a bundle older than the running version.
         #[arg(long)]
         allow_downgrade: bool,
@@ -93,7 +104,8 @@ pub fn run(cmd: OsCmd, init_addr: Option<&str>, token: Option<&str>, json: bool)
         OsCmd::Start { service } => ack(json, c.start(&service).with_context(ctx)?),
         OsCmd::Stop { service } => ack(json, c.stop(&service).with_context(ctx)?),
         OsCmd::Restart { service } => ack(json, c.restart(&service).with_context(ctx)?),
-        OsCmd::Reboot => ack(json, c.reboot().with_context(ctx)?),
+        OsCmd::Reboot { cancel: false } => ack(json, c.reboot().with_context(ctx)?),
+        OsCmd::Reboot { cancel: true } => ack(json, c.cancel_reboot().with_context(ctx)?),
         OsCmd::SupportBundle => {
             use std::io::IsTerminal;
             if std::io::stdout().is_terminal() {
@@ -109,8 +121,13 @@ pub fn run(cmd: OsCmd, init_addr: Option<&str>, token: Option<&str>, json: bool)
         OsCmd::Upgrade {
             bundle,
             reboot,
+            reboot_at,
             allow_downgrade,
         } => {
+            // A bad time is refused here, before 100 MB are streamed for nothing.
+            if let Some(t) = &reboot_at {
+                aergo_os::schedule::TimeOfDay::parse(t)?;
+            }
             let mut f = std::fs::File::open(&bundle)
                 .with_context(|| format!("opening {}", bundle.display()))?;
             let size = f.metadata()?.len();
@@ -121,6 +138,7 @@ pub fn run(cmd: OsCmd, init_addr: Option<&str>, token: Option<&str>, json: bool)
                     size,
                     allow_downgrade,
                     reboot,
+                    reboot_at.as_deref(),
                     std::time::Duration::from_secs(600),
                 )
                 .with_context(ctx)?;
@@ -358,6 +376,17 @@ pub fn render_status(st: &StatusReport) -> String {
 "
         ));
     }
+    if let Some(at) = st.reboot_at {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        out.push_str(&format!(
+            "reboot scheduled at {} ({}; aergo os reboot --cancel)\n",
+            aergo_os::schedule::format_utc(at),
+            aergo_os::schedule::format_left(at, now)
+        ));
+    }
     out
 }
 
@@ -432,6 +461,40 @@ mod tests {
     }
 
     #[test]
+    fn upgrade_reboot_options_parse() {
+        use clap::Parser;
+        #[derive(clap::Parser, Debug)]
+        struct T {
+            #[command(subcommand)]
+            cmd: OsCmd,
+        }
+        let t = T::try_parse_from(["os", "upgrade", "b.bundle", "--reboot-at", "03:30"]).unwrap();
+        assert!(
+            matches!(&t.cmd, OsCmd::Upgrade { reboot_at: Some(a), reboot: false, .. } if a == "03:30"),
+            "{t:?}"
+        );
+        let e = T::try_parse_from(["os", "upgrade", "b", "--reboot", "--reboot-at", "03:30"])
+            .unwrap_err();
+        assert_eq!(e.kind(), clap::error::ErrorKind::ArgumentConflict);
+        let t = T::try_parse_from(["os", "reboot", "--cancel"]).unwrap();
+        assert_eq!(t.cmd, OsCmd::Reboot { cancel: true });
+        // A bad time is refused before anything is sent (no appliance needed).
+        let e = run(
+            OsCmd::Upgrade {
+                bundle: "/nonexistent.bundle".into(),
+                reboot: false,
+                reboot_at: Some("3:3".into()),
+                allow_downgrade: false,
+            },
+            None,
+            None,
+            false,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("bad reboot time `3:3`"), "{e}");
+    }
+
+    #[test]
     fn status_table() {
         let st = StatusReport {
             services: vec![
@@ -477,10 +540,31 @@ mod tests {
                 },
             ],
             last_upgrade: Some("fell back: slot A (1.2.0) is bad".into()),
+            reboot_at: None,
         };
         let t = render_status(&st);
         assert!(t.contains("slots A 1.2.0 (bad), B 1.1.0 (active)"), "{t}");
         assert!(t.contains("last upgrade: fell back"), "{t}");
+        assert!(!t.contains("reboot scheduled"), "{t}");
+        let mut later = st.clone();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        later.reboot_at = Some(now + 3 * 3600 + 1800);
+        let t = render_status(&later);
+        let line = t
+            .lines()
+            .find(|l| l.starts_with("reboot scheduled at "))
+            .unwrap();
+        assert!(
+            line.contains(" UTC (in 3 h ") && line.ends_with("; aergo os reboot --cancel)"),
+            "{line}"
+        );
+        assert_eq!(
+            serde_json::to_value(&later).unwrap()["reboot_at"],
+            serde_json::json!(now + 3 * 3600 + 1800)
+        );
         let j: serde_json::Value = serde_json::to_value(&st).unwrap();
         assert_eq!(
             j["slots"][1],
