@@ -13,10 +13,11 @@
 //! it can never be convicted; a missing block (an orphaned slot, a power cut) contradicts
 //! nothing.
 //!
-//! The checks are [`Evidence::verify`] (in `aergo-types`, so the CLI builds and checks evidence
-//! before sending it). Penalty, once per producer and slot: `slash_fraction` (governance, basis points; default
-//! 10%) of the producer's stake is burned, and the producer is excluded from every later
-//! election (`staking::election_inputs` skips it). State keys (staking's prefix):
+//! The checks are [`Evidence::verify`] (in `aergo-types`, so the CLI builds and checks
+//! evidence before sending it). Penalty, once per producer and slot: `slash_fraction`
+//! (governance, basis points; default 10%) of the producer's stake is burned (its unstaking
+//! entries are not touched), and the producer is excluded from every later election
+//! (`staking::election_inputs` skips it). State keys (staking's prefix):
 //! `s 08 K slot` → the burned amount (u128), `s 09 K` → the height of the first conviction.
 //! A second piece of evidence for the same producer and slot is a failed receipt ("already
 //! penalised"). Verification is a pure function of the payload and the chain id, so every
