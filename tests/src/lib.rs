@@ -119,6 +119,28 @@ pub fn figure6_transfer(url: &str, contract: &str) -> Result<serde_json::Value> 
     )
 }
 
+/// A 1-aer transfer from `key` to `to` with `nonce`, signed for `chain_id` (gas limit 1,000,
+/// the dev price): what the pre-confirmation tests send.
+pub fn signed_transfer(
+    key: &aergo_types::Keypair,
+    nonce: u64,
+    to: aergo_types::Address,
+    chain_id: aergo_types::Hash,
+) -> aergo_types::SignedTx {
+    aergo_types::Tx {
+        kind: aergo_types::TxKind::Transfer,
+        nonce,
+        from: key.public(),
+        to: Some(to),
+        amount: 1,
+        payload: Vec::new(),
+        gas_limit: 1000,
+        gas_price: 1_000_000_000,
+        chain_id,
+    }
+    .sign(key)
+}
+
 /// A TCP port that was free a moment ago on 127.0.0.1.
 /// Never the same port twice in one test process: tests of one binary run in parallel,
 /// and the kernel may hand a just-released port out again before the first test's node has
@@ -889,18 +911,7 @@ pub mod testnet {
                     promised.len()
                 );
             }
-            let tx = aergo_types::Tx {
-                kind: aergo_types::TxKind::Transfer,
-                nonce,
-                from: faucet.public(),
-                to: Some(to),
-                amount: 1,
-                payload: Vec::new(),
-                gas_limit: 1000,
-                gas_price: 1_000_000_000,
-                chain_id: root,
-            }
-            .sign(faucet);
+            let tx = super::signed_transfer(faucet, nonce, to, root);
             let mut sent = false;
             // Each attempt asks the nodes in another order, so every producer gets asked first.
             for k in 0..urls.len() {

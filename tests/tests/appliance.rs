@@ -1202,18 +1202,7 @@ fn preconfirm_transfers(vm: &Vm, n: u64) -> Result<Vec<Value>> {
         .context("next_nonce")?;
     (0..n)
         .map(|i| {
-            let tx = aergo_types::Tx {
-                kind: aergo_types::TxKind::Transfer,
-                nonce: nonce + i,
-                from: dev.public(),
-                to: Some(from),
-                amount: 1,
-                payload: Vec::new(),
-                gas_limit: 1000,
-                gas_price: 1_000_000_000,
-                chain_id,
-            }
-            .sign(&dev);
+            let tx = aergo_e2e::signed_transfer(&dev, nonce + i, from, chain_id);
             let r = vm.rpc_within(
                 "send_tx",
                 json!({"tx": hex::encode(tx.encode()), "wait": "preconfirmed"}),

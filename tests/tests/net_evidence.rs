@@ -75,18 +75,7 @@ fn a_lying_producer_is_slashed_once_on_every_node() -> Result<()> {
             let nonce = rpc(&urls[0], "account", json!({"address": from.encode()}))?["next_nonce"]
                 .as_u64()
                 .context("next_nonce")?;
-            let tx = aergo_types::Tx {
-                kind: aergo_types::TxKind::Transfer,
-                nonce,
-                from: faucet.public(),
-                to: Some(from),
-                amount: 1,
-                payload: Vec::new(),
-                gas_limit: 1000,
-                gas_price: 1_000_000_000,
-                chain_id,
-            }
-            .sign(&faucet);
+            let tx = aergo_e2e::signed_transfer(&faucet, nonce, from, chain_id);
             match rpc(
                 &urls[0],
                 "send_tx",
