@@ -661,6 +661,9 @@ pub struct InitView {
     pub slots: Vec<SlotInfo>,
     /// The last upgrade's outcome, one line.
     pub last_upgrade: Option<String>,
+    /// When init will reboot into the upgraded slot (Unix seconds, UTC), if an upgrade
+    /// scheduled it (`aergo os upgrade --reboot-at`).
+    pub reboot_at: Option<u64>,
 }
 
 /// Points kept per sparkline.

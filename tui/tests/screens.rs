@@ -240,6 +240,7 @@ fn healthy() -> App {
                 },
             ],
             last_upgrade: Some("upgraded: slot B (1.1.0) committed".into()),
+            reboot_at: None,
         },
         NOW,
     );
@@ -1059,6 +1060,11 @@ fn services_slots() {
     a.model.init.ok(v.clone(), NOW);
     let out = snap!("services_slots_trying", a);
     assert!(out.contains("trying") && out.contains("none since this disk was flashed"));
+    // An upgrade installed with `--reboot-at 03:30`: the panel says when init reboots.
+    v.reboot_at = Some(1_796_526_000 / 86_400 * 86_400 + 3 * 3600 + 30 * 60);
+    a.model.init.ok(v.clone(), NOW);
+    let out = render(&a, 80, 24);
+    assert!(out.contains("reboot scheduled at 03:30 UTC"), "{out}");
     v.slots.clear();
     a.model.init.ok(v, NOW);
     let out = render(&a, 80, 24);

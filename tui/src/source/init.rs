@@ -50,6 +50,7 @@ pub fn spawn(
                         system: s.system,
                         slots: s.slots,
                         last_upgrade: s.last_upgrade,
+                        reboot_at: s.reboot_at,
                     });
                 let wait = if r.is_ok() {
                     backoff.ok()

@@ -210,12 +210,22 @@ fn draw_slots(f: &mut Frame, area: Rect, app: &App) {
         .last_upgrade
         .clone()
         .unwrap_or_else(|| "none since this disk was flashed".into());
+    let mut spans = vec![
+        Span::styled("Last upgrade: ", t.label()),
+        Span::raw(outcome),
+    ];
+    if let Some(at) = view.reboot_at {
+        let hm: String = fmt::clock(at.saturating_mul(1000))
+            .chars()
+            .take(5)
+            .collect();
+        spans.push(Span::styled(
+            format!("  reboot scheduled at {hm} UTC"),
+            Style::new().fg(t.warn),
+        ));
+    }
     f.render_widget(
-        Paragraph::new(Line::from(vec![
-            Span::styled("Last upgrade: ", t.label()),
-            Span::raw(outcome),
-        ]))
-        .wrap(Wrap { trim: true }),
+        Paragraph::new(Line::from(spans)).wrap(Wrap { trim: true }),
         last_r,
     );
 }
