@@ -949,6 +949,12 @@ pub mod testnet {
             .iter()
             .filter_map(|p| p["producer_address"].as_str().map(str::to_string))
             .collect();
+        promises_kept(urls, &promised)?;
+        Ok((promised.len(), producers.len(), refusals))
+    }
+    /// Every promise in `promised` is kept on every node of `urls`: the block at its height
+    /// extends its parent and holds its transaction at its position with its receipt.
+    pub fn promises_kept(urls: &[String], promised: &[serde_json::Value]) -> Result<()> {
         let last = promised
             .iter()
             .filter_map(|p| p["height"].as_u64())
@@ -966,7 +972,7 @@ pub mod testnet {
                     )
                 },
             )?;
-            for p in &promised {
+            for p in promised {
                 let h = p["height"].as_u64().context("height")?;
                 let b = rpc(u, "block", serde_json::json!({"height": h}))?;
                 assert_eq!(b["parent_hash"], p["parent"], "{u}: block {h}'s parent");
@@ -978,6 +984,70 @@ pub mod testnet {
                 assert_eq!(r["fee"], p["receipt"]["fee"]);
             }
         }
-        Ok((promised.len(), producers.len(), refusals))
+        Ok(())
+    }
+
+    /// Slot boundaries: `attempts` times, one transfer is sent with `wait: "preconfirmed"` to
+    /// every node of `urls` at once (one thread each), at moments spread over several slots,
+    /// so some land in a slot's last moments. At most one node may promise it (the others
+    /// refuse: `not_producer`, or the nonce is taken); every promise is kept on every node.
+    /// Returns (transactions promised, attempts no node promised).
+    pub fn promised_once(
+        urls: &[String],
+        faucet: &aergo_types::Keypair,
+        attempts: usize,
+    ) -> Result<(usize, usize)> {
+        let root = aergo_types::Hash::from_hex(
+            rpc(&urls[0], "chain_info", serde_json::json!({}))?["chain_id"]
+                .as_str()
+                .context("chain_id")?,
+        )?;
+        let from = aergo_types::Address::from_public_key(&faucet.public());
+        let mut promised = Vec::new();
+        let mut unpromised = 0;
+        for k in 0..attempts {
+            // The highest next nonce any node knows (promises gossip once made).
+            let mut nonce = 0;
+            for u in urls {
+                let n = rpc(u, "account", serde_json::json!({"address": from.encode()}))?
+                    ["next_nonce"]
+                    .as_u64()
+                    .context("next_nonce")?;
+                nonce = nonce.max(n);
+            }
+            let tx = super::signed_transfer(faucet, nonce, from, root);
+            let body = serde_json::json!({"tx": hex::encode(tx.encode()), "wait": "preconfirmed"});
+            let answers: Vec<Result<serde_json::Value>> = std::thread::scope(|sc| {
+                let hs: Vec<_> = urls
+                    .iter()
+                    .map(|u| {
+                        let b = body.clone();
+                        sc.spawn(move || rpc(u, "send_tx", b))
+                    })
+                    .collect();
+                hs.into_iter()
+                    .map(|h| {
+                        h.join()
+                            .unwrap_or_else(|_| Err(anyhow::anyhow!("panicked")))
+                    })
+                    .collect()
+            });
+            let ok: Vec<serde_json::Value> = answers
+                .iter()
+                .filter_map(|a| a.as_ref().ok())
+                .map(|v| v["preconfirmation"].clone())
+                .collect();
+            if ok.len() > 1 {
+                bail!("one transaction promised by {} nodes: {ok:?}", ok.len());
+            }
+            match ok.into_iter().next() {
+                Some(p) => promised.push(p),
+                None => unpromised += 1,
+            }
+            // 137 ms apart: the attempts drift across the slots' boundaries.
+            std::thread::sleep(Duration::from_millis(137 + (k as u64 % 3) * 50));
+        }
+        promises_kept(urls, &promised)?;
+        Ok((promised.len(), unpromised))
     }
 }

@@ -9,7 +9,8 @@
 //! fifth, non-producing node joins late and syncs → a libp2p peer driven by the test sends
 //! an invalid block and an equivocating one: both rejected, the peer banned, chain unchanged.
 //! Right after the first step, transfers pre-confirmed by whichever BP produces the next slot
-//! are kept on every node.
+//! are kept on every node, and a transfer sent to every BP at once (across slot boundaries)
+//! is promised by at most one.
 
 use aergo_e2e::proxy::TcpProxy;
 use aergo_e2e::testnet::{base_port, rpc};
@@ -218,6 +219,14 @@ fn dpos_network_survives_faults() -> Result<()> {
         aergo_e2e::testnet::preconfirmations_kept(&net.urls[..BPS], &faucet, 12)?;
     assert!(producers >= 2, "promises from {producers} BPs only");
     eprintln!("step 1b: {n} pre-confirmed transfers from {producers} BPs kept on all nodes ({refusals} not_producer refusals)");
+    // 1c. Slot boundaries: each transfer sent to all four BPs at once, at moments drifting
+    // across slot boundaries, is promised by at most one of them, and every promise is kept.
+    let (once, none) = aergo_e2e::testnet::promised_once(&net.urls[..BPS], &faucet, 16)?;
+    assert!(
+        once >= 8,
+        "only {once} of 16 simultaneous sends promised ({none} by none)"
+    );
+    eprintln!("step 1c: {once} of 16 transfers sent to every BP at once promised by exactly one, kept; {none} refused by all");
 
     // 2. One BP killed: blocks and LIB continue on the other three.
     net.kill(3);
