@@ -11,10 +11,10 @@
 //!   The attached amount moves to the contract's account.
 //!
 //! Engine versions: a deploy records the AergoSQL engine version it ran under in the
-//! contract's metadata (`aergo_sql::EngineVersion`, chosen by block height from
-//! the genesis's `sql_engine` activations, [`engine_at`]; version 1 records nothing, as before versions existed), and every
-//! later load, call and upgrade runs the contract with that version's rules, so a newer
-//! engine never changes what a deployed contract computes.
+//! contract's metadata (`aergo_sql::EngineVersion`, chosen by block height from the genesis's
+//! `sql_engine` activations, [`engine_at`]; version 1 records nothing, as before versions
+//! existed), and every later load, call and upgrade runs the contract with that version's
+//! rules, so a newer engine never changes what a deployed contract computes.
 //!
 //! Gas: the transaction's intrinsic gas plus what the engine reports; the engine runs with
 //! the rest of the gas limit. A failing deploy or call (SQL error, `RAISE EXCEPTION`, out of
