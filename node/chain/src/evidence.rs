@@ -19,9 +19,11 @@
 //! entries are not touched), and the producer is excluded from every later election
 //! (`staking::election_inputs` skips it). State keys (staking's prefix):
 //! `s 08 K slot` → the burned amount (u128), `s 09 K` → the height of the first conviction.
-//! A second piece of evidence for the same producer and slot is a failed receipt ("already
-//! penalised"). Verification is a pure function of the payload and the chain id, so every
-//! node reaches the same verdict.
+//! Verification is a pure function of the payload and the chain id, so every node reaches the
+//! same verdict, and evidence that proves nothing is refused statelessly
+//! (`exec::check_stateless_with`, at admission and in blocks) before it costs a fee. A second
+//! piece of evidence for the same producer and slot is a failed receipt ("already
+//! penalised"), the one rule that needs the state.
 
 use crate::ctx::BlockCtx;
 use crate::error::ChainError;

@@ -131,10 +131,14 @@ pub fn check_stateless_with(
             if tx.tx.to.is_some() || tx.tx.amount != 0 {
                 return Err("evidence has no recipient and no amount".into());
             }
-            // The payload must at least decode; whether it proves anything is the state rule
-            // at execution (a failed receipt), so every node judges it in the same block.
+            // Whether it proves a broken promise is a pure function of the payload and the
+            // chain id: forged or empty evidence is refused here, at admission and in blocks
+            // alike, and costs its sender nothing. Only "already penalised" needs the state
+            // (a failed receipt at execution).
             aergo_types::evidence::Evidence::decode(&tx.tx.payload)
-                .map_err(|e| format!("malformed evidence: {e}"))?;
+                .map_err(|e| format!("malformed evidence: {e}"))?
+                .verify(chain_id)
+                .map_err(|why| format!("not evidence of a broken promise: {why}"))?;
         }
         TxKind::Branch => {
             aergo_types::branch::BranchOp::decode(&tx.tx.payload).map_err(|e| e.to_string())?;

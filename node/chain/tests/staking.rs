@@ -1123,23 +1123,21 @@ fn evidence_of_a_broken_promise_slashes_once_and_excludes() {
         "already penalised",
     );
     assert_eq!(stake(&s), BP_STAKE - BP_STAKE / 10);
-    // A forgery (the header signed by another BP) and a kept promise prove nothing.
-    fails(
-        &mut s,
-        &g,
-        22,
-        &evidence_tx(&g, 11, 1, &broken_promise(&g, 3, 4, 8)),
-        "signature is not its producer's",
-    );
+    // A forgery (the header signed by another BP) and a kept promise prove nothing: refused
+    // at admission and in blocks alike, before any fee or nonce changes.
+    let forged = evidence_tx(&g, 11, 1, &broken_promise(&g, 3, 4, 8));
+    let e = check_stateless_with(&forged, &g.chain_id(), &g.gas, true).unwrap_err();
+    assert!(e.contains("signature is not its producer's"), "{e}");
+    refused(&s, &g, 22, &forged, "signature is not its producer's");
     let mut kept = broken_promise(&g, 3, 3, 9);
     kept.tx_hashes[1] = kept.preconf.tx_hash;
     kept.header.tx_root = aergo_types::hash::merkle_root(&kept.tx_hashes);
     kept.header.sign(&key(3));
-    fails(
-        &mut s,
+    refused(
+        &s,
         &g,
         23,
-        &evidence_tx(&g, 11, 2, &kept),
+        &evidence_tx(&g, 11, 1, &kept),
         "keeps the promise",
     );
     assert_eq!(staking::stake_of(&s, &addr(3)).unwrap().amount, BP_STAKE);
@@ -1148,7 +1146,7 @@ fn evidence_of_a_broken_promise_slashes_once_and_excludes() {
         &mut s,
         &g,
         24,
-        &evidence_tx(&g, 11, 3, &broken_promise(&g, 2, 2, 11)),
+        &evidence_tx(&g, 11, 1, &broken_promise(&g, 2, 2, 11)),
     );
     assert_eq!(
         stake(&s),
