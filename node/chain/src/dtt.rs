@@ -16,28 +16,36 @@
 //! waits for everything before it). A block's DTT is valid exactly when it equals this one:
 //! the function is pure, so every node computes the same.
 
-use crate::access::AccessSet;
+use crate::access::{AccessRef, AccessSet};
 use aergo_types::block_ext::{Dtt, DttEntry, DTT_BARRIER, MAX_DTT_PARENTS};
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
+
+/// The transactions that read a key since its last write (most keys have one or two).
+type Readers = smallvec::SmallVec<[u32; 2]>;
 
 #[derive(Default)]
 struct KeyState {
     /// The last transaction that wrote the key.
     writer: Option<u32>,
     /// Transactions that read the key (point reads) since that write.
-    readers: Vec<u32>,
+    readers: Readers,
 }
 
 /// A range's end and the transactions that scanned it, in order.
 type RangeReaders = (Vec<u8>, Vec<u32>);
+
+/// Keys to their state. foldhash, seeded at random per map: fast on the short keys of state,
+/// and a client cannot choose keys that collide without knowing the seed (a collision would
+/// only cost time: the map compares whole keys).
+type Keys = HashMap<Vec<u8>, KeyState, foldhash::fast::RandomState>;
 
 /// The canonical DTT built one transaction at a time, in block order (assembly sizes each
 /// entry as it includes a transaction; [`canonical`] runs it over a whole block).
 #[derive(Default)]
 pub struct Builder {
     /// Every key read or written so far.
-    keys: HashMap<Vec<u8>, KeyState>,
+    keys: Keys,
     /// Written keys in key order with their last writer, kept once a range was scanned
     /// (built then from `keys`).
     written: Option<BTreeMap<Vec<u8>, u32>>,
@@ -49,31 +57,48 @@ pub struct Builder {
 }
 
 impl Builder {
+    /// A builder with room for `txs` transactions' keys (a transfer touches two), so the
+    /// map does not grow key by key.
+    pub fn for_block(txs: usize) -> Self {
+        Builder {
+            keys: Keys::with_capacity_and_hasher(txs.saturating_mul(2), Default::default()),
+            ..Builder::default()
+        }
+    }
+
     /// The entry of the next transaction, which accessed `s`.
     pub fn push(&mut self, s: &AccessSet) -> DttEntry {
+        self.push_ref(s.view())
+    }
+
+    /// [`Builder::push`] of a borrowed set (one of an [`crate::access::AccessBatch`]).
+    pub fn push_ref(&mut self, s: AccessRef<'_>) -> DttEntry {
+        let ranges = s.ranges();
         let j = self.next;
         self.next = self.next.saturating_add(1);
         let parents = &mut self.parents;
         parents.clear();
         // One lookup per key: its parent, then `j` noted as a reader.
-        for k in &s.reads {
-            match self.keys.get_mut(k.as_slice()) {
+        for k in s.reads() {
+            match self.keys.get_mut(k) {
                 Some(st) => {
                     parents.extend(st.writer);
                     st.readers.push(j);
                 }
                 None => {
+                    let mut readers = Readers::new();
+                    readers.push(j);
                     self.keys.insert(
-                        k.clone(),
+                        k.to_vec(),
                         KeyState {
                             writer: None,
-                            readers: vec![j],
+                            readers,
                         },
                     );
                 }
             }
         }
-        if !s.ranges.is_empty() && self.written.is_none() {
+        if ranges.clone().next().is_some() && self.written.is_none() {
             self.written = Some(
                 self.keys
                     .iter()
@@ -82,70 +107,68 @@ impl Builder {
             );
         }
         if let Some(written) = &self.written {
-            for (a, b) in &s.ranges {
+            for (a, b) in ranges.clone() {
                 if a < b {
-                    let range = written.range::<[u8], _>((
-                        Bound::Included(a.as_slice()),
-                        Bound::Excluded(b.as_slice()),
-                    ));
+                    let range = written.range::<[u8], _>((Bound::Included(a), Bound::Excluded(b)));
                     parents.extend(range.map(|(_, w)| *w));
                 }
             }
         }
-        for k in &s.writes {
-            // The last writer and the readers since (not `j`, noted just above), then `j`
-            // is the writer.
-            let writer = match self.keys.get_mut(k.as_slice()) {
+        for key in s.writes() {
+            // The last writer and the readers since (not `j`, noted just above).
+            let writer = match self.keys.get(key) {
                 Some(st) => {
-                    let writer = st.writer;
-                    parents.extend(writer);
+                    parents.extend(st.writer);
                     parents.extend(st.readers.iter().copied().filter(|r| *r != j));
-                    st.writer = Some(j);
-                    st.readers.clear();
-                    writer
+                    st.writer
                 }
-                None => {
-                    self.keys.insert(
-                        k.clone(),
-                        KeyState {
-                            writer: Some(j),
-                            readers: Vec::new(),
-                        },
-                    );
-                    None
-                }
+                None => None,
             };
             // Range readers since the last write (this transaction's ranges are added
             // below).
-            let upto = (Bound::Unbounded, Bound::Included(k.as_slice()));
+            let upto = (Bound::Unbounded, Bound::Included(key));
             for (_, ends) in self.scans.range::<[u8], _>(upto) {
                 for (end, txs) in ends {
-                    if k.as_slice() < end.as_slice() {
+                    if key < end.as_slice() {
                         let after = writer.map_or(0, |w| txs.partition_point(|i| *i <= w));
                         parents.extend(txs.iter().skip(after).copied());
                     }
                 }
             }
-        }
-        if let Some(written) = &mut self.written {
-            for k in &s.writes {
-                match written.get_mut(k.as_slice()) {
+            if let Some(written) = &mut self.written {
+                match written.get_mut(key) {
                     Some(w) => *w = j,
                     None => {
-                        written.insert(k.clone(), j);
+                        written.insert(key.to_vec(), j);
                     }
                 }
             }
+            // Now `j` is the writer.
+            match self.keys.get_mut(key) {
+                Some(st) => {
+                    st.writer = Some(j);
+                    st.readers.clear();
+                }
+                None => {
+                    self.keys.insert(
+                        key.to_vec(),
+                        KeyState {
+                            writer: Some(j),
+                            readers: Readers::new(),
+                        },
+                    );
+                }
+            }
         }
-        for (a, b) in &s.ranges {
+        for (a, b) in ranges {
             if a < b {
-                let ends = match self.scans.get_mut(a.as_slice()) {
+                let ends = match self.scans.get_mut(a) {
                     Some(e) => e,
-                    None => self.scans.entry(a.clone()).or_default(),
+                    None => self.scans.entry(a.to_vec()).or_default(),
                 };
-                match ends.iter_mut().find(|(e, _)| e == b) {
+                match ends.iter_mut().find(|(e, _)| e.as_slice() == b) {
                     Some((_, txs)) => txs.push(j),
-                    None => ends.push((b.clone(), vec![j])),
+                    None => ends.push((b.to_vec(), vec![j])),
                 }
             }
         }
@@ -161,7 +184,7 @@ impl Builder {
 
 /// The canonical DTT of transactions with these access sets, in block order.
 pub fn canonical(sets: &[AccessSet]) -> Dtt {
-    let mut b = Builder::default();
+    let mut b = Builder::for_block(sets.len());
     Dtt {
         entries: sets.iter().map(|s| b.push(s)).collect(),
     }
@@ -296,14 +319,14 @@ mod tests {
             v.dedup();
             v
         };
-        AccessSet {
-            reads: v(reads),
-            ranges: ranges
+        AccessSet::new(
+            v(reads),
+            ranges
                 .iter()
                 .map(|(a, b)| (a.as_bytes().to_vec(), b.as_bytes().to_vec()))
                 .collect(),
-            writes: v(writes),
-        }
+            v(writes),
+        )
     }
 
     fn p(xs: &[u32]) -> DttEntry {
@@ -441,9 +464,9 @@ mod tests {
     }
 
     fn conflict(a: &AccessSet, b: &AccessSet) -> bool {
-        let reads = |s: &AccessSet, k: &[u8]| s.reads_key(k);
-        a.writes.iter().any(|k| reads(b, k) || b.writes.contains(k))
-            || b.writes.iter().any(|k| reads(a, k))
+        a.writes()
+            .any(|k| b.reads_key(k) || b.writes().any(|x| x == k))
+            || b.writes().any(|k| a.reads_key(k))
     }
 
     fn arb_set() -> impl Strategy<Value = AccessSet> {

@@ -486,6 +486,27 @@ impl<'a> BlockRun<'a> {
     pub(crate) fn try_tx(&mut self, tx: &SignedTx, ctx: &BlockCtx) -> Result<(), ChainError> {
         self.try_tx_with(tx, ctx, true)
     }
+    /// [`BlockRun::try_tx`] with the access set appended to `batch` instead of
+    /// `out.access` (validation's pipeline hands batches to its DTT checker).
+    pub(crate) fn try_tx_batch(
+        &mut self,
+        tx: &SignedTx,
+        ctx: &BlockCtx,
+        batch: &mut crate::access::AccessBatch,
+    ) -> Result<(), ChainError> {
+        let rec = crate::access::Recorder::new(&self.overlay);
+        let (r, w) = execute_tx_guarded(&rec, tx, ctx)?;
+        rec.finish_batch(&w, batch);
+        self.add(r, w);
+        Ok(())
+    }
+    /// Counts a transaction's receipt and applies its writes.
+    fn add(&mut self, r: Receipt, w: WriteSet) {
+        self.out.fees += r.fee;
+        self.out.gas_used = self.out.gas_used.saturating_add(r.gas_used);
+        self.out.receipts.push(r);
+        self.overlay.writes.extend(w);
+    }
     /// [`BlockRun::try_tx`], recording the access set only when `record`.
     fn try_tx_with(
         &mut self,
@@ -501,10 +522,7 @@ impl<'a> BlockRun<'a> {
         } else {
             execute_tx_guarded(&self.overlay, tx, ctx)?
         };
-        self.out.fees += r.fee;
-        self.out.gas_used = self.out.gas_used.saturating_add(r.gas_used);
-        self.out.receipts.push(r);
-        self.overlay.writes.extend(w);
+        self.add(r, w);
         Ok(())
     }
     /// Credits the fees to the producer and returns the execution.

@@ -5,6 +5,11 @@
 //! `bench` (end-to-end transfer throughput) and `check` (verify a data folder's block log
 //! against its index).
 
+/// mimalloc: per-thread heaps, and a block freed on another thread (validation's workers
+/// hand sets and write sets across threads) goes back without a lock on the owner's heap.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod bench;
 mod bench_branches;
 mod bench_exec;
