@@ -182,6 +182,37 @@ impl Builder {
     }
 }
 
+/// Injected fault (tests of validation only): the producer attaches forged DTTs.
+static FORGE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Makes this process's producer attach a DTT that is not the canonical one (an injected
+/// fault, for tests that every other node rejects such blocks; `aergo-node` sets it from
+/// `AERGO_FAULT_FORGE_DTT=1` and warns loudly).
+pub fn set_fault_forge(on: bool) {
+    FORGE.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Applies the injected fault to `dtt` when it is on: the first dependency is removed; a
+/// DTT without one gets a false one (transaction 1 waiting for 0), or a barrier for a
+/// single transaction. Each is a DTT other than the canonical one.
+pub(crate) fn forge_if_faulty(dtt: &mut Dtt) {
+    if !FORGE.load(std::sync::atomic::Ordering::Relaxed) {
+        return;
+    }
+    if let Some(e) = dtt
+        .entries
+        .iter_mut()
+        .find(|e| matches!(e, DttEntry::Parents(p) if !p.is_empty()))
+    {
+        *e = DttEntry::Parents(Vec::new());
+    } else if let Some(e) = dtt.entries.get_mut(1) {
+        *e = DttEntry::Parents(vec![0]);
+    } else if let Some(e) = dtt.entries.get_mut(0) {
+        *e = DttEntry::Barrier;
+    }
+    tracing::warn!("INJECTED FAULT: this block carries a forged DTT");
+}
+
 /// The canonical DTT of transactions with these access sets, in block order.
 pub fn canonical(sets: &[AccessSet]) -> Dtt {
     let mut b = Builder::for_block(sets.len());

@@ -5,6 +5,10 @@
 //! `bench` (end-to-end transfer throughput) and `check` (verify a data folder's block log
 //! against its index).
 
+/// Environment variable that makes this node's producer attach forged DTTs (an injected
+/// fault, for tests that validators reject them).
+const FORGE_DTT_ENV: &str = "AERGO_FAULT_FORGE_DTT";
+
 /// mimalloc: per-thread heaps, and a block freed on another thread (validation's workers
 /// hand sets and write sets across threads) goes back without a lock on the owner's heap.
 #[global_allocator]
@@ -310,6 +314,12 @@ fn run(args: Args) -> Result<()> {
         .sync(&node)
         .context("open the hosted branches")?;
     aergo_chain::parallel::set_workers(cfg.node.exec_workers);
+    if std::env::var_os(FORGE_DTT_ENV).is_some_and(|v| v == "1") {
+        tracing::error!(
+            "{FORGE_DTT_ENV}=1: INJECTED FAULT, this producer attaches forged DTTs; every other node rejects its blocks that carry transactions"
+        );
+        aergo_chain::dtt::set_fault_forge(true);
+    }
     tracing::info!(
         workers = aergo_chain::parallel::workers(),
         "validation workers for blocks with a DTT (node.exec_workers; 0: one per core)"

@@ -587,7 +587,8 @@ impl Chain {
         if txs.is_empty() || header.ext.merge.is_some() || executed.access.len() != txs.len() {
             return None;
         }
-        let dtt = crate::dtt::canonical(&executed.access);
+        let mut dtt = crate::dtt::canonical(&executed.access);
+        crate::dtt::forge_if_faulty(&mut dtt);
         let bytes = dtt.encode();
         let tx_bytes: usize = txs.iter().map(|t| t.size + 4).sum();
         if tx_bytes + bytes.len() - 4 + crate::dtt::DTT_OVERHEAD
