@@ -240,6 +240,29 @@ fn thousand_transfers_balances_history_and_restart() -> Result<()> {
         Ok(())
     };
     check_history(&c)?;
+    // Every stage saw the transfers (pipeline_status, and the same on /metrics).
+    let pipe = aergo_e2e::testnet::rpc(&url, "pipeline_status", json!({}))?;
+    let stage = |name: &str| -> Result<serde_json::Value> {
+        pipe["stages"]
+            .as_array()
+            .and_then(|a| a.iter().find(|s| s["name"] == name).cloned())
+            .with_context(|| format!("stage {name} in {pipe}"))
+    };
+    for name in ["ingest", "verify", "admit", "assemble"] {
+        let s = stage(name)?;
+        ensure!(s["items"].as_u64() >= Some(1000), "{name}: {s}");
+        ensure!(s["busy_us"].as_u64() > Some(0), "{name}: {s}");
+    }
+    for name in ["commit", "publish"] {
+        let s = stage(name)?;
+        ensure!(s["runs"].as_u64() >= Some(2), "{name}: {s}");
+    }
+    let (_, text) = http::raw("GET", &format!("{url}/metrics"), "")?;
+    ensure!(
+        text.contains("aergo_stage_items_total{stage=\"admit\"}")
+            && text.contains("aergo_stage_queue{stage=\"assemble\"}"),
+        "{text}"
+    );
     // The CLI reads the same history.
     let a0 = Address::from_public_key(&senders[0].public()).encode();
     let v = aergo(

@@ -913,7 +913,12 @@ impl App {
             }
             Update::Subscribed(live) => m.ws_live = live,
             Update::Mempool(r) => match r {
-                Ok(v) => m.mempool.ok(v, now),
+                Ok(v) => {
+                    if let Some(p) = m.mempool.value.as_ref().and_then(|o| o.pipeline.clone()) {
+                        m.pipeline_prev = Some(p);
+                    }
+                    m.mempool.ok(v, now)
+                }
                 Err(e) => m.mempool.fail(e, now),
             },
             Update::Peers(r) => match r {

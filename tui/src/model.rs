@@ -468,6 +468,79 @@ pub struct MempoolView {
     pub txs: Vec<MempoolTx>,
     /// Pre-confirmation at this node (`None`: the node does not report it).
     pub preconf: Option<PreconfView>,
+    /// The node's processing stages (`None`: the node does not report them).
+    pub pipeline: Option<PipelineView>,
+}
+
+/// `pipeline_status`: counters per stage, read at `at_ms`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PipelineView {
+    /// When it was read (ms since the epoch).
+    pub at_ms: u64,
+    /// The stages, in pipeline order.
+    pub stages: Vec<StageView>,
+    /// The last block's DTT width × 1000.
+    pub dtt_width_milli: u64,
+    /// Validation workers.
+    pub exec_workers: u64,
+}
+
+/// One stage's counters since the node started.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StageView {
+    /// Stage name.
+    pub name: String,
+    /// Runs.
+    pub runs: u64,
+    /// Items handled.
+    pub items: u64,
+    /// Time in the stage (µs).
+    pub busy_us: u64,
+    /// Runs in progress.
+    pub inside: u64,
+    /// Items queued in front of it.
+    pub queue: u64,
+}
+
+/// A stage between two readings: what the dashboard shows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StageRate {
+    /// Stage name.
+    pub name: String,
+    /// Items per second between the readings (`None`: no earlier reading).
+    pub per_sec: Option<f64>,
+    /// Mean time per run between the readings, ms (`None`: no run in between).
+    pub latency_ms: Option<f64>,
+    /// Queued in front plus in progress, now.
+    pub waiting: u64,
+}
+
+impl PipelineView {
+    /// Each stage's rate and latency since `prev` (an earlier reading of the same node; a
+    /// counter that went down — a restarted node — gives no rate).
+    pub fn rates(&self, prev: Option<&PipelineView>) -> Vec<StageRate> {
+        self.stages
+            .iter()
+            .map(|s| {
+                let before = prev
+                    .filter(|p| p.at_ms < self.at_ms)
+                    .and_then(|p| p.stages.iter().find(|o| o.name == s.name))
+                    .filter(|o| o.items <= s.items && o.runs <= s.runs);
+                let secs = prev.map_or(0.0, |p| self.at_ms.saturating_sub(p.at_ms) as f64 / 1000.0);
+                StageRate {
+                    name: s.name.clone(),
+                    per_sec: before.map(|o| (s.items - o.items) as f64 / secs),
+                    latency_ms: before.and_then(|o| {
+                        let runs = s.runs - o.runs;
+                        (runs > 0).then(|| {
+                            s.busy_us.saturating_sub(o.busy_us) as f64 / runs as f64 / 1000.0
+                        })
+                    }),
+                    waiting: s.queue.saturating_add(s.inside),
+                }
+            })
+            .collect()
+    }
 }
 
 /// `preconf_status`: the producer's promises.
@@ -816,6 +889,8 @@ pub struct Model {
     pub blocks: Feed<Vec<BlockRow>>,
     /// `mempool`.
     pub mempool: Feed<MempoolView>,
+    /// The pipeline reading before the current one (rates come from the two).
+    pub pipeline_prev: Option<PipelineView>,
     /// `peers`.
     pub peers: Feed<Vec<PeerRow>>,
     /// `consensus_info`.

@@ -180,9 +180,11 @@ fn healthy() -> App {
                 broken: 0,
                 evidence: 1,
             }),
+            pipeline: Some(pipeline(NOW, 2)),
         },
         NOW,
     );
+    m.pipeline_prev = Some(pipeline(NOW - 2_000, 1));
     m.init.ok(
         InitView {
             services: vec![
@@ -732,6 +734,48 @@ fn tx_not_found_and_pending() {
     a.apply(Update::Tx(h, Ok(d)));
     let out = snap!("tx_pending", a);
     assert!(out.contains("none yet (pending)"));
+}
+
+/// A `pipeline_status` reading at `at_ms`: the counters of a node that handled 4,000
+/// transactions per `k`.
+fn pipeline(at_ms: u64, k: u64) -> aergo_top::model::PipelineView {
+    let stage =
+        |name: &str, runs: u64, items: u64, busy_us: u64, queue: u64| aergo_top::model::StageView {
+            name: name.into(),
+            runs: runs * k,
+            items: items * k,
+            busy_us: busy_us * k,
+            inside: 0,
+            queue,
+        };
+    aergo_top::model::PipelineView {
+        at_ms,
+        stages: vec![
+            stage("ingest", 4_000, 4_000, 40_000, 0),
+            stage("verify", 40, 4_000, 70_000, 0),
+            stage("admit", 4_000, 4_000, 20_000, 0),
+            stage("assemble", 2, 4_000, 9_000, 1_200),
+            stage("execute", 0, 0, 0, 0),
+            stage("commit", 2, 2, 5_000, 0),
+            stage("publish", 2, 2, 300, 3),
+        ],
+        dtt_width_milli: 4_000_000,
+        exec_workers: 2,
+    }
+}
+
+#[test]
+fn pipeline_rates_come_from_two_readings() {
+    let cur = pipeline(NOW, 2);
+    let prev = pipeline(NOW - 2_000, 1);
+    let r = cur.rates(Some(&prev));
+    // 4,000 more transactions in 2 s; 40,000 µs over 4,000 runs.
+    assert_eq!(r[0].per_sec, Some(2_000.0));
+    assert_eq!(r[0].latency_ms, Some(0.01));
+    assert_eq!((r[3].waiting, r[4].latency_ms), (1_200, None));
+    // No earlier reading, or a restarted node (counters went down): no rate.
+    assert!(cur.rates(None).iter().all(|s| s.per_sec.is_none()));
+    assert!(prev.rates(Some(&cur)).iter().all(|s| s.per_sec.is_none()));
 }
 
 #[test]

@@ -42,6 +42,7 @@ pub mod poa;
 pub mod repos;
 pub mod rounds;
 pub mod smt;
+pub mod stages;
 pub mod staking;
 pub mod state;
 pub mod store;

@@ -4,6 +4,7 @@
 use aergo_chain::chain::Applied;
 use aergo_chain::exec::check_stateless_with;
 use aergo_chain::mempool::{Mempool, Reject};
+use aergo_chain::stages::STAGES;
 use aergo_chain::Chain;
 use aergo_os::config::MempoolConfig;
 use aergo_rpc::types::{BlockSummary, TxSummary};
@@ -402,7 +403,10 @@ impl Node {
     /// Decodes and checks a transaction without touching the mempool.
     pub fn check(&self, bytes: &[u8]) -> Result<SignedTx, AdmitError> {
         let tx = self.check_rules(bytes)?;
-        if !tx.verify_signature() {
+        let run = STAGES.verify.start();
+        let ok = tx.verify_signature();
+        drop(run);
+        if !ok {
             return Err(AdmitError::Signature);
         }
         Ok(tx)
@@ -418,7 +422,9 @@ impl Node {
             .filter_map(|r| r.as_ref().ok())
             .map(|t| (t.tx.from, &t.hash.0[..], t.signature))
             .collect();
+        let run = STAGES.verify.start().items(sigs.len());
         let mut valid = aergo_types::crypto::verify_batch(&sigs).into_iter();
+        drop(run);
         ruled
             .into_iter()
             .map(|r| {
@@ -434,6 +440,7 @@ impl Node {
 
     /// Every admission rule of [`Node::check`] but the signature.
     fn check_rules(&self, bytes: &[u8]) -> Result<SignedTx, AdmitError> {
+        let _run = STAGES.ingest.start();
         let tx = SignedTx::decode(bytes).map_err(|e| AdmitError::Malformed(e.to_string()))?;
         check_stateless_with(
             &tx,
@@ -607,6 +614,7 @@ impl Node {
     /// Adds a checked transaction to the mempool without gossiping it (it came from gossip,
     /// which forwards it by itself, or from a reverted block).
     pub fn admit_quiet(&self, tx: SignedTx) -> Result<Hash, AdmitError> {
+        let _run = STAGES.admit.start();
         let started = std::time::Instant::now();
         let from = tx.tx.sender();
         if let Some(next) = crate::preconf::promised_nonce(self, &from) {
@@ -732,6 +740,7 @@ impl Node {
         }
         for a in applied {
             let b = &a.block;
+            let _run = STAGES.publish.start();
             if matches!(origin, Origin::Produced { .. }) {
                 self.net.send(Outbound::Block(b.encode()));
             }

@@ -1166,6 +1166,7 @@ pub fn dispatch(node: &Node, method: &str, p: &Value) -> MResult {
             }
         }
         "preconf_status" => ok(node.preconf.status_on(&node.chain)),
+        "pipeline_status" => ok(pipeline_status(node)),
         "mempool" => {
             let limit = p_u64(p, "limit")?.unwrap_or(100).min(1000) as usize;
             let pool = node.mempool.lock();
@@ -1813,6 +1814,37 @@ fn merge_json(node: &Node, b: &Block) -> Result<Option<aergo_rpc::types::MergeJs
     }))
 }
 
+/// The stages' counters, with the queues in front of them read now: the mempool before
+/// assembly, the transaction gossip queue before publication.
+fn pipeline_status(node: &Node) -> aergo_rpc::types::PipelineStatusJson {
+    use aergo_chain::stages::STAGES;
+    STAGES
+        .assemble
+        .set_queue(u64::try_from(node.mempool.lock().len()).unwrap_or(u64::MAX));
+    STAGES
+        .publish
+        .set_queue(u64::try_from(node.net.tx_gossip_waiting()).unwrap_or(u64::MAX));
+    aergo_rpc::types::PipelineStatusJson {
+        stages: STAGES
+            .all()
+            .iter()
+            .map(|s| {
+                let r = s.read();
+                aergo_rpc::types::StageJson {
+                    name: r.name.into(),
+                    runs: r.runs,
+                    items: r.items,
+                    busy_us: r.busy_us,
+                    inside: r.inside,
+                    queue: r.queue,
+                }
+            })
+            .collect(),
+        dtt_width: node.metrics.dtt_width_milli.load(Ordering::Relaxed) as f64 / 1000.0,
+        exec_workers: aergo_chain::parallel::workers() as u64,
+    }
+}
+
 async fn metrics(State(rpc): State<Rpc>) -> HttpResponse {
     let n = &rpc.node;
     let tip = n.chain.tip();
@@ -1887,6 +1919,45 @@ aergo_preconf_evidence {}
         pc.p99_us.unwrap_or(0) as f64 / 1e6,
         pc.evidence,
     );
+    let pipe = pipeline_status(n);
+    let mut text = text;
+    text.push_str(
+        "# HELP aergo_stage_items_total Items a stage handled (transactions; blocks for commit and publish).\n# TYPE aergo_stage_items_total counter\n",
+    );
+    for s in &pipe.stages {
+        text.push_str(&format!(
+            "aergo_stage_items_total{{stage=\"{}\"}} {}\n",
+            s.name, s.items
+        ));
+    }
+    text.push_str(
+        "# HELP aergo_stage_seconds Time in a stage per run.\n# TYPE aergo_stage_seconds summary\n",
+    );
+    for s in &pipe.stages {
+        text.push_str(&format!(
+            "aergo_stage_seconds_sum{{stage=\"{}\"}} {:.6}\naergo_stage_seconds_count{{stage=\"{}\"}} {}\n",
+            s.name,
+            s.busy_us as f64 / 1e6,
+            s.name,
+            s.runs
+        ));
+    }
+    text.push_str(
+        "# HELP aergo_stage_inside Runs of a stage in progress.\n# TYPE aergo_stage_inside gauge\n",
+    );
+    for s in &pipe.stages {
+        text.push_str(&format!(
+            "aergo_stage_inside{{stage=\"{}\"}} {}\n",
+            s.name, s.inside
+        ));
+    }
+    text.push_str("# HELP aergo_stage_queue Items waiting in front of a stage (bounded queues).\n# TYPE aergo_stage_queue gauge\n");
+    for s in &pipe.stages {
+        text.push_str(&format!(
+            "aergo_stage_queue{{stage=\"{}\"}} {}\n",
+            s.name, s.queue
+        ));
+    }
     let ws_open = rpc.ws_max.saturating_sub(rpc.ws_slots.available_permits());
     let text = format!(
         "{text}{}# HELP aergo_rpc_ws_connections WebSocket connections open.\n# TYPE aergo_rpc_ws_connections gauge\naergo_rpc_ws_connections {ws_open}\n",
@@ -2158,6 +2229,7 @@ mod tests {
         "get_proof",
         "send_tx",
         "preconf_status",
+        "pipeline_status",
         "mempool",
         "admin_set_empty_blocks",
         "admin_inject_fault",

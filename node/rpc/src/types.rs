@@ -712,6 +712,35 @@ pub struct PreconfirmedResult {
     pub preconfirmation: PreconfJson,
 }
 
+/// One processing stage in `pipeline_status` (counters since start; rates and mean
+/// latencies come from two readings).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct StageJson {
+    /// `ingest`, `verify`, `admit`, `assemble`, `execute`, `commit` or `publish`.
+    pub name: String,
+    /// Runs since start.
+    pub runs: u64,
+    /// Items handled since start (transactions; blocks for `commit` and `publish`).
+    pub items: u64,
+    /// Time spent in the stage since start, summed over concurrent runs (µs).
+    pub busy_us: u64,
+    /// Runs in progress now.
+    pub inside: u64,
+    /// Items waiting in front of the stage (its bounded queue) now.
+    pub queue: u64,
+}
+
+/// `pipeline_status`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct PipelineStatusJson {
+    /// The stages, in pipeline order.
+    pub stages: Vec<StageJson>,
+    /// The last block's DTT width: transactions runnable at once on average (0: no DTT).
+    pub dtt_width: f64,
+    /// Validation workers.
+    pub exec_workers: u64,
+}
+
 /// `preconf_status`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct PreconfStatusJson {

@@ -14,8 +14,8 @@ use super::node::NodeApi;
 use super::{SourceError, Update};
 use crate::model::{
     BlockDetail, BlockRow, BpView, ChainView, ConsensusView, DposView, EventView, Found, MempoolTx,
-    MempoolView, MergeView, NodeView, PeerRow, PreconfView, ReceiptView, TxDetail, TxRow, TxView,
-    UpcomingSlot,
+    MempoolView, MergeView, NodeView, PeerRow, PipelineView, PreconfView, ReceiptView, StageView,
+    TxDetail, TxRow, TxView, UpcomingSlot,
 };
 
 /// The node at an RPC URL.
@@ -234,6 +234,30 @@ pub fn mempool_view(m: MempoolJson) -> MempoolView {
             })
             .collect(),
         preconf: None,
+        pipeline: None,
+    }
+}
+
+/// `PipelineStatusJson` read at `at_ms` → view.
+pub fn pipeline_view(p: aergo_rpc::types::PipelineStatusJson, at_ms: u64) -> PipelineView {
+    PipelineView {
+        at_ms,
+        stages: p
+            .stages
+            .into_iter()
+            .map(|s| StageView {
+                name: s.name,
+                runs: s.runs,
+                items: s.items,
+                busy_us: s.busy_us,
+                inside: s.inside,
+                queue: s.queue,
+            })
+            .collect(),
+        // A width is at most a block's transaction count: × 1000 stays far inside u64.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        dtt_width_milli: (p.dtt_width.max(0.0) * 1000.0).round() as u64,
+        exec_workers: p.exec_workers,
     }
 }
 
@@ -452,6 +476,14 @@ impl NodeApi for RpcNode {
         let mut v = c.mempool(limit).await.map(mempool_view).map_err(err)?;
         // Older nodes do not serve `preconf_status`: the view just leaves it out.
         v.preconf = c.preconf_status().await.ok().map(preconf_view);
+        // Likewise `pipeline_status`.
+        let at = super::now_ms();
+        v.pipeline = c
+            .call("pipeline_status", serde_json::json!({}))
+            .await
+            .ok()
+            .and_then(|j: Value| serde_json::from_value(j).ok())
+            .map(|p| pipeline_view(p, at));
         Ok(v)
     }
     async fn peers(&self) -> Result<Vec<PeerRow>, SourceError> {

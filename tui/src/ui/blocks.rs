@@ -562,6 +562,65 @@ pub fn preconf_line(p: Option<&crate::model::PreconfView>) -> String {
     }
 }
 
+/// The Pipeline box of the Mempool screen: each stage's items per second and mean time
+/// per run since the previous reading, and what waits in front of it or runs in it now;
+/// the title gives the last block's DTT width and the validation workers.
+fn draw_pipeline(
+    f: &mut Frame,
+    area: Rect,
+    app: &App,
+    p: &crate::model::PipelineView,
+    prev: Option<&crate::model::PipelineView>,
+) {
+    let t = &app.theme;
+    let rows: Vec<Row> = p
+        .rates(prev)
+        .into_iter()
+        .map(|r| {
+            Row::new(vec![
+                Cell::from(r.name),
+                Cell::from(
+                    r.per_sec
+                        .map(|x| {
+                            if x >= 10.0 {
+                                // Rates are far inside u64.
+                                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                                fmt::thousands(x.round() as u64)
+                            } else {
+                                format!("{x:.1}")
+                            }
+                        })
+                        .unwrap_or_else(|| "-".into()),
+                ),
+                Cell::from(fmt::thousands(r.waiting)),
+                Cell::from(
+                    r.latency_ms
+                        .map(|x| format!("{x:.2}"))
+                        .unwrap_or_else(|| "-".into()),
+                ),
+            ])
+        })
+        .collect();
+    let title = format!(
+        "Pipeline  DTT width {:.1}, {} worker{}",
+        p.dtt_width_milli as f64 / 1000.0,
+        p.exec_workers,
+        if p.exec_workers == 1 { "" } else { "s" }
+    );
+    let table = Table::new(
+        rows,
+        [
+            Constraint::Length(10),
+            Constraint::Length(10),
+            Constraint::Length(9),
+            Constraint::Min(8),
+        ],
+    )
+    .header(Row::new(["Stage", "Items/s", "Waiting", "ms/run"]).style(t.header()))
+    .block(boxed(app, title));
+    f.render_widget(table, area);
+}
+
 pub fn draw_mempool(f: &mut Frame, area: Rect, app: &App) {
     let t = &app.theme;
     let m = &app.model;
@@ -592,14 +651,23 @@ pub fn draw_mempool(f: &mut Frame, area: Rect, app: &App) {
         );
         return;
     };
-    let [g1, g2, pc, list] = Layout::vertical([
+    let pipe_h = match &mp.pipeline {
+        // Borders, header and one line per stage.
+        Some(p) => u16::try_from(p.stages.len() + 3).unwrap_or(10),
+        None => 0,
+    };
+    let [g1, g2, pc, pipe, list] = Layout::vertical([
         Constraint::Length(1),
         Constraint::Length(1),
         Constraint::Length(1),
+        Constraint::Length(pipe_h),
         Constraint::Min(3),
     ])
     .areas(area);
     f.render_widget(Paragraph::new(preconf_line(mp.preconf.as_ref())), pc);
+    if let Some(p) = &mp.pipeline {
+        draw_pipeline(f, pipe, app, p, m.pipeline_prev.as_ref());
+    }
     let ratio = |a: u64, b: u64| {
         if b == 0 {
             0.0

@@ -392,11 +392,11 @@ impl Chain {
                 return Err(bad("tx root mismatch".into()));
             }
             // Batches on the validation workers.
-            if let Some(i) =
-                crate::parallel::verify_signatures(&block.txs, crate::parallel::workers())
-                    .iter()
-                    .position(|ok| !ok)
-            {
+            let run = crate::stages::STAGES.verify.start().items(block.txs.len());
+            let verdicts =
+                crate::parallel::verify_signatures(&block.txs, crate::parallel::workers());
+            drop(run);
+            if let Some(i) = verdicts.iter().position(|ok| !ok) {
                 return Err(bad(format!("transaction {i} has a bad signature")));
             }
             Ok(())
@@ -477,6 +477,11 @@ impl Chain {
             writes: pre.clone(),
         };
         let mut excluded = Vec::new();
+        let stage = match &body {
+            Body::Assemble(_) => &crate::stages::STAGES.assemble,
+            _ => &crate::stages::STAGES.execute,
+        };
+        let run = stage.start();
         let (txs, mut executed, rejected) = match body {
             Body::Merge { tx, candidates } => {
                 let (executed, ex) = exec::execute_merge(&base, tx, candidates, &ctx)?;
@@ -510,6 +515,7 @@ impl Chain {
                 }
             }
         };
+        drop(run.items(executed.receipts.len()));
         let (state_root, receipts_root, nodes) =
             self.finish_on_tip(tip, &view, header, pre, &mut executed)?;
         Ok(Built {
@@ -643,6 +649,7 @@ impl Chain {
         p: Prepared,
         existing: Option<Location>,
     ) -> Result<Applied, ChainError> {
+        let _run = crate::stages::STAGES.commit.start();
         let block = &p.block;
         let height = block.header.height;
         self.check_commit_point(&block.header, existing)?;

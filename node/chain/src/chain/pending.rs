@@ -314,6 +314,11 @@ impl Chain {
     /// pending block can open on it at once ([`Chain::open_pending_after`]) while it is
     /// committed ([`Chain::commit_sealed`]).
     pub fn seal_block(&self, key: &Keypair, mut p: Pending) -> Result<Sealed, ChainError> {
+        // Assembly of a pre-executed block: its transactions ran at admission.
+        let _run = crate::stages::STAGES
+            .assemble
+            .start()
+            .items(p.out.receipts.len());
         let _g = self.commit.lock();
         let tip = self.tip();
         p.check_tip(self)?;
