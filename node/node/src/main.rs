@@ -13,6 +13,7 @@ mod branches;
 mod chainlog;
 mod datalock;
 mod disk;
+mod forward;
 mod keyfile;
 mod net;
 mod node;

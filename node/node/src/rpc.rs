@@ -88,13 +88,13 @@ impl RpcOptions {
 
 /// A method failure.
 pub struct RpcFail {
-    code: i64,
-    message: String,
-    data: Option<Value>,
+    pub(crate) code: i64,
+    pub(crate) message: String,
+    pub(crate) data: Option<Value>,
 }
 
 impl RpcFail {
-    fn new(code: i64, message: impl Into<String>) -> Self {
+    pub(crate) fn new(code: i64, message: impl Into<String>) -> Self {
         Self {
             code,
             message: message.into(),
@@ -145,7 +145,7 @@ impl From<AdmitError> for RpcFail {
     }
 }
 
-type MResult = Result<Value, RpcFail>;
+pub(crate) type MResult = Result<Value, RpcFail>;
 
 /// Builds the router (served by `aergo_os::http::serve`, which supplies [`ConnInfo`]).
 pub fn router(node: Arc<Node>, opts: RpcOptions) -> Router {
@@ -907,7 +907,7 @@ fn args_param(p: &Value) -> Result<Vec<String>, RpcFail> {
     }
 }
 
-fn ok<T: serde::Serialize>(v: T) -> MResult {
+pub(crate) fn ok<T: serde::Serialize>(v: T) -> MResult {
     serde_json::to_value(v).map_err(|e| RpcFail::new(codes::INTERNAL, e.to_string()))
 }
 
@@ -1405,7 +1405,13 @@ async fn send_batch_run(
                     .next()
                     .unwrap_or(Err(AdmitError::Chain("batch check out of step".into())));
                 if preconfirmed {
-                    preconf_begin_checked(&node, || c).map(|(h, rx)| (h, Some(rx), b))
+                    match preconf_begin_checked(&node, || c, false) {
+                        Ok((h, w)) => Ok((h, Some(Ok(w)), b)),
+                        // Not the producer: forwarded to it below, after this batch's own
+                        // admissions.
+                        Err(f) if is_not_producer(&f) => Ok((Hash::ZERO, Some(Err(f)), b)),
+                        Err(f) => Err(f),
+                    }
                 } else {
                     let h = node.admit_checked(c?)?;
                     Ok((h, None, b))
@@ -1417,8 +1423,9 @@ async fn send_batch_run(
         begun
             .into_iter()
             .map(|(id, r)| {
-                let v = r.and_then(|(h, rx, b)| match rx {
-                    Some(rx) => preconf_finish(&node, h, &rx, deadline, &b),
+                let v = r.and_then(|(h, w, b)| match w {
+                    Some(Ok(w)) => preconf_finish(&node, h, &w, deadline, &b),
+                    Some(Err(f)) => crate::forward::relay(&node, &b, f),
                     None => ok(SendResult { hash: h }),
                 });
                 match v {
@@ -1437,8 +1444,16 @@ async fn send_batch_run(
     })
 }
 
+/// Whether a failure is the `not_producer` refusal (the send can be forwarded).
+fn is_not_producer(f: &RpcFail) -> bool {
+    f.data
+        .as_ref()
+        .and_then(|d| d.get("reason"))
+        .is_some_and(|r| r == "not_producer")
+}
+
 /// How long `send_tx` waits for a pre-confirmation: two block intervals and a second.
-fn preconf_deadline(node: &Node) -> Duration {
+pub(crate) fn preconf_deadline(node: &Node) -> Duration {
     Duration::from_millis(
         node.chain
             .engine()
@@ -1449,14 +1464,19 @@ fn preconf_deadline(node: &Node) -> Duration {
 }
 
 /// `send_tx` with `wait: "preconfirmed"`: admits the transaction and waits for the slot
-/// producer's signed, durable promise. Refused before admission (nothing changes) when this
-/// node is not the producer of an imminent slot.
+/// producer's signed, durable promise. When this node is not the producer of an imminent
+/// slot, nothing is admitted here: the transaction is forwarded to that producer over
+/// libp2p and its answer relayed (`crate::forward::relay`).
 fn send_preconfirmed(node: &Node, bytes: &[u8]) -> MResult {
-    let (hash, rx) = preconf_begin(node, bytes)?;
+    let (hash, w) = match preconf_begin(node, bytes) {
+        Ok(x) => x,
+        Err(f) if is_not_producer(&f) => return crate::forward::relay(node, bytes, f),
+        Err(f) => return Err(f),
+    };
     preconf_finish(
         node,
         hash,
-        &rx,
+        &w,
         std::time::Instant::now() + preconf_deadline(node),
         bytes,
     )
@@ -1464,19 +1484,19 @@ fn send_preconfirmed(node: &Node, bytes: &[u8]) -> MResult {
 
 /// The first half of a pre-confirmed send: checks that this node produces an imminent
 /// slot, decodes, registers the waiter and admits (in the caller's order).
-fn preconf_begin(
-    node: &Node,
-    bytes: &[u8],
-) -> Result<(Hash, std::sync::mpsc::Receiver<crate::preconf::Answer>), RpcFail> {
-    preconf_begin_checked(node, || node.check(bytes))
+fn preconf_begin(node: &Node, bytes: &[u8]) -> Result<(Hash, crate::preconf::Waiter), RpcFail> {
+    preconf_begin_checked(node, || node.check(bytes), false)
 }
 
 /// [`preconf_begin`] with the transaction's checks given (`checked`: decode, rules,
-/// signature — a batch verifies its signatures together).
-fn preconf_begin_checked(
+/// signature — a batch verifies its signatures together). Shared by local clients and
+/// transactions forwarded by peers (`crate::forward::serve`), which are never forwarded
+/// again.
+pub(crate) fn preconf_begin_checked(
     node: &Node,
     checked: impl FnOnce() -> Result<SignedTx, AdmitError>,
-) -> Result<(Hash, std::sync::mpsc::Receiver<crate::preconf::Answer>), RpcFail> {
+    forwarded: bool,
+) -> Result<(Hash, crate::preconf::Waiter), RpcFail> {
     if !node.preconf.enabled() {
         return Err(RpcFail {
             code: codes::PRECONF_UNAVAILABLE,
@@ -1486,10 +1506,19 @@ fn preconf_begin_checked(
     }
     let now = now_ms();
     let interval = node.chain.engine().block_interval_ms();
+    let me = node.key.public();
     let mine = node
         .chain
-        .next_slot(now, &node.key.public())?
-        .is_some_and(|s| s.timestamp_ms <= now.saturating_add(interval.saturating_mul(2)));
+        .next_slot(now, &me)?
+        .is_some_and(|s| s.timestamp_ms <= now.saturating_add(interval.saturating_mul(2)))
+        // Its pending block is open, or by the schedule it is the producer that pre-confirms
+        // now (the next slot's; the one after in the current slot's last tenth). A producer
+        // whose slot comes later forwards to that one rather than keep the client waiting. A
+        // forwarded transaction skips this test: the relay chose this producer by its own
+        // clock, which may differ by a few milliseconds at a slot's edge.
+        && (forwarded
+            || node.preconf.pending.lock().is_some()
+            || crate::forward::target(node, now, false).is_none_or(|t| t == me));
     if !mine || node.net.syncing.load(Ordering::SeqCst) {
         let info = consensus_info(node).unwrap_or(Value::Null);
         let next = info
@@ -1510,37 +1539,56 @@ fn preconf_begin_checked(
     }
     let tx = checked()?;
     let hash = tx.hash;
-    let rx = node
+    let w = node
         .preconf
         .wait_for(hash)
         .map_err(|m| RpcFail::new(codes::BUSY, m))?;
     // Not gossiped: the promise is this producer's, and another producer must not include
     // the transaction first (it goes on chain in this node's block; if this node fails,
     // the client resends).
-    if let Err(e) = node.admit_quiet(tx) {
-        node.preconf.unwait(&hash);
-        return Err(e.into());
+    match node.admit_quiet(tx) {
+        Ok(_) => {}
+        // The same transaction sent through another node a moment ago, still waiting: this
+        // client gets the same promise.
+        Err(AdmitError::Mempool(aergo_chain::mempool::Reject::Duplicate(_))) if w.joined => {}
+        Err(e) => {
+            node.preconf.unwait(&hash, w.id);
+            return Err(e.into());
+        }
     }
-    Ok((hash, rx))
+    Ok((hash, w))
 }
 
 /// The second half: waits (until `deadline`) for the durable promise.
 fn preconf_finish(
     node: &Node,
     hash: Hash,
-    rx: &std::sync::mpsc::Receiver<crate::preconf::Answer>,
+    w: &crate::preconf::Waiter,
     deadline: std::time::Instant,
     bytes: &[u8],
 ) -> MResult {
+    let p = preconf_wait(node, hash, w, deadline, bytes)?;
+    ok(PreconfirmedResult {
+        hash,
+        preconfirmation: PreconfJson::of(&p),
+    })
+}
+
+/// [`preconf_finish`]'s wait: the promise itself.
+pub(crate) fn preconf_wait(
+    node: &Node,
+    hash: Hash,
+    w: &crate::preconf::Waiter,
+    deadline: std::time::Instant,
+    bytes: &[u8],
+) -> Result<Arc<aergo_types::preconf::Preconfirmation>, RpcFail> {
+    let rx = &w.rx;
     match rx.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now())) {
         Ok(Ok(p)) => {
             // Promised: now the other nodes may learn it (later nonces of the sender sent
             // elsewhere are then no gap), while this producer's block is next.
             node.net.send(crate::node::Outbound::Tx(bytes.to_vec()));
-            ok(PreconfirmedResult {
-                hash,
-                preconfirmation: PreconfJson::of(&p),
-            })
+            Ok(p)
         }
         Ok(Err(m)) => Err(RpcFail {
             code: codes::TX_REJECTED,
@@ -1548,12 +1596,12 @@ fn preconf_finish(
             data: Some(json!({"reason": "execution", "hash": hash})),
         }),
         Err(_) => {
-            node.preconf.unwait(&hash);
+            node.preconf.unwait(&hash, w.id);
             Err(RpcFail {
                 code: codes::PRECONF_UNAVAILABLE,
                 message: format!(
-                    "transaction {hash} is pending but was not pre-confirmed within {} ms (a full block or a slot change); wait for its receipt",
-                    preconf_deadline(node).as_millis()
+                    "transaction {hash} is pending but was not pre-confirmed in time (about two block intervals, {} ms each: a full block or a slot change); wait for its receipt",
+                    node.chain.engine().block_interval_ms()
                 ),
                 data: Some(json!({"reason": "timeout", "hash": hash})),
             })

@@ -1,0 +1,309 @@
+//! Forwarded pre-confirmations on a DPoS network of three real `aergo-node` processes made by
+//! `aergo testnet init` (500 ms slots), over real libp2p: a `send_tx` with
+//! `wait: "preconfirmed"` sent to any node — also one that does not produce the next slot —
+//! returns the slot producer's signed pre-confirmation (relayed unchanged: it names the real
+//! producer, `aergo preconf verify` accepts it), and every promise is kept at its position.
+//! `aergo send --wait preconfirmed` works against a node that does not produce. Sends to
+//! every node at once, drifting across slot boundaries, are promised at most once. With a
+//! producer down, a send whose slot is that producer's is refused `not_producer`, naming it
+//! and saying it is unreachable. Prints the client's latency of forwarded and direct
+//! pre-confirmations (p50/p99); `AERGO_FWD_SENDS` sets how many transfers (default 90).
+
+use aergo_e2e::testnet::{base_port, promised_once, promises_kept, rpc, start_node};
+use aergo_e2e::{bin, poll};
+use aergo_types::{Address, Keypair};
+use anyhow::{bail, ensure, Context, Result};
+use serde_json::{json, Value};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const NODES: usize = 3;
+const PASSWORD: &str = "forward-test-password";
+
+fn pct(v: &mut [f64], q: usize) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    let i = (v.len() * q).div_ceil(100).saturating_sub(1);
+    v[i.min(v.len() - 1)]
+}
+
+#[test]
+fn any_node_returns_the_producers_preconfirmation() -> Result<()> {
+    let started = Instant::now();
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path().join("tn");
+    let st = Command::new(bin("aergo")?)
+        .args(["testnet", "init", "--bps", &NODES.to_string()])
+        .args(["--nodes", &NODES.to_string()])
+        .args(["--interval-ms", "500", "--round-slots", "6"])
+        .args(["--start-delay-ms", "3000"])
+        .args(["--base-port", &base_port(NODES)?.to_string()])
+        .arg("--out")
+        .arg(&dir)
+        .output()?;
+    ensure!(
+        st.status.success(),
+        "testnet init: {}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    let mut urls = Vec::new();
+    for i in 0..NODES {
+        let text = std::fs::read_to_string(dir.join(format!("node{}/aergo.toml", i + 1)))?;
+        let cfg: toml::Value = toml::from_str(&text)?;
+        urls.push(format!(
+            "http://{}",
+            cfg["node"]["rpc_addr"].as_str().context("rpc_addr")?
+        ));
+    }
+    let mut nodes = Vec::new();
+    for (i, u) in urls.iter().enumerate() {
+        nodes.push(start_node(&dir, i, u)?);
+    }
+    let addrs: Vec<String> = urls
+        .iter()
+        .map(|u| {
+            Ok(rpc(u, "node_status", json!({}))?["node_address"]
+                .as_str()
+                .context("node_address")?
+                .to_string())
+        })
+        .collect::<Result<_>>()?;
+    let seed = std::fs::read_to_string(dir.join("faucet.key"))?;
+    let mut b = [0u8; 32];
+    hex::decode_to_slice(seed.trim(), &mut b)?;
+    let faucet = Keypair::from_seed(&b);
+    let chain_id = aergo_types::Hash::from_hex(
+        rpc(&urls[0], "chain_info", json!({}))?["chain_id"]
+            .as_str()
+            .context("chain_id")?,
+    )?;
+    let from = Address::from_public_key(&faucet.public());
+    let next_nonce_of = |urls: &[String]| -> Result<u64> {
+        let mut n = 0;
+        for u in urls {
+            n = n.max(
+                rpc(u, "account", json!({"address": from.encode()}))?["next_nonce"]
+                    .as_u64()
+                    .context("next_nonce")?,
+            );
+        }
+        Ok(n)
+    };
+    // Every node connected to both others and produced (the network is up).
+    for u in &urls {
+        poll(&format!("{u} at height 3"), Duration::from_secs(20), || {
+            Ok((rpc(u, "chain_info", json!({}))?["height"].as_u64() >= Some(3)).then_some(()))
+        })?;
+    }
+
+    // Transfers sent to the nodes in turn: each answers with the promise of the producer of
+    // the slot (its own, or forwarded), and every promise is kept.
+    let sends: usize = std::env::var("AERGO_FWD_SENDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(90);
+    let to = Address::from_public_key(&Keypair::generate().public());
+    let mut promised: Vec<Value> = Vec::new();
+    let (mut direct_ms, mut forwarded_ms) = (Vec::new(), Vec::new());
+    let mut retries = 0;
+    let mut nonce = next_nonce_of(&urls)?;
+    let mut forwarded_example = None;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while promised.len() < sends {
+        ensure!(
+            Instant::now() < deadline,
+            "{} of {sends} promised in 60 s ({retries} retries)",
+            promised.len()
+        );
+        let k = promised.len() % NODES;
+        let tx = aergo_e2e::signed_transfer(&faucet, nonce, to, chain_id);
+        let t0 = Instant::now();
+        let r = rpc(
+            &urls[k],
+            "send_tx",
+            json!({"tx": hex::encode(tx.encode()), "wait": "preconfirmed"}),
+        );
+        let ms = t0.elapsed().as_secs_f64() * 1e3;
+        match r {
+            Ok(v) => {
+                let p = v["preconfirmation"].clone();
+                ensure!(p["tx_hash"] == json!(tx.hash), "{v}");
+                let producer = p["producer_address"].as_str().context("producer")?;
+                ensure!(
+                    addrs.iter().any(|a| a == producer),
+                    "promise by an unknown producer {producer}"
+                );
+                if producer == addrs[k] {
+                    direct_ms.push(ms);
+                } else {
+                    forwarded_ms.push(ms);
+                    forwarded_example.get_or_insert_with(|| (k, v.clone()));
+                }
+                promised.push(p);
+                nonce += 1;
+            }
+            // A boundary race (the producer sealed as the forward arrived), or the previous
+            // promise not yet known where this one went: send again.
+            Err(e)
+                if [
+                    "not_producer",
+                    "nonce_gap",
+                    "nonce_too_low",
+                    "duplicate",
+                    "timeout",
+                    "forward_failed",
+                ]
+                .iter()
+                .any(|r| e.to_string().contains(r)) =>
+            {
+                retries += 1;
+                ensure!(retries <= sends, "{retries} retries; last: {e}");
+                std::thread::sleep(Duration::from_millis(20));
+                nonce = next_nonce_of(&urls)?.max(nonce);
+            }
+            Err(e) => bail!("preconfirmed send to node {}: {e}", k + 1),
+        }
+    }
+    ensure!(
+        forwarded_ms.len() >= sends / 3,
+        "only {} of {sends} sends were forwarded",
+        forwarded_ms.len()
+    );
+    promises_kept(&urls, &promised)?;
+    let (fp50, fp99) = (pct(&mut forwarded_ms, 50), pct(&mut forwarded_ms, 99));
+    let (dp50, dp99) = (pct(&mut direct_ms, 50), pct(&mut direct_ms, 99));
+    eprintln!(
+        "forwarded pre-confirmation latency (client, HTTP on loopback, 3 BPs, 500 ms slots): forwarded n={} p50 {fp50:.2} ms p99 {fp99:.2} ms; direct n={} p50 {dp50:.2} ms p99 {dp99:.2} ms; ratio p50 {:.2}x p99 {:.2}x; {retries} retries",
+        forwarded_ms.len(),
+        direct_ms.len(),
+        fp50 / dp50,
+        fp99 / dp99
+    );
+
+    // A relayed promise verifies with `aergo preconf verify` against the relay's RPC (the
+    // signature, the slot's producer, and the block that kept it).
+    let (relay, example) = forwarded_example.context("no forwarded promise")?;
+    let file = tmp.path().join("promise.json");
+    std::fs::write(&file, example.to_string())?;
+    let aergo = |url: &str, args: &[&str]| -> Result<(bool, String)> {
+        let out = Command::new(bin("aergo")?)
+            .args(["--rpc", url, "--keystore"])
+            .arg(tmp.path().join("keys"))
+            .env("AERGO_PASSWORD", PASSWORD)
+            .args(args)
+            .output()?;
+        Ok((
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        ))
+    };
+    let (ok, out) = aergo(
+        &urls[relay],
+        &["preconf", "verify", file.to_str().context("path")?],
+    )?;
+    ensure!(ok && out.contains("kept"), "verify: {out}");
+
+    // The CLI against each node in turn: `--wait preconfirmed` returns a promise from
+    // whichever node; at least one of them is forwarded.
+    let (ok, out) = aergo(
+        &urls[0],
+        &[
+            "account",
+            "import",
+            "--key",
+            seed.trim(),
+            "--name",
+            "faucet",
+        ],
+    )?;
+    ensure!(ok, "import: {out}");
+    let mut cli_forwarded = 0;
+    for attempt in 0..12 {
+        let u = &urls[attempt % NODES];
+        let (ok, out) = aergo(
+            u,
+            &[
+                "--json",
+                "send",
+                "--from",
+                "faucet",
+                "--to",
+                &from.encode(),
+                "--amount",
+                "1aer",
+                "--wait",
+                "preconfirmed",
+            ],
+        )?;
+        if !ok {
+            // A boundary race or a nonce the node has not seen yet: the next attempt.
+            ensure!(
+                ["not_producer", "nonce", "timeout", "forward_failed"]
+                    .iter()
+                    .any(|r| out.contains(r)),
+                "aergo send: {out}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+            continue;
+        }
+        let v: Value = serde_json::from_str(out.trim()).with_context(|| out.clone())?;
+        let producer = v["preconfirmation"]["producer_address"]
+            .as_str()
+            .context("producer_address")?;
+        if producer != addrs[attempt % NODES] {
+            cli_forwarded += 1;
+            if cli_forwarded >= 2 {
+                break;
+            }
+        }
+    }
+    ensure!(cli_forwarded >= 1, "no CLI send was forwarded");
+
+    // Slot boundaries: the same transfer sent to every node at once is promised by at most
+    // one producer (the relays answer that one promise), and the promises are kept.
+    let (once, none) = promised_once(&urls, &faucet, 8)?;
+    ensure!(
+        once >= 4,
+        "only {once} of 8 simultaneous sends promised ({none} by none)"
+    );
+
+    // Node 3 down: a send whose slot is its own is refused `not_producer`, naming it and
+    // saying it is unreachable; nothing is admitted.
+    drop(nodes.pop());
+    let down = &addrs[NODES - 1];
+    poll(
+        "a refusal naming the unreachable producer",
+        Duration::from_secs(20),
+        || {
+            let n = next_nonce_of(&urls[..NODES - 1])?;
+            let tx = aergo_e2e::signed_transfer(&faucet, n, to, chain_id);
+            match rpc(
+                &urls[0],
+                "send_tx",
+                json!({"tx": hex::encode(tx.encode()), "wait": "preconfirmed"}),
+            ) {
+                Err(e) if e.to_string().contains("unreachable") => {
+                    let m = e.to_string();
+                    ensure!(
+                        m.contains("not_producer") && m.contains(down.as_str()),
+                        "{m}"
+                    );
+                    ensure!(m.contains("its producer is"), "{m}");
+                    Ok(Some(()))
+                }
+                Ok(_) | Err(_) => {
+                    std::thread::sleep(Duration::from_millis(30));
+                    Ok(None)
+                }
+            }
+        },
+    )?;
+    eprintln!("net_forward took {:.1} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
