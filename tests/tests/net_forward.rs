@@ -6,7 +6,9 @@
 //! `aergo send --wait preconfirmed` works against a node that does not produce. Sends to
 //! every node at once, drifting across slot boundaries, are promised at most once. With a
 //! producer down, a send whose slot is that producer's is refused `not_producer`, naming it
-//! and saying it is unreachable. Prints the client's latency of forwarded and direct
+//! and saying it is unreachable. A libp2p peer driven by the test forwards one transaction
+//! to every node at once (at most one promise; a node that does not produce refuses without
+//! forwarding again), a forged signature and garbage (refused). Prints the client's latency of forwarded and direct
 //! pre-confirmations (p50/p99); `AERGO_FWD_SENDS` sets how many transfers (default 90).
 
 use aergo_e2e::testnet::{base_port, promised_once, promises_kept, rpc, start_node};
@@ -49,6 +51,7 @@ fn any_node_returns_the_producers_preconfirmation() -> Result<()> {
         String::from_utf8_lossy(&st.stderr)
     );
     let mut urls = Vec::new();
+    let mut p2p_ports = Vec::new();
     for i in 0..NODES {
         let text = std::fs::read_to_string(dir.join(format!("node{}/aergo.toml", i + 1)))?;
         let cfg: toml::Value = toml::from_str(&text)?;
@@ -56,6 +59,11 @@ fn any_node_returns_the_producers_preconfirmation() -> Result<()> {
             "http://{}",
             cfg["node"]["rpc_addr"].as_str().context("rpc_addr")?
         ));
+        let p2p: std::net::SocketAddr = cfg["node"]["p2p_addr"]
+            .as_str()
+            .context("p2p_addr")?
+            .parse()?;
+        p2p_ports.push(p2p.port());
     }
     let mut nodes = Vec::new();
     for (i, u) in urls.iter().enumerate() {
@@ -273,6 +281,19 @@ fn any_node_returns_the_producers_preconfirmation() -> Result<()> {
         "only {once} of 8 simultaneous sends promised ({none} by none)"
     );
 
+    // A peer driven by the test, over the real p2p layer: a valid transaction forwarded to
+    // every node at once gets at most one promise and, from a node that does not produce
+    // now, a `not_producer` refusal that it did not forward again; a forged signature and
+    // garbage are refused; the nodes keep serving.
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(hostile_peer(
+        &urls,
+        &p2p_ports,
+        &faucet,
+        chain_id,
+        next_nonce_of(&urls)?,
+    ))?;
+
     // Node 3 down: a send whose slot is its own is refused `not_producer`, naming it and
     // saying it is unreachable; nothing is admitted.
     drop(nodes.pop());
@@ -306,4 +327,105 @@ fn any_node_returns_the_producers_preconfirmation() -> Result<()> {
     )?;
     eprintln!("net_forward took {:.1} s", started.elapsed().as_secs_f64());
     Ok(())
+}
+
+async fn hostile_peer(
+    urls: &[String],
+    p2p_ports: &[u16],
+    faucet: &Keypair,
+    chain_id: aergo_types::Hash,
+    nonce: u64,
+) -> Result<()> {
+    use aergo_p2p::preconf::PreconfResponse;
+    use aergo_p2p::{P2p, P2pConfig, PeerId};
+    let mut cfg = P2pConfig::new(
+        chain_id.0,
+        Keypair::generate().seed(),
+        "/ip4/127.0.0.1/tcp/0".parse()?,
+    );
+    cfg.bootnodes = p2p_ports
+        .iter()
+        .map(|p| format!("/ip4/127.0.0.1/tcp/{p}").parse())
+        .collect::<Result<_, _>>()?;
+    let (me, _events) = P2p::start(cfg, None).await?;
+    let ids: Vec<PeerId> = urls
+        .iter()
+        .map(|u| {
+            Ok(rpc(u, "consensus_info", json!({}))?["peer_id"]
+                .as_str()
+                .context("peer_id")?
+                .parse()?)
+        })
+        .collect::<Result<_>>()?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while me
+        .peers()
+        .await?
+        .iter()
+        .filter(|p| ids.contains(&p.id))
+        .count()
+        < ids.len()
+    {
+        ensure!(
+            Instant::now() < deadline,
+            "the test peer did not connect to every node"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // A valid transfer to every node at once.
+    let tx = aergo_e2e::signed_transfer(faucet, nonce, faucet_address(faucet), chain_id);
+    let answers =
+        futures_util::future::join_all(ids.iter().map(|id| me.forward_preconf(*id, tx.encode())))
+            .await;
+    let mut promises = std::collections::BTreeSet::new();
+    let mut not_producer = 0;
+    for a in answers {
+        match a? {
+            PreconfResponse::Promised(b) => {
+                let p = aergo_types::preconf::Preconfirmation::decode(&b)?;
+                p.verify()?;
+                ensure!(p.tx_hash == tx.hash, "a promise for another transaction");
+                promises.insert(p.signature.0.to_vec());
+            }
+            PreconfResponse::Refused { reason, data, .. } => {
+                // Never forwarded again: a relay's answer would name `forwarded_to`.
+                ensure!(!data.contains("forwarded_to"), "re-forwarded: {data}");
+                if reason == "not_producer" {
+                    not_producer += 1;
+                }
+            }
+        }
+    }
+    ensure!(
+        promises.len() <= 1,
+        "{} promises for one transaction",
+        promises.len()
+    );
+    ensure!(not_producer >= 1, "no node refused not_producer");
+    // A forged signature: refused by the node (`signature`; the node penalises the peer,
+    // `InvalidTx`, which the p2p tests observe).
+    let mut forged =
+        aergo_e2e::signed_transfer(faucet, nonce + 1, faucet_address(faucet), chain_id);
+    forged.signature.0[0] ^= 1;
+    match me.forward_preconf(ids[0], forged.encode()).await? {
+        PreconfResponse::Refused { reason, code, .. } => {
+            ensure!(reason == "signature" && code == -32002, "{reason} {code}");
+        }
+        PreconfResponse::Promised(_) => bail!("a forged transaction was promised"),
+    }
+    // Undecodable bytes: refused by the network layer.
+    match me.forward_preconf(ids[1], vec![0xee; 64]).await? {
+        PreconfResponse::Refused { reason, .. } => ensure!(reason == "malformed", "{reason}"),
+        PreconfResponse::Promised(_) => bail!("garbage was promised"),
+    }
+    // The nodes are up and answer.
+    for u in urls {
+        rpc(u, "chain_info", json!({}))?;
+    }
+    me.shutdown().await;
+    Ok(())
+}
+
+fn faucet_address(k: &Keypair) -> Address {
+    Address::from_public_key(&k.public())
 }
