@@ -104,11 +104,14 @@ struct Queued<'a>(&'a Node, u64);
 impl<'a> Queued<'a> {
     fn take(node: &'a Node, bytes: u64) -> Option<Self> {
         let (count, size) = &node.preconf.queued;
-        if count.fetch_add(1, Ordering::SeqCst) >= MAX_QUEUED
-            || size
-                .fetch_add(bytes, Ordering::SeqCst)
-                .saturating_add(bytes)
-                > MAX_QUEUED_BYTES
+        if count.fetch_add(1, Ordering::SeqCst) >= MAX_QUEUED {
+            count.fetch_sub(1, Ordering::SeqCst);
+            return None;
+        }
+        if size
+            .fetch_add(bytes, Ordering::SeqCst)
+            .saturating_add(bytes)
+            > MAX_QUEUED_BYTES
         {
             count.fetch_sub(1, Ordering::SeqCst);
             size.fetch_sub(bytes, Ordering::SeqCst);
@@ -353,5 +356,99 @@ pub fn relay(node: &Node, bytes: &[u8], refusal: RpcFail) -> MResult {
         }
         Ok(Err(e)) => Err(failed(e.to_string())),
         Err(_) => Err(failed(format!("no answer within {} ms", wait.as_millis()))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use aergo_chain::{Chain, ChainOptions};
+    use aergo_os::io::{IoConfig, IoService};
+
+    fn node(dir: &std::path::Path) -> Node {
+        let chain = Chain::open(ChainOptions {
+            data_dir: dir.to_path_buf(),
+            genesis: aergo_types::Genesis::dev(),
+            io: IoService::start(IoConfig::default()),
+        })
+        .unwrap();
+        Node::new(
+            Arc::new(chain),
+            aergo_types::Keypair::from_seed(&[3; 32]),
+            Default::default(),
+            true,
+        )
+    }
+
+    #[test]
+    fn the_queue_is_bounded_by_count_and_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let n = node(dir.path());
+        let held: Vec<Queued> = (0..MAX_QUEUED)
+            .map(|_| Queued::take(&n, 100).expect("room"))
+            .collect();
+        assert!(Queued::take(&n, 100).is_none(), "count limit");
+        drop(held);
+        assert_eq!(n.preconf.queued.0.load(Ordering::SeqCst), 0);
+        assert_eq!(n.preconf.queued.1.load(Ordering::SeqCst), 0);
+        let big = Queued::take(&n, MAX_QUEUED_BYTES - 10).expect("room");
+        assert!(Queued::take(&n, 11).is_none(), "byte limit");
+        let small = Queued::take(&n, 10).expect("exactly full");
+        drop((big, small));
+        assert_eq!(n.preconf.queued.1.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn bad_forwarded_bytes_are_refused_and_penalised_and_nothing_is_admitted() {
+        let dir = tempfile::tempdir().unwrap();
+        let n = node(dir.path());
+        let (r, p) = serve(&n, &[0xee; 40]);
+        assert_eq!(p, Some(Penalty::InvalidTx));
+        let PreconfResponse::Refused { reason, code, .. } = r else {
+            panic!("garbage promised");
+        };
+        assert_eq!((reason.as_str(), code), ("malformed", codes::TX_REJECTED));
+        // A valid transaction on a node that does not pre-confirm (the promise log never
+        // started): refused `off`, no penalty, the mempool untouched.
+        let k = aergo_types::Keypair::from_seed(&[3; 32]);
+        let tx = aergo_types::Tx {
+            kind: aergo_types::TxKind::Transfer,
+            nonce: 0,
+            from: k.public(),
+            to: Some(Address::from_public_key(&k.public())),
+            amount: 1,
+            payload: Vec::new(),
+            gas_limit: 1000,
+            gas_price: 1_000_000_000,
+            chain_id: n.chain.chain_id(),
+        }
+        .sign(&k);
+        let (r, p) = serve(&n, &tx.encode());
+        assert_eq!(p, None);
+        let PreconfResponse::Refused { reason, .. } = r else {
+            panic!("promised with pre-confirmation off");
+        };
+        assert_eq!(reason, "off");
+        assert_eq!(n.mempool.lock().len(), 0);
+    }
+
+    #[test]
+    fn without_a_network_the_refusal_stands() {
+        let dir = tempfile::tempdir().unwrap();
+        let n = node(dir.path());
+        let refusal = RpcFail {
+            code: codes::PRECONF_UNAVAILABLE,
+            message: "its producer is X".into(),
+            data: Some(json!({"reason": "not_producer", "producer": "X"})),
+        };
+        let Err(f) = relay(&n, &[1, 2, 3], refusal) else {
+            panic!("relayed without a network");
+        };
+        assert_eq!(f.code, codes::PRECONF_UNAVAILABLE);
+        assert_eq!(
+            f.data,
+            Some(json!({"reason": "not_producer", "producer": "X"}))
+        );
     }
 }

@@ -753,3 +753,46 @@ fn frame(buf: &mut Vec<u8>, r: &[u8]) {
     buf.extend_from_slice(&Hash::of(r).0[..4]);
     buf.extend_from_slice(r);
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn every_waiter_of_one_transaction_gets_its_one_answer() {
+        let pc = Preconf::default();
+        let h = Hash::of(b"tx");
+        let a = pc.wait_for(h).unwrap();
+        let b = pc.wait_for(h).unwrap();
+        let c = pc.wait_for(h).unwrap();
+        assert!(!a.joined && b.joined && c.joined);
+        // One gives up: the others still get the answer.
+        pc.unwait(&h, b.id);
+        pc.answer(&h, Err("refused".into()));
+        assert_eq!(a.rx.try_recv().unwrap(), Err("refused".to_string()));
+        assert_eq!(c.rx.try_recv().unwrap(), Err("refused".to_string()));
+        assert!(b.rx.try_recv().is_err());
+        // Answered: a later sender waits afresh.
+        assert!(!pc.wait_for(h).unwrap().joined);
+        let many: Vec<Waiter> = (1..MAX_WAITERS_PER_TX)
+            .map(|_| pc.wait_for(h).unwrap())
+            .collect();
+        assert!(pc.wait_for(h).is_err(), "per-transaction cap");
+        drop(many);
+    }
+
+    #[test]
+    fn waiting_for_an_opened_block_ends_at_the_deadline_or_when_one_opens() {
+        let pc = Arc::new(Preconf::default());
+        let seen = pc.opened_count();
+        assert!(!pc.wait_opened(seen, Instant::now() + std::time::Duration::from_millis(20)));
+        let p2 = pc.clone();
+        let t = std::thread::spawn(move || {
+            p2.wait_opened(seen, Instant::now() + std::time::Duration::from_secs(10))
+        });
+        // Before or after the waiter starts waiting: either way it sees the opening.
+        pc.note_opened();
+        assert!(t.join().unwrap());
+    }
+}
