@@ -240,10 +240,28 @@ pub fn target(node: &Node, now: u64, prepare: bool) -> Option<PublicKey> {
     }
 }
 
+/// A transaction forwarded to a producer, its answer still to come ([`relay_begin`]).
+pub struct Forwarding {
+    answer: std::sync::mpsc::Receiver<Result<PreconfResponse, aergo_p2p::P2pError>>,
+    hash: aergo_types::Hash,
+    producer: PublicKey,
+    addr: String,
+    peer: PeerId,
+    handle: aergo_p2p::P2pHandle,
+    rt: tokio::runtime::Handle,
+    until: Instant,
+}
+
 /// The relay's side of `send_tx` with `wait: "preconfirmed"` on a node that does not produce
 /// the imminent slot: forwards to the producer and relays its answer. `refusal` is the
 /// `not_producer` error this node would answer without forwarding.
 pub fn relay(node: &Node, bytes: &[u8], refusal: RpcFail) -> MResult {
+    relay_finish(node, relay_begin(node, bytes, refusal)?)
+}
+
+/// [`relay`]'s first half: checks the transaction, picks the producer and its peer, and
+/// sends the request (a batch sends all of its forwards before it waits for any).
+pub fn relay_begin(node: &Node, bytes: &[u8], refusal: RpcFail) -> Result<Forwarding, RpcFail> {
     let g = node.chain.genesis();
     if g.repo.is_some() || g.branch.is_some() {
         // Pre-confirmations never cross ledgers: only the root's main chain forwards.
@@ -284,15 +302,38 @@ pub fn relay(node: &Node, bytes: &[u8], refusal: RpcFail) -> MResult {
     rt.spawn(async move {
         let _ = done.send(h.forward_preconf(peer, b).await);
     });
-    let wait = relay_timeout(node);
+    Ok(Forwarding {
+        answer,
+        hash: tx.hash,
+        producer,
+        addr,
+        peer,
+        handle,
+        rt,
+        until: Instant::now() + relay_timeout(node),
+    })
+}
+
+/// [`relay`]'s second half: waits for the producer's answer, checks a promise, and returns
+/// what the client gets.
+pub fn relay_finish(node: &Node, f: Forwarding) -> MResult {
+    let Forwarding {
+        answer,
+        hash,
+        producer,
+        addr,
+        peer,
+        handle,
+        rt,
+        until,
+    } = f;
     let failed = |why: String| {
         RpcFail {
         code: codes::PRECONF_UNAVAILABLE,
         message: format!(
-            "this node forwarded transaction {} to the slot's producer {addr}, which gave no answer: {why}; it may still be pre-confirmed and included: wait for its receipt, or send it again",
-            tx.hash
+            "this node forwarded transaction {hash} to the slot's producer {addr}, which gave no answer: {why}; it may still be pre-confirmed and included: wait for its receipt, or send it again"
         ),
-        data: Some(json!({"reason": "forward_failed", "producer": addr, "hash": tx.hash})),
+        data: Some(json!({"reason": "forward_failed", "producer": addr, "hash": hash})),
     }
     };
     let penalize = |why: &str| {
@@ -300,7 +341,7 @@ pub fn relay(node: &Node, bytes: &[u8], refusal: RpcFail) -> MResult {
         let h = handle.clone();
         rt.spawn(async move { h.penalize(peer, Penalty::BadResponse).await });
     };
-    match answer.recv_timeout(wait) {
+    match answer.recv_timeout(until.saturating_duration_since(Instant::now())) {
         Ok(Ok(PreconfResponse::Promised(b))) => {
             let p = match Preconfirmation::decode(&b) {
                 Ok(p) => p,
@@ -309,7 +350,7 @@ pub fn relay(node: &Node, bytes: &[u8], refusal: RpcFail) -> MResult {
                     return Err(failed(format!("its answer is not a pre-confirmation: {e}")));
                 }
             };
-            let bad = if p.tx_hash != tx.hash {
+            let bad = if p.tx_hash != hash {
                 Some("it promises another transaction")
             } else if p.producer != producer {
                 Some("it is signed by another producer")
@@ -325,7 +366,7 @@ pub fn relay(node: &Node, bytes: &[u8], refusal: RpcFail) -> MResult {
                 return Err(failed(format!("its pre-confirmation is invalid: {why}")));
             }
             crate::rpc::ok(PreconfirmedResult {
-                hash: tx.hash,
+                hash,
                 preconfirmation: PreconfJson::of(&p),
             })
         }
@@ -355,7 +396,10 @@ pub fn relay(node: &Node, bytes: &[u8], refusal: RpcFail) -> MResult {
             })
         }
         Ok(Err(e)) => Err(failed(e.to_string())),
-        Err(_) => Err(failed(format!("no answer within {} ms", wait.as_millis()))),
+        Err(_) => Err(failed(format!(
+            "no answer within {} ms",
+            relay_timeout(node).as_millis()
+        ))),
     }
 }
 

@@ -1398,23 +1398,35 @@ async fn send_batch_run(
             .filter_map(|(_, r)| r.as_ref().ok().map(|b| b.as_slice()))
             .collect();
         let mut checked = node.check_batch(&bytes).into_iter();
-        let mut begun = Vec::with_capacity(decoded.len());
+        let mut begun: Vec<(Value, Result<Begun, RpcFail>)> = Vec::with_capacity(decoded.len());
+        // Senders with a forward in flight: a later transaction of one of them waits until
+        // those answers are in, so the producer admits a sender's nonces in order.
+        let mut forwarding = std::collections::HashSet::new();
         for (id, r) in decoded {
             let r = r.and_then(|b| {
                 let c = checked
                     .next()
                     .unwrap_or(Err(AdmitError::Chain("batch check out of step".into())));
                 if preconfirmed {
+                    let sender = c.as_ref().ok().map(|t| t.tx.sender());
                     match preconf_begin_checked(&node, || c, false) {
-                        Ok((h, w)) => Ok((h, Some(Ok(w)), b)),
-                        // Not the producer: forwarded to it below, after this batch's own
-                        // admissions.
-                        Err(f) if is_not_producer(&f) => Ok((Hash::ZERO, Some(Err(f)), b)),
+                        Ok((h, w)) => Ok(Begun::Local(h, w, b)),
+                        // Not the producer: forwarded to it now (the batch's forwards go out
+                        // before any answer is awaited), answered below.
+                        Err(f) if is_not_producer(&f) => {
+                            if sender.is_some_and(|s| forwarding.contains(&s)) {
+                                finish_forwards(&node, &mut begun);
+                                forwarding.clear();
+                            }
+                            forwarding.extend(sender);
+                            crate::forward::relay_begin(&node, &b, f)
+                                .map(|fw| Begun::Forwarded(Box::new(fw)))
+                        }
                         Err(f) => Err(f),
                     }
                 } else {
                     let h = node.admit_checked(c?)?;
-                    Ok((h, None, b))
+                    Ok(Begun::Done(ok(SendResult { hash: h })))
                 }
             });
             begun.push((id, r));
@@ -1423,10 +1435,10 @@ async fn send_batch_run(
         begun
             .into_iter()
             .map(|(id, r)| {
-                let v = r.and_then(|(h, w, b)| match w {
-                    Some(Ok(w)) => preconf_finish(&node, h, &w, deadline, &b),
-                    Some(Err(f)) => crate::forward::relay(&node, &b, f),
-                    None => ok(SendResult { hash: h }),
+                let v = r.and_then(|x| match x {
+                    Begun::Local(h, w, b) => preconf_finish(&node, h, &w, deadline, &b),
+                    Begun::Forwarded(fw) => crate::forward::relay_finish(&node, *fw),
+                    Begun::Done(v) => v,
                 });
                 match v {
                     Ok(v) => json!({"jsonrpc": "2.0", "id": id, "result": v}),
@@ -1450,6 +1462,27 @@ fn is_not_producer(f: &RpcFail) -> bool {
         .as_ref()
         .and_then(|d| d.get("reason"))
         .is_some_and(|r| r == "not_producer")
+}
+
+/// One send of a [`send_batch`] once begun.
+enum Begun {
+    /// Admitted here, waiting for this node's promise.
+    Local(Hash, crate::preconf::Waiter, Vec<u8>),
+    /// Forwarded to the slot's producer.
+    Forwarded(Box<crate::forward::Forwarding>),
+    /// Answered.
+    Done(MResult),
+}
+
+/// Waits for the batch's forwards begun so far and keeps their answers.
+fn finish_forwards(node: &Node, begun: &mut [(Value, Result<Begun, RpcFail>)]) {
+    for (_, r) in begun.iter_mut() {
+        if matches!(r, Ok(Begun::Forwarded(_))) {
+            if let Ok(Begun::Forwarded(fw)) = std::mem::replace(r, Ok(Begun::Done(ok(())))) {
+                *r = Ok(Begun::Done(crate::forward::relay_finish(node, *fw)));
+            }
+        }
+    }
 }
 
 /// How long `send_tx` waits for a pre-confirmation: two block intervals and a second.
