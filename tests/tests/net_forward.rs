@@ -180,6 +180,25 @@ fn any_node_returns_the_producers_preconfirmation() -> Result<()> {
         forwarded_ms.len()
     );
     promises_kept(&urls, &promised)?;
+    // The relays count what they forwarded, the producers what they served (`/metrics`).
+    let metric = |u: &str, name: &str| -> Result<f64> {
+        let (_, text) = aergo_e2e::http::raw("GET", &format!("{u}/metrics"), "")?;
+        Ok(text
+            .lines()
+            .filter(|l| l.starts_with(name))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum())
+    };
+    let (mut relayed, mut served) = (0.0, 0.0);
+    for u in &urls {
+        relayed += metric(u, "aergo_preconf_forwarded_total{outcome=\"promised\"}")?;
+        served += metric(u, "aergo_preconf_forwards_served_total")?;
+    }
+    ensure!(
+        relayed >= forwarded_ms.len() as f64 && served >= relayed,
+        "metrics: {relayed} relayed, {served} served, {} forwarded",
+        forwarded_ms.len()
+    );
     let (fp50, fp99) = (pct(&mut forwarded_ms, 50), pct(&mut forwarded_ms, 99));
     let (dp50, dp99) = (pct(&mut direct_ms, 50), pct(&mut direct_ms, 99));
     eprintln!(

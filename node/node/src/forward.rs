@@ -141,6 +141,7 @@ fn is_gap(f: &RpcFail) -> bool {
 /// The producer's side: a forwarded transaction through the local pre-confirmed path, with a
 /// deadline of two block intervals. Blocks the calling thread until the answer.
 pub fn serve(node: &Node, bytes: &[u8]) -> (PreconfResponse, Option<Penalty>) {
+    node.preconf.forwards_served.fetch_add(1, Ordering::Relaxed);
     let interval = node.chain.engine().block_interval_ms();
     let deadline = Instant::now() + Duration::from_millis(interval.saturating_mul(2));
     let tx = match node.check(bytes) {
@@ -175,7 +176,7 @@ pub fn serve(node: &Node, bytes: &[u8]) -> (PreconfResponse, Option<Penalty>) {
                     if queued.is_none() {
                         return (
                             refused(RpcFail {
-                                code: codes::BUSY,
+                                code: codes::PRECONF_UNAVAILABLE,
                                 message: format!(
                                     "{MAX_QUEUED} forwarded transactions (or {MAX_QUEUED_BYTES} bytes) already wait for this producer's slot; retry shortly"
                                 ),
@@ -317,6 +318,17 @@ pub fn relay_begin(node: &Node, bytes: &[u8], refusal: RpcFail) -> Result<Forwar
 /// [`relay`]'s second half: waits for the producer's answer, checks a promise, and returns
 /// what the client gets.
 pub fn relay_finish(node: &Node, f: Forwarding) -> MResult {
+    let r = relay_answer(node, f);
+    let (promised, not) = &node.preconf.forwarded;
+    match &r {
+        Ok(_) => promised.fetch_add(1, Ordering::Relaxed),
+        Err(_) => not.fetch_add(1, Ordering::Relaxed),
+    };
+    r
+}
+
+/// [`relay_finish`] before it is counted.
+fn relay_answer(node: &Node, f: Forwarding) -> MResult {
     let Forwarding {
         answer,
         hash,

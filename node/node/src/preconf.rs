@@ -72,6 +72,10 @@ pub struct Preconf {
     opened: (Mutex<u64>, parking_lot::Condvar),
     /// Forwarded transactions queued until this node's pending block opens: count, bytes.
     pub(crate) queued: (AtomicU64, AtomicU64),
+    /// Sends this node forwarded to the slot's producer: answered with a promise, and not.
+    pub forwarded: (AtomicU64, AtomicU64),
+    /// Forwarded transactions this node served as the producer.
+    pub forwards_served: AtomicU64,
     log: Mutex<Option<Sender<LogMsg>>>,
     /// Every promise, once durable (the `preconfirmations` WebSocket topic).
     pub topic: tokio::sync::broadcast::Sender<PreconfJson>,
@@ -125,6 +129,8 @@ impl Default for Preconf {
             next_waiter: AtomicU64::new(1),
             opened: (Mutex::new(0), parking_lot::Condvar::new()),
             queued: (AtomicU64::new(0), AtomicU64::new(0)),
+            forwarded: (AtomicU64::new(0), AtomicU64::new(0)),
+            forwards_served: AtomicU64::new(0),
             log: Mutex::new(None),
             topic: tokio::sync::broadcast::channel(4096).0,
             stats: Mutex::new(Stats::default()),

@@ -1958,6 +1958,16 @@ aergo_preconf_latency_seconds{{quantile=\"0.99\"}} {:.6}
 # HELP aergo_preconf_evidence Producers convicted of a broken pre-confirmation on this chain.
 # TYPE aergo_preconf_evidence gauge
 aergo_preconf_evidence {}
+# HELP aergo_preconf_forwarded_total Pre-confirmed sends this node forwarded to the slot's producer, by outcome.
+# TYPE aergo_preconf_forwarded_total counter
+aergo_preconf_forwarded_total{{outcome=\"promised\"}} {}
+aergo_preconf_forwarded_total{{outcome=\"refused\"}} {}
+# HELP aergo_preconf_forwards_served_total Forwarded sends this node served as the producer.
+# TYPE aergo_preconf_forwards_served_total counter
+aergo_preconf_forwards_served_total {}
+# HELP aergo_preconf_forward_queue Forwarded sends waiting for this producer's pending block.
+# TYPE aergo_preconf_forward_queue gauge
+aergo_preconf_forward_queue {}
 ",
         m.dtt_width_milli.load(Ordering::Relaxed) as f64 / 1000.0,
         aergo_chain::parallel::workers(),
@@ -1967,6 +1977,10 @@ aergo_preconf_evidence {}
         pc.p50_us.unwrap_or(0) as f64 / 1e6,
         pc.p99_us.unwrap_or(0) as f64 / 1e6,
         pc.evidence,
+        n.preconf.forwarded.0.load(Ordering::Relaxed),
+        n.preconf.forwarded.1.load(Ordering::Relaxed),
+        n.preconf.forwards_served.load(Ordering::Relaxed),
+        n.preconf.queued.0.load(Ordering::Relaxed),
     );
     let ws_open = rpc.ws_max.saturating_sub(rpc.ws_slots.available_permits());
     let text = format!(
