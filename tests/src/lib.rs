@@ -878,10 +878,11 @@ pub mod testnet {
         Ok(p)
     }
 
-    /// Sends `count` pre-confirmed transfers from `faucet` on the root chain, each to whichever
-    /// node produces the next slot (the others refuse with `not_producer`, naming it), and
-    /// checks every promise is kept on every node: the promised block's parent, the transaction
-    /// at the promised position, the receipt. Returns (promises, distinct producers, refusals).
+    /// Sends `count` pre-confirmed transfers from `faucet` on the root chain, each to the nodes
+    /// in turn (a node that does not produce the next slot forwards it to the one that does;
+    /// one that cannot reach it refuses with `not_producer`, naming it), and checks every
+    /// promise is kept on every node: the promised block's parent, the transaction at the
+    /// promised position, the receipt. Returns (promises, distinct producers, refusals).
     pub fn preconfirmations_kept(
         urls: &[String],
         faucet: &aergo_types::Keypair,
@@ -941,6 +942,9 @@ pub mod testnet {
             }
             if sent {
                 nonce += 1;
+                // Spread over several slots, so several producers promise (a forwarded send
+                // answers in milliseconds: all could land in one slot).
+                std::thread::sleep(Duration::from_millis(150));
             } else {
                 std::thread::sleep(Duration::from_millis(20));
             }
@@ -989,8 +993,10 @@ pub mod testnet {
 
     /// Slot boundaries: `attempts` times, one transfer is sent with `wait: "preconfirmed"` to
     /// every node of `urls` at once (one thread each), at moments spread over several slots,
-    /// so some land in a slot's last moments. At most one node may promise it (the others
-    /// refuse: `not_producer`, or the nonce is taken); every promise is kept on every node.
+    /// so some land in a slot's last moments. At most one producer may promise it: the nodes
+    /// that answer with a promise (the producer itself, and the nodes that forwarded the
+    /// transaction to it and relay its answer) all answer the same signed promise; the others
+    /// refuse (`not_producer`, or the nonce is taken). Every promise is kept on every node.
     /// Returns (transactions promised, attempts no node promised).
     pub fn promised_once(
         urls: &[String],
@@ -1037,8 +1043,16 @@ pub mod testnet {
                 .filter_map(|a| a.as_ref().ok())
                 .map(|v| v["preconfirmation"].clone())
                 .collect();
-            if ok.len() > 1 {
-                bail!("one transaction promised by {} nodes: {ok:?}", ok.len());
+            let distinct: std::collections::BTreeSet<String> =
+                ok.iter().map(|p| p["signature"].to_string()).collect();
+            if distinct.len() > 1 {
+                bail!(
+                    "one transaction promised {} times (by {:?}): {ok:?}",
+                    distinct.len(),
+                    ok.iter()
+                        .map(|p| p["producer_address"].to_string())
+                        .collect::<Vec<_>>()
+                );
             }
             match ok.into_iter().next() {
                 Some(p) => promised.push(p),

@@ -209,8 +209,9 @@ fn dpos_network_survives_faults() -> Result<()> {
     assert_eq!(peers.as_array().map(|p| p.len()), Some(BPS - 1), "{peers}");
     eprintln!("step 1: common LIB {lib}");
 
-    // 1b. Pre-confirmation across the four BPs: transfers sent to whichever BP produces the
-    // next slot are kept, at the promised position with the promised receipt, on every node.
+    // 1b. Pre-confirmation across the four BPs: transfers sent to the BPs in turn (each
+    // forwarded to the BP that produces the next slot, or promised by it) are kept, at the
+    // promised position with the promised receipt, on every node.
     let seed = std::fs::read_to_string(net.dir.join("faucet.key"))?;
     let mut b = [0u8; 32];
     hex::decode_to_slice(seed.trim(), &mut b)?;

@@ -18,9 +18,9 @@
 //! on the branch is merged into `main` by a merge block that nodes 2 and 3, which never had
 //! the branch's blocks, re-execute from the candidates it embeds to the same state.
 //!
-//! And pre-confirmation across producers: transfers sent with `wait: "preconfirmed"` to
-//! whichever node produces the next slot (the others refuse with `not_producer`, naming
-//! it) are on every node in the promised block, at the promised position, with the
+//! And pre-confirmation across producers: transfers sent with `wait: "preconfirmed"` to the
+//! nodes in turn (a node that does not produce the next slot forwards it to the one that
+//! does) are on every node in the promised block, at the promised position, with the
 //! promised receipt.
 
 use aergo_e2e::testnet::{base_port, rpc, rpc_as, start_node};
@@ -815,8 +815,8 @@ fn branch_merge_across_nodes(urls: &[String], faucet: &aergo_types::Keypair) -> 
     Ok(())
 }
 
-/// Pre-confirmed transfers on the root chain, each sent to whichever node produces the next
-/// slot, are kept on every node.
+/// Pre-confirmed transfers on the root chain, sent to the nodes in turn (forwarded to the
+/// slot's producer), are kept on every node.
 fn preconfirmations_across_nodes(urls: &[String], faucet: &aergo_types::Keypair) -> Result<()> {
     let (n, producers, refusals) = aergo_e2e::testnet::preconfirmations_kept(urls, faucet, 12)?;
     assert!(producers >= 2, "promises from {producers} producers only");

@@ -22,6 +22,7 @@ mod branches;
 mod chainlog;
 mod datalock;
 mod disk;
+mod forward;
 mod keyfile;
 mod net;
 mod node;

@@ -176,11 +176,19 @@ pub async fn start(
     // Transactions are gossiped one message each: a busy peer legitimately forwards
     // thousands per second, which must not read as flooding (and end in a ban).
     cfg.per_peer_msgs_per_sec = 20_000;
+    // A relay forwards its clients' pre-confirmed sends: thousands per second under load.
+    cfg.per_peer_preconf_per_sec = 5_000;
+    cfg.max_preconf_in_flight = crate::forward::MAX_FORWARDED;
+    // A forwarded transaction waits at most two block intervals at the producer.
+    cfg.preconf_timeout = crate::forward::relay_timeout(&node);
     let provider: Arc<dyn BlockProvider> = Arc::new(ChainBlocks(node.clone()));
     let repos: Arc<dyn RepoProvider> = Arc::new(RepoServe(node.clone()));
-    let (handle, events) = P2p::start_with_repos(cfg, Some(provider), Some(repos))
+    let preconf: Arc<dyn aergo_p2p::preconf::PreconfProvider> =
+        Arc::new(crate::forward::PreconfServe(node.clone()));
+    let (handle, events) = P2p::start_full(cfg, Some(provider), Some(repos), Some(preconf))
         .await
         .context("start libp2p")?;
+    *node.net.p2p.lock() = Some(handle.clone());
     let addrs: Vec<String> = handle
         .listen_addrs()
         .iter()
@@ -361,6 +369,7 @@ impl Task {
             }
             NetEvent::PeerIdentified { peer, node_key } => {
                 self.keys.insert(peer, node_key);
+                self.node.net.peer_keys.lock().insert(node_key, peer);
             }
             NetEvent::Repo {
                 peer,
@@ -397,7 +406,12 @@ impl Task {
     }
 
     fn forget(&mut self, peer: &PeerId) {
-        self.keys.remove(peer);
+        if let Some(k) = self.keys.remove(peer) {
+            let mut by_key = self.node.net.peer_keys.lock();
+            if by_key.get(&k) == Some(peer) {
+                by_key.remove(&k);
+            }
+        }
         for f in self.follows.values_mut() {
             f.best.remove(peer);
         }

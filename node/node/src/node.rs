@@ -301,6 +301,10 @@ pub struct NetState {
     pub reorgs: AtomicU64,
     /// This node's libp2p peer id and listen addresses.
     pub identity: Mutex<Option<(String, Vec<String>)>>,
+    /// The network (absent when networking is off): forwards pre-confirmation requests.
+    pub p2p: Mutex<Option<aergo_p2p::P2pHandle>>,
+    /// Connected peers by the node key they proved (a producer's key → its peer).
+    pub peer_keys: Mutex<std::collections::HashMap<[u8; 32], aergo_p2p::PeerId>>,
 }
 
 impl NetState {

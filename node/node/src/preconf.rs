@@ -32,6 +32,22 @@ pub type Answer = Result<Arc<Preconfirmation>, String>;
 
 /// At most this many clients wait for a promise at once; more get `busy`.
 pub const MAX_WAITERS: usize = 16_384;
+/// A registered waiter's id and channel.
+type WaiterTx = (u64, SyncSender<Answer>);
+
+/// At most this many clients wait for the promise of one transaction.
+const MAX_WAITERS_PER_TX: usize = 64;
+
+/// A client registered for a transaction's promise ([`Preconf::wait_for`]).
+pub struct Waiter {
+    /// The promise, or why there is none.
+    pub rx: Receiver<Answer>,
+    /// Its registration (for [`Preconf::unwait`]).
+    pub id: u64,
+    /// Another client already waited for the same transaction (sent through several
+    /// nodes): its admission here is a duplicate, and both get the one promise.
+    pub joined: bool,
+}
 /// Latency samples kept for the dashboard (the last minute's, at most this many).
 const MAX_SAMPLES: usize = 65_536;
 /// The log's file name in the data folder.
@@ -47,7 +63,19 @@ pub struct Preconf {
     enabled: AtomicBool,
     /// The open pending block.
     pub(crate) pending: Mutex<Option<Pending>>,
-    waiters: Mutex<HashMap<Hash, SyncSender<Answer>>>,
+    /// Clients waiting for a transaction's promise (one send of the same transaction
+    /// through several nodes: each gets the one promise).
+    waiters: Mutex<HashMap<Hash, Vec<WaiterTx>>>,
+    next_waiter: AtomicU64,
+    /// Bumped (and waited on by forwarded transactions queued for the slot) whenever a
+    /// pending block opens.
+    opened: (Mutex<u64>, parking_lot::Condvar),
+    /// Forwarded transactions queued until this node's pending block opens: count, bytes.
+    pub(crate) queued: (AtomicU64, AtomicU64),
+    /// Sends this node forwarded to the slot's producer: answered with a promise, and not.
+    pub forwarded: (AtomicU64, AtomicU64),
+    /// Forwarded transactions this node served as the producer.
+    pub forwards_served: AtomicU64,
     log: Mutex<Option<Sender<LogMsg>>>,
     /// Every promise, once durable (the `preconfirmations` WebSocket topic).
     pub topic: tokio::sync::broadcast::Sender<PreconfJson>,
@@ -98,6 +126,11 @@ impl Default for Preconf {
             enabled: AtomicBool::new(false),
             pending: Mutex::new(None),
             waiters: Mutex::new(HashMap::new()),
+            next_waiter: AtomicU64::new(1),
+            opened: (Mutex::new(0), parking_lot::Condvar::new()),
+            queued: (AtomicU64::new(0), AtomicU64::new(0)),
+            forwarded: (AtomicU64::new(0), AtomicU64::new(0)),
+            forwards_served: AtomicU64::new(0),
             log: Mutex::new(None),
             topic: tokio::sync::broadcast::channel(4096).0,
             stats: Mutex::new(Stats::default()),
@@ -176,6 +209,7 @@ impl Preconf {
             me.reset_log();
             return Ok(kept);
         };
+        me.note_opened();
         // Appended after the old records (never truncated first): the open record for this
         // tip and the promises after it are what a later recovery keeps.
         me.log_open(&p);
@@ -199,27 +233,66 @@ impl Preconf {
     }
 
     /// Registers a client waiting for `hash`'s promise.
-    pub fn wait_for(&self, hash: Hash) -> Result<Receiver<Answer>, String> {
+    pub fn wait_for(&self, hash: Hash) -> Result<Waiter, String> {
         let mut w = self.waiters.lock();
         if w.len() >= MAX_WAITERS {
             return Err(format!(
                 "{MAX_WAITERS} clients are already waiting for pre-confirmations; retry shortly"
             ));
         }
+        let list = w.entry(hash).or_default();
+        if list.len() >= MAX_WAITERS_PER_TX {
+            return Err(format!(
+                "{MAX_WAITERS_PER_TX} clients already wait for transaction {hash}'s pre-confirmation"
+            ));
+        }
+        let joined = !list.is_empty();
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        w.insert(hash, tx);
-        Ok(rx)
+        let id = self.next_waiter.fetch_add(1, Ordering::Relaxed);
+        list.push((id, tx));
+        Ok(Waiter { rx, id, joined })
     }
 
     /// Forgets a waiter (its client gave up or its transaction was refused).
-    pub fn unwait(&self, hash: &Hash) {
-        self.waiters.lock().remove(hash);
+    pub fn unwait(&self, hash: &Hash, id: u64) {
+        let mut w = self.waiters.lock();
+        if let Some(list) = w.get_mut(hash) {
+            list.retain(|(i, _)| *i != id);
+            if list.is_empty() {
+                w.remove(hash);
+            }
+        }
     }
 
     fn answer(&self, hash: &Hash, a: Answer) {
-        if let Some(w) = self.waiters.lock().remove(hash) {
-            let _ = w.try_send(a);
+        if let Some(list) = self.waiters.lock().remove(hash) {
+            for (_, w) in list {
+                let _ = w.try_send(a.clone());
+            }
         }
+    }
+
+    /// The count of pending blocks opened so far (see [`Preconf::wait_opened`]).
+    pub fn opened_count(&self) -> u64 {
+        *self.opened.0.lock()
+    }
+
+    /// A pending block opened: wakes the forwarded transactions queued for it.
+    pub(crate) fn note_opened(&self) {
+        *self.opened.0.lock() += 1;
+        self.opened.1.notify_all();
+    }
+
+    /// Waits until a pending block opens after the `seen`-th, or until `deadline`.
+    /// Returns whether one did.
+    pub fn wait_opened(&self, seen: u64, deadline: Instant) -> bool {
+        let mut n = self.opened.0.lock();
+        while *n == seen {
+            if self.opened.1.wait_until(&mut n, deadline).timed_out() {
+                break;
+            }
+        }
+        *n != seen
     }
 
     fn send(&self, m: LogMsg) {
@@ -435,6 +508,7 @@ pub fn open(node: &Node, slot: &mut Option<Pending>, timestamp_ms: u64, consensu
             node.preconf.log_open(&p);
             *slot = Some(p);
             push_candidates(node, slot);
+            node.preconf.note_opened();
         }
         Err(ChainError::Consensus(m)) => tracing::debug!(reason = %m, "no pending block now"),
         Err(e) => tracing::error!(error = %e, "cannot open a pending block"),
@@ -684,4 +758,47 @@ fn frame(buf: &mut Vec<u8>, r: &[u8]) {
     buf.extend_from_slice(&u32::try_from(r.len()).unwrap_or(u32::MAX).to_be_bytes());
     buf.extend_from_slice(&Hash::of(r).0[..4]);
     buf.extend_from_slice(r);
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn every_waiter_of_one_transaction_gets_its_one_answer() {
+        let pc = Preconf::default();
+        let h = Hash::of(b"tx");
+        let a = pc.wait_for(h).unwrap();
+        let b = pc.wait_for(h).unwrap();
+        let c = pc.wait_for(h).unwrap();
+        assert!(!a.joined && b.joined && c.joined);
+        // One gives up: the others still get the answer.
+        pc.unwait(&h, b.id);
+        pc.answer(&h, Err("refused".into()));
+        assert_eq!(a.rx.try_recv().unwrap(), Err("refused".to_string()));
+        assert_eq!(c.rx.try_recv().unwrap(), Err("refused".to_string()));
+        assert!(b.rx.try_recv().is_err());
+        // Answered: a later sender waits afresh.
+        assert!(!pc.wait_for(h).unwrap().joined);
+        let many: Vec<Waiter> = (1..MAX_WAITERS_PER_TX)
+            .map(|_| pc.wait_for(h).unwrap())
+            .collect();
+        assert!(pc.wait_for(h).is_err(), "per-transaction cap");
+        drop(many);
+    }
+
+    #[test]
+    fn waiting_for_an_opened_block_ends_at_the_deadline_or_when_one_opens() {
+        let pc = Arc::new(Preconf::default());
+        let seen = pc.opened_count();
+        assert!(!pc.wait_opened(seen, Instant::now() + std::time::Duration::from_millis(20)));
+        let p2 = pc.clone();
+        let t = std::thread::spawn(move || {
+            p2.wait_opened(seen, Instant::now() + std::time::Duration::from_secs(10))
+        });
+        // Before or after the waiter starts waiting: either way it sees the opening.
+        pc.note_opened();
+        assert!(t.join().unwrap());
+    }
 }

@@ -258,6 +258,7 @@ fn preconf_step(node: &Node, slot: &aergo_chain::consensus::Slot, now: u64, inte
             Ok(next) => {
                 node.preconf.log_open(&next);
                 *node.preconf.pending.lock() = Some(next);
+                node.preconf.note_opened();
             }
             Err(e) => tracing::debug!(error = %e, "no pending block on the sealed one"),
         }

@@ -88,13 +88,13 @@ impl RpcOptions {
 
 /// A method failure.
 pub struct RpcFail {
-    code: i64,
-    message: String,
-    data: Option<Value>,
+    pub(crate) code: i64,
+    pub(crate) message: String,
+    pub(crate) data: Option<Value>,
 }
 
 impl RpcFail {
-    fn new(code: i64, message: impl Into<String>) -> Self {
+    pub(crate) fn new(code: i64, message: impl Into<String>) -> Self {
         Self {
             code,
             message: message.into(),
@@ -145,7 +145,7 @@ impl From<AdmitError> for RpcFail {
     }
 }
 
-type MResult = Result<Value, RpcFail>;
+pub(crate) type MResult = Result<Value, RpcFail>;
 
 /// Builds the router (served by `aergo_os::http::serve`, which supplies [`ConnInfo`]).
 pub fn router(node: Arc<Node>, opts: RpcOptions) -> Router {
@@ -907,7 +907,7 @@ fn args_param(p: &Value) -> Result<Vec<String>, RpcFail> {
     }
 }
 
-fn ok<T: serde::Serialize>(v: T) -> MResult {
+pub(crate) fn ok<T: serde::Serialize>(v: T) -> MResult {
     serde_json::to_value(v).map_err(|e| RpcFail::new(codes::INTERNAL, e.to_string()))
 }
 
@@ -1399,17 +1399,35 @@ async fn send_batch_run(
             .filter_map(|(_, r)| r.as_ref().ok().map(|b| b.as_slice()))
             .collect();
         let mut checked = node.check_batch(&bytes).into_iter();
-        let mut begun = Vec::with_capacity(decoded.len());
+        let mut begun: Vec<(Value, Result<Begun, RpcFail>)> = Vec::with_capacity(decoded.len());
+        // Senders with a forward in flight: a later transaction of one of them waits until
+        // those answers are in, so the producer admits a sender's nonces in order.
+        let mut forwarding = std::collections::HashSet::new();
         for (id, r) in decoded {
             let r = r.and_then(|b| {
                 let c = checked
                     .next()
                     .unwrap_or(Err(AdmitError::Chain("batch check out of step".into())));
                 if preconfirmed {
-                    preconf_begin_checked(&node, || c).map(|(h, rx)| (h, Some(rx), b))
+                    let sender = c.as_ref().ok().map(|t| t.tx.sender());
+                    match preconf_begin_checked(&node, || c, false) {
+                        Ok((h, w)) => Ok(Begun::Local(h, w, b)),
+                        // Not the producer: forwarded to it now (the batch's forwards go out
+                        // before any answer is awaited), answered below.
+                        Err(f) if is_not_producer(&f) => {
+                            if sender.is_some_and(|s| forwarding.contains(&s)) {
+                                finish_forwards(&node, &mut begun);
+                                forwarding.clear();
+                            }
+                            forwarding.extend(sender);
+                            crate::forward::relay_begin(&node, &b, f)
+                                .map(|fw| Begun::Forwarded(Box::new(fw)))
+                        }
+                        Err(f) => Err(f),
+                    }
                 } else {
                     let h = node.admit_checked(c?)?;
-                    Ok((h, None, b))
+                    Ok(Begun::Done(ok(SendResult { hash: h })))
                 }
             });
             begun.push((id, r));
@@ -1418,9 +1436,10 @@ async fn send_batch_run(
         begun
             .into_iter()
             .map(|(id, r)| {
-                let v = r.and_then(|(h, rx, b)| match rx {
-                    Some(rx) => preconf_finish(&node, h, &rx, deadline, &b),
-                    None => ok(SendResult { hash: h }),
+                let v = r.and_then(|x| match x {
+                    Begun::Local(h, w, b) => preconf_finish(&node, h, &w, deadline, &b),
+                    Begun::Forwarded(fw) => crate::forward::relay_finish(&node, *fw),
+                    Begun::Done(v) => v,
                 });
                 match v {
                     Ok(v) => json!({"jsonrpc": "2.0", "id": id, "result": v}),
@@ -1438,8 +1457,37 @@ async fn send_batch_run(
     })
 }
 
+/// Whether a failure is the `not_producer` refusal (the send can be forwarded).
+fn is_not_producer(f: &RpcFail) -> bool {
+    f.data
+        .as_ref()
+        .and_then(|d| d.get("reason"))
+        .is_some_and(|r| r == "not_producer")
+}
+
+/// One send of a [`send_batch`] once begun.
+enum Begun {
+    /// Admitted here, waiting for this node's promise.
+    Local(Hash, crate::preconf::Waiter, Vec<u8>),
+    /// Forwarded to the slot's producer.
+    Forwarded(Box<crate::forward::Forwarding>),
+    /// Answered.
+    Done(MResult),
+}
+
+/// Waits for the batch's forwards begun so far and keeps their answers.
+fn finish_forwards(node: &Node, begun: &mut [(Value, Result<Begun, RpcFail>)]) {
+    for (_, r) in begun.iter_mut() {
+        if matches!(r, Ok(Begun::Forwarded(_))) {
+            if let Ok(Begun::Forwarded(fw)) = std::mem::replace(r, Ok(Begun::Done(ok(())))) {
+                *r = Ok(Begun::Done(crate::forward::relay_finish(node, *fw)));
+            }
+        }
+    }
+}
+
 /// How long `send_tx` waits for a pre-confirmation: two block intervals and a second.
-fn preconf_deadline(node: &Node) -> Duration {
+pub(crate) fn preconf_deadline(node: &Node) -> Duration {
     Duration::from_millis(
         node.chain
             .engine()
@@ -1450,14 +1498,19 @@ fn preconf_deadline(node: &Node) -> Duration {
 }
 
 /// `send_tx` with `wait: "preconfirmed"`: admits the transaction and waits for the slot
-/// producer's signed, durable promise. Refused before admission (nothing changes) when this
-/// node is not the producer of an imminent slot.
+/// producer's signed, durable promise. When this node is not the producer of an imminent
+/// slot, nothing is admitted here: the transaction is forwarded to that producer over
+/// libp2p and its answer relayed (`crate::forward::relay`).
 fn send_preconfirmed(node: &Node, bytes: &[u8]) -> MResult {
-    let (hash, rx) = preconf_begin(node, bytes)?;
+    let (hash, w) = match preconf_begin(node, bytes) {
+        Ok(x) => x,
+        Err(f) if is_not_producer(&f) => return crate::forward::relay(node, bytes, f),
+        Err(f) => return Err(f),
+    };
     preconf_finish(
         node,
         hash,
-        &rx,
+        &w,
         std::time::Instant::now() + preconf_deadline(node),
         bytes,
     )
@@ -1465,19 +1518,19 @@ fn send_preconfirmed(node: &Node, bytes: &[u8]) -> MResult {
 
 /// The first half of a pre-confirmed send: checks that this node produces an imminent
 /// slot, decodes, registers the waiter and admits (in the caller's order).
-fn preconf_begin(
-    node: &Node,
-    bytes: &[u8],
-) -> Result<(Hash, std::sync::mpsc::Receiver<crate::preconf::Answer>), RpcFail> {
-    preconf_begin_checked(node, || node.check(bytes))
+fn preconf_begin(node: &Node, bytes: &[u8]) -> Result<(Hash, crate::preconf::Waiter), RpcFail> {
+    preconf_begin_checked(node, || node.check(bytes), false)
 }
 
 /// [`preconf_begin`] with the transaction's checks given (`checked`: decode, rules,
-/// signature — a batch verifies its signatures together).
-fn preconf_begin_checked(
+/// signature — a batch verifies its signatures together). Shared by local clients and
+/// transactions forwarded by peers (`crate::forward::serve`), which are never forwarded
+/// again.
+pub(crate) fn preconf_begin_checked(
     node: &Node,
     checked: impl FnOnce() -> Result<SignedTx, AdmitError>,
-) -> Result<(Hash, std::sync::mpsc::Receiver<crate::preconf::Answer>), RpcFail> {
+    forwarded: bool,
+) -> Result<(Hash, crate::preconf::Waiter), RpcFail> {
     if !node.preconf.enabled() {
         return Err(RpcFail {
             code: codes::PRECONF_UNAVAILABLE,
@@ -1487,10 +1540,19 @@ fn preconf_begin_checked(
     }
     let now = now_ms();
     let interval = node.chain.engine().block_interval_ms();
+    let me = node.key.public();
     let mine = node
         .chain
-        .next_slot(now, &node.key.public())?
-        .is_some_and(|s| s.timestamp_ms <= now.saturating_add(interval.saturating_mul(2)));
+        .next_slot(now, &me)?
+        .is_some_and(|s| s.timestamp_ms <= now.saturating_add(interval.saturating_mul(2)))
+        // Its pending block is open, or by the schedule it is the producer that pre-confirms
+        // now (the next slot's; the one after in the current slot's last tenth). A producer
+        // whose slot comes later forwards to that one rather than keep the client waiting. A
+        // forwarded transaction skips this test: the relay chose this producer by its own
+        // clock, which may differ by a few milliseconds at a slot's edge.
+        && (forwarded
+            || node.preconf.pending.lock().is_some()
+            || crate::forward::target(node, now, false).is_none_or(|t| t == me));
     if !mine || node.net.syncing.load(Ordering::SeqCst) {
         let info = consensus_info(node).unwrap_or(Value::Null);
         let next = info
@@ -1511,37 +1573,56 @@ fn preconf_begin_checked(
     }
     let tx = checked()?;
     let hash = tx.hash;
-    let rx = node
+    let w = node
         .preconf
         .wait_for(hash)
         .map_err(|m| RpcFail::new(codes::BUSY, m))?;
     // Not gossiped: the promise is this producer's, and another producer must not include
     // the transaction first (it goes on chain in this node's block; if this node fails,
     // the client resends).
-    if let Err(e) = node.admit_quiet(tx) {
-        node.preconf.unwait(&hash);
-        return Err(e.into());
+    match node.admit_quiet(tx) {
+        Ok(_) => {}
+        // The same transaction sent through another node a moment ago, still waiting: this
+        // client gets the same promise.
+        Err(AdmitError::Mempool(aergo_chain::mempool::Reject::Duplicate(_))) if w.joined => {}
+        Err(e) => {
+            node.preconf.unwait(&hash, w.id);
+            return Err(e.into());
+        }
     }
-    Ok((hash, rx))
+    Ok((hash, w))
 }
 
 /// The second half: waits (until `deadline`) for the durable promise.
 fn preconf_finish(
     node: &Node,
     hash: Hash,
-    rx: &std::sync::mpsc::Receiver<crate::preconf::Answer>,
+    w: &crate::preconf::Waiter,
     deadline: std::time::Instant,
     bytes: &[u8],
 ) -> MResult {
+    let p = preconf_wait(node, hash, w, deadline, bytes)?;
+    ok(PreconfirmedResult {
+        hash,
+        preconfirmation: PreconfJson::of(&p),
+    })
+}
+
+/// [`preconf_finish`]'s wait: the promise itself.
+pub(crate) fn preconf_wait(
+    node: &Node,
+    hash: Hash,
+    w: &crate::preconf::Waiter,
+    deadline: std::time::Instant,
+    bytes: &[u8],
+) -> Result<Arc<aergo_types::preconf::Preconfirmation>, RpcFail> {
+    let rx = &w.rx;
     match rx.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now())) {
         Ok(Ok(p)) => {
             // Promised: now the other nodes may learn it (later nonces of the sender sent
             // elsewhere are then no gap), while this producer's block is next.
             node.net.send(crate::node::Outbound::Tx(bytes.to_vec()));
-            ok(PreconfirmedResult {
-                hash,
-                preconfirmation: PreconfJson::of(&p),
-            })
+            Ok(p)
         }
         Ok(Err(m)) => Err(RpcFail {
             code: codes::TX_REJECTED,
@@ -1549,12 +1630,12 @@ fn preconf_finish(
             data: Some(json!({"reason": "execution", "hash": hash})),
         }),
         Err(_) => {
-            node.preconf.unwait(&hash);
+            node.preconf.unwait(&hash, w.id);
             Err(RpcFail {
                 code: codes::PRECONF_UNAVAILABLE,
                 message: format!(
-                    "transaction {hash} is pending but was not pre-confirmed within {} ms (a full block or a slot change); wait for its receipt",
-                    preconf_deadline(node).as_millis()
+                    "transaction {hash} is pending but was not pre-confirmed in time (about two block intervals, {} ms each: a full block or a slot change); wait for its receipt",
+                    node.chain.engine().block_interval_ms()
                 ),
                 data: Some(json!({"reason": "timeout", "hash": hash})),
             })
@@ -1909,6 +1990,16 @@ aergo_preconf_latency_seconds{{quantile=\"0.99\"}} {:.6}
 # HELP aergo_preconf_evidence Producers convicted of a broken pre-confirmation on this chain.
 # TYPE aergo_preconf_evidence gauge
 aergo_preconf_evidence {}
+# HELP aergo_preconf_forwarded_total Pre-confirmed sends this node forwarded to the slot's producer, by outcome.
+# TYPE aergo_preconf_forwarded_total counter
+aergo_preconf_forwarded_total{{outcome=\"promised\"}} {}
+aergo_preconf_forwarded_total{{outcome=\"refused\"}} {}
+# HELP aergo_preconf_forwards_served_total Forwarded sends this node served as the producer.
+# TYPE aergo_preconf_forwards_served_total counter
+aergo_preconf_forwards_served_total {}
+# HELP aergo_preconf_forward_queue Forwarded sends waiting for this producer's pending block.
+# TYPE aergo_preconf_forward_queue gauge
+aergo_preconf_forward_queue {}
 ",
         m.dtt_width_milli.load(Ordering::Relaxed) as f64 / 1000.0,
         aergo_chain::parallel::workers(),
@@ -1918,6 +2009,10 @@ aergo_preconf_evidence {}
         pc.p50_us.unwrap_or(0) as f64 / 1e6,
         pc.p99_us.unwrap_or(0) as f64 / 1e6,
         pc.evidence,
+        n.preconf.forwarded.0.load(Ordering::Relaxed),
+        n.preconf.forwarded.1.load(Ordering::Relaxed),
+        n.preconf.forwards_served.load(Ordering::Relaxed),
+        n.preconf.queued.0.load(Ordering::Relaxed),
     );
     let pipe = pipeline_status(n);
     let mut text = text;

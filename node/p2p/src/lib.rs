@@ -28,7 +28,12 @@
 //!   chain id ([`P2pHandle::subscribe`]); every repository syncs, and private ones also push
 //!   blocks and transactions, over the repository protocol, answered by the node's
 //!   [`repo::RepoProvider`] from the requester's proven node key.
+//! - **Forwarded pre-confirmations** ([`preconf`]): request-response protocol
+//!   `/aergo/<chain-id-hex>/preconf/1` carrying one transaction to the slot's producer and
+//!   its signed pre-confirmation (or refusal) back; answered by the node's
+//!   [`preconf::PreconfProvider`], rate-limited per peer, capped in flight, always answered.
 
+pub mod preconf;
 pub mod repo;
 pub mod score;
 mod service;
@@ -129,6 +134,15 @@ pub struct P2pConfig {
     /// [`P2pHandle::report_block`]; otherwise stateless checks are enough to forward. A node
     /// wants this: forwarding an invalid block would make its peers penalise it.
     pub node_validates_blocks: bool,
+    /// Forwarded pre-confirmation requests accepted per peer per second (burst twice that),
+    /// apart from the gossip rate.
+    pub per_peer_preconf_per_sec: u32,
+    /// Most forwarded pre-confirmation requests being served at once (more are refused
+    /// `busy`).
+    pub max_preconf_in_flight: usize,
+    /// Timeout of a forwarded pre-confirmation request, and how long a received one waits
+    /// for the node's answer before it is refused `timeout`.
+    pub preconf_timeout: Duration,
 }
 
 impl P2pConfig {
@@ -152,6 +166,9 @@ impl P2pConfig {
             event_capacity: 4096,
             maintenance_interval: Duration::from_secs(5),
             node_validates_blocks: false,
+            per_peer_preconf_per_sec: 1_000,
+            max_preconf_in_flight: 1_024,
+            preconf_timeout: Duration::from_secs(10),
         }
     }
 
@@ -178,6 +195,11 @@ impl P2pConfig {
     /// The repository protocol name.
     pub fn repo_protocol(&self) -> String {
         format!("/aergo/{}/repo/1", hex::encode(self.chain_id))
+    }
+
+    /// The forwarded pre-confirmation protocol name.
+    pub fn preconf_protocol(&self) -> String {
+        format!("/aergo/{}/preconf/1", hex::encode(self.chain_id))
     }
 }
 
@@ -283,6 +305,10 @@ pub struct NetStats {
     pub denied: u64,
     /// Bans issued.
     pub bans: u64,
+    /// Forwarded pre-confirmation requests received.
+    pub preconf_requests: u64,
+    /// Of those, refused here before the node saw them (rate, size, garbage, busy).
+    pub preconf_refused: u64,
 }
 
 /// What the network tells the node.
@@ -397,6 +423,11 @@ pub(crate) enum Command {
         request: repo::RepoRequest,
         reply: oneshot::Sender<Result<repo::RepoResponse, P2pError>>,
     },
+    PreconfRequest {
+        peer: PeerId,
+        request: preconf::PreconfRequest,
+        reply: oneshot::Sender<Result<preconf::PreconfResponse, P2pError>>,
+    },
     Subscribe([u8; 32], bool),
     Peers(oneshot::Sender<Vec<PeerInfo>>),
     Stats(oneshot::Sender<NetStats>),
@@ -425,7 +456,7 @@ impl P2p {
         cfg: P2pConfig,
         provider: Option<Arc<dyn BlockProvider>>,
     ) -> Result<(P2pHandle, mpsc::Receiver<NetEvent>), P2pError> {
-        service::start(cfg, provider, None).await
+        service::start(cfg, provider, None, None).await
     }
 
     /// [`P2p::start`] with the answers to repository requests.
@@ -434,7 +465,17 @@ impl P2p {
         provider: Option<Arc<dyn BlockProvider>>,
         repos: Option<Arc<dyn repo::RepoProvider>>,
     ) -> Result<(P2pHandle, mpsc::Receiver<NetEvent>), P2pError> {
-        service::start(cfg, provider, repos).await
+        service::start(cfg, provider, repos, None).await
+    }
+
+    /// [`P2p::start_with_repos`] with the answers to forwarded pre-confirmation requests.
+    pub async fn start_full(
+        cfg: P2pConfig,
+        provider: Option<Arc<dyn BlockProvider>>,
+        repos: Option<Arc<dyn repo::RepoProvider>>,
+        preconf: Option<Arc<dyn preconf::PreconfProvider>>,
+    ) -> Result<(P2pHandle, mpsc::Receiver<NetEvent>), P2pError> {
+        service::start(cfg, provider, repos, preconf).await
     }
 }
 
@@ -632,6 +673,24 @@ impl P2pHandle {
             request: repo::RepoRequest {
                 chain: serde_bytes::ByteBuf::from(chain.to_vec()),
                 body,
+            },
+            reply,
+        })
+        .await?
+    }
+
+    /// Forwards a transaction (`SignedTx::encode()` bytes, sent as they are) to `peer` for a
+    /// pre-confirmation and returns its answer. The caller checks a promise (signature,
+    /// producer, transaction) before it relays it.
+    pub async fn forward_preconf(
+        &self,
+        peer: PeerId,
+        tx: Vec<u8>,
+    ) -> Result<preconf::PreconfResponse, P2pError> {
+        self.call(|reply| Command::PreconfRequest {
+            peer,
+            request: preconf::PreconfRequest {
+                tx: serde_bytes::ByteBuf::from(tx),
             },
             reply,
         })

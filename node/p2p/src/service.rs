@@ -17,6 +17,7 @@ use libp2p::{
 };
 use tokio::sync::{mpsc, oneshot};
 
+use crate::preconf::{PreconfProvider, PreconfRequest, PreconfResponse};
 use crate::repo::{IdRequest, IdResponse, RepoBody, RepoProvider, RepoRequest, RepoResponse};
 use crate::score::{Bucket, Penalty, Scores, Verdict};
 use crate::{
@@ -27,6 +28,7 @@ use crate::{
 type Rr = request_response::cbor::Behaviour<Request, Response>;
 type IdRr = request_response::cbor::Behaviour<IdRequest, IdResponse>;
 type RepoRr = request_response::cbor::Behaviour<RepoRequest, RepoResponse>;
+type PreconfRr = request_response::cbor::Behaviour<PreconfRequest, PreconfResponse>;
 
 #[derive(NetworkBehaviour)]
 struct Behaviour {
@@ -38,6 +40,7 @@ struct Behaviour {
     rr: Rr,
     id: IdRr,
     repo: RepoRr,
+    preconf: PreconfRr,
     mdns: Toggle<mdns::tokio::Behaviour>,
 }
 
@@ -52,6 +55,8 @@ struct Peer {
     best_height: Option<u64>,
     latency_ms: Option<u64>,
     bucket: Bucket,
+    /// Its forwarded pre-confirmation requests' rate.
+    preconf_bucket: Bucket,
     /// The node key the peer proved.
     node_key: Option<[u8; 32]>,
     /// The challenge sent to it, until it answers.
@@ -70,6 +75,15 @@ type ServedRepo = (
     RepoResponse,
 );
 type RepoReply = oneshot::Sender<Result<RepoResponse, P2pError>>;
+type PreconfReply = oneshot::Sender<Result<PreconfResponse, P2pError>>;
+/// A forwarded request's answer, ready to send: the channel, the answer, the peer and the
+/// penalty its request earned.
+type ServedPreconf = (
+    request_response::ResponseChannel<PreconfResponse>,
+    PreconfResponse,
+    PeerId,
+    Option<Penalty>,
+);
 
 struct Service {
     cfg: P2pConfig,
@@ -95,12 +109,19 @@ struct Service {
     pending_repo: HashMap<OutboundRequestId, RepoReply>,
     served_repo_tx: mpsc::Sender<ServedRepo>,
     nonces: u64,
+    /// Answers forwarded pre-confirmation requests.
+    preconf: Option<Arc<dyn PreconfProvider>>,
+    pending_preconf: HashMap<OutboundRequestId, PreconfReply>,
+    served_preconf_tx: mpsc::Sender<ServedPreconf>,
+    /// Received forwarded requests not answered yet.
+    preconf_in_flight: usize,
 }
 
 pub(crate) async fn start(
     cfg: P2pConfig,
     provider: Option<Arc<dyn BlockProvider>>,
     repos: Option<Arc<dyn RepoProvider>>,
+    preconf: Option<Arc<dyn PreconfProvider>>,
 ) -> Result<(P2pHandle, mpsc::Receiver<NetEvent>), P2pError> {
     let key = keypair_from_seed(&cfg.key_seed)?;
     let key_seed = cfg.key_seed;
@@ -160,6 +181,20 @@ pub(crate) async fn start(
         request_response::Config::default().with_request_timeout(cfg.request_timeout),
     );
 
+    let preconf_protocol =
+        StreamProtocol::try_from_owned(cfg.preconf_protocol()).map_err(|e| conf(&e))?;
+    // One transaction and the CBOR around it, with room to spare: a request up to this size is
+    // read and, when its transaction is too large, refused with a reason and penalised; the
+    // codec resets the stream of a larger one after reading this much (libp2p reports no
+    // event for it, so it costs the sender no score, and the receiver no more than this).
+    let preconf_rr = PreconfRr::with_codec(
+        request_response::cbor::codec::Codec::<PreconfRequest, PreconfResponse>::default()
+            .set_request_size_maximum(cfg.max_tx_bytes as u64 * 2 + 4096)
+            .set_response_size_maximum(cfg.max_tx_bytes as u64 * 4 + 65536),
+        [(preconf_protocol, ProtocolSupport::Full)],
+        request_response::Config::default().with_request_timeout(cfg.preconf_timeout),
+    );
+
     let mdns = if cfg.mdns {
         Some(
             mdns::tokio::Behaviour::new(mdns::Config::default(), local_peer_id)
@@ -185,6 +220,7 @@ pub(crate) async fn start(
         rr,
         id,
         repo,
+        preconf: preconf_rr,
         mdns: Toggle::from(mdns),
     };
 
@@ -241,6 +277,7 @@ pub(crate) async fn start(
     let (ev_tx, ev_rx) = mpsc::channel(cfg.event_capacity.max(1));
     let (served_tx, served_rx) = mpsc::channel(256);
     let (served_repo_tx, served_repo_rx) = mpsc::channel(256);
+    let (served_preconf_tx, served_preconf_rx) = mpsc::channel(256);
     let handle = P2pHandle {
         cmd: cmd_tx,
         local_peer_id,
@@ -273,11 +310,18 @@ pub(crate) async fn start(
         pending_repo: HashMap::new(),
         served_repo_tx,
         nonces: 0,
+        preconf,
+        pending_preconf: HashMap::new(),
+        served_preconf_tx,
+        preconf_in_flight: 0,
     };
     svc.dial_bootnodes();
     // The swarm is vital: a panic in it aborts the process (its supervisor restarts it)
     // rather than leave a node whose every network call fails.
-    aergo_os::task::spawn_vital("p2p swarm", svc.run(cmd_rx, served_rx, served_repo_rx));
+    aergo_os::task::spawn_vital(
+        "p2p swarm",
+        svc.run(cmd_rx, served_rx, served_repo_rx, served_preconf_rx),
+    );
     Ok((handle, ev_rx))
 }
 
@@ -287,6 +331,7 @@ impl Service {
         mut cmds: mpsc::Receiver<Command>,
         mut served: mpsc::Receiver<Served>,
         mut served_repo: mpsc::Receiver<ServedRepo>,
+        mut served_preconf: mpsc::Receiver<ServedPreconf>,
     ) {
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         let mut last_maintenance = Instant::now();
@@ -302,6 +347,13 @@ impl Service {
                 }
                 Some((ch, resp)) = served_repo.recv() => {
                     let _ = self.swarm.behaviour_mut().repo.send_response(ch, resp);
+                }
+                Some((ch, resp, peer, penalty)) = served_preconf.recv() => {
+                    self.preconf_in_flight = self.preconf_in_flight.saturating_sub(1);
+                    if let Some(p) = penalty {
+                        self.penalize(peer, p);
+                    }
+                    let _ = self.swarm.behaviour_mut().preconf.send_response(ch, resp);
                 }
                 _ = tick.tick() => {
                     self.housekeeping();
@@ -714,6 +766,95 @@ impl Service {
         }
     }
 
+    /// A forwarded transaction: checked here (rate, size, decoding, chain, capacity), then
+    /// handed to the node; its answer (or a `timeout` refusal) goes back on `channel`.
+    fn on_preconf_request(
+        &mut self,
+        peer: PeerId,
+        request: PreconfRequest,
+        channel: request_response::ResponseChannel<PreconfResponse>,
+    ) {
+        self.stats.preconf_requests += 1;
+        let now = Instant::now();
+        let rate_ok = match self.peers.get_mut(&peer) {
+            Some(p) => p.preconf_bucket.take(now),
+            None => false,
+        };
+        let refusal = if !rate_ok {
+            self.penalize(peer, Penalty::RateLimited);
+            Some(PreconfResponse::refused(
+                "rate_limited",
+                "too many forwarded pre-confirmation requests; slow down",
+            ))
+        } else if let Err(p) = self.check_payload(Topic::Txs, &request.tx) {
+            self.penalize(peer, p);
+            Some(PreconfResponse::refused(
+                if p == Penalty::Oversized {
+                    "oversized"
+                } else {
+                    "malformed"
+                },
+                match p {
+                    Penalty::Oversized => format!(
+                        "a forwarded transaction is at most {} bytes, got {}",
+                        self.cfg.max_tx_bytes,
+                        request.tx.len()
+                    ),
+                    _ => "the forwarded bytes are not a transaction of this chain".to_string(),
+                },
+            ))
+        } else if self.preconf_in_flight >= self.cfg.max_preconf_in_flight {
+            Some(PreconfResponse::refused(
+                "busy",
+                format!(
+                    "{} forwarded pre-confirmation requests are already being served; retry shortly",
+                    self.preconf_in_flight
+                ),
+            ))
+        } else {
+            None
+        };
+        let served = self.served_preconf_tx.clone();
+        let (provider, rt) = match (
+            refusal,
+            self.preconf.clone(),
+            tokio::runtime::Handle::try_current(),
+        ) {
+            (None, Some(p), Ok(rt)) => (p, rt),
+            (refusal, _, _) => {
+                self.stats.preconf_refused += 1;
+                let resp = refusal.unwrap_or_else(|| {
+                    PreconfResponse::refused("off", "this node does not pre-confirm")
+                });
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .preconf
+                    .send_response(channel, resp);
+                return;
+            }
+        };
+        self.preconf_in_flight += 1;
+        let node_key = self.peers.get(&peer).and_then(|p| p.node_key);
+        let wait = self.cfg.preconf_timeout;
+        let (tx, rx) = oneshot::channel();
+        provider.forwarded(peer, node_key, request.tx.into_vec(), tx);
+        rt.spawn(async move {
+            let (resp, penalty) = match tokio::time::timeout(wait, rx).await {
+                Ok(Ok(answer)) => answer,
+                _ => (
+                    PreconfResponse::refused(
+                        "timeout",
+                        format!("no answer from the node within {} ms", wait.as_millis()),
+                    ),
+                    None,
+                ),
+            };
+            // Always answered: the network task decrements the in-flight count there.
+            let _ = served.send((channel, resp, peer, penalty)).await;
+        });
+    }
+
     fn on_request(
         &mut self,
         peer: PeerId,
@@ -804,6 +945,10 @@ impl Service {
                             best_height: None,
                             latency_ms: None,
                             bucket: Bucket::new(self.cfg.per_peer_msgs_per_sec, Instant::now()),
+                            preconf_bucket: Bucket::new(
+                                self.cfg.per_peer_preconf_per_sec,
+                                Instant::now(),
+                            ),
                             node_key: None,
                             challenge: None,
                             id_answers: 0,
@@ -910,6 +1055,34 @@ impl Service {
                     }));
                 }
             }
+            BehaviourEvent::Preconf(request_response::Event::Message { peer, message, .. }) => {
+                match message {
+                    request_response::Message::Request {
+                        request, channel, ..
+                    } => self.on_preconf_request(peer, request, channel),
+                    request_response::Message::Response {
+                        request_id,
+                        response,
+                    } => {
+                        if let Some(reply) = self.pending_preconf.remove(&request_id) {
+                            let _ = reply.send(Ok(response));
+                        }
+                    }
+                }
+            }
+            BehaviourEvent::Preconf(request_response::Event::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            }) => {
+                if let Some(reply) = self.pending_preconf.remove(&request_id) {
+                    let _ = reply.send(Err(P2pError::Request {
+                        peer,
+                        message: error.to_string(),
+                    }));
+                }
+            }
             BehaviourEvent::Ping(ping::Event {
                 peer,
                 result: Ok(rtt),
@@ -1005,6 +1178,18 @@ impl Service {
             } => {
                 let id = self.swarm.behaviour_mut().repo.send_request(&peer, request);
                 self.pending_repo.insert(id, reply);
+            }
+            Command::PreconfRequest {
+                peer,
+                request,
+                reply,
+            } => {
+                let id = self
+                    .swarm
+                    .behaviour_mut()
+                    .preconf
+                    .send_request(&peer, request);
+                self.pending_preconf.insert(id, reply);
             }
             Command::Subscribe(chain, on) => {
                 for t in [Topic::Txs, Topic::Blocks] {

@@ -589,3 +589,182 @@ async fn peers_prove_their_node_keys_and_pushes_carry_them() {
         h.shutdown().await;
     }
 }
+
+/// A node's pre-confirmation side for the forwarding test: answers every well-formed
+/// forward with a fixed promise and counts what reached it.
+struct EchoPreconf(Arc<std::sync::atomic::AtomicUsize>);
+
+impl aergo_p2p::preconf::PreconfProvider for EchoPreconf {
+    fn forwarded(
+        &self,
+        _peer: PeerId,
+        node_key: Option<[u8; 32]>,
+        tx: Vec<u8>,
+        reply: tokio::sync::oneshot::Sender<(aergo_p2p::preconf::PreconfResponse, Option<Penalty>)>,
+    ) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        assert!(
+            node_key.is_some(),
+            "the forwarding peer proved its key first"
+        );
+        let mut promise = b"promise:".to_vec();
+        promise.extend_from_slice(&tx[..8]);
+        let _ = reply.send((
+            aergo_p2p::preconf::PreconfResponse::Promised(aergo_p2p::ByteBuf::from(promise)),
+            None,
+        ));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_preconfirmations_are_answered_and_garbage_is_penalized() {
+    use aergo_p2p::preconf::PreconfResponse;
+    let served = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut ca = cfg(61);
+    ca.per_peer_preconf_per_sec = 5;
+    let (a, _a_rx) = P2p::start_full(ca, None, None, Some(Arc::new(EchoPreconf(served.clone()))))
+        .await
+        .unwrap();
+    let mut cb = cfg(62);
+    cb.bootnodes = bootnode(&a);
+    let (b, _b_rx) = start(cb).await;
+    let ap = a.local_peer_id();
+    let bp = b.local_peer_id();
+    // Forwarding waits for the identity proof (the provider is told who forwards).
+    until("B's node key proven to A", || {
+        let a = a.clone();
+        async move {
+            a.peers()
+                .await
+                .ok()?
+                .iter()
+                .any(|p| p.id == bp && p.node_key.is_some())
+                .then_some(())
+        }
+    })
+    .await;
+
+    // A well-formed transaction reaches the provider and its answer comes back unchanged.
+    let tx = tx_bytes(0, CHAIN);
+    let mut want = b"promise:".to_vec();
+    want.extend_from_slice(&tx[..8]);
+    let r = b.forward_preconf(ap, tx.clone()).await.unwrap();
+    assert_eq!(r, PreconfResponse::Promised(aergo_p2p::ByteBuf::from(want)));
+    assert_eq!(served.load(std::sync::atomic::Ordering::SeqCst), 1);
+
+    // Another chain's transaction, undecodable bytes and an oversized one are refused by the
+    // network layer (the provider never sees them) and cost B score.
+    let reason = |r: PreconfResponse| match r {
+        PreconfResponse::Refused { reason, code, .. } => {
+            assert_eq!(code, 0, "refused by the network layer");
+            reason
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    };
+    let other_chain = tx_bytes(1, [8; 32]);
+    assert_eq!(
+        reason(b.forward_preconf(ap, other_chain).await.unwrap()),
+        "malformed"
+    );
+    assert_eq!(
+        reason(b.forward_preconf(ap, vec![0xff; 100]).await.unwrap()),
+        "malformed"
+    );
+    let score = a
+        .peers()
+        .await
+        .unwrap()
+        .iter()
+        .find(|p| p.id == bp)
+        .map(|p| p.score)
+        .expect("B still connected");
+    assert!(score <= -70, "B penalised twice for garbage: score {score}");
+    // Oversized on top: past the ban threshold, so the ban may close the connection before
+    // the refusal is read.
+    let big = vec![0u8; aergo_types::MAX_TX_SIZE + 1];
+    match b.forward_preconf(ap, big).await {
+        Ok(r) => assert_eq!(reason(r), "oversized"),
+        Err(e) => assert!(e.to_string().contains("closed"), "{e}"),
+    }
+    assert_eq!(served.load(std::sync::atomic::Ordering::SeqCst), 1);
+    let st = a.stats().await.unwrap();
+    assert_eq!(st.preconf_requests, 4);
+    assert_eq!(st.preconf_refused, 3);
+    until("B banned by A", || {
+        let a = a.clone();
+        async move { a.stats().await.ok().filter(|s| s.bans >= 1).map(|_| ()) }
+    })
+    .await;
+
+    // Far beyond the codec's limit: A stops reading at the limit and resets the stream (the
+    // request never reaches the service, so nothing is spent on it), C gets an error, and A
+    // goes on serving C.
+    let mut cc = cfg(65);
+    cc.bootnodes = bootnode(&a);
+    let (c, _c_rx) = start(cc).await;
+    let cp = c.local_peer_id();
+    until("C connected to A", || {
+        let a = a.clone();
+        async move {
+            a.peers()
+                .await
+                .ok()?
+                .iter()
+                .any(|p| p.id == cp)
+                .then_some(())
+        }
+    })
+    .await;
+    let huge = vec![0u8; aergo_types::MAX_TX_SIZE * 3];
+    assert!(c.forward_preconf(ap, huge).await.is_err());
+    assert_eq!(served.load(std::sync::atomic::Ordering::SeqCst), 1);
+    // A still serves a well-formed forward from C.
+    assert!(matches!(
+        c.forward_preconf(ap, tx_bytes(2, CHAIN)).await.unwrap(),
+        PreconfResponse::Promised(_)
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_preconfirmations_are_rate_limited_per_peer() {
+    use aergo_p2p::preconf::PreconfResponse;
+    let served = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut ca = cfg(63);
+    ca.per_peer_preconf_per_sec = 2;
+    let (a, _a_rx) = P2p::start_full(ca, None, None, Some(Arc::new(EchoPreconf(served.clone()))))
+        .await
+        .unwrap();
+    let mut cb = cfg(64);
+    cb.bootnodes = bootnode(&a);
+    let (b, _b_rx) = start(cb).await;
+    let ap = a.local_peer_id();
+    let bp = b.local_peer_id();
+    until("B's node key proven to A", || {
+        let a = a.clone();
+        async move {
+            a.peers()
+                .await
+                .ok()?
+                .iter()
+                .any(|p| p.id == bp && p.node_key.is_some())
+                .then_some(())
+        }
+    })
+    .await;
+    // Burst 4 (twice the rate): of 10 back-to-back requests some are refused `rate_limited`.
+    let mut limited = 0;
+    for n in 0..10 {
+        match b.forward_preconf(ap, tx_bytes(n, CHAIN)).await.unwrap() {
+            PreconfResponse::Promised(_) => {}
+            PreconfResponse::Refused { reason, .. } => {
+                assert_eq!(reason, "rate_limited");
+                limited += 1;
+            }
+        }
+    }
+    assert!(limited >= 4, "{limited} of 10 refused");
+    assert_eq!(
+        served.load(std::sync::atomic::Ordering::SeqCst),
+        10 - limited
+    );
+}
