@@ -15,8 +15,10 @@
 //!
 //! The checks are [`Evidence::verify`] (in `aergo-types`, so the CLI builds and checks
 //! evidence before sending it). Penalty, once per producer and slot: `slash_fraction`
-//! (governance, basis points; default 10%) of the producer's stake is burned (its unstaking
-//! entries are not touched), and the producer is excluded from every later election
+//! (governance, basis points; default 10%) of the producer's stake is burned, and of each of
+//! its unstaking entries still locked (up to `staking::MAX_SLASHED_ENTRIES`, earliest unlock
+//! first: unstaking right before the evidence lands does not escape it), and the producer is
+//! excluded from every later election
 //! (`staking::election_inputs` skips it). State keys (staking's prefix):
 //! `s 08 K slot` → the burned amount (u128), `s 09 K` → the height of the first conviction.
 //! Verification is a pure function of the payload and the chain id, so every node reaches the
@@ -90,6 +92,10 @@ pub fn execute(
     stake.amount -= burned.min(stake.amount);
     stake.height = ctx.height;
     staking::put_stake(o, &addr, &stake);
+    // Stake on its way out (unstaking entries not yet unlocked) is slashed alike.
+    let burned = burned
+        .checked_add(staking::slash_unstaking(o, &addr, fraction)?)
+        .ok_or_else(|| ChainError::Corrupt("slashed amount overflow".into()))?;
     o.writes.insert(pk, Some(burned.to_be_bytes().to_vec()));
     let ek = excluded_key(&c.producer);
     if o.get(&ek)?.is_none() {

@@ -738,6 +738,42 @@ pub fn election_inputs(view: &dyn StateView) -> Result<ElectionInputs, ChainErro
     })
 }
 
+/// Most unstaking entries of one account a slash reaches (the earliest unlocks first): the
+/// scan stays bounded however many entries a producer made; the unstake lock gives evidence
+/// time to land before any of them unlocks.
+pub const MAX_SLASHED_ENTRIES: usize = 1024;
+
+/// Burns `fraction` (basis points) of each of `a`'s unstaking entries (up to
+/// [`MAX_SLASHED_ENTRIES`], earliest unlock first): stake on its way out is still at stake.
+/// Returns the amount burned.
+pub fn slash_unstaking(
+    o: &mut Overlay<'_>,
+    a: &Address,
+    fraction: u128,
+) -> Result<u128, ChainError> {
+    let start = key(UNSTAKING, &[&a.to_raw()]);
+    // Past every `start ‖ unlock:u64`.
+    let end = [start.as_slice(), &[0xff; 8], &[0]].concat();
+    let mut burned = 0u128;
+    for (k, v) in o.scan_limit(&start, &end, MAX_SLASHED_ENTRIES)? {
+        let amount = decode_u128(&v)?;
+        // amount × fraction / 10,000 without overflow (amount < 2^90, fraction ≤ 10,000).
+        let cut = amount
+            .checked_mul(fraction)
+            .map(|x| x / SLASH_DENOMINATOR)
+            .ok_or_else(|| corrupt("unstaking entry too large to slash"))?
+            .min(amount);
+        if cut > 0 {
+            o.writes
+                .insert(k, Some((amount - cut).to_be_bytes().to_vec()));
+            burned = burned
+                .checked_add(cut)
+                .ok_or_else(|| corrupt("slashed amount overflow"))?;
+        }
+    }
+    Ok(burned)
+}
+
 /// Block start on DPoS chains: every unstaking entry with an unlock height at or below
 /// `height` returns to its account's balance (a prefix scan of the unlock index).
 pub fn begin_block(o: &mut Overlay<'_>, height: u64) -> Result<(), ChainError> {

@@ -1076,6 +1076,47 @@ fn evidence_tx(g: &Genesis, reporter: u8, nonce: u64, e: &Evidence) -> SignedTx 
     .sign(&key(reporter))
 }
 
+/// Unstaking right before the evidence lands does not escape it: the producer's locked
+/// unstaking entries lose `slash_fraction` too, and the penalty records the whole burn.
+#[test]
+fn evidence_slashes_stake_on_its_way_out() {
+    let g = genesis();
+    let mut s = genesis_state(&g);
+    ok(
+        &mut s,
+        &g,
+        5,
+        &sys(&g, 4, 0, TxKind::Unstake, 0, &unstake(3_000)),
+    );
+    assert_eq!(staked(&s, 4), BP_STAKE - 3_000);
+    ok(
+        &mut s,
+        &g,
+        6,
+        &evidence_tx(&g, 11, 0, &broken_promise(&g, 4, 4, 6)),
+    );
+    assert_eq!(staked(&s, 4), (BP_STAKE - 3_000) * 9 / 10);
+    let a = staking::account_staking(&s, &addr(4)).unwrap();
+    assert_eq!(
+        a.unstaking,
+        vec![staking::Unstaking {
+            unlock_height: 5 + LOCK,
+            amount: 3_000 * 9 / 10
+        }]
+    );
+    assert_eq!(
+        aergo_chain::evidence::penalty(&s, &pk(4), 6).unwrap(),
+        Some(BP_STAKE / 10)
+    );
+    // What unlocks is what is left.
+    let bal = balance(&s, 4);
+    let mut o = Overlay::new(&s);
+    staking::begin_block(&mut o, 5 + LOCK).unwrap();
+    let w = o.writes;
+    apply(&mut s, &w);
+    assert_eq!(balance(&s, 4), bal + 2_700);
+}
+
 /// A broken promise burns `slash_fraction` (10% by default) of the producer's stake and
 /// excludes it from elections, once per producer and slot; a forged piece of evidence, a
 /// duplicate and evidence on a solo chain change nothing but the reporter's fee and nonce;
