@@ -211,6 +211,36 @@ fn a_branch_transfer_merges_into_main_and_a_double_spend_is_left_out() -> Result
         &["balance", &carol, "--at", &format!("feat@{fh}")],
     )?;
     ensure!(aer(&at)? == 65 * AERGO, "{at}");
+    // Every read takes a ref: a proof at feat@H verifies against that block's state root, a
+    // block by ref, and main@fork.
+    let proof = ok(
+        &home,
+        &url,
+        &["proof", &carol, "--at", &format!("feat@{fh}")],
+    )?;
+    ensure!(
+        proof["verified"] == true && proof["exists"] == true && proof["height"] == fh,
+        "{proof}"
+    );
+    let tip_block = ok(&home, &url, &["block", "feat"])?;
+    let at_block = ok(&home, &url, &["block", &format!("feat@{fh}")])?;
+    ensure!(
+        tip_block["height"] == fh && at_block["hash"] == tip_block["hash"],
+        "{tip_block} {at_block}"
+    );
+    ensure!(
+        proof["state_root"] == at_block["state_root"],
+        "{proof} {at_block}"
+    );
+    let main_fork = ok(&home, &url, &["block", &format!("main@{fork}")])?;
+    ensure!(main_fork["height"] == fork, "{main_fork}");
+    refused(&home, &url, &["block", "nope@3"], "no branch `nope`")?;
+    refused(
+        &home,
+        &url,
+        &["proof", &carol, "--at", "feat@x"],
+        "after @ comes a height",
+    )?;
     refused(
         &home,
         &url,

@@ -427,6 +427,23 @@ pub async fn resolve_ref(c: &RpcClient, r: &Ref) -> Result<(Option<String>, u64)
     Ok((branch, height))
 }
 
+/// `--at REF` of a read command: the height to read at (`None`: the tip), and the client
+/// to read with — re-addressed to the ref's branch when the ref names one (`feat@12`),
+/// else `c` as it is (a bare height reads the addressed branch).
+pub async fn read_at(c: &RpcClient, at: Option<&str>) -> Result<(RpcClient, Option<u64>)> {
+    let Some(s) = at else {
+        return Ok((c.clone_for_branch(c.branch().map(String::from))?, None));
+    };
+    let r = parse_ref(s)?;
+    let (b, h) = resolve_ref(c, &r).await?;
+    let c = if r.branch.is_some() {
+        c.clone_for_branch(b)?
+    } else {
+        c.clone_for_branch(c.branch().map(String::from))?
+    };
+    Ok((c, Some(h)))
+}
+
 /// `aergo diff REF REF`: accounts and contract state that differ between two refs.
 pub async fn diff(
     c: &RpcClient,

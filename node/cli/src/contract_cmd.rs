@@ -92,9 +92,9 @@ pub enum ContractCmd {
         function: String,
         /// Arguments.
         args: Vec<String>,
-        /// Height to read at.
+        /// Where to read: a height, or a ref (`feat`, `feat@12`, `feat~3`, `main@1200`).
         #[arg(long)]
-        at: Option<u64>,
+        at: Option<String>,
     },
     /// Run a read-only SQL query on the contract's tables (free), at any height.
     Query {
@@ -102,9 +102,9 @@ pub enum ContractCmd {
         address: String,
         /// The SELECT statement.
         sql: String,
-        /// Height to read at.
+        /// Where to read: a height, or a ref (`feat`, `feat@12`, `feat~3`, `main@1200`).
         #[arg(long)]
-        at: Option<u64>,
+        at: Option<String>,
     },
     /// The contract's functions and tables with their types.
     Abi {
@@ -358,7 +358,8 @@ pub async fn run(
             args,
             at,
         } => {
-            let address = contract_addr(c, &address).await?.encode();
+            let (c, at) = crate::branch_cmd::read_at(c, at.as_deref()).await?;
+            let address = contract_addr(&c, &address).await?.encode();
             let v = c.contract_call_view(&address, &function, &args, at).await?;
             crate::print(json_out, &v, || {
                 // As `call` prints it (text unquoted), with the notices and the gas it would use.
@@ -374,7 +375,8 @@ pub async fn run(
             });
         }
         ContractCmd::Query { address, sql, at } => {
-            let address = contract_addr(c, &address).await?.encode();
+            let (c, at) = crate::branch_cmd::read_at(c, at.as_deref()).await?;
+            let address = contract_addr(&c, &address).await?.encode();
             let v = c.contract_query(&address, &sql, at).await?;
             crate::print(json_out, &v, || render_rows(&v));
         }

@@ -150,9 +150,9 @@ enum Cmd {
         /// Transaction hash.
         hash: String,
     },
-    /// A block by height or hash (default: the best block).
+    /// A block by height, ref or hash (default: the best block).
     Block {
-        /// Height or hash.
+        /// A height, a ref (`feat`, `feat@12`, `feat~3`, `main@1200`) or a block hash.
         id: Option<String>,
         /// Include full transactions.
         #[arg(long)]
@@ -197,9 +197,10 @@ enum Cmd {
     Proof {
         /// Address.
         address: String,
-        /// Height.
+        /// Where to read: a height, or a ref (`feat`, `feat@12`, `feat~3`, `main@1200`); the
+        /// proof verifies against that block's state root.
         #[arg(long)]
-        at: Option<u64>,
+        at: Option<String>,
     },
     /// AergoSQL contracts: deploy, upgrade, call, view, query, abi.
     #[command(subcommand)]
@@ -813,13 +814,14 @@ async fn run(cli: Cli) -> Result<()> {
                     c.block_by_hash(&parse_hash(&s)?, full).await?
                 }
                 Some(s) => {
-                    c.block_by_height(
-                        s.parse().with_context(|| {
-                            format!("`{s}` is neither a height nor a 64-character hash")
-                        })?,
-                        full,
-                    )
-                    .await?
+                    // A height, or a ref (`feat`, `feat@12`, `feat~3`, `main@1200`).
+                    let (c, h) = branch_cmd::read_at(&c, Some(&s)).await.with_context(|| {
+                        format!("`{s}` is neither a height, a ref nor a 64-character hash")
+                    })?;
+                    match h {
+                        Some(h) => c.block_by_height(h, full).await?,
+                        None => bail!("`{s}` names no block"),
+                    }
                 }
             };
             let v = serde_json::to_value(&b)?;
@@ -1076,7 +1078,7 @@ async fn run(cli: Cli) -> Result<()> {
             });
         }
         Cmd::Proof { address, at } => {
-            let c = client()?;
+            let (c, at) = branch_cmd::read_at(&client()?, at.as_deref()).await?;
             let a = resolve_addr(&address)?;
             let p = c.get_proof(&a.encode(), at).await?;
             let ok = wallet::verify_proof(&p)?;
