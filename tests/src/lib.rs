@@ -744,6 +744,48 @@ pub mod testnet {
     use std::process::Command;
     use std::time::Duration;
 
+    /// A DPoS testnet of `nodes` BPs made by `aergo testnet init` in `dir` with 500 ms slots,
+    /// 6-slot rounds and a 3 s start delay (what the short multi-node tests use), on ports
+    /// from [`base_port`]; returns each node's RPC URL (`http://…`), in node order.
+    pub fn init_fast(dir: &Path, nodes: usize) -> Result<Vec<String>> {
+        let st = Command::new(bin("aergo")?)
+            .args(["testnet", "init", "--bps", &nodes.to_string()])
+            .args(["--nodes", &nodes.to_string()])
+            .args(["--interval-ms", "500", "--round-slots", "6"])
+            .args(["--start-delay-ms", "3000"])
+            .args(["--base-port", &base_port(nodes)?.to_string()])
+            .arg("--out")
+            .arg(dir)
+            .output()?;
+        if !st.status.success() {
+            bail!("testnet init: {}", String::from_utf8_lossy(&st.stderr));
+        }
+        (0..nodes)
+            .map(|i| {
+                let text = std::fs::read_to_string(dir.join(format!("node{}/aergo.toml", i + 1)))?;
+                let cfg: toml::Value = toml::from_str(&text)?;
+                Ok(format!(
+                    "http://{}",
+                    cfg["node"]["rpc_addr"].as_str().context("rpc_addr")?
+                ))
+            })
+            .collect()
+    }
+
+    /// The faucet's key of the testnet in `dir` (`faucet.key`, hex seed) and the chain id
+    /// the node at `url` reports.
+    pub fn faucet(dir: &Path, url: &str) -> Result<(aergo_types::Keypair, aergo_types::Hash)> {
+        let seed = std::fs::read_to_string(dir.join("faucet.key"))?;
+        let mut b = [0u8; 32];
+        hex::decode_to_slice(seed.trim(), &mut b)?;
+        let chain_id = aergo_types::Hash::from_hex(
+            rpc(url, "chain_info", json!({}))?["chain_id"]
+                .as_str()
+                .context("chain_id")?,
+        )?;
+        Ok((aergo_types::Keypair::from_seed(&b), chain_id))
+    }
+
     /// One JSON-RPC call over HTTP; a JSON-RPC error is an `Err` naming the method.
     pub fn rpc(url: &str, method: &str, params: Value) -> Result<Value> {
         let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});

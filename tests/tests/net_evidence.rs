@@ -8,9 +8,9 @@
 //! evidence sent again fails as already penalised, and the next rounds' schedules leave the
 //! liar out.
 
-use aergo_e2e::testnet::{base_port, rpc, start_node, start_node_env};
+use aergo_e2e::testnet::{rpc, start_node, start_node_env};
 use aergo_e2e::{bin, poll};
-use aergo_types::{Address, Keypair};
+use aergo_types::Address;
 use anyhow::{bail, ensure, Context, Result};
 use serde_json::{json, Value};
 use std::process::Command;
@@ -23,29 +23,7 @@ const PASSWORD: &str = "evidence-test-password";
 fn a_lying_producer_is_slashed_once_on_every_node() -> Result<()> {
     let tmp = tempfile::tempdir()?;
     let dir = tmp.path().join("tn");
-    let st = Command::new(bin("aergo")?)
-        .args(["testnet", "init", "--bps", &NODES.to_string()])
-        .args(["--nodes", &NODES.to_string()])
-        .args(["--interval-ms", "500", "--round-slots", "6"])
-        .args(["--start-delay-ms", "3000"])
-        .args(["--base-port", &base_port(NODES)?.to_string()])
-        .arg("--out")
-        .arg(&dir)
-        .output()?;
-    ensure!(
-        st.status.success(),
-        "testnet init: {}",
-        String::from_utf8_lossy(&st.stderr)
-    );
-    let mut urls = Vec::new();
-    for i in 0..NODES {
-        let text = std::fs::read_to_string(dir.join(format!("node{}/aergo.toml", i + 1)))?;
-        let cfg: toml::Value = toml::from_str(&text)?;
-        urls.push(format!(
-            "http://{}",
-            cfg["node"]["rpc_addr"].as_str().context("rpc_addr")?
-        ));
-    }
+    let urls = aergo_e2e::testnet::init_fast(&dir, NODES)?;
     let _liar = start_node_env(&dir, 0, &urls[0], &[("AERGO_FAULT_PRECONF_LIE", "1")])?;
     let _n2 = start_node(&dir, 1, &urls[1])?;
     let _n3 = start_node(&dir, 2, &urls[2])?;
@@ -57,15 +35,7 @@ fn a_lying_producer_is_slashed_once_on_every_node() -> Result<()> {
         .to_string();
 
     // A promise from the liar: send to node 1 until it holds the next slot.
-    let seed = std::fs::read_to_string(dir.join("faucet.key"))?;
-    let mut b = [0u8; 32];
-    hex::decode_to_slice(seed.trim(), &mut b)?;
-    let faucet = Keypair::from_seed(&b);
-    let chain_id = aergo_types::Hash::from_hex(
-        rpc(&urls[1], "chain_info", json!({}))?["chain_id"]
-            .as_str()
-            .context("chain_id")?,
-    )?;
+    let (faucet, chain_id) = aergo_e2e::testnet::faucet(&dir, &urls[1])?;
     let from = Address::from_public_key(&faucet.public());
     // A promise whose block the liar did produce (a slot it missed, or a block that lost to
     // another, leaves no signed contradiction: the client resends; try again).
@@ -151,7 +121,7 @@ fn a_lying_producer_is_slashed_once_on_every_node() -> Result<()> {
         "account",
         "import",
         "--key",
-        seed.trim(),
+        std::fs::read_to_string(dir.join("faucet.key"))?.trim(),
         "--name",
         "faucet",
     ])?;
