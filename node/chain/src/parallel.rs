@@ -429,7 +429,14 @@ fn pipelined(
                 j += 1;
             }
         }
-        None
+        // Every transaction's set was checked (fewer: the execution stopped on an error,
+        // which is then the verdict, or a batch did not decode — never accepted unchecked).
+        (j != dtt.entries.len()).then(|| {
+            format!(
+                "the DTT check saw {j} of {} transactions",
+                dtt.entries.len()
+            )
+        })
     };
     let run = |send: std::sync::mpsc::SyncSender<AccessBatch>| {
         let mut run = BlockRun {

@@ -198,30 +198,18 @@ pub fn run(a: &ExecArgs) -> Result<()> {
         seeds.push(seed_call(&mut s, n, one, start..(start + 1000).min(2 * n)));
     }
     setup.extend(produce_all(&a_chain, &producer, &mut time, seeds)?);
+    // Every block, in order: the sync measurement imports them again (the set-up ones
+    // untimed).
+    let mut history: Vec<Block> = setup.clone();
+    let setup_len = history.len();
     for blk in setup {
         b_chain.receive(blk, u64::MAX / 2)?;
     }
     // Calls run on the interpreter until the background JIT is ready: wait for it, so both
     // runs of every workload execute the same code.
-    let view = b_chain.view_at(b_chain.tip().header.height)?;
     let started = Instant::now();
-    let deadline = started + Duration::from_secs(300);
     let all: Vec<Address> = contracts_100.iter().copied().chain([one]).collect();
-    let mut ready = 0;
-    while Instant::now() < deadline {
-        ready = 0;
-        for c in &all {
-            // A load re-queues a version the JIT's full queue turned away.
-            let loaded = contracts::load(c, &ReadKv { view: &view })
-                .map_err(anyhow::Error::msg)?
-                .context("a benchmark contract is missing")?;
-            ready += usize::from(loaded.jit_ready());
-        }
-        if ready == all.len() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let ready = jit_ready(&b_chain, &all)?;
     println!(
         "  JIT: {ready} of {} contracts compiled after {:.1} s",
         all.len(),
@@ -399,9 +387,92 @@ pub fn run(a: &ExecArgs) -> Result<()> {
                 m1 / mp
             );
         }
+        history.push(blk.clone());
         b_chain.receive(blk, u64::MAX / 2)?;
     }
+    if a.only.as_ref().is_none_or(|o| "sync".contains(o.as_str())) {
+        sync(&history, setup_len, &all, &open, workers, a.runs.min(5))?;
+    }
     Ok(())
+}
+
+/// Block import rate during sync: `history` imported into a fresh chain with one validation
+/// worker (one signature batch and sequential execution, what sync did before the DTT) and
+/// with `workers` (signatures in batches on the workers, execution along each block's DTT),
+/// alternating, `runs` times each; the first `setup` blocks (deploys, seeding) are imported
+/// untimed, then the background JIT is awaited for `contracts` (as in the workloads above:
+/// otherwise it competes for the cores), and the workload blocks after them are timed.
+/// Prints the medians and the ratio.
+fn sync(
+    history: &[Block],
+    setup: usize,
+    contracts: &[Address],
+    open: &dyn Fn(&std::path::Path) -> Result<Chain, aergo_chain::ChainError>,
+    workers: usize,
+    runs: usize,
+) -> Result<()> {
+    let timed = history.get(setup..).unwrap_or_default();
+    let txs: usize = timed.iter().map(|b| b.txs.len()).sum();
+    let mut times: [Vec<Duration>; 2] = [Vec::new(), Vec::new()];
+    for _ in 0..runs.max(1) {
+        for (k, w) in [1, workers].into_iter().enumerate() {
+            aergo_chain::parallel::set_workers(w);
+            let dir = tempfile::tempdir()?;
+            let chain = open(dir.path())?;
+            let import = |b: Block| -> Result<()> {
+                let h = b.header.height;
+                match chain.receive(b, u64::MAX / 2)? {
+                    aergo_chain::chain::Received::Extended(_) => Ok(()),
+                    other => bail!("sync: block {h} was not imported: {other:?}"),
+                }
+            };
+            for b in history.iter().take(setup) {
+                import(b.clone())?;
+            }
+            jit_ready(&chain, contracts)?;
+            let blocks = timed.to_vec();
+            let t = Instant::now();
+            for b in blocks {
+                import(b)?;
+            }
+            times[k].push(t.elapsed());
+        }
+    }
+    aergo_chain::parallel::set_workers(workers);
+    let (m1, mn) = (median(&mut times[0]), median(&mut times[1]));
+    println!(
+        "sync: the {} workload blocks ({txs} txs) imported into a fresh chain after its set-up: 1 worker {:.0} ms ({:.0} tx/s), {workers} workers {:.0} ms ({:.0} tx/s), speedup {:.2}x",
+        timed.len(),
+        m1 * 1e3,
+        txs as f64 / m1,
+        mn * 1e3,
+        txs as f64 / mn,
+        m1 / mn
+    );
+    Ok(())
+}
+
+/// Waits (at most 300 s) until the background JIT compiled every one of `contracts` at
+/// `chain`'s tip; returns how many are compiled.
+fn jit_ready(chain: &Chain, contracts: &[Address]) -> Result<usize> {
+    let view = chain.view_at(chain.tip().header.height)?;
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let mut ready = 0;
+    while Instant::now() < deadline {
+        ready = 0;
+        for c in contracts {
+            // A load re-queues a version the JIT's full queue turned away.
+            let loaded = contracts::load(c, &ReadKv { view: &view })
+                .map_err(anyhow::Error::msg)?
+                .context("a benchmark contract is missing")?;
+            ready += usize::from(loaded.jit_ready());
+        }
+        if ready == contracts.len() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(ready)
 }
 
 fn median(v: &mut [Duration]) -> f64 {
