@@ -6,7 +6,7 @@
 
 use aergo_e2e::{bin, free_port, poll, start_dev_node};
 use anyhow::{bail, ensure, Context, Result};
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -235,6 +235,42 @@ fn a_branch_transfer_merges_into_main_and_a_double_spend_is_left_out() -> Result
     let main_fork = ok(&home, &url, &["block", &format!("main@{fork}")])?;
     ensure!(main_fork["height"] == fork, "{main_fork}");
     refused(&home, &url, &["block", "nope@3"], "no branch `nope`")?;
+    // The RPC takes the same refs as `at`.
+    let rpc = aergo_e2e::testnet::rpc;
+    let acct = rpc(
+        &url,
+        "account",
+        json!({"address": carol, "at": format!("feat@{fh}")}),
+    )?;
+    ensure!(
+        acct["balance"] == (65 * AERGO).to_string() && acct["height"] == fh,
+        "{acct}"
+    );
+    let p = rpc(&url, "get_proof", json!({"address": carol, "at": "feat"}))?;
+    ensure!(p["state_root"] == at_block["state_root"], "{p}");
+    let b = rpc(&url, "block", json!({"at": format!("main@{fork}")}))?;
+    ensure!(b["height"] == fork, "{b}");
+    for (params, want) in [
+        (
+            json!({"address": carol, "at": "feat", "height": 1}),
+            "not both",
+        ),
+        (
+            json!({"address": carol, "at": "feat", "branch": "other"}),
+            "names branch",
+        ),
+        (json!({"address": carol, "at": "feat@x"}), "comes a number"),
+        (json!({"address": carol, "at": 7}), "ref string"),
+        (
+            json!({"address": carol, "at": "feat@999999"}),
+            "above the best height",
+        ),
+    ] {
+        let e = rpc(&url, "account", params.clone())
+            .err()
+            .with_context(|| format!("{params} was accepted"))?;
+        ensure!(e.to_string().contains(want), "{params}: {e}");
+    }
     refused(
         &home,
         &url,

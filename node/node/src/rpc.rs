@@ -482,9 +482,18 @@ async fn handle_one(rpc: &Rpc, peer: SocketAddr, signed: Caller, v: Value) -> Va
             )
         }
     };
+    let (params, at) = match take_at(params) {
+        Ok(x) => x,
+        Err(f) => return err_response(id, f),
+    };
     let node = match select_branch(node, &params) {
         Ok(n) => n,
         Err(f) => return err_response(id, f),
+    };
+    let params = match at.map(|a| apply_at(&node, params.clone(), a)) {
+        None => params,
+        Some(Ok(p)) => p,
+        Some(Err(f)) => return err_response(id, f),
     };
     let method = req.method.clone();
     // Chain reads may touch disk: keep them off the async workers.
@@ -571,6 +580,98 @@ fn select_repo(
             ),
         },
     ))
+}
+
+/// Where in a branch a ref points: a height, blocks below the tip, or the tip.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AtPoint {
+    Height(u64),
+    Back(u64),
+    Tip,
+}
+
+/// Takes a read's `at` ref (`12`, `feat`, `feat@12`, `feat~3`, `main@1200`, `a/b@7`) out of
+/// `p`: a named branch becomes the `branch` parameter (`main`: the root), the point is
+/// returned for [`apply_at`]. `at` together with `height`, or naming another branch than
+/// `branch`, is refused.
+fn take_at(mut p: Value) -> Result<(Value, Option<AtPoint>), RpcFail> {
+    let s = match p.get("at") {
+        None | Some(Value::Null) => return Ok((p, None)),
+        Some(Value::String(s)) => s.trim().to_string(),
+        Some(_) => {
+            return Err(RpcFail::params(
+                "`at` must be a ref string such as \"feat@12\"",
+            ))
+        }
+    };
+    if p.get("height").is_some_and(|h| !h.is_null()) {
+        return Err(RpcFail::params("give `at` or `height`, not both"));
+    }
+    if s.is_empty() || s.len() > 300 {
+        return Err(RpcFail::params(
+            "`at` must be a ref: 12, feat, feat@12, feat~3 or main@1200",
+        ));
+    }
+    let num = |x: &str, what: &str| {
+        x.parse::<u64>()
+            .map_err(|_| RpcFail::params(format!("`at` {s}: after {what} comes a number")))
+    };
+    let (name, point) = if s.bytes().all(|b| b.is_ascii_digit()) {
+        (None, AtPoint::Height(num(&s, "the start")?))
+    } else if let Some((n, h)) = s.split_once('@') {
+        (Some(n.to_string()), AtPoint::Height(num(h, "@")?))
+    } else if let Some((n, b)) = s.split_once('~') {
+        (Some(n.to_string()), AtPoint::Back(num(b, "~")?))
+    } else {
+        (Some(s.clone()), AtPoint::Tip)
+    };
+    if let (Some(n), Some(obj)) = (name, p.as_object_mut()) {
+        let given = obj
+            .get("branch")
+            .and_then(|b| b.as_str())
+            .map(str::to_string);
+        let want = if n == "main" { None } else { Some(n.clone()) };
+        match (given.as_deref(), want) {
+            (Some(g), w) if w.as_deref() != Some(g) && !(g == "main" && w.is_none()) => {
+                return Err(RpcFail::params(format!(
+                    "`at` {s} names branch `{n}` but `branch` is `{g}`"
+                )))
+            }
+            (_, Some(w)) => {
+                obj.insert("branch".into(), Value::String(w));
+            }
+            (_, None) => {
+                obj.remove("branch");
+            }
+        }
+    }
+    if let Some(obj) = p.as_object_mut() {
+        obj.remove("at");
+    }
+    Ok((p, Some(point)))
+}
+
+/// Sets `height` in `p` from an `at` point on `node`'s chain (the branch the ref named).
+fn apply_at(node: &Node, mut p: Value, at: AtPoint) -> Result<Value, RpcFail> {
+    let tip = node.chain.tip().header.height;
+    let h = match at {
+        AtPoint::Height(h) if h > tip => {
+            return Err(RpcFail::not_found(format!(
+                "height {h} is above the best height {tip}"
+            )))
+        }
+        AtPoint::Height(h) => h,
+        AtPoint::Back(n) => tip.checked_sub(n).ok_or_else(|| {
+            RpcFail::not_found(format!(
+                "~{n} is below the first block (the tip is at height {tip})"
+            ))
+        })?,
+        AtPoint::Tip => tip,
+    };
+    if let Some(obj) = p.as_object_mut() {
+        obj.insert("height".into(), json!(h));
+    }
+    Ok(p)
 }
 
 /// The node of the branch a request names with `branch` (`main` or absent: `node` itself;
@@ -2285,6 +2386,39 @@ mod tests {
     use aergo_chain::{Chain, ChainOptions};
     use aergo_os::io::{IoConfig, IoService};
     use proptest::prelude::*;
+
+    #[test]
+    fn at_refs_become_branch_and_point() {
+        let t = |p: Value| take_at(p).map_err(|f| f.message);
+        assert_eq!(t(json!({"a": 1})).unwrap(), (json!({"a": 1}), None));
+        assert_eq!(
+            t(json!({"at": "12"})).unwrap(),
+            (json!({}), Some(AtPoint::Height(12)))
+        );
+        assert_eq!(
+            t(json!({"at": "feat@7"})).unwrap(),
+            (json!({"branch": "feat"}), Some(AtPoint::Height(7)))
+        );
+        assert_eq!(
+            t(json!({"at": "a/b~3", "branch": "a/b"})).unwrap(),
+            (json!({"branch": "a/b"}), Some(AtPoint::Back(3)))
+        );
+        assert_eq!(
+            t(json!({"at": "main", "branch": "main"})).unwrap(),
+            (json!({}), Some(AtPoint::Tip))
+        );
+        for (bad, want) in [
+            (json!({"at": "feat", "height": 3}), "not both"),
+            (json!({"at": "feat", "branch": "x"}), "names branch"),
+            (json!({"at": "feat@"}), "comes a number"),
+            (json!({"at": "~"}), "comes a number"),
+            (json!({"at": ""}), "must be a ref"),
+            (json!({"at": 5}), "ref string"),
+        ] {
+            let e = t(bad.clone()).unwrap_err();
+            assert!(e.contains(want), "{bad}: {e}");
+        }
+    }
 
     fn node(dir: &std::path::Path) -> Node {
         let chain = Chain::open(ChainOptions {
