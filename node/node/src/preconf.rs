@@ -63,6 +63,10 @@ pub struct Preconf {
     enabled: AtomicBool,
     /// The open pending block.
     pub(crate) pending: Mutex<Option<Pending>>,
+    /// While a block is sealed and committed: each sender's next nonce after what it
+    /// promised (set before the pending block is taken, cleared once the mempool has been
+    /// pruned by the commit).
+    pub(crate) sealing: Mutex<Option<HashMap<aergo_types::Address, u64>>>,
     /// Clients waiting for a transaction's promise (one send of the same transaction
     /// through several nodes: each gets the one promise).
     waiters: Mutex<HashMap<Hash, Vec<WaiterTx>>>,
@@ -125,6 +129,7 @@ impl Default for Preconf {
         Self {
             enabled: AtomicBool::new(false),
             pending: Mutex::new(None),
+            sealing: Mutex::new(None),
             waiters: Mutex::new(HashMap::new()),
             next_waiter: AtomicU64::new(1),
             opened: (Mutex::new(0), parking_lot::Condvar::new()),
@@ -459,11 +464,24 @@ pub fn on_admitted(node: &Node, sender: &Address, started: Instant) {
 /// Whether a transaction of `sender` with `nonce` was already promised in the pending
 /// block (it can no longer be replaced): the promised transaction's nonce bound.
 pub fn promised_nonce(node: &Node, sender: &Address) -> Option<u64> {
-    node.preconf
+    let pending = node
+        .preconf
         .pending
         .lock()
         .as_ref()
-        .and_then(|p| p.nonce_of(sender))
+        .and_then(|p| p.nonce_of(sender));
+    // While a block is sealed and committed no pending block may be open: what it promised
+    // still holds (a replacement of a promised nonce is refused, not taken and then lost).
+    let sealing = node
+        .preconf
+        .sealing
+        .lock()
+        .as_ref()
+        .and_then(|m| m.get(sender).copied());
+    match (pending, sealing) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    }
 }
 
 /// `sender`'s account on the open pending block's state, if the block touched it.

@@ -216,7 +216,13 @@ fn preconf_step(node: &Node, slot: &aergo_chain::consensus::Slot, now: u64, inte
     // The slot's time: what arrived without being pushed (a sender's gap filled late) goes
     // in now, then the block is sealed.
     preconf::push_candidates(node, &mut pending);
+    // Before the pending block leaves the slot: admission holds to its promises until the
+    // commit has pruned the mempool (cleared at every exit below).
+    if let Some(p) = pending.as_ref() {
+        *node.preconf.sealing.lock() = Some(p.promised_nonces());
+    }
     let Some(p) = pending.take() else {
+        *node.preconf.sealing.lock() = None;
         return Step::Done;
     };
     if p.is_empty()
@@ -226,12 +232,21 @@ fn preconf_step(node: &Node, slot: &aergo_chain::consensus::Slot, now: u64, inte
     {
         if merge_waiting(node) {
             // Nothing promised: the merge goes first.
+            *node.preconf.sealing.lock() = None;
             return Step::Plain;
         }
         *pending = Some(p);
+        *node.preconf.sealing.lock() = None;
         return Step::Wait(Duration::from_millis(interval));
     }
     drop(pending);
+    let step = seal_and_commit(node, p, interval);
+    *node.preconf.sealing.lock() = None;
+    step
+}
+
+/// Seals pending block `p`, opens the next one on it (solo), commits it and publishes it.
+fn seal_and_commit(node: &Node, p: aergo_chain::Pending, interval: u64) -> Step {
     let started = Instant::now();
     let sealed = match node.chain.seal_block(&node.key, p) {
         Ok(s) => s,

@@ -190,6 +190,19 @@ impl Pending {
         head.account(addr)
     }
 
+    /// Each sender's next nonce after the transactions promised in this block (what
+    /// admission must hold to while the block is being sealed and committed, when no
+    /// pending block answers [`Pending::nonce_of`]).
+    pub fn promised_nonces(&self) -> std::collections::HashMap<Address, u64> {
+        let mut m = std::collections::HashMap::new();
+        for t in &self.txs {
+            let next = t.tx.nonce.saturating_add(1);
+            let e = m.entry(t.tx.sender()).or_insert(next);
+            *e = (*e).max(next);
+        }
+        m
+    }
+
     /// The nonce `addr` has on the pending state (its next transaction's nonce), if its
     /// account was touched by this block or its uncommitted parent.
     pub fn nonce_of(&self, addr: &Address) -> Option<u64> {
