@@ -772,18 +772,22 @@ pub mod testnet {
             .collect()
     }
 
+    /// The chain id the node at `url` reports.
+    pub fn chain_id(url: &str) -> Result<aergo_types::Hash> {
+        Ok(aergo_types::Hash::from_hex(
+            rpc(url, "chain_info", json!({}))?["chain_id"]
+                .as_str()
+                .context("chain_id")?,
+        )?)
+    }
+
     /// The faucet's key of the testnet in `dir` (`faucet.key`, hex seed) and the chain id
     /// the node at `url` reports.
     pub fn faucet(dir: &Path, url: &str) -> Result<(aergo_types::Keypair, aergo_types::Hash)> {
         let seed = std::fs::read_to_string(dir.join("faucet.key"))?;
         let mut b = [0u8; 32];
         hex::decode_to_slice(seed.trim(), &mut b)?;
-        let chain_id = aergo_types::Hash::from_hex(
-            rpc(url, "chain_info", json!({}))?["chain_id"]
-                .as_str()
-                .context("chain_id")?,
-        )?;
-        Ok((aergo_types::Keypair::from_seed(&b), chain_id))
+        Ok((aergo_types::Keypair::from_seed(&b), chain_id(url)?))
     }
 
     /// One JSON-RPC call over HTTP; a JSON-RPC error is an `Err` naming the method.
@@ -930,11 +934,7 @@ pub mod testnet {
         faucet: &aergo_types::Keypair,
         count: usize,
     ) -> Result<(usize, usize, usize)> {
-        let root = aergo_types::Hash::from_hex(
-            rpc(&urls[0], "chain_info", serde_json::json!({}))?["chain_id"]
-                .as_str()
-                .context("chain_id")?,
-        )?;
+        let root = chain_id(&urls[0])?;
         let from = aergo_types::Address::from_public_key(&faucet.public());
         let to = aergo_types::Address::from_public_key(&aergo_types::Keypair::generate().public());
         let mut nonce = rpc(
@@ -1045,11 +1045,7 @@ pub mod testnet {
         faucet: &aergo_types::Keypair,
         attempts: usize,
     ) -> Result<(usize, usize)> {
-        let root = aergo_types::Hash::from_hex(
-            rpc(&urls[0], "chain_info", serde_json::json!({}))?["chain_id"]
-                .as_str()
-                .context("chain_id")?,
-        )?;
+        let root = chain_id(&urls[0])?;
         let from = aergo_types::Address::from_public_key(&faucet.public());
         let mut promised = Vec::new();
         let mut unpromised = 0;

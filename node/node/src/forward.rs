@@ -419,22 +419,9 @@ fn relay_answer(node: &Node, f: Forwarding) -> MResult {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
-    use aergo_chain::{Chain, ChainOptions};
-    use aergo_os::io::{IoConfig, IoService};
 
     fn node(dir: &std::path::Path) -> Node {
-        let chain = Chain::open(ChainOptions {
-            data_dir: dir.to_path_buf(),
-            genesis: aergo_types::Genesis::dev(),
-            io: IoService::start(IoConfig::default()),
-        })
-        .unwrap();
-        Node::new(
-            Arc::new(chain),
-            aergo_types::Keypair::from_seed(&[3; 32]),
-            Default::default(),
-            true,
-        )
+        crate::rpc::tests::node(dir)
     }
 
     #[test]

@@ -2381,7 +2381,7 @@ fn forward<T: serde::Serialize + Clone + Send + 'static>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use aergo_chain::{Chain, ChainOptions};
     use aergo_os::io::{IoConfig, IoService};
@@ -2420,7 +2420,8 @@ mod tests {
         }
     }
 
-    fn node(dir: &std::path::Path) -> Node {
+    /// A dev-chain node in `dir` (also `forward`'s tests).
+    pub(crate) fn node(dir: &std::path::Path) -> Node {
         let chain = Chain::open(ChainOptions {
             data_dir: dir.to_path_buf(),
             genesis: aergo_types::Genesis::dev(),
