@@ -2,7 +2,9 @@
 //! created (the node's operator accepts producing it), a transfer made on the branch appears
 //! on `main` after the merge, a double spend against `main` is left out with the reason
 //! `insufficient balance`, bad requests get clear errors and change nothing, `aergo switch`
-//! changes the default branch, and the branch survives a restart.
+//! changes the default branch, and the branch survives a restart. A consistent merge of the
+//! whitepaper's Figure 6 resolves a row changed on both sides with a resolver contract, and a
+//! merge the resolver refuses changes nothing.
 
 use aergo_e2e::{bin, free_port, poll, start_dev_node};
 use anyhow::{bail, ensure, Context, Result};
@@ -434,5 +436,197 @@ fn a_merge_cut_by_kill_9_is_complete_or_absent() -> Result<()> {
         String::from_utf8_lossy(&check.stderr)
     );
     eprintln!("merges complete at the kill: {complete}, absent: {absent}");
+    Ok(())
+}
+
+/// The resolver of the consistent-merge test: a balance changed on both sides gets both
+/// sides' changes; one that would go negative, or any other column, refuses the merge.
+const RESOLVER: &str = "\
+CREATE OR REPLACE FUNCTION resolve_accounts(col TEXT, base TEXT, ours TEXT, theirs TEXT)
+RETURNS TEXT AS $$
+DECLARE
+  merged NUMERIC;
+BEGIN
+  IF col <> 'balance' THEN
+    RAISE EXCEPTION 'column % cannot merge', col;
+  END IF;
+  merged := CAST(ours AS NUMERIC) + CAST(theirs AS NUMERIC) - COALESCE(CAST(base AS NUMERIC), 0);
+  IF merged < 0 THEN
+    RAISE EXCEPTION 'the balance would be negative: %', merged;
+  END IF;
+  RETURN CAST(merged AS TEXT);
+END;
+$$";
+
+/// A consistent merge of the whitepaper's Figure 6 through the CLI: a row changed on both
+/// sides goes to the resolver contract (both sides' balance changes add up), a row changed
+/// on the branch alone applies, and a merge the resolver refuses changes nothing and says
+/// why.
+#[test]
+fn a_consistent_merge_resolves_figure6_rows_with_a_resolver_contract() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let home = tmp.path().join("home");
+    std::fs::create_dir_all(&home)?;
+    let node = start_dev_node(&tmp.path().join("node"), free_port()?, &[])?;
+    let url = node.url.clone();
+    let file = |name: &str, text: &str| -> Result<String> {
+        let p = tmp.path().join(name);
+        std::fs::write(&p, text)?;
+        Ok(p.to_str().context("path")?.to_string())
+    };
+    let fig6 = ok(
+        &home,
+        &url,
+        &[
+            "contract",
+            "deploy",
+            &file("figure6.sql", aergo_e2e::FIGURE6_SQL)?,
+            "--from",
+            "dev",
+        ],
+    )?["address"]
+        .as_str()
+        .context("figure 6 address")?
+        .to_string();
+    ok(
+        &home,
+        &url,
+        &[
+            "contract",
+            "upgrade",
+            &fig6,
+            &file(
+                "seed.sql",
+                "INSERT INTO accounts VALUES ('alice', 100.00), ('bob', 5.50), ('carol', 0);",
+            )?,
+            "--from",
+            "dev",
+        ],
+    )?;
+    let resolver = ok(
+        &home,
+        &url,
+        &[
+            "contract",
+            "deploy",
+            &file("resolver.sql", RESOLVER)?,
+            "--from",
+            "dev",
+        ],
+    )?["address"]
+        .as_str()
+        .context("resolver address")?
+        .to_string();
+    let c = ok(
+        &home,
+        &url,
+        &[
+            "branch",
+            "create",
+            "cons",
+            "--merge",
+            "consistent",
+            "--resolver",
+            &resolver,
+        ],
+    )?;
+    ensure!(c["status"] == "ok", "{c}");
+    let list = ok(&home, &url, &["branch"])?;
+    ensure!(list["branches"][0]["strategy"] == "consistent", "{list}");
+    ensure!(
+        list["branches"][0]["resolver"] == resolver.as_str(),
+        "{list}"
+    );
+    let transfer = |branch: &str, from: &str, to: &str, amount: &str| -> Result<()> {
+        let r = ok(
+            &home,
+            &url,
+            &[
+                "--branch", branch, "contract", "call", &fig6, "transfer", from, to, amount,
+                "--from", "dev",
+            ],
+        )?;
+        ensure!(
+            r["result"] == "OK",
+            "{branch}: transfer {from} {to} {amount}: {r}"
+        );
+        Ok(())
+    };
+    let rows = |branch: &str| -> Result<Value> {
+        Ok(ok(
+            &home,
+            &url,
+            &[
+                "--branch",
+                branch,
+                "contract",
+                "query",
+                &fig6,
+                "SELECT owner, balance FROM accounts ORDER BY owner",
+            ],
+        )?["rows"]
+            .clone())
+    };
+    // The branch moves 10 from alice to bob; main moves 20 from alice to carol.
+    transfer("cons", "alice", "bob", "10")?;
+    transfer("main", "alice", "carol", "20")?;
+    ensure!(
+        rows("cons")? == json!([["alice", "90.00"], ["bob", "15.50"], ["carol", "0.00"]]),
+        "{}",
+        rows("cons")?
+    );
+    let dry = ok(&home, &url, &["merge", "cons", "--dry-run"])?;
+    ensure!(dry["strategy"] == "consistent", "{dry}");
+    ensure!(
+        rows("main")? == json!([["alice", "80.00"], ["bob", "5.50"], ["carol", "20.00"]]),
+        "the dry run wrote nothing"
+    );
+    let m = ok(&home, &url, &["merge", "cons"])?;
+    ensure!(m["merge"]["strategy"] == "consistent", "{m}");
+    // alice: 80 + (90 − 100) by the resolver; bob from the branch; carol from main.
+    ensure!(
+        rows("main")? == json!([["alice", "70.00"], ["bob", "15.50"], ["carol", "20.00"]]),
+        "{}",
+        rows("main")?
+    );
+
+    // Both sides now move 60 from alice: 70 − 60 − 60 would be negative. The resolver
+    // refuses, and the merge changes nothing.
+    transfer("cons", "alice", "bob", "60")?;
+    transfer("main", "alice", "carol", "60")?;
+    let before = rows("main")?;
+    let merged_up_to = || -> Result<Value> {
+        Ok(ok(&home, &url, &["branch"])?["branches"][0]["merged_up_to"].clone())
+    };
+    let base = merged_up_to()?;
+    refused(
+        &home,
+        &url,
+        &["merge", "cons", "--dry-run"],
+        "the balance would be negative",
+    )?;
+    refused(
+        &home,
+        &url,
+        &["merge", "cons"],
+        "consistent merge refused: 1 conflict",
+    )?;
+    ensure!(rows("main")? == before, "a refused merge changed rows");
+    ensure!(
+        merged_up_to()? == base,
+        "a refused merge moved the merge base"
+    );
+    ensure!(
+        ok(&home, &url, &["mempool"])?["count"] == 0,
+        "a refused merge was queued"
+    );
+    // A resolver on an auto branch is a clear error.
+    refused(
+        &home,
+        &url,
+        &["branch", "create", "auto2", "--resolver", &resolver],
+        "add --merge consistent",
+    )?;
+    drop(node);
     Ok(())
 }

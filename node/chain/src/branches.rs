@@ -20,7 +20,7 @@
 use crate::ctx::{BlockCtx, MergeCtx};
 use crate::error::ChainError;
 use crate::state::{Overlay, StateView};
-use aergo_types::block_ext::{Exclusion, ExclusionReason, MAX_EXCLUSION_DETAIL};
+use aergo_types::block_ext::{Exclusion, ExclusionReason, MergeStrategy, MAX_EXCLUSION_DETAIL};
 use aergo_types::branch::{branch_id, BranchOp, BranchRecord, MergeOp};
 use aergo_types::genesis::{ConsensusParams, Engine as EngineKind};
 use aergo_types::{Address, Genesis, Hash, SignedTx};
@@ -84,13 +84,36 @@ pub fn list(view: &dyn StateView) -> Result<Vec<(String, BranchRecord)>, ChainEr
 /// The source height the last merge of branch `rec` into this chain reached (its fork
 /// height before the first merge): the merge base.
 pub fn merge_base(view: &dyn StateView, rec: &BranchRecord) -> Result<u64, ChainError> {
+    Ok(merge_point(view, rec)?.0)
+}
+
+/// The merge base of branch `rec` on both sides: (source height, this chain's height whose
+/// state a consistent merge compares with). Before the first merge both are the fork
+/// height; after a consistent merge, the source height it reached and the height of its
+/// merge block (the value `source u64 ‖ target u64`); an auto merge records the source
+/// height alone (`u64`), its target side unused.
+pub fn merge_point(view: &dyn StateView, rec: &BranchRecord) -> Result<(u64, u64), ChainError> {
+    let be = |b: &[u8]| -> Result<u64, ChainError> {
+        let a: [u8; 8] = b.try_into().map_err(|_| corrupt("merge base"))?;
+        Ok(u64::from_be_bytes(a))
+    };
     match view.get(&base_key(&rec.id))? {
-        Some(b) => {
-            let a: [u8; 8] = b.as_slice().try_into().map_err(|_| corrupt("merge base"))?;
-            Ok(u64::from_be_bytes(a))
+        Some(b) if b.len() == 8 => {
+            let s = be(&b)?;
+            Ok((s, s))
         }
-        None => Ok(rec.fork_height),
+        Some(b) if b.len() == 16 => Ok((be(&b[..8])?, be(&b[8..])?)),
+        Some(_) => Err(corrupt("merge base")),
+        None => Ok((rec.fork_height, rec.fork_height)),
     }
+}
+
+/// The record of the branch whose id is `id`, live or deleted.
+pub fn record_by_id(view: &dyn StateView, id: &Hash) -> Result<Option<BranchRecord>, ChainError> {
+    Ok(list(view)?
+        .into_iter()
+        .map(|(_, r)| r)
+        .find(|r| r.id == *id))
 }
 
 /// Whether transaction `tx` was merged into this chain.
@@ -122,6 +145,7 @@ pub(crate) fn execute_op(
             fork_height,
             producer,
             strategy,
+            resolver,
         } => {
             if existing.as_ref().is_some_and(|r| r.deleted.is_none()) {
                 return Ok(Err(format!("branch `{name}` already exists")));
@@ -146,6 +170,7 @@ pub(crate) fn execute_op(
                 creator: *from,
                 created: ctx.height,
                 deleted: None,
+                resolver,
             };
             o.writes.insert(record_key(&name), Some(rec.encode()));
             Ok(Ok(()))
@@ -201,8 +226,24 @@ pub fn merge_error(
                 m.source, m.source_height, op.source, rec.id, op.source_height
             )));
         }
+        if m.strategy != rec.strategy {
+            return Ok(Some(format!(
+                "the merge block merges with the {} strategy, branch `{}` was created with {}",
+                strategy_name(m.strategy),
+                op.source,
+                strategy_name(rec.strategy)
+            )));
+        }
     }
     Ok(None)
+}
+
+/// `auto` or `consistent`.
+pub fn strategy_name(s: MergeStrategy) -> &'static str {
+    match s {
+        MergeStrategy::Auto => "auto",
+        MergeStrategy::Consistent => "consistent",
+    }
 }
 
 /// Executes a merge operation (kind 12) on a merge block: checks it against the block's
@@ -212,6 +253,7 @@ pub(crate) fn execute_merge_op(
     o: &mut Overlay<'_>,
     tx: &SignedTx,
     m: &MergeCtx,
+    height: u64,
 ) -> Result<Result<(), String>, ChainError> {
     let op = match MergeOp::decode(&tx.tx.payload) {
         Ok(op) => op,
@@ -220,10 +262,12 @@ pub(crate) fn execute_merge_op(
     if let Some(e) = merge_error(o, &op, Some(m))? {
         return Ok(Err(e));
     }
-    o.writes.insert(
-        base_key(&m.source),
-        Some(op.source_height.to_be_bytes().to_vec()),
-    );
+    let mut v = op.source_height.to_be_bytes().to_vec();
+    if m.strategy == MergeStrategy::Consistent {
+        // The next consistent merge compares with this block's state.
+        v.extend_from_slice(&height.to_be_bytes());
+    }
+    o.writes.insert(base_key(&m.source), Some(v));
     Ok(Ok(()))
 }
 

@@ -133,6 +133,8 @@ pub struct MergeCtx {
     pub source: Hash,
     /// The source height merged up to.
     pub source_height: u64,
+    /// Auto (replay on the target) or consistent (three-way merge of state).
+    pub strategy: aergo_types::block_ext::MergeStrategy,
 }
 
 /// Who may send transactions to a repository: its directory at one final height.

@@ -371,7 +371,7 @@ fn execute_tx_in(
                         .into(),
                 ));
             };
-            match crate::branches::execute_merge_op(&mut o, tx, m)? {
+            match crate::branches::execute_merge_op(&mut o, tx, m, ctx.height)? {
                 Ok(()) => (ReceiptStatus::Ok, intrinsic),
                 Err(m) => return Err(invalid(tx, m)),
             }
@@ -624,19 +624,37 @@ pub fn execute_block_with(
 /// (`execute_tx_in`) or left out with its reason. Returns the execution (receipts: the
 /// merge transaction's, then each merged candidate's) and the exclusions, which a
 /// validator compares with the block's.
+///
+/// An auto merge runs the candidates on the target's state (`base`). A consistent merge
+/// (`merge_base`: the target's state at the merge base) replays them there instead, then
+/// merges what they wrote into the target three ways ([`crate::merge3`]); a conflict no
+/// resolver decides refuses the merge: an invalid merge transaction listing the conflicts.
 pub fn execute_merge(
     base: &dyn StateView,
     merge_tx: Option<&SignedTx>,
     candidates: &[SignedTx],
     ctx: &BlockCtx,
+    merge_base: Option<&dyn StateView>,
 ) -> Result<(Executed, Vec<aergo_types::block_ext::Exclusion>), ChainError> {
     let Some(m) = &ctx.merge else {
         return Err(ChainError::Consensus("not a merge block".into()));
+    };
+    let consistent = m.strategy == aergo_types::block_ext::MergeStrategy::Consistent;
+    let replay_base = match (consistent, merge_base) {
+        (true, Some(v)) => Some(v),
+        (true, None) => {
+            return Err(ChainError::Consensus(
+                "a consistent merge needs the target's state at its merge base".into(),
+            ))
+        }
+        (false, _) => None,
     };
     let mut run = BlockRun {
         overlay: Overlay::new(base),
         out: Executed::default(),
     };
+    // A consistent merge's replay of the candidates: theirs.
+    let mut theirs = replay_base.map(Overlay::new);
     // `None`: a dry run of the candidates only.
     if let Some(merge_tx) = merge_tx {
         if merge_tx.tx.kind != TxKind::Merge {
@@ -669,13 +687,20 @@ pub fn execute_merge(
             ));
             continue;
         }
-        match execute_tx_in(&run.overlay, c, ctx, Some(&m.source)) {
+        let on: &dyn StateView = match &theirs {
+            Some(t) => t,
+            None => &run.overlay,
+        };
+        match execute_tx_in(on, c, ctx, Some(&m.source)) {
             Ok((r, w)) => match &r.status {
                 ReceiptStatus::Ok => {
                     run.out.fees += r.fee;
                     run.out.gas_used = run.out.gas_used.saturating_add(r.gas_used);
                     run.out.receipts.push(r);
-                    run.overlay.writes.extend(w);
+                    match &mut theirs {
+                        Some(t) => t.writes.extend(w),
+                        None => run.overlay.writes.extend(w),
+                    }
                 }
                 ReceiptStatus::Failed(why) => {
                     excluded.push(crate::branches::exclusion(index, why, true));
@@ -685,6 +710,24 @@ pub fn execute_merge(
                 excluded.push(crate::branches::exclusion(index, &reason, false));
             }
             Err(e) => return Err(e),
+        }
+    }
+    if let (Some(t), Some(mb)) = (theirs, replay_base) {
+        let resolver = crate::branches::record_by_id(base, &m.source)?
+            .and_then(|r| r.resolver)
+            .map(|contract| crate::merge3::Resolver {
+                contract,
+                height: ctx.height,
+                time_ms: ctx.timestamp_ms,
+            });
+        match crate::merge3::three_way(mb, &run.overlay, &t.writes, resolver.as_ref())? {
+            Ok(w) => run.overlay.writes.extend(w),
+            Err(conflicts) => {
+                return Err(ChainError::InvalidTx {
+                    hash: merge_tx.map(|t| t.hash).unwrap_or_default(),
+                    reason: crate::merge3::refusal(&conflicts),
+                })
+            }
         }
     }
     Ok((run.finish(ctx)?, excluded))

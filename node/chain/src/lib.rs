@@ -17,7 +17,7 @@
 //! - [`consensus`]: slots and the `solo` engine; [`dpos`], [`rounds`], [`staking`]: DPoS;
 //!   [`poa`]: proof of authority.
 //! - [`branches`]: branch records, merge bases and merged marks in a chain's state; branch
-//!   and merge transactions.
+//!   and merge transactions; [`merge3`]: the three-way merge of state of consistent merges.
 //! - [`chain`]: opening, recovery, block assembly, validation, commit, fork choice and
 //!   queries, one file each, with the lock order.
 
@@ -37,6 +37,7 @@ pub mod evidence;
 pub mod exec;
 pub mod limits;
 pub mod mempool;
+pub mod merge3;
 pub mod parallel;
 pub mod poa;
 pub mod repos;

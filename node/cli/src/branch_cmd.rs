@@ -30,6 +30,17 @@ pub enum BranchCmd {
         /// accept the branch with `aergo branch accept NAME` on that node.
         #[arg(long)]
         producer: Option<String>,
+        /// How it merges back: `auto` replays its transactions on the parent, leaving out
+        /// those that no longer hold; `consistent` merges state three ways (a change made on
+        /// one side applies; a native balance changed on both sides gets both deltas; any
+        /// other key changed on both sides refuses the merge, listing the conflicts).
+        #[arg(long = "merge", value_name = "auto|consistent", default_value = "auto", value_parser = parse_strategy)]
+        strategy: MergeStrategy,
+        /// With `--merge consistent`: the contract whose function `resolve_<table>(col TEXT,
+        /// base TEXT, ours TEXT, theirs TEXT) RETURNS TEXT` decides each cell of a row changed
+        /// on both sides (RAISE EXCEPTION refuses the merge). Without one, such rows refuse it.
+        #[arg(long)]
+        resolver: Option<String>,
         #[command(flatten)]
         tx: TxArgs,
     },
@@ -46,6 +57,15 @@ pub enum BranchCmd {
         /// The branch's name.
         name: String,
     },
+}
+
+/// `--merge auto|consistent`.
+fn parse_strategy(s: &str) -> std::result::Result<MergeStrategy, String> {
+    match s {
+        "auto" => Ok(MergeStrategy::Auto),
+        "consistent" => Ok(MergeStrategy::Consistent),
+        _ => Err(format!("`{s}`: the merge strategy is auto or consistent")),
+    }
 }
 
 /// The file that keeps the switched branch.
@@ -161,9 +181,19 @@ pub async fn run(cmd: BranchCmd, c: &RpcClient, j: bool, signer: Signer<'_>) -> 
             name,
             at,
             producer,
+            strategy,
+            resolver,
             tx,
         } => {
             check_name(&name)?;
+            let resolver = match resolver {
+                Some(r) if strategy == MergeStrategy::Consistent => Some(
+                    Address::decode(&r)
+                        .with_context(|| format!("--resolver `{r}` is not a contract address"))?,
+                ),
+                Some(_) => bail!("--resolver decides consistent merges: add --merge consistent"),
+                None => None,
+            };
             let info = c.chain_info().await?;
             let fork_height = at.unwrap_or(info.finalized_height);
             let producer = match producer {
@@ -183,11 +213,16 @@ pub async fn run(cmd: BranchCmd, c: &RpcClient, j: bool, signer: Signer<'_>) -> 
                 name: name.clone(),
                 fork_height,
                 producer,
-                strategy: MergeStrategy::Auto,
+                strategy,
+                resolver,
             };
             let done = format!(
-                "created branch {name}, forking at height {fork_height}, produced by {}",
-                Address::from_public_key(&producer)
+                "created branch {name}, forking at height {fork_height}, produced by {}, merging {}",
+                Address::from_public_key(&producer),
+                match strategy {
+                    MergeStrategy::Auto => "auto",
+                    MergeStrategy::Consistent => "consistent",
+                }
             );
             crate::staking_cmd::send(c, j, signer, tx, TxKind::Branch, 0, op.encode(), done).await
         }
@@ -245,7 +280,8 @@ async fn list(c: &RpcClient, j: bool) -> Result<()> {
 }
 
 /// `aergo merge SOURCE [--into TARGET] [--dry-run]`: merges branch `source` into its parent
-/// `c` addresses (the auto strategy), or shows what would be merged and left out.
+/// `c` addresses (with the strategy the branch was created with), or shows what would be
+/// merged and left out; a consistent merge with conflicts is refused with each of them.
 pub async fn merge(
     c: &RpcClient,
     source: &str,

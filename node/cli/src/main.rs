@@ -239,8 +239,9 @@ enum Cmd {
         #[command(subcommand)]
         cmd: Option<branch_cmd::BranchCmd>,
     },
-    /// Merge a branch into its parent (the auto strategy: its transactions since the last
-    /// merge are replayed; those that no longer hold are left out with their reason).
+    /// Merge a branch into its parent, with the strategy it was created with: auto replays
+    /// its transactions since the last merge, leaving out those that no longer hold with
+    /// their reason; consistent merges state three ways and refuses on a conflict.
     Merge {
         /// The branch to merge.
         source: String,

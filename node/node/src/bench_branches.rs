@@ -78,6 +78,7 @@ impl Fixture {
             fork_height: fork,
             producer: self.bp.public(),
             strategy: MergeStrategy::Auto,
+            resolver: None,
         };
         let t = signed(parent, k, TxKind::Branch, None, 0, op.encode())?;
         self.produce(parent, vec![t])?;

@@ -11,7 +11,7 @@
 use crate::node::Node;
 use aergo_chain::branches;
 use aergo_chain::Chain;
-use aergo_types::block_ext::{MergeRef, MergeStrategy};
+use aergo_types::block_ext::MergeRef;
 use aergo_types::branch::{BranchRecord, MergeOp};
 use aergo_types::{SignedTx, TxKind};
 use parking_lot::{Mutex, RwLock};
@@ -237,12 +237,6 @@ pub fn plan(node: &Node, op: &MergeOp) -> Result<(MergeRef, Vec<SignedTx>), Stri
     let rec = branches::record(&view, &op.source)
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("no branch `{}`", op.source))?;
-    if rec.strategy == MergeStrategy::Consistent {
-        return Err(format!(
-            "branch `{}` merges with the consistent strategy, which this node does not run yet",
-            op.source
-        ));
-    }
     let src = node
         .branches
         .get(&op.source)
@@ -274,7 +268,7 @@ pub fn plan(node: &Node, op: &MergeOp) -> Result<(MergeRef, Vec<SignedTx>), Stri
             source: rec.id,
             source_tip,
             source_height: op.source_height,
-            strategy: MergeStrategy::Auto,
+            strategy: rec.strategy,
             last: true,
             lists_root: aergo_types::Hash::ZERO,
         },

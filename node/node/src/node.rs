@@ -494,7 +494,19 @@ impl Node {
             {
                 return Err(AdmitError::Rule(e));
             }
-            crate::branches::plan_merge(self, &tx).map_err(AdmitError::NotHere)?;
+            let (mref, candidates) =
+                crate::branches::plan_merge(self, &tx).map_err(AdmitError::NotHere)?;
+            if mref.strategy == aergo_types::block_ext::MergeStrategy::Consistent {
+                // A consistent merge with conflicts no resolver decides is refused here, with
+                // every conflict, rather than left out by the producer later.
+                match self.chain.preview_merge(&self.key, &mref, &candidates) {
+                    Ok(_) => {}
+                    Err(aergo_chain::ChainError::InvalidTx { reason, .. }) => {
+                        return Err(AdmitError::Rule(reason))
+                    }
+                    Err(e) => return Err(AdmitError::Chain(e.to_string())),
+                }
+            }
         }
         // A repository: the sender needs the `write` role in its directory's final state.
         if let Some(e) = self

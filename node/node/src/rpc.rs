@@ -779,10 +779,8 @@ fn branch_list(node: &Node) -> MResult {
             "fork_height": r.fork_height,
             "fork_hash": chain.hash_at(r.fork_height)?,
             "producer": Address::from_public_key(&r.producer).encode(),
-            "strategy": match r.strategy {
-                aergo_types::block_ext::MergeStrategy::Auto => "auto",
-                aergo_types::block_ext::MergeStrategy::Consistent => "consistent",
-            },
+            "strategy": aergo_chain::branches::strategy_name(r.strategy),
+            "resolver": r.resolver.map(|a| a.encode()),
             "creator": r.creator.encode(),
             "created": r.created,
             "deleted": r.deleted,
@@ -947,7 +945,14 @@ fn merge_preview(node: &Node, p: &Value) -> MResult {
     };
     let (mref, candidates) =
         crate::branches::plan(node, &op).map_err(|e| RpcFail::new(codes::MERGE_REFUSED, e))?;
-    let excluded = node.chain.preview_merge(&node.key, &mref, &candidates)?;
+    let excluded = match node.chain.preview_merge(&node.key, &mref, &candidates) {
+        Ok(x) => x,
+        // A consistent merge with conflicts left: refused, each conflict in the message.
+        Err(aergo_chain::ChainError::InvalidTx { reason, .. }) => {
+            return Err(RpcFail::new(codes::MERGE_REFUSED, reason))
+        }
+        Err(e) => return Err(e.into()),
+    };
     let mut skip = excluded.iter().map(|e| e.index as usize).peekable();
     let mut merged = Vec::new();
     for (i, c) in candidates.iter().enumerate() {
@@ -962,6 +967,7 @@ fn merge_preview(node: &Node, p: &Value) -> MResult {
         "source_id": mref.source,
         "source_height": height,
         "source_tip": mref.source_tip,
+        "strategy": aergo_chain::branches::strategy_name(mref.strategy),
         "candidates": candidates.len(),
         "merged": merged,
         "excluded": excluded.iter().map(|e| json!({

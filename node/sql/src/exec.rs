@@ -2523,7 +2523,7 @@ impl SetVals {
 
 /// Decodes a stored row of `t`; rows written before `ALTER TABLE … ADD
 /// COLUMN` take each added column's fill value.
-fn decode_table_row(t: &Table, bytes: &[u8]) -> Result<Vec<Value>> {
+pub(crate) fn decode_table_row(t: &Table, bytes: &[u8]) -> Result<Vec<Value>> {
     let mut row = Vec::with_capacity(t.columns.len());
     decode_table_row_into(t, bytes, &mut row)?;
     Ok(row)

@@ -62,6 +62,7 @@ pub mod jit;
 pub mod jit_slot;
 pub mod kv;
 pub mod parse;
+pub mod rows;
 pub mod sandbox;
 pub mod value;
 pub mod version;

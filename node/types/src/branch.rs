@@ -10,11 +10,12 @@
 //!
 //! Encodings (integers big-endian, strings `u32 length ‖ UTF-8`, no trailing bytes):
 //! - [`BranchOp`]: `op u8` — `0` create: `name ‖ fork_height u64 ‖ producer 32 ‖ strategy u8
-//!   (0 auto, 1 consistent)`; `1` delete: `name`.
+//!   (0 auto, 1 consistent) [‖ resolver 33]` (a resolver contract: consistent only); `1`
+//!   delete: `name`.
 //! - [`MergeOp`]: `source name ‖ source_height u64` (the source height to merge up to: the
 //!   sender names what they saw, so a merge never takes blocks the sender did not).
 //! - [`BranchRecord`]: `id 32 ‖ fork_height u64 ‖ producer 32 ‖ strategy u8 ‖ creator 33 ‖
-//!   created u64 ‖ deleted u64 (0: live)`.
+//!   created u64 ‖ deleted u64 (0: live) [‖ resolver 33]`.
 
 use crate::address::Address;
 use crate::block_ext::MergeStrategy;
@@ -83,6 +84,9 @@ pub enum BranchOp {
         producer: PublicKey,
         /// How it merges back.
         strategy: MergeStrategy,
+        /// The contract whose `resolve_<table>` functions decide rows changed on both sides
+        /// of a consistent merge (`None`: such rows refuse the merge).
+        resolver: Option<Address>,
     },
     /// Delete a branch (its blocks stay readable until pruned).
     Delete {
@@ -117,6 +121,25 @@ fn strategy_byte(s: MergeStrategy) -> u8 {
     }
 }
 
+fn put_resolver(w: &mut Writer, r: &Option<Address>) {
+    if let Some(a) = r {
+        w.fixed(&a.to_raw());
+    }
+}
+
+/// An optional trailing resolver address (present only when bytes remain).
+fn get_resolver(r: &mut Reader<'_>) -> Result<Option<Address>, DecodeError> {
+    if r.remaining() == 0 {
+        return Ok(None);
+    }
+    Address::from_raw(&r.array("resolver")?)
+        .map(Some)
+        .map_err(|e| DecodeError::Invalid {
+            what: "resolver",
+            message: e.to_string(),
+        })
+}
+
 fn strategy_of(b: u8) -> Result<MergeStrategy, DecodeError> {
     match b {
         0 => Ok(MergeStrategy::Auto),
@@ -145,12 +168,14 @@ impl BranchOp {
                 fork_height,
                 producer,
                 strategy,
+                resolver,
             } => {
                 w.u8(0);
                 put_name(&mut w, name);
                 w.u64(*fork_height);
                 w.fixed(&producer.0);
                 w.u8(strategy_byte(*strategy));
+                put_resolver(&mut w, resolver);
             }
             BranchOp::Delete { name } => {
                 w.u8(1);
@@ -164,12 +189,28 @@ impl BranchOp {
     pub fn decode(b: &[u8]) -> Result<Self, DecodeError> {
         let mut r = Reader::new(b);
         let op = match r.u8("branch op")? {
-            0 => BranchOp::Create {
-                name: get_name(&mut r)?,
-                fork_height: r.u64("fork height")?,
-                producer: PublicKey(r.array("producer")?),
-                strategy: strategy_of(r.u8("strategy")?)?,
-            },
+            0 => {
+                let (name, fork_height, producer, strategy) = (
+                    get_name(&mut r)?,
+                    r.u64("fork height")?,
+                    PublicKey(r.array("producer")?),
+                    strategy_of(r.u8("strategy")?)?,
+                );
+                let resolver = get_resolver(&mut r)?;
+                if resolver.is_some() && strategy != MergeStrategy::Consistent {
+                    return Err(DecodeError::Invalid {
+                        what: "resolver",
+                        message: "a resolver contract decides consistent merges only".into(),
+                    });
+                }
+                BranchOp::Create {
+                    name,
+                    fork_height,
+                    producer,
+                    strategy,
+                    resolver,
+                }
+            }
             1 => BranchOp::Delete {
                 name: get_name(&mut r)?,
             },
@@ -233,6 +274,8 @@ pub struct BranchRecord {
     pub created: u64,
     /// The parent's height at which it was deleted (`None`: live).
     pub deleted: Option<u64>,
+    /// The resolver contract of a consistent merge (`None`: none).
+    pub resolver: Option<Address>,
 }
 
 impl BranchRecord {
@@ -246,6 +289,7 @@ impl BranchRecord {
         w.fixed(&self.creator.to_raw());
         w.u64(self.created);
         w.u64(self.deleted.unwrap_or(0));
+        put_resolver(&mut w, &self.resolver);
         w.finish()
     }
 
@@ -263,6 +307,7 @@ impl BranchRecord {
             })?,
             created: r.u64("created")?,
             deleted: Some(r.u64("deleted")?).filter(|d| *d != 0),
+            resolver: get_resolver(&mut r)?,
         };
         r.finish()?;
         Ok(rec)
@@ -296,8 +341,26 @@ mod tests {
             fork_height: 7,
             producer: PublicKey([3; 32]),
             strategy: MergeStrategy::Consistent,
+            resolver: None,
         };
         assert_eq!(BranchOp::decode(&c.encode()).unwrap(), c);
+        let resolver = Address::from_public_key(&PublicKey([5; 32]));
+        let with = BranchOp::Create {
+            name: "feat-1".into(),
+            fork_height: 7,
+            producer: PublicKey([3; 32]),
+            strategy: MergeStrategy::Consistent,
+            resolver: Some(resolver),
+        };
+        assert_eq!(BranchOp::decode(&with.encode()).unwrap(), with);
+        let auto_with = BranchOp::Create {
+            name: "feat-1".into(),
+            fork_height: 7,
+            producer: PublicKey([3; 32]),
+            strategy: MergeStrategy::Auto,
+            resolver: Some(resolver),
+        };
+        assert!(BranchOp::decode(&auto_with.encode()).is_err());
         let mut long = c.encode();
         long.push(0);
         assert!(BranchOp::decode(&long).is_err());
@@ -321,8 +384,14 @@ mod tests {
             creator: Address::from_public_key(&PublicKey([4; 32])),
             created: 5,
             deleted: Some(9),
+            resolver: None,
         };
         assert_eq!(BranchRecord::decode(&r.encode()).unwrap(), r);
+        let with = BranchRecord {
+            resolver: Some(resolver),
+            ..r.clone()
+        };
+        assert_eq!(BranchRecord::decode(&with.encode()).unwrap(), with);
     }
 
     #[test]

@@ -36,6 +36,7 @@ impl Chain {
             merge: header.ext.merge.as_ref().map(|m| crate::ctx::MergeCtx {
                 source: m.source,
                 source_height: m.source_height,
+                strategy: m.strategy,
             }),
             sql_engine: crate::contracts::engine_at(&self.genesis, header.height),
         })
@@ -484,7 +485,29 @@ impl Chain {
         let run = stage.start();
         let (txs, mut executed, rejected) = match body {
             Body::Merge { tx, candidates } => {
-                let (executed, ex) = exec::execute_merge(&base, tx, candidates, &ctx)?;
+                // A consistent merge compares with the target's state at its merge base.
+                let merge_base = match &ctx.merge {
+                    Some(m) if m.strategy == aergo_types::block_ext::MergeStrategy::Consistent => {
+                        let rec =
+                            crate::branches::record_by_id(&base, &m.source)?.ok_or_else(|| {
+                                ChainError::InvalidBlock {
+                                    hash: header.hash(),
+                                    height: header.height,
+                                    reason: format!("no branch {} forks off this chain", m.source),
+                                }
+                            })?;
+                        let (_, h) = crate::branches::merge_point(&base, &rec)?;
+                        Some(self.view_at(h.min(tip.header.height))?)
+                    }
+                    _ => None,
+                };
+                let (executed, ex) = exec::execute_merge(
+                    &base,
+                    tx,
+                    candidates,
+                    &ctx,
+                    merge_base.as_ref().map(|v| v as &dyn StateView),
+                )?;
                 excluded = ex;
                 (None, executed, Vec::new())
             }

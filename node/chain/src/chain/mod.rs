@@ -60,6 +60,8 @@ mod tests;
 mod tests_branches;
 #[cfg(test)]
 mod tests_dtt;
+#[cfg(test)]
+mod tests_merge3;
 
 pub use diff::{Change, DiffPage, MAX_DIFF_BLOCKS, MAX_DIFF_KEYS};
 pub use pending::{Pending, PushOutcome, Pushed, Sealed};

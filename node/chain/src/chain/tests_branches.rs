@@ -11,7 +11,7 @@ use aergo_types::branch::{BranchOp, MergeOp};
 use aergo_types::{ReceiptStatus, Tx, TxKind, AER_PER_AERGO};
 use std::sync::Arc;
 
-fn open(dir: &std::path::Path) -> Arc<Chain> {
+pub(super) fn open(dir: &std::path::Path) -> Arc<Chain> {
     Arc::new(
         Chain::open(ChainOptions {
             data_dir: dir.to_path_buf(),
@@ -22,7 +22,7 @@ fn open(dir: &std::path::Path) -> Arc<Chain> {
     )
 }
 
-fn tx(
+pub(super) fn tx(
     chain_id: Hash,
     k: &Keypair,
     nonce: u64,
@@ -45,11 +45,11 @@ fn tx(
     .sign(k)
 }
 
-fn addr(k: &Keypair) -> Address {
+pub(super) fn addr(k: &Keypair) -> Address {
     Address::from_public_key(&k.public())
 }
 
-fn open_branch(main: &Arc<Chain>, name: &str, dir: &std::path::Path) -> Chain {
+pub(super) fn open_branch(main: &Arc<Chain>, name: &str, dir: &std::path::Path) -> Chain {
     let view = main.view_at(main.tip().header.height).unwrap();
     let rec = branches::record(&view, name).unwrap().unwrap();
     let fork_hash = main.hash_at(rec.fork_height).unwrap().unwrap();
@@ -102,6 +102,7 @@ fn a_branch_reads_through_its_fork_and_merges_back_with_a_double_spend_left_out(
         fork_height: 1,
         producer: feat_bp.public(),
         strategy: MergeStrategy::Auto,
+        resolver: None,
     };
     let p = mk(
         &main,
@@ -499,6 +500,7 @@ mod histories {
                         fork_height: fork,
                         producer: feat_bp.public(),
                         strategy: MergeStrategy::Auto,
+                        resolver: None,
                     };
                     let t = tx(
                         main.chain_id(),
