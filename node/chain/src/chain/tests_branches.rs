@@ -377,8 +377,10 @@ fn reads_fall_through_two_levels_and_branch_deletions_hide_the_parent() {
 }
 
 mod histories {
-    //! Random histories: branches forked from random heights, random transfers on `main` and
-    //! on each branch, merges in random order. An independent replica that applies the same
+    //! Random histories: branches forked from random heights (auto or consistent), random
+    //! transfers on `main` and on each branch, merges in random order (a consistent merge
+    //! whose balance would go negative is refused and changes nothing). After every step the
+    //! accounts that ever hold value keep the genesis supply between them. An independent replica that applies the same
     //! blocks (main's, then each branch's on its own branch chain) ends with the same tips,
     //! merge verdicts and state roots, and every account read at (branch, height) verifies
     //! against that block's state root with a Merkle proof.
@@ -400,6 +402,7 @@ mod histories {
         },
         Create {
             back: u8,
+            consistent: bool,
         },
         Merge {
             which: u8,
@@ -411,7 +414,7 @@ mod histories {
             3 => (0u8..4, 0u8..4, 1u8..60).prop_map(|(from, to, amount)| Op::Main { from, to, amount }),
             4 => (any::<u8>(), 0u8..4, 0u8..4, 1u8..60)
                 .prop_map(|(which, from, to, amount)| Op::OnBranch { which, from, to, amount }),
-            1 => any::<u8>().prop_map(|back| Op::Create { back }),
+            1 => (any::<u8>(), any::<bool>()).prop_map(|(back, consistent)| Op::Create { back, consistent }),
             2 => any::<u8>().prop_map(|which| Op::Merge { which }),
         ]
     }
@@ -473,6 +476,7 @@ mod histories {
             .collect();
         let ts = w.tick();
         let bp = Keypair::from_seed(&[6; 32]);
+        let supply = main.account_latest(&addr(&dev)).unwrap().balance;
         main.produce(&bp, funding, ts, vec![]).unwrap();
         let feat_bp = Keypair::from_seed(&[7; 32]);
         for op in ops {
@@ -490,7 +494,7 @@ mod histories {
                     let c = w.branches[usize::from(which) % w.branches.len()].1.clone();
                     w.transfer(&c, from, to, amount, &feat_bp);
                 }
-                Op::Create { back } => {
+                Op::Create { back, consistent } => {
                     let tip = main.tip().header.height;
                     let fork = tip - u64::from(back) % tip;
                     let name = format!("b{}", w.branches.len());
@@ -499,7 +503,11 @@ mod histories {
                         name: name.clone(),
                         fork_height: fork,
                         producer: feat_bp.public(),
-                        strategy: MergeStrategy::Auto,
+                        strategy: if consistent {
+                            MergeStrategy::Consistent
+                        } else {
+                            MergeStrategy::Auto
+                        },
                         resolver: None,
                     };
                     let t = tx(
@@ -550,15 +558,35 @@ mod histories {
                         source: rec.id,
                         source_tip: c.tip().hash,
                         source_height: sh,
-                        strategy: MergeStrategy::Auto,
+                        strategy: rec.strategy,
                         last: true,
                         lists_root: Hash::ZERO,
                     };
                     let ts = w.tick();
-                    main.produce_merge(&bp, mtx, mref, candidates, ts, vec![])
-                        .unwrap();
+                    let before = main.tip().hash;
+                    match main.produce_merge(&bp, mtx, mref, candidates, ts, vec![]) {
+                        Ok(_) => {}
+                        // A consistent merge whose balance would go negative: refused, and
+                        // nothing changed.
+                        Err(ChainError::InvalidTx { reason, .. })
+                            if rec.strategy == MergeStrategy::Consistent =>
+                        {
+                            assert!(reason.contains("negative"), "{reason}");
+                            assert_eq!(main.tip().hash, before);
+                        }
+                        Err(e) => panic!("merge: {e}"),
+                    }
                 }
             }
+            // Merges move value, never make or lose it: the accounts that ever hold any
+            // keep the genesis supply between them.
+            let holders = w
+                .users
+                .iter()
+                .chain([&dev, &bp, &feat_bp])
+                .map(|k| main.account_latest(&addr(k)).unwrap().balance)
+                .sum::<u128>();
+            assert_eq!(holders, supply, "after {op:?}");
         }
         w
     }
@@ -580,7 +608,7 @@ mod histories {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(12))]
+        #![proptest_config(ProptestConfig::with_cases(32))]
         #[test]
         fn random_histories_replicate_and_every_read_verifies(ops in proptest::collection::vec(op(), 4..28)) {
             let dir = tempfile::tempdir().unwrap();
