@@ -66,6 +66,10 @@ pub struct BenchArgs {
     /// With `--branches`: transfers in the merge (one merge block carries about 4,000).
     #[arg(long, default_value_t = 4_000)]
     merge_txs: usize,
+    /// With `--branches`: rows changed on both sides of the consistent merge (each decided by
+    /// the resolver contract; a merge calls it at most 10,000 times).
+    #[arg(long, default_value_t = 10_000)]
+    merge_rows: usize,
 }
 
 pub fn bench_genesis(keys: &[Keypair]) -> Genesis {
@@ -122,7 +126,7 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         return crate::bench_repos::parallel(a.txs, a.accounts);
     }
     if a.branches {
-        return crate::bench_branches::run(&a.branch_accounts, a.merge_txs);
+        return crate::bench_branches::run(&a.branch_accounts, a.merge_txs, a.merge_rows);
     }
     let cores = rayon::current_num_threads();
     println!(

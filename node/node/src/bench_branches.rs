@@ -12,6 +12,11 @@
 //!   merge block (signature checks of the embedded candidates included), against producing
 //!   the same transfers directly on `main` in one block (signatures already checked at
 //!   admission there).
+//! - **Consistent merge of R conflicting rows** (default 10,000): one call on the branch adds
+//!   1 to every row of a table, one on `main` adds 2; the merge replays the branch's call on
+//!   the merge base and merges every row three ways, each row's changed cell decided by the
+//!   resolver contract (both changes add up). Against the same call executed directly on
+//!   `main` in one block, producer and validator side.
 
 use aergo_chain::{branches, Chain, ChainOptions};
 use aergo_os::io::{IoConfig, IoService};
@@ -72,13 +77,25 @@ impl Fixture {
 
     /// Creates branch `name` of `parent` at its tip (signed by `k`) and opens it.
     fn branch(&mut self, parent: &Arc<Chain>, k: &Keypair, name: &str) -> Result<Arc<Chain>> {
+        self.branch_with(parent, k, name, MergeStrategy::Auto, None)
+    }
+
+    /// [`Fixture::branch`] with a merge strategy and resolver.
+    fn branch_with(
+        &mut self,
+        parent: &Arc<Chain>,
+        k: &Keypair,
+        name: &str,
+        strategy: MergeStrategy,
+        resolver: Option<Address>,
+    ) -> Result<Arc<Chain>> {
         let fork = parent.tip().header.height;
         let op = BranchOp::Create {
             name: name.into(),
             fork_height: fork,
             producer: self.bp.public(),
-            strategy: MergeStrategy::Auto,
-            resolver: None,
+            strategy,
+            resolver,
         };
         let t = signed(parent, k, TxKind::Branch, None, 0, op.encode())?;
         self.produce(parent, vec![t])?;
@@ -129,8 +146,8 @@ fn ms(t: Instant) -> f64 {
     t.elapsed().as_secs_f64() * 1e3
 }
 
-/// Runs the three measurements.
-pub fn run(account_counts: &[usize], merge_txs: usize) -> Result<()> {
+/// Runs the four measurements.
+pub fn run(account_counts: &[usize], merge_txs: usize, merge_rows: usize) -> Result<()> {
     println!(
         "aergo-node bench --branches: {} cores",
         rayon::current_num_threads()
@@ -338,6 +355,157 @@ pub fn run(account_counts: &[usize], merge_txs: usize) -> Result<()> {
     let merge_v = import(&with_merge, "validator-merge")?;
     println!(
         "  validator: merge block {merge_v:.1} ms, baseline {base_v:.1} ms (importing the direct block), ratio {:.2} (goal <= 1.2)",
+        merge_v / base_v
+    );
+    consistent(&keys, merge_rows)
+}
+
+/// The table, its seeding and the call both sides make.
+const ROWS_CONTRACT: &str = "
+CREATE TABLE t (id BIGINT PRIMARY KEY, v BIGINT NOT NULL);
+CREATE OR REPLACE FUNCTION seed(n BIGINT) RETURNS BIGINT AS $$
+BEGIN
+  FOR i IN 1..n LOOP
+    INSERT INTO t VALUES (i, 0);
+  END LOOP;
+  RETURN n;
+END;
+$$;
+CREATE OR REPLACE FUNCTION bump(d BIGINT) RETURNS BIGINT AS $$
+BEGIN
+  UPDATE t SET v = v + d;
+  RETURN d;
+END;
+$$";
+
+/// The resolver: a cell changed on both sides gets both changes.
+const ROWS_RESOLVER: &str = "
+CREATE OR REPLACE FUNCTION resolve_t(col TEXT, base TEXT, ours TEXT, theirs TEXT)
+RETURNS TEXT AS $$
+BEGIN
+  RETURN CAST(CAST(ours AS BIGINT) + CAST(theirs AS BIGINT) - CAST(base AS BIGINT) AS TEXT);
+END;
+$$";
+
+/// A contract transaction with room for many rows' gas.
+fn big(
+    c: &Chain,
+    k: &Keypair,
+    kind: TxKind,
+    to: Option<Address>,
+    payload: Vec<u8>,
+) -> Result<SignedTx> {
+    let mut t = signed(c, k, kind, to, 0, payload)?.tx;
+    t.gas_limit = 4_000_000;
+    Ok(t.sign(k))
+}
+
+fn call(c: &Chain, k: &Keypair, to: Address, f: &str, arg: u64) -> Result<SignedTx> {
+    let p = serde_json::json!({"function": f, "args": [arg.to_string()]}).to_string();
+    big(c, k, TxKind::Call, Some(to), p.into_bytes())
+}
+
+/// The consistent merge of `rows` conflicting rows against the same call made on `main`.
+fn consistent(keys: &[Keypair], rows: usize) -> Result<()> {
+    println!("consistent merge of {rows} rows changed on both sides (each cell decided by the resolver contract) vs the branch's call made on main:");
+    let dev = &keys[0];
+    let mut f = Fixture::new(keys, 0)?;
+    let main = f.main.clone();
+    let deploy = |f: &mut Fixture, script: &str| -> Result<Address> {
+        let t = big(&main, dev, TxKind::Deploy, None, script.as_bytes().to_vec())?;
+        let ts = f.tick();
+        let p = main.produce(&f.bp, vec![t], ts, vec![])?;
+        let r = p.receipts.first().context("deploy receipt")?;
+        anyhow::ensure!(
+            r.status == aergo_types::ReceiptStatus::Ok,
+            "deploy: {:?}",
+            r.status
+        );
+        Ok(Address::decode(std::str::from_utf8(&r.result)?)?)
+    };
+    let table = deploy(&mut f, ROWS_CONTRACT)?;
+    let resolver = deploy(&mut f, ROWS_RESOLVER)?;
+    // One call seeds them all (its gas: about 50 per row, under the 4,000,000 cap).
+    anyhow::ensure!((1..=20_000).contains(&rows), "--merge-rows is 1 to 20,000");
+    f.produce(&main, vec![call(&main, dev, table, "seed", rows as u64)?])?;
+    let cons = f.branch_with(
+        &main,
+        dev,
+        "cons",
+        MergeStrategy::Consistent,
+        Some(resolver),
+    )?;
+    f.produce(&cons, vec![call(&cons, dev, table, "bump", 1)?])?;
+    f.produce(&main, vec![call(&main, dev, table, "bump", 2)?])?;
+    // Baseline: the branch's call made directly on a replica of main at the same height.
+    let replica = Chain::open(ChainOptions {
+        data_dir: f.dir.path().join("replica-rows"),
+        genesis: main.genesis().clone(),
+        io: IoService::start(IoConfig::default()),
+    })?;
+    for h in 1..=main.tip().header.height {
+        replica_apply(&replica, main.block_by_height(h)?.context("block")?)?;
+    }
+    let direct = call(&replica, dev, table, "bump", 1)?;
+    let t = Instant::now();
+    let ts = f.tick();
+    let p = replica.produce(&f.bp, vec![direct], ts, vec![])?;
+    let base = ms(t);
+    anyhow::ensure!(p.rejected.is_empty(), "{:?}", p.rejected.first());
+    let sh = cons.tip().header.height;
+    let view = main.view_at(main.tip().header.height)?;
+    let rec = branches::record(&view, "cons")?.context("record")?;
+    let mut candidates = Vec::new();
+    for h in rec.fork_height + 1..=sh {
+        candidates.extend(cons.block_by_height(h)?.context("block")?.txs);
+    }
+    let op = MergeOp {
+        source: "cons".into(),
+        source_height: sh,
+    };
+    let mtx = signed(&main, dev, TxKind::Merge, None, 0, op.encode())?;
+    let mref = MergeRef {
+        source: rec.id,
+        source_tip: cons.tip().hash,
+        source_height: sh,
+        strategy: MergeStrategy::Consistent,
+        last: true,
+        lists_root: Hash::ZERO,
+    };
+    let t = Instant::now();
+    let ts = f.tick();
+    let m = main.produce_merge(&f.bp, mtx, mref, candidates, ts, vec![])?;
+    let merge = ms(t);
+    // Every row has both changes: 0 + 1 + 2.
+    let q = main
+        .contract_query(&table, "SELECT count(*) FROM t WHERE v = 3", None)?
+        .map_err(anyhow::Error::msg)?;
+    anyhow::ensure!(
+        q.rows.first().and_then(|r| r.first()).map(|v| v.to_text()) == Some(rows.to_string()),
+        "merged rows: {:?}",
+        q.rows
+    );
+    println!(
+        "  producer: merge block {merge:.1} ms ({rows} rows resolved), baseline {base:.1} ms (the call on main), ratio {:.2}",
+        merge / base
+    );
+    let import = |last: aergo_types::Block, name: &str| -> Result<f64> {
+        let c = Chain::open(ChainOptions {
+            data_dir: f.dir.path().join(name),
+            genesis: main.genesis().clone(),
+            io: IoService::start(IoConfig::default()),
+        })?;
+        for h in 1..last.header.height {
+            replica_apply(&c, main.block_by_height(h)?.context("block")?)?;
+        }
+        let t = Instant::now();
+        replica_apply(&c, last)?;
+        Ok(ms(t))
+    };
+    let base_v = import(p.applied.block.clone(), "validator-rows-direct")?;
+    let merge_v = import(m.applied.block.clone(), "validator-rows-merge")?;
+    println!(
+        "  validator: merge block {merge_v:.1} ms, baseline {base_v:.1} ms (importing the direct block), ratio {:.2}",
         merge_v / base_v
     );
     Ok(())
