@@ -42,6 +42,9 @@ struct Shared {
 pub struct Branches {
     shared: Mutex<Option<Arc<Shared>>>,
     hosted: RwLock<BTreeMap<String, Arc<HostedBranch>>>,
+    /// Held by [`Branches::sync`]: the commit path and a request may both sync, one at a
+    /// time (a branch is opened once).
+    syncing: Mutex<()>,
 }
 
 impl Branches {
@@ -101,6 +104,27 @@ impl Branches {
         self.hosted.read().get(name).cloned()
     }
 
+    /// [`Branches::get`], first hosting the branch if `parent`'s chain records it live but
+    /// the commit path has not opened it yet: a client that saw the creating block included
+    /// may address the branch at once.
+    pub fn get_or_sync(&self, parent: &Node, name: &str) -> Option<Arc<HostedBranch>> {
+        if let Some(h) = self.get(name) {
+            return Some(h);
+        }
+        let chain = &parent.chain;
+        let live = chain
+            .view_at(chain.tip().header.height)
+            .ok()
+            .and_then(|v| branches::record(&v, name).ok().flatten())
+            .is_some_and(|r| r.deleted.is_none());
+        if live {
+            if let Err(e) = self.sync(parent) {
+                tracing::error!(error = %e, branch = name, "cannot open a new branch");
+            }
+        }
+        self.get(name)
+    }
+
     /// Every hosted branch, by name.
     pub fn all(&self) -> Vec<(String, Arc<HostedBranch>)> {
         self.hosted
@@ -118,6 +142,7 @@ impl Branches {
         let Some(sh) = self.shared() else {
             return Ok(());
         };
+        let _one = self.syncing.lock();
         let dir = sh.dir.clone();
         let chain = &parent.chain;
         let tip = chain.tip().header.height;

@@ -811,7 +811,7 @@ fn branch_of(node: &Node, path: Option<&str>) -> Result<Option<Arc<Node>>, RpcFa
         let here = cur.as_deref().unwrap_or(node);
         let next = here
             .branches
-            .get(name)
+            .get_or_sync(here, name)
             .map(|h| h.node.clone())
             .ok_or_else(|| {
                 RpcFail::new(
