@@ -590,6 +590,34 @@ fn a_consistent_merge_resolves_figure6_rows_with_a_resolver_contract() -> Result
         rows("main")?
     );
 
+    // `diff` reads contract rows cell by cell: only the cells that differ.
+    let d = ok(&home, &url, &["diff", "cons", "main"])?;
+    let row = |owner: &str| -> Result<Value> {
+        d["changes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["kind"] == "row" && c["key"][0] == owner)
+            .cloned()
+            .with_context(|| format!("no row {owner} in {d}"))
+    };
+    ensure!(
+        row("alice")?
+            == json!({"kind": "row", "contract": fig6, "table": "accounts", "key": ["alice"],
+                "status": "modified", "cells": [{"column": "balance", "from": "90.00", "to": "70.00"}]}),
+        "{d}"
+    );
+    ensure!(row("carol")?["cells"][0]["to"] == "20.00", "{d}");
+    ensure!(row("bob").is_err(), "bob is equal on both: {d}");
+    ensure!(
+        !d["changes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["kind"] == "contract"),
+        "every contract change reads as a row: {d}"
+    );
+
     // Both sides now move 60 from alice: 70 − 60 − 60 would be negative. The resolver
     // refuses, and the merge changes nothing.
     transfer("cons", "alice", "bob", "60")?;

@@ -48,5 +48,7 @@ pub mod staking;
 pub mod state;
 pub mod store;
 
+/// The contract engine the chain runs (for callers that read contract state: `diff`'s rows).
+pub use aergo_sql;
 pub use chain::{Chain, ChainOptions, Pending, PushOutcome, Pushed, Sealed, Tip};
 pub use error::ChainError;

@@ -531,6 +531,44 @@ pub async fn diff(
                     bal(&ch["to"]),
                     ch["to"]["nonce"]
                 ),
+                Some("row") => {
+                    let key: Vec<String> = ch["key"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|k| {
+                            k.as_str()
+                                .map(String::from)
+                                .unwrap_or_else(|| k.to_string())
+                        })
+                        .collect();
+                    let mut l = format!(
+                        "  row      {}.{} ({}) {}",
+                        ch["contract"].as_str().unwrap_or("?"),
+                        ch["table"].as_str().unwrap_or("?"),
+                        key.join(", "),
+                        ch["status"].as_str().unwrap_or("?")
+                    );
+                    let cell = |v: &Value| {
+                        v.as_str()
+                            .map(String::from)
+                            .unwrap_or_else(|| "NULL".into())
+                    };
+                    for c in ch["cells"].as_array().into_iter().flatten() {
+                        l.push_str(&format!(
+                            "\n             {}: {} -> {}",
+                            c["column"].as_str().unwrap_or("?"),
+                            cell(&c["from"]),
+                            cell(&c["to"])
+                        ));
+                    }
+                    l
+                }
+                Some("contract_code") => format!(
+                    "  contract {} code {}",
+                    ch["contract"].as_str().unwrap_or("?"),
+                    ch["status"].as_str().unwrap_or("?")
+                ),
                 Some("contract") => format!(
                     "  contract {} row {} {}",
                     ch["contract"].as_str().unwrap_or("?"),

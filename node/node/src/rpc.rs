@@ -8,6 +8,7 @@
 //! server's, `aergo_os::http::serve`. Method semantics are in docs/RPC.md.
 
 use crate::node::{now_ms, AdmitError, Node};
+use aergo_chain::aergo_sql;
 use aergo_chain::ChainError;
 use aergo_os::http::{check_origin_host, ConnInfo, OriginPolicy, ServerStats};
 use aergo_rpc::types::*;
@@ -875,6 +876,8 @@ fn diff(node: &Node, p: &Value) -> MResult {
     let a = &fa.as_deref().unwrap_or(node).chain;
     let b = &tb.as_deref().unwrap_or(node).chain;
     let page = a.diff(ha, b, hb, after.as_deref(), limit)?;
+    let (va, vb) = (a.view_at(ha)?, b.view_at(hb)?);
+    let mut rows = RowDiff::default();
     let status = |c: &aergo_chain::chain::Change| match (&c.from, &c.to) {
         (None, _) => "added",
         (_, None) => "removed",
@@ -883,21 +886,34 @@ fn diff(node: &Node, p: &Value) -> MResult {
     let changes: Vec<Value> = page
         .changes
         .iter()
-        .map(|c| {
+        .filter_map(|c| {
             let raw = |k: &[u8]| -> Option<Address> {
                 let r: [u8; 33] = k.get(1..34)?.try_into().ok()?;
                 Address::from_raw(&r).ok()
             };
-            match (c.key.first(), raw(&c.key)) {
+            Some(match (c.key.first(), raw(&c.key)) {
                 (Some(b'a'), Some(a)) if c.key.len() == 34 => json!({
                     "kind": "account", "address": a.encode(), "status": status(c),
                     "from": account_json(&c.from), "to": account_json(&c.to),
                 }),
-                (Some(b'c'), Some(a)) => json!({
-                    "kind": "contract", "contract": a.encode(), "status": status(c),
-                    "key": hex::encode(c.key.get(34..).unwrap_or_default()),
-                    "from": c.from.as_ref().map(hex::encode), "to": c.to.as_ref().map(hex::encode),
-                }),
+                (Some(b'c'), Some(a)) => {
+                    use aergo_sql::rows::KeyKind;
+                    match aergo_sql::rows::classify(c.key.get(34..).unwrap_or_default()) {
+                        // Derived from the rows (index entries, row-id sequences): the rows'
+                        // own changes say it.
+                        KeyKind::Index(_) | KeyKind::Seq(_) => return None,
+                        KeyKind::Meta => json!({
+                            "kind": "contract_code", "contract": a.encode(), "status": status(c),
+                        }),
+                        KeyKind::Row { table, pk } => {
+                            match rows.row(&a, table, pk, c, &va, &vb, status(c)) {
+                                Some(v) => v,
+                                None => raw_contract(&a, c, status(c)),
+                            }
+                        }
+                        KeyKind::Unknown => raw_contract(&a, c, status(c)),
+                    }
+                }
                 (first, _) => json!({
                     "kind": match first {
                         Some(b's') => "staking",
@@ -910,7 +926,7 @@ fn diff(node: &Node, p: &Value) -> MResult {
                     "status": status(c),
                     "key": hex::encode(&c.key),
                 }),
-            }
+            })
         })
         .collect();
     ok(json!({
@@ -920,6 +936,107 @@ fn diff(node: &Node, p: &Value) -> MResult {
         "changes": changes,
         "next": page.next.map(hex::encode),
     }))
+}
+
+/// A contract key `diff` cannot read as a row: its bytes.
+fn raw_contract(a: &Address, c: &aergo_chain::chain::Change, status: &str) -> Value {
+    json!({
+        "kind": "contract", "contract": a.encode(), "status": status,
+        "key": hex::encode(c.key.get(34..).unwrap_or_default()),
+        "from": c.from.as_ref().map(hex::encode), "to": c.to.as_ref().map(hex::encode),
+    })
+}
+
+/// `diff`'s contract rows, read cell by cell with the contracts' catalogs (each contract
+/// loaded once per side and page).
+#[derive(Default)]
+struct RowDiff {
+    code: std::collections::HashMap<(Address, bool), Option<aergo_sql::Contract>>,
+}
+
+impl RowDiff {
+    fn code(
+        &mut self,
+        a: &Address,
+        to_side: bool,
+        view: &dyn aergo_chain::state::StateView,
+    ) -> Option<aergo_sql::Contract> {
+        self.code
+            .entry((*a, to_side))
+            .or_insert_with(|| {
+                aergo_chain::contracts::load(a, &aergo_chain::contracts::ReadKv { view })
+                    .ok()
+                    .flatten()
+            })
+            .clone()
+    }
+
+    /// A changed row: its table, key columns and the cells that differ (all of them for an
+    /// added or removed row); `None` when no catalog knows the table.
+    #[allow(clippy::too_many_arguments)]
+    fn row(
+        &mut self,
+        a: &Address,
+        table: u32,
+        pk: &[u8],
+        c: &aergo_chain::chain::Change,
+        from_view: &dyn aergo_chain::state::StateView,
+        to_view: &dyn aergo_chain::state::StateView,
+        status: &str,
+    ) -> Option<Value> {
+        use aergo_sql::rows;
+        let decode = |code: Option<aergo_sql::Contract>, bytes: &Option<Vec<u8>>| {
+            let code = code?;
+            let t = rows::table(code.catalog(), table)?.clone();
+            // A value that does not decode reads as raw bytes, not as an absent row.
+            let row = match bytes {
+                Some(b) => Some(rows::decode(&t, b).ok()?),
+                None => None,
+            };
+            Some((t, row))
+        };
+        let from = decode(self.code(a, false, from_view), &c.from);
+        let to = decode(self.code(a, true, to_view), &c.to);
+        if (c.from.is_some() && from.is_none()) || (c.to.is_some() && to.is_none()) {
+            return None;
+        }
+        let t = to.as_ref().or(from.as_ref()).map(|(t, _)| t.clone())?;
+        let (fr, tr) = (from.and_then(|(_, r)| r), to.and_then(|(_, r)| r));
+        let text = |v: Option<&aergo_sql::Value>| -> Value {
+            match v {
+                None | Some(aergo_sql::Value::Null) => Value::Null,
+                Some(v) => Value::String(v.to_text()),
+            }
+        };
+        let any = tr.as_ref().or(fr.as_ref());
+        let key: Vec<Value> = if t.pk.is_empty() {
+            vec![Value::String(hex::encode(pk))]
+        } else {
+            t.pk.iter()
+                .map(|&i| text(any.and_then(|r| r.get(i))))
+                .collect()
+        };
+        let cells: Vec<Value> = t
+            .columns
+            .iter()
+            .enumerate()
+            .filter_map(|(i, col)| {
+                let (f, to) = (
+                    fr.as_ref().and_then(|r| r.get(i)),
+                    tr.as_ref().and_then(|r| r.get(i)),
+                );
+                let same = match (f, to) {
+                    (Some(x), Some(y)) => rows::same_cell(x, y),
+                    _ => false,
+                };
+                (!same).then(|| json!({"column": col.name, "from": text(f), "to": text(to)}))
+            })
+            .collect();
+        Some(json!({
+            "kind": "row", "contract": a.encode(), "table": t.name, "key": key,
+            "status": status, "cells": cells,
+        }))
+    }
 }
 
 /// `merge_preview`: what `aergo merge SOURCE --dry-run` shows — the candidates a merge of
