@@ -287,6 +287,49 @@ fn a_branch_transfer_merges_into_main_and_a_double_spend_is_left_out() -> Result
     )?;
     refused(&home, &url, &["diff", "nope", "main"], "no branch `nope`")?;
 
+    // Tags: `v1.0` names main's block now; reads at it stay put while main moves on. A tag
+    // on feat reads feat's block. Tags are immutable and never a branch's name.
+    let main_h = height("main")?;
+    let t = ok(&home, &url, &["tag", "v1.0"])?;
+    ensure!(t["status"] == "ok", "{t}");
+    ok(
+        &home,
+        &url,
+        &[
+            "send", "--from", "dev", "--to", &carol, "--amount", "1", "--wait", "included",
+        ],
+    )?;
+    let at_tag = ok(&home, &url, &["balance", &carol, "--at", "v1.0"])?;
+    ensure!(
+        aer(&at_tag)? == 5 * AERGO && at_tag["height"] == main_h,
+        "{at_tag}"
+    );
+    ensure!(aer(&ok(&home, &url, &["balance", &carol])?)? == 6 * AERGO);
+    let tb = rpc(&url, "block", json!({"at": "v1.0"}))?;
+    ensure!(tb["height"] == main_h, "{tb}");
+    let tags = ok(&home, &url, &["branch"])?["tags"].clone();
+    ensure!(
+        tags[0]["name"] == "v1.0" && tags[0]["height"] == main_h,
+        "{tags}"
+    );
+    refused(&home, &url, &["tag", "v1.0"], "tags are immutable")?;
+    refused(&home, &url, &["tag", "feat"], "is a branch")?;
+    refused(&home, &url, &["tag", "99"], "digits only")?;
+    refused(
+        &home,
+        &url,
+        &["tag", "v2", "999999"],
+        "above the best height",
+    )?;
+    refused(
+        &home,
+        &url,
+        &["balance", &carol, "--at", "nope.1"],
+        "no branch or tag",
+    )?;
+    ok(&home, &url, &["tag", "taken"])?;
+    refused(&home, &url, &["branch", "create", "taken"], "is a tag")?;
+
     // Bad requests: clear errors, nothing changes.
     let before = (height("main")?, on("main", &carol)?);
     refused(&home, &url, &["merge", "feat"], "nothing to merge")?;
@@ -327,7 +370,20 @@ fn a_branch_transfer_merges_into_main_and_a_double_spend_is_left_out() -> Result
     ok(&home, &url, &["switch", "feat"])?;
     ensure!(aer(&ok(&home, &url, &["balance", &carol])?)? == 65 * AERGO);
     ok(&home, &url, &["switch", "main"])?;
-    ensure!(aer(&ok(&home, &url, &["balance", &carol])?)? == 5 * AERGO);
+    ensure!(aer(&ok(&home, &url, &["balance", &carol])?)? == 6 * AERGO);
+
+    // A tag on feat names feat's block (the branch's tag transaction is feat's own).
+    ok(
+        &home,
+        &url,
+        &["--branch", "feat", "tag", "f1", &format!("feat@{fh}")],
+    )?;
+    let f1 = ok(
+        &home,
+        &url,
+        &["--branch", "feat", "balance", &carol, "--at", "f1"],
+    )?;
+    ensure!(aer(&f1)? == 65 * AERGO && f1["height"] == fh, "{f1}");
 
     // After a restart the branch is hosted and produced again.
     let feat_height = height("feat")?;

@@ -476,6 +476,16 @@ fn a_repository_directory_holds_members_tags_and_identifiers_at_the_right_height
     ensure!(tagged["status"] == "ok", "{tagged}");
     let e = aergo_err(&url, &["--repo", "docs", "tag", "v1"])?;
     ensure!(e.contains("immutable"), "{e}");
+    // A directory tag is a ref of the repository once the directory block holding it is
+    // final: `block v1` is the tagged block.
+    let (tagged_h, _) = tip(&url, Some("docs"))?;
+    let at_v1 = poll("the tag v1 to resolve", Duration::from_secs(20), || {
+        Ok(aergo_json(&url, &["--repo", "docs", "block", "v1"]).ok())
+    })?;
+    ensure!(
+        at_v1["height"].as_u64().is_some_and(|h| h <= tagged_h),
+        "{at_v1}"
+    );
     let (h0, _) = tip(&url, Some("docs"))?;
     let target = carol_addr.encode();
     let set = aergo_json(&url, &["--repo", "docs", "name", "set", "token", &target])?;

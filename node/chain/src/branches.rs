@@ -6,7 +6,9 @@
 //! - `'m' ‖ branch id` → `u64`: the source height a merge of that branch into this chain
 //!   reached (absent: the fork height) — the next merge base;
 //! - `'x' ‖ tx hash` → `[1]`: a transaction merged into this chain from a branch, so the same
-//!   transaction is never applied twice (`already applied`).
+//!   transaction is never applied twice (`already applied`);
+//! - `'g' ‖ tag` → `height u64 ‖ block hash 32`: a tag of this chain (kind 11, op 2), immutable,
+//!   never the name of a live branch (so a ref `NAME` means one thing).
 //!
 //! A branch is created (kind 11) by a transaction on its parent; the branch's own chain is
 //! opened by the node ([`crate::Chain::open_branch`]). A merge (kind 12) is the first and
@@ -31,6 +33,53 @@ pub const RECORD_PREFIX: u8 = b'b';
 pub const BASE_PREFIX: u8 = b'm';
 /// Key prefix of merged-transaction marks.
 pub const MERGED_PREFIX: u8 = b'x';
+/// Key prefix of tags.
+pub const TAG_PREFIX: u8 = b'g';
+
+/// Most tags one chain records (a tag costs its sender a fee; this bounds the state a node
+/// scans to list them).
+pub const MAX_TAGS: usize = 4096;
+
+fn tag_key(name: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + name.len());
+    k.push(TAG_PREFIX);
+    k.extend_from_slice(name.as_bytes());
+    k
+}
+
+/// Tag `name` of this chain: (height, block hash).
+pub fn tag(view: &dyn StateView, name: &str) -> Result<Option<(u64, Hash)>, ChainError> {
+    view.get(&tag_key(name))?
+        .map(|v| decode_tag(&v))
+        .transpose()
+}
+
+/// Every tag of this chain, by name: (height, block hash).
+pub fn tags(view: &dyn StateView) -> Result<Vec<(String, u64, Hash)>, ChainError> {
+    view.scan(&[TAG_PREFIX], &[TAG_PREFIX + 1])?
+        .into_iter()
+        .map(|(k, v)| {
+            let (h, hash) = decode_tag(&v)?;
+            Ok((
+                String::from_utf8_lossy(k.get(1..).unwrap_or_default()).into_owned(),
+                h,
+                hash,
+            ))
+        })
+        .collect()
+}
+
+fn decode_tag(v: &[u8]) -> Result<(u64, Hash), ChainError> {
+    let h: [u8; 8] = v
+        .get(..8)
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| corrupt("tag"))?;
+    let hash: [u8; 32] = v
+        .get(8..)
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| corrupt("tag"))?;
+    Ok((u64::from_be_bytes(h), Hash(hash)))
+}
 
 /// Most live branches one chain records (a branch costs its creator a fee; this bounds the
 /// state a node scans to list them).
@@ -150,6 +199,11 @@ pub(crate) fn execute_op(
             if existing.as_ref().is_some_and(|r| r.deleted.is_none()) {
                 return Ok(Err(format!("branch `{name}` already exists")));
             }
+            if tag(o, &name)?.is_some() {
+                return Ok(Err(format!(
+                    "`{name}` is a tag of this chain: a branch needs another name"
+                )));
+            }
             if fork_height >= ctx.height {
                 return Ok(Err(format!(
                     "fork height {fork_height} is not below this block's height {}",
@@ -173,6 +227,33 @@ pub(crate) fn execute_op(
                 resolver,
             };
             o.writes.insert(record_key(&name), Some(rec.encode()));
+            Ok(Ok(()))
+        }
+        BranchOp::Tag { name, height, hash } => {
+            if let Some((h, _)) = tag(o, &name)? {
+                return Ok(Err(format!(
+                    "tag `{name}` exists (height {h}); tags are immutable"
+                )));
+            }
+            if existing.as_ref().is_some_and(|r| r.deleted.is_none()) {
+                return Ok(Err(format!(
+                    "`{name}` is a branch of this chain: a tag needs another name"
+                )));
+            }
+            if height >= ctx.height {
+                return Ok(Err(format!(
+                    "a tag names an earlier block: height {height} is not below this block's {}",
+                    ctx.height
+                )));
+            }
+            if tags(o)?.len() >= MAX_TAGS {
+                return Ok(Err(format!(
+                    "this chain has {MAX_TAGS} tags, the most it records"
+                )));
+            }
+            let mut v = height.to_be_bytes().to_vec();
+            v.extend_from_slice(&hash.0);
+            o.writes.insert(tag_key(&name), Some(v));
             Ok(Ok(()))
         }
         BranchOp::Delete { name } => {

@@ -134,7 +134,7 @@ pub async fn switch(c: &RpcClient, branch: &str, j: bool) -> Result<()> {
 }
 
 /// Extension: a client like `c` addressing another branch.
-trait ForBranch {
+pub(crate) trait ForBranch {
     fn clone_for_branch(&self, b: Option<String>) -> Result<RpcClient>;
 }
 
@@ -372,7 +372,8 @@ fn preview_text(p: &Value, source: &str, target: &str) -> String {
 }
 
 /// A ref as typed: `12` (a height on the addressed branch), `feat` (its tip), `feat@12`,
-/// `feat~3` (3 blocks below its tip), `main@1200`, `a/b@7`.
+/// `feat~3` (3 blocks below its tip), `main@1200`, `a/b@7`, or a tag `v1` (a block of the
+/// addressed branch; a bare name is a live branch first, then a tag).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ref {
     /// The branch (`None`: the addressed one).
@@ -406,7 +407,9 @@ pub fn parse_ref(s: &str) -> Result<Ref> {
     } else {
         (s, None, None)
     };
-    if name != "main" {
+    // A bare name may be a tag, whose names are wider than a branch's.
+    let tag_like = height.is_none() && back.is_none() && !name.contains('/');
+    if name != "main" && !(tag_like && aergo_types::branch::tag_name_error(name).is_none()) {
         for part in name.split('/') {
             check_name(part).with_context(|| format!("ref `{s}`"))?;
         }
@@ -422,6 +425,34 @@ pub fn parse_ref(s: &str) -> Result<Ref> {
 /// and the height. `~N` below a branch's fork point is an error (those blocks are its
 /// parent's, not its own).
 pub async fn resolve_ref(c: &RpcClient, r: &Ref) -> Result<(Option<String>, u64)> {
+    if let (Some(name), None, None) = (r.branch.as_deref(), r.height, r.back) {
+        if name != "main" && !name.contains('/') {
+            // A live branch of the addressed chain, else one of its tags.
+            let here = c.clone_for_branch(c.branch().map(String::from))?;
+            let list: Value = here.call("branch_list", json!({})).await?;
+            let is_branch = list["branches"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|b| b["name"] == name && b["deleted"].is_null());
+            let is_tag = list["tags"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|t| t["name"] == name);
+            if !is_branch && (is_tag || c.repo().is_some()) {
+                // The node checks that the tagged block is still the chain's.
+                let b: Value = here.call("block", json!({"at": name})).await?;
+                let h = b["height"]
+                    .as_u64()
+                    .with_context(|| format!("tag `{name}`: no height in {b}"))?;
+                return Ok((c.branch().map(String::from), h));
+            }
+            if !is_branch && check_name(name).is_err() {
+                bail!("no branch or tag `{name}` (`aergo branch` lists both)");
+            }
+        }
+    }
     let branch = r.branch.clone().or_else(|| c.branch().map(String::from));
     let bc = c.clone_for_branch(branch.clone())?;
     let tip = bc.chain_info().await?.height;
@@ -478,6 +509,34 @@ pub async fn read_at(c: &RpcClient, at: Option<&str>) -> Result<(RpcClient, Opti
         c.clone_for_branch(c.branch().map(String::from))?
     };
     Ok((c, Some(h)))
+}
+
+/// `aergo tag NAME [REF]` on a chain: a kind-11 tag operation sent to the chain of the ref's
+/// branch, naming the block at the ref's height.
+pub async fn tag(
+    c: &RpcClient,
+    j: bool,
+    signer: Signer<'_>,
+    name: String,
+    at: Option<&str>,
+    tx: TxArgs,
+) -> Result<()> {
+    let (c, height) = read_at(c, at).await?;
+    let height = match height {
+        Some(h) => h,
+        None => c.chain_info().await?.height,
+    };
+    let b: Value = c.call("block", json!({"height": height})).await?;
+    let hash = aergo_types::Hash::from_hex(b["hash"].as_str().unwrap_or_default())
+        .map_err(|e| anyhow::anyhow!("block {height}: {e}"))?;
+    let where_ = c.branch().unwrap_or("main").to_string();
+    let op = BranchOp::Tag {
+        name: name.clone(),
+        height,
+        hash,
+    };
+    let done = format!("tagged {where_}@{height} as {name}");
+    crate::staking_cmd::send(&c, j, signer, tx, TxKind::Branch, 0, op.encode(), done).await
 }
 
 /// `aergo diff REF REF`: accounts and contract state that differ between two refs.
@@ -668,7 +727,10 @@ mod tests {
         assert_eq!(parse_ref("a/b").unwrap().branch.as_deref(), Some("a/b"));
         assert!(parse_ref("feat@x").is_err());
         assert!(parse_ref("feat~").is_err());
-        assert!(parse_ref("Feat").is_err());
+        // A bare name that is no branch name may be a tag; with @ or ~ it must be a branch.
+        assert_eq!(parse_ref("v1.0").unwrap().branch.as_deref(), Some("v1.0"));
+        assert!(parse_ref("Feat@3").is_err());
+        assert!(parse_ref("a/B").is_err());
         assert!(parse_ref("").is_err());
     }
 }

@@ -287,13 +287,15 @@ enum Cmd {
         #[arg(value_name = "BRANCH")]
         target: String,
     },
-    /// Tag a block of the repository given with --repo (default: its best block); tags are
-    /// immutable.
+    /// Tag a block (default: the addressed branch's best block): NAME then reads as that
+    /// block in every ref (`--at v1`). Tags are immutable. On the chain, or with --repo in the
+    /// repository's directory (its `main` only).
     Tag {
-        /// Tag name.
+        /// Tag name (1 to 64 of a-z A-Z 0-9 - _ .; not all digits).
         name: String,
-        /// Repository height (default: the best height).
-        height: Option<u64>,
+        /// The block: a height or a ref (`feat@12`, `main~3`; default: the best block).
+        #[arg(value_name = "REF")]
+        at: Option<String>,
         #[command(flatten)]
         tx: staking_cmd::TxArgs,
     },
@@ -1127,14 +1129,26 @@ async fn run(cli: Cli) -> Result<()> {
             let signer = move |from: &str| signing_key(ks_dir.clone(), pw.as_deref(), from);
             repo_cmd::run(rc, &c, j, &signer).await?
         }
-        Cmd::Tag { name, height, tx } => {
-            let Some(repo) = cli.repo.clone() else {
-                bail!("tags live in a repository's directory: give --repo NAME");
-            };
-            let c = RpcClient::new(&cli.rpc, Duration::from_secs(30))?.with_signer(reader.clone());
+        Cmd::Tag { name, at, tx } => {
             let (ks_dir, pw) = (cli.keystore.clone(), cli.password.clone());
             let signer = move |from: &str| signing_key(ks_dir.clone(), pw.as_deref(), from);
-            repo_cmd::tag(&c, &repo, j, &signer, name, height, tx).await?
+            if let Some(e) = aergo_types::branch::tag_name_error(&name) {
+                bail!(e);
+            }
+            match cli.repo.clone() {
+                Some(repo) if branch.is_none() => {
+                    let height = match at.as_deref() {
+                        None => None,
+                        Some(s) => Some(s.trim().parse::<u64>().with_context(|| {
+                            format!("`{s}`: a repository's directory tags a height of its main")
+                        })?),
+                    };
+                    let c = RpcClient::new(&cli.rpc, Duration::from_secs(30))?
+                        .with_signer(reader.clone());
+                    repo_cmd::tag(&c, &repo, j, &signer, name, height, tx).await?
+                }
+                _ => branch_cmd::tag(&client()?, j, &signer, name, at.as_deref(), tx).await?,
+            }
         }
         Cmd::Name(nc) => {
             let Some(repo) = cli.repo.clone() else {
@@ -1337,7 +1351,12 @@ pub(crate) async fn default_from(c: &RpcClient, from: Option<&str>) -> Result<St
     if let Some(f) = from {
         return Ok(f.to_string());
     }
-    let root: aergo_rpc::ChainInfo = c.call("chain_info", json!({"repo": "aergo"})).await?;
+    // The root's `main` (a branch's chain name is `aergo-dev:NAME`).
+    use branch_cmd::ForBranch;
+    let root: aergo_rpc::ChainInfo = c
+        .clone_for_branch(None)?
+        .call("chain_info", json!({"repo": "aergo"}))
+        .await?;
     if root.chain_name == "aergo-dev" {
         return Ok("dev".into());
     }

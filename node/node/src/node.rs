@@ -594,6 +594,15 @@ impl Node {
             (BranchOp::Create { name, .. }, Some(_)) => Err(AdmitError::Rule(format!(
                 "branch `{name}` already exists (`aergo branch` lists them)"
             ))),
+            (BranchOp::Create { name, .. }, None)
+                if aergo_chain::branches::tag(&view, name)
+                    .map_err(chain_err)?
+                    .is_some() =>
+            {
+                Err(AdmitError::Rule(format!(
+                    "`{name}` is a tag of this chain: a branch needs another name"
+                )))
+            }
             (BranchOp::Create { fork_height, .. }, None) => {
                 let fin = self.chain.finalized_height();
                 if *fork_height > fin {
@@ -613,6 +622,25 @@ impl Node {
                 )))
             }
             (BranchOp::Delete { .. }, Some(_)) => Ok(()),
+            (BranchOp::Tag { name, .. }, Some(_)) => Err(AdmitError::Rule(format!(
+                "`{name}` is a branch of this chain: a tag needs another name"
+            ))),
+            (BranchOp::Tag { name, height, hash }, None) => {
+                if let Some((h, _)) = aergo_chain::branches::tag(&view, name).map_err(chain_err)? {
+                    return Err(AdmitError::Rule(format!(
+                        "tag `{name}` exists (height {h}); tags are immutable"
+                    )));
+                }
+                match self.chain.hash_at(*height).map_err(chain_err)? {
+                    Some(h) if h == *hash => Ok(()),
+                    Some(h) => Err(AdmitError::Rule(format!(
+                        "block {height} of this chain is {h}, not {hash}"
+                    ))),
+                    None => Err(AdmitError::Rule(format!(
+                        "this chain has no block {height} yet"
+                    ))),
+                }
+            }
         }
     }
 

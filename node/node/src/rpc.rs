@@ -483,6 +483,10 @@ async fn handle_one(rpc: &Rpc, peer: SocketAddr, signed: Caller, v: Value) -> Va
             )
         }
     };
+    let params = match resolve_tag(&node, params) {
+        Ok(p) => p,
+        Err(f) => return err_response(id, f),
+    };
     let (params, at) = match take_at(params) {
         Ok(x) => x,
         Err(f) => return err_response(id, f),
@@ -581,6 +585,59 @@ fn select_repo(
             ),
         },
     ))
+}
+
+/// Turns an `at` ref that names a tag (`v1`) into that block's height on the addressed
+/// chain (`branch`, else `node`'s): a name that is a live branch stays a branch; otherwise a
+/// tag of the chain's own (`aergo tag`), then, on a repository ledger, of its directory. A
+/// tag whose block is no longer the chain's block at that height is refused.
+fn resolve_tag(node: &Arc<Node>, mut p: Value) -> Result<Value, RpcFail> {
+    let name = match p.get("at") {
+        Some(Value::String(s)) => s.trim().to_string(),
+        _ => return Ok(p),
+    };
+    if name.is_empty()
+        || name == aergo_types::branch::MAIN
+        || name.bytes().all(|b| b.is_ascii_digit())
+        || name.contains(['@', '~', '/'])
+        || aergo_types::branch::tag_name_error(&name).is_some()
+    {
+        return Ok(p);
+    }
+    // A `branch` that does not exist is reported by the steps after this one.
+    let Ok(target) = select_branch(node.clone(), &p) else {
+        return Ok(p);
+    };
+    let chain = &target.chain;
+    let view = chain.view_at(chain.tip().header.height)?;
+    if aergo_chain::branches::record(&view, &name)?.is_some_and(|r| r.deleted.is_none()) {
+        return Ok(p);
+    }
+    let found = match aergo_chain::branches::tag(&view, &name)? {
+        Some(t) => Some(t),
+        None => match chain.directory() {
+            Some(dd) => aergo_chain::directory::tag(&dd.view_at(dd.finalized_height())?, &name)?
+                .filter(|t| t.branch == aergo_types::branch::MAIN)
+                .map(|t| (t.height, t.hash)),
+            None => None,
+        },
+    };
+    let Some((height, hash)) = found else {
+        return Ok(p);
+    };
+    match chain.hash_at(height)? {
+        Some(h) if h == hash => {}
+        other => {
+            return Err(RpcFail::not_found(format!(
+                "tag `{name}` names block {hash} at height {height}, which this chain no longer holds (it holds {})",
+                other.map(|h| h.to_string()).unwrap_or_else(|| "nothing".into())
+            )))
+        }
+    }
+    if let Some(o) = p.as_object_mut() {
+        o.insert("at".into(), Value::String(height.to_string()));
+    }
+    Ok(p)
 }
 
 /// Where in a branch a ref points: a height, blocks below the tip, or the tip.
@@ -792,10 +849,15 @@ fn branch_list(node: &Node) -> MResult {
             "tip_hash": tip.as_ref().map(|t| t.hash),
         }));
     }
+    let tags: Vec<Value> = aergo_chain::branches::tags(&view)?
+        .into_iter()
+        .map(|(name, height, hash)| json!({"name": name, "height": height, "hash": hash}))
+        .collect();
     ok(json!({
         "chain_id": chain.chain_id(),
         "height": chain.tip().header.height,
         "branches": out,
+        "tags": tags,
     }))
 }
 

@@ -11,7 +11,8 @@
 //! Encodings (integers big-endian, strings `u32 length ‖ UTF-8`, no trailing bytes):
 //! - [`BranchOp`]: `op u8` — `0` create: `name ‖ fork_height u64 ‖ producer 32 ‖ strategy u8
 //!   (0 auto, 1 consistent) [‖ resolver 33]` (a resolver contract: consistent only); `1`
-//!   delete: `name`.
+//!   delete: `name`; `2` tag: `name ‖ height u64 ‖ hash 32` (an immutable name for the block
+//!   `hash` at `height` of the chain the transaction is sent to).
 //! - [`MergeOp`]: `source name ‖ source_height u64` (the source height to merge up to: the
 //!   sender names what they saw, so a merge never takes blocks the sender did not).
 //! - [`BranchRecord`]: `id 32 ‖ fork_height u64 ‖ producer 32 ‖ strategy u8 ‖ creator 33 ‖
@@ -93,6 +94,41 @@ pub enum BranchOp {
         /// Its name.
         name: String,
     },
+    /// Tag a block of this chain: `name` reads as that block in every ref.
+    Tag {
+        /// The tag ([`tag_name_error`]).
+        name: String,
+        /// The block's height.
+        height: u64,
+        /// The block's hash (a ref through the tag checks it is still the chain's block).
+        hash: Hash,
+    },
+}
+
+/// Longest tag name.
+pub const MAX_TAG: usize = 64;
+
+/// Why `name` cannot be a tag (`None`: it can): 1 to 64 characters of `a-z`, `A-Z`, `0-9`,
+/// `-`, `_` and `.`, not all digits (a height), not `main`.
+pub fn tag_name_error(name: &str) -> Option<String> {
+    let ok = name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if name.is_empty() || name.len() > MAX_TAG || !ok {
+        return Some(format!(
+            "invalid tag `{}`: use 1 to {MAX_TAG} characters of a-z, A-Z, 0-9, -, _ and .",
+            name.chars().take(80).collect::<String>().escape_default()
+        ));
+    }
+    if name.bytes().all(|b| b.is_ascii_digit()) {
+        return Some(format!(
+            "invalid tag `{name}`: a name of digits only would read as a height"
+        ));
+    }
+    if name == MAIN {
+        return Some("`main` names the chain's own line of blocks, not a tag".into());
+    }
+    None
 }
 
 fn put_name(w: &mut Writer, name: &str) {
@@ -155,7 +191,9 @@ impl BranchOp {
     /// The name it is about.
     pub fn name(&self) -> &str {
         match self {
-            BranchOp::Create { name, .. } | BranchOp::Delete { name } => name,
+            BranchOp::Create { name, .. }
+            | BranchOp::Delete { name }
+            | BranchOp::Tag { name, .. } => name,
         }
     }
 
@@ -180,6 +218,12 @@ impl BranchOp {
             BranchOp::Delete { name } => {
                 w.u8(1);
                 put_name(&mut w, name);
+            }
+            BranchOp::Tag { name, height, hash } => {
+                w.u8(2);
+                w.bytes(name.as_bytes());
+                w.u64(*height);
+                w.fixed(&hash.0);
             }
         }
         w.finish()
@@ -214,6 +258,23 @@ impl BranchOp {
             1 => BranchOp::Delete {
                 name: get_name(&mut r)?,
             },
+            2 => {
+                let b = r.bytes(MAX_TAG, "tag")?;
+                let name = std::str::from_utf8(b)
+                    .ok()
+                    .filter(|s| tag_name_error(s).is_none())
+                    .ok_or_else(|| DecodeError::Invalid {
+                        what: "tag",
+                        message: tag_name_error(&String::from_utf8_lossy(b))
+                            .unwrap_or_else(|| "not UTF-8".into()),
+                    })?
+                    .to_string();
+                BranchOp::Tag {
+                    name,
+                    height: r.u64("tag height")?,
+                    hash: Hash(r.array("tag hash")?),
+                }
+            }
             o => {
                 return Err(DecodeError::Invalid {
                     what: "branch op",
@@ -366,6 +427,20 @@ mod tests {
         assert!(BranchOp::decode(&long).is_err());
         let d = BranchOp::Delete { name: "x".into() };
         assert_eq!(BranchOp::decode(&d.encode()).unwrap(), d);
+        let t = BranchOp::Tag {
+            name: "v1.0-rc_2".into(),
+            height: 12,
+            hash: Hash([8; 32]),
+        };
+        assert_eq!(BranchOp::decode(&t.encode()).unwrap(), t);
+        for bad in ["", "12", "main", "a@b", "a~1", "a/b", "a:b"] {
+            let t = BranchOp::Tag {
+                name: bad.into(),
+                height: 1,
+                hash: Hash([8; 32]),
+            };
+            assert!(BranchOp::decode(&t.encode()).is_err(), "{bad}");
+        }
         let bad = BranchOp::Delete {
             name: "main".into(),
         };

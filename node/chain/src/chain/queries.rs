@@ -286,6 +286,10 @@ impl Chain {
     pub fn chain_id(&self) -> Hash {
         self.chain_id
     }
+    /// A repository ledger's Distributed Directory chain (`None` elsewhere).
+    pub fn directory(&self) -> Option<&std::sync::Arc<Chain>> {
+        self.directory.as_ref()
+    }
     /// The genesis.
     pub fn genesis(&self) -> &Genesis {
         &self.genesis
