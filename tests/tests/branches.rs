@@ -213,6 +213,12 @@ fn a_branch_transfer_merges_into_main_and_a_double_spend_is_left_out() -> Result
         &["balance", &carol, "--at", &format!("feat@{fh}")],
     )?;
     ensure!(aer(&at)? == 65 * AERGO, "{at}");
+    let at = ok(
+        &home,
+        &url,
+        &["balance", &carol, "--at", &format!("aergo:feat@{fh}")],
+    )?;
+    ensure!(aer(&at)? == 65 * AERGO, "REPO:REF: {at}");
     // Every read takes a ref: a proof at feat@H verifies against that block's state root, a
     // block by ref, and main@fork.
     let proof = ok(

@@ -486,6 +486,15 @@ fn a_repository_directory_holds_members_tags_and_identifiers_at_the_right_height
         at_v1["height"].as_u64().is_some_and(|h| h <= tagged_h),
         "{at_v1}"
     );
+    // `REPO:REF` names the ledger in the ref itself, without --repo.
+    let by_ref = aergo_json(&url, &["block", "docs:v1"])?;
+    ensure!(by_ref["hash"] == at_v1["hash"], "{by_ref} {at_v1}");
+    let b = rpc(&url, "block", json!({"at": "docs:v1"}))?;
+    ensure!(b["hash"] == at_v1["hash"], "{b}");
+    let e = rpc(&url, "block", json!({"at": "docs:v1", "repo": "other"}))
+        .err()
+        .context("a contradicting repo was accepted")?;
+    ensure!(e.to_string().contains("names repository"), "{e}");
     let (h0, _) = tip(&url, Some("docs"))?;
     let target = carol_addr.encode();
     let set = aergo_json(&url, &["--repo", "docs", "name", "set", "token", &target])?;

@@ -501,6 +501,8 @@ pub async fn read_at(c: &RpcClient, at: Option<&str>) -> Result<(RpcClient, Opti
     let Some(s) = at else {
         return Ok((c.clone_for_branch(c.branch().map(String::from))?, None));
     };
+    let (c, s) = ledger_of(c, s)?;
+    let c = &c;
     let r = parse_ref(s)?;
     let (b, h) = resolve_ref(c, &r).await?;
     let c = if r.branch.is_some() {
@@ -509,6 +511,31 @@ pub async fn read_at(c: &RpcClient, at: Option<&str>) -> Result<(RpcClient, Opti
         c.clone_for_branch(c.branch().map(String::from))?
     };
     Ok((c, Some(h)))
+}
+
+/// A ref `REPO:REF` (`docs:feat@3`, `aergo:main~2`): a client addressing that repository's
+/// ledger (its `main`, until the rest of the ref names a branch) and the rest; any other
+/// ref: `c` as it is.
+pub fn ledger_of<'s>(c: &RpcClient, s: &'s str) -> Result<(RpcClient, &'s str)> {
+    let Some((repo, rest)) = s.split_once(':') else {
+        return Ok((c.clone_for_branch(c.branch().map(String::from))?, s));
+    };
+    let repo = repo.trim();
+    if repo.is_empty() || rest.trim().is_empty() {
+        bail!("`{s}`: a ledger's ref is REPO:REF, e.g. docs:feat@3");
+    }
+    if repo != aergo_types::repo::ROOT_REPO {
+        if let Some(e) = aergo_types::repo::name_error(repo) {
+            bail!("`{s}`: {e}");
+        }
+    }
+    Ok((
+        RpcClient::new(c.url(), std::time::Duration::from_secs(30))?
+            .with_repo(Some(repo.to_string()))
+            .with_signer(c.signer().cloned())
+            .with_branch(None),
+        rest.trim(),
+    ))
 }
 
 /// `aergo tag NAME [REF]` on a chain: a kind-11 tag operation sent to the chain of the ref's
@@ -655,6 +682,14 @@ pub async fn diff(
 /// `aergo log [REF] [-n N]`: blocks from REF down, merges with their second parent and
 /// verdicts.
 pub async fn log(c: &RpcClient, at: Option<&str>, n: u64, j: bool) -> Result<()> {
+    let (c, at) = match at {
+        Some(s) => {
+            let (c, rest) = ledger_of(c, s)?;
+            (c, Some(rest))
+        }
+        None => (c.clone_for_branch(c.branch().map(String::from))?, None),
+    };
+    let c = &c;
     let r = match at {
         Some(s) => parse_ref(s)?,
         None => Ref {

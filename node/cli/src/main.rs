@@ -936,23 +936,8 @@ async fn run(cli: Cli) -> Result<()> {
             });
         }
         Cmd::Balance { address, at } => {
-            let mut c = client()?;
             let a = resolve_addr(&address)?;
-            let at = match at {
-                Some(s) => {
-                    let r = branch_cmd::parse_ref(&s)?;
-                    let named = r.branch.is_some();
-                    let (b, h) = branch_cmd::resolve_ref(&c, &r).await?;
-                    if named {
-                        c = RpcClient::new(&cli.rpc, Duration::from_secs(30))?
-                            .with_repo(cli.repo.clone())
-                            .with_signer(reader.clone())
-                            .with_branch(b);
-                    }
-                    Some(h)
-                }
-                None => None,
-            };
+            let (c, at) = branch_cmd::read_at(&client()?, at.as_deref()).await?;
             let r = c.account(&a.encode(), at).await?;
             let v = json!({"address": r.address, "balance": r.balance.to_string(), "nonce": r.nonce, "next_nonce": r.next_nonce, "height": r.height});
             print(j, &v, || {

@@ -463,6 +463,10 @@ async fn handle_one(rpc: &Rpc, peer: SocketAddr, signed: Caller, v: Value) -> Va
     } else {
         req.params
     };
+    let params = match take_repo_of_at(params) {
+        Ok(p) => p,
+        Err(f) => return err_response(id, f),
+    };
     let root = rpc.node.clone();
     let (m, p) = (req.method.clone(), params.clone());
     let names_repo = !matches!(params.get("repo"), None | Some(Value::Null));
@@ -585,6 +589,42 @@ fn select_repo(
             ),
         },
     ))
+}
+
+/// An `at` ref `REPO:REST` (`docs:feat@3`, `aergo:main@9`) names its ledger: `REPO` becomes
+/// the `repo` parameter (it may not contradict one given) and `REST` the ref.
+fn take_repo_of_at(mut p: Value) -> Result<Value, RpcFail> {
+    let Some(Value::String(at)) = p.get("at") else {
+        return Ok(p);
+    };
+    let Some((repo, rest)) = at.split_once(':') else {
+        return Ok(p);
+    };
+    let (repo, rest) = (repo.trim().to_string(), rest.trim().to_string());
+    if repo.is_empty() || rest.is_empty() || repo.len() > 64 {
+        return Err(RpcFail::params(format!(
+            "`at` {at}: a ledger's ref is REPO:REF, e.g. docs:feat@3"
+        )));
+    }
+    let Some(obj) = p.as_object_mut() else {
+        return Ok(p);
+    };
+    match obj.get("repo") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(r)) if *r == repo => {}
+        Some(other) => {
+            return Err(RpcFail::params(format!(
+                "`at` names repository `{repo}` but `repo` is {other}"
+            )))
+        }
+    }
+    if repo == aergo_types::repo::ROOT_REPO {
+        obj.remove("repo");
+    } else {
+        obj.insert("repo".into(), Value::String(repo));
+    }
+    obj.insert("at".into(), Value::String(rest));
+    Ok(p)
 }
 
 /// Turns an `at` ref that names a tag (`v1`) into that block's height on the addressed
