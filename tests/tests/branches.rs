@@ -419,6 +419,74 @@ fn a_branch_transfer_merges_into_main_and_a_double_spend_is_left_out() -> Result
     Ok(())
 }
 
+/// A merge larger than one block goes in parts: two branch blocks whose transactions' gas
+/// limits together exceed the block gas limit merge in two consecutive merge blocks, with one
+/// `aergo merge`, and everything is merged.
+#[test]
+fn a_merge_larger_than_a_block_spans_consecutive_merge_blocks() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let home = tmp.path().join("home");
+    std::fs::create_dir_all(&home)?;
+    let node = start_dev_node(&tmp.path().join("node"), free_port()?, &[])?;
+    let url = node.url.clone();
+    let carol = ok(&home, &url, &["account", "new"])?["address"]
+        .as_str()
+        .context("address")?
+        .to_string();
+    ok(&home, &url, &["branch", "create", "big"])?;
+    // Each transfer reserves 3,000,000 gas: two do not fit one block's 5,000,000.
+    for amount in ["1", "2"] {
+        let s = ok(
+            &home,
+            &url,
+            &[
+                "--branch",
+                "big",
+                "send",
+                "--from",
+                "dev",
+                "--to",
+                &carol,
+                "--amount",
+                amount,
+                "--gas-limit",
+                "3000000",
+                "--wait",
+                "included",
+            ],
+        )?;
+        ensure!(s["status"] == "ok", "{s}");
+    }
+    let dry = ok(&home, &url, &["merge", "big", "--dry-run"])?;
+    ensure!(
+        dry["parts"].as_array().map(Vec::len) == Some(2)
+            && dry["merged"].as_array().map(Vec::len) == Some(2),
+        "{dry}"
+    );
+    let m = ok(&home, &url, &["merge", "big"])?;
+    let parts = m["parts"].as_array().context("parts")?;
+    ensure!(parts.len() == 2, "{m}");
+    let (h1, h2) = (
+        parts[0]["block_height"].as_u64().context("h1")?,
+        parts[1]["block_height"].as_u64().context("h2")?,
+    );
+    ensure!(h2 > h1, "{m}");
+    for p in parts {
+        ensure!(
+            p["merge"]["merged"].as_array().map(Vec::len) == Some(1)
+                && p["merge"]["excluded"].as_array().map(Vec::len) == Some(0),
+            "{p}"
+        );
+    }
+    ensure!(
+        aer(&ok(&home, &url, &["balance", &carol])?)? == 3 * AERGO,
+        "both parts merged"
+    );
+    refused(&home, &url, &["merge", "big"], "nothing to merge")?;
+    drop(node);
+    Ok(())
+}
+
 /// kill -9 at several points while a merge is being built and committed: after a restart
 /// the merge is either complete (its gift on `main`, nothing left to merge) or absent (the
 /// balance as before, and merging again works), the branch keeps its blocks, and the block

@@ -310,42 +310,85 @@ pub async fn merge(
     let source_height = preview["source_height"]
         .as_u64()
         .context("merge_preview without source_height")?;
-    let op = MergeOp {
-        source: source.to_string(),
-        source_height,
+    // A merge too large for one block goes in parts, one merge block each, in order.
+    let parts: Vec<u64> = match preview["parts"].as_array() {
+        Some(a) if !a.is_empty() => a
+            .iter()
+            .map(|p| {
+                p["source_height"]
+                    .as_u64()
+                    .context("a merge part without its height")
+            })
+            .collect::<Result<_>>()?,
+        _ => vec![source_height],
     };
     let from = crate::default_from(c, tx.from.as_deref()).await?;
     let key = signer(&from)?;
-    let opts = crate::TxOpts {
-        nonce: tx.nonce,
-        gas_price: tx.gas_price,
-        gas_limit: None,
-    };
-    let (hash, _) = crate::submit(c, &key, TxKind::Merge, None, 0, op.encode(), 0, opts).await?;
+    let mut done = Vec::new();
+    for (i, &part) in parts.iter().enumerate() {
+        let op = MergeOp {
+            source: source.to_string(),
+            source_height: part,
+        };
+        let opts = crate::TxOpts {
+            nonce: tx.nonce.map(|n| n + i as u64),
+            gas_price: tx.gas_price,
+            gas_limit: None,
+        };
+        let (hash, _) =
+            crate::submit(c, &key, TxKind::Merge, None, 0, op.encode(), 0, opts).await?;
+        if tx.no_wait {
+            done.push(json!({"hash": hash, "source_height": part}));
+            if i + 1 < parts.len() {
+                bail!(
+                    "the merge takes {} blocks; --no-wait sent the first part only ({hash}): merge again for the rest",
+                    parts.len()
+                );
+            }
+            continue;
+        }
+        let r = crate::wait_for(c, &hash, crate::WaitFor::Included).await?;
+        let block: Value = c.call("block", json!({"height": r.block_height})).await?;
+        done.push(json!({"hash": hash, "block_height": r.block_height, "merge": block["merge"]}));
+    }
     if tx.no_wait {
-        crate::print(j, &json!({"hash": hash}), || {
-            format!("submitted merge {hash}")
+        let h = done
+            .first()
+            .map(|d| d["hash"].clone())
+            .unwrap_or(Value::Null);
+        crate::print(j, &json!({"hash": h}), || {
+            format!("submitted merge {}", h.as_str().unwrap_or("?"))
         });
         return Ok(());
     }
-    let r = crate::wait_for(c, &hash, crate::WaitFor::Included).await?;
-    let block: Value = c.call("block", json!({"height": r.block_height})).await?;
-    let m = &block["merge"];
-    let out = json!({"hash": hash, "block_height": r.block_height, "merge": m});
+    let last = done.last().cloned().unwrap_or(Value::Null);
+    let mut out =
+        json!({"hash": last["hash"], "block_height": last["block_height"], "merge": last["merge"]});
+    if done.len() > 1 {
+        out["parts"] = Value::Array(done.clone());
+    }
     crate::print(j, &out, || {
-        let mut s = format!(
-            "merged {source} up to height {source_height} into {target} in block {}: {} merged, {} left out",
-            r.block_height,
-            m["merged"].as_array().map(Vec::len).unwrap_or(0),
-            m["excluded"].as_array().map(Vec::len).unwrap_or(0)
-        );
-        for e in m["excluded"].as_array().into_iter().flatten() {
+        let mut s = String::new();
+        for (i, d) in done.iter().enumerate() {
+            let m = &d["merge"];
+            if i > 0 {
+                s.push('\n');
+            }
             s.push_str(&format!(
-                "\n  left out {}: {} ({})",
-                e["hash"].as_str().unwrap_or("?"),
-                e["reason"].as_str().unwrap_or("?"),
-                e["detail"].as_str().unwrap_or("")
+                "merged {source} up to height {} into {target} in block {}: {} merged, {} left out",
+                m["source_height"],
+                d["block_height"],
+                m["merged"].as_array().map(Vec::len).unwrap_or(0),
+                m["excluded"].as_array().map(Vec::len).unwrap_or(0)
             ));
+            for e in m["excluded"].as_array().into_iter().flatten() {
+                s.push_str(&format!(
+                    "\n  left out {}: {} ({})",
+                    e["hash"].as_str().unwrap_or("?"),
+                    e["reason"].as_str().unwrap_or("?"),
+                    e["detail"].as_str().unwrap_or("")
+                ));
+            }
         }
         s
     });
@@ -359,6 +402,10 @@ fn preview_text(p: &Value, source: &str, target: &str) -> String {
         "dry run: merging {source} up to height {} into {target} would merge {merged} of {} transactions and leave out {excluded}",
         p["source_height"], p["candidates"]
     );
+    let parts = p["parts"].as_array().map(Vec::len).unwrap_or(1);
+    if parts > 1 {
+        s.push_str(&format!(" (in {parts} consecutive merge blocks)"));
+    }
     for e in p["excluded"].as_array().into_iter().flatten() {
         s.push_str(&format!(
             "\n  left out {}: {} ({})",

@@ -301,6 +301,72 @@ pub fn plan(node: &Node, op: &MergeOp) -> Result<(MergeRef, Vec<SignedTx>), Stri
     ))
 }
 
+/// Room a merge block keeps for its merge transaction and the sections' counts.
+const MERGE_TX_ROOM: usize = 2048;
+
+/// Gas a merge block keeps for its merge transaction.
+const MERGE_TX_GAS: u64 = 100_000;
+
+/// The source heights a merge of `op` splits at so that each part's merge block fits a block,
+/// each with its number of candidates: ascending, the last one `op.source_height` (one
+/// element: it fits one block). A part ends
+/// at a source block boundary; it holds candidates whose bytes — each with the room an
+/// exclusion of the longest reason would take — and gas limits fit the block size and gas
+/// limit. A single source block too large for a merge block is an error.
+pub fn plan_parts(node: &Node, op: &MergeOp) -> Result<Vec<(u64, usize)>, String> {
+    use aergo_types::block_ext::MAX_EXCLUSION_DETAIL;
+    let chain = &node.chain;
+    let view = chain
+        .view_at(chain.tip().header.height)
+        .map_err(|e| e.to_string())?;
+    let rec = branches::record(&view, &op.source)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("no branch `{}`", op.source))?;
+    let base = branches::merge_base(&view, &rec).map_err(|e| e.to_string())?;
+    let src = node
+        .branches
+        .get(&op.source)
+        .filter(|h| h.record.id == rec.id)
+        .ok_or_else(|| format!("this node does not host branch `{}`", op.source))?;
+    let limits =
+        aergo_chain::staking::gas_limits(&view, &chain.genesis().gas).map_err(|e| e.to_string())?;
+    let bytes_budget = chain
+        .max_block_size()
+        .saturating_sub(aergo_chain::limits::BLOCK_HEADER_ROOM + MERGE_TX_ROOM);
+    let gas_budget = limits.block_gas_limit.saturating_sub(MERGE_TX_GAS);
+    let mut parts = Vec::new();
+    let (mut bytes, mut gas, mut count) = (0usize, 0u64, 0usize);
+    for h in base + 1..=op.source_height {
+        let b = src
+            .node
+            .chain
+            .block_by_height(h)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("branch `{}` has no block {h}", op.source))?;
+        let (bb, bg) = b.txs.iter().fold((0usize, 0u64), |(x, g), t| {
+            (
+                x + t.encode().len() + 4 + 9 + MAX_EXCLUSION_DETAIL,
+                g.saturating_add(t.tx.gas_limit),
+            )
+        });
+        if bb > bytes_budget || bg > gas_budget {
+            return Err(format!(
+                "block {h} of `{}` alone does not fit a merge block ({bb} bytes of {bytes_budget}, {bg} gas of {gas_budget})",
+                op.source
+            ));
+        }
+        if bytes + bb > bytes_budget || gas.saturating_add(bg) > gas_budget {
+            parts.push((h - 1, count));
+            (bytes, gas, count) = (0, 0, 0);
+        }
+        bytes += bb;
+        gas = gas.saturating_add(bg);
+        count += b.txs.len();
+    }
+    parts.push((op.source_height, count));
+    Ok(parts)
+}
+
 /// Whether `tx` is a merge (the producer builds a merge block for it alone).
 pub fn is_merge(tx: &SignedTx) -> bool {
     tx.tx.kind == TxKind::Merge

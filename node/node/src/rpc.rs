@@ -1164,14 +1164,41 @@ fn merge_preview(node: &Node, p: &Value) -> MResult {
     };
     let (mref, candidates) =
         crate::branches::plan(node, &op).map_err(|e| RpcFail::new(codes::MERGE_REFUSED, e))?;
-    let excluded = match node.chain.preview_merge(&node.key, &mref, &candidates) {
-        Ok(x) => x,
-        // A consistent merge with conflicts left: refused, each conflict in the message.
-        Err(aergo_chain::ChainError::InvalidTx { reason, .. }) => {
-            return Err(RpcFail::new(codes::MERGE_REFUSED, reason))
+    let parts = crate::branches::plan_parts(node, &op)
+        .map_err(|e| RpcFail::new(codes::MERGE_REFUSED, e))?;
+    // One dry run per part (a large merge spans consecutive merge blocks), each on the tip
+    // as it is now: a later part's dependence on an earlier one is not previewed.
+    let mut excluded = Vec::new();
+    let mut start = 0usize;
+    for &(end, count) in &parts {
+        let slice = candidates
+            .get(start..start + count)
+            .ok_or_else(|| RpcFail::new(codes::INTERNAL, "merge parts and candidates disagree"))?;
+        let part_ref = aergo_types::block_ext::MergeRef {
+            source_height: end,
+            source_tip: if end == mref.source_height {
+                mref.source_tip
+            } else {
+                node.branches
+                    .get(source)
+                    .and_then(|h| h.node.chain.hash_at(end).ok().flatten())
+                    .unwrap_or(mref.source_tip)
+            },
+            ..mref.clone()
+        };
+        match node.chain.preview_merge(&node.key, &part_ref, slice) {
+            Ok(x) => excluded.extend(x.into_iter().map(|mut e| {
+                e.index += u32::try_from(start).unwrap_or(u32::MAX);
+                e
+            })),
+            // A consistent merge with conflicts left: refused, each conflict in the message.
+            Err(aergo_chain::ChainError::InvalidTx { reason, .. }) => {
+                return Err(RpcFail::new(codes::MERGE_REFUSED, reason))
+            }
+            Err(e) => return Err(e.into()),
         }
-        Err(e) => return Err(e.into()),
-    };
+        start += count;
+    }
     let mut skip = excluded.iter().map(|e| e.index as usize).peekable();
     let mut merged = Vec::new();
     for (i, c) in candidates.iter().enumerate() {
@@ -1187,6 +1214,7 @@ fn merge_preview(node: &Node, p: &Value) -> MResult {
         "source_height": height,
         "source_tip": mref.source_tip,
         "strategy": aergo_chain::branches::strategy_name(mref.strategy),
+        "parts": parts.iter().map(|(h, n)| json!({"source_height": h, "candidates": n})).collect::<Vec<_>>(),
         "candidates": candidates.len(),
         "merged": merged,
         "excluded": excluded.iter().map(|e| json!({
