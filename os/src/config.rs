@@ -392,14 +392,25 @@ impl Config {
 
     /// Reads a config file; relative paths inside it are resolved against its folder.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        Self::load_with(path, |_| {})
+    }
+
+    /// [`Config::load`] with command-line overrides applied before the values are checked
+    /// (`aergo-node --dev --config FILE` with a file that names no genesis).
+    pub fn load_with(path: &Path, overrides: impl FnOnce(&mut Self)) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_path_buf(),
             source,
         })?;
-        let mut cfg = Self::from_toml(&text, path)?;
+        let mut cfg: Config = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
         if let Some(base) = path.parent() {
             cfg.resolve_relative(base);
         }
+        overrides(&mut cfg);
+        cfg.validate()?;
         Ok(cfg)
     }
 

@@ -205,7 +205,13 @@ fn home_dev_dir() -> PathBuf {
 
 fn run(args: Args) -> Result<()> {
     let mut cfg = match &args.config {
-        Some(p) => Config::load(p)?,
+        // The flags that decide which chain runs apply before the file's values are checked.
+        Some(p) => Config::load_with(p, |c| {
+            c.node.dev |= args.dev;
+            if let Some(g) = &args.genesis {
+                c.node.genesis = Some(g.clone());
+            }
+        })?,
         None => {
             if !args.dev && args.genesis.is_none() {
                 bail!("give --dev for a dev chain, or --config aergo.toml (or --genesis FILE)");
