@@ -17,6 +17,8 @@
 //!   the merge base and merges every row three ways, each row's changed cell decided by the
 //!   resolver contract (both changes add up). Against the same call executed directly on
 //!   `main` in one block, producer and validator side.
+//! - **`diff` of two refs 10,000 changes apart**: a branch whose blocks pay 10,000 new
+//!   accounts, diffed against `main` page by page, against reading those accounts one by one.
 
 use aergo_chain::{branches, Chain, ChainOptions};
 use aergo_os::io::{IoConfig, IoService};
@@ -357,7 +359,75 @@ pub fn run(account_counts: &[usize], merge_txs: usize, merge_rows: usize) -> Res
         "  validator: merge block {merge_v:.1} ms, baseline {base_v:.1} ms (importing the direct block), ratio {:.2} (goal <= 1.2)",
         merge_v / base_v
     );
-    consistent(&keys, merge_rows)
+    consistent(&keys, merge_rows)?;
+    diff(&keys, 10_000)
+}
+
+/// `diff` of a branch's tip against `main`'s, `changes` accounts apart (transfers to that many
+/// new accounts on the branch), paged 1,000 at a time, against reading the same accounts one
+/// by one at the branch's tip.
+fn diff(keys: &[Keypair], changes: usize) -> Result<()> {
+    println!("diff of two refs {changes} new accounts apart vs reading those accounts:");
+    let dev = &keys[0];
+    let mut f = Fixture::new(keys, 0)?;
+    let main = f.main.clone();
+    let feat = f.branch(&main, dev, "wide")?;
+    let to: Vec<Address> = (0..changes)
+        .map(|i| Address::from_public_key(&PublicKey(Hash::of(format!("diff {i}").as_bytes()).0)))
+        .collect();
+    for chunk in to.chunks(2000) {
+        let txs: Vec<SignedTx> = chunk
+            .par_iter()
+            .enumerate()
+            .map(|(i, a)| {
+                let k = &keys[i % keys.len()];
+                let base = feat
+                    .account_latest(&Address::from_public_key(&k.public()))
+                    .map(|x| x.nonce)
+                    .unwrap_or(0);
+                Tx {
+                    kind: TxKind::Transfer,
+                    nonce: base + (i / keys.len()) as u64,
+                    from: k.public(),
+                    to: Some(*a),
+                    amount: 1,
+                    payload: Vec::new(),
+                    gas_limit: 1000,
+                    gas_price: 1_000_000_000,
+                    chain_id: feat.chain_id(),
+                }
+                .sign(k)
+            })
+            .collect();
+        f.produce(&feat, txs)?;
+    }
+    let (ft, mt) = (feat.tip().header.height, main.tip().header.height);
+    let t = Instant::now();
+    let (mut n, mut after) = (0usize, None::<Vec<u8>>);
+    loop {
+        let page = feat.diff(ft, &main, mt, after.as_deref(), 1000)?;
+        n += page.changes.len();
+        match page.next {
+            Some(k) => after = Some(k),
+            None => break,
+        }
+    }
+    let d = ms(t);
+    anyhow::ensure!(
+        n >= changes,
+        "the diff found {n} changes, fewer than {changes}"
+    );
+    let view = feat.view_at(ft)?;
+    let t = Instant::now();
+    for a in &to {
+        aergo_chain::state::StateView::account(&view, a)?;
+    }
+    let base = ms(t);
+    println!(
+        "  diff {d:.1} ms ({n} changed keys, pages of 1,000), baseline {base:.1} ms (reading the {changes} accounts), ratio {:.2}",
+        d / base
+    );
+    Ok(())
 }
 
 /// The table, its seeding and the call both sides make.
