@@ -419,6 +419,66 @@ fn a_branch_transfer_merges_into_main_and_a_double_spend_is_left_out() -> Result
     Ok(())
 }
 
+/// A private branch is read, written, diffed and merged by its creator only: requests
+/// signed by it (`aergo --as`) pass, anonymous ones and other accounts' are refused with the
+/// reason.
+#[test]
+fn a_private_branch_answers_its_creator_only() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let home = tmp.path().join("home");
+    std::fs::create_dir_all(&home)?;
+    let node = start_dev_node(&tmp.path().join("node"), free_port()?, &[])?;
+    let url = node.url.clone();
+    let bob = ok(&home, &url, &["account", "new"])?["address"]
+        .as_str()
+        .context("address")?
+        .to_string();
+    let c = ok(&home, &url, &["branch", "create", "secret", "--private"])?;
+    ensure!(c["status"] == "ok", "{c}");
+    let list = ok(&home, &url, &["branch"])?;
+    ensure!(list["branches"][0]["private"] == true, "{list}");
+    refused(&home, &url, &["--branch", "secret", "chain"], "is private")?;
+    let s = ok(
+        &home,
+        &url,
+        &[
+            "--as", "dev", "--branch", "secret", "send", "--from", "dev", "--to", &bob, "--amount",
+            "4", "--wait", "included",
+        ],
+    )?;
+    ensure!(s["status"] == "ok", "{s}");
+    let b = ok(
+        &home,
+        &url,
+        &["--as", "dev", "--branch", "secret", "balance", &bob],
+    )?;
+    ensure!(aer(&b)? == 4 * AERGO, "{b}");
+    refused(
+        &home,
+        &url,
+        &["--as", &bob, "--branch", "secret", "balance", &bob],
+        "may not read or write it",
+    )?;
+    refused(
+        &home,
+        &url,
+        &["balance", &bob, "--at", "secret"],
+        "is private",
+    )?;
+    refused(&home, &url, &["diff", "secret", "main"], "is private")?;
+    refused(&home, &url, &["merge", "secret", "--dry-run"], "is private")?;
+    ensure!(aer(&ok(&home, &url, &["balance", &bob])?)? == 0);
+    // Its creator merges it: the transfer reaches main.
+    let m = ok(&home, &url, &["--as", "dev", "merge", "secret"])?;
+    ensure!(
+        m["merge"]["merged"].as_array().map(Vec::len) == Some(1),
+        "{m}"
+    );
+    ensure!(aer(&ok(&home, &url, &["balance", &bob])?)? == 4 * AERGO);
+    drop(node);
+    Ok(())
+}
+
 /// A merge larger than one block goes in parts: two branch blocks whose transactions' gas
 /// limits together exceed the block gas limit merge in two consecutive merge blocks, with one
 /// `aergo merge`, and everything is merged.

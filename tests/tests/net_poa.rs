@@ -710,6 +710,7 @@ fn branch_merge_across_nodes(urls: &[String], faucet: &aergo_types::Keypair) -> 
         producer,
         strategy: aergo_types::block_ext::MergeStrategy::Auto,
         resolver: None,
+        private: false,
     };
     let tx = signed_for(&urls[0], None, faucet, TxKind::Branch, None, 0, op.encode())?;
     rpc(&urls[0], "send_tx", json!({"tx": tx}))?;

@@ -195,6 +195,7 @@ pub(crate) fn execute_op(
             producer,
             strategy,
             resolver,
+            private,
         } => {
             if existing.as_ref().is_some_and(|r| r.deleted.is_none()) {
                 return Ok(Err(format!("branch `{name}` already exists")));
@@ -225,6 +226,7 @@ pub(crate) fn execute_op(
                 created: ctx.height,
                 deleted: None,
                 resolver,
+                private,
             };
             o.writes.insert(record_key(&name), Some(rec.encode()));
             Ok(Ok(()))
@@ -319,6 +321,23 @@ pub fn merge_error(
     Ok(None)
 }
 
+/// Why `from` may not merge branch `op.source` (`None`: it may): a private branch is merged
+/// by its creator only (a merge publishes its transactions).
+pub fn private_merge_error(
+    view: &dyn StateView,
+    op: &MergeOp,
+    from: &Address,
+) -> Result<Option<String>, ChainError> {
+    Ok(record(view, &op.source)?
+        .filter(|r| r.private && r.creator != *from)
+        .map(|r| {
+            format!(
+                "branch `{}` is private to {}: only its creator merges it",
+                op.source, r.creator
+            )
+        }))
+}
+
 /// `auto` or `consistent`.
 pub fn strategy_name(s: MergeStrategy) -> &'static str {
     match s {
@@ -341,6 +360,9 @@ pub(crate) fn execute_merge_op(
         Err(e) => return Ok(Err(format!("malformed merge operation: {e}"))),
     };
     if let Some(e) = merge_error(o, &op, Some(m))? {
+        return Ok(Err(e));
+    }
+    if let Some(e) = private_merge_error(o, &op, &tx.tx.sender())? {
         return Ok(Err(e));
     }
     let mut v = op.source_height.to_be_bytes().to_vec();

@@ -41,6 +41,10 @@ pub enum BranchCmd {
         /// on both sides (RAISE EXCEPTION refuses the merge). Without one, such rows refuse it.
         #[arg(long)]
         resolver: Option<String>,
+        /// Private: only its creator (the signer, --from) reads it and sends to it; other
+        /// commands reach it with `aergo --as CREATOR`.
+        #[arg(long)]
+        private: bool,
         #[command(flatten)]
         tx: TxArgs,
     },
@@ -183,6 +187,7 @@ pub async fn run(cmd: BranchCmd, c: &RpcClient, j: bool, signer: Signer<'_>) -> 
             producer,
             strategy,
             resolver,
+            private,
             tx,
         } => {
             check_name(&name)?;
@@ -215,6 +220,7 @@ pub async fn run(cmd: BranchCmd, c: &RpcClient, j: bool, signer: Signer<'_>) -> 
                 producer,
                 strategy,
                 resolver,
+                private,
             };
             let done = format!(
                 "created branch {name}, forking at height {fork_height}, produced by {}, merging {}",

@@ -98,6 +98,7 @@ impl Fixture {
             producer: self.bp.public(),
             strategy,
             resolver,
+            private: false,
         };
         let t = signed(parent, k, TxKind::Branch, None, 0, op.encode())?;
         self.produce(parent, vec![t])?;

@@ -494,6 +494,11 @@ impl Node {
             {
                 return Err(AdmitError::Rule(e));
             }
+            if let Some(e) = aergo_chain::branches::private_merge_error(&view, &op, &tx.tx.sender())
+                .map_err(|e| AdmitError::Chain(e.to_string()))?
+            {
+                return Err(AdmitError::Rule(e));
+            }
             let (mref, candidates) =
                 crate::branches::plan_merge(self, &tx).map_err(AdmitError::NotHere)?;
             if mref.strategy == aergo_types::block_ext::MergeStrategy::Consistent {

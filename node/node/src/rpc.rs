@@ -495,6 +495,41 @@ async fn handle_one(rpc: &Rpc, peer: SocketAddr, signed: Caller, v: Value) -> Va
         Ok(x) => x,
         Err(f) => return err_response(id, f),
     };
+    if let Err(f) = private_branch_check(&node, &params, signed) {
+        return err_response(id, f);
+    }
+    // Methods that name branches elsewhere than `branch`: `diff`'s sides, `merge_preview`'s
+    // source (a branch of the addressed chain).
+    let here = params
+        .get("branch")
+        .and_then(|b| b.as_str())
+        .map(String::from);
+    let others: Vec<String> = match req.method.as_str() {
+        "diff" => ["from", "to"]
+            .iter()
+            .filter_map(|k| {
+                params
+                    .pointer(&format!("/{k}/branch"))
+                    .and_then(|b| b.as_str())
+            })
+            .map(String::from)
+            .collect(),
+        "merge_preview" => params
+            .get("source")
+            .and_then(|b| b.as_str())
+            .map(|s| match &here {
+                Some(h) if h != aergo_types::branch::MAIN => format!("{h}/{s}"),
+                _ => s.to_string(),
+            })
+            .into_iter()
+            .collect(),
+        _ => Vec::new(),
+    };
+    for b in others {
+        if let Err(f) = private_branch_check(&node, &json!({ "branch": b }), signed) {
+            return err_response(id, f);
+        }
+    }
     let node = match select_branch(node, &params) {
         Ok(n) => n,
         Err(f) => return err_response(id, f),
@@ -772,6 +807,47 @@ fn apply_at(node: &Node, mut p: Value, at: AtPoint) -> Result<Value, RpcFail> {
     Ok(p)
 }
 
+/// Refuses a request addressing a private branch (at any level of the `branch` path) unless
+/// it is signed by the branch's creator or comes from the node's operator: a private branch
+/// is read and written by its creator only.
+fn private_branch_check(node: &Arc<Node>, p: &Value, signed: Caller) -> Result<(), RpcFail> {
+    let Some(path) = p
+        .get("branch")
+        .and_then(|b| b.as_str())
+        .filter(|b| *b != aergo_types::branch::MAIN)
+    else {
+        return Ok(());
+    };
+    let mut here = node.clone();
+    for name in path.split('/') {
+        let Some(h) = here.branches.get_or_sync(&here, name) else {
+            // `select_branch` reports it.
+            return Ok(());
+        };
+        if h.record.private {
+            let creator = h.record.creator;
+            match signed {
+                Caller::Operator => {}
+                Caller::Signed(a) if a == creator => {}
+                Caller::Signed(a) => {
+                    return Err(RpcFail::new(
+                        codes::UNAUTHORIZED,
+                        format!("branch `{name}` is private to {creator}; account {a} may not read or write it"),
+                    ))
+                }
+                Caller::Anonymous => {
+                    return Err(RpcFail::new(
+                        codes::UNAUTHORIZED,
+                        format!("branch `{name}` is private: a request to it needs the signature of its creator {creator} (aergo --as ACCOUNT)"),
+                    ))
+                }
+            }
+        }
+        here = h.node.clone();
+    }
+    Ok(())
+}
+
 /// The node of the branch a request names with `branch` (`main` or absent: `node` itself;
 /// `a/b`: branch `b` of branch `a`).
 fn select_branch(node: Arc<Node>, p: &Value) -> Result<Arc<Node>, RpcFail> {
@@ -879,6 +955,7 @@ fn branch_list(node: &Node) -> MResult {
             "producer": Address::from_public_key(&r.producer).encode(),
             "strategy": aergo_chain::branches::strategy_name(r.strategy),
             "resolver": r.resolver.map(|a| a.encode()),
+            "private": r.private,
             "creator": r.creator.encode(),
             "created": r.created,
             "deleted": r.deleted,

@@ -10,7 +10,7 @@
 //!
 //! Encodings (integers big-endian, strings `u32 length ‖ UTF-8`, no trailing bytes):
 //! - [`BranchOp`]: `op u8` — `0` create: `name ‖ fork_height u64 ‖ producer 32 ‖ strategy u8
-//!   (0 auto, 1 consistent) [‖ resolver 33]` (a resolver contract: consistent only); `1`
+//!   (0 auto, 1 consistent; + [`PRIVATE`] for a private branch) [‖ resolver 33]` (a resolver contract: consistent only); `1`
 //!   delete: `name`; `2` tag: `name ‖ height u64 ‖ hash 32` (an immutable name for the block
 //!   `hash` at `height` of the chain the transaction is sent to).
 //! - [`MergeOp`]: `source name ‖ source_height u64` (the source height to merge up to: the
@@ -88,6 +88,9 @@ pub enum BranchOp {
         /// The contract whose `resolve_<table>` functions decide rows changed on both sides
         /// of a consistent merge (`None`: such rows refuse the merge).
         resolver: Option<Address>,
+        /// Private: only its creator reads it and sends to it (requests signed by the
+        /// creator, or the node's operator).
+        private: bool,
     },
     /// Delete a branch (its blocks stay readable until pruned).
     Delete {
@@ -150,11 +153,24 @@ fn get_name(r: &mut Reader<'_>) -> Result<String, DecodeError> {
     Ok(s.to_string())
 }
 
-fn strategy_byte(s: MergeStrategy) -> u8 {
-    match s {
+/// The flag added to the strategy byte of a private branch.
+pub const PRIVATE: u8 = 0x80;
+
+fn strategy_byte(s: MergeStrategy, private: bool) -> u8 {
+    let b = match s {
         MergeStrategy::Auto => 0,
         MergeStrategy::Consistent => 1,
+    };
+    if private {
+        b | PRIVATE
+    } else {
+        b
     }
+}
+
+/// The strategy and the private flag of a strategy byte.
+fn strategy_flags(b: u8) -> Result<(MergeStrategy, bool), DecodeError> {
+    Ok((strategy_of(b & !PRIVATE)?, b & PRIVATE != 0))
 }
 
 fn put_resolver(w: &mut Writer, r: &Option<Address>) {
@@ -207,12 +223,13 @@ impl BranchOp {
                 producer,
                 strategy,
                 resolver,
+                private,
             } => {
                 w.u8(0);
                 put_name(&mut w, name);
                 w.u64(*fork_height);
                 w.fixed(&producer.0);
-                w.u8(strategy_byte(*strategy));
+                w.u8(strategy_byte(*strategy, *private));
                 put_resolver(&mut w, resolver);
             }
             BranchOp::Delete { name } => {
@@ -234,11 +251,11 @@ impl BranchOp {
         let mut r = Reader::new(b);
         let op = match r.u8("branch op")? {
             0 => {
-                let (name, fork_height, producer, strategy) = (
+                let (name, fork_height, producer, (strategy, private)) = (
                     get_name(&mut r)?,
                     r.u64("fork height")?,
                     PublicKey(r.array("producer")?),
-                    strategy_of(r.u8("strategy")?)?,
+                    strategy_flags(r.u8("strategy")?)?,
                 );
                 let resolver = get_resolver(&mut r)?;
                 if resolver.is_some() && strategy != MergeStrategy::Consistent {
@@ -253,6 +270,7 @@ impl BranchOp {
                     producer,
                     strategy,
                     resolver,
+                    private,
                 }
             }
             1 => BranchOp::Delete {
@@ -337,6 +355,8 @@ pub struct BranchRecord {
     pub deleted: Option<u64>,
     /// The resolver contract of a consistent merge (`None`: none).
     pub resolver: Option<Address>,
+    /// Private: read and written only by its creator (encoded in the strategy byte).
+    pub private: bool,
 }
 
 impl BranchRecord {
@@ -346,7 +366,7 @@ impl BranchRecord {
         w.fixed(&self.id.0);
         w.u64(self.fork_height);
         w.fixed(&self.producer.0);
-        w.u8(strategy_byte(self.strategy));
+        w.u8(strategy_byte(self.strategy, self.private));
         w.fixed(&self.creator.to_raw());
         w.u64(self.created);
         w.u64(self.deleted.unwrap_or(0));
@@ -357,11 +377,18 @@ impl BranchRecord {
     /// Strict decoding.
     pub fn decode(b: &[u8]) -> Result<Self, DecodeError> {
         let mut r = Reader::new(b);
+        let (id, fork_height, producer, (strategy, private)) = (
+            Hash(r.array("id")?),
+            r.u64("fork height")?,
+            PublicKey(r.array("producer")?),
+            strategy_flags(r.u8("strategy")?)?,
+        );
         let rec = BranchRecord {
-            id: Hash(r.array("id")?),
-            fork_height: r.u64("fork height")?,
-            producer: PublicKey(r.array("producer")?),
-            strategy: strategy_of(r.u8("strategy")?)?,
+            id,
+            fork_height,
+            producer,
+            strategy,
+            private,
             creator: Address::from_raw(&r.array("creator")?).map_err(|e| DecodeError::Invalid {
                 what: "creator",
                 message: e.to_string(),
@@ -403,6 +430,7 @@ mod tests {
             producer: PublicKey([3; 32]),
             strategy: MergeStrategy::Consistent,
             resolver: None,
+            private: false,
         };
         assert_eq!(BranchOp::decode(&c.encode()).unwrap(), c);
         let resolver = Address::from_public_key(&PublicKey([5; 32]));
@@ -412,6 +440,7 @@ mod tests {
             producer: PublicKey([3; 32]),
             strategy: MergeStrategy::Consistent,
             resolver: Some(resolver),
+            private: false,
         };
         assert_eq!(BranchOp::decode(&with.encode()).unwrap(), with);
         let auto_with = BranchOp::Create {
@@ -420,6 +449,7 @@ mod tests {
             producer: PublicKey([3; 32]),
             strategy: MergeStrategy::Auto,
             resolver: Some(resolver),
+            private: false,
         };
         assert!(BranchOp::decode(&auto_with.encode()).is_err());
         let mut long = c.encode();
@@ -460,10 +490,12 @@ mod tests {
             created: 5,
             deleted: Some(9),
             resolver: None,
+            private: false,
         };
         assert_eq!(BranchRecord::decode(&r.encode()).unwrap(), r);
         let with = BranchRecord {
             resolver: Some(resolver),
+            private: false,
             ..r.clone()
         };
         assert_eq!(BranchRecord::decode(&with.encode()).unwrap(), with);

@@ -103,6 +103,7 @@ fn a_branch_reads_through_its_fork_and_merges_back_with_a_double_spend_left_out(
         producer: feat_bp.public(),
         strategy: MergeStrategy::Auto,
         resolver: None,
+        private: false,
     };
     let p = mk(
         &main,
@@ -509,6 +510,7 @@ mod histories {
                             MergeStrategy::Auto
                         },
                         resolver: None,
+                        private: false,
                     };
                     let t = tx(
                         main.chain_id(),

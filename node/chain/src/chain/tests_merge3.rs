@@ -1,7 +1,8 @@
 //! Tests of consistent merges on in-process chains: a native balance changed on both sides
 //! gets both deltas, a one-sided change applies, a replica re-executes the merge block to the
 //! same state root, a merge block claiming the wrong strategy is invalid, and a merge whose
-//! balance would go negative is refused and changes nothing.
+//! balance would go negative is refused and changes nothing. A private branch is merged by its
+//! creator only.
 
 use super::tests_branches::{addr, open, open_branch, tx};
 use super::*;
@@ -56,6 +57,7 @@ fn a_consistent_merge_adds_both_sides_deltas_and_refuses_a_negative_balance() {
         producer: cons_bp.public(),
         strategy: MergeStrategy::Consistent,
         resolver: None,
+        private: false,
     };
     mk(
         &main,
@@ -204,4 +206,107 @@ fn a_consistent_merge_adds_both_sides_deltas_and_refuses_a_negative_balance() {
         Ok(_) => panic!("a merge into a negative balance was made"),
     }
     assert_eq!((main.tip().hash, bal(&main, &carol)), before);
+}
+
+/// A private branch is merged by its creator only: another account's merge transaction is
+/// invalid, its creator's goes through.
+#[test]
+fn a_private_branch_is_merged_by_its_creator_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let main = open(&dir.path().join("main"));
+    let (dev, bp, sbp, eve) = (
+        Keypair::dev(),
+        Keypair::from_seed(&[6; 32]),
+        Keypair::from_seed(&[7; 32]),
+        Keypair::from_seed(&[14; 32]),
+    );
+    let id = main.chain_id();
+    let clock = std::cell::Cell::new(1000u64);
+    let next = || {
+        clock.set(clock.get() + 1000);
+        clock.get()
+    };
+    let mk = |c: &Chain, txs: Vec<SignedTx>, key: &Keypair| {
+        let p = c.produce(key, txs, next(), vec![]).unwrap();
+        assert!(p.rejected.is_empty(), "{:?}", p.rejected);
+    };
+    mk(
+        &main,
+        vec![tx(
+            id,
+            &dev,
+            0,
+            TxKind::Transfer,
+            Some(addr(&eve)),
+            AER_PER_AERGO,
+            vec![],
+        )],
+        &bp,
+    );
+    let create = BranchOp::Create {
+        name: "secret".into(),
+        fork_height: 1,
+        producer: sbp.public(),
+        strategy: MergeStrategy::Auto,
+        resolver: None,
+        private: true,
+    };
+    mk(
+        &main,
+        vec![tx(id, &dev, 1, TxKind::Branch, None, 0, create.encode())],
+        &bp,
+    );
+    let rec = branches::record(&main.view_at(2).unwrap(), "secret")
+        .unwrap()
+        .unwrap();
+    assert!(rec.private);
+    let secret = open_branch(&main, "secret", &dir.path().join("secret"));
+    let sid = secret.chain_id();
+    mk(
+        &secret,
+        vec![tx(
+            sid,
+            &dev,
+            1,
+            TxKind::Transfer,
+            Some(addr(&eve)),
+            7,
+            vec![],
+        )],
+        &sbp,
+    );
+    let merge = |who: &Keypair, nonce: u64| {
+        let op = MergeOp {
+            source: "secret".into(),
+            source_height: 2,
+        };
+        let mref = MergeRef {
+            source: sid,
+            source_tip: secret.tip().hash,
+            source_height: 2,
+            strategy: MergeStrategy::Auto,
+            last: true,
+            lists_root: Hash::ZERO,
+        };
+        let candidates = secret.block_by_height(2).unwrap().unwrap().txs;
+        main.produce_merge(
+            &bp,
+            tx(id, who, nonce, TxKind::Merge, None, 0, op.encode()),
+            mref,
+            candidates,
+            next(),
+            vec![],
+        )
+    };
+    match merge(&eve, 0) {
+        Err(ChainError::InvalidTx { reason, .. }) => {
+            assert!(reason.contains("only its creator merges it"), "{reason}")
+        }
+        other => panic!("eve merged a private branch: {:?}", other.map(|_| ())),
+    }
+    merge(&dev, 2).unwrap();
+    assert_eq!(
+        main.account_latest(&addr(&eve)).unwrap().balance,
+        AER_PER_AERGO + 7
+    );
 }
