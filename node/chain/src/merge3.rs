@@ -651,6 +651,231 @@ mod tests {
         );
     }
 
+    /// Contract rows: a deployed table with a unique index, seeded on the base; ours and
+    /// theirs are calls executed on the base, as the chain's replay does.
+    mod rows {
+        use super::*;
+        use crate::ctx::{BlockCtx, ChainRole, GasLimits};
+        use crate::exec::execute_block;
+        use aergo_types::genesis::GasParams;
+        use aergo_types::{Aer, Keypair, ReceiptStatus, SignedTx, Tx, TxKind};
+
+        const TABLE: &str =
+            "CREATE TABLE t (id BIGINT PRIMARY KEY, v BIGINT NOT NULL, u TEXT UNIQUE);
+CREATE FUNCTION put(i BIGINT, x BIGINT, y TEXT) RETURNS BIGINT AS $$
+BEGIN
+  INSERT INTO t VALUES (i, x, y);
+  RETURN i;
+END $$;
+CREATE FUNCTION setv(i BIGINT, x BIGINT) RETURNS BIGINT AS $$
+BEGIN
+  UPDATE t SET v = x WHERE id = i;
+  RETURN i;
+END $$;
+CREATE FUNCTION drop1(i BIGINT) RETURNS BIGINT AS $$
+BEGIN
+  DELETE FROM t WHERE id = i;
+  RETURN i;
+END $$;";
+
+        fn key() -> Keypair {
+            Keypair::from_seed(&[3; 32])
+        }
+
+        fn ctx() -> BlockCtx {
+            BlockCtx {
+                height: 2,
+                timestamp_ms: 0,
+                producer: Address::from_public_key(&Keypair::from_seed(&[99; 32]).public()),
+                chain_id: Hash::of(b"c"),
+                gas: GasParams {
+                    base: 1000,
+                    per_byte: 10,
+                    min_price: Aer(1),
+                    tx_gas_cap: None,
+                    block_gas_limit: None,
+                },
+                dpos: None,
+                limits: GasLimits::default(),
+                role: ChainRole::Root { repo_create_fee: 0 },
+                access: None,
+                parent: Hash::ZERO,
+                merge: None,
+                sql_engine: aergo_sql::EngineVersion::V1,
+            }
+        }
+
+        fn tx(nonce: u64, kind: TxKind, to: Option<Address>, payload: &[u8]) -> SignedTx {
+            Tx {
+                kind,
+                nonce,
+                from: key().public(),
+                to,
+                amount: 0,
+                payload: payload.to_vec(),
+                gas_limit: 400_000,
+                gas_price: 1,
+                chain_id: Hash::of(b"c"),
+            }
+            .sign(&key())
+        }
+
+        fn call(nonce: u64, to: Address, f: &str, args: &[&str]) -> SignedTx {
+            let p = serde_json::json!({ "function": f, "args": args }).to_string();
+            tx(nonce, TxKind::Call, Some(to), p.as_bytes())
+        }
+
+        /// Runs `txs` on `state` and returns the writes (every transaction must succeed).
+        fn run(state: &dyn StateView, txs: &[SignedTx]) -> WriteSet {
+            let ex = execute_block(state, txs, &ctx()).unwrap();
+            assert!(
+                ex.receipts.iter().all(|r| r.status == ReceiptStatus::Ok),
+                "{:?}",
+                ex.receipts
+            );
+            ex.writes
+        }
+
+        fn apply(state: &MemState, w: &WriteSet) -> MemState {
+            let mut s = state.clone();
+            for (k, v) in w {
+                match v {
+                    Some(v) => s.0.insert(k.clone(), v.clone()),
+                    None => s.0.remove(k),
+                };
+            }
+            s
+        }
+
+        /// The base: the table with rows (1, 0, a) and (2, 0, b); the next nonce is 3.
+        fn base() -> (MemState, Address) {
+            let mut s = MemState::default();
+            s.0.insert(
+                crate::state::account_key(&Address::from_public_key(&key().public())),
+                Account {
+                    balance: 1_000_000_000_000,
+                    nonce: 0,
+                }
+                .encode(),
+            );
+            let c = Address::contract(&Address::from_public_key(&key().public()), 0);
+            let w = run(
+                &s,
+                &[
+                    tx(0, TxKind::Deploy, None, TABLE.as_bytes()),
+                    call(1, c, "put", &["1", "0", "a"]),
+                    call(2, c, "put", &["2", "0", "b"]),
+                ],
+            );
+            (apply(&s, &w), c)
+        }
+
+        fn rows_of(state: &MemState, c: &Address) -> Vec<Vec<String>> {
+            let kv = crate::contracts::ReadKv { view: state };
+            let code = crate::contracts::load(c, &kv).unwrap().unwrap();
+            // Through the unique index (u) and the primary key, so stale entries would show.
+            let mut out = Vec::new();
+            for q in [
+                "SELECT id, v, u FROM t ORDER BY id",
+                "SELECT id, v, u FROM t WHERE u >= '' ORDER BY u",
+            ] {
+                let r = code.query(q, &kv, 1_000_000).unwrap();
+                out.push(
+                    r.rows
+                        .iter()
+                        .map(|row| {
+                            row.iter()
+                                .map(|v| v.to_text())
+                                .collect::<Vec<_>>()
+                                .join(",")
+                        })
+                        .collect::<Vec<_>>(),
+                );
+            }
+            out
+        }
+
+        #[test]
+        fn rows_changed_on_one_side_merge_and_indexes_follow() {
+            let (base, c) = base();
+            let ours = apply(&base, &run(&base, &[call(3, c, "setv", &["1", "5"])]));
+            let theirs = run(
+                &base,
+                &[
+                    call(3, c, "setv", &["2", "7"]),
+                    call(4, c, "put", &["3", "1", "c"]),
+                ],
+            );
+            let w = three_way(&base, &ours, &theirs, None).unwrap().unwrap();
+            let merged = apply(&ours, &w);
+            // The contract's keys — rows, index entries, everything — are those of running
+            // both sides' calls one after the other (their changes are disjoint).
+            let serial = apply(
+                &base,
+                &run(
+                    &base,
+                    &[
+                        call(3, c, "setv", &["1", "5"]),
+                        call(4, c, "setv", &["2", "7"]),
+                        call(5, c, "put", &["3", "1", "c"]),
+                    ],
+                ),
+            );
+            let contract = |s: &MemState| -> Vec<(Vec<u8>, Vec<u8>)> {
+                let p = crate::contracts::prefix(&c);
+                s.0.iter()
+                    .filter(|(k, _)| k.starts_with(&p))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            };
+            assert_eq!(contract(&merged), contract(&serial));
+            assert_eq!(
+                rows_of(&merged, &c),
+                vec![
+                    vec!["1,5,a".to_string(), "2,7,b".into(), "3,1,c".into()],
+                    vec!["1,5,a".to_string(), "2,7,b".into(), "3,1,c".into()],
+                ]
+            );
+        }
+
+        #[test]
+        fn a_unique_value_taken_on_both_sides_and_a_delete_against_a_change_refuse() {
+            let (base, c) = base();
+            // Both sides insert a different row with u = x.
+            let ours = apply(&base, &run(&base, &[call(3, c, "put", &["4", "0", "x"])]));
+            let theirs = run(&base, &[call(3, c, "put", &["5", "0", "x"])]);
+            let conflicts = three_way(&base, &ours, &theirs, None).unwrap().unwrap_err();
+            assert!(
+                conflicts.iter().any(|x| x.reason.contains("unique index")),
+                "{conflicts:?}"
+            );
+            // Ours deletes row 1, theirs changes it.
+            let ours = apply(&base, &run(&base, &[call(3, c, "drop1", &["1"])]));
+            let theirs = run(&base, &[call(3, c, "setv", &["1", "9"])]);
+            let conflicts = three_way(&base, &ours, &theirs, None).unwrap().unwrap_err();
+            assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+            assert!(
+                conflicts[0]
+                    .reason
+                    .contains("row (1) of table t was deleted on the target"),
+                "{}",
+                conflicts[0].reason
+            );
+            // Both change row 2's v, no resolver: refused, naming the row and the column.
+            let ours = apply(&base, &run(&base, &[call(3, c, "setv", &["2", "1"])]));
+            let theirs = run(&base, &[call(3, c, "setv", &["2", "2"])]);
+            let conflicts = three_way(&base, &ours, &theirs, None).unwrap().unwrap_err();
+            assert!(
+                conflicts[0]
+                    .reason
+                    .contains("row (2) of table t, column v changed on both sides")
+                    && conflicts[0].reason.contains("no resolver"),
+                "{}",
+                conflicts[0].reason
+            );
+        }
+    }
+
     #[test]
     fn equal_changes_on_both_sides_still_count_twice() {
         let a = account_key(&Address::from_public_key(
