@@ -487,24 +487,41 @@ async fn handle_one(rpc: &Rpc, peer: SocketAddr, signed: Caller, v: Value) -> Va
             )
         }
     };
-    let params = match resolve_tag(&node, params) {
-        Ok(p) => p,
-        Err(f) => return err_response(id, f),
-    };
-    let (params, at) = match take_at(params) {
-        Ok(x) => x,
-        Err(f) => return err_response(id, f),
-    };
-    if let Err(f) = private_branch_check(&node, &params, signed) {
-        return err_response(id, f);
+    let method = req.method.clone();
+    // Refs, branches (which may open a branch chain) and chain reads may touch disk: keep
+    // them off the async workers.
+    let res = tokio::task::spawn_blocking(move || {
+        let (node, params) = address(node, params, &method, signed)?;
+        dispatch(&node, &method, &params)
+    })
+    .await;
+    match res {
+        Ok(Ok(v)) => json!({"jsonrpc": "2.0", "id": id, "result": v}),
+        Ok(Err(f)) => err_response(id, f),
+        Err(e) => err_response(
+            id,
+            RpcFail::new(codes::INTERNAL, format!("handler failed: {e}")),
+        ),
     }
-    // Methods that name branches elsewhere than `branch`: `diff`'s sides, `merge_preview`'s
-    // source (a branch of the addressed chain).
+}
+
+/// Resolves what a request addresses inside the selected ledger `node`: a tag or `REF` in
+/// `at`, the private branches it names (`branch`, `diff`'s sides, `merge_preview`'s source),
+/// the branch's node, and the `at` point as `height`.
+fn address(
+    node: Arc<Node>,
+    params: Value,
+    method: &str,
+    signed: Caller,
+) -> Result<(Arc<Node>, Value), RpcFail> {
+    let params = resolve_tag(&node, params)?;
+    let (params, at) = take_at(params)?;
+    private_branch_check(&node, &params, signed)?;
     let here = params
         .get("branch")
         .and_then(|b| b.as_str())
         .map(String::from);
-    let others: Vec<String> = match req.method.as_str() {
+    let others: Vec<String> = match method {
         "diff" => ["from", "to"]
             .iter()
             .filter_map(|k| {
@@ -526,30 +543,14 @@ async fn handle_one(rpc: &Rpc, peer: SocketAddr, signed: Caller, v: Value) -> Va
         _ => Vec::new(),
     };
     for b in others {
-        if let Err(f) = private_branch_check(&node, &json!({ "branch": b }), signed) {
-            return err_response(id, f);
-        }
+        private_branch_check(&node, &json!({ "branch": b }), signed)?;
     }
-    let node = match select_branch(node, &params) {
-        Ok(n) => n,
-        Err(f) => return err_response(id, f),
-    };
-    let params = match at.map(|a| apply_at(&node, params.clone(), a)) {
+    let node = select_branch(node, &params)?;
+    let params = match at {
         None => params,
-        Some(Ok(p)) => p,
-        Some(Err(f)) => return err_response(id, f),
+        Some(a) => apply_at(&node, params, a)?,
     };
-    let method = req.method.clone();
-    // Chain reads may touch disk: keep them off the async workers.
-    let res = tokio::task::spawn_blocking(move || dispatch(&node, &method, &params)).await;
-    match res {
-        Ok(Ok(v)) => json!({"jsonrpc": "2.0", "id": id, "result": v}),
-        Ok(Err(f)) => err_response(id, f),
-        Err(e) => err_response(
-            id,
-            RpcFail::new(codes::INTERNAL, format!("handler failed: {e}")),
-        ),
-    }
+    Ok((node, params))
 }
 
 /// A client-given name for an error message: at most 64 characters, escaped.
