@@ -715,6 +715,7 @@ pub fn execute_merge(
                 contract,
                 height: ctx.height,
                 time_ms: ctx.timestamp_ms,
+                gas: ctx.limits.block_gas_limit.saturating_sub(run.out.gas_used),
             });
         match crate::merge3::three_way(mb, &run.overlay, &t.writes, resolver.as_ref())? {
             Ok(w) => run.overlay.writes.extend(w),

@@ -41,7 +41,8 @@ use std::collections::BTreeMap;
 /// Most conflicts a refusal lists one by one (the rest are counted).
 pub const MAX_LISTED_CONFLICTS: usize = 32;
 
-/// Gas each call of a resolver function may use.
+/// Gas each call of a resolver function may use (and all of them together at most the gas the
+/// merge block has left: [`Resolver::gas`]).
 pub const RESOLVER_GAS: u64 = 1_000_000;
 
 /// Most resolver calls one merge makes (beyond: refused).
@@ -56,6 +57,9 @@ pub struct Resolver {
     pub height: u64,
     /// Its timestamp.
     pub time_ms: u64,
+    /// The gas the merge block has left for resolver calls (its gas limit less what its
+    /// transactions used): a resolver's work is bounded like a block's.
+    pub gas: u64,
 }
 
 /// A key changed on both sides that no resolver could decide.
@@ -81,6 +85,7 @@ pub fn three_way(
         resolver,
         resolver_code: None,
         calls: 0,
+        gas_left: resolver.map(|r| r.gas).unwrap_or(0),
         out: WriteSet::new(),
         conflicts: Vec::new(),
         unique: Vec::new(),
@@ -120,6 +125,8 @@ struct Merge<'a> {
     /// The resolver's code, loaded at its first call.
     resolver_code: Option<aergo_sql::Contract>,
     calls: usize,
+    /// Gas left for resolver calls.
+    gas_left: u64,
     out: WriteSet,
     conflicts: Vec<Conflict>,
     /// Index entries written for a unique index: (key, length of its prefix without the
@@ -412,7 +419,15 @@ impl Merge<'_> {
         let Some(code) = &self.resolver_code else {
             return Ok(Err("the resolver could not be loaded".into()));
         };
-        let col = &tbl.columns[c.min(tbl.columns.len().saturating_sub(1))];
+        let Some(col) = tbl.columns.get(c) else {
+            return Ok(Err(format!("table {} has no column #{c}", tbl.name)));
+        };
+        let cap = RESOLVER_GAS.min(self.gas_left);
+        if cap == 0 {
+            return Ok(Err(
+                "the resolver calls used up the merge block's gas; merge more often".into(),
+            ));
+        }
         let text = |v: &Value| {
             if v.is_null() {
                 Value::Null
@@ -434,20 +449,21 @@ impl Merge<'_> {
         };
         let f = format!("resolve_{}", tbl.name);
         Ok(
-            match code.view(
-                &f,
-                &args,
-                &mut ctx,
-                &ReadKv { view: self.ours },
-                RESOLVER_GAS,
-            ) {
-                Ok(out) => out.result.cast(&col.ty).map_err(|e| {
-                    format!(
-                        "the resolver's {f} returned a value that is not a {}: {e}",
-                        col.ty.pg_name()
-                    )
-                }),
-                Err(e) => Err(format!("the resolver's {f} refused: {e}")),
+            match code.view(&f, &args, &mut ctx, &ReadKv { view: self.ours }, cap) {
+                Ok(out) => {
+                    self.gas_left = self.gas_left.saturating_sub(out.gas_used);
+                    out.result.cast(&col.ty).map_err(|e| {
+                        format!(
+                            "the resolver's {f} returned a value that is not a {}: {e}",
+                            col.ty.pg_name()
+                        )
+                    })
+                }
+                Err(e) => {
+                    // A refusal (or running out of gas) costs its whole cap.
+                    self.gas_left = self.gas_left.saturating_sub(cap);
+                    Err(format!("the resolver's {f} refused: {e}"))
+                }
             },
         )
     }
@@ -835,6 +851,45 @@ END $$;";
                     vec!["1,5,a".to_string(), "2,7,b".into(), "3,1,c".into()],
                     vec!["1,5,a".to_string(), "2,7,b".into(), "3,1,c".into()],
                 ]
+            );
+        }
+
+        #[test]
+        fn a_resolver_decides_a_cell_within_the_block_gas() {
+            const RESOLVER: &str = "CREATE FUNCTION resolve_t(col TEXT, base TEXT, ours TEXT, theirs TEXT) RETURNS TEXT AS $$
+BEGIN
+  RETURN CAST(CAST(ours AS BIGINT) + CAST(theirs AS BIGINT) - CAST(base AS BIGINT) AS TEXT);
+END $$;";
+            let (base, c) = base();
+            let base = apply(
+                &base,
+                &run(&base, &[tx(3, TxKind::Deploy, None, RESOLVER.as_bytes())]),
+            );
+            let r = Address::contract(&Address::from_public_key(&key().public()), 3);
+            let ours = apply(&base, &run(&base, &[call(4, c, "setv", &["2", "1"])]));
+            let theirs = run(&base, &[call(4, c, "setv", &["2", "2"])]);
+            let resolver = |gas| Resolver {
+                contract: r,
+                height: 2,
+                time_ms: 0,
+                gas,
+            };
+            let w = three_way(&base, &ours, &theirs, Some(&resolver(1_000_000)))
+                .unwrap()
+                .unwrap();
+            let merged = apply(&ours, &w);
+            assert_eq!(
+                rows_of(&merged, &c)[0],
+                vec!["1,0,a".to_string(), "2,3,b".into()]
+            );
+            // Without the gas for it, the resolver refuses.
+            let conflicts = three_way(&base, &ours, &theirs, Some(&resolver(5)))
+                .unwrap()
+                .unwrap_err();
+            assert!(
+                conflicts[0].reason.contains("refused"),
+                "{}",
+                conflicts[0].reason
             );
         }
 
