@@ -176,3 +176,30 @@ pub struct DposCtx {
     /// The schedule of the block's round: who may vote on governance.
     pub schedule: Schedule,
 }
+
+/// A block context for unit tests: a root chain (chain id `H("c")`), the gas schedule of the
+/// tests (base 1,000, 10 per byte, minimum price 1), default limits, no DPoS, engine 1.
+#[cfg(test)]
+pub(crate) fn test_ctx(height: u64, producer_seed: u8) -> BlockCtx {
+    use aergo_types::{Aer, Keypair};
+    BlockCtx {
+        height,
+        timestamp_ms: 0,
+        producer: Address::from_public_key(&Keypair::from_seed(&[producer_seed; 32]).public()),
+        chain_id: Hash::of(b"c"),
+        gas: GasParams {
+            base: 1000,
+            per_byte: 10,
+            min_price: Aer(1),
+            tx_gas_cap: None,
+            block_gas_limit: None,
+        },
+        dpos: None,
+        limits: GasLimits::default(),
+        role: ChainRole::Root { repo_create_fee: 0 },
+        access: None,
+        parent: Hash::ZERO,
+        merge: None,
+        sql_engine: aergo_sql::EngineVersion::V1,
+    }
+}

@@ -810,29 +810,10 @@ mod tests {
         PANIC_ON_NONCE.with(|p| p.set(None));
         assert_eq!(execute_block(&s, &txs, &ctx()).unwrap().receipts.len(), 2);
     }
-    use aergo_types::{Aer, Keypair, Tx};
+    use aergo_types::{Keypair, Tx};
 
     fn ctx() -> BlockCtx {
-        BlockCtx {
-            height: 1,
-            timestamp_ms: 0,
-            producer: Address::from_public_key(&Keypair::from_seed(&[9; 32]).public()),
-            chain_id: Hash::of(b"c"),
-            gas: GasParams {
-                base: 1000,
-                per_byte: 10,
-                min_price: Aer(1),
-                tx_gas_cap: None,
-                block_gas_limit: None,
-            },
-            dpos: None,
-            limits: GasLimits::default(),
-            role: crate::exec::ChainRole::Root { repo_create_fee: 0 },
-            access: None,
-            parent: Hash::ZERO,
-            merge: None,
-            sql_engine: aergo_sql::EngineVersion::V1,
-        }
+        crate::ctx::test_ctx(1, 9)
     }
 
     fn transfer(k: &Keypair, nonce: u64, to: Address, amount: u128) -> SignedTx {

@@ -671,10 +671,9 @@ mod tests {
     /// theirs are calls executed on the base, as the chain's replay does.
     mod rows {
         use super::*;
-        use crate::ctx::{BlockCtx, ChainRole, GasLimits};
+        use crate::ctx::BlockCtx;
         use crate::exec::execute_block;
-        use aergo_types::genesis::GasParams;
-        use aergo_types::{Aer, Keypair, ReceiptStatus, SignedTx, Tx, TxKind};
+        use aergo_types::{Keypair, ReceiptStatus, SignedTx, Tx, TxKind};
 
         const TABLE: &str =
             "CREATE TABLE t (id BIGINT PRIMARY KEY, v BIGINT NOT NULL, u TEXT UNIQUE);
@@ -699,26 +698,7 @@ END $$;";
         }
 
         fn ctx() -> BlockCtx {
-            BlockCtx {
-                height: 2,
-                timestamp_ms: 0,
-                producer: Address::from_public_key(&Keypair::from_seed(&[99; 32]).public()),
-                chain_id: Hash::of(b"c"),
-                gas: GasParams {
-                    base: 1000,
-                    per_byte: 10,
-                    min_price: Aer(1),
-                    tx_gas_cap: None,
-                    block_gas_limit: None,
-                },
-                dpos: None,
-                limits: GasLimits::default(),
-                role: ChainRole::Root { repo_create_fee: 0 },
-                access: None,
-                parent: Hash::ZERO,
-                merge: None,
-                sql_engine: aergo_sql::EngineVersion::V1,
-            }
+            crate::ctx::test_ctx(2, 99)
         }
 
         fn tx(nonce: u64, kind: TxKind, to: Option<Address>, payload: &[u8]) -> SignedTx {

@@ -559,11 +559,10 @@ mod tests {
     //! workers give byte-identical receipts, writes and access sets to sequential execution.
 
     use super::*;
-    use crate::exec::{execute_block, ChainRole, GasLimits};
+    use crate::exec::execute_block;
     use crate::state::{account_key, Account, MemState};
     use aergo_types::block::ReceiptStatus;
-    use aergo_types::genesis::GasParams;
-    use aergo_types::{Address, Aer, Hash, Keypair, Tx, TxKind};
+    use aergo_types::{Address, Hash, Keypair, Tx, TxKind};
     use proptest::prelude::*;
 
     /// The whitepaper's Figure 6, as the SQL crate's fixture holds it.
@@ -587,26 +586,7 @@ BEGIN
 END $$;";
 
     fn ctx() -> BlockCtx {
-        BlockCtx {
-            height: 2,
-            timestamp_ms: 0,
-            producer: Address::from_public_key(&Keypair::from_seed(&[99; 32]).public()),
-            chain_id: Hash::of(b"c"),
-            gas: GasParams {
-                base: 1000,
-                per_byte: 10,
-                min_price: Aer(1),
-                tx_gas_cap: None,
-                block_gas_limit: None,
-            },
-            dpos: None,
-            limits: GasLimits::default(),
-            role: ChainRole::Root { repo_create_fee: 0 },
-            access: None,
-            parent: Hash::ZERO,
-            merge: None,
-            sql_engine: aergo_sql::EngineVersion::V1,
-        }
+        crate::ctx::test_ctx(2, 99)
     }
 
     fn key(i: u8) -> Keypair {

@@ -77,6 +77,58 @@ impl Fixture {
         Ok(())
     }
 
+    /// Merges branch `name` (chain `src`) into `parent` up to its tip with `strategy`, signed
+    /// by `k`: the merge block and the time it took (ms).
+    fn merge(
+        &mut self,
+        parent: &Chain,
+        src: &Chain,
+        name: &str,
+        k: &Keypair,
+        strategy: MergeStrategy,
+    ) -> Result<(aergo_chain::chain::Produced, f64)> {
+        let sh = src.tip().header.height;
+        let view = parent.view_at(parent.tip().header.height)?;
+        let rec = branches::record(&view, name)?.context("record")?;
+        let mut candidates = Vec::new();
+        for h in rec.fork_height + 1..=sh {
+            candidates.extend(src.block_by_height(h)?.context("block")?.txs);
+        }
+        let op = MergeOp {
+            source: name.into(),
+            source_height: sh,
+        };
+        let mtx = signed(parent, k, TxKind::Merge, None, 0, op.encode())?;
+        let mref = MergeRef {
+            source: rec.id,
+            source_tip: src.tip().hash,
+            source_height: sh,
+            strategy,
+            last: true,
+            lists_root: Hash::ZERO,
+        };
+        let t = Instant::now();
+        let ts = self.tick();
+        let m = parent.produce_merge(&self.bp, mtx, mref, candidates, ts, vec![])?;
+        Ok((m, ms(t)))
+    }
+
+    /// Imports `last` on a node that never hosted a branch, after `main`'s blocks below it
+    /// (signature checks included): the import's time (ms).
+    fn import(&self, main: &Chain, last: aergo_types::Block, name: &str) -> Result<f64> {
+        let c = Chain::open(ChainOptions {
+            data_dir: self.dir.path().join(name),
+            genesis: main.genesis().clone(),
+            io: IoService::start(IoConfig::default()),
+        })?;
+        for h in 1..last.header.height {
+            replica_apply(&c, main.block_by_height(h)?.context("block")?)?;
+        }
+        let t = Instant::now();
+        replica_apply(&c, last)?;
+        Ok(ms(t))
+    }
+
     /// Creates branch `name` of `parent` at its tip (signed by `k`) and opens it.
     fn branch(&mut self, parent: &Arc<Chain>, k: &Keypair, name: &str) -> Result<Arc<Chain>> {
         self.branch_with(parent, k, name, MergeStrategy::Auto, None)
@@ -288,30 +340,7 @@ pub fn run(account_counts: &[usize], merge_txs: usize, merge_rows: usize) -> Res
         "baseline block took {} of {merge_txs}",
         p.applied.block.txs.len()
     );
-    let sh = feat.tip().header.height;
-    let view = main.view_at(main.tip().header.height)?;
-    let rec = branches::record(&view, "feat")?.context("record")?;
-    let mut candidates = Vec::new();
-    for h in rec.fork_height + 1..=sh {
-        candidates.extend(feat.block_by_height(h)?.context("block")?.txs);
-    }
-    let op = MergeOp {
-        source: "feat".into(),
-        source_height: sh,
-    };
-    let mtx = signed(&main, dev, TxKind::Merge, None, 0, op.encode())?;
-    let mref = MergeRef {
-        source: rec.id,
-        source_tip: feat.tip().hash,
-        source_height: sh,
-        strategy: MergeStrategy::Auto,
-        last: true,
-        lists_root: Hash::ZERO,
-    };
-    let t = Instant::now();
-    let ts = f.tick();
-    let m = main.produce_merge(&f.bp, mtx, mref, candidates, ts, vec![])?;
-    let merge = ms(t);
+    let (m, merge) = f.merge(&main, &feat, "feat", dev, MergeStrategy::Auto)?;
     let section = m
         .applied
         .block
@@ -332,30 +361,8 @@ pub fn run(account_counts: &[usize], merge_txs: usize, merge_rows: usize) -> Res
     );
     // Validators: import each block on a node that never hosted the branch (signature
     // checks of the block's transactions included on both sides).
-    let import = |blocks: &[aergo_types::Block], name: &str| -> Result<f64> {
-        let c = Chain::open(ChainOptions {
-            data_dir: f.dir.path().join(name),
-            genesis: main.genesis().clone(),
-            io: IoService::start(IoConfig::default()),
-        })?;
-        let (last, before) = blocks.split_last().context("no blocks")?;
-        for b in before {
-            replica_apply(&c, b.clone())?;
-        }
-        let t = Instant::now();
-        replica_apply(&c, last.clone())?;
-        Ok(ms(t))
-    };
-    let mut history = Vec::new();
-    for h in 1..main.tip().header.height {
-        history.push(main.block_by_height(h)?.context("block")?);
-    }
-    let mut with_direct = history.clone();
-    with_direct.push(p.applied.block.clone());
-    let mut with_merge = history;
-    with_merge.push(m.applied.block.clone());
-    let base_v = import(&with_direct, "validator-direct")?;
-    let merge_v = import(&with_merge, "validator-merge")?;
+    let base_v = f.import(&main, p.applied.block.clone(), "validator-direct")?;
+    let merge_v = f.import(&main, m.applied.block.clone(), "validator-merge")?;
     println!(
         "  validator: merge block {merge_v:.1} ms, baseline {base_v:.1} ms (importing the direct block), ratio {:.2} (goal <= 1.2)",
         merge_v / base_v
@@ -523,30 +530,7 @@ fn consistent(keys: &[Keypair], rows: usize) -> Result<()> {
     let p = replica.produce(&f.bp, vec![direct], ts, vec![])?;
     let base = ms(t);
     anyhow::ensure!(p.rejected.is_empty(), "{:?}", p.rejected.first());
-    let sh = cons.tip().header.height;
-    let view = main.view_at(main.tip().header.height)?;
-    let rec = branches::record(&view, "cons")?.context("record")?;
-    let mut candidates = Vec::new();
-    for h in rec.fork_height + 1..=sh {
-        candidates.extend(cons.block_by_height(h)?.context("block")?.txs);
-    }
-    let op = MergeOp {
-        source: "cons".into(),
-        source_height: sh,
-    };
-    let mtx = signed(&main, dev, TxKind::Merge, None, 0, op.encode())?;
-    let mref = MergeRef {
-        source: rec.id,
-        source_tip: cons.tip().hash,
-        source_height: sh,
-        strategy: MergeStrategy::Consistent,
-        last: true,
-        lists_root: Hash::ZERO,
-    };
-    let t = Instant::now();
-    let ts = f.tick();
-    let m = main.produce_merge(&f.bp, mtx, mref, candidates, ts, vec![])?;
-    let merge = ms(t);
+    let (m, merge) = f.merge(&main, &cons, "cons", dev, MergeStrategy::Consistent)?;
     // Every row has both changes: 0 + 1 + 2.
     let q = main
         .contract_query(&table, "SELECT count(*) FROM t WHERE v = 3", None)?
@@ -560,21 +544,8 @@ fn consistent(keys: &[Keypair], rows: usize) -> Result<()> {
         "  producer: merge block {merge:.1} ms ({rows} rows resolved), baseline {base:.1} ms (the call on main), ratio {:.2}",
         merge / base
     );
-    let import = |last: aergo_types::Block, name: &str| -> Result<f64> {
-        let c = Chain::open(ChainOptions {
-            data_dir: f.dir.path().join(name),
-            genesis: main.genesis().clone(),
-            io: IoService::start(IoConfig::default()),
-        })?;
-        for h in 1..last.header.height {
-            replica_apply(&c, main.block_by_height(h)?.context("block")?)?;
-        }
-        let t = Instant::now();
-        replica_apply(&c, last)?;
-        Ok(ms(t))
-    };
-    let base_v = import(p.applied.block.clone(), "validator-rows-direct")?;
-    let merge_v = import(m.applied.block.clone(), "validator-rows-merge")?;
+    let base_v = f.import(&main, p.applied.block.clone(), "validator-rows-direct")?;
+    let merge_v = f.import(&main, m.applied.block.clone(), "validator-rows-merge")?;
     println!(
         "  validator: merge block {merge_v:.1} ms, baseline {base_v:.1} ms (importing the direct block), ratio {:.2}",
         merge_v / base_v

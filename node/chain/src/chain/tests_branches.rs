@@ -57,6 +57,32 @@ pub(super) fn open_branch(main: &Arc<Chain>, name: &str, dir: &std::path::Path) 
     Chain::open_branch(main.clone(), g, dir).unwrap()
 }
 
+/// Block timestamps a second apart, and blocks that must take every transaction given.
+pub(super) struct Blocks {
+    clock: std::cell::Cell<u64>,
+}
+
+impl Blocks {
+    pub(super) fn new() -> Self {
+        Self {
+            clock: std::cell::Cell::new(1000),
+        }
+    }
+
+    /// The next block's timestamp.
+    pub(super) fn next(&self) -> u64 {
+        self.clock.set(self.clock.get() + 1000);
+        self.clock.get()
+    }
+
+    /// Produces a block of `txs` on `c` with `key`; every transaction must be taken.
+    pub(super) fn mk(&self, c: &Chain, txs: Vec<SignedTx>, key: &Keypair) -> Produced {
+        let p = c.produce(key, txs, self.next(), vec![]).unwrap();
+        assert!(p.rejected.is_empty(), "{:?}", p.rejected);
+        p
+    }
+}
+
 #[test]
 fn a_branch_reads_through_its_fork_and_merges_back_with_a_double_spend_left_out() {
     let dir = tempfile::tempdir().unwrap();
@@ -72,16 +98,9 @@ fn a_branch_reads_through_its_fork_and_merges_back_with_a_double_spend_left_out(
         Keypair::from_seed(&[13; 32]),
     );
     let id = main.chain_id();
-    let clock = std::cell::Cell::new(1000u64);
-    let next = || {
-        clock.set(clock.get() + 1000);
-        clock.get()
-    };
-    let mk = |c: &Chain, txs: Vec<SignedTx>, key: &Keypair| {
-        let p = c.produce(key, txs, next(), vec![]).unwrap();
-        assert!(p.rejected.is_empty(), "{:?}", p.rejected);
-        p
-    };
+    let blocks = Blocks::new();
+    let next = || blocks.next();
+    let mk = |c: &Chain, txs: Vec<SignedTx>, key: &Keypair| blocks.mk(c, txs, key);
     // Height 1: bob gets 100 on main.
     mk(
         &main,

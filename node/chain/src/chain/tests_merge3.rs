@@ -4,7 +4,7 @@
 //! balance would go negative is refused and changes nothing. A private branch is merged by its
 //! creator only.
 
-use super::tests_branches::{addr, open, open_branch, tx};
+use super::tests_branches::{addr, open, open_branch, tx, Blocks};
 use super::*;
 use crate::branches;
 use aergo_types::block_ext::{MergeRef, MergeStrategy};
@@ -26,16 +26,9 @@ fn a_consistent_merge_adds_both_sides_deltas_and_refuses_a_negative_balance() {
         Keypair::from_seed(&[13; 32]),
     );
     let id = main.chain_id();
-    let clock = std::cell::Cell::new(1000u64);
-    let next = || {
-        clock.set(clock.get() + 1000);
-        clock.get()
-    };
-    let mk = |c: &Chain, txs: Vec<SignedTx>, key: &Keypair| {
-        let p = c.produce(key, txs, next(), vec![]).unwrap();
-        assert!(p.rejected.is_empty(), "{:?}", p.rejected);
-        p
-    };
+    let blocks = Blocks::new();
+    let next = || blocks.next();
+    let mk = |c: &Chain, txs: Vec<SignedTx>, key: &Keypair| blocks.mk(c, txs, key);
     let bal = |c: &Chain, k: &Keypair| c.account_latest(&addr(k)).unwrap().balance;
     // Height 1: bob gets 100. Height 2: branch `cons` (consistent) forks at 1.
     mk(
@@ -221,15 +214,9 @@ fn a_private_branch_is_merged_by_its_creator_only() {
         Keypair::from_seed(&[14; 32]),
     );
     let id = main.chain_id();
-    let clock = std::cell::Cell::new(1000u64);
-    let next = || {
-        clock.set(clock.get() + 1000);
-        clock.get()
-    };
-    let mk = |c: &Chain, txs: Vec<SignedTx>, key: &Keypair| {
-        let p = c.produce(key, txs, next(), vec![]).unwrap();
-        assert!(p.rejected.is_empty(), "{:?}", p.rejected);
-    };
+    let blocks = Blocks::new();
+    let next = || blocks.next();
+    let mk = |c: &Chain, txs: Vec<SignedTx>, key: &Keypair| blocks.mk(c, txs, key);
     mk(
         &main,
         vec![tx(
