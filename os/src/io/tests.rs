@@ -450,8 +450,11 @@ async fn caller_thread_reads_many_in_flight_and_dropped() {
     assert_eq!(st.in_flight, 0, "{st:?}");
     assert_eq!(st.submitted, st.completed, "{st:?}");
     assert!(st.max_in_flight <= 32, "{st:?}");
-    // Most reads ran on the workers' own rings (the rest waited for budget on the ring thread).
-    assert!(st.caller_thread_reads > 1000, "{st:?}");
+    // Reads ran on the workers' own rings (the rest waited for budget on the ring thread).
+    // How many depends on scheduling — about half here on a quiet machine, 929 of 2,114 once
+    // under a full test run's load — so the floor is a quarter: a broken caller-thread path
+    // gives none.
+    assert!(st.caller_thread_reads > st.submitted / 4, "{st:?}");
 }
 
 #[test]
