@@ -125,6 +125,42 @@ impl Branches {
         self.get(name)
     }
 
+    /// The hosted branch, at any depth below this chain, whose chain id is `chain`.
+    pub fn find(&self, chain: &[u8; 32]) -> Option<Arc<HostedBranch>> {
+        self.all().into_iter().find_map(|(_, h)| {
+            if h.node.chain.chain_id().0 == *chain {
+                Some(h)
+            } else {
+                h.node.branches.find(chain)
+            }
+        })
+    }
+
+    /// Gives every hosted branch, at any depth, the network's outbound queues `out` (with
+    /// its own chain id): its producer's blocks and its clients' transactions are gossiped.
+    /// Branches hosted later take their parent's in [`Branches::host`].
+    pub fn set_outbox(&self, out: &crate::node::Outbox) {
+        for (_, h) in self.all() {
+            let mine = crate::node::Outbox {
+                chain: h.node.chain.chain_id().0,
+                ..out.clone()
+            };
+            *h.node.net.outbound.lock() = Some(mine.clone());
+            h.node.branches.set_outbox(&mine);
+        }
+    }
+
+    /// Every hosted branch at any depth below this chain, parents first.
+    pub fn all_deep(&self) -> Vec<Arc<HostedBranch>> {
+        let mut out = Vec::new();
+        for (_, h) in self.all() {
+            let below = h.node.branches.all_deep();
+            out.push(h);
+            out.extend(below);
+        }
+        out
+    }
+
     /// Every hosted branch, by name.
     pub fn all(&self) -> Vec<(String, Arc<HostedBranch>)> {
         self.hosted
@@ -192,6 +228,12 @@ impl Branches {
             false,
         ));
         *node.branches.shared.lock() = self.shared();
+        if let Some(out) = parent.net.outbound.lock().clone() {
+            *node.net.outbound.lock() = Some(crate::node::Outbox {
+                chain: node.chain.chain_id().0,
+                ..out
+            });
+        }
         node.branches.sync(&node)?;
         let producer = rec.producer == parent.key.public() && self.accepted(name);
         let thread = if producer {

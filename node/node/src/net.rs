@@ -19,6 +19,14 @@
 //!   read the repository, and imported into that repository's own chain;
 //! - registrations this node does not produce are asked about (`Member`) until a producer
 //!   says this node is one of the repository's nodes; then it hosts it.
+//!
+//! Branches ride the same paths ([`Part`]): every node hosts every live branch of the chains
+//! it hosts, and a branch's blocks and transactions travel on its own chain id — on gossip
+//! topics for a branch of the root or of a public repository, pushed to the repository's
+//! nodes for a branch of a private one. Status and block ranges of a branch are asked of
+//! the peer whose node key produces it. A **private branch** never leaves its producer:
+//! nothing of it is sent, taken or served (its reads need its creator's signature, which
+//! other nodes' operators could not be held to).
 
 use crate::node::{now_ms, Node, Origin};
 use crate::vital::Task as Vital;
@@ -75,8 +83,78 @@ fn node_name(key: Option<&[u8; 32]>) -> String {
         .unwrap_or_else(|| "a peer that proved no node key".into())
 }
 
-/// Answers repository requests from the hosted repositories: a private repository only to
-/// a peer whose proven node key is one of its nodes at this node's directory tip.
+/// A chain this node replicates beside the root: a hosted repository's ledger or directory,
+/// or a branch (of the root or of a repository's ledger, at any depth).
+struct Part {
+    /// The repository it belongs to (`None`: a branch of the root chain).
+    repo: Option<Arc<crate::repos::Hosted>>,
+    /// Its node.
+    node: Arc<Node>,
+    /// The branch, when it is one.
+    branch: Option<Arc<crate::branches::HostedBranch>>,
+}
+
+impl Part {
+    /// The hosted chain whose id is `chain`.
+    fn find(root: &Node, chain: &[u8; 32]) -> Option<Part> {
+        if let Some(b) = root.branches.find(chain) {
+            return Some(Part {
+                repo: None,
+                node: b.node.clone(),
+                branch: Some(b),
+            });
+        }
+        if let Some((h, node)) = root.repos.by_chain(chain) {
+            return Some(Part {
+                repo: Some(h),
+                node,
+                branch: None,
+            });
+        }
+        root.repos.all().into_iter().find_map(|h| {
+            let b = h.node.branches.find(chain)?;
+            Some(Part {
+                node: b.node.clone(),
+                branch: Some(b),
+                repo: Some(h),
+            })
+        })
+    }
+
+    /// For logs.
+    fn label(&self) -> String {
+        match (&self.repo, &self.branch) {
+            (Some(h), None) => format!("repository {}", h.registration.create.name),
+            (Some(h), Some(_)) => {
+                format!(
+                    "repository {} branch {}",
+                    h.registration.create.name, self.node.label
+                )
+            }
+            (None, _) => format!("branch {}", self.node.label),
+        }
+    }
+
+    /// A private branch: it stays on its producer.
+    fn private_branch(&self) -> bool {
+        self.branch.as_ref().is_some_and(|b| b.record.private)
+    }
+
+    /// Whether its blocks and transactions go on gossip topics (else they are pushed to the
+    /// repository's nodes).
+    fn public(&self) -> bool {
+        self.repo.as_ref().is_none_or(|h| h.public())
+    }
+
+    /// Whether a peer with `key` may send or be sent its data.
+    fn may_read(&self, key: Option<&[u8; 32]>) -> bool {
+        !self.private_branch() && self.repo.as_ref().is_none_or(|h| h.may_read(key))
+    }
+}
+
+/// Answers repository and branch requests from the hosted chains: a private repository only
+/// to a peer whose proven node key is one of its nodes at this node's directory tip; a
+/// private branch to nobody.
 struct RepoServe(Arc<Node>);
 
 impl RepoProvider for RepoServe {
@@ -88,22 +166,38 @@ impl RepoProvider for RepoServe {
         max_blocks: u64,
         max_bytes: usize,
     ) -> RepoResponse {
-        let Some((h, part)) = self.0.repos.by_chain(chain) else {
+        let Some(p) = Part::find(&self.0, chain) else {
             return RepoResponse::Refused("this node does not host that chain".into());
         };
-        let name = &h.registration.create.name;
-        let readers = match h.readers() {
-            Ok(r) => r,
-            Err(e) => return RepoResponse::Refused(format!("repository {name}: {e:#}")),
-        };
-        let member = node_key.is_some_and(|k| readers.contains(k));
-        if !h.public() && !member {
+        if p.private_branch() {
             return RepoResponse::Refused(format!(
-                "repository {name} is private and {} is not one of its nodes",
-                node_name(node_key)
+                "{} is private: it stays on its producer",
+                p.label()
             ));
         }
+        let member = match (&p.repo, &p.branch) {
+            (Some(h), _) => {
+                let name = &h.registration.create.name;
+                let readers = match h.readers() {
+                    Ok(r) => r,
+                    Err(e) => return RepoResponse::Refused(format!("repository {name}: {e:#}")),
+                };
+                let member = node_key.is_some_and(|k| readers.contains(k));
+                if !h.public() && !member {
+                    return RepoResponse::Refused(format!(
+                        "repository {name} is private and {} is not one of its nodes",
+                        node_name(node_key)
+                    ));
+                }
+                member
+            }
+            (None, _) => false,
+        };
+        let part = p.node;
         match body {
+            RepoBody::Member if p.branch.is_some() => {
+                RepoResponse::Refused("a branch has no members".into())
+            }
             RepoBody::Member => RepoResponse::Member(member),
             RepoBody::Status => {
                 let tip = part.chain.tip();
@@ -204,6 +298,7 @@ pub async fn start(
         blocks: btx,
     };
     *node.net.outbound.lock() = Some(outbox.clone());
+    node.branches.set_outbox(&outbox);
     node.repos.set_outbox(outbox);
     // Until the first look at the peers, assume the network is ahead.
     node.net.syncing.store(true, Ordering::SeqCst);
@@ -247,6 +342,8 @@ struct Task {
     keys: HashMap<PeerId, [u8; 32]>,
     follows: HashMap<[u8; 32], Follow>,
     subscribed: HashSet<[u8; 32]>,
+    /// The branch topics subscribed to (a subset of `subscribed`).
+    branch_topics: HashSet<[u8; 32]>,
     answers: mpsc::Sender<Answer>,
     last_repo_status: std::time::Instant,
 }
@@ -269,6 +366,7 @@ async fn run(
         keys: HashMap::new(),
         follows: HashMap::new(),
         subscribed: HashSet::new(),
+        branch_topics: HashSet::new(),
         answers,
         last_repo_status: std::time::Instant::now(),
     };
@@ -420,15 +518,44 @@ impl Task {
     /// A hosted repository's block or transaction leaves this node: on its gossip topics
     /// when public, pushed to its connected member nodes when private.
     async fn repo_out(&mut self, chain: [u8; 32], block: bool, bytes: Vec<u8>) {
-        let Some((h, _)) = self.node.repos.by_chain(&chain) else {
+        let Some(p) = Part::find(&self.node, &chain) else {
             return;
         };
-        if h.public() {
-            if let Err(e) = self.handle.publish_in(chain, block, bytes).await {
-                tracing::debug!(repo = %h.registration.create.name, error = %e, "repository gossip");
-            }
+        if p.private_branch() {
             return;
         }
+        // A branch's transaction goes straight to its producer when connected: a gossip
+        // topic's mesh forms only after the branch appeared, and a transaction published
+        // before would be lost.
+        let producer = p
+            .branch
+            .as_ref()
+            .filter(|b| !block && !b.producer)
+            .map(|b| b.record.producer.0);
+        if let Some(peer) = producer.and_then(|k| {
+            self.keys
+                .iter()
+                .find(|(_, key)| **key == k && p.may_read(Some(key)))
+                .map(|(peer, _)| *peer)
+        }) {
+            let handle = self.handle.clone();
+            tokio::spawn(async move {
+                let body = RepoBody::Push {
+                    block,
+                    bytes: aergo_p2p::ByteBuf::from(bytes),
+                };
+                if let Err(e) = handle.repo_request(peer, chain, body).await {
+                    tracing::debug!(%peer, error = %e, "branch transaction push");
+                }
+            });
+            return;
+        }
+        let Some(h) = p.repo.as_ref().filter(|h| !h.public()) else {
+            if let Err(e) = self.handle.publish_in(chain, block, bytes).await {
+                tracing::debug!(chain = %p.label(), error = %e, "repository or branch gossip");
+            }
+            return;
+        };
         let readers = match h.readers() {
             Ok(r) => r,
             Err(e) => {
@@ -463,16 +590,17 @@ impl Task {
         block: bool,
         bytes: Vec<u8>,
     ) -> Verdict {
-        let Some((h, part)) = self.node.repos.by_chain(&chain) else {
+        let Some(p) = Part::find(&self.node, &chain) else {
             return Verdict::Ignore;
         };
-        if !h.may_read(node_key.as_ref()) {
+        if !p.may_read(node_key.as_ref()) {
             // Not penalised: a node just removed from the directory may still send what its
             // users gave it, and must not lose the root network for that (the per-peer rate
             // limit bounds a flood).
-            tracing::debug!(%peer, repo = %h.registration.create.name, from = %node_name(node_key.as_ref()), "dropped a private repository's data from a peer that is not one of its nodes");
+            tracing::debug!(%peer, chain = %p.label(), from = %node_name(node_key.as_ref()), "dropped a private repository's or branch's data from a peer that may not send it");
             return Verdict::Ignore;
         }
+        let part = p.node;
         if !block {
             self.admit(part, peer, bytes).await;
             return Verdict::Accept;
@@ -502,7 +630,7 @@ impl Task {
     async fn answer(&mut self, a: Answer) {
         match a {
             Answer::Status(chain, peer, height) => {
-                let Some((_, part)) = self.node.repos.by_chain(&chain) else {
+                let Some(Part { node: part, .. }) = Part::find(&self.node, &chain) else {
                     return;
                 };
                 self.follows
@@ -580,10 +708,69 @@ impl Task {
                 }
             });
         }
+        // Branches (of the root and of the hosted repositories' ledgers): the topics of
+        // those that travel on gossip, and nothing of private ones.
+        let mut branches: Vec<Part> = self
+            .node
+            .branches
+            .all_deep()
+            .into_iter()
+            .map(|b| Part {
+                repo: None,
+                node: b.node.clone(),
+                branch: Some(b),
+            })
+            .collect();
+        for h in &hosted {
+            branches.extend(h.node.branches.all_deep().into_iter().map(|b| Part {
+                repo: Some(h.clone()),
+                node: b.node.clone(),
+                branch: Some(b),
+            }));
+        }
+        branches.retain(|p| !p.private_branch());
+        let topics: HashSet<[u8; 32]> = branches
+            .iter()
+            .filter(|p| p.public())
+            .map(|p| p.node.chain.chain_id().0)
+            .collect();
+        for id in &topics {
+            if self.subscribed.insert(*id) {
+                let _ = self.handle.subscribe(*id, true).await;
+            }
+        }
+        // A branch deleted (or taken away by a fork switch) leaves its topic.
+        let gone: Vec<[u8; 32]> = self.branch_topics.difference(&topics).copied().collect();
+        for id in gone {
+            self.subscribed.remove(&id);
+            self.follows.remove(&id);
+            let _ = self.handle.subscribe(id, false).await;
+        }
+        self.branch_topics = topics;
         if !force && self.last_repo_status.elapsed() < REPO_STATUS_EVERY {
             return;
         }
         self.last_repo_status = std::time::Instant::now();
+        // A branch's height is asked of its producer (no other node makes its blocks).
+        for p in &branches {
+            let Some(b) = p.branch.as_ref().filter(|b| !b.producer) else {
+                continue;
+            };
+            let chain = p.node.chain.chain_id().0;
+            let producer = b.record.producer.0;
+            for (&peer, _) in self
+                .keys
+                .iter()
+                .filter(|(_, k)| **k == producer && **k != me)
+            {
+                let (handle, answers) = (self.handle.clone(), self.answers.clone());
+                tokio::spawn(async move {
+                    if let Ok(s) = handle.repo_status(peer, chain).await {
+                        let _ = answers.send(Answer::Status(chain, peer, s.height)).await;
+                    }
+                });
+            }
+        }
         for h in hosted {
             let Ok(readers) = h.readers() else {
                 continue;

@@ -353,10 +353,13 @@ impl Repos {
             return;
         };
         for n in nodes {
-            *n.net.outbound.lock() = Some(crate::node::Outbox {
+            let mine = crate::node::Outbox {
                 chain: n.chain.chain_id().0,
                 ..out.clone()
-            });
+            };
+            *n.net.outbound.lock() = Some(mine.clone());
+            // Its branches hosted before this (at start) get theirs too.
+            n.branches.set_outbox(&mine);
         }
     }
 
