@@ -207,8 +207,8 @@ pub fn execute_tx(
 
 /// [`execute_tx`], or with `merged_from` a transaction of that branch merged into this
 /// chain: it signs the branch's id, is not checked against this chain's nonce (the sender's
-/// nonce becomes the larger of the two), must not have been merged before, and is marked
-/// merged.
+/// nonce becomes the larger of the two), must come after the sender's transactions from
+/// that branch merged before (`branches::merged_next`), and is marked merged.
 fn execute_tx_in(
     view: &dyn StateView,
     tx: &SignedTx,
@@ -217,11 +217,16 @@ fn execute_tx_in(
 ) -> Result<(Receipt, WriteSet), ChainError> {
     let chain_id = merged_from.unwrap_or(&ctx.chain_id);
     check_stateless_with(tx, chain_id, &ctx.gas, ctx.dpos.is_some()).map_err(|r| invalid(tx, r))?;
-    if merged_from.is_some() {
-        if crate::branches::is_merged(view, &tx.hash)? {
+    if let Some(source) = merged_from {
+        let next = crate::branches::merged_next(view, source, &tx.tx.sender())?;
+        if tx.tx.nonce < next {
             return Err(invalid(
                 tx,
-                format!("{}: merged before", crate::branches::ALREADY_APPLIED),
+                format!(
+                    "{}: the sender's transactions from this branch were merged up to nonce {}",
+                    crate::branches::ALREADY_APPLIED,
+                    next - 1
+                ),
             ));
         }
         if matches!(tx.tx.kind, TxKind::Branch | TxKind::Merge) {
@@ -282,8 +287,8 @@ fn execute_tx_in(
         ),
     };
     o.put_account(&from, &sender);
-    if merged_from.is_some() {
-        crate::branches::mark_merged(&mut o, &tx.hash);
+    if let Some(source) = merged_from {
+        crate::branches::mark_merged(&mut o, source, &from, tx.tx.nonce)?;
     }
     let mut result = Vec::new();
     let mut events = Vec::new();
@@ -621,7 +626,9 @@ pub fn execute_block_with(
 
 /// Executes a merge block: its merge transaction (which moves the merge base; any error
 /// makes the block invalid; `None` for a dry run), then each candidate of the source in order, merged
-/// (`execute_tx_in`) or left out with its reason. Returns the execution (receipts: the
+/// (`execute_tx_in`) or left out with its reason. `signed`: the candidates' signatures were
+/// checked already (a producer's or a dry run's candidates come from source blocks the node
+/// validated); otherwise — a validator's — each is checked here and a bad one left out. Returns the execution (receipts: the
 /// merge transaction's, then each merged candidate's) and the exclusions, which a
 /// validator compares with the block's.
 ///
@@ -633,6 +640,7 @@ pub fn execute_merge(
     base: &dyn StateView,
     merge_tx: Option<&SignedTx>,
     candidates: &[SignedTx],
+    signed: bool,
     ctx: &BlockCtx,
     merge_base: Option<&dyn StateView>,
 ) -> Result<(Executed, Vec<aergo_types::block_ext::Exclusion>), ChainError> {
@@ -668,7 +676,11 @@ pub fn execute_merge(
     let mut excluded = Vec::new();
     // Every candidate's signature, in batches on the worker pool's threads (a validator that
     // never hosted the source checks them here; the verdicts do not depend on the chunking).
-    let valid = crate::parallel::verify_signatures(candidates, crate::parallel::workers());
+    let valid = if signed {
+        vec![true; candidates.len()]
+    } else {
+        crate::parallel::verify_signatures(candidates, crate::parallel::workers())
+    };
     for (i, c) in candidates.iter().enumerate() {
         let index = u32::try_from(i).map_err(|_| ChainError::Corrupt("candidate index".into()))?;
         if !valid.get(i).copied().unwrap_or(false) {

@@ -282,8 +282,59 @@ pub fn run(account_counts: &[usize], merge_txs: usize, merge_rows: usize) -> Res
         }
     }
 
-    println!("auto merge of {merge_txs} transfers vs the same transfers produced on main:");
-    let mut f = Fixture::new(&keys, 0)?;
+    println!("auto merge of {merge_txs} transfers vs the same transfers produced on main (medians of {AUTO_ROUNDS} rounds, each on fresh chains):");
+    let (mut merges, mut bases, mut merges_v, mut bases_v) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut shape = (0usize, 0usize);
+    for _ in 0..AUTO_ROUNDS {
+        let r = auto_round(&keys, merge_txs)?;
+        merges.push(r.merge);
+        bases.push(r.base);
+        merges_v.push(r.merge_v);
+        bases_v.push(r.base_v);
+        shape = (r.merged, r.bytes);
+        if std::env::var_os("AERGO_BENCH_DETAIL").is_some() {
+            eprintln!(
+                "    round: producer {:.1} / {:.1} ms, validator {:.1} / {:.1} ms",
+                r.merge, r.base, r.merge_v, r.base_v
+            );
+        }
+    }
+    let (merge, base) = (median(&mut merges), median(&mut bases));
+    let (merge_v, base_v) = (median(&mut merges_v), median(&mut bases_v));
+    println!(
+        "  producer: merge block {merge:.1} ms ({} merged, {} bytes), baseline {base:.1} ms (the same transfers in a block on main), ratio {:.2} (goal <= 1.2)",
+        shape.0,
+        shape.1,
+        merge / base
+    );
+    println!(
+        "  validator: merge block {merge_v:.1} ms, baseline {base_v:.1} ms (importing the direct block), ratio {:.2} (goal <= 1.2)",
+        merge_v / base_v
+    );
+    consistent(&keys, merge_rows)?;
+    diff(&keys, 10_000)
+}
+
+/// Rounds of the auto-merge measurement (each builds its chains afresh).
+const AUTO_ROUNDS: usize = 5;
+
+/// One round of the auto-merge measurement: times in ms.
+struct AutoRound {
+    merge: f64,
+    base: f64,
+    merge_v: f64,
+    base_v: f64,
+    merged: usize,
+    bytes: usize,
+}
+
+/// A branch with `merge_txs` transfers merged into `main` (producer, then a validator
+/// importing the merge block), against the same transfers in a block on a replica of `main`
+/// (producer) and that block imported (validator).
+fn auto_round(keys: &[Keypair], merge_txs: usize) -> Result<AutoRound> {
+    let dev = &keys[0];
+    let mut f = Fixture::new(keys, 0)?;
     let main = f.main.clone();
     let feat = f.branch(&main, dev, "feat")?;
     let make = |c: &Chain| -> Vec<SignedTx> {
@@ -353,22 +404,18 @@ pub fn run(account_counts: &[usize], merge_txs: usize, merge_rows: usize) -> Res
         "{:?}",
         section.excluded.first()
     );
-    println!(
-        "  producer: merge block {merge:.1} ms ({} merged, {} bytes), baseline {base:.1} ms (the same transfers in a block on main), ratio {:.2}",
-        section.candidates.len(),
-        m.applied.size,
-        merge / base
-    );
     // Validators: import each block on a node that never hosted the branch (signature
     // checks of the block's transactions included on both sides).
     let base_v = f.import(&main, p.applied.block.clone(), "validator-direct")?;
     let merge_v = f.import(&main, m.applied.block.clone(), "validator-merge")?;
-    println!(
-        "  validator: merge block {merge_v:.1} ms, baseline {base_v:.1} ms (importing the direct block), ratio {:.2} (goal <= 1.2)",
-        merge_v / base_v
-    );
-    consistent(&keys, merge_rows)?;
-    diff(&keys, 10_000)
+    Ok(AutoRound {
+        merge,
+        base,
+        merge_v,
+        base_v,
+        merged: section.candidates.len(),
+        bytes: m.applied.size,
+    })
 }
 
 /// `diff` of a branch's tip against `main`'s, `changes` accounts apart (transfers to that many

@@ -198,6 +198,10 @@ impl Chain {
     /// branch of this chain) and the source's transactions since the merge base
     /// (`candidates`, in source order, up to `source_tip` at `source_height`), each merged or
     /// left out with its reason. A merge block carries no other transaction.
+    ///
+    /// The candidates are taken from the source's blocks this node holds, whose signatures
+    /// were checked when they were produced or imported: they are not checked again (as a
+    /// producer does not check its mempool's transactions again). Validators check them.
     #[allow(clippy::too_many_arguments)]
     pub fn produce_merge(
         &self,
@@ -215,6 +219,7 @@ impl Chain {
         let body = Body::Merge {
             tx: Some(&merge_tx),
             candidates: &candidates,
+            signed: true,
         };
         let built = self.execute_on_tip(&tip, &header, body, |start| {
             self.engine.check_own_slot(&tip.header, &header, start)
@@ -260,7 +265,8 @@ impl Chain {
 
     /// What a merge block with `merge` and `candidates` would leave out if `key` built it on
     /// the tip now (a dry run: nothing is written, and the merge transaction's own checks
-    /// are left to admission).
+    /// are left to admission; the candidates' signatures are taken as checked, as by
+    /// [`Chain::produce_merge`]).
     pub fn preview_merge(
         &self,
         key: &Keypair,
@@ -283,6 +289,7 @@ impl Chain {
         let body = Body::Merge {
             tx: None,
             candidates,
+            signed: true,
         };
         Ok(self
             .execute_on_tip(&tip, &header, body, |_| Ok(()))?
@@ -374,6 +381,7 @@ impl Chain {
                 [tx] => Body::Merge {
                     tx: Some(tx),
                     candidates: &section.candidates,
+                    signed: false,
                 },
                 _ => {
                     return Err(bad(
@@ -484,7 +492,11 @@ impl Chain {
         };
         let run = stage.start();
         let (txs, mut executed, rejected) = match body {
-            Body::Merge { tx, candidates } => {
+            Body::Merge {
+                tx,
+                candidates,
+                signed,
+            } => {
                 // A consistent merge compares with the target's state at its merge base.
                 let merge_base = match &ctx.merge {
                     Some(m) if m.strategy == aergo_types::block_ext::MergeStrategy::Consistent => {
@@ -505,6 +517,7 @@ impl Chain {
                     &base,
                     tx,
                     candidates,
+                    signed,
                     &ctx,
                     merge_base.as_ref().map(|v| v as &dyn StateView),
                 )?;
@@ -950,6 +963,9 @@ enum Body<'a> {
     Merge {
         tx: Option<&'a SignedTx>,
         candidates: &'a [SignedTx],
+        /// The candidates' signatures were checked already (they come from the source's
+        /// blocks this node holds): a producer or a dry run; a validator checks them.
+        signed: bool,
     },
 }
 

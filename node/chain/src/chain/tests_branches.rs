@@ -328,6 +328,84 @@ fn a_branch_reads_through_its_fork_and_merges_back_with_a_double_spend_left_out(
         65 * AER_PER_AERGO
     );
     assert_eq!(feat.account_at(&addr(&carol), 1).unwrap().balance, 0);
+    // A producer that embeds merged transactions again: the gift (merged above) and
+    // another transaction of dev's with the gift's branch nonce (validly signed for feat,
+    // never on it) are left out as already applied; feat's new block merges.
+    let more = tx(
+        fid,
+        &dev,
+        2,
+        TxKind::Transfer,
+        Some(addr(&carol)),
+        AER_PER_AERGO,
+        vec![],
+    );
+    mk(&feat, vec![more.clone()], &feat_bp);
+    let twin = tx(
+        fid,
+        &dev,
+        1,
+        TxKind::Transfer,
+        Some(addr(&dave)),
+        7 * AER_PER_AERGO,
+        vec![],
+    );
+    let op = MergeOp {
+        source: "feat".into(),
+        source_height: 3,
+    };
+    let mtx = tx(id, &dev, 4, TxKind::Merge, None, 0, op.encode());
+    let mref = MergeRef {
+        source: fid,
+        source_tip: feat.tip().hash,
+        source_height: 3,
+        strategy: MergeStrategy::Auto,
+        last: true,
+        lists_root: Hash::ZERO,
+    };
+    let dave_before = main.account_latest(&addr(&dave)).unwrap().balance;
+    let again = main
+        .produce_merge(
+            &bp,
+            mtx,
+            mref,
+            vec![gift.clone(), twin, more.clone()],
+            next(),
+            vec![],
+        )
+        .unwrap();
+    let section = again.applied.block.body_ext.merge.clone().unwrap();
+    let left: Vec<(u32, ExclusionReason)> = section
+        .excluded
+        .iter()
+        .map(|e| (e.index, e.reason))
+        .collect();
+    assert_eq!(
+        left,
+        vec![
+            (0, ExclusionReason::AlreadyApplied),
+            (1, ExclusionReason::AlreadyApplied)
+        ],
+        "{:?}",
+        section.excluded
+    );
+    assert_eq!(
+        main.account_latest(&addr(&carol)).unwrap().balance,
+        6 * AER_PER_AERGO
+    );
+    assert_eq!(
+        main.account_latest(&addr(&dave)).unwrap().balance,
+        dave_before
+    );
+    // And the replica agrees.
+    replica
+        .apply(
+            main.block_by_height(main.tip().header.height)
+                .unwrap()
+                .unwrap(),
+        )
+        .unwrap();
+    assert_eq!(replica.tip().hash, main.tip().hash);
 }
 
 /// A branch of a branch reads through two levels, and a deletion on the branch hides the
