@@ -272,6 +272,21 @@ fn dispatch(ctx: &Ctx, op: Op, w: &mut dyn Write) -> std::io::Result<Option<Repl
         Op::SupportInfo => Reply::Support {
             files: crate::upgrade::support_files(ctx),
         },
+        Op::NodeRpc { method, params } => {
+            let socket =
+                std::path::Path::new(aergo_os::paths::APPLIANCE_CHAIN_DIR).join("rpc.sock");
+            ctx.logs.init(
+                5,
+                &format!(
+                    "operator: node_rpc {}",
+                    method.chars().take(64).collect::<String>()
+                ),
+            );
+            match crate::node_rpc::call(&socket, &method, params) {
+                Ok(response) => Reply::Rpc { response },
+                Err(e) => err(e),
+            }
+        }
         Op::InjectPanic { subsystem } => match subsystem.as_str() {
             "control" => injected("control"),
             "supervisor" => {

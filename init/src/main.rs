@@ -21,6 +21,7 @@ mod data;
 mod dhcp;
 mod logs;
 mod net;
+mod node_rpc;
 mod services;
 mod sntp;
 mod supervisor;

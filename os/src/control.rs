@@ -39,6 +39,12 @@ pub const TOKEN_FILE: &str = "/data/etc/init.token";
 pub const MAX_LINE: usize = 4 * 1024 * 1024;
 /// Default number of log lines returned by `logs`.
 pub const DEFAULT_LOG_LINES: usize = 100;
+/// Largest `node_rpc` request sent to the node (the encoded JSON-RPC call).
+pub const MAX_NODE_RPC_REQUEST: usize = 64 * 1024;
+/// Largest node answer `node_rpc` relays (below [`MAX_LINE`], with room for the envelope).
+pub const MAX_NODE_RPC_RESPONSE: usize = 2 * 1024 * 1024;
+/// How long `node_rpc` waits for the node at each step (connect, send, answer).
+pub const NODE_RPC_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Errors of the control protocol and client.
 #[derive(Debug, thiserror::Error)]
@@ -150,6 +156,19 @@ pub enum Op {
     /// What a support bundle needs beyond `status` and `logs`: the config with secrets
     /// redacted, versions, slot bookkeeping, memory and disk figures, the chain's tip.
     SupportInfo,
+    /// One JSON-RPC call to the node as its operator, over the node's Unix socket
+    /// (`/data/chain/rpc.sock`): `admin_*` methods (which the node answers on loopback or its
+    /// socket only, never through the appliance's forwarded port) and private reads
+    /// included. The token holder is the operator. The request is at most
+    /// [`MAX_NODE_RPC_REQUEST`] bytes, the answer [`MAX_NODE_RPC_RESPONSE`], within
+    /// [`NODE_RPC_TIMEOUT`].
+    NodeRpc {
+        /// The method, e.g. `admin_branch_accept`.
+        method: String,
+        /// Its parameters (an object; absent: none).
+        #[serde(default)]
+        params: serde_json::Value,
+    },
     /// Diagnostics: make the named init subsystem panic once (it must be caught and logged;
     /// the system keeps running). Subsystems: `control`, `supervisor`.
     InjectPanic {
@@ -198,6 +217,12 @@ pub enum Reply {
     Support {
         /// The files.
         files: Vec<SupportFile>,
+    },
+    /// Answer to `node_rpc`: the node's JSON-RPC response as it sent it (`result` or
+    /// `error`).
+    Rpc {
+        /// The response object.
+        response: serde_json::Value,
     },
     /// The request failed or was refused.
     Error {
@@ -579,6 +604,22 @@ impl Client {
     pub fn status(&self) -> Result<StatusReport, ControlError> {
         match self.call(Op::Status)? {
             Reply::Status(s) => Ok(s),
+            other => Err(ControlError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    /// One JSON-RPC call to the node as its operator (see [`Op::NodeRpc`]): the node's
+    /// response object (`result` or `error`).
+    pub fn node_rpc(
+        &self,
+        method: &str,
+        params: serde_json::Value,
+    ) -> Result<serde_json::Value, ControlError> {
+        match self.call(Op::NodeRpc {
+            method: method.into(),
+            params,
+        })? {
+            Reply::Rpc { response } => Ok(response),
             other => Err(ControlError::Unexpected(format!("{other:?}"))),
         }
     }

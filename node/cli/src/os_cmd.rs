@@ -67,6 +67,16 @@ pub enum OsCmd {
     },
     /// Stop services cleanly and power the appliance off.
     Poweroff,
+    /// Call the node's JSON-RPC API as its operator, through init (the node's Unix
+    /// socket): `admin_*` methods and private reads included, e.g. `aergo os rpc
+    /// admin_branch_accept '{"name":"feat"}'`. Prints the `result` (or fails with the
+    /// node's error).
+    Rpc {
+        /// The method.
+        method: String,
+        /// Its parameters, a JSON object (default `{}`).
+        params: Option<String>,
+    },
     /// Write a support bundle (tar.zst) to stdout: init's and every service's logs, the
     /// config with secrets redacted, versions, slot states, disk and memory figures, the
     /// chain's tip. `aergo os support-bundle > support.tar.zst`.
@@ -153,6 +163,27 @@ pub fn run(cmd: OsCmd, init_addr: Option<&str>, token: Option<&str>, json: bool)
             }
         }
         OsCmd::Poweroff => ack(json, c.poweroff().with_context(ctx)?),
+        OsCmd::Rpc { method, params } => {
+            let params: serde_json::Value = match params.as_deref() {
+                None => serde_json::json!({}),
+                Some(p) => serde_json::from_str(p)
+                    .with_context(|| format!("the parameters `{p}` are not JSON"))?,
+            };
+            let r = c.node_rpc(&method, params).with_context(ctx)?;
+            if let Some(e) = r.get("error") {
+                bail!(
+                    "the node refused {method}: {} (code {})",
+                    e["message"].as_str().unwrap_or("no message"),
+                    e["code"]
+                );
+            }
+            let result = r.get("result").cloned().unwrap_or_default();
+            if json {
+                println!("{}", serde_json::to_string(&result)?);
+            } else {
+                println!("{}", serde_json::to_string_pretty(&result)?);
+            }
+        }
         OsCmd::Logs {
             service,
             lines,

@@ -2103,14 +2103,14 @@ fn wait_receipt(node: &Node, hash: Hash, final_: bool) -> MResult {
     loop {
         if let Some(loc) = node.chain.tx_location(&hash)? {
             if !final_ || loc.height <= node.chain.finalized_height() {
-                return dispatch(node, "get_receipt", &json!({"hash": hash}));
+                return dispatch(node, "receipt", &json!({"hash": hash}));
             }
         }
         if std::time::Instant::now() > deadline {
             return Err(RpcFail {
                 code: codes::BUSY,
                 message: format!(
-                    "transaction {hash} is pending: not {} within 60 s; poll get_receipt",
+                    "transaction {hash} is pending: not {} within 60 s; poll `receipt`",
                     if final_ { "final" } else { "included" }
                 ),
                 data: Some(json!({"reason": "timeout", "hash": hash})),
@@ -2949,6 +2949,51 @@ pub(crate) mod tests {
         // Once the network task drains it, transactions are admitted again.
         while trx.try_recv().is_ok() {}
         send(2).unwrap();
+    }
+
+    /// `send_tx` with `wait: "included"` answers the receipt once a block holds the
+    /// transaction (it once asked a method that no longer existed).
+    #[test]
+    fn send_tx_waits_for_its_block() {
+        let dir = tempfile::tempdir().unwrap();
+        let n = Arc::new(node(dir.path()));
+        let key = aergo_types::Keypair::dev();
+        let tx = aergo_types::Tx {
+            kind: aergo_types::tx::TxKind::Transfer,
+            nonce: 0,
+            from: key.public(),
+            to: Some(aergo_types::Address::from_public_key(
+                &aergo_types::Keypair::from_seed(&[9; 32]).public(),
+            )),
+            amount: 1,
+            payload: Vec::new(),
+            gas_limit: 100_000,
+            gas_price: n.chain.genesis().gas.min_price.0,
+            chain_id: n.chain.chain_id(),
+        }
+        .sign(&key);
+        let hash = tx.hash;
+        let waiting = n.clone();
+        let waiter = std::thread::spawn(move || {
+            dispatch(
+                &waiting,
+                "send_tx",
+                &json!({"tx": hex::encode(tx.encode()), "wait": "included"}),
+            )
+            .map_err(|f| f.message)
+        });
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while n.mempool.lock().is_empty() {
+            assert!(std::time::Instant::now() < deadline, "never admitted");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let txs = n.mempool.lock().candidates(10);
+        n.chain
+            .produce(&key, txs, crate::node::now_ms(), vec![])
+            .unwrap();
+        let r = waiter.join().unwrap().unwrap();
+        assert!(r.to_string().contains(&hash.to_string()), "{r}");
+        assert!(!r["status"].is_null(), "{r}");
     }
 
     /// docs/RPC.md documents every method the node serves, and the dispatch tests above call
