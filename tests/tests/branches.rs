@@ -848,3 +848,74 @@ fn a_consistent_merge_resolves_figure6_rows_with_a_resolver_contract() -> Result
     drop(node);
     Ok(())
 }
+
+/// A merge of a merge through the CLI: `inner` branches off the branch `outer`; a transfer
+/// on `outer/inner` is merged into `outer` (`aergo --branch outer merge inner`), then `outer` into
+/// `main`, where it arrives — `outer`'s own branch and merge operations stay on `outer`.
+#[test]
+fn a_merge_of_a_merge_reaches_main_through_the_cli() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let home = tmp.path().join("home");
+    std::fs::create_dir_all(&home)?;
+    let port = free_port()?;
+    let node = start_dev_node(&tmp.path().join("node"), port, &[])?;
+    let url = node.url.clone();
+    let erin = ok(&home, &url, &["account", "new"])?["address"]
+        .as_str()
+        .context("address")?
+        .to_string();
+    ok(&home, &url, &["branch", "create", "outer"])?;
+    let c = ok(
+        &home,
+        &url,
+        &["--branch", "outer", "branch", "create", "inner"],
+    )?;
+    ensure!(c["status"] == "ok", "{c}");
+    let s = ok(
+        &home,
+        &url,
+        &[
+            "--branch",
+            "outer/inner",
+            "send",
+            "--from",
+            "dev",
+            "--to",
+            &erin,
+            "--amount",
+            "3",
+            "--wait",
+            "included",
+        ],
+    )?;
+    ensure!(s["status"] == "ok", "{s}");
+    let on = |branch: &str| -> Result<u128> {
+        aer(&ok(&home, &url, &["--branch", branch, "balance", &erin])?)
+    };
+    ensure!(on("outer/inner")? == 3 * AERGO && on("outer")? == 0 && on("main")? == 0);
+    let m = ok(&home, &url, &["--branch", "outer", "merge", "inner"])?;
+    ensure!(
+        m["merge"]["merged"].as_array().map(Vec::len) == Some(1),
+        "{m}"
+    );
+    ensure!(on("outer")? == 3 * AERGO, "merged into outer");
+    // Into main: the dry run shows the nested transfer merged, outer's own operations left out.
+    let dry = ok(&home, &url, &["merge", "outer", "--dry-run"])?;
+    ensure!(dry["merged"].as_array().map(Vec::len) == Some(1), "{dry}");
+    ensure!(
+        dry["merged"][0] == s["hash"],
+        "the nested transfer is what merges: {dry} / {s}"
+    );
+    let m = ok(&home, &url, &["merge", "outer"])?;
+    ensure!(
+        m["merge"]["merged"].as_array().map(Vec::len) == Some(1),
+        "{m}"
+    );
+    ensure!(
+        on("main")? == 3 * AERGO,
+        "the merge of a merge reached main"
+    );
+    // Merged once: nothing is left to merge from outer.
+    refused(&home, &url, &["merge", "outer"], "nothing to merge")?;
+    Ok(())
+}

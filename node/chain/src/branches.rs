@@ -21,12 +21,17 @@
 //! chain's state without its nonce rule (the merge base guarantees each merges once; a
 //! sender's nonce becomes the larger of the two), and those that no longer hold are left out
 //! with their reason. Every node re-executes the merge and must reach the same exclusions
-//! and state root.
+//! and state root. A merge block of the source contributes the candidates it merged, with
+//! their lineage ([`block_candidates`]): a merge of a merge carries a sub-branch's
+//! transactions up, each checked against the id its lineage derives.
 
 use crate::ctx::{BlockCtx, MergeCtx};
 use crate::error::ChainError;
 use crate::state::{Overlay, StateView};
-use aergo_types::block_ext::{Exclusion, ExclusionReason, MergeStrategy, MAX_EXCLUSION_DETAIL};
+use aergo_types::block_ext::{
+    Exclusion, ExclusionReason, Lineage, LineageStep, MergeStrategy, MAX_EXCLUSION_DETAIL,
+    MAX_LINEAGE_DEPTH,
+};
 use aergo_types::branch::{branch_id, BranchOp, BranchRecord, MergeOp};
 use aergo_types::genesis::{ConsensusParams, Engine as EngineKind};
 use aergo_types::{Address, Genesis, Hash, SignedTx};
@@ -88,6 +93,10 @@ fn decode_tag(v: &[u8]) -> Result<(u64, Hash), ChainError> {
 /// Most live branches one chain records (a branch costs its creator a fee; this bounds the
 /// state a node scans to list them).
 pub const MAX_BRANCHES: usize = 1024;
+
+/// Most live branches one account may have created on one chain, so no single account can
+/// take every slot of [`MAX_BRANCHES`].
+pub const MAX_BRANCHES_PER_CREATOR: usize = 64;
 
 /// The state key of branch `name`'s record.
 pub fn record_key(name: &str) -> Vec<u8> {
@@ -170,6 +179,131 @@ pub fn record_by_id(view: &dyn StateView, id: &Hash) -> Result<Option<BranchReco
         .find(|r| r.id == *id))
 }
 
+/// A merge's candidates: the source's transactions in source order, and the lineage of
+/// those that come from the source's own branches (merged into it before).
+#[derive(Debug, Clone, Default)]
+pub struct Candidates {
+    /// The transactions.
+    pub txs: Vec<SignedTx>,
+    /// By ascending index: the candidates from a branch of the source, and how it descends.
+    pub lineage: Vec<Lineage>,
+}
+
+impl Candidates {
+    /// Appends `other`'s candidates after these (its lineage indexes shifted).
+    pub fn append(&mut self, other: Candidates) {
+        let shift = u32::try_from(self.txs.len()).unwrap_or(u32::MAX);
+        self.lineage.extend(other.lineage.into_iter().map(|mut l| {
+            l.index = l.index.saturating_add(shift);
+            l
+        }));
+        self.txs.extend(other.txs);
+    }
+
+    /// Candidates `start..start + count` (lineage indexes shifted to the slice), if in range.
+    pub fn slice(&self, start: usize, count: usize) -> Option<Candidates> {
+        let txs = self.txs.get(start..start.checked_add(count)?)?.to_vec();
+        let (lo, hi) = (
+            u32::try_from(start).ok()?,
+            u32::try_from(start + count).ok()?,
+        );
+        let lineage = self
+            .lineage
+            .iter()
+            .filter(|l| l.index >= lo && l.index < hi)
+            .map(|l| Lineage {
+                index: l.index - lo,
+                path: l.path.clone(),
+            })
+            .collect();
+        Some(Candidates { txs, lineage })
+    }
+
+    /// How many.
+    pub fn len(&self) -> usize {
+        self.txs.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.txs.is_empty()
+    }
+}
+
+/// What block `block` of branch chain `src` gives a merge of `src` into its parent: its
+/// transactions in order and, for a merge block (a branch of `src` merged into it), the
+/// candidates it merged — not those it left out — right after its merge transaction, each
+/// with its lineage: the merged branch's step (its name and the block before its creation,
+/// from `src`'s state), then the step it already had. Validators of the parent check each
+/// against the transaction's chain id, so a merge of a merge reaches `main` whole.
+pub fn block_candidates(
+    src: &crate::Chain,
+    block: &aergo_types::Block,
+) -> Result<Candidates, ChainError> {
+    let mut out = Candidates {
+        txs: block.txs.clone(),
+        lineage: Vec::new(),
+    };
+    let (Some(section), Some(mref)) = (&block.body_ext.merge, &block.header.ext.merge) else {
+        return Ok(out);
+    };
+    let view = src.view_at(block.header.height)?;
+    let (name, rec) = list(&view)?
+        .into_iter()
+        .find(|(_, r)| r.id == mref.source)
+        .ok_or_else(|| {
+            ChainError::Corrupt(format!(
+                "block {} merges branch {} that the chain does not record",
+                block.header.height, mref.source
+            ))
+        })?;
+    let created_after = src
+        .hash_at(rec.created.saturating_sub(1))?
+        .ok_or_else(|| ChainError::Corrupt(format!("no block before {}", rec.created)))?;
+    if branch_id(&src.chain_id(), &name, &created_after) != rec.id {
+        return Err(ChainError::Corrupt(format!(
+            "branch {name}'s id does not derive from its creation"
+        )));
+    }
+    let step = LineageStep {
+        name,
+        created_after,
+    };
+    let left_out: std::collections::HashSet<u32> =
+        section.excluded.iter().map(|e| e.index).collect();
+    for (j, c) in section.candidates.iter().enumerate() {
+        let j = u32::try_from(j).map_err(|_| ChainError::Corrupt("candidate index".into()))?;
+        if left_out.contains(&j) {
+            continue;
+        }
+        let mut path = vec![step.clone()];
+        if let Ok(k) = section.lineage.binary_search_by_key(&j, |l| l.index) {
+            path.extend(
+                section
+                    .lineage
+                    .get(k)
+                    .map(|l| l.path.clone())
+                    .unwrap_or_default(),
+            );
+        }
+        if path.len() > MAX_LINEAGE_DEPTH {
+            return Err(ChainError::InvalidTx {
+                hash: c.hash,
+                reason: format!(
+                    "merged through more than {MAX_LINEAGE_DEPTH} levels of branches: merge the deeper branches first"
+                ),
+            });
+        }
+        out.lineage.push(Lineage {
+            index: u32::try_from(out.txs.len())
+                .map_err(|_| ChainError::Corrupt("candidate index".into()))?,
+            path,
+        });
+        out.txs.push(c.clone());
+    }
+    Ok(out)
+}
+
 /// The first nonce of `sender`'s transactions from branch `source` not merged into this
 /// chain yet (0: none was).
 pub fn merged_next(
@@ -237,10 +371,20 @@ pub(crate) fn execute_op(
                     ctx.height
                 )));
             }
-            let live = list(o)?.iter().filter(|(_, r)| r.deleted.is_none()).count();
+            let all = list(o)?;
+            let live = all.iter().filter(|(_, r)| r.deleted.is_none()).count();
             if live >= MAX_BRANCHES {
                 return Ok(Err(format!(
                     "this chain has {live} branches, the most it records; delete one first"
+                )));
+            }
+            let mine = all
+                .iter()
+                .filter(|(_, r)| r.deleted.is_none() && r.creator == *from)
+                .count();
+            if mine >= MAX_BRANCHES_PER_CREATOR {
+                return Ok(Err(format!(
+                    "{from} created {mine} live branches of this chain, the most one account may; delete one first"
                 )));
             }
             let rec = BranchRecord {

@@ -628,7 +628,9 @@ pub fn execute_block_with(
 /// makes the block invalid; `None` for a dry run), then each candidate of the source in order, merged
 /// (`execute_tx_in`) or left out with its reason. `signed`: the candidates' signatures were
 /// checked already (a producer's or a dry run's candidates come from source blocks the node
-/// validated); otherwise — a validator's — each is checked here and a bad one left out. Returns the execution (receipts: the
+/// validated); otherwise — a validator's — each is checked here and a bad one left out.
+/// A candidate with a `lineage` entry comes from a branch of the source (merged into it
+/// earlier): it is merged as a transaction of that branch (its id, its merged marks). Returns the execution (receipts: the
 /// merge transaction's, then each merged candidate's) and the exclusions, which a
 /// validator compares with the block's.
 ///
@@ -640,6 +642,7 @@ pub fn execute_merge(
     base: &dyn StateView,
     merge_tx: Option<&SignedTx>,
     candidates: &[SignedTx],
+    lineage: &[aergo_types::block_ext::Lineage],
     signed: bool,
     ctx: &BlockCtx,
     merge_base: Option<&dyn StateView>,
@@ -699,7 +702,14 @@ pub fn execute_merge(
             Some(t) => t,
             None => &run.overlay,
         };
-        match execute_tx_in(on, c, ctx, Some(&m.source)) {
+        // A candidate from one of the source's own branches signs that branch's id, which
+        // its lineage derives from the source's (a wrong lineage fails the chain id check).
+        let from = lineage
+            .binary_search_by_key(&index, |l| l.index)
+            .ok()
+            .and_then(|k| lineage.get(k))
+            .map_or(m.source, |l| l.branch_of(&m.source));
+        match execute_tx_in(on, c, ctx, Some(&from)) {
             Ok((r, w)) => match &r.status {
                 ReceiptStatus::Ok => {
                     run.out.fees += r.fee;

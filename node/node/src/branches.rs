@@ -9,7 +9,7 @@
 //! in `DIR/<branch id, 16 hex>/`; their state falls through to the parent's (no copy).
 
 use crate::node::Node;
-use aergo_chain::branches;
+use aergo_chain::branches::{self, Candidates};
 use aergo_chain::Chain;
 use aergo_types::block_ext::MergeRef;
 use aergo_types::branch::{BranchRecord, MergeOp};
@@ -287,13 +287,13 @@ fn stop(h: &HostedBranch) {
 /// What a merge transaction would merge on `node`'s chain now: the source's record, its
 /// transactions since the merge base up to the requested height, and the merge field of
 /// the block; or why it cannot run (checked at admission and again when the block is built).
-pub fn plan_merge(node: &Node, tx: &SignedTx) -> Result<(MergeRef, Vec<SignedTx>), String> {
+pub fn plan_merge(node: &Node, tx: &SignedTx) -> Result<(MergeRef, Candidates), String> {
     let op = MergeOp::decode(&tx.tx.payload).map_err(|e| e.to_string())?;
     plan(node, &op)
 }
 
 /// [`plan_merge`] for an operation (also the dry run).
-pub fn plan(node: &Node, op: &MergeOp) -> Result<(MergeRef, Vec<SignedTx>), String> {
+pub fn plan(node: &Node, op: &MergeOp) -> Result<(MergeRef, Candidates), String> {
     let chain = &node.chain;
     let view = chain
         .view_at(chain.tip().header.height)
@@ -318,13 +318,13 @@ pub fn plan(node: &Node, op: &MergeOp) -> Result<(MergeRef, Vec<SignedTx>), Stri
         ));
     }
     let base = branches::merge_base(&view, &rec).map_err(|e| e.to_string())?;
-    let mut candidates = Vec::new();
+    let mut candidates = Candidates::default();
     for h in base + 1..=op.source_height {
         let b = sc
             .block_by_height(h)
             .map_err(|e| e.to_string())?
             .ok_or_else(|| format!("branch `{}` has no block {h}", op.source))?;
-        candidates.extend(b.txs);
+        candidates.append(branches::block_candidates(sc, &b).map_err(|e| e.to_string())?);
     }
     let source_tip = sc
         .hash_at(op.source_height)
@@ -385,7 +385,13 @@ pub fn plan_parts(node: &Node, op: &MergeOp) -> Result<Vec<(u64, usize)>, String
             .block_by_height(h)
             .map_err(|e| e.to_string())?
             .ok_or_else(|| format!("branch `{}` has no block {h}", op.source))?;
-        let (bb, bg) = b.txs.iter().fold((0usize, 0u64), |(x, g), t| {
+        let c = branches::block_candidates(&src.node.chain, &b).map_err(|e| e.to_string())?;
+        let lineage_bytes: usize = c
+            .lineage
+            .iter()
+            .map(|l| 5 + l.path.iter().map(|s| 4 + s.name.len() + 32).sum::<usize>())
+            .sum();
+        let (bb, bg) = c.txs.iter().fold((lineage_bytes, 0u64), |(x, g), t| {
             (
                 x + t.encode().len() + 4 + 9 + MAX_EXCLUSION_DETAIL,
                 g.saturating_add(t.tx.gas_limit),
@@ -403,7 +409,7 @@ pub fn plan_parts(node: &Node, op: &MergeOp) -> Result<Vec<(u64, usize)>, String
         }
         bytes += bb;
         gas = gas.saturating_add(bg);
-        count += b.txs.len();
+        count += c.len();
     }
     parts.push((op.source_height, count));
     Ok(parts)

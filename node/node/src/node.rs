@@ -504,7 +504,12 @@ impl Node {
             if mref.strategy == aergo_types::block_ext::MergeStrategy::Consistent {
                 // A consistent merge with conflicts no resolver decides is refused here, with
                 // every conflict, rather than left out by the producer later.
-                match self.chain.preview_merge(&self.key, &mref, &candidates) {
+                match self.chain.preview_merge_with(
+                    &self.key,
+                    &mref,
+                    &candidates.txs,
+                    &candidates.lineage,
+                ) {
                     Ok(_) => {}
                     Err(aergo_chain::ChainError::InvalidTx { reason, .. }) => {
                         return Err(AdmitError::Rule(reason))

@@ -327,7 +327,7 @@ fn produce_merge(
     };
     let result = node
         .chain
-        .produce_merge(&node.key, tx, mref, candidates, ts, consensus);
+        .produce_merge_with(&node.key, tx, mref, candidates, ts, consensus);
     match result {
         Ok(p) => {
             let commit_us = crate::node::micros(started.elapsed());

@@ -1250,7 +1250,7 @@ fn merge_preview(node: &Node, p: &Value) -> MResult {
     let mut start = 0usize;
     for &(end, count) in &parts {
         let slice = candidates
-            .get(start..start + count)
+            .slice(start, count)
             .ok_or_else(|| RpcFail::new(codes::INTERNAL, "merge parts and candidates disagree"))?;
         let part_ref = aergo_types::block_ext::MergeRef {
             source_height: end,
@@ -1264,7 +1264,10 @@ fn merge_preview(node: &Node, p: &Value) -> MResult {
             },
             ..mref.clone()
         };
-        match node.chain.preview_merge(&node.key, &part_ref, slice) {
+        match node
+            .chain
+            .preview_merge_with(&node.key, &part_ref, &slice.txs, &slice.lineage)
+        {
             Ok(x) => excluded.extend(x.into_iter().map(|mut e| {
                 e.index += u32::try_from(start).unwrap_or(u32::MAX);
                 e
@@ -1279,7 +1282,7 @@ fn merge_preview(node: &Node, p: &Value) -> MResult {
     }
     let mut skip = excluded.iter().map(|e| e.index as usize).peekable();
     let mut merged = Vec::new();
-    for (i, c) in candidates.iter().enumerate() {
+    for (i, c) in candidates.txs.iter().enumerate() {
         if skip.peek() == Some(&i) {
             skip.next();
             continue;
@@ -1296,7 +1299,7 @@ fn merge_preview(node: &Node, p: &Value) -> MResult {
         "candidates": candidates.len(),
         "merged": merged,
         "excluded": excluded.iter().map(|e| json!({
-            "hash": candidates.get(e.index as usize).map(|c| c.hash),
+            "hash": candidates.txs.get(e.index as usize).map(|c| c.hash),
             "index": e.index,
             "reason": e.reason.as_str(),
             "detail": e.detail,

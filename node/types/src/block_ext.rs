@@ -212,6 +212,41 @@ pub struct MergeBody {
     pub candidates: Vec<SignedTx>,
     /// The candidates left out, by ascending index.
     pub excluded: Vec<Exclusion>,
+    /// The candidates that come from a branch of the source (merged into it earlier), by
+    /// ascending index: how their branch descends from the source. Absent for the others.
+    pub lineage: Vec<Lineage>,
+}
+
+/// Most levels of sub-branches a merged transaction can come through.
+pub const MAX_LINEAGE_DEPTH: usize = 16;
+
+/// One level of descent: the branch `name` created on its parent after block
+/// `created_after` — its id is `branch::branch_id(parent id, name, created_after)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LineageStep {
+    /// The branch's name on its parent.
+    pub name: String,
+    /// The hash of the parent's block before the one that created it.
+    pub created_after: Hash,
+}
+
+/// Where candidate `index` of a merge comes from: the branch reached from the merge's
+/// source through `path` (outermost first), whose id the candidate signs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lineage {
+    /// The candidate's index.
+    pub index: u32,
+    /// From the source down to the candidate's own branch (1 to [`MAX_LINEAGE_DEPTH`]).
+    pub path: Vec<LineageStep>,
+}
+
+impl Lineage {
+    /// The id of the branch `path` leads to from `source`.
+    pub fn branch_of(&self, source: &Hash) -> Hash {
+        self.path.iter().fold(*source, |id, s| {
+            crate::branch::branch_id(&id, &s.name, &s.created_after)
+        })
+    }
 }
 
 fn invalid(what: &'static str, message: impl Into<String>) -> DecodeError {
@@ -458,6 +493,18 @@ impl MergeBody {
             w.u8(e.reason.code());
             w.bytes(e.detail.as_bytes());
         }
+        // Only when present: a merge without nested candidates encodes as before.
+        if !self.lineage.is_empty() {
+            w.u32(self.lineage.len() as u32);
+            for l in &self.lineage {
+                w.u32(l.index);
+                w.u8(l.path.len() as u8);
+                for s in &l.path {
+                    w.bytes(s.name.as_bytes());
+                    w.fixed(&s.created_after.0);
+                }
+            }
+        }
         w.finish()
     }
 
@@ -503,10 +550,52 @@ impl MergeBody {
                 detail,
             });
         }
+        let mut lineage: Vec<Lineage> = Vec::new();
+        if r.remaining() > 0 {
+            let k = r.u32("merge lineage")? as usize;
+            if k == 0 || k > n {
+                return Err(invalid(
+                    "merge lineage",
+                    format!("{k} entries of {n} candidates (absent when none)"),
+                ));
+            }
+            for _ in 0..k {
+                let index = r.u32("lineage index")?;
+                if index as usize >= n || lineage.last().is_some_and(|l| l.index >= index) {
+                    return Err(invalid(
+                        "lineage index",
+                        format!("{index}: indexes must ascend and be below {n}"),
+                    ));
+                }
+                let depth = usize::from(r.u8("lineage depth")?);
+                if depth == 0 || depth > MAX_LINEAGE_DEPTH {
+                    return Err(invalid(
+                        "lineage depth",
+                        format!("{depth}: 1 to {MAX_LINEAGE_DEPTH}"),
+                    ));
+                }
+                let mut path = Vec::with_capacity(depth);
+                for _ in 0..depth {
+                    let name = r.bytes(crate::branch::MAX_NAME, "lineage branch name")?;
+                    let name = String::from_utf8(name.to_vec())
+                        .map_err(|_| invalid("lineage branch name", "not UTF-8"))?;
+                    if let Some(e) = crate::branch::name_error(&name) {
+                        return Err(invalid("lineage branch name", e));
+                    }
+                    let created_after = Hash(r.array::<32>("lineage block hash")?);
+                    path.push(LineageStep {
+                        name,
+                        created_after,
+                    });
+                }
+                lineage.push(Lineage { index, path });
+            }
+        }
         r.finish()?;
         Ok(MergeBody {
             candidates,
             excluded,
+            lineage,
         })
     }
 }
@@ -678,6 +767,7 @@ pub(crate) mod tests {
                 reason: ExclusionReason::InsufficientBalance,
                 detail: "needs 10 AERGO".into(),
             }],
+            lineage: vec![],
         };
         b.header.ext = HeaderExt {
             seq_hash: Some(Hash::of(b"s_n")),
@@ -701,6 +791,81 @@ pub(crate) mod tests {
         };
         b.header.sign(&k);
         b
+    }
+
+    /// Nested candidates' lineage: round trip, the same encoding as before without any,
+    /// and strict refusals.
+    #[test]
+    fn merge_lineage_round_trips_and_is_strict() {
+        let k = Keypair::from_seed(&[4; 32]);
+        let plain = MergeBody {
+            candidates: vec![self_transfer(&k, 1), self_transfer(&k, 2)],
+            excluded: vec![],
+            lineage: vec![],
+        };
+        let step = |n: &str| LineageStep {
+            name: n.into(),
+            created_after: Hash::of(n.as_bytes()),
+        };
+        let nested = MergeBody {
+            lineage: vec![Lineage {
+                index: 1,
+                path: vec![step("b"), step("c")],
+            }],
+            ..plain.clone()
+        };
+        assert_eq!(MergeBody::decode(&plain.encode()).unwrap(), plain);
+        let bytes = nested.encode();
+        assert_eq!(MergeBody::decode(&bytes).unwrap(), nested);
+        assert!(bytes.starts_with(&plain.encode()));
+        let src = Hash::of(b"a");
+        let b = crate::branch::branch_id(&src, "b", &Hash::of(b"b"));
+        assert_eq!(
+            nested.lineage[0].branch_of(&src),
+            crate::branch::branch_id(&b, "c", &Hash::of(b"c"))
+        );
+        let bad = |l: Vec<Lineage>| {
+            MergeBody {
+                lineage: l,
+                ..plain.clone()
+            }
+            .encode()
+        };
+        // An index past the candidates, out of order, an empty or too deep path, a bad name.
+        for l in [
+            vec![Lineage {
+                index: 2,
+                path: vec![step("b")],
+            }],
+            vec![
+                Lineage {
+                    index: 1,
+                    path: vec![step("b")],
+                },
+                Lineage {
+                    index: 0,
+                    path: vec![step("b")],
+                },
+            ],
+            vec![Lineage {
+                index: 0,
+                path: vec![],
+            }],
+            vec![Lineage {
+                index: 0,
+                path: vec![step("b"); MAX_LINEAGE_DEPTH + 1],
+            }],
+            vec![Lineage {
+                index: 0,
+                path: vec![step("B!")],
+            }],
+        ] {
+            assert!(MergeBody::decode(&bad(l.clone())).is_err(), "{l:?}");
+        }
+        // An empty lineage written explicitly is not the canonical encoding.
+        let mut explicit = plain.encode();
+        explicit.extend_from_slice(&0u32.to_be_bytes());
+        assert!(MergeBody::decode(&explicit).is_err());
     }
 
     #[test]

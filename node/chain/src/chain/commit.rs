@@ -202,7 +202,6 @@ impl Chain {
     /// The candidates are taken from the source's blocks this node holds, whose signatures
     /// were checked when they were produced or imported: they are not checked again (as a
     /// producer does not check its mempool's transactions again). Validators check them.
-    #[allow(clippy::too_many_arguments)]
     pub fn produce_merge(
         &self,
         key: &Keypair,
@@ -212,6 +211,35 @@ impl Chain {
         timestamp_ms: u64,
         consensus: Vec<u8>,
     ) -> Result<Produced, ChainError> {
+        self.produce_merge_with(
+            key,
+            merge_tx,
+            merge,
+            crate::branches::Candidates {
+                txs: candidates,
+                lineage: Vec::new(),
+            },
+            timestamp_ms,
+            consensus,
+        )
+    }
+
+    /// [`Chain::produce_merge`] with candidates that may come from the source's own
+    /// branches (merged into it before), each with its lineage
+    /// ([`crate::branches::source_candidates`]).
+    pub fn produce_merge_with(
+        &self,
+        key: &Keypair,
+        merge_tx: SignedTx,
+        merge: aergo_types::block_ext::MergeRef,
+        candidates: crate::branches::Candidates,
+        timestamp_ms: u64,
+        consensus: Vec<u8>,
+    ) -> Result<Produced, ChainError> {
+        let crate::branches::Candidates {
+            txs: candidates,
+            lineage,
+        } = candidates;
         let _g = self.commit.lock();
         let tip = self.tip();
         let mut header =
@@ -219,6 +247,7 @@ impl Chain {
         let body = Body::Merge {
             tx: Some(&merge_tx),
             candidates: &candidates,
+            lineage: &lineage,
             signed: true,
         };
         let built = self.execute_on_tip(&tip, &header, body, |start| {
@@ -227,6 +256,7 @@ impl Chain {
         let section = aergo_types::block_ext::MergeBody {
             candidates,
             excluded: built.excluded,
+            lineage,
         };
         if let Some(m) = header.ext.merge.as_mut() {
             m.lists_root = Hash::of(&section.encode());
@@ -273,6 +303,18 @@ impl Chain {
         merge: &aergo_types::block_ext::MergeRef,
         candidates: &[SignedTx],
     ) -> Result<Vec<aergo_types::block_ext::Exclusion>, ChainError> {
+        self.preview_merge_with(key, merge, candidates, &[])
+    }
+
+    /// [`Chain::preview_merge`] with the candidates' lineage (see
+    /// [`Chain::produce_merge_with`]).
+    pub fn preview_merge_with(
+        &self,
+        key: &Keypair,
+        merge: &aergo_types::block_ext::MergeRef,
+        candidates: &[SignedTx],
+        lineage: &[aergo_types::block_ext::Lineage],
+    ) -> Result<Vec<aergo_types::block_ext::Exclusion>, ChainError> {
         let tip = self.tip();
         let interval = self.engine.block_interval_ms();
         let consensus = match dpos::decode_slot(&tip.header.consensus) {
@@ -289,6 +331,7 @@ impl Chain {
         let body = Body::Merge {
             tx: None,
             candidates,
+            lineage,
             signed: true,
         };
         Ok(self
@@ -381,6 +424,7 @@ impl Chain {
                 [tx] => Body::Merge {
                     tx: Some(tx),
                     candidates: &section.candidates,
+                    lineage: &section.lineage,
                     signed: false,
                 },
                 _ => {
@@ -495,6 +539,7 @@ impl Chain {
             Body::Merge {
                 tx,
                 candidates,
+                lineage,
                 signed,
             } => {
                 // A consistent merge compares with the target's state at its merge base.
@@ -517,6 +562,7 @@ impl Chain {
                     &base,
                     tx,
                     candidates,
+                    lineage,
                     signed,
                     &ctx,
                     merge_base.as_ref().map(|v| v as &dyn StateView),
@@ -963,6 +1009,8 @@ enum Body<'a> {
     Merge {
         tx: Option<&'a SignedTx>,
         candidates: &'a [SignedTx],
+        /// The nested candidates' lineage.
+        lineage: &'a [aergo_types::block_ext::Lineage],
         /// The candidates' signatures were checked already (they come from the source's
         /// blocks this node holds): a producer or a dry run; a validator checks them.
         signed: bool,

@@ -760,3 +760,234 @@ fn a_deploy_to_an_occupied_address_is_refused() {
         Address::contract(&owner, 0)
     );
 }
+
+/// A merge of a merge: `b` (a branch of the branch `a`) is merged into `a`, then `a` into
+/// `main`. The transfer made on `b` reaches `main`, carried with its lineage (`b` is a
+/// branch of `a`), and a replica re-executes the merge to the same state; a merge block
+/// whose lineage names another branch is invalid.
+#[test]
+fn a_merge_of_a_merge_reaches_main() {
+    let dir = tempfile::tempdir().unwrap();
+    let main = open(&dir.path().join("main"));
+    let (dev, bp, branch_bp) = (
+        Keypair::dev(),
+        Keypair::from_seed(&[6; 32]),
+        Keypair::from_seed(&[7; 32]),
+    );
+    let carol = Keypair::from_seed(&[12; 32]);
+    let blocks = Blocks::new();
+    let next = || blocks.next();
+    let mk = |c: &Chain, txs: Vec<SignedTx>, key: &Keypair| blocks.mk(c, txs, key);
+    let nonce = |c: &Chain| c.account_latest(&addr(&dev)).unwrap().nonce;
+    let create = |c: &Chain, name: &str| {
+        let op = BranchOp::Create {
+            name: name.into(),
+            fork_height: c.tip().header.height,
+            producer: branch_bp.public(),
+            strategy: MergeStrategy::Auto,
+            resolver: None,
+            private: false,
+        };
+        tx(
+            c.chain_id(),
+            &dev,
+            nonce(c),
+            TxKind::Branch,
+            None,
+            0,
+            op.encode(),
+        )
+    };
+    let merge = |target: &Chain,
+                 src: &Chain,
+                 name: &str,
+                 candidates: branches::Candidates,
+                 key: &Keypair| {
+        let op = MergeOp {
+            source: name.into(),
+            source_height: src.tip().header.height,
+        };
+        let mtx = tx(
+            target.chain_id(),
+            &dev,
+            nonce(target),
+            TxKind::Merge,
+            None,
+            0,
+            op.encode(),
+        );
+        let mref = MergeRef {
+            source: src.chain_id(),
+            source_tip: src.tip().hash,
+            source_height: src.tip().header.height,
+            strategy: MergeStrategy::Auto,
+            last: true,
+            lists_root: Hash::ZERO,
+        };
+        target
+            .produce_merge_with(key, mtx, mref, candidates, next(), vec![])
+            .unwrap()
+    };
+    let since = |src: &Chain, fork: u64| {
+        let mut c = branches::Candidates::default();
+        for h in fork + 1..=src.tip().header.height {
+            let b = src.block_by_height(h).unwrap().unwrap();
+            c.append(branches::block_candidates(src, &b).unwrap());
+        }
+        c
+    };
+    mk(&main, vec![create(&main, "a")], &bp);
+    let a = Arc::new(open_branch(&main, "a", &dir.path().join("a")));
+    let a_fork = a.tip().header.height;
+    mk(&a, vec![create(&a, "b")], &branch_bp);
+    let b = open_branch(&a, "b", &dir.path().join("b"));
+    let b_fork = b.tip().header.height;
+    let gift = tx(
+        b.chain_id(),
+        &dev,
+        nonce(&b),
+        TxKind::Transfer,
+        Some(addr(&carol)),
+        7 * AER_PER_AERGO,
+        vec![],
+    );
+    mk(&b, vec![gift.clone()], &branch_bp);
+    // b into a: an ordinary merge.
+    let into_a = merge(&a, &b, "b", since(&b, b_fork), &branch_bp);
+    assert!(into_a
+        .applied
+        .block
+        .body_ext
+        .merge
+        .as_ref()
+        .unwrap()
+        .excluded
+        .is_empty());
+    assert_eq!(
+        a.account_latest(&addr(&carol)).unwrap().balance,
+        7 * AER_PER_AERGO
+    );
+    // a into main: a's own operations stay on a; b's gift comes with its lineage.
+    let candidates = since(&a, a_fork);
+    assert_eq!(candidates.len(), 3, "create b, the merge, the gift");
+    assert_eq!(candidates.lineage.len(), 1);
+    assert_eq!(candidates.lineage[0].index, 2);
+    assert_eq!(candidates.lineage[0].branch_of(&a.chain_id()), b.chain_id());
+    let into_main = merge(&main, &a, "a", candidates, &bp);
+    let section = into_main.applied.block.body_ext.merge.clone().unwrap();
+    let left: Vec<u32> = section.excluded.iter().map(|e| e.index).collect();
+    assert_eq!(left, vec![0, 1], "{:?}", section.excluded);
+    assert_eq!(
+        main.account_latest(&addr(&carol)).unwrap().balance,
+        7 * AER_PER_AERGO
+    );
+    assert!(main.tx_location(&gift.hash).unwrap().is_some());
+    // A replica (which never had a or b) re-executes everything to the same state.
+    let replica = open(&dir.path().join("replica"));
+    for h in 1..=main.tip().header.height {
+        let blk = main.block_by_height(h).unwrap().unwrap();
+        replica
+            .apply(Block::decode(&blk.encode()).unwrap())
+            .unwrap();
+    }
+    assert_eq!(replica.tip().hash, main.tip().hash);
+    // A lineage that names another branch leads to another id: the gift's chain id no
+    // longer matches, so the block's exclusions are wrong and it is invalid.
+    let mut forged = main
+        .block_by_height(main.tip().header.height)
+        .unwrap()
+        .unwrap();
+    if let Some(m) = forged.body_ext.merge.as_mut() {
+        m.lineage[0].path[0].name = "c".into();
+        let root = Hash::of(&m.encode());
+        if let Some(r) = forged.header.ext.merge.as_mut() {
+            r.lists_root = root;
+        }
+    }
+    forged.header.sign(&bp);
+    let other = open(&dir.path().join("other"));
+    for h in 1..main.tip().header.height {
+        other
+            .apply(main.block_by_height(h).unwrap().unwrap())
+            .unwrap();
+    }
+    let e = other.apply(forged).unwrap_err();
+    assert!(e.to_string().contains("exclu"), "{e}");
+}
+
+/// One account creates at most `MAX_BRANCHES_PER_CREATOR` live branches of a chain; another
+/// account still can, and a deletion frees a slot.
+#[test]
+fn one_account_cannot_take_every_branch_slot() {
+    let dir = tempfile::tempdir().unwrap();
+    let main = open(&dir.path().join("main"));
+    let (dev, bp, bob) = (
+        Keypair::dev(),
+        Keypair::from_seed(&[6; 32]),
+        Keypair::from_seed(&[11; 32]),
+    );
+    let id = main.chain_id();
+    let blocks = Blocks::new();
+    let nonce = |k: &Keypair| main.account_latest(&addr(k)).unwrap().nonce;
+    let create = |k: &Keypair, n: u64, name: String| {
+        let op = BranchOp::Create {
+            name,
+            fork_height: 0,
+            producer: bp.public(),
+            strategy: MergeStrategy::Auto,
+            resolver: None,
+            private: false,
+        };
+        tx(id, k, n, TxKind::Branch, None, 0, op.encode())
+    };
+    let fund = tx(
+        id,
+        &dev,
+        nonce(&dev),
+        TxKind::Transfer,
+        Some(addr(&bob)),
+        10 * AER_PER_AERGO,
+        vec![],
+    );
+    blocks.mk(&main, vec![fund], &bp);
+    let first = nonce(&dev);
+    let txs: Vec<SignedTx> = (0..=branches::MAX_BRANCHES_PER_CREATOR as u64)
+        .map(|i| create(&dev, first + i, format!("b{i}")))
+        .collect();
+    let p = blocks.mk(&main, txs, &bp);
+    let failed: Vec<&ReceiptStatus> = p
+        .receipts
+        .iter()
+        .map(|r| &r.status)
+        .filter(|s| !matches!(s, ReceiptStatus::Ok))
+        .collect();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert!(
+        matches!(failed[0], ReceiptStatus::Failed(m) if m.contains("the most one account may")),
+        "{failed:?}"
+    );
+    assert!(matches!(
+        p.receipts.last().map(|r| &r.status),
+        Some(ReceiptStatus::Failed(_))
+    ));
+    // Bob still can; dev can again once one of its branches is deleted.
+    let p = blocks.mk(&main, vec![create(&bob, nonce(&bob), "bobs".into())], &bp);
+    assert!(matches!(p.receipts[0].status, ReceiptStatus::Ok));
+    let del = BranchOp::Delete { name: "b0".into() };
+    let n = nonce(&dev);
+    let p = blocks.mk(
+        &main,
+        vec![
+            tx(id, &dev, n, TxKind::Branch, None, 0, del.encode()),
+            create(&dev, n + 1, "again".into()),
+        ],
+        &bp,
+    );
+    assert!(
+        p.receipts
+            .iter()
+            .all(|r| matches!(r.status, ReceiptStatus::Ok)),
+        "{:?}",
+        p.receipts
+    );
+}
