@@ -294,6 +294,20 @@ pub fn plan_merge(node: &Node, tx: &SignedTx) -> Result<(MergeRef, Candidates), 
 
 /// [`plan_merge`] for an operation (also the dry run).
 pub fn plan(node: &Node, op: &MergeOp) -> Result<(MergeRef, Candidates), String> {
+    let (mref, blocks) = plan_blocks(node, op)?;
+    let mut candidates = Candidates::default();
+    for (_, c) in blocks {
+        candidates.append(c);
+    }
+    Ok((mref, candidates))
+}
+
+/// The candidates of a merge, by source block: [`plan`] before they are joined, so that
+/// [`plan_parts`] splits them without reading the source's blocks again.
+pub type SourceBlocks = Vec<(u64, Candidates)>;
+
+/// [`plan`], the candidates grouped by the source block they come from (ascending height).
+pub fn plan_blocks(node: &Node, op: &MergeOp) -> Result<(MergeRef, SourceBlocks), String> {
     let chain = &node.chain;
     let view = chain
         .view_at(chain.tip().header.height)
@@ -318,13 +332,16 @@ pub fn plan(node: &Node, op: &MergeOp) -> Result<(MergeRef, Candidates), String>
         ));
     }
     let base = branches::merge_base(&view, &rec).map_err(|e| e.to_string())?;
-    let mut candidates = Candidates::default();
+    let mut blocks = Vec::new();
     for h in base + 1..=op.source_height {
         let b = sc
             .block_by_height(h)
             .map_err(|e| e.to_string())?
             .ok_or_else(|| format!("branch `{}` has no block {h}", op.source))?;
-        candidates.append(branches::block_candidates(sc, &b).map_err(|e| e.to_string())?);
+        blocks.push((
+            h,
+            branches::block_candidates(sc, &b).map_err(|e| e.to_string())?,
+        ));
     }
     let source_tip = sc
         .hash_at(op.source_height)
@@ -339,7 +356,7 @@ pub fn plan(node: &Node, op: &MergeOp) -> Result<(MergeRef, Candidates), String>
             last: true,
             lists_root: aergo_types::Hash::ZERO,
         },
-        candidates,
+        blocks,
     ))
 }
 
@@ -351,25 +368,20 @@ const MERGE_TX_GAS: u64 = 100_000;
 
 /// The source heights a merge of `op` splits at so that each part's merge block fits a block,
 /// each with its number of candidates: ascending, the last one `op.source_height` (one
-/// element: it fits one block). A part ends
-/// at a source block boundary; it holds candidates whose bytes — each with the room an
-/// exclusion of the longest reason would take — and gas limits fit the block size and gas
-/// limit. A single source block too large for a merge block is an error.
-pub fn plan_parts(node: &Node, op: &MergeOp) -> Result<Vec<(u64, usize)>, String> {
+/// element: it fits one block). A part ends at a source block boundary; it holds
+/// candidates whose bytes — each with the room an exclusion of the longest reason would
+/// take, and their lineage — and gas limits fit the block size and gas limit. A single
+/// source block too large for a merge block is an error. `blocks`: [`plan_blocks`]'s.
+pub fn plan_parts(
+    node: &Node,
+    op: &MergeOp,
+    blocks: &SourceBlocks,
+) -> Result<Vec<(u64, usize)>, String> {
     use aergo_types::block_ext::MAX_EXCLUSION_DETAIL;
     let chain = &node.chain;
     let view = chain
         .view_at(chain.tip().header.height)
         .map_err(|e| e.to_string())?;
-    let rec = branches::record(&view, &op.source)
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("no branch `{}`", op.source))?;
-    let base = branches::merge_base(&view, &rec).map_err(|e| e.to_string())?;
-    let src = node
-        .branches
-        .get(&op.source)
-        .filter(|h| h.record.id == rec.id)
-        .ok_or_else(|| format!("this node does not host branch `{}`", op.source))?;
     let limits =
         aergo_chain::staking::gas_limits(&view, &chain.genesis().gas).map_err(|e| e.to_string())?;
     let bytes_budget = chain
@@ -378,14 +390,8 @@ pub fn plan_parts(node: &Node, op: &MergeOp) -> Result<Vec<(u64, usize)>, String
     let gas_budget = limits.block_gas_limit.saturating_sub(MERGE_TX_GAS);
     let mut parts = Vec::new();
     let (mut bytes, mut gas, mut count) = (0usize, 0u64, 0usize);
-    for h in base + 1..=op.source_height {
-        let b = src
-            .node
-            .chain
-            .block_by_height(h)
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("branch `{}` has no block {h}", op.source))?;
-        let c = branches::block_candidates(&src.node.chain, &b).map_err(|e| e.to_string())?;
+    for (h, c) in blocks {
+        let h = *h;
         let lineage_bytes: usize = c
             .lineage
             .iter()

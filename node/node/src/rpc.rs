@@ -1240,10 +1240,14 @@ fn merge_preview(node: &Node, p: &Value) -> MResult {
         source: source.to_string(),
         source_height: height,
     };
-    let (mref, candidates) =
-        crate::branches::plan(node, &op).map_err(|e| RpcFail::new(codes::MERGE_REFUSED, e))?;
-    let parts = crate::branches::plan_parts(node, &op)
+    let (mref, blocks) = crate::branches::plan_blocks(node, &op)
         .map_err(|e| RpcFail::new(codes::MERGE_REFUSED, e))?;
+    let parts = crate::branches::plan_parts(node, &op, &blocks)
+        .map_err(|e| RpcFail::new(codes::MERGE_REFUSED, e))?;
+    let mut candidates = aergo_chain::branches::Candidates::default();
+    for (_, c) in blocks {
+        candidates.append(c);
+    }
     // One dry run per part (a large merge spans consecutive merge blocks), each on the tip
     // as it is now: a later part's dependence on an earlier one is not previewed.
     let mut excluded = Vec::new();

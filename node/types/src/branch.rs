@@ -34,31 +34,47 @@ pub const MAX_NAME: usize = 32;
 /// Why `name` cannot be a branch name (`None`: it can): 1 to 32 characters of `a-z`, `0-9`,
 /// `-` and `_`, not all digits (`--at 12` stays a height), not `main`.
 pub fn name_error(name: &str) -> Option<String> {
-    let shown = || {
-        name.chars()
-            .take(64)
-            .collect::<String>()
-            .escape_default()
-            .to_string()
-    };
-    let ok_chars = name
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
-    if name.is_empty() || name.len() > MAX_NAME || !ok_chars {
+    label_error(
+        name,
+        Label {
+            what: "branch name",
+            max: MAX_NAME,
+            allowed: "a-z, 0-9, - and _",
+            ok: |b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_',
+            main: "`main` exists on every chain and cannot be created or deleted",
+        },
+    )
+}
+
+/// The rules of a name a ref can hold (branch names, tags).
+struct Label {
+    what: &'static str,
+    max: usize,
+    allowed: &'static str,
+    ok: fn(u8) -> bool,
+    /// The refusal of `main`.
+    main: &'static str,
+}
+
+/// Why `name` breaks `rule`: its characters and length, all digits (it would read as a
+/// height), or `main`.
+fn label_error(name: &str, rule: Label) -> Option<String> {
+    if name.is_empty() || name.len() > rule.max || !name.bytes().all(rule.ok) {
         return Some(format!(
-            "invalid branch name `{}`: use 1 to {MAX_NAME} characters of a-z, 0-9, - and _",
-            shown()
+            "invalid {} `{}`: use 1 to {} characters of {}",
+            rule.what,
+            name.chars().take(80).collect::<String>().escape_default(),
+            rule.max,
+            rule.allowed
         ));
     }
     if name.bytes().all(|b| b.is_ascii_digit()) {
         return Some(format!(
-            "invalid branch name `{name}`: a name of digits only would read as a height"
+            "invalid {} `{name}`: a name of digits only would read as a height",
+            rule.what
         ));
     }
-    if name == MAIN {
-        return Some("`main` exists on every chain and cannot be created or deleted".into());
-    }
-    None
+    (name == MAIN).then(|| rule.main.to_string())
 }
 
 /// The id of branch `name` of the chain `parent`, created in the block whose parent is
@@ -114,24 +130,16 @@ pub const MAX_TAG: usize = 64;
 /// Why `name` cannot be a tag (`None`: it can): 1 to 64 characters of `a-z`, `A-Z`, `0-9`,
 /// `-`, `_` and `.`, not all digits (a height), not `main`.
 pub fn tag_name_error(name: &str) -> Option<String> {
-    let ok = name
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-    if name.is_empty() || name.len() > MAX_TAG || !ok {
-        return Some(format!(
-            "invalid tag `{}`: use 1 to {MAX_TAG} characters of a-z, A-Z, 0-9, -, _ and .",
-            name.chars().take(80).collect::<String>().escape_default()
-        ));
-    }
-    if name.bytes().all(|b| b.is_ascii_digit()) {
-        return Some(format!(
-            "invalid tag `{name}`: a name of digits only would read as a height"
-        ));
-    }
-    if name == MAIN {
-        return Some("`main` names the chain's own line of blocks, not a tag".into());
-    }
-    None
+    label_error(
+        name,
+        Label {
+            what: "tag",
+            max: MAX_TAG,
+            allowed: "a-z, A-Z, 0-9, -, _ and .",
+            ok: |b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'),
+            main: "`main` names the chain's own line of blocks, not a tag",
+        },
+    )
 }
 
 fn put_name(w: &mut Writer, name: &str) {
