@@ -2899,6 +2899,25 @@ pub(crate) mod tests {
     /// A full transaction gossip queue refuses new transactions (retryable `busy`) instead
     /// of admitting what could never reach the producers; a send that still finds it full is
     /// dropped and counted; blocks are never dropped.
+    /// A transfer of 1 aer from the dev key with `nonce` on `n`'s chain.
+    fn dev_transfer(n: &Node, nonce: u64) -> aergo_types::SignedTx {
+        let key = aergo_types::Keypair::dev();
+        aergo_types::Tx {
+            kind: aergo_types::tx::TxKind::Transfer,
+            nonce,
+            from: key.public(),
+            to: Some(aergo_types::Address::from_public_key(
+                &aergo_types::Keypair::from_seed(&[9; 32]).public(),
+            )),
+            amount: 1,
+            payload: Vec::new(),
+            gas_limit: 100_000,
+            gas_price: n.chain.genesis().gas.min_price.0,
+            chain_id: n.chain.chain_id(),
+        }
+        .sign(&key)
+    }
+
     #[test]
     fn a_full_gossip_queue_refuses_transactions_and_never_drops_blocks() {
         let dir = tempfile::tempdir().unwrap();
@@ -2910,23 +2929,7 @@ pub(crate) mod tests {
             txs,
             blocks,
         });
-        let key = aergo_types::Keypair::dev();
-        let tx = |nonce: u64| {
-            aergo_types::Tx {
-                kind: aergo_types::tx::TxKind::Transfer,
-                nonce,
-                from: key.public(),
-                to: Some(aergo_types::Address::from_public_key(
-                    &aergo_types::Keypair::from_seed(&[9; 32]).public(),
-                )),
-                amount: 1,
-                payload: Vec::new(),
-                gas_limit: 100_000,
-                gas_price: n.chain.genesis().gas.min_price.0,
-                chain_id: n.chain.chain_id(),
-            }
-            .sign(&key)
-        };
+        let tx = |nonce: u64| dev_transfer(&n, nonce);
         let send = |nonce: u64| {
             dispatch(
                 &n,
@@ -2965,20 +2968,7 @@ pub(crate) mod tests {
         let dir = tempfile::tempdir().unwrap();
         let n = Arc::new(node(dir.path()));
         let key = aergo_types::Keypair::dev();
-        let tx = aergo_types::Tx {
-            kind: aergo_types::tx::TxKind::Transfer,
-            nonce: 0,
-            from: key.public(),
-            to: Some(aergo_types::Address::from_public_key(
-                &aergo_types::Keypair::from_seed(&[9; 32]).public(),
-            )),
-            amount: 1,
-            payload: Vec::new(),
-            gas_limit: 100_000,
-            gas_price: n.chain.genesis().gas.min_price.0,
-            chain_id: n.chain.chain_id(),
-        }
-        .sign(&key);
+        let tx = dev_transfer(&n, 0);
         let hash = tx.hash;
         let waiting = n.clone();
         let waiter = std::thread::spawn(move || {

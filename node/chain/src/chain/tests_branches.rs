@@ -49,6 +49,33 @@ pub(super) fn addr(k: &Keypair) -> Address {
     Address::from_public_key(&k.public())
 }
 
+/// An auto merge of branch `name` (chain `src`) up to its tip: the merge transaction, signed
+/// by `k` with `nonce` for the chain `target`, and the block's merge field.
+pub(super) fn auto_merge(
+    target: Hash,
+    k: &Keypair,
+    nonce: u64,
+    name: &str,
+    src: &Chain,
+) -> (SignedTx, MergeRef) {
+    let op = MergeOp {
+        source: name.into(),
+        source_height: src.tip().header.height,
+    };
+    let mref = MergeRef {
+        source: src.chain_id(),
+        source_tip: src.tip().hash,
+        source_height: src.tip().header.height,
+        strategy: MergeStrategy::Auto,
+        last: true,
+        lists_root: Hash::ZERO,
+    };
+    (
+        tx(target, k, nonce, TxKind::Merge, None, 0, op.encode()),
+        mref,
+    )
+}
+
 pub(super) fn open_branch(main: &Arc<Chain>, name: &str, dir: &std::path::Path) -> Chain {
     let view = main.view_at(main.tip().header.height).unwrap();
     let rec = branches::record(&view, name).unwrap().unwrap();
@@ -350,19 +377,8 @@ fn a_branch_reads_through_its_fork_and_merges_back_with_a_double_spend_left_out(
         7 * AER_PER_AERGO,
         vec![],
     );
-    let op = MergeOp {
-        source: "feat".into(),
-        source_height: 3,
-    };
-    let mtx = tx(id, &dev, 4, TxKind::Merge, None, 0, op.encode());
-    let mref = MergeRef {
-        source: fid,
-        source_tip: feat.tip().hash,
-        source_height: 3,
-        strategy: MergeStrategy::Auto,
-        last: true,
-        lists_root: Hash::ZERO,
-    };
+    let (mtx, mref) = auto_merge(id, &dev, 4, "feat", &feat);
+    assert_eq!(mref.source_height, 3);
     let dave_before = main.account_latest(&addr(&dave)).unwrap().balance;
     let again = main
         .produce_merge(
@@ -803,27 +819,7 @@ fn a_merge_of_a_merge_reaches_main() {
                  name: &str,
                  candidates: branches::Candidates,
                  key: &Keypair| {
-        let op = MergeOp {
-            source: name.into(),
-            source_height: src.tip().header.height,
-        };
-        let mtx = tx(
-            target.chain_id(),
-            &dev,
-            nonce(target),
-            TxKind::Merge,
-            None,
-            0,
-            op.encode(),
-        );
-        let mref = MergeRef {
-            source: src.chain_id(),
-            source_tip: src.tip().hash,
-            source_height: src.tip().header.height,
-            strategy: MergeStrategy::Auto,
-            last: true,
-            lists_root: Hash::ZERO,
-        };
+        let (mtx, mref) = auto_merge(target.chain_id(), &dev, nonce(target), name, src);
         target
             .produce_merge_with(key, mtx, mref, candidates, next(), vec![])
             .unwrap()
