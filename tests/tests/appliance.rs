@@ -1300,18 +1300,25 @@ fn send_merge(vm: &Vm, token: &str) -> Result<CutMerge> {
     // Not through init, the node refuses: the appliance's port is not loopback.
     let refused = vm.rpc("admin_branch_accept", json!({"name": "cut"}));
     assert!(refused.is_err(), "{refused:?}");
-    let r = vm.control(
-        Some(token),
-        json!({"op": "node_rpc", "method": "admin_branch_accept", "params": {"name": "cut"}}),
-    )?;
-    assert_eq!(r["kind"], "rpc", "{r}");
+    // Through init, as the operator: `aergo os rpc` (the control op `node_rpc`).
+    let r = aergo_os(
+        vm,
+        token,
+        &["rpc", "admin_branch_accept", r#"{"name":"cut"}"#],
+    )?
+    .map_err(|e| anyhow::anyhow!("aergo os rpc: {e}"))?;
     let producer = aergo_types::Address::decode(
-        r["response"]["result"]["producer"]
+        r["producer"]
             .as_str()
             .with_context(|| format!("no producer in {r}"))?,
     )?
     .public_key()
     .context("node key")?;
+    // The node's refusal comes back as the command's error.
+    let e = aergo_os(vm, token, &["rpc", "no_such_method"])?
+        .err()
+        .context("an unknown method succeeded")?;
+    assert!(e.contains("unknown method"), "{e}");
     let fork = vm.chain_info()?["finalized_height"]
         .as_u64()
         .context("finalized")?;

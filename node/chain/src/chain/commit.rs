@@ -226,7 +226,7 @@ impl Chain {
 
     /// [`Chain::produce_merge`] with candidates that may come from the source's own
     /// branches (merged into it before), each with its lineage
-    /// ([`crate::branches::source_candidates`]).
+    /// ([`crate::branches::block_candidates`]).
     pub fn produce_merge_with(
         &self,
         key: &Keypair,
