@@ -18,7 +18,9 @@
 //! sent to node 3 reaches node 1 over the branch's gossip topic, and the branch's blocks
 //! replicate to nodes 2 and 3 (the same block at the same height on every node). Node 2, a
 //! replica, takes the merge into `main`; every node re-executes the merge block from the
-//! candidates it embeds to the same state.
+//! candidates it embeds to the same state. A branch of the repository `trio` replicates the
+//! same way (a transfer sent to node 3 is on every node's copy, in the same block), and a
+//! private branch never leaves its producer.
 //!
 //! And pre-confirmation across producers: transfers sent with `wait: "preconfirmed"` to the
 //! nodes in turn (a node that does not produce the next slot forwards it to the one that
@@ -178,6 +180,7 @@ fn poa_network_reaches_a_common_lib() -> Result<()> {
     public_repository_replication(&out, &urls, &faucet)?;
     poa_repository_across_nodes(&urls, &faucet)?;
     branch_merge_across_nodes(&urls, &faucet)?;
+    repository_branch_replicates(&urls, &faucet)?;
     preconfirmations_across_nodes(&urls, &faucet)?;
     eprintln!(
         "poa: private repository replication done after {:.1} s",
@@ -836,6 +839,134 @@ fn branch_merge_across_nodes(urls: &[String], faucet: &aergo_types::Keypair) -> 
     );
     assert!(merges.iter().all(|m| *m == merges[0]), "{merges:?}");
     private_branch_stays_on_its_producer(urls, faucet, producer)
+}
+
+/// A branch of the PoA repository `trio` (hosted by all three nodes), produced by node 1:
+/// a transfer sent to node 3 is on the branch on every node, with the same block.
+fn repository_branch_replicates(urls: &[String], faucet: &aergo_types::Keypair) -> Result<()> {
+    use aergo_types::branch::BranchOp;
+    use aergo_types::TxKind;
+    let accepted = rpc(
+        &urls[0],
+        "admin_branch_accept",
+        json!({"name": "tb", "repo": "trio"}),
+    )?;
+    let producer =
+        aergo_types::Address::decode(accepted["producer"].as_str().context("producer")?)?
+            .public_key()
+            .context("node key")?;
+    let faucet_addr = aergo_types::Address::from_public_key(&faucet.public());
+    let nonce_in = |u: &str, branch: Option<&str>| -> Result<u64> {
+        let mut p = json!({"repo": "trio", "address": faucet_addr.encode()});
+        if let Some(b) = branch {
+            p["branch"] = json!(b);
+        }
+        rpc(u, "account", p)?["next_nonce"]
+            .as_u64()
+            .context("next_nonce")
+    };
+    // A transaction of the faucet's on trio (or its branch), sent to `u`.
+    let send = |u: &str,
+                branch: Option<&str>,
+                kind: TxKind,
+                to: Option<aergo_types::Address>,
+                amount: u128,
+                payload: Vec<u8>|
+     -> Result<()> {
+        let mut c = json!({"repo": "trio"});
+        if let Some(b) = branch {
+            c["branch"] = json!(b);
+        }
+        let chain_id = aergo_types::Hash::from_hex(
+            rpc(u, "chain_info", c.clone())?["chain_id"]
+                .as_str()
+                .context("chain_id")?,
+        )?;
+        let tx = aergo_types::Tx {
+            kind,
+            nonce: nonce_in(u, branch)?,
+            from: faucet.public(),
+            to,
+            amount,
+            payload,
+            gas_limit: 10_000,
+            gas_price: 1_000_000_000,
+            chain_id,
+        }
+        .sign(faucet);
+        c["tx"] = json!(hex::encode(tx.encode()));
+        rpc(u, "send_tx", c)?;
+        Ok(())
+    };
+    let fork = rpc(&urls[0], "chain_info", json!({"repo": "trio"}))?["finalized_height"]
+        .as_u64()
+        .context("finalized")?;
+    let op = BranchOp::Create {
+        name: "tb".into(),
+        fork_height: fork,
+        producer,
+        strategy: aergo_types::block_ext::MergeStrategy::Auto,
+        resolver: None,
+        private: false,
+    };
+    send(&urls[0], None, TxKind::Branch, None, 0, op.encode())?;
+    for (i, u) in urls.iter().enumerate() {
+        poll(
+            &format!("node {} to host trio's branch tb", i + 1),
+            Duration::from_secs(30),
+            || {
+                let l = rpc(u, "branch_list", json!({"repo": "trio"}))?;
+                Ok(l["branches"]
+                    .as_array()
+                    .is_some_and(|b| {
+                        b.iter()
+                            .any(|b| b["name"] == "tb" && b["tip_height"].is_u64())
+                    })
+                    .then_some(()))
+            },
+        )?;
+    }
+    let to = aergo_types::Address::from_public_key(&aergo_types::Keypair::generate().public());
+    send(
+        &urls[2],
+        Some("tb"),
+        TxKind::Transfer,
+        Some(to),
+        6,
+        Vec::new(),
+    )?;
+    let mut heights = Vec::new();
+    for (i, u) in urls.iter().enumerate() {
+        heights.push(poll(
+            &format!("node {} to hold the transfer on trio's tb", i + 1),
+            Duration::from_secs(30),
+            || {
+                let a = rpc(
+                    u,
+                    "account",
+                    json!({"repo": "trio", "branch": "tb", "address": to.encode()}),
+                )?;
+                Ok((a["balance"] == "6")
+                    .then_some(a["height"].as_u64())
+                    .flatten())
+            },
+        )?);
+    }
+    let h = heights.iter().copied().min().context("heights")?;
+    let hashes: Vec<Value> = urls
+        .iter()
+        .map(|u| {
+            Ok(rpc(
+                u,
+                "block",
+                json!({"repo": "trio", "branch": "tb", "height": h}),
+            )?["hash"]
+                .clone())
+        })
+        .collect::<Result<_>>()?;
+    assert!(hashes.iter().all(|x| *x == hashes[0]), "tb@{h}: {hashes:?}");
+    eprintln!("poa: trio's branch tb replicated on 3 nodes (block {h})");
+    Ok(())
 }
 
 /// A private branch produced by node 1: its blocks never reach nodes 2 and 3, which know
