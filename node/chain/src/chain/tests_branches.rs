@@ -491,9 +491,11 @@ fn reads_fall_through_two_levels_and_branch_deletions_hide_the_parent() {
 }
 
 mod histories {
-    //! Random histories: branches forked from random heights (auto or consistent), random
-    //! transfers on `main` and on each branch, merges in random order (a consistent merge
-    //! whose balance would go negative is refused and changes nothing). After every step the
+    //! Random histories: branches forked from random heights (auto or consistent), some of
+    //! them branches of branches, random transfers on `main` and on each branch, merges of
+    //! each branch into its parent in random order — so merges of merges carry a
+    //! sub-branch's transfers up with their lineage (a consistent merge whose balance would
+    //! go negative is refused and changes nothing). After every step the
     //! accounts that ever hold value keep the genesis supply between them. An independent replica that applies the same
     //! blocks (main's, then each branch's on its own branch chain) ends with the same tips,
     //! merge verdicts and state roots, and every account read at (branch, height) verifies
@@ -517,9 +519,19 @@ mod histories {
         Create {
             back: u8,
             consistent: bool,
+            /// Even: a branch of `main`; odd: of an existing branch (if any).
+            parent: u8,
         },
         Merge {
             which: u8,
+        },
+        /// A branch of branch `which` with one transfer, merged into it at once (a later
+        /// merge of `which` carries the transfer up).
+        Nested {
+            which: u8,
+            from: u8,
+            to: u8,
+            amount: u8,
         },
     }
 
@@ -528,14 +540,18 @@ mod histories {
             3 => (0u8..4, 0u8..4, 1u8..60).prop_map(|(from, to, amount)| Op::Main { from, to, amount }),
             4 => (any::<u8>(), 0u8..4, 0u8..4, 1u8..60)
                 .prop_map(|(which, from, to, amount)| Op::OnBranch { which, from, to, amount }),
-            1 => (any::<u8>(), any::<bool>()).prop_map(|(back, consistent)| Op::Create { back, consistent }),
-            2 => any::<u8>().prop_map(|which| Op::Merge { which }),
+            2 => (any::<u8>(), any::<bool>(), any::<u8>())
+                .prop_map(|(back, consistent, parent)| Op::Create { back, consistent, parent }),
+            3 => any::<u8>().prop_map(|which| Op::Merge { which }),
+            1 => (any::<u8>(), 0u8..4, 0u8..4, 1u8..60)
+                .prop_map(|(which, from, to, amount)| Op::Nested { which, from, to, amount }),
         ]
     }
 
     struct World {
         main: Arc<Chain>,
-        branches: Vec<(String, Arc<Chain>)>,
+        /// In creation order: name, chain, parent (`None`: main; else an earlier index).
+        branches: Vec<(String, Arc<Chain>, Option<usize>)>,
         users: Vec<Keypair>,
         clock: u64,
     }
@@ -593,8 +609,44 @@ mod histories {
         let supply = main.account_latest(&addr(&dev)).unwrap().balance;
         main.produce(&bp, funding, ts, vec![]).unwrap();
         let feat_bp = Keypair::from_seed(&[7; 32]);
+        // A nested round is a sub-branch's creation, a transfer on it and its merge.
+        let mut expanded = Vec::new();
         for op in ops {
             match op.clone() {
+                Op::Nested {
+                    which,
+                    from,
+                    to,
+                    amount,
+                } if expanded.iter().any(|o| matches!(o, Op::Create { .. })) => {
+                    let parent = expanded
+                        .iter()
+                        .filter(|o| matches!(o, Op::Create { .. }))
+                        .count();
+                    let made = parent;
+                    let under = u8::try_from(usize::from(which) % parent).unwrap_or(0);
+                    expanded.push(Op::Create {
+                        back: 0,
+                        consistent: false,
+                        parent: under.saturating_mul(2).saturating_add(1),
+                    });
+                    expanded.push(Op::OnBranch {
+                        which: u8::try_from(made).unwrap_or(u8::MAX),
+                        from,
+                        to,
+                        amount,
+                    });
+                    expanded.push(Op::Merge {
+                        which: u8::try_from(made).unwrap_or(u8::MAX),
+                    });
+                }
+                Op::Nested { .. } => {}
+                other => expanded.push(other),
+            }
+        }
+        for op in &expanded {
+            match op.clone() {
+                Op::Nested { .. } => {}
                 Op::Main { from, to, amount } => w.transfer(&main, from, to, amount, &bp),
                 Op::OnBranch {
                     which,
@@ -608,11 +660,26 @@ mod histories {
                     let c = w.branches[usize::from(which) % w.branches.len()].1.clone();
                     w.transfer(&c, from, to, amount, &feat_bp);
                 }
-                Op::Create { back, consistent } => {
-                    let tip = main.tip().header.height;
-                    let fork = tip - u64::from(back) % tip;
+                Op::Create {
+                    back,
+                    consistent,
+                    parent,
+                } => {
+                    // One time in two (when there are branches): a branch of a branch, at
+                    // its parent's tip.
+                    let under = (parent % 2 == 1 && !w.branches.is_empty())
+                        .then(|| usize::from(parent / 2) % w.branches.len());
+                    let (pc, key) = match under {
+                        None => (main.clone(), bp.clone()),
+                        Some(i) => (w.branches[i].1.clone(), feat_bp.clone()),
+                    };
+                    let tip = pc.tip().header.height;
+                    let fork = match under {
+                        None => tip - u64::from(back) % tip,
+                        Some(_) => tip,
+                    };
                     let name = format!("b{}", w.branches.len());
-                    let nonce = main.account_latest(&addr(&dev)).unwrap().nonce;
+                    let nonce = pc.account_latest(&addr(&dev)).unwrap().nonce;
                     let create = BranchOp::Create {
                         name: name.clone(),
                         fork_height: fork,
@@ -626,7 +693,7 @@ mod histories {
                         private: false,
                     };
                     let t = tx(
-                        main.chain_id(),
+                        pc.chain_id(),
                         &dev,
                         nonce,
                         TxKind::Branch,
@@ -635,51 +702,38 @@ mod histories {
                         create.encode(),
                     );
                     let ts = w.tick();
-                    main.produce(&bp, vec![t], ts, vec![]).unwrap();
-                    let c = open_branch(&main, &name, &dir.join(&name));
-                    w.branches.push((name, Arc::new(c)));
+                    pc.produce(&key, vec![t], ts, vec![]).unwrap();
+                    let c = open_branch(&pc, &name, &dir.join(&name));
+                    w.branches.push((name, Arc::new(c), under));
                 }
                 Op::Merge { which } => {
                     if w.branches.is_empty() {
                         continue;
                     }
-                    let (name, c) = w.branches[usize::from(which) % w.branches.len()].clone();
-                    let view = main.view_at(main.tip().header.height).unwrap();
+                    let (name, c, under) =
+                        w.branches[usize::from(which) % w.branches.len()].clone();
+                    let (pc, key) = match under {
+                        None => (main.clone(), bp.clone()),
+                        Some(i) => (w.branches[i].1.clone(), feat_bp.clone()),
+                    };
+                    let view = pc.view_at(pc.tip().header.height).unwrap();
                     let rec = branches::record(&view, &name).unwrap().unwrap();
                     let base = branches::merge_base(&view, &rec).unwrap();
                     let sh = c.tip().header.height;
                     if sh <= base {
                         continue;
                     }
-                    let mut candidates = Vec::new();
+                    let mut candidates = branches::Candidates::default();
                     for h in base + 1..=sh {
-                        candidates.extend(c.block_by_height(h).unwrap().unwrap().txs);
+                        let b = c.block_by_height(h).unwrap().unwrap();
+                        candidates.append(branches::block_candidates(&c, &b).unwrap());
                     }
-                    let op = MergeOp {
-                        source: name,
-                        source_height: sh,
-                    };
-                    let nonce = main.account_latest(&addr(&dev)).unwrap().nonce;
-                    let mtx = tx(
-                        main.chain_id(),
-                        &dev,
-                        nonce,
-                        TxKind::Merge,
-                        None,
-                        0,
-                        op.encode(),
-                    );
-                    let mref = MergeRef {
-                        source: rec.id,
-                        source_tip: c.tip().hash,
-                        source_height: sh,
-                        strategy: rec.strategy,
-                        last: true,
-                        lists_root: Hash::ZERO,
-                    };
+                    let nonce = pc.account_latest(&addr(&dev)).unwrap().nonce;
+                    let (mtx, mut mref) = auto_merge(pc.chain_id(), &dev, nonce, &name, &c);
+                    mref.strategy = rec.strategy;
                     let ts = w.tick();
-                    let before = main.tip().hash;
-                    match main.produce_merge(&bp, mtx, mref, candidates, ts, vec![]) {
+                    let before = pc.tip().hash;
+                    match pc.produce_merge_with(&key, mtx, mref, candidates, ts, vec![]) {
                         Ok(_) => {}
                         // A consistent merge whose balance would go negative: refused, and
                         // nothing changed.
@@ -687,7 +741,7 @@ mod histories {
                             if rec.strategy == MergeStrategy::Consistent =>
                         {
                             assert!(reason.contains("negative"), "{reason}");
-                            assert_eq!(main.tip().hash, before);
+                            assert_eq!(pc.tip().hash, before);
                         }
                         Err(e) => panic!("merge: {e}"),
                     }
@@ -737,8 +791,15 @@ mod histories {
             }
             prop_assert_eq!(replica.tip().hash, w.main.tip().hash);
             proofs_verify(&w.main, &w.users, 0);
-            for (name, c) in &w.branches {
-                let r = open_branch(&replica, name, &rdir.join(name));
+            // Branches in creation order, each on its parent's replica (whose blocks, the
+            // creating one included, are all applied by then).
+            let mut replicas: Vec<Arc<Chain>> = Vec::new();
+            for (name, c, under) in &w.branches {
+                let (rp, parent) = match under {
+                    None => (replica.clone(), w.main.clone()),
+                    Some(i) => (replicas[*i].clone(), w.branches[*i].1.clone()),
+                };
+                let r = Arc::new(open_branch(&rp, name, &rdir.join(name)));
                 let fork = c.fork_point().map(|(_, f)| f).unwrap();
                 for h in fork + 1..=c.tip().header.height {
                     let b = c.block_by_height(h).unwrap().unwrap();
@@ -751,9 +812,10 @@ mod histories {
                 for u in &w.users {
                     prop_assert_eq!(
                         c.account_at(&addr(u), fork).unwrap(),
-                        w.main.account_at(&addr(u), fork).unwrap()
+                        parent.account_at(&addr(u), fork).unwrap()
                     );
                 }
+                replicas.push(r);
             }
         }
     }
