@@ -19,8 +19,9 @@
 //! replicate to nodes 2 and 3 (the same block at the same height on every node). Node 2, a
 //! replica, takes the merge into `main`; every node re-executes the merge block from the
 //! candidates it embeds to the same state. A branch of the repository `trio` replicates the
-//! same way (a transfer sent to node 3 is on every node's copy, in the same block), and a
-//! private branch never leaves its producer.
+//! same way (a transfer sent to node 3 is on every node's copy, in the same block), a
+//! private branch never leaves its producer, and a consistent merge of a branch with a
+//! transfer on each side to the same account gives that account both on every node.
 //!
 //! And pre-confirmation across producers: transfers sent with `wait: "preconfirmed"` to the
 //! nodes in turn (a node that does not produce the next slot forwards it to the one that
@@ -181,6 +182,7 @@ fn poa_network_reaches_a_common_lib() -> Result<()> {
     poa_repository_across_nodes(&urls, &faucet)?;
     branch_merge_across_nodes(&urls, &faucet)?;
     repository_branch_replicates(&urls, &faucet)?;
+    consistent_merge_across_nodes(&urls, &faucet)?;
     preconfirmations_across_nodes(&urls, &faucet)?;
     eprintln!(
         "poa: private repository replication done after {:.1} s",
@@ -966,6 +968,152 @@ fn repository_branch_replicates(urls: &[String], faucet: &aergo_types::Keypair) 
         .collect::<Result<_>>()?;
     assert!(hashes.iter().all(|x| *x == hashes[0]), "tb@{h}: {hashes:?}");
     eprintln!("poa: trio's branch tb replicated on 3 nodes (block {h})");
+    Ok(())
+}
+
+/// A consistent branch produced by node 1: a transfer on it (sent to node 2) and one on
+/// `main` to the same account, then the merge (sent to node 3): every node holds the same
+/// merge block, and the account has both transfers (ours + theirs − base).
+fn consistent_merge_across_nodes(urls: &[String], faucet: &aergo_types::Keypair) -> Result<()> {
+    use aergo_types::branch::{BranchOp, MergeOp};
+    use aergo_types::TxKind;
+    let accepted = rpc(&urls[0], "admin_branch_accept", json!({"name": "cons"}))?;
+    let producer =
+        aergo_types::Address::decode(accepted["producer"].as_str().context("producer")?)?
+            .public_key()
+            .context("node key")?;
+    let fork = rpc(&urls[0], "chain_info", json!({}))?["finalized_height"]
+        .as_u64()
+        .context("finalized")?;
+    let op = BranchOp::Create {
+        name: "cons".into(),
+        fork_height: fork,
+        producer,
+        strategy: aergo_types::block_ext::MergeStrategy::Consistent,
+        resolver: None,
+        private: false,
+    };
+    let tx = signed_for(&urls[0], None, faucet, TxKind::Branch, None, 0, op.encode())?;
+    rpc(&urls[0], "send_tx", json!({"tx": tx}))?;
+    for (i, u) in urls.iter().enumerate() {
+        poll(
+            &format!("node {} to host cons", i + 1),
+            Duration::from_secs(30),
+            || {
+                let l = rpc(u, "branch_list", json!({}))?;
+                Ok(l["branches"]
+                    .as_array()
+                    .is_some_and(|b| {
+                        b.iter()
+                            .any(|b| b["name"] == "cons" && b["tip_height"].is_u64())
+                    })
+                    .then_some(()))
+            },
+        )?;
+    }
+    let to = aergo_types::Address::from_public_key(&aergo_types::Keypair::generate().public());
+    let balance = |u: &str, branch: Option<&str>| -> Result<String> {
+        let mut p = json!({"address": to.encode()});
+        if let Some(b) = branch {
+            p["branch"] = json!(b);
+        }
+        Ok(rpc(u, "account", p)?["balance"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string())
+    };
+    let tx = signed_for(
+        &urls[1],
+        Some("cons"),
+        faucet,
+        TxKind::Transfer,
+        Some(to),
+        2,
+        vec![],
+    )?;
+    rpc(&urls[1], "send_tx", json!({"branch": "cons", "tx": tx}))?;
+    let source_height = poll("the transfer on cons", Duration::from_secs(30), || {
+        let a = rpc(
+            &urls[0],
+            "account",
+            json!({"branch": "cons", "address": to.encode()}),
+        )?;
+        Ok((a["balance"] == "2")
+            .then_some(a["height"].as_u64())
+            .flatten())
+    })?;
+    let tx = signed_for(
+        &urls[0],
+        None,
+        faucet,
+        TxKind::Transfer,
+        Some(to),
+        3,
+        vec![],
+    )?;
+    rpc(&urls[0], "send_tx", json!({"tx": tx}))?;
+    poll("the transfer on main", Duration::from_secs(30), || {
+        Ok((balance(&urls[0], None)? == "3").then_some(()))
+    })?;
+    // Node 3 must hold cons's block before it can take the merge.
+    poll("node 3 to replicate cons", Duration::from_secs(30), || {
+        Ok((balance(&urls[2], Some("cons"))? == "2").then_some(()))
+    })?;
+    let op = MergeOp {
+        source: "cons".into(),
+        source_height,
+    };
+    let tx = signed_for(&urls[2], None, faucet, TxKind::Merge, None, 0, op.encode())?;
+    rpc(&urls[2], "send_tx", json!({"tx": tx}))?;
+    let mut at = Vec::new();
+    for (i, u) in urls.iter().enumerate() {
+        at.push(poll(
+            &format!("node {} to hold both transfers on main", i + 1),
+            Duration::from_secs(30),
+            || {
+                let a = rpc(u, "account", json!({"address": to.encode()}))?;
+                Ok((a["balance"] == "5")
+                    .then_some(a["height"].as_u64())
+                    .flatten())
+            },
+        )?);
+    }
+    let h = at.iter().copied().max().context("heights")?;
+    let blocks: Vec<Value> = urls
+        .iter()
+        .map(|u| {
+            poll(
+                "the merge height everywhere",
+                Duration::from_secs(20),
+                || Ok(rpc(u, "block", json!({"height": h})).ok()),
+            )
+        })
+        .collect::<Result<_>>()?;
+    for b in &blocks[1..] {
+        assert_eq!(b["hash"], blocks[0]["hash"]);
+        assert_eq!(b["state_root"], blocks[0]["state_root"]);
+    }
+    // The merge block, the same on every node: consistent, the branch's transfer merged.
+    let merges: Vec<Value> = urls
+        .iter()
+        .map(|u| {
+            for k in (fork..=h).rev() {
+                let b = rpc(u, "block", json!({"height": k}))?;
+                if b["merge"]["source"] == "cons" {
+                    return Ok(b["merge"].clone());
+                }
+            }
+            bail!("no merge of cons on {u} up to {h}")
+        })
+        .collect::<Result<_>>()?;
+    assert_eq!(merges[0]["strategy"], "consistent", "{merges:?}");
+    assert_eq!(
+        merges[0]["merged"].as_array().map(Vec::len),
+        Some(1),
+        "{merges:?}"
+    );
+    assert!(merges.iter().all(|m| *m == merges[0]), "{merges:?}");
+    eprintln!("poa: consistent merge of cons on 3 nodes (both transfers: 5 at height {h})");
     Ok(())
 }
 
