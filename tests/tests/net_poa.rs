@@ -699,13 +699,17 @@ fn signed_for(
     Ok(hex::encode(tx.encode()))
 }
 
-/// A branch of the root produced by node 1 and replicated by nodes 2 and 3, merged into
-/// `main` through node 2; every node re-executes the merge block from its embedded
-/// candidates.
-fn branch_merge_across_nodes(urls: &[String], faucet: &aergo_types::Keypair) -> Result<()> {
-    use aergo_types::branch::{BranchOp, MergeOp};
-    use aergo_types::TxKind;
-    let accepted = rpc(&urls[0], "admin_branch_accept", json!({"name": "feat"}))?;
+/// Branch `name` of the root chain with `strategy` (and `private`), produced by node 1 (its
+/// operator accepts it), created by `faucet` at node 1's last final block. Returns once every
+/// node hosts it: the fork height.
+fn create_root_branch(
+    urls: &[String],
+    faucet: &aergo_types::Keypair,
+    name: &str,
+    strategy: aergo_types::block_ext::MergeStrategy,
+    private: bool,
+) -> Result<u64> {
+    let accepted = rpc(&urls[0], "admin_branch_accept", json!({"name": name}))?;
     let producer =
         aergo_types::Address::decode(accepted["producer"].as_str().context("producer")?)?
             .public_key()
@@ -713,27 +717,51 @@ fn branch_merge_across_nodes(urls: &[String], faucet: &aergo_types::Keypair) -> 
     let fork = rpc(&urls[0], "chain_info", json!({}))?["finalized_height"]
         .as_u64()
         .context("finalized")?;
-    let op = BranchOp::Create {
-        name: "feat".into(),
+    let op = aergo_types::branch::BranchOp::Create {
+        name: name.into(),
         fork_height: fork,
         producer,
-        strategy: aergo_types::block_ext::MergeStrategy::Auto,
+        strategy,
         resolver: None,
-        private: false,
+        private,
     };
-    let tx = signed_for(&urls[0], None, faucet, TxKind::Branch, None, 0, op.encode())?;
+    let tx = signed_for(
+        &urls[0],
+        None,
+        faucet,
+        aergo_types::TxKind::Branch,
+        None,
+        0,
+        op.encode(),
+    )?;
     rpc(&urls[0], "send_tx", json!({"tx": tx}))?;
-    // Every node learns the branch from main; node 1 produces it.
+    // Every node learns the branch from main and hosts it; node 1 produces it.
     for (i, u) in urls.iter().enumerate() {
         poll(
-            &format!("node {} to list feat", i + 1),
+            &format!("node {} to host {name}", i + 1),
             Duration::from_secs(30),
-            || {
-                let l = rpc(u, "branch_list", json!({}))?;
-                Ok((l["branches"][0]["name"] == "feat").then_some(l))
-            },
+            || Ok(branch_listed(u, name)?.filter(|b| b["tip_height"].is_u64())),
         )?;
     }
+    Ok(fork)
+}
+
+/// Branch `name` as `branch_list` on `url` lists it.
+fn branch_listed(url: &str, name: &str) -> Result<Option<Value>> {
+    let l = rpc(url, "branch_list", json!({}))?;
+    Ok(l["branches"]
+        .as_array()
+        .and_then(|b| b.iter().find(|b| b["name"] == name).cloned()))
+}
+
+/// A branch of the root produced by node 1 and replicated by nodes 2 and 3, merged into
+/// `main` through node 2; every node re-executes the merge block from its embedded
+/// candidates.
+fn branch_merge_across_nodes(urls: &[String], faucet: &aergo_types::Keypair) -> Result<()> {
+    use aergo_types::block_ext::MergeStrategy;
+    use aergo_types::branch::MergeOp;
+    use aergo_types::TxKind;
+    let fork = create_root_branch(urls, faucet, "feat", MergeStrategy::Auto, false)?;
     let to = aergo_types::Address::from_public_key(&aergo_types::Keypair::generate().public());
     // Sent to node 3, which does not produce feat: the branch's gossip topic takes it to
     // node 1.
@@ -840,7 +868,7 @@ fn branch_merge_across_nodes(urls: &[String], faucet: &aergo_types::Keypair) -> 
         "{merges:?}"
     );
     assert!(merges.iter().all(|m| *m == merges[0]), "{merges:?}");
-    private_branch_stays_on_its_producer(urls, faucet, producer)
+    private_branch_stays_on_its_producer(urls, faucet)
 }
 
 /// A branch of the PoA repository `trio` (hosted by all three nodes), produced by node 1:
@@ -975,42 +1003,10 @@ fn repository_branch_replicates(urls: &[String], faucet: &aergo_types::Keypair) 
 /// `main` to the same account, then the merge (sent to node 3): every node holds the same
 /// merge block, and the account has both transfers (ours + theirs − base).
 fn consistent_merge_across_nodes(urls: &[String], faucet: &aergo_types::Keypair) -> Result<()> {
-    use aergo_types::branch::{BranchOp, MergeOp};
+    use aergo_types::block_ext::MergeStrategy;
+    use aergo_types::branch::MergeOp;
     use aergo_types::TxKind;
-    let accepted = rpc(&urls[0], "admin_branch_accept", json!({"name": "cons"}))?;
-    let producer =
-        aergo_types::Address::decode(accepted["producer"].as_str().context("producer")?)?
-            .public_key()
-            .context("node key")?;
-    let fork = rpc(&urls[0], "chain_info", json!({}))?["finalized_height"]
-        .as_u64()
-        .context("finalized")?;
-    let op = BranchOp::Create {
-        name: "cons".into(),
-        fork_height: fork,
-        producer,
-        strategy: aergo_types::block_ext::MergeStrategy::Consistent,
-        resolver: None,
-        private: false,
-    };
-    let tx = signed_for(&urls[0], None, faucet, TxKind::Branch, None, 0, op.encode())?;
-    rpc(&urls[0], "send_tx", json!({"tx": tx}))?;
-    for (i, u) in urls.iter().enumerate() {
-        poll(
-            &format!("node {} to host cons", i + 1),
-            Duration::from_secs(30),
-            || {
-                let l = rpc(u, "branch_list", json!({}))?;
-                Ok(l["branches"]
-                    .as_array()
-                    .is_some_and(|b| {
-                        b.iter()
-                            .any(|b| b["name"] == "cons" && b["tip_height"].is_u64())
-                    })
-                    .then_some(()))
-            },
-        )?;
-    }
+    let fork = create_root_branch(urls, faucet, "cons", MergeStrategy::Consistent, false)?;
     let to = aergo_types::Address::from_public_key(&aergo_types::Keypair::generate().public());
     let balance = |u: &str, branch: Option<&str>| -> Result<String> {
         let mut p = json!({"address": to.encode()});
@@ -1123,37 +1119,11 @@ fn consistent_merge_across_nodes(urls: &[String], faucet: &aergo_types::Keypair)
 fn private_branch_stays_on_its_producer(
     urls: &[String],
     faucet: &aergo_types::Keypair,
-    producer: aergo_types::PublicKey,
 ) -> Result<()> {
-    use aergo_types::branch::BranchOp;
+    use aergo_types::block_ext::MergeStrategy;
     use aergo_types::TxKind;
-    rpc(&urls[0], "admin_branch_accept", json!({"name": "hidden"}))?;
-    let fork = rpc(&urls[0], "chain_info", json!({}))?["finalized_height"]
-        .as_u64()
-        .context("finalized")?;
-    let op = BranchOp::Create {
-        name: "hidden".into(),
-        fork_height: fork,
-        producer,
-        strategy: aergo_types::block_ext::MergeStrategy::Auto,
-        resolver: None,
-        private: true,
-    };
-    let tx = signed_for(&urls[0], None, faucet, TxKind::Branch, None, 0, op.encode())?;
-    rpc(&urls[0], "send_tx", json!({"tx": tx}))?;
-    let hidden = |u: &str| -> Result<Option<Value>> {
-        let l = rpc(u, "branch_list", json!({}))?;
-        Ok(l["branches"]
-            .as_array()
-            .and_then(|b| b.iter().find(|b| b["name"] == "hidden").cloned()))
-    };
-    for (i, u) in urls.iter().enumerate() {
-        poll(
-            &format!("node {} to list hidden", i + 1),
-            Duration::from_secs(30),
-            || Ok(hidden(u)?.filter(|b| b["tip_height"].is_u64())),
-        )?;
-    }
+    create_root_branch(urls, faucet, "hidden", MergeStrategy::Auto, true)?;
+    let hidden = |u: &str| branch_listed(u, "hidden");
     let to = aergo_types::Address::from_public_key(&aergo_types::Keypair::generate().public());
     let tx = signed_for(
         &urls[0],
