@@ -12,6 +12,8 @@
 #   - "up" (MAC 52:54:00:77:01:0i, DHCP): QEMU user networking with host port forwards:
 #     VM i's RPC on 127.0.0.1:(27845 + 10·(i−1)), so `aergo --rpc http://127.0.0.1:27845 chain`.
 # Serial consoles (the dashboard) go to target/testnet-qemu/nodeI/serial.log.
+# Clocks: a small SNTP responder on this host's loopback is every VM's `ntp_servers`
+# (10.0.2.2 through QEMU's user network), so their DPoS slots agree.
 # --check: exit 0 once every appliance reports the others as peers and all share a final
 # (LIB) block above height 2, then power them off; non-zero after a deadline.
 # Each disk is the image grown (sparse) to --disk-gib (default 1), so init grows /data into
@@ -23,7 +25,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 N="${1:-}"
-case "$N" in ''|*[!0-9]*) sed -n '2,21p' "$0"; exit 2 ;; esac
+case "$N" in ''|*[!0-9]*) sed -n '2,23p' "$0"; exit 2 ;; esac
 shift
 [ "$N" -ge 1 ] && [ "$N" -le 9 ] || { echo "testnet-qemu: N must be 1..9" >&2; exit 2; }
 UEFI=0 KVM=0 CHECK=0 BUILD=1 MEM=1024 DISK_GIB=1
@@ -37,7 +39,7 @@ while [ $# -gt 0 ]; do
     --disk-gib)
       DISK_GIB="${2:-}"; shift
       case "$DISK_GIB" in ''|*[!0-9]*|0) echo "testnet-qemu: --disk-gib takes a whole number of GiB ≥ 1" >&2; exit 2 ;; esac ;;
-    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
     *) echo "testnet-qemu: unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -59,6 +61,11 @@ delay=$(( UEFI ? 90000 : 40000 ))
 "$BIN/aergo" testnet init --bps "$N" --out "$OUT/tn" --hosts "$hosts" \
   --interval-ms 1000 --round-slots 30 --start-delay-ms "$delay"
 
+free_udp_port() {
+  python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+NTP_PORT=$(free_udp_port)
+
 for i in $(seq 1 "$N"); do
   d="$OUT/node$i"; mkdir -p "$d"
   mesh_mac=$(printf '52:54:00:77:00:%02x' "$i"); up_mac=$(printf '52:54:00:77:01:%02x' "$i")
@@ -66,6 +73,10 @@ for i in $(seq 1 "$N"); do
   sed "s|^interfaces = \[\]|interfaces = [{ name = \"$mesh_mac\", address = \"10.77.0.$((i + 1))/24\" }, { name = \"$up_mac\", address = \"dhcp\" }]|" \
     "$OUT/tn/node$i/aergo.toml" > "$d/aergo.toml"
   grep -q "$mesh_mac" "$d/aergo.toml" || { echo "testnet-qemu: could not set interfaces in $d/aergo.toml" >&2; exit 1; }
+  # DPoS slots need agreeing clocks: the VMs take this host's time by SNTP (QEMU's user
+  # network maps 10.0.2.2 to this host's loopback, where the responder below listens).
+  sed -i "s|^ntp_servers = \[\]|ntp_servers = [\"10.0.2.2:$NTP_PORT\"]|" "$d/aergo.toml"
+  grep -q "10.0.2.2:$NTP_PORT" "$d/aergo.toml" || { echo "testnet-qemu: could not set ntp_servers in $d/aergo.toml" >&2; exit 1; }
   echo "testnet-qemu: building image $i/$N"
   "$BIN/aergo-image" --bin-dir "$BIN" --config "$d/aergo.toml" --out "$d/aergo-os.img" \
     --etc-file "$OUT/tn/genesis.json=genesis.json" --etc-file "$OUT/tn/node$i/node.key=node.key" \
@@ -74,7 +85,7 @@ for i in $(seq 1 "$N"); do
 done
 
 # The hub: repeats every UDP datagram (an Ethernet frame) from one VM to all the others.
-HUB_PORT=$(python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+HUB_PORT=$(free_udp_port)
 python3 - "$HUB_PORT" "$N" > "$OUT/hub.log" 2>&1 <<'EOF' &
 import socket, sys
 port, n = int(sys.argv[1]), int(sys.argv[2])
@@ -88,10 +99,31 @@ while True:
             s.sendto(data, vm)
 EOF
 HUB=$!
+# A minimal SNTP responder (RFC 4330, stratum 2) for the VMs, on this host's loopback.
+python3 - "$NTP_PORT" > "$OUT/sntp.log" 2>&1 <<'NTPEOF' &
+import socket, struct, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("127.0.0.1", int(sys.argv[1])))
+def ntp(t):
+    return (int(t) + 2208988800) << 32 | int((t % 1) * 2**32)
+while True:
+    req, src = s.recvfrom(512)
+    if len(req) < 48 or req[0] & 7 != 3:
+        continue
+    rx = ntp(time.time())
+    # LI 0, version 4, mode 4 (server); stratum 2; poll 2^6 s; precision 2^-20 s; then
+    # root delay, dispersion, reference id; reference, originate (the client's transmit
+    # time, echoed), receive and transmit timestamps.
+    head = struct.pack("!BBbb", 0x24, 2, 6, -20) + bytes(12)
+    s.sendto(head + struct.pack("!Q", rx) + req[40:48] + struct.pack("!QQ", rx, ntp(time.time())), src)
+    print("answered", src[0], flush=True)
+NTPEOF
+SNTP=$!
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   kill "$HUB" 2>/dev/null || true
+  kill "$SNTP" 2>/dev/null || true
 }
 trap cleanup EXIT
 
@@ -129,14 +161,14 @@ alive() {
 status() {
   for i in $(seq 1 "$N"); do
     "$BIN/aergo" --rpc "http://127.0.0.1:$((27845 + 10 * (i - 1)))" --json node consensus 2>/dev/null \
-      | python3 -c 'import json,sys; v=json.load(sys.stdin); print(v["height"], v["lib_height"], v["lib_hash"] or "-")' 2>/dev/null \
+      | python3 -c 'import json,sys,time; v=json.load(sys.stdin); print(v["height"], v["lib_height"], v["lib_hash"] or "-", "early=%s rejected=%s clock%+dms" % (v["early_blocks"], v["rejected_blocks"], v["now_ms"] - time.time() * 1000))' 2>/dev/null \
       || echo "- - -"
   done
 }
 
 if [ "$CHECK" = 0 ]; then
   echo "testnet-qemu: Ctrl-C stops them; e.g. aergo --rpc http://127.0.0.1:27845 node consensus"
-  while true; do sleep 10; alive; echo "height lib lib-hash per appliance:"; status; done
+  while true; do sleep 10; alive; echo "height lib lib-hash early/rejected blocks clock-vs-host per appliance:"; status; done
 fi
 
 deadline=$(( $(date +%s) + 600 ))

@@ -485,18 +485,20 @@ fn sntp_loop(ctx: &Ctx, cfg: &Config) {
             match sntp::query(server, Duration::from_secs(3)) {
                 Ok(off) => {
                     ctx.facts.lock().clock_offset_ms = Some(off * 1000.0);
-                    if off.abs() > 0.5 {
-                        match sntp::step_clock(off) {
+                    match sntp::correction(off) {
+                        sntp::Correction::Step => match sntp::step_clock(off) {
                             Ok(()) => ctx
                                 .logs
                                 .init(5, &format!("clock stepped by {off:+.3} s ({server})")),
                             Err(e) => ctx.logs.init(3, &format!("clock step failed: {e}")),
-                        }
-                    } else {
-                        ctx.logs.init(
-                            6,
-                            &format!("clock drift {:+.1} ms ({server})", off * 1000.0),
-                        );
+                        },
+                        sntp::Correction::Slew => match sntp::slew_clock(off) {
+                            Ok(()) => ctx.logs.init(
+                                6,
+                                &format!("clock slewed by {:+.1} ms ({server})", off * 1000.0),
+                            ),
+                            Err(e) => ctx.logs.init(3, &format!("clock slew failed: {e}")),
+                        },
                     }
                     done = true;
                     break;
@@ -504,7 +506,8 @@ fn sntp_loop(ctx: &Ctx, cfg: &Config) {
                 Err(e) => ctx.logs.init(4, &format!("SNTP {server}: {e}")),
             }
         }
-        std::thread::sleep(Duration::from_secs(if done { 900 } else { 60 }));
+        // ntpd's shortest poll: a clock drifting 100 ppm moves 6 ms between two polls.
+        std::thread::sleep(Duration::from_secs(if done { 64 } else { 30 }));
     }
 }
 

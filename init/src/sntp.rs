@@ -80,6 +80,47 @@ pub fn query(server: &str, timeout: Duration) -> io::Result<f64> {
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "bad SNTP reply"))
 }
 
+/// Offsets above this are stepped at once, smaller ones slewed (ntpd's step threshold).
+/// DPoS slots are 1 s here, so a clock off by a fraction of that already costs blocks.
+pub const STEP_THRESHOLD_S: f64 = 0.128;
+
+/// How a measured offset is corrected.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Correction {
+    /// Set the clock at once (large offsets, and the first sync at boot).
+    Step,
+    /// Let the kernel slew it gradually (`adjtime`, at most 0.5 ms per second).
+    Slew,
+}
+
+/// The correction for `offset` seconds: a step above [`STEP_THRESHOLD_S`] (or a NaN,
+/// refused later by the kernel), else a slew.
+pub fn correction(offset: f64) -> Correction {
+    if offset.abs() <= STEP_THRESHOLD_S {
+        Correction::Slew
+    } else {
+        Correction::Step
+    }
+}
+
+/// Asks the kernel to slew the clock by `offset` seconds (`adjtime`); replaces any slew
+/// still under way.
+// The float-to-integer casts saturate; |offset| ≤ STEP_THRESHOLD_S here.
+#[allow(clippy::cast_possible_truncation)]
+pub fn slew_clock(offset: f64) -> io::Result<()> {
+    let micros = (offset * 1e6) as i64;
+    let tv = libc::timeval {
+        tv_sec: (micros / 1_000_000) as libc::time_t,
+        tv_usec: (micros % 1_000_000) as libc::suseconds_t,
+    };
+    // SAFETY: adjtime with a valid timeval and no old-value pointer (needs CAP_SYS_TIME,
+    // which PID 1 has).
+    if unsafe { libc::adjtime(&tv, std::ptr::null_mut()) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Steps the clock by `offset` seconds.
 // The float-to-integer casts saturate (NaN gives 0); a nonsensical target is refused by
 // clock_settime rather than wrapped.
@@ -105,6 +146,16 @@ pub fn step_clock(offset: f64) -> io::Result<()> {
 #[allow(clippy::panic, clippy::indexing_slicing)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn small_offsets_slew_and_large_ones_step() {
+        assert_eq!(correction(0.0), Correction::Slew);
+        assert_eq!(correction(-0.1), Correction::Slew);
+        assert_eq!(correction(0.128), Correction::Slew);
+        assert_eq!(correction(0.129), Correction::Step);
+        assert_eq!(correction(-5.0), Correction::Step);
+        assert_eq!(correction(f64::NAN), Correction::Step);
+    }
 
     #[test]
     fn ntp_timestamps_round_trip() {

@@ -24,6 +24,18 @@ pub enum ChainError {
         /// Which rule.
         reason: String,
     },
+    /// A block whose slot starts later than the allowed drift but within
+    /// [`crate::limits::EARLY_MAX_MS`]: the producer's clock (or ours) runs ahead. Not a
+    /// reason to blame the sender; it is dropped and fetched again once its time comes.
+    #[error("block {hash} at height {height} is {ahead_ms} ms early")]
+    Early {
+        /// Block hash.
+        hash: Hash,
+        /// Height.
+        height: u64,
+        /// How far its timestamp is ahead of our clock.
+        ahead_ms: u64,
+    },
     /// A transaction cannot be applied.
     #[error("transaction {hash} rejected: {reason}")]
     InvalidTx {

@@ -52,6 +52,12 @@ pub const SEGMENT_MAX: u64 = 256 * 1024 * 1024;
 /// Clock drift allowed on a received block's timestamp (DPoS, PoA).
 pub const DRIFT_MS: u64 = 1000;
 
+/// A received block further ahead than [`DRIFT_MS`] but at most this far is *early*
+/// ([`crate::ChainError::Early`]): dropped without blaming its sender, since clocks of
+/// honest nodes can disagree by seconds (a node without NTP, a virtual machine). Further
+/// ahead than this it is invalid.
+pub const EARLY_MAX_MS: u64 = 60_000;
+
 /// DPoS schedules kept (older rounds are dropped).
 pub const KEEP_ROUNDS: usize = 64;
 

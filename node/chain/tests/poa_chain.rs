@@ -150,8 +150,18 @@ fn schedule_slot_ownership_and_lib_at_two_thirds() {
             Err(ChainError::InvalidBlock { .. })
         ));
     }
-    // A block from the future (beyond the allowed drift) is refused.
-    assert!(o.receive(blocks[0].clone(), T0 - 5000).is_err());
+    // A block from the future (beyond the allowed drift) is refused: seconds ahead, it is
+    // early (clocks disagree, the sender is not blamed); minutes ahead, it is invalid.
+    // Neither is kept: the block is taken as new below.
+    let ts = blocks[0].header.timestamp_ms;
+    match o.receive(blocks[0].clone(), ts - 5000) {
+        Err(ChainError::Early { ahead_ms, .. }) => assert_eq!(ahead_ms, 5000),
+        other => panic!("5 s ahead: {other:?}"),
+    }
+    assert!(matches!(
+        o.receive(blocks[0].clone(), ts - 61_000),
+        Err(ChainError::InvalidBlock { .. })
+    ));
     for b in blocks {
         assert!(matches!(o.receive(b, NOW).unwrap(), Received::Extended(_)));
     }

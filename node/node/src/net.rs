@@ -1047,6 +1047,13 @@ async fn import(
             tracing::warn!(error = %e, "equivocation evidence: block rejected");
             Err(Penalty::InvalidBlock)
         }
+        Err(ChainError::Early { hash, ahead_ms, .. }) => {
+            // Clocks disagree (ours or the producer's): not the sender's fault. Sync fetches
+            // it again once its slot has started here.
+            node.net.early_blocks.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(%hash, ahead_ms, "dropped a block from the future (is the clock synchronised?)");
+            Ok(Imported::Other)
+        }
         Err(ChainError::Consensus(m)) => {
             tracing::debug!(reason = %m, "ignored block");
             Ok(Imported::Other)

@@ -297,6 +297,8 @@ pub struct NetState {
     pub gossip_blocks: AtomicU64,
     /// Blocks rejected as invalid since start.
     pub rejected_blocks: AtomicU64,
+    /// Blocks dropped as early (slot not started here yet, within the tolerated window).
+    pub early_blocks: AtomicU64,
     /// Reorganisations since start.
     pub reorgs: AtomicU64,
     /// This node's libp2p peer id and listen addresses.

@@ -2141,6 +2141,8 @@ fn consensus_info(node: &Node) -> MResult {
         "side_blocks": chain.side_len(),
         "reorgs": net.reorgs.load(Ordering::Relaxed),
         "rejected_blocks": net.rejected_blocks.load(Ordering::Relaxed),
+        "early_blocks": net.early_blocks.load(Ordering::Relaxed),
+        "now_ms": now_ms(),
         "synced_blocks": net.synced_blocks.load(Ordering::Relaxed),
         "gossip_blocks": net.gossip_blocks.load(Ordering::Relaxed),
         "peer_id": identity.as_ref().map(|i| i.0.clone()),

@@ -4,6 +4,7 @@
 
 use super::commit::undo_key;
 use super::*;
+use crate::limits::{DRIFT_MS, EARLY_MAX_MS};
 
 impl Chain {
     /// Takes the best chain back to `common` (a height at or above LIB): state versions,
@@ -136,7 +137,17 @@ impl Chain {
         if !h.verify_signature() {
             return Err(bad("bad producer signature".into()));
         }
-        self.engine.check_received(h, now_ms).map_err(bad)?;
+        if let Err(reason) = self.engine.check_received(h, now_ms) {
+            let ahead_ms = h.timestamp_ms.saturating_sub(now_ms);
+            if ahead_ms > DRIFT_MS && ahead_ms <= EARLY_MAX_MS {
+                return Err(ChainError::Early {
+                    hash,
+                    height: h.height,
+                    ahead_ms,
+                });
+            }
+            return Err(bad(reason));
+        }
         // Proof of a double signature, at any height (before the LIB check on purpose); only
         // engines whose blocks name a slot give such proof.
         if let Some(other) = self.same_slot_elsewhere(&block, &hash)? {
