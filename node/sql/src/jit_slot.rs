@@ -36,6 +36,12 @@ impl std::fmt::Debug for JitSlot {
 }
 
 static COMPILED: AtomicU64 = AtomicU64::new(0);
+static STARTED: AtomicU64 = AtomicU64::new(0);
+
+/// Compiles the background worker has begun since start (finished or not).
+pub fn started_in_background() -> u64 {
+    STARTED.load(Ordering::Relaxed)
+}
 
 /// Contract versions compiled by the background worker since start.
 pub fn compiled_in_background() -> u64 {
@@ -164,16 +170,50 @@ mod worker {
         }
     }
 
+    /// The contract [`warm_up`] compiles: Figure 6's shape (a table, a function with
+    /// branches, a select, an insert, an update) and a resolver's casts.
+    const WARM_UP: &str = "CREATE TABLE w (k TEXT PRIMARY KEY, v BIGINT);
+CREATE FUNCTION f(a TEXT, n BIGINT) RETURNS TEXT AS $$
+DECLARE x BIGINT;
+BEGIN
+  SELECT v INTO x FROM w WHERE k = a;
+  IF NOT FOUND THEN
+    INSERT INTO w VALUES (a, n);
+    RETURN 'new';
+  END IF;
+  IF x < n THEN
+    UPDATE w SET v = v + n WHERE k = a;
+  END IF;
+  RETURN CAST(CAST(a AS BIGINT) + x AS TEXT);
+END $$;";
+
+    /// Compiles a small contract on the calling thread before the worker exists. LLVM
+    /// creates some statics at their first use and registers their destructors then; the
+    /// exit hook registered after this runs before those destructors, so the worker's first
+    /// compile is covered too (without this, a process exiting during its first background
+    /// compile crashed: the statics went first). A failure here only loses that cover.
+    fn warm_up() -> bool {
+        let mut cat = Catalog::default();
+        crate::compile::apply_script(&mut cat, WARM_UP, false).is_ok()
+            && crate::jit::JitProgram::compile(&Arc::new(cat)).is_ok()
+    }
+
+    #[cfg(test)]
+    #[test]
+    fn the_warm_up_contract_compiles() {
+        assert!(warm_up());
+    }
+
     fn sender() -> Option<&'static Mutex<SyncSender<Job>>> {
         static S: OnceLock<Option<Mutex<SyncSender<Job>>>> = OnceLock::new();
         S.get_or_init(|| {
             let (tx, rx) = sync_channel::<Job>(QUEUE);
+            let _ = warm_up();
             register_exit_hook();
             std::thread::Builder::new()
                 .name("aergo-sql-jit".into())
                 .stack_size(16 << 20)
                 .spawn(move || {
-                    let mut first = true;
                     while let Ok((cat, slot)) = rx.recv() {
                         // Blocks for good once the process exits (at_exit holds the gate).
                         let Ok(_running) = GATE.lock() else {
@@ -182,6 +222,7 @@ mod worker {
                         if STOPPING.load(Ordering::Acquire) {
                             return;
                         }
+                        STARTED.fetch_add(1, Ordering::Relaxed);
                         match crate::jit::JitProgram::compile(&cat) {
                             Ok(p) => {
                                 let _ = slot.program.set(Arc::new(p));
@@ -189,13 +230,10 @@ mod worker {
                             }
                             Err(_) => slot.failed.store(true, Ordering::Relaxed),
                         }
-                        if first {
-                            // LLVM creates some of its statics (the pass registry) at their
-                            // first use, registering their destructors then: the hook
-                            // registered again now runs before them.
-                            register_exit_hook();
-                            first = false;
-                        }
+                        // A code path the warm-up missed may have created more of
+                        // LLVM's statics: the hook registered again now runs before them
+                        // too (it runs its course once; each registration is a few bytes).
+                        register_exit_hook();
                     }
                 })
                 .ok()
