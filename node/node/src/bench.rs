@@ -63,8 +63,9 @@ pub struct BenchArgs {
     /// With `--branches`: the account counts creation is measured at.
     #[arg(long, value_delimiter = ',', default_values_t = [10_000usize, 100_000, 1_000_000])]
     branch_accounts: Vec<usize>,
-    /// With `--branches`: transfers in the merge (one merge block carries about 4,000).
-    #[arg(long, default_value_t = 4_000)]
+    /// With `--branches`: transfers in the merge (a merge block carries 4,000 of them here;
+    /// a larger merge spans consecutive merge blocks).
+    #[arg(long, default_value_t = 10_000)]
     merge_txs: usize,
     /// With `--branches`: rows changed on both sides of the consistent merge (each decided by
     /// the resolver contract; a merge calls it at most 10,000 times).

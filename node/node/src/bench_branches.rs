@@ -87,11 +87,37 @@ impl Fixture {
         k: &Keypair,
         strategy: MergeStrategy,
     ) -> Result<(aergo_chain::chain::Produced, f64)> {
-        let sh = src.tip().header.height;
+        let view = parent.view_at(parent.tip().header.height)?;
+        let rec = branches::record(&view, name)?.context("record")?;
+        self.merge_part(
+            parent,
+            src,
+            name,
+            k,
+            strategy,
+            rec.fork_height,
+            src.tip().header.height,
+        )
+    }
+
+    /// One merge block of a merge that spans several: `src`'s blocks above `from` up to
+    /// `to` (`from` is the merge base: the fork point, or the previous part's end).
+    #[allow(clippy::too_many_arguments)]
+    fn merge_part(
+        &mut self,
+        parent: &Chain,
+        src: &Chain,
+        name: &str,
+        k: &Keypair,
+        strategy: MergeStrategy,
+        from: u64,
+        to: u64,
+    ) -> Result<(aergo_chain::chain::Produced, f64)> {
+        let sh = to;
         let view = parent.view_at(parent.tip().header.height)?;
         let rec = branches::record(&view, name)?.context("record")?;
         let mut candidates = Vec::new();
-        for h in rec.fork_height + 1..=sh {
+        for h in from + 1..=sh {
             candidates.extend(src.block_by_height(h)?.context("block")?.txs);
         }
         let op = MergeOp {
@@ -101,7 +127,7 @@ impl Fixture {
         let mtx = signed(parent, k, TxKind::Merge, None, 0, op.encode())?;
         let mref = MergeRef {
             source: rec.id,
-            source_tip: src.tip().hash,
+            source_tip: src.hash_at(sh)?.context("source block")?,
             source_height: sh,
             strategy,
             last: true,
@@ -116,16 +142,25 @@ impl Fixture {
     /// Imports `last` on a node that never hosted a branch, after `main`'s blocks below it
     /// (signature checks included): the import's time (ms).
     fn import(&self, main: &Chain, last: aergo_types::Block, name: &str) -> Result<f64> {
+        self.import_all(main, vec![last], name)
+    }
+
+    /// [`Fixture::import`] of consecutive blocks, the first's parent on `main`: the time of
+    /// importing them all (ms).
+    fn import_all(&self, main: &Chain, blocks: Vec<aergo_types::Block>, name: &str) -> Result<f64> {
+        let first = blocks.first().context("no block to import")?.header.height;
         let c = Chain::open(ChainOptions {
             data_dir: self.dir.path().join(name),
             genesis: main.genesis().clone(),
             io: IoService::start(IoConfig::default()),
         })?;
-        for h in 1..last.header.height {
+        for h in 1..first {
             replica_apply(&c, main.block_by_height(h)?.context("block")?)?;
         }
         let t = Instant::now();
-        replica_apply(&c, last)?;
+        for b in blocks {
+            replica_apply(&c, b)?;
+        }
         Ok(ms(t))
     }
 
@@ -285,14 +320,14 @@ pub fn run(account_counts: &[usize], merge_txs: usize, merge_rows: usize) -> Res
     println!("auto merge of {merge_txs} transfers vs the same transfers produced on main (medians of {AUTO_ROUNDS} rounds, each on fresh chains):");
     let (mut merges, mut bases, mut merges_v, mut bases_v) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let mut shape = (0usize, 0usize);
+    let mut shape = (0usize, 0usize, 0usize);
     for _ in 0..AUTO_ROUNDS {
         let r = auto_round(&keys, merge_txs)?;
         merges.push(r.merge);
         bases.push(r.base);
         merges_v.push(r.merge_v);
         bases_v.push(r.base_v);
-        shape = (r.merged, r.bytes);
+        shape = (r.merged, r.blocks, r.bytes);
         if std::env::var_os("AERGO_BENCH_DETAIL").is_some() {
             eprintln!(
                 "    round: producer {:.1} / {:.1} ms, validator {:.1} / {:.1} ms",
@@ -303,13 +338,15 @@ pub fn run(account_counts: &[usize], merge_txs: usize, merge_rows: usize) -> Res
     let (merge, base) = (median(&mut merges), median(&mut bases));
     let (merge_v, base_v) = (median(&mut merges_v), median(&mut bases_v));
     println!(
-        "  producer: merge block {merge:.1} ms ({} merged, {} bytes), baseline {base:.1} ms (the same transfers in a block on main), ratio {:.2} (goal <= 1.2)",
+        "  producer: {} merge blocks {merge:.1} ms ({} merged, largest block {} bytes), baseline {base:.1} ms (the same transfers in {} blocks on main), ratio {:.2} (goal <= 1.2)",
+        shape.1,
         shape.0,
+        shape.2,
         shape.1,
         merge / base
     );
     println!(
-        "  validator: merge block {merge_v:.1} ms, baseline {base_v:.1} ms (importing the direct block), ratio {:.2} (goal <= 1.2)",
+        "  validator: merge blocks {merge_v:.1} ms, baseline {base_v:.1} ms (importing the direct blocks), ratio {:.2} (goal <= 1.2)",
         merge_v / base_v
     );
     consistent(&keys, merge_rows)?;
@@ -326,17 +363,24 @@ struct AutoRound {
     merge_v: f64,
     base_v: f64,
     merged: usize,
+    blocks: usize,
     bytes: usize,
 }
 
 /// A branch with `merge_txs` transfers merged into `main` (producer, then a validator
-/// importing the merge block), against the same transfers in a block on a replica of `main`
-/// (producer) and that block imported (validator).
+/// importing the merge blocks), against the same transfers in blocks on a replica of `main`
+/// (producer) and those blocks imported (validator). The branch's blocks hold 2,000
+/// transfers each; a merge block carries two of them (4,000 transfers of 1,000 gas: a third
+/// would pass the 5M block gas limit), so a merge of 10,000 spans three consecutive merge
+/// blocks, as `aergo merge` splits it, and the direct transfers fill blocks of the same sizes.
 fn auto_round(keys: &[Keypair], merge_txs: usize) -> Result<AutoRound> {
+    const SOURCE_BLOCK: usize = 2000;
+    const PER_BLOCK: usize = 2 * SOURCE_BLOCK;
     let dev = &keys[0];
     let mut f = Fixture::new(keys, 0)?;
     let main = f.main.clone();
     let feat = f.branch(&main, dev, "feat")?;
+    let fork = feat_fork(&main)?;
     let make = |c: &Chain| -> Vec<SignedTx> {
         (0..merge_txs)
             .into_par_iter()
@@ -364,10 +408,10 @@ fn auto_round(keys: &[Keypair], merge_txs: usize) -> Result<AutoRound> {
             })
             .collect()
     };
-    // Sort by sender then nonce so each block takes a sender's transactions in order.
+    // Sort by nonce then sender so each block takes a sender's transactions in order.
     let mut on_feat = make(&feat);
     on_feat.sort_by_key(|t| (t.tx.nonce, t.tx.from.0));
-    for chunk in on_feat.chunks(2000) {
+    for chunk in on_feat.chunks(SOURCE_BLOCK) {
         f.produce(&feat, chunk.to_vec())?;
     }
     let mut direct = make(&main);
@@ -382,40 +426,70 @@ fn auto_round(keys: &[Keypair], merge_txs: usize) -> Result<AutoRound> {
     for h in 1..=main.tip().header.height {
         replica_apply(&replica, main.block_by_height(h)?.context("block")?)?;
     }
-    let t = Instant::now();
-    let ts = f.tick();
-    let p = replica.produce(&f.bp, direct, ts, vec![])?;
-    let base = ms(t);
+    let (mut base, mut direct_blocks) = (0.0, Vec::new());
+    for chunk in direct.chunks(PER_BLOCK) {
+        let ts = f.tick();
+        let t = Instant::now();
+        let p = replica.produce(&f.bp, chunk.to_vec(), ts, vec![])?;
+        base += ms(t);
+        anyhow::ensure!(
+            p.rejected.is_empty() && p.applied.block.txs.len() == chunk.len(),
+            "baseline block took {} of {}",
+            p.applied.block.txs.len(),
+            chunk.len()
+        );
+        direct_blocks.push(p.applied.block);
+    }
+    // The merge, in parts of two source blocks.
+    let (mut merge, mut merge_blocks, mut merged, mut bytes) = (0.0, Vec::new(), 0usize, 0usize);
+    let tip = feat.tip().header.height;
+    let mut from = fork;
+    while from < tip {
+        let to = (from + (PER_BLOCK / SOURCE_BLOCK) as u64).min(tip);
+        let (m, t) = f.merge_part(&main, &feat, "feat", dev, MergeStrategy::Auto, from, to)?;
+        merge += t;
+        let section = m
+            .applied
+            .block
+            .body_ext
+            .merge
+            .clone()
+            .context("merge section")?;
+        anyhow::ensure!(
+            section.excluded.is_empty(),
+            "{:?}",
+            section.excluded.first()
+        );
+        merged += section.candidates.len();
+        bytes = bytes.max(m.applied.size);
+        merge_blocks.push(m.applied.block);
+        from = to;
+    }
     anyhow::ensure!(
-        p.rejected.is_empty() && p.applied.block.txs.len() == merge_txs,
-        "baseline block took {} of {merge_txs}",
-        p.applied.block.txs.len()
+        merged == merge_txs,
+        "the merge blocks carried {merged} of {merge_txs} transfers"
     );
-    let (m, merge) = f.merge(&main, &feat, "feat", dev, MergeStrategy::Auto)?;
-    let section = m
-        .applied
-        .block
-        .body_ext
-        .merge
-        .clone()
-        .context("merge section")?;
-    anyhow::ensure!(
-        section.excluded.is_empty(),
-        "{:?}",
-        section.excluded.first()
-    );
-    // Validators: import each block on a node that never hosted the branch (signature
-    // checks of the block's transactions included on both sides).
-    let base_v = f.import(&main, p.applied.block.clone(), "validator-direct")?;
-    let merge_v = f.import(&main, m.applied.block.clone(), "validator-merge")?;
+    // Validators: import the blocks on a node that never hosted the branch (signature
+    // checks of the blocks' transactions included on both sides).
+    let base_v = f.import_all(&main, direct_blocks, "validator-direct")?;
+    let merge_v = f.import_all(&main, merge_blocks.clone(), "validator-merge")?;
     Ok(AutoRound {
         merge,
         base,
         merge_v,
         base_v,
-        merged: section.candidates.len(),
-        bytes: m.applied.size,
+        merged,
+        blocks: merge_blocks.len(),
+        bytes,
     })
+}
+
+/// The fork height of branch `feat` of `main`.
+fn feat_fork(main: &Chain) -> Result<u64> {
+    let view = main.view_at(main.tip().header.height)?;
+    Ok(branches::record(&view, "feat")?
+        .context("no branch feat")?
+        .fork_height)
 }
 
 /// `diff` of a branch's tip against `main`'s, `changes` accounts apart (transfers to that many
