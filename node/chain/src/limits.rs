@@ -14,6 +14,7 @@
 //!   candidate is executed or skipped once).
 //! - [`BLOCK_HEADER_ROOM`] < [`MAX_BLOCK_SIZE`] − [`MAX_TX_SIZE`]: assembly can always take the
 //!   largest transaction.
+//! - [`MAX_BLOCK_SIZE`] < [`SIDE_MAX_BYTES`]: the side pool holds any block.
 //! - gas: [`aergo_types::limits::MIN_GAS_LIMIT_PARAM`] ≤ [`DEFAULT_TX_GAS_CAP`] ≤
 //!   [`DEFAULT_BLOCK_GAS_LIMIT`] ≤ [`aergo_types::limits::MAX_GAS_LIMIT_PARAM`]: the defaults
 //!   are values a genesis could set, and a block can hold a transaction at the cap.
@@ -30,8 +31,9 @@ use aergo_types::limits::{
     MAX_BLOCK_SIZE, MAX_GAS_LIMIT_PARAM, MAX_TX_SIZE, MIN_GAS_LIMIT_PARAM, MIN_TX_SIZE,
 };
 
-/// Most candidates taken from the mempool for one block (a 1 MiB block holds ~4,800 transfers).
-pub const MAX_CANDIDATES: usize = 6000;
+/// Most candidates taken from the mempool for one block (a 2 MiB block holds ~9,700
+/// transfers; the default gas limit admits 5,000).
+pub const MAX_CANDIDATES: usize = 12_000;
 
 /// Room assembly leaves in a block for its header: transactions fill at most
 /// [`MAX_BLOCK_SIZE`] − this.
@@ -39,6 +41,10 @@ pub const BLOCK_HEADER_ROOM: usize = 1024;
 
 /// Most blocks kept off the best chain (the side pool: competing forks and orphans).
 pub const SIDE_MAX: usize = 2048;
+/// Most encoded bytes kept in the side pool. Orphans are kept before their producer can be
+/// checked against a schedule, so any peer can fill the pool: this bounds what that costs
+/// (the count bound alone allowed [`SIDE_MAX`] full blocks).
+pub const SIDE_MAX_BYTES: usize = 64 * 1024 * 1024;
 
 /// Entries in the head cache (state values at the tip) before it is cleared.
 pub const HEAD_CACHE_MAX: usize = 1 << 20;
@@ -82,11 +88,13 @@ pub const MAX_SYSTEM_PAYLOAD: usize = 64 * 1024;
 pub const DEFAULT_TX_GAS_CAP: u64 = 4_000_000;
 /// Per-block gas limit when the genesis sets none: ~0.36 s of the slowest work per gas on the
 /// loaded development machine, well inside a 1 s slot with the commit (Merkle root, log
-/// fsync) on top, and room for a full 1 MiB block of transfers (~4,850 × 1,000 gas).
+/// fsync) on top. It binds before the block size does: 5,000 transfers of 1,000 gas are
+/// ~1.1 MB of a 2 MiB block.
 pub const DEFAULT_BLOCK_GAS_LIMIT: u64 = 5_000_000;
 
 const _: () = assert!(MAX_CANDIDATES * (MIN_TX_SIZE + 4) >= MAX_BLOCK_SIZE - BLOCK_HEADER_ROOM);
 const _: () = assert!(BLOCK_HEADER_ROOM < MAX_BLOCK_SIZE - MAX_TX_SIZE);
+const _: () = assert!(MAX_BLOCK_SIZE < SIDE_MAX_BYTES);
 const _: () = assert!(MIN_GAS_LIMIT_PARAM <= DEFAULT_TX_GAS_CAP);
 const _: () = assert!(DEFAULT_TX_GAS_CAP <= DEFAULT_BLOCK_GAS_LIMIT);
 const _: () = assert!(DEFAULT_BLOCK_GAS_LIMIT <= MAX_GAS_LIMIT_PARAM);

@@ -2139,6 +2139,7 @@ fn consensus_info(node: &Node) -> MResult {
         "lib_height": chain.finalized_height(),
         "lib_hash": chain.hash_at(chain.finalized_height())?,
         "side_blocks": chain.side_len(),
+        "side_bytes": chain.side_bytes(),
         "reorgs": net.reorgs.load(Ordering::Relaxed),
         "rejected_blocks": net.rejected_blocks.load(Ordering::Relaxed),
         "early_blocks": net.early_blocks.load(Ordering::Relaxed),

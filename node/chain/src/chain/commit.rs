@@ -723,7 +723,7 @@ impl Chain {
 
     /// The commit protocol (see module docs). `existing` is the block's location when it is
     /// already in the log (recovery).
-    // Sizes, counts and indexes below are bounded by MAX_BLOCK_SIZE (1 MiB, checked before a
+    // Sizes, counts and indexes below are bounded by MAX_BLOCK_SIZE (2 MiB, checked before a
     // block gets here), far inside u32.
     #[allow(clippy::cast_possible_truncation)]
     pub(super) fn write_block(
@@ -960,7 +960,7 @@ impl Chain {
             );
             ks.db().write(batch)?;
             self.recent.lock().retain(|b| b.height >= lib);
-            self.side.lock().retain(|_, b| b.header.height > lib);
+            self.side.lock().retain(|b| b.header.height > lib);
         }
         Ok(())
     }

@@ -107,9 +107,9 @@ impl Chain {
         Ok(self
             .side
             .lock()
-            .values()
-            .find(|b| same(b))
-            .map(|b| b.hash()))
+            .iter()
+            .find(|(_, b)| same(b))
+            .map(|(h, _)| *h))
     }
 
     /// Takes a block from the network: extends the best chain, keeps a competing fork aside,
@@ -119,7 +119,7 @@ impl Chain {
     pub fn receive(&self, block: Block, now_ms: u64) -> Result<Received, ChainError> {
         let _g = self.commit.lock();
         let hash = block.hash();
-        if self.side.lock().contains_key(&hash) || self.block_meta(&hash)?.is_some() {
+        if self.side.lock().contains(&hash) || self.block_meta(&hash)?.is_some() {
             return Ok(Received::Known);
         }
         let h = &block.header;
@@ -189,20 +189,9 @@ impl Chain {
                 None => Ok(Received::Extended(Box::new(applied))),
             };
         }
-        {
-            let mut side = self.side.lock();
-            if side.len() >= SIDE_MAX {
-                // Forget the highest (furthest from anything we can connect) first.
-                if let Some(k) = side
-                    .iter()
-                    .max_by_key(|(_, b)| b.header.height)
-                    .map(|(k, _)| *k)
-                {
-                    side.remove(&k);
-                }
-            }
-            side.insert(hash, block);
-        }
+        // Bounded by count and bytes: the highest (furthest from anything we can connect)
+        // go first.
+        self.side.lock().insert(hash, block);
         self.try_switch(hash)
     }
 
@@ -325,6 +314,11 @@ impl Chain {
     /// Blocks kept off the best chain.
     pub fn side_len(&self) -> usize {
         self.side.lock().len()
+    }
+
+    /// Encoded bytes of the blocks kept off the best chain.
+    pub fn side_bytes(&self) -> usize {
+        self.side.lock().bytes()
     }
 }
 

@@ -54,6 +54,7 @@ mod head;
 mod open;
 mod pending;
 mod queries;
+mod side;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
@@ -219,7 +220,7 @@ pub struct Chain {
     engine: Engine,
     /// Valid-looking blocks off the best chain (competing forks, blocks waiting for their
     /// parent), above LIB, bounded.
-    side: Mutex<HashMap<Hash, Block>>,
+    side: Mutex<side::SidePool>,
     /// The best chain's blocks above LIB (and the LIB block), for finality.
     recent: Mutex<VecDeque<dpos::BlockMeta>>,
     tip: RwLock<Tip>,

@@ -157,7 +157,7 @@ impl Chain {
             genesis,
             chain_id,
             engine,
-            side: Mutex::new(HashMap::new()),
+            side: Mutex::new(side::SidePool::default()),
             recent: Mutex::new(VecDeque::new()),
             tip: RwLock::new(placeholder),
             head: head::HeadCache::new(HEAD_CACHE_MAX),

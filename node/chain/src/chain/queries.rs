@@ -310,7 +310,7 @@ impl Chain {
         Ok(())
     }
 
-    /// The largest block this chain takes: 1 MiB, a repository's directory 64 KiB.
+    /// The largest block this chain takes: 2 MiB, a repository's directory 64 KiB.
     pub fn max_block_size(&self) -> usize {
         match crate::ctx::ChainRole::of(&self.genesis) {
             crate::ctx::ChainRole::Directory => aergo_types::repo::MAX_DD_BLOCK,
