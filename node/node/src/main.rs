@@ -9,11 +9,6 @@
 /// fault, for tests that validators reject them).
 const FORGE_DTT_ENV: &str = "AERGO_FAULT_FORGE_DTT";
 
-/// mimalloc: per-thread heaps, and a block freed on another thread (validation's workers
-/// hand sets and write sets across threads) goes back without a lock on the owner's heap.
-#[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 mod bench;
 mod bench_branches;
 mod bench_exec;
