@@ -24,7 +24,7 @@ pub enum ChainError {
         /// Which rule.
         reason: String,
     },
-    /// A block whose slot starts later than the allowed drift but within
+    /// A block producer's block whose slot starts later than the allowed drift but within
     /// [`crate::limits::EARLY_MAX_MS`]: the producer's clock (or ours) runs ahead. Not a
     /// reason to blame the sender; it is dropped and fetched again once its time comes.
     #[error("block {hash} at height {height} is {ahead_ms} ms early")]

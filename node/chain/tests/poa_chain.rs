@@ -162,6 +162,14 @@ fn schedule_slot_ownership_and_lib_at_two_thirds() {
         o.receive(blocks[0].clone(), ts - 61_000),
         Err(ChainError::InvalidBlock { .. })
     ));
+    // Only a producer's block is early: a stranger's is invalid, its sender blamed.
+    let mut stranger = blocks[0].clone();
+    stranger.header.producer = key(9).public();
+    stranger.header.sign(&key(9));
+    assert!(matches!(
+        o.receive(stranger, ts - 5000),
+        Err(ChainError::InvalidBlock { .. })
+    ));
     for b in blocks {
         assert!(matches!(o.receive(b, NOW).unwrap(), Received::Extended(_)));
     }

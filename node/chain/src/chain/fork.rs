@@ -139,7 +139,12 @@ impl Chain {
         }
         if let Err(reason) = self.engine.check_received(h, now_ms) {
             let ahead_ms = h.timestamp_ms.saturating_sub(now_ms);
-            if ahead_ms > DRIFT_MS && ahead_ms <= EARLY_MAX_MS {
+            // Early only from a block producer: anyone else's future block is invalid, so a
+            // stranger cannot send them without cost.
+            if ahead_ms > DRIFT_MS
+                && ahead_ms <= EARLY_MAX_MS
+                && self.engine.is_producer(&h.producer)
+            {
                 return Err(ChainError::Early {
                     hash,
                     height: h.height,
