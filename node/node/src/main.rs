@@ -322,6 +322,13 @@ fn run(args: Args) -> Result<()> {
         );
         aergo_chain::dtt::set_fault_forge(true);
     }
+    if node::clock_skew_ms() != 0 {
+        tracing::error!(
+            skew_ms = node::clock_skew_ms(),
+            "{}: INJECTED FAULT, this node's clock is shifted",
+            node::CLOCK_SKEW_ENV
+        );
+    }
     tracing::info!(
         workers = aergo_chain::parallel::workers(),
         "validation workers for blocks with a DTT (node.exec_workers; 0: one per core)"

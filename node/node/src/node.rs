@@ -17,10 +17,26 @@ use tokio::sync::broadcast;
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
+    let t = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
+        .unwrap_or(0);
+    t.saturating_add_signed(clock_skew_ms())
+}
+
+/// Environment variable that shifts this node's clock by a signed number of milliseconds
+/// (an injected fault, for tests of nodes whose clocks disagree). Read once.
+pub const CLOCK_SKEW_ENV: &str = "AERGO_FAULT_CLOCK_SKEW_MS";
+
+/// The injected clock skew ([`CLOCK_SKEW_ENV`]), 0 when unset or not a number.
+pub fn clock_skew_ms() -> i64 {
+    static SKEW: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    *SKEW.get_or_init(|| {
+        std::env::var(CLOCK_SKEW_ENV)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    })
 }
 
 /// A duration in µs, saturating (for latency figures).
