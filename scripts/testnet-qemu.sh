@@ -14,8 +14,9 @@
 # Serial consoles (the dashboard) go to target/testnet-qemu/nodeI/serial.log.
 # Clocks: a small SNTP responder on this host's loopback is every VM's `ntp_servers`
 # (10.0.2.2 through QEMU's user network), so their DPoS slots agree.
-# --check: exit 0 once every appliance reports the others as peers and all share a final
-# (LIB) block above height 2, then power them off; non-zero after a deadline.
+# --check: exit 0 once all share a final (LIB) block above height 2, every appliance reports
+# the others as peers and its clock, set by SNTP, reads within 500 ms of this host's; then
+# power them off; non-zero after a deadline.
 # Each disk is the image grown (sparse) to --disk-gib (default 1), so init grows /data into
 # it on first boot as on a server; the image's own 32 MiB data partition is too small for a
 # node (RocksDB preallocates tens of MiB per write-ahead log).
@@ -25,7 +26,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 N="${1:-}"
-case "$N" in ''|*[!0-9]*) sed -n '2,23p' "$0"; exit 2 ;; esac
+case "$N" in ''|*[!0-9]*) sed -n '2,24p' "$0"; exit 2 ;; esac
 shift
 [ "$N" -ge 1 ] && [ "$N" -le 9 ] || { echo "testnet-qemu: N must be 1..9" >&2; exit 2; }
 UEFI=0 KVM=0 CHECK=0 BUILD=1 MEM=1024 DISK_GIB=1
@@ -39,7 +40,7 @@ while [ $# -gt 0 ]; do
     --disk-gib)
       DISK_GIB="${2:-}"; shift
       case "$DISK_GIB" in ''|*[!0-9]*|0) echo "testnet-qemu: --disk-gib takes a whole number of GiB ≥ 1" >&2; exit 2 ;; esac ;;
-    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
     *) echo "testnet-qemu: unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -188,11 +189,22 @@ while [ "$(date +%s)" -lt "$deadline" ]; do
         | python3 -c 'import json,sys; print(json.load(sys.stdin)["hash"])') || continue 2
     hashes="$hashes$h\n"
   done
-  if [ "$(printf "$hashes" | sort -u | wc -l)" = 1 ]; then
-    echo "testnet-qemu: $N appliances share final block $low ($(printf "$hashes" | head -1))"
-    for i in $(seq 1 "$N"); do grep -m1 -a "Peers\|peers" "$OUT/node$i/serial.log" >/dev/null || true; done
-    exit 0
-  fi
+  [ "$(printf "$hashes" | sort -u | wc -l)" = 1 ] || continue
+  # Every appliance has the others as peers, asked this host's SNTP responder for the time,
+  # and its clock reads within 500 ms of this host's (the RPC round trip included).
+  asked=$(grep -c '^answered' "$OUT/sntp.log" || true)
+  [ "$asked" -ge "$N" ] || { echo "testnet-qemu: the SNTP responder answered $asked of $N appliances"; continue; }
+  for i in $(seq 1 "$N"); do
+    url="http://127.0.0.1:$((27845 + 10 * (i - 1)))"
+    peers=$("$BIN/aergo" --rpc "$url" --json node peers 2>/dev/null \
+      | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))' 2>/dev/null || echo 0)
+    [ "$peers" -ge $((N - 1)) ] || { echo "testnet-qemu: appliance $i has $peers peers"; continue 2; }
+    off=$("$BIN/aergo" --rpc "$url" --json node consensus 2>/dev/null \
+      | python3 -c 'import json,sys,time; print(int(abs(json.load(sys.stdin)["now_ms"] - time.time() * 1000)))' 2>/dev/null || echo 99999)
+    [ "$off" -le 500 ] || { echo "testnet-qemu: appliance $i's clock is $off ms off this host's"; continue 2; }
+  done
+  echo "testnet-qemu: $N appliances share final block $low ($(printf "$hashes" | head -1)), each with $((N - 1)) peer(s) and its clock within 500 ms of this host's (SNTP)"
+  exit 0
 done
 echo "testnet-qemu: no common LIB within the deadline; serial logs in $OUT/node*/serial.log" >&2
 exit 1

@@ -1130,7 +1130,8 @@ fn appliance_uefi_boot_supervise_shutdown() -> Result<()> {
 /// `scripts/testnet-qemu.sh 2 --check`: two appliances, each built by `aergo-image` from
 /// `aergo testnet init --hosts` (its own key, the shared DPoS genesis, a static address on a
 /// private segment that stays on this host, DHCP on a second NIC), boot by direct kernel boot,
-/// find each other over libp2p and share a final (LIB) block above height 2.
+/// set their clocks by SNTP from this host, find each other over libp2p and share a final
+/// (LIB) block above height 2 (the script checks peers and clocks too).
 #[test]
 fn appliance_testnet_of_two_shares_a_final_block() -> Result<()> {
     let _one = ONE_VM_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
