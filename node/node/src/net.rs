@@ -1050,8 +1050,14 @@ async fn import(
         Err(ChainError::Early { hash, ahead_ms, .. }) => {
             // Clocks disagree (ours or the producer's): not the sender's fault. Sync fetches
             // it again once its slot has started here.
-            node.net.early_blocks.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(%hash, ahead_ms, "dropped a block from the future (is the clock synchronised?)");
+            let n = node.net.early_blocks.fetch_add(1, Ordering::Relaxed) + 1;
+            // A producer whose clock runs ahead sends one per slot: warn at the 1st, 2nd,
+            // 4th, 8th… so the log shows it without filling up.
+            if n.is_power_of_two() {
+                tracing::warn!(%hash, ahead_ms, early_blocks = n, "dropped a block from the future (is this node's clock, or its producer's, synchronised?)");
+            } else {
+                tracing::debug!(%hash, ahead_ms, "dropped a block from the future");
+            }
             Ok(Imported::Other)
         }
         Err(ChainError::Consensus(m)) => {
