@@ -272,6 +272,12 @@ fn promises_from_concurrent_clients_are_kept_field_by_field() -> Result<()> {
         "{st}"
     );
     ensure!(st["p99_us"].as_u64().is_some() && st["broken"] == 0, "{st}");
+    // The handler's own time of those sends (request → answer) is reported too.
+    ensure!(
+        st["request_p50_us"].as_u64().is_some()
+            && st["request_p99_us"].as_u64() >= st["request_p50_us"].as_u64(),
+        "{st}"
+    );
 
     // `aergo preconf verify`: a genuine promise verifies and is kept; a tampered receipt, a
     // shifted position and a promise signed by another key (not the slot's producer) fail.

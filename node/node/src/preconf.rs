@@ -102,6 +102,35 @@ pub const LIE_ENV: &str = "AERGO_FAULT_PRECONF_LIE";
 struct Stats {
     /// (when, admission-to-durable latency in µs).
     samples: VecDeque<(u64, u64)>,
+    /// (when, latency in µs) of single `send_tx` calls with `wait: "preconfirmed"` answered
+    /// with a promise, from the JSON-RPC request's arrival in the handler to its answer.
+    requests: VecDeque<(u64, u64)>,
+}
+
+/// Keeps the last minute of `(when, µs)` samples, at most [`MAX_SAMPLES`].
+fn push_sample(v: &mut VecDeque<(u64, u64)>, now: u64, us: u64) {
+    while v.len() >= MAX_SAMPLES
+        || v.front()
+            .is_some_and(|(t, _)| now.saturating_sub(*t) > 60_000)
+    {
+        v.pop_front();
+    }
+    v.push_back((now, us));
+}
+
+/// p50 and p99 of the last minute's samples at `now`.
+fn percentiles(v: &VecDeque<(u64, u64)>, now: u64) -> (u64, Option<u64>, Option<u64>) {
+    let mut lat: Vec<u64> = v
+        .iter()
+        .filter(|(t, _)| now.saturating_sub(*t) <= 60_000)
+        .map(|(_, l)| *l)
+        .collect();
+    lat.sort_unstable();
+    let pct = |q: usize| -> Option<u64> {
+        let i = (lat.len() * q).div_ceil(100).saturating_sub(1);
+        lat.get(i.min(lat.len().saturating_sub(1))).copied()
+    };
+    (lat.len() as u64, pct(50), pct(99))
 }
 
 /// Latency and sequence figures for `preconf_status` and the dashboard.
@@ -226,15 +255,12 @@ impl Preconf {
     }
 
     fn sample(&self, now: u64, us: u64) {
-        let mut s = self.stats.lock();
-        while s.samples.len() >= MAX_SAMPLES
-            || s.samples
-                .front()
-                .is_some_and(|(t, _)| now.saturating_sub(*t) > 60_000)
-        {
-            s.samples.pop_front();
-        }
-        s.samples.push_back((now, us));
+        push_sample(&mut self.stats.lock().samples, now, us);
+    }
+
+    /// Records a pre-confirmed `send_tx` call's time in the JSON-RPC handler (µs).
+    pub fn sample_request(&self, us: u64) {
+        push_sample(&mut self.stats.lock().requests, now_ms(), us);
     }
 
     /// Registers a client waiting for `hash`'s promise.
@@ -333,21 +359,9 @@ impl Preconf {
             None => (None, 0),
         };
         let now = now_ms();
-        let mut lat: Vec<u64> = self
-            .stats
-            .lock()
-            .samples
-            .iter()
-            .filter(|(t, _)| now.saturating_sub(*t) <= 60_000)
-            .map(|(_, l)| *l)
-            .collect();
-        lat.sort_unstable();
-        let pct = |q: usize| -> Option<u64> {
-            if lat.is_empty() {
-                return None;
-            }
-            let i = (lat.len() * q).div_ceil(100).saturating_sub(1);
-            lat.get(i.min(lat.len() - 1)).copied()
+        let ((last_minute, p50_us, p99_us), (_, request_p50_us, request_p99_us)) = {
+            let s = self.stats.lock();
+            (percentiles(&s.samples, now), percentiles(&s.requests, now))
         };
         PreconfStatus {
             enabled: self.enabled(),
@@ -355,9 +369,11 @@ impl Preconf {
             sequence_length,
             promised: self.promised.load(Ordering::Relaxed),
             broken: self.broken.load(Ordering::Relaxed),
-            last_minute: lat.len() as u64,
-            p50_us: pct(50),
-            p99_us: pct(99),
+            last_minute,
+            p50_us,
+            p99_us,
+            request_p50_us,
+            request_p99_us,
             evidence: 0,
         }
     }

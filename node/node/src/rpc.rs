@@ -421,6 +421,7 @@ pub enum Caller {
 
 /// One request; `signed` is who made it.
 async fn handle_one(rpc: &Rpc, peer: SocketAddr, signed: Caller, v: Value) -> Value {
+    let started = std::time::Instant::now();
     let id = v.get("id").cloned().unwrap_or(Value::Null);
     if !rpc.allow(peer.ip()) {
         return err_response(
@@ -488,6 +489,9 @@ async fn handle_one(rpc: &Rpc, peer: SocketAddr, signed: Caller, v: Value) -> Va
         }
     };
     let method = req.method.clone();
+    let preconf_send =
+        method == "send_tx" && params.get("wait").and_then(Value::as_str) == Some("preconfirmed");
+    let timed = preconf_send.then(|| node.clone());
     // Refs, branches (which may open a branch chain) and chain reads may touch disk: keep
     // them off the async workers.
     let res = tokio::task::spawn_blocking(move || {
@@ -496,7 +500,13 @@ async fn handle_one(rpc: &Rpc, peer: SocketAddr, signed: Caller, v: Value) -> Va
     })
     .await;
     match res {
-        Ok(Ok(v)) => json!({"jsonrpc": "2.0", "id": id, "result": v}),
+        Ok(Ok(v)) => {
+            if let Some(n) = timed.filter(|_| v.get("preconfirmation").is_some()) {
+                n.preconf
+                    .sample_request(crate::node::micros(started.elapsed()));
+            }
+            json!({"jsonrpc": "2.0", "id": id, "result": v})
+        }
         Ok(Err(f)) => err_response(id, f),
         Err(e) => err_response(
             id,

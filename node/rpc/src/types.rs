@@ -760,6 +760,14 @@ pub struct PreconfStatusJson {
     pub p50_us: Option<u64>,
     /// p99 of the same.
     pub p99_us: Option<u64>,
+    /// p50 over the last minute of single `send_tx` calls with `wait: "preconfirmed"`
+    /// answered with a promise, from the request's arrival in the JSON-RPC handler to its
+    /// answer (µs): the node's whole share of what a client waits, apart from HTTP itself.
+    #[serde(default)]
+    pub request_p50_us: Option<u64>,
+    /// p99 of the same.
+    #[serde(default)]
+    pub request_p99_us: Option<u64>,
     /// Producers convicted of a broken pre-confirmation on this chain (evidence
     /// transactions that penalised someone; 0 from a node that predates them).
     #[serde(default)]

@@ -367,10 +367,13 @@ fn main() -> Result<()> {
             let v: Value = serde_json::from_str(&http::raw("POST", &node.url, &body)?.1)?;
             v["result"].clone()
         };
+        let ms = |k: &str| st[k].as_f64().unwrap_or(f64::NAN) / 1000.0;
         let server = format!(
-            "node side (admission → durable promise, last minute) p50 {:.2} ms p99 {:.2} ms",
-            st["p50_us"].as_f64().unwrap_or(f64::NAN) / 1000.0,
-            st["p99_us"].as_f64().unwrap_or(f64::NAN) / 1000.0
+            "node side (admission → durable promise, last minute) p50 {:.2} ms p99 {:.2} ms; JSON-RPC handler (request → answer) p50 {:.2} ms p99 {:.2} ms",
+            ms("p50_us"),
+            ms("p99_us"),
+            ms("request_p50_us"),
+            ms("request_p99_us")
         );
         let (p50, p99) = (pct(&mut pre, 50.0), pct(&mut pre, 99.0));
         let (i50, i99) = (pct(&mut inc, 50.0), pct(&mut inc, 99.0));
