@@ -77,8 +77,11 @@ impl Fixture {
         Ok(())
     }
 
-    /// Merges branch `name` (chain `src`) into `parent` up to its tip with `strategy`, signed
-    /// by `k`: the merge block and the time it took (ms).
+    /// Merges branch `name` (chain `src`) into `parent` with `strategy`, signed by `k`: the
+    /// merge block and the time it took (ms). `part`: one merge block of a merge that spans
+    /// several, `src`'s blocks above the first height up to the second (the first is the
+    /// merge base: the fork point, or the previous part's end); `None`: from the fork point
+    /// up to `src`'s tip.
     fn merge(
         &mut self,
         parent: &Chain,
@@ -86,36 +89,11 @@ impl Fixture {
         name: &str,
         k: &Keypair,
         strategy: MergeStrategy,
+        part: Option<(u64, u64)>,
     ) -> Result<(aergo_chain::chain::Produced, f64)> {
         let view = parent.view_at(parent.tip().header.height)?;
         let rec = branches::record(&view, name)?.context("record")?;
-        self.merge_part(
-            parent,
-            src,
-            name,
-            k,
-            strategy,
-            rec.fork_height,
-            src.tip().header.height,
-        )
-    }
-
-    /// One merge block of a merge that spans several: `src`'s blocks above `from` up to
-    /// `to` (`from` is the merge base: the fork point, or the previous part's end).
-    #[allow(clippy::too_many_arguments)]
-    fn merge_part(
-        &mut self,
-        parent: &Chain,
-        src: &Chain,
-        name: &str,
-        k: &Keypair,
-        strategy: MergeStrategy,
-        from: u64,
-        to: u64,
-    ) -> Result<(aergo_chain::chain::Produced, f64)> {
-        let sh = to;
-        let view = parent.view_at(parent.tip().header.height)?;
-        let rec = branches::record(&view, name)?.context("record")?;
+        let (from, sh) = part.unwrap_or((rec.fork_height, src.tip().header.height));
         let mut candidates = Vec::new();
         for h in from + 1..=sh {
             candidates.extend(src.block_by_height(h)?.context("block")?.txs);
@@ -446,7 +424,14 @@ fn auto_round(keys: &[Keypair], merge_txs: usize) -> Result<AutoRound> {
     let mut from = fork;
     while from < tip {
         let to = (from + (PER_BLOCK / SOURCE_BLOCK) as u64).min(tip);
-        let (m, t) = f.merge_part(&main, &feat, "feat", dev, MergeStrategy::Auto, from, to)?;
+        let (m, t) = f.merge(
+            &main,
+            &feat,
+            "feat",
+            dev,
+            MergeStrategy::Auto,
+            Some((from, to)),
+        )?;
         merge += t;
         let section = m
             .applied
@@ -651,7 +636,7 @@ fn consistent(keys: &[Keypair], rows: usize) -> Result<()> {
     let p = replica.produce(&f.bp, vec![direct], ts, vec![])?;
     let base = ms(t);
     anyhow::ensure!(p.rejected.is_empty(), "{:?}", p.rejected.first());
-    let (m, merge) = f.merge(&main, &cons, "cons", dev, MergeStrategy::Consistent)?;
+    let (m, merge) = f.merge(&main, &cons, "cons", dev, MergeStrategy::Consistent, None)?;
     // Every row has both changes: 0 + 1 + 2.
     let q = main
         .contract_query(&table, "SELECT count(*) FROM t WHERE v = 3", None)?
