@@ -819,20 +819,43 @@ fn branch_merge_across_nodes(urls: &[String], faucet: &aergo_types::Keypair) -> 
     // Node 2 replicates feat: it takes the merge though it does not produce the branch.
     let tx = signed_for(&urls[1], None, faucet, TxKind::Merge, None, 0, op.encode())?;
     rpc(&urls[1], "send_tx", json!({"tx": tx}))?;
+    let (_, merges) = merged_on_every_node(urls, &to, "9", "feat", fork)?;
+    assert_eq!(
+        merges[0]["merged"].as_array().map(Vec::len),
+        Some(1),
+        "{merges:?}"
+    );
+    assert!(merges.iter().all(|m| *m == merges[0]), "{merges:?}");
+    private_branch_stays_on_its_producer(urls, faucet)
+}
+
+/// After a merge of branch `source` was sent: waits until every node holds `balance` in `to`
+/// on `main`, checks that all hold the same block (hash and state root) at the highest
+/// height where one saw it, and returns that height and each node's section of the latest
+/// merge of `source` at or below it (above `fork`).
+fn merged_on_every_node(
+    urls: &[String],
+    to: &aergo_types::Address,
+    balance: &str,
+    source: &str,
+    fork: u64,
+) -> Result<(u64, Vec<Value>)> {
     let mut at = Vec::new();
     for (i, u) in urls.iter().enumerate() {
         at.push(poll(
-            &format!("node {} to hold the merged transfer", i + 1),
+            &format!(
+                "node {} to hold {balance} after the merge of {source}",
+                i + 1
+            ),
             Duration::from_secs(30),
             || {
                 let a = rpc(u, "account", json!({"address": to.encode()}))?;
-                Ok((a["balance"] == "9")
+                Ok((a["balance"] == balance)
                     .then_some(a["height"].as_u64())
                     .flatten())
             },
         )?);
     }
-    // The same merge block everywhere, with the same verdicts.
     let h = at.iter().copied().max().context("heights")?;
     let blocks: Vec<Value> = urls
         .iter()
@@ -848,27 +871,19 @@ fn branch_merge_across_nodes(urls: &[String], faucet: &aergo_types::Keypair) -> 
         assert_eq!(b["hash"], blocks[0]["hash"]);
         assert_eq!(b["state_root"], blocks[0]["state_root"]);
     }
-    let merges: Vec<Value> = urls
+    let merges = urls
         .iter()
         .map(|u| {
-            let mut found = Value::Null;
             for k in (fork..=h).rev() {
                 let b = rpc(u, "block", json!({"height": k}))?;
-                if !b["merge"].is_null() {
-                    found = b["merge"].clone();
-                    break;
+                if b["merge"]["source"] == source {
+                    return Ok(b["merge"].clone());
                 }
             }
-            Ok(found)
+            bail!("no merge of {source} on {u} up to {h}")
         })
         .collect::<Result<_>>()?;
-    assert_eq!(
-        merges[0]["merged"].as_array().map(Vec::len),
-        Some(1),
-        "{merges:?}"
-    );
-    assert!(merges.iter().all(|m| *m == merges[0]), "{merges:?}");
-    private_branch_stays_on_its_producer(urls, faucet)
+    Ok((h, merges))
 }
 
 /// A branch of the PoA repository `trio` (hosted by all three nodes), produced by node 1:
@@ -1061,47 +1076,8 @@ fn consistent_merge_across_nodes(urls: &[String], faucet: &aergo_types::Keypair)
     };
     let tx = signed_for(&urls[2], None, faucet, TxKind::Merge, None, 0, op.encode())?;
     rpc(&urls[2], "send_tx", json!({"tx": tx}))?;
-    let mut at = Vec::new();
-    for (i, u) in urls.iter().enumerate() {
-        at.push(poll(
-            &format!("node {} to hold both transfers on main", i + 1),
-            Duration::from_secs(30),
-            || {
-                let a = rpc(u, "account", json!({"address": to.encode()}))?;
-                Ok((a["balance"] == "5")
-                    .then_some(a["height"].as_u64())
-                    .flatten())
-            },
-        )?);
-    }
-    let h = at.iter().copied().max().context("heights")?;
-    let blocks: Vec<Value> = urls
-        .iter()
-        .map(|u| {
-            poll(
-                "the merge height everywhere",
-                Duration::from_secs(20),
-                || Ok(rpc(u, "block", json!({"height": h})).ok()),
-            )
-        })
-        .collect::<Result<_>>()?;
-    for b in &blocks[1..] {
-        assert_eq!(b["hash"], blocks[0]["hash"]);
-        assert_eq!(b["state_root"], blocks[0]["state_root"]);
-    }
     // The merge block, the same on every node: consistent, the branch's transfer merged.
-    let merges: Vec<Value> = urls
-        .iter()
-        .map(|u| {
-            for k in (fork..=h).rev() {
-                let b = rpc(u, "block", json!({"height": k}))?;
-                if b["merge"]["source"] == "cons" {
-                    return Ok(b["merge"].clone());
-                }
-            }
-            bail!("no merge of cons on {u} up to {h}")
-        })
-        .collect::<Result<_>>()?;
+    let (h, merges) = merged_on_every_node(urls, &to, "5", "cons", fork)?;
     assert_eq!(merges[0]["strategy"], "consistent", "{merges:?}");
     assert_eq!(
         merges[0]["merged"].as_array().map(Vec::len),
