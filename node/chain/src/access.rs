@@ -304,17 +304,26 @@ pub struct Recorder<'a> {
     log: RefCell<Log>,
 }
 
+thread_local! {
+    /// A finished recorder's log, kept (emptied) for the thread's next one: recording then
+    /// allocates nothing per transaction but its set.
+    static SPARE: RefCell<Option<Log>> = const { RefCell::new(None) };
+}
+
 impl<'a> Recorder<'a> {
     /// Records reads of `inner`.
     pub fn new(inner: &'a dyn StateView) -> Self {
-        Self {
-            inner,
-            log: RefCell::new(Log {
+        let log = SPARE
+            .with(|s| s.borrow_mut().take())
+            .unwrap_or_else(|| Log {
                 // Room for a few keys: a transfer reads two accounts.
                 buf: Vec::with_capacity(128),
                 reads: Vec::with_capacity(8),
                 ranges: Vec::new(),
-            }),
+            });
+        Self {
+            inner,
+            log: RefCell::new(log),
         }
     }
 
@@ -346,6 +355,15 @@ impl<'a> Recorder<'a> {
             .map(|(a, b)| (a.as_slice(), b.as_slice()))
             .collect();
         put_set(out, &reads, &ranges, writes.keys().map(Vec::as_slice));
+        drop((reads, ranges));
+        let mut log = log;
+        // A log grown by an unusual transaction (a large scan) is not kept.
+        if log.buf.capacity() <= 4096 && log.reads.capacity() <= 64 {
+            log.buf.clear();
+            log.reads.clear();
+            log.ranges.clear();
+            SPARE.with(|s| *s.borrow_mut() = Some(log));
+        }
     }
 
     fn range(&self, start: &[u8], end: &[u8]) {

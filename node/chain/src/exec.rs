@@ -777,7 +777,7 @@ pub fn assemble(
     let mut rejected = Vec::new();
     // The block's DTT is counted in its size: each entry as it is known, and before a
     // transaction is tried, room for the longest entry it could have.
-    let mut dtt = crate::dtt::Builder::default();
+    let mut dtt = crate::dtt::Builder::<Vec<u8>>::default();
     let mut bytes = crate::dtt::DTT_OVERHEAD;
     let mut deferred: std::collections::HashSet<Address> = std::collections::HashSet::new();
     for tx in candidates {
