@@ -1,6 +1,6 @@
 //! Validation along a block's DTT on a pool of workers.
 //!
-//! Workers claim transactions in block order (one atomic counter; [`CHUNK`] at a time when
+//! Workers claim transactions in block order (one atomic counter; `CHUNK` at a time when
 //! the DTT is wide) and each waits only for its claimed transaction's DTT parents (a
 //! barrier: for everything before it), spinning briefly and then yielding; the lowest
 //! unfinished claimed transaction always has its parents finished (a worker runs its
@@ -268,10 +268,10 @@ pub fn verify_signatures(txs: &[SignedTx], workers: usize) -> Vec<bool> {
 /// sets);
 /// `Ok(Err(why))` when `dtt` is malformed or not the canonical one; `Err` when a
 /// transaction cannot be included (the block is invalid) or storage failed. While workers
-/// run, a worker that finished another [`RETIRE_EVERY`] transactions and finds the
+/// run, a worker that finished another `RETIRE_EVERY` transactions and finds the
 /// retirement free retires every finished transaction in block order: its canonical DTT
-/// entry is computed and compared, and a difference stops the pool early. With one worker (or a narrow DTT) this is
-/// [`exec::execute_block`] followed by the same comparison.
+/// entry is computed and compared, and a difference stops the pool early. With one worker
+/// (or a narrow DTT) this is [`exec::execute_block`] followed by the same comparison.
 pub fn validate(
     base: &(dyn StateView + Sync),
     pre: &WriteSet,
