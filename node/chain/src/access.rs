@@ -255,6 +255,15 @@ pub struct AccessBatch {
 }
 
 impl AccessBatch {
+    /// An empty batch with room for `bytes` bytes of sets (a batch that grows by doubling
+    /// copies itself several times on the executing thread).
+    pub fn with_capacity(bytes: usize) -> Self {
+        AccessBatch {
+            bytes: Vec::with_capacity(bytes),
+            len: 0,
+        }
+    }
+
     /// Appends a set.
     pub fn push(&mut self, s: &AccessSet) {
         if s.bytes.is_empty() {

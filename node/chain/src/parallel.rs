@@ -532,7 +532,9 @@ fn pipelined(
             },
             out: Executed::default(),
         };
-        let mut batch = AccessBatch::default();
+        // A transfer's set is ~90 bytes; room for that per transaction of a batch.
+        let room = BATCH * 96;
+        let mut batch = AccessBatch::with_capacity(room);
         for tx in txs {
             if stop.load(Ordering::Acquire) {
                 // The checker found a difference: its verdict is the result.
@@ -543,7 +545,7 @@ fn pipelined(
             }
             run.try_tx_batch(tx, ctx, &mut batch)?;
             if batch.len() >= BATCH {
-                let full = std::mem::take(&mut batch);
+                let full = std::mem::replace(&mut batch, AccessBatch::with_capacity(room));
                 if send.send(full).is_err() {
                     return Ok(None);
                 }
