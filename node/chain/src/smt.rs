@@ -104,9 +104,14 @@ pub trait NodeSource {
     fn node(&self, h: &Hash) -> Result<Option<Node>, ChainError>;
 }
 
+/// Nodes by hash. foldhash, seeded at random per map: node hashes are BLAKE3 outputs of
+/// contents clients partly choose, so a fixed hasher would let them grind for keys that
+/// collide; std's SipHash cost a tenth of a block's state-root update.
+pub type NodeMap = HashMap<Hash, Node, foldhash::fast::RandomState>;
+
 /// An in-memory node store (tests, and the pending nodes of an update).
 #[derive(Default)]
-pub struct MemNodes(pub HashMap<Hash, Node>);
+pub struct MemNodes(pub NodeMap);
 
 impl NodeSource for MemNodes {
     fn node(&self, h: &Hash) -> Result<Option<Node>, ChainError> {
@@ -118,7 +123,7 @@ impl NodeSource for MemNodes {
 pub struct Updater<'a> {
     src: &'a dyn NodeSource,
     /// Nodes created by the update (to persist).
-    pub new_nodes: HashMap<Hash, Node>,
+    pub new_nodes: NodeMap,
 }
 
 impl<'a> Updater<'a> {
@@ -126,7 +131,7 @@ impl<'a> Updater<'a> {
     pub fn new(src: &'a dyn NodeSource) -> Self {
         Self {
             src,
-            new_nodes: HashMap::new(),
+            new_nodes: NodeMap::default(),
         }
     }
 
@@ -156,15 +161,20 @@ impl<'a> Updater<'a> {
         root: Hash,
         updates: &[(Hash, Option<Hash>)],
     ) -> Result<Hash, ChainError> {
-        let mut ups: Vec<(Hash, Option<Hash>)> = Vec::with_capacity(updates.len());
-        {
-            let mut m: std::collections::BTreeMap<Hash, Option<Hash>> = Default::default();
-            for (k, v) in updates {
-                m.insert(*k, *v);
+        // Sorted by key, the last update of a key kept (a stable sort keeps their order).
+        let mut ups: Vec<(Hash, Option<Hash>)> = updates.to_vec();
+        ups.sort_by_key(|u| u.0);
+        let mut unique: Vec<(Hash, Option<Hash>)> = Vec::with_capacity(ups.len());
+        for u in ups {
+            match unique.last_mut() {
+                Some(last) if last.0 == u.0 => *last = u,
+                _ => unique.push(u),
             }
-            ups.extend(m);
         }
-        self.update_at(root, 0, &ups)
+        // A new leaf per update plus the internal nodes above it that change: about
+        // log2(updates) levels are shared, the few below each are new.
+        self.new_nodes.reserve(unique.len().saturating_mul(5));
+        self.update_at(root, 0, &unique)
     }
 
     fn update_at(

@@ -697,7 +697,7 @@ impl Chain {
         header: &Header,
         pre: WriteSet,
         executed: &mut Executed,
-    ) -> Result<(Hash, Hash, HashMap<Hash, Node>), ChainError> {
+    ) -> Result<(Hash, Hash, crate::smt::NodeMap), ChainError> {
         self.engine.end_block(view, header, pre, executed)?;
         let receipts_root = merkle_root(
             &executed
@@ -1028,7 +1028,7 @@ struct Built {
     executed: Executed,
     state_root: Hash,
     receipts_root: Hash,
-    nodes: HashMap<Hash, Node>,
+    nodes: crate::smt::NodeMap,
 }
 
 /// Each sender of `txs` and its next nonce, from the block's own state writes.

@@ -225,7 +225,7 @@ pub struct Chain {
     recent: Mutex<VecDeque<dpos::BlockMeta>>,
     tip: RwLock<Tip>,
     head: head::HeadCache,
-    nodes: Mutex<HashMap<Hash, Node>>,
+    nodes: Mutex<crate::smt::NodeMap>,
     commit: Mutex<()>,
 }
 
@@ -235,7 +235,7 @@ pub struct Prepared {
     pub block: Block,
     /// Execution results.
     pub executed: Executed,
-    nodes: HashMap<Hash, Node>,
+    nodes: crate::smt::NodeMap,
 }
 
 /// A block just committed to the best chain, with what the node's one post-commit path

@@ -161,7 +161,7 @@ impl Chain {
             recent: Mutex::new(VecDeque::new()),
             tip: RwLock::new(placeholder),
             head: head::HeadCache::new(HEAD_CACHE_MAX),
-            nodes: Mutex::new(HashMap::new()),
+            nodes: Mutex::new(crate::smt::NodeMap::default()),
             commit: Mutex::new(()),
         };
         chain.recover()?;

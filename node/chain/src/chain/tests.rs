@@ -288,7 +288,7 @@ fn unexecuted(block: Block) -> Prepared {
     Prepared {
         block,
         executed: Executed::default(),
-        nodes: HashMap::new(),
+        nodes: crate::smt::NodeMap::default(),
     }
 }
 
