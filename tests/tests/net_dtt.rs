@@ -102,6 +102,21 @@ fn blocks_with_a_forged_dtt_are_rejected_by_every_other_node() -> Result<()> {
             "{u}: no honest block carried the transfers"
         );
     }
+    // The validators had the transfers from gossip, verified at admission: validating the
+    // blocks that carry them, they found those signatures verified already.
+    let mut hits = 0u64;
+    for u in &urls[1..] {
+        let (_, text) = aergo_e2e::http::raw("GET", &format!("{u}/metrics"), "")?;
+        let hit = text
+            .lines()
+            .find_map(|l| l.strip_prefix("aergo_sigcache_lookups_total{result=\"hit\"} "))
+            .context("aergo_sigcache_lookups_total on /metrics")?;
+        hits += hit.trim().parse::<u64>()?;
+    }
+    ensure!(
+        hits > 0,
+        "no block transaction was found verified at admission"
+    );
     for i in [2, 3] {
         let log = std::fs::read_to_string(dir.join(format!("node{i}.log")))?;
         ensure!(

@@ -42,6 +42,7 @@ pub mod parallel;
 pub mod poa;
 pub mod repos;
 pub mod rounds;
+pub mod sigcache;
 pub mod smt;
 pub mod stages;
 pub mod staking;

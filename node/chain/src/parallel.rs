@@ -223,10 +223,36 @@ impl StateView for TxView<'_> {
 
 type Outcome = Result<(Receipt, AccessSet), ChainError>;
 
-/// Each transaction's signature verdict, checked in batches on `workers` threads (one
-/// contiguous chunk each; `aergo_types::crypto::verify_batch` per chunk, which gives every
-/// signature the same verdict as checking it alone, so the chunking never shows).
+/// Each transaction's signature verdict: `true` for a signature this process verified
+/// before ([`crate::sigcache`]: at admission, or in another block), the others checked in
+/// batches on `workers` threads and remembered when they verify.
 pub fn verify_signatures(txs: &[SignedTx], workers: usize) -> Vec<bool> {
+    let known = crate::sigcache::seen(txs);
+    let todo: Vec<&SignedTx> = txs
+        .iter()
+        .zip(&known)
+        .filter(|(_, k)| !**k)
+        .map(|(t, _)| t)
+        .collect();
+    let checked = verify_uncached(&todo, workers);
+    crate::sigcache::remember(
+        todo.iter()
+            .zip(&checked)
+            .filter(|(_, ok)| **ok)
+            .map(|(t, _)| *t),
+    );
+    let mut checked = checked.into_iter();
+    known
+        .into_iter()
+        .map(|k| k || checked.next().unwrap_or(false))
+        .collect()
+}
+
+/// Each signature's verdict, checked in batches on `workers` threads (one contiguous chunk
+/// each; `aergo_types::crypto::verify_batch` per chunk, which gives every signature the same
+/// verdict as checking it alone, so the chunking never shows). No cache (benchmarks measure
+/// this).
+pub fn verify_uncached(txs: &[&SignedTx], workers: usize) -> Vec<bool> {
     let sigs: Vec<(aergo_types::PublicKey, &[u8], aergo_types::Signature)> = txs
         .iter()
         .map(|t| (t.tx.from, &t.hash.0[..], t.signature))
@@ -879,9 +905,16 @@ END $$;";
         txs[7].signature = txs[8].signature;
         txs[250].signature = txs[3].signature;
         let want: Vec<bool> = (0..300).map(|i| i != 7 && i != 250).collect();
+        let refs: Vec<&SignedTx> = txs.iter().collect();
         for workers in [1, 2, 3, 8] {
+            assert_eq!(verify_uncached(&refs, workers), want, "{workers} workers");
+            // Through the cache: the first call remembers the good signatures, the later
+            // ones find them; the verdicts are the same.
             assert_eq!(verify_signatures(&txs, workers), want, "{workers} workers");
         }
+        // A bad signature is never remembered.
+        let seen = crate::sigcache::seen(&txs);
+        assert!(!seen[7] && !seen[250]);
     }
 
     #[test]

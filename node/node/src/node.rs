@@ -431,6 +431,8 @@ impl Node {
         if !ok {
             return Err(AdmitError::Signature);
         }
+        // A block that carries it later does not verify it again.
+        aergo_chain::sigcache::remember([&tx]);
         Ok(tx)
     }
 
@@ -447,7 +449,7 @@ impl Node {
         let run = STAGES.verify.start().items(sigs.len());
         let mut valid = aergo_types::crypto::verify_batch(&sigs).into_iter();
         drop(run);
-        ruled
+        let checked: Vec<Result<SignedTx, AdmitError>> = ruled
             .into_iter()
             .map(|r| {
                 let tx = r?;
@@ -457,7 +459,10 @@ impl Node {
                     Err(AdmitError::Signature)
                 }
             })
-            .collect()
+            .collect();
+        // A block that carries them later does not verify them again.
+        aergo_chain::sigcache::remember(checked.iter().filter_map(|r| r.as_ref().ok()));
+        checked
     }
 
     /// Every admission rule of [`Node::check`] but the signature.

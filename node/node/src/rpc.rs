@@ -2505,6 +2505,10 @@ aergo_preconf_forward_queue {}
             s.name, s.queue
         ));
     }
+    let (sig_hits, sig_misses) = aergo_chain::sigcache::stats();
+    text.push_str(&format!(
+        "# HELP aergo_sigcache_lookups_total Block transactions whose signature was (hit) or was not (miss) verified before, at admission or in another block.\n# TYPE aergo_sigcache_lookups_total counter\naergo_sigcache_lookups_total{{result=\"hit\"}} {sig_hits}\naergo_sigcache_lookups_total{{result=\"miss\"}} {sig_misses}\n"
+    ));
     let ws_open = rpc.ws_max.saturating_sub(rpc.ws_slots.available_permits());
     let text = format!(
         "{text}{}# HELP aergo_rpc_ws_connections WebSocket connections open.\n# TYPE aergo_rpc_ws_connections gauge\naergo_rpc_ws_connections {ws_open}\n",
