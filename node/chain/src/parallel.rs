@@ -105,8 +105,9 @@ pub fn workers() -> usize {
 /// start. A helper that panics (a bug) is caught and logged; each caller checks that its
 /// work was done.
 ///
-/// Threads start per call (~30 µs each): a pool kept between blocks (rayon's) measured
-/// slower here, its idle threads still polling while the caller merges and commits.
+/// Threads start per call (~30 µs each). Pools kept between blocks measured no faster here:
+/// rayon's was slower (its idle threads cost the caller's thread even between blocks), and
+/// threads parked on a channel gave the same figures (docs/BENCHMARKS.md).
 fn with_helpers<R>(
     helpers: usize,
     helper: &(dyn Fn() + Sync),
