@@ -228,19 +228,22 @@ type Outcome = Result<(Receipt, AccessSet), ChainError>;
 /// before ([`crate::sigcache`]: at admission, or in another block), the others checked in
 /// batches on `workers` threads and remembered when they verify.
 pub fn verify_signatures(txs: &[SignedTx], workers: usize) -> Vec<bool> {
-    let known = crate::sigcache::seen(txs);
-    let todo: Vec<&SignedTx> = txs
+    let entries: Vec<crate::sigcache::Entry> = txs.iter().map(crate::sigcache::entry).collect();
+    let known = crate::sigcache::seen_entries(&entries);
+    let (todo, todo_entries): (Vec<&SignedTx>, Vec<crate::sigcache::Entry>) = txs
         .iter()
+        .zip(&entries)
         .zip(&known)
         .filter(|(_, k)| !**k)
-        .map(|(t, _)| t)
-        .collect();
+        .map(|((t, e), _)| (t, *e))
+        .unzip();
     let checked = verify_uncached(&todo, workers);
-    crate::sigcache::remember(
-        todo.iter()
+    crate::sigcache::remember_entries(
+        todo_entries
+            .into_iter()
             .zip(&checked)
             .filter(|(_, ok)| **ok)
-            .map(|(t, _)| *t),
+            .map(|(e, _)| e),
     );
     let mut checked = checked.into_iter();
     known

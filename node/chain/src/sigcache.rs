@@ -12,7 +12,7 @@
 //!
 //! Bounded: two generations of [`GENERATION`] entries; when the current one is full it
 //! becomes the previous one and the old previous one is dropped, so the newest entries
-//! survive and the memory stays under ~5 MB. A client that floods it with its own valid
+//! survive and the memory stays under ~5 MB (2 × 65,536 slots of 33 bytes). A client that floods it with its own valid
 //! transactions can only evict entries, which costs verifications, never a wrong verdict.
 
 use aergo_types::{Hash, SignedTx};
@@ -21,11 +21,13 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::LazyLock;
 
-/// Entries per generation.
-pub const GENERATION: usize = 1 << 16;
+/// Entries per generation: 7/8 of 65,536, the most a table of 65,536 slots holds before
+/// it doubles.
+pub const GENERATION: usize = 57_344;
 
-/// The entry of `tx`'s signature.
-type Entry = [u8; 32];
+/// The entry of a transaction's signature ([`entry`]).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Entry([u8; 32]);
 
 /// foldhash, seeded at random: entries are BLAKE3 outputs, but of transactions clients
 /// choose.
@@ -44,25 +46,43 @@ static SEEN: LazyLock<Mutex<Generations>> = LazyLock::new(Default::default);
 static HITS: AtomicU64 = AtomicU64::new(0);
 static MISSES: AtomicU64 = AtomicU64::new(0);
 
-fn entry(tx: &SignedTx) -> Entry {
-    Hash::of_parts(&[b"aergo sigcache v1", &tx.hash.0, &tx.signature.0]).0
+/// The entry of `tx`'s signature (hashed once per lookup and remember: a caller that does
+/// both computes it once).
+pub fn entry(tx: &SignedTx) -> Entry {
+    Entry(Hash::of_parts(&[b"aergo sigcache v1", &tx.hash.0, &tx.signature.0]).0)
+}
+
+impl Generations {
+    /// Adds `e`, turning a full current generation into the previous one first.
+    fn insert(&mut self, e: Entry) {
+        if self.now.len() >= GENERATION {
+            self.old = std::mem::take(&mut self.now);
+        }
+        self.now.insert(e);
+    }
 }
 
 /// Notes that the signatures of `txs` verified.
 pub fn remember<'a>(txs: impl IntoIterator<Item = &'a SignedTx>) {
     let entries: Vec<Entry> = txs.into_iter().map(entry).collect();
+    remember_entries(entries);
+}
+
+/// [`remember`] of entries already computed.
+pub fn remember_entries(entries: impl IntoIterator<Item = Entry>) {
     let mut g = SEEN.lock();
     for e in entries {
-        if g.now.len() >= GENERATION {
-            g.old = std::mem::take(&mut g.now);
-        }
-        g.now.insert(e);
+        g.insert(e);
     }
 }
 
 /// For each of `txs`, whether its signature verified before (one lock for all).
 pub fn seen(txs: &[SignedTx]) -> Vec<bool> {
-    let entries: Vec<Entry> = txs.iter().map(entry).collect();
+    seen_entries(&txs.iter().map(entry).collect::<Vec<_>>())
+}
+
+/// [`seen`] of entries already computed.
+pub fn seen_entries(entries: &[Entry]) -> Vec<bool> {
     let out: Vec<bool> = {
         let g = SEEN.lock();
         entries
@@ -133,10 +153,7 @@ mod tests {
             for i in 0..(2 * GENERATION) as u64 {
                 let mut e = [0u8; 32];
                 e[..8].copy_from_slice(&i.to_le_bytes());
-                if g.now.len() >= GENERATION {
-                    g.old = std::mem::take(&mut g.now);
-                }
-                g.now.insert(e);
+                g.insert(Entry(e));
             }
         }
         remember(&many);
