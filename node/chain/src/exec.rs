@@ -208,7 +208,7 @@ pub fn execute_tx(
 /// [`execute_tx`], or with `merged_from` a transaction of that branch merged into this
 /// chain: it signs the branch's id, is not checked against this chain's nonce (the sender's
 /// nonce becomes the larger of the two), must come after the sender's transactions from
-/// that branch merged before (`branches::merged_next`), and is marked merged.
+/// that branch merged before (the sender's [`crate::state::Marks`]), and is marked merged.
 fn execute_tx_in(
     view: &dyn StateView,
     tx: &SignedTx,
@@ -217,24 +217,11 @@ fn execute_tx_in(
 ) -> Result<(Receipt, WriteSet), ChainError> {
     let chain_id = merged_from.unwrap_or(&ctx.chain_id);
     check_stateless_with(tx, chain_id, &ctx.gas, ctx.dpos.is_some()).map_err(|r| invalid(tx, r))?;
-    if let Some(source) = merged_from {
-        let next = crate::branches::merged_next(view, source, &tx.tx.sender())?;
-        if tx.tx.nonce < next {
-            return Err(invalid(
-                tx,
-                format!(
-                    "{}: the sender's transactions from this branch were merged up to nonce {}",
-                    crate::branches::ALREADY_APPLIED,
-                    next - 1
-                ),
-            ));
-        }
-        if matches!(tx.tx.kind, TxKind::Branch | TxKind::Merge) {
-            return Err(invalid(
-                tx,
-                "branch and merge operations of a branch stay on it".into(),
-            ));
-        }
+    if merged_from.is_some() && matches!(tx.tx.kind, TxKind::Branch | TxKind::Merge) {
+        return Err(invalid(
+            tx,
+            "branch and merge operations of a branch stay on it".into(),
+        ));
     }
     if let Some(r) = ctx.limits.check_tx(tx) {
         return Err(invalid(tx, r));
@@ -248,6 +235,19 @@ fn execute_tx_in(
     }
     let mut o = Overlay::new(view);
     let mut sender = o.account(&from)?;
+    if let Some(source) = merged_from {
+        let next = sender.marks.next(source);
+        if tx.tx.nonce < next {
+            return Err(invalid(
+                tx,
+                format!(
+                    "{}: the sender's transactions from this branch were merged up to nonce {}",
+                    crate::branches::ALREADY_APPLIED,
+                    next - 1
+                ),
+            ));
+        }
+    }
     if merged_from.is_none() && tx.tx.nonce != sender.nonce {
         return Err(invalid(
             tx,
@@ -286,10 +286,19 @@ fn execute_tx_in(
                 .ok_or_else(|| invalid(tx, "nonce overflow".into()))?,
         ),
     };
-    o.put_account(&from, &sender);
     if let Some(source) = merged_from {
-        crate::branches::mark_merged(&mut o, source, &from, tx.tx.nonce)?;
+        // Marked merged in the record the nonce rewrites anyway: no state key per sender.
+        let next = tx.tx.nonce.saturating_add(1);
+        if let Err(n) = sender.marks.raise(source, next) {
+            return Err(invalid(
+                tx,
+                format!(
+                    "the sender's account carries merge marks of {n} other branches, the most an account can"
+                ),
+            ));
+        }
     }
+    o.put_account(&from, &sender);
     let mut result = Vec::new();
     let mut events = Vec::new();
     // Charged on top of gas (the repository creation fee), credited to the producer with it.
@@ -857,11 +866,7 @@ mod tests {
         let mut s = MemState::default();
         s.0.insert(
             account_key(&Address::from_public_key(&k.public())),
-            Account {
-                balance: bal,
-                nonce: 0,
-            }
-            .encode(),
+            Account::new(bal, 0).encode(),
         );
         s
     }
@@ -880,10 +885,7 @@ mod tests {
         let from = Address::from_public_key(&k.public());
         assert_eq!(
             after.account(&from).unwrap(),
-            Account {
-                balance: 10_000 - 100 - 2000,
-                nonce: 1
-            }
+            Account::new(10_000 - 100 - 2000, 1)
         );
         assert_eq!(after.account(&to).unwrap().balance, 100);
         assert_eq!(after.account(&c.producer).unwrap().balance, 2000);
@@ -933,11 +935,7 @@ mod tests {
         for k in &keys {
             s.0.insert(
                 account_key(&Address::from_public_key(&k.public())),
-                Account {
-                    balance: 1_000_000_000,
-                    nonce: 0,
-                }
-                .encode(),
+                Account::new(1_000_000_000, 0).encode(),
             );
         }
         let cands: Vec<SignedTx> = (0..200u64)
@@ -969,12 +967,6 @@ mod tests {
         let s = funded(&k, 10_000);
         let ex = execute_block(&s, &[transfer(&k, 0, me, 500)], &ctx()).unwrap();
         let v = ex.writes.get(&account_key(&me)).unwrap().clone().unwrap();
-        assert_eq!(
-            Account::decode(&v).unwrap(),
-            Account {
-                balance: 8000,
-                nonce: 1
-            }
-        );
+        assert_eq!(Account::decode(&v).unwrap(), Account::new(8000, 1));
     }
 }

@@ -435,10 +435,7 @@ mod tests {
     }
 
     fn rich() -> Account {
-        Account {
-            balance: 1_000_000,
-            nonce: 0,
-        }
+        Account::new(1_000_000, 0)
     }
 
     #[test]
@@ -455,14 +452,7 @@ mod tests {
         ));
         p.add(tx(&k, 1, 1), rich(), 0).unwrap();
         assert!(matches!(
-            p.add(
-                tx(&k, 0, 7),
-                Account {
-                    balance: 1_000_000,
-                    nonce: 1
-                },
-                0
-            ),
+            p.add(tx(&k, 0, 7), Account::new(1_000_000, 1), 0),
             Err(Reject::NonceTooLow { .. })
         ));
         assert!(matches!(
@@ -498,11 +488,11 @@ mod tests {
             .unwrap();
         // Not adjacent: still a gap.
         assert!(matches!(
-            p.add(tx(&k, 4, 1), state, 0),
+            p.add(tx(&k, 4, 1), state.clone(), 0),
             Err(Reject::NonceGap { .. })
         ));
         for n in [5, 4, 3] {
-            p.add(tx(&k, n, 1), state, 0).unwrap();
+            p.add(tx(&k, n, 1), state.clone(), 0).unwrap();
         }
         let nonces: Vec<u64> = p.candidates(10).iter().map(|t| t.tx.nonce).collect();
         assert_eq!(nonces, vec![3, 4, 5, 6, 7]);
@@ -516,12 +506,9 @@ mod tests {
     fn balance_covers_all_pending() {
         let k = Keypair::from_seed(&[1; 32]);
         let mut p = Mempool::new(MempoolConfig::default());
-        let acct = Account {
-            balance: 45,
-            nonce: 0,
-        }; // each tx costs 10 + 10×1 = 20
-        p.add(tx(&k, 0, 1), acct, 0).unwrap();
-        p.add(tx(&k, 1, 1), acct, 0).unwrap();
+        let acct = Account::new(45, 0); // each tx costs 10 + 10×1 = 20
+        p.add(tx(&k, 0, 1), acct.clone(), 0).unwrap();
+        p.add(tx(&k, 1, 1), acct.clone(), 0).unwrap();
         assert!(matches!(
             p.add(tx(&k, 2, 1), acct, 0),
             Err(Reject::InsufficientBalance { .. })

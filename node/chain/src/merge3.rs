@@ -544,6 +544,15 @@ fn resolve(
                 acct(o)?.unwrap_or_default(),
                 acct(t)?.unwrap_or_default(),
             );
+            // Marks only grow: every branch either side marked, at the larger next nonce.
+            let marks = match o.marks.union(&t.marks) {
+                Ok(m) => m,
+                Err(n) => {
+                    return Ok(Err(format!(
+                    "account {a}: both sides together carry merge marks of more than {n} branches"
+                )))
+                }
+            };
             match o
                 .balance
                 .checked_add(t.balance)
@@ -553,6 +562,7 @@ fn resolve(
                     Account {
                         balance,
                         nonce: o.nonce.max(t.nonce),
+                        marks,
                     }
                     .encode(),
                 )),
@@ -600,7 +610,7 @@ mod tests {
     use crate::state::{account_key, MemState};
 
     fn acct(balance: u128, nonce: u64) -> Option<Vec<u8>> {
-        Some(Account { balance, nonce }.encode())
+        Some(Account::new(balance, nonce).encode())
     }
 
     fn state(pairs: &[(&[u8], Option<Vec<u8>>)]) -> MemState {
@@ -640,6 +650,35 @@ mod tests {
         );
         assert_eq!(out.get(&b), Some(&acct(40, 3)), "only theirs changed b");
         assert_eq!(out.get(b"k1".as_slice()), Some(&Some(vec![2])));
+    }
+
+    #[test]
+    fn merge_marks_of_both_sides_are_kept() {
+        let a = account_key(&Address::from_public_key(
+            &aergo_types::Keypair::from_seed(&[1; 32]).public(),
+        ));
+        let marked = |balance: u128, marks: &[(u8, u64)]| {
+            let mut x = Account::new(balance, 0);
+            for (b, n) in marks {
+                x.marks.raise(&aergo_types::Hash([*b; 32]), *n).unwrap();
+            }
+            Some(x.encode())
+        };
+        let base = state(&[(&a, marked(100, &[(1, 2)]))]);
+        let ours = state(&[(&a, marked(90, &[(1, 5), (2, 1)]))]);
+        let mut theirs = WriteSet::new();
+        theirs.insert(a.clone(), marked(110, &[(1, 3), (3, 4)]));
+        let out = three_way(&base, &ours, &theirs, None).unwrap().unwrap();
+        assert_eq!(
+            out.get(&a),
+            Some(&marked(100, &[(1, 5), (2, 1), (3, 4)])),
+            "every branch either side marked, the larger next nonce"
+        );
+        // Past the bound, the account refuses the merge.
+        let many: Vec<(u8, u64)> = (10..10 + 64).map(|b| (b, 1)).collect();
+        let ours = state(&[(&a, marked(90, &many))]);
+        let c = three_way(&base, &ours, &theirs, None).unwrap().unwrap_err();
+        assert!(c[0].reason.contains("merge marks"), "{}", c[0].reason);
     }
 
     #[test]
@@ -748,11 +787,7 @@ END $$;";
             let mut s = MemState::default();
             s.0.insert(
                 crate::state::account_key(&Address::from_public_key(&key().public())),
-                Account {
-                    balance: 1_000_000_000_000,
-                    nonce: 0,
-                }
-                .encode(),
+                Account::new(1_000_000_000_000, 0).encode(),
             );
             let c = Address::contract(&Address::from_public_key(&key().public()), 0);
             let w = run(

@@ -804,11 +804,7 @@ END $$;";
         for i in 0..32 {
             state.0.insert(
                 account_key(&addr(i)),
-                Account {
-                    balance: 1_000_000_000_000,
-                    nonce: 0,
-                }
-                .encode(),
+                Account::new(1_000_000_000_000, 0).encode(),
             );
         }
         let fig6 = Address::contract(&addr(0), 0);
@@ -1158,10 +1154,7 @@ END $$;";
         fn state(g: &Genesis) -> MemState {
             let mut w = WriteSet::new();
             for a in &g.balances {
-                let acct = Account {
-                    balance: a.balance.0,
-                    nonce: 0,
-                };
+                let acct = Account::new(a.balance.0, 0);
                 w.insert(account_key(&a.address), Some(acct.encode()));
             }
             crate::staking::genesis_writes(g, &mut w).unwrap();

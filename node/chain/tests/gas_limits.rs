@@ -103,12 +103,9 @@ fn a_gas_limit_over_the_cap_is_refused_at_admission_and_by_execution() {
     let cap = c.gas_limits().unwrap().tx_gas_cap;
     let mut pool = Mempool::new(MempoolConfig::default());
     pool.set_tx_gas_cap(cap);
-    let rich = Account {
-        balance: u128::MAX / 4,
-        nonce: 0,
-    };
+    let rich = Account::new(u128::MAX / 4, 0);
     let err = pool
-        .add(transfer(&c, &dev, 0, cap + 1), rich, 0)
+        .add(transfer(&c, &dev, 0, cap + 1), rich.clone(), 0)
         .unwrap_err();
     assert_eq!(
         err,

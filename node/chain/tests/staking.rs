@@ -86,13 +86,7 @@ fn genesis_state(g: &Genesis) -> MemState {
     for a in &g.balances {
         w.insert(
             account_key(&a.address),
-            Some(
-                Account {
-                    balance: a.balance.0,
-                    nonce: 0,
-                }
-                .encode(),
-            ),
+            Some(Account::new(a.balance.0, 0).encode()),
         );
     }
     staking::genesis_writes(g, &mut w).unwrap();
@@ -186,10 +180,7 @@ fn fails(s: &mut MemState, g: &Genesis, height: u64, tx: &SignedTx, want: &str) 
     apply(s, &w);
     assert_eq!(
         s.account(&from).unwrap(),
-        Account {
-            balance: before.balance - r.fee,
-            nonce: before.nonce + 1
-        }
+        Account::new(before.balance - r.fee, before.nonce + 1)
     );
 }
 

@@ -1555,18 +1555,16 @@ pub fn dispatch(node: &Node, method: &str, p: &Value) -> MResult {
             let (acct, height, next_nonce) = match p_u64(p, "height")? {
                 Some(h) => {
                     let acct = chain.account_at(&a, h)?;
-                    (acct, h, acct.nonce)
+                    let n = acct.nonce;
+                    (acct, h, n)
                 }
                 None => {
                     let acct = chain.account_latest(&a)?;
                     // Promised in the pending block (a transaction kept from the promise log
                     // after a restart is there and not in the mempool) counts as pending.
                     let promised = crate::preconf::promised_nonce(node, &a).unwrap_or(0);
-                    (
-                        acct,
-                        chain.tip().header.height,
-                        node.mempool.lock().next_nonce(&a, acct.nonce.max(promised)),
-                    )
+                    let next = node.mempool.lock().next_nonce(&a, acct.nonce.max(promised));
+                    (acct, chain.tip().header.height, next)
                 }
             };
             ok(AccountJson {

@@ -227,13 +227,7 @@ mod tests {
         let mut w = WriteSet::new();
         w.insert(
             account_key(&a),
-            Some(
-                Account {
-                    balance: TOTAL_SUPPLY,
-                    nonce: 0,
-                }
-                .encode(),
-            ),
+            Some(Account::new(TOTAL_SUPPLY, 0).encode()),
         );
         staking::genesis_writes(&g, &mut w).unwrap();
         let s = MemState(w.into_iter().filter_map(|(k, v)| Some((k, v?))).collect());

@@ -398,7 +398,8 @@ pub struct AccountProof {
     pub state_root: Hash,
     /// The state key (hex) whose BLAKE3 is the tree key.
     pub key: String,
-    /// The account value, hex (balance u128 ‖ nonce u64), or null if absent.
+    /// The account value, hex (balance u128 ‖ nonce u64, then the merge marks of an account
+    /// a merge touched), or null if absent.
     pub value: Option<String>,
     /// The proof.
     pub proof: ProofJson,

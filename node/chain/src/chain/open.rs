@@ -251,11 +251,7 @@ impl Chain {
                 let (frames, _) = self.log.scan_from(LogPos::default())?;
                 let mut writes = WriteSet::new();
                 for a in &self.genesis.balances {
-                    let v = Account {
-                        balance: a.balance.0,
-                        nonce: 0,
-                    }
-                    .encode();
+                    let v = Account::new(a.balance.0, 0).encode();
                     writes.insert(account_key(&a.address), Some(v));
                 }
                 self.engine.genesis_writes(&self.genesis, &mut writes)?;

@@ -413,6 +413,11 @@ fn a_branch_reads_through_its_fork_and_merges_back_with_a_double_spend_left_out(
         main.account_latest(&addr(&dave)).unwrap().balance,
         dave_before
     );
+    // The mark lives in dev's account record: its next nonce from feat is 3 (after
+    // `more`), and nothing marks a branch dev never had merged.
+    let marks = main.account_latest(&addr(&dev)).unwrap().marks;
+    assert_eq!(marks.next(&fid), 3);
+    assert_eq!(marks.iter().count(), 1);
     // And the replica agrees.
     replica
         .apply(
