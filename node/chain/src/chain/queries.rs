@@ -254,6 +254,21 @@ impl StateView for HeadView<'_> {
 }
 
 impl NodeSource for Chain {
+    fn nodes(&self, hs: &[Hash]) -> Result<Vec<Option<Node>>, ChainError> {
+        // One lock for the whole batch; the lookups are independent, so their cache misses
+        // overlap. Misses go to the database one by one, as `node` does.
+        let mut out: Vec<Option<Node>> = {
+            let c = self.nodes.lock();
+            hs.iter().map(|h| c.get(h).copied()).collect()
+        };
+        for (h, slot) in hs.iter().zip(out.iter_mut()) {
+            if slot.is_none() {
+                *slot = self.node(h)?;
+            }
+        }
+        Ok(out)
+    }
+
     fn node(&self, h: &Hash) -> Result<Option<Node>, ChainError> {
         if let Some(n) = self.nodes.lock().get(h) {
             return Ok(Some(*n));
@@ -308,6 +323,36 @@ impl Chain {
             self.ks.db().flush_cf(self.ks.cf(name)?)?;
         }
         Ok(())
+    }
+
+    /// Flushes the shared database's memtables and waits, until `deadline`, for its
+    /// background compactions to end (benchmarks that time a step right after writing a large
+    /// genesis). Returns whether the database settled in time.
+    pub fn settle(&self, deadline: std::time::Instant) -> Result<bool, ChainError> {
+        self.flush()?;
+        let db = self.ks.db();
+        loop {
+            let mut busy = db
+                .property_int_value(rocksdb::properties::NUM_RUNNING_COMPACTIONS)?
+                .unwrap_or(0)
+                + db.property_int_value(rocksdb::properties::NUM_RUNNING_FLUSHES)?
+                    .unwrap_or(0);
+            for name in [CF_STATE, CF_SMT, CF_BLOCKS, CF_CANON, CF_TXS, CF_META] {
+                busy += db
+                    .property_int_value_cf(
+                        self.ks.cf(name)?,
+                        rocksdb::properties::COMPACTION_PENDING,
+                    )?
+                    .unwrap_or(0);
+            }
+            if busy == 0 {
+                return Ok(true);
+            }
+            if std::time::Instant::now() >= deadline {
+                return Ok(false);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
     }
 
     /// The largest block this chain takes: 2 MiB, a repository's directory 64 KiB.
