@@ -1,11 +1,17 @@
 //! ed25519 keys, signing and the consensus rule for signature validity.
 //!
 //! Keys and signing use `ed25519-dalek`. Verification — single and batch — uses
-//! `ed25519-consensus`, which implements ZIP-215: both paths check the cofactored equation and
+//! `ed25519-zebra`, which implements ZIP-215: both paths check the cofactored equation and
 //! accept exactly the same set of (key, message, signature) triples. `ed25519-dalek`'s own
 //! batch verification is cofactored while its single verification is not, so the two can
 //! disagree on crafted small-order inputs; a node that verified blocks in batches and
 //! transactions singly with dalek could fork. Tests below pin the agreement on such inputs.
+//!
+//! Until 2026-12-06 verification used `ed25519-consensus`, the same rule on
+//! `curve25519-dalek-ng`, whose arithmetic is serial only; `ed25519-zebra` runs on
+//! `curve25519-dalek` 4, which picks its AVX2 / AVX-512 backend at run time. Tests pin that
+//! the two accept exactly the same signatures (the small-order grid, non-canonical
+//! encodings, random corruptions), so no chain verified before changes its verdicts.
 
 use crate::hash::Hash;
 use ed25519_dalek::Signer;
@@ -86,9 +92,9 @@ impl fmt::Debug for Keypair {
 impl PublicKey {
     /// Verifies `sig` over `msg` under the ZIP-215 rule.
     pub fn verify(&self, msg: &[u8], sig: &Signature) -> bool {
-        match ed25519_consensus::VerificationKey::try_from(self.0) {
+        match ed25519_zebra::VerificationKey::try_from(self.0) {
             Ok(vk) => vk
-                .verify(&ed25519_consensus::Signature::from(sig.0), msg)
+                .verify(&ed25519_zebra::Signature::from(sig.0), msg)
                 .is_ok(),
             Err(_) => false,
         }
@@ -145,11 +151,11 @@ fn verify_range(items: &[(PublicKey, &[u8], Signature)], base: usize, out: &mut 
         }
         return;
     }
-    let mut v = ed25519_consensus::batch::Verifier::new();
+    let mut v = ed25519_zebra::batch::Verifier::new();
     for (pk, msg, sig) in items {
         v.queue((
-            ed25519_consensus::VerificationKeyBytes::from(pk.0),
-            ed25519_consensus::Signature::from(sig.0),
+            ed25519_zebra::VerificationKeyBytes::from(pk.0),
+            ed25519_zebra::Signature::from(sig.0),
             msg,
         ));
     }
@@ -259,6 +265,104 @@ mod tests {
         let want: Vec<bool> = items.iter().map(|(p, m, s)| p.verify(m, s)).collect();
         assert_eq!(got, want);
         assert_eq!(got.iter().filter(|b| !**b).count(), 2);
+    }
+
+    /// The verdict of `ed25519-consensus`, the verifier before `ed25519-zebra`.
+    fn consensus_verdict(pk: &[u8; 32], msg: &[u8], sig: &[u8; 64]) -> bool {
+        ed25519_consensus::VerificationKey::try_from(*pk)
+            .and_then(|vk| vk.verify(&ed25519_consensus::Signature::from(*sig), msg))
+            .is_ok()
+    }
+
+    /// Every pair of small-order points as key and R, with s = 0, s = 1, s = ℓ (not
+    /// canonical) and s = 2^255 - 19 + 1, and each point's non-canonical encodings: both
+    /// verifiers give the same verdict, singly and in a batch (ZIP-215 accepts the s = 0
+    /// triples).
+    #[test]
+    fn zebra_and_consensus_agree_on_the_small_order_grid() {
+        use curve25519_dalek::constants::EIGHT_TORSION;
+        let mut points: Vec<[u8; 32]> = EIGHT_TORSION.iter().map(|p| p.compress().0).collect();
+        // Non-canonical encodings: y + p where it fits in 255 bits, and the sign bit set on x = 0.
+        for p in points.clone() {
+            let mut y = p;
+            y[31] &= 0x7f;
+            let mut carry = 0u16;
+            let mut big = y;
+            // y + (2^255 - 19): add 2^255 - 19 = 0x7fff...ffed in little endian.
+            let mut modulus = [0xffu8; 32];
+            modulus[0] = 0xed;
+            modulus[31] = 0x7f;
+            for i in 0..32 {
+                let s = u16::from(big[i]) + u16::from(modulus[i]) + carry;
+                big[i] = (s & 0xff) as u8;
+                carry = s >> 8;
+            }
+            if carry == 0 && big[31] & 0x80 == 0 {
+                big[31] |= p[31] & 0x80;
+                points.push(big);
+            }
+            let mut signed = p;
+            signed[31] |= 0x80;
+            points.push(signed);
+        }
+        let ell: [u8; 32] = [
+            0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9,
+            0xde, 0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+        ];
+        let mut scalars: Vec<[u8; 32]> = vec![[0; 32], ell];
+        let mut one = [0u8; 32];
+        one[0] = 1;
+        scalars.push(one);
+        let mut accepted = 0;
+        let mut items = Vec::new();
+        for a in &points {
+            for r in &points {
+                for s in &scalars {
+                    let mut sig = [0u8; 64];
+                    sig[..32].copy_from_slice(r);
+                    sig[32..].copy_from_slice(s);
+                    let ours = PublicKey(*a).verify(b"zip215", &Signature(sig));
+                    assert_eq!(
+                        ours,
+                        consensus_verdict(a, b"zip215", &sig),
+                        "A {} R {} s {}",
+                        hex::encode(a),
+                        hex::encode(r),
+                        hex::encode(s)
+                    );
+                    accepted += usize::from(ours);
+                    items.push((PublicKey(*a), &b"zip215"[..], Signature(sig)));
+                }
+            }
+        }
+        assert!(accepted >= 64, "ZIP-215 accepts the small-order s = 0 grid");
+        let single: Vec<bool> = items.iter().map(|(p, m, s)| p.verify(m, s)).collect();
+        assert_eq!(verify_batch(&items), single);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        /// Random keys, messages and signatures, valid ones corrupted here and there:
+        /// `ed25519-zebra` and `ed25519-consensus` agree.
+        #[test]
+        fn zebra_and_consensus_agree(
+            seed in any::<[u8; 32]>(),
+            msg in proptest::collection::vec(any::<u8>(), 0..64),
+            flip in any::<(bool, u8, u8)>(),
+            raw_pk in any::<[u8; 32]>(),
+            raw_sig in proptest::collection::vec(any::<u8>(), 64),
+        ) {
+            let k = Keypair::from_seed(&seed);
+            let mut sig = k.sign(&msg);
+            let (on, idx, bit) = flip;
+            if on { sig.0[(idx as usize) % 64] ^= 1 << (bit % 8); }
+            prop_assert_eq!(k.public().verify(&msg, &sig), consensus_verdict(&k.public().0, &msg, &sig.0));
+            let mut rs = [0u8; 64];
+            rs.copy_from_slice(&raw_sig);
+            prop_assert_eq!(PublicKey(raw_pk).verify(&msg, &Signature(rs)), consensus_verdict(&raw_pk, &msg, &rs));
+            // The key's own point with a random R and s.
+            prop_assert_eq!(k.public().verify(&msg, &Signature(rs)), consensus_verdict(&k.public().0, &msg, &rs));
+        }
     }
 
     proptest! {
