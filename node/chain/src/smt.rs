@@ -146,6 +146,21 @@ enum Child {
     Step(usize),
 }
 
+/// The leaves of a subtree that held at most one leaf (`existing`) once the sorted, unique
+/// `ups` under it applied: sorted, deletions left out, the existing leaf kept unless an
+/// update names its key.
+fn leaves_after(existing: Option<(Hash, Hash)>, ups: &[(Hash, Option<Hash>)]) -> Vec<(Hash, Hash)> {
+    let mut leaves: Vec<(Hash, Hash)> = Vec::with_capacity(ups.len() + 1);
+    leaves.extend(ups.iter().filter_map(|(k, v)| v.map(|v| (*k, v))));
+    if let Some((key, value)) = existing {
+        if !ups.iter().any(|(k, _)| *k == key) {
+            let at = leaves.partition_point(|(k, _)| *k < key);
+            leaves.insert(at, (key, value));
+        }
+    }
+    leaves
+}
+
 /// A batch update: reads through `src`, collects new nodes in `new_nodes`.
 pub struct Updater<'a> {
     src: &'a dyn NodeSource,
@@ -229,27 +244,9 @@ impl<'a> Updater<'a> {
                     .get(range.clone())
                     .ok_or_else(|| ChainError::Corrupt("SMT update range".into()))?;
                 let step = match node {
-                    None => {
-                        let leaves: Vec<(Hash, Hash)> =
-                            ups.iter().filter_map(|(k, v)| v.map(|v| (*k, v))).collect();
-                        Step::Done(self.build(depth, &leaves))
-                    }
+                    None => Step::Done(self.build(depth, &leaves_after(None, ups))),
                     Some(Node::Leaf { key, value }) => {
-                        let mut leaves: Vec<(Hash, Hash)> = Vec::with_capacity(ups.len() + 1);
-                        let mut existing_seen = false;
-                        for (k, v) in ups {
-                            if *k == key {
-                                existing_seen = true;
-                            }
-                            if let Some(v) = v {
-                                leaves.push((*k, *v));
-                            }
-                        }
-                        if !existing_seen {
-                            leaves.push((key, value));
-                            leaves.sort_by_key(|a| a.0);
-                        }
-                        Step::Done(self.build(depth, &leaves))
+                        Step::Done(self.build(depth, &leaves_after(Some((key, value)), ups)))
                     }
                     Some(Node::Internal { left, right }) => {
                         if depth >= 256 {
@@ -345,27 +342,9 @@ impl<'a> Updater<'a> {
             return Ok(node);
         }
         match self.load(&node)? {
-            None => {
-                let leaves: Vec<(Hash, Hash)> =
-                    ups.iter().filter_map(|(k, v)| v.map(|v| (*k, v))).collect();
-                Ok(self.build(depth, &leaves))
-            }
+            None => Ok(self.build(depth, &leaves_after(None, ups))),
             Some(Node::Leaf { key, value }) => {
-                let mut leaves: Vec<(Hash, Hash)> = Vec::new();
-                let mut seen = false;
-                for (k, v) in ups {
-                    if *k == key {
-                        seen = true;
-                    }
-                    if let Some(v) = v {
-                        leaves.push((*k, *v));
-                    }
-                }
-                if !seen {
-                    leaves.push((key, value));
-                    leaves.sort_by_key(|a| a.0);
-                }
-                Ok(self.build(depth, &leaves))
+                Ok(self.build(depth, &leaves_after(Some((key, value)), ups)))
             }
             Some(Node::Internal { left, right }) => {
                 let split = ups.partition_point(|(k, _)| !bit(k, depth));
