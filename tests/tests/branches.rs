@@ -919,3 +919,179 @@ fn a_merge_of_a_merge_reaches_main_through_the_cli() -> Result<()> {
     refused(&home, &url, &["merge", "outer"], "nothing to merge")?;
     Ok(())
 }
+
+/// A repository's branches live in its directory: a `write` member creates and deletes
+/// them with a directory change (an account without the role is refused), the ledger opens
+/// the branch from the directory's record, a transfer made on it merges back, a branch of
+/// it is recorded as `feat/sub`, a kind-11 operation sent to the ledger is refused and
+/// points at the directory, and a re-created name gets a new id.
+#[test]
+fn a_repository_records_its_branches_in_its_directory() -> Result<()> {
+    use aergo_types::branch::BranchOp;
+    use aergo_types::{Keypair, Tx, TxKind};
+    let tmp = tempfile::tempdir()?;
+    let home = tmp.path().join("home");
+    std::fs::create_dir_all(&home)?;
+    let data = tmp.path().join("node");
+    let port = free_port()?;
+    // Directory blocks every second (the default is 10 s).
+    let mut g = aergo_types::Genesis::dev();
+    g.dd_interval_ms = Some(1000);
+    let genesis = tmp.path().join("genesis.json");
+    std::fs::write(&genesis, g.to_json())?;
+    let g = genesis.to_str().context("path")?;
+    let node = start_dev_node(&data, port, &["--genesis", g])?;
+    let url = node.url.clone();
+    let new_account = |what: &str| -> Result<String> {
+        let v = ok(&home, &url, &["account", "new"])?;
+        v["address"]
+            .as_str()
+            .map(String::from)
+            .with_context(|| format!("{what}: {v}"))
+    };
+    let (bob, carol) = (new_account("bob")?, new_account("carol")?);
+    let c = ok(&home, &url, &["repo", "create", "docs"])?;
+    ensure!(c["status"] == "ok", "{c}");
+    poll("docs hosted", Duration::from_secs(30), || {
+        Ok(run(&home, &url, &["--repo", "docs", "chain"])?.ok())
+    })?;
+    let r = |args: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = vec!["--repo".into(), "docs".into()];
+        v.extend(args.iter().map(|s| s.to_string()));
+        v
+    };
+    let okr = |args: &[&str]| -> Result<Value> {
+        let a = r(args);
+        ok(
+            &home,
+            &url,
+            &a.iter().map(String::as_str).collect::<Vec<_>>(),
+        )
+    };
+    let refusedr = |args: &[&str], want: &str| -> Result<()> {
+        let a = r(args);
+        refused(
+            &home,
+            &url,
+            &a.iter().map(String::as_str).collect::<Vec<_>>(),
+            want,
+        )
+    };
+    okr(&[
+        "send", "--from", "dev", "--to", &bob, "--amount", "10", "--wait", "included",
+    ])?;
+    ok(
+        &home,
+        &url,
+        &["repo", "members", "docs", "add", &bob, "--role", "write"],
+    )?;
+
+    // Only members with `write` create branches.
+    refusedr(
+        &["branch", "create", "nope", "--from", &carol],
+        "needs the `write` role",
+    )?;
+    let c = okr(&["branch", "create", "feat", "--from", &bob])?;
+    ensure!(c["status"] == "ok", "{c}");
+    let listed = |branch: Option<&str>, name: &str| -> Result<Option<Value>> {
+        let mut a = vec!["branch"];
+        if let Some(b) = branch {
+            a = vec!["--branch", b, "branch"];
+        }
+        let l = okr(&a)?;
+        Ok(l["branches"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|b| b["name"] == name && b["deleted"].is_null())
+            .cloned())
+    };
+    let feat = poll("feat listed by the ledger", Duration::from_secs(30), || {
+        listed(None, "feat")
+    })?;
+    ensure!(
+        feat["recorded_in"] == "directory"
+            && feat["creator"] == bob.as_str()
+            && feat["hosted"] == true
+            && feat["produced_here"] == true,
+        "{feat}"
+    );
+    let dd = ok(&home, &url, &["repo", "show", "docs"])?;
+    ensure!(
+        dd.to_string().contains("\"path\":\"feat\""),
+        "the directory lists the branch: {dd}"
+    );
+
+    // A transfer on feat merges into the repository's main.
+    let s = okr(&[
+        "--branch", "feat", "send", "--from", &bob, "--to", &carol, "--amount", "4", "--wait",
+        "included",
+    ])?;
+    ensure!(s["status"] == "ok", "{s}");
+    let carol_on = |b: &str| -> Result<u128> { aer(&okr(&["--branch", b, "balance", &carol])?) };
+    ensure!(carol_on("feat")? == 4 * AERGO && carol_on("main")? == 0);
+    let m = okr(&["merge", "feat", "--from", &bob])?;
+    ensure!(
+        m["merge"]["merged"].as_array().map(Vec::len) == Some(1),
+        "{m}"
+    );
+    ensure!(
+        carol_on("main")? == 4 * AERGO,
+        "the merged transfer is on main"
+    );
+
+    // A branch of feat is `feat/sub` in the directory; feat cannot go while it lives.
+    okr(&[
+        "--branch", "feat", "branch", "create", "sub", "--from", &bob,
+    ])?;
+    poll("feat/sub listed", Duration::from_secs(30), || {
+        listed(Some("feat"), "sub")
+    })?;
+    refusedr(
+        &["branch", "delete", "feat", "--from", &bob],
+        "has a live branch `feat/sub`",
+    )?;
+
+    // A kind-11 operation sent to the ledger is refused and names the directory.
+    let info = okr(&["chain"])?;
+    let chain_id = aergo_types::Hash::from_hex(info["chain_id"].as_str().context("chain id")?)?;
+    let dev = Keypair::dev();
+    let tx = Tx {
+        kind: TxKind::Branch,
+        nonce: 1_000,
+        from: dev.public(),
+        to: None,
+        amount: 0,
+        payload: BranchOp::Delete {
+            name: "feat".into(),
+        }
+        .encode(),
+        gas_limit: 100_000,
+        gas_price: 1_000_000_000,
+        chain_id,
+    }
+    .sign(&dev);
+    match aergo_e2e::testnet::rpc(
+        &url,
+        "send_tx",
+        json!({"repo": "docs", "tx": hex::encode(tx.encode())}),
+    ) {
+        Ok(v) => bail!("a kind-11 operation on a repository ledger was admitted: {v}"),
+        Err(e) => ensure!(format!("{e:#}").contains("live in its directory"), "{e:#}"),
+    }
+
+    // Deleting and re-creating a name gives the branch a new id.
+    okr(&[
+        "--branch", "feat", "branch", "delete", "sub", "--from", &bob,
+    ])?;
+    okr(&["branch", "delete", "feat", "--from", &bob])?;
+    poll("feat deleted", Duration::from_secs(30), || {
+        Ok(listed(None, "feat")?.is_none().then_some(()))
+    })?;
+    okr(&["branch", "create", "feat", "--from", &bob])?;
+    let again = poll("feat re-created", Duration::from_secs(30), || {
+        listed(None, "feat")
+    })?;
+    ensure!(again["id"] != feat["id"], "{again} against {feat}");
+    Ok(())
+}

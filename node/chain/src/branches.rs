@@ -165,6 +165,79 @@ pub fn merge_point(view: &dyn StateView, rec: &BranchRecord) -> Result<(u64, u64
     }
 }
 
+/// Where a chain's branch records live: its own state (the root chain, and every branch
+/// chain of the root), or its repository's directory (a repository's ledger and its
+/// branches), snapshotted at the directory height the chain's block names
+/// ([`crate::ctx::Access::branches`]).
+#[derive(Clone, Copy)]
+pub enum Records<'a> {
+    /// The chain's state: `'b' ‖ name` keys.
+    State(&'a dyn StateView),
+    /// The directory's records of the branches forking this chain, by name.
+    Directory(&'a [(String, crate::directory::DirBranch)]),
+}
+
+impl<'a> Records<'a> {
+    /// The records a block sees: its directory's when it has one (`access`), else `view`'s.
+    pub fn new(view: &'a dyn StateView, access: Option<&'a crate::ctx::Access>) -> Self {
+        match access {
+            Some(a) => Records::Directory(&a.branches),
+            None => Records::State(view),
+        }
+    }
+
+    /// The records a block executed with `ctx` on `view` sees.
+    pub fn of(view: &'a dyn StateView, ctx: &'a BlockCtx) -> Self {
+        Self::new(view, ctx.access.as_deref())
+    }
+
+    /// Branch `name`'s record (live or deleted).
+    pub fn get(&self, name: &str) -> Result<Option<BranchRecord>, ChainError> {
+        match self {
+            Records::State(v) => record(*v, name),
+            Records::Directory(d) => Ok(d
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, b)| b.record.clone())),
+        }
+    }
+
+    /// Every record, by name.
+    pub fn list(&self) -> Result<Vec<(String, BranchRecord)>, ChainError> {
+        match self {
+            Records::State(v) => list(*v),
+            Records::Directory(d) => Ok(d
+                .iter()
+                .map(|(n, b)| (n.clone(), b.record.clone()))
+                .collect()),
+        }
+    }
+
+    /// The record of the branch whose id is `id`, with its name.
+    pub fn by_id(&self, id: &Hash) -> Result<Option<(String, BranchRecord)>, ChainError> {
+        Ok(self.list()?.into_iter().find(|(_, r)| r.id == *id))
+    }
+
+    /// The hash branch `rec` (of `chain`) takes into its id: the block before the one that
+    /// created it — the directory's, when the directory records it.
+    pub fn created_after(
+        &self,
+        chain: &crate::Chain,
+        rec: &BranchRecord,
+    ) -> Result<Hash, ChainError> {
+        match self {
+            Records::Directory(d) => d
+                .iter()
+                .find(|(_, b)| b.record.id == rec.id)
+                .map(|(_, b)| b.created_after)
+                .ok_or_else(|| corrupt("directory record vanished")),
+            Records::State(_) => chain
+                .hash_at(rec.created.saturating_sub(1))?
+                .ok_or_else(|| ChainError::Corrupt(format!("no block before {}", rec.created))),
+        }
+    }
+}
+
 /// The record of the branch whose id is `id`, live or deleted.
 pub fn record_by_id(view: &dyn StateView, id: &Hash) -> Result<Option<BranchRecord>, ChainError> {
     Ok(list(view)?
@@ -242,18 +315,15 @@ pub fn block_candidates(
         return Ok(out);
     };
     let view = src.view_at(block.header.height)?;
-    let (name, rec) = list(&view)?
-        .into_iter()
-        .find(|(_, r)| r.id == mref.source)
-        .ok_or_else(|| {
-            ChainError::Corrupt(format!(
-                "block {} merges branch {} that the chain does not record",
-                block.header.height, mref.source
-            ))
-        })?;
-    let created_after = src
-        .hash_at(rec.created.saturating_sub(1))?
-        .ok_or_else(|| ChainError::Corrupt(format!("no block before {}", rec.created)))?;
+    let access = src.branch_access(Some(block.header.height))?;
+    let records = Records::new(&view, access.as_deref());
+    let (name, rec) = records.by_id(&mref.source)?.ok_or_else(|| {
+        ChainError::Corrupt(format!(
+            "block {} merges branch {} that the chain does not record",
+            block.header.height, mref.source
+        ))
+    })?;
+    let created_after = records.created_after(src, &rec)?;
     if branch_id(&src.chain_id(), &name, &created_after) != rec.id {
         return Err(ChainError::Corrupt(format!(
             "branch {name}'s id does not derive from its creation"
@@ -408,15 +478,24 @@ pub(crate) fn execute_op(
     }
 }
 
+/// Why a branch operation (kind 11) is refused on a chain of repository `repo`: its branches
+/// and tags are directory changes.
+pub fn repo_branch_op_error(repo: &str) -> String {
+    format!(
+        "branches and tags of repository `{repo}` live in its directory: create and delete them with a directory change (`aergo --repo {repo} branch create|delete`, `aergo --repo {repo} tag`)"
+    )
+}
+
 /// Why merge operation `op` cannot run on a chain whose state is `view` (`None`: it can),
 /// given the merge block's `m` (on a merge block) — the checks the node also runs before
 /// it builds a merge block, so a refused merge is reported at once and never mined.
 pub fn merge_error(
     view: &dyn StateView,
+    records: Records<'_>,
     op: &MergeOp,
     m: Option<&MergeCtx>,
 ) -> Result<Option<String>, ChainError> {
-    let Some(rec) = record(view, &op.source)? else {
+    let Some(rec) = records.get(&op.source)? else {
         return Ok(Some(format!(
             "no branch `{}` forks off this chain (a merge goes into the branch's parent)",
             op.source
@@ -457,11 +536,12 @@ pub fn merge_error(
 /// Why `from` may not merge branch `op.source` (`None`: it may): a private branch is merged
 /// by its creator only (a merge publishes its transactions).
 pub fn private_merge_error(
-    view: &dyn StateView,
+    records: Records<'_>,
     op: &MergeOp,
     from: &Address,
 ) -> Result<Option<String>, ChainError> {
-    Ok(record(view, &op.source)?
+    Ok(records
+        .get(&op.source)?
         .filter(|r| r.private && r.creator != *from)
         .map(|r| {
             format!(
@@ -486,16 +566,19 @@ pub(crate) fn execute_merge_op(
     o: &mut Overlay<'_>,
     tx: &SignedTx,
     m: &MergeCtx,
-    height: u64,
+    ctx: &BlockCtx,
 ) -> Result<Result<(), String>, ChainError> {
+    let height = ctx.height;
     let op = match MergeOp::decode(&tx.tx.payload) {
         Ok(op) => op,
         Err(e) => return Ok(Err(format!("malformed merge operation: {e}"))),
     };
-    if let Some(e) = merge_error(o, &op, Some(m))? {
+    let access = ctx.access.clone();
+    let records = Records::new(&*o, access.as_deref());
+    if let Some(e) = merge_error(&*o, records, &op, Some(m))? {
         return Ok(Err(e));
     }
-    if let Some(e) = private_merge_error(o, &op, &tx.tx.sender())? {
+    if let Some(e) = private_merge_error(records, &op, &tx.tx.sender())? {
         return Ok(Err(e));
     }
     let mut v = op.source_height.to_be_bytes().to_vec();

@@ -2,8 +2,9 @@
 //! schedule and limits, and on DPoS chains the staking settings with the schedule of the
 //! block's round) and the gas limits ([`GasLimits`]).
 //!
-//! A leaf module: it names types only (`aergo-types` and the DPoS [`Schedule`]; its gas
-//! defaults come from the leaf [`crate::limits`]) and imports
+//! A leaf module: it names types only (`aergo-types`, the DPoS [`Schedule`] and the
+//! directory's branch record [`crate::directory::DirBranch`]; its gas defaults come from the
+//! leaf [`crate::limits`]) and imports
 //! nothing of execution, staking or rounds, so `exec` → `staking` → (`ctx`, `dpos`) and
 //! `rounds` → `staking` form no cycle. The engine computes the round's schedule at block
 //! start ([`crate::engine::Engine::begin_block`]) and hands it to execution here; staking
@@ -72,7 +73,11 @@ pub enum ChainRole {
     /// A repository's ledger.
     Repo,
     /// A repository's directory.
-    Directory,
+    Directory {
+        /// The repository's id (its ledger's chain id): the parent id of its top-level
+        /// branches.
+        repo: Hash,
+    },
     /// A branch of the root chain or of a repository's ledger.
     Branch,
 }
@@ -89,7 +94,9 @@ impl ChainRole {
             },
             Some(r) => match r.part {
                 aergo_types::repo::RepoPart::Ledger => ChainRole::Repo,
-                aergo_types::repo::RepoPart::Directory => ChainRole::Directory,
+                aergo_types::repo::RepoPart::Directory => ChainRole::Directory {
+                    repo: aergo_types::repo::repo_id(&r.root_chain_id, &r.name),
+                },
             },
         }
     }
@@ -146,6 +153,9 @@ pub struct Access {
     pub anonymous_write: bool,
     /// Members and their roles.
     pub roles: std::collections::BTreeMap<Address, aergo_types::repo::Role>,
+    /// The directory's records of the branches forking this chain, by name
+    /// ([`crate::branches::Records`]).
+    pub branches: Vec<(String, crate::directory::DirBranch)>,
 }
 
 impl Access {

@@ -35,11 +35,11 @@ pub fn kind_error(kind: TxKind, role: ChainRole) -> Option<String> {
         (TxKind::RepoCreate, _) => {
             Some("repo_create runs on the root chain `aergo` only; send it without --repo".into())
         }
-        (TxKind::DirectoryChange, ChainRole::Directory) => None,
+        (TxKind::DirectoryChange, ChainRole::Directory { .. }) => None,
         (TxKind::DirectoryChange, _) => {
             Some("directory changes go to a repository's directory (`--repo NAME/dd`)".into())
         }
-        (_, ChainRole::Directory) => Some(format!(
+        (_, ChainRole::Directory { .. }) => Some(format!(
             "a repository's directory takes directory changes only, not {kind:?}"
         )),
         _ => None,
@@ -373,6 +373,10 @@ fn execute_tx_in(
                 Err(m) => (ReceiptStatus::Failed(m), intrinsic),
             }
         }
+        TxKind::Branch if ctx.access.is_some() => {
+            let repo = ctx.access.as_ref().map(|a| a.repo.as_str()).unwrap_or("");
+            return Err(invalid(tx, crate::branches::repo_branch_op_error(repo)));
+        }
         TxKind::Branch => match crate::branches::execute_op(&mut o, tx, ctx, &from)? {
             Ok(()) => (ReceiptStatus::Ok, intrinsic),
             Err(m) => (ReceiptStatus::Failed(m), intrinsic),
@@ -385,18 +389,30 @@ fn execute_tx_in(
                         .into(),
                 ));
             };
-            match crate::branches::execute_merge_op(&mut o, tx, m, ctx.height)? {
+            match crate::branches::execute_merge_op(&mut o, tx, m, ctx)? {
                 Ok(()) => (ReceiptStatus::Ok, intrinsic),
                 Err(m) => return Err(invalid(tx, m)),
             }
         }
         TxKind::DirectoryChange => {
-            if let Some(e) = crate::directory::admin_error(&o, "this repository", &from)? {
-                return Err(invalid(tx, e));
-            }
             let op = aergo_types::repo::DdOp::decode(&tx.tx.payload)
                 .map_err(|e| invalid(tx, e.to_string()))?;
-            match crate::directory::apply(&mut o, &op)? {
+            if let Some(e) = crate::directory::change_error(&o, "this repository", &from, &op)? {
+                return Err(invalid(tx, e));
+            }
+            let ChainRole::Directory { repo } = ctx.role else {
+                return Err(invalid(
+                    tx,
+                    "directory changes run on directories only".into(),
+                ));
+            };
+            let c = crate::directory::ChangeCtx {
+                from,
+                height: ctx.height,
+                parent: ctx.parent,
+                repo,
+            };
+            match crate::directory::apply(&mut o, &op, &c)? {
                 Ok(()) => (ReceiptStatus::Ok, intrinsic),
                 Err(m) => (ReceiptStatus::Failed(m), intrinsic),
             }
@@ -740,8 +756,9 @@ pub fn execute_merge(
         }
     }
     if let (Some(t), Some(mb)) = (theirs, replay_base) {
-        let resolver = crate::branches::record_by_id(base, &m.source)?
-            .and_then(|r| r.resolver)
+        let resolver = crate::branches::Records::of(base, ctx)
+            .by_id(&m.source)?
+            .and_then(|(_, r)| r.resolver)
             .map(|contract| crate::merge3::Resolver {
                 contract,
                 height: ctx.height,

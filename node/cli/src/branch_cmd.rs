@@ -19,6 +19,8 @@ pub enum BranchCmd {
     List,
     /// Create a branch: O(1), no state is copied. Its producer is the node you talk to,
     /// which must accept it (loopback only), unless --producer names another node's key.
+    /// With --repo, a directory change of the repository (needs the `write` role; a branch
+    /// of --branch feat is recorded as feat/NAME).
     Create {
         /// Its name (a-z, 0-9, - and _; not all digits; not `main`).
         name: String,
@@ -48,7 +50,8 @@ pub enum BranchCmd {
         #[command(flatten)]
         tx: TxArgs,
     },
-    /// Delete a branch (only its creator may); its blocks stay readable until pruned.
+    /// Delete a branch (only its creator may; in a repository, also an admin); its blocks
+    /// stay readable until pruned.
     Delete {
         /// Its name.
         name: String,
@@ -153,6 +156,15 @@ impl ForBranch for RpcClient {
     }
 }
 
+/// Branch `name`'s path in the repository `c` addresses: its directory records a branch of
+/// `--branch feat` as `feat/NAME`.
+fn repo_path(c: &RpcClient, name: &str) -> String {
+    match c.branch().filter(|b| *b != aergo_types::branch::MAIN) {
+        Some(parent) => format!("{parent}/{name}"),
+        None => name.to_string(),
+    }
+}
+
 fn producer_key(s: &str) -> Result<PublicKey> {
     if let Ok(a) = Address::decode(s.trim()) {
         return a
@@ -214,14 +226,6 @@ pub async fn run(cmd: BranchCmd, c: &RpcClient, j: bool, signer: Signer<'_>) -> 
                     producer_key(v["producer"].as_str().unwrap_or_default())?
                 }
             };
-            let op = BranchOp::Create {
-                name: name.clone(),
-                fork_height,
-                producer,
-                strategy,
-                resolver,
-                private,
-            };
             let done = format!(
                 "created branch {name}, forking at height {fork_height}, produced by {}, merging {}",
                 Address::from_public_key(&producer),
@@ -230,12 +234,42 @@ pub async fn run(cmd: BranchCmd, c: &RpcClient, j: bool, signer: Signer<'_>) -> 
                     MergeStrategy::Consistent => "consistent",
                 }
             );
+            if let Some(repo) = c.repo() {
+                // A repository's branches are recorded by its directory.
+                let b: Value = c.call("block", json!({"height": fork_height})).await?;
+                let fork_hash = aergo_types::Hash::from_hex(b["hash"].as_str().unwrap_or_default())
+                    .map_err(|e| anyhow::anyhow!("block {fork_height}: {e}"))?;
+                let op = aergo_types::repo::DdOp::BranchCreate {
+                    path: repo_path(c, &name),
+                    fork_height,
+                    fork_hash,
+                    producer,
+                    strategy,
+                    resolver,
+                    private,
+                };
+                return crate::repo_cmd::send_dd(c, repo, j, signer, tx, op, done).await;
+            }
+            let op = BranchOp::Create {
+                name: name.clone(),
+                fork_height,
+                producer,
+                strategy,
+                resolver,
+                private,
+            };
             crate::staking_cmd::send(c, j, signer, tx, TxKind::Branch, 0, op.encode(), done).await
         }
         BranchCmd::Delete { name, tx } => {
             check_name(&name)?;
-            let op = BranchOp::Delete { name: name.clone() };
             let done = format!("deleted branch {name}");
+            if let Some(repo) = c.repo() {
+                let op = aergo_types::repo::DdOp::BranchDelete {
+                    path: repo_path(c, &name),
+                };
+                return crate::repo_cmd::send_dd(c, repo, j, signer, tx, op, done).await;
+            }
+            let op = BranchOp::Delete { name: name.clone() };
             crate::staking_cmd::send(c, j, signer, tx, TxKind::Branch, 0, op.encode(), done).await
         }
     }

@@ -158,7 +158,8 @@ fn dd_client(c: &RpcClient, repo: &str) -> Result<RpcClient> {
         .with_signer(c.signer().cloned()))
 }
 
-async fn send_dd(
+/// Sends directory change `op` to repository `repo`'s directory.
+pub(crate) async fn send_dd(
     c: &RpcClient,
     repo: &str,
     j: bool,

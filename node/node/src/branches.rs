@@ -114,8 +114,12 @@ impl Branches {
         let chain = &parent.chain;
         let live = chain
             .view_at(chain.tip().header.height)
+            .and_then(|v| {
+                let access = chain.branch_access(None)?;
+                branches::Records::new(&v, access.as_deref()).get(name)
+            })
             .ok()
-            .and_then(|v| branches::record(&v, name).ok().flatten())
+            .flatten()
             .is_some_and(|r| r.deleted.is_none());
         if live {
             if let Err(e) = self.sync(parent) {
@@ -183,7 +187,8 @@ impl Branches {
         let chain = &parent.chain;
         let tip = chain.tip().header.height;
         let view = chain.view_at(tip)?;
-        let records = branches::list(&view)?;
+        let access = chain.branch_access(None)?;
+        let records = branches::Records::new(&view, access.as_deref()).list()?;
         // A hosted branch whose record is gone (its creating block was reverted by a fork
         // switch) or now names another branch (created again) stops.
         for (name, h) in self.all() {
@@ -200,7 +205,29 @@ impl Branches {
             if rec.deleted.is_some() || self.get(&name).is_some() || rec.fork_height > tip {
                 continue;
             }
+            // A directory's record names the fork block: the directory cannot see the
+            // ledger, so a node opens the branch only where the parent holds that block.
+            let named = access
+                .as_ref()
+                .and_then(|a| a.branches.iter().find(|(n, _)| *n == name))
+                .map(|(_, b)| b.fork_hash);
+            if let Some(want) = named {
+                let have = chain.hash_at(rec.fork_height)?;
+                if have != Some(want) {
+                    tracing::warn!(branch = %name, fork = rec.fork_height, %want, "branch not opened: its fork block is not this chain's");
+                    continue;
+                }
+            }
             self.host(parent, &dir, &name, rec)?;
+        }
+        Ok(())
+    }
+
+    /// [`Branches::sync`] here and in every hosted branch below, parents first.
+    pub fn sync_deep(&self, parent: &Node) -> anyhow::Result<()> {
+        self.sync(parent)?;
+        for (_, h) in self.all() {
+            h.node.branches.sync_deep(&h.node)?;
         }
         Ok(())
     }
@@ -312,10 +339,13 @@ pub fn plan_blocks(node: &Node, op: &MergeOp) -> Result<(MergeRef, SourceBlocks)
     let view = chain
         .view_at(chain.tip().header.height)
         .map_err(|e| e.to_string())?;
-    if let Some(e) = branches::merge_error(&view, op, None).map_err(|e| e.to_string())? {
+    let access = chain.branch_access(None).map_err(|e| e.to_string())?;
+    let records = branches::Records::new(&view, access.as_deref());
+    if let Some(e) = branches::merge_error(&view, records, op, None).map_err(|e| e.to_string())? {
         return Err(e);
     }
-    let rec = branches::record(&view, &op.source)
+    let rec = records
+        .get(&op.source)
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("no branch `{}`", op.source))?;
     let src = node

@@ -235,6 +235,9 @@ pub struct Node {
     /// On a repository directory's node: the repository's ledger (identifier heights are its
     /// heights).
     pub ledger: parking_lot::RwLock<Option<Arc<Chain>>>,
+    /// On a repository directory's node: the ledger's node, whose branches (recorded by the
+    /// directory) are synced after each directory commit.
+    pub ledger_node: parking_lot::RwLock<Option<std::sync::Weak<Node>>>,
     /// Which ledger this node runs, for log lines: `aergo`, `NAME` or `NAME/dd`.
     pub label: String,
     /// The branches of this chain this node hosts.
@@ -388,6 +391,7 @@ impl Node {
             faults: Default::default(),
             repos: Default::default(),
             ledger: Default::default(),
+            ledger_node: Default::default(),
             branches: Default::default(),
             preconf: Default::default(),
             label: chain
@@ -512,13 +516,19 @@ impl Node {
                 .chain
                 .view_at(self.chain.tip().header.height)
                 .map_err(|e| AdmitError::Chain(e.to_string()))?;
-            if let Some(e) = aergo_chain::branches::merge_error(&view, &op, None)
+            let access = self
+                .chain
+                .branch_access(None)
+                .map_err(|e| AdmitError::Chain(e.to_string()))?;
+            let records = aergo_chain::branches::Records::new(&view, access.as_deref());
+            if let Some(e) = aergo_chain::branches::merge_error(&view, records, &op, None)
                 .map_err(|e| AdmitError::Chain(e.to_string()))?
             {
                 return Err(AdmitError::Rule(e));
             }
-            if let Some(e) = aergo_chain::branches::private_merge_error(&view, &op, &tx.tx.sender())
-                .map_err(|e| AdmitError::Chain(e.to_string()))?
+            if let Some(e) =
+                aergo_chain::branches::private_merge_error(records, &op, &tx.tx.sender())
+                    .map_err(|e| AdmitError::Chain(e.to_string()))?
             {
                 return Err(AdmitError::Rule(e));
             }
@@ -571,10 +581,38 @@ impl Node {
             .chain
             .view_at(self.chain.tip().header.height)
             .map_err(chain_err)?;
-        if let Some(e) =
-            aergo_chain::directory::admin_error(&view, &name, &tx.tx.sender()).map_err(chain_err)?
+        if let Some(e) = aergo_chain::directory::change_error(&view, &name, &tx.tx.sender(), &op)
+            .map_err(chain_err)?
         {
             return Err(AdmitError::Rule(e));
+        }
+        if let aergo_types::repo::DdOp::BranchCreate {
+            path,
+            fork_height,
+            fork_hash,
+            ..
+        } = &op
+        {
+            // A top-level branch forks the ledger, which this node holds beside its
+            // directory: the fork point must be a final block of it. (A branch of a branch
+            // is checked by the nodes that open it: they host it only where its parent
+            // holds the named block.)
+            let ledger = self.ledger.read().clone();
+            if let (Some(l), false) = (ledger, path.contains('/')) {
+                let fin = l.finalized_height();
+                if *fork_height > fin {
+                    return Err(AdmitError::Rule(format!(
+                        "a fork point must be final: height {fork_height} is above repository `{name}`'s last final block {fin}"
+                    )));
+                }
+                let at = l.hash_at(*fork_height).map_err(chain_err)?;
+                if at != Some(*fork_hash) {
+                    return Err(AdmitError::Rule(format!(
+                        "repository `{name}`'s block at height {fork_height} is {}, not {fork_hash}",
+                        at.map(|h| h.to_string()).unwrap_or_else(|| "missing".into())
+                    )));
+                }
+            }
         }
         let ledger_height = self.ledger.read().as_ref().map(|c| c.tip().header.height);
         if let Some(h) = ledger_height {
@@ -604,8 +642,20 @@ impl Node {
                 }
             }
         }
+        let tip = self.chain.tip();
+        let aergo_chain::exec::ChainRole::Directory { repo } =
+            aergo_chain::exec::ChainRole::of(self.chain.genesis())
+        else {
+            return Err(AdmitError::Rule("not a repository's directory".into()));
+        };
+        let c = aergo_chain::directory::ChangeCtx {
+            from: tx.tx.sender(),
+            height: tip.header.height + 1,
+            parent: tip.hash,
+            repo,
+        };
         let mut o = aergo_chain::state::Overlay::new(&view);
-        if let Err(e) = aergo_chain::directory::apply(&mut o, &op).map_err(chain_err)? {
+        if let Err(e) = aergo_chain::directory::apply(&mut o, &op, &c).map_err(chain_err)? {
             return Err(AdmitError::Rule(e));
         }
         Ok(())
@@ -617,6 +667,18 @@ impl Node {
         use aergo_types::branch::BranchOp;
         let chain_err = |e: aergo_chain::ChainError| AdmitError::Chain(e.to_string());
         let op = BranchOp::decode(&tx.tx.payload).map_err(|e| AdmitError::Rule(e.to_string()))?;
+        if self.chain.directory().is_some() {
+            let repo = self
+                .chain
+                .genesis()
+                .repo
+                .as_ref()
+                .map(|r| r.name.clone())
+                .unwrap_or_default();
+            return Err(AdmitError::Rule(
+                aergo_chain::branches::repo_branch_op_error(&repo),
+            ));
+        }
         let view = self
             .chain
             .view_at(self.chain.tip().header.height)
@@ -869,9 +931,18 @@ impl Node {
             .chain(reverted)
             .flat_map(|b| b.txs.iter())
             .any(|t| t.tx.kind == aergo_types::TxKind::Branch);
-        if branch_ops {
+        // A repository's branches are recorded by its directory: any block may be the first
+        // whose directory height shows a new one.
+        if branch_ops || self.chain.directory().is_some() {
             if let Err(e) = self.branches.sync(self) {
                 tracing::error!(error = %e, "cannot open a new branch");
+            }
+        }
+        // A directory block may create or delete branches at any depth of its ledger.
+        let ledger = self.ledger_node.read().as_ref().and_then(|w| w.upgrade());
+        if let Some(l) = ledger {
+            if let Err(e) = l.branches.sync_deep(&l) {
+                tracing::error!(error = %e, "cannot open a repository's new branch");
             }
         }
     }

@@ -307,6 +307,7 @@ impl Repos {
         let directory = Arc::new(Node::new(dd, root.key.clone(), mempool.clone(), false));
         *directory.ledger.write() = Some(chain.clone());
         let node = Arc::new(Node::new(chain, root.key.clone(), mempool, false));
+        *directory.ledger_node.write() = Some(Arc::downgrade(&node));
         node.branches.configure(dir.join("branches"))?;
         node.branches.sync(&node)?;
         // Before the producers start (their first block is gossiped), and again once hosted

@@ -696,7 +696,11 @@ fn resolve_tag(node: &Arc<Node>, mut p: Value) -> Result<Value, RpcFail> {
     };
     let chain = &target.chain;
     let view = chain.view_at(chain.tip().header.height)?;
-    if aergo_chain::branches::record(&view, &name)?.is_some_and(|r| r.deleted.is_none()) {
+    let access = chain.branch_access(None)?;
+    if aergo_chain::branches::Records::new(&view, access.as_deref())
+        .get(&name)?
+        .is_some_and(|r| r.deleted.is_none())
+    {
         return Ok(p);
     }
     let found = match aergo_chain::branches::tag(&view, &name)? {
@@ -947,6 +951,18 @@ fn dd_info(node: &Node, p: &Value) -> MResult {
         "identifiers": dd::identifiers(&view)?.iter().take(cap).map(|(n, i)| json!({"name": n, "kind": i.kind, "target": i.target, "valid_from": i.valid_from, "revoked_at": i.revoked_at})).collect::<Vec<_>>(),
         "anonymous_read": anon_read,
         "anonymous_write": anon_write,
+        "branches": dd::all_branches(&view)?.iter().take(cap).map(|(path, b)| json!({
+            "path": path,
+            "id": b.record.id,
+            "fork_height": b.record.fork_height,
+            "fork_hash": b.fork_hash,
+            "producer": Address::from_public_key(&b.record.producer).encode(),
+            "strategy": aergo_chain::branches::strategy_name(b.record.strategy),
+            "private": b.record.private,
+            "creator": b.record.creator.encode(),
+            "created": b.record.created,
+            "deleted": b.record.deleted,
+        })).collect::<Vec<_>>(),
     }))
 }
 
@@ -954,8 +970,9 @@ fn dd_info(node: &Node, p: &Value) -> MResult {
 fn branch_list(node: &Node) -> MResult {
     let chain = &node.chain;
     let view = chain.view_at(chain.tip().header.height)?;
+    let access = chain.branch_access(None)?;
     let mut out = Vec::new();
-    for (name, r) in aergo_chain::branches::list(&view)? {
+    for (name, r) in aergo_chain::branches::Records::new(&view, access.as_deref()).list()? {
         let hosted = node.branches.get(&name).filter(|h| h.record.id == r.id);
         let tip = hosted.as_ref().map(|h| h.node.chain.tip());
         out.push(json!({
@@ -970,6 +987,9 @@ fn branch_list(node: &Node) -> MResult {
             "creator": r.creator.encode(),
             "created": r.created,
             "deleted": r.deleted,
+            // A repository's branches are recorded by its directory: `created` and
+            // `deleted` are directory heights there.
+            "recorded_in": if access.is_some() { "directory" } else { "chain" },
             "merged_up_to": aergo_chain::branches::merge_base(&view, &r)?,
             "hosted": hosted.is_some(),
             "produced_here": hosted.as_ref().is_some_and(|h| h.producer),
@@ -2313,9 +2333,9 @@ fn merge_json(node: &Node, b: &Block) -> Result<Option<aergo_rpc::types::MergeJs
     };
     // The source's name, from the records of the chain at the merge block.
     let view = node.chain.view_at(b.header.height)?;
-    let source = aergo_chain::branches::list(&view)?
-        .into_iter()
-        .find(|(_, r)| r.id == m.source)
+    let access = node.chain.branch_access(Some(b.header.height))?;
+    let source = aergo_chain::branches::Records::new(&view, access.as_deref())
+        .by_id(&m.source)?
         .map(|(n, _)| n);
     Ok(Some(aergo_rpc::types::MergeJson {
         source,

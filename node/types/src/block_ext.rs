@@ -91,7 +91,8 @@ pub struct HeaderExt {
 }
 
 /// How a merge combines two branches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum MergeStrategy {
     /// Replay the source's transactions on the target; leave out those that fail.
     Auto,

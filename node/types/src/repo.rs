@@ -17,6 +17,7 @@
 
 use crate::address::Address;
 use crate::amount::Aer;
+use crate::block_ext::MergeStrategy;
 use crate::codec::{DecodeError, Reader, Writer};
 use crate::crypto::PublicKey;
 use crate::genesis::{ConsensusParams, Engine, GasParams, Genesis, GenesisAccount, PoaGenesis};
@@ -567,7 +568,9 @@ impl Identifier {
 /// big-endian): 0 member set (address 33 ‖ role u8), 1 member remove (address 33), 2 node add
 /// (key 32), 3 node remove (key 32), 4 tag (name ‖ branch ‖ height u64 ‖ hash 32), 5 name set
 /// (name ‖ kind ‖ target ‖ valid_from u64), 6 name revoke (name ‖ at u64), 7 anonymous access
-/// (read u8 ‖ write u8).
+/// (read u8 ‖ write u8), 8 branch create (path ‖ fork height u64 ‖ fork hash 32 ‖ producer
+/// key 32 ‖ strategy u8 (0 auto, 1 consistent; bit 0x80 private) ‖ resolver flag u8 ‖
+/// [address 33]), 9 branch delete (path).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "op")]
 pub enum DdOp {
@@ -625,6 +628,51 @@ pub enum DdOp {
         /// Anonymous writes.
         write: bool,
     },
+    /// Create a branch of the repository's ledger (a `write` or `admin` member may).
+    BranchCreate {
+        /// Its path: `feat` forks `main`, `feat/fix` forks branch `feat` ([`branch_path_error`]).
+        path: String,
+        /// The parent's height it forks from: a final block of the parent.
+        fork_height: u64,
+        /// That block's hash (a node opens the branch only where the parent holds it).
+        fork_hash: Hash,
+        /// The node key that produces its blocks.
+        producer: PublicKey,
+        /// How it merges back.
+        strategy: MergeStrategy,
+        /// A consistent merge's resolver contract.
+        resolver: Option<Address>,
+        /// Private: only its creator reads it and sends to it.
+        private: bool,
+    },
+    /// Delete a branch (its creator or an admin may); its blocks stay readable.
+    BranchDelete {
+        /// Its path.
+        path: String,
+    },
+}
+
+impl DdOp {
+    /// Whether only an `admin` may make this change (branch operations need `write`).
+    pub fn needs_admin(&self) -> bool {
+        !matches!(self, DdOp::BranchCreate { .. } | DdOp::BranchDelete { .. })
+    }
+}
+
+/// Why `path` cannot name a branch of a repository (`None`: it can): branch names
+/// ([`crate::branch::name_error`]) joined by `/`, at most
+/// [`crate::block_ext::MAX_LINEAGE_DEPTH`] levels.
+pub fn branch_path_error(path: &str) -> Option<String> {
+    let levels: Vec<&str> = path.split('/').collect();
+    if levels.len() > crate::block_ext::MAX_LINEAGE_DEPTH {
+        return Some(format!(
+            "branch path `{}` has {} levels; at most {}",
+            path.chars().take(64).collect::<String>().escape_default(),
+            levels.len(),
+            crate::block_ext::MAX_LINEAGE_DEPTH
+        ));
+    }
+    levels.into_iter().find_map(crate::branch::name_error)
 }
 
 const DD_VERSION: u8 = 1;
@@ -702,6 +750,37 @@ impl DdOp {
                 w.u8(u8::from(*read));
                 w.u8(u8::from(*write));
             }
+            DdOp::BranchCreate {
+                path,
+                fork_height,
+                fork_hash,
+                producer,
+                strategy,
+                resolver,
+                private,
+            } => {
+                w.u8(8);
+                w.bytes(path.as_bytes());
+                w.u64(*fork_height);
+                w.fixed(&fork_hash.0);
+                w.fixed(&producer.0);
+                let s = match strategy {
+                    MergeStrategy::Auto => 0u8,
+                    MergeStrategy::Consistent => 1,
+                };
+                w.u8(if *private { s | 0x80 } else { s });
+                match resolver {
+                    Some(a) => {
+                        w.u8(1);
+                        w.fixed(&a.to_raw());
+                    }
+                    None => w.u8(0),
+                }
+            }
+            DdOp::BranchDelete { path } => {
+                w.u8(9);
+                w.bytes(path.as_bytes());
+            }
         }
         w.finish()
     }
@@ -772,6 +851,35 @@ impl DdOp {
                 read: flag(&mut r, "read")?,
                 write: flag(&mut r, "write")?,
             },
+            8 => {
+                let path = text(&mut r, "branch path")?;
+                let fork_height = r.u64("fork height")?;
+                let fork_hash = Hash(r.array("fork hash")?);
+                let producer = PublicKey(r.array("producer")?);
+                let sb = r.u8("strategy")?;
+                let strategy = match sb & !0x80 {
+                    0 => MergeStrategy::Auto,
+                    1 => MergeStrategy::Consistent,
+                    x => return Err(dd_invalid(format!("unknown merge strategy {x}"))),
+                };
+                let resolver = if flag(&mut r, "resolver")? {
+                    Some(addr(&mut r)?)
+                } else {
+                    None
+                };
+                DdOp::BranchCreate {
+                    path,
+                    fork_height,
+                    fork_hash,
+                    producer,
+                    strategy,
+                    resolver,
+                    private: sb & 0x80 != 0,
+                }
+            }
+            9 => DdOp::BranchDelete {
+                path: text(&mut r, "branch path")?,
+            },
             x => return Err(dd_invalid(format!("unknown operation {x}"))),
         };
         r.finish()?;
@@ -814,6 +922,23 @@ impl DdOp {
             DdOp::NameRevoke { name, .. } => {
                 label_error("identifier", name).map_or(Ok(()), Err)?;
             }
+            DdOp::BranchCreate {
+                path,
+                strategy,
+                resolver,
+                ..
+            } => {
+                branch_path_error(path).map_or(Ok(()), Err)?;
+                if let Some(a) = resolver {
+                    if *strategy != MergeStrategy::Consistent {
+                        return Err("a resolver decides consistent merges only".into());
+                    }
+                    if a.public_key().is_some() {
+                        return Err(format!("resolver {a} is an account, not a contract"));
+                    }
+                }
+            }
+            DdOp::BranchDelete { path } => branch_path_error(path).map_or(Ok(()), Err)?,
             DdOp::NodeAdd { .. } | DdOp::NodeRemove { .. } | DdOp::Anonymous { .. } => {}
         }
         Ok(())
@@ -931,6 +1056,27 @@ mod tests {
                 read: true,
                 write: false,
             },
+            DdOp::BranchCreate {
+                path: "feat/fix".into(),
+                fork_height: 7,
+                fork_hash: Hash::of(b"f"),
+                producer: Keypair::dev().public(),
+                strategy: MergeStrategy::Consistent,
+                resolver: Some(Address::contract(&reg.creator, 1)),
+                private: true,
+            },
+            DdOp::BranchCreate {
+                path: "feat".into(),
+                fork_height: 0,
+                fork_hash: Hash::ZERO,
+                producer: Keypair::dev().public(),
+                strategy: MergeStrategy::Auto,
+                resolver: None,
+                private: false,
+            },
+            DdOp::BranchDelete {
+                path: "feat".into(),
+            },
         ];
         for op in ops {
             let b = op.encode();
@@ -950,6 +1096,41 @@ mod tests {
         };
         assert!(DdOp::decode(&bad.encode()).is_err());
         assert!(DdOp::decode(&vec![1u8; MAX_DD_PAYLOAD + 1]).is_err());
+        // Branch paths: names joined by `/`; a resolver only for consistent merges, and a
+        // contract.
+        for path in [
+            "",
+            "main",
+            "12",
+            "a//b",
+            "feat/",
+            "Feat",
+            &["a"; 17].join("/"),
+        ] {
+            let op = DdOp::BranchDelete { path: path.into() };
+            assert!(DdOp::decode(&op.encode()).is_err(), "{path}");
+        }
+        let create = |strategy, resolver| DdOp::BranchCreate {
+            path: "feat".into(),
+            fork_height: 1,
+            fork_hash: Hash::ZERO,
+            producer: Keypair::dev().public(),
+            strategy,
+            resolver,
+            private: false,
+        };
+        let contract = Address::contract(&reg.creator, 1);
+        assert!(create(MergeStrategy::Auto, Some(contract))
+            .validate()
+            .is_err());
+        assert!(create(MergeStrategy::Consistent, Some(reg.creator))
+            .validate()
+            .is_err());
+        assert!(!create(MergeStrategy::Auto, None).needs_admin());
+        assert!(DdOp::NodeAdd {
+            key: Keypair::dev().public()
+        }
+        .needs_admin());
         // A genesis that went through JSON keeps its id.
         assert_eq!(
             Genesis::from_json(&g.to_json()).unwrap().chain_id(),

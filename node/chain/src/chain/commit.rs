@@ -84,14 +84,10 @@ impl Chain {
         let view = dd.view_at(r.height)?;
         let (_, anonymous_write) = crate::directory::anonymous(&view)?;
         let access = std::sync::Arc::new(crate::ctx::Access {
-            repo: self
-                .genesis
-                .repo
-                .as_ref()
-                .map(|g| g.name.clone())
-                .unwrap_or_default(),
+            repo: self.repo_name(),
             anonymous_write,
             roles: crate::directory::members(&view)?.into_iter().collect(),
+            branches: crate::directory::branches_of(&view, &self.branch_path())?,
         });
         *self.access.lock() = Some((r, access.clone()));
         Ok(Some(access))
@@ -112,21 +108,79 @@ impl Chain {
         Ok(Some(aergo_types::block_ext::DdRef { height: fin, hash }))
     }
 
+    /// The directory snapshot (write rule and branch records) of this chain's block at
+    /// `height`, or of the next block on the tip (`None`); `None` on a chain without a
+    /// directory. A past block's snapshot is its header's directory height.
+    pub fn branch_access(
+        &self,
+        height: Option<u64>,
+    ) -> Result<Option<std::sync::Arc<crate::ctx::Access>>, ChainError> {
+        if self.directory.is_none() {
+            return Ok(None);
+        }
+        let header = match height {
+            Some(h) => match self.block_by_height(h)? {
+                Some(b) if b.header.ext.dd.is_some() => b.header,
+                // The genesis and the fork point of a branch name no directory height: the
+                // directory's genesis state (no branches) is what they saw.
+                _ => return self.access_genesis(),
+            },
+            None => {
+                let tip = self.tip();
+                Header {
+                    ext: HeaderExt {
+                        dd: self.dd_ref(&tip.header)?,
+                        ..Default::default()
+                    },
+                    ..tip.header.clone()
+                }
+            }
+        };
+        self.access_at(&header)
+    }
+
+    fn access_genesis(&self) -> Result<Option<std::sync::Arc<crate::ctx::Access>>, ChainError> {
+        let Some(dd) = &self.directory else {
+            return Ok(None);
+        };
+        let view = dd.view_at(0)?;
+        Ok(Some(std::sync::Arc::new(crate::ctx::Access {
+            repo: self.repo_name(),
+            anonymous_write: crate::directory::anonymous(&view)?.1,
+            roles: crate::directory::members(&view)?.into_iter().collect(),
+            branches: crate::directory::branches_of(&view, &self.branch_path())?,
+        })))
+    }
+
+    fn repo_name(&self) -> String {
+        self.genesis
+            .repo
+            .as_ref()
+            .map(|g| g.name.clone())
+            .unwrap_or_default()
+    }
+
+    /// This chain's path among its repository's branches: `""` for a chain that is not a
+    /// branch, `feat` for a branch of it, `feat/fix` for a branch of `feat`.
+    pub fn branch_path(&self) -> String {
+        let (Some(base), Some(b)) = (&self.base, &self.genesis.branch) else {
+            return String::new();
+        };
+        let parent = base.parent.branch_path();
+        if parent.is_empty() {
+            b.name.clone()
+        } else {
+            format!("{parent}/{}", b.name)
+        }
+    }
+
     /// Why `from` may not send a transaction to this repository now (its directory's final
     /// roles; `None`: it may, or this is not a repository).
     pub fn write_error(&self, from: &Address) -> Result<Option<String>, ChainError> {
         if self.directory.is_none() {
             return Ok(None);
         }
-        let tip = self.tip();
-        let header = Header {
-            ext: HeaderExt {
-                dd: self.dd_ref(&tip.header)?,
-                ..Default::default()
-            },
-            ..tip.header.clone()
-        };
-        Ok(self.access_at(&header)?.and_then(|a| a.write_error(from)))
+        Ok(self.branch_access(None)?.and_then(|a| a.write_error(from)))
     }
 
     /// The unsigned header of a block on `tip` (roots filled in after execution).
@@ -545,13 +599,12 @@ impl Chain {
                 // A consistent merge compares with the target's state at its merge base.
                 let merge_base = match &ctx.merge {
                     Some(m) if m.strategy == aergo_types::block_ext::MergeStrategy::Consistent => {
-                        let rec =
-                            crate::branches::record_by_id(&base, &m.source)?.ok_or_else(|| {
-                                ChainError::InvalidBlock {
-                                    hash: header.hash(),
-                                    height: header.height,
-                                    reason: format!("no branch {} forks off this chain", m.source),
-                                }
+                        let (_, rec) = crate::branches::Records::of(&base, &ctx)
+                            .by_id(&m.source)?
+                            .ok_or_else(|| ChainError::InvalidBlock {
+                                hash: header.hash(),
+                                height: header.height,
+                                reason: format!("no branch {} forks off this chain", m.source),
                             })?;
                         let (_, h) = crate::branches::merge_point(&base, &rec)?;
                         Some(self.view_at(h.min(tip.header.height))?)

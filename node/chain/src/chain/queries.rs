@@ -358,7 +358,7 @@ impl Chain {
     /// The largest block this chain takes: 2 MiB, a repository's directory 64 KiB.
     pub fn max_block_size(&self) -> usize {
         match crate::ctx::ChainRole::of(&self.genesis) {
-            crate::ctx::ChainRole::Directory => aergo_types::repo::MAX_DD_BLOCK,
+            crate::ctx::ChainRole::Directory { .. } => aergo_types::repo::MAX_DD_BLOCK,
             _ => MAX_BLOCK_SIZE,
         }
     }

@@ -274,7 +274,9 @@ fn a_branch_reads_through_its_fork_and_merges_back_with_a_double_spend_left_out(
     assert_eq!(main.account_latest(&addr(&dev)).unwrap().nonce, 4);
     // Merging again up to the same height: nothing to merge.
     let view = main.view_at(main.tip().header.height).unwrap();
-    let e = branches::merge_error(&view, &op, None).unwrap().unwrap();
+    let e = branches::merge_error(&view, branches::Records::State(&view), &op, None)
+        .unwrap()
+        .unwrap();
     assert!(e.contains("nothing to merge"), "{e}");
     // Diffs: feat's tip against main's tip part at the fork (height 1); carol differs
     // (65 against 5), and pages continue after their last key.
