@@ -886,10 +886,12 @@ fn merged_on_every_node(
     Ok((h, merges))
 }
 
-/// A branch of the PoA repository `trio` (hosted by all three nodes), produced by node 1:
-/// a transfer sent to node 3 is on the branch on every node, with the same block.
+/// A branch of the PoA repository `trio` (hosted by all three nodes), produced by node 1,
+/// created by a change of trio's directory (a kind-11 operation on the ledger is refused): a
+/// transfer sent to node 3 is on the branch on every node, with the same block.
 fn repository_branch_replicates(urls: &[String], faucet: &aergo_types::Keypair) -> Result<()> {
     use aergo_types::branch::BranchOp;
+    use aergo_types::repo::DdOp;
     use aergo_types::TxKind;
     let accepted = rpc(
         &urls[0],
@@ -946,15 +948,65 @@ fn repository_branch_replicates(urls: &[String], faucet: &aergo_types::Keypair) 
     let fork = rpc(&urls[0], "chain_info", json!({"repo": "trio"}))?["finalized_height"]
         .as_u64()
         .context("finalized")?;
-    let op = BranchOp::Create {
-        name: "tb".into(),
+    // A repository's branches are directory changes (free: gas price 0).
+    let fork_hash = aergo_types::Hash::from_hex(
+        rpc(&urls[0], "block", json!({"repo": "trio", "height": fork}))?["hash"]
+            .as_str()
+            .context("fork hash")?,
+    )?;
+    let op = DdOp::BranchCreate {
+        path: "tb".into(),
+        fork_height: fork,
+        fork_hash,
+        producer,
+        strategy: aergo_types::block_ext::MergeStrategy::Auto,
+        resolver: None,
+        private: false,
+    };
+    let dd = json!({"repo": "trio/dd"});
+    let dd_id = aergo_types::Hash::from_hex(
+        rpc(&urls[0], "chain_info", dd.clone())?["chain_id"]
+            .as_str()
+            .context("chain_id")?,
+    )?;
+    let dd_nonce = rpc(
+        &urls[0],
+        "account",
+        json!({"repo": "trio/dd", "address": faucet_addr.encode()}),
+    )?["next_nonce"]
+        .as_u64()
+        .context("next_nonce")?;
+    let tx = aergo_types::Tx {
+        kind: TxKind::DirectoryChange,
+        nonce: dd_nonce,
+        from: faucet.public(),
+        to: None,
+        amount: 0,
+        payload: op.encode(),
+        gas_limit: 100_000,
+        gas_price: 0,
+        chain_id: dd_id,
+    }
+    .sign(faucet);
+    rpc(
+        &urls[0],
+        "send_tx",
+        json!({"repo": "trio/dd", "tx": hex::encode(tx.encode())}),
+    )?;
+    // The ledger refuses the root's way (a kind-11 operation), naming the directory.
+    let old_way = BranchOp::Create {
+        name: "tb2".into(),
         fork_height: fork,
         producer,
         strategy: aergo_types::block_ext::MergeStrategy::Auto,
         resolver: None,
         private: false,
     };
-    send(&urls[0], None, TxKind::Branch, None, 0, op.encode())?;
+    let refused = send(&urls[0], None, TxKind::Branch, None, 0, old_way.encode())
+        .err()
+        .map(|e| format!("{e:#}"))
+        .unwrap_or_default();
+    assert!(refused.contains("live in its directory"), "{refused}");
     for (i, u) in urls.iter().enumerate() {
         poll(
             &format!("node {} to host trio's branch tb", i + 1),
