@@ -593,23 +593,41 @@ impl Node {
             ..
         } = &op
         {
-            // A top-level branch forks the ledger, which this node holds beside its
-            // directory: the fork point must be a final block of it. (A branch of a branch
-            // is checked by the nodes that open it: they host it only where its parent
-            // holds the named block.)
-            let ledger = self.ledger.read().clone();
-            if let (Some(l), false) = (ledger, path.contains('/')) {
+            // The parent (the ledger, or the branch a nested path names) must hold the fork
+            // point as a final block. This node holds the ledger beside its directory; a
+            // parent branch it does not host is checked by the nodes that open the new
+            // one: they host it only where the parent holds the named block.
+            let parent: Option<(Arc<Chain>, String)> = match path.rsplit_once('/') {
+                None => self
+                    .ledger
+                    .read()
+                    .clone()
+                    .map(|l| (l, format!("repository `{name}`"))),
+                Some((parent, _)) => {
+                    let ledger = self.ledger_node.read().as_ref().and_then(|w| w.upgrade());
+                    ledger.and_then(|l| {
+                        let mut cur = l;
+                        for level in parent.split('/') {
+                            let next = cur.branches.get(level)?.node.clone();
+                            cur = next;
+                        }
+                        Some((cur.chain.clone(), format!("branch `{parent}`")))
+                    })
+                }
+            };
+            if let Some((l, what)) = parent {
                 let fin = l.finalized_height();
                 if *fork_height > fin {
                     return Err(AdmitError::Rule(format!(
-                        "a fork point must be final: height {fork_height} is above repository `{name}`'s last final block {fin}"
+                        "a fork point must be final: height {fork_height} is above {what}'s last final block {fin}"
                     )));
                 }
                 let at = l.hash_at(*fork_height).map_err(chain_err)?;
                 if at != Some(*fork_hash) {
                     return Err(AdmitError::Rule(format!(
-                        "repository `{name}`'s block at height {fork_height} is {}, not {fork_hash}",
-                        at.map(|h| h.to_string()).unwrap_or_else(|| "missing".into())
+                        "{what}'s block at height {fork_height} is {}, not {fork_hash}",
+                        at.map(|h| h.to_string())
+                            .unwrap_or_else(|| "missing".into())
                     )));
                 }
             }
