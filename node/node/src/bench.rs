@@ -214,7 +214,7 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         decoded.len(),
         dalek_secs
     );
-    println!("ratio:    {:.3} (floor 0.25, aim 0.5)", ratio);
+    println!("ratio:    {:.3} (floor 0.25, goal 0.6)", ratio);
     Ok(())
 }
 
