@@ -406,15 +406,32 @@ fn a_branch_transfer_merges_into_main_and_a_double_spend_is_left_out() -> Result
     )?;
     ensure!(s["status"] == "ok", "{s}");
 
-    // Deleting it: no longer addressed; listed as deleted.
+    // Deleting it: listed as deleted, it takes no transactions, and its blocks stay
+    // readable.
+    let feat_tip = ok(&home, &url, &["--branch", "feat", "chain"])?["height"].clone();
     ok(&home, &url, &["branch", "delete", "feat"])?;
-    poll("feat to be gone", Duration::from_secs(10), || {
-        Ok(run(&home, &url, &["--branch", "feat", "chain"])?
-            .is_err()
-            .then_some(()))
+    poll("feat listed as deleted", Duration::from_secs(10), || {
+        let list = ok(&home, &url, &["branch"])?;
+        Ok(list["branches"][0]["deleted"].is_u64().then_some(()))
     })?;
-    let list = ok(&home, &url, &["branch"])?;
-    ensure!(list["branches"][0]["deleted"].is_u64(), "{list}");
+    refused(
+        &home,
+        &url,
+        &[
+            "--branch", "feat", "send", "--from", "dev", "--to", &carol, "--amount", "1", "--wait",
+            "included",
+        ],
+        "was deleted",
+    )?;
+    let after = ok(&home, &url, &["--branch", "feat", "chain"])?;
+    ensure!(
+        after["height"] == feat_tip,
+        "{after} against tip {feat_tip}"
+    );
+    ensure!(
+        on("feat", &carol)? == 65 * AERGO,
+        "the deleted branch's state stays readable"
+    );
     drop(node);
     Ok(())
 }

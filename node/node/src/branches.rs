@@ -190,20 +190,37 @@ impl Branches {
         let access = chain.branch_access(None)?;
         let records = branches::Records::new(&view, access.as_deref()).list()?;
         // A hosted branch whose record is gone (its creating block was reverted by a fork
-        // switch) or now names another branch (created again) stops.
+        // switch) or now names another branch (created again) stops and is no longer
+        // hosted; a deleted one stops producing and taking transactions, and stays hosted
+        // so its blocks stay readable.
         for (name, h) in self.all() {
             let current = records
                 .iter()
-                .any(|(n, r)| *n == name && r.id == h.record.id && r.deleted.is_none());
-            if !current {
-                self.hosted.write().remove(&name);
-                stop(&h);
-                tracing::info!(branch = %name, id = %h.record.id, "branch no longer live: not produced any more");
+                .find(|(n, r)| *n == name && r.id == h.record.id)
+                .map(|(_, r)| r);
+            match current {
+                None => {
+                    self.hosted.write().remove(&name);
+                    stop(&h);
+                    tracing::info!(branch = %name, id = %h.record.id, "branch no longer recorded: not hosted any more");
+                }
+                Some(r) if r.deleted.is_some() && !h.node.retired.swap(true, Ordering::SeqCst) => {
+                    stop(&h);
+                    tracing::info!(branch = %name, id = %h.record.id, "branch deleted: not produced any more, its blocks stay readable");
+                }
+                Some(_) => {}
             }
         }
         for (name, rec) in records {
-            if rec.deleted.is_some() || self.get(&name).is_some() || rec.fork_height > tip {
+            if self.get(&name).is_some() || rec.fork_height > tip {
                 continue;
+            }
+            if rec.deleted.is_some() {
+                // Hosted again after a restart, read-only, where this node kept its blocks.
+                let hex = rec.id.to_string();
+                if !dir.join(hex.get(..16).unwrap_or(&hex)).exists() {
+                    continue;
+                }
             }
             // A directory's record names the fork block: the directory cannot see the
             // ledger, so a node opens the branch only where the parent holds that block.
@@ -262,7 +279,11 @@ impl Branches {
             });
         }
         node.branches.sync(&node)?;
-        let producer = rec.producer == parent.key.public() && self.accepted(name);
+        if rec.deleted.is_some() {
+            node.retired.store(true, Ordering::SeqCst);
+        }
+        let producer =
+            rec.deleted.is_none() && rec.producer == parent.key.public() && self.accepted(name);
         let thread = if producer {
             let n = node.clone();
             Some(

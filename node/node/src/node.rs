@@ -210,6 +210,9 @@ pub struct Node {
     pub empty_blocks: AtomicBool,
     /// Set on shutdown.
     pub shutdown: AtomicBool,
+    /// Set on a deleted branch's node: it is still hosted, so its blocks stay readable, but
+    /// it takes no transactions and produces nothing.
+    pub retired: AtomicBool,
     /// Wakes the producer (new tx, shutdown).
     pub wake: (Mutex<bool>, Condvar),
     /// New block notifications.
@@ -379,6 +382,7 @@ impl Node {
             key,
             empty_blocks: AtomicBool::new(empty_blocks),
             shutdown: AtomicBool::new(false),
+            retired: AtomicBool::new(false),
             wake: (Mutex::new(false), Condvar::new()),
             blocks_tx: broadcast::channel(256).0,
             pending_tx: broadcast::channel(4096).0,
@@ -472,6 +476,12 @@ impl Node {
     /// Every admission rule of [`Node::check`] but the signature.
     fn check_rules(&self, bytes: &[u8]) -> Result<SignedTx, AdmitError> {
         let _run = STAGES.ingest.start();
+        if self.retired.load(Ordering::SeqCst) {
+            return Err(AdmitError::Rule(
+                "this branch was deleted: it takes no transactions (its blocks stay readable)"
+                    .into(),
+            ));
+        }
         let tx = SignedTx::decode(bytes).map_err(|e| AdmitError::Malformed(e.to_string()))?;
         check_stateless_with(
             &tx,
@@ -570,13 +580,7 @@ impl Node {
         let chain_err = |e: aergo_chain::ChainError| AdmitError::Chain(e.to_string());
         let op = aergo_types::repo::DdOp::decode(&tx.tx.payload)
             .map_err(|e| AdmitError::Rule(e.to_string()))?;
-        let name = self
-            .chain
-            .genesis()
-            .repo
-            .as_ref()
-            .map(|r| r.name.clone())
-            .unwrap_or_default();
+        let name = self.chain.repo_name();
         let view = self
             .chain
             .view_at(self.chain.tip().header.height)
@@ -686,15 +690,8 @@ impl Node {
         let chain_err = |e: aergo_chain::ChainError| AdmitError::Chain(e.to_string());
         let op = BranchOp::decode(&tx.tx.payload).map_err(|e| AdmitError::Rule(e.to_string()))?;
         if self.chain.directory().is_some() {
-            let repo = self
-                .chain
-                .genesis()
-                .repo
-                .as_ref()
-                .map(|r| r.name.clone())
-                .unwrap_or_default();
             return Err(AdmitError::Rule(
-                aergo_chain::branches::repo_branch_op_error(&repo),
+                aergo_chain::branches::repo_branch_op_error(&self.chain.repo_name()),
             ));
         }
         let view = self

@@ -992,7 +992,9 @@ fn branch_list(node: &Node) -> MResult {
             "recorded_in": if access.is_some() { "directory" } else { "chain" },
             "merged_up_to": aergo_chain::branches::merge_base(&view, &r)?,
             "hosted": hosted.is_some(),
-            "produced_here": hosted.as_ref().is_some_and(|h| h.producer),
+            "produced_here": hosted
+                .as_ref()
+                .is_some_and(|h| h.producer && !h.node.retired.load(std::sync::atomic::Ordering::SeqCst)),
             "tip_height": tip.as_ref().map(|t| t.header.height),
             "tip_hash": tip.as_ref().map(|t| t.hash),
         }));

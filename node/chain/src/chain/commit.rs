@@ -152,7 +152,8 @@ impl Chain {
         })))
     }
 
-    fn repo_name(&self) -> String {
+    /// The repository this chain belongs to (`""` for the root chain and its branches).
+    pub fn repo_name(&self) -> String {
         self.genesis
             .repo
             .as_ref()
