@@ -432,6 +432,11 @@ fn a_branch_transfer_merges_into_main_and_a_double_spend_is_left_out() -> Result
         on("feat", &carol)? == 65 * AERGO,
         "the deleted branch's state stays readable"
     );
+    // And after a restart.
+    drop(node);
+    let node = start_dev_node(&data, port, &[])?;
+    let again = ok(&home, &url, &["--branch", "feat", "chain"])?;
+    ensure!(again["height"] == feat_tip, "{again} after a restart");
     drop(node);
     Ok(())
 }
