@@ -511,6 +511,17 @@ pub fn pending_account(node: &Node, sender: &Address) -> Option<aergo_chain::sta
 
 /// Pushes mempool candidates (in mempool order) not yet in the pending block.
 pub fn push_candidates(node: &Node, slot: &mut Option<Pending>) {
+    push_candidates_after(node, slot, None);
+}
+
+/// [`push_candidates`] on a pending block opened on a block sealed but not committed yet,
+/// whose promised next nonces are `sealed` (its transactions are still in the mempool until
+/// the commit prunes it: they are skipped, not run again).
+pub fn push_candidates_after(
+    node: &Node,
+    slot: &mut Option<Pending>,
+    sealed: Option<&HashMap<Address, u64>>,
+) {
     let candidates = node
         .mempool
         .lock()
@@ -522,6 +533,9 @@ pub fn push_candidates(node: &Node, slot: &mut Option<Pending>) {
             return;
         };
         if p.contains(&tx.hash) || deferred.contains(&tx.tx.sender()) {
+            continue;
+        }
+        if sealed.is_some_and(|s| s.get(&tx.tx.sender()).is_some_and(|n| tx.tx.nonce < *n)) {
             continue;
         }
         if !push_one(node, slot, &tx, started) {

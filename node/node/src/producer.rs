@@ -272,7 +272,14 @@ fn seal_and_commit(node: &Node, p: aergo_chain::Pending, interval: u64) -> Step 
         {
             Ok(next) => {
                 node.preconf.log_open(&next);
-                *node.preconf.pending.lock() = Some(next);
+                let mut slot = node.preconf.pending.lock();
+                *slot = Some(next);
+                // What arrived while the block was sealed waits in the mempool: promise it
+                // now, on the new pending block, not after the commit (15–20 ms for a block
+                // of 4,000 transfers). The sealed block's own transactions are skipped.
+                let sealed = node.preconf.sealing.lock().clone();
+                crate::preconf::push_candidates_after(node, &mut slot, sealed.as_ref());
+                drop(slot);
                 node.preconf.note_opened();
             }
             Err(e) => tracing::debug!(error = %e, "no pending block on the sealed one"),

@@ -114,9 +114,70 @@ pub fn merkle_root(leaves: &[Hash]) -> Hash {
     level.first().copied().unwrap_or(Hash::ZERO)
 }
 
+/// [`merkle_root`] built one leaf at a time: the root of the leaves pushed so far, at any
+/// moment, for about one hash per leaf. Pairing level by level with an odd last node
+/// promoted is a binary counter: the pushed leaves form complete subtrees of decreasing size
+/// (the peaks), and the root joins them from the right.
+#[derive(Debug, Clone, Default)]
+pub struct MerkleAcc {
+    /// (height, root) of each complete subtree, largest first.
+    peaks: Vec<(u32, Hash)>,
+    len: usize,
+}
+
+impl MerkleAcc {
+    /// Adds the next leaf.
+    pub fn push(&mut self, leaf: &Hash) {
+        let mut node = (0u32, Hash::of_parts(&[&[0u8], &leaf.0]));
+        while let Some((h, left)) = self.peaks.last().copied() {
+            if h != node.0 {
+                break;
+            }
+            self.peaks.pop();
+            node = (h + 1, Hash::of_parts(&[&[1u8], &left.0, &node.1 .0]));
+        }
+        self.peaks.push(node);
+        self.len += 1;
+    }
+
+    /// How many leaves were pushed.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether none was.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// [`merkle_root`] of the leaves pushed so far.
+    pub fn root(&self) -> Hash {
+        let mut it = self.peaks.iter().rev();
+        let Some((_, mut acc)) = it.next().copied() else {
+            return Hash::ZERO;
+        };
+        for (_, left) in it {
+            acc = Hash::of_parts(&[&[1u8], &left.0, &acc.0]);
+        }
+        acc
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_accumulator_equals_the_root_at_every_length() {
+        let leaves: Vec<Hash> = (0u32..300).map(|i| Hash::of(&i.to_be_bytes())).collect();
+        let mut acc = MerkleAcc::default();
+        assert_eq!(acc.root(), merkle_root(&[]));
+        for (n, l) in leaves.iter().enumerate() {
+            acc.push(l);
+            assert_eq!(acc.len(), n + 1);
+            assert_eq!(acc.root(), merkle_root(&leaves[..=n]), "{} leaves", n + 1);
+        }
+    }
 
     #[test]
     fn hex_round_trip_and_errors() {

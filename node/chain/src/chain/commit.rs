@@ -726,10 +726,25 @@ impl Chain {
         txs: &[SignedTx],
         executed: &Executed,
     ) -> Option<Dtt> {
+        self.attach_dtt_with(header, txs, executed, None)
+    }
+
+    /// [`Chain::attach_dtt`] with the canonical entries already built one transaction at a
+    /// time (a pending block's), or `None` to build them from `executed`'s access sets.
+    pub(super) fn attach_dtt_with(
+        &self,
+        header: &mut Header,
+        txs: &[SignedTx],
+        executed: &Executed,
+        built: Option<Vec<aergo_types::block_ext::DttEntry>>,
+    ) -> Option<Dtt> {
         if txs.is_empty() || header.ext.merge.is_some() || executed.access.len() != txs.len() {
             return None;
         }
-        let mut dtt = crate::dtt::canonical(&executed.access);
+        let mut dtt = match built {
+            Some(entries) => Dtt { entries },
+            None => crate::dtt::canonical(&executed.access),
+        };
         crate::dtt::forge_if_faulty(&mut dtt);
         let bytes = dtt.encode();
         let tx_bytes: usize = txs.iter().map(|t| t.size + 4).sum();
@@ -752,14 +767,32 @@ impl Chain {
         pre: WriteSet,
         executed: &mut Executed,
     ) -> Result<(Hash, Hash, crate::smt::NodeMap), ChainError> {
+        self.finish_on_tip_with(tip, view, header, pre, executed, None)
+    }
+
+    /// [`Chain::finish_on_tip`] with the receipts root already known for the first `n`
+    /// receipts (a pending block's, built one push at a time): used when the end-block added
+    /// none, else the root is computed from every receipt.
+    pub(super) fn finish_on_tip_with(
+        &self,
+        tip: &Tip,
+        view: &HeadView<'_>,
+        header: &Header,
+        pre: WriteSet,
+        executed: &mut Executed,
+        known: Option<(usize, Hash)>,
+    ) -> Result<(Hash, Hash, crate::smt::NodeMap), ChainError> {
         self.engine.end_block(view, header, pre, executed)?;
-        let receipts_root = merkle_root(
-            &executed
-                .receipts
-                .iter()
-                .map(|r| r.hash())
-                .collect::<Vec<_>>(),
-        );
+        let receipts_root = match known {
+            Some((n, root)) if n == executed.receipts.len() => root,
+            _ => merkle_root(
+                &executed
+                    .receipts
+                    .iter()
+                    .map(|r| r.hash())
+                    .collect::<Vec<_>>(),
+            ),
+        };
         let mut up = Updater::new(self);
         let state_root = up.update(tip.header.state_root, &smt_updates(&executed.writes))?;
         Ok((state_root, receipts_root, up.new_nodes))

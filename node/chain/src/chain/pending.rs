@@ -38,6 +38,13 @@ pub struct Pending {
     bytes: usize,
     max_bytes: usize,
     dtt: crate::dtt::Builder,
+    /// Each pushed transaction's DTT entry, as the builder gave it: the canonical DTT of the
+    /// block so far (the seal does not compute it again).
+    dtt_entries: Vec<aergo_types::block_ext::DttEntry>,
+    /// The transactions' and receipts' Merkle roots, one leaf per push (the seal reads them
+    /// instead of hashing the block again).
+    tx_root: aergo_types::hash::MerkleAcc,
+    receipts_root: aergo_types::hash::MerkleAcc,
     seq: Hash,
 }
 
@@ -93,6 +100,9 @@ impl Pending {
             bytes: crate::dtt::DTT_OVERHEAD,
             max_bytes: chain.max_block_size() - BLOCK_HEADER_ROOM,
             dtt: Default::default(),
+            dtt_entries: Vec::new(),
+            tx_root: Default::default(),
+            receipts_root: Default::default(),
         }
     }
 
@@ -281,9 +291,13 @@ impl Pending {
         let position = u32::try_from(self.txs.len())
             .map_err(|_| ChainError::Corrupt("pending block position".into()))?;
         let prev_seq = self.seq;
-        self.seq = preconf::seq_step(&prev_seq, &tx.hash, &receipt.hash());
+        let receipt_hash = receipt.hash();
+        self.seq = preconf::seq_step(&prev_seq, &tx.hash, &receipt_hash);
+        self.tx_root.push(&tx.hash);
+        self.receipts_root.push(&receipt_hash);
         let entry = self.out.access.last().map(|a| self.dtt.push(a));
-        self.bytes += tx.size + 4 + entry.map_or(0, |e| crate::dtt::entry_len(j, &e));
+        self.bytes += tx.size + 4 + entry.as_ref().map_or(0, |e| crate::dtt::entry_len(j, e));
+        self.dtt_entries.extend(entry);
         self.hashes.insert(tx.hash);
         self.txs.push(tx.clone());
         Ok(PushOutcome::Pushed(Pushed {
@@ -358,13 +372,15 @@ impl Chain {
         };
         let mut executed = run.finish(&p.ctx)?;
         let mut header = p.header;
+        let known = Some((p.receipts_root.len(), p.receipts_root.root()));
         let (state_root, receipts_root, nodes) =
-            self.finish_on_tip(&tip, &view, &header, p.pre, &mut executed)?;
+            self.finish_on_tip_with(&tip, &view, &header, p.pre, &mut executed, known)?;
         header.state_root = state_root;
         header.receipts_root = receipts_root;
-        header.tx_root = Block::compute_tx_root(&p.txs);
+        header.tx_root = p.tx_root.root();
         header.ext.seq_hash = Some(p.seq);
-        let dtt = self.attach_dtt(&mut header, &p.txs, &executed);
+        let built = (p.dtt_entries.len() == p.txs.len()).then_some(p.dtt_entries);
+        let dtt = self.attach_dtt_with(&mut header, &p.txs, &executed, built);
         self.engine.before_signing(&header)?;
         header.sign(key);
         let receipts = executed.receipts.clone();
