@@ -335,20 +335,32 @@ impl Mempool {
     /// Drops transactions whose nonces the chain has used: call after a block commits, with
     /// each affected sender's new nonce.
     pub fn prune(&mut self, new_nonces: &HashMap<Address, u64>) {
+        drop(self.prune_some(new_nonces.iter().map(|(a, n)| (*a, *n))));
+    }
+
+    /// [`Mempool::prune`] for some senders, handing back what it removed, so the caller
+    /// can free it after releasing the pool's lock (a block's thousands of transactions
+    /// take a while to free, and admissions wait on that lock).
+    pub fn prune_some(
+        &mut self,
+        new_nonces: impl IntoIterator<Item = (Address, u64)>,
+    ) -> Vec<BTreeMap<u64, PoolEntry>> {
+        let mut removed = Vec::new();
         for (addr, next) in new_nonces {
-            let Some(q) = self.accounts.get_mut(addr) else {
+            let Some(q) = self.accounts.get_mut(&addr) else {
                 continue;
             };
-            let keep = q.split_off(next);
+            let keep = q.split_off(&next);
             for e in q.values() {
                 self.by_hash.remove(&e.tx.hash);
                 self.bytes -= e.tx.size;
             }
-            *q = keep;
+            removed.push(std::mem::replace(q, keep));
             if q.is_empty() {
-                self.accounts.remove(addr);
+                self.accounts.remove(&addr);
             }
         }
+        removed
     }
 
     /// Removes the given transactions and, since a queue must stay contiguous, the later

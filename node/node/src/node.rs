@@ -369,6 +369,9 @@ impl NetState {
     }
 }
 
+/// Senders pruned from the mempool under one hold of its lock after a commit.
+const PRUNE_CHUNK: usize = 16;
+
 impl Node {
     /// A node around an opened chain.
     pub fn new(
@@ -837,9 +840,15 @@ impl Node {
             // Ascending blocks: a later block's nonce for a sender supersedes an earlier one.
             nonces.extend(a.nonces.iter().map(|(k, v)| (*k, *v)));
         }
+        // A few senders at a time, freeing what was removed outside the lock: admissions
+        // wait on the pool's lock, and a block removes thousands of transactions.
+        let senders: Vec<(Address, u64)> = nonces.into_iter().collect();
+        for part in senders.chunks(PRUNE_CHUNK) {
+            let removed = self.mempool.lock().prune_some(part.iter().copied());
+            drop(removed);
+        }
         {
             let mut pool = self.mempool.lock();
-            pool.prune(&nonces);
             if let Origin::Produced { rejected } = origin {
                 for (h, reason) in rejected {
                     tracing::warn!(tx = %h, %reason, "dropping transaction that can no longer be included");

@@ -67,6 +67,10 @@ pub struct Preconf {
     /// promised (set before the pending block is taken, cleared once the mempool has been
     /// pruned by the commit).
     pub(crate) sealing: Mutex<Option<HashMap<aergo_types::Address, u64>>>,
+    /// Senders admitted while no pending block was open (a block being sealed), at most
+    /// [`MAX_ARRIVED`]: pushed as soon as the next pending block opens, before the commit
+    /// ([`push_arrived`]); beyond the bound, by the push of every candidate after it.
+    pub(crate) arrived: Mutex<Vec<Address>>,
     /// Clients waiting for a transaction's promise (one send of the same transaction
     /// through several nodes: each gets the one promise).
     waiters: Mutex<HashMap<Hash, Vec<WaiterTx>>>,
@@ -159,6 +163,7 @@ impl Default for Preconf {
             enabled: AtomicBool::new(false),
             pending: Mutex::new(None),
             sealing: Mutex::new(None),
+            arrived: Mutex::new(Vec::new()),
             waiters: Mutex::new(HashMap::new()),
             next_waiter: AtomicU64::new(1),
             opened: (Mutex::new(0), parking_lot::Condvar::new()),
@@ -459,6 +464,38 @@ pub fn on_admitted(node: &Node, sender: &Address, started: Instant) {
         return;
     }
     let mut slot = node.preconf.pending.lock();
+    if slot.is_none() {
+        // A block is being sealed: the next pending block takes it as soon as it opens.
+        if node.preconf.sealing.lock().is_some() {
+            let mut a = node.preconf.arrived.lock();
+            if a.len() < MAX_ARRIVED {
+                a.push(*sender);
+            }
+        }
+        return;
+    }
+    push_sender(node, &mut slot, sender, started);
+}
+
+/// Most senders [`Preconf::arrived`] keeps (a seal lasts milliseconds).
+const MAX_ARRIVED: usize = 65_536;
+
+/// Pushes the transactions of the senders admitted while a block was sealed into the pending
+/// block that just opened on it (the sealed block's own transactions are below their
+/// senders' nonces there, so they are not run again).
+pub fn push_arrived(node: &Node, slot: &mut Option<Pending>) {
+    let arrived = std::mem::take(&mut *node.preconf.arrived.lock());
+    let started = Instant::now();
+    let mut seen = std::collections::HashSet::new();
+    for sender in arrived {
+        if seen.insert(sender) {
+            push_sender(node, slot, &sender, started);
+        }
+    }
+}
+
+/// Pushes `sender`'s transactions that are next in nonce order into the pending block.
+fn push_sender(node: &Node, slot: &mut Option<Pending>, sender: &Address, started: Instant) {
     loop {
         let Some(p) = slot.as_ref() else {
             return;
@@ -471,7 +508,7 @@ pub fn on_admitted(node: &Node, sender: &Address, started: Instant) {
             Some(e) => e.tx.clone(),
             None => return,
         };
-        if !push_one(node, &mut slot, &tx, started) {
+        if !push_one(node, slot, &tx, started) {
             return;
         }
     }
@@ -511,17 +548,6 @@ pub fn pending_account(node: &Node, sender: &Address) -> Option<aergo_chain::sta
 
 /// Pushes mempool candidates (in mempool order) not yet in the pending block.
 pub fn push_candidates(node: &Node, slot: &mut Option<Pending>) {
-    push_candidates_after(node, slot, None);
-}
-
-/// [`push_candidates`] on a pending block opened on a block sealed but not committed yet,
-/// whose promised next nonces are `sealed` (its transactions are still in the mempool until
-/// the commit prunes it: they are skipped, not run again).
-pub fn push_candidates_after(
-    node: &Node,
-    slot: &mut Option<Pending>,
-    sealed: Option<&HashMap<Address, u64>>,
-) {
     let candidates = node
         .mempool
         .lock()
@@ -533,9 +559,6 @@ pub fn push_candidates_after(
             return;
         };
         if p.contains(&tx.hash) || deferred.contains(&tx.tx.sender()) {
-            continue;
-        }
-        if sealed.is_some_and(|s| s.get(&tx.tx.sender()).is_some_and(|n| tx.tx.nonce < *n)) {
             continue;
         }
         if !push_one(node, slot, &tx, started) {
@@ -555,6 +578,8 @@ pub fn open(node: &Node, slot: &mut Option<Pending>, timestamp_ms: u64, consensu
             node.preconf.reset_log();
             node.preconf.log_open(&p);
             *slot = Some(p);
+            // Every candidate goes in, those admitted while no block was open too.
+            node.preconf.arrived.lock().clear();
             push_candidates(node, slot);
             node.preconf.note_opened();
         }
