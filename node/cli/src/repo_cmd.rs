@@ -403,6 +403,24 @@ pub async fn run(cmd: RepoCmd, c: &RpcClient, j: bool, signer: Signer<'_>) -> Re
                     for n in d["nodes"].as_array().into_iter().flatten() {
                         s.push_str(&format!("\n  node        {}", n.as_str().unwrap_or("")));
                     }
+                    for b in d["branches"].as_array().into_iter().flatten() {
+                        s.push_str(&format!(
+                            "\n  branch      {} forks at {}, {} merge{}, by {}{}",
+                            b["path"].as_str().unwrap_or(""),
+                            b["fork_height"],
+                            b["strategy"].as_str().unwrap_or(""),
+                            if b["private"] == true {
+                                ", private"
+                            } else {
+                                ""
+                            },
+                            b["creator"].as_str().unwrap_or(""),
+                            b["deleted"]
+                                .as_u64()
+                                .map(|h| format!(" (deleted at directory height {h})"))
+                                .unwrap_or_default()
+                        ));
+                    }
                     for t in d["tags"].as_array().into_iter().flatten() {
                         s.push_str(&format!(
                             "\n  tag         {} → {}@{} {}",
