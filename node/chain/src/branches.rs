@@ -315,7 +315,7 @@ pub fn block_candidates(
         return Ok(out);
     };
     let view = src.view_at(block.header.height)?;
-    let access = src.branch_access(Some(block.header.height))?;
+    let access = src.branch_access(Some(&block.header))?;
     let records = Records::new(&view, access.as_deref());
     let (name, rec) = records.by_id(&mref.source)?.ok_or_else(|| {
         ChainError::Corrupt(format!(

@@ -2335,7 +2335,7 @@ fn merge_json(node: &Node, b: &Block) -> Result<Option<aergo_rpc::types::MergeJs
     };
     // The source's name, from the records of the chain at the merge block.
     let view = node.chain.view_at(b.header.height)?;
-    let access = node.chain.branch_access(Some(b.header.height))?;
+    let access = node.chain.branch_access(Some(&b.header))?;
     let source = aergo_chain::branches::Records::new(&view, access.as_deref())
         .by_id(&m.source)?
         .map(|(n, _)| n);

@@ -164,7 +164,7 @@ fn get_name(r: &mut Reader<'_>) -> Result<String, DecodeError> {
 /// The flag added to the strategy byte of a private branch.
 pub const PRIVATE: u8 = 0x80;
 
-fn strategy_byte(s: MergeStrategy, private: bool) -> u8 {
+pub(crate) fn strategy_byte(s: MergeStrategy, private: bool) -> u8 {
     let b = match s {
         MergeStrategy::Auto => 0,
         MergeStrategy::Consistent => 1,
@@ -177,7 +177,7 @@ fn strategy_byte(s: MergeStrategy, private: bool) -> u8 {
 }
 
 /// The strategy and the private flag of a strategy byte.
-fn strategy_flags(b: u8) -> Result<(MergeStrategy, bool), DecodeError> {
+pub(crate) fn strategy_flags(b: u8) -> Result<(MergeStrategy, bool), DecodeError> {
     Ok((strategy_of(b & !PRIVATE)?, b & PRIVATE != 0))
 }
 

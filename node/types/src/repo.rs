@@ -764,11 +764,7 @@ impl DdOp {
                 w.u64(*fork_height);
                 w.fixed(&fork_hash.0);
                 w.fixed(&producer.0);
-                let s = match strategy {
-                    MergeStrategy::Auto => 0u8,
-                    MergeStrategy::Consistent => 1,
-                };
-                w.u8(if *private { s | 0x80 } else { s });
+                w.u8(crate::branch::strategy_byte(*strategy, *private));
                 match resolver {
                     Some(a) => {
                         w.u8(1);
@@ -856,12 +852,7 @@ impl DdOp {
                 let fork_height = r.u64("fork height")?;
                 let fork_hash = Hash(r.array("fork hash")?);
                 let producer = PublicKey(r.array("producer")?);
-                let sb = r.u8("strategy")?;
-                let strategy = match sb & !0x80 {
-                    0 => MergeStrategy::Auto,
-                    1 => MergeStrategy::Consistent,
-                    x => return Err(dd_invalid(format!("unknown merge strategy {x}"))),
-                };
+                let (strategy, private) = crate::branch::strategy_flags(r.u8("strategy")?)?;
                 let resolver = if flag(&mut r, "resolver")? {
                     Some(addr(&mut r)?)
                 } else {
@@ -874,7 +865,7 @@ impl DdOp {
                     producer,
                     strategy,
                     resolver,
-                    private: sb & 0x80 != 0,
+                    private,
                 }
             }
             9 => DdOp::BranchDelete {

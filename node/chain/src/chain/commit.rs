@@ -108,35 +108,33 @@ impl Chain {
         Ok(Some(aergo_types::block_ext::DdRef { height: fin, hash }))
     }
 
-    /// The directory snapshot (write rule and branch records) of this chain's block at
-    /// `height`, or of the next block on the tip (`None`); `None` on a chain without a
-    /// directory. A past block's snapshot is its header's directory height.
+    /// The directory snapshot (write rule and branch records) of this chain's block with
+    /// `header`, or of the next block on the tip (`None`); `None` on a chain without a
+    /// directory. A block's snapshot is its header's directory height.
     pub fn branch_access(
         &self,
-        height: Option<u64>,
+        header: Option<&Header>,
     ) -> Result<Option<std::sync::Arc<crate::ctx::Access>>, ChainError> {
         if self.directory.is_none() {
             return Ok(None);
         }
-        let header = match height {
-            Some(h) => match self.block_by_height(h)? {
-                Some(b) if b.header.ext.dd.is_some() => b.header,
-                // The genesis and the fork point of a branch name no directory height: the
-                // directory's genesis state (no branches) is what they saw.
-                _ => return self.access_genesis(),
-            },
+        match header {
+            Some(h) if h.ext.dd.is_some() => self.access_at(h),
+            // The genesis (and a branch's blocks at or below its fork that name none) saw
+            // the directory's genesis state: no branches.
+            Some(_) => self.access_genesis(),
             None => {
                 let tip = self.tip();
-                Header {
+                let next = Header {
                     ext: HeaderExt {
                         dd: self.dd_ref(&tip.header)?,
                         ..Default::default()
                     },
                     ..tip.header.clone()
-                }
+                };
+                self.access_at(&next)
             }
-        };
-        self.access_at(&header)
+        }
     }
 
     fn access_genesis(&self) -> Result<Option<std::sync::Arc<crate::ctx::Access>>, ChainError> {
