@@ -156,7 +156,7 @@ pub fn serve(node: &Node, bytes: &[u8]) -> (PreconfResponse, Option<Penalty>) {
     let mut queued = None;
     loop {
         let opened = node.preconf.opened_count();
-        match crate::rpc::preconf_begin_checked(node, || Ok(tx.clone()), true) {
+        match crate::rpc::preconf_begin_checked(node, || Ok(tx.clone()), true, false) {
             Ok((hash, w)) => {
                 drop(queued);
                 return match crate::rpc::preconf_wait(node, hash, &w, deadline, bytes) {

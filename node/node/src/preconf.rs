@@ -33,7 +33,23 @@ pub type Answer = Result<Arc<Preconfirmation>, String>;
 /// At most this many clients wait for a promise at once; more get `busy`.
 pub const MAX_WAITERS: usize = 16_384;
 /// A registered waiter's id and channel.
-type WaiterTx = (u64, SyncSender<Answer>);
+type WaiterTx = (u64, Notify);
+
+/// How a waiter is told: a thread blocked on a channel (with a deadline), or a task of the
+/// async runtime (the JSON-RPC fast path, which keeps a pre-confirmed send off the blocking
+/// pool).
+enum Notify {
+    Blocking(SyncSender<Answer>),
+    Async(tokio::sync::oneshot::Sender<Answer>),
+}
+
+/// A waiter's end of the channel (see [`Notify`]).
+pub enum WaitRx {
+    /// For [`crate::rpc::preconf_wait`] (`recv_timeout`).
+    Blocking(Receiver<Answer>),
+    /// For an async task (`tokio::time::timeout` over it).
+    Async(tokio::sync::oneshot::Receiver<Answer>),
+}
 
 /// At most this many clients wait for the promise of one transaction.
 const MAX_WAITERS_PER_TX: usize = 64;
@@ -41,7 +57,7 @@ const MAX_WAITERS_PER_TX: usize = 64;
 /// A client registered for a transaction's promise ([`Preconf::wait_for`]).
 pub struct Waiter {
     /// The promise, or why there is none.
-    pub rx: Receiver<Answer>,
+    pub rx: WaitRx,
     /// Its registration (for [`Preconf::unwait`]).
     pub id: u64,
     /// Another client already waited for the same transaction (sent through several
@@ -268,8 +284,9 @@ impl Preconf {
         push_sample(&mut self.stats.lock().requests, now_ms(), us);
     }
 
-    /// Registers a client waiting for `hash`'s promise.
-    pub fn wait_for(&self, hash: Hash) -> Result<Waiter, String> {
+    /// Registers a client waiting for `hash`'s promise: a blocked thread, or an async task
+    /// (`async_task`).
+    pub fn wait_for(&self, hash: Hash, async_task: bool) -> Result<Waiter, String> {
         let mut w = self.waiters.lock();
         if w.len() >= MAX_WAITERS {
             return Err(format!(
@@ -283,7 +300,13 @@ impl Preconf {
             ));
         }
         let joined = !list.is_empty();
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let (tx, rx) = if async_task {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            (Notify::Async(tx), WaitRx::Async(rx))
+        } else {
+            let (tx, rx) = std::sync::mpsc::sync_channel(1);
+            (Notify::Blocking(tx), WaitRx::Blocking(rx))
+        };
         let id = self.next_waiter.fetch_add(1, Ordering::Relaxed);
         list.push((id, tx));
         Ok(Waiter { rx, id, joined })
@@ -303,7 +326,15 @@ impl Preconf {
     fn answer(&self, hash: &Hash, a: Answer) {
         if let Some(list) = self.waiters.lock().remove(hash) {
             for (_, w) in list {
-                let _ = w.try_send(a.clone());
+                // A waiter that gave up (its receiver dropped) needs no answer.
+                match w {
+                    Notify::Blocking(w) => {
+                        let _ = w.try_send(a.clone());
+                    }
+                    Notify::Async(w) => {
+                        let _ = w.send(a.clone());
+                    }
+                }
             }
         }
     }
@@ -838,26 +869,37 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
 
+    /// The answer a waiter holds now, of either kind.
+    fn got(w: &mut Waiter) -> Option<Answer> {
+        match &mut w.rx {
+            WaitRx::Blocking(rx) => rx.try_recv().ok(),
+            WaitRx::Async(rx) => rx.try_recv().ok(),
+        }
+    }
+
     #[test]
     fn every_waiter_of_one_transaction_gets_its_one_answer() {
         let pc = Preconf::default();
         let h = Hash::of(b"tx");
-        let a = pc.wait_for(h).unwrap();
-        let b = pc.wait_for(h).unwrap();
-        let c = pc.wait_for(h).unwrap();
-        assert!(!a.joined && b.joined && c.joined);
+        // Blocked threads and async tasks wait for the same promise.
+        let mut a = pc.wait_for(h, false).unwrap();
+        let mut b = pc.wait_for(h, true).unwrap();
+        let mut c = pc.wait_for(h, true).unwrap();
+        let mut d = pc.wait_for(h, false).unwrap();
+        assert!(!a.joined && b.joined && c.joined && d.joined);
         // One gives up: the others still get the answer.
         pc.unwait(&h, b.id);
         pc.answer(&h, Err("refused".into()));
-        assert_eq!(a.rx.try_recv().unwrap(), Err("refused".to_string()));
-        assert_eq!(c.rx.try_recv().unwrap(), Err("refused".to_string()));
-        assert!(b.rx.try_recv().is_err());
+        assert_eq!(got(&mut a), Some(Err("refused".to_string())));
+        assert_eq!(got(&mut c), Some(Err("refused".to_string())));
+        assert_eq!(got(&mut d), Some(Err("refused".to_string())));
+        assert_eq!(got(&mut b), None);
         // Answered: a later sender waits afresh.
-        assert!(!pc.wait_for(h).unwrap().joined);
+        assert!(!pc.wait_for(h, true).unwrap().joined);
         let many: Vec<Waiter> = (1..MAX_WAITERS_PER_TX)
-            .map(|_| pc.wait_for(h).unwrap())
+            .map(|i| pc.wait_for(h, i % 2 == 0).unwrap())
             .collect();
-        assert!(pc.wait_for(h).is_err(), "per-transaction cap");
+        assert!(pc.wait_for(h, false).is_err(), "per-transaction cap");
         drop(many);
     }
 

@@ -492,6 +492,24 @@ async fn handle_one(rpc: &Rpc, peer: SocketAddr, signed: Caller, v: Value) -> Va
     let preconf_send =
         method == "send_tx" && params.get("wait").and_then(Value::as_str) == Some("preconfirmed");
     let timed = preconf_send.then(|| node.clone());
+    if preconf_send
+        && params
+            .as_object()
+            .is_some_and(|o| o.keys().all(|k| k == "tx" || k == "wait"))
+    {
+        // The ledger's main branch (no `branch`, no `at`): nothing to resolve.
+        let res = send_preconfirmed_inline(node, &params).await;
+        return match res {
+            Ok(v) => {
+                if let Some(n) = timed.filter(|_| v.get("preconfirmation").is_some()) {
+                    n.preconf
+                        .sample_request(crate::node::micros(started.elapsed()));
+                }
+                json!({"jsonrpc": "2.0", "id": id, "result": v})
+            }
+            Err(f) => err_response(id, f),
+        };
+    }
     // Refs, branches (which may open a branch chain) and chain reads may touch disk: keep
     // them off the async workers.
     let res = tokio::task::spawn_blocking(move || {
@@ -1879,7 +1897,7 @@ async fn send_batch_run(
                     .unwrap_or(Err(AdmitError::Chain("batch check out of step".into())));
                 if preconfirmed {
                     let sender = c.as_ref().ok().map(|t| t.tx.sender());
-                    match preconf_begin_checked(&node, || c, false) {
+                    match preconf_begin_checked(&node, || c, false, false) {
                         Ok((h, w)) => Ok(Begun::Local(h, w, b)),
                         // Not the producer: forwarded to it now (the batch's forwards go out
                         // before any answer is awaited), answered below.
@@ -1988,7 +2006,7 @@ fn send_preconfirmed(node: &Node, bytes: &[u8]) -> MResult {
 /// The first half of a pre-confirmed send: checks that this node produces an imminent
 /// slot, decodes, registers the waiter and admits (in the caller's order).
 fn preconf_begin(node: &Node, bytes: &[u8]) -> Result<(Hash, crate::preconf::Waiter), RpcFail> {
-    preconf_begin_checked(node, || node.check(bytes), false)
+    preconf_begin_checked(node, || node.check(bytes), false, false)
 }
 
 /// [`preconf_begin`] with the transaction's checks given (`checked`: decode, rules,
@@ -1999,6 +2017,7 @@ pub(crate) fn preconf_begin_checked(
     node: &Node,
     checked: impl FnOnce() -> Result<SignedTx, AdmitError>,
     forwarded: bool,
+    async_task: bool,
 ) -> Result<(Hash, crate::preconf::Waiter), RpcFail> {
     if !node.preconf.enabled() {
         return Err(RpcFail {
@@ -2044,7 +2063,7 @@ pub(crate) fn preconf_begin_checked(
     let hash = tx.hash;
     let w = node
         .preconf
-        .wait_for(hash)
+        .wait_for(hash, async_task)
         .map_err(|m| RpcFail::new(codes::BUSY, m))?;
     // Not gossiped: the promise is this producer's, and another producer must not include
     // the transaction first (it goes on chain in this node's block; if this node fails,
@@ -2085,20 +2104,41 @@ pub(crate) fn preconf_wait(
     deadline: std::time::Instant,
     bytes: &[u8],
 ) -> Result<Arc<aergo_types::preconf::Preconfirmation>, RpcFail> {
-    let rx = &w.rx;
-    match rx.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now())) {
-        Ok(Ok(p)) => {
+    let got = match &w.rx {
+        crate::preconf::WaitRx::Blocking(rx) => rx
+            .recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+            .ok(),
+        crate::preconf::WaitRx::Async(_) => {
+            return Err(RpcFail::new(
+                codes::INTERNAL,
+                "an async waiter was waited for on a thread (a bug)",
+            ))
+        }
+    };
+    preconf_answered(node, hash, w, got, bytes)
+}
+
+/// What a waiter got (`None`: nothing before its deadline), as the client's answer.
+fn preconf_answered(
+    node: &Node,
+    hash: Hash,
+    w: &crate::preconf::Waiter,
+    got: Option<crate::preconf::Answer>,
+    bytes: &[u8],
+) -> Result<Arc<aergo_types::preconf::Preconfirmation>, RpcFail> {
+    match got {
+        Some(Ok(p)) => {
             // Promised: now the other nodes may learn it (later nonces of the sender sent
             // elsewhere are then no gap), while this producer's block is next.
             node.net.send(crate::node::Outbound::Tx(bytes.to_vec()));
             Ok(p)
         }
-        Ok(Err(m)) => Err(RpcFail {
+        Some(Err(m)) => Err(RpcFail {
             code: codes::TX_REJECTED,
             message: format!("transaction rejected: {m}"),
             data: Some(json!({"reason": "execution", "hash": hash})),
         }),
-        Err(_) => {
+        None => {
             node.preconf.unwait(&hash, w.id);
             Err(RpcFail {
                 code: codes::PRECONF_UNAVAILABLE,
@@ -2110,6 +2150,46 @@ pub(crate) fn preconf_wait(
             })
         }
     }
+}
+
+/// `send_tx` with `wait: "preconfirmed"` for the ledger's main branch, on the async worker
+/// that parsed the request (the JSON-RPC fast path): the checks and the admission (a
+/// signature check and one pre-execution, ~0.1 ms of CPU) run inline, and the wait for the
+/// durable promise is a task's, not a thread's. On the blocking pool each send was a thread
+/// of its own doing that CPU work: with more runnable threads than cores, a send was
+/// descheduled in the middle of its signature check or while it held the pending block's
+/// lock, and the slowest 1% took several milliseconds more (docs/BENCHMARKS.md). A send this
+/// node cannot pre-confirm (another producer's slot) is relayed from the blocking pool.
+async fn send_preconfirmed_inline(node: Arc<Node>, params: &Value) -> MResult {
+    let hx = p_str(params, "tx")?;
+    let bytes = hex::decode(hx.strip_prefix("0x").unwrap_or(hx))
+        .map_err(|e| RpcFail::params(format!("`tx` is not hex: {e}")))?;
+    let (hash, mut w) = match preconf_begin_checked(&node, || node.check(&bytes), false, true) {
+        Ok(x) => x,
+        Err(f) if is_not_producer(&f) => {
+            return tokio::task::spawn_blocking(move || crate::forward::relay(&node, &bytes, f))
+                .await
+                .map_err(|e| RpcFail::new(codes::INTERNAL, format!("handler failed: {e}")))?
+        }
+        Err(f) => return Err(f),
+    };
+    let got = match &mut w.rx {
+        crate::preconf::WaitRx::Async(rx) => tokio::time::timeout(preconf_deadline(&node), rx)
+            .await
+            .ok()
+            .and_then(Result::ok),
+        crate::preconf::WaitRx::Blocking(_) => {
+            return Err(RpcFail::new(
+                codes::INTERNAL,
+                "a thread's waiter was awaited by a task (a bug)",
+            ))
+        }
+    };
+    let p = preconf_answered(&node, hash, &w, got, &bytes)?;
+    ok(PreconfirmedResult {
+        hash,
+        preconfirmation: PreconfJson::of(&p),
+    })
 }
 
 /// `send_tx` with `wait: "included"` or `"final"`: the receipt once the transaction is in
