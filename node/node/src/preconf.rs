@@ -212,7 +212,7 @@ impl Preconf {
     /// block). Returns how many were kept.
     pub fn start(node: &Arc<Node>, data_dir: &Path) -> anyhow::Result<usize> {
         let path = data_dir.join(LOG_FILE);
-        let segments = read_log(&path)?;
+        let (segments, end) = read_log(&path)?;
         // Each logged block on the tip is executed again, in order; all but the last are
         // sealed and committed now (a solo producer may have sealed a block and promised
         // into the next one before the crash), the last stays pending for the producer.
@@ -246,6 +246,11 @@ impl Preconf {
             .write(true)
             .open(&path)
             .map_err(|e| anyhow::anyhow!("open {}: {e}", path.display()))?;
+        // New records go right after the last valid one: what follows it (zeros ahead of the
+        // writer, or a record torn by a crash, never answered) is zeroed first, so a later
+        // recovery reads the old records and the new ones as one log.
+        let log = LogFile::resume(file, end)
+            .map_err(|e| anyhow::anyhow!("prepare {}: {e}", path.display()))?;
         let (tx, rx) = std::sync::mpsc::channel();
         let me = &node.preconf;
         *me.log.lock() = Some(tx);
@@ -259,13 +264,13 @@ impl Preconf {
         let n = node.clone();
         std::thread::Builder::new()
             .name("preconf-log".into())
-            .spawn(move || log_thread(file, path, rx, n))?;
+            .spawn(move || log_thread(log, path, rx, n))?;
         let Some((p, records)) = recovered else {
             me.reset_log();
             return Ok(kept);
         };
         me.note_opened();
-        // Appended after the old records (never truncated first): the open record for this
+        // Written after the old records (never truncated first): the open record for this
         // tip and the promises after it are what a later recovery keeps.
         me.log_open(&p);
         for r in records {
@@ -619,14 +624,81 @@ pub fn open(node: &Node, slot: &mut Option<Pending>, timestamp_ms: u64, consensu
     }
 }
 
+/// Bytes of zeros the log keeps written ahead of its end (see [`LogFile`]).
+const AHEAD: u64 = 1 << 20;
+
+/// The promise log's file, written ahead with zeros: records overwrite zeros inside the file's
+/// length, so the `fdatasync` that makes a batch of promises durable flushes data only. An
+/// append changes the file's size, and on ext4 every such `fdatasync` also commits the
+/// filesystem journal, which it shares with the block log's and RocksDB's syncs; measured on
+/// this disk with a block-log-like writer beside it, 600-byte records took p50 / p99 122–130 /
+/// 175–250 µs appended against 89–92 / 130–169 µs written over zeros. The zeros end the log
+/// for [`read_log`] (a zero length fails the record check).
+struct LogFile {
+    file: std::fs::File,
+    /// Where the next record goes: the end of the valid records.
+    end: u64,
+    /// The file's length: zeros from `end` to here.
+    len: u64,
+}
+
+impl LogFile {
+    /// Takes over `file` whose valid records end at `end`: everything after it is zeroed and
+    /// the zeros reach [`AHEAD`] past it, durably.
+    fn resume(file: std::fs::File, end: u64) -> std::io::Result<Self> {
+        let len = file.metadata()?.len();
+        let mut f = LogFile {
+            file,
+            end,
+            len: end,
+        };
+        if len > end {
+            // A torn record, or zeros written ahead by the previous run.
+            f.file.set_len(end)?;
+        }
+        f.ahead()?;
+        f.file.sync_all()?;
+        Ok(f)
+    }
+
+    /// Extends the zeros to [`AHEAD`] past the end when less than half of it is left (not
+    /// synced here: the next batch's `fdatasync` carries the new length once).
+    fn ahead(&mut self) -> std::io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        if self.len.saturating_sub(self.end) >= AHEAD / 2 {
+            return Ok(());
+        }
+        let to = self.end + AHEAD;
+        let zeros = vec![0u8; usize::try_from(to - self.len).unwrap_or(0)];
+        self.file.write_all_at(&zeros, self.len)?;
+        self.len = to;
+        Ok(())
+    }
+
+    /// Writes `buf` at the end and makes it durable.
+    fn append(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        self.file.write_all_at(buf, self.end)?;
+        self.end += buf.len() as u64;
+        self.len = self.len.max(self.end);
+        self.file.sync_data()
+    }
+
+    /// Empties the log (its records are all committed or void).
+    fn reset(&mut self) -> std::io::Result<()> {
+        self.file.set_len(0)?;
+        self.end = 0;
+        self.len = 0;
+        Ok(())
+    }
+}
+
 /// The group-committing log writer: drains what is queued, writes it, `fdatasync`s once,
-/// then answers every promise of the batch.
-fn log_thread(mut file: std::fs::File, path: PathBuf, rx: Receiver<LogMsg>, node: Arc<Node>) {
-    let _ = file.seek(std::io::SeekFrom::End(0));
+/// then answers every promise of the batch, and only then extends the zeros ahead.
+fn log_thread(mut log: LogFile, path: PathBuf, rx: Receiver<LogMsg>, node: Arc<Node>) {
     // The height of the last pending block opened, and its records (what a rotation keeps).
     let mut open_height: Option<u64> = None;
     let mut current: Vec<u8> = Vec::new();
-    let mut len = file.metadata().map(|m| m.len()).unwrap_or(0);
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < 4096 {
@@ -672,24 +744,25 @@ fn log_thread(mut file: std::fs::File, path: PathBuf, rx: Receiver<LogMsg>, node
             }
         }
         if truncate {
-            if let Err(e) = file.set_len(0).and_then(|_| file.rewind()) {
+            if let Err(e) = log.reset() {
                 tracing::error!(error = %e, path = %path.display(), "cannot reset the promise log");
             }
-            len = 0;
         }
         let mut res = if buf.is_empty() {
             Ok(())
         } else {
-            file.write_all(&buf).and_then(|_| file.sync_data())
+            log.append(&buf)
         };
-        len += buf.len() as u64;
-        if res.is_ok() && len > ROTATE_BYTES {
+        if res.is_ok() && log.end > ROTATE_BYTES {
             // Busy without a break (a solo producer opens each block on the previous one
             // before committing it): keep only the open block's records, atomically.
             match rotate(&path, &current) {
                 Ok(f) => {
-                    file = f;
-                    len = current.len() as u64;
+                    log = LogFile {
+                        file: f,
+                        end: current.len() as u64,
+                        len: current.len() as u64,
+                    };
                 }
                 Err(e) => res = Err(e),
             }
@@ -712,6 +785,10 @@ fn log_thread(mut file: std::fs::File, path: PathBuf, rx: Receiver<LogMsg>, node
         }
         if let Err(e) = res {
             tracing::error!(error = %e, path = %path.display(), "cannot write the promise log");
+        }
+        // After the answers: the zeros for the next batches.
+        if let Err(e) = log.ahead() {
+            tracing::warn!(error = %e, path = %path.display(), "cannot write zeros ahead in the promise log (records are appended)");
         }
     }
 }
@@ -748,16 +825,16 @@ struct Segment {
     promises: Vec<Vec<u8>>,
 }
 
-/// Reads the log's segments. A torn or corrupt tail (a crash mid-write, never answered)
-/// ends the log.
-fn read_log(path: &Path) -> anyhow::Result<Vec<Segment>> {
+/// Reads the log's segments, and where the valid records end. A torn or corrupt tail (a
+/// crash mid-write, never answered) or the zeros written ahead end the log.
+fn read_log(path: &Path) -> anyhow::Result<(Vec<Segment>, u64)> {
     let mut bytes = Vec::new();
     match std::fs::File::open(path) {
         Ok(mut f) => {
             f.read_to_end(&mut bytes)
                 .map_err(|e| anyhow::anyhow!("read {}: {e}", path.display()))?;
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), 0)),
         Err(e) => return Err(anyhow::anyhow!("open {}: {e}", path.display())),
     }
     let mut segments: Vec<Segment> = Vec::new();
@@ -798,7 +875,7 @@ fn read_log(path: &Path) -> anyhow::Result<Vec<Segment>> {
         }
         at += 8 + len;
     }
-    Ok(segments)
+    Ok((segments, at as u64))
 }
 
 /// The last logged pending block that extends the current tip, executed again: each
@@ -868,6 +945,65 @@ fn frame(buf: &mut Vec<u8>, r: &[u8]) {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+
+    #[test]
+    fn the_log_writes_over_zeros_and_resumes_after_its_last_valid_record() {
+        use std::os::unix::fs::FileExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(LOG_FILE);
+        let open_file = || {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .read(true)
+                .write(true)
+                .open(&path)
+                .unwrap()
+        };
+        let mut opened = vec![REC_OPEN];
+        opened.extend_from_slice(&5u64.to_be_bytes());
+        opened.extend_from_slice(&[7u8; 32]);
+        opened.extend_from_slice(&1000u64.to_be_bytes());
+        let promise = |i: u8| vec![REC_PROMISE, i, i, i];
+        let mut log = LogFile::resume(open_file(), 0).unwrap();
+        let mut buf = Vec::new();
+        frame(&mut buf, &opened);
+        frame(&mut buf, &promise(1));
+        log.append(&buf).unwrap();
+        log.ahead().unwrap();
+        let on_disk = std::fs::metadata(&path).unwrap().len();
+        assert!(
+            on_disk >= log.end + AHEAD / 2,
+            "zeros ahead: {on_disk} vs {}",
+            log.end
+        );
+        let (segments, end) = read_log(&path).unwrap();
+        assert_eq!(end, log.end, "the zeros end the log");
+        assert_eq!(segments.len(), 1);
+        assert_eq!(segments[0].promises, vec![promise(1)]);
+        // A crash in the middle of a write: a torn record after the valid ones.
+        let mut torn = Vec::new();
+        frame(&mut torn, &promise(2));
+        torn.pop();
+        log.file.write_all_at(&torn, end).unwrap();
+        drop(log);
+        let (segments, end) = read_log(&path).unwrap();
+        assert_eq!(segments[0].promises, vec![promise(1)]);
+        // The next run writes right after the valid records, over the torn one: a later
+        // recovery reads both runs' records.
+        let mut log = LogFile::resume(open_file(), end).unwrap();
+        let mut buf = Vec::new();
+        frame(&mut buf, &promise(3));
+        log.append(&buf).unwrap();
+        let (segments, end) = read_log(&path).unwrap();
+        assert_eq!(segments[0].promises, vec![promise(1), promise(3)]);
+        assert_eq!(end, log.end);
+        // Emptied once its block is committed.
+        log.reset().unwrap();
+        let (segments, end) = read_log(&path).unwrap();
+        assert!(segments.is_empty());
+        assert_eq!(end, 0);
+    }
 
     /// The answer a waiter holds now, of either kind.
     fn got(w: &mut Waiter) -> Option<Answer> {
