@@ -359,6 +359,25 @@ pub fn run(a: &ExecArgs) -> Result<()> {
             mc * 1e3
         );
         if name == "low contention" {
+            // The ceiling: the block as two independent halves on two threads, nothing
+            // recorded, checked or merged (`Chain::bench_split`), against the same sequential
+            // run, alternating.
+            let (mut t_s, mut t_q) = (Vec::new(), Vec::new());
+            for _ in 0..a.runs {
+                let t = Instant::now();
+                b_chain.bench_execute(&blk, None, false)?;
+                t_q.push(t.elapsed());
+                let t = Instant::now();
+                b_chain.bench_split(&blk)?;
+                t_s.push(t.elapsed());
+            }
+            let (mq, msplit) = (median(&mut t_q), median(&mut t_s));
+            println!(
+                "  ceiling: the same block as two independent halves on 2 threads (no access sets, DTT, check or merge) {:.2} ms, baseline sequential {:.2} ms, speedup {:.2}x",
+                msplit * 1e3,
+                mq * 1e3,
+                mq / msplit
+            );
             // The block's signature checks: one batch on one thread (as before) against
             // batches on the workers (what `prepare` does now).
             let sigs: Vec<_> = blk

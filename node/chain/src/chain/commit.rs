@@ -697,6 +697,42 @@ impl Chain {
         }
     }
 
+    /// A bound for benchmarks, not a validation: `block`'s transactions in two halves, each
+    /// executed sequentially on the tip by a thread of its own at the same time, with no
+    /// access sets, no DTT, no check and no merge (the results are dropped; the second half
+    /// does not see the first's writes). On a block whose halves touch disjoint state this is
+    /// the most two threads can gain over [`Chain::bench_execute`]'s sequential run
+    /// (`aergo-node bench exec` prints it as the ceiling of the `low contention` line).
+    pub fn bench_split(&self, block: &Block) -> Result<(), ChainError> {
+        let tip = self.tip();
+        let view = HeadView {
+            chain: self,
+            height: tip.header.height,
+        };
+        let (ctx, pre) = self.start_on_tip(&view, &block.header, |_| Ok(()))?;
+        let (first, second) = block.txs.split_at(block.txs.len() / 2);
+        let run = |txs: &[SignedTx]| {
+            exec::execute_block_with(
+                &Overlay {
+                    base: &view,
+                    writes: pre.clone(),
+                },
+                txs,
+                &ctx,
+                false,
+            )
+            .map(|_| ())
+        };
+        std::thread::scope(|s| {
+            let other = s.spawn(|| run(second));
+            let mine = run(first);
+            let theirs = other
+                .join()
+                .map_err(|_| ChainError::Corrupt("a bench thread panicked".into()))?;
+            mine.and(theirs)
+        })
+    }
+
     /// The first half of executing a block on the tip: the engine's begin-block (the
     /// round's schedule installed), `checks`, and the block context. Returns the context and
     /// the begin-block writes the transactions run on.
