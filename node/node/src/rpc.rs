@@ -496,8 +496,11 @@ async fn handle_one(rpc: &Rpc, peer: SocketAddr, signed: Caller, v: Value) -> Va
         && params
             .as_object()
             .is_some_and(|o| o.keys().all(|k| k == "tx" || k == "wait"))
+        && names_transfer(&params)
     {
-        // The ledger's main branch (no `branch`, no `at`): nothing to resolve.
+        // A transfer on the ledger's main branch (no `branch`, no `at`): nothing to resolve,
+        // and its pre-execution is short (a contract call may run up to its gas cap: on the
+        // blocking pool, so it never holds an async worker).
         let res = send_preconfirmed_inline(node, &params).await;
         return match res {
             Ok(v) => {
@@ -2152,7 +2155,20 @@ fn preconf_answered(
     }
 }
 
-/// `send_tx` with `wait: "preconfirmed"` for the ledger's main branch, on the async worker
+/// Whether `params.tx` (hex) encodes a native transfer: its kind byte, after the version
+/// byte, without decoding the rest (a malformed transaction is refused by the full decode
+/// either way).
+fn names_transfer(params: &Value) -> bool {
+    let Some(hx) = params.get("tx").and_then(Value::as_str) else {
+        return false;
+    };
+    let hx = hx.strip_prefix("0x").unwrap_or(hx);
+    hx.get(2..4)
+        .and_then(|k| u8::from_str_radix(k, 16).ok())
+        .is_some_and(|k| k == aergo_types::TxKind::Transfer as u8)
+}
+
+/// `send_tx` with `wait: "preconfirmed"` for a transfer on the ledger's main branch, on the async worker
 /// that parsed the request (the JSON-RPC fast path): the checks and the admission (a
 /// signature check and one pre-execution, ~0.1 ms of CPU) run inline, and the wait for the
 /// durable promise is a task's, not a thread's. On the blocking pool each send was a thread
@@ -3033,6 +3049,36 @@ pub(crate) mod tests {
             chain_id: n.chain.chain_id(),
         }
         .sign(&key)
+    }
+
+    /// Only transfers take the async fast path of pre-confirmed sends.
+    #[test]
+    fn the_fast_path_takes_transfers_only() {
+        let key = aergo_types::Keypair::dev();
+        let tx = |kind| {
+            aergo_types::Tx {
+                kind,
+                nonce: 0,
+                from: key.public(),
+                to: Some(aergo_types::Address::from_public_key(&key.public())),
+                amount: 1,
+                payload: Vec::new(),
+                gas_limit: 100_000,
+                gas_price: 1,
+                chain_id: Hash::ZERO,
+            }
+            .sign(&key)
+            .encode()
+        };
+        let transfer = hex::encode(tx(aergo_types::tx::TxKind::Transfer));
+        let call = hex::encode(tx(aergo_types::tx::TxKind::Call));
+        assert!(names_transfer(&json!({"tx": transfer})));
+        assert!(names_transfer(&json!({"tx": format!("0x{transfer}")})));
+        assert!(!names_transfer(&json!({"tx": call})));
+        assert!(!names_transfer(&json!({"tx": "0"})));
+        assert!(!names_transfer(&json!({"tx": "00zz"})));
+        assert!(!names_transfer(&json!({"tx": 5})));
+        assert!(!names_transfer(&json!({})));
     }
 
     #[test]
