@@ -54,7 +54,12 @@ pub enum WaitRx {
 /// At most this many clients wait for the promise of one transaction.
 const MAX_WAITERS_PER_TX: usize = 64;
 
-/// A client registered for a transaction's promise ([`Preconf::wait_for`]).
+/// Clients waiting for each transaction's promise.
+type Registry = Arc<Mutex<HashMap<Hash, Vec<WaiterTx>>>>;
+
+/// A client registered for a transaction's promise ([`Preconf::wait_for`]). Dropped, it
+/// leaves the registry, however its wait ended: answered, timed out, or abandoned (an async
+/// task dropped when its client hung up), so [`MAX_WAITERS`] counts only live waits.
 pub struct Waiter {
     /// The promise, or why there is none.
     pub rx: WaitRx,
@@ -63,6 +68,25 @@ pub struct Waiter {
     /// Another client already waited for the same transaction (sent through several
     /// nodes): its admission here is a duplicate, and both get the one promise.
     pub joined: bool,
+    hash: Hash,
+    registry: Registry,
+}
+
+impl Drop for Waiter {
+    fn drop(&mut self) {
+        unregister(&self.registry, &self.hash, self.id);
+    }
+}
+
+/// Removes waiter `id` of `hash` from `registry` (nothing if it is not there: answered).
+fn unregister(registry: &Mutex<HashMap<Hash, Vec<WaiterTx>>>, hash: &Hash, id: u64) {
+    let mut w = registry.lock();
+    if let Some(list) = w.get_mut(hash) {
+        list.retain(|(i, _)| *i != id);
+        if list.is_empty() {
+            w.remove(hash);
+        }
+    }
 }
 /// Latency samples kept for the dashboard (the last minute's, at most this many).
 const MAX_SAMPLES: usize = 65_536;
@@ -89,7 +113,7 @@ pub struct Preconf {
     pub(crate) arrived: Mutex<Vec<Address>>,
     /// Clients waiting for a transaction's promise (one send of the same transaction
     /// through several nodes: each gets the one promise).
-    waiters: Mutex<HashMap<Hash, Vec<WaiterTx>>>,
+    waiters: Registry,
     next_waiter: AtomicU64,
     /// Bumped (and waited on by forwarded transactions queued for the slot) whenever a
     /// pending block opens.
@@ -180,7 +204,7 @@ impl Default for Preconf {
             pending: Mutex::new(None),
             sealing: Mutex::new(None),
             arrived: Mutex::new(Vec::new()),
-            waiters: Mutex::new(HashMap::new()),
+            waiters: Arc::new(Mutex::new(HashMap::new())),
             next_waiter: AtomicU64::new(1),
             opened: (Mutex::new(0), parking_lot::Condvar::new()),
             queued: (AtomicU64::new(0), AtomicU64::new(0)),
@@ -314,18 +338,18 @@ impl Preconf {
         };
         let id = self.next_waiter.fetch_add(1, Ordering::Relaxed);
         list.push((id, tx));
-        Ok(Waiter { rx, id, joined })
+        Ok(Waiter {
+            rx,
+            id,
+            joined,
+            hash,
+            registry: self.waiters.clone(),
+        })
     }
 
     /// Forgets a waiter (its client gave up or its transaction was refused).
     pub fn unwait(&self, hash: &Hash, id: u64) {
-        let mut w = self.waiters.lock();
-        if let Some(list) = w.get_mut(hash) {
-            list.retain(|(i, _)| *i != id);
-            if list.is_empty() {
-                w.remove(hash);
-            }
-        }
+        unregister(&self.waiters, hash, id);
     }
 
     fn answer(&self, hash: &Hash, a: Answer) {
@@ -1032,11 +1056,26 @@ mod tests {
         assert_eq!(got(&mut b), None);
         // Answered: a later sender waits afresh.
         assert!(!pc.wait_for(h, true).unwrap().joined);
-        let many: Vec<Waiter> = (1..MAX_WAITERS_PER_TX)
+        // (That waiter was dropped at once: it no longer counts.)
+        let many: Vec<Waiter> = (0..MAX_WAITERS_PER_TX)
             .map(|i| pc.wait_for(h, i % 2 == 0).unwrap())
             .collect();
         assert!(pc.wait_for(h, false).is_err(), "per-transaction cap");
         drop(many);
+        // A wait abandoned without an answer (an async task dropped when its client hung
+        // up) leaves nothing behind to count against the caps.
+        assert!(pc.waiters.lock().is_empty(), "dropped waiters unregistered");
+        let other = Hash::of(b"other");
+        let kept = pc.wait_for(other, true).unwrap();
+        drop(pc.wait_for(h, true).unwrap());
+        drop(pc.wait_for(h, false).unwrap());
+        assert_eq!(pc.waiters.lock().len(), 1);
+        assert!(
+            pc.wait_for(other, true).unwrap().joined,
+            "the kept one still waits"
+        );
+        drop(kept);
+        assert!(pc.waiters.lock().is_empty());
     }
 
     #[test]
