@@ -963,12 +963,6 @@ fn repository_branch_replicates(urls: &[String], faucet: &aergo_types::Keypair) 
         resolver: None,
         private: false,
     };
-    let dd = json!({"repo": "trio/dd"});
-    let dd_id = aergo_types::Hash::from_hex(
-        rpc(&urls[0], "chain_info", dd.clone())?["chain_id"]
-            .as_str()
-            .context("chain_id")?,
-    )?;
     let dd_nonce = rpc(
         &urls[0],
         "account",
@@ -976,22 +970,15 @@ fn repository_branch_replicates(urls: &[String], faucet: &aergo_types::Keypair) 
     )?["next_nonce"]
         .as_u64()
         .context("next_nonce")?;
-    let tx = aergo_types::Tx {
-        kind: TxKind::DirectoryChange,
-        nonce: dd_nonce,
-        from: faucet.public(),
-        to: None,
-        amount: 0,
-        payload: op.encode(),
-        gas_limit: 100_000,
-        gas_price: 0,
-        chain_id: dd_id,
-    }
-    .sign(faucet);
-    rpc(
+    send_in(
         &urls[0],
-        "send_tx",
-        json!({"repo": "trio/dd", "tx": hex::encode(tx.encode())}),
+        "trio/dd",
+        faucet,
+        TxKind::DirectoryChange,
+        dd_nonce,
+        None,
+        0,
+        op.encode(),
     )?;
     // The ledger refuses the root's way (a kind-11 operation), naming the directory.
     let old_way = BranchOp::Create {
