@@ -228,7 +228,7 @@ impl Chain {
         header.state_root = built.state_root;
         header.receipts_root = built.receipts_root;
         header.tx_root = Block::compute_tx_root(&txs);
-        let dtt = self.attach_dtt(&mut header, &txs, &built.executed);
+        let dtt = self.attach_dtt(&mut header, &txs, &built.executed, None);
         // Durable record first: never two signatures for one slot, even across restarts.
         self.engine.before_signing(&header)?;
         header.sign(key);
@@ -651,7 +651,7 @@ impl Chain {
         };
         drop(run.items(executed.receipts.len()));
         let (state_root, receipts_root, nodes) =
-            self.finish_on_tip(tip, &view, header, pre, &mut executed)?;
+            self.finish_on_tip(tip, &view, header, pre, &mut executed, None)?;
         Ok(Built {
             txs,
             rejected,
@@ -750,22 +750,13 @@ impl Chain {
     }
 
     /// The block's canonical DTT, committed in `header` (`dtt_root`), for a block of `txs`
-    /// executed as `executed` — what `produce` and `seal` attach before signing. `None` (the
-    /// block carries no DTT and validators run it sequentially): no transaction, a merge
-    /// block, access sets not recorded, or a DTT that would not fit the block's size
-    /// (assembly budgets for it; a pending block filled to the byte may not).
+    /// executed as `executed` — what `produce` and `seal` attach before signing. `built`: the
+    /// canonical entries already built one transaction at a time (a pending block's), or
+    /// `None` to build them from `executed`'s access sets. `None` (the block carries no DTT
+    /// and validators run it sequentially): no transaction, a merge block, access sets not
+    /// recorded, or a DTT that would not fit the block's size (assembly budgets for it; a
+    /// pending block filled to the byte may not).
     pub(super) fn attach_dtt(
-        &self,
-        header: &mut Header,
-        txs: &[SignedTx],
-        executed: &Executed,
-    ) -> Option<Dtt> {
-        self.attach_dtt_with(header, txs, executed, None)
-    }
-
-    /// [`Chain::attach_dtt`] with the canonical entries already built one transaction at a
-    /// time (a pending block's), or `None` to build them from `executed`'s access sets.
-    pub(super) fn attach_dtt_with(
         &self,
         header: &mut Header,
         txs: &[SignedTx],
@@ -792,22 +783,11 @@ impl Chain {
     }
 
     /// The second half, after the transactions: the engine's end-block, then the receipts
-    /// root, the state root and the new Merkle nodes. Nothing is written.
+    /// root, the state root and the new Merkle nodes. Nothing is written. `known`: the
+    /// receipts root already known for the first `n` receipts (a pending block's, built one
+    /// push at a time), used when the end-block added none; else the root is computed from
+    /// every receipt.
     pub(super) fn finish_on_tip(
-        &self,
-        tip: &Tip,
-        view: &HeadView<'_>,
-        header: &Header,
-        pre: WriteSet,
-        executed: &mut Executed,
-    ) -> Result<(Hash, Hash, crate::smt::NodeMap), ChainError> {
-        self.finish_on_tip_with(tip, view, header, pre, executed, None)
-    }
-
-    /// [`Chain::finish_on_tip`] with the receipts root already known for the first `n`
-    /// receipts (a pending block's, built one push at a time): used when the end-block added
-    /// none, else the root is computed from every receipt.
-    pub(super) fn finish_on_tip_with(
         &self,
         tip: &Tip,
         view: &HeadView<'_>,

@@ -374,13 +374,13 @@ impl Chain {
         let mut header = p.header;
         let known = Some((p.receipts_root.len(), p.receipts_root.root()));
         let (state_root, receipts_root, nodes) =
-            self.finish_on_tip_with(&tip, &view, &header, p.pre, &mut executed, known)?;
+            self.finish_on_tip(&tip, &view, &header, p.pre, &mut executed, known)?;
         header.state_root = state_root;
         header.receipts_root = receipts_root;
         header.tx_root = p.tx_root.root();
         header.ext.seq_hash = Some(p.seq);
         let built = (p.dtt_entries.len() == p.txs.len()).then_some(p.dtt_entries);
-        let dtt = self.attach_dtt_with(&mut header, &p.txs, &executed, built);
+        let dtt = self.attach_dtt(&mut header, &p.txs, &executed, built);
         self.engine.before_signing(&header)?;
         header.sign(key);
         let receipts = executed.receipts.clone();
