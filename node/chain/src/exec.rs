@@ -14,6 +14,7 @@
 //! do. Both come from the genesis (`gas.tx_gas_cap`, `gas.block_gas_limit`, defaults
 //! [`DEFAULT_TX_GAS_CAP`], [`DEFAULT_BLOCK_GAS_LIMIT`]) and, on DPoS chains, governance.
 
+use crate::access::AccessSet;
 use crate::contracts;
 use crate::error::ChainError;
 use crate::staking;
@@ -518,17 +519,26 @@ impl<'a> BlockRun<'a> {
     }
     /// [`BlockRun::try_tx`] with the access set appended to `batch` instead of
     /// `out.access` (validation's pipeline hands batches to its DTT checker).
+    ///
+    /// A native transfer's set is not built here: its [`Reads::Transfer`] is returned, and the
+    /// checker derives the set from the transaction and its status ([`transfer_set_into`]),
+    /// on its own thread; the others' sets are appended to `batch`.
     pub(crate) fn try_tx_batch(
         &mut self,
         tx: &SignedTx,
         ctx: &BlockCtx,
         batch: &mut crate::access::AccessBatch,
-    ) -> Result<(), ChainError> {
-        let rec = crate::access::Recorder::new(&self.overlay);
-        let (r, w) = execute_tx_guarded(&rec, tx, ctx)?;
-        rec.finish_batch(&w, batch);
+    ) -> Result<Option<bool>, ChainError> {
+        let (r, w, reads) = execute_recorded(&self.overlay, tx, ctx)?;
+        let derived = match reads {
+            Reads::Recorded(rec) => {
+                rec.finish_batch(&w, batch);
+                None
+            }
+            Reads::Transfer => Some(r.status == ReceiptStatus::Ok),
+        };
         self.add(r, w);
-        Ok(())
+        Ok(derived)
     }
     /// Counts a transaction's receipt and applies its writes.
     fn add(&mut self, r: Receipt, w: WriteSet) {
@@ -545,9 +555,8 @@ impl<'a> BlockRun<'a> {
         record: bool,
     ) -> Result<(), ChainError> {
         let (r, w) = if record {
-            let rec = crate::access::Recorder::new(&self.overlay);
-            let (r, w) = execute_tx_guarded(&rec, tx, ctx)?;
-            self.out.access.push(rec.finish(&w));
+            let (r, w, reads) = execute_recorded(&self.overlay, tx, ctx)?;
+            self.out.access.push(reads.finish(tx, &r, &w));
             (r, w)
         } else {
             execute_tx_guarded(&self.overlay, tx, ctx)?
@@ -580,6 +589,91 @@ pub const EXEC_PANICKED: &str = "execution panicked";
 thread_local! {
     /// Test-only fault injection: `execute_tx` panics on a transaction with this nonce.
     static PANIC_ON_NONCE: std::cell::Cell<Option<u64>> = const { std::cell::Cell::new(None) };
+}
+
+/// What a transaction read from its view, to be finished into its access set with its
+/// receipt and write set ([`execute_recorded`]).
+pub(crate) enum Reads<'v> {
+    /// Recorded through the view (every kind but native transfers).
+    Recorded(crate::access::Recorder<'v>),
+    /// A native transfer: nothing recorded, its set follows from the transaction and its
+    /// status ([`transfer_set_into`]).
+    Transfer,
+}
+
+impl Reads<'_> {
+    /// The access set of `tx`, which ran with receipt `r` and writes `w`.
+    pub(crate) fn finish(self, tx: &SignedTx, r: &Receipt, w: &WriteSet) -> AccessSet {
+        match self {
+            Reads::Recorded(rec) => rec.finish(w),
+            Reads::Transfer => {
+                transfer_keys(tx, r.status == ReceiptStatus::Ok, AccessSet::from_keys)
+            }
+        }
+    }
+}
+
+/// Appends to `out` the access set of a valid native transfer `tx` that succeeded (`ok`) or
+/// failed ([`transfer_keys`]).
+pub(crate) fn transfer_set_into(tx: &SignedTx, ok: bool, out: &mut crate::access::AccessBatch) {
+    transfer_keys(tx, ok, |r, w| out.push_keys(r, w))
+}
+
+/// Calls `f` with the keys a valid native transfer `tx` that succeeded (`ok`) or failed
+/// reads and writes, as execution reads and writes them ([`execute_tx_in`], [`contracts::transfer`]):
+/// - it reads the sender's account, and the recipient's when a non-zero amount moves to
+///   another account (the recipient's balance check cannot fail before that read: the
+///   sender's balance covered amount and fee);
+/// - it writes the sender's account (nonce and fee), and the recipient's when such an
+///   amount moved (only on success: the one failure, the recipient's balance overflowing,
+///   comes after the read and before the write).
+///
+/// Every other read is served by the transaction's own writes, and an invalid transfer has
+/// no set (its block is invalid). Tests check every transfer they execute against a
+/// recorder's set ([`execute_recorded`]).
+fn transfer_keys<R>(tx: &SignedTx, ok: bool, f: impl FnOnce(&[&[u8]], &[&[u8]]) -> R) -> R {
+    let sender = tx.tx.sender();
+    let from = crate::state::account_key_array(&sender);
+    match tx.tx.to.filter(|to| tx.tx.amount > 0 && *to != sender) {
+        Some(to) => {
+            let to = crate::state::account_key_array(&to);
+            let writes: &[&[u8]] = if ok { &[&from, &to] } else { &[&from] };
+            f(&[&from, &to], writes)
+        }
+        None => f(&[&from], &[&from]),
+    }
+}
+
+/// [`execute_tx_guarded`] and what the transaction read from `view`, to be finished into
+/// its access set: nothing recorded for a native transfer ([`Reads::Transfer`]), a
+/// [`crate::access::Recorder`]'s record for the rest. Every path that records access sets
+/// (assembly, pre-execution, validation) comes here, so all get the same sets.
+pub(crate) fn execute_recorded<'v>(
+    view: &'v dyn StateView,
+    tx: &SignedTx,
+    ctx: &BlockCtx,
+) -> Result<(Receipt, WriteSet, Reads<'v>), ChainError> {
+    if tx.tx.kind == TxKind::Transfer {
+        // The derived set is sound only if it is exactly what execution reads and writes:
+        // under test, every transfer also runs through a recorder and the two must agree.
+        #[cfg(test)]
+        {
+            let rec = crate::access::Recorder::new(view);
+            if let Ok((r, w)) = execute_tx_guarded(&rec, tx, ctx) {
+                let recorded = rec.finish(&w);
+                assert_eq!(
+                    Reads::Transfer.finish(tx, &r, &w),
+                    recorded,
+                    "a transfer's derived access set differs from its recorded one"
+                );
+            }
+        }
+        let (r, w) = execute_tx_guarded(view, tx, ctx)?;
+        return Ok((r, w, Reads::Transfer));
+    }
+    let rec = crate::access::Recorder::new(view);
+    let (r, w) = execute_tx_guarded(&rec, tx, ctx)?;
+    Ok((r, w, Reads::Recorded(rec)))
 }
 
 /// [`execute_tx`] with a panic turned into an invalid transaction ([`EXEC_PANICKED`]).

@@ -161,9 +161,17 @@ impl Account {
 
 /// The state key of an account.
 pub fn account_key(addr: &Address) -> Vec<u8> {
-    let mut k = Vec::with_capacity(34);
-    k.push(b'a');
-    k.extend_from_slice(&addr.to_raw());
+    account_key_array(addr).to_vec()
+}
+
+/// Bytes of an account's state key: `a` and the address's 33 raw bytes.
+pub const ACCOUNT_KEY_LEN: usize = 34;
+
+/// [`account_key`] on the stack.
+pub fn account_key_array(addr: &Address) -> [u8; ACCOUNT_KEY_LEN] {
+    let mut k = [0u8; ACCOUNT_KEY_LEN];
+    k[0] = b'a';
+    k[1..].copy_from_slice(&addr.to_raw());
     k
 }
 
