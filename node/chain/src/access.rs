@@ -187,11 +187,18 @@ impl AccessSet {
         AccessSet::of(bytes)
     }
 
-    /// The set of these point reads and writes ([`AccessBatch::push_keys`]).
+    /// The set of these point reads and writes and no range (sorted and deduplicated here):
+    /// a set known without recording (a native transfer's, `crate::exec::TransferKeys`).
     pub fn from_keys(reads: &[&[u8]], writes: &[&[u8]]) -> Self {
-        let mut b = AccessBatch::default();
-        b.push_keys(reads, writes);
-        AccessSet::of(b.bytes)
+        let mut r: smallvec::SmallVec<[&[u8]; 4]> = reads.iter().copied().collect();
+        r.sort_unstable();
+        r.dedup();
+        let mut w: smallvec::SmallVec<[&[u8]; 4]> = writes.iter().copied().collect();
+        w.sort_unstable();
+        w.dedup();
+        let mut bytes = Vec::new();
+        put_set(&mut bytes, &r, &[], w.iter().copied());
+        AccessSet::of(bytes)
     }
 
     /// The set of one encoded buffer, the empty set as the empty buffer.
@@ -279,19 +286,6 @@ impl AccessBatch {
         } else {
             self.bytes.extend_from_slice(&s.bytes);
         }
-        self.len += 1;
-    }
-
-    /// Appends the set of these point reads and writes (no range), sorted and deduplicated
-    /// here: a set known without recording (a native transfer's, `crate::exec`).
-    pub fn push_keys(&mut self, reads: &[&[u8]], writes: &[&[u8]]) {
-        let mut r: smallvec::SmallVec<[&[u8]; 4]> = reads.iter().copied().collect();
-        r.sort_unstable();
-        r.dedup();
-        let mut w: smallvec::SmallVec<[&[u8]; 4]> = writes.iter().copied().collect();
-        w.sort_unstable();
-        w.dedup();
-        put_set(&mut self.bytes, &r, &[], w.iter().copied());
         self.len += 1;
     }
 

@@ -127,13 +127,40 @@ impl<K> Builder<K> {
     where
         K: Key<'s>,
     {
-        let ranges = s.ranges();
+        self.push_parts(s.reads(), s.ranges(), s.writes())
+    }
+
+    /// The entry of the next transaction, which read the point keys `reads` and wrote
+    /// `writes` (each without duplicates) and scanned no range: a set known without being
+    /// built (a native transfer's, `crate::exec::TransferKeys`).
+    pub fn push_keys<'s>(&mut self, reads: &[&'s [u8]], writes: &[&'s [u8]]) -> DttEntry
+    where
+        K: Key<'s>,
+    {
+        self.push_parts(
+            reads.iter().copied(),
+            std::iter::empty(),
+            writes.iter().copied(),
+        )
+    }
+
+    /// The entry of the next transaction, of these reads (without duplicates), ranges and
+    /// writes (without duplicates).
+    fn push_parts<'s>(
+        &mut self,
+        reads: impl Iterator<Item = &'s [u8]>,
+        ranges: impl Iterator<Item = (&'s [u8], &'s [u8])> + Clone,
+        writes: impl Iterator<Item = &'s [u8]>,
+    ) -> DttEntry
+    where
+        K: Key<'s>,
+    {
         let j = self.next;
         self.next = self.next.saturating_add(1);
         let parents = &mut self.parents;
         parents.clear();
         // One lookup per key: its parent, then `j` noted as a reader.
-        for k in s.reads() {
+        for k in reads {
             match self.keys.get_mut(k) {
                 Some(st) => {
                     parents.extend(st.writer);
@@ -168,7 +195,7 @@ impl<K> Builder<K> {
                 }
             }
         }
-        for key in s.writes() {
+        for key in writes {
             // The last writer and the readers since (not `j`, noted just above).
             let writer = match self.keys.get(key) {
                 Some(st) => {

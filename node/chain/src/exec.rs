@@ -521,7 +521,7 @@ impl<'a> BlockRun<'a> {
     /// `out.access` (validation's pipeline hands batches to its DTT checker).
     ///
     /// A native transfer's set is not built here: its [`Reads::Transfer`] is returned, and the
-    /// checker derives the set from the transaction and its status ([`transfer_set_into`]),
+    /// checker derives the set from the transaction and its status ([`TransferKeys`]),
     /// on its own thread; the others' sets are appended to `batch`.
     pub(crate) fn try_tx_batch(
         &mut self,
@@ -597,7 +597,7 @@ pub(crate) enum Reads<'v> {
     /// Recorded through the view (every kind but native transfers).
     Recorded(crate::access::Recorder<'v>),
     /// A native transfer: nothing recorded, its set follows from the transaction and its
-    /// status ([`transfer_set_into`]).
+    /// status ([`TransferKeys`]).
     Transfer,
 }
 
@@ -607,20 +607,16 @@ impl Reads<'_> {
         match self {
             Reads::Recorded(rec) => rec.finish(w),
             Reads::Transfer => {
-                transfer_keys(tx, r.status == ReceiptStatus::Ok, AccessSet::from_keys)
+                TransferKeys::of(tx, r.status == ReceiptStatus::Ok).with(AccessSet::from_keys)
             }
         }
     }
 }
 
-/// Appends to `out` the access set of a valid native transfer `tx` that succeeded (`ok`) or
-/// failed ([`transfer_keys`]).
-pub(crate) fn transfer_set_into(tx: &SignedTx, ok: bool, out: &mut crate::access::AccessBatch) {
-    transfer_keys(tx, ok, |r, w| out.push_keys(r, w))
-}
-
-/// Calls `f` with the keys a valid native transfer `tx` that succeeded (`ok`) or failed
-/// reads and writes, as execution reads and writes them ([`execute_tx_in`], [`contracts::transfer`]):
+/// The keys a valid native transfer reads and writes, as execution reads and writes them
+/// ([`execute_tx_in`], [`contracts::transfer`]), inline: validation keeps one per transfer
+/// (in the pool's result slot, or the pipeline checker's list) instead of an encoded set,
+/// allocated per transaction:
 /// - it reads the sender's account, and the recipient's when a non-zero amount moves to
 ///   another account (the recipient's balance check cannot fail before that read: the
 ///   sender's balance covered amount and fee);
@@ -631,16 +627,40 @@ pub(crate) fn transfer_set_into(tx: &SignedTx, ok: bool, out: &mut crate::access
 /// Every other read is served by the transaction's own writes, and an invalid transfer has
 /// no set (its block is invalid). Tests check every transfer they execute against a
 /// recorder's set ([`execute_recorded`]).
-fn transfer_keys<R>(tx: &SignedTx, ok: bool, f: impl FnOnce(&[&[u8]], &[&[u8]]) -> R) -> R {
-    let sender = tx.tx.sender();
-    let from = crate::state::account_key_array(&sender);
-    match tx.tx.to.filter(|to| tx.tx.amount > 0 && *to != sender) {
-        Some(to) => {
-            let to = crate::state::account_key_array(&to);
-            let writes: &[&[u8]] = if ok { &[&from, &to] } else { &[&from] };
-            f(&[&from, &to], writes)
+pub(crate) struct TransferKeys {
+    from: [u8; crate::state::ACCOUNT_KEY_LEN],
+    /// The recipient's, when a non-zero amount moves to another account.
+    to: Option<[u8; crate::state::ACCOUNT_KEY_LEN]>,
+    /// The transfer succeeded.
+    ok: bool,
+}
+
+impl TransferKeys {
+    /// The keys of transfer `tx`, which succeeded (`ok`) or failed.
+    pub(crate) fn of(tx: &SignedTx, ok: bool) -> Self {
+        let sender = tx.tx.sender();
+        TransferKeys {
+            from: crate::state::account_key_array(&sender),
+            to: tx
+                .tx
+                .to
+                .filter(|to| tx.tx.amount > 0 && *to != sender)
+                .map(|to| crate::state::account_key_array(&to)),
+            ok,
         }
-        None => f(&[&from], &[&from]),
+    }
+
+    /// Calls `f` with the keys read and the keys written (each without duplicates).
+    pub(crate) fn with<'a, R>(&'a self, f: impl FnOnce(&[&'a [u8]], &[&'a [u8]]) -> R) -> R {
+        let from: &[u8] = &self.from;
+        match &self.to {
+            Some(to) => {
+                let to: &[u8] = to;
+                let writes: &[&[u8]] = if self.ok { &[from, to] } else { &[from] };
+                f(&[from, to], writes)
+            }
+            None => f(&[from], &[from]),
+        }
     }
 }
 

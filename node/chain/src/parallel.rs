@@ -49,7 +49,7 @@ use crate::ctx::BlockCtx;
 use crate::error::ChainError;
 use crate::exec::{self, BlockRun, Executed};
 use crate::state::{Overlay, Pairs, StateView, WriteSet};
-use aergo_types::block::Receipt;
+use aergo_types::block::{Receipt, ReceiptStatus};
 use aergo_types::block_ext::{Dtt, DttEntry};
 use aergo_types::SignedTx;
 use parking_lot::Mutex;
@@ -222,7 +222,15 @@ impl StateView for TxView<'_> {
     }
 }
 
-type Outcome = Result<(Receipt, AccessSet), ChainError>;
+/// A finished transaction's access set, as the pool keeps it until the check ends.
+enum Held {
+    /// Recorded.
+    Set(AccessSet),
+    /// A native transfer's keys, inline (no allocation per transfer).
+    Transfer(exec::TransferKeys),
+}
+
+type Outcome = Result<(Receipt, Held), ChainError>;
 
 /// Each transaction's signature verdict: `true` for a signature this process verified
 /// before ([`crate::sigcache`]: at admission, or in another block), the others checked in
@@ -404,7 +412,12 @@ pub fn validate(
                 index: j,
             };
             let outcome = exec::execute_recorded(&view, tx, ctx).map(|(r, w, reads)| {
-                let a = reads.finish(tx, &r, &w);
+                let a = match reads {
+                    exec::Reads::Transfer => {
+                        Held::Transfer(exec::TransferKeys::of(tx, r.status == ReceiptStatus::Ok))
+                    }
+                    exec::Reads::Recorded(rec) => Held::Set(rec.finish(&w)),
+                };
                 *out.lock() = Some(w);
                 (r, a)
             });
@@ -516,7 +529,7 @@ enum Handed {
     /// Its set is the next of the handoff's recorded sets.
     Recorded,
     /// A native transfer, with its status (`true`: it succeeded): the checker derives its
-    /// set ([`exec::transfer_set_into`]).
+    /// keys ([`exec::TransferKeys`]).
     Transfer(bool),
 }
 
@@ -542,7 +555,8 @@ fn pipelined(
     // allocated it, or after both threads ended.
     let handoffs = txs.len().div_ceil(BATCH);
     let kept: Vec<OnceLock<Handoff>> = (0..handoffs).map(|_| OnceLock::new()).collect();
-    let derived: Vec<OnceLock<AccessBatch>> = (0..handoffs).map(|_| OnceLock::new()).collect();
+    let derived: Vec<OnceLock<Vec<exec::TransferKeys>>> =
+        (0..handoffs).map(|_| OnceLock::new()).collect();
     let check = |recv: std::sync::mpsc::Receiver<Handoff>| -> Option<String> {
         let mut b = crate::dtt::Builder::<&[u8]>::for_block(txs.len());
         let mut j = 0usize;
@@ -552,28 +566,28 @@ fn pipelined(
             };
             let h = h.get_or_init(|| handoff);
             let d = d.get_or_init(|| {
-                // A transfer's set is ~90 bytes.
-                let mut d = AccessBatch::with_capacity(h.kinds.len() * 96);
-                for (k, kind) in h.kinds.iter().enumerate() {
-                    if let (Handed::Transfer(ok), Some(tx)) = (kind, txs.get(j + k)) {
-                        exec::transfer_set_into(tx, *ok, &mut d);
-                    }
-                }
-                d
+                let kinds = h.kinds.iter().enumerate();
+                kinds
+                    .filter_map(|(k, kind)| match (kind, txs.get(j + k)) {
+                        (Handed::Transfer(ok), Some(tx)) => Some(exec::TransferKeys::of(tx, *ok)),
+                        _ => None,
+                    })
+                    .collect()
             });
             let (mut recorded, mut transfers) = (h.sets.iter(), d.iter());
             for kind in &h.kinds {
-                let a = match kind {
-                    Handed::Recorded => recorded.next(),
-                    Handed::Transfer(_) => transfers.next(),
+                let want = match kind {
+                    Handed::Recorded => recorded.next().map(|a| b.push_ref(a)),
+                    Handed::Transfer(_) => {
+                        transfers.next().map(|t| t.with(|r, w| b.push_keys(r, w)))
+                    }
                 };
-                let (Some(a), Some(given)) = (a, dtt.entries.get(j)) else {
+                let (Some(want), Some(given)) = (want, dtt.entries.get(j)) else {
                     // `malformed` already matched the counts; never reached.
                     return Some(format!(
                         "the DTT check has no set or entry for transaction {j}"
                     ));
                 };
-                let want = b.push_ref(a);
                 if want != *given {
                     stop.store(true, Ordering::Release);
                     return Some(crate::dtt::entry_mismatch(j, given, &want));
@@ -678,7 +692,10 @@ impl<'s> Retire<'s> {
             let Some(Ok((_, a))) = slot.get() else {
                 break;
             };
-            let want = self.builder.push(a);
+            let want = match a {
+                Held::Set(s) => self.builder.push(s),
+                Held::Transfer(t) => t.with(|r, w| self.builder.push_keys(r, w)),
+            };
             if want != *given {
                 self.mismatch = Some(crate::dtt::entry_mismatch(self.next, given, &want));
                 stop.store(true, Ordering::Release);
@@ -939,7 +956,7 @@ END $$;";
         }
     }
 
-    /// A native transfer's access set is derived, not recorded (`exec::transfer_set_into`):
+    /// A native transfer's access set is derived, not recorded (`exec::TransferKeys`):
     /// every case of a transfer — a payment, a zero amount, one to itself, one to a new
     /// account, one whose recipient's balance would overflow (failed) — gives the set a
     /// recorder gives (`exec::execute_recorded` asserts it under test for every transfer),
@@ -1002,12 +1019,21 @@ END $$;";
             .collect();
         let seq = execute_block(&state, &wide, &c).unwrap();
         let dtt = crate::dtt::canonical(&seq.access);
+        assert!(crate::dtt::width(&dtt) >= MIN_WIDTH, "the pool's case");
         for workers in [2, 8] {
             let par = validate(&state, &WriteSet::new(), &wide, &dtt, &c, workers)
                 .unwrap()
                 .unwrap();
             assert_eq!(par.receipts, seq.receipts, "{workers} workers");
             assert_eq!(par.writes, seq.writes, "{workers} workers");
+        }
+        // The pool's check of the kept transfer keys catches a dropped dependency too (the
+        // second payment to `rich` on the first).
+        let mut forged = dtt.clone();
+        forged.entries[1] = aergo_types::block_ext::DttEntry::Parents(vec![]);
+        for workers in [2, 8] {
+            let verdict = validate(&state, &WriteSet::new(), &wide, &forged, &c, workers);
+            assert!(verdict.unwrap().is_err(), "{workers} workers");
         }
         // A DTT that drops a transfer's dependencies (among them a failed transfer that
         // read its recipient) is caught by the pipeline's checker, which derived the sets.
