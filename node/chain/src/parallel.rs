@@ -337,7 +337,8 @@ pub fn validate(
             None => Ok(ex),
         });
     }
-    if crate::dtt::width(dtt) < MIN_WIDTH {
+    let width = crate::dtt::width(dtt);
+    if width < MIN_WIDTH {
         return pipelined(base, pre, txs, dtt, ctx);
     }
     // Workers claim transactions in block order and wait for the claimed one's parents:
@@ -370,11 +371,7 @@ pub fn validate(
         }
         true
     };
-    let chunk = if crate::dtt::width(dtt) >= WIDE {
-        CHUNK
-    } else {
-        1
-    };
+    let chunk = if width >= WIDE { CHUNK } else { 1 };
     let work = || {
         let (mut j, mut end) = (0, 0);
         // The transactions this worker ran.
@@ -774,22 +771,35 @@ fn gather(writes: &Writes, of: &[usize]) -> Vec<Keyed> {
 
 /// The block's writes: `pre`, then each transaction's write set in block order (a later
 /// write of a key replaces an earlier one), as sequential execution applies them, from the
-/// workers' sorted runs.
+/// workers' sorted runs: merged in one pass (the least head [`by_key`] among the runs, a
+/// handful), each key's last write kept, straight into the map's sorted input. (Appending
+/// the runs and stable-sorting them copied every write several times: ~0.35 ms of a 4,000
+/// transfer block.)
 fn merge(pre: &WriteSet, runs: Vec<Vec<Keyed>>) -> WriteSet {
-    let mut all: Vec<Keyed> = Vec::with_capacity(runs.iter().map(Vec::len).sum());
-    for r in runs {
-        all.extend(r);
-    }
-    // A stable sort finds the sorted runs and merges them (linear for a few runs).
-    all.sort_by(by_key);
-    let mut last: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::with_capacity(all.len());
-    for (_, _, k, v) in all {
+    let total = runs.iter().map(Vec::len).sum();
+    let mut heads: Vec<std::iter::Peekable<std::vec::IntoIter<Keyed>>> =
+        runs.into_iter().map(|r| r.into_iter().peekable()).collect();
+    let mut last: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::with_capacity(total);
+    loop {
+        let mut least: Option<(usize, &Keyed)> = None;
+        for (i, h) in heads.iter_mut().enumerate() {
+            if let Some(k) = h.peek() {
+                if least.is_none_or(|(_, l)| by_key(k, l) == std::cmp::Ordering::Less) {
+                    least = Some((i, k));
+                }
+            }
+        }
+        let Some((_, _, k, v)) = least.map(|(i, _)| i).and_then(|i| heads.get_mut(i)?.next())
+        else {
+            break;
+        };
         match last.last_mut() {
-            // The last write of a key wins.
+            // The last write of a key wins (equal keys come in block order).
             Some(l) if l.0 == k => l.1 = v,
             _ => last.push((k, v)),
         }
     }
+    // Sorted and unique: the map is built in one pass.
     let mut out: WriteSet = last.into_iter().collect();
     for (k, v) in pre {
         out.entry(k.clone()).or_insert_with(|| v.clone());
