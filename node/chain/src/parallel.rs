@@ -512,6 +512,9 @@ pub fn validate(
 /// is checked after the execution ended).
 const BATCH: usize = 256;
 
+/// Transactions per handoff in a block's last [`BATCH`].
+const TAIL: usize = 32;
+
 /// How long [`pipelined`]'s checker spins for the next handoff before it sleeps.
 const SPIN: std::time::Duration = std::time::Duration::from_micros(300);
 
@@ -575,7 +578,8 @@ fn pipelined(
     // The handoffs checked and the sets the checker derived, kept until the check ends: the
     // builder borrows its keys from them (no copy per key). Each is freed by the thread that
     // allocated it, or after both threads ended.
-    let handoffs = txs.len().div_ceil(BATCH);
+    // Fewer than one handoff per [`TAIL`] transactions.
+    let handoffs = txs.len().div_ceil(TAIL) + 1;
     let kept: Vec<OnceLock<Handoff>> = (0..handoffs).map(|_| OnceLock::new()).collect();
     let derived: Vec<OnceLock<Vec<exec::TransferKeys>>> =
         (0..handoffs).map(|_| OnceLock::new()).collect();
@@ -639,7 +643,7 @@ fn pipelined(
             sets: AccessBatch::default(),
         };
         let mut handoff = fresh();
-        for tx in txs {
+        for (i, tx) in txs.iter().enumerate() {
             if stop.load(Ordering::Acquire) {
                 // The checker found a difference: its verdict is the result.
                 return Ok(None);
@@ -653,7 +657,10 @@ fn pipelined(
                     Some(ok) => Handed::Transfer(ok),
                     None => Handed::Recorded,
                 });
-            if handoff.kinds.len() >= BATCH {
+            // Near the end, smaller handoffs: what the checker has left once the execution
+            // ended is what the block waits for.
+            let tail = txs.len() - i <= BATCH;
+            if handoff.kinds.len() >= if tail { TAIL } else { BATCH } {
                 let full = std::mem::replace(&mut handoff, fresh());
                 if send.send(full).is_err() {
                     return Ok(None);
