@@ -357,19 +357,25 @@ pub const DTT_OVERHEAD: usize = 4 + 6 + 37 + 1;
 /// entry per transaction, each parent an earlier transaction, nearest first (a cycle or a
 /// forward reference is refused here, before anything runs along it).
 pub fn malformed(given: &Dtt, n: usize) -> Option<String> {
+    shape(given, n).err()
+}
+
+/// [`width`] of `given`, or why it cannot be the DTT of a block with `n` transactions
+/// ([`malformed`]), in one pass over the entries (validation needs both).
+pub fn shape(given: &Dtt, n: usize) -> Result<f64, String> {
     if given.entries.len() != n {
-        return Some(format!(
+        return Err(format!(
             "the DTT has {} entries for {n} transactions",
             given.entries.len()
         ));
     }
-    if !given.well_formed() {
-        return Some(
+    match walk(given) {
+        (true, width) => Ok(width),
+        (false, _) => Err(
             "the DTT lists a parent that is not an earlier transaction (a cycle or a forward reference)"
                 .into(),
-        );
+        ),
     }
-    None
 }
 
 /// Why `given` is not the canonical DTT `want` of a block with `n` transactions (`None`:
@@ -404,12 +410,20 @@ pub fn entry_mismatch(j: usize, given: &DttEntry, want: &DttEntry) -> String {
 /// The average number of transactions runnable at once along `dtt`: transactions divided
 /// by the length of the longest chain of parents (a barrier is on every chain before it).
 /// 0 for an empty block.
+pub fn width(dtt: &Dtt) -> f64 {
+    walk(dtt).1
+}
+
+/// Whether every entry of `dtt` is well formed, and its [`width`] (parents out of range
+/// count as depth 0).
 // Counts are bounded by a block's transaction count.
 #[allow(clippy::cast_precision_loss)]
-pub fn width(dtt: &Dtt) -> f64 {
+fn walk(dtt: &Dtt) -> (bool, f64) {
     let mut depth: Vec<usize> = Vec::with_capacity(dtt.entries.len());
     let mut deepest = 0usize;
-    for e in &dtt.entries {
+    let mut formed = true;
+    for (j, e) in dtt.entries.iter().enumerate() {
+        formed &= e.well_formed_at(j);
         let d = match e {
             DttEntry::Barrier => deepest + 1,
             DttEntry::Parents(ps) => {
@@ -424,11 +438,12 @@ pub fn width(dtt: &Dtt) -> f64 {
         deepest = deepest.max(d);
         depth.push(d);
     }
-    if deepest == 0 {
+    let width = if deepest == 0 {
         0.0
     } else {
         dtt.entries.len() as f64 / deepest as f64
-    }
+    };
+    (formed, width)
 }
 
 #[cfg(test)]

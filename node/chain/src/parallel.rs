@@ -318,9 +318,10 @@ pub fn validate(
     ctx: &BlockCtx,
     workers: usize,
 ) -> Result<Result<Executed, String>, ChainError> {
-    if let Some(why) = crate::dtt::malformed(dtt, txs.len()) {
-        return Ok(Err(why));
-    }
+    let width = match crate::dtt::shape(dtt, txs.len()) {
+        Ok(w) => w,
+        Err(why) => return Ok(Err(why)),
+    };
     if workers <= 1 || txs.len() <= 1 {
         let base = Overlay {
             base,
@@ -337,7 +338,6 @@ pub fn validate(
             None => Ok(ex),
         });
     }
-    let width = crate::dtt::width(dtt);
     if width < MIN_WIDTH {
         return pipelined(base, pre, txs, dtt, ctx);
     }

@@ -466,14 +466,25 @@ impl Dtt {
     /// Whether every entry lists valid parents for its position (what decoding checks, for
     /// a DTT built in memory).
     pub fn well_formed(&self) -> bool {
-        self.entries.iter().enumerate().all(|(j, e)| match e {
+        self.entries
+            .iter()
+            .enumerate()
+            .all(|(j, e)| e.well_formed_at(j))
+    }
+}
+
+impl DttEntry {
+    /// Whether this entry lists valid parents for transaction `j`: at most
+    /// [`MAX_DTT_PARENTS`], each an earlier transaction, nearest first, no repeat.
+    pub fn well_formed_at(&self, j: usize) -> bool {
+        match self {
             DttEntry::Barrier => true,
             DttEntry::Parents(ps) => {
                 ps.len() <= MAX_DTT_PARENTS
                     && ps.iter().all(|p| (*p as usize) < j)
                     && ps.windows(2).all(|w| w.first() > w.get(1))
             }
-        })
+        }
     }
 }
 
