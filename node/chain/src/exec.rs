@@ -520,9 +520,10 @@ impl<'a> BlockRun<'a> {
     /// [`BlockRun::try_tx`] with the access set appended to `batch` instead of
     /// `out.access` (validation's pipeline hands batches to its DTT checker).
     ///
-    /// A native transfer's set is not built here: its [`Reads::Transfer`] is returned, and the
-    /// checker derives the set from the transaction and its status ([`TransferKeys`]),
-    /// on its own thread; the others' sets are appended to `batch`.
+    /// A native transfer's set is not built here: its status is returned (`Some(true)`: it
+    /// succeeded), and the checker derives the set from the transaction and that status
+    /// ([`TransferKeys`]) on its own thread. Every other transaction's set is appended to
+    /// `batch` (`None`).
     pub(crate) fn try_tx_batch(
         &mut self,
         tx: &SignedTx,

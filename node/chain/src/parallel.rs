@@ -577,8 +577,8 @@ fn pipelined(
     let (send, recv) = std::sync::mpsc::sync_channel::<Handoff>(8);
     // The handoffs checked and the sets the checker derived, kept until the check ends: the
     // builder borrows its keys from them (no copy per key). Each is freed by the thread that
-    // allocated it, or after both threads ended.
-    // Fewer than one handoff per [`TAIL`] transactions.
+    // allocated it, or after both threads ended. Every handoff but the last carries at least
+    // `TAIL` transactions.
     let handoffs = txs.len().div_ceil(TAIL) + 1;
     let kept: Vec<OnceLock<Handoff>> = (0..handoffs).map(|_| OnceLock::new()).collect();
     let derived: Vec<OnceLock<Vec<exec::TransferKeys>>> =
@@ -588,7 +588,7 @@ fn pipelined(
         let mut j = 0usize;
         for (i, handoff) in std::iter::from_fn(|| recv_spinning(&recv)).enumerate() {
             let (Some(h), Some(d)) = (kept.get(i), derived.get(i)) else {
-                return Some(format!("the DTT check got more than {handoffs} batches"));
+                return Some(format!("the DTT check got more than {handoffs} handoffs"));
             };
             let h = h.get_or_init(|| handoff);
             let d = d.get_or_init(|| {
