@@ -10,7 +10,10 @@
 //!
 //! Gas and fees are not state: gas is counted per receipt and the fees are summed per block
 //! and credited to the producer once, after every transaction, so neither ever shows in an
-//! access set. The sets feed the canonical DTT ([`crate::dtt`]).
+//! access set. The sets feed the canonical DTT ([`crate::dtt`]). A native transfer is not
+//! recorded: its set follows from the transaction and its status
+//! (`crate::exec::TransferKeys`, [`AccessSet::from_keys`]), and tests check it against a
+//! recorder's.
 
 use crate::error::ChainError;
 use crate::state::{Pairs, StateView, WriteSet};

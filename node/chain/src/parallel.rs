@@ -9,8 +9,10 @@
 //! first: for each key the highest-index parent that wrote it wins; a barrier sees every
 //! earlier transaction's). Nothing is shared but finished write sets (read by children
 //! only) and the in-order check, so a transaction with no parents reads the base directly.
-//! Each execution records its access set, and the canonical DTT recomputed from them must
-//! equal the block's ([`crate::dtt`]; [`validate`]). A DTT narrower than 1.5 transactions
+//! Each execution records its access set (a native transfer's is derived from the
+//! transaction and its status, `exec::TransferKeys`, and kept as keys, never encoded),
+//! and the canonical DTT recomputed from them must equal the block's ([`crate::dtt`];
+//! [`validate`]). A DTT narrower than 1.5 transactions
 //! per level (nearly one chain) runs in a two-stage pipeline instead: the caller's thread
 //! executes in block order and a second thread computes and compares the canonical DTT as
 //! the access sets come (workers would only hand each other the next transaction).
