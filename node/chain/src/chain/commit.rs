@@ -638,10 +638,9 @@ impl Chain {
                     height: header.height,
                     reason,
                 };
-                if let Some(why) = crate::dtt::malformed(dtt, txs.len()) {
-                    return Err(bad(why));
-                }
-                // Valid only if equal to the canonical DTT of what the transactions did.
+                // Valid only if well formed (`parallel::validate` checks that first, before
+                // anything runs along it) and equal to the canonical DTT of what the
+                // transactions did.
                 let workers = crate::parallel::workers();
                 match crate::parallel::validate(&view, &pre, txs, dtt, &ctx, workers)? {
                     Ok(executed) => (None, executed, Vec::new()),
