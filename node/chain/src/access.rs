@@ -171,28 +171,24 @@ impl<'a> AccessRef<'a> {
 
 impl AccessSet {
     /// A set of these reads and writes (sorted and deduplicated here) and ranges (as given).
-    pub fn new(
-        mut reads: Vec<Vec<u8>>,
-        ranges: Vec<(Vec<u8>, Vec<u8>)>,
-        mut writes: Vec<Vec<u8>>,
-    ) -> Self {
-        reads.sort_unstable();
-        reads.dedup();
-        writes.sort_unstable();
-        writes.dedup();
+    pub fn new(reads: Vec<Vec<u8>>, ranges: Vec<(Vec<u8>, Vec<u8>)>, writes: Vec<Vec<u8>>) -> Self {
         let r: Vec<&[u8]> = reads.iter().map(Vec::as_slice).collect();
         let g: Vec<(&[u8], &[u8])> = ranges
             .iter()
             .map(|(a, b)| (a.as_slice(), b.as_slice()))
             .collect();
-        let mut bytes = Vec::new();
-        put_set(&mut bytes, &r, &g, writes.iter().map(Vec::as_slice));
-        AccessSet::of(bytes)
+        let w: Vec<&[u8]> = writes.iter().map(Vec::as_slice).collect();
+        AccessSet::from_parts(&r, &g, &w)
     }
 
     /// The set of these point reads and writes and no range (sorted and deduplicated here):
     /// a set known without recording (a native transfer's, `crate::exec::TransferKeys`).
     pub fn from_keys(reads: &[&[u8]], writes: &[&[u8]]) -> Self {
+        AccessSet::from_parts(reads, &[], writes)
+    }
+
+    /// The set of these reads and writes (sorted and deduplicated here) and ranges (as given).
+    fn from_parts(reads: &[&[u8]], ranges: &[(&[u8], &[u8])], writes: &[&[u8]]) -> Self {
         let mut r: smallvec::SmallVec<[&[u8]; 4]> = reads.iter().copied().collect();
         r.sort_unstable();
         r.dedup();
@@ -200,7 +196,7 @@ impl AccessSet {
         w.sort_unstable();
         w.dedup();
         let mut bytes = Vec::new();
-        put_set(&mut bytes, &r, &[], w.iter().copied());
+        put_set(&mut bytes, &r, ranges, w.iter().copied());
         AccessSet::of(bytes)
     }
 
