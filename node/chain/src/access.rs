@@ -264,20 +264,12 @@ impl std::fmt::Debug for AccessSet {
 #[derive(Default)]
 pub struct AccessBatch {
     bytes: Vec<u8>,
-    len: usize,
 }
 
 impl AccessBatch {
-    /// An empty batch with room for `bytes` bytes of sets (a batch that grows by doubling
-    /// copies itself several times on the executing thread).
-    pub fn with_capacity(bytes: usize) -> Self {
-        AccessBatch {
-            bytes: Vec::with_capacity(bytes),
-            len: 0,
-        }
-    }
-
-    /// Appends a set.
+    /// Appends a set (tests build batches this way; validation appends with
+    /// [`Recorder::finish_batch`]).
+    #[cfg(test)]
     pub fn push(&mut self, s: &AccessSet) {
         if s.bytes.is_empty() {
             // The empty set still takes its place: a header of zero counts.
@@ -285,17 +277,6 @@ impl AccessBatch {
         } else {
             self.bytes.extend_from_slice(&s.bytes);
         }
-        self.len += 1;
-    }
-
-    /// Sets in the batch.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// Whether the batch holds no set.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
     }
 
     /// The sets, in order.
@@ -359,7 +340,6 @@ impl<'a> Recorder<'a> {
     /// [`Recorder::finish`] appended to a batch.
     pub fn finish_batch(self, writes: &WriteSet, batch: &mut AccessBatch) {
         self.finish_into(writes, &mut batch.bytes);
-        batch.len += 1;
     }
 
     fn finish_into(self, writes: &WriteSet, out: &mut Vec<u8>) {
